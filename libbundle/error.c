@@ -31,7 +31,16 @@ void bn_error_prefix(struct bn_error *err, const char *fmt, ...)
 	vsnprintf(pre, sizeof pre, fmt, ap);
 	va_end(ap);
 	memcpy(old, err->msg, sizeof old);
-	snprintf(err->msg, sizeof err->msg, "%s: %s", pre, old);
+	/* Truncation is acceptable: the message stays one bounded line. */
+	size_t pl = strnlen(pre, sizeof pre - 1);
+	if (pl > sizeof err->msg - 3)
+		pl = sizeof err->msg - 3;
+	memcpy(err->msg, pre, pl);
+	memcpy(err->msg + pl, ": ", 2);
+	size_t room = sizeof err->msg - pl - 3;
+	size_t ol = strnlen(old, room);
+	memcpy(err->msg + pl + 2, old, ol);
+	err->msg[pl + 2 + ol] = '\0';
 }
 
 int bn_exit_code(int r)

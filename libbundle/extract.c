@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Safe, atomic extraction.  Everything is written below a fresh temporary
+ * directory (mode 0700, created by us) through paths that bn_manifest_parse()
+ * has already proven relative and normalised; files are created with
+ * O_CREAT|O_EXCL|O_NOFOLLOW, and symlinks are created last, so no write can
+ * follow a link.  The directory is renamed into place only when every byte has
+ * matched the signed hashes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "bundle/bundle.h"
+#include "bundle/fsutil.h"
+#include "reader_internal.h"
+
+#define HOLE_BLOCK 65536
+
+struct xstate {
+	struct bn_bundle *b;
+	const char *tmp;
+	int rootfd;            /* artifact root inside tmp */
+	size_t art;
+	size_t entry;          /* current file entry index */
+	int fd;                /* open output file or -1 */
+	uint64_t pos;          /* bytes written to the current file */
+	struct bn_sha256 *fsha;
+	uint8_t *ubuf;
+	ZSTD_DCtx *dctx;
+};
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	/* Compare against the first byte shifted: a cheap, vectorisable test. */
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Writes data at pos, leaving holes where whole blocks are zero. */
+static int write_sparse(int fd, const uint8_t *p, size_t n, uint64_t pos)
+{
+	while (n > 0) {
+		size_t l = n < HOLE_BLOCK ? n : HOLE_BLOCK;
+		if (!(l == HOLE_BLOCK && all_zero(p, l))) {
+			int r = bn_pwrite_all(fd, p, l, pos);
+			if (r < 0)
+				return r;
+		}
+		p += l;
+		pos += l;
+		n -= l;
+	}
+	return 0;
+}
+
+static int close_file(struct xstate *x, struct bn_error *err)
+{
+	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
+	const struct bn_entry *e = &a->entries[x->entry];
+	uint8_t h[BN_SHA256_LEN];
+	bn_sha256_final(x->fsha, h);
+	int r = 0;
+	if (ftruncate(x->fd, (off_t)e->size) < 0 || fchmod(x->fd, e->mode) < 0 || fsync(x->fd) < 0)
+		r = -errno;
+	if (close(x->fd) < 0 && r == 0)
+		r = -errno;
+	x->fd = -1;
+	if (r < 0)
+		return bn_fail(err, r, "%s/%s/%s: %s", x->tmp, a->name, e->path, strerror(-r));
+	if (memcmp(h, e->sha256, BN_SHA256_LEN) != 0)
+		return bn_fail(err, -EBADMSG, "%s: artifact '%s', file '%s': sha256 does not match the signed manifest",
+		               x->b->dir, a->name, e->path);
+	return 0;
+}
+
+/* Opens the next file entry (creating any empty files on the way). */
+static int open_next_file(struct xstate *x, struct bn_error *err)
+{
+	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
+	for (; x->entry < a->n_entries; x->entry++) {
+		const struct bn_entry *e = &a->entries[x->entry];
+		if (e->type != BN_ENTRY_FILE)
+			continue;
+		x->fd = openat(x->rootfd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (x->fd < 0)
+			return bn_fail(err, -errno, "%s/%s/%s: cannot create: %s", x->tmp, a->name, e->path, strerror(errno));
+		x->pos = 0;
+		bn_sha256_reset(x->fsha);
+		if (e->size > 0)
+			return 0;
+		int r = close_file(x, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Distributes one decoded chunk over the artifact's files, in order. */
+static int consume(struct xstate *x, const uint8_t *p, size_t n, struct bn_error *err)
+{
+	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
+	while (n > 0) {
+		if (x->fd < 0) {
+			int r = open_next_file(x, err);
+			if (r < 0)
+				return r;
+			if (x->fd < 0)
+				return bn_fail(err, -EBADMSG, "%s: artifact '%s' has more data than files", x->b->dir, a->name);
+		}
+		const struct bn_entry *e = &a->entries[x->entry];
+		uint64_t left = e->size - x->pos;
+		size_t l = n < left ? n : (size_t)left;
+		bn_sha256_update(x->fsha, p, l);
+		int r = write_sparse(x->fd, p, l, x->pos);
+		if (r < 0)
+			return bn_fail(err, r, "%s/%s/%s: write failed: %s", x->tmp, a->name, e->path, strerror(-r));
+		x->pos += l;
+		p += l;
+		n -= l;
+		if (x->pos == e->size) {
+			r = close_file(x, err);
+			if (r < 0)
+				return r;
+			x->entry++;
+		}
+	}
+	return 0;
+}
+
+static int make_dirs(struct xstate *x, struct bn_error *err)
+{
+	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
+	for (size_t i = 0; i < a->n_entries; i++) {
+		const struct bn_entry *e = &a->entries[i];
+		if (e->type == BN_ENTRY_DIR && mkdirat(x->rootfd, e->path, 0700) < 0)
+			return bn_fail(err, -errno, "%s/%s/%s: cannot create directory: %s", x->tmp, a->name, e->path,
+			               strerror(errno));
+	}
+	return 0;
+}
+
+static int finish_tree(struct xstate *x, struct bn_error *err)
+{
+	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
+	for (size_t i = 0; i < a->n_entries; i++) {
+		const struct bn_entry *e = &a->entries[i];
+		if (e->type == BN_ENTRY_SYMLINK && symlinkat(e->target, x->rootfd, e->path) < 0)
+			return bn_fail(err, -errno, "%s/%s/%s: cannot create symlink: %s", x->tmp, a->name, e->path,
+			               strerror(errno));
+	}
+	/* Directories last and deepest first, so read-only modes do not block. */
+	for (size_t i = a->n_entries; i-- > 0;) {
+		const struct bn_entry *e = &a->entries[i];
+		if (e->type != BN_ENTRY_DIR)
+			continue;
+		int dfd = openat(x->rootfd, e->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) < 0 || fchmod(dfd, e->mode) < 0) {
+			int r = -errno;
+			if (dfd >= 0)
+				close(dfd);
+			return bn_fail(err, r, "%s/%s/%s: %s", x->tmp, a->name, e->path, strerror(-r));
+		}
+		close(dfd);
+	}
+	if (fchmod(x->rootfd, 0755) < 0 || fsync(x->rootfd) < 0)
+		return bn_fail(err, -errno, "%s/%s: %s", x->tmp, a->name, strerror(errno));
+	return 0;
+}
+
+static int check_space(struct bn_bundle *b, const char *parent, struct bn_error *err)
+{
+	struct statvfs sv;
+	if (statvfs(parent, &sv) < 0)
+		return bn_fail(err, -errno, "%s: %s", parent, strerror(errno));
+	uint64_t need = 0, inodes = 0;
+	for (size_t i = 0; i < b->m->n_artifacts; i++) {
+		const struct bn_artifact *a = &b->m->artifacts[i];
+		/* Round each file up to a block: what the file system will charge. */
+		for (size_t j = 0; j < a->n_entries; j++)
+			need += (a->entries[j].size + 4095) / 4096 * 4096 + (a->entries[j].type == BN_ENTRY_FILE ? 0 : 4096);
+		inodes += a->n_entries + 1;
+	}
+	uint64_t have = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (need > have)
+		return bn_fail(err, -ENOSPC, "%s: not enough free space: need %" PRIu64 " MiB, %" PRIu64 " MiB free", parent,
+		               (need + (1 << 20) - 1) >> 20, have >> 20);
+	if (sv.f_files && inodes > sv.f_favail)
+		return bn_fail(err, -ENOSPC, "%s: not enough free inodes: need %" PRIu64 ", %llu free", parent, inodes,
+		               (unsigned long long)sv.f_favail);
+	return 0;
+}
+
+int bn_bundle_extract(struct bn_bundle *b, const char *target, const struct bn_extract_opts *o, struct bn_error *err)
+{
+	static const struct bn_extract_opts none = {0};
+	if (!o)
+		o = &none;
+	struct stat st;
+	if (lstat(target, &st) == 0)
+		return bn_fail(err, -EEXIST, "%s: already exists; extract needs a new path", target);
+	char *parent = bn_dirname(target), *tmp = NULL;
+	struct xstate x = {.b = b, .rootfd = -1, .fd = -1};
+	struct bn_chunk_reader cr = {.fd = -1};
+	bool cr_init = false;
+	int r = 0;
+	if (!parent)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	r = bn_check_files(b, err);
+	if (r < 0)
+		goto out;
+	r = check_space(b, parent, err);
+	if (r < 0)
+		goto out;
+	r = bn_mktemp_sibling(target, &tmp, err);
+	if (r < 0)
+		goto out;
+	x.tmp = tmp;
+	x.fsha = bn_sha256_new();
+	x.ubuf = malloc(b->m->chunk_size);
+	x.dctx = ZSTD_createDCtx();
+	if (!x.fsha || !x.ubuf || !x.dctx) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	/* Bound the decoder's window: a chunk never needs more than its own size. */
+	ZSTD_DCtx_setParameter(x.dctx, ZSTD_d_windowLogMax, 27);
+	r = bn_chunk_reader_init(&cr, b, err);
+	cr_init = true;
+	if (r < 0)
+		goto out;
+	uint64_t total = 0, done = 0;
+	for (size_t i = 0; i < b->m->n_chunks; i++)
+		total += b->m->chunks[i].usize;
+	int tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (tfd < 0) {
+		r = bn_fail(err, -errno, "%s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	for (x.art = 0; x.art < b->m->n_artifacts; x.art++) {
+		const struct bn_artifact *a = &b->m->artifacts[x.art];
+		if (mkdirat(tfd, a->name, 0700) < 0) {
+			r = bn_fail(err, -errno, "%s/%s: %s", tmp, a->name, strerror(errno));
+			break;
+		}
+		x.rootfd = openat(tfd, a->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (x.rootfd < 0) {
+			r = bn_fail(err, -errno, "%s/%s: %s", tmp, a->name, strerror(errno));
+			break;
+		}
+		x.entry = 0;
+		r = make_dirs(&x, err);
+		for (size_t ci = a->chunk_first; r == 0 && ci < a->chunk_first + a->n_chunks; ci++) {
+			if (o->cancel && *o->cancel) {
+				r = bn_fail(err, -EINTR, "interrupted");
+				break;
+			}
+			const struct bn_chunk *c = &b->m->chunks[ci];
+			r = bn_chunk_read(&cr, ci, err);
+			if (r < 0)
+				break;
+			/* Only hash-verified bytes reach the decoder. */
+			size_t n = ZSTD_decompressDCtx(x.dctx, x.ubuf, c->usize, cr.buf, c->csize);
+			uint8_t h[BN_SHA256_LEN];
+			char what[BN_ERROR_MAX];
+			if (ZSTD_isError(n) || n != c->usize) {
+				bn_describe_chunk(b, ci, what, sizeof what);
+				r = bn_fail(err, -EBADMSG, "%s/%s: does not decode to its declared %u bytes", b->dir, what, c->usize);
+				break;
+			}
+			bn_sha256(x.ubuf, n, h);
+			if (memcmp(h, c->sha256, BN_SHA256_LEN) != 0) {
+				bn_describe_chunk(b, ci, what, sizeof what);
+				r = bn_fail(err, -EBADMSG, "%s/%s: decoded sha256 does not match the signed manifest", b->dir, what);
+				break;
+			}
+			r = consume(&x, x.ubuf, n, err);
+			done += n;
+			if (r == 0 && o->progress)
+				o->progress(o->userdata, done, total);
+		}
+		if (r == 0 && x.fd < 0)
+			r = open_next_file(&x, err); /* trailing empty files */
+		if (r == 0 && x.fd >= 0)
+			r = bn_fail(err, -EBADMSG, "%s: artifact '%s' ended before file '%s' was complete", b->dir, a->name,
+			            a->entries[x.entry].path);
+		if (r == 0)
+			r = finish_tree(&x, err);
+		if (x.fd >= 0) {
+			close(x.fd);
+			x.fd = -1;
+		}
+		close(x.rootfd);
+		x.rootfd = -1;
+		if (r < 0)
+			break;
+	}
+	if (r == 0 && (fchmod(tfd, 0755) < 0 || fsync(tfd) < 0))
+		r = bn_fail(err, -errno, "%s: %s", tmp, strerror(errno));
+	close(tfd);
+	if (r == 0 && o->cancel && *o->cancel)
+		r = bn_fail(err, -EINTR, "interrupted");
+	/* NOREPLACE: a directory that appeared meanwhile is never replaced. */
+	if (r == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, target, RENAME_NOREPLACE) < 0)
+		r = bn_fail(err, -errno, "%s: cannot move into place: %s", target, strerror(errno));
+	if (r == 0)
+		bn_fsync_dir(parent);
+out:
+	if (cr_init)
+		bn_chunk_reader_release(&cr);
+	if (x.fd >= 0)
+		close(x.fd);
+	if (r < 0 && tmp)
+		bn_rm_rf(tmp);
+	bn_sha256_free(x.fsha);
+	free(x.ubuf);
+	ZSTD_freeDCtx(x.dctx);
+	free(tmp);
+	free(parent);
+	return r;
+}

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/*
+ * A bundle directory: manifest.json, signatures/KEYID.minisig, vol-NNNNN.agv,
+ * SHA256SUMS (docs/FORMAT.md).
+ *
+ * Reading order is the security property: bn_bundle_open() reads nothing but
+ * the raw bytes of manifest.json (size-capped) and bounded signature files
+ * until a threshold of trusted keys has signed those exact bytes; only then is
+ * the JSON parsed.  Volume bytes are hashed and compared with the signed
+ * manifest before they reach the decompressor.
+ */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bundle/error.h"
+#include "bundle/manifest.h"
+#include "bundle/minisign.h"
+
+#define BN_MAX_SIGNATURES 64
+
+struct bn_trust {
+	const struct bn_pubkey *keys;
+	size_t n_keys;
+	unsigned threshold; /* distinct trusted keys that must have signed; 0 means 1 */
+};
+
+struct bn_bundle {
+	char *dir;
+	char *manifest_buf;             /* the signed bytes */
+	size_t manifest_len;
+	uint8_t manifest_sha256[BN_SHA256_LEN];
+	struct bn_manifest *m;
+	size_t n_signers;               /* distinct trusted keys with a valid signature */
+	uint8_t signers[BN_MAX_SIGNATURES][BN_KEYID_LEN];
+	uint64_t signed_at;             /* timestamp from the first valid trusted comment (0 if none) */
+};
+
+/* Progress callback: called after each chunk with bytes done / total. */
+typedef void (*bn_progress_fn)(void *userdata, uint64_t done, uint64_t total);
+
+int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bundle **ret, struct bn_error *err) BN_WUR;
+void bn_bundle_free(struct bn_bundle *b); /* accepts NULL */
+
+/* Checks the directory holds exactly the expected files with the signed sizes,
+ * then hashes every volume and chunk against the signed manifest.  The error
+ * names the volume, chunk, artifact and file affected. */
+int bn_bundle_verify(struct bn_bundle *b, bn_progress_fn progress, void *userdata, struct bn_error *err) BN_WUR;
+
+struct bn_extract_opts {
+	volatile sig_atomic_t *cancel; /* optional: non-zero aborts (cleanly) */
+	bn_progress_fn progress;
+	void *userdata;
+};
+
+/* Verifies and unpacks every artifact to target/NAME/ atomically: into a
+ * temporary sibling, fsync, rename.  On any failure target does not exist and
+ * the temporary directory is removed.  target must not exist. */
+int bn_bundle_extract(struct bn_bundle *b, const char *target, const struct bn_extract_opts *o,
+                      struct bn_error *err) BN_WUR;
+
+/* Writes manifest.json, signs it with sk, writes SHA256SUMS, all in dir. */
+int bn_bundle_write_signed(const char *dir, const char *manifest, size_t len, const struct bn_manifest *m,
+                           const struct bn_seckey *sk, struct bn_error *err) BN_WUR;
+
+/* Adds (or replaces) signatures/KEYID.minisig for sk on an existing bundle
+ * and rewrites SHA256SUMS.  The manifest must parse; its name, channel and
+ * version go into the trusted comment. */
+int bn_bundle_add_signature(const char *dir, const struct bn_seckey *sk, struct bn_error *err) BN_WUR;
+
+/* Rewrites dir/SHA256SUMS for every other regular file in dir (sorted). */
+int bn_sha256sums_write(const char *dir, struct bn_error *err) BN_WUR;

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* Small file-system helpers shared by libbundle and the tools. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bundle/error.h"
+
+/* Reads a whole regular file of at most max bytes; *ret_buf is NUL-terminated. */
+int bn_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len, struct bn_error *err) BN_WUR;
+/* Writes all of buf; retries on EINTR and short writes. */
+int bn_write_all(int fd, const void *buf, size_t len) BN_WUR;
+/* pwrite of all of buf at off. */
+int bn_pwrite_all(int fd, const void *buf, size_t len, uint64_t off) BN_WUR;
+/* Reads exactly len bytes at off; -EIO on short read. */
+int bn_pread_all(int fd, void *buf, size_t len, uint64_t off) BN_WUR;
+/* Creates path with content, mode, via a temp file + fsync + rename + fsync(dir). */
+int bn_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode, struct bn_error *err) BN_WUR;
+int bn_fsync_dir(const char *dir);
+int bn_fsync_parent(const char *path);
+/* mkdir -p */
+int bn_mkdir_p(const char *path, mode_t mode);
+/* rm -rf without following symlinks; missing path is not an error. */
+int bn_rm_rf(const char *path);
+/* Directory part of path in a new string ("." when none). */
+char *bn_dirname(const char *path);
+/* Joins a and b with one '/', new string. */
+char *bn_path_join(const char *a, const char *b);
+/* Creates a unique empty directory "<path>.agtmp-XXXXXX" beside path. */
+int bn_mktemp_sibling(const char *path, char **ret_tmp, struct bn_error *err) BN_WUR;
+/* Parses sizes like 700M, 4G, 25G, 4096, 1.5G (binary multiples K/M/G/T). */
+int bn_parse_size(const char *s, uint64_t *ret);

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/*
+ * Bundle writer: turns local artifacts (a file or a directory tree) into
+ * chunked, zstd-coded volumes and the manifest that describes them.  It
+ * streams: memory stays at a few chunk buffers whatever the input size.
+ * Signing, SHA256SUMS and the atomic placement of the bundle directory are
+ * the caller's (see bundle/bundle.h: bn_bundle_build()).
+ */
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "bundle/error.h"
+#include "bundle/manifest.h"
+
+typedef void (*bn_warn_fn)(void *userdata, const char *msg);
+
+struct bn_writer_opts {
+	const char *dir;        /* existing directory that receives vol-NNNNN.agv */
+	uint64_t volume_size;   /* 0: BN_DEFAULT_VOLUME_SIZE */
+	uint32_t chunk_size;    /* 0: BN_DEFAULT_CHUNK_SIZE */
+	int level;              /* zstd level; 0: 3 */
+	bn_warn_fn warn;        /* optional: non-fatal notes (skipped symlinks) */
+	void *warn_userdata;
+};
+
+struct bn_writer;
+
+int bn_writer_new(const struct bn_writer_opts *o, struct bn_writer **ret, struct bn_error *err) BN_WUR;
+void bn_writer_free(struct bn_writer *w); /* accepts NULL */
+
+/*
+ * Adds an artifact from src (a regular file: the artifact holds it under its
+ * base name; or a directory: its tree).  Symlinks that leave the tree are
+ * skipped with a warning; device nodes, fifos, sockets and setuid/setgid/
+ * sticky bits are refused.  pin (optional) is the expected sha256 of a single
+ * file.  source (optional, borrowed) is recorded as provenance.
+ */
+int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const char *layout, const char *src,
+                  const uint8_t *pin, json_t *source, struct bn_error *err) BN_WUR;
+
+/* Closes the last volume and returns the manifest (owned by the writer). */
+int bn_writer_finish(struct bn_writer *w, const char *name, const char *channel, uint64_t version,
+                     const char *created, const struct bn_manifest **ret, struct bn_error *err) BN_WUR;

@@ -1,0 +1,564 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "bundle/bundle.h"
+#include "bundle/fsutil.h"
+#include "reader_internal.h"
+
+void bn_bundle_free(struct bn_bundle *b)
+{
+	if (!b)
+		return;
+	free(b->dir);
+	free(b->manifest_buf);
+	bn_manifest_free(b->m);
+	free(b);
+}
+
+/* Value of "key:" in a tab-separated trusted comment, copied into out. */
+static bool tc_field(const char *tc, const char *key, char *out, size_t outlen)
+{
+	size_t kl = strlen(key);
+	const char *p = tc;
+	while (p && *p) {
+		if (!strncmp(p, key, kl) && p[kl] == ':') {
+			const char *v = p + kl + 1, *e = strchr(v, '\t');
+			size_t l = e ? (size_t)(e - v) : strlen(v);
+			if (l >= outlen)
+				return false;
+			memcpy(out, v, l);
+			out[l] = '\0';
+			return true;
+		}
+		p = strchr(p, '\t');
+		if (p)
+			p++;
+	}
+	return false;
+}
+
+static int check_trusted_comment(const struct bn_bundle *b, const char *file, const char *tc, struct bn_error *err)
+{
+	char name[256], channel[256], version[32], sha[80], want_ver[32], want_sha[BN_SHA256_HEX];
+	if (!tc_field(tc, "bundle", name, sizeof name) || !tc_field(tc, "channel", channel, sizeof channel) ||
+	    !tc_field(tc, "version", version, sizeof version) || !tc_field(tc, "sha256", sha, sizeof sha))
+		return bn_fail(err, -EBADMSG, "%s: trusted comment lacks bundle, channel, version or sha256", file);
+	snprintf(want_ver, sizeof want_ver, "%" PRIu64, b->m->version);
+	bn_hex(b->manifest_sha256, BN_SHA256_LEN, want_sha);
+	if (strcmp(name, b->m->name) || strcmp(channel, b->m->channel) || strcmp(version, want_ver) ||
+	    strcmp(sha, want_sha))
+		return bn_fail(err, -EBADMSG, "%s: trusted comment (bundle %s, channel %s, version %s) does not match "
+		               "manifest.json (bundle %s, channel %s, version %s)", file, name, channel, version,
+		               b->m->name, b->m->channel, want_ver);
+	return 0;
+}
+
+int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bundle **ret, struct bn_error *err)
+{
+	struct bn_bundle *b = calloc(1, sizeof *b);
+	char *mpath = NULL, *sdir = NULL;
+	DIR *d = NULL;
+	int r = 0;
+	char (*tcs)[BN_TRUSTED_COMMENT_MAX] = NULL;
+	char (*tcfiles)[300] = NULL;
+	size_t n_tcs = 0;
+	if (!b || !(b->dir = strdup(dir)) || !(mpath = bn_path_join(dir, "manifest.json")) ||
+	    !(sdir = bn_path_join(dir, "signatures"))) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	struct stat st;
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		r = bn_fail(err, errno ? -errno : -ENOTDIR, "%s: not a bundle directory", dir);
+		goto out;
+	}
+	r = bn_read_file(mpath, BN_MANIFEST_MAX, &b->manifest_buf, &b->manifest_len, err);
+	if (r < 0) {
+		if (r == -ENOENT)
+			r = bn_fail(err, -EBADMSG, "%s: missing", mpath);
+		else if (r == -EFBIG)
+			r = bn_fail(err, -EFBIG, "%s: larger than %u bytes", mpath, BN_MANIFEST_MAX);
+		goto out;
+	}
+	bn_sha256(b->manifest_buf, b->manifest_len, b->manifest_sha256);
+
+	/* Signatures: bounded count and size, parsed before anything else. */
+	d = opendir(sdir);
+	if (!d) {
+		r = bn_fail(err, errno == ENOENT ? -EKEYREJECTED : -errno, "%s: no signatures directory", sdir);
+		goto out;
+	}
+	tcs = calloc(BN_MAX_SIGNATURES, sizeof *tcs);
+	tcfiles = calloc(BN_MAX_SIGNATURES, sizeof *tcfiles);
+	if (!tcs || !tcfiles) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	unsigned threshold = trust->threshold ? trust->threshold : 1;
+	size_t seen = 0;
+	char bad[BN_ERROR_MAX] = "", untrusted[256] = "";
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (++seen > BN_MAX_SIGNATURES) {
+			r = bn_fail(err, -EBADMSG, "%s: more than %d files", sdir, BN_MAX_SIGNATURES);
+			goto out;
+		}
+		size_t nl = strlen(de->d_name);
+		if (nl < 9 || nl > 200 || strcmp(de->d_name + nl - 8, ".minisig") != 0) {
+			r = bn_fail(err, -EBADMSG, "%s/%s: unexpected file in signatures/", sdir, de->d_name);
+			goto out;
+		}
+		char spath[512];
+		snprintf(spath, sizeof spath, "%s/%s", sdir, de->d_name);
+		char *text = NULL;
+		size_t tl = 0;
+		struct bn_error e2 = {0};
+		struct bn_minisig sig;
+		int q = bn_read_file(spath, BN_SIGFILE_MAX, &text, &tl, &e2);
+		if (q == 0)
+			q = bn_minisig_parse(text, tl, &sig, &e2);
+		free(text);
+		if (q < 0) {
+			r = bn_fail(err, q == -EFBIG ? -EBADMSG : q, "signatures/%s: %s", de->d_name, e2.msg);
+			goto out;
+		}
+		bool matched = false;
+		for (size_t k = 0; k < trust->n_keys; k++) {
+			q = bn_minisig_verify(&sig, &trust->keys[k], b->manifest_buf, b->manifest_len);
+			if (q == -ENOKEY)
+				continue;
+			matched = true;
+			if (q < 0) {
+				char id[BN_KEYID_HEX];
+				bn_keyid_hex(sig.keyid, id);
+				snprintf(bad, sizeof bad,
+				         "signatures/%s: signature by trusted key %s does not verify (manifest.json or its trusted comment was altered)",
+				         de->d_name, id);
+				break;
+			}
+			bool dup = false;
+			for (size_t j = 0; j < b->n_signers; j++)
+				dup |= !memcmp(b->signers[j], sig.keyid, BN_KEYID_LEN);
+			if (!dup) {
+				memcpy(b->signers[b->n_signers], sig.keyid, BN_KEYID_LEN);
+				b->n_signers++;
+				memcpy(tcs[n_tcs], sig.trusted_comment, sizeof sig.trusted_comment);
+				snprintf(tcfiles[n_tcs], sizeof tcfiles[n_tcs], "signatures/%s", de->d_name);
+				n_tcs++;
+			}
+			break;
+		}
+		if (!matched && strlen(untrusted) < sizeof untrusted - 20) {
+			char id[BN_KEYID_HEX];
+			bn_keyid_hex(sig.keyid, id);
+			strncat(untrusted, untrusted[0] ? ", " : "", sizeof untrusted - strlen(untrusted) - 1);
+			strncat(untrusted, id, sizeof untrusted - strlen(untrusted) - 1);
+		}
+	}
+	if (bad[0]) {
+		r = bn_fail(err, -EBADMSG, "%s: %s", dir, bad);
+		goto out;
+	}
+	if (b->n_signers < threshold) {
+		if (b->n_signers == 0)
+			r = bn_fail(err, -EKEYREJECTED, "%s: no valid signature by a trusted key (signed by: %s)", dir,
+			            untrusted[0] ? untrusted : "nobody");
+		else
+			r = bn_fail(err, -EKEYREJECTED, "%s: signed by %zu trusted key(s), the policy needs %u", dir,
+			            b->n_signers, threshold);
+		goto out;
+	}
+
+	/* Only now is the manifest trusted enough to parse. */
+	r = bn_manifest_parse(b->manifest_buf, b->manifest_len, &b->m, err);
+	if (r < 0) {
+		bn_error_prefix(err, "%s", dir);
+		goto out;
+	}
+	for (size_t i = 0; i < n_tcs; i++) {
+		r = check_trusted_comment(b, tcfiles[i], tcs[i], err);
+		if (r < 0) {
+			bn_error_prefix(err, "%s", dir);
+			goto out;
+		}
+		char ts[32];
+		if (!b->signed_at && tc_field(tcs[i], "timestamp", ts, sizeof ts))
+			b->signed_at = strtoull(ts, NULL, 10);
+	}
+	*ret = b;
+	b = NULL;
+out:
+	if (d)
+		closedir(d);
+	free(tcs);
+	free(tcfiles);
+	free(mpath);
+	free(sdir);
+	bn_bundle_free(b);
+	return r;
+}
+
+/* ---- data checks shared with extraction ------------------------------ */
+
+int bn_check_files(struct bn_bundle *b, struct bn_error *err)
+{
+	const struct bn_manifest *m = b->m;
+	DIR *d = opendir(b->dir);
+	if (!d)
+		return bn_fail(err, -errno, "%s: %s", b->dir, strerror(errno));
+	int r = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		const char *n = de->d_name;
+		if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, "manifest.json") || !strcmp(n, "SHA256SUMS") ||
+		    !strcmp(n, "signatures"))
+			continue;
+		unsigned idx = 0;
+		char tail;
+		if (sscanf(n, "vol-%5u.agv%c", &idx, &tail) == 1 && idx >= 1 && idx <= m->n_volumes &&
+		    !strcmp(n, m->volumes[idx - 1].name))
+			continue;
+		r = bn_fail(err, -EBADMSG, "%s/%s: unexpected file in bundle (not named by the signed manifest)", b->dir, n);
+		break;
+	}
+	closedir(d);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < m->n_volumes; i++) {
+		char *p = bn_path_join(b->dir, m->volumes[i].name);
+		if (!p)
+			return bn_fail(err, -ENOMEM, "out of memory");
+		struct stat st;
+		if (lstat(p, &st) < 0) {
+			r = errno == ENOENT
+			            ? bn_fail(err, -EBADMSG, "%s: missing (volume %zu of %zu named in the signed manifest)", p,
+			                      i + 1, m->n_volumes)
+			            : bn_fail(err, -errno, "%s: %s", p, strerror(errno));
+		} else if (!S_ISREG(st.st_mode)) {
+			r = bn_fail(err, -EBADMSG, "%s: not a regular file", p);
+		} else if ((uint64_t)st.st_size != m->volumes[i].size) {
+			r = bn_fail(err, -EBADMSG, "%s: size is %lld bytes, the signed manifest says %" PRIu64 " (%s)", p,
+			            (long long)st.st_size, m->volumes[i].size,
+			            (uint64_t)st.st_size < m->volumes[i].size ? "truncated" : "extended");
+		}
+		free(p);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+void bn_describe_chunk(const struct bn_bundle *b, size_t ci, char *out, size_t outlen)
+{
+	const struct bn_chunk *c = &b->m->chunks[ci];
+	const struct bn_artifact *a = &b->m->artifacts[c->artifact];
+	ssize_t fi = bn_artifact_file_at(a, c->soffset);
+	if (fi >= 0)
+		snprintf(out, outlen, "%s: chunk %zu (artifact '%s', file '%s' at offset %" PRIu64 ")",
+		         b->m->volumes[c->volume].name, ci, a->name, a->entries[fi].path,
+		         c->soffset - a->entries[fi].offset);
+	else
+		snprintf(out, outlen, "%s: chunk %zu (artifact '%s')", b->m->volumes[c->volume].name, ci, a->name);
+}
+
+int bn_chunk_reader_init(struct bn_chunk_reader *cr, struct bn_bundle *b, struct bn_error *err)
+{
+	memset(cr, 0, sizeof *cr);
+	cr->b = b;
+	cr->fd = -1;
+	cr->vol = (size_t)-1;
+	cr->vsha = bn_sha256_new();
+	cr->buf = malloc(ZSTD_compressBound(b->m->chunk_size));
+	if (!cr->vsha || !cr->buf)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+void bn_chunk_reader_release(struct bn_chunk_reader *cr)
+{
+	if (cr->fd >= 0)
+		close(cr->fd);
+	bn_sha256_free(cr->vsha);
+	free(cr->buf);
+	memset(cr, 0, sizeof *cr);
+	cr->fd = -1;
+}
+
+static int finish_volume(struct bn_chunk_reader *cr, struct bn_error *err)
+{
+	if (cr->fd < 0)
+		return 0;
+	const struct bn_volume *v = &cr->b->m->volumes[cr->vol];
+	uint8_t h[BN_SHA256_LEN];
+	bn_sha256_final(cr->vsha, h);
+	close(cr->fd);
+	cr->fd = -1;
+	if (memcmp(h, v->sha256, BN_SHA256_LEN) != 0)
+		return bn_fail(err, -EBADMSG, "%s/%s: sha256 does not match the signed manifest", cr->b->dir, v->name);
+	return 0;
+}
+
+int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
+{
+	struct bn_bundle *b = cr->b;
+	const struct bn_chunk *c = &b->m->chunks[ci];
+	int r;
+	if (c->volume != cr->vol) {
+		r = finish_volume(cr, err);
+		if (r < 0)
+			return r;
+		char *p = bn_path_join(b->dir, b->m->volumes[c->volume].name);
+		if (!p)
+			return bn_fail(err, -ENOMEM, "out of memory");
+		cr->fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		r = cr->fd < 0 ? -errno : 0;
+		if (r < 0) {
+			r = r == -ENOENT ? bn_fail(err, -EBADMSG, "%s: missing", p) : bn_fail(err, r, "%s: %s", p, strerror(-r));
+			free(p);
+			return r;
+		}
+		free(p);
+		cr->vol = c->volume;
+		bn_sha256_reset(cr->vsha);
+		posix_fadvise(cr->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	}
+	r = bn_pread_all(cr->fd, cr->buf, c->csize, c->voffset);
+	if (r < 0) {
+		char what[BN_ERROR_MAX];
+		bn_describe_chunk(b, ci, what, sizeof what);
+		return bn_fail(err, -EIO, "%s/%s: read error (%s)", b->dir, what, strerror(-r));
+	}
+	bn_sha256_update(cr->vsha, cr->buf, c->csize);
+	uint8_t h[BN_SHA256_LEN];
+	bn_sha256(cr->buf, c->csize, h);
+	if (memcmp(h, c->csha256, BN_SHA256_LEN) != 0) {
+		char what[BN_ERROR_MAX];
+		bn_describe_chunk(b, ci, what, sizeof what);
+		return bn_fail(err, -EBADMSG, "%s/%s: sha256 does not match the signed manifest", b->dir, what);
+	}
+	/* The last chunk of a volume closes it and checks the whole-volume hash. */
+	if (ci + 1 == b->m->n_chunks || b->m->chunks[ci + 1].volume != c->volume)
+		return finish_volume(cr, err);
+	return 0;
+}
+
+int bn_bundle_verify(struct bn_bundle *b, bn_progress_fn progress, void *userdata, struct bn_error *err)
+{
+	int r = bn_check_files(b, err);
+	if (r < 0)
+		return r;
+	struct bn_chunk_reader cr;
+	r = bn_chunk_reader_init(&cr, b, err);
+	uint64_t total = 0, done = 0;
+	for (size_t i = 0; i < b->m->n_volumes; i++)
+		total += b->m->volumes[i].size;
+	for (size_t i = 0; r == 0 && i < b->m->n_chunks; i++) {
+		r = bn_chunk_read(&cr, i, err);
+		done += b->m->chunks[i].csize;
+		if (progress && r == 0)
+			progress(userdata, done, total);
+	}
+	bn_chunk_reader_release(&cr);
+	return r;
+}
+
+/* ---- writing the signed files ---------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int list_files(const char *dir, const char *prefix, char ***names, size_t *n, size_t *cap)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -errno;
+	struct dirent *de;
+	int r = 0;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' || (!prefix[0] && !strcmp(de->d_name, "SHA256SUMS")))
+			continue;
+		char *full = bn_path_join(dir, de->d_name), *rel = NULL;
+		struct stat st;
+		if (!full || lstat(full, &st) < 0) {
+			free(full);
+			r = -EIO;
+			break;
+		}
+		if (asprintf(&rel, "%s%s", prefix, de->d_name) < 0) {
+			free(full);
+			r = -ENOMEM;
+			break;
+		}
+		if (S_ISDIR(st.st_mode) && !prefix[0]) {
+			char *sub = NULL;
+			if (asprintf(&sub, "%s/", rel) >= 0) {
+				r = list_files(full, sub, names, n, cap);
+				free(sub);
+			}
+			free(rel);
+			free(full);
+			if (r < 0)
+				break;
+			continue;
+		}
+		free(full);
+		if (!S_ISREG(st.st_mode)) {
+			free(rel);
+			continue;
+		}
+		if (*n == *cap) {
+			size_t nc = *cap ? *cap * 2 : 32;
+			char **nn = realloc(*names, nc * sizeof *nn);
+			if (!nn) {
+				free(rel);
+				r = -ENOMEM;
+				break;
+			}
+			*names = nn;
+			*cap = nc;
+		}
+		(*names)[(*n)++] = rel;
+	}
+	closedir(d);
+	return r;
+}
+
+int bn_sha256sums_write(const char *dir, struct bn_error *err)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int r = list_files(dir, "", &names, &n, &cap);
+	char *out = NULL;
+	size_t olen = 0;
+	FILE *f = NULL;
+	if (r < 0) {
+		r = bn_fail(err, r, "%s: cannot list: %s", dir, strerror(-r));
+		goto out;
+	}
+	qsort(names, n, sizeof *names, cmp_str);
+	f = open_memstream(&out, &olen);
+	if (!f) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *p = bn_path_join(dir, names[i]);
+		uint8_t h[BN_SHA256_LEN];
+		char hex[BN_SHA256_HEX];
+		if (!p) {
+			r = bn_fail(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+		r = bn_sha256_file(p, h, NULL, err);
+		free(p);
+		if (r < 0)
+			goto out;
+		bn_hex(h, BN_SHA256_LEN, hex);
+		fprintf(f, "%s  %s\n", hex, names[i]);
+	}
+	if (fclose(f) != 0) {
+		f = NULL;
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	f = NULL;
+	char *sp = bn_path_join(dir, "SHA256SUMS");
+	if (!sp) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	r = bn_write_file_atomic(sp, out, olen, 0644, err);
+	free(sp);
+out:
+	if (f)
+		fclose(f);
+	free(out);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return r;
+}
+
+static int write_signature(const char *dir, const char *manifest, size_t len, const char *name, const char *channel,
+                           uint64_t version, const struct bn_seckey *sk, struct bn_error *err)
+{
+	uint8_t h[BN_SHA256_LEN];
+	char hex[BN_SHA256_HEX], id[BN_KEYID_HEX], tc[1024], uc[128];
+	bn_sha256(manifest, len, h);
+	bn_hex(h, BN_SHA256_LEN, hex);
+	bn_keyid_hex(sk->keyid, id);
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	long long ts = sde ? strtoll(sde, NULL, 10) : (long long)time(NULL);
+	snprintf(tc, sizeof tc, "timestamp:%lld\tfile:manifest.json\tprehashed\tbundle:%s\tchannel:%s\tversion:%" PRIu64
+	         "\tsha256:%s", ts, name, channel, version, hex);
+	snprintf(uc, sizeof uc, "signature from agkit key %s", id);
+	char *text = NULL;
+	int r = bn_minisig_sign(sk, manifest, len, uc, tc, &text, err);
+	if (r < 0)
+		return r;
+	char *sdir = bn_path_join(dir, "signatures"), *spath = NULL;
+	if (!sdir || asprintf(&spath, "%s/%s.minisig", sdir, id) < 0) {
+		free(sdir);
+		free(text);
+		return bn_fail(err, -ENOMEM, "out of memory");
+	}
+	if (mkdir(sdir, 0755) < 0 && errno != EEXIST)
+		r = bn_fail(err, -errno, "%s: %s", sdir, strerror(errno));
+	else
+		r = bn_write_file_atomic(spath, text, strlen(text), 0644, err);
+	free(text);
+	free(sdir);
+	free(spath);
+	return r;
+}
+
+int bn_bundle_write_signed(const char *dir, const char *manifest, size_t len, const struct bn_manifest *m,
+                           const struct bn_seckey *sk, struct bn_error *err)
+{
+	char *mp = bn_path_join(dir, "manifest.json");
+	if (!mp)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	int r = bn_write_file_atomic(mp, manifest, len, 0644, err);
+	free(mp);
+	if (r == 0)
+		r = write_signature(dir, manifest, len, m->name, m->channel, m->version, sk, err);
+	if (r == 0)
+		r = bn_sha256sums_write(dir, err);
+	return r;
+}
+
+int bn_bundle_add_signature(const char *dir, const struct bn_seckey *sk, struct bn_error *err)
+{
+	char *mp = bn_path_join(dir, "manifest.json"), *buf = NULL;
+	size_t len = 0;
+	struct bn_manifest *m = NULL;
+	if (!mp)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	int r = bn_read_file(mp, BN_MANIFEST_MAX, &buf, &len, err);
+	free(mp);
+	if (r < 0)
+		return r;
+	r = bn_manifest_parse(buf, len, &m, err);
+	if (r == 0)
+		r = write_signature(dir, buf, len, m->name, m->channel, m->version, sk, err);
+	if (r == 0)
+		r = bn_sha256sums_write(dir, err);
+	bn_manifest_free(m);
+	free(buf);
+	return r;
+}

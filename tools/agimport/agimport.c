@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* agimport: the clean-zone import command.  No network code. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bundle/bundle.h"
+#include "toolutil.h"
+
+const char *tool_name = "agimport";
+
+#define MAX_KEYS 64
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N]\n"
+	        "       agimport extract DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] --to TARGET\n"
+	        "\n"
+	        "Exit status: 0 ok, 1 failure, 2 usage, 3 verification failed or unsafe bundle,\n"
+	        "             4 I/O error (missing file, not enough space), 5 refused by policy.\n");
+}
+
+struct args {
+	const char *dir, *to;
+	struct bn_pubkey keys[MAX_KEYS];
+	size_t n_keys;
+	unsigned threshold;
+};
+
+static int parse(int argc, char **argv, struct args *a, bool want_to)
+{
+	static const struct option opts[] = {
+		{"pubkey", required_argument, NULL, 'p'},
+		{"threshold", required_argument, NULL, 't'},
+		{"to", required_argument, NULL, 'T'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "p:t:T:h", opts, NULL)) != -1) {
+		struct bn_error err = {0};
+		switch (c) {
+		case 'p':
+			if (a->n_keys == MAX_KEYS) {
+				tool_err("too many --pubkey options");
+				return BN_EXIT_USAGE;
+			}
+			if (bn_pubkey_load(optarg, &a->keys[a->n_keys], &err) < 0) {
+				tool_err("%s", err.msg);
+				return BN_EXIT_USAGE;
+			}
+			a->n_keys++;
+			break;
+		case 't': {
+			char *end;
+			unsigned long t = strtoul(optarg, &end, 10);
+			if (*end || t == 0 || t > MAX_KEYS) {
+				tool_err("--threshold: expected a number from 1 to %d", MAX_KEYS);
+				return BN_EXIT_USAGE;
+			}
+			a->threshold = (unsigned)t;
+			break;
+		}
+		case 'T': a->to = optarg; break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return BN_EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc || a->n_keys == 0 || (want_to && !a->to) || (!want_to && a->to)) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	if (a->threshold > a->n_keys) {
+		tool_err("--threshold %u is more than the %zu key(s) given", a->threshold, a->n_keys);
+		return BN_EXIT_USAGE;
+	}
+	a->dir = argv[optind];
+	return 0;
+}
+
+static void print_signers(const struct bn_bundle *b)
+{
+	printf("%s: bundle %s channel %s version %" PRIu64 ", signed by", b->dir, b->m->name, b->m->channel,
+	       b->m->version);
+	for (size_t i = 0; i < b->n_signers; i++) {
+		char id[BN_KEYID_HEX];
+		bn_keyid_hex(b->signers[i], id);
+		printf(" %s", id);
+	}
+	printf("\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--version")) {
+		printf("agimport %s\n", AGKIT_VERSION);
+		return 0;
+	}
+	bool verify = !strcmp(cmd, "verify"), extract = !strcmp(cmd, "extract");
+	if (!verify && !extract) {
+		tool_err("unknown command '%s'", cmd);
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	if (bn_crypto_init() < 0) {
+		tool_err("libsodium failed to initialise");
+		return BN_EXIT_FAILURE;
+	}
+	static struct args a;
+	int q = parse(argc - 1, argv + 1, &a, extract);
+	if (q)
+		return q;
+	tool_catch_signals();
+	struct bn_error err = {0};
+	struct bn_bundle *b = NULL;
+	struct bn_trust trust = {.keys = a.keys, .n_keys = a.n_keys, .threshold = a.threshold};
+	int r = bn_bundle_open(a.dir, &trust, &b, &err);
+	if (r < 0)
+		return tool_fail(r, &err);
+	if (verify) {
+		r = bn_bundle_verify(b, tool_progress, "verify", &err);
+		tool_progress_end();
+		if (r == 0) {
+			print_signers(b);
+			printf("%s: OK: %zu volume(s), %zu chunk(s) match the signed manifest\n", a.dir, b->m->n_volumes,
+			       b->m->n_chunks);
+		}
+	} else {
+		struct bn_extract_opts o = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "extract"};
+		r = bn_bundle_extract(b, a.to, &o, &err);
+		tool_progress_end();
+		if (r == 0) {
+			print_signers(b);
+			printf("%s: extracted %zu artifact(s) to %s\n", a.dir, b->m->n_artifacts, a.to);
+		}
+	}
+	bn_bundle_free(b);
+	return r < 0 ? tool_fail(r, &err) : 0;
+}

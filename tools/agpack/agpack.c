@@ -1,0 +1,416 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* agpack: the dirty-zone command.  keygen, build, sign. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bundle/bundle.h"
+#include "bundle/fsutil.h"
+#include "bundle/oci.h"
+#include "bundle/writer.h"
+#include "sources.h"
+#include "spec.h"
+#include "toolutil.h"
+
+const char *tool_name = "agpack";
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: agpack keygen --out PREFIX [--no-passphrase] [--force]\n"
+	        "       agpack build SPEC --key KEY --out DIR [--volume-size SIZE] [--level N] [--chunk-size SIZE]\n"
+	        "                   [--cache DIR] [--insecure-registry HOST:PORT]... [--ca-file FILE]\n"
+	        "                   [--auth-file FILE] [--dry-run]\n"
+	        "       agpack sign DIR --key KEY\n"
+	        "\n"
+	        "Exit status: 0 ok, 1 failure, 2 usage, 3 verification or unsafe input, 4 I/O error.\n");
+}
+
+static int write_new_file(const char *path, const char *text, mode_t mode, bool force, struct bn_error *err)
+{
+	struct stat st;
+	if (!force && lstat(path, &st) == 0)
+		return bn_fail(err, -EEXIST, "%s: already exists (use --force to overwrite)", path);
+	return bn_write_file_atomic(path, text, strlen(text), mode, err);
+}
+
+static int cmd_keygen(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"out", required_argument, NULL, 'o'},
+		{"no-passphrase", no_argument, NULL, 'W'},
+		{"force", no_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *out = NULL;
+	bool nopass = false, force = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "o:Wfh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': out = optarg; break;
+		case 'W': nopass = true; break;
+		case 'f': force = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return BN_EXIT_USAGE;
+		}
+	}
+	if (!out || optind != argc) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	struct bn_error err = {0};
+	struct bn_pubkey pk;
+	struct bn_seckey sk;
+	char *pass = NULL, *ptext = NULL, *stext = NULL, *ppath = NULL, *spath = NULL;
+	int r = bn_keygen(&pk, &sk);
+	if (r < 0) {
+		bn_fail(&err, r, "key generation failed");
+		goto out;
+	}
+	if (!nopass) {
+		r = tool_passphrase("Passphrase for the new key: ", true, &pass, &err);
+		if (r < 0)
+			goto out;
+	}
+	if (asprintf(&ppath, "%s.pub", out) < 0 || asprintf(&spath, "%s.key", out) < 0) {
+		r = bn_fail(&err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	r = bn_pubkey_format(&pk, &ptext);
+	if (r == 0)
+		r = bn_seckey_format(&sk, pass, &stext);
+	if (r < 0) {
+		bn_fail(&err, r, "cannot encode key: %s", strerror(-r));
+		goto out;
+	}
+	r = write_new_file(spath, stext, 0600, force, &err);
+	if (r == 0)
+		r = write_new_file(ppath, ptext, 0644, force, &err);
+	if (r == 0) {
+		char id[BN_KEYID_HEX];
+		bn_keyid_hex(pk.keyid, id);
+		printf("key id %s\npublic key: %s\nsecret key: %s\n", id, ppath, spath);
+	}
+out:
+	bn_seckey_wipe(&sk);
+	tool_passphrase_free(pass);
+	if (stext) {
+		memset(stext, 0, strlen(stext));
+		free(stext);
+	}
+	free(ptext);
+	free(ppath);
+	free(spath);
+	return r < 0 ? tool_fail(r, &err) : 0;
+}
+
+static void warn_cb(void *ud, const char *msg)
+{
+	(void)ud;
+	tool_warn("%s", msg);
+}
+
+static void iso_now(char out[32])
+{
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	time_t t = sde ? (time_t)strtoll(sde, NULL, 10) : time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int cmd_build(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"key", required_argument, NULL, 'k'},
+		{"out", required_argument, NULL, 'o'},
+		{"volume-size", required_argument, NULL, 'V'},
+		{"level", required_argument, NULL, 'l'},
+		{"chunk-size", required_argument, NULL, 'C'},
+		{"cache", required_argument, NULL, 'c'},
+		{"insecure-registry", required_argument, NULL, 'I'},
+		{"ca-file", required_argument, NULL, 'A'},
+		{"auth-file", required_argument, NULL, 'a'},
+		{"dry-run", no_argument, NULL, 'n'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *key = NULL, *out = NULL;
+	uint64_t vsize = 0, csize = 0;
+	int level = 0;
+	struct net_opts no = {0};
+	const char *insecure[32];
+	int c;
+	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k': key = optarg; break;
+		case 'o': out = optarg; break;
+		case 'V':
+			if (bn_parse_size(optarg, &vsize) < 0 || vsize == 0) {
+				tool_err("--volume-size: cannot parse '%s' (examples: 700M, 4G, 25G)", optarg);
+				return BN_EXIT_USAGE;
+			}
+			break;
+		case 'C':
+			if (bn_parse_size(optarg, &csize) < 0 || csize < BN_MIN_CHUNK_SIZE || csize > BN_MAX_CHUNK_SIZE) {
+				tool_err("--chunk-size: must be between 4K and 64M");
+				return BN_EXIT_USAGE;
+			}
+			break;
+		case 'l': level = atoi(optarg); break;
+		case 'c': no.cache_dir = optarg; break;
+		case 'I':
+			if (no.n_insecure == 32) {
+				tool_err("too many --insecure-registry options");
+				return BN_EXIT_USAGE;
+			}
+			insecure[no.n_insecure++] = optarg;
+			break;
+		case 'A': no.ca_file = optarg; break;
+		case 'a': no.auth_file = optarg; break;
+		case 'n': no.dry_run = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return BN_EXIT_USAGE;
+		}
+	}
+	no.insecure = insecure;
+	if (optind + 1 != argc || (!no.dry_run && (!key || !out))) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	const char *spec_path = argv[optind];
+	struct bn_error err = {0};
+	struct spec spec = {0};
+	struct bn_seckey sk = {0};
+	struct bn_writer *w = NULL;
+	char *tmp = NULL, *stage = NULL, *cache_default = NULL, *mtext = NULL;
+	int r = spec_load(spec_path, &spec, &err);
+	if (r < 0)
+		return tool_fail(r, &err);
+	tool_catch_signals();
+	if (!no.cache_dir) {
+		const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+		if (xdg && *xdg)
+			cache_default = bn_path_join(xdg, "agkit");
+		else if (asprintf(&cache_default, "%s/.cache/agkit", home && *home ? home : "/tmp") < 0)
+			cache_default = NULL;
+		no.cache_dir = cache_default;
+	}
+	if (no.dry_run) {
+		for (size_t i = 0; i < spec.n_artifacts && r == 0; i++) {
+			const struct spec_artifact *a = &spec.artifacts[i];
+			struct stat st;
+			if (a->path) {
+				if (stat(a->path, &st) < 0)
+					r = bn_fail(&err, -errno, "%s: %s", a->path, strerror(errno));
+				else
+					printf("%-12s %-24s local %s\n", a->type, a->name, a->path);
+				continue;
+			}
+			char *p = NULL;
+			const char *t = NULL;
+			json_t *src = NULL;
+			r = agpack_fetch(a, &no, "/nonexistent-dry-run", &p, &t, &src, &err);
+			if (r == 0) {
+				char *s = src ? json_dumps(src, JSON_COMPACT) : NULL;
+				printf("%-12s %-24s %s\n", a->type, a->name, s ? s : "");
+				free(s);
+			}
+			free(p);
+			json_decref(src);
+		}
+		goto out;
+	}
+	r = tool_load_seckey(key, &sk, &err);
+	if (r < 0)
+		goto out;
+	struct stat st;
+	if (lstat(out, &st) == 0) {
+		r = bn_fail(&err, -EEXIST, "%s: already exists; choose a new output directory", out);
+		goto out;
+	}
+	r = bn_mktemp_sibling(out, &tmp, &err);
+	if (r < 0)
+		goto out;
+	char *stage_base = NULL;
+	if (asprintf(&stage_base, "%s.stage", out) < 0) {
+		r = bn_fail(&err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	r = bn_mktemp_sibling(stage_base, &stage, &err);
+	free(stage_base);
+	if (r < 0)
+		goto out;
+	struct bn_writer_opts wo = {.dir = tmp, .volume_size = vsize, .chunk_size = (uint32_t)csize, .level = level,
+	                            .warn = warn_cb};
+	r = bn_writer_new(&wo, &w, &err);
+	if (r < 0)
+		goto out;
+	for (size_t i = 0; i < spec.n_artifacts && r == 0; i++) {
+		const struct spec_artifact *a = &spec.artifacts[i];
+		if (tool_interrupted) {
+			r = bn_fail(&err, -EINTR, "interrupted");
+			break;
+		}
+		char *astage = NULL;
+		if (asprintf(&astage, "%s/%zu", stage, i) < 0 || mkdir(astage, 0700) < 0) {
+			free(astage);
+			r = bn_fail(&err, -EIO, "%s: cannot create staging directory", stage);
+			break;
+		}
+		const char *type = a->type;
+		char *path = NULL;
+		json_t *source = NULL;
+		if (a->path) {
+			path = strdup(a->path);
+			if (!path)
+				r = bn_fail(&err, -ENOMEM, "out of memory");
+		} else {
+			r = agpack_fetch(a, &no, astage, &path, &type, &source, &err);
+		}
+		uint8_t pin[BN_SHA256_LEN];
+		bool pinned = a->sha256 && !strcmp(type, "files") && strcmp(a->sha256, "unpinned") != 0 &&
+		              bn_unhex(a->sha256, pin, BN_SHA256_LEN);
+		if (r == 0 && !strcmp(type, "oci-archive")) {
+			char *layout = NULL;
+			r = bn_oci_prepare(path, astage, &layout, &err);
+			if (r == 0) {
+				free(path);
+				path = layout;
+			}
+		}
+		if (r == 0) {
+			fprintf(stderr, "agpack: packing %s '%s'\n", type, a->name);
+			r = bn_writer_add(w, a->name, type, !strcmp(type, "oci-archive") ? "oci-image-layout" : "tree", path,
+			                  pinned ? pin : NULL, source, &err);
+		}
+		if (r < 0 && r != -EINTR)
+			bn_error_prefix(&err, "artifact '%s'", a->name);
+		json_decref(source);
+		free(path);
+		/* Fetched content lives in the cache; the staging copy goes now. */
+		bn_rm_rf(astage);
+		free(astage);
+	}
+	if (r < 0)
+		goto out;
+	char created[32];
+	iso_now(created);
+	const struct bn_manifest *m = NULL;
+	r = bn_writer_finish(w, spec.name, spec.channel, spec.version, created, &m, &err);
+	if (r < 0)
+		goto out;
+	size_t mlen = 0;
+	r = bn_manifest_format(m, &mtext, &mlen);
+	if (r < 0) {
+		bn_fail(&err, r, "cannot encode manifest");
+		goto out;
+	}
+	r = bn_bundle_write_signed(tmp, mtext, mlen, m, &sk, &err);
+	if (r < 0)
+		goto out;
+	if (tool_interrupted) {
+		r = bn_fail(&err, -EINTR, "interrupted");
+		goto out;
+	}
+	if (chmod(tmp, 0755) < 0 || bn_fsync_dir(tmp) < 0 ||
+	    renameat2(AT_FDCWD, tmp, AT_FDCWD, out, RENAME_NOREPLACE) < 0) {
+		r = bn_fail(&err, -errno, "%s: cannot move into place: %s", out, strerror(errno));
+		goto out;
+	}
+	bn_fsync_parent(out);
+	uint64_t total = 0, stored = 0;
+	for (size_t i = 0; i < m->n_artifacts; i++)
+		total += m->artifacts[i].size;
+	for (size_t i = 0; i < m->n_volumes; i++)
+		stored += m->volumes[i].size;
+	printf("%s: bundle %s channel %s version %" PRIu64 ": %zu artifact(s), %" PRIu64 " bytes in %zu chunk(s), "
+	       "%zu volume(s) of %" PRIu64 " bytes (%.1f%%)\n",
+	       out, m->name, m->channel, m->version, m->n_artifacts, total, m->n_chunks, m->n_volumes, stored,
+	       total ? 100.0 * (double)stored / (double)total : 100.0);
+out:
+	bn_writer_free(w);
+	if (tmp && r < 0)
+		bn_rm_rf(tmp);
+	if (stage)
+		bn_rm_rf(stage);
+	bn_seckey_wipe(&sk);
+	spec_release(&spec);
+	free(tmp);
+	free(stage);
+	free(mtext);
+	free(cache_default);
+	return r < 0 ? tool_fail(r, &err) : 0;
+}
+
+static int cmd_sign(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"key", required_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *key = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "k:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k': key = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return BN_EXIT_USAGE;
+		}
+	}
+	if (!key || optind + 1 != argc) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	struct bn_error err = {0};
+	struct bn_seckey sk;
+	int r = tool_load_seckey(key, &sk, &err);
+	if (r == 0)
+		r = bn_bundle_add_signature(argv[optind], &sk, &err);
+	char id[BN_KEYID_HEX];
+	bn_keyid_hex(sk.keyid, id);
+	bn_seckey_wipe(&sk);
+	if (r < 0)
+		return tool_fail(r, &err);
+	printf("%s: signed by %s\n", argv[optind], id);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--version")) {
+		printf("agpack %s (network sources: %s)\n", AGKIT_VERSION, agpack_have_network ? "yes" : "no");
+		return 0;
+	}
+	if (bn_crypto_init() < 0) {
+		tool_err("libsodium failed to initialise");
+		return BN_EXIT_FAILURE;
+	}
+	if (!strcmp(cmd, "keygen"))
+		return cmd_keygen(argc - 1, argv + 1);
+	if (!strcmp(cmd, "build"))
+		return cmd_build(argc - 1, argv + 1);
+	if (!strcmp(cmd, "sign"))
+		return cmd_sign(argc - 1, argv + 1);
+	tool_err("unknown command '%s'", cmd);
+	usage(stderr);
+	return BN_EXIT_USAGE;
+}

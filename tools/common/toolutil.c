@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "bundle/fsutil.h"
+#include "toolutil.h"
+
+volatile sig_atomic_t tool_interrupted;
+
+void tool_err(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", tool_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void tool_warn(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: warning: ", tool_name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int tool_fail(int r, const struct bn_error *err)
+{
+	tool_progress_end();
+	tool_err("%s", err && err->msg[0] ? err->msg : strerror(-r));
+	return bn_exit_code(r);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	tool_interrupted = 1;
+}
+
+void tool_catch_signals(void)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+static char *read_line_tty(const char *prompt)
+{
+	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct termios old, noecho;
+	bool restore = tcgetattr(fd, &old) == 0;
+	if (restore) {
+		noecho = old;
+		noecho.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(fd, TCSAFLUSH, &noecho);
+	}
+	if (write(fd, prompt, strlen(prompt)) < 0) {
+		/* the prompt is a courtesy */
+	}
+	char *buf = sodium_malloc(1024);
+	size_t n = 0;
+	if (buf) {
+		char c;
+		while (n < 1023 && read(fd, &c, 1) == 1 && c != '\n')
+			buf[n++] = c;
+		buf[n] = '\0';
+	}
+	if (restore)
+		tcsetattr(fd, TCSAFLUSH, &old);
+	if (write(fd, "\n", 1) < 0) {
+		/* ignore */
+	}
+	close(fd);
+	return buf;
+}
+
+int tool_passphrase(const char *prompt, bool confirm, char **ret, struct bn_error *err)
+{
+	if (sodium_init() < 0)
+		return bn_fail(err, -EIO, "libsodium failed to initialise");
+	const char *file = getenv("AGKIT_PASSPHRASE_FILE");
+	if (file && *file) {
+		char *buf = NULL;
+		size_t len = 0;
+		int r = bn_read_file(file, 4096, &buf, &len, err);
+		if (r < 0)
+			return r;
+		char *nl = strchr(buf, '\n');
+		if (nl)
+			*nl = '\0';
+		char *p = sodium_malloc(strlen(buf) + 1);
+		if (p)
+			memcpy(p, buf, strlen(buf) + 1);
+		sodium_memzero(buf, len);
+		free(buf);
+		if (!p)
+			return bn_fail(err, -ENOMEM, "out of memory");
+		if (!*p) {
+			sodium_free(p);
+			return bn_fail(err, -EINVAL, "%s: empty passphrase", file);
+		}
+		*ret = p;
+		return 0;
+	}
+	char *a = read_line_tty(prompt);
+	if (!a)
+		return bn_fail(err, -EINVAL, "no terminal to ask for a passphrase; set AGKIT_PASSPHRASE_FILE");
+	if (!*a) {
+		sodium_free(a);
+		return bn_fail(err, -EINVAL, "empty passphrase");
+	}
+	if (confirm) {
+		char *b = read_line_tty("Passphrase (again): ");
+		bool same = b && strcmp(a, b) == 0;
+		if (b)
+			sodium_free(b);
+		if (!same) {
+			sodium_free(a);
+			return bn_fail(err, -EINVAL, "passphrases do not match");
+		}
+	}
+	*ret = a;
+	return 0;
+}
+
+void tool_passphrase_free(char *p)
+{
+	if (p)
+		sodium_free(p);
+}
+
+int tool_load_seckey(const char *path, struct bn_seckey *ret, struct bn_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int r = bn_read_file(path, BN_KEYFILE_MAX, &text, &len, err);
+	if (r < 0)
+		return r;
+	bool enc = false;
+	char *pass = NULL;
+	r = bn_seckey_needs_passphrase(text, len, &enc);
+	if (r < 0)
+		r = bn_fail(err, r, "%s: not a minisign secret key", path);
+	if (r == 0 && enc)
+		r = tool_passphrase("Passphrase: ", false, &pass, err);
+	if (r == 0) {
+		r = bn_seckey_parse(text, len, pass, ret, err);
+		if (r < 0)
+			bn_error_prefix(err, "%s", path);
+	}
+	tool_passphrase_free(pass);
+	sodium_memzero(text, len);
+	free(text);
+	return r;
+}
+
+static bool progress_shown;
+
+void tool_progress(void *label, uint64_t done, uint64_t total)
+{
+	static struct timespec start, last;
+	if (!isatty(STDERR_FILENO))
+		return;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!progress_shown) {
+		start = now;
+		last = (struct timespec){0};
+	}
+	double since = (double)(now.tv_sec - last.tv_sec) + (double)(now.tv_nsec - last.tv_nsec) / 1e9;
+	if (progress_shown && since < 0.2 && done != total)
+		return;
+	last = now;
+	double el = (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
+	double rate = el > 0 ? (double)done / el : 0;
+	double eta = rate > 0 ? (double)(total - done) / rate : 0;
+	fprintf(stderr, "\r%s: %s %6.1f%% %8.1f MiB  %7.1f MiB/s  ETA %4.0fs ", tool_name, (const char *)label,
+	        total ? 100.0 * (double)done / (double)total : 100.0, (double)done / 1048576.0, rate / 1048576.0, eta);
+	progress_shown = true;
+}
+
+void tool_progress_end(void)
+{
+	if (progress_shown)
+		fputc('\n', stderr);
+	progress_shown = false;
+}

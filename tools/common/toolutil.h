@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* Helpers shared by the agkit command-line tools (not a library API). */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bundle/error.h"
+#include "bundle/minisign.h"
+
+extern const char *tool_name;
+extern volatile sig_atomic_t tool_interrupted;
+
+/* Prints "tool: message" to stderr. */
+void tool_err(const char *fmt, ...) BN_PRINTF(1, 2);
+void tool_warn(const char *fmt, ...) BN_PRINTF(1, 2);
+/* Prints err->msg and returns the documented exit code for r. */
+int tool_fail(int r, const struct bn_error *err);
+/* SIGINT/SIGTERM set tool_interrupted instead of killing (so partial output is removed). */
+void tool_catch_signals(void);
+/* Passphrase from $AGKIT_PASSPHRASE_FILE (first line) or the terminal; confirm asks twice. */
+int tool_passphrase(const char *prompt, bool confirm, char **ret, struct bn_error *err);
+void tool_passphrase_free(char *p);
+/* Loads a minisign secret key file, asking for its passphrase when encrypted. */
+int tool_load_seckey(const char *path, struct bn_seckey *ret, struct bn_error *err);
+/* Progress on stderr when it is a terminal; otherwise silent. */
+void tool_progress(void *label, uint64_t done, uint64_t total);
+void tool_progress_end(void);
