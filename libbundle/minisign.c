@@ -294,9 +294,15 @@ int bn_seckey_parse(const char *text, size_t len, const char *passphrase, struct
 			ks[i] ^= stream[i];
 		sodium_memzero(stream, sizeof stream);
 	}
-	uint8_t chk[32];
+	uint8_t chk[32], zero[32] = {0}, pk[32], sk2[64];
 	seckey_chk(ks, ks + 8, chk);
-	if (sodium_memcmp(chk, ks + 72, 32) != 0) {
+	/* `minisign -G -W` leaves the checksum of an unencrypted key zeroed. */
+	bool unchecked = memcmp(bin + 2, "\0\0", 2) == 0 && sodium_memcmp(ks + 72, zero, 32) == 0;
+	/* Either way the secret half must derive the public half it carries. */
+	crypto_sign_seed_keypair(pk, sk2, ks + 8);
+	bool consistent = sodium_memcmp(sk2, ks + 8, 64) == 0;
+	sodium_memzero(sk2, sizeof sk2);
+	if ((!unchecked && sodium_memcmp(chk, ks + 72, 32) != 0) || !consistent) {
 		sodium_memzero(bin, sizeof bin);
 		return bn_fail(err, -EKEYREJECTED, "wrong passphrase or corrupted secret key (checksum mismatch)");
 	}

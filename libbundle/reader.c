@@ -349,6 +349,17 @@ int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
 		bn_describe_chunk(b, ci, what, sizeof what);
 		return bn_fail(err, -EBADMSG, "%s/%s: sha256 does not match the signed manifest", b->dir, what);
 	}
+	/* Format v1: a chunk is exactly one zstd frame that declares its content
+	 * size; checking the header here lets verify catch a manifest whose sizes
+	 * lie without decoding anything. */
+	unsigned long long fcs = ZSTD_getFrameContentSize(cr->buf, c->csize);
+	size_t fsz = ZSTD_findFrameCompressedSize(cr->buf, c->csize);
+	if (fcs != c->usize || ZSTD_isError(fsz) || fsz != c->csize) {
+		char what[BN_ERROR_MAX];
+		bn_describe_chunk(b, ci, what, sizeof what);
+		return bn_fail(err, -EBADMSG, "%s/%s: zstd frame does not match the declared sizes (%u bytes)", b->dir,
+		               what, c->usize);
+	}
 	/* The last chunk of a volume closes it and checks the whole-volume hash. */
 	if (ci + 1 == b->m->n_chunks || b->m->chunks[ci + 1].volume != c->volume)
 		return finish_volume(cr, err);
