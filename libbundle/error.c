@@ -71,8 +71,9 @@ int bn_exit_code(int r)
 	case -ENFILE:
 	case -EXDEV:
 	case -EBUSY:
-	case -EAGAIN:
 		return BN_EXIT_IO;
+	case -EAGAIN:
+		return BN_EXIT_BUSY;
 	case -EINVAL:
 		return BN_EXIT_USAGE;
 	case -ESTALE:

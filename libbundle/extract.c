@@ -135,12 +135,12 @@ static int consume(struct xstate *x, const uint8_t *p, size_t n, struct bn_error
 	return 0;
 }
 
-static int make_dirs(struct xstate *x, struct bn_error *err)
+static int make_dirs(struct xstate *x, bool resuming, struct bn_error *err)
 {
 	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
 	for (size_t i = 0; i < a->n_entries; i++) {
 		const struct bn_entry *e = &a->entries[i];
-		if (e->type == BN_ENTRY_DIR && mkdirat(x->rootfd, e->path, 0700) < 0)
+		if (e->type == BN_ENTRY_DIR && mkdirat(x->rootfd, e->path, 0700) < 0 && !(resuming && errno == EEXIST))
 			return bn_fail(err, -errno, "%s/%s/%s: cannot create directory: %s", x->tmp, a->name, e->path,
 			               strerror(errno));
 	}
@@ -198,31 +198,127 @@ static int check_space(struct bn_bundle *b, const char *parent, struct bn_error 
 	return 0;
 }
 
-int bn_bundle_extract(struct bn_bundle *b, const char *target, const struct bn_extract_opts *o, struct bn_error *err)
+void bn_fault_point(const char *name)
 {
-	static const struct bn_extract_opts none = {0};
+	const char *at = getenv("AGKIT_CRASH_AT");
+	if (at && !strcmp(at, name))
+		raise(SIGKILL);
+}
+
+#define PROGRESS_FILE ".agkit-progress"
+#define CHECKPOINT_BYTES (64ull << 20)
+
+/* Progress record: "<manifest sha256> <artifact> <next chunk>\n". */
+static int write_progress(struct xstate *x, int tfd, size_t art, size_t next_chunk)
+{
+	/* Everything written so far must be durable before the record says so. */
+	if (x->fd >= 0 && fdatasync(x->fd) < 0)
+		return -errno;
+	if (syncfs(tfd) < 0)
+		return -errno;
+	char hex[BN_SHA256_HEX], buf[128];
+	bn_hex(x->b->manifest_sha256, BN_SHA256_LEN, hex);
+	int n = snprintf(buf, sizeof buf, "%s %zu %zu\n", hex, art, next_chunk);
+	int fd = openat(tfd, PROGRESS_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	int r = bn_write_all(fd, buf, (size_t)n);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	if (r == 0 && renameat(tfd, PROGRESS_FILE ".tmp", tfd, PROGRESS_FILE) < 0)
+		r = -errno;
+	if (r == 0 && fsync(tfd) < 0)
+		r = -errno;
+	return r;
+}
+
+/* Reads a progress record for this bundle; false when absent or for another bundle. */
+static bool read_progress(struct bn_bundle *b, int tfd, size_t *ret_art, size_t *ret_chunk)
+{
+	int fd = openat(tfd, PROGRESS_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	char buf[160] = {0};
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	char hex[BN_SHA256_HEX], want[BN_SHA256_HEX];
+	size_t art = 0, chunk = 0;
+	bn_hex(b->manifest_sha256, BN_SHA256_LEN, want);
+	if (n <= 0 || sscanf(buf, "%64s %zu %zu", hex, &art, &chunk) != 3 || strcmp(hex, want) != 0)
+		return false;
+	if (art >= b->m->n_artifacts)
+		return false;
+	const struct bn_artifact *a = &b->m->artifacts[art];
+	if (chunk < a->chunk_first || chunk > a->chunk_first + a->n_chunks)
+		return false;
+	*ret_art = art;
+	*ret_chunk = chunk;
+	return true;
+}
+
+/* Positions x inside artifact x->art at stream offset soff: files ending at or
+ * before soff are complete; a file straddling soff is reopened, cut back to
+ * soff and its prefix re-hashed. */
+static int resume_position(struct xstate *x, uint64_t soff, struct bn_error *err)
+{
+	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
+	x->entry = 0;
+	while (x->entry < a->n_entries) {
+		const struct bn_entry *e = &a->entries[x->entry];
+		if (e->type == BN_ENTRY_FILE && (e->offset >= soff || e->offset + e->size > soff))
+			break;
+		x->entry++;
+	}
+	if (x->entry == a->n_entries)
+		return 0;
+	const struct bn_entry *e = &a->entries[x->entry];
+	if (e->offset >= soff)
+		return 0; /* not created yet */
+	uint64_t have = soff - e->offset;
+	x->fd = openat(x->rootfd, e->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (x->fd < 0)
+		return bn_fail(err, -errno, "%s/%s/%s: cannot resume: %s", x->tmp, a->name, e->path, strerror(errno));
+	struct stat st;
+	if (fstat(x->fd, &st) < 0 || (uint64_t)st.st_size < have || ftruncate(x->fd, (off_t)have) < 0)
+		return bn_fail(err, -EIO, "%s/%s/%s: cannot resume (partial file shorter than recorded)", x->tmp, a->name,
+		               e->path);
+	bn_sha256_reset(x->fsha);
+	uint64_t pos = 0;
+	while (pos < have) {
+		size_t l = have - pos < x->b->m->chunk_size ? (size_t)(have - pos) : x->b->m->chunk_size;
+		int r = bn_pread_all(x->fd, x->ubuf, l, pos);
+		if (r < 0)
+			return bn_fail(err, r, "%s/%s/%s: cannot resume: %s", x->tmp, a->name, e->path, strerror(-r));
+		bn_sha256_update(x->fsha, x->ubuf, l);
+		pos += l;
+	}
+	x->pos = have;
+	return 0;
+}
+
+int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract_opts *o, struct bn_error *err)
+{
+	struct bn_extract_opts none = {0};
 	if (!o)
 		o = &none;
+	o->resumed_chunks = 0;
 	struct stat st;
-	if (lstat(target, &st) == 0)
+	bool target_exists = lstat(target, &st) == 0;
+	if (target_exists && !(o->replace && o->work_dir && S_ISDIR(st.st_mode)))
 		return bn_fail(err, -EEXIST, "%s: already exists; extract needs a new path", target);
 	char *parent = bn_dirname(target), *tmp = NULL;
 	struct xstate x = {.b = b, .rootfd = -1, .fd = -1};
 	struct bn_chunk_reader cr = {.fd = -1};
-	bool cr_init = false;
-	int r = 0;
+	bool cr_init = false, keep_tmp = false;
+	int r = 0, tfd = -1;
+	size_t start_art = 0, start_chunk = 0;
+	bool resuming = false;
 	if (!parent)
 		return bn_fail(err, -ENOMEM, "out of memory");
 	r = bn_check_files(b, err);
 	if (r < 0)
 		goto out;
-	r = check_space(b, parent, err);
-	if (r < 0)
-		goto out;
-	r = bn_mktemp_sibling(target, &tmp, err);
-	if (r < 0)
-		goto out;
-	x.tmp = tmp;
 	x.fsha = bn_sha256_new();
 	x.ubuf = malloc(b->m->chunk_size);
 	x.dctx = ZSTD_createDCtx();
@@ -230,23 +326,61 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, const struct bn_e
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
+	if (o->work_dir) {
+		tmp = strdup(o->work_dir);
+		if (!tmp) {
+			r = bn_fail(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+		tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (tfd >= 0 && read_progress(b, tfd, &start_art, &start_chunk)) {
+			resuming = true;
+		} else {
+			if (tfd >= 0)
+				close(tfd);
+			tfd = -1;
+			bn_rm_rf(tmp);
+		}
+	}
+	if (!resuming) {
+		r = check_space(b, parent, err);
+		if (r < 0)
+			goto out;
+		if (o->work_dir) {
+			if (mkdir(tmp, 0700) < 0) {
+				r = bn_fail(err, -errno, "%s: %s", tmp, strerror(errno));
+				goto out;
+			}
+		} else {
+			r = bn_mktemp_sibling(target, &tmp, err);
+			if (r < 0)
+				goto out;
+		}
+		tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (tfd < 0) {
+			r = bn_fail(err, -errno, "%s: %s", tmp, strerror(errno));
+			goto out;
+		}
+	}
+	x.tmp = tmp;
 	/* Bound the decoder's window: a chunk never needs more than its own size. */
 	ZSTD_DCtx_setParameter(x.dctx, ZSTD_d_windowLogMax, 27);
 	r = bn_chunk_reader_init(&cr, b, err);
 	cr_init = true;
 	if (r < 0)
 		goto out;
-	uint64_t total = 0, done = 0;
+	uint64_t total = 0, done = 0, since_checkpoint = 0;
 	for (size_t i = 0; i < b->m->n_chunks; i++)
 		total += b->m->chunks[i].usize;
-	int tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (tfd < 0) {
-		r = bn_fail(err, -errno, "%s: %s", tmp, strerror(errno));
-		goto out;
+	if (resuming) {
+		o->resumed_chunks = start_chunk;
+		for (size_t i = 0; i < start_chunk; i++)
+			done += b->m->chunks[i].usize;
 	}
-	for (x.art = 0; x.art < b->m->n_artifacts; x.art++) {
+	for (x.art = start_art; x.art < b->m->n_artifacts; x.art++) {
 		const struct bn_artifact *a = &b->m->artifacts[x.art];
-		if (mkdirat(tfd, a->name, 0700) < 0) {
+		bool resume_here = resuming && x.art == start_art;
+		if (mkdirat(tfd, a->name, 0700) < 0 && !(resume_here && errno == EEXIST)) {
 			r = bn_fail(err, -errno, "%s/%s: %s", tmp, a->name, strerror(errno));
 			break;
 		}
@@ -256,13 +390,23 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, const struct bn_e
 			break;
 		}
 		x.entry = 0;
-		r = make_dirs(&x, err);
-		for (size_t ci = a->chunk_first; r == 0 && ci < a->chunk_first + a->n_chunks; ci++) {
+		r = make_dirs(&x, resume_here, err);
+		size_t first = a->chunk_first;
+		if (r == 0 && resume_here) {
+			first = start_chunk;
+			r = resume_position(&x, first < a->chunk_first + a->n_chunks ? b->m->chunks[first].soffset : a->size,
+			                    err);
+		}
+		for (size_t ci = first; r == 0 && ci < a->chunk_first + a->n_chunks; ci++) {
 			if (o->cancel && *o->cancel) {
 				r = bn_fail(err, -EINTR, "interrupted");
 				break;
 			}
 			const struct bn_chunk *c = &b->m->chunks[ci];
+			/* Resumed reads start mid-volume: the whole-volume hash is skipped
+			 * there (every chunk hash is still checked). */
+			if (ci == first && resume_here)
+				bn_chunk_reader_skip_volume_hash(&cr, c->volume);
 			r = bn_chunk_read(&cr, ci, err);
 			if (r < 0)
 				break;
@@ -283,8 +427,16 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, const struct bn_e
 			}
 			r = consume(&x, x.ubuf, n, err);
 			done += n;
+			since_checkpoint += n;
 			if (r == 0 && o->progress)
 				o->progress(o->userdata, done, total);
+			if (r == 0 && o->work_dir && since_checkpoint >= CHECKPOINT_BYTES) {
+				r = write_progress(&x, tfd, x.art, ci + 1);
+				if (r < 0)
+					r = bn_fail(err, r, "%s: cannot record progress: %s", tmp, strerror(-r));
+				since_checkpoint = 0;
+				bn_fault_point("extract:checkpoint");
+			}
 		}
 		if (r == 0 && x.fd < 0)
 			r = open_next_file(&x, err); /* trailing empty files */
@@ -299,25 +451,43 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, const struct bn_e
 		}
 		close(x.rootfd);
 		x.rootfd = -1;
+		if (r == 0 && o->work_dir && x.art + 1 < b->m->n_artifacts) {
+			r = write_progress(&x, tfd, x.art + 1, b->m->artifacts[x.art + 1].chunk_first);
+			if (r < 0)
+				r = bn_fail(err, r, "%s: cannot record progress: %s", tmp, strerror(-r));
+		}
 		if (r < 0)
 			break;
 	}
+	if (r == 0 && o->work_dir)
+		unlinkat(tfd, PROGRESS_FILE, 0);
 	if (r == 0 && (fchmod(tfd, 0755) < 0 || fsync(tfd) < 0))
 		r = bn_fail(err, -errno, "%s: %s", tmp, strerror(errno));
-	close(tfd);
 	if (r == 0 && o->cancel && *o->cancel)
 		r = bn_fail(err, -EINTR, "interrupted");
-	/* NOREPLACE: a directory that appeared meanwhile is never replaced. */
-	if (r == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, target, RENAME_NOREPLACE) < 0)
-		r = bn_fail(err, -errno, "%s: cannot move into place: %s", target, strerror(errno));
-	if (r == 0)
+	if (r == 0) {
+		bn_fault_point("extract:before-rename");
+		/* NOREPLACE: a directory that appeared meanwhile is never replaced;
+		 * EXCHANGE when asked to replace: the old tree lands at tmp. */
+		unsigned flags = target_exists ? RENAME_EXCHANGE : RENAME_NOREPLACE;
+		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, target, flags) < 0)
+			r = bn_fail(err, -errno, "%s: cannot move into place: %s", target, strerror(errno));
+	}
+	if (r == 0) {
 		bn_fsync_dir(parent);
+		bn_fault_point("extract:after-rename");
+		if (target_exists)
+			bn_rm_rf(tmp);
+	}
 out:
+	/* A cancelled or failed run leaves nothing; only a killed one leaves work_dir to resume. */
+	if (tfd >= 0)
+		close(tfd);
 	if (cr_init)
 		bn_chunk_reader_release(&cr);
 	if (x.fd >= 0)
 		close(x.fd);
-	if (r < 0 && tmp)
+	if (r < 0 && tmp && !keep_tmp)
 		bn_rm_rf(tmp);
 	bn_sha256_free(x.fsha);
 	free(x.ubuf);

@@ -14,7 +14,10 @@
 bool bn_name_valid(const char *s)
 {
 	size_t n = strlen(s);
-	if (n == 0 || n > BN_MAX_NAME || !strcmp(s, ".") || !strcmp(s, ".."))
+	/* The first character is alphanumeric: names never hide (".x") or look
+	 * like options ("-x"), and never collide with agkit's own dot files. */
+	if (n == 0 || n > BN_MAX_NAME || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
+	                                   (s[0] >= '0' && s[0] <= '9')))
 		return false;
 	for (const char *p = s; *p; p++) {
 		char c = *p;

@@ -280,6 +280,7 @@ int bn_chunk_reader_init(struct bn_chunk_reader *cr, struct bn_bundle *b, struct
 	cr->b = b;
 	cr->fd = -1;
 	cr->vol = (size_t)-1;
+	cr->nohash_vol = (size_t)-1;
 	cr->vsha = bn_sha256_new();
 	cr->buf = malloc(ZSTD_compressBound(b->m->chunk_size));
 	if (!cr->vsha || !cr->buf)
@@ -297,10 +298,24 @@ void bn_chunk_reader_release(struct bn_chunk_reader *cr)
 	cr->fd = -1;
 }
 
+void bn_chunk_reader_skip_volume_hash(struct bn_chunk_reader *cr, size_t v)
+{
+	if (cr->fd >= 0)
+		close(cr->fd);
+	cr->fd = -1;
+	cr->vol = (size_t)-1;
+	cr->nohash_vol = v;
+}
+
 static int finish_volume(struct bn_chunk_reader *cr, struct bn_error *err)
 {
 	if (cr->fd < 0)
 		return 0;
+	if (cr->vol == cr->nohash_vol) {
+		close(cr->fd);
+		cr->fd = -1;
+		return 0;
+	}
 	const struct bn_volume *v = &cr->b->m->volumes[cr->vol];
 	uint8_t h[BN_SHA256_LEN];
 	bn_sha256_final(cr->vsha, h);

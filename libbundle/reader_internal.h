@@ -9,7 +9,11 @@ struct bn_chunk_reader {
 	size_t vol;             /* its index, or (size_t)-1 */
 	struct bn_sha256 *vsha; /* running hash of the open volume */
 	uint8_t *buf;           /* holds one stored chunk after bn_chunk_read() */
+	size_t nohash_vol;      /* volume whose whole-file hash is not checked (resumed mid-way), or -1 */
 };
+
+/* A read that starts in the middle of volume v cannot check its whole-file hash. */
+void bn_chunk_reader_skip_volume_hash(struct bn_chunk_reader *cr, size_t v);
 
 int bn_check_files(struct bn_bundle *b, struct bn_error *err);
 void bn_describe_chunk(const struct bn_bundle *b, size_t ci, char *out, size_t outlen);

@@ -52,12 +52,23 @@ struct bn_extract_opts {
 	volatile sig_atomic_t *cancel; /* optional: non-zero aborts (cleanly) */
 	bn_progress_fn progress;
 	void *userdata;
+	/* Optional fixed working directory (instead of a random sibling).  It is
+	 * kept when the process dies, with a progress record, and a later call for
+	 * the same bundle resumes after the last checkpointed chunk instead of
+	 * starting over.  A clean failure removes it. */
+	const char *work_dir;
+	/* With work_dir: an existing target is replaced atomically
+	 * (RENAME_EXCHANGE), its old content removed afterwards. */
+	bool replace;
+	/* Out: chunks skipped because a previous run had checkpointed them. */
+	size_t resumed_chunks;
 };
 
 /* Verifies and unpacks every artifact to target/NAME/ atomically: into a
  * temporary sibling, fsync, rename.  On any failure target does not exist and
- * the temporary directory is removed.  target must not exist. */
-int bn_bundle_extract(struct bn_bundle *b, const char *target, const struct bn_extract_opts *o,
+ * the temporary directory is removed.  target must not exist unless
+ * o->replace is set. */
+int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract_opts *o,
                       struct bn_error *err) BN_WUR;
 
 /* Writes manifest.json, signs it with sk, writes SHA256SUMS, all in dir. */
@@ -68,6 +79,10 @@ int bn_bundle_write_signed(const char *dir, const char *manifest, size_t len, co
  * and rewrites SHA256SUMS.  The manifest must parse; its name, channel and
  * version go into the trusted comment. */
 int bn_bundle_add_signature(const char *dir, const struct bn_seckey *sk, struct bn_error *err) BN_WUR;
+
+/* Test-only fault injection: when $AGKIT_CRASH_AT equals name, the process
+ * kills itself with SIGKILL (crash-safety tests stop at named steps). */
+void bn_fault_point(const char *name);
 
 /* Rewrites dir/SHA256SUMS for every other regular file in dir (sorted). */
 int bn_sha256sums_write(const char *dir, struct bn_error *err) BN_WUR;

@@ -16,6 +16,7 @@
  *   -ENOSPC, -EIO, -ENOENT, -EACCES, -EROFS, -EEXIST, -ENOTDIR, ...  -> 4
  *   -EINVAL                 bad arguments (usage)                     -> 2
  *   -ESTALE                 refused by policy (downgrade, expiry)     -> 5
+ *   -EAGAIN                 another command holds the deployment lock -> 6
  *   anything else                                                     -> 1
  */
 #include <stdarg.h>
@@ -43,7 +44,8 @@ enum {
 	BN_EXIT_USAGE = 2,   /* bad command line */
 	BN_EXIT_VERIFY = 3,  /* signature, hash, format or safety check failed */
 	BN_EXIT_IO = 4,      /* could not read or write (missing file, disk full) */
-	BN_EXIT_POLICY = 5,  /* refused by trust policy (downgrade, expiry, threshold) */
+	BN_EXIT_POLICY = 5,  /* refused by trust policy (downgrade, expiry) */
+	BN_EXIT_BUSY = 6,    /* another agkit command holds the deployment lock */
 };
 
 int bn_exit_code(int negative_errno);

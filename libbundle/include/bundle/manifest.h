@@ -5,7 +5,7 @@
  * artifact, file, chunk and volume.  docs/FORMAT.md is the normative text.
  *
  * Invariants established by bn_manifest_parse() (and relied on by readers):
- *  - names are [A-Za-z0-9._-], 1..128 bytes, not "." or "..", unique;
+ *  - names are [A-Za-z0-9._-], 1..128 bytes, starting with a letter or digit, unique;
  *  - entry paths are relative, normalised (no "", ".", ".." components),
  *    strictly increasing in byte order, each parent present as a "dir" entry;
  *  - file entries tile their artifact's data stream in entry order
