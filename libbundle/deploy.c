@@ -1,0 +1,970 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bundle/deploy.h"
+#include "bundle/fsutil.h"
+
+#define STATE_MAX (1u << 20)
+#define CONFIG_MAX (1u << 16)
+
+struct bn_deploy {
+	char *root;
+	int lockfd;
+	struct bn_trust_policy trust;
+	/* config */
+	int64_t window_s;
+	char *hook;              /* absolute path or NULL */
+	int hook_timeout_s;
+	/* state */
+	int active, previous;    /* slot index or -1 */
+	int64_t window_until;    /* 0 when validated */
+	struct bn_slot slots[2];
+	json_t *floors;          /* channel -> last accepted version */
+	json_t *pending;         /* interrupted operation or NULL */
+	json_t *audit_pending;   /* audit record to append or NULL */
+	struct bn_audit_head head;
+	uint64_t generation;
+};
+
+static const char *slot_names[2] = {"blue", "green"};
+static const char *state_names[] = {"empty", "importing", "staged", "active", "previous", "bad"};
+
+const char *bn_slot_name(int slot) { return slot >= 0 && slot < 2 ? slot_names[slot] : NULL; }
+int bn_slot_index(const char *n) { return !n ? -1 : !strcmp(n, "blue") ? 0 : !strcmp(n, "green") ? 1 : -1; }
+const char *bn_slot_state_name(enum bn_slot_state s) { return state_names[s]; }
+int bn_deploy_active(const struct bn_deploy *d) { return d->active; }
+int bn_deploy_previous(const struct bn_deploy *d) { return d->previous; }
+const struct bn_slot *bn_deploy_slot(const struct bn_deploy *d, int slot) { return &d->slots[slot]; }
+int64_t bn_deploy_window_until(const struct bn_deploy *d) { return d->window_until; }
+const char *bn_deploy_root(const struct bn_deploy *d) { return d->root; }
+
+int bn_deploy_staged(const struct bn_deploy *d)
+{
+	for (int i = 0; i < 2; i++)
+		if (d->slots[i].state == BN_SLOT_STAGED)
+			return i;
+	return -1;
+}
+
+bool bn_deploy_in_window(const struct bn_deploy *d)
+{
+	return d->active >= 0 && d->window_until > 0 && (int64_t)time(NULL) < d->window_until;
+}
+
+static char *rpath(const struct bn_deploy *d, const char *rel)
+{
+	return bn_path_join(d->root, rel);
+}
+
+char *bn_deploy_slot_path(const struct bn_deploy *d, int slot)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/slots/%s", d->root, slot_names[slot]) < 0)
+		return NULL;
+	return p;
+}
+
+/* ---- state file ------------------------------------------------------ */
+
+static json_t *slot_json(const struct bn_slot *s)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "state", json_string(state_names[s->state]));
+	json_object_set_new(o, "bundle", s->has_bundle ? json_string(s->bundle) : json_null());
+	json_object_set_new(o, "channel", s->has_bundle ? json_string(s->channel) : json_null());
+	json_object_set_new(o, "version", s->has_bundle ? json_integer((json_int_t)s->version) : json_null());
+	json_object_set_new(o, "manifest_sha256", s->has_bundle ? json_string(s->manifest_sha256) : json_null());
+	json_object_set_new(o, "staged_at", s->staged_at ? json_integer(s->staged_at) : json_null());
+	json_object_set_new(o, "promoted_at", s->promoted_at ? json_integer(s->promoted_at) : json_null());
+	json_object_set_new(o, "reason", s->reason[0] ? json_string(s->reason) : json_null());
+	return o;
+}
+
+static int slot_from_json(json_t *o, struct bn_slot *s)
+{
+	memset(s, 0, sizeof *s);
+	const char *st = json_string_value(json_object_get(o, "state"));
+	int k = -1;
+	for (int i = 0; st && i < (int)(sizeof state_names / sizeof *state_names); i++)
+		if (!strcmp(st, state_names[i]))
+			k = i;
+	if (k < 0)
+		return -EBADMSG;
+	s->state = (enum bn_slot_state)k;
+	const char *b = json_string_value(json_object_get(o, "bundle")),
+	           *c = json_string_value(json_object_get(o, "channel")),
+	           *h = json_string_value(json_object_get(o, "manifest_sha256")),
+	           *reason = json_string_value(json_object_get(o, "reason"));
+	if (b && c) {
+		s->has_bundle = true;
+		snprintf(s->bundle, sizeof s->bundle, "%s", b);
+		snprintf(s->channel, sizeof s->channel, "%s", c);
+		s->version = (uint64_t)json_integer_value(json_object_get(o, "version"));
+		snprintf(s->manifest_sha256, sizeof s->manifest_sha256, "%s", h ? h : "");
+	}
+	s->staged_at = json_integer_value(json_object_get(o, "staged_at"));
+	s->promoted_at = json_integer_value(json_object_get(o, "promoted_at"));
+	snprintf(s->reason, sizeof s->reason, "%s", reason ? reason : "");
+	return 0;
+}
+
+static int save_state(struct bn_deploy *d, struct bn_error *err)
+{
+	char h[BN_SHA256_HEX], p[BN_SHA256_HEX];
+	bn_hex(d->head.hash, BN_SHA256_LEN, h);
+	bn_hex(d->head.prev, BN_SHA256_LEN, p);
+	d->generation++;
+	json_t *o = json_object(), *slots = json_object();
+	json_object_set_new(o, "agkit_state", json_integer(1));
+	json_object_set_new(o, "generation", json_integer((json_int_t)d->generation));
+	json_object_set_new(o, "active", d->active >= 0 ? json_string(slot_names[d->active]) : json_null());
+	json_object_set_new(o, "previous", d->previous >= 0 ? json_string(slot_names[d->previous]) : json_null());
+	json_object_set_new(o, "window_until", json_integer(d->window_until));
+	for (int i = 0; i < 2; i++)
+		json_object_set_new(slots, slot_names[i], slot_json(&d->slots[i]));
+	json_object_set_new(o, "slots", slots);
+	json_object_set(o, "floors", d->floors);
+	json_object_set(o, "pending", d->pending ? d->pending : json_null());
+	json_object_set(o, "audit_pending", d->audit_pending ? d->audit_pending : json_null());
+	json_object_set_new(o, "audit_head", json_pack("{s:I, s:s, s:s}", "seq", (json_int_t)d->head.seq, "hash", h,
+	                                               "prev", p));
+	char *text = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	json_decref(o);
+	if (!text)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	char *path = rpath(d, "state.json");
+	int r = path ? bn_write_file_atomic(path, text, strlen(text), 0644, err) : bn_fail(err, -ENOMEM, "out of memory");
+	free(path);
+	free(text);
+	return r;
+}
+
+static int load_state(struct bn_deploy *d, struct bn_error *err)
+{
+	char *path = rpath(d, "state.json"), *buf = NULL;
+	size_t len = 0;
+	if (!path)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	int r = bn_read_file(path, STATE_MAX, &buf, &len, err);
+	if (r < 0) {
+		free(path);
+		return r;
+	}
+	json_error_t je;
+	json_t *o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+	free(buf);
+	json_t *slots = json_object_get(o, "slots"), *head = json_object_get(o, "audit_head");
+	if (!o || !json_is_object(slots) || !json_is_object(head)) {
+		r = bn_fail(err, -EBADMSG, "%s: not a valid agkit state file", path);
+		goto out;
+	}
+	d->generation = (uint64_t)json_integer_value(json_object_get(o, "generation"));
+	d->active = bn_slot_index(json_string_value(json_object_get(o, "active")));
+	d->previous = bn_slot_index(json_string_value(json_object_get(o, "previous")));
+	d->window_until = json_integer_value(json_object_get(o, "window_until"));
+	for (int i = 0; i < 2; i++)
+		if (slot_from_json(json_object_get(slots, slot_names[i]), &d->slots[i]) < 0) {
+			r = bn_fail(err, -EBADMSG, "%s: slot %s has no valid state", path, slot_names[i]);
+			goto out;
+		}
+	json_t *fl = json_object_get(o, "floors");
+	d->floors = json_is_object(fl) ? json_incref(fl) : json_object();
+	json_t *pd = json_object_get(o, "pending"), *ap = json_object_get(o, "audit_pending");
+	d->pending = json_is_object(pd) ? json_incref(pd) : NULL;
+	d->audit_pending = json_is_object(ap) ? json_incref(ap) : NULL;
+	const char *h = json_string_value(json_object_get(head, "hash")), *p = json_string_value(json_object_get(head, "prev"));
+	d->head.seq = (uint64_t)json_integer_value(json_object_get(head, "seq"));
+	if (!h || !p || !bn_unhex(h, d->head.hash, BN_SHA256_LEN) || !bn_unhex(p, d->head.prev, BN_SHA256_LEN)) {
+		r = bn_fail(err, -EBADMSG, "%s: bad audit head", path);
+		goto out;
+	}
+out:
+	json_decref(o);
+	free(path);
+	return r;
+}
+
+static int load_config(struct bn_deploy *d, struct bn_error *err)
+{
+	d->window_s = BN_DEFAULT_WINDOW_S;
+	d->hook_timeout_s = 300;
+	char *path = rpath(d, "config.json"), *buf = NULL;
+	size_t len = 0;
+	int r = 0;
+	if (!path)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	if (access(path, F_OK) == 0) {
+		r = bn_read_file(path, CONFIG_MAX, &buf, &len, err);
+		json_t *o = r == 0 ? json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+		if (r == 0 && !json_is_object(o))
+			r = bn_fail(err, -EINVAL, "%s: not a JSON object", path);
+		if (r == 0) {
+			json_t *w = json_object_get(o, "validation_window_s"), *h = json_object_get(o, "switch_hook"),
+			       *t = json_object_get(o, "hook_timeout_s");
+			if (json_is_integer(w) && json_integer_value(w) >= 0)
+				d->window_s = json_integer_value(w);
+			if (json_is_integer(t) && json_integer_value(t) > 0)
+				d->hook_timeout_s = (int)json_integer_value(t);
+			if (json_is_string(h) && json_string_value(h)[0])
+				d->hook = strdup(json_string_value(h));
+		}
+		json_decref(o);
+		free(buf);
+	}
+	free(path);
+	if (r == 0 && !d->hook) {
+		char *def = rpath(d, "hooks/switch");
+		if (def && access(def, X_OK) == 0)
+			d->hook = def;
+		else
+			free(def);
+	}
+	return r;
+}
+
+/* ---- audit ----------------------------------------------------------- */
+
+static json_t *event_json(const struct bn_audit_event *ev)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "action", json_string(ev->action));
+	if (ev->slot)
+		json_object_set_new(o, "slot", json_string(ev->slot));
+	if (ev->bundle)
+		json_object_set_new(o, "bundle", json_string(ev->bundle));
+	if (ev->channel)
+		json_object_set_new(o, "channel", json_string(ev->channel));
+	if (ev->has_version)
+		json_object_set_new(o, "version", json_integer((json_int_t)ev->version));
+	json_object_set_new(o, "result", json_string(ev->result));
+	if (ev->reason) {
+		json_t *s = json_string(ev->reason);
+		json_object_set_new(o, "reason", s ? s : json_string("(not valid UTF-8)"));
+	}
+	return o;
+}
+
+static int append_pending_audit(struct bn_deploy *d, struct bn_error *err)
+{
+	json_t *o = d->audit_pending;
+	json_t *ver = json_object_get(o, "version");
+	struct bn_audit_event ev = {
+		.action = json_string_value(json_object_get(o, "action")),
+		.slot = json_string_value(json_object_get(o, "slot")),
+		.bundle = json_string_value(json_object_get(o, "bundle")),
+		.channel = json_string_value(json_object_get(o, "channel")),
+		.version = (uint64_t)json_integer_value(ver),
+		.has_version = json_is_integer(ver),
+		.result = json_string_value(json_object_get(o, "result")),
+		.reason = json_string_value(json_object_get(o, "reason")),
+	};
+	if (!ev.action || !ev.result)
+		return bn_fail(err, -EBADMSG, "state.json: malformed pending audit record");
+	char *path = rpath(d, "audit.log");
+	if (!path)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	struct bn_audit_head nh;
+	int r = bn_audit_append(path, &d->head, &ev, &nh, err);
+	free(path);
+	if (r < 0)
+		return r;
+	bn_fault_point("audit:appended");
+	d->head = nh;
+	json_decref(d->audit_pending);
+	d->audit_pending = NULL;
+	return save_state(d, err);
+}
+
+/* Saves the state with the event attached, then appends it and records the new
+ * chain head: a crash anywhere in between is finished by recover(). */
+static int commit(struct bn_deploy *d, const struct bn_audit_event *ev, struct bn_error *err)
+{
+	json_decref(d->audit_pending);
+	d->audit_pending = event_json(ev);
+	int r = save_state(d, err);
+	if (r < 0)
+		return r;
+	bn_fault_point("commit:saved");
+	return append_pending_audit(d, err);
+}
+
+int bn_deploy_audit(struct bn_deploy *d, const struct bn_audit_event *ev, struct bn_error *err)
+{
+	return commit(d, ev, err);
+}
+
+int bn_deploy_audit_verify(struct bn_deploy *d, uint64_t *ret_lines, struct bn_error *err)
+{
+	char *path = rpath(d, "audit.log");
+	if (!path)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	int r = bn_audit_verify(path, &d->head, NULL, ret_lines, err);
+	free(path);
+	return r;
+}
+
+/* ---- switching and hooks --------------------------------------------- */
+
+/* Points R/active at slot (or removes it for -1), atomically. */
+static int set_active_link(struct bn_deploy *d, int slot, struct bn_error *err)
+{
+	char *link = rpath(d, "active"), *tmp = rpath(d, "active.tmp");
+	int r = 0;
+	if (!link || !tmp) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	unlink(tmp);
+	if (slot < 0) {
+		if (unlink(link) < 0 && errno != ENOENT)
+			r = bn_fail(err, -errno, "%s: %s", link, strerror(errno));
+	} else {
+		char target[32];
+		snprintf(target, sizeof target, "slots/%s", slot_names[slot]);
+		if (symlink(target, tmp) < 0 || rename(tmp, link) < 0)
+			r = bn_fail(err, -errno, "%s: cannot switch: %s", link, strerror(errno));
+	}
+	if (r == 0 && bn_fsync_dir(d->root) < 0)
+		r = bn_fail(err, -EIO, "%s: cannot sync", d->root);
+out:
+	free(link);
+	free(tmp);
+	return r;
+}
+
+/* Which slot R/active points at now (-1 when none or unrecognised). */
+static int read_active_link(struct bn_deploy *d)
+{
+	char *link = rpath(d, "active"), buf[64];
+	ssize_t n = link ? readlink(link, buf, sizeof buf - 1) : -1;
+	free(link);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return !strcmp(buf, "slots/blue") ? 0 : !strcmp(buf, "slots/green") ? 1 : -1;
+}
+
+/* Runs the switch hook for slot with a timeout; 0 when none is configured. */
+static int run_hook(struct bn_deploy *d, const char *action, int slot, struct bn_error *err)
+{
+	if (!d->hook || slot < 0)
+		return 0;
+	char *sp = bn_deploy_slot_path(d, slot);
+	if (!sp)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	const struct bn_slot *s = &d->slots[slot];
+	char ver[32];
+	snprintf(ver, sizeof ver, "%" PRIu64, s->version);
+	pid_t pid = fork();
+	if (pid < 0) {
+		free(sp);
+		return bn_fail(err, -errno, "cannot start switch hook: %s", strerror(errno));
+	}
+	if (pid == 0) {
+		setenv("AGKIT_ROOT", d->root, 1);
+		setenv("AGKIT_ACTION", action, 1);
+		setenv("AGKIT_SLOT", slot_names[slot], 1);
+		setenv("AGKIT_SLOT_PATH", sp, 1);
+		setenv("AGKIT_BUNDLE", s->has_bundle ? s->bundle : "", 1);
+		setenv("AGKIT_CHANNEL", s->has_bundle ? s->channel : "", 1);
+		setenv("AGKIT_VERSION", s->has_bundle ? ver : "", 1);
+		/* The hook must not hold our lock descriptor. */
+		close(d->lockfd);
+		execl(d->hook, d->hook, action, sp, (char *)NULL);
+		_exit(127);
+	}
+	free(sp);
+	int status = 0;
+	for (int waited_ms = 0;; waited_ms += 50) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR)
+			return bn_fail(err, -errno, "switch hook: %s", strerror(errno));
+		if (waited_ms >= d->hook_timeout_s * 1000) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return bn_fail(err, -ETIMEDOUT, "switch hook %s timed out after %d s", d->hook, d->hook_timeout_s);
+		}
+		poll(NULL, 0, 50);
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (WIFEXITED(status))
+		return bn_fail(err, -ECANCELED, "switch hook %s failed (exit %d)", d->hook, WEXITSTATUS(status));
+	return bn_fail(err, -ECANCELED, "switch hook %s killed by signal %d", d->hook, WTERMSIG(status));
+}
+
+/* ---- recovery -------------------------------------------------------- */
+
+static int recover(struct bn_deploy *d, struct bn_error *err)
+{
+	int r = 0;
+	char *tmp = rpath(d, "active.tmp");
+	if (tmp)
+		unlink(tmp);
+	free(tmp);
+	/* 1. Audit: a line appended before the head was saved is adopted. */
+	char *log = rpath(d, "audit.log");
+	struct bn_audit_head tail;
+	struct bn_error e2 = {0};
+	if (log && bn_audit_verify(log, NULL, &tail, NULL, &e2) == 0 && tail.seq == d->head.seq + 1 &&
+	    !memcmp(tail.prev, d->head.hash, BN_SHA256_LEN)) {
+		d->head = tail;
+		json_decref(d->audit_pending);
+		d->audit_pending = NULL;
+		r = save_state(d, err);
+	} else if (d->audit_pending) {
+		r = append_pending_audit(d, err);
+	}
+	free(log);
+	if (r < 0 || !d->pending)
+		return r;
+
+	/* 2. An interrupted operation. */
+	const char *op = json_string_value(json_object_get(d->pending, "op"));
+	int from = bn_slot_index(json_string_value(json_object_get(d->pending, "from")));
+	int to = bn_slot_index(json_string_value(json_object_get(d->pending, "to")));
+	char reason[256];
+	struct bn_audit_event ev = {.action = "recover", .result = "ok", .reason = reason};
+	if (op && !strcmp(op, "import") && to >= 0) {
+		/* The slot's old tree is intact unless the final exchange happened;
+		 * without proof either way it is treated as empty.  The work
+		 * directory stays, so re-running the import resumes. */
+		struct bn_slot *s = &d->slots[to];
+		memset(s, 0, sizeof *s);
+		s->state = BN_SLOT_EMPTY;
+		if (d->previous == to)
+			d->previous = -1;
+		snprintf(reason, sizeof reason, "interrupted import into %s; slot marked empty, re-run the import to resume",
+		         slot_names[to]);
+		ev.slot = slot_names[to];
+	} else if (op && !strcmp(op, "promote") && to >= 0) {
+		/* Undo: the old active slot (from) serves again. */
+		bool switched = read_active_link(d) == to;
+		r = set_active_link(d, from, err);
+		if (r < 0)
+			return r;
+		d->active = from;
+		if (d->slots[to].state == BN_SLOT_ACTIVE || d->slots[to].state == BN_SLOT_STAGED)
+			d->slots[to].state = BN_SLOT_STAGED;
+		if (from >= 0)
+			d->slots[from].state = BN_SLOT_ACTIVE;
+		d->previous = json_integer_value(json_object_get(d->pending, "old_previous")) >= 0
+		                      ? (int)json_integer_value(json_object_get(d->pending, "old_previous"))
+		                      : -1;
+		d->window_until = json_integer_value(json_object_get(d->pending, "old_window_until"));
+		struct bn_error he = {0};
+		if (switched && from >= 0 && run_hook(d, "rollback", from, &he) < 0)
+			snprintf(reason, sizeof reason, "interrupted promote of %s undone; hook for %s failed: %.150s",
+			         slot_names[to], slot_names[from], he.msg);
+		else
+			snprintf(reason, sizeof reason, "interrupted promote of %s undone; %s stays active", slot_names[to],
+			         from >= 0 ? slot_names[from] : "none");
+		ev.slot = slot_names[to];
+	} else if (op && !strcmp(op, "rollback") && to >= 0 && from >= 0) {
+		/* Finish: rolling back is the safe direction. */
+		r = set_active_link(d, to, err);
+		if (r < 0)
+			return r;
+		d->active = to;
+		d->previous = -1;
+		d->window_until = 0;
+		d->slots[to].state = BN_SLOT_ACTIVE;
+		d->slots[from].state = BN_SLOT_BAD;
+		const char *why = json_string_value(json_object_get(d->pending, "reason"));
+		snprintf(d->slots[from].reason, sizeof d->slots[from].reason, "%s", why ? why : "rolled back");
+		struct bn_error he = {0};
+		if (run_hook(d, "rollback", to, &he) < 0)
+			snprintf(reason, sizeof reason, "interrupted rollback to %s finished; hook failed: %.150s",
+			         slot_names[to], he.msg);
+		else
+			snprintf(reason, sizeof reason, "interrupted rollback to %s finished", slot_names[to]);
+		ev.slot = slot_names[to];
+	} else {
+		snprintf(reason, sizeof reason, "unknown pending operation dropped");
+	}
+	json_decref(d->pending);
+	d->pending = NULL;
+	return commit(d, &ev, err);
+}
+
+/* ---- open / init ----------------------------------------------------- */
+
+void bn_deploy_close(struct bn_deploy *d)
+{
+	if (!d)
+		return;
+	if (d->lockfd >= 0)
+		close(d->lockfd); /* releases the flock */
+	json_decref(d->floors);
+	json_decref(d->pending);
+	json_decref(d->audit_pending);
+	free(d->hook);
+	free(d->root);
+	free(d);
+}
+
+int bn_deploy_open(const char *root, bool wait, struct bn_deploy **ret, struct bn_error *err)
+{
+	struct bn_deploy *d = calloc(1, sizeof *d);
+	if (!d || !(d->root = strdup(root))) {
+		free(d);
+		return bn_fail(err, -ENOMEM, "out of memory");
+	}
+	d->lockfd = -1;
+	d->active = d->previous = -1;
+	int r = 0;
+	char *lp = rpath(d, "lock"), *tp = rpath(d, "trust.json");
+	if (!lp || !tp) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (access(tp, F_OK) < 0) {
+		r = bn_fail(err, -ENOENT, "%s: not an agkit deployment root (no trust.json; run agctl init)", root);
+		goto out;
+	}
+	d->lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (d->lockfd < 0) {
+		r = bn_fail(err, -errno, "%s: %s", lp, strerror(errno));
+		goto out;
+	}
+	if (flock(d->lockfd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+		r = errno == EWOULDBLOCK ? bn_fail(err, -EAGAIN, "%s: another agkit command holds the lock; try again later", lp)
+		                         : bn_fail(err, -errno, "%s: %s", lp, strerror(errno));
+		goto out;
+	}
+	r = bn_trust_load(tp, &d->trust, err);
+	if (r == 0)
+		r = load_config(d, err);
+	if (r == 0)
+		r = load_state(d, err);
+	if (r == 0)
+		r = recover(d, err);
+	if (r < 0)
+		goto out;
+	*ret = d;
+	d = NULL;
+out:
+	free(lp);
+	free(tp);
+	bn_deploy_close(d);
+	return r;
+}
+
+int bn_deploy_init(const char *root, const struct bn_pubkey *keys, size_t n_keys, unsigned threshold,
+                   struct bn_error *err)
+{
+	if (n_keys == 0 || n_keys > BN_TRUST_MAX_KEYS)
+		return bn_fail(err, -EINVAL, "give 1 to %d public keys", BN_TRUST_MAX_KEYS);
+	if (threshold == 0)
+		threshold = 1;
+	if (threshold > n_keys)
+		return bn_fail(err, -EINVAL, "threshold %u is more than the %zu key(s) given", threshold, n_keys);
+	struct bn_deploy tmp = {.root = (char *)root, .lockfd = -1, .active = -1, .previous = -1};
+	char *tp = rpath(&tmp, "trust.json");
+	if (!tp)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	if (access(tp, F_OK) == 0) {
+		free(tp);
+		return bn_fail(err, -EEXIST, "%s: already initialised", root);
+	}
+	int r = 0;
+	static const char *dirs[] = {"", "/slots", "/slots/blue", "/slots/green", "/staging", "/hooks"};
+	for (size_t i = 0; i < sizeof dirs / sizeof *dirs && r == 0; i++) {
+		char *p = NULL;
+		if (asprintf(&p, "%s%s", root, dirs[i]) < 0)
+			r = bn_fail(err, -ENOMEM, "out of memory");
+		else if ((r = bn_mkdir_p(p, 0755)) < 0)
+			bn_fail(err, r, "%s: %s", p, strerror(-r));
+		free(p);
+	}
+	struct bn_trust_policy *p = calloc(1, sizeof *p);
+	char *text = NULL;
+	if (r == 0 && !p)
+		r = bn_fail(err, -ENOMEM, "out of memory");
+	if (r == 0) {
+		p->serial = 1;
+		p->threshold = threshold;
+		p->n_keys = n_keys;
+		memcpy(p->keys, keys, n_keys * sizeof *keys);
+		for (size_t i = 0; i < n_keys; i++)
+			for (size_t j = 0; j < i; j++)
+				if (!memcmp(keys[i].keyid, keys[j].keyid, BN_KEYID_LEN))
+					r = bn_fail(err, -EINVAL, "the same key is given twice");
+	}
+	if (r == 0 && bn_trust_format(p, &text) < 0)
+		r = bn_fail(err, -ENOMEM, "out of memory");
+	struct bn_deploy *d = calloc(1, sizeof *d);
+	if (r == 0 && !d)
+		r = bn_fail(err, -ENOMEM, "out of memory");
+	if (r == 0) {
+		d->root = strdup(root);
+		d->lockfd = -1;
+		d->active = d->previous = -1;
+		d->floors = json_object();
+		char *cp = rpath(d, "config.json");
+		static const char cfg[] = "{\n \"validation_window_s\": 86400,\n \"switch_hook\": null,\n \"hook_timeout_s\": 300\n}\n";
+		r = cp ? bn_write_file_atomic(cp, cfg, sizeof cfg - 1, 0644, err) : bn_fail(err, -ENOMEM, "out of memory");
+		free(cp);
+		if (r == 0)
+			r = save_state(d, err);
+		struct bn_audit_event ev = {.action = "init", .result = "ok", .reason = "deployment root created"};
+		if (r == 0)
+			r = commit(d, &ev, err);
+		/* trust.json last: its presence marks a complete initialisation. */
+		if (r == 0)
+			r = bn_write_file_atomic(tp, text, strlen(text), 0644, err);
+	}
+	bn_deploy_close(d);
+	free(p);
+	free(text);
+	free(tp);
+	return r;
+}
+
+/* ---- operations ------------------------------------------------------ */
+
+static uint64_t floor_of(const struct bn_deploy *d, const char *channel, bool *has)
+{
+	json_t *v = json_object_get(d->floors, channel);
+	*has = json_is_integer(v);
+	return *has ? (uint64_t)json_integer_value(v) : 0;
+}
+
+static int64_t parse_rfc3339(const char *s)
+{
+	struct tm tm = {0};
+	if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return -1;
+	return (int64_t)timegm(&tm);
+}
+
+int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts *o, struct bn_import_result *ret,
+                     struct bn_error *err)
+{
+	struct bn_import_opts none = {0};
+	if (!o)
+		o = &none;
+	struct bn_trust view = bn_trust_view(&d->trust);
+	struct bn_bundle *b = NULL;
+	struct bn_audit_event ev = {.action = "import", .result = "refused"};
+	char why[BN_ERROR_MAX];
+	int r = bn_bundle_open(dir, &view, &b, err);
+	if (r < 0) {
+		snprintf(why, sizeof why, "%s", err ? err->msg : "verification failed");
+		ev.reason = why;
+		struct bn_error e2 = {0};
+		(void)commit(d, &ev, &e2);
+		return r;
+	}
+	const struct bn_manifest *m = b->m;
+	ev.bundle = m->name;
+	ev.channel = m->channel;
+	ev.version = m->version;
+	ev.has_version = true;
+	bn_fault_point("import:verified");
+
+	/* Policy: anti-rollback floor and expiry. */
+	bool has_floor = false;
+	uint64_t fl = floor_of(d, m->channel, &has_floor), minv = bn_trust_min_version(&d->trust, m->channel);
+	bool downgrade = (has_floor && m->version <= fl) || m->version < minv;
+	if (downgrade && !o->allow_downgrade) {
+		r = has_floor && m->version <= fl
+		            ? bn_fail(err, -ESTALE, "%s: version %" PRIu64 " of channel %s is not above the last accepted (%" PRIu64
+		                      "); refusing a downgrade or replay (--allow-downgrade overrides, audited)",
+		                      dir, m->version, m->channel, fl)
+		            : bn_fail(err, -ESTALE, "%s: version %" PRIu64 " is below the trust policy's minimum %" PRIu64
+		                      " for channel %s", dir, m->version, minv, m->channel);
+		goto refuse;
+	}
+	if (d->trust.max_age_days) {
+		int64_t created = parse_rfc3339(m->created);
+		if (created < 0 || (int64_t)time(NULL) - created > (int64_t)d->trust.max_age_days * 86400) {
+			r = bn_fail(err, -ESTALE, "%s: bundle created %s is older than the policy's %" PRIu64 " days (expired)",
+			            dir, m->created, d->trust.max_age_days);
+			goto refuse;
+		}
+	}
+	/* The idle slot: never the active one. */
+	int slot = d->active >= 0 ? 1 - d->active : 0;
+	ev.slot = slot_names[slot];
+	if (d->slots[slot].state == BN_SLOT_PREVIOUS && bn_deploy_in_window(d) && !o->force) {
+		char until[32];
+		time_t t = (time_t)d->window_until;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		r = bn_fail(err, -ESTALE, "slot %s holds the rollback target until the validation window ends (%s); "
+		            "run agctl mark-good, or import with --force", slot_names[slot], until);
+		goto refuse;
+	}
+
+	/* Intent first, then the slot's content. */
+	struct bn_slot old = d->slots[slot];
+	json_decref(d->pending);
+	d->pending = json_pack("{s:s, s:s}", "op", "import", "to", slot_names[slot]);
+	d->slots[slot].state = BN_SLOT_IMPORTING;
+	if (d->previous == slot)
+		d->previous = -1;
+	r = save_state(d, err);
+	if (r < 0)
+		goto fail;
+	bn_fault_point("import:intent");
+	char *target = bn_deploy_slot_path(d, slot), *work = NULL;
+	if (!target || asprintf(&work, "%s/staging/%s", d->root, slot_names[slot]) < 0) {
+		free(target);
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	struct bn_extract_opts xo = {.cancel = o->cancel, .progress = o->progress, .userdata = o->userdata,
+	                             .work_dir = work, .replace = true};
+	r = bn_bundle_extract(b, target, &xo, err);
+	free(target);
+	free(work);
+	if (r < 0) {
+		/* Extraction failures leave the slot's old tree in place. */
+		d->slots[slot] = old;
+		if (old.state == BN_SLOT_PREVIOUS && d->active >= 0)
+			d->previous = slot;
+		goto fail;
+	}
+	bn_fault_point("import:extracted");
+	struct bn_slot *s = &d->slots[slot];
+	memset(s, 0, sizeof *s);
+	s->state = BN_SLOT_STAGED;
+	s->has_bundle = true;
+	snprintf(s->bundle, sizeof s->bundle, "%s", m->name);
+	snprintf(s->channel, sizeof s->channel, "%s", m->channel);
+	s->version = m->version;
+	bn_hex(b->manifest_sha256, BN_SHA256_LEN, s->manifest_sha256);
+	s->staged_at = (int64_t)time(NULL);
+	if (!has_floor || m->version > fl)
+		json_object_set_new(d->floors, m->channel, json_integer((json_int_t)m->version));
+	json_decref(d->pending);
+	d->pending = NULL;
+	ev.result = "ok";
+	snprintf(why, sizeof why, "%s%s", downgrade ? "downgrade allowed by operator (--allow-downgrade)" : "staged",
+	         xo.resumed_chunks ? "; resumed an interrupted import" : "");
+	ev.reason = why;
+	r = commit(d, &ev, err);
+	if (r == 0 && ret) {
+		ret->slot = slot;
+		snprintf(ret->bundle, sizeof ret->bundle, "%s", m->name);
+		snprintf(ret->channel, sizeof ret->channel, "%s", m->channel);
+		ret->version = m->version;
+		ret->resumed_chunks = xo.resumed_chunks;
+	}
+	bn_bundle_free(b);
+	return r;
+fail:
+	ev.result = "failed";
+refuse:
+	json_decref(d->pending);
+	d->pending = NULL;
+	snprintf(why, sizeof why, "%s", err ? err->msg : "failed");
+	ev.reason = why;
+	{
+		struct bn_error e2 = {0};
+		(void)commit(d, &ev, &e2);
+	}
+	bn_bundle_free(b);
+	return r;
+}
+
+int bn_deploy_promote(struct bn_deploy *d, struct bn_error *err)
+{
+	int to = bn_deploy_staged(d), from = d->active;
+	if (to < 0)
+		return bn_fail(err, -ENOENT, "%s: no staged slot to promote", d->root);
+	struct bn_slot *s = &d->slots[to];
+	struct bn_audit_event ev = {.action = "promote", .slot = slot_names[to], .bundle = s->bundle,
+	                            .channel = s->channel, .version = s->version, .has_version = true, .result = "ok"};
+	json_decref(d->pending);
+	d->pending = json_pack("{s:s, s:s?, s:s, s:i, s:I}", "op", "promote", "from", from >= 0 ? slot_names[from] : NULL,
+	                       "to", slot_names[to], "old_previous", d->previous, "old_window_until",
+	                       (json_int_t)d->window_until);
+	int r = save_state(d, err);
+	if (r < 0)
+		return r;
+	bn_fault_point("promote:intent");
+	r = set_active_link(d, to, err);
+	if (r < 0)
+		goto undo;
+	bn_fault_point("promote:switched");
+	r = run_hook(d, "promote", to, err);
+	if (r < 0)
+		goto undo;
+	bn_fault_point("promote:hooked");
+	if (from >= 0)
+		d->slots[from].state = BN_SLOT_PREVIOUS;
+	s->state = BN_SLOT_ACTIVE;
+	s->promoted_at = (int64_t)time(NULL);
+	s->reason[0] = '\0';
+	d->active = to;
+	d->previous = from;
+	d->window_until = d->window_s > 0 ? (int64_t)time(NULL) + d->window_s : 0;
+	json_decref(d->pending);
+	d->pending = NULL;
+	return commit(d, &ev, err);
+undo:;
+	char why[BN_ERROR_MAX];
+	snprintf(why, sizeof why, "%.900s; switch undone", err ? err->msg : "failed");
+	struct bn_error e2 = {0};
+	if (set_active_link(d, from, &e2) == 0 && from >= 0)
+		(void)run_hook(d, "rollback", from, &e2);
+	json_decref(d->pending);
+	d->pending = NULL;
+	ev.result = "failed";
+	ev.reason = why;
+	(void)commit(d, &ev, &e2);
+	if (err)
+		snprintf(err->msg, sizeof err->msg, "%s", why);
+	return r;
+}
+
+int bn_deploy_rollback(struct bn_deploy *d, const char *reason, struct bn_error *err)
+{
+	int from = d->active, to = d->previous;
+	if (from < 0 || to < 0 || d->slots[to].state != BN_SLOT_PREVIOUS)
+		return bn_fail(err, -ENOENT, "%s: no previous slot to roll back to", d->root);
+	if (!reason)
+		reason = "rolled back by operator";
+	json_decref(d->pending);
+	d->pending = json_pack("{s:s, s:s, s:s, s:s}", "op", "rollback", "from", slot_names[from], "to", slot_names[to],
+	                       "reason", reason);
+	int r = save_state(d, err);
+	if (r < 0)
+		return r;
+	bn_fault_point("rollback:intent");
+	r = set_active_link(d, to, err);
+	if (r < 0)
+		return r; /* pending stays: the next open finishes the rollback */
+	bn_fault_point("rollback:switched");
+	struct bn_error he = {0};
+	int hr = run_hook(d, "rollback", to, &he);
+	bn_fault_point("rollback:hooked");
+	d->slots[from].state = BN_SLOT_BAD;
+	snprintf(d->slots[from].reason, sizeof d->slots[from].reason, "%s", reason);
+	d->slots[to].state = BN_SLOT_ACTIVE;
+	d->active = to;
+	d->previous = -1;
+	d->window_until = 0;
+	json_decref(d->pending);
+	d->pending = NULL;
+	char why[BN_ERROR_MAX];
+	snprintf(why, sizeof why, "%.400s%s%.500s", reason, hr < 0 ? "; switch hook failed: " : "", hr < 0 ? he.msg : "");
+	const struct bn_slot *s = &d->slots[to];
+	struct bn_audit_event ev = {.action = "rollback", .slot = slot_names[to], .bundle = s->bundle,
+	                            .channel = s->channel, .version = s->version, .has_version = s->has_bundle,
+	                            .result = hr < 0 ? "failed" : "ok", .reason = why};
+	r = commit(d, &ev, err);
+	if (r == 0 && hr < 0) {
+		if (err)
+			*err = he;
+		return hr;
+	}
+	return r;
+}
+
+int bn_deploy_mark_good(struct bn_deploy *d, struct bn_error *err)
+{
+	if (d->active < 0)
+		return bn_fail(err, -ENOENT, "%s: no active slot", d->root);
+	d->window_until = 0;
+	const struct bn_slot *s = &d->slots[d->active];
+	struct bn_audit_event ev = {.action = "mark-good", .slot = slot_names[d->active], .bundle = s->bundle,
+	                            .channel = s->channel, .version = s->version, .has_version = s->has_bundle,
+	                            .result = "ok"};
+	return commit(d, &ev, err);
+}
+
+int bn_deploy_mark_bad(struct bn_deploy *d, int slot, const char *reason, struct bn_error *err)
+{
+	if (slot < 0)
+		slot = bn_deploy_staged(d);
+	if (slot < 0)
+		return bn_fail(err, -ENOENT, "%s: no staged slot; name the slot to mark bad", d->root);
+	if (!reason)
+		reason = "marked bad by operator";
+	if (slot == d->active)
+		return bn_deploy_rollback(d, reason, err);
+	struct bn_slot *s = &d->slots[slot];
+	if (s->state == BN_SLOT_EMPTY)
+		return bn_fail(err, -ENOENT, "slot %s is empty", slot_names[slot]);
+	s->state = BN_SLOT_BAD;
+	snprintf(s->reason, sizeof s->reason, "%s", reason);
+	if (d->previous == slot)
+		d->previous = -1;
+	struct bn_audit_event ev = {.action = "mark-bad", .slot = slot_names[slot], .bundle = s->bundle,
+	                            .channel = s->channel, .version = s->version, .has_version = s->has_bundle,
+	                            .result = "ok", .reason = reason};
+	return commit(d, &ev, err);
+}
+
+int bn_deploy_trust_update(struct bn_deploy *d, const char *path, const char *const *sigs, size_t n_sigs,
+                           struct bn_error *err)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	struct bn_trust_policy *np = calloc(1, sizeof *np);
+	struct bn_audit_event ev = {.action = "trust-update", .result = "refused"};
+	char why[BN_ERROR_MAX];
+	int r = np ? bn_read_file(path, BN_TRUST_MAX_BYTES, &buf, &len, err) : bn_fail(err, -ENOMEM, "out of memory");
+	if (r == 0)
+		r = bn_trust_check_update(&d->trust, buf, len, sigs, n_sigs, np, err);
+	if (r == 0) {
+		char *tp = rpath(d, "trust.json");
+		/* The signed bytes themselves become the policy. */
+		r = tp ? bn_write_file_atomic(tp, buf, len, 0644, err) : bn_fail(err, -ENOMEM, "out of memory");
+		free(tp);
+	}
+	if (r == 0) {
+		snprintf(why, sizeof why, "serial %" PRIu64 " -> %" PRIu64 ", %zu key(s), threshold %u", d->trust.serial,
+		         np->serial, np->n_keys, np->threshold);
+		d->trust = *np;
+		ev.result = "ok";
+	} else {
+		snprintf(why, sizeof why, "%s", err ? err->msg : "refused");
+	}
+	ev.reason = why;
+	struct bn_error e2 = {0};
+	int q = commit(d, &ev, r == 0 ? err : &e2);
+	free(buf);
+	free(np);
+	return r < 0 ? r : q;
+}
+
+json_t *bn_deploy_status(const struct bn_deploy *d)
+{
+	json_t *o = json_object(), *slots = json_object(), *keys = json_array();
+	json_object_set_new(o, "root", json_string(d->root));
+	json_object_set_new(o, "active", d->active >= 0 ? json_string(slot_names[d->active]) : json_null());
+	json_object_set_new(o, "previous", d->previous >= 0 ? json_string(slot_names[d->previous]) : json_null());
+	json_object_set_new(o, "validation_window_until", d->window_until ? json_integer(d->window_until) : json_null());
+	json_object_set_new(o, "in_validation_window", json_boolean(bn_deploy_in_window(d)));
+	for (int i = 0; i < 2; i++)
+		json_object_set_new(slots, slot_names[i], slot_json(&d->slots[i]));
+	json_object_set_new(o, "slots", slots);
+	json_object_set(o, "floors", d->floors);
+	for (size_t i = 0; i < d->trust.n_keys; i++) {
+		char id[BN_KEYID_HEX];
+		bn_keyid_hex(d->trust.keys[i].keyid, id);
+		json_array_append_new(keys, json_string(id));
+	}
+	json_object_set_new(o, "trust", json_pack("{s:I, s:i, s:o}", "serial", (json_int_t)d->trust.serial, "threshold",
+	                                          (int)d->trust.threshold, "keys", keys));
+	json_object_set_new(o, "audit_lines", json_integer((json_int_t)d->head.seq));
+	return o;
+}
