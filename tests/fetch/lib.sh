@@ -113,3 +113,34 @@ seed_image() {
 raw_digest() { # raw_digest docker://... : sha256 of the registry's manifest bytes
 	skopeo inspect --raw --tls-verify=false "$1" | sha256sum | cut -d' ' -f1
 }
+
+# start_nginx PORT ROOT [EXTRA_SERVER_DIRECTIVES] : static files with Range support;
+# access log $WORK/access.log: "URI STATUS BODY_BYTES RANGE AUTH"
+start_nginx() {
+	mkdir -p "$WORK/nginx/tmp"
+	cat >"$WORK/nginx/nginx.conf" <<NGX
+user root;
+daemon off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 64; }
+http {
+  log_format t '\$request_uri \$status \$body_bytes_sent "\$http_range" "\$http_authorization"';
+  access_log $WORK/access.log t;
+  client_body_temp_path $WORK/nginx/tmp/body;
+  proxy_temp_path $WORK/nginx/tmp/proxy;
+  fastcgi_temp_path $WORK/nginx/tmp/fcgi;
+  uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+  scgi_temp_path $WORK/nginx/tmp/scgi;
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:$1;
+    root $2;
+    ${3:-}
+  }
+}
+NGX
+	bg nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
+	wait_port "$1"
+}
