@@ -323,6 +323,10 @@ int fc_fetch(struct fh_ctx *c, const struct fh_req *q, const struct fh_expect *e
 	char *part;
 	if ((r = fc_part_path(c, keybuf, &part, err)) < 0)
 		return r;
+	/* Without an expected digest a partial file from an earlier run may belong
+	 * to different content; only retries within this run resume. */
+	if (!algo)
+		unlink(part);
 	char sha[BN_SHA256_HEX];
 	uint64_t size = 0;
 	r = fh_get_file(c, q, part, ex, label, sha, &size, err);

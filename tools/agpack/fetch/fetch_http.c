@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -549,6 +550,13 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 	int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return bn_fail(err, -errno, "%s: %s", part, strerror(errno));
+	/* Two runs sharing a cache must not append to the same partial file. */
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		close(fd);
+		return e == EWOULDBLOCK ? bn_fail(err, -EBUSY, "%s: another fetch is downloading this", part)
+		                        : bn_fail(err, -e, "%s: %s", part, strerror(e));
+	}
 	struct bn_sha256 *sha = bn_sha256_new();
 	EVP_MD_CTX *sha1 = ex->git_sha1 ? EVP_MD_CTX_new() : NULL;
 	int code = -EIO;
@@ -615,6 +623,12 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 		got_total = x.got;
 		int cls = classify_curl(rc, &x, q->url, &code, err);
 		if (cls == ATTEMPT_FATAL) {
+			fh_resp_free(&r);
+			goto out;
+		}
+		if (x.bad_range && ftruncate(fd, 0) < 0) {
+			/* A server that answers ranges wrongly gets a full download next. */
+			code = bn_fail(err, -errno, "%s: %s", part, strerror(errno));
 			fh_resp_free(&r);
 			goto out;
 		}

@@ -76,6 +76,7 @@ int ag_fetch_url(const struct ag_fetch_opts *o, const char *url, const char *sha
 		}
 		if (!unpinned)
 			memcpy(seen, want, sizeof seen);
+		fh_log(&c, "%s: %llu bytes (dry run)", url, (unsigned long long)size);
 	} else {
 		struct fh_req q = {.url = url, .allow_http = true, .follow = true};
 		struct fh_expect ex = {.sha256 = unpinned ? NULL : want, .size = -1};
