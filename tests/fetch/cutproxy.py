@@ -4,6 +4,7 @@
 cutproxy.py LISTEN_PORT UPSTREAM_PORT MODE STATS
 MODE "cut:N"   the first connection that carries more than N bytes towards the
                client is cut after exactly N bytes; later ones pass untouched.
+MODE "stall:N" the first connection over N bytes stops after N bytes and hangs.
 MODE "busy:S"  the first connection is answered "503, Retry-After: S" and closed.
 STATS receives the total number of bytes sent towards clients (rewritten as it grows).
 """
@@ -65,10 +66,14 @@ def relay(c, u):
                 cut = kind == "cut" and not state["fired"] and sent + len(b) > arg
                 if cut:
                     state["fired"] = True
-            if cut:
+            if cut or (kind == "stall" and not state["fired"] and sent + len(b) > arg):
                 part = b[:arg - sent]
                 c.sendall(part)
                 count(len(part))
+                if kind == "stall":
+                    state["fired"] = True
+                    while c.recv(65536):  # hold the connection until the client goes
+                        pass
                 break
             c.sendall(b)
             sent += len(b)

@@ -66,3 +66,27 @@ grep -q '/files/data.bin 206 .* "bytes=' "$WORK/access.log" || { cat "$WORK/acce
 sent=$(cat "$WORK/sent")
 [ "$sent" -lt $((3000000 + 4096)) ] || fail "proxy sent $sent bytes: completed bytes fetched again"
 pass "cut at 1000000 bytes, resumed with Range: $sent bytes on the wire for 3000000"
+
+# An interrupted run (killed mid-transfer) leaves a partial file in the cache;
+# the next run resumes from it and the server sends only the rest.
+S=$(free_port)
+bg stall python3 "$TESTDIR/cutproxy.py" "$S" "$P" stall:1200000 "$WORK/sent3"
+wait_port "$S"
+"$FETCH_TOOL" url "http://127.0.0.1:$S/files/data.bin" "$sum" "$WORK/f11" --cache "$WORK/c11" >/dev/null 2>&1 &
+tool=$!
+part=$WORK/c11/tmp/sha256-$sum.part
+i=0
+until [ -f "$part" ] && [ "$(stat -c %s "$part")" -ge 1000000 ]; do
+	i=$((i + 1)); [ $i -lt 100 ] || { kill -9 $tool; fail "partial file never grew"; }
+	sleep 0.1
+done
+kill -9 $tool; wait $tool 2>/dev/null || true
+have=$(stat -c %s "$part")
+[ ! -e "$WORK/f11" ] || fail "killed run left an output"
+: >"$WORK/access.log"
+fetch "$WORK/p12" url "$B/files/data.bin" "$sum" "$WORK/f11" --cache "$WORK/c11" || { cat "$WORK/p12.err"; fail "second run"; }
+cmp "$WORK/f11" "$WORK/www/files/data.bin" || fail "content after cross-run resume"
+grep -q "/files/data.bin 206 $((3000000 - have)) \"bytes=$have-\"" "$WORK/access.log" ||
+	{ cat "$WORK/access.log"; fail "nginx did not serve exactly the missing $((3000000 - have)) bytes"; }
+[ "$(counter "$WORK/p12" downloaded_bytes)" = $((3000000 - have)) ] || fail "downloaded_bytes after resume"
+pass "killed run resumed by the next one: $have bytes kept, nginx sent $((3000000 - have))"
