@@ -107,10 +107,11 @@ static int hash_file(const char *path, char sha[BN_SHA256_HEX], char git[41], ui
 		EVP_DigestInit_ex(s1, EVP_sha1(), NULL);
 		EVP_DigestUpdate(s1, pre, (size_t)n + 1);
 	}
-	static char buf[1 << 17];
-	int r = 0;
-	for (;;) {
-		ssize_t k = read(fd, buf, sizeof buf);
+	enum { BUFSZ = 1 << 17 };
+	char *buf = malloc(BUFSZ); /* not static: callers may run in several threads */
+	int r = buf ? 0 : -ENOMEM;
+	for (; buf;) {
+		ssize_t k = read(fd, buf, BUFSZ);
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
@@ -135,6 +136,7 @@ static int hash_file(const char *path, char sha[BN_SHA256_HEX], char git[41], ui
 		}
 		*size = (uint64_t)st.st_size;
 	}
+	free(buf);
 	bn_sha256_free(s);
 	EVP_MD_CTX_free(s1);
 	close(fd);
@@ -354,10 +356,11 @@ static int copy_file(const char *src, const char *dst, struct bn_error *err)
 		close(in);
 		return bn_fail(err, -e, "%s: %s", dst, strerror(e));
 	}
-	static char buf[1 << 17];
-	int r = 0;
-	for (;;) {
-		ssize_t k = read(in, buf, sizeof buf);
+	enum { BUFSZ = 1 << 17 };
+	char *buf = malloc(BUFSZ);
+	int r = buf ? 0 : bn_fail(err, -ENOMEM, "out of memory");
+	for (; buf;) {
+		ssize_t k = read(in, buf, BUFSZ);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0) {
@@ -378,6 +381,7 @@ static int copy_file(const char *src, const char *dst, struct bn_error *err)
 		if (r < 0)
 			break;
 	}
+	free(buf);
 	close(in);
 	if (close(out) < 0 && !r)
 		r = bn_fail(err, -errno, "%s: %s", dst, strerror(errno));

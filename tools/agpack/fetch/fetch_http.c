@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,17 +49,22 @@ void fh_log(const struct fh_ctx *c, const char *fmt, ...)
 	va_end(ap);
 }
 
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_global_rc;
+
+static void curl_global_once(void)
+{
+	curl_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 int fh_init(struct fh_ctx *c, const struct ag_fetch_opts *o, struct bn_error *err)
 {
-	static bool global_done;
 	if (!o || !o->cache_dir)
 		return bn_fail(err, -EINVAL, "fetch: cache directory is required");
-	if (!global_done) {
-		/* Not thread-safe by libcurl's design; agpack calls fetch from one thread. */
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-			return bn_fail(err, -ENOMEM, "fetch: libcurl initialisation failed");
-		global_done = true;
-	}
+	/* curl_global_init is not thread-safe itself: run it exactly once. */
+	pthread_once(&curl_once, curl_global_once);
+	if (curl_global_rc != CURLE_OK)
+		return bn_fail(err, -ENOMEM, "fetch: libcurl initialisation failed");
 	memset(c, 0, sizeof *c);
 	c->o = o;
 	c->tty = o->log && isatty(fileno(o->log));
