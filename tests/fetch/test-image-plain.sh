@@ -81,3 +81,16 @@ grep -q "sha256 mismatch" "$WORK/p8.err" || fail "no digest error message"
 ls -d "$WORK"/out8.agtmp-* 2>/dev/null && fail "staging directory left behind"
 [ ! -e "$WORK/cache8/blobs/sha256/$layer" ] || fail "corrupt blob entered the cache"
 pass "corrupt blob rejected: $(tail -n1 "$WORK/p8.err")"
+
+# 9. malformed references are usage errors
+for bad in "$H/Demo/App:v1" "$H/demo/app:bad tag" "$H/demo/app@sha256:abc" "$H//app:v1" "$H/demo/app:-x"; do
+	set +e
+	fetch "$WORK/p9" image "$bad" "$WORK/out9" --cache "$WORK/cache" --insecure "$H"; rc=$?
+	set -e
+	[ $rc -eq 2 ] || fail "reference '$bad': exit $rc, want 2"
+done
+set +e
+fetch "$WORK/p9" image "$H/demo/app:v1" "$WORK/out9" --platform linux --cache "$WORK/cache" --insecure "$H"; rc=$?
+set -e
+[ $rc -eq 2 ] || fail "platform 'linux': exit $rc, want 2"
+pass "malformed references and platform refused (exit 2)"

@@ -50,6 +50,7 @@ static void ref_free(struct ref *r)
 	free(r->repo);
 	free(r->tag);
 	free(r->digest);
+	memset(r, 0, sizeof *r); /* parse_ref frees on error and the caller frees again */
 }
 
 static bool valid_repo(const char *s)
@@ -801,6 +802,8 @@ int ag_fetch_image(const struct ag_fetch_opts *o, const char *ref, const char *p
 	}
 	if ((rc = load_creds(&g, err)) < 0)
 		goto out;
+	if (g.http && g.user)
+		fh_log(&c, "warning: %s is insecure (plain http); credentials may be sent in clear", g.ref.host);
 	if (!o->dry_run) {
 		if ((rc = fo_stage_dir(out_dir, &tmp, err)) < 0)
 			goto out;
