@@ -21,7 +21,7 @@ start_plain_registry reg "$P"
 seed_image "$WORK/src" v1 "$H" bench/big
 
 now() { python3 -c 'import time; print(time.monotonic())'; }
-best_ag=""; best_sk=""
+: >"$WORK/times"
 i=0
 while [ $i -lt "$RUNS" ]; do
 	rm -rf "$WORK/c" "$WORK/o" "$WORK/sk"
@@ -31,19 +31,20 @@ while [ $i -lt "$RUNS" ]; do
 	t1=$(now)
 	skopeo copy --quiet --src-tls-verify=false "docker://$H/bench/big:v1" "oci:$WORK/sk:v1" || fail "skopeo failed"
 	t2=$(now)
-	ag=$(python3 -c "print($t1-$t0)"); sk=$(python3 -c "print($t2-$t1)")
-	echo "run $((i + 1)): agfetch ${ag}s  skopeo ${sk}s"
-	best_ag=$(python3 -c "print(min([x for x in [$ag, ${best_ag:-1e9}]]))")
-	best_sk=$(python3 -c "print(min([x for x in [$sk, ${best_sk:-1e9}]]))")
+	python3 -c "print($t1-$t0, $t2-$t1)" | tee -a "$WORK/times" | awk -v n=$((i + 1)) '{printf "run %d: agfetch %.2fs  skopeo %.2fs\n", n, $1, $2}'
 	i=$((i + 1))
 done
 bytes=$(counter "$WORK/p" total_bytes)
-python3 - "$bytes" "$best_ag" "$best_sk" "$LAYERS" <<'PY'
-import sys
-b, ag, sk, n = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+python3 - "$bytes" "$LAYERS" "$WORK/times" <<'PY'
+import statistics, sys
+b, n = int(sys.argv[1]), sys.argv[2]
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[3]) if l.strip()]
+ag = [r[0] for r in rows]; sk = [r[1] for r in rows]
 mib = b / 1048576
-print("image: %.1f MiB in %s layers, loopback docker-registry (plain http)" % (mib, n))
-print("agfetch (fetch-tool, sequential, verify + cache + layout): best %.2fs  %.1f MiB/s" % (ag, mib / ag))
-print("skopeo copy docker:// -> oci:                             best %.2fs  %.1f MiB/s" % (sk, mib / sk))
-print("ratio agfetch/skopeo throughput: %.2f" % (sk / ag))
+print("image: %.1f MiB in %s layers, loopback docker-registry (plain http), %d runs" % (mib, n, len(rows)))
+for name, t in (("agfetch (fetch-tool: sequential, sha256, cache, layout)", ag), ("skopeo copy docker:// -> oci:", sk)):
+    print("%-56s best %.2fs (%.0f MiB/s)  median %.2fs (%.0f MiB/s)" %
+          (name, min(t), mib / min(t), statistics.median(t), mib / statistics.median(t)))
+print("throughput ratio agfetch/skopeo: best %.2f, median %.2f" %
+      (min(sk) / min(ag), statistics.median(sk) / statistics.median(ag)))
 PY
