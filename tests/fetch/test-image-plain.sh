@@ -94,3 +94,13 @@ fetch "$WORK/p9" image "$H/demo/app:v1" "$WORK/out9" --platform linux --cache "$
 set -e
 [ $rc -eq 2 ] || fail "platform 'linux': exit $rc, want 2"
 pass "malformed references and platform refused (exit 2)"
+
+# 10. a single-platform image: platform recorded from the config; a different one requested is refused
+[ "$(jget "$WORK/p1" platform)" = linux/amd64 ] || fail "platform of a single manifest not recorded"
+set +e
+fetch "$WORK/p10" image "$H/demo/app:v1" "$WORK/out10" --platform linux/arm64 --cache "$WORK/cache" --insecure "$H"; rc=$?
+set -e
+[ $rc -eq 4 ] && grep -q "image is linux/amd64, not the requested linux/arm64" "$WORK/p10.err" ||
+	fail "platform mismatch: rc $rc $(cat "$WORK/p10.err")"
+[ ! -e "$WORK/out10" ] || fail "out10 left behind"
+pass "single-platform image: wrong platform refused"

@@ -772,6 +772,34 @@ static int fetch_blob(struct reg *g, const struct desc *d, const char *label, st
 	return rc;
 }
 
+/* A single manifest (no index): the config names the platform.  When the caller
+ * asked for one explicitly, a different image is an error, not a silent swap. */
+static int check_config_platform(struct fh_ctx *c, const struct desc *cfg, const struct platform *want, char *plat,
+                                 size_t plat_n, struct bn_error *err)
+{
+	char *body = NULL;
+	size_t len = 0;
+	int r = fc_read_mem(c, cfg->digest + 7, FH_MAX_MANIFEST, &body, &len, err);
+	if (r <= 0)
+		return r; /* larger than any sane config: nothing to compare */
+	json_error_t je;
+	json_t *j = json_loadb(body, len, 0, &je);
+	free(body);
+	const char *os = json_string_value(json_object_get(j, "os"));
+	const char *arch = json_string_value(json_object_get(j, "architecture"));
+	const char *var = json_string_value(json_object_get(j, "variant"));
+	if (os && arch)
+		snprintf(plat, plat_n, "%s/%s%s%s", os, arch, var ? "/" : "", var ? var : "");
+	if (want && os && arch &&
+	    (strcmp(os, want->os) || strcmp(arch, want->arch) || (want->variant[0] && (!var || strcmp(var, want->variant)))))
+		r = bn_fail(err, -ENOENT, "image is %s, not the requested %s/%s%s%s", plat, want->os, want->arch,
+		            want->variant[0] ? "/" : "", want->variant);
+	else
+		r = 0;
+	json_decref(j);
+	return r;
+}
+
 int ag_fetch_image(const struct ag_fetch_opts *o, const char *ref, const char *platform, const char *out_dir,
                    struct ag_fetch_result *ret, struct bn_error *err)
 {
@@ -871,6 +899,9 @@ int ag_fetch_image(const struct ag_fetch_opts *o, const char *ref, const char *p
 			label[i ? 24 : 25] = 0; /* "layer " + 18 hex digits is enough to tell them apart */
 			if ((rc = fetch_blob(&g, &blobs[i], label, err)) < 0)
 				break;
+			if (i == 0 && !idx.body && (rc = check_config_platform(&c, &blobs[0], platform ? &want : NULL, plat,
+			                                                        sizeof plat, err)) < 0)
+				break;
 			char *dst = fs_printf("%s/%s", bdir, blobs[i].digest + 7);
 			struct stat st;
 			if (!dst)
@@ -926,8 +957,9 @@ int ag_fetch_image(const struct ag_fetch_opts *o, const char *ref, const char *p
 	if (idx.body) {
 		json_object_set_new(prov, "index_digest", json_string(idx.digest));
 		json_object_set_new(prov, "index_media_type", json_string(idx.media_type));
-		json_object_set_new(prov, "platform", json_string(plat));
 	}
+	if (plat[0])
+		json_object_set_new(prov, "platform", json_string(plat));
 	ret->provenance = prov;
 	ret->total_bytes = total;
 	ret->downloaded_bytes = c.downloaded;
