@@ -32,3 +32,16 @@ fi
 grep -q "no manifest for linux/s390x" "$WORK/p3.err" || fail "unclear message: $(cat "$WORK/p3.err")"
 [ ! -e "$WORK/s390" ] || fail "output left behind"
 pass "absent platform refused: $(tail -n1 "$WORK/p3.err")"
+
+# The same images as a Docker manifest list of schema 2 manifests.
+seed_image "$WORK/src" v1 "$H" demo/dlist --all --format v2s2
+list=$(raw_digest "docker://$H/demo/dlist:v1")
+armd=$(skopeo inspect --raw --tls-verify=false "docker://$H/demo/dlist:v1" |
+	python3 -c "import json,sys; print([m['digest'] for m in json.load(sys.stdin)['manifests'] if m['platform']['architecture']=='arm64'][0])")
+fetch "$WORK/p4" image "$H/demo/dlist:v1" "$WORK/dl" --platform linux/arm64 --cache "$WORK/c" --insecure "$H" ||
+	{ cat "$WORK/p4.err"; fail "fetch from a Docker manifest list"; }
+[ "$(jget "$WORK/p4" index_media_type)" = application/vnd.docker.distribution.manifest.list.v2+json ] || fail "list type"
+[ "$(jget "$WORK/p4" index_digest)" = "sha256:$list" ] || fail "list digest"
+[ "$(jget "$WORK/p4" digest)" = "$armd" ] || fail "arm64 entry of the list not selected"
+[ "$(jget "$WORK/p4" media_type)" = application/vnd.docker.distribution.manifest.v2+json ] || fail "entry type"
+pass "Docker manifest list: linux/arm64 schema 2 manifest selected"
