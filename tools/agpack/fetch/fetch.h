@@ -6,7 +6,7 @@
  * local path that the bundle writer then packs like a local artifact:
  *
  *   image    -> an OCI image layout directory (oci-layout, index.json with the
- *               org.opencontainers.image.ref.name annotation = tag, blobs/sha256/*)
+ *               org.opencontainers.image.ref.name annotation = tag, blobs/sha256/<hex>)
  *               holding the registry's own manifest bytes and digests;
  *   url      -> one regular file;
  *   hf-model -> a model directory (the hub repository's files at one commit).
