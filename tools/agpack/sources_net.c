@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bundle/fsutil.h"
+#include "bundle/manifest.h"
 #include "fetch/fetch.h"
 #include "sources.h"
 
