@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "bundle/bundle.h"
+#include "bundle/deploy.h"
 #include "toolutil.h"
 
 const char *tool_name = "agimport";
@@ -17,11 +18,16 @@ const char *tool_name = "agimport";
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N]\n"
+	        "usage: agimport [stage] DIR [--root R] [--allow-downgrade] [--force] [--wait]\n"
+	        "       agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N]\n"
 	        "       agimport extract DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] --to TARGET\n"
 	        "\n"
+	        "\n"
+	        "stage (the default) verifies DIR under R's trust policy and stages it into the\n"
+	        "idle slot of the deployment root R ($AGKIT_ROOT or " BN_DEFAULT_ROOT ").\n"
 	        "Exit status: 0 ok, 1 failure, 2 usage, 3 verification failed or unsafe bundle,\n"
-	        "             4 I/O error (missing file, not enough space), 5 refused by policy.\n");
+	        "             4 I/O error (missing file, not enough space), 5 refused by policy,\n"
+	        "             6 another agkit command holds the lock.\n");
 }
 
 struct args {
@@ -94,6 +100,55 @@ static void print_signers(const struct bn_bundle *b)
 	printf("\n");
 }
 
+static int cmd_stage(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"root", required_argument, NULL, 'r'},
+		{"allow-downgrade", no_argument, NULL, 'D'},
+		{"force", no_argument, NULL, 'f'},
+		{"wait", no_argument, NULL, 'w'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *root = getenv("AGKIT_ROOT");
+	if (!root || !*root)
+		root = BN_DEFAULT_ROOT;
+	struct bn_import_opts io = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "import"};
+	bool wait = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "r:Dfwh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r': root = optarg; break;
+		case 'D': io.allow_downgrade = true; break;
+		case 'f': io.force = true; break;
+		case 'w': wait = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return BN_EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc) {
+		if (optind + 1 < argc)
+			tool_err("one bundle directory at a time");
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	tool_catch_signals();
+	struct bn_error err = {0};
+	struct bn_deploy *d = NULL;
+	int r = bn_deploy_open(root, wait, &d, &err);
+	if (r < 0)
+		return tool_fail(r, &err);
+	struct bn_import_result res = {0};
+	r = bn_deploy_import(d, argv[optind], &io, &res, &err);
+	tool_progress_end();
+	bn_deploy_close(d);
+	if (r < 0)
+		return tool_fail(r, &err);
+	printf("%s: staged bundle %s channel %s version %" PRIu64 " into slot %s%s\n", argv[optind], res.bundle,
+	       res.channel, res.version, bn_slot_name(res.slot), res.resumed_chunks ? " (resumed)" : "");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -109,16 +164,15 @@ int main(int argc, char **argv)
 		printf("agimport %s\n", AGKIT_VERSION);
 		return 0;
 	}
-	bool verify = !strcmp(cmd, "verify"), extract = !strcmp(cmd, "extract");
-	if (!verify && !extract) {
-		tool_err("unknown command '%s'", cmd);
-		usage(stderr);
-		return BN_EXIT_USAGE;
-	}
 	if (bn_crypto_init() < 0) {
 		tool_err("libsodium failed to initialise");
 		return BN_EXIT_FAILURE;
 	}
+	bool verify = !strcmp(cmd, "verify"), extract = !strcmp(cmd, "extract");
+	if (!strcmp(cmd, "stage"))
+		return cmd_stage(argc - 1, argv + 1);
+	if (!verify && !extract)
+		return cmd_stage(argc, argv); /* agimport DIR ... */
 	static struct args a;
 	int q = parse(argc - 1, argv + 1, &a, extract);
 	if (q)

@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* agctl: clean-zone slot control.  No network code. */
+#include <errno.h>
+#include <getopt.h>
+#include <glob.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bundle/deploy.h"
+#include "toolutil.h"
+
+const char *tool_name = "agctl";
+
+#define MAX_KEYS 64
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: agctl [--root R] [--wait] COMMAND ...\n"
+	        "  init --pubkey KEY.pub [--pubkey ...] [--threshold N]\n"
+	        "  status [--json]\n"
+	        "  promote\n"
+	        "  rollback [--reason TEXT]\n"
+	        "  mark-good\n"
+	        "  mark-bad [SLOT] [--reason TEXT]\n"
+	        "  trust update FILE [--sig FILE.minisig ...]\n"
+	        "  audit verify\n"
+	        "\n"
+	        "R defaults to $AGKIT_ROOT or " BN_DEFAULT_ROOT ".\n"
+	        "Exit status: 0 ok, 1 failure, 2 usage, 3 verification failed, 4 I/O or nothing to do,\n"
+	        "             5 refused by policy, 6 another agkit command holds the lock.\n");
+}
+
+static void fmt_time(int64_t t, char out[32])
+{
+	if (!t) {
+		snprintf(out, 32, "-");
+		return;
+	}
+	time_t tt = (time_t)t;
+	struct tm tm;
+	gmtime_r(&tt, &tm);
+	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int cmd_status(struct bn_deploy *d, int argc, char **argv)
+{
+	bool json = false;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			json = true;
+		else {
+			usage(stderr);
+			return BN_EXIT_USAGE;
+		}
+	}
+	if (json) {
+		json_t *o = bn_deploy_status(d);
+		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		json_decref(o);
+		if (!s)
+			return BN_EXIT_FAILURE;
+		printf("%s\n", s);
+		free(s);
+		return 0;
+	}
+	int a = bn_deploy_active(d);
+	printf("root: %s\nactive: %s\n", bn_deploy_root(d), a >= 0 ? bn_slot_name(a) : "(none)");
+	if (bn_deploy_in_window(d)) {
+		char t[32];
+		fmt_time(bn_deploy_window_until(d), t);
+		printf("validation window until %s (previous slot kept for rollback)\n", t);
+	}
+	for (int i = 0; i < 2; i++) {
+		const struct bn_slot *s = bn_deploy_slot(d, i);
+		char st[32], pt[32];
+		fmt_time(s->staged_at, st);
+		fmt_time(s->promoted_at, pt);
+		printf("  %-5s %-9s", bn_slot_name(i), bn_slot_state_name(s->state));
+		if (s->has_bundle)
+			printf(" %s %s v%" PRIu64 " staged %s promoted %s", s->bundle, s->channel, s->version, st, pt);
+		if (s->reason[0])
+			printf(" (%s)", s->reason);
+		printf("\n");
+	}
+	return 0;
+}
+
+static int run(struct bn_deploy *d, int argc, char **argv)
+{
+	const char *cmd = argv[0];
+	struct bn_error err = {0};
+	int r;
+	if (!strcmp(cmd, "status"))
+		return cmd_status(d, argc, argv);
+	const char *reason = NULL;
+	const char *pos = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--reason") && i + 1 < argc)
+			reason = argv[++i];
+		else if (argv[i][0] != '-' && !pos)
+			pos = argv[i];
+		else {
+			usage(stderr);
+			return BN_EXIT_USAGE;
+		}
+	}
+	if (!strcmp(cmd, "promote") && !pos) {
+		r = bn_deploy_promote(d, &err);
+		if (r == 0)
+			printf("promoted %s\n", bn_slot_name(bn_deploy_active(d)));
+	} else if (!strcmp(cmd, "rollback") && !pos) {
+		r = bn_deploy_rollback(d, reason, &err);
+		if (r == 0)
+			printf("rolled back to %s\n", bn_slot_name(bn_deploy_active(d)));
+	} else if (!strcmp(cmd, "mark-good") && !pos) {
+		r = bn_deploy_mark_good(d, &err);
+		if (r == 0)
+			printf("%s marked good\n", bn_slot_name(bn_deploy_active(d)));
+	} else if (!strcmp(cmd, "mark-bad")) {
+		int slot = pos ? bn_slot_index(pos) : -1;
+		if (pos && slot < 0) {
+			tool_err("unknown slot '%s' (blue or green)", pos);
+			return BN_EXIT_USAGE;
+		}
+		r = bn_deploy_mark_bad(d, slot, reason, &err);
+		if (r == 0)
+			printf("marked bad; active: %s\n",
+			       bn_deploy_active(d) >= 0 ? bn_slot_name(bn_deploy_active(d)) : "(none)");
+	} else if (!strcmp(cmd, "audit") && pos && !strcmp(pos, "verify")) {
+		uint64_t lines = 0;
+		r = bn_deploy_audit_verify(d, &lines, &err);
+		if (r == 0)
+			printf("audit log OK: %" PRIu64 " record(s), chain intact up to the recorded head\n", lines);
+	} else {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	return r < 0 ? tool_fail(r, &err) : 0;
+}
+
+static int cmd_trust_update(struct bn_deploy *d, int argc, char **argv)
+{
+	/* argv: trust update FILE [--sig S]... */
+	if (argc < 3) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	const char *file = argv[2];
+	const char *sigs[BN_MAX_SIGNATURES];
+	size_t n = 0;
+	glob_t g = {0};
+	for (int i = 3; i < argc; i++) {
+		if (!strcmp(argv[i], "--sig") && i + 1 < argc && n < BN_MAX_SIGNATURES) {
+			sigs[n++] = argv[++i];
+		} else {
+			usage(stderr);
+			return BN_EXIT_USAGE;
+		}
+	}
+	if (n == 0) {
+		/* Default: FILE.minisig and FILE.*.minisig beside it. */
+		char *pat = NULL;
+		if (asprintf(&pat, "%s*.minisig", file) < 0)
+			return BN_EXIT_FAILURE;
+		if (glob(pat, 0, NULL, &g) == 0)
+			for (size_t i = 0; i < g.gl_pathc && n < BN_MAX_SIGNATURES; i++)
+				sigs[n++] = g.gl_pathv[i];
+		free(pat);
+	}
+	struct bn_error err = {0};
+	int r = bn_deploy_trust_update(d, file, sigs, n, &err);
+	globfree(&g);
+	if (r < 0)
+		return tool_fail(r, &err);
+	printf("trust policy updated from %s (%zu signature file(s) considered)\n", file, n);
+	return 0;
+}
+
+static int cmd_init(const char *root, int argc, char **argv)
+{
+	static struct bn_pubkey keys[MAX_KEYS];
+	size_t n = 0;
+	unsigned threshold = 1;
+	struct bn_error err = {0};
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--pubkey") && i + 1 < argc) {
+			if (n == MAX_KEYS) {
+				tool_err("too many keys");
+				return BN_EXIT_USAGE;
+			}
+			if (bn_pubkey_load(argv[++i], &keys[n], &err) < 0) {
+				tool_err("%s", err.msg);
+				return BN_EXIT_USAGE;
+			}
+			n++;
+		} else if (!strcmp(argv[i], "--threshold") && i + 1 < argc) {
+			char *end;
+			unsigned long t = strtoul(argv[++i], &end, 10);
+			if (*end || t == 0 || t > MAX_KEYS) {
+				tool_err("--threshold: expected a number from 1 to %d", MAX_KEYS);
+				return BN_EXIT_USAGE;
+			}
+			threshold = (unsigned)t;
+		} else {
+			usage(stderr);
+			return BN_EXIT_USAGE;
+		}
+	}
+	if (n == 0) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	int r = bn_deploy_init(root, keys, n, threshold, &err);
+	if (r < 0)
+		return tool_fail(r, &err);
+	printf("initialised %s: %zu key(s), threshold %u\n", root, n, threshold);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"root", required_argument, NULL, 'r'},
+		{"wait", no_argument, NULL, 'w'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{0},
+	};
+	const char *root = getenv("AGKIT_ROOT");
+	if (!root || !*root)
+		root = BN_DEFAULT_ROOT;
+	bool wait = false;
+	int c;
+	/* Options before the command only ("+"): the command parses its own. */
+	while ((c = getopt_long(argc, argv, "+r:wh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r': root = optarg; break;
+		case 'w': wait = true; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("agctl %s\n", AGKIT_VERSION); return 0;
+		default: usage(stderr); return BN_EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	if (bn_crypto_init() < 0) {
+		tool_err("libsodium failed to initialise");
+		return BN_EXIT_FAILURE;
+	}
+	argc -= optind;
+	argv += optind;
+	if (!strcmp(argv[0], "init"))
+		return cmd_init(root, argc, argv);
+	struct bn_error err = {0};
+	struct bn_deploy *d = NULL;
+	int r = bn_deploy_open(root, wait, &d, &err);
+	if (r < 0)
+		return tool_fail(r, &err);
+	int q = argc >= 2 && !strcmp(argv[0], "trust") && !strcmp(argv[1], "update") ? cmd_trust_update(d, argc, argv)
+	                                                                                : run(d, argc, argv);
+	bn_deploy_close(d);
+	return q;
+}
