@@ -741,6 +741,22 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 		goto fail;
 	}
 	bn_fault_point("import:extracted");
+	/* The signed manifest travels with the slot: health checks find the
+	 * model and its suite through it.  Artifact names start alphanumeric,
+	 * so this dot file never collides with one. */
+	{
+		char *mp = bn_deploy_slot_path(d, slot), *mf = NULL;
+		if (!mp || asprintf(&mf, "%s/%s", mp, BN_SLOT_MANIFEST) < 0)
+			r = bn_fail(err, -ENOMEM, "out of memory");
+		else
+			r = bn_write_file_atomic(mf, b->manifest_buf, b->manifest_len, 0644, err);
+		free(mp);
+		free(mf);
+		if (r < 0) {
+			memset(&d->slots[slot], 0, sizeof d->slots[slot]);
+			goto fail;
+		}
+	}
 	struct bn_slot *s = &d->slots[slot];
 	memset(s, 0, sizeof *s);
 	s->state = BN_SLOT_STAGED;

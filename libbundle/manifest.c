@@ -117,6 +117,7 @@ void bn_manifest_free(struct bn_manifest *m)
 		free(a->name);
 		free(a->type);
 		free(a->layout);
+		free(a->health);
 		json_decref(a->source);
 	}
 	free(m->artifacts);
@@ -388,6 +389,14 @@ int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, str
 			}
 			a->source = json_incref(src);
 		}
+		json_t *hv = json_object_get(o, "health");
+		if (hv) {
+			const char *h = json_is_string(hv) ? get_str(o, "health") : NULL;
+			if (!h || !bn_path_valid(h) || !strchr(h, '/') || !(a->health = strdup(h))) {
+				r = BAD("artifact '%s': \"health\" must be ARTIFACT/PATH", an);
+				goto out;
+			}
+		}
 		json_t *ents = json_object_get(o, "entries");
 		if (!json_is_array(ents)) {
 			r = BAD("artifact '%s' has no entries", an);
@@ -396,6 +405,26 @@ int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, str
 		r = parse_entries(a, ents, err);
 		if (r < 0)
 			goto out;
+	}
+
+	/* A health reference names a file entry of another artifact. */
+	for (size_t i = 0; i < na; i++) {
+		const char *h = m->artifacts[i].health;
+		if (!h)
+			continue;
+		size_t nl = (size_t)(strchr(h, '/') - h);
+		bool found = false;
+		for (size_t j = 0; j < na && !found; j++) {
+			const struct bn_artifact *t = &m->artifacts[j];
+			if (j == i || strlen(t->name) != nl || strncmp(t->name, h, nl) != 0)
+				continue;
+			for (size_t k = 0; k < t->n_entries && !found; k++)
+				found = t->entries[k].type == BN_ENTRY_FILE && !strcmp(t->entries[k].path, h + nl + 1);
+		}
+		if (!found) {
+			r = BAD("artifact '%s': health suite '%s' is not a file of another artifact", m->artifacts[i].name, h);
+			goto out;
+		}
 	}
 
 	/* Chunks: tile artifacts (in artifact order) and volumes (in volume order). */
@@ -545,6 +574,8 @@ int bn_manifest_format(const struct bn_manifest *m, char **ret_text, size_t *ret
 		SET(o, "chunk_count", json_integer((json_int_t)a->n_chunks));
 		if (a->source)
 			SET(o, "source", json_incref(a->source));
+		if (a->health)
+			SET(o, "health", json_string(a->health));
 		SET(o, "entries", ents);
 		for (size_t j = 0; j < a->n_entries; j++) {
 			const struct bn_entry *e = &a->entries[j];

@@ -540,6 +540,19 @@ out:
 	return r;
 }
 
+int bn_writer_set_health(struct bn_writer *w, const char *name, const char *ref, struct bn_error *err)
+{
+	for (size_t i = 0; i < w->m.n_artifacts; i++) {
+		struct bn_artifact *a = &w->m.artifacts[i];
+		if (strcmp(a->name, name) != 0)
+			continue;
+		free(a->health);
+		a->health = strdup(ref);
+		return a->health ? 0 : bn_fail(err, -ENOMEM, "out of memory");
+	}
+	return bn_fail(err, -EINVAL, "no artifact named '%s'", name);
+}
+
 int bn_writer_finish(struct bn_writer *w, const char *name, const char *channel, uint64_t version,
                      const char *created, const struct bn_manifest **ret, struct bn_error *err)
 {

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "bundle/deploy.h"
+#include "health.h"
 #include "toolutil.h"
 
 const char *tool_name = "agctl";
@@ -28,10 +29,13 @@ static void usage(FILE *f)
 	        "  mark-bad [SLOT] [--reason TEXT]\n"
 	        "  trust update FILE [--sig FILE.minisig ...]\n"
 	        "  audit verify\n"
+	        "  health [--slot SLOT] [--json]\n"
+	        "  cycle\n"
 	        "\n"
 	        "R defaults to $AGKIT_ROOT or " BN_DEFAULT_ROOT ".\n"
 	        "Exit status: 0 ok, 1 failure, 2 usage, 3 verification failed, 4 I/O or nothing to do,\n"
-	        "             5 refused by policy, 6 another agkit command holds the lock.\n");
+	        "             5 refused by policy, 6 another agkit command holds the lock,\n"
+	        "             7 a health check failed (health: the slot is unhealthy; cycle: it acted on it).\n");
 }
 
 static void fmt_time(int64_t t, char out[32])
@@ -140,6 +144,134 @@ static int run(struct bn_deploy *d, int argc, char **argv)
 		return BN_EXIT_USAGE;
 	}
 	return r < 0 ? tool_fail(r, &err) : 0;
+}
+
+static void audit_health(struct bn_deploy *d, int slot, const struct health_result *h)
+{
+	const struct bn_slot *s = bn_deploy_slot(d, slot);
+	struct bn_audit_event ev = {.action = "health", .slot = bn_slot_name(slot), .bundle = s->has_bundle ? s->bundle : NULL,
+	                            .channel = s->has_bundle ? s->channel : NULL, .version = s->version,
+	                            .has_version = s->has_bundle, .result = h->pass ? "ok" : "failed", .reason = h->reason};
+	struct bn_error e = {0};
+	if (bn_deploy_audit(d, &ev, &e) < 0)
+		tool_warn("cannot audit the health check: %s", e.msg);
+}
+
+static int cmd_health(struct bn_deploy *d, int argc, char **argv)
+{
+	bool json = false;
+	int slot = -1;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json"))
+			json = true;
+		else if (!strcmp(argv[i], "--slot") && i + 1 < argc && bn_slot_index(argv[i + 1]) >= 0)
+			slot = bn_slot_index(argv[++i]);
+		else {
+			usage(stderr);
+			return BN_EXIT_USAGE;
+		}
+	}
+	if (slot < 0)
+		slot = bn_deploy_staged(d) >= 0 ? bn_deploy_staged(d) : bn_deploy_active(d);
+	if (slot < 0 || bn_deploy_slot(d, slot)->state == BN_SLOT_EMPTY) {
+		tool_err("no slot to check");
+		return BN_EXIT_IO;
+	}
+	struct health_config hc;
+	health_config_load(bn_deploy_root(d), &hc);
+	struct health_result h;
+	health_check(d, slot, &hc, &h);
+	audit_health(d, slot, &h);
+	if (json) {
+		json_t *o = json_pack("{s:s, s:b, s:s}", "slot", bn_slot_name(slot), "pass", h.pass, "reason", h.reason);
+		if (h.has_figures) {
+			json_object_set_new(o, "ttft_ms", json_real(h.ttft_ms));
+			json_object_set_new(o, "decode_tok_s", json_real(h.decode_tok_s));
+		}
+		char *t = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		printf("%s\n", t ? t : "{}");
+		free(t);
+		json_decref(o);
+	} else {
+		printf("%s: %s: %s\n", bn_slot_name(slot), h.pass ? "healthy" : "UNHEALTHY", h.reason);
+	}
+	return h.pass ? 0 : 7;
+}
+
+/*
+ * The one command cron runs.  A staged slot is checked, then promoted or
+ * marked bad; an active slot inside its validation window is checked and
+ * rolled back on failure; when the window has ended with checks passing it
+ * is marked good.  One summary line per run.
+ */
+static int cmd_cycle(struct bn_deploy *d)
+{
+	struct health_config hc;
+	health_config_load(bn_deploy_root(d), &hc);
+	struct bn_error err = {0};
+	struct health_result h;
+	int staged = bn_deploy_staged(d), active = bn_deploy_active(d);
+	if (staged >= 0) {
+		const struct bn_slot *s = bn_deploy_slot(d, staged);
+		char what[300];
+		snprintf(what, sizeof what, "%s (%s %s v%" PRIu64 ")", bn_slot_name(staged), s->bundle, s->channel, s->version);
+		health_check(d, staged, &hc, &h);
+		audit_health(d, staged, &h);
+		if (!h.pass) {
+			char reason[900];
+			snprintf(reason, sizeof reason, "health check failed: %s", h.reason);
+			int r = bn_deploy_mark_bad(d, staged, reason, &err);
+			if (r < 0)
+				return tool_fail(r, &err);
+			printf("cycle: staged %s refused: %s; marked bad\n", what, h.reason);
+			return 7;
+		}
+		int r = bn_deploy_promote(d, &err);
+		if (r < 0) {
+			printf("cycle: staged %s passed its check but the promote failed: %s\n", what, err.msg);
+			return tool_fail(r, &err);
+		}
+		health_save_baseline(d, staged, &h);
+		printf("cycle: staged %s %s; promoted\n", what, h.reason);
+		return 0;
+	}
+	if (active < 0) {
+		printf("cycle: nothing to do (no active slot, nothing staged)\n");
+		return 0;
+	}
+	int64_t until = bn_deploy_window_until(d);
+	if (until == 0) {
+		printf("cycle: nothing to do (%s active and validated)\n", bn_slot_name(active));
+		return 0;
+	}
+	const struct bn_slot *s = bn_deploy_slot(d, active);
+	health_check(d, active, &hc, &h);
+	audit_health(d, active, &h);
+	if (!h.pass) {
+		char reason[900];
+		snprintf(reason, sizeof reason, "failed inside its validation window: %s", h.reason);
+		if (bn_deploy_previous(d) < 0) {
+			printf("cycle: active %s v%" PRIu64 " unhealthy (%s) and no previous slot to roll back to\n",
+			       bn_slot_name(active), s->version, h.reason);
+			return 7;
+		}
+		int r = bn_deploy_rollback(d, reason, &err);
+		if (r < 0)
+			return tool_fail(r, &err);
+		printf("cycle: active slot unhealthy (%s); rolled back to %s\n", h.reason, bn_slot_name(bn_deploy_active(d)));
+		return 7;
+	}
+	if (!bn_deploy_in_window(d)) {
+		int r = bn_deploy_mark_good(d, &err);
+		if (r < 0)
+			return tool_fail(r, &err);
+		printf("cycle: %s v%" PRIu64 " healthy through its validation window; marked good\n", bn_slot_name(active),
+		       s->version);
+		return 0;
+	}
+	printf("cycle: %s v%" PRIu64 " healthy inside its validation window (%s)\n", bn_slot_name(active), s->version,
+	       h.reason);
+	return 0;
 }
 
 static int cmd_trust_update(struct bn_deploy *d, int argc, char **argv)
@@ -262,8 +394,15 @@ int main(int argc, char **argv)
 	int r = bn_deploy_open(root, wait, &d, &err);
 	if (r < 0)
 		return tool_fail(r, &err);
-	int q = argc >= 2 && !strcmp(argv[0], "trust") && !strcmp(argv[1], "update") ? cmd_trust_update(d, argc, argv)
-	                                                                                : run(d, argc, argv);
+	int q;
+	if (argc >= 2 && !strcmp(argv[0], "trust") && !strcmp(argv[1], "update"))
+		q = cmd_trust_update(d, argc, argv);
+	else if (!strcmp(argv[0], "health"))
+		q = cmd_health(d, argc, argv);
+	else if (!strcmp(argv[0], "cycle") && argc == 1)
+		q = cmd_cycle(d);
+	else
+		q = run(d, argc, argv);
 	bn_deploy_close(d);
 	return q;
 }

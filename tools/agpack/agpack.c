@@ -127,6 +127,61 @@ static void iso_now(char out[32])
 	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/*
+ * "health": "SUITE.json" attaches a recorded suite; {"record": true} (with an
+ * optional "prompts" file) records one from the artifact itself with agrun.
+ * Either way the suite travels as artifact NAME-health, and the model artifact
+ * points at it, all covered by the signature.
+ */
+static int add_health(struct bn_writer *w, const struct spec_artifact *a, json_t *health, const char *model_path,
+                      const char *stage, const struct spec *spec, struct bn_error *err)
+{
+	char hname[BN_MAX_NAME + 16], *suite = NULL, *ref = NULL;
+	snprintf(hname, sizeof hname, "%s-health", a->name);
+	if (!bn_name_valid(hname))
+		return bn_fail(err, -EINVAL, "health artifact name '%s' is too long", hname);
+	for (size_t i = 0; i < spec->n_artifacts; i++)
+		if (!strcmp(spec->artifacts[i].name, hname))
+			return bn_fail(err, -EINVAL, "an artifact is already named '%s'", hname);
+	int r = 0;
+	if (json_is_string(health)) {
+		const char *p = json_string_value(health);
+		suite = p[0] == '/' ? strdup(p) : bn_path_join(spec->dir, p);
+	} else if (json_is_object(health) && json_is_true(json_object_get(health, "record"))) {
+		char *agrun = tool_find_program("agrun");
+		const char *prompts = json_string_value(json_object_get(health, "prompts"));
+		char *pp = prompts ? (prompts[0] == '/' ? strdup(prompts) : bn_path_join(spec->dir, prompts)) : NULL;
+		suite = bn_path_join(stage, "suite.json");
+		if (!agrun || !suite || (prompts && !pp)) {
+			free(agrun);
+			free(pp);
+			free(suite);
+			return bn_fail(err, -ENOMEM, "out of memory");
+		}
+		fprintf(stderr, "agpack: recording the health suite of '%s' with %s\n", a->name, agrun);
+		char *argv[] = {agrun, "record", (char *)model_path, "--out", suite, pp ? "--prompts" : NULL, pp, NULL};
+		int st = tool_run(argv, NULL);
+		if (st != 0)
+			r = bn_fail(err, st < 0 ? st : -EIO, "recording the health suite failed (%s exit %d)", agrun, st);
+		free(agrun);
+		free(pp);
+	} else {
+		return bn_fail(err, -EINVAL, "\"health\" must be a suite file or {\"record\": true}");
+	}
+	if (r == 0 && !suite)
+		r = bn_fail(err, -ENOMEM, "out of memory");
+	if (r == 0)
+		r = bn_writer_add(w, hname, "files", "tree", suite, NULL, NULL, err);
+	const char *base = suite ? strrchr(suite, '/') : NULL;
+	if (r == 0 && asprintf(&ref, "%s/%s", hname, base ? base + 1 : suite) < 0)
+		r = bn_fail(err, -ENOMEM, "out of memory");
+	if (r == 0)
+		r = bn_writer_set_health(w, a->name, ref, err);
+	free(suite);
+	free(ref);
+	return r;
+}
+
 static int cmd_build(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -292,6 +347,9 @@ static int cmd_build(int argc, char **argv)
 			r = bn_writer_add(w, a->name, type, !strcmp(type, "oci-archive") ? "oci-image-layout" : "tree", path,
 			                  pinned ? pin : NULL, source, &err);
 		}
+		json_t *health = json_object_get(a->json, "health");
+		if (r == 0 && health)
+			r = add_health(w, a, health, path, astage, &spec, &err);
 		if (r < 0 && r != -EINTR)
 			bn_error_prefix(&err, "artifact '%s'", a->name);
 		json_decref(source);

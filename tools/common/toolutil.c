@@ -8,6 +8,9 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <limits.h>
+#include <sys/wait.h>
+#include <ctype.h>
 
 #include <sodium.h>
 
@@ -200,4 +203,54 @@ void tool_progress_end(void)
 	if (progress_shown)
 		fputc('\n', stderr);
 	progress_shown = false;
+}
+
+char *tool_find_program(const char *name)
+{
+	char env[64], self[PATH_MAX], *p = NULL;
+	size_t i;
+	for (i = 0; name[i] && i < 40; i++)
+		env[6 + i] = (char)toupper((unsigned char)name[i]);
+	memcpy(env, "AGKIT_", 6);
+	env[6 + i] = '\0';
+	const char *e = getenv(env);
+	if (e && *e)
+		return strdup(e);
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			if (asprintf(&p, "%s/%s", self, name) >= 0 && access(p, X_OK) == 0)
+				return p;
+			free(p);
+			p = NULL;
+			if (asprintf(&p, "%s/../%s/%s", self, name, name) >= 0 && access(p, X_OK) == 0)
+				return p;
+			free(p);
+		}
+	}
+	return strdup(name);
+}
+
+int tool_run(char *const argv[], const char *out_path)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		if (out_path) {
+			int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+			if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
+				_exit(127);
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

@@ -23,6 +23,13 @@ int tool_passphrase(const char *prompt, bool confirm, char **ret, struct bn_erro
 void tool_passphrase_free(char *p);
 /* Loads a minisign secret key file, asking for its passphrase when encrypted. */
 int tool_load_seckey(const char *path, struct bn_seckey *ret, struct bn_error *err);
+/* Path of another agkit program: $AGKIT_<NAME> (upper case), else beside this
+ * executable, else ../NAME/NAME (the build tree), else NAME (PATH). New string. */
+char *tool_find_program(const char *name);
+/* Runs argv[0] (a path) with stdout to out_path (or inherited when NULL);
+ * returns its exit status, or -errno.  Used for short helper runs. */
+int tool_run(char *const argv[], const char *out_path);
+
 /* Progress on stderr when it is a terminal; otherwise silent. */
 void tool_progress(void *label, uint64_t done, uint64_t total);
 void tool_progress_end(void);

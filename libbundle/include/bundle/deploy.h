@@ -28,6 +28,7 @@
 
 #define BN_DEFAULT_ROOT "/var/lib/agkit"
 #define BN_DEFAULT_WINDOW_S (24 * 3600)
+#define BN_SLOT_MANIFEST ".agkit-manifest.json" /* copy of the signed manifest in each staged slot */
 
 enum bn_slot_state { BN_SLOT_EMPTY, BN_SLOT_IMPORTING, BN_SLOT_STAGED, BN_SLOT_ACTIVE, BN_SLOT_PREVIOUS, BN_SLOT_BAD };
 

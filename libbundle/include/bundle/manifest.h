@@ -64,6 +64,7 @@ struct bn_artifact {
 	struct bn_entry *entries;
 	size_t chunk_first, n_chunks;
 	json_t *source;       /* optional provenance object (owned) */
+	char *health;         /* optional "ARTIFACT/PATH" of this model's health suite, or NULL */
 };
 
 struct bn_chunk {

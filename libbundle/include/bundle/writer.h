@@ -40,6 +40,10 @@ void bn_writer_free(struct bn_writer *w); /* accepts NULL */
 int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const char *layout, const char *src,
                   const uint8_t *pin, json_t *source, struct bn_error *err) BN_WUR;
 
+/* Records that artifact `name` is a model whose health suite is the file
+ * `ref` ("ARTIFACT/PATH") of another artifact of the bundle. */
+int bn_writer_set_health(struct bn_writer *w, const char *name, const char *ref, struct bn_error *err) BN_WUR;
+
 /* Closes the last volume and returns the manifest (owned by the writer). */
 int bn_writer_finish(struct bn_writer *w, const char *name, const char *channel, uint64_t version,
                      const char *created, const struct bn_manifest **ret, struct bn_error *err) BN_WUR;

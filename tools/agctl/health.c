@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bundle/fsutil.h"
+#include "health.h"
+#include "toolutil.h"
+
+#define REPORT_MAX (4u << 20)
+#define STDERR_KEEP 4096
+
+void health_config_load(const char *root, struct health_config *c)
+{
+	*c = (struct health_config){.timeout_s = 600, .max_regression = 0.2, .require_suite = true};
+	char *p = bn_path_join(root, "config.json"), *buf = NULL;
+	size_t len = 0;
+	if (p && bn_read_file(p, 1 << 16, &buf, &len, NULL) == 0) {
+		json_t *o = json_loadb(buf, len, 0, NULL);
+		json_t *t = json_object_get(o, "health_timeout_s"), *m = json_object_get(o, "health_memory_limit_mb"),
+		       *g = json_object_get(o, "latency_regression"), *rq = json_object_get(o, "require_health_suite");
+		if (json_is_integer(t) && json_integer_value(t) > 0)
+			c->timeout_s = (int)json_integer_value(t);
+		if (json_is_integer(m) && json_integer_value(m) >= 0)
+			c->memory_limit_mb = (long)json_integer_value(m);
+		if (json_is_number(g) && json_number_value(g) >= 0)
+			c->max_regression = json_number_value(g);
+		if (json_is_boolean(rq))
+			c->require_suite = json_is_true(rq);
+		json_decref(o);
+	}
+	free(buf);
+	free(p);
+}
+
+/* Finds the model artifact that names a health suite in the slot's manifest copy. */
+static int find_suite(const char *slot_path, char **ret_model, char **ret_suite, char *why, size_t whylen)
+{
+	char *mp = bn_path_join(slot_path, BN_SLOT_MANIFEST), *buf = NULL;
+	size_t len = 0;
+	struct bn_error e = {0};
+	int r = mp ? bn_read_file(mp, BN_MANIFEST_MAX, &buf, &len, &e) : -ENOMEM;
+	free(mp);
+	if (r < 0) {
+		snprintf(why, whylen, "slot has no manifest copy (%.400s)", e.msg);
+		return r;
+	}
+	json_t *m = json_loadb(buf, len, 0, NULL);
+	free(buf);
+	size_t i;
+	json_t *a;
+	r = -ENOENT;
+	snprintf(why, whylen, "bundle has no health suite");
+	json_array_foreach(json_object_get(m, "artifacts"), i, a) {
+		const char *h = json_string_value(json_object_get(a, "health"));
+		const char *name = json_string_value(json_object_get(a, "name"));
+		if (!h || !name || !bn_name_valid(name) || !bn_path_valid(h))
+			continue;
+		*ret_model = bn_path_join(slot_path, name);
+		*ret_suite = bn_path_join(slot_path, h);
+		r = *ret_model && *ret_suite ? 0 : -ENOMEM;
+		break;
+	}
+	json_decref(m);
+	return r;
+}
+
+static char *baseline_path(struct bn_deploy *d)
+{
+	return bn_path_join(bn_deploy_root(d), "health-baseline.json");
+}
+
+void health_save_baseline(struct bn_deploy *d, int slot, const struct health_result *h)
+{
+	if (!h->has_figures)
+		return;
+	const struct bn_slot *s = bn_deploy_slot(d, slot);
+	json_t *o = json_pack("{s:s, s:s, s:I, s:f, s:f, s:I}", "slot", bn_slot_name(slot), "bundle", s->bundle, "version",
+	                      (json_int_t)s->version, "ttft_ms", h->ttft_ms, "decode_tok_s", h->decode_tok_s, "time",
+	                      (json_int_t)time(NULL));
+	char *text = o ? json_dumps(o, JSON_INDENT(1)) : NULL, *p = baseline_path(d);
+	/* A lost baseline only weakens the next latency comparison: warn, go on. */
+	if (text && p && bn_write_file_atomic(p, text, strlen(text), 0644, NULL) < 0)
+		tool_warn("%s: cannot save the latency baseline", p);
+	free(text);
+	free(p);
+	json_decref(o);
+}
+
+static bool load_baseline(struct bn_deploy *d, double *ttft, double *tps)
+{
+	char *p = baseline_path(d), *buf = NULL;
+	size_t len = 0;
+	bool ok = false;
+	if (p && bn_read_file(p, 1 << 16, &buf, &len, NULL) == 0) {
+		json_t *o = json_loadb(buf, len, 0, NULL);
+		json_t *a = json_object_get(o, "ttft_ms"), *b = json_object_get(o, "decode_tok_s");
+		if (json_is_number(a) && json_is_number(b)) {
+			*ttft = json_number_value(a);
+			*tps = json_number_value(b);
+			ok = *tps > 0;
+		}
+		json_decref(o);
+	}
+	free(buf);
+	free(p);
+	return ok;
+}
+
+/* Appends up to cap bytes read from fd to buf (keeps the tail for stderr). */
+static void drain(int fd, char **buf, size_t *len, size_t cap, bool keep_tail, bool *eof)
+{
+	char tmp[65536];
+	ssize_t n = read(fd, tmp, sizeof tmp);
+	if (n <= 0) {
+		if (n == 0 || (errno != EINTR && errno != EAGAIN))
+			*eof = true;
+		return;
+	}
+	if (*len + (size_t)n > cap) {
+		if (!keep_tail)
+			return; /* report too large: ignored beyond the cap */
+		size_t drop = *len + (size_t)n - cap;
+		if (drop > *len)
+			drop = *len;
+		memmove(*buf, *buf + drop, *len - drop);
+		*len -= drop;
+	}
+	char *nb = realloc(*buf, *len + (size_t)n + 1);
+	if (!nb)
+		return;
+	*buf = nb;
+	memcpy(*buf + *len, tmp, (size_t)n);
+	*len += (size_t)n;
+	(*buf)[*len] = '\0';
+}
+
+/* Last non-empty line of text, trimmed, into out. */
+static void last_line(const char *text, char *out, size_t outlen)
+{
+	out[0] = '\0';
+	if (!text)
+		return;
+	const char *end = text + strlen(text);
+	while (end > text && (end[-1] == '\n' || end[-1] == ' '))
+		end--;
+	const char *start = end;
+	while (start > text && start[-1] != '\n')
+		start--;
+	snprintf(out, outlen, "%.*s", (int)(end - start), start);
+}
+
+void health_check(struct bn_deploy *d, int slot, const struct health_config *c, struct health_result *res)
+{
+	memset(res, 0, sizeof *res);
+	char *sp = bn_deploy_slot_path(d, slot), *model = NULL, *suite = NULL, *agrun = tool_find_program("agrun");
+	char why[512];
+	if (!sp || !agrun) {
+		snprintf(res->reason, sizeof res->reason, "out of memory");
+		goto out;
+	}
+	if (find_suite(sp, &model, &suite, why, sizeof why) < 0) {
+		res->pass = !c->require_suite && strstr(why, "no health suite");
+		snprintf(res->reason, sizeof res->reason, "%s", why);
+		goto out;
+	}
+	int outp[2], errp[2];
+	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+		snprintf(res->reason, sizeof res->reason, "cannot start the check: %s", strerror(errno));
+		goto out;
+	}
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(res->reason, sizeof res->reason, "cannot start the check: %s", strerror(errno));
+		close(outp[0]), close(outp[1]), close(errp[0]), close(errp[1]);
+		goto out;
+	}
+	if (pid == 0) {
+		setpgid(0, 0);
+		dup2(outp[1], STDOUT_FILENO);
+		dup2(errp[1], STDERR_FILENO);
+		if (c->memory_limit_mb > 0) {
+			struct rlimit rl = {.rlim_cur = (rlim_t)c->memory_limit_mb << 20, .rlim_max = (rlim_t)c->memory_limit_mb << 20};
+			setrlimit(RLIMIT_AS, &rl);
+		}
+		/* No core dumps of a crashing model run into the deployment root. */
+		struct rlimit nocore = {0, 0};
+		setrlimit(RLIMIT_CORE, &nocore);
+		execl(agrun, agrun, "check", model, "--suite", suite, "--json", (char *)NULL);
+		fprintf(stderr, "cannot run %s: %s\n", agrun, strerror(errno));
+		_exit(127);
+	}
+	setpgid(pid, pid);
+	close(outp[1]);
+	close(errp[1]);
+	char *out = NULL, *errtext = NULL;
+	size_t olen = 0, elen = 0;
+	bool oeof = false, eeof = false, timed_out = false;
+	while (!oeof || !eeof) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+		if (el >= c->timeout_s) {
+			timed_out = true;
+			break;
+		}
+		struct pollfd pf[2] = {{.fd = oeof ? -1 : outp[0], .events = POLLIN}, {.fd = eeof ? -1 : errp[0], .events = POLLIN}};
+		int pr = poll(pf, 2, 200);
+		if (pr < 0 && errno != EINTR)
+			break;
+		if (pf[0].revents)
+			drain(outp[0], &out, &olen, REPORT_MAX, false, &oeof);
+		if (pf[1].revents)
+			drain(errp[0], &errtext, &elen, STDERR_KEEP, true, &eeof);
+	}
+	if (timed_out)
+		kill(-pid, SIGKILL);
+	int st = 0;
+	/* The child may have closed its pipes and still be running: bound the wait too. */
+	for (int i = 0;; i++) {
+		pid_t w = waitpid(pid, &st, timed_out ? 0 : WNOHANG);
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR)
+			break;
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((double)(now.tv_sec - t0.tv_sec) >= c->timeout_s && !timed_out) {
+			timed_out = true;
+			kill(-pid, SIGKILL);
+		}
+		if (!timed_out)
+			poll(NULL, 0, 50);
+		(void)i;
+	}
+	kill(-pid, SIGKILL); /* nothing of the check outlives it */
+	close(outp[0]);
+	close(errp[0]);
+	char tail[300];
+	last_line(errtext, tail, sizeof tail);
+	if (timed_out) {
+		snprintf(res->reason, sizeof res->reason, "hung: no verdict within %d s (killed)", c->timeout_s);
+	} else if (WIFSIGNALED(st)) {
+		int sig = WTERMSIG(st);
+		snprintf(res->reason, sizeof res->reason, "%s (signal %d%s%s)%s%s",
+		         sig == SIGKILL ? "killed, probably out of memory" : sig == SIGABRT ? "aborted" : "crashed", sig,
+		         sig == SIGSEGV ? ", segmentation fault" : "", sig == SIGBUS ? ", bus error" : "", tail[0] ? ": " : "",
+		         tail);
+	} else if (WEXITSTATUS(st) != 0 && (strstr(tail, "out of memory") || strstr(tail, "Cannot allocate"))) {
+		snprintf(res->reason, sizeof res->reason, "out of memory: %s", tail);
+	} else {
+		json_t *rep = out ? json_loads(out, 0, NULL) : NULL;
+		json_t *pass = json_object_get(rep, "pass"), *tt = json_object_get(rep, "ttft_ms"),
+		       *tps = json_object_get(rep, "decode_tok_s");
+		if (!json_is_boolean(pass)) {
+			snprintf(res->reason, sizeof res->reason, "check failed to run (exit %d)%s%s", WEXITSTATUS(st),
+			         tail[0] ? ": " : "", tail);
+		} else {
+			if (json_is_number(tt) && json_is_number(tps)) {
+				res->has_figures = true;
+				res->ttft_ms = json_number_value(tt);
+				res->decode_tok_s = json_number_value(tps);
+			}
+			if (!json_is_true(pass) || WEXITSTATUS(st) != 0) {
+				json_t *f = json_array_get(json_object_get(rep, "failures"), 0);
+				snprintf(res->reason, sizeof res->reason, "wrong answers: %s",
+				         json_is_string(f) ? json_string_value(f) : "check reported failure");
+			} else {
+				res->pass = true;
+				double bt = 0, btps = 0;
+				if (res->has_figures && load_baseline(d, &bt, &btps) &&
+				    res->decode_tok_s < btps * (1.0 - c->max_regression)) {
+					res->pass = false;
+					snprintf(res->reason, sizeof res->reason,
+					         "degraded latency: decode %.1f tok/s against %.1f tok/s on this host (more than %.0f%% slower)",
+					         res->decode_tok_s, btps, c->max_regression * 100);
+				} else if (res->has_figures && bt > 0 && res->ttft_ms > bt * (1.0 + c->max_regression) + 5.0) {
+					res->pass = false;
+					snprintf(res->reason, sizeof res->reason,
+					         "degraded latency: time to first token %.1f ms against %.1f ms on this host",
+					         res->ttft_ms, bt);
+				} else {
+					snprintf(res->reason, sizeof res->reason, "passed (ttft %.1f ms, decode %.1f tok/s)",
+					         res->ttft_ms, res->decode_tok_s);
+				}
+			}
+		}
+		json_decref(rep);
+	}
+	free(out);
+	free(errtext);
+out:
+	free(sp);
+	free(model);
+	free(suite);
+	free(agrun);
+}
