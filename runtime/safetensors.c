@@ -120,7 +120,7 @@ static int parse_file(struct st_set *s, int fi, struct rt_error *err) {
                 goto out;
         }
         if (hlen > m->size - 8) {
-                r = rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: header length %llu exceeds file size %zu",
+                r = rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: header length %llu runs past the end of the file (%zu bytes)",
                             m->path, (unsigned long long)hlen, m->size);
                 goto out;
         }
