@@ -160,8 +160,9 @@ struct rt_tokenizer {
         struct smap vocab;      /* model vocab string -> id */
         struct merge_ent *merges;
         size_t merge_mask;
-        struct added *added;
+        struct added *added;    /* sorted by first byte, then longest first */
         int n_added;
+        int added_at[257];      /* added[added_at[c] .. added_at[c+1]) start with byte c */
         struct norm norms[MAX_STEPS];
         int n_norms;
         struct pre pres[MAX_STEPS];
@@ -578,8 +579,11 @@ static int load_post(struct rt_tokenizer *t, json_t *n, struct rt_error *err) {
         return 0;
 }
 
-static int cmp_added_len(const void *a, const void *b) {
+static int cmp_added(const void *a, const void *b) {
         const struct added *x = a, *y = b;
+        unsigned char cx = x->s[0], cy = y->s[0];
+        if (cx != cy)
+                return cx < cy ? -1 : 1;
         return x->n < y->n ? 1 : x->n > y->n ? -1 : 0;
 }
 
@@ -688,8 +692,14 @@ static int load_model(struct rt_tokenizer *t, json_t *model, json_t *addedj, str
                         return r;
                 t->is_special[a->id] = a->special;
         }
-        /* longest first, so the first match at a position is the longest */
-        qsort(t->added, t->n_added, sizeof(*t->added), cmp_added_len);
+        /* bucketed by first byte, longest first: the first match at a
+         * position is the longest (tokenizers matches leftmost-longest) */
+        qsort(t->added, t->n_added, sizeof(*t->added), cmp_added);
+        for (int c = 0, k = 0; c <= 256; c++) {
+                while (k < t->n_added && (unsigned char)t->added[k].s[0] < c)
+                        k++;
+                t->added_at[c] = k;
+        }
         {
                 json_t *u = json_object_get(model, "unk_token");
                 t->unk = -1;
@@ -1234,9 +1244,10 @@ static int encode_segment(const struct rt_tokenizer *t, const char *s, size_t n,
 }
 
 static const struct added *match_added(const struct rt_tokenizer *t, const char *s, size_t n) {
-        for (int i = 0; i < t->n_added; i++) {
+        unsigned char c = s[0];
+        for (int i = t->added_at[c]; i < t->added_at[c + 1]; i++) {
                 const struct added *a = &t->added[i];
-                if (a->n <= n && a->s[0] == s[0] && !memcmp(a->s, s, a->n))
+                if (a->n <= n && !memcmp(a->s, s, a->n))
                         return a;
         }
         return NULL;
