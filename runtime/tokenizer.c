@@ -883,7 +883,8 @@ static int split_re(const pcre2_code *re, int behavior, struct plist *l) {
                 const char *s = l->v[i].s;
                 size_t n = l->v[i].n, at = 0, off = l->v[i].off, pend = 0; /* pend: start of a pending merged piece */
                 while (at <= n && r == 0) {
-                        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, at, 0, md, NULL);
+                        /* the input was validated once; per-call UTF checks would make this quadratic */
+                        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, md, NULL);
                         PCRE2_SIZE *ov;
                         size_t ms, me;
                         if (rc < 0)
