@@ -18,9 +18,11 @@ typedef void (*tile_fn)(const void *const w[4], const float *const x[3], int K, 
 typedef void (*tile1_fn)(const void *const w[4], const float *x, int K, float out[4]);
 typedef float (*dot_fn)(const float *a, const float *b, int n);
 typedef void (*axpy_fn)(float *y, float a, const float *x, int n);
+typedef void (*cvt_fn)(float *dst, const void *src, int n);
 
 struct kern {
         tile_fn tile[3];        /* per dtype */
+        cvt_fn cvt[3];          /* row of dtype -> f32 */
         tile1_fn tile1[3];
         dot_fn dot;
         axpy_fn axpy;
@@ -82,8 +84,23 @@ static void axpy_generic(float *y, float a, const float *x, int n) {
                 y[i] += a * x[i];
 }
 
+static void cvt_generic(float *dst, const void *src, int n, int dt) {
+        for (int i = 0; i < n; i++)
+                dst[i] = rt_load_elem(src, dt, i);
+}
+static void cvt_g_f32(float *dst, const void *src, int n) {
+        cvt_generic(dst, src, n, RT_F32);
+}
+static void cvt_g_f16(float *dst, const void *src, int n) {
+        cvt_generic(dst, src, n, RT_F16);
+}
+static void cvt_g_bf16(float *dst, const void *src, int n) {
+        cvt_generic(dst, src, n, RT_BF16);
+}
+
 static const struct kern kern_generic = {
         .tile = {tile_g_f32, tile_g_f16, tile_g_bf16},
+        .cvt = {cvt_g_f32, cvt_g_f16, cvt_g_bf16},
         .tile1 = {tile1_g_f32, tile1_g_f16, tile1_g_bf16},
         .dot = dot_generic,
         .axpy = axpy_generic,
@@ -178,6 +195,18 @@ DEF_TILE1(tile1_a_f32, ld_f32, RT_F32)
 DEF_TILE1(tile1_a_f16, ld_f16, RT_F16)
 DEF_TILE1(tile1_a_bf16, ld_bf16, RT_BF16)
 
+#define DEF_CVT(NAME, LD, DT)                                                                                     \
+        static void NAME(float *dst, const void *src, int n) {                                                     \
+                int i = 0;                                                                                         \
+                for (; i + 8 <= n; i += 8)                                                                         \
+                        _mm256_storeu_ps(dst + i, LD(src, i));                                                     \
+                for (; i < n; i++)                                                                                 \
+                        dst[i] = rt_load_elem(src, DT, i);                                                         \
+        }
+DEF_CVT(cvt_a_f32, ld_f32, RT_F32)
+DEF_CVT(cvt_a_f16, ld_f16, RT_F16)
+DEF_CVT(cvt_a_bf16, ld_bf16, RT_BF16)
+
 static float dot_avx2(const float *a, const float *b, int n) {
         __m256 s = _mm256_setzero_ps();
         int i = 0;
@@ -201,6 +230,7 @@ static void axpy_avx2(float *y, float a, const float *x, int n) {
 
 static const struct kern kern_avx2 = {
         .tile = {tile_a_f32, tile_a_f16, tile_a_bf16},
+        .cvt = {cvt_a_f32, cvt_a_f16, cvt_a_bf16},
         .tile1 = {tile1_a_f32, tile1_a_f16, tile1_a_bf16},
         .dot = dot_avx2,
         .axpy = axpy_avx2,
@@ -229,6 +259,8 @@ const char *rt_backend_cpu_simd(void) {
 struct cpu {
         struct rt_pool *pool;
         const struct kern *k;
+        float **scratch;        /* per thread [4][scratch_k]: converted weight rows */
+        size_t scratch_k;
 };
 
 /* ---- matmul ---- */
@@ -238,6 +270,7 @@ struct cpu {
 
 struct mm_job {
         const struct kern *k;
+        float *const *scratch;  /* NULL: convert inside the tile kernels */
         float *y;               /* [T][N] */
         const float *x;         /* [T][K] */
         const struct rt_weight *w;
@@ -264,6 +297,16 @@ static void mm_task(void *ctx, int task, int thread) {
                         int nr = n1 - n < 4 ? n1 - n : 4;
                         for (int r = 0; r < 4; r++)
                                 wr[r] = (const char *)w->data + (size_t)(n + (r < nr ? r : nr - 1)) * rb;
+                        if (j->scratch) {
+                                /* batch of tokens: convert the 4 rows once per token block
+                                 * (a small tile, never the whole matrix) and run the f32 tile */
+                                float *cv = j->scratch[thread];
+                                for (int r = 0; r < 4; r++) {
+                                        j->k->cvt[w->dtype](cv + (size_t)r * K, wr[r], K);
+                                        wr[r] = cv + (size_t)r * K;
+                                }
+                                tile = j->k->tile[RT_F32];
+                        }
                         if (j->T == 1) {
                                 float o[4];
                                 float *yr = j->y;
@@ -293,10 +336,31 @@ static void mm_task(void *ctx, int task, int thread) {
         }
 }
 
+static int ensure_scratch(struct cpu *c, int n_threads, size_t K) {
+        if (c->scratch_k >= K)
+                return 0;
+        if (!c->scratch) {
+                c->scratch = calloc(n_threads, sizeof(float *));
+                if (!c->scratch)
+                        return -ENOMEM;
+        }
+        for (int i = 0; i < n_threads; i++) {
+                float *p = realloc(c->scratch[i], sizeof(float) * 4 * K);
+                if (!p)
+                        return -ENOMEM; /* keeps the old, smaller buffers; scratch_k unchanged */
+                c->scratch[i] = p;
+        }
+        c->scratch_k = K;
+        return 0;
+}
+
 static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const struct rt_weight *w, const float *bias,
                        int T, bool accumulate) {
         struct cpu *c = b->priv;
-        struct mm_job j = {c->k, y, x, w, bias, T, accumulate};
+        struct mm_job j = {c->k, NULL, y, x, w, bias, T, accumulate};
+
+        if (w->dtype != RT_F32 && T >= 6 && ensure_scratch(c, b->n_threads, (size_t)w->cols) == 0)
+                j.scratch = c->scratch;
         rt_pool_run(c->pool, (w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, mm_task, &j);
 }
 
@@ -359,8 +423,14 @@ static void cpu_attention(struct rt_backend *b, float *out, const float *q, cons
 static void cpu_free(struct rt_backend *b) {
         if (!b)
                 return;
-        if (b->priv)
-                rt_pool_free(((struct cpu *)b->priv)->pool);
+        if (b->priv) {
+                struct cpu *c = b->priv;
+                rt_pool_free(c->pool);
+                if (c->scratch)
+                        for (int i = 0; i < b->n_threads; i++)
+                                free(c->scratch[i]);
+                free(c->scratch);
+        }
         free(b->priv);
         free(b);
 }

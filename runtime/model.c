@@ -3,6 +3,7 @@
  * grouped-query attention, SwiGLU MLP. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@ struct rt_model {
         float *final_norm;              /* [hidden] */
         float *inv_freq;                /* [head_dim/2] */
         const char *dir;                /* for error messages during load */
+        pthread_mutex_t run;            /* sessions share the backend's pool and scratch */
 };
 
 struct rt_session {
@@ -136,6 +138,7 @@ void rt_model_free(struct rt_model *m) {
         free(m->layers);
         free(m->final_norm);
         free(m->inv_freq);
+        pthread_mutex_destroy(&m->run);
         if (m->be)
                 m->be->ops->free(m->be);
         st_close(m->st);
@@ -157,6 +160,7 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
         if (!m)
                 return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
         m->dir = dir;
+        pthread_mutex_init(&m->run, NULL);
         c = &m->cfg;
         r = rt_config_load(dir, c, err);
         if (r < 0)
@@ -437,6 +441,7 @@ int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool 
         for (size_t i = 0; i < n; i++)
                 if (ids[i] < 0 || ids[i] >= V)
                         return rt_fail(err, RT_ERR_USAGE, -EINVAL, "token id %d out of range [0, %d)", ids[i], V);
+        pthread_mutex_lock(&s->m->run);
         for (size_t done = 0; done < n;) {
                 int T = n - done < CHUNK ? (int)(n - done) : CHUNK;
                 bool last = done + T == n;
@@ -448,6 +453,7 @@ int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool 
                 forward_chunk(s, ids + done, T, lg, all_logits);
                 done += T;
         }
+        pthread_mutex_unlock(&s->m->run);
         return 0;
 }
 

@@ -7,8 +7,10 @@
  *    the problem.  Library code never prints and never exits.
  *  - Output parameters `ret_*` are written only on success.
  *  - Destructors accept NULL.
- *  - Objects are not thread-safe; use one rt_session per thread.  A model
- *    may be shared by several sessions as long as none is being freed.
+ *  - A session or tokenizer must not be used by two threads at once.  A
+ *    model may be shared by several sessions in different threads; their
+ *    forward passes take turns (each already uses all cores).  Free the
+ *    sessions before the model.
  */
 #ifndef AGRT_H
 #define AGRT_H
