@@ -1,5 +1,7 @@
-/* A job is published under the mutex with a generation number; tasks are
- * claimed from an atomic counter so uneven tasks balance themselves. */
+/* A job is published by bumping a generation counter; tasks are claimed from
+ * an atomic counter so uneven tasks balance themselves.  Decode runs ~100
+ * short jobs per token, so both sides spin briefly before sleeping on a
+ * condition variable: a futex wake-up costs more than a typical job. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -8,15 +10,17 @@
 
 #include "threadpool.h"
 
+#define SPIN_ROUNDS 200         /* short: on a loaded machine long spins steal the cores doing the work */
+
 struct rt_pool {
         pthread_mutex_t mu;
         pthread_cond_t wake, done;
         pthread_t *tids;
         int n_workers;          /* threads besides the caller */
         int started;
-        unsigned long gen;      /* bumped per job, guarded by mu */
-        int busy;               /* workers still inside the job, guarded by mu */
-        bool quit;
+        atomic_ulong gen;       /* bumped per job (under mu, read lock-free) */
+        atomic_int busy;        /* workers still inside the job */
+        atomic_bool quit;
         rt_task_fn fn;
         void *ctx;
         int n_tasks;
@@ -27,6 +31,12 @@ struct worker_arg {
         struct rt_pool *p;
         int id;
 };
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+}
 
 static void run_tasks(struct rt_pool *p, int thread) {
         for (;;) {
@@ -43,20 +53,25 @@ static void *worker(void *arg) {
         unsigned long seen = 0;
 
         free(arg);
-        pthread_mutex_lock(&p->mu);
         for (;;) {
-                while (!p->quit && p->gen == seen)
-                        pthread_cond_wait(&p->wake, &p->mu);
-                if (p->quit)
+                for (int i = 0; i < SPIN_ROUNDS && atomic_load(&p->gen) == seen && !atomic_load(&p->quit); i++)
+                        cpu_relax();
+                if (atomic_load(&p->gen) == seen && !atomic_load(&p->quit)) {
+                        pthread_mutex_lock(&p->mu);
+                        while (atomic_load(&p->gen) == seen && !atomic_load(&p->quit))
+                                pthread_cond_wait(&p->wake, &p->mu);
+                        pthread_mutex_unlock(&p->mu);
+                }
+                if (atomic_load(&p->quit))
                         break;
-                seen = p->gen;
-                pthread_mutex_unlock(&p->mu);
+                seen = atomic_load(&p->gen);
                 run_tasks(p, id);
-                pthread_mutex_lock(&p->mu);
-                if (--p->busy == 0)
+                if (atomic_fetch_sub(&p->busy, 1) == 1) {
+                        pthread_mutex_lock(&p->mu);
                         pthread_cond_signal(&p->done);
+                        pthread_mutex_unlock(&p->mu);
+                }
         }
-        pthread_mutex_unlock(&p->mu);
         return NULL;
 }
 
@@ -64,7 +79,7 @@ void rt_pool_free(struct rt_pool *p) {
         if (!p)
                 return;
         pthread_mutex_lock(&p->mu);
-        p->quit = true;
+        atomic_store(&p->quit, true);
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->mu);
         for (int i = 0; i < p->started; i++)
@@ -87,6 +102,10 @@ int rt_pool_new(int n_threads, struct rt_pool **ret_pool) {
         pthread_mutex_init(&p->mu, NULL);
         pthread_cond_init(&p->wake, NULL);
         pthread_cond_init(&p->done, NULL);
+        atomic_init(&p->gen, 0);
+        atomic_init(&p->busy, 0);
+        atomic_init(&p->quit, false);
+        atomic_init(&p->next, 0);
         p->n_workers = n_threads - 1;
         p->tids = calloc(n_threads, sizeof(*p->tids));
         if (!p->tids) {
@@ -126,18 +145,22 @@ void rt_pool_run(struct rt_pool *p, int n_tasks, rt_task_fn fn, void *ctx) {
                         fn(ctx, t, 0);
                 return;
         }
-        pthread_mutex_lock(&p->mu);
         p->fn = fn;
         p->ctx = ctx;
         p->n_tasks = n_tasks;
         atomic_store(&p->next, 0);
-        p->busy = p->n_workers;
-        p->gen++;
+        atomic_store(&p->busy, p->n_workers);
+        pthread_mutex_lock(&p->mu);
+        atomic_fetch_add(&p->gen, 1);   /* publishes fn/ctx/n_tasks (seq_cst) */
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->mu);
         run_tasks(p, 0);
-        pthread_mutex_lock(&p->mu);
-        while (p->busy > 0)
-                pthread_cond_wait(&p->done, &p->mu);
-        pthread_mutex_unlock(&p->mu);
+        for (int i = 0; i < SPIN_ROUNDS && atomic_load(&p->busy) > 0; i++)
+                cpu_relax();
+        if (atomic_load(&p->busy) > 0) {
+                pthread_mutex_lock(&p->mu);
+                while (atomic_load(&p->busy) > 0)
+                        pthread_cond_wait(&p->done, &p->mu);
+                pthread_mutex_unlock(&p->mu);
+        }
 }
