@@ -205,7 +205,8 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
             (r = get_int(root, "vocab_size", INT_MIN, 1, MAX_VOCAB, &c.vocab, path, err)) < 0 ||
             (r = get_int(root, "max_position_embeddings", 2048, 1, MAX_POS, &c.max_pos, path, err)) < 0)
                 goto out;
-        hd_def = c.hidden / c.n_heads;
+        /* transformers' defaults: Qwen3Config has head_dim=128, the others hidden/heads */
+        hd_def = c.arch == RT_ARCH_QWEN3 ? 128 : c.hidden / c.n_heads;
         if ((r = get_int(root, "head_dim", hd_def, 2, MAX_HEAD_DIM, &c.head_dim, path, err)) < 0)
                 goto out;
         if (c.head_dim % 2) {
@@ -248,7 +249,10 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
                 c.qkv_bias = c.o_bias = attn_bias;
                 break;
         case RT_ARCH_MISTRAL:
-                if ((r = get_int(root, "sliding_window", 0, 0, INT_MAX, &c.sliding_window, path, err)) < 0)
+                /* MistralConfig defaults sliding_window to 4096 when the key is absent; null disables it */
+                if (!json_object_get(root, "sliding_window"))
+                        c.sliding_window = 4096;
+                else if ((r = get_int(root, "sliding_window", 0, 0, INT_MAX, &c.sliding_window, path, err)) < 0)
                         goto out;
                 break;
         case RT_ARCH_QWEN2:
