@@ -18,6 +18,7 @@ static void usage(FILE *f) {
               "       agrun MODEL_DIR --tokenize TEXT\n"
               "       agrun MODEL_DIR --detokenize 1,2,3\n"
               "       agrun MODEL_DIR --ids 1,2,3 --dump-logits FILE   (raw f32 [n][vocab], teacher forcing)\n"
+              "         --prompt-file FILE (or - for stdin) instead of --prompt\n"
               "options: --threads T  --ctx C  --no-special (no BOS/template on --prompt/--tokenize)\n"
               "         --skip-special (drop special tokens when decoding)  --no-eos (ignore EOS)\n"
               "         --raw (with --ids: do not load tokenizer.json, print ids)\n"
@@ -62,6 +63,53 @@ static int parse_ids(const char *s, int32_t **ret, size_t *ret_n) {
         return 0;
 }
 
+/* Whole file (or stdin for "-") into memory, at most 64 MiB. */
+static int read_prompt(const char *path, char **ret, size_t *ret_len) {
+        FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+        char *p = NULL;
+        size_t n = 0, cap = 0;
+        int r = 0;
+
+        if (!f)
+                return -errno;
+        for (;;) {
+                size_t got;
+                if (n + 65536 + 1 > cap) {
+                        char *np;
+                        cap = cap ? cap * 2 : 131072;
+                        if (cap > (64u << 20) + 1) {
+                                r = -EFBIG;
+                                break;
+                        }
+                        np = realloc(p, cap);
+                        if (!np) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        p = np;
+                }
+                got = fread(p + n, 1, 65536, f);
+                n += got;
+                if (got < 65536) {
+                        if (ferror(f))
+                                r = -EIO;
+                        break;
+                }
+        }
+        if (f != stdin)
+                fclose(f);
+        if (r < 0) {
+                free(p);
+                return r;
+        }
+        if (!p && !(p = malloc(1)))
+                return -ENOMEM;
+        p[n] = 0;
+        *ret = p;
+        *ret_len = n;
+        return 0;
+}
+
 static int fail(const struct rt_error *e) {
         fprintf(stderr, "agrun: %s\n", e->msg);
         return e->code > 0 && e->code <= 4 ? e->code : 1;
@@ -69,7 +117,7 @@ static int fail(const struct rt_error *e) {
 
 int main(int argc, char **argv) {
         enum { O_PROMPT = 256, O_IDS, O_JSON, O_TOPK, O_TOK, O_DETOK, O_DUMP, O_THREADS, O_CTX, O_NOSPECIAL,
-               O_SKIPSPECIAL, O_NOEOS, O_RAW };
+               O_SKIPSPECIAL, O_NOEOS, O_RAW, O_PROMPTFILE };
         static const struct option lo[] = {
                 {"prompt", required_argument, NULL, O_PROMPT},
                 {"ids", required_argument, NULL, O_IDS},
@@ -84,9 +132,13 @@ int main(int argc, char **argv) {
                 {"skip-special", no_argument, NULL, O_SKIPSPECIAL},
                 {"no-eos", no_argument, NULL, O_NOEOS},
                 {"raw", no_argument, NULL, O_RAW},
+                {"prompt-file", required_argument, NULL, O_PROMPTFILE},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
+        const char *prompt_file = NULL;
+        char *prompt_buf = NULL;
+        size_t prompt_len = 0;
         const char *prompt = NULL, *ids_s = NULL, *tok_s = NULL, *detok_s = NULL, *dump = NULL, *dir;
         int n_new = 32, top_k = 0, threads = 0, ctx = 0, c, r, ret = 1;
         bool json = false, special = true, skip_special = false, stop_eos = true, raw = false;
@@ -133,9 +185,21 @@ int main(int argc, char **argv) {
                 case O_SKIPSPECIAL: skip_special = true; break;
                 case O_NOEOS: stop_eos = false; break;
                 case O_RAW: raw = true; break;
+                case O_PROMPTFILE: prompt_file = optarg; break;
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
+        }
+        if (prompt_file && !prompt) {
+                r = read_prompt(prompt_file, &prompt_buf, &prompt_len);
+                if (r < 0) {
+                        fprintf(stderr, "agrun: %s: %s\n", prompt_file,
+                                r == -EFBIG ? "larger than 64 MiB" : strerror(-r));
+                        return r == -EFBIG ? 2 : 4;
+                }
+                prompt = prompt_buf;
+        } else if (prompt) {
+                prompt_len = strlen(prompt);
         }
         if (optind + 1 != argc || (!!prompt + !!ids_s + !!tok_s + !!detok_s) != 1 || top_k > 64 ||
             (dump && !ids_s && !prompt) || threads > 1024) {
@@ -183,7 +247,7 @@ int main(int argc, char **argv) {
                 goto out;
         }
         if (prompt) {
-                r = rt_tokenize(tok, prompt, strlen(prompt), special, &ids, &n_ids, &e);
+                r = rt_tokenize(tok, prompt, prompt_len, special, &ids, &n_ids, &e);
                 if (r < 0) {
                         ret = fail(&e);
                         goto out;
@@ -287,6 +351,7 @@ int main(int argc, char **argv) {
         ret = fflush(stdout) == 0 ? 0 : 4;
 out:
         free(logits);
+        free(prompt_buf);
         free(text);
         free(ids);
         rt_gen_result_free(res);
