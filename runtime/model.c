@@ -60,13 +60,13 @@ struct rt_session {
 
 static int bind_matrix(struct rt_model *m, const char *name, int rows, int cols, struct rt_weight *w,
                        struct rt_error *err) {
-        const struct st_tensor *t = st_find(m->st, name);
+        const struct st_tensor *t = rt_st_find(m->st, name);
 
         if (!t)
                 return rt_fail(err, RT_ERR_MODEL, -ENOENT, "%s: missing tensor '%s'", m->dir, name);
         if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
                 return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' has shape %s[%lld,%lld], expected [%d,%d]",
-                               st_file_name(m->st, t), name, t->ndim == 2 ? "" : "(not 2-D) ",
+                               rt_st_file_name(m->st, t), name, t->ndim == 2 ? "" : "(not 2-D) ",
                                (long long)(t->ndim > 0 ? t->shape[0] : 0), (long long)(t->ndim > 1 ? t->shape[1] : 0),
                                rows, cols);
         w->data = t->data;
@@ -78,14 +78,14 @@ static int bind_matrix(struct rt_model *m, const char *name, int rows, int cols,
 
 /* Small vectors (norm weights, biases) are copied to f32 once. */
 static int bind_vector(struct rt_model *m, const char *name, int n, float **ret, struct rt_error *err) {
-        const struct st_tensor *t = st_find(m->st, name);
+        const struct st_tensor *t = rt_st_find(m->st, name);
         float *v;
 
         if (!t)
                 return rt_fail(err, RT_ERR_MODEL, -ENOENT, "%s: missing tensor '%s'", m->dir, name);
         if (t->ndim != 1 || t->shape[0] != n)
                 return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' has wrong shape, expected [%d]",
-                               st_file_name(m->st, t), name, n);
+                               rt_st_file_name(m->st, t), name, n);
         v = malloc(sizeof(float) * (size_t)n);
         if (!v)
                 return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
@@ -141,7 +141,7 @@ void rt_model_free(struct rt_model *m) {
         pthread_mutex_destroy(&m->run);
         if (m->be)
                 m->be->ops->free(m->be);
-        st_close(m->st);
+        rt_st_close(m->st);
         free(m);
 }
 
@@ -165,7 +165,7 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
         r = rt_config_load(dir, c, err);
         if (r < 0)
                 goto out;
-        r = st_open_dir(dir, &m->st, err);
+        r = rt_st_open_dir(dir, &m->st, err);
         if (r < 0)
                 goto out;
         qd = c->n_heads * c->head_dim;
@@ -234,9 +234,9 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
                 in->n_eos = c->n_eos;
                 memcpy(in->eos_ids, c->eos, sizeof(in->eos_ids));
                 in->bos_id = c->bos;
-                in->weight_bytes = st_total_bytes(m->st);
-                for (int i = 0; i < st_count(m->st); i++) {
-                        const struct st_tensor *t = st_get(m->st, i);
+                in->weight_bytes = rt_st_total_bytes(m->st);
+                for (int i = 0; i < rt_st_count(m->st); i++) {
+                        const struct st_tensor *t = rt_st_get(m->st, i);
                         in->n_params += t->nbytes / rt_dtype_size(t->dtype);
                 }
         }

@@ -38,7 +38,7 @@ struct st_set {
         uint64_t total;
 };
 
-void st_close(struct st_set *s) {
+void rt_st_close(struct st_set *s) {
         if (!s)
                 return;
         for (int i = 0; i < s->n_maps; i++) {
@@ -355,7 +355,7 @@ static int open_index(struct st_set *s, const char *dir, const char *ipath, stru
         }
         qsort(s->t, s->n, sizeof(*s->t), cmp_tensor);
         json_object_foreach(wm, key, v) {
-                const struct st_tensor *t = st_find(s, key);
+                const struct st_tensor *t = rt_st_find(s, key);
                 snprintf(path, sizeof(path), "%s/%s", dir, json_string_value(v));
                 if (!t || strcmp(s->maps[t->file].path, path)) {
                         r = rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' not found in %s", ipath, key,
@@ -368,7 +368,7 @@ out:
         return r;
 }
 
-int st_open_dir(const char *dir, struct st_set **ret_set, struct rt_error *err) {
+int rt_st_open_dir(const char *dir, struct st_set **ret_set, struct rt_error *err) {
         struct st_set *s;
         char path[PATH_MAX];
         int r;
@@ -402,29 +402,29 @@ int st_open_dir(const char *dir, struct st_set **ret_set, struct rt_error *err) 
         s = NULL;
         r = 0;
 out:
-        st_close(s);
+        rt_st_close(s);
         return r;
 }
 
-const struct st_tensor *st_find(const struct st_set *s, const char *name) {
+const struct st_tensor *rt_st_find(const struct st_set *s, const char *name) {
         struct st_tensor key = {.name = (char *)name};
         if (!s->n)
                 return NULL;
         return bsearch(&key, s->t, s->n, sizeof(*s->t), cmp_tensor);
 }
 
-uint64_t st_total_bytes(const struct st_set *s) {
+uint64_t rt_st_total_bytes(const struct st_set *s) {
         return s->total;
 }
 
-int st_count(const struct st_set *s) {
+int rt_st_count(const struct st_set *s) {
         return s->n;
 }
 
-const struct st_tensor *st_get(const struct st_set *s, int i) {
+const struct st_tensor *rt_st_get(const struct st_set *s, int i) {
         return &s->t[i];
 }
 
-const char *st_file_name(const struct st_set *s, const struct st_tensor *t) {
+const char *rt_st_file_name(const struct st_set *s, const struct st_tensor *t) {
         return s->maps[t->file].path;
 }

@@ -21,13 +21,13 @@ struct st_tensor {
 struct st_set;
 
 /* Open DIR/model.safetensors or, failing that, DIR/model.safetensors.index.json. */
-int st_open_dir(const char *dir, struct st_set **ret_set, struct rt_error *err);
-void st_close(struct st_set *s);
-const struct st_tensor *st_find(const struct st_set *s, const char *name);
-uint64_t st_total_bytes(const struct st_set *s);
-int st_count(const struct st_set *s);
-const struct st_tensor *st_get(const struct st_set *s, int i);
+int rt_st_open_dir(const char *dir, struct st_set **ret_set, struct rt_error *err);
+void rt_st_close(struct st_set *s);
+const struct st_tensor *rt_st_find(const struct st_set *s, const char *name);
+uint64_t rt_st_total_bytes(const struct st_set *s);
+int rt_st_count(const struct st_set *s);
+const struct st_tensor *rt_st_get(const struct st_set *s, int i);
 /* File name of tensor t, for error messages. */
-const char *st_file_name(const struct st_set *s, const struct st_tensor *t);
+const char *rt_st_file_name(const struct st_set *s, const struct st_tensor *t);
 
 #endif

@@ -31,7 +31,7 @@ def main():
         fails += not cond
         print(f"{'ok' if cond else 'not ok'} {n} - {what}")
 
-    print("1..9")
+    print("1..11")
     p = subprocess.run([test_api, md], capture_output=True, text=True)
     for line in p.stdout.splitlines():
         print("#   api: " + line)
@@ -64,6 +64,22 @@ def main():
                         "--json", "--threads", "1"], capture_output=True, text=True)
     ok(p.returncode == 0 and json.loads(p.stdout)["output_ids"] == j.get("output_ids"),
        "--ids with the same ids and one thread gives the same tokens")
+    # EOS from generation_config.json: make the 3rd greedy token an EOS id
+    out = j.get("output_ids", [0, 0, 0])
+    gc = os.path.join(md, "generation_config.json")
+    json.dump({"eos_token_id": [out[2]]}, open(gc, "w"))
+    p = subprocess.run([agrun, md, "--prompt", "hello there", "-n", "5", "--json"], capture_output=True, text=True)
+    jj = json.loads(p.stdout) if p.returncode == 0 else {}
+    ok(jj.get("output_ids") == out[:out.index(out[2]) + 1] and jj.get("hit_eos") is True,
+       f"stops at an EOS id from generation_config.json: {jj.get('output_ids')}")
+    os.unlink(gc)
+    c = json.load(open(os.path.join(md, "config.json")))
+    c["eos_token_id"] = out[1]
+    json.dump(c, open(os.path.join(md, "config.json"), "w"))
+    p = subprocess.run([agrun, md, "--prompt", "hello there", "-n", "5", "--json"], capture_output=True, text=True)
+    jj = json.loads(p.stdout) if p.returncode == 0 else {}
+    ok(jj.get("output_ids") == out[:out.index(out[1]) + 1] and jj.get("hit_eos") is True,
+       f"stops at an EOS id from config.json: {jj.get('output_ids')}")
     return 1 if fails else 0
 
 
