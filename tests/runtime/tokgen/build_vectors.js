@@ -136,6 +136,42 @@ const SPECIAL = {
     "x <|reserved_special_token_7|> y"],
   llama2: ["<s>hello</s>", "a <s> b", "[INST] What? [/INST] ok</s>", "<unk>"],
 };
+// Deterministic random texts built from fragments that stress the split
+// patterns: letter/digit/space/punctuation boundaries, CR/LF runs,
+// contractions, combining marks, CJK, emoji with ZWJ and skin tones.
+const FRAGMENTS = ["the", "The", "QUICK", "naïve", "über", "東京", "日本語", "中文字", "한국어", "русский",
+  "ελληνικά", "עברית", "عربى", "हिंदी", "😀", "👍🏽", "👨‍👩‍👧", "🇯🇵", "e\u0301", "\u00e9", "A\u030a", "ﬁ",
+  "0", "7", "42", "123", "4567", "3.14", "1,000", "0xFF", " ", "  ", "   ", "\t", "\n", "\r\n", "\n\n",
+  " \n ", "\u00a0", "\u3000", "'s", "'T", "'ll", "'RE", "n't", "!", "?!", "...", "--", "()", "{}", "[];",
+  "<>", "\"", "#", "$", "%", "&&", "||", "->", "=>", "::", "/*", "*/", "//", "\\", "_", "__init__", "a_b",
+  "camelCase", "snake_case", "x=1;", "if(", "https://", "www.", ".com", "@", "λx.x", "∑", "∞", "½", "①",
+  "\u200b", "\u2028", "\u0007", "▁", "Ġ", "<0x41>", "<", "|", ">"];
+function lcg(seed) {
+  let x = seed >>> 0;
+  return () => { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; return x / 4294967296; };
+}
+function randomTexts(seed, n, specials) {
+  const rnd = lcg(seed);
+  const pool = FRAGMENTS;
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    let s = "";
+    const parts = 1 + Math.floor(rnd() * 12);
+    for (let k = 0; k < parts; k++) {
+      const r = rnd();
+      if (r < 0.05 && specials.length) s += specials[Math.floor(rnd() * specials.length)];
+      else s += pool[Math.floor(rnd() * pool.length)];
+    }
+    out.push(s);
+  }
+  return out;
+}
+const SPECIAL_TOKENS = { gpt2: ["<|endoftext|>"], llama3: ["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>"],
+  llama2: ["<s>", "</s>", "<unk>"] };
+SPECIAL_TOKENS.qwen2style = SPECIAL_TOKENS.llama3;
+SPECIAL_TOKENS.mistralstyle = SPECIAL_TOKENS.llama2;
+const N_RANDOM = 120;
+
 SPECIAL.qwen2style = SPECIAL.llama3;
 SPECIAL.mistralstyle = SPECIAL.llama2;
 
@@ -146,7 +182,7 @@ async function record(name, json) {
   else fs.writeFileSync(file, JSON.stringify(json));
   const check = Tokenizer.fromFile(file);
   const cases = [];
-  for (const text of COMMON.concat(SPECIAL[name])) {
+  for (const text of COMMON.concat(SPECIAL[name], randomTexts(12345, N_RANDOM, SPECIAL_TOKENS[name]))) {
     const withSp = (await check.encode(text, null, { addSpecialTokens: true })).getIds();
     const plain = (await check.encode(text, null, { addSpecialTokens: false })).getIds();
     cases.push({ text, ids: withSp, ids_plain: plain,
