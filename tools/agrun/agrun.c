@@ -271,6 +271,12 @@ int main(int argc, char **argv) {
                 ret = 3;
                 goto out;
         }
+        if (ctx == 0) {
+                /* just what this run needs, so long prompts work and short ones stay small */
+                size_t need = n_ids + (dump ? 0 : (size_t)n_new);
+                int maxp = rt_model_get_info(m)->max_positions;
+                ctx = need > (size_t)maxp ? maxp : (int)need;
+        }
         r = rt_session_new(m, ctx, &s, &e);
         if (r < 0) {
                 ret = fail(&e);
