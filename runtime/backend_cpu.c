@@ -15,7 +15,7 @@
 /* out[r][t] = dot(w row r, x row t) for a 4-row x 3-token tile.  Unused rows
  * and tokens point at duplicates, so the kernels have no branches inside. */
 typedef void (*tile_fn)(const void *const w[4], const float *const x[3], int K, float out[4][3]);
-typedef void (*tile1_fn)(const void *const w[4], const float *x, int K, float out[4]);
+typedef void (*tile1_fn)(const void *const w[4], const float *x, int K, float out[4], size_t pf);
 typedef float (*dot_fn)(const float *a, const float *b, int n);
 typedef void (*axpy_fn)(float *y, float a, const float *x, int n);
 typedef void (*cvt_fn)(float *dst, const void *src, int n);
@@ -55,6 +55,7 @@ static void tile_g_bf16(const void *const w[4], const float *const x[3], int K, 
 }
 
 static void tile1_generic(const void *const w[4], const float *x, int K, float out[4], int dt) {
+        /* no explicit prefetch: portable code leaves it to the hardware */
         for (int r = 0; r < 4; r++) {
                 float s = 0;
                 for (int k = 0; k < K; k++)
@@ -62,13 +63,13 @@ static void tile1_generic(const void *const w[4], const float *x, int K, float o
                 out[r] = s;
         }
 }
-static void tile1_g_f32(const void *const w[4], const float *x, int K, float out[4]) {
+static void tile1_g_f32(const void *const w[4], const float *x, int K, float out[4], size_t pf) {
         tile1_generic(w, x, K, out, RT_F32);
 }
-static void tile1_g_f16(const void *const w[4], const float *x, int K, float out[4]) {
+static void tile1_g_f16(const void *const w[4], const float *x, int K, float out[4], size_t pf) {
         tile1_generic(w, x, K, out, RT_F16);
 }
-static void tile1_g_bf16(const void *const w[4], const float *x, int K, float out[4]) {
+static void tile1_g_bf16(const void *const w[4], const float *x, int K, float out[4], size_t pf) {
         tile1_generic(w, x, K, out, RT_BF16);
 }
 
@@ -170,11 +171,25 @@ static inline float hsum(__m256 v) {
                         }                                                                                          \
         }
 
-/* HOT LOOP: decode (one token) is bound by reading the weights once. */
-#define DEF_TILE1(NAME, LD, DT)                                                                                   \
-        static void NAME(const void *const w[4], const float *x, int K, float out[4]) {                           \
+/* HOT LOOP: decode (one token) is bound by reading the weights once.  Each
+ * row is only K elements long, too short for the hardware prefetcher to ramp
+ * up, so the next group of rows (pf bytes further on) is prefetched while
+ * this one is summed: one cache line per row per 32-element step. */
+#define DEF_TILE1(NAME, LD, DT, ES)                                                                               \
+        static void NAME(const void *const w[4], const float *x, int K, float out[4], size_t pf) {                \
                 __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                        \
                 int k = 0;                                                                                         \
+                for (; k + 32 <= K; k += 32) {                                                                     \
+                        for (int r = 0; r < 4; r++)                                                                \
+                                _mm_prefetch((const char *)w[r] + (size_t)k * ES + pf, _MM_HINT_T0);               \
+                        for (int u = 0; u < 32; u += 8) {                                                          \
+                                __m256 xv = _mm256_loadu_ps(x + k + u);                                            \
+                                a0 = _mm256_fmadd_ps(LD(w[0], k + u), xv, a0);                                     \
+                                a1 = _mm256_fmadd_ps(LD(w[1], k + u), xv, a1);                                     \
+                                a2 = _mm256_fmadd_ps(LD(w[2], k + u), xv, a2);                                     \
+                                a3 = _mm256_fmadd_ps(LD(w[3], k + u), xv, a3);                                     \
+                        }                                                                                          \
+                }                                                                                                  \
                 for (; k + 8 <= K; k += 8) {                                                                       \
                         __m256 xv = _mm256_loadu_ps(x + k);                                                        \
                         a0 = _mm256_fmadd_ps(LD(w[0], k), xv, a0);                                                 \
@@ -191,9 +206,9 @@ static inline float hsum(__m256 v) {
 DEF_TILE(tile_a_f32, ld_f32, RT_F32)
 DEF_TILE(tile_a_f16, ld_f16, RT_F16)
 DEF_TILE(tile_a_bf16, ld_bf16, RT_BF16)
-DEF_TILE1(tile1_a_f32, ld_f32, RT_F32)
-DEF_TILE1(tile1_a_f16, ld_f16, RT_F16)
-DEF_TILE1(tile1_a_bf16, ld_bf16, RT_BF16)
+DEF_TILE1(tile1_a_f32, ld_f32, RT_F32, 4)
+DEF_TILE1(tile1_a_f16, ld_f16, RT_F16, 2)
+DEF_TILE1(tile1_a_bf16, ld_bf16, RT_BF16, 2)
 
 #define DEF_CVT(NAME, LD, DT)                                                                                     \
         static void NAME(float *dst, const void *src, int n) {                                                     \
@@ -310,7 +325,7 @@ static void mm_task(void *ctx, int task, int thread) {
                         if (j->T == 1) {
                                 float o[4];
                                 float *yr = j->y;
-                                tile1(wr, j->x, K, o);
+                                tile1(wr, j->x, K, o, 4 * rb);
                                 for (int r = 0; r < nr; r++) {
                                         float v = o[r] + (j->bias ? j->bias[n + r] : 0.0f);
                                         yr[n + r] = j->acc ? yr[n + r] + v : v;
