@@ -6,7 +6,7 @@ generation_config.json, tokenizer.json, model.safetensors or shards) with
 random weights for one architecture variant and dtype.
 
 usage: gen_tiny.py VARIANT DTYPE OUTDIR [--shards N] [--dims hidden,inter,layers,heads,kv_heads,vocab]
-VARIANT: llama llama3 mistral qwen2 qwen3 llama_tied      DTYPE: f32 f16 bf16
+VARIANT: llama llama3 mistral qwen2 qwen3 llama_tied      DTYPE: f32 f16 bf16 mixed
 Needs only Python 3 and numpy (Debian python3-numpy under /usr/bin/python3).
 """
 import json
@@ -19,6 +19,8 @@ import numpy as np
 
 VARIANTS = ["llama", "llama3", "mistral", "qwen2", "qwen3", "llama_tied"]
 DTYPES = ["f32", "f16", "bf16"]
+# "mixed": per-tensor dtypes as some checkpoints have (vectors f32, embedding f16, matrices bf16)
+ALL_DTYPES = DTYPES + ["mixed"]
 
 
 def bytes_to_unicode():
@@ -55,7 +57,10 @@ def write_safetensors(path, tensors, dtype, metadata=None):
     blobs = []
     off = 0
     for name, a in tensors:
-        tag, b = encode(a, dtype)
+        dt = dtype
+        if dtype == "mixed":
+            dt = "f32" if a.ndim == 1 else "f16" if "embed" in name else "bf16"
+        tag, b = encode(a, dt)
         header[name] = {"dtype": tag, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
@@ -219,7 +224,7 @@ def generate(variant, dtype, out, shards=1, dims=None):
 
 
 def main(argv):
-    if len(argv) < 4 or argv[1] not in VARIANTS or argv[2] not in DTYPES:
+    if len(argv) < 4 or argv[1] not in VARIANTS or argv[2] not in ALL_DTYPES:
         sys.stderr.write(__doc__)
         return 2
     shards, dims = 1, None

@@ -32,6 +32,7 @@ def main():
     # (variant, dtype, shards, extra env, prompt length)
     cases = [(v, d, 1, {}, len(IDS)) for v in gen_tiny.VARIANTS for d in gen_tiny.DTYPES]
     cases += [("llama", "bf16", 3, {}, len(IDS)), ("qwen3", "f16", 2, {}, len(IDS)),
+              ("qwen2", "mixed", 1, {}, len(IDS)), ("llama3", "mixed", 2, {}, len(IDS)),
               # portable kernels, single thread, and a prompt longer than one 256-token chunk
               ("qwen3", "bf16", 1, {"AGRT_SIMD": "generic"}, len(IDS)),
               ("qwen2", "f16", 1, {"AGRT_SIMD": "generic"}, len(IDS)),
