@@ -209,6 +209,23 @@ def main():
                               "invert": False}
         json.dump(t, open(os.path.join(d, "tokenizer.json"), "w"))
     case("tokenizer regex does not compile", 3, tok_badregex, args=["--tokenize", "hi"])
+    def tok_edit(name, fn, want=None):
+        def m(d):
+            t = json.load(open(os.path.join(d, "tokenizer.json")))
+            fn(t)
+            json.dump(t, open(os.path.join(d, "tokenizer.json"), "w"))
+        case(name, 3, m, args=["--tokenize", "hi"], want=want)
+
+    tok_edit("tokenizer vocab id huge", lambda t: t["model"]["vocab"].update({"zz": 50_000_000}))
+    tok_edit("tokenizer id used twice", lambda t: t["model"]["vocab"].update({"zz": 65}), "two different")
+    tok_edit("tokenizer empty added token", lambda t: t["added_tokens"].append(
+        {"id": 259, "content": "", "special": True}))
+    tok_edit("tokenizer unknown normalizer", lambda t: t.update(normalizer={"type": "BertNormalizer"}),
+             "BertNormalizer")
+    tok_edit("tokenizer unknown decoder", lambda t: t.update(decoder={"type": "WordPiece"}), "WordPiece")
+    tok_edit("tokenizer template names unknown token", lambda t: t.update(post_processor={
+        "type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<nope>", "type_id": 0}}],
+        "special_tokens": {}}), "<nope>")
     case("token id out of range", 2, lambda d: None, args=["--ids", "1,99999"])
     case("ids not numbers", 2, lambda d: None, args=["--ids", "1,x"])
     case("no mode given", 2, lambda d: None, args=[])
