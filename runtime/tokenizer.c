@@ -146,23 +146,31 @@ struct dec {
 };
 
 struct added {
-        char *s;
+        char *s;                /* string matched: the content, or for normalized tokens the normalized content */
         size_t n;
         int32_t id;
-        bool special, lstrip, rstrip;
+        bool special, lstrip, rstrip, normalized;
+};
+
+/* Added tokens of one kind, sorted by first byte then longest first: the
+ * first match at a position is the longest (tokenizers: leftmost-longest). */
+struct aset {
+        struct added *v;
+        int n;
+        int at[257];            /* v[at[c] .. at[c+1]) start with byte c */
 };
 
 struct rt_tokenizer {
         char **tok;             /* id -> token string (vocab or added content), NULL for holes */
         size_t *tok_len;
+        char **dtok;            /* id -> decode string when it differs from tok (normalized added tokens) */
         bool *is_special;
         int n_ids;
         struct smap vocab;      /* model vocab string -> id */
         struct merge_ent *merges;
         size_t merge_mask;
-        struct added *added;    /* sorted by first byte, then longest first */
-        int n_added;
-        int added_at[257];      /* added[added_at[c] .. added_at[c+1]) start with byte c */
+        struct aset raw;        /* normalized: false, matched on the input */
+        struct aset norm;       /* normalized: true, matched on each normalized piece */
         struct norm norms[MAX_STEPS];
         int n_norms;
         struct pre pres[MAX_STEPS];
@@ -234,14 +242,21 @@ void rt_tokenizer_free(struct rt_tokenizer *t) {
         if (t->tok)
                 for (int i = 0; i < t->n_ids; i++)
                         free(t->tok[i]);
+        if (t->dtok)
+                for (int i = 0; i < t->n_ids; i++)
+                        free(t->dtok[i]);
         free(t->tok);
+        free(t->dtok);
         free(t->tok_len);
         free(t->is_special);
         free(t->vocab.slot);
         free(t->merges);
-        for (int i = 0; i < t->n_added; i++)
-                free(t->added[i].s);
-        free(t->added);
+        for (int i = 0; i < t->raw.n; i++)
+                free(t->raw.v[i].s);
+        for (int i = 0; i < t->norm.n; i++)
+                free(t->norm.v[i].s);
+        free(t->raw.v);
+        free(t->norm.v);
         for (int i = 0; i < t->n_norms; i++) {
                 free(t->norms[i].a);
                 free(t->norms[i].b);
@@ -653,10 +668,11 @@ static int load_model(struct rt_tokenizer *t, json_t *model, json_t *addedj, str
         t->tok = calloc(t->n_ids, sizeof(char *));
         t->tok_len = calloc(t->n_ids, sizeof(size_t));
         t->is_special = calloc(t->n_ids, sizeof(bool));
+        t->dtok = calloc(t->n_ids, sizeof(char *));
         for (cap = 16; cap < 2 * json_object_size(vocab) + 16; cap *= 2)
                 ;
         t->vocab.slot = malloc(cap * sizeof(int32_t));
-        if (!t->tok || !t->tok_len || !t->is_special || !t->vocab.slot)
+        if (!t->tok || !t->tok_len || !t->is_special || !t->dtok || !t->vocab.slot)
                 return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
         memset(t->vocab.slot, 0xff, cap * sizeof(int32_t));
         t->vocab.mask = cap - 1;
@@ -668,13 +684,15 @@ static int load_model(struct rt_tokenizer *t, json_t *model, json_t *addedj, str
                         return r;
                 smap_put(t, (int32_t)json_integer_value(v));
         }
-        /* added tokens: matched in the input before anything else */
-        t->added = calloc(json_array_size(addedj) + 1, sizeof(*t->added));
-        if (!t->added)
+        /* added tokens: all start in raw; split_added_sets() moves the
+         * normalized ones once the normalizer is known */
+        t->raw.v = calloc(json_array_size(addedj) + 1, sizeof(*t->raw.v));
+        t->norm.v = calloc(json_array_size(addedj) + 1, sizeof(*t->norm.v));
+        if (!t->raw.v || !t->norm.v)
                 return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
         json_array_foreach(addedj, i, e) {
-                json_t *c = json_object_get(e, "content");
-                struct added *a = &t->added[t->n_added];
+                json_t *c = json_object_get(e, "content"), *nz = json_object_get(e, "normalized");
+                struct added *a = &t->raw.v[t->raw.n];
                 if (json_string_length(c) == 0 || json_string_length(c) > MAX_TOKEN_LEN)
                         return BAD("%s: added token %zu has an empty or huge content", t->path, i);
                 a->id = (int32_t)json_integer_value(json_object_get(e, "id"));
@@ -682,8 +700,10 @@ static int load_model(struct rt_tokenizer *t, json_t *model, json_t *addedj, str
                 a->s = strndup(json_string_value(c), a->n);
                 if (!a->s)
                         return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
-                t->n_added++;
+                t->raw.n++;
                 a->special = json_is_true(json_object_get(e, "special"));
+                /* tokenizers' AddedToken default: normalized = !special */
+                a->normalized = nz ? json_is_true(nz) : !a->special;
                 a->lstrip = json_is_true(json_object_get(e, "lstrip"));
                 a->rstrip = json_is_true(json_object_get(e, "rstrip"));
                 if (json_is_true(json_object_get(e, "single_word")))
@@ -691,14 +711,6 @@ static int load_model(struct rt_tokenizer *t, json_t *model, json_t *addedj, str
                 if ((r = set_token(t, a->id, a->s, a->n, err)) < 0)
                         return r;
                 t->is_special[a->id] = a->special;
-        }
-        /* bucketed by first byte, longest first: the first match at a
-         * position is the longest (tokenizers matches leftmost-longest) */
-        qsort(t->added, t->n_added, sizeof(*t->added), cmp_added);
-        for (int c = 0, k = 0; c <= 256; c++) {
-                while (k < t->n_added && (unsigned char)t->added[k].s[0] < c)
-                        k++;
-                t->added_at[c] = k;
         }
         {
                 json_t *u = json_object_get(model, "unk_token");
@@ -766,6 +778,69 @@ static int load_model(struct rt_tokenizer *t, json_t *model, json_t *addedj, str
         return 0;
 }
 
+static int normalize(const struct rt_tokenizer *t, struct buf *s);
+
+static void index_aset(struct aset *a) {
+        qsort(a->v, a->n, sizeof(*a->v), cmp_added);
+        for (int c = 0, k = 0; c <= 256; c++) {
+                while (k < a->n && (unsigned char)a->v[k].s[0] < c)
+                        k++;
+                a->at[c] = k;
+        }
+}
+
+/* Move normalized added tokens to their own set, matched against normalized
+ * text by their normalized content (so with Llama-2's Prepend normalizer
+ * "<s>" matches as "\u2581<s>", as tokenizers does). */
+static int split_added_sets(struct rt_tokenizer *t, struct rt_error *err) {
+        int k = 0;
+        for (int i = 0; i < t->raw.n; i++) {
+                struct added a = t->raw.v[i];
+                struct buf b = {0};
+                int r;
+                if (!a.normalized) {
+                        t->raw.v[k++] = a;
+                        continue;
+                }
+                r = buf_add(&b, a.s, a.n);
+                if (r == 0)
+                        r = normalize(t, &b);
+                if (r < 0 || b.n == 0) {
+                        free(b.p);
+                        t->raw.v[k++] = a; /* still owned, freed with the tokenizer */
+                        t->raw.n = k + (t->raw.n - i - 1);
+                        memmove(&t->raw.v[k], &t->raw.v[i + 1], sizeof(a) * (t->raw.n - k));
+                        return r < 0 ? rt_fail(err, RT_ERR_INTERNAL, r, "out of memory")
+                                     : BAD("%s: added token '%.40s' normalizes to nothing", t->path, a.s);
+                }
+                /* tokenizers then decodes the id as the normalized content, and
+                 * skip_special compares that string with the raw special
+                 * contents, so a changed one is no longer skipped */
+                if (b.n != a.n || memcmp(b.p, a.s, a.n)) {
+                        char *d = strndup(b.p, b.n);
+                        if (!d) {
+                                free(b.p);
+                                t->raw.v[k++] = a;
+                                t->raw.n = k + (t->raw.n - i - 1);
+                                memmove(&t->raw.v[k], &t->raw.v[i + 1], sizeof(a) * (t->raw.n - k));
+                                return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+                        }
+                        /* tok[] stays: the vocab hash map points at it */
+                        free(t->dtok[a.id]);
+                        t->dtok[a.id] = d;
+                        t->is_special[a.id] = false;
+                }
+                free(a.s);
+                a.s = b.p;
+                a.n = b.n;
+                t->norm.v[t->norm.n++] = a;
+        }
+        t->raw.n = k;
+        index_aset(&t->raw);
+        index_aset(&t->norm);
+        return 0;
+}
+
 int rt_tokenizer_load(const char *path, struct rt_tokenizer **ret_tok, struct rt_error *err) {
         struct rt_tokenizer *t;
         json_t *root = NULL;
@@ -792,6 +867,7 @@ int rt_tokenizer_load(const char *path, struct rt_tokenizer **ret_tok, struct rt
         }
         if ((r = load_model(t, json_object_get(root, "model"), json_object_get(root, "added_tokens"), err)) < 0 ||
             (r = load_normalizer(t, json_object_get(root, "normalizer"), err)) < 0 ||
+            (r = split_added_sets(t, err)) < 0 ||
             (r = load_pre(t, json_object_get(root, "pre_tokenizer"), err)) < 0 ||
             (r = load_decoder(t, json_object_get(root, "decoder"), err)) < 0 ||
             (r = load_post(t, json_object_get(root, "post_processor"), err)) < 0)
@@ -1222,52 +1298,27 @@ static bool is_ws(const char *s, size_t n, size_t *len) {
                cp == 0x3000;
 }
 
-/* Encode a plain (non added-token) segment starting at input offset off. */
-static int encode_segment(const struct rt_tokenizer *t, const char *s, size_t n, size_t off, struct ids *out) {
-        struct buf b = {0};
-        struct plist l = {0};
-        int r;
+typedef int (*leaf_fn)(const struct rt_tokenizer *t, const char *s, size_t n, size_t off, struct ids *out);
 
-        if (n == 0)
-                return 0;
-        r = buf_add(&b, s, n);
-        if (r == 0)
-                r = normalize(t, &b);
-        if (r == 0 && b.n)
-                r = plist_add(&l, b.p, b.n, off);
-        free(b.p);
-        if (r == 0)
-                r = pretokenize(t, &l);
-        for (size_t i = 0; i < l.n && r == 0; i++)
-                r = bpe_word(t, l.v[i].s, l.v[i].n, out);
-        plist_clear(&l);
-        return r;
-}
-
-static const struct added *match_added(const struct rt_tokenizer *t, const char *s, size_t n) {
+static const struct added *match_added(const struct aset *set, const char *s, size_t n) {
         unsigned char c = s[0];
-        for (int i = t->added_at[c]; i < t->added_at[c + 1]; i++) {
-                const struct added *a = &t->added[i];
+        for (int i = set->at[c]; i < set->at[c + 1]; i++) {
+                const struct added *a = &set->v[i];
                 if (a->n <= n && !memcmp(a->s, s, a->n))
                         return a;
         }
         return NULL;
 }
 
-int rt_tokenize(const struct rt_tokenizer *t, const char *text, size_t len, bool add_special, int32_t **ret_ids,
-                size_t *ret_n, struct rt_error *err) {
-        struct ids out = {0}, body = {0};
+/* Split text on the added tokens of set (with lstrip/rstrip), emitting their
+ * ids and handing the text between them to leaf. */
+static int split_added(const struct rt_tokenizer *t, const struct aset *set, const char *text, size_t len, size_t off,
+                       leaf_fn leaf, struct ids *out) {
         size_t seg = 0, i = 0;
         int r = 0;
 
-        if (!t || (!text && len) || !ret_ids || !ret_n)
-                return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
-        if (len > TOK_MAX_INPUT)
-                return rt_fail(err, RT_ERR_USAGE, -E2BIG, "input longer than 64 MiB");
-        if (!valid_utf8(text, len))
-                return rt_fail(err, RT_ERR_USAGE, -EILSEQ, "input is not valid UTF-8");
         while (i < len && r == 0) {
-                const struct added *a = t->n_added ? match_added(t, text + i, len - i) : NULL;
+                const struct added *a = set->n ? match_added(set, text + i, len - i) : NULL;
                 size_t start, end, wl;
                 if (!a) {
                         i++;
@@ -1288,13 +1339,54 @@ int rt_tokenize(const struct rt_tokenizer *t, const char *text, size_t len, bool
                 if (a->rstrip)
                         while (end < len && is_ws(text + end, len - end, &wl))
                                 end += wl;
-                r = encode_segment(t, text + seg, start - seg, seg, &body);
+                if (start > seg)
+                        r = leaf(t, text + seg, start - seg, off + seg, out);
                 if (r == 0)
-                        r = ids_add(&body, a->id);
+                        r = ids_add(out, a->id);
                 seg = i = end;
         }
+        if (r == 0 && len > seg)
+                r = leaf(t, text + seg, len - seg, off + seg, out);
+        return r;
+}
+
+/* Pre-tokenize normalized text and run BPE on each word.  off is 0 only for
+ * text at the very start of the input (Metaspace prepend_scheme "first"). */
+static int encode_words(const struct rt_tokenizer *t, const char *s, size_t n, size_t off, struct ids *out) {
+        struct plist l = {0};
+        int r = plist_add(&l, s, n, off);
         if (r == 0)
-                r = encode_segment(t, text + seg, len - seg, seg, &body);
+                r = pretokenize(t, &l);
+        for (size_t i = 0; i < l.n && r == 0; i++)
+                r = bpe_word(t, l.v[i].s, l.v[i].n, out);
+        plist_clear(&l);
+        return r;
+}
+
+/* Text between raw added tokens: normalize, then split on normalized added tokens. */
+static int encode_segment(const struct rt_tokenizer *t, const char *s, size_t n, size_t off, struct ids *out) {
+        struct buf b = {0};
+        int r = buf_add(&b, s, n);
+        if (r == 0)
+                r = normalize(t, &b);
+        if (r == 0 && b.n)
+                r = split_added(t, &t->norm, b.p, b.n, off, encode_words, out);
+        free(b.p);
+        return r;
+}
+
+int rt_tokenize(const struct rt_tokenizer *t, const char *text, size_t len, bool add_special, int32_t **ret_ids,
+                size_t *ret_n, struct rt_error *err) {
+        struct ids out = {0}, body = {0};
+        int r = 0;
+
+        if (!t || (!text && len) || !ret_ids || !ret_n)
+                return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
+        if (len > TOK_MAX_INPUT)
+                return rt_fail(err, RT_ERR_USAGE, -E2BIG, "input longer than 64 MiB");
+        if (!valid_utf8(text, len))
+                return rt_fail(err, RT_ERR_USAGE, -EILSEQ, "input is not valid UTF-8");
+        r = split_added(t, &t->raw, text, len, 0, encode_segment, &body);
         if (r < 0)
                 goto out;
         if (add_special && t->n_tmpl) {
@@ -1550,7 +1642,10 @@ int rt_detokenize(const struct rt_tokenizer *t, const int32_t *ids, size_t n, bo
                 }
                 if (skip_special && t->is_special[id])
                         continue;
-                r = plist_add(&l, t->tok[id], t->tok_len[id], 0);
+                if (t->dtok[id])
+                        r = plist_add(&l, t->dtok[id], strlen(t->dtok[id]), 0);
+                else
+                        r = plist_add(&l, t->tok[id], t->tok_len[id], 0);
         }
         for (int k = 0; k < t->n_decs && r == 0; k++)
                 r = decode_step(t, &t->decs[k], &l);
