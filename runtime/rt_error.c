@@ -13,6 +13,11 @@ int rt_fail(struct rt_error *err, int cls, int r, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
         va_end(ap);
+        /* names and JSON snippets come from hostile files: keep the message
+         * one printable line */
+        for (char *p = err->msg; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = '?';
         return r;
 }
 
