@@ -235,6 +235,8 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
                 memcpy(in->eos_ids, c->eos, sizeof(in->eos_ids));
                 in->bos_id = c->bos;
                 in->weight_bytes = rt_st_total_bytes(m->st);
+                snprintf(in->backend, sizeof(in->backend), "%s/%s", m->be->ops->name, rt_backend_cpu_simd());
+                in->n_threads = m->be->n_threads;
                 for (int i = 0; i < rt_st_count(m->st); i++) {
                         const struct st_tensor *t = rt_st_get(m->st, i);
                         in->n_params += t->nbytes / rt_dtype_size(t->dtype);

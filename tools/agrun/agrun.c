@@ -342,6 +342,8 @@ int main(int argc, char **argv) {
                 json_object_set_new(o, "decode_ms", json_real(res->decode_ms));
                 json_object_set_new(o, "decode_tok_s", json_real(dtps));
                 json_object_set_new(o, "hit_eos", json_boolean(res->hit_eos));
+                json_object_set_new(o, "backend", json_string(rt_model_get_info(m)->backend));
+                json_object_set_new(o, "threads", json_integer(rt_model_get_info(m)->n_threads));
                 json_object_set_new(o, "top_k", steps);
                 json_dumpf(o, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
                 printf("\n");

@@ -58,6 +58,8 @@ struct rt_model_info {
         int32_t bos_id;         /* -1 when absent */
         uint64_t weight_bytes;  /* bytes of tensor data mapped */
         uint64_t n_params;
+        char backend[32];       /* e.g. "cpu/avx2", "cpu/generic" */
+        int n_threads;
 };
 
 struct rt_load_opts {
