@@ -376,6 +376,12 @@ static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const str
 
         if (w->dtype != RT_F32 && T >= 6 && ensure_scratch(c, b->n_threads, (size_t)w->cols) == 0)
                 j.scratch = c->scratch;
+        if ((size_t)w->rows * w->cols * T < (1u << 15)) {
+                /* too small to pay for waking the pool */
+                for (int t = 0; t < (w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK; t++)
+                        mm_task(&j, t, 0);
+                return;
+        }
         rt_pool_run(c->pool, (w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, mm_task, &j);
 }
 
