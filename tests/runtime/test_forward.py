@@ -37,13 +37,19 @@ def main():
               ("qwen3", "bf16", 1, {"AGRT_SIMD": "generic"}, len(IDS)),
               ("qwen2", "f16", 1, {"AGRT_SIMD": "generic"}, len(IDS)),
               ("mistral", "bf16", 1, {"AGRT_THREADS": "1"}, 300),
-              ("llama3", "f32", 1, {}, 300)]
+              ("llama3", "f32", 1, {}, 300),
+              # sizes that are not multiples of the SIMD width (scalar tails), GQA 4:1
+              ("llama", "bf16", 1, {"dims": "72,100,2,4,2,300"}, len(IDS)),
+              ("mistral", "f16", 1, {"dims": "72,100,2,4,2,300", "AGRT_SIMD": "generic"}, len(IDS)),
+              ("qwen2", "f32", 1, {"dims": "128,352,3,8,2,300"}, 40)]
     print(f"1..{2 * len(cases)}")
     n = 0
     failed = 0
     for v, d, shards, env, plen in cases:
         md = os.path.join(tmp, f"{v}-{d}-{shards}-{n}")
-        gen_tiny.generate(v, d, md, shards)
+        dims = [int(x) for x in env["dims"].split(",")] if "dims" in env else None
+        env = {k: x for k, x in env.items() if k != "dims"}
+        gen_tiny.generate(v, d, md, shards, dims)
         cfg, w, eos = ref_forward.load(md)
         ids = (IDS * (plen // len(IDS) + 1))[:plen]
         ref = ref_forward.forward(cfg, w, ids)
@@ -53,7 +59,7 @@ def main():
         p = subprocess.run([agrun, md, "--raw", "--ids", ",".join(map(str, ids)), "--dump-logits", lf] + thr,
                            capture_output=True, text=True, env=penv)
         n += 1
-        name = f"{v} {d} shards={shards} T={plen} {env or ''}"
+        name = f"{v} {d} shards={shards} T={plen} {env or ''}{' dims=' + ','.join(map(str, dims)) if dims else ''}"
         if p.returncode != 0:
             print(f"not ok {n} - logits {name}: agrun exit {p.returncode}: {p.stderr.strip()}")
             failed += 1
