@@ -75,7 +75,8 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts,
 void rt_model_free(struct rt_model *m);
 const struct rt_model_info *rt_model_get_info(const struct rt_model *m);
 
-/* Tokenizer from DIR/tokenizer.json (Hugging Face tokenizers format). */
+/* Tokenizer from the path of a tokenizer.json (Hugging Face tokenizers
+ * format), usually MODEL_DIR/tokenizer.json. */
 int rt_tokenizer_load(const char *path, struct rt_tokenizer **ret_tok,
                       struct rt_error *err);
 void rt_tokenizer_free(struct rt_tokenizer *t);
