@@ -1,0 +1,159 @@
+#!/usr/bin/python3
+"""Independent numpy reference of the Hugging Face Llama/Mistral/Qwen2/Qwen3
+forward pass (float64 throughout, weights read from safetensors as stored).
+
+Follows transformers' modeling_llama.py / modeling_qwen3.py: RMSNorm,
+rotate_half RoPE (with llama3 rope scaling), grouped-query attention with a
+causal (and for Mistral sliding-window) mask, SwiGLU MLP, optional tied
+lm_head.  Written without looking at the C code.
+"""
+import json
+import math
+import os
+import struct
+
+import numpy as np
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    hdr = json.loads(raw[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, e in hdr.items():
+        if name == "__metadata__":
+            continue
+        b, en = e["data_offsets"]
+        buf = raw[base + b:base + en]
+        dt = e["dtype"]
+        if dt == "F32":
+            a = np.frombuffer(buf, dtype="<f4").astype(np.float64)
+        elif dt == "F16":
+            a = np.frombuffer(buf, dtype="<f2").astype(np.float64)
+        elif dt == "BF16":
+            u = np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16
+            a = u.view(np.float32).astype(np.float64)
+        else:
+            raise ValueError(dt)
+        out[name] = a.reshape(e["shape"])
+    return out
+
+
+def load(d):
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    w = {}
+    if os.path.exists(os.path.join(d, "model.safetensors")):
+        w = read_safetensors(os.path.join(d, "model.safetensors"))
+    else:
+        idx = json.load(open(os.path.join(d, "model.safetensors.index.json")))
+        for fn in sorted(set(idx["weight_map"].values())):
+            w.update(read_safetensors(os.path.join(d, fn)))
+    eos = []
+    for src in [cfg, json.load(open(os.path.join(d, "generation_config.json")))
+                if os.path.exists(os.path.join(d, "generation_config.json")) else {}]:
+        e = src.get("eos_token_id")
+        if e is None:
+            continue
+        eos += e if isinstance(e, list) else [e]
+    return cfg, w, set(eos)
+
+
+def inv_freq(cfg, hd):
+    rp = cfg.get("rope_parameters") or {}
+    theta = rp.get("rope_theta", cfg.get("rope_theta", 10000.0))
+    f = 1.0 / (theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
+    sc = cfg.get("rope_scaling") or (rp if rp.get("rope_type") not in (None, "default") else None)
+    if sc:
+        kind = sc.get("rope_type", sc.get("type"))
+        if kind == "linear":
+            f = f / sc["factor"]
+        elif kind == "llama3":
+            factor, lo, hi, old = sc["factor"], sc["low_freq_factor"], sc["high_freq_factor"], \
+                sc["original_max_position_embeddings"]
+            low_wl, high_wl = old / lo, old / hi
+            wl = 2 * math.pi / f
+            scaled = np.where(wl > low_wl, f / factor, f)
+            smooth = (old / wl - lo) / (hi - lo)
+            smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+            medium = ~(wl < high_wl) & ~(wl > low_wl)
+            f = np.where(medium, smoothed, scaled)
+    return f
+
+
+def rms(x, w, eps):
+    return w * (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps))
+
+
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return np.concatenate([-x[..., h:], x[..., :h]], axis=-1)
+
+
+def forward(cfg, w, ids):
+    """Logits [T][vocab] for all positions of ids (positions 0..T-1)."""
+    arch = cfg["architectures"][0]
+    H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
+    kv = cfg.get("num_key_value_heads", nh)
+    hd = cfg.get("head_dim") or H // nh
+    eps = cfg["rms_norm_eps"]
+    T = len(ids)
+    x = w["model.embed_tokens.weight"][ids]
+    pos = np.arange(T, dtype=np.float64)
+    ang = np.outer(pos, inv_freq(cfg, hd))
+    emb = np.concatenate([ang, ang], axis=-1)
+    cos, sin = np.cos(emb), np.sin(emb)
+    mask = np.tril(np.ones((T, T), dtype=bool))
+    win = cfg.get("sliding_window") if arch == "MistralForCausalLM" else None
+    if win:
+        qi, ki = np.meshgrid(np.arange(T), np.arange(T), indexing="ij")
+        mask &= (qi - ki) < win
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        h = rms(x, w[p + "input_layernorm.weight"], eps)
+
+        def proj(name):
+            y = h @ w[p + f"self_attn.{name}_proj.weight"].T
+            b = w.get(p + f"self_attn.{name}_proj.bias")
+            return y if b is None else y + b
+        q = proj("q").reshape(T, nh, hd).transpose(1, 0, 2)
+        k = proj("k").reshape(T, kv, hd).transpose(1, 0, 2)
+        v = proj("v").reshape(T, kv, hd).transpose(1, 0, 2)
+        if arch == "Qwen3ForCausalLM":
+            q = rms(q, w[p + "self_attn.q_norm.weight"], eps)
+            k = rms(k, w[p + "self_attn.k_norm.weight"], eps)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        rep = nh // kv
+        k = np.repeat(k, rep, axis=0)
+        v = np.repeat(v, rep, axis=0)
+        s = q @ k.transpose(0, 2, 1) / math.sqrt(hd)
+        s = np.where(mask[None], s, -np.inf)
+        s = s - s.max(-1, keepdims=True)
+        pr = np.exp(s)
+        pr /= pr.sum(-1, keepdims=True)
+        a = (pr @ v).transpose(1, 0, 2).reshape(T, nh * hd)
+        o = a @ w[p + "self_attn.o_proj.weight"].T
+        if p + "self_attn.o_proj.bias" in w:
+            o = o + w[p + "self_attn.o_proj.bias"]
+        x = x + o
+        h = rms(x, w[p + "post_attention_layernorm.weight"], eps)
+        g = h @ w[p + "mlp.gate_proj.weight"].T
+        u = h @ w[p + "mlp.up_proj.weight"].T
+        x = x + ((g / (1 + np.exp(-g))) * u) @ w[p + "mlp.down_proj.weight"].T
+    x = rms(x, w["model.norm.weight"], eps)
+    head = w["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else w["lm_head.weight"]
+    return x @ head.T
+
+
+def greedy(cfg, w, eos, ids, n):
+    ids = list(ids)
+    out = []
+    for _ in range(n):
+        nxt = int(np.argmax(forward(cfg, w, ids)[-1]))
+        out.append(nxt)
+        if nxt in eos:
+            break
+        ids.append(nxt)
+    return out
