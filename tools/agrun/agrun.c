@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agrt/agrt.h"
+#include "health_suite.h"
 
 #define MAX_IDS (1 << 20)
 
@@ -116,6 +117,9 @@ static int fail(const struct rt_error *e) {
 }
 
 int main(int argc, char **argv) {
+        /* Health suites (record in the dirty zone, check in the clean zone). */
+        if (argc > 1 && (!strcmp(argv[1], "record") || !strcmp(argv[1], "check")))
+                return agrun_health_main(argc - 1, argv + 1);
         enum { O_PROMPT = 256, O_IDS, O_JSON, O_TOPK, O_TOK, O_DETOK, O_DUMP, O_THREADS, O_CTX, O_NOSPECIAL,
                O_SKIPSPECIAL, O_NOEOS, O_RAW, O_PROMPTFILE };
         static const struct option lo[] = {

@@ -1,0 +1,547 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "agrt/agrt.h"
+#include "health_suite.h"
+
+#define SUITE_MAX_BYTES (16u << 20)
+#define MAX_PROMPTS 64
+#define MAX_NEW 256
+#define MAX_TOPK 32
+
+/* Built-in prompts: facts, arithmetic, code, a multilingual line, a long context. */
+static const char *default_prompts[][2] = {
+	{"facts", "The capital of France is"},
+	{"arithmetic", "Question: What is 12 plus 30?\nAnswer:"},
+	{"code", "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n"},
+	{"multilingual", "Traduire en anglais : « Le chat dort sur la table. » ->"},
+	{"long-context",
+	 "The following is a maintenance log from an offline data centre. Day 1: the operators received two sealed "
+	 "drives, verified the signatures, and staged the new model into the idle slot. Day 2: the health check ran "
+	 "the golden prompts and compared every token with the values recorded before the transfer. Day 3: latency "
+	 "stayed within budget, the validation window closed, and the previous slot was released. Day 4: a second "
+	 "bundle arrived with a higher version number. Day 5: the same checks were repeated on the new weights, "
+	 "and the team wrote down what they saw. Summary of the log in one sentence:"},
+};
+
+/* Test-only fault injection ($AGKIT_HEALTH_FAULT): the supervisor's tests
+ * need a runtime that crashes, aborts, hangs, runs out of memory or is slow. */
+static double fault_slowdown(void)
+{
+	const char *f = getenv("AGKIT_HEALTH_FAULT");
+	if (!f)
+		return 1.0;
+	if (!strcmp(f, "segv"))
+		raise(SIGSEGV);
+	if (!strcmp(f, "abort"))
+		abort();
+	if (!strcmp(f, "hang"))
+		for (;;)
+			pause();
+	if (!strcmp(f, "oom")) {
+		for (size_t total = 0;; total += 64u << 20) {
+			char *p = malloc(64u << 20);
+			if (!p) {
+				fprintf(stderr, "agrun: out of memory after %zu MiB\n", total >> 20);
+				exit(4);
+			}
+			memset(p, 1, 64u << 20);
+		}
+	}
+	if (!strncmp(f, "slow:", 5) && atof(f + 5) >= 1.0)
+		return atof(f + 5);
+	return 1.0;
+}
+
+struct loaded {
+	struct rt_model *m;
+	struct rt_tokenizer *t;
+	const struct rt_model_info *info;
+};
+
+static int load(const char *dir, struct loaded *l)
+{
+	struct rt_error e = {0};
+	char tp[PATH_MAX];
+	snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
+	if (rt_model_load(dir, NULL, &l->m, &e) < 0 || rt_tokenizer_load(tp, &l->t, &e) < 0) {
+		fprintf(stderr, "agrun: %s\n", e.msg);
+		return e.code > 0 && e.code <= 4 ? e.code : 1;
+	}
+	l->info = rt_model_get_info(l->m);
+	return 0;
+}
+
+static void unload(struct loaded *l)
+{
+	rt_tokenizer_free(l->t);
+	rt_model_free(l->m);
+}
+
+/* log-softmax normaliser of one logits row */
+static double log_z(const float *row, int vocab)
+{
+	float mx = row[0];
+	for (int i = 1; i < vocab; i++)
+		if (row[i] > mx)
+			mx = row[i];
+	double s = 0;
+	for (int i = 0; i < vocab; i++)
+		s += exp((double)row[i] - mx);
+	return mx + log(s);
+}
+
+static json_t *ids_json(const int32_t *ids, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_integer(ids[i]));
+	return a;
+}
+
+/*
+ * Latency: best of repeated greedy runs of one prompt (at least 100 ms of
+ * decoding, at most 20 runs), so that a busy host or a tiny model does not
+ * turn scheduling noise into a verdict.  `slow` is the injected test slowdown.
+ */
+static int measure(struct rt_session *s, const int32_t *ids, size_t n, int ctx, double slow, double *ret_ttft,
+                   double *ret_tps, struct rt_error *e)
+{
+	int n_new = 32;
+	if ((size_t)n_new + n > (size_t)ctx)
+		n_new = ctx - (int)n > 2 ? ctx - (int)n : 2;
+	double best_ttft = 1e30, best_tps = 0, spent = 0;
+	for (int rep = 0; rep < 20 && (rep < 3 || spent < 100.0); rep++) {
+		struct rt_gen_opts go = {.max_new = n_new, .top_k = 0, .stop_at_eos = false};
+		struct rt_gen_result *g = NULL;
+		int r = rt_generate(s, ids, n, &go, &g, e);
+		if (r < 0)
+			return r;
+		if (slow > 1.0) {
+			/* Injected: decoding takes `slow` times as long. */
+			double extra = g->decode_ms * (slow - 1.0);
+			struct timespec ts = {(time_t)(extra / 1000), (long)(fmod(extra, 1000.0) * 1e6)};
+			nanosleep(&ts, NULL);
+			g->decode_ms *= slow;
+		}
+		double tps = g->decode_ms > 0 && g->n_out > 1 ? (double)(g->n_out - 1) * 1000.0 / g->decode_ms : 0;
+		best_ttft = g->prefill_ms < best_ttft ? g->prefill_ms : best_ttft;
+		best_tps = tps > best_tps ? tps : best_tps;
+		spent += g->decode_ms + g->prefill_ms;
+		rt_gen_result_free(g);
+	}
+	*ret_ttft = best_ttft;
+	*ret_tps = best_tps;
+	return 0;
+}
+
+/* ---- record ------------------------------------------------------------ */
+
+static int cmd_record(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"out", required_argument, NULL, 'o'}, {"prompts", required_argument, NULL, 'p'},
+		{"top-k", required_argument, NULL, 'k'}, {"help", no_argument, NULL, 'h'}, {0},
+	};
+	const char *out = NULL, *prompts_path = NULL;
+	int n_new = 16, top_k = 8, c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:p:k:n:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'o': out = optarg; break;
+		case 'p': prompts_path = optarg; break;
+		case 'k': top_k = atoi(optarg); break;
+		case 'n': n_new = atoi(optarg); break;
+		case 'h':
+			printf("usage: agrun record MODEL_DIR --out SUITE.json [--prompts FILE] [-n N] [--top-k K]\n");
+			return 0;
+		default: return 2;
+		}
+	}
+	if (!out || optind + 1 != argc || n_new < 1 || n_new > MAX_NEW || top_k < 1 || top_k > MAX_TOPK) {
+		fprintf(stderr, "usage: agrun record MODEL_DIR --out SUITE.json [--prompts FILE] [-n 1..%d] [--top-k 1..%d]\n",
+		        MAX_NEW, MAX_TOPK);
+		return 2;
+	}
+	const char *dir = argv[optind];
+	json_t *plist = NULL;
+	if (prompts_path) {
+		json_error_t je;
+		plist = json_load_file(prompts_path, JSON_REJECT_DUPLICATES, &je);
+		if (!json_is_array(plist) || json_array_size(plist) == 0 || json_array_size(plist) > MAX_PROMPTS) {
+			fprintf(stderr, "agrun: %s: expected a JSON array of 1..%d prompts ({\"name\", \"text\"} or strings)\n",
+			        prompts_path, MAX_PROMPTS);
+			json_decref(plist);
+			return 2;
+		}
+	} else {
+		plist = json_array();
+		for (size_t i = 0; i < sizeof default_prompts / sizeof *default_prompts; i++)
+			json_array_append_new(plist, json_pack("{s:s, s:s}", "name", default_prompts[i][0], "text",
+			                                       default_prompts[i][1]));
+	}
+	struct loaded l = {0};
+	int r = load(dir, &l);
+	if (r) {
+		json_decref(plist);
+		return r;
+	}
+	struct rt_error e = {0};
+	struct rt_session *s = NULL;
+	int ctx = l.info->max_positions < 4096 ? l.info->max_positions : 4096;
+	json_t *prompts = json_array();
+	double ttft_best = 0, tps = 0;
+	static int32_t first[4096];
+	size_t n_first = 0;
+	r = rt_session_new(l.m, ctx, &s, &e);
+	size_t i;
+	json_t *p;
+	json_array_foreach(plist, i, p) {
+		if (r < 0)
+			break;
+		const char *text = json_is_string(p) ? json_string_value(p) : json_string_value(json_object_get(p, "text"));
+		const char *name = json_is_string(p) ? NULL : json_string_value(json_object_get(p, "name"));
+		char defname[32];
+		if (!name) {
+			snprintf(defname, sizeof defname, "prompt-%zu", i + 1);
+			name = defname;
+		}
+		if (!text) {
+			fprintf(stderr, "agrun: prompt %zu has no text\n", i + 1);
+			r = -EINVAL;
+			e.code = 2;
+			break;
+		}
+		int32_t *ids = NULL;
+		size_t n = 0;
+		r = rt_tokenize(l.t, text, strlen(text), true, &ids, &n, &e);
+		if (r < 0)
+			break;
+		if (n + (size_t)n_new > (size_t)ctx) {
+			/* Keep the end of an over-long prompt: the model's context decides. */
+			size_t keep = (size_t)ctx > (size_t)n_new + 1 ? (size_t)ctx - (size_t)n_new : 1;
+			memmove(ids, ids + (n - keep), keep * sizeof *ids);
+			n = keep;
+		}
+		struct rt_gen_opts go = {.max_new = n_new, .top_k = top_k, .stop_at_eos = true};
+		struct rt_gen_result *g = NULL;
+		r = rt_generate(s, ids, n, &go, &g, &e);
+		if (r < 0) {
+			free(ids);
+			break;
+		}
+		char *otext = NULL;
+		size_t olen = 0;
+		/* Models often pad their vocabulary past the tokenizer's: an output id
+		 * without text leaves the decode check out for this prompt. */
+		struct rt_error de = {0};
+		if (rt_detokenize(l.t, g->ids, g->n_out, false, &otext, &olen, &de) < 0)
+			otext = NULL;
+		json_t *steps = json_array();
+		for (size_t k = 0; k < g->n_out; k++) {
+			json_t *tk = json_array();
+			for (int j = 0; j < g->top_k; j++) {
+				const struct rt_topk *t = &g->topk[k * (size_t)g->top_k + (size_t)j];
+				json_array_append_new(tk, json_pack("[i, f]", t->id, (double)t->logprob));
+			}
+			json_array_append_new(steps, tk);
+		}
+		json_array_append_new(prompts, json_pack("{s:s, s:s, s:b, s:o, s:o, s:o, s:o}", "name", name, "text", text,
+		                                         "add_special", 1, "ids", ids_json(ids, n), "output_ids",
+		                                         ids_json(g->ids, g->n_out), "output_text",
+		                                         otext ? json_string(otext) : json_null(), "topk", steps));
+		if (i == 0)
+			memcpy(first, ids, (n < 4096 ? n : 4096) * sizeof *ids), n_first = n < 4096 ? n : 4096;
+		free(otext);
+		free(ids);
+		rt_gen_result_free(g);
+	}
+	if (r == 0)
+		r = measure(s, first, n_first, ctx, 1.0, &ttft_best, &tps, &e);
+	rt_session_free(s);
+	if (r < 0) {
+		fprintf(stderr, "agrun: %s\n", e.msg);
+		json_decref(prompts);
+		json_decref(plist);
+		unload(&l);
+		return e.code > 0 && e.code <= 4 ? e.code : 1;
+	}
+	json_t *suite = json_pack(
+		"{s:i, s:{s:s, s:i, s:I, s:I}, s:{s:s, s:i}, s:{s:f, s:f, s:i}, s:{s:f, s:f}, s:{s:f, s:f}, s:o}",
+		"agkit_health_suite", 1,
+		"model", "arch", l.info->arch, "vocab", l.info->vocab, "n_params", (json_int_t)l.info->n_params,
+		"weight_bytes", (json_int_t)l.info->weight_bytes,
+		"recorded_on", "device", l.info->backend, "threads", l.info->n_threads,
+		"tolerances", "logit_margin", 1.0, "kl_max", 0.01, "top_k", top_k,
+		"recorded", "ttft_ms", ttft_best, "decode_tok_s", tps,
+		/* Generous absolute budgets: the clean-zone host may be slower than the
+		 * recording host; this host's own history is compared by agctl. */
+		"budgets", "ttft_ms", ttft_best * 10 + 1000, "decode_tok_s", tps / 10,
+		"prompts", prompts);
+	json_decref(plist);
+	unload(&l);
+	if (!suite || json_dump_file(suite, out, JSON_INDENT(1) | JSON_PRESERVE_ORDER) < 0) {
+		fprintf(stderr, "agrun: %s: cannot write the suite\n", out);
+		json_decref(suite);
+		return 4;
+	}
+	json_decref(suite);
+	fprintf(stderr, "agrun: recorded %zu prompt(s) to %s (ttft %.1f ms, decode %.1f tok/s)\n", i, out, ttft_best, tps);
+	return 0;
+}
+
+/* ---- check ------------------------------------------------------------- */
+
+static bool ids_from_json(json_t *a, int vocab, int32_t **ret, size_t *ret_n)
+{
+	size_t n = json_array_size(a);
+	if (!json_is_array(a) || n > 65536)
+		return false;
+	int32_t *v = malloc((n ? n : 1) * sizeof *v);
+	if (!v)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		json_t *x = json_array_get(a, i);
+		if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= vocab) {
+			free(v);
+			return false;
+		}
+		v[i] = (int32_t)json_integer_value(x);
+	}
+	*ret = v;
+	*ret_n = n;
+	return true;
+}
+
+static int cmd_check(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"suite", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0},
+	};
+	const char *suite_path = NULL;
+	bool json_out = false;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "s:jh", lo, NULL)) != -1) {
+		switch (c) {
+		case 's': suite_path = optarg; break;
+		case 'j': json_out = true; break;
+		case 'h': printf("usage: agrun check MODEL_DIR --suite SUITE.json [--json]\n"); return 0;
+		default: return 2;
+		}
+	}
+	if (!suite_path || optind + 1 != argc) {
+		fprintf(stderr, "usage: agrun check MODEL_DIR --suite SUITE.json [--json]\n");
+		return 2;
+	}
+	double slow = fault_slowdown();
+	const char *dir = argv[optind];
+	struct stat st;
+	if (stat(suite_path, &st) < 0 || st.st_size > (off_t)SUITE_MAX_BYTES) {
+		fprintf(stderr, "agrun: %s: missing or larger than %u bytes\n", suite_path, SUITE_MAX_BYTES);
+		return 4;
+	}
+	json_error_t je;
+	json_t *suite = json_load_file(suite_path, JSON_REJECT_DUPLICATES, &je);
+	json_t *prompts = json_object_get(suite, "prompts"), *tol = json_object_get(suite, "tolerances"),
+	       *bud = json_object_get(suite, "budgets");
+	if (!json_is_integer(json_object_get(suite, "agkit_health_suite")) || !json_is_array(prompts) ||
+	    json_array_size(prompts) == 0 || json_array_size(prompts) > MAX_PROMPTS) {
+		fprintf(stderr, "agrun: %s: not a health suite\n", suite_path);
+		json_decref(suite);
+		return 3;
+	}
+	double margin_tol = json_number_value(json_object_get(tol, "logit_margin"));
+	double kl_tol = json_number_value(json_object_get(tol, "kl_max"));
+	if (!(margin_tol >= 0) || !(kl_tol >= 0))
+		margin_tol = 1.0, kl_tol = 0.01;
+	struct loaded l = {0};
+	int r = load(dir, &l);
+	if (r) {
+		json_decref(suite);
+		return r;
+	}
+	json_t *failures = json_array(), *rep_prompts = json_array();
+	int vocab = l.info->vocab;
+	json_t *mv = json_object_get(json_object_get(suite, "model"), "vocab");
+	if (json_is_integer(mv) && json_integer_value(mv) != vocab) {
+		char b[128];
+		snprintf(b, sizeof b, "vocabulary has %d entries, the suite was recorded with %" JSON_INTEGER_FORMAT, vocab,
+		         json_integer_value(mv));
+		json_array_append_new(failures, json_string(b));
+	}
+	struct rt_error e = {0};
+	struct rt_session *s = NULL;
+	int ctx = l.info->max_positions < 4096 ? l.info->max_positions : 4096;
+	r = json_array_size(failures) ? 0 : rt_session_new(l.m, ctx, &s, &e);
+	double ttft = 1e30, tps = 0;
+	size_t i;
+	json_t *p;
+	json_array_foreach(prompts, i, p) {
+		if (r < 0 || json_array_size(failures))
+			break;
+		const char *name = json_string_value(json_object_get(p, "name")),
+		           *text = json_string_value(json_object_get(p, "text")),
+		           *otext = json_string_value(json_object_get(p, "output_text"));
+		json_t *steps = json_object_get(p, "topk");
+		int32_t *ids = NULL, *out = NULL;
+		size_t n = 0, n_out = 0;
+		char b[512];
+		if (!name || !text || !ids_from_json(json_object_get(p, "ids"), vocab, &ids, &n) ||
+		    !ids_from_json(json_object_get(p, "output_ids"), vocab, &out, &n_out) || n == 0 ||
+		    json_array_size(steps) != n_out || n + n_out > (size_t)ctx) {
+			free(ids);
+			snprintf(b, sizeof b, "prompt %zu of the suite is malformed or does not fit this model", i + 1);
+			json_array_append_new(failures, json_string(b));
+			break;
+		}
+		/* 1. Tokenizer: the text encodes to the recorded ids, the output decodes to the recorded text. */
+		bool tok_ok = true;
+		int32_t *enc = NULL;
+		size_t ne = 0;
+		char *dec = NULL;
+		size_t dl = 0;
+		bool add_special = !json_is_false(json_object_get(p, "add_special"));
+		if (rt_tokenize(l.t, text, strlen(text), add_special, &enc, &ne, &e) < 0 ||
+		    (ne != n && ne < n) || (ne == n && memcmp(enc, ids, n * sizeof *ids) != 0) ||
+		    (ne > n && memcmp(enc + (ne - n), ids, n * sizeof *ids) != 0)) {
+			tok_ok = false;
+			snprintf(b, sizeof b, "prompt '%s': the tokenizer encodes the text to other ids than recorded", name);
+			json_array_append_new(failures, json_string(b));
+		} else if (otext && (rt_detokenize(l.t, out, n_out, false, &dec, &dl, &e) < 0 || strcmp(dec, otext) != 0)) {
+			tok_ok = false;
+			snprintf(b, sizeof b, "prompt '%s': the tokenizer decodes the output to other text than recorded", name);
+			json_array_append_new(failures, json_string(b));
+		}
+		free(enc);
+		free(dec);
+		/* 2. Teacher-forced: at each step the recorded token is the argmax or
+		 * within the margin of it, and the top-k distribution stays close. */
+		double max_margin = 0, max_kl = 0;
+		int bad_step = -1;
+		if (n_out > 0) {
+			size_t len = n + n_out - 1;
+			int32_t *seq = malloc(len * sizeof *seq);
+			float *logits = malloc(len * (size_t)vocab * sizeof *logits);
+			if (!seq || !logits) {
+				free(seq);
+				free(logits);
+				fprintf(stderr, "agrun: out of memory\n");
+				exit(4);
+			}
+			memcpy(seq, ids, n * sizeof *ids);
+			memcpy(seq + n, out, (n_out - 1) * sizeof *out);
+			rt_session_reset(s);
+			r = rt_session_forward(s, seq, len, true, logits, &e);
+			for (size_t k = 0; r == 0 && k < n_out; k++) {
+				const float *row = logits + (n - 1 + k) * (size_t)vocab;
+				float mx = row[0];
+				for (int v = 1; v < vocab; v++)
+					mx = row[v] > mx ? row[v] : mx;
+				double mg = (double)mx - row[out[k]];
+				double lz = log_z(row, vocab);
+				/* KL(recorded || now) over the recorded top-k, each renormalised. */
+				json_t *tk = json_array_get(steps, k);
+				size_t kk = json_array_size(tk);
+				double pr[MAX_TOPK], qr[MAX_TOPK], ps = 0, qs = 0, kl = 0;
+				bool ok = kk > 0 && kk <= MAX_TOPK;
+				for (size_t j = 0; ok && j < kk; j++) {
+					json_t *pair = json_array_get(tk, j);
+					json_int_t id = json_integer_value(json_array_get(pair, 0));
+					if (id < 0 || id >= vocab || !json_is_number(json_array_get(pair, 1))) {
+						ok = false;
+						break;
+					}
+					pr[j] = exp(json_number_value(json_array_get(pair, 1)));
+					qr[j] = exp((double)row[id] - lz);
+					ps += pr[j];
+					qs += qr[j];
+				}
+				for (size_t j = 0; ok && j < kk; j++) {
+					double pj = pr[j] / ps, qj = qr[j] / qs;
+					if (pj > 0)
+						kl += pj * log(pj / (qj > 1e-30 ? qj : 1e-30));
+				}
+				if (!ok) {
+					snprintf(b, sizeof b, "prompt '%s': step %zu of the suite is malformed", name, k);
+					json_array_append_new(failures, json_string(b));
+					break;
+				}
+				max_margin = mg > max_margin ? mg : max_margin;
+				max_kl = kl > max_kl ? kl : max_kl;
+				if ((mg > margin_tol || kl > kl_tol) && bad_step < 0) {
+					bad_step = (int)k;
+					snprintf(b, sizeof b,
+					         "prompt '%s': step %zu expects token %d, %.3f below the argmax (tolerance %.3f), "
+					         "top-%zu divergence %.4f (tolerance %.4f)",
+					         name, k, out[k], mg, margin_tol, kk, kl, kl_tol);
+					json_array_append_new(failures, json_string(b));
+				}
+			}
+			free(seq);
+			free(logits);
+		}
+		if (i == 0 && r == 0)
+			r = measure(s, ids, n, ctx, slow, &ttft, &tps, &e);
+		json_array_append_new(rep_prompts, json_pack("{s:s, s:b, s:b, s:f, s:f}", "name", name, "pass",
+		                                             tok_ok && bad_step < 0, "tokenizer_ok", tok_ok, "max_margin",
+		                                             max_margin, "max_kl", max_kl));
+		free(ids);
+		free(out);
+	}
+	rt_session_free(s);
+	unload(&l);
+	if (r < 0) {
+		fprintf(stderr, "agrun: %s\n", e.msg);
+		json_decref(failures);
+		json_decref(rep_prompts);
+		json_decref(suite);
+		return e.code > 0 && e.code <= 4 ? e.code : 1;
+	}
+	double bt = json_number_value(json_object_get(bud, "ttft_ms")), btps = json_number_value(json_object_get(bud, "decode_tok_s"));
+	char b[256];
+	if (bt > 0 && ttft < 1e30 && ttft > bt) {
+		snprintf(b, sizeof b, "time to first token %.1f ms is over the suite's budget of %.1f ms", ttft, bt);
+		json_array_append_new(failures, json_string(b));
+	}
+	if (btps > 0 && tps > 0 && tps < btps) {
+		snprintf(b, sizeof b, "decode %.1f tok/s is under the suite's budget of %.1f tok/s", tps, btps);
+		json_array_append_new(failures, json_string(b));
+	}
+	bool pass = json_array_size(failures) == 0;
+	json_t *rep = json_pack("{s:b, s:o, s:f, s:f, s:s, s:o}", "pass", pass, "failures", failures, "ttft_ms",
+	                        ttft < 1e30 ? ttft : 0.0, "decode_tok_s", tps, "device", l.info ? "cpu" : "?", "prompts",
+	                        rep_prompts);
+	json_decref(suite);
+	if (json_out) {
+		char *t = json_dumps(rep, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+		printf("%s\n", t ? t : "{}");
+		free(t);
+	} else {
+		printf("%s (ttft %.1f ms, decode %.1f tok/s)\n", pass ? "PASS" : "FAIL", ttft < 1e30 ? ttft : 0.0, tps);
+		size_t k;
+		json_t *f;
+		json_array_foreach(json_object_get(rep, "failures"), k, f) printf("  %s\n", json_string_value(f));
+	}
+	json_decref(rep);
+	return pass ? 0 : 1;
+}
+
+int agrun_health_main(int argc, char **argv)
+{
+	if (!strcmp(argv[0], "record"))
+		return cmd_record(argc, argv);
+	return cmd_check(argc, argv);
+}
