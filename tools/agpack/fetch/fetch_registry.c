@@ -478,6 +478,14 @@ static int reg_ping(struct reg *g, struct bn_error *err)
 	if (rc == -EFBIG) /* a chatty /v2/ body is harmless; only the status matters */
 		rc = 0, r = (struct fh_resp){.status = 200};
 	if (rc < 0) {
+		/* The usual cause of a TLS failure on the very first request is a
+		 * registry that speaks plain HTTP: say how to allow that. */
+		if (rc == -EPROTO && !g->http && err && strlen(err->msg) + 120 < sizeof err->msg) {
+			size_t l = strlen(err->msg);
+			snprintf(err->msg + l, sizeof err->msg - l,
+			         " (if %s serves plain HTTP, list it as an insecure registry: agpack --insecure-registry %s)",
+			         g->ref.host, g->ref.host);
+		}
 		free(url);
 		return rc;
 	}
