@@ -144,3 +144,14 @@ NGX
 	bg nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
 	wait_port "$1"
 }
+
+manifest_type() { # manifest_type HOST REPO REF : the Content-Type a registry serves the manifest with
+	python3 - "$@" <<'PY'
+import sys, urllib.request
+h, r, t = sys.argv[1:]
+q = urllib.request.Request("http://%s/v2/%s/manifests/%s" % (h, r, t), method="HEAD", headers={"Accept": ", ".join([
+    "application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"])})
+print(urllib.request.urlopen(q, timeout=10).headers.get("Content-Type", ""))
+PY
+}

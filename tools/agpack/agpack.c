@@ -275,8 +275,14 @@ static int cmd_build(int argc, char **argv)
 			json_t *src = NULL;
 			r = agpack_fetch(a, &no, "/nonexistent-dry-run", &p, &t, &src, &err);
 			if (r == 0) {
+				/* "TYPE NAME SIZE bytes SOURCE": the size is what a build would fetch and pack. */
 				char *s = src ? json_dumps(src, JSON_COMPACT) : NULL;
-				printf("%-12s %-24s %s\n", a->type, a->name, s ? s : "");
+				json_t *sz = src ? json_object_get(src, "size") : NULL;
+				if (json_is_integer(sz))
+					printf("%-12s %-24s %" PRIu64 " bytes %s\n", a->type, a->name,
+					       (uint64_t)json_integer_value(sz), s ? s : "");
+				else
+					printf("%-12s %-24s ? bytes %s\n", a->type, a->name, s ? s : "");
 				free(s);
 			}
 			free(p);
