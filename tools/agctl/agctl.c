@@ -261,6 +261,7 @@ static int cmd_cycle(struct bn_deploy *d)
 		printf("cycle: active slot unhealthy (%s); rolled back to %s\n", h.reason, bn_slot_name(bn_deploy_active(d)));
 		return 7;
 	}
+	health_save_baseline(d, active, &h);
 	if (!bn_deploy_in_window(d)) {
 		int r = bn_deploy_mark_good(d, &err);
 		if (r < 0)
