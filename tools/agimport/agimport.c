@@ -151,30 +151,17 @@ static int cmd_stage(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	if (argc < 2) {
-		usage(stderr);
-		return BN_EXIT_USAGE;
-	}
+	int q = tool_start(argc, argv, usage, "agimport " AGKIT_VERSION);
+	if (q >= 0)
+		return q;
 	const char *cmd = argv[1];
-	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-		usage(stdout);
-		return 0;
-	}
-	if (!strcmp(cmd, "--version")) {
-		printf("agimport %s\n", AGKIT_VERSION);
-		return 0;
-	}
-	if (bn_crypto_init() < 0) {
-		tool_err("libsodium failed to initialise");
-		return BN_EXIT_FAILURE;
-	}
 	bool verify = !strcmp(cmd, "verify"), extract = !strcmp(cmd, "extract");
 	if (!strcmp(cmd, "stage"))
 		return cmd_stage(argc - 1, argv + 1);
 	if (!verify && !extract)
 		return cmd_stage(argc, argv); /* agimport DIR ... */
 	static struct args a;
-	int q = parse(argc - 1, argv + 1, &a, extract);
+	q = parse(argc - 1, argv + 1, &a, extract);
 	if (q)
 		return q;
 	tool_catch_signals();

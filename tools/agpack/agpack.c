@@ -451,23 +451,12 @@ static int cmd_sign(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	if (argc < 2) {
-		usage(stderr);
-		return BN_EXIT_USAGE;
-	}
+	int q = tool_start(argc, argv, usage,
+	                   agpack_have_network ? "agpack " AGKIT_VERSION " (network sources: yes)"
+	                                       : "agpack " AGKIT_VERSION " (network sources: no)");
+	if (q >= 0)
+		return q;
 	const char *cmd = argv[1];
-	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
-		usage(stdout);
-		return 0;
-	}
-	if (!strcmp(cmd, "--version")) {
-		printf("agpack %s (network sources: %s)\n", AGKIT_VERSION, agpack_have_network ? "yes" : "no");
-		return 0;
-	}
-	if (bn_crypto_init() < 0) {
-		tool_err("libsodium failed to initialise");
-		return BN_EXIT_FAILURE;
-	}
 	if (!strcmp(cmd, "keygen"))
 		return cmd_keygen(argc - 1, argv + 1);
 	if (!strcmp(cmd, "build"))

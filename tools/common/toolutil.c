@@ -19,6 +19,28 @@
 
 volatile sig_atomic_t tool_interrupted;
 
+int tool_start(int argc, char **argv, void (*usage)(FILE *), const char *version_line)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--version")) {
+		printf("%s\n", version_line);
+		return 0;
+	}
+	if (bn_crypto_init() < 0) {
+		tool_err("libsodium failed to initialise");
+		return BN_EXIT_FAILURE;
+	}
+	return -1;
+}
+
 void tool_err(const char *fmt, ...)
 {
 	va_list ap;

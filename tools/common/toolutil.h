@@ -4,12 +4,19 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "bundle/error.h"
 #include "bundle/minisign.h"
 
 extern const char *tool_name;
 extern volatile sig_atomic_t tool_interrupted;
+
+/* The common start of a tool's main(): no arguments (usage, exit 2),
+ * --help/-h/help (usage on stdout, exit 0), --version (version_line, exit 0),
+ * then libsodium's initialisation.  Returns -1 when the tool should go on,
+ * else its exit status. */
+int tool_start(int argc, char **argv, void (*usage)(FILE *), const char *version_line);
 
 /* Prints "tool: message" to stderr. */
 void tool_err(const char *fmt, ...) BN_PRINTF(1, 2);
