@@ -25,10 +25,12 @@ struct health_result {
 	char reason[768];          /* why it failed, or a short summary when it passed */
 	double ttft_ms, decode_tok_s;
 	bool has_figures;
+	bool latency;              /* failed on latency alone (measured again before it counts) */
 };
 
 void health_config_load(const char *root, struct health_config *ret);
-/* Checks slot; ret is always filled (a failure to run the check is a failed check). */
+/* Checks slot; ret is always filled (a failure to run the check is a failed
+ * check).  A latency failure is measured up to three times. */
 void health_check(struct bn_deploy *d, int slot, const struct health_config *c, struct health_result *ret);
 /* Remembers the figures of a passing check of the active slot as this host's baseline. */
 void health_save_baseline(struct bn_deploy *d, int slot, const struct health_result *h);

@@ -510,6 +510,7 @@ static int cmd_check(int argc, char **argv)
 		json_decref(suite);
 		return e.code > 0 && e.code <= 4 ? e.code : 1;
 	}
+	size_t n_correctness = json_array_size(failures);
 	double bt = json_number_value(json_object_get(bud, "ttft_ms")), btps = json_number_value(json_object_get(bud, "decode_tok_s"));
 	char b[256];
 	if (bt > 0 && ttft < 1e30 && ttft > bt) {
@@ -520,8 +521,11 @@ static int cmd_check(int argc, char **argv)
 		snprintf(b, sizeof b, "decode %.1f tok/s is under the suite's budget of %.1f tok/s", tps, btps);
 		json_array_append_new(failures, json_string(b));
 	}
+	size_t n_fail_before_latency = n_correctness;
 	bool pass = json_array_size(failures) == 0;
-	json_t *rep = json_pack("{s:b, s:o, s:f, s:f, s:s, s:o}", "pass", pass, "failures", failures, "ttft_ms",
+	bool latency_only = !pass && n_fail_before_latency == 0;
+	json_t *rep = json_pack("{s:b, s:b, s:o, s:f, s:f, s:s, s:o}", "pass", pass, "latency_only", latency_only,
+	                        "failures", failures, "ttft_ms",
 	                        ttft < 1e30 ? ttft : 0.0, "decode_tok_s", tps, "device", l.info ? "cpu" : "?", "prompts",
 	                        rep_prompts);
 	json_decref(suite);
