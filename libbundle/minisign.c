@@ -9,6 +9,7 @@
 
 #include "bundle/fsutil.h"
 #include "bundle/minisign.h"
+#include "bundle/sha256.h"
 
 #define SK_KDF_OPSLIMIT 33554432ULL   /* crypto_pwhash_scryptsalsa208sha256_OPSLIMIT_SENSITIVE */
 #define SK_KDF_MEMLIMIT 1073741824ULL /* crypto_pwhash_scryptsalsa208sha256_MEMLIMIT_SENSITIVE */
@@ -19,7 +20,9 @@ enum { PK_BIN = 2 + 8 + 32, SIG_BIN = 2 + 8 + 64, KEYNUM_SK = 8 + 64 + 32,
 
 int bn_crypto_init(void)
 {
-	return sodium_init() < 0 ? -EIO : 0;
+	if (sodium_init() < 0)
+		return -EIO;
+	return bn_sha256_init();
 }
 
 static uint64_t le64(const uint8_t *p)

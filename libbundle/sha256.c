@@ -5,21 +5,48 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <sodium.h>
 
 #include "bundle/sha256.h"
 
 struct bn_sha256 {
 	EVP_MD_CTX *ctx;
+	/* OpenSSL allocates when a digest starts; if that fails, the same digest
+	 * comes from libsodium's allocation-free SHA-256, so hashing never fails. */
+	bool sodium;
+	crypto_hash_sha256_state st;
 };
+
+/* Fetched once: after this, digest contexts need no allocation inside
+ * OpenSSL, so an out-of-memory condition surfaces here, checked. */
+static EVP_MD *sha256_md;
+
+int bn_sha256_init(void)
+{
+	if (__atomic_load_n(&sha256_md, __ATOMIC_ACQUIRE))
+		return 0;
+	if (OPENSSL_init_crypto(0, NULL) != 1)
+		return -ENOMEM;
+	EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	if (!md)
+		return -ENOMEM;
+	EVP_MD *expected = NULL;
+	if (!__atomic_compare_exchange_n(&sha256_md, &expected, md, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		EVP_MD_free(md);
+	return 0;
+}
 
 struct bn_sha256 *bn_sha256_new(void)
 {
+	if (bn_sha256_init() < 0)
+		return NULL;
 	struct bn_sha256 *s = calloc(1, sizeof *s);
 	if (!s)
 		return NULL;
 	s->ctx = EVP_MD_CTX_new();
-	if (!s->ctx || EVP_DigestInit_ex(s->ctx, EVP_sha256(), NULL) != 1) {
+	if (!s->ctx || EVP_DigestInit_ex(s->ctx, sha256_md, NULL) != 1) {
 		EVP_MD_CTX_free(s->ctx);
 		free(s);
 		return NULL;
@@ -37,25 +64,37 @@ void bn_sha256_free(struct bn_sha256 *s)
 
 void bn_sha256_reset(struct bn_sha256 *s)
 {
-	EVP_DigestInit_ex(s->ctx, EVP_sha256(), NULL);
+	s->sodium = EVP_DigestInit_ex(s->ctx, sha256_md, NULL) != 1;
+	if (s->sodium)
+		crypto_hash_sha256_init(&s->st);
 }
 
 void bn_sha256_update(struct bn_sha256 *s, const void *data, size_t len)
 {
-	EVP_DigestUpdate(s->ctx, data, len);
+	if (s->sodium)
+		crypto_hash_sha256_update(&s->st, data, len);
+	else
+		EVP_DigestUpdate(s->ctx, data, len);
 }
 
 void bn_sha256_final(struct bn_sha256 *s, uint8_t out[BN_SHA256_LEN])
 {
 	unsigned int n = 0;
-	EVP_DigestFinal_ex(s->ctx, out, &n);
+	if (s->sodium)
+		crypto_hash_sha256_final(&s->st, out);
+	else
+		EVP_DigestFinal_ex(s->ctx, out, &n);
 	bn_sha256_reset(s);
 }
 
 void bn_sha256(const void *data, size_t len, uint8_t out[BN_SHA256_LEN])
 {
 	unsigned int n = 0;
-	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+	/* OpenSSL uses the CPU's SHA instructions; should it fail (out of
+	 * memory), libsodium's allocation-free implementation gives the same
+	 * digest, so a hash is never silently wrong. */
+	if (bn_sha256_init() < 0 || EVP_Digest(data, len, out, &n, sha256_md, NULL) != 1 || n != BN_SHA256_LEN)
+		crypto_hash_sha256(out, data, len);
 }
 
 int bn_sha256_file(const char *path, uint8_t out[BN_SHA256_LEN], uint64_t *ret_size,

@@ -382,10 +382,8 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
-	if (bn_crypto_init() < 0) {
-		tool_err("libsodium failed to initialise");
+	if (tool_init() < 0)
 		return BN_EXIT_FAILURE;
-	}
 	argc -= optind;
 	argv += optind;
 	if (!strcmp(argv[0], "init"))

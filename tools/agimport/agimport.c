@@ -55,10 +55,9 @@ static int parse(int argc, char **argv, struct args *a, bool want_to)
 				tool_err("too many --pubkey options");
 				return BN_EXIT_USAGE;
 			}
-			if (bn_pubkey_load(optarg, &a->keys[a->n_keys], &err) < 0) {
-				tool_err("%s", err.msg);
-				return BN_EXIT_USAGE;
-			}
+			int q = bn_pubkey_load(optarg, &a->keys[a->n_keys], &err);
+			if (q < 0)
+				return tool_fail(q == -EBADMSG ? -EINVAL : q, &err);
 			a->n_keys++;
 			break;
 		case 't': {

@@ -49,10 +49,11 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 	if (!json_is_array(arts) || json_array_size(arts) == 0)
 		SPECERR("%s: \"artifacts\" must be a non-empty array", path);
 	s.dir = bn_dirname(path);
-	s.n_artifacts = json_array_size(arts);
-	s.artifacts = calloc(s.n_artifacts, sizeof *s.artifacts);
+	s.artifacts = calloc(json_array_size(arts), sizeof *s.artifacts);
+	if (s.artifacts)
+		s.n_artifacts = json_array_size(arts); /* only once there is an array to release */
 	if (!s.dir || !s.artifacts)
-		SPECERR("out of memory");
+		do { r = bn_fail(err, -ENOMEM, "out of memory"); goto fail; } while (0);
 	for (size_t i = 0; i < s.n_artifacts; i++) {
 		json_t *a = json_array_get(arts, i);
 		struct spec_artifact *sa = &s.artifacts[i];
@@ -73,7 +74,7 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 				SPECERR("%s: artifact '%s' needs a \"path\"", path, sa->name);
 			sa->path = p[0] == '/' ? strdup(p) : bn_path_join(s.dir, p);
 			if (!sa->path)
-				SPECERR("out of memory");
+				do { r = bn_fail(err, -ENOMEM, "out of memory"); goto fail; } while (0);
 			if (sa->sha256 && !strcmp(sa->type, "oci-archive"))
 				SPECERR("%s: artifact '%s': \"sha256\" pins apply to files artifacts", path, sa->name);
 		} else if (strcmp(sa->type, "image") && strcmp(sa->type, "url") && strcmp(sa->type, "hf-model")) {

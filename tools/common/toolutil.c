@@ -12,12 +12,33 @@
 #include <sys/wait.h>
 #include <ctype.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "bundle/fsutil.h"
 #include "toolutil.h"
 
 volatile sig_atomic_t tool_interrupted;
+
+/* jansson 2.14's parser can crash when one of its allocations fails (seen
+ * with the fault injector); the tools give it an allocator that ends the
+ * process with a clear message instead.  Nothing is lost: every writer keeps
+ * its output in a temporary place until a final rename. */
+static void *json_alloc(size_t n)
+{
+	void *p = malloc(n);
+	if (!p) {
+		static const char msg[] = ": out of memory (JSON)\n";
+		if (write(STDERR_FILENO, tool_name, strlen(tool_name)) < 0 || write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+			/* nothing more to say */
+		}
+		_exit(BN_EXIT_FAILURE);
+	}
+	return p;
+}
+
+/* Defined only by the test suite's LD_PRELOAD fault injector. */
+extern void agkit_fault_arm(void) __attribute__((weak));
 
 int tool_start(int argc, char **argv, void (*usage)(FILE *), const char *version_line)
 {
@@ -34,11 +55,19 @@ int tool_start(int argc, char **argv, void (*usage)(FILE *), const char *version
 		printf("%s\n", version_line);
 		return 0;
 	}
+	return tool_init() < 0 ? BN_EXIT_FAILURE : -1;
+}
+
+int tool_init(void)
+{
 	if (bn_crypto_init() < 0) {
-		tool_err("libsodium failed to initialise");
-		return BN_EXIT_FAILURE;
+		tool_err("cannot initialise libsodium and OpenSSL (out of memory?)");
+		return -1;
 	}
-	return -1;
+	json_set_alloc_funcs(json_alloc, free);
+	if (agkit_fault_arm)
+		agkit_fault_arm();
+	return 0;
 }
 
 void tool_err(const char *fmt, ...)

@@ -18,6 +18,10 @@ extern volatile sig_atomic_t tool_interrupted;
  * else its exit status. */
 int tool_start(int argc, char **argv, void (*usage)(FILE *), const char *version_line);
 
+/* Initialises the crypto libraries and jansson's allocator; -1 (after
+ * printing why) on failure. tool_start() calls it. */
+int tool_init(void);
+
 /* Prints "tool: message" to stderr. */
 void tool_err(const char *fmt, ...) BN_PRINTF(1, 2);
 void tool_warn(const char *fmt, ...) BN_PRINTF(1, 2);

@@ -11,6 +11,9 @@
 
 struct bn_sha256; /* opaque streaming context */
 
+/* Initialises OpenSSL and fetches SHA-256 once (bn_crypto_init() calls it). */
+int bn_sha256_init(void) BN_WUR;
+
 struct bn_sha256 *bn_sha256_new(void);          /* NULL on allocation failure */
 void bn_sha256_free(struct bn_sha256 *s);        /* accepts NULL */
 void bn_sha256_reset(struct bn_sha256 *s);
