@@ -86,7 +86,7 @@ done
 
 # Random moments during imports.
 resumed=0
-for i in $(seq 1 ${CRASH_RANDOM:-25}); do
+for i in $(seq 1 ${CRASH_RANDOM:-40}); do
 	rm -rf "$R" && cp -a base-A "$R"
 	"$AGIMPORT" b2 --root "$R" >/dev/null 2>&1 & pid=$!
 	sleep "0.$((RANDOM % 40))"
@@ -102,4 +102,30 @@ for i in $(seq 1 ${CRASH_RANDOM:-25}); do
 	[ "$(active_content)" = "weights of app v1" ] || not_ok "random kill $i: active changed"
 done
 diag "$resumed random kills were resumed from a checkpoint"
+
+# Random moments during promote, rollback and cycle (cycle: check + promote;
+# these bundles carry no health suite, which this root is told to accept).
+for base in base-A base-B base-C; do
+	$PY -c "import json,sys; c=json.load(open(sys.argv[1])); c['require_health_suite']=False; json.dump(c,open(sys.argv[1],'w'))" "$base/config.json"
+done
+random_kills() { # random_kills BASE COUNT CMD...: kill CMD at random moments; check, finish, check
+	local base=$1 count=$2 i pid; shift 2
+	for i in $(seq 1 "$count"); do
+		rm -rf "$R" && cp -a "$base" "$R"
+		"$@" >/dev/null 2>&1 & pid=$!
+		sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"
+		{ kill -9 $pid; wait $pid; } 2>/dev/null
+		out=$(consistent "$1 $2 kill $i" | grep '^not ok' || true)
+		[ -z "$out" ] && ok "$* killed at random ($i): consistent" || { not_ok "$* killed at random ($i): consistent"; echo "$out"; }
+		"$@" >/dev/null 2>&1 # finish (or find nothing left to do)
+		out=$(consistent "$1 $2 rerun $i" | grep '^not ok' || true)
+		[ -z "$out" ] && ok "$* re-run after the kill ($i): consistent" || { not_ok "$* re-run after the kill ($i)"; echo "$out"; }
+	done
+}
+random_kills base-B ${CRASH_RANDOM_CYCLE:-25} "$AGCTL" --root "$R" cycle
+check "after the cycles v2 ends up active" test "$(active_content)" = "weights of app v2"
+random_kills base-B 15 "$AGCTL" --root "$R" promote
+random_kills base-C 15 "$AGCTL" --root "$R" rollback
+check "after the rollbacks v1 ends up active" test "$(active_content)" = "weights of app v1"
+diag "sampled kill moments: 18 named steps, ${CRASH_RANDOM:-40} during import, ${CRASH_RANDOM_CYCLE:-25} during cycle, 15 during promote, 15 during rollback"
 done_testing
