@@ -2,6 +2,7 @@
 /* agpack: the dirty-zone command.  keygen, build, sign. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -110,6 +111,26 @@ out:
 	free(ppath);
 	free(spath);
 	return r < 0 ? tool_fail(r, &err) : 0;
+}
+
+static uint64_t local_bytes;
+
+static int add_size(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)path;
+	(void)ftw;
+	if (type == FTW_F && S_ISREG(st->st_mode))
+		local_bytes += (uint64_t)st->st_size;
+	return 0;
+}
+
+/* Bytes of regular files under path (a file or a tree; links not followed). */
+static uint64_t local_size(const char *path)
+{
+	local_bytes = 0;
+	if (nftw(path, add_size, 16, FTW_PHYS) < 0)
+		return 0;
+	return local_bytes;
 }
 
 static void warn_cb(void *ud, const char *msg)
@@ -267,7 +288,8 @@ static int cmd_build(int argc, char **argv)
 				if (stat(a->path, &st) < 0)
 					r = bn_fail(&err, -errno, "%s: %s", a->path, strerror(errno));
 				else
-					printf("%-12s %-24s local %s\n", a->type, a->name, a->path);
+					printf("%-12s %-24s %" PRIu64 " bytes local %s\n", a->type, a->name, local_size(a->path),
+					       a->path);
 				continue;
 			}
 			char *p = NULL;
