@@ -118,6 +118,13 @@ static int fail(const struct rt_error *e) {
         return e->code > 0 && e->code <= RT_ERR_DEVICE ? e->code : 1;
 }
 
+/* --device auto found no GPU in a CUDA build: say so once the run has
+ * worked, so that a failing run still prints exactly one error line. */
+static void note_fallback(const char *device, int n_gpu, const char *why) {
+        if (!strcmp(device, "auto") && n_gpu == 0)
+                fprintf(stderr, "agrun: no usable CUDA device (%s); ran on the CPU\n", why);
+}
+
 int main(int argc, char **argv) {
         /* Health suites (record in the dirty zone, check in the clean zone). */
         if (argc > 1 && (!strcmp(argv[1], "record") || !strcmp(argv[1], "check")))
@@ -288,9 +295,6 @@ int main(int argc, char **argv) {
                 ret = fail(&e);
                 goto out;
         }
-        /* after a successful load, so that errors stay one line */
-        if (!strcmp(device, "auto") && n_gpu == 0)
-                fprintf(stderr, "agrun: no usable CUDA device (%s); running on the CPU\n", why);
         if (tok && rt_tokenizer_vocab_size(tok) > rt_model_get_info(m)->vocab) {
                 /* ids past the embedding table would be refused later anyway;
                  * say which file disagrees up front */
@@ -323,6 +327,7 @@ int main(int argc, char **argv) {
                         ret = fail(&e);
                         goto out;
                 }
+                note_fallback(device, n_gpu, why);
                 f = fopen(dump, "wb");
                 if (!f || fwrite(logits, sizeof(float) * V, n_ids, f) != n_ids || fclose(f) != 0) {
                         fprintf(stderr, "agrun: %s: write failed\n", dump);
@@ -338,6 +343,7 @@ int main(int argc, char **argv) {
                 ret = fail(&e);
                 goto out;
         }
+        note_fallback(device, n_gpu, why);
         if (tok) {
                 size_t len;
                 r = rt_detokenize(tok, res->ids, res->n_out, skip_special, &text, &len, &e);
