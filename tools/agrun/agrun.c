@@ -25,6 +25,7 @@ static void usage(FILE *f) {
               "         --skip-special (drop special tokens when decoding)  --no-eos (ignore EOS)\n"
               "         --raw (with --ids: do not load tokenizer.json, print ids)\n"
               "         --device cpu|cuda|auto (default auto: CUDA when a GPU is present)\n"
+              "         --warmup (an untimed short run before the timed one, for benchmarks)\n"
               "exit codes: 0 ok, 1 internal, 2 usage, 3 invalid model files, 4 I/O error, 5 CUDA device\n",
               f);
 }
@@ -130,7 +131,7 @@ int main(int argc, char **argv) {
         if (argc > 1 && (!strcmp(argv[1], "record") || !strcmp(argv[1], "check")))
                 return agrun_health_main(argc - 1, argv + 1);
         enum { O_PROMPT = 256, O_IDS, O_JSON, O_TOPK, O_TOK, O_DETOK, O_DUMP, O_THREADS, O_CTX, O_NOSPECIAL,
-               O_SKIPSPECIAL, O_NOEOS, O_RAW, O_PROMPTFILE, O_DEVICE };
+               O_SKIPSPECIAL, O_NOEOS, O_RAW, O_PROMPTFILE, O_DEVICE, O_WARMUP };
         static const struct option lo[] = {
                 {"prompt", required_argument, NULL, O_PROMPT},
                 {"ids", required_argument, NULL, O_IDS},
@@ -147,6 +148,7 @@ int main(int argc, char **argv) {
                 {"raw", no_argument, NULL, O_RAW},
                 {"prompt-file", required_argument, NULL, O_PROMPTFILE},
                 {"device", required_argument, NULL, O_DEVICE},
+                {"warmup", no_argument, NULL, O_WARMUP},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
@@ -155,7 +157,7 @@ int main(int argc, char **argv) {
         size_t prompt_len = 0;
         const char *prompt = NULL, *ids_s = NULL, *tok_s = NULL, *detok_s = NULL, *dump = NULL, *dir;
         int n_new = 32, top_k = 0, threads = 0, ctx = 0, c, r, ret = 1;
-        bool json = false, special = true, skip_special = false, stop_eos = true, raw = false;
+        bool json = false, special = true, skip_special = false, stop_eos = true, raw = false, warmup = false;
         struct rt_error e = {0};
         struct rt_tokenizer *tok = NULL;
         struct rt_model *m = NULL;
@@ -203,6 +205,7 @@ int main(int argc, char **argv) {
                 case O_NOEOS: stop_eos = false; break;
                 case O_RAW: raw = true; break;
                 case O_PROMPTFILE: prompt_file = optarg; break;
+                case O_WARMUP: warmup = true; break;
                 case O_DEVICE:
                         if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") && strcmp(optarg, "auto")) {
                                 fprintf(stderr, "agrun: --device must be cpu, cuda or auto, not '%s'\n", optarg);
@@ -336,6 +339,18 @@ int main(int argc, char **argv) {
                 }
                 ret = 0;
                 goto out;
+        }
+        if (warmup) {
+                /* one untimed short run first, so that lazy initialisation
+                 * (CUDA module loading, cuBLAS heuristics, page faults) is
+                 * not charged to the timed prefill and decode */
+                r = rt_generate(s, ids, n_ids, &(struct rt_gen_opts){.max_new = n_new < 2 ? n_new : 2}, &res, &e);
+                if (r < 0) {
+                        ret = fail(&e);
+                        goto out;
+                }
+                rt_gen_result_free(res);
+                res = NULL;
         }
         r = rt_generate(s, ids, n_ids, &(struct rt_gen_opts){.max_new = n_new, .top_k = top_k, .stop_at_eos = stop_eos},
                         &res, &e);
