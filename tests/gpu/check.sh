@@ -7,6 +7,8 @@
 #  1. builds agrun, the bandwidth helper and the kernel test with
 #     -Dcuda=enabled in its own build dir (only those targets);
 #  1b. kernels/test_kernels: each CUDA kernel against its CPU twin (TAP);
+#  1c. tests/runtime/test_api on a tiny model: the API on both devices, CUDA
+#      logits against the CPU's;
 #  2. tests/gpu/compare.py: for every gen_tiny.py architecture variant in
 #     bf16 (plus f16, f32, mixed dtypes, a 300-token two-chunk prompt, odd
 #     sizes and GQA 4:1) and a generated 1.1e9-parameter bf16 Llama
@@ -48,15 +50,21 @@ steps() {
         else
                 meson setup "$B" -Dcuda=enabled || return 1
         fi
-        ninja -C "$B" tools/agrun/agrun kernels/agrt-cuda-bw kernels/test_kernels || return 1
+        ninja -C "$B" tools/agrun/agrun kernels/agrt-cuda-bw kernels/test_kernels tests/runtime/test_api || return 1
         echo "== build done after $(( $(date +%s) - t0 )) s"
         echo "== kernels vs their CPU twins (kernels/test_kernels)"
         timeout 60 "$B/kernels/test_kernels"
         krc=$?
+        echo "== library API on the GPU (tests/runtime/test_api: CUDA logits vs CPU, chunked prefill)"
+        mkdir -p "$WORK"
+        /usr/bin/python3 tests/runtime/gen_tiny.py llama bf16 "$WORK/api-llama" &&
+                timeout 60 "$B/tests/runtime/test_api" "$WORK/api-llama"
+        arc=$?
         echo "== compare (tests/gpu/compare.py)"
         timeout 400 /usr/bin/python3 tests/gpu/compare.py "$B/tools/agrun/agrun" "$B/kernels/agrt-cuda-bw" "$WORK"
         rc=$?
         [ $krc != 0 ] && echo "FAIL: kernels/test_kernels exit $krc" && [ $rc = 0 ] && rc=$krc
+        [ $arc != 0 ] && echo "FAIL: tests/runtime/test_api exit $arc" && [ $rc = 0 ] && rc=$arc
         [ $rc = 124 ] && echo "FAIL: compare.py ran past 400 s"
         echo "== done after $(( $(date +%s) - t0 )) s, exit $rc"
         return $rc
