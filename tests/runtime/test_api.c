@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "usage: %s MODEL_DIR\n", argv[0]);
                 return 2;
         }
-        printf("1..15\n");
+        printf("1..16\n");
         rt_model_free(NULL);
         rt_session_free(NULL);
         rt_gen_result_free(NULL);
@@ -129,6 +129,7 @@ int main(int argc, char **argv) {
                         if (r < 0)
                                 printf("# %s\n", e.msg);
                         check(nd == 0 || nd == -EOPNOTSUPP, "rt_cuda_device_count is 0 or -EOPNOTSUPP");
+                        check(why[0] && !strchr(why, '\n'), "its reason is one line");
                 } else {
                         double ce = 1;
                         check(r == 0 && !strncmp(rt_model_get_info(cm)->backend, "cuda/", 5), "CUDA model loads");
@@ -138,6 +139,21 @@ int main(int argc, char **argv) {
                                 ce = rel_err(call, all, T * (size_t)V);
                         printf("# cuda vs cpu logits max rel err %.3g\n", ce);
                         check(ce <= 2e-2, "CUDA logits (prefill 5, then 9 more as a batch) match the CPU (2e-2)");
+                        /* decode steps: the matvec path */
+                        ce = 1;
+                        if (cs) {
+                                rt_session_reset(cs);
+                                r = rt_session_forward(cs, ids, 5, false, one, &e);
+                                ce = rel_err(one, all + 4 * (size_t)V, V);
+                                for (size_t i = 5; i < T && r == 0; i++) {
+                                        r = rt_session_forward(cs, ids + i, 1, false, one, &e);
+                                        ce = fmax(ce, rel_err(one, all + i * (size_t)V, V));
+                                }
+                                if (r < 0)
+                                        ce = 1;
+                        }
+                        printf("# cuda decode vs cpu max rel err %.3g\n", ce);
+                        check(ce <= 2e-2, "CUDA decode steps match the CPU's batched logits (2e-2)");
                 }
                 rt_session_free(cs);
                 rt_model_free(cm);
