@@ -268,11 +268,14 @@ static void *reader_main(void *arg) {
         return NULL;
 }
 
+/* *ret_ms: wall time from the first read to the last copy done (the
+ * staging allocation before it is not counted) */
 static int upload_matrices(const struct rt_dev_model_desc *d, struct cuda_model *m, struct upload *up, int nup,
-                           int n_readers, struct rt_error *err) {
+                           int n_readers, double *ret_ms, struct rt_error *err) {
         struct loader ld = {0};
         struct reader_arg ra[MAX_READERS] = {0};
         const char *paths[64];
+        double t0;
         int fds[64], nfd = 0, np = 0, r = 0;
 
         for (int i = 0; i < 64; i++)
@@ -338,6 +341,7 @@ static int upload_matrices(const struct rt_dev_model_desc *d, struct cuda_model 
                         goto out;
                 }
         }
+        t0 = now_ms();
         for (int i = 0; i < n_readers; i++) {
                 ra[i].ld = &ld;
                 ra[i].idx = i;
@@ -352,10 +356,11 @@ static int upload_matrices(const struct rt_dev_model_desc *d, struct cuda_model 
         for (int i = 0; i < n_readers; i++)
                 if (ra[i].started)
                         pthread_join(ra[i].th, NULL);
+        *ret_ms = now_ms() - t0;
         if (atomic_load(&ld.failed)) {
                 if (err)
                         *err = ld.err;
-                r = ld.err.code == RT_ERR_IO ? -EIO : -ENODEV;
+                r = ld.err.code == RT_ERR_IO ? -EIO : ld.err.code == RT_ERR_INTERNAL ? -EAGAIN : -ENODEV;
         }
 out:
         if (ld.pinned)
@@ -385,7 +390,6 @@ static int model_new(const struct rt_dev_model_desc *d, void **ret_dm, struct rt
         char why[200];
         int nup = 0, nvs = 0, r, n_readers;
         size_t wbytes = 0, vfloats = 0, upbytes = 0;
-        double t0;
 
         if (device_count(why, sizeof(why)) <= 0)
                 return rt_fail(err, RT_ERR_DEVICE, -ENODEV, "no usable CUDA device: %s", why);
@@ -506,11 +510,9 @@ static int model_new(const struct rt_dev_model_desc *d, void **ret_dm, struct rt
         n_readers = d->n_threads > 0 ? d->n_threads : DEFAULT_READERS;
         if (n_readers > MAX_READERS)
                 n_readers = MAX_READERS;
-        t0 = now_ms();
-        r = upload_matrices(d, m, up, nup, n_readers, err);
+        r = upload_matrices(d, m, up, nup, n_readers, &stats->load_ms, err);
         if (r < 0)
                 goto fail;
-        stats->load_ms = now_ms() - t0;
         {
                 cublasStatus_t s = cublasCreate(&m->blas);
                 if (s != CUBLAS_STATUS_SUCCESS) {
