@@ -464,7 +464,11 @@ static int model_new(const struct rt_dev_model_desc *d, void **ret_dm, struct rt
 #undef VEC
         {
                 size_t fr = 0, tot = 0;
-                CK(cudaMemGetInfo(&fr, &tot));
+                cudaError_t e = cudaMemGetInfo(&fr, &tot);
+                if (e != cudaSuccess) {
+                        r = cu_fail(err, e, "cudaMemGetInfo", __FILE__, __LINE__);
+                        goto fail;
+                }
                 if (wbytes + vfloats * 4 > fr) {
                         r = rt_fail(err, RT_ERR_DEVICE, -ENOMEM,
                                     "CUDA out of memory: the weights need %.1f MiB, %.1f MiB free of %.1f MiB on "
