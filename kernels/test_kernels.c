@@ -1,8 +1,8 @@
 /* test_kernels: every CUDA kernel against its CPU twin, one at a time, so a
  * failing end-to-end comparison (tests/gpu/check.sh) can be pinned on a
  * kernel.  The twins restate the CPU path's semantics (runtime/model.c,
- * runtime/backend_cpu.c) in plain C on the same inputs.  TAP output; exit 77
- * (skip) when there is no usable CUDA device.
+ * runtime/backend_cpu.c) in plain C on the same inputs.  TAP output; a TAP
+ * skip ("1..0 # SKIP", exit 0) when there is no usable CUDA device.
  * Tolerance: max |gpu - cpu| <= tol x max(1, max |cpu|) per kernel: 1e-5 for
  * elementwise f32 work, 1e-4 where f32 sums run in a different order
  * (matvec, RMSNorm, attention). */
@@ -355,8 +355,9 @@ int main(void) {
         int n = 0;
 
         if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+                /* TAP skip; meson's TAP protocol wants exit 0 with it */
                 printf("1..0 # SKIP no usable CUDA device\n");
-                return 77;
+                return 0;
         }
         CK(cudaSetDevice(0));
         for (int dt = RT_F32; dt <= RT_BF16; dt++)
