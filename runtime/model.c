@@ -18,33 +18,24 @@
 #include "safetensors.h"
 
 #define CHUNK 256               /* prompt tokens per batched forward */
+_Static_assert(CHUNK <= RT_DEV_CHUNK, "device sessions size their buffers for RT_DEV_CHUNK tokens");
 #define DEFAULT_CTX_CAP 4096
 #define MAX_TOPK 64
-
-struct layer {
-        float *attn_norm;               /* [hidden] */
-        float *ffn_norm;                /* [hidden] */
-        float *q_norm, *k_norm;         /* [head_dim], Qwen3 */
-        float *bq, *bk, *bv, *bo;       /* [nh*hd], [nkv*hd], [nkv*hd], [hidden] or NULL */
-        struct rt_weight wq;            /* [nh*hd][hidden] */
-        struct rt_weight wk, wv;        /* [nkv*hd][hidden] */
-        struct rt_weight wo;            /* [hidden][nh*hd] */
-        struct rt_weight wg, wu;        /* [inter][hidden] */
-        struct rt_weight wd;            /* [hidden][inter] */
-};
 
 struct rt_model {
         struct rt_config cfg;
         struct rt_model_info info;
         struct st_set *st;
         struct rt_backend *be;
-        struct layer *layers;
+        struct rt_layer *layers;
         struct rt_weight embed;         /* [vocab][hidden] */
         struct rt_weight lm_head;       /* [vocab][hidden], may alias embed */
         float *final_norm;              /* [hidden] */
         float *inv_freq;                /* [head_dim/2] */
         const char *dir;                /* for error messages during load */
         pthread_mutex_t run;            /* sessions share the backend's pool and scratch */
+        const struct rt_dev_ops *dev;   /* whole-forward device path, NULL on the CPU */
+        void *dm;                       /* its model */
 };
 
 struct rt_session {
@@ -56,6 +47,7 @@ struct rt_session {
         float *g, *u;                   /* [CHUNK][inter] */
         float *cosb, *sinb;             /* [CHUNK][hd/2] */
         float *last;                    /* [vocab] */
+        void *ds;                       /* device session when m->dev */
 };
 
 static int bind_matrix(struct rt_model *m, const char *name, int rows, int cols, struct rt_weight *w,
@@ -73,6 +65,7 @@ static int bind_matrix(struct rt_model *m, const char *name, int rows, int cols,
         w->dtype = t->dtype;
         w->rows = rows;
         w->cols = cols;
+        w->src = t;
         return 0;
 }
 
@@ -125,7 +118,7 @@ void rt_model_free(struct rt_model *m) {
                 return;
         if (m->layers)
                 for (int i = 0; i < m->cfg.n_layers; i++) {
-                        struct layer *L = &m->layers[i];
+                        struct rt_layer *L = &m->layers[i];
                         free(L->attn_norm);
                         free(L->ffn_norm);
                         free(L->q_norm);
@@ -139,6 +132,8 @@ void rt_model_free(struct rt_model *m) {
         free(m->final_norm);
         free(m->inv_freq);
         pthread_mutex_destroy(&m->run);
+        if (m->dm)
+                m->dev->model_free(m->dm);
         if (m->be)
                 m->be->ops->free(m->be);
         rt_st_close(m->st);
@@ -151,11 +146,15 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
         struct rt_config *c;
         char n[256];
         int r, nthr = opts ? opts->n_threads : 0, qd, kvd;
+        struct rt_dev_load_stats dst = {0};
 
         if (!dir || !ret_model || nthr < 0 || nthr > 1024)
                 return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
-        if (opts && opts->backend != 0)
+        if (opts && opts->backend != RT_BACKEND_CPU && opts->backend != RT_BACKEND_CUDA)
                 return rt_fail(err, RT_ERR_USAGE, -EOPNOTSUPP, "backend %d not available", opts->backend);
+        if (opts && opts->backend == RT_BACKEND_CUDA && !rt_dev_cuda())
+                return rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP,
+                               "this build has no CUDA support (configure with -Dcuda=enabled)");
         m = calloc(1, sizeof(*m));
         if (!m)
                 return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
@@ -184,7 +183,7 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
         else if ((r = bind_matrix(m, "lm_head.weight", c->vocab, c->hidden, &m->lm_head, err)) < 0)
                 goto out;
         for (int i = 0; i < c->n_layers; i++) {
-                struct layer *L = &m->layers[i];
+                struct rt_layer *L = &m->layers[i];
 #define NM(suffix) (snprintf(n, sizeof(n), "model.layers.%d.%s", i, suffix), n)
                 if ((r = bind_vector(m, NM("input_layernorm.weight"), c->hidden, &L->attn_norm, err)) < 0 ||
                     (r = bind_vector(m, NM("post_attention_layernorm.weight"), c->hidden, &L->ffn_norm, err)) < 0 ||
@@ -214,10 +213,22 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
                 long np = sysconf(_SC_NPROCESSORS_ONLN);
                 nthr = np < 1 ? 1 : np > 256 ? 256 : (int)np;
         }
-        r = rt_backend_cpu_new(nthr, &m->be);
-        if (r < 0) {
-                rt_fail(err, RT_ERR_INTERNAL, r, "cannot start %d threads: %s", nthr, strerror(-r));
-                goto out;
+        if (opts && opts->backend == RT_BACKEND_CUDA) {
+                /* the device uploads from the bound (validated) description;
+                 * no CPU thread pool is started */
+                struct rt_dev_model_desc d = {.cfg = c, .layers = m->layers, .embed = &m->embed,
+                                              .lm_head = &m->lm_head, .final_norm = m->final_norm,
+                                              .inv_freq = m->inv_freq, .st = m->st, .n_threads = opts->n_threads};
+                m->dev = rt_dev_cuda();
+                r = m->dev->model_new(&d, &m->dm, &dst, err);
+                if (r < 0)
+                        goto out;
+        } else {
+                r = rt_backend_cpu_new(nthr, &m->be);
+                if (r < 0) {
+                        rt_fail(err, RT_ERR_INTERNAL, r, "cannot start %d threads: %s", nthr, strerror(-r));
+                        goto out;
+                }
         }
         {
                 struct rt_model_info *in = &m->info;
@@ -235,8 +246,17 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
                 memcpy(in->eos_ids, c->eos, sizeof(in->eos_ids));
                 in->bos_id = c->bos;
                 in->weight_bytes = rt_st_total_bytes(m->st);
-                snprintf(in->backend, sizeof(in->backend), "%s/%s", m->be->ops->name, rt_backend_cpu_simd());
-                in->n_threads = m->be->n_threads;
+                if (m->dev) {
+                        snprintf(in->backend, sizeof(in->backend), "%s", dst.name);
+                        in->n_threads = dst.n_threads;
+                        in->load_ms = dst.load_ms;
+                        in->load_gbs = dst.load_ms > 0 ? dst.upload_bytes / (dst.load_ms * 1e6) : 0;
+                        in->device_bytes = dst.device_bytes;
+                } else {
+                        snprintf(in->backend, sizeof(in->backend), "%s/%s", m->be->ops->name,
+                                 rt_backend_cpu_simd());
+                        in->n_threads = m->be->n_threads;
+                }
                 for (int i = 0; i < rt_st_count(m->st); i++) {
                         const struct st_tensor *t = rt_st_get(m->st, i);
                         in->n_params += t->nbytes / rt_dtype_size(t->dtype);
@@ -250,6 +270,17 @@ out:
         return r;
 }
 
+int rt_cuda_device_count(char *why, size_t len) {
+        const struct rt_dev_ops *d = rt_dev_cuda();
+
+        if (!d) {
+                if (why && len)
+                        snprintf(why, len, "this build has no CUDA support");
+                return -EOPNOTSUPP;
+        }
+        return d->device_count(why, len);
+}
+
 const struct rt_model_info *rt_model_get_info(const struct rt_model *m) {
         return &m->info;
 }
@@ -259,6 +290,8 @@ const struct rt_model_info *rt_model_get_info(const struct rt_model *m) {
 void rt_session_free(struct rt_session *s) {
         if (!s)
                 return;
+        if (s->ds)
+                s->m->dev->session_free(s->ds);
         if (s->kc)
                 for (int i = 0; i < s->m->cfg.n_layers; i++) {
                         free(s->kc[i]);
@@ -298,6 +331,21 @@ int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, s
                 return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
         s->m = m;
         s->max_ctx = max_ctx;
+        if (m->dev) {
+                /* KV cache and activations live on the device; only the
+                 * logits row for rt_generate stays here */
+                int r;
+                s->last = malloc(sizeof(float) * c->vocab);
+                if (!s->last)
+                        goto oom;
+                r = m->dev->session_new(m->dm, max_ctx, &s->ds, err);
+                if (r < 0) {
+                        rt_session_free(s);
+                        return r;
+                }
+                *ret_s = s;
+                return 0;
+        }
         s->kc = calloc(c->n_layers, sizeof(float *));
         s->vc = calloc(c->n_layers, sizeof(float *));
         if (!s->kc || !s->vc)
@@ -390,7 +438,7 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, float
                         s->sinb[(size_t)t * half + i] = sinf(ang);
                 }
         for (int l = 0; l < c->n_layers; l++) {
-                const struct layer *L = &m->layers[l];
+                const struct rt_layer *L = &m->layers[l];
                 float *kdst = s->kc[l] + (size_t)pos0 * kvd;   /* [T][nkv*hd] inside the cache */
                 float *vdst = s->vc[l] + (size_t)pos0 * kvd;
 
@@ -452,7 +500,17 @@ int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool 
                         lg = logits + done * (size_t)V;
                 else if (logits && last)
                         lg = logits;
-                forward_chunk(s, ids + done, T, lg, all_logits);
+                if (s->ds) {
+                        int r = s->m->dev->forward(s->ds, ids + done, T, s->pos, lg, all_logits, err);
+                        if (r < 0) {
+                                /* the cache past s->pos is garbage, which the next forward overwrites */
+                                pthread_mutex_unlock(&s->m->run);
+                                return r;
+                        }
+                        s->pos += T;
+                } else {
+                        forward_chunk(s, ids + done, T, lg, all_logits);
+                }
                 done += T;
         }
         pthread_mutex_unlock(&s->m->run);

@@ -428,3 +428,15 @@ const struct st_tensor *rt_st_get(const struct st_set *s, int i) {
 const char *rt_st_file_name(const struct st_set *s, const struct st_tensor *t) {
         return s->maps[t->file].path;
 }
+
+int rt_st_locate(const struct st_set *s, const struct st_tensor *t, const char **ret_path, uint64_t *ret_off) {
+        const struct st_map *mp = &s->maps[t->file];
+
+        /* data was computed from this mapping's base, so the offset is exact */
+        if ((const char *)t->data < (const char *)mp->base ||
+            (const char *)t->data + t->nbytes > (const char *)mp->base + mp->size)
+                return -EINVAL;
+        *ret_path = mp->path;
+        *ret_off = (uint64_t)((const char *)t->data - (const char *)mp->base);
+        return 0;
+}

@@ -29,5 +29,9 @@ int rt_st_count(const struct st_set *s);
 const struct st_tensor *rt_st_get(const struct st_set *s, int i);
 /* File name of tensor t, for error messages. */
 const char *rt_st_file_name(const struct st_set *s, const struct st_tensor *t);
+/* Path of tensor t's file and the byte offset of its data in that file, for
+ * backends that read the weights with pread instead of the mapping (CUDA
+ * upload).  -EINVAL if t is not inside its mapping. */
+int rt_st_locate(const struct st_set *s, const struct st_tensor *t, const char **ret_path, uint64_t *ret_off);
 
 #endif

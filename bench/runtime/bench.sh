@@ -25,8 +25,8 @@ cc -O2 -pthread -o "$work/membw" "$here/membw.c"
 
 ids=$("$py" -c "import random; random.seed(1); print(','.join(str(random.randrange(300, 32000)) for _ in range($plen)))")
 # first run warms the page cache for the mapped weights
-"$agrun" "$work/model" --raw --ids "$ids" -n 4 --no-eos --json >/dev/null
-"$agrun" "$work/model" --raw --ids "$ids" -n "$nnew" --no-eos --json > "$work/run.json"
+"$agrun" "$work/model" --raw --ids "$ids" -n 4 --no-eos --json --device cpu >/dev/null
+"$agrun" "$work/model" --raw --ids "$ids" -n "$nnew" --no-eos --json --device cpu > "$work/run.json"
 bw=$("$work/membw" 1024 2>/dev/null)
 
 "$py" - "$work/run.json" "$work/model" "$bw" "$plen" "$nnew" <<'PY'

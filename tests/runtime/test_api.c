@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "usage: %s MODEL_DIR\n", argv[0]);
                 return 2;
         }
-        printf("1..12\n");
+        printf("1..16\n");
         rt_model_free(NULL);
         rt_session_free(NULL);
         rt_gen_result_free(NULL);
@@ -109,6 +109,56 @@ int main(int argc, char **argv) {
         check(r == -ENOSPC && rt_session_pos(s) == 0, "context overflow refused, cache untouched");
         r = rt_model_load("/nonexistent/agrt", NULL, &(struct rt_model *){NULL}, &e);
         check(r < 0 && e.code == RT_ERR_IO, "missing directory is an I/O error");
+        r = rt_model_load(argv[1], &(struct rt_load_opts){.backend = 7}, &(struct rt_model *){NULL}, &e);
+        check(r == -EOPNOTSUPP && e.code == RT_ERR_USAGE, "unknown backend refused, class usage");
+        {
+                /* the CUDA path through the API: refused cleanly without a
+                 * GPU (or without CUDA in the build); with one, the same
+                 * logits as the CPU within the bf16 bound of docs/RUNTIME.md */
+                char why[256] = "";
+                int nd = rt_cuda_device_count(why, sizeof(why));
+                struct rt_model *cm = NULL;
+                struct rt_session *cs = NULL;
+                float *call = malloc(sizeof(float) * T * V);
+
+                printf("# rt_cuda_device_count: %d (%s)\n", nd, why);
+                r = rt_model_load(argv[1], &(struct rt_load_opts){.backend = RT_BACKEND_CUDA}, &cm, &e);
+                if (nd <= 0) {
+                        check(r < 0 && e.code == RT_ERR_DEVICE && !cm && why[0],
+                              "RT_BACKEND_CUDA without a usable GPU: class RT_ERR_DEVICE, reason given");
+                        if (r < 0)
+                                printf("# %s\n", e.msg);
+                        check(nd == 0 || nd == -EOPNOTSUPP, "rt_cuda_device_count is 0 or -EOPNOTSUPP");
+                        check(why[0] && !strchr(why, '\n'), "its reason is one line");
+                } else {
+                        double ce = 1;
+                        check(r == 0 && !strncmp(rt_model_get_info(cm)->backend, "cuda/", 5), "CUDA model loads");
+                        if (r == 0 && rt_session_new(cm, 64, &cs, &e) == 0 &&
+                            rt_session_forward(cs, ids, 5, true, call, &e) == 0 &&
+                            rt_session_forward(cs, ids + 5, T - 5, true, call + 5 * (size_t)V, &e) == 0)
+                                ce = rel_err(call, all, T * (size_t)V);
+                        printf("# cuda vs cpu logits max rel err %.3g\n", ce);
+                        check(ce <= 2e-2, "CUDA logits (prefill 5, then 9 more as a batch) match the CPU (2e-2)");
+                        /* decode steps: the matvec path */
+                        ce = 1;
+                        if (cs) {
+                                rt_session_reset(cs);
+                                r = rt_session_forward(cs, ids, 5, false, one, &e);
+                                ce = rel_err(one, all + 4 * (size_t)V, V);
+                                for (size_t i = 5; i < T && r == 0; i++) {
+                                        r = rt_session_forward(cs, ids + i, 1, false, one, &e);
+                                        ce = fmax(ce, rel_err(one, all + i * (size_t)V, V));
+                                }
+                                if (r < 0)
+                                        ce = 1;
+                        }
+                        printf("# cuda decode vs cpu max rel err %.3g\n", ce);
+                        check(ce <= 2e-2, "CUDA decode steps match the CPU's batched logits (2e-2)");
+                }
+                rt_session_free(cs);
+                rt_model_free(cm);
+                free(call);
+        }
         free(all);
         free(one);
         rt_session_free(s);

@@ -1,5 +1,6 @@
-/* agrun: run a local model directory with the agrt CPU runtime.
- * Exit codes: 0 ok, 1 internal, 2 usage, 3 invalid/hostile model files, 4 I/O. */
+/* agrun: run a local model directory with the agrt runtime (CPU or CUDA).
+ * Exit codes: 0 ok, 1 internal, 2 usage, 3 invalid/hostile model files, 4 I/O,
+ * 5 CUDA device unavailable or failed. */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -23,7 +24,9 @@ static void usage(FILE *f) {
               "options: --threads T  --ctx C  --no-special (no BOS/template on --prompt/--tokenize)\n"
               "         --skip-special (drop special tokens when decoding)  --no-eos (ignore EOS)\n"
               "         --raw (with --ids: do not load tokenizer.json, print ids)\n"
-              "exit codes: 0 ok, 1 internal, 2 usage, 3 invalid model files, 4 I/O error\n",
+              "         --device cpu|cuda|auto (default auto: CUDA when a GPU is present)\n"
+              "         --warmup (an untimed short run before the timed one, for benchmarks)\n"
+              "exit codes: 0 ok, 1 internal, 2 usage, 3 invalid model files, 4 I/O error, 5 CUDA device\n",
               f);
 }
 
@@ -113,7 +116,14 @@ static int read_prompt(const char *path, char **ret, size_t *ret_len) {
 
 static int fail(const struct rt_error *e) {
         fprintf(stderr, "agrun: %s\n", e->msg);
-        return e->code > 0 && e->code <= 4 ? e->code : 1;
+        return e->code > 0 && e->code <= RT_ERR_DEVICE ? e->code : 1;
+}
+
+/* --device auto found no GPU in a CUDA build: say so once the run has
+ * worked, so that a failing run still prints exactly one error line. */
+static void note_fallback(const char *device, int n_gpu, const char *why) {
+        if (!strcmp(device, "auto") && n_gpu == 0)
+                fprintf(stderr, "agrun: no usable CUDA device (%s); ran on the CPU\n", why);
 }
 
 int main(int argc, char **argv) {
@@ -121,7 +131,7 @@ int main(int argc, char **argv) {
         if (argc > 1 && (!strcmp(argv[1], "record") || !strcmp(argv[1], "check")))
                 return agrun_health_main(argc - 1, argv + 1);
         enum { O_PROMPT = 256, O_IDS, O_JSON, O_TOPK, O_TOK, O_DETOK, O_DUMP, O_THREADS, O_CTX, O_NOSPECIAL,
-               O_SKIPSPECIAL, O_NOEOS, O_RAW, O_PROMPTFILE };
+               O_SKIPSPECIAL, O_NOEOS, O_RAW, O_PROMPTFILE, O_DEVICE, O_WARMUP };
         static const struct option lo[] = {
                 {"prompt", required_argument, NULL, O_PROMPT},
                 {"ids", required_argument, NULL, O_IDS},
@@ -137,6 +147,8 @@ int main(int argc, char **argv) {
                 {"no-eos", no_argument, NULL, O_NOEOS},
                 {"raw", no_argument, NULL, O_RAW},
                 {"prompt-file", required_argument, NULL, O_PROMPTFILE},
+                {"device", required_argument, NULL, O_DEVICE},
+                {"warmup", no_argument, NULL, O_WARMUP},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
@@ -145,7 +157,7 @@ int main(int argc, char **argv) {
         size_t prompt_len = 0;
         const char *prompt = NULL, *ids_s = NULL, *tok_s = NULL, *detok_s = NULL, *dump = NULL, *dir;
         int n_new = 32, top_k = 0, threads = 0, ctx = 0, c, r, ret = 1;
-        bool json = false, special = true, skip_special = false, stop_eos = true, raw = false;
+        bool json = false, special = true, skip_special = false, stop_eos = true, raw = false, warmup = false;
         struct rt_error e = {0};
         struct rt_tokenizer *tok = NULL;
         struct rt_model *m = NULL;
@@ -155,6 +167,9 @@ int main(int argc, char **argv) {
         size_t n_ids = 0;
         char *text = NULL, tpath[PATH_MAX];
         float *logits = NULL;
+        const char *device = "auto";
+        char why[256] = "";
+        int backend = RT_BACKEND_CPU, n_gpu = -1;
 
         while ((c = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
                 char *end;
@@ -190,6 +205,14 @@ int main(int argc, char **argv) {
                 case O_NOEOS: stop_eos = false; break;
                 case O_RAW: raw = true; break;
                 case O_PROMPTFILE: prompt_file = optarg; break;
+                case O_WARMUP: warmup = true; break;
+                case O_DEVICE:
+                        if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") && strcmp(optarg, "auto")) {
+                                fprintf(stderr, "agrun: --device must be cpu, cuda or auto, not '%s'\n", optarg);
+                                return 2;
+                        }
+                        device = optarg;
+                        break;
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
@@ -262,7 +285,15 @@ int main(int argc, char **argv) {
                         goto out;
                 }
         }
-        r = rt_model_load(dir, &(struct rt_load_opts){.n_threads = threads}, &m, &e);
+        if (!strcmp(device, "cuda")) {
+                backend = RT_BACKEND_CUDA;
+        } else if (!strcmp(device, "auto")) {
+                /* the GPU when there is one; a CPU-only build has nothing to
+                 * fall back from and says nothing */
+                n_gpu = rt_cuda_device_count(why, sizeof(why));
+                backend = n_gpu > 0 ? RT_BACKEND_CUDA : RT_BACKEND_CPU;
+        }
+        r = rt_model_load(dir, &(struct rt_load_opts){.n_threads = threads, .backend = backend}, &m, &e);
         if (r < 0) {
                 ret = fail(&e);
                 goto out;
@@ -299,6 +330,7 @@ int main(int argc, char **argv) {
                         ret = fail(&e);
                         goto out;
                 }
+                note_fallback(device, n_gpu, why);
                 f = fopen(dump, "wb");
                 if (!f || fwrite(logits, sizeof(float) * V, n_ids, f) != n_ids || fclose(f) != 0) {
                         fprintf(stderr, "agrun: %s: write failed\n", dump);
@@ -308,12 +340,25 @@ int main(int argc, char **argv) {
                 ret = 0;
                 goto out;
         }
+        if (warmup) {
+                /* one untimed short run first, so that lazy initialisation
+                 * (CUDA module loading, cuBLAS heuristics, page faults) is
+                 * not charged to the timed prefill and decode */
+                r = rt_generate(s, ids, n_ids, &(struct rt_gen_opts){.max_new = n_new < 2 ? n_new : 2}, &res, &e);
+                if (r < 0) {
+                        ret = fail(&e);
+                        goto out;
+                }
+                rt_gen_result_free(res);
+                res = NULL;
+        }
         r = rt_generate(s, ids, n_ids, &(struct rt_gen_opts){.max_new = n_new, .top_k = top_k, .stop_at_eos = stop_eos},
                         &res, &e);
         if (r < 0) {
                 ret = fail(&e);
                 goto out;
         }
+        note_fallback(device, n_gpu, why);
         if (tok) {
                 size_t len;
                 r = rt_detokenize(tok, res->ids, res->n_out, skip_special, &text, &len, &e);
@@ -348,6 +393,8 @@ int main(int argc, char **argv) {
                 json_object_set_new(o, "hit_eos", json_boolean(res->hit_eos));
                 json_object_set_new(o, "backend", json_string(rt_model_get_info(m)->backend));
                 json_object_set_new(o, "threads", json_integer(rt_model_get_info(m)->n_threads));
+                json_object_set_new(o, "load_ms", json_real(rt_model_get_info(m)->load_ms));
+                json_object_set_new(o, "load_gbs", json_real(rt_model_get_info(m)->load_gbs));
                 json_object_set_new(o, "top_k", steps);
                 json_dumpf(o, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
                 printf("\n");

@@ -30,6 +30,13 @@ enum rt_err_class {
         RT_ERR_USAGE = 2,    /* caller passed bad arguments */
         RT_ERR_MODEL = 3,    /* invalid, unsupported or hostile model files */
         RT_ERR_IO = 4,       /* file missing, unreadable, mmap failure */
+        RT_ERR_DEVICE = 5,   /* CUDA: no usable device, not built in, device error, out of device memory */
+};
+
+/* rt_load_opts.backend */
+enum rt_backend_kind {
+        RT_BACKEND_CPU = 0,
+        RT_BACKEND_CUDA = 1,    /* whole forward pass on CUDA device 0 (docs/RUNTIME.md) */
 };
 
 struct rt_error {
@@ -58,14 +65,23 @@ struct rt_model_info {
         int32_t bos_id;         /* -1 when absent */
         uint64_t weight_bytes;  /* bytes of tensor data mapped */
         uint64_t n_params;
-        char backend[32];       /* e.g. "cpu/avx2", "cpu/generic" */
+        char backend[32];       /* e.g. "cpu/avx2", "cpu/generic", "cuda/NVIDIA H200" */
         int n_threads;
+        /* CUDA only (0 on the CPU): weight upload from the files to the device */
+        double load_ms;
+        double load_gbs;        /* uploaded bytes / load_ms, GB/s (1e9) */
+        uint64_t device_bytes;  /* device memory held by the model (weights) */
 };
 
 struct rt_load_opts {
         int n_threads;          /* 0: all online CPUs */
-        int backend;            /* 0: CPU (only one so far) */
+        int backend;            /* enum rt_backend_kind */
 };
+
+/* Number of usable CUDA devices; 0 when there is none, -EOPNOTSUPP when the
+ * library was built without CUDA.  Unless positive, why (may be NULL)
+ * receives the reason as one line. */
+int rt_cuda_device_count(char *why, size_t len);
 
 /* Load config.json, generation_config.json (optional) and the safetensors
  * weights (single file or sharded index) of a model directory.  Weights are
