@@ -85,6 +85,7 @@ refuse b8 "hung: no verdict within 3 s" AGKIT_HEALTH_FAULT=hang
 setcfg health_timeout_s 60
 setcfg health_memory_limit_mb 512
 refuse b9 "out of memory" AGKIT_HEALTH_FAULT=oom
+setcfg health_memory_limit_mb 0
 check "no check process is left running" sh -c "! pgrep -f '[a]grun check' >/dev/null"
 
 # A window that ends with the slot healthy marks it good.

@@ -191,8 +191,13 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 		dup2(outp[1], STDOUT_FILENO);
 		dup2(errp[1], STDERR_FILENO);
 		if (c->memory_limit_mb > 0) {
+			/* RLIMIT_DATA, not RLIMIT_AS: it bounds what the check allocates
+			 * (heap, anonymous and private writable maps) without counting the
+			 * read-only weight maps or the huge virtual reservations of the
+			 * CUDA libraries, which would make any address-space limit fail
+			 * before the model even loads. */
 			struct rlimit rl = {.rlim_cur = (rlim_t)c->memory_limit_mb << 20, .rlim_max = (rlim_t)c->memory_limit_mb << 20};
-			setrlimit(RLIMIT_AS, &rl);
+			setrlimit(RLIMIT_DATA, &rl);
 		}
 		/* No core dumps of a crashing model run into the deployment root. */
 		struct rlimit nocore = {0, 0};

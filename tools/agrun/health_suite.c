@@ -71,14 +71,28 @@ struct loaded {
 	const struct rt_model_info *info;
 };
 
+/* The device the suite runs on: $AGKIT_DEVICE (cpu, cuda, auto; default
+ * auto: the GPU when there is one), as the model will serve there. */
+static int pick_backend(void)
+{
+	const char *dev = getenv("AGKIT_DEVICE");
+	if (dev && !strcmp(dev, "cpu"))
+		return RT_BACKEND_CPU;
+	if (dev && !strcmp(dev, "cuda"))
+		return RT_BACKEND_CUDA;
+	char why[256];
+	return rt_cuda_device_count(why, sizeof why) > 0 ? RT_BACKEND_CUDA : RT_BACKEND_CPU;
+}
+
 static int load(const char *dir, struct loaded *l)
 {
 	struct rt_error e = {0};
 	char tp[PATH_MAX];
 	snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
-	if (rt_model_load(dir, NULL, &l->m, &e) < 0 || rt_tokenizer_load(tp, &l->t, &e) < 0) {
+	struct rt_load_opts lo = {.backend = pick_backend()};
+	if (rt_model_load(dir, &lo, &l->m, &e) < 0 || rt_tokenizer_load(tp, &l->t, &e) < 0) {
 		fprintf(stderr, "agrun: %s\n", e.msg);
-		return e.code > 0 && e.code <= 4 ? e.code : 1;
+		return e.code > 0 && e.code <= 5 ? e.code : 1;
 	}
 	l->info = rt_model_get_info(l->m);
 	return 0;
@@ -526,7 +540,7 @@ static int cmd_check(int argc, char **argv)
 	bool latency_only = !pass && n_fail_before_latency == 0;
 	json_t *rep = json_pack("{s:b, s:b, s:o, s:f, s:f, s:s, s:o}", "pass", pass, "latency_only", latency_only,
 	                        "failures", failures, "ttft_ms",
-	                        ttft < 1e30 ? ttft : 0.0, "decode_tok_s", tps, "device", l.info ? "cpu" : "?", "prompts",
+	                        ttft < 1e30 ? ttft : 0.0, "decode_tok_s", tps, "device", l.info ? l.info->backend : "?", "prompts",
 	                        rep_prompts);
 	json_decref(suite);
 	if (json_out) {
