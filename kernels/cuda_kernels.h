@@ -25,14 +25,13 @@ int agk_rmsnorm(float *y, const float *x, const float *w, int rows, int dim, flo
 int agk_rope(float *x, int T, int n_heads, int hd, int stride, int pos0, const float *inv_freq, agk_stream st);
 
 /* kc/vc [ctx][kvd] bf16: rows pos0..pos0+T-1 = k/v [T][kvd] f32 */
-int agk_kv_store(uint16_t *kc, uint16_t *vc, const float *k, const float *v, int T, int kvd, int pos0,
-                 agk_stream st);
+int agk_kv_store(uint16_t *kc, uint16_t *vc, const float *k, const float *v, int T, int kvd, int pos0, agk_stream st);
 
 /* causal GQA attention of T queries at pos0.. against cache rows [0, pos0+T):
  * out, q [T][nh*hd]; kc, vc [ctx][nkv*hd] bf16; window > 0 hides keys with
  * q_pos - k_pos >= window.  hd <= 1024. */
-int agk_attention(float *out, const float *q, const uint16_t *kc, const uint16_t *vc, int T, int pos0, int nh,
-                  int nkv, int hd, int window, agk_stream st);
+int agk_attention(float *out, const float *q, const uint16_t *kc, const uint16_t *vc, int T, int pos0, int nh, int nkv,
+                  int hd, int window, agk_stream st);
 
 /* g[n] = silu(g) * u */
 int agk_swiglu(float *g, const float *u, size_t n, agk_stream st);

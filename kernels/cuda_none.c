@@ -3,6 +3,7 @@
  * rt_cuda_device_count reports "this build has no CUDA support". */
 #include "backend.h"
 
-const struct rt_dev_ops *rt_dev_cuda(void) {
-        return NULL;
+const struct rt_dev_ops *rt_dev_cuda(void)
+{
+	return NULL;
 }

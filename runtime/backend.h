@@ -17,49 +17,48 @@ struct rt_config;
 
 /* A weight matrix [rows][cols] in dtype (enum rt_dtype), row-major. */
 struct rt_weight {
-        const void *data;
-        int dtype;
-        int rows, cols;
-        const struct st_tensor *src;    /* where it lies in the safetensors files (device upload) */
+	const void *data;
+	int dtype;
+	int rows, cols;
+	const struct st_tensor *src; /* where it lies in the safetensors files (device upload) */
 };
 
 struct rt_backend;
 
 struct rt_backend_ops {
-        const char *name;
-        void (*free)(struct rt_backend *b);
-        /* y[T][w.rows] = (accumulate ? y : 0) + x[T][w.cols] . w^T + bias[w.rows] (bias may be NULL) */
-        void (*matmul)(struct rt_backend *b, float *y, const float *x, const struct rt_weight *w, const float *bias,
-                       int T, bool accumulate);
-        /* causal attention for T queries at positions pos0..pos0+T-1 against cache rows [0, pos0+T);
-         * q, out: [T][nh*hd]; kc, vc: [ctx][nkv*hd]; window > 0 hides keys with q_pos - k_pos >= window */
-        void (*attention)(struct rt_backend *b, float *out, const float *q, const float *kc, const float *vc, int T,
-                          int pos0, int nh, int nkv, int hd, int window);
+	const char *name;
+	void (*free)(struct rt_backend *b);
+	/* y[T][w.rows] = (accumulate ? y : 0) + x[T][w.cols] . w^T + bias[w.rows] (bias may be NULL) */
+	void (*matmul)(struct rt_backend *b, float *y, const float *x, const struct rt_weight *w, const float *bias,
+	               int T, bool accumulate);
+	/* causal attention for T queries at positions pos0..pos0+T-1 against cache rows [0, pos0+T);
+	 * q, out: [T][nh*hd]; kc, vc: [ctx][nkv*hd]; window > 0 hides keys with q_pos - k_pos >= window */
+	void (*attention)(struct rt_backend *b, float *out, const float *q, const float *kc, const float *vc, int T,
+	                  int pos0, int nh, int nkv, int hd, int window);
 };
 
 struct rt_backend {
-        const struct rt_backend_ops *ops;
-        int n_threads;
-        void *priv;
+	const struct rt_backend_ops *ops;
+	int n_threads;
+	void *priv;
 };
 
 int rt_backend_cpu_new(int n_threads, struct rt_backend **ret_b);
 /* Name of the SIMD path picked at runtime ("avx2" or "generic"). */
 const char *rt_backend_cpu_simd(void);
 
-
 /* Per-layer weights as model.c binds them: matrices point into the
  * safetensors mapping, vectors are f32 host copies (NULL when absent). */
 struct rt_layer {
-        float *attn_norm;               /* [hidden] */
-        float *ffn_norm;                /* [hidden] */
-        float *q_norm, *k_norm;         /* [head_dim], Qwen3 */
-        float *bq, *bk, *bv, *bo;       /* [nh*hd], [nkv*hd], [nkv*hd], [hidden] or NULL */
-        struct rt_weight wq;            /* [nh*hd][hidden] */
-        struct rt_weight wk, wv;        /* [nkv*hd][hidden] */
-        struct rt_weight wo;            /* [hidden][nh*hd] */
-        struct rt_weight wg, wu;        /* [inter][hidden] */
-        struct rt_weight wd;            /* [hidden][inter] */
+	float *attn_norm;         /* [hidden] */
+	float *ffn_norm;          /* [hidden] */
+	float *q_norm, *k_norm;   /* [head_dim], Qwen3 */
+	float *bq, *bk, *bv, *bo; /* [nh*hd], [nkv*hd], [nkv*hd], [hidden] or NULL */
+	struct rt_weight wq;      /* [nh*hd][hidden] */
+	struct rt_weight wk, wv;  /* [nkv*hd][hidden] */
+	struct rt_weight wo;      /* [hidden][nh*hd] */
+	struct rt_weight wg, wu;  /* [inter][hidden] */
+	struct rt_weight wd;      /* [hidden][inter] */
 };
 
 /* ---- whole-forward device path (issue 10) ----
@@ -71,36 +70,35 @@ struct rt_layer {
  * dispatch to it.  A build without CUDA links kernels/cuda_none.c, whose
  * rt_dev_cuda() returns NULL. */
 struct rt_dev_model_desc {
-        const struct rt_config *cfg;
-        const struct rt_layer *layers;  /* [n_layers] */
-        const struct rt_weight *embed;  /* [vocab][hidden] */
-        const struct rt_weight *lm_head; /* [vocab][hidden]; same data as embed when tied */
-        const float *final_norm;        /* [hidden] */
-        const float *inv_freq;          /* [head_dim/2], RoPE scaling already applied */
-        const struct st_set *st;        /* files of the weights, for rt_st_locate */
-        int n_threads;                  /* reader threads for the upload (0: default) */
+	const struct rt_config *cfg;
+	const struct rt_layer *layers;   /* [n_layers] */
+	const struct rt_weight *embed;   /* [vocab][hidden] */
+	const struct rt_weight *lm_head; /* [vocab][hidden]; same data as embed when tied */
+	const float *final_norm;         /* [hidden] */
+	const float *inv_freq;           /* [head_dim/2], RoPE scaling already applied */
+	const struct st_set *st;         /* files of the weights, for rt_st_locate */
+	int n_threads;                   /* reader threads for the upload (0: default) */
 };
 
 struct rt_dev_load_stats {
-        char name[32];                  /* info->backend, e.g. "cuda/NVIDIA H200" */
-        uint64_t upload_bytes;          /* matrix bytes read from the files and copied to the device */
-        double load_ms;                 /* wall time of that upload */
-        uint64_t device_bytes;          /* device memory held by the model */
-        int n_threads;                  /* reader threads used */
+	char name[32];         /* info->backend, e.g. "cuda/NVIDIA H200" */
+	uint64_t upload_bytes; /* matrix bytes read from the files and copied to the device */
+	double load_ms;        /* wall time of that upload */
+	uint64_t device_bytes; /* device memory held by the model */
+	int n_threads;         /* reader threads used */
 };
 
 struct rt_dev_ops {
-        /* > 0 devices, 0 none (why: reason), never negative */
-        int (*device_count)(char *why, size_t len);
-        int (*model_new)(const struct rt_dev_model_desc *d, void **ret_dm, struct rt_dev_load_stats *st,
-                         struct rt_error *err);
-        void (*model_free)(void *dm);
-        int (*session_new)(void *dm, int max_ctx, void **ret_ds, struct rt_error *err);
-        void (*session_free)(void *ds);
-        /* T <= RT_DEV_CHUNK tokens at positions pos0.. appended to the session's cache.
-         * logits: NULL, [T][vocab] (all) or [vocab] (last position) in host memory. */
-        int (*forward)(void *ds, const int32_t *ids, int T, int pos0, float *logits, bool all,
-                       struct rt_error *err);
+	/* > 0 devices, 0 none (why: reason), never negative */
+	int (*device_count)(char *why, size_t len);
+	int (*model_new)(const struct rt_dev_model_desc *d, void **ret_dm, struct rt_dev_load_stats *st,
+	                 struct rt_error *err);
+	void (*model_free)(void *dm);
+	int (*session_new)(void *dm, int max_ctx, void **ret_ds, struct rt_error *err);
+	void (*session_free)(void *ds);
+	/* T <= RT_DEV_CHUNK tokens at positions pos0.. appended to the session's cache.
+	 * logits: NULL, [T][vocab] (all) or [vocab] (last position) in host memory. */
+	int (*forward)(void *ds, const int32_t *ids, int T, int pos0, float *logits, bool all, struct rt_error *err);
 };
 
 #define RT_DEV_CHUNK 256

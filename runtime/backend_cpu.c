@@ -21,91 +21,105 @@ typedef void (*axpy_fn)(float *y, float a, const float *x, int n);
 typedef void (*cvt_fn)(float *dst, const void *src, int n);
 
 struct kern {
-        tile_fn tile[3];        /* per dtype */
-        cvt_fn cvt[3];          /* row of dtype -> f32 */
-        tile1_fn tile1[3];
-        dot_fn dot;
-        axpy_fn axpy;
-        const char *name;
+	tile_fn tile[3]; /* per dtype */
+	cvt_fn cvt[3];   /* row of dtype -> f32 */
+	tile1_fn tile1[3];
+	dot_fn dot;
+	axpy_fn axpy;
+	const char *name;
 };
 
 /* ---- generic kernels ---- */
 
-static void tile_generic(const void *const w[4], const float *const x[3], int K, float out[4][3], int dt) {
-        for (int r = 0; r < 4; r++)
-                for (int t = 0; t < 3; t++)
-                        out[r][t] = 0;
-        for (int k = 0; k < K; k++) {
-                for (int r = 0; r < 4; r++) {
-                        float wv = rt_load_elem(w[r], dt, k);
-                        for (int t = 0; t < 3; t++)
-                                out[r][t] += wv * x[t][k];
-                }
-        }
+static void tile_generic(const void *const w[4], const float *const x[3], int K, float out[4][3], int dt)
+{
+	for (int r = 0; r < 4; r++)
+		for (int t = 0; t < 3; t++)
+			out[r][t] = 0;
+	for (int k = 0; k < K; k++) {
+		for (int r = 0; r < 4; r++) {
+			float wv = rt_load_elem(w[r], dt, k);
+			for (int t = 0; t < 3; t++)
+				out[r][t] += wv * x[t][k];
+		}
+	}
 }
 
-static void tile_g_f32(const void *const w[4], const float *const x[3], int K, float out[4][3]) {
-        tile_generic(w, x, K, out, RT_F32);
+static void tile_g_f32(const void *const w[4], const float *const x[3], int K, float out[4][3])
+{
+	tile_generic(w, x, K, out, RT_F32);
 }
-static void tile_g_f16(const void *const w[4], const float *const x[3], int K, float out[4][3]) {
-        tile_generic(w, x, K, out, RT_F16);
+static void tile_g_f16(const void *const w[4], const float *const x[3], int K, float out[4][3])
+{
+	tile_generic(w, x, K, out, RT_F16);
 }
-static void tile_g_bf16(const void *const w[4], const float *const x[3], int K, float out[4][3]) {
-        tile_generic(w, x, K, out, RT_BF16);
-}
-
-static void tile1_generic(const void *const w[4], const float *x, int K, float out[4], int dt) {
-        /* no explicit prefetch: portable code leaves it to the hardware */
-        for (int r = 0; r < 4; r++) {
-                float s = 0;
-                for (int k = 0; k < K; k++)
-                        s += rt_load_elem(w[r], dt, k) * x[k];
-                out[r] = s;
-        }
-}
-static void tile1_g_f32(const void *const w[4], const float *x, int K, float out[4], size_t pf) {
-        tile1_generic(w, x, K, out, RT_F32);
-}
-static void tile1_g_f16(const void *const w[4], const float *x, int K, float out[4], size_t pf) {
-        tile1_generic(w, x, K, out, RT_F16);
-}
-static void tile1_g_bf16(const void *const w[4], const float *x, int K, float out[4], size_t pf) {
-        tile1_generic(w, x, K, out, RT_BF16);
+static void tile_g_bf16(const void *const w[4], const float *const x[3], int K, float out[4][3])
+{
+	tile_generic(w, x, K, out, RT_BF16);
 }
 
-static float dot_generic(const float *a, const float *b, int n) {
-        float s = 0;
-        for (int i = 0; i < n; i++)
-                s += a[i] * b[i];
-        return s;
+static void tile1_generic(const void *const w[4], const float *x, int K, float out[4], int dt)
+{
+	/* no explicit prefetch: portable code leaves it to the hardware */
+	for (int r = 0; r < 4; r++) {
+		float s = 0;
+		for (int k = 0; k < K; k++)
+			s += rt_load_elem(w[r], dt, k) * x[k];
+		out[r] = s;
+	}
+}
+static void tile1_g_f32(const void *const w[4], const float *x, int K, float out[4], size_t pf)
+{
+	tile1_generic(w, x, K, out, RT_F32);
+}
+static void tile1_g_f16(const void *const w[4], const float *x, int K, float out[4], size_t pf)
+{
+	tile1_generic(w, x, K, out, RT_F16);
+}
+static void tile1_g_bf16(const void *const w[4], const float *x, int K, float out[4], size_t pf)
+{
+	tile1_generic(w, x, K, out, RT_BF16);
 }
 
-static void axpy_generic(float *y, float a, const float *x, int n) {
-        for (int i = 0; i < n; i++)
-                y[i] += a * x[i];
+static float dot_generic(const float *a, const float *b, int n)
+{
+	float s = 0;
+	for (int i = 0; i < n; i++)
+		s += a[i] * b[i];
+	return s;
 }
 
-static void cvt_generic(float *dst, const void *src, int n, int dt) {
-        for (int i = 0; i < n; i++)
-                dst[i] = rt_load_elem(src, dt, i);
+static void axpy_generic(float *y, float a, const float *x, int n)
+{
+	for (int i = 0; i < n; i++)
+		y[i] += a * x[i];
 }
-static void cvt_g_f32(float *dst, const void *src, int n) {
-        cvt_generic(dst, src, n, RT_F32);
+
+static void cvt_generic(float *dst, const void *src, int n, int dt)
+{
+	for (int i = 0; i < n; i++)
+		dst[i] = rt_load_elem(src, dt, i);
 }
-static void cvt_g_f16(float *dst, const void *src, int n) {
-        cvt_generic(dst, src, n, RT_F16);
+static void cvt_g_f32(float *dst, const void *src, int n)
+{
+	cvt_generic(dst, src, n, RT_F32);
 }
-static void cvt_g_bf16(float *dst, const void *src, int n) {
-        cvt_generic(dst, src, n, RT_BF16);
+static void cvt_g_f16(float *dst, const void *src, int n)
+{
+	cvt_generic(dst, src, n, RT_F16);
+}
+static void cvt_g_bf16(float *dst, const void *src, int n)
+{
+	cvt_generic(dst, src, n, RT_BF16);
 }
 
 static const struct kern kern_generic = {
-        .tile = {tile_g_f32, tile_g_f16, tile_g_bf16},
-        .cvt = {cvt_g_f32, cvt_g_f16, cvt_g_bf16},
-        .tile1 = {tile1_g_f32, tile1_g_f16, tile1_g_bf16},
-        .dot = dot_generic,
-        .axpy = axpy_generic,
-        .name = "generic",
+    .tile = {tile_g_f32, tile_g_f16, tile_g_bf16},
+    .cvt = {cvt_g_f32, cvt_g_f16, cvt_g_bf16},
+    .tile1 = {tile1_g_f32, tile1_g_f16, tile1_g_bf16},
+    .dot = dot_generic,
+    .axpy = axpy_generic,
+    .name = "generic",
 };
 
 /* ---- AVX2 + FMA + F16C kernels ---- */
@@ -115,93 +129,99 @@ static const struct kern kern_generic = {
 #pragma GCC target("avx2,fma,f16c")
 #include <immintrin.h>
 
-static inline __m256 ld_f32(const void *p, int k) {
-        return _mm256_loadu_ps((const float *)p + k);
+static inline __m256 ld_f32(const void *p, int k)
+{
+	return _mm256_loadu_ps((const float *)p + k);
 }
-static inline __m256 ld_f16(const void *p, int k) {
-        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + k)));
+static inline __m256 ld_f16(const void *p, int k)
+{
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + k)));
 }
-static inline __m256 ld_bf16(const void *p, int k) {
-        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + k));
-        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+static inline __m256 ld_bf16(const void *p, int k)
+{
+	__m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + k));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
-static inline float hsum(__m256 v) {
-        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        return _mm_cvtss_f32(s);
+static inline float hsum(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
 }
 
 /* HOT LOOP: the 4x3 register tile is where prefill spends its time; 12
  * accumulators + 3 x vectors + 1 weight vector fill the 16 ymm registers. */
-#define DEF_TILE(NAME, LD, DT)                                                                                    \
-        static void NAME(const void *const w[4], const float *const x[3], int K, float out[4][3]) {               \
-                __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00,          \
-                       a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;                           \
-                int k = 0;                                                                                         \
-                for (; k + 8 <= K; k += 8) {                                                                       \
-                        __m256 x0 = _mm256_loadu_ps(x[0] + k), x1 = _mm256_loadu_ps(x[1] + k),                     \
-                               x2 = _mm256_loadu_ps(x[2] + k), wv;                                                 \
-                        wv = LD(w[0], k);                                                                          \
-                        a00 = _mm256_fmadd_ps(wv, x0, a00);                                                        \
-                        a01 = _mm256_fmadd_ps(wv, x1, a01);                                                        \
-                        a02 = _mm256_fmadd_ps(wv, x2, a02);                                                        \
-                        wv = LD(w[1], k);                                                                          \
-                        a10 = _mm256_fmadd_ps(wv, x0, a10);                                                        \
-                        a11 = _mm256_fmadd_ps(wv, x1, a11);                                                        \
-                        a12 = _mm256_fmadd_ps(wv, x2, a12);                                                        \
-                        wv = LD(w[2], k);                                                                          \
-                        a20 = _mm256_fmadd_ps(wv, x0, a20);                                                        \
-                        a21 = _mm256_fmadd_ps(wv, x1, a21);                                                        \
-                        a22 = _mm256_fmadd_ps(wv, x2, a22);                                                        \
-                        wv = LD(w[3], k);                                                                          \
-                        a30 = _mm256_fmadd_ps(wv, x0, a30);                                                        \
-                        a31 = _mm256_fmadd_ps(wv, x1, a31);                                                        \
-                        a32 = _mm256_fmadd_ps(wv, x2, a32);                                                        \
-                }                                                                                                  \
-                out[0][0] = hsum(a00), out[0][1] = hsum(a01), out[0][2] = hsum(a02);                               \
-                out[1][0] = hsum(a10), out[1][1] = hsum(a11), out[1][2] = hsum(a12);                               \
-                out[2][0] = hsum(a20), out[2][1] = hsum(a21), out[2][2] = hsum(a22);                               \
-                out[3][0] = hsum(a30), out[3][1] = hsum(a31), out[3][2] = hsum(a32);                               \
-                for (; k < K; k++)                                                                                 \
-                        for (int r = 0; r < 4; r++) {                                                              \
-                                float wv = rt_load_elem(w[r], DT, k);                                              \
-                                for (int t = 0; t < 3; t++)                                                        \
-                                        out[r][t] += wv * x[t][k];                                                 \
-                        }                                                                                          \
-        }
+#define DEF_TILE(NAME, LD, DT)                                                                                         \
+	static void NAME(const void *const w[4], const float *const x[3], int K, float out[4][3])                      \
+	{                                                                                                              \
+		__m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00, a20 = a00,    \
+		       a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;                                          \
+		int k = 0;                                                                                             \
+		for (; k + 8 <= K; k += 8) {                                                                           \
+			__m256 x0 = _mm256_loadu_ps(x[0] + k), x1 = _mm256_loadu_ps(x[1] + k),                         \
+			       x2 = _mm256_loadu_ps(x[2] + k), wv;                                                     \
+			wv = LD(w[0], k);                                                                              \
+			a00 = _mm256_fmadd_ps(wv, x0, a00);                                                            \
+			a01 = _mm256_fmadd_ps(wv, x1, a01);                                                            \
+			a02 = _mm256_fmadd_ps(wv, x2, a02);                                                            \
+			wv = LD(w[1], k);                                                                              \
+			a10 = _mm256_fmadd_ps(wv, x0, a10);                                                            \
+			a11 = _mm256_fmadd_ps(wv, x1, a11);                                                            \
+			a12 = _mm256_fmadd_ps(wv, x2, a12);                                                            \
+			wv = LD(w[2], k);                                                                              \
+			a20 = _mm256_fmadd_ps(wv, x0, a20);                                                            \
+			a21 = _mm256_fmadd_ps(wv, x1, a21);                                                            \
+			a22 = _mm256_fmadd_ps(wv, x2, a22);                                                            \
+			wv = LD(w[3], k);                                                                              \
+			a30 = _mm256_fmadd_ps(wv, x0, a30);                                                            \
+			a31 = _mm256_fmadd_ps(wv, x1, a31);                                                            \
+			a32 = _mm256_fmadd_ps(wv, x2, a32);                                                            \
+		}                                                                                                      \
+		out[0][0] = hsum(a00), out[0][1] = hsum(a01), out[0][2] = hsum(a02);                                   \
+		out[1][0] = hsum(a10), out[1][1] = hsum(a11), out[1][2] = hsum(a12);                                   \
+		out[2][0] = hsum(a20), out[2][1] = hsum(a21), out[2][2] = hsum(a22);                                   \
+		out[3][0] = hsum(a30), out[3][1] = hsum(a31), out[3][2] = hsum(a32);                                   \
+		for (; k < K; k++)                                                                                     \
+			for (int r = 0; r < 4; r++) {                                                                  \
+				float wv = rt_load_elem(w[r], DT, k);                                                  \
+				for (int t = 0; t < 3; t++)                                                            \
+					out[r][t] += wv * x[t][k];                                                     \
+			}                                                                                              \
+	}
 
 /* HOT LOOP: decode (one token) is bound by reading the weights once.  Each
  * row is only K elements long, too short for the hardware prefetcher to ramp
  * up, so the next group of rows (pf bytes further on) is prefetched while
  * this one is summed: one cache line per row per 32-element step. */
-#define DEF_TILE1(NAME, LD, DT, ES)                                                                               \
-        static void NAME(const void *const w[4], const float *x, int K, float out[4], size_t pf) {                \
-                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                        \
-                int k = 0;                                                                                         \
-                for (; k + 32 <= K; k += 32) {                                                                     \
-                        for (int r = 0; r < 4; r++)                                                                \
-                                _mm_prefetch((const char *)w[r] + (size_t)k * ES + pf, _MM_HINT_T0);               \
-                        for (int u = 0; u < 32; u += 8) {                                                          \
-                                __m256 xv = _mm256_loadu_ps(x + k + u);                                            \
-                                a0 = _mm256_fmadd_ps(LD(w[0], k + u), xv, a0);                                     \
-                                a1 = _mm256_fmadd_ps(LD(w[1], k + u), xv, a1);                                     \
-                                a2 = _mm256_fmadd_ps(LD(w[2], k + u), xv, a2);                                     \
-                                a3 = _mm256_fmadd_ps(LD(w[3], k + u), xv, a3);                                     \
-                        }                                                                                          \
-                }                                                                                                  \
-                for (; k + 8 <= K; k += 8) {                                                                       \
-                        __m256 xv = _mm256_loadu_ps(x + k);                                                        \
-                        a0 = _mm256_fmadd_ps(LD(w[0], k), xv, a0);                                                 \
-                        a1 = _mm256_fmadd_ps(LD(w[1], k), xv, a1);                                                 \
-                        a2 = _mm256_fmadd_ps(LD(w[2], k), xv, a2);                                                 \
-                        a3 = _mm256_fmadd_ps(LD(w[3], k), xv, a3);                                                 \
-                }                                                                                                  \
-                out[0] = hsum(a0), out[1] = hsum(a1), out[2] = hsum(a2), out[3] = hsum(a3);                        \
-                for (; k < K; k++)                                                                                 \
-                        for (int r = 0; r < 4; r++)                                                                \
-                                out[r] += rt_load_elem(w[r], DT, k) * x[k];                                        \
-        }
+#define DEF_TILE1(NAME, LD, DT, ES)                                                                                    \
+	static void NAME(const void *const w[4], const float *x, int K, float out[4], size_t pf)                       \
+	{                                                                                                              \
+		__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                            \
+		int k = 0;                                                                                             \
+		for (; k + 32 <= K; k += 32) {                                                                         \
+			for (int r = 0; r < 4; r++)                                                                    \
+				_mm_prefetch((const char *)w[r] + (size_t)k * ES + pf, _MM_HINT_T0);                   \
+			for (int u = 0; u < 32; u += 8) {                                                              \
+				__m256 xv = _mm256_loadu_ps(x + k + u);                                                \
+				a0 = _mm256_fmadd_ps(LD(w[0], k + u), xv, a0);                                         \
+				a1 = _mm256_fmadd_ps(LD(w[1], k + u), xv, a1);                                         \
+				a2 = _mm256_fmadd_ps(LD(w[2], k + u), xv, a2);                                         \
+				a3 = _mm256_fmadd_ps(LD(w[3], k + u), xv, a3);                                         \
+			}                                                                                              \
+		}                                                                                                      \
+		for (; k + 8 <= K; k += 8) {                                                                           \
+			__m256 xv = _mm256_loadu_ps(x + k);                                                            \
+			a0 = _mm256_fmadd_ps(LD(w[0], k), xv, a0);                                                     \
+			a1 = _mm256_fmadd_ps(LD(w[1], k), xv, a1);                                                     \
+			a2 = _mm256_fmadd_ps(LD(w[2], k), xv, a2);                                                     \
+			a3 = _mm256_fmadd_ps(LD(w[3], k), xv, a3);                                                     \
+		}                                                                                                      \
+		out[0] = hsum(a0), out[1] = hsum(a1), out[2] = hsum(a2), out[3] = hsum(a3);                            \
+		for (; k < K; k++)                                                                                     \
+			for (int r = 0; r < 4; r++)                                                                    \
+				out[r] += rt_load_elem(w[r], DT, k) * x[k];                                            \
+	}
 
 DEF_TILE(tile_a_f32, ld_f32, RT_F32)
 DEF_TILE(tile_a_f16, ld_f16, RT_F16)
@@ -210,280 +230,292 @@ DEF_TILE1(tile1_a_f32, ld_f32, RT_F32, 4)
 DEF_TILE1(tile1_a_f16, ld_f16, RT_F16, 2)
 DEF_TILE1(tile1_a_bf16, ld_bf16, RT_BF16, 2)
 
-#define DEF_CVT(NAME, LD, DT)                                                                                     \
-        static void NAME(float *dst, const void *src, int n) {                                                     \
-                int i = 0;                                                                                         \
-                for (; i + 8 <= n; i += 8)                                                                         \
-                        _mm256_storeu_ps(dst + i, LD(src, i));                                                     \
-                for (; i < n; i++)                                                                                 \
-                        dst[i] = rt_load_elem(src, DT, i);                                                         \
-        }
+#define DEF_CVT(NAME, LD, DT)                                                                                          \
+	static void NAME(float *dst, const void *src, int n)                                                           \
+	{                                                                                                              \
+		int i = 0;                                                                                             \
+		for (; i + 8 <= n; i += 8)                                                                             \
+			_mm256_storeu_ps(dst + i, LD(src, i));                                                         \
+		for (; i < n; i++)                                                                                     \
+			dst[i] = rt_load_elem(src, DT, i);                                                             \
+	}
 DEF_CVT(cvt_a_f32, ld_f32, RT_F32)
 DEF_CVT(cvt_a_f16, ld_f16, RT_F16)
 DEF_CVT(cvt_a_bf16, ld_bf16, RT_BF16)
 
-static float dot_avx2(const float *a, const float *b, int n) {
-        __m256 s = _mm256_setzero_ps();
-        int i = 0;
-        float r;
-        for (; i + 8 <= n; i += 8)
-                s = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s);
-        r = hsum(s);
-        for (; i < n; i++)
-                r += a[i] * b[i];
-        return r;
+static float dot_avx2(const float *a, const float *b, int n)
+{
+	__m256 s = _mm256_setzero_ps();
+	int i = 0;
+	float r;
+	for (; i + 8 <= n; i += 8)
+		s = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s);
+	r = hsum(s);
+	for (; i < n; i++)
+		r += a[i] * b[i];
+	return r;
 }
 
-static void axpy_avx2(float *y, float a, const float *x, int n) {
-        __m256 av = _mm256_set1_ps(a);
-        int i = 0;
-        for (; i + 8 <= n; i += 8)
-                _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-        for (; i < n; i++)
-                y[i] += a * x[i];
+static void axpy_avx2(float *y, float a, const float *x, int n)
+{
+	__m256 av = _mm256_set1_ps(a);
+	int i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+	for (; i < n; i++)
+		y[i] += a * x[i];
 }
 
 static const struct kern kern_avx2 = {
-        .tile = {tile_a_f32, tile_a_f16, tile_a_bf16},
-        .cvt = {cvt_a_f32, cvt_a_f16, cvt_a_bf16},
-        .tile1 = {tile1_a_f32, tile1_a_f16, tile1_a_bf16},
-        .dot = dot_avx2,
-        .axpy = axpy_avx2,
-        .name = "avx2",
+    .tile = {tile_a_f32, tile_a_f16, tile_a_bf16},
+    .cvt = {cvt_a_f32, cvt_a_f16, cvt_a_bf16},
+    .tile1 = {tile1_a_f32, tile1_a_f16, tile1_a_bf16},
+    .dot = dot_avx2,
+    .axpy = axpy_avx2,
+    .name = "avx2",
 };
 #pragma GCC pop_options
 #endif
 
-static const struct kern *pick_kern(void) {
-        const char *force = getenv("AGRT_SIMD");
+static const struct kern *pick_kern(void)
+{
+	const char *force = getenv("AGRT_SIMD");
 
-        if (force && !strcmp(force, "generic"))
-                return &kern_generic;
+	if (force && !strcmp(force, "generic"))
+		return &kern_generic;
 #ifdef HAVE_X86
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-                return &kern_avx2;
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+		return &kern_avx2;
 #endif
-        return &kern_generic;
+	return &kern_generic;
 }
 
-const char *rt_backend_cpu_simd(void) {
-        return pick_kern()->name;
+const char *rt_backend_cpu_simd(void)
+{
+	return pick_kern()->name;
 }
 
 struct cpu {
-        struct rt_pool *pool;
-        const struct kern *k;
-        float **scratch;        /* per thread [4][scratch_k]: converted weight rows */
-        size_t scratch_k;
+	struct rt_pool *pool;
+	const struct kern *k;
+	float **scratch; /* per thread [4][scratch_k]: converted weight rows */
+	size_t scratch_k;
 };
 
 /* ---- matmul ---- */
 
 #define ROWS_PER_TASK 16
-#define TOK_BLOCK 48
+#define TOK_BLOCK     48
 
 struct mm_job {
-        const struct kern *k;
-        float *const *scratch;  /* NULL: convert inside the tile kernels */
-        float *y;               /* [T][N] */
-        const float *x;         /* [T][K] */
-        const struct rt_weight *w;
-        const float *bias;      /* [N] or NULL */
-        int T;
-        bool acc;
+	const struct kern *k;
+	float *const *scratch; /* NULL: convert inside the tile kernels */
+	float *y;              /* [T][N] */
+	const float *x;        /* [T][K] */
+	const struct rt_weight *w;
+	const float *bias; /* [N] or NULL */
+	int T;
+	bool acc;
 };
 
-static void mm_task(void *ctx, int task, int thread) {
-        const struct mm_job *j = ctx;
-        const struct rt_weight *w = j->w;
-        int N = w->rows, K = w->cols, n0 = task * ROWS_PER_TASK;
-        int n1 = n0 + ROWS_PER_TASK < N ? n0 + ROWS_PER_TASK : N;
-        size_t rb = (size_t)K * rt_dtype_size(w->dtype);
-        tile_fn tile = j->k->tile[w->dtype];
-        tile1_fn tile1 = j->k->tile1[w->dtype];
+static void mm_task(void *ctx, int task, int thread)
+{
+	const struct mm_job *j = ctx;
+	const struct rt_weight *w = j->w;
+	int N = w->rows, K = w->cols, n0 = task * ROWS_PER_TASK;
+	int n1 = n0 + ROWS_PER_TASK < N ? n0 + ROWS_PER_TASK : N;
+	size_t rb = (size_t)K * rt_dtype_size(w->dtype);
+	tile_fn tile = j->k->tile[w->dtype];
+	tile1_fn tile1 = j->k->tile1[w->dtype];
 
-        /* token blocks outermost keep a block of x hot in L2 while the task's
-         * weight rows (16 x K) stream from L1/L2 */
-        for (int t0 = 0; t0 < j->T; t0 += TOK_BLOCK) {
-                int t1 = t0 + TOK_BLOCK < j->T ? t0 + TOK_BLOCK : j->T;
-                for (int n = n0; n < n1; n += 4) {
-                        const void *wr[4];
-                        int nr = n1 - n < 4 ? n1 - n : 4;
-                        for (int r = 0; r < 4; r++)
-                                wr[r] = (const char *)w->data + (size_t)(n + (r < nr ? r : nr - 1)) * rb;
-                        if (j->scratch) {
-                                /* batch of tokens: convert the 4 rows once per token block
-                                 * (a small tile, never the whole matrix) and run the f32 tile */
-                                float *cv = j->scratch[thread];
-                                for (int r = 0; r < 4; r++) {
-                                        j->k->cvt[w->dtype](cv + (size_t)r * K, wr[r], K);
-                                        wr[r] = cv + (size_t)r * K;
-                                }
-                                tile = j->k->tile[RT_F32];
-                        }
-                        if (j->T == 1) {
-                                float o[4];
-                                float *yr = j->y;
-                                tile1(wr, j->x, K, o, 4 * rb);
-                                for (int r = 0; r < nr; r++) {
-                                        float v = o[r] + (j->bias ? j->bias[n + r] : 0.0f);
-                                        yr[n + r] = j->acc ? yr[n + r] + v : v;
-                                }
-                                continue;
-                        }
-                        for (int t = t0; t < t1; t += 3) {
-                                const float *xr[3];
-                                float o[4][3];
-                                int nt = t1 - t < 3 ? t1 - t : 3;
-                                for (int c = 0; c < 3; c++)
-                                        xr[c] = j->x + (size_t)(t + (c < nt ? c : nt - 1)) * K;
-                                tile(wr, xr, K, o);
-                                for (int c = 0; c < nt; c++) {
-                                        float *yr = j->y + (size_t)(t + c) * N;
-                                        for (int r = 0; r < nr; r++) {
-                                                float v = o[r][c] + (j->bias ? j->bias[n + r] : 0.0f);
-                                                yr[n + r] = j->acc ? yr[n + r] + v : v;
-                                        }
-                                }
-                        }
-                }
-        }
+	/* token blocks outermost keep a block of x hot in L2 while the task's
+	 * weight rows (16 x K) stream from L1/L2 */
+	for (int t0 = 0; t0 < j->T; t0 += TOK_BLOCK) {
+		int t1 = t0 + TOK_BLOCK < j->T ? t0 + TOK_BLOCK : j->T;
+		for (int n = n0; n < n1; n += 4) {
+			const void *wr[4];
+			int nr = n1 - n < 4 ? n1 - n : 4;
+			for (int r = 0; r < 4; r++)
+				wr[r] = (const char *)w->data + (size_t)(n + (r < nr ? r : nr - 1)) * rb;
+			if (j->scratch) {
+				/* batch of tokens: convert the 4 rows once per token block
+				 * (a small tile, never the whole matrix) and run the f32 tile */
+				float *cv = j->scratch[thread];
+				for (int r = 0; r < 4; r++) {
+					j->k->cvt[w->dtype](cv + (size_t)r * K, wr[r], K);
+					wr[r] = cv + (size_t)r * K;
+				}
+				tile = j->k->tile[RT_F32];
+			}
+			if (j->T == 1) {
+				float o[4];
+				float *yr = j->y;
+				tile1(wr, j->x, K, o, 4 * rb);
+				for (int r = 0; r < nr; r++) {
+					float v = o[r] + (j->bias ? j->bias[n + r] : 0.0f);
+					yr[n + r] = j->acc ? yr[n + r] + v : v;
+				}
+				continue;
+			}
+			for (int t = t0; t < t1; t += 3) {
+				const float *xr[3];
+				float o[4][3];
+				int nt = t1 - t < 3 ? t1 - t : 3;
+				for (int c = 0; c < 3; c++)
+					xr[c] = j->x + (size_t)(t + (c < nt ? c : nt - 1)) * K;
+				tile(wr, xr, K, o);
+				for (int c = 0; c < nt; c++) {
+					float *yr = j->y + (size_t)(t + c) * N;
+					for (int r = 0; r < nr; r++) {
+						float v = o[r][c] + (j->bias ? j->bias[n + r] : 0.0f);
+						yr[n + r] = j->acc ? yr[n + r] + v : v;
+					}
+				}
+			}
+		}
+	}
 }
 
-static int ensure_scratch(struct cpu *c, int n_threads, size_t K) {
-        if (c->scratch_k >= K)
-                return 0;
-        if (!c->scratch) {
-                c->scratch = calloc(n_threads, sizeof(float *));
-                if (!c->scratch)
-                        return -ENOMEM;
-        }
-        for (int i = 0; i < n_threads; i++) {
-                float *p = realloc(c->scratch[i], sizeof(float) * 4 * K);
-                if (!p)
-                        return -ENOMEM; /* keeps the old, smaller buffers; scratch_k unchanged */
-                c->scratch[i] = p;
-        }
-        c->scratch_k = K;
-        return 0;
+static int ensure_scratch(struct cpu *c, int n_threads, size_t K)
+{
+	if (c->scratch_k >= K)
+		return 0;
+	if (!c->scratch) {
+		c->scratch = calloc(n_threads, sizeof(float *));
+		if (!c->scratch)
+			return -ENOMEM;
+	}
+	for (int i = 0; i < n_threads; i++) {
+		float *p = realloc(c->scratch[i], sizeof(float) * 4 * K);
+		if (!p)
+			return -ENOMEM; /* keeps the old, smaller buffers; scratch_k unchanged */
+		c->scratch[i] = p;
+	}
+	c->scratch_k = K;
+	return 0;
 }
 
 static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const struct rt_weight *w, const float *bias,
-                       int T, bool accumulate) {
-        struct cpu *c = b->priv;
-        struct mm_job j = {c->k, NULL, y, x, w, bias, T, accumulate};
+                       int T, bool accumulate)
+{
+	struct cpu *c = b->priv;
+	struct mm_job j = {c->k, NULL, y, x, w, bias, T, accumulate};
 
-        if (w->dtype != RT_F32 && T >= 6 && ensure_scratch(c, b->n_threads, (size_t)w->cols) == 0)
-                j.scratch = c->scratch;
-        if ((size_t)w->rows * w->cols * T < (1u << 15)) {
-                /* too small to pay for waking the pool */
-                for (int t = 0; t < (w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK; t++)
-                        mm_task(&j, t, 0);
-                return;
-        }
-        rt_pool_run(c->pool, (w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, mm_task, &j);
+	if (w->dtype != RT_F32 && T >= 6 && ensure_scratch(c, b->n_threads, (size_t)w->cols) == 0)
+		j.scratch = c->scratch;
+	if ((size_t)w->rows * w->cols * T < (1u << 15)) {
+		/* too small to pay for waking the pool */
+		for (int t = 0; t < (w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK; t++)
+			mm_task(&j, t, 0);
+		return;
+	}
+	rt_pool_run(c->pool, (w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, mm_task, &j);
 }
 
 /* ---- attention ---- */
 
 #define ATT_BLOCK 128
-#define MAX_HD 1024
+#define MAX_HD    1024
 
 struct att_job {
-        const struct kern *k;
-        float *out;
-        const float *q, *kc, *vc;
-        int T, pos0, nh, nkv, hd, window;
+	const struct kern *k;
+	float *out;
+	const float *q, *kc, *vc;
+	int T, pos0, nh, nkv, hd, window;
 };
 
-static void att_task(void *ctx, int task, int thread) {
-        const struct att_job *j = ctx;
-        int t = task / j->nh, h = task % j->nh, kvh = h / (j->nh / j->nkv), hd = j->hd;
-        int qpos = j->pos0 + t, lo = 0, kvstride = j->nkv * hd;
-        const float *q = j->q + (size_t)t * j->nh * hd + (size_t)h * hd;
-        float *o = j->out + (size_t)t * j->nh * hd + (size_t)h * hd;
-        float acc[MAX_HD], s[ATT_BLOCK], m = -INFINITY, l = 0, scale = 1.0f / sqrtf((float)hd);
+static void att_task(void *ctx, int task, int thread)
+{
+	const struct att_job *j = ctx;
+	int t = task / j->nh, h = task % j->nh, kvh = h / (j->nh / j->nkv), hd = j->hd;
+	int qpos = j->pos0 + t, lo = 0, kvstride = j->nkv * hd;
+	const float *q = j->q + (size_t)t * j->nh * hd + (size_t)h * hd;
+	float *o = j->out + (size_t)t * j->nh * hd + (size_t)h * hd;
+	float acc[MAX_HD], s[ATT_BLOCK], m = -INFINITY, l = 0, scale = 1.0f / sqrtf((float)hd);
 
-        if (j->window > 0 && qpos - j->window + 1 > 0)
-                lo = qpos - j->window + 1;
-        memset(acc, 0, sizeof(float) * hd);
-        /* blockwise online softmax: scores of a block, then one rescale */
-        for (int b0 = lo; b0 <= qpos; b0 += ATT_BLOCK) {
-                int b1 = b0 + ATT_BLOCK <= qpos + 1 ? b0 + ATT_BLOCK : qpos + 1;
-                float bm = -INFINITY;
-                for (int p = b0; p < b1; p++) {
-                        s[p - b0] = j->k->dot(q, j->kc + (size_t)p * kvstride + (size_t)kvh * hd, hd) * scale;
-                        if (s[p - b0] > bm)
-                                bm = s[p - b0];
-                }
-                if (bm > m) {
-                        float f = expf(m - bm);
-                        for (int i = 0; i < hd; i++)
-                                acc[i] *= f;
-                        l *= f;
-                        m = bm;
-                }
-                for (int p = b0; p < b1; p++) {
-                        float e = expf(s[p - b0] - m);
-                        l += e;
-                        j->k->axpy(acc, e, j->vc + (size_t)p * kvstride + (size_t)kvh * hd, hd);
-                }
-        }
-        for (int i = 0; i < hd; i++)
-                o[i] = acc[i] / l;
+	if (j->window > 0 && qpos - j->window + 1 > 0)
+		lo = qpos - j->window + 1;
+	memset(acc, 0, sizeof(float) * hd);
+	/* blockwise online softmax: scores of a block, then one rescale */
+	for (int b0 = lo; b0 <= qpos; b0 += ATT_BLOCK) {
+		int b1 = b0 + ATT_BLOCK <= qpos + 1 ? b0 + ATT_BLOCK : qpos + 1;
+		float bm = -INFINITY;
+		for (int p = b0; p < b1; p++) {
+			s[p - b0] = j->k->dot(q, j->kc + (size_t)p * kvstride + (size_t)kvh * hd, hd) * scale;
+			if (s[p - b0] > bm)
+				bm = s[p - b0];
+		}
+		if (bm > m) {
+			float f = expf(m - bm);
+			for (int i = 0; i < hd; i++)
+				acc[i] *= f;
+			l *= f;
+			m = bm;
+		}
+		for (int p = b0; p < b1; p++) {
+			float e = expf(s[p - b0] - m);
+			l += e;
+			j->k->axpy(acc, e, j->vc + (size_t)p * kvstride + (size_t)kvh * hd, hd);
+		}
+	}
+	for (int i = 0; i < hd; i++)
+		o[i] = acc[i] / l;
 }
 
 static void cpu_attention(struct rt_backend *b, float *out, const float *q, const float *kc, const float *vc, int T,
-                          int pos0, int nh, int nkv, int hd, int window) {
-        struct cpu *c = b->priv;
-        struct att_job j = {c->k, out, q, kc, vc, T, pos0, nh, nkv, hd, window};
-        rt_pool_run(c->pool, T * nh, att_task, &j);
+                          int pos0, int nh, int nkv, int hd, int window)
+{
+	struct cpu *c = b->priv;
+	struct att_job j = {c->k, out, q, kc, vc, T, pos0, nh, nkv, hd, window};
+	rt_pool_run(c->pool, T * nh, att_task, &j);
 }
 
-static void cpu_free(struct rt_backend *b) {
-        if (!b)
-                return;
-        if (b->priv) {
-                struct cpu *c = b->priv;
-                rt_pool_free(c->pool);
-                if (c->scratch)
-                        for (int i = 0; i < b->n_threads; i++)
-                                free(c->scratch[i]);
-                free(c->scratch);
-        }
-        free(b->priv);
-        free(b);
+static void cpu_free(struct rt_backend *b)
+{
+	if (!b)
+		return;
+	if (b->priv) {
+		struct cpu *c = b->priv;
+		rt_pool_free(c->pool);
+		if (c->scratch)
+			for (int i = 0; i < b->n_threads; i++)
+				free(c->scratch[i]);
+		free(c->scratch);
+	}
+	free(b->priv);
+	free(b);
 }
 
 static const struct rt_backend_ops cpu_ops = {
-        .name = "cpu",
-        .free = cpu_free,
-        .matmul = cpu_matmul,
-        .attention = cpu_attention,
+    .name = "cpu",
+    .free = cpu_free,
+    .matmul = cpu_matmul,
+    .attention = cpu_attention,
 };
 
-int rt_backend_cpu_new(int n_threads, struct rt_backend **ret_b) {
-        struct rt_backend *b;
-        struct cpu *c;
-        int r;
+int rt_backend_cpu_new(int n_threads, struct rt_backend **ret_b)
+{
+	struct rt_backend *b;
+	struct cpu *c;
+	int r;
 
-        b = calloc(1, sizeof(*b));
-        c = calloc(1, sizeof(*c));
-        if (!b || !c) {
-                free(b);
-                free(c);
-                return -ENOMEM;
-        }
-        b->ops = &cpu_ops;
-        b->priv = c;
-        b->n_threads = n_threads;
-        c->k = pick_kern();
-        r = rt_pool_new(n_threads, &c->pool);
-        if (r < 0) {
-                cpu_free(b);
-                return r;
-        }
-        *ret_b = b;
-        return 0;
+	b = calloc(1, sizeof(*b));
+	c = calloc(1, sizeof(*c));
+	if (!b || !c) {
+		free(b);
+		free(c);
+		return -ENOMEM;
+	}
+	b->ops = &cpu_ops;
+	b->priv = c;
+	b->n_threads = n_threads;
+	c->k = pick_kern();
+	r = rt_pool_new(n_threads, &c->pool);
+	if (r < 0) {
+		cpu_free(b);
+		return r;
+	}
+	*ret_b = b;
+	return 0;
 }

@@ -11,280 +11,287 @@
 #include "config.h"
 #include "rt_error.h"
 
-#define MAX_HIDDEN 65536
-#define MAX_INTER (1 << 20)
-#define MAX_LAYERS 1024
-#define MAX_HEADS 1024
+#define MAX_HIDDEN   65536
+#define MAX_INTER    (1 << 20)
+#define MAX_LAYERS   1024
+#define MAX_HEADS    1024
 #define MAX_HEAD_DIM 1024
-#define MAX_VOCAB (1 << 22)
-#define MAX_POS (1 << 24)
+#define MAX_VOCAB    (1 << 22)
+#define MAX_POS      (1 << 24)
 
 static int get_int(json_t *root, const char *key, int def, int lo, int hi, int *out, const char *path,
-                   struct rt_error *err) {
-        json_t *v = json_object_get(root, key);
-        json_int_t i;
+                   struct rt_error *err)
+{
+	json_t *v = json_object_get(root, key);
+	json_int_t i;
 
-        if (!v || json_is_null(v)) {
-                if (def == INT_MIN)
-                        return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: missing '%s'", path, key);
-                *out = def;
-                return 0;
-        }
-        if (!json_is_integer(v))
-                return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: '%s' is not an integer", path, key);
-        i = json_integer_value(v);
-        if (i < lo || i > hi)
-                return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: '%s' = %lld out of range [%d, %d]", path, key,
-                               (long long)i, lo, hi);
-        *out = (int)i;
-        return 0;
+	if (!v || json_is_null(v)) {
+		if (def == INT_MIN)
+			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: missing '%s'", path, key);
+		*out = def;
+		return 0;
+	}
+	if (!json_is_integer(v))
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: '%s' is not an integer", path, key);
+	i = json_integer_value(v);
+	if (i < lo || i > hi)
+		return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: '%s' = %lld out of range [%d, %d]", path, key,
+		               (long long)i, lo, hi);
+	*out = (int)i;
+	return 0;
 }
 
-static int get_num(json_t *obj, const char *key, double def, double *out, const char *path, struct rt_error *err) {
-        json_t *v = json_object_get(obj, key);
+static int get_num(json_t *obj, const char *key, double def, double *out, const char *path, struct rt_error *err)
+{
+	json_t *v = json_object_get(obj, key);
 
-        if (!v || json_is_null(v)) {
-                *out = def;
-                return 0;
-        }
-        if (!json_is_number(v) || !isfinite(json_number_value(v)))
-                return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: '%s' is not a number", path, key);
-        *out = json_number_value(v);
-        return 0;
+	if (!v || json_is_null(v)) {
+		*out = def;
+		return 0;
+	}
+	if (!json_is_number(v) || !isfinite(json_number_value(v)))
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: '%s' is not a number", path, key);
+	*out = json_number_value(v);
+	return 0;
 }
 
-static int get_bool(json_t *obj, const char *key, bool def, bool *out, const char *path, struct rt_error *err) {
-        json_t *v = json_object_get(obj, key);
+static int get_bool(json_t *obj, const char *key, bool def, bool *out, const char *path, struct rt_error *err)
+{
+	json_t *v = json_object_get(obj, key);
 
-        if (!v || json_is_null(v)) {
-                *out = def;
-                return 0;
-        }
-        if (!json_is_boolean(v))
-                return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: '%s' is not a boolean", path, key);
-        *out = json_is_true(v);
-        return 0;
+	if (!v || json_is_null(v)) {
+		*out = def;
+		return 0;
+	}
+	if (!json_is_boolean(v))
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: '%s' is not a boolean", path, key);
+	*out = json_is_true(v);
+	return 0;
 }
 
-static int add_eos(struct rt_config *c, json_t *v, const char *path, struct rt_error *err) {
-        size_t i;
-        json_t *e;
+static int add_eos(struct rt_config *c, json_t *v, const char *path, struct rt_error *err)
+{
+	size_t i;
+	json_t *e;
 
-        if (!v || json_is_null(v))
-                return 0;
-        if (json_is_integer(v)) {
-                json_t *tmp = json_array();
-                int r;
-                if (!tmp)
-                        return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
-                json_array_append(tmp, v);
-                r = add_eos(c, tmp, path, err);
-                json_decref(tmp);
-                return r;
-        }
-        if (!json_is_array(v))
-                return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'eos_token_id' is not an integer or list", path);
-        json_array_foreach(v, i, e) {
-                json_int_t id;
-                bool dup = false;
-                if (!json_is_integer(e) || (id = json_integer_value(e)) < 0 || id >= c->vocab)
-                        return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: bad eos_token_id entry", path);
-                for (int k = 0; k < c->n_eos; k++)
-                        dup |= c->eos[k] == id;
-                if (dup)
-                        continue;
-                if (c->n_eos >= 8)
-                        return rt_fail(err, RT_ERR_MODEL, -E2BIG, "%s: more than 8 eos_token_id values", path);
-                c->eos[c->n_eos++] = (int32_t)id;
-        }
-        return 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (json_is_integer(v)) {
+		json_t *tmp = json_array();
+		int r;
+		if (!tmp)
+			return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+		json_array_append(tmp, v);
+		r = add_eos(c, tmp, path, err);
+		json_decref(tmp);
+		return r;
+	}
+	if (!json_is_array(v))
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'eos_token_id' is not an integer or list", path);
+	json_array_foreach(v, i, e)
+	{
+		json_int_t id;
+		bool dup = false;
+		if (!json_is_integer(e) || (id = json_integer_value(e)) < 0 || id >= c->vocab)
+			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: bad eos_token_id entry", path);
+		for (int k = 0; k < c->n_eos; k++)
+			dup |= c->eos[k] == id;
+		if (dup)
+			continue;
+		if (c->n_eos >= 8)
+			return rt_fail(err, RT_ERR_MODEL, -E2BIG, "%s: more than 8 eos_token_id values", path);
+		c->eos[c->n_eos++] = (int32_t)id;
+	}
+	return 0;
 }
 
-static int parse_rope(struct rt_config *c, json_t *root, const char *path, struct rt_error *err) {
-        json_t *params = json_object_get(root, "rope_parameters");
-        json_t *sc = json_object_get(root, "rope_scaling");
-        json_t *type;
-        const char *t;
-        int r;
+static int parse_rope(struct rt_config *c, json_t *root, const char *path, struct rt_error *err)
+{
+	json_t *params = json_object_get(root, "rope_parameters");
+	json_t *sc = json_object_get(root, "rope_scaling");
+	json_t *type;
+	const char *t;
+	int r;
 
-        r = get_num(root, "rope_theta", 10000.0, &c->rope_theta, path, err);
-        if (r < 0)
-                return r;
-        /* newer transformers nest theta and scaling in rope_parameters */
-        if (params && !json_is_null(params)) {
-                if (!json_is_object(params))
-                        return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'rope_parameters' is not an object", path);
-                r = get_num(params, "rope_theta", c->rope_theta, &c->rope_theta, path, err);
-                if (r < 0)
-                        return r;
-                if (!sc || json_is_null(sc))
-                        sc = params;
-        }
-        if (!(c->rope_theta > 1.0 && c->rope_theta < 1e12))
-                return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: rope_theta out of range", path);
-        c->rope_kind = RT_ROPE_DEFAULT;
-        if (!sc || json_is_null(sc))
-                return 0;
-        if (!json_is_object(sc))
-                return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'rope_scaling' is not an object", path);
-        type = json_object_get(sc, "rope_type");
-        if (!type)
-                type = json_object_get(sc, "type");
-        t = json_string_value(type);
-        if (!t || !strcmp(t, "default"))
-                return 0;
-        if (!strcmp(t, "linear") || !strcmp(t, "llama3")) {
-                c->rope_kind = !strcmp(t, "linear") ? RT_ROPE_LINEAR : RT_ROPE_LLAMA3;
-                if ((r = get_num(sc, "factor", 1.0, &c->rope_factor, path, err)) < 0)
-                        return r;
-                if (!(c->rope_factor >= 1.0 && c->rope_factor <= 1024.0))
-                        return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: rope scaling factor out of range", path);
-                if (c->rope_kind == RT_ROPE_LINEAR)
-                        return 0;
-                if ((r = get_num(sc, "low_freq_factor", 1.0, &c->rope_low_freq, path, err)) < 0 ||
-                    (r = get_num(sc, "high_freq_factor", 4.0, &c->rope_high_freq, path, err)) < 0 ||
-                    (r = get_num(sc, "original_max_position_embeddings", 8192, &c->rope_orig_max_pos, path, err)) < 0)
-                        return r;
-                if (!(c->rope_high_freq > c->rope_low_freq && c->rope_low_freq > 0 && c->rope_orig_max_pos >= 1 &&
-                      c->rope_orig_max_pos <= MAX_POS))
-                        return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: llama3 rope_scaling parameters out of range",
-                                       path);
-                return 0;
-        }
-        return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: rope scaling type '%.40s' not supported", path, t);
+	r = get_num(root, "rope_theta", 10000.0, &c->rope_theta, path, err);
+	if (r < 0)
+		return r;
+	/* newer transformers nest theta and scaling in rope_parameters */
+	if (params && !json_is_null(params)) {
+		if (!json_is_object(params))
+			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'rope_parameters' is not an object", path);
+		r = get_num(params, "rope_theta", c->rope_theta, &c->rope_theta, path, err);
+		if (r < 0)
+			return r;
+		if (!sc || json_is_null(sc))
+			sc = params;
+	}
+	if (!(c->rope_theta > 1.0 && c->rope_theta < 1e12))
+		return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: rope_theta out of range", path);
+	c->rope_kind = RT_ROPE_DEFAULT;
+	if (!sc || json_is_null(sc))
+		return 0;
+	if (!json_is_object(sc))
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'rope_scaling' is not an object", path);
+	type = json_object_get(sc, "rope_type");
+	if (!type)
+		type = json_object_get(sc, "type");
+	t = json_string_value(type);
+	if (!t || !strcmp(t, "default"))
+		return 0;
+	if (!strcmp(t, "linear") || !strcmp(t, "llama3")) {
+		c->rope_kind = !strcmp(t, "linear") ? RT_ROPE_LINEAR : RT_ROPE_LLAMA3;
+		if ((r = get_num(sc, "factor", 1.0, &c->rope_factor, path, err)) < 0)
+			return r;
+		if (!(c->rope_factor >= 1.0 && c->rope_factor <= 1024.0))
+			return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: rope scaling factor out of range", path);
+		if (c->rope_kind == RT_ROPE_LINEAR)
+			return 0;
+		if ((r = get_num(sc, "low_freq_factor", 1.0, &c->rope_low_freq, path, err)) < 0 ||
+		    (r = get_num(sc, "high_freq_factor", 4.0, &c->rope_high_freq, path, err)) < 0 ||
+		    (r = get_num(sc, "original_max_position_embeddings", 8192, &c->rope_orig_max_pos, path, err)) < 0)
+			return r;
+		if (!(c->rope_high_freq > c->rope_low_freq && c->rope_low_freq > 0 && c->rope_orig_max_pos >= 1 &&
+		      c->rope_orig_max_pos <= MAX_POS))
+			return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: llama3 rope_scaling parameters out of range",
+			               path);
+		return 0;
+	}
+	return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: rope scaling type '%.40s' not supported", path, t);
 }
 
-int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *err) {
-        struct rt_config c;
-        char path[PATH_MAX], gpath[PATH_MAX];
-        json_t *root = NULL, *gen = NULL, *archs, *v;
-        json_error_t jerr;
-        const char *a, *act;
-        bool swa = false, mlp_bias = false, attn_bias = false;
-        int r, hd_def;
+int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *err)
+{
+	struct rt_config c;
+	char path[PATH_MAX], gpath[PATH_MAX];
+	json_t *root = NULL, *gen = NULL, *archs, *v;
+	json_error_t jerr;
+	const char *a, *act;
+	bool swa = false, mlp_bias = false, attn_bias = false;
+	int r, hd_def;
 
-        memset(&c, 0, sizeof(c));
-        c.bos = -1;
-        snprintf(path, sizeof(path), "%s/config.json", dir);
-        if (access(path, R_OK) != 0)
-                return rt_fail(err, RT_ERR_IO, -errno, "%s: %s", path, strerror(errno));
-        root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-        if (!root || !json_is_object(root)) {
-                r = rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: invalid JSON: %s", path, root ? "not an object" : jerr.text);
-                goto out;
-        }
-        archs = json_object_get(root, "architectures");
-        a = json_string_value(json_array_get(archs, 0));
-        if (!a || json_array_size(archs) != 1) {
-                r = rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'architectures' must list exactly one name", path);
-                goto out;
-        }
-        if (!strcmp(a, "LlamaForCausalLM"))
-                c.arch = RT_ARCH_LLAMA;
-        else if (!strcmp(a, "MistralForCausalLM"))
-                c.arch = RT_ARCH_MISTRAL;
-        else if (!strcmp(a, "Qwen2ForCausalLM"))
-                c.arch = RT_ARCH_QWEN2;
-        else if (!strcmp(a, "Qwen3ForCausalLM"))
-                c.arch = RT_ARCH_QWEN3;
-        else {
-                r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: architecture '%.60s' not supported", path, a);
-                goto out;
-        }
-        snprintf(c.arch_name, sizeof(c.arch_name), "%s", a);
-        act = json_string_value(json_object_get(root, "hidden_act"));
-        if (act && strcmp(act, "silu")) {
-                r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: hidden_act '%.40s' not supported", path, act);
-                goto out;
-        }
-        if ((r = get_int(root, "hidden_size", INT_MIN, 1, MAX_HIDDEN, &c.hidden, path, err)) < 0 ||
-            (r = get_int(root, "intermediate_size", INT_MIN, 1, MAX_INTER, &c.intermediate, path, err)) < 0 ||
-            (r = get_int(root, "num_hidden_layers", INT_MIN, 1, MAX_LAYERS, &c.n_layers, path, err)) < 0 ||
-            (r = get_int(root, "num_attention_heads", INT_MIN, 1, MAX_HEADS, &c.n_heads, path, err)) < 0 ||
-            (r = get_int(root, "num_key_value_heads", c.n_heads, 1, MAX_HEADS, &c.n_kv_heads, path, err)) < 0 ||
-            (r = get_int(root, "vocab_size", INT_MIN, 1, MAX_VOCAB, &c.vocab, path, err)) < 0 ||
-            (r = get_int(root, "max_position_embeddings", 2048, 1, MAX_POS, &c.max_pos, path, err)) < 0)
-                goto out;
-        /* transformers' defaults: Qwen3Config has head_dim=128, the others hidden/heads */
-        hd_def = c.arch == RT_ARCH_QWEN3 ? 128 : c.hidden / c.n_heads;
-        if ((r = get_int(root, "head_dim", hd_def, 2, MAX_HEAD_DIM, &c.head_dim, path, err)) < 0)
-                goto out;
-        if (c.head_dim % 2) {
-                r = rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: head_dim %d is odd", path, c.head_dim);
-                goto out;
-        }
-        if (c.n_heads % c.n_kv_heads) {
-                r = rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: num_attention_heads %d not a multiple of num_key_value_heads %d",
-                            path, c.n_heads, c.n_kv_heads);
-                goto out;
-        }
-        if ((long)c.n_heads * c.head_dim > 4 * MAX_HIDDEN) {
-                r = rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: heads x head_dim too large", path);
-                goto out;
-        }
-        if ((r = get_num(root, "rms_norm_eps", 1e-6, &c.rms_eps, path, err)) < 0)
-                goto out;
-        if (!(c.rms_eps > 0 && c.rms_eps < 1)) {
-                r = rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: rms_norm_eps out of range", path);
-                goto out;
-        }
-        if ((r = parse_rope(&c, root, path, err)) < 0)
-                goto out;
-        if ((r = get_bool(root, "tie_word_embeddings", false, &c.tie_embeddings, path, err)) < 0 ||
-            (r = get_bool(root, "attention_bias", false, &attn_bias, path, err)) < 0 ||
-            (r = get_bool(root, "mlp_bias", false, &mlp_bias, path, err)) < 0 ||
-            (r = get_bool(root, "use_sliding_window", false, &swa, path, err)) < 0)
-                goto out;
-        if (mlp_bias) {
-                r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: mlp_bias not supported", path);
-                goto out;
-        }
-        v = json_object_get(root, "partial_rotary_factor");
-        if (v && !(json_is_number(v) && json_number_value(v) == 1.0)) {
-                r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: partial_rotary_factor not supported", path);
-                goto out;
-        }
-        switch (c.arch) {
-        case RT_ARCH_LLAMA:
-                c.qkv_bias = c.o_bias = attn_bias;
-                break;
-        case RT_ARCH_MISTRAL:
-                /* MistralConfig defaults sliding_window to 4096 when the key is absent; null disables it */
-                if (!json_object_get(root, "sliding_window"))
-                        c.sliding_window = 4096;
-                else if ((r = get_int(root, "sliding_window", 0, 0, INT_MAX, &c.sliding_window, path, err)) < 0)
-                        goto out;
-                break;
-        case RT_ARCH_QWEN2:
-        case RT_ARCH_QWEN3:
-                /* Qwen2 always has q/k/v biases; Qwen3 follows attention_bias */
-                c.qkv_bias = c.arch == RT_ARCH_QWEN2 ? true : attn_bias;
-                c.o_bias = c.arch == RT_ARCH_QWEN3 && attn_bias;
-                c.qk_norm = c.arch == RT_ARCH_QWEN3;
-                if (swa) {
-                        r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: use_sliding_window not supported", path);
-                        goto out;
-                }
-                break;
-        }
-        if ((r = get_int(root, "bos_token_id", -1, -1, c.vocab - 1, &c.bos, path, err)) < 0 ||
-            (r = add_eos(&c, json_object_get(root, "eos_token_id"), path, err)) < 0)
-                goto out;
-        snprintf(gpath, sizeof(gpath), "%s/generation_config.json", dir);
-        if (access(gpath, F_OK) == 0) {
-                gen = json_load_file(gpath, JSON_REJECT_DUPLICATES, &jerr);
-                if (!gen || !json_is_object(gen)) {
-                        r = rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: invalid JSON: %s", gpath,
-                                    gen ? "not an object" : jerr.text);
-                        goto out;
-                }
-                if ((r = add_eos(&c, json_object_get(gen, "eos_token_id"), gpath, err)) < 0)
-                        goto out;
-        }
-        *ret_cfg = c;
-        r = 0;
+	memset(&c, 0, sizeof(c));
+	c.bos = -1;
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	if (access(path, R_OK) != 0)
+		return rt_fail(err, RT_ERR_IO, -errno, "%s: %s", path, strerror(errno));
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root || !json_is_object(root)) {
+		r = rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: invalid JSON: %s", path,
+		            root ? "not an object" : jerr.text);
+		goto out;
+	}
+	archs = json_object_get(root, "architectures");
+	a = json_string_value(json_array_get(archs, 0));
+	if (!a || json_array_size(archs) != 1) {
+		r = rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'architectures' must list exactly one name", path);
+		goto out;
+	}
+	if (!strcmp(a, "LlamaForCausalLM"))
+		c.arch = RT_ARCH_LLAMA;
+	else if (!strcmp(a, "MistralForCausalLM"))
+		c.arch = RT_ARCH_MISTRAL;
+	else if (!strcmp(a, "Qwen2ForCausalLM"))
+		c.arch = RT_ARCH_QWEN2;
+	else if (!strcmp(a, "Qwen3ForCausalLM"))
+		c.arch = RT_ARCH_QWEN3;
+	else {
+		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: architecture '%.60s' not supported", path, a);
+		goto out;
+	}
+	snprintf(c.arch_name, sizeof(c.arch_name), "%s", a);
+	act = json_string_value(json_object_get(root, "hidden_act"));
+	if (act && strcmp(act, "silu")) {
+		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: hidden_act '%.40s' not supported", path, act);
+		goto out;
+	}
+	if ((r = get_int(root, "hidden_size", INT_MIN, 1, MAX_HIDDEN, &c.hidden, path, err)) < 0 ||
+	    (r = get_int(root, "intermediate_size", INT_MIN, 1, MAX_INTER, &c.intermediate, path, err)) < 0 ||
+	    (r = get_int(root, "num_hidden_layers", INT_MIN, 1, MAX_LAYERS, &c.n_layers, path, err)) < 0 ||
+	    (r = get_int(root, "num_attention_heads", INT_MIN, 1, MAX_HEADS, &c.n_heads, path, err)) < 0 ||
+	    (r = get_int(root, "num_key_value_heads", c.n_heads, 1, MAX_HEADS, &c.n_kv_heads, path, err)) < 0 ||
+	    (r = get_int(root, "vocab_size", INT_MIN, 1, MAX_VOCAB, &c.vocab, path, err)) < 0 ||
+	    (r = get_int(root, "max_position_embeddings", 2048, 1, MAX_POS, &c.max_pos, path, err)) < 0)
+		goto out;
+	/* transformers' defaults: Qwen3Config has head_dim=128, the others hidden/heads */
+	hd_def = c.arch == RT_ARCH_QWEN3 ? 128 : c.hidden / c.n_heads;
+	if ((r = get_int(root, "head_dim", hd_def, 2, MAX_HEAD_DIM, &c.head_dim, path, err)) < 0)
+		goto out;
+	if (c.head_dim % 2) {
+		r = rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: head_dim %d is odd", path, c.head_dim);
+		goto out;
+	}
+	if (c.n_heads % c.n_kv_heads) {
+		r = rt_fail(err, RT_ERR_MODEL, -EBADMSG,
+		            "%s: num_attention_heads %d not a multiple of num_key_value_heads %d", path, c.n_heads,
+		            c.n_kv_heads);
+		goto out;
+	}
+	if ((long)c.n_heads * c.head_dim > 4 * MAX_HIDDEN) {
+		r = rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: heads x head_dim too large", path);
+		goto out;
+	}
+	if ((r = get_num(root, "rms_norm_eps", 1e-6, &c.rms_eps, path, err)) < 0)
+		goto out;
+	if (!(c.rms_eps > 0 && c.rms_eps < 1)) {
+		r = rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: rms_norm_eps out of range", path);
+		goto out;
+	}
+	if ((r = parse_rope(&c, root, path, err)) < 0)
+		goto out;
+	if ((r = get_bool(root, "tie_word_embeddings", false, &c.tie_embeddings, path, err)) < 0 ||
+	    (r = get_bool(root, "attention_bias", false, &attn_bias, path, err)) < 0 ||
+	    (r = get_bool(root, "mlp_bias", false, &mlp_bias, path, err)) < 0 ||
+	    (r = get_bool(root, "use_sliding_window", false, &swa, path, err)) < 0)
+		goto out;
+	if (mlp_bias) {
+		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: mlp_bias not supported", path);
+		goto out;
+	}
+	v = json_object_get(root, "partial_rotary_factor");
+	if (v && !(json_is_number(v) && json_number_value(v) == 1.0)) {
+		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: partial_rotary_factor not supported", path);
+		goto out;
+	}
+	switch (c.arch) {
+	case RT_ARCH_LLAMA: c.qkv_bias = c.o_bias = attn_bias; break;
+	case RT_ARCH_MISTRAL:
+		/* MistralConfig defaults sliding_window to 4096 when the key is absent; null disables it */
+		if (!json_object_get(root, "sliding_window"))
+			c.sliding_window = 4096;
+		else if ((r = get_int(root, "sliding_window", 0, 0, INT_MAX, &c.sliding_window, path, err)) < 0)
+			goto out;
+		break;
+	case RT_ARCH_QWEN2:
+	case RT_ARCH_QWEN3:
+		/* Qwen2 always has q/k/v biases; Qwen3 follows attention_bias */
+		c.qkv_bias = c.arch == RT_ARCH_QWEN2 ? true : attn_bias;
+		c.o_bias = c.arch == RT_ARCH_QWEN3 && attn_bias;
+		c.qk_norm = c.arch == RT_ARCH_QWEN3;
+		if (swa) {
+			r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: use_sliding_window not supported", path);
+			goto out;
+		}
+		break;
+	}
+	if ((r = get_int(root, "bos_token_id", -1, -1, c.vocab - 1, &c.bos, path, err)) < 0 ||
+	    (r = add_eos(&c, json_object_get(root, "eos_token_id"), path, err)) < 0)
+		goto out;
+	snprintf(gpath, sizeof(gpath), "%s/generation_config.json", dir);
+	if (access(gpath, F_OK) == 0) {
+		gen = json_load_file(gpath, JSON_REJECT_DUPLICATES, &jerr);
+		if (!gen || !json_is_object(gen)) {
+			r = rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: invalid JSON: %s", gpath,
+			            gen ? "not an object" : jerr.text);
+			goto out;
+		}
+		if ((r = add_eos(&c, json_object_get(gen, "eos_token_id"), gpath, err)) < 0)
+			goto out;
+	}
+	*ret_cfg = c;
+	r = 0;
 out:
-        json_decref(root);
-        json_decref(gen);
-        return r;
+	json_decref(root);
+	json_decref(gen);
+	return r;
 }

@@ -17,608 +17,629 @@
 #include "rt_error.h"
 #include "safetensors.h"
 
-#define CHUNK 256               /* prompt tokens per batched forward */
+#define CHUNK 256 /* prompt tokens per batched forward */
 _Static_assert(CHUNK <= RT_DEV_CHUNK, "device sessions size their buffers for RT_DEV_CHUNK tokens");
 #define DEFAULT_CTX_CAP 4096
-#define MAX_TOPK 64
+#define MAX_TOPK        64
 
 struct rt_model {
-        struct rt_config cfg;
-        struct rt_model_info info;
-        struct st_set *st;
-        struct rt_backend *be;
-        struct rt_layer *layers;
-        struct rt_weight embed;         /* [vocab][hidden] */
-        struct rt_weight lm_head;       /* [vocab][hidden], may alias embed */
-        float *final_norm;              /* [hidden] */
-        float *inv_freq;                /* [head_dim/2] */
-        const char *dir;                /* for error messages during load */
-        pthread_mutex_t run;            /* sessions share the backend's pool and scratch */
-        const struct rt_dev_ops *dev;   /* whole-forward device path, NULL on the CPU */
-        void *dm;                       /* its model */
+	struct rt_config cfg;
+	struct rt_model_info info;
+	struct st_set *st;
+	struct rt_backend *be;
+	struct rt_layer *layers;
+	struct rt_weight embed;       /* [vocab][hidden] */
+	struct rt_weight lm_head;     /* [vocab][hidden], may alias embed */
+	float *final_norm;            /* [hidden] */
+	float *inv_freq;              /* [head_dim/2] */
+	const char *dir;              /* for error messages during load */
+	pthread_mutex_t run;          /* sessions share the backend's pool and scratch */
+	const struct rt_dev_ops *dev; /* whole-forward device path, NULL on the CPU */
+	void *dm;                     /* its model */
 };
 
 struct rt_session {
-        struct rt_model *m;
-        int max_ctx, pos;
-        float **kc, **vc;               /* per layer [max_ctx][nkv*hd] */
-        float *x, *xn;                  /* [CHUNK][hidden] */
-        float *q, *att;                 /* [CHUNK][nh*hd] */
-        float *g, *u;                   /* [CHUNK][inter] */
-        float *cosb, *sinb;             /* [CHUNK][hd/2] */
-        float *last;                    /* [vocab] */
-        void *ds;                       /* device session when m->dev */
+	struct rt_model *m;
+	int max_ctx, pos;
+	float **kc, **vc;   /* per layer [max_ctx][nkv*hd] */
+	float *x, *xn;      /* [CHUNK][hidden] */
+	float *q, *att;     /* [CHUNK][nh*hd] */
+	float *g, *u;       /* [CHUNK][inter] */
+	float *cosb, *sinb; /* [CHUNK][hd/2] */
+	float *last;        /* [vocab] */
+	void *ds;           /* device session when m->dev */
 };
 
 static int bind_matrix(struct rt_model *m, const char *name, int rows, int cols, struct rt_weight *w,
-                       struct rt_error *err) {
-        const struct st_tensor *t = rt_st_find(m->st, name);
+                       struct rt_error *err)
+{
+	const struct st_tensor *t = rt_st_find(m->st, name);
 
-        if (!t)
-                return rt_fail(err, RT_ERR_MODEL, -ENOENT, "%s: missing tensor '%s'", m->dir, name);
-        if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
-                return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' has shape %s[%lld,%lld], expected [%d,%d]",
-                               rt_st_file_name(m->st, t), name, t->ndim == 2 ? "" : "(not 2-D) ",
-                               (long long)(t->ndim > 0 ? t->shape[0] : 0), (long long)(t->ndim > 1 ? t->shape[1] : 0),
-                               rows, cols);
-        w->data = t->data;
-        w->dtype = t->dtype;
-        w->rows = rows;
-        w->cols = cols;
-        w->src = t;
-        return 0;
+	if (!t)
+		return rt_fail(err, RT_ERR_MODEL, -ENOENT, "%s: missing tensor '%s'", m->dir, name);
+	if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' has shape %s[%lld,%lld], expected [%d,%d]",
+		               rt_st_file_name(m->st, t), name, t->ndim == 2 ? "" : "(not 2-D) ",
+		               (long long)(t->ndim > 0 ? t->shape[0] : 0), (long long)(t->ndim > 1 ? t->shape[1] : 0),
+		               rows, cols);
+	w->data = t->data;
+	w->dtype = t->dtype;
+	w->rows = rows;
+	w->cols = cols;
+	w->src = t;
+	return 0;
 }
 
 /* Small vectors (norm weights, biases) are copied to f32 once. */
-static int bind_vector(struct rt_model *m, const char *name, int n, float **ret, struct rt_error *err) {
-        const struct st_tensor *t = rt_st_find(m->st, name);
-        float *v;
+static int bind_vector(struct rt_model *m, const char *name, int n, float **ret, struct rt_error *err)
+{
+	const struct st_tensor *t = rt_st_find(m->st, name);
+	float *v;
 
-        if (!t)
-                return rt_fail(err, RT_ERR_MODEL, -ENOENT, "%s: missing tensor '%s'", m->dir, name);
-        if (t->ndim != 1 || t->shape[0] != n)
-                return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' has wrong shape, expected [%d]",
-                               rt_st_file_name(m->st, t), name, n);
-        v = malloc(sizeof(float) * (size_t)n);
-        if (!v)
-                return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
-        for (int i = 0; i < n; i++)
-                v[i] = rt_load_elem(t->data, t->dtype, i);
-        *ret = v;
-        return 0;
+	if (!t)
+		return rt_fail(err, RT_ERR_MODEL, -ENOENT, "%s: missing tensor '%s'", m->dir, name);
+	if (t->ndim != 1 || t->shape[0] != n)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' has wrong shape, expected [%d]",
+		               rt_st_file_name(m->st, t), name, n);
+	v = malloc(sizeof(float) * (size_t)n);
+	if (!v)
+		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+	for (int i = 0; i < n; i++)
+		v[i] = rt_load_elem(t->data, t->dtype, i);
+	*ret = v;
+	return 0;
 }
 
-static void init_rope(struct rt_model *m) {
-        const struct rt_config *c = &m->cfg;
-        int half = c->head_dim / 2;
+static void init_rope(struct rt_model *m)
+{
+	const struct rt_config *c = &m->cfg;
+	int half = c->head_dim / 2;
 
-        for (int i = 0; i < half; i++) {
-                double f = 1.0 / pow(c->rope_theta, (double)(2 * i) / c->head_dim);
-                if (c->rope_kind == RT_ROPE_LINEAR) {
-                        f /= c->rope_factor;
-                } else if (c->rope_kind == RT_ROPE_LLAMA3) {
-                        /* transformers _compute_llama3_parameters */
-                        double low_wl = c->rope_orig_max_pos / c->rope_low_freq;
-                        double high_wl = c->rope_orig_max_pos / c->rope_high_freq;
-                        double wl = 2 * M_PI / f;
-                        if (wl > low_wl) {
-                                f = f / c->rope_factor;
-                        } else if (wl >= high_wl) {
-                                double sm = (c->rope_orig_max_pos / wl - c->rope_low_freq) /
-                                            (c->rope_high_freq - c->rope_low_freq);
-                                f = (1 - sm) * f / c->rope_factor + sm * f;
-                        }
-                }
-                m->inv_freq[i] = (float)f;
-        }
+	for (int i = 0; i < half; i++) {
+		double f = 1.0 / pow(c->rope_theta, (double)(2 * i) / c->head_dim);
+		if (c->rope_kind == RT_ROPE_LINEAR) {
+			f /= c->rope_factor;
+		} else if (c->rope_kind == RT_ROPE_LLAMA3) {
+			/* transformers _compute_llama3_parameters */
+			double low_wl = c->rope_orig_max_pos / c->rope_low_freq;
+			double high_wl = c->rope_orig_max_pos / c->rope_high_freq;
+			double wl = 2 * M_PI / f;
+			if (wl > low_wl) {
+				f = f / c->rope_factor;
+			} else if (wl >= high_wl) {
+				double sm = (c->rope_orig_max_pos / wl - c->rope_low_freq) /
+				            (c->rope_high_freq - c->rope_low_freq);
+				f = (1 - sm) * f / c->rope_factor + sm * f;
+			}
+		}
+		m->inv_freq[i] = (float)f;
+	}
 }
 
-void rt_model_free(struct rt_model *m) {
-        if (!m)
-                return;
-        if (m->layers)
-                for (int i = 0; i < m->cfg.n_layers; i++) {
-                        struct rt_layer *L = &m->layers[i];
-                        free(L->attn_norm);
-                        free(L->ffn_norm);
-                        free(L->q_norm);
-                        free(L->k_norm);
-                        free(L->bq);
-                        free(L->bk);
-                        free(L->bv);
-                        free(L->bo);
-                }
-        free(m->layers);
-        free(m->final_norm);
-        free(m->inv_freq);
-        pthread_mutex_destroy(&m->run);
-        if (m->dm)
-                m->dev->model_free(m->dm);
-        if (m->be)
-                m->be->ops->free(m->be);
-        rt_st_close(m->st);
-        free(m);
+void rt_model_free(struct rt_model *m)
+{
+	if (!m)
+		return;
+	if (m->layers)
+		for (int i = 0; i < m->cfg.n_layers; i++) {
+			struct rt_layer *L = &m->layers[i];
+			free(L->attn_norm);
+			free(L->ffn_norm);
+			free(L->q_norm);
+			free(L->k_norm);
+			free(L->bq);
+			free(L->bk);
+			free(L->bv);
+			free(L->bo);
+		}
+	free(m->layers);
+	free(m->final_norm);
+	free(m->inv_freq);
+	pthread_mutex_destroy(&m->run);
+	if (m->dm)
+		m->dev->model_free(m->dm);
+	if (m->be)
+		m->be->ops->free(m->be);
+	rt_st_close(m->st);
+	free(m);
 }
 
-int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_model **ret_model,
-                  struct rt_error *err) {
-        struct rt_model *m;
-        struct rt_config *c;
-        char n[256];
-        int r, nthr = opts ? opts->n_threads : 0, qd, kvd;
-        struct rt_dev_load_stats dst = {0};
+int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_model **ret_model, struct rt_error *err)
+{
+	struct rt_model *m;
+	struct rt_config *c;
+	char n[256];
+	int r, nthr = opts ? opts->n_threads : 0, qd, kvd;
+	struct rt_dev_load_stats dst = {0};
 
-        if (!dir || !ret_model || nthr < 0 || nthr > 1024)
-                return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
-        if (opts && opts->backend != RT_BACKEND_CPU && opts->backend != RT_BACKEND_CUDA)
-                return rt_fail(err, RT_ERR_USAGE, -EOPNOTSUPP, "backend %d not available", opts->backend);
-        if (opts && opts->backend == RT_BACKEND_CUDA && !rt_dev_cuda())
-                return rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP,
-                               "this build has no CUDA support (configure with -Dcuda=enabled)");
-        m = calloc(1, sizeof(*m));
-        if (!m)
-                return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
-        m->dir = dir;
-        pthread_mutex_init(&m->run, NULL);
-        c = &m->cfg;
-        r = rt_config_load(dir, c, err);
-        if (r < 0)
-                goto out;
-        r = rt_st_open_dir(dir, &m->st, err);
-        if (r < 0)
-                goto out;
-        qd = c->n_heads * c->head_dim;
-        kvd = c->n_kv_heads * c->head_dim;
-        m->layers = calloc(c->n_layers, sizeof(*m->layers));
-        m->inv_freq = calloc(c->head_dim / 2, sizeof(float));
-        if (!m->layers || !m->inv_freq) {
-                r = rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
-                goto out;
-        }
-        if ((r = bind_matrix(m, "model.embed_tokens.weight", c->vocab, c->hidden, &m->embed, err)) < 0 ||
-            (r = bind_vector(m, "model.norm.weight", c->hidden, &m->final_norm, err)) < 0)
-                goto out;
-        if (c->tie_embeddings)
-                m->lm_head = m->embed;
-        else if ((r = bind_matrix(m, "lm_head.weight", c->vocab, c->hidden, &m->lm_head, err)) < 0)
-                goto out;
-        for (int i = 0; i < c->n_layers; i++) {
-                struct rt_layer *L = &m->layers[i];
+	if (!dir || !ret_model || nthr < 0 || nthr > 1024)
+		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
+	if (opts && opts->backend != RT_BACKEND_CPU && opts->backend != RT_BACKEND_CUDA)
+		return rt_fail(err, RT_ERR_USAGE, -EOPNOTSUPP, "backend %d not available", opts->backend);
+	if (opts && opts->backend == RT_BACKEND_CUDA && !rt_dev_cuda())
+		return rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP,
+		               "this build has no CUDA support (configure with -Dcuda=enabled)");
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+	m->dir = dir;
+	pthread_mutex_init(&m->run, NULL);
+	c = &m->cfg;
+	r = rt_config_load(dir, c, err);
+	if (r < 0)
+		goto out;
+	r = rt_st_open_dir(dir, &m->st, err);
+	if (r < 0)
+		goto out;
+	qd = c->n_heads * c->head_dim;
+	kvd = c->n_kv_heads * c->head_dim;
+	m->layers = calloc(c->n_layers, sizeof(*m->layers));
+	m->inv_freq = calloc(c->head_dim / 2, sizeof(float));
+	if (!m->layers || !m->inv_freq) {
+		r = rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((r = bind_matrix(m, "model.embed_tokens.weight", c->vocab, c->hidden, &m->embed, err)) < 0 ||
+	    (r = bind_vector(m, "model.norm.weight", c->hidden, &m->final_norm, err)) < 0)
+		goto out;
+	if (c->tie_embeddings)
+		m->lm_head = m->embed;
+	else if ((r = bind_matrix(m, "lm_head.weight", c->vocab, c->hidden, &m->lm_head, err)) < 0)
+		goto out;
+	for (int i = 0; i < c->n_layers; i++) {
+		struct rt_layer *L = &m->layers[i];
 #define NM(suffix) (snprintf(n, sizeof(n), "model.layers.%d.%s", i, suffix), n)
-                if ((r = bind_vector(m, NM("input_layernorm.weight"), c->hidden, &L->attn_norm, err)) < 0 ||
-                    (r = bind_vector(m, NM("post_attention_layernorm.weight"), c->hidden, &L->ffn_norm, err)) < 0 ||
-                    (r = bind_matrix(m, NM("self_attn.q_proj.weight"), qd, c->hidden, &L->wq, err)) < 0 ||
-                    (r = bind_matrix(m, NM("self_attn.k_proj.weight"), kvd, c->hidden, &L->wk, err)) < 0 ||
-                    (r = bind_matrix(m, NM("self_attn.v_proj.weight"), kvd, c->hidden, &L->wv, err)) < 0 ||
-                    (r = bind_matrix(m, NM("self_attn.o_proj.weight"), c->hidden, qd, &L->wo, err)) < 0 ||
-                    (r = bind_matrix(m, NM("mlp.gate_proj.weight"), c->intermediate, c->hidden, &L->wg, err)) < 0 ||
-                    (r = bind_matrix(m, NM("mlp.up_proj.weight"), c->intermediate, c->hidden, &L->wu, err)) < 0 ||
-                    (r = bind_matrix(m, NM("mlp.down_proj.weight"), c->hidden, c->intermediate, &L->wd, err)) < 0)
-                        goto out;
-                if (c->qkv_bias &&
-                    ((r = bind_vector(m, NM("self_attn.q_proj.bias"), qd, &L->bq, err)) < 0 ||
-                     (r = bind_vector(m, NM("self_attn.k_proj.bias"), kvd, &L->bk, err)) < 0 ||
-                     (r = bind_vector(m, NM("self_attn.v_proj.bias"), kvd, &L->bv, err)) < 0))
-                        goto out;
-                if (c->o_bias && (r = bind_vector(m, NM("self_attn.o_proj.bias"), c->hidden, &L->bo, err)) < 0)
-                        goto out;
-                if (c->qk_norm &&
-                    ((r = bind_vector(m, NM("self_attn.q_norm.weight"), c->head_dim, &L->q_norm, err)) < 0 ||
-                     (r = bind_vector(m, NM("self_attn.k_norm.weight"), c->head_dim, &L->k_norm, err)) < 0))
-                        goto out;
+		if ((r = bind_vector(m, NM("input_layernorm.weight"), c->hidden, &L->attn_norm, err)) < 0 ||
+		    (r = bind_vector(m, NM("post_attention_layernorm.weight"), c->hidden, &L->ffn_norm, err)) < 0 ||
+		    (r = bind_matrix(m, NM("self_attn.q_proj.weight"), qd, c->hidden, &L->wq, err)) < 0 ||
+		    (r = bind_matrix(m, NM("self_attn.k_proj.weight"), kvd, c->hidden, &L->wk, err)) < 0 ||
+		    (r = bind_matrix(m, NM("self_attn.v_proj.weight"), kvd, c->hidden, &L->wv, err)) < 0 ||
+		    (r = bind_matrix(m, NM("self_attn.o_proj.weight"), c->hidden, qd, &L->wo, err)) < 0 ||
+		    (r = bind_matrix(m, NM("mlp.gate_proj.weight"), c->intermediate, c->hidden, &L->wg, err)) < 0 ||
+		    (r = bind_matrix(m, NM("mlp.up_proj.weight"), c->intermediate, c->hidden, &L->wu, err)) < 0 ||
+		    (r = bind_matrix(m, NM("mlp.down_proj.weight"), c->hidden, c->intermediate, &L->wd, err)) < 0)
+			goto out;
+		if (c->qkv_bias && ((r = bind_vector(m, NM("self_attn.q_proj.bias"), qd, &L->bq, err)) < 0 ||
+		                    (r = bind_vector(m, NM("self_attn.k_proj.bias"), kvd, &L->bk, err)) < 0 ||
+		                    (r = bind_vector(m, NM("self_attn.v_proj.bias"), kvd, &L->bv, err)) < 0))
+			goto out;
+		if (c->o_bias && (r = bind_vector(m, NM("self_attn.o_proj.bias"), c->hidden, &L->bo, err)) < 0)
+			goto out;
+		if (c->qk_norm &&
+		    ((r = bind_vector(m, NM("self_attn.q_norm.weight"), c->head_dim, &L->q_norm, err)) < 0 ||
+		     (r = bind_vector(m, NM("self_attn.k_norm.weight"), c->head_dim, &L->k_norm, err)) < 0))
+			goto out;
 #undef NM
-        }
-        init_rope(m);
-        if (nthr == 0) {
-                long np = sysconf(_SC_NPROCESSORS_ONLN);
-                nthr = np < 1 ? 1 : np > 256 ? 256 : (int)np;
-        }
-        if (opts && opts->backend == RT_BACKEND_CUDA) {
-                /* the device uploads from the bound (validated) description;
-                 * no CPU thread pool is started */
-                struct rt_dev_model_desc d = {.cfg = c, .layers = m->layers, .embed = &m->embed,
-                                              .lm_head = &m->lm_head, .final_norm = m->final_norm,
-                                              .inv_freq = m->inv_freq, .st = m->st, .n_threads = opts->n_threads};
-                m->dev = rt_dev_cuda();
-                r = m->dev->model_new(&d, &m->dm, &dst, err);
-                if (r < 0)
-                        goto out;
-        } else {
-                r = rt_backend_cpu_new(nthr, &m->be);
-                if (r < 0) {
-                        rt_fail(err, RT_ERR_INTERNAL, r, "cannot start %d threads: %s", nthr, strerror(-r));
-                        goto out;
-                }
-        }
-        {
-                struct rt_model_info *in = &m->info;
-                snprintf(in->arch, sizeof(in->arch), "%s", c->arch_name);
-                in->n_layers = c->n_layers;
-                in->hidden = c->hidden;
-                in->intermediate = c->intermediate;
-                in->n_heads = c->n_heads;
-                in->n_kv_heads = c->n_kv_heads;
-                in->head_dim = c->head_dim;
-                in->vocab = c->vocab;
-                in->max_positions = c->max_pos;
-                in->tied_embeddings = c->tie_embeddings;
-                in->n_eos = c->n_eos;
-                memcpy(in->eos_ids, c->eos, sizeof(in->eos_ids));
-                in->bos_id = c->bos;
-                in->weight_bytes = rt_st_total_bytes(m->st);
-                if (m->dev) {
-                        snprintf(in->backend, sizeof(in->backend), "%s", dst.name);
-                        in->n_threads = dst.n_threads;
-                        in->load_ms = dst.load_ms;
-                        in->load_gbs = dst.load_ms > 0 ? dst.upload_bytes / (dst.load_ms * 1e6) : 0;
-                        in->device_bytes = dst.device_bytes;
-                } else {
-                        snprintf(in->backend, sizeof(in->backend), "%s/%s", m->be->ops->name,
-                                 rt_backend_cpu_simd());
-                        in->n_threads = m->be->n_threads;
-                }
-                for (int i = 0; i < rt_st_count(m->st); i++) {
-                        const struct st_tensor *t = rt_st_get(m->st, i);
-                        in->n_params += t->nbytes / rt_dtype_size(t->dtype);
-                }
-        }
-        *ret_model = m;
-        m = NULL;
-        r = 0;
+	}
+	init_rope(m);
+	if (nthr == 0) {
+		long np = sysconf(_SC_NPROCESSORS_ONLN);
+		nthr = np < 1 ? 1 : np > 256 ? 256 : (int)np;
+	}
+	if (opts && opts->backend == RT_BACKEND_CUDA) {
+		/* the device uploads from the bound (validated) description;
+		 * no CPU thread pool is started */
+		struct rt_dev_model_desc d = {.cfg = c,
+		                              .layers = m->layers,
+		                              .embed = &m->embed,
+		                              .lm_head = &m->lm_head,
+		                              .final_norm = m->final_norm,
+		                              .inv_freq = m->inv_freq,
+		                              .st = m->st,
+		                              .n_threads = opts->n_threads};
+		m->dev = rt_dev_cuda();
+		r = m->dev->model_new(&d, &m->dm, &dst, err);
+		if (r < 0)
+			goto out;
+	} else {
+		r = rt_backend_cpu_new(nthr, &m->be);
+		if (r < 0) {
+			rt_fail(err, RT_ERR_INTERNAL, r, "cannot start %d threads: %s", nthr, strerror(-r));
+			goto out;
+		}
+	}
+	{
+		struct rt_model_info *in = &m->info;
+		snprintf(in->arch, sizeof(in->arch), "%s", c->arch_name);
+		in->n_layers = c->n_layers;
+		in->hidden = c->hidden;
+		in->intermediate = c->intermediate;
+		in->n_heads = c->n_heads;
+		in->n_kv_heads = c->n_kv_heads;
+		in->head_dim = c->head_dim;
+		in->vocab = c->vocab;
+		in->max_positions = c->max_pos;
+		in->tied_embeddings = c->tie_embeddings;
+		in->n_eos = c->n_eos;
+		memcpy(in->eos_ids, c->eos, sizeof(in->eos_ids));
+		in->bos_id = c->bos;
+		in->weight_bytes = rt_st_total_bytes(m->st);
+		if (m->dev) {
+			snprintf(in->backend, sizeof(in->backend), "%s", dst.name);
+			in->n_threads = dst.n_threads;
+			in->load_ms = dst.load_ms;
+			in->load_gbs = dst.load_ms > 0 ? dst.upload_bytes / (dst.load_ms * 1e6) : 0;
+			in->device_bytes = dst.device_bytes;
+		} else {
+			snprintf(in->backend, sizeof(in->backend), "%s/%s", m->be->ops->name, rt_backend_cpu_simd());
+			in->n_threads = m->be->n_threads;
+		}
+		for (int i = 0; i < rt_st_count(m->st); i++) {
+			const struct st_tensor *t = rt_st_get(m->st, i);
+			in->n_params += t->nbytes / rt_dtype_size(t->dtype);
+		}
+	}
+	*ret_model = m;
+	m = NULL;
+	r = 0;
 out:
-        rt_model_free(m);
-        return r;
+	rt_model_free(m);
+	return r;
 }
 
-int rt_cuda_device_count(char *why, size_t len) {
-        const struct rt_dev_ops *d = rt_dev_cuda();
+int rt_cuda_device_count(char *why, size_t len)
+{
+	const struct rt_dev_ops *d = rt_dev_cuda();
 
-        if (!d) {
-                if (why && len)
-                        snprintf(why, len, "this build has no CUDA support");
-                return -EOPNOTSUPP;
-        }
-        return d->device_count(why, len);
+	if (!d) {
+		if (why && len)
+			snprintf(why, len, "this build has no CUDA support");
+		return -EOPNOTSUPP;
+	}
+	return d->device_count(why, len);
 }
 
-const struct rt_model_info *rt_model_get_info(const struct rt_model *m) {
-        return &m->info;
+const struct rt_model_info *rt_model_get_info(const struct rt_model *m)
+{
+	return &m->info;
 }
 
 /* ---- session ---- */
 
-void rt_session_free(struct rt_session *s) {
-        if (!s)
-                return;
-        if (s->ds)
-                s->m->dev->session_free(s->ds);
-        if (s->kc)
-                for (int i = 0; i < s->m->cfg.n_layers; i++) {
-                        free(s->kc[i]);
-                        free(s->vc[i]);
-                }
-        free(s->kc);
-        free(s->vc);
-        free(s->x);
-        free(s->xn);
-        free(s->q);
-        free(s->att);
-        free(s->g);
-        free(s->u);
-        free(s->cosb);
-        free(s->sinb);
-        free(s->last);
-        free(s);
+void rt_session_free(struct rt_session *s)
+{
+	if (!s)
+		return;
+	if (s->ds)
+		s->m->dev->session_free(s->ds);
+	if (s->kc)
+		for (int i = 0; i < s->m->cfg.n_layers; i++) {
+			free(s->kc[i]);
+			free(s->vc[i]);
+		}
+	free(s->kc);
+	free(s->vc);
+	free(s->x);
+	free(s->xn);
+	free(s->q);
+	free(s->att);
+	free(s->g);
+	free(s->u);
+	free(s->cosb);
+	free(s->sinb);
+	free(s->last);
+	free(s);
 }
 
-int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, struct rt_error *err) {
-        const struct rt_config *c;
-        struct rt_session *s;
-        size_t kvd, qd;
+int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, struct rt_error *err)
+{
+	const struct rt_config *c;
+	struct rt_session *s;
+	size_t kvd, qd;
 
-        if (!m || !ret_s || max_ctx < 0)
-                return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
-        c = &m->cfg;
-        if (max_ctx == 0)
-                max_ctx = c->max_pos < DEFAULT_CTX_CAP ? c->max_pos : DEFAULT_CTX_CAP;
-        if (max_ctx > c->max_pos)
-                return rt_fail(err, RT_ERR_USAGE, -EINVAL, "context %d exceeds max_position_embeddings %d", max_ctx,
-                               c->max_pos);
-        kvd = (size_t)c->n_kv_heads * c->head_dim;
-        qd = (size_t)c->n_heads * c->head_dim;
-        s = calloc(1, sizeof(*s));
-        if (!s)
-                return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
-        s->m = m;
-        s->max_ctx = max_ctx;
-        if (m->dev) {
-                /* KV cache and activations live on the device; only the
-                 * logits row for rt_generate stays here */
-                int r;
-                s->last = malloc(sizeof(float) * c->vocab);
-                if (!s->last)
-                        goto oom;
-                r = m->dev->session_new(m->dm, max_ctx, &s->ds, err);
-                if (r < 0) {
-                        rt_session_free(s);
-                        return r;
-                }
-                *ret_s = s;
-                return 0;
-        }
-        s->kc = calloc(c->n_layers, sizeof(float *));
-        s->vc = calloc(c->n_layers, sizeof(float *));
-        if (!s->kc || !s->vc)
-                goto oom;
-        for (int i = 0; i < c->n_layers; i++) {
-                s->kc[i] = malloc(sizeof(float) * kvd * max_ctx);
-                s->vc[i] = malloc(sizeof(float) * kvd * max_ctx);
-                if (!s->kc[i] || !s->vc[i])
-                        goto oom;
-        }
-        s->x = malloc(sizeof(float) * CHUNK * c->hidden);
-        s->xn = malloc(sizeof(float) * CHUNK * c->hidden);
-        s->q = malloc(sizeof(float) * CHUNK * qd);
-        s->att = malloc(sizeof(float) * CHUNK * qd);
-        s->g = malloc(sizeof(float) * CHUNK * c->intermediate);
-        s->u = malloc(sizeof(float) * CHUNK * c->intermediate);
-        s->cosb = malloc(sizeof(float) * CHUNK * c->head_dim / 2);
-        s->sinb = malloc(sizeof(float) * CHUNK * c->head_dim / 2);
-        s->last = malloc(sizeof(float) * c->vocab);
-        if (!s->x || !s->xn || !s->q || !s->att || !s->g || !s->u || !s->cosb || !s->sinb || !s->last)
-                goto oom;
-        *ret_s = s;
-        return 0;
+	if (!m || !ret_s || max_ctx < 0)
+		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
+	c = &m->cfg;
+	if (max_ctx == 0)
+		max_ctx = c->max_pos < DEFAULT_CTX_CAP ? c->max_pos : DEFAULT_CTX_CAP;
+	if (max_ctx > c->max_pos)
+		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "context %d exceeds max_position_embeddings %d", max_ctx,
+		               c->max_pos);
+	kvd = (size_t)c->n_kv_heads * c->head_dim;
+	qd = (size_t)c->n_heads * c->head_dim;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+	s->m = m;
+	s->max_ctx = max_ctx;
+	if (m->dev) {
+		/* KV cache and activations live on the device; only the
+		 * logits row for rt_generate stays here */
+		int r;
+		s->last = malloc(sizeof(float) * c->vocab);
+		if (!s->last)
+			goto oom;
+		r = m->dev->session_new(m->dm, max_ctx, &s->ds, err);
+		if (r < 0) {
+			rt_session_free(s);
+			return r;
+		}
+		*ret_s = s;
+		return 0;
+	}
+	s->kc = calloc(c->n_layers, sizeof(float *));
+	s->vc = calloc(c->n_layers, sizeof(float *));
+	if (!s->kc || !s->vc)
+		goto oom;
+	for (int i = 0; i < c->n_layers; i++) {
+		s->kc[i] = malloc(sizeof(float) * kvd * max_ctx);
+		s->vc[i] = malloc(sizeof(float) * kvd * max_ctx);
+		if (!s->kc[i] || !s->vc[i])
+			goto oom;
+	}
+	s->x = malloc(sizeof(float) * CHUNK * c->hidden);
+	s->xn = malloc(sizeof(float) * CHUNK * c->hidden);
+	s->q = malloc(sizeof(float) * CHUNK * qd);
+	s->att = malloc(sizeof(float) * CHUNK * qd);
+	s->g = malloc(sizeof(float) * CHUNK * c->intermediate);
+	s->u = malloc(sizeof(float) * CHUNK * c->intermediate);
+	s->cosb = malloc(sizeof(float) * CHUNK * c->head_dim / 2);
+	s->sinb = malloc(sizeof(float) * CHUNK * c->head_dim / 2);
+	s->last = malloc(sizeof(float) * c->vocab);
+	if (!s->x || !s->xn || !s->q || !s->att || !s->g || !s->u || !s->cosb || !s->sinb || !s->last)
+		goto oom;
+	*ret_s = s;
+	return 0;
 oom:
-        rt_session_free(s);
-        return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory for a %d-token context", max_ctx);
+	rt_session_free(s);
+	return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory for a %d-token context", max_ctx);
 }
 
-void rt_session_reset(struct rt_session *s) {
-        s->pos = 0;
+void rt_session_reset(struct rt_session *s)
+{
+	s->pos = 0;
 }
 
-int rt_session_pos(const struct rt_session *s) {
-        return s->pos;
+int rt_session_pos(const struct rt_session *s)
+{
+	return s->pos;
 }
 
 /* y[T][dim] = rmsnorm(x[T][dim]) * w[dim], computed per row in double like
  * HF's float32 upcast (the extra precision only helps). */
-static void rmsnorm(float *y, const float *x, const float *w, int T, int dim, double eps) {
-        for (int t = 0; t < T; t++) {
-                const float *xr = x + (size_t)t * dim;
-                float *yr = y + (size_t)t * dim;
-                double ss = 0;
-                float inv;
-                for (int i = 0; i < dim; i++)
-                        ss += (double)xr[i] * xr[i];
-                inv = (float)(1.0 / sqrt(ss / dim + eps));
-                for (int i = 0; i < dim; i++)
-                        yr[i] = w[i] * (xr[i] * inv);
-        }
+static void rmsnorm(float *y, const float *x, const float *w, int T, int dim, double eps)
+{
+	for (int t = 0; t < T; t++) {
+		const float *xr = x + (size_t)t * dim;
+		float *yr = y + (size_t)t * dim;
+		double ss = 0;
+		float inv;
+		for (int i = 0; i < dim; i++)
+			ss += (double)xr[i] * xr[i];
+		inv = (float)(1.0 / sqrt(ss / dim + eps));
+		for (int i = 0; i < dim; i++)
+			yr[i] = w[i] * (xr[i] * inv);
+	}
 }
 
 /* rotate-half RoPE on x[T][nh][hd] in place: pairs (i, i + hd/2) */
-static void rope(float *x, int T, int nh, int hd, size_t stride, const float *cosb, const float *sinb) {
-        int half = hd / 2;
-        for (int t = 0; t < T; t++)
-                for (int h = 0; h < nh; h++) {
-                        float *v = x + (size_t)t * stride + (size_t)h * hd;
-                        const float *cs = cosb + (size_t)t * half, *sn = sinb + (size_t)t * half;
-                        for (int i = 0; i < half; i++) {
-                                float a = v[i], b = v[i + half];
-                                v[i] = a * cs[i] - b * sn[i];
-                                v[i + half] = b * cs[i] + a * sn[i];
-                        }
-                }
+static void rope(float *x, int T, int nh, int hd, size_t stride, const float *cosb, const float *sinb)
+{
+	int half = hd / 2;
+	for (int t = 0; t < T; t++)
+		for (int h = 0; h < nh; h++) {
+			float *v = x + (size_t)t * stride + (size_t)h * hd;
+			const float *cs = cosb + (size_t)t * half, *sn = sinb + (size_t)t * half;
+			for (int i = 0; i < half; i++) {
+				float a = v[i], b = v[i + half];
+				v[i] = a * cs[i] - b * sn[i];
+				v[i + half] = b * cs[i] + a * sn[i];
+			}
+		}
 }
 
-static void embed_row(const struct rt_weight *e, int32_t id, float *out) {
-        const char *row = (const char *)e->data + (size_t)id * e->cols * rt_dtype_size(e->dtype);
-        for (int i = 0; i < e->cols; i++)
-                out[i] = rt_load_elem(row, e->dtype, i);
+static void embed_row(const struct rt_weight *e, int32_t id, float *out)
+{
+	const char *row = (const char *)e->data + (size_t)id * e->cols * rt_dtype_size(e->dtype);
+	for (int i = 0; i < e->cols; i++)
+		out[i] = rt_load_elem(row, e->dtype, i);
 }
 
 /* One chunk of T <= CHUNK tokens.  logits: NULL, [T][vocab] (all) or [vocab]. */
-static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, float *logits, bool all) {
-        struct rt_model *m = s->m;
-        const struct rt_config *c = &m->cfg;
-        struct rt_backend *be = m->be;
-        int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, half = hd / 2;
-        size_t qd = (size_t)nh * hd, kvd = (size_t)nkv * hd;
-        int pos0 = s->pos;
+static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, float *logits, bool all)
+{
+	struct rt_model *m = s->m;
+	const struct rt_config *c = &m->cfg;
+	struct rt_backend *be = m->be;
+	int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, half = hd / 2;
+	size_t qd = (size_t)nh * hd, kvd = (size_t)nkv * hd;
+	int pos0 = s->pos;
 
-        for (int t = 0; t < T; t++)
-                embed_row(&m->embed, ids[t], s->x + (size_t)t * H);
-        for (int t = 0; t < T; t++)
-                for (int i = 0; i < half; i++) {
-                        /* HF computes the angle in float32 */
-                        float ang = (float)(pos0 + t) * m->inv_freq[i];
-                        s->cosb[(size_t)t * half + i] = cosf(ang);
-                        s->sinb[(size_t)t * half + i] = sinf(ang);
-                }
-        for (int l = 0; l < c->n_layers; l++) {
-                const struct rt_layer *L = &m->layers[l];
-                float *kdst = s->kc[l] + (size_t)pos0 * kvd;   /* [T][nkv*hd] inside the cache */
-                float *vdst = s->vc[l] + (size_t)pos0 * kvd;
+	for (int t = 0; t < T; t++)
+		embed_row(&m->embed, ids[t], s->x + (size_t)t * H);
+	for (int t = 0; t < T; t++)
+		for (int i = 0; i < half; i++) {
+			/* HF computes the angle in float32 */
+			float ang = (float)(pos0 + t) * m->inv_freq[i];
+			s->cosb[(size_t)t * half + i] = cosf(ang);
+			s->sinb[(size_t)t * half + i] = sinf(ang);
+		}
+	for (int l = 0; l < c->n_layers; l++) {
+		const struct rt_layer *L = &m->layers[l];
+		float *kdst = s->kc[l] + (size_t)pos0 * kvd; /* [T][nkv*hd] inside the cache */
+		float *vdst = s->vc[l] + (size_t)pos0 * kvd;
 
-                rmsnorm(s->xn, s->x, L->attn_norm, T, H, c->rms_eps);
-                be->ops->matmul(be, s->q, s->xn, &L->wq, L->bq, T, false);
-                be->ops->matmul(be, kdst, s->xn, &L->wk, L->bk, T, false);
-                be->ops->matmul(be, vdst, s->xn, &L->wv, L->bv, T, false);
-                if (c->qk_norm) {
-                        rmsnorm(s->q, s->q, L->q_norm, T * nh, hd, c->rms_eps);
-                        rmsnorm(kdst, kdst, L->k_norm, T * nkv, hd, c->rms_eps);
-                }
-                rope(s->q, T, nh, hd, qd, s->cosb, s->sinb);
-                rope(kdst, T, nkv, hd, kvd, s->cosb, s->sinb);
-                be->ops->attention(be, s->att, s->q, s->kc[l], s->vc[l], T, pos0, nh, nkv, hd, c->sliding_window);
-                be->ops->matmul(be, s->x, s->att, &L->wo, L->bo, T, true);
+		rmsnorm(s->xn, s->x, L->attn_norm, T, H, c->rms_eps);
+		be->ops->matmul(be, s->q, s->xn, &L->wq, L->bq, T, false);
+		be->ops->matmul(be, kdst, s->xn, &L->wk, L->bk, T, false);
+		be->ops->matmul(be, vdst, s->xn, &L->wv, L->bv, T, false);
+		if (c->qk_norm) {
+			rmsnorm(s->q, s->q, L->q_norm, T * nh, hd, c->rms_eps);
+			rmsnorm(kdst, kdst, L->k_norm, T * nkv, hd, c->rms_eps);
+		}
+		rope(s->q, T, nh, hd, qd, s->cosb, s->sinb);
+		rope(kdst, T, nkv, hd, kvd, s->cosb, s->sinb);
+		be->ops->attention(be, s->att, s->q, s->kc[l], s->vc[l], T, pos0, nh, nkv, hd, c->sliding_window);
+		be->ops->matmul(be, s->x, s->att, &L->wo, L->bo, T, true);
 
-                rmsnorm(s->xn, s->x, L->ffn_norm, T, H, c->rms_eps);
-                be->ops->matmul(be, s->g, s->xn, &L->wg, NULL, T, false);
-                be->ops->matmul(be, s->u, s->xn, &L->wu, NULL, T, false);
-                for (size_t i = 0; i < (size_t)T * c->intermediate; i++) {
-                        float gv = s->g[i];
-                        s->g[i] = gv / (1.0f + expf(-gv)) * s->u[i];
-                }
-                be->ops->matmul(be, s->x, s->g, &L->wd, NULL, T, true);
-        }
-        s->pos += T;
-        if (!logits)
-                return;
-        if (all) {
-                rmsnorm(s->xn, s->x, m->final_norm, T, H, c->rms_eps);
-                be->ops->matmul(be, logits, s->xn, &m->lm_head, NULL, T, false);
-        } else {
-                rmsnorm(s->xn, s->x + (size_t)(T - 1) * H, m->final_norm, 1, H, c->rms_eps);
-                be->ops->matmul(be, logits, s->xn, &m->lm_head, NULL, 1, false);
-        }
+		rmsnorm(s->xn, s->x, L->ffn_norm, T, H, c->rms_eps);
+		be->ops->matmul(be, s->g, s->xn, &L->wg, NULL, T, false);
+		be->ops->matmul(be, s->u, s->xn, &L->wu, NULL, T, false);
+		for (size_t i = 0; i < (size_t)T * c->intermediate; i++) {
+			float gv = s->g[i];
+			s->g[i] = gv / (1.0f + expf(-gv)) * s->u[i];
+		}
+		be->ops->matmul(be, s->x, s->g, &L->wd, NULL, T, true);
+	}
+	s->pos += T;
+	if (!logits)
+		return;
+	if (all) {
+		rmsnorm(s->xn, s->x, m->final_norm, T, H, c->rms_eps);
+		be->ops->matmul(be, logits, s->xn, &m->lm_head, NULL, T, false);
+	} else {
+		rmsnorm(s->xn, s->x + (size_t)(T - 1) * H, m->final_norm, 1, H, c->rms_eps);
+		be->ops->matmul(be, logits, s->xn, &m->lm_head, NULL, 1, false);
+	}
 }
 
 int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool all_logits, float *logits,
-                       struct rt_error *err) {
-        int V;
+                       struct rt_error *err)
+{
+	int V;
 
-        if (!s || (!ids && n))
-                return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
-        if (n == 0)
-                return 0;
-        V = s->m->cfg.vocab;
-        if (n > (size_t)(s->max_ctx - s->pos))
-                return rt_fail(err, RT_ERR_USAGE, -ENOSPC, "%zu tokens do not fit the context (%d of %d used)", n,
-                               s->pos, s->max_ctx);
-        for (size_t i = 0; i < n; i++)
-                if (ids[i] < 0 || ids[i] >= V)
-                        return rt_fail(err, RT_ERR_USAGE, -EINVAL, "token id %d out of range [0, %d)", ids[i], V);
-        pthread_mutex_lock(&s->m->run);
-        for (size_t done = 0; done < n;) {
-                int T = n - done < CHUNK ? (int)(n - done) : CHUNK;
-                bool last = done + T == n;
-                float *lg = NULL;
-                if (logits && all_logits)
-                        lg = logits + done * (size_t)V;
-                else if (logits && last)
-                        lg = logits;
-                if (s->ds) {
-                        int r = s->m->dev->forward(s->ds, ids + done, T, s->pos, lg, all_logits, err);
-                        if (r < 0) {
-                                /* the cache past s->pos is garbage, which the next forward overwrites */
-                                pthread_mutex_unlock(&s->m->run);
-                                return r;
-                        }
-                        s->pos += T;
-                } else {
-                        forward_chunk(s, ids + done, T, lg, all_logits);
-                }
-                done += T;
-        }
-        pthread_mutex_unlock(&s->m->run);
-        return 0;
+	if (!s || (!ids && n))
+		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
+	if (n == 0)
+		return 0;
+	V = s->m->cfg.vocab;
+	if (n > (size_t)(s->max_ctx - s->pos))
+		return rt_fail(err, RT_ERR_USAGE, -ENOSPC, "%zu tokens do not fit the context (%d of %d used)", n,
+		               s->pos, s->max_ctx);
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] < 0 || ids[i] >= V)
+			return rt_fail(err, RT_ERR_USAGE, -EINVAL, "token id %d out of range [0, %d)", ids[i], V);
+	pthread_mutex_lock(&s->m->run);
+	for (size_t done = 0; done < n;) {
+		int T = n - done < CHUNK ? (int)(n - done) : CHUNK;
+		bool last = done + T == n;
+		float *lg = NULL;
+		if (logits && all_logits)
+			lg = logits + done * (size_t)V;
+		else if (logits && last)
+			lg = logits;
+		if (s->ds) {
+			int r = s->m->dev->forward(s->ds, ids + done, T, s->pos, lg, all_logits, err);
+			if (r < 0) {
+				/* the cache past s->pos is garbage, which the next forward overwrites */
+				pthread_mutex_unlock(&s->m->run);
+				return r;
+			}
+			s->pos += T;
+		} else {
+			forward_chunk(s, ids + done, T, lg, all_logits);
+		}
+		done += T;
+	}
+	pthread_mutex_unlock(&s->m->run);
+	return 0;
 }
 
-int32_t rt_logits_topk(const float *logits, int vocab, int k, struct rt_topk *out) {
-        double mx = -INFINITY, sum = 0, lse;
-        int32_t best = 0;
-        int n = 0;
+int32_t rt_logits_topk(const float *logits, int vocab, int k, struct rt_topk *out)
+{
+	double mx = -INFINITY, sum = 0, lse;
+	int32_t best = 0;
+	int n = 0;
 
-        for (int i = 0; i < vocab; i++)
-                if (logits[i] > mx) {
-                        mx = logits[i];
-                        best = i;
-                }
-        for (int i = 0; i < vocab; i++)
-                sum += exp((double)logits[i] - mx);
-        lse = mx + log(sum);
-        if (k > vocab)
-                k = vocab;
-        /* insertion into a best-first list; strict > keeps the lower id on ties */
-        for (int i = 0; i < vocab && k > 0; i++) {
-                float v = logits[i];
-                int j;
-                if (n == k && !(v > logits[out[n - 1].id]))
-                        continue;
-                j = n < k ? n++ : n - 1;
-                while (j > 0 && v > logits[out[j - 1].id]) {
-                        out[j] = out[j - 1];
-                        j--;
-                }
-                out[j].id = i;
-        }
-        for (int i = 0; i < n; i++)
-                out[i].logprob = (float)((double)logits[out[i].id] - lse);
-        return best;
+	for (int i = 0; i < vocab; i++)
+		if (logits[i] > mx) {
+			mx = logits[i];
+			best = i;
+		}
+	for (int i = 0; i < vocab; i++)
+		sum += exp((double)logits[i] - mx);
+	lse = mx + log(sum);
+	if (k > vocab)
+		k = vocab;
+	/* insertion into a best-first list; strict > keeps the lower id on ties */
+	for (int i = 0; i < vocab && k > 0; i++) {
+		float v = logits[i];
+		int j;
+		if (n == k && !(v > logits[out[n - 1].id]))
+			continue;
+		j = n < k ? n++ : n - 1;
+		while (j > 0 && v > logits[out[j - 1].id]) {
+			out[j] = out[j - 1];
+			j--;
+		}
+		out[j].id = i;
+	}
+	for (int i = 0; i < n; i++)
+		out[i].logprob = (float)((double)logits[out[i].id] - lse);
+	return best;
 }
 
-void rt_gen_result_free(struct rt_gen_result *r) {
-        if (!r)
-                return;
-        free(r->ids);
-        free(r->topk);
-        free(r);
+void rt_gen_result_free(struct rt_gen_result *r)
+{
+	if (!r)
+		return;
+	free(r->ids);
+	free(r->topk);
+	free(r);
 }
 
-static double now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 int rt_generate(struct rt_session *s, const int32_t *prompt, size_t n_prompt, const struct rt_gen_opts *opts,
-                struct rt_gen_result **ret_res, struct rt_error *err) {
-        struct rt_gen_result *res;
-        struct rt_topk one;
-        const struct rt_model_info *in;
-        double t0;
-        int r, K;
+                struct rt_gen_result **ret_res, struct rt_error *err)
+{
+	struct rt_gen_result *res;
+	struct rt_topk one;
+	const struct rt_model_info *in;
+	double t0;
+	int r, K;
 
-        if (!s || !opts || !ret_res || n_prompt == 0 || opts->max_new < 0 || opts->top_k < 0 ||
-            opts->top_k > MAX_TOPK)
-                return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid generation arguments");
-        in = &s->m->info;
-        if (n_prompt + (size_t)opts->max_new > (size_t)s->max_ctx + 1 && opts->max_new > 0)
-                return rt_fail(err, RT_ERR_USAGE, -ENOSPC, "prompt (%zu) + new tokens (%d) exceed the context %d",
-                               n_prompt, opts->max_new, s->max_ctx);
-        K = opts->top_k;
-        res = calloc(1, sizeof(*res));
-        if (!res)
-                return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
-        res->top_k = K;
-        res->ids = calloc((size_t)opts->max_new + 1, sizeof(int32_t));
-        res->topk = calloc(((size_t)opts->max_new + 1) * (K ? K : 1), sizeof(struct rt_topk));
-        if (!res->ids || !res->topk) {
-                r = rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
-                goto out;
-        }
-        rt_session_reset(s);
-        t0 = now_ms();
-        r = rt_session_forward(s, prompt, n_prompt, false, s->last, err);
-        if (r < 0)
-                goto out;
-        res->prefill_ms = now_ms() - t0;
-        t0 = now_ms();
-        while (res->n_out < (size_t)opts->max_new) {
-                int32_t id;
-                bool eos = false;
-                id = rt_logits_topk(s->last, in->vocab, K, K ? res->topk + res->n_out * K : &one);
-                res->ids[res->n_out++] = id;
-                for (int i = 0; i < in->n_eos; i++)
-                        eos |= in->eos_ids[i] == id;
-                if (eos && opts->stop_at_eos) {
-                        res->hit_eos = true;
-                        break;
-                }
-                if (res->n_out == (size_t)opts->max_new)
-                        break;
-                r = rt_session_forward(s, &id, 1, false, s->last, err);
-                if (r < 0)
-                        goto out;
-        }
-        res->decode_ms = now_ms() - t0;
-        *ret_res = res;
-        res = NULL;
-        r = 0;
+	if (!s || !opts || !ret_res || n_prompt == 0 || opts->max_new < 0 || opts->top_k < 0 || opts->top_k > MAX_TOPK)
+		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid generation arguments");
+	in = &s->m->info;
+	if (n_prompt + (size_t)opts->max_new > (size_t)s->max_ctx + 1 && opts->max_new > 0)
+		return rt_fail(err, RT_ERR_USAGE, -ENOSPC, "prompt (%zu) + new tokens (%d) exceed the context %d",
+		               n_prompt, opts->max_new, s->max_ctx);
+	K = opts->top_k;
+	res = calloc(1, sizeof(*res));
+	if (!res)
+		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+	res->top_k = K;
+	res->ids = calloc((size_t)opts->max_new + 1, sizeof(int32_t));
+	res->topk = calloc(((size_t)opts->max_new + 1) * (K ? K : 1), sizeof(struct rt_topk));
+	if (!res->ids || !res->topk) {
+		r = rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+		goto out;
+	}
+	rt_session_reset(s);
+	t0 = now_ms();
+	r = rt_session_forward(s, prompt, n_prompt, false, s->last, err);
+	if (r < 0)
+		goto out;
+	res->prefill_ms = now_ms() - t0;
+	t0 = now_ms();
+	while (res->n_out < (size_t)opts->max_new) {
+		int32_t id;
+		bool eos = false;
+		id = rt_logits_topk(s->last, in->vocab, K, K ? res->topk + res->n_out * K : &one);
+		res->ids[res->n_out++] = id;
+		for (int i = 0; i < in->n_eos; i++)
+			eos |= in->eos_ids[i] == id;
+		if (eos && opts->stop_at_eos) {
+			res->hit_eos = true;
+			break;
+		}
+		if (res->n_out == (size_t)opts->max_new)
+			break;
+		r = rt_session_forward(s, &id, 1, false, s->last, err);
+		if (r < 0)
+			goto out;
+	}
+	res->decode_ms = now_ms() - t0;
+	*ret_res = res;
+	res = NULL;
+	r = 0;
 out:
-        rt_gen_result_free(res);
-        return r;
+	rt_gen_result_free(res);
+	return r;
 }

@@ -9,13 +9,13 @@
 #define ST_MAX_DIMS 8
 
 struct st_tensor {
-        char *name;
-        int dtype;                      /* enum rt_dtype */
-        int ndim;
-        int64_t shape[ST_MAX_DIMS];
-        const void *data;               /* inside the mapping, may be unaligned */
-        uint64_t nbytes;
-        int file;                       /* index into st_set.maps */
+	char *name;
+	int dtype; /* enum rt_dtype */
+	int ndim;
+	int64_t shape[ST_MAX_DIMS];
+	const void *data; /* inside the mapping, may be unaligned */
+	uint64_t nbytes;
+	int file; /* index into st_set.maps */
 };
 
 struct st_set;

@@ -25,23 +25,23 @@ extern "C" {
 
 /* Error classes; they double as agrun's exit codes. */
 enum rt_err_class {
-        RT_ERR_OK = 0,
-        RT_ERR_INTERNAL = 1, /* out of memory, bug, thread creation failure */
-        RT_ERR_USAGE = 2,    /* caller passed bad arguments */
-        RT_ERR_MODEL = 3,    /* invalid, unsupported or hostile model files */
-        RT_ERR_IO = 4,       /* file missing, unreadable, mmap failure */
-        RT_ERR_DEVICE = 5,   /* CUDA: no usable device, not built in, device error, out of device memory */
+	RT_ERR_OK = 0,
+	RT_ERR_INTERNAL = 1, /* out of memory, bug, thread creation failure */
+	RT_ERR_USAGE = 2,    /* caller passed bad arguments */
+	RT_ERR_MODEL = 3,    /* invalid, unsupported or hostile model files */
+	RT_ERR_IO = 4,       /* file missing, unreadable, mmap failure */
+	RT_ERR_DEVICE = 5,   /* CUDA: no usable device, not built in, device error, out of device memory */
 };
 
 /* rt_load_opts.backend */
 enum rt_backend_kind {
-        RT_BACKEND_CPU = 0,
-        RT_BACKEND_CUDA = 1,    /* whole forward pass on CUDA device 0 (docs/RUNTIME.md) */
+	RT_BACKEND_CPU = 0,
+	RT_BACKEND_CUDA = 1, /* whole forward pass on CUDA device 0 (docs/RUNTIME.md) */
 };
 
 struct rt_error {
-        int code;      /* enum rt_err_class */
-        char msg[1024];
+	int code; /* enum rt_err_class */
+	char msg[1024];
 };
 
 struct rt_model;
@@ -50,32 +50,32 @@ struct rt_session;
 
 /* Architecture facts read from config.json; sizes after validation. */
 struct rt_model_info {
-        char arch[64];          /* e.g. "LlamaForCausalLM" */
-        int n_layers;
-        int hidden;
-        int intermediate;
-        int n_heads;
-        int n_kv_heads;
-        int head_dim;
-        int vocab;
-        int max_positions;
-        bool tied_embeddings;
-        int n_eos;
-        int32_t eos_ids[8];     /* from config.json and generation_config.json */
-        int32_t bos_id;         /* -1 when absent */
-        uint64_t weight_bytes;  /* bytes of tensor data mapped */
-        uint64_t n_params;
-        char backend[32];       /* e.g. "cpu/avx2", "cpu/generic", "cuda/NVIDIA H200" */
-        int n_threads;
-        /* CUDA only (0 on the CPU): weight upload from the files to the device */
-        double load_ms;
-        double load_gbs;        /* uploaded bytes / load_ms, GB/s (1e9) */
-        uint64_t device_bytes;  /* device memory held by the model (weights) */
+	char arch[64]; /* e.g. "LlamaForCausalLM" */
+	int n_layers;
+	int hidden;
+	int intermediate;
+	int n_heads;
+	int n_kv_heads;
+	int head_dim;
+	int vocab;
+	int max_positions;
+	bool tied_embeddings;
+	int n_eos;
+	int32_t eos_ids[8];    /* from config.json and generation_config.json */
+	int32_t bos_id;        /* -1 when absent */
+	uint64_t weight_bytes; /* bytes of tensor data mapped */
+	uint64_t n_params;
+	char backend[32]; /* e.g. "cpu/avx2", "cpu/generic", "cuda/NVIDIA H200" */
+	int n_threads;
+	/* CUDA only (0 on the CPU): weight upload from the files to the device */
+	double load_ms;
+	double load_gbs;       /* uploaded bytes / load_ms, GB/s (1e9) */
+	uint64_t device_bytes; /* device memory held by the model (weights) */
 };
 
 struct rt_load_opts {
-        int n_threads;          /* 0: all online CPUs */
-        int backend;            /* enum rt_backend_kind */
+	int n_threads; /* 0: all online CPUs */
+	int backend;   /* enum rt_backend_kind */
 };
 
 /* Number of usable CUDA devices; 0 when there is none, -EOPNOTSUPP when the
@@ -86,32 +86,27 @@ int rt_cuda_device_count(char *why, size_t len);
 /* Load config.json, generation_config.json (optional) and the safetensors
  * weights (single file or sharded index) of a model directory.  Weights are
  * memory-mapped and used in their stored dtype (F32, F16, BF16). */
-int rt_model_load(const char *dir, const struct rt_load_opts *opts,
-                  struct rt_model **ret_model, struct rt_error *err);
+int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_model **ret_model, struct rt_error *err);
 void rt_model_free(struct rt_model *m);
 const struct rt_model_info *rt_model_get_info(const struct rt_model *m);
 
 /* Tokenizer from the path of a tokenizer.json (Hugging Face tokenizers
  * format), usually MODEL_DIR/tokenizer.json. */
-int rt_tokenizer_load(const char *path, struct rt_tokenizer **ret_tok,
-                      struct rt_error *err);
+int rt_tokenizer_load(const char *path, struct rt_tokenizer **ret_tok, struct rt_error *err);
 void rt_tokenizer_free(struct rt_tokenizer *t);
 /* Encode UTF-8 text.  add_special applies the post-processor template
  * (e.g. BOS), like HF's add_special_tokens=True.  *ret_ids is malloc'ed. */
-int rt_tokenize(const struct rt_tokenizer *t, const char *text, size_t len,
-                bool add_special, int32_t **ret_ids, size_t *ret_n,
-                struct rt_error *err);
+int rt_tokenize(const struct rt_tokenizer *t, const char *text, size_t len, bool add_special, int32_t **ret_ids,
+                size_t *ret_n, struct rt_error *err);
 /* Decode ids to UTF-8 text (NUL-terminated, malloc'ed).  skip_special drops
  * special added tokens like HF's skip_special_tokens. */
-int rt_detokenize(const struct rt_tokenizer *t, const int32_t *ids, size_t n,
-                  bool skip_special, char **ret_text, size_t *ret_len,
-                  struct rt_error *err);
+int rt_detokenize(const struct rt_tokenizer *t, const int32_t *ids, size_t n, bool skip_special, char **ret_text,
+                  size_t *ret_len, struct rt_error *err);
 int rt_tokenizer_vocab_size(const struct rt_tokenizer *t);
 
 /* A session owns a KV cache of max_ctx positions (0: model maximum, capped
  * at 4096) and scratch buffers. */
-int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s,
-                   struct rt_error *err);
+int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, struct rt_error *err);
 void rt_session_free(struct rt_session *s);
 void rt_session_reset(struct rt_session *s);
 int rt_session_pos(const struct rt_session *s);
@@ -120,40 +115,38 @@ int rt_session_pos(const struct rt_session *s);
  * logits: when all_logits, n x vocab floats (teacher forcing: row i predicts
  * the token after ids[i]); otherwise vocab floats for the last position.
  * logits may be NULL when only the cache is wanted. */
-int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n,
-                       bool all_logits, float *logits, struct rt_error *err);
+int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool all_logits, float *logits,
+                       struct rt_error *err);
 
 struct rt_gen_opts {
-        int max_new;            /* tokens to generate at most */
-        int top_k;              /* per-step top-k recorded, 0..64 */
-        bool stop_at_eos;       /* stop after emitting an EOS id */
+	int max_new;      /* tokens to generate at most */
+	int top_k;        /* per-step top-k recorded, 0..64 */
+	bool stop_at_eos; /* stop after emitting an EOS id */
 };
 
 struct rt_topk {
-        int32_t id;
-        float logprob;
+	int32_t id;
+	float logprob;
 };
 
 struct rt_gen_result {
-        int32_t *ids;           /* n_out generated ids */
-        size_t n_out;
-        struct rt_topk *topk;   /* n_out x top_k entries, best first */
-        int top_k;
-        double prefill_ms;
-        double decode_ms;       /* total time of the decode steps */
-        bool hit_eos;
+	int32_t *ids; /* n_out generated ids */
+	size_t n_out;
+	struct rt_topk *topk; /* n_out x top_k entries, best first */
+	int top_k;
+	double prefill_ms;
+	double decode_ms; /* total time of the decode steps */
+	bool hit_eos;
 };
 
 /* Greedy generation: reset, prefill the prompt as one batch, then decode. */
-int rt_generate(struct rt_session *s, const int32_t *prompt, size_t n_prompt,
-                const struct rt_gen_opts *opts, struct rt_gen_result **ret_res,
-                struct rt_error *err);
+int rt_generate(struct rt_session *s, const int32_t *prompt, size_t n_prompt, const struct rt_gen_opts *opts,
+                struct rt_gen_result **ret_res, struct rt_error *err);
 void rt_gen_result_free(struct rt_gen_result *r);
 
 /* Compute log-softmax of one logits row and the top-k (id, logprob) pairs,
  * best first; returns the argmax id. */
-int32_t rt_logits_topk(const float *logits, int vocab, int k,
-                       struct rt_topk *out);
+int32_t rt_logits_topk(const float *logits, int vocab, int k, struct rt_topk *out);
 
 #ifdef __cplusplus
 }
