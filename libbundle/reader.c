@@ -686,7 +686,9 @@ static int list_files(const char *dir, const char *prefix, char ***names, size_t
 	return r;
 }
 
-int bn_sha256sums_write(const char *dir, struct bn_error *err)
+/* With m (the writer's manifest, whose volume hashes were computed from the
+ * bytes as they were written), volumes are not read back a second time. */
+static int sums_write(const char *dir, const struct bn_manifest *m, struct bn_error *err)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0;
@@ -705,17 +707,25 @@ int bn_sha256sums_write(const char *dir, struct bn_error *err)
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		char *p = bn_path_join(dir, names[i]);
 		uint8_t h[BN_SHA256_LEN];
 		char hex[BN_SHA256_HEX];
-		if (!p) {
-			r = bn_fail(err, -ENOMEM, "out of memory");
-			goto out;
+		const struct bn_volume *known = NULL;
+		for (size_t v = 0; m && v < m->n_volumes && !known; v++)
+			if (!strcmp(names[i], m->volumes[v].name))
+				known = &m->volumes[v];
+		if (known) {
+			memcpy(h, known->sha256, BN_SHA256_LEN);
+		} else {
+			char *p = bn_path_join(dir, names[i]);
+			if (!p) {
+				r = bn_fail(err, -ENOMEM, "out of memory");
+				goto out;
+			}
+			r = bn_sha256_file(p, h, NULL, err);
+			free(p);
+			if (r < 0)
+				goto out;
 		}
-		r = bn_sha256_file(p, h, NULL, err);
-		free(p);
-		if (r < 0)
-			goto out;
 		bn_hex(h, BN_SHA256_LEN, hex);
 		fprintf(f, "%s  %s\n", hex, names[i]);
 	}
@@ -740,6 +750,11 @@ out:
 		free(names[i]);
 	free(names);
 	return r;
+}
+
+int bn_sha256sums_write(const char *dir, struct bn_error *err)
+{
+	return sums_write(dir, NULL, err);
 }
 
 static int write_signature(const char *dir, const char *manifest, size_t len, const char *name, const char *channel,
@@ -786,7 +801,7 @@ int bn_bundle_write_signed(const char *dir, const char *manifest, size_t len, co
 	if (r == 0)
 		r = write_signature(dir, manifest, len, m->name, m->channel, m->version, sk, err);
 	if (r == 0)
-		r = bn_sha256sums_write(dir, err);
+		r = sums_write(dir, m, err);
 	return r;
 }
 

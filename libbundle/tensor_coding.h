@@ -27,8 +27,8 @@ int bn_safetensors_segments(int fd, uint64_t size, struct bn_segment **ret, size
 
 /* Encodes n bytes of src as byte groups of k (2 or 4) into dst (capacity
  * dstcap >= n + 5 * k).  scratch holds n bytes.  cctx is reset and set up for
- * each stream at `level`.  Returns the stored length or a negative errno. */
-int64_t bn_bg_encode(ZSTD_CCtx *cctx, int level, unsigned k, const uint8_t *src, size_t n, uint8_t *scratch,
+ * each stream.  Returns the stored length or a negative errno. */
+int64_t bn_bg_encode(ZSTD_CCtx *cctx, unsigned k, const uint8_t *src, size_t n, uint8_t *scratch,
                      uint8_t *dst, size_t dstcap);
 /* Checks the stored layout without decoding anything: descriptor methods,
  * lengths adding up to csize, zstd frame headers declaring the stream size. */

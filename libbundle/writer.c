@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,8 +59,19 @@ struct bn_writer {
 	struct bn_pool *pool;
 	struct wslot *slots;
 	unsigned n_slots;
-	unsigned next, oldest, inflight; /* ring: next slot to fill, oldest submitted, submitted count */
+	unsigned next, oldest; /* ring: next slot to fill, oldest not yet written */
 	bool filling;          /* slots[next] holds data not yet submitted */
+	/* The volume writer thread: writes coded chunks in submission order and
+	 * feeds the volume hash, so the reading thread only reads and hashes
+	 * files.  submitted/written count chunks; mu guards them, the error, and
+	 * (by handing over under mu) the manifest's chunk and volume arrays. */
+	pthread_t sink;
+	bool sink_started, sink_stop;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t submitted, written;
+	int sink_r;
+	struct bn_error sink_err;
 	int vfd;               /* open volume or -1 */
 	struct bn_sha256 *vsha, *fsha;
 	bool finished;
@@ -106,6 +118,8 @@ static bool utf8_valid(const char *s)
 	return true;
 }
 
+static void *sink_main(void *arg);
+
 /* Worker: hash and code one chunk.  Touches only its slot. */
 static void code_chunk(struct bn_job *job, void *ctx)
 {
@@ -116,7 +130,7 @@ static void code_chunk(struct bn_job *job, void *ctx)
 	if (sl->group > 1 && !sl->scratch)
 		sl->scratch = malloc(w->o.chunk_size);
 	if (sl->group > 1 && sl->scratch) {
-		int64_t n = bn_bg_encode(sl->cctx, w->o.level, sl->group, sl->ubuf, sl->ulen, sl->scratch, sl->cbuf,
+		int64_t n = bn_bg_encode(sl->cctx, sl->group, sl->ubuf, sl->ulen, sl->scratch, sl->cbuf,
 		                         w->cbound);
 		if (n > 0) {
 			sl->clen = (size_t)n;
@@ -147,6 +161,8 @@ int bn_writer_new(const struct bn_writer_opts *o, struct bn_writer **ret, struct
 		return bn_fail(err, -ENOMEM, "out of memory");
 	w->o = *o;
 	w->vfd = -1;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
 	if (!w->o.chunk_size)
 		w->o.chunk_size = BN_DEFAULT_CHUNK_SIZE;
 	if (!w->o.volume_size)
@@ -194,6 +210,12 @@ int bn_writer_new(const struct bn_writer_opts *o, struct bn_writer **ret, struct
 		r = bn_fail(err, r, "cannot start worker threads: %s", strerror(-r));
 		goto fail;
 	}
+	r = -pthread_create(&w->sink, NULL, sink_main, w);
+	if (r < 0) {
+		r = bn_fail(err, r, "cannot start the volume writer thread: %s", strerror(-r));
+		goto fail;
+	}
+	w->sink_started = true;
 	w->m.chunk_size = w->o.chunk_size;
 	w->m.volume_size = w->o.volume_size;
 	*ret = w;
@@ -207,8 +229,18 @@ void bn_writer_free(struct bn_writer *w)
 {
 	if (!w)
 		return;
-	/* Workers first: they may still be coding into the slots. */
+	/* The writer first (it drains what was submitted, which needs the
+	 * workers), then the workers: they may still be coding into the slots. */
+	if (w->sink_started) {
+		pthread_mutex_lock(&w->mu);
+		w->sink_stop = true;
+		pthread_cond_broadcast(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->sink, NULL);
+	}
 	bn_pool_free(w->pool);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
 	if (w->vfd >= 0)
 		close(w->vfd);
 	for (unsigned i = 0; w->slots && i < w->n_slots; i++) {
@@ -439,7 +471,6 @@ static int drain_one(struct bn_writer *w, struct bn_error *err)
 	struct wslot *sl = &w->slots[w->oldest];
 	bn_pool_wait(w->pool, &sl->job);
 	w->oldest = (w->oldest + 1) % w->n_slots;
-	w->inflight--;
 	if (sl->err < 0)
 		return bn_fail(err, sl->err, "zstd: cannot compress a chunk");
 	if (w->m.n_chunks >= BN_MAX_CHUNKS)
@@ -479,17 +510,56 @@ static int drain_one(struct bn_writer *w, struct bn_error *err)
 	return 0;
 }
 
-static int drain_all(struct bn_writer *w, struct bn_error *err)
+static void *sink_main(void *arg)
 {
-	while (w->inflight > 0) {
-		int r = drain_one(w, err);
-		if (r < 0)
-			return r;
+	struct bn_writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (w->written == w->submitted && !w->sink_stop)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (w->written == w->submitted)
+			break;
+		bool skip = w->sink_r < 0;
+		pthread_mutex_unlock(&w->mu);
+		struct bn_error e = {0};
+		int r = 0;
+		if (skip) { /* after a failure: only release the slots */
+			bn_pool_wait(w->pool, &w->slots[w->oldest].job);
+			w->oldest = (w->oldest + 1) % w->n_slots;
+		} else {
+			r = drain_one(w, &e);
+		}
+		pthread_mutex_lock(&w->mu);
+		if (r < 0 && w->sink_r == 0) {
+			w->sink_r = r;
+			w->sink_err = e;
+		}
+		w->written++;
+		pthread_cond_broadcast(&w->cv);
 	}
-	return 0;
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
 }
 
-/* Hands the chunk being filled to the workers. */
+/* Waits until at most `left` chunks are unwritten; returns the writer's first error. */
+static int wait_written(struct bn_writer *w, uint64_t left, struct bn_error *err)
+{
+	pthread_mutex_lock(&w->mu);
+	while (w->submitted - w->written > left && w->sink_r == 0)
+		pthread_cond_wait(&w->cv, &w->mu);
+	int r = w->sink_r;
+	if (r < 0 && err)
+		*err = w->sink_err;
+	pthread_mutex_unlock(&w->mu);
+	return r;
+}
+
+static int drain_all(struct bn_writer *w, struct bn_error *err)
+{
+	return wait_written(w, 0, err);
+}
+
+/* Hands the chunk being filled to the workers (and, in order, to the writer). */
 static void flush_chunk(struct bn_writer *w)
 {
 	if (!w->filling)
@@ -500,21 +570,22 @@ static void flush_chunk(struct bn_writer *w)
 		return;
 	bn_pool_submit(w->pool, &sl->job);
 	w->next = (w->next + 1) % w->n_slots;
-	w->inflight++;
+	pthread_mutex_lock(&w->mu);
+	w->submitted++;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
 }
 
 /* The slot to read into for artifact/group: the one being filled if it
- * matches, else a fresh one (writing out the oldest when the ring is full). */
+ * matches, else a fresh one (waiting for the writer when the ring is full). */
 static int fill_slot(struct bn_writer *w, uint32_t artifact, unsigned group, struct wslot **ret, struct bn_error *err)
 {
 	if (w->filling && (w->slots[w->next].group != group || w->slots[w->next].artifact != artifact))
 		flush_chunk(w);
 	if (!w->filling) {
-		if (w->inflight == w->n_slots) {
-			int r = drain_one(w, err);
-			if (r < 0)
-				return r;
-		}
+		int r = wait_written(w, w->n_slots - 1, err);
+		if (r < 0)
+			return r;
 		struct wslot *sl = &w->slots[w->next];
 		sl->ulen = 0;
 		sl->group = group;
