@@ -17,6 +17,8 @@
 #include "pool.h"
 #include "tensor_coding.h"
 
+/* Bytes written between writeback kicks (sync_file_range). */
+#define WRITEBACK_STEP (8u << 20)
 /* Ring budget: slots in flight never hold more than this (peak RSS bound). */
 #define RING_BUDGET (160u << 20)
 
@@ -73,6 +75,7 @@ struct bn_writer {
 	int sink_r;
 	struct bn_error sink_err;
 	int vfd;               /* open volume or -1 */
+	uint64_t kicked;       /* bytes of the open volume handed to writeback */
 	struct bn_sha256 *vsha, *fsha;
 	bool finished;
 };
@@ -459,6 +462,7 @@ static int open_volume(struct bn_writer *w, struct bn_error *err)
 	if (r < 0)
 		return bn_fail(err, r, "%s/%s: cannot create volume: %s", w->o.dir, v->name, strerror(-r));
 	w->m.n_volumes++;
+	w->kicked = 0;
 	bn_sha256_reset(w->vsha);
 	return 0;
 }
@@ -506,6 +510,13 @@ static int drain_one(struct bn_writer *w, struct bn_error *err)
 	c->volume = (uint32_t)(w->m.n_volumes - 1);
 	c->voffset = v->size;
 	v->size += cl;
+	/* Start writeback of what is written so far (without waiting), so the
+	 * fsync at the volume's end finds little left and disk time overlaps the
+	 * coding instead of following it. */
+	if (v->size - w->kicked >= WRITEBACK_STEP) {
+		sync_file_range(w->vfd, (off64_t)w->kicked, (off64_t)(v->size - w->kicked), SYNC_FILE_RANGE_WRITE);
+		w->kicked = v->size;
+	}
 	w->m.n_chunks++;
 	return 0;
 }
