@@ -347,6 +347,22 @@ int bn_safetensors_segments(int fd, uint64_t size, struct bn_segment **ret, size
 	}
 	if (push_seg(&segs, &ns, &cap, at, size - at, 1) < 0)
 		goto bad;
+	/* Every segment boundary ends a chunk: runs of grouped data too short to
+	 * pay for that become plain and merge with their neighbours, and a file
+	 * cut into too many pieces anyway (crafted headers) is packed plain. */
+	size_t out = 0;
+	for (size_t i = 0; i < ns; i++) {
+		struct bn_segment sg = segs[i];
+		if (sg.group > 1 && sg.len < BN_SEGMENT_MIN)
+			sg.group = 1;
+		if (out > 0 && sg.group == segs[out - 1].group && segs[out - 1].len % sg.group == 0)
+			segs[out - 1].len += sg.len;
+		else
+			segs[out++] = sg;
+	}
+	ns = out;
+	if (ns > BN_SEGMENTS_MAX)
+		goto bad;
 	json_decref(root);
 	free(t);
 	free(h);

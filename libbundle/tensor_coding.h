@@ -18,6 +18,8 @@ struct bn_segment {
 };
 
 #define BN_SAFETENSORS_HEADER_MAX (16u << 20)
+#define BN_SEGMENT_MIN (64u << 10) /* shorter grouped runs are packed plain */
+#define BN_SEGMENTS_MAX 65536u     /* more segments: the whole file is packed plain */
 
 /* Splits the safetensors file open at fd (size bytes) into segments that
  * cover it exactly, in order.  Any doubt about the header (too big, not

@@ -4,7 +4,8 @@
 
 Every file is named *.safetensors and carries bf16-like data after its
 header, so a parser that wrongly trusted the header would byte-group it.
-agpack must pack each of them as plain zstd.
+agpack must pack each of them as plain zstd (the last one is valid but
+made of tensors too small to be worth byte-grouped chunks).
 """
 import json, os, random, struct, sys
 
@@ -42,6 +43,8 @@ def main():
         "offsets-three": st({"w": {"dtype": "BF16", "shape": [2048], "data_offsets": [0, 4096, 8192]}}, p),
         "tensor-not-object": st({"w": [0, 4096]}, p),
         "deep-nesting": st(None, p, raw=b"[" * 5000 + b"]" * 5000),
+        # Valid, but every tensor is far below the 64 KiB worth a chunk of its own.
+        "many-tiny-tensors": st({f"t{i}": t(32 * i, 32 * i + 32) for i in range(2000)}, p),
     }
     for name, b in files.items():
         with open(os.path.join(d, name + ".safetensors"), "wb") as f:
