@@ -67,45 +67,80 @@ static double entropy(const uint8_t *p, size_t n)
 	return total ? e / (double)total : 8.0;
 }
 
-/* Splits src into k streams of m bytes each in scratch (stream j at j * m). */
-static void gather(unsigned k, const uint8_t *src, size_t m, uint8_t *scratch)
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* Splits 2-byte elements: s0 gets bytes 0, s1 bytes 1 of each. */
+static void gather2(const uint8_t *src, size_t m, uint8_t *s0, uint8_t *s1)
 {
-	/* Hot loop (pack): one pass, written per k so the compiler unrolls it. */
-	if (k == 2) {
-		uint8_t *s0 = scratch, *s1 = scratch + m;
-		for (size_t i = 0; i < m; i++) {
-			s0[i] = src[2 * i];
-			s1[i] = src[2 * i + 1];
-		}
-	} else {
-		uint8_t *s0 = scratch, *s1 = scratch + m, *s2 = scratch + 2 * m, *s3 = scratch + 3 * m;
-		for (size_t i = 0; i < m; i++) {
-			s0[i] = src[4 * i];
-			s1[i] = src[4 * i + 1];
-			s2[i] = src[4 * i + 2];
-			s3[i] = src[4 * i + 3];
-		}
+	size_t i = 0;
+#ifdef __SSE2__
+	/* Hot loop (pack): 16 elements per step; mask/shift the 16-bit lanes
+	 * and pack them back to bytes. */
+	const __m128i lo = _mm_set1_epi16(0x00ff);
+	for (; i + 16 <= m; i += 16) {
+		__m128i a = _mm_loadu_si128((const __m128i *)(src + 2 * i));
+		__m128i b = _mm_loadu_si128((const __m128i *)(src + 2 * i + 16));
+		_mm_storeu_si128((__m128i *)(s0 + i), _mm_packus_epi16(_mm_and_si128(a, lo), _mm_and_si128(b, lo)));
+		_mm_storeu_si128((__m128i *)(s1 + i), _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8)));
+	}
+#endif
+	for (; i < m; i++) {
+		s0[i] = src[2 * i];
+		s1[i] = src[2 * i + 1];
 	}
 }
 
-/* The inverse of gather(). */
-static void scatter(unsigned k, const uint8_t *scratch, size_t m, uint8_t *dst)
+/* The inverse of gather2(). */
+static void scatter2(const uint8_t *s0, const uint8_t *s1, size_t m, uint8_t *dst)
 {
-	/* Hot loop (extract). */
+	size_t i = 0;
+#ifdef __SSE2__
+	/* Hot loop (extract): interleave 16 + 16 bytes per step. */
+	for (; i + 16 <= m; i += 16) {
+		__m128i a = _mm_loadu_si128((const __m128i *)(s0 + i));
+		__m128i b = _mm_loadu_si128((const __m128i *)(s1 + i));
+		_mm_storeu_si128((__m128i *)(dst + 2 * i), _mm_unpacklo_epi8(a, b));
+		_mm_storeu_si128((__m128i *)(dst + 2 * i + 16), _mm_unpackhi_epi8(a, b));
+	}
+#endif
+	for (; i < m; i++) {
+		dst[2 * i] = s0[i];
+		dst[2 * i + 1] = s1[i];
+	}
+}
+
+/* Splits src into k streams of m bytes each in scratch (stream j at j * m). */
+static void gather(unsigned k, const uint8_t *src, size_t m, uint8_t *scratch)
+{
 	if (k == 2) {
-		const uint8_t *s0 = scratch, *s1 = scratch + m;
-		for (size_t i = 0; i < m; i++) {
-			dst[2 * i] = s0[i];
-			dst[2 * i + 1] = s1[i];
-		}
-	} else {
-		const uint8_t *s0 = scratch, *s1 = scratch + m, *s2 = scratch + 2 * m, *s3 = scratch + 3 * m;
-		for (size_t i = 0; i < m; i++) {
-			dst[4 * i] = s0[i];
-			dst[4 * i + 1] = s1[i];
-			dst[4 * i + 2] = s2[i];
-			dst[4 * i + 3] = s3[i];
-		}
+		gather2(src, m, scratch, scratch + m);
+		return;
+	}
+	/* Hot loop (pack, F32). */
+	uint8_t *s0 = scratch, *s1 = scratch + m, *s2 = scratch + 2 * m, *s3 = scratch + 3 * m;
+	for (size_t i = 0; i < m; i++) {
+		s0[i] = src[4 * i];
+		s1[i] = src[4 * i + 1];
+		s2[i] = src[4 * i + 2];
+		s3[i] = src[4 * i + 3];
+	}
+}
+
+/* The inverse of gather(), from streams anywhere in memory. */
+static void scatter(unsigned k, const uint8_t *const *s, size_t m, uint8_t *dst)
+{
+	if (k == 2) {
+		scatter2(s[0], s[1], m, dst);
+		return;
+	}
+	/* Hot loop (extract, F32). */
+	for (size_t i = 0; i < m; i++) {
+		dst[4 * i] = s[0][i];
+		dst[4 * i + 1] = s[1][i];
+		dst[4 * i + 2] = s[2][i];
+		dst[4 * i + 3] = s[3][i];
 	}
 }
 
@@ -198,19 +233,21 @@ int bn_bg_decode(ZSTD_DCtx *dctx, unsigned k, const uint8_t *src, size_t csize, 
 	if (r < 0)
 		return r;
 	size_t m = usize / k, pos = DESC * k;
+	const uint8_t *streams[4];
 	for (unsigned j = 0; j < k; j++) {
 		size_t len = get_le32(src + DESC * j + 1);
 		if (src[DESC * j] == METHOD_RAW) {
-			memcpy(scratch + j * m, src + pos, m);
+			streams[j] = src + pos; /* interleaved straight from the stored bytes */
 		} else {
 			/* Output capacity is exactly the stream: a frame cannot write more. */
 			size_t d = ZSTD_decompressDCtx(dctx, scratch + j * m, m, src + pos, len);
 			if (ZSTD_isError(d) || d != m)
 				return -EBADMSG;
+			streams[j] = scratch + j * m;
 		}
 		pos += len;
 	}
-	scatter(k, scratch, m, dst);
+	scatter(k, streams, m, dst);
 	memcpy(dst + m * k, src + pos, usize - m * k);
 	return 0;
 }
