@@ -548,6 +548,7 @@ int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, s
 	size_t next_read = first, next_out = first;
 	bool stop_reading = false;
 	int r = 0;
+	/* Hot loop (verify, extract). */
 	while (next_out < end) {
 		/* Keep the ring full: reads and the volume hash stay on this thread,
 		 * in order; chunk hashes and decoding run on the workers. */

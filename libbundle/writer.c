@@ -639,6 +639,8 @@ static int pack_file(struct bn_writer *w, uint32_t artifact, const struct scan_i
 		/* Byte-grouped chunks hold whole elements where the data allows. */
 		size_t cap = w->o.chunk_size - w->o.chunk_size % group;
 		uint64_t left = segs[si].len;
+		/* Hot loop (pack, reading thread): read into the slot and feed the
+		 * file hash; hashing and coding of full slots happen on workers. */
 		while (left > 0) {
 			struct wslot *sl;
 			r = fill_slot(w, artifact, group, &sl, err);

@@ -17,7 +17,9 @@
 #   verify  = sha256sum -c SHA256SUMS
 #   extract = sha256sum -c SHA256SUMS, then cat volumes | zstd -d | tar -x
 # agkit fsyncs what it writes (volumes; extracted files and directories); the
-# baselines do not.  Peak RSS is the largest process's (time -f %M).
+# baselines do not.  Peak RSS is the largest process's (time -f %M); CPU is
+# user + system seconds of all processes of the command (time -f %U %S),
+# which a loaded machine distorts less than wall time.
 set -eu
 BUILD=$(realpath "${1:-build}")
 AGPACK=$BUILD/tools/agpack/agpack
@@ -54,10 +56,10 @@ for in in weights image; do
 		"$in" "$in" > "spec-$in.json"
 done
 
-# timed LABEL CMD...: runs CMD under time, appends "LABEL seconds peak_kib".
+# timed LABEL CMD...: runs CMD under time, appends "LABEL seconds peak_kib user sys".
 timed() {
 	local label=$1; shift
-	/usr/bin/time -o .t -f '%e %M' "$@" >/dev/null 2>.err || { echo "bench: $label failed:" >&2; cat .err >&2; exit 1; }
+	/usr/bin/time -o .t -f '%e %M %U %S' "$@" >/dev/null 2>.err || { echo "bench: $label failed:" >&2; cat .err >&2; exit 1; }
 	echo "$label $(cat .t)" >> "$RES"
 }
 
@@ -90,7 +92,8 @@ echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 /usr/bin/python3 - "$RES" <<'PY'
 import collections, statistics, sys
-t = collections.defaultdict(list); rss = collections.defaultdict(list); size = {}; raw = {}
+t = collections.defaultdict(list); rss = collections.defaultdict(list); cpu = collections.defaultdict(list)
+size = {}; raw = {}
 for line in open(sys.argv[1]):
     f = line.split()
     if f[1] == "raw":
@@ -98,16 +101,19 @@ for line in open(sys.argv[1]):
     elif f[1] == "size":
         size[(f[0], f[2])] = int(f[3])
     else:
-        t[(f[0], f[1], f[2])].append(float(f[3])); rss[(f[0], f[1], f[2])].append(int(f[4]))
-print("| input | step | agkit s | baseline s | time ratio | agkit peak RSS MiB | baseline peak RSS MiB |")
-print("|---|---|---|---|---|---|---|")
+        k = (f[0], f[1], f[2])
+        t[k].append(float(f[3])); rss[k].append(int(f[4])); cpu[k].append(float(f[5]) + float(f[6]))
+print("| input | step | agkit s | baseline s | time ratio | agkit CPU s | baseline CPU s | CPU ratio | agkit peak RSS MiB | baseline peak RSS MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for inp in ("weights", "image"):
     for step in ("pack", "verify", "extract"):
         a, b = t[(inp, step, "agkit")], t[(inp, step, "base")]
         if not a or not b:
             continue
         ma, mb = statistics.median(a), statistics.median(b)
-        print(f"| {inp} | {step} | {ma:.2f} | {mb:.2f} | {ma / mb:.2f} | {max(rss[(inp, step, 'agkit')]) / 1024:.0f} | {max(rss[(inp, step, 'base')]) / 1024:.0f} |")
+        ca, cb = statistics.median(cpu[(inp, step, "agkit")]), statistics.median(cpu[(inp, step, "base")])
+        print(f"| {inp} | {step} | {ma:.2f} | {mb:.2f} | {ma / mb:.2f} | {ca:.2f} | {cb:.2f} | {ca / cb:.2f} | "
+              f"{max(rss[(inp, step, 'agkit')]) / 1024:.0f} | {max(rss[(inp, step, 'base')]) / 1024:.0f} |")
 print()
 print("| input | raw bytes | agkit bytes | baseline bytes | size ratio (agkit/baseline) | agkit/raw |")
 print("|---|---|---|---|---|---|")
