@@ -24,6 +24,7 @@
 #include "reader_internal.h"
 
 #define HOLE_BLOCK 65536
+#define WRITEBACK_STEP (8u << 20)
 
 struct xstate {
 	struct bn_bundle *b;
@@ -33,9 +34,9 @@ struct xstate {
 	size_t entry;          /* current file entry index */
 	int fd;                /* open output file or -1 */
 	uint64_t pos;          /* bytes written to the current file */
+	uint64_t kicked;       /* bytes of it handed to writeback */
 	struct bn_sha256 *fsha;
-	uint8_t *ubuf;
-	ZSTD_DCtx *dctx;
+	uint8_t *ubuf;         /* resume: re-hashing a partial file */
 };
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -93,6 +94,7 @@ static int open_next_file(struct xstate *x, struct bn_error *err)
 		if (x->fd < 0)
 			return bn_fail(err, -errno, "%s/%s/%s: cannot create: %s", x->tmp, a->name, e->path, strerror(errno));
 		x->pos = 0;
+		x->kicked = 0;
 		bn_sha256_reset(x->fsha);
 		if (e->size > 0)
 			return 0;
@@ -123,6 +125,12 @@ static int consume(struct xstate *x, const uint8_t *p, size_t n, struct bn_error
 		if (r < 0)
 			return bn_fail(err, r, "%s/%s/%s: write failed: %s", x->tmp, a->name, e->path, strerror(-r));
 		x->pos += l;
+		/* Start writeback early (no waiting): the fsync at the file's end
+		 * then finds little left, and disk time overlaps decoding. */
+		if (x->pos - x->kicked >= WRITEBACK_STEP) {
+			sync_file_range(x->fd, (off64_t)x->kicked, (off64_t)(x->pos - x->kicked), SYNC_FILE_RANGE_WRITE);
+			x->kicked = x->pos;
+		}
 		p += l;
 		n -= l;
 		if (x->pos == e->size) {
@@ -294,6 +302,39 @@ static int resume_position(struct xstate *x, uint64_t soff, struct bn_error *err
 		pos += l;
 	}
 	x->pos = have;
+	x->kicked = have;
+	return 0;
+}
+
+struct sink_ctx {
+	struct xstate *x;
+	struct bn_extract_opts *o;
+	int tfd;
+	uint64_t done, total, since_checkpoint, checkpoint_bytes;
+};
+
+/* Receives each decoded, hash-verified chunk in order (main thread): writes
+ * it to its files, reports progress, checkpoints. */
+static int extract_sink(void *ud, size_t ci, const uint8_t *data, size_t n, struct bn_error *err)
+{
+	struct sink_ctx *sc = ud;
+	struct xstate *x = sc->x;
+	int r = consume(x, data, n, err);
+	if (r < 0)
+		return r;
+	sc->done += n;
+	sc->since_checkpoint += n;
+	if (sc->o->progress)
+		sc->o->progress(sc->o->userdata, sc->done, sc->total);
+	if (sc->o->work_dir && sc->since_checkpoint >= sc->checkpoint_bytes) {
+		r = write_progress(x, sc->tfd, x->art, ci + 1);
+		if (r < 0)
+			return bn_fail(err, r, "%s: cannot record progress: %s", x->tmp, strerror(-r));
+		sc->since_checkpoint = 0;
+		bn_fault_point("extract:checkpoint");
+	}
+	if (sc->o->cancel && *sc->o->cancel)
+		return bn_fail(err, -EINTR, "interrupted");
 	return 0;
 }
 
@@ -310,6 +351,7 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 	char *parent = bn_dirname(target), *tmp = NULL;
 	struct xstate x = {.b = b, .rootfd = -1, .fd = -1};
 	struct bn_chunk_reader cr = {.fd = -1};
+	struct bn_rpipe *pipe = NULL;
 	bool cr_init = false, keep_tmp = false;
 	int r = 0, tfd = -1;
 	size_t start_art = 0, start_chunk = 0;
@@ -321,8 +363,7 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 		goto out;
 	x.fsha = bn_sha256_new();
 	x.ubuf = malloc(b->m->chunk_size);
-	x.dctx = ZSTD_createDCtx();
-	if (!x.fsha || !x.ubuf || !x.dctx) {
+	if (!x.fsha || !x.ubuf) {
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -366,23 +407,24 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 		}
 	}
 	x.tmp = tmp;
-	/* Bound the decoder's window: a chunk never needs more than its own size. */
-	ZSTD_DCtx_setParameter(x.dctx, ZSTD_d_windowLogMax, 27);
 	r = bn_chunk_reader_init(&cr, b, err);
 	cr_init = true;
 	if (r < 0)
 		goto out;
-	uint64_t total = 0, done = 0, since_checkpoint = 0, checkpoint_bytes = CHECKPOINT_BYTES;
+	r = bn_rpipe_new(b, true, &pipe, err);
+	if (r < 0)
+		goto out;
+	struct sink_ctx sc = {.x = &x, .o = o, .tfd = tfd, .checkpoint_bytes = CHECKPOINT_BYTES};
 	/* Tests shrink the checkpoint interval to exercise resume on small bundles. */
 	const char *cpb = getenv("AGKIT_CHECKPOINT_BYTES");
 	if (cpb && strtoull(cpb, NULL, 10) > 0)
-		checkpoint_bytes = strtoull(cpb, NULL, 10);
+		sc.checkpoint_bytes = strtoull(cpb, NULL, 10);
 	for (size_t i = 0; i < b->m->n_chunks; i++)
-		total += b->m->chunks[i].usize;
+		sc.total += b->m->chunks[i].usize;
 	if (resuming) {
 		o->resumed_chunks = start_chunk;
 		for (size_t i = 0; i < start_chunk; i++)
-			done += b->m->chunks[i].usize;
+			sc.done += b->m->chunks[i].usize;
 	}
 	for (x.art = start_art; x.art < b->m->n_artifacts; x.art++) {
 		const struct bn_artifact *a = &b->m->artifacts[x.art];
@@ -404,47 +446,14 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 			r = resume_position(&x, first < a->chunk_first + a->n_chunks ? b->m->chunks[first].soffset : a->size,
 			                    err);
 		}
-		for (size_t ci = first; r == 0 && ci < a->chunk_first + a->n_chunks; ci++) {
-			if (o->cancel && *o->cancel) {
-				r = bn_fail(err, -EINTR, "interrupted");
-				break;
-			}
-			const struct bn_chunk *c = &b->m->chunks[ci];
-			/* Resumed reads start mid-volume: the whole-volume hash is skipped
-			 * there (every chunk hash is still checked). */
-			if (ci == first && resume_here)
-				bn_chunk_reader_skip_volume_hash(&cr, c->volume);
-			r = bn_chunk_read(&cr, ci, err);
-			if (r < 0)
-				break;
-			/* Only hash-verified bytes reach the decoder. */
-			size_t n = ZSTD_decompressDCtx(x.dctx, x.ubuf, c->usize, cr.buf, c->csize);
-			uint8_t h[BN_SHA256_LEN];
-			char what[BN_ERROR_MAX];
-			if (ZSTD_isError(n) || n != c->usize) {
-				bn_describe_chunk(b, ci, what, sizeof what);
-				r = bn_fail(err, -EBADMSG, "%s/%s: does not decode to its declared %u bytes", b->dir, what, c->usize);
-				break;
-			}
-			bn_sha256(x.ubuf, n, h);
-			if (memcmp(h, c->sha256, BN_SHA256_LEN) != 0) {
-				bn_describe_chunk(b, ci, what, sizeof what);
-				r = bn_fail(err, -EBADMSG, "%s/%s: decoded sha256 does not match the signed manifest", b->dir, what);
-				break;
-			}
-			r = consume(&x, x.ubuf, n, err);
-			done += n;
-			since_checkpoint += n;
-			if (r == 0 && o->progress)
-				o->progress(o->userdata, done, total);
-			if (r == 0 && o->work_dir && since_checkpoint >= checkpoint_bytes) {
-				r = write_progress(&x, tfd, x.art, ci + 1);
-				if (r < 0)
-					r = bn_fail(err, r, "%s: cannot record progress: %s", tmp, strerror(-r));
-				since_checkpoint = 0;
-				bn_fault_point("extract:checkpoint");
-			}
-		}
+		/* Resumed reads start mid-volume: the whole-volume hash is skipped
+		 * there (every chunk hash is still checked). */
+		if (r == 0 && resume_here && first < a->chunk_first + a->n_chunks)
+			bn_chunk_reader_skip_volume_hash(&cr, b->m->chunks[first].volume);
+		if (r == 0 && o->cancel && *o->cancel)
+			r = bn_fail(err, -EINTR, "interrupted");
+		if (r == 0)
+			r = bn_rpipe_run(pipe, &cr, first, a->chunk_first + a->n_chunks, extract_sink, &sc, err);
 		if (r == 0 && x.fd < 0)
 			r = open_next_file(&x, err); /* trailing empty files */
 		if (r == 0 && x.fd >= 0)
@@ -490,6 +499,7 @@ out:
 	/* A cancelled or failed run leaves nothing; only a killed one leaves work_dir to resume. */
 	if (tfd >= 0)
 		close(tfd);
+	bn_rpipe_free(pipe);
 	if (cr_init)
 		bn_chunk_reader_release(&cr);
 	if (x.fd >= 0)
@@ -498,7 +508,6 @@ out:
 		bn_rm_rf(tmp);
 	bn_sha256_free(x.fsha);
 	free(x.ubuf);
-	ZSTD_freeDCtx(x.dctx);
 	free(tmp);
 	free(parent);
 	return r;

@@ -444,11 +444,16 @@ int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, str
 			goto out;
 		}
 		const char *coding = get_str(o, "coding");
-		if (!coding || strcmp(coding, "zstd") != 0) {
+		if (coding && !strcmp(coding, "zstd")) {
+			c->coding = BN_CODING_ZSTD;
+		} else if (coding && !strcmp(coding, "bytegroup2")) {
+			c->coding = BN_CODING_BG2;
+		} else if (coding && !strcmp(coding, "bytegroup4")) {
+			c->coding = BN_CODING_BG4;
+		} else {
 			r = BAD("chunk %zu has unsupported coding '%s'", i, coding ? coding : "(none)");
 			goto out;
 		}
-		c->coding = BN_CODING_ZSTD;
 		/* Artifact order. */
 		while (art < na && i >= m->artifacts[art].chunk_first + m->artifacts[art].n_chunks) {
 			if (soff != m->artifacts[art].size)
@@ -549,7 +554,8 @@ int bn_manifest_format(const struct bn_manifest *m, char **ret_text, size_t *ret
 	char fv[32];
 	if (!root || !arts || !chunks || !vols)
 		goto nomem;
-	snprintf(fv, sizeof fv, "%u.%u", BN_FORMAT_MAJOR, BN_FORMAT_MINOR);
+	/* The writer sets the minor version its chunk codings need (1.0 or 1.1). */
+	snprintf(fv, sizeof fv, "%u.%u", BN_FORMAT_MAJOR, m->format_minor);
 	SET(root, "format", json_string(BN_FORMAT_NAME));
 	SET(root, "format_version", json_string(fv));
 	SET(root, "name", json_string(m->name));
@@ -612,7 +618,9 @@ int bn_manifest_format(const struct bn_manifest *m, char **ret_text, size_t *ret
 		SET(o, "offset", json_integer((json_int_t)c->voffset));
 		SET(o, "csize", json_integer(c->csize));
 		SET(o, "usize", json_integer(c->usize));
-		SET(o, "coding", json_string("zstd"));
+		SET(o, "coding", json_string(c->coding == BN_CODING_BG2   ? "bytegroup2"
+		                             : c->coding == BN_CODING_BG4 ? "bytegroup4"
+		                                                          : "zstd"));
 		SET(o, "sha256", hashval(c->sha256));
 		SET(o, "csha256", hashval(c->csha256));
 	}

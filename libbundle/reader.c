@@ -14,7 +14,12 @@
 
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
+#include "pool.h"
 #include "reader_internal.h"
+#include "tensor_coding.h"
+
+/* Ring budget for chunks in flight (peak RSS bound). */
+#define RING_BUDGET (160u << 20)
 
 void bn_bundle_free(struct bn_bundle *b)
 {
@@ -326,15 +331,21 @@ static int finish_volume(struct bn_chunk_reader *cr, struct bn_error *err)
 	return 0;
 }
 
-int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
+static int volume_mismatch(const struct bn_bundle *b, size_t v, struct bn_error *err)
+{
+	return bn_fail(err, -EBADMSG, "%s/%s: sha256 does not match the signed manifest", b->dir, b->m->volumes[v].name);
+}
+
+int bn_chunk_fetch(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, bool *vol_bad, struct bn_error *err)
 {
 	struct bn_bundle *b = cr->b;
 	const struct bn_chunk *c = &b->m->chunks[ci];
 	int r;
+	*vol_bad = false;
 	if (c->volume != cr->vol) {
-		r = finish_volume(cr, err);
-		if (r < 0)
-			return r;
+		struct bn_error e2;
+		if (finish_volume(cr, &e2) < 0)
+			*vol_bad = true; /* unreachable: a volume is finished at its last chunk */
 		char *p = bn_path_join(b->dir, b->m->volumes[c->volume].name);
 		if (!p)
 			return bn_fail(err, -ENOMEM, "out of memory");
@@ -350,34 +361,246 @@ int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
 		bn_sha256_reset(cr->vsha);
 		posix_fadvise(cr->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	}
-	r = bn_pread_all(cr->fd, cr->buf, c->csize, c->voffset);
+	r = bn_pread_all(cr->fd, buf, c->csize, c->voffset);
 	if (r < 0) {
 		char what[BN_ERROR_MAX];
 		bn_describe_chunk(b, ci, what, sizeof what);
 		return bn_fail(err, -EIO, "%s/%s: read error (%s)", b->dir, what, strerror(-r));
 	}
-	bn_sha256_update(cr->vsha, cr->buf, c->csize);
+	bn_sha256_update(cr->vsha, buf, c->csize);
+	/* The last chunk of a volume closes it and checks the whole-volume hash;
+	 * the caller reports a mismatch after this chunk's own checks. */
+	if (ci + 1 == b->m->n_chunks || b->m->chunks[ci + 1].volume != c->volume) {
+		struct bn_error e2;
+		if (finish_volume(cr, &e2) < 0)
+			*vol_bad = true;
+	}
+	return 0;
+}
+
+int bn_chunk_check(const struct bn_bundle *b, size_t ci, const uint8_t *buf, struct bn_error *err)
+{
+	const struct bn_chunk *c = &b->m->chunks[ci];
 	uint8_t h[BN_SHA256_LEN];
-	bn_sha256(cr->buf, c->csize, h);
+	bn_sha256(buf, c->csize, h);
 	if (memcmp(h, c->csha256, BN_SHA256_LEN) != 0) {
 		char what[BN_ERROR_MAX];
 		bn_describe_chunk(b, ci, what, sizeof what);
 		return bn_fail(err, -EBADMSG, "%s/%s: sha256 does not match the signed manifest", b->dir, what);
 	}
-	/* Format v1: a chunk is exactly one zstd frame that declares its content
-	 * size; checking the header here lets verify catch a manifest whose sizes
-	 * lie without decoding anything. */
-	unsigned long long fcs = ZSTD_getFrameContentSize(cr->buf, c->csize);
-	size_t fsz = ZSTD_findFrameCompressedSize(cr->buf, c->csize);
-	if (fcs != c->usize || ZSTD_isError(fsz) || fsz != c->csize) {
+	/* A zstd chunk is exactly one frame that declares its content size; a
+	 * byte-grouped chunk's stream table must add up.  Checking the headers
+	 * here lets verify catch a manifest whose sizes lie without decoding. */
+	bool ok;
+	if (c->coding == BN_CODING_ZSTD) {
+		unsigned long long fcs = ZSTD_getFrameContentSize(buf, c->csize);
+		size_t fsz = ZSTD_findFrameCompressedSize(buf, c->csize);
+		ok = fcs == c->usize && !ZSTD_isError(fsz) && fsz == c->csize;
+	} else {
+		ok = bn_bg_check(c->coding == BN_CODING_BG2 ? 2 : 4, buf, c->csize, c->usize) == 0;
+	}
+	if (!ok) {
 		char what[BN_ERROR_MAX];
 		bn_describe_chunk(b, ci, what, sizeof what);
-		return bn_fail(err, -EBADMSG, "%s/%s: zstd frame does not match the declared sizes (%u bytes)", b->dir,
-		               what, c->usize);
+		return bn_fail(err, -EBADMSG, "%s/%s: %s does not match the declared sizes (%u bytes)", b->dir, what,
+		               c->coding == BN_CODING_ZSTD ? "zstd frame" : "byte-group stream table", c->usize);
 	}
-	/* The last chunk of a volume closes it and checks the whole-volume hash. */
-	if (ci + 1 == b->m->n_chunks || b->m->chunks[ci + 1].volume != c->volume)
-		return finish_volume(cr, err);
+	return 0;
+}
+
+int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
+{
+	bool vol_bad;
+	int r = bn_chunk_fetch(cr, ci, cr->buf, &vol_bad, err);
+	if (r == 0)
+		r = bn_chunk_check(cr->b, ci, cr->buf, err);
+	if (r == 0 && vol_bad)
+		r = volume_mismatch(cr->b, cr->b->m->chunks[ci].volume, err);
+	return r;
+}
+
+/* ---- the chunk pipeline shared by verify and extract ------------------ */
+
+struct rslot {
+	struct bn_job job;    /* first: the pool hands back this pointer */
+	size_t ci;
+	uint8_t *cbuf;        /* stored bytes */
+	uint8_t *ubuf;        /* decoded bytes (decode only) */
+	uint8_t *scratch;     /* byte-group streams, allocated on first use */
+	ZSTD_DCtx *dctx;
+	bool vol_bad;         /* this chunk ended a volume whose hash did not match */
+	int fetch_r;          /* read error (main thread) */
+	int r;                /* check/decode error (worker) */
+	struct bn_error e;
+};
+
+struct bn_rpipe {
+	struct bn_bundle *b;
+	bool decode;
+	struct bn_pool *pool;
+	struct rslot *slots;
+	unsigned n_slots;
+};
+
+/* Worker: the stored bytes' hash is compared BEFORE anything decodes them;
+ * then the decoded bytes' hash. */
+static void check_chunk(struct bn_job *job, void *ctx)
+{
+	struct rslot *sl = (struct rslot *)job;
+	struct bn_rpipe *p = ctx;
+	const struct bn_bundle *b = p->b;
+	const struct bn_chunk *c = &b->m->chunks[sl->ci];
+	sl->r = bn_chunk_check(b, sl->ci, sl->cbuf, &sl->e);
+	if (sl->r < 0 || !p->decode)
+		return;
+	char what[BN_ERROR_MAX];
+	bool ok;
+	if (c->coding == BN_CODING_ZSTD) {
+		size_t n = ZSTD_decompressDCtx(sl->dctx, sl->ubuf, c->usize, sl->cbuf, c->csize);
+		ok = !ZSTD_isError(n) && n == c->usize;
+	} else {
+		if (!sl->scratch)
+			sl->scratch = malloc(b->m->chunk_size);
+		if (!sl->scratch) {
+			sl->r = bn_fail(&sl->e, -ENOMEM, "out of memory");
+			return;
+		}
+		ok = bn_bg_decode(sl->dctx, c->coding == BN_CODING_BG2 ? 2 : 4, sl->cbuf, c->csize, sl->ubuf, c->usize,
+		                  sl->scratch) == 0;
+	}
+	if (!ok) {
+		bn_describe_chunk(b, sl->ci, what, sizeof what);
+		sl->r = bn_fail(&sl->e, -EBADMSG, "%s/%s: does not decode to its declared %u bytes", b->dir, what,
+		                c->usize);
+		return;
+	}
+	uint8_t h[BN_SHA256_LEN];
+	bn_sha256(sl->ubuf, c->usize, h);
+	if (memcmp(h, c->sha256, BN_SHA256_LEN) != 0) {
+		bn_describe_chunk(b, sl->ci, what, sizeof what);
+		sl->r = bn_fail(&sl->e, -EBADMSG, "%s/%s: decoded sha256 does not match the signed manifest", b->dir, what);
+	}
+}
+
+void bn_rpipe_free(struct bn_rpipe *p)
+{
+	if (!p)
+		return;
+	bn_pool_free(p->pool);
+	for (unsigned i = 0; p->slots && i < p->n_slots; i++) {
+		free(p->slots[i].cbuf);
+		free(p->slots[i].ubuf);
+		free(p->slots[i].scratch);
+		ZSTD_freeDCtx(p->slots[i].dctx);
+	}
+	free(p->slots);
+	free(p);
+}
+
+int bn_rpipe_new(struct bn_bundle *b, bool decode, struct bn_rpipe **ret, struct bn_error *err)
+{
+	struct bn_rpipe *p = calloc(1, sizeof *p);
+	if (!p)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	p->b = b;
+	p->decode = decode;
+	unsigned threads = bn_threads_resolve(b->threads);
+	size_t cb = ZSTD_compressBound(b->m->chunk_size);
+	size_t slot_bytes = cb + (decode ? (size_t)b->m->chunk_size * 2 + (256u << 10) : 0);
+	p->n_slots = bn_ring_slots(threads, slot_bytes, RING_BUDGET);
+	p->slots = calloc(p->n_slots, sizeof *p->slots);
+	int r = 0;
+	if (!p->slots) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (unsigned i = 0; i < p->n_slots; i++) {
+		struct rslot *sl = &p->slots[i];
+		sl->cbuf = malloc(cb);
+		if (decode) {
+			sl->ubuf = malloc(b->m->chunk_size);
+			sl->dctx = ZSTD_createDCtx();
+		}
+		if (!sl->cbuf || (decode && (!sl->ubuf || !sl->dctx))) {
+			r = bn_fail(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+		/* Bound the decoder's window: a chunk never needs more than its own size. */
+		if (decode)
+			ZSTD_DCtx_setParameter(sl->dctx, ZSTD_d_windowLogMax, 27);
+	}
+	r = bn_pool_new(threads, check_chunk, p, &p->pool);
+	if (r < 0) {
+		r = bn_fail(err, r, "cannot start worker threads: %s", strerror(-r));
+		goto fail;
+	}
+	*ret = p;
+	return 0;
+fail:
+	bn_rpipe_free(p);
+	return r;
+}
+
+int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, size_t end, bn_chunk_sink sink,
+                 void *ud, struct bn_error *err)
+{
+	const struct bn_bundle *b = p->b;
+	size_t next_read = first, next_out = first;
+	bool stop_reading = false;
+	int r = 0;
+	/* Hot loop (verify, extract). */
+	while (next_out < end) {
+		/* Keep the ring full: reads and the volume hash stay on this thread,
+		 * in order; chunk hashes and decoding run on the workers. */
+		while (!stop_reading && next_read < end && next_read - next_out < p->n_slots) {
+			struct rslot *sl = &p->slots[(next_read - first) % p->n_slots];
+			sl->ci = next_read;
+			sl->r = 0;
+			sl->fetch_r = bn_chunk_fetch(cr, next_read, sl->cbuf, &sl->vol_bad, &sl->e);
+			if (sl->fetch_r < 0)
+				stop_reading = true; /* reported when its turn comes */
+			else
+				bn_pool_submit(p->pool, &sl->job);
+			next_read++;
+		}
+		struct rslot *sl = &p->slots[(next_out - first) % p->n_slots];
+		bn_pool_wait(p->pool, &sl->job);
+		/* Errors in chunk order, and for one chunk in the order a sequential
+		 * reader meets them: read, stored hash, decode, volume hash. */
+		if (sl->fetch_r < 0 || sl->r < 0) {
+			r = sl->fetch_r < 0 ? sl->fetch_r : sl->r;
+			if (err)
+				*err = sl->e;
+		} else if (sl->vol_bad) {
+			r = volume_mismatch(b, b->m->chunks[sl->ci].volume, err);
+		} else {
+			const struct bn_chunk *c = &b->m->chunks[sl->ci];
+			r = sink(ud, sl->ci, p->decode ? sl->ubuf : sl->cbuf, p->decode ? c->usize : c->csize, err);
+		}
+		next_out++;
+		if (r < 0)
+			break;
+	}
+	/* Workers may still hold later slots: let them finish before the caller
+	 * frees or reuses anything. */
+	for (; next_out < next_read; next_out++)
+		bn_pool_wait(p->pool, &p->slots[(next_out - first) % p->n_slots].job);
+	return r;
+}
+
+struct verify_ctx {
+	bn_progress_fn progress;
+	void *userdata;
+	uint64_t done, total;
+};
+
+static int verify_sink(void *ud, size_t ci, const uint8_t *data, size_t n, struct bn_error *err)
+{
+	(void)ci, (void)data, (void)err;
+	struct verify_ctx *v = ud;
+	v->done += n;
+	if (v->progress)
+		v->progress(v->userdata, v->done, v->total);
 	return 0;
 }
 
@@ -387,16 +610,16 @@ int bn_bundle_verify(struct bn_bundle *b, bn_progress_fn progress, void *userdat
 	if (r < 0)
 		return r;
 	struct bn_chunk_reader cr;
-	r = bn_chunk_reader_init(&cr, b, err);
-	uint64_t total = 0, done = 0;
+	struct bn_rpipe *p = NULL;
+	struct verify_ctx v = {.progress = progress, .userdata = userdata};
 	for (size_t i = 0; i < b->m->n_volumes; i++)
-		total += b->m->volumes[i].size;
-	for (size_t i = 0; r == 0 && i < b->m->n_chunks; i++) {
-		r = bn_chunk_read(&cr, i, err);
-		done += b->m->chunks[i].csize;
-		if (progress && r == 0)
-			progress(userdata, done, total);
-	}
+		v.total += b->m->volumes[i].size;
+	r = bn_chunk_reader_init(&cr, b, err);
+	if (r == 0)
+		r = bn_rpipe_new(b, false, &p, err);
+	if (r == 0)
+		r = bn_rpipe_run(p, &cr, 0, b->m->n_chunks, verify_sink, &v, err);
+	bn_rpipe_free(p);
 	bn_chunk_reader_release(&cr);
 	return r;
 }
@@ -464,7 +687,9 @@ static int list_files(const char *dir, const char *prefix, char ***names, size_t
 	return r;
 }
 
-int bn_sha256sums_write(const char *dir, struct bn_error *err)
+/* With m (the writer's manifest, whose volume hashes were computed from the
+ * bytes as they were written), volumes are not read back a second time. */
+static int sums_write(const char *dir, const struct bn_manifest *m, struct bn_error *err)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0;
@@ -483,17 +708,25 @@ int bn_sha256sums_write(const char *dir, struct bn_error *err)
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		char *p = bn_path_join(dir, names[i]);
 		uint8_t h[BN_SHA256_LEN];
 		char hex[BN_SHA256_HEX];
-		if (!p) {
-			r = bn_fail(err, -ENOMEM, "out of memory");
-			goto out;
+		const struct bn_volume *known = NULL;
+		for (size_t v = 0; m && v < m->n_volumes && !known; v++)
+			if (!strcmp(names[i], m->volumes[v].name))
+				known = &m->volumes[v];
+		if (known) {
+			memcpy(h, known->sha256, BN_SHA256_LEN);
+		} else {
+			char *p = bn_path_join(dir, names[i]);
+			if (!p) {
+				r = bn_fail(err, -ENOMEM, "out of memory");
+				goto out;
+			}
+			r = bn_sha256_file(p, h, NULL, err);
+			free(p);
+			if (r < 0)
+				goto out;
 		}
-		r = bn_sha256_file(p, h, NULL, err);
-		free(p);
-		if (r < 0)
-			goto out;
 		bn_hex(h, BN_SHA256_LEN, hex);
 		fprintf(f, "%s  %s\n", hex, names[i]);
 	}
@@ -518,6 +751,11 @@ out:
 		free(names[i]);
 	free(names);
 	return r;
+}
+
+int bn_sha256sums_write(const char *dir, struct bn_error *err)
+{
+	return sums_write(dir, NULL, err);
 }
 
 static int write_signature(const char *dir, const char *manifest, size_t len, const char *name, const char *channel,
@@ -564,7 +802,7 @@ int bn_bundle_write_signed(const char *dir, const char *manifest, size_t len, co
 	if (r == 0)
 		r = write_signature(dir, manifest, len, m->name, m->channel, m->version, sk, err);
 	if (r == 0)
-		r = bn_sha256sums_write(dir, err);
+		r = sums_write(dir, m, err);
 	return r;
 }
 

@@ -22,3 +22,22 @@ void bn_chunk_reader_release(struct bn_chunk_reader *cr);
 /* Reads chunk ci (in order) into cr->buf and checks its sha256 (and, at the
  * volume's last chunk, the volume's sha256). */
 int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err);
+
+/* The split of bn_chunk_read() that lets chunks be checked in parallel:
+ * fetch (in order, on one thread) reads the stored bytes into buf and feeds
+ * the volume hash, setting *vol_bad when this chunk ends a volume whose hash
+ * does not match; check (any thread) compares the stored bytes' sha256 and
+ * the coding's headers, decoding nothing. */
+int bn_chunk_fetch(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, bool *vol_bad, struct bn_error *err);
+int bn_chunk_check(const struct bn_bundle *b, size_t ci, const uint8_t *buf, struct bn_error *err);
+
+/* A thread pool behind a bounded ring of chunks: chunks ci in [first, end)
+ * are read in order, checked (and, with decode, decoded and their decoded
+ * sha256 compared) on workers, and handed to sink in order.  The first
+ * failure in chunk order stops the run and is returned. */
+typedef int (*bn_chunk_sink)(void *ud, size_t ci, const uint8_t *data, size_t n, struct bn_error *err);
+struct bn_rpipe;
+int bn_rpipe_new(struct bn_bundle *b, bool decode, struct bn_rpipe **ret, struct bn_error *err);
+int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, size_t end, bn_chunk_sink sink,
+                 void *ud, struct bn_error *err);
+void bn_rpipe_free(struct bn_rpipe *p); /* accepts NULL */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,13 @@
 
 #include "bundle/fsutil.h"
 #include "bundle/writer.h"
+#include "pool.h"
+#include "tensor_coding.h"
+
+/* Bytes written between writeback kicks (sync_file_range). */
+#define WRITEBACK_STEP (8u << 20)
+/* Ring budget: slots in flight never hold more than this (peak RSS bound). */
+#define RING_BUDGET (160u << 20)
 
 struct scan_item {
 	char *path;   /* relative */
@@ -28,14 +36,46 @@ struct scan {
 	size_t n, cap;
 };
 
+/* One chunk in flight.  The main thread fills ubuf (read + file hash), a
+ * worker hashes and codes it, the main thread writes it in order. */
+struct wslot {
+	struct bn_job job;     /* first: the pool hands back this pointer */
+	uint8_t *ubuf, *cbuf;  /* one chunk uncompressed / stored */
+	uint8_t *scratch;      /* byte-grouping streams, allocated on first use */
+	size_t ulen;
+	unsigned group;        /* 1: plain zstd; 2, 4: byte-grouped */
+	uint32_t artifact;
+	ZSTD_CCtx *cctx;
+	/* Results, written by the worker. */
+	int err;
+	size_t clen;
+	uint8_t coding;
+	uint8_t sha256[BN_SHA256_LEN], csha256[BN_SHA256_LEN];
+};
+
 struct bn_writer {
 	struct bn_writer_opts o;
 	struct bn_manifest m;
 	size_t cap_artifacts, cap_chunks, cap_volumes;
-	ZSTD_CCtx *cctx;
-	uint8_t *ubuf, *cbuf;  /* one chunk uncompressed / compressed */
-	size_t ulen, cbound;
+	size_t cbound;
+	struct bn_pool *pool;
+	struct wslot *slots;
+	unsigned n_slots;
+	unsigned next, oldest; /* ring: next slot to fill, oldest not yet written */
+	bool filling;          /* slots[next] holds data not yet submitted */
+	/* The volume writer thread: writes coded chunks in submission order and
+	 * feeds the volume hash, so the reading thread only reads and hashes
+	 * files.  submitted/written count chunks; mu guards them, the error, and
+	 * (by handing over under mu) the manifest's chunk and volume arrays. */
+	pthread_t sink;
+	bool sink_started, sink_stop;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t submitted, written;
+	int sink_r;
+	struct bn_error sink_err;
 	int vfd;               /* open volume or -1 */
+	uint64_t kicked;       /* bytes of the open volume handed to writeback */
 	struct bn_sha256 *vsha, *fsha;
 	bool finished;
 };
@@ -81,6 +121,42 @@ static bool utf8_valid(const char *s)
 	return true;
 }
 
+static void *sink_main(void *arg);
+
+/* Worker: hash and code one chunk.  Touches only its slot. */
+static void code_chunk(struct bn_job *job, void *ctx)
+{
+	struct wslot *sl = (struct wslot *)job;
+	struct bn_writer *w = ctx;
+	sl->err = 0;
+	bn_sha256(sl->ubuf, sl->ulen, sl->sha256);
+	if (sl->group > 1 && !sl->scratch)
+		sl->scratch = malloc(w->o.chunk_size);
+	if (sl->group > 1 && sl->scratch) {
+		int64_t n = bn_bg_encode(sl->cctx, sl->group, sl->ubuf, sl->ulen, sl->scratch, sl->cbuf,
+		                         w->cbound);
+		if (n > 0) {
+			sl->clen = (size_t)n;
+			sl->coding = sl->group == 2 ? BN_CODING_BG2 : BN_CODING_BG4;
+			bn_sha256(sl->cbuf, sl->clen, sl->csha256);
+			return;
+		}
+	}
+	/* Independent frames: each chunk decodes on its own (parallel import, resume). */
+	ZSTD_CCtx_reset(sl->cctx, ZSTD_reset_session_and_parameters);
+	ZSTD_CCtx_setParameter(sl->cctx, ZSTD_c_compressionLevel, w->o.level);
+	ZSTD_CCtx_setParameter(sl->cctx, ZSTD_c_checksumFlag, 0);
+	ZSTD_CCtx_setParameter(sl->cctx, ZSTD_c_contentSizeFlag, 1);
+	size_t cl = ZSTD_compress2(sl->cctx, sl->cbuf, w->cbound, sl->ubuf, sl->ulen);
+	if (ZSTD_isError(cl)) {
+		sl->err = -EIO;
+		return;
+	}
+	sl->clen = cl;
+	sl->coding = BN_CODING_ZSTD;
+	bn_sha256(sl->cbuf, cl, sl->csha256);
+}
+
 int bn_writer_new(const struct bn_writer_opts *o, struct bn_writer **ret, struct bn_error *err)
 {
 	struct bn_writer *w = calloc(1, sizeof *w);
@@ -88,6 +164,8 @@ int bn_writer_new(const struct bn_writer_opts *o, struct bn_writer **ret, struct
 		return bn_fail(err, -ENOMEM, "out of memory");
 	w->o = *o;
 	w->vfd = -1;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
 	if (!w->o.chunk_size)
 		w->o.chunk_size = BN_DEFAULT_CHUNK_SIZE;
 	if (!w->o.volume_size)
@@ -109,18 +187,40 @@ int bn_writer_new(const struct bn_writer_opts *o, struct bn_writer **ret, struct
 		r = bn_fail(err, -EINVAL, "zstd level %d is out of range", w->o.level);
 		goto fail;
 	}
-	w->cctx = ZSTD_createCCtx();
-	w->ubuf = malloc(w->o.chunk_size);
-	w->cbuf = malloc(w->cbound);
+	unsigned threads = bn_threads_resolve(w->o.threads);
+	/* ubuf + scratch + cbuf + a coder context (a few MiB at the default levels). */
+	size_t slot_bytes = (size_t)w->o.chunk_size * 2 + w->cbound + ((size_t)4 << 20);
+	w->n_slots = bn_ring_slots(threads, slot_bytes, RING_BUDGET);
+	w->slots = calloc(w->n_slots, sizeof *w->slots);
 	w->vsha = bn_sha256_new();
 	w->fsha = bn_sha256_new();
-	if (!w->cctx || !w->ubuf || !w->cbuf || !w->vsha || !w->fsha) {
+	if (!w->slots || !w->vsha || !w->fsha) {
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, w->o.level);
-	ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 0);
-	ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_contentSizeFlag, 1);
+	for (unsigned i = 0; i < w->n_slots; i++) {
+		struct wslot *sl = &w->slots[i];
+		sl->ubuf = malloc(w->o.chunk_size);
+		sl->cbuf = malloc(w->cbound);
+		sl->cctx = ZSTD_createCCtx();
+		if (!sl->ubuf || !sl->cbuf || !sl->cctx) {
+			r = bn_fail(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+	}
+	r = bn_pool_new(threads, code_chunk, w, &w->pool);
+	if (r < 0) {
+		r = bn_fail(err, r, "cannot start worker threads: %s", strerror(-r));
+		goto fail;
+	}
+	r = -pthread_create(&w->sink, NULL, sink_main, w);
+	if (r == -EAGAIN)
+		r = -ENOMEM; /* no memory or thread slots, not a busy lock */
+	if (r < 0) {
+		r = bn_fail(err, r, "cannot start the volume writer thread: %s", strerror(-r));
+		goto fail;
+	}
+	w->sink_started = true;
 	w->m.chunk_size = w->o.chunk_size;
 	w->m.volume_size = w->o.volume_size;
 	*ret = w;
@@ -134,11 +234,27 @@ void bn_writer_free(struct bn_writer *w)
 {
 	if (!w)
 		return;
+	/* The writer first (it drains what was submitted, which needs the
+	 * workers), then the workers: they may still be coding into the slots. */
+	if (w->sink_started) {
+		pthread_mutex_lock(&w->mu);
+		w->sink_stop = true;
+		pthread_cond_broadcast(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->sink, NULL);
+	}
+	bn_pool_free(w->pool);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
 	if (w->vfd >= 0)
 		close(w->vfd);
-	ZSTD_freeCCtx(w->cctx);
-	free(w->ubuf);
-	free(w->cbuf);
+	for (unsigned i = 0; w->slots && i < w->n_slots; i++) {
+		ZSTD_freeCCtx(w->slots[i].cctx);
+		free(w->slots[i].ubuf);
+		free(w->slots[i].cbuf);
+		free(w->slots[i].scratch);
+	}
+	free(w->slots);
 	bn_sha256_free(w->vsha);
 	bn_sha256_free(w->fsha);
 	/* The manifest's arrays are owned here; reuse its destructor for contents. */
@@ -348,31 +464,35 @@ static int open_volume(struct bn_writer *w, struct bn_error *err)
 	if (r < 0)
 		return bn_fail(err, r, "%s/%s: cannot create volume: %s", w->o.dir, v->name, strerror(-r));
 	w->m.n_volumes++;
+	w->kicked = 0;
 	bn_sha256_reset(w->vsha);
 	return 0;
 }
 
-static int flush_chunk(struct bn_writer *w, uint32_t artifact, struct bn_error *err)
+/* Writes the oldest chunk in flight: waits for its worker, then appends it to
+ * the manifest and the current volume.  Only this thread touches those, in
+ * submission order, so the bytes do not depend on the thread count. */
+static int drain_one(struct bn_writer *w, struct bn_error *err)
 {
-	if (w->ulen == 0)
-		return 0;
+	struct wslot *sl = &w->slots[w->oldest];
+	bn_pool_wait(w->pool, &sl->job);
+	w->oldest = (w->oldest + 1) % w->n_slots;
+	if (sl->err < 0)
+		return bn_fail(err, sl->err, "zstd: cannot compress a chunk");
 	if (w->m.n_chunks >= BN_MAX_CHUNKS)
 		return bn_fail(err, -EFBIG, "more than %u chunks; use a larger chunk size", BN_MAX_CHUNKS);
 	int r = grow((void **)&w->m.chunks, &w->cap_chunks, w->m.n_chunks + 1, sizeof *w->m.chunks);
 	if (r < 0)
 		return bn_fail(err, r, "out of memory");
-	/* Independent frames: each chunk decodes on its own (parallel import, resume). */
-	size_t cl = ZSTD_compress2(w->cctx, w->cbuf, w->cbound, w->ubuf, w->ulen);
-	if (ZSTD_isError(cl))
-		return bn_fail(err, -EIO, "zstd: %s", ZSTD_getErrorName(cl));
+	size_t cl = sl->clen;
 	struct bn_chunk *c = &w->m.chunks[w->m.n_chunks];
 	memset(c, 0, sizeof *c);
-	c->artifact = artifact;
-	c->usize = (uint32_t)w->ulen;
+	c->artifact = sl->artifact;
+	c->usize = (uint32_t)sl->ulen;
 	c->csize = (uint32_t)cl;
-	c->coding = BN_CODING_ZSTD;
-	bn_sha256(w->ubuf, w->ulen, c->sha256);
-	bn_sha256(w->cbuf, cl, c->csha256);
+	c->coding = sl->coding;
+	memcpy(c->sha256, sl->sha256, BN_SHA256_LEN);
+	memcpy(c->csha256, sl->csha256, BN_SHA256_LEN);
 	/* A chunk never spans two volumes. */
 	if (w->vfd >= 0 && w->m.volumes[w->m.n_volumes - 1].size + cl > w->o.volume_size) {
 		r = close_volume(w, err);
@@ -385,16 +505,114 @@ static int flush_chunk(struct bn_writer *w, uint32_t artifact, struct bn_error *
 			return r;
 	}
 	struct bn_volume *v = &w->m.volumes[w->m.n_volumes - 1];
-	r = bn_write_all(w->vfd, w->cbuf, cl);
+	r = bn_write_all(w->vfd, sl->cbuf, cl);
 	if (r < 0)
 		return bn_fail(err, r, "%s/%s: write failed: %s", w->o.dir, v->name, strerror(-r));
-	bn_sha256_update(w->vsha, w->cbuf, cl);
+	bn_sha256_update(w->vsha, sl->cbuf, cl);
 	c->volume = (uint32_t)(w->m.n_volumes - 1);
 	c->voffset = v->size;
 	v->size += cl;
+	/* Start writeback of what is written so far (without waiting), so the
+	 * fsync at the volume's end finds little left and disk time overlaps the
+	 * coding instead of following it. */
+	if (v->size - w->kicked >= WRITEBACK_STEP) {
+		sync_file_range(w->vfd, (off64_t)w->kicked, (off64_t)(v->size - w->kicked), SYNC_FILE_RANGE_WRITE);
+		w->kicked = v->size;
+	}
 	w->m.n_chunks++;
-	w->ulen = 0;
 	return 0;
+}
+
+static void *sink_main(void *arg)
+{
+	struct bn_writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (w->written == w->submitted && !w->sink_stop)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (w->written == w->submitted)
+			break;
+		bool skip = w->sink_r < 0;
+		pthread_mutex_unlock(&w->mu);
+		struct bn_error e = {0};
+		int r = 0;
+		if (skip) { /* after a failure: only release the slots */
+			bn_pool_wait(w->pool, &w->slots[w->oldest].job);
+			w->oldest = (w->oldest + 1) % w->n_slots;
+		} else {
+			r = drain_one(w, &e);
+		}
+		pthread_mutex_lock(&w->mu);
+		if (r < 0 && w->sink_r == 0) {
+			w->sink_r = r;
+			w->sink_err = e;
+		}
+		w->written++;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* Waits until at most `left` chunks are unwritten; returns the writer's first error. */
+static int wait_written(struct bn_writer *w, uint64_t left, struct bn_error *err)
+{
+	pthread_mutex_lock(&w->mu);
+	while (w->submitted - w->written > left && w->sink_r == 0)
+		pthread_cond_wait(&w->cv, &w->mu);
+	int r = w->sink_r;
+	if (r < 0 && err)
+		*err = w->sink_err;
+	pthread_mutex_unlock(&w->mu);
+	return r;
+}
+
+static int drain_all(struct bn_writer *w, struct bn_error *err)
+{
+	return wait_written(w, 0, err);
+}
+
+/* Hands the chunk being filled to the workers (and, in order, to the writer). */
+static void flush_chunk(struct bn_writer *w)
+{
+	if (!w->filling)
+		return;
+	w->filling = false;
+	struct wslot *sl = &w->slots[w->next];
+	if (sl->ulen == 0)
+		return;
+	bn_pool_submit(w->pool, &sl->job);
+	w->next = (w->next + 1) % w->n_slots;
+	pthread_mutex_lock(&w->mu);
+	w->submitted++;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* The slot to read into for artifact/group: the one being filled if it
+ * matches, else a fresh one (waiting for the writer when the ring is full). */
+static int fill_slot(struct bn_writer *w, uint32_t artifact, unsigned group, struct wslot **ret, struct bn_error *err)
+{
+	if (w->filling && (w->slots[w->next].group != group || w->slots[w->next].artifact != artifact))
+		flush_chunk(w);
+	if (!w->filling) {
+		int r = wait_written(w, w->n_slots - 1, err);
+		if (r < 0)
+			return r;
+		struct wslot *sl = &w->slots[w->next];
+		sl->ulen = 0;
+		sl->group = group;
+		sl->artifact = artifact;
+		w->filling = true;
+	}
+	*ret = &w->slots[w->next];
+	return 0;
+}
+
+static bool is_safetensors(const char *path)
+{
+	size_t n = strlen(path);
+	return n >= 12 && !strcasecmp(path + n - 12, ".safetensors");
 }
 
 static int pack_file(struct bn_writer *w, uint32_t artifact, const struct scan_item *it, struct bn_entry *e,
@@ -403,31 +621,68 @@ static int pack_file(struct bn_writer *w, uint32_t artifact, const struct scan_i
 	int fd = open(it->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return bn_fail(err, -errno, "%s: cannot open: %s", it->src, strerror(errno));
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	/* Tensor files get chunks cut at tensor-data boundaries; anything the
+	 * header parser doubts is packed as one plain segment. */
+	struct bn_segment one = {0, it->size, 1}, *segs = &one, *parsed = NULL;
+	size_t n_segs = 1;
+	bool tensors = is_safetensors(e->path) && bn_safetensors_segments(fd, it->size, &parsed, &n_segs) == 0;
+	if (tensors)
+		segs = parsed;
+	else
+		n_segs = 1;
 	bn_sha256_reset(w->fsha);
 	uint64_t done = 0;
 	int r = 0;
-	for (;;) {
-		if (w->ulen == w->o.chunk_size) {
-			r = flush_chunk(w, artifact, err);
+	if (tensors)
+		flush_chunk(w);
+	for (size_t si = 0; r == 0 && si < n_segs; si++) {
+		unsigned group = segs[si].group;
+		/* Byte-grouped chunks hold whole elements where the data allows. */
+		size_t cap = w->o.chunk_size - w->o.chunk_size % group;
+		uint64_t left = segs[si].len;
+		/* Hot loop (pack, reading thread): read into the slot and feed the
+		 * file hash; hashing and coding of full slots happen on workers. */
+		while (left > 0) {
+			struct wslot *sl;
+			r = fill_slot(w, artifact, group, &sl, err);
 			if (r < 0)
 				break;
+			size_t want = cap - sl->ulen;
+			if (want > left)
+				want = (size_t)left;
+			ssize_t n = read(fd, sl->ubuf + sl->ulen, want);
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				r = bn_fail(err, -EIO, "%s: read error: %s", it->src, strerror(errno));
+				break;
+			}
+			if (n == 0)
+				break; /* shrank: reported below */
+			bn_sha256_update(w->fsha, sl->ubuf + sl->ulen, (size_t)n);
+			sl->ulen += (size_t)n;
+			left -= (uint64_t)n;
+			done += (uint64_t)n;
+			if (sl->ulen == cap)
+				flush_chunk(w);
 		}
-		ssize_t n = read(fd, w->ubuf + w->ulen, w->o.chunk_size - w->ulen);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = bn_fail(err, -EIO, "%s: read error: %s", it->src, strerror(errno));
+		if (left > 0)
 			break;
-		}
-		if (n == 0)
-			break;
-		bn_sha256_update(w->fsha, w->ubuf + w->ulen, (size_t)n);
-		w->ulen += (size_t)n;
-		done += (uint64_t)n;
-		if (done > it->size)
-			break;
+		if (tensors)
+			flush_chunk(w);
+	}
+	if (r == 0 && done == it->size) {
+		/* Growth is a change too. */
+		uint8_t extra;
+		ssize_t n;
+		while ((n = read(fd, &extra, 1)) < 0 && errno == EINTR)
+			;
+		if (n > 0)
+			done++;
 	}
 	close(fd);
+	free(parsed);
 	if (r < 0)
 		return r;
 	if (done != it->size)
@@ -524,7 +779,8 @@ int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const
 			a->n_files++;
 		}
 	}
-	r = flush_chunk(w, ai, err);
+	flush_chunk(w);
+	r = drain_all(w, err);
 	if (r < 0)
 		goto out;
 	a->n_chunks = w->m.n_chunks - a->chunk_first;
@@ -562,7 +818,12 @@ int bn_writer_finish(struct bn_writer *w, const char *name, const char *channel,
 	if (r < 0)
 		return r;
 	w->m.format_major = BN_FORMAT_MAJOR;
-	w->m.format_minor = BN_FORMAT_MINOR;
+	/* 1.0 while every chunk is plain zstd, so such bundles stay exactly what
+	 * 1.0 writers produced; byte-grouped chunks need a 1.1 reader. */
+	w->m.format_minor = 0;
+	for (size_t i = 0; i < w->m.n_chunks; i++)
+		if (w->m.chunks[i].coding != BN_CODING_ZSTD)
+			w->m.format_minor = BN_FORMAT_MINOR;
 	w->m.version = version;
 	w->m.name = strdup(name);
 	w->m.channel = strdup(channel);

@@ -19,8 +19,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: agimport [stage] DIR [--root R] [--allow-downgrade] [--force] [--wait]\n"
-	        "       agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N]\n"
-	        "       agimport extract DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] --to TARGET\n"
+	        "       agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N]\n"
+	        "       agimport extract DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N] --to TARGET\n"
 	        "\n"
 	        "\n"
 	        "stage (the default) verifies DIR under R's trust policy and stages it into the\n"
@@ -35,6 +35,7 @@ struct args {
 	struct bn_pubkey keys[MAX_KEYS];
 	size_t n_keys;
 	unsigned threshold;
+	unsigned threads; /* 0: online CPUs */
 };
 
 static int parse(int argc, char **argv, struct args *a, bool want_to)
@@ -43,11 +44,12 @@ static int parse(int argc, char **argv, struct args *a, bool want_to)
 		{"pubkey", required_argument, NULL, 'p'},
 		{"threshold", required_argument, NULL, 't'},
 		{"to", required_argument, NULL, 'T'},
+		{"threads", required_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "p:t:T:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:t:T:j:h", opts, NULL)) != -1) {
 		struct bn_error err = {0};
 		switch (c) {
 		case 'p':
@@ -71,6 +73,16 @@ static int parse(int argc, char **argv, struct args *a, bool want_to)
 			break;
 		}
 		case 'T': a->to = optarg; break;
+		case 'j': {
+			char *end;
+			unsigned long t = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || t == 0 || t > 256) {
+				tool_err("--threads: expected a number from 1 to 256");
+				return BN_EXIT_USAGE;
+			}
+			a->threads = (unsigned)t;
+			break;
+		}
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return BN_EXIT_USAGE;
 		}
@@ -170,6 +182,7 @@ int main(int argc, char **argv)
 	int r = bn_bundle_open(a.dir, &trust, &b, &err);
 	if (r < 0)
 		return tool_fail(r, &err);
+	b->threads = a.threads;
 	if (verify) {
 		r = bn_bundle_verify(b, tool_progress, "verify", &err);
 		tool_progress_end();

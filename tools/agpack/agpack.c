@@ -27,6 +27,7 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: agpack keygen --out PREFIX [--no-passphrase] [--force]\n"
 	        "       agpack build SPEC --key KEY --out DIR [--volume-size SIZE] [--level N] [--chunk-size SIZE]\n"
+	        "                   [--threads N]\n"
 	        "                   [--cache DIR] [--insecure-registry HOST:PORT]... [--ca-file FILE]\n"
 	        "                   [--auth-file FILE] [--dry-run]\n"
 	        "       agpack sign DIR --key KEY\n"
@@ -216,16 +217,18 @@ static int cmd_build(int argc, char **argv)
 		{"ca-file", required_argument, NULL, 'A'},
 		{"auth-file", required_argument, NULL, 'a'},
 		{"dry-run", no_argument, NULL, 'n'},
+		{"threads", required_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	const char *key = NULL, *out = NULL;
 	uint64_t vsize = 0, csize = 0;
 	int level = 0;
+	unsigned threads = 0;
 	struct net_opts no = {0};
 	const char *insecure[32];
 	int c;
-	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nj:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k': key = optarg; break;
 		case 'o': out = optarg; break;
@@ -253,6 +256,16 @@ static int cmd_build(int argc, char **argv)
 		case 'A': no.ca_file = optarg; break;
 		case 'a': no.auth_file = optarg; break;
 		case 'n': no.dry_run = true; break;
+		case 'j': {
+			char *end;
+			unsigned long t = strtoul(optarg, &end, 10);
+			if (!*optarg || *end || t == 0 || t > 256) {
+				tool_err("--threads: expected a number from 1 to 256");
+				return BN_EXIT_USAGE;
+			}
+			threads = (unsigned)t;
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return BN_EXIT_USAGE;
 		}
@@ -333,6 +346,7 @@ static int cmd_build(int argc, char **argv)
 	if (r < 0)
 		goto out;
 	struct bn_writer_opts wo = {.dir = tmp, .volume_size = vsize, .chunk_size = (uint32_t)csize, .level = level,
+	                              .threads = threads,
 	                            .warn = warn_cb};
 	r = bn_writer_new(&wo, &w, &err);
 	if (r < 0)

@@ -35,6 +35,7 @@ struct bn_bundle {
 	size_t n_signers;               /* distinct trusted keys with a valid signature */
 	uint8_t signers[BN_MAX_SIGNATURES][BN_KEYID_LEN];
 	uint64_t signed_at;             /* timestamp from the first valid trusted comment (0 if none) */
+	unsigned threads;               /* worker threads for verify/extract; 0: online CPUs */
 };
 
 /* Progress callback: called after each chunk with bytes done / total. */

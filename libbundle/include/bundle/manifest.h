@@ -27,7 +27,7 @@
 
 #define BN_FORMAT_NAME "agkit-bundle"
 #define BN_FORMAT_MAJOR 1
-#define BN_FORMAT_MINOR 0
+#define BN_FORMAT_MINOR 1
 
 #define BN_MANIFEST_MAX (128u << 20)    /* bytes of manifest.json */
 #define BN_MAX_ENTRIES 4000000u         /* entries per artifact */
@@ -42,7 +42,9 @@
 #define BN_DEFAULT_VOLUME_SIZE (4095ull << 20) /* below FAT32's 4 GiB - 1 file limit */
 
 enum bn_entry_type { BN_ENTRY_FILE = 0, BN_ENTRY_DIR = 1, BN_ENTRY_SYMLINK = 2 };
-enum bn_coding { BN_CODING_ZSTD = 0 };
+/* Chunk codings (docs/FORMAT.md section 4): plain zstd; byte groups of 2 or 4
+ * (format 1.1). */
+enum bn_coding { BN_CODING_ZSTD = 0, BN_CODING_BG2 = 1, BN_CODING_BG4 = 2 };
 
 struct bn_entry {
 	char *path;           /* relative to the artifact root */

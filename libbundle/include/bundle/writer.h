@@ -21,6 +21,7 @@ struct bn_writer_opts {
 	uint64_t volume_size;   /* 0: BN_DEFAULT_VOLUME_SIZE */
 	uint32_t chunk_size;    /* 0: BN_DEFAULT_CHUNK_SIZE */
 	int level;              /* zstd level; 0: 3 */
+	unsigned threads;       /* worker threads hashing and coding chunks; 0: online CPUs */
 	bn_warn_fn warn;        /* optional: non-fatal notes (skipped symlinks) */
 	void *warn_userdata;
 };
