@@ -14,6 +14,7 @@
 
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
+#include "bundle/media.h"
 #include "reader_internal.h"
 
 void bn_bundle_free(struct bn_bundle *b)
@@ -22,6 +23,7 @@ void bn_bundle_free(struct bn_bundle *b)
 		return;
 	free(b->dir);
 	free(b->manifest_buf);
+	bn_layout_free(b->layout);
 	bn_manifest_free(b->m);
 	free(b);
 }
@@ -67,15 +69,19 @@ static int check_trusted_comment(const struct bn_bundle *b, const char *file, co
 int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bundle **ret, struct bn_error *err)
 {
 	struct bn_bundle *b = calloc(1, sizeof *b);
-	char *mpath = NULL, *sdir = NULL;
+	char *mpath = NULL, *sdir = NULL, *mdir = NULL;
 	DIR *d = NULL;
 	int r = 0;
 	char (*tcs)[BN_TRUSTED_COMMENT_MAX] = NULL;
 	char (*tcfiles)[300] = NULL;
 	size_t n_tcs = 0;
-	if (!b || !(b->dir = strdup(dir)) || !(mpath = bn_path_join(dir, "manifest.json")) ||
-	    !(sdir = bn_path_join(dir, "signatures"))) {
-		r = bn_fail(err, -ENOMEM, "out of memory");
+	/* A media set (DIR/medium-NN/) keeps the signed files on each medium. */
+	if (!b || (r = bn_layout_manifest_dir(dir, &mdir, err)) < 0)
+		goto out_nomem;
+	if (!(b->dir = strdup(dir)) || !(mpath = bn_path_join(mdir ? mdir : dir, "manifest.json")) ||
+	    !(sdir = bn_path_join(mdir ? mdir : dir, "signatures"))) {
+	out_nomem:
+		r = r < 0 ? r : bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	struct stat st;
@@ -198,6 +204,9 @@ int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bund
 		if (!b->signed_at && tc_field(tcs[i], "timestamp", ts, sizeof ts))
 			b->signed_at = strtoull(ts, NULL, 10);
 	}
+	r = bn_layout_attach(b, err);
+	if (r < 0)
+		goto out;
 	*ret = b;
 	b = NULL;
 out:
@@ -207,6 +216,7 @@ out:
 	free(tcfiles);
 	free(mpath);
 	free(sdir);
+	free(mdir);
 	bn_bundle_free(b);
 	return r;
 }
@@ -216,6 +226,8 @@ out:
 int bn_check_files(struct bn_bundle *b, struct bn_error *err)
 {
 	const struct bn_manifest *m = b->m;
+	if (b->layout)
+		return bn_layout_check_files(b, err); /* parity or media (layout.c) */
 	DIR *d = opendir(b->dir);
 	if (!d)
 		return bn_fail(err, -errno, "%s: %s", b->dir, strerror(errno));
@@ -326,7 +338,7 @@ static int finish_volume(struct bn_chunk_reader *cr, struct bn_error *err)
 	return 0;
 }
 
-int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
+static int chunk_read_once(struct bn_chunk_reader *cr, size_t ci, bool *ret_bad_vol, struct bn_error *err)
 {
 	struct bn_bundle *b = cr->b;
 	const struct bn_chunk *c = &b->m->chunks[ci];
@@ -335,22 +347,16 @@ int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
 		r = finish_volume(cr, err);
 		if (r < 0)
 			return r;
-		char *p = bn_path_join(b->dir, b->m->volumes[c->volume].name);
-		if (!p)
-			return bn_fail(err, -ENOMEM, "out of memory");
-		cr->fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		r = cr->fd < 0 ? -errno : 0;
-		if (r < 0) {
-			r = r == -ENOENT ? bn_fail(err, -EBADMSG, "%s: missing", p) : bn_fail(err, r, "%s: %s", p, strerror(-r));
-			free(p);
-			return r;
-		}
-		free(p);
+		/* layout.c finds the volume (or rebuilds it from parity). */
+		cr->fd = bn_layout_open_volume(b, c->volume, err);
+		if (cr->fd < 0)
+			return cr->fd;
 		cr->vol = c->volume;
 		bn_sha256_reset(cr->vsha);
 		posix_fadvise(cr->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	}
 	r = bn_pread_all(cr->fd, cr->buf, c->csize, c->voffset);
+	*ret_bad_vol = true; /* failures from here on are this chunk's volume's */
 	if (r < 0) {
 		char what[BN_ERROR_MAX];
 		bn_describe_chunk(b, ci, what, sizeof what);
@@ -381,6 +387,22 @@ int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
 	return 0;
 }
 
+int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
+{
+	bool bad_vol = false;
+	int r = chunk_read_once(cr, ci, &bad_vol, err);
+	if (r == 0 || !bad_vol)
+		return r;
+	/* With parity, a volume that fails a check is rebuilt (and verified
+	 * whole) and the chunk read again from the rebuilt copy. */
+	size_t v = cr->b->m->chunks[ci].volume;
+	int q = bn_layout_rebuild(cr->b, v, err);
+	if (q <= 0)
+		return q < 0 ? q : r;
+	bn_chunk_reader_skip_volume_hash(cr, v);
+	return chunk_read_once(cr, ci, &bad_vol, err);
+}
+
 int bn_bundle_verify(struct bn_bundle *b, bn_progress_fn progress, void *userdata, struct bn_error *err)
 {
 	int r = bn_check_files(b, err);
@@ -392,12 +414,16 @@ int bn_bundle_verify(struct bn_bundle *b, bn_progress_fn progress, void *userdat
 	for (size_t i = 0; i < b->m->n_volumes; i++)
 		total += b->m->volumes[i].size;
 	for (size_t i = 0; r == 0 && i < b->m->n_chunks; i++) {
+		if (!bn_layout_in_view(b, b->m->chunks[i].volume))
+			continue; /* a single medium: only its own volumes */
 		r = bn_chunk_read(&cr, i, err);
 		done += b->m->chunks[i].csize;
 		if (progress && r == 0)
 			progress(userdata, done, total);
 	}
 	bn_chunk_reader_release(&cr);
+	if (r == 0)
+		r = bn_layout_verify_rest(b, err); /* parity volumes not yet checked */
 	return r;
 }
 

@@ -9,6 +9,7 @@
 
 #include "bundle/bundle.h"
 #include "bundle/deploy.h"
+#include "bundle/media.h"
 #include "toolutil.h"
 
 const char *tool_name = "agimport";
@@ -100,6 +101,30 @@ static void print_signers(const struct bn_bundle *b)
 	printf("\n");
 }
 
+/* Rebuilt volumes and damaged parity volumes: said on stderr, not fatal. */
+static void print_notes(const struct bn_bundle *b)
+{
+	const char *n;
+	for (size_t i = 0; (n = bn_bundle_note(b, i)); i++)
+		tool_warn("%s", n);
+}
+
+static void print_medium(const struct bn_bundle *b)
+{
+	const struct bn_manifest *m = b->m;
+	unsigned mi = bn_bundle_medium(b);
+	size_t nv = 0, np = 0;
+	for (size_t i = 0; i < m->n_volumes; i++)
+		nv += m->media->vol_medium[i] == mi;
+	for (size_t i = 0; m->parity && i < m->parity->n_volumes; i++)
+		np += m->media->par_medium[i] == mi;
+	printf("%s: OK: medium %u of %u of bundle %s channel %s version %" PRIu64 ": its %zu volume(s) and %zu parity "
+	       "volume(s) match the signed manifest\n", b->dir, mi, m->media->count, m->name, m->channel, m->version, nv,
+	       np);
+	printf("%s: the set is medium-01 ... medium-%02u; import needs them all (or all but %u with parity)\n", b->dir,
+	       m->media->count, m->parity ? m->parity->groups[0].p : 0);
+}
+
 static int cmd_stage(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -187,15 +212,23 @@ int main(int argc, char **argv)
 	if (verify) {
 		r = bn_bundle_verify(b, tool_progress, "verify", &err);
 		tool_progress_end();
-		if (r == 0) {
+		print_notes(b);
+		if (r == 0 && bn_bundle_medium(b)) {
+			print_signers(b);
+			print_medium(b);
+		} else if (r == 0) {
 			print_signers(b);
 			printf("%s: OK: %zu volume(s), %zu chunk(s) match the signed manifest\n", a.dir, b->m->n_volumes,
 			       b->m->n_chunks);
+			if (b->m->parity)
+				printf("%s: OK: %zu parity volume(s) checked (damaged ones are listed above)\n", a.dir,
+				       b->m->parity->n_volumes);
 		}
 	} else {
 		struct bn_extract_opts o = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "extract"};
 		r = bn_bundle_extract(b, a.to, &o, &err);
 		tool_progress_end();
+		print_notes(b);
 		if (r == 0) {
 			print_signers(b);
 			printf("%s: extracted %zu artifact(s) to %s\n", a.dir, b->m->n_artifacts, a.to);

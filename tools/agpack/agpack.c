@@ -13,7 +13,9 @@
 
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
+#include "bundle/media.h"
 #include "bundle/oci.h"
+#include "bundle/parity.h"
 #include "bundle/writer.h"
 #include "sources.h"
 #include "spec.h"
@@ -27,7 +29,7 @@ static void usage(FILE *f)
 	        "usage: agpack keygen --out PREFIX [--no-passphrase] [--force]\n"
 	        "       agpack build SPEC --key KEY --out DIR [--volume-size SIZE] [--level N] [--chunk-size SIZE]\n"
 	        "                   [--cache DIR] [--insecure-registry HOST:PORT]... [--ca-file FILE]\n"
-	        "                   [--auth-file FILE] [--dry-run]\n"
+	        "                   [--auth-file FILE] [--dry-run] [--parity P] [--media SIZE]\n"
 	        "       agpack sign DIR --key KEY\n"
 	        "\n"
 	        "Exit status: 0 ok, 1 failure, 2 usage, 3 verification or unsafe input, 4 I/O error.\n");
@@ -182,6 +184,34 @@ static int add_health(struct bn_writer *w, const struct spec_artifact *a, json_t
 	return r;
 }
 
+/* Media plan first (it fixes the parity groups as media columns), then the
+ * parity volumes, then the parity volumes' media. */
+static int add_parity_media(struct bn_manifest *m, const char *dir, unsigned parity, uint64_t media_cap,
+                            struct bn_error *err)
+{
+	size_t columns = 0;
+	int r = 0;
+	if (media_cap) {
+		char *text = NULL;
+		size_t len = 0;
+		if (bn_manifest_format(m, &text, &len) < 0)
+			return bn_fail(err, -ENOMEM, "cannot encode manifest");
+		free(text);
+		/* Room on each medium for the manifest (grown by the parity and
+		 * media records), signatures, label, SHA256SUMS and file-system
+		 * overhead. */
+		uint64_t reserve = len + len / 2 + (4u << 20);
+		r = bn_media_plan(m, media_cap, reserve, &columns, err);
+	}
+	if (r == 0 && parity) {
+		fprintf(stderr, "agpack: computing %u parity volume(s) per group\n", parity);
+		r = bn_parity_build(dir, m, parity, columns, err);
+	}
+	if (r == 0 && media_cap)
+		r = bn_media_assign_parity(m, columns, err);
+	return r;
+}
+
 static int cmd_build(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -195,17 +225,37 @@ static int cmd_build(int argc, char **argv)
 		{"ca-file", required_argument, NULL, 'A'},
 		{"auth-file", required_argument, NULL, 'a'},
 		{"dry-run", no_argument, NULL, 'n'},
+		{"parity", required_argument, NULL, 'P'},
+		{"media", required_argument, NULL, 'M'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	const char *key = NULL, *out = NULL;
 	uint64_t vsize = 0, csize = 0;
 	int level = 0;
+	unsigned parity = 0;
+	uint64_t media_cap = 0, media_max_file = 0;
 	struct net_opts no = {0};
 	const char *insecure[32];
 	int c;
-	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nP:M:h", opts, NULL)) != -1) {
 		switch (c) {
+		case 'P': {
+			char *end;
+			unsigned long p = strtoul(optarg, &end, 10);
+			if (*end || p > BN_PARITY_MAX) {
+				tool_err("--parity: expected 0 to %u parity volumes per group", BN_PARITY_MAX);
+				return BN_EXIT_USAGE;
+			}
+			parity = (unsigned)p;
+			break;
+		}
+		case 'M':
+			if (bn_media_parse_size(optarg, &media_cap, &media_max_file) < 0) {
+				tool_err("--media: expected dvd, dvd-dl, bd25, bd50, bd100, usb-fat32 or a size (700M, 4G)");
+				return BN_EXIT_USAGE;
+			}
+			break;
 		case 'k': key = optarg; break;
 		case 'o': out = optarg; break;
 		case 'V':
@@ -310,6 +360,13 @@ static int cmd_build(int argc, char **argv)
 	free(stage_base);
 	if (r < 0)
 		goto out;
+	/* On media, a volume fits a medium with room for the signed files, and
+	 * stays below the medium's file-size limit. */
+	if (media_cap && !vsize) {
+		vsize = media_cap > (64u << 20) ? media_cap - (64u << 20) : media_cap / 2;
+		if (vsize > media_max_file)
+			vsize = media_max_file;
+	}
 	struct bn_writer_opts wo = {.dir = tmp, .volume_size = vsize, .chunk_size = (uint32_t)csize, .level = level,
 	                            .warn = warn_cb};
 	r = bn_writer_new(&wo, &w, &err);
@@ -373,12 +430,21 @@ static int cmd_build(int argc, char **argv)
 	if (r < 0)
 		goto out;
 	size_t mlen = 0;
+	/* The writer owns the manifest; parity and media are added to it before
+	 * it is formatted and signed. */
+	r = add_parity_media((struct bn_manifest *)m, tmp, parity, media_cap, &err);
+	if (r < 0)
+		goto out;
 	r = bn_manifest_format(m, &mtext, &mlen);
 	if (r < 0) {
 		bn_fail(&err, r, "cannot encode manifest");
 		goto out;
 	}
 	r = bn_bundle_write_signed(tmp, mtext, mlen, m, &sk, &err);
+	if (r < 0)
+		goto out;
+	if (r == 0)
+		r = bn_media_layout(tmp, m, &err);
 	if (r < 0)
 		goto out;
 	if (tool_interrupted) {
@@ -400,6 +466,12 @@ static int cmd_build(int argc, char **argv)
 	       "%zu volume(s) of %" PRIu64 " bytes (%.1f%%)\n",
 	       out, m->name, m->channel, m->version, m->n_artifacts, total, m->n_chunks, m->n_volumes, stored,
 	       total ? 100.0 * (double)stored / (double)total : 100.0);
+	if (m->parity)
+		printf("%s: %zu parity volume(s) in %zu group(s): any %u lost or damaged volume(s) of a group can be "
+		       "rebuilt\n", out, m->parity->n_volumes, m->parity->n_groups, m->parity->groups[0].p);
+	if (m->media)
+		printf("%s: %u media of %" PRIu64 " bytes: %s/medium-01 ... medium-%02u\n", out, m->media->count,
+		       m->media->capacity, out, m->media->count);
 out:
 	bn_writer_free(w);
 	if (tmp && r < 0)
@@ -439,7 +511,8 @@ static int cmd_sign(int argc, char **argv)
 	struct bn_seckey sk;
 	int r = tool_load_seckey(key, &sk, &err);
 	if (r == 0)
-		r = bn_bundle_add_signature(argv[optind], &sk, &err);
+		r = bn_media_is_set(argv[optind]) ? bn_media_add_signature(argv[optind], &sk, &err)
+		                                  : bn_bundle_add_signature(argv[optind], &sk, &err);
 	char id[BN_KEYID_HEX];
 	bn_keyid_hex(sk.keyid, id);
 	bn_seckey_wipe(&sk);

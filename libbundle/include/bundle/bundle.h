@@ -20,6 +20,8 @@
 
 #define BN_MAX_SIGNATURES 64
 
+struct bn_layout;
+
 struct bn_trust {
 	const struct bn_pubkey *keys;
 	size_t n_keys;
@@ -35,6 +37,7 @@ struct bn_bundle {
 	size_t n_signers;               /* distinct trusted keys with a valid signature */
 	uint8_t signers[BN_MAX_SIGNATURES][BN_KEYID_LEN];
 	uint64_t signed_at;             /* timestamp from the first valid trusted comment (0 if none) */
+	struct bn_layout *layout;       /* media set / parity view (bundle/media.h), NULL for plain bundles */
 };
 
 /* Progress callback: called after each chunk with bytes done / total. */
