@@ -200,7 +200,8 @@ static int add_parity_media(struct bn_manifest *m, const char *dir, unsigned par
 		/* Room on each medium for the manifest (grown by the parity and
 		 * media records), signatures, label, SHA256SUMS and file-system
 		 * overhead. */
-		uint64_t reserve = len + len / 2 + (4u << 20);
+		uint64_t slack = media_cap / 16 < (4u << 20) ? media_cap / 16 : (4u << 20);
+		uint64_t reserve = len + len / 2 + slack;
 		r = bn_media_plan(m, media_cap, reserve, &columns, err);
 	}
 	if (r == 0 && parity) {
