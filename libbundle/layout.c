@@ -106,9 +106,9 @@ static void medium_name(unsigned i, char out[32])
 
 bool bn_media_is_set(const char *dir)
 {
-	char *p = bn_path_join(dir, "medium-01/manifest.json"), *q = bn_path_join(dir, "manifest.json");
+	char *q = bn_path_join(dir, "manifest.json");
 	struct stat st;
-	bool r = p && q && lstat(q, &st) < 0 && errno == ENOENT;
+	bool r = q && lstat(q, &st) < 0 && errno == ENOENT;
 	if (r) {
 		/* Any medium-NN directory marks a set (medium 1 may be the one lost). */
 		DIR *d = opendir(dir);
@@ -120,7 +120,6 @@ bool bn_media_is_set(const char *dir)
 		if (d)
 			closedir(d);
 	}
-	free(p);
 	free(q);
 	return r;
 }
@@ -360,8 +359,11 @@ int bn_layout_check_files(struct bn_bundle *b, struct bn_error *err)
 			}
 			char *md = bn_path_join(b->dir, de->d_name), *mf = md ? bn_path_join(md, "manifest.json") : NULL;
 			uint8_t h[BN_SHA256_LEN];
+			struct stat st;
 			if (!mf)
 				r = bn_fail(err, -ENOMEM, "out of memory");
+			else if (lstat(md, &st) < 0 || !S_ISDIR(st.st_mode))
+				r = bn_fail(err, -EBADMSG, "%s: not a directory (symbolic links are refused)", md);
 			else if (bn_sha256_file(mf, h, NULL, NULL) < 0 || memcmp(h, b->manifest_sha256, BN_SHA256_LEN) != 0)
 				r = bn_fail(err, -EBADMSG, "%s: manifest.json is not the signed manifest of this set (bundle %s "
 				            "version %" PRIu64 "): a medium of another bundle or version", md, m->name, m->version);

@@ -76,12 +76,12 @@ int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bund
 	char (*tcfiles)[300] = NULL;
 	size_t n_tcs = 0;
 	/* A media set (DIR/medium-NN/) keeps the signed files on each medium. */
-	if (!b || (r = bn_layout_manifest_dir(dir, &mdir, err)) < 0)
-		goto out_nomem;
-	if (!(b->dir = strdup(dir)) || !(mpath = bn_path_join(mdir ? mdir : dir, "manifest.json")) ||
+	r = b ? bn_layout_manifest_dir(dir, &mdir, err) : 0;
+	if (r < 0)
+		goto out;
+	if (!b || !(b->dir = strdup(dir)) || !(mpath = bn_path_join(mdir ? mdir : dir, "manifest.json")) ||
 	    !(sdir = bn_path_join(mdir ? mdir : dir, "signatures"))) {
-	out_nomem:
-		r = r < 0 ? r : bn_fail(err, -ENOMEM, "out of memory");
+		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
 	struct stat st;

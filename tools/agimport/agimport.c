@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bundle/bundle.h"
 #include "bundle/deploy.h"
 #include "bundle/media.h"
+#include "bundle/fsutil.h"
 #include "toolutil.h"
 
 const char *tool_name = "agimport";
@@ -125,6 +127,52 @@ static void print_medium(const struct bn_bundle *b)
 	       m->media->count, m->parity ? m->parity->groups[0].p : 0);
 }
 
+static bool is_medium(const char *dir)
+{
+	char *l = bn_path_join(dir, BN_MEDIUM_LABEL), *mf = bn_path_join(dir, "manifest.json");
+	bool r = l && mf && access(l, F_OK) == 0 && access(mf, F_OK) == 0;
+	free(l);
+	free(mf);
+	return r;
+}
+
+static int stage_medium(struct bn_deploy *d, const char *dir, char **ret_work, bool *ret_complete, struct bn_error *err)
+{
+	struct bn_trust trust = bn_deploy_trust(d);
+	struct bn_bundle *b = NULL;
+	int r = bn_bundle_open(dir, &trust, &b, err);
+	if (r < 0)
+		return r;
+	if (!bn_bundle_medium(b)) {
+		bn_bundle_free(b);
+		return 0; /* not part of a media set after all: a plain import */
+	}
+	struct bn_media_stage_result res;
+	char *work = bn_path_join(bn_deploy_root(d), "staging/media");
+	if (!work) {
+		bn_bundle_free(b);
+		return bn_fail(err, -ENOMEM, "out of memory");
+	}
+	r = bn_media_stage(b, work, &res, err);
+	print_notes(b);
+	if (r == 0) {
+		printf("%s: medium %u of %u of bundle %s channel %s version %" PRIu64 ": %zu new chunk(s) in place; %zu of %zu "
+		       "chunk(s) done\n", dir, res.medium, res.count, b->m->name, b->m->channel, b->m->version,
+		       res.chunks_new, res.chunks_done, res.chunks_total);
+		if (!res.complete)
+			printf("%s: still needed: medium %s (insert them in any order and run agimport stage again)\n", dir,
+			       res.missing);
+	}
+	bn_bundle_free(b);
+	if (r < 0 || !res.complete) {
+		free(work);
+		return r;
+	}
+	*ret_work = work;
+	*ret_complete = true;
+	return 0;
+}
+
 static int cmd_stage(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -164,7 +212,21 @@ static int cmd_stage(int argc, char **argv)
 	if (r < 0)
 		return tool_fail(r, &err);
 	struct bn_import_result res = {0};
+	char *work = NULL;
+	if (is_medium(argv[optind])) {
+		/* One medium of a set: its chunks go into place now; the import
+		 * completes with the last medium needed. */
+		bool complete = false;
+		r = stage_medium(d, argv[optind], &work, &complete, &err);
+		if (r < 0 || !complete) {
+			free(work);
+			bn_deploy_close(d);
+			return r < 0 ? tool_fail(r, &err) : 0;
+		}
+		io.media_work = work;
+	}
 	r = bn_deploy_import(d, argv[optind], &io, &res, &err);
+	free(work);
 	tool_progress_end();
 	bn_deploy_close(d);
 	if (r < 0)

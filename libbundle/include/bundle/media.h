@@ -39,6 +39,19 @@ unsigned bn_bundle_medium(const struct bn_bundle *b);
  * volumes); NULL past the end. */
 const char *bn_bundle_note(const struct bn_bundle *b, size_t i);
 
+/* One medium at a time (stage.c): decodes the single medium b's chunks
+ * into work/tree at their file offsets and records them in work/progress. */
+struct bn_media_stage_result {
+	unsigned medium, count;
+	size_t chunks_new, chunks_done, chunks_total;
+	bool complete;        /* every chunk in place and every file hash checked */
+	char missing[512];    /* media still needed, "2, 5" */
+};
+int bn_media_stage(struct bn_bundle *b, const char *work, struct bn_media_stage_result *res,
+                   struct bn_error *err) BN_WUR;
+/* Moves the completed work/tree to target (exchanging an existing one) and removes work. */
+int bn_media_stage_install(struct bn_bundle *b, const char *work, const char *target, struct bn_error *err) BN_WUR;
+
 /* ---- hooks called by reader.c and extract.c ---- */
 /* Directory to read manifest.json and signatures from (a set's first medium), new string or NULL for dir. */
 int bn_layout_manifest_dir(const char *dir, char **ret, struct bn_error *err) BN_WUR;
