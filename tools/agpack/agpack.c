@@ -205,8 +205,13 @@ static int add_parity_media(struct bn_manifest *m, const char *dir, unsigned par
 		r = bn_media_plan(m, media_cap, reserve, &columns, err);
 	}
 	if (r == 0 && parity) {
-		fprintf(stderr, "agpack: computing %u parity volume(s) per group\n", parity);
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		r = bn_parity_build(dir, m, parity, columns, err);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (r == 0)
+			fprintf(stderr, "agpack: %zu parity volume(s) written in %.2f s\n", m->parity->n_volumes,
+			        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	}
 	if (r == 0 && media_cap)
 		r = bn_media_assign_parity(m, columns, err);
