@@ -22,6 +22,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: agimport [stage] DIR [--root R] [--allow-downgrade] [--force] [--wait]\n"
+	        "       agimport [stage] --stream [--root R] ...   (reads a one-way stream on stdin)\n"
+	        "       agimport receive DIR                      (writes a stream from stdin into the new DIR)\n"
 	        "       agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N]\n"
 	        "       agimport extract DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] --to TARGET\n"
 	        "\n"
@@ -173,6 +175,34 @@ static int stage_medium(struct bn_deploy *d, const char *dir, char **ret_work, b
 	return 0;
 }
 
+/* A one-way stream from stdin into the new directory dir. */
+static int receive(const char *dir, struct bn_error *err)
+{
+	if (isatty(STDIN_FILENO))
+		return bn_fail(err, -EINVAL, "the stream comes on stdin: redirect it from a file or the diode");
+	struct bn_stream_result res;
+	int r = bn_stream_read(STDIN_FILENO, dir, &res, err);
+	if (r < 0)
+		return r;
+	fprintf(stderr, "%s: received %" PRIu64 " record(s); %" PRIu64 " damaged, %" PRIu64 " byte(s) skipped\n", dir,
+	        res.records_ok, res.records_bad, res.bytes_skipped);
+	if (res.files_incomplete)
+		tool_warn("%s: %zu volume(s) incomplete after the stream, dropped (rebuilt from parity on import if the "
+		          "bundle has enough): %s", dir, res.files_incomplete, res.incomplete);
+	return 0;
+}
+
+static int cmd_receive(int argc, char **argv)
+{
+	if (argc != 2 || argv[1][0] == '-') {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	struct bn_error err = {0};
+	int r = receive(argv[1], &err);
+	return r < 0 ? tool_fail(r, &err) : 0;
+}
+
 static int cmd_stage(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -180,17 +210,20 @@ static int cmd_stage(int argc, char **argv)
 		{"allow-downgrade", no_argument, NULL, 'D'},
 		{"force", no_argument, NULL, 'f'},
 		{"wait", no_argument, NULL, 'w'},
+		{"stream", no_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
+	bool stream = false;
 	const char *root = getenv("AGKIT_ROOT");
 	if (!root || !*root)
 		root = BN_DEFAULT_ROOT;
 	struct bn_import_opts io = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "import"};
 	bool wait = false;
 	int c;
-	while ((c = getopt_long(argc, argv, "r:Dfwh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:DfwSh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'S': stream = true; break;
 		case 'r': root = optarg; break;
 		case 'D': io.allow_downgrade = true; break;
 		case 'f': io.force = true; break;
@@ -199,9 +232,9 @@ static int cmd_stage(int argc, char **argv)
 		default: usage(stderr); return BN_EXIT_USAGE;
 		}
 	}
-	if (optind + 1 != argc) {
-		if (optind + 1 < argc)
-			tool_err("one bundle directory at a time");
+	if (optind + (stream ? 0 : 1) != argc) {
+		if (optind + 1 < argc || stream)
+			tool_err(stream ? "--stream reads stdin: no bundle directory" : "one bundle directory at a time");
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
@@ -211,6 +244,24 @@ static int cmd_stage(int argc, char **argv)
 	int r = bn_deploy_open(root, wait, &d, &err);
 	if (r < 0)
 		return tool_fail(r, &err);
+	char *received = NULL;
+	if (stream) {
+		/* The stream lands in R/staging/stream, then imports like a directory. */
+		received = bn_path_join(bn_deploy_root(d), "staging/stream");
+		if (!received) {
+			bn_deploy_close(d);
+			return BN_EXIT_FAILURE;
+		}
+		bn_rm_rf(received);
+		r = receive(received, &err);
+		if (r < 0) {
+			free(received);
+			bn_deploy_close(d);
+			return tool_fail(r, &err);
+		}
+		argv[optind] = received;
+		argc = optind + 1;
+	}
 	struct bn_import_result res = {0};
 	char *work = NULL;
 	if (is_medium(argv[optind])) {
@@ -229,6 +280,12 @@ static int cmd_stage(int argc, char **argv)
 	free(work);
 	tool_progress_end();
 	bn_deploy_close(d);
+	if (received) {
+		bn_rm_rf(received);
+		free(received);
+		received = NULL;
+		argv[optind] = "stream";
+	}
 	if (r < 0)
 		return tool_fail(r, &err);
 	printf("%s: staged bundle %s channel %s version %" PRIu64 " into slot %s%s\n", argv[optind], res.bundle,
@@ -258,6 +315,8 @@ int main(int argc, char **argv)
 	bool verify = !strcmp(cmd, "verify"), extract = !strcmp(cmd, "extract");
 	if (!strcmp(cmd, "stage"))
 		return cmd_stage(argc - 1, argv + 1);
+	if (!strcmp(cmd, "receive"))
+		return cmd_receive(argc - 1, argv + 1);
 	if (!verify && !extract)
 		return cmd_stage(argc, argv); /* agimport DIR ... */
 	static struct args a;

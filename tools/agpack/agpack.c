@@ -29,8 +29,9 @@ static void usage(FILE *f)
 	        "usage: agpack keygen --out PREFIX [--no-passphrase] [--force]\n"
 	        "       agpack build SPEC --key KEY --out DIR [--volume-size SIZE] [--level N] [--chunk-size SIZE]\n"
 	        "                   [--cache DIR] [--insecure-registry HOST:PORT]... [--ca-file FILE]\n"
-	        "                   [--auth-file FILE] [--dry-run] [--parity P] [--media SIZE]\n"
+	        "                   [--auth-file FILE] [--dry-run] [--parity P] [--media SIZE] [--stream]\n"
 	        "       agpack sign DIR --key KEY\n"
+	        "       agpack stream DIR                (one-way stream of the bundle on stdout, for data diodes)\n"
 	        "\n"
 	        "Exit status: 0 ok, 1 failure, 2 usage, 3 verification or unsafe input, 4 I/O error.\n");
 }
@@ -233,6 +234,7 @@ static int cmd_build(int argc, char **argv)
 		{"dry-run", no_argument, NULL, 'n'},
 		{"parity", required_argument, NULL, 'P'},
 		{"media", required_argument, NULL, 'M'},
+		{"stream", no_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -240,11 +242,13 @@ static int cmd_build(int argc, char **argv)
 	uint64_t vsize = 0, csize = 0;
 	int level = 0;
 	unsigned parity = 0;
+	bool stream = false;
+	char *stream_out = NULL;
 	uint64_t media_cap = 0, media_max_file = 0;
 	struct net_opts no = {0};
 	const char *insecure[32];
 	int c;
-	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nP:M:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nP:M:Sh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'P': {
 			char *end;
@@ -256,6 +260,7 @@ static int cmd_build(int argc, char **argv)
 			parity = (unsigned)p;
 			break;
 		}
+		case 'S': stream = true; break;
 		case 'M':
 			if (bn_media_parse_size(optarg, &media_cap, &media_max_file) < 0) {
 				tool_err("--media: expected dvd, dvd-dl, bd25, bd50, bd100, usb-fat32 or a size (700M, 4G)");
@@ -293,10 +298,28 @@ static int cmd_build(int argc, char **argv)
 		}
 	}
 	no.insecure = insecure;
+	if (stream && media_cap) {
+		tool_err("--stream and --media do not combine");
+		return BN_EXIT_USAGE;
+	}
+	if (stream && !out && !no.dry_run) {
+		/* The bundle is built in a scratch directory, streamed, removed. */
+		const char *td = getenv("TMPDIR");
+		if (asprintf(&stream_out, "%s/agpack-stream.%d", td && *td ? td : "/var/tmp", (int)getpid()) < 0)
+			return BN_EXIT_FAILURE;
+		out = stream_out;
+	}
+	if (stream && isatty(STDOUT_FILENO)) {
+		tool_err("--stream writes binary records to stdout: redirect it to a file or the diode");
+		free(stream_out);
+		return BN_EXIT_USAGE;
+	}
 	if (optind + 1 != argc || (!no.dry_run && (!key || !out))) {
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
+	/* With --stream, stdout carries the stream: reports go to stderr. */
+	FILE *info = stream ? stderr : stdout;
 	const char *spec_path = argv[optind];
 	struct bn_error err = {0};
 	struct spec spec = {0};
@@ -468,16 +491,23 @@ static int cmd_build(int argc, char **argv)
 		total += m->artifacts[i].size;
 	for (size_t i = 0; i < m->n_volumes; i++)
 		stored += m->volumes[i].size;
-	printf("%s: bundle %s channel %s version %" PRIu64 ": %zu artifact(s), %" PRIu64 " bytes in %zu chunk(s), "
+	fprintf(info, "%s: bundle %s channel %s version %" PRIu64 ": %zu artifact(s), %" PRIu64 " bytes in %zu chunk(s), "
 	       "%zu volume(s) of %" PRIu64 " bytes (%.1f%%)\n",
 	       out, m->name, m->channel, m->version, m->n_artifacts, total, m->n_chunks, m->n_volumes, stored,
 	       total ? 100.0 * (double)stored / (double)total : 100.0);
 	if (m->parity)
-		printf("%s: %zu parity volume(s) in %zu group(s): any %u lost or damaged volume(s) of a group can be "
+		fprintf(info, "%s: %zu parity volume(s) in %zu group(s): any %u lost or damaged volume(s) of a group can be "
 		       "rebuilt\n", out, m->parity->n_volumes, m->parity->n_groups, m->parity->groups[0].p);
 	if (m->media)
-		printf("%s: %u media of %" PRIu64 " bytes: %s/medium-01 ... medium-%02u\n", out, m->media->count,
+		fprintf(info, "%s: %u media of %" PRIu64 " bytes: %s/medium-01 ... medium-%02u\n", out, m->media->count,
 		       m->media->capacity, out, m->media->count);
+	if (stream) {
+		r = bn_stream_write(out, STDOUT_FILENO, &err);
+		if (r == 0)
+			fprintf(stderr, "%s: streamed to stdout\n", out);
+		if (stream_out)
+			bn_rm_rf(stream_out);
+	}
 out:
 	bn_writer_free(w);
 	if (tmp && r < 0)
@@ -490,6 +520,22 @@ out:
 	free(stage);
 	free(mtext);
 	free(cache_default);
+	free(stream_out);
+	return r < 0 ? tool_fail(r, &err) : 0;
+}
+
+static int cmd_stream(int argc, char **argv)
+{
+	if (argc != 2 || argv[1][0] == '-') {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	if (isatty(STDOUT_FILENO)) {
+		tool_err("agpack stream writes binary records to stdout: redirect it to a file or the diode");
+		return BN_EXIT_USAGE;
+	}
+	struct bn_error err = {0};
+	int r = bn_stream_write(argv[1], STDOUT_FILENO, &err);
 	return r < 0 ? tool_fail(r, &err) : 0;
 }
 
@@ -553,6 +599,8 @@ int main(int argc, char **argv)
 		return cmd_build(argc - 1, argv + 1);
 	if (!strcmp(cmd, "sign"))
 		return cmd_sign(argc - 1, argv + 1);
+	if (!strcmp(cmd, "stream"))
+		return cmd_stream(argc - 1, argv + 1);
 	tool_err("unknown command '%s'", cmd);
 	usage(stderr);
 	return BN_EXIT_USAGE;

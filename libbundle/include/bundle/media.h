@@ -52,6 +52,17 @@ int bn_media_stage(struct bn_bundle *b, const char *work, struct bn_media_stage_
 /* Moves the completed work/tree to target (exchanging an existing one) and removes work. */
 int bn_media_stage_install(struct bn_bundle *b, const char *work, const char *target, struct bn_error *err) BN_WUR;
 
+/* One-way stream (stream.c, docs/FORMAT.md section 11).  Writes the bundle
+ * directory dir (not a media set) as records to fd. */
+int bn_stream_write(const char *dir, int fd, struct bn_error *err) BN_WUR;
+struct bn_stream_result {
+	uint64_t records_ok, records_bad, bytes_skipped;
+	size_t files_incomplete;
+	char incomplete[512];  /* volumes dropped as incomplete (to be rebuilt from parity) */
+};
+/* Reads a stream from fd into the new directory dir (removed on error). */
+int bn_stream_read(int fd, const char *dir, struct bn_stream_result *res, struct bn_error *err) BN_WUR;
+
 /* ---- hooks called by reader.c and extract.c ---- */
 /* Directory to read manifest.json and signatures from (a set's first medium), new string or NULL for dir. */
 int bn_layout_manifest_dir(const char *dir, char **ret, struct bn_error *err) BN_WUR;
