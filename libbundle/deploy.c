@@ -783,6 +783,11 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 		snprintf(ret->channel, sizeof ret->channel, "%s", m->channel);
 		ret->version = m->version;
 		ret->resumed_chunks = xo.resumed_chunks;
+		ret->notes[0] = '\0';
+		for (size_t i = 0; bn_bundle_note(b, i); i++) {
+			size_t l = strlen(ret->notes);
+			snprintf(ret->notes + l, sizeof ret->notes - l, "%s%s", l ? "; " : "", bn_bundle_note(b, i));
+		}
 	}
 	bn_bundle_free(b);
 	return r;

@@ -77,6 +77,15 @@ rm -rf t && cp -a set t && sed -i 's/^medium 1 of/medium 2 of/' t/medium-01/LABE
 expect_exit 3 "a medium with another medium's label is refused" "$AGIMPORT" verify t/medium-01 --pubkey k.pub
 expect_exit 3 "a medium verified with an untrusted key is refused" "$AGIMPORT" verify set/medium-01 --pubkey k2.pub
 
+# A set with a lost medium staged into a deployment root.
+if [ -n "${AGCTL:-}" ]; then
+	"$AGCTL" --root R init --pubkey k.pub >/dev/null
+	rm -rf t && cp -a set t && rm -rf t/medium-01
+	check "a set with a lost medium stages" "$AGIMPORT" stage t --root R
+	last_output | grep -q "medium-01/vol-00001.agv: missing; rebuilt from parity" && ok "stage reports the rebuilt volumes" || { not_ok "stage reports the rebuilt volumes"; last_output | sed 's/^/#   /'; }
+	check "the staged tree is the input" same_tree tree R/slots/blue/payload
+fi
+
 check "agpack sign signs every medium" "$AGPACK" sign set --key k2.key
 check "every medium now has two signatures" sh -c 'for d in set/medium-*; do [ $(ls $d/signatures | wc -l) = 2 ] || exit 1; done'
 check "the set verifies with threshold 2" "$AGIMPORT" verify set --pubkey k.pub --pubkey k2.pub --threshold 2

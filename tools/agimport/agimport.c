@@ -288,6 +288,8 @@ static int cmd_stage(int argc, char **argv)
 	}
 	if (r < 0)
 		return tool_fail(r, &err);
+	if (res.notes[0])
+		tool_warn("%s", res.notes);
 	printf("%s: staged bundle %s channel %s version %" PRIu64 " into slot %s%s\n", argv[optind], res.bundle,
 	       res.channel, res.version, bn_slot_name(res.slot), res.resumed_chunks ? " (resumed)" : "");
 	return 0;

@@ -84,6 +84,7 @@ struct bn_import_result {
 	char bundle[BN_MAX_NAME + 1], channel[BN_MAX_NAME + 1];
 	uint64_t version;
 	size_t resumed_chunks;
+	char notes[1024];        /* volumes rebuilt from parity, damaged parity volumes ("; "-separated) */
 };
 
 /* Verifies dir under the trust policy and stages it into the idle slot. */
