@@ -53,6 +53,8 @@ test ! -e R/staging/media && ok "the work directory is gone" || not_ok "the work
 "$AGCTL" --root R status >st.out 2>&1
 grep -q "blue  staged    stagetest stable v3" st.out && ok "agctl status shows the staged bundle" || { not_ok "agctl status shows the staged bundle"; sed 's/^/#   /' st.out; }
 check "the audit log is intact" "$AGCTL" --root R audit verify
+n_med=$(grep -c '"import-medium"' R/audit.log || true)
+[ "$n_med" -ge "$nmed" ] && ok "every medium taken is audited ($n_med records)" || not_ok "every medium taken is audited ($n_med records)"
 
 # A corrupted medium is refused and leaves the recorded progress alone.
 rm -rf R2 && "$AGCTL" --root R2 init --pubkey k.pub >/dev/null

@@ -157,6 +157,22 @@ static int stage_medium(struct bn_deploy *d, const char *dir, char **ret_work, b
 	}
 	r = bn_media_stage(b, work, &res, err);
 	print_notes(b);
+	{
+		/* Every medium taken (or refused) is audited, not only the last. */
+		char why[BN_ERROR_MAX + 64];
+		if (r < 0)
+			snprintf(why, sizeof why, "medium %u: %s", bn_bundle_medium(b), err->msg);
+		else
+			snprintf(why, sizeof why, "medium %u of %u: %zu new chunk(s); %s%s", res.medium, res.count,
+			         res.chunks_new, res.complete ? "all chunks in place" : "still needed: medium ",
+			         res.complete ? "" : res.missing);
+		struct bn_audit_event ev = {.action = "import-medium", .bundle = b->m->name, .channel = b->m->channel,
+		                            .version = b->m->version, .has_version = true,
+		                            .result = r < 0 ? "failed" : "ok", .reason = why};
+		struct bn_error e2 = {0};
+		if (bn_deploy_audit(d, &ev, &e2) < 0)
+			tool_warn("%s", e2.msg);
+	}
 	if (r == 0) {
 		printf("%s: medium %u of %u of bundle %s channel %s version %" PRIu64 ": %zu new chunk(s) in place; %zu of %zu "
 		       "chunk(s) done\n", dir, res.medium, res.count, b->m->name, b->m->channel, b->m->version,
