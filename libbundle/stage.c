@@ -235,6 +235,8 @@ static int take_medium(struct stage *s, struct bn_media_stage_result *res, struc
 		/* Checkpoint per volume: a crash costs at most one volume. */
 		if (r == 0)
 			r = write_progress(s, err);
+		if (r == 0)
+			bn_fault_point("media:volume");
 		ci = last;
 	}
 	bn_chunk_reader_release(&cr);

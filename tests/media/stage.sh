@@ -56,6 +56,22 @@ check "the audit log is intact" "$AGCTL" --root R audit verify
 n_med=$(grep -c '"import-medium"' R/audit.log || true)
 [ "$n_med" -ge "$nmed" ] && ok "every medium taken is audited ($n_med records)" || not_ok "every medium taken is audited ($n_med records)"
 
+# Killed after its first volume: the next run picks up where it stopped.
+rm -rf R3 && "$AGCTL" --root R3 init --pubkey k.pub >/dev/null
+big=$(cd set && for m in medium-*; do echo "$(ls $m | grep -c '^vol-') $m"; done | sort -n | tail -1 | cut -d' ' -f2)
+rm -rf R4 && "$AGCTL" --root R4 init --pubkey k.pub >/dev/null
+full=$("$AGIMPORT" stage "set/$big" --root R4 2>&1 | grep -o '[0-9]* new chunk' | cut -d' ' -f1)
+AGKIT_CRASH_AT=media:volume "$AGIMPORT" stage "set/$big" --root R3 >/dev/null 2>&1
+rc=$?
+[ $rc = 137 ] && ok "killed at the first volume checkpoint" || not_ok "killed at the first volume checkpoint (exit $rc)"
+"$AGIMPORT" stage "set/$big" --root R3 >resume.out 2>&1
+again=$(grep -o '[0-9]* new chunk' resume.out | cut -d' ' -f1)
+[ -n "$again" ] && [ -n "$full" ] && [ "$again" -gt 0 ] && [ "$again" -lt "$full" ] &&
+	ok "the rerun decodes only what the killed run had not recorded ($again of the medium's $full chunks)" ||
+	{ not_ok "the rerun resumes ($again of $full)"; sed 's/^/#   /' resume.out; }
+for m in $media; do "$AGIMPORT" stage "set/$m" --root R3 >last.out 2>&1 || break; done
+check "after the crash the set still completes correctly" same_tree tree R3/slots/blue/payload
+
 # A corrupted medium is refused and leaves the recorded progress alone.
 rm -rf R2 && "$AGCTL" --root R2 init --pubkey k.pub >/dev/null
 first=$(echo "$media" | head -1); second=$(echo "$media" | sed -n 2p)
