@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bundle/deploy.h"
+#include "bundle/media.h"
 #include "bundle/fsutil.h"
 
 #define STATE_MAX (1u << 20)
@@ -48,6 +49,7 @@ int bn_deploy_previous(const struct bn_deploy *d) { return d->previous; }
 const struct bn_slot *bn_deploy_slot(const struct bn_deploy *d, int slot) { return &d->slots[slot]; }
 int64_t bn_deploy_window_until(const struct bn_deploy *d) { return d->window_until; }
 const char *bn_deploy_root(const struct bn_deploy *d) { return d->root; }
+struct bn_trust bn_deploy_trust(const struct bn_deploy *d) { return bn_trust_view(&d->trust); }
 
 int bn_deploy_staged(const struct bn_deploy *d)
 {
@@ -730,7 +732,7 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 	}
 	struct bn_extract_opts xo = {.cancel = o->cancel, .progress = o->progress, .userdata = o->userdata,
 	                             .work_dir = work, .replace = true};
-	r = bn_bundle_extract(b, target, &xo, err);
+	r = o->media_work ? bn_media_stage_install(b, o->media_work, target, err) : bn_bundle_extract(b, target, &xo, err);
 	free(target);
 	free(work);
 	if (r < 0) {
@@ -781,6 +783,11 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 		snprintf(ret->channel, sizeof ret->channel, "%s", m->channel);
 		ret->version = m->version;
 		ret->resumed_chunks = xo.resumed_chunks;
+		ret->notes[0] = '\0';
+		for (size_t i = 0; bn_bundle_note(b, i); i++) {
+			size_t l = strlen(ret->notes);
+			snprintf(ret->notes + l, sizeof ret->notes - l, "%s%s", l ? "; " : "", bn_bundle_note(b, i));
+		}
 	}
 	bn_bundle_free(b);
 	return r;

@@ -21,6 +21,7 @@
 
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
+#include "bundle/media.h"
 #include "reader_internal.h"
 
 #define HOLE_BLOCK 65536
@@ -359,6 +360,8 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 	if (!parent)
 		return bn_fail(err, -ENOMEM, "out of memory");
 	r = bn_check_files(b, err);
+	if (r == 0)
+		r = bn_layout_require_complete(b, err); /* not from a single medium */
 	if (r < 0)
 		goto out;
 	x.fsha = bn_sha256_new();

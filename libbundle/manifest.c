@@ -8,6 +8,7 @@
 #include <zstd.h>
 
 #include "bundle/manifest.h"
+#include "bundle/parity.h"
 
 /* ---- naming rules ---------------------------------------------------- */
 
@@ -123,6 +124,8 @@ void bn_manifest_free(struct bn_manifest *m)
 	free(m->artifacts);
 	free(m->chunks);
 	free(m->volumes);
+	bn_parity_free(m->parity);
+	bn_media_free(m->media);
 	free(m->name);
 	free(m->channel);
 	free(m->created);
@@ -525,6 +528,10 @@ int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, str
 		if (r < 0)
 			goto out;
 	}
+	/* Format 1.1: optional parity volumes and media assignment. */
+	r = bn_manifest_parse_ext(m, root, err);
+	if (r < 0)
+		goto out;
 	*ret = m;
 	m = NULL;
 out:
@@ -554,8 +561,9 @@ int bn_manifest_format(const struct bn_manifest *m, char **ret_text, size_t *ret
 	char fv[32];
 	if (!root || !arts || !chunks || !vols)
 		goto nomem;
-	/* The writer sets the minor version its chunk codings need (1.0 or 1.1). */
-	snprintf(fv, sizeof fv, "%u.%u", BN_FORMAT_MAJOR, m->format_minor);
+	/* 1.0 stays byte-identical for bundles that use no 1.1 feature (byte-grouped
+	 * chunks, parity, media sets). */
+	snprintf(fv, sizeof fv, "%u.%u", BN_FORMAT_MAJOR, m->parity || m->media ? 1u : m->format_minor);
 	SET(root, "format", json_string(BN_FORMAT_NAME));
 	SET(root, "format_version", json_string(fv));
 	SET(root, "name", json_string(m->name));
@@ -638,6 +646,8 @@ int bn_manifest_format(const struct bn_manifest *m, char **ret_text, size_t *ret
 	chunks = NULL;
 	SET(root, "volumes", vols);
 	vols = NULL;
+	if (bn_manifest_format_ext(m, root) < 0)
+		goto nomem;
 	char *text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	if (!text)

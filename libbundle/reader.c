@@ -15,6 +15,7 @@
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
 #include "pool.h"
+#include "bundle/media.h"
 #include "reader_internal.h"
 #include "tensor_coding.h"
 
@@ -27,6 +28,7 @@ void bn_bundle_free(struct bn_bundle *b)
 		return;
 	free(b->dir);
 	free(b->manifest_buf);
+	bn_layout_free(b->layout);
 	bn_manifest_free(b->m);
 	free(b);
 }
@@ -72,14 +74,18 @@ static int check_trusted_comment(const struct bn_bundle *b, const char *file, co
 int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bundle **ret, struct bn_error *err)
 {
 	struct bn_bundle *b = calloc(1, sizeof *b);
-	char *mpath = NULL, *sdir = NULL;
+	char *mpath = NULL, *sdir = NULL, *mdir = NULL;
 	DIR *d = NULL;
 	int r = 0;
 	char (*tcs)[BN_TRUSTED_COMMENT_MAX] = NULL;
 	char (*tcfiles)[300] = NULL;
 	size_t n_tcs = 0;
-	if (!b || !(b->dir = strdup(dir)) || !(mpath = bn_path_join(dir, "manifest.json")) ||
-	    !(sdir = bn_path_join(dir, "signatures"))) {
+	/* A media set (DIR/medium-NN/) keeps the signed files on each medium. */
+	r = b ? bn_layout_manifest_dir(dir, &mdir, err) : 0;
+	if (r < 0)
+		goto out;
+	if (!b || !(b->dir = strdup(dir)) || !(mpath = bn_path_join(mdir ? mdir : dir, "manifest.json")) ||
+	    !(sdir = bn_path_join(mdir ? mdir : dir, "signatures"))) {
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -203,6 +209,9 @@ int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bund
 		if (!b->signed_at && tc_field(tcs[i], "timestamp", ts, sizeof ts))
 			b->signed_at = strtoull(ts, NULL, 10);
 	}
+	r = bn_layout_attach(b, err);
+	if (r < 0)
+		goto out;
 	*ret = b;
 	b = NULL;
 out:
@@ -212,6 +221,7 @@ out:
 	free(tcfiles);
 	free(mpath);
 	free(sdir);
+	free(mdir);
 	bn_bundle_free(b);
 	return r;
 }
@@ -221,6 +231,8 @@ out:
 int bn_check_files(struct bn_bundle *b, struct bn_error *err)
 {
 	const struct bn_manifest *m = b->m;
+	if (b->layout)
+		return bn_layout_check_files(b, err); /* parity or media (layout.c) */
 	DIR *d = opendir(b->dir);
 	if (!d)
 		return bn_fail(err, -errno, "%s: %s", b->dir, strerror(errno));
@@ -346,17 +358,10 @@ int bn_chunk_fetch(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, bool *vo
 		struct bn_error e2;
 		if (finish_volume(cr, &e2) < 0)
 			*vol_bad = true; /* unreachable: a volume is finished at its last chunk */
-		char *p = bn_path_join(b->dir, b->m->volumes[c->volume].name);
-		if (!p)
-			return bn_fail(err, -ENOMEM, "out of memory");
-		cr->fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		r = cr->fd < 0 ? -errno : 0;
-		if (r < 0) {
-			r = r == -ENOENT ? bn_fail(err, -EBADMSG, "%s: missing", p) : bn_fail(err, r, "%s: %s", p, strerror(-r));
-			free(p);
-			return r;
-		}
-		free(p);
+		/* layout.c finds the volume (on its medium, or rebuilt from parity). */
+		cr->fd = bn_layout_open_volume(b, c->volume, err);
+		if (cr->fd < 0)
+			return cr->fd;
 		cr->vol = c->volume;
 		bn_sha256_reset(cr->vsha);
 		posix_fadvise(cr->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -408,7 +413,7 @@ int bn_chunk_check(const struct bn_bundle *b, size_t ci, const uint8_t *buf, str
 	return 0;
 }
 
-int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
+static int chunk_read_once(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
 {
 	bool vol_bad;
 	int r = bn_chunk_fetch(cr, ci, cr->buf, &vol_bad, err);
@@ -417,6 +422,21 @@ int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
 	if (r == 0 && vol_bad)
 		r = volume_mismatch(cr->b, cr->b->m->chunks[ci].volume, err);
 	return r;
+}
+
+int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
+{
+	int r = chunk_read_once(cr, ci, err);
+	if (r == 0 || r == -ENOMEM)
+		return r;
+	/* With parity, a volume that fails a check or a read is rebuilt (and
+	 * verified whole) and the chunk read again from the rebuilt copy. */
+	size_t v = cr->b->m->chunks[ci].volume;
+	int q = bn_layout_rebuild(cr->b, v, err);
+	if (q <= 0)
+		return q < 0 ? q : r;
+	bn_chunk_reader_skip_volume_hash(cr, v);
+	return chunk_read_once(cr, ci, err);
 }
 
 /* ---- the chunk pipeline shared by verify and extract ------------------ */
@@ -429,6 +449,7 @@ struct rslot {
 	uint8_t *scratch;     /* byte-group streams, allocated on first use */
 	ZSTD_DCtx *dctx;
 	bool vol_bad;         /* this chunk ended a volume whose hash did not match */
+	bool skip;            /* not on this medium (verify of a single medium) */
 	int fetch_r;          /* read error (main thread) */
 	int r;                /* check/decode error (worker) */
 	struct bn_error e;
@@ -544,8 +565,8 @@ fail:
 int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, size_t end, bn_chunk_sink sink,
                  void *ud, struct bn_error *err)
 {
-	const struct bn_bundle *b = p->b;
-	size_t next_read = first, next_out = first;
+	struct bn_bundle *b = p->b;
+	size_t next_read = first, next_out = first, rebuilt = (size_t)-1;
 	bool stop_reading = false;
 	int r = 0;
 	/* Hot loop (verify, extract). */
@@ -556,15 +577,23 @@ int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, s
 			struct rslot *sl = &p->slots[(next_read - first) % p->n_slots];
 			sl->ci = next_read;
 			sl->r = 0;
-			sl->fetch_r = bn_chunk_fetch(cr, next_read, sl->cbuf, &sl->vol_bad, &sl->e);
+			sl->vol_bad = false;
+			/* A single medium of a set: other media's volumes are not here. */
+			sl->skip = !bn_layout_in_view(b, b->m->chunks[next_read].volume);
+			sl->fetch_r = sl->skip ? 0 : bn_chunk_fetch(cr, next_read, sl->cbuf, &sl->vol_bad, &sl->e);
 			if (sl->fetch_r < 0)
 				stop_reading = true; /* reported when its turn comes */
-			else
+			else if (!sl->skip)
 				bn_pool_submit(p->pool, &sl->job);
 			next_read++;
 		}
 		struct rslot *sl = &p->slots[(next_out - first) % p->n_slots];
-		bn_pool_wait(p->pool, &sl->job);
+		if (sl->skip) {
+			next_out++;
+			continue;
+		}
+		if (sl->fetch_r == 0)
+			bn_pool_wait(p->pool, &sl->job);
 		/* Errors in chunk order, and for one chunk in the order a sequential
 		 * reader meets them: read, stored hash, decode, volume hash. */
 		if (sl->fetch_r < 0 || sl->r < 0) {
@@ -577,14 +606,44 @@ int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, s
 			const struct bn_chunk *c = &b->m->chunks[sl->ci];
 			r = sink(ud, sl->ci, p->decode ? sl->ubuf : sl->cbuf, p->decode ? c->usize : c->csize, err);
 		}
+		if (r < 0 && r != -EINTR && sl->ci < end) {
+			/* With parity, a volume that fails a check or a read is rebuilt
+			 * (and verified whole), and reading resumes at this chunk from
+			 * the rebuilt copy; chunks before it passed their own hashes. */
+			size_t v = b->m->chunks[sl->ci].volume;
+			struct bn_error e2 = {0};
+			int q = v != rebuilt ? bn_layout_rebuild(b, v, &e2) : 0;
+			if (q < 0 && err)
+				*err = e2;
+			if (q < 0)
+				r = q;
+			if (q > 0) {
+				for (size_t k = next_out + 1; k < next_read; k++) {
+					struct rslot *o = &p->slots[(k - first) % p->n_slots];
+					if (!o->skip && o->fetch_r == 0)
+						bn_pool_wait(p->pool, &o->job);
+				}
+				rebuilt = v;
+				bn_chunk_reader_skip_volume_hash(cr, v);
+				next_read = next_out;
+				stop_reading = false;
+				r = 0;
+				/* The ring restarts at next_out: keep slot positions aligned. */
+				first = next_out - ((next_out - first) % p->n_slots);
+				continue;
+			}
+		}
 		next_out++;
 		if (r < 0)
 			break;
 	}
 	/* Workers may still hold later slots: let them finish before the caller
 	 * frees or reuses anything. */
-	for (; next_out < next_read; next_out++)
-		bn_pool_wait(p->pool, &p->slots[(next_out - first) % p->n_slots].job);
+	for (; next_out < next_read; next_out++) {
+		struct rslot *o = &p->slots[(next_out - first) % p->n_slots];
+		if (!o->skip && o->fetch_r == 0)
+			bn_pool_wait(p->pool, &o->job);
+	}
 	return r;
 }
 
@@ -621,6 +680,8 @@ int bn_bundle_verify(struct bn_bundle *b, bn_progress_fn progress, void *userdat
 		r = bn_rpipe_run(p, &cr, 0, b->m->n_chunks, verify_sink, &v, err);
 	bn_rpipe_free(p);
 	bn_chunk_reader_release(&cr);
+	if (r == 0)
+		r = bn_layout_verify_rest(b, err); /* parity volumes not yet checked */
 	return r;
 }
 

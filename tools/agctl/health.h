@@ -30,7 +30,7 @@ struct health_result {
 
 void health_config_load(const char *root, struct health_config *ret);
 /* Checks slot; ret is always filled (a failure to run the check is a failed
- * check).  A latency failure is measured up to three times. */
+ * check).  A latency failure is measured up to five times, a second apart. */
 void health_check(struct bn_deploy *d, int slot, const struct health_config *c, struct health_result *ret);
 /* Remembers the figures of a passing check of the active slot as this host's baseline. */
 void health_save_baseline(struct bn_deploy *d, int slot, const struct health_result *h);

@@ -6,9 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bundle/bundle.h"
 #include "bundle/deploy.h"
+#include "bundle/media.h"
+#include "bundle/fsutil.h"
 #include "toolutil.h"
 
 const char *tool_name = "agimport";
@@ -19,6 +22,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: agimport [stage] DIR [--root R] [--allow-downgrade] [--force] [--wait]\n"
+	        "       agimport [stage] --stream [--root R] ...   (reads a one-way stream on stdin)\n"
+	        "       agimport receive DIR                      (writes a stream from stdin into the new DIR)\n"
 	        "       agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N]\n"
 	        "       agimport extract DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N] --to TARGET\n"
 	        "\n"
@@ -111,6 +116,120 @@ static void print_signers(const struct bn_bundle *b)
 	printf("\n");
 }
 
+/* Rebuilt volumes and damaged parity volumes: said on stderr, not fatal. */
+static void print_notes(const struct bn_bundle *b)
+{
+	const char *n;
+	for (size_t i = 0; (n = bn_bundle_note(b, i)); i++)
+		tool_warn("%s", n);
+}
+
+static void print_medium(const struct bn_bundle *b)
+{
+	const struct bn_manifest *m = b->m;
+	unsigned mi = bn_bundle_medium(b);
+	size_t nv = 0, np = 0;
+	for (size_t i = 0; i < m->n_volumes; i++)
+		nv += m->media->vol_medium[i] == mi;
+	for (size_t i = 0; m->parity && i < m->parity->n_volumes; i++)
+		np += m->media->par_medium[i] == mi;
+	printf("%s: OK: medium %u of %u of bundle %s channel %s version %" PRIu64 ": its %zu volume(s) and %zu parity "
+	       "volume(s) match the signed manifest\n", b->dir, mi, m->media->count, m->name, m->channel, m->version, nv,
+	       np);
+	printf("%s: the set is medium-01 ... medium-%02u; import needs them all (or all but %u with parity)\n", b->dir,
+	       m->media->count, m->parity ? m->parity->groups[0].p : 0);
+}
+
+static bool is_medium(const char *dir)
+{
+	char *l = bn_path_join(dir, BN_MEDIUM_LABEL), *mf = bn_path_join(dir, "manifest.json");
+	bool r = l && mf && access(l, F_OK) == 0 && access(mf, F_OK) == 0;
+	free(l);
+	free(mf);
+	return r;
+}
+
+static int stage_medium(struct bn_deploy *d, const char *dir, char **ret_work, bool *ret_complete, struct bn_error *err)
+{
+	struct bn_trust trust = bn_deploy_trust(d);
+	struct bn_bundle *b = NULL;
+	int r = bn_bundle_open(dir, &trust, &b, err);
+	if (r < 0)
+		return r;
+	if (!bn_bundle_medium(b)) {
+		bn_bundle_free(b);
+		return 0; /* not part of a media set after all: a plain import */
+	}
+	struct bn_media_stage_result res;
+	char *work = bn_path_join(bn_deploy_root(d), "staging/media");
+	if (!work) {
+		bn_bundle_free(b);
+		return bn_fail(err, -ENOMEM, "out of memory");
+	}
+	r = bn_media_stage(b, work, &res, err);
+	print_notes(b);
+	{
+		/* Every medium taken (or refused) is audited, not only the last. */
+		char why[BN_ERROR_MAX + 64];
+		if (r < 0)
+			snprintf(why, sizeof why, "medium %u: %s", bn_bundle_medium(b), err->msg);
+		else
+			snprintf(why, sizeof why, "medium %u of %u: %zu new chunk(s); %s%s", res.medium, res.count,
+			         res.chunks_new, res.complete ? "all chunks in place" : "still needed: medium ",
+			         res.complete ? "" : res.missing);
+		struct bn_audit_event ev = {.action = "import-medium", .bundle = b->m->name, .channel = b->m->channel,
+		                            .version = b->m->version, .has_version = true,
+		                            .result = r < 0 ? "failed" : "ok", .reason = why};
+		struct bn_error e2 = {0};
+		if (bn_deploy_audit(d, &ev, &e2) < 0)
+			tool_warn("%s", e2.msg);
+	}
+	if (r == 0) {
+		printf("%s: medium %u of %u of bundle %s channel %s version %" PRIu64 ": %zu new chunk(s) in place; %zu of %zu "
+		       "chunk(s) done\n", dir, res.medium, res.count, b->m->name, b->m->channel, b->m->version,
+		       res.chunks_new, res.chunks_done, res.chunks_total);
+		if (!res.complete)
+			printf("%s: still needed: medium %s (insert them in any order and run agimport stage again)\n", dir,
+			       res.missing);
+	}
+	bn_bundle_free(b);
+	if (r < 0 || !res.complete) {
+		free(work);
+		return r;
+	}
+	*ret_work = work;
+	*ret_complete = true;
+	return 0;
+}
+
+/* A one-way stream from stdin into the new directory dir. */
+static int receive(const char *dir, struct bn_error *err)
+{
+	if (isatty(STDIN_FILENO))
+		return bn_fail(err, -EINVAL, "the stream comes on stdin: redirect it from a file or the diode");
+	struct bn_stream_result res;
+	int r = bn_stream_read(STDIN_FILENO, dir, &res, err);
+	if (r < 0)
+		return r;
+	fprintf(stderr, "%s: received %" PRIu64 " record(s); %" PRIu64 " damaged, %" PRIu64 " byte(s) skipped\n", dir,
+	        res.records_ok, res.records_bad, res.bytes_skipped);
+	if (res.files_incomplete)
+		tool_warn("%s: %zu volume(s) incomplete after the stream, dropped (rebuilt from parity on import if the "
+		          "bundle has enough): %s", dir, res.files_incomplete, res.incomplete);
+	return 0;
+}
+
+static int cmd_receive(int argc, char **argv)
+{
+	if (argc != 2 || argv[1][0] == '-') {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	struct bn_error err = {0};
+	int r = receive(argv[1], &err);
+	return r < 0 ? tool_fail(r, &err) : 0;
+}
+
 static int cmd_stage(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -118,17 +237,20 @@ static int cmd_stage(int argc, char **argv)
 		{"allow-downgrade", no_argument, NULL, 'D'},
 		{"force", no_argument, NULL, 'f'},
 		{"wait", no_argument, NULL, 'w'},
+		{"stream", no_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
+	bool stream = false;
 	const char *root = getenv("AGKIT_ROOT");
 	if (!root || !*root)
 		root = BN_DEFAULT_ROOT;
 	struct bn_import_opts io = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "import"};
 	bool wait = false;
 	int c;
-	while ((c = getopt_long(argc, argv, "r:Dfwh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:DfwSh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'S': stream = true; break;
 		case 'r': root = optarg; break;
 		case 'D': io.allow_downgrade = true; break;
 		case 'f': io.force = true; break;
@@ -137,9 +259,9 @@ static int cmd_stage(int argc, char **argv)
 		default: usage(stderr); return BN_EXIT_USAGE;
 		}
 	}
-	if (optind + 1 != argc) {
-		if (optind + 1 < argc)
-			tool_err("one bundle directory at a time");
+	if (optind + (stream ? 0 : 1) != argc) {
+		if (optind + 1 < argc || stream)
+			tool_err(stream ? "--stream reads stdin: no bundle directory" : "one bundle directory at a time");
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
@@ -149,12 +271,52 @@ static int cmd_stage(int argc, char **argv)
 	int r = bn_deploy_open(root, wait, &d, &err);
 	if (r < 0)
 		return tool_fail(r, &err);
+	char *received = NULL;
+	if (stream) {
+		/* The stream lands in R/staging/stream, then imports like a directory. */
+		received = bn_path_join(bn_deploy_root(d), "staging/stream");
+		if (!received) {
+			bn_deploy_close(d);
+			return BN_EXIT_FAILURE;
+		}
+		bn_rm_rf(received);
+		r = receive(received, &err);
+		if (r < 0) {
+			free(received);
+			bn_deploy_close(d);
+			return tool_fail(r, &err);
+		}
+		argv[optind] = received;
+		argc = optind + 1;
+	}
 	struct bn_import_result res = {0};
+	char *work = NULL;
+	if (is_medium(argv[optind])) {
+		/* One medium of a set: its chunks go into place now; the import
+		 * completes with the last medium needed. */
+		bool complete = false;
+		r = stage_medium(d, argv[optind], &work, &complete, &err);
+		if (r < 0 || !complete) {
+			free(work);
+			bn_deploy_close(d);
+			return r < 0 ? tool_fail(r, &err) : 0;
+		}
+		io.media_work = work;
+	}
 	r = bn_deploy_import(d, argv[optind], &io, &res, &err);
+	free(work);
 	tool_progress_end();
 	bn_deploy_close(d);
+	if (received) {
+		bn_rm_rf(received);
+		free(received);
+		received = NULL;
+		argv[optind] = "stream";
+	}
 	if (r < 0)
 		return tool_fail(r, &err);
+	if (res.notes[0])
+		tool_warn("%s", res.notes);
 	printf("%s: staged bundle %s channel %s version %" PRIu64 " into slot %s%s\n", argv[optind], res.bundle,
 	       res.channel, res.version, bn_slot_name(res.slot), res.resumed_chunks ? " (resumed)" : "");
 	return 0;
@@ -169,6 +331,8 @@ int main(int argc, char **argv)
 	bool verify = !strcmp(cmd, "verify"), extract = !strcmp(cmd, "extract");
 	if (!strcmp(cmd, "stage"))
 		return cmd_stage(argc - 1, argv + 1);
+	if (!strcmp(cmd, "receive"))
+		return cmd_receive(argc - 1, argv + 1);
 	if (!verify && !extract)
 		return cmd_stage(argc, argv); /* agimport DIR ... */
 	static struct args a;
@@ -186,15 +350,23 @@ int main(int argc, char **argv)
 	if (verify) {
 		r = bn_bundle_verify(b, tool_progress, "verify", &err);
 		tool_progress_end();
-		if (r == 0) {
+		print_notes(b);
+		if (r == 0 && bn_bundle_medium(b)) {
+			print_signers(b);
+			print_medium(b);
+		} else if (r == 0) {
 			print_signers(b);
 			printf("%s: OK: %zu volume(s), %zu chunk(s) match the signed manifest\n", a.dir, b->m->n_volumes,
 			       b->m->n_chunks);
+			if (b->m->parity)
+				printf("%s: OK: %zu parity volume(s) checked (damaged ones are listed above)\n", a.dir,
+				       b->m->parity->n_volumes);
 		}
 	} else {
 		struct bn_extract_opts o = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "extract"};
 		r = bn_bundle_extract(b, a.to, &o, &err);
 		tool_progress_end();
+		print_notes(b);
 		if (r == 0) {
 			print_signers(b);
 			printf("%s: extracted %zu artifact(s) to %s\n", a.dir, b->m->n_artifacts, a.to);

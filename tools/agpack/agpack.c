@@ -14,7 +14,9 @@
 
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
+#include "bundle/media.h"
 #include "bundle/oci.h"
+#include "bundle/parity.h"
 #include "bundle/writer.h"
 #include "sources.h"
 #include "spec.h"
@@ -29,8 +31,9 @@ static void usage(FILE *f)
 	        "       agpack build SPEC --key KEY --out DIR [--volume-size SIZE] [--level N] [--chunk-size SIZE]\n"
 	        "                   [--threads N]\n"
 	        "                   [--cache DIR] [--insecure-registry HOST:PORT]... [--ca-file FILE]\n"
-	        "                   [--auth-file FILE] [--dry-run]\n"
+	        "                   [--auth-file FILE] [--dry-run] [--parity P] [--media SIZE] [--stream]\n"
 	        "       agpack sign DIR --key KEY\n"
+	        "       agpack stream DIR                (one-way stream of the bundle on stdout, for data diodes)\n"
 	        "\n"
 	        "Exit status: 0 ok, 1 failure, 2 usage, 3 verification or unsafe input, 4 I/O error.\n");
 }
@@ -204,6 +207,40 @@ static int add_health(struct bn_writer *w, const struct spec_artifact *a, json_t
 	return r;
 }
 
+/* Media plan first (it fixes the parity groups as media columns), then the
+ * parity volumes, then the parity volumes' media. */
+static int add_parity_media(struct bn_manifest *m, const char *dir, unsigned parity, uint64_t media_cap,
+                            struct bn_error *err)
+{
+	size_t columns = 0;
+	int r = 0;
+	if (media_cap) {
+		char *text = NULL;
+		size_t len = 0;
+		if (bn_manifest_format(m, &text, &len) < 0)
+			return bn_fail(err, -ENOMEM, "cannot encode manifest");
+		free(text);
+		/* Room on each medium for the manifest (grown by the parity and
+		 * media records), signatures, label, SHA256SUMS and file-system
+		 * overhead. */
+		uint64_t slack = media_cap / 16 < (4u << 20) ? media_cap / 16 : (4u << 20);
+		uint64_t reserve = len + len / 2 + slack;
+		r = bn_media_plan(m, media_cap, reserve, &columns, err);
+	}
+	if (r == 0 && parity) {
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		r = bn_parity_build(dir, m, parity, columns, err);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (r == 0)
+			fprintf(stderr, "agpack: %zu parity volume(s) written in %.2f s\n", m->parity->n_volumes,
+			        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	}
+	if (r == 0 && media_cap)
+		r = bn_media_assign_parity(m, columns, err);
+	return r;
+}
+
 static int cmd_build(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -218,6 +255,9 @@ static int cmd_build(int argc, char **argv)
 		{"auth-file", required_argument, NULL, 'a'},
 		{"dry-run", no_argument, NULL, 'n'},
 		{"threads", required_argument, NULL, 'j'},
+		{"parity", required_argument, NULL, 'P'},
+		{"media", required_argument, NULL, 'M'},
+		{"stream", no_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -225,11 +265,32 @@ static int cmd_build(int argc, char **argv)
 	uint64_t vsize = 0, csize = 0;
 	int level = 0;
 	unsigned threads = 0;
+	unsigned parity = 0;
+	bool stream = false;
+	char *stream_out = NULL;
+	uint64_t media_cap = 0, media_max_file = 0;
 	struct net_opts no = {0};
 	const char *insecure[32];
 	int c;
-	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nj:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nj:P:M:Sh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'P': {
+			char *end;
+			unsigned long p = strtoul(optarg, &end, 10);
+			if (*end || p > BN_PARITY_MAX) {
+				tool_err("--parity: expected 0 to %u parity volumes per group", BN_PARITY_MAX);
+				return BN_EXIT_USAGE;
+			}
+			parity = (unsigned)p;
+			break;
+		}
+		case 'S': stream = true; break;
+		case 'M':
+			if (bn_media_parse_size(optarg, &media_cap, &media_max_file) < 0) {
+				tool_err("--media: expected dvd, dvd-dl, bd25, bd50, bd100, usb-fat32 or a size (700M, 4G)");
+				return BN_EXIT_USAGE;
+			}
+			break;
 		case 'k': key = optarg; break;
 		case 'o': out = optarg; break;
 		case 'V':
@@ -271,10 +332,28 @@ static int cmd_build(int argc, char **argv)
 		}
 	}
 	no.insecure = insecure;
+	if (stream && media_cap) {
+		tool_err("--stream and --media do not combine");
+		return BN_EXIT_USAGE;
+	}
+	if (stream && !out && !no.dry_run) {
+		/* The bundle is built in a scratch directory, streamed, removed. */
+		const char *td = getenv("TMPDIR");
+		if (asprintf(&stream_out, "%s/agpack-stream.%d", td && *td ? td : "/var/tmp", (int)getpid()) < 0)
+			return BN_EXIT_FAILURE;
+		out = stream_out;
+	}
+	if (stream && isatty(STDOUT_FILENO)) {
+		tool_err("--stream writes binary records to stdout: redirect it to a file or the diode");
+		free(stream_out);
+		return BN_EXIT_USAGE;
+	}
 	if (optind + 1 != argc || (!no.dry_run && (!key || !out))) {
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
+	/* With --stream, stdout carries the stream: reports go to stderr. */
+	FILE *info = stream ? stderr : stdout;
 	const char *spec_path = argv[optind];
 	struct bn_error err = {0};
 	struct spec spec = {0};
@@ -345,8 +424,15 @@ static int cmd_build(int argc, char **argv)
 	free(stage_base);
 	if (r < 0)
 		goto out;
+	/* On media, a volume fits a medium with room for the signed files, and
+	 * stays below the medium's file-size limit. */
+	if (media_cap && !vsize) {
+		vsize = media_cap > (64u << 20) ? media_cap - (64u << 20) : media_cap / 2;
+		if (vsize > media_max_file)
+			vsize = media_max_file;
+	}
 	struct bn_writer_opts wo = {.dir = tmp, .volume_size = vsize, .chunk_size = (uint32_t)csize, .level = level,
-	                              .threads = threads,
+	                            .threads = threads,
 	                            .warn = warn_cb};
 	r = bn_writer_new(&wo, &w, &err);
 	if (r < 0)
@@ -409,12 +495,21 @@ static int cmd_build(int argc, char **argv)
 	if (r < 0)
 		goto out;
 	size_t mlen = 0;
+	/* The writer owns the manifest; parity and media are added to it before
+	 * it is formatted and signed. */
+	r = add_parity_media((struct bn_manifest *)m, tmp, parity, media_cap, &err);
+	if (r < 0)
+		goto out;
 	r = bn_manifest_format(m, &mtext, &mlen);
 	if (r < 0) {
 		bn_fail(&err, r, "cannot encode manifest");
 		goto out;
 	}
 	r = bn_bundle_write_signed(tmp, mtext, mlen, m, &sk, &err);
+	if (r < 0)
+		goto out;
+	if (r == 0)
+		r = bn_media_layout(tmp, m, &err);
 	if (r < 0)
 		goto out;
 	if (tool_interrupted) {
@@ -432,10 +527,23 @@ static int cmd_build(int argc, char **argv)
 		total += m->artifacts[i].size;
 	for (size_t i = 0; i < m->n_volumes; i++)
 		stored += m->volumes[i].size;
-	printf("%s: bundle %s channel %s version %" PRIu64 ": %zu artifact(s), %" PRIu64 " bytes in %zu chunk(s), "
+	fprintf(info, "%s: bundle %s channel %s version %" PRIu64 ": %zu artifact(s), %" PRIu64 " bytes in %zu chunk(s), "
 	       "%zu volume(s) of %" PRIu64 " bytes (%.1f%%)\n",
 	       out, m->name, m->channel, m->version, m->n_artifacts, total, m->n_chunks, m->n_volumes, stored,
 	       total ? 100.0 * (double)stored / (double)total : 100.0);
+	if (m->parity)
+		fprintf(info, "%s: %zu parity volume(s) in %zu group(s): any %u lost or damaged volume(s) of a group can be "
+		       "rebuilt\n", out, m->parity->n_volumes, m->parity->n_groups, m->parity->groups[0].p);
+	if (m->media)
+		fprintf(info, "%s: %u media of %" PRIu64 " bytes: %s/medium-01 ... medium-%02u\n", out, m->media->count,
+		       m->media->capacity, out, m->media->count);
+	if (stream) {
+		r = bn_stream_write(out, STDOUT_FILENO, &err);
+		if (r == 0)
+			fprintf(stderr, "%s: streamed to stdout\n", out);
+		if (stream_out)
+			bn_rm_rf(stream_out);
+	}
 out:
 	bn_writer_free(w);
 	if (tmp && r < 0)
@@ -448,6 +556,22 @@ out:
 	free(stage);
 	free(mtext);
 	free(cache_default);
+	free(stream_out);
+	return r < 0 ? tool_fail(r, &err) : 0;
+}
+
+static int cmd_stream(int argc, char **argv)
+{
+	if (argc != 2 || argv[1][0] == '-') {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	if (isatty(STDOUT_FILENO)) {
+		tool_err("agpack stream writes binary records to stdout: redirect it to a file or the diode");
+		return BN_EXIT_USAGE;
+	}
+	struct bn_error err = {0};
+	int r = bn_stream_write(argv[1], STDOUT_FILENO, &err);
 	return r < 0 ? tool_fail(r, &err) : 0;
 }
 
@@ -475,7 +599,8 @@ static int cmd_sign(int argc, char **argv)
 	struct bn_seckey sk;
 	int r = tool_load_seckey(key, &sk, &err);
 	if (r == 0)
-		r = bn_bundle_add_signature(argv[optind], &sk, &err);
+		r = bn_media_is_set(argv[optind]) ? bn_media_add_signature(argv[optind], &sk, &err)
+		                                  : bn_bundle_add_signature(argv[optind], &sk, &err);
 	char id[BN_KEYID_HEX];
 	bn_keyid_hex(sk.keyid, id);
 	bn_seckey_wipe(&sk);
@@ -499,6 +624,8 @@ int main(int argc, char **argv)
 		return cmd_build(argc - 1, argv + 1);
 	if (!strcmp(cmd, "sign"))
 		return cmd_sign(argc - 1, argv + 1);
+	if (!strcmp(cmd, "stream"))
+		return cmd_stream(argc - 1, argv + 1);
 	tool_err("unknown command '%s'", cmd);
 	usage(stderr);
 	return BN_EXIT_USAGE;

@@ -20,6 +20,8 @@
 
 #define BN_MAX_SIGNATURES 64
 
+struct bn_layout;
+
 struct bn_trust {
 	const struct bn_pubkey *keys;
 	size_t n_keys;
@@ -36,6 +38,7 @@ struct bn_bundle {
 	uint8_t signers[BN_MAX_SIGNATURES][BN_KEYID_LEN];
 	uint64_t signed_at;             /* timestamp from the first valid trusted comment (0 if none) */
 	unsigned threads;               /* worker threads for verify/extract; 0: online CPUs */
+	struct bn_layout *layout;       /* media set / parity view (bundle/media.h), NULL for plain bundles */
 };
 
 /* Progress callback: called after each chunk with bytes done / total. */

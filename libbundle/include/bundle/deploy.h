@@ -65,6 +65,8 @@ char *bn_deploy_slot_path(const struct bn_deploy *d, int slot); /* new string */
 bool bn_deploy_in_window(const struct bn_deploy *d);
 int64_t bn_deploy_window_until(const struct bn_deploy *d);
 const char *bn_deploy_root(const struct bn_deploy *d);
+/* The trust policy's keys and threshold, for opening a bundle under it. */
+struct bn_trust bn_deploy_trust(const struct bn_deploy *d);
 
 struct bn_import_opts {
 	bool allow_downgrade;   /* accept a version not above the channel's floor (audited) */
@@ -72,6 +74,9 @@ struct bn_import_opts {
 	volatile sig_atomic_t *cancel;
 	bn_progress_fn progress;
 	void *userdata;
+	/* Media set imported one medium at a time: the completed work directory
+	 * of bn_media_stage(), installed instead of extracting dir. */
+	const char *media_work;
 };
 
 struct bn_import_result {
@@ -79,6 +84,7 @@ struct bn_import_result {
 	char bundle[BN_MAX_NAME + 1], channel[BN_MAX_NAME + 1];
 	uint64_t version;
 	size_t resumed_chunks;
+	char notes[1024];        /* volumes rebuilt from parity, damaged parity volumes ("; "-separated) */
 };
 
 /* Verifies dir under the trust policy and stages it into the idle slot. */

@@ -27,7 +27,7 @@
 
 #define BN_FORMAT_NAME "agkit-bundle"
 #define BN_FORMAT_MAJOR 1
-#define BN_FORMAT_MINOR 1
+#define BN_FORMAT_MINOR 1 /* the highest minor this reader understands; plain bundles are written as 1.0 */
 
 #define BN_MANIFEST_MAX (128u << 20)    /* bytes of manifest.json */
 #define BN_MAX_ENTRIES 4000000u         /* entries per artifact */
@@ -86,6 +86,9 @@ struct bn_volume {
 	uint8_t sha256[BN_SHA256_LEN];
 };
 
+struct bn_parity;  /* bundle/parity.h */
+struct bn_media;
+
 struct bn_manifest {
 	unsigned format_major, format_minor;
 	char *name, *channel;
@@ -97,6 +100,8 @@ struct bn_manifest {
 	struct bn_artifact *artifacts;
 	struct bn_chunk *chunks;
 	struct bn_volume *volumes;
+	struct bn_parity *parity;  /* format 1.1: optional parity volumes, or NULL */
+	struct bn_media *media;    /* format 1.1: optional media assignment, or NULL */
 };
 
 void bn_manifest_free(struct bn_manifest *m); /* accepts NULL */
