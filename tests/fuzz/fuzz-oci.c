@@ -73,6 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(ret);
 	} else {
 		FUZZ_ASSERT(err.msg[0]);
+		if (getenv("FUZZ_VERBOSE"))
+			fprintf(stderr, "prepare: %s\n", err.msg);
 	}
 	/* Nothing was written outside T/work. */
 	static const char *const top[] = {"in.tar", "work", "canary", NULL};
