@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,17 @@ int bn_oci_is_layout(const char *dir)
 	free(a);
 	free(b);
 	return ok;
+}
+
+/* True when a member name denotes the extraction root itself ("", ".", "./"). */
+static bool names_root(const char *n)
+{
+	for (; *n; n++)
+		if (*n != '/' && *n != '.')
+			return false;
+		else if (n[0] == '.' && n[1] == '.')
+			return false;
+	return true;
 }
 
 static int untar(const char *src, const char *dest, struct bn_error *err)
@@ -66,6 +78,14 @@ static int untar(const char *src, const char *dest, struct bn_error *err)
 		const char *n0 = archive_entry_pathname(e), *h0 = archive_entry_hardlink(e);
 		if ((n0 && n0[0] == '/') || (h0 && h0[0] == '/')) {
 			r = bn_fail(err, -EBADMSG, "%s: unsafe member '%s': absolute path", src, n0);
+			goto done;
+		}
+		/* The root is ours: a member named "" or "." must not replace it
+		 * (as a symlink it would redirect everything that reads dest). */
+		if (n0 && names_root(n0)) {
+			if (t == AE_IFDIR)
+				continue;
+			r = bn_fail(err, -EBADMSG, "%s: unsafe member '%s': replaces the archive root", src, n0);
 			goto done;
 		}
 		char *name = n0 ? strdup(n0) : NULL;
