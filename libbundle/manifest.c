@@ -170,6 +170,53 @@ static int cmp_path(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, ((const struct bn_entry *)b)->path);
 }
 
+/*
+ * bn_symlink_inside() is lexical: it takes every component of the target for
+ * a directory.  When a component is itself a symlink of the artifact, a later
+ * ".." climbs from wherever that link leads, so chains such as
+ * "d/up" -> ".." plus "esc" -> "d/up/../.." escape although each link looks
+ * inside on its own.  Refuses a ".." after a component that names a symlink
+ * entry (or lies below one).  Without ".." after a link, resolution only
+ * descends from points that are themselves inside, so the tree stays closed.
+ */
+static bool symlink_chain_inside(const struct bn_artifact *a, const char *path, const char *target)
+{
+	char cur[2 * BN_MAX_PATH + 2];
+	const char *slash = strrchr(path, '/');
+	size_t cl = slash ? (size_t)(slash - path) : 0;
+	memcpy(cur, path, cl);
+	cur[cl] = '\0';
+	bool through_link = false;
+	const char *s = target;
+	for (;;) {
+		const char *e = strchr(s, '/');
+		size_t l = e ? (size_t)(e - s) : strlen(s);
+		if (l == 2 && s[0] == '.' && s[1] == '.') {
+			if (through_link)
+				return false;
+			char *up = strrchr(cur, '/');
+			cl = up ? (size_t)(up - cur) : 0;
+			cur[cl] = '\0';
+		} else if (!(l == 0 || (l == 1 && s[0] == '.'))) {
+			if (!through_link) {
+				if (cl + 1 + l >= sizeof cur)
+					return false;
+				if (cl)
+					cur[cl++] = '/';
+				memcpy(cur + cl, s, l);
+				cl += l;
+				cur[cl] = '\0';
+				const char *key = cur;
+				const struct bn_entry *x = bsearch(&key, a->entries, a->n_entries, sizeof *a->entries, cmp_path);
+				through_link = x && x->type == BN_ENTRY_SYMLINK;
+			}
+		}
+		if (!e)
+			return true;
+		s = e + 1;
+	}
+}
+
 static int parse_entries(struct bn_artifact *a, json_t *arr, struct bn_error *err)
 {
 	size_t n = json_array_size(arr);
@@ -246,6 +293,11 @@ static int parse_entries(struct bn_artifact *a, json_t *arr, struct bn_error *er
 	if (off != a->size)
 		return BAD("artifact '%s': files add up to %" PRIu64 " bytes, artifact says %" PRIu64, a->name, off, a->size);
 	a->n_files = files;
+	/* Now that every entry is known: no link may climb out through another. */
+	for (size_t i = 0; i < n; i++)
+		if (a->entries[i].type == BN_ENTRY_SYMLINK && !symlink_chain_inside(a, a->entries[i].path, a->entries[i].target))
+			return BAD("artifact '%s': symlink '%s' leads out of the artifact through another symlink", a->name,
+			           a->entries[i].path);
 	return 0;
 }
 

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,17 @@ int bn_oci_is_layout(const char *dir)
 	return ok;
 }
 
+/* True when a member name denotes the extraction root itself ("", ".", "./"). */
+static bool names_root(const char *n)
+{
+	for (; *n; n++)
+		if (*n != '/' && *n != '.')
+			return false;
+		else if (n[0] == '.' && n[1] == '.')
+			return false;
+	return true;
+}
+
 static int untar(const char *src, const char *dest, struct bn_error *err)
 {
 	struct archive *in = archive_read_new(), *out = archive_write_disk_new();
@@ -38,8 +50,13 @@ static int untar(const char *src, const char *dest, struct bn_error *err)
 	}
 	archive_read_support_filter_all(in);
 	archive_read_support_format_tar(in);
+	/* Members are written as dest/NAME: absolute by design when dest is, so
+	 * libarchive's NOABSOLUTEPATHS cannot be used (it refused every member
+	 * under an absolute work directory); absolute member and hard link names
+	 * are refused below instead.  dest is canonical (see bn_oci_prepare()),
+	 * so NODOTDOT and SECURE_SYMLINKS only ever see the member's own parts. */
 	archive_write_disk_set_options(out, ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-	                                        ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_PERM);
+	                                        ARCHIVE_EXTRACT_PERM);
 	if (archive_read_open_filename(in, src, 1 << 20) != ARCHIVE_OK) {
 		r = bn_fail(err, -EBADMSG, "%s: not a readable tar archive: %s", src, archive_error_string(in));
 		goto done;
@@ -56,10 +73,26 @@ static int untar(const char *src, const char *dest, struct bn_error *err)
 		mode_t t = archive_entry_filetype(e);
 		if (t != AE_IFREG && t != AE_IFDIR && t != AE_IFLNK)
 			continue;
-		const char *name = archive_entry_pathname(e);
+		/* A copy: archive_entry_set_pathname() below frees the entry's own
+		 * string, and error messages still name the member. */
+		const char *n0 = archive_entry_pathname(e), *h0 = archive_entry_hardlink(e);
+		if ((n0 && n0[0] == '/') || (h0 && h0[0] == '/')) {
+			r = bn_fail(err, -EBADMSG, "%s: unsafe member '%s': absolute path", src, n0);
+			goto done;
+		}
+		/* The root is ours: a member named "" or "." must not replace it
+		 * (as a symlink it would redirect everything that reads dest). */
+		if (n0 && names_root(n0)) {
+			if (t == AE_IFDIR)
+				continue;
+			r = bn_fail(err, -EBADMSG, "%s: unsafe member '%s': replaces the archive root", src, n0);
+			goto done;
+		}
+		char *name = n0 ? strdup(n0) : NULL;
 		char *full = name ? bn_path_join(dest, name) : NULL;
 		if (!full) {
-			r = bn_fail(err, -ENOMEM, "out of memory");
+			free(name);
+			r = n0 ? bn_fail(err, -ENOMEM, "out of memory") : bn_fail(err, -EBADMSG, "%s: member without a name", src);
 			goto done;
 		}
 		archive_entry_set_pathname(e, full);
@@ -73,8 +106,10 @@ static int untar(const char *src, const char *dest, struct bn_error *err)
 		q = archive_write_header(out, e);
 		if (q != ARCHIVE_OK) {
 			r = bn_fail(err, -EBADMSG, "%s: unsafe or unwritable member '%s': %s", src, name, archive_error_string(out));
+			free(name);
 			goto done;
 		}
+		free(name);
 		const void *buf;
 		size_t len;
 		la_int64_t off;
@@ -297,7 +332,12 @@ int bn_oci_prepare(const char *src, const char *work, char **ret_dir, struct bn_
 		*ret_dir = strdup(src);
 		return *ret_dir ? 0 : bn_fail(err, -ENOMEM, "out of memory");
 	}
-	char *raw = bn_path_join(work, "raw"), *out = bn_path_join(work, "layout");
+	/* Canonical (absolute, no symlinks or ".."): untar() relies on it. */
+	char *rwork = realpath(work, NULL);
+	if (!rwork)
+		return bn_fail(err, -errno, "%s: %s", work, strerror(errno));
+	char *raw = bn_path_join(rwork, "raw"), *out = bn_path_join(rwork, "layout");
+	free(rwork);
 	int r = 0;
 	if (!raw || !out) {
 		r = bn_fail(err, -ENOMEM, "out of memory");

@@ -293,6 +293,45 @@ static struct scan_item *scan_push(struct scan *s)
 	return it;
 }
 
+/*
+ * bn_symlink_inside() is lexical; a ".." that follows a component which is
+ * itself a symlink climbs from wherever that link leads ("d/up" -> ".." and
+ * "esc" -> "d/up/../.." leave the tree).  bn_manifest_parse() refuses such
+ * links, so they are skipped here like any other link that leaves the tree.
+ * link is the link's path on disk.
+ */
+static bool link_chain_inside(const char *link, const char *target)
+{
+	char *cur = bn_dirname(link);
+	bool through_link = false, ok = true;
+	const char *s = target;
+	while (cur && ok) {
+		const char *e = strchr(s, '/');
+		size_t l = e ? (size_t)(e - s) : strlen(s);
+		if (l == 2 && s[0] == '.' && s[1] == '.') {
+			char *up = bn_dirname(cur);
+			free(cur);
+			cur = up;
+			ok = !through_link;
+		} else if (!(l == 0 || (l == 1 && s[0] == '.')) && !through_link) {
+			char *next = NULL;
+			struct stat st;
+			if (asprintf(&next, "%s/%.*s", cur, (int)l, s) < 0)
+				next = NULL;
+			free(cur);
+			cur = next;
+			through_link = cur && lstat(cur, &st) == 0 && S_ISLNK(st.st_mode);
+		}
+		if (!e)
+			break;
+		s = e + 1;
+	}
+	if (!cur)
+		ok = false;
+	free(cur);
+	return ok;
+}
+
 static int scan_dir(struct bn_writer *w, struct scan *s, const char *abs, const char *rel, int depth,
                     struct bn_error *err)
 {
@@ -352,7 +391,8 @@ static int scan_dir(struct bn_writer *w, struct scan *s, const char *abs, const 
 				break;
 			}
 			tgt[n] = '\0';
-			if (!bn_symlink_inside(p, tgt) || !utf8_valid(tgt) || memchr(tgt, '\0', (size_t)n)) {
+			if (!bn_symlink_inside(p, tgt) || !link_chain_inside(a, tgt) || !utf8_valid(tgt) ||
+			    memchr(tgt, '\0', (size_t)n)) {
 				warnf(w, "%s: symlink to '%s' leaves the tree; skipped", a, tgt);
 				free(a);
 				free(p);
