@@ -333,6 +333,78 @@ static bool link_chain_inside(const char *link, const char *target)
 }
 
 static int scan_dir(struct bn_writer *w, struct scan *s, const char *abs, const char *rel, int depth,
+                    struct bn_error *err);
+
+/* One directory entry: abs (its path on disk) and rel (in the artifact) move
+ * into the scan, or are freed here whatever happens. */
+static int scan_entry(struct bn_writer *w, struct scan *s, char *a, char *p, const char *name, int depth,
+                      struct bn_error *err)
+{
+	struct stat st;
+	int r = 0;
+	if (!a || !p) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto drop;
+	}
+	if (lstat(a, &st) < 0) {
+		r = bn_fail(err, -errno, "%s: cannot stat: %s", a, strerror(errno));
+		goto drop;
+	}
+	if (!utf8_valid(p) || strlen(p) > BN_MAX_PATH || strlen(name) > 255) {
+		r = bn_fail(err, -EINVAL, "%s: file name is not valid UTF-8 or too long", a);
+		goto drop;
+	}
+	if (s->n >= BN_MAX_ENTRIES) {
+		r = bn_fail(err, -EFBIG, "%s: more than %u entries", a, BN_MAX_ENTRIES);
+		goto drop;
+	}
+	char tgt[BN_MAX_PATH + 1];
+	if (S_ISLNK(st.st_mode)) {
+		ssize_t n = readlink(a, tgt, sizeof tgt - 1);
+		if (n < 0) {
+			r = bn_fail(err, -errno, "%s: cannot read link: %s", a, strerror(errno));
+			goto drop;
+		}
+		tgt[n] = '\0';
+		if (!bn_symlink_inside(p, tgt) || !link_chain_inside(a, tgt) || !utf8_valid(tgt) ||
+		    memchr(tgt, '\0', (size_t)n)) {
+			warnf(w, "%s: symlink to '%s' leaves the tree; skipped", a, tgt);
+			goto drop;
+		}
+	} else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+		r = bn_fail(err, -EPERM, "%s: device nodes, fifos and sockets cannot be packed", a);
+		goto drop;
+	} else if (st.st_mode & 07000) {
+		r = bn_fail(err, -EPERM, "%s: has setuid, setgid or sticky bits (mode %04o); clear them to pack it", a,
+		            (unsigned)(st.st_mode & 07777));
+		goto drop;
+	}
+	struct scan_item *it = scan_push(s);
+	if (!it || (S_ISLNK(st.st_mode) && !(it->target = strdup(tgt)))) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto drop;
+	}
+	it->path = p;
+	it->src = a;
+	if (S_ISLNK(st.st_mode)) {
+		it->type = BN_ENTRY_SYMLINK;
+		return 0;
+	}
+	it->mode = st.st_mode & 0777;
+	if (S_ISREG(st.st_mode)) {
+		it->type = BN_ENTRY_FILE;
+		it->size = (uint64_t)st.st_size;
+		return 0;
+	}
+	it->type = BN_ENTRY_DIR;
+	return scan_dir(w, s, a, p, depth + 1, err); /* it may move: not used past here */
+drop:
+	free(a);
+	free(p);
+	return r;
+}
+
+static int scan_dir(struct bn_writer *w, struct scan *s, const char *abs, const char *rel, int depth,
                     struct bn_error *err)
 {
 	if (depth > 256)
@@ -341,10 +413,9 @@ static int scan_dir(struct bn_writer *w, struct scan *s, const char *abs, const 
 	if (!d)
 		return bn_fail(err, -errno, "%s: cannot open directory: %s", abs, strerror(errno));
 	int r = 0;
-	struct dirent *de;
 	for (;;) {
 		errno = 0;
-		de = readdir(d);
+		struct dirent *de = readdir(d);
 		if (!de) {
 			if (errno)
 				r = bn_fail(err, -EIO, "%s: cannot read directory: %s", abs, strerror(errno));
@@ -352,96 +423,12 @@ static int scan_dir(struct bn_writer *w, struct scan *s, const char *abs, const 
 		}
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		char *a = bn_path_join(abs, de->d_name);
 		char *p = NULL;
 		if (rel[0] ? asprintf(&p, "%s/%s", rel, de->d_name) < 0 : !(p = strdup(de->d_name)))
 			p = NULL;
-		if (!a || !p) {
-			free(a);
-			free(p);
-			r = bn_fail(err, -ENOMEM, "out of memory");
+		r = scan_entry(w, s, bn_path_join(abs, de->d_name), p, de->d_name, depth, err);
+		if (r < 0)
 			break;
-		}
-		struct stat st;
-		if (lstat(a, &st) < 0) {
-			r = bn_fail(err, -errno, "%s: cannot stat: %s", a, strerror(errno));
-			free(a);
-			free(p);
-			break;
-		}
-		if (!utf8_valid(p) || strlen(p) > BN_MAX_PATH || strlen(de->d_name) > 255) {
-			r = bn_fail(err, -EINVAL, "%s: file name is not valid UTF-8 or too long", a);
-			free(a);
-			free(p);
-			break;
-		}
-		if (s->n >= BN_MAX_ENTRIES) {
-			r = bn_fail(err, -EFBIG, "%s: more than %u entries", abs, BN_MAX_ENTRIES);
-			free(a);
-			free(p);
-			break;
-		}
-		if (S_ISLNK(st.st_mode)) {
-			char tgt[BN_MAX_PATH + 1];
-			ssize_t n = readlink(a, tgt, sizeof tgt - 1);
-			if (n < 0) {
-				r = bn_fail(err, -errno, "%s: cannot read link: %s", a, strerror(errno));
-				free(a);
-				free(p);
-				break;
-			}
-			tgt[n] = '\0';
-			if (!bn_symlink_inside(p, tgt) || !link_chain_inside(a, tgt) || !utf8_valid(tgt) ||
-			    memchr(tgt, '\0', (size_t)n)) {
-				warnf(w, "%s: symlink to '%s' leaves the tree; skipped", a, tgt);
-				free(a);
-				free(p);
-				continue;
-			}
-			struct scan_item *it = scan_push(s);
-			if (!it || !(it->target = strdup(tgt))) {
-				free(a);
-				free(p);
-				r = bn_fail(err, -ENOMEM, "out of memory");
-				break;
-			}
-			it->path = p;
-			it->src = a;
-			it->type = BN_ENTRY_SYMLINK;
-			continue;
-		}
-		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-			r = bn_fail(err, -EPERM, "%s: device nodes, fifos and sockets cannot be packed", a);
-			free(a);
-			free(p);
-			break;
-		}
-		if (st.st_mode & 07000) {
-			r = bn_fail(err, -EPERM, "%s: has setuid, setgid or sticky bits (mode %04o); clear them to pack it", a,
-			            (unsigned)(st.st_mode & 07777));
-			free(a);
-			free(p);
-			break;
-		}
-		struct scan_item *it = scan_push(s);
-		if (!it) {
-			free(a);
-			free(p);
-			r = bn_fail(err, -ENOMEM, "out of memory");
-			break;
-		}
-		it->path = p;
-		it->src = a;
-		it->mode = st.st_mode & 0777;
-		if (S_ISDIR(st.st_mode)) {
-			it->type = BN_ENTRY_DIR;
-			r = scan_dir(w, s, a, p, depth + 1, err);
-			if (r < 0)
-				break;
-		} else {
-			it->type = BN_ENTRY_FILE;
-			it->size = (uint64_t)st.st_size;
-		}
 	}
 	closedir(d);
 	return r;
