@@ -182,6 +182,8 @@ static int cmd_health(struct bn_deploy *d, int argc, char **argv)
 	struct health_result h;
 	health_check(d, slot, &hc, &h);
 	audit_health(d, slot, &h);
+	if (h.pass && slot == bn_deploy_active(d))
+		health_save_baseline(d, slot, &h);
 	if (json) {
 		json_t *o = json_pack("{s:s, s:b, s:s}", "slot", bn_slot_name(slot), "pass", h.pass, "reason", h.reason);
 		if (h.has_figures) {

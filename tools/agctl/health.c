@@ -79,14 +79,43 @@ static char *baseline_path(struct bn_deploy *d)
 	return bn_path_join(bn_deploy_root(d), "health-baseline.json");
 }
 
+/*
+ * This host's baseline: the figures of the last few passing checks of the
+ * active slot (the same bundle version), and the best of them.  One check
+ * that ran while the host was busy must not lower the bar for the next.
+ */
+#define BASELINE_KEEP 8
+
+static json_t *baseline_load(struct bn_deploy *d)
+{
+	char *p = baseline_path(d), *buf = NULL;
+	size_t len = 0;
+	json_t *o = NULL;
+	if (p && bn_read_file(p, 1 << 16, &buf, &len, NULL) == 0)
+		o = json_loadb(buf, len, 0, NULL);
+	free(buf);
+	free(p);
+	return o;
+}
+
 void health_save_baseline(struct bn_deploy *d, int slot, const struct health_result *h)
 {
 	if (!h->has_figures)
 		return;
 	const struct bn_slot *s = bn_deploy_slot(d, slot);
-	json_t *o = json_pack("{s:s, s:s, s:I, s:f, s:f, s:I}", "slot", bn_slot_name(slot), "bundle", s->bundle, "version",
-	                      (json_int_t)s->version, "ttft_ms", h->ttft_ms, "decode_tok_s", h->decode_tok_s, "time",
-	                      (json_int_t)time(NULL));
+	json_t *old = baseline_load(d), *hist = json_array();
+	/* Keep the history only while it is about the same bundle version. */
+	if (json_is_object(old) && !strcmp(json_string_value(json_object_get(old, "slot")) ?: "", bn_slot_name(slot)) &&
+	    json_integer_value(json_object_get(old, "version")) == (json_int_t)s->version) {
+		size_t i, n = json_array_size(json_object_get(old, "history"));
+		json_t *e;
+		json_array_foreach(json_object_get(old, "history"), i, e) if (n - i < BASELINE_KEEP)
+			json_array_append(hist, e);
+	}
+	json_array_append_new(hist, json_pack("{s:f, s:f, s:I}", "ttft_ms", h->ttft_ms, "decode_tok_s", h->decode_tok_s,
+	                                      "time", (json_int_t)time(NULL)));
+	json_t *o = json_pack("{s:s, s:s, s:I, s:o}", "slot", bn_slot_name(slot), "bundle", s->bundle, "version",
+	                      (json_int_t)s->version, "history", hist);
 	char *text = o ? json_dumps(o, JSON_INDENT(1)) : NULL, *p = baseline_path(d);
 	/* A lost baseline only weakens the next latency comparison: warn, go on. */
 	if (text && p && bn_write_file_atomic(p, text, strlen(text), 0644, NULL) < 0)
@@ -94,26 +123,26 @@ void health_save_baseline(struct bn_deploy *d, int slot, const struct health_res
 	free(text);
 	free(p);
 	json_decref(o);
+	json_decref(old);
 }
 
 static bool load_baseline(struct bn_deploy *d, double *ttft, double *tps)
 {
-	char *p = baseline_path(d), *buf = NULL;
-	size_t len = 0;
-	bool ok = false;
-	if (p && bn_read_file(p, 1 << 16, &buf, &len, NULL) == 0) {
-		json_t *o = json_loadb(buf, len, 0, NULL);
-		json_t *a = json_object_get(o, "ttft_ms"), *b = json_object_get(o, "decode_tok_s");
-		if (json_is_number(a) && json_is_number(b)) {
+	json_t *o = baseline_load(d), *e;
+	size_t i;
+	*ttft = 0;
+	*tps = 0;
+	json_array_foreach(json_object_get(o, "history"), i, e) {
+		json_t *a = json_object_get(e, "ttft_ms"), *b = json_object_get(e, "decode_tok_s");
+		if (!json_is_number(a) || !json_is_number(b))
+			continue;
+		if (*ttft == 0 || json_number_value(a) < *ttft)
 			*ttft = json_number_value(a);
+		if (json_number_value(b) > *tps)
 			*tps = json_number_value(b);
-			ok = *tps > 0;
-		}
-		json_decref(o);
 	}
-	free(buf);
-	free(p);
-	return ok;
+	json_decref(o);
+	return *tps > 0;
 }
 
 /* Appends up to cap bytes read from fd to buf (keeps the tail for stderr). */

@@ -516,6 +516,9 @@ static int cmd_check(int argc, char **argv)
 		free(out);
 	}
 	rt_session_free(s);
+	/* The model's info dies with it: keep the device name for the report. */
+	char device[sizeof l.info->backend];
+	snprintf(device, sizeof device, "%s", l.info->backend);
 	unload(&l);
 	if (r < 0) {
 		fprintf(stderr, "agrun: %s\n", e.msg);
@@ -540,7 +543,7 @@ static int cmd_check(int argc, char **argv)
 	bool latency_only = !pass && n_fail_before_latency == 0;
 	json_t *rep = json_pack("{s:b, s:b, s:o, s:f, s:f, s:s, s:o}", "pass", pass, "latency_only", latency_only,
 	                        "failures", failures, "ttft_ms",
-	                        ttft < 1e30 ? ttft : 0.0, "decode_tok_s", tps, "device", l.info ? l.info->backend : "?", "prompts",
+	                        ttft < 1e30 ? ttft : 0.0, "decode_tok_s", tps, "device", device, "prompts",
 	                        rep_prompts);
 	json_decref(suite);
 	if (json_out) {
