@@ -8,6 +8,12 @@
 . "$(dirname "$0")/../deploy/lib-deploy.sh"
 : "${AGRUN:?AGRUN must point at the agrun binary}"
 AGRUN=$(realpath "$AGRUN")
+# Under AddressSanitizer a segfault becomes ASan's abort, and an address-space
+# or data limit stops ASan itself: those two verdicts read differently there.
+ASAN=0
+ldd "$AGRUN" 2>/dev/null | grep -q libasan && ASAN=1
+SEGV_REASON="crashed (signal 11, segmentation fault)"
+[ $ASAN = 1 ] && SEGV_REASON="aborted (signal 6)"
 cd "$WORK"
 keygen k
 # Small but not tiny (6M parameters): decoding takes about a millisecond a
@@ -77,17 +83,21 @@ rc=$?
 [ $rc = 7 ] && ok "v5 failing inside its window: cycle exits 7" || { not_ok "v5 failing inside its window: cycle exits 7 (exit $rc)"; sed 's/^/#   /' cyc.out; }
 grep -q "rolled back to" cyc.out && ok "summary says rolled back" || not_ok "summary says rolled back"
 check "v1 serves again" test "$(active_content_v)" = 1
-check "v5 marked bad with the crash as reason" sh -c "'$AGCTL' --root '$R' status | grep -q 'v5 .*failed inside its validation window: crashed (signal 11'"
+check "v5 marked bad with the crash as reason" sh -c "'$AGCTL' --root '$R' status | grep -qF 'failed inside its validation window: $SEGV_REASON'"
 
 # Runtimes that crash, abort, hang or run out of memory.
-refuse b6 "crashed (signal 11, segmentation fault)" AGKIT_HEALTH_FAULT=segv
+refuse b6 "$SEGV_REASON" AGKIT_HEALTH_FAULT=segv
 refuse b7 "aborted (signal 6)" AGKIT_HEALTH_FAULT=abort
 setcfg health_timeout_s 3
 refuse b8 "hung: no verdict within 3 s" AGKIT_HEALTH_FAULT=hang
 setcfg health_timeout_s 60
-setcfg health_memory_limit_mb 512
-refuse b9 "out of memory" AGKIT_HEALTH_FAULT=oom
-setcfg health_memory_limit_mb 0
+if [ $ASAN = 0 ]; then
+	setcfg health_memory_limit_mb 512
+	refuse b9 "out of memory" AGKIT_HEALTH_FAULT=oom
+	setcfg health_memory_limit_mb 0
+else
+	ok "b9: out of memory # SKIP ASan cannot run under a memory limit"
+fi
 check "no check process is left running" sh -c "! pgrep -f '[a]grun check' >/dev/null"
 
 # A window that ends with the slot healthy marks it good.
