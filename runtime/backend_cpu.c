@@ -125,8 +125,14 @@ static const struct kern kern_generic = {
 /* ---- AVX2 + FMA + F16C kernels ---- */
 #if defined(__x86_64__) || defined(__i386__)
 #define HAVE_X86 1
+#include <cpuid.h>
+/* clang ignores GCC's target pragma; its attribute pragma does the same */
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 #include <immintrin.h>
 
 static inline __m256 ld_f32(const void *p, int k)
@@ -274,7 +280,18 @@ static const struct kern kern_avx2 = {
     .axpy = axpy_avx2,
     .name = "avx2",
 };
+#ifdef __clang__
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
+
+/* __builtin_cpu_supports() knows no "f16c" in clang (14): CPUID.1:ECX.F16C */
+static bool cpu_has_f16c(void)
+{
+	unsigned a, b, c, d;
+	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
 #endif
 
 static const struct kern *pick_kern(void)
@@ -285,7 +302,7 @@ static const struct kern *pick_kern(void)
 		return &kern_generic;
 #ifdef HAVE_X86
 	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
 		return &kern_avx2;
 #endif
 	return &kern_generic;

@@ -367,7 +367,8 @@ static int open_index(struct st_set *s, const char *dir, const char *ipath, stru
 		if (r < 0)
 			goto out;
 	}
-	qsort(s->t, s->n, sizeof(*s->t), cmp_tensor);
+	if (s->n)
+		qsort(s->t, s->n, sizeof(*s->t), cmp_tensor);
 	json_object_foreach(wm, key, v)
 	{
 		const struct st_tensor *t = rt_st_find(s, key);
@@ -397,7 +398,9 @@ int rt_st_open_dir(const char *dir, struct st_set **ret_set, struct rt_error *er
 		r = map_file(s, path, err);
 		if (r < 0)
 			goto out;
-		qsort(s->t, s->n, sizeof(*s->t), cmp_tensor);
+		/* s->t is NULL when the file holds no tensor ("{}") */
+		if (s->n)
+			qsort(s->t, s->n, sizeof(*s->t), cmp_tensor);
 	} else {
 		snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
 		if (access(path, F_OK) != 0) {

@@ -16,8 +16,7 @@
 #include "agrt/agrt.h"
 #include "health_suite.h"
 
-#define SUITE_MAX_BYTES (16u << 20)
-#define MAX_PROMPTS 64
+#define MAX_PROMPTS HEALTH_MAX_PROMPTS
 #define MAX_NEW 256
 #define MAX_TOPK 32
 
@@ -339,6 +338,111 @@ static bool ids_from_json(json_t *a, int vocab, int32_t **ret, size_t *ret_n)
 	return true;
 }
 
+int health_suite_parse(const char *buf, size_t len, struct health_suite *ret)
+{
+	json_error_t je;
+	if (!buf || len > HEALTH_SUITE_MAX_BYTES)
+		return -1;
+	json_t *suite = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+	json_t *prompts = json_object_get(suite, "prompts"), *tol = json_object_get(suite, "tolerances");
+	if (!json_is_integer(json_object_get(suite, "agkit_health_suite")) || !json_is_array(prompts) ||
+	    json_array_size(prompts) == 0 || json_array_size(prompts) > MAX_PROMPTS) {
+		json_decref(suite);
+		return -1;
+	}
+	double margin_tol = json_number_value(json_object_get(tol, "logit_margin"));
+	double kl_tol = json_number_value(json_object_get(tol, "kl_max"));
+	if (!(margin_tol >= 0) || !(kl_tol >= 0))
+		margin_tol = 1.0, kl_tol = 0.01;
+	*ret = (struct health_suite){.root = suite,
+	                             .prompts = prompts,
+	                             .budgets = json_object_get(suite, "budgets"),
+	                             .margin_tol = margin_tol,
+	                             .kl_tol = kl_tol};
+	return 0;
+}
+
+void health_suite_free(struct health_suite *s)
+{
+	if (!s)
+		return;
+	json_decref(s->root);
+	s->root = s->prompts = s->budgets = NULL;
+}
+
+int health_prompt_parse(json_t *p, int vocab, int ctx, struct health_prompt *ret)
+{
+	const char *name = json_string_value(json_object_get(p, "name")),
+	           *text = json_string_value(json_object_get(p, "text")),
+	           *otext = json_string_value(json_object_get(p, "output_text"));
+	json_t *steps = json_object_get(p, "topk");
+	int32_t *ids = NULL, *out = NULL;
+	size_t n = 0, n_out = 0;
+	if (!name || !text || !ids_from_json(json_object_get(p, "ids"), vocab, &ids, &n) ||
+	    !ids_from_json(json_object_get(p, "output_ids"), vocab, &out, &n_out) || n == 0 ||
+	    json_array_size(steps) != n_out || ctx < 0 || n + n_out > (size_t)ctx) {
+		free(ids);
+		free(out);
+		return -1;
+	}
+	*ret = (struct health_prompt){.name = name,
+	                              .text = text,
+	                              .output_text = otext,
+	                              .steps = steps,
+	                              .ids = ids,
+	                              .out = out,
+	                              .n = n,
+	                              .n_out = n_out,
+	                              .add_special = !json_is_false(json_object_get(p, "add_special"))};
+	return 0;
+}
+
+void health_prompt_free(struct health_prompt *hp)
+{
+	if (!hp)
+		return;
+	free(hp->ids);
+	free(hp->out);
+	hp->ids = hp->out = NULL;
+}
+
+/* The suite file's bytes (stat() already capped its size). */
+static int read_suite(const char *path, char **ret, size_t *ret_len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	size_t cap = 0, len = 0;
+	char *buf = NULL;
+	for (;;) {
+		if (len == cap) {
+			if (cap > HEALTH_SUITE_MAX_BYTES)
+				break; /* grew since stat(): health_suite_parse() refuses it */
+			cap = cap ? cap * 2 : 65536;
+			char *nb = realloc(buf, cap);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				return -1;
+			}
+			buf = nb;
+		}
+		size_t got = fread(buf + len, 1, cap - len, f);
+		len += got;
+		if (got == 0)
+			break;
+	}
+	bool bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		free(buf);
+		return -1;
+	}
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
 static int cmd_check(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -363,24 +467,23 @@ static int cmd_check(int argc, char **argv)
 	double slow = fault_slowdown();
 	const char *dir = argv[optind];
 	struct stat st;
-	if (stat(suite_path, &st) < 0 || st.st_size > (off_t)SUITE_MAX_BYTES) {
-		fprintf(stderr, "agrun: %s: missing or larger than %u bytes\n", suite_path, SUITE_MAX_BYTES);
+	if (stat(suite_path, &st) < 0 || st.st_size > (off_t)HEALTH_SUITE_MAX_BYTES) {
+		fprintf(stderr, "agrun: %s: missing or larger than %u bytes\n", suite_path, HEALTH_SUITE_MAX_BYTES);
 		return 4;
 	}
-	json_error_t je;
-	json_t *suite = json_load_file(suite_path, JSON_REJECT_DUPLICATES, &je);
-	json_t *prompts = json_object_get(suite, "prompts"), *tol = json_object_get(suite, "tolerances"),
-	       *bud = json_object_get(suite, "budgets");
-	if (!json_is_integer(json_object_get(suite, "agkit_health_suite")) || !json_is_array(prompts) ||
-	    json_array_size(prompts) == 0 || json_array_size(prompts) > MAX_PROMPTS) {
+	struct health_suite hs;
+	char *sbuf = NULL;
+	size_t slen = 0;
+	int sr = read_suite(suite_path, &sbuf, &slen);
+	if (sr == 0)
+		sr = health_suite_parse(sbuf, slen, &hs);
+	free(sbuf);
+	if (sr < 0) {
 		fprintf(stderr, "agrun: %s: not a health suite\n", suite_path);
-		json_decref(suite);
 		return 3;
 	}
-	double margin_tol = json_number_value(json_object_get(tol, "logit_margin"));
-	double kl_tol = json_number_value(json_object_get(tol, "kl_max"));
-	if (!(margin_tol >= 0) || !(kl_tol >= 0))
-		margin_tol = 1.0, kl_tol = 0.01;
+	json_t *suite = hs.root, *prompts = hs.prompts, *bud = hs.budgets;
+	double margin_tol = hs.margin_tol, kl_tol = hs.kl_tol;
 	struct loaded l = {0};
 	int r = load(dir, &l);
 	if (r) {
@@ -406,28 +509,24 @@ static int cmd_check(int argc, char **argv)
 	json_array_foreach(prompts, i, p) {
 		if (r < 0 || json_array_size(failures))
 			break;
-		const char *name = json_string_value(json_object_get(p, "name")),
-		           *text = json_string_value(json_object_get(p, "text")),
-		           *otext = json_string_value(json_object_get(p, "output_text"));
-		json_t *steps = json_object_get(p, "topk");
-		int32_t *ids = NULL, *out = NULL;
-		size_t n = 0, n_out = 0;
+		struct health_prompt hp;
 		char b[512];
-		if (!name || !text || !ids_from_json(json_object_get(p, "ids"), vocab, &ids, &n) ||
-		    !ids_from_json(json_object_get(p, "output_ids"), vocab, &out, &n_out) || n == 0 ||
-		    json_array_size(steps) != n_out || n + n_out > (size_t)ctx) {
-			free(ids);
+		if (health_prompt_parse(p, vocab, ctx, &hp) < 0) {
 			snprintf(b, sizeof b, "prompt %zu of the suite is malformed or does not fit this model", i + 1);
 			json_array_append_new(failures, json_string(b));
 			break;
 		}
+		const char *name = hp.name, *text = hp.text, *otext = hp.output_text;
+		json_t *steps = hp.steps;
+		int32_t *ids = hp.ids, *out = hp.out;
+		size_t n = hp.n, n_out = hp.n_out;
 		/* 1. Tokenizer: the text encodes to the recorded ids, the output decodes to the recorded text. */
 		bool tok_ok = true;
 		int32_t *enc = NULL;
 		size_t ne = 0;
 		char *dec = NULL;
 		size_t dl = 0;
-		bool add_special = !json_is_false(json_object_get(p, "add_special"));
+		bool add_special = hp.add_special;
 		if (rt_tokenize(l.t, text, strlen(text), add_special, &enc, &ne, &e) < 0 ||
 		    (ne != n && ne < n) || (ne == n && memcmp(enc, ids, n * sizeof *ids) != 0) ||
 		    (ne > n && memcmp(enc + (ne - n), ids, n * sizeof *ids) != 0)) {
@@ -512,8 +611,7 @@ static int cmd_check(int argc, char **argv)
 		json_array_append_new(rep_prompts, json_pack("{s:s, s:b, s:b, s:f, s:f}", "name", name, "pass",
 		                                             tok_ok && bad_step < 0, "tokenizer_ok", tok_ok, "max_margin",
 		                                             max_margin, "max_kl", max_kl));
-		free(ids);
-		free(out);
+		health_prompt_free(&hp);
 	}
 	rt_session_free(s);
 	/* The model's info dies with it: keep the device name for the report. */

@@ -7,6 +7,44 @@
  * numeric differences (CPU/GPU, bf16) but catch damaged weights, swapped
  * tokenizers and slow runtimes.  Format: docs/HEALTH.md.
  */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define HEALTH_SUITE_MAX_BYTES (16u << 20)
+#define HEALTH_MAX_PROMPTS     64
 
 /* argv[0] is "record" or "check". Returns agrun's exit status. */
 int agrun_health_main(int argc, char **argv);
+
+/* A parsed suite (the suite file is hostile input: tests/fuzz/fuzz-health.c). */
+struct health_suite {
+	json_t *root;      /* owned */
+	json_t *prompts;   /* in root: an array of 1..HEALTH_MAX_PROMPTS entries (each still unchecked) */
+	json_t *budgets;   /* in root, NULL when absent (not checked: json_number_value() of its keys) */
+	double margin_tol; /* tolerances, >= 0 (defaults 1.0 and 0.01 unless both are valid) */
+	double kl_tol;
+};
+
+/* Parses a suite file's len bytes: at most HEALTH_SUITE_MAX_BYTES, JSON
+ * without duplicate keys, an integer "agkit_health_suite", 1..64 prompts.
+ * Returns 0 (free with health_suite_free()) or -1 ("not a health suite"). */
+int health_suite_parse(const char *buf, size_t len, struct health_suite *ret);
+void health_suite_free(struct health_suite *s);
+
+/* One prompt of a suite, checked against a model's vocabulary and context. */
+struct health_prompt {
+	const char *name, *text;   /* in the suite's JSON */
+	const char *output_text;   /* NULL when absent */
+	json_t *steps;             /* "topk": an array of n_out entries (each still unchecked) */
+	int32_t *ids, *out;        /* owned: n >= 1 prompt ids, n_out output ids, all in [0, vocab) */
+	size_t n, n_out;           /* n + n_out <= ctx */
+	bool add_special;
+};
+
+/* Returns 0 (free with health_prompt_free()) or -1 when p is malformed or
+ * does not fit a model of vocab ids and ctx positions. */
+int health_prompt_parse(json_t *p, int vocab, int ctx, struct health_prompt *ret);
+void health_prompt_free(struct health_prompt *hp);
