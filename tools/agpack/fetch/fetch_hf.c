@@ -333,7 +333,7 @@ int ag_fetch_hf_model(const struct ag_fetch_opts *o, const char *repo, const cha
 	rc = 0;
 out:
 	if (tmp) {
-		fo_remove_tree(tmp);
+		bn_rm_rf(tmp);
 		free(tmp);
 	}
 	fh_resp_free(&r);

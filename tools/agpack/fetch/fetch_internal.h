@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "bundle/error.h"
+#include "bundle/fsutil.h" /* bn_rm_rf for temporary trees */
 #include "bundle/sha256.h"
 #include "fetch.h"
 
@@ -109,7 +110,6 @@ int fc_materialise(const struct fh_ctx *c, const char *algo, const char *hex, co
 int fo_stage_dir(const char *out, char **ret_tmp, struct bn_error *err) BN_WUR;
 /* Renames tmp to out without replacing anything. */
 int fo_publish(const char *tmp, const char *out, struct bn_error *err) BN_WUR;
-void fo_remove_tree(const char *path);
 int fo_mkdirs(const char *path, struct bn_error *err) BN_WUR;
 int fo_write_file(const char *path, const void *buf, size_t len, struct bn_error *err) BN_WUR;
 

@@ -1000,7 +1000,7 @@ int ag_fetch_image(const struct ag_fetch_opts *o, const char *ref, const char *p
 	rc = 0;
 out:
 	if (tmp) {
-		fo_remove_tree(tmp);
+		bn_rm_rf(tmp);
 		free(tmp);
 	}
 	manifest_free(&idx);

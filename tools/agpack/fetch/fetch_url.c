@@ -109,7 +109,7 @@ int ag_fetch_url(const struct ag_fetch_opts *o, const char *url, const char *sha
 	r = 0;
 out:
 	if (tmp)
-		fo_remove_tree(tmp);
+		bn_rm_rf(tmp);
 	free(tmp);
 	free(tmpfile);
 	json_decref(prov);
