@@ -279,11 +279,20 @@ static int resume_position(struct xstate *x, uint64_t soff, struct bn_error *err
 			break;
 		x->entry++;
 	}
+	/* The killed run may have got past its last checkpoint: files after the
+	 * resume point, and symlinks (made at the artifact's end), can exist
+	 * already.  They are made again, so they go now. */
+	for (size_t k = 0; k < a->n_entries; k++) {
+		const struct bn_entry *f = &a->entries[k];
+		bool later = f->type == BN_ENTRY_FILE && k >= x->entry && f->offset >= soff;
+		if ((later || f->type == BN_ENTRY_SYMLINK) && unlinkat(x->rootfd, f->path, 0) < 0 && errno != ENOENT)
+			return bn_fail(err, -errno, "%s/%s/%s: cannot resume: %s", x->tmp, a->name, f->path, strerror(errno));
+	}
 	if (x->entry == a->n_entries)
 		return 0;
 	const struct bn_entry *e = &a->entries[x->entry];
 	if (e->offset >= soff)
-		return 0; /* not created yet */
+		return 0; /* made again from here */
 	uint64_t have = soff - e->offset;
 	x->fd = openat(x->rootfd, e->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 	if (x->fd < 0)
