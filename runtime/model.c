@@ -643,3 +643,52 @@ out:
 	rt_gen_result_free(res);
 	return r;
 }
+
+int rt_session_truncate(struct rt_session *s, int pos)
+{
+	if (!s || pos < 0 || pos > s->pos)
+		return -EINVAL;
+	s->pos = pos;
+	return 0;
+}
+
+int rt_session_max_ctx(const struct rt_session *s)
+{
+	return s ? s->max_ctx : 0;
+}
+
+/* Reference implementation: each session in turn.  (A single pass over the
+ * weights for all sessions replaces it; same results.) */
+int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
+                     float *logits, struct rt_error *err)
+{
+	int *saved;
+
+	if (!ss || !ids || !n_ids)
+		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
+	saved = calloc(n ? n : 1, sizeof(*saved));
+	if (!saved)
+		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		if (!ss[i] || (n_ids[i] && !ids[i]) || (i && ss[i]->m != ss[0]->m)) {
+			free(saved);
+			return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid batch entry %zu", i);
+		}
+		saved[i] = ss[i]->pos;
+	}
+	for (size_t i = 0; i < n; i++) {
+		float *lg = logits ? logits + i * (size_t)ss[i]->m->cfg.vocab : NULL;
+		int r;
+		if (!n_ids[i])
+			continue;
+		r = rt_session_forward(ss[i], ids[i], n_ids[i], false, lg, err);
+		if (r < 0) {
+			for (size_t j = 0; j <= i; j++)
+				ss[j]->pos = saved[j];
+			free(saved);
+			return r;
+		}
+	}
+	free(saved);
+	return 0;
+}

@@ -148,6 +148,53 @@ void rt_gen_result_free(struct rt_gen_result *r);
  * best first; returns the argmax id. */
 int32_t rt_logits_topk(const float *logits, int vocab, int k, struct rt_topk *out);
 
+/* ---- Batched decoding (continuous batching, docs/SERVING.md) ----
+ * One step for n sessions of the same model: session ss[i] appends n_ids[i]
+ * tokens ids[i] to its KV cache (a prompt chunk or one decode token); logits
+ * receives vocab floats per session for its last position (row i of an
+ * n x vocab array; may be NULL).  The weight matrices are read once for all
+ * sessions' tokens together, so decoding k sequences costs about one pass
+ * over the weights.  Either every session advances or (on error) none does
+ * beyond what it had; a session with n_ids[i] == 0 is skipped (its logits
+ * row is left untouched). */
+int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
+                     float *logits, struct rt_error *err);
+/* Drop cache positions >= pos (pos <= rt_session_pos); e.g. to retry. */
+int rt_session_truncate(struct rt_session *s, int pos);
+int rt_session_max_ctx(const struct rt_session *s);
+
+/* ---- Sampling ---- */
+struct rt_sampler_opts {
+	float temperature; /* <= 0: greedy (argmax, ties to the lowest id) */
+	float top_p;       /* nucleus, (0, 1]; >= 1 disables */
+	int top_k;         /* 0 disables */
+};
+/* Sample an id from one logits row; *rng is the caller's 64-bit state
+ * (seeded from the request's seed), advanced on every call. */
+int32_t rt_sample(const float *logits, int vocab, const struct rt_sampler_opts *o, uint64_t *rng);
+
+/* ---- Chat templates (a Jinja subset with transformers' semantics) ----
+ * rt_chat_template_load reads MODEL_DIR/tokenizer_config.json "chat_template"
+ * (a string, or a list of {"name","template"}: name NULL picks "default")
+ * or MODEL_DIR/chat_template.jinja, and bos_token/eos_token from
+ * tokenizer_config.json; -ENOENT (RT_ERR_MODEL) when the model has none. */
+struct rt_chat_template;
+int rt_chat_template_load(const char *model_dir, const char *name, struct rt_chat_template **ret,
+                          struct rt_error *err);
+/* Compile template source directly (tests, fuzzing); bos/eos may be NULL. */
+int rt_chat_template_new(const char *src, size_t len, const char *bos, const char *eos,
+                         struct rt_chat_template **ret, struct rt_error *err);
+void rt_chat_template_free(struct rt_chat_template *t);
+/* Render with ctx_json, a JSON object: messages, add_generation_prompt,
+ * tools, and any extra keys become template variables (bos_token and
+ * eos_token are added unless present).  A template's raise_exception() or
+ * a runtime type error fails with RT_ERR_USAGE and the message.  The
+ * result is NUL-terminated and malloc'ed. */
+int rt_chat_template_render(const struct rt_chat_template *t, const char *ctx_json, size_t len, char **ret_text,
+                            size_t *ret_len, struct rt_error *err);
+/* Whether the template's source refers to the variable name (e.g. "tools"). */
+bool rt_chat_template_mentions(const struct rt_chat_template *t, const char *name);
+
 #ifdef __cplusplus
 }
 #endif
