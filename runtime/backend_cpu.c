@@ -442,24 +442,23 @@ struct att_job {
 	int T, pos0, nh, nkv, hd, window;
 };
 
-static void att_task(void *ctx, int task, int thread)
+/* HOT LOOP (long contexts): one query row of one head against its cache.
+ * q, o: [hd]; kc, vc: the cache of the query's own sequence. */
+static void att_one(const struct kern *k, float *o, const float *q, const float *kc, const float *vc, int qpos,
+                    int kvh, int nkv, int hd, int window)
 {
-	const struct att_job *j = ctx;
-	int t = task / j->nh, h = task % j->nh, kvh = h / (j->nh / j->nkv), hd = j->hd;
-	int qpos = j->pos0 + t, lo = 0, kvstride = j->nkv * hd;
-	const float *q = j->q + (size_t)t * j->nh * hd + (size_t)h * hd;
-	float *o = j->out + (size_t)t * j->nh * hd + (size_t)h * hd;
+	int lo = 0, kvstride = nkv * hd;
 	float acc[MAX_HD], s[ATT_BLOCK], m = -INFINITY, l = 0, scale = 1.0f / sqrtf((float)hd);
 
-	if (j->window > 0 && qpos - j->window + 1 > 0)
-		lo = qpos - j->window + 1;
+	if (window > 0 && qpos - window + 1 > 0)
+		lo = qpos - window + 1;
 	memset(acc, 0, sizeof(float) * hd);
 	/* blockwise online softmax: scores of a block, then one rescale */
 	for (int b0 = lo; b0 <= qpos; b0 += ATT_BLOCK) {
 		int b1 = b0 + ATT_BLOCK <= qpos + 1 ? b0 + ATT_BLOCK : qpos + 1;
 		float bm = -INFINITY;
 		for (int p = b0; p < b1; p++) {
-			s[p - b0] = j->k->dot(q, j->kc + (size_t)p * kvstride + (size_t)kvh * hd, hd) * scale;
+			s[p - b0] = k->dot(q, kc + (size_t)p * kvstride + (size_t)kvh * hd, hd) * scale;
 			if (s[p - b0] > bm)
 				bm = s[p - b0];
 		}
@@ -473,11 +472,22 @@ static void att_task(void *ctx, int task, int thread)
 		for (int p = b0; p < b1; p++) {
 			float e = expf(s[p - b0] - m);
 			l += e;
-			j->k->axpy(acc, e, j->vc + (size_t)p * kvstride + (size_t)kvh * hd, hd);
+			k->axpy(acc, e, vc + (size_t)p * kvstride + (size_t)kvh * hd, hd);
 		}
 	}
 	for (int i = 0; i < hd; i++)
 		o[i] = acc[i] / l;
+}
+
+static void att_task(void *ctx, int task, int thread)
+{
+	const struct att_job *j = ctx;
+	int t = task / j->nh, h = task % j->nh, hd = j->hd;
+	size_t off = (size_t)t * j->nh * hd + (size_t)h * hd;
+
+	(void)thread;
+	att_one(j->k, j->out + off, j->q + off, j->kc, j->vc, j->pos0 + t, h / (j->nh / j->nkv), j->nkv, hd,
+	        j->window);
 }
 
 static void cpu_attention(struct rt_backend *b, float *out, const float *q, const float *kc, const float *vc, int T,
@@ -486,6 +496,46 @@ static void cpu_attention(struct rt_backend *b, float *out, const float *q, cons
 	struct cpu *c = b->priv;
 	struct att_job j = {c->k, out, q, kc, vc, T, pos0, nh, nkv, hd, window};
 	rt_pool_run(c->pool, T * nh, att_task, &j);
+}
+
+struct att_batch_job {
+	const struct kern *k;
+	float *out;
+	const float *q;
+	const struct rt_att_seg *seg;
+	int n_seg, nh, nkv, hd, window;
+};
+
+/* task = query row (over all segments) x head; rows are in segment order */
+static void att_batch_task(void *ctx, int task, int thread)
+{
+	const struct att_batch_job *j = ctx;
+	int row = task / j->nh, h = task % j->nh, hd = j->hd, lo = 0, hi = j->n_seg - 1;
+	const struct rt_att_seg *sg;
+	size_t off = (size_t)row * j->nh * hd + (size_t)h * hd;
+
+	(void)thread;
+	while (lo < hi) { /* last segment with row0 <= row */
+		int mid = (lo + hi + 1) / 2;
+		if (j->seg[mid].row0 <= row)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	sg = &j->seg[lo];
+	att_one(j->k, j->out + off, j->q + off, sg->kc, sg->vc, sg->pos0 + (row - sg->row0), h / (j->nh / j->nkv),
+	        j->nkv, hd, j->window);
+}
+
+static void cpu_attention_batch(struct rt_backend *b, float *out, const float *q, const struct rt_att_seg *seg,
+                                int n_seg, int nh, int nkv, int hd, int window)
+{
+	struct cpu *c = b->priv;
+	struct att_batch_job j = {c->k, out, q, seg, n_seg, nh, nkv, hd, window};
+
+	if (n_seg <= 0)
+		return;
+	rt_pool_run(c->pool, (seg[n_seg - 1].row0 + seg[n_seg - 1].T) * nh, att_batch_task, &j);
 }
 
 static void cpu_free(struct rt_backend *b)
@@ -509,6 +559,7 @@ static const struct rt_backend_ops cpu_ops = {
     .free = cpu_free,
     .matmul = cpu_matmul,
     .attention = cpu_attention,
+    .attention_batch = cpu_attention_batch,
 };
 
 int rt_backend_cpu_new(int n_threads, struct rt_backend **ret_b)
