@@ -444,8 +444,8 @@ struct att_job {
 
 /* HOT LOOP (long contexts): one query row of one head against its cache.
  * q, o: [hd]; kc, vc: the cache of the query's own sequence. */
-static void att_one(const struct kern *k, float *o, const float *q, const float *kc, const float *vc, int qpos,
-                    int kvh, int nkv, int hd, int window)
+static void att_one(const struct kern *k, float *o, const float *q, const float *kc, const float *vc, int qpos, int kvh,
+                    int nkv, int hd, int window)
 {
 	int lo = 0, kvstride = nkv * hd;
 	float acc[MAX_HD], s[ATT_BLOCK], m = -INFINITY, l = 0, scale = 1.0f / sqrtf((float)hd);
@@ -486,8 +486,7 @@ static void att_task(void *ctx, int task, int thread)
 	size_t off = (size_t)t * j->nh * hd + (size_t)h * hd;
 
 	(void)thread;
-	att_one(j->k, j->out + off, j->q + off, j->kc, j->vc, j->pos0 + t, h / (j->nh / j->nkv), j->nkv, hd,
-	        j->window);
+	att_one(j->k, j->out + off, j->q + off, j->kc, j->vc, j->pos0 + t, h / (j->nh / j->nkv), j->nkv, hd, j->window);
 }
 
 static void cpu_attention(struct rt_backend *b, float *out, const float *q, const float *kc, const float *vc, int T,

@@ -895,8 +895,8 @@ int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, co
 		}
 		for (size_t k = 0; k < n_ids[i]; k++)
 			if (ids[i][k] < 0 || ids[i][k] >= V) {
-				r = rt_fail(err, RT_ERR_USAGE, -EINVAL, "batch entry %zu: token id %d out of range [0, %d)",
-				            i, ids[i][k], V);
+				r = rt_fail(err, RT_ERR_USAGE, -EINVAL,
+				            "batch entry %zu: token id %d out of range [0, %d)", i, ids[i][k], V);
 				break;
 			}
 		if (!n_active++)
@@ -933,8 +933,8 @@ int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, co
 			take = n_ids[i] - done;
 			if (take > (size_t)(CHUNK - rows))
 				take = (size_t)(CHUNK - rows);
-			b->seg[n_seg++] = (struct batch_seg){ss[i], ids[i] + done, (int)take, ss[i]->pos, rows,
-			                                     done + take == n_ids[i] ? (long)i : -1};
+			b->seg[n_seg++] = (struct batch_seg){
+			    ss[i], ids[i] + done, (int)take, ss[i]->pos, rows, done + take == n_ids[i] ? (long)i : -1};
 			rows += (int)take;
 			done += take;
 			if (done == n_ids[i]) {

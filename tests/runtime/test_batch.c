@@ -130,8 +130,7 @@ static int step_and_compare(struct pair *p, int n, int32_t *const *ids, const si
 		worst = fmax(worst, rel);
 		ok &= rt_session_pos(p[i].b) == rt_session_pos(p[i].r);
 	}
-	check(ok, "%s: logits equal the sequential path (max rel diff %.2g), same argmax and positions", what,
-	      worst);
+	check(ok, "%s: logits equal the sequential path (max rel diff %.2g), same argmax and positions", what, worst);
 	return ok ? 0 : -1;
 }
 
