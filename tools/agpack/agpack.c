@@ -176,6 +176,11 @@ static int add_health(struct bn_writer *w, const struct spec_artifact *a, json_t
 		suite = p[0] == '/' ? strdup(p) : bn_path_join(spec->dir, p);
 	} else if (json_is_object(health) && json_is_true(json_object_get(health, "record"))) {
 		char *agrun = tool_find_program("agrun");
+		if (!agrun) {
+			char why[300];
+			tool_find_program_error("agrun", why, sizeof why);
+			return bn_fail(err, -ENOENT, "cannot record the health suite of '%s': %s", a->name, why);
+		}
 		const char *prompts = json_string_value(json_object_get(health, "prompts"));
 		char *pp = prompts ? (prompts[0] == '/' ? strdup(prompts) : bn_path_join(spec->dir, prompts)) : NULL;
 		suite = bn_path_join(stage, "suite.json");
