@@ -74,6 +74,7 @@ static int cmd_status(struct bn_deploy *d, int argc, char **argv)
 	}
 	int a = bn_deploy_active(d);
 	printf("root: %s\nactive: %s\n", bn_deploy_root(d), a >= 0 ? bn_slot_name(a) : "(none)");
+	printf("channel: %s\n", bn_deploy_channel(d) ? bn_deploy_channel(d) : "(none yet: the first import's)");
 	if (bn_deploy_in_window(d)) {
 		char t[32];
 		fmt_time(bn_deploy_window_until(d), t);
