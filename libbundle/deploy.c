@@ -27,7 +27,7 @@ struct bn_deploy {
 	int64_t window_s;
 	char *hook;              /* absolute path or NULL */
 	int hook_timeout_s;
-	int64_t max_skew_s;      /* how far in the future "created" may be */
+	int64_t max_skew_s; /* how far in the future "created" may be */
 	/* state */
 	char channel[BN_MAX_NAME + 1]; /* the channel this root follows; "" until pinned */
 	int active, previous;    /* slot index or -1 */
@@ -630,8 +630,10 @@ int bn_deploy_init2(const char *root, const struct bn_pubkey *keys, size_t n_key
 		memcpy(p->keys, keys, n_keys * sizeof *keys);
 		for (size_t i = 0; i < n_keys; i++)
 			for (size_t j = 0; j < i; j++)
-				if (!memcmp(keys[i].keyid, keys[j].keyid, BN_KEYID_LEN) || bn_pubkey_same(&keys[i], &keys[j]))
-					r = bn_fail(err, -EINVAL, "the same key is given twice (keys %zu and %zu are one public key)",
+				if (!memcmp(keys[i].keyid, keys[j].keyid, BN_KEYID_LEN) ||
+				    bn_pubkey_same(&keys[i], &keys[j]))
+					r = bn_fail(err, -EINVAL,
+					            "the same key is given twice (keys %zu and %zu are one public key)",
 					            j + 1, i + 1);
 	}
 	if (r == 0 && bn_trust_format(p, &text) < 0)
@@ -650,8 +652,9 @@ int bn_deploy_init2(const char *root, const struct bn_pubkey *keys, size_t n_key
 		char mem[64] = "";
 		if (io && io->health_memory_limit_mb > 0)
 			snprintf(mem, sizeof mem, ",\n \"health_memory_limit_mb\": %ld", io->health_memory_limit_mb);
-		if (!cp || asprintf(&cfg, "{\n \"validation_window_s\": 86400,\n \"switch_hook\": null,\n"
-		                          " \"hook_timeout_s\": 300,\n \"max_clock_skew_s\": %d%s\n}\n",
+		if (!cp || asprintf(&cfg,
+		                    "{\n \"validation_window_s\": 86400,\n \"switch_hook\": null,\n"
+		                    " \"hook_timeout_s\": 300,\n \"max_clock_skew_s\": %d%s\n}\n",
 		                    BN_DEFAULT_MAX_SKEW_S, mem) < 0)
 			r = bn_fail(err, -ENOMEM, "out of memory");
 		else
@@ -660,7 +663,9 @@ int bn_deploy_init2(const char *root, const struct bn_pubkey *keys, size_t n_key
 		free(cp);
 		if (r == 0)
 			r = save_state(d, err);
-		struct bn_audit_event ev = {.action = "init", .result = "ok", .reason = "deployment root created",
+		struct bn_audit_event ev = {.action = "init",
+		                            .result = "ok",
+		                            .reason = "deployment root created",
 		                            .channel = d->channel[0] ? d->channel : NULL};
 		if (r == 0)
 			r = commit(d, &ev, err);
@@ -721,8 +726,10 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 	 * is per channel, so the channel is pinned: a bundle of another channel
 	 * (signed by the same key) would otherwise start from floor 0. */
 	if (d->channel[0] && strcmp(m->channel, d->channel)) {
-		r = bn_fail(err, -ESTALE, "%s: channel %s is not the channel this root follows (%s); an operator "
-		            "switches with agctl channel set %s (audited)", dir, m->channel, d->channel, m->channel);
+		r = bn_fail(err, -ESTALE,
+		            "%s: channel %s is not the channel this root follows (%s); an operator "
+		            "switches with agctl channel set %s (audited)",
+		            dir, m->channel, d->channel, m->channel);
 		goto refuse;
 	}
 	if (!bn_trust_accepts_channel(&d->trust, m->channel)) {
@@ -742,24 +749,29 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 	const struct bn_slot *is = &d->slots[idle];
 	if (!downgrade && is->state == BN_SLOT_STAGED && is->has_bundle && !strcmp(is->channel, m->channel) &&
 	    m->version <= is->version && !o->allow_downgrade) {
-		r = bn_fail(err, -ESTALE, "%s: version %" PRIu64 " of channel %s is not above the staged %" PRIu64
-		            " in slot %s; refusing to replace it (agctl mark-bad it first, or --allow-downgrade, audited)",
-		            dir, m->version, m->channel, is->version, slot_names[idle]);
+		r = bn_fail(
+		    err, -ESTALE,
+		    "%s: version %" PRIu64 " of channel %s is not above the staged %" PRIu64
+		    " in slot %s; refusing to replace it (agctl mark-bad it first, or --allow-downgrade, audited)",
+		    dir, m->version, m->channel, is->version, slot_names[idle]);
 		goto refuse;
 	}
 	uint64_t base = has_floor && fl > minv ? fl : minv;
 	if (d->trust.max_version_jump && m->version > base && m->version - base > d->trust.max_version_jump) {
-		r = bn_fail(err, -ESTALE, "%s: version %" PRIu64 " jumps more than the trust policy's max_version_jump (%"
-		            PRIu64 ") above %" PRIu64 " on channel %s", dir, m->version, d->trust.max_version_jump, base,
-		            m->channel);
+		r = bn_fail(err, -ESTALE,
+		            "%s: version %" PRIu64 " jumps more than the trust policy's max_version_jump (%" PRIu64
+		            ") above %" PRIu64 " on channel %s",
+		            dir, m->version, d->trust.max_version_jump, base, m->channel);
 		goto refuse;
 	}
 	if (d->max_skew_s >= 0) {
 		int64_t created = parse_rfc3339(m->created), now = (int64_t)time(NULL);
 		if (created > now && created - now > d->max_skew_s) {
-			r = bn_fail(err, -ESTALE, "%s: bundle created %s, %" PRId64 " s in the future (more than the %" PRId64
-			            " s of max_clock_skew_s allowed); check the clocks of the packing host and of this one",
-			            dir, m->created, created - now, d->max_skew_s);
+			r = bn_fail(
+			    err, -ESTALE,
+			    "%s: bundle created %s, %" PRId64 " s in the future (more than the %" PRId64
+			    " s of max_clock_skew_s allowed); check the clocks of the packing host and of this one",
+			    dir, m->created, created - now, d->max_skew_s);
 			goto refuse;
 		}
 	}
@@ -1075,7 +1087,8 @@ int bn_deploy_channel_set(struct bn_deploy *d, const char *channel, const char *
 		r = bn_fail(err, -ESTALE, "channel %s is not one the trust policy accepts", channel);
 	int st = bn_deploy_staged(d);
 	if (r == 0 && st >= 0 && strcmp(d->slots[st].channel, channel))
-		r = bn_fail(err, -EBUSY, "slot %s holds a staged bundle of channel %s; promote it or agctl mark-bad it first",
+		r = bn_fail(err, -EBUSY,
+		            "slot %s holds a staged bundle of channel %s; promote it or agctl mark-bad it first",
 		            slot_names[st], d->slots[st].channel);
 	if (r < 0) {
 		snprintf(why, sizeof why, "%s", err ? err->msg : "refused");

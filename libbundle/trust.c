@@ -96,7 +96,8 @@ int bn_trust_parse(const char *buf, size_t len, struct bn_trust_policy *ret, str
 			r = TBAD("\"bundles\" must be an array of at most %d bundle names", BN_TRUST_MAX_BUNDLES);
 			goto out;
 		}
-		json_array_foreach(bundles, i, bv) {
+		json_array_foreach(bundles, i, bv)
+		{
 			const char *bn = json_string_value(bv);
 			if (!bn || !bn_name_valid(bn)) {
 				r = TBAD("\"bundles\" entry %zu is not a valid bundle name", i);

@@ -31,7 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		            p[1].n_bundles == p[0].n_bundles);
 		FUZZ_ASSERT(p[0].n_bundles <= BN_TRUST_MAX_BUNDLES);
 		for (size_t i = 0; i < p[0].n_bundles; i++)
-			FUZZ_ASSERT(!strcmp(p[1].bundles[i], p[0].bundles[i]) && bn_trust_accepts_bundle(&p[0], p[0].bundles[i]));
+			FUZZ_ASSERT(!strcmp(p[1].bundles[i], p[0].bundles[i]) &&
+			            bn_trust_accepts_bundle(&p[0], p[0].bundles[i]));
 		/* One public key appears once, whatever its key id. */
 		for (size_t i = 0; i < p[0].n_keys; i++)
 			for (size_t j = 0; j < i; j++)

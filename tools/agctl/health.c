@@ -207,7 +207,8 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 	const char *env = getenv("AGKIT_AGRUN");
 	if (!(env && *env) && c->agrun_relative) {
 		snprintf(res->reason, sizeof res->reason,
-		         "config.json agrun_path is not an absolute path; refusing to look agrun up in the working directory");
+		         "config.json agrun_path is not an absolute path; refusing to look agrun up in the working "
+		         "directory");
 		goto out;
 	}
 	agrun = !(env && *env) && c->agrun[0] ? strdup(c->agrun) : tool_find_program("agrun");

@@ -307,8 +307,9 @@ void tool_find_program_error(const char *name, char *out, size_t outlen)
 	else if (errno == ENOMEM)
 		snprintf(out, outlen, "out of memory");
 	else
-		snprintf(out, outlen, "cannot find %s beside this program; install it there or set %s to its absolute path",
-		         name, env);
+		snprintf(out, outlen,
+		         "cannot find %s beside this program; install it there or set %s to its absolute path", name,
+		         env);
 }
 
 int tool_run(char *const argv[], const char *out_path)

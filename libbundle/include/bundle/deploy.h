@@ -49,8 +49,8 @@ struct bn_deploy; /* an open, locked deployment root */
 int bn_deploy_init(const char *root, const struct bn_pubkey *keys, size_t n_keys, unsigned threshold,
                    struct bn_error *err) BN_WUR;
 struct bn_init_opts {
-	const char *channel;          /* the channel R follows from the start (NULL: its first import's) */
-	long health_memory_limit_mb;  /* written to config.json when > 0 */
+	const char *channel;         /* the channel R follows from the start (NULL: its first import's) */
+	long health_memory_limit_mb; /* written to config.json when > 0 */
 };
 int bn_deploy_init2(const char *root, const struct bn_pubkey *keys, size_t n_keys, unsigned threshold,
                     const struct bn_init_opts *o, struct bn_error *err) BN_WUR;

@@ -33,7 +33,7 @@
 #define BN_TRUST_MAX_BYTES (1u << 20)
 #define BN_TRUST_MAX_KEYS 64
 #define BN_TRUST_MAX_CHANNELS 256
-#define BN_TRUST_MAX_BUNDLES 256
+#define BN_TRUST_MAX_BUNDLES    256
 #define BN_TRUST_UPDATE_COMMENT "agkit-trust-update v1 serial " /* followed by the serial */
 
 struct bn_trust_channel {
@@ -50,7 +50,7 @@ struct bn_trust_policy {
 	struct bn_trust_channel channels[BN_TRUST_MAX_CHANNELS];
 	uint64_t max_age_days; /* 0: bundles do not expire */
 	uint64_t max_version_jump; /* 0: no cap */
-	size_t n_bundles;        /* 0: any bundle name */
+	size_t n_bundles;          /* 0: any bundle name */
 	char bundles[BN_TRUST_MAX_BUNDLES][BN_MAX_NAME + 1];
 };
 

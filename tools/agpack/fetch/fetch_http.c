@@ -666,7 +666,8 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 			progress(&x, true);
 			if (x.total && x.written != x.total) {
 				/* Shorter than announced: the connection was cut; resume. */
-				code = bn_fail(err, -EIO, "%s: %" PRIu64 " of %" PRIu64 " bytes", FH_SHOWN(q), x.written, x.total);
+				code = bn_fail(err, -EIO, "%s: %" PRIu64 " of %" PRIu64 " bytes", FH_SHOWN(q),
+				               x.written, x.total);
 				if (attempt + 1 < FH_MAX_ATTEMPTS)
 					backoff(c, attempt, -1, FH_SHOWN(q), "transfer incomplete");
 				continue;
@@ -676,12 +677,14 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 			bn_sha256_final(sha, d);
 			bn_hex(d, sizeof d, hex);
 			if (ex->size >= 0 && x.written != (uint64_t)ex->size) {
-				code = bn_fail(err, -EBADMSG, "%s: size %" PRIu64 ", expected %" PRId64, FH_SHOWN(q), x.written, ex->size);
+				code = bn_fail(err, -EBADMSG, "%s: size %" PRIu64 ", expected %" PRId64, FH_SHOWN(q),
+				               x.written, ex->size);
 				if (ftruncate(fd, 0) < 0) { /* unusable either way */ }
 				goto out;
 			}
 			if (ex->sha256 && strcmp(hex, ex->sha256) != 0) {
-				code = bn_fail(err, -EBADMSG, "%s: sha256 mismatch: got %s, expected %s", FH_SHOWN(q), hex, ex->sha256);
+				code = bn_fail(err, -EBADMSG, "%s: sha256 mismatch: got %s, expected %s", FH_SHOWN(q),
+				               hex, ex->sha256);
 				if (ftruncate(fd, 0) < 0) { /* unusable either way */ }
 				goto out;
 			}
@@ -692,8 +695,8 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 				EVP_DigestFinal_ex(sha1, s1, &l1);
 				bn_hex(s1, 20, h1);
 				if (strcmp(h1, ex->git_sha1) != 0) {
-					code = bn_fail(err, -EBADMSG, "%s: git blob id mismatch: got %s, expected %s", FH_SHOWN(q), h1,
-					               ex->git_sha1);
+					code = bn_fail(err, -EBADMSG, "%s: git blob id mismatch: got %s, expected %s",
+					               FH_SHOWN(q), h1, ex->git_sha1);
 					if (ftruncate(fd, 0) < 0) { /* unusable either way */ }
 					goto out;
 				}
@@ -710,7 +713,8 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 		long ra = r.retry_after;
 		fh_resp_free(&r);
 		if (attempt + 1 < FH_MAX_ATTEMPTS)
-			backoff(c, attempt, ra, FH_SHOWN(q), cls == ATTEMPT_OK ? "server busy" : curl_easy_strerror(rc));
+			backoff(c, attempt, ra, FH_SHOWN(q),
+			        cls == ATTEMPT_OK ? "server busy" : curl_easy_strerror(rc));
 	}
 out:
 	close(fd);
@@ -722,9 +726,10 @@ out:
 static bool credential_param(const char *name, size_t len)
 {
 	static const char *const names[] = {
-		"token", "access_token", "refresh_token", "id_token", "auth", "auth_token", "authorization", "api_key",
-		"apikey", "api-key", "key", "password", "passwd", "pass", "pwd", "secret", "client_secret", "sig",
-		"signature", "credential", "credentials", "session", "sessionid", "jwt", "policy", "key-pair-id", "code",
+	    "token",   "access_token", "refresh_token", "id_token", "auth",        "auth_token", "authorization",
+	    "api_key", "apikey",       "api-key",       "key",      "password",    "passwd",     "pass",
+	    "pwd",     "secret",       "client_secret", "sig",      "signature",   "credential", "credentials",
+	    "session", "sessionid",    "jwt",           "policy",   "key-pair-id", "code",
 	};
 	for (size_t i = 0; i < sizeof names / sizeof *names; i++)
 		if (strlen(names[i]) == len && !strncasecmp(name, names[i], len))

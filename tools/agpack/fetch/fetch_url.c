@@ -79,7 +79,8 @@ static int fetch_url(const struct ag_fetch_opts *o, const char *real_url, const 
 				fclose(f);
 			}
 		} else {
-			struct fh_req q = {.url = real_url, .shown = url, .head = true, .allow_http = true, .follow = true};
+			struct fh_req q = {
+			    .url = real_url, .shown = url, .head = true, .allow_http = true, .follow = true};
 			struct fh_resp rs;
 			if ((r = fh_get_mem(&c, &q, 0, &rs, err)) < 0)
 				goto out;
