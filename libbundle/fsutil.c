@@ -305,3 +305,10 @@ int bn_parse_size(const char *s, uint64_t *ret)
 	*ret = (uint64_t)bytes;
 	return 0;
 }
+
+mode_t bn_entry_mode(uint32_t manifest_mode, bool dir)
+{
+	if (dir)
+		return 0755;
+	return manifest_mode & 0111 ? 0755 : 0644;
+}

@@ -117,7 +117,7 @@ int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bund
 		goto out;
 	}
 	unsigned threshold = trust->threshold ? trust->threshold : 1;
-	size_t seen = 0;
+	size_t seen = 0, signer_key[BN_MAX_SIGNATURES];
 	char bad[BN_ERROR_MAX] = "", untrusted[256] = "";
 	struct dirent *de;
 	while ((de = readdir(d))) {
@@ -160,10 +160,15 @@ int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bund
 				         de->d_name, id);
 				break;
 			}
+			/* Counted per distinct public key: the key id is not covered by
+			 * the signature, so one key listed under two ids (or one
+			 * signature copied with another id) must not count twice. */
 			bool dup = false;
 			for (size_t j = 0; j < b->n_signers; j++)
-				dup |= !memcmp(b->signers[j], sig.keyid, BN_KEYID_LEN);
+				dup |= !memcmp(b->signers[j], sig.keyid, BN_KEYID_LEN) ||
+				       bn_pubkey_same(&trust->keys[signer_key[j]], &trust->keys[k]);
 			if (!dup) {
+				signer_key[b->n_signers] = k;
 				memcpy(b->signers[b->n_signers], sig.keyid, BN_KEYID_LEN);
 				b->n_signers++;
 				memcpy(tcs[n_tcs], sig.trusted_comment, sizeof sig.trusted_comment);

@@ -282,7 +282,7 @@ static int finish_tree(struct stage *s, struct bn_error *err)
 			}
 			uint8_t h[BN_SHA256_LEN];
 			bn_sha256_final(sha, h);
-			if (r == 0 && (fchmod(fd, e->mode) < 0 || fsync(fd) < 0))
+			if (r == 0 && (fchmod(fd, bn_entry_mode(e->mode, false)) < 0 || fsync(fd) < 0))
 				r = -errno;
 			close(fd);
 			if (r < 0)
@@ -297,7 +297,7 @@ static int finish_tree(struct stage *s, struct bn_error *err)
 			if (e->type != BN_ENTRY_DIR)
 				continue;
 			int dfd = openat(rfd, e->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (dfd < 0 || fsync(dfd) < 0 || fchmod(dfd, e->mode) < 0)
+			if (dfd < 0 || fsync(dfd) < 0 || fchmod(dfd, bn_entry_mode(e->mode, true)) < 0)
 				r = bn_fail(err, -errno, "%s/tree/%s/%s: %s", s->work, a->name, e->path, strerror(errno));
 			if (dfd >= 0)
 				close(dfd);

@@ -94,6 +94,16 @@ json.dump({"agkit_trust": 1, "serial": 7, "threshold": 2, "keys": ks,
            "max_bundle_age_days": 90}, open(out + "/two.json", "w"))
 json.dump({"agkit_trust": 1, "serial": 2, "threshold": 3, "keys": ks}, open(out + "/threshold.json", "w"))
 json.dump({"agkit_trust": 1, "serial": 2, "threshold": 1, "keys": [ks[0], ks[0]]}, open(out + "/dup.json", "w"))
+json.dump({"agkit_trust": 1, "serial": 7, "threshold": 2, "keys": ks,
+           "channels": {"stable": {"min_version": 3}, "beta": {"min_version": 0}},
+           "max_bundle_age_days": 90, "bundles": ["app", "demo"], "max_version_jump": 1000},
+          open(out + "/bundles-jump.json", "w"))
+# The same public key under another key id (issue 13, finding 7): refused.
+import base64
+raw = bytearray(base64.b64decode(keys[0])); raw[2:10] = bytes(b ^ 0x5a for b in raw[2:10])
+json.dump({"agkit_trust": 1, "serial": 2, "threshold": 2,
+           "keys": [ks[0], {"id": "other", "public_key": base64.b64encode(bytes(raw)).decode()}]},
+          open(out + "/same-key-two-ids.json", "w"))
 EOF
 
 # audit: hash-chained lines as bn_audit_append() writes them

@@ -20,6 +20,10 @@ int bn_pread_all(int fd, void *buf, size_t len, uint64_t off) BN_WUR;
 int bn_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode, struct bn_error *err) BN_WUR;
 int bn_fsync_dir(const char *dir);
 int bn_fsync_parent(const char *path);
+/* The mode a bundle entry gets on disk, whatever the manifest says: files
+ * 0644, or 0755 when the manifest gives any exec bit; directories 0755.
+ * Nothing group- or other-writable, no setuid, setgid or sticky bit. */
+mode_t bn_entry_mode(uint32_t manifest_mode, bool dir);
 /* mkdir -p */
 int bn_mkdir_p(const char *path, mode_t mode);
 /* rm -rf without following symlinks; missing path is not an error. */
