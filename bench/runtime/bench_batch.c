@@ -60,7 +60,7 @@ static double run_batch(struct rt_model *m, int k, int plen, int steps, struct r
 		if (!pr[i] || rt_session_new(m, plen + steps + 8, &ss[i], e) < 0)
 			goto out;
 		for (int j = 0; j < plen; j++)
-			pr[i][j] = rnd_id(300, V);
+			pr[i][j] = rnd_id(V > 300 ? 300 : 0, V);
 		ids[i] = pr[i];
 		n_ids[i] = plen;
 	}
@@ -100,7 +100,7 @@ static double run_single(struct rt_model *m, int plen, int steps, struct rt_erro
 	if (!pr || !lg || rt_session_new(m, plen + steps + 8, &s, e) < 0)
 		goto out;
 	for (int j = 0; j < plen; j++)
-		pr[j] = rnd_id(300, in->vocab);
+		pr[j] = rnd_id(in->vocab > 300 ? 300 : 0, in->vocab);
 	if (rt_session_forward(s, pr, plen, false, lg, e) < 0)
 		goto out;
 	for (int st = -2; st < steps; st++) {
