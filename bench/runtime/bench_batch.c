@@ -5,7 +5,8 @@
  * usage: bench_batch MODEL_DIR [THREADS [PROMPT_TOKENS [STEPS [K,K,...]]]]
  * defaults: 2 threads, 32 prompt tokens per sequence, 32 decode steps,
  * k = 1,4,8,16.  Each sequence gets its own random prompt; decode feeds
- * each sequence its own argmax. */
+ * each sequence its own argmax.  Every rate is the best of REPS runs, so
+ * that other load on a shared machine distorts the ratios less. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "agrt/agrt.h"
 
 #define MAX_K 256
+#define REPS  3 /* each figure is the best of 3 runs: the machine is shared */
 
 static double now_s(void)
 {
@@ -58,7 +60,7 @@ static double run_batch(struct rt_model *m, int k, int plen, int steps, struct r
 		if (!pr[i] || rt_session_new(m, plen + steps + 8, &ss[i], e) < 0)
 			goto out;
 		for (int j = 0; j < plen; j++)
-			pr[i][j] = rnd_id(300, V);
+			pr[i][j] = rnd_id(V > 300 ? 300 : 0, V);
 		ids[i] = pr[i];
 		n_ids[i] = plen;
 	}
@@ -98,7 +100,7 @@ static double run_single(struct rt_model *m, int plen, int steps, struct rt_erro
 	if (!pr || !lg || rt_session_new(m, plen + steps + 8, &s, e) < 0)
 		goto out;
 	for (int j = 0; j < plen; j++)
-		pr[j] = rnd_id(300, in->vocab);
+		pr[j] = rnd_id(in->vocab > 300 ? 300 : 0, in->vocab);
 	if (rt_session_forward(s, pr, plen, false, lg, e) < 0)
 		goto out;
 	for (int st = -2; st < steps; st++) {
@@ -152,17 +154,29 @@ int main(int argc, char **argv)
 	       in->n_params / 1e6, in->weight_bytes / 1e6, in->backend, in->n_threads, plen, steps);
 	/* warms the page cache for the mapped weights */
 	single = run_single(m, plen, 4, &e);
-	single = run_single(m, plen, steps, &e);
+	for (int rep = 0; rep < REPS && single >= 0; rep++) {
+		double t = run_single(m, plen, steps, &e);
+		single = t < 0 ? t : rep == 0 || t < single ? t : single;
+	}
 	if (single < 0) {
 		fprintf(stderr, "bench_batch: %s\n", e.msg);
 		rt_model_free(m);
 		return 1;
 	}
-	printf("single sequence (rt_session_forward): %.2f tokens/s\n", 1 / single);
+	printf("single sequence (rt_session_forward): %.2f tokens/s (best of %d runs, as every row)\n", 1 / single,
+	       REPS);
 	printf("%-6s %10s %14s %14s %12s %12s\n", "k", "step ms", "aggregate t/s", "per-seq t/s", "x single",
 	       "x batch k=1");
 	for (int i = 0; i < nk; i++) {
-		double t = run_batch(m, ks[i], plen, steps, &e);
+		double t = -1;
+		for (int rep = 0; rep < REPS; rep++) {
+			double tr = run_batch(m, ks[i], plen, steps, &e);
+			if (tr < 0) {
+				t = tr;
+				break;
+			}
+			t = rep == 0 || tr < t ? tr : t;
+		}
 		if (t < 0) {
 			fprintf(stderr, "bench_batch: k=%d: %s\n", ks[i], e.msg);
 			rt_model_free(m);

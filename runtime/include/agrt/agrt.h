@@ -156,7 +156,13 @@ int32_t rt_logits_topk(const float *logits, int vocab, int k, struct rt_topk *ou
  * sessions' tokens together, so decoding k sequences costs about one pass
  * over the weights.  Either every session advances or (on error) none does
  * beyond what it had; a session with n_ids[i] == 0 is skipped (its logits
- * row is left untouched). */
+ * row is left untouched).  A session may appear once per call (-EINVAL
+ * otherwise); all sessions must belong to one model.  The logits equal what
+ * each session's own rt_session_forward gives.  On the CPU the tokens of all
+ * sessions are processed in steps of at most 256 rows (a long prompt chunk
+ * is split across steps); the model holds the step's buffers, so a call
+ * allocates nothing once warm when the sessions with tokens are contiguous
+ * in ss[].  Sessions of a CUDA model run one after another. */
 int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
                      float *logits, struct rt_error *err);
 /* Drop cache positions >= pos (pos <= rt_session_pos); e.g. to retry. */
