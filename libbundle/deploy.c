@@ -656,21 +656,32 @@ static int64_t parse_rfc3339(const char *s)
 int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts *o, struct bn_import_result *ret,
                      struct bn_error *err)
 {
-	struct bn_import_opts none = {0};
-	if (!o)
-		o = &none;
 	struct bn_trust view = bn_trust_view(&d->trust);
 	struct bn_bundle *b = NULL;
-	struct bn_audit_event ev = {.action = "import", .result = "refused"};
-	char why[BN_ERROR_MAX];
 	int r = bn_bundle_open(dir, &view, &b, err);
 	if (r < 0) {
+		char why[BN_ERROR_MAX];
 		snprintf(why, sizeof why, "%s", err ? err->msg : "verification failed");
-		ev.reason = why;
+		struct bn_audit_event ev = {.action = "import", .result = "refused", .reason = why};
 		struct bn_error e2 = {0};
 		(void)commit(d, &ev, &e2);
 		return r;
 	}
+	r = bn_deploy_import_bundle(d, b, o, ret, err);
+	bn_bundle_free(b);
+	return r;
+}
+
+int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_import_opts *o,
+                            struct bn_import_result *ret, struct bn_error *err)
+{
+	struct bn_import_opts none = {0};
+	if (!o)
+		o = &none;
+	const char *dir = b->dir;
+	struct bn_audit_event ev = {.action = "import", .result = "refused"};
+	char why[BN_ERROR_MAX];
+	int r = 0;
 	const struct bn_manifest *m = b->m;
 	ev.bundle = m->name;
 	ev.channel = m->channel;
@@ -699,6 +710,8 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 			goto refuse;
 		}
 	}
+	if (o->check_only)
+		return 0;
 	/* The idle slot: never the active one. */
 	int slot = d->active >= 0 ? 1 - d->active : 0;
 	ev.slot = slot_names[slot];
@@ -789,7 +802,6 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 			snprintf(ret->notes + l, sizeof ret->notes - l, "%s%s", l ? "; " : "", bn_bundle_note(b, i));
 		}
 	}
-	bn_bundle_free(b);
 	return r;
 fail:
 	ev.result = "failed";
@@ -802,7 +814,6 @@ refuse:
 		struct bn_error e2 = {0};
 		(void)commit(d, &ev, &e2);
 	}
-	bn_bundle_free(b);
 	return r;
 }
 

@@ -396,9 +396,43 @@ out:
 	return r;
 }
 
+/* 1 when work/progress records b's verified manifest, 0 when it records
+ * another (or none), negative errno when it cannot be read. */
+static int progress_is_of(const struct bn_bundle *b, const char *work)
+{
+	char *p = bn_path_join(work, PROGRESS), hex[BN_SHA256_HEX], head[sizeof PROGRESS_MAGIC + 64];
+	if (!p)
+		return -ENOMEM;
+	int fd = open(p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	free(p);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	size_t hl = strlen(PROGRESS_MAGIC) + 64;
+	struct stat st;
+	int r = fstat(fd, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EBADMSG : bn_pread_all(fd, head, hl, 0);
+	close(fd);
+	if (r < 0)
+		return r;
+	bn_hex(b->manifest_sha256, BN_SHA256_LEN, hex);
+	return !memcmp(head, PROGRESS_MAGIC, strlen(PROGRESS_MAGIC)) && !memcmp(head + strlen(PROGRESS_MAGIC), hex, 64);
+}
+
+void bn_media_stage_discard(const struct bn_bundle *b, const char *work)
+{
+	if (progress_is_of(b, work) == 1)
+		bn_rm_rf(work);
+}
+
 int bn_media_stage_install(struct bn_bundle *b, const char *work, const char *target, struct bn_error *err)
 {
-	(void)b;
+	/* The tree is installed only as the bundle it was staged from: the
+	 * progress record names the manifest every chunk was checked against. */
+	int q = progress_is_of(b, work);
+	if (q < 0)
+		return bn_fail(err, q, "%s/%s: %s", work, PROGRESS, strerror(-q));
+	if (q == 0)
+		return bn_fail(err, -EBADMSG, "%s: the staged tree is not of the verified manifest of bundle %s version %" PRIu64
+		               "; refusing to install it", work, b->m->name, b->m->version);
 	char *tree = bn_path_join(work, "tree"), *parent = bn_dirname(target);
 	if (!tree || !parent) {
 		free(tree);

@@ -1,0 +1,62 @@
+#!/bin/bash
+# Security review (issue 13), finding 1: a medium that answers differently on
+# the second read (an LD_PRELOAD shim plays the crafted USB firmware) must
+# not stage an old, validly signed bundle labelled as a new version.  Also:
+# staging a medium applies the floor, and a refused medium leaves no
+# R/staging/media behind.
+. "$(dirname "$0")/../lib.sh"
+: "${AGCTL:?AGCTL must point at the agctl binary}"
+cd "$WORK"
+CC=${CC:-cc}
+command -v "$CC" >/dev/null 2>&1 || skip_all "no C compiler for the shim"
+"$CC" -shared -fPIC -O1 -o swapshim.so "$TESTS_DIR/media/swapshim.c" -ldl 2>cc.out || skip_all "cannot build the shim: $(head -1 cc.out)"
+keygen k
+mkdir t1 t2
+printf 'weights v1 (vulnerable)\n' > t1/weights.bin
+head -c 100000 /dev/urandom > t1/blob.bin
+printf 'weights v2 (fixed)\n' > t2/weights.bin
+head -c 100000 /dev/urandom > t2/blob.bin
+spec s1.json app 1 files:model:t1
+spec s2.json app 2 files:model:t2
+"$AGPACK" build s1.json --key k.key --out v1 --chunk-size 16K --media 10M >b.out 2>&1 || { echo "Bail out! $(tail -2 b.out)"; exit 1; }
+"$AGPACK" build s2.json --key k.key --out v2 --chunk-size 16K --media 10M >b.out 2>&1 || { echo "Bail out! $(tail -2 b.out)"; exit 1; }
+# A set of two media of v1, for the floor check at the first medium.
+"$AGPACK" build s1.json --key k.key --out v1two --volume-size 32K --chunk-size 16K --media 64K >b.out 2>&1 || { echo "Bail out! $(tail -2 b.out)"; exit 1; }
+[ "$(ls -d v1/medium-* | wc -l)" = 1 ] && [ "$(ls -d v2/medium-* | wc -l)" = 1 ] && ok "v1 and v2 are one-medium sets" || not_ok "v1 and v2 are one-medium sets"
+R=$WORK/R
+"$AGCTL" --root "$R" init --pubkey k.pub >/dev/null
+check "import v1 from its medium" "$AGIMPORT" stage v1/medium-01 --root "$R"
+check "promote v1" "$AGCTL" --root "$R" promote
+
+# The attack: the medium holds v1; its second answer for manifest.json and
+# the signatures is v2's (validly signed, higher version).
+export SHIM_DIR=$WORK/v1/medium-01 SHIM_ALT=$WORK/v2/medium-01 SHIM_LOG=$WORK/shim.log
+LD_PRELOAD=$WORK/swapshim.so timeout 60 "$AGIMPORT" stage "$SHIM_DIR" --root "$R" >atk.out 2>&1
+rc=$?
+unset SHIM_DIR SHIM_ALT
+[ $rc != 0 ] && ok "the swapped medium is refused (exit $rc)" || { not_ok "the swapped medium is refused"; sed 's/^/#   /' atk.out; }
+[ $rc = 5 ] && ok "... as a downgrade of v1 (exit 5, policy)" || { not_ok "... as a downgrade (exit $rc, want 5)"; sed 's/^/#   /' atk.out; }
+n=$(wc -l < shim.log)
+[ "$n" = 1 ] && ok "manifest.json is read once per command" || not_ok "manifest.json is read once per command (read $n times)"
+labelled_v2_with_v1=0
+for s in blue green; do
+	if grep -q '"version": *2' "$R/slots/$s/.agkit-manifest.json" 2>/dev/null && cmp -s t1/weights.bin "$R/slots/$s/model/weights.bin"; then
+		labelled_v2_with_v1=1
+	fi
+done
+[ $labelled_v2_with_v1 = 0 ] && ok "no slot holds v1's weights labelled version 2" || not_ok "no slot holds v1's weights labelled version 2"
+g=$("$AGCTL" --root "$R" status --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["slots"]["green"]["state"])')
+[ "$g" = empty ] && ok "nothing staged by the attack" || not_ok "nothing staged by the attack (green is $g)"
+test ! -e "$R/staging/media" && ok "the refused medium leaves no R/staging/media" || { not_ok "the refused medium leaves no R/staging/media"; ls -la "$R/staging" | sed 's/^/#   /'; }
+
+# Staging applies the floor at the first medium of a set, before staging anything.
+[ "$(ls -d v1two/medium-* | wc -l)" -ge 2 ] && ok "v1two has several media" || not_ok "v1two has several media"
+expect_exit 5 "the first medium of an old set is refused by the floor" "$AGIMPORT" stage v1two/medium-01 --root "$R"
+last_output | grep -q "not above the last accepted" && ok "... saying why" || { not_ok "... saying why"; last_output | sed 's/^/#   /'; }
+test ! -e "$R/staging/media" && ok "... and leaves no R/staging/media" || not_ok "... and leaves no R/staging/media"
+
+# The refused media left nothing in the way of the genuine one.
+check "the genuine v2 medium imports after all that" "$AGIMPORT" stage v2/medium-01 --root "$R"
+check "... with v2's weights" cmp t2/weights.bin "$R/slots/green/model/weights.bin"
+grep -q '"version": *2' "$R/slots/green/.agkit-manifest.json" && ok "... labelled version 2" || not_ok "... labelled version 2"
+done_testing
