@@ -179,7 +179,7 @@ static int take_medium(struct stage *s, struct bn_media_stage_result *res, struc
 	struct bn_bundle *b = s->b;
 	const struct bn_manifest *m = b->m;
 	struct bn_chunk_reader cr;
-	uint8_t *ubuf = malloc(m->chunk_size);
+	uint8_t *ubuf = malloc(m->chunk_size), *scratch = NULL;
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
 	int r = bn_chunk_reader_init(&cr, b, err);
 	if (r == 0 && (!ubuf || !dctx))
@@ -206,26 +206,14 @@ static int take_medium(struct stage *s, struct bn_media_stage_result *res, struc
 			continue;
 		}
 		for (size_t k = ci; r == 0 && k <= last; k++) {
-			const struct bn_chunk *ck = &m->chunks[k];
 			r = bn_chunk_read(&cr, k, err);
 			if (r < 0)
 				break;
 			if (bit(s, k))
 				continue;
-			size_t n = ZSTD_decompressDCtx(dctx, ubuf, ck->usize, cr.buf, ck->csize);
-			uint8_t h[BN_SHA256_LEN];
-			char what[BN_ERROR_MAX];
-			if (ZSTD_isError(n) || n != ck->usize) {
-				bn_describe_chunk(b, k, what, sizeof what);
-				r = bn_fail(err, -EBADMSG, "%s/%s: does not decode to its declared %u bytes", b->dir, what, ck->usize);
+			r = bn_chunk_decode(b, k, dctx, cr.buf, ubuf, &scratch, err);
+			if (r < 0)
 				break;
-			}
-			bn_sha256(ubuf, n, h);
-			if (memcmp(h, ck->sha256, BN_SHA256_LEN) != 0) {
-				bn_describe_chunk(b, k, what, sizeof what);
-				r = bn_fail(err, -EBADMSG, "%s/%s: decoded sha256 does not match the signed manifest", b->dir, what);
-				break;
-			}
 			r = place_chunk(s, k, ubuf, err);
 			if (r == 0) {
 				set_bit(s, k);
@@ -241,6 +229,7 @@ static int take_medium(struct stage *s, struct bn_media_stage_result *res, struc
 	}
 	bn_chunk_reader_release(&cr);
 	free(ubuf);
+	free(scratch);
 	ZSTD_freeDCtx(dctx);
 	return r;
 }
