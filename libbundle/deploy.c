@@ -410,6 +410,24 @@ static int run_hook(struct bn_deploy *d, const char *action, int slot, struct bn
 
 /* ---- recovery -------------------------------------------------------- */
 
+/* SHA-256 (hex) of the signed manifest copy in slot's tree; false when none. */
+static bool slot_manifest_sha(const struct bn_deploy *d, int slot, char out[BN_SHA256_HEX])
+{
+	char *sp = bn_deploy_slot_path(d, slot), *mf = NULL, *buf = NULL;
+	size_t len = 0;
+	bool ok = sp && asprintf(&mf, "%s/%s", sp, BN_SLOT_MANIFEST) >= 0 &&
+	          bn_read_file_nofollow(mf, BN_MANIFEST_MAX, &buf, &len, NULL) == 0;
+	if (ok) {
+		uint8_t h[BN_SHA256_LEN];
+		bn_sha256(buf, len, h);
+		bn_hex(h, BN_SHA256_LEN, out);
+	}
+	free(buf);
+	free(mf);
+	free(sp);
+	return ok;
+}
+
 static int recover(struct bn_deploy *d, struct bn_error *err)
 {
 	int r = 0;
@@ -441,16 +459,53 @@ static int recover(struct bn_deploy *d, struct bn_error *err)
 	char reason[256];
 	struct bn_audit_event ev = {.action = "recover", .result = "ok", .reason = reason};
 	if (op && !strcmp(op, "import") && to >= 0) {
-		/* The slot's old tree is intact unless the final exchange happened;
-		 * without proof either way it is treated as empty.  The work
-		 * directory stays, so re-running the import resumes. */
+		/* The slot's old tree is intact unless the final exchange happened:
+		 * its copy of the signed manifest says which tree it holds.  The old
+		 * bundle is kept (never a slot holding a bundle marked empty); the
+		 * new one, complete once its manifest copy is written, is staged;
+		 * anything else is empty.  The work directory stays, so re-running
+		 * the import resumes. */
 		struct bn_slot *s = &d->slots[to];
-		memset(s, 0, sizeof *s);
-		s->state = BN_SLOT_EMPTY;
-		if (d->previous == to)
-			d->previous = -1;
-		snprintf(reason, sizeof reason, "interrupted import into %s; slot marked empty, re-run the import to resume",
-		         slot_names[to]);
+		char have[BN_SHA256_HEX];
+		bool got = slot_manifest_sha(d, to, have);
+		const char *old_state = json_string_value(json_object_get(d->pending, "old_state"));
+		const char *nsha = json_string_value(json_object_get(d->pending, "sha256"));
+		const char *nname = json_string_value(json_object_get(d->pending, "bundle"));
+		const char *nchan = json_string_value(json_object_get(d->pending, "channel"));
+		json_t *nver = json_object_get(d->pending, "version");
+		int os = -1;
+		for (int i = 0; old_state && i < (int)(sizeof state_names / sizeof *state_names); i++)
+			if (!strcmp(old_state, state_names[i]))
+				os = i;
+		if (got && s->has_bundle && !strcmp(have, s->manifest_sha256) && os >= 0 && os != BN_SLOT_IMPORTING &&
+		    os != BN_SLOT_ACTIVE) {
+			s->state = (enum bn_slot_state)os;
+			if (os == BN_SLOT_PREVIOUS && d->active >= 0)
+				d->previous = to;
+			snprintf(reason, sizeof reason, "interrupted import into %s; its bundle %.64s version %" PRIu64
+			         " is intact and kept (%s)", slot_names[to], s->bundle, s->version, state_names[os]);
+		} else if (got && nsha && nname && nchan && json_is_integer(nver) && !strcmp(have, nsha) &&
+		           strlen(nname) <= BN_MAX_NAME && strlen(nchan) <= BN_MAX_NAME) {
+			memset(s, 0, sizeof *s);
+			s->state = BN_SLOT_STAGED;
+			s->has_bundle = true;
+			snprintf(s->bundle, sizeof s->bundle, "%s", nname);
+			snprintf(s->channel, sizeof s->channel, "%s", nchan);
+			s->version = (uint64_t)json_integer_value(nver);
+			snprintf(s->manifest_sha256, sizeof s->manifest_sha256, "%s", nsha);
+			s->staged_at = (int64_t)time(NULL);
+			if (d->previous == to)
+				d->previous = -1;
+			snprintf(reason, sizeof reason, "interrupted import into %s; the new bundle was complete and is staged",
+			         slot_names[to]);
+		} else {
+			memset(s, 0, sizeof *s);
+			s->state = BN_SLOT_EMPTY;
+			if (d->previous == to)
+				d->previous = -1;
+			snprintf(reason, sizeof reason,
+			         "interrupted import into %s; slot marked empty, re-run the import to resume", slot_names[to]);
+		}
 		ev.slot = slot_names[to];
 	} else if (op && !strcmp(op, "promote") && to >= 0) {
 		/* Undo: the old active slot (from) serves again. */
@@ -729,7 +784,13 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 	/* Intent first, then the slot's content. */
 	struct bn_slot old = d->slots[slot];
 	json_decref(d->pending);
-	d->pending = json_pack("{s:s, s:s}", "op", "import", "to", slot_names[slot]);
+	/* old_state: recovery keeps the slot's old bundle when its tree is
+	 * still there; sha256: or recognises the new one, complete. */
+	char new_sha[BN_SHA256_HEX];
+	bn_hex(b->manifest_sha256, BN_SHA256_LEN, new_sha);
+	d->pending = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "op", "import", "to", slot_names[slot], "old_state",
+	                       state_names[old.state], "sha256", new_sha, "bundle", m->name, "channel", m->channel,
+	                       "version", (json_int_t)m->version);
 	d->slots[slot].state = BN_SLOT_IMPORTING;
 	if (d->previous == slot)
 		d->previous = -1;

@@ -94,7 +94,7 @@ int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bund
 		r = bn_fail(err, errno ? -errno : -ENOTDIR, "%s: not a bundle directory", dir);
 		goto out;
 	}
-	r = bn_read_file(mpath, BN_MANIFEST_MAX, &b->manifest_buf, &b->manifest_len, err);
+	r = bn_read_file_nofollow(mpath, BN_MANIFEST_MAX, &b->manifest_buf, &b->manifest_len, err);
 	if (r < 0) {
 		if (r == -ENOENT)
 			r = bn_fail(err, -EBADMSG, "%s: missing", mpath);
@@ -138,7 +138,7 @@ int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bund
 		size_t tl = 0;
 		struct bn_error e2 = {0};
 		struct bn_minisig sig;
-		int q = bn_read_file(spath, BN_SIGFILE_MAX, &text, &tl, &e2);
+		int q = bn_read_file_nofollow(spath, BN_SIGFILE_MAX, &text, &tl, &e2);
 		if (q == 0)
 			q = bn_minisig_parse(text, tl, &sig, &e2);
 		free(text);
@@ -572,6 +572,8 @@ int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, s
 	int r = 0;
 	/* Hot loop (verify, extract). */
 	while (next_out < end) {
+		if ((r = bn_check_cancel(err)) < 0)
+			break; /* SIGINT/SIGTERM: the workers are drained below */
 		/* Keep the ring full: reads and the volume hash stay on this thread,
 		 * in order; chunk hashes and decoding run on the workers. */
 		while (!stop_reading && next_read < end && next_read - next_out < p->n_slots) {

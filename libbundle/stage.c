@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <zstd.h>
@@ -206,6 +207,8 @@ static int take_medium(struct stage *s, struct bn_media_stage_result *res, struc
 			continue;
 		}
 		for (size_t k = ci; r == 0 && k <= last; k++) {
+			if ((r = bn_check_cancel(err)) < 0)
+				break; /* progress stays at the last volume checkpoint */
 			r = bn_chunk_read(&cr, k, err);
 			if (r < 0)
 				break;
@@ -265,6 +268,10 @@ static int finish_tree(struct stage *s, struct bn_error *err)
 			bn_sha256_reset(sha);
 			for (uint64_t off = 0; r == 0 && off < e->size;) {
 				size_t l = e->size - off < (1u << 20) ? (size_t)(e->size - off) : (1u << 20);
+				if (bn_cancelled()) {
+					r = -EINTR;
+					break;
+				}
 				r = bn_pread_all(fd, buf, l, off);
 				bn_sha256_update(sha, buf, l);
 				off += l;
@@ -340,6 +347,22 @@ int bn_media_stage(struct bn_bundle *b, const char *work, struct bn_media_stage_
 		bn_rm_rf(tree);
 		if (mkdir(tree, 0700) < 0) {
 			r = bn_fail(err, -errno, "%s: %s", tree, strerror(errno));
+			goto out;
+		}
+	}
+	/* Free space for every chunk not yet in place, before this medium
+	 * writes any (the tree's files are sparse until their chunks come). */
+	const char *skip = getenv("AGKIT_SKIP_SPACE_CHECK");
+	struct statvfs sv;
+	if (!(skip && !strcmp(skip, "1")) && statvfs(work, &sv) == 0) {
+		uint64_t need = 0, have = (uint64_t)sv.f_bavail * sv.f_frsize;
+		for (size_t i = 0; i < m->n_chunks; i++)
+			need += bit(&s, i) ? 0 : (m->chunks[i].usize + 4095) / 4096 * 4096;
+		if (need > have) {
+			r = bn_fail(err, -ENOSPC, "%s: not enough free space to stage this media set: need %" PRIu64
+			            " MiB, %" PRIu64 " MiB free", work, (need + (1 << 20) - 1) >> 20, have >> 20);
+			if (!found)
+				bn_rm_rf(work); /* nothing recorded yet: nothing to keep */
 			goto out;
 		}
 	}

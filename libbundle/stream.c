@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "bundle/fsutil.h"
@@ -179,6 +180,8 @@ struct rx {
 	struct rfile *files;
 	size_t n, cap;
 	uint64_t total;
+	uint64_t written;   /* bytes written so far (of total) */
+	bool space_check;
 	int fd;             /* open output file, or -1 */
 	size_t fd_file;     /* its index in files */
 };
@@ -218,6 +221,18 @@ static struct rfile *rx_file(struct rx *x, const char *name, uint64_t size, stru
 		*r = bn_fail(err, -EFBIG, "stream: more than %u files or %llu bytes", MAX_FILES,
 		             (unsigned long long)MAX_STREAM_BYTES);
 		return NULL;
+	}
+	/* Free space: what every file announced so far still needs, plus this
+	 * one, before any of it is written (the files are sparse until then). */
+	struct statvfs sv;
+	if (x->space_check && statvfs(x->dir, &sv) == 0) {
+		uint64_t need = x->total + size - x->written, have = (uint64_t)sv.f_bavail * sv.f_frsize;
+		if (need > have) {
+			*r = bn_fail(err, -ENOSPC, "%s: not enough free space for the stream: need %" PRIu64 " MiB (%s and "
+			             "the rest of the files announced), %" PRIu64 " MiB free", x->dir, (need + (1 << 20) - 1) >> 20,
+			             name, have >> 20);
+			return NULL;
+		}
 	}
 	if (x->n == x->cap) {
 		size_t nc = x->cap ? x->cap * 2 : 64;
@@ -269,7 +284,9 @@ int bn_stream_read(int in, const char *dir, struct bn_stream_result *res, struct
 		return bn_fail(err, -errno, "%s/signatures: %s", dir, strerror(errno));
 	}
 	free(sd);
-	struct rx x = {.dir = dir, .fd = -1};
+	/* AGKIT_SKIP_SPACE_CHECK=1: the test knob of extract.c, same meaning. */
+	const char *nospace = getenv("AGKIT_SKIP_SPACE_CHECK");
+	struct rx x = {.dir = dir, .fd = -1, .space_check = !(nospace && !strcmp(nospace, "1"))};
 	size_t cap = 4 * (HDR + NAME_MAX_LEN + BLOCK + BN_SHA256_LEN);
 	uint8_t *buf = malloc(cap);
 	size_t have = 0, pos = 0;
@@ -356,6 +373,7 @@ int bn_stream_read(int in, const char *dir, struct bn_stream_result *res, struct
 			if (!(f->bits[blk / 8] >> (blk % 8) & 1)) {
 				if (len && (r = rx_write(&x, (size_t)(f - x.files), p + HDR + nl, len, off, err)) < 0)
 					goto out;
+				x.written += len;
 				f->bits[blk / 8] |= (uint8_t)(1u << (blk % 8));
 				f->have++;
 			}
