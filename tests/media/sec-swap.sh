@@ -56,6 +56,15 @@ expect_exit 5 "the first medium of an old set is refused by the floor" "$AGIMPOR
 last_output | grep -q "not above the last accepted" && ok "... saying why" || { not_ok "... saying why"; last_output | sed 's/^/#   /'; }
 test ! -e "$R/staging/media" && ok "... and leaves no R/staging/media" || not_ok "... and leaves no R/staging/media"
 
+# Expiry too, at the first medium (an old creation time, a fresh version).
+RX=$WORK/RX
+"$AGCTL" --root "$RX" init --pubkey k.pub >/dev/null
+$PY -c 'import json,sys; t=json.load(open(sys.argv[1])); t["max_bundle_age_days"]=30; json.dump(t,open(sys.argv[1],"w"))' "$RX/trust.json"
+SOURCE_DATE_EPOCH=1500000000 "$AGPACK" build s2.json --key k.key --out oldtwo --volume-size 32K --chunk-size 16K --media 64K >b.out 2>&1 || { echo "Bail out! $(tail -2 b.out)"; exit 1; }
+expect_exit 5 "the first medium of an expired set is refused" "$AGIMPORT" stage oldtwo/medium-01 --root "$RX"
+last_output | grep -q "expired" && ok "... saying expired" || { not_ok "... saying expired"; last_output | sed 's/^/#   /'; }
+test ! -e "$RX/staging/media" && ok "... and leaves no R/staging/media" || not_ok "... and leaves no R/staging/media"
+
 # The refused media left nothing in the way of the genuine one.
 check "the genuine v2 medium imports after all that" "$AGIMPORT" stage v2/medium-01 --root "$R"
 check "... with v2's weights" cmp t2/weights.bin "$R/slots/green/model/weights.bin"
