@@ -65,6 +65,18 @@ expect_exit 5 "the first medium of an expired set is refused" "$AGIMPORT" stage 
 last_output | grep -q "expired" && ok "... saying expired" || { not_ok "... saying expired"; last_output | sed 's/^/#   /'; }
 test ! -e "$RX/staging/media" && ok "... and leaves no R/staging/media" || not_ok "... and leaves no R/staging/media"
 
+# bn_media_stage_install itself: a tree staged from v1's manifest is not
+# installed as v2 (the progress record names the manifest it was staged from).
+if [ -n "${STAGESWAP:-}" ]; then
+	"$STAGESWAP" v1/medium-01 v2/medium-01 k.pub swapwork swaptarget >sw.out 2>&1
+	rc=$?
+	[ $rc = 0 ] && ok "install refuses a staged tree of another manifest, installs its own" || { not_ok "install refuses a staged tree of another manifest (exit $rc)"; sed 's/^/#   /' sw.out; }
+	grep -q "install as B: .*not of the verified manifest of bundle app version 2" sw.out && ok "... saying why" || { not_ok "... saying why"; sed 's/^/#   /' sw.out; }
+	check "... and the installed tree is v1's" cmp t1/weights.bin swaptarget/model/weights.bin
+else
+	ok "# SKIP STAGESWAP helper not given"
+fi
+
 # The refused media left nothing in the way of the genuine one.
 check "the genuine v2 medium imports after all that" "$AGIMPORT" stage v2/medium-01 --root "$R"
 check "... with v2's weights" cmp t2/weights.bin "$R/slots/green/model/weights.bin"
