@@ -429,6 +429,24 @@ static int run_hook(struct bn_deploy *d, const char *action, int slot, struct bn
 
 /* ---- recovery -------------------------------------------------------- */
 
+/* SHA-256 (hex) of the signed manifest copy in slot's tree; false when none. */
+static bool slot_manifest_sha(const struct bn_deploy *d, int slot, char out[BN_SHA256_HEX])
+{
+	char *sp = bn_deploy_slot_path(d, slot), *mf = NULL, *buf = NULL;
+	size_t len = 0;
+	bool ok = sp && asprintf(&mf, "%s/%s", sp, BN_SLOT_MANIFEST) >= 0 &&
+	          bn_read_file_nofollow(mf, BN_MANIFEST_MAX, &buf, &len, NULL) == 0;
+	if (ok) {
+		uint8_t h[BN_SHA256_LEN];
+		bn_sha256(buf, len, h);
+		bn_hex(h, BN_SHA256_LEN, out);
+	}
+	free(buf);
+	free(mf);
+	free(sp);
+	return ok;
+}
+
 static int recover(struct bn_deploy *d, struct bn_error *err)
 {
 	int r = 0;
@@ -460,16 +478,53 @@ static int recover(struct bn_deploy *d, struct bn_error *err)
 	char reason[256];
 	struct bn_audit_event ev = {.action = "recover", .result = "ok", .reason = reason};
 	if (op && !strcmp(op, "import") && to >= 0) {
-		/* The slot's old tree is intact unless the final exchange happened;
-		 * without proof either way it is treated as empty.  The work
-		 * directory stays, so re-running the import resumes. */
+		/* The slot's old tree is intact unless the final exchange happened:
+		 * its copy of the signed manifest says which tree it holds.  The old
+		 * bundle is kept (never a slot holding a bundle marked empty); the
+		 * new one, complete once its manifest copy is written, is staged;
+		 * anything else is empty.  The work directory stays, so re-running
+		 * the import resumes. */
 		struct bn_slot *s = &d->slots[to];
-		memset(s, 0, sizeof *s);
-		s->state = BN_SLOT_EMPTY;
-		if (d->previous == to)
-			d->previous = -1;
-		snprintf(reason, sizeof reason, "interrupted import into %s; slot marked empty, re-run the import to resume",
-		         slot_names[to]);
+		char have[BN_SHA256_HEX];
+		bool got = slot_manifest_sha(d, to, have);
+		const char *old_state = json_string_value(json_object_get(d->pending, "old_state"));
+		const char *nsha = json_string_value(json_object_get(d->pending, "sha256"));
+		const char *nname = json_string_value(json_object_get(d->pending, "bundle"));
+		const char *nchan = json_string_value(json_object_get(d->pending, "channel"));
+		json_t *nver = json_object_get(d->pending, "version");
+		int os = -1;
+		for (int i = 0; old_state && i < (int)(sizeof state_names / sizeof *state_names); i++)
+			if (!strcmp(old_state, state_names[i]))
+				os = i;
+		if (got && s->has_bundle && !strcmp(have, s->manifest_sha256) && os >= 0 && os != BN_SLOT_IMPORTING &&
+		    os != BN_SLOT_ACTIVE) {
+			s->state = (enum bn_slot_state)os;
+			if (os == BN_SLOT_PREVIOUS && d->active >= 0)
+				d->previous = to;
+			snprintf(reason, sizeof reason, "interrupted import into %s; its bundle %.64s version %" PRIu64
+			         " is intact and kept (%s)", slot_names[to], s->bundle, s->version, state_names[os]);
+		} else if (got && nsha && nname && nchan && json_is_integer(nver) && !strcmp(have, nsha) &&
+		           strlen(nname) <= BN_MAX_NAME && strlen(nchan) <= BN_MAX_NAME) {
+			memset(s, 0, sizeof *s);
+			s->state = BN_SLOT_STAGED;
+			s->has_bundle = true;
+			snprintf(s->bundle, sizeof s->bundle, "%s", nname);
+			snprintf(s->channel, sizeof s->channel, "%s", nchan);
+			s->version = (uint64_t)json_integer_value(nver);
+			snprintf(s->manifest_sha256, sizeof s->manifest_sha256, "%s", nsha);
+			s->staged_at = (int64_t)time(NULL);
+			if (d->previous == to)
+				d->previous = -1;
+			snprintf(reason, sizeof reason, "interrupted import into %s; the new bundle was complete and is staged",
+			         slot_names[to]);
+		} else {
+			memset(s, 0, sizeof *s);
+			s->state = BN_SLOT_EMPTY;
+			if (d->previous == to)
+				d->previous = -1;
+			snprintf(reason, sizeof reason,
+			         "interrupted import into %s; slot marked empty, re-run the import to resume", slot_names[to]);
+		}
 		ev.slot = slot_names[to];
 	} else if (op && !strcmp(op, "promote") && to >= 0) {
 		/* Undo: the old active slot (from) serves again. */
@@ -700,21 +755,32 @@ static int64_t parse_rfc3339(const char *s)
 int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts *o, struct bn_import_result *ret,
                      struct bn_error *err)
 {
-	struct bn_import_opts none = {0};
-	if (!o)
-		o = &none;
 	struct bn_trust view = bn_trust_view(&d->trust);
 	struct bn_bundle *b = NULL;
-	struct bn_audit_event ev = {.action = "import", .result = "refused"};
-	char why[BN_ERROR_MAX];
 	int r = bn_bundle_open(dir, &view, &b, err);
 	if (r < 0) {
+		char why[BN_ERROR_MAX];
 		snprintf(why, sizeof why, "%s", err ? err->msg : "verification failed");
-		ev.reason = why;
+		struct bn_audit_event ev = {.action = "import", .result = "refused", .reason = why};
 		struct bn_error e2 = {0};
 		(void)commit(d, &ev, &e2);
 		return r;
 	}
+	r = bn_deploy_import_bundle(d, b, o, ret, err);
+	bn_bundle_free(b);
+	return r;
+}
+
+int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_import_opts *o,
+                            struct bn_import_result *ret, struct bn_error *err)
+{
+	struct bn_import_opts none = {0};
+	if (!o)
+		o = &none;
+	const char *dir = b->dir;
+	struct bn_audit_event ev = {.action = "import", .result = "refused"};
+	char why[BN_ERROR_MAX];
+	int r = 0;
 	const struct bn_manifest *m = b->m;
 	ev.bundle = m->name;
 	ev.channel = m->channel;
@@ -792,6 +858,8 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 			goto refuse;
 		}
 	}
+	if (o->check_only)
+		return 0;
 	/* The idle slot: never the active one. */
 	int slot = d->active >= 0 ? 1 - d->active : 0;
 	ev.slot = slot_names[slot];
@@ -809,7 +877,13 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 	/* Intent first, then the slot's content. */
 	struct bn_slot old = d->slots[slot];
 	json_decref(d->pending);
-	d->pending = json_pack("{s:s, s:s}", "op", "import", "to", slot_names[slot]);
+	/* old_state: recovery keeps the slot's old bundle when its tree is
+	 * still there; sha256: or recognises the new one, complete. */
+	char new_sha[BN_SHA256_HEX];
+	bn_hex(b->manifest_sha256, BN_SHA256_LEN, new_sha);
+	d->pending = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "op", "import", "to", slot_names[slot], "old_state",
+	                       state_names[old.state], "sha256", new_sha, "bundle", m->name, "channel", m->channel,
+	                       "version", (json_int_t)m->version);
 	d->slots[slot].state = BN_SLOT_IMPORTING;
 	if (d->previous == slot)
 		d->previous = -1;
@@ -886,7 +960,6 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 			snprintf(ret->notes + l, sizeof ret->notes - l, "%s%s", l ? "; " : "", bn_bundle_note(b, i));
 		}
 	}
-	bn_bundle_free(b);
 	return r;
 fail:
 	ev.result = "failed";
@@ -899,7 +972,6 @@ refuse:
 		struct bn_error e2 = {0};
 		(void)commit(d, &ev, &e2);
 	}
-	bn_bundle_free(b);
 	return r;
 }
 

@@ -110,6 +110,7 @@ void tool_catch_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	bn_set_cancel_flag(&tool_interrupted); /* libbundle's long loops stop too */
 }
 
 static char *read_line_tty(const char *prompt)

@@ -84,6 +84,10 @@ struct bn_import_opts {
 	/* Media set imported one medium at a time: the completed work directory
 	 * of bn_media_stage(), installed instead of extracting dir. */
 	const char *media_work;
+	/* Only the policy checks on the bundle (floor, expiry): 0 when they
+	 * pass; nothing is written but a refusal's audit record.  Per-medium
+	 * staging asks this before it takes a medium. */
+	bool check_only;
 };
 
 struct bn_import_result {
@@ -97,6 +101,11 @@ struct bn_import_result {
 /* Verifies dir under the trust policy and stages it into the idle slot. */
 int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts *o, struct bn_import_result *ret,
                      struct bn_error *err) BN_WUR;
+/* The same for a bundle already opened (and so verified) by bn_bundle_open()
+ * under bn_deploy_trust(d): manifest.json is not read again; the floor, the
+ * expiry and the staged tree are all bound to b's verified manifest. */
+int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_import_opts *o,
+                            struct bn_import_result *ret, struct bn_error *err) BN_WUR;
 /* Switches the staged slot in, runs the switch hook (undone if it fails). */
 int bn_deploy_promote(struct bn_deploy *d, struct bn_error *err) BN_WUR;
 /* Switches back to the previous slot; the slot left is marked bad with reason. */

@@ -8,8 +8,16 @@
 
 #include "bundle/error.h"
 
-/* Reads a whole regular file of at most max bytes; *ret_buf is NUL-terminated. */
+/* Reads a whole regular file of at most max bytes; *ret_buf is NUL-terminated.
+ * A FIFO, device or directory is refused (-EBADMSG) without blocking. */
 int bn_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len, struct bn_error *err) BN_WUR;
+/* The same, refusing a symbolic link as the last component: for files read from media. */
+int bn_read_file_nofollow(const char *path, size_t max, char **ret_buf, size_t *ret_len, struct bn_error *err) BN_WUR;
+/* Opens a regular file for reading without blocking on a FIFO (O_NONBLOCK,
+ * cleared after the fstat check); nofollow: O_NOFOLLOW.  The descriptor, or
+ * -EBADMSG when it is not a regular file (or a refused symbolic link), or
+ * another negative errno. */
+int bn_open_regular(const char *path, bool nofollow);
 /* Writes all of buf; retries on EINTR and short writes. */
 int bn_write_all(int fd, const void *buf, size_t len) BN_WUR;
 /* pwrite of all of buf at off. */
