@@ -180,7 +180,9 @@ static void *scheduler(void *arg)
 			}
 		}
 		if (e->n_active == 0) {
-			if (e->stopping && !e->qhead)
+			if (e->qhead)
+				continue; /* a cancelled sequence just made room */
+			if (e->stopping)
 				break;
 			pthread_cond_wait(&e->cv, &e->mu);
 			continue;
