@@ -460,9 +460,8 @@ static void stream_epilogue(struct hreq *h)
 		sse_json(h, "content_block_stop", json_pack("{s:s,s:i}", "type", "content_block_stop", "index", 0));
 		sse_json(h, "message_delta",
 		         json_pack("{s:s,s:{s:s,s:o},s:{s:I}}", "type", "message_delta", "delta", "stop_reason",
-		                   anthropic_stop(h), "stop_sequence",
-		                   h->to.stopped && h->rq.n_stop ? json_null() : json_null(), "usage", "output_tokens",
-		                   (json_int_t)h->got));
+		                   anthropic_stop(h), "stop_sequence", jstr_or_null(h->to.stop_hit), "usage",
+		                   "output_tokens", (json_int_t)h->got));
 		sse_json(h, "message_stop", json_pack("{s:s}", "type", "message_stop"));
 		return;
 	}
@@ -586,9 +585,10 @@ static enum MHD_Result finish_whole(struct hreq *h)
 	json_t *o;
 	json_t *text = text_json(h->text.p, h->text.n);
 	if (h->ep == EP_MSGS) {
-		o = json_pack("{s:s,s:s,s:s,s:s,s:[{s:s,s:o}],s:s,s:n,s:{s:I,s:I}}", "id", h->id, "type", "message",
+		o = json_pack("{s:s,s:s,s:s,s:s,s:[{s:s,s:o}],s:s,s:o,s:{s:I,s:I}}", "id", h->id, "type", "message",
 		              "role", "assistant", "model", engine_name(h->e), "content", "type", "text", "text", text,
-		              "stop_reason", anthropic_stop(h), "stop_sequence", "usage", "input_tokens",
+		              "stop_reason", anthropic_stop(h), "stop_sequence", jstr_or_null(h->to.stop_hit), "usage",
+		              "input_tokens",
 		              (json_int_t)h->n_prompt, "output_tokens", (json_int_t)h->got);
 	} else if (h->ep == EP_CHAT) {
 		o = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:o,s:n},s:o,s:s}],s:o}", "id", h->id, "object",

@@ -256,7 +256,7 @@ int main(int argc, char **argv)
 		case O_THREADS: num = &o.threads, lo_ = 0, hi = 1024; break;
 		case O_PAR: num = &o.parallel, hi = 256; break;
 		case O_CTX: num = &o.ctx, hi = 1 << 20; break;
-		case O_QUEUE: num = &o.queue, lo_ = 0, hi = 1 << 20; break;
+		case O_QUEUE: num = &o.queue, hi = 1 << 20; break;
 		case O_MAXTOK: num = &o.max_tokens, hi = 1 << 20; break;
 		case O_PREFILL: num = &o.prefill, hi = 1 << 20; break;
 		case O_BODY: num = &o.max_body, lo_ = 1024, hi = 1L << 30; break;

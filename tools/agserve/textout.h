@@ -24,6 +24,7 @@ struct textout {
 	size_t full_len;
 	size_t emitted;         /* bytes of full already handed out */
 	bool stopped;           /* a stop string was found; no more text */
+	const char *stop_hit;   /* that string (one of stop[]) */
 };
 
 void textout_init(struct textout *to, struct engine *e, char *const *stop, size_t n_stop);
