@@ -163,15 +163,29 @@ int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, co
 int rt_session_truncate(struct rt_session *s, int pos);
 int rt_session_max_ctx(const struct rt_session *s);
 
-/* ---- Sampling ---- */
+/* ---- Sampling ----
+ * Temperature, then top-k, then top-p over the distribution renormalized to
+ * the top-k (transformers' order); candidates rank by probability, ties to
+ * the lower id. */
 struct rt_sampler_opts {
-	float temperature; /* <= 0: greedy (argmax, ties to the lowest id) */
-	float top_p;       /* nucleus, (0, 1]; >= 1 disables */
-	int top_k;         /* 0 disables */
+	float temperature; /* <= 0 (or NaN, inf): greedy (argmax, ties to the lowest id) */
+	float top_p;       /* nucleus, (0, 1); <= 0 or >= 1 disables */
+	int top_k;         /* <= 0 or >= vocab disables */
 };
 /* Sample an id from one logits row; *rng is the caller's 64-bit state
- * (seeded from the request's seed), advanced on every call. */
+ * (seeded from the request's seed), advanced once per sampled (non-greedy)
+ * call: the same seed and logits give the same ids.  Allocates vocab
+ * candidates per call when top_k or top_p is active (on failure: argmax);
+ * rt_sample_with takes that scratch from the caller instead and returns the
+ * same ids for the same rng state. */
 int32_t rt_sample(const float *logits, int vocab, const struct rt_sampler_opts *o, uint64_t *rng);
+struct rt_sample_cand {
+	int32_t id;
+	float p;
+};
+/* scratch: vocab entries, contents undefined on return */
+int32_t rt_sample_with(const float *logits, int vocab, const struct rt_sampler_opts *o, uint64_t *rng,
+                       struct rt_sample_cand *scratch);
 
 /* ---- Chat templates (a Jinja subset with transformers' semantics) ----
  * rt_chat_template_load reads MODEL_DIR/tokenizer_config.json "chat_template"
