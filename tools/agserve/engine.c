@@ -55,6 +55,7 @@ struct engine {
 	pthread_t thr;
 	bool thr_started;
 	float *logits;              /* parallel x vocab */
+	struct rt_sample_cand *scratch; /* vocab, the scheduler's sampling scratch */
 };
 
 double mono_now(void)
@@ -109,7 +110,7 @@ static void emit(struct engine *e, struct seq *q, const float *row)
 {
 	struct task *t = q->t;
 	struct rt_sampler_opts so = {.temperature = t->p.temperature, .top_p = t->p.top_p, .top_k = t->p.top_k};
-	int32_t id = rt_sample(row, e->vocab, &so, &q->rng);
+	int32_t id = rt_sample_with(row, e->vocab, &so, &q->rng, e->scratch);
 	bool eos = engine_is_eos(e, id);
 
 	if (!t->t_first)
@@ -252,6 +253,7 @@ static void engine_destroy(struct engine *e)
 		rt_session_free(e->seqs[i].s);
 	free(e->seqs);
 	free(e->logits);
+	free(e->scratch);
 	rt_chat_template_free(e->tmpl);
 	rt_tokenizer_free(e->tok);
 	rt_model_free(e->m);
@@ -330,7 +332,8 @@ int engine_new(const struct engine_opts *o, struct engine **ret, char *errbuf, s
 		e->ctx = rt_model_get_info(e->m)->max_positions;
 	e->seqs = calloc((size_t)o->parallel, sizeof(*e->seqs));
 	e->logits = malloc(sizeof(float) * (size_t)o->parallel * (size_t)e->vocab);
-	if (!e->seqs || !e->logits) {
+	e->scratch = malloc(sizeof(*e->scratch) * (size_t)e->vocab);
+	if (!e->seqs || !e->logits || !e->scratch) {
 		r = -ENOMEM;
 		snprintf(errbuf, errlen, "out of memory");
 		goto fail;
