@@ -130,6 +130,7 @@ assert ch[-1]["choices"][0]["finish_reason"] == "stop"
 PY
 
 # Anthropic stop_sequences: stop_reason stop_sequence naming the string
+stop=${cwant:3:2}
 sj=$(printf '%s' "$stop" | $PY -c 'import json,sys; print(json.dumps(sys.stdin.read()))')
 http POST /v1/messages "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello there\"}],\"system\":\"Be brief.\",\"max_tokens\":10,\"temperature\":0,\"stop_sequences\":[$sj]}" "${A[@]}" >/dev/null
 case "$cwant" in
