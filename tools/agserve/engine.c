@@ -18,8 +18,8 @@ struct task {
 	int32_t *prompt;
 	size_t n_prompt;
 	struct gen_params p;
-	struct tok_out *out;    /* p.max_tokens entries, allocated at submit */
-	size_t n_out;
+	struct tok_out *out;    /* cap_out entries, grown by the scheduler (under e->mu) */
+	size_t n_out, cap_out;
 	enum finish fin;
 	bool cancel;
 	double t_sub, t_first, t_done;
@@ -115,6 +115,18 @@ static void emit(struct engine *e, struct seq *q, const float *row)
 
 	if (!t->t_first)
 		t->t_first = mono_now();
+	if (!eos && t->n_out == t->cap_out) {
+		size_t nc = t->cap_out * 2;
+		struct tok_out *no = realloc(t->out, nc * sizeof(*no));
+		if (!no) {
+			task_finish(t, FIN_ERROR);
+			q->t = NULL;
+			e->n_active--;
+			return;
+		}
+		t->out = no;
+		t->cap_out = nc;
+	}
 	if (!eos) {
 		struct tok_out *o = &t->out[t->n_out];
 		o->id = id;
@@ -503,7 +515,8 @@ int engine_submit(struct engine *e, const int32_t *ids, size_t n, const struct g
 	if (!t)
 		return -ENOMEM;
 	t->prompt = malloc(n * sizeof(*ids));
-	t->out = calloc((size_t)p->max_tokens, sizeof(*t->out));
+	t->cap_out = p->max_tokens < 64 ? (size_t)p->max_tokens : 64;
+	t->out = calloc(t->cap_out, sizeof(*t->out));
 	if (!t->prompt || !t->out) {
 		free(t->prompt);
 		free(t->out);
