@@ -113,8 +113,10 @@ static enum MHD_Result reply(struct hreq *h, int status, const char *ctype, char
 		return MHD_NO;
 	}
 	MHD_add_response_header(r, "Content-Type", ctype);
-	if (h->id[0])
+	if (h->id[0]) {
 		MHD_add_response_header(r, "x-request-id", h->id);
+		MHD_add_response_header(r, "request-id", h->id); /* the Anthropic SDK's name */
+	}
 	if (retry_after)
 		MHD_add_response_header(r, "Retry-After", retry_after);
 	h->status = status;
@@ -732,6 +734,7 @@ static enum MHD_Result do_generate(struct hreq *h)
 	MHD_add_response_header(resp, "Content-Type", "text/event-stream");
 	MHD_add_response_header(resp, "Cache-Control", "no-cache");
 	MHD_add_response_header(resp, "x-request-id", h->id);
+	MHD_add_response_header(resp, "request-id", h->id);
 	h->status = 200;
 	enum MHD_Result ret = MHD_queue_response(h->c, 200, resp);
 	MHD_destroy_response(resp);
