@@ -14,11 +14,11 @@
 
 struct task {
 	struct engine *e;
-	int refs;               /* under e->mu: the request's and the engine's */
+	int refs; /* under e->mu: the request's and the engine's */
 	int32_t *prompt;
 	size_t n_prompt;
 	struct gen_params p;
-	struct tok_out *out;    /* cap_out entries, grown by the scheduler (under e->mu) */
+	struct tok_out *out; /* cap_out entries, grown by the scheduler (under e->mu) */
 	size_t n_out, cap_out;
 	enum finish fin;
 	bool cancel;
@@ -28,10 +28,10 @@ struct task {
 };
 
 struct seq {
-	struct task *t;         /* NULL: free */
+	struct task *t; /* NULL: free */
 	struct rt_session *s;
-	size_t fed;             /* prompt tokens in the cache */
-	int32_t next;           /* last sampled id, fed at the next step */
+	size_t fed;   /* prompt tokens in the cache */
+	int32_t next; /* last sampled id, fed at the next step */
 	uint64_t rng;
 };
 
@@ -44,9 +44,9 @@ struct engine {
 	char bos_text[64];
 	size_t bos_len;
 	int vocab, ctx;
-	pthread_mutex_t tok_mu;     /* tokenizer and template */
-	pthread_mutex_t mu;         /* everything below, and every task's state */
-	pthread_cond_t cv;          /* work for the scheduler */
+	pthread_mutex_t tok_mu; /* tokenizer and template */
+	pthread_mutex_t mu;     /* everything below, and every task's state */
+	pthread_cond_t cv;      /* work for the scheduler */
 	struct task *qhead, *qtail;
 	int n_queued, n_active;
 	struct seq *seqs;
@@ -54,7 +54,7 @@ struct engine {
 	int refs;
 	pthread_t thr;
 	bool thr_started;
-	float *logits;              /* parallel x vocab */
+	float *logits;                  /* parallel x vocab */
 	struct rt_sample_cand *scratch; /* vocab, the scheduler's sampling scratch */
 };
 
@@ -440,8 +440,8 @@ bool engine_starts_with_bos(struct engine *e, const char *text, size_t len)
 	return e->bos_len && len >= e->bos_len && !memcmp(text, e->bos_text, e->bos_len);
 }
 
-int engine_tokenize(struct engine *e, const char *text, size_t len, bool add_special, int32_t **ret_ids,
-                    size_t *ret_n, char *errbuf, size_t errlen)
+int engine_tokenize(struct engine *e, const char *text, size_t len, bool add_special, int32_t **ret_ids, size_t *ret_n,
+                    char *errbuf, size_t errlen)
 {
 	struct rt_error err = {0};
 	pthread_mutex_lock(&e->tok_mu);
@@ -468,12 +468,12 @@ static int render_chatml(json_t *ctx, char **ret_text, size_t *ret_len)
 	size_t i, cap = 64, n = 0;
 	char *buf;
 
-	json_array_foreach(msgs, i, m)
-		cap += 32 + strlen(json_string_value(json_object_get(m, "role"))) +
-		       json_string_length(json_object_get(m, "content"));
+	json_array_foreach(msgs, i, m) cap += 32 + strlen(json_string_value(json_object_get(m, "role"))) +
+	                                      json_string_length(json_object_get(m, "content"));
 	if (!(buf = malloc(cap)))
 		return -ENOMEM;
-	json_array_foreach(msgs, i, m) {
+	json_array_foreach(msgs, i, m)
+	{
 		const char *role = json_string_value(json_object_get(m, "role"));
 		json_t *c = json_object_get(m, "content");
 		n += (size_t)snprintf(buf + n, cap - n, "<|im_start|>%s\n", role);
@@ -551,8 +551,7 @@ int engine_submit(struct engine *e, const int32_t *ids, size_t n, const struct g
 	return 0;
 }
 
-size_t task_wait(struct task *t, size_t have, int timeout_ms, struct tok_out *out, size_t cap,
-                 enum finish *ret_finish)
+size_t task_wait(struct task *t, size_t have, int timeout_ms, struct tok_out *out, size_t cap, enum finish *ret_finish)
 {
 	struct engine *e = t->e;
 	struct timespec dl;

@@ -60,8 +60,7 @@ static int get_num(json_t *o, const char *k, double lo, double hi, double *out, 
 	return 0;
 }
 
-static int get_int(json_t *o, const char *k, long long lo, long long hi, long long *out, bool *found,
-                   struct perr *e)
+static int get_int(json_t *o, const char *k, long long lo, long long hi, long long *out, bool *found, struct perr *e)
 {
 	json_t *v = json_object_get(o, k);
 	if (!v || json_is_null(v))
@@ -93,8 +92,9 @@ static int get_bool(json_t *o, const char *k, bool *out, struct perr *e)
 static int refuse_unsupported(json_t *o, struct perr *e)
 {
 	static const char *const zero_num[] = {"frequency_penalty", "presence_penalty", NULL};
-	static const char *const absent[] = {"functions", "function_call", "suffix", "response_format", "audio",
-	                                     "modalities", "prediction", "web_search_options", "thinking", NULL};
+	static const char *const absent[] = {
+	    "functions",          "function_call", "suffix", "response_format", "audio", "modalities", "prediction",
+	    "web_search_options", "thinking",      NULL};
 	json_t *v;
 	for (int i = 0; zero_num[i]; i++) {
 		v = json_object_get(o, zero_num[i]);
@@ -110,8 +110,7 @@ static int refuse_unsupported(json_t *o, struct perr *e)
 		    json_is_string(json_object_get(v, "type")) &&
 		    !strcmp(json_string_value(json_object_get(v, "type")), "text"))
 			continue;
-		if (!strcmp(absent[i], "thinking") && json_is_object(v) &&
-		    json_is_string(json_object_get(v, "type")) &&
+		if (!strcmp(absent[i], "thinking") && json_is_object(v) && json_is_string(json_object_get(v, "type")) &&
 		    !strcmp(json_string_value(json_object_get(v, "type")), "disabled"))
 			continue;
 		return bad(e, absent[i], "'%s' is not supported by this server", absent[i]);
@@ -148,7 +147,8 @@ static int get_stop(json_t *o, const char *k, struct req *r, const struct req_li
 		return bad(e, k, "'%s' must be a string or an array of strings", k);
 	if (json_array_size(v) > REQ_MAX_STOP)
 		return bad(e, k, "at most %d stop sequences", REQ_MAX_STOP);
-	json_array_foreach(v, i, s) {
+	json_array_foreach(v, i, s)
+	{
 		if (!json_is_string(s))
 			return bad(e, k, "'%s' must be a string or an array of strings", k);
 		if (json_string_length(s) > lim->max_stop_len)
@@ -179,7 +179,8 @@ static json_t *flatten_content(json_t *c, const char *param, struct perr *e, int
 		return NULL;
 	}
 	size_t total = 0;
-	json_array_foreach(c, i, part) {
+	json_array_foreach(c, i, part)
+	{
 		const char *type = json_string_value(json_object_get(part, "type"));
 		json_t *t = json_object_get(part, "text");
 		if (!json_is_object(part) || !type || strcmp(type, "text") || !json_is_string(t)) {
@@ -193,7 +194,8 @@ static json_t *flatten_content(json_t *c, const char *param, struct perr *e, int
 		*rc = -ENOMEM;
 		return NULL;
 	}
-	json_array_foreach(c, i, part) {
+	json_array_foreach(c, i, part)
+	{
 		json_t *t = json_object_get(part, "text");
 		memcpy(p, json_string_value(t), json_string_length(t));
 		p += json_string_length(t);
@@ -228,14 +230,16 @@ static int get_messages(json_t *o, struct req *r, const struct req_limits *lim, 
 			json_array_append_new(r->messages, json_pack("{s:s,s:o}", "role", "system", "content", s));
 		}
 	}
-	json_array_foreach(msgs, i, m) {
+	json_array_foreach(msgs, i, m)
+	{
 		const char *role = json_string_value(json_object_get(m, "role"));
 		json_t *c = json_object_get(m, "content");
 		if (!json_is_object(m) || !role)
 			return bad(e, "messages", "messages[%zu] must be an object with a string 'role'", i);
-		if (r->kind == REQ_MESSAGES ? strcmp(role, "user") && strcmp(role, "assistant")
-		                            : strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
-		                                  strcmp(role, "developer") && strcmp(role, "tool"))
+		if (r->kind == REQ_MESSAGES
+		        ? strcmp(role, "user") && strcmp(role, "assistant")
+		        : strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
+		              strcmp(role, "developer") && strcmp(role, "tool"))
 			return bad(e, "messages", "messages[%zu]: unsupported role '%s'", i, role);
 		if (!c)
 			return bad(e, "messages", "messages[%zu] has no 'content'", i);
@@ -306,8 +310,8 @@ static int parse_obj(json_t *o, struct req *r, const struct req_limits *lim, str
 	r->temperature = 1;
 	r->top_p = 1;
 	r->top_logprobs = -1;
-	const char *mt = r->kind == REQ_CHAT && json_object_get(o, "max_completion_tokens") ? "max_completion_tokens"
-	                                                                                       : "max_tokens";
+	const char *mt =
+	    r->kind == REQ_CHAT && json_object_get(o, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
 	x = 0;
 	if ((rc = get_int(o, mt, 1, lim->max_tokens_cap, &x, &found, e)) < 0)
 		return rc;

@@ -21,8 +21,7 @@ void textout_release(struct textout *to)
 	to->full = NULL;
 }
 
-int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, const char **ret_text,
-                 size_t *ret_len)
+int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, const char **ret_text, size_t *ret_len)
 {
 	*ret_text = "";
 	*ret_len = 0;
