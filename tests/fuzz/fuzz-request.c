@@ -34,8 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		json_t *m;
 		FUZZ_ASSERT(json_is_array(r.messages) && !r.prompt);
 		FUZZ_ASSERT(json_array_size(r.messages) <= lim.max_messages + 1);
-		json_array_foreach(r.messages, i, m)
-		{
+		json_array_foreach(r.messages, i, m) {
 			FUZZ_ASSERT(json_is_string(json_object_get(m, "role")));
 			FUZZ_ASSERT(json_is_string(json_object_get(m, "content")));
 		}

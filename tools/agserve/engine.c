@@ -472,8 +472,7 @@ static int render_chatml(json_t *ctx, char **ret_text, size_t *ret_len)
 	                                      json_string_length(json_object_get(m, "content"));
 	if (!(buf = malloc(cap)))
 		return -ENOMEM;
-	json_array_foreach(msgs, i, m)
-	{
+	json_array_foreach(msgs, i, m) {
 		const char *role = json_string_value(json_object_get(m, "role"));
 		json_t *c = json_object_get(m, "content");
 		n += (size_t)snprintf(buf + n, cap - n, "<|im_start|>%s\n", role);

@@ -149,8 +149,7 @@ static int resolve_root(const char *root, const char *artifact, char *link, size
 	bool found = false;
 	size_t i;
 	json_t *a;
-	json_array_foreach(json_object_get(m, "artifacts"), i, a)
-	{
+	json_array_foreach(json_object_get(m, "artifacts"), i, a) {
 		const char *an = json_string_value(json_object_get(a, "name"));
 		if (an && !strcmp(an, artifact) && !strchr(an, '/'))
 			found = true;

@@ -147,8 +147,7 @@ static int get_stop(json_t *o, const char *k, struct req *r, const struct req_li
 		return bad(e, k, "'%s' must be a string or an array of strings", k);
 	if (json_array_size(v) > REQ_MAX_STOP)
 		return bad(e, k, "at most %d stop sequences", REQ_MAX_STOP);
-	json_array_foreach(v, i, s)
-	{
+	json_array_foreach(v, i, s) {
 		if (!json_is_string(s))
 			return bad(e, k, "'%s' must be a string or an array of strings", k);
 		if (json_string_length(s) > lim->max_stop_len)
@@ -179,8 +178,7 @@ static json_t *flatten_content(json_t *c, const char *param, struct perr *e, int
 		return NULL;
 	}
 	size_t total = 0;
-	json_array_foreach(c, i, part)
-	{
+	json_array_foreach(c, i, part) {
 		const char *type = json_string_value(json_object_get(part, "type"));
 		json_t *t = json_object_get(part, "text");
 		if (!json_is_object(part) || !type || strcmp(type, "text") || !json_is_string(t)) {
@@ -194,8 +192,7 @@ static json_t *flatten_content(json_t *c, const char *param, struct perr *e, int
 		*rc = -ENOMEM;
 		return NULL;
 	}
-	json_array_foreach(c, i, part)
-	{
+	json_array_foreach(c, i, part) {
 		json_t *t = json_object_get(part, "text");
 		memcpy(p, json_string_value(t), json_string_length(t));
 		p += json_string_length(t);
@@ -230,8 +227,7 @@ static int get_messages(json_t *o, struct req *r, const struct req_limits *lim, 
 			json_array_append_new(r->messages, json_pack("{s:s,s:o}", "role", "system", "content", s));
 		}
 	}
-	json_array_foreach(msgs, i, m)
-	{
+	json_array_foreach(msgs, i, m) {
 		const char *role = json_string_value(json_object_get(m, "role"));
 		json_t *c = json_object_get(m, "content");
 		if (!json_is_object(m) || !role)
