@@ -468,8 +468,10 @@ static int render_chatml(json_t *ctx, char **ret_text, size_t *ret_len)
 	size_t i, cap = 64, n = 0;
 	char *buf;
 
-	json_array_foreach(msgs, i, m) cap += 32 + strlen(json_string_value(json_object_get(m, "role"))) +
-	                                      json_string_length(json_object_get(m, "content"));
+	json_array_foreach(msgs, i, m) {
+		cap += 32 + strlen(json_string_value(json_object_get(m, "role"))) +
+		       json_string_length(json_object_get(m, "content"));
+	}
 	if (!(buf = malloc(cap)))
 		return -ENOMEM;
 	json_array_foreach(msgs, i, m) {
