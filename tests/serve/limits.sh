@@ -68,7 +68,35 @@ code=$(curl -s -o q4 -w '%{http_code}' "$BASE/v1/messages" -d '{"model":"m","max
 kill $p1 2>/dev/null; wait $p1 2>/dev/null
 wait $p2
 grep -q '"finish_reason":"length"' q2 && ok "the queued request ran once the sequence was freed" || not_ok "queued request: $(cat q2)"
-stop_server && ok "exit 0 after SIGTERM" || not_ok "SIGTERM"
+# SIGTERM while a stream runs: new requests on open connections get 503,
+# new connections are refused, the stream finishes, exit 0
+$PY - "$PORT" "$SRV_PID" <<'PY' > drain.out 2>&1 && ok "SIGTERM: 503 on an open connection, no new connections, the running stream finishes" || { not_ok "drain"; sed 's/^/#   /' drain.out; }
+import http.client, json, os, signal, socket, sys, time
+port, pid = int(sys.argv[1]), int(sys.argv[2])
+a = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+a.request("GET", "/health"); a.getresponse().read()
+b = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+b.request("POST", "/v1/completions", body=json.dumps({"prompt": "x", "max_tokens": 1500, "temperature": 0, "stream": True}))
+rb = b.getresponse()
+assert rb.status == 200
+rb.read1(100)
+os.kill(pid, signal.SIGTERM)
+time.sleep(0.3)
+a.request("POST", "/v1/completions", body=json.dumps({"prompt": "x", "max_tokens": 2}))
+ra = a.getresponse(); body = json.loads(ra.read())
+assert ra.status == 503 and body["error"]["code"] == "shutting_down", (ra.status, body)
+try:
+    c = socket.create_connection(("127.0.0.1", port), timeout=2)
+    c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert c.recv(100) == b"", "a new connection was served"
+except (ConnectionRefusedError, ConnectionResetError):
+    pass
+rest = rb.read().decode()
+assert rest.endswith("data: [DONE]\n\n"), rest[-200:]
+PY
+wait $SRV_PID
+rc=$?
+[ $rc = 0 ] && ok "exit 0 after the drain" || not_ok "SIGTERM exit $rc"
 
 # TLS
 if ! command -v openssl >/dev/null; then
