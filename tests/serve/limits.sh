@@ -54,6 +54,13 @@ except ConnectionResetError:
 assert d == b"" and 1 < time.time() - t < 8, (d, time.time() - t)
 PY
 
+# a long prompt is prefilled in --prefill-chunk pieces (256), with agrun's greedy output
+LP=$($PY -c 'print(" ".join("word%d" % i for i in range(120)))')
+lwant=$("$AGRUN" m --prompt "$LP" -n 10 --no-eos --threads 1 2>/dev/null)
+http POST /v1/completions "{\"prompt\":\"$LP\",\"max_tokens\":10,\"temperature\":0}" >/dev/null
+[ "$(j 'r["usage"]["prompt_tokens"] > 512')" = True ] && [ -n "$lwant" ] && [ "$(j 'r["choices"][0]["text"]')" = "$lwant" ] &&
+	ok "a prompt of $(j 'r["usage"]["prompt_tokens"]') tokens, prefilled in chunks: greedy == agrun" || not_ok "chunked prefill: $(head -c 300 resp)"
+
 # queue: one sequence, one queued request, then refusals
 curl -sN "$BASE/v1/completions" -d '{"prompt":"x","max_tokens":2000,"temperature":0,"stream":true}' > q1 &
 p1=$!
