@@ -3,12 +3,16 @@
 vocabulary the size of the tokenizer (every id decodes), byte tokens >= 0x80
 renamed to ASCII text ("x200") so greedy output is printable ASCII and equal
 text means equal tokens, and tokenizer_config.json with a real chat template
-(Qwen2.5's ChatML, without its tool branches) and bos/eos tokens.
+(Qwen2.5's ChatML, without its tool branches) and bos/eos tokens. The
+output rows of the special tokens (bos, eos, eot) are zero: their logit is 0
+while the largest of the 264 random others is positive, so greedy decoding
+never ends early (every run is max_tokens long, finish_reason "length").
 
 usage: mkmodel.py OUTDIR [VARIANT] [--dims hidden,inter,layers,heads,kv_heads]
 """
 import json
 import os
+import struct
 import subprocess
 import sys
 
@@ -29,6 +33,18 @@ CHATML = (
 VOCAB = 256 + 3 + 8  # gen_tiny's tokenizer: bytes, 3 specials, 8 merges
 
 
+def zero_rows(path, name, rows):
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+        t = h.get(name) or h["model.embed_tokens.weight"]  # tied embeddings
+        assert t["dtype"] == "BF16"
+        row = t["shape"][1] * 2
+        for r in rows:
+            f.seek(8 + n + t["data_offsets"][0] + r * row)
+            f.write(b"\0" * row)
+
+
 def main(argv):
     if len(argv) < 2:
         sys.stderr.write(__doc__)
@@ -43,6 +59,7 @@ def main(argv):
     gen = os.path.join(here, "..", "runtime", "gen_tiny.py")
     subprocess.run([sys.executable, gen, variant, "bf16", out, "--dims", f"{dims},{VOCAB}"],
                    check=True, stdout=subprocess.DEVNULL)
+    zero_rows(os.path.join(out, "model.safetensors"), "lm_head.weight", range(256, 259))
     p = os.path.join(out, "tokenizer.json")
     t = json.load(open(p, encoding="utf-8"))
     v = t["model"]["vocab"]
