@@ -13,42 +13,22 @@
 #include "bundle/audit.h"
 #include "bundle/fsutil.h"
 
-int bn_audit_append(const char *path, const struct bn_audit_head *head, const struct bn_audit_event *ev,
-                    struct bn_audit_head *ret_head, struct bn_error *err)
+static int append_line(const char *path, const struct bn_audit_head *head, json_t *o, unsigned mode,
+                       struct bn_audit_head *ret_head, struct bn_error *err)
 {
-	char prev[BN_SHA256_HEX], ts[32];
-	bn_hex(head->hash, BN_SHA256_LEN, prev);
-	struct timespec now;
-	clock_gettime(CLOCK_REALTIME, &now);
-	struct tm tm;
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	json_t *o = json_object();
-	if (!o)
-		return bn_fail(err, -ENOMEM, "out of memory");
-	json_object_set_new(o, "seq", json_integer((json_int_t)(head->seq + 1)));
-	json_object_set_new(o, "time", json_string(ts));
-	json_object_set_new(o, "uid", json_integer((json_int_t)getuid()));
-	json_object_set_new(o, "action", json_string(ev->action));
-	json_object_set_new(o, "slot", ev->slot ? json_string(ev->slot) : json_null());
-	json_object_set_new(o, "bundle", ev->bundle ? json_string(ev->bundle) : json_null());
-	json_object_set_new(o, "channel", ev->channel ? json_string(ev->channel) : json_null());
-	json_object_set_new(o, "version", ev->has_version ? json_integer((json_int_t)ev->version) : json_null());
-	json_object_set_new(o, "result", json_string(ev->result));
-	/* jansson refuses invalid UTF-8; a reason quoting a hostile file name may hold some. */
-	json_t *reason = ev->reason ? json_string(ev->reason) : json_null();
-	json_object_set_new(o, "reason", reason ? reason : json_string("(reason not valid UTF-8)"));
-	json_object_set_new(o, "prev", json_string(prev));
 	char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(o);
 	if (!line)
 		return bn_fail(err, -ENOMEM, "out of memory");
 	size_t len = strlen(line);
+	if (len > BN_AUDIT_LINE_MAX) {
+		free(line);
+		return bn_fail(err, -E2BIG, "%s: audit record longer than %d bytes", path, BN_AUDIT_LINE_MAX);
+	}
 	struct bn_audit_head nh = {.seq = head->seq + 1};
 	bn_sha256(line, len, nh.hash);
 	memcpy(nh.prev, head->hash, BN_SHA256_LEN);
 	int r = 0;
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, (mode_t)mode);
 	if (fd < 0) {
 		r = bn_fail(err, -errno, "%s: cannot open: %s", path, strerror(errno));
 		goto out;
@@ -65,6 +45,70 @@ int bn_audit_append(const char *path, const struct bn_audit_head *head, const st
 	*ret_head = nh;
 out:
 	free(line);
+	return r;
+}
+
+static json_t *record_start(const struct bn_audit_head *head)
+{
+	char ts[32];
+	struct timespec now;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	json_object_set_new(o, "seq", json_integer((json_int_t)(head->seq + 1)));
+	json_object_set_new(o, "time", json_string(ts));
+	return o;
+}
+
+static void record_end(json_t *o, const struct bn_audit_head *head)
+{
+	char prev[BN_SHA256_HEX];
+	bn_hex(head->hash, BN_SHA256_LEN, prev);
+	json_object_set_new(o, "prev", json_string(prev));
+}
+
+int bn_audit_append(const char *path, const struct bn_audit_head *head, const struct bn_audit_event *ev,
+                    struct bn_audit_head *ret_head, struct bn_error *err)
+{
+	json_t *o = record_start(head);
+	if (!o)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	json_object_set_new(o, "uid", json_integer((json_int_t)getuid()));
+	json_object_set_new(o, "action", json_string(ev->action));
+	json_object_set_new(o, "slot", ev->slot ? json_string(ev->slot) : json_null());
+	json_object_set_new(o, "bundle", ev->bundle ? json_string(ev->bundle) : json_null());
+	json_object_set_new(o, "channel", ev->channel ? json_string(ev->channel) : json_null());
+	json_object_set_new(o, "version", ev->has_version ? json_integer((json_int_t)ev->version) : json_null());
+	json_object_set_new(o, "result", json_string(ev->result));
+	/* jansson refuses invalid UTF-8; a reason quoting a hostile file name may hold some. */
+	json_t *reason = ev->reason ? json_string(ev->reason) : json_null();
+	json_object_set_new(o, "reason", reason ? reason : json_string("(reason not valid UTF-8)"));
+	record_end(o, head);
+	int r = append_line(path, head, o, 0640, ret_head, err);
+	json_decref(o);
+	return r;
+}
+
+int bn_audit_append_json(const char *path, const struct bn_audit_head *head, json_t *fields, unsigned mode,
+                         struct bn_audit_head *ret_head, struct bn_error *err)
+{
+	const char *k;
+	json_t *v;
+	if (!json_is_object(fields) || json_object_get(fields, "seq") || json_object_get(fields, "time") ||
+	    json_object_get(fields, "prev"))
+		return bn_fail(err, -EINVAL, "audit record fields must be an object without seq, time or prev");
+	json_t *o = record_start(head);
+	if (!o)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	json_object_foreach(fields, k, v)
+		json_object_set(o, k, v);
+	record_end(o, head);
+	int r = append_line(path, head, o, mode, ret_head, err);
+	json_decref(o);
 	return r;
 }
 

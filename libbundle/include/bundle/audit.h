@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "bundle/error.h"
 #include "bundle/sha256.h"
 
@@ -35,6 +37,13 @@ struct bn_audit_event {
 /* Appends one event after head (fsync'd); *ret_head is the new head. */
 int bn_audit_append(const char *path, const struct bn_audit_head *head, const struct bn_audit_event *ev,
                     struct bn_audit_head *ret_head, struct bn_error *err) BN_WUR;
+
+/* Appends one record of any shape: seq, time, the members of fields (an
+ * object; its keys must not be seq, time or prev; it should hold "action"
+ * and "result" strings, which bn_audit_verify requires) and prev, in that
+ * order, after head (fsync'd).  A new file is created with mode. */
+int bn_audit_append_json(const char *path, const struct bn_audit_head *head, json_t *fields, unsigned mode,
+                         struct bn_audit_head *ret_head, struct bn_error *err) BN_WUR;
 
 /* Walks the whole chain.  With expected non-NULL, also requires the log to end
  * exactly at that head.  The error names the first bad line. *ret_tail (optional)

@@ -1,0 +1,589 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* agserve's model owner: sessions, task queue and the batching scheduler. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "engine.h"
+
+struct task {
+	struct engine *e;
+	int refs;               /* under e->mu: the request's and the engine's */
+	int32_t *prompt;
+	size_t n_prompt;
+	struct gen_params p;
+	struct tok_out *out;    /* p.max_tokens entries, allocated at submit */
+	size_t n_out;
+	enum finish fin;
+	bool cancel;
+	double t_sub, t_first, t_done;
+	pthread_cond_t cv;
+	struct task *next;
+};
+
+struct seq {
+	struct task *t;         /* NULL: free */
+	struct rt_session *s;
+	size_t fed;             /* prompt tokens in the cache */
+	int32_t next;           /* last sampled id, fed at the next step */
+	uint64_t rng;
+};
+
+struct engine {
+	struct engine_opts o;
+	char *dir, *name, *bundle, *channel, *slot;
+	struct rt_model *m;
+	struct rt_tokenizer *tok;
+	struct rt_chat_template *tmpl;
+	char bos_text[64];
+	size_t bos_len;
+	int vocab, ctx;
+	pthread_mutex_t tok_mu;     /* tokenizer and template */
+	pthread_mutex_t mu;         /* everything below, and every task's state */
+	pthread_cond_t cv;          /* work for the scheduler */
+	struct task *qhead, *qtail;
+	int n_queued, n_active;
+	struct seq *seqs;
+	bool stopping;
+	int refs;
+	pthread_t thr;
+	bool thr_started;
+	float *logits;              /* parallel x vocab */
+};
+
+double mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static char *xstrdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+static void task_free(struct task *t)
+{
+	pthread_cond_destroy(&t->cv);
+	free(t->prompt);
+	free(t->out);
+	free(t);
+}
+
+/* under e->mu */
+static void task_unref_locked(struct task *t)
+{
+	if (--t->refs == 0)
+		task_free(t);
+}
+
+static void task_finish(struct task *t, enum finish f)
+{
+	t->fin = f;
+	t->t_done = mono_now();
+	pthread_cond_broadcast(&t->cv);
+	task_unref_locked(t);
+}
+
+static float log_sum_exp(const float *x, int n)
+{
+	float mx = x[0];
+	double s = 0;
+	for (int i = 1; i < n; i++)
+		if (x[i] > mx)
+			mx = x[i];
+	for (int i = 0; i < n; i++)
+		s += exp((double)(x[i] - mx));
+	return mx + (float)log(s);
+}
+
+/* Samples sequence q's next token from its logits row and records it. */
+static void emit(struct engine *e, struct seq *q, const float *row)
+{
+	struct task *t = q->t;
+	struct rt_sampler_opts so = {.temperature = t->p.temperature, .top_p = t->p.top_p, .top_k = t->p.top_k};
+	int32_t id = rt_sample(row, e->vocab, &so, &q->rng);
+	bool eos = engine_is_eos(e, id);
+
+	if (!t->t_first)
+		t->t_first = mono_now();
+	if (!eos) {
+		struct tok_out *o = &t->out[t->n_out];
+		o->id = id;
+		o->n_top = 0;
+		o->logprob = 0;
+		if (t->p.n_top >= 0) {
+			o->logprob = row[id] - log_sum_exp(row, e->vocab);
+			if (t->p.n_top > 0) {
+				rt_logits_topk(row, e->vocab, t->p.n_top, o->top);
+				o->n_top = t->p.n_top;
+			}
+		}
+		t->n_out++;
+		pthread_cond_broadcast(&t->cv);
+	}
+	q->next = id;
+	if (eos || t->n_out >= (size_t)t->p.max_tokens || rt_session_pos(q->s) >= e->ctx) {
+		task_finish(t, eos ? FIN_EOS : FIN_LENGTH);
+		q->t = NULL;
+		e->n_active--;
+	}
+}
+
+static void *scheduler(void *arg)
+{
+	struct engine *e = arg;
+	int P = e->o.parallel;
+	struct rt_session **ss = calloc((size_t)P, sizeof(*ss));
+	const int32_t **ids = calloc((size_t)P, sizeof(*ids));
+	size_t *n_ids = calloc((size_t)P, sizeof(*n_ids));
+	int *which = calloc((size_t)P, sizeof(*which));
+	struct rt_error err;
+
+	pthread_mutex_lock(&e->mu);
+	for (;;) {
+		/* admit queued tasks into free sessions */
+		for (int i = 0; i < P && e->qhead; i++) {
+			struct seq *q = &e->seqs[i];
+			if (q->t)
+				continue;
+			struct task *t = e->qhead;
+			e->qhead = t->next;
+			if (!e->qhead)
+				e->qtail = NULL;
+			e->n_queued--;
+			if (t->cancel) {
+				task_finish(t, FIN_CANCEL);
+				i--;
+				continue;
+			}
+			rt_session_reset(q->s);
+			q->t = t;
+			q->fed = 0;
+			q->rng = t->p.seed;
+			e->n_active++;
+		}
+		/* a request that went away frees its sequence here */
+		for (int i = 0; i < P; i++) {
+			struct seq *q = &e->seqs[i];
+			if (q->t && q->t->cancel) {
+				task_finish(q->t, FIN_CANCEL);
+				q->t = NULL;
+				e->n_active--;
+			}
+		}
+		if (e->n_active == 0) {
+			if (e->stopping && !e->qhead)
+				break;
+			pthread_cond_wait(&e->cv, &e->mu);
+			continue;
+		}
+		/* one step: every decoding sequence's next token, and prompt
+		 * chunks within the per-step budget so decoding is not starved */
+		size_t nb = 0, budget = (size_t)e->o.prefill_chunk;
+		for (int i = 0; i < P; i++) {
+			struct seq *q = &e->seqs[i];
+			if (!q->t)
+				continue;
+			if (q->fed < q->t->n_prompt) {
+				size_t n = q->t->n_prompt - q->fed;
+				if (n > budget)
+					n = budget;
+				if (!n)
+					continue;
+				budget -= n;
+				ids[nb] = q->t->prompt + q->fed;
+				n_ids[nb] = n;
+			} else {
+				ids[nb] = &q->next;
+				n_ids[nb] = 1;
+			}
+			ss[nb] = q->s;
+			which[nb++] = i;
+		}
+		pthread_mutex_unlock(&e->mu);
+		int r = rt_forward_batch(ss, ids, n_ids, nb, e->logits, &err);
+		pthread_mutex_lock(&e->mu);
+		for (size_t b = 0; b < nb; b++) {
+			struct seq *q = &e->seqs[which[b]];
+			if (r < 0) {
+				task_finish(q->t, FIN_ERROR);
+				q->t = NULL;
+				e->n_active--;
+				continue;
+			}
+			if (q->fed < q->t->n_prompt) {
+				q->fed += n_ids[b];
+				if (q->fed < q->t->n_prompt)
+					continue;
+			}
+			emit(e, q, e->logits + b * (size_t)e->vocab);
+		}
+	}
+	pthread_mutex_unlock(&e->mu);
+	free(ss);
+	free(ids);
+	free(n_ids);
+	free(which);
+	return NULL;
+}
+
+static void engine_destroy(struct engine *e)
+{
+	if (!e)
+		return;
+	if (e->thr_started) {
+		pthread_mutex_lock(&e->mu);
+		e->stopping = true;
+		pthread_cond_broadcast(&e->cv);
+		pthread_mutex_unlock(&e->mu);
+		pthread_join(e->thr, NULL);
+	}
+	for (int i = 0; e->seqs && i < e->o.parallel; i++)
+		rt_session_free(e->seqs[i].s);
+	free(e->seqs);
+	free(e->logits);
+	rt_chat_template_free(e->tmpl);
+	rt_tokenizer_free(e->tok);
+	rt_model_free(e->m);
+	pthread_mutex_destroy(&e->mu);
+	pthread_mutex_destroy(&e->tok_mu);
+	pthread_cond_destroy(&e->cv);
+	free(e->dir);
+	free(e->name);
+	free(e->bundle);
+	free(e->channel);
+	free(e->slot);
+	free(e);
+}
+
+int engine_new(const struct engine_opts *o, struct engine **ret, char *errbuf, size_t errlen)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+	struct rt_error err = {0};
+	char path[PATH_MAX];
+	int r;
+
+	if (!e)
+		return -ENOMEM;
+	e->o = *o;
+	e->refs = 1;
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_mutex_init(&e->tok_mu, NULL);
+	pthread_cond_init(&e->cv, NULL);
+	e->dir = xstrdup(o->dir);
+	e->name = xstrdup(o->name);
+	e->bundle = xstrdup(o->bundle);
+	e->channel = xstrdup(o->channel);
+	e->slot = xstrdup(o->slot);
+	e->o.dir = e->dir;
+	e->o.name = e->name;
+	e->o.bundle = e->bundle;
+	e->o.channel = e->channel;
+	e->o.slot = e->slot;
+	if (!e->dir || !e->name) {
+		r = -ENOMEM;
+		snprintf(errbuf, errlen, "out of memory");
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/tokenizer.json", o->dir);
+	r = rt_tokenizer_load(path, &e->tok, &err);
+	if (r < 0)
+		goto fail_rt;
+	r = rt_model_load(o->dir, &(struct rt_load_opts){.n_threads = o->threads, .backend = o->backend}, &e->m, &err);
+	if (r < 0)
+		goto fail_rt;
+	e->vocab = rt_model_get_info(e->m)->vocab;
+	if (rt_tokenizer_vocab_size(e->tok) > e->vocab) {
+		snprintf(errbuf, errlen, "%s: tokenizer has %d ids but config.json vocab_size is %d", path,
+		         rt_tokenizer_vocab_size(e->tok), e->vocab);
+		r = -EINVAL;
+		goto fail;
+	}
+	r = rt_chat_template_load(o->dir, NULL, &e->tmpl, &err);
+	if (r < 0 && r != -ENOENT && r != -ENOSYS)
+		goto fail_rt;
+	e->tmpl = r < 0 ? NULL : e->tmpl;
+	if (rt_model_get_info(e->m)->bos_id >= 0) {
+		char *t = NULL;
+		size_t n = 0;
+		int32_t b = rt_model_get_info(e->m)->bos_id;
+		if (rt_detokenize(e->tok, &b, 1, false, &t, &n, &err) == 0 && n < sizeof(e->bos_text)) {
+			memcpy(e->bos_text, t, n);
+			e->bos_len = n;
+		}
+		free(t);
+	}
+	e->ctx = o->ctx;
+	if (e->ctx <= 0)
+		e->ctx = 4096;
+	if (e->ctx > rt_model_get_info(e->m)->max_positions)
+		e->ctx = rt_model_get_info(e->m)->max_positions;
+	e->seqs = calloc((size_t)o->parallel, sizeof(*e->seqs));
+	e->logits = malloc(sizeof(float) * (size_t)o->parallel * (size_t)e->vocab);
+	if (!e->seqs || !e->logits) {
+		r = -ENOMEM;
+		snprintf(errbuf, errlen, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < o->parallel; i++) {
+		r = rt_session_new(e->m, e->ctx, &e->seqs[i].s, &err);
+		if (r < 0)
+			goto fail_rt;
+	}
+	if ((r = -pthread_create(&e->thr, NULL, scheduler, e)) < 0) {
+		snprintf(errbuf, errlen, "cannot start the scheduler thread: %s", strerror(-r));
+		goto fail;
+	}
+	e->thr_started = true;
+	*ret = e;
+	return 0;
+fail_rt:
+	snprintf(errbuf, errlen, "%s", err.msg);
+fail:
+	engine_destroy(e);
+	return r;
+}
+
+struct engine *engine_ref(struct engine *e)
+{
+	pthread_mutex_lock(&e->mu);
+	e->refs++;
+	pthread_mutex_unlock(&e->mu);
+	return e;
+}
+
+void engine_unref(struct engine *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->mu);
+	int left = --e->refs;
+	pthread_mutex_unlock(&e->mu);
+	if (left == 0)
+		engine_destroy(e);
+}
+
+const char *engine_name(const struct engine *e)
+{
+	return e->name;
+}
+
+const struct engine_opts *engine_opts(const struct engine *e)
+{
+	return &e->o;
+}
+
+int engine_ctx(const struct engine *e)
+{
+	return e->ctx;
+}
+
+const struct rt_model_info *engine_info(const struct engine *e)
+{
+	return rt_model_get_info(e->m);
+}
+
+bool engine_has_template(const struct engine *e)
+{
+	return e->tmpl != NULL;
+}
+
+bool engine_template_mentions(const struct engine *e, const char *name)
+{
+	return e->tmpl && rt_chat_template_mentions(e->tmpl, name);
+}
+
+void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active)
+{
+	pthread_mutex_lock((pthread_mutex_t *)&e->mu);
+	*ret_queued = e->n_queued;
+	*ret_active = e->n_active;
+	pthread_mutex_unlock((pthread_mutex_t *)&e->mu);
+}
+
+bool engine_is_eos(const struct engine *e, int32_t id)
+{
+	const struct rt_model_info *mi = rt_model_get_info(e->m);
+	for (int i = 0; i < mi->n_eos; i++)
+		if (mi->eos_ids[i] == id)
+			return true;
+	return false;
+}
+
+bool engine_starts_with_bos(struct engine *e, const char *text, size_t len)
+{
+	return e->bos_len && len >= e->bos_len && !memcmp(text, e->bos_text, e->bos_len);
+}
+
+int engine_tokenize(struct engine *e, const char *text, size_t len, bool add_special, int32_t **ret_ids,
+                    size_t *ret_n, char *errbuf, size_t errlen)
+{
+	struct rt_error err = {0};
+	pthread_mutex_lock(&e->tok_mu);
+	int r = rt_tokenize(e->tok, text, len, add_special, ret_ids, ret_n, &err);
+	pthread_mutex_unlock(&e->tok_mu);
+	if (r < 0)
+		snprintf(errbuf, errlen, "%s", err.msg);
+	return r;
+}
+
+int engine_detokenize(struct engine *e, const int32_t *ids, size_t n, char **ret_text, size_t *ret_len)
+{
+	struct rt_error err;
+	pthread_mutex_lock(&e->tok_mu);
+	int r = rt_detokenize(e->tok, ids, n, false, ret_text, ret_len, &err);
+	pthread_mutex_unlock(&e->tok_mu);
+	return r;
+}
+
+/* ChatML, for models that carry no template of their own. */
+static int render_chatml(json_t *ctx, char **ret_text, size_t *ret_len)
+{
+	json_t *msgs = json_object_get(ctx, "messages"), *m;
+	size_t i, cap = 64, n = 0;
+	char *buf;
+
+	json_array_foreach(msgs, i, m)
+		cap += 32 + strlen(json_string_value(json_object_get(m, "role"))) +
+		       json_string_length(json_object_get(m, "content"));
+	if (!(buf = malloc(cap)))
+		return -ENOMEM;
+	json_array_foreach(msgs, i, m) {
+		const char *role = json_string_value(json_object_get(m, "role"));
+		json_t *c = json_object_get(m, "content");
+		n += (size_t)snprintf(buf + n, cap - n, "<|im_start|>%s\n", role);
+		memcpy(buf + n, json_string_value(c), json_string_length(c));
+		n += json_string_length(c);
+		n += (size_t)snprintf(buf + n, cap - n, "<|im_end|>\n");
+	}
+	if (json_is_true(json_object_get(ctx, "add_generation_prompt")))
+		n += (size_t)snprintf(buf + n, cap - n, "<|im_start|>assistant\n");
+	buf[n] = 0;
+	*ret_text = buf;
+	*ret_len = n;
+	return 0;
+}
+
+int engine_render(struct engine *e, json_t *ctx, char **ret_text, size_t *ret_len, char *errbuf, size_t errlen)
+{
+	struct rt_error err = {0};
+	int r;
+	if (!e->tmpl)
+		return render_chatml(ctx, ret_text, ret_len);
+	char *js = json_dumps(ctx, JSON_COMPACT);
+	if (!js)
+		return -ENOMEM;
+	pthread_mutex_lock(&e->tok_mu);
+	r = rt_chat_template_render(e->tmpl, js, strlen(js), ret_text, ret_len, &err);
+	pthread_mutex_unlock(&e->tok_mu);
+	free(js);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "%s", err.msg);
+		return err.code == RT_ERR_USAGE ? -EINVAL : r;
+	}
+	return 0;
+}
+
+int engine_submit(struct engine *e, const int32_t *ids, size_t n, const struct gen_params *p, struct task **ret)
+{
+	struct task *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->prompt = malloc(n * sizeof(*ids));
+	t->out = calloc((size_t)p->max_tokens, sizeof(*t->out));
+	if (!t->prompt || !t->out) {
+		free(t->prompt);
+		free(t->out);
+		free(t);
+		return -ENOMEM;
+	}
+	memcpy(t->prompt, ids, n * sizeof(*ids));
+	t->n_prompt = n;
+	t->p = *p;
+	if (t->p.n_top > TASK_TOP_MAX)
+		t->p.n_top = TASK_TOP_MAX;
+	t->e = e;
+	t->refs = 2;
+	t->t_sub = mono_now();
+	pthread_cond_init(&t->cv, NULL);
+	pthread_mutex_lock(&e->mu);
+	if (e->stopping || e->n_queued >= e->o.queue) {
+		int r = e->stopping ? -ESHUTDOWN : -EAGAIN;
+		pthread_mutex_unlock(&e->mu);
+		task_free(t);
+		return r;
+	}
+	if (e->qtail)
+		e->qtail->next = t;
+	else
+		e->qhead = t;
+	e->qtail = t;
+	e->n_queued++;
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+	*ret = t;
+	return 0;
+}
+
+size_t task_wait(struct task *t, size_t have, int timeout_ms, struct tok_out *out, size_t cap,
+                 enum finish *ret_finish)
+{
+	struct engine *e = t->e;
+	struct timespec dl;
+	size_t n = 0;
+
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += timeout_ms / 1000;
+	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&e->mu);
+	while (t->n_out <= have && t->fin == FIN_NONE)
+		if (pthread_cond_timedwait(&t->cv, &e->mu, &dl) == ETIMEDOUT)
+			break;
+	while (have + n < t->n_out && n < cap) {
+		out[n] = t->out[have + n];
+		n++;
+	}
+	*ret_finish = have + n == t->n_out ? t->fin : FIN_NONE;
+	pthread_mutex_unlock(&e->mu);
+	return n;
+}
+
+void task_cancel(struct task *t)
+{
+	struct engine *e = t->e;
+	pthread_mutex_lock(&e->mu);
+	t->cancel = true;
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+}
+
+void task_times(struct task *t, double *submitted, double *first, double *done)
+{
+	pthread_mutex_lock(&t->e->mu);
+	*submitted = t->t_sub;
+	*first = t->t_first;
+	*done = t->t_done;
+	pthread_mutex_unlock(&t->e->mu);
+}
+
+void task_put(struct task *t)
+{
+	if (!t)
+		return;
+	struct engine *e = t->e;
+	pthread_mutex_lock(&e->mu);
+	task_unref_locked(t);
+	pthread_mutex_unlock(&e->mu);
+}

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "textout.h"
+
+void textout_init(struct textout *to, struct engine *e, char *const *stop, size_t n_stop)
+{
+	memset(to, 0, sizeof(*to));
+	to->e = e;
+	to->stop = stop;
+	to->n_stop = n_stop;
+}
+
+void textout_release(struct textout *to)
+{
+	free(to->ids);
+	free(to->full);
+	to->ids = NULL;
+	to->full = NULL;
+}
+
+int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, const char **ret_text,
+                 size_t *ret_len)
+{
+	*ret_text = "";
+	*ret_len = 0;
+	if (to->stopped)
+		return 0;
+	if (to->n + n > to->cap) {
+		size_t nc = (to->n + n) * 2 + 16;
+		int32_t *ni = realloc(to->ids, nc * sizeof(*ni));
+		if (!ni)
+			return -ENOMEM;
+		to->ids = ni;
+		to->cap = nc;
+	}
+	memcpy(to->ids + to->n, ids, n * sizeof(*ids));
+	to->n += n;
+	if (n || !to->full) {
+		/* whole-sequence decoding keeps the detokenizer's context rules
+		 * (leading-space handling, byte fallback) exactly as agrun's */
+		char *t = NULL;
+		size_t tl = 0;
+		int r = engine_detokenize(to->e, to->ids, to->n, &t, &tl);
+		if (r < 0)
+			return r;
+		free(to->full);
+		to->full = t;
+		to->full_len = tl;
+	}
+	size_t limit = to->full_len, maxstop = 0;
+	for (size_t i = 0; i < to->n_stop; i++)
+		if (strlen(to->stop[i]) > maxstop)
+			maxstop = strlen(to->stop[i]);
+	if (maxstop) {
+		size_t from = to->emitted > maxstop ? to->emitted - maxstop : 0, best = (size_t)-1;
+		for (size_t i = 0; i < to->n_stop; i++) {
+			const char *p = memmem(to->full + from, to->full_len - from, to->stop[i], strlen(to->stop[i]));
+			if (p && (size_t)(p - to->full) < best)
+				best = (size_t)(p - to->full);
+		}
+		if (best != (size_t)-1) {
+			to->stopped = true;
+			limit = best;
+		}
+	}
+	if (!final && !to->stopped) {
+		while (limit >= to->emitted + 3 && !memcmp(to->full + limit - 3, "\xef\xbf\xbd", 3))
+			limit -= 3;
+		size_t hold = 0;
+		for (size_t i = 0; i < to->n_stop; i++) {
+			size_t sl = strlen(to->stop[i]);
+			for (size_t k = sl - 1; k > hold; k--)
+				if (k <= limit - to->emitted && !memcmp(to->full + limit - k, to->stop[i], k)) {
+					hold = k;
+					break;
+				}
+		}
+		limit -= hold;
+	}
+	if (limit <= to->emitted)
+		return 0;
+	*ret_text = to->full + to->emitted;
+	*ret_len = limit - to->emitted;
+	to->emitted = limit;
+	return 0;
+}
