@@ -3,7 +3,9 @@
 vocabulary the size of the tokenizer (every id decodes), byte tokens >= 0x80
 renamed to ASCII text ("x200") so greedy output is printable ASCII and equal
 text means equal tokens, and tokenizer_config.json with a real chat template
-(Qwen2.5's ChatML, without its tool branches) and bos/eos tokens. The
+(Qwen2.5's ChatML, without its tool branches, opened with {{ bos_token }} as
+Llama's and Mistral's templates are, since this tokenizer's post-processor
+adds BOS as theirs do) and bos/eos tokens. The
 output rows of the special tokens (bos, eos, eot) are zero: their logit is 0
 while the largest of the 264 random others is positive, so greedy decoding
 never ends early (every run is max_tokens long, finish_reason "length").
@@ -17,6 +19,7 @@ import subprocess
 import sys
 
 CHATML = (
+    "{{- bos_token }}\n"
     "{%- if messages[0]['role'] == 'system' %}\n"
     "    {{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\n"
     "{%- else %}\n"
@@ -65,7 +68,8 @@ def main(argv):
     v = t["model"]["vocab"]
     assert len(v) == VOCAB, len(v)
     inv = {i: s for s, i in v.items()}
-    for i in range(128, 256):
+    # (also NUL: agrun --json ends its "text" at a NUL byte)
+    for i in [0] + list(range(128, 256)):
         del v[inv[i]]
         v[f"x{i}"] = i
     json.dump(t, open(p, "w", encoding="utf-8"), ensure_ascii=False)
