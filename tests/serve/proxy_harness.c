@@ -4,7 +4,7 @@
  * (its engine.json) with proxy_open(), serves 127.0.0.1:0 with
  * libmicrohttpd the way agserve does (thread per connection) and forwards
  * every request with proxy_handle(). Prints "engine: pid PID port PORT" and
- * "agserve: listening on http://127.0.0.1:PORT" on stderr, one line per
+ * "proxy_harness: listening on http://127.0.0.1:PORT" on stderr, one line per
  * finished request on stdout ("done STATUS IN OUT complete|incomplete");
  * on SIGTERM stops, drops the proxy and exits 0 when the engine's process
  * group is gone. Used by tests/serve/proxy.sh.
@@ -120,7 +120,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-	fprintf(stderr, "agserve: listening on http://127.0.0.1:%u\n", di ? di->port : 0);
+	fprintf(stderr, "proxy_harness: listening on http://127.0.0.1:%u\n", di ? di->port : 0);
 	sigwait(&ss, &sig);
 	MHD_stop_daemon(d);
 	proxy_unref(px);
