@@ -28,7 +28,7 @@ static void usage(FILE *f)
 	        "  mark-good\n"
 	        "  mark-bad [SLOT] [--reason TEXT]\n"
 	        "  trust update FILE [--sig FILE.minisig ...]\n"
-	        "  audit verify\n"
+	        "  audit verify [--file FILE]   (FILE: any audit chain, e.g. agserve's query log; no lock)\n"
 	        "  health [--slot SLOT] [--json]\n"
 	        "  cycle\n"
 	        "\n"
@@ -356,6 +356,23 @@ static int cmd_init(const char *root, int argc, char **argv)
 	return 0;
 }
 
+/* audit verify --file FILE: the chain of any audit log (agserve's query log,
+ * a copy of R/audit.log), without the deployment's recorded head. */
+static int cmd_audit_file(int argc, char **argv)
+{
+	struct bn_error err = {0};
+	uint64_t lines = 0;
+	if (argc != 4) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	int r = bn_audit_verify(argv[3], NULL, NULL, &lines, &err);
+	if (r < 0)
+		return tool_fail(r, &err);
+	printf("audit log OK: %" PRIu64 " record(s), chain intact\n", lines);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -390,6 +407,9 @@ int main(int argc, char **argv)
 	argv += optind;
 	if (!strcmp(argv[0], "init"))
 		return cmd_init(root, argc, argv);
+	if (argc >= 2 && !strcmp(argv[0], "audit") && !strcmp(argv[1], "verify") && argc >= 3 &&
+	    !strcmp(argv[2], "--file"))
+		return cmd_audit_file(argc, argv);
 	struct bn_error err = {0};
 	struct bn_deploy *d = NULL;
 	int r = bn_deploy_open(root, wait, &d, &err);

@@ -51,6 +51,7 @@ struct hreq {
 	bool counted;           /* in s->in_flight */
 	struct sbuf body;
 	bool too_big;
+	size_t discarded;
 	char id[64];
 	double t0;
 	time_t created;
@@ -850,10 +851,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 		if (!h->too_big && h->body.n + *upload_size <= s->o.max_body) {
 			if (sb_add(&h->body, upload, *upload_size) < 0)
 				return MHD_NO;
-		} else if (!h->too_big) {
+		} else {
+			/* read and drop the rest, so the client gets to read the
+			 * 413 instead of a reset; past 8x the limit answer now */
 			h->too_big = true;
-			*upload_size = 0;
-			return dispatch(h, method);
+			h->discarded += *upload_size;
+			if (h->discarded > 8 * s->o.max_body && !h->status) {
+				*upload_size = 0;
+				return dispatch(h, method);
+			}
 		}
 		*upload_size = 0;
 		return MHD_YES;

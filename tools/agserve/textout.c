@@ -38,17 +38,40 @@ int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, c
 	}
 	memcpy(to->ids + to->n, ids, n * sizeof(*ids));
 	to->n += n;
-	if (n || !to->full) {
-		/* whole-sequence decoding keeps the detokenizer's context rules
-		 * (leading-space handling, byte fallback) exactly as agrun's */
-		char *t = NULL;
-		size_t tl = 0;
-		int r = engine_detokenize(to->e, to->ids, to->n, &t, &tl);
-		if (r < 0)
+	if (!to->full && !(to->full = calloc(1, 1)))
+		return -ENOMEM;
+	if (to->n > to->read) {
+		/* Decode a window, not the whole sequence (vLLM's incremental
+		 * detokenization): the text of ids[prefix..n] past the text of
+		 * ids[prefix..read].  The window starts at a token that was
+		 * already decoded in context, so leading-space and byte-fallback
+		 * rules give what decoding everything would. */
+		char *cur = NULL, *pre = NULL;
+		size_t cl = 0, pl = 0;
+		int r = engine_detokenize(to->e, to->ids + to->prefix, to->n - to->prefix, &cur, &cl);
+		if (r == 0 && to->read > to->prefix)
+			r = engine_detokenize(to->e, to->ids + to->prefix, to->read - to->prefix, &pre, &pl);
+		if (r < 0) {
+			free(cur);
 			return r;
-		free(to->full);
-		to->full = t;
-		to->full_len = tl;
+		}
+		bool partial = cl >= 3 && !memcmp(cur + cl - 3, "\xef\xbf\xbd", 3);
+		if ((!partial || final) && cl > pl) {
+			char *nf = realloc(to->full, to->full_len + (cl - pl) + 1);
+			if (!nf) {
+				free(cur);
+				free(pre);
+				return -ENOMEM;
+			}
+			to->full = nf;
+			memcpy(to->full + to->full_len, cur + pl, cl - pl);
+			to->full_len += cl - pl;
+			to->full[to->full_len] = 0;
+			to->prefix = to->read;
+			to->read = to->n;
+		}
+		free(cur);
+		free(pre);
 	}
 	size_t limit = to->full_len, maxstop = 0;
 	for (size_t i = 0; i < to->n_stop; i++)

@@ -19,7 +19,8 @@ struct textout {
 	size_t n_stop;
 	int32_t *ids;
 	size_t n, cap;
-	char *full;             /* detokenized ids */
+	size_t prefix, read;    /* incremental decoding window, see textout.c */
+	char *full;             /* text of ids[0..read] */
 	size_t full_len;
 	size_t emitted;         /* bytes of full already handed out */
 	bool stopped;           /* a stop string was found; no more text */
