@@ -18,10 +18,18 @@ const oai = new OpenAI({ baseURL: `${url}/v1`, apiKey: process.env.AGSERVE_KEY, 
 const oai2 = new OpenAI({ baseURL: `${url}/v1`, apiKey: process.env.AGSERVE_KEY2, maxRetries: 0, timeout: 60000 });
 const ant = new Anthropic({ baseURL: url, apiKey: process.env.AGSERVE_KEY, maxRetries: 0, timeout: 60000 });
 
+// Known server defects (tests/serve/FINDINGS.md): reported as TAP TODO, so
+// they stay visible without failing the suite; they pass once fixed.
+const TODO = {
+	'anthropic stop_sequences: stop_sequence names it': 'agserve sends stop_sequence null (tests/serve/FINDINGS.md 1)',
+};
 let failed = 0;
 const ok = (cond, what, detail) => {
 	if (cond) {
 		console.log(`ok - ${what}`);
+	} else if (TODO[what]) {
+		console.log(`not ok - ${what} # TODO ${TODO[what]}`);
+		if (detail !== undefined) console.log(`  ${JSON.stringify(detail)}`.slice(0, 600));
 	} else {
 		failed++;
 		console.log(`not ok - ${what}`);
