@@ -50,7 +50,7 @@ with open(d + "/model.safetensors", "r+b") as f:
         f.write(b"\0" * row)
 PY
 ctx=$((nnew + 64))
-prompt=$("$py" -c "import sys; sys.path.insert(0, '$here'); import client; print(client.prompt(0))")
+prompt=$("$py" -B -c "import sys; sys.path.insert(0, '$here'); import client; print(client.prompt(0))")
 "$agrun" "$work/model" --prompt "$prompt" -n 4 --json --device cpu --threads "$threads" >/dev/null  # page cache
 "$agrun" "$work/model" --prompt "$prompt" -n "$nnew" --json --device cpu --threads "$threads" > "$work/agrun.json"
 single=$("$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['decode_tok_s'])" "$work/agrun.json")
