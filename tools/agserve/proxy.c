@@ -510,6 +510,19 @@ static void *transfer(void *arg)
 	return NULL;
 }
 
+/* Hands the outcome to the caller, once: from the reader at the end of the
+ * answer (the connection still open), else when the response is freed. */
+static void report(struct call *k)
+{
+	if (!k->done)
+		return;
+	struct proxy_result r = {.status = k->headers_done ? (unsigned)k->status : 502,
+	                         .tokens_in = k->tok_in, .tokens_out = k->tok_out, .complete = k->sent_all};
+	proxy_done_fn done = k->done;
+	k->done = NULL;
+	done(k->arg, &r);
+}
+
 static void call_free(struct call *k)
 {
 	if (!k)
@@ -521,11 +534,7 @@ static void call_free(struct call *k)
 		pthread_mutex_unlock(&k->mu);
 		pthread_join(k->thr, NULL);
 	}
-	if (k->done) {
-		struct proxy_result r = {.status = k->headers_done ? (unsigned)k->status : 502,
-		                         .tokens_in = k->tok_in, .tokens_out = k->tok_out, .complete = k->sent_all};
-		k->done(k->arg, &r);
-	}
+	report(k);
 	if (k->c)
 		curl_easy_cleanup(k->c);
 	curl_slist_free_all(k->hdrs);
@@ -560,10 +569,12 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
 			bool ok = k->cres == CURLE_OK;
 			k->sent_all = ok;
 			pthread_mutex_unlock(&k->mu);
+			report(k);
 			return ok ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
 		}
 		if (now_s() - k->last_byte > PROXY_IDLE_TIMEOUT_S) {
 			pthread_mutex_unlock(&k->mu);
+			report(k);
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		}
 		struct timespec ts;

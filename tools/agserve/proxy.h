@@ -54,7 +54,10 @@ int proxy_port(const struct proxy *p);
 int proxy_pid(const struct proxy *p); /* the process group's leader */
 
 /* What a forwarded request did, for the caller's audit and metrics:
- * called once, when the response is finished or abandoned. */
+ * called once, from the response reader when the answer is complete or
+ * failed (the connection still open), or, when the client went away first,
+ * from the response's free callback, which libmicrohttpd may run after
+ * MHD_OPTION_NOTIFY_COMPLETED: arg must stay valid until done runs. */
 struct proxy_result {
 	unsigned status;          /* HTTP status sent to the client (502 when the engine failed) */
 	long tokens_in, tokens_out; /* from the engine's usage objects, -1 when none was seen */
