@@ -49,7 +49,7 @@ with open(d + "/model.safetensors", "r+b") as f:
         f.seek(8 + n + e["data_offsets"][0] + r * row)
         f.write(b"\0" * row)
 PY
-ctx=$((nnew + 64))
+ctx=$((nnew + 512))  # the 24-word prompts are ~150 byte-level tokens
 prompt=$("$py" -B -c "import sys; sys.path.insert(0, '$here'); import client; print(client.prompt(0))")
 "$agrun" "$work/model" --prompt "$prompt" -n 4 --json --device cpu --threads "$threads" >/dev/null  # page cache
 "$agrun" "$work/model" --prompt "$prompt" -n "$nnew" --json --device cpu --threads "$threads" > "$work/agrun.json"
@@ -71,7 +71,7 @@ start() {
 free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 run_levels() { # run_levels NAME URL MODEL EXTRA LEVELS...
 	local name=$1 url=$2 model=$3 extra=$4 c; shift 4
-	"$py" "$here/client.py" "$url" "$model" 1 8 "$extra" >/dev/null  # warm up
+	"$py" "$here/client.py" "$url" "$model" 1 8 "$extra" > "$work/warm.json" || { echo "bench: $name: $(cat "$work/warm.json")" >&2; return 1; }  # warm up
 	for c in "$@"; do
 		"$py" "$here/client.py" "$url" "$model" "$c" "$nnew" "$extra" > "$work/$name-$c.json" || {
 			echo "bench: $name at $c streams: $(cat "$work/$name-$c.json")" >&2; return 1; }
