@@ -67,8 +67,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 		return MHD_YES;
 	}
 	if (b->over) {
-		static const char msg[] = "{\"error\":{\"message\":\"body too large\",\"type\":\"invalid_request_error\"}}";
-		struct MHD_Response *r = MHD_create_response_from_buffer(sizeof(msg) - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+		static const char msg[] =
+		    "{\"error\":{\"message\":\"body too large\",\"type\":\"invalid_request_error\"}}";
+		struct MHD_Response *r =
+		    MHD_create_response_from_buffer(sizeof(msg) - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
 		enum MHD_Result ret = MHD_queue_response(c, 413, r);
 		MHD_destroy_response(r);
 		return ret;
@@ -109,11 +111,10 @@ int main(int argc, char **argv)
 	int pid = proxy_pid(px);
 	fprintf(stderr, "engine: pid %d port %d\n", pid, proxy_port(px));
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-	                                            MHD_USE_ERROR_LOG,
-	                                        0, NULL, NULL, on_access, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-	                                        on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-	                                        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_END);
+	struct MHD_Daemon *d = MHD_start_daemon(
+	    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	    on_access, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_END);
 	if (!d) {
 		fputs("proxy_harness: cannot start the HTTP daemon\n", stderr);
 		proxy_unref(px);

@@ -26,9 +26,9 @@
 struct proxy {
 	pthread_mutex_t mu;
 	int refs;
-	pid_t pid;               /* leader of the engine's process group; 0 once reaped */
+	pid_t pid; /* leader of the engine's process group; 0 once reaped */
 	int port;
-	char base[64];           /* http://127.0.0.1:PORT */
+	char base[64]; /* http://127.0.0.1:PORT */
 };
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -131,7 +131,8 @@ static int spec_load(const char *dir, int port, const char *name, struct spec *s
 	int r = -EINVAL;
 
 	memset(sp, 0, sizeof(*sp));
-	if (snprintf(path, sizeof(path), "%s/%s", dir, PROXY_ENGINE_FILE) >= (int)sizeof(path) || !realpath(dir, absdir)) {
+	if (snprintf(path, sizeof(path), "%s/%s", dir, PROXY_ENGINE_FILE) >= (int)sizeof(path) ||
+	    !realpath(dir, absdir)) {
 		seterr(err, errlen, "%s: %s", dir, strerror(ENAMETOOLONG));
 		return -ENAMETOOLONG;
 	}
@@ -163,7 +164,8 @@ static int spec_load(const char *dir, int port, const char *name, struct spec *s
 	for (size_t i = 0; i < json_array_size(cmd); i++) {
 		const char *a = json_string_value(json_array_get(cmd, i));
 		if (!a || subst(a, port, absdir, name, &sp->argv[i]) < 0) {
-			seterr(err, errlen, "%s: command[%zu] is not a string of at most %d bytes", path, i, PROXY_MAX_ARG);
+			seterr(err, errlen, "%s: command[%zu] is not a string of at most %d bytes", path, i,
+			       PROXY_MAX_ARG);
 			goto out;
 		}
 	}
@@ -373,7 +375,7 @@ struct call {
 	char ctype[128];
 	bool headers_done, finished, cancel;
 	CURLcode cres;
-	char *buf;               /* ring of PROXY_BUFFER bytes */
+	char *buf; /* ring of PROXY_BUFFER bytes */
 	size_t head, len;
 	double last_byte;
 	/* usage scanning: the current line (SSE) or the whole body, bounded */
@@ -517,7 +519,9 @@ static void report(struct call *k)
 	if (!k->done)
 		return;
 	struct proxy_result r = {.status = k->headers_done ? (unsigned)k->status : 502,
-	                         .tokens_in = k->tok_in, .tokens_out = k->tok_out, .complete = k->sent_all};
+	                         .tokens_in = k->tok_in,
+	                         .tokens_out = k->tok_out,
+	                         .complete = k->sent_all};
 	proxy_done_fn done = k->done;
 	k->done = NULL;
 	done(k->arg, &r);
@@ -609,8 +613,7 @@ static enum MHD_Result fail_502(struct MHD_Connection *conn, const char *why)
 }
 
 enum MHD_Result proxy_handle(struct proxy *p, struct MHD_Connection *conn, const char *method, const char *url,
-                             const char *content_type, const char *body, size_t len, proxy_done_fn done,
-                             void *arg)
+                             const char *content_type, const char *body, size_t len, proxy_done_fn done, void *arg)
 {
 	struct call *k = calloc(1, sizeof(*k));
 	char hdr[192];
@@ -649,7 +652,8 @@ enum MHD_Result proxy_handle(struct proxy *p, struct MHD_Connection *conn, const
 	curl_easy_setopt(k->c, CURLOPT_XFERINFODATA, k);
 	curl_easy_setopt(k->c, CURLOPT_NOPROGRESS, 0L);
 	k->hdrs = curl_slist_append(NULL, "Expect:");
-	snprintf(hdr, sizeof(hdr), "Content-Type: %.160s", content_type && *content_type ? content_type : "application/json");
+	snprintf(hdr, sizeof(hdr), "Content-Type: %.160s",
+	         content_type && *content_type ? content_type : "application/json");
 	if (!strpbrk(hdr, "\r\n"))
 		k->hdrs = curl_slist_append(k->hdrs, hdr);
 	curl_easy_setopt(k->c, CURLOPT_HTTPHEADER, k->hdrs);

@@ -26,15 +26,15 @@
 
 #include <microhttpd.h>
 
-#define PROXY_ENGINE_FILE      "engine.json"
-#define PROXY_MAX_SPEC         65536           /* bytes of engine.json */
-#define PROXY_MAX_ARGS         256
-#define PROXY_MAX_ARG          4096            /* bytes of one argument after substitution */
-#define PROXY_DEFAULT_READY_S  120
-#define PROXY_MAX_READY_S      3600
-#define PROXY_KILL_GRACE_S     10
-#define PROXY_BUFFER           (1u << 20)      /* engine bytes buffered per request before back-pressure */
-#define PROXY_IDLE_TIMEOUT_S   600             /* no byte from the engine for this long: the request fails */
+#define PROXY_ENGINE_FILE     "engine.json"
+#define PROXY_MAX_SPEC        65536 /* bytes of engine.json */
+#define PROXY_MAX_ARGS        256
+#define PROXY_MAX_ARG         4096 /* bytes of one argument after substitution */
+#define PROXY_DEFAULT_READY_S 120
+#define PROXY_MAX_READY_S     3600
+#define PROXY_KILL_GRACE_S    10
+#define PROXY_BUFFER          (1u << 20) /* engine bytes buffered per request before back-pressure */
+#define PROXY_IDLE_TIMEOUT_S  600        /* no byte from the engine for this long: the request fails */
 
 struct proxy;
 
@@ -47,7 +47,7 @@ bool proxy_wanted(const char *model_dir);
  * malformed one; -ETIMEDOUT: not ready in time; -ECHILD: the engine exited
  * before it was ready; others from the system.  err gets one line. */
 int proxy_open(const char *model_dir, const char *name, struct proxy **ret_proxy, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
+    __attribute__((warn_unused_result));
 struct proxy *proxy_ref(struct proxy *p);
 void proxy_unref(struct proxy *p); /* accepts NULL */
 int proxy_port(const struct proxy *p);
@@ -59,9 +59,9 @@ int proxy_pid(const struct proxy *p); /* the process group's leader */
  * from the response's free callback, which libmicrohttpd may run after
  * MHD_OPTION_NOTIFY_COMPLETED: arg must stay valid until done runs. */
 struct proxy_result {
-	unsigned status;          /* HTTP status sent to the client (502 when the engine failed) */
+	unsigned status;            /* HTTP status sent to the client (502 when the engine failed) */
 	long tokens_in, tokens_out; /* from the engine's usage objects, -1 when none was seen */
-	bool complete;            /* the whole answer reached the client */
+	bool complete;              /* the whole answer reached the client */
 };
 typedef void (*proxy_done_fn)(void *arg, const struct proxy_result *r);
 
@@ -72,5 +72,4 @@ typedef void (*proxy_done_fn)(void *arg, const struct proxy_result *r);
  * called exactly once, also when this fails (then with status 502 after a
  * 502 error body in OpenAI's format was queued). */
 enum MHD_Result proxy_handle(struct proxy *p, struct MHD_Connection *conn, const char *method, const char *url,
-                             const char *content_type, const char *body, size_t len, proxy_done_fn done,
-                             void *arg);
+                             const char *content_type, const char *body, size_t len, proxy_done_fn done, void *arg);
