@@ -27,7 +27,9 @@ struct bn_deploy {
 	int64_t window_s;
 	char *hook;              /* absolute path or NULL */
 	int hook_timeout_s;
+	int64_t max_skew_s; /* how far in the future "created" may be */
 	/* state */
+	char channel[BN_MAX_NAME + 1]; /* the channel this root follows; "" until pinned */
 	int active, previous;    /* slot index or -1 */
 	int64_t window_until;    /* 0 when validated */
 	struct bn_slot slots[2];
@@ -133,6 +135,7 @@ static int save_state(struct bn_deploy *d, struct bn_error *err)
 	json_object_set_new(o, "active", d->active >= 0 ? json_string(slot_names[d->active]) : json_null());
 	json_object_set_new(o, "previous", d->previous >= 0 ? json_string(slot_names[d->previous]) : json_null());
 	json_object_set_new(o, "window_until", json_integer(d->window_until));
+	json_object_set_new(o, "channel", d->channel[0] ? json_string(d->channel) : json_null());
 	for (int i = 0; i < 2; i++)
 		json_object_set_new(slots, slot_names[i], slot_json(&d->slots[i]));
 	json_object_set_new(o, "slots", slots);
@@ -175,6 +178,19 @@ static int load_state(struct bn_deploy *d, struct bn_error *err)
 	d->active = bn_slot_index(json_string_value(json_object_get(o, "active")));
 	d->previous = bn_slot_index(json_string_value(json_object_get(o, "previous")));
 	d->window_until = json_integer_value(json_object_get(o, "window_until"));
+	const char *ch = json_string_value(json_object_get(o, "channel"));
+	if (ch && !bn_name_valid(ch)) {
+		r = bn_fail(err, -EBADMSG, "%s: bad channel", path);
+		goto out;
+	}
+	snprintf(d->channel, sizeof d->channel, "%s", ch ? ch : "");
+	if (!ch) {
+		/* A root from before channels were pinned follows its active bundle's. */
+		int a = d->active;
+		if (a >= 0 && slot_from_json(json_object_get(slots, slot_names[a]), &d->slots[a]) == 0 &&
+		    d->slots[a].has_bundle && bn_name_valid(d->slots[a].channel))
+			snprintf(d->channel, sizeof d->channel, "%s", d->slots[a].channel);
+	}
 	for (int i = 0; i < 2; i++)
 		if (slot_from_json(json_object_get(slots, slot_names[i]), &d->slots[i]) < 0) {
 			r = bn_fail(err, -EBADMSG, "%s: slot %s has no valid state", path, slot_names[i]);
@@ -201,6 +217,7 @@ static int load_config(struct bn_deploy *d, struct bn_error *err)
 {
 	d->window_s = BN_DEFAULT_WINDOW_S;
 	d->hook_timeout_s = 300;
+	d->max_skew_s = BN_DEFAULT_MAX_SKEW_S;
 	char *path = rpath(d, "config.json"), *buf = NULL;
 	size_t len = 0;
 	int r = 0;
@@ -213,7 +230,9 @@ static int load_config(struct bn_deploy *d, struct bn_error *err)
 			r = bn_fail(err, -EINVAL, "%s: not a JSON object", path);
 		if (r == 0) {
 			json_t *w = json_object_get(o, "validation_window_s"), *h = json_object_get(o, "switch_hook"),
-			       *t = json_object_get(o, "hook_timeout_s");
+			       *t = json_object_get(o, "hook_timeout_s"), *sk = json_object_get(o, "max_clock_skew_s");
+			if (json_is_integer(sk) && json_integer_value(sk) >= 0)
+				d->max_skew_s = json_integer_value(sk);
 			if (json_is_integer(w) && json_integer_value(w) >= 0)
 				d->window_s = json_integer_value(w);
 			if (json_is_integer(t) && json_integer_value(t) > 0)
@@ -410,6 +429,24 @@ static int run_hook(struct bn_deploy *d, const char *action, int slot, struct bn
 
 /* ---- recovery -------------------------------------------------------- */
 
+/* SHA-256 (hex) of the signed manifest copy in slot's tree; false when none. */
+static bool slot_manifest_sha(const struct bn_deploy *d, int slot, char out[BN_SHA256_HEX])
+{
+	char *sp = bn_deploy_slot_path(d, slot), *mf = NULL, *buf = NULL;
+	size_t len = 0;
+	bool ok = sp && asprintf(&mf, "%s/%s", sp, BN_SLOT_MANIFEST) >= 0 &&
+	          bn_read_file_nofollow(mf, BN_MANIFEST_MAX, &buf, &len, NULL) == 0;
+	if (ok) {
+		uint8_t h[BN_SHA256_LEN];
+		bn_sha256(buf, len, h);
+		bn_hex(h, BN_SHA256_LEN, out);
+	}
+	free(buf);
+	free(mf);
+	free(sp);
+	return ok;
+}
+
 static int recover(struct bn_deploy *d, struct bn_error *err)
 {
 	int r = 0;
@@ -441,16 +478,53 @@ static int recover(struct bn_deploy *d, struct bn_error *err)
 	char reason[256];
 	struct bn_audit_event ev = {.action = "recover", .result = "ok", .reason = reason};
 	if (op && !strcmp(op, "import") && to >= 0) {
-		/* The slot's old tree is intact unless the final exchange happened;
-		 * without proof either way it is treated as empty.  The work
-		 * directory stays, so re-running the import resumes. */
+		/* The slot's old tree is intact unless the final exchange happened:
+		 * its copy of the signed manifest says which tree it holds.  The old
+		 * bundle is kept (never a slot holding a bundle marked empty); the
+		 * new one, complete once its manifest copy is written, is staged;
+		 * anything else is empty.  The work directory stays, so re-running
+		 * the import resumes. */
 		struct bn_slot *s = &d->slots[to];
-		memset(s, 0, sizeof *s);
-		s->state = BN_SLOT_EMPTY;
-		if (d->previous == to)
-			d->previous = -1;
-		snprintf(reason, sizeof reason, "interrupted import into %s; slot marked empty, re-run the import to resume",
-		         slot_names[to]);
+		char have[BN_SHA256_HEX];
+		bool got = slot_manifest_sha(d, to, have);
+		const char *old_state = json_string_value(json_object_get(d->pending, "old_state"));
+		const char *nsha = json_string_value(json_object_get(d->pending, "sha256"));
+		const char *nname = json_string_value(json_object_get(d->pending, "bundle"));
+		const char *nchan = json_string_value(json_object_get(d->pending, "channel"));
+		json_t *nver = json_object_get(d->pending, "version");
+		int os = -1;
+		for (int i = 0; old_state && i < (int)(sizeof state_names / sizeof *state_names); i++)
+			if (!strcmp(old_state, state_names[i]))
+				os = i;
+		if (got && s->has_bundle && !strcmp(have, s->manifest_sha256) && os >= 0 && os != BN_SLOT_IMPORTING &&
+		    os != BN_SLOT_ACTIVE) {
+			s->state = (enum bn_slot_state)os;
+			if (os == BN_SLOT_PREVIOUS && d->active >= 0)
+				d->previous = to;
+			snprintf(reason, sizeof reason, "interrupted import into %s; its bundle %.64s version %" PRIu64
+			         " is intact and kept (%s)", slot_names[to], s->bundle, s->version, state_names[os]);
+		} else if (got && nsha && nname && nchan && json_is_integer(nver) && !strcmp(have, nsha) &&
+		           strlen(nname) <= BN_MAX_NAME && strlen(nchan) <= BN_MAX_NAME) {
+			memset(s, 0, sizeof *s);
+			s->state = BN_SLOT_STAGED;
+			s->has_bundle = true;
+			snprintf(s->bundle, sizeof s->bundle, "%s", nname);
+			snprintf(s->channel, sizeof s->channel, "%s", nchan);
+			s->version = (uint64_t)json_integer_value(nver);
+			snprintf(s->manifest_sha256, sizeof s->manifest_sha256, "%s", nsha);
+			s->staged_at = (int64_t)time(NULL);
+			if (d->previous == to)
+				d->previous = -1;
+			snprintf(reason, sizeof reason, "interrupted import into %s; the new bundle was complete and is staged",
+			         slot_names[to]);
+		} else {
+			memset(s, 0, sizeof *s);
+			s->state = BN_SLOT_EMPTY;
+			if (d->previous == to)
+				d->previous = -1;
+			snprintf(reason, sizeof reason,
+			         "interrupted import into %s; slot marked empty, re-run the import to resume", slot_names[to]);
+		}
 		ev.slot = slot_names[to];
 	} else if (op && !strcmp(op, "promote") && to >= 0) {
 		/* Undo: the old active slot (from) serves again. */
@@ -568,6 +642,14 @@ out:
 int bn_deploy_init(const char *root, const struct bn_pubkey *keys, size_t n_keys, unsigned threshold,
                    struct bn_error *err)
 {
+	return bn_deploy_init2(root, keys, n_keys, threshold, NULL, err);
+}
+
+int bn_deploy_init2(const char *root, const struct bn_pubkey *keys, size_t n_keys, unsigned threshold,
+                    const struct bn_init_opts *io, struct bn_error *err)
+{
+	if (io && io->channel && !bn_name_valid(io->channel))
+		return bn_fail(err, -EINVAL, "'%s' is not a valid channel name", io->channel);
 	if (n_keys == 0 || n_keys > BN_TRUST_MAX_KEYS)
 		return bn_fail(err, -EINVAL, "give 1 to %d public keys", BN_TRUST_MAX_KEYS);
 	if (threshold == 0)
@@ -603,8 +685,11 @@ int bn_deploy_init(const char *root, const struct bn_pubkey *keys, size_t n_keys
 		memcpy(p->keys, keys, n_keys * sizeof *keys);
 		for (size_t i = 0; i < n_keys; i++)
 			for (size_t j = 0; j < i; j++)
-				if (!memcmp(keys[i].keyid, keys[j].keyid, BN_KEYID_LEN))
-					r = bn_fail(err, -EINVAL, "the same key is given twice");
+				if (!memcmp(keys[i].keyid, keys[j].keyid, BN_KEYID_LEN) ||
+				    bn_pubkey_same(&keys[i], &keys[j]))
+					r = bn_fail(err, -EINVAL,
+					            "the same key is given twice (keys %zu and %zu are one public key)",
+					            j + 1, i + 1);
 	}
 	if (r == 0 && bn_trust_format(p, &text) < 0)
 		r = bn_fail(err, -ENOMEM, "out of memory");
@@ -616,13 +701,27 @@ int bn_deploy_init(const char *root, const struct bn_pubkey *keys, size_t n_keys
 		d->lockfd = -1;
 		d->active = d->previous = -1;
 		d->floors = json_object();
-		char *cp = rpath(d, "config.json");
-		static const char cfg[] = "{\n \"validation_window_s\": 86400,\n \"switch_hook\": null,\n \"hook_timeout_s\": 300\n}\n";
-		r = cp ? bn_write_file_atomic(cp, cfg, sizeof cfg - 1, 0644, err) : bn_fail(err, -ENOMEM, "out of memory");
+		if (io && io->channel)
+			snprintf(d->channel, sizeof d->channel, "%s", io->channel);
+		char *cp = rpath(d, "config.json"), *cfg = NULL;
+		char mem[64] = "";
+		if (io && io->health_memory_limit_mb > 0)
+			snprintf(mem, sizeof mem, ",\n \"health_memory_limit_mb\": %ld", io->health_memory_limit_mb);
+		if (!cp || asprintf(&cfg,
+		                    "{\n \"validation_window_s\": 86400,\n \"switch_hook\": null,\n"
+		                    " \"hook_timeout_s\": 300,\n \"max_clock_skew_s\": %d%s\n}\n",
+		                    BN_DEFAULT_MAX_SKEW_S, mem) < 0)
+			r = bn_fail(err, -ENOMEM, "out of memory");
+		else
+			r = bn_write_file_atomic(cp, cfg, strlen(cfg), 0644, err);
+		free(cfg);
 		free(cp);
 		if (r == 0)
 			r = save_state(d, err);
-		struct bn_audit_event ev = {.action = "init", .result = "ok", .reason = "deployment root created"};
+		struct bn_audit_event ev = {.action = "init",
+		                            .result = "ok",
+		                            .reason = "deployment root created",
+		                            .channel = d->channel[0] ? d->channel : NULL};
 		if (r == 0)
 			r = commit(d, &ev, err);
 		/* trust.json last: its presence marks a complete initialisation. */
@@ -656,21 +755,32 @@ static int64_t parse_rfc3339(const char *s)
 int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts *o, struct bn_import_result *ret,
                      struct bn_error *err)
 {
-	struct bn_import_opts none = {0};
-	if (!o)
-		o = &none;
 	struct bn_trust view = bn_trust_view(&d->trust);
 	struct bn_bundle *b = NULL;
-	struct bn_audit_event ev = {.action = "import", .result = "refused"};
-	char why[BN_ERROR_MAX];
 	int r = bn_bundle_open(dir, &view, &b, err);
 	if (r < 0) {
+		char why[BN_ERROR_MAX];
 		snprintf(why, sizeof why, "%s", err ? err->msg : "verification failed");
-		ev.reason = why;
+		struct bn_audit_event ev = {.action = "import", .result = "refused", .reason = why};
 		struct bn_error e2 = {0};
 		(void)commit(d, &ev, &e2);
 		return r;
 	}
+	r = bn_deploy_import_bundle(d, b, o, ret, err);
+	bn_bundle_free(b);
+	return r;
+}
+
+int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_import_opts *o,
+                            struct bn_import_result *ret, struct bn_error *err)
+{
+	struct bn_import_opts none = {0};
+	if (!o)
+		o = &none;
+	const char *dir = b->dir;
+	struct bn_audit_event ev = {.action = "import", .result = "refused"};
+	char why[BN_ERROR_MAX];
+	int r = 0;
 	const struct bn_manifest *m = b->m;
 	ev.bundle = m->name;
 	ev.channel = m->channel;
@@ -678,10 +788,59 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 	ev.has_version = true;
 	bn_fault_point("import:verified");
 
-	/* Policy: anti-rollback floor and expiry. */
+	/* Policy: channel and name, anti-rollback floor, expiry.  The floor
+	 * is per channel, so the channel is pinned: a bundle of another channel
+	 * (signed by the same key) would otherwise start from floor 0. */
+	if (d->channel[0] && strcmp(m->channel, d->channel)) {
+		r = bn_fail(err, -ESTALE,
+		            "%s: channel %s is not the channel this root follows (%s); an operator "
+		            "switches with agctl channel set %s (audited)",
+		            dir, m->channel, d->channel, m->channel);
+		goto refuse;
+	}
+	if (!bn_trust_accepts_channel(&d->trust, m->channel)) {
+		r = bn_fail(err, -ESTALE, "%s: channel %s is not one the trust policy accepts", dir, m->channel);
+		goto refuse;
+	}
+	if (!bn_trust_accepts_bundle(&d->trust, m->name)) {
+		r = bn_fail(err, -ESTALE, "%s: bundle %s is not one the trust policy accepts", dir, m->name);
+		goto refuse;
+	}
 	bool has_floor = false;
 	uint64_t fl = floor_of(d, m->channel, &has_floor), minv = bn_trust_min_version(&d->trust, m->channel);
 	bool downgrade = (has_floor && m->version <= fl) || m->version < minv;
+	/* The floor rises at promotion; until then a staged version of the
+	 * channel is not replaced by an older or equal one (mark it bad first). */
+	int idle = d->active >= 0 ? 1 - d->active : 0;
+	const struct bn_slot *is = &d->slots[idle];
+	if (!downgrade && is->state == BN_SLOT_STAGED && is->has_bundle && !strcmp(is->channel, m->channel) &&
+	    m->version <= is->version && !o->allow_downgrade) {
+		r = bn_fail(
+		    err, -ESTALE,
+		    "%s: version %" PRIu64 " of channel %s is not above the staged %" PRIu64
+		    " in slot %s; refusing to replace it (agctl mark-bad it first, or --allow-downgrade, audited)",
+		    dir, m->version, m->channel, is->version, slot_names[idle]);
+		goto refuse;
+	}
+	uint64_t base = has_floor && fl > minv ? fl : minv;
+	if (d->trust.max_version_jump && m->version > base && m->version - base > d->trust.max_version_jump) {
+		r = bn_fail(err, -ESTALE,
+		            "%s: version %" PRIu64 " jumps more than the trust policy's max_version_jump (%" PRIu64
+		            ") above %" PRIu64 " on channel %s",
+		            dir, m->version, d->trust.max_version_jump, base, m->channel);
+		goto refuse;
+	}
+	if (d->max_skew_s >= 0) {
+		int64_t created = parse_rfc3339(m->created), now = (int64_t)time(NULL);
+		if (created > now && created - now > d->max_skew_s) {
+			r = bn_fail(
+			    err, -ESTALE,
+			    "%s: bundle created %s, %" PRId64 " s in the future (more than the %" PRId64
+			    " s of max_clock_skew_s allowed); check the clocks of the packing host and of this one",
+			    dir, m->created, created - now, d->max_skew_s);
+			goto refuse;
+		}
+	}
 	if (downgrade && !o->allow_downgrade) {
 		r = has_floor && m->version <= fl
 		            ? bn_fail(err, -ESTALE, "%s: version %" PRIu64 " of channel %s is not above the last accepted (%" PRIu64
@@ -699,6 +858,8 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 			goto refuse;
 		}
 	}
+	if (o->check_only)
+		return 0;
 	/* The idle slot: never the active one. */
 	int slot = d->active >= 0 ? 1 - d->active : 0;
 	ev.slot = slot_names[slot];
@@ -716,7 +877,13 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 	/* Intent first, then the slot's content. */
 	struct bn_slot old = d->slots[slot];
 	json_decref(d->pending);
-	d->pending = json_pack("{s:s, s:s}", "op", "import", "to", slot_names[slot]);
+	/* old_state: recovery keeps the slot's old bundle when its tree is
+	 * still there; sha256: or recognises the new one, complete. */
+	char new_sha[BN_SHA256_HEX];
+	bn_hex(b->manifest_sha256, BN_SHA256_LEN, new_sha);
+	d->pending = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "op", "import", "to", slot_names[slot], "old_state",
+	                       state_names[old.state], "sha256", new_sha, "bundle", m->name, "channel", m->channel,
+	                       "version", (json_int_t)m->version);
 	d->slots[slot].state = BN_SLOT_IMPORTING;
 	if (d->previous == slot)
 		d->previous = -1;
@@ -768,13 +935,17 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 	s->version = m->version;
 	bn_hex(b->manifest_sha256, BN_SHA256_LEN, s->manifest_sha256);
 	s->staged_at = (int64_t)time(NULL);
-	if (!has_floor || m->version > fl)
-		json_object_set_new(d->floors, m->channel, json_integer((json_int_t)m->version));
+	/* The floor rises when the slot is promoted, not here: a staged
+	 * version the health check refuses must not block its channel. */
+	bool pinned = !d->channel[0];
+	if (pinned)
+		snprintf(d->channel, sizeof d->channel, "%s", m->channel);
 	json_decref(d->pending);
 	d->pending = NULL;
 	ev.result = "ok";
-	snprintf(why, sizeof why, "%s%s", downgrade ? "downgrade allowed by operator (--allow-downgrade)" : "staged",
-	         xo.resumed_chunks ? "; resumed an interrupted import" : "");
+	snprintf(why, sizeof why, "%s%s%s", downgrade ? "downgrade allowed by operator (--allow-downgrade)" : "staged",
+	         xo.resumed_chunks ? "; resumed an interrupted import" : "",
+	         pinned ? "; root now follows this channel" : "");
 	ev.reason = why;
 	r = commit(d, &ev, err);
 	if (r == 0 && ret) {
@@ -789,7 +960,6 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 			snprintf(ret->notes + l, sizeof ret->notes - l, "%s%s", l ? "; " : "", bn_bundle_note(b, i));
 		}
 	}
-	bn_bundle_free(b);
 	return r;
 fail:
 	ev.result = "failed";
@@ -802,7 +972,6 @@ refuse:
 		struct bn_error e2 = {0};
 		(void)commit(d, &ev, &e2);
 	}
-	bn_bundle_free(b);
 	return r;
 }
 
@@ -838,6 +1007,11 @@ int bn_deploy_promote(struct bn_deploy *d, struct bn_error *err)
 	d->active = to;
 	d->previous = from;
 	d->window_until = d->window_s > 0 ? (int64_t)time(NULL) + d->window_s : 0;
+	/* Anti-rollback: the floor rises with what was promoted. */
+	bool has_floor = false;
+	uint64_t fl = floor_of(d, s->channel, &has_floor);
+	if (!has_floor || s->version > fl)
+		json_object_set_new(d->floors, s->channel, json_integer((json_int_t)s->version));
 	json_decref(d->pending);
 	d->pending = NULL;
 	return commit(d, &ev, err);
@@ -969,6 +1143,40 @@ int bn_deploy_trust_update(struct bn_deploy *d, const char *path, const char *co
 	return r < 0 ? r : q;
 }
 
+const char *bn_deploy_channel(const struct bn_deploy *d)
+{
+	return d->channel[0] ? d->channel : NULL;
+}
+
+int bn_deploy_channel_set(struct bn_deploy *d, const char *channel, const char *reason, struct bn_error *err)
+{
+	if (!channel || !bn_name_valid(channel))
+		return bn_fail(err, -EINVAL, "'%s' is not a valid channel name", channel ? channel : "");
+	struct bn_audit_event ev = {.action = "channel-set", .channel = channel, .result = "refused"};
+	char why[BN_ERROR_MAX];
+	int r = 0;
+	if (!bn_trust_accepts_channel(&d->trust, channel))
+		r = bn_fail(err, -ESTALE, "channel %s is not one the trust policy accepts", channel);
+	int st = bn_deploy_staged(d);
+	if (r == 0 && st >= 0 && strcmp(d->slots[st].channel, channel))
+		r = bn_fail(err, -EBUSY,
+		            "slot %s holds a staged bundle of channel %s; promote it or agctl mark-bad it first",
+		            slot_names[st], d->slots[st].channel);
+	if (r < 0) {
+		snprintf(why, sizeof why, "%s", err ? err->msg : "refused");
+		ev.reason = why;
+		struct bn_error e2 = {0};
+		(void)commit(d, &ev, &e2);
+		return r;
+	}
+	snprintf(why, sizeof why, "%s -> %s: %.400s", d->channel[0] ? d->channel : "(none)", channel,
+	         reason ? reason : "set by operator");
+	snprintf(d->channel, sizeof d->channel, "%s", channel);
+	ev.result = "ok";
+	ev.reason = why;
+	return commit(d, &ev, err);
+}
+
 json_t *bn_deploy_status(const struct bn_deploy *d)
 {
 	json_t *o = json_object(), *slots = json_object(), *keys = json_array();
@@ -981,6 +1189,7 @@ json_t *bn_deploy_status(const struct bn_deploy *d)
 		json_object_set_new(slots, slot_names[i], slot_json(&d->slots[i]));
 	json_object_set_new(o, "slots", slots);
 	json_object_set(o, "floors", d->floors);
+	json_object_set_new(o, "channel", d->channel[0] ? json_string(d->channel) : json_null());
 	for (size_t i = 0; i < d->trust.n_keys; i++) {
 		char id[BN_KEYID_HEX];
 		bn_keyid_hex(d->trust.keys[i].keyid, id);

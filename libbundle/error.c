@@ -5,6 +5,16 @@
 
 #include "bundle/error.h"
 
+static volatile sig_atomic_t *cancel_flag;
+
+void bn_set_cancel_flag(volatile sig_atomic_t *flag) { cancel_flag = flag; }
+bool bn_cancelled(void) { return cancel_flag && *cancel_flag; }
+
+int bn_check_cancel(struct bn_error *err)
+{
+	return bn_cancelled() ? bn_fail(err, -EINTR, "interrupted") : 0;
+}
+
 int bn_fail(struct bn_error *err, int code, const char *fmt, ...)
 {
 	if (err) {

@@ -70,7 +70,9 @@ static int close_file(struct xstate *x, struct bn_error *err)
 	uint8_t h[BN_SHA256_LEN];
 	bn_sha256_final(x->fsha, h);
 	int r = 0;
-	if (ftruncate(x->fd, (off_t)e->size) < 0 || fchmod(x->fd, e->mode) < 0 || fsync(x->fd) < 0)
+	/* Modes are normalised whatever the manifest says (finding 3 of issue 13). */
+	if (ftruncate(x->fd, (off_t)e->size) < 0 || fchmod(x->fd, bn_entry_mode(e->mode, false)) < 0 ||
+	    fsync(x->fd) < 0)
 		r = -errno;
 	if (close(x->fd) < 0 && r == 0)
 		r = -errno;
@@ -171,7 +173,7 @@ static int finish_tree(struct xstate *x, struct bn_error *err)
 		if (e->type != BN_ENTRY_DIR)
 			continue;
 		int dfd = openat(x->rootfd, e->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (dfd < 0 || fsync(dfd) < 0 || fchmod(dfd, e->mode) < 0) {
+		if (dfd < 0 || fsync(dfd) < 0 || fchmod(dfd, bn_entry_mode(e->mode, true)) < 0) {
 			int r = -errno;
 			if (dfd >= 0)
 				close(dfd);

@@ -11,20 +11,36 @@
 
 #include "bundle/fsutil.h"
 
-int bn_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len, struct bn_error *err)
+int bn_open_regular(const char *path, bool nofollow)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer that never comes. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
 	if (fd < 0)
-		return bn_fail(err, -errno, "%s: cannot open: %s", path, strerror(errno));
+		return errno == ELOOP && nofollow ? -EBADMSG : -errno;
+	struct stat st;
+	int r = fstat(fd, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EBADMSG : 0;
+	if (r == 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		r = -errno;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int read_file(const char *path, size_t max, bool nofollow, char **ret_buf, size_t *ret_len,
+                     struct bn_error *err)
+{
+	int fd = bn_open_regular(path, nofollow);
+	if (fd == -EBADMSG)
+		return bn_fail(err, -EBADMSG, "%s: not a regular file%s", path, nofollow ? " (symbolic links are refused)" : "");
+	if (fd < 0)
+		return bn_fail(err, fd, "%s: cannot open: %s", path, strerror(-fd));
 	struct stat st;
 	int r = 0;
 	char *buf = NULL;
 	if (fstat(fd, &st) < 0) {
 		r = bn_fail(err, -errno, "%s: cannot stat: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		r = bn_fail(err, -EBADMSG, "%s: not a regular file", path);
 		goto out;
 	}
 	if ((uint64_t)st.st_size > max) {
@@ -67,6 +83,16 @@ out:
 	free(buf);
 	close(fd);
 	return r;
+}
+
+int bn_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len, struct bn_error *err)
+{
+	return read_file(path, max, false, ret_buf, ret_len, err);
+}
+
+int bn_read_file_nofollow(const char *path, size_t max, char **ret_buf, size_t *ret_len, struct bn_error *err)
+{
+	return read_file(path, max, true, ret_buf, ret_len, err);
 }
 
 int bn_write_all(int fd, const void *buf, size_t len)
@@ -304,4 +330,11 @@ int bn_parse_size(const char *s, uint64_t *ret)
 		return -ERANGE;
 	*ret = (uint64_t)bytes;
 	return 0;
+}
+
+mode_t bn_entry_mode(uint32_t manifest_mode, bool dir)
+{
+	if (dir)
+		return 0755;
+	return manifest_mode & 0111 ? 0755 : 0644;
 }

@@ -154,7 +154,7 @@ static int parse_label(const char *dir, unsigned *ret, unsigned *ret_count)
 {
 	char *p = bn_path_join(dir, BN_MEDIUM_LABEL), *buf = NULL;
 	size_t len = 0;
-	int r = p ? bn_read_file(p, 4096, &buf, &len, NULL) : -ENOMEM;
+	int r = p ? bn_read_file_nofollow(p, 4096, &buf, &len, NULL) : -ENOMEM;
 	free(p);
 	if (r < 0)
 		return r;
@@ -334,6 +334,19 @@ static int unrecoverable(struct bn_bundle *b, size_t g, struct bn_error *err)
 	               "volume(s) can rebuild at most %u", b->dir, n, g + 1, what, gr->p, gr->p);
 }
 
+/* A medium's manifest.json is the signed one: read bounded, never through a
+ * symlink, a FIFO or a device (a /dev/zero manifest must not hash forever). */
+static bool same_manifest(const struct bn_bundle *b, const char *mf, uint8_t *h)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	if (bn_read_file_nofollow(mf, BN_MANIFEST_MAX, &buf, &len, NULL) < 0)
+		return false;
+	bn_sha256(buf, len, h);
+	free(buf);
+	return len == b->manifest_len && !memcmp(h, b->manifest_sha256, BN_SHA256_LEN);
+}
+
 int bn_layout_check_files(struct bn_bundle *b, struct bn_error *err)
 {
 	struct bn_layout *l = b->layout;
@@ -364,7 +377,7 @@ int bn_layout_check_files(struct bn_bundle *b, struct bn_error *err)
 				r = bn_fail(err, -ENOMEM, "out of memory");
 			else if (lstat(md, &st) < 0 || !S_ISDIR(st.st_mode))
 				r = bn_fail(err, -EBADMSG, "%s: not a directory (symbolic links are refused)", md);
-			else if (bn_sha256_file(mf, h, NULL, NULL) < 0 || memcmp(h, b->manifest_sha256, BN_SHA256_LEN) != 0)
+			else if (!same_manifest(b, mf, h))
 				r = bn_fail(err, -EBADMSG, "%s: manifest.json is not the signed manifest of this set (bundle %s "
 				            "version %" PRIu64 "): a medium of another bundle or version", md, m->name, m->version);
 			else
@@ -520,7 +533,7 @@ static int rebuild_once(struct bn_bundle *b, size_t g, struct bn_error *err)
 		if (!s->par && l->vst[s->v] == VS_REBUILT)
 			s->fd = dup(l->vfd[s->v]);
 		else
-			s->fd = open(s->par ? l->ppath[s->v] : l->vpath[s->v], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			s->fd = bn_open_regular(s->par ? l->ppath[s->v] : l->vpath[s->v], true);
 		if (s->fd < 0) {
 			/* Vanished or unreadable since the check: drop it and try again. */
 			(s->par ? l->pst : l->vst)[s->v] = VS_BAD;
@@ -553,6 +566,8 @@ static int rebuild_once(struct bn_bundle *b, size_t g, struct bn_error *err)
 		}
 	}
 	for (uint64_t off = 0; off < gr->len; off += B) {
+		if ((r = bn_check_cancel(err)) < 0)
+			goto out;
 		size_t len = gr->len - off < B ? (size_t)(gr->len - off) : B;
 		for (uint32_t i = 0; i < k; i++) {
 			struct member *s = &src[i];
@@ -680,10 +695,12 @@ int bn_layout_open_volume(struct bn_bundle *b, size_t v, struct bn_error *err)
 		char *p = bn_path_join(b->dir, m->volumes[v].name);
 		if (!p)
 			return bn_fail(err, -ENOMEM, "out of memory");
-		int fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-		int r = fd < 0 ? -errno : fd;
+		/* Regular files only: a FIFO swapped in after the checks must not block. */
+		int r = bn_open_regular(p, true);
 		if (r == -ENOENT)
 			r = bn_fail(err, -EBADMSG, "%s: missing", p);
+		else if (r == -EBADMSG)
+			r = bn_fail(err, -EBADMSG, "%s: not a regular file", p);
 		else if (r < 0)
 			r = bn_fail(err, r, "%s: %s", p, strerror(-r));
 		free(p);
@@ -703,17 +720,17 @@ int bn_layout_open_volume(struct bn_bundle *b, size_t v, struct bn_error *err)
 		int fd = dup(l->vfd[v]);
 		return fd < 0 ? bn_fail(err, -errno, "%s: %s", m->volumes[v].name, strerror(errno)) : fd;
 	}
-	int fd = open(l->vpath[v], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = bn_open_regular(l->vpath[v], true);
 	if (fd >= 0)
 		return fd;
-	int e = errno;
+	int e = -fd;
 	l->vst[v] = VS_BAD;
-	l->vwhy[v] = e == ENOENT ? "missing" : "unreadable";
+	l->vwhy[v] = e == ENOENT ? "missing" : e == EBADMSG ? "not a regular file" : "unreadable";
 	int r = bn_layout_rebuild(b, v, err);
 	if (r > 0)
 		return bn_layout_open_volume(b, v, err);
 	if (r == 0)
-		r = e == ENOENT ? bn_fail(err, -EBADMSG, "%s: missing", l->vpath[v])
+		r = e == ENOENT || e == EBADMSG ? bn_fail(err, -EBADMSG, "%s: %s", l->vpath[v], l->vwhy[v])
 		                : bn_fail(err, -e, "%s: %s", l->vpath[v], strerror(e));
 	return r;
 }

@@ -94,7 +94,7 @@ int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bund
 		r = bn_fail(err, errno ? -errno : -ENOTDIR, "%s: not a bundle directory", dir);
 		goto out;
 	}
-	r = bn_read_file(mpath, BN_MANIFEST_MAX, &b->manifest_buf, &b->manifest_len, err);
+	r = bn_read_file_nofollow(mpath, BN_MANIFEST_MAX, &b->manifest_buf, &b->manifest_len, err);
 	if (r < 0) {
 		if (r == -ENOENT)
 			r = bn_fail(err, -EBADMSG, "%s: missing", mpath);
@@ -117,7 +117,7 @@ int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bund
 		goto out;
 	}
 	unsigned threshold = trust->threshold ? trust->threshold : 1;
-	size_t seen = 0;
+	size_t seen = 0, signer_key[BN_MAX_SIGNATURES];
 	char bad[BN_ERROR_MAX] = "", untrusted[256] = "";
 	struct dirent *de;
 	while ((de = readdir(d))) {
@@ -138,7 +138,7 @@ int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bund
 		size_t tl = 0;
 		struct bn_error e2 = {0};
 		struct bn_minisig sig;
-		int q = bn_read_file(spath, BN_SIGFILE_MAX, &text, &tl, &e2);
+		int q = bn_read_file_nofollow(spath, BN_SIGFILE_MAX, &text, &tl, &e2);
 		if (q == 0)
 			q = bn_minisig_parse(text, tl, &sig, &e2);
 		free(text);
@@ -160,10 +160,15 @@ int bn_bundle_open(const char *dir, const struct bn_trust *trust, struct bn_bund
 				         de->d_name, id);
 				break;
 			}
+			/* Counted per distinct public key: the key id is not covered by
+			 * the signature, so one key listed under two ids (or one
+			 * signature copied with another id) must not count twice. */
 			bool dup = false;
 			for (size_t j = 0; j < b->n_signers; j++)
-				dup |= !memcmp(b->signers[j], sig.keyid, BN_KEYID_LEN);
+				dup |= !memcmp(b->signers[j], sig.keyid, BN_KEYID_LEN) ||
+				       bn_pubkey_same(&trust->keys[signer_key[j]], &trust->keys[k]);
 			if (!dup) {
+				signer_key[b->n_signers] = k;
 				memcpy(b->signers[b->n_signers], sig.keyid, BN_KEYID_LEN);
 				b->n_signers++;
 				memcpy(tcs[n_tcs], sig.trusted_comment, sizeof sig.trusted_comment);
@@ -463,44 +468,45 @@ struct bn_rpipe {
 	unsigned n_slots;
 };
 
+int bn_chunk_decode(const struct bn_bundle *b, size_t ci, ZSTD_DCtx *dctx, const uint8_t *cbuf, uint8_t *ubuf,
+                    uint8_t **scratch, struct bn_error *err)
+{
+	const struct bn_chunk *c = &b->m->chunks[ci];
+	char what[BN_ERROR_MAX];
+	bool ok;
+	if (c->coding == BN_CODING_ZSTD) {
+		size_t n = ZSTD_decompressDCtx(dctx, ubuf, c->usize, cbuf, c->csize);
+		ok = !ZSTD_isError(n) && n == c->usize;
+	} else {
+		if (!*scratch)
+			*scratch = malloc(b->m->chunk_size);
+		if (!*scratch)
+			return bn_fail(err, -ENOMEM, "out of memory");
+		ok = bn_bg_decode(dctx, c->coding == BN_CODING_BG2 ? 2 : 4, cbuf, c->csize, ubuf, c->usize, *scratch) == 0;
+	}
+	if (!ok) {
+		bn_describe_chunk(b, ci, what, sizeof what);
+		return bn_fail(err, -EBADMSG, "%s/%s: does not decode to its declared %u bytes", b->dir, what, c->usize);
+	}
+	uint8_t h[BN_SHA256_LEN];
+	bn_sha256(ubuf, c->usize, h);
+	if (memcmp(h, c->sha256, BN_SHA256_LEN) != 0) {
+		bn_describe_chunk(b, ci, what, sizeof what);
+		return bn_fail(err, -EBADMSG, "%s/%s: decoded sha256 does not match the signed manifest", b->dir, what);
+	}
+	return 0;
+}
+
 /* Worker: the stored bytes' hash is compared BEFORE anything decodes them;
  * then the decoded bytes' hash. */
 static void check_chunk(struct bn_job *job, void *ctx)
 {
 	struct rslot *sl = (struct rslot *)job;
 	struct bn_rpipe *p = ctx;
-	const struct bn_bundle *b = p->b;
-	const struct bn_chunk *c = &b->m->chunks[sl->ci];
-	sl->r = bn_chunk_check(b, sl->ci, sl->cbuf, &sl->e);
+	sl->r = bn_chunk_check(p->b, sl->ci, sl->cbuf, &sl->e);
 	if (sl->r < 0 || !p->decode)
 		return;
-	char what[BN_ERROR_MAX];
-	bool ok;
-	if (c->coding == BN_CODING_ZSTD) {
-		size_t n = ZSTD_decompressDCtx(sl->dctx, sl->ubuf, c->usize, sl->cbuf, c->csize);
-		ok = !ZSTD_isError(n) && n == c->usize;
-	} else {
-		if (!sl->scratch)
-			sl->scratch = malloc(b->m->chunk_size);
-		if (!sl->scratch) {
-			sl->r = bn_fail(&sl->e, -ENOMEM, "out of memory");
-			return;
-		}
-		ok = bn_bg_decode(sl->dctx, c->coding == BN_CODING_BG2 ? 2 : 4, sl->cbuf, c->csize, sl->ubuf, c->usize,
-		                  sl->scratch) == 0;
-	}
-	if (!ok) {
-		bn_describe_chunk(b, sl->ci, what, sizeof what);
-		sl->r = bn_fail(&sl->e, -EBADMSG, "%s/%s: does not decode to its declared %u bytes", b->dir, what,
-		                c->usize);
-		return;
-	}
-	uint8_t h[BN_SHA256_LEN];
-	bn_sha256(sl->ubuf, c->usize, h);
-	if (memcmp(h, c->sha256, BN_SHA256_LEN) != 0) {
-		bn_describe_chunk(b, sl->ci, what, sizeof what);
-		sl->r = bn_fail(&sl->e, -EBADMSG, "%s/%s: decoded sha256 does not match the signed manifest", b->dir, what);
-	}
+	sl->r = bn_chunk_decode(p->b, sl->ci, sl->dctx, sl->cbuf, sl->ubuf, &sl->scratch, &sl->e);
 }
 
 void bn_rpipe_free(struct bn_rpipe *p)
@@ -571,6 +577,8 @@ int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, s
 	int r = 0;
 	/* Hot loop (verify, extract). */
 	while (next_out < end) {
+		if ((r = bn_check_cancel(err)) < 0)
+			break; /* SIGINT/SIGTERM: the workers are drained below */
 		/* Keep the ring full: reads and the volume hash stay on this thread,
 		 * in order; chunk hashes and decoding run on the workers. */
 		while (!stop_reading && next_read < end && next_read - next_out < p->n_slots) {

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 /* Internal to libbundle: sequential, hash-checked chunk reading. */
+#include <zstd.h>
+
 #include "bundle/bundle.h"
 
 struct bn_chunk_reader {
@@ -30,6 +32,13 @@ int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err);
  * the coding's headers, decoding nothing. */
 int bn_chunk_fetch(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, bool *vol_bad, struct bn_error *err);
 int bn_chunk_check(const struct bn_bundle *b, size_t ci, const uint8_t *buf, struct bn_error *err);
+/* The one chunk decoder of every extraction path (verify-and-extract,
+ * per-medium staging): decodes chunk ci's stored bytes cbuf (already checked
+ * by bn_chunk_check) by its coding into ubuf (usize bytes) and compares the
+ * decoded sha256 with the signed one.  *scratch: a chunk_size buffer for
+ * byte-grouped chunks, allocated on first use, freed by the caller. */
+int bn_chunk_decode(const struct bn_bundle *b, size_t ci, ZSTD_DCtx *dctx, const uint8_t *cbuf, uint8_t *ubuf,
+                    uint8_t **scratch, struct bn_error *err);
 
 /* A thread pool behind a bounded ring of chunks: chunks ci in [first, end)
  * are read in order, checked (and, with decode, decoded and their decoded

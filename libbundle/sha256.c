@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include "bundle/fsutil.h"
 #include "bundle/sha256.h"
 
 struct bn_sha256 {
@@ -100,9 +101,12 @@ void bn_sha256(const void *data, size_t len, uint8_t out[BN_SHA256_LEN])
 int bn_sha256_file(const char *path, uint8_t out[BN_SHA256_LEN], uint64_t *ret_size,
                    struct bn_error *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* A regular file only (a FIFO or device never ends), not through a symlink. */
+	int fd = bn_open_regular(path, true);
+	if (fd == -EBADMSG)
+		return bn_fail(err, -EBADMSG, "%s: not a regular file (symbolic links are refused)", path);
 	if (fd < 0)
-		return bn_fail(err, -errno, "%s: cannot open: %s", path, strerror(errno));
+		return bn_fail(err, fd, "%s: cannot open: %s", path, strerror(-fd));
 	struct bn_sha256 *s = bn_sha256_new();
 	enum { BUF = 1 << 20 };
 	uint8_t *buf = malloc(BUF);
@@ -113,6 +117,8 @@ int bn_sha256_file(const char *path, uint8_t out[BN_SHA256_LEN], uint64_t *ret_s
 		goto out;
 	}
 	for (;;) {
+		if ((r = bn_check_cancel(err)) < 0)
+			goto out;
 		ssize_t n = read(fd, buf, BUF);
 		if (n < 0) {
 			if (errno == EINTR)

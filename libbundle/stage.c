@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <zstd.h>
@@ -179,7 +180,7 @@ static int take_medium(struct stage *s, struct bn_media_stage_result *res, struc
 	struct bn_bundle *b = s->b;
 	const struct bn_manifest *m = b->m;
 	struct bn_chunk_reader cr;
-	uint8_t *ubuf = malloc(m->chunk_size);
+	uint8_t *ubuf = malloc(m->chunk_size), *scratch = NULL;
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
 	int r = bn_chunk_reader_init(&cr, b, err);
 	if (r == 0 && (!ubuf || !dctx))
@@ -206,26 +207,16 @@ static int take_medium(struct stage *s, struct bn_media_stage_result *res, struc
 			continue;
 		}
 		for (size_t k = ci; r == 0 && k <= last; k++) {
-			const struct bn_chunk *ck = &m->chunks[k];
+			if ((r = bn_check_cancel(err)) < 0)
+				break; /* progress stays at the last volume checkpoint */
 			r = bn_chunk_read(&cr, k, err);
 			if (r < 0)
 				break;
 			if (bit(s, k))
 				continue;
-			size_t n = ZSTD_decompressDCtx(dctx, ubuf, ck->usize, cr.buf, ck->csize);
-			uint8_t h[BN_SHA256_LEN];
-			char what[BN_ERROR_MAX];
-			if (ZSTD_isError(n) || n != ck->usize) {
-				bn_describe_chunk(b, k, what, sizeof what);
-				r = bn_fail(err, -EBADMSG, "%s/%s: does not decode to its declared %u bytes", b->dir, what, ck->usize);
+			r = bn_chunk_decode(b, k, dctx, cr.buf, ubuf, &scratch, err);
+			if (r < 0)
 				break;
-			}
-			bn_sha256(ubuf, n, h);
-			if (memcmp(h, ck->sha256, BN_SHA256_LEN) != 0) {
-				bn_describe_chunk(b, k, what, sizeof what);
-				r = bn_fail(err, -EBADMSG, "%s/%s: decoded sha256 does not match the signed manifest", b->dir, what);
-				break;
-			}
 			r = place_chunk(s, k, ubuf, err);
 			if (r == 0) {
 				set_bit(s, k);
@@ -241,6 +232,7 @@ static int take_medium(struct stage *s, struct bn_media_stage_result *res, struc
 	}
 	bn_chunk_reader_release(&cr);
 	free(ubuf);
+	free(scratch);
 	ZSTD_freeDCtx(dctx);
 	return r;
 }
@@ -276,13 +268,17 @@ static int finish_tree(struct stage *s, struct bn_error *err)
 			bn_sha256_reset(sha);
 			for (uint64_t off = 0; r == 0 && off < e->size;) {
 				size_t l = e->size - off < (1u << 20) ? (size_t)(e->size - off) : (1u << 20);
+				if (bn_cancelled()) {
+					r = -EINTR;
+					break;
+				}
 				r = bn_pread_all(fd, buf, l, off);
 				bn_sha256_update(sha, buf, l);
 				off += l;
 			}
 			uint8_t h[BN_SHA256_LEN];
 			bn_sha256_final(sha, h);
-			if (r == 0 && (fchmod(fd, e->mode) < 0 || fsync(fd) < 0))
+			if (r == 0 && (fchmod(fd, bn_entry_mode(e->mode, false)) < 0 || fsync(fd) < 0))
 				r = -errno;
 			close(fd);
 			if (r < 0)
@@ -297,7 +293,7 @@ static int finish_tree(struct stage *s, struct bn_error *err)
 			if (e->type != BN_ENTRY_DIR)
 				continue;
 			int dfd = openat(rfd, e->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (dfd < 0 || fsync(dfd) < 0 || fchmod(dfd, e->mode) < 0)
+			if (dfd < 0 || fsync(dfd) < 0 || fchmod(dfd, bn_entry_mode(e->mode, true)) < 0)
 				r = bn_fail(err, -errno, "%s/tree/%s/%s: %s", s->work, a->name, e->path, strerror(errno));
 			if (dfd >= 0)
 				close(dfd);
@@ -354,6 +350,22 @@ int bn_media_stage(struct bn_bundle *b, const char *work, struct bn_media_stage_
 			goto out;
 		}
 	}
+	/* Free space for every chunk not yet in place, before this medium
+	 * writes any (the tree's files are sparse until their chunks come). */
+	const char *skip = getenv("AGKIT_SKIP_SPACE_CHECK");
+	struct statvfs sv;
+	if (!(skip && !strcmp(skip, "1")) && statvfs(work, &sv) == 0) {
+		uint64_t need = 0, have = (uint64_t)sv.f_bavail * sv.f_frsize;
+		for (size_t i = 0; i < m->n_chunks; i++)
+			need += bit(&s, i) ? 0 : (m->chunks[i].usize + 4095) / 4096 * 4096;
+		if (need > have) {
+			r = bn_fail(err, -ENOSPC, "%s: not enough free space to stage this media set: need %" PRIu64
+			            " MiB, %" PRIu64 " MiB free", work, (need + (1 << 20) - 1) >> 20, have >> 20);
+			if (!found)
+				bn_rm_rf(work); /* nothing recorded yet: nothing to keep */
+			goto out;
+		}
+	}
 	s.treefd = open(tree, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (s.treefd < 0) {
 		r = bn_fail(err, -errno, "%s: %s", tree, strerror(errno));
@@ -396,9 +408,43 @@ out:
 	return r;
 }
 
+/* 1 when work/progress records b's verified manifest, 0 when it records
+ * another (or none), negative errno when it cannot be read. */
+static int progress_is_of(const struct bn_bundle *b, const char *work)
+{
+	char *p = bn_path_join(work, PROGRESS), hex[BN_SHA256_HEX], head[sizeof PROGRESS_MAGIC + 64];
+	if (!p)
+		return -ENOMEM;
+	int fd = open(p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	free(p);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	size_t hl = strlen(PROGRESS_MAGIC) + 64;
+	struct stat st;
+	int r = fstat(fd, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EBADMSG : bn_pread_all(fd, head, hl, 0);
+	close(fd);
+	if (r < 0)
+		return r;
+	bn_hex(b->manifest_sha256, BN_SHA256_LEN, hex);
+	return !memcmp(head, PROGRESS_MAGIC, strlen(PROGRESS_MAGIC)) && !memcmp(head + strlen(PROGRESS_MAGIC), hex, 64);
+}
+
+void bn_media_stage_discard(const struct bn_bundle *b, const char *work)
+{
+	if (progress_is_of(b, work) == 1)
+		bn_rm_rf(work);
+}
+
 int bn_media_stage_install(struct bn_bundle *b, const char *work, const char *target, struct bn_error *err)
 {
-	(void)b;
+	/* The tree is installed only as the bundle it was staged from: the
+	 * progress record names the manifest every chunk was checked against. */
+	int q = progress_is_of(b, work);
+	if (q < 0)
+		return bn_fail(err, q, "%s/%s: %s", work, PROGRESS, strerror(-q));
+	if (q == 0)
+		return bn_fail(err, -EBADMSG, "%s: the staged tree is not of the verified manifest of bundle %s version %" PRIu64
+		               "; refusing to install it", work, b->m->name, b->m->version);
 	char *tree = bn_path_join(work, "tree"), *parent = bn_dirname(target);
 	if (!tree || !parent) {
 		free(tree);

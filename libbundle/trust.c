@@ -12,6 +12,11 @@
 
 #define TBAD(...) bn_fail(err, -EBADMSG, "trust policy: " __VA_ARGS__)
 
+bool bn_pubkey_same(const struct bn_pubkey *a, const struct bn_pubkey *b)
+{
+	return !memcmp(a->pk, b->pk, sizeof a->pk);
+}
+
 int bn_trust_parse(const char *buf, size_t len, struct bn_trust_policy *ret, struct bn_error *err)
 {
 	if (len > BN_TRUST_MAX_BYTES)
@@ -37,7 +42,8 @@ int bn_trust_parse(const char *buf, size_t len, struct bn_trust_policy *ret, str
 	}
 	json_t *serial = json_object_get(root, "serial"), *th = json_object_get(root, "threshold"),
 	       *keys = json_object_get(root, "keys"), *age = json_object_get(root, "max_bundle_age_days"),
-	       *chans = json_object_get(root, "channels");
+	       *chans = json_object_get(root, "channels"), *jump = json_object_get(root, "max_version_jump"),
+	       *bundles = json_object_get(root, "bundles");
 	if (!json_is_integer(serial) || json_integer_value(serial) < 0) {
 		r = TBAD("\"serial\" must be a non-negative integer");
 		goto out;
@@ -57,8 +63,10 @@ int bn_trust_parse(const char *buf, size_t len, struct bn_trust_policy *ret, str
 			goto out;
 		}
 		for (size_t j = 0; j < i; j++)
-			if (!memcmp(p->keys[j].keyid, p->keys[i].keyid, BN_KEYID_LEN)) {
-				r = TBAD("key %zu is listed twice", i);
+			if (!memcmp(p->keys[j].keyid, p->keys[i].keyid, BN_KEYID_LEN) ||
+			    bn_pubkey_same(&p->keys[j], &p->keys[i])) {
+				/* Another id for the same key would count one signature twice. */
+				r = TBAD("key %zu is listed twice (key %zu is the same public key)", i, j);
 				goto out;
 			}
 		p->n_keys = i + 1;
@@ -74,6 +82,29 @@ int bn_trust_parse(const char *buf, size_t len, struct bn_trust_policy *ret, str
 			goto out;
 		}
 		p->max_age_days = (uint64_t)json_integer_value(age);
+	}
+	if (jump) {
+		if (!json_is_integer(jump) || json_integer_value(jump) < 0) {
+			r = TBAD("\"max_version_jump\" must be a non-negative integer");
+			goto out;
+		}
+		p->max_version_jump = (uint64_t)json_integer_value(jump);
+	}
+	if (bundles) {
+		json_t *bv;
+		if (!json_is_array(bundles) || json_array_size(bundles) > BN_TRUST_MAX_BUNDLES) {
+			r = TBAD("\"bundles\" must be an array of at most %d bundle names", BN_TRUST_MAX_BUNDLES);
+			goto out;
+		}
+		json_array_foreach(bundles, i, bv)
+		{
+			const char *bn = json_string_value(bv);
+			if (!bn || !bn_name_valid(bn)) {
+				r = TBAD("\"bundles\" entry %zu is not a valid bundle name", i);
+				goto out;
+			}
+			snprintf(p->bundles[p->n_bundles++], sizeof p->bundles[0], "%s", bn);
+		}
 	}
 	if (chans) {
 		const char *name;
@@ -144,6 +175,14 @@ int bn_trust_format(const struct bn_trust_policy *p, char **ret_text)
 		                    json_pack("{s:I}", "min_version", (json_int_t)p->channels[j].min_version));
 	json_object_set_new(root, "channels", chans);
 	json_object_set_new(root, "max_bundle_age_days", json_integer((json_int_t)p->max_age_days));
+	if (p->max_version_jump)
+		json_object_set_new(root, "max_version_jump", json_integer((json_int_t)p->max_version_jump));
+	if (p->n_bundles) {
+		json_t *bl = json_array();
+		for (size_t j = 0; j < p->n_bundles; j++)
+			json_array_append_new(bl, json_string(p->bundles[j]));
+		json_object_set_new(root, "bundles", bl);
+	}
 	char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	if (!text)
@@ -173,14 +212,76 @@ uint64_t bn_trust_min_version(const struct bn_trust_policy *p, const char *chann
 	return 0;
 }
 
-/* Distinct keys of `keys` with a valid signature over buf among sigs. */
+bool bn_trust_accepts_channel(const struct bn_trust_policy *p, const char *channel)
+{
+	if (p->n_channels == 0)
+		return true;
+	for (size_t i = 0; i < p->n_channels; i++)
+		if (!strcmp(p->channels[i].name, channel))
+			return true;
+	return false;
+}
+
+bool bn_trust_accepts_bundle(const struct bn_trust_policy *p, const char *name)
+{
+	if (p->n_bundles == 0)
+		return true;
+	for (size_t i = 0; i < p->n_bundles; i++)
+		if (!strcmp(p->bundles[i], name))
+			return true;
+	return false;
+}
+
+/* Whether a trust-update signature's trusted comment says what it signs:
+ * BN_TRUST_UPDATE_COMMENT followed by serial (any serial when serial is
+ * NULL), optionally followed by tab-separated fields. */
+static bool update_comment_ok(const char *tc, const uint64_t *serial)
+{
+	size_t pl = strlen(BN_TRUST_UPDATE_COMMENT);
+	if (strncmp(tc, BN_TRUST_UPDATE_COMMENT, pl))
+		return false;
+	const char *s = tc + pl;
+	if (*s < '0' || *s > '9')
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || (*end && *end != '\t'))
+		return false;
+	return !serial || v == *serial;
+}
+
+/* Distinct public keys of `keys` with a valid trust-update signature over buf
+ * among sigs.  A key listed twice under two ids counts once. */
 static size_t count_signers(const struct bn_pubkey *keys, size_t n_keys, const char *buf, size_t len,
-                            const struct bn_minisig *sigs, size_t n_sigs)
+                            const struct bn_minisig *sigs, size_t n_sigs, const uint64_t *serial)
 {
 	size_t count = 0;
-	for (size_t k = 0; k < n_keys; k++)
+	for (size_t k = 0; k < n_keys; k++) {
+		bool seen = false;
+		for (size_t j = 0; j < k && !seen; j++)
+			seen = bn_pubkey_same(&keys[j], &keys[k]);
+		if (seen)
+			continue;
 		for (size_t s = 0; s < n_sigs; s++)
-			if (bn_minisig_verify(&sigs[s], &keys[k], buf, len) == 0) {
+			if (update_comment_ok(sigs[s].trusted_comment, serial) &&
+			    bn_minisig_verify(&sigs[s], &keys[k], buf, len) == 0) {
+				count++;
+				break;
+			}
+	}
+	return count;
+}
+
+/* Signatures by a key of keys that verify but do not say they sign a trust update. */
+static size_t count_undeclared(const struct bn_pubkey *keys, size_t n_keys, const char *buf, size_t len,
+                               const struct bn_minisig *sigs, size_t n_sigs)
+{
+	size_t count = 0;
+	for (size_t s = 0; s < n_sigs; s++)
+		for (size_t k = 0; k < n_keys; k++)
+			if (!update_comment_ok(sigs[s].trusted_comment, NULL) &&
+			    bn_minisig_verify(&sigs[s], &keys[k], buf, len) == 0) {
 				count++;
 				break;
 			}
@@ -214,17 +315,30 @@ int bn_trust_check_update(const struct bn_trust_policy *cur, const char *new_buf
 			goto out;
 	}
 	/* Signatures are checked before the proposed policy is parsed. */
-	size_t old_ok = count_signers(cur->keys, cur->n_keys, new_buf, new_len, sigs, n_sigs);
+	size_t old_ok = count_signers(cur->keys, cur->n_keys, new_buf, new_len, sigs, n_sigs, NULL);
 	if (old_ok < cur->threshold) {
+		size_t undeclared = count_undeclared(cur->keys, cur->n_keys, new_buf, new_len, sigs, n_sigs);
 		r = bn_fail(err, -EKEYREJECTED,
-		            "new trust policy is signed by %zu key(s) of the current policy; it needs %u", old_ok,
-		            cur->threshold);
+		            "new trust policy is signed by %zu key(s) of the current policy; it needs %u%s", old_ok,
+		            cur->threshold,
+		            undeclared ? " (a signature whose trusted comment is not \"" BN_TRUST_UPDATE_COMMENT
+		                         "N\" is not a trust-update signature)"
+		                       : "");
 		goto out;
 	}
 	r = bn_trust_parse(new_buf, new_len, np, err);
 	if (r < 0)
 		goto out;
-	size_t new_ok = count_signers(np->keys, np->n_keys, new_buf, new_len, sigs, n_sigs);
+	/* Now that the serial is known, the comments must name exactly it. */
+	old_ok = count_signers(cur->keys, cur->n_keys, new_buf, new_len, sigs, n_sigs, &np->serial);
+	if (old_ok < cur->threshold) {
+		r = bn_fail(err, -EKEYREJECTED,
+		            "new trust policy is signed by %zu key(s) of the current policy for serial %" PRIu64
+		            "; it needs %u (the trusted comment must be \"" BN_TRUST_UPDATE_COMMENT "%" PRIu64 "\")",
+		            old_ok, np->serial, cur->threshold, np->serial);
+		goto out;
+	}
+	size_t new_ok = count_signers(np->keys, np->n_keys, new_buf, new_len, sigs, n_sigs, &np->serial);
 	if (new_ok < np->threshold) {
 		r = bn_fail(err, -EKEYREJECTED, "new trust policy is signed by %zu of its own key(s); it needs %u", new_ok,
 		            np->threshold);

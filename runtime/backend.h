@@ -25,6 +25,13 @@ struct rt_weight {
 
 struct rt_backend;
 
+/* One sequence of a batched attention call. */
+struct rt_att_seg {
+	const float *kc, *vc; /* [ctx][nkv*hd], rows [0, pos0 + T) valid */
+	int row0;             /* first query row in q/out */
+	int T, pos0;
+};
+
 struct rt_backend_ops {
 	const char *name;
 	void (*free)(struct rt_backend *b);
@@ -35,6 +42,10 @@ struct rt_backend_ops {
 	 * q, out: [T][nh*hd]; kc, vc: [ctx][nkv*hd]; window > 0 hides keys with q_pos - k_pos >= window */
 	void (*attention)(struct rt_backend *b, float *out, const float *q, const float *kc, const float *vc, int T,
 	                  int pos0, int nh, int nkv, int hd, int window);
+	/* the same for several sequences in one job (batched decoding): segment i's T queries are rows
+	 * row0.. of q and out ([sum T][nh*hd]) and attend to its own cache kc/vc as attention() does */
+	void (*attention_batch)(struct rt_backend *b, float *out, const float *q, const struct rt_att_seg *seg,
+	                        int n_seg, int nh, int nkv, int hd, int window);
 };
 
 struct rt_backend {

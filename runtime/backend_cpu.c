@@ -14,7 +14,7 @@
 
 /* out[r][t] = dot(w row r, x row t) for a 4-row x 3-token tile.  Unused rows
  * and tokens point at duplicates, so the kernels have no branches inside. */
-typedef void (*tile_fn)(const void *const w[4], const float *const x[3], int K, float out[4][3]);
+typedef void (*tile_fn)(const void *const w[4], const float *const x[3], int K, float out[4][3], size_t pf);
 typedef void (*tile1_fn)(const void *const w[4], const float *x, int K, float out[4], size_t pf);
 typedef float (*dot_fn)(const float *a, const float *b, int n);
 typedef void (*axpy_fn)(float *y, float a, const float *x, int n);
@@ -45,16 +45,19 @@ static void tile_generic(const void *const w[4], const float *const x[3], int K,
 	}
 }
 
-static void tile_g_f32(const void *const w[4], const float *const x[3], int K, float out[4][3])
+static void tile_g_f32(const void *const w[4], const float *const x[3], int K, float out[4][3], size_t pf)
 {
+	(void)pf;
 	tile_generic(w, x, K, out, RT_F32);
 }
-static void tile_g_f16(const void *const w[4], const float *const x[3], int K, float out[4][3])
+static void tile_g_f16(const void *const w[4], const float *const x[3], int K, float out[4][3], size_t pf)
 {
+	(void)pf;
 	tile_generic(w, x, K, out, RT_F16);
 }
-static void tile_g_bf16(const void *const w[4], const float *const x[3], int K, float out[4][3])
+static void tile_g_bf16(const void *const w[4], const float *const x[3], int K, float out[4][3], size_t pf)
 {
+	(void)pf;
 	tile_generic(w, x, K, out, RT_BF16);
 }
 
@@ -156,10 +159,15 @@ static inline float hsum(__m256 v)
 	return _mm_cvtss_f32(s);
 }
 
-/* HOT LOOP: the 4x3 register tile is where prefill spends its time; 12
- * accumulators + 3 x vectors + 1 weight vector fill the 16 ymm registers. */
-#define DEF_TILE(NAME, LD, DT)                                                                                         \
-	static void NAME(const void *const w[4], const float *const x[3], int K, float out[4][3])                      \
+/* HOT LOOP: the 4x3 register tile is where prefill and batched decode spend
+ * their time; 12 accumulators + 3 x vectors + 1 weight vector fill the 16
+ * ymm registers.  With few tokens (a decode batch) the tile streams its 4
+ * weight rows about as fast as tile1 does, so like tile1 it prefetches the
+ * next group of rows (pf bytes further on): the rows are too short for the
+ * hardware prefetcher.  The sums run in the same order as tile1's (8 lanes,
+ * k ascending), so a token gets the same result alone or in a batch. */
+#define DEF_TILE(NAME, LD, DT, ES)                                                                                     \
+	static void NAME(const void *const w[4], const float *const x[3], int K, float out[4][3], size_t pf)           \
 	{                                                                                                              \
 		__m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00, a20 = a00,    \
 		       a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;                                          \
@@ -167,6 +175,9 @@ static inline float hsum(__m256 v)
 		for (; k + 8 <= K; k += 8) {                                                                           \
 			__m256 x0 = _mm256_loadu_ps(x[0] + k), x1 = _mm256_loadu_ps(x[1] + k),                         \
 			       x2 = _mm256_loadu_ps(x[2] + k), wv;                                                     \
+			if (pf && (k & (64 / ES - 1)) == 0)                                                            \
+				for (int r = 0; r < 4; r++)                                                            \
+					_mm_prefetch((const char *)w[r] + (size_t)k * ES + pf, _MM_HINT_T0);           \
 			wv = LD(w[0], k);                                                                              \
 			a00 = _mm256_fmadd_ps(wv, x0, a00);                                                            \
 			a01 = _mm256_fmadd_ps(wv, x1, a01);                                                            \
@@ -229,9 +240,9 @@ static inline float hsum(__m256 v)
 				out[r] += rt_load_elem(w[r], DT, k) * x[k];                                            \
 	}
 
-DEF_TILE(tile_a_f32, ld_f32, RT_F32)
-DEF_TILE(tile_a_f16, ld_f16, RT_F16)
-DEF_TILE(tile_a_bf16, ld_bf16, RT_BF16)
+DEF_TILE(tile_a_f32, ld_f32, RT_F32, 4)
+DEF_TILE(tile_a_f16, ld_f16, RT_F16, 2)
+DEF_TILE(tile_a_bf16, ld_bf16, RT_BF16, 2)
 DEF_TILE1(tile1_a_f32, ld_f32, RT_F32, 4)
 DEF_TILE1(tile1_a_f16, ld_f16, RT_F16, 2)
 DEF_TILE1(tile1_a_bf16, ld_bf16, RT_BF16, 2)
@@ -286,6 +297,125 @@ static const struct kern kern_avx2 = {
 #pragma GCC pop_options
 #endif
 
+/* ---- AVX-512F kernels: the matmul tiles with 16 lanes ----
+ * The same 4x3 and 4x1 tiles over zmm registers; twice the FMA width is what
+ * batched decode (compute-bound at 8+ tokens) needs.  tile and tile1 again
+ * sum each row in one order (16 lanes, k ascending, then the scalar tail), so
+ * batched and single-token results stay identical.  Attention and the
+ * conversions keep the AVX2 code. */
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma,f16c")
+#endif
+
+static inline __m512 ld16_f32(const void *p, int k)
+{
+	return _mm512_loadu_ps((const float *)p + k);
+}
+static inline __m512 ld16_f16(const void *p, int k)
+{
+	return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + k)));
+}
+static inline __m512 ld16_bf16(const void *p, int k)
+{
+	__m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)p + k));
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+static inline float hsum16(__m512 v)
+{
+	/* fixed order: halves, then the AVX2 reduction */
+	__m256 h =
+	    _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+	return hsum(h);
+}
+
+/* HOT LOOP: see DEF_TILE; 12 zmm accumulators */
+#define DEF_TILE16(NAME, LD, DT, ES)                                                                                   \
+	static void NAME(const void *const w[4], const float *const x[3], int K, float out[4][3], size_t pf)           \
+	{                                                                                                              \
+		__m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00, a20 = a00,    \
+		       a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;                                          \
+		int k = 0;                                                                                             \
+		for (; k + 16 <= K; k += 16) {                                                                         \
+			__m512 x0 = _mm512_loadu_ps(x[0] + k), x1 = _mm512_loadu_ps(x[1] + k),                         \
+			       x2 = _mm512_loadu_ps(x[2] + k), wv;                                                     \
+			if (pf && (k & (64 / ES - 1)) == 0)                                                            \
+				for (int r = 0; r < 4; r++)                                                            \
+					_mm_prefetch((const char *)w[r] + (size_t)k * ES + pf, _MM_HINT_T0);           \
+			wv = LD(w[0], k);                                                                              \
+			a00 = _mm512_fmadd_ps(wv, x0, a00);                                                            \
+			a01 = _mm512_fmadd_ps(wv, x1, a01);                                                            \
+			a02 = _mm512_fmadd_ps(wv, x2, a02);                                                            \
+			wv = LD(w[1], k);                                                                              \
+			a10 = _mm512_fmadd_ps(wv, x0, a10);                                                            \
+			a11 = _mm512_fmadd_ps(wv, x1, a11);                                                            \
+			a12 = _mm512_fmadd_ps(wv, x2, a12);                                                            \
+			wv = LD(w[2], k);                                                                              \
+			a20 = _mm512_fmadd_ps(wv, x0, a20);                                                            \
+			a21 = _mm512_fmadd_ps(wv, x1, a21);                                                            \
+			a22 = _mm512_fmadd_ps(wv, x2, a22);                                                            \
+			wv = LD(w[3], k);                                                                              \
+			a30 = _mm512_fmadd_ps(wv, x0, a30);                                                            \
+			a31 = _mm512_fmadd_ps(wv, x1, a31);                                                            \
+			a32 = _mm512_fmadd_ps(wv, x2, a32);                                                            \
+		}                                                                                                      \
+		out[0][0] = hsum16(a00), out[0][1] = hsum16(a01), out[0][2] = hsum16(a02);                             \
+		out[1][0] = hsum16(a10), out[1][1] = hsum16(a11), out[1][2] = hsum16(a12);                             \
+		out[2][0] = hsum16(a20), out[2][1] = hsum16(a21), out[2][2] = hsum16(a22);                             \
+		out[3][0] = hsum16(a30), out[3][1] = hsum16(a31), out[3][2] = hsum16(a32);                             \
+		for (; k < K; k++)                                                                                     \
+			for (int r = 0; r < 4; r++) {                                                                  \
+				float wv = rt_load_elem(w[r], DT, k);                                                  \
+				for (int t = 0; t < 3; t++)                                                            \
+					out[r][t] += wv * x[t][k];                                                     \
+			}                                                                                              \
+	}
+
+/* HOT LOOP: decode, see DEF_TILE1 */
+#define DEF_TILE1_16(NAME, LD, DT, ES)                                                                                 \
+	static void NAME(const void *const w[4], const float *x, int K, float out[4], size_t pf)                       \
+	{                                                                                                              \
+		__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                            \
+		int k = 0;                                                                                             \
+		for (; k + 16 <= K; k += 16) {                                                                         \
+			__m512 xv = _mm512_loadu_ps(x + k);                                                            \
+			if ((k & (64 / ES - 1)) == 0)                                                                  \
+				for (int r = 0; r < 4; r++)                                                            \
+					_mm_prefetch((const char *)w[r] + (size_t)k * ES + pf, _MM_HINT_T0);           \
+			a0 = _mm512_fmadd_ps(LD(w[0], k), xv, a0);                                                     \
+			a1 = _mm512_fmadd_ps(LD(w[1], k), xv, a1);                                                     \
+			a2 = _mm512_fmadd_ps(LD(w[2], k), xv, a2);                                                     \
+			a3 = _mm512_fmadd_ps(LD(w[3], k), xv, a3);                                                     \
+		}                                                                                                      \
+		out[0] = hsum16(a0), out[1] = hsum16(a1), out[2] = hsum16(a2), out[3] = hsum16(a3);                    \
+		for (; k < K; k++)                                                                                     \
+			for (int r = 0; r < 4; r++)                                                                    \
+				out[r] += rt_load_elem(w[r], DT, k) * x[k];                                            \
+	}
+
+DEF_TILE16(tile_z_f32, ld16_f32, RT_F32, 4)
+DEF_TILE16(tile_z_f16, ld16_f16, RT_F16, 2)
+DEF_TILE16(tile_z_bf16, ld16_bf16, RT_BF16, 2)
+DEF_TILE1_16(tile1_z_f32, ld16_f32, RT_F32, 4)
+DEF_TILE1_16(tile1_z_f16, ld16_f16, RT_F16, 2)
+DEF_TILE1_16(tile1_z_bf16, ld16_bf16, RT_BF16, 2)
+
+static const struct kern kern_avx512 = {
+    .tile = {tile_z_f32, tile_z_f16, tile_z_bf16},
+    .cvt = {cvt_a_f32, cvt_a_f16, cvt_a_bf16},
+    .tile1 = {tile1_z_f32, tile1_z_f16, tile1_z_bf16},
+    .dot = dot_avx2,
+    .axpy = axpy_avx2,
+    .name = "avx512",
+};
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
 /* __builtin_cpu_supports() knows no "f16c" in clang (14): CPUID.1:ECX.F16C */
 static bool cpu_has_f16c(void)
 {
@@ -302,8 +432,11 @@ static const struct kern *pick_kern(void)
 		return &kern_generic;
 #ifdef HAVE_X86
 	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c()) {
+		if (__builtin_cpu_supports("avx512f") && !(force && !strcmp(force, "avx2")))
+			return &kern_avx512;
 		return &kern_avx2;
+	}
 #endif
 	return &kern_generic;
 }
@@ -324,6 +457,10 @@ struct cpu {
 
 #define ROWS_PER_TASK 16
 #define TOK_BLOCK     48
+/* from this many tokens on, 16-bit weight rows are converted to f32 once per
+ * token block; fewer tokens (decode batches) convert inside the tile, which
+ * prefetches (measured on the bench model: faster up to about 24 tokens) */
+#define SCRATCH_MIN_T 24
 
 struct mm_job {
 	const struct kern *k;
@@ -379,9 +516,23 @@ static void mm_task(void *ctx, int task, int thread)
 				const float *xr[3];
 				float o[4][3];
 				int nt = t1 - t < 3 ? t1 - t : 3;
+				if (nt == 1 && t > t0) {
+					/* a last single token: the 4x1 tile (same sums) instead
+					 * of a 4x3 tile doing three times the work */
+					float o1[4];
+					float *yr = j->y + (size_t)t * N;
+					(j->scratch ? j->k->tile1[RT_F32] : tile1)(wr, j->x + (size_t)t * K, K, o1, 0);
+					for (int r = 0; r < nr; r++) {
+						float v = o1[r] + (j->bias ? j->bias[n + r] : 0.0f);
+						yr[n + r] = j->acc ? yr[n + r] + v : v;
+					}
+					continue;
+				}
 				for (int c = 0; c < 3; c++)
 					xr[c] = j->x + (size_t)(t + (c < nt ? c : nt - 1)) * K;
-				tile(wr, xr, K, o);
+				/* prefetch the next row group while the first token tile
+				 * streams this one (not for converted rows in scratch) */
+				tile(wr, xr, K, o, t == t0 && !j->scratch ? 4 * rb : 0);
 				for (int c = 0; c < nt; c++) {
 					float *yr = j->y + (size_t)(t + c) * N;
 					for (int r = 0; r < nr; r++) {
@@ -419,7 +570,7 @@ static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const str
 	struct cpu *c = b->priv;
 	struct mm_job j = {c->k, NULL, y, x, w, bias, T, accumulate};
 
-	if (w->dtype != RT_F32 && T >= 6 && ensure_scratch(c, b->n_threads, (size_t)w->cols) == 0)
+	if (w->dtype != RT_F32 && T >= SCRATCH_MIN_T && ensure_scratch(c, b->n_threads, (size_t)w->cols) == 0)
 		j.scratch = c->scratch;
 	if ((size_t)w->rows * w->cols * T < (1u << 15)) {
 		/* too small to pay for waking the pool */
@@ -442,24 +593,23 @@ struct att_job {
 	int T, pos0, nh, nkv, hd, window;
 };
 
-static void att_task(void *ctx, int task, int thread)
+/* HOT LOOP (long contexts): one query row of one head against its cache.
+ * q, o: [hd]; kc, vc: the cache of the query's own sequence. */
+static void att_one(const struct kern *k, float *o, const float *q, const float *kc, const float *vc, int qpos, int kvh,
+                    int nkv, int hd, int window)
 {
-	const struct att_job *j = ctx;
-	int t = task / j->nh, h = task % j->nh, kvh = h / (j->nh / j->nkv), hd = j->hd;
-	int qpos = j->pos0 + t, lo = 0, kvstride = j->nkv * hd;
-	const float *q = j->q + (size_t)t * j->nh * hd + (size_t)h * hd;
-	float *o = j->out + (size_t)t * j->nh * hd + (size_t)h * hd;
+	int lo = 0, kvstride = nkv * hd;
 	float acc[MAX_HD], s[ATT_BLOCK], m = -INFINITY, l = 0, scale = 1.0f / sqrtf((float)hd);
 
-	if (j->window > 0 && qpos - j->window + 1 > 0)
-		lo = qpos - j->window + 1;
+	if (window > 0 && qpos - window + 1 > 0)
+		lo = qpos - window + 1;
 	memset(acc, 0, sizeof(float) * hd);
 	/* blockwise online softmax: scores of a block, then one rescale */
 	for (int b0 = lo; b0 <= qpos; b0 += ATT_BLOCK) {
 		int b1 = b0 + ATT_BLOCK <= qpos + 1 ? b0 + ATT_BLOCK : qpos + 1;
 		float bm = -INFINITY;
 		for (int p = b0; p < b1; p++) {
-			s[p - b0] = j->k->dot(q, j->kc + (size_t)p * kvstride + (size_t)kvh * hd, hd) * scale;
+			s[p - b0] = k->dot(q, kc + (size_t)p * kvstride + (size_t)kvh * hd, hd) * scale;
 			if (s[p - b0] > bm)
 				bm = s[p - b0];
 		}
@@ -473,11 +623,21 @@ static void att_task(void *ctx, int task, int thread)
 		for (int p = b0; p < b1; p++) {
 			float e = expf(s[p - b0] - m);
 			l += e;
-			j->k->axpy(acc, e, j->vc + (size_t)p * kvstride + (size_t)kvh * hd, hd);
+			k->axpy(acc, e, vc + (size_t)p * kvstride + (size_t)kvh * hd, hd);
 		}
 	}
 	for (int i = 0; i < hd; i++)
 		o[i] = acc[i] / l;
+}
+
+static void att_task(void *ctx, int task, int thread)
+{
+	const struct att_job *j = ctx;
+	int t = task / j->nh, h = task % j->nh, hd = j->hd;
+	size_t off = (size_t)t * j->nh * hd + (size_t)h * hd;
+
+	(void)thread;
+	att_one(j->k, j->out + off, j->q + off, j->kc, j->vc, j->pos0 + t, h / (j->nh / j->nkv), j->nkv, hd, j->window);
 }
 
 static void cpu_attention(struct rt_backend *b, float *out, const float *q, const float *kc, const float *vc, int T,
@@ -486,6 +646,46 @@ static void cpu_attention(struct rt_backend *b, float *out, const float *q, cons
 	struct cpu *c = b->priv;
 	struct att_job j = {c->k, out, q, kc, vc, T, pos0, nh, nkv, hd, window};
 	rt_pool_run(c->pool, T * nh, att_task, &j);
+}
+
+struct att_batch_job {
+	const struct kern *k;
+	float *out;
+	const float *q;
+	const struct rt_att_seg *seg;
+	int n_seg, nh, nkv, hd, window;
+};
+
+/* task = query row (over all segments) x head; rows are in segment order */
+static void att_batch_task(void *ctx, int task, int thread)
+{
+	const struct att_batch_job *j = ctx;
+	int row = task / j->nh, h = task % j->nh, hd = j->hd, lo = 0, hi = j->n_seg - 1;
+	const struct rt_att_seg *sg;
+	size_t off = (size_t)row * j->nh * hd + (size_t)h * hd;
+
+	(void)thread;
+	while (lo < hi) { /* last segment with row0 <= row */
+		int mid = (lo + hi + 1) / 2;
+		if (j->seg[mid].row0 <= row)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	sg = &j->seg[lo];
+	att_one(j->k, j->out + off, j->q + off, sg->kc, sg->vc, sg->pos0 + (row - sg->row0), h / (j->nh / j->nkv),
+	        j->nkv, hd, j->window);
+}
+
+static void cpu_attention_batch(struct rt_backend *b, float *out, const float *q, const struct rt_att_seg *seg,
+                                int n_seg, int nh, int nkv, int hd, int window)
+{
+	struct cpu *c = b->priv;
+	struct att_batch_job j = {c->k, out, q, seg, n_seg, nh, nkv, hd, window};
+
+	if (n_seg <= 0)
+		return;
+	rt_pool_run(c->pool, (seg[n_seg - 1].row0 + seg[n_seg - 1].T) * nh, att_batch_task, &j);
 }
 
 static void cpu_free(struct rt_backend *b)
@@ -509,6 +709,7 @@ static const struct rt_backend_ops cpu_ops = {
     .free = cpu_free,
     .matmul = cpu_matmul,
     .attention = cpu_attention,
+    .attention_batch = cpu_attention_batch,
 };
 
 int rt_backend_cpu_new(int n_threads, struct rt_backend **ret_b)

@@ -36,11 +36,36 @@ struct rt_model {
 	pthread_mutex_t run;          /* sessions share the backend's pool and scratch */
 	const struct rt_dev_ops *dev; /* whole-forward device path, NULL on the CPU */
 	void *dm;                     /* its model */
+	struct batch_scratch *bs;     /* rt_forward_batch's buffers, allocated on first use (under run) */
+};
+
+/* One sequence's share of a batched step: T tokens at positions pos0.. in
+ * rows row0.. of the gathered activations. */
+struct batch_seg {
+	struct rt_session *s;
+	const int32_t *ids;
+	int T, pos0, row0;
+	long out; /* logits row (the caller's session index), -1: no logits this step */
+};
+
+/* Activations of one batched step: at most CHUNK tokens of all sequences
+ * together, so every weight matrix is streamed once per step. */
+struct batch_scratch {
+	float *x, *xn;           /* [CHUNK][hidden] */
+	float *q, *att;          /* [CHUNK][nh*hd] */
+	float *k, *v;            /* [CHUNK][nkv*hd], copied into each session's cache after RoPE */
+	float *g, *u;            /* [CHUNK][inter] */
+	float *cosb, *sinb;      /* [CHUNK][hd/2] */
+	struct batch_seg *seg;   /* [CHUNK]: every segment has at least one token */
+	struct rt_att_seg *aseg; /* [CHUNK] */
+	float *lg;               /* [lg_rows][vocab]: logits when the caller's rows are not contiguous */
+	size_t lg_rows;
 };
 
 struct rt_session {
 	struct rt_model *m;
 	int max_ctx, pos;
+	bool in_batch;      /* rt_forward_batch: marks duplicates while it validates */
 	float **kc, **vc;   /* per layer [max_ctx][nkv*hd] */
 	float *x, *xn;      /* [CHUNK][hidden] */
 	float *q, *att;     /* [CHUNK][nh*hd] */
@@ -116,6 +141,26 @@ static void init_rope(struct rt_model *m)
 	}
 }
 
+static void batch_scratch_free(struct batch_scratch *b)
+{
+	if (!b)
+		return;
+	free(b->x);
+	free(b->xn);
+	free(b->q);
+	free(b->att);
+	free(b->k);
+	free(b->v);
+	free(b->g);
+	free(b->u);
+	free(b->cosb);
+	free(b->sinb);
+	free(b->seg);
+	free(b->aseg);
+	free(b->lg);
+	free(b);
+}
+
 void rt_model_free(struct rt_model *m)
 {
 	if (!m)
@@ -133,6 +178,7 @@ void rt_model_free(struct rt_model *m)
 			free(L->bo);
 		}
 	free(m->layers);
+	batch_scratch_free(m->bs);
 	free(m->final_norm);
 	free(m->inv_freq);
 	pthread_mutex_destroy(&m->run);
@@ -657,38 +703,247 @@ int rt_session_max_ctx(const struct rt_session *s)
 	return s ? s->max_ctx : 0;
 }
 
-/* Reference implementation: each session in turn.  (A single pass over the
- * weights for all sessions replaces it; same results.) */
-int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
-                     float *logits, struct rt_error *err)
+/* Device sessions: each session in turn (the device runs whole forward
+ * passes of one sequence).  Positions are restored on failure. */
+static int forward_batch_each(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
+                              float *logits, struct rt_error *err)
 {
-	int *saved;
-
-	if (!ss || !ids || !n_ids)
-		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
-	saved = calloc(n ? n : 1, sizeof(*saved));
-	if (!saved)
-		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		if (!ss[i] || (n_ids[i] && !ids[i]) || (i && ss[i]->m != ss[0]->m)) {
-			free(saved);
-			return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid batch entry %zu", i);
-		}
-		saved[i] = ss[i]->pos;
-	}
 	for (size_t i = 0; i < n; i++) {
 		float *lg = logits ? logits + i * (size_t)ss[i]->m->cfg.vocab : NULL;
-		int r;
+		int r, pos0 = ss[i]->pos;
 		if (!n_ids[i])
 			continue;
 		r = rt_session_forward(ss[i], ids[i], n_ids[i], false, lg, err);
 		if (r < 0) {
-			for (size_t j = 0; j <= i; j++)
-				ss[j]->pos = saved[j];
-			free(saved);
+			/* a multi-chunk forward may have advanced before failing */
+			ss[i]->pos = pos0;
+			for (size_t j = 0; j < i; j++)
+				ss[j]->pos -= (int)n_ids[j];
 			return r;
 		}
 	}
-	free(saved);
+	return 0;
+}
+
+static int batch_scratch_get(struct rt_model *m, size_t lg_rows, struct batch_scratch **ret)
+{
+	const struct rt_config *c = &m->cfg;
+	struct batch_scratch *b = m->bs;
+	size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+
+	if (!b) {
+		b = calloc(1, sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		b->x = malloc(sizeof(float) * CHUNK * c->hidden);
+		b->xn = malloc(sizeof(float) * CHUNK * c->hidden);
+		b->q = malloc(sizeof(float) * CHUNK * qd);
+		b->att = malloc(sizeof(float) * CHUNK * qd);
+		b->k = malloc(sizeof(float) * CHUNK * kvd);
+		b->v = malloc(sizeof(float) * CHUNK * kvd);
+		b->g = malloc(sizeof(float) * CHUNK * c->intermediate);
+		b->u = malloc(sizeof(float) * CHUNK * c->intermediate);
+		b->cosb = malloc(sizeof(float) * CHUNK * (c->head_dim / 2));
+		b->sinb = malloc(sizeof(float) * CHUNK * (c->head_dim / 2));
+		b->seg = malloc(sizeof(*b->seg) * CHUNK);
+		b->aseg = malloc(sizeof(*b->aseg) * CHUNK);
+		if (!b->x || !b->xn || !b->q || !b->att || !b->k || !b->v || !b->g || !b->u || !b->cosb || !b->sinb ||
+		    !b->seg || !b->aseg) {
+			batch_scratch_free(b);
+			return -ENOMEM;
+		}
+		m->bs = b;
+	}
+	if (lg_rows > b->lg_rows) {
+		float *p = realloc(b->lg, sizeof(float) * lg_rows * c->vocab);
+		if (!p)
+			return -ENOMEM;
+		b->lg = p;
+		b->lg_rows = lg_rows;
+	}
+	*ret = b;
+	return 0;
+}
+
+/* One batched step over n_seg segments (rows [0, rows) in total, rows <=
+ * CHUNK).  Mirrors forward_chunk row by row: the same kernels (the matmul
+ * tiles sum each row in the same order for any T) and the same order of
+ * operations per token, so each sequence gets the logits it gets alone. */
+static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int n_seg, int rows, float *logits,
+                               bool direct)
+{
+	const struct rt_config *c = &m->cfg;
+	struct rt_backend *be = m->be;
+	int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, half = hd / 2, V = c->vocab;
+	size_t qd = (size_t)nh * hd, kvd = (size_t)nkv * hd;
+	int n_log = 0;
+	long out0 = -1;
+
+	for (int j = 0; j < n_seg; j++) {
+		const struct batch_seg *sg = &b->seg[j];
+		for (int t = 0; t < sg->T; t++) {
+			size_t r = (size_t)sg->row0 + t;
+			embed_row(&m->embed, sg->ids[t], b->x + r * H);
+			for (int i = 0; i < half; i++) {
+				/* HF computes the angle in float32 */
+				float ang = (float)(sg->pos0 + t) * m->inv_freq[i];
+				b->cosb[r * half + i] = cosf(ang);
+				b->sinb[r * half + i] = sinf(ang);
+			}
+		}
+	}
+	for (int l = 0; l < c->n_layers; l++) {
+		const struct rt_layer *L = &m->layers[l];
+
+		/* every matrix below is read once for all rows of all sequences */
+		rmsnorm(b->xn, b->x, L->attn_norm, rows, H, c->rms_eps);
+		be->ops->matmul(be, b->q, b->xn, &L->wq, L->bq, rows, false);
+		be->ops->matmul(be, b->k, b->xn, &L->wk, L->bk, rows, false);
+		be->ops->matmul(be, b->v, b->xn, &L->wv, L->bv, rows, false);
+		if (c->qk_norm) {
+			rmsnorm(b->q, b->q, L->q_norm, rows * nh, hd, c->rms_eps);
+			rmsnorm(b->k, b->k, L->k_norm, rows * nkv, hd, c->rms_eps);
+		}
+		/* RoPE per row with that row's own position */
+		rope(b->q, rows, nh, hd, qd, b->cosb, b->sinb);
+		rope(b->k, rows, nkv, hd, kvd, b->cosb, b->sinb);
+		for (int j = 0; j < n_seg; j++) {
+			const struct batch_seg *sg = &b->seg[j];
+			struct rt_session *s = sg->s;
+			memcpy(s->kc[l] + (size_t)sg->pos0 * kvd, b->k + (size_t)sg->row0 * kvd,
+			       sizeof(float) * kvd * sg->T);
+			memcpy(s->vc[l] + (size_t)sg->pos0 * kvd, b->v + (size_t)sg->row0 * kvd,
+			       sizeof(float) * kvd * sg->T);
+			b->aseg[j] = (struct rt_att_seg){s->kc[l], s->vc[l], sg->row0, sg->T, sg->pos0};
+		}
+		be->ops->attention_batch(be, b->att, b->q, b->aseg, n_seg, nh, nkv, hd, c->sliding_window);
+		be->ops->matmul(be, b->x, b->att, &L->wo, L->bo, rows, true);
+
+		rmsnorm(b->xn, b->x, L->ffn_norm, rows, H, c->rms_eps);
+		be->ops->matmul(be, b->g, b->xn, &L->wg, NULL, rows, false);
+		be->ops->matmul(be, b->u, b->xn, &L->wu, NULL, rows, false);
+		for (size_t i = 0; i < (size_t)rows * c->intermediate; i++) {
+			float gv = b->g[i];
+			b->g[i] = gv / (1.0f + expf(-gv)) * b->u[i];
+		}
+		be->ops->matmul(be, b->x, b->g, &L->wd, NULL, rows, true);
+	}
+	for (int j = 0; j < n_seg; j++)
+		b->seg[j].s->pos += b->seg[j].T;
+	if (!logits)
+		return;
+	/* lm_head only over the last row of each sequence that ends here */
+	for (int j = 0; j < n_seg; j++) {
+		const struct batch_seg *sg = &b->seg[j];
+		if (sg->out < 0)
+			continue;
+		if (out0 < 0)
+			out0 = sg->out;
+		rmsnorm(b->xn + (size_t)n_log * H, b->x + (size_t)(sg->row0 + sg->T - 1) * H, m->final_norm, 1, H,
+		        c->rms_eps);
+		n_log++;
+	}
+	if (!n_log)
+		return;
+	if (direct) {
+		/* the caller's rows out0.. are consecutive: write them in place */
+		be->ops->matmul(be, logits + (size_t)out0 * V, b->xn, &m->lm_head, NULL, n_log, false);
+		return;
+	}
+	be->ops->matmul(be, b->lg, b->xn, &m->lm_head, NULL, n_log, false);
+	n_log = 0;
+	for (int j = 0; j < n_seg; j++)
+		if (b->seg[j].out >= 0)
+			memcpy(logits + (size_t)b->seg[j].out * V, b->lg + (size_t)n_log++ * V, sizeof(float) * V);
+}
+
+/* CPU: all sessions' tokens are gathered into steps of at most CHUNK rows;
+ * each step streams every weight matrix once for all of them. */
+int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
+                     float *logits, struct rt_error *err)
+{
+	struct rt_model *m;
+	struct batch_scratch *b;
+	size_t n_active = 0, first = 0, last = 0, i, done;
+	bool contiguous;
+	int r = 0, V;
+
+	if (!ss || !ids || !n_ids)
+		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
+	if (n == 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!ss[i] || (n_ids[i] && !ids[i]) || ss[i]->m != ss[0]->m)
+			return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid batch entry %zu", i);
+	m = ss[0]->m;
+	V = m->cfg.vocab;
+	/* validate everything before any session moves */
+	for (i = 0; i < n && r == 0; i++) {
+		struct rt_session *s = ss[i];
+		if (!n_ids[i])
+			continue;
+		if (s->in_batch) {
+			r = rt_fail(err, RT_ERR_USAGE, -EINVAL, "batch entry %zu: session appears twice", i);
+			break;
+		}
+		s->in_batch = true;
+		if (n_ids[i] > (size_t)(s->max_ctx - s->pos)) {
+			r = rt_fail(err, RT_ERR_USAGE, -ENOSPC,
+			            "batch entry %zu: %zu tokens do not fit the context (%d of %d used)", i, n_ids[i],
+			            s->pos, s->max_ctx);
+			break;
+		}
+		for (size_t k = 0; k < n_ids[i]; k++)
+			if (ids[i][k] < 0 || ids[i][k] >= V) {
+				r = rt_fail(err, RT_ERR_USAGE, -EINVAL,
+				            "batch entry %zu: token id %d out of range [0, %d)", i, ids[i][k], V);
+				break;
+			}
+		if (!n_active++)
+			first = i;
+		last = i;
+	}
+	for (size_t j = 0; j < n && j <= i; j++)
+		ss[j]->in_batch = false;
+	if (r < 0)
+		return r;
+	if (!n_active)
+		return 0;
+	if (m->dev)
+		return forward_batch_each(ss, ids, n_ids, n, logits, err);
+	contiguous = last - first + 1 == n_active;
+	pthread_mutex_lock(&m->run);
+	r = batch_scratch_get(m, contiguous || !logits ? 0 : (n_active < CHUNK ? n_active : CHUNK), &b);
+	if (r < 0) {
+		pthread_mutex_unlock(&m->run);
+		return rt_fail(err, RT_ERR_INTERNAL, r, "out of memory for a batch of %zu sequences", n_active);
+	}
+	/* steps of at most CHUNK tokens; a long prompt chunk is split across
+	 * steps, and its logits come from the step holding its last token */
+	i = first;
+	done = 0;
+	while (i <= last) {
+		int rows = 0, n_seg = 0;
+		while (i <= last && rows < CHUNK) {
+			size_t take;
+			if (!n_ids[i]) {
+				i++;
+				continue;
+			}
+			take = n_ids[i] - done;
+			if (take > (size_t)(CHUNK - rows))
+				take = (size_t)(CHUNK - rows);
+			b->seg[n_seg++] = (struct batch_seg){
+			    ss[i], ids[i] + done, (int)take, ss[i]->pos, rows, done + take == n_ids[i] ? (long)i : -1};
+			rows += (int)take;
+			done += take;
+			if (done == n_ids[i]) {
+				i++;
+				done = 0;
+			}
+		}
+		forward_batch_step(m, b, n_seg, rows, logits, contiguous);
+	}
+	pthread_mutex_unlock(&m->run);
 	return 0;
 }

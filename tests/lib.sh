@@ -42,7 +42,8 @@ done_testing() { echo "1..$_n"; [ "$_failed" = 0 ]; }
 need() { local b; for b in "$@"; do command -v "$b" >/dev/null 2>&1 || skip_all "$b not installed"; done; }
 # A free TCP port on 127.0.0.1.
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-# Compares two trees: contents, types, permission bits and symlink targets.
+# Compares a source tree with its extracted copy: contents, types, symlink
+# targets, and the copy's permission bits (normalised from the source's).
 same_tree() {
 	$PY - "$1" "$2" <<'PYEOF'
 import os, stat, sys, filecmp
@@ -65,8 +66,11 @@ for k, sa in wa.items():
         if os.readlink(os.path.join(a, k)) != os.readlink(os.path.join(b, k)):
             print("link differs:", k); sys.exit(1)
         continue
-    if stat.S_IMODE(sa.st_mode) != stat.S_IMODE(sb.st_mode):
-        print("mode differs:", k, oct(sa.st_mode), oct(sb.st_mode)); sys.exit(1)
+    # The second tree was extracted: modes are normalised (files 0644, or
+    # 0755 with any exec bit; directories 0755), see docs/SECURITY.md.
+    want = 0o755 if stat.S_ISDIR(sa.st_mode) or sa.st_mode & 0o111 else 0o644
+    if stat.S_IMODE(sb.st_mode) != want:
+        print("mode differs:", k, oct(sa.st_mode), oct(sb.st_mode), "want", oct(want)); sys.exit(1)
     if stat.S_ISREG(sa.st_mode) and not filecmp.cmp(os.path.join(a, k), os.path.join(b, k), shallow=False):
         print("content differs:", k); sys.exit(1)
 PYEOF

@@ -93,7 +93,7 @@ for i in $(seq 1 ${CRASH_RANDOM:-40}); do
 	{ kill -9 $pid; wait $pid; } 2>/dev/null
 	out=$(consistent "random kill $i" | grep '^not ok' || true)
 	[ -z "$out" ] && ok "random kill $i: consistent" || { not_ok "random kill $i: consistent"; echo "$out"; }
-	if "$AGIMPORT" b2 --root "$R" > rerun.out 2>&1 || grep -q "not above the last accepted" rerun.out; then
+	if "$AGIMPORT" b2 --root "$R" > rerun.out 2>&1 || grep -Eq "not above the (last accepted|staged)" rerun.out; then
 		ok "random kill $i: re-run completes"
 	else
 		not_ok "random kill $i: re-run completes"; sed 's/^/#   /' rerun.out

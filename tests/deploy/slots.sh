@@ -39,7 +39,9 @@ expect_exit 4 "promote with nothing staged" "$AGCTL" --root "$R" promote
 # Anti-rollback: replays and downgrades.
 expect_exit 5 "replayed v2 is refused" "$AGIMPORT" b2 --root "$R"
 last_output | grep -q "not above the last accepted" && ok "message names the floor" || not_ok "message names the floor"
-expect_exit 5 "same version v4 replayed is refused" "$AGIMPORT" b4 --root "$R"
+expect_exit 5 "same version as the active v3 replayed is refused" "$AGIMPORT" b3 --root "$R"
+# The floor rises at promotion: v4, staged and refused, does not block v4 itself.
+check "v4, marked bad, never promoted, may be staged again" "$AGIMPORT" b4 --root "$R"
 check "--allow-downgrade accepts v2" "$AGIMPORT" b2 --root "$R" --allow-downgrade
 check "the downgrade is audited" grep -q '"version":2,"result":"ok","reason":"downgrade allowed by operator' "$R/audit.log"
 check "a refusal is audited too" grep -q '"result":"refused","reason":".*not above the last accepted' "$R/audit.log"
@@ -111,13 +113,14 @@ json.dump({"agkit_trust": 1, "serial": serial, "threshold": 1, "keys": ks}, open
 PY
 }
 mknew new.json 2 k4.pub
-minisign -S -s k4.key -m new.json -x new.json.k4.minisig </dev/null >/dev/null
+TU="agkit-trust-update v1 serial 2" # the trusted comment of a trust-update signature
+minisign -S -s k4.key -m new.json -x new.json.k4.minisig -t "$TU" </dev/null >/dev/null
 expect_exit 3 "a policy signed only by its own new key (forged) is refused" "$AGCTL" --root "$R" trust update new.json
 last_output | grep -q "signed by 0 key(s) of the current policy" && ok "message names the missing old signatures" || not_ok "message names the missing old signatures"
 rm new.json.k4.minisig
-minisign -S -s k1.key -m new.json -x new.json.k1.minisig </dev/null >/dev/null
+minisign -S -s k1.key -m new.json -x new.json.k1.minisig -t "$TU" </dev/null >/dev/null
 expect_exit 3 "a policy signed only by the old key is refused" "$AGCTL" --root "$R" trust update new.json
-minisign -S -s k4.key -m new.json -x new.json.k4.minisig </dev/null >/dev/null
+"$AGPACK" sign-trust new.json --key k4.key >/dev/null
 check "signed by old and new keys: accepted" "$AGCTL" --root "$R" trust update new.json
 check "the policy now holds k4 only" test "$(st 's["trust"]["serial"], len(s["trust"]["keys"])')" = "2 1"
 mkbundle app 60 k1.key b60
@@ -126,7 +129,7 @@ mkbundle app 61 k4.key b61
 check "a bundle signed by the new key is accepted (--force: the idle slot is the rollback target)" "$AGIMPORT" b61 --root "$R" --force
 mknew replay.json 2 k4.pub
 echo >> replay.json
-minisign -S -s k4.key -m replay.json -x replay.json.k4.minisig </dev/null >/dev/null
+minisign -S -s k4.key -m replay.json -x replay.json.k4.minisig -t "$TU" </dev/null >/dev/null
 expect_exit 5 "a policy whose serial does not grow is refused" "$AGCTL" --root "$R" trust update replay.json
 
 # Audit log: verify, then tamper in every way.

@@ -27,7 +27,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(r == 0);
 		FUZZ_ASSERT(p[1].serial == p[0].serial && p[1].threshold == p[0].threshold &&
 		            p[1].n_keys == p[0].n_keys && p[1].max_age_days == p[0].max_age_days &&
-		            p[1].n_channels == p[0].n_channels);
+		            p[1].n_channels == p[0].n_channels && p[1].max_version_jump == p[0].max_version_jump &&
+		            p[1].n_bundles == p[0].n_bundles);
+		FUZZ_ASSERT(p[0].n_bundles <= BN_TRUST_MAX_BUNDLES);
+		for (size_t i = 0; i < p[0].n_bundles; i++)
+			FUZZ_ASSERT(!strcmp(p[1].bundles[i], p[0].bundles[i]) &&
+			            bn_trust_accepts_bundle(&p[0], p[0].bundles[i]));
+		/* One public key appears once, whatever its key id. */
+		for (size_t i = 0; i < p[0].n_keys; i++)
+			for (size_t j = 0; j < i; j++)
+				FUZZ_ASSERT(!bn_pubkey_same(&p[0].keys[i], &p[0].keys[j]));
 		FUZZ_ASSERT(memcmp(p[1].keys, p[0].keys, p[0].n_keys * sizeof p[0].keys[0]) == 0);
 		free(text);
 	}

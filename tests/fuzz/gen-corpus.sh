@@ -94,6 +94,16 @@ json.dump({"agkit_trust": 1, "serial": 7, "threshold": 2, "keys": ks,
            "max_bundle_age_days": 90}, open(out + "/two.json", "w"))
 json.dump({"agkit_trust": 1, "serial": 2, "threshold": 3, "keys": ks}, open(out + "/threshold.json", "w"))
 json.dump({"agkit_trust": 1, "serial": 2, "threshold": 1, "keys": [ks[0], ks[0]]}, open(out + "/dup.json", "w"))
+json.dump({"agkit_trust": 1, "serial": 7, "threshold": 2, "keys": ks,
+           "channels": {"stable": {"min_version": 3}, "beta": {"min_version": 0}},
+           "max_bundle_age_days": 90, "bundles": ["app", "demo"], "max_version_jump": 1000},
+          open(out + "/bundles-jump.json", "w"))
+# The same public key under another key id (issue 13, finding 7): refused.
+import base64
+raw = bytearray(base64.b64decode(keys[0])); raw[2:10] = bytes(b ^ 0x5a for b in raw[2:10])
+json.dump({"agkit_trust": 1, "serial": 2, "threshold": 2,
+           "keys": [ks[0], {"id": "other", "public_key": base64.b64encode(bytes(raw)).decode()}]},
+          open(out + "/same-key-two-ids.json", "w"))
 EOF
 
 # audit: hash-chained lines as bn_audit_append() writes them
@@ -205,4 +215,41 @@ for x in e["artifacts"][0]["entries"]:
         x["mode"] = 0
 write("modes.bin", e)
 EOF
+# Stream receiver (fuzz-stream): a real stream with parity, and hostile
+# record headers (issue 13, finding 5: a record at offset == size).
+mkdir -p "$C/stream" "$C/media"
+find "$C/stream" "$C/media" -type f ! -name 'regress-*' -delete
+mkdir -p stree && head -c 20000 /dev/urandom > stree/r.bin && printf 'x\n' > stree/x.txt
+cat > s3.json <<'EOF'
+{"name": "st", "channel": "stable", "version": 1,
+ "artifacts": [{"type": "files", "name": "model", "path": "stree"}]}
+EOF
+"$AGPACK" build s3.json --key k.key --out b3 --chunk-size 4K --volume-size 8K --parity 1 --level 1 >/dev/null
+"$AGPACK" stream b3 > "$C/stream/parity.bin"
+R=$ROOT/tests/media/mkrecord.py
+B=65536
+python3 "$R" "$C/stream/regress-offset-at-size.bin" manifest.json:2:0:2 vol-00001.agv:$((8 * B)):0:$B \
+	vol-00001.agv:$((8 * B)):$((8 * B)):0
+python3 "$R" "$C/stream/bad-headers.bin" manifest.json:2:0:2 vol-00001.agv:100:0:0 vol-00001.agv:100:$B:0 \
+	vol-00002.agv:0:$B:0 ../escape:10:0:10 signatures/0123456789ABCDEF.minisig:5:0:5
+head -c 3000 "$C/stream/parity.bin" > "$C/stream/cut.bin"
+
+# Media-set layout (fuzz-media): MANIFEST SEP LABEL SEP VOLUMES of one
+# medium of a set, of a one-medium set (completes and installs), and labels
+# that do not match.
+"$AGPACK" build s3.json --key k.key --out set3 --chunk-size 4K --volume-size 8K --media 16K --level 1 >/dev/null
+"$AGPACK" build s3.json --key k.key --out one3 --chunk-size 4K --volume-size 8K --media 1M --level 1 >/dev/null
+media_seed() { # media_seed MEDIUM_DIR OUT [LABEL_TEXT]
+	local d=$1 out=$2
+	{ cat "$d/manifest.json"; printf '%s' "$SEP"
+	  if [ $# -ge 3 ]; then printf '%s' "$3"; else cat "$d/LABEL.txt"; fi
+	  for v in $(cd "$d" && ls vol-*.agv 2>/dev/null); do printf '%s' "$SEP"; cat "$d/$v"; done; } > "$out"
+}
+media_seed set3/medium-01 "$C/media/set-medium-01.bin"
+media_seed set3/medium-02 "$C/media/set-medium-02.bin"
+media_seed one3/medium-01 "$C/media/one-medium.bin"
+media_seed one3/medium-01 "$C/media/label-count.bin" $'agkit media set\nmedium 1 of 7\n'
+media_seed one3/medium-01 "$C/media/label-zero.bin" $'agkit media set\nmedium 0 of 1\n'
+media_seed one3/medium-01 "$C/media/label-garbage.bin" $'medium 4294967297 of -1\n\n'
+media_seed b1 "$C/media/plain-with-label.bin" $'agkit media set\nmedium 1 of 1\n'
 echo "seeds: $(find "$C" -type f | wc -l) files, $(du -sk "$C" | cut -f1) KiB"

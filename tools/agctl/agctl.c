@@ -21,7 +21,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: agctl [--root R] [--wait] COMMAND ...\n"
-	        "  init --pubkey KEY.pub [--pubkey ...] [--threshold N]\n"
+	        "  init --pubkey KEY.pub [--pubkey ...] [--threshold N] [--channel C] [--health-memory-mb N]\n"
+	        "  channel set C [--reason TEXT]\n"
 	        "  status [--json]\n"
 	        "  promote\n"
 	        "  rollback [--reason TEXT]\n"
@@ -73,6 +74,7 @@ static int cmd_status(struct bn_deploy *d, int argc, char **argv)
 	}
 	int a = bn_deploy_active(d);
 	printf("root: %s\nactive: %s\n", bn_deploy_root(d), a >= 0 ? bn_slot_name(a) : "(none)");
+	printf("channel: %s\n", bn_deploy_channel(d) ? bn_deploy_channel(d) : "(none yet: the first import's)");
 	if (bn_deploy_in_window(d)) {
 		char t[32];
 		fmt_time(bn_deploy_window_until(d), t);
@@ -315,12 +317,56 @@ static int cmd_trust_update(struct bn_deploy *d, int argc, char **argv)
 	return 0;
 }
 
+/* argv: channel set C [--reason TEXT] */
+static int cmd_channel(struct bn_deploy *d, int argc, char **argv)
+{
+	const char *reason = NULL, *ch = NULL;
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--reason") && i + 1 < argc)
+			reason = argv[++i];
+		else if (argv[i][0] != '-' && !ch)
+			ch = argv[i];
+		else {
+			usage(stderr);
+			return BN_EXIT_USAGE;
+		}
+	}
+	if (!ch) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	const char *old = bn_deploy_channel(d);
+	char was[BN_MAX_NAME + 1];
+	snprintf(was, sizeof was, "%s", old ? old : "(none)");
+	struct bn_error err = {0};
+	int r = bn_deploy_channel_set(d, ch, reason, &err);
+	if (r < 0)
+		return tool_fail(r, &err);
+	printf("channel %s -> %s (its floor: the last version promoted on %s)\n", was, ch, ch);
+	return 0;
+}
+
+/* The default health_memory_limit_mb: 75% of this host's RAM (0 when unknown). */
+static long default_health_memory_mb(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[256];
+	long kb = 0;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "MemTotal: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb > 0 ? kb / 1024 * 3 / 4 : 0;
+}
+
 static int cmd_init(const char *root, int argc, char **argv)
 {
 	static struct bn_pubkey keys[MAX_KEYS];
 	size_t n = 0;
 	unsigned threshold = 1;
 	struct bn_error err = {0};
+	struct bn_init_opts io = {.health_memory_limit_mb = default_health_memory_mb()};
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--pubkey") && i + 1 < argc) {
 			if (n == MAX_KEYS) {
@@ -340,6 +386,20 @@ static int cmd_init(const char *root, int argc, char **argv)
 				return BN_EXIT_USAGE;
 			}
 			threshold = (unsigned)t;
+		} else if (!strcmp(argv[i], "--channel") && i + 1 < argc) {
+			io.channel = argv[++i];
+			if (!bn_name_valid(io.channel)) {
+				tool_err("--channel: '%s' is not a valid channel name", io.channel);
+				return BN_EXIT_USAGE;
+			}
+		} else if (!strcmp(argv[i], "--health-memory-mb") && i + 1 < argc) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 0 || v > (1L << 30)) {
+				tool_err("--health-memory-mb: expected a number of MiB (0: no limit)");
+				return BN_EXIT_USAGE;
+			}
+			io.health_memory_limit_mb = v;
 		} else {
 			usage(stderr);
 			return BN_EXIT_USAGE;
@@ -349,10 +409,15 @@ static int cmd_init(const char *root, int argc, char **argv)
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
-	int r = bn_deploy_init(root, keys, n, threshold, &err);
+	int r = bn_deploy_init2(root, keys, n, threshold, &io, &err);
 	if (r < 0)
 		return tool_fail(r, &err);
-	printf("initialised %s: %zu key(s), threshold %u\n", root, n, threshold);
+	printf("initialised %s: %zu key(s), threshold %u", root, n, threshold);
+	if (io.channel)
+		printf(", channel %s", io.channel);
+	if (io.health_memory_limit_mb > 0)
+		printf(", health checks limited to %ld MiB", io.health_memory_limit_mb);
+	printf("\n");
 	return 0;
 }
 
@@ -418,6 +483,8 @@ int main(int argc, char **argv)
 	int q;
 	if (argc >= 2 && !strcmp(argv[0], "trust") && !strcmp(argv[1], "update"))
 		q = cmd_trust_update(d, argc, argv);
+	else if (argc >= 2 && !strcmp(argv[0], "channel") && !strcmp(argv[1], "set"))
+		q = cmd_channel(d, argc, argv);
 	else if (!strcmp(argv[0], "health"))
 		q = cmd_health(d, argc, argv);
 	else if (!strcmp(argv[0], "cycle") && argc == 1)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,7 +28,15 @@ void health_config_load(const char *root, struct health_config *c)
 	if (p && bn_read_file(p, 1 << 16, &buf, &len, NULL) == 0) {
 		json_t *o = json_loadb(buf, len, 0, NULL);
 		json_t *t = json_object_get(o, "health_timeout_s"), *m = json_object_get(o, "health_memory_limit_mb"),
-		       *g = json_object_get(o, "latency_regression"), *rq = json_object_get(o, "require_health_suite");
+		       *g = json_object_get(o, "latency_regression"), *rq = json_object_get(o, "require_health_suite"),
+		       *ap = json_object_get(o, "agrun_path");
+		if (json_is_string(ap) && json_string_value(ap)[0]) {
+			const char *a = json_string_value(ap);
+			if (a[0] == '/')
+				snprintf(c->agrun, sizeof c->agrun, "%s", a);
+			else
+				c->agrun_relative = true;
+		}
 		if (json_is_integer(t) && json_integer_value(t) > 0)
 			c->timeout_s = (int)json_integer_value(t);
 		if (json_is_integer(m) && json_integer_value(m) >= 0)
@@ -191,9 +200,24 @@ static void last_line(const char *text, char *out, size_t outlen)
 static void check_once(struct bn_deploy *d, int slot, const struct health_config *c, struct health_result *res)
 {
 	memset(res, 0, sizeof *res);
-	char *sp = bn_deploy_slot_path(d, slot), *model = NULL, *suite = NULL, *agrun = tool_find_program("agrun");
+	char *sp = bn_deploy_slot_path(d, slot), *model = NULL, *suite = NULL, *agrun = NULL;
 	char why[512];
-	if (!sp || !agrun) {
+	/* agrun: $AGKIT_AGRUN, config agrun_path or beside agctl, absolute
+	 * paths only: never the working directory or PATH. */
+	const char *env = getenv("AGKIT_AGRUN");
+	if (!(env && *env) && c->agrun_relative) {
+		snprintf(res->reason, sizeof res->reason,
+		         "config.json agrun_path is not an absolute path; refusing to look agrun up in the working "
+		         "directory");
+		goto out;
+	}
+	agrun = !(env && *env) && c->agrun[0] ? strdup(c->agrun) : tool_find_program("agrun");
+	if (!agrun) {
+		tool_find_program_error("agrun", why, sizeof why);
+		snprintf(res->reason, sizeof res->reason, "%s", why);
+		goto out;
+	}
+	if (!sp) {
 		snprintf(res->reason, sizeof res->reason, "out of memory");
 		goto out;
 	}
@@ -228,6 +252,14 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 			struct rlimit rl = {.rlim_cur = (rlim_t)c->memory_limit_mb << 20, .rlim_max = (rlim_t)c->memory_limit_mb << 20};
 			setrlimit(RLIMIT_DATA, &rl);
 		}
+		/* The check must not starve the host it guards: lower CPU and I/O
+		 * priority (best-effort class, lowest level; the idle class could
+		 * starve the check itself into its timeout on a busy host). */
+		errno = 0;
+		if (nice(10) == -1 && errno)
+			fprintf(stderr, "cannot lower the CPU priority: %s\n", strerror(errno));
+		if (syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, (2 /* IOPRIO_CLASS_BE */ << 13) | 7) < 0)
+			fprintf(stderr, "cannot lower the I/O priority: %s\n", strerror(errno));
 		/* No core dumps of a crashing model run into the deployment root. */
 		struct rlimit nocore = {0, 0};
 		setrlimit(RLIMIT_CORE, &nocore);

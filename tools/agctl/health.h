@@ -15,9 +15,11 @@
 
 struct health_config {
 	int timeout_s;             /* whole check; default 600 */
-	long memory_limit_mb;      /* RLIMIT_AS for the child; 0 = none */
+	long memory_limit_mb;      /* RLIMIT_DATA for the child; 0 = none */
 	double max_regression;     /* allowed latency regression vs this host's baseline; default 0.2 */
 	bool require_suite;        /* a bundle without a health suite fails; default true */
+	char agrun[4096];          /* config agrun_path (absolute) or "" */
+	bool agrun_relative;       /* agrun_path was given but is not absolute */
 };
 
 struct health_result {

@@ -149,7 +149,21 @@ static bool is_medium(const char *dir)
 	return r;
 }
 
-static int stage_medium(struct bn_deploy *d, const char *dir, char **ret_work, bool *ret_complete, struct bn_error *err)
+static void audit_medium(struct bn_deploy *d, const struct bn_bundle *b, const char *result, const char *why)
+{
+	struct bn_audit_event ev = {.action = "import-medium", .bundle = b->m->name, .channel = b->m->channel,
+	                            .version = b->m->version, .has_version = true, .result = result, .reason = why};
+	struct bn_error e2 = {0};
+	if (bn_deploy_audit(d, &ev, &e2) < 0)
+		tool_warn("%s", e2.msg);
+}
+
+/* One medium of a set.  Its manifest and signatures are read and verified
+ * once, here: the floor, the expiry, the chunks staged and (with the last
+ * medium) the installed tree are all checked against that one bundle,
+ * handed back in *ret_b when the set is complete. */
+static int stage_medium(struct bn_deploy *d, const char *dir, const struct bn_import_opts *io, struct bn_bundle **ret_b,
+                        char **ret_work, bool *ret_complete, struct bn_error *err)
 {
 	struct bn_trust trust = bn_deploy_trust(d);
 	struct bn_bundle *b = NULL;
@@ -157,14 +171,32 @@ static int stage_medium(struct bn_deploy *d, const char *dir, char **ret_work, b
 	if (r < 0)
 		return r;
 	if (!bn_bundle_medium(b)) {
+		/* A label in a bundle that is no media set: never a silent success. */
+		r = bn_fail(err, -EBADMSG, "%s/%s: a medium label in a bundle that is not a media set (bundle %s version %"
+		            PRIu64 "); remove it to import the bundle", dir, BN_MEDIUM_LABEL, b->m->name, b->m->version);
 		bn_bundle_free(b);
-		return 0; /* not part of a media set after all: a plain import */
+		return r;
 	}
 	struct bn_media_stage_result res;
 	char *work = bn_path_join(bn_deploy_root(d), "staging/media");
 	if (!work) {
 		bn_bundle_free(b);
 		return bn_fail(err, -ENOMEM, "out of memory");
+	}
+	/* The same floor and expiry as a directory import, before anything is
+	 * staged; a staging of this bundle can then never complete: it goes. */
+	struct bn_import_opts chk = *io;
+	chk.check_only = true;
+	chk.media_work = NULL;
+	r = bn_deploy_import_bundle(d, b, &chk, NULL, err);
+	if (r < 0) {
+		bn_media_stage_discard(b, work);
+		char why[BN_ERROR_MAX + 64];
+		snprintf(why, sizeof why, "medium %u: %s", bn_bundle_medium(b), err->msg);
+		audit_medium(d, b, "refused", why);
+		free(work);
+		bn_bundle_free(b);
+		return r;
 	}
 	r = bn_media_stage(b, work, &res, err);
 	print_notes(b);
@@ -177,12 +209,7 @@ static int stage_medium(struct bn_deploy *d, const char *dir, char **ret_work, b
 			snprintf(why, sizeof why, "medium %u of %u: %zu new chunk(s); %s%s", res.medium, res.count,
 			         res.chunks_new, res.complete ? "all chunks in place" : "still needed: medium ",
 			         res.complete ? "" : res.missing);
-		struct bn_audit_event ev = {.action = "import-medium", .bundle = b->m->name, .channel = b->m->channel,
-		                            .version = b->m->version, .has_version = true,
-		                            .result = r < 0 ? "failed" : "ok", .reason = why};
-		struct bn_error e2 = {0};
-		if (bn_deploy_audit(d, &ev, &e2) < 0)
-			tool_warn("%s", e2.msg);
+		audit_medium(d, b, r < 0 ? "failed" : "ok", why);
 	}
 	if (r == 0) {
 		printf("%s: medium %u of %u of bundle %s channel %s version %" PRIu64 ": %zu new chunk(s) in place; %zu of %zu "
@@ -192,11 +219,12 @@ static int stage_medium(struct bn_deploy *d, const char *dir, char **ret_work, b
 			printf("%s: still needed: medium %s (insert them in any order and run agimport stage again)\n", dir,
 			       res.missing);
 	}
-	bn_bundle_free(b);
 	if (r < 0 || !res.complete) {
+		bn_bundle_free(b);
 		free(work);
 		return r;
 	}
+	*ret_b = b;
 	*ret_work = work;
 	*ret_complete = true;
 	return 0;
@@ -293,17 +321,22 @@ static int cmd_stage(int argc, char **argv)
 	char *work = NULL;
 	if (is_medium(argv[optind])) {
 		/* One medium of a set: its chunks go into place now; the import
-		 * completes with the last medium needed. */
+		 * completes with the last medium needed, as the bundle verified
+		 * here (never a second read of the medium). */
 		bool complete = false;
-		r = stage_medium(d, argv[optind], &work, &complete, &err);
+		struct bn_bundle *b = NULL;
+		r = stage_medium(d, argv[optind], &io, &b, &work, &complete, &err);
 		if (r < 0 || !complete) {
 			free(work);
 			bn_deploy_close(d);
 			return r < 0 ? tool_fail(r, &err) : 0;
 		}
 		io.media_work = work;
+		r = bn_deploy_import_bundle(d, b, &io, &res, &err);
+		bn_bundle_free(b);
+	} else {
+		r = bn_deploy_import(d, argv[optind], &io, &res, &err);
 	}
-	r = bn_deploy_import(d, argv[optind], &io, &res, &err);
 	free(work);
 	tool_progress_end();
 	bn_deploy_close(d);

@@ -17,6 +17,7 @@
 #include "bundle/media.h"
 #include "bundle/oci.h"
 #include "bundle/parity.h"
+#include "bundle/trust.h"
 #include "bundle/writer.h"
 #include "sources.h"
 #include "spec.h"
@@ -33,6 +34,7 @@ static void usage(FILE *f)
 	        "                   [--cache DIR] [--insecure-registry HOST:PORT]... [--ca-file FILE]\n"
 	        "                   [--auth-file FILE] [--dry-run] [--parity P] [--media SIZE] [--stream]\n"
 	        "       agpack sign DIR --key KEY\n"
+	        "       agpack sign-trust POLICY.json --key KEY   (writes POLICY.json.KEYID.minisig for agctl trust update)\n"
 	        "       agpack stream DIR                (one-way stream of the bundle on stdout, for data diodes)\n"
 	        "\n"
 	        "Exit status: 0 ok, 1 failure, 2 usage, 3 verification or unsafe input, 4 I/O error.\n");
@@ -174,6 +176,11 @@ static int add_health(struct bn_writer *w, const struct spec_artifact *a, json_t
 		suite = p[0] == '/' ? strdup(p) : bn_path_join(spec->dir, p);
 	} else if (json_is_object(health) && json_is_true(json_object_get(health, "record"))) {
 		char *agrun = tool_find_program("agrun");
+		if (!agrun) {
+			char why[300];
+			tool_find_program_error("agrun", why, sizeof why);
+			return bn_fail(err, -ENOENT, "cannot record the health suite of '%s': %s", a->name, why);
+		}
 		const char *prompts = json_string_value(json_object_get(health, "prompts"));
 		char *pp = prompts ? (prompts[0] == '/' ? strdup(prompts) : bn_path_join(spec->dir, prompts)) : NULL;
 		suite = bn_path_join(stage, "suite.json");
@@ -610,6 +617,67 @@ static int cmd_sign(int argc, char **argv)
 	return 0;
 }
 
+/* Signs a trust policy for `agctl trust update`: the trusted comment says
+ * what is signed ("agkit-trust-update v1 serial N"), so the signature can be
+ * neither a bundle signature nor one for another serial. */
+static int cmd_sign_trust(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"key", required_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *key = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "k:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k': key = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return BN_EXIT_USAGE;
+		}
+	}
+	if (!key || optind + 1 != argc) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	const char *file = argv[optind];
+	struct bn_error err = {0};
+	char *buf = NULL, *text = NULL, *out = NULL;
+	size_t len = 0;
+	struct bn_trust_policy *p = calloc(1, sizeof *p);
+	struct bn_seckey sk;
+	bool have_key = false;
+	int r = p ? bn_read_file(file, BN_TRUST_MAX_BYTES, &buf, &len, &err) : bn_fail(&err, -ENOMEM, "out of memory");
+	if (r == 0) {
+		r = bn_trust_parse(buf, len, p, &err);
+		if (r < 0)
+			bn_error_prefix(&err, "%s", file);
+	}
+	if (r == 0) {
+		r = tool_load_seckey(key, &sk, &err);
+		have_key = r == 0;
+	}
+	char id[BN_KEYID_HEX] = "", tc[128];
+	if (r == 0) {
+		bn_keyid_hex(sk.keyid, id);
+		snprintf(tc, sizeof tc, BN_TRUST_UPDATE_COMMENT "%" PRIu64, p->serial);
+		r = bn_minisig_sign(&sk, buf, len, "agkit trust policy signature", tc, &text, &err);
+	}
+	if (r == 0 && asprintf(&out, "%s.%s.minisig", file, id) < 0)
+		r = bn_fail(&err, -ENOMEM, "out of memory");
+	if (r == 0)
+		r = bn_write_file_atomic(out, text, strlen(text), 0644, &err);
+	if (have_key)
+		bn_seckey_wipe(&sk);
+	if (r == 0)
+		printf("%s: trust policy serial %" PRIu64 " signed by %s (%s)\n", file, p->serial, id, out);
+	free(buf);
+	free(text);
+	free(out);
+	free(p);
+	return r < 0 ? tool_fail(r, &err) : 0;
+}
+
 int main(int argc, char **argv)
 {
 	int q = tool_start(argc, argv, usage,
@@ -624,6 +692,8 @@ int main(int argc, char **argv)
 		return cmd_build(argc - 1, argv + 1);
 	if (!strcmp(cmd, "sign"))
 		return cmd_sign(argc - 1, argv + 1);
+	if (!strcmp(cmd, "sign-trust"))
+		return cmd_sign_trust(argc - 1, argv + 1);
 	if (!strcmp(cmd, "stream"))
 		return cmd_stream(argc - 1, argv + 1);
 	tool_err("unknown command '%s'", cmd);

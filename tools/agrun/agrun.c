@@ -20,6 +20,8 @@ static void usage(FILE *f)
 	fputs("usage: agrun MODEL_DIR (--prompt TEXT | --ids 1,2,3) [-n N] [--json] [--top-k K]\n"
 	      "       agrun MODEL_DIR --tokenize TEXT\n"
 	      "       agrun MODEL_DIR --detokenize 1,2,3\n"
+	      "       agrun MODEL_DIR --render-chat FILE [--template NAME]   (FILE: JSON with messages,\n"
+	      "         add_generation_prompt, tools...; prints exactly the chat template's prompt; - for stdin)\n"
 	      "       agrun MODEL_DIR --ids 1,2,3 --dump-logits FILE   (raw f32 [n][vocab], teacher forcing)\n"
 	      "         --prompt-file FILE (or - for stdin) instead of --prompt\n"
 	      "options: --threads T  --ctx C  --no-special (no BOS/template on --prompt/--tokenize)\n"
@@ -131,6 +133,35 @@ static void note_fallback(const char *device, int n_gpu, const char *why)
 		fprintf(stderr, "agrun: no usable CUDA device (%s); ran on the CPU\n", why);
 }
 
+/* --render-chat: the model's chat template applied to FILE's context,
+ * printed as is (no newline added). */
+static int render_chat(const char *dir, const char *file, const char *name)
+{
+	struct rt_chat_template *t = NULL;
+	struct rt_error e = {0};
+	char *ctx = NULL, *text = NULL;
+	size_t ctx_len = 0, len = 0;
+	int r = read_prompt(file, &ctx, &ctx_len);
+
+	if (r < 0) {
+		fprintf(stderr, "agrun: %s: %s\n", file, r == -EFBIG ? "larger than 64 MiB" : strerror(-r));
+		return r == -EFBIG ? 2 : 4;
+	}
+	if (rt_chat_template_load(dir, name, &t, &e) < 0 ||
+	    rt_chat_template_render(t, ctx, ctx_len, &text, &len, &e) < 0) {
+		free(ctx);
+		rt_chat_template_free(t);
+		return fail(&e);
+	}
+	free(ctx);
+	rt_chat_template_free(t);
+	r = fwrite(text, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : 4;
+	if (r)
+		fprintf(stderr, "agrun: writing the prompt: %s\n", strerror(errno));
+	free(text);
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	/* Health suites (record in the dirty zone, check in the clean zone). */
@@ -152,7 +183,9 @@ int main(int argc, char **argv)
 		O_RAW,
 		O_PROMPTFILE,
 		O_DEVICE,
-		O_WARMUP
+		O_WARMUP,
+		O_RENDER,
+		O_TEMPLATE
 	};
 	static const struct option lo[] = {
 	    {"prompt", required_argument, NULL, O_PROMPT},
@@ -171,10 +204,12 @@ int main(int argc, char **argv)
 	    {"prompt-file", required_argument, NULL, O_PROMPTFILE},
 	    {"device", required_argument, NULL, O_DEVICE},
 	    {"warmup", no_argument, NULL, O_WARMUP},
+	    {"render-chat", required_argument, NULL, O_RENDER},
+	    {"template", required_argument, NULL, O_TEMPLATE},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
-	const char *prompt_file = NULL;
+	const char *prompt_file = NULL, *render_file = NULL, *template_name = NULL;
 	char *prompt_buf = NULL;
 	size_t prompt_len = 0;
 	const char *prompt = NULL, *ids_s = NULL, *tok_s = NULL, *detok_s = NULL, *dump = NULL, *dir;
@@ -228,6 +263,8 @@ int main(int argc, char **argv)
 		case O_RAW: raw = true; break;
 		case O_PROMPTFILE: prompt_file = optarg; break;
 		case O_WARMUP: warmup = true; break;
+		case O_RENDER: render_file = optarg; break;
+		case O_TEMPLATE: template_name = optarg; break;
 		case O_DEVICE:
 			if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") && strcmp(optarg, "auto")) {
 				fprintf(stderr, "agrun: --device must be cpu, cuda or auto, not '%s'\n", optarg);
@@ -238,6 +275,13 @@ int main(int argc, char **argv)
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
+	}
+	if (render_file || template_name) {
+		if (!render_file || optind + 1 != argc || prompt || prompt_file || ids_s || tok_s || detok_s || dump) {
+			usage(stderr);
+			return 2;
+		}
+		return render_chat(argv[optind], render_file, template_name);
 	}
 	if (prompt_file && !prompt) {
 		r = read_prompt(prompt_file, &prompt_buf, &prompt_len);

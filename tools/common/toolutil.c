@@ -110,6 +110,7 @@ void tool_catch_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	bn_set_cancel_flag(&tool_interrupted); /* libbundle's long loops stop too */
 }
 
 static char *read_line_tty(const char *prompt)
@@ -265,8 +266,14 @@ char *tool_find_program(const char *name)
 	memcpy(env, "AGKIT_", 6);
 	env[6 + i] = '\0';
 	const char *e = getenv(env);
-	if (e && *e)
+	if (e && *e) {
+		/* A relative name would be looked up in the working directory. */
+		if (e[0] != '/') {
+			errno = EINVAL;
+			return NULL;
+		}
 		return strdup(e);
+	}
 	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
 	if (n > 0) {
 		self[n] = '\0';
@@ -282,7 +289,28 @@ char *tool_find_program(const char *name)
 			free(p);
 		}
 	}
-	return strdup(name);
+	/* Never execl(name): that would run NAME from the working directory. */
+	errno = ENOENT;
+	return NULL;
+}
+
+void tool_find_program_error(const char *name, char *out, size_t outlen)
+{
+	char env[64];
+	size_t i;
+	for (i = 0; name[i] && i < 40; i++)
+		env[6 + i] = (char)toupper((unsigned char)name[i]);
+	memcpy(env, "AGKIT_", 6);
+	env[6 + i] = '\0';
+	if (errno == EINVAL)
+		snprintf(out, outlen, "%s=%s is not an absolute path; refusing to look %s up in the working directory",
+		         env, getenv(env), name);
+	else if (errno == ENOMEM)
+		snprintf(out, outlen, "out of memory");
+	else
+		snprintf(out, outlen,
+		         "cannot find %s beside this program; install it there or set %s to its absolute path", name,
+		         env);
 }
 
 int tool_run(char *const argv[], const char *out_path)

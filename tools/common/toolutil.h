@@ -34,9 +34,13 @@ int tool_passphrase(const char *prompt, bool confirm, char **ret, struct bn_erro
 void tool_passphrase_free(char *p);
 /* Loads a minisign secret key file, asking for its passphrase when encrypted. */
 int tool_load_seckey(const char *path, struct bn_seckey *ret, struct bn_error *err);
-/* Path of another agkit program: $AGKIT_<NAME> (upper case), else beside this
- * executable, else ../NAME/NAME (the build tree), else NAME (PATH). New string. */
+/* Path of another agkit program: $AGKIT_<NAME> (upper case; must be an
+ * absolute path), else beside this executable, else ../NAME/NAME (the build
+ * tree).  Never the working directory or PATH.  New string, or NULL with
+ * errno EINVAL (a relative $AGKIT_<NAME>), ENOENT (not found) or ENOMEM. */
 char *tool_find_program(const char *name);
+/* A one-line reason for tool_find_program's NULL (uses errno). */
+void tool_find_program_error(const char *name, char *out, size_t outlen);
 /* Runs argv[0] (a path) with stdout to out_path (or inherited when NULL);
  * returns its exit status, or -errno.  Used for short helper runs. */
 int tool_run(char *const argv[], const char *out_path);

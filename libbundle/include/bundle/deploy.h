@@ -29,6 +29,7 @@
 #define BN_DEFAULT_ROOT "/var/lib/agkit"
 #define BN_DEFAULT_WINDOW_S (24 * 3600)
 #define BN_SLOT_MANIFEST ".agkit-manifest.json" /* copy of the signed manifest in each staged slot */
+#define BN_DEFAULT_MAX_SKEW_S 86400 /* config max_clock_skew_s: "created" at most this far in the future */
 
 enum bn_slot_state { BN_SLOT_EMPTY, BN_SLOT_IMPORTING, BN_SLOT_STAGED, BN_SLOT_ACTIVE, BN_SLOT_PREVIOUS, BN_SLOT_BAD };
 
@@ -47,6 +48,12 @@ struct bn_deploy; /* an open, locked deployment root */
 /* Creates R with its trust policy (serial 1). Refuses an existing R/trust.json. */
 int bn_deploy_init(const char *root, const struct bn_pubkey *keys, size_t n_keys, unsigned threshold,
                    struct bn_error *err) BN_WUR;
+struct bn_init_opts {
+	const char *channel;         /* the channel R follows from the start (NULL: its first import's) */
+	long health_memory_limit_mb; /* written to config.json when > 0 */
+};
+int bn_deploy_init2(const char *root, const struct bn_pubkey *keys, size_t n_keys, unsigned threshold,
+                    const struct bn_init_opts *o, struct bn_error *err) BN_WUR;
 
 /* Opens and locks R (fails with -EAGAIN when another command holds the lock,
  * unless wait), then recovers any interrupted operation. */
@@ -77,6 +84,10 @@ struct bn_import_opts {
 	/* Media set imported one medium at a time: the completed work directory
 	 * of bn_media_stage(), installed instead of extracting dir. */
 	const char *media_work;
+	/* Only the policy checks on the bundle (floor, expiry): 0 when they
+	 * pass; nothing is written but a refusal's audit record.  Per-medium
+	 * staging asks this before it takes a medium. */
+	bool check_only;
 };
 
 struct bn_import_result {
@@ -90,6 +101,11 @@ struct bn_import_result {
 /* Verifies dir under the trust policy and stages it into the idle slot. */
 int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts *o, struct bn_import_result *ret,
                      struct bn_error *err) BN_WUR;
+/* The same for a bundle already opened (and so verified) by bn_bundle_open()
+ * under bn_deploy_trust(d): manifest.json is not read again; the floor, the
+ * expiry and the staged tree are all bound to b's verified manifest. */
+int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_import_opts *o,
+                            struct bn_import_result *ret, struct bn_error *err) BN_WUR;
 /* Switches the staged slot in, runs the switch hook (undone if it fails). */
 int bn_deploy_promote(struct bn_deploy *d, struct bn_error *err) BN_WUR;
 /* Switches back to the previous slot; the slot left is marked bad with reason. */
@@ -101,6 +117,14 @@ int bn_deploy_mark_bad(struct bn_deploy *d, int slot, const char *reason, struct
 /* Accepts a new trust policy (see bn_trust_check_update). */
 int bn_deploy_trust_update(struct bn_deploy *d, const char *path, const char *const *sigs, size_t n_sigs,
                            struct bn_error *err) BN_WUR;
+/* The channel R follows (NULL until its first import or agctl init --channel).
+ * Imports of any other channel are refused: the anti-rollback floor is per
+ * channel. */
+const char *bn_deploy_channel(const struct bn_deploy *d);
+/* The operator's explicit, audited switch to another channel (listed by the
+ * trust policy when it lists channels; refused while a bundle of another
+ * channel is staged). */
+int bn_deploy_channel_set(struct bn_deploy *d, const char *channel, const char *reason, struct bn_error *err) BN_WUR;
 /* Checks the whole audit chain against the recorded head. */
 int bn_deploy_audit_verify(struct bn_deploy *d, uint64_t *ret_lines, struct bn_error *err) BN_WUR;
 /* Appends an audit record (for tools: health checks, cycle summaries). */

@@ -19,7 +19,9 @@
  *   -EAGAIN                 another command holds the deployment lock -> 6
  *   anything else                                                     -> 1
  */
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define BN_ERROR_MAX 1024
@@ -36,6 +38,15 @@ struct bn_error {
 int bn_fail(struct bn_error *err, int code, const char *fmt, ...) BN_PRINTF(3, 4);
 /* Prepends "prefix: " to an existing message (for context while propagating). */
 void bn_error_prefix(struct bn_error *err, const char *fmt, ...) BN_PRINTF(2, 3);
+
+/* Cancellation.  A tool points this at the flag its SIGINT/SIGTERM handler
+ * sets; libbundle's long loops (hashing, copying, extracting, staging,
+ * receiving) look at it and fail with -EINTR ("interrupted") when it is set.
+ * NULL (the default): never cancelled. */
+void bn_set_cancel_flag(volatile sig_atomic_t *flag);
+bool bn_cancelled(void);
+/* -EINTR with "interrupted" in err when cancelled, else 0. */
+int bn_check_cancel(struct bn_error *err);
 
 /* Documented tool exit codes. */
 enum {

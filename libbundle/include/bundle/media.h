@@ -49,8 +49,12 @@ struct bn_media_stage_result {
 };
 int bn_media_stage(struct bn_bundle *b, const char *work, struct bn_media_stage_result *res,
                    struct bn_error *err) BN_WUR;
-/* Moves the completed work/tree to target (exchanging an existing one) and removes work. */
+/* Moves the completed work/tree to target (exchanging an existing one) and
+ * removes work.  Refuses a tree whose progress record names another manifest
+ * than b's verified one. */
 int bn_media_stage_install(struct bn_bundle *b, const char *work, const char *target, struct bn_error *err) BN_WUR;
+/* Removes work when it holds a staging of b (a medium refused by policy can never complete). */
+void bn_media_stage_discard(const struct bn_bundle *b, const char *work);
 
 /* One-way stream (stream.c, docs/FORMAT.md section 11).  Writes the bundle
  * directory dir (not a media set) as records to fd. */

@@ -57,6 +57,8 @@ void bn_seckey_wipe(struct bn_seckey *sk);
 int bn_pubkey_format(const struct bn_pubkey *pk, char **ret_text) BN_WUR;
 int bn_pubkey_parse(const char *text, size_t len, struct bn_pubkey *ret, struct bn_error *err) BN_WUR;
 int bn_pubkey_load(const char *path, struct bn_pubkey *ret, struct bn_error *err) BN_WUR;
+/* True when the two keys are the same Ed25519 key (key ids ignored). */
+bool bn_pubkey_same(const struct bn_pubkey *a, const struct bn_pubkey *b);
 
 /* Text of a minisign secret key file; passphrase NULL writes an unencrypted key
  * (kdf "\0\0", as `minisign -G -W`).  Encrypted keys use minisign's scrypt

@@ -156,22 +156,42 @@ int32_t rt_logits_topk(const float *logits, int vocab, int k, struct rt_topk *ou
  * sessions' tokens together, so decoding k sequences costs about one pass
  * over the weights.  Either every session advances or (on error) none does
  * beyond what it had; a session with n_ids[i] == 0 is skipped (its logits
- * row is left untouched). */
+ * row is left untouched).  A session may appear once per call (-EINVAL
+ * otherwise); all sessions must belong to one model.  The logits equal what
+ * each session's own rt_session_forward gives.  On the CPU the tokens of all
+ * sessions are processed in steps of at most 256 rows (a long prompt chunk
+ * is split across steps); the model holds the step's buffers, so a call
+ * allocates nothing once warm when the sessions with tokens are contiguous
+ * in ss[].  Sessions of a CUDA model run one after another. */
 int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
                      float *logits, struct rt_error *err);
 /* Drop cache positions >= pos (pos <= rt_session_pos); e.g. to retry. */
 int rt_session_truncate(struct rt_session *s, int pos);
 int rt_session_max_ctx(const struct rt_session *s);
 
-/* ---- Sampling ---- */
+/* ---- Sampling ----
+ * Temperature, then top-k, then top-p over the distribution renormalized to
+ * the top-k (transformers' order); candidates rank by probability, ties to
+ * the lower id. */
 struct rt_sampler_opts {
-	float temperature; /* <= 0: greedy (argmax, ties to the lowest id) */
-	float top_p;       /* nucleus, (0, 1]; >= 1 disables */
-	int top_k;         /* 0 disables */
+	float temperature; /* <= 0 (or NaN, inf): greedy (argmax, ties to the lowest id) */
+	float top_p;       /* nucleus, (0, 1); <= 0 or >= 1 disables */
+	int top_k;         /* <= 0 or >= vocab disables */
 };
 /* Sample an id from one logits row; *rng is the caller's 64-bit state
- * (seeded from the request's seed), advanced on every call. */
+ * (seeded from the request's seed), advanced once per sampled (non-greedy)
+ * call: the same seed and logits give the same ids.  Allocates vocab
+ * candidates per call when top_k or top_p is active (on failure: argmax);
+ * rt_sample_with takes that scratch from the caller instead and returns the
+ * same ids for the same rng state. */
 int32_t rt_sample(const float *logits, int vocab, const struct rt_sampler_opts *o, uint64_t *rng);
+struct rt_sample_cand {
+	int32_t id;
+	float p;
+};
+/* scratch: vocab entries, contents undefined on return */
+int32_t rt_sample_with(const float *logits, int vocab, const struct rt_sampler_opts *o, uint64_t *rng,
+                       struct rt_sample_cand *scratch);
 
 /* ---- Chat templates (a Jinja subset with transformers' semantics) ----
  * rt_chat_template_load reads MODEL_DIR/tokenizer_config.json "chat_template"

@@ -508,7 +508,7 @@ int fh_get_mem(struct fh_ctx *c, const struct fh_req *q, size_t cap, struct fh_r
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &r.status);
 		curl_slist_free_all(hdrs);
 		free(authbuf);
-		int cls = classify_curl(rc, &x, q->url, &code, err);
+		int cls = classify_curl(rc, &x, FH_SHOWN(q), &code, err);
 		if (cls == ATTEMPT_OK && !status_retryable(r.status)) {
 			*ret = r;
 			return 0;
@@ -518,9 +518,9 @@ int fh_get_mem(struct fh_ctx *c, const struct fh_req *q, size_t cap, struct fh_r
 			return code;
 		}
 		if (cls == ATTEMPT_OK)
-			code = bn_fail(err, -EIO, "%s: HTTP %ld after %d attempts", q->url, r.status, attempt + 1);
+			code = bn_fail(err, -EIO, "%s: HTTP %ld after %d attempts", FH_SHOWN(q), r.status, attempt + 1);
 		if (attempt + 1 < FH_MAX_ATTEMPTS)
-			backoff(c, attempt, r.retry_after, q->url,
+			backoff(c, attempt, r.retry_after, FH_SHOWN(q),
 			        cls == ATTEMPT_OK ? "server busy" : curl_easy_strerror(rc));
 		fh_resp_free(&r);
 	}
@@ -627,7 +627,7 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 		curl_slist_free_all(hdrs);
 		free(authbuf);
 		got_total = x.got;
-		int cls = classify_curl(rc, &x, q->url, &code, err);
+		int cls = classify_curl(rc, &x, FH_SHOWN(q), &code, err);
 		if (cls == ATTEMPT_FATAL) {
 			fh_resp_free(&r);
 			goto out;
@@ -648,7 +648,7 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 			continue;
 		}
 		if (cls == ATTEMPT_OK && !status_retryable(r.status) && (r.status < 200 || r.status >= 300)) {
-			code = fh_status_error(&r, "GET", q->url, err);
+			code = fh_status_error(&r, "GET", FH_SHOWN(q), err);
 			fh_resp_free(&r);
 			goto out;
 		}
@@ -657,7 +657,7 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 				/* Empty body. */
 				int e = file_start(&x);
 				if (e < 0) {
-					code = bn_fail(err, e, "%s: bad response to a range request", q->url);
+					code = bn_fail(err, e, "%s: bad response to a range request", FH_SHOWN(q));
 					fh_resp_free(&r);
 					goto out;
 				}
@@ -666,9 +666,10 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 			progress(&x, true);
 			if (x.total && x.written != x.total) {
 				/* Shorter than announced: the connection was cut; resume. */
-				code = bn_fail(err, -EIO, "%s: %" PRIu64 " of %" PRIu64 " bytes", q->url, x.written, x.total);
+				code = bn_fail(err, -EIO, "%s: %" PRIu64 " of %" PRIu64 " bytes", FH_SHOWN(q),
+				               x.written, x.total);
 				if (attempt + 1 < FH_MAX_ATTEMPTS)
-					backoff(c, attempt, -1, q->url, "transfer incomplete");
+					backoff(c, attempt, -1, FH_SHOWN(q), "transfer incomplete");
 				continue;
 			}
 			uint8_t d[BN_SHA256_LEN];
@@ -676,12 +677,14 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 			bn_sha256_final(sha, d);
 			bn_hex(d, sizeof d, hex);
 			if (ex->size >= 0 && x.written != (uint64_t)ex->size) {
-				code = bn_fail(err, -EBADMSG, "%s: size %" PRIu64 ", expected %" PRId64, q->url, x.written, ex->size);
+				code = bn_fail(err, -EBADMSG, "%s: size %" PRIu64 ", expected %" PRId64, FH_SHOWN(q),
+				               x.written, ex->size);
 				if (ftruncate(fd, 0) < 0) { /* unusable either way */ }
 				goto out;
 			}
 			if (ex->sha256 && strcmp(hex, ex->sha256) != 0) {
-				code = bn_fail(err, -EBADMSG, "%s: sha256 mismatch: got %s, expected %s", q->url, hex, ex->sha256);
+				code = bn_fail(err, -EBADMSG, "%s: sha256 mismatch: got %s, expected %s", FH_SHOWN(q),
+				               hex, ex->sha256);
 				if (ftruncate(fd, 0) < 0) { /* unusable either way */ }
 				goto out;
 			}
@@ -692,8 +695,8 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 				EVP_DigestFinal_ex(sha1, s1, &l1);
 				bn_hex(s1, 20, h1);
 				if (strcmp(h1, ex->git_sha1) != 0) {
-					code = bn_fail(err, -EBADMSG, "%s: git blob id mismatch: got %s, expected %s", q->url, h1,
-					               ex->git_sha1);
+					code = bn_fail(err, -EBADMSG, "%s: git blob id mismatch: got %s, expected %s",
+					               FH_SHOWN(q), h1, ex->git_sha1);
 					if (ftruncate(fd, 0) < 0) { /* unusable either way */ }
 					goto out;
 				}
@@ -706,15 +709,84 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 		}
 		/* retryable */
 		if (cls == ATTEMPT_OK)
-			code = bn_fail(err, -EIO, "%s: HTTP %ld after %d attempts", q->url, r.status, attempt + 1);
+			code = bn_fail(err, -EIO, "%s: HTTP %ld after %d attempts", FH_SHOWN(q), r.status, attempt + 1);
 		long ra = r.retry_after;
 		fh_resp_free(&r);
 		if (attempt + 1 < FH_MAX_ATTEMPTS)
-			backoff(c, attempt, ra, q->url, cls == ATTEMPT_OK ? "server busy" : curl_easy_strerror(rc));
+			backoff(c, attempt, ra, FH_SHOWN(q),
+			        cls == ATTEMPT_OK ? "server busy" : curl_easy_strerror(rc));
 	}
 out:
 	close(fd);
 	bn_sha256_free(sha);
 	EVP_MD_CTX_free(sha1);
 	return code;
+}
+
+static bool credential_param(const char *name, size_t len)
+{
+	static const char *const names[] = {
+	    "token",   "access_token", "refresh_token", "id_token", "auth",        "auth_token", "authorization",
+	    "api_key", "apikey",       "api-key",       "key",      "password",    "passwd",     "pass",
+	    "pwd",     "secret",       "client_secret", "sig",      "signature",   "credential", "credentials",
+	    "session", "sessionid",    "jwt",           "policy",   "key-pair-id", "code",
+	};
+	for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+		if (strlen(names[i]) == len && !strncasecmp(name, names[i], len))
+			return true;
+	return (len >= 6 && !strncasecmp(name, "x-amz-", 6)) || (len >= 7 && !strncasecmp(name, "x-goog-", 7));
+}
+
+char *fh_redact_url(const char *url, bool *ret_changed)
+{
+	size_t n = strlen(url);
+	char *out = malloc(n + 1), *o = out;
+	bool changed = false;
+	if (!out)
+		return NULL;
+	const char *p = url, *sch = strstr(url, "://");
+	if (sch) {
+		/* scheme://[userinfo@]host... : userinfo ends at the last '@' of the authority. */
+		const char *auth = sch + 3, *end = auth + strcspn(auth, "/?#"), *at = NULL;
+		for (const char *q = auth; q < end; q++)
+			if (*q == '@')
+				at = q;
+		memcpy(o, url, (size_t)(auth - url));
+		o += auth - url;
+		p = auth;
+		if (at) {
+			p = at + 1;
+			changed = true;
+		}
+	}
+	const char *qm = strchr(p, '?'), *hash = strchr(p, '#');
+	if (!qm || (hash && hash < qm)) {
+		strcpy(o, p);
+		if (ret_changed)
+			*ret_changed = changed;
+		return out;
+	}
+	memcpy(o, p, (size_t)(qm - p));
+	o += qm - p;
+	const char *q = qm + 1, *qend = hash ? hash : q + strlen(q);
+	bool first = true;
+	while (q < qend) {
+		const char *amp = memchr(q, '&', (size_t)(qend - q));
+		const char *pe = amp ? amp : qend;
+		const char *eq = memchr(q, '=', (size_t)(pe - q));
+		size_t nl = (size_t)((eq ? eq : pe) - q);
+		if (pe > q && credential_param(q, nl)) {
+			changed = true;
+		} else if (pe > q) {
+			*o++ = first ? '?' : '&';
+			memcpy(o, q, (size_t)(pe - q));
+			o += pe - q;
+			first = false;
+		}
+		q = amp ? amp + 1 : qend;
+	}
+	strcpy(o, hash ? hash : "");
+	if (ret_changed)
+		*ret_changed = changed;
+	return out;
 }

@@ -35,6 +35,7 @@ struct fh_ctx {
 
 struct fh_req {
 	const char *url;
+	const char *shown;             /* the url as logs and messages show it (NULL: url) */
 	const char *accept;            /* Accept header value or NULL */
 	const char *bearer;            /* Authorization: Bearer ... */
 	const char *user, *pass;       /* HTTP Basic (curl keeps it off redirects to other hosts) */
@@ -80,6 +81,18 @@ int fh_status_error(const struct fh_resp *r, const char *what, const char *url, 
 
 /* Progress lines on o->log. */
 void fh_log(const struct fh_ctx *c, const char *fmt, ...) BN_PRINTF(2, 3);
+#define FH_SHOWN(q) ((q)->shown ? (q)->shown : (q)->url)
+/*
+ * The url without credentials, for provenance and logs (new string; NULL when
+ * out of memory): the userinfo (user:password@) is removed, and so is every
+ * query parameter whose name (case-insensitive) is a credential: token,
+ * access_token, refresh_token, id_token, auth, auth_token, authorization,
+ * api_key, apikey, api-key, key, password, passwd, pass, pwd, secret,
+ * client_secret, sig, signature, credential, credentials, session, sessionid,
+ * jwt, policy, key-pair-id, code, or one starting with x-amz- or x-goog-.
+ * *ret_changed tells whether anything was removed.
+ */
+char *fh_redact_url(const char *url, bool *ret_changed);
 
 /* ---- cache (fetch_cache.c) ---- */
 /* Path of a verified cache entry: <cache>/blobs/<algo>/<hex>. */

@@ -12,11 +12,28 @@ static bool url_scheme_ok(const char *u)
 	return !strncmp(u, "https://", 8) || !strncmp(u, "http://", 7);
 }
 
+static int fetch_url(const struct ag_fetch_opts *o, const char *real_url, const char *url, bool redacted,
+                     const char *sha256, const char *out_file, struct ag_fetch_result *ret, struct bn_error *err);
+
 int ag_fetch_url(const struct ag_fetch_opts *o, const char *url, const char *sha256, const char *out_file,
                  struct ag_fetch_result *ret, struct bn_error *err)
 {
 	if (!url || !out_file || !ret)
 		return bn_fail(err, -EINVAL, "fetch url: missing argument");
+	/* Credentials in the url are used for the download only: provenance,
+	 * logs and messages show it without them. */
+	bool redacted = false;
+	char *shown = fh_redact_url(url, &redacted);
+	if (!shown)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	int r = fetch_url(o, url, shown, redacted, sha256, out_file, ret, err);
+	free(shown);
+	return r;
+}
+
+static int fetch_url(const struct ag_fetch_opts *o, const char *real_url, const char *url, bool redacted,
+                     const char *sha256, const char *out_file, struct ag_fetch_result *ret, struct bn_error *err)
+{
 	if (!url_scheme_ok(url))
 		return bn_fail(err, -EINVAL, "fetch url %s: only http:// and https:// are supported", url);
 	bool unpinned = sha256 && !strcmp(sha256, "unpinned");
@@ -62,7 +79,8 @@ int ag_fetch_url(const struct ag_fetch_opts *o, const char *url, const char *sha
 				fclose(f);
 			}
 		} else {
-			struct fh_req q = {.url = url, .head = true, .allow_http = true, .follow = true};
+			struct fh_req q = {
+			    .url = real_url, .shown = url, .head = true, .allow_http = true, .follow = true};
 			struct fh_resp rs;
 			if ((r = fh_get_mem(&c, &q, 0, &rs, err)) < 0)
 				goto out;
@@ -78,7 +96,7 @@ int ag_fetch_url(const struct ag_fetch_opts *o, const char *url, const char *sha
 			memcpy(seen, want, sizeof seen);
 		fh_log(&c, "%s: %llu bytes (dry run)", url, (unsigned long long)size);
 	} else {
-		struct fh_req q = {.url = url, .allow_http = true, .follow = true};
+		struct fh_req q = {.url = real_url, .shown = url, .allow_http = true, .follow = true};
 		struct fh_expect ex = {.sha256 = unpinned ? NULL : want, .size = -1};
 		if ((r = fo_stage_dir(out_file, &tmp, err)) < 0)
 			goto out;
@@ -98,6 +116,8 @@ int ag_fetch_url(const struct ag_fetch_opts *o, const char *url, const char *sha
 	prov = json_pack("{s:s, s:s, s:b, s:I}", "type", "url", "url", url, "pinned", !unpinned, "size", (json_int_t)size);
 	if (prov && seen[0])
 		json_object_set_new(prov, "sha256", json_string(seen));
+	if (prov && redacted)
+		json_object_set_new(prov, "url_redacted", json_true());
 	if (!prov) {
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
