@@ -93,10 +93,12 @@ if [ -n "$llama_dir" ]; then
 			llama_note="build failed: $(tail -n 3 "$work/llama-build.log" | tr '\n' ' ')"
 	fi
 	if [ -z "$llama_note" ]; then
-		# convert_hf_to_gguf.py needs torch-free numpy, gguf (in the tree), sentencepiece and
-		# transformers for the tokenizer: offline these may be missing.
-		if PYTHONPATH="$llama_dir/gguf-py${PYTHONPATH:+:$PYTHONPATH}" "$py" "$llama_dir/convert_hf_to_gguf.py" "$work/model" \
-			--outfile "$work/model.gguf" --outtype bf16 > "$work/convert.log" 2>&1; then
+		# llama.cpp's convert_hf_to_gguf.py needs torch and transformers, which
+		# offline machines rarely have: bench/serve/hf_to_gguf.py (numpy and
+		# llama.cpp's gguf-py only) first, llama.cpp's converter as the fallback.
+		if "$py" -B "$here/hf_to_gguf.py" "$llama_dir" "$work/model" "$work/model.gguf" > "$work/convert.log" 2>&1 ||
+			PYTHONPATH="$llama_dir/gguf-py${PYTHONPATH:+:$PYTHONPATH}" "$py" "$llama_dir/convert_hf_to_gguf.py" "$work/model" \
+				--outfile "$work/model.gguf" --outtype bf16 >> "$work/convert.log" 2>&1; then
 			lport=$(free_port)
 			if start llama-server "$lport" "$llama_build/bin/llama-server" -m "$work/model.gguf" --host 127.0.0.1 \
 				--port "$lport" -t "$threads" --parallel 8 -c $((ctx * 8)) --alias model; then
