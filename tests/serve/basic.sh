@@ -129,6 +129,21 @@ assert "".join(c["choices"][0]["text"] for c in ch) == sys.argv[2]
 assert ch[-1]["choices"][0]["finish_reason"] == "stop"
 PY
 
+# Anthropic stop_sequences: stop_reason stop_sequence naming the string
+stop=${cwant:3:2}
+sj=$(printf '%s' "$stop" | $PY -c 'import json,sys; print(json.dumps(sys.stdin.read()))')
+http POST /v1/messages "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello there\"}],\"system\":\"Be brief.\",\"max_tokens\":10,\"temperature\":0,\"stop_sequences\":[$sj]}" "${A[@]}" >/dev/null
+case "$cwant" in
+*"$stop"*) [ "$($PY -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["stop_reason"], r["stop_sequence"] == sys.argv[2])' resp "$stop")" = "stop_sequence True" ] &&
+	ok "messages stop_sequences: stop_reason stop_sequence, stop_sequence named" || not_ok "messages stop: $(cat resp)" ;;
+*) [ "$(j 'r["stop_reason"], r["stop_sequence"]')" = "max_tokens None" ] && ok "messages stop_sequences not hit: max_tokens, stop_sequence null" || not_ok "messages stop: $(cat resp)" ;;
+esac
+# seeded sampling is reproducible
+S='{"prompt":"Seeds","max_tokens":12,"temperature":0.9,"top_p":0.95,"seed":42}'
+http POST /v1/completions "$S" "${A[@]}" >/dev/null; s1=$(j 'r["choices"][0]["text"]')
+http POST /v1/completions "$S" "${A[@]}" >/dev/null; s2=$(j 'r["choices"][0]["text"]')
+[ -n "$s1" ] && [ "$s1" = "$s2" ] && ok "the same seed gives the same sampled text" || not_ok "seeded: '$s1' vs '$s2'"
+
 # concurrency: 6 clients on 4 sequences, each greedy == agrun
 for i in 1 2 3 4 5 6; do
 	curl -s "${A[@]}" "$BASE/v1/completions" -d "{\"prompt\":\"$P\",\"max_tokens\":12,\"temperature\":0}" > c$i &

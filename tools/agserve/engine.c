@@ -14,12 +14,12 @@
 
 struct task {
 	struct engine *e;
-	int refs;               /* under e->mu: the request's and the engine's */
+	int refs; /* under e->mu: the request's and the engine's */
 	int32_t *prompt;
 	size_t n_prompt;
 	struct gen_params p;
-	struct tok_out *out;    /* p.max_tokens entries, allocated at submit */
-	size_t n_out;
+	struct tok_out *out; /* cap_out entries, grown by the scheduler (under e->mu) */
+	size_t n_out, cap_out;
 	enum finish fin;
 	bool cancel;
 	double t_sub, t_first, t_done;
@@ -28,10 +28,10 @@ struct task {
 };
 
 struct seq {
-	struct task *t;         /* NULL: free */
+	struct task *t; /* NULL: free */
 	struct rt_session *s;
-	size_t fed;             /* prompt tokens in the cache */
-	int32_t next;           /* last sampled id, fed at the next step */
+	size_t fed;   /* prompt tokens in the cache */
+	int32_t next; /* last sampled id, fed at the next step */
 	uint64_t rng;
 };
 
@@ -44,9 +44,9 @@ struct engine {
 	char bos_text[64];
 	size_t bos_len;
 	int vocab, ctx;
-	pthread_mutex_t tok_mu;     /* tokenizer and template */
-	pthread_mutex_t mu;         /* everything below, and every task's state */
-	pthread_cond_t cv;          /* work for the scheduler */
+	pthread_mutex_t tok_mu; /* tokenizer and template */
+	pthread_mutex_t mu;     /* everything below, and every task's state */
+	pthread_cond_t cv;      /* work for the scheduler */
 	struct task *qhead, *qtail;
 	int n_queued, n_active;
 	struct seq *seqs;
@@ -54,7 +54,8 @@ struct engine {
 	int refs;
 	pthread_t thr;
 	bool thr_started;
-	float *logits;              /* parallel x vocab */
+	float *logits;                  /* parallel x vocab */
+	struct rt_sample_cand *scratch; /* vocab, the scheduler's sampling scratch */
 };
 
 double mono_now(void)
@@ -109,11 +110,23 @@ static void emit(struct engine *e, struct seq *q, const float *row)
 {
 	struct task *t = q->t;
 	struct rt_sampler_opts so = {.temperature = t->p.temperature, .top_p = t->p.top_p, .top_k = t->p.top_k};
-	int32_t id = rt_sample(row, e->vocab, &so, &q->rng);
+	int32_t id = rt_sample_with(row, e->vocab, &so, &q->rng, e->scratch);
 	bool eos = engine_is_eos(e, id);
 
 	if (!t->t_first)
 		t->t_first = mono_now();
+	if (!eos && t->n_out == t->cap_out) {
+		size_t nc = t->cap_out * 2;
+		struct tok_out *no = realloc(t->out, nc * sizeof(*no));
+		if (!no) {
+			task_finish(t, FIN_ERROR);
+			q->t = NULL;
+			e->n_active--;
+			return;
+		}
+		t->out = no;
+		t->cap_out = nc;
+	}
 	if (!eos) {
 		struct tok_out *o = &t->out[t->n_out];
 		o->id = id;
@@ -180,7 +193,9 @@ static void *scheduler(void *arg)
 			}
 		}
 		if (e->n_active == 0) {
-			if (e->stopping && !e->qhead)
+			if (e->qhead)
+				continue; /* a cancelled sequence just made room */
+			if (e->stopping)
 				break;
 			pthread_cond_wait(&e->cv, &e->mu);
 			continue;
@@ -250,6 +265,7 @@ static void engine_destroy(struct engine *e)
 		rt_session_free(e->seqs[i].s);
 	free(e->seqs);
 	free(e->logits);
+	free(e->scratch);
 	rt_chat_template_free(e->tmpl);
 	rt_tokenizer_free(e->tok);
 	rt_model_free(e->m);
@@ -328,7 +344,8 @@ int engine_new(const struct engine_opts *o, struct engine **ret, char *errbuf, s
 		e->ctx = rt_model_get_info(e->m)->max_positions;
 	e->seqs = calloc((size_t)o->parallel, sizeof(*e->seqs));
 	e->logits = malloc(sizeof(float) * (size_t)o->parallel * (size_t)e->vocab);
-	if (!e->seqs || !e->logits) {
+	e->scratch = malloc(sizeof(*e->scratch) * (size_t)e->vocab);
+	if (!e->seqs || !e->logits || !e->scratch) {
 		r = -ENOMEM;
 		snprintf(errbuf, errlen, "out of memory");
 		goto fail;
@@ -423,8 +440,8 @@ bool engine_starts_with_bos(struct engine *e, const char *text, size_t len)
 	return e->bos_len && len >= e->bos_len && !memcmp(text, e->bos_text, e->bos_len);
 }
 
-int engine_tokenize(struct engine *e, const char *text, size_t len, bool add_special, int32_t **ret_ids,
-                    size_t *ret_n, char *errbuf, size_t errlen)
+int engine_tokenize(struct engine *e, const char *text, size_t len, bool add_special, int32_t **ret_ids, size_t *ret_n,
+                    char *errbuf, size_t errlen)
 {
 	struct rt_error err = {0};
 	pthread_mutex_lock(&e->tok_mu);
@@ -451,9 +468,10 @@ static int render_chatml(json_t *ctx, char **ret_text, size_t *ret_len)
 	size_t i, cap = 64, n = 0;
 	char *buf;
 
-	json_array_foreach(msgs, i, m)
+	json_array_foreach(msgs, i, m) {
 		cap += 32 + strlen(json_string_value(json_object_get(m, "role"))) +
 		       json_string_length(json_object_get(m, "content"));
+	}
 	if (!(buf = malloc(cap)))
 		return -ENOMEM;
 	json_array_foreach(msgs, i, m) {
@@ -498,7 +516,8 @@ int engine_submit(struct engine *e, const int32_t *ids, size_t n, const struct g
 	if (!t)
 		return -ENOMEM;
 	t->prompt = malloc(n * sizeof(*ids));
-	t->out = calloc((size_t)p->max_tokens, sizeof(*t->out));
+	t->cap_out = p->max_tokens < 64 ? (size_t)p->max_tokens : 64;
+	t->out = calloc(t->cap_out, sizeof(*t->out));
 	if (!t->prompt || !t->out) {
 		free(t->prompt);
 		free(t->out);
@@ -533,8 +552,7 @@ int engine_submit(struct engine *e, const int32_t *ids, size_t n, const struct g
 	return 0;
 }
 
-size_t task_wait(struct task *t, size_t have, int timeout_ms, struct tok_out *out, size_t cap,
-                 enum finish *ret_finish)
+size_t task_wait(struct task *t, size_t have, int timeout_ms, struct tok_out *out, size_t cap, enum finish *ret_finish)
 {
 	struct engine *e = t->e;
 	struct timespec dl;

@@ -22,15 +22,15 @@
 #include "agrt/agrt.h"
 
 struct engine_opts {
-	const char *dir;        /* model directory */
-	int parallel;           /* sessions */
-	int ctx;                /* positions per session (0: model maximum, at most 4096) */
-	int queue;              /* queued tasks at most */
+	const char *dir; /* model directory */
+	int parallel;    /* sessions */
+	int ctx;         /* positions per session (0: model maximum, at most 4096) */
+	int queue;       /* queued tasks at most */
 	int threads;
-	int backend;            /* enum rt_backend_kind */
-	int prefill_chunk;      /* prompt tokens per step, all sequences together */
+	int backend;       /* enum rt_backend_kind */
+	int prefill_chunk; /* prompt tokens per step, all sequences together */
 	/* what /health and the audit name */
-	const char *name;       /* model name accepted in requests */
+	const char *name; /* model name accepted in requests */
 	const char *bundle, *channel, *slot;
 	uint64_t version;
 	bool has_version;
@@ -43,7 +43,7 @@ struct gen_params {
 	float temperature, top_p;
 	int top_k;
 	uint64_t seed;
-	int n_top;              /* top alternatives recorded per token, -1: no logprobs */
+	int n_top; /* top alternatives recorded per token, -1: no logprobs */
 };
 
 #define TASK_TOP_MAX 20
@@ -74,8 +74,8 @@ void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active)
 
 /* Tokenizer and template access, serialized (the tokenizer is not shared
  * between threads). */
-int engine_tokenize(struct engine *e, const char *text, size_t len, bool add_special, int32_t **ret_ids,
-                    size_t *ret_n, char *err, size_t errlen);
+int engine_tokenize(struct engine *e, const char *text, size_t len, bool add_special, int32_t **ret_ids, size_t *ret_n,
+                    char *err, size_t errlen);
 int engine_detokenize(struct engine *e, const int32_t *ids, size_t n, char **ret_text, size_t *ret_len);
 /* ctx: {"messages":..., "add_generation_prompt":..., "tools":...}.  A model
  * without a chat template gets ChatML.  -EINVAL with the template's message
@@ -92,8 +92,7 @@ int engine_submit(struct engine *e, const int32_t *ids, size_t n, const struct g
 /* Waits (at most timeout_ms) until the task has more than `have` tokens or
  * has finished; copies tokens have.. into out (at most cap) and returns
  * how many; *ret_finish is the finish reason once all are delivered. */
-size_t task_wait(struct task *t, size_t have, int timeout_ms, struct tok_out *out, size_t cap,
-                 enum finish *ret_finish);
+size_t task_wait(struct task *t, size_t have, int timeout_ms, struct tok_out *out, size_t cap, enum finish *ret_finish);
 /* Asks the scheduler to drop the task at its next step. */
 void task_cancel(struct task *t);
 /* Times (CLOCK_MONOTONIC seconds) of submission, first token, end; 0 if not yet. */

@@ -18,8 +18,14 @@
 #include "textout.h"
 
 enum ep { EP_HEALTH, EP_MODELS, EP_MODEL, EP_CHAT, EP_COMPL, EP_MSGS, EP_TMPL, EP_METRICS, EP_OTHER };
-static const char *const ep_name[] = {"/health",  "/v1/models",      "/v1/models/{id}", "/v1/chat/completions",
-                                      "/v1/completions", "/v1/messages", "/apply-template", "/metrics",
+static const char *const ep_name[] = {"/health",
+                                      "/v1/models",
+                                      "/v1/models/{id}",
+                                      "/v1/chat/completions",
+                                      "/v1/completions",
+                                      "/v1/messages",
+                                      "/apply-template",
+                                      "/metrics",
                                       "other"};
 
 struct sbuf {
@@ -47,8 +53,8 @@ struct hreq {
 	struct server *s;
 	struct MHD_Connection *c;
 	enum ep ep;
-	char model_id[257];     /* EP_MODEL */
-	bool counted;           /* in s->in_flight */
+	char model_id[257]; /* EP_MODEL */
+	bool counted;       /* in s->in_flight */
 	struct sbuf body;
 	bool too_big;
 	size_t discarded;
@@ -70,16 +76,16 @@ struct hreq {
 	bool have_sha;
 	char *prompt_text;
 	size_t prompt_len;
-	struct sbuf text;       /* completion text sent or to send */
-	struct tok_out *toks;   /* non-stream: every token, for logprobs */
+	struct sbuf text;     /* completion text sent or to send */
+	struct tok_out *toks; /* non-stream: every token, for logprobs */
 	size_t n_toks;
-	const char *finish;     /* stop | length | error | cancelled */
+	const char *finish; /* stop | length | error | cancelled */
 	char errmsg[256];
 	/* streaming */
 	struct sbuf pend;
 	size_t pend_off;
-	int sstate;             /* 0 prologue, 1 tokens, 2 epilogue, 3 end */
-	size_t text_off;        /* completions logprobs text_offset */
+	int sstate;      /* 0 prologue, 1 tokens, 2 epilogue, 3 end */
+	size_t text_off; /* completions logprobs text_offset */
 };
 
 /* ---- small helpers ---- */
@@ -113,8 +119,10 @@ static enum MHD_Result reply(struct hreq *h, int status, const char *ctype, char
 		return MHD_NO;
 	}
 	MHD_add_response_header(r, "Content-Type", ctype);
-	if (h->id[0])
+	if (h->id[0]) {
 		MHD_add_response_header(r, "x-request-id", h->id);
+		MHD_add_response_header(r, "request-id", h->id); /* the Anthropic SDK's name */
+	}
 	if (retry_after)
 		MHD_add_response_header(r, "Retry-After", retry_after);
 	h->status = status;
@@ -168,7 +176,8 @@ static enum MHD_Result reply_error(struct hreq *h, int status, const char *type,
 		msg = json_string("(message not valid UTF-8)");
 	json_t *o;
 	if (anthropic(h))
-		o = json_pack("{s:s,s:{s:s,s:o}}", "type", "error", "error", "type", anthropic_type(status), "message", msg);
+		o = json_pack("{s:s,s:{s:s,s:o}}", "type", "error", "error", "type", anthropic_type(status), "message",
+		              msg);
 	else
 		o = json_pack("{s:{s:o,s:s,s:o,s:o}}", "error", "message", msg, "type", type, "param",
 		              param && *param ? json_string(param) : json_null(), "code",
@@ -280,8 +289,8 @@ static enum MHD_Result do_models(struct hreq *h)
 		}
 	} else {
 		r = reply_json(h, 200,
-		               json_pack("{s:s,s:[o],s:b,s:s,s:s}", "object", "list", "data", m, "has_more", 0, "first_id",
-		                         engine_name(e), "last_id", engine_name(e)),
+		               json_pack("{s:s,s:[o],s:b,s:s,s:s}", "object", "list", "data", m, "has_more", 0,
+		                         "first_id", engine_name(e), "last_id", engine_name(e)),
 		               NULL);
 	}
 	engine_unref(e);
@@ -444,8 +453,8 @@ static void stream_delta(struct hreq *h, const char *txt, size_t len, const stru
 		                              lp ? chat_logprobs(h, v, n) : json_null(), "finish_reason"));
 	else
 		json_object_set_new(o, "choices",
-		                    json_pack("[{s:o,s:i,s:o,s:n}]", "text", text_json(txt, len), "index", 0, "logprobs",
-		                              lp ? compl_logprobs(h, v, n) : json_null(), "finish_reason"));
+		                    json_pack("[{s:o,s:i,s:o,s:n}]", "text", text_json(txt, len), "index", 0,
+		                              "logprobs", lp ? compl_logprobs(h, v, n) : json_null(), "finish_reason"));
 	sse_json(h, NULL, o);
 }
 
@@ -453,22 +462,23 @@ static void stream_epilogue(struct hreq *h)
 {
 	if (h->ep == EP_MSGS) {
 		if (!strcmp(h->finish, "error")) {
-			sse_json(h, "error", json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", "api_error",
-			                               "message", "the model failed while generating"));
+			sse_json(h, "error",
+			         json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", "api_error",
+			                   "message", "the model failed while generating"));
 			return;
 		}
 		sse_json(h, "content_block_stop", json_pack("{s:s,s:i}", "type", "content_block_stop", "index", 0));
 		sse_json(h, "message_delta",
 		         json_pack("{s:s,s:{s:s,s:o},s:{s:I}}", "type", "message_delta", "delta", "stop_reason",
-		                   anthropic_stop(h), "stop_sequence",
-		                   h->to.stopped && h->rq.n_stop ? json_null() : json_null(), "usage", "output_tokens",
-		                   (json_int_t)h->got));
+		                   anthropic_stop(h), "stop_sequence", jstr_or_null(h->to.stop_hit), "usage",
+		                   "output_tokens", (json_int_t)h->got));
 		sse_json(h, "message_stop", json_pack("{s:s}", "type", "message_stop"));
 		return;
 	}
 	if (!strcmp(h->finish, "error")) {
-		sse_json(h, NULL, json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message",
-		                            "the model failed while generating", "type", "server_error", "param", "code"));
+		sse_json(h, NULL,
+		         json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", "the model failed while generating",
+		                   "type", "server_error", "param", "code"));
 	} else {
 		json_t *o = chunk_head(h);
 		if (h->ep == EP_CHAT)
@@ -586,10 +596,10 @@ static enum MHD_Result finish_whole(struct hreq *h)
 	json_t *o;
 	json_t *text = text_json(h->text.p, h->text.n);
 	if (h->ep == EP_MSGS) {
-		o = json_pack("{s:s,s:s,s:s,s:s,s:[{s:s,s:o}],s:s,s:n,s:{s:I,s:I}}", "id", h->id, "type", "message",
+		o = json_pack("{s:s,s:s,s:s,s:s,s:[{s:s,s:o}],s:s,s:o,s:{s:I,s:I}}", "id", h->id, "type", "message",
 		              "role", "assistant", "model", engine_name(h->e), "content", "type", "text", "text", text,
-		              "stop_reason", anthropic_stop(h), "stop_sequence", "usage", "input_tokens",
-		              (json_int_t)h->n_prompt, "output_tokens", (json_int_t)h->got);
+		              "stop_reason", anthropic_stop(h), "stop_sequence", jstr_or_null(h->to.stop_hit), "usage",
+		              "input_tokens", (json_int_t)h->n_prompt, "output_tokens", (json_int_t)h->got);
 	} else if (h->ep == EP_CHAT) {
 		o = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:o,s:n},s:o,s:s}],s:o}", "id", h->id, "object",
 		              "chat.completion", "created", (json_int_t)h->created, "model", engine_name(h->e),
@@ -700,8 +710,9 @@ static enum MHD_Result do_generate(struct hreq *h)
 		return bad_request(h, mtp, "max_tokens is %d; this server allows at most %d", maxt, s->o.max_tokens);
 	} else if (maxt > room) {
 		free(ids);
-		return bad_request(h, mtp, "the prompt (%zu tokens) plus max_tokens (%d) exceeds the context (%d tokens)",
-		                   n, maxt, ctx);
+		return bad_request(h, mtp,
+		                   "the prompt (%zu tokens) plus max_tokens (%d) exceeds the context (%d tokens)", n,
+		                   maxt, ctx);
 	}
 	struct gen_params gp = {.max_tokens = maxt,
 	                        .temperature = (float)h->rq.temperature,
@@ -716,7 +727,8 @@ static enum MHD_Result do_generate(struct hreq *h)
 	free(ids);
 	if (r == -EAGAIN) {
 		if (anthropic(h))
-			return reply_error(h, 529, "overloaded_error", NULL, NULL, "the server is overloaded; retry later");
+			return reply_error(h, 529, "overloaded_error", NULL, NULL,
+			                   "the server is overloaded; retry later");
 		return reply_error(h, 429, "rate_limit_error", "queue_full", NULL,
 		                   "the request queue is full; retry later");
 	}
@@ -732,6 +744,7 @@ static enum MHD_Result do_generate(struct hreq *h)
 	MHD_add_response_header(resp, "Content-Type", "text/event-stream");
 	MHD_add_response_header(resp, "Cache-Control", "no-cache");
 	MHD_add_response_header(resp, "x-request-id", h->id);
+	MHD_add_response_header(resp, "request-id", h->id);
 	h->status = 200;
 	enum MHD_Result ret = MHD_queue_response(h->c, 200, resp);
 	MHD_destroy_response(resp);
@@ -794,8 +807,8 @@ static enum ep route(const char *url, char *model_id, size_t idlen)
 	static const struct {
 		const char *path;
 		enum ep ep;
-	} r[] = {{"/health", EP_HEALTH},        {"/v1/models", EP_MODELS},   {"/v1/chat/completions", EP_CHAT},
-	         {"/v1/completions", EP_COMPL}, {"/v1/messages", EP_MSGS},   {"/apply-template", EP_TMPL},
+	} r[] = {{"/health", EP_HEALTH},        {"/v1/models", EP_MODELS}, {"/v1/chat/completions", EP_CHAT},
+	         {"/v1/completions", EP_COMPL}, {"/v1/messages", EP_MSGS}, {"/apply-template", EP_TMPL},
 	         {"/metrics", EP_METRICS},      {"/v1/health", EP_HEALTH}};
 	for (size_t i = 0; i < sizeof(r) / sizeof(*r); i++)
 		if (!strcmp(url, r[i].path))
@@ -912,7 +925,8 @@ static void audit_and_count(struct hreq *h)
 	json_object_set_new(o, "duration_ms", json_integer((json_int_t)((now - h->t0) * 1000)));
 	json_object_set_new(o, "error", h->errmsg[0] ? text_json(h->errmsg, strlen(h->errmsg)) : json_null());
 	if (s->o.audit_content) {
-		json_object_set_new(o, "prompt", h->prompt_text ? text_json(h->prompt_text, h->prompt_len) : json_null());
+		json_object_set_new(o, "prompt",
+		                    h->prompt_text ? text_json(h->prompt_text, h->prompt_len) : json_null());
 		json_object_set_new(o, "completion", h->t ? text_json(h->text.p, h->text.n) : json_null());
 	}
 	char err[512];
@@ -963,8 +977,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 int server_start(struct server *s, int listen_fd, char *err, size_t errlen)
 {
-	unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
-	                 MHD_USE_ERROR_LOG;
+	unsigned flags =
+	    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	if (s->o.tls_cert) {
 		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
 			snprintf(err, errlen, "this libmicrohttpd was built without TLS support");
@@ -982,8 +996,8 @@ int server_start(struct server *s, int listen_fd, char *err, size_t errlen)
 	s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, listen_fd,
 	                        MHD_OPTION_CONNECTION_LIMIT, s->o.connections, MHD_OPTION_CONNECTION_TIMEOUT,
 	                        s->o.conn_timeout, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	                        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024), MHD_OPTION_EXTERNAL_LOGGER,
-	                        mhd_log, NULL, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+	                        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024), MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+	                        NULL, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 	if (!s->d) {
 		snprintf(err, errlen, "cannot start the HTTP server%s",
 		         s->o.tls_cert ? " (is the TLS certificate and key valid PEM?)" : "");

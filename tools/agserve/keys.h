@@ -10,7 +10,7 @@
 
 struct keys;
 
-#define KEYS_MAX 4096
+#define KEYS_MAX      4096
 #define KEYS_FILE_MAX (1 << 20)
 
 /* Refuses a file that is group- or world-readable (-EPERM). */

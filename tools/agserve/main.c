@@ -118,8 +118,8 @@ struct target {
 
 /* The model of R's active slot: R/active -> slots/NAME, and the artifact in
  * the slot's manifest copy.  Reads only; takes no lock. */
-static int resolve_root(const char *root, const char *artifact, char *link, size_t linklen, struct target *t,
-                        char *err, size_t errlen)
+static int resolve_root(const char *root, const char *artifact, char *link, size_t linklen, struct target *t, char *err,
+                        size_t errlen)
 {
 	char p[PATH_MAX + 32], slotdir[PATH_MAX];
 	snprintf(p, sizeof(p), "%s/active", root);
@@ -156,7 +156,8 @@ static int resolve_root(const char *root, const char *artifact, char *link, size
 	}
 	if (!name || !found) {
 		json_decref(m);
-		snprintf(err, errlen, "%.900s: %s", p, !name ? "no bundle name" : "no artifact of that name in the slot");
+		snprintf(err, errlen, "%.900s: %s", p,
+		         !name ? "no bundle name" : "no artifact of that name in the slot");
 		return -ENOENT;
 	}
 	snprintf(t->name, sizeof(t->name), "%s", name);
@@ -207,9 +208,29 @@ static char *slurp(const char *path, char *err, size_t errlen)
 
 int main(int argc, char **argv)
 {
-	enum { O_ROOT = 256, O_MODEL, O_LISTEN, O_PORTFILE, O_ARTIFACT, O_KEYS, O_AUDIT, O_AUDITC, O_DEVICE,
-	       O_THREADS, O_CERT, O_KEY, O_PAR, O_CTX, O_QUEUE, O_MAXTOK, O_PREFILL, O_BODY, O_CONN, O_CTIMEOUT,
-	       O_DRAIN };
+	enum {
+		O_ROOT = 256,
+		O_MODEL,
+		O_LISTEN,
+		O_PORTFILE,
+		O_ARTIFACT,
+		O_KEYS,
+		O_AUDIT,
+		O_AUDITC,
+		O_DEVICE,
+		O_THREADS,
+		O_CERT,
+		O_KEY,
+		O_PAR,
+		O_CTX,
+		O_QUEUE,
+		O_MAXTOK,
+		O_PREFILL,
+		O_BODY,
+		O_CONN,
+		O_CTIMEOUT,
+		O_DRAIN
+	};
 	static const struct option lo[] = {
 	    {"root", required_argument, NULL, O_ROOT},
 	    {"model", required_argument, NULL, O_MODEL},
@@ -235,9 +256,18 @@ int main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
-	struct opts o = {.listen = "127.0.0.1:8000", .artifact = "model", .device = "auto", .parallel = 4,
-	                 .ctx = 4096, .queue = 64, .max_tokens = 4096, .prefill = 256, .max_body = 1 << 20,
-	                 .max_conn = 256, .conn_timeout = 30, .drain = 30};
+	struct opts o = {.listen = "127.0.0.1:8000",
+	                 .artifact = "model",
+	                 .device = "auto",
+	                 .parallel = 4,
+	                 .ctx = 4096,
+	                 .queue = 64,
+	                 .max_tokens = 4096,
+	                 .prefill = 256,
+	                 .max_body = 1 << 20,
+	                 .max_conn = 256,
+	                 .conn_timeout = 30,
+	                 .drain = 30};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		long *num = NULL, lo_ = 1, hi = 1 << 30;
@@ -256,7 +286,7 @@ int main(int argc, char **argv)
 		case O_THREADS: num = &o.threads, lo_ = 0, hi = 1024; break;
 		case O_PAR: num = &o.parallel, hi = 256; break;
 		case O_CTX: num = &o.ctx, hi = 1 << 20; break;
-		case O_QUEUE: num = &o.queue, lo_ = 0, hi = 1 << 20; break;
+		case O_QUEUE: num = &o.queue, hi = 1 << 20; break;
 		case O_MAXTOK: num = &o.max_tokens, hi = 1 << 20; break;
 		case O_PREFILL: num = &o.prefill, hi = 1 << 20; break;
 		case O_BODY: num = &o.max_body, lo_ = 1024, hi = 1L << 30; break;
@@ -302,7 +332,8 @@ int main(int argc, char **argv)
 		return 4;
 	}
 	if (o.cert) {
-		if (!(s.o.tls_cert = slurp(o.cert, err, sizeof(err))) || !(s.o.tls_key = slurp(o.key, err, sizeof(err)))) {
+		if (!(s.o.tls_cert = slurp(o.cert, err, sizeof(err))) ||
+		    !(s.o.tls_key = slurp(o.key, err, sizeof(err)))) {
 			fprintf(stderr, "agserve: %s\n", err);
 			return 4;
 		}
@@ -383,8 +414,10 @@ int main(int argc, char **argv)
 		struct engine *ne = NULL;
 		if (resolve_root(o.root, o.artifact, link, sizeof(link), &t, err, sizeof(err)) < 0 ||
 		    load(&o, backend, &t, &ne, err, sizeof(err)) < 0) {
-			fprintf(stderr, "agserve: slot switch to %s: cannot load the model, still serving the previous one: %s\n",
-			        newlink, err);
+			fprintf(
+			    stderr,
+			    "agserve: slot switch to %s: cannot load the model, still serving the previous one: %s\n",
+			    newlink, err);
 			snprintf(link, sizeof(link), "%s", newlink); /* retried at the next switch */
 			server_set_load_error(&s, err);
 			metrics_load_failure(s.metrics);

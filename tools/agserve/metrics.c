@@ -174,27 +174,32 @@ char *metrics_render(struct metrics *m, int queue_depth, int active, const char 
 	put(&b, "# HELP agserve_requests_total Requests by endpoint and HTTP status.\n"
 	        "# TYPE agserve_requests_total counter\n");
 	for (int i = 0; i < m->ns; i++)
-		put(&b, "agserve_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", m->s[i].endpoint, m->s[i].status,
-		    (unsigned long long)m->s[i].n);
-	put(&b, "# HELP agserve_tokens_in_total Prompt tokens processed.\n# TYPE agserve_tokens_in_total counter\n"
-	        "agserve_tokens_in_total %llu\n",
+		put(&b, "agserve_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", m->s[i].endpoint,
+		    m->s[i].status, (unsigned long long)m->s[i].n);
+	put(&b,
+	    "# HELP agserve_tokens_in_total Prompt tokens processed.\n# TYPE agserve_tokens_in_total counter\n"
+	    "agserve_tokens_in_total %llu\n",
 	    (unsigned long long)m->tok_in);
-	put(&b, "# HELP agserve_tokens_out_total Tokens generated.\n# TYPE agserve_tokens_out_total counter\n"
-	        "agserve_tokens_out_total %llu\n",
+	put(&b,
+	    "# HELP agserve_tokens_out_total Tokens generated.\n# TYPE agserve_tokens_out_total counter\n"
+	    "agserve_tokens_out_total %llu\n",
 	    (unsigned long long)m->tok_out);
 	put_hist(&b, "agserve_time_to_first_token_seconds", "Time from request to its first generated token.",
 	         &m->ttft);
 	put_hist(&b, "agserve_decode_tokens_per_second", "Decode rate of each request after its first token.",
 	         &m->rate);
-	put(&b, "# HELP agserve_model_load_failures_total Models that failed to load after a slot switch.\n"
-	        "# TYPE agserve_model_load_failures_total counter\nagserve_model_load_failures_total %llu\n",
+	put(&b,
+	    "# HELP agserve_model_load_failures_total Models that failed to load after a slot switch.\n"
+	    "# TYPE agserve_model_load_failures_total counter\nagserve_model_load_failures_total %llu\n",
 	    (unsigned long long)m->load_failures);
 	pthread_mutex_unlock(&m->mu);
-	put(&b, "# HELP agserve_queue_depth Requests waiting for a sequence slot.\n# TYPE agserve_queue_depth gauge\n"
-	        "agserve_queue_depth %d\n",
+	put(&b,
+	    "# HELP agserve_queue_depth Requests waiting for a sequence slot.\n# TYPE agserve_queue_depth gauge\n"
+	    "agserve_queue_depth %d\n",
 	    queue_depth);
-	put(&b, "# HELP agserve_active_sequences Sequences decoding now.\n# TYPE agserve_active_sequences gauge\n"
-	        "agserve_active_sequences %d\n",
+	put(&b,
+	    "# HELP agserve_active_sequences Sequences decoding now.\n# TYPE agserve_active_sequences gauge\n"
+	    "agserve_active_sequences %d\n",
 	    active);
 	if (bundle) {
 		put(&b, "# HELP agserve_model_info The model being served.\n# TYPE agserve_model_info gauge\n"

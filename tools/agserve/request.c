@@ -60,8 +60,7 @@ static int get_num(json_t *o, const char *k, double lo, double hi, double *out, 
 	return 0;
 }
 
-static int get_int(json_t *o, const char *k, long long lo, long long hi, long long *out, bool *found,
-                   struct perr *e)
+static int get_int(json_t *o, const char *k, long long lo, long long hi, long long *out, bool *found, struct perr *e)
 {
 	json_t *v = json_object_get(o, k);
 	if (!v || json_is_null(v))
@@ -93,8 +92,9 @@ static int get_bool(json_t *o, const char *k, bool *out, struct perr *e)
 static int refuse_unsupported(json_t *o, struct perr *e)
 {
 	static const char *const zero_num[] = {"frequency_penalty", "presence_penalty", NULL};
-	static const char *const absent[] = {"functions", "function_call", "suffix", "response_format", "audio",
-	                                     "modalities", "prediction", "web_search_options", "thinking", NULL};
+	static const char *const absent[] = {
+	    "functions",          "function_call", "suffix", "response_format", "audio", "modalities", "prediction",
+	    "web_search_options", "thinking",      NULL};
 	json_t *v;
 	for (int i = 0; zero_num[i]; i++) {
 		v = json_object_get(o, zero_num[i]);
@@ -110,8 +110,7 @@ static int refuse_unsupported(json_t *o, struct perr *e)
 		    json_is_string(json_object_get(v, "type")) &&
 		    !strcmp(json_string_value(json_object_get(v, "type")), "text"))
 			continue;
-		if (!strcmp(absent[i], "thinking") && json_is_object(v) &&
-		    json_is_string(json_object_get(v, "type")) &&
+		if (!strcmp(absent[i], "thinking") && json_is_object(v) && json_is_string(json_object_get(v, "type")) &&
 		    !strcmp(json_string_value(json_object_get(v, "type")), "disabled"))
 			continue;
 		return bad(e, absent[i], "'%s' is not supported by this server", absent[i]);
@@ -233,9 +232,10 @@ static int get_messages(json_t *o, struct req *r, const struct req_limits *lim, 
 		json_t *c = json_object_get(m, "content");
 		if (!json_is_object(m) || !role)
 			return bad(e, "messages", "messages[%zu] must be an object with a string 'role'", i);
-		if (r->kind == REQ_MESSAGES ? strcmp(role, "user") && strcmp(role, "assistant")
-		                            : strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
-		                                  strcmp(role, "developer") && strcmp(role, "tool"))
+		if (r->kind == REQ_MESSAGES
+		        ? strcmp(role, "user") && strcmp(role, "assistant")
+		        : strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
+		              strcmp(role, "developer") && strcmp(role, "tool"))
 			return bad(e, "messages", "messages[%zu]: unsupported role '%s'", i, role);
 		if (!c)
 			return bad(e, "messages", "messages[%zu] has no 'content'", i);
@@ -306,8 +306,8 @@ static int parse_obj(json_t *o, struct req *r, const struct req_limits *lim, str
 	r->temperature = 1;
 	r->top_p = 1;
 	r->top_logprobs = -1;
-	const char *mt = r->kind == REQ_CHAT && json_object_get(o, "max_completion_tokens") ? "max_completion_tokens"
-	                                                                                       : "max_tokens";
+	const char *mt =
+	    r->kind == REQ_CHAT && json_object_get(o, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
 	x = 0;
 	if ((rc = get_int(o, mt, 1, lim->max_tokens_cap, &x, &found, e)) < 0)
 		return rc;

@@ -22,30 +22,30 @@ enum req_kind { REQ_CHAT, REQ_COMPLETION, REQ_MESSAGES, REQ_TEMPLATE };
 #define REQ_MAX_STOP 16
 
 struct req_limits {
-	size_t max_messages;    /* default 4096 */
-	size_t max_stop_len;    /* bytes per stop string, default 256 */
-	int max_tokens_cap;     /* largest max_tokens accepted, default 1 << 20 */
+	size_t max_messages; /* default 4096 */
+	size_t max_stop_len; /* bytes per stop string, default 256 */
+	int max_tokens_cap;  /* largest max_tokens accepted, default 1 << 20 */
 };
 
 struct req {
 	enum req_kind kind;
-	char *model;            /* NULL when absent */
-	json_t *messages;       /* normalized, see above; NULL for completions */
-	json_t *tools;          /* as given (chat and messages), or NULL */
-	char *prompt;           /* completions */
+	char *model;      /* NULL when absent */
+	json_t *messages; /* normalized, see above; NULL for completions */
+	json_t *tools;    /* as given (chat and messages), or NULL */
+	char *prompt;     /* completions */
 	size_t prompt_len;
-	int max_tokens;         /* -1: absent */
-	double temperature;     /* default 1 */
-	double top_p;           /* default 1 */
-	int top_k;              /* 0: off */
+	int max_tokens;     /* -1: absent */
+	double temperature; /* default 1 */
+	double top_p;       /* default 1 */
+	int top_k;          /* 0: off */
 	bool has_seed;
 	uint64_t seed;
 	char *stop[REQ_MAX_STOP];
 	size_t n_stop;
 	bool stream, include_usage;
-	bool logprobs;          /* chat: logprobs true */
-	int top_logprobs;       /* chat: 0..20; completions: logprobs N (0..5), -1 when absent */
-	bool echo;              /* completions */
+	bool logprobs;              /* chat: logprobs true */
+	int top_logprobs;           /* chat: 0..20; completions: logprobs N (0..5), -1 when absent */
+	bool echo;                  /* completions */
 	bool add_generation_prompt; /* template */
 };
 

@@ -19,11 +19,11 @@
 #include "request.h"
 
 struct server_opts {
-	size_t max_body;        /* --max-body, bytes */
-	unsigned connections;   /* --max-connections */
-	unsigned conn_timeout;  /* --conn-timeout, seconds of inactivity */
-	int max_tokens;         /* --max-tokens: cap, and the default when a request gives none */
-	unsigned drain_s;       /* --drain-timeout */
+	size_t max_body;       /* --max-body, bytes */
+	unsigned connections;  /* --max-connections */
+	unsigned conn_timeout; /* --conn-timeout, seconds of inactivity */
+	int max_tokens;        /* --max-tokens: cap, and the default when a request gives none */
+	unsigned drain_s;      /* --drain-timeout */
 	bool audit_content;
 	const char *tls_cert, *tls_key; /* PEM contents */
 };
@@ -31,16 +31,16 @@ struct server_opts {
 struct server {
 	struct server_opts o;
 	struct req_limits lim;
-	struct keys *keys;          /* NULL: no keys required */
-	struct qaudit *audit;       /* NULL: no audit */
+	struct keys *keys;    /* NULL: no keys required */
+	struct qaudit *audit; /* NULL: no audit */
 	struct metrics *metrics;
 	pthread_mutex_t mu;
-	struct engine *cur;         /* NULL while loading */
+	struct engine *cur; /* NULL while loading */
 	char last_load_error[512];
-	bool draining;              /* SIGTERM: refuse new requests */
-	volatile bool stopping;     /* drain time is over: end streams */
+	bool draining;          /* SIGTERM: refuse new requests */
+	volatile bool stopping; /* drain time is over: end streams */
 	int in_flight;
-	pthread_cond_t idle;        /* in_flight reached 0 */
+	pthread_cond_t idle; /* in_flight reached 0 */
 	struct MHD_Daemon *d;
 };
 

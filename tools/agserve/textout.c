@@ -21,8 +21,7 @@ void textout_release(struct textout *to)
 	to->full = NULL;
 }
 
-int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, const char **ret_text,
-                 size_t *ret_len)
+int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, const char **ret_text, size_t *ret_len)
 {
 	*ret_text = "";
 	*ret_len = 0;
@@ -79,13 +78,17 @@ int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, c
 			maxstop = strlen(to->stop[i]);
 	if (maxstop) {
 		size_t from = to->emitted > maxstop ? to->emitted - maxstop : 0, best = (size_t)-1;
+		const char *hit = NULL;
 		for (size_t i = 0; i < to->n_stop; i++) {
 			const char *p = memmem(to->full + from, to->full_len - from, to->stop[i], strlen(to->stop[i]));
-			if (p && (size_t)(p - to->full) < best)
+			if (p && (size_t)(p - to->full) < best) {
 				best = (size_t)(p - to->full);
+				hit = to->stop[i];
+			}
 		}
 		if (best != (size_t)-1) {
 			to->stopped = true;
+			to->stop_hit = hit;
 			limit = best;
 		}
 	}

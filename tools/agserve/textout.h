@@ -19,16 +19,16 @@ struct textout {
 	size_t n_stop;
 	int32_t *ids;
 	size_t n, cap;
-	size_t prefix, read;    /* incremental decoding window, see textout.c */
-	char *full;             /* text of ids[0..read] */
+	size_t prefix, read; /* incremental decoding window, see textout.c */
+	char *full;          /* text of ids[0..read] */
 	size_t full_len;
-	size_t emitted;         /* bytes of full already handed out */
-	bool stopped;           /* a stop string was found; no more text */
+	size_t emitted;       /* bytes of full already handed out */
+	bool stopped;         /* a stop string was found; no more text */
+	const char *stop_hit; /* that string (one of stop[]) */
 };
 
 void textout_init(struct textout *to, struct engine *e, char *const *stop, size_t n_stop);
 void textout_release(struct textout *to);
 /* Adds ids; ret_text, ret_len: the next piece to send (points into the
  * textout, valid until the next call).  final: no more ids follow, flush. */
-int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, const char **ret_text,
-                 size_t *ret_len);
+int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, const char **ret_text, size_t *ret_len);
