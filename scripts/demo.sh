@@ -6,7 +6,10 @@
 #   clean zone: verify, stage into the idle slot, let `agctl cycle` check and
 #               promote it; then show a validly signed bundle with corrupted
 #               weights refused by the health check, and a tampered one refused
-#               by the signature check, the active slot untouched throughout.
+#               by the signature check, the active slot untouched throughout;
+#   serving:    agserve serves the promoted model; a question asked with curl
+#               (and the official openai SDK when tests/serve/node_modules is
+#               installed), every query in a hash-chained audit log.
 # Usage: scripts/demo.sh [WORK_DIR]   (default: ./demo-run, recreated)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,13 +19,15 @@ scripts/deps.sh
 ninja -C build >/dev/null
 B=$top/build/tools
 AGPACK=$B/agpack/agpack AGIMPORT=$B/agimport/agimport AGCTL=$B/agctl/agctl AGRUN=$B/agrun/agrun
+AGSERVE=$B/agserve/agserve
 work=${1:-$top/demo-run}
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 R=$work/clean-zone/agkit
 
 say "dirty zone: a tiny Llama-style model (bf16 safetensors, config, tokenizer) and a container image"
-/usr/bin/python3 "$top/tests/runtime/gen_tiny.py" llama bf16 models/tiny >/dev/null
+# (tests/serve/mkmodel.py: gen_tiny.py's weights with every id decodable and a ChatML chat template)
+/usr/bin/python3 "$top/tests/serve/mkmodel.py" models/tiny
 /usr/bin/python3 "$top/tests/bundle/mkdockersave.py" runtime.tar demo/runtime:v1
 ls -l models/tiny runtime.tar
 "$AGRUN" models/tiny --prompt "The capital of France is" -n 8 || true
@@ -77,4 +82,37 @@ printf 'X' | dd of=bundle-v3/vol-00001.agv bs=1 seek=1000 conv=notrunc status=no
 if "$AGIMPORT" bundle-v3 --root "$R"; then echo "demo: tampered bundle was accepted!" >&2; exit 1; else echo "exit status $?"; fi
 "$AGCTL" --root "$R" audit verify
 tail -n 4 "$R/audit.log"
-say "demo finished: v1 is active and healthy, v2 was refused, v3 never got in; files in $work"
+
+say "serving: agserve --root follows the active slot; a question through the OpenAI API"
+( umask 077; printf 'demo-app %s\n' "sk-demo-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" > serve-keys )
+KEY=$(cut -d' ' -f2 serve-keys)
+"$AGSERVE" --root "$R" --listen 127.0.0.1:0 --api-keys serve-keys --threads 2 2> agserve.log &
+srv=$!
+trap 'kill $srv 2>/dev/null' EXIT
+url=
+for _ in $(seq 300); do
+	url=$(sed -n 's/^agserve: listening on \(http:\/\/[0-9.:]*\).*/\1/p' agserve.log | head -1)
+	[ -n "$url" ] && break
+	kill -0 $srv 2>/dev/null || break
+	sleep 0.1
+done
+[ -n "$url" ] || { echo "demo: agserve did not start:" >&2; cat agserve.log >&2; exit 1; }
+echo "agserve: $url"
+curl -s "$url/health"; echo
+question='{"model": "demo", "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 16, "temperature": 0}'
+echo "curl $url/v1/chat/completions -d '$question'"
+curl -s "$url/v1/chat/completions" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d "$question" |
+	/usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print("answer:", repr(r["choices"][0]["message"]["content"]), "| usage:", r["usage"])'
+if [ -d "$top/tests/serve/node_modules/openai" ] && command -v node >/dev/null; then
+	echo "the official openai SDK (node), base URL $url/v1:"
+	(cd "$top/tests/serve" && OPENAI_BASE_URL=$url/v1 OPENAI_API_KEY=$KEY node --input-type=module -e '
+import OpenAI from "openai";
+const client = new OpenAI();
+const r = await client.chat.completions.create({ model: "demo", messages: [{ role: "user", content: "What is the capital of France?" }], max_tokens: 16, temperature: 0 });
+console.log("answer:", JSON.stringify(r.choices[0].message.content));')
+fi
+kill -TERM $srv; wait $srv || true
+trap - EXIT
+"$AGCTL" audit verify --file "$R/query-audit.log"
+tail -n 1 "$R/query-audit.log"
+say "demo finished: v1 is active, healthy and served; v2 was refused, v3 never got in; files in $work"
