@@ -86,12 +86,13 @@ tail -n 4 "$R/audit.log"
 say "serving: agserve --root follows the active slot; a question through the OpenAI API"
 ( umask 077; printf 'demo-app %s\n' "sk-demo-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" > serve-keys )
 KEY=$(cut -d' ' -f2 serve-keys)
-"$AGSERVE" --root "$R" --listen 127.0.0.1:0 --api-keys serve-keys --threads 2 2> agserve.log &
+: > agserve.log
+"$AGSERVE" --root "$R" --listen 127.0.0.1:0 --api-keys serve-keys --threads 2 2>> agserve.log &
 srv=$!
 trap 'kill $srv 2>/dev/null' EXIT
 url=
 for _ in $(seq 300); do
-	url=$(sed -n 's/^agserve: listening on \(http:\/\/[0-9.:]*\).*/\1/p' agserve.log | head -1)
+	url=$(sed -n 's/^agserve: listening on \(http:\/\/[0-9.:]*\).*/\1/p' agserve.log | head -1) || true
 	[ -n "$url" ] && break
 	kill -0 $srv 2>/dev/null || break
 	sleep 0.1

@@ -3,8 +3,8 @@
 # models, streaming, logprobs, echo, stop, usage) and @anthropic-ai/sdk
 # (messages, messages.stream() with its event sequence), a wrong key giving
 # each SDK's AuthenticationError, 8 concurrent clients; greedy output equal to
-# agrun's for the same prompt (chat: the template rendered by python3-jinja2
-# with transformers' settings, tokenized as transformers does, without BOS).
+# agrun's for the same prompt (chat: agrun --render-chat, itself compared with
+# python3-jinja2 with transformers' settings; tokenized without added specials).
 # Needs node and tests/serve/node_modules (tests/serve/npm-install.sh); skips
 # otherwise.
 . "$(dirname "$0")/../lib.sh"
