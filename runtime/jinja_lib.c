@@ -300,6 +300,13 @@ static int map_cp(struct jctx *c, const struct jv *s, int mode, struct jv *ret)
 		}
 		bool cased = utf8proc_islower(u) || utf8proc_isupper(u) ||
 		             utf8proc_category(u) == UTF8PROC_CATEGORY_LT;
+		if (cp == 0xdf && (mode == 0 || ((mode == 2 || mode == 4) && first) || (mode == 3 && !prev_cased))) {
+			/* Python's full case mapping of sharp s: upper SS, title Ss */
+			r = jbuf_put(&b, mode == 0 || mode == 4 ? "SS" : "Ss", 2);
+			prev_cased = true;
+			first = false;
+			continue;
+		}
 		switch (mode) {
 		case 0: o = (uint32_t)utf8proc_toupper(u); break;
 		case 1: o = (uint32_t)utf8proc_tolower(u); break;
@@ -504,16 +511,8 @@ static int do_split(struct jctx *c, const struct jv *s, const struct jv *sep, in
 		if (!rev) {
 			for (size_t i = 0; r == 0 && i < nw; i++) {
 				if (maxsplit >= 0 && (int64_t)i == maxsplit) {
-					/* the rest, without leading whitespace */
+					/* the rest as is, from its first non-space */
 					r = push_str(c, ret, p + st[i], len - st[i]);
-					/* Python strips trailing whitespace only when all splits are done */
-					if (r == 0) {
-						struct jv *last = &ret->u.l->v[ret->u.l->n - 1], t2;
-						if ((r = do_strip(c, last, NULL, false, true, &t2)) == 0) {
-							jv_unref(last);
-							*last = t2;
-						}
-					}
 					break;
 				}
 				r = push_str(c, ret, p + st[i], en[i] - st[i]);
@@ -525,13 +524,7 @@ static int do_split(struct jctx *c, const struct jv *s, const struct jv *sep, in
 			if ((r = err_oom(c, jv_list_new(0, false, &tmp))) == 0) {
 				for (size_t i = nw; r == 0 && i-- > 0; k++) {
 					if (maxsplit >= 0 && (int64_t)k == maxsplit) {
-						struct jv t2, whole;
-						if ((r = new_str(c, p, en[i], &whole)) == 0) {
-							r = do_strip(c, &whole, NULL, true, false, &t2);
-							jv_unref(&whole);
-							if (r == 0)
-								r = err_oom(c, jv_list_push(&tmp, t2));
-						}
+						r = push_str(c, &tmp, p, en[i]);
 						break;
 					}
 					r = push_str(c, &tmp, p + st[i], en[i] - st[i]);

@@ -1050,7 +1050,10 @@ static int parse_body(struct parser *p, const char *const *ends, struct jnode **
 		struct jnode *s = NULL;
 		if (t->kind == T_EOF) {
 			if (ends) {
-				r = perr(p, "missing {%% %s %%}", ends[0]);
+				int last = 0;
+				while (ends[last + 1])
+					last++;
+				r = perr(p, "missing {%% %s %%}", ends[last]);
 				goto fail;
 			}
 			break;

@@ -339,7 +339,7 @@ bool jv_truthy(const struct jv *v)
 	case JV_INT: return v->u.i != 0;
 	case JV_FLOAT: return v->u.f != 0.0;
 	case JV_STR: return v->u.s->len > 0;
-	case JV_LIST: return v->u.l->n > 0;
+	case JV_LIST: return v->u.l->gen || v->u.l->n > 0;
 	case JV_DICT: return v->u.d->kind == JD_NAMESPACE || v->u.d->kind == JD_LOOP || v->u.d->n > 0;
 	default: return true;
 	}
