@@ -220,6 +220,8 @@ unsigned jv_depth(const struct jv *v)
 		return v->u.l->depth;
 	if (v->t == JV_DICT && v->u.d->kind == JD_DICT)
 		return v->u.d->depth;
+	if (v->t == JV_DICT && v->u.d->kind == JD_LOOP && v->u.d->n == 1) /* holds its items */
+		return jv_depth(&v->u.d->k[0]) + 1;
 	if (v->t == JV_FUNC && v->u.fn->self)
 		return jv_depth(v->u.fn->self) + 1;
 	return 0;
@@ -590,6 +592,10 @@ int jv_repr(const struct jv *v, struct jbuf *b, int depth)
 	}
 	case JV_DICT: {
 		const struct jdict *d = v->u.d;
+		if (d->kind == JD_LOOP) {
+			snprintf(num, sizeof(num), "<LoopContext %lld/%zu>", (long long)d->v[0].u.i + 1, d->k[0].u.l->n);
+			return jbuf_put(b, num, strlen(num));
+		}
 		if (d->kind == JD_NAMESPACE)
 			r = jbuf_put(b, "<Namespace ", 11);
 		if (r == 0)
