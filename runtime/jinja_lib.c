@@ -787,22 +787,36 @@ struct sort_item {
 	size_t idx;
 };
 
-static int sort_err;
-static bool sort_rev;
-
-static int cmp_sort(const void *x, const void *y)
+/* Python's sort: stable merge sort; fails when two keys do not order. */
+static int sort_cmp(const struct sort_item *a, const struct sort_item *b, bool rev, int *ret)
 {
-	const struct sort_item *a = x, *b = y;
 	bool lt = false;
-	if (jv_less(&a->key, &b->key, &lt) < 0) {
-		sort_err = 1;
+	const struct sort_item *x = rev ? b : a, *y = rev ? a : b;
+	if (jv_less(&y->key, &x->key, &lt) < 0)
+		return -EINVAL;
+	*ret = lt ? 1 : 0; /* 1: b goes before a */
+	return 0;
+}
+
+static int merge_sort(struct sort_item *v, struct sort_item *tmp, size_t n, bool rev)
+{
+	size_t h = n / 2, i = 0, j = h, k = 0;
+	int r, after;
+	if (n < 2)
 		return 0;
+	if ((r = merge_sort(v, tmp, h, rev)) < 0 || (r = merge_sort(v + h, tmp, n - h, rev)) < 0)
+		return r;
+	while (i < h && j < n) {
+		if ((r = sort_cmp(&v[i], &v[j], rev, &after)) < 0)
+			return r;
+		tmp[k++] = after ? v[j++] : v[i++];
 	}
-	if (lt)
-		return sort_rev ? 1 : -1;
-	if (jv_less(&b->key, &a->key, &lt) == 0 && lt)
-		return sort_rev ? -1 : 1;
-	return a->idx < b->idx ? -1 : a->idx > b->idx; /* stable, as Python's sort */
+	while (i < h)
+		tmp[k++] = v[i++];
+	while (j < n)
+		tmp[k++] = v[j++];
+	memcpy(v, tmp, n * sizeof(*v));
+	return 0;
 }
 
 static int sort_key(struct jctx *c, const struct jv *item, const struct jv *attr, bool case_sensitive, struct jv *ret)
@@ -850,13 +864,16 @@ static int do_sort(struct jctx *c, const struct jv *v, bool rev, bool case_sensi
 		r = sort_key(c, &list.u.l->v[i], attr, case_sensitive, &it[i].key);
 	}
 	if (r == 0) {
-		/* Python's sort with reverse=True reverses, sorts stably, reverses back:
-		 * equal elements keep their original order */
-		sort_err = 0;
-		sort_rev = rev;
-		qsort(it, n, sizeof(*it), cmp_sort);
-		if (sort_err)
+		/* stable both ways: with reverse, equal elements keep their order, as
+		 * Python's sort(reverse=True) does */
+		struct sort_item *tmp = malloc((n ? n : 1) * sizeof(*tmp));
+		if (!tmp)
+			r = err_oom(c, -ENOMEM);
+		else if (merge_sort(it, tmp, n, rev) < 0)
 			r = jctx_fail(c, -EINVAL, "'<' not supported between these values");
+		free(tmp);
+		if (r == 0)
+			r = jctx_charge(c, n * 16);
 	}
 	if (r == 0 && (r = err_oom(c, jv_list_new(n, false, ret))) == 0)
 		for (size_t i = 0; r == 0 && i < n; i++)

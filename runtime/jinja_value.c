@@ -124,9 +124,23 @@ bool ju_isspace(uint32_t c)
 /* ---- objects ---- */
 struct jv jv_ref(const struct jv *v)
 {
-	if (jv_is_obj(v))
+	if (jv_is_obj(v) && v->u.o->refs != JOBJ_IMMORTAL)
 		v->u.o->refs++;
 	return *v;
+}
+
+void jv_make_immortal(struct jv *v)
+{
+	/* only strings and scalars are literals in the tree */
+	if (v->t == JV_STR)
+		v->u.o->refs = JOBJ_IMMORTAL;
+}
+
+void jv_free_immortal(struct jv *v)
+{
+	if (jv_is_obj(v) && v->u.o->refs == JOBJ_IMMORTAL)
+		v->u.o->refs = 1;
+	jv_unref(v);
 }
 
 static void obj_free(struct jv *v)
@@ -163,7 +177,7 @@ void jv_unref(struct jv *v)
 {
 	/* Values nest at most JINJA_MAX_VDEPTH deep (enforced where they are
 	 * built), so this recursion is bounded. */
-	if (jv_is_obj(v) && --v->u.o->refs == 0)
+	if (jv_is_obj(v) && v->u.o->refs != JOBJ_IMMORTAL && --v->u.o->refs == 0)
 		obj_free(v);
 	v->t = JV_UNDEF;
 }

@@ -4,6 +4,7 @@
  * jinja2 / Python print (checked by hand against python3-jinja2).  TAP.
  * usage: test_jinja [MODEL_DIR_SCRATCH] */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,55 @@ static char *repeat(const char *unit, size_t n, const char *pre, const char *pos
 	return s;
 }
 
+/* One compiled template rendered by several threads at once (agserve does
+ * this): every render must give the single-threaded result. */
+struct mt_arg {
+	const struct rt_chat_template *t;
+	const char *want;
+	int ok;
+};
+
+static void *mt_render(void *p)
+{
+	struct mt_arg *a = p;
+	a->ok = 1;
+	for (int i = 0; i < 300; i++) {
+		struct rt_error e = {0};
+		char *out = NULL;
+		size_t len;
+		if (rt_chat_template_render(a->t, CTX, strlen(CTX), &out, &len, &e) < 0 || strcmp(out, a->want))
+			a->ok = 0;
+		free(out);
+	}
+	return NULL;
+}
+
+static void threads_check(void)
+{
+	static const char src[] = "{% for m in messages %}{{ m.role ~ ':' ~ m.content|trim }}{{ 'lit' }}"
+	                          "{{ ['a', 'b']|join(',') }}{% endfor %}{{ [3, 1, 2]|sort }}{{ x|tojson }}";
+	struct rt_chat_template *t = NULL;
+	struct rt_error e = {0};
+	char *want = NULL;
+	size_t len;
+	pthread_t th[4];
+	struct mt_arg a[4];
+	int ok = rt_chat_template_new(src, strlen(src), NULL, NULL, &t, &e) == 0 &&
+	         rt_chat_template_render(t, CTX, strlen(CTX), &want, &len, &e) == 0;
+	for (int i = 0; ok && i < 4; i++) {
+		a[i] = (struct mt_arg){.t = t, .want = want};
+		if (pthread_create(&th[i], NULL, mt_render, &a[i]))
+			ok = 0;
+	}
+	for (int i = 0; ok && i < 4; i++) {
+		pthread_join(th[i], NULL);
+		ok &= a[i].ok;
+	}
+	check(ok, "one template rendered by 4 threads at once gives the same text");
+	free(want);
+	rt_chat_template_free(t);
+}
+
 int main(int argc, char **argv)
 {
 	struct rt_error e = {0};
@@ -124,6 +174,9 @@ int main(int argc, char **argv)
 	expect("{{ s.split(',') }}|{{ ' a  b '.split() }}|{{ s.replace(',', ';') }}|{{ s.startswith('a,') }}"
 	       "|{{ s.endswith(('x', 'c')) }}|{{ '  x\\n'.strip() }}|{{ 'xxhixx'.strip('x') }}",
 	       "['a', 'b', '', 'c']|['a', 'b']|a;b;;c|True|True|x|hi");
+	expect("{{ [{'k': 2, 'n': 'a'}, {'k': 1, 'n': 'b'}, {'k': 2, 'n': 'c'}]|sort(attribute='k', reverse=true)"
+	       "|map(attribute='n')|join }}|{{ ['b', 'A', 'c']|sort }}|{{ ['b', 'A', 'c']|sort(case_sensitive=true) }}",
+	       "acb|['A', 'b', 'c']|['A', 'b', 'c']");
 	expect("{{ [3, 1, 2]|sort }}|{{ [3, 1, 2]|reverse|list }}|{{ [1, 2, 1]|unique|list }}|{{ [1, 2]|join('-') }}"
 	       "|{{ [1, 2]|first }}{{ [1, 2]|last }}|{{ 'abc'|length }}|{{ x|length }}",
 	       "[1, 2, 3]|[2, 1, 3]|[1, 2]|1-2|12|3|2");
@@ -224,6 +277,7 @@ int main(int argc, char **argv)
 	expect_fail("{{ [1] * 100000000 }}", NULL, RT_ERR_USAGE, NULL, "huge list repetition refused");
 	expect_fail("{{ 9223372036854775807 + 1 }}", NULL, RT_ERR_USAGE, "overflow", "integer overflow refused");
 	/* ---- API ---- */
+	threads_check();
 	rt_chat_template_free(NULL);
 	s = "{% if tools %}{{ tools|tojson }}{% endif %}";
 	check(rt_chat_template_new(s, strlen(s), NULL, NULL, &t, &e) == 0 &&
