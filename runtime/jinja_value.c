@@ -630,7 +630,7 @@ int jv_repr(const struct jv *v, struct jbuf *b, int depth)
 			r = jbuf_putc(b, '>');
 		return r;
 	}
-	case JV_UNDEF: return 0;
+	case JV_UNDEF: return depth > 0 ? jbuf_put(b, "Undefined", 9) : 0; /* repr() inside a container */
 	case JV_NONE: return jbuf_put(b, "None", 4);
 	case JV_BOOL: return v->u.b ? jbuf_put(b, "True", 4) : jbuf_put(b, "False", 5);
 	case JV_INT: snprintf(num, sizeof(num), "%lld", (long long)v->u.i); break;

@@ -275,6 +275,12 @@ int main(int argc, char **argv)
 	free(s);
 	expect_fail("{{ 'ab' * 100000000 }}", NULL, RT_ERR_USAGE, NULL, "huge string repetition refused");
 	expect_fail("{{ [1] * 100000000 }}", NULL, RT_ERR_USAGE, NULL, "huge list repetition refused");
+	expect("{{ '' * 9223372036854775807 }}{{ [] * 9223372036854775807 }}", "[]");
+	expect("{{ 1 // 0.1 }}|{{ -7.5 // 2 }}|{{ 2.5 is even }}{{ 3.0 is odd }}|{{ 'a 0.1 b_c'|wordcount }}"
+	       "|{{ 5|safe ~ '' }}|{{ [1]|map(attribute='x')|list }}|{{ 0|select|list }}",
+	       "9.0|-4.0|FalseTrue|4|5|[Undefined]|[]");
+	expect_fail("{{ undefined_thing|int }}", NULL, RT_ERR_USAGE, NULL, "int of undefined is an error");
+	expect_fail("{{ [{'a': 1}, {'a': 1}]|unique|list }}", NULL, RT_ERR_USAGE, "unhashable", "unique of dicts");
 	expect_fail("{{ 9223372036854775807 + 1 }}", NULL, RT_ERR_USAGE, "overflow", "integer overflow refused");
 	/* ---- API ---- */
 	threads_check();
