@@ -1949,7 +1949,7 @@ static double fval(const struct jv *v)
 
 static int64_t ival(const struct jv *v)
 {
-	return v->t == JV_INT ? v->u.i : (int64_t)v->u.b;
+	return v->t == JV_INT ? v->u.i : v->t == JV_BOOL ? (int64_t)v->u.b : 0; /* floats use fval */
 }
 
 static const char *op_name(int op)
