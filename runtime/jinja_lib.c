@@ -1536,7 +1536,7 @@ int jlib_test(struct jctx *c, const char *name, struct jv *args, size_t n, bool 
 		*ret = v->t == JV_STR || (v->t == JV_LIST && !v->u.l->gen) || v->t == JV_UNDEF ||
 		       (v->t == JV_DICT && v->u.d->kind == JD_DICT);
 	else if (!strcmp(name, "callable"))
-		*ret = v->t == JV_FUNC;
+		*ret = v->t == JV_FUNC || v->t == JV_UNDEF; /* Undefined defines __call__ (which raises) */
 	else if (!strcmp(name, "odd") || !strcmp(name, "even")) {
 		/* jinja2: value % 2 == 1 (or == 0), for floats too */
 		struct jv m;
