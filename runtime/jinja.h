@@ -39,6 +39,10 @@
 
 enum jv_type { JV_UNDEF, JV_NONE, JV_BOOL, JV_INT, JV_FLOAT, JV_STR, JV_LIST, JV_DICT, JV_FUNC };
 
+/* refs == JOBJ_IMMORTAL: a literal owned by a compiled template's tree.
+ * Renders on several threads share the tree, so its objects are never
+ * counted (jv_ref / jv_unref leave them alone); jinja_node_free frees them. */
+#define JOBJ_IMMORTAL UINT32_MAX
 struct jobj {
 	uint32_t refs;
 };
@@ -249,6 +253,9 @@ static inline bool jv_is_obj(const struct jv *v)
 }
 struct jv jv_ref(const struct jv *v);
 void jv_unref(struct jv *v);
+/* Make a tree literal immortal; jv_free_immortal releases it. */
+void jv_make_immortal(struct jv *v);
+void jv_free_immortal(struct jv *v);
 
 /* Constructors return 0 or -ENOMEM / -E2BIG; *ret gets one reference. */
 int jv_str(const char *s, size_t len, struct jv *ret);

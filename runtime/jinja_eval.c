@@ -119,12 +119,52 @@ static int set_var(struct jctx *c, const char *name, struct jv val)
 static int eval(struct jctx *c, const struct jnode *n, struct jv *ret);
 static int exec_block(struct jctx *c, const struct jnode *n);
 
+static bool is(const char *name, size_t nlen, const char *w)
+{
+	return strlen(w) == nlen && !memcmp(name, w, nlen);
+}
+
+/* loop.index and friends, from the loop object's (items, index0) */
+static int loop_attr(const struct jv *loop, const char *name, size_t nlen, struct jv *ret)
+{
+	const struct jlist *items = loop->u.d->k[0].u.l;
+	int64_t i = loop->u.d->v[0].u.i, n = (int64_t)items->n;
+
+	if (is(name, nlen, "index"))
+		*ret = jv_int(i + 1);
+	else if (is(name, nlen, "index0"))
+		*ret = jv_int(i);
+	else if (is(name, nlen, "revindex"))
+		*ret = jv_int(n - i);
+	else if (is(name, nlen, "revindex0"))
+		*ret = jv_int(n - i - 1);
+	else if (is(name, nlen, "first"))
+		*ret = jv_bool(i == 0);
+	else if (is(name, nlen, "last"))
+		*ret = jv_bool(i + 1 == n);
+	else if (is(name, nlen, "length"))
+		*ret = jv_int(n);
+	else if (is(name, nlen, "depth"))
+		*ret = jv_int(1);
+	else if (is(name, nlen, "depth0"))
+		*ret = jv_int(0);
+	else if (is(name, nlen, "previtem"))
+		*ret = i > 0 ? jv_ref(&items->v[i - 1]) : jv_undef();
+	else if (is(name, nlen, "nextitem"))
+		*ret = i + 1 < n ? jv_ref(&items->v[i + 1]) : jv_undef();
+	else
+		*ret = jv_undef();
+	return 0;
+}
+
 int jctx_getattr(struct jctx *c, const struct jv *obj, const char *name, size_t nlen, struct jv *ret)
 {
 	int r;
 	if (obj->t == JV_UNDEF)
 		return jctx_fail(c, -EINVAL, "'%.*s' is undefined: attribute access on an undefined value",
 		                 (int)(nlen > 64 ? 64 : nlen), name);
+	if (obj->t == JV_DICT && obj->u.d->kind == JD_LOOP)
+		return loop_attr(obj, name, nlen, ret);
 	if ((r = jlib_method(obj, name, nlen, ret)) < 0)
 		return oom(c, r);
 	if (ret->t != JV_UNDEF)
@@ -661,17 +701,6 @@ static int iter_items(struct jctx *c, const struct jv *v, struct jv *ret)
 	return jctx_fail(c, -EINVAL, "'%s' object is not iterable", jv_type_name(v));
 }
 
-static int set_loop_key(struct jv *loop, const char *k, struct jv v)
-{
-	struct jv key;
-	int r = jv_str(k, strlen(k), &key);
-	if (r < 0) {
-		jv_unref(&v);
-		return r;
-	}
-	return jv_dict_set(loop, key, v);
-}
-
 static int exec_for(struct jctx *c, const struct jnode *n)
 {
 	struct jv src = jv_undef(), items = jv_undef(), sel = jv_undef();
@@ -716,32 +745,12 @@ static int exec_for(struct jctx *c, const struct jnode *n)
 		const struct jv *it = items.u.l->v;
 		if ((r = step(c)) < 0)
 			break;
+		/* the loop object holds the items and the position; its attributes
+		 * are computed on access (jctx_getattr) */
 		if ((r = oom(c, jv_dict_new(JD_LOOP, &loop))) < 0)
 			break;
-		r = set_loop_key(&loop, "index", jv_int((int64_t)i + 1));
-		if (r == 0)
-			r = set_loop_key(&loop, "index0", jv_int((int64_t)i));
-		if (r == 0)
-			r = set_loop_key(&loop, "revindex", jv_int((int64_t)(len - i)));
-		if (r == 0)
-			r = set_loop_key(&loop, "revindex0", jv_int((int64_t)(len - i - 1)));
-		if (r == 0)
-			r = set_loop_key(&loop, "first", jv_bool(i == 0));
-		if (r == 0)
-			r = set_loop_key(&loop, "last", jv_bool(i + 1 == len));
-		if (r == 0)
-			r = set_loop_key(&loop, "length", jv_int((int64_t)len));
-		if (r == 0)
-			r = set_loop_key(&loop, "depth", jv_int(1));
-		if (r == 0)
-			r = set_loop_key(&loop, "depth0", jv_int(0));
-		if (r == 0)
-			r = set_loop_key(&loop, "previtem", i > 0 ? jv_ref(&it[i - 1]) : jv_undef());
-		if (r == 0)
-			r = set_loop_key(&loop, "nextitem", i + 1 < len ? jv_ref(&it[i + 1]) : jv_undef());
-		if (r < 0) {
+		if ((r = oom(c, jv_dict_set(&loop, jv_ref(&items), jv_int((int64_t)i)))) < 0) {
 			jv_unref(&loop);
-			r = oom(c, r);
 			break;
 		}
 		if ((r = set_var(c, "loop", loop)) < 0)

@@ -300,6 +300,13 @@ static int map_cp(struct jctx *c, const struct jv *s, int mode, struct jv *ret)
 		}
 		bool cased = utf8proc_islower(u) || utf8proc_isupper(u) ||
 		             utf8proc_category(u) == UTF8PROC_CATEGORY_LT;
+		if (cp == 0xdf && (mode == 0 || ((mode == 2 || mode == 4) && first) || (mode == 3 && !prev_cased))) {
+			/* Python's full case mapping of sharp s: upper SS, title Ss */
+			r = jbuf_put(&b, mode == 0 || mode == 4 ? "SS" : "Ss", 2);
+			prev_cased = true;
+			first = false;
+			continue;
+		}
 		switch (mode) {
 		case 0: o = (uint32_t)utf8proc_toupper(u); break;
 		case 1: o = (uint32_t)utf8proc_tolower(u); break;
@@ -504,16 +511,8 @@ static int do_split(struct jctx *c, const struct jv *s, const struct jv *sep, in
 		if (!rev) {
 			for (size_t i = 0; r == 0 && i < nw; i++) {
 				if (maxsplit >= 0 && (int64_t)i == maxsplit) {
-					/* the rest, without leading whitespace */
+					/* the rest as is, from its first non-space */
 					r = push_str(c, ret, p + st[i], len - st[i]);
-					/* Python strips trailing whitespace only when all splits are done */
-					if (r == 0) {
-						struct jv *last = &ret->u.l->v[ret->u.l->n - 1], t2;
-						if ((r = do_strip(c, last, NULL, false, true, &t2)) == 0) {
-							jv_unref(last);
-							*last = t2;
-						}
-					}
 					break;
 				}
 				r = push_str(c, ret, p + st[i], en[i] - st[i]);
@@ -525,13 +524,7 @@ static int do_split(struct jctx *c, const struct jv *s, const struct jv *sep, in
 			if ((r = err_oom(c, jv_list_new(0, false, &tmp))) == 0) {
 				for (size_t i = nw; r == 0 && i-- > 0; k++) {
 					if (maxsplit >= 0 && (int64_t)k == maxsplit) {
-						struct jv t2, whole;
-						if ((r = new_str(c, p, en[i], &whole)) == 0) {
-							r = do_strip(c, &whole, NULL, true, false, &t2);
-							jv_unref(&whole);
-							if (r == 0)
-								r = err_oom(c, jv_list_push(&tmp, t2));
-						}
+						r = push_str(c, &tmp, p, en[i]);
 						break;
 					}
 					r = push_str(c, &tmp, p + st[i], en[i] - st[i]);
@@ -709,7 +702,9 @@ static int do_select(struct jctx *c, struct jv *args, size_t n, char **kw, bool 
 			extra[i] = x ? *x : jv_undef();
 		}
 	}
-	if ((r = items_of(c, &args[0], &list)) < 0) {
+	/* jinja2: "if value:" before iterating, so a falsy value selects nothing */
+	r = jv_truthy(&args[0]) ? items_of(c, &args[0], &list) : err_oom(c, jv_list_new(0, false, &list));
+	if (r < 0) {
 		free(extra);
 		return r;
 	}
@@ -748,7 +743,9 @@ static int do_map(struct jctx *c, struct jv *args, size_t n, char **kw, struct j
 
 	if (!attr && (!fname || fname->t != JV_STR))
 		return jctx_fail(c, -EINVAL, "map: expected a filter name or attribute=");
-	if ((r = items_of(c, &args[0], &list)) < 0)
+	/* jinja2: "if value:" before iterating */
+	r = jv_truthy(&args[0]) ? items_of(c, &args[0], &list) : err_oom(c, jv_list_new(0, false, &list));
+	if (r < 0)
 		return r;
 	if ((r = err_oom(c, jv_list_new(list.u.l->n, false, &out))) == 0) {
 		out.u.l->gen = true;
@@ -794,22 +791,36 @@ struct sort_item {
 	size_t idx;
 };
 
-static int sort_err;
-static bool sort_rev;
-
-static int cmp_sort(const void *x, const void *y)
+/* Python's sort: stable merge sort; fails when two keys do not order. */
+static int sort_cmp(const struct sort_item *a, const struct sort_item *b, bool rev, int *ret)
 {
-	const struct sort_item *a = x, *b = y;
 	bool lt = false;
-	if (jv_less(&a->key, &b->key, &lt) < 0) {
-		sort_err = 1;
+	const struct sort_item *x = rev ? b : a, *y = rev ? a : b;
+	if (jv_less(&y->key, &x->key, &lt) < 0)
+		return -EINVAL;
+	*ret = lt ? 1 : 0; /* 1: b goes before a */
+	return 0;
+}
+
+static int merge_sort(struct sort_item *v, struct sort_item *tmp, size_t n, bool rev)
+{
+	size_t h = n / 2, i = 0, j = h, k = 0;
+	int r, after;
+	if (n < 2)
 		return 0;
+	if ((r = merge_sort(v, tmp, h, rev)) < 0 || (r = merge_sort(v + h, tmp, n - h, rev)) < 0)
+		return r;
+	while (i < h && j < n) {
+		if ((r = sort_cmp(&v[i], &v[j], rev, &after)) < 0)
+			return r;
+		tmp[k++] = after ? v[j++] : v[i++];
 	}
-	if (lt)
-		return sort_rev ? 1 : -1;
-	if (jv_less(&b->key, &a->key, &lt) == 0 && lt)
-		return sort_rev ? -1 : 1;
-	return a->idx < b->idx ? -1 : a->idx > b->idx; /* stable, as Python's sort */
+	while (i < h)
+		tmp[k++] = v[i++];
+	while (j < n)
+		tmp[k++] = v[j++];
+	memcpy(v, tmp, n * sizeof(*v));
+	return 0;
 }
 
 static int sort_key(struct jctx *c, const struct jv *item, const struct jv *attr, bool case_sensitive, struct jv *ret)
@@ -857,13 +868,16 @@ static int do_sort(struct jctx *c, const struct jv *v, bool rev, bool case_sensi
 		r = sort_key(c, &list.u.l->v[i], attr, case_sensitive, &it[i].key);
 	}
 	if (r == 0) {
-		/* Python's sort with reverse=True reverses, sorts stably, reverses back:
-		 * equal elements keep their original order */
-		sort_err = 0;
-		sort_rev = rev;
-		qsort(it, n, sizeof(*it), cmp_sort);
-		if (sort_err)
+		/* stable both ways: with reverse, equal elements keep their order, as
+		 * Python's sort(reverse=True) does */
+		struct sort_item *tmp = malloc((n ? n : 1) * sizeof(*tmp));
+		if (!tmp)
+			r = err_oom(c, -ENOMEM);
+		else if (merge_sort(it, tmp, n, rev) < 0)
 			r = jctx_fail(c, -EINVAL, "'<' not supported between these values");
+		free(tmp);
+		if (r == 0)
+			r = jctx_charge(c, n * 16);
 	}
 	if (r == 0 && (r = err_oom(c, jv_list_new(n, false, ret))) == 0)
 		for (size_t i = 0; r == 0 && i < n; i++)
@@ -892,6 +906,11 @@ static int do_unique(struct jctx *c, const struct jv *v, bool case_sensitive, co
 			bool seen = false;
 			if ((r = sort_key(c, &list.u.l->v[i], attr, case_sensitive, &k)) < 0)
 				break;
+			if (k.t == JV_DICT || (k.t == JV_LIST && !k.u.l->tuple)) {
+				r = jctx_fail(c, -EINVAL, "unhashable type: '%s'", jv_type_name(&k));
+				jv_unref(&k);
+				break;
+			}
 			for (size_t j = 0; j < keys.u.l->n && !seen; j++)
 				seen = jv_equal(&keys.u.l->v[j], &k, 0);
 			if ((r = jctx_charge(c, 16 * keys.u.l->n)) < 0) {
@@ -1162,7 +1181,7 @@ int jlib_filter(struct jctx *c, const char *name, struct jv *args, size_t n, cha
 	const struct jv *a1 = arg(args, n, kw, 1, NULL);
 	int r;
 
-	if (!strcmp(name, "safe") || (!strcmp(name, "list") && v->t == JV_LIST && !v->u.l->gen && !v->u.l->tuple)) {
+	if (!strcmp(name, "list") && v->t == JV_LIST && !v->u.l->gen && !v->u.l->tuple) {
 		*ret = jv_ref(v);
 		return 0;
 	}
@@ -1183,7 +1202,7 @@ int jlib_filter(struct jctx *c, const char *name, struct jv *args, size_t n, cha
 		}
 		return 0;
 	}
-	if (!strcmp(name, "string"))
+	if (!strcmp(name, "string") || !strcmp(name, "safe")) /* safe: Markup(str(x)) */
 		return to_str(c, v, ret);
 	if (!strcmp(name, "default") || !strcmp(name, "d")) {
 		const struct jv *d = arg(args, n, kw, 1, "default_value");
@@ -1211,6 +1230,8 @@ int jlib_filter(struct jctx *c, const char *name, struct jv *args, size_t n, cha
 	    !strcmp(name, "title") || !strcmp(name, "replace") || !strcmp(name, "indent") || !strcmp(name, "e") ||
 	    !strcmp(name, "escape") || !strcmp(name, "forceescape")) {
 		struct jv s;
+		if (!strcmp(name, "indent") && v->t != JV_STR)
+			return jctx_fail(c, -EINVAL, "indent: expected a string, got %s", jv_type_name(v));
 		if ((r = to_str(c, v, &s)) < 0)
 			return r;
 		if (!strcmp(name, "trim")) {
@@ -1302,6 +1323,8 @@ int jlib_filter(struct jctx *c, const char *name, struct jv *args, size_t n, cha
 		jv_unref(&list);
 		return 0;
 	}
+	if ((!strcmp(name, "int") || !strcmp(name, "float")) && v->t == JV_UNDEF)
+		return jctx_fail(c, -EINVAL, "%s of an undefined value", name); /* Undefined.__int__ raises */
 	if (!strcmp(name, "int")) {
 		const struct jv *d = arg(args, n, kw, 1, "default");
 		int64_t i;
@@ -1352,7 +1375,7 @@ int jlib_filter(struct jctx *c, const char *name, struct jv *args, size_t n, cha
 		double x = v->t == JV_FLOAT ? v->u.f : v->t == JV_INT ? (double)v->u.i : v->u.b;
 		if (!strcmp(meth, "common")) {
 			if (v->t != JV_FLOAT)
-				*ret = jv_ref(v);
+				*ret = jv_int(v->t == JV_INT ? v->u.i : v->u.b); /* round(True) is 1 */
 			else
 				*ret = jv_float(py_round(x, prec));
 		} else if (!strcmp(meth, "ceil") || !strcmp(meth, "floor")) {
@@ -1450,15 +1473,25 @@ int jlib_filter(struct jctx *c, const char *name, struct jv *args, size_t n, cha
 		return 0;
 	}
 	if (!strcmp(name, "wordcount")) {
-		struct jv s, parts;
+		/* jinja2: the number of \w+ runs */
+		struct jv s;
+		size_t pos = 0;
+		int64_t words = 0;
+		bool in = false;
 		if ((r = to_str(c, v, &s)) < 0)
 			return r;
-		r = do_split(c, &s, NULL, -1, false, &parts);
+		while (pos < s.u.s->len) {
+			utf8proc_int32_t cp = (utf8proc_int32_t)ju_next(s.u.s->s, s.u.s->len, &pos);
+			utf8proc_category_t cat = utf8proc_category(cp);
+			bool w = (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
+			         (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO) || cp == '_' ||
+			         cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_MC;
+			if (w && !in)
+				words++;
+			in = w;
+		}
 		jv_unref(&s);
-		if (r < 0)
-			return r;
-		*ret = jv_int((int64_t)parts.u.l->n);
-		jv_unref(&parts);
+		*ret = jv_int(words);
 		return 0;
 	}
 	(void)a1;
@@ -1503,19 +1536,22 @@ int jlib_test(struct jctx *c, const char *name, struct jv *args, size_t n, bool 
 		*ret = v->t == JV_STR || (v->t == JV_LIST && !v->u.l->gen) || v->t == JV_UNDEF ||
 		       (v->t == JV_DICT && v->u.d->kind == JD_DICT);
 	else if (!strcmp(name, "callable"))
-		*ret = v->t == JV_FUNC;
+		*ret = v->t == JV_FUNC || v->t == JV_UNDEF; /* Undefined defines __call__ (which raises) */
 	else if (!strcmp(name, "odd") || !strcmp(name, "even")) {
-		if (!is_intlike(v))
-			return jctx_fail(c, -EINVAL, "%s: expected an integer", name);
-		int64_t i = v->t == JV_INT ? v->u.i : v->u.b;
-		*ret = ((i % 2) != 0) == (name[0] == 'o');
+		/* jinja2: value % 2 == 1 (or == 0), for floats too */
+		struct jv m;
+		if ((r = jlib_binop(c, JOP_MOD, v, &(struct jv){.t = JV_INT, .u.i = 2}, &m)) < 0)
+			return r;
+		*ret = jv_equal(&m, &(struct jv){.t = JV_INT, .u.i = name[0] == 'o' ? 1 : 0}, 0);
+		jv_unref(&m);
 	} else if (!strcmp(name, "divisibleby")) {
-		if (!o || !is_intlike(v) || !is_intlike(o))
-			return jctx_fail(c, -EINVAL, "divisibleby: expected integers");
-		int64_t a = v->t == JV_INT ? v->u.i : v->u.b, b = o->t == JV_INT ? o->u.i : o->u.b;
-		if (b == 0)
-			return jctx_fail(c, -EDOM, "integer modulo by zero");
-		*ret = b == -1 || a % b == 0;
+		struct jv m;
+		if (!o)
+			return jctx_fail(c, -EINVAL, "divisibleby: needs an argument");
+		if ((r = jlib_binop(c, JOP_MOD, v, o, &m)) < 0)
+			return r;
+		*ret = jv_equal(&m, &(struct jv){.t = JV_INT, .u.i = 0}, 0);
+		jv_unref(&m);
 	} else if (!strcmp(name, "eq") || !strcmp(name, "equalto") || !strcmp(name, "==") || !strcmp(name, "ne") ||
 	           !strcmp(name, "!=")) {
 		if (!o)
@@ -1913,7 +1949,7 @@ static double fval(const struct jv *v)
 
 static int64_t ival(const struct jv *v)
 {
-	return v->t == JV_INT ? v->u.i : (int64_t)v->u.b;
+	return v->t == JV_INT ? v->u.i : v->t == JV_BOOL ? (int64_t)v->u.b : 0; /* floats use fval */
 }
 
 static const char *op_name(int op)
@@ -1934,8 +1970,8 @@ static int type_err(struct jctx *c, int op, const struct jv *a, const struct jv 
 static int repeat(struct jctx *c, const struct jv *seq, int64_t times, struct jv *ret)
 {
 	int r;
-	if (times < 0)
-		times = 0;
+	if (times < 0 || (seq->t == JV_STR ? seq->u.s->len == 0 : seq->u.l->n == 0))
+		times = 0; /* '' * 10**13 is '' at once, not 10**13 empty copies */
 	if (seq->t == JV_STR) {
 		struct jbuf b = {.max = JINJA_MAX_STR};
 		if (seq->u.s->len && (uint64_t)times > JINJA_MAX_STR / seq->u.s->len)
@@ -1999,6 +2035,8 @@ int jlib_binop(struct jctx *c, int op, const struct jv *a, const struct jv *b, s
 			if ((r = jctx_charge(c, b->u.l->n)) < 0)
 				return r;
 		} else if (b->t == JV_DICT && b->u.d->kind != JD_NAMESPACE) {
+			if (a->t == JV_DICT || (a->t == JV_LIST && !a->u.l->tuple))
+				return jctx_fail(c, -EINVAL, "unhashable type: '%s'", jv_type_name(a));
 			found = jv_dict_getv(b, a) != NULL;
 		} else if (b->t != JV_UNDEF) {
 			return jctx_fail(c, -EINVAL, "argument of type '%s' is not iterable", jv_type_name(b));
@@ -2058,10 +2096,22 @@ int jlib_binop(struct jctx *c, int op, const struct jv *a, const struct jv *b, s
 				double m = fmod(fx, fy);
 				if (m != 0 && ((m < 0) != (fy < 0)))
 					m += fy;
-				if (op == JOP_MOD)
+				if (op == JOP_MOD) {
 					*ret = jv_float(m);
-				else
-					*ret = jv_float(floor(fx / fy));
+				} else {
+					/* CPython's float floor division */
+					double mod = fmod(fx, fy), div = (fx - mod) / fy, fl;
+					if (mod != 0 && ((fy < 0) != (mod < 0)))
+						div -= 1.0;
+					if (div != 0) {
+						fl = floor(div);
+						if (div - fl > 0.5)
+							fl += 1.0;
+					} else {
+						fl = copysign(0.0, fx / fy);
+					}
+					*ret = jv_float(fl);
+				}
 				return 0;
 			}
 			if (x == INT64_MIN && y == -1)

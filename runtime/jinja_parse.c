@@ -94,7 +94,7 @@ void jinja_node_free(struct jnode *n)
 	/* the tree is at most JINJA_MAX_NEST * a few levels deep */
 	if (!n)
 		return;
-	jv_unref(&n->lit);
+	jv_free_immortal(&n->lit);
 	free(n->name);
 	jinja_node_free(n->a);
 	jinja_node_free(n->b);
@@ -1050,7 +1050,10 @@ static int parse_body(struct parser *p, const char *const *ends, struct jnode **
 		struct jnode *s = NULL;
 		if (t->kind == T_EOF) {
 			if (ends) {
-				r = perr(p, "missing {%% %s %%}", ends[0]);
+				int last = 0;
+				while (ends[last + 1])
+					last++;
+				r = perr(p, "missing {%% %s %%}", ends[last]);
 				goto fail;
 			}
 			break;
@@ -1141,6 +1144,20 @@ fail:
 	return r;
 }
 
+static void immortalise(struct jnode *n)
+{
+	if (!n)
+		return;
+	jv_make_immortal(&n->lit);
+	immortalise(n->a);
+	immortalise(n->b);
+	immortalise(n->c);
+	immortalise(n->body);
+	immortalise(n->orelse);
+	for (size_t i = 0; i < n->n; i++)
+		immortalise(n->v[i]);
+}
+
 int jinja_parse(const struct jtoks *t, struct jnode **ret, struct jerr *e)
 {
 	struct parser p = {.t = t, .e = e};
@@ -1148,5 +1165,7 @@ int jinja_parse(const struct jtoks *t, struct jnode **ret, struct jerr *e)
 	int r = parse_body(&p, NULL, ret, &which);
 	if (r == -ENOMEM)
 		snprintf(e->msg, sizeof(e->msg), "out of memory");
+	if (r == 0)
+		immortalise(*ret); /* renders on several threads share the tree */
 	return r;
 }

@@ -124,9 +124,23 @@ bool ju_isspace(uint32_t c)
 /* ---- objects ---- */
 struct jv jv_ref(const struct jv *v)
 {
-	if (jv_is_obj(v))
+	if (jv_is_obj(v) && v->u.o->refs != JOBJ_IMMORTAL)
 		v->u.o->refs++;
 	return *v;
+}
+
+void jv_make_immortal(struct jv *v)
+{
+	/* only strings and scalars are literals in the tree */
+	if (v->t == JV_STR)
+		v->u.o->refs = JOBJ_IMMORTAL;
+}
+
+void jv_free_immortal(struct jv *v)
+{
+	if (jv_is_obj(v) && v->u.o->refs == JOBJ_IMMORTAL)
+		v->u.o->refs = 1;
+	jv_unref(v);
 }
 
 static void obj_free(struct jv *v)
@@ -163,7 +177,7 @@ void jv_unref(struct jv *v)
 {
 	/* Values nest at most JINJA_MAX_VDEPTH deep (enforced where they are
 	 * built), so this recursion is bounded. */
-	if (jv_is_obj(v) && --v->u.o->refs == 0)
+	if (jv_is_obj(v) && v->u.o->refs != JOBJ_IMMORTAL && --v->u.o->refs == 0)
 		obj_free(v);
 	v->t = JV_UNDEF;
 }
@@ -220,6 +234,8 @@ unsigned jv_depth(const struct jv *v)
 		return v->u.l->depth;
 	if (v->t == JV_DICT && v->u.d->kind == JD_DICT)
 		return v->u.d->depth;
+	if (v->t == JV_DICT && v->u.d->kind == JD_LOOP && v->u.d->n == 1) /* holds its items */
+		return jv_depth(&v->u.d->k[0]) + 1;
 	if (v->t == JV_FUNC && v->u.fn->self)
 		return jv_depth(v->u.fn->self) + 1;
 	return 0;
@@ -339,7 +355,7 @@ bool jv_truthy(const struct jv *v)
 	case JV_INT: return v->u.i != 0;
 	case JV_FLOAT: return v->u.f != 0.0;
 	case JV_STR: return v->u.s->len > 0;
-	case JV_LIST: return v->u.l->n > 0;
+	case JV_LIST: return v->u.l->gen || v->u.l->n > 0;
 	case JV_DICT: return v->u.d->kind == JD_NAMESPACE || v->u.d->kind == JD_LOOP || v->u.d->n > 0;
 	default: return true;
 	}
@@ -590,6 +606,10 @@ int jv_repr(const struct jv *v, struct jbuf *b, int depth)
 	}
 	case JV_DICT: {
 		const struct jdict *d = v->u.d;
+		if (d->kind == JD_LOOP) {
+			snprintf(num, sizeof(num), "<LoopContext %lld/%zu>", (long long)d->v[0].u.i + 1, d->k[0].u.l->n);
+			return jbuf_put(b, num, strlen(num));
+		}
 		if (d->kind == JD_NAMESPACE)
 			r = jbuf_put(b, "<Namespace ", 11);
 		if (r == 0)
@@ -610,7 +630,7 @@ int jv_repr(const struct jv *v, struct jbuf *b, int depth)
 			r = jbuf_putc(b, '>');
 		return r;
 	}
-	case JV_UNDEF: return 0;
+	case JV_UNDEF: return depth > 0 ? jbuf_put(b, "Undefined", 9) : 0; /* repr() inside a container */
 	case JV_NONE: return jbuf_put(b, "None", 4);
 	case JV_BOOL: return v->u.b ? jbuf_put(b, "True", 4) : jbuf_put(b, "False", 5);
 	case JV_INT: snprintf(num, sizeof(num), "%lld", (long long)v->u.i); break;

@@ -212,7 +212,13 @@ void rt_chat_template_free(struct rt_chat_template *t);
  * result is NUL-terminated and malloc'ed. */
 int rt_chat_template_render(const struct rt_chat_template *t, const char *ctx_json, size_t len, char **ret_text,
                             size_t *ret_len, struct rt_error *err);
-/* Whether the template's source refers to the variable name (e.g. "tools"). */
+/* A compiled template is immutable: several threads may render it at once.
+ * Compile errors (syntax, unsupported statements, nesting over 64) fail
+ * with RT_ERR_MODEL; renders over a limit (1e6 steps, 4 MiB output, value
+ * nesting 64: docs/RUNTIME.md "Chat templates") with RT_ERR_USAGE.  For
+ * raise_exception() err->msg is the template's message itself, with
+ * nothing prepended (control characters become '?').
+ * Whether the template's source refers to the variable name (e.g. "tools"). */
 bool rt_chat_template_mentions(const struct rt_chat_template *t, const char *name);
 
 #ifdef __cplusplus
