@@ -35,7 +35,8 @@ int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, c
 		to->ids = ni;
 		to->cap = nc;
 	}
-	memcpy(to->ids + to->n, ids, n * sizeof(*ids));
+	if (n) /* to->ids is still NULL before the first token */
+		memcpy(to->ids + to->n, ids, n * sizeof(*ids));
 	to->n += n;
 	if (!to->full && !(to->full = calloc(1, 1)))
 		return -ENOMEM;
