@@ -4,6 +4,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 "$(dirname "$0")/deps.sh" || exit 1
+# the official OpenAI and Anthropic SDKs for tests/serve (skipped without npm)
+"$(dirname "$0")/../tests/serve/npm-install.sh"
 build=${1:-build}
 shift || true
 if [ ! -f "$build/build.ninja" ]; then
