@@ -58,4 +58,47 @@ m = metrics()
 assert m["agserve_active_sequences"] == 0 and m["agserve_queue_depth"] == 0, m
 PY
 stop_server
+
+# 2. --conn-timeout 1 while requests wait seconds in the queue: none is cut
+start_server srv2.log --model m --parallel 1 --conn-timeout 1 &&
+	ok "agserve --parallel 1 --conn-timeout 1 starts" || { not_ok "agserve starts"; cat srv2.log; done_testing; exit 1; }
+$PY - "$(cat port)" <<'PY' > ct.out 2>&1 && ok "--conn-timeout 1: requests queued for seconds (streamed and not, completions, chat, messages) all complete" || { not_ok "conn-timeout cuts queued requests"; sed 's/^/#   /' ct.out; }
+import http.client, json, sys, threading, time
+port = int(sys.argv[1])
+res = {}
+def run(name, path, body, stream):
+    t0 = time.time()
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        body = dict(body, temperature=0, stream=stream)
+        c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        r = c.getresponse(); d = r.read().decode()
+        if not stream:
+            done = "choices" in json.loads(d) or json.loads(d).get("type") == "message"
+        else:
+            done = "data: [DONE]" in d or "event: message_stop" in d
+        res[name] = (r.status, done, round(time.time() - t0, 2))
+    except Exception as e:
+        res[name] = ("exception", repr(e)[:80], round(time.time() - t0, 2))
+msg = {"model": "m", "max_tokens": 300, "messages": [{"role": "user", "content": "hi"}]}
+jobs = [("long", "/v1/completions", {"prompt": "a", "max_tokens": 2500}, False),
+        ("compl-stream", "/v1/completions", {"prompt": "b", "max_tokens": 300}, True),
+        ("compl", "/v1/completions", {"prompt": "c", "max_tokens": 300}, False),
+        ("chat-stream", "/v1/chat/completions", msg, True),
+        ("msgs-stream", "/v1/messages", msg, True),
+        ("msgs", "/v1/messages", msg, False)]
+ts = []
+for j in jobs:
+    ts.append(threading.Thread(target=run, args=j, daemon=True)); ts[-1].start(); time.sleep(0.1)
+for t in ts: t.join(90)
+print(res)
+assert len(res) == len(jobs) and all(v[:2] == (200, True) for v in res.values()), res
+assert max(v[2] for v in res.values()) > 2, "nothing waited longer than --conn-timeout: the test proves nothing"
+# the idle timeout still holds for a keep-alive connection that sends nothing
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+c.request("GET", "/health"); c.getresponse().read()
+t0 = time.time()
+assert c.sock.recv(10) == b"" and time.time() - t0 < 5, "an idle keep-alive connection stays open"
+PY
+stop_server
 done_testing

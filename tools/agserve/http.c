@@ -86,6 +86,7 @@ struct hreq {
 	size_t pend_off;
 	int sstate;      /* 0 prologue, 1 tokens, 2 epilogue, 3 end */
 	size_t text_off; /* completions logprobs text_offset */
+	bool timeout_held; /* --conn-timeout suspended while the server works */
 };
 
 /* ---- small helpers ---- */
@@ -504,11 +505,24 @@ static void stream_epilogue(struct hreq *h)
 
 #define STEP_TOKENS 64
 
+/* --conn-timeout is for clients that send or read nothing, not for the
+ * time the server spends queueing, prefilling and decoding: it is off while
+ * a request thread waits for the engine and back on (its timer restarted by
+ * libmicrohttpd) when there is something to send. */
+static void hold_timeout(struct hreq *h, bool hold)
+{
+	if (h->timeout_held == hold || !h->s->o.conn_timeout)
+		return;
+	MHD_set_connection_option(h->c, MHD_CONNECTION_OPTION_TIMEOUT, hold ? 0u : h->s->o.conn_timeout);
+	h->timeout_held = hold;
+}
+
 /* Waits for the next tokens and turns them into text (both paths).
  * Returns true when the generation has ended. */
 static bool pull(struct hreq *h, struct tok_out *buf, size_t *ret_n, const char **txt, size_t *len)
 {
 	enum finish fin;
+	hold_timeout(h, true);
 	size_t n = task_wait(h->t, h->got, 200, buf, STEP_TOKENS, &fin);
 	int32_t ids[STEP_TOKENS];
 	for (size_t i = 0; i < n; i++)
@@ -560,9 +574,11 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
 			stream_epilogue(h);
 			h->sstate = 3;
 		} else {
+			hold_timeout(h, false);
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		}
 	}
+	hold_timeout(h, false);
 	size_t n = h->pend.n - h->pend_off;
 	if (n > max)
 		n = max;
@@ -589,6 +605,7 @@ static enum MHD_Result finish_whole(struct hreq *h)
 		if (end)
 			break;
 	}
+	hold_timeout(h, false);
 	if (!strcmp(h->finish, "cancelled"))
 		return MHD_NO; /* nobody to answer */
 	if (!strcmp(h->finish, "error"))
