@@ -11,6 +11,28 @@
 #include <time.h>
 
 #include "engine.h"
+#include "proxy.h"
+
+#ifndef AGSERVE_PROXY
+/* Built without libcurl: no external engines. */
+bool proxy_wanted(const char *model_dir)
+{
+	(void)model_dir;
+	return false;
+}
+int proxy_open(const char *model_dir, const char *name, struct proxy **ret_proxy, char *err, size_t errlen)
+{
+	(void)model_dir;
+	(void)name;
+	(void)ret_proxy;
+	snprintf(err, errlen, "this agserve was built without libcurl: no external engines");
+	return -EOPNOTSUPP;
+}
+void proxy_unref(struct proxy *p)
+{
+	(void)p;
+}
+#endif
 
 struct task {
 	struct engine *e;
@@ -38,6 +60,7 @@ struct seq {
 struct engine {
 	struct engine_opts o;
 	char *dir, *name, *bundle, *channel, *slot;
+	struct proxy *proxy; /* an external engine (engine.json): no model, no scheduler */
 	struct rt_model *m;
 	struct rt_tokenizer *tok;
 	struct rt_chat_template *tmpl;
@@ -269,6 +292,7 @@ static void engine_destroy(struct engine *e)
 	rt_chat_template_free(e->tmpl);
 	rt_tokenizer_free(e->tok);
 	rt_model_free(e->m);
+	proxy_unref(e->proxy); /* the last reference stops the engine's process group */
 	pthread_mutex_destroy(&e->mu);
 	pthread_mutex_destroy(&e->tok_mu);
 	pthread_cond_destroy(&e->cv);
@@ -308,6 +332,12 @@ int engine_new(const struct engine_opts *o, struct engine **ret, char *errbuf, s
 		r = -ENOMEM;
 		snprintf(errbuf, errlen, "out of memory");
 		goto fail;
+	}
+	if (proxy_wanted(o->dir)) {
+		if ((r = proxy_open(o->dir, o->name, &e->proxy, errbuf, errlen)) < 0)
+			goto fail;
+		*ret = e;
+		return 0;
 	}
 	snprintf(path, sizeof(path), "%s/tokenizer.json", o->dir);
 	r = rt_tokenizer_load(path, &e->tok, &err);
@@ -388,6 +418,11 @@ void engine_unref(struct engine *e)
 		engine_destroy(e);
 }
 
+struct proxy *engine_proxy(const struct engine *e)
+{
+	return e->proxy;
+}
+
 const char *engine_name(const struct engine *e)
 {
 	return e->name;
@@ -420,6 +455,10 @@ bool engine_template_mentions(const struct engine *e, const char *name)
 
 void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active)
 {
+	if (e->proxy) {
+		*ret_queued = *ret_active = 0; /* the external engine's own business */
+		return;
+	}
 	pthread_mutex_lock((pthread_mutex_t *)&e->mu);
 	*ret_queued = e->n_queued;
 	*ret_active = e->n_active;

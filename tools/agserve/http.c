@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "bundle/sha256.h"
+#include "proxy.h"
 #include "server.h"
 #include "textout.h"
 
@@ -87,7 +88,14 @@ struct hreq {
 	int sstate;      /* 0 prologue, 1 tokens, 2 epilogue, 3 end */
 	size_t text_off; /* completions logprobs text_offset */
 	bool timeout_held; /* --conn-timeout suspended while the server works */
+	/* forwarded to an external engine: the request's end is both
+	 * NOTIFY_COMPLETED and proxy_done, which may come after it */
+	bool proxied;
+	int refs;
+	char *url;
 };
+
+static void hreq_end(struct hreq *h);
 
 /* ---- small helpers ---- */
 
@@ -787,6 +795,55 @@ static bool authorized(struct hreq *h)
 	return true;
 }
 
+/* The audit's prompt_sha256 of a forwarded request: of the completions
+ * prompt string as agserve would hash it itself, else of the compact JSON
+ * of "prompt" or "messages" (the engine renders the template, not agserve). */
+static void forwarded_prompt_sha(struct hreq *h)
+{
+	json_t *o = h->body.p ? json_loadb(h->body.p, h->body.n, 0, NULL) : NULL;
+	json_t *v = json_object_get(o, "prompt");
+	if (!v)
+		v = json_object_get(o, "messages");
+	uint8_t d[BN_SHA256_LEN];
+	if (json_is_string(v)) {
+		bn_sha256(json_string_value(v), json_string_length(v), d);
+		h->have_sha = true;
+	} else if (v) {
+		char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (t) {
+			bn_sha256(t, strlen(t), d);
+			h->have_sha = true;
+		}
+		free(t);
+	}
+	if (h->have_sha)
+		bn_hex(d, BN_SHA256_LEN, h->prompt_sha);
+	json_decref(o);
+}
+
+static void proxy_done(void *arg, const struct proxy_result *r)
+{
+	struct hreq *h = arg;
+	h->status = (int)r->status;
+	h->n_prompt = r->tokens_in > 0 ? (size_t)r->tokens_in : 0;
+	h->got = r->tokens_out > 0 ? (size_t)r->tokens_out : 0;
+	if (!r->complete)
+		h->finish = "cancelled";
+	else if (r->status >= 500)
+		h->finish = "error";
+	hreq_end(h);
+}
+
+static enum MHD_Result forward(struct hreq *h, const char *method)
+{
+	forwarded_prompt_sha(h);
+	h->proxied = true;
+	h->refs = 2; /* NOTIFY_COMPLETED and proxy_done */
+	const char *ct = MHD_lookup_connection_value(h->c, MHD_HEADER_KIND, "Content-Type");
+	return proxy_handle(engine_proxy(h->e), h->c, method, h->url, ct, h->body.p ? h->body.p : "", h->body.n,
+	                    proxy_done, h);
+}
+
 static enum MHD_Result dispatch(struct hreq *h, const char *method)
 {
 	struct server *s = h->s;
@@ -809,6 +866,10 @@ static enum MHD_Result dispatch(struct hreq *h, const char *method)
 	if (s->keys && !authorized(h))
 		return reply_error(h, 401, "authentication_error", "invalid_api_key", NULL,
 		                   "missing or invalid API key (Authorization: Bearer KEY or x-api-key: KEY)");
+	if ((h->e = current(s)) && engine_proxy(h->e))
+		return forward(h, method);
+	engine_unref(h->e);
+	h->e = NULL;
 	if (h->ep == EP_MODELS || h->ep == EP_MODEL) {
 		if (!get)
 			return reply_error(h, 405, "invalid_request_error", "method_not_allowed", NULL, "use GET");
@@ -851,6 +912,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 		h->t0 = mono_now();
 		h->created = time(NULL);
 		h->ep = route(url, h->model_id, sizeof(h->model_id));
+		if (!(h->url = strdup(url))) {
+			free(h);
+			return MHD_NO;
+		}
 		char hex[25];
 		rand_hex(hex, 12);
 		snprintf(h->id, sizeof(h->id), "%s%s",
@@ -952,18 +1017,17 @@ static void audit_and_count(struct hreq *h)
 	json_decref(o);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+/* Audit, count and free; for a forwarded request only at the second of
+ * NOTIFY_COMPLETED and proxy_done. */
+static void hreq_end(struct hreq *h)
 {
-	struct server *s = cls;
-	struct hreq *h = *con_cls;
-	(void)c;
-	if (!h)
+	struct server *s = h->s;
+	if (h->proxied && __atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
-	*con_cls = NULL;
-	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && h->t && !h->finish)
-		h->finish = "cancelled";
 	if (h->t)
 		task_cancel(h->t); /* a no-op once it has finished */
+	if (h->proxied)
+		metrics_tokens(s->metrics, h->n_prompt, h->got);
 	audit_and_count(h);
 	task_put(h->t);
 	if (h->have_to)
@@ -976,6 +1040,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	free(h->text.p);
 	free(h->pend.p);
 	free(h->toks);
+	free(h->url);
 	if (h->counted) {
 		pthread_mutex_lock(&s->mu);
 		if (--s->in_flight == 0)
@@ -983,6 +1048,19 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 		pthread_mutex_unlock(&s->mu);
 	}
 	free(h);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct hreq *h = *con_cls;
+	(void)cls;
+	(void)c;
+	if (!h)
+		return;
+	*con_cls = NULL;
+	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && h->t && !h->finish)
+		h->finish = "cancelled";
+	hreq_end(h);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
