@@ -144,11 +144,14 @@ int main(void)
 	for (size_t i = 0; i < sizeof(stray); i++)
 		if (lag[i] + 3 < 3 * i)
 			behind = 0;
-	ok(good && behind && pieces >= 38, "40 stray continuation bytes stream as U+FFFD one token behind (were held to the end)");
+	ok(good && behind && pieces >= 38,
+	   "40 stray continuation bytes stream as U+FFFD one token behind (were held to the end)");
 	/* stray lead bytes followed by ASCII, and lead bytes followed by lead bytes */
-	const unsigned char leads[] = {0xc3, 0xc3, 0xc3, 0xe2, 0xe2, 0xf0, 0xf0, 0x41, 0xe2, 0x82, 0x41, 0xe2, 0x82, 0xac};
+	const unsigned char leads[] = {0xc3, 0xc3, 0xc3, 0xe2, 0xe2, 0xf0, 0xf0,
+	                               0x41, 0xe2, 0x82, 0x41, 0xe2, 0x82, 0xac};
 	run(leads, sizeof(leads), lag, &good);
-	ok(good && lag[5] >= 12, "stray lead bytes: sent once a following byte rules them out; text equals the whole decode");
+	ok(good && lag[5] >= 12,
+	   "stray lead bytes: sent once a following byte rules them out; text equals the whole decode");
 	/* random bytes: pieces always concatenate to the whole text */
 	unsigned seed = 12345;
 	int all = 1;
@@ -158,7 +161,7 @@ int main(void)
 		for (size_t i = 0; i < n; i++) {
 			seed = seed * 1103515245u + 12345u;
 			unsigned v = (seed >> 16) & 0xff;
-			static const unsigned char pick[] = {'a', ' ', 0x80, 0xbf, 0xc3, 0xa9, 0xe2, 0x82, 0xac,
+			static const unsigned char pick[] = {'a',  ' ',  0x80, 0xbf, 0xc3, 0xa9, 0xe2, 0x82, 0xac,
 			                                     0xf0, 0x9f, 0x98, 0xed, 0xa0, 0xf4, 0x90, 0xff, 0xe0};
 			r[i] = v < 128 ? pick[v % sizeof(pick)] : (unsigned char)v;
 		}

@@ -85,8 +85,8 @@ struct hreq {
 	/* streaming */
 	struct sbuf pend;
 	size_t pend_off;
-	int sstate;      /* 0 prologue, 1 tokens, 2 epilogue, 3 end */
-	size_t text_off; /* completions logprobs text_offset */
+	int sstate;        /* 0 prologue, 1 tokens, 2 epilogue, 3 end */
+	size_t text_off;   /* completions logprobs text_offset */
 	bool timeout_held; /* --conn-timeout suspended while the server works */
 	/* forwarded to an external engine: the request's end is both
 	 * NOTIFY_COMPLETED and proxy_done, which may come after it */
