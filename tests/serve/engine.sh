@@ -12,14 +12,15 @@ AGCTL=$(realpath "$AGCTL")
 cd "$WORK"
 # m/ is what clients call "m": engine.json, and the engine's model in m/m
 mkdir m
-$PY "$TESTS_DIR/serve/mkmodel.py" m/m llama --dims 64,128,2,4,2 >/dev/null
+# about a millisecond a token: a 3000-token request holds an engine sequence for seconds
+$PY "$TESTS_DIR/serve/mkmodel.py" m/m llama --dims 384,1024,4,6,2 >/dev/null
 $PY -c 'import json,sys; c=json.load(open(sys.argv[1])); c["max_position_embeddings"]=4096; json.dump(c,open(sys.argv[1],"w"))' m/m/config.json
 printf '{"command": ["%s", "--model", "{model}/{name}", "--listen", "127.0.0.1:{port}", "--threads", "1", "--parallel", "2"], "ready_path": "/health", "ready_timeout_s": 60}\n' \
 	"$AGSERVE" > m/engine.json
 printf 'alice s3cret\n' > keys && chmod 600 keys
 # (the engine shares the front's stderr and prints its own "listening" line
 # first: wait for the front's port file and its line)
-start_server srv.log --model m --api-keys keys --audit audit.log
+start_server srv.log --model m --api-keys keys --audit audit.log --conn-timeout 1
 for i in $(seq 300); do
 	[ -s port ] && grep -q "^agserve: listening on http://127.0.0.1:$(cat port)\$" srv.log && break
 	kill -0 $SRV_PID 2>/dev/null || break
@@ -93,6 +94,34 @@ c = recs[3]
 assert c["endpoint"] == "/v1/completions" and c["tokens_out"] == 12 and c["tokens_in"] > 0, c
 assert c["prompt_sha256"] == hashlib.sha256(sys.argv[2].encode()).hexdigest(), c
 assert all(r["tokens_out"] == 40 for r in recs[4:8]), recs[4:8]
+PY
+# --conn-timeout 1 on the front: requests the engine keeps queued for
+# seconds (both of its sequences busy) are not cut
+$PY - "$(cat port)" <<'PY' > ct.out 2>&1 && ok "front --conn-timeout 1: requests queued by the engine for seconds complete" || { not_ok "conn-timeout through the front"; sed 's/^/#   /' ct.out; }
+import http.client, json, sys, threading, time
+port = int(sys.argv[1])
+res = {}
+def run(name, path, body):
+    t0 = time.time()
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        c.request("POST", path, json.dumps(dict(body, temperature=0)), {"Content-Type": "application/json", "x-api-key": "s3cret"})
+        r = c.getresponse(); d = r.read().decode()
+        done = "data: [DONE]" in d if body.get("stream") else "choices" in json.loads(d)
+        res[name] = (r.status, done, round(time.time() - t0, 2))
+    except Exception as e:
+        res[name] = ("exception", repr(e)[:80], round(time.time() - t0, 2))
+jobs = [("long1", "/v1/completions", {"prompt": "a", "max_tokens": 3000}),
+        ("long2", "/v1/completions", {"prompt": "b", "max_tokens": 3000}),
+        ("stream", "/v1/chat/completions", {"max_tokens": 50, "stream": True, "messages": [{"role": "user", "content": "x"}]}),
+        ("whole", "/v1/completions", {"prompt": "c", "max_tokens": 50})]
+ts = []
+for j in jobs:
+    ts.append(threading.Thread(target=run, args=j, daemon=True)); ts[-1].start(); time.sleep(0.2)
+for t in ts: t.join(120)
+print(res)
+assert len(res) == 4 and all(v[:2] == (200, True) for v in res.values()), res
+assert res["stream"][2] > 1.5, "the stream did not wait longer than --conn-timeout: the test proves nothing"
 PY
 # SIGTERM: the front exits 0 and the engine's process group is gone
 kill -TERM "$SRV_PID"; wait "$SRV_PID"; rc=$?

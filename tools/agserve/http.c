@@ -831,6 +831,8 @@ static void proxy_done(void *arg, const struct proxy_result *r)
 		h->finish = "cancelled";
 	else if (r->status >= 500)
 		h->finish = "error";
+	if (r->complete)
+		hold_timeout(h, false); /* from the response reader: the connection stays (keep-alive) */
 	hreq_end(h);
 }
 
@@ -839,6 +841,10 @@ static enum MHD_Result forward(struct hreq *h, const char *method)
 	forwarded_prompt_sha(h);
 	h->proxied = true;
 	h->refs = 2; /* NOTIFY_COMPLETED and proxy_done */
+	/* the engine may queue the request: --conn-timeout is off until the
+	 * answer is complete (the proxy's own PROXY_IDLE_TIMEOUT_S bounds a
+	 * silent engine) */
+	hold_timeout(h, true);
 	const char *ct = MHD_lookup_connection_value(h->c, MHD_HEADER_KIND, "Content-Type");
 	return proxy_handle(engine_proxy(h->e), h->c, method, h->url, ct, h->body.p ? h->body.p : "", h->body.n,
 	                    proxy_done, h);
