@@ -9,28 +9,45 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "proxy.h"
 
 #ifndef AGSERVE_PROXY
-/* Built without libcurl: no external engines. */
+/* Built without libcurl: no external engines (a model directory with
+ * engine.json fails to load with that reason). */
 bool proxy_wanted(const char *model_dir)
 {
-	(void)model_dir;
-	return false;
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/%s", model_dir, PROXY_ENGINE_FILE);
+	return access(p, F_OK) == 0;
 }
 int proxy_open(const char *model_dir, const char *name, struct proxy **ret_proxy, char *err, size_t errlen)
 {
-	(void)model_dir;
 	(void)name;
 	(void)ret_proxy;
-	snprintf(err, errlen, "this agserve was built without libcurl: no external engines");
+	snprintf(err, errlen, "%s/%s: this agserve was built without libcurl (no external engines)", model_dir,
+	         PROXY_ENGINE_FILE);
 	return -EOPNOTSUPP;
 }
 void proxy_unref(struct proxy *p)
 {
 	(void)p;
+}
+enum MHD_Result proxy_handle(struct proxy *p, struct MHD_Connection *conn, const char *method, const char *url,
+                             const char *content_type, const char *body, size_t len, proxy_done_fn done, void *arg)
+{
+	(void)p;
+	(void)conn;
+	(void)method;
+	(void)url;
+	(void)content_type;
+	(void)body;
+	(void)len;
+	(void)done;
+	(void)arg;
+	return MHD_NO; /* not reached: proxy_open() always fails */
 }
 #endif
 
