@@ -61,6 +61,7 @@ struct task {
 	size_t n_out, cap_out;
 	enum finish fin;
 	bool cancel;
+	bool queued; /* in e's queue (under e->mu) */
 	double t_sub, t_first, t_done;
 	pthread_cond_t cv;
 	struct task *next;
@@ -212,6 +213,7 @@ static void *scheduler(void *arg)
 			if (!e->qhead)
 				e->qtail = NULL;
 			e->n_queued--;
+			t->queued = false;
 			if (t->cancel) {
 				task_finish(t, FIN_CANCEL);
 				i--;
@@ -602,6 +604,7 @@ int engine_submit(struct engine *e, const int32_t *ids, size_t n, const struct g
 		e->qhead = t;
 	e->qtail = t;
 	e->n_queued++;
+	t->queued = true;
 	pthread_cond_signal(&e->cv);
 	pthread_mutex_unlock(&e->mu);
 	*ret = t;
@@ -638,6 +641,26 @@ void task_cancel(struct task *t)
 {
 	struct engine *e = t->e;
 	pthread_mutex_lock(&e->mu);
+	if (t->queued) {
+		/* out of the queue now: a request that went away does not hold
+		 * a queue place (nor count in agserve_queue_depth) */
+		struct task **pp = &e->qhead, *prev = NULL;
+		while (*pp && *pp != t) {
+			prev = *pp;
+			pp = &(*pp)->next;
+		}
+		if (*pp) {
+			*pp = t->next;
+			if (e->qtail == t)
+				e->qtail = prev;
+			e->n_queued--;
+			t->queued = false;
+			t->cancel = true;
+			task_finish(t, FIN_CANCEL); /* drops the engine's reference; the caller still holds its own */
+			pthread_mutex_unlock(&e->mu);
+			return;
+		}
+	}
 	t->cancel = true;
 	pthread_cond_signal(&e->cv);
 	pthread_mutex_unlock(&e->mu);
