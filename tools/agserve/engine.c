@@ -9,8 +9,47 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine.h"
+#include "proxy.h"
+
+#ifndef AGSERVE_PROXY
+/* Built without libcurl: no external engines (a model directory with
+ * engine.json fails to load with that reason). */
+bool proxy_wanted(const char *model_dir)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/%s", model_dir, PROXY_ENGINE_FILE);
+	return access(p, F_OK) == 0;
+}
+int proxy_open(const char *model_dir, const char *name, struct proxy **ret_proxy, char *err, size_t errlen)
+{
+	(void)name;
+	(void)ret_proxy;
+	snprintf(err, errlen, "%s/%s: this agserve was built without libcurl (no external engines)", model_dir,
+	         PROXY_ENGINE_FILE);
+	return -EOPNOTSUPP;
+}
+void proxy_unref(struct proxy *p)
+{
+	(void)p;
+}
+enum MHD_Result proxy_handle(struct proxy *p, struct MHD_Connection *conn, const char *method, const char *url,
+                             const char *content_type, const char *body, size_t len, proxy_done_fn done, void *arg)
+{
+	(void)p;
+	(void)conn;
+	(void)method;
+	(void)url;
+	(void)content_type;
+	(void)body;
+	(void)len;
+	(void)done;
+	(void)arg;
+	return MHD_NO; /* not reached: proxy_open() always fails */
+}
+#endif
 
 struct task {
 	struct engine *e;
@@ -22,6 +61,7 @@ struct task {
 	size_t n_out, cap_out;
 	enum finish fin;
 	bool cancel;
+	bool queued; /* in e's queue (under e->mu) */
 	double t_sub, t_first, t_done;
 	pthread_cond_t cv;
 	struct task *next;
@@ -38,6 +78,7 @@ struct seq {
 struct engine {
 	struct engine_opts o;
 	char *dir, *name, *bundle, *channel, *slot;
+	struct proxy *proxy; /* an external engine (engine.json): no model, no scheduler */
 	struct rt_model *m;
 	struct rt_tokenizer *tok;
 	struct rt_chat_template *tmpl;
@@ -172,6 +213,7 @@ static void *scheduler(void *arg)
 			if (!e->qhead)
 				e->qtail = NULL;
 			e->n_queued--;
+			t->queued = false;
 			if (t->cancel) {
 				task_finish(t, FIN_CANCEL);
 				i--;
@@ -269,6 +311,7 @@ static void engine_destroy(struct engine *e)
 	rt_chat_template_free(e->tmpl);
 	rt_tokenizer_free(e->tok);
 	rt_model_free(e->m);
+	proxy_unref(e->proxy); /* the last reference stops the engine's process group */
 	pthread_mutex_destroy(&e->mu);
 	pthread_mutex_destroy(&e->tok_mu);
 	pthread_cond_destroy(&e->cv);
@@ -308,6 +351,12 @@ int engine_new(const struct engine_opts *o, struct engine **ret, char *errbuf, s
 		r = -ENOMEM;
 		snprintf(errbuf, errlen, "out of memory");
 		goto fail;
+	}
+	if (proxy_wanted(o->dir)) {
+		if ((r = proxy_open(o->dir, o->name, &e->proxy, errbuf, errlen)) < 0)
+			goto fail;
+		*ret = e;
+		return 0;
 	}
 	snprintf(path, sizeof(path), "%s/tokenizer.json", o->dir);
 	r = rt_tokenizer_load(path, &e->tok, &err);
@@ -388,6 +437,11 @@ void engine_unref(struct engine *e)
 		engine_destroy(e);
 }
 
+struct proxy *engine_proxy(const struct engine *e)
+{
+	return e->proxy;
+}
+
 const char *engine_name(const struct engine *e)
 {
 	return e->name;
@@ -420,6 +474,10 @@ bool engine_template_mentions(const struct engine *e, const char *name)
 
 void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active)
 {
+	if (e->proxy) {
+		*ret_queued = *ret_active = 0; /* the external engine's own business */
+		return;
+	}
 	pthread_mutex_lock((pthread_mutex_t *)&e->mu);
 	*ret_queued = e->n_queued;
 	*ret_active = e->n_active;
@@ -546,6 +604,7 @@ int engine_submit(struct engine *e, const int32_t *ids, size_t n, const struct g
 		e->qhead = t;
 	e->qtail = t;
 	e->n_queued++;
+	t->queued = true;
 	pthread_cond_signal(&e->cv);
 	pthread_mutex_unlock(&e->mu);
 	*ret = t;
@@ -582,6 +641,26 @@ void task_cancel(struct task *t)
 {
 	struct engine *e = t->e;
 	pthread_mutex_lock(&e->mu);
+	if (t->queued) {
+		/* out of the queue now: a request that went away does not hold
+		 * a queue place (nor count in agserve_queue_depth) */
+		struct task **pp = &e->qhead, *prev = NULL;
+		while (*pp && *pp != t) {
+			prev = *pp;
+			pp = &(*pp)->next;
+		}
+		if (*pp) {
+			*pp = t->next;
+			if (e->qtail == t)
+				e->qtail = prev;
+			e->n_queued--;
+			t->queued = false;
+			t->cancel = true;
+			task_finish(t, FIN_CANCEL); /* drops the engine's reference; the caller still holds its own */
+			pthread_mutex_unlock(&e->mu);
+			return;
+		}
+	}
 	t->cancel = true;
 	pthread_cond_signal(&e->cv);
 	pthread_mutex_unlock(&e->mu);

@@ -64,6 +64,10 @@ struct engine *engine_ref(struct engine *e);
  * tasks) and frees everything. */
 void engine_unref(struct engine *e);
 
+/* An engine whose model directory has engine.json runs no model itself:
+ * its requests go to the external engine (proxy.h) after agserve's own key
+ * check.  Only engine_name, engine_opts and engine_load_stats apply to it. */
+struct proxy *engine_proxy(const struct engine *e);
 const char *engine_name(const struct engine *e);
 const struct engine_opts *engine_opts(const struct engine *e); /* strings owned by the engine */
 int engine_ctx(const struct engine *e);

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "bundle/sha256.h"
+#include "proxy.h"
 #include "server.h"
 #include "textout.h"
 
@@ -84,9 +85,17 @@ struct hreq {
 	/* streaming */
 	struct sbuf pend;
 	size_t pend_off;
-	int sstate;      /* 0 prologue, 1 tokens, 2 epilogue, 3 end */
-	size_t text_off; /* completions logprobs text_offset */
+	int sstate;        /* 0 prologue, 1 tokens, 2 epilogue, 3 end */
+	size_t text_off;   /* completions logprobs text_offset */
+	bool timeout_held; /* --conn-timeout suspended while the server works */
+	/* forwarded to an external engine: the request's end is both
+	 * NOTIFY_COMPLETED and proxy_done, which may come after it */
+	bool proxied;
+	int refs;
+	char *url;
 };
+
+static void hreq_end(struct hreq *h);
 
 /* ---- small helpers ---- */
 
@@ -504,11 +513,24 @@ static void stream_epilogue(struct hreq *h)
 
 #define STEP_TOKENS 64
 
+/* --conn-timeout is for clients that send or read nothing, not for the
+ * time the server spends queueing, prefilling and decoding: it is off while
+ * a request thread waits for the engine and back on (its timer restarted by
+ * libmicrohttpd) when there is something to send. */
+static void hold_timeout(struct hreq *h, bool hold)
+{
+	if (h->timeout_held == hold || !h->s->o.conn_timeout)
+		return;
+	MHD_set_connection_option(h->c, MHD_CONNECTION_OPTION_TIMEOUT, hold ? 0u : h->s->o.conn_timeout);
+	h->timeout_held = hold;
+}
+
 /* Waits for the next tokens and turns them into text (both paths).
  * Returns true when the generation has ended. */
 static bool pull(struct hreq *h, struct tok_out *buf, size_t *ret_n, const char **txt, size_t *len)
 {
 	enum finish fin;
+	hold_timeout(h, true);
 	size_t n = task_wait(h->t, h->got, 200, buf, STEP_TOKENS, &fin);
 	int32_t ids[STEP_TOKENS];
 	for (size_t i = 0; i < n; i++)
@@ -560,9 +582,11 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
 			stream_epilogue(h);
 			h->sstate = 3;
 		} else {
+			hold_timeout(h, false);
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		}
 	}
+	hold_timeout(h, false);
 	size_t n = h->pend.n - h->pend_off;
 	if (n > max)
 		n = max;
@@ -589,6 +613,7 @@ static enum MHD_Result finish_whole(struct hreq *h)
 		if (end)
 			break;
 	}
+	hold_timeout(h, false);
 	if (!strcmp(h->finish, "cancelled"))
 		return MHD_NO; /* nobody to answer */
 	if (!strcmp(h->finish, "error"))
@@ -770,6 +795,61 @@ static bool authorized(struct hreq *h)
 	return true;
 }
 
+/* The audit's prompt_sha256 of a forwarded request: of the completions
+ * prompt string as agserve would hash it itself, else of the compact JSON
+ * of "prompt" or "messages" (the engine renders the template, not agserve). */
+static void forwarded_prompt_sha(struct hreq *h)
+{
+	json_t *o = h->body.p ? json_loadb(h->body.p, h->body.n, 0, NULL) : NULL;
+	json_t *v = json_object_get(o, "prompt");
+	if (!v)
+		v = json_object_get(o, "messages");
+	uint8_t d[BN_SHA256_LEN];
+	if (json_is_string(v)) {
+		bn_sha256(json_string_value(v), json_string_length(v), d);
+		h->have_sha = true;
+	} else if (v) {
+		char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		if (t) {
+			bn_sha256(t, strlen(t), d);
+			h->have_sha = true;
+		}
+		free(t);
+	}
+	if (h->have_sha)
+		bn_hex(d, BN_SHA256_LEN, h->prompt_sha);
+	json_decref(o);
+}
+
+static void proxy_done(void *arg, const struct proxy_result *r)
+{
+	struct hreq *h = arg;
+	h->status = (int)r->status;
+	h->n_prompt = r->tokens_in > 0 ? (size_t)r->tokens_in : 0;
+	h->got = r->tokens_out > 0 ? (size_t)r->tokens_out : 0;
+	if (!r->complete)
+		h->finish = "cancelled";
+	else if (r->status >= 500)
+		h->finish = "error";
+	if (r->complete)
+		hold_timeout(h, false); /* from the response reader: the connection stays (keep-alive) */
+	hreq_end(h);
+}
+
+static enum MHD_Result forward(struct hreq *h, const char *method)
+{
+	forwarded_prompt_sha(h);
+	h->proxied = true;
+	h->refs = 2; /* NOTIFY_COMPLETED and proxy_done */
+	/* the engine may queue the request: --conn-timeout is off until the
+	 * answer is complete (the proxy's own PROXY_IDLE_TIMEOUT_S bounds a
+	 * silent engine) */
+	hold_timeout(h, true);
+	const char *ct = MHD_lookup_connection_value(h->c, MHD_HEADER_KIND, "Content-Type");
+	return proxy_handle(engine_proxy(h->e), h->c, method, h->url, ct, h->body.p ? h->body.p : "", h->body.n,
+	                    proxy_done, h);
+}
+
 static enum MHD_Result dispatch(struct hreq *h, const char *method)
 {
 	struct server *s = h->s;
@@ -792,6 +872,10 @@ static enum MHD_Result dispatch(struct hreq *h, const char *method)
 	if (s->keys && !authorized(h))
 		return reply_error(h, 401, "authentication_error", "invalid_api_key", NULL,
 		                   "missing or invalid API key (Authorization: Bearer KEY or x-api-key: KEY)");
+	if ((h->e = current(s)) && engine_proxy(h->e))
+		return forward(h, method);
+	engine_unref(h->e);
+	h->e = NULL;
 	if (h->ep == EP_MODELS || h->ep == EP_MODEL) {
 		if (!get)
 			return reply_error(h, 405, "invalid_request_error", "method_not_allowed", NULL, "use GET");
@@ -834,6 +918,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
 		h->t0 = mono_now();
 		h->created = time(NULL);
 		h->ep = route(url, h->model_id, sizeof(h->model_id));
+		if (!(h->url = strdup(url))) {
+			free(h);
+			return MHD_NO;
+		}
 		char hex[25];
 		rand_hex(hex, 12);
 		snprintf(h->id, sizeof(h->id), "%s%s",
@@ -935,18 +1023,17 @@ static void audit_and_count(struct hreq *h)
 	json_decref(o);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+/* Audit, count and free; for a forwarded request only at the second of
+ * NOTIFY_COMPLETED and proxy_done. */
+static void hreq_end(struct hreq *h)
 {
-	struct server *s = cls;
-	struct hreq *h = *con_cls;
-	(void)c;
-	if (!h)
+	struct server *s = h->s;
+	if (h->proxied && __atomic_sub_fetch(&h->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
-	*con_cls = NULL;
-	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && h->t && !h->finish)
-		h->finish = "cancelled";
 	if (h->t)
 		task_cancel(h->t); /* a no-op once it has finished */
+	if (h->proxied)
+		metrics_tokens(s->metrics, h->n_prompt, h->got);
 	audit_and_count(h);
 	task_put(h->t);
 	if (h->have_to)
@@ -959,6 +1046,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	free(h->text.p);
 	free(h->pend.p);
 	free(h->toks);
+	free(h->url);
 	if (h->counted) {
 		pthread_mutex_lock(&s->mu);
 		if (--s->in_flight == 0)
@@ -966,6 +1054,19 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 		pthread_mutex_unlock(&s->mu);
 	}
 	free(h);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct hreq *h = *con_cls;
+	(void)cls;
+	(void)c;
+	if (!h)
+		return;
+	*con_cls = NULL;
+	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && h->t && !h->finish)
+		h->finish = "cancelled";
+	hreq_end(h);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)

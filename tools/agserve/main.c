@@ -24,7 +24,7 @@
 static void usage(FILE *f)
 {
 	fputs("usage: agserve --root R [options]     serve the active slot's model, following promote/rollback\n"
-	      "       agserve --model DIR [options]  serve a model directory\n"
+	      "       agserve --model DIR [options]  serve a model directory (with engine.json: an external engine)\n"
 	      "options:\n"
 	      "  --listen HOST:PORT     default 127.0.0.1:8000 (port 0: any free port)\n"
 	      "  --port-file F          write the port listened on to F once ready\n"
@@ -43,7 +43,7 @@ static void usage(FILE *f)
 	      "  --prefill-chunk N      prompt tokens per batch step (default 256)\n"
 	      "  --max-body BYTES       request body size (default 1048576)\n"
 	      "  --max-connections N    concurrent connections (default 256)\n"
-	      "  --conn-timeout S       idle connection timeout in seconds (default 30)\n"
+	      "  --conn-timeout S       idle timeout in seconds, not while a request is worked on (default 30)\n"
 	      "  --drain-timeout S      on SIGTERM, wait this long for running requests (default 30)\n"
 	      "/health and /metrics need no key.  Prints 'agserve: listening on URL' on stderr when ready.\n"
 	      "exit codes: 0 ok (also after SIGTERM), 1 internal, 2 usage or refused keys file,\n"

@@ -21,6 +21,48 @@ void textout_release(struct textout *to)
 	to->full = NULL;
 }
 
+static bool ends_replacement(const char *t, size_t n)
+{
+	return n >= 3 && !memcmp(t + n - 3, "\xef\xbf\xbd", 3);
+}
+
+/* Window text ids[prefix..k] that later tokens can no longer change, for
+ * the largest k in (read, n).  k qualifies when decoding splits there:
+ * text(prefix..k) + text(k..n) == text(prefix..n) (cur), i.e. the bytes
+ * before k did not combine with those after (a valid continuation would
+ * have: one character or one U+FFFD instead of two pieces); or, for
+ * decoders whose pieces do not concatenate (a leading-space rule), when k
+ * is 3 tokens back (a UTF-8 sequence is at most 4 bytes) and text(prefix..k)
+ * is a prefix of cur.  Returns 1 with *ret_text (malloc'd), *ret_len and
+ * *ret_k, 0 if no k qualifies (hold everything), or a negative errno. */
+static int settled(struct textout *to, const char *cur, size_t cl, char **ret_text, size_t *ret_len, size_t *ret_k)
+{
+	size_t lo = to->read + 1, n = to->n;
+	for (size_t k = n - 1; k >= lo && k + 3 >= n; k--) {
+		char *a = NULL, *b = NULL;
+		size_t al = 0, bl = 0;
+		int r = engine_detokenize(to->e, to->ids + to->prefix, k - to->prefix, &a, &al);
+		if (r == 0)
+			r = engine_detokenize(to->e, to->ids + k, n - k, &b, &bl);
+		if (r < 0) {
+			free(a);
+			free(b);
+			return r;
+		}
+		bool split = al + bl == cl && !memcmp(a, cur, al) && !memcmp(b, cur + al, bl);
+		bool old = k + 3 == n && al <= cl && !memcmp(a, cur, al);
+		free(b);
+		if (split || old) {
+			*ret_text = a;
+			*ret_len = al;
+			*ret_k = k;
+			return 1;
+		}
+		free(a);
+	}
+	return 0;
+}
+
 int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, const char **ret_text, size_t *ret_len)
 {
 	*ret_text = "";
@@ -46,8 +88,8 @@ int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, c
 		 * ids[prefix..read].  The window starts at a token that was
 		 * already decoded in context, so leading-space and byte-fallback
 		 * rules give what decoding everything would. */
-		char *cur = NULL, *pre = NULL;
-		size_t cl = 0, pl = 0;
+		char *cur = NULL, *pre = NULL, *kt = NULL;
+		size_t cl = 0, pl = 0, kl = 0, upto = to->n;
 		int r = engine_detokenize(to->e, to->ids + to->prefix, to->n - to->prefix, &cur, &cl);
 		if (r == 0 && to->read > to->prefix)
 			r = engine_detokenize(to->e, to->ids + to->prefix, to->read - to->prefix, &pre, &pl);
@@ -55,23 +97,40 @@ int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, c
 			free(cur);
 			return r;
 		}
-		bool partial = cl >= 3 && !memcmp(cur + cl - 3, "\xef\xbf\xbd", 3);
-		if ((!partial || final) && cl > pl) {
-			char *nf = realloc(to->full, to->full_len + (cl - pl) + 1);
+		const char *use = cur;
+		size_t ul = cl;
+		if (!final && ends_replacement(cur, cl)) {
+			/* The text ends in U+FFFD: an incomplete UTF-8 sequence
+			 * the next token may complete, or bytes that are invalid
+			 * for good (a model emitting stray byte tokens).  Hold
+			 * back only the tokens whose bytes can still change. */
+			r = settled(to, cur, cl, &kt, &kl, &upto);
+			if (r < 0) {
+				free(cur);
+				free(pre);
+				return r;
+			}
+			use = kt;
+			ul = r > 0 ? kl : 0;
+		}
+		if (ul > pl) {
+			char *nf = realloc(to->full, to->full_len + (ul - pl) + 1);
 			if (!nf) {
 				free(cur);
 				free(pre);
+				free(kt);
 				return -ENOMEM;
 			}
 			to->full = nf;
-			memcpy(to->full + to->full_len, cur + pl, cl - pl);
-			to->full_len += cl - pl;
+			memcpy(to->full + to->full_len, use + pl, ul - pl);
+			to->full_len += ul - pl;
 			to->full[to->full_len] = 0;
 			to->prefix = to->read;
-			to->read = to->n;
+			to->read = upto;
 		}
 		free(cur);
 		free(pre);
+		free(kt);
 	}
 	size_t limit = to->full_len, maxstop = 0;
 	for (size_t i = 0; i < to->n_stop; i++)
@@ -94,8 +153,6 @@ int textout_push(struct textout *to, const int32_t *ids, size_t n, bool final, c
 		}
 	}
 	if (!final && !to->stopped) {
-		while (limit >= to->emitted + 3 && !memcmp(to->full + limit - 3, "\xef\xbf\xbd", 3))
-			limit -= 3;
 		size_t hold = 0;
 		for (size_t i = 0; i < to->n_stop; i++) {
 			size_t sl = strlen(to->stop[i]);

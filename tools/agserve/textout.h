@@ -3,7 +3,9 @@
 /*
  * Generated ids -> text to send, for streaming and for whole responses:
  * never a partial UTF-8 sequence (a trailing U+FFFD from the detokenizer is
- * held until the next token completes it), never a byte of a stop string
+ * held while a following token may still complete it: the last tokens up to
+ * 3, and only those whose bytes may combine with later ones; stray bytes
+ * that are invalid for good stream as U+FFFD as they come), never a byte of a stop string
  * (a suffix that could begin one is held back until it cannot), and the
  * text ends before the first stop string.
  */
