@@ -79,7 +79,7 @@ run_levels() { # run_levels NAME URL MODEL EXTRA LEVELS...
 }
 port=$(free_port)
 start agserve "$port" "$agserve" --model "$work/model" --listen "127.0.0.1:$port" --threads "$threads" \
-	--parallel 16 --ctx "$ctx" --device cpu --conn-timeout 600  # queued streams send nothing for a while (tests/serve/FINDINGS.md)
+	--parallel 16 --ctx "$ctx" --device cpu
 run_levels agserve "http://127.0.0.1:$port" model '{}' 1 4 8 16
 
 llama_note="not run (no LLAMA_DIR given)"

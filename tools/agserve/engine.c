@@ -90,6 +90,7 @@ struct engine {
 	pthread_cond_t cv;      /* work for the scheduler */
 	struct task *qhead, *qtail;
 	int n_queued, n_active;
+	int step_max; /* most sequences one forward step has carried */
 	struct seq *seqs;
 	bool stopping;
 	int refs;
@@ -265,6 +266,8 @@ static void *scheduler(void *arg)
 			ss[nb] = q->s;
 			which[nb++] = i;
 		}
+		if ((int)nb > e->step_max)
+			e->step_max = (int)nb;
 		pthread_mutex_unlock(&e->mu);
 		int r = rt_forward_batch(ss, ids, n_ids, nb, e->logits, &err);
 		pthread_mutex_lock(&e->mu);
@@ -472,15 +475,17 @@ bool engine_template_mentions(const struct engine *e, const char *name)
 	return e->tmpl && rt_chat_template_mentions(e->tmpl, name);
 }
 
-void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active)
+void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active, int *ret_step_max)
 {
 	if (e->proxy) {
-		*ret_queued = *ret_active = 0; /* the external engine's own business */
+		/* the external engine's own business */
+		*ret_queued = *ret_active = *ret_step_max = 0;
 		return;
 	}
 	pthread_mutex_lock((pthread_mutex_t *)&e->mu);
 	*ret_queued = e->n_queued;
 	*ret_active = e->n_active;
+	*ret_step_max = e->step_max;
 	pthread_mutex_unlock((pthread_mutex_t *)&e->mu);
 }
 

@@ -74,7 +74,8 @@ int engine_ctx(const struct engine *e);
 const struct rt_model_info *engine_info(const struct engine *e);
 bool engine_has_template(const struct engine *e);
 bool engine_template_mentions(const struct engine *e, const char *name);
-void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active);
+/* step_max: the most sequences one forward step has carried since load */
+void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active, int *ret_step_max);
 
 /* Tokenizer and template access, serialized (the tokenizer is not shared
  * between threads). */

@@ -166,7 +166,7 @@ static void put_hist(struct sbuf *b, const char *name, const char *help, const s
 	    h->sum, name, (unsigned long long)h->count);
 }
 
-char *metrics_render(struct metrics *m, int queue_depth, int active, const char *bundle, const char *channel,
+char *metrics_render(struct metrics *m, int queue_depth, int active, int step_max, const char *bundle, const char *channel,
                      const char *version, const char *slot)
 {
 	struct sbuf b = {0};
@@ -201,6 +201,10 @@ char *metrics_render(struct metrics *m, int queue_depth, int active, const char 
 	    "# HELP agserve_active_sequences Sequences decoding now.\n# TYPE agserve_active_sequences gauge\n"
 	    "agserve_active_sequences %d\n",
 	    active);
+	put(&b,
+	    "# HELP agserve_batch_sequences_max Most sequences one forward step has carried (continuous batching).\n"
+	    "# TYPE agserve_batch_sequences_max gauge\nagserve_batch_sequences_max %d\n",
+	    step_max);
 	if (bundle) {
 		put(&b, "# HELP agserve_model_info The model being served.\n# TYPE agserve_model_info gauge\n"
 		        "agserve_model_info{bundle=\"");
