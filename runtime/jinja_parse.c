@@ -498,15 +498,32 @@ static int binary(struct parser *p, int kind, int op, struct jnode *a, struct jn
 	return 0;
 }
 
-static int parse_pow(struct parser *p, struct jnode **ret)
+/* One left-associative precedence level: operands from next, joined by
+ * any of ops (operator tokens, or keywords for and/or). */
+struct binop {
+	const char *tok; /* NULL ends the list */
+	int kind, op;
+};
+
+struct binlevel {
+	int (*next)(struct parser *p, struct jnode **ret);
+	bool keywords;
+	struct binop ops[5];
+};
+
+static int parse_left(struct parser *p, const struct binlevel *L, struct jnode **ret)
 {
 	struct jnode *a = NULL, *b = NULL;
-	int r = parse_unary(p, true, &a);
-	while (r == 0 && accept_op(p, "**")) {
-		if ((r = parse_unary(p, true, &b)) < 0)
+	int r = L->next(p, &a);
+	while (r == 0) {
+		const struct binop *o = L->ops;
+		while (o->tok && !(L->keywords ? accept_name(p, o->tok) : accept_op(p, o->tok)))
+			o++;
+		if (!o->tok)
 			break;
-		r = binary(p, E_BIN, JOP_POW, a, b, &a);
-		if (r < 0)
+		if ((r = L->next(p, &b)) < 0)
+			break;
+		if ((r = binary(p, o->kind, o->op, a, b, &a)) < 0)
 			return r;
 	}
 	if (r < 0) {
@@ -515,84 +532,40 @@ static int parse_pow(struct parser *p, struct jnode **ret)
 	}
 	*ret = a;
 	return 0;
+}
+
+static int parse_unary_filtered(struct parser *p, struct jnode **ret)
+{
+	return parse_unary(p, true, ret);
+}
+
+static int parse_pow(struct parser *p, struct jnode **ret)
+{
+	static const struct binlevel L = {parse_unary_filtered, false, {{"**", E_BIN, JOP_POW}, {0}}};
+	return parse_left(p, &L, ret);
 }
 
 static int parse_math2(struct parser *p, struct jnode **ret)
 {
-	struct jnode *a = NULL, *b = NULL;
-	int r = parse_pow(p, &a);
-	for (;;) {
-		int op = 0;
-		if (r < 0)
-			break;
-		if (is_op(cur(p), "*"))
-			op = JOP_MUL;
-		else if (is_op(cur(p), "/"))
-			op = JOP_DIV;
-		else if (is_op(cur(p), "//"))
-			op = JOP_FLOORDIV;
-		else if (is_op(cur(p), "%"))
-			op = JOP_MOD;
-		else
-			break;
-		p->i++;
-		if ((r = parse_pow(p, &b)) < 0)
-			break;
-		if ((r = binary(p, E_BIN, op, a, b, &a)) < 0)
-			return r;
-	}
-	if (r < 0) {
-		jinja_node_free(a);
-		return r;
-	}
-	*ret = a;
-	return 0;
+	static const struct binlevel L = {parse_pow, false,
+	                                  {{"*", E_BIN, JOP_MUL},
+	                                   {"/", E_BIN, JOP_DIV},
+	                                   {"//", E_BIN, JOP_FLOORDIV},
+	                                   {"%", E_BIN, JOP_MOD},
+	                                   {0}}};
+	return parse_left(p, &L, ret);
 }
 
 static int parse_concat(struct parser *p, struct jnode **ret)
 {
-	struct jnode *a = NULL, *b = NULL;
-	int r = parse_math2(p, &a);
-	while (r == 0 && accept_op(p, "~")) {
-		if ((r = parse_math2(p, &b)) < 0)
-			break;
-		if ((r = binary(p, E_BIN, JOP_CONCAT, a, b, &a)) < 0)
-			return r;
-	}
-	if (r < 0) {
-		jinja_node_free(a);
-		return r;
-	}
-	*ret = a;
-	return 0;
+	static const struct binlevel L = {parse_math2, false, {{"~", E_BIN, JOP_CONCAT}, {0}}};
+	return parse_left(p, &L, ret);
 }
 
 static int parse_math1(struct parser *p, struct jnode **ret)
 {
-	struct jnode *a = NULL, *b = NULL;
-	int r = parse_concat(p, &a);
-	for (;;) {
-		int op;
-		if (r < 0)
-			break;
-		if (is_op(cur(p), "+"))
-			op = JOP_ADD;
-		else if (is_op(cur(p), "-"))
-			op = JOP_SUB;
-		else
-			break;
-		p->i++;
-		if ((r = parse_concat(p, &b)) < 0)
-			break;
-		if ((r = binary(p, E_BIN, op, a, b, &a)) < 0)
-			return r;
-	}
-	if (r < 0) {
-		jinja_node_free(a);
-		return r;
-	}
-	*ret = a;
-	return 0;
+	static const struct binlevel L = {parse_concat, false, {{"+", E_BIN, JOP_ADD}, {"-", E_BIN, JOP_SUB}, {0}}};
+	return parse_left(p, &L, ret);
 }
 
 /* Chained comparisons a < b < c become (a < b) and (b < c); the middle
@@ -674,38 +647,14 @@ static int parse_not(struct parser *p, struct jnode **ret)
 
 static int parse_and(struct parser *p, struct jnode **ret)
 {
-	struct jnode *a = NULL, *b = NULL;
-	int r = parse_not(p, &a);
-	while (r == 0 && accept_name(p, "and")) {
-		if ((r = parse_not(p, &b)) < 0)
-			break;
-		if ((r = binary(p, E_AND, 0, a, b, &a)) < 0)
-			return r;
-	}
-	if (r < 0) {
-		jinja_node_free(a);
-		return r;
-	}
-	*ret = a;
-	return 0;
+	static const struct binlevel L = {parse_not, true, {{"and", E_AND, 0}, {0}}};
+	return parse_left(p, &L, ret);
 }
 
 static int parse_or(struct parser *p, struct jnode **ret)
 {
-	struct jnode *a = NULL, *b = NULL;
-	int r = parse_and(p, &a);
-	while (r == 0 && accept_name(p, "or")) {
-		if ((r = parse_and(p, &b)) < 0)
-			break;
-		if ((r = binary(p, E_OR, 0, a, b, &a)) < 0)
-			return r;
-	}
-	if (r < 0) {
-		jinja_node_free(a);
-		return r;
-	}
-	*ret = a;
-	return 0;
+	static const struct binlevel L = {parse_and, true, {{"or", E_OR, 0}, {0}}};
+	return parse_left(p, &L, ret);
 }
 
 /* with_cond false: no "a if b else c" (for loop iterables, where "if"
