@@ -582,7 +582,9 @@ static int cmd_stream(int argc, char **argv)
 	return r < 0 ? tool_fail(r, &err) : 0;
 }
 
-static int cmd_sign(int argc, char **argv)
+/* The options of sign and sign-trust: --key KEY and one FILE (argv[optind]).
+ * Returns -1 to go on, else the exit code. */
+static int key_and_file(int argc, char **argv, const char **ret_key)
 {
 	static const struct option opts[] = {
 		{"key", required_argument, NULL, 'k'},
@@ -602,6 +604,16 @@ static int cmd_sign(int argc, char **argv)
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
+	*ret_key = key;
+	return -1;
+}
+
+static int cmd_sign(int argc, char **argv)
+{
+	const char *key = NULL;
+	int ex = key_and_file(argc, argv, &key);
+	if (ex >= 0)
+		return ex;
 	struct bn_error err = {0};
 	struct bn_seckey sk;
 	int r = tool_load_seckey(key, &sk, &err);
@@ -622,24 +634,10 @@ static int cmd_sign(int argc, char **argv)
  * neither a bundle signature nor one for another serial. */
 static int cmd_sign_trust(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"key", required_argument, NULL, 'k'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
-	};
 	const char *key = NULL;
-	int c;
-	while ((c = getopt_long(argc, argv, "k:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'k': key = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return BN_EXIT_USAGE;
-		}
-	}
-	if (!key || optind + 1 != argc) {
-		usage(stderr);
-		return BN_EXIT_USAGE;
-	}
+	int ex = key_and_file(argc, argv, &key);
+	if (ex >= 0)
+		return ex;
 	const char *file = argv[optind];
 	struct bn_error err = {0};
 	char *buf = NULL, *text = NULL, *out = NULL;
