@@ -16,30 +16,12 @@
 #include <unistd.h>
 
 #include "agrt/agrt.h"
+#include "../tap.h"
 
 extern char **environ;
 
 #define NSEQ 4
 #define MAXT 300
-
-static int n_test, n_fail;
-
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-#include <stdarg.h>
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_test++;
-	n_fail += !ok;
-	printf("%s %d - ", ok ? "ok" : "not ok", n_test);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-}
 
 static int argmax(const float *v, int n)
 {
@@ -112,7 +94,7 @@ static int step_and_compare(struct pair *p, int n, int32_t *const *ids, const si
 		r = rt_forward_batch(ss, (const int32_t *const *)ids, n_ids, (size_t)n, lb, &e);
 	}
 	if (r < 0) {
-		check(0, "%s: rt_forward_batch: %s", what, e.msg);
+		TAP_OK(0, "%s: rt_forward_batch: %s", what, e.msg);
 		return -1;
 	}
 	for (int i = 0; i < n; i++) {
@@ -123,14 +105,14 @@ static int step_and_compare(struct pair *p, int n, int32_t *const *ids, const si
 		}
 		r = rt_session_forward(p[i].r, ids[i], n_ids[i], false, lr, &e);
 		if (r < 0) {
-			check(0, "%s: rt_session_forward: %s", what, e.msg);
+			TAP_OK(0, "%s: rt_session_forward: %s", what, e.msg);
 			return -1;
 		}
 		ok &= same_logits(lb + (size_t)i * V, lr, V, &rel);
 		worst = fmax(worst, rel);
 		ok &= rt_session_pos(p[i].b) == rt_session_pos(p[i].r);
 	}
-	check(ok, "%s: logits equal the sequential path (max rel diff %.2g), same argmax and positions", what, worst);
+	TAP_OK(ok, "%s: logits equal the sequential path (max rel diff %.2g), same argmax and positions", what, worst);
 	return ok ? 0 : -1;
 }
 
@@ -147,7 +129,7 @@ static void test_model(const char *dir, const char *name)
 	static const int pre[NSEQ] = {0, 12, 21, 9}; /* positions before the mixed step */
 
 	r = rt_model_load(dir, &(struct rt_load_opts){.n_threads = 2}, &m, &e);
-	check(r == 0, "%s: load", name);
+	TAP_OK(r == 0, "%s: load", name);
 	if (r < 0) {
 		printf("# %s\n", e.msg);
 		return;
@@ -158,7 +140,7 @@ static void test_model(const char *dir, const char *name)
 	for (int i = 0; i <= NSEQ; i++) {
 		ids[i] = malloc(sizeof(int32_t) * MAXT);
 		if (rt_session_new(m, 0, &p[i].b, &e) < 0 || rt_session_new(m, 0, &p[i].r, &e) < 0) {
-			check(0, "%s: sessions: %s", name, e.msg);
+			TAP_OK(0, "%s: sessions: %s", name, e.msg);
 			goto out;
 		}
 	}
@@ -168,7 +150,7 @@ static void test_model(const char *dir, const char *name)
 			ids[i][t] = rnd_id(V);
 		if (rt_session_forward(p[i].b, ids[i], pre[i], false, NULL, &e) < 0 ||
 		    rt_session_forward(p[i].r, ids[i], pre[i], false, NULL, &e) < 0) {
-			check(0, "%s: prefill: %s", name, e.msg);
+			TAP_OK(0, "%s: prefill: %s", name, e.msg);
 			goto out;
 		}
 	}
@@ -237,7 +219,7 @@ static void test_model(const char *dir, const char *name)
 		for (int i = 0; i < NSEQ && ok; i++)
 			ok = rt_session_forward(p[i].r, ids[i], 1, false, NULL, &e) == 0 &&
 			     rt_session_pos(p[i].b) == rt_session_pos(p[i].r);
-		check(ok, "%s: logits NULL advances every session", name);
+		TAP_OK(ok, "%s: logits NULL advances every session", name);
 		for (int i = 0; i < NSEQ; i++)
 			ids[i][0] = rnd_id(V);
 		snprintf(what, sizeof(what), "%s: step after a logits-less step", name);
@@ -264,7 +246,7 @@ static void test_model(const char *dir, const char *name)
 			ok &= rt_session_forward(p[i].r, ids[i], 1, false, lr, &e) == 0;
 			ok &= same_logits(lb + (size_t)i * V, lr, V, &rel);
 		}
-		check(ok, "%s: rt_session_truncate then the same step again gives the same logits", name);
+		TAP_OK(ok, "%s: rt_session_truncate then the same step again gives the same logits", name);
 	}
 	/* error paths: nothing moves */
 	{
@@ -289,7 +271,7 @@ static void test_model(const char *dir, const char *name)
 		ci[3] = ids[3];
 		for (int i = 0; i < NSEQ; i++)
 			ok &= rt_session_pos(p[i].b) == pos[i];
-		check(ok, "%s: a token id out of range in one entry fails and no session moves", name);
+		TAP_OK(ok, "%s: a token id out of range in one entry fails and no session moves", name);
 
 		cn[3] = (size_t)(512 - pos[3] + 1);
 		ci[3] = ids[NSEQ];
@@ -298,7 +280,7 @@ static void test_model(const char *dir, const char *name)
 		ci[3] = ids[3];
 		for (int i = 0; i < NSEQ; i++)
 			ok &= rt_session_pos(p[i].b) == pos[i];
-		check(ok, "%s: an entry past its context fails with -ENOSPC and no session moves", name);
+		TAP_OK(ok, "%s: an entry past its context fails with -ENOSPC and no session moves", name);
 
 		ss[NSEQ] = p[1].b;
 		ci[NSEQ] = ids[1];
@@ -310,7 +292,7 @@ static void test_model(const char *dir, const char *name)
 		ok &= rt_forward_batch(ss, ci, cn, NSEQ, NULL, &e) == 0;
 		for (int i = 0; i < NSEQ; i++)
 			ok &= rt_session_pos(p[i].b) == pos[i] + 1 && rt_session_truncate(p[i].b, pos[i]) == 0;
-		check(ok, "%s: a session twice in one batch fails and no session moves", name);
+		TAP_OK(ok, "%s: a session twice in one batch fails and no session moves", name);
 
 		ok = rt_forward_batch(ss, ci, cn, 0, lb, &e) == 0;
 		ok &= rt_forward_batch(NULL, ci, cn, 1, lb, &e) == -EINVAL;
@@ -336,7 +318,7 @@ static void test_model(const char *dir, const char *name)
 		}
 		for (int i = 0; i < NSEQ; i++)
 			ok &= rt_session_pos(p[i].b) == pos[i];
-		check(ok, "%s: empty batch, NULL arguments and a session of another model", name);
+		TAP_OK(ok, "%s: empty batch, NULL arguments and a session of another model", name);
 	}
 out:
 	for (int i = 0; i <= NSEQ; i++) {
@@ -384,6 +366,5 @@ int main(int argc, char **argv)
 		}
 	}
 	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	printf("1..%d\n", n_test);
-	return n_fail ? 1 : 0;
+	return tap_done();
 }

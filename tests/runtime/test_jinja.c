@@ -12,14 +12,11 @@
 #include <unistd.h>
 
 #include "agrt/agrt.h"
-
-static int n_test, n_fail;
+#include "../tap.h"
 
 static void check(int ok, const char *what)
 {
-	n_test++;
-	n_fail += !ok;
-	printf("%s %d - %s\n", ok ? "ok" : "not ok", n_test, what);
+	TAP_OK(ok, "%s", what);
 }
 
 static const char *CTX = "{\"messages\": [{\"role\": \"user\", \"content\": \" hi \\u3000\"},"
@@ -340,6 +337,5 @@ int main(int argc, char **argv)
 		unlink(path);
 		rmdir(dir);
 	}
-	printf("1..%d\n", n_test);
-	return n_fail ? 1 : 0;
+	return tap_done();
 }

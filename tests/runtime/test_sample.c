@@ -3,28 +3,12 @@
  * many draws with a fixed seed against the expected probabilities; tokens
  * outside the support never drawn).  TAP output, no arguments. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agrt/agrt.h"
-
-static int n_test, n_fail;
-
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	n_test++;
-	n_fail += !ok;
-	printf("%s %d - ", ok ? "ok" : "not ok", n_test);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
+#include "../tap.h"
 
 #define V     8
 #define DRAWS 200000
@@ -62,7 +46,7 @@ static void distribution(const float *logits, const struct rt_sampler_opts *o, c
 		worst = fmax(worst, fabs(f - want[r]) / sd);
 		ok &= fabs(f - want[r]) <= 5 * sd;
 	}
-	check(ok, "%s%s: frequencies match (worst %.1f sigma), excluded ids never drawn", what,
+	TAP_OK(ok, "%s%s: frequencies match (worst %.1f sigma), excluded ids never drawn", what,
 	      with ? " (rt_sample_with)" : "", worst);
 }
 
@@ -98,17 +82,17 @@ int main(void)
 		ok &= rt_sample(t, 6, &(struct rt_sampler_opts){.temperature = NAN}, &rng) == 1;
 		ok &= rt_sample(t, 6, &(struct rt_sampler_opts){.temperature = INFINITY}, &rng) == 1;
 		ok &= rng == before;
-		check(
+		TAP_OK(
 		    ok,
 		    "temperature 0 (or NULL, negative, NaN, inf) is argmax with ties to the lowest id, rng untouched");
 		ok = rt_sample(lg, V, &(struct rt_sampler_opts){.temperature = 1, .top_k = 1}, &rng) == ID[0];
 		ok &= rt_sample(lg, V, &(struct rt_sampler_opts){.temperature = 1, .top_p = 0.1f}, &rng) == ID[0];
-		check(ok, "top_k 1 and a top_p below the best token's mass return the argmax");
+		TAP_OK(ok, "top_k 1 and a top_p below the best token's mass return the argmax");
 		float one[1] = {3};
 		ok = rt_sample(one, 1, &(struct rt_sampler_opts){.temperature = 1}, &rng) == 0;
 		float ninf[3] = {-INFINITY, -INFINITY, -INFINITY};
 		ok &= rt_sample(ninf, 3, &(struct rt_sampler_opts){.temperature = 1}, &rng) == 0;
-		check(ok, "a one-token vocabulary and an all -inf row give id 0");
+		TAP_OK(ok, "a one-token vocabulary and an all -inf row give id 0");
 	}
 
 	/* determinism */
@@ -127,7 +111,7 @@ int main(void)
 				same_with &= z == w;
 				differs |= rt_sample(lg, V, &o[k], &e) != w;
 			}
-			check(same && same_with && differs && a == b,
+			TAP_OK(same && same_with && differs && a == b,
 			      "options %d: the same seed gives the same 2000 ids (rt_sample and rt_sample_with agree), "
 			      "another seed other ids",
 			      k);
@@ -202,11 +186,10 @@ int main(void)
 			masked &= id % 7 != 0;
 			seen_other |= big[id] < th40;
 		}
-		check(in40, "vocab 32000, top_k 40: every draw among the 40 best");
-		check(inp, "vocab 32000, top_p 0.5: every draw in the upper tail");
-		check(masked && seen_other, "vocab 32000, no filter: -inf logits never drawn, the tail is reached");
+		TAP_OK(in40, "vocab 32000, top_k 40: every draw among the 40 best");
+		TAP_OK(inp, "vocab 32000, top_p 0.5: every draw in the upper tail");
+		TAP_OK(masked && seen_other, "vocab 32000, no filter: -inf logits never drawn, the tail is reached");
 		free(scratch);
 	}
-	printf("1..%d\n", n_test);
-	return n_fail ? 1 : 0;
+	return tap_done();
 }
