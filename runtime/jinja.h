@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rt_buf.h"
+
 #define JINJA_MAX_SOURCE    (1u << 20) /* template source bytes */
 #define JINJA_MAX_NEST      64         /* block / bracket nesting in the source */
 #define JINJA_MAX_DEPTH     512        /* evaluator recursion (all kinds together) */
@@ -214,13 +216,6 @@ int jinja_parse(const struct jtoks *t, struct jnode **ret, struct jerr *e);
 void jinja_node_free(struct jnode *n);
 
 /* ---- values (jinja_value.c) ---- */
-struct jbuf {
-	char *p;
-	size_t len, cap, max;
-};
-int jbuf_put(struct jbuf *b, const char *s, size_t n);
-int jbuf_putc(struct jbuf *b, char c);
-void jbuf_release(struct jbuf *b);
 
 static inline struct jv jv_undef(void)
 {
@@ -259,7 +254,7 @@ void jv_free_immortal(struct jv *v);
 
 /* Constructors return 0 or -ENOMEM / -E2BIG; *ret gets one reference. */
 int jv_str(const char *s, size_t len, struct jv *ret);
-int jv_str_take_buf(struct jbuf *b, struct jv *ret); /* empties b */
+int jv_str_take_buf(struct rt_buf *b, struct jv *ret); /* empties b */
 int jv_list_new(size_t cap, bool tuple, struct jv *ret);
 int jv_list_push(struct jv *list, struct jv item); /* takes item's reference, even on failure */
 int jv_dict_new(int kind, struct jv *ret);
@@ -279,12 +274,12 @@ int jv_less(const struct jv *a, const struct jv *b, bool *ret_lt);
 const char *jv_type_name(const struct jv *v);
 
 /* str(v) and repr(v) appended to b; -ELOOP past JINJA_MAX_VDEPTH, -E2BIG past b's max. */
-int jv_to_str(const struct jv *v, struct jbuf *b);
-int jv_repr(const struct jv *v, struct jbuf *b, int depth);
+int jv_to_str(const struct jv *v, struct rt_buf *b);
+int jv_repr(const struct jv *v, struct rt_buf *b, int depth);
 /* Python's repr of a float. */
 void jv_float_repr(double f, char *out, size_t n);
 /* json.dumps(v, ensure_ascii=False, indent=indent (<0: None), separators, sort_keys) */
-int jv_to_json(const struct jv *v, struct jbuf *b, int indent, const char *item_sep, const char *key_sep,
+int jv_to_json(const struct jv *v, struct rt_buf *b, int indent, const char *item_sep, const char *key_sep,
                bool sort_keys, int depth, struct jerr *e);
 
 /* UTF-8 helpers: code point at s (advancing *i); invalid bytes are single units. */

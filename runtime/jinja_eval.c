@@ -21,7 +21,7 @@ struct scope {
 
 struct jctx {
 	struct jerr *e;
-	struct jbuf *out;
+	struct rt_buf *out;
 	struct scope *scope, *root;
 	const struct jv *globals;
 	struct jv nss; /* namespaces created, each held once, cleared at the end */
@@ -286,7 +286,7 @@ static int do_slice(struct jctx *c, const struct jv *obj, const struct jv *sv[3]
 	/* strings: code point offsets */
 	const char *s = obj->u.s->s;
 	size_t slen = obj->u.s->len, *off = malloc(((size_t)len + 1) * sizeof(*off)), pos = 0;
-	struct jbuf b = {.max = JINJA_MAX_STR};
+	struct rt_buf b = {.max = JINJA_MAX_STR};
 	if (!off)
 		return oom(c, -ENOMEM);
 	for (int64_t i = 0; i < len; i++) {
@@ -296,13 +296,13 @@ static int do_slice(struct jctx *c, const struct jv *obj, const struct jv *sv[3]
 	off[len] = pos;
 	r = 0;
 	for (int64_t i = start; r == 0 && (stepv > 0 ? i < stop : i > stop); i += stepv)
-		r = jbuf_put(&b, s + off[i], off[i + 1] - off[i]);
+		r = rt_buf_put(&b, s + off[i], off[i + 1] - off[i]);
 	free(off);
 	if (r == 0)
 		r = jctx_charge(c, b.len);
 	if (r == 0)
 		r = jv_str_take_buf(&b, ret);
-	jbuf_release(&b);
+	rt_buf_release(&b);
 	return oom(c, r);
 }
 
@@ -349,8 +349,8 @@ int jctx_call_macro(struct jctx *c, const struct jfunc *f, struct jv *args, size
 {
 	const struct jnode *m = f->macro;
 	struct scope sc = {.parent = c->root};
-	struct jbuf b = {.max = JINJA_MAX_STR};
-	struct jbuf *saved_out = c->out;
+	struct rt_buf b = {.max = JINJA_MAX_STR};
+	struct rt_buf *saved_out = c->out;
 	struct scope *saved = c->scope;
 	int r, saved_brk = c->brk;
 	size_t npos = 0;
@@ -403,7 +403,7 @@ int jctx_call_macro(struct jctx *c, const struct jfunc *f, struct jv *args, size
 	jv_unref(&sc.vars);
 	if (r == 0)
 		r = oom(c, jv_str_take_buf(&b, ret));
-	jbuf_release(&b);
+	rt_buf_release(&b);
 	return r;
 }
 
@@ -603,7 +603,7 @@ static int eval(struct jctx *c, const struct jnode *n, struct jv *ret)
 
 static int output(struct jctx *c, const char *s, size_t n)
 {
-	int r = jbuf_put(c->out, s, n);
+	int r = rt_buf_put(c->out, s, n);
 	if (r == -E2BIG)
 		return jctx_fail(c, r, "rendered text is longer than %zu bytes", c->out->max);
 	if (r == 0)
@@ -783,7 +783,7 @@ static int exec_stmt(struct jctx *c, const struct jnode *n)
 	case N_BLOCK: r = exec_block(c, n); break;
 	case N_TEXT: r = output(c, n->lit.u.s->s, n->lit.u.s->len); break;
 	case N_OUTPUT: {
-		struct jbuf b = {.max = JINJA_MAX_STR};
+		struct rt_buf b = {.max = JINJA_MAX_STR};
 		if ((r = eval(c, n->a, &v)) < 0)
 			break;
 		if (v.t == JV_STR) {
@@ -795,7 +795,7 @@ static int exec_stmt(struct jctx *c, const struct jnode *n)
 			r = jctx_fail(c, r, "value nested too deeply to print");
 		if (r == 0)
 			r = output(c, b.p ? b.p : "", b.len);
-		jbuf_release(&b);
+		rt_buf_release(&b);
 		r = oom(c, r);
 		break;
 	}
@@ -815,8 +815,8 @@ static int exec_stmt(struct jctx *c, const struct jnode *n)
 		}
 		break;
 	case N_SETBLOCK: {
-		struct jbuf b = {.max = JINJA_MAX_STR};
-		struct jbuf *saved = c->out;
+		struct rt_buf b = {.max = JINJA_MAX_STR};
+		struct rt_buf *saved = c->out;
 		c->out = &b;
 		r = exec_block(c, n->body);
 		c->out = saved;
@@ -824,7 +824,7 @@ static int exec_stmt(struct jctx *c, const struct jnode *n)
 			r = assign(c, n->b, v);
 			v = jv_undef();
 		}
-		jbuf_release(&b);
+		rt_buf_release(&b);
 		break;
 	}
 	case N_MACRO: {
@@ -845,8 +845,8 @@ static int exec_stmt(struct jctx *c, const struct jnode *n)
 	case N_BREAK: c->brk = 1; break;
 	case N_CONTINUE: c->brk = 2; break;
 	case N_FILTERBLOCK: {
-		struct jbuf b = {.max = JINJA_MAX_STR};
-		struct jbuf *saved = c->out;
+		struct rt_buf b = {.max = JINJA_MAX_STR};
+		struct rt_buf *saved = c->out;
 		struct jv body = jv_undef();
 		const struct jnode *chain[JINJA_MAX_NEST + 1];
 		size_t nc = 0;
@@ -855,7 +855,7 @@ static int exec_stmt(struct jctx *c, const struct jnode *n)
 		c->out = saved;
 		if (r == 0)
 			r = oom(c, jv_str_take_buf(&b, &body));
-		jbuf_release(&b);
+		rt_buf_release(&b);
 		if (r < 0)
 			break;
 		for (const struct jnode *f = n->a; f && f->kind == E_FILTER && nc <= JINJA_MAX_NEST; f = f->a)
@@ -867,11 +867,11 @@ static int exec_stmt(struct jctx *c, const struct jnode *n)
 			v = jv_undef();
 		}
 		if (r == 0) {
-			struct jbuf s = {.max = JINJA_MAX_STR};
+			struct rt_buf s = {.max = JINJA_MAX_STR};
 			r = oom(c, jv_to_str(&body, &s));
 			if (r == 0)
 				r = output(c, s.p ? s.p : "", s.len);
-			jbuf_release(&s);
+			rt_buf_release(&s);
 		}
 		jv_unref(&body);
 		break;
@@ -896,7 +896,7 @@ static int exec_block(struct jctx *c, const struct jnode *n)
 int jinja_render(const struct jnode *tree, const struct jv *globals, char **ret_text, size_t *ret_len,
                  struct jerr *e)
 {
-	struct jbuf out = {.max = JINJA_MAX_OUTPUT};
+	struct rt_buf out = {.max = JINJA_MAX_OUTPUT};
 	struct scope root = {0};
 	struct jctx c = {.e = e, .out = &out, .globals = globals};
 	int r;
@@ -922,10 +922,10 @@ int jinja_render(const struct jnode *tree, const struct jv *globals, char **ret_
 	if (r < 0) {
 		if (!e->msg[0])
 			snprintf(e->msg, sizeof(e->msg), "template failed (%d)", r);
-		jbuf_release(&out);
+		rt_buf_release(&out);
 		return r;
 	}
-	if (!out.p && jbuf_put(&out, "", 0) < 0) {
+	if (!out.p && rt_buf_put(&out, "", 0) < 0) {
 		snprintf(e->msg, sizeof(e->msg), "out of memory");
 		return -ENOMEM;
 	}

@@ -191,18 +191,18 @@ static int new_str(struct jctx *c, const char *s, size_t n, struct jv *ret)
 	return err_oom(c, jv_str(s, n, ret));
 }
 
-static int buf_str(struct jctx *c, struct jbuf *b, struct jv *ret)
+static int buf_str(struct jctx *c, struct rt_buf *b, struct jv *ret)
 {
 	int r = jctx_charge(c, b->len);
 	if (r == 0)
 		r = err_oom(c, jv_str_take_buf(b, ret));
-	jbuf_release(b);
+	rt_buf_release(b);
 	return r;
 }
 
 static int to_str(struct jctx *c, const struct jv *v, struct jv *ret)
 {
-	struct jbuf b = {.max = JINJA_MAX_STR};
+	struct rt_buf b = {.max = JINJA_MAX_STR};
 	int r;
 	if (v->t == JV_STR) {
 		*ret = jv_ref(v);
@@ -210,7 +210,7 @@ static int to_str(struct jctx *c, const struct jv *v, struct jv *ret)
 	}
 	r = jv_to_str(v, &b);
 	if (r < 0) {
-		jbuf_release(&b);
+		rt_buf_release(&b);
 		return err_oom(c, r);
 	}
 	return buf_str(c, &b, ret);
@@ -282,7 +282,7 @@ fail:
  * mode: 0 upper, 1 lower, 2 capitalize, 3 Python str.title, 4 jinja2's title filter */
 static int map_cp(struct jctx *c, const struct jv *s, int mode, struct jv *ret)
 {
-	struct jbuf b = {.max = JINJA_MAX_STR};
+	struct rt_buf b = {.max = JINJA_MAX_STR};
 	size_t pos = 0;
 	bool prev_cased = false, first = true;
 	int r = 0;
@@ -293,7 +293,7 @@ static int map_cp(struct jctx *c, const struct jv *s, int mode, struct jv *ret)
 		utf8proc_int32_t u = (utf8proc_int32_t)cp;
 		char enc[4];
 		if (cp >= 0xdc80 && cp <= 0xdcff && pos - st == 1) { /* invalid byte: as is */
-			r = jbuf_put(&b, s->u.s->s + st, 1);
+			r = rt_buf_put(&b, s->u.s->s + st, 1);
 			first = false;
 			prev_cased = false;
 			continue;
@@ -302,7 +302,7 @@ static int map_cp(struct jctx *c, const struct jv *s, int mode, struct jv *ret)
 		             utf8proc_category(u) == UTF8PROC_CATEGORY_LT;
 		if (cp == 0xdf && (mode == 0 || ((mode == 2 || mode == 4) && first) || (mode == 3 && !prev_cased))) {
 			/* Python's full case mapping of sharp s: upper SS, title Ss */
-			r = jbuf_put(&b, mode == 0 || mode == 4 ? "SS" : "Ss", 2);
+			r = rt_buf_put(&b, mode == 0 || mode == 4 ? "SS" : "Ss", 2);
 			prev_cased = true;
 			first = false;
 			continue;
@@ -319,16 +319,16 @@ static int map_cp(struct jctx *c, const struct jv *s, int mode, struct jv *ret)
 			/* jinja2's do_title: words start after whitespace or -({[< */
 			bool sep = ju_isspace(cp) || cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<';
 			o = (uint32_t)(first ? utf8proc_toupper(u) : utf8proc_tolower(u));
-			r = jbuf_put(&b, enc, ju_encode(o, enc));
+			r = rt_buf_put(&b, enc, ju_encode(o, enc));
 			first = sep;
 			continue;
 		}
 		}
 		first = false;
-		r = jbuf_put(&b, enc, ju_encode(o, enc));
+		r = rt_buf_put(&b, enc, ju_encode(o, enc));
 	}
 	if (r < 0) {
-		jbuf_release(&b);
+		rt_buf_release(&b);
 		return err_oom(c, r);
 	}
 	return buf_str(c, &b, ret);
@@ -406,7 +406,7 @@ static const char *memrfind(const char *h, size_t hl, const char *n, size_t nl)
 static int do_replace(struct jctx *c, const struct jv *s, const struct jv *old, const struct jv *new, int64_t count,
                       struct jv *ret)
 {
-	struct jbuf b = {.max = JINJA_MAX_STR};
+	struct rt_buf b = {.max = JINJA_MAX_STR};
 	const char *p = s->u.s->s, *end = p + s->u.s->len;
 	size_t ol = old->u.s->len;
 	int r = 0;
@@ -417,32 +417,32 @@ static int do_replace(struct jctx *c, const struct jv *s, const struct jv *old, 
 		size_t pos = 0;
 		while (r == 0 && (count < 0 || done < count)) {
 			size_t st = pos;
-			r = jbuf_put(&b, new->u.s->s, new->u.s->len);
+			r = rt_buf_put(&b, new->u.s->s, new->u.s->len);
 			done++;
 			if (pos >= s->u.s->len)
 				break;
 			ju_next(p, s->u.s->len, &pos);
 			if (r == 0)
-				r = jbuf_put(&b, p + st, pos - st);
+				r = rt_buf_put(&b, p + st, pos - st);
 		}
 		if (r == 0 && pos < s->u.s->len)
-			r = jbuf_put(&b, p + pos, s->u.s->len - pos);
+			r = rt_buf_put(&b, p + pos, s->u.s->len - pos);
 	} else {
 		while (r == 0) {
 			const char *f = (count < 0 || done < count) ? memfind(p, (size_t)(end - p), old->u.s->s, ol) : NULL;
 			if (!f) {
-				r = jbuf_put(&b, p, (size_t)(end - p));
+				r = rt_buf_put(&b, p, (size_t)(end - p));
 				break;
 			}
-			r = jbuf_put(&b, p, (size_t)(f - p));
+			r = rt_buf_put(&b, p, (size_t)(f - p));
 			if (r == 0)
-				r = jbuf_put(&b, new->u.s->s, new->u.s->len);
+				r = rt_buf_put(&b, new->u.s->s, new->u.s->len);
 			p = f + ol;
 			done++;
 		}
 	}
 	if (r < 0) {
-		jbuf_release(&b);
+		rt_buf_release(&b);
 		return err_oom(c, r);
 	}
 	return buf_str(c, &b, ret);
@@ -583,7 +583,7 @@ static int do_split(struct jctx *c, const struct jv *s, const struct jv *sep, in
 static int do_join(struct jctx *c, const struct jv *items, const struct jv *sep, const struct jv *attr, bool strict,
                    struct jv *ret)
 {
-	struct jbuf b = {.max = JINJA_MAX_STR};
+	struct rt_buf b = {.max = JINJA_MAX_STR};
 	struct jv list;
 	int r = items_of(c, items, &list);
 	if (r < 0)
@@ -591,7 +591,7 @@ static int do_join(struct jctx *c, const struct jv *items, const struct jv *sep,
 	for (size_t i = 0; r == 0 && i < list.u.l->n; i++) {
 		struct jv item = jv_ref(&list.u.l->v[i]);
 		if (i && sep)
-			r = jbuf_put(&b, sep->u.s->s, sep->u.s->len);
+			r = rt_buf_put(&b, sep->u.s->s, sep->u.s->len);
 		if (r == 0 && attr) {
 			struct jv x;
 			if ((r = jctx_getitem(c, &item, attr, &x)) == 0) {
@@ -608,7 +608,7 @@ static int do_join(struct jctx *c, const struct jv *items, const struct jv *sep,
 	}
 	jv_unref(&list);
 	if (r < 0) {
-		jbuf_release(&b);
+		rt_buf_release(&b);
 		return err_oom(c, r);
 	}
 	return buf_str(c, &b, ret);
@@ -935,7 +935,7 @@ static int do_unique(struct jctx *c, const struct jv *v, bool case_sensitive, co
 static int do_indent(struct jctx *c, const struct jv *s, const struct jv *width, bool first, bool blank,
                      struct jv *ret)
 {
-	struct jbuf pad = {.max = JINJA_MAX_STR}, b = {.max = JINJA_MAX_STR};
+	struct rt_buf pad = {.max = JINJA_MAX_STR}, b = {.max = JINJA_MAX_STR};
 	const char *p = s->u.s->s, *end = p + s->u.s->len;
 	bool at_start = true;
 	int r = 0;
@@ -947,9 +947,9 @@ static int do_indent(struct jctx *c, const struct jv *s, const struct jv *width,
 		if (w > 4096)
 			return jctx_fail(c, -E2BIG, "indent width too large");
 		for (int64_t i = 0; r == 0 && i < w; i++)
-			r = jbuf_putc(&pad, ' ');
+			r = rt_buf_putc(&pad, ' ');
 	} else if (width->t == JV_STR) {
-		r = jbuf_put(&pad, width->u.s->s, width->u.s->len);
+		r = rt_buf_put(&pad, width->u.s->s, width->u.s->len);
 	} else {
 		return jctx_fail(c, -EINVAL, "indent width must be an int or str");
 	}
@@ -962,21 +962,21 @@ static int do_indent(struct jctx *c, const struct jv *s, const struct jv *width,
 		if (at_start && first && !blank && ll == 0)
 			pad_it = true;
 		if (pad_it && pad.len)
-			r = jbuf_put(&b, pad.p, pad.len);
+			r = rt_buf_put(&b, pad.p, pad.len);
 		if (r == 0)
-			r = jbuf_put(&b, p, ll);
+			r = rt_buf_put(&b, p, ll);
 		if (!nl)
 			break;
 		if (r == 0)
-			r = jbuf_putc(&b, '\n');
+			r = rt_buf_putc(&b, '\n');
 		p = nl + 1;
 		at_start = false;
 		if (r == 0 && (r = jctx_charge(c, pad.len)) < 0)
 			break;
 	}
-	jbuf_release(&pad);
+	rt_buf_release(&pad);
 	if (r < 0) {
-		jbuf_release(&b);
+		rt_buf_release(&b);
 		return err_oom(c, r);
 	}
 	return buf_str(c, &b, ret);
@@ -985,31 +985,31 @@ static int do_indent(struct jctx *c, const struct jv *s, const struct jv *width,
 static int html_escape(struct jctx *c, const struct jv *v, struct jv *ret)
 {
 	struct jv s;
-	struct jbuf b = {.max = JINJA_MAX_STR};
+	struct rt_buf b = {.max = JINJA_MAX_STR};
 	int r = to_str(c, v, &s);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; r == 0 && i < s.u.s->len; i++) {
 		char ch = s.u.s->s[i];
 		switch (ch) {
-		case '&': r = jbuf_put(&b, "&amp;", 5); break;
-		case '<': r = jbuf_put(&b, "&lt;", 4); break;
-		case '>': r = jbuf_put(&b, "&gt;", 4); break;
-		case '"': r = jbuf_put(&b, "&#34;", 5); break;
-		case '\'': r = jbuf_put(&b, "&#39;", 5); break;
-		default: r = jbuf_putc(&b, ch);
+		case '&': r = rt_buf_put(&b, "&amp;", 5); break;
+		case '<': r = rt_buf_put(&b, "&lt;", 4); break;
+		case '>': r = rt_buf_put(&b, "&gt;", 4); break;
+		case '"': r = rt_buf_put(&b, "&#34;", 5); break;
+		case '\'': r = rt_buf_put(&b, "&#39;", 5); break;
+		default: r = rt_buf_putc(&b, ch);
 		}
 	}
 	jv_unref(&s);
 	if (r < 0) {
-		jbuf_release(&b);
+		rt_buf_release(&b);
 		return err_oom(c, r);
 	}
 	return buf_str(c, &b, ret);
 }
 
 /* ensure_ascii=True: \uXXXX (with surrogate pairs) for non-ASCII */
-static int ascii_escape(struct jbuf *in, struct jbuf *out)
+static int ascii_escape(struct rt_buf *in, struct rt_buf *out)
 {
 	size_t pos = 0;
 	int r = 0;
@@ -1018,14 +1018,14 @@ static int ascii_escape(struct jbuf *in, struct jbuf *out)
 		uint32_t cp = ju_next(in->p, in->len, &pos);
 		char esc[16];
 		if (cp < 0x80) {
-			r = jbuf_put(out, in->p + st, pos - st);
+			r = rt_buf_put(out, in->p + st, pos - st);
 		} else if (cp < 0x10000) {
 			snprintf(esc, sizeof(esc), "\\u%04x", cp);
-			r = jbuf_put(out, esc, 6);
+			r = rt_buf_put(out, esc, 6);
 		} else {
 			uint32_t v = cp - 0x10000;
 			snprintf(esc, sizeof(esc), "\\u%04x\\u%04x", 0xd800 + (v >> 10), 0xdc00 + (v & 0x3ff));
-			r = jbuf_put(out, esc, 12);
+			r = rt_buf_put(out, esc, 12);
 		}
 	}
 	return r;
@@ -1038,7 +1038,7 @@ static int do_tojson(struct jctx *c, struct jv *args, size_t n, char **kw, struc
 	const struct jv *ind = arg(args, n, kw, 2, "indent");
 	const struct jv *seps = arg(args, n, kw, 3, "separators");
 	const struct jv *sk = arg(args, n, kw, 4, "sort_keys");
-	struct jbuf b = {.max = JINJA_MAX_STR};
+	struct rt_buf b = {.max = JINJA_MAX_STR};
 	struct jerr je = {0};
 	char isep[64] = "", ksep[64] = "";
 	int indent = -1, r;
@@ -1059,17 +1059,17 @@ static int do_tojson(struct jctx *c, struct jv *args, size_t n, char **kw, struc
 	r = jv_to_json(&args[0], &b, indent, isep[0] || (seps && seps->t != JV_NONE) ? isep : NULL,
 	               ksep[0] || (seps && seps->t != JV_NONE) ? ksep : NULL, want_bool(sk, false), 0, &je);
 	if (r < 0) {
-		jbuf_release(&b);
+		rt_buf_release(&b);
 		if (je.msg[0])
 			return jctx_fail(c, r, "tojson: %s", je.msg);
 		return err_oom(c, r);
 	}
 	if (want_bool(ea, false)) {
-		struct jbuf a = {.max = JINJA_MAX_STR};
+		struct rt_buf a = {.max = JINJA_MAX_STR};
 		r = ascii_escape(&b, &a);
-		jbuf_release(&b);
+		rt_buf_release(&b);
 		if (r < 0) {
-			jbuf_release(&a);
+			rt_buf_release(&a);
 			return err_oom(c, r);
 		}
 		b = a;
@@ -1396,18 +1396,18 @@ int jlib_filter(struct jctx *c, const char *name, struct jv *args, size_t n, cha
 	if (!strcmp(name, "reverse")) {
 		struct jv list;
 		if (v->t == JV_STR) {
-			struct jbuf b = {.max = JINJA_MAX_STR};
+			struct rt_buf b = {.max = JINJA_MAX_STR};
 			size_t end = v->u.s->len;
 			r = 0;
 			while (r == 0 && end > 0) {
 				size_t st = end - 1;
 				while (st > 0 && ((unsigned char)v->u.s->s[st] & 0xc0) == 0x80 && end - st < 4)
 					st--;
-				r = jbuf_put(&b, v->u.s->s + st, end - st);
+				r = rt_buf_put(&b, v->u.s->s + st, end - st);
 				end = st;
 			}
 			if (r < 0) {
-				jbuf_release(&b);
+				rt_buf_release(&b);
 				return err_oom(c, r);
 			}
 			return buf_str(c, &b, ret);
@@ -1746,16 +1746,16 @@ static int str_method(struct jctx *c, int id, const struct jv *s, struct jv *arg
 	}
 	case M_FORMAT: {
 		/* "{}" / "{0}" / "{name}" with str() of the argument; no format specs */
-		struct jbuf b = {.max = JINJA_MAX_STR};
+		struct rt_buf b = {.max = JINJA_MAX_STR};
 		const char *p = s->u.s->s, *end = p + s->u.s->len;
 		size_t auto_i = 0;
 		r = 0;
 		while (r == 0 && p < end) {
 			if (*p == '{' && p + 1 < end && p[1] == '{') {
-				r = jbuf_putc(&b, '{');
+				r = rt_buf_putc(&b, '{');
 				p += 2;
 			} else if (*p == '}' && p + 1 < end && p[1] == '}') {
-				r = jbuf_putc(&b, '}');
+				r = rt_buf_putc(&b, '}');
 				p += 2;
 			} else if (*p == '{') {
 				const char *q = memchr(p, '}', (size_t)(end - p));
@@ -1783,11 +1783,11 @@ static int str_method(struct jctx *c, int id, const struct jv *s, struct jv *arg
 			} else if (*p == '}') {
 				r = jctx_fail(c, -EINVAL, "Single '}' encountered in format string");
 			} else {
-				r = jbuf_putc(&b, *p++);
+				r = rt_buf_putc(&b, *p++);
 			}
 		}
 		if (r < 0) {
-			jbuf_release(&b);
+			rt_buf_release(&b);
 			return err_oom(c, r);
 		}
 		return buf_str(c, &b, ret);
@@ -1973,12 +1973,12 @@ static int repeat(struct jctx *c, const struct jv *seq, int64_t times, struct jv
 	if (times < 0 || (seq->t == JV_STR ? seq->u.s->len == 0 : seq->u.l->n == 0))
 		times = 0; /* '' * 10**13 is '' at once, not 10**13 empty copies */
 	if (seq->t == JV_STR) {
-		struct jbuf b = {.max = JINJA_MAX_STR};
+		struct rt_buf b = {.max = JINJA_MAX_STR};
 		if (seq->u.s->len && (uint64_t)times > JINJA_MAX_STR / seq->u.s->len)
 			return err_oom(c, -E2BIG);
 		for (int64_t i = 0; i < times; i++)
-			if ((r = jbuf_put(&b, seq->u.s->s, seq->u.s->len)) < 0) {
-				jbuf_release(&b);
+			if ((r = rt_buf_put(&b, seq->u.s->s, seq->u.s->len)) < 0) {
+				rt_buf_release(&b);
 				return err_oom(c, r);
 			}
 		return buf_str(c, &b, ret);
@@ -2045,9 +2045,9 @@ int jlib_binop(struct jctx *c, int op, const struct jv *a, const struct jv *b, s
 		return 0;
 	}
 	case JOP_CONCAT: {
-		struct jbuf buf = {.max = JINJA_MAX_STR};
+		struct rt_buf buf = {.max = JINJA_MAX_STR};
 		if ((r = jv_to_str(a, &buf)) < 0 || (r = jv_to_str(b, &buf)) < 0) {
-			jbuf_release(&buf);
+			rt_buf_release(&buf);
 			return err_oom(c, r);
 		}
 		return buf_str(c, &buf, ret);
@@ -2145,9 +2145,9 @@ int jlib_binop(struct jctx *c, int op, const struct jv *a, const struct jv *b, s
 		}
 	}
 	if (op == JOP_ADD && a->t == JV_STR && b->t == JV_STR) {
-		struct jbuf buf = {.max = JINJA_MAX_STR};
-		if ((r = jbuf_put(&buf, a->u.s->s, a->u.s->len)) < 0 || (r = jbuf_put(&buf, b->u.s->s, b->u.s->len)) < 0) {
-			jbuf_release(&buf);
+		struct rt_buf buf = {.max = JINJA_MAX_STR};
+		if ((r = rt_buf_put(&buf, a->u.s->s, a->u.s->len)) < 0 || (r = rt_buf_put(&buf, b->u.s->s, b->u.s->len)) < 0) {
+			rt_buf_release(&buf);
 			return err_oom(c, r);
 		}
 		return buf_str(c, &buf, ret);

@@ -203,16 +203,16 @@ static int parse_primary(struct parser *p, struct jnode **ret)
 		p->i++;
 	} else if (t->kind == T_STRING) {
 		/* adjacent literals concatenate */
-		struct jbuf b = {0};
+		struct rt_buf b = {0};
 		while (r == 0 && cur(p)->kind == T_STRING) {
-			r = jbuf_put(&b, cur(p)->str, cur(p)->len);
+			r = rt_buf_put(&b, cur(p)->str, cur(p)->len);
 			p->i++;
 		}
 		if (r == 0 && !(n = node(p, E_LIT)))
 			r = -ENOMEM;
 		if (r == 0)
 			r = jv_str_take_buf(&b, &n->lit);
-		jbuf_release(&b);
+		rt_buf_release(&b);
 	} else if (t->kind == T_INT || t->kind == T_FLOAT) {
 		if (!(n = node(p, E_LIT)))
 			return -ENOMEM;

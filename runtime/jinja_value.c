@@ -10,41 +10,6 @@
 
 #include "jinja.h"
 
-/* ---- buffers ---- */
-int jbuf_put(struct jbuf *b, const char *s, size_t n)
-{
-	if (b->max && (b->len + n > b->max || b->len + n < b->len))
-		return -E2BIG;
-	if (b->len + n + 1 > b->cap) {
-		size_t nc = b->cap ? b->cap : 64;
-		char *np;
-		while (nc < b->len + n + 1)
-			nc *= 2;
-		np = realloc(b->p, nc);
-		if (!np)
-			return -ENOMEM;
-		b->p = np;
-		b->cap = nc;
-	}
-	if (n)
-		memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = 0;
-	return 0;
-}
-
-int jbuf_putc(struct jbuf *b, char c)
-{
-	return jbuf_put(b, &c, 1);
-}
-
-void jbuf_release(struct jbuf *b)
-{
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
-}
-
 /* ---- UTF-8 ---- */
 uint32_t ju_next(const char *s, size_t len, size_t *i)
 {
@@ -201,10 +166,10 @@ int jv_str(const char *s, size_t len, struct jv *ret)
 	return 0;
 }
 
-int jv_str_take_buf(struct jbuf *b, struct jv *ret)
+int jv_str_take_buf(struct rt_buf *b, struct jv *ret)
 {
 	int r = jv_str(b->p ? b->p : "", b->len, ret);
-	jbuf_release(b);
+	rt_buf_release(b);
 	return r;
 }
 
@@ -544,11 +509,11 @@ static bool printable(uint32_t c)
 	return true;
 }
 
-static int repr_str(const char *s, size_t len, struct jbuf *b)
+static int repr_str(const char *s, size_t len, struct rt_buf *b)
 {
 	bool sq = memchr(s, '\'', len) != NULL, dq = memchr(s, '"', len) != NULL;
 	char q = (sq && !dq) ? '"' : '\'';
-	int r = jbuf_putc(b, q);
+	int r = rt_buf_putc(b, q);
 	size_t i = 0;
 
 	while (r == 0 && i < len) {
@@ -557,16 +522,16 @@ static int repr_str(const char *s, size_t len, struct jbuf *b)
 		char esc[16];
 		if (c == (uint32_t)q || c == '\\') {
 			esc[0] = '\\', esc[1] = (char)c;
-			r = jbuf_put(b, esc, 2);
+			r = rt_buf_put(b, esc, 2);
 		} else if (c == '\n') {
-			r = jbuf_put(b, "\\n", 2);
+			r = rt_buf_put(b, "\\n", 2);
 		} else if (c == '\r') {
-			r = jbuf_put(b, "\\r", 2);
+			r = rt_buf_put(b, "\\r", 2);
 		} else if (c == '\t') {
-			r = jbuf_put(b, "\\t", 2);
+			r = rt_buf_put(b, "\\t", 2);
 		} else if (c >= 0xdc80 && c <= 0xdcff && i - st == 1 && (unsigned char)s[st] >= 0x80) {
 			snprintf(esc, sizeof(esc), "\\udc%02x", (unsigned char)s[st]);
-			r = jbuf_put(b, esc, strlen(esc));
+			r = rt_buf_put(b, esc, strlen(esc));
 		} else if (!printable(c)) {
 			if (c < 0x100)
 				snprintf(esc, sizeof(esc), "\\x%02x", c);
@@ -574,15 +539,15 @@ static int repr_str(const char *s, size_t len, struct jbuf *b)
 				snprintf(esc, sizeof(esc), "\\u%04x", c);
 			else
 				snprintf(esc, sizeof(esc), "\\U%08x", c);
-			r = jbuf_put(b, esc, strlen(esc));
+			r = rt_buf_put(b, esc, strlen(esc));
 		} else {
-			r = jbuf_put(b, s + st, i - st);
+			r = rt_buf_put(b, s + st, i - st);
 		}
 	}
-	return r ? r : jbuf_putc(b, q);
+	return r ? r : rt_buf_putc(b, q);
 }
 
-int jv_repr(const struct jv *v, struct jbuf *b, int depth)
+int jv_repr(const struct jv *v, struct rt_buf *b, int depth)
 {
 	char num[64];
 	int r = 0;
@@ -593,65 +558,65 @@ int jv_repr(const struct jv *v, struct jbuf *b, int depth)
 	case JV_STR: return repr_str(v->u.s->s, v->u.s->len, b);
 	case JV_LIST: {
 		const struct jlist *l = v->u.l;
-		r = jbuf_putc(b, l->tuple ? '(' : '[');
+		r = rt_buf_putc(b, l->tuple ? '(' : '[');
 		for (size_t i = 0; r == 0 && i < l->n; i++) {
 			if (i)
-				r = jbuf_put(b, ", ", 2);
+				r = rt_buf_put(b, ", ", 2);
 			if (r == 0)
 				r = jv_repr(&l->v[i], b, depth + 1);
 		}
 		if (r == 0 && l->tuple && l->n == 1)
-			r = jbuf_putc(b, ',');
-		return r ? r : jbuf_putc(b, l->tuple ? ')' : ']');
+			r = rt_buf_putc(b, ',');
+		return r ? r : rt_buf_putc(b, l->tuple ? ')' : ']');
 	}
 	case JV_DICT: {
 		const struct jdict *d = v->u.d;
 		if (d->kind == JD_LOOP) {
 			snprintf(num, sizeof(num), "<LoopContext %lld/%zu>", (long long)d->v[0].u.i + 1, d->k[0].u.l->n);
-			return jbuf_put(b, num, strlen(num));
+			return rt_buf_put(b, num, strlen(num));
 		}
 		if (d->kind == JD_NAMESPACE)
-			r = jbuf_put(b, "<Namespace ", 11);
+			r = rt_buf_put(b, "<Namespace ", 11);
 		if (r == 0)
-			r = jbuf_putc(b, '{');
+			r = rt_buf_putc(b, '{');
 		for (size_t i = 0; r == 0 && i < d->n; i++) {
 			if (i)
-				r = jbuf_put(b, ", ", 2);
+				r = rt_buf_put(b, ", ", 2);
 			if (r == 0)
 				r = jv_repr(&d->k[i], b, depth + 1);
 			if (r == 0)
-				r = jbuf_put(b, ": ", 2);
+				r = rt_buf_put(b, ": ", 2);
 			if (r == 0)
 				r = jv_repr(&d->v[i], b, depth + 1);
 		}
 		if (r == 0)
-			r = jbuf_putc(b, '}');
+			r = rt_buf_putc(b, '}');
 		if (r == 0 && d->kind == JD_NAMESPACE)
-			r = jbuf_putc(b, '>');
+			r = rt_buf_putc(b, '>');
 		return r;
 	}
-	case JV_UNDEF: return depth > 0 ? jbuf_put(b, "Undefined", 9) : 0; /* repr() inside a container */
-	case JV_NONE: return jbuf_put(b, "None", 4);
-	case JV_BOOL: return v->u.b ? jbuf_put(b, "True", 4) : jbuf_put(b, "False", 5);
+	case JV_UNDEF: return depth > 0 ? rt_buf_put(b, "Undefined", 9) : 0; /* repr() inside a container */
+	case JV_NONE: return rt_buf_put(b, "None", 4);
+	case JV_BOOL: return v->u.b ? rt_buf_put(b, "True", 4) : rt_buf_put(b, "False", 5);
 	case JV_INT: snprintf(num, sizeof(num), "%lld", (long long)v->u.i); break;
 	case JV_FLOAT: jv_float_repr(v->u.f, num, sizeof(num)); break;
 	case JV_FUNC: snprintf(num, sizeof(num), "<function %.32s>", v->u.fn->name); break;
 	default: num[0] = 0;
 	}
-	return jbuf_put(b, num, strlen(num));
+	return rt_buf_put(b, num, strlen(num));
 }
 
-int jv_to_str(const struct jv *v, struct jbuf *b)
+int jv_to_str(const struct jv *v, struct rt_buf *b)
 {
 	if (v->t == JV_STR)
-		return jbuf_put(b, v->u.s->s, v->u.s->len);
+		return rt_buf_put(b, v->u.s->s, v->u.s->len);
 	return jv_repr(v, b, 0);
 }
 
 /* ---- JSON (Python's json.dumps) ---- */
-static int json_str(const char *s, size_t len, struct jbuf *b)
+static int json_str(const char *s, size_t len, struct rt_buf *b)
 {
-	int r = jbuf_putc(b, '"');
+	int r = rt_buf_putc(b, '"');
 	size_t i = 0;
 
 	while (r == 0 && i < len) {
@@ -659,33 +624,33 @@ static int json_str(const char *s, size_t len, struct jbuf *b)
 		uint32_t c = ju_next(s, len, &i);
 		char esc[16];
 		switch (c) {
-		case '"': r = jbuf_put(b, "\\\"", 2); break;
-		case '\\': r = jbuf_put(b, "\\\\", 2); break;
-		case '\n': r = jbuf_put(b, "\\n", 2); break;
-		case '\r': r = jbuf_put(b, "\\r", 2); break;
-		case '\t': r = jbuf_put(b, "\\t", 2); break;
-		case '\b': r = jbuf_put(b, "\\b", 2); break;
-		case '\f': r = jbuf_put(b, "\\f", 2); break;
+		case '"': r = rt_buf_put(b, "\\\"", 2); break;
+		case '\\': r = rt_buf_put(b, "\\\\", 2); break;
+		case '\n': r = rt_buf_put(b, "\\n", 2); break;
+		case '\r': r = rt_buf_put(b, "\\r", 2); break;
+		case '\t': r = rt_buf_put(b, "\\t", 2); break;
+		case '\b': r = rt_buf_put(b, "\\b", 2); break;
+		case '\f': r = rt_buf_put(b, "\\f", 2); break;
 		default:
 			if (c < 0x20) {
 				snprintf(esc, sizeof(esc), "\\u%04x", c);
-				r = jbuf_put(b, esc, strlen(esc));
+				r = rt_buf_put(b, esc, strlen(esc));
 			} else if (c >= 0xdc80 && c <= 0xdcff && i - st == 1 && (unsigned char)s[st] >= 0x80) {
 				snprintf(esc, sizeof(esc), "\\udc%02x", (unsigned char)s[st]);
-				r = jbuf_put(b, esc, strlen(esc));
+				r = rt_buf_put(b, esc, strlen(esc));
 			} else {
-				r = jbuf_put(b, s + st, i - st);
+				r = rt_buf_put(b, s + st, i - st);
 			}
 		}
 	}
-	return r ? r : jbuf_putc(b, '"');
+	return r ? r : rt_buf_putc(b, '"');
 }
 
-static int json_nl(struct jbuf *b, int indent, int level)
+static int json_nl(struct rt_buf *b, int indent, int level)
 {
-	int r = jbuf_putc(b, '\n');
+	int r = rt_buf_putc(b, '\n');
 	for (int i = 0; r == 0 && i < indent * level; i++)
-		r = jbuf_putc(b, ' ');
+		r = rt_buf_putc(b, ' ');
 	return r;
 }
 
@@ -704,26 +669,26 @@ static int cmp_keys(const void *x, const void *y)
 	return 0;
 }
 
-static int json_key(const struct jv *k, struct jbuf *b, struct jerr *e)
+static int json_key(const struct jv *k, struct rt_buf *b, struct jerr *e)
 {
 	char num[64];
 	switch (k->t) {
 	case JV_STR: return json_str(k->u.s->s, k->u.s->len, b);
-	case JV_NONE: return jbuf_put(b, "\"null\"", 6);
-	case JV_BOOL: return k->u.b ? jbuf_put(b, "\"true\"", 6) : jbuf_put(b, "\"false\"", 7);
-	case JV_INT: snprintf(num, sizeof(num), "\"%lld\"", (long long)k->u.i); return jbuf_put(b, num, strlen(num));
+	case JV_NONE: return rt_buf_put(b, "\"null\"", 6);
+	case JV_BOOL: return k->u.b ? rt_buf_put(b, "\"true\"", 6) : rt_buf_put(b, "\"false\"", 7);
+	case JV_INT: snprintf(num, sizeof(num), "\"%lld\"", (long long)k->u.i); return rt_buf_put(b, num, strlen(num));
 	case JV_FLOAT:
 		num[0] = '"';
 		jv_float_repr(k->u.f, num + 1, sizeof(num) - 2);
 		strcat(num, "\"");
-		return jbuf_put(b, num, strlen(num));
+		return rt_buf_put(b, num, strlen(num));
 	default:
 		snprintf(e->msg, sizeof(e->msg), "keys must be str, int, float, bool or None, not %s", jv_type_name(k));
 		return -EINVAL;
 	}
 }
 
-static int json_level(const struct jv *v, struct jbuf *b, int indent, const char *isep, const char *ksep,
+static int json_level(const struct jv *v, struct rt_buf *b, int indent, const char *isep, const char *ksep,
                       bool sort_keys, int depth, struct jerr *e)
 {
 	char num[64];
@@ -734,25 +699,25 @@ static int json_level(const struct jv *v, struct jbuf *b, int indent, const char
 		return -ELOOP;
 	}
 	switch (v->t) {
-	case JV_NONE: return jbuf_put(b, "null", 4);
-	case JV_BOOL: return v->u.b ? jbuf_put(b, "true", 4) : jbuf_put(b, "false", 5);
-	case JV_INT: snprintf(num, sizeof(num), "%lld", (long long)v->u.i); return jbuf_put(b, num, strlen(num));
+	case JV_NONE: return rt_buf_put(b, "null", 4);
+	case JV_BOOL: return v->u.b ? rt_buf_put(b, "true", 4) : rt_buf_put(b, "false", 5);
+	case JV_INT: snprintf(num, sizeof(num), "%lld", (long long)v->u.i); return rt_buf_put(b, num, strlen(num));
 	case JV_FLOAT:
 		if (isnan(v->u.f))
-			return jbuf_put(b, "NaN", 3);
+			return rt_buf_put(b, "NaN", 3);
 		if (isinf(v->u.f))
-			return v->u.f < 0 ? jbuf_put(b, "-Infinity", 9) : jbuf_put(b, "Infinity", 8);
+			return v->u.f < 0 ? rt_buf_put(b, "-Infinity", 9) : rt_buf_put(b, "Infinity", 8);
 		jv_float_repr(v->u.f, num, sizeof(num));
-		return jbuf_put(b, num, strlen(num));
+		return rt_buf_put(b, num, strlen(num));
 	case JV_STR: return json_str(v->u.s->s, v->u.s->len, b);
 	case JV_LIST: {
 		const struct jlist *l = v->u.l;
 		if (l->n == 0)
-			return jbuf_put(b, "[]", 2);
-		r = jbuf_putc(b, '[');
+			return rt_buf_put(b, "[]", 2);
+		r = rt_buf_putc(b, '[');
 		for (size_t i = 0; r == 0 && i < l->n; i++) {
 			if (i)
-				r = jbuf_put(b, isep, strlen(isep));
+				r = rt_buf_put(b, isep, strlen(isep));
 			if (r == 0 && indent >= 0)
 				r = json_nl(b, indent, depth + 1);
 			if (r == 0)
@@ -760,7 +725,7 @@ static int json_level(const struct jv *v, struct jbuf *b, int indent, const char
 		}
 		if (r == 0 && indent >= 0)
 			r = json_nl(b, indent, depth);
-		return r ? r : jbuf_putc(b, ']');
+		return r ? r : rt_buf_putc(b, ']');
 	}
 	case JV_DICT: {
 		const struct jdict *d = v->u.d;
@@ -770,7 +735,7 @@ static int json_level(const struct jv *v, struct jbuf *b, int indent, const char
 			return -EINVAL;
 		}
 		if (d->n == 0)
-			return jbuf_put(b, "{}", 2);
+			return rt_buf_put(b, "{}", 2);
 		kv = malloc(d->n * sizeof(*kv));
 		if (!kv)
 			return -ENOMEM;
@@ -787,23 +752,23 @@ static int json_level(const struct jv *v, struct jbuf *b, int indent, const char
 			}
 			qsort(kv, d->n, sizeof(*kv), cmp_keys);
 		}
-		r = jbuf_putc(b, '{');
+		r = rt_buf_putc(b, '{');
 		for (size_t i = 0; r == 0 && i < d->n; i++) {
 			if (i)
-				r = jbuf_put(b, isep, strlen(isep));
+				r = rt_buf_put(b, isep, strlen(isep));
 			if (r == 0 && indent >= 0)
 				r = json_nl(b, indent, depth + 1);
 			if (r == 0)
 				r = json_key(kv[i].k, b, e);
 			if (r == 0)
-				r = jbuf_put(b, ksep, strlen(ksep));
+				r = rt_buf_put(b, ksep, strlen(ksep));
 			if (r == 0)
 				r = json_level(kv[i].v, b, indent, isep, ksep, sort_keys, depth + 1, e);
 		}
 		free(kv);
 		if (r == 0 && indent >= 0)
 			r = json_nl(b, indent, depth);
-		return r ? r : jbuf_putc(b, '}');
+		return r ? r : rt_buf_putc(b, '}');
 	}
 	default:
 		snprintf(e->msg, sizeof(e->msg), "Object of type %s is not JSON serializable", jv_type_name(v));
@@ -811,7 +776,7 @@ static int json_level(const struct jv *v, struct jbuf *b, int indent, const char
 	}
 }
 
-int jv_to_json(const struct jv *v, struct jbuf *b, int indent, const char *item_sep, const char *key_sep,
+int jv_to_json(const struct jv *v, struct rt_buf *b, int indent, const char *item_sep, const char *key_sep,
                bool sort_keys, int depth, struct jerr *e)
 {
 	if (!item_sep)
