@@ -305,7 +305,7 @@ static int upload_matrices(const struct rt_dev_model_desc *d, struct cuda_model 
 		size_t n = (size_t)up[i].w->rows * up[i].w->cols * rt_dtype_size(up[i].w->dtype);
 		int fd = -1;
 
-		if (rt_st_locate(d->st, up[i].w->src, &path, &foff) < 0) {
+		if (d->locate(d->st, up[i].w->src, &path, &foff) < 0) {
 			r = rt_fail(err, RT_ERR_INTERNAL, -EINVAL, "weight outside its file mapping");
 			goto out;
 		}
@@ -738,7 +738,14 @@ static const struct rt_dev_ops cuda_ops = {
     .forward = forward,
 };
 
-const struct rt_dev_ops *rt_dev_cuda(void)
+/* The plugin's one export (backend.h): the table, if this plugin was built
+ * from the same tree as the runtime that loads it. */
+__attribute__((visibility("default"))) const struct rt_dev_ops *agrt_dev_plugin(int abi, size_t config_size,
+                                                                                size_t layer_size, size_t desc_size);
+const struct rt_dev_ops *agrt_dev_plugin(int abi, size_t config_size, size_t layer_size, size_t desc_size)
 {
+	if (abi != RT_DEV_ABI || config_size != sizeof(struct rt_config) || layer_size != sizeof(struct rt_layer) ||
+	    desc_size != sizeof(struct rt_dev_model_desc))
+		return NULL;
 	return &cuda_ops;
 }

@@ -78,8 +78,8 @@ struct rt_layer {
  * activations across PCIe for every operation.  model.c validates and binds
  * the model exactly as for the CPU, then hands the bound description to the
  * device, which uploads what it needs; sessions and rt_session_forward
- * dispatch to it.  A build without CUDA links kernels/cuda_none.c, whose
- * rt_dev_cuda() returns NULL. */
+ * dispatch to it.  The device backend is a plugin loaded at run time (see
+ * below); without one rt_dev_cuda() returns NULL. */
 struct rt_dev_model_desc {
 	const struct rt_config *cfg;
 	const struct rt_layer *layers;   /* [n_layers] */
@@ -87,7 +87,9 @@ struct rt_dev_model_desc {
 	const struct rt_weight *lm_head; /* [vocab][hidden]; same data as embed when tied */
 	const float *final_norm;         /* [hidden] */
 	const float *inv_freq;           /* [head_dim/2], RoPE scaling already applied */
-	const struct st_set *st;         /* files of the weights, for rt_st_locate */
+	const struct st_set *st;         /* files of the weights, for locate */
+	/* rt_st_locate: where a weight lies in its file (the plugin links nothing of the runtime) */
+	int (*locate)(const struct st_set *s, const struct st_tensor *t, const char **ret_path, uint64_t *ret_off);
 	int n_threads;                   /* reader threads for the upload (0: default) */
 };
 
@@ -114,7 +116,21 @@ struct rt_dev_ops {
 
 #define RT_DEV_CHUNK 256
 
-/* The CUDA table, or NULL in a build without CUDA. */
-const struct rt_dev_ops *rt_dev_cuda(void);
+/* ---- the device plugin (runtime/dev_plugin.c loads it) ----
+ * A plugin exports RT_DEV_PLUGIN_SYMBOL: given the runtime's ABI number and
+ * the sizes of the structures it shares, it returns its table, or NULL when
+ * it was built from another tree (any of them differs).  Bump RT_DEV_ABI
+ * when a structure above changes meaning without changing size. */
+#define RT_DEV_ABI           1
+#define RT_DEV_PLUGIN_SYMBOL "agrt_dev_plugin"
+typedef const struct rt_dev_ops *(*rt_dev_plugin_fn)(int abi, size_t config_size, size_t layer_size,
+                                                      size_t desc_size);
+
+/* The CUDA plugin's table, loaded on first use; NULL when there is none, with
+ * *ret_why (may be NULL) saying why: not built, not installed, not loadable
+ * (e.g. no libcudart on this host), or refused. */
+const struct rt_dev_ops *rt_dev_cuda(const char **ret_why);
+/* Whether this build has a CUDA plugin at all (-Dcuda found nvcc). */
+bool rt_dev_cuda_built(void);
 
 #endif

@@ -202,9 +202,12 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
 	if (opts && opts->backend != RT_BACKEND_CPU && opts->backend != RT_BACKEND_CUDA)
 		return rt_fail(err, RT_ERR_USAGE, -EOPNOTSUPP, "backend %d not available", opts->backend);
-	if (opts && opts->backend == RT_BACKEND_CUDA && !rt_dev_cuda())
-		return rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP,
-		               "this build has no CUDA support (configure with -Dcuda=enabled)");
+	if (opts && opts->backend == RT_BACKEND_CUDA) {
+		const char *why;
+		if (!rt_dev_cuda(&why))
+			return rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP, "%s%s", why,
+			               rt_dev_cuda_built() ? "" : " (configure with -Dcuda=enabled)");
+	}
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
@@ -272,8 +275,9 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 		                              .final_norm = m->final_norm,
 		                              .inv_freq = m->inv_freq,
 		                              .st = m->st,
+		                              .locate = rt_st_locate,
 		                              .n_threads = opts->n_threads};
-		m->dev = rt_dev_cuda();
+		m->dev = rt_dev_cuda(NULL);
 		r = m->dev->model_new(&d, &m->dm, &dst, err);
 		if (r < 0)
 			goto out;
@@ -325,12 +329,15 @@ out:
 
 int rt_cuda_device_count(char *why, size_t len)
 {
-	const struct rt_dev_ops *d = rt_dev_cuda();
+	const char *reason;
+	const struct rt_dev_ops *d = rt_dev_cuda(&reason);
 
 	if (!d) {
+		/* a CUDA build without its plugin (or without libcudart) has no
+		 * device, and says why; a build without CUDA has nothing to say */
 		if (why && len)
-			snprintf(why, len, "this build has no CUDA support");
-		return -EOPNOTSUPP;
+			snprintf(why, len, "%s", reason);
+		return rt_dev_cuda_built() ? 0 : -EOPNOTSUPP;
 	}
 	return d->device_count(why, len);
 }

@@ -78,9 +78,10 @@ struct rt_load_opts {
 	int backend;   /* enum rt_backend_kind */
 };
 
-/* Number of usable CUDA devices; 0 when there is none, -EOPNOTSUPP when the
- * library was built without CUDA.  Unless positive, why (may be NULL)
- * receives the reason as one line. */
+/* Number of usable CUDA devices; 0 when there is none (no GPU, or the CUDA
+ * plugin libagrt-cuda.so is not installed or cannot be loaded, e.g. without
+ * libcudart on this host), -EOPNOTSUPP when the library was built without
+ * CUDA.  Unless positive, why (may be NULL) receives the reason as one line. */
 int rt_cuda_device_count(char *why, size_t len);
 
 /* Load config.json, generation_config.json (optional) and the safetensors
