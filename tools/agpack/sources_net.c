@@ -82,6 +82,22 @@ int agpack_fetch(const struct spec_artifact *a, const struct net_opts *o, const 
 			return bn_fail(err, -ENOMEM, "out of memory");
 		r = ag_fetch_url(&fo, url, a->sha256, out, &res, err);
 		*ret_type = "files";
+	} else if (!strcmp(a->type, "python")) {
+		const char *index = json_string_value(json_object_get(a->json, "index"));
+		const char *python = json_string_value(json_object_get(a->json, "python"));
+		const char *platform = json_string_value(json_object_get(a->json, "platform"));
+		json_t *unp = json_object_get(a->json, "unpinned");
+		if (!a->requirements || !index || !python || !platform)
+			return bn_fail(err, -EINVAL,
+			               "artifact '%s': python needs \"requirements\", \"index\", \"python\" and \"platform\"",
+			               a->name);
+		if (unp && !json_is_boolean(unp))
+			return bn_fail(err, -EINVAL, "artifact '%s': \"unpinned\" must be true or false", a->name);
+		out = bn_path_join(stage, "wheels");
+		if (!out)
+			return bn_fail(err, -ENOMEM, "out of memory");
+		r = ag_fetch_python(&fo, a->requirements, index, python, platform, json_is_true(unp), out, &res, err);
+		*ret_type = "files";
 	} else {
 		const char *repo = json_string_value(json_object_get(a->json, "repo"));
 		const char *rev = json_string_value(json_object_get(a->json, "revision"));

@@ -9,8 +9,10 @@
 
 void spec_release(struct spec *s)
 {
-	for (size_t i = 0; i < s->n_artifacts; i++)
+	for (size_t i = 0; i < s->n_artifacts; i++) {
 		free(s->artifacts[i].path);
+		free(s->artifacts[i].requirements);
+	}
 	free(s->artifacts);
 	free(s->dir);
 	json_decref(s->root);
@@ -77,9 +79,17 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 				do { r = bn_fail(err, -ENOMEM, "out of memory"); goto fail; } while (0);
 			if (sa->sha256 && !strcmp(sa->type, "oci-archive"))
 				SPECERR("%s: artifact '%s': \"sha256\" pins apply to files artifacts", path, sa->name);
+		} else if (!strcmp(sa->type, "python")) {
+			/* the requirements file, resolved against the spec's directory */
+			const char *p = json_string_value(json_object_get(a, "requirements"));
+			if (!p)
+				SPECERR("%s: artifact '%s' needs \"requirements\"", path, sa->name);
+			sa->requirements = p[0] == '/' ? strdup(p) : bn_path_join(s.dir, p);
+			if (!sa->requirements)
+				SPECERR("out of memory");
 		} else if (strcmp(sa->type, "image") && strcmp(sa->type, "url") && strcmp(sa->type, "hf-model")) {
-			SPECERR("%s: artifact '%s' has unknown type '%s' (files, oci-archive, image, url, hf-model)", path,
-			        sa->name, sa->type);
+			SPECERR("%s: artifact '%s' has unknown type '%s' (files, oci-archive, image, url, hf-model, python)",
+			        path, sa->name, sa->type);
 		}
 		if (sa->sha256 && strcmp(sa->sha256, "unpinned") != 0) {
 			uint8_t tmp[32];

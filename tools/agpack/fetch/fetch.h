@@ -9,7 +9,8 @@
  *               org.opencontainers.image.ref.name annotation = tag, blobs/sha256/<hex>)
  *               holding the registry's own manifest bytes and digests;
  *   url      -> one regular file;
- *   hf-model -> a model directory (the hub repository's files at one commit).
+ *   hf-model -> a model directory (the hub repository's files at one commit);
+ *   python   -> a directory of wheels plus requirements.txt (fetch_python.c).
  *
  * Downloads go through a content-addressed cache (opts->cache_dir) so a re-run
  * fetches nothing it already holds; out paths are filled by hard link (or copy
@@ -51,3 +52,12 @@ int ag_fetch_hf_model(const struct ag_fetch_opts *o, const char *repo, const cha
                       const char *endpoint /* NULL: https://huggingface.co */,
                       const char *const *include, size_t n_include, const char *const *exclude, size_t n_exclude,
                       const char *out_dir, struct ag_fetch_result *ret, struct bn_error *err) BN_WUR;
+
+/* The wheels requirements (a local file, hash-pinned: pyindex.h) names, from
+ * the simple index (PEP 503 HTML or PEP 691 JSON) for python ("3.11") on
+ * platform ("manylinux_2_36_x86_64"), each checked against its pins, into
+ * out_dir with requirements.txt (rewritten with the fetched hashes when
+ * unpinned lines were allowed). */
+int ag_fetch_python(const struct ag_fetch_opts *o, const char *requirements, const char *index, const char *python,
+                    const char *platform, bool unpinned, const char *out_dir, struct ag_fetch_result *ret,
+                    struct bn_error *err) BN_WUR;
