@@ -19,6 +19,7 @@
 #include "bundle/parity.h"
 #include "bundle/trust.h"
 #include "bundle/writer.h"
+#include "debs.h"
 #include "sources.h"
 #include "spec.h"
 #include "toolutil.h"
@@ -383,6 +384,12 @@ static int cmd_build(int argc, char **argv)
 		for (size_t i = 0; i < spec.n_artifacts && r == 0; i++) {
 			const struct spec_artifact *a = &spec.artifacts[i];
 			struct stat st;
+			if (!strcmp(a->type, "debs")) {
+				/* apt resolves "packages" only in a real build */
+				printf("%-12s %-24s ? bytes %s%s\n", a->type, a->name, a->path ? a->path : "",
+				       json_object_get(a->json, "packages") ? " + packages resolved by apt at build" : "");
+				continue;
+			}
 			if (a->path) {
 				if (stat(a->path, &st) < 0)
 					r = bn_fail(&err, -errno, "%s: %s", a->path, strerror(errno));
@@ -459,7 +466,10 @@ static int cmd_build(int argc, char **argv)
 		const char *type = a->type;
 		char *path = NULL;
 		json_t *source = NULL;
-		if (a->path) {
+		if (!strcmp(a->type, "debs")) {
+			r = agpack_debs(a, astage, &path, &source, &err);
+			type = "files";
+		} else if (a->path) {
 			path = strdup(a->path);
 			if (!path)
 				r = bn_fail(&err, -ENOMEM, "out of memory");

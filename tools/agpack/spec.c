@@ -61,6 +61,7 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 		struct spec_artifact *sa = &s.artifacts[i];
 		sa->json = a;
 		sa->type = json_string_value(json_object_get(a, "type"));
+		sa->dir = s.dir;
 		sa->name = json_string_value(json_object_get(a, "name"));
 		sa->sha256 = json_string_value(json_object_get(a, "sha256"));
 		if (!sa->type)
@@ -79,6 +80,11 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 				do { r = bn_fail(err, -ENOMEM, "out of memory"); goto fail; } while (0);
 			if (sa->sha256 && !strcmp(sa->type, "oci-archive"))
 				SPECERR("%s: artifact '%s': \"sha256\" pins apply to files artifacts", path, sa->name);
+		} else if (!strcmp(sa->type, "debs")) {
+			/* local .debs (optional: "packages" may name them instead) */
+			const char *p = json_string_value(json_object_get(a, "path"));
+			if (p && !(sa->path = p[0] == '/' ? strdup(p) : bn_path_join(s.dir, p)))
+				SPECERR("out of memory");
 		} else if (!strcmp(sa->type, "python")) {
 			/* the requirements file, resolved against the spec's directory */
 			const char *p = json_string_value(json_object_get(a, "requirements"));
@@ -88,7 +94,7 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 			if (!sa->requirements)
 				SPECERR("out of memory");
 		} else if (strcmp(sa->type, "image") && strcmp(sa->type, "url") && strcmp(sa->type, "hf-model")) {
-			SPECERR("%s: artifact '%s' has unknown type '%s' (files, oci-archive, image, url, hf-model, python)",
+			SPECERR("%s: artifact '%s' has unknown type '%s' (files, oci-archive, image, url, hf-model, python, debs)",
 			        path, sa->name, sa->type);
 		}
 		if (sa->sha256 && strcmp(sa->sha256, "unpinned") != 0) {
