@@ -121,3 +121,12 @@ echo "not an ar archive" >"$WORK/badlocal/broken.deb"
 refused badctl "broken.deb: not a Debian package" "a file that is not a .deb"
 spec nosuch '"packages":["agkit-test-nosuch"],"apt":{"sources":"sources.list"}'
 refused nosuch "apt cannot resolve the packages.*agkit-test-nosuch" "a package name apt cannot resolve"
+
+# 5. the artifact takes the generic paths: parity volumes and a one-way stream
+"$AGPACK" build "$WORK/full.json" --key "$WORK/K.key" --out "$WORK/out-par" --volume-size 64K --chunk-size 16K \
+	--parity 2 >"$WORK/par.log" 2>&1 || { cat "$WORK/par.log"; fail "debs with parity volumes"; }
+"$AGPACK" stream "$WORK/out-par" 2>"$WORK/stream.err" | "$AGIMPORT" receive "$WORK/recv" >"$WORK/recv.log" 2>&1 ||
+	{ cat "$WORK/stream.err" "$WORK/recv.log"; fail "stream and receive"; }
+"$AGIMPORT" extract "$WORK/recv" --pubkey "$WORK/K.pub" --to "$WORK/TS" >/dev/null 2>&1 || fail "extract the received bundle"
+diff -r "$WORK/T/os" "$WORK/TS/os" >/dev/null || fail "streamed copy differs"
+pass "parity volumes and a one-way stream carry the debs artifact unchanged"
