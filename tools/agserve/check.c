@@ -506,6 +506,8 @@ int agserve_check_main(int argc, char **argv)
 	json_t *p;
 	r = 0;
 	json_array_foreach(hs.prompts, i, p) {
+		if (json_array_size(failures))
+			break; /* as agrun check: the first failing prompt is the verdict */
 		struct health_prompt hp;
 		if (health_prompt_parse(p, INT32_MAX, INT_MAX, &hp) < 0) {
 			char b[128];
