@@ -46,8 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(!r.tools || json_is_array(r.tools));
 	}
 	if (kind != REQ_TEMPLATE) {
-		FUZZ_ASSERT(r.max_tokens == -1 || (r.max_tokens >= (kind == REQ_COMPLETION ? 0 : 1) &&
-		                                   r.max_tokens <= lim.max_tokens_cap));
+		FUZZ_ASSERT(r.max_tokens == -1 ||
+		            (r.max_tokens >= (kind == REQ_COMPLETION ? 0 : 1) && r.max_tokens <= lim.max_tokens_cap));
 		FUZZ_ASSERT(kind != REQ_MESSAGES || r.max_tokens >= 1);
 		FUZZ_ASSERT(r.temperature >= 0 && r.temperature <= 2 && r.top_p > 0 && r.top_p <= 1);
 		FUZZ_ASSERT(r.top_logprobs >= -1 && r.top_logprobs <= REQ_MAX_LOGPROBS);

@@ -247,10 +247,10 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 		goto out;
 	}
 	/* agserve check serves the model the way agserve will: the model name is the bundle's */
-	const char *bundle = bn_deploy_slot(d, slot)->bundle;
+	char *name = (char *)(bn_deploy_slot(d, slot)->bundle[0] ? bn_deploy_slot(d, slot)->bundle : "model");
 	char *const argv_agrun[] = {agrun, "check", model, "--suite", suite, "--json", NULL};
-	char *const argv_agserve[] = {agrun,    "check",  "--model", model, "--suite", suite,
-	                              "--json", "--name", (char *)(bundle && *bundle ? bundle : "model"), NULL};
+	char *const argv_agserve[] = {agrun, "check",  "--model", model, "--suite",
+	                              suite, "--json", "--name",  name,  NULL};
 	char *const *argv = engine ? argv_agserve : argv_agrun;
 	int outp[2], errp[2];
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {

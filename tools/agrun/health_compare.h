@@ -16,9 +16,9 @@
 #define HEALTH_STEP_MAX_TOPK 32 /* recorded alternatives per step, at most (agrun record --top-k) */
 
 struct health_step {
-	double margin; /* the best log-probability now minus the recorded token's (>= 0 when exact) */
-	double kl;     /* KL(recorded || now) over the recorded top-k ids, both renormalised */
-	size_t k;      /* recorded ids compared */
+	double margin;  /* the best log-probability now minus the recorded token's (>= 0 when exact) */
+	double kl;      /* KL(recorded || now) over the recorded top-k ids, both renormalised */
+	size_t k;       /* recorded ids compared */
 	size_t bounded; /* of those, ids whose log-probability now was unknown (bounded, see below) */
 };
 

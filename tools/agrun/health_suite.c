@@ -579,8 +579,8 @@ static int cmd_check(int argc, char **argv)
 				double lz = log_z(row, vocab);
 				struct lp_row lr = {row, lz};
 				struct health_step hst;
-				if (health_step_compare(json_array_get(steps, k), vocab, (double)mx - lz, (double)row[out[k]] - lz,
-				                        row_lp, &lr, 0, &hst) < 0) {
+				if (health_step_compare(json_array_get(steps, k), vocab, (double)mx - lz,
+				                        (double)row[out[k]] - lz, row_lp, &lr, 0, &hst) < 0) {
 					snprintf(b, sizeof b, "prompt '%s': step %zu of the suite is malformed", name, k);
 					json_array_append_new(failures, json_string(b));
 					break;

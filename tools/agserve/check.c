@@ -41,10 +41,10 @@
 #include "proxy.h"
 #include "server.h"
 
-#define CHECK_TOPK      20         /* alternatives asked per position (vLLM's default max_logprobs) */
+#define CHECK_TOPK      20          /* alternatives asked per position (vLLM's default max_logprobs) */
 #define CHECK_BODY_MAX  (64u << 20) /* bytes of one answer */
-#define CHECK_TIMEOUT_S 600L       /* one request */
-#define CHECK_NEW       32         /* tokens per latency run */
+#define CHECK_TIMEOUT_S 600L        /* one request */
+#define CHECK_NEW       32          /* tokens per latency run */
 
 struct client {
 	char base[64]; /* http://127.0.0.1:PORT */
@@ -232,8 +232,9 @@ static int measure(struct client *c, const int32_t *ids, size_t n, double *ret_t
 	double best_ttft = 1e30, best_tps = 0, spent = 0;
 	for (int rep = 0; rep < 20 && (rep < 3 || spent < 100.0); rep++) {
 		struct body b = {.sse = true};
-		json_t *o = json_pack("{s:o, s:i, s:i, s:b, s:i, s:b}", "prompt", ids_json(ids, n, NULL, 0), "max_tokens",
-		                      CHECK_NEW, "temperature", 0, "stream", 1, "logprobs", 0, "ignore_eos", 1);
+		json_t *o =
+		    json_pack("{s:o, s:i, s:i, s:b, s:i, s:b}", "prompt", ids_json(ids, n, NULL, 0), "max_tokens",
+		              CHECK_NEW, "temperature", 0, "stream", 1, "logprobs", 0, "ignore_eos", 1);
 		double t0 = mono_now();
 		json_t *r = post(c, o, &b);
 		if (!r)
@@ -312,7 +313,8 @@ static int check_prompt(struct client *c, const struct health_suite *hs, struct 
 	if (!ids_ok) {
 		json_decref(root);
 		snprintf(c->err, sizeof(c->err),
-		         "%s/v1/completions: the engine does not name tokens by id (return_tokens_as_token_ids)", c->base);
+		         "%s/v1/completions: the engine does not name tokens by id (return_tokens_as_token_ids)",
+		         c->base);
 		return -EIO;
 	}
 	/* the engine may add a BOS the recording did not (add_special false): as agrun, a longer
@@ -331,8 +333,8 @@ static int check_prompt(struct client *c, const struct health_suite *hs, struct 
 		const char *t = json_string_value(json_object_get(ch, "text"));
 		if (!t || strcmp(t, hp->output_text)) {
 			tok_ok = false;
-			snprintf(b, sizeof(b), "prompt '%s': the tokenizer decodes the output to other text than recorded",
-			         name);
+			snprintf(b, sizeof(b),
+			         "prompt '%s': the tokenizer decodes the output to other text than recorded", name);
 			json_array_append_new(failures, json_string(b));
 		}
 		json_decref(root);
@@ -349,8 +351,8 @@ static int check_prompt(struct client *c, const struct health_suite *hs, struct 
 		if (json_array_size(tlp) != hp->n + hp->n_out || json_array_size(tops) != hp->n + hp->n_out) {
 			json_decref(root);
 			snprintf(c->err, sizeof(c->err),
-			         "%s/v1/completions: the echo has log-probabilities for %zu tokens, %zu were sent", c->base,
-			         json_array_size(tlp), hp->n + hp->n_out);
+			         "%s/v1/completions: the echo has log-probabilities for %zu tokens, %zu were sent",
+			         c->base, json_array_size(tlp), hp->n + hp->n_out);
 			return -EIO;
 		}
 		for (size_t k = 0; k < hp->n_out; k++) {
@@ -358,8 +360,9 @@ static int check_prompt(struct client *c, const struct health_suite *hs, struct 
 			json_t *w = json_array_get(tlp, hp->n + k);
 			if (!json_is_number(w) || !json_is_object(p.top)) {
 				json_decref(root);
-				snprintf(c->err, sizeof(c->err), "%s/v1/completions: no log-probabilities for position %zu",
-				         c->base, hp->n + k);
+				snprintf(c->err, sizeof(c->err),
+				         "%s/v1/completions: no log-probabilities for position %zu", c->base,
+				         hp->n + k);
 				return -EIO;
 			}
 			p.want_lp = json_number_value(w);
@@ -372,8 +375,8 @@ static int check_prompt(struct client *c, const struct health_suite *hs, struct 
 				floor = x < floor ? x : floor;
 			}
 			struct health_step st;
-			if (health_step_compare(json_array_get(hp->steps, k), INT32_MAX, best, p.want_lp, pos_lp, &p, floor,
-			                        &st) < 0) {
+			if (health_step_compare(json_array_get(hp->steps, k), INT32_MAX, best, p.want_lp, pos_lp, &p,
+			                        floor, &st) < 0) {
 				snprintf(b, sizeof(b), "prompt '%s': step %zu of the suite is malformed", name, k);
 				json_array_append_new(failures, json_string(b));
 				bad_step = (int)k;
@@ -384,7 +387,8 @@ static int check_prompt(struct client *c, const struct health_suite *hs, struct 
 			max_kl = st.kl > max_kl ? st.kl : max_kl;
 			if (health_step_fails(&st, hs->margin_tol, hs->kl_tol) && bad_step < 0) {
 				bad_step = (int)k;
-				health_step_describe(b, sizeof(b), name, k, hp->out[k], &st, hs->margin_tol, hs->kl_tol);
+				health_step_describe(b, sizeof(b), name, k, hp->out[k], &st, hs->margin_tol,
+				                     hs->kl_tol);
 				json_array_append_new(failures, json_string(b));
 			}
 		}
@@ -480,15 +484,14 @@ int agserve_check_main(int argc, char **argv)
 		snprintf(device_name, sizeof(device_name), "external engine");
 	} else {
 		int port = 0, fd = listen_loopback(&port);
-		s.o = (struct server_opts){.max_body = 64u << 20,
-		                           .connections = 8,
-		                           .conn_timeout = 600,
-		                           .max_tokens = 4096,
-		                           .drain_s = 5};
+		s.o = (struct server_opts){
+		    .max_body = 64u << 20, .connections = 8, .conn_timeout = 600, .max_tokens = 4096, .drain_s = 5};
 		req_limits_default(&s.lim);
 		if (fd < 0 || !(s.metrics = metrics_new()) || server_start(&s, fd, err, sizeof(err)) < 0) {
 			fprintf(stderr, "agserve: cannot serve the model on 127.0.0.1: %s\n",
-			        fd < 0 ? strerror(-fd) : s.metrics ? err : "out of memory");
+			        fd < 0      ? strerror(-fd)
+			        : s.metrics ? err
+			                    : "out of memory");
 			if (fd >= 0)
 				close(fd);
 			metrics_free(s.metrics);
@@ -552,8 +555,8 @@ int agserve_check_main(int argc, char **argv)
 	health_suite_free(&hs);
 	bool pass = json_array_size(failures) == 0, latency_only = !pass && n_correctness == 0;
 	json_t *rep = json_pack("{s:b, s:b, s:o, s:f, s:f, s:s, s:s, s:o}", "pass", pass, "latency_only", latency_only,
-	                        "failures", failures, "ttft_ms", ttft < 1e30 ? ttft : 0.0, "decode_tok_s", tps, "device",
-	                        device_name, "endpoint", c.base, "prompts", rep_prompts);
+	                        "failures", failures, "ttft_ms", ttft < 1e30 ? ttft : 0.0, "decode_tok_s", tps,
+	                        "device", device_name, "endpoint", c.base, "prompts", rep_prompts);
 	if (json_out) {
 		char *t = json_dumps(rep, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 		printf("%s\n", t ? t : "{}");

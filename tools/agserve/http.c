@@ -717,10 +717,12 @@ static enum MHD_Result do_generate(struct hreq *h)
 		int vocab = engine_info(h->e)->vocab;
 		for (size_t i = 0; i < h->rq.n_prompt_ids; i++)
 			if (h->rq.prompt_ids[i] >= vocab)
-				return bad_request(h, "prompt", "prompt[%zu] = %d is not a token id of this model (vocabulary %d)",
+				return bad_request(h, "prompt",
+				                   "prompt[%zu] = %d is not a token id of this model (vocabulary %d)",
 				                   i, h->rq.prompt_ids[i], vocab);
 		if (engine_detokenize(h->e, h->rq.prompt_ids, h->rq.n_prompt_ids, &h->prompt_text, &h->prompt_len) < 0)
-			return bad_request(h, "prompt", "the token ids of the prompt have no text in this model's tokenizer");
+			return bad_request(h, "prompt",
+			                   "the token ids of the prompt have no text in this model's tokenizer");
 	} else if (h->ep == EP_COMPL) {
 		h->prompt_text = h->rq.prompt;
 		h->rq.prompt = NULL;

@@ -313,8 +313,7 @@ static int parse_obj(json_t *o, struct req *r, const struct req_limits *lim, str
 		if (json_is_array(v) && json_array_size(v) == 1 &&
 		    (json_is_string(json_array_get(v, 0)) || json_is_array(json_array_get(v, 0))))
 			v = json_array_get(v, 0); /* one prompt in a list, as the SDK may send */
-		if (json_is_array(v) && json_array_size(v) > 0 && json_is_integer(json_array_get(v, 0)))
-		{
+		if (json_is_array(v) && json_array_size(v) > 0 && json_is_integer(json_array_get(v, 0))) {
 			if ((rc = get_prompt_ids(v, r, lim, e)) < 0)
 				return rc;
 		} else if (!json_is_string(v)) {
