@@ -28,7 +28,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < r.n_stop; i++)
 		FUZZ_ASSERT(r.stop[i][0] && strlen(r.stop[i]) <= lim.max_stop_len);
 	if (kind == REQ_COMPLETION) {
-		FUZZ_ASSERT(r.prompt && !r.messages && strlen(r.prompt) == r.prompt_len);
+		FUZZ_ASSERT(!r.messages && !!r.prompt != !!r.prompt_ids);
+		FUZZ_ASSERT(!r.prompt || strlen(r.prompt) == r.prompt_len);
+		FUZZ_ASSERT(!r.prompt_ids || (r.n_prompt_ids >= 1 && r.n_prompt_ids <= (size_t)lim.max_tokens_cap));
+		for (size_t i = 0; i < r.n_prompt_ids; i++)
+			FUZZ_ASSERT(r.prompt_ids[i] >= 0);
+		FUZZ_ASSERT(r.max_tokens != 0 || (r.echo && !r.stream));
 	} else {
 		size_t i;
 		json_t *m;
@@ -41,10 +46,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(!r.tools || json_is_array(r.tools));
 	}
 	if (kind != REQ_TEMPLATE) {
-		FUZZ_ASSERT(r.max_tokens == -1 || (r.max_tokens >= 1 && r.max_tokens <= lim.max_tokens_cap));
+		FUZZ_ASSERT(r.max_tokens == -1 ||
+		            (r.max_tokens >= (kind == REQ_COMPLETION ? 0 : 1) && r.max_tokens <= lim.max_tokens_cap));
 		FUZZ_ASSERT(kind != REQ_MESSAGES || r.max_tokens >= 1);
 		FUZZ_ASSERT(r.temperature >= 0 && r.temperature <= 2 && r.top_p > 0 && r.top_p <= 1);
-		FUZZ_ASSERT(r.top_logprobs >= -1 && r.top_logprobs <= 20);
+		FUZZ_ASSERT(r.top_logprobs >= -1 && r.top_logprobs <= REQ_MAX_LOGPROBS);
 		FUZZ_ASSERT(r.logprobs == (r.top_logprobs >= 0));
 	}
 	req_release(&r);

@@ -43,8 +43,9 @@ got=$(j 'r["choices"][0]["text"]')
 	ok "completions: object, id, usage, finish_reason length" || not_ok "completions body: $(cat resp)"
 http POST /v1/completions "{\"prompt\":\"$P\",\"max_tokens\":12,\"temperature\":0,\"echo\":true,\"logprobs\":2}" "${A[@]}" >/dev/null
 [ "$(j 'r["choices"][0]["text"]')" = "$P$want" ] && ok "completions echo" || not_ok "echo: $(cat resp)"
-[ "$(j 'len(r["choices"][0]["logprobs"]["tokens"]), len(r["choices"][0]["logprobs"]["top_logprobs"][0]), all(x <= 0 for x in r["choices"][0]["logprobs"]["token_logprobs"])')" = "12 2 True" ] &&
-	ok "completions logprobs: 12 tokens, 2 alternatives each, log-probabilities <= 0" || not_ok "logprobs: $(cat resp)"
+# with echo (OpenAI, vLLM): the prompt's tokens first, the first one without log-probability
+[ "$(j 'len(r["choices"][0]["logprobs"]["tokens"]) - r["usage"]["prompt_tokens"], len(r["choices"][0]["logprobs"]["top_logprobs"][-1]), r["choices"][0]["logprobs"]["token_logprobs"][0], all(x <= 0 for x in r["choices"][0]["logprobs"]["token_logprobs"][1:])')" = "12 2 None True" ] &&
+	ok "completions echo+logprobs: the prompt's tokens and 12 more, 2 alternatives, log-probabilities <= 0" || not_ok "logprobs: $(cat resp)"
 
 # streaming framing
 curl -sN "${A[@]}" "$BASE/v1/completions" -d "{\"prompt\":\"$P\",\"max_tokens\":12,\"temperature\":0,\"stream\":true}" > s1

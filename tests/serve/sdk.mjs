@@ -104,6 +104,25 @@ await step('completions echo', async () => {
 	same(r.choices[0].text, c0.prompt + c0.text, 'completions echo: prompt then completion');
 });
 
+await step('completions echo logprobs (scoring)', async () => {
+	// what agserve check sends: max_tokens 0, echo, logprobs, token ids (vLLM's return_tokens_as_token_ids)
+	const r = await oai.completions.create({ model, prompt: c0.prompt, max_tokens: 0, echo: true, logprobs: 5,
+		return_tokens_as_token_ids: true });
+	const lp = r.choices[0].logprobs;
+	same(r.choices[0].text, c0.prompt, 'echo, max_tokens 0: the prompt alone');
+	ok(lp.tokens.length === r.usage.prompt_tokens && r.usage.completion_tokens === 0,
+		'echo, max_tokens 0: a logprobs entry per prompt token, nothing generated', r.usage);
+	ok(lp.token_logprobs[0] === null && lp.top_logprobs[0] === null &&
+		lp.token_logprobs.slice(1).every((x) => typeof x === 'number' && x <= 0) &&
+		lp.top_logprobs.slice(1).every((t) => Object.keys(t).length === 5 && Object.keys(t).every((k) => /^token_id:\d+$/.test(k))),
+	'echo logprobs: the first token null, then log-probabilities and 5 alternatives named token_id:N', lp);
+	const ids = lp.tokens.map((t) => Number(t.split(':')[1]));
+	const r2 = await oai.completions.create({ model, prompt: ids, max_tokens: 0, echo: true, logprobs: 5,
+		return_tokens_as_token_ids: true });
+	same(JSON.stringify(r2.choices[0].logprobs.token_logprobs), JSON.stringify(lp.token_logprobs),
+		'a prompt of token ids scores as its text does');
+});
+
 await step('completions stop', async () => {
 	const t = comp[2].text;
 	const stop = t.slice(6, 9);

@@ -29,13 +29,20 @@ void health_config_load(const char *root, struct health_config *c)
 		json_t *o = json_loadb(buf, len, 0, NULL);
 		json_t *t = json_object_get(o, "health_timeout_s"), *m = json_object_get(o, "health_memory_limit_mb"),
 		       *g = json_object_get(o, "latency_regression"), *rq = json_object_get(o, "require_health_suite"),
-		       *ap = json_object_get(o, "agrun_path");
+		       *ap = json_object_get(o, "agrun_path"), *sp = json_object_get(o, "agserve_path");
 		if (json_is_string(ap) && json_string_value(ap)[0]) {
 			const char *a = json_string_value(ap);
 			if (a[0] == '/')
 				snprintf(c->agrun, sizeof c->agrun, "%s", a);
 			else
 				c->agrun_relative = true;
+		}
+		if (json_is_string(sp) && json_string_value(sp)[0]) {
+			const char *a = json_string_value(sp);
+			if (a[0] == '/')
+				snprintf(c->agserve, sizeof c->agserve, "%s", a);
+			else
+				c->agserve_relative = true;
 		}
 		if (json_is_integer(t) && json_integer_value(t) > 0)
 			c->timeout_s = (int)json_integer_value(t);
@@ -197,26 +204,21 @@ static void last_line(const char *text, char *out, size_t outlen)
 	snprintf(out, outlen, "%.*s", (int)(end - start), start);
 }
 
+/* Whether the model artifact holds engine.json: an external engine serves
+ * it, and the check goes through that engine (agserve check). */
+static bool has_engine(const char *model)
+{
+	char *p = bn_path_join(model, "engine.json");
+	bool r = p && access(p, F_OK) == 0;
+	free(p);
+	return r;
+}
+
 static void check_once(struct bn_deploy *d, int slot, const struct health_config *c, struct health_result *res)
 {
 	memset(res, 0, sizeof *res);
 	char *sp = bn_deploy_slot_path(d, slot), *model = NULL, *suite = NULL, *agrun = NULL;
 	char why[512];
-	/* agrun: $AGKIT_AGRUN, config agrun_path or beside agctl, absolute
-	 * paths only: never the working directory or PATH. */
-	const char *env = getenv("AGKIT_AGRUN");
-	if (!(env && *env) && c->agrun_relative) {
-		snprintf(res->reason, sizeof res->reason,
-		         "config.json agrun_path is not an absolute path; refusing to look agrun up in the working "
-		         "directory");
-		goto out;
-	}
-	agrun = !(env && *env) && c->agrun[0] ? strdup(c->agrun) : tool_find_program("agrun");
-	if (!agrun) {
-		tool_find_program_error("agrun", why, sizeof why);
-		snprintf(res->reason, sizeof res->reason, "%s", why);
-		goto out;
-	}
 	if (!sp) {
 		snprintf(res->reason, sizeof res->reason, "out of memory");
 		goto out;
@@ -226,6 +228,30 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 		snprintf(res->reason, sizeof res->reason, "%s", why);
 		goto out;
 	}
+	/* The checker: agrun, or agserve for an external engine; $AGKIT_AGRUN
+	 * ($AGKIT_AGSERVE), config agrun_path (agserve_path) or beside agctl,
+	 * absolute paths only: never the working directory or PATH. */
+	bool engine = has_engine(model);
+	const char *prog = engine ? "agserve" : "agrun", *env = getenv(engine ? "AGKIT_AGSERVE" : "AGKIT_AGRUN");
+	const char *cfg = engine ? c->agserve : c->agrun;
+	if (!(env && *env) && (engine ? c->agserve_relative : c->agrun_relative)) {
+		snprintf(res->reason, sizeof res->reason,
+		         "config.json %s_path is not an absolute path; refusing to look %s up in the working directory",
+		         prog, prog);
+		goto out;
+	}
+	agrun = !(env && *env) && cfg[0] ? strdup(cfg) : tool_find_program(prog);
+	if (!agrun) {
+		tool_find_program_error(prog, why, sizeof why);
+		snprintf(res->reason, sizeof res->reason, "%s", why);
+		goto out;
+	}
+	/* agserve check serves the model the way agserve will: the model name is the bundle's */
+	char *name = (char *)(bn_deploy_slot(d, slot)->bundle[0] ? bn_deploy_slot(d, slot)->bundle : "model");
+	char *const argv_agrun[] = {agrun, "check", model, "--suite", suite, "--json", NULL};
+	char *const argv_agserve[] = {agrun, "check",  "--model", model, "--suite",
+	                              suite, "--json", "--name",  name,  NULL};
+	char *const *argv = engine ? argv_agserve : argv_agrun;
 	int outp[2], errp[2];
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
 		snprintf(res->reason, sizeof res->reason, "cannot start the check: %s", strerror(errno));
@@ -263,7 +289,7 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 		/* No core dumps of a crashing model run into the deployment root. */
 		struct rlimit nocore = {0, 0};
 		setrlimit(RLIMIT_CORE, &nocore);
-		execl(agrun, agrun, "check", model, "--suite", suite, "--json", (char *)NULL);
+		execv(agrun, argv);
 		fprintf(stderr, "cannot run %s: %s\n", agrun, strerror(errno));
 		_exit(127);
 	}

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 /*
- * Health checks for agctl: run `agrun check` on a slot's model in a child
+ * Health checks for agctl: run `agrun check` on a slot's model (`agserve
+ * check` when the model artifact holds engine.json) in a child
  * process (own process group, optional address-space limit, timeout) and turn
  * every outcome (pass, wrong answers, crash, abort, out of memory, hang,
  * latency regression) into a verdict with a reason.  agctl itself never runs
@@ -20,6 +21,8 @@ struct health_config {
 	bool require_suite;        /* a bundle without a health suite fails; default true */
 	char agrun[4096];          /* config agrun_path (absolute) or "" */
 	bool agrun_relative;       /* agrun_path was given but is not absolute */
+	char agserve[4096];        /* config agserve_path (absolute) or "": checks through an external engine */
+	bool agserve_relative;     /* agserve_path was given but is not absolute */
 };
 
 struct health_result {

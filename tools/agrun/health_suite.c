@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "agrt/agrt.h"
+#include "health_compare.h"
 #include "health_suite.h"
 
 #define MAX_PROMPTS HEALTH_MAX_PROMPTS
@@ -114,6 +115,18 @@ static double log_z(const float *row, int vocab)
 	for (int i = 0; i < vocab; i++)
 		s += exp((double)row[i] - mx);
 	return mx + log(s);
+}
+
+/* A row's log-probabilities, for health_step_compare(). */
+struct lp_row {
+	const float *row;
+	double lz;
+};
+
+static double row_lp(void *ctx, int32_t id)
+{
+	const struct lp_row *r = ctx;
+	return (double)r->row[id] - r->lz;
 }
 
 static json_t *ids_json(const int32_t *ids, size_t n)
@@ -563,43 +576,21 @@ static int cmd_check(int argc, char **argv)
 				float mx = row[0];
 				for (int v = 1; v < vocab; v++)
 					mx = row[v] > mx ? row[v] : mx;
-				double mg = (double)mx - row[out[k]];
 				double lz = log_z(row, vocab);
-				/* KL(recorded || now) over the recorded top-k, each renormalised. */
-				json_t *tk = json_array_get(steps, k);
-				size_t kk = json_array_size(tk);
-				double pr[MAX_TOPK], qr[MAX_TOPK], ps = 0, qs = 0, kl = 0;
-				bool ok = kk > 0 && kk <= MAX_TOPK;
-				for (size_t j = 0; ok && j < kk; j++) {
-					json_t *pair = json_array_get(tk, j);
-					json_int_t id = json_integer_value(json_array_get(pair, 0));
-					if (id < 0 || id >= vocab || !json_is_number(json_array_get(pair, 1))) {
-						ok = false;
-						break;
-					}
-					pr[j] = exp(json_number_value(json_array_get(pair, 1)));
-					qr[j] = exp((double)row[id] - lz);
-					ps += pr[j];
-					qs += qr[j];
-				}
-				for (size_t j = 0; ok && j < kk; j++) {
-					double pj = pr[j] / ps, qj = qr[j] / qs;
-					if (pj > 0)
-						kl += pj * log(pj / (qj > 1e-30 ? qj : 1e-30));
-				}
-				if (!ok) {
+				struct lp_row lr = {row, lz};
+				struct health_step hst;
+				if (health_step_compare(json_array_get(steps, k), vocab, (double)mx - lz,
+				                        (double)row[out[k]] - lz, row_lp, &lr, 0, &hst) < 0) {
 					snprintf(b, sizeof b, "prompt '%s': step %zu of the suite is malformed", name, k);
 					json_array_append_new(failures, json_string(b));
 					break;
 				}
+				double mg = hst.margin, kl = hst.kl;
 				max_margin = mg > max_margin ? mg : max_margin;
 				max_kl = kl > max_kl ? kl : max_kl;
-				if ((mg > margin_tol || kl > kl_tol) && bad_step < 0) {
+				if (health_step_fails(&hst, margin_tol, kl_tol) && bad_step < 0) {
 					bad_step = (int)k;
-					snprintf(b, sizeof b,
-					         "prompt '%s': step %zu expects token %d, %.3f below the argmax (tolerance %.3f), "
-					         "top-%zu divergence %.4f (tolerance %.4f)",
-					         name, k, out[k], mg, margin_tol, kk, kl, kl_tol);
+					health_step_describe(b, sizeof b, name, k, out[k], &hst, margin_tol, kl_tol);
 					json_array_append_new(failures, json_string(b));
 				}
 			}

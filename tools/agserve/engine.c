@@ -96,6 +96,8 @@ struct engine {
 	int refs;
 	pthread_t thr;
 	bool thr_started;
+	pthread_mutex_t score_mu;       /* the scoring session (engine_score) */
+	struct rt_session *score;       /* NULL until first used */
 	float *logits;                  /* parallel x vocab */
 	struct rt_sample_cand *scratch; /* vocab, the scheduler's sampling scratch */
 };
@@ -153,7 +155,7 @@ static void emit(struct engine *e, struct seq *q, const float *row)
 	struct task *t = q->t;
 	struct rt_sampler_opts so = {.temperature = t->p.temperature, .top_p = t->p.top_p, .top_k = t->p.top_k};
 	int32_t id = rt_sample_with(row, e->vocab, &so, &q->rng, e->scratch);
-	bool eos = engine_is_eos(e, id);
+	bool eos = !t->p.ignore_eos && engine_is_eos(e, id);
 
 	if (!t->t_first)
 		t->t_first = mono_now();
@@ -309,6 +311,8 @@ static void engine_destroy(struct engine *e)
 	for (int i = 0; e->seqs && i < e->o.parallel; i++)
 		rt_session_free(e->seqs[i].s);
 	free(e->seqs);
+	rt_session_free(e->score);
+	pthread_mutex_destroy(&e->score_mu);
 	free(e->logits);
 	free(e->scratch);
 	rt_chat_template_free(e->tmpl);
@@ -339,6 +343,7 @@ int engine_new(const struct engine_opts *o, struct engine **ret, char *errbuf, s
 	e->refs = 1;
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_mutex_init(&e->tok_mu, NULL);
+	pthread_mutex_init(&e->score_mu, NULL);
 	pthread_cond_init(&e->cv, NULL);
 	e->dir = xstrdup(o->dir);
 	e->name = xstrdup(o->name);
@@ -640,6 +645,58 @@ size_t task_wait(struct task *t, size_t have, int timeout_ms, struct tok_out *ou
 	*ret_finish = have + n == t->n_out ? t->fin : FIN_NONE;
 	pthread_mutex_unlock(&e->mu);
 	return n;
+}
+
+/* Rows of logits per forward pass while scoring: a bounded buffer (32 MiB
+ * at most, up to 256 rows, the runtime's own step) for any vocabulary. */
+#define SCORE_BUF_BYTES (32u << 20)
+
+int engine_score(struct engine *e, const int32_t *ids, size_t n, int n_top, struct tok_out *out, char *errbuf,
+                 size_t errlen)
+{
+	struct rt_error err = {0};
+	size_t rows = SCORE_BUF_BYTES / ((size_t)e->vocab * sizeof(float));
+	int r = 0;
+	if (n < 2 || n > (size_t)e->ctx) {
+		snprintf(errbuf, errlen, "cannot score %zu tokens (2..%d)", n, e->ctx);
+		return -EINVAL;
+	}
+	if (n_top > TASK_TOP_MAX)
+		n_top = TASK_TOP_MAX;
+	rows = rows < 1 ? 1 : rows > 256 ? 256 : rows;
+	float *logits = malloc(rows * (size_t)e->vocab * sizeof(float));
+	if (!logits)
+		return -ENOMEM;
+	pthread_mutex_lock(&e->score_mu);
+	if (!e->score && rt_session_new(e->m, e->ctx, &e->score, &err) < 0) {
+		e->score = NULL;
+		r = -EIO;
+		goto out;
+	}
+	rt_session_reset(e->score);
+	/* row j of the chunk at `at` predicts ids[at + j + 1] */
+	for (size_t at = 0; at < n - 1; at += rows) {
+		size_t c = n - 1 - at < rows ? n - 1 - at : rows;
+		if (rt_session_forward(e->score, ids + at, c, true, logits, &err) < 0) {
+			r = -EIO;
+			goto out;
+		}
+		for (size_t j = 0; j < c; j++) {
+			const float *row = logits + j * (size_t)e->vocab;
+			struct tok_out *o = &out[at + j];
+			o->id = ids[at + j + 1];
+			o->logprob = row[o->id] - log_sum_exp(row, e->vocab);
+			o->n_top = n_top > 0 ? n_top : 0;
+			if (n_top > 0)
+				rt_logits_topk(row, e->vocab, n_top, o->top);
+		}
+	}
+out:
+	if (r < 0)
+		snprintf(errbuf, errlen, "%s", err.msg);
+	pthread_mutex_unlock(&e->score_mu);
+	free(logits);
+	return r;
 }
 
 void task_cancel(struct task *t)

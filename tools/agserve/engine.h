@@ -44,6 +44,7 @@ struct gen_params {
 	int top_k;
 	uint64_t seed;
 	int n_top; /* top alternatives recorded per token, -1: no logprobs */
+	bool ignore_eos; /* an end-of-sequence id does not end the generation */
 };
 
 #define TASK_TOP_MAX 20
@@ -98,6 +99,16 @@ int engine_submit(struct engine *e, const int32_t *ids, size_t n, const struct g
  * has finished; copies tokens have.. into out (at most cap) and returns
  * how many; *ret_finish is the finish reason once all are delivered. */
 size_t task_wait(struct task *t, size_t have, int timeout_ms, struct tok_out *out, size_t cap, enum finish *ret_finish);
+/* Teacher-forced scoring (completions with echo): out[i] gets the
+ * log-probability of ids[i + 1] given ids[0..i], and the n_top (<=
+ * TASK_TOP_MAX) best alternatives at that position, for i < n - 1; the same
+ * values as one rt_session_forward over all ids (agrun check).  2 <= n <=
+ * engine_ctx.  Runs in the caller's thread on the engine's one scoring
+ * session (created on first use, one KV cache of ctx positions more), its
+ * forward passes taking turns with the scheduler's.  -ENOMEM, -EIO (the
+ * model failed; err says why). */
+int engine_score(struct engine *e, const int32_t *ids, size_t n, int n_top, struct tok_out *out, char *err,
+                 size_t errlen);
 /* Asks the scheduler to drop the task at its next step. */
 void task_cancel(struct task *t);
 /* Times (CLOCK_MONOTONIC seconds) of submission, first token, end; 0 if not yet. */

@@ -80,6 +80,11 @@ struct hreq {
 	struct sbuf text;     /* completion text sent or to send */
 	struct tok_out *toks; /* non-stream: every token, for logprobs */
 	size_t n_toks;
+	/* completions with echo and logprobs: the prompt's ids, and plp[i] the
+	 * scored entry of pids[i + 1] (the first token has none) */
+	int32_t *pids;
+	size_t n_pids;
+	struct tok_out *plp;
 	const char *finish; /* stop | length | error | cancelled */
 	char errmsg[256];
 	/* streaming */
@@ -328,10 +333,16 @@ static const char *anthropic_stop(const struct hreq *h)
 
 static json_t *tok_str(struct hreq *h, int32_t id, json_t **ret_bytes)
 {
-	char *t = NULL;
+	char *t = NULL, idt[32];
 	size_t n = 0;
-	if (engine_detokenize(h->e, &id, 1, &t, &n) < 0)
+	if (h->rq.tokens_as_ids) {
+		/* vLLM's return_tokens_as_token_ids: unambiguous names */
+		n = (size_t)snprintf(idt, sizeof(idt), "token_id:%d", id);
+		if (!(t = strdup(idt)))
+			return json_string("");
+	} else if (engine_detokenize(h->e, &id, 1, &t, &n) < 0) {
 		return json_string("");
+	}
 	json_t *s = json_stringn(t, n);
 	if (ret_bytes) {
 		*ret_bytes = json_array();
@@ -361,10 +372,31 @@ static json_t *chat_logprobs(struct hreq *h, const struct tok_out *v, size_t n)
 	return json_pack("{s:o,s:n}", "content", content, "refusal");
 }
 
-/* completions: {tokens, token_logprobs, top_logprobs, text_offset} */
+static json_t *top_obj(struct hreq *h, const struct tok_out *v)
+{
+	json_t *top = json_object();
+	for (int k = 0; k < v->n_top; k++) {
+		json_t *t2 = tok_str(h, v->top[k].id, NULL);
+		json_object_set_new(top, json_string_value(t2), json_real(v->top[k].logprob));
+		json_decref(t2);
+	}
+	return top;
+}
+
+/* completions: {tokens, token_logprobs, top_logprobs, text_offset}; with
+ * echo (h->pids) the prompt's tokens first, as OpenAI and vLLM: the first
+ * one with null log-probability and alternatives */
 static json_t *compl_logprobs(struct hreq *h, const struct tok_out *v, size_t n)
 {
 	json_t *toks = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+	for (size_t i = 0; i < h->n_pids; i++) {
+		json_t *tok = tok_str(h, h->pids[i], NULL);
+		json_array_append_new(offs, json_integer((json_int_t)h->text_off));
+		h->text_off += json_string_length(tok);
+		json_array_append_new(toks, tok);
+		json_array_append_new(lps, i ? json_real(h->plp[i - 1].logprob) : json_null());
+		json_array_append_new(tops, i ? top_obj(h, &h->plp[i - 1]) : json_null());
+	}
 	for (size_t i = 0; i < n; i++) {
 		json_t *tok = tok_str(h, v[i].id, NULL);
 		json_t *top = json_object();
@@ -598,7 +630,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
 static enum MHD_Result finish_whole(struct hreq *h)
 {
 	struct tok_out buf[STEP_TOKENS];
-	for (;;) {
+	while (h->t) { /* none for max_tokens 0: the echo alone */
 		size_t n, len;
 		const char *txt;
 		bool end = pull(h, buf, &n, &txt, &len);
@@ -640,7 +672,7 @@ static enum MHD_Result finish_whole(struct hreq *h)
 				text = text_json(all.p, all.n);
 			}
 			free(all.p);
-			h->text_off = h->prompt_len;
+			h->text_off = h->pids ? 0 : h->prompt_len;
 		}
 		o = json_pack("{s:s,s:s,s:I,s:s,s:[{s:o,s:i,s:o,s:s}],s:o}", "id", h->id, "object", "text_completion",
 		              "created", (json_int_t)h->created, "model", engine_name(h->e), "choices", "text", text,
@@ -680,7 +712,18 @@ static enum MHD_Result do_generate(struct hreq *h)
 		                   "The model '%s' does not exist (this server serves '%s')", h->rq.model,
 		                   engine_name(h->e));
 	/* the prompt text */
-	if (h->ep == EP_COMPL) {
+	if (h->ep == EP_COMPL && h->rq.prompt_ids) {
+		/* token ids: checked here against this model, the text is their decoding */
+		int vocab = engine_info(h->e)->vocab;
+		for (size_t i = 0; i < h->rq.n_prompt_ids; i++)
+			if (h->rq.prompt_ids[i] >= vocab)
+				return bad_request(h, "prompt",
+				                   "prompt[%zu] = %d is not a token id of this model (vocabulary %d)",
+				                   i, h->rq.prompt_ids[i], vocab);
+		if (engine_detokenize(h->e, h->rq.prompt_ids, h->rq.n_prompt_ids, &h->prompt_text, &h->prompt_len) < 0)
+			return bad_request(h, "prompt",
+			                   "the token ids of the prompt have no text in this model's tokenizer");
+	} else if (h->ep == EP_COMPL) {
 		h->prompt_text = h->rq.prompt;
 		h->rq.prompt = NULL;
 		h->prompt_len = h->rq.prompt_len;
@@ -712,16 +755,22 @@ static enum MHD_Result do_generate(struct hreq *h)
 	bool add_special = h->ep == EP_COMPL || !engine_starts_with_bos(h->e, h->prompt_text, h->prompt_len);
 	int32_t *ids = NULL;
 	size_t n = 0;
-	r = engine_tokenize(h->e, h->prompt_text, h->prompt_len, add_special, &ids, &n, msg, sizeof(msg));
-	if (r < 0)
+	if (h->rq.prompt_ids) {
+		ids = h->rq.prompt_ids; /* taken: given as ids, used as they are */
+		n = h->rq.n_prompt_ids;
+		h->rq.prompt_ids = NULL;
+		h->rq.n_prompt_ids = 0;
+	} else if ((r = engine_tokenize(h->e, h->prompt_text, h->prompt_len, add_special, &ids, &n, msg, sizeof(msg))) <
+	           0) {
 		return reply_error(h, 500, "server_error", NULL, NULL, "tokenizer: %s", msg);
+	}
 	h->n_prompt = n;
 	int ctx = engine_ctx(h->e);
 	if (n == 0) {
 		free(ids);
 		return bad_request(h, h->ep == EP_COMPL ? "prompt" : "messages", "the prompt encodes to zero tokens");
 	}
-	if (n >= (size_t)ctx) {
+	if (n >= (size_t)ctx + (h->rq.max_tokens == 0)) {
 		free(ids);
 		return bad_request(h, h->ep == EP_COMPL ? "prompt" : "messages",
 		                   "the prompt is %zu tokens; this server's context is %d tokens", n, ctx);
@@ -739,16 +788,37 @@ static enum MHD_Result do_generate(struct hreq *h)
 		                   "the prompt (%zu tokens) plus max_tokens (%d) exceeds the context (%d tokens)", n,
 		                   maxt, ctx);
 	}
+	if (h->rq.echo && h->rq.logprobs && !h->rq.stream) {
+		/* the prompt's own log-probabilities, teacher-forced */
+		h->pids = ids;
+		h->n_pids = n;
+		if (n > 1) {
+			if (!(h->plp = calloc(n - 1, sizeof(*h->plp))))
+				return reply_error(h, 500, "server_error", NULL, NULL, "out of memory");
+			r = engine_score(h->e, ids, n, h->rq.top_logprobs, h->plp, msg, sizeof(msg));
+			if (r < 0)
+				return reply_error(h, 500, "server_error", NULL, NULL, "scoring the prompt failed: %s",
+				                   r == -ENOMEM ? "out of memory" : msg);
+		}
+		ids = NULL;
+	}
+	if (maxt == 0) {
+		/* echo only: nothing to generate */
+		free(ids);
+		h->finish = "length";
+		return finish_whole(h);
+	}
 	struct gen_params gp = {.max_tokens = maxt,
 	                        .temperature = (float)h->rq.temperature,
 	                        .top_p = (float)h->rq.top_p,
 	                        .top_k = h->rq.top_k,
-	                        .n_top = h->rq.logprobs ? h->rq.top_logprobs : -1};
+	                        .n_top = h->rq.logprobs ? h->rq.top_logprobs : -1,
+	                        .ignore_eos = h->rq.ignore_eos};
 	if (h->rq.has_seed)
 		gp.seed = h->rq.seed;
 	else
 		gen_seed(&gp.seed);
-	r = engine_submit(h->e, ids, n, &gp, &h->t);
+	r = engine_submit(h->e, h->pids ? h->pids : ids, n, &gp, &h->t);
 	free(ids);
 	if (r == -EAGAIN) {
 		if (anthropic(h))
@@ -1046,6 +1116,8 @@ static void hreq_end(struct hreq *h)
 	free(h->text.p);
 	free(h->pend.p);
 	free(h->toks);
+	free(h->pids);
+	free(h->plp);
 	free(h->url);
 	if (h->counted) {
 		pthread_mutex_lock(&s->mu);

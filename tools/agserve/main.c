@@ -3,7 +3,9 @@
  * for the active slot of a deployment root (followed across promote and
  * rollback).  Exit codes: 0 ok (also after SIGTERM/SIGINT), 1 internal,
  * 2 usage (and refused keys files), 3 model failed to load (--model),
- * 4 I/O (listen address, audit log, TLS files). */
+ * 4 I/O (listen address, audit log, TLS files).  `agserve check` exits as
+ * `agrun check` does: 0 pass, 1 fail (or a request failed), 2 usage, 3 not
+ * a suite or the model failed to load, 4 I/O. */
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -19,12 +21,15 @@
 #include <unistd.h>
 
 #include "bundle/fsutil.h"
+#include "check.h"
 #include "server.h"
 
 static void usage(FILE *f)
 {
 	fputs("usage: agserve --root R [options]     serve the active slot's model, following promote/rollback\n"
 	      "       agserve --model DIR [options]  serve a model directory (with engine.json: an external engine)\n"
+	      "       agserve check --model DIR --suite SUITE.json [--json] [--name NAME] [--threads N] [--device D]\n"
+	      "                                      run a health suite through the completions API (docs/HEALTH.md)\n"
 	      "options:\n"
 	      "  --listen HOST:PORT     default 127.0.0.1:8000 (port 0: any free port)\n"
 	      "  --port-file F          write the port listened on to F once ready\n"
@@ -269,6 +274,14 @@ int main(int argc, char **argv)
 	                 .conn_timeout = 30,
 	                 .drain = 30};
 	int c;
+	if (argc > 1 && !strcmp(argv[1], "check")) {
+#ifdef AGSERVE_PROXY
+		return agserve_check_main(argc - 1, argv + 1);
+#else
+		fprintf(stderr, "agserve: check: this agserve was built without libcurl\n");
+		return 1;
+#endif
+	}
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		long *num = NULL, lo_ = 1, hi = 1 << 30;
 		switch (c) {

@@ -24,6 +24,7 @@ void req_release(struct req *r)
 	json_decref(r->messages);
 	json_decref(r->tools);
 	free(r->prompt);
+	free(r->prompt_ids);
 	for (size_t i = 0; i < r->n_stop; i++)
 		free(r->stop[i]);
 	memset(r, 0, sizeof(*r));
@@ -256,6 +257,24 @@ static int get_messages(json_t *o, struct req *r, const struct req_limits *lim, 
 	return 0;
 }
 
+/* A prompt of token ids: 1..max_tokens_cap integers in [0, INT32_MAX). */
+static int get_prompt_ids(json_t *v, struct req *r, const struct req_limits *lim, struct perr *e)
+{
+	size_t n = json_array_size(v), i;
+	json_t *x;
+	if (n > (size_t)lim->max_tokens_cap)
+		return bad(e, "prompt", "a prompt of token ids is limited to %d ids", lim->max_tokens_cap);
+	if (!(r->prompt_ids = malloc(n * sizeof(*r->prompt_ids))))
+		return -ENOMEM;
+	json_array_foreach(v, i, x) {
+		if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= INT32_MAX)
+			return bad(e, "prompt", "prompt[%zu] must be a token id (an integer >= 0)", i);
+		r->prompt_ids[i] = (int32_t)json_integer_value(x);
+	}
+	r->n_prompt_ids = n;
+	return 0;
+}
+
 static int parse_obj(json_t *o, struct req *r, const struct req_limits *lim, struct perr *e)
 {
 	int rc;
@@ -291,14 +310,20 @@ static int parse_obj(json_t *o, struct req *r, const struct req_limits *lim, str
 		}
 	} else {
 		v = json_object_get(o, "prompt");
-		if (json_is_array(v) && json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)))
+		if (json_is_array(v) && json_array_size(v) == 1 &&
+		    (json_is_string(json_array_get(v, 0)) || json_is_array(json_array_get(v, 0))))
 			v = json_array_get(v, 0); /* one prompt in a list, as the SDK may send */
-		if (!json_is_string(v))
-			return bad(e, "prompt", "'prompt' must be a string");
-		r->prompt_len = json_string_length(v);
-		if (!(r->prompt = malloc(r->prompt_len + 1)))
-			return -ENOMEM;
-		memcpy(r->prompt, json_string_value(v), r->prompt_len + 1);
+		if (json_is_array(v) && json_array_size(v) > 0 && json_is_integer(json_array_get(v, 0))) {
+			if ((rc = get_prompt_ids(v, r, lim, e)) < 0)
+				return rc;
+		} else if (!json_is_string(v)) {
+			return bad(e, "prompt", "'prompt' must be a string or an array of token ids");
+		} else {
+			r->prompt_len = json_string_length(v);
+			if (!(r->prompt = malloc(r->prompt_len + 1)))
+				return -ENOMEM;
+			memcpy(r->prompt, json_string_value(v), r->prompt_len + 1);
+		}
 	}
 	if (r->kind == REQ_TEMPLATE)
 		return 0;
@@ -309,7 +334,8 @@ static int parse_obj(json_t *o, struct req *r, const struct req_limits *lim, str
 	const char *mt =
 	    r->kind == REQ_CHAT && json_object_get(o, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
 	x = 0;
-	if ((rc = get_int(o, mt, 1, lim->max_tokens_cap, &x, &found, e)) < 0)
+	/* max_tokens 0: a completion that only echoes (and scores) its prompt */
+	if ((rc = get_int(o, mt, r->kind == REQ_COMPLETION ? 0 : 1, lim->max_tokens_cap, &x, &found, e)) < 0)
 		return rc;
 	if (found)
 		r->max_tokens = (int)x;
@@ -347,18 +373,27 @@ static int parse_obj(json_t *o, struct req *r, const struct req_limits *lim, str
 			return rc;
 		x = -1;
 		found = false;
-		if ((rc = get_int(o, "top_logprobs", 0, 20, &x, &found, e)) < 0)
+		if ((rc = get_int(o, "top_logprobs", 0, REQ_MAX_LOGPROBS, &x, &found, e)) < 0)
 			return rc;
 		if (found && !r->logprobs)
 			return bad(e, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
 		r->top_logprobs = r->logprobs ? (found ? (int)x : 0) : -1;
 	} else if (r->kind == REQ_COMPLETION) {
 		x = -1;
-		if ((rc = get_int(o, "logprobs", 0, 5, &x, NULL, e)) < 0)
+		if ((rc = get_int(o, "logprobs", 0, REQ_MAX_LOGPROBS, &x, NULL, e)) < 0)
 			return rc;
 		r->top_logprobs = (int)x;
 		r->logprobs = x >= 0;
 		if ((rc = get_bool(o, "echo", &r->echo, e)) < 0)
+			return rc;
+		if (r->max_tokens == 0 && !r->echo)
+			return bad(e, "max_tokens", "'max_tokens' 0 needs 'echo': true (the prompt is only scored)");
+		if (r->max_tokens == 0 && r->stream)
+			return bad(e, "max_tokens", "'max_tokens' 0 (echo only) cannot be streamed");
+	}
+	if (r->kind == REQ_COMPLETION || r->kind == REQ_CHAT) {
+		if ((rc = get_bool(o, "ignore_eos", &r->ignore_eos, e)) < 0 ||
+		    (rc = get_bool(o, "return_tokens_as_token_ids", &r->tokens_as_ids, e)) < 0)
 			return rc;
 	}
 	return 0;

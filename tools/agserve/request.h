@@ -9,7 +9,10 @@
  * Invariants after a successful req_parse: strings are valid UTF-8 without
  * NUL; messages (chat, messages, template) is an array of objects
  * {"role": string, "content": string} with the Anthropic system prompt
- * first; max_tokens is -1 (absent) or >= 1.
+ * first; max_tokens is -1 (absent) or >= 1, or 0 for a completion with
+ * echo (score the prompt, generate nothing; not streamed); a completion's
+ * prompt is either text (prompt) or token ids (prompt_ids, each in
+ * [0, INT32_MAX): the caller checks them against the vocabulary).
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,7 +22,8 @@
 
 enum req_kind { REQ_CHAT, REQ_COMPLETION, REQ_MESSAGES, REQ_TEMPLATE };
 
-#define REQ_MAX_STOP 16
+#define REQ_MAX_STOP     16
+#define REQ_MAX_LOGPROBS 20 /* completions' logprobs, chat's top_logprobs (vLLM's max_logprobs) */
 
 struct req_limits {
 	size_t max_messages; /* default 4096 */
@@ -32,8 +36,10 @@ struct req {
 	char *model;      /* NULL when absent */
 	json_t *messages; /* normalized, see above; NULL for completions */
 	json_t *tools;    /* as given (chat and messages), or NULL */
-	char *prompt;     /* completions */
+	char *prompt;     /* completions: the prompt text, or NULL when given as token ids */
 	size_t prompt_len;
+	int32_t *prompt_ids; /* completions: the prompt as token ids (vLLM, OpenAI), or NULL */
+	size_t n_prompt_ids;
 	int max_tokens;     /* -1: absent */
 	double temperature; /* default 1 */
 	double top_p;       /* default 1 */
@@ -44,8 +50,10 @@ struct req {
 	size_t n_stop;
 	bool stream, include_usage;
 	bool logprobs;              /* chat: logprobs true */
-	int top_logprobs;           /* chat: 0..20; completions: logprobs N (0..5), -1 when absent */
+	int top_logprobs;           /* chat: 0..20; completions: logprobs N (0..20), -1 when absent */
 	bool echo;                  /* completions */
+	bool ignore_eos;            /* vLLM's ignore_eos: generate past end-of-sequence ids */
+	bool tokens_as_ids;         /* vLLM's return_tokens_as_token_ids: logprobs name tokens "token_id:N" */
 	bool add_generation_prompt; /* template */
 };
 
