@@ -73,6 +73,13 @@ struct seq {
 	size_t fed;   /* prompt tokens in the cache */
 	int32_t next; /* last sampled id, fed at the next step */
 	uint64_t rng;
+	/* the ids whose keys and values the session's cache holds, positions
+	 * 0..n_hist-1: kept after the task ends, so that the next prompt that
+	 * starts the same way (a chat's next turn, a repeated system prompt)
+	 * is fed only from where it differs */
+	int32_t *hist;
+	size_t n_hist, cap_hist;
+	uint64_t last_used;
 };
 
 struct engine {
@@ -91,6 +98,8 @@ struct engine {
 	struct task *qhead, *qtail;
 	int n_queued, n_active;
 	int step_max; /* most sequences one forward step has carried */
+	uint64_t steps;          /* forward steps run (the sessions' recency clock) */
+	uint64_t prompt_cached;  /* prompt tokens taken from a session's cache instead of fed */
 	struct seq *seqs;
 	bool stopping;
 	int refs;
@@ -194,6 +203,50 @@ static void emit(struct engine *e, struct seq *q, const float *row)
 	}
 }
 
+static size_t common_prefix(const int32_t *a, size_t na, const int32_t *b, size_t nb)
+{
+	size_t k = 0;
+	while (k < na && k < nb && a[k] == b[k])
+		k++;
+	return k;
+}
+
+/* The free sequence for a prompt, or -1 when none is free. */
+static int pick_seq(const struct engine *e, const int32_t *prompt, size_t n)
+{
+	int best = -1;
+	size_t bk = 0;
+	for (int i = 0; i < e->o.parallel; i++) {
+		const struct seq *q = &e->seqs[i];
+		if (q->t)
+			continue;
+		size_t k = common_prefix(q->hist, q->n_hist, prompt, n);
+		if (best < 0 || k > bk || (k == bk && q->last_used < e->seqs[best].last_used)) {
+			best = i;
+			bk = k;
+		}
+	}
+	return best;
+}
+
+/* Records ids as fed into q's cache (after the forward step that fed them). */
+static int hist_add(struct seq *q, const int32_t *ids, size_t n)
+{
+	if (q->n_hist + n > q->cap_hist) {
+		size_t nc = q->cap_hist ? q->cap_hist : 256;
+		while (nc < q->n_hist + n)
+			nc *= 2;
+		int32_t *nh = realloc(q->hist, nc * sizeof(*nh));
+		if (!nh)
+			return -ENOMEM;
+		q->hist = nh;
+		q->cap_hist = nc;
+	}
+	memcpy(q->hist + q->n_hist, ids, n * sizeof(*ids));
+	q->n_hist += n;
+	return 0;
+}
+
 static void *scheduler(void *arg)
 {
 	struct engine *e = arg;
@@ -206,12 +259,17 @@ static void *scheduler(void *arg)
 
 	pthread_mutex_lock(&e->mu);
 	for (;;) {
-		/* admit queued tasks into free sessions */
-		for (int i = 0; i < P && e->qhead; i++) {
-			struct seq *q = &e->seqs[i];
-			if (q->t)
-				continue;
+		/* admit queued tasks into free sessions: the one whose cache
+		 * shares the longest prefix with the prompt, else the one used
+		 * least recently */
+		for (;;) {
+			if (!e->qhead)
+				break;
 			struct task *t = e->qhead;
+			int i = pick_seq(e, t->prompt, t->n_prompt);
+			if (i < 0)
+				break;
+			struct seq *q = &e->seqs[i];
 			e->qhead = t->next;
 			if (!e->qhead)
 				e->qtail = NULL;
@@ -219,12 +277,19 @@ static void *scheduler(void *arg)
 			t->queued = false;
 			if (t->cancel) {
 				task_finish(t, FIN_CANCEL);
-				i--;
 				continue;
 			}
-			rt_session_reset(q->s);
+			/* keep the shared prefix, but feed at least the prompt's last
+			 * token: its logits give the first output token */
+			size_t k = common_prefix(q->hist, q->n_hist, t->prompt, t->n_prompt);
+			if (k >= t->n_prompt)
+				k = t->n_prompt - 1;
+			if (rt_session_truncate(q->s, (int)k) < 0)
+				k = 0, rt_session_reset(q->s);
+			q->n_hist = k;
+			e->prompt_cached += k;
 			q->t = t;
-			q->fed = 0;
+			q->fed = k;
 			q->rng = t->p.seed;
 			e->n_active++;
 		}
@@ -273,8 +338,15 @@ static void *scheduler(void *arg)
 		pthread_mutex_unlock(&e->mu);
 		int r = rt_forward_batch(ss, ids, n_ids, nb, e->logits, &err);
 		pthread_mutex_lock(&e->mu);
+		e->steps++;
 		for (size_t b = 0; b < nb; b++) {
 			struct seq *q = &e->seqs[which[b]];
+			q->last_used = e->steps;
+			if (r < 0 || hist_add(q, ids[b], n_ids[b]) < 0) {
+				/* the cache no longer matches what is known of it */
+				q->n_hist = 0;
+				rt_session_reset(q->s);
+			}
 			if (r < 0) {
 				task_finish(q->t, FIN_ERROR);
 				q->t = NULL;
@@ -308,8 +380,10 @@ static void engine_destroy(struct engine *e)
 		pthread_mutex_unlock(&e->mu);
 		pthread_join(e->thr, NULL);
 	}
-	for (int i = 0; e->seqs && i < e->o.parallel; i++)
+	for (int i = 0; e->seqs && i < e->o.parallel; i++) {
 		rt_session_free(e->seqs[i].s);
+		free(e->seqs[i].hist);
+	}
 	free(e->seqs);
 	rt_session_free(e->score);
 	pthread_mutex_destroy(&e->score_mu);
@@ -480,17 +554,20 @@ bool engine_template_mentions(const struct engine *e, const char *name)
 	return e->tmpl && rt_chat_template_mentions(e->tmpl, name);
 }
 
-void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active, int *ret_step_max)
+void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active, int *ret_step_max,
+                       unsigned long long *ret_cached)
 {
 	if (e->proxy) {
 		/* the external engine's own business */
 		*ret_queued = *ret_active = *ret_step_max = 0;
+		*ret_cached = 0;
 		return;
 	}
 	pthread_mutex_lock((pthread_mutex_t *)&e->mu);
 	*ret_queued = e->n_queued;
 	*ret_active = e->n_active;
 	*ret_step_max = e->step_max;
+	*ret_cached = e->prompt_cached;
 	pthread_mutex_unlock((pthread_mutex_t *)&e->mu);
 }
 

@@ -76,7 +76,10 @@ const struct rt_model_info *engine_info(const struct engine *e);
 bool engine_has_template(const struct engine *e);
 bool engine_template_mentions(const struct engine *e, const char *name);
 /* step_max: the most sequences one forward step has carried since load */
-void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active, int *ret_step_max);
+/* Queue depth, active sequences, the widest step so far, and the prompt
+ * tokens taken from a sequence's cache (shared prefixes) instead of fed. */
+void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active, int *ret_step_max,
+                       unsigned long long *ret_cached);
 
 /* Tokenizer and template access, serialized (the tokenizer is not shared
  * between threads). */

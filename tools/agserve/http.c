@@ -260,14 +260,15 @@ static enum MHD_Result do_metrics(struct hreq *h)
 {
 	struct engine *e = current(h->s);
 	int q = 0, a = 0, sm = 0;
+	unsigned long long cached = 0;
 	char ver[32] = "";
 	const struct engine_opts *eo = e ? engine_opts(e) : NULL;
 	if (e) {
-		engine_load_stats(e, &q, &a, &sm);
+		engine_load_stats(e, &q, &a, &sm, &cached);
 		if (eo->has_version)
 			snprintf(ver, sizeof(ver), "%llu", (unsigned long long)eo->version);
 	}
-	char *t = metrics_render(h->s->metrics, q, a, sm, eo ? (eo->bundle ? eo->bundle : eo->name) : NULL,
+	char *t = metrics_render(h->s->metrics, q, a, sm, cached, eo ? (eo->bundle ? eo->bundle : eo->name) : NULL,
 	                         eo && eo->channel ? eo->channel : "", ver, eo && eo->slot ? eo->slot : "");
 	engine_unref(e);
 	if (!t)

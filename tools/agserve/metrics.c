@@ -166,8 +166,8 @@ static void put_hist(struct sbuf *b, const char *name, const char *help, const s
 	    h->sum, name, (unsigned long long)h->count);
 }
 
-char *metrics_render(struct metrics *m, int queue_depth, int active, int step_max, const char *bundle, const char *channel,
-                     const char *version, const char *slot)
+char *metrics_render(struct metrics *m, int queue_depth, int active, int step_max, unsigned long long prompt_cached,
+                     const char *bundle, const char *channel, const char *version, const char *slot)
 {
 	struct sbuf b = {0};
 	pthread_mutex_lock(&m->mu);
@@ -205,6 +205,11 @@ char *metrics_render(struct metrics *m, int queue_depth, int active, int step_ma
 	    "# HELP agserve_batch_sequences_max Most sequences one forward step has carried (continuous batching).\n"
 	    "# TYPE agserve_batch_sequences_max gauge\nagserve_batch_sequences_max %d\n",
 	    step_max);
+	put(&b,
+	    "# HELP agserve_prompt_tokens_cached_total Prompt tokens whose keys and values a sequence's cache already "
+	    "held (a shared prefix), so they were not computed again.\n"
+	    "# TYPE agserve_prompt_tokens_cached_total counter\nagserve_prompt_tokens_cached_total %llu\n",
+	    prompt_cached);
 	if (bundle) {
 		put(&b, "# HELP agserve_model_info The model being served.\n# TYPE agserve_model_info gauge\n"
 		        "agserve_model_info{bundle=\"");

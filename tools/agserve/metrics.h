@@ -15,5 +15,5 @@ void metrics_decode_rate(struct metrics *m, double tokens_per_s);
 void metrics_load_failure(struct metrics *m);
 uint64_t metrics_load_failures(struct metrics *m);
 /* Appends the exposition text; gauges and model info come from the caller. */
-char *metrics_render(struct metrics *m, int queue_depth, int active, int step_max, const char *bundle, const char *channel,
-                     const char *version, const char *slot);
+char *metrics_render(struct metrics *m, int queue_depth, int active, int step_max, unsigned long long prompt_cached,
+                     const char *bundle, const char *channel, const char *version, const char *slot);
