@@ -13,6 +13,7 @@
 #include "bundle/fsutil.h"
 #include "bundle/proc.h"
 #include "health.h"
+#include "health_report.h"
 #include "toolutil.h"
 
 #define REPORT_MAX (4u << 20)
@@ -241,8 +242,8 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 		snprintf(res->reason, sizeof res->reason, "out of memory: %s", tail);
 	} else {
 		json_t *rep = out ? json_loads(out, 0, NULL) : NULL;
-		json_t *pass = json_object_get(rep, "pass"), *tt = json_object_get(rep, "ttft_ms"),
-		       *tps = json_object_get(rep, "decode_tok_s");
+		json_t *pass = json_object_get(rep, HR_PASS), *tt = json_object_get(rep, HR_TTFT_MS),
+		       *tps = json_object_get(rep, HR_DECODE_TOK_S);
 		if (!json_is_boolean(pass)) {
 			snprintf(res->reason, sizeof res->reason, "check failed to run (exit %d)%s%s", WEXITSTATUS(st),
 			         tail[0] ? ": " : "", tail);
@@ -253,8 +254,8 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 				res->decode_tok_s = json_number_value(tps);
 			}
 			if (!json_is_true(pass) || WEXITSTATUS(st) != 0) {
-				json_t *f = json_array_get(json_object_get(rep, "failures"), 0);
-				res->latency = json_is_true(json_object_get(rep, "latency_only"));
+				json_t *f = json_array_get(json_object_get(rep, HR_FAILURES), 0);
+				res->latency = json_is_true(json_object_get(rep, HR_LATENCY_ONLY));
 				snprintf(res->reason, sizeof res->reason, "wrong answers: %s",
 				         json_is_string(f) ? json_string_value(f) : "check reported failure");
 			} else {
