@@ -5,6 +5,7 @@
 
 #include "bundle/fsutil.h"
 #include "bundle/manifest.h"
+#include "artifact_types.h"
 #include "spec.h"
 
 void spec_release(struct spec *s)
@@ -68,19 +69,20 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(s.artifacts[j].name, sa->name))
 				SPECERR("%s: artifact name '%s' is used twice", path, sa->name);
-		if (!strcmp(sa->type, "files") || !strcmp(sa->type, "oci-archive")) {
+		const struct artifact_type *t = artifact_type_find(sa->type);
+		if (!t)
+			SPECERR("%s: artifact '%s' has unknown type '%s' (%s)", path, sa->name, sa->type,
+			        artifact_type_names());
+		if (t->local) {
 			const char *p = json_string_value(json_object_get(a, "path"));
 			if (!p || !*p)
 				SPECERR("%s: artifact '%s' needs a \"path\"", path, sa->name);
 			sa->path = p[0] == '/' ? strdup(p) : bn_path_join(s.dir, p);
 			if (!sa->path)
 				do { r = bn_fail(err, -ENOMEM, "out of memory"); goto fail; } while (0);
-			if (sa->sha256 && !strcmp(sa->type, "oci-archive"))
-				SPECERR("%s: artifact '%s': \"sha256\" pins apply to files artifacts", path, sa->name);
-		} else if (strcmp(sa->type, "image") && strcmp(sa->type, "url") && strcmp(sa->type, "hf-model")) {
-			SPECERR("%s: artifact '%s' has unknown type '%s' (files, oci-archive, image, url, hf-model)", path,
-			        sa->name, sa->type);
 		}
+		if (sa->sha256 && !t->pin)
+			SPECERR("%s: artifact '%s': \"sha256\" pins apply to files artifacts", path, sa->name);
 		if (sa->sha256 && strcmp(sa->sha256, "unpinned") != 0) {
 			uint8_t tmp[32];
 			if (strlen(sa->sha256) != 64 || !bn_unhex(sa->sha256, tmp, 32))
