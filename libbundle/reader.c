@@ -16,6 +16,7 @@
 #include "bundle/fsutil.h"
 #include "pool.h"
 #include "bundle/media.h"
+#include "bundle/tunables.h"
 #include "reader_internal.h"
 #include "tensor_coding.h"
 
@@ -835,8 +836,8 @@ static int write_signature(const char *dir, const char *manifest, size_t len, co
 	bn_sha256(manifest, len, h);
 	bn_hex(h, BN_SHA256_LEN, hex);
 	bn_keyid_hex(sk->keyid, id);
-	const char *sde = getenv("SOURCE_DATE_EPOCH");
-	long long ts = sde ? strtoll(sde, NULL, 10) : (long long)time(NULL);
+	const struct bn_tunables *tu = bn_tunables();
+	long long ts = tu->has_sign_time ? (long long)tu->sign_time : (long long)time(NULL);
 	snprintf(tc, sizeof tc, "timestamp:%lld\tfile:manifest.json\tprehashed\tbundle:%s\tchannel:%s\tversion:%" PRIu64
 	         "\tsha256:%s", ts, name, channel, version, hex);
 	snprintf(uc, sizeof uc, "signature from agkit key %s", id);

@@ -17,6 +17,7 @@
 
 #include "bundle/fsutil.h"
 #include "bundle/proc.h"
+#include "bundle/tunables.h"
 #include "toolutil.h"
 
 volatile sig_atomic_t tool_interrupted;
@@ -66,6 +67,17 @@ int tool_init(void)
 		return -1;
 	}
 	json_set_alloc_funcs(json_alloc, free);
+	/* libbundle reads no environment: the tools pass these in. */
+	const char *nospace = getenv("AGKIT_SKIP_SPACE_CHECK"), *sde = getenv("SOURCE_DATE_EPOCH"),
+	           *repair = getenv("AGKIT_REPAIR_DIR");
+	if (!repair || !*repair)
+		repair = getenv("TMPDIR");
+	bn_set_tunables(&(struct bn_tunables){
+		.skip_space_check = nospace && !strcmp(nospace, "1"),
+		.has_sign_time = sde != NULL,
+		.sign_time = sde ? strtoll(sde, NULL, 10) : 0,
+		.repair_dir = repair, /* the environment outlives the tool's work */
+	});
 	if (agkit_fault_arm)
 		agkit_fault_arm();
 	return 0;
