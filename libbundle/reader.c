@@ -757,9 +757,11 @@ static int list_files(const char *dir, const char *prefix, char ***names, size_t
 	return r;
 }
 
-/* With m (the writer's manifest, whose volume hashes were computed from the
- * bytes as they were written), volumes are not read back a second time. */
-static int sums_write(const char *dir, const struct bn_manifest *m, struct bn_error *err)
+/* The one SHA256SUMS writer (bundle directories and media).  With m (the
+ * writer's manifest, whose volume and parity-volume hashes were computed from
+ * the bytes as they were written), those volumes are not read back a second
+ * time. */
+int bn_sums_write(const char *dir, const struct bn_manifest *m, struct bn_error *err)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0;
@@ -784,6 +786,9 @@ static int sums_write(const char *dir, const struct bn_manifest *m, struct bn_er
 		for (size_t v = 0; m && v < m->n_volumes && !known; v++)
 			if (!strcmp(names[i], m->volumes[v].name))
 				known = &m->volumes[v];
+		for (size_t v = 0; m && m->parity && v < m->parity->n_volumes && !known; v++)
+			if (!strcmp(names[i], m->parity->volumes[v].name))
+				known = &m->parity->volumes[v];
 		if (known) {
 			memcpy(h, known->sha256, BN_SHA256_LEN);
 		} else {
@@ -825,7 +830,7 @@ out:
 
 int bn_sha256sums_write(const char *dir, struct bn_error *err)
 {
-	return sums_write(dir, NULL, err);
+	return bn_sums_write(dir, NULL, err);
 }
 
 static int write_signature(const char *dir, const char *manifest, size_t len, const char *name, const char *channel,
@@ -872,7 +877,7 @@ int bn_bundle_write_signed(const char *dir, const char *manifest, size_t len, co
 	if (r == 0)
 		r = write_signature(dir, manifest, len, m->name, m->channel, m->version, sk, err);
 	if (r == 0)
-		r = sums_write(dir, m, err);
+		r = bn_sums_write(dir, m, err);
 	return r;
 }
 
