@@ -148,6 +148,13 @@ static void drain(struct stream *s)
 	s->buf[s->len] = '\0';
 }
 
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
 static void kill_group(pid_t pid, int sig)
 {
 	kill(-pid, sig);
@@ -193,10 +200,8 @@ int bn_proc_run(char *const argv[], const struct bn_proc_opts *opts, struct bn_p
 	setpgid(pid, pid); /* both sides, so the group exists before either goes on */
 	free(envp);
 	envp = NULL;
-	if (outw >= 0)
-		close(outw);
-	if (errw >= 0)
-		close(errw);
+	close_fd(&outw);
+	close_fd(&errw);
 	int pidfd = -1;
 #ifdef SYS_pidfd_open
 	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -270,12 +275,9 @@ int bn_proc_run(char *const argv[], const struct bn_proc_opts *opts, struct bn_p
 	}
 	if (!reaped) /* only after waitpid failed: nothing to wait for */
 		st = 0;
-	if (pidfd >= 0)
-		close(pidfd);
-	if (so.fd >= 0)
-		close(so.fd);
-	if (se.fd >= 0)
-		close(se.fd);
+	close_fd(&pidfd);
+	close_fd(&so.fd);
+	close_fd(&se.fd);
 	if (cancelled) {
 		free(so.buf);
 		free(se.buf);
@@ -304,14 +306,10 @@ fail_errno:
 	r = bn_fail(err, -errno, "cannot start %s: %s", argv[0], strerror(errno));
 fail:
 	free(envp);
-	if (outw >= 0)
-		close(outw);
-	if (errw >= 0)
-		close(errw);
-	if (so.fd >= 0)
-		close(so.fd);
-	if (se.fd >= 0)
-		close(se.fd);
+	close_fd(&outw);
+	close_fd(&errw);
+	close_fd(&so.fd);
+	close_fd(&se.fd);
 	return r;
 }
 

@@ -56,6 +56,17 @@ static pid_t read_pid(const char *path)
 	return (pid_t)pid;
 }
 
+/* The pid in pidfile is gone; kills it either way and removes pidfile. */
+static bool pid_gone(const char *pidfile)
+{
+	pid_t pid = read_pid(pidfile);
+	bool g = pid > 0 && gone(pid);
+	if (pid > 0)
+		kill(pid, SIGKILL);
+	unlink(pidfile);
+	return g;
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir)) {
@@ -126,32 +137,24 @@ int main(void)
 	snprintf(script, sizeof script, "sleep 60 & echo $! > %s; sleep 60", pidfile);
 	struct bn_proc_opts to = {.timeout_ms = 500, .stderr_max = 4096};
 	r = sh(script, &to, &res);
-	pid_t gc = read_pid(pidfile);
 	TAP_OK(r == 0 && res.timed_out && WIFSIGNALED(res.status) && WTERMSIG(res.status) == SIGKILL,
 	       "timeout reported, child killed by SIGKILL");
 	TAP_OK(res.elapsed_s >= 0.45 && res.elapsed_s < 10, "returned after the timeout (%.2f s)", res.elapsed_s);
-	TAP_OK(gc > 0 && gone(gc), "the grandchild died with the group on timeout");
-	if (gc > 0)
-		kill(gc, SIGKILL);
+	TAP_OK(pid_gone(pidfile), "the grandchild died with the group on timeout");
 	bn_proc_result_release(&res);
-	unlink(pidfile);
 
 	/* a grandchild holding the captured stdout does not keep the run going */
 	snprintf(script, sizeof script, "sleep 60 & echo $! > %s; echo done", pidfile);
 	r = sh(script, &(struct bn_proc_opts){.stdout_max = 4096}, &res);
-	gc = read_pid(pidfile);
 	TAP_OK(r == 0 && WEXITSTATUS(res.status) == 0 && !strcmp(res.out, "done\n") && res.elapsed_s < 10,
 	       "child exits, leftover holding the pipe is killed (%.2f s)", res.elapsed_s);
-	TAP_OK(gc > 0 && gone(gc), "nothing the child started outlives it");
-	if (gc > 0)
-		kill(gc, SIGKILL);
+	TAP_OK(pid_gone(pidfile), "nothing the child started outlives it");
 	bn_proc_result_release(&res);
-	unlink(pidfile);
 
 	/* keep_group leaves it running */
 	snprintf(script, sizeof script, "sleep 60 >/dev/null 2>&1 & echo $! > %s", pidfile);
 	r = sh(script, &(struct bn_proc_opts){.keep_group = true}, &res);
-	gc = read_pid(pidfile);
+	pid_t gc = read_pid(pidfile);
 	TAP_OK(r == 0 && gc > 0 && kill(gc, 0) == 0, "keep_group: a background child may outlive it");
 	if (gc > 0)
 		kill(gc, SIGKILL);
