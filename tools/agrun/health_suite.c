@@ -89,7 +89,7 @@ static int load(const char *dir, struct loaded *l)
 	struct rt_error e = {0};
 	char tp[PATH_MAX];
 	snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
-	struct rt_load_opts lo = {.backend = pick_backend()};
+	struct rt_load_opts lo = {.backend = pick_backend(), .simd = getenv("AGRT_SIMD")};
 	if (rt_model_load(dir, &lo, &l->m, &e) < 0 || rt_tokenizer_load(tp, &l->t, &e) < 0) {
 		fprintf(stderr, "agrun: %s\n", e.msg);
 		return e.code > 0 && e.code <= 5 ? e.code : 1;
