@@ -19,7 +19,7 @@ extern char **environ;
 /* A child that has exited may leave a descendant that escaped its group
  * holding the pipes: read for at most this long after the child is reaped. */
 #define AFTER_EXIT_MS 2000
-#define ENV_MAX 4096
+#define ENV_MAX       4096
 
 static int64_t now_ms(void)
 {
@@ -91,8 +91,8 @@ static _Noreturn void child(char *const argv[], const struct bn_proc_opts *o, ch
 	errno = 0;
 	if (o->nice && nice(o->nice) == -1 && errno)
 		child_fail("cannot lower the CPU priority of ", argv[0]);
-	if (o->ioprio_be > 0 &&
-	    syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, (2 /* IOPRIO_CLASS_BE */ << 13) | (o->ioprio_be & 7)) < 0)
+	if (o->ioprio_be > 0 && syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0,
+	                                (2 /* IOPRIO_CLASS_BE */ << 13) | (o->ioprio_be & 7)) < 0)
 		child_fail("cannot lower the I/O priority of ", argv[0]);
 	execve(argv[0], argv, envp);
 	child_fail("cannot run ", argv[0]);
@@ -229,7 +229,8 @@ int bn_proc_run(char *const argv[], const struct bn_proc_opts *opts, struct bn_p
 		if (reaped && (o->keep_group || timed_out || cancelled || now - reaped_at >= AFTER_EXIT_MS)) {
 			/* what is already in the pipes, without waiting for more */
 			for (int i = 0; i < 1024 && (so.fd >= 0 || se.fd >= 0); i++) {
-				struct pollfd pf[2] = {{.fd = so.fd, .events = POLLIN}, {.fd = se.fd, .events = POLLIN}};
+				struct pollfd pf[2] = {{.fd = so.fd, .events = POLLIN},
+				                       {.fd = se.fd, .events = POLLIN}};
 				if (poll(pf, 2, 0) <= 0)
 					break;
 				if (pf[0].revents)

@@ -81,8 +81,10 @@ int main(void)
 
 	/* exit status and signals */
 	r = sh("exit 3", NULL, &res);
-	TAP_OK(r == 0 && WIFEXITED(res.status) && WEXITSTATUS(res.status) == 3 && !res.timed_out, "exit status 3 reported");
-	TAP_OK(r == 0 && res.out && res.out_len == 0 && res.err && res.err_len == 0, "nothing captured gives empty strings");
+	TAP_OK(r == 0 && WIFEXITED(res.status) && WEXITSTATUS(res.status) == 3 && !res.timed_out,
+	       "exit status 3 reported");
+	TAP_OK(r == 0 && res.out && res.out_len == 0 && res.err && res.err_len == 0,
+	       "nothing captured gives empty strings");
 	bn_proc_result_release(&res);
 	r = sh("kill -SEGV $$", NULL, &res);
 	TAP_OK(r == 0 && WIFSIGNALED(res.status) && WTERMSIG(res.status) == SIGSEGV, "death by SIGSEGV reported");
@@ -116,7 +118,8 @@ int main(void)
 	TAP_OK(r == 0 && WEXITSTATUS(res.status) == 0, "a child whose output is dropped still runs to its end");
 	bn_proc_result_release(&res);
 	r = sh("printf exact", &(struct bn_proc_opts){.stdout_max = 5}, &res);
-	TAP_OK(r == 0 && res.out_len == 5 && !res.out_truncated && !strcmp(res.out, "exact"), "output of exactly the cap is not truncated");
+	TAP_OK(r == 0 && res.out_len == 5 && !res.out_truncated && !strcmp(res.out, "exact"),
+	       "output of exactly the cap is not truncated");
 	bn_proc_result_release(&res);
 
 	/* stdout to a file */
@@ -177,23 +180,26 @@ int main(void)
 	/* rlimits, priorities, environment */
 	struct bn_proc_opts lim = {.rlimit_data = 256u << 20, .no_core = true, .stdout_max = 4096};
 	r = sh("ulimit -d; ulimit -c", &lim, &res);
-	TAP_OK(r == 0 && !strcmp(res.out, "262144\n0\n"), "RLIMIT_DATA and RLIMIT_CORE applied (%s)", res.out ? res.out : "");
+	TAP_OK(r == 0 && !strcmp(res.out, "262144\n0\n"), "RLIMIT_DATA and RLIMIT_CORE applied (%s)",
+	       res.out ? res.out : "");
 	bn_proc_result_release(&res);
 	errno = 0;
 	int mine = nice(0);
 	r = sh("nice", &(struct bn_proc_opts){.nice = 5, .ioprio_be = 7, .stdout_max = 64, .stderr_max = 4096}, &res);
-	TAP_OK(r == 0 && atoi(res.out) == (mine + 5 > 19 ? 19 : mine + 5), "niceness raised by 5 (%s)", res.out ? res.out : "");
+	TAP_OK(r == 0 && atoi(res.out) == (mine + 5 > 19 ? 19 : mine + 5), "niceness raised by 5 (%s)",
+	       res.out ? res.out : "");
 	TAP_OK(r == 0 && !strstr(res.err, "priority"), "I/O priority set without complaint");
 	bn_proc_result_release(&res);
 	setenv("TEST_PROC_KEEP", "kept", 1);
 	setenv("TEST_PROC_OVER", "old", 1);
 	const char *env[] = {"TEST_PROC_OVER=new", "TEST_PROC_ADD=added", NULL};
-	r = sh("echo \"$TEST_PROC_KEEP $TEST_PROC_OVER $TEST_PROC_ADD\"", &(struct bn_proc_opts){.env = env, .stdout_max = 64},
-	       &res);
+	r = sh("echo \"$TEST_PROC_KEEP $TEST_PROC_OVER $TEST_PROC_ADD\"",
+	       &(struct bn_proc_opts){.env = env, .stdout_max = 64}, &res);
 	TAP_OK(r == 0 && !strcmp(res.out, "kept new added\n"), "environment inherited, replaced and added (%s)",
 	       res.out ? res.out : "");
 	bn_proc_result_release(&res);
-	TAP_OK(getenv("TEST_PROC_ADD") == NULL && !strcmp(getenv("TEST_PROC_OVER"), "old"), "caller's environment untouched");
+	TAP_OK(getenv("TEST_PROC_ADD") == NULL && !strcmp(getenv("TEST_PROC_OVER"), "old"),
+	       "caller's environment untouched");
 
 	/* cancellation and bad options */
 	static volatile sig_atomic_t stop = 1;

@@ -31,6 +31,7 @@ static int pack_oci(const char *path, const char *work, char **ret_path, struct 
 	return bn_oci_prepare(path, work, ret_path, err);
 }
 
+/* clang-format off */
 static const struct artifact_type types[] = {
 	/* name          bundle type    layout              local  pin    fetch                       pack */
 	{"files",        "files",       "tree",             true,  true,  NULL,                       NULL},
@@ -39,6 +40,7 @@ static const struct artifact_type types[] = {
 	{"url",          "files",       "tree",             false, true,  NET(agpack_fetch_url),      NULL},
 	{"hf-model",     "files",       "tree",             false, true,  NET(agpack_fetch_hf_model), NULL},
 };
+/* clang-format on */
 
 const struct artifact_type *artifact_type_find(const char *name)
 {

@@ -18,16 +18,16 @@
  * without a boolean pass means the check itself failed to run.  A new figure
  * is a new key here, written by agrun and read by agctl.
  */
-#define HR_PASS "pass"
+#define HR_PASS         "pass"
 #define HR_LATENCY_ONLY "latency_only"
-#define HR_FAILURES "failures"
-#define HR_TTFT_MS "ttft_ms"
+#define HR_FAILURES     "failures"
+#define HR_TTFT_MS      "ttft_ms"
 #define HR_DECODE_TOK_S "decode_tok_s"
-#define HR_DEVICE "device"
-#define HR_PROMPTS "prompts"
+#define HR_DEVICE       "device"
+#define HR_PROMPTS      "prompts"
 /* keys of each object of HR_PROMPTS */
-#define HR_PROMPT_NAME "name"
-#define HR_PROMPT_PASS "pass"
+#define HR_PROMPT_NAME         "name"
+#define HR_PROMPT_PASS         "pass"
 #define HR_PROMPT_TOKENIZER_OK "tokenizer_ok"
-#define HR_PROMPT_MAX_MARGIN "max_margin"
-#define HR_PROMPT_MAX_KL "max_kl"
+#define HR_PROMPT_MAX_MARGIN   "max_margin"
+#define HR_PROMPT_MAX_KL       "max_kl"

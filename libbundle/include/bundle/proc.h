@@ -24,29 +24,29 @@
 #define BN_PROC_CAPTURE_MAX (64u << 20)
 
 struct bn_proc_opts {
-	int timeout_ms;         /* 0: no timeout */
-	int term_grace_ms;      /* 0: SIGKILL at once; else SIGTERM, then SIGKILL after this */
-	bool keep_group;        /* true: leave the group alone when the child exits by itself */
-	bool cancellable;       /* true: bn_cancelled() kills the group and fails with -EINTR */
-	const char *const *env; /* "NAME=VALUE" entries set in the child's environment; NULL-terminated, or NULL */
-	uint64_t rlimit_data;   /* RLIMIT_DATA in bytes (heap and private writable maps); 0: unchanged */
-	bool no_core;           /* RLIMIT_CORE 0: no core dumps */
-	int nice;               /* added to the child's niceness; 0: unchanged */
-	int ioprio_be;          /* best-effort I/O priority level 1..7 (7 lowest); 0: unchanged */
+	int timeout_ms;          /* 0: no timeout */
+	int term_grace_ms;       /* 0: SIGKILL at once; else SIGTERM, then SIGKILL after this */
+	bool keep_group;         /* true: leave the group alone when the child exits by itself */
+	bool cancellable;        /* true: bn_cancelled() kills the group and fails with -EINTR */
+	const char *const *env;  /* "NAME=VALUE" entries set in the child's environment; NULL-terminated, or NULL */
+	uint64_t rlimit_data;    /* RLIMIT_DATA in bytes (heap and private writable maps); 0: unchanged */
+	bool no_core;            /* RLIMIT_CORE 0: no core dumps */
+	int nice;                /* added to the child's niceness; 0: unchanged */
+	int ioprio_be;           /* best-effort I/O priority level 1..7 (7 lowest); 0: unchanged */
 	const char *stdout_path; /* stdout to this file (created or truncated, 0644); NULL: see capture */
-	size_t stdout_max;      /* > 0: capture stdout, its first stdout_max bytes (the rest is read and dropped) */
-	size_t stderr_max;      /* > 0: capture stderr, its last stderr_max bytes */
+	size_t stdout_max;       /* > 0: capture stdout, its first stdout_max bytes (the rest is read and dropped) */
+	size_t stderr_max;       /* > 0: capture stderr, its last stderr_max bytes */
 };
 
 struct bn_proc_result {
-	int status;        /* waitpid status of the child (WIFEXITED, WEXITSTATUS, WTERMSIG) */
-	bool timed_out;    /* killed because timeout_ms ran out */
-	char *out;         /* captured stdout, NUL-terminated; never NULL after success */
+	int status;     /* waitpid status of the child (WIFEXITED, WEXITSTATUS, WTERMSIG) */
+	bool timed_out; /* killed because timeout_ms ran out */
+	char *out;      /* captured stdout, NUL-terminated; never NULL after success */
 	size_t out_len;
 	bool out_truncated; /* stdout was longer than stdout_max */
-	char *err;         /* captured stderr (the tail), NUL-terminated; never NULL after success */
+	char *err;          /* captured stderr (the tail), NUL-terminated; never NULL after success */
 	size_t err_len;
-	double elapsed_s;  /* from the start to the reaping of the child */
+	double elapsed_s; /* from the start to the reaping of the child */
 };
 
 /*

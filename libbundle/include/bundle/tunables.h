@@ -11,10 +11,11 @@
 #include <stdint.h>
 
 struct bn_tunables {
-	bool skip_space_check; /* skip the free-space checks before receiving a stream (tests on tmpfs) */
-	bool has_sign_time;    /* sign_time is set; else signatures carry the current time */
-	int64_t sign_time;     /* signature timestamp, seconds since the epoch (reproducible builds) */
-	const char *repair_dir; /* where parity repair writes rebuilt volumes; NULL or "": /var/tmp.  Borrowed: must outlive its use */
+	bool skip_space_check;  /* skip the free-space checks before receiving a stream (tests on tmpfs) */
+	bool has_sign_time;     /* sign_time is set; else signatures carry the current time */
+	int64_t sign_time;      /* signature timestamp, seconds since the epoch (reproducible builds) */
+	const char *repair_dir; /* where parity repair writes rebuilt volumes; NULL or "": /var/tmp.  Borrowed: must
+	                           outlive its use */
 };
 
 /* Copies t (NULL: the defaults).  Not thread-safe: call before starting work. */
