@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bundle/deploy.h"
+#include "bundle/proc.h"
 #include "bundle/media.h"
 #include "bundle/fsutil.h"
 
@@ -387,39 +388,43 @@ static int run_hook(struct bn_deploy *d, const char *action, int slot, struct bn
 	const struct bn_slot *s = &d->slots[slot];
 	char ver[32];
 	snprintf(ver, sizeof ver, "%" PRIu64, s->version);
-	pid_t pid = fork();
-	if (pid < 0) {
+	char *e_root = NULL, *e_path = NULL, e_action[64], e_slot[32], e_bundle[BN_MAX_NAME + 16],
+	     e_channel[BN_MAX_NAME + 16], e_ver[64];
+	if (asprintf(&e_root, "AGKIT_ROOT=%s", d->root) < 0)
+		e_root = NULL;
+	if (asprintf(&e_path, "AGKIT_SLOT_PATH=%s", sp) < 0)
+		e_path = NULL;
+	if (!e_root || !e_path) {
+		free(e_root);
+		free(e_path);
 		free(sp);
-		return bn_fail(err, -errno, "cannot start switch hook: %s", strerror(errno));
+		return bn_fail(err, -ENOMEM, "out of memory");
 	}
-	if (pid == 0) {
-		setenv("AGKIT_ROOT", d->root, 1);
-		setenv("AGKIT_ACTION", action, 1);
-		setenv("AGKIT_SLOT", slot_names[slot], 1);
-		setenv("AGKIT_SLOT_PATH", sp, 1);
-		setenv("AGKIT_BUNDLE", s->has_bundle ? s->bundle : "", 1);
-		setenv("AGKIT_CHANNEL", s->has_bundle ? s->channel : "", 1);
-		setenv("AGKIT_VERSION", s->has_bundle ? ver : "", 1);
-		/* The hook must not hold our lock descriptor. */
-		close(d->lockfd);
-		execl(d->hook, d->hook, action, sp, (char *)NULL);
-		_exit(127);
-	}
+	snprintf(e_action, sizeof e_action, "AGKIT_ACTION=%s", action);
+	snprintf(e_slot, sizeof e_slot, "AGKIT_SLOT=%s", slot_names[slot]);
+	snprintf(e_bundle, sizeof e_bundle, "AGKIT_BUNDLE=%s", s->has_bundle ? s->bundle : "");
+	snprintf(e_channel, sizeof e_channel, "AGKIT_CHANNEL=%s", s->has_bundle ? s->channel : "");
+	snprintf(e_ver, sizeof e_ver, "AGKIT_VERSION=%s", s->has_bundle ? ver : "");
+	const char *env[] = {e_root, e_action, e_slot, e_path, e_bundle, e_channel, e_ver, NULL};
+	/* The hook runs in its own process group; on timeout, and once it has
+	 * exited, the whole group is killed (SIGKILL): nothing it started
+	 * outlives it.  It does not inherit our lock descriptor (O_CLOEXEC). */
+	struct bn_proc_opts o = {.timeout_ms = d->hook_timeout_s > INT_MAX / 1000 ? INT_MAX : d->hook_timeout_s * 1000,
+	                         .env = env};
+	char *argv[] = {d->hook, (char *)action, sp, NULL};
+	struct bn_proc_result res = {0};
+	struct bn_error pe = {0};
+	int r = bn_proc_run(argv, &o, &res, &pe);
 	free(sp);
-	int status = 0;
-	for (int waited_ms = 0;; waited_ms += 50) {
-		pid_t w = waitpid(pid, &status, WNOHANG);
-		if (w == pid)
-			break;
-		if (w < 0 && errno != EINTR)
-			return bn_fail(err, -errno, "switch hook: %s", strerror(errno));
-		if (waited_ms >= d->hook_timeout_s * 1000) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			return bn_fail(err, -ETIMEDOUT, "switch hook %s timed out after %d s", d->hook, d->hook_timeout_s);
-		}
-		poll(NULL, 0, 50);
-	}
+	free(e_root);
+	free(e_path);
+	if (r < 0)
+		return bn_fail(err, r, "cannot start switch hook: %s", pe.msg);
+	int status = res.status;
+	bool timed_out = res.timed_out;
+	bn_proc_result_release(&res);
+	if (timed_out)
+		return bn_fail(err, -ETIMEDOUT, "switch hook %s timed out after %d s", d->hook, d->hook_timeout_s);
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	if (WIFEXITED(status))

@@ -31,6 +31,7 @@
 #include "bundle/fsutil.h"
 #include "bundle/media.h"
 #include "bundle/parity.h"
+#include "bundle/tunables.h"
 #include "parity_internal.h"
 
 enum { VIEW_DIR, VIEW_SET, VIEW_MEDIUM };
@@ -448,9 +449,7 @@ int bn_layout_require_complete(struct bn_bundle *b, struct bn_error *err)
 
 static const char *repair_dir(void)
 {
-	const char *d = getenv("AGKIT_REPAIR_DIR");
-	if (!d || !*d)
-		d = getenv("TMPDIR");
+	const char *d = bn_tunables()->repair_dir;
 	return d && *d ? d : "/var/tmp";
 }
 

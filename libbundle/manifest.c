@@ -301,6 +301,19 @@ static int parse_entries(struct bn_artifact *a, json_t *arr, struct bn_error *er
 	return 0;
 }
 
+/* The artifact types a bundle may carry.  agpack's spec types
+ * (tools/agpack/artifact_types.c) each pack as one of these; a new one that
+ * extracts differently is added here too. */
+static const char *const bundle_types[] = {"files", "oci-archive"};
+
+static bool bundle_type_known(const char *type)
+{
+	for (size_t i = 0; type && i < sizeof bundle_types / sizeof bundle_types[0]; i++)
+		if (!strcmp(bundle_types[i], type))
+			return true;
+	return false;
+}
+
 int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, struct bn_error *err)
 {
 	if (len > BN_MANIFEST_MAX)
@@ -418,7 +431,7 @@ int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, str
 			r = bn_fail(err, -ENOMEM, "out of memory");
 			goto out;
 		}
-		if (!at || (strcmp(at, "files") && strcmp(at, "oci-archive"))) {
+		if (!bundle_type_known(at)) {
 			r = BAD("artifact '%s' has unsupported type '%s'", an, at ? at : "(none)");
 			goto out;
 		}

@@ -21,6 +21,7 @@
 #include "bundle/fsutil.h"
 #include "bundle/media.h"
 #include "bundle/parity.h"
+#include "reader_internal.h"
 
 int bn_media_parse_size(const char *s, uint64_t *ret_capacity, uint64_t *ret_max_file)
 {
@@ -114,27 +115,9 @@ static int copy_file(const char *from, const char *to, struct bn_error *err)
 	return r;
 }
 
-struct sum {
-	char *name;
-	char hex[BN_SHA256_HEX];
-};
-
-static int cmp_sum(const void *a, const void *b)
-{
-	return strcmp(((const struct sum *)a)->name, ((const struct sum *)b)->name);
-}
-
-static int add_sum(struct sum *s, size_t *n, const char *name, const uint8_t *h)
-{
-	if (!(s[*n].name = strdup(name)))
-		return -ENOMEM;
-	bn_hex(h, BN_SHA256_LEN, s[*n].hex);
-	(*n)++;
-	return 0;
-}
-
 /* One medium: signed files copied, its volumes moved in, label, SHA256SUMS
- * (volume hashes from the manifest: the volumes are not read again). */
+ * (bn_sums_write: volume hashes from the manifest, the volumes are not read
+ * again). */
 static int make_medium(const char *dir, const struct bn_manifest *m, unsigned mi, struct bn_error *err)
 {
 	const struct bn_media *md = m->media;
@@ -142,14 +125,12 @@ static int make_medium(const char *dir, const struct bn_manifest *m, unsigned mi
 	char mname[32];
 	snprintf(mname, sizeof mname, "medium-%02u", mi);
 	char *mdir = bn_path_join(dir, mname), *sig = NULL, *msig = NULL, *label = NULL, *p = NULL, *q = NULL;
-	struct sum *sums = calloc(m->n_volumes + np + 2 + BN_MAX_SIGNATURES, sizeof *sums);
-	size_t ns = 0;
 	FILE *f = NULL;
 	char *text = NULL;
 	size_t tlen = 0;
 	int r = 0;
 	DIR *d = NULL;
-	if (!mdir || !sums || !(sig = bn_path_join(dir, "signatures")) || !(msig = bn_path_join(mdir, "signatures"))) {
+	if (!mdir || !(sig = bn_path_join(dir, "signatures")) || !(msig = bn_path_join(mdir, "signatures"))) {
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -165,22 +146,19 @@ static int make_medium(const char *dir, const struct bn_manifest *m, unsigned mi
 		r = r < 0 ? r : bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	uint8_t h[BN_SHA256_LEN];
-	if ((r = bn_sha256_file(q, h, NULL, err)) < 0 || (r = add_sum(sums, &ns, "manifest.json", h)) < 0)
-		goto out;
 	d = opendir(sig);
 	struct dirent *de;
+	size_t nsig = 0;
 	while (d && (de = readdir(d))) {
-		if (de->d_name[0] == '.' || ns >= m->n_volumes + np + 2 + BN_MAX_SIGNATURES - 1)
+		if (de->d_name[0] == '.' || nsig >= BN_MAX_SIGNATURES)
 			continue;
-		char *a = bn_path_join(sig, de->d_name), *b = bn_path_join(msig, de->d_name), *rel = NULL;
-		if (!a || !b || asprintf(&rel, "signatures/%s", de->d_name) < 0)
+		char *a = bn_path_join(sig, de->d_name), *b = bn_path_join(msig, de->d_name);
+		if (!a || !b)
 			r = bn_fail(err, -ENOMEM, "out of memory");
-		else if ((r = copy_file(a, b, err)) == 0 && (r = bn_sha256_file(b, h, NULL, err)) == 0)
-			r = add_sum(sums, &ns, rel, h);
+		else if ((r = copy_file(a, b, err)) == 0)
+			nsig++;
 		free(a);
 		free(b);
-		free(rel);
 		if (r < 0)
 			goto out;
 	}
@@ -189,8 +167,6 @@ static int make_medium(const char *dir, const struct bn_manifest *m, unsigned mi
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	char mhex[BN_SHA256_HEX];
-	bn_sha256(NULL, 0, h);
 	fprintf(f, "agkit bundle %s channel %s version %" PRIu64 " (created %s)\nmedium %u of %u\n", m->name, m->channel,
 	        m->version, m->created, mi, md->count);
 	fprintf(f, "volumes:");
@@ -213,10 +189,7 @@ static int make_medium(const char *dir, const struct bn_manifest *m, unsigned mi
 			r = bn_fail(err, -errno, "%s: %s", p, strerror(errno));
 			goto out;
 		}
-		if ((r = add_sum(sums, &ns, v->name, v->sha256)) < 0)
-			goto out;
 	}
-	(void)mhex;
 	fprintf(f, "\nVerify this medium alone: agimport verify DIR --pubkey KEY.pub\n"
 	           "Import the set: agimport stage SET_DIR (all media copied into SET_DIR/medium-NN)\n");
 	if (fclose(f) != 0) {
@@ -230,28 +203,7 @@ static int make_medium(const char *dir, const struct bn_manifest *m, unsigned mi
 		r = r < 0 ? r : bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	bn_sha256(text, tlen, h);
-	if ((r = add_sum(sums, &ns, BN_MEDIUM_LABEL, h)) < 0)
-		goto out;
-	qsort(sums, ns, sizeof *sums, cmp_sum);
-	free(text);
-	text = NULL;
-	f = open_memstream(&text, &tlen);
-	if (!f) {
-		r = bn_fail(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < ns; i++)
-		fprintf(f, "%s  %s\n", sums[i].hex, sums[i].name);
-	if (fclose(f) != 0) {
-		f = NULL;
-		r = bn_fail(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	f = NULL;
-	free(p);
-	p = bn_path_join(mdir, "SHA256SUMS");
-	r = p ? bn_write_file_atomic(p, text, tlen, 0644, err) : bn_fail(err, -ENOMEM, "out of memory");
+	r = bn_sums_write(mdir, m, err);
 	if (r == 0 && bn_fsync_dir(mdir) < 0)
 		r = bn_fail(err, -EIO, "%s: fsync failed", mdir);
 out:
@@ -262,9 +214,6 @@ out:
 	if (f)
 		fclose(f);
 	free(text);
-	for (size_t i = 0; sums && i < ns; i++)
-		free(sums[i].name);
-	free(sums);
 	free(mdir);
 	free(sig);
 	free(msig);

@@ -16,6 +16,7 @@
 #include "bundle/fsutil.h"
 #include "pool.h"
 #include "bundle/media.h"
+#include "bundle/tunables.h"
 #include "reader_internal.h"
 #include "tensor_coding.h"
 
@@ -756,9 +757,11 @@ static int list_files(const char *dir, const char *prefix, char ***names, size_t
 	return r;
 }
 
-/* With m (the writer's manifest, whose volume hashes were computed from the
- * bytes as they were written), volumes are not read back a second time. */
-static int sums_write(const char *dir, const struct bn_manifest *m, struct bn_error *err)
+/* The one SHA256SUMS writer (bundle directories and media).  With m (the
+ * writer's manifest, whose volume and parity-volume hashes were computed from
+ * the bytes as they were written), those volumes are not read back a second
+ * time. */
+int bn_sums_write(const char *dir, const struct bn_manifest *m, struct bn_error *err)
 {
 	char **names = NULL;
 	size_t n = 0, cap = 0;
@@ -783,6 +786,9 @@ static int sums_write(const char *dir, const struct bn_manifest *m, struct bn_er
 		for (size_t v = 0; m && v < m->n_volumes && !known; v++)
 			if (!strcmp(names[i], m->volumes[v].name))
 				known = &m->volumes[v];
+		for (size_t v = 0; m && m->parity && v < m->parity->n_volumes && !known; v++)
+			if (!strcmp(names[i], m->parity->volumes[v].name))
+				known = &m->parity->volumes[v];
 		if (known) {
 			memcpy(h, known->sha256, BN_SHA256_LEN);
 		} else {
@@ -824,7 +830,7 @@ out:
 
 int bn_sha256sums_write(const char *dir, struct bn_error *err)
 {
-	return sums_write(dir, NULL, err);
+	return bn_sums_write(dir, NULL, err);
 }
 
 static int write_signature(const char *dir, const char *manifest, size_t len, const char *name, const char *channel,
@@ -835,8 +841,8 @@ static int write_signature(const char *dir, const char *manifest, size_t len, co
 	bn_sha256(manifest, len, h);
 	bn_hex(h, BN_SHA256_LEN, hex);
 	bn_keyid_hex(sk->keyid, id);
-	const char *sde = getenv("SOURCE_DATE_EPOCH");
-	long long ts = sde ? strtoll(sde, NULL, 10) : (long long)time(NULL);
+	const struct bn_tunables *tu = bn_tunables();
+	long long ts = tu->has_sign_time ? (long long)tu->sign_time : (long long)time(NULL);
 	snprintf(tc, sizeof tc, "timestamp:%lld\tfile:manifest.json\tprehashed\tbundle:%s\tchannel:%s\tversion:%" PRIu64
 	         "\tsha256:%s", ts, name, channel, version, hex);
 	snprintf(uc, sizeof uc, "signature from agkit key %s", id);
@@ -871,7 +877,7 @@ int bn_bundle_write_signed(const char *dir, const char *manifest, size_t len, co
 	if (r == 0)
 		r = write_signature(dir, manifest, len, m->name, m->channel, m->version, sk, err);
 	if (r == 0)
-		r = sums_write(dir, m, err);
+		r = bn_sums_write(dir, m, err);
 	return r;
 }
 

@@ -23,6 +23,7 @@
 #include "bundle/fsutil.h"
 #include "bundle/media.h"
 #include "bundle/sha256.h"
+#include "bundle/tunables.h"
 
 #define MAGIC "AGS1"
 #define HDR 32
@@ -284,9 +285,8 @@ int bn_stream_read(int in, const char *dir, struct bn_stream_result *res, struct
 		return bn_fail(err, -errno, "%s/signatures: %s", dir, strerror(errno));
 	}
 	free(sd);
-	/* AGKIT_SKIP_SPACE_CHECK=1: the test knob of extract.c, same meaning. */
-	const char *nospace = getenv("AGKIT_SKIP_SPACE_CHECK");
-	struct rx x = {.dir = dir, .fd = -1, .space_check = !(nospace && !strcmp(nospace, "1"))};
+	/* The test knob of extract.c (AGKIT_SKIP_SPACE_CHECK=1), same meaning. */
+	struct rx x = {.dir = dir, .fd = -1, .space_check = !bn_tunables()->skip_space_check};
 	size_t cap = 4 * (HDR + NAME_MAX_LEN + BLOCK + BN_SHA256_LEN);
 	uint8_t *buf = malloc(cap);
 	size_t have = 0, pos = 0;

@@ -54,9 +54,10 @@ struct rt_backend {
 	void *priv;
 };
 
-int rt_backend_cpu_new(int n_threads, struct rt_backend **ret_b);
-/* Name of the SIMD path picked at runtime ("avx2" or "generic"). */
-const char *rt_backend_cpu_simd(void);
+/* simd: as rt_load_opts.simd. */
+int rt_backend_cpu_new(int n_threads, const char *simd, struct rt_backend **ret_b);
+/* Name of the SIMD path b runs ("avx512", "avx2" or "generic"). */
+const char *rt_backend_cpu_simd(const struct rt_backend *b);
 
 /* Per-layer weights as model.c binds them: matrices point into the
  * safetensors mapping, vectors are f32 host copies (NULL when absent). */

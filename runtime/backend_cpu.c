@@ -424,10 +424,8 @@ static bool cpu_has_f16c(void)
 }
 #endif
 
-static const struct kern *pick_kern(void)
+static const struct kern *pick_kern(const char *force)
 {
-	const char *force = getenv("AGRT_SIMD");
-
 	if (force && !strcmp(force, "generic"))
 		return &kern_generic;
 #ifdef HAVE_X86
@@ -441,17 +439,17 @@ static const struct kern *pick_kern(void)
 	return &kern_generic;
 }
 
-const char *rt_backend_cpu_simd(void)
-{
-	return pick_kern()->name;
-}
-
 struct cpu {
 	struct rt_pool *pool;
 	const struct kern *k;
 	float **scratch; /* per thread [4][scratch_k]: converted weight rows */
 	size_t scratch_k;
 };
+
+const char *rt_backend_cpu_simd(const struct rt_backend *b)
+{
+	return ((const struct cpu *)b->priv)->k->name;
+}
 
 /* ---- matmul ---- */
 
@@ -712,7 +710,7 @@ static const struct rt_backend_ops cpu_ops = {
     .attention_batch = cpu_attention_batch,
 };
 
-int rt_backend_cpu_new(int n_threads, struct rt_backend **ret_b)
+int rt_backend_cpu_new(int n_threads, const char *simd, struct rt_backend **ret_b)
 {
 	struct rt_backend *b;
 	struct cpu *c;
@@ -728,7 +726,7 @@ int rt_backend_cpu_new(int n_threads, struct rt_backend **ret_b)
 	b->ops = &cpu_ops;
 	b->priv = c;
 	b->n_threads = n_threads;
-	c->k = pick_kern();
+	c->k = pick_kern(simd);
 	r = rt_pool_new(n_threads, &c->pool);
 	if (r < 0) {
 		cpu_free(b);

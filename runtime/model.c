@@ -282,7 +282,7 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 		if (r < 0)
 			goto out;
 	} else {
-		r = rt_backend_cpu_new(nthr, &m->be);
+		r = rt_backend_cpu_new(nthr, opts ? opts->simd : NULL, &m->be);
 		if (r < 0) {
 			rt_fail(err, RT_ERR_INTERNAL, r, "cannot start %d threads: %s", nthr, strerror(-r));
 			goto out;
@@ -311,7 +311,7 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 			in->load_gbs = dst.load_ms > 0 ? dst.upload_bytes / (dst.load_ms * 1e6) : 0;
 			in->device_bytes = dst.device_bytes;
 		} else {
-			snprintf(in->backend, sizeof(in->backend), "%s/%s", m->be->ops->name, rt_backend_cpu_simd());
+			snprintf(in->backend, sizeof(in->backend), "%s/%s", m->be->ops->name, rt_backend_cpu_simd(m->be));
 			in->n_threads = m->be->n_threads;
 		}
 		for (int i = 0; i < rt_st_count(m->st); i++) {

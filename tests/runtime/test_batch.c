@@ -128,12 +128,17 @@ static void test_model(const char *dir, const char *name)
 	char what[128];
 	static const int pre[NSEQ] = {0, 12, 21, 9}; /* positions before the mixed step */
 
-	r = rt_model_load(dir, &(struct rt_load_opts){.n_threads = 2}, &m, &e);
+	r = rt_model_load(dir, &(struct rt_load_opts){.n_threads = 2, .simd = getenv("AGRT_SIMD")}, &m, &e);
 	TAP_OK(r == 0, "%s: load", name);
 	if (r < 0) {
 		printf("# %s\n", e.msg);
 		return;
 	}
+	const char *simd = getenv("AGRT_SIMD"), *be = rt_model_get_info(m)->backend;
+	if (simd && !strcmp(simd, "generic"))
+		TAP_OK(!strcmp(be, "cpu/generic"), "%s: AGRT_SIMD=generic runs the generic kernels (%s)", name, be);
+	else if (simd && !strcmp(simd, "avx2"))
+		TAP_OK(strcmp(be, "cpu/avx512") != 0, "%s: AGRT_SIMD=avx2 does not run AVX-512 (%s)", name, be);
 	V = rt_model_get_info(m)->vocab;
 	lb = malloc(sizeof(float) * V * (NSEQ + 1));
 	lr = malloc(sizeof(float) * V);
@@ -302,7 +307,7 @@ static void test_model(const char *dir, const char *name)
 		ci[1] = NULL;
 		ok &= rt_forward_batch(ss, ci, cn, NSEQ, lb, &e) == -EINVAL;
 		ci[1] = ids[1];
-		if (rt_model_load(dir, &(struct rt_load_opts){.n_threads = 1}, &m2, &e) == 0) {
+		if (rt_model_load(dir, &(struct rt_load_opts){.n_threads = 1, .simd = getenv("AGRT_SIMD")}, &m2, &e) == 0) {
 			struct rt_session *o = NULL;
 			if (rt_session_new(m2, 64, &o, &e) == 0) {
 				ss[1] = o;

@@ -1,20 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bundle/fsutil.h"
+#include "bundle/proc.h"
 #include "health.h"
+#include "health_report.h"
 #include "toolutil.h"
 
 #define REPORT_MAX (4u << 20)
@@ -161,34 +160,6 @@ static bool load_baseline(struct bn_deploy *d, double *ttft, double *tps)
 	return *tps > 0;
 }
 
-/* Appends up to cap bytes read from fd to buf (keeps the tail for stderr). */
-static void drain(int fd, char **buf, size_t *len, size_t cap, bool keep_tail, bool *eof)
-{
-	char tmp[65536];
-	ssize_t n = read(fd, tmp, sizeof tmp);
-	if (n <= 0) {
-		if (n == 0 || (errno != EINTR && errno != EAGAIN))
-			*eof = true;
-		return;
-	}
-	if (*len + (size_t)n > cap) {
-		if (!keep_tail)
-			return; /* report too large: ignored beyond the cap */
-		size_t drop = *len + (size_t)n - cap;
-		if (drop > *len)
-			drop = *len;
-		memmove(*buf, *buf + drop, *len - drop);
-		*len -= drop;
-	}
-	char *nb = realloc(*buf, *len + (size_t)n + 1);
-	if (!nb)
-		return;
-	*buf = nb;
-	memcpy(*buf + *len, tmp, (size_t)n);
-	*len += (size_t)n;
-	(*buf)[*len] = '\0';
-}
-
 /* Last non-empty line of text, trimmed, into out. */
 static void last_line(const char *text, char *out, size_t outlen)
 {
@@ -252,93 +223,36 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 	char *const argv_agserve[] = {agrun, "check",  "--model", model, "--suite",
 	                              suite, "--json", "--name",  name,  NULL};
 	char *const *argv = engine ? argv_agserve : argv_agrun;
-	int outp[2], errp[2];
-	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
-		snprintf(res->reason, sizeof res->reason, "cannot start the check: %s", strerror(errno));
+	/* Own process group, killed whole (SIGKILL) on timeout and once the
+	 * check has exited: nothing of the check outlives it.  The check must
+	 * not starve the host it guards: lower CPU and I/O priority (best-effort
+	 * class, lowest level; the idle class could starve the check itself into
+	 * its timeout on a busy host).  RLIMIT_DATA, not RLIMIT_AS: it bounds what
+	 * the check allocates (heap, anonymous and private writable maps) without
+	 * counting the read-only weight maps or the huge virtual reservations of
+	 * the CUDA libraries, which would make any address-space limit fail before
+	 * the model even loads.  No core dumps of a crashing model run into the
+	 * deployment root. */
+	struct bn_proc_opts po = {
+		.timeout_ms = c->timeout_s > INT_MAX / 1000 ? INT_MAX : c->timeout_s * 1000,
+		.rlimit_data = c->memory_limit_mb > 0 ? (uint64_t)c->memory_limit_mb << 20 : 0,
+		.no_core = true,
+		.nice = 10,
+		.ioprio_be = 7,
+		.stdout_max = REPORT_MAX,
+		.stderr_max = STDERR_KEEP,
+	};
+	struct bn_proc_result pr = {0};
+	struct bn_error pe = {0};
+	int pr_r = bn_proc_run(argv, &po, &pr, &pe);
+	if (pr_r < 0) {
+		snprintf(res->reason, sizeof res->reason, "cannot start the check: %s", strerror(-pr_r));
 		goto out;
 	}
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	pid_t pid = fork();
-	if (pid < 0) {
-		snprintf(res->reason, sizeof res->reason, "cannot start the check: %s", strerror(errno));
-		close(outp[0]), close(outp[1]), close(errp[0]), close(errp[1]);
-		goto out;
-	}
-	if (pid == 0) {
-		setpgid(0, 0);
-		dup2(outp[1], STDOUT_FILENO);
-		dup2(errp[1], STDERR_FILENO);
-		if (c->memory_limit_mb > 0) {
-			/* RLIMIT_DATA, not RLIMIT_AS: it bounds what the check allocates
-			 * (heap, anonymous and private writable maps) without counting the
-			 * read-only weight maps or the huge virtual reservations of the
-			 * CUDA libraries, which would make any address-space limit fail
-			 * before the model even loads. */
-			struct rlimit rl = {.rlim_cur = (rlim_t)c->memory_limit_mb << 20, .rlim_max = (rlim_t)c->memory_limit_mb << 20};
-			setrlimit(RLIMIT_DATA, &rl);
-		}
-		/* The check must not starve the host it guards: lower CPU and I/O
-		 * priority (best-effort class, lowest level; the idle class could
-		 * starve the check itself into its timeout on a busy host). */
-		errno = 0;
-		if (nice(10) == -1 && errno)
-			fprintf(stderr, "cannot lower the CPU priority: %s\n", strerror(errno));
-		if (syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, (2 /* IOPRIO_CLASS_BE */ << 13) | 7) < 0)
-			fprintf(stderr, "cannot lower the I/O priority: %s\n", strerror(errno));
-		/* No core dumps of a crashing model run into the deployment root. */
-		struct rlimit nocore = {0, 0};
-		setrlimit(RLIMIT_CORE, &nocore);
-		execv(agrun, argv);
-		fprintf(stderr, "cannot run %s: %s\n", agrun, strerror(errno));
-		_exit(127);
-	}
-	setpgid(pid, pid);
-	close(outp[1]);
-	close(errp[1]);
-	char *out = NULL, *errtext = NULL;
-	size_t olen = 0, elen = 0;
-	bool oeof = false, eeof = false, timed_out = false;
-	while (!oeof || !eeof) {
-		struct timespec now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		double el = (double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
-		if (el >= c->timeout_s) {
-			timed_out = true;
-			break;
-		}
-		struct pollfd pf[2] = {{.fd = oeof ? -1 : outp[0], .events = POLLIN}, {.fd = eeof ? -1 : errp[0], .events = POLLIN}};
-		int pr = poll(pf, 2, 200);
-		if (pr < 0 && errno != EINTR)
-			break;
-		if (pf[0].revents)
-			drain(outp[0], &out, &olen, REPORT_MAX, false, &oeof);
-		if (pf[1].revents)
-			drain(errp[0], &errtext, &elen, STDERR_KEEP, true, &eeof);
-	}
-	if (timed_out)
-		kill(-pid, SIGKILL);
-	int st = 0;
-	/* The child may have closed its pipes and still be running: bound the wait too. */
-	for (int i = 0;; i++) {
-		pid_t w = waitpid(pid, &st, timed_out ? 0 : WNOHANG);
-		if (w == pid)
-			break;
-		if (w < 0 && errno != EINTR)
-			break;
-		struct timespec now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((double)(now.tv_sec - t0.tv_sec) >= c->timeout_s && !timed_out) {
-			timed_out = true;
-			kill(-pid, SIGKILL);
-		}
-		if (!timed_out)
-			poll(NULL, 0, 50);
-		(void)i;
-	}
-	kill(-pid, SIGKILL); /* nothing of the check outlives it */
-	close(outp[0]);
-	close(errp[0]);
+	/* stdout beyond REPORT_MAX is dropped (the report is then malformed). */
+	const char *out = pr.out, *errtext = pr.err;
+	bool timed_out = pr.timed_out;
+	int st = pr.status;
 	char tail[300];
 	last_line(errtext, tail, sizeof tail);
 	if (timed_out) {
@@ -353,8 +267,8 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 		snprintf(res->reason, sizeof res->reason, "out of memory: %s", tail);
 	} else {
 		json_t *rep = out ? json_loads(out, 0, NULL) : NULL;
-		json_t *pass = json_object_get(rep, "pass"), *tt = json_object_get(rep, "ttft_ms"),
-		       *tps = json_object_get(rep, "decode_tok_s");
+		json_t *pass = json_object_get(rep, HR_PASS), *tt = json_object_get(rep, HR_TTFT_MS),
+		       *tps = json_object_get(rep, HR_DECODE_TOK_S);
 		if (!json_is_boolean(pass)) {
 			snprintf(res->reason, sizeof res->reason, "check failed to run (exit %d)%s%s", WEXITSTATUS(st),
 			         tail[0] ? ": " : "", tail);
@@ -365,8 +279,8 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 				res->decode_tok_s = json_number_value(tps);
 			}
 			if (!json_is_true(pass) || WEXITSTATUS(st) != 0) {
-				json_t *f = json_array_get(json_object_get(rep, "failures"), 0);
-				res->latency = json_is_true(json_object_get(rep, "latency_only"));
+				json_t *f = json_array_get(json_object_get(rep, HR_FAILURES), 0);
+				res->latency = json_is_true(json_object_get(rep, HR_LATENCY_ONLY));
 				snprintf(res->reason, sizeof res->reason, "wrong answers: %s",
 				         json_is_string(f) ? json_string_value(f) : "check reported failure");
 			} else {
@@ -393,8 +307,7 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 		}
 		json_decref(rep);
 	}
-	free(out);
-	free(errtext);
+	bn_proc_result_release(&pr);
 out:
 	free(sp);
 	free(model);

@@ -15,11 +15,10 @@
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
 #include "bundle/media.h"
-#include "bundle/oci.h"
 #include "bundle/parity.h"
 #include "bundle/trust.h"
 #include "bundle/writer.h"
-#include "debs.h"
+#include "artifact_types.h"
 #include "sources.h"
 #include "spec.h"
 #include "toolutil.h"
@@ -384,12 +383,6 @@ static int cmd_build(int argc, char **argv)
 		for (size_t i = 0; i < spec.n_artifacts && r == 0; i++) {
 			const struct spec_artifact *a = &spec.artifacts[i];
 			struct stat st;
-			if (!strcmp(a->type, "debs")) {
-				/* apt resolves "packages" only in a real build */
-				printf("%-12s %-24s ? bytes %s%s\n", a->type, a->name, a->path ? a->path : "",
-				       json_object_get(a->json, "packages") ? " + packages resolved by apt at build" : "");
-				continue;
-			}
 			if (a->path) {
 				if (stat(a->path, &st) < 0)
 					r = bn_fail(&err, -errno, "%s: %s", a->path, strerror(errno));
@@ -399,9 +392,8 @@ static int cmd_build(int argc, char **argv)
 				continue;
 			}
 			char *p = NULL;
-			const char *t = NULL;
 			json_t *src = NULL;
-			r = agpack_fetch(a, &no, "/nonexistent-dry-run", &p, &t, &src, &err);
+			r = artifact_type_find(a->type)->fetch(a, &no, "/nonexistent-dry-run", &p, &src, &err);
 			if (r == 0) {
 				/* "TYPE NAME SIZE bytes SOURCE": the size is what a build would fetch and pack. */
 				char *s = src ? json_dumps(src, JSON_COMPACT) : NULL;
@@ -463,34 +455,30 @@ static int cmd_build(int argc, char **argv)
 			r = bn_fail(&err, -EIO, "%s: cannot create staging directory", stage);
 			break;
 		}
-		const char *type = a->type;
+		const struct artifact_type *t = artifact_type_find(a->type); /* spec_load refused unknown types */
 		char *path = NULL;
 		json_t *source = NULL;
-		if (!strcmp(a->type, "debs")) {
-			r = agpack_debs(a, astage, &path, &source, &err);
-			type = "files";
-		} else if (a->path) {
+		if (t->local) {
 			path = strdup(a->path);
 			if (!path)
 				r = bn_fail(&err, -ENOMEM, "out of memory");
 		} else {
-			r = agpack_fetch(a, &no, astage, &path, &type, &source, &err);
+			r = t->fetch(a, &no, astage, &path, &source, &err);
 		}
 		uint8_t pin[BN_SHA256_LEN];
-		bool pinned = a->sha256 && !strcmp(type, "files") && strcmp(a->sha256, "unpinned") != 0 &&
+		bool pinned = a->sha256 && !strcmp(t->bundle_type, "files") && strcmp(a->sha256, "unpinned") != 0 &&
 		              bn_unhex(a->sha256, pin, BN_SHA256_LEN);
-		if (r == 0 && !strcmp(type, "oci-archive")) {
-			char *layout = NULL;
-			r = bn_oci_prepare(path, astage, &layout, &err);
+		if (r == 0 && t->pack) {
+			char *packed = NULL;
+			r = t->pack(path, astage, &packed, &err);
 			if (r == 0) {
 				free(path);
-				path = layout;
+				path = packed;
 			}
 		}
 		if (r == 0) {
-			fprintf(stderr, "agpack: packing %s '%s'\n", type, a->name);
-			r = bn_writer_add(w, a->name, type, !strcmp(type, "oci-archive") ? "oci-image-layout" : "tree", path,
-			                  pinned ? pin : NULL, source, &err);
+			fprintf(stderr, "agpack: packing %s '%s'\n", t->bundle_type, a->name);
+			r = bn_writer_add(w, a->name, t->bundle_type, t->layout, path, pinned ? pin : NULL, source, &err);
 		}
 		json_t *health = json_object_get(a->json, "health");
 		if (r == 0 && health)

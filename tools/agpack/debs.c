@@ -11,11 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bundle/fsutil.h"
 #include "bundle/sha256.h"
-#include "toolutil.h"
+#include "bundle/proc.h"
+#include "sources.h"
 
 /* the ./control member of a control.tar held in memory */
 static int control_from_tar(const void *tar, size_t tlen, const char *path, struct deb_control *ret,
@@ -200,15 +202,13 @@ static int collect_local(const char *path, struct debfile **v, size_t *n, struct
 	return r;
 }
 
-/* The last "E:" line of apt's log (or its last line), for a one-line error. */
-static void apt_reason(const char *log, char *out, size_t on)
+/* The last "E:" line of apt's output (or its last line), for a one-line error. */
+static void apt_reason(const char *text, char *out, size_t on)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	snprintf(out, on, "see its output");
-	if (bn_read_file(log, 1 << 20, &buf, &len, NULL) < 0)
+	char *buf = strdup(text ? text : ""), *best = NULL;
+	snprintf(out, on, "no output");
+	if (!buf)
 		return;
-	char *best = NULL;
 	for (char *s = buf, *save = NULL, *l; (l = strtok_r(s, "\n", &save)); s = NULL)
 		if (!strncmp(l, "E: ", 3) || !best)
 			best = l;
@@ -218,16 +218,14 @@ static void apt_reason(const char *log, char *out, size_t on)
 }
 
 /* apt-get with a private state: only the spec's sources, the stated base as
- * the installed set, downloads into dir/archives.  Returns apt's status. */
+ * the installed set, downloads into dir/archives.  Returns apt's exit
+ * status (or a negative errno), and its last error line in reason. */
 static int run_apt(const char *dir, const char *sources, const char *status, const char *arch, const char *const *pk,
-                   size_t npk, bool update, const char *log)
+                   size_t npk, bool update, char *reason, size_t rlen, struct bn_error *err)
 {
-	char o[8][4200];
-	const char *argv[64];
+	char o[6][4200];
+	const char *argv[80];
 	size_t k = 0;
-	argv[k++] = "/bin/sh";
-	argv[k++] = "-c";
-	argv[k++] = "exec \"$0\" \"$@\" 2>&1";
 	argv[k++] = "/usr/bin/apt-get";
 	snprintf(o[0], sizeof o[0], "Dir=%s/apt", dir);
 	snprintf(o[1], sizeof o[1], "Dir::Etc::sourcelist=%s", sources);
@@ -235,9 +233,8 @@ static int run_apt(const char *dir, const char *sources, const char *status, con
 	snprintf(o[3], sizeof o[3], "Dir::Cache::archives=%s/archives", dir);
 	snprintf(o[4], sizeof o[4], "APT::Architecture=%s", arch);
 	snprintf(o[5], sizeof o[5], "APT::Architectures=%s", arch);
-	static const char *fixed[] = {"Dir::Etc::sourceparts=-",  "Dir::Etc::preferencesparts=-",
-	                              "Dir::Etc::parts=-",        "Debug::NoLocking=1",
-	                              "APT::Sandbox::User=root",  "APT::Install-Recommends=0",
+	static const char *fixed[] = {"Dir::Etc::sourceparts=-", "Dir::Etc::preferencesparts=-", "Dir::Etc::parts=-",
+	                              "Debug::NoLocking=1", "APT::Sandbox::User=root", "APT::Install-Recommends=0",
 	                              "APT::Get::List-Cleanup=0", "Acquire::Languages=none"};
 	for (int i = 0; i < 6; i++)
 		argv[k++] = "-o", argv[k++] = o[i];
@@ -250,11 +247,21 @@ static int run_apt(const char *dir, const char *sources, const char *status, con
 		argv[k++] = "install";
 		argv[k++] = "--download-only";
 		argv[k++] = "-y";
-		for (size_t i = 0; i < npk && k < 62; i++)
+		for (size_t i = 0; i < npk && k < 78; i++)
 			argv[k++] = pk[i];
 	}
 	argv[k] = NULL;
-	return tool_run((char *const *)argv, log);
+	/* apt's messages: the tail of stdout and stderr (E: lines go to stderr) */
+	struct bn_proc_opts po = {.timeout_ms = 3600 * 1000, .cancellable = true, .stdout_max = 64 << 10,
+	                          .stderr_max = 64 << 10};
+	struct bn_proc_result pr = {0};
+	int r = bn_proc_run((char *const *)argv, &po, &pr, err);
+	if (r < 0)
+		return r;
+	apt_reason(pr.err && pr.err[0] ? pr.err : pr.out, reason, rlen);
+	r = pr.timed_out ? -ETIMEDOUT : WIFEXITED(pr.status) ? WEXITSTATUS(pr.status) : 128 + WTERMSIG(pr.status);
+	bn_proc_result_release(&pr);
+	return r;
 }
 
 static int mkdirs(const char *base, const char *const *rel, size_t n, struct bn_error *err)
@@ -300,9 +307,8 @@ static int resolve_apt(const struct spec_artifact *a, const char *stage, struct 
 	char *src = sources[0] == '/' ? strdup(sources) : bn_path_join(a->dir, sources);
 	char *st = status ? (status[0] == '/' ? strdup(status) : bn_path_join(a->dir, status)) : NULL;
 	char *dir = bn_path_join(stage, "apt-work"), *empty = bn_path_join(stage, "apt-work/empty-status");
-	char *log = bn_path_join(stage, "apt-work/apt.log");
 	int r = 0;
-	if (!src || (status && !st) || !dir || !empty || !log) {
+	if (!src || (status && !st) || !dir || !empty) {
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -328,15 +334,21 @@ static int resolve_apt(const struct spec_artifact *a, const char *stage, struct 
 		goto out;
 	}
 #endif
-	int rc = run_apt(dir, src, st ? st : empty, machine_arch, NULL, 0, true, log);
+	int rc = run_apt(dir, src, st ? st : empty, machine_arch, NULL, 0, true, reason, sizeof reason, err);
+	if (rc < 0) {
+		r = rc;
+		goto out;
+	}
 	if (rc != 0) {
-		apt_reason(log, reason, sizeof reason);
 		r = bn_fail(err, -EIO, "apt-get update with %s failed (exit %d): %s", src, rc, reason);
 		goto out;
 	}
-	rc = run_apt(dir, src, st ? st : empty, machine_arch, names, np, false, log);
+	rc = run_apt(dir, src, st ? st : empty, machine_arch, names, np, false, reason, sizeof reason, err);
+	if (rc < 0) {
+		r = rc;
+		goto out;
+	}
 	if (rc != 0) {
-		apt_reason(log, reason, sizeof reason);
 		r = bn_fail(err, -ENOENT, "apt cannot resolve the packages (exit %d): %s", rc, reason);
 		goto out;
 	}
@@ -348,7 +360,6 @@ out:
 	free(st);
 	free(dir);
 	free(empty);
-	free(log);
 	return r;
 }
 
@@ -362,14 +373,20 @@ int agpack_debs(const struct spec_artifact *a, const char *stage, char **ret_pat
 	json_t *pkgs = NULL, *src = NULL;
 	int r = 0;
 
-	if (!a->path && !json_object_get(a->json, "packages"))
+	const char *lp = json_string_value(json_object_get(a->json, "path"));
+	char *local = lp ? (lp[0] == '/' ? strdup(lp) : bn_path_join(a->dir, lp)) : NULL;
+	if (lp && !local)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	if (!lp && !json_object_get(a->json, "packages"))
 		return bn_fail(err, -EINVAL, "debs needs \"path\" (.deb files) and/or \"packages\"");
-	if (a->path && (r = collect_local(a->path, &v, &n, err)) < 0)
+	r = local ? collect_local(local, &v, &n, err) : 0;
+	free(local);
+	if (r < 0)
 		goto out;
 	if (json_object_get(a->json, "packages") && (r = resolve_apt(a, stage, &v, &n, err)) < 0)
 		goto out;
 	if (n == 0) {
-		r = bn_fail(err, -ENOENT, "%s: no .deb files", a->path ? a->path : "packages");
+		r = bn_fail(err, -ENOENT, "%s: no .deb files", lp ? lp : "packages");
 		goto out;
 	}
 	out = bn_path_join(stage, "repo");
@@ -447,4 +464,17 @@ out:
 	free(index);
 	json_decref(pkgs);
 	return r;
+}
+
+int agpack_fetch_debs(const struct spec_artifact *a, const struct net_opts *o, const char *stage, char **ret_path,
+                      json_t **ret_source, struct bn_error *err)
+{
+	if (o && o->dry_run) {
+		/* apt resolves "packages" only in a real build */
+		json_t *p = json_object_get(a->json, "path"), *k = json_object_get(a->json, "packages");
+		*ret_path = NULL;
+		*ret_source = json_pack("{s:s, s:O?, s:O?}", "type", "debs", "path", p, "packages", k);
+		return *ret_source ? 0 : bn_fail(err, -ENOMEM, "out of memory");
+	}
+	return agpack_debs(a, stage, ret_path, ret_source, err);
 }

@@ -44,3 +44,9 @@ int deb_read_control(const char *path, struct deb_control *ret, struct bn_error 
  * architecture, file and SHA-256). */
 int agpack_debs(const struct spec_artifact *a, const char *stage, char **ret_path, json_t **ret_source,
                 struct bn_error *err) BN_WUR;
+
+struct net_opts;
+/* The same as artifact_types.c's fetch function of "debs": in a dry run it
+ * lists what the artifact names without running apt or reading files. */
+int agpack_fetch_debs(const struct spec_artifact *a, const struct net_opts *o, const char *stage, char **ret_path,
+                      json_t **ret_source, struct bn_error *err) BN_WUR;

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 /*
- * Network artifact types (image, url, hf-model): fetched into a staging
- * directory, then packed like local ones.  Implemented by sources_net.c when
- * agpack is built with libcurl, by sources_none.c otherwise.
+ * Network artifact types (image, url, hf-model, python): fetched into a staging
+ * directory, then packed like local ones.  Implemented by sources_net.c,
+ * built when agpack has libcurl; artifact_types.c names them in its table
+ * (and stands in for them when it has not).
  */
 #include <stdbool.h>
 
@@ -23,8 +24,12 @@ struct net_opts {
 
 extern const bool agpack_have_network;
 
-/* Fetches artifact a into stage (an empty directory).  On success *ret_path is
- * the local path to pack, *ret_type the bundle artifact type ("files" or
- * "oci-archive") and *ret_source the provenance (may be NULL). */
-int agpack_fetch(const struct spec_artifact *a, const struct net_opts *o, const char *stage, char **ret_path,
-                 const char **ret_type, json_t **ret_source, struct bn_error *err) BN_WUR;
+/* The fetch functions of artifact_types.c's rows (see struct artifact_type). */
+int agpack_fetch_image(const struct spec_artifact *a, const struct net_opts *o, const char *stage, char **ret_path,
+                       json_t **ret_source, struct bn_error *err) BN_WUR;
+int agpack_fetch_url(const struct spec_artifact *a, const struct net_opts *o, const char *stage, char **ret_path,
+                     json_t **ret_source, struct bn_error *err) BN_WUR;
+int agpack_fetch_hf_model(const struct spec_artifact *a, const struct net_opts *o, const char *stage,
+                          char **ret_path, json_t **ret_source, struct bn_error *err) BN_WUR;
+int agpack_fetch_python(const struct spec_artifact *a, const struct net_opts *o, const char *stage, char **ret_path,
+                        json_t **ret_source, struct bn_error *err) BN_WUR;

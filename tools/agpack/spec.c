@@ -5,13 +5,13 @@
 
 #include "bundle/fsutil.h"
 #include "bundle/manifest.h"
+#include "artifact_types.h"
 #include "spec.h"
 
 void spec_release(struct spec *s)
 {
 	for (size_t i = 0; i < s->n_artifacts; i++) {
 		free(s->artifacts[i].path);
-		free(s->artifacts[i].requirements);
 	}
 	free(s->artifacts);
 	free(s->dir);
@@ -71,32 +71,20 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 		for (size_t j = 0; j < i; j++)
 			if (!strcmp(s.artifacts[j].name, sa->name))
 				SPECERR("%s: artifact name '%s' is used twice", path, sa->name);
-		if (!strcmp(sa->type, "files") || !strcmp(sa->type, "oci-archive")) {
+		const struct artifact_type *t = artifact_type_find(sa->type);
+		if (!t)
+			SPECERR("%s: artifact '%s' has unknown type '%s' (%s)", path, sa->name, sa->type,
+			        artifact_type_names());
+		if (t->local) {
 			const char *p = json_string_value(json_object_get(a, "path"));
 			if (!p || !*p)
 				SPECERR("%s: artifact '%s' needs a \"path\"", path, sa->name);
 			sa->path = p[0] == '/' ? strdup(p) : bn_path_join(s.dir, p);
 			if (!sa->path)
 				do { r = bn_fail(err, -ENOMEM, "out of memory"); goto fail; } while (0);
-			if (sa->sha256 && !strcmp(sa->type, "oci-archive"))
-				SPECERR("%s: artifact '%s': \"sha256\" pins apply to files artifacts", path, sa->name);
-		} else if (!strcmp(sa->type, "debs")) {
-			/* local .debs (optional: "packages" may name them instead) */
-			const char *p = json_string_value(json_object_get(a, "path"));
-			if (p && !(sa->path = p[0] == '/' ? strdup(p) : bn_path_join(s.dir, p)))
-				SPECERR("out of memory");
-		} else if (!strcmp(sa->type, "python")) {
-			/* the requirements file, resolved against the spec's directory */
-			const char *p = json_string_value(json_object_get(a, "requirements"));
-			if (!p)
-				SPECERR("%s: artifact '%s' needs \"requirements\"", path, sa->name);
-			sa->requirements = p[0] == '/' ? strdup(p) : bn_path_join(s.dir, p);
-			if (!sa->requirements)
-				SPECERR("out of memory");
-		} else if (strcmp(sa->type, "image") && strcmp(sa->type, "url") && strcmp(sa->type, "hf-model")) {
-			SPECERR("%s: artifact '%s' has unknown type '%s' (files, oci-archive, image, url, hf-model, python, debs)",
-			        path, sa->name, sa->type);
 		}
+		if (sa->sha256 && !t->pin)
+			SPECERR("%s: artifact '%s': \"sha256\" pins apply to files artifacts", path, sa->name);
 		if (sa->sha256 && strcmp(sa->sha256, "unpinned") != 0) {
 			uint8_t tmp[32];
 			if (strlen(sa->sha256) != 64 || !bn_unhex(sa->sha256, tmp, 32))

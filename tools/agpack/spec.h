@@ -13,7 +13,6 @@ struct spec_artifact {
 	const char *type;   /* files | oci-archive | image | url | hf-model | python | debs */
 	const char *name;
 	char *path;         /* local types: resolved against the spec's directory */
-	char *requirements; /* python: the requirements file, resolved likewise */
 	const char *dir;    /* the spec's directory (spec->dir), for other relative paths */
 	const char *sha256; /* optional pin (files) or required digest (url) */
 	json_t *json;       /* the artifact's object, borrowed from spec->root */

@@ -359,7 +359,8 @@ int main(int argc, char **argv)
 		n_gpu = rt_cuda_device_count(why, sizeof(why));
 		backend = n_gpu > 0 ? RT_BACKEND_CUDA : RT_BACKEND_CPU;
 	}
-	r = rt_model_load(dir, &(struct rt_load_opts){.n_threads = threads, .backend = backend}, &m, &e);
+	r = rt_model_load(dir, &(struct rt_load_opts){.n_threads = threads, .backend = backend, .simd = getenv("AGRT_SIMD")},
+	                  &m, &e);
 	if (r < 0) {
 		ret = fail(&e);
 		goto out;

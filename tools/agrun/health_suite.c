@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "agrt/agrt.h"
+#include "../common/health_report.h" /* header only: agrun links no tool library */
 #include "health_compare.h"
 #include "health_suite.h"
 
@@ -89,7 +90,7 @@ static int load(const char *dir, struct loaded *l)
 	struct rt_error e = {0};
 	char tp[PATH_MAX];
 	snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
-	struct rt_load_opts lo = {.backend = pick_backend()};
+	struct rt_load_opts lo = {.backend = pick_backend(), .simd = getenv("AGRT_SIMD")};
 	if (rt_model_load(dir, &lo, &l->m, &e) < 0 || rt_tokenizer_load(tp, &l->t, &e) < 0) {
 		fprintf(stderr, "agrun: %s\n", e.msg);
 		return e.code > 0 && e.code <= 5 ? e.code : 1;
@@ -599,9 +600,9 @@ static int cmd_check(int argc, char **argv)
 		}
 		if (i == 0 && r == 0)
 			r = measure(s, ids, n, ctx, slow, &ttft, &tps, &e);
-		json_array_append_new(rep_prompts, json_pack("{s:s, s:b, s:b, s:f, s:f}", "name", name, "pass",
-		                                             tok_ok && bad_step < 0, "tokenizer_ok", tok_ok, "max_margin",
-		                                             max_margin, "max_kl", max_kl));
+		json_array_append_new(rep_prompts, json_pack("{s:s, s:b, s:b, s:f, s:f}", HR_PROMPT_NAME, name, HR_PROMPT_PASS,
+		                                             tok_ok && bad_step < 0, HR_PROMPT_TOKENIZER_OK, tok_ok,
+		                                             HR_PROMPT_MAX_MARGIN, max_margin, HR_PROMPT_MAX_KL, max_kl));
 		health_prompt_free(&hp);
 	}
 	rt_session_free(s);
@@ -630,10 +631,9 @@ static int cmd_check(int argc, char **argv)
 	size_t n_fail_before_latency = n_correctness;
 	bool pass = json_array_size(failures) == 0;
 	bool latency_only = !pass && n_fail_before_latency == 0;
-	json_t *rep = json_pack("{s:b, s:b, s:o, s:f, s:f, s:s, s:o}", "pass", pass, "latency_only", latency_only,
-	                        "failures", failures, "ttft_ms",
-	                        ttft < 1e30 ? ttft : 0.0, "decode_tok_s", tps, "device", device, "prompts",
-	                        rep_prompts);
+	json_t *rep = json_pack("{s:b, s:b, s:o, s:f, s:f, s:s, s:o}", HR_PASS, pass, HR_LATENCY_ONLY, latency_only,
+	                        HR_FAILURES, failures, HR_TTFT_MS, ttft < 1e30 ? ttft : 0.0, HR_DECODE_TOK_S, tps,
+	                        HR_DEVICE, device, HR_PROMPTS, rep_prompts);
 	json_decref(suite);
 	if (json_out) {
 		char *t = json_dumps(rep, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
@@ -643,7 +643,7 @@ static int cmd_check(int argc, char **argv)
 		printf("%s (ttft %.1f ms, decode %.1f tok/s)\n", pass ? "PASS" : "FAIL", ttft < 1e30 ? ttft : 0.0, tps);
 		size_t k;
 		json_t *f;
-		json_array_foreach(json_object_get(rep, "failures"), k, f) printf("  %s\n", json_string_value(f));
+		json_array_foreach(json_object_get(rep, HR_FAILURES), k, f) printf("  %s\n", json_string_value(f));
 	}
 	json_decref(rep);
 	return pass ? 0 : 1;

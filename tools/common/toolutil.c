@@ -16,6 +16,8 @@
 #include <sodium.h>
 
 #include "bundle/fsutil.h"
+#include "bundle/proc.h"
+#include "bundle/tunables.h"
 #include "toolutil.h"
 
 volatile sig_atomic_t tool_interrupted;
@@ -65,6 +67,17 @@ int tool_init(void)
 		return -1;
 	}
 	json_set_alloc_funcs(json_alloc, free);
+	/* libbundle reads no environment: the tools pass these in. */
+	const char *nospace = getenv("AGKIT_SKIP_SPACE_CHECK"), *sde = getenv("SOURCE_DATE_EPOCH"),
+	           *repair = getenv("AGKIT_REPAIR_DIR");
+	if (!repair || !*repair)
+		repair = getenv("TMPDIR");
+	bn_set_tunables(&(struct bn_tunables){
+		.skip_space_check = nospace && !strcmp(nospace, "1"),
+		.has_sign_time = sde != NULL,
+		.sign_time = sde ? strtoll(sde, NULL, 10) : 0,
+		.repair_dir = repair, /* the environment outlives the tool's work */
+	});
 	if (agkit_fault_arm)
 		agkit_fault_arm();
 	return 0;
@@ -315,21 +328,14 @@ void tool_find_program_error(const char *name, char *out, size_t outlen)
 
 int tool_run(char *const argv[], const char *out_path)
 {
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		if (out_path) {
-			int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-			if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
-				_exit(127);
-		}
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	int st = 0;
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return -errno;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	/* No timeout (a recording takes as long as the model needs); the run
+	 * stops with the tool on SIGINT/SIGTERM (tool_interrupted, through
+	 * bn_cancelled()), and its whole process group ends with it. */
+	struct bn_proc_opts o = {.stdout_path = out_path, .cancellable = true};
+	struct bn_proc_result res = {0};
+	int r = bn_proc_run(argv, &o, &res, NULL);
+	if (r < 0)
+		return r;
+	bn_proc_result_release(&res);
+	return WIFEXITED(res.status) ? WEXITSTATUS(res.status) : 128 + WTERMSIG(res.status);
 }

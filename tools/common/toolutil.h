@@ -41,8 +41,11 @@ int tool_load_seckey(const char *path, struct bn_seckey *ret, struct bn_error *e
 char *tool_find_program(const char *name);
 /* A one-line reason for tool_find_program's NULL (uses errno). */
 void tool_find_program_error(const char *name, char *out, size_t outlen);
-/* Runs argv[0] (a path) with stdout to out_path (or inherited when NULL);
- * returns its exit status, or -errno.  Used for short helper runs. */
+/* Runs argv[0] (a path, never looked up in PATH) with stdout to out_path
+ * (or inherited when NULL) through bn_proc_run(): its own process group,
+ * killed whole when it exits or when the tool is interrupted.  Returns its
+ * exit status (128 + signal), or -errno (-EINTR when interrupted).  Used for
+ * helper runs such as agpack's health recording. */
 int tool_run(char *const argv[], const char *out_path);
 
 /* Progress on stderr when it is a terminal; otherwise silent. */

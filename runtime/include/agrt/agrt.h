@@ -74,8 +74,10 @@ struct rt_model_info {
 };
 
 struct rt_load_opts {
-	int n_threads; /* 0: all online CPUs */
-	int backend;   /* enum rt_backend_kind */
+	int n_threads;    /* 0: all online CPUs */
+	int backend;      /* enum rt_backend_kind */
+	const char *simd; /* CPU kernels: NULL (or anything else) the best this CPU has, "generic", or "avx2"
+	                   * (not AVX-512); the library reads no environment: agrun and agserve pass $AGRT_SIMD */
 };
 
 /* Number of usable CUDA devices; 0 when there is none (no GPU, or the CUDA

@@ -20,34 +20,6 @@
 
 #include "fetch_internal.h"
 
-int fo_mkdirs(const char *path, struct bn_error *err)
-{
-	char *p = strdup(path);
-	if (!p)
-		return bn_fail(err, -ENOMEM, "out of memory");
-	for (char *s = p + 1;; s++) {
-		if (*s == '/' || !*s) {
-			char save = *s;
-			*s = 0;
-			if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-				int e = errno;
-				int r = bn_fail(err, -e, "%s: %s", p, strerror(e));
-				free(p);
-				return r;
-			}
-			*s = save;
-			if (!save)
-				break;
-		}
-	}
-	struct stat st;
-	int r = 0;
-	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
-		r = bn_fail(err, -ENOTDIR, "%s: not a directory", path);
-	free(p);
-	return r;
-}
-
 int fc_prepare(const struct fh_ctx *c, struct bn_error *err)
 {
 	const char *sub[] = {"blobs/sha256", "blobs/gitsha1", "tmp"};
@@ -410,16 +382,7 @@ int fo_stage_dir(const char *out, char **ret_tmp, struct bn_error *err)
 	struct stat st;
 	if (lstat(out, &st) == 0)
 		return bn_fail(err, -EEXIST, "%s: already exists", out);
-	char *t = fs_printf("%s.agtmp-XXXXXX", out);
-	if (!t)
-		return bn_fail(err, -ENOMEM, "out of memory");
-	if (!mkdtemp(t)) {
-		int e = errno;
-		free(t);
-		return bn_fail(err, -e, "%s: cannot create a staging directory next to it: %s", out, strerror(e));
-	}
-	*ret_tmp = t;
-	return 0;
+	return bn_mktemp_sibling(out, ret_tmp, err);
 }
 
 int fo_publish(const char *tmp, const char *out, struct bn_error *err)

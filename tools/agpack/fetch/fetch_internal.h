@@ -4,13 +4,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
 
 #include "bundle/error.h"
-#include "bundle/fsutil.h" /* bn_rm_rf for temporary trees */
+#include "bundle/fsutil.h" /* bn_rm_rf, bn_mkdir_p, bn_mktemp_sibling */
 #include "bundle/sha256.h"
 #include "fetch.h"
 
@@ -119,11 +120,16 @@ int fc_fetch(struct fh_ctx *c, const struct fh_req *q, const struct fh_expect *e
 int fc_materialise(const struct fh_ctx *c, const char *algo, const char *hex, const char *dst, struct bn_error *err) BN_WUR;
 
 /* ---- output staging (fetch_cache.c) ---- */
-/* Creates "<out>.agtmp-XXXXXX" next to out (out must not exist). */
+/* Creates "<out>.agtmp-XXXXXX" next to out (bn_mktemp_sibling), refusing an out that exists. */
 int fo_stage_dir(const char *out, char **ret_tmp, struct bn_error *err) BN_WUR;
 /* Renames tmp to out without replacing anything. */
 int fo_publish(const char *tmp, const char *out, struct bn_error *err) BN_WUR;
-int fo_mkdirs(const char *path, struct bn_error *err) BN_WUR;
+/* bn_mkdir_p (mode 0755) with a message naming path. */
+static inline int fo_mkdirs(const char *path, struct bn_error *err)
+{
+	int r = bn_mkdir_p(path, 0755);
+	return r < 0 ? bn_fail(err, r, "%s: %s", path, strerror(-r)) : 0;
+}
 int fo_write_file(const char *path, const void *buf, size_t len, struct bn_error *err) BN_WUR;
 
 /* ---- small helpers ---- */
