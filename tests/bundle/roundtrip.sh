@@ -66,5 +66,5 @@ expect_exit 2 "no arguments is a usage error" "$AGIMPORT"
 expect_exit 2 "verify without --pubkey is a usage error" "$AGIMPORT" verify b1
 expect_exit 2 "bad --volume-size is a usage error" "$AGPACK" build s1.json --key k.key --out x --volume-size 12Q
 expect_exit 2 "unknown artifact type is a usage error" sh -c 'echo "{\"name\":\"x\",\"version\":1,\"artifacts\":[{\"type\":\"nope\",\"name\":\"a\"}]}" > bad.json && "$AGPACK" build bad.json --key k.key --out x'
-last_output | grep -q "unknown type 'nope' (files, oci-archive, image, url, hf-model)" && ok "the refusal names the type and the known ones" || not_ok "the refusal names the type and the known ones"
+last_output | grep -q "unknown type 'nope' (files, oci-archive, image, url, hf-model, python, debs)" && ok "the refusal names the type and the known ones" || not_ok "the refusal names the type and the known ones"
 done_testing

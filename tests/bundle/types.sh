@@ -10,7 +10,7 @@ build() { "$AGPACK" build s.json --key /nonexistent.key --out out --dry-run; }
 
 art '{"type":"nope","name":"a","path":"tree"}'
 expect_exit 2 "an unknown type is refused" build
-last_output | grep -q "unknown type 'nope' (files, oci-archive, image, url, hf-model)" && ok "by name, with the known types" || not_ok "by name, with the known types"
+last_output | grep -q "unknown type 'nope' (files, oci-archive, image, url, hf-model, python, debs)" && ok "by name, with the known types" || not_ok "by name, with the known types"
 art '{"name":"a","path":"tree"}'
 expect_exit 2 "an artifact without a type is refused" build
 art '{"type":"files","name":"a"}'
