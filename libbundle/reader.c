@@ -302,9 +302,7 @@ int bn_chunk_reader_init(struct bn_chunk_reader *cr, struct bn_bundle *b, struct
 	cr->b = b;
 	cr->fd = -1;
 	cr->vol = (size_t)-1;
-	cr->buf = malloc(ZSTD_compressBound(b->m->chunk_size));
-	if (!cr->buf)
-		return bn_fail(err, -ENOMEM, "out of memory");
+	(void)err;
 	return 0;
 }
 
@@ -312,7 +310,6 @@ void bn_chunk_reader_release(struct bn_chunk_reader *cr)
 {
 	if (cr->fd >= 0)
 		close(cr->fd);
-	free(cr->buf);
 	memset(cr, 0, sizeof *cr);
 	cr->fd = -1;
 }
@@ -381,29 +378,6 @@ int bn_chunk_check(const struct bn_bundle *b, size_t ci, const uint8_t *buf, str
 		               c->coding == BN_CODING_ZSTD ? "zstd frame" : "byte-group stream table", c->usize);
 	}
 	return 0;
-}
-
-static int chunk_read_once(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
-{
-	int r = bn_chunk_fetch(cr, ci, cr->buf, err);
-	if (r == 0)
-		r = bn_chunk_check(cr->b, ci, cr->buf, err);
-	return r;
-}
-
-int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
-{
-	int r = chunk_read_once(cr, ci, err);
-	if (r == 0 || r == -ENOMEM)
-		return r;
-	/* With parity, a volume that fails a check or a read is rebuilt (and
-	 * verified whole) and the chunk read again from the rebuilt copy. */
-	size_t v = cr->b->m->chunks[ci].volume;
-	int q = bn_layout_rebuild(cr->b, v, err);
-	if (q <= 0)
-		return q < 0 ? q : r;
-	bn_chunk_reader_reopen(cr);
-	return chunk_read_once(cr, ci, err);
 }
 
 /* ---- the chunk pipeline shared by verify and extract ------------------ */

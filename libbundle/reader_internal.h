@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
-/* Internal to libbundle: sequential, hash-checked chunk reading. */
+/* Internal to libbundle: hash-checked chunk reading and the chunk pipeline. */
 #include <zstd.h>
 
 #include "bundle/bundle.h"
@@ -9,7 +9,6 @@ struct bn_chunk_reader {
 	struct bn_bundle *b;
 	int fd;                 /* open volume */
 	size_t vol;             /* its index, or (size_t)-1 */
-	uint8_t *buf;           /* holds one stored chunk after bn_chunk_read() */
 };
 
 /* Closes the open volume: the next read opens it again (after a rebuild). */
@@ -19,14 +18,11 @@ int bn_check_files(struct bn_bundle *b, struct bn_error *err);
 void bn_describe_chunk(const struct bn_bundle *b, size_t ci, char *out, size_t outlen);
 int bn_chunk_reader_init(struct bn_chunk_reader *cr, struct bn_bundle *b, struct bn_error *err);
 void bn_chunk_reader_release(struct bn_chunk_reader *cr);
-/* Reads chunk ci into cr->buf and checks its stored sha256 (the one hash
- * pass over stored bytes: chunks tile their volume, docs/FORMAT.md section 5). */
-int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err);
 
-/* The split of bn_chunk_read() that lets chunks be checked in parallel:
- * fetch (on one thread) reads the stored bytes into buf; check (any thread)
- * compares the stored bytes' sha256 and the coding's headers, decoding
- * nothing. */
+/* Fetch (on one thread) reads chunk ci's stored bytes into buf; check (any
+ * thread) compares their sha256 and the coding's headers, decoding nothing.
+ * That is the one hash pass over stored bytes: chunks tile their volume
+ * (docs/FORMAT.md section 5), so no whole-volume hash follows. */
 int bn_chunk_fetch(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, struct bn_error *err);
 int bn_chunk_check(const struct bn_bundle *b, size_t ci, const uint8_t *buf, struct bn_error *err);
 /* The one chunk decoder of every extraction path (verify-and-extract,
