@@ -130,13 +130,26 @@ int bn_xprogress_write(const struct bn_bundle *b, int dfd, const char *name, con
 
 /* ---- the tree -------------------------------------------------------- */
 
-int bn_xtree_prepare(const struct bn_xtree *t, struct bn_error *err)
+/* On resume: an existing entry must be of its type (and is kept). */
+static int mkdir_resume(int dfd, const char *path, bool resuming)
+{
+	if (mkdirat(dfd, path, 0700) == 0)
+		return 0;
+	struct stat st;
+	if (errno != EEXIST || !resuming)
+		return -errno;
+	return fstatat(dfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) ? 0 : -EEXIST;
+}
+
+int bn_xtree_prepare(const struct bn_xtree *t, bool resuming, struct bn_error *err)
 {
 	const struct bn_manifest *m = t->b->m;
+	int fl = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (resuming ? 0 : O_EXCL);
 	for (size_t i = 0; i < m->n_artifacts; i++) {
 		const struct bn_artifact *a = &m->artifacts[i];
-		if (mkdirat(t->fd, a->name, 0700) < 0)
-			return bn_fail(err, -errno, "%s/%s: %s", t->label, a->name, strerror(errno));
+		int q = mkdir_resume(t->fd, a->name, resuming);
+		if (q < 0)
+			return bn_fail(err, q, "%s/%s: %s", t->label, a->name, strerror(-q));
 		int rfd = openat(t->fd, a->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (rfd < 0)
 			return bn_fail(err, -errno, "%s/%s: %s", t->label, a->name, strerror(errno));
@@ -145,12 +158,18 @@ int bn_xtree_prepare(const struct bn_xtree *t, struct bn_error *err)
 			int r = 0;
 			const char *what = "cannot create";
 			if (e->type == BN_ENTRY_DIR) {
-				if (mkdirat(rfd, e->path, 0700) < 0)
-					r = -errno;
+				r = mkdir_resume(rfd, e->path, resuming);
 			} else if (e->type == BN_ENTRY_FILE) {
-				/* At full size from the start: unwritten ranges are holes. */
-				int fd = openat(rfd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-				if (fd < 0 || ftruncate(fd, (off_t)e->size) < 0)
+				/* At full size from the start: unwritten ranges are holes.
+				 * (A file kept on resume keeps its bytes; the resumed
+				 * tree is hashed whole at the end.) */
+				int fd = openat(rfd, e->path, fl, 0600);
+				struct stat st;
+				if (fd < 0 || fstat(fd, &st) < 0)
+					r = -errno;
+				else if (!S_ISREG(st.st_mode))
+					r = -EEXIST;
+				else if ((uint64_t)st.st_size != e->size && ftruncate(fd, (off_t)e->size) < 0)
 					r = -errno;
 				if (fd >= 0)
 					close(fd);
@@ -531,14 +550,14 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 		}
 	}
 	struct bn_xtree t = {.b = b, .fd = tfd, .label = tmp};
-	if (!resuming) {
-		r = bn_xtree_prepare(&t, err);
-		/* The first record: from here on the prepared tree is resumable. */
-		if (r == 0 && o->work_dir && (r = bn_xprogress_write(b, tfd, PROGRESS_FILE, bits)) < 0)
-			r = bn_fail(err, r, "%s: cannot record progress: %s", tmp, strerror(-r));
-		if (r < 0)
-			goto out;
-	}
+	/* Resuming, the tree is completed where it lacks entries (a killed
+	 * earlier release made files only as it reached them). */
+	r = bn_xtree_prepare(&t, resuming, err);
+	/* The first record: from here on the prepared tree is resumable. */
+	if (r == 0 && o->work_dir && !resuming && (r = bn_xprogress_write(b, tfd, PROGRESS_FILE, bits)) < 0)
+		r = bn_fail(err, r, "%s: cannot record progress: %s", tmp, strerror(-r));
+	if (r < 0)
+		goto out;
 	for (size_t i = 0; i < b->m->n_chunks; i++)
 		o->resumed_chunks += bit(bits, i);
 	struct bn_xfill f = {.bits = bits,

@@ -35,8 +35,9 @@ int bn_xprogress_read(const struct bn_bundle *b, int dfd, const char *name, uint
 int bn_xprogress_write(const struct bn_bundle *b, int dfd, const char *name, const uint8_t *bits);
 
 /* Creates every artifact directory, directory and file (O_EXCL, cut to its
- * size, mode 0600) below t->fd. */
-int bn_xtree_prepare(const struct bn_xtree *t, struct bn_error *err);
+ * size, mode 0600) below t->fd.  resuming: entries that exist are kept if
+ * they are of their type (files are cut or extended to their size). */
+int bn_xtree_prepare(const struct bn_xtree *t, bool resuming, struct bn_error *err);
 
 struct bn_xfill {
 	uint8_t *bits;              /* in/out: chunks in place */

@@ -122,7 +122,7 @@ int bn_media_stage(struct bn_bundle *b, const char *work, struct bn_media_stage_
 		goto out;
 	}
 	struct bn_xtree t = {.b = b, .fd = s.treefd, .label = tree};
-	if (!found && ((r = bn_xtree_prepare(&t, err)) < 0 || (r = write_progress(&s, err)) < 0))
+	if (!found && ((r = bn_xtree_prepare(&t, false, err)) < 0 || (r = write_progress(&s, err)) < 0))
 		goto out;
 	/* Checkpoint per volume: a crash costs at most one volume. */
 	struct bn_xfill f = {.bits = s.bits, .pfd = s.wfd, .pname = PROGRESS, .per_volume = true, .fault = "media:volume"};

@@ -289,6 +289,42 @@ static void test_resume_tampered(struct bn_bundle *b, const char *bdir)
 	TAP_OK(access(out, F_OK) != 0 && access(work, F_OK) != 0, "and neither target nor work dir is left");
 }
 
+/* A work dir left by an earlier release: its record says "<sha256> 0 1" and
+ * only the first chunk's file exists, holding that chunk's bytes (that
+ * release made files as it reached them); the rest is made on resume. */
+static void test_resume_legacy(struct bn_bundle *b, const char *bdir)
+{
+	char out[512], work[512], p[700], in[700], hex[BN_SHA256_HEX], rec[128];
+	snprintf(out, sizeof out, "%s/outl", W);
+	snprintf(work, sizeof work, "%s/workl", W);
+	const struct bn_artifact *a = &b->m->artifacts[0];
+	ssize_t fi = bn_artifact_file_at(a, 0);
+	const struct bn_chunk *c = &b->m->chunks[0];
+	if (fi < 0 || a->entries[fi].size < c->usize)
+		die("unexpected layout of the test bundle");
+	snprintf(p, sizeof p, "%s/data", work);
+	if (bn_mkdir_p(p, 0700) < 0)
+		die("mkdir");
+	snprintf(in, sizeof in, "%s/in/%s", W, a->entries[fi].path);
+	snprintf(p, sizeof p, "%s/data/%s", work, a->entries[fi].path);
+	char *x = NULL;
+	size_t lx = 0;
+	if (bn_read_file(in, 64u << 20, &x, &lx, NULL) < 0)
+		die(in);
+	write_file(p, x, c->usize);
+	free(x);
+	bn_hex(b->manifest_sha256, BN_SHA256_LEN, hex);
+	int l = snprintf(rec, sizeof rec, "%s 0 1\n", hex);
+	snprintf(p, sizeof p, "%s/.agkit-progress", work);
+	write_file(p, rec, (size_t)l);
+	struct bn_error err = {0};
+	size_t resumed = 0;
+	int r = extract(bdir, out, 2, work, &resumed, &err);
+	TAP_OK(r == 0 && resumed == 1, "a work dir of the earlier format resumes after its 1 chunk (%zu)%s%s", resumed,
+	       r ? ": " : "", r ? err.msg : "");
+	TAP_OK(r == 0 && tree_diff(b, out) == 0, "and the tree is the input");
+}
+
 static void test_corrupt_chunk(struct bn_bundle *b, const char *bdir)
 {
 	char cmd[2400], t[512], out[512], work[512];
@@ -408,6 +444,7 @@ int main(void)
 	test_crash_each_chunk(b, bdir, 1);
 	test_crash_each_chunk(b, bdir, 3);
 	test_resume_tampered(b, bdir);
+	test_resume_legacy(b, bdir);
 	test_corrupt_chunk(b, bdir);
 	test_record_formats(b);
 	bn_bundle_free(b);
