@@ -40,16 +40,16 @@ int bn_xprogress_write(const struct bn_bundle *b, int dfd, const char *name, con
 int bn_xtree_prepare(const struct bn_xtree *t, bool resuming, struct bn_error *err);
 
 struct bn_xfill {
-	uint8_t *bits;              /* in/out: chunks in place */
-	int pfd;                    /* directory of the progress record, or -1: none */
+	uint8_t *bits; /* in/out: chunks in place */
+	int pfd;       /* directory of the progress record, or -1: none */
 	const char *pname;
-	uint64_t checkpoint_bytes;  /* record after this many new bytes; 0: never */
-	bool per_volume;            /* record also after each volume's last missing chunk */
-	const char *fault;          /* bn_fault_point() after each record */
+	uint64_t checkpoint_bytes; /* record after this many new bytes; 0: never */
+	bool per_volume;           /* record also after each volume's last missing chunk */
+	const char *fault;         /* bn_fault_point() after each record */
 	volatile sig_atomic_t *cancel;
 	bn_progress_fn progress;
 	void *userdata;
-	size_t placed;              /* out: chunks placed by this call */
+	size_t placed; /* out: chunks placed by this call */
 };
 /* Places every chunk not yet in f->bits (and on this medium) into the tree:
  * read in order, checked, decoded, hashed and written on b->threads workers;

@@ -335,8 +335,8 @@ static void test_corrupt_chunk(struct bn_bundle *b, const char *bdir)
 	size_t ci = b->m->n_chunks / 2;
 	const struct bn_chunk *c = &b->m->chunks[ci];
 	snprintf(cmd, sizeof cmd,
-	         "rm -rf %s && cp -a %s %s && printf '\\377' | dd of=%s/%s bs=1 seek=%llu conv=notrunc status=none", t, bdir,
-	         t, t, b->m->volumes[c->volume].name, (unsigned long long)(c->voffset + c->csize / 2));
+	         "rm -rf %s && cp -a %s %s && printf '\\377' | dd of=%s/%s bs=1 seek=%llu conv=notrunc status=none", t,
+	         bdir, t, t, b->m->volumes[c->volume].name, (unsigned long long)(c->voffset + c->csize / 2));
 	if (sh(cmd) != 0)
 		die("cannot corrupt a copy");
 	char want[64];
@@ -366,7 +366,7 @@ static void test_record_formats(struct bn_bundle *b)
 		bits[i / 8] |= (uint8_t)(1u << (i % 8));
 	TAP_OK(bn_xprogress_read(b, dfd, "p", back) == 0, "no record: 0");
 	TAP_OK(bn_xprogress_write(b, dfd, "p", bits) == 0 && bn_xprogress_read(b, dfd, "p", back) == 1 &&
-	               memcmp(bits, back, nb) == 0,
+	           memcmp(bits, back, nb) == 0,
 	       "a written record reads back the same bits");
 	/* extract.c's record before the one record. */
 	bn_hex(b->manifest_sha256, BN_SHA256_LEN, hex);
