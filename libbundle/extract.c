@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Safe, atomic extraction.  Everything is written below a fresh temporary
- * directory (mode 0700, created by us) through paths that bn_manifest_parse()
- * has already proven relative and normalised; files are created with
- * O_CREAT|O_EXCL|O_NOFOLLOW, and symlinks are created last, so no write can
- * follow a link.  The directory is renamed into place only when every byte has
- * matched the signed hashes.
+ * The one resumable extractor (extract_internal.h).  Everything is written
+ * below a directory created by us (mode 0700) through paths that
+ * bn_manifest_parse() has already proven relative and normalised; files are
+ * created with O_CREAT|O_EXCL|O_NOFOLLOW, and symlinks are created last, so
+ * no write can follow a link.  Chunks are placed at their files' offsets by
+ * the worker that decoded and hashed them; one bit per chunk, recorded only
+ * after the data it describes is durable, lets a killed run resume.
+ * bn_bundle_extract() renames its directory into place only when every chunk
+ * has matched the signed hashes; bn_media_stage() (stage.c) fills the same
+ * kind of tree one medium at a time.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,28 +21,168 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <zstd.h>
-
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
 #include "bundle/media.h"
+#include "extract_internal.h"
 #include "reader_internal.h"
 
 #define HOLE_BLOCK 65536
-#define WRITEBACK_STEP (8u << 20)
+#define KICK_MIN (1u << 20)
 
-struct xstate {
-	struct bn_bundle *b;
-	const char *tmp;
-	int rootfd;            /* artifact root inside tmp */
-	size_t art;
-	size_t entry;          /* current file entry index */
-	int fd;                /* open output file or -1 */
-	uint64_t pos;          /* bytes written to the current file */
-	uint64_t kicked;       /* bytes of it handed to writeback */
-	struct bn_sha256 *fsha;
-	uint8_t *ubuf;         /* resume: re-hashing a partial file */
-};
+#define XP_MAGIC "agkit-progress 2 "
+#define XP_MEDIA_MAGIC "agkit-media-progress 1 " /* stage.c before the one record */
+
+static bool bit(const uint8_t *bits, size_t i) { return bits[i / 8] >> (i % 8) & 1; }
+static void set_bit(uint8_t *bits, size_t i) { bits[i / 8] |= (uint8_t)(1u << (i % 8)); }
+
+/* ---- the progress record --------------------------------------------- */
+
+int bn_xprogress_read(const struct bn_bundle *b, int dfd, const char *name, uint8_t *bits)
+{
+	size_t nb = BN_XPROGRESS_BITS(b), ml = strlen(XP_MEDIA_MAGIC), max = ml + 64 + 1 + nb;
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+		close(fd);
+		return -EBADMSG;
+	}
+	char *buf = malloc(max + 1), hex[BN_SHA256_HEX];
+	if (!buf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	size_t len = (size_t)st.st_size;
+	int r = bn_pread_all(fd, buf, len, 0);
+	close(fd);
+	buf[len] = '\0';
+	bn_hex(b->manifest_sha256, BN_SHA256_LEN, hex);
+	const char *magic = !strncmp(buf, XP_MAGIC, strlen(XP_MAGIC))         ? XP_MAGIC
+	                    : !strncmp(buf, XP_MEDIA_MAGIC, strlen(XP_MEDIA_MAGIC)) ? XP_MEDIA_MAGIC
+	                                                                          : NULL;
+	if (r < 0) {
+		/* unreadable */
+	} else if (magic) {
+		size_t hl = strlen(magic) + 64 + 1;
+		if (len != hl + nb || buf[hl - 1] != '\n')
+			r = -EBADMSG;
+		else if (memcmp(buf + strlen(magic), hex, 64) != 0)
+			r = -ESTALE;
+		else {
+			memcpy(bits, buf + hl, nb);
+			r = 1;
+		}
+	} else {
+		/* extract.c before the one record: "<sha256> <artifact> <next chunk>\n",
+		 * every chunk before next in place. */
+		char h2[BN_SHA256_HEX];
+		size_t art = 0, next = 0;
+		if (sscanf(buf, "%64s %zu %zu", h2, &art, &next) != 3 || art >= b->m->n_artifacts ||
+		    next > b->m->n_chunks)
+			r = -EBADMSG;
+		else if (strcmp(h2, hex) != 0)
+			r = -ESTALE;
+		else {
+			memset(bits, 0, nb);
+			for (size_t i = 0; i < next; i++)
+				set_bit(bits, i);
+			r = 1;
+		}
+	}
+	free(buf);
+	return r;
+}
+
+int bn_xprogress_write(const struct bn_bundle *b, int dfd, const char *name, const uint8_t *bits)
+{
+	/* The chunks the record claims must be durable before it says so. */
+	if (syncfs(dfd) < 0)
+		return -errno;
+	size_t nb = BN_XPROGRESS_BITS(b), ml = strlen(XP_MAGIC), hl = ml + 64 + 1;
+	char *buf = malloc(hl + nb), tmp[256];
+	if (!buf)
+		return -ENOMEM;
+	char hex[BN_SHA256_HEX];
+	bn_hex(b->manifest_sha256, BN_SHA256_LEN, hex);
+	memcpy(buf, XP_MAGIC, ml);
+	memcpy(buf + ml, hex, 64);
+	buf[hl - 1] = '\n';
+	memcpy(buf + hl, bits, nb);
+	snprintf(tmp, sizeof tmp, "%s.tmp", name);
+	int r = 0, fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		r = -errno;
+	if (r == 0)
+		r = bn_write_all(fd, buf, hl + nb);
+	if (r == 0 && fsync(fd) < 0)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (r == 0 && renameat(dfd, tmp, dfd, name) < 0)
+		r = -errno;
+	if (r == 0 && fsync(dfd) < 0)
+		r = -errno;
+	free(buf);
+	return r;
+}
+
+/* ---- the tree -------------------------------------------------------- */
+
+/* On resume: an existing entry must be of its type (and is kept). */
+static int mkdir_resume(int dfd, const char *path, bool resuming)
+{
+	if (mkdirat(dfd, path, 0700) == 0)
+		return 0;
+	struct stat st;
+	if (errno != EEXIST || !resuming)
+		return -errno;
+	return fstatat(dfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) ? 0 : -EEXIST;
+}
+
+int bn_xtree_prepare(const struct bn_xtree *t, bool resuming, struct bn_error *err)
+{
+	const struct bn_manifest *m = t->b->m;
+	int fl = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (resuming ? 0 : O_EXCL);
+	for (size_t i = 0; i < m->n_artifacts; i++) {
+		const struct bn_artifact *a = &m->artifacts[i];
+		int q = mkdir_resume(t->fd, a->name, resuming);
+		if (q < 0)
+			return bn_fail(err, q, "%s/%s: %s", t->label, a->name, strerror(-q));
+		int rfd = openat(t->fd, a->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (rfd < 0)
+			return bn_fail(err, -errno, "%s/%s: %s", t->label, a->name, strerror(errno));
+		for (size_t j = 0; j < a->n_entries; j++) {
+			const struct bn_entry *e = &a->entries[j];
+			int r = 0;
+			const char *what = "cannot create";
+			if (e->type == BN_ENTRY_DIR) {
+				r = mkdir_resume(rfd, e->path, resuming);
+			} else if (e->type == BN_ENTRY_FILE) {
+				/* At full size from the start: unwritten ranges are holes.
+				 * (A file kept on resume keeps its bytes; the resumed
+				 * tree is hashed whole at the end.) */
+				int fd = openat(rfd, e->path, fl, 0600);
+				struct stat st;
+				if (fd < 0 || fstat(fd, &st) < 0)
+					r = -errno;
+				else if (!S_ISREG(st.st_mode))
+					r = -EEXIST;
+				else if ((uint64_t)st.st_size != e->size && ftruncate(fd, (off_t)e->size) < 0)
+					r = -errno;
+				if (fd >= 0)
+					close(fd);
+			}
+			if (r < 0) {
+				close(rfd);
+				return bn_fail(err, r, "%s/%s/%s: %s: %s", t->label, a->name, e->path, what, strerror(-r));
+			}
+		}
+		close(rfd);
+	}
+	return 0;
+}
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -46,145 +190,264 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
-/* Writes data at pos, leaving holes where whole blocks are zero. */
-static int write_sparse(int fd, const uint8_t *p, size_t n, uint64_t pos)
+struct fill_ctx {
+	const struct bn_xtree *t;
+	struct bn_xfill *f;
+	int *rootfd; /* per artifact */
+	uint64_t done, total, since;
+	bool dirty;  /* placed since the last record */
+};
+
+/* Worker: writes decoded chunk ci at its files' offsets.  Files are
+ * prepared at full size and zero, so all-zero blocks stay holes. */
+static int place_chunk(void *ud, size_t ci, const uint8_t *p, size_t n_all, struct bn_error *err)
 {
-	while (n > 0) {
-		size_t l = n < HOLE_BLOCK ? n : HOLE_BLOCK;
-		if (!(l == HOLE_BLOCK && all_zero(p, l))) {
-			int r = bn_pwrite_all(fd, p, l, pos);
-			if (r < 0)
-				return r;
+	struct fill_ctx *fc = ud;
+	const struct bn_xtree *t = fc->t;
+	const struct bn_manifest *m = t->b->m;
+	const struct bn_chunk *c = &m->chunks[ci];
+	const struct bn_artifact *a = &m->artifacts[c->artifact];
+	uint64_t soff = c->soffset, left = n_all;
+	ssize_t fi = bn_artifact_file_at(a, soff);
+	int rfd = fc->rootfd[c->artifact];
+	while (left > 0) {
+		if (fi < 0 || (size_t)fi >= a->n_entries)
+			return bn_fail(err, -EBADMSG, "%s: chunk %zu: artifact '%s' has more data than files", t->b->dir, ci,
+			               a->name);
+		const struct bn_entry *e = &a->entries[fi];
+		if (e->type != BN_ENTRY_FILE || soff >= e->offset + e->size) {
+			fi++;
+			continue;
 		}
-		p += l;
-		pos += l;
-		n -= l;
+		uint64_t in = soff - e->offset, n = e->offset + e->size - soff;
+		if (n > left)
+			n = left;
+		int fd = -1, r = 0;
+		for (uint64_t k = 0; k < n && r == 0; k += HOLE_BLOCK) {
+			size_t l = n - k < HOLE_BLOCK ? (size_t)(n - k) : HOLE_BLOCK;
+			if (all_zero(p + k, l))
+				continue;
+			if (fd < 0 && (fd = openat(rfd, e->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+				r = -errno;
+			else
+				r = bn_pwrite_all(fd, p + k, l, in + k);
+		}
+		/* Start writeback early (no waiting): the final sync then finds
+		 * little left, and disk time overlaps decoding. */
+		if (r == 0 && fd >= 0 && n >= KICK_MIN)
+			sync_file_range(fd, (off64_t)in, (off64_t)n, SYNC_FILE_RANGE_WRITE);
+		if (fd >= 0)
+			close(fd);
+		if (r < 0)
+			return bn_fail(err, r, "%s/%s/%s: write failed: %s", t->label, a->name, e->path, strerror(-r));
+		p += n;
+		soff += n;
+		left -= n;
+		fi++;
 	}
 	return 0;
 }
 
-static int close_file(struct xstate *x, struct bn_error *err)
+/* True when no chunk after ci in its volume is still missing. */
+static bool volume_rest_done(const struct bn_manifest *m, const uint8_t *bits, size_t ci)
 {
-	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
-	const struct bn_entry *e = &a->entries[x->entry];
-	uint8_t h[BN_SHA256_LEN];
-	bn_sha256_final(x->fsha, h);
-	int r = 0;
-	/* Modes are normalised whatever the manifest says (finding 3 of issue 13). */
-	if (ftruncate(x->fd, (off_t)e->size) < 0 || fchmod(x->fd, bn_entry_mode(e->mode, false)) < 0 ||
-	    fsync(x->fd) < 0)
-		r = -errno;
-	if (close(x->fd) < 0 && r == 0)
-		r = -errno;
-	x->fd = -1;
+	for (size_t k = ci + 1; k < m->n_chunks && m->chunks[k].volume == m->chunks[ci].volume; k++)
+		if (!bit(bits, k))
+			return false;
+	return true;
+}
+
+static int record(struct fill_ctx *fc, bool checkpoint, struct bn_error *err)
+{
+	struct bn_xfill *f = fc->f;
+	int r = bn_xprogress_write(fc->t->b, f->pfd, f->pname, f->bits);
 	if (r < 0)
-		return bn_fail(err, r, "%s/%s/%s: %s", x->tmp, a->name, e->path, strerror(-r));
-	if (memcmp(h, e->sha256, BN_SHA256_LEN) != 0)
-		return bn_fail(err, -EBADMSG, "%s: artifact '%s', file '%s': sha256 does not match the signed manifest",
-		               x->b->dir, a->name, e->path);
+		return bn_fail(err, r, "%s: cannot record progress: %s", fc->t->label, strerror(-r));
+	fc->since = 0;
+	fc->dirty = false;
+	if (checkpoint && f->fault)
+		bn_fault_point(f->fault);
 	return 0;
 }
 
-/* Opens the next file entry (creating any empty files on the way). */
-static int open_next_file(struct xstate *x, struct bn_error *err)
+/* Main thread, in chunk order, after the chunk is placed. */
+static int fill_sink(void *ud, size_t ci, const uint8_t *data, size_t n, struct bn_error *err)
 {
-	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
-	for (; x->entry < a->n_entries; x->entry++) {
-		const struct bn_entry *e = &a->entries[x->entry];
-		if (e->type != BN_ENTRY_FILE)
-			continue;
-		x->fd = openat(x->rootfd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (x->fd < 0)
-			return bn_fail(err, -errno, "%s/%s/%s: cannot create: %s", x->tmp, a->name, e->path, strerror(errno));
-		x->pos = 0;
-		x->kicked = 0;
-		bn_sha256_reset(x->fsha);
-		if (e->size > 0)
-			return 0;
-		int r = close_file(x, err);
+	(void)data;
+	struct fill_ctx *fc = ud;
+	struct bn_xfill *f = fc->f;
+	set_bit(f->bits, ci);
+	f->placed++;
+	fc->dirty = true;
+	fc->done += n;
+	fc->since += n;
+	if (f->progress)
+		f->progress(f->userdata, fc->done, fc->total);
+	if (f->pfd >= 0 && ((f->checkpoint_bytes && fc->since >= f->checkpoint_bytes) ||
+	                    (f->per_volume && volume_rest_done(fc->t->b->m, f->bits, ci)))) {
+		int r = record(fc, true, err);
 		if (r < 0)
 			return r;
 	}
+	if (f->cancel && *f->cancel)
+		return bn_fail(err, -EINTR, "interrupted");
 	return 0;
 }
 
-/* Distributes one decoded chunk over the artifact's files, in order. */
-static int consume(struct xstate *x, const uint8_t *p, size_t n, struct bn_error *err)
+int bn_xtree_fill(const struct bn_xtree *t, struct bn_xfill *f, struct bn_error *err)
 {
-	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
-	while (n > 0) {
-		if (x->fd < 0) {
-			int r = open_next_file(x, err);
-			if (r < 0)
-				return r;
-			if (x->fd < 0)
-				return bn_fail(err, -EBADMSG, "%s: artifact '%s' has more data than files", x->b->dir, a->name);
+	struct bn_bundle *b = t->b;
+	const struct bn_manifest *m = b->m;
+	struct fill_ctx fc = {.t = t, .f = f};
+	struct bn_chunk_reader cr;
+	struct bn_rpipe *pipe = NULL;
+	f->placed = 0;
+	fc.rootfd = malloc((m->n_artifacts ? m->n_artifacts : 1) * sizeof *fc.rootfd);
+	if (!fc.rootfd)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	size_t opened = 0;
+	int r = 0;
+	for (; opened < m->n_artifacts; opened++) {
+		const char *name = m->artifacts[opened].name;
+		fc.rootfd[opened] = openat(t->fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fc.rootfd[opened] < 0) {
+			r = bn_fail(err, -errno, "%s/%s: %s", t->label, name, strerror(errno));
+			break;
 		}
-		const struct bn_entry *e = &a->entries[x->entry];
-		uint64_t left = e->size - x->pos;
-		size_t l = n < left ? n : (size_t)left;
-		bn_sha256_update(x->fsha, p, l);
-		int r = write_sparse(x->fd, p, l, x->pos);
+	}
+	for (size_t i = 0; i < m->n_chunks; i++) {
+		fc.total += m->chunks[i].usize;
+		if (bit(f->bits, i))
+			fc.done += m->chunks[i].usize;
+	}
+	bool cr_init = false;
+	if (r == 0) {
+		r = bn_chunk_reader_init(&cr, b, err);
+		cr_init = true;
+	}
+	if (r == 0)
+		r = bn_rpipe_new(b, true, &pipe, err);
+	if (r == 0) {
+		bn_rpipe_set_place(pipe, place_chunk, &fc, f->bits);
+		if (f->cancel && *f->cancel)
+			r = bn_fail(err, -EINTR, "interrupted");
+	}
+	if (r == 0)
+		r = bn_rpipe_run(pipe, &cr, 0, m->n_chunks, fill_sink, &fc, err);
+	/* The workers are idle now (bn_rpipe_run waits for them). */
+	if (r == 0 && f->pfd >= 0 && fc.dirty)
+		r = record(&fc, false, err);
+	bn_rpipe_free(pipe);
+	if (cr_init)
+		bn_chunk_reader_release(&cr);
+	for (size_t i = 0; i < opened; i++)
+		close(fc.rootfd[i]);
+	free(fc.rootfd);
+	return r;
+}
+
+static int rehash_file(const struct bn_xtree *t, int fd, const struct bn_artifact *a, const struct bn_entry *e,
+                       uint8_t *buf, struct bn_sha256 *sha, struct bn_error *err)
+{
+	bn_sha256_reset(sha);
+	for (uint64_t off = 0; off < e->size;) {
+		size_t l = e->size - off < (1u << 20) ? (size_t)(e->size - off) : (1u << 20);
+		if (bn_cancelled())
+			return bn_fail(err, -EINTR, "interrupted");
+		int r = bn_pread_all(fd, buf, l, off);
 		if (r < 0)
-			return bn_fail(err, r, "%s/%s/%s: write failed: %s", x->tmp, a->name, e->path, strerror(-r));
-		x->pos += l;
-		/* Start writeback early (no waiting): the fsync at the file's end
-		 * then finds little left, and disk time overlaps decoding. */
-		if (x->pos - x->kicked >= WRITEBACK_STEP) {
-			sync_file_range(x->fd, (off64_t)x->kicked, (off64_t)(x->pos - x->kicked), SYNC_FILE_RANGE_WRITE);
-			x->kicked = x->pos;
-		}
-		p += l;
-		n -= l;
-		if (x->pos == e->size) {
-			r = close_file(x, err);
-			if (r < 0)
-				return r;
-			x->entry++;
-		}
+			return bn_fail(err, r, "%s/%s/%s: %s", t->label, a->name, e->path, strerror(-r));
+		bn_sha256_update(sha, buf, l);
+		off += l;
 	}
+	uint8_t h[BN_SHA256_LEN];
+	bn_sha256_final(sha, h);
+	if (memcmp(h, e->sha256, BN_SHA256_LEN) != 0)
+		return bn_fail(err, -EBADMSG, "%s/%s/%s: sha256 does not match the signed manifest", t->label, a->name,
+		               e->path);
 	return 0;
 }
 
-static int make_dirs(struct xstate *x, bool resuming, struct bn_error *err)
+/* A symlink made by an earlier, killed finish is fine when it is the same. */
+static int make_symlink(int rfd, const struct bn_entry *e)
 {
-	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
-	for (size_t i = 0; i < a->n_entries; i++) {
-		const struct bn_entry *e = &a->entries[i];
-		if (e->type == BN_ENTRY_DIR && mkdirat(x->rootfd, e->path, 0700) < 0 && !(resuming && errno == EEXIST))
-			return bn_fail(err, -errno, "%s/%s/%s: cannot create directory: %s", x->tmp, a->name, e->path,
-			               strerror(errno));
-	}
-	return 0;
+	if (symlinkat(e->target, rfd, e->path) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -errno;
+	char have[4097];
+	ssize_t n = readlinkat(rfd, e->path, have, sizeof have - 1);
+	if (n < 0)
+		return errno == EINVAL ? -EEXIST : -errno;
+	have[n] = '\0';
+	return strcmp(have, e->target) == 0 ? 0 : -EEXIST;
 }
 
-static int finish_tree(struct xstate *x, struct bn_error *err)
+int bn_xtree_finish(const struct bn_xtree *t, bool rehash, struct bn_error *err)
 {
-	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
-	for (size_t i = 0; i < a->n_entries; i++) {
-		const struct bn_entry *e = &a->entries[i];
-		if (e->type == BN_ENTRY_SYMLINK && symlinkat(e->target, x->rootfd, e->path) < 0)
-			return bn_fail(err, -errno, "%s/%s/%s: cannot create symlink: %s", x->tmp, a->name, e->path,
-			               strerror(errno));
-	}
-	/* Directories last and deepest first, so read-only modes do not block. */
-	for (size_t i = a->n_entries; i-- > 0;) {
-		const struct bn_entry *e = &a->entries[i];
-		if (e->type != BN_ENTRY_DIR)
-			continue;
-		int dfd = openat(x->rootfd, e->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (dfd < 0 || fsync(dfd) < 0 || fchmod(dfd, bn_entry_mode(e->mode, true)) < 0) {
-			int r = -errno;
+	const struct bn_manifest *m = t->b->m;
+	uint8_t *buf = rehash ? malloc(1u << 20) : NULL;
+	struct bn_sha256 *sha = rehash ? bn_sha256_new() : NULL;
+	int r = rehash && (!buf || !sha) ? bn_fail(err, -ENOMEM, "out of memory") : 0;
+	for (size_t i = 0; r == 0 && i < m->n_artifacts; i++) {
+		const struct bn_artifact *a = &m->artifacts[i];
+		int rfd = openat(t->fd, a->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (rfd < 0) {
+			r = bn_fail(err, -errno, "%s/%s: %s", t->label, a->name, strerror(errno));
+			break;
+		}
+		/* Modes are normalised whatever the manifest says (finding 3 of issue 13). */
+		for (size_t j = 0; r == 0 && j < a->n_entries; j++) {
+			const struct bn_entry *e = &a->entries[j];
+			if (e->type != BN_ENTRY_FILE)
+				continue;
+			int fd = openat(rfd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			struct stat st;
+			if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != e->size) {
+				int q = fd < 0 ? -errno : -EIO;
+				r = bn_fail(err, q, "%s/%s/%s: %s", t->label, a->name, e->path,
+				            q == -EIO ? "not the prepared file" : strerror(-q));
+			}
+			if (r == 0 && rehash)
+				r = rehash_file(t, fd, a, e, buf, sha, err);
+			if (r == 0 && fchmod(fd, bn_entry_mode(e->mode, false)) < 0)
+				r = bn_fail(err, -errno, "%s/%s/%s: %s", t->label, a->name, e->path, strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			if (r == 0 && bn_cancelled())
+				r = bn_fail(err, -EINTR, "interrupted");
+		}
+		for (size_t j = 0; r == 0 && j < a->n_entries; j++) {
+			const struct bn_entry *e = &a->entries[j];
+			int q = e->type == BN_ENTRY_SYMLINK ? make_symlink(rfd, e) : 0;
+			if (q < 0)
+				r = bn_fail(err, q, "%s/%s/%s: cannot create symlink: %s", t->label, a->name, e->path,
+				            strerror(-q));
+		}
+		/* Directories last and deepest first, so read-only modes do not block. */
+		for (size_t j = a->n_entries; r == 0 && j-- > 0;) {
+			const struct bn_entry *e = &a->entries[j];
+			if (e->type != BN_ENTRY_DIR)
+				continue;
+			int dfd = openat(rfd, e->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (dfd < 0 || fchmod(dfd, bn_entry_mode(e->mode, true)) < 0)
+				r = bn_fail(err, -errno, "%s/%s/%s: %s", t->label, a->name, e->path, strerror(errno));
 			if (dfd >= 0)
 				close(dfd);
-			return bn_fail(err, r, "%s/%s/%s: %s", x->tmp, a->name, e->path, strerror(-r));
 		}
-		close(dfd);
+		if (r == 0 && fchmod(rfd, 0755) < 0)
+			r = bn_fail(err, -errno, "%s/%s: %s", t->label, a->name, strerror(errno));
+		close(rfd);
 	}
-	if (fchmod(x->rootfd, 0755) < 0 || fsync(x->rootfd) < 0)
-		return bn_fail(err, -errno, "%s/%s: %s", x->tmp, a->name, strerror(errno));
-	return 0;
+	/* One sync for the whole tree: every file's data and every entry. */
+	if (r == 0 && (fchmod(t->fd, 0755) < 0 || syncfs(t->fd) < 0 || fsync(t->fd) < 0))
+		r = bn_fail(err, -errno, "%s: %s", t->label, strerror(errno));
+	free(buf);
+	bn_sha256_free(sha);
+	return r;
 }
+
+/* ---- bn_bundle_extract ----------------------------------------------- */
 
 static int check_space(struct bn_bundle *b, const char *parent, struct bn_error *err)
 {
@@ -219,137 +482,6 @@ void bn_fault_point(const char *name)
 #define PROGRESS_FILE ".agkit-progress"
 #define CHECKPOINT_BYTES (64ull << 20)
 
-/* Progress record: "<manifest sha256> <artifact> <next chunk>\n". */
-static int write_progress(struct xstate *x, int tfd, size_t art, size_t next_chunk)
-{
-	/* Everything written so far must be durable before the record says so. */
-	if (x->fd >= 0 && fdatasync(x->fd) < 0)
-		return -errno;
-	if (syncfs(tfd) < 0)
-		return -errno;
-	char hex[BN_SHA256_HEX], buf[128];
-	bn_hex(x->b->manifest_sha256, BN_SHA256_LEN, hex);
-	int n = snprintf(buf, sizeof buf, "%s %zu %zu\n", hex, art, next_chunk);
-	int fd = openat(tfd, PROGRESS_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	int r = bn_write_all(fd, buf, (size_t)n);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	if (r == 0 && renameat(tfd, PROGRESS_FILE ".tmp", tfd, PROGRESS_FILE) < 0)
-		r = -errno;
-	if (r == 0 && fsync(tfd) < 0)
-		r = -errno;
-	return r;
-}
-
-/* Reads a progress record for this bundle; false when absent or for another bundle. */
-static bool read_progress(struct bn_bundle *b, int tfd, size_t *ret_art, size_t *ret_chunk)
-{
-	int fd = openat(tfd, PROGRESS_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	char buf[160] = {0};
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	char hex[BN_SHA256_HEX], want[BN_SHA256_HEX];
-	size_t art = 0, chunk = 0;
-	bn_hex(b->manifest_sha256, BN_SHA256_LEN, want);
-	if (n <= 0 || sscanf(buf, "%64s %zu %zu", hex, &art, &chunk) != 3 || strcmp(hex, want) != 0)
-		return false;
-	if (art >= b->m->n_artifacts)
-		return false;
-	const struct bn_artifact *a = &b->m->artifacts[art];
-	if (chunk < a->chunk_first || chunk > a->chunk_first + a->n_chunks)
-		return false;
-	*ret_art = art;
-	*ret_chunk = chunk;
-	return true;
-}
-
-/* Positions x inside artifact x->art at stream offset soff: files ending at or
- * before soff are complete; a file straddling soff is reopened, cut back to
- * soff and its prefix re-hashed. */
-static int resume_position(struct xstate *x, uint64_t soff, struct bn_error *err)
-{
-	const struct bn_artifact *a = &x->b->m->artifacts[x->art];
-	x->entry = 0;
-	while (x->entry < a->n_entries) {
-		const struct bn_entry *e = &a->entries[x->entry];
-		if (e->type == BN_ENTRY_FILE && (e->offset >= soff || e->offset + e->size > soff))
-			break;
-		x->entry++;
-	}
-	/* The killed run may have got past its last checkpoint: files after the
-	 * resume point, and symlinks (made at the artifact's end), can exist
-	 * already.  They are made again, so they go now. */
-	for (size_t k = 0; k < a->n_entries; k++) {
-		const struct bn_entry *f = &a->entries[k];
-		bool later = f->type == BN_ENTRY_FILE && k >= x->entry && f->offset >= soff;
-		if ((later || f->type == BN_ENTRY_SYMLINK) && unlinkat(x->rootfd, f->path, 0) < 0 && errno != ENOENT)
-			return bn_fail(err, -errno, "%s/%s/%s: cannot resume: %s", x->tmp, a->name, f->path, strerror(errno));
-	}
-	if (x->entry == a->n_entries)
-		return 0;
-	const struct bn_entry *e = &a->entries[x->entry];
-	if (e->offset >= soff)
-		return 0; /* made again from here */
-	uint64_t have = soff - e->offset;
-	x->fd = openat(x->rootfd, e->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-	if (x->fd < 0)
-		return bn_fail(err, -errno, "%s/%s/%s: cannot resume: %s", x->tmp, a->name, e->path, strerror(errno));
-	struct stat st;
-	if (fstat(x->fd, &st) < 0 || (uint64_t)st.st_size < have || ftruncate(x->fd, (off_t)have) < 0)
-		return bn_fail(err, -EIO, "%s/%s/%s: cannot resume (partial file shorter than recorded)", x->tmp, a->name,
-		               e->path);
-	bn_sha256_reset(x->fsha);
-	uint64_t pos = 0;
-	while (pos < have) {
-		size_t l = have - pos < x->b->m->chunk_size ? (size_t)(have - pos) : x->b->m->chunk_size;
-		int r = bn_pread_all(x->fd, x->ubuf, l, pos);
-		if (r < 0)
-			return bn_fail(err, r, "%s/%s/%s: cannot resume: %s", x->tmp, a->name, e->path, strerror(-r));
-		bn_sha256_update(x->fsha, x->ubuf, l);
-		pos += l;
-	}
-	x->pos = have;
-	x->kicked = have;
-	return 0;
-}
-
-struct sink_ctx {
-	struct xstate *x;
-	struct bn_extract_opts *o;
-	int tfd;
-	uint64_t done, total, since_checkpoint, checkpoint_bytes;
-};
-
-/* Receives each decoded, hash-verified chunk in order (main thread): writes
- * it to its files, reports progress, checkpoints. */
-static int extract_sink(void *ud, size_t ci, const uint8_t *data, size_t n, struct bn_error *err)
-{
-	struct sink_ctx *sc = ud;
-	struct xstate *x = sc->x;
-	int r = consume(x, data, n, err);
-	if (r < 0)
-		return r;
-	sc->done += n;
-	sc->since_checkpoint += n;
-	if (sc->o->progress)
-		sc->o->progress(sc->o->userdata, sc->done, sc->total);
-	if (sc->o->work_dir && sc->since_checkpoint >= sc->checkpoint_bytes) {
-		r = write_progress(x, sc->tfd, x->art, ci + 1);
-		if (r < 0)
-			return bn_fail(err, r, "%s: cannot record progress: %s", x->tmp, strerror(-r));
-		sc->since_checkpoint = 0;
-		bn_fault_point("extract:checkpoint");
-	}
-	if (sc->o->cancel && *sc->o->cancel)
-		return bn_fail(err, -EINTR, "interrupted");
-	return 0;
-}
-
 int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract_opts *o, struct bn_error *err)
 {
 	struct bn_extract_opts none = {0};
@@ -361,12 +493,8 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 	if (target_exists && !(o->replace && o->work_dir && S_ISDIR(st.st_mode)))
 		return bn_fail(err, -EEXIST, "%s: already exists; extract needs a new path", target);
 	char *parent = bn_dirname(target), *tmp = NULL;
-	struct xstate x = {.b = b, .rootfd = -1, .fd = -1};
-	struct bn_chunk_reader cr = {.fd = -1};
-	struct bn_rpipe *pipe = NULL;
-	bool cr_init = false, keep_tmp = false;
+	uint8_t *bits = NULL;
 	int r = 0, tfd = -1;
-	size_t start_art = 0, start_chunk = 0;
 	bool resuming = false;
 	if (!parent)
 		return bn_fail(err, -ENOMEM, "out of memory");
@@ -375,9 +503,8 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 		r = bn_layout_require_complete(b, err); /* not from a single medium */
 	if (r < 0)
 		goto out;
-	x.fsha = bn_sha256_new();
-	x.ubuf = malloc(b->m->chunk_size);
-	if (!x.fsha || !x.ubuf) {
+	bits = calloc(BN_XPROGRESS_BITS(b) + 1, 1);
+	if (!bits) {
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -387,13 +514,15 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 			r = bn_fail(err, -ENOMEM, "out of memory");
 			goto out;
 		}
+		/* A record of another bundle, or an unreadable one: start over. */
 		tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (tfd >= 0 && read_progress(b, tfd, &start_art, &start_chunk)) {
+		if (tfd >= 0 && bn_xprogress_read(b, tfd, PROGRESS_FILE, bits) == 1) {
 			resuming = true;
 		} else {
 			if (tfd >= 0)
 				close(tfd);
 			tfd = -1;
+			memset(bits, 0, BN_XPROGRESS_BITS(b));
 			bn_rm_rf(tmp);
 		}
 	}
@@ -420,78 +549,39 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 			goto out;
 		}
 	}
-	x.tmp = tmp;
-	r = bn_chunk_reader_init(&cr, b, err);
-	cr_init = true;
+	struct bn_xtree t = {.b = b, .fd = tfd, .label = tmp};
+	/* Resuming, the tree is completed where it lacks entries (a killed
+	 * earlier release made files only as it reached them). */
+	r = bn_xtree_prepare(&t, resuming, err);
+	/* The first record: from here on the prepared tree is resumable. */
+	if (r == 0 && o->work_dir && !resuming && (r = bn_xprogress_write(b, tfd, PROGRESS_FILE, bits)) < 0)
+		r = bn_fail(err, r, "%s: cannot record progress: %s", tmp, strerror(-r));
 	if (r < 0)
 		goto out;
-	r = bn_rpipe_new(b, true, &pipe, err);
-	if (r < 0)
-		goto out;
-	struct sink_ctx sc = {.x = &x, .o = o, .tfd = tfd, .checkpoint_bytes = CHECKPOINT_BYTES};
+	for (size_t i = 0; i < b->m->n_chunks; i++)
+		o->resumed_chunks += bit(bits, i);
+	struct bn_xfill f = {.bits = bits,
+	                     .pfd = o->work_dir ? tfd : -1,
+	                     .pname = PROGRESS_FILE,
+	                     .checkpoint_bytes = CHECKPOINT_BYTES,
+	                     .fault = "extract:checkpoint",
+	                     .cancel = o->cancel,
+	                     .progress = o->progress,
+	                     .userdata = o->userdata};
 	/* Tests shrink the checkpoint interval to exercise resume on small bundles. */
 	const char *cpb = getenv("AGKIT_CHECKPOINT_BYTES");
 	if (cpb && strtoull(cpb, NULL, 10) > 0)
-		sc.checkpoint_bytes = strtoull(cpb, NULL, 10);
-	for (size_t i = 0; i < b->m->n_chunks; i++)
-		sc.total += b->m->chunks[i].usize;
-	if (resuming) {
-		o->resumed_chunks = start_chunk;
-		for (size_t i = 0; i < start_chunk; i++)
-			sc.done += b->m->chunks[i].usize;
-	}
-	for (x.art = start_art; x.art < b->m->n_artifacts; x.art++) {
-		const struct bn_artifact *a = &b->m->artifacts[x.art];
-		bool resume_here = resuming && x.art == start_art;
-		if (mkdirat(tfd, a->name, 0700) < 0 && !(resume_here && errno == EEXIST)) {
-			r = bn_fail(err, -errno, "%s/%s: %s", tmp, a->name, strerror(errno));
-			break;
-		}
-		x.rootfd = openat(tfd, a->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (x.rootfd < 0) {
-			r = bn_fail(err, -errno, "%s/%s: %s", tmp, a->name, strerror(errno));
-			break;
-		}
-		x.entry = 0;
-		r = make_dirs(&x, resume_here, err);
-		size_t first = a->chunk_first;
-		if (r == 0 && resume_here) {
-			first = start_chunk;
-			r = resume_position(&x, first < a->chunk_first + a->n_chunks ? b->m->chunks[first].soffset : a->size,
-			                    err);
-		}
-		/* Resumed reads start mid-volume: the whole-volume hash is skipped
-		 * there (every chunk hash is still checked). */
-		if (r == 0 && resume_here && first < a->chunk_first + a->n_chunks)
-			bn_chunk_reader_skip_volume_hash(&cr, b->m->chunks[first].volume);
-		if (r == 0 && o->cancel && *o->cancel)
-			r = bn_fail(err, -EINTR, "interrupted");
-		if (r == 0)
-			r = bn_rpipe_run(pipe, &cr, first, a->chunk_first + a->n_chunks, extract_sink, &sc, err);
-		if (r == 0 && x.fd < 0)
-			r = open_next_file(&x, err); /* trailing empty files */
-		if (r == 0 && x.fd >= 0)
-			r = bn_fail(err, -EBADMSG, "%s: artifact '%s' ended before file '%s' was complete", b->dir, a->name,
-			            a->entries[x.entry].path);
-		if (r == 0)
-			r = finish_tree(&x, err);
-		if (x.fd >= 0) {
-			close(x.fd);
-			x.fd = -1;
-		}
-		close(x.rootfd);
-		x.rootfd = -1;
-		if (r == 0 && o->work_dir && x.art + 1 < b->m->n_artifacts) {
-			r = write_progress(&x, tfd, x.art + 1, b->m->artifacts[x.art + 1].chunk_first);
-			if (r < 0)
-				r = bn_fail(err, r, "%s: cannot record progress: %s", tmp, strerror(-r));
-		}
-		if (r < 0)
-			break;
-	}
-	if (r == 0 && o->work_dir)
-		unlinkat(tfd, PROGRESS_FILE, 0);
-	if (r == 0 && (fchmod(tfd, 0755) < 0 || fsync(tfd) < 0))
+		f.checkpoint_bytes = strtoull(cpb, NULL, 10);
+	r = bn_xtree_fill(&t, &f, err);
+	/* Every chunk matched its signed hash, and chunks tile each file
+	 * (docs/FORMAT.md section 5), so a fresh tree's files are the signed
+	 * ones; a resumed tree's files are hashed again whole (bytes written
+	 * before the kill were not seen by this run). */
+	if (r == 0)
+		r = bn_xtree_finish(&t, resuming, err);
+	if (r == 0 && o->work_dir && unlinkat(tfd, PROGRESS_FILE, 0) < 0)
+		r = bn_fail(err, -errno, "%s/%s: %s", tmp, PROGRESS_FILE, strerror(errno));
+	if (r == 0 && fsync(tfd) < 0)
 		r = bn_fail(err, -errno, "%s: %s", tmp, strerror(errno));
 	if (r == 0 && o->cancel && *o->cancel)
 		r = bn_fail(err, -EINTR, "interrupted");
@@ -513,15 +603,9 @@ out:
 	/* A cancelled or failed run leaves nothing; only a killed one leaves work_dir to resume. */
 	if (tfd >= 0)
 		close(tfd);
-	bn_rpipe_free(pipe);
-	if (cr_init)
-		bn_chunk_reader_release(&cr);
-	if (x.fd >= 0)
-		close(x.fd);
-	if (r < 0 && tmp && !keep_tmp)
+	if (r < 0 && tmp)
 		bn_rm_rf(tmp);
-	bn_sha256_free(x.fsha);
-	free(x.ubuf);
+	free(bits);
 	free(tmp);
 	free(parent);
 	return r;

@@ -303,11 +303,7 @@ int bn_chunk_reader_init(struct bn_chunk_reader *cr, struct bn_bundle *b, struct
 	cr->b = b;
 	cr->fd = -1;
 	cr->vol = (size_t)-1;
-	cr->nohash_vol = (size_t)-1;
-	cr->vsha = bn_sha256_new();
-	cr->buf = malloc(ZSTD_compressBound(b->m->chunk_size));
-	if (!cr->vsha || !cr->buf)
-		return bn_fail(err, -ENOMEM, "out of memory");
+	(void)err;
 	return 0;
 }
 
@@ -315,76 +311,42 @@ void bn_chunk_reader_release(struct bn_chunk_reader *cr)
 {
 	if (cr->fd >= 0)
 		close(cr->fd);
-	bn_sha256_free(cr->vsha);
-	free(cr->buf);
 	memset(cr, 0, sizeof *cr);
 	cr->fd = -1;
 }
 
-void bn_chunk_reader_skip_volume_hash(struct bn_chunk_reader *cr, size_t v)
+void bn_chunk_reader_reopen(struct bn_chunk_reader *cr)
 {
 	if (cr->fd >= 0)
 		close(cr->fd);
 	cr->fd = -1;
 	cr->vol = (size_t)-1;
-	cr->nohash_vol = v;
 }
 
-static int finish_volume(struct bn_chunk_reader *cr, struct bn_error *err)
-{
-	if (cr->fd < 0)
-		return 0;
-	if (cr->vol == cr->nohash_vol) {
-		close(cr->fd);
-		cr->fd = -1;
-		return 0;
-	}
-	const struct bn_volume *v = &cr->b->m->volumes[cr->vol];
-	uint8_t h[BN_SHA256_LEN];
-	bn_sha256_final(cr->vsha, h);
-	close(cr->fd);
-	cr->fd = -1;
-	if (memcmp(h, v->sha256, BN_SHA256_LEN) != 0)
-		return bn_fail(err, -EBADMSG, "%s/%s: sha256 does not match the signed manifest", cr->b->dir, v->name);
-	return 0;
-}
-
-static int volume_mismatch(const struct bn_bundle *b, size_t v, struct bn_error *err)
-{
-	return bn_fail(err, -EBADMSG, "%s/%s: sha256 does not match the signed manifest", b->dir, b->m->volumes[v].name);
-}
-
-int bn_chunk_fetch(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, bool *vol_bad, struct bn_error *err)
+/* One hashing pass over stored bytes (docs/FORMAT.md section 5): the chunks
+ * of a volume tile it exactly (manifest.c refuses any gap, overlap or
+ * remainder) and the volume's size is checked, so when every chunk's stored
+ * SHA-256 matches, the volume's bytes are the signed ones; the whole-volume
+ * hash is not computed again here.  (Parity rebuilding still hashes whole
+ * volumes: a rebuilt volume has no other check before its chunks are read.) */
+int bn_chunk_fetch(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, struct bn_error *err)
 {
 	struct bn_bundle *b = cr->b;
 	const struct bn_chunk *c = &b->m->chunks[ci];
-	int r;
-	*vol_bad = false;
 	if (c->volume != cr->vol) {
-		struct bn_error e2;
-		if (finish_volume(cr, &e2) < 0)
-			*vol_bad = true; /* unreachable: a volume is finished at its last chunk */
+		bn_chunk_reader_reopen(cr);
 		/* layout.c finds the volume (on its medium, or rebuilt from parity). */
 		cr->fd = bn_layout_open_volume(b, c->volume, err);
 		if (cr->fd < 0)
 			return cr->fd;
 		cr->vol = c->volume;
-		bn_sha256_reset(cr->vsha);
 		posix_fadvise(cr->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	}
-	r = bn_pread_all(cr->fd, buf, c->csize, c->voffset);
+	int r = bn_pread_all(cr->fd, buf, c->csize, c->voffset);
 	if (r < 0) {
 		char what[BN_ERROR_MAX];
 		bn_describe_chunk(b, ci, what, sizeof what);
 		return bn_fail(err, -EIO, "%s/%s: read error (%s)", b->dir, what, strerror(-r));
-	}
-	bn_sha256_update(cr->vsha, buf, c->csize);
-	/* The last chunk of a volume closes it and checks the whole-volume hash;
-	 * the caller reports a mismatch after this chunk's own checks. */
-	if (ci + 1 == b->m->n_chunks || b->m->chunks[ci + 1].volume != c->volume) {
-		struct bn_error e2;
-		if (finish_volume(cr, &e2) < 0)
-			*vol_bad = true;
 	}
 	return 0;
 }
@@ -419,32 +381,6 @@ int bn_chunk_check(const struct bn_bundle *b, size_t ci, const uint8_t *buf, str
 	return 0;
 }
 
-static int chunk_read_once(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
-{
-	bool vol_bad;
-	int r = bn_chunk_fetch(cr, ci, cr->buf, &vol_bad, err);
-	if (r == 0)
-		r = bn_chunk_check(cr->b, ci, cr->buf, err);
-	if (r == 0 && vol_bad)
-		r = volume_mismatch(cr->b, cr->b->m->chunks[ci].volume, err);
-	return r;
-}
-
-int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err)
-{
-	int r = chunk_read_once(cr, ci, err);
-	if (r == 0 || r == -ENOMEM)
-		return r;
-	/* With parity, a volume that fails a check or a read is rebuilt (and
-	 * verified whole) and the chunk read again from the rebuilt copy. */
-	size_t v = cr->b->m->chunks[ci].volume;
-	int q = bn_layout_rebuild(cr->b, v, err);
-	if (q <= 0)
-		return q < 0 ? q : r;
-	bn_chunk_reader_skip_volume_hash(cr, v);
-	return chunk_read_once(cr, ci, err);
-}
-
 /* ---- the chunk pipeline shared by verify and extract ------------------ */
 
 struct rslot {
@@ -454,7 +390,6 @@ struct rslot {
 	uint8_t *ubuf;        /* decoded bytes (decode only) */
 	uint8_t *scratch;     /* byte-group streams, allocated on first use */
 	ZSTD_DCtx *dctx;
-	bool vol_bad;         /* this chunk ended a volume whose hash did not match */
 	bool skip;            /* not on this medium (verify of a single medium) */
 	int fetch_r;          /* read error (main thread) */
 	int r;                /* check/decode error (worker) */
@@ -464,6 +399,9 @@ struct rslot {
 struct bn_rpipe {
 	struct bn_bundle *b;
 	bool decode;
+	bn_chunk_sink place;     /* optional: runs on the worker after decoding */
+	void *place_ud;
+	const uint8_t *done;     /* optional: one bit per chunk, set: skipped */
 	struct bn_pool *pool;
 	struct rslot *slots;
 	unsigned n_slots;
@@ -508,6 +446,15 @@ static void check_chunk(struct bn_job *job, void *ctx)
 	if (sl->r < 0 || !p->decode)
 		return;
 	sl->r = bn_chunk_decode(p->b, sl->ci, sl->dctx, sl->cbuf, sl->ubuf, &sl->scratch, &sl->e);
+	if (sl->r == 0 && p->place)
+		sl->r = p->place(p->place_ud, sl->ci, sl->ubuf, p->b->m->chunks[sl->ci].usize, &sl->e);
+}
+
+void bn_rpipe_set_place(struct bn_rpipe *p, bn_chunk_sink place, void *ud, const uint8_t *done)
+{
+	p->place = place;
+	p->place_ud = ud;
+	p->done = done;
 }
 
 void bn_rpipe_free(struct bn_rpipe *p)
@@ -586,10 +533,11 @@ int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, s
 			struct rslot *sl = &p->slots[(next_read - first) % p->n_slots];
 			sl->ci = next_read;
 			sl->r = 0;
-			sl->vol_bad = false;
-			/* A single medium of a set: other media's volumes are not here. */
-			sl->skip = !bn_layout_in_view(b, b->m->chunks[next_read].volume);
-			sl->fetch_r = sl->skip ? 0 : bn_chunk_fetch(cr, next_read, sl->cbuf, &sl->vol_bad, &sl->e);
+			/* A single medium of a set: other media's volumes are not here;
+			 * chunks a resumed run already has are not read again. */
+			sl->skip = !bn_layout_in_view(b, b->m->chunks[next_read].volume) ||
+			           (p->done && (p->done[next_read / 8] >> (next_read % 8) & 1));
+			sl->fetch_r = sl->skip ? 0 : bn_chunk_fetch(cr, next_read, sl->cbuf, &sl->e);
 			if (sl->fetch_r < 0)
 				stop_reading = true; /* reported when its turn comes */
 			else if (!sl->skip)
@@ -604,13 +552,11 @@ int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, s
 		if (sl->fetch_r == 0)
 			bn_pool_wait(p->pool, &sl->job);
 		/* Errors in chunk order, and for one chunk in the order a sequential
-		 * reader meets them: read, stored hash, decode, volume hash. */
+		 * reader meets them: read, stored hash, decode, placement. */
 		if (sl->fetch_r < 0 || sl->r < 0) {
 			r = sl->fetch_r < 0 ? sl->fetch_r : sl->r;
 			if (err)
 				*err = sl->e;
-		} else if (sl->vol_bad) {
-			r = volume_mismatch(b, b->m->chunks[sl->ci].volume, err);
 		} else {
 			const struct bn_chunk *c = &b->m->chunks[sl->ci];
 			r = sink(ud, sl->ci, p->decode ? sl->ubuf : sl->cbuf, p->decode ? c->usize : c->csize, err);
@@ -633,7 +579,7 @@ int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, s
 						bn_pool_wait(p->pool, &o->job);
 				}
 				rebuilt = v;
-				bn_chunk_reader_skip_volume_hash(cr, v);
+				bn_chunk_reader_reopen(cr);
 				next_read = next_out;
 				stop_reading = false;
 				r = 0;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
-/* Internal to libbundle: sequential, hash-checked chunk reading. */
+/* Internal to libbundle: hash-checked chunk reading and the chunk pipeline. */
 #include <zstd.h>
 
 #include "bundle/bundle.h"
@@ -9,13 +9,10 @@ struct bn_chunk_reader {
 	struct bn_bundle *b;
 	int fd;                 /* open volume */
 	size_t vol;             /* its index, or (size_t)-1 */
-	struct bn_sha256 *vsha; /* running hash of the open volume */
-	uint8_t *buf;           /* holds one stored chunk after bn_chunk_read() */
-	size_t nohash_vol;      /* volume whose whole-file hash is not checked (resumed mid-way), or -1 */
 };
 
-/* A read that starts in the middle of volume v cannot check its whole-file hash. */
-void bn_chunk_reader_skip_volume_hash(struct bn_chunk_reader *cr, size_t v);
+/* Closes the open volume: the next read opens it again (after a rebuild). */
+void bn_chunk_reader_reopen(struct bn_chunk_reader *cr);
 
 int bn_check_files(struct bn_bundle *b, struct bn_error *err);
 /* Writes dir/SHA256SUMS for every other regular file in dir and its
@@ -25,16 +22,12 @@ int bn_sums_write(const char *dir, const struct bn_manifest *m, struct bn_error 
 void bn_describe_chunk(const struct bn_bundle *b, size_t ci, char *out, size_t outlen);
 int bn_chunk_reader_init(struct bn_chunk_reader *cr, struct bn_bundle *b, struct bn_error *err);
 void bn_chunk_reader_release(struct bn_chunk_reader *cr);
-/* Reads chunk ci (in order) into cr->buf and checks its sha256 (and, at the
- * volume's last chunk, the volume's sha256). */
-int bn_chunk_read(struct bn_chunk_reader *cr, size_t ci, struct bn_error *err);
 
-/* The split of bn_chunk_read() that lets chunks be checked in parallel:
- * fetch (in order, on one thread) reads the stored bytes into buf and feeds
- * the volume hash, setting *vol_bad when this chunk ends a volume whose hash
- * does not match; check (any thread) compares the stored bytes' sha256 and
- * the coding's headers, decoding nothing. */
-int bn_chunk_fetch(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, bool *vol_bad, struct bn_error *err);
+/* Fetch (on one thread) reads chunk ci's stored bytes into buf; check (any
+ * thread) compares their sha256 and the coding's headers, decoding nothing.
+ * That is the one hash pass over stored bytes: chunks tile their volume
+ * (docs/FORMAT.md section 5), so no whole-volume hash follows. */
+int bn_chunk_fetch(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, struct bn_error *err);
 int bn_chunk_check(const struct bn_bundle *b, size_t ci, const uint8_t *buf, struct bn_error *err);
 /* The one chunk decoder of every extraction path (verify-and-extract,
  * per-medium staging): decodes chunk ci's stored bytes cbuf (already checked
@@ -54,3 +47,9 @@ int bn_rpipe_new(struct bn_bundle *b, bool decode, struct bn_rpipe **ret, struct
 int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, size_t end, bn_chunk_sink sink,
                  void *ud, struct bn_error *err);
 void bn_rpipe_free(struct bn_rpipe *p); /* accepts NULL */
+/* Optional, before bn_rpipe_run (decode pipes only): place(ud, ci, decoded,
+ * usize, err) runs on the worker right after chunk ci decoded and matched its
+ * hash (so it must be thread-safe; chunks of one run never overlap in the
+ * output); its failure is the chunk's.  done: one bit per chunk; chunks whose
+ * bit is set are neither read nor handed to the sink. */
+void bn_rpipe_set_place(struct bn_rpipe *p, bn_chunk_sink place, void *ud, const uint8_t *done);

@@ -9,6 +9,8 @@
  * describes is on disk.  No copy of the volumes is kept.  When every chunk is
  * there, each file's SHA-256 is checked once more, modes and symlinks are set,
  * and the tree is handed to bn_deploy_import() to become the staged slot.
+ * Preparing, filling, recording and finishing the tree is the one resumable
+ * extractor's (extract.c); this file keeps what is particular to media.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,293 +22,41 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <zstd.h>
-
 #include "bundle/fsutil.h"
 #include "bundle/media.h"
+#include "extract_internal.h"
 #include "reader_internal.h"
 
 #define PROGRESS "progress"
-#define PROGRESS_MAGIC "agkit-media-progress 1 "
 
 struct stage {
 	struct bn_bundle *b;
 	const char *work;
 	int wfd, treefd;
-	uint8_t *bits;      /* one per chunk */
+	uint8_t *bits;      /* one per chunk: the one progress record (extract_internal.h) */
 	size_t bits_len;
 };
 
 static bool bit(const struct stage *s, size_t i) { return s->bits[i / 8] >> (i % 8) & 1; }
-static void set_bit(struct stage *s, size_t i) { s->bits[i / 8] |= (uint8_t)(1u << (i % 8)); }
 
-/* Progress: magic, manifest sha256, newline, then the bitmap. */
 static int read_progress(struct stage *s, bool *ret_found, struct bn_error *err)
 {
-	char hex[BN_SHA256_HEX], *buf = NULL, *p = bn_path_join(s->work, PROGRESS);
-	size_t len = 0, hl = strlen(PROGRESS_MAGIC) + 64 + 1;
-	if (!p)
-		return bn_fail(err, -ENOMEM, "out of memory");
-	int r = bn_read_file(p, hl + s->bits_len, &buf, &len, NULL);
-	*ret_found = false;
-	if (r == -ENOENT) {
-		free(p);
-		return 0;
-	}
-	bn_hex(s->b->manifest_sha256, BN_SHA256_LEN, hex);
-	if (r < 0 || len != hl + s->bits_len || memcmp(buf, PROGRESS_MAGIC, strlen(PROGRESS_MAGIC)) != 0) {
-		r = bn_fail(err, -EBADMSG, "%s: unreadable; remove %s to start this import over", p, s->work);
-	} else if (memcmp(buf + strlen(PROGRESS_MAGIC), hex, 64) != 0) {
-		r = bn_fail(err, -EBADMSG, "%s: an import of another bundle or version is in progress here; this medium "
-		            "belongs to bundle %s version %" PRIu64 " (finish the other import, or remove %s to abandon it)",
-		            s->work, s->b->m->name, s->b->m->version, s->work);
-	} else {
-		memcpy(s->bits, buf + hl, s->bits_len);
-		*ret_found = true;
-	}
-	free(buf);
-	free(p);
-	return r;
+	int r = bn_xprogress_read(s->b, s->wfd, PROGRESS, s->bits);
+	*ret_found = r == 1;
+	if (r == -ESTALE)
+		return bn_fail(err, -EBADMSG, "%s: an import of another bundle or version is in progress here; this medium "
+		               "belongs to bundle %s version %" PRIu64 " (finish the other import, or remove %s to abandon it)",
+		               s->work, s->b->m->name, s->b->m->version, s->work);
+	if (r < 0)
+		return bn_fail(err, -EBADMSG, "%s/%s: unreadable; remove %s to start this import over", s->work, PROGRESS,
+		               s->work);
+	return 0;
 }
 
 static int write_progress(struct stage *s, struct bn_error *err)
 {
-	/* The chunks the bitmap claims must be durable before it says so. */
-	if (syncfs(s->wfd) < 0)
-		return bn_fail(err, -errno, "%s: sync failed: %s", s->work, strerror(errno));
-	char hex[BN_SHA256_HEX], *p = bn_path_join(s->work, PROGRESS);
-	size_t hl = strlen(PROGRESS_MAGIC) + 64 + 1;
-	uint8_t *buf = malloc(hl + s->bits_len);
-	if (!p || !buf) {
-		free(p);
-		free(buf);
-		return bn_fail(err, -ENOMEM, "out of memory");
-	}
-	bn_hex(s->b->manifest_sha256, BN_SHA256_LEN, hex);
-	memcpy(buf, PROGRESS_MAGIC, strlen(PROGRESS_MAGIC));
-	memcpy(buf + strlen(PROGRESS_MAGIC), hex, 64);
-	buf[hl - 1] = '\n';
-	memcpy(buf + hl, s->bits, s->bits_len);
-	int r = bn_write_file_atomic(p, buf, hl + s->bits_len, 0600, err);
-	free(buf);
-	free(p);
-	return r;
-}
-
-/* The tree: every directory and every file at its final size (sparse). */
-static int prepare_tree(struct stage *s, struct bn_error *err)
-{
-	const struct bn_manifest *m = s->b->m;
-	for (size_t i = 0; i < m->n_artifacts; i++) {
-		const struct bn_artifact *a = &m->artifacts[i];
-		if (mkdirat(s->treefd, a->name, 0700) < 0)
-			return bn_fail(err, -errno, "%s/tree/%s: %s", s->work, a->name, strerror(errno));
-		int rfd = openat(s->treefd, a->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (rfd < 0)
-			return bn_fail(err, -errno, "%s/tree/%s: %s", s->work, a->name, strerror(errno));
-		for (size_t j = 0; j < a->n_entries; j++) {
-			const struct bn_entry *e = &a->entries[j];
-			int r = 0;
-			if (e->type == BN_ENTRY_DIR) {
-				if (mkdirat(rfd, e->path, 0700) < 0)
-					r = -errno;
-			} else if (e->type == BN_ENTRY_FILE) {
-				int fd = openat(rfd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-				if (fd < 0 || ftruncate(fd, (off_t)e->size) < 0)
-					r = -errno;
-				if (fd >= 0)
-					close(fd);
-			}
-			if (r < 0) {
-				close(rfd);
-				return bn_fail(err, r, "%s/tree/%s/%s: %s", s->work, a->name, e->path, strerror(-r));
-			}
-		}
-		close(rfd);
-	}
-	return 0;
-}
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
-/* Writes decoded chunk ci at its files' offsets. */
-static int place_chunk(struct stage *s, size_t ci, const uint8_t *p, struct bn_error *err)
-{
-	const struct bn_manifest *m = s->b->m;
-	const struct bn_chunk *c = &m->chunks[ci];
-	const struct bn_artifact *a = &m->artifacts[c->artifact];
-	uint64_t soff = c->soffset, left = c->usize;
-	ssize_t fi = bn_artifact_file_at(a, soff);
-	int rfd = openat(s->treefd, a->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (rfd < 0)
-		return bn_fail(err, -errno, "%s/tree/%s: %s", s->work, a->name, strerror(errno));
-	int r = 0;
-	while (left > 0 && r == 0) {
-		if (fi < 0 || (size_t)fi >= a->n_entries) {
-			r = bn_fail(err, -EBADMSG, "chunk %zu: artifact '%s' has more data than files", ci, a->name);
-			break;
-		}
-		const struct bn_entry *e = &a->entries[fi];
-		if (e->type != BN_ENTRY_FILE || soff >= e->offset + e->size) {
-			fi++;
-			continue;
-		}
-		uint64_t in = soff - e->offset, n = e->offset + e->size - soff;
-		if (n > left)
-			n = left;
-		/* Preallocated files are zero: all-zero pieces stay holes. */
-		if (!all_zero(p, (size_t)n)) {
-			int fd = openat(rfd, e->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-			r = fd < 0 ? -errno : bn_pwrite_all(fd, p, (size_t)n, in);
-			if (fd >= 0)
-				close(fd);
-			if (r < 0)
-				r = bn_fail(err, r, "%s/tree/%s/%s: write failed: %s", s->work, a->name, e->path, strerror(-r));
-		}
-		p += n;
-		soff += n;
-		left -= n;
-		fi++;
-	}
-	close(rfd);
-	return r;
-}
-
-static int take_medium(struct stage *s, struct bn_media_stage_result *res, struct bn_error *err)
-{
-	struct bn_bundle *b = s->b;
-	const struct bn_manifest *m = b->m;
-	struct bn_chunk_reader cr;
-	uint8_t *ubuf = malloc(m->chunk_size), *scratch = NULL;
-	ZSTD_DCtx *dctx = ZSTD_createDCtx();
-	int r = bn_chunk_reader_init(&cr, b, err);
-	if (r == 0 && (!ubuf || !dctx))
-		r = bn_fail(err, -ENOMEM, "out of memory");
-	if (dctx)
-		ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, 27);
-	size_t first = 0;
-	for (size_t ci = 0; r == 0 && ci < m->n_chunks; ci++) {
-		const struct bn_chunk *c = &m->chunks[ci];
-		if (ci == 0 || m->chunks[ci - 1].volume != c->volume)
-			first = ci;
-		if (!bn_layout_in_view(b, c->volume))
-			continue;
-		/* A volume is read whole (its hash is checked at its end) unless every
-		 * chunk of it is already in place. */
-		size_t last = ci;
-		while (last + 1 < m->n_chunks && m->chunks[last + 1].volume == c->volume)
-			last++;
-		bool need = false;
-		for (size_t k = first; k <= last && !need; k++)
-			need = !bit(s, k);
-		if (!need) {
-			ci = last;
-			continue;
-		}
-		for (size_t k = ci; r == 0 && k <= last; k++) {
-			if ((r = bn_check_cancel(err)) < 0)
-				break; /* progress stays at the last volume checkpoint */
-			r = bn_chunk_read(&cr, k, err);
-			if (r < 0)
-				break;
-			if (bit(s, k))
-				continue;
-			r = bn_chunk_decode(b, k, dctx, cr.buf, ubuf, &scratch, err);
-			if (r < 0)
-				break;
-			r = place_chunk(s, k, ubuf, err);
-			if (r == 0) {
-				set_bit(s, k);
-				res->chunks_new++;
-			}
-		}
-		/* Checkpoint per volume: a crash costs at most one volume. */
-		if (r == 0)
-			r = write_progress(s, err);
-		if (r == 0)
-			bn_fault_point("media:volume");
-		ci = last;
-	}
-	bn_chunk_reader_release(&cr);
-	free(ubuf);
-	free(scratch);
-	ZSTD_freeDCtx(dctx);
-	return r;
-}
-
-/* Last checks and final modes once every chunk is in place. */
-static int finish_tree(struct stage *s, struct bn_error *err)
-{
-	const struct bn_manifest *m = s->b->m;
-	uint8_t *buf = malloc(1u << 20);
-	struct bn_sha256 *sha = bn_sha256_new();
-	int r = !buf || !sha ? bn_fail(err, -ENOMEM, "out of memory") : 0;
-	for (size_t i = 0; r == 0 && i < m->n_artifacts; i++) {
-		const struct bn_artifact *a = &m->artifacts[i];
-		int rfd = openat(s->treefd, a->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (rfd < 0) {
-			r = bn_fail(err, -errno, "%s/tree/%s: %s", s->work, a->name, strerror(errno));
-			break;
-		}
-		for (size_t j = 0; r == 0 && j < a->n_entries; j++) {
-			const struct bn_entry *e = &a->entries[j];
-			if (e->type == BN_ENTRY_SYMLINK) {
-				if (symlinkat(e->target, rfd, e->path) < 0 && errno != EEXIST)
-					r = bn_fail(err, -errno, "%s/tree/%s/%s: %s", s->work, a->name, e->path, strerror(errno));
-				continue;
-			}
-			if (e->type != BN_ENTRY_FILE)
-				continue;
-			int fd = openat(rfd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-			if (fd < 0) {
-				r = bn_fail(err, -errno, "%s/tree/%s/%s: %s", s->work, a->name, e->path, strerror(errno));
-				break;
-			}
-			bn_sha256_reset(sha);
-			for (uint64_t off = 0; r == 0 && off < e->size;) {
-				size_t l = e->size - off < (1u << 20) ? (size_t)(e->size - off) : (1u << 20);
-				if (bn_cancelled()) {
-					r = -EINTR;
-					break;
-				}
-				r = bn_pread_all(fd, buf, l, off);
-				bn_sha256_update(sha, buf, l);
-				off += l;
-			}
-			uint8_t h[BN_SHA256_LEN];
-			bn_sha256_final(sha, h);
-			if (r == 0 && (fchmod(fd, bn_entry_mode(e->mode, false)) < 0 || fsync(fd) < 0))
-				r = -errno;
-			close(fd);
-			if (r < 0)
-				r = bn_fail(err, r, "%s/tree/%s/%s: %s", s->work, a->name, e->path, strerror(-r));
-			else if (memcmp(h, e->sha256, BN_SHA256_LEN) != 0)
-				r = bn_fail(err, -EBADMSG, "%s/tree/%s/%s: sha256 does not match the signed manifest", s->work,
-				            a->name, e->path);
-		}
-		/* Directories deepest first, so read-only modes do not block. */
-		for (size_t j = a->n_entries; r == 0 && j-- > 0;) {
-			const struct bn_entry *e = &a->entries[j];
-			if (e->type != BN_ENTRY_DIR)
-				continue;
-			int dfd = openat(rfd, e->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (dfd < 0 || fsync(dfd) < 0 || fchmod(dfd, bn_entry_mode(e->mode, true)) < 0)
-				r = bn_fail(err, -errno, "%s/tree/%s/%s: %s", s->work, a->name, e->path, strerror(errno));
-			if (dfd >= 0)
-				close(dfd);
-		}
-		if (r == 0 && (fchmod(rfd, 0755) < 0 || fsync(rfd) < 0))
-			r = bn_fail(err, -errno, "%s/tree/%s: %s", s->work, a->name, strerror(errno));
-		close(rfd);
-	}
-	if (r == 0 && (fchmod(s->treefd, 0755) < 0 || fsync(s->treefd) < 0))
-		r = bn_fail(err, -errno, "%s/tree: %s", s->work, strerror(errno));
-	free(buf);
-	bn_sha256_free(sha);
-	return r;
+	int r = bn_xprogress_write(s->b, s->wfd, PROGRESS, s->bits);
+	return r < 0 ? bn_fail(err, r, "%s/%s: cannot record progress: %s", s->work, PROGRESS, strerror(-r)) : 0;
 }
 
 int bn_media_stage(struct bn_bundle *b, const char *work, struct bn_media_stage_result *res, struct bn_error *err)
@@ -371,9 +121,13 @@ int bn_media_stage(struct bn_bundle *b, const char *work, struct bn_media_stage_
 		r = bn_fail(err, -errno, "%s: %s", tree, strerror(errno));
 		goto out;
 	}
-	if (!found && ((r = prepare_tree(&s, err)) < 0 || (r = write_progress(&s, err)) < 0))
+	struct bn_xtree t = {.b = b, .fd = s.treefd, .label = tree};
+	if (!found && ((r = bn_xtree_prepare(&t, false, err)) < 0 || (r = write_progress(&s, err)) < 0))
 		goto out;
-	r = take_medium(&s, res, err);
+	/* Checkpoint per volume: a crash costs at most one volume. */
+	struct bn_xfill f = {.bits = s.bits, .pfd = s.wfd, .pname = PROGRESS, .per_volume = true, .fault = "media:volume"};
+	r = bn_xtree_fill(&t, &f, err);
+	res->chunks_new = f.placed;
 	if (r < 0)
 		goto out;
 	/* Which media still hold chunks not in place. */
@@ -397,7 +151,7 @@ int bn_media_stage(struct bn_bundle *b, const char *work, struct bn_media_stage_
 	free(need);
 	res->complete = res->chunks_done == m->n_chunks;
 	if (res->complete)
-		r = finish_tree(&s, err);
+		r = bn_xtree_finish(&t, true, err); /* each file's SHA-256 once more */
 out:
 	if (s.wfd >= 0)
 		close(s.wfd);
@@ -412,21 +166,14 @@ out:
  * another (or none), negative errno when it cannot be read. */
 static int progress_is_of(const struct bn_bundle *b, const char *work)
 {
-	char *p = bn_path_join(work, PROGRESS), hex[BN_SHA256_HEX], head[sizeof PROGRESS_MAGIC + 64];
-	if (!p)
-		return -ENOMEM;
-	int fd = open(p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	free(p);
-	if (fd < 0)
+	int wfd = open(work, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (wfd < 0)
 		return errno == ENOENT ? 0 : -errno;
-	size_t hl = strlen(PROGRESS_MAGIC) + 64;
-	struct stat st;
-	int r = fstat(fd, &st) < 0 ? -errno : !S_ISREG(st.st_mode) ? -EBADMSG : bn_pread_all(fd, head, hl, 0);
-	close(fd);
-	if (r < 0)
-		return r;
-	bn_hex(b->manifest_sha256, BN_SHA256_LEN, hex);
-	return !memcmp(head, PROGRESS_MAGIC, strlen(PROGRESS_MAGIC)) && !memcmp(head + strlen(PROGRESS_MAGIC), hex, 64);
+	uint8_t *bits = malloc(BN_XPROGRESS_BITS(b) + 1);
+	int r = bits ? bn_xprogress_read(b, wfd, PROGRESS, bits) : -ENOMEM;
+	free(bits);
+	close(wfd);
+	return r == -ESTALE ? 0 : r;
 }
 
 void bn_media_stage_discard(const struct bn_bundle *b, const char *work)
