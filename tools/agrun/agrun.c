@@ -1,6 +1,7 @@
 /* agrun: run a local model directory with the agrt runtime (CPU or CUDA).
- * Exit codes: 0 ok, 1 internal, 2 usage, 3 invalid/hostile model files, 4 I/O,
- * 5 CUDA device unavailable or failed. */
+ * Exit codes (bundle/error.h, shared by all tools): 0 ok, 1 internal, 2 usage,
+ * 3 invalid/hostile model files, 4 I/O, 8 CUDA device unavailable or failed
+ * (RT_ERR_DEVICE; exit 5 is "refused by policy" in the other tools). */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "agrt/agrt.h"
+#include "bundle/error.h"
 #include "health_suite.h"
 
 #define MAX_IDS (1 << 20)
@@ -29,7 +31,7 @@ static void usage(FILE *f)
 	      "         --raw (with --ids: do not load tokenizer.json, print ids)\n"
 	      "         --device cpu|cuda|auto (default auto: CUDA when a GPU is present)\n"
 	      "         --warmup (an untimed short run before the timed one, for benchmarks)\n"
-	      "exit codes: 0 ok, 1 internal, 2 usage, 3 invalid model files, 4 I/O error, 5 CUDA device\n",
+	      "exit codes: 0 ok, 1 internal, 2 usage, 3 invalid model files, 4 I/O error, 8 CUDA device\n",
 	      f);
 }
 
@@ -122,7 +124,7 @@ static int read_prompt(const char *path, char **ret, size_t *ret_len)
 static int fail(const struct rt_error *e)
 {
 	fprintf(stderr, "agrun: %s\n", e->msg);
-	return e->code > 0 && e->code <= RT_ERR_DEVICE ? e->code : 1;
+	return agrun_exit_code(e->code);
 }
 
 /* --device auto found no GPU in a CUDA build: say so once the run has

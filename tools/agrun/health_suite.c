@@ -91,7 +91,7 @@ static int load(const char *dir, struct loaded *l)
 	struct rt_load_opts lo = {.backend = pick_backend()};
 	if (rt_model_load(dir, &lo, &l->m, &e) < 0 || rt_tokenizer_load(tp, &l->t, &e) < 0) {
 		fprintf(stderr, "agrun: %s\n", e.msg);
-		return e.code > 0 && e.code <= 5 ? e.code : 1;
+		return agrun_exit_code(e.code);
 	}
 	l->info = rt_model_get_info(l->m);
 	return 0;
