@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bundle/error.h"
 #include "bundle/fsutil.h"
@@ -102,6 +103,57 @@ int cli_count(const char *opt, const char *s, uint64_t min, uint64_t max, uint64
 
 int cli_missing(const char *cmd, const char *what)
 {
-	tool_err("%s: %s is required (see '%s %s --help')", cmd, what, tool_name, cmd);
+	/* the hint names the command word only ("verify DIR" -> "verify") */
+	tool_err("%s: %s is required (see '%s %.*s --help')", cmd, what, tool_name, (int)strcspn(cmd, " "), cmd);
 	return BN_EXIT_USAGE;
+}
+
+int cli_main(int argc, char **argv, const struct cli_cmd *cmds, void (*usage)(FILE *), const char *version_line,
+             int (*fallback)(int argc, char **argv))
+{
+	if (argc < 2) {
+		usage(stderr);
+		return BN_EXIT_USAGE;
+	}
+	const char *w = argv[1];
+	if (!strcmp(w, "--help") || !strcmp(w, "-h") || (!strcmp(w, "help") && argc == 2)) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(w, "--version")) {
+		printf("%s\n", version_line);
+		return 0;
+	}
+	if (!strcmp(w, "help")) {
+		const struct cli_cmd *c = cli_find(cmds, argv[2]);
+		if (!c) {
+			cli_unknown_command(cmds, argv[2]);
+			return BN_EXIT_USAGE;
+		}
+		cli_usage(stdout, c);
+		return 0;
+	}
+	const struct cli_cmd *c = cli_find(cmds, w);
+	if (!c) {
+		const char *cands[64];
+		size_t n = 0;
+		for (size_t i = 0; cmds[i].name && n < 63; i++)
+			cands[n++] = cmds[i].name;
+		cands[n] = NULL;
+		bool typo = w[0] != '-' && access(w, F_OK) < 0 && bn_closest(w, cands);
+		if (!fallback || typo) {
+			cli_unknown_command(cmds, w);
+			return BN_EXIT_USAGE;
+		}
+		if (cli_wants_help(argc, argv)) {
+			usage(stdout);
+			return 0;
+		}
+		return tool_init() < 0 ? BN_EXIT_FAILURE : fallback(argc, argv);
+	}
+	if (cli_wants_help(argc - 1, argv + 1)) {
+		cli_usage(stdout, c);
+		return 0;
+	}
+	return tool_init() < 0 ? BN_EXIT_FAILURE : c->run(argc - 1, argv + 1);
 }

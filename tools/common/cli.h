@@ -39,3 +39,14 @@ int cli_parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
 /* "--pubkey or --root is required" style message for a missing option:
  * "tool: CMD: WHAT is required (see 'tool CMD --help')"; returns 2. */
 int cli_missing(const char *cmd, const char *what);
+
+/*
+ * The main() of a tool with commands: no arguments (usage on stderr, 2);
+ * --help, -h, help (usage on stdout, 0); help CMD and CMD ... --help (that
+ * command's usage on stdout, 0); --version; an unknown command (2, with a
+ * suggestion).  fallback (may be NULL) runs with the whole argv when argv[1]
+ * is no command but an option or an existing path, or unlike any command
+ * (agimport DIR).  Runs tool_init() before the command.
+ */
+int cli_main(int argc, char **argv, const struct cli_cmd *cmds, void (*usage)(FILE *), const char *version_line,
+             int (*fallback)(int argc, char **argv));
