@@ -175,8 +175,23 @@ static int cmd_record(int argc, char **argv)
 		switch (c) {
 		case 'o': out = optarg; break;
 		case 'p': prompts_path = optarg; break;
-		case 'k': top_k = atoi(optarg); break;
-		case 'n': n_new = atoi(optarg); break;
+		case 'k':
+		case 'n': {
+			/* decimal digits only: "5x" and "x" are refused, not read as 5 and 0 */
+			char *end;
+			errno = 0;
+			long v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v < 1 || v > (c == 'k' ? MAX_TOPK : MAX_NEW)) {
+				fprintf(stderr, "agrun: record: %s: '%s' is not a number from 1 to %d\n", c == 'k' ? "--top-k" : "-n",
+				        optarg, c == 'k' ? MAX_TOPK : MAX_NEW);
+				return 2;
+			}
+			if (c == 'k')
+				top_k = (int)v;
+			else
+				n_new = (int)v;
+			break;
+		}
 		case 'h':
 			printf("usage: agrun record MODEL_DIR --out SUITE.json [--prompts FILE] [-n N] [--top-k K]\n");
 			return 0;

@@ -52,7 +52,7 @@ int bn_check_cancel(struct bn_error *err);
  * agrun and agserve (README "Exit codes", every man page's EXIT STATUS; the
  * test exit-codes compares them with this enum). */
 enum {
-	BN_EXIT_OK = 0,
+	BN_EXIT_OK = 0,      /* success */
 	BN_EXIT_FAILURE = 1, /* internal or unclassified error */
 	BN_EXIT_USAGE = 2,   /* bad command line */
 	BN_EXIT_VERIFY = 3,  /* signature, hash, format or safety check failed */
