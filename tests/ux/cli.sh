@@ -37,6 +37,8 @@ spec miss.json d 1 files:m:no-such-dir
 expect_exit 4 "a missing spec path is reported before the passphrase" "$AGPACK" build miss.json --key enc.key --out b3
 out_has "... naming the path" 'no-such-dir'
 expect_exit 2 "a directory as --key is a usage error, not a verification error" "$AGPACK" build s.json --key m --out b3
+expect_exit 2 "a directory as the spec is a usage error too" "$AGPACK" build m --key k.key --out b3
+expect_exit 2 "... also for lint" "$AGPACK" lint m
 unset AGKIT_PASSPHRASE_FILE
 
 # --- numbers

@@ -104,6 +104,10 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 	struct spec s = {0};
 	char *buf = NULL;
 	size_t len = 0;
+	struct stat st;
+	/* a directory given as SPEC is a usage error (2), not unsafe input (3) */
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		return bn_fail(err, -EINVAL, "%s: not a regular file (a pack spec is a JSON file)", path);
 	int r = bn_read_file(path, SPEC_MAX_BYTES, &buf, &len, err);
 	if (r < 0)
 		return r;
