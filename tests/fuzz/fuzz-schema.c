@@ -37,8 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (r == 0 && json_is_object(o)) {
 				const char *k;
 				json_t *x;
-				json_object_foreach(o, k, x)
-					FUZZ_ASSERT(bn_schema_find(&bn_config_schema, k));
+				json_object_foreach(o, k, x) FUZZ_ASSERT(bn_schema_find(&bn_config_schema, k));
 			}
 			json_decref(o);
 		}

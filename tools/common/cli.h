@@ -12,7 +12,7 @@
 
 struct cli_cmd {
 	const char *name;
-	const char *usage; /* this command's usage lines, ending in '\n' */
+	const char *usage;                 /* this command's usage lines, ending in '\n' */
 	int (*run)(int argc, char **argv); /* argv[0] is the command name */
 	bool needs_root;                   /* agctl: opens the deployment root */
 };

@@ -26,9 +26,9 @@ enum {
 
 struct bn_schema_key {
 	const char *key;
-	unsigned types;   /* BN_JT_* */
-	double min, max;  /* for numbers; both 0: any value */
-	const char *doc;  /* one line */
+	unsigned types;  /* BN_JT_* */
+	double min, max; /* for numbers; both 0: any value */
+	const char *doc; /* one line */
 };
 
 struct bn_schema {
