@@ -6,7 +6,7 @@
 # --volume-size, options checked before the passphrase, and one exit-code
 # table (bundle/error.h) that every man page and the README agree with.
 . "$(dirname "$0")/../lib.sh"
-: "${AGCTL:?}" "${AGRUN:?}" "${AGKIT_SOURCE_ROOT:?}"
+: "${AGCTL:?}" "${AGRUN:?}" "${AGSERVE:?}" "${AGKIT_SOURCE_ROOT:?}"
 cd "$WORK" || exit 1
 # out_has DESCRIPTION GREP-ARGS...: the last expect_exit's output matches
 # (a copy: check itself writes $WORK/.out).
@@ -87,6 +87,8 @@ for c in "$AGPACK build" "$AGPACK lint" "$AGPACK keygen" "$AGIMPORT verify" "$AG
 done
 check "agpack build --help lists --volume-size and the units" sh -c "'$AGPACK' build --help | grep -q -- '--volume-size' && '$AGPACK' build --help | grep -q 'decimal'"
 expect_exit 0 "agpack --help" "$AGPACK" --help
+expect_exit 0 "agserve --version" "$AGSERVE" --version
+out_has "... prints agserve and a version" '^agserve [0-9]'
 expect_exit 0 "agrun --version" "$AGRUN" --version
 out_has "... prints agrun and a version" '^agrun [0-9]'
 
