@@ -33,6 +33,8 @@ expect_exit 2 "a bad --volume-size is reported before the passphrase" "$AGPACK" 
 cp "$WORK/.out" "$WORK/.said"; check "... (no passphrase message)" sh -c "! grep -qi passphrase '$WORK/.said'"
 expect_exit 4 "an existing --out is reported before the passphrase" "$AGPACK" build s.json --key enc.key --out b1
 out_has "... naming --out" -- '--out b1: already exists'
+expect_exit 4 "a missing --ca-file is reported before the passphrase" "$AGPACK" build s.json --key enc.key --out b3 --ca-file no-ca.pem
+out_has "... naming it" -- '--ca-file no-ca.pem: No such file'
 spec miss.json d 1 files:m:no-such-dir
 expect_exit 4 "a missing spec path is reported before the passphrase" "$AGPACK" build miss.json --key enc.key --out b3
 out_has "... naming the path" 'no-such-dir'

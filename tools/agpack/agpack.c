@@ -403,6 +403,13 @@ static int cmd_build(int argc, char **argv)
 			tool_err("--key %s: not a regular file (the secret key file, PREFIX.key)", key);
 			return BN_EXIT_USAGE;
 		}
+		const char *files[][2] = {{"--ca-file", no.ca_file}, {"--auth-file", no.auth_file}};
+		for (size_t i = 0; i < 2; i++)
+			if (files[i][1] && stat(files[i][1], &kst) < 0) {
+				free(stream_out);
+				tool_err("%s %s: %s", files[i][0], files[i][1], strerror(errno));
+				return BN_EXIT_IO;
+			}
 		if (out && !stream_out && !no.dry_run && lstat(out, &kst) == 0) {
 			free(stream_out);
 			tool_err("--out %s: already exists; choose a new output directory", out);
