@@ -107,6 +107,14 @@ out_has "... suggests verify" "did you mean 'verify'?"
 expect_exit 2 "agctl frobnicate (nothing close)" "$AGCTL" frobnicate
 out_has "... lists the commands" "^commands: init channel status"
 
+# --- unknown options with a suggestion, options without their value
+expect_exit 2 "agpack build --volum-size" "$AGPACK" build s.json --key k.key --out b6 --volum-size 1M
+out_has "... suggests --volume-size" "unknown option '--volum-size' (did you mean '--volume-size'?)"
+expect_exit 2 "agimport verify --pubkeys" "$AGIMPORT" verify b1 --pubkeys k.pub
+out_has "... suggests --pubkey" "did you mean '--pubkey'?"
+expect_exit 2 "agpack build --key without a value" "$AGPACK" build s.json --key
+out_has "... says --key needs a value" "build: --key needs a value"
+
 # --- options in any position
 expect_exit 0 "agctl init --pubkey k.pub --root R (root after the command)" "$AGCTL" init --pubkey k.pub --root R
 check "... made R" test -f R/trust.json

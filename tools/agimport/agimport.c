@@ -86,7 +86,7 @@ static int parse(int argc, char **argv, struct args *a, bool want_to)
 			break;
 		}
 		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); return BN_EXIT_USAGE;
+		default: return cli_bad_option(argv[0], argv, opts);
 		}
 	}
 	const char *cmd = argv[0];
@@ -294,7 +294,7 @@ static int cmd_stage(int argc, char **argv)
 		case 'f': io.force = true; break;
 		case 'w': wait = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return BN_EXIT_USAGE;
+		default: return cli_bad_option("stage", argv, opts);
 		}
 	}
 	if (optind == argc && !stream)

@@ -73,7 +73,7 @@ static int cmd_keygen(int argc, char **argv)
 		case 'W': nopass = true; break;
 		case 'f': force = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return BN_EXIT_USAGE;
+		default: return cli_bad_option(argv[0], argv, opts);
 		}
 	}
 	if (optind != argc) {
@@ -340,7 +340,7 @@ static int cmd_build(int argc, char **argv)
 			break;
 		}
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return BN_EXIT_USAGE;
+		default: return cli_bad_option(argv[0], argv, opts);
 		}
 	}
 	no.insecure = insecure;
@@ -652,7 +652,7 @@ static int key_and_file(int argc, char **argv, const char **ret_key)
 		switch (c) {
 		case 'k': key = optarg; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return BN_EXIT_USAGE;
+		default: return cli_bad_option(argv[0], argv, opts);
 		}
 	}
 	if (optind == argc)

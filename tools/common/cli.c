@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
@@ -149,11 +150,45 @@ int cli_main(int argc, char **argv, const struct cli_cmd *cmds, void (*usage)(FI
 			usage(stdout);
 			return 0;
 		}
+		opterr = 0;
 		return tool_init() < 0 ? BN_EXIT_FAILURE : fallback(argc, argv);
 	}
 	if (cli_wants_help(argc - 1, argv + 1)) {
 		cli_usage(stdout, c);
 		return 0;
 	}
+	opterr = 0; /* the commands' getopt loops report with cli_bad_option() */
 	return tool_init() < 0 ? BN_EXIT_FAILURE : c->run(argc - 1, argv + 1);
+}
+
+int cli_bad_option(const char *cmd, char **argv, const struct option *opts)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "?";
+	if (optopt) {
+		/* a known option without its value, or an unknown short one */
+		for (size_t i = 0; opts[i].name; i++)
+			if (opts[i].val == optopt && opts[i].has_arg == required_argument) {
+				tool_err("%s: --%s needs a value (see '%s %s --help')", cmd, opts[i].name, tool_name, cmd);
+				return BN_EXIT_USAGE;
+			}
+		tool_err("%s: unknown option '-%c' (see '%s %s --help')", cmd, optopt, tool_name, cmd);
+		return BN_EXIT_USAGE;
+	}
+	char word[128];
+	snprintf(word, sizeof word, "%.*s", (int)strcspn(arg, "="), arg);
+	const char *cands[96], *m = NULL;
+	char names[96][64];
+	size_t n = 0;
+	for (size_t i = 0; opts[i].name && n < 95; i++) {
+		snprintf(names[n], sizeof names[n], "--%s", opts[i].name);
+		cands[n] = names[n];
+		n++;
+	}
+	cands[n] = NULL;
+	m = bn_closest(word, cands);
+	if (m)
+		tool_err("%s: unknown option '%s' (did you mean '%s'?)", cmd, word, m);
+	else
+		tool_err("%s: unknown option '%s' (see '%s %s --help')", cmd, word, tool_name, cmd);
+	return BN_EXIT_USAGE;
 }

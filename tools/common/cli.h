@@ -50,3 +50,9 @@ int cli_missing(const char *cmd, const char *what);
  */
 int cli_main(int argc, char **argv, const struct cli_cmd *cmds, void (*usage)(FILE *), const char *version_line,
              int (*fallback)(int argc, char **argv));
+
+struct option;
+/* The default: case of a getopt_long() loop run with opterr = 0 (cli_main
+ * sets it): "CMD: unknown option '--volum-size' (did you mean
+ * '--volume-size'?)" or "CMD: --key needs a value"; returns 2. */
+int cli_bad_option(const char *cmd, char **argv, const struct option *opts);
