@@ -16,6 +16,7 @@
 #include "bundle/proc.h"
 #include "bundle/media.h"
 #include "bundle/fsutil.h"
+#include "bundle/schema.h"
 
 #define STATE_MAX (1u << 20)
 #define CONFIG_MAX (1u << 16)
@@ -226,9 +227,16 @@ static int load_config(struct bn_deploy *d, struct bn_error *err)
 		return bn_fail(err, -ENOMEM, "out of memory");
 	if (access(path, F_OK) == 0) {
 		r = bn_read_file(path, CONFIG_MAX, &buf, &len, err);
-		json_t *o = r == 0 ? json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
-		if (r == 0 && !json_is_object(o))
+		json_error_t je;
+		json_t *o = r == 0 ? json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je) : NULL;
+		if (r == 0 && !o)
+			r = bn_fail(err, -EINVAL, "%s: line %d: %s", path, je.line, je.text);
+		else if (r == 0 && !json_is_object(o))
 			r = bn_fail(err, -EINVAL, "%s: not a JSON object", path);
+		/* A typo ("validation_windows") or a wrong type ("1d") is an
+		 * error, never a silent default. */
+		if (r == 0)
+			r = bn_schema_check(&bn_config_schema, o, path, NULL, err);
 		if (r == 0) {
 			json_t *w = json_object_get(o, "validation_window_s"), *h = json_object_get(o, "switch_hook"),
 			       *t = json_object_get(o, "hook_timeout_s"), *sk = json_object_get(o, "max_clock_skew_s");
@@ -238,8 +246,17 @@ static int load_config(struct bn_deploy *d, struct bn_error *err)
 				d->window_s = json_integer_value(w);
 			if (json_is_integer(t) && json_integer_value(t) > 0)
 				d->hook_timeout_s = (int)json_integer_value(t);
-			if (json_is_string(h) && json_string_value(h)[0])
-				d->hook = strdup(json_string_value(h));
+			if (json_is_string(h) && json_string_value(h)[0]) {
+				const char *hp = json_string_value(h);
+				if (hp[0] != '/')
+					r = bn_fail(err, -EINVAL, "%s: \"switch_hook\" must be an absolute path, not '%.200s'", path,
+					            hp);
+				else if (access(hp, X_OK) < 0)
+					r = bn_fail(err, -EINVAL, "%s: \"switch_hook\" %.200s: %s", path, hp,
+					            errno == ENOENT ? "no such file" : strerror(errno));
+				else
+					d->hook = strdup(hp);
+			}
 		}
 		json_decref(o);
 		free(buf);

@@ -306,29 +306,67 @@ int bn_mktemp_sibling(const char *path, char **ret_tmp, struct bn_error *err)
 
 int bn_parse_size(const char *s, uint64_t *ret)
 {
-	char *end = NULL;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || v < 0)
+	/* DIGITS[.DIGITS][UNIT]: no sign, no spaces, no exponent, no hex.
+	 * K M G T and KiB MiB GiB TiB are binary (1024^n); KB MB GB TB are
+	 * decimal (1000^n); B or nothing: bytes.  Case does not matter. */
+	const char *p = s;
+	uint64_t whole = 0, frac = 0, frac_div = 1;
+	if (!s || !(*p >= '0' && *p <= '9'))
 		return -EINVAL;
-	double mul = 1;
-	switch (*end) {
-	case 'k': case 'K': mul = 1024.0; end++; break;
-	case 'm': case 'M': mul = 1024.0 * 1024; end++; break;
-	case 'g': case 'G': mul = 1024.0 * 1024 * 1024; end++; break;
-	case 't': case 'T': mul = 1024.0 * 1024 * 1024 * 1024; end++; break;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (whole > (UINT64_MAX - 9) / 10)
+			return -ERANGE;
+		whole = whole * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return -EINVAL;
+		for (; *p >= '0' && *p <= '9'; p++)
+			if (frac_div < 1000000000ull) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				frac_div *= 10;
+			}
+	}
+	unsigned exp = 0;
+	switch (*p) {
+	case 'k': case 'K': exp = 1; break;
+	case 'm': case 'M': exp = 2; break;
+	case 'g': case 'G': exp = 3; break;
+	case 't': case 'T': exp = 4; break;
+	case 'p': case 'P': exp = 5; break;
 	default: break;
 	}
-	if (*end == 'i' && mul > 1)
-		end++;
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end != '\0')
+	uint64_t base = 1024;
+	if (exp) {
+		p++;
+		if (*p == 'i' || *p == 'I') {
+			p++;
+			if (*p != 'b' && *p != 'B')
+				return -EINVAL;
+			p++;
+		} else if (*p == 'b' || *p == 'B') {
+			base = 1000;
+			p++;
+		}
+	} else if (*p == 'b' || *p == 'B') {
+		p++;
+	}
+	if (*p != '\0')
 		return -EINVAL;
-	double bytes = v * mul;
-	if (bytes >= 18446744073709551615.0)
+	uint64_t mul = 1;
+	for (unsigned i = 0; i < exp; i++)
+		mul *= base;
+	if (frac_div > 1 && exp == 0)
+		return -EINVAL; /* a fraction of a byte */
+	if (whole > UINT64_MAX / mul)
 		return -ERANGE;
-	*ret = (uint64_t)bytes;
+	uint64_t v = whole * mul;
+	/* frac / frac_div of mul, without overflow: mul <= 2^50, frac < 10^9 */
+	uint64_t extra = (uint64_t)((unsigned __int128)frac * mul / frac_div);
+	if (v > UINT64_MAX - extra)
+		return -ERANGE;
+	*ret = v + extra;
 	return 0;
 }
 

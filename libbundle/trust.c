@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "bundle/fsutil.h"
+#include "bundle/schema.h"
 #include "bundle/trust.h"
 
 #define TBAD(...) bn_fail(err, -EBADMSG, "trust policy: " __VA_ARGS__)
@@ -40,6 +41,11 @@ int bn_trust_parse(const char *buf, size_t len, struct bn_trust_policy *ret, str
 		r = bn_fail(err, -EPROTO, "trust policy: unsupported version %" JSON_INTEGER_FORMAT, json_integer_value(v));
 		goto out;
 	}
+	/* Unknown keys (a typo such as "treshold") and wrong types are refused,
+	 * never ignored: each weakens the policy silently. */
+	r = bn_schema_check(&bn_trust_schema, root, "trust policy", NULL, err);
+	if (r < 0)
+		goto out;
 	json_t *serial = json_object_get(root, "serial"), *th = json_object_get(root, "threshold"),
 	       *keys = json_object_get(root, "keys"), *age = json_object_get(root, "max_bundle_age_days"),
 	       *chans = json_object_get(root, "channels"), *jump = json_object_get(root, "max_version_jump"),
@@ -56,6 +62,11 @@ int bn_trust_parse(const char *buf, size_t len, struct bn_trust_policy *ret, str
 	size_t i;
 	json_t *k;
 	json_array_foreach(keys, i, k) {
+		char where[32];
+		snprintf(where, sizeof where, "key %zu", i);
+		r = bn_schema_check(&bn_trust_key_schema, k, "trust policy", where, err);
+		if (r < 0)
+			goto out;
 		const char *pk = json_string_value(json_object_get(k, "public_key"));
 		struct bn_error e2 = {0};
 		if (!pk || bn_pubkey_parse(pk, strlen(pk), &p->keys[i], &e2) < 0) {
@@ -114,6 +125,11 @@ int bn_trust_parse(const char *buf, size_t len, struct bn_trust_policy *ret, str
 			goto out;
 		}
 		json_object_foreach(chans, name, c) {
+			char where[96];
+			snprintf(where, sizeof where, "channel '%.64s'", name);
+			r = bn_schema_check(&bn_trust_channel_schema, c, "trust policy", where, err);
+			if (r < 0)
+				goto out;
 			json_t *mv = json_object_get(c, "min_version");
 			if (!bn_name_valid(name) || !json_is_integer(mv) || json_integer_value(mv) < 0) {
 				r = TBAD("channel '%s' needs a valid name and a non-negative \"min_version\"", name);

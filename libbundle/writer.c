@@ -157,6 +157,35 @@ static void code_chunk(struct bn_job *job, void *ctx)
 	bn_sha256(sl->cbuf, cl, sl->csha256);
 }
 
+uint32_t bn_writer_fit_chunk_size(uint64_t volume_size)
+{
+	uint32_t c = BN_DEFAULT_CHUNK_SIZE;
+	if (!volume_size)
+		volume_size = BN_DEFAULT_VOLUME_SIZE;
+	/* at least two compressed chunks per volume, so volumes fill */
+	while (c > BN_MIN_CHUNK_SIZE && 2 * (uint64_t)ZSTD_compressBound(c) > volume_size)
+		c /= 2;
+	return c;
+}
+
+int bn_writer_check_opts(const struct bn_writer_opts *o, struct bn_error *err)
+{
+	uint64_t vs = o->volume_size ? o->volume_size : BN_DEFAULT_VOLUME_SIZE;
+	uint32_t cs = o->chunk_size ? o->chunk_size : BN_DEFAULT_CHUNK_SIZE;
+	int level = o->level ? o->level : 3;
+	if (cs < BN_MIN_CHUNK_SIZE || cs > BN_MAX_CHUNK_SIZE)
+		return bn_fail(err, -EINVAL, "chunk size must be between %u and %u bytes", BN_MIN_CHUNK_SIZE, BN_MAX_CHUNK_SIZE);
+	size_t bound = ZSTD_compressBound(cs);
+	if (vs < bound)
+		return bn_fail(err, -EINVAL,
+		               "volume size %" PRIu64 " is smaller than one compressed chunk of %u bytes (%zu bytes): "
+		               "choose a smaller chunk size or a larger volume size",
+		               vs, cs, bound);
+	if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel())
+		return bn_fail(err, -EINVAL, "zstd level %d is out of range", level);
+	return 0;
+}
+
 int bn_writer_new(const struct bn_writer_opts *o, struct bn_writer **ret, struct bn_error *err)
 {
 	struct bn_writer *w = calloc(1, sizeof *w);
@@ -172,21 +201,10 @@ int bn_writer_new(const struct bn_writer_opts *o, struct bn_writer **ret, struct
 		w->o.volume_size = BN_DEFAULT_VOLUME_SIZE;
 	if (!w->o.level)
 		w->o.level = 3;
-	int r = 0;
-	if (w->o.chunk_size < BN_MIN_CHUNK_SIZE || w->o.chunk_size > BN_MAX_CHUNK_SIZE) {
-		r = bn_fail(err, -EINVAL, "chunk size must be between %u and %u bytes", BN_MIN_CHUNK_SIZE, BN_MAX_CHUNK_SIZE);
+	int r = bn_writer_check_opts(&w->o, err);
+	if (r < 0)
 		goto fail;
-	}
 	w->cbound = ZSTD_compressBound(w->o.chunk_size);
-	if (w->o.volume_size < w->cbound) {
-		r = bn_fail(err, -EINVAL, "volume size %" PRIu64 " is smaller than one compressed chunk (%zu bytes)",
-		            w->o.volume_size, w->cbound);
-		goto fail;
-	}
-	if (w->o.level < ZSTD_minCLevel() || w->o.level > ZSTD_maxCLevel()) {
-		r = bn_fail(err, -EINVAL, "zstd level %d is out of range", w->o.level);
-		goto fail;
-	}
 	unsigned threads = bn_threads_resolve(w->o.threads);
 	/* ubuf + scratch + cbuf + a coder context (a few MiB at the default levels). */
 	size_t slot_bytes = (size_t)w->o.chunk_size * 2 + w->cbound + ((size_t)4 << 20);

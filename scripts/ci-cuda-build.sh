@@ -4,7 +4,7 @@
 #     (nvcc: sm_80 + sm_90 cubins and compute_90 PTX; C files -Wall -Wextra);
 #     the C compile must be warning-free;
 #  2. run the runtime suite there: on a GPU-less machine device-fallback
-#     checks that --device cuda fails cleanly (exit 5) and that --device auto
+#     checks that --device cuda fails cleanly (exit 8) and that --device auto
 #     falls back to the CPU with identical output;
 #  3. configure -Dcuda=disabled and check that agrun links no CUDA library.
 # usage: scripts/ci-cuda-build.sh [BUILD_DIR_PREFIX]   (default build-ci-cuda)

@@ -43,7 +43,7 @@ JSON
 cat demo-v1.json
 
 say "dirty zone: agpack build (signed, chunked, zstd, 1 MiB volumes)"
-"$AGPACK" build demo-v1.json --key release.key --out bundle-v1 --volume-size 1M --chunk-size 256K
+"$AGPACK" build demo-v1.json --key release.key --out bundle-v1 --volume-size 1M
 ls -l bundle-v1 bundle-v1/signatures
 
 say "transfer: check the media with standard tools"

@@ -6,7 +6,7 @@ usage: test_device.py AGRUN cuda|nocuda
   nocuda: built without it (-Dcuda=disabled, or auto without nvcc)
 
 Without a usable GPU (the CI machines, this project's build hosts):
-  --device cuda fails with exit 5 and one stderr line;
+  --device cuda fails with exit 8 (the shared exit-code table's "device") and one stderr line;
   --device auto runs on the CPU and gives byte-identical output (text,
   greedy ids, JSON ids and logprobs, dumped logits) to --device cpu; in a
   CUDA build it adds one line "no usable CUDA device (...); ran on the CPU"
@@ -59,8 +59,8 @@ def main():
         ok(kind == "cuda", "--device cuda ran: a GPU is present")
     else:
         want = "no CUDA support" if kind == "nocuda" else "no usable CUDA device"
-        ok(p.returncode == 5 and len(lines) == 1 and want in lines[0] and p.stdout == "",
-           f"--device cuda without a GPU: exit {p.returncode} (want 5), stderr {lines}")
+        ok(p.returncode == 8 and len(lines) == 1 and want in lines[0] and p.stdout == "",
+           f"--device cuda without a GPU: exit {p.returncode} (want 8), stderr {lines}")
     skip = "a GPU is present" if gpu else None
 
     p = run(agrun, md, "--raw", "--ids", IDS, "-n", "4", "--device", "gpu")

@@ -8,7 +8,7 @@ on a CPU-only host; the plugin (libagrt-cuda.so) does.  Whatever keeps the
 plugin from working (absent, a relative AGRT_CUDA_PLUGIN, writable by others,
 not an agkit plugin, libcudart missing on the host, no GPU), --device auto
 runs on the CPU with output identical to --device cpu and says why in one
-line, and --device cuda fails with exit 5 and that reason.  The libcudart
+line, and --device cuda fails with exit 8 (device) and that reason.  The libcudart
 case hides the toolkit's library directory in a private mount namespace."""
 import os
 import re
@@ -87,8 +87,8 @@ def run_checks(agrun, agserve, plugin, tmp):
            f"{what}: --device auto runs on the CPU, same output, one note: {lines}")
         c = subprocess.run([*prefix, agrun, *args, "--device", "cuda"], capture_output=True, text=True, env=env)
         lines = c.stderr.strip().splitlines()
-        ok(c.returncode == 5 and c.stdout == "" and len(lines) == 1 and want in lines[0],
-           f"{what}: --device cuda exits 5 with the reason: exit {c.returncode}, {lines}")
+        ok(c.returncode == 8 and c.stdout == "" and len(lines) == 1 and want in lines[0],
+           f"{what}: --device cuda exits 8 with the reason: exit {c.returncode}, {lines}")
 
     case("plugin absent", os.path.join(tmp, "none", "libagrt-cuda.so"), "the CUDA plugin is not installed")
     case("relative AGRT_CUDA_PLUGIN", "libagrt-cuda.so", "is not an absolute path")

@@ -11,16 +11,29 @@
 
 #include "bundle/deploy.h"
 #include "health.h"
+#include "cli.h"
 #include "toolutil.h"
 
 const char *tool_name = "agctl";
 
 #define MAX_KEYS 64
 
+#define U_INIT "agctl [--root R] init --pubkey KEY.pub [--pubkey ...] [--threshold N] [--channel C] [--health-memory-mb N]\n"
+#define U_CHANNEL "agctl [--root R] channel set C [--reason TEXT]\n"
+#define U_STATUS "agctl [--root R] status [--json]\n"
+#define U_PROMOTE "agctl [--root R] [--wait] promote\n"
+#define U_ROLLBACK "agctl [--root R] [--wait] rollback [--reason TEXT]\n"
+#define U_MARK_GOOD "agctl [--root R] mark-good\n"
+#define U_MARK_BAD "agctl [--root R] mark-bad [SLOT] [--reason TEXT]\n"
+#define U_TRUST "agctl [--root R] trust update FILE [--sig FILE.minisig ...]\n"
+#define U_AUDIT "agctl [--root R] audit verify [--file FILE]   (FILE: any audit chain, e.g. agserve's query log; no lock)\n"
+#define U_HEALTH "agctl [--root R] health [--slot SLOT] [--json]\n"
+#define U_CYCLE "agctl [--root R] [--wait] cycle\n"
+
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: agctl [--root R] [--wait] COMMAND ...\n"
+	        "usage: agctl [--root R] [--wait] COMMAND ...   (--root and --wait may also follow the command)\n"
 	        "  init --pubkey KEY.pub [--pubkey ...] [--threshold N] [--channel C] [--health-memory-mb N]\n"
 	        "  channel set C [--reason TEXT]\n"
 	        "  status [--json]\n"
@@ -32,6 +45,7 @@ static void usage(FILE *f)
 	        "  audit verify [--file FILE]   (FILE: any audit chain, e.g. agserve's query log; no lock)\n"
 	        "  health [--slot SLOT] [--json]\n"
 	        "  cycle\n"
+	        "  help [COMMAND]   (also: COMMAND --help)\n"
 	        "\n"
 	        "R defaults to $AGKIT_ROOT or " BN_DEFAULT_ROOT ".\n"
 	        "Exit status: 0 ok, 1 failure, 2 usage, 3 verification failed, 4 I/O or nothing to do,\n"
@@ -379,12 +393,9 @@ static int cmd_init(const char *root, int argc, char **argv)
 			}
 			n++;
 		} else if (!strcmp(argv[i], "--threshold") && i + 1 < argc) {
-			char *end;
-			unsigned long t = strtoul(argv[++i], &end, 10);
-			if (*end || t == 0 || t > MAX_KEYS) {
-				tool_err("--threshold: expected a number from 1 to %d", MAX_KEYS);
+			uint64_t t;
+			if (cli_count("--threshold", argv[++i], 1, MAX_KEYS, &t) < 0)
 				return BN_EXIT_USAGE;
-			}
 			threshold = (unsigned)t;
 		} else if (!strcmp(argv[i], "--channel") && i + 1 < argc) {
 			io.channel = argv[++i];
@@ -393,22 +404,17 @@ static int cmd_init(const char *root, int argc, char **argv)
 				return BN_EXIT_USAGE;
 			}
 		} else if (!strcmp(argv[i], "--health-memory-mb") && i + 1 < argc) {
-			char *end;
-			long v = strtol(argv[++i], &end, 10);
-			if (*end || v < 0 || v > (1L << 30)) {
-				tool_err("--health-memory-mb: expected a number of MiB (0: no limit)");
+			uint64_t v;
+			if (cli_count("--health-memory-mb (MiB, 0: no limit)", argv[++i], 0, 1u << 30, &v) < 0)
 				return BN_EXIT_USAGE;
-			}
-			io.health_memory_limit_mb = v;
+			io.health_memory_limit_mb = (long)v;
 		} else {
 			usage(stderr);
 			return BN_EXIT_USAGE;
 		}
 	}
-	if (n == 0) {
-		usage(stderr);
-		return BN_EXIT_USAGE;
-	}
+	if (n == 0)
+		return cli_missing("init", "--pubkey KEY.pub (a trusted release key; repeat for m-of-n)");
 	int r = bn_deploy_init2(root, keys, n, threshold, &io, &err);
 	if (r < 0)
 		return tool_fail(r, &err);
@@ -438,38 +444,11 @@ static int cmd_audit_file(int argc, char **argv)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* argv[0] is the command (known to the table). */
+static int agctl_run(const char *root, bool wait, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"root", required_argument, NULL, 'r'},
-		{"wait", no_argument, NULL, 'w'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{0},
-	};
-	const char *root = getenv("AGKIT_ROOT");
-	if (!root || !*root)
-		root = BN_DEFAULT_ROOT;
-	bool wait = false;
-	int c;
-	/* Options before the command only ("+"): the command parses its own. */
-	while ((c = getopt_long(argc, argv, "+r:wh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'r': root = optarg; break;
-		case 'w': wait = true; break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("agctl %s\n", AGKIT_VERSION); return 0;
-		default: usage(stderr); return BN_EXIT_USAGE;
-		}
-	}
-	if (optind >= argc) {
-		usage(stderr);
-		return BN_EXIT_USAGE;
-	}
 	if (tool_init() < 0)
 		return BN_EXIT_FAILURE;
-	argc -= optind;
-	argv += optind;
 	if (!strcmp(argv[0], "init"))
 		return cmd_init(root, argc, argv);
 	if (argc >= 2 && !strcmp(argv[0], "audit") && !strcmp(argv[1], "verify") && argc >= 3 &&
@@ -492,5 +471,97 @@ int main(int argc, char **argv)
 	else
 		q = run(d, argc, argv);
 	bn_deploy_close(d);
+	return q;
+}
+
+static const struct cli_cmd commands[] = {
+	{"init", U_INIT, NULL, false},
+	{"channel", U_CHANNEL, NULL, true},
+	{"status", U_STATUS, NULL, true},
+	{"promote", U_PROMOTE, NULL, true},
+	{"rollback", U_ROLLBACK, NULL, true},
+	{"mark-good", U_MARK_GOOD, NULL, true},
+	{"mark-bad", U_MARK_BAD, NULL, true},
+	{"trust", U_TRUST, NULL, true},
+	{"audit", U_AUDIT, NULL, true},
+	{"health", U_HEALTH, NULL, true},
+	{"cycle", U_CYCLE, NULL, true},
+	{0},
+};
+
+/* Options of the commands that take a value: their value is never read as
+ * a global option (rollback --reason --root stays a reason). */
+static bool takes_value(const char *o)
+{
+	static const char *const v[] = {"--reason", "--sig", "--pubkey", "--threshold", "--channel",
+	                                "--health-memory-mb", "--slot", "--file", NULL};
+	for (size_t i = 0; v[i]; i++)
+		if (!strcmp(o, v[i]))
+			return true;
+	return false;
+}
+
+int main(int argc, char **argv)
+{
+	const char *root = getenv("AGKIT_ROOT");
+	if (!root || !*root)
+		root = BN_DEFAULT_ROOT;
+	bool wait = false;
+	/* --root R (or --root=R, -r R) and --wait anywhere on the line, before
+	 * or after the command; the rest, in order, is the command's. */
+	char **rest = calloc((size_t)argc + 1, sizeof *rest);
+	int n = 0, q = BN_EXIT_USAGE;
+	if (!rest)
+		return BN_EXIT_FAILURE;
+	rest[n++] = argv[0];
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--root") || !strcmp(a, "-r")) {
+			if (i + 1 == argc) {
+				tool_err("%s needs a deployment root directory", a);
+				goto out;
+			}
+			root = argv[++i];
+		} else if (!strncmp(a, "--root=", 7)) {
+			root = a + 7;
+		} else if (!strcmp(a, "--wait") || !strcmp(a, "-w")) {
+			wait = true;
+		} else if (takes_value(a) && i + 1 < argc) {
+			rest[n++] = argv[i++];
+			rest[n++] = argv[i];
+		} else {
+			rest[n++] = argv[i];
+		}
+	}
+	rest[n] = NULL;
+	if (n < 2) {
+		usage(stderr);
+		goto out;
+	}
+	const char *w = rest[1], *name = !strcmp(w, "help") && n > 2 ? rest[2] : w;
+	if (!strcmp(w, "--help") || !strcmp(w, "-h") || (!strcmp(w, "help") && n == 2)) {
+		usage(stdout);
+		q = 0;
+		goto out;
+	}
+	if (!strcmp(w, "--version")) {
+		printf("agctl %s\n", AGKIT_VERSION);
+		q = 0;
+		goto out;
+	}
+	const struct cli_cmd *cc = cli_find(commands, name);
+	if (!cc) {
+		/* before the root is opened: a typo outside a root is a typo */
+		cli_unknown_command(commands, name);
+		goto out;
+	}
+	if (name != w || cli_wants_help(n - 1, rest + 1)) {
+		cli_usage(stdout, cc);
+		q = 0;
+		goto out;
+	}
+	q = agctl_run(root, wait, n - 1, rest + 1);
+out:
+	free(rest);
 	return q;
 }

@@ -19,6 +19,9 @@
 #define REPORT_MAX (4u << 20)
 #define STDERR_KEEP 4096
 
+/* config.json's keys are one table, bn_config_schema (bundle/schema.h):
+ * bn_deploy_open() has refused unknown keys, wrong types and values out of
+ * range before this runs, so what is read here is valid. */
 void health_config_load(const char *root, struct health_config *c)
 {
 	*c = (struct health_config){.timeout_s = 600, .max_regression = 0.2, .require_suite = true};

@@ -12,21 +12,24 @@
 #include "bundle/deploy.h"
 #include "bundle/media.h"
 #include "bundle/fsutil.h"
+#include "cli.h"
 #include "toolutil.h"
 
 const char *tool_name = "agimport";
 
 #define MAX_KEYS 64
 
+#define U_STAGE                                                                                                     \
+	"agimport [stage] DIR [--root R] [--allow-downgrade] [--force] [--wait]\n"                                     \
+	"       agimport [stage] --stream [--root R] ...   (reads a one-way stream on stdin)\n"
+#define U_RECEIVE "agimport receive DIR                      (writes a stream from stdin into the new DIR)\n"
+#define U_VERIFY "agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N]\n"
+#define U_EXTRACT "agimport extract DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N] --to TARGET\n"
+
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: agimport [stage] DIR [--root R] [--allow-downgrade] [--force] [--wait]\n"
-	        "       agimport [stage] --stream [--root R] ...   (reads a one-way stream on stdin)\n"
-	        "       agimport receive DIR                      (writes a stream from stdin into the new DIR)\n"
-	        "       agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N]\n"
-	        "       agimport extract DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N] --to TARGET\n"
-	        "\n"
+	        "usage: " U_STAGE "       " U_RECEIVE "       " U_VERIFY "       " U_EXTRACT
 	        "\n"
 	        "stage (the default) verifies DIR under R's trust policy and stages it into the\n"
 	        "idle slot of the deployment root R ($AGKIT_ROOT or " BN_DEFAULT_ROOT ").\n"
@@ -68,32 +71,39 @@ static int parse(int argc, char **argv, struct args *a, bool want_to)
 			a->n_keys++;
 			break;
 		case 't': {
-			char *end;
-			unsigned long t = strtoul(optarg, &end, 10);
-			if (*end || t == 0 || t > MAX_KEYS) {
-				tool_err("--threshold: expected a number from 1 to %d", MAX_KEYS);
+			uint64_t t;
+			if (cli_count("--threshold", optarg, 1, MAX_KEYS, &t) < 0)
 				return BN_EXIT_USAGE;
-			}
 			a->threshold = (unsigned)t;
 			break;
 		}
 		case 'T': a->to = optarg; break;
 		case 'j': {
-			char *end;
-			unsigned long t = strtoul(optarg, &end, 10);
-			if (!*optarg || *end || t == 0 || t > 256) {
-				tool_err("--threads: expected a number from 1 to 256");
+			uint64_t t;
+			if (cli_count("--threads", optarg, 1, 256, &t) < 0)
 				return BN_EXIT_USAGE;
-			}
 			a->threads = (unsigned)t;
 			break;
 		}
 		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); return BN_EXIT_USAGE;
+		default: return cli_bad_option(argv[0], argv, opts);
 		}
 	}
-	if (optind + 1 != argc || a->n_keys == 0 || (want_to && !a->to) || (!want_to && a->to)) {
-		usage(stderr);
+	const char *cmd = argv[0];
+	if (optind == argc)
+		return cli_missing(cmd, "the bundle directory DIR");
+	if (optind + 1 != argc) {
+		tool_err("%s %s: one bundle directory at a time ('%s' is extra)", cmd, argv[optind], argv[optind + 1]);
+		return BN_EXIT_USAGE;
+	}
+	char what[600];
+	snprintf(what, sizeof what, "%s %.500s", cmd, argv[optind]);
+	if (a->n_keys == 0)
+		return cli_missing(what, "--pubkey KEY.pub");
+	if (want_to && !a->to)
+		return cli_missing(what, "--to TARGET");
+	if (!want_to && a->to) {
+		tool_err("%s: --to is for extract", what);
 		return BN_EXIT_USAGE;
 	}
 	if (a->threshold > a->n_keys) {
@@ -284,9 +294,11 @@ static int cmd_stage(int argc, char **argv)
 		case 'f': io.force = true; break;
 		case 'w': wait = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return BN_EXIT_USAGE;
+		default: return cli_bad_option("stage", argv, opts);
 		}
 	}
+	if (optind == argc && !stream)
+		return cli_missing("stage", "the bundle directory DIR (or --stream)");
 	if (optind + (stream ? 0 : 1) != argc) {
 		if (optind + 1 < argc || stream)
 			tool_err(stream ? "--stream reads stdin: no bundle directory" : "one bundle directory at a time");
@@ -355,21 +367,29 @@ static int cmd_stage(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_verify_extract(int argc, char **argv);
+
+static const struct cli_cmd commands[] = {
+	{"stage", U_STAGE, cmd_stage, true},
+	{"receive", U_RECEIVE, cmd_receive, false},
+	{"verify", U_VERIFY, cmd_verify_extract, false},
+	{"extract", U_EXTRACT, cmd_verify_extract, false},
+	{0},
+};
+
 int main(int argc, char **argv)
 {
-	int q = tool_start(argc, argv, usage, "agimport " AGKIT_VERSION);
-	if (q >= 0)
-		return q;
-	const char *cmd = argv[1];
-	bool verify = !strcmp(cmd, "verify"), extract = !strcmp(cmd, "extract");
-	if (!strcmp(cmd, "stage"))
-		return cmd_stage(argc - 1, argv + 1);
-	if (!strcmp(cmd, "receive"))
-		return cmd_receive(argc - 1, argv + 1);
-	if (!verify && !extract)
-		return cmd_stage(argc, argv); /* agimport DIR ... */
+	/* agimport DIR ... is agimport stage DIR ... */
+	return cli_main(argc, argv, commands, usage, "agimport " AGKIT_VERSION, cmd_stage);
+}
+
+/* argv[0]: verify or extract */
+static int cmd_verify_extract(int argc, char **argv)
+{
+	bool verify = !strcmp(argv[0], "verify");
+	int q;
 	static struct args a;
-	q = parse(argc - 1, argv + 1, &a, extract);
+	q = parse(argc, argv, &a, !verify);
 	if (q)
 		return q;
 	tool_catch_signals();

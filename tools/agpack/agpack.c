@@ -21,23 +21,30 @@
 #include "artifact_types.h"
 #include "sources.h"
 #include "spec.h"
+#include "cli.h"
 #include "toolutil.h"
 
 const char *tool_name = "agpack";
 
+#define U_KEYGEN "agpack keygen --out PREFIX [--no-passphrase] [--force]\n"
+#define U_BUILD                                                                                                     \
+	"agpack build SPEC --key KEY --out DIR [--volume-size SIZE] [--level N] [--chunk-size SIZE]\n"                  \
+	"                   [--threads N]\n"                                                                            \
+	"                   [--cache DIR] [--insecure-registry HOST:PORT]... [--ca-file FILE]\n"                        \
+	"                   [--auth-file FILE] [--dry-run] [--parity P] [--media SIZE] [--stream]\n"
+#define U_LINT "agpack lint SPEC                 (checks a pack spec without building: keys, files, pins)\n"
+#define U_SIGN "agpack sign DIR --key KEY\n"
+#define U_SIGN_TRUST "agpack sign-trust POLICY.json --key KEY   (writes POLICY.json.KEYID.minisig for agctl trust update)\n"
+#define U_STREAM "agpack stream DIR                (one-way stream of the bundle on stdout, for data diodes)\n"
+#define U_SIZES                                                                                                     \
+	"\nSIZE: 4096, 700M, 1.5G, 4GiB, 4GB (K M G T and KiB MiB GiB TiB binary, KB MB GB TB decimal).\n"
+#define U_EXIT                                                                                                      \
+	"Exit status: 0 ok, 1 failure, 2 usage or pack spec error, 3 verification or unsafe input, 4 I/O error.\n"
+
 static void usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: agpack keygen --out PREFIX [--no-passphrase] [--force]\n"
-	        "       agpack build SPEC --key KEY --out DIR [--volume-size SIZE] [--level N] [--chunk-size SIZE]\n"
-	        "                   [--threads N]\n"
-	        "                   [--cache DIR] [--insecure-registry HOST:PORT]... [--ca-file FILE]\n"
-	        "                   [--auth-file FILE] [--dry-run] [--parity P] [--media SIZE] [--stream]\n"
-	        "       agpack sign DIR --key KEY\n"
-	        "       agpack sign-trust POLICY.json --key KEY   (writes POLICY.json.KEYID.minisig for agctl trust update)\n"
-	        "       agpack stream DIR                (one-way stream of the bundle on stdout, for data diodes)\n"
-	        "\n"
-	        "Exit status: 0 ok, 1 failure, 2 usage, 3 verification or unsafe input, 4 I/O error.\n");
+	fprintf(f, "usage: " U_KEYGEN "       " U_BUILD "       " U_LINT "       " U_SIGN "       " U_SIGN_TRUST
+	           "       " U_STREAM U_SIZES U_EXIT);
 }
 
 static int write_new_file(const char *path, const char *text, mode_t mode, bool force, struct bn_error *err)
@@ -66,13 +73,15 @@ static int cmd_keygen(int argc, char **argv)
 		case 'W': nopass = true; break;
 		case 'f': force = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return BN_EXIT_USAGE;
+		default: return cli_bad_option(argv[0], argv, opts);
 		}
 	}
-	if (!out || optind != argc) {
-		usage(stderr);
+	if (optind != argc) {
+		tool_err("keygen: unexpected argument '%s'", argv[optind]);
 		return BN_EXIT_USAGE;
 	}
+	if (!out)
+		return cli_missing("keygen", "--out PREFIX");
 	struct bn_error err = {0};
 	struct bn_pubkey pk;
 	struct bn_seckey sk;
@@ -282,12 +291,9 @@ static int cmd_build(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nj:P:M:Sh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'P': {
-			char *end;
-			unsigned long p = strtoul(optarg, &end, 10);
-			if (*end || p > BN_PARITY_MAX) {
-				tool_err("--parity: expected 0 to %u parity volumes per group", BN_PARITY_MAX);
+			uint64_t p;
+			if (cli_count("--parity (parity volumes per group)", optarg, 0, BN_PARITY_MAX, &p) < 0)
 				return BN_EXIT_USAGE;
-			}
 			parity = (unsigned)p;
 			break;
 		}
@@ -301,18 +307,20 @@ static int cmd_build(int argc, char **argv)
 		case 'k': key = optarg; break;
 		case 'o': out = optarg; break;
 		case 'V':
-			if (bn_parse_size(optarg, &vsize) < 0 || vsize == 0) {
-				tool_err("--volume-size: cannot parse '%s' (examples: 700M, 4G, 25G)", optarg);
+			if (cli_size("--volume-size", optarg, BN_MIN_CHUNK_SIZE, 1ull << 50, &vsize) < 0)
 				return BN_EXIT_USAGE;
-			}
 			break;
 		case 'C':
-			if (bn_parse_size(optarg, &csize) < 0 || csize < BN_MIN_CHUNK_SIZE || csize > BN_MAX_CHUNK_SIZE) {
-				tool_err("--chunk-size: must be between 4K and 64M");
+			if (cli_size("--chunk-size (4K to 64M)", optarg, BN_MIN_CHUNK_SIZE, BN_MAX_CHUNK_SIZE, &csize) < 0)
 				return BN_EXIT_USAGE;
-			}
 			break;
-		case 'l': level = atoi(optarg); break;
+		case 'l': {
+			uint64_t l;
+			if (cli_count("--level (zstd level)", optarg, 1, 22, &l) < 0)
+				return BN_EXIT_USAGE;
+			level = (int)l;
+			break;
+		}
 		case 'c': no.cache_dir = optarg; break;
 		case 'I':
 			if (no.n_insecure == 32) {
@@ -325,17 +333,14 @@ static int cmd_build(int argc, char **argv)
 		case 'a': no.auth_file = optarg; break;
 		case 'n': no.dry_run = true; break;
 		case 'j': {
-			char *end;
-			unsigned long t = strtoul(optarg, &end, 10);
-			if (!*optarg || *end || t == 0 || t > 256) {
-				tool_err("--threads: expected a number from 1 to 256");
+			uint64_t t;
+			if (cli_count("--threads", optarg, 1, 256, &t) < 0)
 				return BN_EXIT_USAGE;
-			}
 			threads = (unsigned)t;
 			break;
 		}
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return BN_EXIT_USAGE;
+		default: return cli_bad_option(argv[0], argv, opts);
 		}
 	}
 	no.insecure = insecure;
@@ -355,9 +360,61 @@ static int cmd_build(int argc, char **argv)
 		free(stream_out);
 		return BN_EXIT_USAGE;
 	}
-	if (optind + 1 != argc || (!no.dry_run && (!key || !out))) {
-		usage(stderr);
+	if (optind == argc) {
+		free(stream_out);
+		return cli_missing("build", "the pack spec SPEC");
+	}
+	if (optind + 1 != argc) {
+		tool_err("build: one pack spec at a time ('%s' is extra)", argv[optind + 1]);
+		free(stream_out);
 		return BN_EXIT_USAGE;
+	}
+	if (!no.dry_run && (!key || !out)) {
+		free(stream_out);
+		return cli_missing("build", !key ? "--key KEY (the secret key that signs)" : "--out DIR (the new bundle)");
+	}
+	/* Every option is checked before the key's passphrase is asked for,
+	 * and a dry run fails exactly where the build would. */
+	if (media_cap && !vsize) {
+		/* On media, a volume fits a medium with room for the signed
+		 * files, and stays below the medium's file-size limit. */
+		vsize = media_cap > (64u << 20) ? media_cap - (64u << 20) : media_cap / 2;
+		if (vsize > media_max_file)
+			vsize = media_max_file;
+	}
+	if (!csize)
+		csize = bn_writer_fit_chunk_size(vsize); /* --volume-size 1M works without --chunk-size */
+	{
+		struct bn_error e = {0};
+		struct bn_writer_opts chk = {.volume_size = vsize, .chunk_size = (uint32_t)csize, .level = level};
+		if (bn_writer_check_opts(&chk, &e) < 0) {
+			free(stream_out);
+			tool_err("build: %s", e.msg);
+			return BN_EXIT_USAGE;
+		}
+		struct stat kst;
+		if (key && !no.dry_run && stat(key, &kst) < 0) {
+			free(stream_out);
+			tool_err("--key %s: %s", key, strerror(errno));
+			return BN_EXIT_IO;
+		}
+		if (key && !no.dry_run && !S_ISREG(kst.st_mode)) {
+			free(stream_out);
+			tool_err("--key %s: not a regular file (the secret key file, PREFIX.key)", key);
+			return BN_EXIT_USAGE;
+		}
+		const char *files[][2] = {{"--ca-file", no.ca_file}, {"--auth-file", no.auth_file}};
+		for (size_t i = 0; i < 2; i++)
+			if (files[i][1] && stat(files[i][1], &kst) < 0) {
+				free(stream_out);
+				tool_err("%s %s: %s", files[i][0], files[i][1], strerror(errno));
+				return BN_EXIT_IO;
+			}
+		if (out && !stream_out && !no.dry_run && lstat(out, &kst) == 0) {
+			free(stream_out);
+			tool_err("--out %s: already exists; choose a new output directory", out);
+			return BN_EXIT_IO;
+		}
 	}
 	/* With --stream, stdout carries the stream: reports go to stderr. */
 	FILE *info = stream ? stderr : stdout;
@@ -368,8 +425,13 @@ static int cmd_build(int argc, char **argv)
 	struct bn_writer *w = NULL;
 	char *tmp = NULL, *stage = NULL, *cache_default = NULL, *mtext = NULL;
 	int r = spec_load(spec_path, &spec, &err);
-	if (r < 0)
+	if (r == 0 && !no.dry_run)
+		r = spec_check_files(&spec, &err); /* before the passphrase */
+	if (r < 0) {
+		spec_release(&spec);
+		free(stream_out);
 		return tool_fail(r, &err);
+	}
 	tool_catch_signals();
 	if (!no.cache_dir) {
 		const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -430,13 +492,6 @@ static int cmd_build(int argc, char **argv)
 	free(stage_base);
 	if (r < 0)
 		goto out;
-	/* On media, a volume fits a medium with room for the signed files, and
-	 * stays below the medium's file-size limit. */
-	if (media_cap && !vsize) {
-		vsize = media_cap > (64u << 20) ? media_cap - (64u << 20) : media_cap / 2;
-		if (vsize > media_max_file)
-			vsize = media_max_file;
-	}
 	struct bn_writer_opts wo = {.dir = tmp, .volume_size = vsize, .chunk_size = (uint32_t)csize, .level = level,
 	                            .threads = threads,
 	                            .warn = warn_cb};
@@ -595,13 +650,17 @@ static int key_and_file(int argc, char **argv, const char **ret_key)
 		switch (c) {
 		case 'k': key = optarg; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return BN_EXIT_USAGE;
+		default: return cli_bad_option(argv[0], argv, opts);
 		}
 	}
-	if (!key || optind + 1 != argc) {
-		usage(stderr);
+	if (optind == argc)
+		return cli_missing(argv[0], !strcmp(argv[0], "sign") ? "the bundle directory DIR" : "the policy file POLICY.json");
+	if (optind + 1 != argc) {
+		tool_err("%s: one file at a time ('%s' is extra)", argv[0], argv[optind + 1]);
 		return BN_EXIT_USAGE;
 	}
+	if (!key)
+		return cli_missing(argv[0], "--key KEY");
 	*ret_key = key;
 	return -1;
 }
@@ -674,25 +733,40 @@ static int cmd_sign_trust(int argc, char **argv)
 	return r < 0 ? tool_fail(r, &err) : 0;
 }
 
+static int cmd_lint(int argc, char **argv)
+{
+	if (argc != 2 || argv[1][0] == '-') {
+		if (argc < 2)
+			return cli_missing("lint", "the pack spec SPEC");
+		tool_err("lint: one pack spec, no options ('%s')", argv[argc > 2 ? 2 : 1]);
+		return BN_EXIT_USAGE;
+	}
+	struct bn_error err = {0};
+	struct spec spec = {0};
+	int r = spec_load(argv[1], &spec, &err);
+	if (r == 0)
+		r = spec_check_files(&spec, &err);
+	if (r == 0)
+		printf("%s: OK: bundle %s channel %s version %" PRIu64 ", %zu artifact(s)\n", argv[1], spec.name,
+		       spec.channel, spec.version, spec.n_artifacts);
+	spec_release(&spec);
+	return r < 0 ? tool_fail(r, &err) : 0;
+}
+
+static const struct cli_cmd commands[] = {
+	{"keygen", U_KEYGEN, cmd_keygen, false},
+	{"build", U_BUILD U_SIZES, cmd_build, false},
+	{"lint", U_LINT, cmd_lint, false},
+	{"sign", U_SIGN, cmd_sign, false},
+	{"sign-trust", U_SIGN_TRUST, cmd_sign_trust, false},
+	{"stream", U_STREAM, cmd_stream, false},
+	{0},
+};
+
 int main(int argc, char **argv)
 {
-	int q = tool_start(argc, argv, usage,
-	                   agpack_have_network ? "agpack " AGKIT_VERSION " (network sources: yes)"
-	                                       : "agpack " AGKIT_VERSION " (network sources: no)");
-	if (q >= 0)
-		return q;
-	const char *cmd = argv[1];
-	if (!strcmp(cmd, "keygen"))
-		return cmd_keygen(argc - 1, argv + 1);
-	if (!strcmp(cmd, "build"))
-		return cmd_build(argc - 1, argv + 1);
-	if (!strcmp(cmd, "sign"))
-		return cmd_sign(argc - 1, argv + 1);
-	if (!strcmp(cmd, "sign-trust"))
-		return cmd_sign_trust(argc - 1, argv + 1);
-	if (!strcmp(cmd, "stream"))
-		return cmd_stream(argc - 1, argv + 1);
-	tool_err("unknown command '%s'", cmd);
-	usage(stderr);
-	return BN_EXIT_USAGE;
+	return cli_main(argc, argv, commands, usage,
+	                agpack_have_network ? "agpack " AGKIT_VERSION " (network sources: yes)"
+	                                    : "agpack " AGKIT_VERSION " (network sources: no)",
+	                NULL);
 }

@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "bundle/error.h"
+#include "bundle/schema.h"
 
 #define SPEC_MAX_BYTES (4u << 20)
 
@@ -20,6 +21,7 @@ struct spec_artifact {
 
 struct spec {
 	json_t *root;
+	char *path;         /* the spec file, as given */
 	char *dir;          /* directory of the spec file */
 	const char *name, *channel;
 	uint64_t version;
@@ -27,5 +29,16 @@ struct spec {
 	struct spec_artifact *artifacts;
 };
 
+/* The pack spec's keys (bundle/schema.h): [0] the top level, [1..5] the
+ * artifact types files, oci-archive, image, url, hf-model, [6] a "health"
+ * object; ends with a {NULL} entry. */
+extern const struct bn_schema spec_schemas[];
+
+/* Reads and checks a spec: unknown keys, wrong types, missing keys, names,
+ * pins; -EINVAL with "FILE: ..." in err.  Nothing is fetched or opened but
+ * the spec. */
 int spec_load(const char *path, struct spec *ret, struct bn_error *err) BN_WUR;
 void spec_release(struct spec *s);
+/* What `agpack lint` adds to spec_load: local paths, health suites and
+ * prompts files exist (-ENOENT and friends, naming the file). */
+int spec_check_files(const struct spec *s, struct bn_error *err) BN_WUR;

@@ -1,6 +1,7 @@
 /* agrun: run a local model directory with the agrt runtime (CPU or CUDA).
- * Exit codes: 0 ok, 1 internal, 2 usage, 3 invalid/hostile model files, 4 I/O,
- * 5 CUDA device unavailable or failed. */
+ * Exit codes (bundle/error.h, shared by all tools): 0 ok, 1 internal, 2 usage,
+ * 3 invalid/hostile model files, 4 I/O, 8 CUDA device unavailable or failed
+ * (RT_ERR_DEVICE; exit 5 is "refused by policy" in the other tools). */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "agrt/agrt.h"
+#include "bundle/error.h"
 #include "health_suite.h"
 
 #define MAX_IDS (1 << 20)
@@ -18,6 +20,9 @@
 static void usage(FILE *f)
 {
 	fputs("usage: agrun MODEL_DIR (--prompt TEXT | --ids 1,2,3) [-n N] [--json] [--top-k K]\n"
+	      "       agrun record MODEL_DIR --out SUITE.json [--prompts FILE] [-n N] [--top-k K]\n"
+	      "       agrun check MODEL_DIR --suite SUITE.json [--json]\n"
+	      "       agrun --version\n"
 	      "       agrun MODEL_DIR --tokenize TEXT\n"
 	      "       agrun MODEL_DIR --detokenize 1,2,3\n"
 	      "       agrun MODEL_DIR --render-chat FILE [--template NAME]   (FILE: JSON with messages,\n"
@@ -29,7 +34,8 @@ static void usage(FILE *f)
 	      "         --raw (with --ids: do not load tokenizer.json, print ids)\n"
 	      "         --device cpu|cuda|auto (default auto: CUDA when a GPU is present)\n"
 	      "         --warmup (an untimed short run before the timed one, for benchmarks)\n"
-	      "exit codes: 0 ok, 1 internal, 2 usage, 3 invalid model files, 4 I/O error, 5 CUDA device\n",
+	      "exit codes: 0 ok, 1 internal (check: failed), 2 usage, 3 invalid model files, 4 I/O error,\n"
+	      "            8 CUDA device unavailable or failed\n",
 	      f);
 }
 
@@ -122,7 +128,7 @@ static int read_prompt(const char *path, char **ret, size_t *ret_len)
 static int fail(const struct rt_error *e)
 {
 	fprintf(stderr, "agrun: %s\n", e->msg);
-	return e->code > 0 && e->code <= RT_ERR_DEVICE ? e->code : 1;
+	return agrun_exit_code(e->code);
 }
 
 /* --device auto found no GPU in a CUDA build: say so once the run has
@@ -167,6 +173,10 @@ int main(int argc, char **argv)
 	/* Health suites (record in the dirty zone, check in the clean zone). */
 	if (argc > 1 && (!strcmp(argv[1], "record") || !strcmp(argv[1], "check")))
 		return agrun_health_main(argc - 1, argv + 1);
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("agrun %s\n", AGKIT_VERSION);
+		return 0;
+	}
 	enum {
 		O_PROMPT = 256,
 		O_IDS,

@@ -93,7 +93,7 @@ static int load(const char *dir, struct loaded *l)
 	struct rt_load_opts lo = {.backend = pick_backend(), .simd = getenv("AGRT_SIMD")};
 	if (rt_model_load(dir, &lo, &l->m, &e) < 0 || rt_tokenizer_load(tp, &l->t, &e) < 0) {
 		fprintf(stderr, "agrun: %s\n", e.msg);
-		return e.code > 0 && e.code <= 5 ? e.code : 1;
+		return agrun_exit_code(e.code);
 	}
 	l->info = rt_model_get_info(l->m);
 	return 0;
@@ -189,8 +189,23 @@ static int cmd_record(int argc, char **argv)
 		switch (c) {
 		case 'o': out = optarg; break;
 		case 'p': prompts_path = optarg; break;
-		case 'k': top_k = atoi(optarg); break;
-		case 'n': n_new = atoi(optarg); break;
+		case 'k':
+		case 'n': {
+			/* decimal digits only: "5x" and "x" are refused, not read as 5 and 0 */
+			char *end;
+			errno = 0;
+			long v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v < 1 || v > (c == 'k' ? MAX_TOPK : MAX_NEW)) {
+				fprintf(stderr, "agrun: record: %s: '%s' is not a number from 1 to %d\n", c == 'k' ? "--top-k" : "-n",
+				        optarg, c == 'k' ? MAX_TOPK : MAX_NEW);
+				return 2;
+			}
+			if (c == 'k')
+				top_k = (int)v;
+			else
+				n_new = (int)v;
+			break;
+		}
 		case 'h':
 			printf("usage: agrun record MODEL_DIR --out SUITE.json [--prompts FILE] [-n N] [--top-k K]\n");
 			return 0;

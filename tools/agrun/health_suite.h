@@ -13,8 +13,18 @@
 
 #include <jansson.h>
 
+#include "agrt/agrt.h"
+#include "bundle/error.h"
+
 #define HEALTH_SUITE_MAX_BYTES (16u << 20)
 #define HEALTH_MAX_PROMPTS     64
+
+/* agrun's exit status for an rt_error code: 1..4 as they are, RT_ERR_DEVICE
+ * as BN_EXIT_DEVICE (8), anything else 1. */
+static inline int agrun_exit_code(int rt_code)
+{
+	return rt_code == RT_ERR_DEVICE ? BN_EXIT_DEVICE : rt_code > 0 && rt_code < RT_ERR_DEVICE ? rt_code : BN_EXIT_FAILURE;
+}
 
 /* argv[0] is "record" or "check". Returns agrun's exit status. */
 int agrun_health_main(int argc, char **argv);

@@ -259,6 +259,7 @@ int main(int argc, char **argv)
 	    {"conn-timeout", required_argument, NULL, O_CTIMEOUT},
 	    {"drain-timeout", required_argument, NULL, O_DRAIN},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {0},
 	};
 	struct opts o = {.listen = "127.0.0.1:8000",
@@ -307,6 +308,7 @@ int main(int argc, char **argv)
 		case O_CTIMEOUT: num = &o.conn_timeout, hi = 86400; break;
 		case O_DRAIN: num = &o.drain, lo_ = 0, hi = 86400; break;
 		case 'h': usage(stdout); return 0;
+		case 'V': printf("agserve %s\n", AGKIT_VERSION); return 0;
 		default: usage(stderr); return 2;
 		}
 		if (num && parse_long(optarg, lo_, hi, num) < 0) {

@@ -48,15 +48,19 @@ bool bn_cancelled(void);
 /* -EINTR with "interrupted" in err when cancelled, else 0. */
 int bn_check_cancel(struct bn_error *err);
 
-/* Documented tool exit codes. */
+/* Documented tool exit codes: the one table for agpack, agimport, agctl,
+ * agrun and agserve (README "Exit codes", every man page's EXIT STATUS; the
+ * test exit-codes compares them with this enum). */
 enum {
-	BN_EXIT_OK = 0,
+	BN_EXIT_OK = 0,      /* success */
 	BN_EXIT_FAILURE = 1, /* internal or unclassified error */
 	BN_EXIT_USAGE = 2,   /* bad command line */
 	BN_EXIT_VERIFY = 3,  /* signature, hash, format or safety check failed */
 	BN_EXIT_IO = 4,      /* could not read or write (missing file, disk full) */
 	BN_EXIT_POLICY = 5,  /* refused by trust policy (downgrade, expiry) */
 	BN_EXIT_BUSY = 6,    /* another agkit command holds the deployment lock */
+	BN_EXIT_HEALTH = 7,  /* a health check failed (agctl health, agctl cycle acted on one) */
+	BN_EXIT_DEVICE = 8,  /* the CUDA device is unavailable or failed (agrun; was 5 before 0.x) */
 };
 
 int bn_exit_code(int negative_errno);

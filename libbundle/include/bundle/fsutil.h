@@ -42,5 +42,8 @@ char *bn_dirname(const char *path);
 char *bn_path_join(const char *a, const char *b);
 /* Creates a unique empty directory "<path>.agtmp-XXXXXX" beside path. */
 int bn_mktemp_sibling(const char *path, char **ret_tmp, struct bn_error *err) BN_WUR;
-/* Parses sizes like 700M, 4G, 25G, 4096, 1.5G (binary multiples K/M/G/T). */
+/* Parses sizes: 4096, 700M, 1.5G, 4GiB, 4GB.  K, M, G, T, P and KiB ... PiB
+ * are binary (1024^n); KB, MB, GB, TB, PB decimal (1000^n); case-blind.
+ * -EINVAL for junk (sign, spaces, exponent, a fraction of a byte), -ERANGE
+ * past 2^64 - 1.  The one size parser of every tool. */
 int bn_parse_size(const char *s, uint64_t *ret);

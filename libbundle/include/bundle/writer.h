@@ -28,6 +28,13 @@ struct bn_writer_opts {
 
 struct bn_writer;
 
+/* The chunk size for volume_size when none is chosen: the default (4 MiB),
+ * halved until two compressed chunks fit a volume (at least 4 KiB). */
+uint32_t bn_writer_fit_chunk_size(uint64_t volume_size);
+/* The checks bn_writer_new() makes of o's sizes and level (defaults applied),
+ * without writing anything: -EINVAL naming the problem. */
+int bn_writer_check_opts(const struct bn_writer_opts *o, struct bn_error *err) BN_WUR;
+
 int bn_writer_new(const struct bn_writer_opts *o, struct bn_writer **ret, struct bn_error *err) BN_WUR;
 void bn_writer_free(struct bn_writer *w); /* accepts NULL */
 
