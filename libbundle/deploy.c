@@ -22,6 +22,7 @@
 struct bn_deploy {
 	char *root;
 	int lockfd;
+	bool readonly;           /* bn_deploy_open_ro(): a snapshot, never written */
 	struct bn_trust_policy trust;
 	/* config */
 	int64_t window_s;
@@ -125,6 +126,8 @@ static int slot_from_json(json_t *o, struct bn_slot *s)
 
 static int save_state(struct bn_deploy *d, struct bn_error *err)
 {
+	if (d->readonly)
+		return bn_fail(err, -EPERM, "%s: opened read-only (without the lock): not written", d->root);
 	char h[BN_SHA256_HEX], p[BN_SHA256_HEX];
 	bn_hex(d->head.hash, BN_SHA256_LEN, h);
 	bn_hex(d->head.prev, BN_SHA256_LEN, p);
@@ -330,9 +333,54 @@ int bn_deploy_audit_verify(struct bn_deploy *d, uint64_t *ret_lines, struct bn_e
 	char *path = rpath(d, "audit.log");
 	if (!path)
 		return bn_fail(err, -ENOMEM, "out of memory");
-	int r = bn_audit_verify(path, &d->head, NULL, ret_lines, err);
-	free(path);
-	return r;
+	int r;
+	if (!d->readonly) {
+		r = bn_audit_verify(path, &d->head, NULL, ret_lines, err);
+		free(path);
+		return r;
+	}
+	/* Without the lock a writer may commit while the log is read.  A
+	 * commit saves the state (generation + 1, the record pending), appends,
+	 * saves again: the snapshot is consistent when the generation is the same
+	 * before and after the read, and then the log ends at the recorded head
+	 * or, with a record pending, one line after it that chains to it. */
+	for (int attempt = 0;; attempt++) {
+		struct bn_audit_head tail;
+		uint64_t lines = 0;
+		r = bn_audit_verify(path, NULL, &tail, &lines, err);
+		uint64_t gen = d->generation;
+		struct bn_deploy *again = NULL;
+		struct bn_error e2 = {0};
+		int q = bn_deploy_open_ro(d->root, &again, &e2);
+		if (q < 0) {
+			free(path);
+			*err = e2;
+			return q;
+		}
+		bool stable = again->generation == gen;
+		/* Later checks use the newer snapshot. */
+		d->generation = again->generation;
+		d->head = again->head;
+		json_decref(d->audit_pending);
+		d->audit_pending = again->audit_pending ? json_incref(again->audit_pending) : NULL;
+		bn_deploy_close(again);
+		if (!stable && attempt < 50) {
+			struct timespec ts = {0, 20 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (r == 0 && !stable)
+			r = bn_fail(err, -EAGAIN, "%s: the state changed on every read (50 tries); try again", path);
+		if (r == 0 && d->audit_pending && lines == d->head.seq + 1 &&
+		    !memcmp(tail.prev, d->head.hash, BN_SHA256_LEN))
+			lines = d->head.seq; /* the pending record is being appended: not counted yet */
+		else if (r == 0)
+			r = bn_audit_verify(path, &d->head, NULL, &lines, err);
+		if (r == 0 && ret_lines)
+			*ret_lines = lines;
+		free(path);
+		return r;
+	}
 }
 
 /* ---- switching and hooks --------------------------------------------- */
@@ -634,6 +682,42 @@ int bn_deploy_open(const char *root, bool wait, struct bn_deploy **ret, struct b
 	d = NULL;
 out:
 	free(lp);
+	free(tp);
+	bn_deploy_close(d);
+	return r;
+}
+
+int bn_deploy_open_ro(const char *root, struct bn_deploy **ret, struct bn_error *err)
+{
+	struct bn_deploy *d = calloc(1, sizeof *d);
+	if (!d || !(d->root = strdup(root))) {
+		free(d);
+		return bn_fail(err, -ENOMEM, "out of memory");
+	}
+	d->lockfd = -1;
+	d->readonly = true;
+	d->active = d->previous = -1;
+	int r = 0;
+	char *tp = rpath(d, "trust.json");
+	if (!tp) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (access(tp, F_OK) < 0) {
+		r = bn_fail(err, -ENOENT, "%s: not an agkit deployment root (no trust.json; run agctl init)", root);
+		goto out;
+	}
+	/* Each file is replaced by an atomic rename: every read sees one whole version. */
+	r = bn_trust_load(tp, &d->trust, err);
+	if (r == 0)
+		r = load_config(d, err);
+	if (r == 0)
+		r = load_state(d, err);
+	if (r < 0)
+		goto out;
+	*ret = d;
+	d = NULL;
+out:
 	free(tp);
 	bn_deploy_close(d);
 	return r;
@@ -1198,5 +1282,8 @@ json_t *bn_deploy_status(const struct bn_deploy *d)
 	json_object_set_new(o, "trust", json_pack("{s:I, s:i, s:o}", "serial", (json_int_t)d->trust.serial, "threshold",
 	                                          (int)d->trust.threshold, "keys", keys));
 	json_object_set_new(o, "audit_lines", json_integer((json_int_t)d->head.seq));
+	/* An operation interrupted (or, read without the lock, in progress). */
+	const char *op = json_string_value(json_object_get(d->pending, "op"));
+	json_object_set_new(o, "pending", op ? json_string(op) : json_null());
 	return o;
 }

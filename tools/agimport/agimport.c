@@ -12,6 +12,8 @@
 #include "bundle/deploy.h"
 #include "bundle/media.h"
 #include "bundle/fsutil.h"
+#include "inspect.h"
+#include "report.h"
 #include "toolutil.h"
 
 const char *tool_name = "agimport";
@@ -25,6 +27,7 @@ static void usage(FILE *f)
 	        "       agimport [stage] --stream [--root R] ...   (reads a one-way stream on stdin)\n"
 	        "       agimport receive DIR                      (writes a stream from stdin into the new DIR)\n"
 	        "       agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N]\n"
+	        "       agimport inspect DIR [--json] [--pubkey KEY.pub ... | --root R] [--sbom]\n"
 	        "       agimport extract DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N] --to TARGET\n"
 	        "\n"
 	        "\n"
@@ -366,6 +369,8 @@ int main(int argc, char **argv)
 		return cmd_stage(argc - 1, argv + 1);
 	if (!strcmp(cmd, "receive"))
 		return cmd_receive(argc - 1, argv + 1);
+	if (!strcmp(cmd, "inspect"))
+		return cmd_inspect(argc - 1, argv + 1);
 	if (!verify && !extract)
 		return cmd_stage(argc, argv); /* agimport DIR ... */
 	static struct args a;

@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "bundle/fsutil.h"
+#include "report.h"
 #include "toolutil.h"
 
 volatile sig_atomic_t tool_interrupted;
@@ -230,8 +231,12 @@ static bool progress_shown;
 void tool_progress(void *label, uint64_t done, uint64_t total)
 {
 	static struct timespec start, last;
-	if (!isatty(STDERR_FILENO))
+	if (tool_quiet)
 		return;
+	if (!isatty(STDERR_FILENO)) {
+		tool_progress_lines(label, done, total); /* report.h */
+		return;
+	}
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (!progress_shown) {

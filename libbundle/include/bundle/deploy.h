@@ -59,6 +59,12 @@ int bn_deploy_init2(const char *root, const struct bn_pubkey *keys, size_t n_key
  * unless wait), then recovers any interrupted operation. */
 int bn_deploy_open(const char *root, bool wait, struct bn_deploy **ret, struct bn_error *err) BN_WUR;
 void bn_deploy_close(struct bn_deploy *d); /* accepts NULL; releases the lock */
+/* Opens R without the lock, for reading only (status, audit verify): a
+ * consistent snapshot of trust.json, config.json and state.json (each written
+ * by atomic rename), with no recovery.  Works during another command and for
+ * a user who can read those files.  Every call that would write fails with
+ * -EPERM; bn_deploy_audit_verify() rereads the state until it is stable. */
+int bn_deploy_open_ro(const char *root, struct bn_deploy **ret, struct bn_error *err) BN_WUR;
 
 const char *bn_slot_name(int slot);         /* "blue" | "green" */
 int bn_slot_index(const char *name);        /* 0, 1 or -1 */
