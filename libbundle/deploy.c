@@ -15,6 +15,7 @@
 #include "bundle/deploy.h"
 #include "bundle/media.h"
 #include "bundle/fsutil.h"
+#include "reader_internal.h"
 
 #define STATE_MAX (1u << 20)
 #define CONFIG_MAX (1u << 16)
@@ -845,7 +846,8 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 	if (r < 0) {
 		char why[BN_ERROR_MAX];
 		snprintf(why, sizeof why, "%s", err ? err->msg : "verification failed");
-		struct bn_audit_event ev = {.action = "import", .result = "refused", .reason = why};
+		struct bn_audit_event ev = {.action = o && o->dry_run ? "import-dry-run" : "import", .result = "refused",
+		                            .reason = why};
 		struct bn_error e2 = {0};
 		(void)commit(d, &ev, &e2);
 		return r;
@@ -862,7 +864,7 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 	if (!o)
 		o = &none;
 	const char *dir = b->dir;
-	struct bn_audit_event ev = {.action = "import", .result = "refused"};
+	struct bn_audit_event ev = {.action = o->dry_run ? "import-dry-run" : "import", .result = "refused"};
 	char why[BN_ERROR_MAX];
 	int r = 0;
 	const struct bn_manifest *m = b->m;
@@ -942,7 +944,7 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 			goto refuse;
 		}
 	}
-	if (o->check_only)
+	if (o->check_only && !o->dry_run)
 		return 0;
 	/* The idle slot: never the active one. */
 	int slot = d->active >= 0 ? 1 - d->active : 0;
@@ -956,6 +958,31 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 		r = bn_fail(err, -ESTALE, "slot %s holds the rollback target until the validation window ends (%s); "
 		            "run agctl mark-good, or import with --force", slot_names[slot], until);
 		goto refuse;
+	}
+	if (o->dry_run) {
+		uint64_t need = 0, have = 0;
+		char *slots = rpath(d, "slots");
+		r = slots ? bn_check_files(b, err) : bn_fail(err, -ENOMEM, "out of memory");
+		if (r == 0)
+			r = bn_bundle_check_space(b, slots, &need, &have, err);
+		free(slots);
+		if (r < 0)
+			goto fail;
+		if (ret) {
+			memset(ret, 0, sizeof *ret);
+			ret->slot = slot;
+			snprintf(ret->bundle, sizeof ret->bundle, "%s", m->name);
+			snprintf(ret->channel, sizeof ret->channel, "%s", m->channel);
+			ret->version = m->version;
+			ret->need_bytes = need;
+			ret->free_bytes = have;
+			ret->replaces = d->slots[slot];
+		}
+		ev.result = "ok";
+		snprintf(why, sizeof why, "would stage into slot %s%s; nothing staged", slot_names[slot],
+		         downgrade ? " (a downgrade, allowed by --allow-downgrade)" : "");
+		ev.reason = why;
+		return commit(d, &ev, err);
 	}
 
 	/* Intent first, then the slot's content. */

@@ -188,6 +188,12 @@ static int finish_tree(struct xstate *x, struct bn_error *err)
 
 static int check_space(struct bn_bundle *b, const char *parent, struct bn_error *err)
 {
+	return bn_bundle_check_space(b, parent, NULL, NULL, err);
+}
+
+int bn_bundle_check_space(const struct bn_bundle *b, const char *parent, uint64_t *ret_need, uint64_t *ret_free,
+                          struct bn_error *err)
+{
 	struct statvfs sv;
 	if (statvfs(parent, &sv) < 0)
 		return bn_fail(err, -errno, "%s: %s", parent, strerror(errno));
@@ -200,6 +206,10 @@ static int check_space(struct bn_bundle *b, const char *parent, struct bn_error 
 		inodes += a->n_entries + 1;
 	}
 	uint64_t have = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (ret_need)
+		*ret_need = need;
+	if (ret_free)
+		*ret_free = have;
 	if (need > have)
 		return bn_fail(err, -ENOSPC, "%s: not enough free space: need %" PRIu64 " MiB, %" PRIu64 " MiB free", parent,
 		               (need + (1 << 20) - 1) >> 20, have >> 20);

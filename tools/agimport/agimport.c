@@ -261,6 +261,43 @@ static int cmd_receive(int argc, char **argv)
 	return r < 0 ? tool_fail(r, &err) : 0;
 }
 
+/* agimport DIR --dry-run: the checks of an import and a report of what it
+ * would stage; bn_deploy_import() writes nothing but the audit record. */
+static int dry_run(struct bn_deploy *d, const char *dir, struct bn_import_opts *io)
+{
+	struct bn_error err = {0};
+	struct bn_import_result res = {0};
+	int r = bn_deploy_import(d, dir, io, &res, &err);
+	char now[300] = "empty";
+	const struct bn_slot *s = &res.replaces;
+	if (r == 0 && s->has_bundle)
+		snprintf(now, sizeof now, "%s: %s %s v%" PRIu64, bn_slot_state_name(s->state), s->bundle, s->channel,
+		         s->version);
+	else if (r == 0)
+		snprintf(now, sizeof now, "%s", bn_slot_state_name(s->state));
+	bn_deploy_close(d);
+	if (r < 0)
+		return tool_fail(r, &err);
+	tool_say("%s: dry run: bundle %s channel %s version %" PRIu64 " would be staged into slot %s (now %s)\n", dir,
+	         res.bundle, res.channel, res.version, bn_slot_name(res.slot), now);
+	tool_say("%s: dry run: signatures and threshold, channel, floor, expiry, volume files and free space checked "
+	         "(needs %" PRIu64 " MiB, %" PRIu64 " MiB free); volume contents are hashed on import (or agimport "
+	         "verify); nothing staged\n", dir, (res.need_bytes + (1u << 20) - 1) >> 20, res.free_bytes >> 20);
+	if (tool_json) {
+		json_t *rep = json_pack("{s:s, s:s}", "state", bn_slot_state_name(s->state), "bundle",
+		                        s->has_bundle ? s->bundle : "");
+		json_object_set_new(rep, "version", s->has_bundle ? json_integer((json_int_t)s->version) : json_null());
+		if (!s->has_bundle)
+			json_object_set_new(rep, "bundle", json_null());
+		json_t *o = json_pack("{s:s, s:b, s:b, s:s, s:s, s:I, s:s, s:o, s:I, s:I}", "dir", dir, "dry_run", 1,
+		                      "staged", 0, "bundle", res.bundle, "channel", res.channel, "version",
+		                      (json_int_t)res.version, "slot", bn_slot_name(res.slot), "replaces", rep, "need_bytes",
+		                      (json_int_t)res.need_bytes, "free_bytes", (json_int_t)res.free_bytes);
+		tool_json_print(o);
+	}
+	return 0;
+}
+
 static int cmd_stage(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -269,6 +306,9 @@ static int cmd_stage(int argc, char **argv)
 		{"force", no_argument, NULL, 'f'},
 		{"wait", no_argument, NULL, 'w'},
 		{"stream", no_argument, NULL, 'S'},
+		{"dry-run", no_argument, NULL, 'n'},
+		{"json", no_argument, NULL, 'J'},
+		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -279,8 +319,11 @@ static int cmd_stage(int argc, char **argv)
 	struct bn_import_opts io = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "import"};
 	bool wait = false;
 	int c;
-	while ((c = getopt_long(argc, argv, "r:DfwSh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:DfwSnqh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'n': io.dry_run = true; break;
+		case 'J': tool_json = true; break;
+		case 'q': tool_quiet = true; break;
 		case 'S': stream = true; break;
 		case 'r': root = optarg; break;
 		case 'D': io.allow_downgrade = true; break;
@@ -296,12 +339,18 @@ static int cmd_stage(int argc, char **argv)
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
+	if (stream && io.dry_run) {
+		tool_err("--dry-run checks a bundle directory or medium; receive the stream first (agimport receive DIR)");
+		return BN_EXIT_USAGE;
+	}
 	tool_catch_signals();
 	struct bn_error err = {0};
 	struct bn_deploy *d = NULL;
 	int r = bn_deploy_open(root, wait, &d, &err);
 	if (r < 0)
 		return tool_fail(r, &err);
+	if (io.dry_run)
+		return dry_run(d, argv[optind], &io);
 	char *received = NULL;
 	if (stream) {
 		/* The stream lands in R/staging/stream, then imports like a directory. */
@@ -353,8 +402,14 @@ static int cmd_stage(int argc, char **argv)
 		return tool_fail(r, &err);
 	if (res.notes[0])
 		tool_warn("%s", res.notes);
-	printf("%s: staged bundle %s channel %s version %" PRIu64 " into slot %s%s\n", argv[optind], res.bundle,
-	       res.channel, res.version, bn_slot_name(res.slot), res.resumed_chunks ? " (resumed)" : "");
+	tool_say("%s: staged bundle %s channel %s version %" PRIu64 " into slot %s%s\n", argv[optind], res.bundle,
+	         res.channel, res.version, bn_slot_name(res.slot), res.resumed_chunks ? " (resumed)" : "");
+	if (tool_json) {
+		json_t *o = json_pack("{s:s, s:b, s:s, s:s, s:I, s:s, s:b, s:s}", "dir", argv[optind], "staged", 1, "bundle",
+		                      res.bundle, "channel", res.channel, "version", (json_int_t)res.version, "slot",
+		                      bn_slot_name(res.slot), "resumed", res.resumed_chunks > 0, "notes", res.notes);
+		tool_json_print(o);
+	}
 	return 0;
 }
 

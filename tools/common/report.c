@@ -49,7 +49,7 @@ void tool_progress_lines(const char *label, uint64_t done, uint64_t total)
 {
 	static struct timespec start, last;
 	static const char *cur;
-	static bool at_end;
+	static bool at_end, shown;
 	double every = tool_progress_interval();
 	if (tool_quiet || every == 0)
 		return;
@@ -59,14 +59,16 @@ void tool_progress_lines(const char *label, uint64_t done, uint64_t total)
 		/* A new operation. */
 		cur = label;
 		start = last = now;
-		at_end = false;
+		at_end = shown = false;
 	}
 	double since = (double)(now.tv_sec - last.tv_sec) + (double)(now.tv_nsec - last.tv_nsec) / 1e9;
+	/* The last line (100%) only after periodic ones: short work stays quiet. */
 	bool end = done >= total;
-	if (end ? at_end : since < every)
+	if (end ? at_end || (!shown && since < every) : since < every)
 		return;
 	last = now;
 	at_end = end;
+	shown = true;
 	double el = (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
 	double rate = el > 0 ? (double)done / el : 0;
 	char t[32];

@@ -25,7 +25,7 @@ void tool_now_iso(char out[32]);
  * (0 turns them off), default 10. */
 double tool_progress_interval(void);
 /* One progress line on stderr (not a terminal) when the interval has passed
- * since the last, and at 100%. */
+ * since the last, and at 100% when an earlier line was printed. */
 void tool_progress_lines(const char *label, uint64_t done, uint64_t total);
 /* Removes every "--json", "-q" and "--quiet" argument after argv[0] from
  * argv (a command's own parser never sees them) and sets the flags. */

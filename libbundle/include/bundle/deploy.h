@@ -94,6 +94,11 @@ struct bn_import_opts {
 	 * pass; nothing is written but a refusal's audit record.  Per-medium
 	 * staging asks this before it takes a medium. */
 	bool check_only;
+	/* agimport --dry-run: every check an import makes (with check_only's,
+	 * the slot, the volume files and the free space), audited as
+	 * "import-dry-run"; nothing else is written.  ret says what would be
+	 * staged where. */
+	bool dry_run;
 };
 
 struct bn_import_result {
@@ -102,6 +107,9 @@ struct bn_import_result {
 	uint64_t version;
 	size_t resumed_chunks;
 	char notes[1024];        /* volumes rebuilt from parity, damaged parity volumes ("; "-separated) */
+	/* dry_run: the space the slot needs and has, and what the slot holds now. */
+	uint64_t need_bytes, free_bytes;
+	struct bn_slot replaces;
 };
 
 /* Verifies dir under the trust policy and stages it into the idle slot. */
