@@ -53,13 +53,17 @@ static int parse(int argc, char **argv, struct args *a, bool want_to)
 		{"threshold", required_argument, NULL, 't'},
 		{"to", required_argument, NULL, 'T'},
 		{"threads", required_argument, NULL, 'j'},
+		{"json", no_argument, NULL, 'J'},
+		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "p:t:T:j:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:t:T:j:qh", opts, NULL)) != -1) {
 		struct bn_error err = {0};
 		switch (c) {
+		case 'J': tool_json = true; break;
+		case 'q': tool_quiet = true; break;
 		case 'p':
 			if (a->n_keys == MAX_KEYS) {
 				tool_err("too many --pubkey options");
@@ -109,14 +113,41 @@ static int parse(int argc, char **argv, struct args *a, bool want_to)
 
 static void print_signers(const struct bn_bundle *b)
 {
-	printf("%s: bundle %s channel %s version %" PRIu64 ", signed by", b->dir, b->m->name, b->m->channel,
-	       b->m->version);
+	tool_say("%s: bundle %s channel %s version %" PRIu64 ", signed by", b->dir, b->m->name, b->m->channel,
+	         b->m->version);
 	for (size_t i = 0; i < b->n_signers; i++) {
 		char id[BN_KEYID_HEX];
 		bn_keyid_hex(b->signers[i], id);
-		printf(" %s", id);
+		tool_say(" %s", id);
 	}
-	printf("\n");
+	tool_say("\n");
+}
+
+/* verify and extract --json: {"dir", "ok", "bundle", "channel", "version",
+ * "signers", "volumes", "chunks", "parity_volumes", "medium", "media",
+ * "notes", "to" (extract)}. */
+static void json_result(const struct bn_bundle *b, const char *to)
+{
+	json_t *sg = json_array(), *notes = json_array();
+	for (size_t i = 0; i < b->n_signers; i++) {
+		char id[BN_KEYID_HEX];
+		bn_keyid_hex(b->signers[i], id);
+		json_array_append_new(sg, json_string(id));
+	}
+	const char *n;
+	for (size_t i = 0; (n = bn_bundle_note(b, i)); i++)
+		json_array_append_new(notes, json_string(n));
+	const struct bn_manifest *m = b->m;
+	json_t *o = json_pack("{s:s, s:b, s:s, s:s, s:I, s:o, s:I, s:I, s:I}", "dir", b->dir, "ok", 1, "bundle", m->name,
+	                      "channel", m->channel, "version", (json_int_t)m->version, "signers", sg, "volumes",
+	                      (json_int_t)m->n_volumes, "chunks", (json_int_t)m->n_chunks, "parity_volumes",
+	                      (json_int_t)(m->parity ? m->parity->n_volumes : 0));
+	json_object_set_new(o, "medium", bn_bundle_medium(b) ? json_integer(bn_bundle_medium(b)) : json_null());
+	json_object_set_new(o, "media", m->media ? json_integer(m->media->count) : json_null());
+	json_object_set_new(o, "notes", notes);
+	if (to)
+		json_object_set_new(o, "to", json_string(to));
+	tool_json_print(o);
 }
 
 /* Rebuilt volumes and damaged parity volumes: said on stderr, not fatal. */
@@ -136,11 +167,11 @@ static void print_medium(const struct bn_bundle *b)
 		nv += m->media->vol_medium[i] == mi;
 	for (size_t i = 0; m->parity && i < m->parity->n_volumes; i++)
 		np += m->media->par_medium[i] == mi;
-	printf("%s: OK: medium %u of %u of bundle %s channel %s version %" PRIu64 ": its %zu volume(s) and %zu parity "
-	       "volume(s) match the signed manifest\n", b->dir, mi, m->media->count, m->name, m->channel, m->version, nv,
-	       np);
-	printf("%s: the set is medium-01 ... medium-%02u; import needs them all (or all but %u with parity)\n", b->dir,
-	       m->media->count, m->parity ? m->parity->groups[0].p : 0);
+	tool_say("%s: OK: medium %u of %u of bundle %s channel %s version %" PRIu64 ": its %zu volume(s) and %zu parity "
+	         "volume(s) match the signed manifest\n", b->dir, mi, m->media->count, m->name, m->channel, m->version, nv,
+	         np);
+	tool_say("%s: the set is medium-01 ... medium-%02u; import needs them all (or all but %u with parity)\n", b->dir,
+	         m->media->count, m->parity ? m->parity->groups[0].p : 0);
 }
 
 static bool is_medium(const char *dir)
@@ -215,12 +246,19 @@ static int stage_medium(struct bn_deploy *d, const char *dir, const struct bn_im
 		audit_medium(d, b, r < 0 ? "failed" : "ok", why);
 	}
 	if (r == 0) {
-		printf("%s: medium %u of %u of bundle %s channel %s version %" PRIu64 ": %zu new chunk(s) in place; %zu of %zu "
-		       "chunk(s) done\n", dir, res.medium, res.count, b->m->name, b->m->channel, b->m->version,
-		       res.chunks_new, res.chunks_done, res.chunks_total);
+		tool_say("%s: medium %u of %u of bundle %s channel %s version %" PRIu64 ": %zu new chunk(s) in place; %zu of "
+		         "%zu chunk(s) done\n", dir, res.medium, res.count, b->m->name, b->m->channel, b->m->version,
+		         res.chunks_new, res.chunks_done, res.chunks_total);
 		if (!res.complete)
-			printf("%s: still needed: medium %s (insert them in any order and run agimport stage again)\n", dir,
-			       res.missing);
+			tool_say("%s: still needed: medium %s (insert them in any order and run agimport stage again)\n", dir,
+			         res.missing);
+		if (!res.complete && tool_json)
+			tool_json_print(json_pack("{s:s, s:b, s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:s}", "dir", dir,
+			                          "staged", 0, "bundle", b->m->name, "channel", b->m->channel, "version",
+			                          (json_int_t)b->m->version, "medium", (int)res.medium, "media",
+			                          (int)res.count, "chunks_new", (json_int_t)res.chunks_new, "chunks_done",
+			                          (json_int_t)res.chunks_done, "chunks_total", (json_int_t)res.chunks_total,
+			                          "missing", res.missing));
 	}
 	if (r < 0 || !res.complete) {
 		bn_bundle_free(b);
@@ -449,12 +487,14 @@ int main(int argc, char **argv)
 			print_medium(b);
 		} else if (r == 0) {
 			print_signers(b);
-			printf("%s: OK: %zu volume(s), %zu chunk(s) match the signed manifest\n", a.dir, b->m->n_volumes,
-			       b->m->n_chunks);
+			tool_say("%s: OK: %zu volume(s), %zu chunk(s) match the signed manifest\n", a.dir, b->m->n_volumes,
+			         b->m->n_chunks);
 			if (b->m->parity)
-				printf("%s: OK: %zu parity volume(s) checked (damaged ones are listed above)\n", a.dir,
-				       b->m->parity->n_volumes);
+				tool_say("%s: OK: %zu parity volume(s) checked (damaged ones are listed above)\n", a.dir,
+				         b->m->parity->n_volumes);
 		}
+		if (r == 0 && tool_json)
+			json_result(b, NULL);
 	} else {
 		struct bn_extract_opts o = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "extract"};
 		r = bn_bundle_extract(b, a.to, &o, &err);
@@ -462,7 +502,9 @@ int main(int argc, char **argv)
 		print_notes(b);
 		if (r == 0) {
 			print_signers(b);
-			printf("%s: extracted %zu artifact(s) to %s\n", a.dir, b->m->n_artifacts, a.to);
+			tool_say("%s: extracted %zu artifact(s) to %s\n", a.dir, b->m->n_artifacts, a.to);
+			if (tool_json)
+				json_result(b, a.to);
 		}
 	}
 	bn_bundle_free(b);
