@@ -108,7 +108,8 @@ static unsigned medium_label(const char *dir)
 	size_t len = 0;
 	struct bn_error e = {0};
 	unsigned n = 0, c = 0;
-	if (p && bn_read_file_nofollow(p, 4096, &buf, &len, &e) == 0 && sscanf(buf, "medium %u of %u", &n, &c) != 2)
+	const char *l = p && bn_read_file_nofollow(p, 4096, &buf, &len, &e) == 0 ? strstr(buf, "\nmedium ") : NULL;
+	if (!l || sscanf(l, "\nmedium %u of %u", &n, &c) != 2)
 		n = 0;
 	free(buf);
 	free(p);
