@@ -21,6 +21,7 @@
 #include "bundle/writer.h"
 #include "sources.h"
 #include "spec.h"
+#include "report.h"
 #include "toolutil.h"
 
 const char *tool_name = "agpack";
@@ -265,6 +266,8 @@ static int cmd_build(int argc, char **argv)
 		{"parity", required_argument, NULL, 'P'},
 		{"media", required_argument, NULL, 'M'},
 		{"stream", no_argument, NULL, 'S'},
+		{"json", no_argument, NULL, 'J'},
+		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -279,8 +282,10 @@ static int cmd_build(int argc, char **argv)
 	struct net_opts no = {0};
 	const char *insecure[32];
 	int c;
-	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nj:P:M:Sh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nj:P:M:Sqh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'J': tool_json = true; break;
+		case 'q': tool_quiet = true; break;
 		case 'P': {
 			char *end;
 			unsigned long p = strtoul(optarg, &end, 10);
@@ -360,7 +365,7 @@ static int cmd_build(int argc, char **argv)
 		return BN_EXIT_USAGE;
 	}
 	/* With --stream, stdout carries the stream: reports go to stderr. */
-	FILE *info = stream ? stderr : stdout;
+	FILE *info = stream || tool_json ? stderr : stdout;
 	const char *spec_path = argv[optind];
 	struct bn_error err = {0};
 	struct spec spec = {0};
@@ -440,7 +445,7 @@ static int cmd_build(int argc, char **argv)
 	}
 	struct bn_writer_opts wo = {.dir = tmp, .volume_size = vsize, .chunk_size = (uint32_t)csize, .level = level,
 	                            .threads = threads,
-	                            .warn = warn_cb};
+	                            .warn = warn_cb, .progress = tool_progress, .progress_userdata = "pack"};
 	r = bn_writer_new(&wo, &w, &err);
 	if (r < 0)
 		goto out;
@@ -481,6 +486,7 @@ static int cmd_build(int argc, char **argv)
 			fprintf(stderr, "agpack: packing %s '%s'\n", type, a->name);
 			r = bn_writer_add(w, a->name, type, !strcmp(type, "oci-archive") ? "oci-image-layout" : "tree", path,
 			                  pinned ? pin : NULL, source, &err);
+			tool_progress_end();
 		}
 		json_t *health = json_object_get(a->json, "health");
 		if (r == 0 && health)
@@ -544,6 +550,17 @@ static int cmd_build(int argc, char **argv)
 	if (m->media)
 		fprintf(info, "%s: %u media of %" PRIu64 " bytes: %s/medium-01 ... medium-%02u\n", out, m->media->count,
 		       m->media->capacity, out, m->media->count);
+	if (tool_json && !stream) {
+		/* agpack build --json (docs/OPERATIONS.md). */
+		json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "out", out, "bundle", m->name,
+		                      "channel", m->channel, "version", (json_int_t)m->version, "artifacts",
+		                      (json_int_t)m->n_artifacts, "bytes", (json_int_t)total, "chunks", (json_int_t)m->n_chunks,
+		                      "volumes", (json_int_t)m->n_volumes, "stored_bytes", (json_int_t)stored);
+		json_object_set_new(o, "parity_volumes", json_integer((json_int_t)(m->parity ? m->parity->n_volumes : 0)));
+		json_object_set_new(o, "media", m->media ? json_integer(m->media->count) : json_null());
+		json_object_set_new(o, "created", json_string(m->created));
+		tool_json_print(o);
+	}
 	if (stream) {
 		r = bn_stream_write(out, STDOUT_FILENO, &err);
 		if (r == 0)
