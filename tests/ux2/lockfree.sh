@@ -48,6 +48,21 @@ wait $writers
 if [ $bad = 0 ] && [ $n -gt 0 ]; then ok "audit verify and status during $n writer commits: all consistent"; else not_ok "$bad of $n reads failed during writes"; fi
 check "audit verify after the writers" "$AGCTL" --root "$R" audit verify
 
+# An import killed after recording its intent: a snapshot shows it pending;
+# once the lock is free, status takes it and the recovery finishes it.
+AGKIT_CRASH_AT=import:intent "$AGIMPORT" b2 --root "$R" >/dev/null 2>&1
+timeout -k 5 60 flock "$R/lock" sleep 30 &
+holder=$!
+on_exit "kill $holder 2>/dev/null; wait $holder 2>/dev/null"
+for _ in $(seq 50); do flock -n "$R/lock" true 2>/dev/null || break; sleep 0.1; done
+if [ "$(st 's["pending"]')" = import ] && "$AGCTL" --root "$R" status | grep -q "^pending: import"; then
+	ok "status under the lock: the interrupted import shown as pending"
+else not_ok "pending import in the snapshot"; "$AGCTL" --root "$R" status | sed 's/^/#   /'; fi
+kill $holder; wait $holder 2>/dev/null
+if [ "$(st 's["pending"]')" = None ] && [ "$(st 's["slots"]["green"]["state"]')" != importing ]; then
+	ok "status with the lock free: recovered, nothing pending"
+else not_ok "status did not recover"; fi
+
 # A non-root user: status reads world-readable files; the audit log is
 # 0640, readable by the root's group (docs/OPERATIONS.md).
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then

@@ -530,10 +530,17 @@ int main(int argc, char **argv)
 		return cmd_audit_file(argc, argv);
 	struct bn_error err = {0};
 	struct bn_deploy *d = NULL;
-	/* Readers take no lock: they work during an import or a cycle, and for
-	 * a monitoring user who may read the root (docs/OPERATIONS.md). */
+	/* Readers never wait for or fail on the lock: when it is free they take
+	 * it (and so finish an interrupted operation, as every command does);
+	 * when another command holds it, or this user may not take it (a
+	 * monitoring user, docs/OPERATIONS.md), they read a consistent snapshot
+	 * without it. */
 	bool reader = !strcmp(argv[0], "status") || (argc >= 2 && !strcmp(argv[0], "audit") && !strcmp(argv[1], "verify"));
-	int r = reader ? bn_deploy_open_ro(root, &d, &err) : bn_deploy_open(root, wait, &d, &err);
+	int r = bn_deploy_open(root, reader ? false : wait, &d, &err);
+	if (reader && (r == -EAGAIN || r == -EACCES || r == -EPERM || r == -EROFS)) {
+		err = (struct bn_error){0};
+		r = bn_deploy_open_ro(root, &d, &err);
+	}
 	if (r < 0)
 		return tool_fail(r, &err);
 	int q;
