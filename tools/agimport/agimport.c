@@ -23,11 +23,12 @@ const char *tool_name = "agimport";
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: agimport [stage] DIR [--root R] [--allow-downgrade] [--force] [--wait]\n"
+	        "usage: agimport [stage] DIR [--root R] [--allow-downgrade] [--force] [--wait] [--dry-run]\n"
 	        "       agimport [stage] --stream [--root R] ...   (reads a one-way stream on stdin)\n"
 	        "       agimport receive DIR                      (writes a stream from stdin into the new DIR)\n"
 	        "       agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N]\n"
 	        "       agimport inspect DIR [--json] [--pubkey KEY.pub ... | --root R] [--sbom]\n"
+	        "       (stage, verify, extract and inspect: --json prints one JSON object; -q|--quiet: no progress)\n"
 	        "       agimport extract DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N] --to TARGET\n"
 	        "\n"
 	        "\n"

@@ -34,6 +34,7 @@ static void usage(FILE *f)
 	        "                   [--threads N]\n"
 	        "                   [--cache DIR] [--insecure-registry HOST:PORT]... [--ca-file FILE]\n"
 	        "                   [--auth-file FILE] [--dry-run] [--parity P] [--media SIZE] [--stream]\n"
+	        "                   [--json] [-q|--quiet]\n"
 	        "       agpack sign DIR --key KEY\n"
 	        "       agpack sign-trust POLICY.json --key KEY   (writes POLICY.json.KEYID.minisig for agctl trust update)\n"
 	        "       agpack stream DIR                (one-way stream of the bundle on stdout, for data diodes)\n"

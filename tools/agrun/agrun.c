@@ -24,6 +24,7 @@ static void usage(FILE *f)
 	      "         add_generation_prompt, tools...; prints exactly the chat template's prompt; - for stdin)\n"
 	      "       agrun MODEL_DIR --ids 1,2,3 --dump-logits FILE   (raw f32 [n][vocab], teacher forcing)\n"
 	      "         --prompt-file FILE (or - for stdin) instead of --prompt\n"
+	      "       agrun --version\n"
 	      "options: --threads T  --ctx C  --no-special (no BOS/template on --prompt/--tokenize)\n"
 	      "         --skip-special (drop special tokens when decoding)  --no-eos (ignore EOS)\n"
 	      "         --raw (with --ids: do not load tokenizer.json, print ids)\n"
@@ -167,6 +168,10 @@ int main(int argc, char **argv)
 	/* Health suites (record in the dirty zone, check in the clean zone). */
 	if (argc > 1 && (!strcmp(argv[1], "record") || !strcmp(argv[1], "check")))
 		return agrun_health_main(argc - 1, argv + 1);
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("agrun %s\n", AGKIT_VERSION);
+		return 0;
+	}
 	enum {
 		O_PROMPT = 256,
 		O_IDS,
