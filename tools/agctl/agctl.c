@@ -2,6 +2,7 @@
 /* agctl: clean-zone slot control.  No network code. */
 #include <errno.h>
 #include <stdarg.h>
+#include <syslog.h>
 #include <getopt.h>
 #include <glob.h>
 #include <inttypes.h>
@@ -116,6 +117,7 @@ static void report_switch(struct bn_deploy *d, const char *action, const char *v
 		tool_json_print(o);
 	}
 	tool_say("%s %s\n", verb, bn_slot_name(a));
+	tool_log(LOG_NOTICE, "%s %s", verb, bn_slot_name(a));
 }
 
 static int run(struct bn_deploy *d, int argc, char **argv)
@@ -246,6 +248,7 @@ static int cycle_line(struct bn_deploy *d, const char *action, int slot, const c
 	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
 	tool_say("%s cycle: %s\n", t, text);
+	tool_log(code == 0 ? LOG_NOTICE : LOG_ERR, "cycle: %s", text);
 	if (tool_json) {
 		const struct bn_slot *s = slot >= 0 ? bn_deploy_slot(d, slot) : NULL;
 		bool b = s && s->has_bundle;
@@ -550,8 +553,10 @@ int main(int argc, char **argv)
 		q = cmd_channel(d, argc, argv);
 	else if (!strcmp(argv[0], "health"))
 		q = cmd_health(d, argc, argv);
-	else if (!strcmp(argv[0], "cycle") && argc == 1)
+	else if (!strcmp(argv[0], "cycle") && argc == 1) {
+		tool_log_ident = "agkit-cycle";
 		q = cmd_cycle(d);
+	}
 	else
 		q = run(d, argc, argv);
 	bn_deploy_close(d);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "bundle/bundle.h"
@@ -443,6 +444,8 @@ static int cmd_stage(int argc, char **argv)
 		tool_warn("%s", res.notes);
 	tool_say("%s: staged bundle %s channel %s version %" PRIu64 " into slot %s%s\n", argv[optind], res.bundle,
 	         res.channel, res.version, bn_slot_name(res.slot), res.resumed_chunks ? " (resumed)" : "");
+	tool_log(LOG_NOTICE, "%s: staged bundle %s channel %s version %" PRIu64 " into slot %s%s", argv[optind],
+	         res.bundle, res.channel, res.version, bn_slot_name(res.slot), res.resumed_chunks ? " (resumed)" : "");
 	if (tool_json) {
 		json_t *o = json_pack("{s:s, s:b, s:s, s:s, s:I, s:s, s:b, s:s}", "dir", argv[optind], "staged", 1, "bundle",
 		                      res.bundle, "channel", res.channel, "version", (json_int_t)res.version, "slot",

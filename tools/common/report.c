@@ -3,12 +3,45 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "report.h"
 #include "toolutil.h"
 
 bool tool_json, tool_quiet;
+const char *tool_log_ident;
+
+static bool syslog_wanted(void)
+{
+	static int want = -1;
+	if (want < 0) {
+		const char *e = getenv("AGKIT_SYSLOG");
+		if (e && !strcmp(e, "0"))
+			want = 0;
+		else if (e && !strcmp(e, "1"))
+			want = 1;
+		else
+			want = !isatty(STDERR_FILENO) && !getenv("JOURNAL_STREAM");
+	}
+	return want;
+}
+
+void tool_log(int priority, const char *fmt, ...)
+{
+	static bool opened;
+	if (!syslog_wanted())
+		return;
+	if (!opened) {
+		openlog(tool_log_ident ? tool_log_ident : tool_name, LOG_PID, LOG_DAEMON);
+		opened = true;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	vsyslog(priority, fmt, ap);
+	va_end(ap);
+}
 
 void tool_say(const char *fmt, ...)
 {

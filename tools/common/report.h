@@ -27,6 +27,14 @@ double tool_progress_interval(void);
 /* One progress line on stderr (not a terminal) when the interval has passed
  * since the last, and at 100% when an earlier line was printed. */
 void tool_progress_lines(const char *label, uint64_t done, uint64_t total);
+/* Syslog off a terminal: when stderr is not a terminal and the process does
+ * not already log to the journal ($JOURNAL_STREAM unset, as under cron),
+ * tool_log() also sends the line to syslog(3) with the identity
+ * tool_log_ident (default tool_name; "agkit-cycle" for agctl cycle).
+ * AGKIT_SYSLOG=0 turns it off, AGKIT_SYSLOG=1 on even under systemd. */
+extern const char *tool_log_ident;
+void tool_log(int priority, const char *fmt, ...) BN_PRINTF(2, 3);
+
 /* Removes every "--json", "-q" and "--quiet" argument after argv[0] from
  * argv (a command's own parser never sees them) and sets the flags. */
 void tool_take_report_options(int *argc, char **argv);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <limits.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <ctype.h>
 
 #include <jansson.h>
@@ -79,6 +80,11 @@ void tool_err(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	char line[2048];
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	tool_log(LOG_ERR, "%s", line); /* report.h: syslog off a terminal */
 }
 
 void tool_warn(const char *fmt, ...)
@@ -89,6 +95,11 @@ void tool_warn(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	char line[2048];
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	tool_log(LOG_WARNING, "warning: %s", line);
 }
 
 int tool_fail(int r, const struct bn_error *err)
