@@ -28,7 +28,7 @@ mkdir -p "$WORK/dev0"
 mount --rbind /dev "$WORK/dev0" || exit 90
 mount -t tmpfs tmpfs /dev || exit 91
 for n in null zero urandom random full; do : > /dev/$n; mount --bind "$WORK/dev0/$n" /dev/$n || exit 92; done
-python3 "$WORK/listen.py" "$WORK/log.txt" "$WORK/ready" &
+/usr/bin/python3 "$WORK/listen.py" "$WORK/log.txt" "$WORK/ready" &
 lp=$!
 for _ in $(seq 100); do [ -e "$WORK/ready" ] && break; sleep 0.05; done
 run() { local tag=$1; shift; echo "--- $tag" >> "$WORK/log.txt"; sleep 0.2; "$@" >/dev/null 2>&1; echo "rc $?" >> "$WORK/rc.txt"; sleep 0.3; }
