@@ -29,8 +29,8 @@ int bn_bundle_read_file(struct bn_bundle *b, const char *artifact, const char *p
 	if (!e)
 		return bn_fail(err, -ENOENT, "%s: artifact %s has no file %s", b->dir, artifact, path);
 	if (e->size > max)
-		return bn_fail(err, -EFBIG, "%s: %s/%s is %" PRIu64 " bytes, more than the %zu allowed", b->dir, artifact,
-		               path, e->size, max);
+		return bn_fail(err, -EFBIG, "%s: %s/%s is %" PRIu64 " bytes, more than the %zu allowed", b->dir,
+		               artifact, path, e->size, max);
 	char *out = malloc(e->size + 1);
 	uint8_t *ubuf = malloc(m->chunk_size), *scratch = NULL;
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
@@ -62,8 +62,8 @@ int bn_bundle_read_file(struct bn_bundle *b, const char *artifact, const char *p
 		uint8_t h[BN_SHA256_LEN];
 		bn_sha256(out, (size_t)e->size, h);
 		if (memcmp(h, e->sha256, BN_SHA256_LEN) != 0)
-			r = bn_fail(err, -EBADMSG, "%s: %s/%s: sha256 does not match the signed manifest", b->dir, artifact,
-			            path);
+			r = bn_fail(err, -EBADMSG, "%s: %s/%s: sha256 does not match the signed manifest", b->dir,
+			            artifact, path);
 	}
 	bn_chunk_reader_release(&cr);
 	ZSTD_freeDCtx(dctx);

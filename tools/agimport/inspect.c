@@ -24,11 +24,11 @@
 #include "report.h"
 #include "toolutil.h"
 
-#define MAX_KEYS 64
+#define MAX_KEYS      64
 #define SBOM_ARTIFACT "sbom"
-#define SBOM_FILE "sbom.cdx.json"
-#define SBOM_MAX (64u << 20)
-#define HUMAN_FILES 20 /* files listed per artifact without --json */
+#define SBOM_FILE     "sbom.cdx.json"
+#define SBOM_MAX      (64u << 20)
+#define HUMAN_FILES   20 /* files listed per artifact without --json */
 
 static const char *const entry_types[] = {"file", "dir", "symlink"};
 
@@ -140,8 +140,9 @@ static void describe(json_t *o, const char *dir, const struct bn_manifest *m, un
 	uint64_t total = 0;
 	for (size_t i = 0; i < m->n_artifacts; i++) {
 		const struct bn_artifact *a = &m->artifacts[i];
-		json_t *ao = json_pack("{s:s, s:s, s:s, s:I, s:I}", "name", a->name, "type", a->type, "layout",
-		                       a->layout ? a->layout : "", "size", (json_int_t)a->size, "files", (json_int_t)a->n_files);
+		json_t *ao =
+		    json_pack("{s:s, s:s, s:s, s:I, s:I}", "name", a->name, "type", a->type, "layout",
+		              a->layout ? a->layout : "", "size", (json_int_t)a->size, "files", (json_int_t)a->n_files);
 		json_t *ents = json_array();
 		for (size_t j = 0; j < a->n_entries; j++) {
 			const struct bn_entry *e = &a->entries[j];
@@ -179,8 +180,10 @@ static void describe(json_t *o, const char *dir, const struct bn_manifest *m, un
 		for (size_t i = 0; i < m->parity->n_volumes; i++) {
 			const struct bn_volume *v = &m->parity->volumes[i];
 			bn_hex(v->sha256, BN_SHA256_LEN, hex);
-			json_t *vo = json_pack("{s:s, s:I, s:s}", "name", v->name, "size", (json_int_t)v->size, "sha256", hex);
-			json_object_set_new(vo, "medium", m->media ? json_integer(m->media->par_medium[i]) : json_null());
+			json_t *vo =
+			    json_pack("{s:s, s:I, s:s}", "name", v->name, "size", (json_int_t)v->size, "sha256", hex);
+			json_object_set_new(vo, "medium",
+			                    m->media ? json_integer(m->media->par_medium[i]) : json_null());
 			json_object_set_new(vo, "present", json_boolean(present(dir, v->name, v->size)));
 			json_array_append_new(pv, vo);
 		}
@@ -194,9 +197,10 @@ static void describe(json_t *o, const char *dir, const struct bn_manifest *m, un
 		json_object_set_new(o, "parity", json_null());
 	}
 	if (m->media)
-		json_object_set_new(o, "media", json_pack("{s:i, s:I, s:o}", "count", (int)m->media->count, "capacity",
-		                                          (json_int_t)m->media->capacity, "this_medium",
-		                                          medium ? json_integer(medium) : json_null()));
+		json_object_set_new(o, "media",
+		                    json_pack("{s:i, s:I, s:o}", "count", (int)m->media->count, "capacity",
+		                              (json_int_t)m->media->capacity, "this_medium",
+		                              medium ? json_integer(medium) : json_null()));
 	else
 		json_object_set_new(o, "media", json_null());
 }
@@ -212,20 +216,22 @@ static void print_human(json_t *o)
 	       json_is_string(json_object_get(o, "created")) ? json_string_value(json_object_get(o, "created")) : "-",
 	       json_string_value(json_object_get(o, "format")));
 	if (!verified)
-		printf("%s: UNVERIFIED: no --pubkey or --root given; nothing below is checked against a trusted key\n", dir);
+		printf("%s: UNVERIFIED: no --pubkey or --root given; nothing below is checked against a trusted key\n",
+		       dir);
 	else
-		printf("%s: verified: signatures checked (%s); volume contents not hashed (agimport verify does)\n", dir,
-		       json_string_value(json_object_get(o, "trust")));
+		printf("%s: verified: signatures checked (%s); volume contents not hashed (agimport verify does)\n",
+		       dir, json_string_value(json_object_get(o, "trust")));
 	size_t i;
 	json_t *v;
 	printf("signers:");
 	json_array_foreach(json_object_get(o, "signers"), i, v)
-		printf(" %s%s", json_string_value(json_object_get(v, "keyid")),
-		       json_is_true(json_object_get(v, "verified")) ? "" : " (UNVERIFIED)");
+	    printf(" %s%s", json_string_value(json_object_get(v, "keyid")),
+	           json_is_true(json_object_get(v, "verified")) ? "" : " (UNVERIFIED)");
 	printf("%s\n", json_array_size(json_object_get(o, "signers")) ? "" : " none");
-	printf("artifacts: %zu, %" JSON_INTEGER_FORMAT " byte(s) in all\n", json_array_size(json_object_get(o, "artifacts")),
-	       json_integer_value(json_object_get(o, "size")));
-	json_array_foreach(json_object_get(o, "artifacts"), i, v) {
+	printf("artifacts: %zu, %" JSON_INTEGER_FORMAT " byte(s) in all\n",
+	       json_array_size(json_object_get(o, "artifacts")), json_integer_value(json_object_get(o, "size")));
+	json_array_foreach(json_object_get(o, "artifacts"), i, v)
+	{
 		printf("  %s (%s): %" JSON_INTEGER_FORMAT " file(s), %" JSON_INTEGER_FORMAT " byte(s)\n",
 		       json_string_value(json_object_get(v, "name")), json_string_value(json_object_get(v, "type")),
 		       json_integer_value(json_object_get(v, "files")), json_integer_value(json_object_get(v, "size")));
@@ -239,12 +245,15 @@ static void print_human(json_t *o)
 			printf("    health suite: %s\n", json_string_value(json_object_get(v, "health")));
 		size_t j, shown = 0, nfiles = 0;
 		json_t *e;
-		json_array_foreach(json_object_get(v, "entries"), j, e) {
+		json_array_foreach(json_object_get(v, "entries"), j, e)
+		{
 			if (strcmp(json_string_value(json_object_get(e, "type")), "file"))
 				continue;
 			if (shown++ < HUMAN_FILES)
-				printf("    %s  %" JSON_INTEGER_FORMAT "  sha256:%s\n", json_string_value(json_object_get(e, "path")),
-				       json_integer_value(json_object_get(e, "size")), json_string_value(json_object_get(e, "sha256")));
+				printf("    %s  %" JSON_INTEGER_FORMAT "  sha256:%s\n",
+				       json_string_value(json_object_get(e, "path")),
+				       json_integer_value(json_object_get(e, "size")),
+				       json_string_value(json_object_get(e, "sha256")));
 			nfiles++;
 		}
 		if (nfiles > HUMAN_FILES)
@@ -252,16 +261,17 @@ static void print_human(json_t *o)
 	}
 	json_t *vols = json_object_get(o, "volumes");
 	size_t here = 0;
-	json_array_foreach(vols, i, v)
-		here += json_is_true(json_object_get(v, "present"));
-	printf("volumes: %zu (%zu present in %s), chunk size %" JSON_INTEGER_FORMAT ", volume size %" JSON_INTEGER_FORMAT
-	       "\n", json_array_size(vols), here, dir, json_integer_value(json_object_get(o, "chunk_size")),
+	json_array_foreach(vols, i, v) here += json_is_true(json_object_get(v, "present"));
+	printf("volumes: %zu (%zu present in %s), chunk size %" JSON_INTEGER_FORMAT
+	       ", volume size %" JSON_INTEGER_FORMAT "\n",
+	       json_array_size(vols), here, dir, json_integer_value(json_object_get(o, "chunk_size")),
 	       json_integer_value(json_object_get(o, "volume_size")));
 	json_t *par = json_object_get(o, "parity");
 	if (json_is_object(par)) {
 		json_t *g0 = json_array_get(json_object_get(par, "groups"), 0);
-		printf("parity: %zu volume(s) in %zu group(s) (first group: %" JSON_INTEGER_FORMAT " data + %" JSON_INTEGER_FORMAT
-		       " parity)\n", json_array_size(json_object_get(par, "volumes")),
+		printf("parity: %zu volume(s) in %zu group(s) (first group: %" JSON_INTEGER_FORMAT
+		       " data + %" JSON_INTEGER_FORMAT " parity)\n",
+		       json_array_size(json_object_get(par, "volumes")),
 		       json_array_size(json_object_get(par, "groups")), json_integer_value(json_object_get(g0, "data")),
 		       json_integer_value(json_object_get(g0, "parity")));
 	} else {
@@ -270,8 +280,9 @@ static void print_human(json_t *o)
 	json_t *md = json_object_get(o, "media");
 	if (json_is_object(md)) {
 		json_t *t = json_object_get(md, "this_medium");
-		printf("media: a set of %" JSON_INTEGER_FORMAT " medium(s) of %" JSON_INTEGER_FORMAT " byte(s)", 
-		       json_integer_value(json_object_get(md, "count")), json_integer_value(json_object_get(md, "capacity")));
+		printf("media: a set of %" JSON_INTEGER_FORMAT " medium(s) of %" JSON_INTEGER_FORMAT " byte(s)",
+		       json_integer_value(json_object_get(md, "count")),
+		       json_integer_value(json_object_get(md, "capacity")));
 		if (json_is_integer(t))
 			printf("; this is medium %" JSON_INTEGER_FORMAT, json_integer_value(t));
 		printf("\n");
@@ -283,10 +294,10 @@ static void print_human(json_t *o)
 int cmd_inspect(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"pubkey", required_argument, NULL, 'p'}, {"threshold", required_argument, NULL, 't'},
-		{"root", required_argument, NULL, 'r'},   {"json", no_argument, NULL, 'J'},
-		{"sbom", no_argument, NULL, 'S'},         {"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},         {0},
+	    {"pubkey", required_argument, NULL, 'p'}, {"threshold", required_argument, NULL, 't'},
+	    {"root", required_argument, NULL, 'r'},   {"json", no_argument, NULL, 'J'},
+	    {"sbom", no_argument, NULL, 'S'},         {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},         {0},
 	};
 	static struct bn_pubkey keys[MAX_KEYS];
 	size_t n_keys = 0;
@@ -327,7 +338,8 @@ int cmd_inspect(int argc, char **argv)
 		}
 	}
 	if (optind + 1 != argc) {
-		tool_err(optind == argc ? "inspect: give one bundle directory" : "inspect: one bundle directory at a time");
+		tool_err(optind == argc ? "inspect: give one bundle directory"
+		                        : "inspect: one bundle directory at a time");
 		usage_inspect(stderr);
 		return BN_EXIT_USAGE;
 	}
@@ -340,8 +352,9 @@ int cmd_inspect(int argc, char **argv)
 		return BN_EXIT_USAGE;
 	}
 	if (sbom && !root && !n_keys) {
-		tool_err("inspect --sbom: the SBOM is read from the volumes, which needs a verified manifest: give --pubkey "
-		         "or --root");
+		tool_err(
+		    "inspect --sbom: the SBOM is read from the volumes, which needs a verified manifest: give --pubkey "
+		    "or --root");
 		return BN_EXIT_USAGE;
 	}
 	const char *dir = argv[optind];
@@ -354,8 +367,8 @@ int cmd_inspect(int argc, char **argv)
 	if (root)
 		r = bn_deploy_open_ro(root, &d, &err);
 	if (r == 0 && (root || n_keys)) {
-		struct bn_trust t = d ? bn_deploy_trust(d) : (struct bn_trust){.keys = keys, .n_keys = n_keys,
-		                                                                 .threshold = threshold};
+		struct bn_trust t =
+		    d ? bn_deploy_trust(d) : (struct bn_trust){.keys = keys, .n_keys = n_keys, .threshold = threshold};
 		r = bn_bundle_open(dir, &t, &b, &err);
 	} else if (r == 0) {
 		r = open_unverified(dir, &um, &err);
@@ -367,8 +380,10 @@ int cmd_inspect(int argc, char **argv)
 		size_t len = 0;
 		r = bn_bundle_read_file(b, SBOM_ARTIFACT, SBOM_FILE, SBOM_MAX, &text, &len, &err);
 		if (r == -ENOENT)
-			r = bn_fail(&err, -ENOENT, "%s: no SBOM: the bundle has no artifact '%s' with a file %s (agpack writes "
-			            "one when the spec asks for it)", dir, SBOM_ARTIFACT, SBOM_FILE);
+			r = bn_fail(&err, -ENOENT,
+			            "%s: no SBOM: the bundle has no artifact '%s' with a file %s (agpack writes "
+			            "one when the spec asks for it)",
+			            dir, SBOM_ARTIFACT, SBOM_FILE);
 		if (r == 0) {
 			fwrite(text, 1, len, stdout);
 			if (len && text[len - 1] != '\n')
@@ -391,7 +406,8 @@ int cmd_inspect(int argc, char **argv)
 			json_array_append_new(sg, json_pack("{s:s, s:b}", "keyid", id, "verified", 1));
 		}
 		json_object_set_new(o, "signers", sg);
-		json_object_set_new(o, "signed_at", b->signed_at ? json_integer((json_int_t)b->signed_at) : json_null());
+		json_object_set_new(o, "signed_at",
+		                    b->signed_at ? json_integer((json_int_t)b->signed_at) : json_null());
 	} else {
 		json_object_set_new(o, "signers", claimed_signers(dir));
 		json_object_set_new(o, "signed_at", json_null());

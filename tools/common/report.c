@@ -107,8 +107,8 @@ void tool_progress_lines(const char *label, uint64_t done, uint64_t total)
 	char t[32];
 	tool_now_iso(t);
 	fprintf(stderr, "%s: %s %s: %.1f%% (%.1f of %.1f MiB, %.1f MiB/s)\n", tool_name, t, label,
-	        total ? 100.0 * (double)done / (double)total : 100.0, (double)done / 1048576.0, (double)total / 1048576.0,
-	        rate / 1048576.0);
+	        total ? 100.0 * (double)done / (double)total : 100.0, (double)done / 1048576.0,
+	        (double)total / 1048576.0, rate / 1048576.0);
 	fflush(stderr);
 }
 
