@@ -206,16 +206,16 @@ int bn_bundle_check_space(const struct bn_bundle *b, const char *parent, uint64_
 		inodes += a->n_entries + 1;
 	}
 	uint64_t have = (uint64_t)sv.f_bavail * sv.f_frsize;
-	if (ret_need)
-		*ret_need = need;
-	if (ret_free)
-		*ret_free = have;
 	if (need > have)
 		return bn_fail(err, -ENOSPC, "%s: not enough free space: need %" PRIu64 " MiB, %" PRIu64 " MiB free", parent,
 		               (need + (1 << 20) - 1) >> 20, have >> 20);
 	if (sv.f_files && inodes > sv.f_favail)
 		return bn_fail(err, -ENOSPC, "%s: not enough free inodes: need %" PRIu64 ", %llu free", parent, inodes,
 		               (unsigned long long)sv.f_favail);
+	if (ret_need)
+		*ret_need = need;
+	if (ret_free)
+		*ret_free = have;
 	return 0;
 }
 

@@ -84,7 +84,7 @@ int bn_bundle_read_file(struct bn_bundle *b, const char *artifact, const char *p
 
 /* The free space and inodes extracting b under parent needs (each file
  * rounded up to a block): -ENOSPC when parent's file system has less.
- * *ret_need and *ret_free (optional) are set whenever statvfs works. */
+ * *ret_need and *ret_free (optional): the bytes needed and free, on success. */
 int bn_bundle_check_space(const struct bn_bundle *b, const char *parent, uint64_t *ret_need, uint64_t *ret_free,
                           struct bn_error *err) BN_WUR;
 
