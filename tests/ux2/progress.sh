@@ -36,6 +36,16 @@ AGKIT_PROGRESS_INTERVAL=0.000001 "$AGIMPORT" b --root "$R" > stage.out 2> stage.
 if lines_ok stage.err agimport import; then ok "agimport stage: periodic progress lines ending at 100%"; else not_ok "import progress"; head -5 stage.err | sed 's/^/#   /'; fi
 if grep -q "staged bundle p" stage.out; then ok "... and then staged"; else not_ok "staged"; fi
 
+# A stream being received: bytes so far (its length is unknown).
+"$AGPACK" stream b > b.stream 2>/dev/null
+AGKIT_PROGRESS_INTERVAL=0.000001 "$AGIMPORT" receive rx < b.stream > /dev/null 2> rx.err
+if grep -Eq '^agimport: [0-9T:Z-]+ receive: [0-9.]+ MiB so far \([0-9.]+ MiB/s\)$' rx.err && grep -q "received" rx.err; then
+	ok "agimport receive: periodic 'MiB so far' lines, then the summary"
+else not_ok "receive progress"; head -3 rx.err | sed 's/^/#   /'; fi
+rm -rf rx
+AGKIT_PROGRESS_INTERVAL=0.000001 "$AGIMPORT" receive rx -q < b.stream > /dev/null 2> rxq.err
+if ! grep -q "so far" rxq.err && [ -d rx ]; then ok "agimport receive -q: no progress"; else not_ok "receive -q"; fi
+
 # On a terminal (script(1) gives one): the bar, at 100% before "staged".
 if command -v script >/dev/null; then
 	"$AGCTL" --root "$WORK/R2" init --pubkey k.pub >/dev/null

@@ -26,7 +26,7 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: agimport [stage] DIR [--root R] [--allow-downgrade] [--force] [--wait] [--dry-run]\n"
 	        "       agimport [stage] --stream [--root R] ...   (reads a one-way stream on stdin)\n"
-	        "       agimport receive DIR                      (writes a stream from stdin into the new DIR)\n"
+	        "       agimport receive DIR [-q]                 (writes a stream from stdin into the new DIR)\n"
 	        "       agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N]\n"
 	        "       agimport inspect DIR [--json] [--pubkey KEY.pub ... | --root R] [--sbom]\n"
 	        "       (stage, verify, extract and inspect: --json prints one JSON object; -q|--quiet: no progress)\n"
@@ -279,7 +279,8 @@ static int receive(const char *dir, struct bn_error *err)
 	if (isatty(STDIN_FILENO))
 		return bn_fail(err, -EINVAL, "the stream comes on stdin: redirect it from a file or the diode");
 	struct bn_stream_result res;
-	int r = bn_stream_read(STDIN_FILENO, dir, &res, err);
+	int r = bn_stream_read_progress(STDIN_FILENO, dir, tool_progress_bytes, "receive", &res, err);
+	tool_progress_bytes_end();
 	if (r < 0)
 		return r;
 	fprintf(stderr, "%s: received %" PRIu64 " record(s); %" PRIu64 " damaged, %" PRIu64 " byte(s) skipped\n", dir,
@@ -292,12 +293,21 @@ static int receive(const char *dir, struct bn_error *err)
 
 static int cmd_receive(int argc, char **argv)
 {
-	if (argc != 2 || argv[1][0] == '-') {
+	const char *dir = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet"))
+			tool_quiet = true;
+		else if (argv[i][0] != '-' && !dir)
+			dir = argv[i];
+		else
+			dir = "";
+	}
+	if (!dir || !*dir) {
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
 	struct bn_error err = {0};
-	int r = receive(argv[1], &err);
+	int r = receive(dir, &err);
 	return r < 0 ? tool_fail(r, &err) : 0;
 }
 

@@ -112,6 +112,51 @@ void tool_progress_lines(const char *label, uint64_t done, uint64_t total)
 	fflush(stderr);
 }
 
+static bool bytes_shown;
+
+void tool_progress_bytes(void *label, uint64_t done, uint64_t total)
+{
+	(void)total;
+	static struct timespec start, last;
+	static bool started;
+	if (tool_quiet)
+		return;
+	bool tty = isatty(STDERR_FILENO);
+	double every = tty ? 0.2 : tool_progress_interval();
+	if (every == 0)
+		return;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!started) {
+		start = last = now;
+		started = true;
+	}
+	double since = (double)(now.tv_sec - last.tv_sec) + (double)(now.tv_nsec - last.tv_nsec) / 1e9;
+	if (since < every)
+		return;
+	last = now;
+	double el = (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
+	double rate = el > 0 ? (double)done / el : 0;
+	if (tty) {
+		fprintf(stderr, "\r%s: %s %10.1f MiB  %7.1f MiB/s ", tool_name, (const char *)label,
+		        (double)done / 1048576.0, rate / 1048576.0);
+		bytes_shown = true;
+	} else {
+		char t[32];
+		tool_now_iso(t);
+		fprintf(stderr, "%s: %s %s: %.1f MiB so far (%.1f MiB/s)\n", tool_name, t, (const char *)label,
+		        (double)done / 1048576.0, rate / 1048576.0);
+	}
+	fflush(stderr);
+}
+
+void tool_progress_bytes_end(void)
+{
+	if (bytes_shown)
+		fputc('\n', stderr);
+	bytes_shown = false;
+}
+
 void tool_take_report_options(int *argc, char **argv)
 {
 	int o = 1;

@@ -35,6 +35,12 @@ void tool_progress_lines(const char *label, uint64_t done, uint64_t total);
 extern const char *tool_log_ident;
 void tool_log(int priority, const char *fmt, ...) BN_PRINTF(2, 3);
 
+/* Progress of work of unknown length (a stream being received): bytes so
+ * far, a counter on a terminal, periodic lines off it; total is ignored.
+ * tool_progress_bytes_end() ends the counter's line. */
+void tool_progress_bytes(void *label, uint64_t done, uint64_t total);
+void tool_progress_bytes_end(void);
+
 /* Removes every "--json", "-q" and "--quiet" argument after argv[0] from
  * argv (a command's own parser never sees them) and sets the flags. */
 void tool_take_report_options(int *argc, char **argv);
