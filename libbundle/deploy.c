@@ -365,18 +365,29 @@ int bn_deploy_audit_verify(struct bn_deploy *d, uint64_t *ret_lines, struct bn_e
 		json_decref(d->audit_pending);
 		d->audit_pending = again->audit_pending ? json_incref(again->audit_pending) : NULL;
 		bn_deploy_close(again);
-		if (!stable && attempt < 50) {
-			struct timespec ts = {0, 20 * 1000 * 1000};
+		if (!stable && attempt < 200) {
+			/* 5..25 ms, varied so as not to keep step with a writer's loop. */
+			struct timespec ts = {0, (5 + (attempt * 7919 + getpid()) % 21) * 1000 * 1000L};
 			nanosleep(&ts, NULL);
 			continue;
 		}
 		if (r == 0 && !stable)
-			r = bn_fail(err, -EAGAIN, "%s: the state changed on every read (50 tries); try again", path);
+			r = bn_fail(err, -EAGAIN, "%s: the state changed on every read (200 tries, a few seconds); try again",
+			            path);
+		/* One read of the log, compared with the stable snapshot's head
+		 * (the same checks and messages as bn_audit_verify's). */
 		if (r == 0 && d->audit_pending && lines == d->head.seq + 1 &&
 		    !memcmp(tail.prev, d->head.hash, BN_SHA256_LEN))
 			lines = d->head.seq; /* the pending record is being appended: not counted yet */
-		else if (r == 0)
-			r = bn_audit_verify(path, &d->head, NULL, &lines, err);
+		else if (r == 0 && lines < d->head.seq)
+			r = bn_fail(err, -EBADMSG, "%s: ends at line %" PRIu64 " but the recorded head is line %" PRIu64
+			            " (lines at the end were deleted)", path, lines, d->head.seq);
+		else if (r == 0 && lines > d->head.seq)
+			r = bn_fail(err, -EBADMSG, "%s: has %" PRIu64 " line(s) after the recorded head, line %" PRIu64
+			            " (lines were appended outside agkit)", path, lines - d->head.seq, d->head.seq);
+		else if (r == 0 && memcmp(tail.hash, d->head.hash, BN_SHA256_LEN))
+			r = bn_fail(err, -EBADMSG, "%s: line %" PRIu64 " (the last) differs from the recorded head (edited)",
+			            path, lines);
 		if (r == 0 && ret_lines)
 			*ret_lines = lines;
 		free(path);

@@ -77,6 +77,19 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2
 		expect_exit 4 "audit verify as nobody, not in the root's group: permission denied (exit 4)" as_nobody "$AGCTL" --root "$R" audit verify
 		chgrp "$grp" "$R/audit.log"
 		check "audit verify as nobody once the audit log's group is nobody's" as_nobody "$AGCTL" --root "$R" audit verify
+		# nobody never takes the lock: every read below is a snapshot, taken
+		# while writers commit (each dry run appends a record).
+		( for _ in $(seq 20); do "$AGIMPORT" b2 --root "$R" --dry-run --wait >/dev/null 2>&1; done ) &
+		writers=$!
+		bad=0 n=0
+		while kill -0 $writers 2>/dev/null; do
+			n=$((n + 1))
+			if ! out=$(timeout -k 5 30 setpriv --reuid=nobody --regid="$grp" --clear-groups "$AGCTL" --root "$R" audit verify 2>&1); then
+				bad=$((bad + 1)); diag "$out"
+			fi
+		done
+		wait $writers
+		if [ $bad = 0 ] && [ $n -gt 0 ]; then ok "audit verify as nobody (snapshots only) during 20 writer commits: $n reads, all consistent"; else not_ok "$bad of $n snapshot reads failed"; fi
 		expect_exit 4 "a writer as nobody is refused (the lock is root's, 0600)" as_nobody "$AGCTL" --root "$R" mark-good
 		check "the root is unchanged by nobody's attempts" "$AGCTL" --root "$R" audit verify
 	else
