@@ -105,6 +105,10 @@ assert all(v["present"] == (v["medium"] == 2) for v in o["volumes"] + p["volumes
 print("ok")
 PYEOF
 if grep -qx ok py.out; then ok "inspect of one medium: media count, this medium, its volumes present, parity"; else not_ok "medium inspect"; sed 's/^/#   /' py.out med.err; fi
+"$AGIMPORT" inspect set --json > setall.json 2>/dev/null
+if $PY -c 'import json; o=json.load(open("setall.json")); assert o["media"]["this_medium"] is None and all(v["present"] for v in o["volumes"] + o["parity"]["volumes"])'; then
+	ok "inspect of the whole set: every volume present on its medium-NN/"
+else not_ok "inspect of the whole set"; fi
 check "inspect of one medium without a key" "$AGIMPORT" inspect set/medium-01
 if last_output | grep -q "this is medium 1" && last_output | grep -q "^parity: "; then ok "... names the medium and the parity"; else not_ok "medium human output"; last_output | sed 's/^/#   /'; fi
 done_testing

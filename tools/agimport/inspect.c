@@ -116,9 +116,13 @@ static unsigned medium_label(const char *dir)
 	return n;
 }
 
-static bool present(const char *dir, const char *name, uint64_t size)
+/* Whether volume name is in dir with its signed size; in a media set's top
+ * directory, on its medium's medium-NN/. */
+static bool present(const char *dir, bool set, uint32_t medium, const char *name, uint64_t size)
 {
-	char *p = bn_path_join(dir, name);
+	char sub[48];
+	snprintf(sub, sizeof sub, "medium-%02u/%s", (unsigned)medium, name);
+	char *p = bn_path_join(dir, set ? sub : name);
 	struct stat st;
 	bool r = p && lstat(p, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == size;
 	free(p);
@@ -129,6 +133,7 @@ static void describe(json_t *o, const char *dir, const struct bn_manifest *m, un
 {
 	char hex[BN_SHA256_HEX], fmt[16];
 	json_t *arts = json_array(), *vols = json_array();
+	bool set = m->media && !medium && bn_media_is_set(dir);
 	snprintf(fmt, sizeof fmt, "%u.%u", m->format_major, m->format_minor);
 	json_object_set_new(o, "format", json_string(fmt));
 	json_object_set_new(o, "bundle", json_string(m->name));
@@ -171,7 +176,9 @@ static void describe(json_t *o, const char *dir, const struct bn_manifest *m, un
 		json_t *vo = json_pack("{s:s, s:I, s:s}", "name", v->name, "size", (json_int_t)v->size, "sha256", hex);
 		json_object_set_new(vo, "medium", m->media ? json_integer(m->media->vol_medium[i]) : json_null());
 		/* On a media set's top directory the volumes are in medium-NN/. */
-		json_object_set_new(vo, "present", json_boolean(present(dir, v->name, v->size)));
+		json_object_set_new(
+		    vo, "present",
+		    json_boolean(present(dir, set, m->media ? m->media->vol_medium[i] : 0, v->name, v->size)));
 		json_array_append_new(vols, vo);
 	}
 	json_object_set_new(o, "volumes", vols);
@@ -184,7 +191,9 @@ static void describe(json_t *o, const char *dir, const struct bn_manifest *m, un
 			    json_pack("{s:s, s:I, s:s}", "name", v->name, "size", (json_int_t)v->size, "sha256", hex);
 			json_object_set_new(vo, "medium",
 			                    m->media ? json_integer(m->media->par_medium[i]) : json_null());
-			json_object_set_new(vo, "present", json_boolean(present(dir, v->name, v->size)));
+			json_object_set_new(
+			    vo, "present",
+			    json_boolean(present(dir, set, m->media ? m->media->par_medium[i] : 0, v->name, v->size)));
 			json_array_append_new(pv, vo);
 		}
 		for (size_t g = 0; g < m->parity->n_groups; g++)
