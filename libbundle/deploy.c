@@ -17,6 +17,7 @@
 #include "bundle/media.h"
 #include "bundle/fsutil.h"
 #include "bundle/schema.h"
+#include "reader_internal.h"
 
 #define STATE_MAX (1u << 20)
 #define CONFIG_MAX (1u << 16)
@@ -24,6 +25,7 @@
 struct bn_deploy {
 	char *root;
 	int lockfd;
+	bool readonly;           /* bn_deploy_open_ro(): a snapshot, never written */
 	struct bn_trust_policy trust;
 	/* config */
 	int64_t window_s;
@@ -127,6 +129,8 @@ static int slot_from_json(json_t *o, struct bn_slot *s)
 
 static int save_state(struct bn_deploy *d, struct bn_error *err)
 {
+	if (d->readonly)
+		return bn_fail(err, -EPERM, "%s: opened read-only (without the lock): not written", d->root);
 	char h[BN_SHA256_HEX], p[BN_SHA256_HEX];
 	bn_hex(d->head.hash, BN_SHA256_LEN, h);
 	bn_hex(d->head.prev, BN_SHA256_LEN, p);
@@ -348,9 +352,65 @@ int bn_deploy_audit_verify(struct bn_deploy *d, uint64_t *ret_lines, struct bn_e
 	char *path = rpath(d, "audit.log");
 	if (!path)
 		return bn_fail(err, -ENOMEM, "out of memory");
-	int r = bn_audit_verify(path, &d->head, NULL, ret_lines, err);
-	free(path);
-	return r;
+	int r;
+	if (!d->readonly) {
+		r = bn_audit_verify(path, &d->head, NULL, ret_lines, err);
+		free(path);
+		return r;
+	}
+	/* Without the lock a writer may commit while the log is read.  A
+	 * commit saves the state (generation + 1, the record pending), appends,
+	 * saves again: the snapshot is consistent when the generation is the same
+	 * before and after the read, and then the log ends at the recorded head
+	 * or, with a record pending, one line after it that chains to it. */
+	for (int attempt = 0;; attempt++) {
+		struct bn_audit_head tail;
+		uint64_t lines = 0;
+		r = bn_audit_verify(path, NULL, &tail, &lines, err);
+		uint64_t gen = d->generation;
+		struct bn_deploy *again = NULL;
+		struct bn_error e2 = {0};
+		int q = bn_deploy_open_ro(d->root, &again, &e2);
+		if (q < 0) {
+			free(path);
+			*err = e2;
+			return q;
+		}
+		bool stable = again->generation == gen;
+		/* Later checks use the newer snapshot. */
+		d->generation = again->generation;
+		d->head = again->head;
+		json_decref(d->audit_pending);
+		d->audit_pending = again->audit_pending ? json_incref(again->audit_pending) : NULL;
+		bn_deploy_close(again);
+		if (!stable && attempt < 200) {
+			/* 5..25 ms, varied so as not to keep step with a writer's loop. */
+			struct timespec ts = {0, (5 + (attempt * 7919 + getpid()) % 21) * 1000 * 1000L};
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (r == 0 && !stable)
+			r = bn_fail(err, -EAGAIN, "%s: the state changed on every read (200 tries, a few seconds); try again",
+			            path);
+		/* One read of the log, compared with the stable snapshot's head
+		 * (the same checks and messages as bn_audit_verify's). */
+		if (r == 0 && d->audit_pending && lines == d->head.seq + 1 &&
+		    !memcmp(tail.prev, d->head.hash, BN_SHA256_LEN))
+			lines = d->head.seq; /* the pending record is being appended: not counted yet */
+		else if (r == 0 && lines < d->head.seq)
+			r = bn_fail(err, -EBADMSG, "%s: ends at line %" PRIu64 " but the recorded head is line %" PRIu64
+			            " (lines at the end were deleted)", path, lines, d->head.seq);
+		else if (r == 0 && lines > d->head.seq)
+			r = bn_fail(err, -EBADMSG, "%s: has %" PRIu64 " line(s) after the recorded head, line %" PRIu64
+			            " (lines were appended outside agkit)", path, lines - d->head.seq, d->head.seq);
+		else if (r == 0 && memcmp(tail.hash, d->head.hash, BN_SHA256_LEN))
+			r = bn_fail(err, -EBADMSG, "%s: line %" PRIu64 " (the last) differs from the recorded head (edited)",
+			            path, lines);
+		if (r == 0 && ret_lines)
+			*ret_lines = lines;
+		free(path);
+		return r;
+	}
 }
 
 /* ---- switching and hooks --------------------------------------------- */
@@ -661,6 +721,42 @@ out:
 	return r;
 }
 
+int bn_deploy_open_ro(const char *root, struct bn_deploy **ret, struct bn_error *err)
+{
+	struct bn_deploy *d = calloc(1, sizeof *d);
+	if (!d || !(d->root = strdup(root))) {
+		free(d);
+		return bn_fail(err, -ENOMEM, "out of memory");
+	}
+	d->lockfd = -1;
+	d->readonly = true;
+	d->active = d->previous = -1;
+	int r = 0;
+	char *tp = rpath(d, "trust.json");
+	if (!tp) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (access(tp, F_OK) < 0) {
+		r = bn_fail(err, -ENOENT, "%s: not an agkit deployment root (no trust.json; run agctl init)", root);
+		goto out;
+	}
+	/* Each file is replaced by an atomic rename: every read sees one whole version. */
+	r = bn_trust_load(tp, &d->trust, err);
+	if (r == 0)
+		r = load_config(d, err);
+	if (r == 0)
+		r = load_state(d, err);
+	if (r < 0)
+		goto out;
+	*ret = d;
+	d = NULL;
+out:
+	free(tp);
+	bn_deploy_close(d);
+	return r;
+}
+
 int bn_deploy_init(const char *root, const struct bn_pubkey *keys, size_t n_keys, unsigned threshold,
                    struct bn_error *err)
 {
@@ -783,7 +879,8 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 	if (r < 0) {
 		char why[BN_ERROR_MAX];
 		snprintf(why, sizeof why, "%s", err ? err->msg : "verification failed");
-		struct bn_audit_event ev = {.action = "import", .result = "refused", .reason = why};
+		struct bn_audit_event ev = {.action = o && o->dry_run ? "import-dry-run" : "import", .result = "refused",
+		                            .reason = why};
 		struct bn_error e2 = {0};
 		(void)commit(d, &ev, &e2);
 		return r;
@@ -800,7 +897,7 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 	if (!o)
 		o = &none;
 	const char *dir = b->dir;
-	struct bn_audit_event ev = {.action = "import", .result = "refused"};
+	struct bn_audit_event ev = {.action = o->dry_run ? "import-dry-run" : "import", .result = "refused"};
 	char why[BN_ERROR_MAX];
 	int r = 0;
 	const struct bn_manifest *m = b->m;
@@ -880,7 +977,7 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 			goto refuse;
 		}
 	}
-	if (o->check_only)
+	if (o->check_only && !o->dry_run)
 		return 0;
 	/* The idle slot: never the active one. */
 	int slot = d->active >= 0 ? 1 - d->active : 0;
@@ -894,6 +991,31 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 		r = bn_fail(err, -ESTALE, "slot %s holds the rollback target until the validation window ends (%s); "
 		            "run agctl mark-good, or import with --force", slot_names[slot], until);
 		goto refuse;
+	}
+	if (o->dry_run) {
+		uint64_t need = 0, have = 0;
+		char *slots = rpath(d, "slots");
+		r = slots ? bn_check_files(b, err) : bn_fail(err, -ENOMEM, "out of memory");
+		if (r == 0)
+			r = bn_bundle_check_space(b, slots, &need, &have, err);
+		free(slots);
+		if (r < 0)
+			goto fail;
+		if (ret) {
+			memset(ret, 0, sizeof *ret);
+			ret->slot = slot;
+			snprintf(ret->bundle, sizeof ret->bundle, "%s", m->name);
+			snprintf(ret->channel, sizeof ret->channel, "%s", m->channel);
+			ret->version = m->version;
+			ret->need_bytes = need;
+			ret->free_bytes = have;
+			ret->replaces = d->slots[slot];
+		}
+		ev.result = "ok";
+		snprintf(why, sizeof why, "would stage into slot %s%s; nothing staged", slot_names[slot],
+		         downgrade ? " (a downgrade, allowed by --allow-downgrade)" : "");
+		ev.reason = why;
+		return commit(d, &ev, err);
 	}
 
 	/* Intent first, then the slot's content. */
@@ -1220,5 +1342,8 @@ json_t *bn_deploy_status(const struct bn_deploy *d)
 	json_object_set_new(o, "trust", json_pack("{s:I, s:i, s:o}", "serial", (json_int_t)d->trust.serial, "threshold",
 	                                          (int)d->trust.threshold, "keys", keys));
 	json_object_set_new(o, "audit_lines", json_integer((json_int_t)d->head.seq));
+	/* An operation interrupted (or, read without the lock, in progress). */
+	const char *op = json_string_value(json_object_get(d->pending, "op"));
+	json_object_set_new(o, "pending", op ? json_string(op) : json_null());
 	return o;
 }

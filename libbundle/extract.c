@@ -451,6 +451,12 @@ int bn_xtree_finish(const struct bn_xtree *t, bool rehash, struct bn_error *err)
 
 static int check_space(struct bn_bundle *b, const char *parent, struct bn_error *err)
 {
+	return bn_bundle_check_space(b, parent, NULL, NULL, err);
+}
+
+int bn_bundle_check_space(const struct bn_bundle *b, const char *parent, uint64_t *ret_need, uint64_t *ret_free,
+                          struct bn_error *err)
+{
 	struct statvfs sv;
 	if (statvfs(parent, &sv) < 0)
 		return bn_fail(err, -errno, "%s: %s", parent, strerror(errno));
@@ -469,6 +475,10 @@ static int check_space(struct bn_bundle *b, const char *parent, struct bn_error 
 	if (sv.f_files && inodes > sv.f_favail)
 		return bn_fail(err, -ENOSPC, "%s: not enough free inodes: need %" PRIu64 ", %llu free", parent, inodes,
 		               (unsigned long long)sv.f_favail);
+	if (ret_need)
+		*ret_need = need;
+	if (ret_free)
+		*ret_free = have;
 	return 0;
 }
 

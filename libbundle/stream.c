@@ -276,7 +276,14 @@ static struct rfile *rx_file(struct rx *x, const char *name, uint64_t size, stru
 
 int bn_stream_read(int in, const char *dir, struct bn_stream_result *res, struct bn_error *err)
 {
+	return bn_stream_read_progress(in, dir, NULL, NULL, res, err);
+}
+
+int bn_stream_read_progress(int in, const char *dir, bn_progress_fn progress, void *userdata,
+                            struct bn_stream_result *res, struct bn_error *err)
+{
 	memset(res, 0, sizeof *res);
+	uint64_t received = 0;
 	if (mkdir(dir, 0755) < 0)
 		return bn_fail(err, -errno, "%s: %s", dir, strerror(errno));
 	char *sd = bn_path_join(dir, "signatures");
@@ -315,6 +322,9 @@ int bn_stream_read(int in, const char *dir, struct bn_stream_result *res, struct
 					break;
 				}
 				have += (size_t)n;
+				received += (uint64_t)n;
+				if (progress)
+					progress(userdata, received, 0); /* a stream's length is not known */
 			}
 		}
 		if (have - pos < 4)

@@ -77,6 +77,7 @@ struct bn_writer {
 	int vfd;               /* open volume or -1 */
 	uint64_t kicked;       /* bytes of the open volume handed to writeback */
 	struct bn_sha256 *vsha, *fsha;
+	uint64_t prog_done, prog_total; /* bytes of the artifact being added */
 	bool finished;
 };
 
@@ -709,6 +710,9 @@ static int pack_file(struct bn_writer *w, uint32_t artifact, const struct scan_i
 			sl->ulen += (size_t)n;
 			left -= (uint64_t)n;
 			done += (uint64_t)n;
+			w->prog_done += (uint64_t)n;
+			if (w->o.progress && w->prog_done <= w->prog_total)
+				w->o.progress(w->o.progress_userdata, w->prog_done, w->prog_total);
 			if (sl->ulen == cap)
 				flush_chunk(w);
 		}
@@ -803,6 +807,10 @@ int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const
 		goto out;
 	}
 	a->chunk_first = w->m.n_chunks;
+	w->prog_done = w->prog_total = 0;
+	for (size_t i = 0; i < s.n; i++)
+		if (s.items[i].type == BN_ENTRY_FILE)
+			w->prog_total += s.items[i].size;
 	for (size_t i = 0; i < s.n; i++) {
 		struct scan_item *it = &s.items[i];
 		struct bn_entry *e = &a->entries[i];
@@ -829,6 +837,8 @@ int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const
 	if (r < 0)
 		goto out;
 	a->n_chunks = w->m.n_chunks - a->chunk_first;
+	if (w->o.progress && w->prog_done != w->prog_total)
+		w->o.progress(w->o.progress_userdata, w->prog_total, w->prog_total);
 	if (pin && memcmp(pin, a->entries[0].sha256, BN_SHA256_LEN) != 0) {
 		char want[BN_SHA256_HEX], got[BN_SHA256_HEX];
 		bn_hex(pin, BN_SHA256_LEN, want);

@@ -63,9 +63,12 @@ take() {
 take agkit usr/bin/agimport usr/bin/agctl usr/bin/agrun \
 	usr/share/man/man1/agimport.1 usr/share/man/man8/agctl.8 usr/share/man/man1/agrun.1 \
 	usr/lib/systemd/system/agkit-cycle.service usr/lib/systemd/system/agkit-cycle.timer \
-	etc/cron.d/agkit 'etc/logrotate.d/*' 'usr/share/bash-completion/completions/*' 'usr/share/doc/agkit/*'
-take agkit-serve usr/bin/agserve usr/share/man/man1/agserve.1 usr/lib/systemd/system/agkit-serve.service
-take agkit-pack usr/bin/agpack usr/share/man/man1/agpack.1
+	'usr/lib/systemd/system/agkit-alert@.service' etc/cron.d/agkit 'etc/logrotate.d/*' \
+	usr/share/bash-completion/completions/agimport usr/share/bash-completion/completions/agctl \
+	usr/share/bash-completion/completions/agrun 'usr/share/doc/agkit/*'
+take agkit-serve usr/bin/agserve usr/share/man/man1/agserve.1 usr/lib/systemd/system/agkit-serve.service \
+	usr/share/bash-completion/completions/agserve
+take agkit-pack usr/bin/agpack usr/share/man/man1/agpack.1 usr/share/bash-completion/completions/agpack
 take agkit-cuda "usr/lib/$MA/agkit/libagrt-cuda.so"
 left=$(cd "$STAGE/all" && find . -type f | sed 's|^\./||')
 if [ -n "$left" ]; then

@@ -54,9 +54,10 @@ check "active still v3" test "$(active_content)" = "weights of app v3"
 # Lock: a second command fails clearly while one holds it.
 ( exec 9>"$R/lock"; flock 9; sleep 3 ) & holder=$!
 sleep 0.5
-expect_exit 6 "a concurrent command fails with exit 6" "$AGCTL" --root "$R" status
+# (status and audit verify read a snapshot instead: tests/ux2/lockfree.sh)
+expect_exit 6 "a concurrent command fails with exit 6" "$AGIMPORT" b4 --root "$R" --dry-run
 last_output | grep -q "holds the lock" && ok "message says the lock is held" || not_ok "message says the lock is held"
-check "--wait serialises instead" "$AGCTL" --root "$R" --wait status
+check "--wait serialises instead" "$AGIMPORT" b4 --root "$R" --dry-run --wait
 wait $holder
 
 # Switch hook: runs after a switch with the slot's path; a failing hook undoes the promote.

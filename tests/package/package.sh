@@ -34,16 +34,18 @@ contents() { dpkg-deb -c "$1" | awk '{print $6}' | sed 's|^\./|/|' | grep -v '/$
 contents "$(deb agkit)" >"$WORK/agkit.list"
 for f in /usr/bin/agimport /usr/bin/agctl /usr/bin/agrun /usr/share/man/man1/agimport.1 /usr/share/man/man8/agctl.8 \
 	/usr/share/man/man1/agrun.1 /usr/lib/systemd/system/agkit-cycle.service /usr/lib/systemd/system/agkit-cycle.timer \
-	/etc/cron.d/agkit /usr/share/doc/agkit/OPERATIONS.md /usr/share/doc/agkit/SECURITY.md; do
+	/etc/cron.d/agkit /etc/logrotate.d/agkit /usr/lib/systemd/system/agkit-alert@.service \
+	/usr/share/bash-completion/completions/agctl /usr/share/doc/agkit/OPERATIONS.md /usr/share/doc/agkit/SECURITY.md; do
 	check "agkit contains $f" grep -qx "$f" "$WORK/agkit.list"
 done
 check "agkit carries neither agpack, agserve nor the CUDA plugin" \
 	bash -c "! grep -E 'agpack|bin/agserve|libagrt-cuda' '$WORK/agkit.list'"
-check "agkit-serve contains agserve, its man page and unit only" \
+check "agkit-serve contains agserve, its man page, unit and completion only" \
 	test "$(contents "$(deb agkit-serve)" | sort | tr '\n' ' ')" = \
-	"/usr/bin/agserve /usr/lib/systemd/system/agkit-serve.service /usr/share/man/man1/agserve.1 "
-check "agkit-pack contains agpack and its man page only" \
-	test "$(contents "$(deb agkit-pack)" | sort | tr '\n' ' ')" = "/usr/bin/agpack /usr/share/man/man1/agpack.1 "
+	"/usr/bin/agserve /usr/lib/systemd/system/agkit-serve.service /usr/share/bash-completion/completions/agserve /usr/share/man/man1/agserve.1 "
+check "agkit-pack contains agpack, its man page and completion only" \
+	test "$(contents "$(deb agkit-pack)" | sort | tr '\n' ' ')" = \
+	"/usr/bin/agpack /usr/share/bash-completion/completions/agpack /usr/share/man/man1/agpack.1 "
 
 dep() { dpkg-deb -f "$(deb "$1")" Depends; }
 check "agkit Depends pulls no libcurl: $(dep agkit)" bash -c "! dpkg-deb -f '$(deb agkit)' Depends | grep -q curl"
@@ -53,7 +55,8 @@ done
 check "agkit-pack Depends names libcurl4" bash -c "dpkg-deb -f '$(deb agkit-pack)' Depends | grep -q libcurl4"
 check "agkit-serve Depends names libmicrohttpd12 and adduser" \
 	bash -c "dpkg-deb -f '$(deb agkit-serve)' Depends | grep -q libmicrohttpd12 && dpkg-deb -f '$(deb agkit-serve)' Depends | grep -q adduser"
-check "agkit's conffiles: the cron file" bash -c "dpkg-deb -I '$(deb agkit)' conffiles | grep -qx /etc/cron.d/agkit"
+check "agkit's conffiles: the cron and logrotate files" \
+	bash -c "dpkg-deb -I '$(deb agkit)' conffiles | sort | tr '\n' ' ' | grep -qx '/etc/cron.d/agkit /etc/logrotate.d/agkit '"
 x=$WORK/x
 dpkg-deb -x "$(deb agkit)" "$x"
 check "the packaged units run /usr/bin/agctl" grep -q '^ExecStart=/usr/bin/agctl ' "$x/usr/lib/systemd/system/agkit-cycle.service"

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* agctl: clean-zone slot control.  No network code. */
 #include <errno.h>
+#include <stdarg.h>
+#include <syslog.h>
 #include <getopt.h>
 #include <glob.h>
 #include <inttypes.h>
@@ -12,6 +14,7 @@
 #include "bundle/deploy.h"
 #include "health.h"
 #include "cli.h"
+#include "report.h"
 #include "toolutil.h"
 
 const char *tool_name = "agctl";
@@ -37,14 +40,14 @@ static void usage(FILE *f)
 	        "  init --pubkey KEY.pub [--pubkey ...] [--threshold N] [--channel C] [--health-memory-mb N]\n"
 	        "  channel set C [--reason TEXT]\n"
 	        "  status [--json]\n"
-	        "  promote\n"
-	        "  rollback [--reason TEXT]\n"
+	        "  promote [--json]\n"
+	        "  rollback [--reason TEXT] [--json]\n"
 	        "  mark-good\n"
 	        "  mark-bad [SLOT] [--reason TEXT]\n"
 	        "  trust update FILE [--sig FILE.minisig ...]\n"
 	        "  audit verify [--file FILE]   (FILE: any audit chain, e.g. agserve's query log; no lock)\n"
 	        "  health [--slot SLOT] [--json]\n"
-	        "  cycle\n"
+	        "  cycle [--json]   (one timestamped summary line; with --json on stderr)\n"
 	        "  help [COMMAND]   (also: COMMAND --help)\n"
 	        "\n"
 	        "R defaults to $AGKIT_ROOT or " BN_DEFAULT_ROOT ".\n"
@@ -67,7 +70,7 @@ static void fmt_time(int64_t t, char out[32])
 
 static int cmd_status(struct bn_deploy *d, int argc, char **argv)
 {
-	bool json = false;
+	bool json = tool_json;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
 			json = true;
@@ -76,24 +79,28 @@ static int cmd_status(struct bn_deploy *d, int argc, char **argv)
 			return BN_EXIT_USAGE;
 		}
 	}
+	json_t *so = bn_deploy_status(d);
 	if (json) {
-		json_t *o = bn_deploy_status(d);
-		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-		json_decref(o);
-		if (!s)
-			return BN_EXIT_FAILURE;
-		printf("%s\n", s);
-		free(s);
+		tool_json_print(so);
 		return 0;
 	}
+	const char *pending = json_string_value(json_object_get(so, "pending"));
 	int a = bn_deploy_active(d);
 	printf("root: %s\nactive: %s\n", bn_deploy_root(d), a >= 0 ? bn_slot_name(a) : "(none)");
 	printf("channel: %s\n", bn_deploy_channel(d) ? bn_deploy_channel(d) : "(none yet: the first import's)");
 	if (bn_deploy_in_window(d)) {
 		char t[32];
 		fmt_time(bn_deploy_window_until(d), t);
-		printf("validation window until %s (previous slot kept for rollback)\n", t);
+		int p = bn_deploy_previous(d);
+		if (p >= 0)
+			printf("validation window until %s (previous slot %s kept for rollback)\n", t, bn_slot_name(p));
+		else
+			printf("validation window until %s (no previous slot: nothing to roll back to)\n", t);
 	}
+	if (pending)
+		printf("pending: %s (in progress, or interrupted: the next command that takes the lock finishes it)\n",
+		       pending);
+	json_decref(so);
 	for (int i = 0; i < 2; i++) {
 		const struct bn_slot *s = bn_deploy_slot(d, i);
 		char st[32], pt[32];
@@ -107,6 +114,24 @@ static int cmd_status(struct bn_deploy *d, int argc, char **argv)
 		printf("\n");
 	}
 	return 0;
+}
+
+/* promote and rollback: a line, or with --json {"action", "active",
+ * "previous", "bundle", "channel", "version"}. */
+static void report_switch(struct bn_deploy *d, const char *action, const char *verb)
+{
+	int a = bn_deploy_active(d), p = bn_deploy_previous(d);
+	if (tool_json) {
+		const struct bn_slot *s = bn_deploy_slot(d, a);
+		json_t *o = json_pack("{s:s, s:s, s:o}", "action", action, "active", bn_slot_name(a), "previous",
+		                      p >= 0 ? json_string(bn_slot_name(p)) : json_null());
+		json_object_set_new(o, "bundle", s->has_bundle ? json_string(s->bundle) : json_null());
+		json_object_set_new(o, "channel", s->has_bundle ? json_string(s->channel) : json_null());
+		json_object_set_new(o, "version", s->has_bundle ? json_integer((json_int_t)s->version) : json_null());
+		tool_json_print(o);
+	}
+	tool_say("%s %s\n", verb, bn_slot_name(a));
+	tool_log(LOG_NOTICE, "%s %s", verb, bn_slot_name(a));
 }
 
 static int run(struct bn_deploy *d, int argc, char **argv)
@@ -131,11 +156,11 @@ static int run(struct bn_deploy *d, int argc, char **argv)
 	if (!strcmp(cmd, "promote") && !pos) {
 		r = bn_deploy_promote(d, &err);
 		if (r == 0)
-			printf("promoted %s\n", bn_slot_name(bn_deploy_active(d)));
+			report_switch(d, "promoted", "promoted");
 	} else if (!strcmp(cmd, "rollback") && !pos) {
 		r = bn_deploy_rollback(d, reason, &err);
 		if (r == 0)
-			printf("rolled back to %s\n", bn_slot_name(bn_deploy_active(d)));
+			report_switch(d, "rolled-back", "rolled back to");
 	} else if (!strcmp(cmd, "mark-good") && !pos) {
 		r = bn_deploy_mark_good(d, &err);
 		if (r == 0)
@@ -175,7 +200,7 @@ static void audit_health(struct bn_deploy *d, int slot, const struct health_resu
 
 static int cmd_health(struct bn_deploy *d, int argc, char **argv)
 {
-	bool json = false;
+	bool json = tool_json;
 	int slot = -1;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--json"))
@@ -222,6 +247,38 @@ static int cmd_health(struct bn_deploy *d, int argc, char **argv)
  * rolled back on failure; when the window has ended with checks passing it
  * is marked good.  One summary line per run.
  */
+/* The cycle's one summary line, "TIME cycle: TEXT" (ISO 8601 UTC), on
+ * stdout; with --json on stderr and one object on stdout: {"time", "action",
+ * "slot", "bundle", "channel", "version", "reason", "exit", "summary"}. */
+static int cycle_line(struct bn_deploy *d, const char *action, int slot, const char *reason, int code,
+                      const char *fmt, ...) BN_PRINTF(6, 7);
+static int cycle_line(struct bn_deploy *d, const char *action, int slot, const char *reason, int code,
+                      const char *fmt, ...)
+{
+	char t[32], text[1400];
+	tool_now_iso(t);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	tool_say("%s cycle: %s\n", t, text);
+	tool_log(code == 0 ? LOG_NOTICE : LOG_ERR, "cycle: %s", text);
+	if (tool_json) {
+		const struct bn_slot *s = slot >= 0 ? bn_deploy_slot(d, slot) : NULL;
+		bool b = s && s->has_bundle;
+		json_t *o = json_pack("{s:s, s:s}", "time", t, "action", action);
+		json_object_set_new(o, "slot", slot >= 0 ? json_string(bn_slot_name(slot)) : json_null());
+		json_object_set_new(o, "bundle", b ? json_string(s->bundle) : json_null());
+		json_object_set_new(o, "channel", b ? json_string(s->channel) : json_null());
+		json_object_set_new(o, "version", b ? json_integer((json_int_t)s->version) : json_null());
+		json_object_set_new(o, "reason", reason ? json_string(reason) : json_null());
+		json_object_set_new(o, "exit", json_integer(code));
+		json_object_set_new(o, "summary", json_string(text));
+		tool_json_print(o);
+	}
+	return code;
+}
+
 static int cmd_cycle(struct bn_deploy *d)
 {
 	struct health_config hc;
@@ -241,26 +298,24 @@ static int cmd_cycle(struct bn_deploy *d)
 			int r = bn_deploy_mark_bad(d, staged, reason, &err);
 			if (r < 0)
 				return tool_fail(r, &err);
-			printf("cycle: staged %s refused: %s; marked bad\n", what, h.reason);
-			return 7;
+			return cycle_line(d, "marked-bad", staged, h.reason, 7, "staged %s refused: %s; marked bad", what,
+			                  h.reason);
 		}
 		int r = bn_deploy_promote(d, &err);
 		if (r < 0) {
-			printf("cycle: staged %s passed its check but the promote failed: %s\n", what, err.msg);
-			return tool_fail(r, &err);
+			return cycle_line(d, "promote-failed", staged, err.msg, tool_fail(r, &err),
+			                  "staged %s passed its check but the promote failed: %s", what, err.msg);
 		}
 		health_save_baseline(d, staged, &h);
-		printf("cycle: staged %s %s; promoted\n", what, h.reason);
-		return 0;
+		return cycle_line(d, "promoted", staged, h.reason, 0, "staged %s %s; promoted", what, h.reason);
 	}
 	if (active < 0) {
-		printf("cycle: nothing to do (no active slot, nothing staged)\n");
-		return 0;
+		return cycle_line(d, "none", -1, NULL, 0, "nothing to do (no active slot, nothing staged)");
 	}
 	int64_t until = bn_deploy_window_until(d);
 	if (until == 0) {
-		printf("cycle: nothing to do (%s active and validated)\n", bn_slot_name(active));
-		return 0;
+		return cycle_line(d, "none", active, NULL, 0, "nothing to do (%s active and validated)",
+		                  bn_slot_name(active));
 	}
 	const struct bn_slot *s = bn_deploy_slot(d, active);
 	health_check(d, active, &hc, &h);
@@ -269,28 +324,28 @@ static int cmd_cycle(struct bn_deploy *d)
 		char reason[900];
 		snprintf(reason, sizeof reason, "failed inside its validation window: %s", h.reason);
 		if (bn_deploy_previous(d) < 0) {
-			printf("cycle: active %s v%" PRIu64 " unhealthy (%s) and no previous slot to roll back to\n",
-			       bn_slot_name(active), s->version, h.reason);
-			return 7;
+			return cycle_line(d, "unhealthy", active, h.reason, 7,
+			                  "active %s v%" PRIu64 " unhealthy (%s) and no previous slot to roll back to",
+			                  bn_slot_name(active), s->version, h.reason);
 		}
 		int r = bn_deploy_rollback(d, reason, &err);
 		if (r < 0)
 			return tool_fail(r, &err);
-		printf("cycle: active slot unhealthy (%s); rolled back to %s\n", h.reason, bn_slot_name(bn_deploy_active(d)));
-		return 7;
+		return cycle_line(d, "rolled-back", bn_deploy_active(d), h.reason, 7,
+		                  "active slot unhealthy (%s); rolled back to %s", h.reason,
+		                  bn_slot_name(bn_deploy_active(d)));
 	}
 	health_save_baseline(d, active, &h);
 	if (!bn_deploy_in_window(d)) {
 		int r = bn_deploy_mark_good(d, &err);
 		if (r < 0)
 			return tool_fail(r, &err);
-		printf("cycle: %s v%" PRIu64 " healthy through its validation window; marked good\n", bn_slot_name(active),
-		       s->version);
-		return 0;
+		return cycle_line(d, "marked-good", active, NULL, 0,
+		                  "%s v%" PRIu64 " healthy through its validation window; marked good",
+		                  bn_slot_name(active), s->version);
 	}
-	printf("cycle: %s v%" PRIu64 " healthy inside its validation window (%s)\n", bn_slot_name(active), s->version,
-	       h.reason);
-	return 0;
+	return cycle_line(d, "healthy", active, h.reason, 0, "%s v%" PRIu64 " healthy inside its validation window (%s)",
+	                  bn_slot_name(active), s->version, h.reason);
 }
 
 static int cmd_trust_update(struct bn_deploy *d, int argc, char **argv)
@@ -449,6 +504,7 @@ static int agctl_run(const char *root, bool wait, int argc, char **argv)
 {
 	if (tool_init() < 0)
 		return BN_EXIT_FAILURE;
+	tool_take_report_options(&argc, argv); /* --json, -q in any position after the command */
 	if (!strcmp(argv[0], "init"))
 		return cmd_init(root, argc, argv);
 	if (argc >= 2 && !strcmp(argv[0], "audit") && !strcmp(argv[1], "verify") && argc >= 3 &&
@@ -456,7 +512,17 @@ static int agctl_run(const char *root, bool wait, int argc, char **argv)
 		return cmd_audit_file(argc, argv);
 	struct bn_error err = {0};
 	struct bn_deploy *d = NULL;
-	int r = bn_deploy_open(root, wait, &d, &err);
+	/* Readers never wait for or fail on the lock: when it is free they take
+	 * it (and so finish an interrupted operation, as every command does);
+	 * when another command holds it, or this user may not take it (a
+	 * monitoring user, docs/OPERATIONS.md), they read a consistent snapshot
+	 * without it. */
+	bool reader = !strcmp(argv[0], "status") || (argc >= 2 && !strcmp(argv[0], "audit") && !strcmp(argv[1], "verify"));
+	int r = bn_deploy_open(root, reader ? false : wait, &d, &err);
+	if (reader && (r == -EAGAIN || r == -EACCES || r == -EPERM || r == -EROFS)) {
+		err = (struct bn_error){0};
+		r = bn_deploy_open_ro(root, &d, &err);
+	}
 	if (r < 0)
 		return tool_fail(r, &err);
 	int q;
@@ -466,8 +532,10 @@ static int agctl_run(const char *root, bool wait, int argc, char **argv)
 		q = cmd_channel(d, argc, argv);
 	else if (!strcmp(argv[0], "health"))
 		q = cmd_health(d, argc, argv);
-	else if (!strcmp(argv[0], "cycle") && argc == 1)
+	else if (!strcmp(argv[0], "cycle") && argc == 1) {
+		tool_log_ident = "agkit-cycle";
 		q = cmd_cycle(d);
+	}
 	else
 		q = run(d, argc, argv);
 	bn_deploy_close(d);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "bundle/bundle.h"
@@ -13,6 +14,8 @@
 #include "bundle/media.h"
 #include "bundle/fsutil.h"
 #include "cli.h"
+#include "inspect.h"
+#include "report.h"
 #include "toolutil.h"
 
 const char *tool_name = "agimport";
@@ -20,16 +23,18 @@ const char *tool_name = "agimport";
 #define MAX_KEYS 64
 
 #define U_STAGE                                                                                                     \
-	"agimport [stage] DIR [--root R] [--allow-downgrade] [--force] [--wait]\n"                                     \
+	"agimport [stage] DIR [--root R] [--allow-downgrade] [--force] [--wait] [--dry-run]\n"                         \
 	"       agimport [stage] --stream [--root R] ...   (reads a one-way stream on stdin)\n"
-#define U_RECEIVE "agimport receive DIR                      (writes a stream from stdin into the new DIR)\n"
+#define U_RECEIVE "agimport receive DIR [-q]                 (writes a stream from stdin into the new DIR)\n"
 #define U_VERIFY "agimport verify DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N]\n"
+#define U_INSPECT "agimport inspect DIR [--json] [--pubkey KEY.pub ... | --root R] [--sbom]\n"
 #define U_EXTRACT "agimport extract DIR --pubkey KEY.pub [--pubkey ...] [--threshold N] [--threads N] --to TARGET\n"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: " U_STAGE "       " U_RECEIVE "       " U_VERIFY "       " U_EXTRACT
+	        "usage: " U_STAGE "       " U_RECEIVE "       " U_VERIFY "       " U_INSPECT "       " U_EXTRACT
+	        "       (stage, verify, extract and inspect: --json prints one JSON object; -q|--quiet: no progress)\n"
 	        "\n"
 	        "stage (the default) verifies DIR under R's trust policy and stages it into the\n"
 	        "idle slot of the deployment root R ($AGKIT_ROOT or " BN_DEFAULT_ROOT ").\n"
@@ -53,13 +58,17 @@ static int parse(int argc, char **argv, struct args *a, bool want_to)
 		{"threshold", required_argument, NULL, 't'},
 		{"to", required_argument, NULL, 'T'},
 		{"threads", required_argument, NULL, 'j'},
+		{"json", no_argument, NULL, 'J'},
+		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "p:t:T:j:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:t:T:j:qh", opts, NULL)) != -1) {
 		struct bn_error err = {0};
 		switch (c) {
+		case 'J': tool_json = true; break;
+		case 'q': tool_quiet = true; break;
 		case 'p':
 			if (a->n_keys == MAX_KEYS) {
 				tool_err("too many --pubkey options");
@@ -116,14 +125,41 @@ static int parse(int argc, char **argv, struct args *a, bool want_to)
 
 static void print_signers(const struct bn_bundle *b)
 {
-	printf("%s: bundle %s channel %s version %" PRIu64 ", signed by", b->dir, b->m->name, b->m->channel,
-	       b->m->version);
+	tool_say("%s: bundle %s channel %s version %" PRIu64 ", signed by", b->dir, b->m->name, b->m->channel,
+	         b->m->version);
 	for (size_t i = 0; i < b->n_signers; i++) {
 		char id[BN_KEYID_HEX];
 		bn_keyid_hex(b->signers[i], id);
-		printf(" %s", id);
+		tool_say(" %s", id);
 	}
-	printf("\n");
+	tool_say("\n");
+}
+
+/* verify and extract --json: {"dir", "ok", "bundle", "channel", "version",
+ * "signers", "volumes", "chunks", "parity_volumes", "medium", "media",
+ * "notes", "to" (extract)}. */
+static void json_result(const struct bn_bundle *b, const char *to)
+{
+	json_t *sg = json_array(), *notes = json_array();
+	for (size_t i = 0; i < b->n_signers; i++) {
+		char id[BN_KEYID_HEX];
+		bn_keyid_hex(b->signers[i], id);
+		json_array_append_new(sg, json_string(id));
+	}
+	const char *n;
+	for (size_t i = 0; (n = bn_bundle_note(b, i)); i++)
+		json_array_append_new(notes, json_string(n));
+	const struct bn_manifest *m = b->m;
+	json_t *o = json_pack("{s:s, s:b, s:s, s:s, s:I, s:o, s:I, s:I, s:I}", "dir", b->dir, "ok", 1, "bundle", m->name,
+	                      "channel", m->channel, "version", (json_int_t)m->version, "signers", sg, "volumes",
+	                      (json_int_t)m->n_volumes, "chunks", (json_int_t)m->n_chunks, "parity_volumes",
+	                      (json_int_t)(m->parity ? m->parity->n_volumes : 0));
+	json_object_set_new(o, "medium", bn_bundle_medium(b) ? json_integer(bn_bundle_medium(b)) : json_null());
+	json_object_set_new(o, "media", m->media ? json_integer(m->media->count) : json_null());
+	json_object_set_new(o, "notes", notes);
+	if (to)
+		json_object_set_new(o, "to", json_string(to));
+	tool_json_print(o);
 }
 
 /* Rebuilt volumes and damaged parity volumes: said on stderr, not fatal. */
@@ -143,11 +179,11 @@ static void print_medium(const struct bn_bundle *b)
 		nv += m->media->vol_medium[i] == mi;
 	for (size_t i = 0; m->parity && i < m->parity->n_volumes; i++)
 		np += m->media->par_medium[i] == mi;
-	printf("%s: OK: medium %u of %u of bundle %s channel %s version %" PRIu64 ": its %zu volume(s) and %zu parity "
-	       "volume(s) match the signed manifest\n", b->dir, mi, m->media->count, m->name, m->channel, m->version, nv,
-	       np);
-	printf("%s: the set is medium-01 ... medium-%02u; import needs them all (or all but %u with parity)\n", b->dir,
-	       m->media->count, m->parity ? m->parity->groups[0].p : 0);
+	tool_say("%s: OK: medium %u of %u of bundle %s channel %s version %" PRIu64 ": its %zu volume(s) and %zu parity "
+	         "volume(s) match the signed manifest\n", b->dir, mi, m->media->count, m->name, m->channel, m->version, nv,
+	         np);
+	tool_say("%s: the set is medium-01 ... medium-%02u; import needs them all (or all but %u with parity)\n", b->dir,
+	         m->media->count, m->parity ? m->parity->groups[0].p : 0);
 }
 
 static bool is_medium(const char *dir)
@@ -222,12 +258,19 @@ static int stage_medium(struct bn_deploy *d, const char *dir, const struct bn_im
 		audit_medium(d, b, r < 0 ? "failed" : "ok", why);
 	}
 	if (r == 0) {
-		printf("%s: medium %u of %u of bundle %s channel %s version %" PRIu64 ": %zu new chunk(s) in place; %zu of %zu "
-		       "chunk(s) done\n", dir, res.medium, res.count, b->m->name, b->m->channel, b->m->version,
-		       res.chunks_new, res.chunks_done, res.chunks_total);
+		tool_say("%s: medium %u of %u of bundle %s channel %s version %" PRIu64 ": %zu new chunk(s) in place; %zu of "
+		         "%zu chunk(s) done\n", dir, res.medium, res.count, b->m->name, b->m->channel, b->m->version,
+		         res.chunks_new, res.chunks_done, res.chunks_total);
 		if (!res.complete)
-			printf("%s: still needed: medium %s (insert them in any order and run agimport stage again)\n", dir,
-			       res.missing);
+			tool_say("%s: still needed: medium %s (insert them in any order and run agimport stage again)\n", dir,
+			         res.missing);
+		if (!res.complete && tool_json)
+			tool_json_print(json_pack("{s:s, s:b, s:s, s:s, s:I, s:i, s:i, s:I, s:I, s:I, s:s}", "dir", dir,
+			                          "staged", 0, "bundle", b->m->name, "channel", b->m->channel, "version",
+			                          (json_int_t)b->m->version, "medium", (int)res.medium, "media",
+			                          (int)res.count, "chunks_new", (json_int_t)res.chunks_new, "chunks_done",
+			                          (json_int_t)res.chunks_done, "chunks_total", (json_int_t)res.chunks_total,
+			                          "missing", res.missing));
 	}
 	if (r < 0 || !res.complete) {
 		bn_bundle_free(b);
@@ -246,7 +289,8 @@ static int receive(const char *dir, struct bn_error *err)
 	if (isatty(STDIN_FILENO))
 		return bn_fail(err, -EINVAL, "the stream comes on stdin: redirect it from a file or the diode");
 	struct bn_stream_result res;
-	int r = bn_stream_read(STDIN_FILENO, dir, &res, err);
+	int r = bn_stream_read_progress(STDIN_FILENO, dir, tool_progress_bytes, "receive", &res, err);
+	tool_progress_bytes_end();
 	if (r < 0)
 		return r;
 	fprintf(stderr, "%s: received %" PRIu64 " record(s); %" PRIu64 " damaged, %" PRIu64 " byte(s) skipped\n", dir,
@@ -259,13 +303,59 @@ static int receive(const char *dir, struct bn_error *err)
 
 static int cmd_receive(int argc, char **argv)
 {
-	if (argc != 2 || argv[1][0] == '-') {
+	const char *dir = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet"))
+			tool_quiet = true;
+		else if (argv[i][0] != '-' && !dir)
+			dir = argv[i];
+		else
+			dir = "";
+	}
+	if (!dir || !*dir) {
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
 	struct bn_error err = {0};
-	int r = receive(argv[1], &err);
+	int r = receive(dir, &err);
 	return r < 0 ? tool_fail(r, &err) : 0;
+}
+
+/* agimport DIR --dry-run: the checks of an import and a report of what it
+ * would stage; bn_deploy_import() writes nothing but the audit record. */
+static int dry_run(struct bn_deploy *d, const char *dir, struct bn_import_opts *io)
+{
+	struct bn_error err = {0};
+	struct bn_import_result res = {0};
+	int r = bn_deploy_import(d, dir, io, &res, &err);
+	char now[300] = "empty";
+	const struct bn_slot *s = &res.replaces;
+	if (r == 0 && s->has_bundle)
+		snprintf(now, sizeof now, "%s: %s %s v%" PRIu64, bn_slot_state_name(s->state), s->bundle, s->channel,
+		         s->version);
+	else if (r == 0)
+		snprintf(now, sizeof now, "%s", bn_slot_state_name(s->state));
+	bn_deploy_close(d);
+	if (r < 0)
+		return tool_fail(r, &err);
+	tool_say("%s: dry run: bundle %s channel %s version %" PRIu64 " would be staged into slot %s (now %s)\n", dir,
+	         res.bundle, res.channel, res.version, bn_slot_name(res.slot), now);
+	tool_say("%s: dry run: signatures and threshold, channel, floor, expiry, volume files and free space checked "
+	         "(needs %" PRIu64 " MiB, %" PRIu64 " MiB free); volume contents are hashed on import (or agimport "
+	         "verify); nothing staged\n", dir, (res.need_bytes + (1u << 20) - 1) >> 20, res.free_bytes >> 20);
+	if (tool_json) {
+		json_t *rep = json_pack("{s:s, s:s}", "state", bn_slot_state_name(s->state), "bundle",
+		                        s->has_bundle ? s->bundle : "");
+		json_object_set_new(rep, "version", s->has_bundle ? json_integer((json_int_t)s->version) : json_null());
+		if (!s->has_bundle)
+			json_object_set_new(rep, "bundle", json_null());
+		json_t *o = json_pack("{s:s, s:b, s:b, s:s, s:s, s:I, s:s, s:o, s:I, s:I}", "dir", dir, "dry_run", 1,
+		                      "staged", 0, "bundle", res.bundle, "channel", res.channel, "version",
+		                      (json_int_t)res.version, "slot", bn_slot_name(res.slot), "replaces", rep, "need_bytes",
+		                      (json_int_t)res.need_bytes, "free_bytes", (json_int_t)res.free_bytes);
+		tool_json_print(o);
+	}
+	return 0;
 }
 
 static int cmd_stage(int argc, char **argv)
@@ -276,6 +366,9 @@ static int cmd_stage(int argc, char **argv)
 		{"force", no_argument, NULL, 'f'},
 		{"wait", no_argument, NULL, 'w'},
 		{"stream", no_argument, NULL, 'S'},
+		{"dry-run", no_argument, NULL, 'n'},
+		{"json", no_argument, NULL, 'J'},
+		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -286,8 +379,11 @@ static int cmd_stage(int argc, char **argv)
 	struct bn_import_opts io = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "import"};
 	bool wait = false;
 	int c;
-	while ((c = getopt_long(argc, argv, "r:DfwSh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:DfwSnqh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'n': io.dry_run = true; break;
+		case 'J': tool_json = true; break;
+		case 'q': tool_quiet = true; break;
 		case 'S': stream = true; break;
 		case 'r': root = optarg; break;
 		case 'D': io.allow_downgrade = true; break;
@@ -305,12 +401,18 @@ static int cmd_stage(int argc, char **argv)
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
+	if (stream && io.dry_run) {
+		tool_err("--dry-run checks a bundle directory or medium; receive the stream first (agimport receive DIR)");
+		return BN_EXIT_USAGE;
+	}
 	tool_catch_signals();
 	struct bn_error err = {0};
 	struct bn_deploy *d = NULL;
 	int r = bn_deploy_open(root, wait, &d, &err);
 	if (r < 0)
 		return tool_fail(r, &err);
+	if (io.dry_run)
+		return dry_run(d, argv[optind], &io);
 	char *received = NULL;
 	if (stream) {
 		/* The stream lands in R/staging/stream, then imports like a directory. */
@@ -362,8 +464,16 @@ static int cmd_stage(int argc, char **argv)
 		return tool_fail(r, &err);
 	if (res.notes[0])
 		tool_warn("%s", res.notes);
-	printf("%s: staged bundle %s channel %s version %" PRIu64 " into slot %s%s\n", argv[optind], res.bundle,
-	       res.channel, res.version, bn_slot_name(res.slot), res.resumed_chunks ? " (resumed)" : "");
+	tool_say("%s: staged bundle %s channel %s version %" PRIu64 " into slot %s%s\n", argv[optind], res.bundle,
+	         res.channel, res.version, bn_slot_name(res.slot), res.resumed_chunks ? " (resumed)" : "");
+	tool_log(LOG_NOTICE, "%s: staged bundle %s channel %s version %" PRIu64 " into slot %s%s", argv[optind],
+	         res.bundle, res.channel, res.version, bn_slot_name(res.slot), res.resumed_chunks ? " (resumed)" : "");
+	if (tool_json) {
+		json_t *o = json_pack("{s:s, s:b, s:s, s:s, s:I, s:s, s:b, s:s}", "dir", argv[optind], "staged", 1, "bundle",
+		                      res.bundle, "channel", res.channel, "version", (json_int_t)res.version, "slot",
+		                      bn_slot_name(res.slot), "resumed", res.resumed_chunks > 0, "notes", res.notes);
+		tool_json_print(o);
+	}
 	return 0;
 }
 
@@ -374,6 +484,7 @@ static const struct cli_cmd commands[] = {
 	{"receive", U_RECEIVE, cmd_receive, false},
 	{"verify", U_VERIFY, cmd_verify_extract, false},
 	{"extract", U_EXTRACT, cmd_verify_extract, false},
+	{"inspect", U_INSPECT, cmd_inspect, false},
 	{0},
 };
 
@@ -409,12 +520,14 @@ static int cmd_verify_extract(int argc, char **argv)
 			print_medium(b);
 		} else if (r == 0) {
 			print_signers(b);
-			printf("%s: OK: %zu volume(s), %zu chunk(s) match the signed manifest\n", a.dir, b->m->n_volumes,
-			       b->m->n_chunks);
+			tool_say("%s: OK: %zu volume(s), %zu chunk(s) match the signed manifest\n", a.dir, b->m->n_volumes,
+			         b->m->n_chunks);
 			if (b->m->parity)
-				printf("%s: OK: %zu parity volume(s) checked (damaged ones are listed above)\n", a.dir,
-				       b->m->parity->n_volumes);
+				tool_say("%s: OK: %zu parity volume(s) checked (damaged ones are listed above)\n", a.dir,
+				         b->m->parity->n_volumes);
 		}
+		if (r == 0 && tool_json)
+			json_result(b, NULL);
 	} else {
 		struct bn_extract_opts o = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "extract"};
 		r = bn_bundle_extract(b, a.to, &o, &err);
@@ -422,7 +535,9 @@ static int cmd_verify_extract(int argc, char **argv)
 		print_notes(b);
 		if (r == 0) {
 			print_signers(b);
-			printf("%s: extracted %zu artifact(s) to %s\n", a.dir, b->m->n_artifacts, a.to);
+			tool_say("%s: extracted %zu artifact(s) to %s\n", a.dir, b->m->n_artifacts, a.to);
+			if (tool_json)
+				json_result(b, a.to);
 		}
 	}
 	bn_bundle_free(b);

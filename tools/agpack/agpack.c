@@ -22,6 +22,7 @@
 #include "sources.h"
 #include "spec.h"
 #include "cli.h"
+#include "report.h"
 #include "toolutil.h"
 
 const char *tool_name = "agpack";
@@ -31,7 +32,8 @@ const char *tool_name = "agpack";
 	"agpack build SPEC --key KEY --out DIR [--volume-size SIZE] [--level N] [--chunk-size SIZE]\n"                  \
 	"                   [--threads N]\n"                                                                            \
 	"                   [--cache DIR] [--insecure-registry HOST:PORT]... [--ca-file FILE]\n"                        \
-	"                   [--auth-file FILE] [--dry-run] [--parity P] [--media SIZE] [--stream]\n"
+	"                   [--auth-file FILE] [--dry-run] [--parity P] [--media SIZE] [--stream]\n"                  \
+	"                   [--no-sbom] [--json] [-q|--quiet]\n"
 #define U_LINT "agpack lint SPEC                 (checks a pack spec without building: keys, files, pins)\n"
 #define U_SIGN "agpack sign DIR --key KEY\n"
 #define U_SIGN_TRUST "agpack sign-trust POLICY.json --key KEY   (writes POLICY.json.KEYID.minisig for agctl trust update)\n"
@@ -274,6 +276,8 @@ static int cmd_build(int argc, char **argv)
 		{"parity", required_argument, NULL, 'P'},
 		{"media", required_argument, NULL, 'M'},
 		{"stream", no_argument, NULL, 'S'},
+		{"json", no_argument, NULL, 'J'},
+		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -288,8 +292,10 @@ static int cmd_build(int argc, char **argv)
 	struct net_opts no = {0};
 	const char *insecure[32];
 	int c;
-	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nj:P:M:Sh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nj:P:M:Sqh", opts, NULL)) != -1) {
 		switch (c) {
+		case 'J': tool_json = true; break;
+		case 'q': tool_quiet = true; break;
 		case 'P': {
 			uint64_t p;
 			if (cli_count("--parity (parity volumes per group)", optarg, 0, BN_PARITY_MAX, &p) < 0)
@@ -417,7 +423,7 @@ static int cmd_build(int argc, char **argv)
 		}
 	}
 	/* With --stream, stdout carries the stream: reports go to stderr. */
-	FILE *info = stream ? stderr : stdout;
+	FILE *info = stream || tool_json ? stderr : stdout;
 	const char *spec_path = argv[optind];
 	struct bn_error err = {0};
 	struct spec spec = {0};
@@ -494,7 +500,7 @@ static int cmd_build(int argc, char **argv)
 		goto out;
 	struct bn_writer_opts wo = {.dir = tmp, .volume_size = vsize, .chunk_size = (uint32_t)csize, .level = level,
 	                            .threads = threads,
-	                            .warn = warn_cb};
+	                            .warn = warn_cb, .progress = tool_progress, .progress_userdata = "pack"};
 	r = bn_writer_new(&wo, &w, &err);
 	if (r < 0)
 		goto out;
@@ -534,6 +540,7 @@ static int cmd_build(int argc, char **argv)
 		if (r == 0) {
 			fprintf(stderr, "agpack: packing %s '%s'\n", t->bundle_type, a->name);
 			r = bn_writer_add(w, a->name, t->bundle_type, t->layout, path, pinned ? pin : NULL, source, &err);
+			tool_progress_end();
 		}
 		json_t *health = json_object_get(a->json, "health");
 		if (r == 0 && health)
@@ -597,6 +604,17 @@ static int cmd_build(int argc, char **argv)
 	if (m->media)
 		fprintf(info, "%s: %u media of %" PRIu64 " bytes: %s/medium-01 ... medium-%02u\n", out, m->media->count,
 		       m->media->capacity, out, m->media->count);
+	if (tool_json && !stream) {
+		/* agpack build --json (docs/OPERATIONS.md). */
+		json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "out", out, "bundle", m->name,
+		                      "channel", m->channel, "version", (json_int_t)m->version, "artifacts",
+		                      (json_int_t)m->n_artifacts, "bytes", (json_int_t)total, "chunks", (json_int_t)m->n_chunks,
+		                      "volumes", (json_int_t)m->n_volumes, "stored_bytes", (json_int_t)stored);
+		json_object_set_new(o, "parity_volumes", json_integer((json_int_t)(m->parity ? m->parity->n_volumes : 0)));
+		json_object_set_new(o, "media", m->media ? json_integer(m->media->count) : json_null());
+		json_object_set_new(o, "created", json_string(m->created));
+		tool_json_print(o);
+	}
 	if (stream) {
 		r = bn_stream_write(out, STDOUT_FILENO, &err);
 		if (r == 0)

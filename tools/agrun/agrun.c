@@ -29,6 +29,7 @@ static void usage(FILE *f)
 	      "         add_generation_prompt, tools...; prints exactly the chat template's prompt; - for stdin)\n"
 	      "       agrun MODEL_DIR --ids 1,2,3 --dump-logits FILE   (raw f32 [n][vocab], teacher forcing)\n"
 	      "         --prompt-file FILE (or - for stdin) instead of --prompt\n"
+	      "       agrun --version\n"
 	      "options: --threads T  --ctx C  --no-special (no BOS/template on --prompt/--tokenize)\n"
 	      "         --skip-special (drop special tokens when decoding)  --no-eos (ignore EOS)\n"
 	      "         --raw (with --ids: do not load tokenizer.json, print ids)\n"

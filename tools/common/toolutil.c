@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <limits.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <ctype.h>
 
 #include <jansson.h>
@@ -18,6 +19,7 @@
 #include "bundle/fsutil.h"
 #include "bundle/proc.h"
 #include "bundle/tunables.h"
+#include "report.h"
 #include "toolutil.h"
 
 volatile sig_atomic_t tool_interrupted;
@@ -91,6 +93,11 @@ void tool_err(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	char line[2048];
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	tool_log(LOG_ERR, "%s", line); /* report.h: syslog off a terminal */
 }
 
 void tool_warn(const char *fmt, ...)
@@ -101,6 +108,11 @@ void tool_warn(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	char line[2048];
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	tool_log(LOG_WARNING, "warning: %s", line);
 }
 
 int tool_fail(int r, const struct bn_error *err)
@@ -243,8 +255,12 @@ static bool progress_shown;
 void tool_progress(void *label, uint64_t done, uint64_t total)
 {
 	static struct timespec start, last;
-	if (!isatty(STDERR_FILENO))
+	if (tool_quiet)
 		return;
+	if (!isatty(STDERR_FILENO)) {
+		tool_progress_lines(label, done, total); /* report.h */
+		return;
+	}
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (!progress_shown) {

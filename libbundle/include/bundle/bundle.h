@@ -75,6 +75,19 @@ struct bn_extract_opts {
 int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract_opts *o,
                       struct bn_error *err) BN_WUR;
 
+/* Reads one file of an artifact of a verified bundle (up to max bytes) into
+ * a new NUL-terminated buffer: only the chunks that cover it are read, each
+ * checked, and the file against its signed sha256.  -ENOENT when there is no
+ * such artifact or file, -EFBIG when it is larger than max. */
+int bn_bundle_read_file(struct bn_bundle *b, const char *artifact, const char *path, size_t max, char **ret,
+                        size_t *ret_len, struct bn_error *err) BN_WUR;
+
+/* The free space and inodes extracting b under parent needs (each file
+ * rounded up to a block): -ENOSPC when parent's file system has less.
+ * *ret_need and *ret_free (optional): the bytes needed and free, on success. */
+int bn_bundle_check_space(const struct bn_bundle *b, const char *parent, uint64_t *ret_need, uint64_t *ret_free,
+                          struct bn_error *err) BN_WUR;
+
 /* Writes manifest.json, signs it with sk, writes SHA256SUMS, all in dir. */
 int bn_bundle_write_signed(const char *dir, const char *manifest, size_t len, const struct bn_manifest *m,
                            const struct bn_seckey *sk, struct bn_error *err) BN_WUR;

@@ -59,6 +59,12 @@ int bn_deploy_init2(const char *root, const struct bn_pubkey *keys, size_t n_key
  * unless wait), then recovers any interrupted operation. */
 int bn_deploy_open(const char *root, bool wait, struct bn_deploy **ret, struct bn_error *err) BN_WUR;
 void bn_deploy_close(struct bn_deploy *d); /* accepts NULL; releases the lock */
+/* Opens R without the lock, for reading only (status, audit verify): a
+ * consistent snapshot of trust.json, config.json and state.json (each written
+ * by atomic rename), with no recovery.  Works during another command and for
+ * a user who can read those files.  Every call that would write fails with
+ * -EPERM; bn_deploy_audit_verify() rereads the state until it is stable. */
+int bn_deploy_open_ro(const char *root, struct bn_deploy **ret, struct bn_error *err) BN_WUR;
 
 const char *bn_slot_name(int slot);         /* "blue" | "green" */
 int bn_slot_index(const char *name);        /* 0, 1 or -1 */
@@ -88,6 +94,11 @@ struct bn_import_opts {
 	 * pass; nothing is written but a refusal's audit record.  Per-medium
 	 * staging asks this before it takes a medium. */
 	bool check_only;
+	/* agimport --dry-run: every check an import makes (with check_only's,
+	 * the slot, the volume files and the free space), audited as
+	 * "import-dry-run"; nothing else is written.  ret says what would be
+	 * staged where. */
+	bool dry_run;
 };
 
 struct bn_import_result {
@@ -96,6 +107,9 @@ struct bn_import_result {
 	uint64_t version;
 	size_t resumed_chunks;
 	char notes[1024];        /* volumes rebuilt from parity, damaged parity volumes ("; "-separated) */
+	/* dry_run: the space the slot needs and has, and what the slot holds now. */
+	uint64_t need_bytes, free_bytes;
+	struct bn_slot replaces;
 };
 
 /* Verifies dir under the trust policy and stages it into the idle slot. */

@@ -66,6 +66,9 @@ struct bn_stream_result {
 };
 /* Reads a stream from fd into the new directory dir (removed on error). */
 int bn_stream_read(int fd, const char *dir, struct bn_stream_result *res, struct bn_error *err) BN_WUR;
+/* The same, calling progress with the bytes read so far (total 0: unknown). */
+int bn_stream_read_progress(int fd, const char *dir, bn_progress_fn progress, void *userdata,
+                            struct bn_stream_result *res, struct bn_error *err) BN_WUR;
 
 /* ---- hooks called by reader.c and extract.c ---- */
 /* Directory to read manifest.json and signatures from (a set's first medium), new string or NULL for dir. */

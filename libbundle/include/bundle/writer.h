@@ -24,6 +24,10 @@ struct bn_writer_opts {
 	unsigned threads;       /* worker threads hashing and coding chunks; 0: online CPUs */
 	bn_warn_fn warn;        /* optional: non-fatal notes (skipped symlinks) */
 	void *warn_userdata;
+	/* Optional: called as file bytes are read, with the bytes done and the
+	 * total of the artifact being added (bn_writer_add), ending at total. */
+	void (*progress)(void *userdata, uint64_t done, uint64_t total);
+	void *progress_userdata;
 };
 
 struct bn_writer;
