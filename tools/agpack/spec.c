@@ -45,6 +45,10 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 	if (!json_is_integer(v) || json_integer_value(v) < 0)
 		SPECERR("%s: \"version\" must be a non-negative integer", path);
 	s.version = (uint64_t)json_integer_value(v);
+	json_t *sb = json_object_get(s.root, "sbom"); /* docs/SBOM.md */
+	if (sb && !json_is_boolean(sb))
+		SPECERR("%s: \"sbom\" must be true or false", path);
+	s.no_sbom = json_is_false(sb);
 	json_t *arts = json_object_get(s.root, "artifacts");
 	if (!json_is_array(arts) || json_array_size(arts) == 0)
 		SPECERR("%s: \"artifacts\" must be a non-empty array", path);
@@ -86,6 +90,16 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 			if (strlen(sa->sha256) != 64 || !bn_unhex(sa->sha256, tmp, 32))
 				SPECERR("%s: artifact '%s': \"sha256\" must be 64 hex digits", path, sa->name);
 		}
+		/* Offline readiness keys (docs/SBOM.md). */
+		json_t *arc = json_object_get(a, "allow_remote_code"), *oe = json_object_get(a, "offline_env");
+		if (arc && !json_is_boolean(arc))
+			SPECERR("%s: artifact '%s': \"allow_remote_code\" must be true or false", path, sa->name);
+		if (oe && !json_is_boolean(oe))
+			SPECERR("%s: artifact '%s': \"offline_env\" must be true or false", path, sa->name);
+		if (json_is_true(oe) && strcmp(sa->type, "image") && strcmp(sa->type, "oci-archive"))
+			SPECERR("%s: artifact '%s': \"offline_env\" applies to image and oci-archive artifacts", path, sa->name);
+		sa->allow_remote_code = json_is_true(arc);
+		sa->offline_env = json_is_true(oe);
 	}
 	*ret = s;
 	return 0;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 /* Pack spec (JSON): {"name", "channel", "version", "artifacts": [...]}. */
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -15,6 +16,9 @@ struct spec_artifact {
 	char *path;         /* local types: resolved against the spec's directory */
 	const char *sha256; /* optional pin (files) or required digest (url) */
 	json_t *json;       /* the artifact's object, borrowed from spec->root */
+	/* Offline readiness (docs/SBOM.md). */
+	bool allow_remote_code; /* "allow_remote_code": true: model code is packed (recorded) */
+	bool offline_env;       /* "offline_env": true: images get HF_HUB_OFFLINE=1 and friends */
 };
 
 struct spec {
@@ -24,6 +28,7 @@ struct spec {
 	uint64_t version;
 	size_t n_artifacts;
 	struct spec_artifact *artifacts;
+	bool no_sbom;       /* "sbom": false */
 };
 
 int spec_load(const char *path, struct spec *ret, struct bn_error *err) BN_WUR;

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/*
+ * Offline readiness (docs/SBOM.md): does a model directory or an image try
+ * the network or run code from the model at start-up?  Used by agpack build
+ * (and meant for agpack lint).  Findings are one-line strings appended to a
+ * JSON array; the caller prints them and records them in the SBOM.
+ */
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "bundle/error.h"
+#include "image.h"
+
+#define OFFLINE_MAX_JSON (16u << 20) /* config files read for the check */
+
+/* True when dir looks like a model directory (config.json at its top). */
+bool offline_is_model(const char *dir);
+
+/* Checks a model directory: auto_map in config.json or tokenizer_config.json,
+ * any *.py file, or "trust_remote_code": true in a JSON config is refused
+ * (-EPERM) unless allow_remote_code; a tokenizer file that
+ * tokenizer_config.json needs but the directory lacks is an error (-EBADMSG);
+ * hub URLs and repo ids left in configs become findings. */
+int offline_check_model(const char *name, const char *dir, bool allow_remote_code, json_t *findings,
+                        struct bn_error *err) BN_WUR;
+
+/* Reports the hub and telemetry settings of each image's config env as
+ * findings (never fails). */
+void offline_check_images(const char *name, const struct image_info *images, size_t n, json_t *findings);
+
+/* "offline_env": sets HF_HUB_OFFLINE=1 and friends in the config of every
+ * image manifest of the OCI layout dir, rewriting config, manifest and
+ * index.json; the index records the original manifest digest as the
+ * annotation "dev.agkit.offline-env.original-digest". */
+int offline_env_apply(const char *dir, json_t *findings, struct bn_error *err) BN_WUR;
