@@ -118,12 +118,12 @@ static char *norm(char *p)
 
 /* Marks dead every record of an earlier layer at path or below it (whole
  * directory contents when below_only). */
-static void whiteout(struct scan *s, const char *path, bool below_only, unsigned layer)
+static void whiteout(struct scan *s, const char *path, bool below_only, unsigned layer, bool same_layer)
 {
 	size_t pl = strlen(path);
 	for (size_t i = 0; i < s->n_recs; i++) {
 		struct rec *r = &s->recs[i];
-		if (r->dead || r->layer >= layer)
+		if (r->dead || r->layer > layer || (r->layer == layer && !same_layer))
 			continue;
 		bool under = pl == 0 || (!strncmp(r->path, path, pl) && r->path[pl] == '/');
 		if (under || (!below_only && !strcmp(r->path, path)))
@@ -183,18 +183,19 @@ static int scan_layer(struct scan *s, const char *blob, const char *digest, unsi
 				*base = 0;
 			const char *dir = base ? p : "";
 			if (!strcmp(bname, ".wh..wh..opq")) {
-				whiteout(s, dir, true, layer);
+				whiteout(s, dir, true, layer, false);
 			} else {
 				char t[4096];
 				snprintf(t, sizeof t, "%s%s%s", dir, *dir ? "/" : "", bname + 4);
-				whiteout(s, t, false, layer);
+				whiteout(s, t, false, layer, false);
 			}
 			continue;
 		}
-		/* A non-directory replaces what an earlier layer had at that path
-		 * (and below it); directories merge. */
+		/* A non-directory replaces what an earlier layer (or an earlier
+		 * member of this one) had at that path and below; directories
+		 * merge.  Whiteouts above apply to lower layers only. */
 		if (archive_entry_filetype(e) != AE_IFDIR)
-			whiteout(s, p, false, layer);
+			whiteout(s, p, false, layer, true);
 		int kind = classify(p);
 		if (kind < 0)
 			continue;
@@ -275,6 +276,28 @@ static int scan_layer(struct scan *s, const char *blob, const char *digest, unsi
 out:
 	archive_read_free(a);
 	return r;
+}
+
+static int str_cmp(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "");
+}
+
+static int pkg_cmp(const void *x, const void *y)
+{
+	const struct image_pkg *a = x, *b = y;
+	int c = (int)a->kind - (int)b->kind;
+	if (!c)
+		c = strcmp(a->name, b->name);
+	if (!c)
+		c = strcmp(a->version, b->version);
+	if (!c)
+		c = str_cmp(a->arch, b->arch);
+	if (!c)
+		c = strcmp(a->db, b->db);
+	if (!c)
+		c = str_cmp(a->license, b->license);
+	return c;
 }
 
 static char *blob_path(const char *dir, const char *digest)
@@ -392,6 +415,17 @@ static int scan_manifest(const char *dir, const char *digest, const char *ref, s
 		rc->n = 0;
 	}
 	s.n_pkgs = 0;
+	/* Sorted (stable output), duplicates (a database listing a package
+	 * twice) dropped: the SBOM's component lists hold unique items. */
+	qsort(ii->pkgs, ii->n_pkgs, sizeof *ii->pkgs, pkg_cmp);
+	size_t u = 0;
+	for (size_t k = 0; k < ii->n_pkgs; k++) {
+		if (u && !pkg_cmp(&ii->pkgs[u - 1], &ii->pkgs[k]))
+			pkg_release(&ii->pkgs[k]);
+		else
+			ii->pkgs[u++] = ii->pkgs[k];
+	}
+	ii->n_pkgs = u;
 out:
 	for (size_t i = 0; i < s.n_recs; i++) {
 		for (size_t k = s.recs[i].first; k < s.recs[i].first + s.recs[i].n; k++)
