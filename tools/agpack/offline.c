@@ -104,36 +104,37 @@ static bool is_repo_id(const char *s)
 }
 
 /* Walks a JSON config: trust_remote_code, auto_map, hub pointers. */
-static void inspect(const char *file, const char *key, json_t *v, int depth, bool *remote, json_t *f)
+static void inspect(const char *label, const char *file, const char *key, json_t *v, int depth, bool *remote,
+                    json_t *f)
 {
 	if (depth > 32)
 		return;
 	if (key && !strcmp(key, "trust_remote_code") && json_is_true(v)) {
 		*remote = true;
-		finding(f, "%s: \"trust_remote_code\": true", file);
+		finding(f, "%s: \"trust_remote_code\": true", label);
 	}
 	if (key && !strcmp(key, "auto_map") && depth == 1 && (!strcmp(file, "config.json") ||
 	                                                      !strcmp(file, "tokenizer_config.json"))) {
 		*remote = true;
-		finding(f, "%s: \"auto_map\" (loads code from the model directory or the hub)", file);
+		finding(f, "%s: \"auto_map\" (loads code from the model directory or the hub)", label);
 	}
 	if (json_is_string(v) && key && strcmp(key, "_name_or_path") != 0) {
 		const char *s = json_string_value(v);
 		bool hubkey = !strcmp(key, "base_model") || !strcmp(key, "base_model_name_or_path") ||
 		              !strcmp(key, "hub_model_id") || strstr(key, "hub") || strstr(key, "endpoint");
 		if (is_url(s) || (hubkey && is_repo_id(s)))
-			finding(f, "%s: hub pointer \"%s\": \"%.200s\"", file, key, s);
+			finding(f, "%s: hub pointer \"%s\": \"%.200s\"", label, key, s);
 	}
 	if (json_is_object(v)) {
 		const char *k;
 		json_t *c;
 		json_object_foreach(v, k, c)
-			inspect(file, k, c, depth + 1, remote, f);
+			inspect(label, file, k, c, depth + 1, remote, f);
 	} else if (json_is_array(v)) {
 		size_t i;
 		json_t *c;
 		json_array_foreach(v, i, c)
-			inspect(file, key, c, depth + 1, remote, f);
+			inspect(label, file, key, c, depth + 1, remote, f);
 	}
 }
 
@@ -161,7 +162,9 @@ int offline_check_model(const char *name, const char *dir, bool allow_remote_cod
 		free(p);
 		if (!j)
 			continue;
-		inspect(walk.json[i], NULL, j, 0, &remote, findings);
+		char label[600];
+		snprintf(label, sizeof label, "%s: %.500s", name, walk.json[i]);
+		inspect(label, walk.json[i], NULL, j, 0, &remote, findings);
 		if (!strcmp(walk.json[i], "tokenizer_config.json"))
 			tc = json_incref(j);
 		json_decref(j);
