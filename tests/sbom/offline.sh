@@ -72,7 +72,9 @@ check "an image without offline env builds" "$AGPACK" build i.json --key k.key -
 said "with a warning about HF_HUB_OFFLINE" "HF_HUB_OFFLINE is not 1"
 said "and vLLM usage stats" "vLLM usage stats left on"
 $PY -c 'import json; s=json.load(open("i.json")); s["artifacts"][0]["offline_env"]=True; json.dump(s,open("oe.json","w"))'
+before=$(cat img/index.json img/blobs/sha256/* | sha256sum)
 check "offline_env: true" "$AGPACK" build oe.json --key k.key --out b9
+check "the input image is left as it was" test "$before" = "$(cat img/index.json img/blobs/sha256/* | sha256sum)"
 check "no env warnings then" sh -c "! grep -q 'is not 1' '$WORK/.out'"
 check "extract it" "$AGIMPORT" extract b9 --pubkey k.pub --to out9
 check "the image config has the offline env, the index the original digest" $PY - out9/runtime exp.json <<'PYEOF'

@@ -506,8 +506,16 @@ static int cmd_build(int argc, char **argv)
 		if (!findings && r == 0)
 			r = bn_fail(&err, -ENOMEM, "out of memory");
 		bool is_image = !strcmp(type, "oci-archive");
-		if (r == 0 && is_image && a->offline_env)
-			r = offline_env_apply(path, findings, &err);
+		if (r == 0 && is_image && a->offline_env) {
+			/* On a private copy: the input may be the user's directory or the cache. */
+			char *copy = NULL;
+			r = offline_env_copy(path, astage, &copy, &err);
+			if (r == 0) {
+				free(path);
+				path = copy;
+				r = offline_env_apply(path, findings, &err);
+			}
+		}
 		if (r == 0 && is_image) {
 			r = image_scan(path, &images, &n_images, &err);
 			if (r == 0)

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "bundle/fsutil.h"
 #include "bundle/sha256.h"
@@ -365,4 +368,74 @@ int offline_env_apply(const char *dir, json_t *findings, struct bn_error *err)
 	json_decref(index);
 	free(ip);
 	return r;
+}
+
+/* Copies (hard links where the file system allows) src to dst. */
+static int link_or_copy(const char *src, const char *dst, struct bn_error *err)
+{
+	if (link(src, dst) == 0)
+		return 0;
+	int in = bn_open_regular(src, true);
+	if (in < 0)
+		return bn_fail(err, in, "%s: cannot open: %s", src, strerror(-in));
+	int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	int r = 0;
+	if (out < 0)
+		r = bn_fail(err, -errno, "%s: %s", dst, strerror(errno));
+	char *buf = r == 0 ? malloc(1 << 20) : NULL;
+	if (r == 0 && !buf)
+		r = bn_fail(err, -ENOMEM, "out of memory");
+	while (r == 0) {
+		ssize_t n = read(in, buf, 1 << 20);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			r = bn_fail(err, -errno, "%s: %s", src, strerror(errno));
+		else if (n == 0)
+			break;
+		else if (bn_write_all(out, buf, (size_t)n) < 0)
+			r = bn_fail(err, -EIO, "%s: write failed", dst);
+	}
+	free(buf);
+	close(in);
+	if (out >= 0 && close(out) < 0 && r == 0)
+		r = bn_fail(err, -EIO, "%s: write failed", dst);
+	return r;
+}
+
+int offline_env_copy(const char *src, const char *work, char **ret_dir, struct bn_error *err)
+{
+	char *dst = bn_path_join(work, "offline-env"), *sb = bn_path_join(src, "blobs/sha256"), *db = NULL;
+	int r = dst && sb && (db = bn_path_join(dst, "blobs/sha256")) ? 0 : bn_fail(err, -ENOMEM, "out of memory");
+	if (r == 0 && bn_mkdir_p(db, 0755) < 0)
+		r = bn_fail(err, -errno, "%s: %s", db, strerror(errno));
+	static const char *const top[] = {"oci-layout", "index.json"};
+	for (size_t i = 0; r == 0 && i < 2; i++) {
+		char *a = bn_path_join(src, top[i]), *b = bn_path_join(dst, top[i]);
+		r = a && b ? link_or_copy(a, b, err) : bn_fail(err, -ENOMEM, "out of memory");
+		free(a);
+		free(b);
+	}
+	DIR *d = r == 0 ? opendir(sb) : NULL;
+	if (r == 0 && !d)
+		r = bn_fail(err, -errno, "%s: %s", sb, strerror(errno));
+	struct dirent *de;
+	while (r == 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char *a = bn_path_join(sb, de->d_name), *b = bn_path_join(db, de->d_name);
+		r = a && b ? link_or_copy(a, b, err) : bn_fail(err, -ENOMEM, "out of memory");
+		free(a);
+		free(b);
+	}
+	if (d)
+		closedir(d);
+	free(sb);
+	free(db);
+	if (r < 0) {
+		free(dst);
+		return r;
+	}
+	*ret_dir = dst;
+	return 0;
 }

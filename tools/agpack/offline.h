@@ -33,5 +33,12 @@ void offline_check_images(const char *name, const struct image_info *images, siz
 /* "offline_env": sets HF_HUB_OFFLINE=1 and friends in the config of every
  * image manifest of the OCI layout dir, rewriting config, manifest and
  * index.json; the index records the original manifest digest as the
- * annotation "dev.agkit.offline-env.original-digest". */
+ * annotation "dev.agkit.offline-env.original-digest".  It rewrites files in
+ * place (atomically, new names for new blobs): run it on the copy that
+ * offline_env_copy() makes, never on the user's input or a cache. */
 int offline_env_apply(const char *dir, json_t *findings, struct bn_error *err) BN_WUR;
+
+/* A private copy of the OCI layout src in work/offline-env (blobs hard
+ * linked where possible; offline_env_apply replaces files, never writes into
+ * them). */
+int offline_env_copy(const char *src, const char *work, char **ret_dir, struct bn_error *err) BN_WUR;
