@@ -77,9 +77,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *cfg = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Env\":[\"A=1\"]}}";
 	put_blob(blobs, cfg, strlen(cfg), dc);
 	char man[1024];
-	snprintf(man, sizeof man,
-	         "{\"schemaVersion\":2,\"config\":{\"digest\":\"%s\"},\"layers\":[{\"digest\":\"%s\"},{\"digest\":\"%s\"}]}",
-	         dc, d1, d2);
+	snprintf(
+	    man, sizeof man,
+	    "{\"schemaVersion\":2,\"config\":{\"digest\":\"%s\"},\"layers\":[{\"digest\":\"%s\"},{\"digest\":\"%s\"}]}",
+	    dc, d1, d2);
 	put_blob(blobs, man, strlen(man), dm);
 	char index[512];
 	snprintf(index, sizeof index, "{\"schemaVersion\":2,\"manifests\":[{\"digest\":\"%s\"}]}", dm);
@@ -96,9 +97,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(p->db[0] != '/');
 			if (i) { /* sorted and without duplicates */
 				const struct image_pkg *q = &imgs[0].pkgs[i - 1];
-				FUZZ_ASSERT(q->kind != p->kind || strcmp(q->name, p->name) || strcmp(q->version, p->version) ||
-				            strcmp(q->db, p->db) || (q->arch == NULL) != (p->arch == NULL) ||
-				            (q->arch && strcmp(q->arch, p->arch)) || (q->license == NULL) != (p->license == NULL) ||
+				FUZZ_ASSERT(q->kind != p->kind || strcmp(q->name, p->name) ||
+				            strcmp(q->version, p->version) || strcmp(q->db, p->db) ||
+				            (q->arch == NULL) != (p->arch == NULL) ||
+				            (q->arch && strcmp(q->arch, p->arch)) ||
+				            (q->license == NULL) != (p->license == NULL) ||
 				            (q->license && strcmp(q->license, p->license)));
 				FUZZ_ASSERT(q->kind <= p->kind);
 			}

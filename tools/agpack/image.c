@@ -18,8 +18,8 @@ struct rec {
 	char *path;
 	unsigned layer;
 	enum rec_kind kind;
-	char *text;            /* os-release */
-	size_t first, n;       /* its packages: scan.pkgs[first .. first+n) */
+	char *text;      /* os-release */
+	size_t first, n; /* its packages: scan.pkgs[first .. first+n) */
 	bool dead;
 };
 
@@ -203,7 +203,8 @@ static int scan_layer(struct scan *s, const char *blob, const char *digest, unsi
 		if (!reg && kind != REC_OSREL && kind != REC_RPM)
 			continue;
 		if (s->n_recs >= IMAGE_MAX_RECORDS) {
-			r = bn_fail(err, -EFBIG, "layer %s: more than %u package database files", digest, IMAGE_MAX_RECORDS);
+			r = bn_fail(err, -EFBIG, "layer %s: more than %u package database files", digest,
+			            IMAGE_MAX_RECORDS);
 			goto out;
 		}
 		if (s->n_recs == s->cap_recs) {
@@ -242,7 +243,8 @@ static int scan_layer(struct scan *s, const char *blob, const char *digest, unsi
 		} else {
 			uint64_t lim = kind == REC_OSREL ? 64u << 10 : PKGDB_MAX_BYTES;
 			if (size < 0 || (uint64_t)size > lim) {
-				r = bn_fail(err, -EFBIG, "layer %s: %s is %lld bytes, over the %llu byte limit for it; refused",
+				r = bn_fail(err, -EFBIG,
+				            "layer %s: %s is %lld bytes, over the %llu byte limit for it; refused",
 				            digest, p, (long long)size, (unsigned long long)lim);
 				goto out;
 			}
@@ -252,15 +254,28 @@ static int scan_layer(struct scan *s, const char *blob, const char *digest, unsi
 		size_t len = 0;
 		r = read_member(a, want, &buf, &len);
 		if (r < 0) {
-			r = bn_fail(err, r, "layer %s: %s: %s", digest, p, r == -ENOMEM ? "out of memory" : archive_error_string(a));
+			r = bn_fail(err, r, "layer %s: %s: %s", digest, p,
+			            r == -ENOMEM ? "out of memory" : archive_error_string(a));
 			goto out;
 		}
 		s->cur_db = rc->path;
 		switch (kind) {
-		case REC_DPKG: s->cur_kind = IMAGE_PKG_DEB; r = pkgdb_parse_dpkg(buf, len, add_pkg, s); break;
-		case REC_APK: s->cur_kind = IMAGE_PKG_APK; r = pkgdb_parse_apk(buf, len, add_pkg, s); break;
-		case REC_PY: s->cur_kind = IMAGE_PKG_PYPI; r = pkgdb_parse_pymeta(buf, len, add_pkg, s); break;
-		case REC_OSREL: rc->text = buf; buf = NULL; break;
+		case REC_DPKG:
+			s->cur_kind = IMAGE_PKG_DEB;
+			r = pkgdb_parse_dpkg(buf, len, add_pkg, s);
+			break;
+		case REC_APK:
+			s->cur_kind = IMAGE_PKG_APK;
+			r = pkgdb_parse_apk(buf, len, add_pkg, s);
+			break;
+		case REC_PY:
+			s->cur_kind = IMAGE_PKG_PYPI;
+			r = pkgdb_parse_pymeta(buf, len, add_pkg, s);
+			break;
+		case REC_OSREL:
+			rc->text = buf;
+			buf = NULL;
+			break;
 		default: break;
 		}
 		free(buf);
@@ -476,7 +491,7 @@ int image_scan(const char *dir, struct image_info **ret_images, size_t *ret_n, s
 	for (size_t i = 0; r == 0 && i < json_array_size(mans); i++) {
 		json_t *d = json_array_get(mans, i);
 		const char *ref = json_string_value(
-		        json_object_get(json_object_get(d, "annotations"), "org.opencontainers.image.ref.name"));
+		    json_object_get(json_object_get(d, "annotations"), "org.opencontainers.image.ref.name"));
 		const char *dg = json_string_value(json_object_get(d, "digest"));
 		json_t *sub = NULL, *list = NULL;
 		if (is_index(d)) {

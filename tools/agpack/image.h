@@ -14,9 +14,9 @@
 #include "bundle/error.h"
 
 #define IMAGE_MAX_MANIFESTS 64
-#define IMAGE_MAX_JSON (4u << 20)      /* index, manifest and config blobs */
-#define IMAGE_MAX_PKGS 500000          /* packages per image */
-#define IMAGE_MAX_RECORDS 200000       /* package database files per image */
+#define IMAGE_MAX_JSON      (4u << 20) /* index, manifest and config blobs */
+#define IMAGE_MAX_PKGS      500000     /* packages per image */
+#define IMAGE_MAX_RECORDS   200000     /* package database files per image */
 
 enum image_pkg_kind { IMAGE_PKG_DEB, IMAGE_PKG_APK, IMAGE_PKG_PYPI };
 
@@ -27,12 +27,12 @@ struct image_pkg {
 };
 
 struct image_info {
-	char *digest;     /* "sha256:..." of the image manifest */
-	char *ref;        /* org.opencontainers.image.ref.name, or NULL */
-	char *os, *arch;  /* from the config */
-	json_t *env;      /* the config's Env array (owned), or NULL */
+	char *digest;             /* "sha256:..." of the image manifest */
+	char *ref;                /* org.opencontainers.image.ref.name, or NULL */
+	char *os, *arch;          /* from the config */
+	json_t *env;              /* the config's Env array (owned), or NULL */
 	char *os_id, *os_version; /* /etc/os-release ID and VERSION_ID, or NULL */
-	bool has_rpmdb;   /* an rpm database is present (not covered) */
+	bool has_rpmdb;           /* an rpm database is present (not covered) */
 	size_t n_pkgs;
 	struct image_pkg *pkgs;
 };

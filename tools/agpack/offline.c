@@ -107,8 +107,7 @@ static bool is_repo_id(const char *s)
 }
 
 /* Walks a JSON config: trust_remote_code, auto_map, hub pointers. */
-static void inspect(const char *label, const char *file, const char *key, json_t *v, int depth, bool *remote,
-                    json_t *f)
+static void inspect(const char *label, const char *file, const char *key, json_t *v, int depth, bool *remote, json_t *f)
 {
 	if (depth > 32)
 		return;
@@ -116,8 +115,8 @@ static void inspect(const char *label, const char *file, const char *key, json_t
 		*remote = true;
 		finding(f, "%s: \"trust_remote_code\": true", label);
 	}
-	if (key && !strcmp(key, "auto_map") && depth == 1 && (!strcmp(file, "config.json") ||
-	                                                      !strcmp(file, "tokenizer_config.json"))) {
+	if (key && !strcmp(key, "auto_map") && depth == 1 &&
+	    (!strcmp(file, "config.json") || !strcmp(file, "tokenizer_config.json"))) {
 		*remote = true;
 		finding(f, "%s: \"auto_map\" (loads code from the model directory or the hub)", label);
 	}
@@ -131,13 +130,11 @@ static void inspect(const char *label, const char *file, const char *key, json_t
 	if (json_is_object(v)) {
 		const char *k;
 		json_t *c;
-		json_object_foreach(v, k, c)
-			inspect(label, file, k, c, depth + 1, remote, f);
+		json_object_foreach(v, k, c) inspect(label, file, k, c, depth + 1, remote, f);
 	} else if (json_is_array(v)) {
 		size_t i;
 		json_t *c;
-		json_array_foreach(v, i, c)
-			inspect(label, file, key, c, depth + 1, remote, f);
+		json_array_foreach(v, i, c) inspect(label, file, key, c, depth + 1, remote, f);
 	}
 }
 
@@ -155,8 +152,8 @@ int offline_check_model(const char *name, const char *dir, bool allow_remote_cod
 	bool remote = false;
 	if (r == 0 && walk.n_py) {
 		remote = true;
-		finding(findings, "%s: %zu Python file(s) in the model directory (%s%s)", name, walk.n_py, walk.first_py,
-		        walk.n_py > 1 ? ", ..." : "");
+		finding(findings, "%s: %zu Python file(s) in the model directory (%s%s)", name, walk.n_py,
+		        walk.first_py, walk.n_py > 1 ? ", ..." : "");
 	}
 	json_t *tc = NULL;
 	for (size_t i = 0; r == 0 && i < walk.n_json; i++) {
@@ -179,24 +176,31 @@ int offline_check_model(const char *name, const char *dir, bool allow_remote_cod
 		for (size_t i = 0; r == 0 && i < sizeof named / sizeof *named; i++) {
 			const char *fn = json_string_value(json_object_get(tc, named[i]));
 			if (fn && !strchr(fn, '/') && !exists_in(dir, fn))
-				r = bn_fail(err, -EBADMSG, "%s: tokenizer_config.json names %s \"%s\", which the model directory lacks",
-				            name, named[i], fn);
+				r = bn_fail(
+				    err, -EBADMSG,
+				    "%s: tokenizer_config.json names %s \"%s\", which the model directory lacks", name,
+				    named[i], fn);
 		}
-		static const char *const any[] = {"tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt",
-		                                  "spiece.model", "sentencepiece.bpe.model", "tiktoken.model"};
+		static const char *const any[] = {"tokenizer.json", "tokenizer.model", "vocab.json",
+		                                  "vocab.txt",      "spiece.model",    "sentencepiece.bpe.model",
+		                                  "tiktoken.model"};
 		bool have = false;
 		for (size_t i = 0; i < sizeof any / sizeof *any; i++)
 			have = have || exists_in(dir, any[i]);
 		if (r == 0 && !have)
-			r = bn_fail(err, -EBADMSG, "%s: has tokenizer_config.json but no tokenizer file (tokenizer.json, "
-			            "tokenizer.model, vocab.json, ...)", name);
+			r = bn_fail(err, -EBADMSG,
+			            "%s: has tokenizer_config.json but no tokenizer file (tokenizer.json, "
+			            "tokenizer.model, vocab.json, ...)",
+			            name);
 	}
 	json_decref(tc);
 	if (r == 0 && remote) {
 		if (allow_remote_code)
-			finding(findings, "%s: remote code allowed by the pack spec (\"allow_remote_code\": true)", name);
+			finding(findings, "%s: remote code allowed by the pack spec (\"allow_remote_code\": true)",
+			        name);
 		else
-			r = bn_fail(err, -EPERM, "%s: the model directory would run code at load time (%s); remove it or "
+			r = bn_fail(err, -EPERM,
+			            "%s: the model directory would run code at load time (%s); remove it or "
 			            "set \"allow_remote_code\": true on the artifact",
 			            name, walk.n_py ? "Python files" : "auto_map or trust_remote_code");
 	}
@@ -212,7 +216,8 @@ static const char *env_get(json_t *env, const char *key)
 	size_t kl = strlen(key), i;
 	json_t *v;
 	const char *val = NULL;
-	json_array_foreach(env, i, v) {
+	json_array_foreach(env, i, v)
+	{
 		const char *s = json_string_value(v);
 		if (s && !strncmp(s, key, kl) && s[kl] == '=')
 			val = s + kl + 1; /* the last one wins, as in docker */
@@ -236,25 +241,29 @@ void offline_check_images(const char *name, const struct image_info *images, siz
 			vllm = ii->pkgs[k].kind == IMAGE_PKG_PYPI && !strcasecmp(ii->pkgs[k].name, "vllm");
 		size_t j;
 		json_t *v;
-		json_array_foreach(env, j, v) {
+		json_array_foreach(env, j, v)
+		{
 			const char *s = json_string_value(v);
 			vllm = vllm || (s && !strncmp(s, "VLLM_", 5));
 		}
 		const char *d = ii->digest;
 		if (!env_on(env, "HF_HUB_OFFLINE"))
-			finding(findings, "%s %s: HF_HUB_OFFLINE is not 1: Hugging Face libraries will try the hub", name, d);
+			finding(findings, "%s %s: HF_HUB_OFFLINE is not 1: Hugging Face libraries will try the hub",
+			        name, d);
 		if (!env_on(env, "TRANSFORMERS_OFFLINE"))
 			finding(findings, "%s %s: TRANSFORMERS_OFFLINE is not 1", name, d);
 		if (!env_on(env, "HF_HUB_DISABLE_TELEMETRY") && !env_on(env, "HF_HUB_OFFLINE"))
 			finding(findings, "%s %s: HF_HUB_DISABLE_TELEMETRY is not 1: hub telemetry left on", name, d);
 		if (vllm && !env_on(env, "VLLM_NO_USAGE_STATS") && !env_on(env, "DO_NOT_TRACK"))
-			finding(findings, "%s %s: vLLM usage stats left on (set VLLM_NO_USAGE_STATS=1 or DO_NOT_TRACK=1)",
-			        name, d);
+			finding(findings,
+			        "%s %s: vLLM usage stats left on (set VLLM_NO_USAGE_STATS=1 or DO_NOT_TRACK=1)", name,
+			        d);
 	}
 }
 
-static const char *const offline_vars[] = {"HF_HUB_OFFLINE=1", "TRANSFORMERS_OFFLINE=1", "HF_DATASETS_OFFLINE=1",
-                                           "HF_HUB_DISABLE_TELEMETRY=1", "VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1"};
+static const char *const offline_vars[] = {"HF_HUB_OFFLINE=1",      "TRANSFORMERS_OFFLINE=1",
+                                           "HF_DATASETS_OFFLINE=1", "HF_HUB_DISABLE_TELEMETRY=1",
+                                           "VLLM_NO_USAGE_STATS=1", "DO_NOT_TRACK=1"};
 
 static char *blob(const char *dir, const char *digest)
 {
@@ -296,7 +305,8 @@ int offline_env_apply(const char *dir, json_t *findings, struct bn_error *err)
 		json_t *d = json_array_get(mans, i);
 		const char *mt = json_string_value(json_object_get(d, "mediaType"));
 		if (mt && (strstr(mt, "image.index") || strstr(mt, "manifest.list"))) {
-			r = bn_fail(err, -EINVAL, "\"offline_env\": multi-platform images are not supported; pick one "
+			r = bn_fail(err, -EINVAL,
+			            "\"offline_env\": multi-platform images are not supported; pick one "
 			            "platform");
 			break;
 		}
@@ -322,7 +332,8 @@ int offline_env_apply(const char *dir, json_t *findings, struct bn_error *err)
 		json_t *env = json_object_get(c, "Env"), *nenv = json_array();
 		size_t k;
 		json_t *v;
-		json_array_foreach(env, k, v) {
+		json_array_foreach(env, k, v)
+		{
 			const char *s = json_string_value(v);
 			bool replaced = false;
 			for (size_t q = 0; s && q < sizeof offline_vars / sizeof *offline_vars; q++) {
@@ -353,16 +364,19 @@ int offline_env_apply(const char *dir, json_t *findings, struct bn_error *err)
 				json_object_set_new(d, "annotations", ann);
 			}
 			json_object_set_new(ann, "dev.agkit.offline-env.original-digest", json_string(olddig));
-			finding(findings, "offline_env: image %s is now %s (HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1, "
-			        "HF_DATASETS_OFFLINE=1, HF_HUB_DISABLE_TELEMETRY=1, VLLM_NO_USAGE_STATS=1, DO_NOT_TRACK=1)",
-			        olddig, mdig);
+			finding(
+			    findings,
+			    "offline_env: image %s is now %s (HF_HUB_OFFLINE=1, TRANSFORMERS_OFFLINE=1, "
+			    "HF_DATASETS_OFFLINE=1, HF_HUB_DISABLE_TELEMETRY=1, VLLM_NO_USAGE_STATS=1, DO_NOT_TRACK=1)",
+			    olddig, mdig);
 		}
 		json_decref(man);
 		json_decref(cfg);
 	}
 	if (r == 0) {
 		char *text = json_dumps(index, JSON_COMPACT);
-		r = text ? bn_write_file_atomic(ip, text, strlen(text), 0644, err) : bn_fail(err, -ENOMEM, "out of memory");
+		r = text ? bn_write_file_atomic(ip, text, strlen(text), 0644, err)
+		         : bn_fail(err, -ENOMEM, "out of memory");
 		free(text);
 	}
 	json_decref(index);

@@ -38,8 +38,7 @@ static int emit(struct stanza *s, int need_installed, pkgdb_fn fn, void *ud)
 	int r = 0;
 	if (!s->bad && s->name[0] && s->version[0]) {
 		size_t sl = strlen(s->status);
-		bool ok = !need_installed || !s->status[0] ||
-		          (sl >= 10 && !strcmp(s->status + sl - 10, " installed"));
+		bool ok = !need_installed || !s->status[0] || (sl >= 10 && !strcmp(s->status + sl - 10, " installed"));
 		if (ok) {
 			struct pkgdb_pkg p = {s->name, s->version, s->arch, s->license};
 			r = fn(ud, &p);

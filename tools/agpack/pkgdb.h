@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #define PKGDB_MAX_BYTES (64u << 20)  /* a dpkg status or apk installed file larger than this is refused */
-#define PKGDB_META_MAX (256u << 10)  /* Python metadata: only the first 256 KiB (the headers) are read */
+#define PKGDB_META_MAX  (256u << 10) /* Python metadata: only the first 256 KiB (the headers) are read */
 #define PKGDB_FIELD_MAX 512          /* a package whose name, version, arch or license is longer is skipped */
 
 struct pkgdb_pkg {

@@ -14,9 +14,9 @@
 #include "pkgdb.h"
 #include "sbom.h"
 
-#define SBOM_MAX_CONFIG (16u << 20)        /* config.json, tokenizer_config.json, health suite */
-#define SBOM_MAX_TOKENIZER (64u << 20)     /* tokenizer.json (read for the tokenizer type only) */
-#define SBOM_MAX_ST_HEADER (100u << 20)    /* safetensors JSON header */
+#define SBOM_MAX_CONFIG    (16u << 20)  /* config.json, tokenizer_config.json, health suite */
+#define SBOM_MAX_TOKENIZER (64u << 20)  /* tokenizer.json (read for the tokenizer type only) */
+#define SBOM_MAX_ST_HEADER (100u << 20) /* safetensors JSON header */
 
 struct sbom {
 	json_t *components;
@@ -46,8 +46,8 @@ void sbom_purl_escape(const char *in, char *out)
 	static const char hex[] = "0123456789ABCDEF";
 	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
 		unsigned char c = *p;
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-		    c == '_' || c == '~') {
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+		    c == '-' || c == '_' || c == '~') {
 			*out++ = (char)c;
 		} else {
 			*out++ = '%';
@@ -70,8 +70,8 @@ static json_t *purl(const char *type, const char *ns, const char *name, const ch
 		sbom_purl_escape(version, ev);
 		if (ns)
 			sbom_purl_escape(ns, es);
-		if (asprintf(&p, "pkg:%s/%s%s%s@%s%s%s", type, ns ? es : "", ns ? "/" : "", en, ev, quals && *quals ? "?" : "",
-		             quals ? quals : "") >= 0) {
+		if (asprintf(&p, "pkg:%s/%s%s%s@%s%s%s", type, ns ? es : "", ns ? "/" : "", en, ev,
+		             quals && *quals ? "?" : "", quals ? quals : "") >= 0) {
 			j = json_string(p);
 			free(p);
 		}
@@ -140,7 +140,8 @@ static void safetensors_stats(const char *path, uint64_t *params, json_t *dtypes
 			json_t *h = json_loadb(hdr, n, 0, &je);
 			const char *k;
 			json_t *t;
-			json_object_foreach(h, k, t) {
+			json_object_foreach(h, k, t)
+			{
 				if (!strcmp(k, "__metadata__"))
 					continue;
 				const char *dt = json_string_value(json_object_get(t, "dtype"));
@@ -150,7 +151,8 @@ static void safetensors_stats(const char *path, uint64_t *params, json_t *dtypes
 				uint64_t c = 1;
 				size_t i;
 				json_t *d;
-				json_array_foreach(shape, i, d) {
+				json_array_foreach(shape, i, d)
+				{
 					json_int_t v = json_integer_value(d);
 					if (v < 0 || (v && c > UINT64_MAX / (uint64_t)v)) {
 						c = 0;
@@ -210,7 +212,8 @@ static json_t *model_card(const struct bn_artifact *ma, const char *local, json_
 		buf[0] = 0;
 		const char *k;
 		json_t *v;
-		json_object_foreach(dtypes, k, v) {
+		json_object_foreach(dtypes, k, v)
+		{
 			size_t l = strlen(buf);
 			snprintf(buf + l, sizeof buf - l, "%s%s", l ? "," : "", k);
 		}
@@ -226,7 +229,8 @@ static json_t *model_card(const struct bn_artifact *ma, const char *local, json_
 		const char *qm = json_string_value(json_object_get(q, "quant_method"));
 		json_t *bits = json_object_get(q, "bits");
 		if (json_is_integer(bits))
-			snprintf(buf, sizeof buf, "%s %" JSON_INTEGER_FORMAT "-bit", qm ? qm : "unknown", json_integer_value(bits));
+			snprintf(buf, sizeof buf, "%s %" JSON_INTEGER_FORMAT "-bit", qm ? qm : "unknown",
+			         json_integer_value(bits));
 		else
 			snprintf(buf, sizeof buf, "%s", qm ? qm : "unknown");
 		prop(props, "agkit:model:quantization", buf);
@@ -250,7 +254,8 @@ static json_t *model_card(const struct bn_artifact *ma, const char *local, json_
 	const char *tclass = json_string_value(json_object_get(tc, "tokenizer_class"));
 	const char *ttype = json_string_value(json_object_get(json_object_get(tj, "model"), "type"));
 	if (tclass || ttype) {
-		snprintf(buf, sizeof buf, "%s%s%s", tclass ? tclass : "", tclass && ttype ? " " : "", ttype ? ttype : "");
+		snprintf(buf, sizeof buf, "%s%s%s", tclass ? tclass : "", tclass && ttype ? " " : "",
+		         ttype ? ttype : "");
 		prop(props, "agkit:model:tokenizer", buf);
 	}
 	json_decref(tj);
@@ -266,7 +271,8 @@ static json_t *model_card(const struct bn_artifact *ma, const char *local, json_
 		prop(props, "agkit:model:chat_template_sha256", hex);
 	} else {
 		for (size_t i = 0; i < ma->n_entries; i++)
-			if (ma->entries[i].type == BN_ENTRY_FILE && !strcmp(ma->entries[i].path, "chat_template.jinja")) {
+			if (ma->entries[i].type == BN_ENTRY_FILE &&
+			    !strcmp(ma->entries[i].path, "chat_template.jinja")) {
 				bn_hex(ma->entries[i].sha256, BN_SHA256_LEN, hex);
 				prop(props, "agkit:model:chat_template_sha256", hex);
 			}
@@ -374,8 +380,8 @@ static json_t *image_component(struct sbom *s, const struct bn_artifact *ma, con
 	snprintf(ref, sizeof ref, "%s@%s", ma->name, ii->digest);
 	/* The artifact's name: an OCI ref.name is often only a tag. */
 	const char *name = ma->name;
-	json_t *c = json_pack("{s:s, s:s, s:s, s:s}", "type", "container", "bom-ref", ref, "name", name, "version",
-	                      ii->digest);
+	json_t *c =
+	    json_pack("{s:s, s:s, s:s, s:s}", "type", "container", "bom-ref", ref, "name", name, "version", ii->digest);
 	uint8_t h[BN_SHA256_LEN];
 	if (strlen(ii->digest) == 71 && bn_unhex(ii->digest + 7, h, BN_SHA256_LEN))
 		json_object_set_new(c, "hashes", sha_hashes(h));
@@ -384,7 +390,8 @@ static json_t *image_component(struct sbom *s, const struct bn_artifact *ma, con
 		sbom_purl_escape(ii->arch, ea);
 	if (ii->ref && strlen(ii->ref) < 256)
 		sbom_purl_escape(ii->ref, et);
-	snprintf(q, sizeof q, "%s%s%s%s%s", ea[0] ? "arch=" : "", ea, ea[0] && et[0] ? "&" : "", et[0] ? "tag=" : "", et);
+	snprintf(q, sizeof q, "%s%s%s%s%s", ea[0] ? "arch=" : "", ea, ea[0] && et[0] ? "&" : "", et[0] ? "tag=" : "",
+	         et);
 	/* pkg:oci/NAME@sha256%3A...?arch=...&tag=... (purl names are lower case). */
 	char oname[BN_MAX_NAME + 1];
 	snprintf(oname, sizeof oname, "%s", name);
@@ -402,7 +409,8 @@ static json_t *image_component(struct sbom *s, const struct bn_artifact *ma, con
 	prop(props, "agkit:image:os-release:version_id", ii->os_version);
 	size_t i;
 	json_t *v;
-	json_array_foreach(ii->env, i, v) {
+	json_array_foreach(ii->env, i, v)
+	{
 		const char *e = json_string_value(v);
 		if (e && (!strncmp(e, "HF_", 3) || !strncmp(e, "TRANSFORMERS_", 13) || !strncmp(e, "VLLM_", 5) ||
 		          !strncmp(e, "DO_NOT_TRACK=", 13)))
@@ -437,7 +445,8 @@ static json_t *image_component(struct sbom *s, const struct bn_artifact *ma, con
 		snprintf(nname, sizeof nname, "%s", p->name);
 		if (p->kind == IMAGE_PKG_PYPI)
 			for (char *c2 = nname; *c2; c2++)
-				*c2 = *c2 == '_' || *c2 == '.' ? '-' : (char)(*c2 >= 'A' && *c2 <= 'Z' ? *c2 + 32 : *c2);
+				*c2 =
+				    *c2 == '_' || *c2 == '.' ? '-' : (char)(*c2 >= 'A' && *c2 <= 'Z' ? *c2 + 32 : *c2);
 		json_t *pc = json_pack("{s:s, s:s, s:s}", "type", "library", "name", p->name, "version", p->version);
 		json_t *pp = purl(kind_type(p->kind), ns, nname, p->version, p->kind == IMAGE_PKG_PYPI ? NULL : quals);
 		if (pp)
@@ -463,10 +472,11 @@ int sbom_add_artifact(struct sbom *s, const struct bn_artifact *ma, const char *
 		json_t *sub = json_array();
 		for (size_t i = 0; x && i < x->n_images; i++)
 			json_array_append_new(sub, image_component(s, ma, &x->images[i]));
-		c = json_pack("{s:s, s:s, s:s, s:o}", "type", "container", "bom-ref", ref, "name", ma->name, "components", sub);
+		c = json_pack("{s:s, s:s, s:s, s:o}", "type", "container", "bom-ref", ref, "name", ma->name,
+		              "components", sub);
 	} else if (is_model_dir(local, &cfg)) {
-		c = json_pack("{s:s, s:s, s:s, s:o, s:o}", "type", "machine-learning-model", "bom-ref", ref, "name", ma->name,
-		              "modelCard", model_card(ma, local, cfg, x), "components", file_components(ma));
+		c = json_pack("{s:s, s:s, s:s, s:o, s:o}", "type", "machine-learning-model", "bom-ref", ref, "name",
+		              ma->name, "modelCard", model_card(ma, local, cfg, x), "components", file_components(ma));
 		json_decref(cfg);
 	} else {
 		c = json_pack("{s:s, s:s, s:s, s:o}", "type", "file", "bom-ref", ref, "name", ma->name, "components",
@@ -479,8 +489,7 @@ int sbom_add_artifact(struct sbom *s, const struct bn_artifact *ma, const char *
 	if (x && json_array_size(x->findings)) {
 		size_t i;
 		json_t *v;
-		json_array_foreach(x->findings, i, v)
-			prop(props, "agkit:offline:finding", json_string_value(v));
+		json_array_foreach(x->findings, i, v) prop(props, "agkit:offline:finding", json_string_value(v));
 	}
 	json_object_set_new(c, "properties", props);
 	if (ma->source) {
@@ -501,10 +510,10 @@ int sbom_format(struct sbom *s, const struct spec *spec, char **ret_text, struct
 	json_t *bprops = json_array();
 	prop(bprops, "agkit:bundle:channel", spec->channel);
 	prop(bprops, "agkit:bundle:version", ver);
-	json_t *meta = json_pack("{s:{s:[{s:s, s:s, s:s, s:s}]}, s:{s:s, s:s, s:s, s:s, s:o}}", "tools", "components",
-	                         "type", "application", "group", "agkit", "name", "agpack", "version", AGKIT_VERSION,
-	                         "component", "type", "application", "bom-ref", "bundle", "name", spec->name, "version",
-	                         ver, "properties", bprops);
+	json_t *meta =
+	    json_pack("{s:{s:[{s:s, s:s, s:s, s:s}]}, s:{s:s, s:s, s:s, s:s, s:o}}", "tools", "components", "type",
+	              "application", "group", "agkit", "name", "agpack", "version", AGKIT_VERSION, "component", "type",
+	              "application", "bom-ref", "bundle", "name", spec->name, "version", ver, "properties", bprops);
 	const char *sde = getenv("SOURCE_DATE_EPOCH");
 	if (meta && sde && *sde) {
 		char *end;
@@ -515,8 +524,8 @@ int sbom_format(struct sbom *s, const struct spec *spec, char **ret_text, struct
 		if (!*end && t >= 0 && gmtime_r(&tt, &tm) && strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm))
 			json_object_set_new(meta, "timestamp", json_string(ts));
 	}
-	json_t *bom = json_pack("{s:s, s:s, s:i, s:o, s:O}", "bomFormat", "CycloneDX", "specVersion", "1.6", "version", 1,
-	                        "metadata", meta, "components", s->components);
+	json_t *bom = json_pack("{s:s, s:s, s:i, s:o, s:O}", "bomFormat", "CycloneDX", "specVersion", "1.6", "version",
+	                        1, "metadata", meta, "components", s->components);
 	if (!bom)
 		return bn_fail(err, -ENOMEM, "out of memory");
 	if (s->rpm_not_covered) {
@@ -538,7 +547,8 @@ int sbom_format(struct sbom *s, const struct spec *spec, char **ret_text, struct
 	h[8] = (uint8_t)((h[8] & 0x3f) | 0x80);
 	char hex[BN_SHA256_HEX], serial[64];
 	bn_hex(h, 16, hex);
-	snprintf(serial, sizeof serial, "urn:uuid:%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+	snprintf(serial, sizeof serial, "urn:uuid:%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16,
+	         hex + 20);
 	json_object_set_new(bom, "serialNumber", json_string(serial));
 	char *text = json_dumps(bom, JSON_INDENT(1));
 	json_decref(bom);

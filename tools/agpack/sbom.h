@@ -18,19 +18,19 @@
 #include "spec.h"
 
 #define SBOM_ARTIFACT "sbom"
-#define SBOM_FILE "sbom.cdx.json"
+#define SBOM_FILE     "sbom.cdx.json"
 
 struct sbom;
 
 struct sbom_extra {
-	const char *health_suite;      /* local path of the model's health suite, or NULL */
-	bool allow_remote_code;        /* the spec allowed remote code for this model */
-	json_t *findings;              /* offline-readiness findings (array of strings), or NULL */
+	const char *health_suite;        /* local path of the model's health suite, or NULL */
+	bool allow_remote_code;          /* the spec allowed remote code for this model */
+	json_t *findings;                /* offline-readiness findings (array of strings), or NULL */
 	const struct image_info *images; /* oci-archive: what image_scan() found */
 	size_t n_images;
 };
 
-struct sbom *sbom_new(void); /* NULL when out of memory */
+struct sbom *sbom_new(void);    /* NULL when out of memory */
 void sbom_free(struct sbom *s); /* accepts NULL */
 
 /* One packed artifact: ma is the writer's record of it (entries and hashes),
