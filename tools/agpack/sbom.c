@@ -492,12 +492,21 @@ int sbom_add_artifact(struct sbom *s, const struct bn_artifact *ma, const char *
 		json_array_foreach(x->findings, i, v) prop(props, "agkit:offline:finding", json_string_value(v));
 	}
 	json_object_set_new(c, "properties", props);
+	/* Where it came from: a url artifact's URL, a hub model's repository
+	 * at its commit (images: the purl of each manifest). */
 	if (ma->source) {
 		const char *u = json_string_value(json_object_get(ma->source, "url"));
+		const char *ep = json_string_value(json_object_get(ma->source, "endpoint"));
 		const char *repo = json_string_value(json_object_get(ma->source, "repo"));
-		if (u || repo)
+		const char *commit = json_string_value(json_object_get(ma->source, "commit"));
+		char *hub = NULL;
+		if (!u && ep && repo && asprintf(&hub, "%s/%s%s%s", ep, repo, commit ? "/tree/" : "", commit ? commit : "") >= 0)
+			u = hub;
+		if (u)
 			json_object_set_new(c, "externalReferences",
-			                    json_pack("[{s:s, s:s}]", "type", "distribution", "url", u ? u : repo));
+			                    json_pack("[{s:s, s:s}]", "type", "distribution", "url", u));
+		free(hub);
+		prop(props, "agkit:source:commit", commit);
 	}
 	json_array_append_new(s->components, c);
 	return 0;
