@@ -522,7 +522,7 @@ static int cmd_build(int argc, char **argv)
 				offline_check_images(a->name, images, n_images, findings);
 		}
 		if (r == 0 && !is_image && offline_is_model(path)) {
-			r = offline_check_model(a->name, path, a->allow_remote_code, findings, &err);
+			r = offline_check_path(a->name, path, a->allow_remote_code, findings, &err);
 			if (r == 0 && a->allow_remote_code) {
 				/* Recorded in the signed manifest as provenance. */
 				if (!source)

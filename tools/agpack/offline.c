@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "bundle/fsutil.h"
+#include "bundle/oci.h"
 #include "bundle/sha256.h"
 #include "offline.h"
 
@@ -452,4 +453,22 @@ int offline_env_copy(const char *src, const char *work, char **ret_dir, struct b
 	}
 	*ret_dir = dst;
 	return 0;
+}
+
+int offline_check_path(const char *name, const char *path, bool allow_remote_code, json_t *findings,
+                       struct bn_error *err)
+{
+	struct stat st;
+	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+		return 0;
+	if (bn_oci_is_layout(path)) {
+		struct image_info *imgs = NULL;
+		size_t n = 0;
+		int r = image_scan(path, &imgs, &n, err);
+		if (r == 0)
+			offline_check_images(name, imgs, n, findings);
+		image_free(imgs, n);
+		return r;
+	}
+	return offline_is_model(path) ? offline_check_model(name, path, allow_remote_code, findings, err) : 0;
 }

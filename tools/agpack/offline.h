@@ -42,3 +42,9 @@ int offline_env_apply(const char *dir, json_t *findings, struct bn_error *err) B
  * linked where possible; offline_env_apply replaces files, never writes into
  * them). */
 int offline_env_copy(const char *src, const char *work, char **ret_dir, struct bn_error *err) BN_WUR;
+
+/* For `agpack lint`: the checks above on one local artifact path, an OCI
+ * image layout directory (scanned with image_scan()) or a model directory;
+ * anything else passes.  Returns what offline_check_model() returns. */
+int offline_check_path(const char *name, const char *path, bool allow_remote_code, json_t *findings,
+                       struct bn_error *err) BN_WUR;
