@@ -864,6 +864,14 @@ int bn_writer_set_health(struct bn_writer *w, const char *name, const char *ref,
 	return bn_fail(err, -EINVAL, "no artifact named '%s'", name);
 }
 
+const struct bn_artifact *bn_writer_artifact(const struct bn_writer *w, const char *name)
+{
+	for (size_t i = 0; i < w->m.n_artifacts; i++)
+		if (!strcmp(w->m.artifacts[i].name, name))
+			return &w->m.artifacts[i];
+	return NULL;
+}
+
 int bn_writer_finish(struct bn_writer *w, const char *name, const char *channel, uint64_t version,
                      const char *created, const struct bn_manifest **ret, struct bn_error *err)
 {

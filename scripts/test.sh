@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 "$(dirname "$0")/deps.sh" || exit 1
 # the official OpenAI and Anthropic SDKs for tests/serve (skipped without npm)
 "$(dirname "$0")/../tests/serve/npm-install.sh"
+# the CycloneDX library (official 1.6 schema) for tests/sbom (skipped without npm)
+"$(dirname "$0")/../tests/sbom/npm-install.sh"
 build=${1:-build}
 shift || true
 if [ ! -f "$build/build.ninja" ]; then

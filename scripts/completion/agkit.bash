@@ -51,7 +51,7 @@ _agpack()
 	build)
 		if [[ $cur == -* ]]; then
 			_agkit_words --key --out --volume-size --level --chunk-size --threads --cache --insecure-registry \
-				--ca-file --auth-file --dry-run --parity --media --stream --json --quiet -q
+				--ca-file --auth-file --dry-run --parity --media --stream --no-sbom --json --quiet -q
 		else _agkit_files; fi ;;
 	sign | sign-trust) if [[ $cur == -* ]]; then _agkit_words --key; else _agkit_files; fi ;;
 	stream) _agkit_dirs ;;
@@ -131,10 +131,15 @@ _agserve()
 	--root | --model) _agkit_dirs; return ;;
 	--port-file | --api-keys | --audit | --tls-cert | --tls-key) _agkit_files; return ;;
 	--device) _agkit_words cpu cuda auto; return ;;
+	--suite) _agkit_files; return ;;
 	esac
-	_agkit_words --root --model --listen --port-file --artifact --api-keys --audit --audit-content --device --threads \
+	if [[ ${COMP_WORDS[1]} == check ]]; then
+		_agkit_words --model --suite --json --name --threads --device --help
+		return
+	fi
+	_agkit_words check --root --model --listen --port-file --artifact --api-keys --audit --audit-content --device --threads \
 		--tls-cert --tls-key --parallel --ctx --queue --max-tokens --prefill-chunk --max-body --max-connections \
-		--conn-timeout --drain-timeout --help
+		--conn-timeout --drain-timeout --help --version
 }
 
 complete -F _agpack agpack

@@ -52,6 +52,23 @@ done
 [ "$(cd "$WORK/T/tiny" && find . -type f | wc -l)" = $n ] || fail "extracted model has extra files"
 pass "url and hf-model ($n files) -> agpack build -> agimport extract: every file byte-identical"
 
+# The SBOM of a bundle with fetched artifacts (docs/SBOM.md): the hub model
+# with its repository at the commit, valid CycloneDX 1.6 when the validator is
+# installed (tests/sbom/npm-install.sh).
+/usr/bin/python3 - "$WORK/T/sbom/sbom.cdx.json" <<'PYEOF' || fail "SBOM of the fetched artifacts"
+import json, sys
+b = json.load(open(sys.argv[1]))
+m = [c for c in b["components"] if c["name"] == "tiny"][0]
+assert "org/tiny-model/tree/" in m["externalReferences"][0]["url"], m.get("externalReferences")
+PYEOF
+V=$(dirname "$0")/../sbom
+if command -v node >/dev/null && [ -d "$V/node_modules/@cyclonedx/cyclonedx-library" ]; then
+	node "$V/validate.mjs" "$WORK/T/sbom/sbom.cdx.json" >/dev/null || fail "SBOM not valid CycloneDX 1.6"
+	pass "the SBOM lists the hub model at its commit and is valid CycloneDX 1.6"
+else
+	pass "the SBOM lists the hub model at its commit (schema check skipped: no CycloneDX library)"
+fi
+
 # agimport extract writes only the artifacts to TARGET; the provenance is in the
 # bundle's signed manifest.json, which the extract above verified.
 python3 - "$WORK/B/manifest.json" "$E" "$sum" "$commit" <<'PY' || fail "provenance in manifest.json"

@@ -48,6 +48,31 @@ JSON
 "$AGIMPORT" extract "$WORK/B" --pubkey "$WORK/K.pub" --to "$WORK/T" >"$WORK/extract.log" 2>&1 ||
 	{ cat "$WORK/extract.log"; fail "agimport extract"; }
 
+# The SBOM (docs/SBOM.md): one container per fetched image with its manifest
+# digest, valid CycloneDX 1.6 when the validator is installed.
+python3 - "$WORK/T/sbom/sbom.cdx.json" "$WORK/B/manifest.json" <<'PY' || fail "SBOM of the fetched images"
+import json, sys
+b = json.load(open(sys.argv[1])); m = json.load(open(sys.argv[2]))
+for a in m["artifacts"]:
+    if a["name"] in ("runtime", "legacy"):
+        c = [c for c in b["components"] if c["name"] == a["name"]][0]
+        assert c["type"] == "container" and c["components"][0]["version"] == a["source"]["digest"], (c, a["source"])
+PY
+V=$(dirname "$0")/../sbom
+if command -v node >/dev/null && [ -d "$V/node_modules/@cyclonedx/cyclonedx-library" ]; then
+	node "$V/validate.mjs" "$WORK/T/sbom/sbom.cdx.json" >/dev/null || fail "SBOM not valid CycloneDX 1.6"
+fi
+# "offline_env" rewrites a copy of the fetched image, never the cache.
+sed 's/"ref":"\([^"]*\)app:v1"}/"ref":"\1app:v1","offline_env":true}/' "$WORK/spec.json" >"$WORK/spec-oe.json"
+grep -q offline_env "$WORK/spec-oe.json" || fail "test bug: no offline_env in the spec"
+before=$(find "$WORK/C" -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum)
+"$AGPACK" build "$WORK/spec-oe.json" --key "$WORK/K.key" --out "$WORK/B-oe" --insecure-registry "$H" --cache "$WORK/C" \
+	>"$WORK/build-oe.log" 2>&1 || { cat "$WORK/build-oe.log"; fail "agpack build with offline_env"; }
+grep -q "offline_env: image" "$WORK/build-oe.log" || fail "offline_env: no finding naming the new digest"
+[ "$before" = "$(find "$WORK/C" -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum)" ] ||
+	fail "offline_env changed the fetch cache"
+pass "SBOM lists the fetched images by manifest digest; offline_env leaves the cache as it was"
+
 served_type() { # served_type REPO TAG : Content-Type of the manifest in the TLS registry
 	python3 - "$H2" "$1" "$2" "$WORK/pki/ca.crt" <<'PY'
 import base64, ssl, sys, urllib.request

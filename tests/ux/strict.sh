@@ -97,4 +97,11 @@ $PY -c "import json,sys; c=json.load(open(sys.argv[1])); c['serial']=2; c['max_v
 expect_exit 2 "agpack sign-trust refuses a policy with max_version_jmup" "$AGPACK" sign-trust new.json --key k.key
 out_has "... suggesting max_version_jump" 'did you mean "max_version_jump"'
 expect_exit 0 "the untouched root imports" "$AGIMPORT" b1 --root R
+# lint runs build's offline-readiness check on local model directories (docs/SBOM.md)
+mkdir -p rc && printf '{"architectures":["X"],"auto_map":{"AutoModel":"m.X"}}' > rc/config.json
+printf '{"name":"rc","version":1,"artifacts":[{"type":"files","name":"m","path":"rc"}]}' > rc.json
+expect_exit 3 "lint refuses a model directory with auto_map" "$AGPACK" lint rc.json
+out_has "... saying it would run code" "would run code at load time"
+printf '{"name":"rc","version":1,"artifacts":[{"type":"files","name":"m","path":"rc","allow_remote_code":true}]}' > rc2.json
+expect_exit 0 "lint accepts it with allow_remote_code" "$AGPACK" lint rc2.json
 done_testing

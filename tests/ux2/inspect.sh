@@ -5,21 +5,21 @@ source "$(dirname "$0")/../lib.sh"
 source "$TESTS_DIR/deploy/lib-deploy.sh"
 cd "$WORK" || exit 1
 keygen k; keygen other
-mkdir -p src/sub sb
+mkdir -p src/sub
 printf 'weights\n' > src/w.bin
 printf 'tok' > src/sub/tok.json
 ln -s w.bin src/link
-printf '{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}\n' > sb/sbom.cdx.json
 $PY - <<'PYEOF'
 import json
 json.dump({"name": "insp", "channel": "stable", "version": 7, "artifacts": [
-    {"type": "files", "name": "model", "path": "src"},
-    {"type": "files", "name": "sbom", "path": "sb"}]}, open("s.json", "w"))
+    {"type": "files", "name": "model", "path": "src"}]}, open("s.json", "w"))
 json.dump({"name": "plain", "channel": "stable", "version": 1, "artifacts": [
     {"type": "files", "name": "model", "path": "src"}]}, open("p.json", "w"))
 PYEOF
 "$AGPACK" build s.json --key k.key --out b >/dev/null 2>&1 || { echo "Bail out! build failed"; exit 1; }
-"$AGPACK" build p.json --key k.key --out p >/dev/null 2>&1 || { echo "Bail out! build failed"; exit 1; }
+"$AGPACK" build p.json --key k.key --out p --no-sbom >/dev/null 2>&1 || { echo "Bail out! build failed"; exit 1; }
+# agpack's own SBOM (the artifact sbom), as extraction yields it
+"$AGIMPORT" extract b --pubkey k.pub --to bx >/dev/null 2>&1 || { echo "Bail out! extract failed"; exit 1; }
 
 check "inspect without a key exits 0" "$AGIMPORT" inspect b
 last_output > h.out
@@ -71,7 +71,7 @@ if $PY -c 'import json; o=json.load(open("r.json")); assert o["verified"] is Tru
 expect_exit 2 "--pubkey and --root together: usage" "$AGIMPORT" inspect b --root "$R" --pubkey k.pub
 
 "$AGIMPORT" inspect b --sbom --pubkey k.pub > sbom.out 2>sbom.err
-if cmp -s sbom.out sb/sbom.cdx.json; then ok "--sbom prints sbom/sbom.cdx.json byte for byte"; else not_ok "--sbom output"; sed 's/^/#   /' sbom.out sbom.err; fi
+if cmp -s sbom.out bx/sbom/sbom.cdx.json; then ok "--sbom prints sbom/sbom.cdx.json byte for byte"; else not_ok "--sbom output"; sed 's/^/#   /' sbom.out sbom.err; fi
 expect_exit 4 "--sbom on a bundle without an SBOM: exit 4" "$AGIMPORT" inspect p --sbom --pubkey k.pub
 if last_output | grep -q "no SBOM"; then ok "... saying there is no SBOM"; else not_ok "no SBOM message"; last_output | sed 's/^/#   /'; fi
 expect_exit 2 "--sbom without a key or root: usage (the SBOM is read from verified volumes)" "$AGIMPORT" inspect b --sbom

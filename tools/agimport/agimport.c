@@ -35,6 +35,7 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: " U_STAGE "       " U_RECEIVE "       " U_VERIFY "       " U_INSPECT "       " U_EXTRACT
 	        "       (stage, verify, extract and inspect: --json prints one JSON object; -q|--quiet: no progress)\n"
+	        "       agimport help COMMAND | agimport COMMAND --help   (that command's usage)\n"
 	        "\n"
 	        "stage (the default) verifies DIR under R's trust policy and stages it into the\n"
 	        "idle slot of the deployment root R ($AGKIT_ROOT or " BN_DEFAULT_ROOT ").\n"

@@ -19,6 +19,9 @@
 #include "bundle/trust.h"
 #include "bundle/writer.h"
 #include "artifact_types.h"
+#include "image.h"
+#include "offline.h"
+#include "sbom.h"
 #include "sources.h"
 #include "spec.h"
 #include "cli.h"
@@ -41,6 +44,7 @@ const char *tool_name = "agpack";
 #define U_SIZES                                                                                                     \
 	"\nSIZE: 4096, 700M, 1.5G, 4GiB, 4GB (K M G T and KiB MiB GiB TiB binary, KB MB GB TB decimal).\n"
 #define U_EXIT                                                                                                      \
+	"       agpack help COMMAND | agpack COMMAND --help   (that command's usage)\n"                                 \
 	"Exit status: 0 ok, 1 failure, 2 usage or pack spec error, 3 verification or unsafe input, 4 I/O error.\n"
 
 static void usage(FILE *f)
@@ -172,7 +176,7 @@ static void iso_now(char out[32])
  * points at it, all covered by the signature.
  */
 static int add_health(struct bn_writer *w, const struct spec_artifact *a, json_t *health, const char *model_path,
-                      const char *stage, const struct spec *spec, struct bn_error *err)
+                      const char *stage, const struct spec *spec, char **ret_suite, struct bn_error *err)
 {
 	char hname[BN_MAX_NAME + 16], *suite = NULL, *ref = NULL;
 	snprintf(hname, sizeof hname, "%s-health", a->name);
@@ -220,6 +224,10 @@ static int add_health(struct bn_writer *w, const struct spec_artifact *a, json_t
 		r = bn_fail(err, -ENOMEM, "out of memory");
 	if (r == 0)
 		r = bn_writer_set_health(w, a->name, ref, err);
+	if (r == 0) {
+		*ret_suite = suite;
+		suite = NULL;
+	}
 	free(suite);
 	free(ref);
 	return r;
@@ -278,6 +286,7 @@ static int cmd_build(int argc, char **argv)
 		{"stream", no_argument, NULL, 'S'},
 		{"json", no_argument, NULL, 'J'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"no-sbom", no_argument, NULL, 'B'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -286,13 +295,13 @@ static int cmd_build(int argc, char **argv)
 	int level = 0;
 	unsigned threads = 0;
 	unsigned parity = 0;
-	bool stream = false;
+	bool stream = false, no_sbom = false;
 	char *stream_out = NULL;
 	uint64_t media_cap = 0, media_max_file = 0;
 	struct net_opts no = {0};
 	const char *insecure[32];
 	int c;
-	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nj:P:M:Sqh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nj:P:M:SqBh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'J': tool_json = true; break;
 		case 'q': tool_quiet = true; break;
@@ -304,6 +313,7 @@ static int cmd_build(int argc, char **argv)
 			break;
 		}
 		case 'S': stream = true; break;
+		case 'B': no_sbom = true; break;
 		case 'M':
 			if (bn_media_parse_size(optarg, &media_cap, &media_max_file) < 0) {
 				tool_err("--media: expected dvd, dvd-dl, bd25, bd50, bd100, usb-fat32 or a size (700M, 4G)");
@@ -430,6 +440,7 @@ static int cmd_build(int argc, char **argv)
 	struct bn_seckey sk = {0};
 	struct bn_writer *w = NULL;
 	char *tmp = NULL, *stage = NULL, *cache_default = NULL, *mtext = NULL;
+	struct sbom *sb = NULL;
 	int r = spec_load(spec_path, &spec, &err);
 	if (r == 0 && !no.dry_run)
 		r = spec_check_files(&spec, &err); /* before the passphrase */
@@ -438,6 +449,14 @@ static int cmd_build(int argc, char **argv)
 		free(stream_out);
 		return tool_fail(r, &err);
 	}
+	no_sbom = no_sbom || spec.no_sbom;
+	for (size_t i = 0; i < spec.n_artifacts && !no_sbom; i++)
+		if (!strcmp(spec.artifacts[i].name, SBOM_ARTIFACT)) {
+			tool_err("%s: an artifact is named '%s', which the SBOM needs; rename it or build with --no-sbom",
+			         spec_path, SBOM_ARTIFACT);
+			spec_release(&spec);
+			return BN_EXIT_USAGE;
+		}
 	tool_catch_signals();
 	if (!no.cache_dir) {
 		const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -504,6 +523,10 @@ static int cmd_build(int argc, char **argv)
 	r = bn_writer_new(&wo, &w, &err);
 	if (r < 0)
 		goto out;
+	if (!no_sbom && !(sb = sbom_new())) {
+		r = bn_fail(&err, -ENOMEM, "out of memory");
+		goto out;
+	}
 	for (size_t i = 0; i < spec.n_artifacts && r == 0; i++) {
 		const struct spec_artifact *a = &spec.artifacts[i];
 		if (tool_interrupted) {
@@ -537,21 +560,86 @@ static int cmd_build(int argc, char **argv)
 				path = packed;
 			}
 		}
+		/* Offline readiness (docs/SBOM.md), before anything is packed. */
+		json_t *findings = json_array();
+		struct image_info *images = NULL;
+		size_t n_images = 0;
+		if (!findings && r == 0)
+			r = bn_fail(&err, -ENOMEM, "out of memory");
+		bool is_image = !strcmp(t->bundle_type, "oci-archive");
+		if (r == 0 && is_image && a->offline_env) {
+			/* On a private copy: the input may be the user's directory or the cache. */
+			char *copy = NULL;
+			r = offline_env_copy(path, astage, &copy, &err);
+			if (r == 0) {
+				free(path);
+				path = copy;
+				r = offline_env_apply(path, findings, &err);
+			}
+		}
+		if (r == 0 && is_image) {
+			r = image_scan(path, &images, &n_images, &err);
+			if (r == 0)
+				offline_check_images(a->name, images, n_images, findings);
+		}
+		if (r == 0 && !is_image && offline_is_model(path)) {
+			r = offline_check_path(a->name, path, a->allow_remote_code, findings, &err);
+			if (r == 0 && a->allow_remote_code) {
+				/* Recorded in the signed manifest as provenance. */
+				if (!source)
+					source = json_object();
+				if (json_object_set_new(source, "allow_remote_code", json_true()) < 0)
+					r = bn_fail(&err, -ENOMEM, "out of memory");
+			}
+		}
+		for (size_t k = 0; k < json_array_size(findings); k++)
+			tool_warn("%s", json_string_value(json_array_get(findings, k)));
 		if (r == 0) {
 			fprintf(stderr, "agpack: packing %s '%s'\n", t->bundle_type, a->name);
 			r = bn_writer_add(w, a->name, t->bundle_type, t->layout, path, pinned ? pin : NULL, source, &err);
 			tool_progress_end();
 		}
 		json_t *health = json_object_get(a->json, "health");
+		char *suite = NULL;
 		if (r == 0 && health)
-			r = add_health(w, a, health, path, astage, &spec, &err);
+			r = add_health(w, a, health, path, astage, &spec, &suite, &err);
+		if (r == 0 && sb) {
+			struct sbom_extra x = {.health_suite = suite, .allow_remote_code = a->allow_remote_code,
+			                       .findings = findings, .images = images, .n_images = n_images};
+			r = sbom_add_artifact(sb, bn_writer_artifact(w, a->name), path, &x, &err);
+			char hname[BN_MAX_NAME + 16];
+			snprintf(hname, sizeof hname, "%s-health", a->name);
+			if (r == 0 && suite)
+				r = sbom_add_artifact(sb, bn_writer_artifact(w, hname), suite, NULL, &err);
+		}
 		if (r < 0 && r != -EINTR)
 			bn_error_prefix(&err, "artifact '%s'", a->name);
+		free(suite);
+		image_free(images, n_images);
+		json_decref(findings);
 		json_decref(source);
 		free(path);
 		/* Fetched content lives in the cache; the staging copy goes now. */
 		bn_rm_rf(astage);
 		free(astage);
+	}
+	if (r == 0 && sb) {
+		/* The SBOM: one more artifact, packed before the manifest is signed. */
+		char *text = NULL, *sdir = NULL, *sfile = NULL;
+		r = sbom_format(sb, &spec, &text, &err);
+		if (r == 0 && (asprintf(&sdir, "%s/%s", stage, SBOM_ARTIFACT) < 0 || !(sfile = bn_path_join(sdir, SBOM_FILE))))
+			r = bn_fail(&err, -ENOMEM, "out of memory");
+		if (r == 0 && mkdir(sdir, 0700) < 0)
+			r = bn_fail(&err, -errno, "%s: %s", sdir, strerror(errno));
+		if (r == 0)
+			r = bn_write_file_atomic(sfile, text, strlen(text), 0644, &err);
+		if (r == 0) {
+			fprintf(stderr, "agpack: packing the SBOM as '%s' (%s)\n", SBOM_ARTIFACT, SBOM_FILE);
+			r = bn_writer_add(w, SBOM_ARTIFACT, "files", "tree", sdir, NULL, NULL, &err);
+		}
+		free(text);
+		free(sdir);
+		free(sfile);
 	}
 	if (r < 0)
 		goto out;
@@ -623,6 +711,7 @@ static int cmd_build(int argc, char **argv)
 			bn_rm_rf(stream_out);
 	}
 out:
+	sbom_free(sb);
 	bn_writer_free(w);
 	if (tmp && r < 0)
 		bn_rm_rf(tmp);
@@ -764,6 +853,22 @@ static int cmd_lint(int argc, char **argv)
 	int r = spec_load(argv[1], &spec, &err);
 	if (r == 0)
 		r = spec_check_files(&spec, &err);
+	/* offline readiness of the local artifacts, as build checks them (docs/SBOM.md) */
+	for (size_t i = 0; r == 0 && i < spec.n_artifacts; i++) {
+		const struct spec_artifact *a = &spec.artifacts[i];
+		json_t *findings = json_array();
+		if (!findings) {
+			r = bn_fail(&err, -ENOMEM, "out of memory");
+			break;
+		}
+		if (a->path)
+			r = offline_check_path(a->name, a->path, a->allow_remote_code, findings, &err);
+		for (size_t k = 0; k < json_array_size(findings); k++)
+			tool_warn("%s", json_string_value(json_array_get(findings, k)));
+		json_decref(findings);
+		if (r < 0 && r != -EINTR)
+			bn_error_prefix(&err, "artifact '%s'", a->name);
+	}
 	if (r == 0)
 		printf("%s: OK: bundle %s channel %s version %" PRIu64 ", %zu artifact(s)\n", argv[1], spec.name,
 		       spec.channel, spec.version, spec.n_artifacts);

@@ -21,6 +21,7 @@ static const struct bn_schema_key top_keys[] = {
 	{"channel", BN_JT_STRING, 0, 0, "release channel (default stable)"},
 	{"version", BN_JT_INT, 0, U63, "bundle version, above the last one promoted on the channel"},
 	{"artifacts", BN_JT_ARRAY, 0, 0, "the artifacts, at least one"},
+	{"sbom", BN_JT_BOOL, 0, 0, "false: no SBOM artifact (as --no-sbom)"},
 };
 #define COMMON \
 	{"type", BN_JT_STRING, 0, 0, "artifact type"}, {"name", BN_JT_STRING, 0, 0, "artifact name, unique in the bundle"}
@@ -29,16 +30,19 @@ static const struct bn_schema_key files_keys[] = {
 	COMMON,
 	{"path", BN_JT_STRING, 0, 0, "file or directory tree, relative to the spec"},
 	{"sha256", BN_JT_STRING, 0, 0, "pin of a single file: 64 hex digits"},
+	{"allow_remote_code", BN_JT_BOOL, 0, 0, "true: pack model code (auto_map, *.py, trust_remote_code), recorded"},
 	HEALTH,
 };
 static const struct bn_schema_key oci_keys[] = {
 	COMMON,
 	{"path", BN_JT_STRING, 0, 0, "docker save tarball or OCI image layout (directory or tar)"},
+	{"offline_env", BN_JT_BOOL, 0, 0, "true: set HF_HUB_OFFLINE=1 and the other offline variables in the image config"},
 };
 static const struct bn_schema_key image_keys[] = {
 	COMMON,
 	{"ref", BN_JT_STRING, 0, 0, "[HOST[:PORT]/]REPO[:TAG][@sha256:HEX]"},
 	{"platform", BN_JT_STRING, 0, 0, "OS/ARCH[/VARIANT] chosen from an index (default linux/amd64)"},
+	{"offline_env", BN_JT_BOOL, 0, 0, "true: set HF_HUB_OFFLINE=1 and the other offline variables in the image config"},
 };
 static const struct bn_schema_key url_keys[] = {
 	COMMON,
@@ -53,6 +57,7 @@ static const struct bn_schema_key hf_keys[] = {
 	{"endpoint", BN_JT_STRING, 0, 0, "hub address (default https://huggingface.co or $HF_ENDPOINT)"},
 	{"include", BN_JT_ARRAY, 0, 0, "glob patterns of files to take (default all)"},
 	{"exclude", BN_JT_ARRAY, 0, 0, "glob patterns of files to leave out"},
+	{"allow_remote_code", BN_JT_BOOL, 0, 0, "true: pack model code (auto_map, *.py, trust_remote_code), recorded"},
 	HEALTH,
 };
 static const struct bn_schema_key python_keys[] = {
@@ -162,6 +167,10 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 	if (!json_is_integer(v) || json_integer_value(v) < 0)
 		SPECERR("%s: \"version\" must be a non-negative integer", path);
 	s.version = (uint64_t)json_integer_value(v);
+	json_t *sb = json_object_get(s.root, "sbom"); /* docs/SBOM.md */
+	if (sb && !json_is_boolean(sb))
+		SPECERR("%s: \"sbom\" must be true or false", path);
+	s.no_sbom = json_is_false(sb);
 	json_t *arts = json_object_get(s.root, "artifacts");
 	if (!json_is_array(arts) || json_array_size(arts) == 0)
 		SPECERR("%s: \"artifacts\" must be a non-empty array", path);
@@ -255,6 +264,16 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 			if (strlen(sa->sha256) != 64 || !bn_unhex(sa->sha256, tmp, 32))
 				SPECERR("%s: artifact '%s': \"sha256\" must be 64 hex digits", path, sa->name);
 		}
+		/* Offline readiness keys (docs/SBOM.md). */
+		json_t *arc = json_object_get(a, "allow_remote_code"), *oe = json_object_get(a, "offline_env");
+		if (arc && !json_is_boolean(arc))
+			SPECERR("%s: artifact '%s': \"allow_remote_code\" must be true or false", path, sa->name);
+		if (oe && !json_is_boolean(oe))
+			SPECERR("%s: artifact '%s': \"offline_env\" must be true or false", path, sa->name);
+		if (json_is_true(oe) && strcmp(sa->type, "image") && strcmp(sa->type, "oci-archive"))
+			SPECERR("%s: artifact '%s': \"offline_env\" applies to image and oci-archive artifacts", path, sa->name);
+		sa->allow_remote_code = json_is_true(arc);
+		sa->offline_env = json_is_true(oe);
 	}
 	*ret = s;
 	return 0;

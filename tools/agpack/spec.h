@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 /* Pack spec (JSON): {"name", "channel", "version", "artifacts": [...]}. */
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -17,6 +18,9 @@ struct spec_artifact {
 	const char *dir;    /* the spec's directory (spec->dir), for other relative paths */
 	const char *sha256; /* optional pin (files) or required digest (url) */
 	json_t *json;       /* the artifact's object, borrowed from spec->root */
+	/* Offline readiness (docs/SBOM.md). */
+	bool allow_remote_code; /* "allow_remote_code": true: model code is packed (recorded) */
+	bool offline_env;       /* "offline_env": true: images get HF_HUB_OFFLINE=1 and friends */
 };
 
 struct spec {
@@ -27,6 +31,7 @@ struct spec {
 	uint64_t version;
 	size_t n_artifacts;
 	struct spec_artifact *artifacts;
+	bool no_sbom;       /* "sbom": false */
 };
 
 /* The pack spec's keys (bundle/schema.h): [0] the top level, [1..5] the

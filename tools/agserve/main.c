@@ -30,6 +30,7 @@ static void usage(FILE *f)
 	      "       agserve --model DIR [options]  serve a model directory (with engine.json: an external engine)\n"
 	      "       agserve check --model DIR --suite SUITE.json [--json] [--name NAME] [--threads N] [--device D]\n"
 	      "                                      run a health suite through the completions API (docs/HEALTH.md)\n"
+	      "       agserve --version | --help\n"
 	      "options:\n"
 	      "  --listen HOST:PORT     default 127.0.0.1:8000 (port 0: any free port)\n"
 	      "  --port-file F          write the port listened on to F once ready\n"

@@ -56,6 +56,10 @@ int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const
  * `ref` ("ARTIFACT/PATH") of another artifact of the bundle. */
 int bn_writer_set_health(struct bn_writer *w, const char *name, const char *ref, struct bn_error *err) BN_WUR;
 
+/* The artifact added as `name` so far (entries with their hashes), or NULL;
+ * valid until the next bn_writer_add() or bn_writer_free(). */
+const struct bn_artifact *bn_writer_artifact(const struct bn_writer *w, const char *name);
+
 /* Closes the last volume and returns the manifest (owned by the writer). */
 int bn_writer_finish(struct bn_writer *w, const char *name, const char *channel, uint64_t version,
                      const char *created, const struct bn_manifest **ret, struct bn_error *err) BN_WUR;
