@@ -105,6 +105,65 @@ static int add_eos(struct rt_config *c, json_t *v, const char *path, struct rt_e
 	return 0;
 }
 
+/* transformers _compute_yarn_parameters: when rope_scaling names
+ * original_max_position_embeddings, the factor used is
+ * max_position_embeddings / that (DeepSeek-V3 style), else 'factor'. */
+static int parse_yarn(struct rt_config *c, json_t *sc, const char *path, struct rt_error *err)
+{
+	double af = -1;
+	int r;
+
+	c->rope_kind = RT_ROPE_YARN;
+	if (!json_is_number(json_object_get(sc, "factor")))
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: yarn rope_scaling needs a numeric 'factor'", path);
+	if ((r = get_num(sc, "factor", 1.0, &c->rope_factor, path, err)) < 0 ||
+	    (r = get_num(sc, "original_max_position_embeddings", 0, &c->rope_orig_max_pos, path, err)) < 0 ||
+	    (r = get_num(sc, "beta_fast", 0, &c->rope_beta_fast, path, err)) < 0 ||
+	    (r = get_num(sc, "beta_slow", 0, &c->rope_beta_slow, path, err)) < 0 ||
+	    (r = get_num(sc, "mscale", 0, &c->rope_mscale, path, err)) < 0 ||
+	    (r = get_num(sc, "mscale_all_dim", 0, &c->rope_mscale_all_dim, path, err)) < 0 ||
+	    (r = get_num(sc, "attention_factor", -1, &af, path, err)) < 0 ||
+	    (r = get_bool(sc, "truncate", true, &c->rope_truncate, path, err)) < 0)
+		return r;
+	if (!(c->rope_factor >= 1.0 && c->rope_factor <= 1024.0))
+		return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: rope scaling factor out of range", path);
+	if (c->rope_orig_max_pos != 0) {
+		if (!(c->rope_orig_max_pos >= 1 && c->rope_orig_max_pos <= MAX_POS))
+			return rt_fail(err, RT_ERR_MODEL, -ERANGE,
+			               "%s: yarn original_max_position_embeddings out of range", path);
+		c->rope_factor = c->max_pos / c->rope_orig_max_pos;
+	} else {
+		c->rope_orig_max_pos = c->max_pos;
+	}
+	if (!(c->rope_factor > 0))
+		return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: yarn scaling factor out of range", path);
+	/* transformers treats 0 / null as "use the default" here */
+	if (c->rope_beta_fast == 0)
+		c->rope_beta_fast = 32;
+	if (c->rope_beta_slow == 0)
+		c->rope_beta_slow = 1;
+	if (!(c->rope_beta_fast > 0 && c->rope_beta_fast <= 1e6 && c->rope_beta_slow > 0 && c->rope_beta_slow <= 1e6 &&
+	      c->rope_mscale >= 0 && c->rope_mscale <= 1e3 && c->rope_mscale_all_dim >= 0 &&
+	      c->rope_mscale_all_dim <= 1e3))
+		return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: yarn rope_scaling parameters out of range", path);
+	if (af >= 0) {
+		if (!(af > 0 && af <= 1e3))
+			return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: yarn attention_factor out of range", path);
+		c->rope_attn_factor = af;
+	} else if (c->rope_mscale != 0 && c->rope_mscale_all_dim != 0) {
+		c->rope_attn_factor = rt_yarn_mscale(c->rope_factor, c->rope_mscale) /
+		                      rt_yarn_mscale(c->rope_factor, c->rope_mscale_all_dim);
+	} else {
+		c->rope_attn_factor = rt_yarn_mscale(c->rope_factor, 1.0);
+	}
+	return 0;
+}
+
+double rt_yarn_mscale(double scale, double mscale)
+{
+	return scale <= 1 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
+}
+
 static int parse_rope(struct rt_config *c, json_t *root, const char *path, struct rt_error *err)
 {
 	json_t *params = json_object_get(root, "rope_parameters");
@@ -129,6 +188,7 @@ static int parse_rope(struct rt_config *c, json_t *root, const char *path, struc
 	if (!(c->rope_theta > 1.0 && c->rope_theta < 1e12))
 		return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: rope_theta out of range", path);
 	c->rope_kind = RT_ROPE_DEFAULT;
+	c->rope_attn_factor = 1.0;
 	if (!sc || json_is_null(sc))
 		return 0;
 	if (!json_is_object(sc))
@@ -155,6 +215,25 @@ static int parse_rope(struct rt_config *c, json_t *root, const char *path, struc
 		      c->rope_orig_max_pos <= MAX_POS))
 			return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: llama3 rope_scaling parameters out of range",
 			               path);
+		return 0;
+	}
+	if (!strcmp(t, "yarn"))
+		return parse_yarn(c, sc, path, err);
+	if (!strcmp(t, "dynamic")) {
+		/* transformers' dynamic NTK: max_position_embeddings is the
+		 * trained length; past it the base grows with the sequence, so
+		 * the context may reach factor times that length */
+		double mp;
+		c->rope_kind = RT_ROPE_DYNAMIC;
+		if ((r = get_num(sc, "factor", 1.0, &c->rope_factor, path, err)) < 0)
+			return r;
+		if (!(c->rope_factor >= 1.0 && c->rope_factor <= 1024.0))
+			return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: rope scaling factor out of range", path);
+		if (c->rope_dim < 4)
+			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: dynamic rope needs at least 4 rotary dims", path);
+		c->rope_orig_max_pos = c->max_pos;
+		mp = floor(c->max_pos * c->rope_factor);
+		c->max_pos = mp > MAX_POS ? MAX_POS : (int)mp;
 		return 0;
 	}
 	return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: rope scaling type '%.40s' not supported", path, t);
@@ -231,6 +310,7 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 		r = rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: heads x head_dim too large", path);
 		goto out;
 	}
+	c.rope_dim = c.head_dim;
 	if ((r = get_num(root, "rms_norm_eps", 1e-6, &c.rms_eps, path, err)) < 0)
 		goto out;
 	if (!(c.rms_eps > 0 && c.rms_eps < 1)) {

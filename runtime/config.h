@@ -8,7 +8,7 @@
 #include "agrt/agrt.h"
 
 enum rt_arch { RT_ARCH_LLAMA, RT_ARCH_MISTRAL, RT_ARCH_QWEN2, RT_ARCH_QWEN3 };
-enum rt_rope_kind { RT_ROPE_DEFAULT, RT_ROPE_LINEAR, RT_ROPE_LLAMA3 };
+enum rt_rope_kind { RT_ROPE_DEFAULT, RT_ROPE_LINEAR, RT_ROPE_LLAMA3, RT_ROPE_YARN, RT_ROPE_DYNAMIC };
 
 struct rt_config {
 	int arch; /* enum rt_arch */
@@ -18,6 +18,11 @@ struct rt_config {
 	double rope_theta;
 	int rope_kind; /* enum rt_rope_kind */
 	double rope_factor, rope_low_freq, rope_high_freq, rope_orig_max_pos;
+	double rope_beta_fast, rope_beta_slow; /* yarn */
+	bool rope_truncate;                    /* yarn: round the correction range outwards */
+	double rope_attn_factor;               /* yarn: cos/sin scale (1 otherwise) */
+	double rope_mscale, rope_mscale_all_dim; /* yarn: 0 when absent */
+	int rope_dim;                          /* rotated dims per head (head_dim unless partial) */
 	bool tie_embeddings;
 	bool qkv_bias;      /* Qwen2, or Llama attention_bias */
 	bool o_bias;        /* Llama attention_bias */
@@ -30,5 +35,8 @@ struct rt_config {
 
 /* Parse DIR/config.json and the optional DIR/generation_config.json. */
 int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *err);
+
+/* yarn's attention scale: 0.1 * mscale * ln(scale) + 1 (1 for scale <= 1). */
+double rt_yarn_mscale(double scale, double mscale);
 
 #endif

@@ -45,6 +45,7 @@ struct batch_seg {
 	struct rt_session *s;
 	const int32_t *ids;
 	int T, pos0, row0;
+	int end;  /* position after the sequence's last token of this call (dynamic rope) */
 	long out; /* logits row (the caller's session index), -1: no logits this step */
 };
 
@@ -115,13 +116,33 @@ static int bind_vector(struct rt_model *m, const char *name, int n, float **ret,
 	return 0;
 }
 
+/* transformers _compute_yarn_parameters: the dimension index at which a
+ * frequency makes num_rot turns over the original context */
+static double yarn_corr_dim(double num_rot, int dim, double base, double orig)
+{
+	return (dim * log(orig / (num_rot * 2 * M_PI))) / (2 * log(base));
+}
+
 static void init_rope(struct rt_model *m)
 {
 	const struct rt_config *c = &m->cfg;
-	int half = c->head_dim / 2;
+	int dim = c->rope_dim, half = dim / 2;
+	double lo = 0, hi = 0;
 
+	if (c->rope_kind == RT_ROPE_YARN) {
+		lo = yarn_corr_dim(c->rope_beta_fast, dim, c->rope_theta, c->rope_orig_max_pos);
+		hi = yarn_corr_dim(c->rope_beta_slow, dim, c->rope_theta, c->rope_orig_max_pos);
+		if (c->rope_truncate) {
+			lo = floor(lo);
+			hi = ceil(hi);
+		}
+		lo = lo < 0 ? 0 : lo;
+		hi = hi > dim - 1 ? dim - 1 : hi;
+		if (lo == hi)
+			hi += 0.001;
+	}
 	for (int i = 0; i < half; i++) {
-		double f = 1.0 / pow(c->rope_theta, (double)(2 * i) / c->head_dim);
+		double f = 1.0 / pow(c->rope_theta, (double)(2 * i) / dim);
 		if (c->rope_kind == RT_ROPE_LINEAR) {
 			f /= c->rope_factor;
 		} else if (c->rope_kind == RT_ROPE_LLAMA3) {
@@ -136,8 +157,41 @@ static void init_rope(struct rt_model *m)
 				            (c->rope_high_freq - c->rope_low_freq);
 				f = (1 - sm) * f / c->rope_factor + sm * f;
 			}
+		} else if (c->rope_kind == RT_ROPE_YARN) {
+			/* ramp from extrapolation (fast dims) to interpolation (slow dims) */
+			double ramp = (i - lo) / (hi - lo), ex;
+			ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+			ex = 1 - ramp;
+			f = f / c->rope_factor * (1 - ex) + f * ex;
 		}
 		m->inv_freq[i] = (float)f;
+	}
+}
+
+/* cos/sin of one row at position pos, for a forward whose sequence ends at
+ * seq_len (dynamic NTK grows the base with it, as transformers does per
+ * call); yarn scales both by its attention factor. */
+static void rope_row(const struct rt_model *m, int pos, int seq_len, float *cs, float *sn)
+{
+	const struct rt_config *c = &m->cfg;
+	int dim = c->rope_dim, half = dim / 2;
+	float af = (float)c->rope_attn_factor;
+	bool dyn = c->rope_kind == RT_ROPE_DYNAMIC && seq_len > c->rope_orig_max_pos;
+	double base = 0;
+
+	if (dyn)
+		base = c->rope_theta * pow(c->rope_factor * seq_len / c->rope_orig_max_pos - (c->rope_factor - 1),
+		                           (double)dim / (dim - 2));
+	for (int i = 0; i < half; i++) {
+		float f = dyn ? (float)(1.0 / pow(base, (double)(2 * i) / dim)) : m->inv_freq[i];
+		/* HF computes the angle in float32 */
+		float ang = (float)pos * f;
+		cs[i] = cosf(ang);
+		sn[i] = sinf(ang);
+		if (af != 1.0f) {
+			cs[i] *= af;
+			sn[i] *= af;
+		}
 	}
 }
 
@@ -159,6 +213,16 @@ static void batch_scratch_free(struct batch_scratch *b)
 	free(b->aseg);
 	free(b->lg);
 	free(b);
+}
+
+/* What the whole-forward CUDA path (kernels/) lacks, or NULL. */
+static const char *dev_unsupported(const struct rt_config *c)
+{
+	if (c->rope_kind == RT_ROPE_DYNAMIC)
+		return "dynamic rope scaling";
+	if (c->rope_kind == RT_ROPE_YARN && c->rope_attn_factor != 1.0)
+		return "yarn attention factor";
+	return NULL;
 }
 
 void rt_model_free(struct rt_model *m)
@@ -197,6 +261,7 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 	char n[256];
 	int r, nthr = opts ? opts->n_threads : 0, qd, kvd;
 	struct rt_dev_load_stats dst = {0};
+	const char *why_dev = NULL;
 
 	if (!dir || !ret_model || nthr < 0 || nthr > 1024)
 		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
@@ -258,11 +323,20 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 #undef NM
 	}
 	init_rope(m);
+	if (opts && opts->backend == RT_BACKEND_CUDA && (why_dev = dev_unsupported(c))) {
+		if (!opts->device_fallback) {
+			r = rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP,
+			            "%s: the CUDA backend does not run this model (%s); use the CPU", dir, why_dev);
+			goto out;
+		}
+		snprintf(m->info.fallback, sizeof(m->info.fallback), "the CUDA backend does not run this model (%s)",
+		         why_dev);
+	}
 	if (nthr == 0) {
 		long np = sysconf(_SC_NPROCESSORS_ONLN);
 		nthr = np < 1 ? 1 : np > 256 ? 256 : (int)np;
 	}
-	if (opts && opts->backend == RT_BACKEND_CUDA) {
+	if (opts && opts->backend == RT_BACKEND_CUDA && !why_dev) {
 		/* the device uploads from the bound (validated) description;
 		 * no CPU thread pool is started */
 		struct rt_dev_model_desc d = {.cfg = c,
@@ -481,8 +555,9 @@ static void embed_row(const struct rt_weight *e, int32_t id, float *out)
 		out[i] = rt_load_elem(row, e->dtype, i);
 }
 
-/* One chunk of T <= CHUNK tokens.  logits: NULL, [T][vocab] (all) or [vocab]. */
-static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, float *logits, bool all)
+/* One chunk of T <= CHUNK tokens of a call whose tokens end at position end.
+ * logits: NULL, [T][vocab] (all) or [vocab]. */
+static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int end, float *logits, bool all)
 {
 	struct rt_model *m = s->m;
 	const struct rt_config *c = &m->cfg;
@@ -494,12 +569,7 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, float
 	for (int t = 0; t < T; t++)
 		embed_row(&m->embed, ids[t], s->x + (size_t)t * H);
 	for (int t = 0; t < T; t++)
-		for (int i = 0; i < half; i++) {
-			/* HF computes the angle in float32 */
-			float ang = (float)(pos0 + t) * m->inv_freq[i];
-			s->cosb[(size_t)t * half + i] = cosf(ang);
-			s->sinb[(size_t)t * half + i] = sinf(ang);
-		}
+		rope_row(m, pos0 + t, end, s->cosb + (size_t)t * half, s->sinb + (size_t)t * half);
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct rt_layer *L = &m->layers[l];
 		float *kdst = s->kc[l] + (size_t)pos0 * kvd; /* [T][nkv*hd] inside the cache */
@@ -542,7 +612,7 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, float
 int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool all_logits, float *logits,
                        struct rt_error *err)
 {
-	int V;
+	int V, end;
 
 	if (!s || (!ids && n))
 		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
@@ -556,6 +626,7 @@ int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool 
 		if (ids[i] < 0 || ids[i] >= V)
 			return rt_fail(err, RT_ERR_USAGE, -EINVAL, "token id %d out of range [0, %d)", ids[i], V);
 	pthread_mutex_lock(&s->m->run);
+	end = s->pos + (int)n;
 	for (size_t done = 0; done < n;) {
 		int T = n - done < CHUNK ? (int)(n - done) : CHUNK;
 		bool last = done + T == n;
@@ -573,7 +644,7 @@ int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool 
 			}
 			s->pos += T;
 		} else {
-			forward_chunk(s, ids + done, T, lg, all_logits);
+			forward_chunk(s, ids + done, T, end, lg, all_logits);
 		}
 		done += T;
 	}
@@ -784,12 +855,8 @@ static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int 
 		for (int t = 0; t < sg->T; t++) {
 			size_t r = (size_t)sg->row0 + t;
 			embed_row(&m->embed, sg->ids[t], b->x + r * H);
-			for (int i = 0; i < half; i++) {
-				/* HF computes the angle in float32 */
-				float ang = (float)(sg->pos0 + t) * m->inv_freq[i];
-				b->cosb[r * half + i] = cosf(ang);
-				b->sinb[r * half + i] = sinf(ang);
-			}
+			/* a prompt split across steps keeps its own sequence end */
+			rope_row(m, sg->pos0 + t, sg->end, b->cosb + r * half, b->sinb + r * half);
 		}
 	}
 	for (int l = 0; l < c->n_layers; l++) {
@@ -933,8 +1000,13 @@ int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, co
 			take = n_ids[i] - done;
 			if (take > (size_t)(CHUNK - rows))
 				take = (size_t)(CHUNK - rows);
-			b->seg[n_seg++] = (struct batch_seg){
-			    ss[i], ids[i] + done, (int)take, ss[i]->pos, rows, done + take == n_ids[i] ? (long)i : -1};
+			b->seg[n_seg++] = (struct batch_seg){ss[i],
+			                                     ids[i] + done,
+			                                     (int)take,
+			                                     ss[i]->pos,
+			                                     rows,
+			                                     ss[i]->pos + (int)(n_ids[i] - done),
+			                                     done + take == n_ids[i] ? (long)i : -1};
 			rows += (int)take;
 			done += take;
 			if (done == n_ids[i]) {

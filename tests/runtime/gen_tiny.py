@@ -6,7 +6,7 @@ generation_config.json, tokenizer.json, model.safetensors or shards) with
 random weights for one architecture variant and dtype.
 
 usage: gen_tiny.py VARIANT DTYPE OUTDIR [--shards N] [--dims hidden,inter,layers,heads,kv_heads,vocab]
-VARIANT: llama llama3 mistral qwen2 qwen3 llama_tied      DTYPE: f32 f16 bf16 mixed
+VARIANT: one of VARIANTS below      DTYPE: f32 f16 bf16 mixed
 Needs only Python 3 and numpy (Debian python3-numpy under /usr/bin/python3).
 """
 import json
@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 
-VARIANTS = ["llama", "llama3", "mistral", "qwen2", "qwen3", "llama_tied"]
+VARIANTS = ["llama", "llama3", "mistral", "qwen2", "qwen3", "llama_tied", "llama_yarn", "qwen3_dynamic"]
 DTYPES = ["f32", "f16", "bf16"]
 # "mixed": per-tensor dtypes as some checkpoints have (vectors f32, embedding f16, matrices bf16)
 ALL_DTYPES = DTYPES + ["mixed"]
@@ -75,8 +75,10 @@ def write_safetensors(path, tensors, dtype, metadata=None):
 
 def spec(variant, dims=None):
     s = dict(hidden=64, inter=96, layers=2, heads=4, kv_heads=2, vocab=300, head_dim=None, maxpos=512)
-    if variant == "qwen3":
+    if variant in ("qwen3", "qwen3_dynamic"):
         s["head_dim"] = 24  # != hidden / heads = 16
+    if variant == "qwen3_dynamic":
+        s["maxpos"] = 12  # the test prompts run past it, where dynamic NTK rescales
     if dims:
         h, i, l, nh, kv, v = dims
         s.update(hidden=h, inter=i, layers=l, heads=nh, kv_heads=kv, vocab=v)
@@ -85,7 +87,8 @@ def spec(variant, dims=None):
 
 def make_config(variant, s):
     arch = {"llama": "LlamaForCausalLM", "llama3": "LlamaForCausalLM", "llama_tied": "LlamaForCausalLM",
-            "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[variant]
+            "llama_yarn": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+            "qwen3": "Qwen3ForCausalLM", "qwen3_dynamic": "Qwen3ForCausalLM"}[variant]
     mt = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
           "Qwen3ForCausalLM": "qwen3"}[arch]
     c = {
@@ -114,6 +117,15 @@ def make_config(variant, s):
     if variant == "llama_tied":
         c["tie_word_embeddings"] = True
         c["eos_token_id"] = [257, 258]
+    if variant == "llama_yarn":
+        # factor = 512 / 128 = 4 (transformers takes the ratio when the original length is given);
+        # with head_dim 16 the ramp spans dims 0..3, so both ends and the ramp occur
+        c["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128,
+                             "beta_fast": 32, "beta_slow": 1}
+    if variant == "qwen3_dynamic":
+        c["head_dim"] = s["head_dim"]
+        c["rope_theta"] = 10000.0
+        c["rope_scaling"] = {"type": "dynamic", "factor": 4.0}
     return c
 
 
@@ -146,7 +158,7 @@ def make_weights(variant, s, rng):
             t.append((p + "self_attn.q_proj.bias", w(nh * hd, scale=0.5)))
             t.append((p + "self_attn.k_proj.bias", w(kv * hd, scale=0.5)))
             t.append((p + "self_attn.v_proj.bias", w(kv * hd, scale=0.5)))
-        if variant == "qwen3":
+        if variant.startswith("qwen3"):
             t.append((p + "self_attn.q_norm.weight", norm(hd)))
             t.append((p + "self_attn.k_norm.weight", norm(hd)))
         t.append((p + "self_attn.o_proj.weight", w(H, nh * hd, scale=big / np.sqrt(nh * hd))))

@@ -60,11 +60,23 @@ def load(d):
     return cfg, w, set(eos)
 
 
-def inv_freq(cfg, hd):
+def rope_scaling(cfg):
     rp = cfg.get("rope_parameters") or {}
-    theta = rp.get("rope_theta", cfg.get("rope_theta", 10000.0))
-    f = 1.0 / (theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
     sc = cfg.get("rope_scaling") or (rp if rp.get("rope_type") not in (None, "default") else None)
+    return sc
+
+
+def rope_theta(cfg):
+    rp = cfg.get("rope_parameters") or {}
+    return rp.get("rope_theta", cfg.get("rope_theta", 10000.0))
+
+
+def inv_freq(cfg, hd, seq_len=None):
+    """transformers' ROPE_INIT_FUNCTIONS -> (inv_freq, attention_factor)."""
+    theta = rope_theta(cfg)
+    f = 1.0 / (theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
+    att = 1.0
+    sc = rope_scaling(cfg)
     if sc:
         kind = sc.get("rope_type", sc.get("type"))
         if kind == "linear":
@@ -79,7 +91,61 @@ def inv_freq(cfg, hd):
             smoothed = (1 - smooth) * scaled / factor + smooth * scaled
             medium = ~(wl < high_wl) & ~(wl > low_wl)
             f = np.where(medium, smoothed, scaled)
-    return f
+        elif kind == "dynamic":
+            # _compute_dynamic_ntk_parameters with the forward's seq_len
+            mp = cfg.get("max_position_embeddings", 2048)
+            factor = sc["factor"]
+            sl = seq_len if seq_len is not None and seq_len > mp else mp
+            base = theta * ((factor * sl / mp) - (factor - 1)) ** (hd / (hd - 2))
+            f = 1.0 / (base ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
+        elif kind == "yarn":
+            # _compute_yarn_parameters
+            factor = sc["factor"]
+            mp = cfg.get("max_position_embeddings", 2048)
+            if "original_max_position_embeddings" in sc:
+                orig = sc["original_max_position_embeddings"]
+                factor = mp / orig
+            else:
+                orig = mp
+
+            def get_mscale(scale, m=1.0):
+                return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+            att = sc.get("attention_factor")
+            ms, msa = sc.get("mscale"), sc.get("mscale_all_dim")
+            if att is None:
+                att = get_mscale(factor, ms) / get_mscale(factor, msa) if ms and msa else get_mscale(factor)
+            bf = sc.get("beta_fast") or 32
+            bs = sc.get("beta_slow") or 1
+
+            def corr_dim(rot):
+                return (hd * math.log(orig / (rot * 2 * math.pi))) / (2 * math.log(theta))
+            low, high = corr_dim(bf), corr_dim(bs)
+            if sc.get("truncate", True):
+                low, high = math.floor(low), math.ceil(high)
+            low, high = max(low, 0), min(high, hd - 1)
+            if low == high:
+                high += 0.001
+            ramp = np.clip((np.arange(hd // 2, dtype=np.float64) - low) / (high - low), 0, 1)
+            extra = 1 - ramp
+            f = (f / factor) * (1 - extra) + f * extra
+        else:
+            raise ValueError(kind)
+    return f, att
+
+
+def rope_cos_sin(cfg, hd, seq_lens):
+    """cos, sin [T][hd] for positions 0..T-1; seq_lens[p] is the length of the
+    forward call that computed position p (dynamic rope recomputes per call,
+    and the cache keeps keys rotated as they were)."""
+    T = len(seq_lens)
+    cos = np.zeros((T, hd))
+    sin = np.zeros((T, hd))
+    for p in range(T):
+        f, att = inv_freq(cfg, hd, seq_lens[p])
+        ang = p * f
+        emb = np.concatenate([ang, ang])
+        cos[p], sin[p] = np.cos(emb) * att, np.sin(emb) * att
+    return cos, sin
 
 
 def rms(x, w, eps):
@@ -91,8 +157,9 @@ def rotate_half(x):
     return np.concatenate([-x[..., h:], x[..., :h]], axis=-1)
 
 
-def forward(cfg, w, ids):
-    """Logits [T][vocab] for all positions of ids (positions 0..T-1)."""
+def forward(cfg, w, ids, seq_lens=None):
+    """Logits [T][vocab] for all positions of ids (positions 0..T-1), as one
+    forward call unless seq_lens says which call computed each position."""
     arch = cfg["architectures"][0]
     H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     kv = cfg.get("num_key_value_heads", nh)
@@ -100,10 +167,7 @@ def forward(cfg, w, ids):
     eps = cfg["rms_norm_eps"]
     T = len(ids)
     x = w["model.embed_tokens.weight"][ids]
-    pos = np.arange(T, dtype=np.float64)
-    ang = np.outer(pos, inv_freq(cfg, hd))
-    emb = np.concatenate([ang, ang], axis=-1)
-    cos, sin = np.cos(emb), np.sin(emb)
+    cos, sin = rope_cos_sin(cfg, hd, seq_lens if seq_lens is not None else [T] * T)
     mask = np.tril(np.ones((T, T), dtype=bool))
     win = cfg.get("sliding_window") if arch == "MistralForCausalLM" else None
     if win:
@@ -148,12 +212,16 @@ def forward(cfg, w, ids):
 
 
 def greedy(cfg, w, eos, ids, n):
+    """Greedy decoding as generate() with a KV cache: the prompt in one call,
+    then one call per token (matters for dynamic rope only)."""
     ids = list(ids)
+    seq_lens = [len(ids)] * len(ids)
     out = []
     for _ in range(n):
-        nxt = int(np.argmax(forward(cfg, w, ids)[-1]))
+        nxt = int(np.argmax(forward(cfg, w, ids, seq_lens)[-1]))
         out.append(nxt)
         if nxt in eos:
             break
         ids.append(nxt)
+        seq_lens.append(len(ids))
     return out

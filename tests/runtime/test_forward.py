@@ -38,6 +38,8 @@ def main():
               ("qwen2", "f16", 1, {"AGRT_SIMD": "generic"}, len(IDS)),
               ("mistral", "bf16", 1, {"AGRT_THREADS": "1"}, 300),
               ("llama3", "f32", 1, {}, 300),
+              ("llama_yarn", "bf16", 1, {}, 300), ("qwen3_dynamic", "f32", 1, {}, 40),
+              ("qwen3_dynamic", "bf16", 2, {}, 30),
               # sizes that are not multiples of the SIMD width (scalar tails), GQA 4:1
               ("llama", "bf16", 1, {"dims": "72,100,2,4,2,300"}, len(IDS)),
               ("mistral", "f16", 1, {"dims": "72,100,2,4,2,300", "AGRT_SIMD": "generic"}, len(IDS)),

@@ -157,7 +157,11 @@ def main():
     cfg_case("heads not multiple of kv heads", lambda c: c.update(num_key_value_heads=3))
     cfg_case("odd head_dim", lambda c: c.update(head_dim=15))
     cfg_case("hidden_size is a string", lambda c: c.update(hidden_size="64"))
-    cfg_case("rope scaling yarn", lambda c: c.update(rope_scaling={"rope_type": "yarn", "factor": 4.0}), want="yarn")
+    cfg_case("rope scaling longrope", lambda c: c.update(rope_scaling={"rope_type": "longrope", "factor": 4.0}),
+             want="longrope")
+    cfg_case("yarn without factor", lambda c: c.update(rope_scaling={"rope_type": "yarn"}), want="factor")
+    cfg_case("yarn beta_fast negative", lambda c: c.update(rope_scaling={"rope_type": "yarn", "factor": 2.0, "beta_fast": -1}),
+             want="yarn")
     cfg_case("hidden_act gelu", lambda c: c.update(hidden_act="gelu"), want="gelu")
     cfg_case("layers beyond tensors", lambda c: c.update(num_hidden_layers=3), want="layers.2")
     cfg_case("shape mismatch via config", lambda c: c.update(intermediate_size=97))

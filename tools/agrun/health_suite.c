@@ -88,7 +88,9 @@ static int load(const char *dir, struct loaded *l)
 	struct rt_error e = {0};
 	char tp[PATH_MAX];
 	snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
-	struct rt_load_opts lo = {.backend = pick_backend()};
+	const char *dev = getenv("AGKIT_DEVICE");
+	/* auto: a model the CUDA path does not run is checked on the CPU, where it will serve */
+	struct rt_load_opts lo = {.backend = pick_backend(), .device_fallback = !dev || !strcmp(dev, "auto")};
 	if (rt_model_load(dir, &lo, &l->m, &e) < 0 || rt_tokenizer_load(tp, &l->t, &e) < 0) {
 		fprintf(stderr, "agrun: %s\n", e.msg);
 		return e.code > 0 && e.code <= 5 ? e.code : 1;

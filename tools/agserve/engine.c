@@ -365,7 +365,10 @@ int engine_new(const struct engine_opts *o, struct engine **ret, char *errbuf, s
 	r = rt_tokenizer_load(path, &e->tok, &err);
 	if (r < 0)
 		goto fail_rt;
-	r = rt_model_load(o->dir, &(struct rt_load_opts){.n_threads = o->threads, .backend = o->backend}, &e->m, &err);
+	r = rt_model_load(o->dir,
+	                  &(struct rt_load_opts){
+	                      .n_threads = o->threads, .backend = o->backend, .device_fallback = o->device_fallback},
+	                  &e->m, &err);
 	if (r < 0)
 		goto fail_rt;
 	e->vocab = rt_model_get_info(e->m)->vocab;

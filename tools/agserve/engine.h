@@ -28,6 +28,7 @@ struct engine_opts {
 	int queue;       /* queued tasks at most */
 	int threads;
 	int backend;       /* enum rt_backend_kind */
+	bool device_fallback; /* CUDA: the CPU runs models the device path does not (--device auto) */
 	int prefill_chunk; /* prompt tokens per step, all sequences together */
 	/* what /health and the audit name */
 	const char *name; /* model name accepted in requests */

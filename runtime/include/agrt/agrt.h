@@ -71,11 +71,17 @@ struct rt_model_info {
 	double load_ms;
 	double load_gbs;       /* uploaded bytes / load_ms, GB/s (1e9) */
 	uint64_t device_bytes; /* device memory held by the model (weights) */
+	char fallback[128];    /* non-empty: CUDA was asked for with device_fallback and the CPU runs it, why */
 };
 
 struct rt_load_opts {
 	int n_threads; /* 0: all online CPUs */
 	int backend;   /* enum rt_backend_kind */
+	/* RT_BACKEND_CUDA only: when the device path does not run this model
+	 * (mixture of experts, yarn's attention factor, dynamic rope), load it
+	 * on the CPU instead of failing; info->backend says where it runs and
+	 * info->fallback why */
+	bool device_fallback;
 };
 
 /* Number of usable CUDA devices; 0 when there is none, -EOPNOTSUPP when the
