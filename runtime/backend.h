@@ -58,6 +58,11 @@ int rt_backend_cpu_new(int n_threads, struct rt_backend **ret_b);
 /* Name of the SIMD path picked at runtime ("avx2" or "generic"). */
 const char *rt_backend_cpu_simd(void);
 
+/* One SwiGLU expert: gate/up [inter][hidden], down [hidden][inter]. */
+struct rt_expert {
+	struct rt_weight wg, wu, wd;
+};
+
 /* Per-layer weights as model.c binds them: matrices point into the
  * safetensors mapping, vectors are f32 host copies (NULL when absent). */
 struct rt_layer {
@@ -70,6 +75,12 @@ struct rt_layer {
 	struct rt_weight wo;      /* [hidden][nh*hd] */
 	struct rt_weight wg, wu;  /* [inter][hidden] */
 	struct rt_weight wd;      /* [hidden][inter] */
+	/* mixture of experts (moe): wg/wu/wd unused */
+	bool moe;
+	struct rt_weight router;   /* [n_experts][hidden] */
+	struct rt_expert *experts; /* [n_experts], still memory-mapped */
+	struct rt_expert shared;   /* shared expert(s) when shared_inter > 0 */
+	struct rt_weight sgate;    /* [1][hidden]: Qwen2-MoE shared_expert_gate */
 };
 
 /* ---- whole-forward device path (issue 10) ----

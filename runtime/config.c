@@ -13,7 +13,7 @@
 
 #define MAX_HIDDEN   65536
 #define MAX_INTER    (1 << 20)
-#define MAX_LAYERS   1024
+#define MAX_LAYERS   RT_MAX_LAYERS
 #define MAX_HEADS    1024
 #define MAX_HEAD_DIM 1024
 #define MAX_VOCAB    (1 << 22)
@@ -108,6 +108,64 @@ static int add_eos(struct rt_config *c, json_t *v, const char *path, struct rt_e
 /* transformers _compute_yarn_parameters: when rope_scaling names
  * original_max_position_embeddings, the factor used is
  * max_position_embeddings / that (DeepSeek-V3 style), else 'factor'. */
+/* Mixture-of-experts keys, with each architecture's config.json names and
+ * transformers' defaults. */
+static int parse_moe(struct rt_config *c, json_t *root, const char *path, struct rt_error *err)
+{
+	json_t *only = json_object_get(root, "mlp_only_layers"), *e;
+	const char *ne_key = c->arch == RT_ARCH_MIXTRAL ? "num_local_experts" : "num_experts";
+	int ne_def = c->arch == RT_ARCH_MIXTRAL ? 8 : c->arch == RT_ARCH_QWEN2_MOE ? 60 : 128;
+	int k_def = c->arch == RT_ARCH_MIXTRAL ? 2 : c->arch == RT_ARCH_QWEN2_MOE ? 4 : 8;
+	int step = 1, r;
+	size_t i;
+
+	if ((r = get_int(root, ne_key, ne_def, 0, RT_MAX_EXPERTS, &c->n_experts, path, err)) < 0 ||
+	    (r = get_int(root, "num_experts_per_tok", k_def, 0, RT_MAX_TOPK, &c->top_k, path, err)) < 0)
+		return r;
+	if (c->n_experts < 1)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: '%s' is 0: a mixture-of-experts model needs experts",
+		               path, ne_key);
+	if (c->top_k < 1 || c->top_k > c->n_experts)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'num_experts_per_tok' %d not in [1, %s %d]", path,
+		               c->top_k, ne_key, c->n_experts);
+	if (c->arch == RT_ARCH_MIXTRAL) {
+		/* Mixtral's experts use intermediate_size and always renormalise */
+		c->moe_inter = c->intermediate;
+		c->norm_topk = true;
+		for (int l = 0; l < c->n_layers; l++)
+			c->moe_layer[l] = true;
+		return 0;
+	}
+	if ((r = get_int(root, "moe_intermediate_size", c->arch == RT_ARCH_QWEN2_MOE ? 1408 : 768, 1, MAX_INTER,
+	                 &c->moe_inter, path, err)) < 0 ||
+	    (r = get_bool(root, "norm_topk_prob", false, &c->norm_topk, path, err)) < 0 ||
+	    (r = get_int(root, "decoder_sparse_step", 1, 1, MAX_LAYERS, &step, path, err)) < 0)
+		return r;
+	if (c->arch == RT_ARCH_QWEN2_MOE) {
+		if ((r = get_int(root, "shared_expert_intermediate_size", 5632, 0, MAX_INTER, &c->shared_inter, path,
+		                 err)) < 0)
+			return r;
+		c->shared_gate = c->shared_inter > 0;
+	}
+	/* transformers: MoE where (i + 1) % decoder_sparse_step == 0 and i is not in mlp_only_layers */
+	for (int l = 0; l < c->n_layers; l++)
+		c->moe_layer[l] = (l + 1) % step == 0;
+	if (only && !json_is_null(only)) {
+		if (!json_is_array(only))
+			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'mlp_only_layers' is not a list", path);
+		json_array_foreach(only, i, e)
+		{
+			json_int_t l = json_is_integer(e) ? json_integer_value(e) : -1;
+			if (l < 0 || l >= c->n_layers)
+				return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
+				               "%s: 'mlp_only_layers' entry is not a layer index in [0, %d)", path,
+				               c->n_layers);
+			c->moe_layer[l] = false;
+		}
+	}
+	return 0;
+}
+
 static int parse_yarn(struct rt_config *c, json_t *sc, const char *path, struct rt_error *err)
 {
 	double af = -1;
@@ -246,7 +304,7 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 	json_t *root = NULL, *gen = NULL, *archs, *v;
 	json_error_t jerr;
 	const char *a, *act;
-	bool swa = false, mlp_bias = false, attn_bias = false;
+	bool swa = false, mlp_bias = false, attn_bias = false, qkv_bias = true;
 	int r, hd_def;
 
 	memset(&c, 0, sizeof(c));
@@ -274,6 +332,12 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 		c.arch = RT_ARCH_QWEN2;
 	else if (!strcmp(a, "Qwen3ForCausalLM"))
 		c.arch = RT_ARCH_QWEN3;
+	else if (!strcmp(a, "MixtralForCausalLM"))
+		c.arch = RT_ARCH_MIXTRAL;
+	else if (!strcmp(a, "Qwen2MoeForCausalLM"))
+		c.arch = RT_ARCH_QWEN2_MOE;
+	else if (!strcmp(a, "Qwen3MoeForCausalLM"))
+		c.arch = RT_ARCH_QWEN3_MOE;
 	else {
 		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: architecture '%.60s' not supported", path, a);
 		goto out;
@@ -322,7 +386,8 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 	if ((r = get_bool(root, "tie_word_embeddings", false, &c.tie_embeddings, path, err)) < 0 ||
 	    (r = get_bool(root, "attention_bias", false, &attn_bias, path, err)) < 0 ||
 	    (r = get_bool(root, "mlp_bias", false, &mlp_bias, path, err)) < 0 ||
-	    (r = get_bool(root, "use_sliding_window", false, &swa, path, err)) < 0)
+	    (r = get_bool(root, "use_sliding_window", false, &swa, path, err)) < 0 ||
+	    (r = get_bool(root, "qkv_bias", true, &qkv_bias, path, err)) < 0)
 		goto out;
 	if (mlp_bias) {
 		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: mlp_bias not supported", path);
@@ -342,17 +407,28 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 		else if ((r = get_int(root, "sliding_window", 0, 0, INT_MAX, &c.sliding_window, path, err)) < 0)
 			goto out;
 		break;
+	case RT_ARCH_MIXTRAL:
+		/* MixtralConfig defaults sliding_window to None */
+		if ((r = get_int(root, "sliding_window", 0, 0, INT_MAX, &c.sliding_window, path, err)) < 0)
+			goto out;
+		break;
 	case RT_ARCH_QWEN2:
 	case RT_ARCH_QWEN3:
-		/* Qwen2 always has q/k/v biases; Qwen3 follows attention_bias */
-		c.qkv_bias = c.arch == RT_ARCH_QWEN2 ? true : attn_bias;
-		c.o_bias = c.arch == RT_ARCH_QWEN3 && attn_bias;
-		c.qk_norm = c.arch == RT_ARCH_QWEN3;
+	case RT_ARCH_QWEN2_MOE:
+	case RT_ARCH_QWEN3_MOE:
+		/* Qwen2 always has q/k/v biases, Qwen2-MoE unless qkv_bias is false; Qwen3 follows attention_bias */
+		c.qkv_bias = c.arch == RT_ARCH_QWEN2 ? true : c.arch == RT_ARCH_QWEN2_MOE ? qkv_bias : attn_bias;
+		c.o_bias = (c.arch == RT_ARCH_QWEN3 || c.arch == RT_ARCH_QWEN3_MOE) && attn_bias;
+		c.qk_norm = c.arch == RT_ARCH_QWEN3 || c.arch == RT_ARCH_QWEN3_MOE;
 		if (swa) {
 			r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: use_sliding_window not supported", path);
 			goto out;
 		}
 		break;
+	}
+	if (c.arch == RT_ARCH_MIXTRAL || c.arch == RT_ARCH_QWEN2_MOE || c.arch == RT_ARCH_QWEN3_MOE) {
+		if ((r = parse_moe(&c, root, path, err)) < 0)
+			goto out;
 	}
 	if ((r = get_int(root, "bos_token_id", -1, -1, c.vocab - 1, &c.bos, path, err)) < 0 ||
 	    (r = add_eos(&c, json_object_get(root, "eos_token_id"), path, err)) < 0)

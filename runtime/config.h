@@ -7,7 +7,19 @@
 
 #include "agrt/agrt.h"
 
-enum rt_arch { RT_ARCH_LLAMA, RT_ARCH_MISTRAL, RT_ARCH_QWEN2, RT_ARCH_QWEN3 };
+enum rt_arch {
+	RT_ARCH_LLAMA,
+	RT_ARCH_MISTRAL,
+	RT_ARCH_QWEN2,
+	RT_ARCH_QWEN3,
+	RT_ARCH_MIXTRAL,
+	RT_ARCH_QWEN2_MOE,
+	RT_ARCH_QWEN3_MOE,
+};
+
+#define RT_MAX_LAYERS  1024
+#define RT_MAX_EXPERTS 1024
+#define RT_MAX_TOPK    64
 enum rt_rope_kind { RT_ROPE_DEFAULT, RT_ROPE_LINEAR, RT_ROPE_LLAMA3, RT_ROPE_YARN, RT_ROPE_DYNAMIC };
 
 struct rt_config {
@@ -28,6 +40,13 @@ struct rt_config {
 	bool o_bias;        /* Llama attention_bias */
 	bool qk_norm;       /* Qwen3 */
 	int sliding_window; /* 0: none */
+	/* mixture of experts (n_experts == 0: dense) */
+	int n_experts, top_k;     /* routed experts, experts per token */
+	int moe_inter;            /* intermediate size of one routed expert */
+	int shared_inter;         /* intermediate size of the shared expert(s), 0: none */
+	bool shared_gate;         /* Qwen2-MoE: sigmoid(shared_expert_gate . x) scales the shared expert */
+	bool norm_topk;           /* renormalise the top-k weights to sum 1 */
+	bool moe_layer[RT_MAX_LAYERS]; /* layer i's MLP is the MoE block */
 	int n_eos;
 	int32_t eos[8];
 	int32_t bos;

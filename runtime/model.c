@@ -37,6 +37,22 @@ struct rt_model {
 	const struct rt_dev_ops *dev; /* whole-forward device path, NULL on the CPU */
 	void *dm;                     /* its model */
 	struct batch_scratch *bs;     /* rt_forward_batch's buffers, allocated on first use (under run) */
+	struct moe_scratch *moe;      /* MoE blocks' buffers (both paths run under run), NULL when dense */
+};
+
+/* Buffers of one MoE block over at most CHUNK rows. */
+struct moe_scratch {
+	float *logits;    /* [CHUNK][n_experts] router logits, then routing scores */
+	int *sel;         /* [CHUNK][top_k] chosen experts */
+	float *selw;      /* [CHUNK][top_k] their weights */
+	int *cnt, *start; /* [n_experts + 1] */
+	int *tok;         /* [CHUNK * top_k] rows grouped by expert, ascending within each */
+	float *tw;        /* [CHUNK * top_k] their weights */
+	float *xg;        /* [CHUNK][hidden] the rows routed to one expert */
+	float *g, *u;     /* [CHUNK][max(moe_inter, shared_inter)] */
+	float *y;         /* [CHUNK][hidden] one expert's output */
+	float *acc;       /* [CHUNK][hidden] the block's output */
+	float *sgl;       /* [CHUNK] shared expert gate logits */
 };
 
 /* One sequence's share of a batched step: T tokens at positions pos0.. in
@@ -123,6 +139,72 @@ static double yarn_corr_dim(double num_rot, int dim, double base, double orig)
 	return (dim * log(orig / (num_rot * 2 * M_PI))) / (2 * log(base));
 }
 
+static int bind_expert(struct rt_model *m, const char *fmt_g, const char *fmt_u, const char *fmt_d, int layer,
+                       int idx, int inter, struct rt_expert *x, struct rt_error *err)
+{
+	const struct rt_config *c = &m->cfg;
+	char n[256];
+	int r;
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+	snprintf(n, sizeof(n), fmt_g, layer, idx);
+	if ((r = bind_matrix(m, n, inter, c->hidden, &x->wg, err)) < 0)
+		return r;
+	snprintf(n, sizeof(n), fmt_u, layer, idx);
+	if ((r = bind_matrix(m, n, inter, c->hidden, &x->wu, err)) < 0)
+		return r;
+	snprintf(n, sizeof(n), fmt_d, layer, idx);
+#pragma GCC diagnostic pop
+	return bind_matrix(m, n, c->hidden, inter, &x->wd, err);
+}
+
+/* A layer's MoE block with the checkpoint's tensor names. */
+static int bind_moe(struct rt_model *m, int i, struct rt_layer *L, struct rt_error *err)
+{
+	const struct rt_config *c = &m->cfg;
+	bool mixtral = c->arch == RT_ARCH_MIXTRAL;
+	char n[256];
+	int r;
+
+	L->moe = true;
+	L->experts = calloc((size_t)c->n_experts, sizeof(*L->experts));
+	if (!L->experts)
+		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+	snprintf(n, sizeof(n), "model.layers.%d.%s", i, mixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight");
+	if ((r = bind_matrix(m, n, c->n_experts, c->hidden, &L->router, err)) < 0)
+		return r;
+	for (int e = 0; e < c->n_experts; e++) {
+		if (mixtral)
+			r = bind_expert(m, "model.layers.%d.block_sparse_moe.experts.%d.w1.weight",
+			                "model.layers.%d.block_sparse_moe.experts.%d.w3.weight",
+			                "model.layers.%d.block_sparse_moe.experts.%d.w2.weight", i, e, c->moe_inter,
+			                &L->experts[e], err);
+		else
+			r = bind_expert(m, "model.layers.%d.mlp.experts.%d.gate_proj.weight",
+			                "model.layers.%d.mlp.experts.%d.up_proj.weight",
+			                "model.layers.%d.mlp.experts.%d.down_proj.weight", i, e, c->moe_inter,
+			                &L->experts[e], err);
+		if (r < 0)
+			return r;
+	}
+	if (c->shared_inter > 0) {
+		const char *sn = c->arch == RT_ARCH_QWEN2_MOE ? "shared_expert" : "shared_experts";
+		char fg[128], fu[128], fd[128];
+		snprintf(fg, sizeof(fg), "model.layers.%%d.mlp.%s.gate_proj.weight%%.0d", sn);
+		snprintf(fu, sizeof(fu), "model.layers.%%d.mlp.%s.up_proj.weight%%.0d", sn);
+		snprintf(fd, sizeof(fd), "model.layers.%%d.mlp.%s.down_proj.weight%%.0d", sn);
+		if ((r = bind_expert(m, fg, fu, fd, i, 0, c->shared_inter, &L->shared, err)) < 0)
+			return r;
+	}
+	if (c->shared_gate) {
+		snprintf(n, sizeof(n), "model.layers.%d.mlp.shared_expert_gate.weight", i);
+		if ((r = bind_matrix(m, n, 1, c->hidden, &L->sgate, err)) < 0)
+			return r;
+	}
+	return 0;
+}
+
 static void init_rope(struct rt_model *m)
 {
 	const struct rt_config *c = &m->cfg;
@@ -195,6 +277,56 @@ static void rope_row(const struct rt_model *m, int pos, int seq_len, float *cs, 
 	}
 }
 
+static void moe_scratch_free(struct moe_scratch *s)
+{
+	if (!s)
+		return;
+	free(s->logits);
+	free(s->sel);
+	free(s->selw);
+	free(s->cnt);
+	free(s->start);
+	free(s->tok);
+	free(s->tw);
+	free(s->xg);
+	free(s->g);
+	free(s->u);
+	free(s->y);
+	free(s->acc);
+	free(s->sgl);
+	free(s);
+}
+
+static int moe_scratch_new(const struct rt_config *c, struct moe_scratch **ret)
+{
+	struct moe_scratch *s = calloc(1, sizeof(*s));
+	size_t E = (size_t)c->n_experts, K = (size_t)c->top_k, H = (size_t)c->hidden;
+	size_t I = (size_t)(c->moe_inter > c->shared_inter ? c->moe_inter : c->shared_inter);
+
+	if (!s)
+		return -ENOMEM;
+	s->logits = malloc(sizeof(float) * CHUNK * E);
+	s->sel = malloc(sizeof(int) * CHUNK * K);
+	s->selw = malloc(sizeof(float) * CHUNK * K);
+	s->cnt = malloc(sizeof(int) * (E + 1));
+	s->start = malloc(sizeof(int) * (E + 1));
+	s->tok = malloc(sizeof(int) * CHUNK * K);
+	s->tw = malloc(sizeof(float) * CHUNK * K);
+	s->xg = malloc(sizeof(float) * CHUNK * H);
+	s->g = malloc(sizeof(float) * CHUNK * I);
+	s->u = malloc(sizeof(float) * CHUNK * I);
+	s->y = malloc(sizeof(float) * CHUNK * H);
+	s->acc = malloc(sizeof(float) * CHUNK * H);
+	s->sgl = malloc(sizeof(float) * CHUNK);
+	if (!s->logits || !s->sel || !s->selw || !s->cnt || !s->start || !s->tok || !s->tw || !s->xg || !s->g ||
+	    !s->u || !s->y || !s->acc || !s->sgl) {
+		moe_scratch_free(s);
+		return -ENOMEM;
+	}
+	*ret = s;
+	return 0;
+}
+
 static void batch_scratch_free(struct batch_scratch *b)
 {
 	if (!b)
@@ -218,6 +350,8 @@ static void batch_scratch_free(struct batch_scratch *b)
 /* What the whole-forward CUDA path (kernels/) lacks, or NULL. */
 static const char *dev_unsupported(const struct rt_config *c)
 {
+	if (c->n_experts)
+		return "mixture of experts";
 	if (c->rope_kind == RT_ROPE_DYNAMIC)
 		return "dynamic rope scaling";
 	if (c->rope_kind == RT_ROPE_YARN && c->rope_attn_factor != 1.0)
@@ -240,9 +374,11 @@ void rt_model_free(struct rt_model *m)
 			free(L->bk);
 			free(L->bv);
 			free(L->bo);
+			free(L->experts);
 		}
 	free(m->layers);
 	batch_scratch_free(m->bs);
+	moe_scratch_free(m->moe);
 	free(m->final_norm);
 	free(m->inv_freq);
 	pthread_mutex_destroy(&m->run);
@@ -305,10 +441,17 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 		    (r = bind_matrix(m, NM("self_attn.q_proj.weight"), qd, c->hidden, &L->wq, err)) < 0 ||
 		    (r = bind_matrix(m, NM("self_attn.k_proj.weight"), kvd, c->hidden, &L->wk, err)) < 0 ||
 		    (r = bind_matrix(m, NM("self_attn.v_proj.weight"), kvd, c->hidden, &L->wv, err)) < 0 ||
-		    (r = bind_matrix(m, NM("self_attn.o_proj.weight"), c->hidden, qd, &L->wo, err)) < 0 ||
-		    (r = bind_matrix(m, NM("mlp.gate_proj.weight"), c->intermediate, c->hidden, &L->wg, err)) < 0 ||
-		    (r = bind_matrix(m, NM("mlp.up_proj.weight"), c->intermediate, c->hidden, &L->wu, err)) < 0 ||
-		    (r = bind_matrix(m, NM("mlp.down_proj.weight"), c->hidden, c->intermediate, &L->wd, err)) < 0)
+		    (r = bind_matrix(m, NM("self_attn.o_proj.weight"), c->hidden, qd, &L->wo, err)) < 0)
+			goto out;
+		if (c->moe_layer[i])
+			r = bind_moe(m, i, L, err);
+		else if ((r = bind_matrix(m, NM("mlp.gate_proj.weight"), c->intermediate, c->hidden, &L->wg, err)) <
+		             0 ||
+		         (r = bind_matrix(m, NM("mlp.up_proj.weight"), c->intermediate, c->hidden, &L->wu, err)) < 0)
+			;
+		else
+			r = bind_matrix(m, NM("mlp.down_proj.weight"), c->hidden, c->intermediate, &L->wd, err);
+		if (r < 0)
 			goto out;
 		if (c->qkv_bias && ((r = bind_vector(m, NM("self_attn.q_proj.bias"), qd, &L->bq, err)) < 0 ||
 		                    (r = bind_vector(m, NM("self_attn.k_proj.bias"), kvd, &L->bk, err)) < 0 ||
@@ -323,6 +466,10 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 #undef NM
 	}
 	init_rope(m);
+	if (c->n_experts && (r = moe_scratch_new(c, &m->moe)) < 0) {
+		rt_fail(err, RT_ERR_INTERNAL, r, "out of memory");
+		goto out;
+	}
 	if (opts && opts->backend == RT_BACKEND_CUDA && (why_dev = dev_unsupported(c))) {
 		if (!opts->device_fallback) {
 			r = rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP,
@@ -555,6 +702,126 @@ static void embed_row(const struct rt_weight *e, int32_t id, float *out)
 		out[i] = rt_load_elem(row, e->dtype, i);
 }
 
+static float silu(float v)
+{
+	return v / (1.0f + expf(-v));
+}
+
+/* The top-k experts of one row of routing scores, best first (ties: the
+ * lower index), and their weights (Mixtral, Qwen2/3-MoE: softmax over all
+ * experts, then optionally renormalised over the k). */
+static void route_row(const struct rt_config *c, float *sc, int *sel, float *w)
+{
+	int E = c->n_experts, K = c->top_k;
+	double mx = -INFINITY, sum = 0, ks = 0;
+
+	for (int e = 0; e < E; e++)
+		mx = sc[e] > mx ? sc[e] : mx;
+	for (int e = 0; e < E; e++)
+		sum += exp((double)sc[e] - mx);
+	for (int e = 0; e < E; e++)
+		sc[e] = (float)(exp((double)sc[e] - mx) / sum);
+	for (int k = 0; k < K; k++) {
+		int best = -1;
+		for (int e = 0; e < E; e++) {
+			bool taken = false;
+			for (int j = 0; j < k; j++)
+				taken |= sel[j] == e;
+			if (!taken && (best < 0 || sc[e] > sc[best]))
+				best = e;
+		}
+		sel[k] = best;
+		w[k] = sc[best];
+		ks += sc[best];
+	}
+	if (c->norm_topk)
+		for (int k = 0; k < K; k++)
+			w[k] = (float)(w[k] / ks);
+}
+
+/* y[T][inter] = silu(x . wg^T) * (x . wu^T), then out[T][hidden] = y . wd^T
+ * (accumulated into out when acc). */
+static void swiglu(struct rt_backend *be, float *out, const float *x, const struct rt_expert *x_w, float *g, float *u,
+                   int T, bool acc)
+{
+	size_t n = (size_t)T * x_w->wg.rows;
+
+	be->ops->matmul(be, g, x, &x_w->wg, NULL, T, false);
+	be->ops->matmul(be, u, x, &x_w->wu, NULL, T, false);
+	for (size_t i = 0; i < n; i++)
+		g[i] = silu(g[i]) * u[i];
+	be->ops->matmul(be, out, g, &x_w->wd, NULL, T, acc);
+}
+
+/* x[T][hidden] += MoE(xn): router, top-k per row, then each chosen expert
+ * once over all the rows routed to it (decode: only the k experts' matrices
+ * are read), and the shared expert over all rows.  Each row sums its
+ * experts in ascending expert order, whatever T is, so a token gets the
+ * same result in rt_session_forward and in any rt_forward_batch step. */
+static void moe_block(struct rt_model *m, const struct rt_layer *L, float *x, const float *xn, int T)
+{
+	const struct rt_config *c = &m->cfg;
+	struct rt_backend *be = m->be;
+	struct moe_scratch *s = m->moe;
+	int E = c->n_experts, K = c->top_k, H = c->hidden;
+
+	be->ops->matmul(be, s->logits, xn, &L->router, NULL, T, false);
+	memset(s->cnt, 0, sizeof(int) * (E + 1));
+	for (int t = 0; t < T; t++) {
+		route_row(c, s->logits + (size_t)t * E, s->sel + (size_t)t * K, s->selw + (size_t)t * K);
+		for (int k = 0; k < K; k++)
+			s->cnt[s->sel[(size_t)t * K + k]]++;
+	}
+	s->start[0] = 0;
+	for (int e = 0; e < E; e++)
+		s->start[e + 1] = s->start[e] + s->cnt[e];
+	memset(s->cnt, 0, sizeof(int) * (E + 1));
+	for (int t = 0; t < T; t++)
+		for (int k = 0; k < K; k++) {
+			int e = s->sel[(size_t)t * K + k], j = s->start[e] + s->cnt[e]++;
+			s->tok[j] = t;
+			s->tw[j] = s->selw[(size_t)t * K + k];
+		}
+	memset(s->acc, 0, sizeof(float) * (size_t)T * H);
+	for (int e = 0; e < E; e++) {
+		int n = s->cnt[e], j0 = s->start[e];
+		if (!n)
+			continue;
+		for (int j = 0; j < n; j++)
+			memcpy(s->xg + (size_t)j * H, xn + (size_t)s->tok[j0 + j] * H, sizeof(float) * H);
+		swiglu(be, s->y, s->xg, &L->experts[e], s->g, s->u, n, false);
+		for (int j = 0; j < n; j++) {
+			float *a = s->acc + (size_t)s->tok[j0 + j] * H, w = s->tw[j0 + j];
+			const float *y = s->y + (size_t)j * H;
+			for (int i = 0; i < H; i++)
+				a[i] += w * y[i];
+		}
+	}
+	if (c->shared_inter > 0) {
+		swiglu(be, s->y, xn, &L->shared, s->g, s->u, T, false);
+		if (c->shared_gate)
+			be->ops->matmul(be, s->sgl, xn, &L->sgate, NULL, T, false);
+		for (int t = 0; t < T; t++) {
+			float *a = s->acc + (size_t)t * H, w = c->shared_gate ? 1.0f / (1.0f + expf(-s->sgl[t])) : 1.0f;
+			const float *y = s->y + (size_t)t * H;
+			for (int i = 0; i < H; i++)
+				a[i] += w * y[i];
+		}
+	}
+	for (size_t i = 0; i < (size_t)T * H; i++)
+		x[i] += s->acc[i];
+}
+
+/* The feed-forward half of a layer: x += MLP(xn) or MoE(xn). */
+static void ffn(struct rt_model *m, const struct rt_layer *L, float *x, const float *xn, float *g, float *u, int T)
+{
+	if (L->moe) {
+		moe_block(m, L, x, xn, T);
+		return;
+	}
+	swiglu(m->be, x, xn, &(struct rt_expert){L->wg, L->wu, L->wd}, g, u, T, true);
+}
+
 /* One chunk of T <= CHUNK tokens of a call whose tokens end at position end.
  * logits: NULL, [T][vocab] (all) or [vocab]. */
 static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int end, float *logits, bool all)
@@ -589,13 +856,7 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int e
 		be->ops->matmul(be, s->x, s->att, &L->wo, L->bo, T, true);
 
 		rmsnorm(s->xn, s->x, L->ffn_norm, T, H, c->rms_eps);
-		be->ops->matmul(be, s->g, s->xn, &L->wg, NULL, T, false);
-		be->ops->matmul(be, s->u, s->xn, &L->wu, NULL, T, false);
-		for (size_t i = 0; i < (size_t)T * c->intermediate; i++) {
-			float gv = s->g[i];
-			s->g[i] = gv / (1.0f + expf(-gv)) * s->u[i];
-		}
-		be->ops->matmul(be, s->x, s->g, &L->wd, NULL, T, true);
+		ffn(m, L, s->x, s->xn, s->g, s->u, T);
 	}
 	s->pos += T;
 	if (!logits)
@@ -887,13 +1148,7 @@ static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int 
 		be->ops->matmul(be, b->x, b->att, &L->wo, L->bo, rows, true);
 
 		rmsnorm(b->xn, b->x, L->ffn_norm, rows, H, c->rms_eps);
-		be->ops->matmul(be, b->g, b->xn, &L->wg, NULL, rows, false);
-		be->ops->matmul(be, b->u, b->xn, &L->wu, NULL, rows, false);
-		for (size_t i = 0; i < (size_t)rows * c->intermediate; i++) {
-			float gv = b->g[i];
-			b->g[i] = gv / (1.0f + expf(-gv)) * b->u[i];
-		}
-		be->ops->matmul(be, b->x, b->g, &L->wd, NULL, rows, true);
+		ffn(m, L, b->x, b->xn, b->g, b->u, rows);
 	}
 	for (int j = 0; j < n_seg; j++)
 		b->seg[j].s->pos += b->seg[j].T;

@@ -17,7 +17,9 @@ import zlib
 
 import numpy as np
 
-VARIANTS = ["llama", "llama3", "mistral", "qwen2", "qwen3", "llama_tied", "llama_yarn", "qwen3_dynamic"]
+VARIANTS = ["llama", "llama3", "mistral", "qwen2", "qwen3", "llama_tied", "llama_yarn", "qwen3_dynamic",
+            "mixtral", "qwen2_moe", "qwen3_moe"]
+MOE = {"mixtral", "qwen2_moe", "qwen3_moe"}
 DTYPES = ["f32", "f16", "bf16"]
 # "mixed": per-tensor dtypes as some checkpoints have (vectors f32, embedding f16, matrices bf16)
 ALL_DTYPES = DTYPES + ["mixed"]
@@ -79,6 +81,15 @@ def spec(variant, dims=None):
         s["head_dim"] = 24  # != hidden / heads = 16
     if variant == "qwen3_dynamic":
         s["maxpos"] = 12  # the test prompts run past it, where dynamic NTK rescales
+    if variant == "qwen3_moe":
+        s["head_dim"] = 24
+    # experts: 8 routed, k per token; moe_inter / shared_inter for the Qwen blocks
+    if variant == "mixtral":
+        s.update(experts=8, topk=2, layers=2)
+    if variant == "qwen2_moe":
+        s.update(experts=8, topk=3, moe_inter=48, shared_inter=80, layers=4)
+    if variant == "qwen3_moe":
+        s.update(experts=8, topk=2, moe_inter=40, layers=4)
     if dims:
         h, i, l, nh, kv, v = dims
         s.update(hidden=h, inter=i, layers=l, heads=nh, kv_heads=kv, vocab=v)
@@ -88,9 +99,11 @@ def spec(variant, dims=None):
 def make_config(variant, s):
     arch = {"llama": "LlamaForCausalLM", "llama3": "LlamaForCausalLM", "llama_tied": "LlamaForCausalLM",
             "llama_yarn": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-            "qwen3": "Qwen3ForCausalLM", "qwen3_dynamic": "Qwen3ForCausalLM"}[variant]
+            "qwen3": "Qwen3ForCausalLM", "qwen3_dynamic": "Qwen3ForCausalLM", "mixtral": "MixtralForCausalLM",
+            "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM"}[variant]
     mt = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
-          "Qwen3ForCausalLM": "qwen3"}[arch]
+          "Qwen3ForCausalLM": "qwen3", "MixtralForCausalLM": "mixtral", "Qwen2MoeForCausalLM": "qwen2_moe",
+          "Qwen3MoeForCausalLM": "qwen3_moe"}[arch]
     c = {
         "architectures": [arch], "model_type": mt, "hidden_size": s["hidden"], "intermediate_size": s["inter"],
         "num_hidden_layers": s["layers"], "num_attention_heads": s["heads"], "num_key_value_heads": s["kv_heads"],
@@ -122,11 +135,61 @@ def make_config(variant, s):
         # with head_dim 16 the ramp spans dims 0..3, so both ends and the ramp occur
         c["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128,
                              "beta_fast": 32, "beta_slow": 1}
+    if variant == "mixtral":
+        c["num_local_experts"] = s["experts"]
+        c["num_experts_per_tok"] = s["topk"]
+        c["sliding_window"] = None
+    if variant == "qwen2_moe":
+        c.update(num_experts=s["experts"], num_experts_per_tok=s["topk"], moe_intermediate_size=s["moe_inter"],
+                 shared_expert_intermediate_size=s["shared_inter"], norm_topk_prob=False, decoder_sparse_step=1,
+                 mlp_only_layers=[2], use_sliding_window=False, qkv_bias=True)
+    if variant == "qwen3_moe":
+        # decoder_sparse_step 2: layers 1 and 3 are MoE, 0 and 2 dense
+        c.update(num_experts=s["experts"], num_experts_per_tok=s["topk"], moe_intermediate_size=s["moe_inter"],
+                 norm_topk_prob=True, decoder_sparse_step=2, mlp_only_layers=[], head_dim=s["head_dim"],
+                 attention_bias=False)
     if variant == "qwen3_dynamic":
         c["head_dim"] = s["head_dim"]
         c["rope_theta"] = 10000.0
         c["rope_scaling"] = {"type": "dynamic", "factor": 4.0}
     return c
+
+
+def is_moe_layer(variant, s, i):
+    if variant == "qwen2_moe":
+        return i != 2  # mlp_only_layers [2]
+    if variant == "qwen3_moe":
+        return (i + 1) % 2 == 0  # decoder_sparse_step 2
+    return True
+
+
+def moe_weights(variant, s, p, w):
+    """Router, experts (and shared expert) of one layer with the checkpoint's names.
+    The router has the usual 1/sqrt(hidden) scale; test_forward.py checks the spread."""
+    H, E = s["hidden"], s["experts"]
+    t = []
+    if variant == "mixtral":
+        t.append((p + "block_sparse_moe.gate.weight", w(E, H, scale=1.0 / np.sqrt(H))))
+        for e in range(E):
+            q = p + f"block_sparse_moe.experts.{e}."
+            t.append((q + "w1.weight", w(s["inter"], H)))
+            t.append((q + "w2.weight", w(H, s["inter"])))
+            t.append((q + "w3.weight", w(s["inter"], H)))
+        return t
+    I = s["moe_inter"]
+    t.append((p + "mlp.gate.weight", w(E, H, scale=1.0 / np.sqrt(H))))
+    for e in range(E):
+        q = p + f"mlp.experts.{e}."
+        t.append((q + "gate_proj.weight", w(I, H)))
+        t.append((q + "up_proj.weight", w(I, H)))
+        t.append((q + "down_proj.weight", w(H, I)))
+    if variant == "qwen2_moe":
+        S = s["shared_inter"]
+        t.append((p + "mlp.shared_expert.gate_proj.weight", w(S, H)))
+        t.append((p + "mlp.shared_expert.up_proj.weight", w(S, H)))
+        t.append((p + "mlp.shared_expert.down_proj.weight", w(H, S)))
+        t.append((p + "mlp.shared_expert_gate.weight", w(1, H)))
+    return t
 
 
 def make_weights(variant, s, rng):
@@ -154,15 +217,18 @@ def make_weights(variant, s, rng):
         t.append((p + "self_attn.q_proj.weight", w(nh * hd, H)))
         t.append((p + "self_attn.k_proj.weight", w(kv * hd, H)))
         t.append((p + "self_attn.v_proj.weight", w(kv * hd, H)))
-        if variant == "qwen2":
+        if variant in ("qwen2", "qwen2_moe"):
             t.append((p + "self_attn.q_proj.bias", w(nh * hd, scale=0.5)))
             t.append((p + "self_attn.k_proj.bias", w(kv * hd, scale=0.5)))
             t.append((p + "self_attn.v_proj.bias", w(kv * hd, scale=0.5)))
-        if variant.startswith("qwen3"):
+        if variant in ("qwen3", "qwen3_dynamic", "qwen3_moe"):
             t.append((p + "self_attn.q_norm.weight", norm(hd)))
             t.append((p + "self_attn.k_norm.weight", norm(hd)))
         t.append((p + "self_attn.o_proj.weight", w(H, nh * hd, scale=big / np.sqrt(nh * hd))))
         t.append((p + "post_attention_layernorm.weight", norm(H)))
+        if variant in MOE and is_moe_layer(variant, s, i):
+            t += moe_weights(variant, s, p, w)
+            continue
         t.append((p + "mlp.gate_proj.weight", w(I, H)))
         t.append((p + "mlp.up_proj.weight", w(I, H)))
         t.append((p + "mlp.down_proj.weight", w(H, I, scale=big / np.sqrt(I))))

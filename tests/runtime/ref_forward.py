@@ -157,9 +157,58 @@ def rotate_half(x):
     return np.concatenate([-x[..., h:], x[..., :h]], axis=-1)
 
 
-def forward(cfg, w, ids, seq_lens=None):
+def swiglu(h, w, pre, g="gate_proj", u="up_proj", d="down_proj"):
+    a = h @ w[pre + g + ".weight"].T
+    b = h @ w[pre + u + ".weight"].T
+    return ((a / (1 + np.exp(-a))) * b) @ w[pre + d + ".weight"].T
+
+
+def is_moe_layer(cfg, i):
+    """Which decoder layers carry the sparse block (transformers' *DecoderLayer)."""
+    arch = cfg["architectures"][0]
+    if arch == "MixtralForCausalLM":
+        return True
+    if arch in ("Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"):
+        ne = cfg.get("num_experts", 0)
+        return i not in (cfg.get("mlp_only_layers") or []) and ne > 0 and \
+            (i + 1) % cfg.get("decoder_sparse_step", 1) == 0
+    return False
+
+
+def moe(cfg, w, p, h, stats):
+    """MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock / Qwen3MoeSparseMoeBlock on h [T][H]."""
+    arch = cfg["architectures"][0]
+    k = cfg["num_experts_per_tok"]
+    if arch == "MixtralForCausalLM":
+        router, ex, names, norm = p + "block_sparse_moe.gate.weight", p + "block_sparse_moe.experts.", \
+            ("w1", "w3", "w2"), True
+    else:
+        router, ex, names, norm = p + "mlp.gate.weight", p + "mlp.experts.", \
+            ("gate_proj", "up_proj", "down_proj"), cfg.get("norm_topk_prob", False)
+    logits = h @ w[router].T
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    out = np.zeros_like(h)
+    for t in range(h.shape[0]):
+        top = np.argsort(-probs[t], kind="stable")[:k]
+        wt = probs[t][top]
+        if norm:
+            wt = wt / wt.sum()
+        for e, we in zip(top, wt):
+            out[t] += we * swiglu(h[t:t + 1], w, ex + f"{e}.", *names)[0]
+            if stats is not None:
+                stats.setdefault(p, np.zeros(w[router].shape[0], dtype=int))[e] += 1
+    if p + "mlp.shared_expert_gate.weight" in w:
+        sh = swiglu(h, w, p + "mlp.shared_expert.")
+        gate = h @ w[p + "mlp.shared_expert_gate.weight"].T
+        out = out + (1 / (1 + np.exp(-gate))) * sh
+    return out
+
+
+def forward(cfg, w, ids, seq_lens=None, stats=None):
     """Logits [T][vocab] for all positions of ids (positions 0..T-1), as one
-    forward call unless seq_lens says which call computed each position."""
+    forward call unless seq_lens says which call computed each position.
+    stats (a dict) receives, per MoE layer, how many tokens each expert got."""
     arch = cfg["architectures"][0]
     H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     kv = cfg.get("num_key_value_heads", nh)
@@ -169,7 +218,7 @@ def forward(cfg, w, ids, seq_lens=None):
     x = w["model.embed_tokens.weight"][ids]
     cos, sin = rope_cos_sin(cfg, hd, seq_lens if seq_lens is not None else [T] * T)
     mask = np.tril(np.ones((T, T), dtype=bool))
-    win = cfg.get("sliding_window") if arch == "MistralForCausalLM" else None
+    win = cfg.get("sliding_window") if arch in ("MistralForCausalLM", "MixtralForCausalLM") else None
     if win:
         qi, ki = np.meshgrid(np.arange(T), np.arange(T), indexing="ij")
         mask &= (qi - ki) < win
@@ -184,7 +233,7 @@ def forward(cfg, w, ids, seq_lens=None):
         q = proj("q").reshape(T, nh, hd).transpose(1, 0, 2)
         k = proj("k").reshape(T, kv, hd).transpose(1, 0, 2)
         v = proj("v").reshape(T, kv, hd).transpose(1, 0, 2)
-        if arch == "Qwen3ForCausalLM":
+        if arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"):
             q = rms(q, w[p + "self_attn.q_norm.weight"], eps)
             k = rms(k, w[p + "self_attn.k_norm.weight"], eps)
         q = q * cos + rotate_half(q) * sin
@@ -203,9 +252,10 @@ def forward(cfg, w, ids, seq_lens=None):
             o = o + w[p + "self_attn.o_proj.bias"]
         x = x + o
         h = rms(x, w[p + "post_attention_layernorm.weight"], eps)
-        g = h @ w[p + "mlp.gate_proj.weight"].T
-        u = h @ w[p + "mlp.up_proj.weight"].T
-        x = x + ((g / (1 + np.exp(-g))) * u) @ w[p + "mlp.down_proj.weight"].T
+        if is_moe_layer(cfg, i):
+            x = x + moe(cfg, w, p, h, stats)
+        else:
+            x = x + swiglu(h, w, p + "mlp.")
     x = rms(x, w["model.norm.weight"], eps)
     head = w["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else w["lm_head.weight"]
     return x @ head.T

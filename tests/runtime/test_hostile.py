@@ -44,10 +44,12 @@ def main():
     gen_tiny.generate("qwen2", "bf16", base)
     st = os.path.join(base, "model.safetensors")
     hdr0, data0 = read_st(st)
+    moe_base = os.path.join(tmp, "moe")
+    gen_tiny.generate("qwen2_moe", "bf16", moe_base)
     cases = []
 
-    def case(name, code, mutate, args=None, want=None):
-        cases.append((name, code, mutate, args, want))
+    def case(name, code, mutate, args=None, want=None, src=base):
+        cases.append((name, code, mutate, args, want, src))
 
     def st_case(name, fn, want=None):
         def m(d):
@@ -144,12 +146,29 @@ def main():
         return h, d
     st_case("__metadata__ value not a string", bad_meta)
 
-    def cfg_case(name, edit, code=3, want=None):
+    def cfg_case(name, edit, code=3, want=None, src=base):
         def m(d):
             c = json.load(open(os.path.join(d, "config.json")))
             edit(c)
             json.dump(c, open(os.path.join(d, "config.json"), "w"))
-        case(name, code, m, want=want)
+        case(name, code, m, want=want, src=src)
+
+    # mixture of experts (a Qwen2-MoE directory: 8 experts, top-3, shared expert, layer 2 dense)
+    def moe_case(name, edit, want=None):
+        cfg_case(name, edit, want=want, src=moe_base)
+    moe_case("moe top-k larger than the experts", lambda c: c.update(num_experts_per_tok=9), "num_experts_per_tok")
+    moe_case("moe top-k zero", lambda c: c.update(num_experts_per_tok=0), "num_experts_per_tok")
+    moe_case("moe zero experts", lambda c: c.update(num_experts=0), "num_experts")
+    moe_case("moe experts beyond the router", lambda c: c.update(num_experts=9), "mlp.gate.weight")
+    moe_case("moe experts huge", lambda c: c.update(num_experts=1 << 30), "num_experts")
+    moe_case("moe expert shape mismatch", lambda c: c.update(moe_intermediate_size=47), "experts.0.gate_proj")
+    moe_case("moe shared expert shape mismatch", lambda c: c.update(shared_expert_intermediate_size=81),
+             "shared_expert.gate_proj")
+    moe_case("moe mlp_only_layers out of range", lambda c: c.update(mlp_only_layers=[4]), "mlp_only_layers")
+    moe_case("moe mlp_only_layers not a list", lambda c: c.update(mlp_only_layers=2), "mlp_only_layers")
+    moe_case("moe decoder_sparse_step zero", lambda c: c.update(decoder_sparse_step=0), "decoder_sparse_step")
+    moe_case("moe dense layer without dense weights", lambda c: c.update(mlp_only_layers=[1]), "layers.1.mlp.gate_proj")
+    moe_case("moe norm_topk_prob not a boolean", lambda c: c.update(norm_topk_prob="yes"), "norm_topk_prob")
 
     cfg_case("unsupported architecture", lambda c: c.update(architectures=["GPT2LMHeadModel"]), want="GPT2LMHeadModel")
     cfg_case("hidden_size huge", lambda c: c.update(hidden_size=1 << 40), want="hidden_size")
@@ -238,9 +257,9 @@ def main():
 
     print(f"1..{len(cases)}")
     failed = 0
-    for i, (name, code, mutate, args, want) in enumerate(cases, 1):
+    for i, (name, code, mutate, args, want, src) in enumerate(cases, 1):
         d = os.path.join(tmp, f"c{i}")
-        shutil.copytree(base, d)
+        shutil.copytree(src, d)
         st = os.path.join(d, "model.safetensors")
         mutate(d)
         argv = [agrun, d] + (args if args is not None else ["--ids", "256,72,101", "-n", "2"])
