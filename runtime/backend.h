@@ -75,9 +75,16 @@ struct rt_layer {
 	struct rt_weight wo;      /* [hidden][nh*hd] */
 	struct rt_weight wg, wu;  /* [inter][hidden] */
 	struct rt_weight wd;      /* [hidden][inter] */
+	/* multi-head latent attention (cfg kv_lora_rank > 0): wq is q_proj when q_lora_rank is 0,
+	 * wk/wv unused; bq is q_a_proj's bias, bk kv_a_proj_with_mqa's */
+	struct rt_weight wq_a, wq_b; /* [q_lora][hidden], [nh*qk_head_dim][q_lora] */
+	struct rt_weight wkv_a;      /* [kv_lora_rank + rope][hidden] */
+	struct rt_weight wkv_b;      /* [nh*(nope + v_head_dim)][kv_lora_rank] */
+	float *q_a_norm, *kv_a_norm; /* [q_lora], [kv_lora_rank] */
 	/* mixture of experts (moe): wg/wu/wd unused */
 	bool moe;
 	struct rt_weight router;   /* [n_experts][hidden] */
+	float *router_bias;        /* [n_experts] e_score_correction_bias (sigmoid routing), else NULL */
 	struct rt_expert *experts; /* [n_experts], still memory-mapped */
 	struct rt_expert shared;   /* shared expert(s) when shared_inter > 0 */
 	struct rt_weight sgate;    /* [1][hidden]: Qwen2-MoE shared_expert_gate */

@@ -166,6 +166,79 @@ static int parse_moe(struct rt_config *c, json_t *root, const char *path, struct
 	return 0;
 }
 
+/* DeepseekV3Config: MLA sizes, sigmoid group-limited routing, shared
+ * experts, first_k_dense_replace.  Called before the rope is parsed (the
+ * rotary dims are qk_rope_head_dim). */
+static int parse_deepseek(struct rt_config *c, json_t *root, const char *path, struct rt_error *err)
+{
+	int first = 0, n_shared = 0, r;
+	json_t *ql = json_object_get(root, "q_lora_rank");
+
+	if ((r = get_int(root, "n_routed_experts", 256, 0, RT_MAX_EXPERTS, &c->n_experts, path, err)) < 0 ||
+	    (r = get_int(root, "num_experts_per_tok", 8, 0, RT_MAX_TOPK, &c->top_k, path, err)) < 0 ||
+	    (r = get_int(root, "moe_intermediate_size", 2048, 1, MAX_INTER, &c->moe_inter, path, err)) < 0 ||
+	    (r = get_int(root, "n_shared_experts", 1, 0, 64, &n_shared, path, err)) < 0 ||
+	    (r = get_int(root, "n_group", 8, 1, RT_MAX_EXPERTS, &c->n_group, path, err)) < 0 ||
+	    (r = get_int(root, "topk_group", 4, 1, RT_MAX_EXPERTS, &c->topk_group, path, err)) < 0 ||
+	    (r = get_int(root, "first_k_dense_replace", 3, 0, MAX_LAYERS, &first, path, err)) < 0 ||
+	    (r = get_bool(root, "norm_topk_prob", true, &c->norm_topk, path, err)) < 0 ||
+	    (r = get_num(root, "routed_scaling_factor", 2.5, &c->routed_scale, path, err)) < 0 ||
+	    (r = get_int(root, "kv_lora_rank", 512, 0, MAX_HEAD_DIM, &c->kv_lora_rank, path, err)) < 0 ||
+	    (r = get_int(root, "qk_rope_head_dim", 64, 0, MAX_HEAD_DIM, &c->qk_rope_dim, path, err)) < 0 ||
+	    (r = get_int(root, "qk_nope_head_dim", 128, 0, MAX_HEAD_DIM, &c->qk_nope_dim, path, err)) < 0 ||
+	    (r = get_int(root, "v_head_dim", 128, 0, MAX_HEAD_DIM, &c->v_head_dim, path, err)) < 0 ||
+	    (r = get_int(root, "num_nextn_predict_layers", 0, 0, MAX_LAYERS, &c->n_mtp, path, err)) < 0 ||
+	    (r = get_bool(root, "rope_interleave", true, &c->rope_interleave, path, err)) < 0)
+		return r;
+	if (ql && !json_is_null(ql)) {
+		if ((r = get_int(root, "q_lora_rank", 0, 0, MAX_HIDDEN, &c->q_lora_rank, path, err)) < 0)
+			return r;
+		if (c->q_lora_rank == 0)
+			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'q_lora_rank' is 0 (null means no q lora)", path);
+	}
+	if (c->kv_lora_rank < 1)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'kv_lora_rank' must be at least 1", path);
+	if (c->qk_rope_dim < 2 || c->qk_rope_dim % 2 || c->v_head_dim < 1)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
+		               "%s: 'qk_rope_head_dim' must be even and positive, 'v_head_dim' positive", path);
+	if (c->kv_lora_rank + c->qk_rope_dim > MAX_HEAD_DIM)
+		return rt_fail(err, RT_ERR_MODEL, -ERANGE,
+		               "%s: kv_lora_rank + qk_rope_head_dim = %d exceeds %d (the latent attention width)", path,
+		               c->kv_lora_rank + c->qk_rope_dim, MAX_HEAD_DIM);
+	if (c->n_experts < 1)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'n_routed_experts' is 0: a mixture-of-experts model "
+		               "needs experts", path);
+	if (c->top_k < 1 || c->top_k > c->n_experts)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'num_experts_per_tok' %d not in [1, n_routed_experts %d]",
+		               path, c->top_k, c->n_experts);
+	if (c->n_experts % c->n_group)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'n_group' %d does not divide n_routed_experts %d", path,
+		               c->n_group, c->n_experts);
+	if (c->topk_group > c->n_group)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'topk_group' %d exceeds n_group %d", path,
+		               c->topk_group, c->n_group);
+	/* group scores sum each group's best two, and top-k picks among the kept groups */
+	if (c->n_experts / c->n_group < 2 && c->n_group > 1)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: groups of %d expert(s); group scoring needs 2", path,
+		               c->n_experts / c->n_group);
+	if (c->top_k > c->topk_group * (c->n_experts / c->n_group))
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
+		               "%s: 'num_experts_per_tok' %d exceeds the experts of topk_group %d groups", path, c->top_k,
+		               c->topk_group);
+	if (!(c->routed_scale > 0 && c->routed_scale <= 1e3))
+		return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: 'routed_scaling_factor' out of range", path);
+	c->sigmoid_router = true;
+	c->shared_inter = c->moe_inter * n_shared;
+	if (c->shared_inter > MAX_INTER)
+		return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: shared experts too large", path);
+	for (int l = 0; l < c->n_layers; l++)
+		c->moe_layer[l] = l >= first;
+	/* transformers' DeepseekV3Config: head_dim is the rotary part */
+	c->head_dim = c->qk_rope_dim;
+	c->rope_dim = c->qk_rope_dim;
+	return 0;
+}
+
 static int parse_yarn(struct rt_config *c, json_t *sc, const char *path, struct rt_error *err)
 {
 	double af = -1;
@@ -175,6 +248,7 @@ static int parse_yarn(struct rt_config *c, json_t *sc, const char *path, struct 
 	if (!json_is_number(json_object_get(sc, "factor")))
 		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: yarn rope_scaling needs a numeric 'factor'", path);
 	if ((r = get_num(sc, "factor", 1.0, &c->rope_factor, path, err)) < 0 ||
+	    (r = get_num(sc, "factor", 1.0, &c->rope_factor_cfg, path, err)) < 0 ||
 	    (r = get_num(sc, "original_max_position_embeddings", 0, &c->rope_orig_max_pos, path, err)) < 0 ||
 	    (r = get_num(sc, "beta_fast", 0, &c->rope_beta_fast, path, err)) < 0 ||
 	    (r = get_num(sc, "beta_slow", 0, &c->rope_beta_slow, path, err)) < 0 ||
@@ -338,6 +412,8 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 		c.arch = RT_ARCH_QWEN2_MOE;
 	else if (!strcmp(a, "Qwen3MoeForCausalLM"))
 		c.arch = RT_ARCH_QWEN3_MOE;
+	else if (!strcmp(a, "DeepseekV3ForCausalLM"))
+		c.arch = RT_ARCH_DEEPSEEK_V3;
 	else {
 		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: architecture '%.60s' not supported", path, a);
 		goto out;
@@ -357,7 +433,7 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 	    (r = get_int(root, "max_position_embeddings", 2048, 1, MAX_POS, &c.max_pos, path, err)) < 0)
 		goto out;
 	/* transformers' defaults: Qwen3Config has head_dim=128, the others hidden/heads */
-	hd_def = c.arch == RT_ARCH_QWEN3 ? 128 : c.hidden / c.n_heads;
+	hd_def = c.arch == RT_ARCH_QWEN3 ? 128 : c.arch == RT_ARCH_DEEPSEEK_V3 ? 64 : c.hidden / c.n_heads;
 	if ((r = get_int(root, "head_dim", hd_def, 2, MAX_HEAD_DIM, &c.head_dim, path, err)) < 0)
 		goto out;
 	if (c.head_dim % 2) {
@@ -375,6 +451,9 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 		goto out;
 	}
 	c.rope_dim = c.head_dim;
+	c.routed_scale = 1.0;
+	if (c.arch == RT_ARCH_DEEPSEEK_V3 && (r = parse_deepseek(&c, root, path, err)) < 0)
+		goto out;
 	if ((r = get_num(root, "rms_norm_eps", 1e-6, &c.rms_eps, path, err)) < 0)
 		goto out;
 	if (!(c.rms_eps > 0 && c.rms_eps < 1)) {
@@ -383,6 +462,27 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 	}
 	if ((r = parse_rope(&c, root, path, err)) < 0)
 		goto out;
+	c.q_dim = c.n_heads * c.head_dim;
+	c.kv_dim = c.n_kv_heads * c.head_dim;
+	c.attn_scale = 1.0 / sqrt(c.head_dim);
+	if (c.kv_lora_rank) {
+		/* MLA: per head q = [nope | rope]; the absorbed query and the
+		 * attention output are [kv_lora_rank | rope] wide */
+		int qk = c.qk_nope_dim + c.qk_rope_dim, lat = c.kv_lora_rank + c.qk_rope_dim;
+		if ((long)c.n_heads * (qk > lat ? qk : lat) > 4 * MAX_HIDDEN ||
+		    (long)c.n_heads * c.v_head_dim > 4 * MAX_HIDDEN) {
+			r = rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: heads x MLA head dims too large", path);
+			goto out;
+		}
+		c.q_dim = c.n_heads * (qk > lat ? qk : lat);
+		c.kv_dim = lat;
+		c.attn_scale = 1.0 / sqrt(qk);
+		/* DeepseekV3Attention: times mscale(factor, mscale_all_dim)^2 for a scaled rope */
+		if (c.rope_kind == RT_ROPE_YARN && c.rope_mscale_all_dim != 0) {
+			double ms = rt_yarn_mscale(c.rope_factor_cfg, c.rope_mscale_all_dim);
+			c.attn_scale *= ms * ms;
+		}
+	}
 	if ((r = get_bool(root, "tie_word_embeddings", false, &c.tie_embeddings, path, err)) < 0 ||
 	    (r = get_bool(root, "attention_bias", false, &attn_bias, path, err)) < 0 ||
 	    (r = get_bool(root, "mlp_bias", false, &mlp_bias, path, err)) < 0 ||
@@ -406,6 +506,10 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 			c.sliding_window = 4096;
 		else if ((r = get_int(root, "sliding_window", 0, 0, INT_MAX, &c.sliding_window, path, err)) < 0)
 			goto out;
+		break;
+	case RT_ARCH_DEEPSEEK_V3:
+		/* attention_bias: q_a_proj, kv_a_proj_with_mqa and o_proj */
+		c.qkv_bias = c.o_bias = attn_bias;
 		break;
 	case RT_ARCH_MIXTRAL:
 		/* MixtralConfig defaults sliding_window to None */

@@ -38,6 +38,16 @@ struct rt_model {
 	void *dm;                     /* its model */
 	struct batch_scratch *bs;     /* rt_forward_batch's buffers, allocated on first use (under run) */
 	struct moe_scratch *moe;      /* MoE blocks' buffers (both paths run under run), NULL when dense */
+	struct mla_scratch *mla;      /* latent attention's buffers, NULL without MLA */
+};
+
+/* Buffers of multi-head latent attention over at most CHUNK rows. */
+struct mla_scratch {
+	float *qf;  /* [CHUNK][nh*qk_head_dim] queries as projected */
+	float *qa;  /* [CHUNK][q_lora_rank] */
+	float *lat; /* [CHUNK][kv_lora_rank] one head's attention output */
+	float *o1;  /* [CHUNK][v_head_dim] one head's value */
+	float *ov;  /* [CHUNK][nh*v_head_dim] */
 };
 
 /* Buffers of one MoE block over at most CHUNK rows. */
@@ -174,6 +184,12 @@ static int bind_moe(struct rt_model *m, int i, struct rt_layer *L, struct rt_err
 	snprintf(n, sizeof(n), "model.layers.%d.%s", i, mixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight");
 	if ((r = bind_matrix(m, n, c->n_experts, c->hidden, &L->router, err)) < 0)
 		return r;
+	if (c->sigmoid_router) {
+		/* kept in F32 inside BF16 checkpoints; bind_vector reads any dtype */
+		snprintf(n, sizeof(n), "model.layers.%d.mlp.gate.e_score_correction_bias", i);
+		if ((r = bind_vector(m, n, c->n_experts, &L->router_bias, err)) < 0)
+			return r;
+	}
 	for (int e = 0; e < c->n_experts; e++) {
 		if (mixtral)
 			r = bind_expert(m, "model.layers.%d.block_sparse_moe.experts.%d.w1.weight",
@@ -202,6 +218,60 @@ static int bind_moe(struct rt_model *m, int i, struct rt_layer *L, struct rt_err
 		if ((r = bind_matrix(m, n, 1, c->hidden, &L->sgate, err)) < 0)
 			return r;
 	}
+	return 0;
+}
+
+/* Llama-style attention: q/k/v/o projections, optional biases and q/k norms. */
+static int bind_attention(struct rt_model *m, int i, struct rt_layer *L, struct rt_error *err)
+{
+	const struct rt_config *c = &m->cfg;
+	int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, r;
+	char n[256];
+
+#define NM(suffix) (snprintf(n, sizeof(n), "model.layers.%d.self_attn.%s", i, suffix), n)
+	if ((r = bind_matrix(m, NM("q_proj.weight"), qd, c->hidden, &L->wq, err)) < 0 ||
+	    (r = bind_matrix(m, NM("k_proj.weight"), kvd, c->hidden, &L->wk, err)) < 0 ||
+	    (r = bind_matrix(m, NM("v_proj.weight"), kvd, c->hidden, &L->wv, err)) < 0 ||
+	    (r = bind_matrix(m, NM("o_proj.weight"), c->hidden, qd, &L->wo, err)) < 0)
+		return r;
+	if (c->qkv_bias && ((r = bind_vector(m, NM("q_proj.bias"), qd, &L->bq, err)) < 0 ||
+	                    (r = bind_vector(m, NM("k_proj.bias"), kvd, &L->bk, err)) < 0 ||
+	                    (r = bind_vector(m, NM("v_proj.bias"), kvd, &L->bv, err)) < 0))
+		return r;
+	if (c->o_bias && (r = bind_vector(m, NM("o_proj.bias"), c->hidden, &L->bo, err)) < 0)
+		return r;
+	if (c->qk_norm && ((r = bind_vector(m, NM("q_norm.weight"), c->head_dim, &L->q_norm, err)) < 0 ||
+	                   (r = bind_vector(m, NM("k_norm.weight"), c->head_dim, &L->k_norm, err)) < 0))
+		return r;
+	return 0;
+}
+
+/* DeepSeek-V3 multi-head latent attention. */
+static int bind_mla(struct rt_model *m, int i, struct rt_layer *L, struct rt_error *err)
+{
+	const struct rt_config *c = &m->cfg;
+	int qk = c->qk_nope_dim + c->qk_rope_dim, lat = c->kv_lora_rank + c->qk_rope_dim, nh = c->n_heads, r;
+	char n[256];
+
+	if (c->q_lora_rank) {
+		if ((r = bind_matrix(m, NM("q_a_proj.weight"), c->q_lora_rank, c->hidden, &L->wq_a, err)) < 0 ||
+		    (r = bind_vector(m, NM("q_a_layernorm.weight"), c->q_lora_rank, &L->q_a_norm, err)) < 0 ||
+		    (r = bind_matrix(m, NM("q_b_proj.weight"), nh * qk, c->q_lora_rank, &L->wq_b, err)) < 0 ||
+		    (c->qkv_bias && (r = bind_vector(m, NM("q_a_proj.bias"), c->q_lora_rank, &L->bq, err)) < 0))
+			return r;
+	} else if ((r = bind_matrix(m, NM("q_proj.weight"), nh * qk, c->hidden, &L->wq, err)) < 0) {
+		return r;
+	}
+	if ((r = bind_matrix(m, NM("kv_a_proj_with_mqa.weight"), lat, c->hidden, &L->wkv_a, err)) < 0 ||
+	    (r = bind_vector(m, NM("kv_a_layernorm.weight"), c->kv_lora_rank, &L->kv_a_norm, err)) < 0 ||
+	    (r = bind_matrix(m, NM("kv_b_proj.weight"), nh * (c->qk_nope_dim + c->v_head_dim), c->kv_lora_rank,
+	                     &L->wkv_b, err)) < 0 ||
+	    (r = bind_matrix(m, NM("o_proj.weight"), c->hidden, nh * c->v_head_dim, &L->wo, err)) < 0)
+		return r;
+	if (c->qkv_bias && ((r = bind_vector(m, NM("kv_a_proj_with_mqa.bias"), lat, &L->bk, err)) < 0 ||
+	                    (r = bind_vector(m, NM("o_proj.bias"), c->hidden, &L->bo, err)) < 0))
+		return r;
+#undef NM
 	return 0;
 }
 
@@ -327,6 +397,38 @@ static int moe_scratch_new(const struct rt_config *c, struct moe_scratch **ret)
 	return 0;
 }
 
+static void mla_scratch_free(struct mla_scratch *s)
+{
+	if (!s)
+		return;
+	free(s->qf);
+	free(s->qa);
+	free(s->lat);
+	free(s->o1);
+	free(s->ov);
+	free(s);
+}
+
+static int mla_scratch_new(const struct rt_config *c, struct mla_scratch **ret)
+{
+	struct mla_scratch *s = calloc(1, sizeof(*s));
+	size_t nh = (size_t)c->n_heads;
+
+	if (!s)
+		return -ENOMEM;
+	s->qf = malloc(sizeof(float) * CHUNK * nh * (c->qk_nope_dim + c->qk_rope_dim));
+	s->qa = malloc(sizeof(float) * CHUNK * (c->q_lora_rank ? c->q_lora_rank : 1));
+	s->lat = malloc(sizeof(float) * CHUNK * c->kv_lora_rank);
+	s->o1 = malloc(sizeof(float) * CHUNK * c->v_head_dim);
+	s->ov = malloc(sizeof(float) * CHUNK * nh * c->v_head_dim);
+	if (!s->qf || !s->qa || !s->lat || !s->o1 || !s->ov) {
+		mla_scratch_free(s);
+		return -ENOMEM;
+	}
+	*ret = s;
+	return 0;
+}
+
 static void batch_scratch_free(struct batch_scratch *b)
 {
 	if (!b)
@@ -350,6 +452,8 @@ static void batch_scratch_free(struct batch_scratch *b)
 /* What the whole-forward CUDA path (kernels/) lacks, or NULL. */
 static const char *dev_unsupported(const struct rt_config *c)
 {
+	if (c->kv_lora_rank)
+		return "multi-head latent attention";
 	if (c->n_experts)
 		return "mixture of experts";
 	if (c->rope_kind == RT_ROPE_DYNAMIC)
@@ -375,10 +479,14 @@ void rt_model_free(struct rt_model *m)
 			free(L->bv);
 			free(L->bo);
 			free(L->experts);
+			free(L->q_a_norm);
+			free(L->router_bias);
+			free(L->kv_a_norm);
 		}
 	free(m->layers);
 	batch_scratch_free(m->bs);
 	moe_scratch_free(m->moe);
+	mla_scratch_free(m->mla);
 	free(m->final_norm);
 	free(m->inv_freq);
 	pthread_mutex_destroy(&m->run);
@@ -395,7 +503,7 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 	struct rt_model *m;
 	struct rt_config *c;
 	char n[256];
-	int r, nthr = opts ? opts->n_threads : 0, qd, kvd;
+	int r, nthr = opts ? opts->n_threads : 0;
 	struct rt_dev_load_stats dst = {0};
 	const char *why_dev = NULL;
 
@@ -418,8 +526,6 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 	r = rt_st_open_dir(dir, &m->st, err);
 	if (r < 0)
 		goto out;
-	qd = c->n_heads * c->head_dim;
-	kvd = c->n_kv_heads * c->head_dim;
 	m->layers = calloc(c->n_layers, sizeof(*m->layers));
 	m->inv_freq = calloc(c->head_dim / 2, sizeof(float));
 	if (!m->layers || !m->inv_freq) {
@@ -437,36 +543,27 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 		struct rt_layer *L = &m->layers[i];
 #define NM(suffix) (snprintf(n, sizeof(n), "model.layers.%d.%s", i, suffix), n)
 		if ((r = bind_vector(m, NM("input_layernorm.weight"), c->hidden, &L->attn_norm, err)) < 0 ||
-		    (r = bind_vector(m, NM("post_attention_layernorm.weight"), c->hidden, &L->ffn_norm, err)) < 0 ||
-		    (r = bind_matrix(m, NM("self_attn.q_proj.weight"), qd, c->hidden, &L->wq, err)) < 0 ||
-		    (r = bind_matrix(m, NM("self_attn.k_proj.weight"), kvd, c->hidden, &L->wk, err)) < 0 ||
-		    (r = bind_matrix(m, NM("self_attn.v_proj.weight"), kvd, c->hidden, &L->wv, err)) < 0 ||
-		    (r = bind_matrix(m, NM("self_attn.o_proj.weight"), c->hidden, qd, &L->wo, err)) < 0)
+		    (r = bind_vector(m, NM("post_attention_layernorm.weight"), c->hidden, &L->ffn_norm, err)) < 0)
+			goto out;
+		if (c->kv_lora_rank)
+			r = bind_mla(m, i, L, err);
+		else
+			r = bind_attention(m, i, L, err);
+		if (r < 0)
 			goto out;
 		if (c->moe_layer[i])
 			r = bind_moe(m, i, L, err);
-		else if ((r = bind_matrix(m, NM("mlp.gate_proj.weight"), c->intermediate, c->hidden, &L->wg, err)) <
-		             0 ||
-		         (r = bind_matrix(m, NM("mlp.up_proj.weight"), c->intermediate, c->hidden, &L->wu, err)) < 0)
-			;
-		else
+		else if ((r = bind_matrix(m, NM("mlp.gate_proj.weight"), c->intermediate, c->hidden, &L->wg, err)) >=
+		             0 &&
+		         (r = bind_matrix(m, NM("mlp.up_proj.weight"), c->intermediate, c->hidden, &L->wu, err)) >= 0)
 			r = bind_matrix(m, NM("mlp.down_proj.weight"), c->hidden, c->intermediate, &L->wd, err);
 		if (r < 0)
-			goto out;
-		if (c->qkv_bias && ((r = bind_vector(m, NM("self_attn.q_proj.bias"), qd, &L->bq, err)) < 0 ||
-		                    (r = bind_vector(m, NM("self_attn.k_proj.bias"), kvd, &L->bk, err)) < 0 ||
-		                    (r = bind_vector(m, NM("self_attn.v_proj.bias"), kvd, &L->bv, err)) < 0))
-			goto out;
-		if (c->o_bias && (r = bind_vector(m, NM("self_attn.o_proj.bias"), c->hidden, &L->bo, err)) < 0)
-			goto out;
-		if (c->qk_norm &&
-		    ((r = bind_vector(m, NM("self_attn.q_norm.weight"), c->head_dim, &L->q_norm, err)) < 0 ||
-		     (r = bind_vector(m, NM("self_attn.k_norm.weight"), c->head_dim, &L->k_norm, err)) < 0))
 			goto out;
 #undef NM
 	}
 	init_rope(m);
-	if (c->n_experts && (r = moe_scratch_new(c, &m->moe)) < 0) {
+	if ((c->n_experts && (r = moe_scratch_new(c, &m->moe)) < 0) ||
+	    (c->kv_lora_rank && (r = mla_scratch_new(c, &m->mla)) < 0)) {
 		rt_fail(err, RT_ERR_INTERNAL, r, "out of memory");
 		goto out;
 	}
@@ -602,8 +699,8 @@ int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, s
 	if (max_ctx > c->max_pos)
 		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "context %d exceeds max_position_embeddings %d", max_ctx,
 		               c->max_pos);
-	kvd = (size_t)c->n_kv_heads * c->head_dim;
-	qd = (size_t)c->n_heads * c->head_dim;
+	kvd = (size_t)c->kv_dim;
+	qd = (size_t)c->q_dim;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
@@ -630,8 +727,9 @@ int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, s
 		goto oom;
 	for (int i = 0; i < c->n_layers; i++) {
 		s->kc[i] = malloc(sizeof(float) * kvd * max_ctx);
-		s->vc[i] = malloc(sizeof(float) * kvd * max_ctx);
-		if (!s->kc[i] || !s->vc[i])
+		/* MLA caches the latent only: keys and values both read it */
+		s->vc[i] = c->kv_lora_rank ? NULL : malloc(sizeof(float) * kvd * max_ctx);
+		if (!s->kc[i] || (!s->vc[i] && !c->kv_lora_rank))
 			goto oom;
 	}
 	s->x = malloc(sizeof(float) * CHUNK * c->hidden);
@@ -739,6 +837,63 @@ static void route_row(const struct rt_config *c, float *sc, int *sel, float *w)
 			w[k] = (float)(w[k] / ks);
 }
 
+/* The k best of v[0..n) (ties: the lower index) into idx, best first. */
+static void top_k(const float *v, int n, int k, int *idx)
+{
+	for (int j = 0; j < k; j++) {
+		int best = -1;
+		for (int e = 0; e < n; e++) {
+			bool taken = false;
+			for (int i = 0; i < j; i++)
+				taken |= idx[i] == e;
+			if (!taken && (best < 0 || v[e] > v[best]))
+				best = e;
+		}
+		idx[j] = best;
+	}
+}
+
+/* DeepSeek-V3 / GLM-4.5 routing (transformers route_tokens_to_experts):
+ * sigmoid scores; the correction bias only for choosing; groups ranked by
+ * the sum of their two best biased scores, the topk_group best kept and the
+ * others' scores zeroed; top-k among those; weights are the unbiased
+ * scores, optionally renormalised, times routed_scaling_factor. */
+static void route_row_sigmoid(const struct rt_config *c, const float *logit, const float *bias, int *sel, float *w)
+{
+	int E = c->n_experts, K = c->top_k, G = c->n_group, per = E / G;
+	float sc[RT_MAX_EXPERTS], ch[RT_MAX_EXPERTS], gs[RT_MAX_EXPERTS];
+	int gi[RT_MAX_EXPERTS], two[2];
+	double sum = 0;
+
+	for (int e = 0; e < E; e++) {
+		sc[e] = 1.0f / (1.0f + expf(-logit[e]));
+		ch[e] = sc[e] + bias[e];
+	}
+	if (G > 1) {
+		bool keep[RT_MAX_EXPERTS] = {false};
+		for (int g = 0; g < G; g++) {
+			top_k(ch + (size_t)g * per, per, 2, two);
+			gs[g] = ch[g * per + two[0]] + ch[g * per + two[1]];
+		}
+		top_k(gs, G, c->topk_group, gi);
+		for (int j = 0; j < c->topk_group; j++)
+			keep[gi[j]] = true;
+		for (int e = 0; e < E; e++)
+			if (!keep[e / per])
+				ch[e] = 0.0f;
+	}
+	top_k(ch, E, K, sel);
+	for (int k = 0; k < K; k++) {
+		w[k] = sc[sel[k]];
+		sum += w[k];
+	}
+	for (int k = 0; k < K; k++) {
+		if (c->norm_topk)
+			w[k] = (float)(w[k] / (sum + 1e-20));
+		w[k] = (float)(w[k] * c->routed_scale);
+	}
+}
+
 /* y[T][inter] = silu(x . wg^T) * (x . wu^T), then out[T][hidden] = y . wd^T
  * (accumulated into out when acc). */
 static void swiglu(struct rt_backend *be, float *out, const float *x, const struct rt_expert *x_w, float *g, float *u,
@@ -768,7 +923,11 @@ static void moe_block(struct rt_model *m, const struct rt_layer *L, float *x, co
 	be->ops->matmul(be, s->logits, xn, &L->router, NULL, T, false);
 	memset(s->cnt, 0, sizeof(int) * (E + 1));
 	for (int t = 0; t < T; t++) {
-		route_row(c, s->logits + (size_t)t * E, s->sel + (size_t)t * K, s->selw + (size_t)t * K);
+		if (c->sigmoid_router)
+			route_row_sigmoid(c, s->logits + (size_t)t * E, L->router_bias, s->sel + (size_t)t * K,
+			                  s->selw + (size_t)t * K);
+		else
+			route_row(c, s->logits + (size_t)t * E, s->sel + (size_t)t * K, s->selw + (size_t)t * K);
 		for (int k = 0; k < K; k++)
 			s->cnt[s->sel[(size_t)t * K + k]]++;
 	}
@@ -822,6 +981,95 @@ static void ffn(struct rt_model *m, const struct rt_layer *L, float *x, const fl
 	swiglu(m->be, x, xn, &(struct rt_expert){L->wg, L->wu, L->wd}, g, u, T, true);
 }
 
+/* RoPE on one vector of dim rotary values: pairs (i, i + dim/2), or with
+ * interleave (DeepSeek's rope_interleave) pairs (2i, 2i + 1).  transformers
+ * permutes the interleaved values to the rotate-half layout first; q and k
+ * get the same permutation, so their dot products are these. */
+static void rope_vec(float *v, int dim, const float *cs, const float *sn, bool interleave)
+{
+	int half = dim / 2;
+	for (int i = 0; i < half; i++) {
+		float *pa = interleave ? v + 2 * i : v + i, *pb = interleave ? v + 2 * i + 1 : v + i + half;
+		float a = *pa, b = *pb;
+		*pa = a * cs[i] - b * sn[i];
+		*pb = b * cs[i] + a * sn[i];
+	}
+}
+
+/* Multi-head latent attention, projection half.  kv_out[T][kv_lora_rank +
+ * rope] receives what the cache keeps per token: kv_a_layernorm(c_kv) and
+ * the rotated shared rope key.  q_out[T][nh][kv_lora_rank + rope] receives
+ * each head's query with the key half of kv_b_proj absorbed (q_nope^T W_kb,
+ * so that q . k = q_abs . c_kv + q_rope . k_rope without expanding the
+ * cache) and pre-scaled so that the attention kernel's 1/sqrt(width) gives
+ * the model's softmax scale. */
+static void mla_project(struct rt_model *m, const struct rt_layer *L, const float *xn, int T, const float *cosb,
+                        const float *sinb, float *q_out, float *kv_out)
+{
+	const struct rt_config *c = &m->cfg;
+	struct rt_backend *be = m->be;
+	struct mla_scratch *ms = m->mla;
+	int nh = c->n_heads, nope = c->qk_nope_dim, rp = c->qk_rope_dim, rank = c->kv_lora_rank;
+	int lat = rank + rp, qk = nope + rp, half = rp / 2, ds = (int)rt_dtype_size(L->wkv_b.dtype);
+	float qscale = (float)(c->attn_scale * sqrt((double)lat));
+
+	if (c->q_lora_rank) {
+		be->ops->matmul(be, ms->qa, xn, &L->wq_a, L->bq, T, false);
+		/* DeepseekV3RMSNorm's default eps, not rms_norm_eps */
+		rmsnorm(ms->qa, ms->qa, L->q_a_norm, T, c->q_lora_rank, 1e-6);
+		be->ops->matmul(be, ms->qf, ms->qa, &L->wq_b, NULL, T, false);
+	} else {
+		be->ops->matmul(be, ms->qf, xn, &L->wq, NULL, T, false);
+	}
+	be->ops->matmul(be, kv_out, xn, &L->wkv_a, L->bk, T, false);
+	for (int t = 0; t < T; t++) {
+		float *row = kv_out + (size_t)t * lat;
+		const float *cs = cosb + (size_t)t * half, *sn = sinb + (size_t)t * half;
+		rmsnorm(row, row, L->kv_a_norm, 1, rank, 1e-6);
+		rope_vec(row + rank, rp, cs, sn, c->rope_interleave);
+		for (int h = 0; h < nh; h++) {
+			float *qn = ms->qf + ((size_t)t * nh + h) * qk, *qo = q_out + ((size_t)t * nh + h) * lat;
+			rope_vec(qn + nope, rp, cs, sn, c->rope_interleave);
+			memset(qo, 0, sizeof(float) * rank);
+			for (int d = 0; d < nope; d++) {
+				const char *wr = (const char *)L->wkv_b.data +
+				                 ((size_t)h * (nope + c->v_head_dim) + d) * rank * ds;
+				float qd = qn[d];
+				for (int r = 0; r < rank; r++)
+					qo[r] += qd * rt_load_elem(wr, L->wkv_b.dtype, r);
+			}
+			memcpy(qo + rank, qn + nope, sizeof(float) * rp);
+			for (int i = 0; i < lat; i++)
+				qo[i] *= qscale;
+		}
+	}
+}
+
+/* MLA output half: att[T][nh][kv_lora_rank + rope] holds each head's
+ * attention-weighted latent; its value is W_vb (the value half of kv_b_proj)
+ * times that, and x += o_proj(values). */
+static void mla_output(struct rt_model *m, const struct rt_layer *L, float *x, const float *att, int T)
+{
+	const struct rt_config *c = &m->cfg;
+	struct rt_backend *be = m->be;
+	struct mla_scratch *ms = m->mla;
+	int nh = c->n_heads, nope = c->qk_nope_dim, rank = c->kv_lora_rank, lat = rank + c->qk_rope_dim;
+	int vd = c->v_head_dim;
+
+	for (int h = 0; h < nh; h++) {
+		struct rt_weight wv = L->wkv_b;
+		wv.data = (const char *)L->wkv_b.data +
+		          ((size_t)h * (nope + vd) + nope) * rank * rt_dtype_size(L->wkv_b.dtype);
+		wv.rows = vd;
+		for (int t = 0; t < T; t++)
+			memcpy(ms->lat + (size_t)t * rank, att + ((size_t)t * nh + h) * lat, sizeof(float) * rank);
+		be->ops->matmul(be, ms->o1, ms->lat, &wv, NULL, T, false);
+		for (int t = 0; t < T; t++)
+			memcpy(ms->ov + ((size_t)t * nh + h) * vd, ms->o1 + (size_t)t * vd, sizeof(float) * vd);
+	}
+	be->ops->matmul(be, x, ms->ov, &L->wo, L->bo, T, true);
+}
+
 /* One chunk of T <= CHUNK tokens of a call whose tokens end at position end.
  * logits: NULL, [T][vocab] (all) or [vocab]. */
 static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int end, float *logits, bool all)
@@ -830,7 +1078,7 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int e
 	const struct rt_config *c = &m->cfg;
 	struct rt_backend *be = m->be;
 	int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, half = hd / 2;
-	size_t qd = (size_t)nh * hd, kvd = (size_t)nkv * hd;
+	size_t qd = (size_t)nh * hd, kvd = (size_t)c->kv_dim; /* kv_dim: nkv * hd unless MLA */
 	int pos0 = s->pos;
 
 	for (int t = 0; t < T; t++)
@@ -840,9 +1088,17 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int e
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct rt_layer *L = &m->layers[l];
 		float *kdst = s->kc[l] + (size_t)pos0 * kvd; /* [T][nkv*hd] inside the cache */
-		float *vdst = s->vc[l] + (size_t)pos0 * kvd;
+		float *vdst;
 
 		rmsnorm(s->xn, s->x, L->attn_norm, T, H, c->rms_eps);
+		if (c->kv_lora_rank) {
+			int lat = c->kv_dim;
+			mla_project(m, L, s->xn, T, s->cosb, s->sinb, s->q, s->kc[l] + (size_t)pos0 * lat);
+			be->ops->attention(be, s->att, s->q, s->kc[l], s->kc[l], T, pos0, nh, 1, lat, 0);
+			mla_output(m, L, s->x, s->att, T);
+			goto ffn;
+		}
+		vdst = s->vc[l] + (size_t)pos0 * kvd;
 		be->ops->matmul(be, s->q, s->xn, &L->wq, L->bq, T, false);
 		be->ops->matmul(be, kdst, s->xn, &L->wk, L->bk, T, false);
 		be->ops->matmul(be, vdst, s->xn, &L->wv, L->bv, T, false);
@@ -854,7 +1110,7 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int e
 		rope(kdst, T, nkv, hd, kvd, s->cosb, s->sinb);
 		be->ops->attention(be, s->att, s->q, s->kc[l], s->vc[l], T, pos0, nh, nkv, hd, c->sliding_window);
 		be->ops->matmul(be, s->x, s->att, &L->wo, L->bo, T, true);
-
+	ffn:
 		rmsnorm(s->xn, s->x, L->ffn_norm, T, H, c->rms_eps);
 		ffn(m, L, s->x, s->xn, s->g, s->u, T);
 	}
@@ -1061,7 +1317,7 @@ static int batch_scratch_get(struct rt_model *m, size_t lg_rows, struct batch_sc
 {
 	const struct rt_config *c = &m->cfg;
 	struct batch_scratch *b = m->bs;
-	size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+	size_t qd = (size_t)c->q_dim, kvd = (size_t)c->kv_dim;
 
 	if (!b) {
 		b = calloc(1, sizeof(*b));
@@ -1107,7 +1363,7 @@ static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int 
 	const struct rt_config *c = &m->cfg;
 	struct rt_backend *be = m->be;
 	int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, half = hd / 2, V = c->vocab;
-	size_t qd = (size_t)nh * hd, kvd = (size_t)nkv * hd;
+	size_t qd = (size_t)nh * hd, kvd = (size_t)c->kv_dim; /* kv_dim: nkv * hd unless MLA */
 	int n_log = 0;
 	long out0 = -1;
 
@@ -1125,6 +1381,20 @@ static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int 
 
 		/* every matrix below is read once for all rows of all sequences */
 		rmsnorm(b->xn, b->x, L->attn_norm, rows, H, c->rms_eps);
+		if (c->kv_lora_rank) {
+			/* latent rows into each session's cache; keys and values both read it */
+			mla_project(m, L, b->xn, rows, b->cosb, b->sinb, b->q, b->k);
+			for (int j = 0; j < n_seg; j++) {
+				const struct batch_seg *sg = &b->seg[j];
+				struct rt_session *s = sg->s;
+				memcpy(s->kc[l] + (size_t)sg->pos0 * kvd, b->k + (size_t)sg->row0 * kvd,
+				       sizeof(float) * kvd * sg->T);
+				b->aseg[j] = (struct rt_att_seg){s->kc[l], s->kc[l], sg->row0, sg->T, sg->pos0};
+			}
+			be->ops->attention_batch(be, b->att, b->q, b->aseg, n_seg, nh, 1, (int)kvd, 0);
+			mla_output(m, L, b->x, b->att, rows);
+			goto ffn;
+		}
 		be->ops->matmul(be, b->q, b->xn, &L->wq, L->bq, rows, false);
 		be->ops->matmul(be, b->k, b->xn, &L->wk, L->bk, rows, false);
 		be->ops->matmul(be, b->v, b->xn, &L->wv, L->bv, rows, false);
@@ -1146,7 +1416,7 @@ static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int 
 		}
 		be->ops->attention_batch(be, b->att, b->q, b->aseg, n_seg, nh, nkv, hd, c->sliding_window);
 		be->ops->matmul(be, b->x, b->att, &L->wo, L->bo, rows, true);
-
+	ffn:
 		rmsnorm(b->xn, b->x, L->ffn_norm, rows, H, c->rms_eps);
 		ffn(m, L, b->x, b->xn, b->g, b->u, rows);
 	}

@@ -18,8 +18,11 @@ import zlib
 import numpy as np
 
 VARIANTS = ["llama", "llama3", "mistral", "qwen2", "qwen3", "llama_tied", "llama_yarn", "qwen3_dynamic",
-            "mixtral", "qwen2_moe", "qwen3_moe"]
-MOE = {"mixtral", "qwen2_moe", "qwen3_moe"}
+            "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain"]
+# deepseek_v3: q lora, yarn with mscale (softmax scale), interleaved rope, 4 groups of 2 experts (2 kept),
+# one MTP layer in the files; deepseek_v3_plain: q_proj (q_lora_rank null), attention biases, rotate-half
+# rope (rope_interleave false), no groups, no renormalisation
+MOE = {"mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain"}
 DTYPES = ["f32", "f16", "bf16"]
 # "mixed": per-tensor dtypes as some checkpoints have (vectors f32, embedding f16, matrices bf16)
 ALL_DTYPES = DTYPES + ["mixed"]
@@ -60,7 +63,9 @@ def write_safetensors(path, tensors, dtype, metadata=None):
     off = 0
     for name, a in tensors:
         dt = dtype
-        if dtype == "mixed":
+        if name.endswith("e_score_correction_bias"):
+            dt = "f32"  # as DeepSeek-V3 / GLM-4.5 checkpoints keep it inside BF16 files
+        elif dtype == "mixed":
             dt = "f32" if a.ndim == 1 else "f16" if "embed" in name else "bf16"
         tag, b = encode(a, dt)
         header[name] = {"dtype": tag, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
@@ -90,6 +95,11 @@ def spec(variant, dims=None):
         s.update(experts=8, topk=3, moe_inter=48, shared_inter=80, layers=4)
     if variant == "qwen3_moe":
         s.update(experts=8, topk=2, moe_inter=40, layers=4)
+    if variant.startswith("deepseek_v3"):
+        s.update(experts=8, topk=3, moe_inter=40, layers=3, heads=4, kv_heads=4, q_lora=24, kv_lora=32, nope=16,
+                 rope=8, vhd=12)
+        if variant == "deepseek_v3_plain":
+            s["q_lora"] = None
     if dims:
         h, i, l, nh, kv, v = dims
         s.update(hidden=h, inter=i, layers=l, heads=nh, kv_heads=kv, vocab=v)
@@ -100,10 +110,11 @@ def make_config(variant, s):
     arch = {"llama": "LlamaForCausalLM", "llama3": "LlamaForCausalLM", "llama_tied": "LlamaForCausalLM",
             "llama_yarn": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
             "qwen3": "Qwen3ForCausalLM", "qwen3_dynamic": "Qwen3ForCausalLM", "mixtral": "MixtralForCausalLM",
-            "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM"}[variant]
+            "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
+            "deepseek_v3": "DeepseekV3ForCausalLM", "deepseek_v3_plain": "DeepseekV3ForCausalLM"}[variant]
     mt = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
           "Qwen3ForCausalLM": "qwen3", "MixtralForCausalLM": "mixtral", "Qwen2MoeForCausalLM": "qwen2_moe",
-          "Qwen3MoeForCausalLM": "qwen3_moe"}[arch]
+          "Qwen3MoeForCausalLM": "qwen3_moe", "DeepseekV3ForCausalLM": "deepseek_v3"}[arch]
     c = {
         "architectures": [arch], "model_type": mt, "hidden_size": s["hidden"], "intermediate_size": s["inter"],
         "num_hidden_layers": s["layers"], "num_attention_heads": s["heads"], "num_key_value_heads": s["kv_heads"],
@@ -148,6 +159,17 @@ def make_config(variant, s):
         c.update(num_experts=s["experts"], num_experts_per_tok=s["topk"], moe_intermediate_size=s["moe_inter"],
                  norm_topk_prob=True, decoder_sparse_step=2, mlp_only_layers=[], head_dim=s["head_dim"],
                  attention_bias=False)
+    if variant.startswith("deepseek_v3"):
+        plain = variant == "deepseek_v3_plain"
+        c.update(n_routed_experts=s["experts"], num_experts_per_tok=s["topk"], moe_intermediate_size=s["moe_inter"],
+                 n_shared_experts=1, n_group=1 if plain else 4, topk_group=1 if plain else 2,
+                 first_k_dense_replace=1, routed_scaling_factor=2.5, norm_topk_prob=not plain,
+                 q_lora_rank=s["q_lora"], kv_lora_rank=s["kv_lora"], qk_nope_head_dim=s["nope"],
+                 qk_rope_head_dim=s["rope"], v_head_dim=s["vhd"], rope_interleave=not plain,
+                 attention_bias=plain, num_nextn_predict_layers=0 if plain else 1)
+        if not plain:
+            c["rope_scaling"] = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128,
+                                 "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}
     if variant == "qwen3_dynamic":
         c["head_dim"] = s["head_dim"]
         c["rope_theta"] = 10000.0
@@ -177,18 +199,46 @@ def moe_weights(variant, s, p, w):
             t.append((q + "w3.weight", w(s["inter"], H)))
         return t
     I = s["moe_inter"]
-    t.append((p + "mlp.gate.weight", w(E, H, scale=1.0 / np.sqrt(H))))
+    # sigmoid scores saturate less than softmax ones spread: a larger router there
+    t.append((p + "mlp.gate.weight", w(E, H, scale=(1.0 if variant.startswith("deepseek") else 1.0) / np.sqrt(H))))
     for e in range(E):
         q = p + f"mlp.experts.{e}."
         t.append((q + "gate_proj.weight", w(I, H)))
         t.append((q + "up_proj.weight", w(I, H)))
         t.append((q + "down_proj.weight", w(H, I)))
+    if variant.startswith("deepseek_v3"):
+        t.append((p + "mlp.gate.e_score_correction_bias", w(E, scale=0.05)))
+        S = s["moe_inter"]  # n_shared_experts 1
+        t.append((p + "mlp.shared_experts.gate_proj.weight", w(S, H)))
+        t.append((p + "mlp.shared_experts.up_proj.weight", w(S, H)))
+        t.append((p + "mlp.shared_experts.down_proj.weight", w(H, S)))
     if variant == "qwen2_moe":
         S = s["shared_inter"]
         t.append((p + "mlp.shared_expert.gate_proj.weight", w(S, H)))
         t.append((p + "mlp.shared_expert.up_proj.weight", w(S, H)))
         t.append((p + "mlp.shared_expert.down_proj.weight", w(H, S)))
         t.append((p + "mlp.shared_expert_gate.weight", w(1, H)))
+    return t
+
+
+def mla_weights(s, p, w, norm):
+    H, nh, qk = s["hidden"], s["heads"], s["nope"] + s["rope"]
+    lat = s["kv_lora"] + s["rope"]
+    a = p + "self_attn."
+    t = []
+    if s["q_lora"]:
+        t.append((a + "q_a_proj.weight", w(s["q_lora"], H)))
+        t.append((a + "q_a_layernorm.weight", norm(s["q_lora"])))
+        t.append((a + "q_b_proj.weight", w(nh * qk, s["q_lora"])))
+    else:
+        t.append((a + "q_proj.weight", w(nh * qk, H)))
+    t.append((a + "kv_a_proj_with_mqa.weight", w(lat, H)))
+    t.append((a + "kv_a_layernorm.weight", norm(s["kv_lora"])))
+    t.append((a + "kv_b_proj.weight", w(nh * (s["nope"] + s["vhd"]), s["kv_lora"])))
+    t.append((a + "o_proj.weight", w(H, nh * s["vhd"])))
+    if s["q_lora"] is None:  # the plain variant also has attention_bias
+        t.append((a + "kv_a_proj_with_mqa.bias", w(lat, scale=0.5)))
+        t.append((a + "o_proj.bias", w(H, scale=0.5)))
     return t
 
 
@@ -214,6 +264,16 @@ def make_weights(variant, s, rng):
     for i in range(s["layers"]):
         p = f"model.layers.{i}."
         t.append((p + "input_layernorm.weight", norm(H)))
+        if variant.startswith("deepseek_v3"):
+            t += mla_weights(s, p, w, norm)
+            t.append((p + "post_attention_layernorm.weight", norm(H)))
+            if i >= 1:  # first_k_dense_replace 1
+                t += moe_weights(variant, s, p, w)
+                continue
+            t.append((p + "mlp.gate_proj.weight", w(I, H)))
+            t.append((p + "mlp.up_proj.weight", w(I, H)))
+            t.append((p + "mlp.down_proj.weight", w(H, I)))
+            continue
         t.append((p + "self_attn.q_proj.weight", w(nh * hd, H)))
         t.append((p + "self_attn.k_proj.weight", w(kv * hd, H)))
         t.append((p + "self_attn.v_proj.weight", w(kv * hd, H)))
@@ -232,6 +292,13 @@ def make_weights(variant, s, rng):
         t.append((p + "mlp.gate_proj.weight", w(I, H)))
         t.append((p + "mlp.up_proj.weight", w(I, H)))
         t.append((p + "mlp.down_proj.weight", w(H, I, scale=big / np.sqrt(I))))
+    if variant == "deepseek_v3":
+        # a multi-token-prediction layer (num_nextn_predict_layers 1) that decoding skips
+        q = f"model.layers.{s['layers']}."
+        t.append((q + "enorm.weight", norm(H)))
+        t.append((q + "hnorm.weight", norm(H)))
+        t.append((q + "eh_proj.weight", w(H, 2 * H)))
+        t.append((q + "input_layernorm.weight", norm(H)))
     t.append(("model.norm.weight", norm(H)))
     if variant not in ("qwen2", "llama_tied"):
         t.append(("lm_head.weight", w(V, H)))

@@ -168,6 +168,8 @@ def is_moe_layer(cfg, i):
     arch = cfg["architectures"][0]
     if arch == "MixtralForCausalLM":
         return True
+    if arch == "DeepseekV3ForCausalLM":
+        return i >= cfg.get("first_k_dense_replace", 3)
     if arch in ("Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"):
         ne = cfg.get("num_experts", 0)
         return i not in (cfg.get("mlp_only_layers") or []) and ne > 0 and \
@@ -175,8 +177,27 @@ def is_moe_layer(cfg, i):
     return False
 
 
+def route_deepseek(cfg, logits, bias):
+    """DeepseekV3MoE.route_tokens_to_experts for one token: (indices, weights)."""
+    E = logits.shape[0]
+    ng, kg, k = cfg.get("n_group", 8), cfg.get("topk_group", 4), cfg["num_experts_per_tok"]
+    scores = 1 / (1 + np.exp(-logits))
+    choice = scores + bias
+    groups = choice.reshape(ng, E // ng)
+    gscore = np.sort(groups, axis=-1)[:, ::-1][:, :2].sum(-1)
+    keep = np.argsort(-gscore, kind="stable")[:kg]
+    mask = np.zeros(ng, dtype=bool)
+    mask[keep] = True
+    masked = np.where(np.repeat(mask, E // ng), choice, 0.0)
+    top = np.argsort(-masked, kind="stable")[:k]
+    wt = scores[top]
+    if cfg.get("norm_topk_prob", True):
+        wt = wt / (wt.sum() + 1e-20)
+    return top, wt * cfg.get("routed_scaling_factor", 2.5)
+
+
 def moe(cfg, w, p, h, stats):
-    """MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock / Qwen3MoeSparseMoeBlock on h [T][H]."""
+    """MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock / Qwen3MoeSparseMoeBlock / DeepseekV3MoE on h [T][H]."""
     arch = cfg["architectures"][0]
     k = cfg["num_experts_per_tok"]
     if arch == "MixtralForCausalLM":
@@ -190,19 +211,69 @@ def moe(cfg, w, p, h, stats):
     probs /= probs.sum(-1, keepdims=True)
     out = np.zeros_like(h)
     for t in range(h.shape[0]):
-        top = np.argsort(-probs[t], kind="stable")[:k]
-        wt = probs[t][top]
-        if norm:
-            wt = wt / wt.sum()
+        if arch == "DeepseekV3ForCausalLM":
+            top, wt = route_deepseek(cfg, logits[t], w[p + "mlp.gate.e_score_correction_bias"])
+        else:
+            top = np.argsort(-probs[t], kind="stable")[:k]
+            wt = probs[t][top]
+            if norm:
+                wt = wt / wt.sum()
         for e, we in zip(top, wt):
             out[t] += we * swiglu(h[t:t + 1], w, ex + f"{e}.", *names)[0]
             if stats is not None:
                 stats.setdefault(p, np.zeros(w[router].shape[0], dtype=int))[e] += 1
+    if p + "mlp.shared_experts.gate_proj.weight" in w:
+        out = out + swiglu(h, w, p + "mlp.shared_experts.")
     if p + "mlp.shared_expert_gate.weight" in w:
         sh = swiglu(h, w, p + "mlp.shared_expert.")
         gate = h @ w[p + "mlp.shared_expert_gate.weight"].T
         out = out + (1 / (1 + np.exp(-gate))) * sh
     return out
+
+
+def mla(cfg, w, p, h, cos, sin, mask):
+    """DeepseekV3Attention (eager, no cache) on h [T][H]."""
+    T = h.shape[0]
+    nh = cfg["num_attention_heads"]
+    nope, rp, vd, rank = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"]
+    qk = nope + rp
+    a = p + "self_attn."
+
+    def lin(x, name):
+        y = x @ w[a + name + ".weight"].T
+        return y + w[a + name + ".bias"] if a + name + ".bias" in w else y
+    if cfg.get("q_lora_rank") is None:
+        q = lin(h, "q_proj")
+    else:
+        q = lin(rms(lin(h, "q_a_proj"), w[a + "q_a_layernorm.weight"], 1e-6), "q_b_proj")  # RMSNorm default eps
+    q = q.reshape(T, nh, qk).transpose(1, 0, 2)
+    q_pass, q_rot = q[..., :nope], q[..., nope:]
+    ckv = lin(h, "kv_a_proj_with_mqa")
+    k_pass, k_rot = ckv[:, :rank], ckv[:, rank:]
+    kv = (rms(k_pass, w[a + "kv_a_layernorm.weight"], 1e-6) @ w[a + "kv_b_proj.weight"].T)
+    kv = kv.reshape(T, nh, nope + vd).transpose(1, 0, 2)
+    k_pass, v = kv[..., :nope], kv[..., nope:]
+    k_rot = k_rot[None]  # one shared rope key
+    if cfg.get("rope_interleave", True):
+        def perm(x):
+            return x.reshape(*x.shape[:-1], rp // 2, 2).swapaxes(-1, -2).reshape(x.shape)
+        q_rot, k_rot = perm(q_rot), perm(k_rot)
+    q_rot = q_rot * cos + rotate_half(q_rot) * sin
+    k_rot = k_rot * cos + rotate_half(k_rot) * sin
+    query = np.concatenate([q_pass, q_rot], -1)
+    key = np.concatenate([k_pass, np.broadcast_to(k_rot, (nh, T, rp))], -1)
+    scale = qk ** -0.5
+    sc = rope_scaling(cfg)
+    if sc and sc.get("rope_type", sc.get("type")) != "default" and sc.get("mscale_all_dim"):
+        m = 0.1 * sc["mscale_all_dim"] * math.log(sc["factor"]) + 1.0 if sc["factor"] > 1 else 1.0
+        scale = scale * m * m
+    s = query @ key.transpose(0, 2, 1) * scale
+    s = np.where(mask[None], s, -np.inf)
+    s = s - s.max(-1, keepdims=True)
+    pr = np.exp(s)
+    pr /= pr.sum(-1, keepdims=True)
+    o = (pr @ v).transpose(1, 0, 2).reshape(T, nh * vd)
+    return lin(o, "o_proj")
 
 
 def forward(cfg, w, ids, seq_lens=None, stats=None):
@@ -213,6 +284,8 @@ def forward(cfg, w, ids, seq_lens=None, stats=None):
     H, nh = cfg["hidden_size"], cfg["num_attention_heads"]
     kv = cfg.get("num_key_value_heads", nh)
     hd = cfg.get("head_dim") or H // nh
+    if arch == "DeepseekV3ForCausalLM":
+        hd = cfg["qk_rope_head_dim"]  # DeepseekV3Config.head_dim: the rotary part
     eps = cfg["rms_norm_eps"]
     T = len(ids)
     x = w["model.embed_tokens.weight"][ids]
@@ -225,6 +298,11 @@ def forward(cfg, w, ids, seq_lens=None, stats=None):
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         h = rms(x, w[p + "input_layernorm.weight"], eps)
+        if arch == "DeepseekV3ForCausalLM":
+            x = x + mla(cfg, w, p, h, cos, sin, mask)
+            h = rms(x, w[p + "post_attention_layernorm.weight"], eps)
+            x = x + (moe(cfg, w, p, h, stats) if is_moe_layer(cfg, i) else swiglu(h, w, p + "mlp."))
+            continue
 
         def proj(name):
             y = h @ w[p + f"self_attn.{name}_proj.weight"].T

@@ -46,6 +46,8 @@ def main():
     hdr0, data0 = read_st(st)
     moe_base = os.path.join(tmp, "moe")
     gen_tiny.generate("qwen2_moe", "bf16", moe_base)
+    ds_base = os.path.join(tmp, "ds")
+    gen_tiny.generate("deepseek_v3", "bf16", ds_base)
     cases = []
 
     def case(name, code, mutate, args=None, want=None, src=base):
@@ -169,6 +171,24 @@ def main():
     moe_case("moe decoder_sparse_step zero", lambda c: c.update(decoder_sparse_step=0), "decoder_sparse_step")
     moe_case("moe dense layer without dense weights", lambda c: c.update(mlp_only_layers=[1]), "layers.1.mlp.gate_proj")
     moe_case("moe norm_topk_prob not a boolean", lambda c: c.update(norm_topk_prob="yes"), "norm_topk_prob")
+
+    # DeepSeek-V3 (MLA, 8 experts in 4 groups, top-3)
+    def ds_case(name, edit, want=None):
+        cfg_case(name, edit, want=want, src=ds_base)
+    ds_case("mla groups do not divide the experts", lambda c: c.update(n_group=3), "n_group")
+    ds_case("mla topk_group above n_group", lambda c: c.update(topk_group=5), "topk_group")
+    ds_case("mla top-k beyond the kept groups", lambda c: c.update(topk_group=1), "num_experts_per_tok")
+    ds_case("mla top-k larger than the experts", lambda c: c.update(num_experts_per_tok=9), "num_experts_per_tok")
+    ds_case("mla zero experts", lambda c: c.update(n_routed_experts=0), "n_routed_experts")
+    ds_case("mla kv_lora_rank zero", lambda c: c.update(kv_lora_rank=0), "kv_lora_rank")
+    ds_case("mla q_lora_rank zero", lambda c: c.update(q_lora_rank=0), "q_lora_rank")
+    ds_case("mla odd rope dims", lambda c: c.update(qk_rope_head_dim=7), "qk_rope_head_dim")
+    ds_case("mla latent too wide", lambda c: c.update(kv_lora_rank=1020), "kv_lora_rank")
+    ds_case("mla kv_b shape mismatch", lambda c: c.update(v_head_dim=13), "kv_b_proj")
+    ds_case("mla q_b shape mismatch", lambda c: c.update(qk_nope_head_dim=15), "q_b_proj")
+    ds_case("mla routed_scaling_factor negative", lambda c: c.update(routed_scaling_factor=-1),
+            "routed_scaling_factor")
+    ds_case("mla q lora null but no q_proj", lambda c: c.update(q_lora_rank=None), "q_proj")
 
     cfg_case("unsupported architecture", lambda c: c.update(architectures=["GPT2LMHeadModel"]), want="GPT2LMHeadModel")
     cfg_case("hidden_size huge", lambda c: c.update(hidden_size=1 << 40), want="hidden_size")
