@@ -166,45 +166,25 @@ static int parse_moe(struct rt_config *c, json_t *root, const char *path, struct
 	return 0;
 }
 
-/* DeepseekV3Config: MLA sizes, sigmoid group-limited routing, shared
- * experts, first_k_dense_replace.  Called before the rope is parsed (the
- * rotary dims are qk_rope_head_dim). */
-static int parse_deepseek(struct rt_config *c, json_t *root, const char *path, struct rt_error *err)
+/* Sigmoid group-limited routing with shared experts and leading dense
+ * layers: DeepseekV3Config and Glm4MoeConfig keys (their defaults differ). */
+static int parse_sigmoid_moe(struct rt_config *c, json_t *root, const char *path, struct rt_error *err)
 {
+	bool ds = c->arch == RT_ARCH_DEEPSEEK_V3;
 	int first = 0, n_shared = 0, r;
-	json_t *ql = json_object_get(root, "q_lora_rank");
 
-	if ((r = get_int(root, "n_routed_experts", 256, 0, RT_MAX_EXPERTS, &c->n_experts, path, err)) < 0 ||
+	if ((r = get_int(root, "n_routed_experts", ds ? 256 : 128, 0, RT_MAX_EXPERTS, &c->n_experts, path, err)) < 0 ||
 	    (r = get_int(root, "num_experts_per_tok", 8, 0, RT_MAX_TOPK, &c->top_k, path, err)) < 0 ||
-	    (r = get_int(root, "moe_intermediate_size", 2048, 1, MAX_INTER, &c->moe_inter, path, err)) < 0 ||
+	    (r = get_int(root, "moe_intermediate_size", ds ? 2048 : 1408, 1, MAX_INTER, &c->moe_inter, path, err)) <
+	        0 ||
 	    (r = get_int(root, "n_shared_experts", 1, 0, 64, &n_shared, path, err)) < 0 ||
-	    (r = get_int(root, "n_group", 8, 1, RT_MAX_EXPERTS, &c->n_group, path, err)) < 0 ||
-	    (r = get_int(root, "topk_group", 4, 1, RT_MAX_EXPERTS, &c->topk_group, path, err)) < 0 ||
-	    (r = get_int(root, "first_k_dense_replace", 3, 0, MAX_LAYERS, &first, path, err)) < 0 ||
+	    (r = get_int(root, "n_group", ds ? 8 : 1, 1, RT_MAX_EXPERTS, &c->n_group, path, err)) < 0 ||
+	    (r = get_int(root, "topk_group", ds ? 4 : 1, 1, RT_MAX_EXPERTS, &c->topk_group, path, err)) < 0 ||
+	    (r = get_int(root, "first_k_dense_replace", ds ? 3 : 1, 0, MAX_LAYERS, &first, path, err)) < 0 ||
 	    (r = get_bool(root, "norm_topk_prob", true, &c->norm_topk, path, err)) < 0 ||
-	    (r = get_num(root, "routed_scaling_factor", 2.5, &c->routed_scale, path, err)) < 0 ||
-	    (r = get_int(root, "kv_lora_rank", 512, 0, MAX_HEAD_DIM, &c->kv_lora_rank, path, err)) < 0 ||
-	    (r = get_int(root, "qk_rope_head_dim", 64, 0, MAX_HEAD_DIM, &c->qk_rope_dim, path, err)) < 0 ||
-	    (r = get_int(root, "qk_nope_head_dim", 128, 0, MAX_HEAD_DIM, &c->qk_nope_dim, path, err)) < 0 ||
-	    (r = get_int(root, "v_head_dim", 128, 0, MAX_HEAD_DIM, &c->v_head_dim, path, err)) < 0 ||
-	    (r = get_int(root, "num_nextn_predict_layers", 0, 0, MAX_LAYERS, &c->n_mtp, path, err)) < 0 ||
-	    (r = get_bool(root, "rope_interleave", true, &c->rope_interleave, path, err)) < 0)
+	    (r = get_num(root, "routed_scaling_factor", ds ? 2.5 : 1.0, &c->routed_scale, path, err)) < 0 ||
+	    (r = get_int(root, "num_nextn_predict_layers", 0, 0, MAX_LAYERS, &c->n_mtp, path, err)) < 0)
 		return r;
-	if (ql && !json_is_null(ql)) {
-		if ((r = get_int(root, "q_lora_rank", 0, 0, MAX_HIDDEN, &c->q_lora_rank, path, err)) < 0)
-			return r;
-		if (c->q_lora_rank == 0)
-			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'q_lora_rank' is 0 (null means no q lora)", path);
-	}
-	if (c->kv_lora_rank < 1)
-		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'kv_lora_rank' must be at least 1", path);
-	if (c->qk_rope_dim < 2 || c->qk_rope_dim % 2 || c->v_head_dim < 1)
-		return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
-		               "%s: 'qk_rope_head_dim' must be even and positive, 'v_head_dim' positive", path);
-	if (c->kv_lora_rank + c->qk_rope_dim > MAX_HEAD_DIM)
-		return rt_fail(err, RT_ERR_MODEL, -ERANGE,
-		               "%s: kv_lora_rank + qk_rope_head_dim = %d exceeds %d (the latent attention width)", path,
-		               c->kv_lora_rank + c->qk_rope_dim, MAX_HEAD_DIM);
 	if (c->n_experts < 1)
 		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'n_routed_experts' is 0: a mixture-of-experts model "
 		               "needs experts", path);
@@ -233,9 +213,67 @@ static int parse_deepseek(struct rt_config *c, json_t *root, const char *path, s
 		return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: shared experts too large", path);
 	for (int l = 0; l < c->n_layers; l++)
 		c->moe_layer[l] = l >= first;
+	return 0;
+}
+
+/* DeepseekV3Config's multi-head latent attention.  Called before the rope is
+ * parsed (the rotary dims are qk_rope_head_dim). */
+static int parse_mla(struct rt_config *c, json_t *root, const char *path, struct rt_error *err)
+{
+	json_t *ql = json_object_get(root, "q_lora_rank");
+	int r;
+
+	if ((r = get_int(root, "kv_lora_rank", 512, 0, MAX_HEAD_DIM, &c->kv_lora_rank, path, err)) < 0 ||
+	    (r = get_int(root, "qk_rope_head_dim", 64, 0, MAX_HEAD_DIM, &c->qk_rope_dim, path, err)) < 0 ||
+	    (r = get_int(root, "qk_nope_head_dim", 128, 0, MAX_HEAD_DIM, &c->qk_nope_dim, path, err)) < 0 ||
+	    (r = get_int(root, "v_head_dim", 128, 0, MAX_HEAD_DIM, &c->v_head_dim, path, err)) < 0 ||
+	    (r = get_bool(root, "rope_interleave", true, &c->rope_interleave, path, err)) < 0)
+		return r;
+	if (ql && !json_is_null(ql)) {
+		if ((r = get_int(root, "q_lora_rank", 0, 0, MAX_HIDDEN, &c->q_lora_rank, path, err)) < 0)
+			return r;
+		if (c->q_lora_rank == 0)
+			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'q_lora_rank' is 0 (null means no q lora)", path);
+	}
+	if (c->kv_lora_rank < 1)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'kv_lora_rank' must be at least 1", path);
+	if (c->qk_rope_dim < 2 || c->qk_rope_dim % 2 || c->v_head_dim < 1)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
+		               "%s: 'qk_rope_head_dim' must be even and positive, 'v_head_dim' positive", path);
+	if (c->kv_lora_rank + c->qk_rope_dim > MAX_HEAD_DIM)
+		return rt_fail(err, RT_ERR_MODEL, -ERANGE,
+		               "%s: kv_lora_rank + qk_rope_head_dim = %d exceeds %d (the latent attention width)", path,
+		               c->kv_lora_rank + c->qk_rope_dim, MAX_HEAD_DIM);
 	/* transformers' DeepseekV3Config: head_dim is the rotary part */
 	c->head_dim = c->qk_rope_dim;
 	c->rope_dim = c->qk_rope_dim;
+	return 0;
+}
+
+/* partial_rotary_factor (top level, or in rope_parameters as newer
+ * transformers keeps it): RoPE on the first int(head_dim * factor) dims of
+ * each head.  Only Glm4MoeForCausalLM's attention applies it. */
+static int parse_partial_rotary(struct rt_config *c, json_t *root, const char *path, struct rt_error *err)
+{
+	json_t *rp = json_object_get(root, "rope_parameters");
+	double f = 1.0;
+	int r;
+
+	if ((r = get_num(root, "partial_rotary_factor", 1.0, &f, path, err)) < 0)
+		return r;
+	if (json_is_object(rp) && json_object_get(rp, "partial_rotary_factor") &&
+	    (r = get_num(rp, "partial_rotary_factor", 1.0, &f, path, err)) < 0)
+		return r;
+	if (f == 1.0)
+		return 0;
+	if (c->arch != RT_ARCH_GLM4_MOE)
+		return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: partial_rotary_factor not supported for %s", path,
+		               c->arch_name);
+	if (!(f > 0 && f < 1) || (int)(c->head_dim * f) < 2 || (int)(c->head_dim * f) % 2)
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
+		               "%s: partial_rotary_factor %g gives %d rotary dims of head_dim %d (need an even number >= 2)",
+		               path, f, (int)(c->head_dim * f), c->head_dim);
+	c->rope_dim = (int)(c->head_dim * f);
 	return 0;
 }
 
@@ -375,7 +413,7 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 {
 	struct rt_config c;
 	char path[PATH_MAX], gpath[PATH_MAX];
-	json_t *root = NULL, *gen = NULL, *archs, *v;
+	json_t *root = NULL, *gen = NULL, *archs;
 	json_error_t jerr;
 	const char *a, *act;
 	bool swa = false, mlp_bias = false, attn_bias = false, qkv_bias = true;
@@ -414,6 +452,8 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 		c.arch = RT_ARCH_QWEN3_MOE;
 	else if (!strcmp(a, "DeepseekV3ForCausalLM"))
 		c.arch = RT_ARCH_DEEPSEEK_V3;
+	else if (!strcmp(a, "Glm4MoeForCausalLM"))
+		c.arch = RT_ARCH_GLM4_MOE;
 	else {
 		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: architecture '%.60s' not supported", path, a);
 		goto out;
@@ -452,7 +492,12 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 	}
 	c.rope_dim = c.head_dim;
 	c.routed_scale = 1.0;
-	if (c.arch == RT_ARCH_DEEPSEEK_V3 && (r = parse_deepseek(&c, root, path, err)) < 0)
+	if ((c.arch == RT_ARCH_DEEPSEEK_V3 || c.arch == RT_ARCH_GLM4_MOE) &&
+	    (r = parse_sigmoid_moe(&c, root, path, err)) < 0)
+		goto out;
+	if (c.arch == RT_ARCH_DEEPSEEK_V3 && (r = parse_mla(&c, root, path, err)) < 0)
+		goto out;
+	if ((r = parse_partial_rotary(&c, root, path, err)) < 0)
 		goto out;
 	if ((r = get_num(root, "rms_norm_eps", 1e-6, &c.rms_eps, path, err)) < 0)
 		goto out;
@@ -493,11 +538,6 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: mlp_bias not supported", path);
 		goto out;
 	}
-	v = json_object_get(root, "partial_rotary_factor");
-	if (v && !(json_is_number(v) && json_number_value(v) == 1.0)) {
-		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: partial_rotary_factor not supported", path);
-		goto out;
-	}
 	switch (c.arch) {
 	case RT_ARCH_LLAMA: c.qkv_bias = c.o_bias = attn_bias; break;
 	case RT_ARCH_MISTRAL:
@@ -510,6 +550,12 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 	case RT_ARCH_DEEPSEEK_V3:
 		/* attention_bias: q_a_proj, kv_a_proj_with_mqa and o_proj */
 		c.qkv_bias = c.o_bias = attn_bias;
+		break;
+	case RT_ARCH_GLM4_MOE:
+		/* Glm4MoeAttention: q/k/v biases with attention_bias, no o bias; use_qk_norm */
+		c.qkv_bias = attn_bias;
+		if ((r = get_bool(root, "use_qk_norm", false, &c.qk_norm, path, err)) < 0)
+			goto out;
 		break;
 	case RT_ARCH_MIXTRAL:
 		/* MixtralConfig defaults sliding_window to None */

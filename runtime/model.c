@@ -456,6 +456,8 @@ static const char *dev_unsupported(const struct rt_config *c)
 		return "multi-head latent attention";
 	if (c->n_experts)
 		return "mixture of experts";
+	if (c->rope_dim != c->head_dim)
+		return "partial rotary embedding";
 	if (c->rope_kind == RT_ROPE_DYNAMIC)
 		return "dynamic rope scaling";
 	if (c->rope_kind == RT_ROPE_YARN && c->rope_attn_factor != 1.0)
@@ -777,18 +779,20 @@ static void rmsnorm(float *y, const float *x, const float *w, int T, int dim, do
 	}
 }
 
-/* rotate-half RoPE on x[T][nh][hd] in place: pairs (i, i + hd/2) */
-static void rope(float *x, int T, int nh, int hd, size_t stride, const float *cosb, const float *sinb)
+/* rotate-half RoPE on x[T][nh][hd] in place over each head's first rd dims
+ * (rd < hd: partial_rotary_factor): pairs (i, i + rd/2); the tables have
+ * hd/2 entries per row */
+static void rope(float *x, int T, int nh, int hd, int rd, size_t stride, const float *cosb, const float *sinb)
 {
-	int half = hd / 2;
+	int half = hd / 2, rh = rd / 2;
 	for (int t = 0; t < T; t++)
 		for (int h = 0; h < nh; h++) {
 			float *v = x + (size_t)t * stride + (size_t)h * hd;
 			const float *cs = cosb + (size_t)t * half, *sn = sinb + (size_t)t * half;
-			for (int i = 0; i < half; i++) {
-				float a = v[i], b = v[i + half];
+			for (int i = 0; i < rh; i++) {
+				float a = v[i], b = v[i + rh];
 				v[i] = a * cs[i] - b * sn[i];
-				v[i + half] = b * cs[i] + a * sn[i];
+				v[i + rh] = b * cs[i] + a * sn[i];
 			}
 		}
 }
@@ -1106,8 +1110,8 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int e
 			rmsnorm(s->q, s->q, L->q_norm, T * nh, hd, c->rms_eps);
 			rmsnorm(kdst, kdst, L->k_norm, T * nkv, hd, c->rms_eps);
 		}
-		rope(s->q, T, nh, hd, qd, s->cosb, s->sinb);
-		rope(kdst, T, nkv, hd, kvd, s->cosb, s->sinb);
+		rope(s->q, T, nh, hd, c->rope_dim, qd, s->cosb, s->sinb);
+		rope(kdst, T, nkv, hd, c->rope_dim, kvd, s->cosb, s->sinb);
 		be->ops->attention(be, s->att, s->q, s->kc[l], s->vc[l], T, pos0, nh, nkv, hd, c->sliding_window);
 		be->ops->matmul(be, s->x, s->att, &L->wo, L->bo, T, true);
 	ffn:
@@ -1403,8 +1407,8 @@ static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int 
 			rmsnorm(b->k, b->k, L->k_norm, rows * nkv, hd, c->rms_eps);
 		}
 		/* RoPE per row with that row's own position */
-		rope(b->q, rows, nh, hd, qd, b->cosb, b->sinb);
-		rope(b->k, rows, nkv, hd, kvd, b->cosb, b->sinb);
+		rope(b->q, rows, nh, hd, c->rope_dim, qd, b->cosb, b->sinb);
+		rope(b->k, rows, nkv, hd, c->rope_dim, kvd, b->cosb, b->sinb);
 		for (int j = 0; j < n_seg; j++) {
 			const struct batch_seg *sg = &b->seg[j];
 			struct rt_session *s = sg->s;

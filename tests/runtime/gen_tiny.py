@@ -18,11 +18,13 @@ import zlib
 import numpy as np
 
 VARIANTS = ["llama", "llama3", "mistral", "qwen2", "qwen3", "llama_tied", "llama_yarn", "qwen3_dynamic",
-            "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain"]
+            "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain", "glm4_moe"]
 # deepseek_v3: q lora, yarn with mscale (softmax scale), interleaved rope, 4 groups of 2 experts (2 kept),
 # one MTP layer in the files; deepseek_v3_plain: q_proj (q_lora_rank null), attention biases, rotate-half
 # rope (rope_interleave false), no groups, no renormalisation
-MOE = {"mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain"}
+# glm4_moe: partial rotary 0.5 of head_dim 24, q/k/v biases, qk norm, one group (as GLM-4.5),
+# first layer dense, one MTP layer
+MOE = {"mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain", "glm4_moe"}
 DTYPES = ["f32", "f16", "bf16"]
 # "mixed": per-tensor dtypes as some checkpoints have (vectors f32, embedding f16, matrices bf16)
 ALL_DTYPES = DTYPES + ["mixed"]
@@ -95,6 +97,8 @@ def spec(variant, dims=None):
         s.update(experts=8, topk=3, moe_inter=48, shared_inter=80, layers=4)
     if variant == "qwen3_moe":
         s.update(experts=8, topk=2, moe_inter=40, layers=4)
+    if variant == "glm4_moe":
+        s.update(experts=8, topk=3, moe_inter=40, layers=3, head_dim=24)
     if variant.startswith("deepseek_v3"):
         s.update(experts=8, topk=3, moe_inter=40, layers=3, heads=4, kv_heads=4, q_lora=24, kv_lora=32, nope=16,
                  rope=8, vhd=12)
@@ -111,10 +115,12 @@ def make_config(variant, s):
             "llama_yarn": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
             "qwen3": "Qwen3ForCausalLM", "qwen3_dynamic": "Qwen3ForCausalLM", "mixtral": "MixtralForCausalLM",
             "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
-            "deepseek_v3": "DeepseekV3ForCausalLM", "deepseek_v3_plain": "DeepseekV3ForCausalLM"}[variant]
+            "deepseek_v3": "DeepseekV3ForCausalLM", "deepseek_v3_plain": "DeepseekV3ForCausalLM",
+            "glm4_moe": "Glm4MoeForCausalLM"}[variant]
     mt = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
           "Qwen3ForCausalLM": "qwen3", "MixtralForCausalLM": "mixtral", "Qwen2MoeForCausalLM": "qwen2_moe",
-          "Qwen3MoeForCausalLM": "qwen3_moe", "DeepseekV3ForCausalLM": "deepseek_v3"}[arch]
+          "Qwen3MoeForCausalLM": "qwen3_moe", "DeepseekV3ForCausalLM": "deepseek_v3",
+          "Glm4MoeForCausalLM": "glm4_moe"}[arch]
     c = {
         "architectures": [arch], "model_type": mt, "hidden_size": s["hidden"], "intermediate_size": s["inter"],
         "num_hidden_layers": s["layers"], "num_attention_heads": s["heads"], "num_key_value_heads": s["kv_heads"],
@@ -170,6 +176,11 @@ def make_config(variant, s):
         if not plain:
             c["rope_scaling"] = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128,
                                  "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}
+    if variant == "glm4_moe":
+        c.update(head_dim=s["head_dim"], partial_rotary_factor=0.5, attention_bias=True, use_qk_norm=True,
+                 n_routed_experts=s["experts"], num_experts_per_tok=s["topk"], moe_intermediate_size=s["moe_inter"],
+                 n_shared_experts=1, n_group=1, topk_group=1, first_k_dense_replace=1, routed_scaling_factor=2.5,
+                 norm_topk_prob=True, num_nextn_predict_layers=1)
     if variant == "qwen3_dynamic":
         c["head_dim"] = s["head_dim"]
         c["rope_theta"] = 10000.0
@@ -178,6 +189,8 @@ def make_config(variant, s):
 
 
 def is_moe_layer(variant, s, i):
+    if variant == "glm4_moe":
+        return i >= 1  # first_k_dense_replace 1
     if variant == "qwen2_moe":
         return i != 2  # mlp_only_layers [2]
     if variant == "qwen3_moe":
@@ -206,7 +219,7 @@ def moe_weights(variant, s, p, w):
         t.append((q + "gate_proj.weight", w(I, H)))
         t.append((q + "up_proj.weight", w(I, H)))
         t.append((q + "down_proj.weight", w(H, I)))
-    if variant.startswith("deepseek_v3"):
+    if variant.startswith("deepseek_v3") or variant == "glm4_moe":
         t.append((p + "mlp.gate.e_score_correction_bias", w(E, scale=0.05)))
         S = s["moe_inter"]  # n_shared_experts 1
         t.append((p + "mlp.shared_experts.gate_proj.weight", w(S, H)))
@@ -277,11 +290,11 @@ def make_weights(variant, s, rng):
         t.append((p + "self_attn.q_proj.weight", w(nh * hd, H)))
         t.append((p + "self_attn.k_proj.weight", w(kv * hd, H)))
         t.append((p + "self_attn.v_proj.weight", w(kv * hd, H)))
-        if variant in ("qwen2", "qwen2_moe"):
+        if variant in ("qwen2", "qwen2_moe", "glm4_moe"):
             t.append((p + "self_attn.q_proj.bias", w(nh * hd, scale=0.5)))
             t.append((p + "self_attn.k_proj.bias", w(kv * hd, scale=0.5)))
             t.append((p + "self_attn.v_proj.bias", w(kv * hd, scale=0.5)))
-        if variant in ("qwen3", "qwen3_dynamic", "qwen3_moe"):
+        if variant in ("qwen3", "qwen3_dynamic", "qwen3_moe", "glm4_moe"):
             t.append((p + "self_attn.q_norm.weight", norm(hd)))
             t.append((p + "self_attn.k_norm.weight", norm(hd)))
         t.append((p + "self_attn.o_proj.weight", w(H, nh * hd, scale=big / np.sqrt(nh * hd))))
@@ -292,7 +305,7 @@ def make_weights(variant, s, rng):
         t.append((p + "mlp.gate_proj.weight", w(I, H)))
         t.append((p + "mlp.up_proj.weight", w(I, H)))
         t.append((p + "mlp.down_proj.weight", w(H, I, scale=big / np.sqrt(I))))
-    if variant == "deepseek_v3":
+    if variant in ("deepseek_v3", "glm4_moe"):
         # a multi-token-prediction layer (num_nextn_predict_layers 1) that decoding skips
         q = f"model.layers.{s['layers']}."
         t.append((q + "enorm.weight", norm(H)))

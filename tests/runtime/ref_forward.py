@@ -170,6 +170,8 @@ def is_moe_layer(cfg, i):
         return True
     if arch == "DeepseekV3ForCausalLM":
         return i >= cfg.get("first_k_dense_replace", 3)
+    if arch == "Glm4MoeForCausalLM":
+        return i >= cfg.get("first_k_dense_replace", 1)
     if arch in ("Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"):
         ne = cfg.get("num_experts", 0)
         return i not in (cfg.get("mlp_only_layers") or []) and ne > 0 and \
@@ -180,7 +182,8 @@ def is_moe_layer(cfg, i):
 def route_deepseek(cfg, logits, bias):
     """DeepseekV3MoE.route_tokens_to_experts for one token: (indices, weights)."""
     E = logits.shape[0]
-    ng, kg, k = cfg.get("n_group", 8), cfg.get("topk_group", 4), cfg["num_experts_per_tok"]
+    ds = cfg["architectures"][0] == "DeepseekV3ForCausalLM"
+    ng, kg, k = cfg.get("n_group", 8 if ds else 1), cfg.get("topk_group", 4 if ds else 1), cfg["num_experts_per_tok"]
     scores = 1 / (1 + np.exp(-logits))
     choice = scores + bias
     groups = choice.reshape(ng, E // ng)
@@ -193,7 +196,7 @@ def route_deepseek(cfg, logits, bias):
     wt = scores[top]
     if cfg.get("norm_topk_prob", True):
         wt = wt / (wt.sum() + 1e-20)
-    return top, wt * cfg.get("routed_scaling_factor", 2.5)
+    return top, wt * cfg.get("routed_scaling_factor", 2.5 if ds else 1.0)
 
 
 def moe(cfg, w, p, h, stats):
@@ -211,7 +214,7 @@ def moe(cfg, w, p, h, stats):
     probs /= probs.sum(-1, keepdims=True)
     out = np.zeros_like(h)
     for t in range(h.shape[0]):
-        if arch == "DeepseekV3ForCausalLM":
+        if arch in ("DeepseekV3ForCausalLM", "Glm4MoeForCausalLM"):
             top, wt = route_deepseek(cfg, logits[t], w[p + "mlp.gate.e_score_correction_bias"])
         else:
             top = np.argsort(-probs[t], kind="stable")[:k]
@@ -289,7 +292,9 @@ def forward(cfg, w, ids, seq_lens=None, stats=None):
     eps = cfg["rms_norm_eps"]
     T = len(ids)
     x = w["model.embed_tokens.weight"][ids]
-    cos, sin = rope_cos_sin(cfg, hd, seq_lens if seq_lens is not None else [T] * T)
+    # Glm4MoeAttention: RoPE on the first head_dim * partial_rotary_factor dims
+    rd = int(hd * cfg.get("partial_rotary_factor", 1.0)) if arch == "Glm4MoeForCausalLM" else hd
+    cos, sin = rope_cos_sin(cfg, rd, seq_lens if seq_lens is not None else [T] * T)
     mask = np.tril(np.ones((T, T), dtype=bool))
     win = cfg.get("sliding_window") if arch in ("MistralForCausalLM", "MixtralForCausalLM") else None
     if win:
@@ -311,11 +316,12 @@ def forward(cfg, w, ids, seq_lens=None, stats=None):
         q = proj("q").reshape(T, nh, hd).transpose(1, 0, 2)
         k = proj("k").reshape(T, kv, hd).transpose(1, 0, 2)
         v = proj("v").reshape(T, kv, hd).transpose(1, 0, 2)
-        if arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM"):
+        if arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM") or \
+                (arch == "Glm4MoeForCausalLM" and cfg.get("use_qk_norm")):
             q = rms(q, w[p + "self_attn.q_norm.weight"], eps)
             k = rms(k, w[p + "self_attn.k_norm.weight"], eps)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        q = np.concatenate([q[..., :rd] * cos + rotate_half(q[..., :rd]) * sin, q[..., rd:]], -1)
+        k = np.concatenate([k[..., :rd] * cos + rotate_half(k[..., :rd]) * sin, k[..., rd:]], -1)
         rep = nh // kv
         k = np.repeat(k, rep, axis=0)
         v = np.repeat(v, rep, axis=0)

@@ -189,6 +189,16 @@ def main():
     ds_case("mla routed_scaling_factor negative", lambda c: c.update(routed_scaling_factor=-1),
             "routed_scaling_factor")
     ds_case("mla q lora null but no q_proj", lambda c: c.update(q_lora_rank=None), "q_proj")
+    cfg_case("partial rotary outside GLM", lambda c: c.update(partial_rotary_factor=0.5), want="partial_rotary_factor")
+    glm_base = os.path.join(tmp, "glm")
+    gen_tiny.generate("glm4_moe", "bf16", glm_base)
+    cfg_case("glm partial rotary gives odd dims", lambda c: c.update(partial_rotary_factor=0.125),
+             want="partial_rotary_factor", src=glm_base)
+    cfg_case("glm partial rotary above 1", lambda c: c.update(partial_rotary_factor=1.5),
+             want="partial_rotary_factor", src=glm_base)
+    cfg_case("glm groups do not divide the experts", lambda c: c.update(n_group=3), want="n_group", src=glm_base)
+    cfg_case("glm first_k_dense_replace 0: layer 0 has no router", lambda c: c.update(first_k_dense_replace=0),
+             want="layers.0.mlp.gate.weight", src=glm_base)
 
     cfg_case("unsupported architecture", lambda c: c.update(architectures=["GPT2LMHeadModel"]), want="GPT2LMHeadModel")
     cfg_case("hidden_size huge", lambda c: c.update(hidden_size=1 << 40), want="hidden_size")
