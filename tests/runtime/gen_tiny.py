@@ -6,6 +6,7 @@ generation_config.json, tokenizer.json, model.safetensors or shards) with
 random weights for one architecture variant and dtype.
 
 usage: gen_tiny.py VARIANT DTYPE OUTDIR [--shards N] [--dims hidden,inter,layers,heads,kv_heads,vocab]
+                  [--moe experts,top_k,moe_inter]   (MoE variants; Mixtral's experts use inter)
 VARIANT: one of VARIANTS below      DTYPE: f32 f16 bf16 mixed
 Needs only Python 3 and numpy (Debian python3-numpy under /usr/bin/python3).
 """
@@ -353,10 +354,12 @@ def make_tokenizer(vocab_size):
     }
 
 
-def generate(variant, dtype, out, shards=1, dims=None):
+def generate(variant, dtype, out, shards=1, dims=None, moe=None):
     seed = zlib.crc32(f"{variant}/{dtype}".encode())  # same weights every run
     rng = np.random.default_rng(seed)
     s = spec(variant, dims)
+    if moe:
+        s.update(experts=moe[0], topk=moe[1], moe_inter=moe[2], shared_inter=moe[2])
     os.makedirs(out, exist_ok=True)
     cfg = make_config(variant, s)
     with open(os.path.join(out, "config.json"), "w") as f:
@@ -385,18 +388,20 @@ def main(argv):
     if len(argv) < 4 or argv[1] not in VARIANTS or argv[2] not in ALL_DTYPES:
         sys.stderr.write(__doc__)
         return 2
-    shards, dims = 1, None
+    shards, dims, moe = 1, None, None
     rest = argv[4:]
     while rest:
         if rest[0] == "--shards":
             shards = int(rest[1])
         elif rest[0] == "--dims":
             dims = [int(x) for x in rest[1].split(",")]
+        elif rest[0] == "--moe":
+            moe = [int(x) for x in rest[1].split(",")]
         else:
             sys.stderr.write(__doc__)
             return 2
         rest = rest[2:]
-    generate(argv[1], argv[2], argv[3], shards, dims)
+    generate(argv[1], argv[2], argv[3], shards, dims, moe)
     return 0
 
 
