@@ -660,6 +660,13 @@ const struct rt_model_info *rt_model_get_info(const struct rt_model *m)
 	return &m->info;
 }
 
+int rt_model_resident(const struct rt_model *m, uint64_t *ret_resident, uint64_t *ret_mapped)
+{
+	if (!m || !ret_resident || !ret_mapped)
+		return -EINVAL;
+	return rt_st_resident(m->st, ret_resident, ret_mapped);
+}
+
 /* ---- session ---- */
 
 void rt_session_free(struct rt_session *s)

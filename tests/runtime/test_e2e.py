@@ -32,7 +32,7 @@ def main():
         fails += not cond
         print(f"{'ok' if cond else 'not ok'} {n} - {what}")
 
-    print("1..19")
+    print("1..23")
     p = subprocess.run([test_api, md], capture_output=True, text=True)
     for line in p.stdout.splitlines():
         print("#   api: " + line)
@@ -90,11 +90,18 @@ def main():
         suite = os.path.join(tmp, v + ".suite.json")
         p = subprocess.run([agrun, "record", mm, "--out", suite], capture_output=True, text=True)
         q = subprocess.run([agrun, "check", mm, "--suite", suite, "--json"], capture_output=True, text=True)
+        files = sum(os.path.getsize(os.path.join(mm, f)) for f in os.listdir(mm) if f.endswith(".safetensors"))
         try:
-            good = p.returncode == 0 and q.returncode == 0 and json.loads(q.stdout)["pass"] is True
-        except (ValueError, KeyError):
-            good = False
+            rep = json.loads(q.stdout)
+            good = p.returncode == 0 and q.returncode == 0 and rep["pass"] is True
+            wts = rep["weights"]
+            # just read by the check: all of a tiny model is in the page cache
+            mem = wts["mapped_bytes"] == files and 0 < wts["resident_bytes"] <= files
+        except (ValueError, KeyError, TypeError):
+            good = mem = False
+            wts = None
         ok(good, f"{v}: agrun record, then check passes ({(p.stderr + q.stderr).strip()[:200]})")
+        ok(mem, f"{v}: the check reports resident and mapped weight bytes: {wts} (files {files})")
         c = json.load(open(os.path.join(mm, "config.json")))
         c["num_experts_per_tok"] -= 1
         json.dump(c, open(os.path.join(mm, "config.json"), "w"))

@@ -95,6 +95,10 @@ int rt_cuda_device_count(char *why, size_t len);
 int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_model **ret_model, struct rt_error *err);
 void rt_model_free(struct rt_model *m);
 const struct rt_model_info *rt_model_get_info(const struct rt_model *m);
+/* How much of the memory-mapped weight files is in RAM now (mincore; the
+ * kernel pages experts of a model larger than RAM in and out), and the
+ * files' total size.  Negative errno on failure. */
+int rt_model_resident(const struct rt_model *m, uint64_t *ret_resident, uint64_t *ret_mapped);
 
 /* Tokenizer from the path of a tokenizer.json (Hugging Face tokenizers
  * format), usually MODEL_DIR/tokenizer.json. */
