@@ -186,14 +186,17 @@ static int parse_sigmoid_moe(struct rt_config *c, json_t *root, const char *path
 	    (r = get_int(root, "num_nextn_predict_layers", 0, 0, MAX_LAYERS, &c->n_mtp, path, err)) < 0)
 		return r;
 	if (c->n_experts < 1)
-		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'n_routed_experts' is 0: a mixture-of-experts model "
-		               "needs experts", path);
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
+		               "%s: 'n_routed_experts' is 0: a mixture-of-experts model "
+		               "needs experts",
+		               path);
 	if (c->top_k < 1 || c->top_k > c->n_experts)
-		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'num_experts_per_tok' %d not in [1, n_routed_experts %d]",
-		               path, c->top_k, c->n_experts);
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
+		               "%s: 'num_experts_per_tok' %d not in [1, n_routed_experts %d]", path, c->top_k,
+		               c->n_experts);
 	if (c->n_experts % c->n_group)
-		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'n_group' %d does not divide n_routed_experts %d", path,
-		               c->n_group, c->n_experts);
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'n_group' %d does not divide n_routed_experts %d",
+		               path, c->n_group, c->n_experts);
 	if (c->topk_group > c->n_group)
 		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'topk_group' %d exceeds n_group %d", path,
 		               c->topk_group, c->n_group);
@@ -203,8 +206,8 @@ static int parse_sigmoid_moe(struct rt_config *c, json_t *root, const char *path
 		               c->n_experts / c->n_group);
 	if (c->top_k > c->topk_group * (c->n_experts / c->n_group))
 		return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
-		               "%s: 'num_experts_per_tok' %d exceeds the experts of topk_group %d groups", path, c->top_k,
-		               c->topk_group);
+		               "%s: 'num_experts_per_tok' %d exceeds the experts of topk_group %d groups", path,
+		               c->top_k, c->topk_group);
 	if (!(c->routed_scale > 0 && c->routed_scale <= 1e3))
 		return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: 'routed_scaling_factor' out of range", path);
 	c->sigmoid_router = true;
@@ -233,7 +236,8 @@ static int parse_mla(struct rt_config *c, json_t *root, const char *path, struct
 		if ((r = get_int(root, "q_lora_rank", 0, 0, MAX_HIDDEN, &c->q_lora_rank, path, err)) < 0)
 			return r;
 		if (c->q_lora_rank == 0)
-			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'q_lora_rank' is 0 (null means no q lora)", path);
+			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'q_lora_rank' is 0 (null means no q lora)",
+			               path);
 	}
 	if (c->kv_lora_rank < 1)
 		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'kv_lora_rank' must be at least 1", path);
@@ -270,9 +274,10 @@ static int parse_partial_rotary(struct rt_config *c, json_t *root, const char *p
 		return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: partial_rotary_factor not supported for %s", path,
 		               c->arch_name);
 	if (!(f > 0 && f < 1) || (int)(c->head_dim * f) < 2 || (int)(c->head_dim * f) % 2)
-		return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
-		               "%s: partial_rotary_factor %g gives %d rotary dims of head_dim %d (need an even number >= 2)",
-		               path, f, (int)(c->head_dim * f), c->head_dim);
+		return rt_fail(
+		    err, RT_ERR_MODEL, -EBADMSG,
+		    "%s: partial_rotary_factor %g gives %d rotary dims of head_dim %d (need an even number >= 2)", path,
+		    f, (int)(c->head_dim * f), c->head_dim);
 	c->rope_dim = (int)(c->head_dim * f);
 	return 0;
 }
@@ -400,7 +405,8 @@ static int parse_rope(struct rt_config *c, json_t *root, const char *path, struc
 		if (!(c->rope_factor >= 1.0 && c->rope_factor <= 1024.0))
 			return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: rope scaling factor out of range", path);
 		if (c->rope_dim < 4)
-			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: dynamic rope needs at least 4 rotary dims", path);
+			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: dynamic rope needs at least 4 rotary dims",
+			               path);
 		c->rope_orig_max_pos = c->max_pos;
 		mp = floor(c->max_pos * c->rope_factor);
 		c->max_pos = mp > MAX_POS ? MAX_POS : (int)mp;

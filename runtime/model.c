@@ -149,8 +149,8 @@ static double yarn_corr_dim(double num_rot, int dim, double base, double orig)
 	return (dim * log(orig / (num_rot * 2 * M_PI))) / (2 * log(base));
 }
 
-static int bind_expert(struct rt_model *m, const char *fmt_g, const char *fmt_u, const char *fmt_d, int layer,
-                       int idx, int inter, struct rt_expert *x, struct rt_error *err)
+static int bind_expert(struct rt_model *m, const char *fmt_g, const char *fmt_u, const char *fmt_d, int layer, int idx,
+                       int inter, struct rt_expert *x, struct rt_error *err)
 {
 	const struct rt_config *c = &m->cfg;
 	char n[256];
@@ -1043,8 +1043,8 @@ static void mla_project(struct rt_model *m, const struct rt_layer *L, const floa
 			rope_vec(qn + nope, rp, cs, sn, c->rope_interleave);
 			memset(qo, 0, sizeof(float) * rank);
 			for (int d = 0; d < nope; d++) {
-				const char *wr = (const char *)L->wkv_b.data +
-				                 ((size_t)h * (nope + c->v_head_dim) + d) * rank * ds;
+				const char *wr =
+				    (const char *)L->wkv_b.data + ((size_t)h * (nope + c->v_head_dim) + d) * rank * ds;
 				float qd = qn[d];
 				for (int r = 0; r < rank; r++)
 					qo[r] += qd * rt_load_elem(wr, L->wkv_b.dtype, r);

@@ -367,9 +367,8 @@ int main(int argc, char **argv)
 		backend = n_gpu > 0 ? RT_BACKEND_CUDA : RT_BACKEND_CPU;
 	}
 	r = rt_model_load(dir,
-	                  &(struct rt_load_opts){.n_threads = threads,
-	                                         .backend = backend,
-	                                         .device_fallback = !strcmp(device, "auto")},
+	                  &(struct rt_load_opts){
+	                      .n_threads = threads, .backend = backend, .device_fallback = !strcmp(device, "auto")},
 	                  &m, &e);
 	if (r < 0) {
 		ret = fail(&e);
