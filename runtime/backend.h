@@ -80,6 +80,8 @@ struct rt_layer {
 	struct rt_weight wq_a, wq_b; /* [q_lora][hidden], [nh*qk_head_dim][q_lora] */
 	struct rt_weight wkv_a;      /* [kv_lora_rank + rope][hidden] */
 	struct rt_weight wkv_b;      /* [nh*(nope + v_head_dim)][kv_lora_rank] */
+	struct rt_weight wkb_t;      /* [nh*kv_lora_rank][nope]: kv_b_proj's key rows transposed per head
+	                              * (a host copy in the stored dtype), for the absorbed query */
 	float *q_a_norm, *kv_a_norm; /* [q_lora], [kv_lora_rank] */
 	/* mixture of experts (moe): wg/wu/wd unused */
 	bool moe;

@@ -241,9 +241,11 @@ static int parse_mla(struct rt_config *c, json_t *root, const char *path, struct
 	}
 	if (c->kv_lora_rank < 1)
 		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: 'kv_lora_rank' must be at least 1", path);
-	if (c->qk_rope_dim < 2 || c->qk_rope_dim % 2 || c->v_head_dim < 1)
+	if (c->qk_rope_dim < 2 || c->qk_rope_dim % 2 || c->v_head_dim < 1 || c->qk_nope_dim < 1)
 		return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
-		               "%s: 'qk_rope_head_dim' must be even and positive, 'v_head_dim' positive", path);
+		               "%s: 'qk_rope_head_dim' must be even and positive, 'qk_nope_head_dim' and 'v_head_dim' "
+		               "positive",
+		               path);
 	if (c->kv_lora_rank + c->qk_rope_dim > MAX_HEAD_DIM)
 		return rt_fail(err, RT_ERR_MODEL, -ERANGE,
 		               "%s: kv_lora_rank + qk_rope_head_dim = %d exceeds %d (the latent attention width)", path,

@@ -44,6 +44,7 @@ struct rt_model {
 /* Buffers of multi-head latent attention over at most CHUNK rows. */
 struct mla_scratch {
 	float *qf;  /* [CHUNK][nh*qk_head_dim] queries as projected */
+	float *qn;  /* [CHUNK][qk_nope_head_dim] one head's q_nope */
 	float *qa;  /* [CHUNK][q_lora_rank] */
 	float *lat; /* [CHUNK][kv_lora_rank] one head's attention output */
 	float *o1;  /* [CHUNK][v_head_dim] one head's value */
@@ -272,6 +273,23 @@ static int bind_mla(struct rt_model *m, int i, struct rt_layer *L, struct rt_err
 	                    (r = bind_vector(m, NM("o_proj.bias"), c->hidden, &L->bo, err)) < 0))
 		return r;
 #undef NM
+	{
+		/* W_kb^T per head, element for element in the stored dtype, so that
+		 * q_nope^T W_kb is an ordinary (threaded, SIMD) matmul */
+		size_t ds = rt_dtype_size(L->wkv_b.dtype), rank = (size_t)c->kv_lora_rank,
+		       nope = (size_t)c->qk_nope_dim;
+		size_t rows = nope + (size_t)c->v_head_dim;
+		char *t = malloc(ds * (size_t)nh * rank * (nope ? nope : 1));
+		const char *src = L->wkv_b.data;
+		if (!t)
+			return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+		for (size_t h = 0; h < (size_t)nh; h++)
+			for (size_t rr = 0; rr < rank; rr++)
+				for (size_t d = 0; d < nope; d++)
+					memcpy(t + ((h * rank + rr) * nope + d) * ds,
+					       src + ((h * rows + d) * rank + rr) * ds, ds);
+		L->wkb_t = (struct rt_weight){t, L->wkv_b.dtype, nh * c->kv_lora_rank, c->qk_nope_dim, NULL};
+	}
 	return 0;
 }
 
@@ -402,6 +420,7 @@ static void mla_scratch_free(struct mla_scratch *s)
 	if (!s)
 		return;
 	free(s->qf);
+	free(s->qn);
 	free(s->qa);
 	free(s->lat);
 	free(s->o1);
@@ -417,11 +436,12 @@ static int mla_scratch_new(const struct rt_config *c, struct mla_scratch **ret)
 	if (!s)
 		return -ENOMEM;
 	s->qf = malloc(sizeof(float) * CHUNK * nh * (c->qk_nope_dim + c->qk_rope_dim));
+	s->qn = malloc(sizeof(float) * CHUNK * (c->qk_nope_dim ? c->qk_nope_dim : 1));
 	s->qa = malloc(sizeof(float) * CHUNK * (c->q_lora_rank ? c->q_lora_rank : 1));
 	s->lat = malloc(sizeof(float) * CHUNK * c->kv_lora_rank);
 	s->o1 = malloc(sizeof(float) * CHUNK * c->v_head_dim);
 	s->ov = malloc(sizeof(float) * CHUNK * nh * c->v_head_dim);
-	if (!s->qf || !s->qa || !s->lat || !s->o1 || !s->ov) {
+	if (!s->qf || !s->qn || !s->qa || !s->lat || !s->o1 || !s->ov) {
 		mla_scratch_free(s);
 		return -ENOMEM;
 	}
@@ -482,6 +502,7 @@ void rt_model_free(struct rt_model *m)
 			free(L->bo);
 			free(L->experts);
 			free(L->q_a_norm);
+			free((void *)L->wkb_t.data);
 			free(L->router_bias);
 			free(L->kv_a_norm);
 		}
@@ -1041,17 +1062,23 @@ static void mla_project(struct rt_model *m, const struct rt_layer *L, const floa
 		for (int h = 0; h < nh; h++) {
 			float *qn = ms->qf + ((size_t)t * nh + h) * qk, *qo = q_out + ((size_t)t * nh + h) * lat;
 			rope_vec(qn + nope, rp, cs, sn, c->rope_interleave);
-			memset(qo, 0, sizeof(float) * rank);
-			for (int d = 0; d < nope; d++) {
-				const char *wr =
-				    (const char *)L->wkv_b.data + ((size_t)h * (nope + c->v_head_dim) + d) * rank * ds;
-				float qd = qn[d];
-				for (int r = 0; r < rank; r++)
-					qo[r] += qd * rt_load_elem(wr, L->wkv_b.dtype, r);
-			}
-			memcpy(qo + rank, qn + nope, sizeof(float) * rp);
-			for (int i = 0; i < lat; i++)
-				qo[i] *= qscale;
+			for (int i = 0; i < rp; i++)
+				qo[rank + i] = qn[nope + i] * qscale;
+		}
+	}
+	/* absorbed query per head: q_abs[T][rank] = q_nope[T][nope] . W_kb_h (wkb_t holds W_kb_h^T) */
+	for (int h = 0; h < nh; h++) {
+		struct rt_weight wk = L->wkb_t;
+		wk.data = (const char *)L->wkb_t.data + (size_t)h * rank * nope * ds;
+		wk.rows = rank;
+		for (int t = 0; t < T; t++)
+			memcpy(ms->qn + (size_t)t * nope, ms->qf + ((size_t)t * nh + h) * qk, sizeof(float) * nope);
+		be->ops->matmul(be, ms->lat, ms->qn, &wk, NULL, T, false);
+		for (int t = 0; t < T; t++) {
+			float *qo = q_out + ((size_t)t * nh + h) * lat;
+			const float *qa = ms->lat + (size_t)t * rank;
+			for (int i = 0; i < rank; i++)
+				qo[i] = qa[i] * qscale;
 		}
 	}
 }
