@@ -173,6 +173,30 @@ static int parse_sigmoid_moe(struct rt_config *c, json_t *root, const char *path
 	bool ds = c->arch == RT_ARCH_DEEPSEEK_V3;
 	int first = 0, n_shared = 0, r;
 
+	if (c->arch == RT_ARCH_MINIMAX_M2) {
+		/* MiniMaxM2TopKRouter: sigmoid, correction bias for choosing, top-k
+		 * always renormalised, no groups, no scaling, no shared expert;
+		 * every layer sparse with experts of intermediate_size */
+		if ((r = get_int(root, "num_local_experts", 256, 0, RT_MAX_EXPERTS, &c->n_experts, path, err)) < 0 ||
+		    (r = get_int(root, "num_experts_per_tok", 8, 0, RT_MAX_TOPK, &c->top_k, path, err)) < 0)
+			return r;
+		if (c->n_experts < 1)
+			return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
+			               "%s: 'num_local_experts' is 0: a mixture-of-experts model needs experts", path);
+		if (c->top_k < 1 || c->top_k > c->n_experts)
+			return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
+			               "%s: 'num_experts_per_tok' %d not in [1, num_local_experts %d]", path, c->top_k,
+			               c->n_experts);
+		c->moe_inter = c->intermediate;
+		c->n_group = c->topk_group = 1;
+		c->norm_topk = true;
+		c->routed_scale = 1.0;
+		c->sigmoid_router = true;
+		for (int l = 0; l < c->n_layers; l++)
+			c->moe_layer[l] = true;
+		return 0;
+	}
+
 	if ((r = get_int(root, "n_routed_experts", ds ? 256 : 128, 0, RT_MAX_EXPERTS, &c->n_experts, path, err)) < 0 ||
 	    (r = get_int(root, "num_experts_per_tok", 8, 0, RT_MAX_TOPK, &c->top_k, path, err)) < 0 ||
 	    (r = get_int(root, "moe_intermediate_size", ds ? 2048 : 1408, 1, MAX_INTER, &c->moe_inter, path, err)) <
@@ -270,9 +294,17 @@ static int parse_partial_rotary(struct rt_config *c, json_t *root, const char *p
 	if (json_is_object(rp) && json_object_get(rp, "partial_rotary_factor") &&
 	    (r = get_num(rp, "partial_rotary_factor", 1.0, &f, path, err)) < 0)
 		return r;
+	if (c->arch == RT_ARCH_MINIMAX_M2) {
+		/* MiniMax's own config.json key; transformers reads partial_rotary_factor */
+		json_t *rd = json_object_get(root, "rotary_dim");
+		if (rd && !(json_is_integer(rd) && json_integer_value(rd) == (json_int_t)(c->head_dim * f)))
+			return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
+			               "%s: 'rotary_dim' disagrees with partial_rotary_factor %g x head_dim %d", path,
+			               f, c->head_dim);
+	}
 	if (f == 1.0)
 		return 0;
-	if (c->arch != RT_ARCH_GLM4_MOE)
+	if (c->arch != RT_ARCH_GLM4_MOE && c->arch != RT_ARCH_MINIMAX_M2)
 		return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: partial_rotary_factor not supported for %s", path,
 		               c->arch_name);
 	if (!(f > 0 && f < 1) || (int)(c->head_dim * f) < 2 || (int)(c->head_dim * f) % 2)
@@ -462,6 +494,8 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 		c.arch = RT_ARCH_DEEPSEEK_V3;
 	else if (!strcmp(a, "Glm4MoeForCausalLM"))
 		c.arch = RT_ARCH_GLM4_MOE;
+	else if (!strcmp(a, "MiniMaxM2ForCausalLM"))
+		c.arch = RT_ARCH_MINIMAX_M2;
 	else {
 		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: architecture '%.60s' not supported", path, a);
 		goto out;
@@ -481,7 +515,9 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 	    (r = get_int(root, "max_position_embeddings", 2048, 1, MAX_POS, &c.max_pos, path, err)) < 0)
 		goto out;
 	/* transformers' defaults: Qwen3Config has head_dim=128, the others hidden/heads */
-	hd_def = c.arch == RT_ARCH_QWEN3 ? 128 : c.arch == RT_ARCH_DEEPSEEK_V3 ? 64 : c.hidden / c.n_heads;
+	hd_def = c.arch == RT_ARCH_QWEN3 || c.arch == RT_ARCH_MINIMAX_M2 ? 128
+	         : c.arch == RT_ARCH_DEEPSEEK_V3                         ? 64
+	                                                                 : c.hidden / c.n_heads;
 	if ((r = get_int(root, "head_dim", hd_def, 2, MAX_HEAD_DIM, &c.head_dim, path, err)) < 0)
 		goto out;
 	if (c.head_dim % 2) {
@@ -500,7 +536,7 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 	}
 	c.rope_dim = c.head_dim;
 	c.routed_scale = 1.0;
-	if ((c.arch == RT_ARCH_DEEPSEEK_V3 || c.arch == RT_ARCH_GLM4_MOE) &&
+	if ((c.arch == RT_ARCH_DEEPSEEK_V3 || c.arch == RT_ARCH_GLM4_MOE || c.arch == RT_ARCH_MINIMAX_M2) &&
 	    (r = parse_sigmoid_moe(&c, root, path, err)) < 0)
 		goto out;
 	if (c.arch == RT_ARCH_DEEPSEEK_V3 && (r = parse_mla(&c, root, path, err)) < 0)
@@ -558,6 +594,10 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 	case RT_ARCH_DEEPSEEK_V3:
 		/* attention_bias: q_a_proj, kv_a_proj_with_mqa and o_proj */
 		c.qkv_bias = c.o_bias = attn_bias;
+		break;
+	case RT_ARCH_MINIMAX_M2:
+		/* MiniMaxM2Attention: no biases, q/k norms over the whole projection, no sliding window */
+		c.qk_norm = c.qk_norm_full = true;
 		break;
 	case RT_ARCH_GLM4_MOE:
 		/* Glm4MoeAttention: q/k/v biases with attention_bias, no o bias; use_qk_norm */

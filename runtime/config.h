@@ -17,6 +17,7 @@ enum rt_arch {
 	RT_ARCH_QWEN3_MOE,
 	RT_ARCH_DEEPSEEK_V3,
 	RT_ARCH_GLM4_MOE,
+	RT_ARCH_MINIMAX_M2,
 };
 
 #define RT_MAX_LAYERS  1024
@@ -42,6 +43,7 @@ struct rt_config {
 	bool qkv_bias;      /* Qwen2, or Llama attention_bias */
 	bool o_bias;        /* Llama attention_bias */
 	bool qk_norm;       /* Qwen3 */
+	bool qk_norm_full;  /* MiniMax-M2: q/k RMSNorm over all heads together ([nh*hd], [nkv*hd]) */
 	int sliding_window; /* 0: none */
 	/* mixture of experts (n_experts == 0: dense) */
 	int n_experts, top_k;          /* routed experts, experts per token */

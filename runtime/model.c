@@ -174,7 +174,7 @@ static int bind_expert(struct rt_model *m, const char *fmt_g, const char *fmt_u,
 static int bind_moe(struct rt_model *m, int i, struct rt_layer *L, struct rt_error *err)
 {
 	const struct rt_config *c = &m->cfg;
-	bool mixtral = c->arch == RT_ARCH_MIXTRAL;
+	bool mixtral = c->arch == RT_ARCH_MIXTRAL || c->arch == RT_ARCH_MINIMAX_M2;
 	char n[256];
 	int r;
 
@@ -187,7 +187,8 @@ static int bind_moe(struct rt_model *m, int i, struct rt_layer *L, struct rt_err
 		return r;
 	if (c->sigmoid_router) {
 		/* kept in F32 inside BF16 checkpoints; bind_vector reads any dtype */
-		snprintf(n, sizeof(n), "model.layers.%d.mlp.gate.e_score_correction_bias", i);
+		snprintf(n, sizeof(n), "model.layers.%d.%s", i,
+		         mixtral ? "block_sparse_moe.e_score_correction_bias" : "mlp.gate.e_score_correction_bias");
 		if ((r = bind_vector(m, n, c->n_experts, &L->router_bias, err)) < 0)
 			return r;
 	}
@@ -241,8 +242,9 @@ static int bind_attention(struct rt_model *m, int i, struct rt_layer *L, struct 
 		return r;
 	if (c->o_bias && (r = bind_vector(m, NM("o_proj.bias"), c->hidden, &L->bo, err)) < 0)
 		return r;
-	if (c->qk_norm && ((r = bind_vector(m, NM("q_norm.weight"), c->head_dim, &L->q_norm, err)) < 0 ||
-	                   (r = bind_vector(m, NM("k_norm.weight"), c->head_dim, &L->k_norm, err)) < 0))
+	if (c->qk_norm &&
+	    ((r = bind_vector(m, NM("q_norm.weight"), c->qk_norm_full ? qd : c->head_dim, &L->q_norm, err)) < 0 ||
+	     (r = bind_vector(m, NM("k_norm.weight"), c->qk_norm_full ? kvd : c->head_dim, &L->k_norm, err)) < 0))
 		return r;
 	return 0;
 }
@@ -1140,7 +1142,10 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int e
 		be->ops->matmul(be, s->q, s->xn, &L->wq, L->bq, T, false);
 		be->ops->matmul(be, kdst, s->xn, &L->wk, L->bk, T, false);
 		be->ops->matmul(be, vdst, s->xn, &L->wv, L->bv, T, false);
-		if (c->qk_norm) {
+		if (c->qk_norm_full) {
+			rmsnorm(s->q, s->q, L->q_norm, T, nh * hd, c->rms_eps);
+			rmsnorm(kdst, kdst, L->k_norm, T, nkv * hd, c->rms_eps);
+		} else if (c->qk_norm) {
 			rmsnorm(s->q, s->q, L->q_norm, T * nh, hd, c->rms_eps);
 			rmsnorm(kdst, kdst, L->k_norm, T * nkv, hd, c->rms_eps);
 		}
@@ -1436,7 +1441,10 @@ static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int 
 		be->ops->matmul(be, b->q, b->xn, &L->wq, L->bq, rows, false);
 		be->ops->matmul(be, b->k, b->xn, &L->wk, L->bk, rows, false);
 		be->ops->matmul(be, b->v, b->xn, &L->wv, L->bv, rows, false);
-		if (c->qk_norm) {
+		if (c->qk_norm_full) {
+			rmsnorm(b->q, b->q, L->q_norm, rows, nh * hd, c->rms_eps);
+			rmsnorm(b->k, b->k, L->k_norm, rows, nkv * hd, c->rms_eps);
+		} else if (c->qk_norm) {
 			rmsnorm(b->q, b->q, L->q_norm, rows * nh, hd, c->rms_eps);
 			rmsnorm(b->k, b->k, L->k_norm, rows * nkv, hd, c->rms_eps);
 		}

@@ -49,6 +49,7 @@ static void build_model(void)
 		{"model.layers.0.mlp.down_proj.weight", 8, 16},
 		/* mixture of experts: 2 experts of 16 under each checkpoint's names */
 		{"model.layers.0.block_sparse_moe.gate.weight", 2, 8},
+		{"model.layers.0.block_sparse_moe.e_score_correction_bias", 2, 0},
 		{"model.layers.0.block_sparse_moe.experts.0.w1.weight", 16, 8},
 		{"model.layers.0.block_sparse_moe.experts.0.w2.weight", 8, 16},
 		{"model.layers.0.block_sparse_moe.experts.0.w3.weight", 16, 8},

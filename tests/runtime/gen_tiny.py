@@ -19,13 +19,14 @@ import zlib
 import numpy as np
 
 VARIANTS = ["llama", "llama3", "mistral", "qwen2", "qwen3", "llama_tied", "llama_yarn", "qwen3_dynamic",
-            "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain", "glm4_moe"]
+            "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain", "glm4_moe", "minimax_m2"]
 # deepseek_v3: q lora, yarn with mscale (softmax scale), interleaved rope, 4 groups of 2 experts (2 kept),
 # one MTP layer in the files; deepseek_v3_plain: q_proj (q_lora_rank null), attention biases, rotate-half
 # rope (rope_interleave false), no groups, no renormalisation
 # glm4_moe: partial rotary 0.5 of head_dim 24, q/k/v biases, qk norm, one group (as GLM-4.5),
 # first layer dense, one MTP layer
-MOE = {"mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain", "glm4_moe"}
+# minimax_m2: q/k norms over all heads, partial rotary 0.5, sigmoid routing without groups, Mixtral names
+MOE = {"mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain", "glm4_moe", "minimax_m2"}
 DTYPES = ["f32", "f16", "bf16"]
 # "mixed": per-tensor dtypes as some checkpoints have (vectors f32, embedding f16, matrices bf16)
 ALL_DTYPES = DTYPES + ["mixed"]
@@ -100,6 +101,8 @@ def spec(variant, dims=None):
         s.update(experts=8, topk=2, moe_inter=40, layers=4)
     if variant == "glm4_moe":
         s.update(experts=8, topk=3, moe_inter=40, layers=3, head_dim=24)
+    if variant == "minimax_m2":
+        s.update(experts=8, topk=3, layers=2, head_dim=24)
     if variant.startswith("deepseek_v3"):
         s.update(experts=8, topk=3, moe_inter=40, layers=3, heads=4, kv_heads=4, q_lora=24, kv_lora=32, nope=16,
                  rope=8, vhd=12)
@@ -117,11 +120,11 @@ def make_config(variant, s):
             "qwen3": "Qwen3ForCausalLM", "qwen3_dynamic": "Qwen3ForCausalLM", "mixtral": "MixtralForCausalLM",
             "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
             "deepseek_v3": "DeepseekV3ForCausalLM", "deepseek_v3_plain": "DeepseekV3ForCausalLM",
-            "glm4_moe": "Glm4MoeForCausalLM"}[variant]
+            "glm4_moe": "Glm4MoeForCausalLM", "minimax_m2": "MiniMaxM2ForCausalLM"}[variant]
     mt = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
           "Qwen3ForCausalLM": "qwen3", "MixtralForCausalLM": "mixtral", "Qwen2MoeForCausalLM": "qwen2_moe",
           "Qwen3MoeForCausalLM": "qwen3_moe", "DeepseekV3ForCausalLM": "deepseek_v3",
-          "Glm4MoeForCausalLM": "glm4_moe"}[arch]
+          "Glm4MoeForCausalLM": "glm4_moe", "MiniMaxM2ForCausalLM": "minimax_m2"}[arch]
     c = {
         "architectures": [arch], "model_type": mt, "hidden_size": s["hidden"], "intermediate_size": s["inter"],
         "num_hidden_layers": s["layers"], "num_attention_heads": s["heads"], "num_key_value_heads": s["kv_heads"],
@@ -182,6 +185,10 @@ def make_config(variant, s):
                  n_routed_experts=s["experts"], num_experts_per_tok=s["topk"], moe_intermediate_size=s["moe_inter"],
                  n_shared_experts=1, n_group=1, topk_group=1, first_k_dense_replace=1, routed_scaling_factor=2.5,
                  norm_topk_prob=True, num_nextn_predict_layers=1)
+    if variant == "minimax_m2":
+        c.update(head_dim=s["head_dim"], num_local_experts=s["experts"], num_experts_per_tok=s["topk"])
+        del c["rope_theta"]
+        c["rope_parameters"] = {"rope_type": "default", "rope_theta": 5000000.0, "partial_rotary_factor": 0.5}
     if variant == "qwen3_dynamic":
         c["head_dim"] = s["head_dim"]
         c["rope_theta"] = 10000.0
@@ -204,8 +211,10 @@ def moe_weights(variant, s, p, w):
     The router has the usual 1/sqrt(hidden) scale; test_forward.py checks the spread."""
     H, E = s["hidden"], s["experts"]
     t = []
-    if variant == "mixtral":
+    if variant in ("mixtral", "minimax_m2"):
         t.append((p + "block_sparse_moe.gate.weight", w(E, H, scale=1.0 / np.sqrt(H))))
+        if variant == "minimax_m2":
+            t.append((p + "block_sparse_moe.e_score_correction_bias", w(E, scale=0.05)))
         for e in range(E):
             q = p + f"block_sparse_moe.experts.{e}."
             t.append((q + "w1.weight", w(s["inter"], H)))
@@ -295,6 +304,9 @@ def make_weights(variant, s, rng):
             t.append((p + "self_attn.q_proj.bias", w(nh * hd, scale=0.5)))
             t.append((p + "self_attn.k_proj.bias", w(kv * hd, scale=0.5)))
             t.append((p + "self_attn.v_proj.bias", w(kv * hd, scale=0.5)))
+        if variant == "minimax_m2":
+            t.append((p + "self_attn.q_norm.weight", norm(nh * hd)))
+            t.append((p + "self_attn.k_norm.weight", norm(kv * hd)))
         if variant in ("qwen3", "qwen3_dynamic", "qwen3_moe", "glm4_moe"):
             t.append((p + "self_attn.q_norm.weight", norm(hd)))
             t.append((p + "self_attn.k_norm.weight", norm(hd)))

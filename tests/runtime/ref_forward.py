@@ -166,7 +166,7 @@ def swiglu(h, w, pre, g="gate_proj", u="up_proj", d="down_proj"):
 def is_moe_layer(cfg, i):
     """Which decoder layers carry the sparse block (transformers' *DecoderLayer)."""
     arch = cfg["architectures"][0]
-    if arch == "MixtralForCausalLM":
+    if arch in ("MixtralForCausalLM", "MiniMaxM2ForCausalLM"):
         return True
     if arch == "DeepseekV3ForCausalLM":
         return i >= cfg.get("first_k_dense_replace", 3)
@@ -203,7 +203,7 @@ def moe(cfg, w, p, h, stats):
     """MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock / Qwen3MoeSparseMoeBlock / DeepseekV3MoE on h [T][H]."""
     arch = cfg["architectures"][0]
     k = cfg["num_experts_per_tok"]
-    if arch == "MixtralForCausalLM":
+    if arch in ("MixtralForCausalLM", "MiniMaxM2ForCausalLM"):
         router, ex, names, norm = p + "block_sparse_moe.gate.weight", p + "block_sparse_moe.experts.", \
             ("w1", "w3", "w2"), True
     else:
@@ -216,6 +216,11 @@ def moe(cfg, w, p, h, stats):
     for t in range(h.shape[0]):
         if arch in ("DeepseekV3ForCausalLM", "Glm4MoeForCausalLM"):
             top, wt = route_deepseek(cfg, logits[t], w[p + "mlp.gate.e_score_correction_bias"])
+        elif arch == "MiniMaxM2ForCausalLM":
+            # MiniMaxM2TopKRouter: sigmoid, bias for choosing only, top-k renormalised
+            sc = 1 / (1 + np.exp(-logits[t]))
+            top = np.argsort(-(sc + w[p + "block_sparse_moe.e_score_correction_bias"]), kind="stable")[:k]
+            wt = sc[top] / sc[top].sum()
         else:
             top = np.argsort(-probs[t], kind="stable")[:k]
             wt = probs[t][top]
@@ -293,7 +298,8 @@ def forward(cfg, w, ids, seq_lens=None, stats=None):
     T = len(ids)
     x = w["model.embed_tokens.weight"][ids]
     # Glm4MoeAttention: RoPE on the first head_dim * partial_rotary_factor dims
-    rd = int(hd * cfg.get("partial_rotary_factor", 1.0)) if arch == "Glm4MoeForCausalLM" else hd
+    prf = cfg.get("partial_rotary_factor", (cfg.get("rope_parameters") or {}).get("partial_rotary_factor", 1.0))
+    rd = int(hd * prf) if arch in ("Glm4MoeForCausalLM", "MiniMaxM2ForCausalLM") else hd
     cos, sin = rope_cos_sin(cfg, rd, seq_lens if seq_lens is not None else [T] * T)
     mask = np.tril(np.ones((T, T), dtype=bool))
     win = cfg.get("sliding_window") if arch in ("MistralForCausalLM", "MixtralForCausalLM") else None
@@ -313,8 +319,13 @@ def forward(cfg, w, ids, seq_lens=None, stats=None):
             y = h @ w[p + f"self_attn.{name}_proj.weight"].T
             b = w.get(p + f"self_attn.{name}_proj.bias")
             return y if b is None else y + b
-        q = proj("q").reshape(T, nh, hd).transpose(1, 0, 2)
-        k = proj("k").reshape(T, kv, hd).transpose(1, 0, 2)
+        if arch == "MiniMaxM2ForCausalLM":
+            # MiniMaxM2Attention (FlexOlmo's): RMSNorm over the whole q and k projections
+            q = rms(proj("q"), w[p + "self_attn.q_norm.weight"], eps).reshape(T, nh, hd).transpose(1, 0, 2)
+            k = rms(proj("k"), w[p + "self_attn.k_norm.weight"], eps).reshape(T, kv, hd).transpose(1, 0, 2)
+        else:
+            q = proj("q").reshape(T, nh, hd).transpose(1, 0, 2)
+            k = proj("k").reshape(T, kv, hd).transpose(1, 0, 2)
         v = proj("v").reshape(T, kv, hd).transpose(1, 0, 2)
         if arch in ("Qwen3ForCausalLM", "Qwen3MoeForCausalLM") or \
                 (arch == "Glm4MoeForCausalLM" and cfg.get("use_qk_norm")):

@@ -48,6 +48,7 @@ def main():
               ("deepseek_v3", "bf16", 3, {}, len(IDS)), ("deepseek_v3_plain", "mixed", 2, {}, len(IDS)),
               ("deepseek_v3", "f32", 1, {}, 300), ("deepseek_v3_plain", "f16", 1, {"AGRT_THREADS": "1"}, 40),
               ("glm4_moe", "bf16", 2, {}, len(IDS)), ("glm4_moe", "mixed", 1, {"AGRT_SIMD": "generic"}, 300),
+              ("minimax_m2", "bf16", 2, {}, len(IDS)), ("minimax_m2", "f32", 1, {}, 300),
               # sizes that are not multiples of the SIMD width (scalar tails), GQA 4:1
               ("llama", "bf16", 1, {"dims": "72,100,2,4,2,300"}, len(IDS)),
               ("mistral", "f16", 1, {"dims": "72,100,2,4,2,300", "AGRT_SIMD": "generic"}, len(IDS)),

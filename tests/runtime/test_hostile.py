@@ -196,6 +196,12 @@ def main():
              want="partial_rotary_factor", src=glm_base)
     cfg_case("glm partial rotary above 1", lambda c: c.update(partial_rotary_factor=1.5),
              want="partial_rotary_factor", src=glm_base)
+    mm_base = os.path.join(tmp, "minimax")
+    gen_tiny.generate("minimax_m2", "bf16", mm_base)
+    cfg_case("minimax rotary_dim disagrees", lambda c: c.update(rotary_dim=24), want="rotary_dim", src=mm_base)
+    cfg_case("minimax top-k larger than the experts", lambda c: c.update(num_experts_per_tok=9),
+             want="num_experts_per_tok", src=mm_base)
+    cfg_case("minimax full-width k_norm shape", lambda c: c.update(num_key_value_heads=4), want="k_proj", src=mm_base)
     cfg_case("glm groups do not divide the experts", lambda c: c.update(n_group=3), want="n_group", src=glm_base)
     cfg_case("glm first_k_dense_replace 0: layer 0 has no router", lambda c: c.update(first_k_dense_replace=0),
              want="layers.0.mlp.gate.weight", src=glm_base)

@@ -1,12 +1,12 @@
 #!/bin/bash
 # agserve on mixture-of-experts models (issue 18): Mixtral, DeepSeek-V3 (latent
-# attention) and GLM-4.5 tiny models served with 4 parallel sessions; four
-# concurrent greedy completions (batched decode through rt_forward_batch) each
-# equal agrun's greedy output for the same prompt.
+# attention), GLM-4.5 and MiniMax-M2 tiny models served with 4 parallel
+# sessions; four concurrent greedy completions (batched decode through
+# rt_forward_batch) each equal agrun's greedy output for the same prompt.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/lib-serve.sh"
 cd "$WORK"
-for v in mixtral deepseek_v3 glm4_moe; do
+for v in mixtral deepseek_v3 glm4_moe minimax_m2; do
 	# vocab 267: every id decodes to text (gen_tiny's tokenizer size), as tiny_model does
 	$PY "$TESTS_DIR/runtime/gen_tiny.py" "$v" bf16 "$v" --dims 64,96,3,4,2,267 >/dev/null || { echo "Bail out! cannot generate $v"; exit 1; }
 	start_server "$v.log" --model "$v" --ctx 128 --parallel 4 &&
