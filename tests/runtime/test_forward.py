@@ -7,6 +7,7 @@ Tolerance: max |logit_c - logit_ref| <= 1e-5 * max |logit_ref| (relative to
 the logit scale) at every position, and identical greedy tokens."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -108,6 +109,7 @@ def main():
         ok = got == want
         failed += not ok
         print(f"{'ok' if ok else 'not ok'} {n} - greedy {name}: {got}" + ("" if ok else f" want {want}"))
+    shutil.rmtree(tmp, ignore_errors=True)
     return 1 if failed else 0
 
 
