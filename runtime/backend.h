@@ -59,6 +59,11 @@ int rt_backend_cpu_new(int n_threads, const char *simd, struct rt_backend **ret_
 /* Name of the SIMD path b runs ("avx512", "avx2" or "generic"). */
 const char *rt_backend_cpu_simd(const struct rt_backend *b);
 
+/* One SwiGLU expert: gate/up [inter][hidden], down [hidden][inter]. */
+struct rt_expert {
+	struct rt_weight wg, wu, wd;
+};
+
 /* Per-layer weights as model.c binds them: matrices point into the
  * safetensors mapping, vectors are f32 host copies (NULL when absent). */
 struct rt_layer {
@@ -71,6 +76,21 @@ struct rt_layer {
 	struct rt_weight wo;      /* [hidden][nh*hd] */
 	struct rt_weight wg, wu;  /* [inter][hidden] */
 	struct rt_weight wd;      /* [hidden][inter] */
+	/* multi-head latent attention (cfg kv_lora_rank > 0): wq is q_proj when q_lora_rank is 0,
+	 * wk/wv unused; bq is q_a_proj's bias, bk kv_a_proj_with_mqa's */
+	struct rt_weight wq_a, wq_b; /* [q_lora][hidden], [nh*qk_head_dim][q_lora] */
+	struct rt_weight wkv_a;      /* [kv_lora_rank + rope][hidden] */
+	struct rt_weight wkv_b;      /* [nh*(nope + v_head_dim)][kv_lora_rank] */
+	struct rt_weight wkb_t;      /* [nh*kv_lora_rank][nope]: kv_b_proj's key rows transposed per head
+	                              * (a host copy in the stored dtype), for the absorbed query */
+	float *q_a_norm, *kv_a_norm; /* [q_lora], [kv_lora_rank] */
+	/* mixture of experts (moe): wg/wu/wd unused */
+	bool moe;
+	struct rt_weight router;   /* [n_experts][hidden] */
+	float *router_bias;        /* [n_experts] e_score_correction_bias (sigmoid routing), else NULL */
+	struct rt_expert *experts; /* [n_experts], still memory-mapped */
+	struct rt_expert shared;   /* shared expert(s) when shared_inter > 0 */
+	struct rt_weight sgate;    /* [1][hidden]: Qwen2-MoE shared_expert_gate */
 };
 
 /* ---- whole-forward device path (issue 10) ----

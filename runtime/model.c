@@ -37,6 +37,33 @@ struct rt_model {
 	const struct rt_dev_ops *dev; /* whole-forward device path, NULL on the CPU */
 	void *dm;                     /* its model */
 	struct batch_scratch *bs;     /* rt_forward_batch's buffers, allocated on first use (under run) */
+	struct moe_scratch *moe;      /* MoE blocks' buffers (both paths run under run), NULL when dense */
+	struct mla_scratch *mla;      /* latent attention's buffers, NULL without MLA */
+};
+
+/* Buffers of multi-head latent attention over at most CHUNK rows. */
+struct mla_scratch {
+	float *qf;  /* [CHUNK][nh*qk_head_dim] queries as projected */
+	float *qn;  /* [CHUNK][qk_nope_head_dim] one head's q_nope */
+	float *qa;  /* [CHUNK][q_lora_rank] */
+	float *lat; /* [CHUNK][kv_lora_rank] one head's attention output */
+	float *o1;  /* [CHUNK][v_head_dim] one head's value */
+	float *ov;  /* [CHUNK][nh*v_head_dim] */
+};
+
+/* Buffers of one MoE block over at most CHUNK rows. */
+struct moe_scratch {
+	float *logits;    /* [CHUNK][n_experts] router logits, then routing scores */
+	int *sel;         /* [CHUNK][top_k] chosen experts */
+	float *selw;      /* [CHUNK][top_k] their weights */
+	int *cnt, *start; /* [n_experts + 1] */
+	int *tok;         /* [CHUNK * top_k] rows grouped by expert, ascending within each */
+	float *tw;        /* [CHUNK * top_k] their weights */
+	float *xg;        /* [CHUNK][hidden] the rows routed to one expert */
+	float *g, *u;     /* [CHUNK][max(moe_inter, shared_inter)] */
+	float *y;         /* [CHUNK][hidden] one expert's output */
+	float *acc;       /* [CHUNK][hidden] the block's output */
+	float *sgl;       /* [CHUNK] shared expert gate logits */
 };
 
 /* One sequence's share of a batched step: T tokens at positions pos0.. in
@@ -45,6 +72,7 @@ struct batch_seg {
 	struct rt_session *s;
 	const int32_t *ids;
 	int T, pos0, row0;
+	int end;  /* position after the sequence's last token of this call (dynamic rope) */
 	long out; /* logits row (the caller's session index), -1: no logits this step */
 };
 
@@ -115,13 +143,178 @@ static int bind_vector(struct rt_model *m, const char *name, int n, float **ret,
 	return 0;
 }
 
+/* transformers _compute_yarn_parameters: the dimension index at which a
+ * frequency makes num_rot turns over the original context */
+static double yarn_corr_dim(double num_rot, int dim, double base, double orig)
+{
+	return (dim * log(orig / (num_rot * 2 * M_PI))) / (2 * log(base));
+}
+
+static int bind_expert(struct rt_model *m, const char *fmt_g, const char *fmt_u, const char *fmt_d, int layer, int idx,
+                       int inter, struct rt_expert *x, struct rt_error *err)
+{
+	const struct rt_config *c = &m->cfg;
+	char n[256];
+	int r;
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+	snprintf(n, sizeof(n), fmt_g, layer, idx);
+	if ((r = bind_matrix(m, n, inter, c->hidden, &x->wg, err)) < 0)
+		return r;
+	snprintf(n, sizeof(n), fmt_u, layer, idx);
+	if ((r = bind_matrix(m, n, inter, c->hidden, &x->wu, err)) < 0)
+		return r;
+	snprintf(n, sizeof(n), fmt_d, layer, idx);
+#pragma GCC diagnostic pop
+	return bind_matrix(m, n, c->hidden, inter, &x->wd, err);
+}
+
+/* A layer's MoE block with the checkpoint's tensor names. */
+static int bind_moe(struct rt_model *m, int i, struct rt_layer *L, struct rt_error *err)
+{
+	const struct rt_config *c = &m->cfg;
+	bool mixtral = c->arch == RT_ARCH_MIXTRAL || c->arch == RT_ARCH_MINIMAX_M2;
+	char n[256];
+	int r;
+
+	L->moe = true;
+	L->experts = calloc((size_t)c->n_experts, sizeof(*L->experts));
+	if (!L->experts)
+		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+	snprintf(n, sizeof(n), "model.layers.%d.%s", i, mixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight");
+	if ((r = bind_matrix(m, n, c->n_experts, c->hidden, &L->router, err)) < 0)
+		return r;
+	if (c->sigmoid_router) {
+		/* kept in F32 inside BF16 checkpoints; bind_vector reads any dtype */
+		snprintf(n, sizeof(n), "model.layers.%d.%s", i,
+		         mixtral ? "block_sparse_moe.e_score_correction_bias" : "mlp.gate.e_score_correction_bias");
+		if ((r = bind_vector(m, n, c->n_experts, &L->router_bias, err)) < 0)
+			return r;
+	}
+	for (int e = 0; e < c->n_experts; e++) {
+		if (mixtral)
+			r = bind_expert(m, "model.layers.%d.block_sparse_moe.experts.%d.w1.weight",
+			                "model.layers.%d.block_sparse_moe.experts.%d.w3.weight",
+			                "model.layers.%d.block_sparse_moe.experts.%d.w2.weight", i, e, c->moe_inter,
+			                &L->experts[e], err);
+		else
+			r = bind_expert(m, "model.layers.%d.mlp.experts.%d.gate_proj.weight",
+			                "model.layers.%d.mlp.experts.%d.up_proj.weight",
+			                "model.layers.%d.mlp.experts.%d.down_proj.weight", i, e, c->moe_inter,
+			                &L->experts[e], err);
+		if (r < 0)
+			return r;
+	}
+	if (c->shared_inter > 0) {
+		const char *sn = c->arch == RT_ARCH_QWEN2_MOE ? "shared_expert" : "shared_experts";
+		char fg[128], fu[128], fd[128];
+		snprintf(fg, sizeof(fg), "model.layers.%%d.mlp.%s.gate_proj.weight%%.0d", sn);
+		snprintf(fu, sizeof(fu), "model.layers.%%d.mlp.%s.up_proj.weight%%.0d", sn);
+		snprintf(fd, sizeof(fd), "model.layers.%%d.mlp.%s.down_proj.weight%%.0d", sn);
+		if ((r = bind_expert(m, fg, fu, fd, i, 0, c->shared_inter, &L->shared, err)) < 0)
+			return r;
+	}
+	if (c->shared_gate) {
+		snprintf(n, sizeof(n), "model.layers.%d.mlp.shared_expert_gate.weight", i);
+		if ((r = bind_matrix(m, n, 1, c->hidden, &L->sgate, err)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Llama-style attention: q/k/v/o projections, optional biases and q/k norms. */
+static int bind_attention(struct rt_model *m, int i, struct rt_layer *L, struct rt_error *err)
+{
+	const struct rt_config *c = &m->cfg;
+	int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, r;
+	char n[256];
+
+#define NM(suffix) (snprintf(n, sizeof(n), "model.layers.%d.self_attn.%s", i, suffix), n)
+	if ((r = bind_matrix(m, NM("q_proj.weight"), qd, c->hidden, &L->wq, err)) < 0 ||
+	    (r = bind_matrix(m, NM("k_proj.weight"), kvd, c->hidden, &L->wk, err)) < 0 ||
+	    (r = bind_matrix(m, NM("v_proj.weight"), kvd, c->hidden, &L->wv, err)) < 0 ||
+	    (r = bind_matrix(m, NM("o_proj.weight"), c->hidden, qd, &L->wo, err)) < 0)
+		return r;
+	if (c->qkv_bias && ((r = bind_vector(m, NM("q_proj.bias"), qd, &L->bq, err)) < 0 ||
+	                    (r = bind_vector(m, NM("k_proj.bias"), kvd, &L->bk, err)) < 0 ||
+	                    (r = bind_vector(m, NM("v_proj.bias"), kvd, &L->bv, err)) < 0))
+		return r;
+	if (c->o_bias && (r = bind_vector(m, NM("o_proj.bias"), c->hidden, &L->bo, err)) < 0)
+		return r;
+	if (c->qk_norm &&
+	    ((r = bind_vector(m, NM("q_norm.weight"), c->qk_norm_full ? qd : c->head_dim, &L->q_norm, err)) < 0 ||
+	     (r = bind_vector(m, NM("k_norm.weight"), c->qk_norm_full ? kvd : c->head_dim, &L->k_norm, err)) < 0))
+		return r;
+	return 0;
+}
+
+/* DeepSeek-V3 multi-head latent attention. */
+static int bind_mla(struct rt_model *m, int i, struct rt_layer *L, struct rt_error *err)
+{
+	const struct rt_config *c = &m->cfg;
+	int qk = c->qk_nope_dim + c->qk_rope_dim, lat = c->kv_lora_rank + c->qk_rope_dim, nh = c->n_heads, r;
+	char n[256];
+
+	if (c->q_lora_rank) {
+		if ((r = bind_matrix(m, NM("q_a_proj.weight"), c->q_lora_rank, c->hidden, &L->wq_a, err)) < 0 ||
+		    (r = bind_vector(m, NM("q_a_layernorm.weight"), c->q_lora_rank, &L->q_a_norm, err)) < 0 ||
+		    (r = bind_matrix(m, NM("q_b_proj.weight"), nh * qk, c->q_lora_rank, &L->wq_b, err)) < 0 ||
+		    (c->qkv_bias && (r = bind_vector(m, NM("q_a_proj.bias"), c->q_lora_rank, &L->bq, err)) < 0))
+			return r;
+	} else if ((r = bind_matrix(m, NM("q_proj.weight"), nh * qk, c->hidden, &L->wq, err)) < 0) {
+		return r;
+	}
+	if ((r = bind_matrix(m, NM("kv_a_proj_with_mqa.weight"), lat, c->hidden, &L->wkv_a, err)) < 0 ||
+	    (r = bind_vector(m, NM("kv_a_layernorm.weight"), c->kv_lora_rank, &L->kv_a_norm, err)) < 0 ||
+	    (r = bind_matrix(m, NM("kv_b_proj.weight"), nh * (c->qk_nope_dim + c->v_head_dim), c->kv_lora_rank,
+	                     &L->wkv_b, err)) < 0 ||
+	    (r = bind_matrix(m, NM("o_proj.weight"), c->hidden, nh * c->v_head_dim, &L->wo, err)) < 0)
+		return r;
+	if (c->qkv_bias && ((r = bind_vector(m, NM("kv_a_proj_with_mqa.bias"), lat, &L->bk, err)) < 0 ||
+	                    (r = bind_vector(m, NM("o_proj.bias"), c->hidden, &L->bo, err)) < 0))
+		return r;
+#undef NM
+	{
+		/* W_kb^T per head, element for element in the stored dtype, so that
+		 * q_nope^T W_kb is an ordinary (threaded, SIMD) matmul */
+		size_t ds = rt_dtype_size(L->wkv_b.dtype), rank = (size_t)c->kv_lora_rank,
+		       nope = (size_t)c->qk_nope_dim;
+		size_t rows = nope + (size_t)c->v_head_dim;
+		char *t = malloc(ds * (size_t)nh * rank * (nope ? nope : 1));
+		const char *src = L->wkv_b.data;
+		if (!t)
+			return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+		for (size_t h = 0; h < (size_t)nh; h++)
+			for (size_t rr = 0; rr < rank; rr++)
+				for (size_t d = 0; d < nope; d++)
+					memcpy(t + ((h * rank + rr) * nope + d) * ds,
+					       src + ((h * rows + d) * rank + rr) * ds, ds);
+		L->wkb_t = (struct rt_weight){t, L->wkv_b.dtype, nh * c->kv_lora_rank, c->qk_nope_dim, NULL};
+	}
+	return 0;
+}
+
 static void init_rope(struct rt_model *m)
 {
 	const struct rt_config *c = &m->cfg;
-	int half = c->head_dim / 2;
+	int dim = c->rope_dim, half = dim / 2;
+	double lo = 0, hi = 0;
 
+	if (c->rope_kind == RT_ROPE_YARN) {
+		lo = yarn_corr_dim(c->rope_beta_fast, dim, c->rope_theta, c->rope_orig_max_pos);
+		hi = yarn_corr_dim(c->rope_beta_slow, dim, c->rope_theta, c->rope_orig_max_pos);
+		if (c->rope_truncate) {
+			lo = floor(lo);
+			hi = ceil(hi);
+		}
+		lo = lo < 0 ? 0 : lo;
+		hi = hi > dim - 1 ? dim - 1 : hi;
+		if (lo == hi)
+			hi += 0.001;
+	}
 	for (int i = 0; i < half; i++) {
-		double f = 1.0 / pow(c->rope_theta, (double)(2 * i) / c->head_dim);
+		double f = 1.0 / pow(c->rope_theta, (double)(2 * i) / dim);
 		if (c->rope_kind == RT_ROPE_LINEAR) {
 			f /= c->rope_factor;
 		} else if (c->rope_kind == RT_ROPE_LLAMA3) {
@@ -136,9 +329,126 @@ static void init_rope(struct rt_model *m)
 				            (c->rope_high_freq - c->rope_low_freq);
 				f = (1 - sm) * f / c->rope_factor + sm * f;
 			}
+		} else if (c->rope_kind == RT_ROPE_YARN) {
+			/* ramp from extrapolation (fast dims) to interpolation (slow dims) */
+			double ramp = (i - lo) / (hi - lo), ex;
+			ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+			ex = 1 - ramp;
+			f = f / c->rope_factor * (1 - ex) + f * ex;
 		}
 		m->inv_freq[i] = (float)f;
 	}
+}
+
+/* cos/sin of one row at position pos, for a forward whose sequence ends at
+ * seq_len (dynamic NTK grows the base with it, as transformers does per
+ * call); yarn scales both by its attention factor. */
+static void rope_row(const struct rt_model *m, int pos, int seq_len, float *cs, float *sn)
+{
+	const struct rt_config *c = &m->cfg;
+	int dim = c->rope_dim, half = dim / 2;
+	float af = (float)c->rope_attn_factor;
+	bool dyn = c->rope_kind == RT_ROPE_DYNAMIC && seq_len > c->rope_orig_max_pos;
+	double base = 0;
+
+	if (dyn)
+		base = c->rope_theta * pow(c->rope_factor * seq_len / c->rope_orig_max_pos - (c->rope_factor - 1),
+		                           (double)dim / (dim - 2));
+	for (int i = 0; i < half; i++) {
+		float f = dyn ? (float)(1.0 / pow(base, (double)(2 * i) / dim)) : m->inv_freq[i];
+		/* HF computes the angle in float32 */
+		float ang = (float)pos * f;
+		cs[i] = cosf(ang);
+		sn[i] = sinf(ang);
+		if (af != 1.0f) {
+			cs[i] *= af;
+			sn[i] *= af;
+		}
+	}
+}
+
+static void moe_scratch_free(struct moe_scratch *s)
+{
+	if (!s)
+		return;
+	free(s->logits);
+	free(s->sel);
+	free(s->selw);
+	free(s->cnt);
+	free(s->start);
+	free(s->tok);
+	free(s->tw);
+	free(s->xg);
+	free(s->g);
+	free(s->u);
+	free(s->y);
+	free(s->acc);
+	free(s->sgl);
+	free(s);
+}
+
+static int moe_scratch_new(const struct rt_config *c, struct moe_scratch **ret)
+{
+	struct moe_scratch *s = calloc(1, sizeof(*s));
+	size_t E = (size_t)c->n_experts, K = (size_t)c->top_k, H = (size_t)c->hidden;
+	size_t I = (size_t)(c->moe_inter > c->shared_inter ? c->moe_inter : c->shared_inter);
+
+	if (!s)
+		return -ENOMEM;
+	s->logits = malloc(sizeof(float) * CHUNK * E);
+	s->sel = malloc(sizeof(int) * CHUNK * K);
+	s->selw = malloc(sizeof(float) * CHUNK * K);
+	s->cnt = malloc(sizeof(int) * (E + 1));
+	s->start = malloc(sizeof(int) * (E + 1));
+	s->tok = malloc(sizeof(int) * CHUNK * K);
+	s->tw = malloc(sizeof(float) * CHUNK * K);
+	s->xg = malloc(sizeof(float) * CHUNK * H);
+	s->g = malloc(sizeof(float) * CHUNK * I);
+	s->u = malloc(sizeof(float) * CHUNK * I);
+	s->y = malloc(sizeof(float) * CHUNK * H);
+	s->acc = malloc(sizeof(float) * CHUNK * H);
+	s->sgl = malloc(sizeof(float) * CHUNK);
+	if (!s->logits || !s->sel || !s->selw || !s->cnt || !s->start || !s->tok || !s->tw || !s->xg || !s->g ||
+	    !s->u || !s->y || !s->acc || !s->sgl) {
+		moe_scratch_free(s);
+		return -ENOMEM;
+	}
+	*ret = s;
+	return 0;
+}
+
+static void mla_scratch_free(struct mla_scratch *s)
+{
+	if (!s)
+		return;
+	free(s->qf);
+	free(s->qn);
+	free(s->qa);
+	free(s->lat);
+	free(s->o1);
+	free(s->ov);
+	free(s);
+}
+
+static int mla_scratch_new(const struct rt_config *c, struct mla_scratch **ret)
+{
+	struct mla_scratch *s = calloc(1, sizeof(*s));
+	size_t nh = (size_t)c->n_heads;
+
+	if (!s)
+		return -ENOMEM;
+	s->qf = malloc(sizeof(float) * CHUNK * nh * (c->qk_nope_dim + c->qk_rope_dim));
+	s->qn = malloc(sizeof(float) * CHUNK * (c->qk_nope_dim ? c->qk_nope_dim : 1));
+	s->qa = malloc(sizeof(float) * CHUNK * (c->q_lora_rank ? c->q_lora_rank : 1));
+	s->lat = malloc(sizeof(float) * CHUNK * c->kv_lora_rank);
+	s->o1 = malloc(sizeof(float) * CHUNK * c->v_head_dim);
+	s->ov = malloc(sizeof(float) * CHUNK * nh * c->v_head_dim);
+	if (!s->qf || !s->qn || !s->qa || !s->lat || !s->o1 || !s->ov) {
+		mla_scratch_free(s);
+		return -ENOMEM;
+	}
+	*ret = s;
+	return 0;
 }
 
 static void batch_scratch_free(struct batch_scratch *b)
@@ -161,6 +471,22 @@ static void batch_scratch_free(struct batch_scratch *b)
 	free(b);
 }
 
+/* What the whole-forward CUDA path (kernels/) lacks, or NULL. */
+static const char *dev_unsupported(const struct rt_config *c)
+{
+	if (c->kv_lora_rank)
+		return "multi-head latent attention";
+	if (c->n_experts)
+		return "mixture of experts";
+	if (c->rope_dim != c->head_dim)
+		return "partial rotary embedding";
+	if (c->rope_kind == RT_ROPE_DYNAMIC)
+		return "dynamic rope scaling";
+	if (c->rope_kind == RT_ROPE_YARN && c->rope_attn_factor != 1.0)
+		return "yarn attention factor";
+	return NULL;
+}
+
 void rt_model_free(struct rt_model *m)
 {
 	if (!m)
@@ -176,9 +502,16 @@ void rt_model_free(struct rt_model *m)
 			free(L->bk);
 			free(L->bv);
 			free(L->bo);
+			free(L->experts);
+			free(L->q_a_norm);
+			free((void *)L->wkb_t.data);
+			free(L->router_bias);
+			free(L->kv_a_norm);
 		}
 	free(m->layers);
 	batch_scratch_free(m->bs);
+	moe_scratch_free(m->moe);
+	mla_scratch_free(m->mla);
 	free(m->final_norm);
 	free(m->inv_freq);
 	pthread_mutex_destroy(&m->run);
@@ -195,8 +528,9 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 	struct rt_model *m;
 	struct rt_config *c;
 	char n[256];
-	int r, nthr = opts ? opts->n_threads : 0, qd, kvd;
+	int r, nthr = opts ? opts->n_threads : 0;
 	struct rt_dev_load_stats dst = {0};
+	const char *why_dev = NULL;
 
 	if (!dir || !ret_model || nthr < 0 || nthr > 1024)
 		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
@@ -220,8 +554,6 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 	r = rt_st_open_dir(dir, &m->st, err);
 	if (r < 0)
 		goto out;
-	qd = c->n_heads * c->head_dim;
-	kvd = c->n_kv_heads * c->head_dim;
 	m->layers = calloc(c->n_layers, sizeof(*m->layers));
 	m->inv_freq = calloc(c->head_dim / 2, sizeof(float));
 	if (!m->layers || !m->inv_freq) {
@@ -239,33 +571,44 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 		struct rt_layer *L = &m->layers[i];
 #define NM(suffix) (snprintf(n, sizeof(n), "model.layers.%d.%s", i, suffix), n)
 		if ((r = bind_vector(m, NM("input_layernorm.weight"), c->hidden, &L->attn_norm, err)) < 0 ||
-		    (r = bind_vector(m, NM("post_attention_layernorm.weight"), c->hidden, &L->ffn_norm, err)) < 0 ||
-		    (r = bind_matrix(m, NM("self_attn.q_proj.weight"), qd, c->hidden, &L->wq, err)) < 0 ||
-		    (r = bind_matrix(m, NM("self_attn.k_proj.weight"), kvd, c->hidden, &L->wk, err)) < 0 ||
-		    (r = bind_matrix(m, NM("self_attn.v_proj.weight"), kvd, c->hidden, &L->wv, err)) < 0 ||
-		    (r = bind_matrix(m, NM("self_attn.o_proj.weight"), c->hidden, qd, &L->wo, err)) < 0 ||
-		    (r = bind_matrix(m, NM("mlp.gate_proj.weight"), c->intermediate, c->hidden, &L->wg, err)) < 0 ||
-		    (r = bind_matrix(m, NM("mlp.up_proj.weight"), c->intermediate, c->hidden, &L->wu, err)) < 0 ||
-		    (r = bind_matrix(m, NM("mlp.down_proj.weight"), c->hidden, c->intermediate, &L->wd, err)) < 0)
+		    (r = bind_vector(m, NM("post_attention_layernorm.weight"), c->hidden, &L->ffn_norm, err)) < 0)
 			goto out;
-		if (c->qkv_bias && ((r = bind_vector(m, NM("self_attn.q_proj.bias"), qd, &L->bq, err)) < 0 ||
-		                    (r = bind_vector(m, NM("self_attn.k_proj.bias"), kvd, &L->bk, err)) < 0 ||
-		                    (r = bind_vector(m, NM("self_attn.v_proj.bias"), kvd, &L->bv, err)) < 0))
+		if (c->kv_lora_rank)
+			r = bind_mla(m, i, L, err);
+		else
+			r = bind_attention(m, i, L, err);
+		if (r < 0)
 			goto out;
-		if (c->o_bias && (r = bind_vector(m, NM("self_attn.o_proj.bias"), c->hidden, &L->bo, err)) < 0)
-			goto out;
-		if (c->qk_norm &&
-		    ((r = bind_vector(m, NM("self_attn.q_norm.weight"), c->head_dim, &L->q_norm, err)) < 0 ||
-		     (r = bind_vector(m, NM("self_attn.k_norm.weight"), c->head_dim, &L->k_norm, err)) < 0))
+		if (c->moe_layer[i])
+			r = bind_moe(m, i, L, err);
+		else if ((r = bind_matrix(m, NM("mlp.gate_proj.weight"), c->intermediate, c->hidden, &L->wg, err)) >=
+		             0 &&
+		         (r = bind_matrix(m, NM("mlp.up_proj.weight"), c->intermediate, c->hidden, &L->wu, err)) >= 0)
+			r = bind_matrix(m, NM("mlp.down_proj.weight"), c->hidden, c->intermediate, &L->wd, err);
+		if (r < 0)
 			goto out;
 #undef NM
 	}
 	init_rope(m);
+	if ((c->n_experts && (r = moe_scratch_new(c, &m->moe)) < 0) ||
+	    (c->kv_lora_rank && (r = mla_scratch_new(c, &m->mla)) < 0)) {
+		rt_fail(err, RT_ERR_INTERNAL, r, "out of memory");
+		goto out;
+	}
+	if (opts && opts->backend == RT_BACKEND_CUDA && (why_dev = dev_unsupported(c))) {
+		if (!opts->device_fallback) {
+			r = rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP,
+			            "%s: the CUDA backend does not run this model (%s); use the CPU", dir, why_dev);
+			goto out;
+		}
+		snprintf(m->info.fallback, sizeof(m->info.fallback), "the CUDA backend does not run this model (%s)",
+		         why_dev);
+	}
 	if (nthr == 0) {
 		long np = sysconf(_SC_NPROCESSORS_ONLN);
 		nthr = np < 1 ? 1 : np > 256 ? 256 : (int)np;
 	}
-	if (opts && opts->backend == RT_BACKEND_CUDA) {
+	if (opts && opts->backend == RT_BACKEND_CUDA && !why_dev) {
 		/* the device uploads from the bound (validated) description;
 		 * no CPU thread pool is started */
 		struct rt_dev_model_desc d = {.cfg = c,
@@ -347,6 +690,13 @@ const struct rt_model_info *rt_model_get_info(const struct rt_model *m)
 	return &m->info;
 }
 
+int rt_model_resident(const struct rt_model *m, uint64_t *ret_resident, uint64_t *ret_mapped)
+{
+	if (!m || !ret_resident || !ret_mapped)
+		return -EINVAL;
+	return rt_st_resident(m->st, ret_resident, ret_mapped);
+}
+
 /* ---- session ---- */
 
 void rt_session_free(struct rt_session *s)
@@ -388,8 +738,8 @@ int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, s
 	if (max_ctx > c->max_pos)
 		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "context %d exceeds max_position_embeddings %d", max_ctx,
 		               c->max_pos);
-	kvd = (size_t)c->n_kv_heads * c->head_dim;
-	qd = (size_t)c->n_heads * c->head_dim;
+	kvd = (size_t)c->kv_dim;
+	qd = (size_t)c->q_dim;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
@@ -416,8 +766,9 @@ int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, s
 		goto oom;
 	for (int i = 0; i < c->n_layers; i++) {
 		s->kc[i] = malloc(sizeof(float) * kvd * max_ctx);
-		s->vc[i] = malloc(sizeof(float) * kvd * max_ctx);
-		if (!s->kc[i] || !s->vc[i])
+		/* MLA caches the latent only: keys and values both read it */
+		s->vc[i] = c->kv_lora_rank ? NULL : malloc(sizeof(float) * kvd * max_ctx);
+		if (!s->kc[i] || (!s->vc[i] && !c->kv_lora_rank))
 			goto oom;
 	}
 	s->x = malloc(sizeof(float) * CHUNK * c->hidden);
@@ -465,18 +816,20 @@ static void rmsnorm(float *y, const float *x, const float *w, int T, int dim, do
 	}
 }
 
-/* rotate-half RoPE on x[T][nh][hd] in place: pairs (i, i + hd/2) */
-static void rope(float *x, int T, int nh, int hd, size_t stride, const float *cosb, const float *sinb)
+/* rotate-half RoPE on x[T][nh][hd] in place over each head's first rd dims
+ * (rd < hd: partial_rotary_factor): pairs (i, i + rd/2); the tables have
+ * hd/2 entries per row */
+static void rope(float *x, int T, int nh, int hd, int rd, size_t stride, const float *cosb, const float *sinb)
 {
-	int half = hd / 2;
+	int half = hd / 2, rh = rd / 2;
 	for (int t = 0; t < T; t++)
 		for (int h = 0; h < nh; h++) {
 			float *v = x + (size_t)t * stride + (size_t)h * hd;
 			const float *cs = cosb + (size_t)t * half, *sn = sinb + (size_t)t * half;
-			for (int i = 0; i < half; i++) {
-				float a = v[i], b = v[i + half];
+			for (int i = 0; i < rh; i++) {
+				float a = v[i], b = v[i + rh];
 				v[i] = a * cs[i] - b * sn[i];
-				v[i + half] = b * cs[i] + a * sn[i];
+				v[i + rh] = b * cs[i] + a * sn[i];
 			}
 		}
 }
@@ -488,51 +841,328 @@ static void embed_row(const struct rt_weight *e, int32_t id, float *out)
 		out[i] = rt_load_elem(row, e->dtype, i);
 }
 
-/* One chunk of T <= CHUNK tokens.  logits: NULL, [T][vocab] (all) or [vocab]. */
-static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, float *logits, bool all)
+static float silu(float v)
+{
+	return v / (1.0f + expf(-v));
+}
+
+/* The top-k experts of one row of routing scores, best first (ties: the
+ * lower index), and their weights (Mixtral, Qwen2/3-MoE: softmax over all
+ * experts, then optionally renormalised over the k). */
+static void route_row(const struct rt_config *c, float *sc, int *sel, float *w)
+{
+	int E = c->n_experts, K = c->top_k;
+	double mx = -INFINITY, sum = 0, ks = 0;
+
+	for (int e = 0; e < E; e++)
+		mx = sc[e] > mx ? sc[e] : mx;
+	for (int e = 0; e < E; e++)
+		sum += exp((double)sc[e] - mx);
+	for (int e = 0; e < E; e++)
+		sc[e] = (float)(exp((double)sc[e] - mx) / sum);
+	for (int k = 0; k < K; k++) {
+		int best = -1;
+		for (int e = 0; e < E; e++) {
+			bool taken = false;
+			for (int j = 0; j < k; j++)
+				taken |= sel[j] == e;
+			if (!taken && (best < 0 || sc[e] > sc[best]))
+				best = e;
+		}
+		sel[k] = best;
+		w[k] = sc[best];
+		ks += sc[best];
+	}
+	if (c->norm_topk)
+		for (int k = 0; k < K; k++)
+			w[k] = (float)(w[k] / ks);
+}
+
+/* The k best of v[0..n) (ties: the lower index) into idx, best first. */
+static void top_k(const float *v, int n, int k, int *idx)
+{
+	for (int j = 0; j < k; j++) {
+		int best = -1;
+		for (int e = 0; e < n; e++) {
+			bool taken = false;
+			for (int i = 0; i < j; i++)
+				taken |= idx[i] == e;
+			if (!taken && (best < 0 || v[e] > v[best]))
+				best = e;
+		}
+		idx[j] = best;
+	}
+}
+
+/* DeepSeek-V3 / GLM-4.5 routing (transformers route_tokens_to_experts):
+ * sigmoid scores; the correction bias only for choosing; groups ranked by
+ * the sum of their two best biased scores, the topk_group best kept and the
+ * others' scores zeroed; top-k among those; weights are the unbiased
+ * scores, optionally renormalised, times routed_scaling_factor. */
+static void route_row_sigmoid(const struct rt_config *c, const float *logit, const float *bias, int *sel, float *w)
+{
+	int E = c->n_experts, K = c->top_k, G = c->n_group, per = E / G;
+	float sc[RT_MAX_EXPERTS], ch[RT_MAX_EXPERTS], gs[RT_MAX_EXPERTS];
+	int gi[RT_MAX_EXPERTS], two[2];
+	double sum = 0;
+
+	for (int e = 0; e < E; e++) {
+		sc[e] = 1.0f / (1.0f + expf(-logit[e]));
+		ch[e] = sc[e] + bias[e];
+	}
+	if (G > 1) {
+		bool keep[RT_MAX_EXPERTS] = {false};
+		for (int g = 0; g < G; g++) {
+			top_k(ch + (size_t)g * per, per, 2, two);
+			gs[g] = ch[g * per + two[0]] + ch[g * per + two[1]];
+		}
+		top_k(gs, G, c->topk_group, gi);
+		for (int j = 0; j < c->topk_group; j++)
+			keep[gi[j]] = true;
+		for (int e = 0; e < E; e++)
+			if (!keep[e / per])
+				ch[e] = 0.0f;
+	}
+	top_k(ch, E, K, sel);
+	for (int k = 0; k < K; k++) {
+		w[k] = sc[sel[k]];
+		sum += w[k];
+	}
+	for (int k = 0; k < K; k++) {
+		if (c->norm_topk)
+			w[k] = (float)(w[k] / (sum + 1e-20));
+		w[k] = (float)(w[k] * c->routed_scale);
+	}
+}
+
+/* y[T][inter] = silu(x . wg^T) * (x . wu^T), then out[T][hidden] = y . wd^T
+ * (accumulated into out when acc). */
+static void swiglu(struct rt_backend *be, float *out, const float *x, const struct rt_expert *x_w, float *g, float *u,
+                   int T, bool acc)
+{
+	size_t n = (size_t)T * x_w->wg.rows;
+
+	be->ops->matmul(be, g, x, &x_w->wg, NULL, T, false);
+	be->ops->matmul(be, u, x, &x_w->wu, NULL, T, false);
+	for (size_t i = 0; i < n; i++)
+		g[i] = silu(g[i]) * u[i];
+	be->ops->matmul(be, out, g, &x_w->wd, NULL, T, acc);
+}
+
+/* x[T][hidden] += MoE(xn): router, top-k per row, then each chosen expert
+ * once over all the rows routed to it (decode: only the k experts' matrices
+ * are read), and the shared expert over all rows.  Each row sums its
+ * experts in ascending expert order, whatever T is, so a token gets the
+ * same result in rt_session_forward and in any rt_forward_batch step. */
+static void moe_block(struct rt_model *m, const struct rt_layer *L, float *x, const float *xn, int T)
+{
+	const struct rt_config *c = &m->cfg;
+	struct rt_backend *be = m->be;
+	struct moe_scratch *s = m->moe;
+	int E = c->n_experts, K = c->top_k, H = c->hidden;
+
+	be->ops->matmul(be, s->logits, xn, &L->router, NULL, T, false);
+	memset(s->cnt, 0, sizeof(int) * (E + 1));
+	for (int t = 0; t < T; t++) {
+		if (c->sigmoid_router)
+			route_row_sigmoid(c, s->logits + (size_t)t * E, L->router_bias, s->sel + (size_t)t * K,
+			                  s->selw + (size_t)t * K);
+		else
+			route_row(c, s->logits + (size_t)t * E, s->sel + (size_t)t * K, s->selw + (size_t)t * K);
+		for (int k = 0; k < K; k++)
+			s->cnt[s->sel[(size_t)t * K + k]]++;
+	}
+	s->start[0] = 0;
+	for (int e = 0; e < E; e++)
+		s->start[e + 1] = s->start[e] + s->cnt[e];
+	memset(s->cnt, 0, sizeof(int) * (E + 1));
+	for (int t = 0; t < T; t++)
+		for (int k = 0; k < K; k++) {
+			int e = s->sel[(size_t)t * K + k], j = s->start[e] + s->cnt[e]++;
+			s->tok[j] = t;
+			s->tw[j] = s->selw[(size_t)t * K + k];
+		}
+	memset(s->acc, 0, sizeof(float) * (size_t)T * H);
+	for (int e = 0; e < E; e++) {
+		int n = s->cnt[e], j0 = s->start[e];
+		if (!n)
+			continue;
+		for (int j = 0; j < n; j++)
+			memcpy(s->xg + (size_t)j * H, xn + (size_t)s->tok[j0 + j] * H, sizeof(float) * H);
+		swiglu(be, s->y, s->xg, &L->experts[e], s->g, s->u, n, false);
+		for (int j = 0; j < n; j++) {
+			float *a = s->acc + (size_t)s->tok[j0 + j] * H, w = s->tw[j0 + j];
+			const float *y = s->y + (size_t)j * H;
+			for (int i = 0; i < H; i++)
+				a[i] += w * y[i];
+		}
+	}
+	if (c->shared_inter > 0) {
+		swiglu(be, s->y, xn, &L->shared, s->g, s->u, T, false);
+		if (c->shared_gate)
+			be->ops->matmul(be, s->sgl, xn, &L->sgate, NULL, T, false);
+		for (int t = 0; t < T; t++) {
+			float *a = s->acc + (size_t)t * H, w = c->shared_gate ? 1.0f / (1.0f + expf(-s->sgl[t])) : 1.0f;
+			const float *y = s->y + (size_t)t * H;
+			for (int i = 0; i < H; i++)
+				a[i] += w * y[i];
+		}
+	}
+	for (size_t i = 0; i < (size_t)T * H; i++)
+		x[i] += s->acc[i];
+}
+
+/* The feed-forward half of a layer: x += MLP(xn) or MoE(xn). */
+static void ffn(struct rt_model *m, const struct rt_layer *L, float *x, const float *xn, float *g, float *u, int T)
+{
+	if (L->moe) {
+		moe_block(m, L, x, xn, T);
+		return;
+	}
+	swiglu(m->be, x, xn, &(struct rt_expert){L->wg, L->wu, L->wd}, g, u, T, true);
+}
+
+/* RoPE on one vector of dim rotary values: pairs (i, i + dim/2), or with
+ * interleave (DeepSeek's rope_interleave) pairs (2i, 2i + 1).  transformers
+ * permutes the interleaved values to the rotate-half layout first; q and k
+ * get the same permutation, so their dot products are these. */
+static void rope_vec(float *v, int dim, const float *cs, const float *sn, bool interleave)
+{
+	int half = dim / 2;
+	for (int i = 0; i < half; i++) {
+		float *pa = interleave ? v + 2 * i : v + i, *pb = interleave ? v + 2 * i + 1 : v + i + half;
+		float a = *pa, b = *pb;
+		*pa = a * cs[i] - b * sn[i];
+		*pb = b * cs[i] + a * sn[i];
+	}
+}
+
+/* Multi-head latent attention, projection half.  kv_out[T][kv_lora_rank +
+ * rope] receives what the cache keeps per token: kv_a_layernorm(c_kv) and
+ * the rotated shared rope key.  q_out[T][nh][kv_lora_rank + rope] receives
+ * each head's query with the key half of kv_b_proj absorbed (q_nope^T W_kb,
+ * so that q . k = q_abs . c_kv + q_rope . k_rope without expanding the
+ * cache) and pre-scaled so that the attention kernel's 1/sqrt(width) gives
+ * the model's softmax scale. */
+static void mla_project(struct rt_model *m, const struct rt_layer *L, const float *xn, int T, const float *cosb,
+                        const float *sinb, float *q_out, float *kv_out)
+{
+	const struct rt_config *c = &m->cfg;
+	struct rt_backend *be = m->be;
+	struct mla_scratch *ms = m->mla;
+	int nh = c->n_heads, nope = c->qk_nope_dim, rp = c->qk_rope_dim, rank = c->kv_lora_rank;
+	int lat = rank + rp, qk = nope + rp, half = rp / 2, ds = (int)rt_dtype_size(L->wkv_b.dtype);
+	float qscale = (float)(c->attn_scale * sqrt((double)lat));
+
+	if (c->q_lora_rank) {
+		be->ops->matmul(be, ms->qa, xn, &L->wq_a, L->bq, T, false);
+		/* DeepseekV3RMSNorm's default eps, not rms_norm_eps */
+		rmsnorm(ms->qa, ms->qa, L->q_a_norm, T, c->q_lora_rank, 1e-6);
+		be->ops->matmul(be, ms->qf, ms->qa, &L->wq_b, NULL, T, false);
+	} else {
+		be->ops->matmul(be, ms->qf, xn, &L->wq, NULL, T, false);
+	}
+	be->ops->matmul(be, kv_out, xn, &L->wkv_a, L->bk, T, false);
+	for (int t = 0; t < T; t++) {
+		float *row = kv_out + (size_t)t * lat;
+		const float *cs = cosb + (size_t)t * half, *sn = sinb + (size_t)t * half;
+		rmsnorm(row, row, L->kv_a_norm, 1, rank, 1e-6);
+		rope_vec(row + rank, rp, cs, sn, c->rope_interleave);
+		for (int h = 0; h < nh; h++) {
+			float *qn = ms->qf + ((size_t)t * nh + h) * qk, *qo = q_out + ((size_t)t * nh + h) * lat;
+			rope_vec(qn + nope, rp, cs, sn, c->rope_interleave);
+			for (int i = 0; i < rp; i++)
+				qo[rank + i] = qn[nope + i] * qscale;
+		}
+	}
+	/* absorbed query per head: q_abs[T][rank] = q_nope[T][nope] . W_kb_h (wkb_t holds W_kb_h^T) */
+	for (int h = 0; h < nh; h++) {
+		struct rt_weight wk = L->wkb_t;
+		wk.data = (const char *)L->wkb_t.data + (size_t)h * rank * nope * ds;
+		wk.rows = rank;
+		for (int t = 0; t < T; t++)
+			memcpy(ms->qn + (size_t)t * nope, ms->qf + ((size_t)t * nh + h) * qk, sizeof(float) * nope);
+		be->ops->matmul(be, ms->lat, ms->qn, &wk, NULL, T, false);
+		for (int t = 0; t < T; t++) {
+			float *qo = q_out + ((size_t)t * nh + h) * lat;
+			const float *qa = ms->lat + (size_t)t * rank;
+			for (int i = 0; i < rank; i++)
+				qo[i] = qa[i] * qscale;
+		}
+	}
+}
+
+/* MLA output half: att[T][nh][kv_lora_rank + rope] holds each head's
+ * attention-weighted latent; its value is W_vb (the value half of kv_b_proj)
+ * times that, and x += o_proj(values). */
+static void mla_output(struct rt_model *m, const struct rt_layer *L, float *x, const float *att, int T)
+{
+	const struct rt_config *c = &m->cfg;
+	struct rt_backend *be = m->be;
+	struct mla_scratch *ms = m->mla;
+	int nh = c->n_heads, nope = c->qk_nope_dim, rank = c->kv_lora_rank, lat = rank + c->qk_rope_dim;
+	int vd = c->v_head_dim;
+
+	for (int h = 0; h < nh; h++) {
+		struct rt_weight wv = L->wkv_b;
+		wv.data = (const char *)L->wkv_b.data +
+		          ((size_t)h * (nope + vd) + nope) * rank * rt_dtype_size(L->wkv_b.dtype);
+		wv.rows = vd;
+		for (int t = 0; t < T; t++)
+			memcpy(ms->lat + (size_t)t * rank, att + ((size_t)t * nh + h) * lat, sizeof(float) * rank);
+		be->ops->matmul(be, ms->o1, ms->lat, &wv, NULL, T, false);
+		for (int t = 0; t < T; t++)
+			memcpy(ms->ov + ((size_t)t * nh + h) * vd, ms->o1 + (size_t)t * vd, sizeof(float) * vd);
+	}
+	be->ops->matmul(be, x, ms->ov, &L->wo, L->bo, T, true);
+}
+
+/* One chunk of T <= CHUNK tokens of a call whose tokens end at position end.
+ * logits: NULL, [T][vocab] (all) or [vocab]. */
+static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int end, float *logits, bool all)
 {
 	struct rt_model *m = s->m;
 	const struct rt_config *c = &m->cfg;
 	struct rt_backend *be = m->be;
 	int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, half = hd / 2;
-	size_t qd = (size_t)nh * hd, kvd = (size_t)nkv * hd;
+	size_t qd = (size_t)nh * hd, kvd = (size_t)c->kv_dim; /* kv_dim: nkv * hd unless MLA */
 	int pos0 = s->pos;
 
 	for (int t = 0; t < T; t++)
 		embed_row(&m->embed, ids[t], s->x + (size_t)t * H);
 	for (int t = 0; t < T; t++)
-		for (int i = 0; i < half; i++) {
-			/* HF computes the angle in float32 */
-			float ang = (float)(pos0 + t) * m->inv_freq[i];
-			s->cosb[(size_t)t * half + i] = cosf(ang);
-			s->sinb[(size_t)t * half + i] = sinf(ang);
-		}
+		rope_row(m, pos0 + t, end, s->cosb + (size_t)t * half, s->sinb + (size_t)t * half);
 	for (int l = 0; l < c->n_layers; l++) {
 		const struct rt_layer *L = &m->layers[l];
 		float *kdst = s->kc[l] + (size_t)pos0 * kvd; /* [T][nkv*hd] inside the cache */
-		float *vdst = s->vc[l] + (size_t)pos0 * kvd;
+		float *vdst;
 
 		rmsnorm(s->xn, s->x, L->attn_norm, T, H, c->rms_eps);
+		if (c->kv_lora_rank) {
+			int lat = c->kv_dim;
+			mla_project(m, L, s->xn, T, s->cosb, s->sinb, s->q, s->kc[l] + (size_t)pos0 * lat);
+			be->ops->attention(be, s->att, s->q, s->kc[l], s->kc[l], T, pos0, nh, 1, lat, 0);
+			mla_output(m, L, s->x, s->att, T);
+			goto ffn;
+		}
+		vdst = s->vc[l] + (size_t)pos0 * kvd;
 		be->ops->matmul(be, s->q, s->xn, &L->wq, L->bq, T, false);
 		be->ops->matmul(be, kdst, s->xn, &L->wk, L->bk, T, false);
 		be->ops->matmul(be, vdst, s->xn, &L->wv, L->bv, T, false);
-		if (c->qk_norm) {
+		if (c->qk_norm_full) {
+			rmsnorm(s->q, s->q, L->q_norm, T, nh * hd, c->rms_eps);
+			rmsnorm(kdst, kdst, L->k_norm, T, nkv * hd, c->rms_eps);
+		} else if (c->qk_norm) {
 			rmsnorm(s->q, s->q, L->q_norm, T * nh, hd, c->rms_eps);
 			rmsnorm(kdst, kdst, L->k_norm, T * nkv, hd, c->rms_eps);
 		}
-		rope(s->q, T, nh, hd, qd, s->cosb, s->sinb);
-		rope(kdst, T, nkv, hd, kvd, s->cosb, s->sinb);
+		rope(s->q, T, nh, hd, c->rope_dim, qd, s->cosb, s->sinb);
+		rope(kdst, T, nkv, hd, c->rope_dim, kvd, s->cosb, s->sinb);
 		be->ops->attention(be, s->att, s->q, s->kc[l], s->vc[l], T, pos0, nh, nkv, hd, c->sliding_window);
 		be->ops->matmul(be, s->x, s->att, &L->wo, L->bo, T, true);
-
+	ffn:
 		rmsnorm(s->xn, s->x, L->ffn_norm, T, H, c->rms_eps);
-		be->ops->matmul(be, s->g, s->xn, &L->wg, NULL, T, false);
-		be->ops->matmul(be, s->u, s->xn, &L->wu, NULL, T, false);
-		for (size_t i = 0; i < (size_t)T * c->intermediate; i++) {
-			float gv = s->g[i];
-			s->g[i] = gv / (1.0f + expf(-gv)) * s->u[i];
-		}
-		be->ops->matmul(be, s->x, s->g, &L->wd, NULL, T, true);
+		ffn(m, L, s->x, s->xn, s->g, s->u, T);
 	}
 	s->pos += T;
 	if (!logits)
@@ -549,7 +1179,7 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, float
 int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool all_logits, float *logits,
                        struct rt_error *err)
 {
-	int V;
+	int V, end;
 
 	if (!s || (!ids && n))
 		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
@@ -563,6 +1193,7 @@ int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool 
 		if (ids[i] < 0 || ids[i] >= V)
 			return rt_fail(err, RT_ERR_USAGE, -EINVAL, "token id %d out of range [0, %d)", ids[i], V);
 	pthread_mutex_lock(&s->m->run);
+	end = s->pos + (int)n;
 	for (size_t done = 0; done < n;) {
 		int T = n - done < CHUNK ? (int)(n - done) : CHUNK;
 		bool last = done + T == n;
@@ -580,7 +1211,7 @@ int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool 
 			}
 			s->pos += T;
 		} else {
-			forward_chunk(s, ids + done, T, lg, all_logits);
+			forward_chunk(s, ids + done, T, end, lg, all_logits);
 		}
 		done += T;
 	}
@@ -736,7 +1367,7 @@ static int batch_scratch_get(struct rt_model *m, size_t lg_rows, struct batch_sc
 {
 	const struct rt_config *c = &m->cfg;
 	struct batch_scratch *b = m->bs;
-	size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+	size_t qd = (size_t)c->q_dim, kvd = (size_t)c->kv_dim;
 
 	if (!b) {
 		b = calloc(1, sizeof(*b));
@@ -782,7 +1413,7 @@ static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int 
 	const struct rt_config *c = &m->cfg;
 	struct rt_backend *be = m->be;
 	int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, half = hd / 2, V = c->vocab;
-	size_t qd = (size_t)nh * hd, kvd = (size_t)nkv * hd;
+	size_t qd = (size_t)nh * hd, kvd = (size_t)c->kv_dim; /* kv_dim: nkv * hd unless MLA */
 	int n_log = 0;
 	long out0 = -1;
 
@@ -791,12 +1422,8 @@ static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int 
 		for (int t = 0; t < sg->T; t++) {
 			size_t r = (size_t)sg->row0 + t;
 			embed_row(&m->embed, sg->ids[t], b->x + r * H);
-			for (int i = 0; i < half; i++) {
-				/* HF computes the angle in float32 */
-				float ang = (float)(sg->pos0 + t) * m->inv_freq[i];
-				b->cosb[r * half + i] = cosf(ang);
-				b->sinb[r * half + i] = sinf(ang);
-			}
+			/* a prompt split across steps keeps its own sequence end */
+			rope_row(m, sg->pos0 + t, sg->end, b->cosb + r * half, b->sinb + r * half);
 		}
 	}
 	for (int l = 0; l < c->n_layers; l++) {
@@ -804,16 +1431,33 @@ static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int 
 
 		/* every matrix below is read once for all rows of all sequences */
 		rmsnorm(b->xn, b->x, L->attn_norm, rows, H, c->rms_eps);
+		if (c->kv_lora_rank) {
+			/* latent rows into each session's cache; keys and values both read it */
+			mla_project(m, L, b->xn, rows, b->cosb, b->sinb, b->q, b->k);
+			for (int j = 0; j < n_seg; j++) {
+				const struct batch_seg *sg = &b->seg[j];
+				struct rt_session *s = sg->s;
+				memcpy(s->kc[l] + (size_t)sg->pos0 * kvd, b->k + (size_t)sg->row0 * kvd,
+				       sizeof(float) * kvd * sg->T);
+				b->aseg[j] = (struct rt_att_seg){s->kc[l], s->kc[l], sg->row0, sg->T, sg->pos0};
+			}
+			be->ops->attention_batch(be, b->att, b->q, b->aseg, n_seg, nh, 1, (int)kvd, 0);
+			mla_output(m, L, b->x, b->att, rows);
+			goto ffn;
+		}
 		be->ops->matmul(be, b->q, b->xn, &L->wq, L->bq, rows, false);
 		be->ops->matmul(be, b->k, b->xn, &L->wk, L->bk, rows, false);
 		be->ops->matmul(be, b->v, b->xn, &L->wv, L->bv, rows, false);
-		if (c->qk_norm) {
+		if (c->qk_norm_full) {
+			rmsnorm(b->q, b->q, L->q_norm, rows, nh * hd, c->rms_eps);
+			rmsnorm(b->k, b->k, L->k_norm, rows, nkv * hd, c->rms_eps);
+		} else if (c->qk_norm) {
 			rmsnorm(b->q, b->q, L->q_norm, rows * nh, hd, c->rms_eps);
 			rmsnorm(b->k, b->k, L->k_norm, rows * nkv, hd, c->rms_eps);
 		}
 		/* RoPE per row with that row's own position */
-		rope(b->q, rows, nh, hd, qd, b->cosb, b->sinb);
-		rope(b->k, rows, nkv, hd, kvd, b->cosb, b->sinb);
+		rope(b->q, rows, nh, hd, c->rope_dim, qd, b->cosb, b->sinb);
+		rope(b->k, rows, nkv, hd, c->rope_dim, kvd, b->cosb, b->sinb);
 		for (int j = 0; j < n_seg; j++) {
 			const struct batch_seg *sg = &b->seg[j];
 			struct rt_session *s = sg->s;
@@ -825,15 +1469,9 @@ static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int 
 		}
 		be->ops->attention_batch(be, b->att, b->q, b->aseg, n_seg, nh, nkv, hd, c->sliding_window);
 		be->ops->matmul(be, b->x, b->att, &L->wo, L->bo, rows, true);
-
+	ffn:
 		rmsnorm(b->xn, b->x, L->ffn_norm, rows, H, c->rms_eps);
-		be->ops->matmul(be, b->g, b->xn, &L->wg, NULL, rows, false);
-		be->ops->matmul(be, b->u, b->xn, &L->wu, NULL, rows, false);
-		for (size_t i = 0; i < (size_t)rows * c->intermediate; i++) {
-			float gv = b->g[i];
-			b->g[i] = gv / (1.0f + expf(-gv)) * b->u[i];
-		}
-		be->ops->matmul(be, b->x, b->g, &L->wd, NULL, rows, true);
+		ffn(m, L, b->x, b->xn, b->g, b->u, rows);
 	}
 	for (int j = 0; j < n_seg; j++)
 		b->seg[j].s->pos += b->seg[j].T;
@@ -940,8 +1578,13 @@ int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, co
 			take = n_ids[i] - done;
 			if (take > (size_t)(CHUNK - rows))
 				take = (size_t)(CHUNK - rows);
-			b->seg[n_seg++] = (struct batch_seg){
-			    ss[i], ids[i] + done, (int)take, ss[i]->pos, rows, done + take == n_ids[i] ? (long)i : -1};
+			b->seg[n_seg++] = (struct batch_seg){ss[i],
+			                                     ids[i] + done,
+			                                     (int)take,
+			                                     ss[i]->pos,
+			                                     rows,
+			                                     ss[i]->pos + (int)(n_ids[i] - done),
+			                                     done + take == n_ids[i] ? (long)i : -1};
 			rows += (int)take;
 			done += take;
 			if (done == n_ids[i]) {

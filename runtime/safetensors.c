@@ -433,6 +433,35 @@ const struct st_tensor *rt_st_find(const struct st_set *s, const char *name)
 	return bsearch(&key, s->t, s->n, sizeof(*s->t), cmp_tensor);
 }
 
+int rt_st_resident(const struct st_set *s, uint64_t *ret_resident, uint64_t *ret_mapped)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uint64_t res = 0, mapped = 0;
+	unsigned char vec[4096];
+
+	if (pg <= 0)
+		return -EINVAL;
+	for (int i = 0; i < s->n_maps; i++) {
+		const struct st_map *m = &s->maps[i];
+		size_t pages = (m->size + (size_t)pg - 1) / (size_t)pg;
+		mapped += m->size;
+		/* a bounded vector, a window of the mapping at a time */
+		for (size_t p0 = 0; p0 < pages; p0 += sizeof(vec)) {
+			size_t np = pages - p0 < sizeof(vec) ? pages - p0 : sizeof(vec);
+			size_t len = np * (size_t)pg;
+			if (p0 * (size_t)pg + len > m->size)
+				len = m->size - p0 * (size_t)pg;
+			if (mincore((char *)m->base + p0 * (size_t)pg, len, vec) != 0)
+				return -errno;
+			for (size_t k = 0; k < np; k++)
+				res += (vec[k] & 1) ? (uint64_t)pg : 0;
+		}
+	}
+	*ret_resident = res > mapped ? mapped : res;
+	*ret_mapped = mapped;
+	return 0;
+}
+
 uint64_t rt_st_total_bytes(const struct st_set *s)
 {
 	return s->total;

@@ -25,6 +25,8 @@ int rt_st_open_dir(const char *dir, struct st_set **ret_set, struct rt_error *er
 void rt_st_close(struct st_set *s);
 const struct st_tensor *rt_st_find(const struct st_set *s, const char *name);
 uint64_t rt_st_total_bytes(const struct st_set *s);
+/* Bytes of the mapped files now in RAM (mincore), and their total size. */
+int rt_st_resident(const struct st_set *s, uint64_t *ret_resident, uint64_t *ret_mapped);
 int rt_st_count(const struct st_set *s);
 const struct st_tensor *rt_st_get(const struct st_set *s, int i);
 /* File name of tensor t, for error messages. */

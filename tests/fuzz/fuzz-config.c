@@ -2,8 +2,10 @@
 /* config.json: the input is config.json next to a fixed tiny
  * model.safetensors that holds the tensors of every supported architecture
  * at hidden 8, intermediate 16, 1 layer, 2 heads of 4, 1 KV head, vocab 16
- * (lm_head, q/k/v/o biases, q/k norms: the binder ignores what a config does
- * not ask for); when the model loads, one forward pass. */
+ * (lm_head, q/k/v/o biases, q/k norms, 2 experts of 16 with router, shared
+ * expert(s) and correction bias, latent attention with ranks 8: the binder
+ * ignores what a config does not ask for); when the model loads, one
+ * forward pass. */
 #include <jansson.h>
 #include <string.h>
 
@@ -45,6 +47,38 @@ static void build_model(void)
 		{"model.layers.0.mlp.gate_proj.weight", 16, 8},
 		{"model.layers.0.mlp.up_proj.weight", 16, 8},
 		{"model.layers.0.mlp.down_proj.weight", 8, 16},
+		/* mixture of experts: 2 experts of 16 under each checkpoint's names */
+		{"model.layers.0.block_sparse_moe.gate.weight", 2, 8},
+		{"model.layers.0.block_sparse_moe.e_score_correction_bias", 2, 0},
+		{"model.layers.0.block_sparse_moe.experts.0.w1.weight", 16, 8},
+		{"model.layers.0.block_sparse_moe.experts.0.w2.weight", 8, 16},
+		{"model.layers.0.block_sparse_moe.experts.0.w3.weight", 16, 8},
+		{"model.layers.0.block_sparse_moe.experts.1.w1.weight", 16, 8},
+		{"model.layers.0.block_sparse_moe.experts.1.w2.weight", 8, 16},
+		{"model.layers.0.block_sparse_moe.experts.1.w3.weight", 16, 8},
+		{"model.layers.0.mlp.gate.weight", 2, 8},
+		{"model.layers.0.mlp.gate.e_score_correction_bias", 2, 0},
+		{"model.layers.0.mlp.experts.0.gate_proj.weight", 16, 8},
+		{"model.layers.0.mlp.experts.0.up_proj.weight", 16, 8},
+		{"model.layers.0.mlp.experts.0.down_proj.weight", 8, 16},
+		{"model.layers.0.mlp.experts.1.gate_proj.weight", 16, 8},
+		{"model.layers.0.mlp.experts.1.up_proj.weight", 16, 8},
+		{"model.layers.0.mlp.experts.1.down_proj.weight", 8, 16},
+		{"model.layers.0.mlp.shared_expert.gate_proj.weight", 16, 8},
+		{"model.layers.0.mlp.shared_expert.up_proj.weight", 16, 8},
+		{"model.layers.0.mlp.shared_expert.down_proj.weight", 8, 16},
+		{"model.layers.0.mlp.shared_expert_gate.weight", 1, 8},
+		{"model.layers.0.mlp.shared_experts.gate_proj.weight", 16, 8},
+		{"model.layers.0.mlp.shared_experts.up_proj.weight", 16, 8},
+		{"model.layers.0.mlp.shared_experts.down_proj.weight", 8, 16},
+		/* multi-head latent attention: q lora 8, kv lora 8, nope/rope/v 4 (o_proj as above) */
+		{"model.layers.0.self_attn.q_a_proj.weight", 8, 8},
+		{"model.layers.0.self_attn.q_a_layernorm.weight", 8, 0},
+		{"model.layers.0.self_attn.q_b_proj.weight", 16, 8},
+		{"model.layers.0.self_attn.kv_a_proj_with_mqa.weight", 12, 8},
+		{"model.layers.0.self_attn.kv_a_proj_with_mqa.bias", 12, 0},
+		{"model.layers.0.self_attn.kv_a_layernorm.weight", 8, 0},
+		{"model.layers.0.self_attn.kv_b_proj.weight", 16, 8},
 	};
 	size_t n_t = sizeof t / sizeof *t, off = 0;
 	json_t *h = json_object();

@@ -49,11 +49,19 @@ def config(variant):
     """gen_tiny's config of one variant at DIMS, ids in range of vocab 16."""
     s = gen_tiny.spec(variant)
     s.update(DIMS)
-    if variant != "qwen3":
+    if variant not in ("qwen3", "qwen3_dynamic", "qwen3_moe"):
         s["head_dim"] = None
+    # mixture of experts at the harness model's sizes: 2 experts of 16, top-1;
+    # MLA with q lora 8, kv lora 8, nope/rope/v 4 (fuzz-config.c's tensors)
+    s.update(experts=2, topk=1, moe_inter=16, shared_inter=16, q_lora=8, kv_lora=8, nope=4, rope=4, vhd=4)
     c = gen_tiny.make_config(variant, s)
+    if variant in gen_tiny.MOE:
+        c.update({k: v for k, v in dict(mlp_only_layers=[], decoder_sparse_step=1, n_group=1, topk_group=1,
+                                         first_k_dense_replace=0).items() if k in c})
+    if variant == "qwen3_dynamic":
+        c["max_position_embeddings"] = 4
     c["bos_token_id"], c["eos_token_id"] = 1, [2, 3] if variant == "llama_tied" else 2
-    if variant == "qwen3":
+    if variant in ("qwen3", "qwen3_dynamic", "qwen3_moe"):
         c["head_dim"] = 4
     if variant == "llama3":
         c["rope_scaling"]["original_max_position_embeddings"] = 8
@@ -150,7 +158,27 @@ def main():
         "theta-nan-string": dict(c, rope_theta="nan"),
         "arch-two": dict(c, architectures=["LlamaForCausalLM", "MistralForCausalLM"]),
         "huge-dims": dict(c, hidden_size=65536, intermediate_size=1 << 20, vocab_size=1 << 22, num_hidden_layers=1024),
+        "rope-dynamic-factor-0": dict(c, rope_scaling={"type": "dynamic", "factor": 0}),
+        "rope-yarn-mscale": dict(c, rope_scaling={"rope_type": "yarn", "factor": 4.0, "mscale": 1.0,
+                                                  "mscale_all_dim": 0.5, "original_max_position_embeddings": 16}),
     }
+    # hostile mixture-of-experts and MLA configs
+    mx, qm, ds = config("mixtral"), config("qwen2_moe"), config("deepseek_v3")
+    bad.update({
+        "moe-topk-above-experts": dict(mx, num_experts_per_tok=3),
+        "moe-zero-experts": dict(qm, num_experts=0),
+        "moe-experts-huge": dict(qm, num_experts=1 << 20, num_experts_per_tok=64),
+        "moe-mlp-only-out-of-range": dict(qm, mlp_only_layers=[1]),
+        "moe-sparse-step-0": dict(qm, decoder_sparse_step=0),
+        "moe-shape-mismatch": dict(qm, moe_intermediate_size=15),
+        "mla-groups-not-dividing": dict(ds, n_group=3),
+        "mla-topk-group-above-groups": dict(ds, topk_group=2),
+        "mla-kv-lora-0": dict(ds, kv_lora_rank=0),
+        "mla-q-lora-0": dict(ds, q_lora_rank=0),
+        "mla-latent-too-wide": dict(ds, kv_lora_rank=1024),
+        "mla-rope-odd": dict(ds, qk_rope_head_dim=3),
+        "mla-shape-mismatch": dict(ds, v_head_dim=5),
+    })
     for k, v in bad.items():
         put(d, "%s.json" % k, json.dumps(v, indent=1))
     put(d, "not-json.json", "{\"architectures\": [")

@@ -6,7 +6,8 @@ generation_config.json, tokenizer.json, model.safetensors or shards) with
 random weights for one architecture variant and dtype.
 
 usage: gen_tiny.py VARIANT DTYPE OUTDIR [--shards N] [--dims hidden,inter,layers,heads,kv_heads,vocab]
-VARIANT: llama llama3 mistral qwen2 qwen3 llama_tied      DTYPE: f32 f16 bf16 mixed
+                  [--moe experts,top_k,moe_inter]   (MoE variants; Mixtral's experts use inter)
+VARIANT: one of VARIANTS below      DTYPE: f32 f16 bf16 mixed
 Needs only Python 3 and numpy (Debian python3-numpy under /usr/bin/python3).
 """
 import json
@@ -17,7 +18,15 @@ import zlib
 
 import numpy as np
 
-VARIANTS = ["llama", "llama3", "mistral", "qwen2", "qwen3", "llama_tied"]
+VARIANTS = ["llama", "llama3", "mistral", "qwen2", "qwen3", "llama_tied", "llama_yarn", "qwen3_dynamic",
+            "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain", "glm4_moe", "minimax_m2"]
+# deepseek_v3: q lora, yarn with mscale (softmax scale), interleaved rope, 4 groups of 2 experts (2 kept),
+# one MTP layer in the files; deepseek_v3_plain: q_proj (q_lora_rank null), attention biases, rotate-half
+# rope (rope_interleave false), no groups, no renormalisation
+# glm4_moe: partial rotary 0.5 of head_dim 24, q/k/v biases, qk norm, one group (as GLM-4.5),
+# first layer dense, one MTP layer
+# minimax_m2: q/k norms over all heads, partial rotary 0.5, sigmoid routing without groups, Mixtral names
+MOE = {"mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v3", "deepseek_v3_plain", "glm4_moe", "minimax_m2"}
 DTYPES = ["f32", "f16", "bf16"]
 # "mixed": per-tensor dtypes as some checkpoints have (vectors f32, embedding f16, matrices bf16)
 ALL_DTYPES = DTYPES + ["mixed"]
@@ -58,7 +67,9 @@ def write_safetensors(path, tensors, dtype, metadata=None):
     off = 0
     for name, a in tensors:
         dt = dtype
-        if dtype == "mixed":
+        if name.endswith("e_score_correction_bias"):
+            dt = "f32"  # as DeepSeek-V3 / GLM-4.5 checkpoints keep it inside BF16 files
+        elif dtype == "mixed":
             dt = "f32" if a.ndim == 1 else "f16" if "embed" in name else "bf16"
         tag, b = encode(a, dt)
         header[name] = {"dtype": tag, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
@@ -75,8 +86,28 @@ def write_safetensors(path, tensors, dtype, metadata=None):
 
 def spec(variant, dims=None):
     s = dict(hidden=64, inter=96, layers=2, heads=4, kv_heads=2, vocab=300, head_dim=None, maxpos=512)
-    if variant == "qwen3":
+    if variant in ("qwen3", "qwen3_dynamic"):
         s["head_dim"] = 24  # != hidden / heads = 16
+    if variant == "qwen3_dynamic":
+        s["maxpos"] = 12  # the test prompts run past it, where dynamic NTK rescales
+    if variant == "qwen3_moe":
+        s["head_dim"] = 24
+    # experts: 8 routed, k per token; moe_inter / shared_inter for the Qwen blocks
+    if variant == "mixtral":
+        s.update(experts=8, topk=2, layers=2)
+    if variant == "qwen2_moe":
+        s.update(experts=8, topk=3, moe_inter=48, shared_inter=80, layers=4)
+    if variant == "qwen3_moe":
+        s.update(experts=8, topk=2, moe_inter=40, layers=4)
+    if variant == "glm4_moe":
+        s.update(experts=8, topk=3, moe_inter=40, layers=3, head_dim=24)
+    if variant == "minimax_m2":
+        s.update(experts=8, topk=3, layers=2, head_dim=24)
+    if variant.startswith("deepseek_v3"):
+        s.update(experts=8, topk=3, moe_inter=40, layers=3, heads=4, kv_heads=4, q_lora=24, kv_lora=32, nope=16,
+                 rope=8, vhd=12)
+        if variant == "deepseek_v3_plain":
+            s["q_lora"] = None
     if dims:
         h, i, l, nh, kv, v = dims
         s.update(hidden=h, inter=i, layers=l, heads=nh, kv_heads=kv, vocab=v)
@@ -85,9 +116,15 @@ def spec(variant, dims=None):
 
 def make_config(variant, s):
     arch = {"llama": "LlamaForCausalLM", "llama3": "LlamaForCausalLM", "llama_tied": "LlamaForCausalLM",
-            "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[variant]
+            "llama_yarn": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
+            "qwen3": "Qwen3ForCausalLM", "qwen3_dynamic": "Qwen3ForCausalLM", "mixtral": "MixtralForCausalLM",
+            "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
+            "deepseek_v3": "DeepseekV3ForCausalLM", "deepseek_v3_plain": "DeepseekV3ForCausalLM",
+            "glm4_moe": "Glm4MoeForCausalLM", "minimax_m2": "MiniMaxM2ForCausalLM"}[variant]
     mt = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2",
-          "Qwen3ForCausalLM": "qwen3"}[arch]
+          "Qwen3ForCausalLM": "qwen3", "MixtralForCausalLM": "mixtral", "Qwen2MoeForCausalLM": "qwen2_moe",
+          "Qwen3MoeForCausalLM": "qwen3_moe", "DeepseekV3ForCausalLM": "deepseek_v3",
+          "Glm4MoeForCausalLM": "glm4_moe", "MiniMaxM2ForCausalLM": "minimax_m2"}[arch]
     c = {
         "architectures": [arch], "model_type": mt, "hidden_size": s["hidden"], "intermediate_size": s["inter"],
         "num_hidden_layers": s["layers"], "num_attention_heads": s["heads"], "num_key_value_heads": s["kv_heads"],
@@ -114,7 +151,118 @@ def make_config(variant, s):
     if variant == "llama_tied":
         c["tie_word_embeddings"] = True
         c["eos_token_id"] = [257, 258]
+    if variant == "llama_yarn":
+        # factor = 512 / 128 = 4 (transformers takes the ratio when the original length is given);
+        # with head_dim 16 the ramp spans dims 0..3, so both ends and the ramp occur
+        c["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128,
+                             "beta_fast": 32, "beta_slow": 1}
+    if variant == "mixtral":
+        c["num_local_experts"] = s["experts"]
+        c["num_experts_per_tok"] = s["topk"]
+        c["sliding_window"] = None
+    if variant == "qwen2_moe":
+        c.update(num_experts=s["experts"], num_experts_per_tok=s["topk"], moe_intermediate_size=s["moe_inter"],
+                 shared_expert_intermediate_size=s["shared_inter"], norm_topk_prob=False, decoder_sparse_step=1,
+                 mlp_only_layers=[2], use_sliding_window=False, qkv_bias=True)
+    if variant == "qwen3_moe":
+        # decoder_sparse_step 2: layers 1 and 3 are MoE, 0 and 2 dense
+        c.update(num_experts=s["experts"], num_experts_per_tok=s["topk"], moe_intermediate_size=s["moe_inter"],
+                 norm_topk_prob=True, decoder_sparse_step=2, mlp_only_layers=[], head_dim=s["head_dim"],
+                 attention_bias=False)
+    if variant.startswith("deepseek_v3"):
+        plain = variant == "deepseek_v3_plain"
+        c.update(n_routed_experts=s["experts"], num_experts_per_tok=s["topk"], moe_intermediate_size=s["moe_inter"],
+                 n_shared_experts=1, n_group=1 if plain else 4, topk_group=1 if plain else 2,
+                 first_k_dense_replace=1, routed_scaling_factor=2.5, norm_topk_prob=not plain,
+                 q_lora_rank=s["q_lora"], kv_lora_rank=s["kv_lora"], qk_nope_head_dim=s["nope"],
+                 qk_rope_head_dim=s["rope"], v_head_dim=s["vhd"], rope_interleave=not plain,
+                 attention_bias=plain, num_nextn_predict_layers=0 if plain else 1)
+        if not plain:
+            c["rope_scaling"] = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128,
+                                 "beta_fast": 32, "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0}
+    if variant == "glm4_moe":
+        c.update(head_dim=s["head_dim"], partial_rotary_factor=0.5, attention_bias=True, use_qk_norm=True,
+                 n_routed_experts=s["experts"], num_experts_per_tok=s["topk"], moe_intermediate_size=s["moe_inter"],
+                 n_shared_experts=1, n_group=1, topk_group=1, first_k_dense_replace=1, routed_scaling_factor=2.5,
+                 norm_topk_prob=True, num_nextn_predict_layers=1)
+    if variant == "minimax_m2":
+        c.update(head_dim=s["head_dim"], num_local_experts=s["experts"], num_experts_per_tok=s["topk"])
+        del c["rope_theta"]
+        c["rope_parameters"] = {"rope_type": "default", "rope_theta": 5000000.0, "partial_rotary_factor": 0.5}
+    if variant == "qwen3_dynamic":
+        c["head_dim"] = s["head_dim"]
+        c["rope_theta"] = 10000.0
+        c["rope_scaling"] = {"type": "dynamic", "factor": 4.0}
     return c
+
+
+def is_moe_layer(variant, s, i):
+    if variant == "glm4_moe":
+        return i >= 1  # first_k_dense_replace 1
+    if variant == "qwen2_moe":
+        return i != 2  # mlp_only_layers [2]
+    if variant == "qwen3_moe":
+        return (i + 1) % 2 == 0  # decoder_sparse_step 2
+    return True
+
+
+def moe_weights(variant, s, p, w):
+    """Router, experts (and shared expert) of one layer with the checkpoint's names.
+    The router has the usual 1/sqrt(hidden) scale; test_forward.py checks the spread."""
+    H, E = s["hidden"], s["experts"]
+    t = []
+    if variant in ("mixtral", "minimax_m2"):
+        t.append((p + "block_sparse_moe.gate.weight", w(E, H, scale=1.0 / np.sqrt(H))))
+        if variant == "minimax_m2":
+            t.append((p + "block_sparse_moe.e_score_correction_bias", w(E, scale=0.05)))
+        for e in range(E):
+            q = p + f"block_sparse_moe.experts.{e}."
+            t.append((q + "w1.weight", w(s["inter"], H)))
+            t.append((q + "w2.weight", w(H, s["inter"])))
+            t.append((q + "w3.weight", w(s["inter"], H)))
+        return t
+    I = s["moe_inter"]
+    # sigmoid scores saturate less than softmax ones spread: a larger router there
+    t.append((p + "mlp.gate.weight", w(E, H, scale=(1.0 if variant.startswith("deepseek") else 1.0) / np.sqrt(H))))
+    for e in range(E):
+        q = p + f"mlp.experts.{e}."
+        t.append((q + "gate_proj.weight", w(I, H)))
+        t.append((q + "up_proj.weight", w(I, H)))
+        t.append((q + "down_proj.weight", w(H, I)))
+    if variant.startswith("deepseek_v3") or variant == "glm4_moe":
+        t.append((p + "mlp.gate.e_score_correction_bias", w(E, scale=0.05)))
+        S = s["moe_inter"]  # n_shared_experts 1
+        t.append((p + "mlp.shared_experts.gate_proj.weight", w(S, H)))
+        t.append((p + "mlp.shared_experts.up_proj.weight", w(S, H)))
+        t.append((p + "mlp.shared_experts.down_proj.weight", w(H, S)))
+    if variant == "qwen2_moe":
+        S = s["shared_inter"]
+        t.append((p + "mlp.shared_expert.gate_proj.weight", w(S, H)))
+        t.append((p + "mlp.shared_expert.up_proj.weight", w(S, H)))
+        t.append((p + "mlp.shared_expert.down_proj.weight", w(H, S)))
+        t.append((p + "mlp.shared_expert_gate.weight", w(1, H)))
+    return t
+
+
+def mla_weights(s, p, w, norm):
+    H, nh, qk = s["hidden"], s["heads"], s["nope"] + s["rope"]
+    lat = s["kv_lora"] + s["rope"]
+    a = p + "self_attn."
+    t = []
+    if s["q_lora"]:
+        t.append((a + "q_a_proj.weight", w(s["q_lora"], H)))
+        t.append((a + "q_a_layernorm.weight", norm(s["q_lora"])))
+        t.append((a + "q_b_proj.weight", w(nh * qk, s["q_lora"])))
+    else:
+        t.append((a + "q_proj.weight", w(nh * qk, H)))
+    t.append((a + "kv_a_proj_with_mqa.weight", w(lat, H)))
+    t.append((a + "kv_a_layernorm.weight", norm(s["kv_lora"])))
+    t.append((a + "kv_b_proj.weight", w(nh * (s["nope"] + s["vhd"]), s["kv_lora"])))
+    t.append((a + "o_proj.weight", w(H, nh * s["vhd"])))
+    if s["q_lora"] is None:  # the plain variant also has attention_bias
+        t.append((a + "kv_a_proj_with_mqa.bias", w(lat, scale=0.5)))
+        t.append((a + "o_proj.bias", w(H, scale=0.5)))
+    return t
 
 
 def make_weights(variant, s, rng):
@@ -139,21 +287,44 @@ def make_weights(variant, s, rng):
     for i in range(s["layers"]):
         p = f"model.layers.{i}."
         t.append((p + "input_layernorm.weight", norm(H)))
+        if variant.startswith("deepseek_v3"):
+            t += mla_weights(s, p, w, norm)
+            t.append((p + "post_attention_layernorm.weight", norm(H)))
+            if i >= 1:  # first_k_dense_replace 1
+                t += moe_weights(variant, s, p, w)
+                continue
+            t.append((p + "mlp.gate_proj.weight", w(I, H)))
+            t.append((p + "mlp.up_proj.weight", w(I, H)))
+            t.append((p + "mlp.down_proj.weight", w(H, I)))
+            continue
         t.append((p + "self_attn.q_proj.weight", w(nh * hd, H)))
         t.append((p + "self_attn.k_proj.weight", w(kv * hd, H)))
         t.append((p + "self_attn.v_proj.weight", w(kv * hd, H)))
-        if variant == "qwen2":
+        if variant in ("qwen2", "qwen2_moe", "glm4_moe"):
             t.append((p + "self_attn.q_proj.bias", w(nh * hd, scale=0.5)))
             t.append((p + "self_attn.k_proj.bias", w(kv * hd, scale=0.5)))
             t.append((p + "self_attn.v_proj.bias", w(kv * hd, scale=0.5)))
-        if variant == "qwen3":
+        if variant == "minimax_m2":
+            t.append((p + "self_attn.q_norm.weight", norm(nh * hd)))
+            t.append((p + "self_attn.k_norm.weight", norm(kv * hd)))
+        if variant in ("qwen3", "qwen3_dynamic", "qwen3_moe", "glm4_moe"):
             t.append((p + "self_attn.q_norm.weight", norm(hd)))
             t.append((p + "self_attn.k_norm.weight", norm(hd)))
         t.append((p + "self_attn.o_proj.weight", w(H, nh * hd, scale=big / np.sqrt(nh * hd))))
         t.append((p + "post_attention_layernorm.weight", norm(H)))
+        if variant in MOE and is_moe_layer(variant, s, i):
+            t += moe_weights(variant, s, p, w)
+            continue
         t.append((p + "mlp.gate_proj.weight", w(I, H)))
         t.append((p + "mlp.up_proj.weight", w(I, H)))
         t.append((p + "mlp.down_proj.weight", w(H, I, scale=big / np.sqrt(I))))
+    if variant in ("deepseek_v3", "glm4_moe"):
+        # a multi-token-prediction layer (num_nextn_predict_layers 1) that decoding skips
+        q = f"model.layers.{s['layers']}."
+        t.append((q + "enorm.weight", norm(H)))
+        t.append((q + "hnorm.weight", norm(H)))
+        t.append((q + "eh_proj.weight", w(H, 2 * H)))
+        t.append((q + "input_layernorm.weight", norm(H)))
     t.append(("model.norm.weight", norm(H)))
     if variant not in ("qwen2", "llama_tied"):
         t.append(("lm_head.weight", w(V, H)))
@@ -195,10 +366,12 @@ def make_tokenizer(vocab_size):
     }
 
 
-def generate(variant, dtype, out, shards=1, dims=None):
+def generate(variant, dtype, out, shards=1, dims=None, moe=None):
     seed = zlib.crc32(f"{variant}/{dtype}".encode())  # same weights every run
     rng = np.random.default_rng(seed)
     s = spec(variant, dims)
+    if moe:
+        s.update(experts=moe[0], topk=moe[1], moe_inter=moe[2], shared_inter=moe[2])
     os.makedirs(out, exist_ok=True)
     cfg = make_config(variant, s)
     with open(os.path.join(out, "config.json"), "w") as f:
@@ -227,18 +400,20 @@ def main(argv):
     if len(argv) < 4 or argv[1] not in VARIANTS or argv[2] not in ALL_DTYPES:
         sys.stderr.write(__doc__)
         return 2
-    shards, dims = 1, None
+    shards, dims, moe = 1, None, None
     rest = argv[4:]
     while rest:
         if rest[0] == "--shards":
             shards = int(rest[1])
         elif rest[0] == "--dims":
             dims = [int(x) for x in rest[1].split(",")]
+        elif rest[0] == "--moe":
+            moe = [int(x) for x in rest[1].split(",")]
         else:
             sys.stderr.write(__doc__)
             return 2
         rest = rest[2:]
-    generate(argv[1], argv[2], argv[3], shards, dims)
+    generate(argv[1], argv[2], argv[3], shards, dims, moe)
     return 0
 
 

@@ -341,9 +341,14 @@ int main(int argc, char **argv)
 {
 	/* GQA everywhere (4 heads, 2 KV heads); sliding window 8 (mistral);
 	 * qk-norm and head_dim != hidden/heads (qwen3); biases and tied
-	 * embeddings (qwen2) */
+	 * embeddings (qwen2); yarn with its attention factor (llama_yarn);
+	 * mixture of experts with a shared expert and dense layers between (mixtral, qwen2_moe, qwen3_moe);
+	 * latent attention with its compressed cache and group-limited sigmoid routing (deepseek_v3*);
+	 * partial rotary embedding (glm4_moe); q/k norms over all heads (minimax_m2) */
 	static const char *const models[][2] = {
-	    {"llama", "bf16"}, {"mistral", "f32"}, {"qwen3", "f16"}, {"qwen2", "mixed"}};
+	    {"llama", "bf16"}, {"mistral", "f32"}, {"qwen3", "f16"}, {"qwen2", "mixed"}, {"llama_yarn", "f32"},
+	    {"mixtral", "bf16"}, {"qwen2_moe", "f32"}, {"qwen3_moe", "f16"}, {"deepseek_v3", "bf16"},
+	    {"deepseek_v3_plain", "f32"}, {"glm4_moe", "bf16"}, {"minimax_m2", "f16"}};
 	char tmpl[] = "/tmp/agrt-batch.XXXXXX", dir[512];
 	const char *tmp;
 

@@ -15,6 +15,7 @@ With a GPU the fallback cases are skipped (tests/gpu/check.sh covers that
 machine)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,7 @@ def main():
         fails += not cond
         print(f"{'ok' if cond else 'not ok'} {n} - {what}")
 
-    print("1..8")
+    print("1..12")
     p = run(agrun, md, "--raw", "--ids", IDS, "-n", "4", "--device", "cuda")
     gpu = p.returncode == 0
     lines = p.stderr.strip().splitlines()
@@ -107,6 +108,28 @@ def main():
     d = run(agrun, md, "--prompt", "the then", "-n", "8")
     c = run(agrun, md, "--prompt", "the then", "-n", "8", "--device", "auto")
     ok(d.returncode == 0 and d.stdout == c.stdout and d.stderr == c.stderr, "no --device behaves as --device auto", skip)
+
+    # models the CUDA path does not run: cuda refuses them by name, auto runs them on the CPU
+    for v, why in [("glm4_moe", "mixture of experts"), ("deepseek_v3", "multi-head latent attention")]:
+        mm = os.path.join(tmp, v)
+        gen_tiny.generate(v, "bf16", mm)
+        p = run(agrun, mm, "--raw", "--ids", IDS, "-n", "4", "--device", "cuda")
+        lines = p.stderr.strip().splitlines()
+        want = "no CUDA support" if kind == "nocuda" else f"the CUDA backend does not run this model ({why})"
+        ok(p.returncode == 8 and len(lines) == 1 and want in lines[0] and p.stdout == "",
+           f"{v}: --device cuda refuses it: exit {p.returncode} (want 8, device), stderr {lines}")
+        a = run(agrun, mm, "--raw", "--ids", IDS, "-n", "4", "--device", "auto")
+        c = run(agrun, mm, "--raw", "--ids", IDS, "-n", "4", "--device", "cpu")
+        lines = a.stderr.strip().splitlines()
+        if kind == "nocuda":
+            note = lines == []
+        elif gpu:
+            note = lines == [f"agrun: the CUDA backend does not run this model ({why}); ran on the CPU"]
+        else:
+            note = len(lines) == 1 and lines[0].startswith("agrun: no usable CUDA device (")
+        ok(a.returncode == 0 and c.returncode == 0 and a.stdout == c.stdout and note,
+           f"{v}: --device auto runs it on the CPU and says why: {lines}")
+    shutil.rmtree(tmp, ignore_errors=True)
     return 1 if fails else 0
 
 

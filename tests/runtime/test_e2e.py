@@ -4,6 +4,7 @@ API test on it, and agrun's --prompt/--json/--tokenize/--detokenize.  TAP.
 usage: test_e2e.py AGRUN TEST_API"""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ def main():
         fails += not cond
         print(f"{'ok' if cond else 'not ok'} {n} - {what}")
 
-    print("1..11")
+    print("1..23")
     p = subprocess.run([test_api, md], capture_output=True, text=True)
     for line in p.stdout.splitlines():
         print("#   api: " + line)
@@ -80,6 +81,37 @@ def main():
     jj = json.loads(p.stdout) if p.returncode == 0 else {}
     ok(jj.get("output_ids") == out[:out.index(out[1]) + 1] and jj.get("hit_eos") is True,
        f"stops at an EOS id from config.json: {jj.get('output_ids')}")
+
+    # health suite round on mixture-of-experts models: record, check passes,
+    # and a routing change (one expert fewer per token) fails the check
+    for v in ["mixtral", "qwen3_moe", "deepseek_v3", "glm4_moe"]:
+        mm = os.path.join(tmp, v)
+        gen_tiny.generate(v, "bf16", mm)
+        suite = os.path.join(tmp, v + ".suite.json")
+        p = subprocess.run([agrun, "record", mm, "--out", suite], capture_output=True, text=True)
+        q = subprocess.run([agrun, "check", mm, "--suite", suite, "--json"], capture_output=True, text=True)
+        files = sum(os.path.getsize(os.path.join(mm, f)) for f in os.listdir(mm) if f.endswith(".safetensors"))
+        try:
+            rep = json.loads(q.stdout)
+            good = p.returncode == 0 and q.returncode == 0 and rep["pass"] is True
+            wts = rep["weights"]
+            # just read by the check: all of a tiny model is in the page cache
+            mem = wts["mapped_bytes"] == files and 0 < wts["resident_bytes"] <= files
+        except (ValueError, KeyError, TypeError):
+            good = mem = False
+            wts = None
+        ok(good, f"{v}: agrun record, then check passes ({(p.stderr + q.stderr).strip()[:200]})")
+        ok(mem, f"{v}: the check reports resident and mapped weight bytes: {wts} (files {files})")
+        c = json.load(open(os.path.join(mm, "config.json")))
+        c["num_experts_per_tok"] -= 1
+        json.dump(c, open(os.path.join(mm, "config.json"), "w"))
+        q = subprocess.run([agrun, "check", mm, "--suite", suite, "--json"], capture_output=True, text=True)
+        try:
+            bad = q.returncode != 0 and json.loads(q.stdout)["pass"] is False
+        except (ValueError, KeyError):
+            bad = False
+        ok(bad, f"{v}: with num_experts_per_tok {c['num_experts_per_tok']} the check fails (exit {q.returncode})")
+    shutil.rmtree(tmp, ignore_errors=True)
     return 1 if fails else 0
 
 

@@ -7,6 +7,7 @@ Tolerance: max |logit_c - logit_ref| <= 1e-5 * max |logit_ref| (relative to
 the logit scale) at every position, and identical greedy tokens."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,11 +39,23 @@ def main():
               ("qwen2", "f16", 1, {"AGRT_SIMD": "generic"}, len(IDS)),
               ("mistral", "bf16", 1, {"AGRT_THREADS": "1"}, 300),
               ("llama3", "f32", 1, {}, 300),
+              ("llama_yarn", "bf16", 1, {}, 300), ("qwen3_dynamic", "f32", 1, {}, 40),
+              ("qwen3_dynamic", "bf16", 2, {}, 30),
+              # MoE: sharded, and a 300-token prompt (two chunks, many tokens per expert)
+              ("mixtral", "bf16", 3, {}, len(IDS)), ("qwen2_moe", "f16", 2, {}, len(IDS)),
+              ("qwen3_moe", "bf16", 4, {}, len(IDS)), ("mixtral", "f32", 1, {}, 300),
+              ("qwen2_moe", "bf16", 1, {"AGRT_SIMD": "generic"}, 300), ("qwen3_moe", "mixed", 1, {}, 60),
+              # MLA: sharded, mixed dtypes, two chunks, single thread
+              ("deepseek_v3", "bf16", 3, {}, len(IDS)), ("deepseek_v3_plain", "mixed", 2, {}, len(IDS)),
+              ("deepseek_v3", "f32", 1, {}, 300), ("deepseek_v3_plain", "f16", 1, {"AGRT_THREADS": "1"}, 40),
+              ("glm4_moe", "bf16", 2, {}, len(IDS)), ("glm4_moe", "mixed", 1, {"AGRT_SIMD": "generic"}, 300),
+              ("minimax_m2", "bf16", 2, {}, len(IDS)), ("minimax_m2", "f32", 1, {}, 300),
               # sizes that are not multiples of the SIMD width (scalar tails), GQA 4:1
               ("llama", "bf16", 1, {"dims": "72,100,2,4,2,300"}, len(IDS)),
               ("mistral", "f16", 1, {"dims": "72,100,2,4,2,300", "AGRT_SIMD": "generic"}, len(IDS)),
               ("qwen2", "f32", 1, {"dims": "128,352,3,8,2,300"}, 40)]
-    print(f"1..{2 * len(cases)}")
+    n_moe = sum(v in gen_tiny.MOE for v, *_ in cases)
+    print(f"1..{2 * len(cases) + n_moe}")
     n = 0
     failed = 0
     for v, d, shards, env, plen in cases:
@@ -52,7 +65,8 @@ def main():
         gen_tiny.generate(v, d, md, shards, dims)
         cfg, w, eos = ref_forward.load(md)
         ids = (IDS * (plen // len(IDS) + 1))[:plen]
-        ref = ref_forward.forward(cfg, w, ids)
+        stats = {}
+        ref = ref_forward.forward(cfg, w, ids, stats=stats)
         penv = dict(os.environ, **env)
         thr = ["--threads", env["AGRT_THREADS"]] if "AGRT_THREADS" in env else []
         lf = os.path.join(md, "logits.bin")
@@ -69,6 +83,20 @@ def main():
             ok = got.shape == ref.shape and err <= REL_TOL
             failed += not ok
             print(f"{'ok' if ok else 'not ok'} {n} - logits {name}: rel err {err:.2e} (tol {REL_TOL:.0e})")
+        if v in gen_tiny.MOE:
+            # the prompt's tokens must be routed across the experts, or the test
+            # would not tell one expert from another: per MoE layer at least 3/4
+            # of the experts used, none taking more than 45% of the assignments
+            # (uniform would be 1/8)
+            n += 1
+            ok = bool(stats)
+            desc = []
+            for layer, cnt in sorted(stats.items()):
+                used, share = int((cnt > 0).sum()), cnt.max() / cnt.sum()
+                ok &= used >= 0.75 * len(cnt) and share <= 0.45
+                desc.append(f"{used}/{len(cnt)} used, max {share:.2f}")
+            failed += not ok
+            print(f"{'ok' if ok else 'not ok'} {n} - routing spread {name}: {'; '.join(desc)}")
         want = ref_forward.greedy(cfg, w, eos, IDS[:6], N_GEN)
         p = subprocess.run([agrun, md, "--raw", "--ids", ",".join(map(str, IDS[:6])), "-n", str(N_GEN), "--json",
                             "--top-k", "2"] + thr, capture_output=True, text=True, env=penv)
@@ -81,6 +109,7 @@ def main():
         ok = got == want
         failed += not ok
         print(f"{'ok' if ok else 'not ok'} {n} - greedy {name}: {got}" + ("" if ok else f" want {want}"))
+    shutil.rmtree(tmp, ignore_errors=True)
     return 1 if failed else 0
 
 

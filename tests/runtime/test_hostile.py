@@ -44,10 +44,14 @@ def main():
     gen_tiny.generate("qwen2", "bf16", base)
     st = os.path.join(base, "model.safetensors")
     hdr0, data0 = read_st(st)
+    moe_base = os.path.join(tmp, "moe")
+    gen_tiny.generate("qwen2_moe", "bf16", moe_base)
+    ds_base = os.path.join(tmp, "ds")
+    gen_tiny.generate("deepseek_v3", "bf16", ds_base)
     cases = []
 
-    def case(name, code, mutate, args=None, want=None):
-        cases.append((name, code, mutate, args, want))
+    def case(name, code, mutate, args=None, want=None, src=base):
+        cases.append((name, code, mutate, args, want, src))
 
     def st_case(name, fn, want=None):
         def m(d):
@@ -144,12 +148,63 @@ def main():
         return h, d
     st_case("__metadata__ value not a string", bad_meta)
 
-    def cfg_case(name, edit, code=3, want=None):
+    def cfg_case(name, edit, code=3, want=None, src=base):
         def m(d):
             c = json.load(open(os.path.join(d, "config.json")))
             edit(c)
             json.dump(c, open(os.path.join(d, "config.json"), "w"))
-        case(name, code, m, want=want)
+        case(name, code, m, want=want, src=src)
+
+    # mixture of experts (a Qwen2-MoE directory: 8 experts, top-3, shared expert, layer 2 dense)
+    def moe_case(name, edit, want=None):
+        cfg_case(name, edit, want=want, src=moe_base)
+    moe_case("moe top-k larger than the experts", lambda c: c.update(num_experts_per_tok=9), "num_experts_per_tok")
+    moe_case("moe top-k zero", lambda c: c.update(num_experts_per_tok=0), "num_experts_per_tok")
+    moe_case("moe zero experts", lambda c: c.update(num_experts=0), "num_experts")
+    moe_case("moe experts beyond the router", lambda c: c.update(num_experts=9), "mlp.gate.weight")
+    moe_case("moe experts huge", lambda c: c.update(num_experts=1 << 30), "num_experts")
+    moe_case("moe expert shape mismatch", lambda c: c.update(moe_intermediate_size=47), "experts.0.gate_proj")
+    moe_case("moe shared expert shape mismatch", lambda c: c.update(shared_expert_intermediate_size=81),
+             "shared_expert.gate_proj")
+    moe_case("moe mlp_only_layers out of range", lambda c: c.update(mlp_only_layers=[4]), "mlp_only_layers")
+    moe_case("moe mlp_only_layers not a list", lambda c: c.update(mlp_only_layers=2), "mlp_only_layers")
+    moe_case("moe decoder_sparse_step zero", lambda c: c.update(decoder_sparse_step=0), "decoder_sparse_step")
+    moe_case("moe dense layer without dense weights", lambda c: c.update(mlp_only_layers=[1]), "layers.1.mlp.gate_proj")
+    moe_case("moe norm_topk_prob not a boolean", lambda c: c.update(norm_topk_prob="yes"), "norm_topk_prob")
+
+    # DeepSeek-V3 (MLA, 8 experts in 4 groups, top-3)
+    def ds_case(name, edit, want=None):
+        cfg_case(name, edit, want=want, src=ds_base)
+    ds_case("mla groups do not divide the experts", lambda c: c.update(n_group=3), "n_group")
+    ds_case("mla topk_group above n_group", lambda c: c.update(topk_group=5), "topk_group")
+    ds_case("mla top-k beyond the kept groups", lambda c: c.update(topk_group=1), "num_experts_per_tok")
+    ds_case("mla top-k larger than the experts", lambda c: c.update(num_experts_per_tok=9), "num_experts_per_tok")
+    ds_case("mla zero experts", lambda c: c.update(n_routed_experts=0), "n_routed_experts")
+    ds_case("mla kv_lora_rank zero", lambda c: c.update(kv_lora_rank=0), "kv_lora_rank")
+    ds_case("mla q_lora_rank zero", lambda c: c.update(q_lora_rank=0), "q_lora_rank")
+    ds_case("mla odd rope dims", lambda c: c.update(qk_rope_head_dim=7), "qk_rope_head_dim")
+    ds_case("mla latent too wide", lambda c: c.update(kv_lora_rank=1020), "kv_lora_rank")
+    ds_case("mla kv_b shape mismatch", lambda c: c.update(v_head_dim=13), "kv_b_proj")
+    ds_case("mla q_b shape mismatch", lambda c: c.update(qk_nope_head_dim=15), "q_b_proj")
+    ds_case("mla routed_scaling_factor negative", lambda c: c.update(routed_scaling_factor=-1),
+            "routed_scaling_factor")
+    ds_case("mla q lora null but no q_proj", lambda c: c.update(q_lora_rank=None), "q_proj")
+    cfg_case("partial rotary outside GLM", lambda c: c.update(partial_rotary_factor=0.5), want="partial_rotary_factor")
+    glm_base = os.path.join(tmp, "glm")
+    gen_tiny.generate("glm4_moe", "bf16", glm_base)
+    cfg_case("glm partial rotary gives odd dims", lambda c: c.update(partial_rotary_factor=0.125),
+             want="partial_rotary_factor", src=glm_base)
+    cfg_case("glm partial rotary above 1", lambda c: c.update(partial_rotary_factor=1.5),
+             want="partial_rotary_factor", src=glm_base)
+    mm_base = os.path.join(tmp, "minimax")
+    gen_tiny.generate("minimax_m2", "bf16", mm_base)
+    cfg_case("minimax rotary_dim disagrees", lambda c: c.update(rotary_dim=24), want="rotary_dim", src=mm_base)
+    cfg_case("minimax top-k larger than the experts", lambda c: c.update(num_experts_per_tok=9),
+             want="num_experts_per_tok", src=mm_base)
+    cfg_case("minimax full-width k_norm shape", lambda c: c.update(num_key_value_heads=4), want="k_proj", src=mm_base)
+    cfg_case("glm groups do not divide the experts", lambda c: c.update(n_group=3), want="n_group", src=glm_base)
+    cfg_case("glm first_k_dense_replace 0: layer 0 has no router", lambda c: c.update(first_k_dense_replace=0),
+             want="layers.0.mlp.gate.weight", src=glm_base)
 
     cfg_case("unsupported architecture", lambda c: c.update(architectures=["GPT2LMHeadModel"]), want="GPT2LMHeadModel")
     cfg_case("hidden_size huge", lambda c: c.update(hidden_size=1 << 40), want="hidden_size")
@@ -157,7 +212,11 @@ def main():
     cfg_case("heads not multiple of kv heads", lambda c: c.update(num_key_value_heads=3))
     cfg_case("odd head_dim", lambda c: c.update(head_dim=15))
     cfg_case("hidden_size is a string", lambda c: c.update(hidden_size="64"))
-    cfg_case("rope scaling yarn", lambda c: c.update(rope_scaling={"rope_type": "yarn", "factor": 4.0}), want="yarn")
+    cfg_case("rope scaling longrope", lambda c: c.update(rope_scaling={"rope_type": "longrope", "factor": 4.0}),
+             want="longrope")
+    cfg_case("yarn without factor", lambda c: c.update(rope_scaling={"rope_type": "yarn"}), want="factor")
+    cfg_case("yarn beta_fast negative", lambda c: c.update(rope_scaling={"rope_type": "yarn", "factor": 2.0, "beta_fast": -1}),
+             want="yarn")
     cfg_case("hidden_act gelu", lambda c: c.update(hidden_act="gelu"), want="gelu")
     cfg_case("layers beyond tensors", lambda c: c.update(num_hidden_layers=3), want="layers.2")
     cfg_case("shape mismatch via config", lambda c: c.update(intermediate_size=97))
@@ -234,9 +293,9 @@ def main():
 
     print(f"1..{len(cases)}")
     failed = 0
-    for i, (name, code, mutate, args, want) in enumerate(cases, 1):
+    for i, (name, code, mutate, args, want, src) in enumerate(cases, 1):
         d = os.path.join(tmp, f"c{i}")
-        shutil.copytree(base, d)
+        shutil.copytree(src, d)
         st = os.path.join(d, "model.safetensors")
         mutate(d)
         argv = [agrun, d] + (args if args is not None else ["--ids", "256,72,101", "-n", "2"])

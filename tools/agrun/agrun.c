@@ -140,6 +140,13 @@ static void note_fallback(const char *device, int n_gpu, const char *why)
 		fprintf(stderr, "agrun: no usable CUDA device (%s); ran on the CPU\n", why);
 }
 
+/* --device auto with a GPU and a model the CUDA path does not run */
+static void note_model_fallback(const struct rt_model *m)
+{
+	if (rt_model_get_info(m)->fallback[0])
+		fprintf(stderr, "agrun: %s; ran on the CPU\n", rt_model_get_info(m)->fallback);
+}
+
 /* --render-chat: the model's chat template applied to FILE's context,
  * printed as is (no newline added). */
 static int render_chat(const char *dir, const char *file, const char *name)
@@ -370,7 +377,11 @@ int main(int argc, char **argv)
 		n_gpu = rt_cuda_device_count(why, sizeof(why));
 		backend = n_gpu > 0 ? RT_BACKEND_CUDA : RT_BACKEND_CPU;
 	}
-	r = rt_model_load(dir, &(struct rt_load_opts){.n_threads = threads, .backend = backend, .simd = getenv("AGRT_SIMD")},
+	r = rt_model_load(dir,
+	                  &(struct rt_load_opts){.n_threads = threads,
+	                                         .backend = backend,
+	                                         .simd = getenv("AGRT_SIMD"),
+	                                         .device_fallback = !strcmp(device, "auto")},
 	                  &m, &e);
 	if (r < 0) {
 		ret = fail(&e);
@@ -409,6 +420,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		note_fallback(device, n_gpu, why);
+		note_model_fallback(m);
 		f = fopen(dump, "wb");
 		if (!f || fwrite(logits, sizeof(float) * V, n_ids, f) != n_ids || fclose(f) != 0) {
 			fprintf(stderr, "agrun: %s: write failed\n", dump);
@@ -437,6 +449,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	note_fallback(device, n_gpu, why);
+	note_model_fallback(m);
 	if (tok) {
 		size_t len;
 		r = rt_detokenize(tok, res->ids, res->n_out, skip_special, &text, &len, &e);

@@ -90,7 +90,10 @@ static int load(const char *dir, struct loaded *l)
 	struct rt_error e = {0};
 	char tp[PATH_MAX];
 	snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
-	struct rt_load_opts lo = {.backend = pick_backend(), .simd = getenv("AGRT_SIMD")};
+	const char *dev = getenv("AGKIT_DEVICE");
+	/* auto: a model the CUDA path does not run is checked on the CPU, where it will serve */
+	struct rt_load_opts lo = {
+	    .backend = pick_backend(), .simd = getenv("AGRT_SIMD"), .device_fallback = !dev || !strcmp(dev, "auto")};
 	if (rt_model_load(dir, &lo, &l->m, &e) < 0 || rt_tokenizer_load(tp, &l->t, &e) < 0) {
 		fprintf(stderr, "agrun: %s\n", e.msg);
 		return agrun_exit_code(e.code);
@@ -624,6 +627,11 @@ static int cmd_check(int argc, char **argv)
 	/* The model's info dies with it: keep the device name for the report. */
 	char device[sizeof l.info->backend];
 	snprintf(device, sizeof device, "%s", l.info->backend);
+	/* after the prompts ran: how much of the mapped weights is in RAM
+	 * (a mixture-of-experts model larger than RAM runs with part paged out) */
+	uint64_t resident = 0, mapped = 0;
+	if (rt_model_resident(l.m, &resident, &mapped) < 0)
+		resident = mapped = 0;
 	unload(&l);
 	if (r < 0) {
 		fprintf(stderr, "agrun: %s\n", e.msg);
@@ -646,16 +654,18 @@ static int cmd_check(int argc, char **argv)
 	size_t n_fail_before_latency = n_correctness;
 	bool pass = json_array_size(failures) == 0;
 	bool latency_only = !pass && n_fail_before_latency == 0;
-	json_t *rep = json_pack("{s:b, s:b, s:o, s:f, s:f, s:s, s:o}", HR_PASS, pass, HR_LATENCY_ONLY, latency_only,
-	                        HR_FAILURES, failures, HR_TTFT_MS, ttft < 1e30 ? ttft : 0.0, HR_DECODE_TOK_S, tps,
-	                        HR_DEVICE, device, HR_PROMPTS, rep_prompts);
+	json_t *rep = json_pack("{s:b, s:b, s:o, s:f, s:f, s:s, s:{s:I, s:I}, s:o}", HR_PASS, pass, HR_LATENCY_ONLY,
+	                        latency_only, HR_FAILURES, failures, HR_TTFT_MS, ttft < 1e30 ? ttft : 0.0, HR_DECODE_TOK_S,
+	                        tps, HR_DEVICE, device, HR_WEIGHTS, HR_WEIGHTS_RESIDENT, (json_int_t)resident,
+	                        HR_WEIGHTS_MAPPED, (json_int_t)mapped, HR_PROMPTS, rep_prompts);
 	json_decref(suite);
 	if (json_out) {
 		char *t = json_dumps(rep, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 		printf("%s\n", t ? t : "{}");
 		free(t);
 	} else {
-		printf("%s (ttft %.1f ms, decode %.1f tok/s)\n", pass ? "PASS" : "FAIL", ttft < 1e30 ? ttft : 0.0, tps);
+		printf("%s (ttft %.1f ms, decode %.1f tok/s, weights %.1f of %.1f MB resident)\n", pass ? "PASS" : "FAIL",
+		       ttft < 1e30 ? ttft : 0.0, tps, resident / 1e6, mapped / 1e6);
 		size_t k;
 		json_t *f;
 		json_array_foreach(json_object_get(rep, HR_FAILURES), k, f) printf("  %s\n", json_string_value(f));

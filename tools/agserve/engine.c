@@ -445,7 +445,10 @@ int engine_new(const struct engine_opts *o, struct engine **ret, char *errbuf, s
 	if (r < 0)
 		goto fail_rt;
 	r = rt_model_load(o->dir,
-	                  &(struct rt_load_opts){.n_threads = o->threads, .backend = o->backend, .simd = getenv("AGRT_SIMD")},
+	                  &(struct rt_load_opts){.n_threads = o->threads,
+	                                         .backend = o->backend,
+	                                         .simd = getenv("AGRT_SIMD"),
+	                                         .device_fallback = o->device_fallback},
 	                  &e->m, &err);
 	if (r < 0)
 		goto fail_rt;

@@ -27,8 +27,9 @@ struct engine_opts {
 	int ctx;         /* positions per session (0: model maximum, at most 4096) */
 	int queue;       /* queued tasks at most */
 	int threads;
-	int backend;       /* enum rt_backend_kind */
-	int prefill_chunk; /* prompt tokens per step, all sequences together */
+	int backend;          /* enum rt_backend_kind */
+	bool device_fallback; /* CUDA: the CPU runs models the device path does not (--device auto) */
+	int prefill_chunk;    /* prompt tokens per step, all sequences together */
 	/* what /health and the audit name */
 	const char *name; /* model name accepted in requests */
 	const char *bundle, *channel, *slot;

@@ -189,6 +189,7 @@ static int load(const struct opts *o, int backend, const struct target *t, struc
 	    .queue = (int)o->queue,
 	    .threads = (int)o->threads,
 	    .backend = backend,
+	    .device_fallback = !strcmp(o->device, "auto"),
 	    .prefill_chunk = (int)o->prefill,
 	    .name = t->name,
 	    .bundle = t->bundle[0] ? t->bundle : NULL,

@@ -25,6 +25,9 @@
 #define HR_DECODE_TOK_S "decode_tok_s"
 #define HR_DEVICE       "device"
 #define HR_PROMPTS      "prompts"
+#define HR_WEIGHTS      "weights" /* {resident_bytes, mapped_bytes}: the weights in RAM vs mapped */
+#define HR_WEIGHTS_RESIDENT "resident_bytes"
+#define HR_WEIGHTS_MAPPED   "mapped_bytes"
 /* keys of each object of HR_PROMPTS */
 #define HR_PROMPT_NAME         "name"
 #define HR_PROMPT_PASS         "pass"

@@ -71,6 +71,7 @@ struct rt_model_info {
 	double load_ms;
 	double load_gbs;       /* uploaded bytes / load_ms, GB/s (1e9) */
 	uint64_t device_bytes; /* device memory held by the model (weights) */
+	char fallback[128];    /* non-empty: CUDA was asked for with device_fallback and the CPU runs it, why */
 };
 
 struct rt_load_opts {
@@ -78,6 +79,11 @@ struct rt_load_opts {
 	int backend;      /* enum rt_backend_kind */
 	const char *simd; /* CPU kernels: NULL (or anything else) the best this CPU has, "generic", or "avx2"
 	                   * (not AVX-512); the library reads no environment: agrun and agserve pass $AGRT_SIMD */
+	/* RT_BACKEND_CUDA only: when the device path does not run this model
+	 * (mixture of experts, yarn's attention factor, dynamic rope), load it
+	 * on the CPU instead of failing; info->backend says where it runs and
+	 * info->fallback why */
+	bool device_fallback;
 };
 
 /* Number of usable CUDA devices; 0 when there is none (no GPU, or the CUDA
@@ -92,6 +98,10 @@ int rt_cuda_device_count(char *why, size_t len);
 int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_model **ret_model, struct rt_error *err);
 void rt_model_free(struct rt_model *m);
 const struct rt_model_info *rt_model_get_info(const struct rt_model *m);
+/* How much of the memory-mapped weight files is in RAM now (mincore; the
+ * kernel pages experts of a model larger than RAM in and out), and the
+ * files' total size.  Negative errno on failure. */
+int rt_model_resident(const struct rt_model *m, uint64_t *ret_resident, uint64_t *ret_mapped);
 
 /* Tokenizer from the path of a tokenizer.json (Hugging Face tokenizers
  * format), usually MODEL_DIR/tokenizer.json. */
