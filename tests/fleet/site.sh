@@ -13,6 +13,7 @@
 . "$(dirname "$0")/../deploy/lib-deploy.sh"
 . "$(dirname "$0")/lib-fleet.sh"
 : "${AGRUN:?AGRUN must point at the agrun binary}"
+AGRUN=$(realpath "$AGRUN")
 need nginx docker-registry skopeo ansible-playbook ssh-keygen ip
 [ -x /usr/sbin/sshd ] || skip_all "openssh-server not installed"
 [ "$(id -u)" = 0 ] || skip_all "network namespaces need root"
