@@ -101,6 +101,19 @@ expect_exit 3 "a tampered volume (sums left) is refused" "$AGSYNC" pull "$URL/ll
 last_output | grep -q "SHA-256 is not the one its SHA256SUMS lists" && ok "says the mirror's file does not match" || { not_ok "says the mirror's file does not match"; last_output; }
 check "the temporary directory is removed" test ! -e "$R3.agsync-pull"
 rm -rf "$M/llm/stable/2"; cp -a tam "$M/llm/stable/2"
+resum() { (cd "$M/llm/stable/2" && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | sort | xargs sha256sum > SHA256SUMS); }
+# a volume longer than the signed manifest says: the transfer stops at the signed size
+head -c 100000 /dev/zero >> "$M/llm/stable/2/vol-00001.agv"; resum
+expect_exit 3 "a volume longer than its signed size is refused" "$AGSYNC" pull "$URL/llm/stable/2" --root "$R3"
+last_output | grep -q "larger than the limit of" && ok "says the volume is over its signed size" || { not_ok "says the volume is over its signed size"; last_output; }
+rm -rf "$M/llm/stable/2"; cp -a tam "$M/llm/stable/2"
+# a tampered manifest: refused before any volume is fetched
+sed -i 's/"version": 2/"version": 20/' "$M/llm/stable/2/manifest.json"; resum
+: > access.log
+expect_exit 3 "a tampered manifest is refused" "$AGSYNC" pull "$URL/llm/stable/2" --root "$R3"
+check "no volume was fetched for it" sh -c "! grep -q 'vol-' access.log"
+check "nothing staged, the temporary directory removed" sh -c "test ! -e '$R3.agsync-pull' && '$AGCTL' --root '$R3' status --json | $PY -c 'import json,sys; s=json.load(sys.stdin); assert all(v.get(\"state\") in (None,\"empty\") for v in s[\"slots\"].values()), s'"
+rm -rf "$M/llm/stable/2"; cp -a tam "$M/llm/stable/2"
 
 # the registry serves another image under the bundle's repository: detected
 $PY - "$REG" "$D1" <<'PY' || not_ok "delete the manifest from the registry"

@@ -36,6 +36,7 @@
 #include "bundle/bundle.h"
 #include "bundle/deploy.h"
 #include "bundle/fsutil.h"
+#include "bundle/parity.h"
 #include "bundle/sha256.h"
 #include "toolutil.h"
 
@@ -389,8 +390,8 @@ static int http_get_mem(const char *url, size_t max, const struct net *n, struct
  * SHA256SUMS: not trusted, it only tells a damaged transfer from a good
  * one).  A mismatch starts the file over once; a second one is the
  * mirror's answer: -EBADMSG. */
-static int http_get_file(const char *url, const char *path, const uint8_t want[BN_SHA256_LEN], const struct net *n,
-                         uint64_t *ret_bytes, struct bn_error *err)
+static int http_get_file(const char *url, const char *path, const uint8_t want[BN_SHA256_LEN], uint64_t max,
+                         const struct net *n, uint64_t *ret_bytes, struct bn_error *err)
 {
 	int r = -EHOSTUNREACH;
 	bool restarted = false;
@@ -402,7 +403,7 @@ static int http_get_file(const char *url, const char *path, const uint8_t want[B
 			return bn_fail(err, -errno, "%s: %s", path, strerror(errno));
 		struct stat st;
 		fstat(fileno(f), &st);
-		struct sink s = {.f = f, .have = (uint64_t)st.st_size, .max = FILE_MAX};
+		struct sink s = {.f = f, .have = (uint64_t)st.st_size, .max = max};
 		uint64_t start = s.have;
 		long status;
 		r = http_get_once(url, &s, NULL, &status, err);
@@ -795,7 +796,8 @@ static void prune(const char *dir, const char *sub, char **names, size_t n)
 }
 
 /* Fetches the bundle directory at url (ending in '/') into dir. */
-static int fetch_bundle(const char *url, const char *dir, const struct net *n, struct bn_error *err)
+static int fetch_bundle(const char *url, const char *dir, const struct bn_trust *trust, const struct net *n,
+                        struct bn_error *err)
 {
 	char *su = NULL, *sums = NULL;
 	size_t slen;
@@ -838,16 +840,38 @@ static int fetch_bundle(const char *url, const char *dir, const struct net *n, s
 		prune(dir, NULL, names, nf);
 		prune(dir, "signatures", names, nf);
 	}
+	/* First the manifest and its signatures: the node's trust policy
+	 * decides before a volume is fetched, and each volume may then be no
+	 * larger than the signed manifest says. */
 	uint64_t bytes = 0;
-	for (size_t i = 0; r == 0 && i < nf; i++) {
-		char *fu = NULL, *fp = bn_path_join(dir, names[i]);
-		if (!fp || asprintf(&fu, "%s%s", url, names[i]) < 0)
-			r = bn_fail(err, -ENOMEM, "out of memory");
-		else
-			r = http_get_file(fu, fp, hashes[i], n, &bytes, err);
-		free(fu);
-		free(fp);
+	struct bn_bundle *b = NULL;
+	for (int pass = 0; r == 0 && pass < 2; pass++) {
+		for (size_t i = 0; r == 0 && i < nf; i++) {
+			bool head = !strcmp(names[i], "manifest.json") || !strncmp(names[i], "signatures/", 11);
+			if (head != (pass == 0))
+				continue;
+			uint64_t max = !strcmp(names[i], "manifest.json") ? BN_MANIFEST_MAX : head ? 65536 : FILE_MAX;
+			for (size_t v = 0; b && v < b->m->n_volumes; v++)
+				if (!strcmp(b->m->volumes[v].name, names[i]))
+					max = b->m->volumes[v].size;
+			for (size_t v = 0; b && b->m->parity && v < b->m->parity->n_volumes; v++)
+				if (!strcmp(b->m->parity->volumes[v].name, names[i]))
+					max = b->m->parity->volumes[v].size;
+			char *fu = NULL, *fp = bn_path_join(dir, names[i]);
+			if (!fp || asprintf(&fu, "%s%s", url, names[i]) < 0)
+				r = bn_fail(err, -ENOMEM, "out of memory");
+			else
+				r = http_get_file(fu, fp, hashes[i], max, n, &bytes, err);
+			free(fu);
+			free(fp);
+		}
+		if (r == 0 && pass == 0) {
+			r = bn_bundle_open(dir, trust, &b, err);
+			if (r < 0)
+				bn_error_prefix(err, "%s (fetched from %s)", dir, url);
+		}
 	}
+	bn_bundle_free(b);
 	if (r == 0) {
 		char *sp = bn_path_join(dir, "SHA256SUMS");
 		r = sp ? bn_write_file_atomic(sp, sums, slen, 0644, err) : bn_fail(err, -ENOMEM, "out of memory");
@@ -991,8 +1015,9 @@ static int cmd_pull(int argc, char **argv)
 	}
 	if (r == 0 && mkdir(tmp, 0700) < 0 && errno != EEXIST)
 		r = bn_fail(&err, -errno, "%s: %s", tmp, strerror(errno));
+	struct bn_trust trust = bn_deploy_trust(d);
 	if (r == 0)
-		r = fetch_bundle(burl, tmp, &n, &err);
+		r = fetch_bundle(burl, tmp, &trust, &n, &err);
 	/* A transfer cut short stays for the next pull to resume; anything the
 	 * mirror answered wrongly goes. */
 	bool keep = r == -EHOSTUNREACH || r == -EINTR;
