@@ -38,6 +38,7 @@
 #include "bundle/fsutil.h"
 #include "bundle/parity.h"
 #include "bundle/sha256.h"
+#include "sync.h"
 #include "toolutil.h"
 
 const char *tool_name = "agsync";
@@ -100,24 +101,6 @@ static int run_prog(char *const argv[], int log_fd)
 		if (errno != EINTR)
 			return -errno;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-/* A relative path inside a bundle directory: "NAME" or "signatures/NAME". */
-static bool bundle_path_ok(const char *p)
-{
-	if (!*p || strlen(p) > 255)
-		return false;
-	const char *s = strchr(p, '/');
-	if (s && (strncmp(p, "signatures/", 11) || strchr(s + 1, '/')))
-		return false;
-	const char *base = s ? s + 1 : p;
-	if (!*base || base[0] == '.')
-		return false;
-	for (const char *c = base; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' ||
-		      *c == '_' || *c == '-'))
-			return false;
-	return true;
 }
 
 static int copy_file(const char *from, const char *to, struct bn_error *err)
@@ -739,29 +722,13 @@ static int index_newest(const char *mirror, const char *name, const char *channe
 		free(url);
 		return r;
 	}
-	json_t *j = json_loadb(buf, len, 0, NULL), *arr = json_object_get(j, "bundles"), *v, *best = NULL;
-	size_t i;
-	json_array_foreach(arr, i, v) {
-		const char *nm = json_string_value(json_object_get(v, "name"));
-		const char *ch = json_string_value(json_object_get(v, "channel"));
-		json_t *ver = json_object_get(v, "version");
-		if (nm && ch && json_is_integer(ver) && !strcmp(nm, name) && !strcmp(ch, channel) &&
-		    (!best || json_integer_value(ver) > json_integer_value(json_object_get(best, "version"))))
-			best = v;
-	}
-	if (!json_is_array(arr))
-		r = bn_fail(err, -EBADMSG, "%s: not an agsync index", url);
-	else if (!best)
-		r = bn_fail(err, -ENOENT, "%s: no bundle %s in channel %s", url, name, channel);
-	else {
-		/* The path is the index's word only: it must name NAME/CHANNEL/VERSION. */
-		char want[3 * BN_MAX_NAME + 32];
-		snprintf(want, sizeof want, "%s/%s/%" JSON_INTEGER_FORMAT, name, channel,
-		         json_integer_value(json_object_get(best, "version")));
-		if (asprintf(ret_url, "%s%s%s/", mirror, sl, want) < 0)
-			r = bn_fail(err, -ENOMEM, "out of memory");
-	}
-	json_decref(j);
+	uint64_t ver = 0;
+	r = sync_index_newest(buf, len, name, channel, &ver, err);
+	if (r < 0)
+		bn_error_prefix(err, "%s", url);
+	/* The path is derived, not the index's word: NAME/CHANNEL/VERSION. */
+	else if (asprintf(ret_url, "%s%s%s/%s/%" PRIu64 "/", mirror, sl, name, channel, ver) < 0)
+		r = bn_fail(err, -ENOMEM, "out of memory");
 	free(buf);
 	free(url);
 	return r;
@@ -812,26 +779,8 @@ static int fetch_bundle(const char *url, const char *dir, const struct bn_trust 
 	size_t nf = 0;
 	if (!names || !hashes)
 		r = bn_fail(err, -ENOMEM, "out of memory");
-	for (char *line = sums, *next; r == 0 && line && *line; line = next) {
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = 0;
-		if (!*line)
-			continue;
-		char hx[2 * BN_SHA256_LEN + 1] = "";
-		if (strlen(line) >= 67)
-			memcpy(hx, line, 2 * BN_SHA256_LEN);
-		if (strlen(line) < 67 || line[64] != ' ' || line[65] != ' ' || nf == MAX_FILES ||
-		    !bn_unhex(hx, hashes[nf], BN_SHA256_LEN) || !bundle_path_ok(line + 66) ||
-		    !strcmp(line + 66, "SHA256SUMS")) {
-			r = bn_fail(err, -EBADMSG, "%sSHA256SUMS: line %zu is not \"SHA256  FILE\" of a bundle directory", url,
-			            nf + 1);
-			break;
-		}
-		names[nf++] = line + 66;
-	}
-	if (r == 0 && nf == 0)
-		r = bn_fail(err, -EBADMSG, "%sSHA256SUMS lists no files", url);
+	if (r == 0 && (r = sync_sums_parse(sums, slen, names, hashes, MAX_FILES, &nf, err)) < 0)
+		bn_error_prefix(err, "%s", url);
 	char *sd = bn_path_join(dir, "signatures");
 	if (r == 0 && (!sd || (mkdir(sd, 0755) < 0 && errno != EEXIST)))
 		r = bn_fail(err, -errno, "%s: %s", sd ? sd : dir, strerror(errno));
