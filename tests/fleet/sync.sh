@@ -76,6 +76,13 @@ check "pull resumes a partial volume" "$AGSYNC" pull "$URL/llm/stable/2" --root 
 check "the volume was asked for from byte 100000" grep -q 'vol-00001.agv 206 .*"bytes=100000-"' access.log
 check "v2 staged on the second root" sh -c "'$AGCTL' --root '$R2' status --json | grep -q '\"version\": 2'"
 
+# two pulls for one root: the second one waits for nobody and says why
+( exec 9>"$R2.agsync-pull.lock"; flock 9; sleep 3 ) & holder=$!
+sleep 0.3
+expect_exit 6 "a second pull for the same root exits 6" "$AGSYNC" pull "$URL/llm/stable/2" --root "$R2"
+last_output | grep -q "another agsync pull runs for this root" && ok "says another pull runs" || { not_ok "says another pull runs"; last_output; }
+wait $holder
+
 # a mirror that is down: bounded retries, exit 8
 R3=$WORK/R3; "$AGCTL" --root "$R3" init --pubkey k.pub >/dev/null
 DEAD=$(free_port)

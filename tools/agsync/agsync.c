@@ -38,6 +38,7 @@
 #include "bundle/fsutil.h"
 #include "bundle/parity.h"
 #include "bundle/sha256.h"
+#include "bundle/trust.h"
 #include "sync.h"
 #include "toolutil.h"
 
@@ -937,40 +938,61 @@ static int cmd_pull(int argc, char **argv)
 	tool_catch_signals();
 	struct bn_error err = {0};
 	struct bn_deploy *d = NULL;
-	/* The lock is held from the first byte fetched to the image check. */
+	/* The root's lock is not held while bytes arrive (agctl cycle and the
+	 * timer go on); R.agsync-pull.lock keeps two pulls apart.  The trust
+	 * policy read now checks the manifest before any volume is fetched; the
+	 * import below checks everything again under the lock. */
 	int r = bn_deploy_open(root, wait, &d, &err);
 	if (r < 0)
 		return tool_fail(r, &err);
-	char *burl = NULL, *tmp = NULL;
-	size_t rl = strlen(root);
-	while (rl > 1 && root[rl - 1] == '/')
-		rl--;
-	if (asprintf(&tmp, "%.*s.agsync-pull", (int)rl, root) < 0) {
-		bn_deploy_close(d);
-		return BN_EXIT_FAILURE;
-	}
-	if (bundle) {
-		if (!channel)
-			channel = bn_deploy_channel(d);
-		if (!channel) {
-			bn_deploy_close(d);
-			free(tmp);
+	static struct bn_pubkey keys[BN_TRUST_MAX_KEYS];
+	struct bn_trust trust = bn_deploy_trust(d);
+	size_t nk = trust.n_keys < BN_TRUST_MAX_KEYS ? trust.n_keys : BN_TRUST_MAX_KEYS;
+	memcpy(keys, trust.keys, nk * sizeof keys[0]);
+	trust.keys = keys;
+	trust.n_keys = nk;
+	char chan[BN_MAX_NAME + 1] = "";
+	if (!channel && bn_deploy_channel(d))
+		snprintf(chan, sizeof chan, "%s", bn_deploy_channel(d));
+	bn_deploy_close(d);
+	d = NULL;
+	if (!channel && bundle) {
+		if (!chan[0]) {
 			tool_err("%s follows no channel yet: give --channel", root);
 			return BN_EXIT_USAGE;
 		}
-		r = index_newest(url, bundle, channel, &n, &burl, &err);
-	} else if (asprintf(&burl, "%s%s", url, url[strlen(url) - 1] == '/' ? "" : "/") < 0) {
-		r = bn_fail(&err, -ENOMEM, "out of memory");
+		channel = chan;
 	}
+	char *burl = NULL, *tmp = NULL, *lockp = NULL;
+	size_t rl = strlen(root);
+	while (rl > 1 && root[rl - 1] == '/')
+		rl--;
+	if (asprintf(&tmp, "%.*s.agsync-pull", (int)rl, root) < 0 || asprintf(&lockp, "%s.lock", tmp) < 0)
+		return BN_EXIT_FAILURE;
+	int lfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lfd < 0 || flock(lfd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+		r = bn_fail(&err, errno == EWOULDBLOCK ? -EAGAIN : -errno, "%s: %s", lockp,
+		            errno == EWOULDBLOCK ? "another agsync pull runs for this root" : strerror(errno));
+		if (lfd >= 0)
+			close(lfd);
+		free(tmp);
+		free(lockp);
+		return tool_fail(r, &err);
+	}
+	if (bundle)
+		r = index_newest(url, bundle, channel, &n, &burl, &err);
+	else if (asprintf(&burl, "%s%s", url, url[strlen(url) - 1] == '/' ? "" : "/") < 0)
+		r = bn_fail(&err, -ENOMEM, "out of memory");
 	if (r == 0 && mkdir(tmp, 0700) < 0 && errno != EEXIST)
 		r = bn_fail(&err, -errno, "%s: %s", tmp, strerror(errno));
-	struct bn_trust trust = bn_deploy_trust(d);
 	if (r == 0)
 		r = fetch_bundle(burl, tmp, &trust, &n, &err);
+	struct bn_import_result res = {0};
+	if (r == 0)
+		r = bn_deploy_open(root, wait, &d, &err);
 	/* A transfer cut short stays for the next pull to resume; anything the
 	 * mirror answered wrongly goes. */
-	bool keep = r == -EHOSTUNREACH || r == -EINTR;
-	struct bn_import_result res = {0};
+	bool keep = r == -EHOSTUNREACH || r == -EINTR || (d == NULL && r == -EAGAIN);
 	if (r == 0) {
 		r = bn_deploy_import(d, tmp, &io, &res, &err);
 		tool_progress_end();
@@ -994,6 +1016,8 @@ static int cmd_pull(int argc, char **argv)
 		}
 	}
 	bn_deploy_close(d);
+	close(lfd);
+	free(lockp);
 	if (r < 0) {
 		free(burl);
 		free(tmp);
