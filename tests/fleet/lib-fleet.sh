@@ -47,6 +47,7 @@ NGX
 	wait_port "$h" "$p"
 }
 # start_registry HOST PORT [PREFIX...]: a plain-HTTP docker-registry, storage in $WORK.
+# With REG_TLS=DIR (make_ca's) and REG_HTPASSWD=FILE set: TLS and credentials.
 start_registry() {
 	local h=$1 p=$2; shift 2
 	local d=$WORK/registry-$h-$p
@@ -65,9 +66,24 @@ storage:
 http:
   addr: $h:$p
 YAML
+	if [ -n "${REG_TLS:-}" ]; then
+		printf '  tls:\n    certificate: %s\n    key: %s\nauth:\n  htpasswd:\n    realm: site\n    path: %s\n' \
+			"$REG_TLS/server.crt" "$REG_TLS/server.key" "$REG_HTPASSWD" >>"$d/config.yml"
+	fi
 	"$@" docker-registry serve "$d/config.yml" >"$d/out.log" 2>&1 &
 	_fleet_pids+=($!)
 	wait_port "$h" "$p"
 }
 # layout_digest LAYOUT: the digest index.json names for the image manifest.
 layout_digest() { $PY -c "import json,sys; print(json.load(open(sys.argv[1]+'/index.json'))['manifests'][0]['digest'])" "$1"; }
+# make_ca DIR IP: a CA and a server certificate for IP.
+make_ca() {
+	local d=$1 ip=$2; mkdir -p "$d"
+	openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=agsync test CA" \
+		-keyout "$d/ca.key" -out "$d/ca.crt" -addext "basicConstraints=critical,CA:TRUE" \
+		-addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null &&
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=$ip" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null &&
+	printf 'subjectAltName=IP:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$ip" >"$d/ext" &&
+	openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+		-extfile "$d/ext" -out "$d/server.crt" 2>/dev/null
+}

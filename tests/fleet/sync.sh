@@ -54,6 +54,21 @@ import json; assert sorted(x['version'] for x in json.load(open('$M/index.json')
 check "pack another v2" pack b2b 2 k.key
 expect_exit 4 "another bundle under a published version is refused" "$AGSYNC" publish b2b --pubkey k.pub --mirror "$M"
 check "the published v2 is untouched" diff -r b2 "$M/llm/stable/2"
+# a registry with TLS (a test CA) and credentials
+need openssl htpasswd
+TP=$(free_port); TREG=$H:$TP
+make_ca pki $H || not_ok "test CA"
+htpasswd -Bbc htpasswd pusher 'push pass' 2>/dev/null
+REG_TLS=$WORK/pki REG_HTPASSWD=$WORK/htpasswd start_registry $H "$TP" || not_ok "TLS registry starts"
+mkdir -p certs.d; cp pki/ca.crt certs.d/
+expect_exit 4 "publish to the TLS registry without its CA fails" env AGKIT_REGISTRY_USER=pusher AGKIT_REGISTRY_PASSWORD='push pass' "$AGSYNC" publish b1 --pubkey k.pub --registry "$TREG"
+last_output | grep -q "certificate" && ok "says why (the certificate)" || { not_ok "says why (the certificate)"; last_output; }
+expect_exit 4 "publish to the TLS registry without credentials fails" "$AGSYNC" publish b1 --pubkey k.pub --registry "$TREG" --ca-file pki/ca.crt
+check "publish to the TLS registry with --ca-file and credentials from the environment" env AGKIT_REGISTRY_USER=pusher AGKIT_REGISTRY_PASSWORD='push pass' "$AGSYNC" publish b1 --pubkey k.pub --registry "$TREG" --ca-file pki/ca.crt
+check "the TLS registry serves the image with its digest unchanged" sh -c \
+	"test \"sha256:\$(skopeo inspect --raw --cert-dir certs.d --creds 'pusher:push pass' docker://$TREG/llm/runtime:v1 | sha256sum | cut -d' ' -f1)\" = '$D1'"
+expect_exit 2 "a user without a password is a usage error" env AGKIT_REGISTRY_USER=pusher "$AGSYNC" publish b1 --pubkey k.pub --registry "$TREG"
+
 # ---- pull
 "$AGCTL" --root "$R" init --pubkey k.pub >/dev/null
 expect_exit 2 "pull needs an http URL" "$AGSYNC" pull "$M/llm/stable/1" --root "$R"
@@ -73,6 +88,11 @@ R2=$WORK/R2; "$AGCTL" --root "$R2" init --pubkey k.pub >/dev/null
 mkdir -p "$R2.agsync-pull"; head -c 100000 "$M/llm/stable/2/vol-00001.agv" > "$R2.agsync-pull/vol-00001.agv"
 : > access.log
 check "pull resumes a partial volume" "$AGSYNC" pull "$URL/llm/stable/2" --root "$R2"
+# (v2 has the image too: checked against the TLS registry with credentials)
+R4=$WORK/R4; "$AGCTL" --root "$R4" init --pubkey k.pub >/dev/null
+check "pull checks the images against the TLS registry with credentials" env AGKIT_REGISTRY_USER=pusher AGKIT_REGISTRY_PASSWORD='push pass' "$AGSYNC" pull "$URL/llm/stable/1" --root "$R4" --registry "$TREG" --ca-file pki/ca.crt
+expect_exit 4 "without credentials the TLS registry does not answer: the image check fails" "$AGSYNC" pull "$URL/llm/stable/2" --root "$R4" --registry "$TREG" --ca-file pki/ca.crt
+check "the unchecked bundle's slot is marked bad" sh -c "'$AGCTL' --root '$R4' status --json | grep -q '\"bad\"'"
 check "the volume was asked for from byte 100000" grep -q 'vol-00001.agv 206 .*"bytes=100000-"' access.log
 check "v2 staged on the second root" sh -c "'$AGCTL' --root '$R2' status --json | grep -q '\"version\": 2'"
 

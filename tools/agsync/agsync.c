@@ -18,6 +18,7 @@
  * agctl and agrun keep none.
  */
 #include <curl/curl.h>
+#include <sodium.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -57,9 +58,11 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: agsync publish BUNDLE_DIR (--pubkey KEY.pub [--pubkey ...] [--threshold N] | --root R)\n"
-	        "                      [--mirror DIR] [--registry HOST:PORT ...] [--insecure-registry]\n"
+	        "                      [--mirror DIR] [--registry HOST:PORT ...] [--insecure-registry] [--ca-file F]\n"
 	        "       agsync pull URL --root R [--bundle NAME [--channel C]] [--registry HOST:PORT]\n"
-	        "                      [--insecure-registry] [--retries N] [--allow-downgrade] [--force] [--wait]\n"
+	        "                      [--insecure-registry] [--ca-file F] [--retries N] [--allow-downgrade] [--force]\n"
+	        "                      [--wait]\n"
+	        "Registry credentials: $AGKIT_REGISTRY_USER and $AGKIT_REGISTRY_PASSWORD.\n"
 	        "\n"
 	        "publish verifies BUNDLE_DIR, copies it unchanged into DIR/NAME/CHANNEL/VERSION/ of a\n"
 	        "static mirror (listed in DIR/index.json) and pushes its OCI images into each registry\n"
@@ -285,7 +288,31 @@ static size_t sink_write(char *p, size_t sz, size_t n, void *ud)
 struct net {
 	unsigned retries;   /* attempts per request after the first */
 	bool insecure;      /* registry: plain HTTP */
+	const char *ca_file; /* PEM CA certificates for https (mirror and registry), or NULL: the system's */
+	const char *user, *pass; /* registry credentials ($AGKIT_REGISTRY_USER/_PASSWORD), or NULL */
+	bool auth;          /* this request goes to the registry: send them */
 };
+
+/* $AGKIT_REGISTRY_USER and $AGKIT_REGISTRY_PASSWORD: both or neither. */
+static int net_creds(struct net *n)
+{
+	const char *u = getenv("AGKIT_REGISTRY_USER"), *p = getenv("AGKIT_REGISTRY_PASSWORD");
+	if ((u && *u) != (p && *p)) {
+		tool_err("AGKIT_REGISTRY_USER and AGKIT_REGISTRY_PASSWORD go together");
+		return -1;
+	}
+	if (u && *u && strchr(u, ':')) {
+		tool_err("AGKIT_REGISTRY_USER: no ':' in a user name");
+		return -1;
+	}
+	if (n->ca_file && access(n->ca_file, R_OK) < 0) {
+		tool_err("--ca-file %s: %s", n->ca_file, strerror(errno));
+		return -1;
+	}
+	n->user = u && *u ? u : NULL;
+	n->pass = p && *p ? p : NULL;
+	return 0;
+}
 
 static void backoff(unsigned attempt)
 {
@@ -297,8 +324,8 @@ static void backoff(unsigned attempt)
 /* One GET of url into s (resuming a file sink at s->have).  Returns 0, or
  * -EHOSTUNREACH (transient: retry), -ENOENT/-EACCES/-EPROTO (an answer that a
  * retry will not change), -EFBIG (over the limit). */
-static int http_get_once(const char *url, struct sink *s, struct curl_slist *hdrs, long *ret_status,
-                         struct bn_error *err)
+static int http_get_once(const char *url, const struct net *n, struct sink *s, struct curl_slist *hdrs,
+                         long *ret_status, struct bn_error *err)
 {
 	CURL *c = curl_easy_init();
 	if (!c)
@@ -317,6 +344,13 @@ static int http_get_once(const char *url, struct sink *s, struct curl_slist *hdr
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "agsync/" AGKIT_VERSION);
 	if (hdrs)
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	if (n->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, n->ca_file);
+	if (n->auth && n->user && n->pass) {
+		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(c, CURLOPT_USERNAME, n->user);
+		curl_easy_setopt(c, CURLOPT_PASSWORD, n->pass);
+	}
 	if (s->f && s->have)
 		curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)s->have);
 	CURLcode cc = curl_easy_perform(c);
@@ -354,7 +388,7 @@ static int http_get_mem(const char *url, size_t max, const struct net *n, struct
 			backoff(a - 1);
 		struct sink s = {.cap = max, .max = max};
 		long st;
-		r = http_get_once(url, &s, hdrs, &st, err);
+		r = http_get_once(url, n, &s, hdrs, &st, err);
 		if (r == 0) {
 			*ret = s.mem ? s.mem : strdup("");
 			*ret_len = s.len;
@@ -390,7 +424,7 @@ static int http_get_file(const char *url, const char *path, const uint8_t want[B
 		struct sink s = {.f = f, .have = (uint64_t)st.st_size, .max = max};
 		uint64_t start = s.have;
 		long status;
-		r = http_get_once(url, &s, NULL, &status, err);
+		r = http_get_once(url, n, &s, NULL, &status, err);
 		if (fflush(f) != 0 || fsync(fileno(f)) < 0) {
 			int e = -errno;
 			fclose(f);
@@ -438,7 +472,9 @@ static int registry_check(const char *host, const char *repo, const char *digest
 	struct curl_slist *h = curl_slist_append(NULL, ACCEPT);
 	char *body = NULL;
 	size_t len = 0;
-	int r = http_get_mem(url, OCI_JSON_MAX, n, h, &body, &len, err);
+	struct net rn = *n;
+	rn.auth = true;
+	int r = http_get_mem(url, OCI_JSON_MAX, &rn, h, &body, &len, err);
 	curl_slist_free_all(h);
 	if (r == -ENOENT)
 		r = bn_fail(err, -EBADMSG, "registry %s does not serve image %s@%s (HTTP 404)", host, repo, digest);
@@ -519,6 +555,49 @@ static int push_images(struct bn_bundle *b, const char *const *regs, size_t n_re
 	tree = bn_path_join(work, "t");
 	struct bn_extract_opts o = {.cancel = &tool_interrupted};
 	int r = tree ? bn_bundle_extract(b, tree, &o, err) : bn_fail(err, -ENOMEM, "out of memory");
+	/* TLS: skopeo reads a directory of CA files; credentials: an auth file
+	 * of our own (0600, removed with work), never a command-line argument. */
+	char *certd = NULL, *authf = NULL;
+	if (r == 0 && n->ca_file) {
+		char *ca = NULL;
+		if (asprintf(&certd, "%s/certs", work) < 0 || asprintf(&ca, "%s/ca.crt", certd) < 0)
+			r = bn_fail(err, -ENOMEM, "out of memory");
+		else if (mkdir(certd, 0700) < 0)
+			r = bn_fail(err, -errno, "%s: %s", certd, strerror(errno));
+		else
+			r = copy_file(n->ca_file, ca, err);
+		free(ca);
+	}
+	if (r == 0 && n->user && n->pass) {
+		char *up = NULL;
+		json_t *auths = json_object();
+		if (asprintf(&up, "%s:%s", n->user, n->pass) < 0 || asprintf(&authf, "%s/auth.json", work) < 0) {
+			r = bn_fail(err, -ENOMEM, "out of memory");
+		} else {
+			size_t bl = sodium_base64_encoded_len(strlen(up), sodium_base64_VARIANT_ORIGINAL);
+			char *b64 = malloc(bl);
+			if (b64) {
+				sodium_bin2base64(b64, bl, (const unsigned char *)up, strlen(up), sodium_base64_VARIANT_ORIGINAL);
+				for (size_t g = 0; g < n_regs; g++)
+					json_object_set_new(auths, regs[g], json_pack("{s:s}", "auth", b64));
+			}
+			json_t *doc = json_pack("{s:o}", "auths", auths);
+			char *text = json_dumps(doc, 0);
+			r = b64 && text ? bn_write_file_atomic(authf, text, strlen(text), 0600, err)
+			                : bn_fail(err, -ENOMEM, "out of memory");
+			json_decref(doc);
+			auths = NULL;
+			if (text)
+				sodium_memzero(text, strlen(text));
+			free(text);
+			if (b64)
+				sodium_memzero(b64, bl);
+			free(b64);
+			sodium_memzero(up, strlen(up));
+		}
+		json_decref(auths);
+		free(up);
+	}
 	for (size_t i = 0; r == 0 && i < b->m->n_artifacts; i++) {
 		const struct bn_artifact *a = &b->m->artifacts[i];
 		if (!a->layout || strcmp(a->layout, "oci-image-layout"))
@@ -539,8 +618,20 @@ static int push_images(struct bn_bundle *b, const char *const *regs, size_t n_re
 					r = bn_fail(err, -ENOMEM, "out of memory");
 					break;
 				}
-				char *argv[] = {"skopeo", "copy", "--quiet", "--preserve-digests",
-				                n->insecure ? "--dest-tls-verify=false" : "--dest-tls-verify=true", src, dst, NULL};
+				char *argv[12] = {"skopeo", "copy", "--quiet", "--preserve-digests",
+				                  n->insecure ? "--dest-tls-verify=false" : "--dest-tls-verify=true"};
+				int ac = 5;
+				if (certd) {
+					argv[ac++] = "--dest-cert-dir";
+					argv[ac++] = certd;
+				}
+				if (authf) {
+					argv[ac++] = "--dest-authfile";
+					argv[ac++] = authf;
+				}
+				argv[ac++] = src;
+				argv[ac++] = dst;
+				argv[ac] = NULL;
 				int lf = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 				int q = run_prog(argv, lf);
 				if (lf >= 0)
@@ -553,7 +644,7 @@ static int push_images(struct bn_bundle *b, const char *const *regs, size_t n_re
 						for (char *c = lb; *c; c++)
 							if (*c == '\n')
 								*c = ' ';
-					r = bn_fail(err, q == 127 ? -ENOENT : -EHOSTUNREACH, "skopeo copy %s %s: %s", src, dst,
+					r = bn_fail(err, q == 127 ? -ENOENT : -EIO, "skopeo copy %s %s: %s", src, dst,
 					            q == 127 ? "skopeo not found" : lb ? lb : "failed");
 					free(lb);
 				} else {
@@ -573,6 +664,8 @@ static int push_images(struct bn_bundle *b, const char *const *regs, size_t n_re
 	bn_rm_rf(work);
 	free(work);
 	free(tree);
+	free(certd);
+	free(authf);
 	return r;
 }
 
@@ -582,7 +675,8 @@ static int cmd_publish(int argc, char **argv)
 		{"pubkey", required_argument, NULL, 'p'}, {"threshold", required_argument, NULL, 't'},
 		{"root", required_argument, NULL, 'r'},   {"mirror", required_argument, NULL, 'm'},
 		{"registry", required_argument, NULL, 'g'}, {"insecure-registry", no_argument, NULL, 'k'},
-		{"help", no_argument, NULL, 'h'},          {0},
+		{"ca-file", required_argument, NULL, 'A'},  {"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	static struct bn_pubkey keys[MAX_KEYS];
 	size_t n_keys = 0, n_regs = 0;
@@ -591,7 +685,7 @@ static int cmd_publish(int argc, char **argv)
 	struct net n = {.retries = 3};
 	struct bn_error err = {0};
 	int c;
-	while ((c = getopt_long(argc, argv, "p:t:r:m:g:kh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:t:r:m:g:kA:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (n_keys == MAX_KEYS) {
@@ -622,10 +716,13 @@ static int cmd_publish(int argc, char **argv)
 			regs[n_regs++] = optarg;
 			break;
 		case 'k': n.insecure = true; break;
+		case 'A': n.ca_file = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return BN_EXIT_USAGE;
 		}
 	}
+	if (net_creds(&n) < 0)
+		return BN_EXIT_USAGE;
 	if (optind + 1 != argc || (!n_keys == !root) || (!mirror && !n_regs) || threshold > n_keys) {
 		if (optind + 1 == argc)
 			tool_err(!n_keys == !root ? "give either --pubkey or --root (whose trust policy decides)"
@@ -883,8 +980,8 @@ static int cmd_pull(int argc, char **argv)
 		{"channel", required_argument, NULL, 'c'},  {"registry", required_argument, NULL, 'g'},
 		{"insecure-registry", no_argument, NULL, 'k'}, {"retries", required_argument, NULL, 'n'},
 		{"allow-downgrade", no_argument, NULL, 'D'}, {"force", no_argument, NULL, 'f'},
-		{"wait", no_argument, NULL, 'w'},           {"help", no_argument, NULL, 'h'},
-		{0},
+		{"wait", no_argument, NULL, 'w'},           {"ca-file", required_argument, NULL, 'A'},
+		{"help", no_argument, NULL, 'h'},           {0},
 	};
 	const char *root = getenv("AGKIT_ROOT"), *bundle = NULL, *channel = NULL, *reg = NULL;
 	if (!root || !*root)
@@ -893,7 +990,7 @@ static int cmd_pull(int argc, char **argv)
 	struct bn_import_opts io = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "import"};
 	bool wait = false;
 	int c;
-	while ((c = getopt_long(argc, argv, "r:b:c:g:kn:Dfwh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:b:c:g:kn:DfwA:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r': root = optarg; break;
 		case 'b': bundle = optarg; break;
@@ -919,6 +1016,7 @@ static int cmd_pull(int argc, char **argv)
 		case 'D': io.allow_downgrade = true; break;
 		case 'f': io.force = true; break;
 		case 'w': wait = true; break;
+		case 'A': n.ca_file = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return BN_EXIT_USAGE;
 		}
@@ -930,6 +1028,8 @@ static int cmd_pull(int argc, char **argv)
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
+	if (net_creds(&n) < 0)
+		return BN_EXIT_USAGE;
 	const char *url = argv[optind];
 	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
 		tool_err("%s: expected an http:// or https:// URL", url);
