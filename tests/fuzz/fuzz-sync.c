@@ -26,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(*names[i] && names[i][0] != '.' && names[i][0] != '/');
 			FUZZ_ASSERT(strcmp(names[i], "SHA256SUMS") != 0);
 			const char *s = strchr(names[i], '/');
-			FUZZ_ASSERT(!s || (!strncmp(names[i], "signatures/", 11) && s[1] && s[1] != '.' && !strchr(s + 1, '/')));
+			FUZZ_ASSERT(!s || (!strncmp(names[i], "signatures/", 11) && s[1] && s[1] != '.' &&
+			                   !strchr(s + 1, '/')));
 		}
 	} else {
 		FUZZ_ASSERT(err.code == -EBADMSG && err.msg[0]);

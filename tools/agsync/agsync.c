@@ -45,34 +45,34 @@
 
 const char *tool_name = "agsync";
 
-#define MAX_KEYS 64
+#define MAX_KEYS       64
 #define MAX_REGISTRIES 16
-#define INDEX_MAX (16u << 20)        /* bytes of a mirror's index.json */
-#define SUMS_MAX (8u << 20)          /* bytes of a bundle's SHA256SUMS */
-#define MAX_FILES (BN_MAX_VOLUMES * 2u + BN_MAX_SIGNATURES + 2u)
-#define FILE_MAX (64ull << 30)       /* bytes of one fetched file */
-#define OCI_JSON_MAX (4u << 20)      /* an image layout's index.json, a registry manifest */
-#define EXIT_NETWORK 8
+#define INDEX_MAX      (16u << 20) /* bytes of a mirror's index.json */
+#define SUMS_MAX       (8u << 20)  /* bytes of a bundle's SHA256SUMS */
+#define MAX_FILES      (BN_MAX_VOLUMES * 2u + BN_MAX_SIGNATURES + 2u)
+#define FILE_MAX       (64ull << 30) /* bytes of one fetched file */
+#define OCI_JSON_MAX   (4u << 20)    /* an image layout's index.json, a registry manifest */
+#define EXIT_NETWORK   8
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: agsync publish BUNDLE_DIR (--pubkey KEY.pub [--pubkey ...] [--threshold N] | --root R)\n"
-	        "                      [--mirror DIR] [--registry HOST:PORT ...] [--insecure-registry] [--ca-file F]\n"
-	        "       agsync pull URL --root R [--bundle NAME [--channel C]] [--registry HOST:PORT]\n"
-	        "                      [--insecure-registry] [--ca-file F] [--retries N] [--allow-downgrade] [--force]\n"
-	        "                      [--wait]\n"
-	        "Registry credentials: $AGKIT_REGISTRY_USER and $AGKIT_REGISTRY_PASSWORD.\n"
-	        "\n"
-	        "publish verifies BUNDLE_DIR, copies it unchanged into DIR/NAME/CHANNEL/VERSION/ of a\n"
-	        "static mirror (listed in DIR/index.json) and pushes its OCI images into each registry\n"
-	        "as HOST:PORT/NAME/ARTIFACT:TAG with their digests unchanged.\n"
-	        "pull fetches a bundle directory (URL of it, or of the mirror with --bundle) into\n"
-	        "R.agsync-pull, stages it into R under R's own trust policy (as agimport DIR --root R)\n"
-	        "and checks the bundle's images against the registry by digest.\n"
-	        "Exit status: 0 ok, 1 failure, 2 usage, 3 verification failed (also: an image the\n"
-	        "             registry does not serve with its digest), 4 I/O error, 5 refused by policy,\n"
-	        "             6 another agkit command holds the lock, 8 mirror or registry unreachable.\n");
+	fprintf(
+	    f, "usage: agsync publish BUNDLE_DIR (--pubkey KEY.pub [--pubkey ...] [--threshold N] | --root R)\n"
+	       "                      [--mirror DIR] [--registry HOST:PORT ...] [--insecure-registry] [--ca-file F]\n"
+	       "       agsync pull URL --root R [--bundle NAME [--channel C]] [--registry HOST:PORT]\n"
+	       "                      [--insecure-registry] [--ca-file F] [--retries N] [--allow-downgrade] [--force]\n"
+	       "                      [--wait]\n"
+	       "Registry credentials: $AGKIT_REGISTRY_USER and $AGKIT_REGISTRY_PASSWORD.\n"
+	       "\n"
+	       "publish verifies BUNDLE_DIR, copies it unchanged into DIR/NAME/CHANNEL/VERSION/ of a\n"
+	       "static mirror (listed in DIR/index.json) and pushes its OCI images into each registry\n"
+	       "as HOST:PORT/NAME/ARTIFACT:TAG with their digests unchanged.\n"
+	       "pull fetches a bundle directory (URL of it, or of the mirror with --bundle) into\n"
+	       "R.agsync-pull, stages it into R under R's own trust policy (as agimport DIR --root R)\n"
+	       "and checks the bundle's images against the registry by digest.\n"
+	       "Exit status: 0 ok, 1 failure, 2 usage, 3 verification failed (also: an image the\n"
+	       "             registry does not serve with its digest), 4 I/O error, 5 refused by policy,\n"
+	       "             6 another agkit command holds the lock, 8 mirror or registry unreachable.\n");
 }
 
 static int fail_exit(int r, const struct bn_error *err)
@@ -176,7 +176,8 @@ static bool same_file(const char *a, const char *b)
 {
 	uint8_t ha[BN_SHA256_LEN], hb[BN_SHA256_LEN];
 	struct bn_error e = {0};
-	return bn_sha256_file(a, ha, NULL, &e) == 0 && bn_sha256_file(b, hb, NULL, &e) == 0 && !memcmp(ha, hb, sizeof ha);
+	return bn_sha256_file(a, ha, NULL, &e) == 0 && bn_sha256_file(b, hb, NULL, &e) == 0 &&
+	       !memcmp(ha, hb, sizeof ha);
 }
 
 /* ---- the mirror index --------------------------------------------------- */
@@ -216,17 +217,18 @@ static int index_add(const char *mirror, const struct bn_bundle *b, json_t *imag
 	bn_hex(b->manifest_sha256, BN_SHA256_LEN, hex);
 	size_t i;
 	json_t *v;
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		if (json_is_object(v) && json_is_string(json_object_get(v, "path")) &&
 		    !strcmp(json_string_value(json_object_get(v, "path")), rel)) {
 			json_array_remove(arr, i);
 			break;
 		}
 	}
-	json_array_append_new(arr, json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:O}", "name", b->m->name, "channel",
-	                                     b->m->channel, "version", (json_int_t)b->m->version, "path", rel, "created",
-	                                     b->m->created ? b->m->created : "", "manifest_sha256", hex, "images",
-	                                     images));
+	json_array_append_new(arr,
+	                      json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:O}", "name", b->m->name, "channel", b->m->channel,
+	                                "version", (json_int_t)b->m->version, "path", rel, "created",
+	                                b->m->created ? b->m->created : "", "manifest_sha256", hex, "images", images));
 	char *text = json_dumps(idx, JSON_INDENT(1) | JSON_SORT_KEYS);
 	if (!text) {
 		r = bn_fail(err, -ENOMEM, "out of memory");
@@ -250,9 +252,9 @@ out:
 /* ---- HTTP --------------------------------------------------------------- */
 
 struct sink {
-	FILE *f;           /* or, when NULL, into mem */
+	FILE *f; /* or, when NULL, into mem */
 	char *mem;
-	size_t len, cap;   /* cap: limit for mem */
+	size_t len, cap; /* cap: limit for mem */
 	uint64_t have, max;
 	bool over;
 };
@@ -286,11 +288,11 @@ static size_t sink_write(char *p, size_t sz, size_t n, void *ud)
 }
 
 struct net {
-	unsigned retries;   /* attempts per request after the first */
-	bool insecure;      /* registry: plain HTTP */
-	const char *ca_file; /* PEM CA certificates for https (mirror and registry), or NULL: the system's */
+	unsigned retries;        /* attempts per request after the first */
+	bool insecure;           /* registry: plain HTTP */
+	const char *ca_file;     /* PEM CA certificates for https (mirror and registry), or NULL: the system's */
 	const char *user, *pass; /* registry credentials ($AGKIT_REGISTRY_USER/_PASSWORD), or NULL */
-	bool auth;          /* this request goes to the registry: send them */
+	bool auth;               /* this request goes to the registry: send them */
 };
 
 /* $AGKIT_REGISTRY_USER and $AGKIT_REGISTRY_PASSWORD: both or neither. */
@@ -443,8 +445,10 @@ static int http_get_file(const char *url, const char *path, const uint8_t want[B
 			return 0;
 		unlink(path);
 		if (restarted)
-			return bn_fail(err, -EBADMSG, "%s: the mirror serves a file whose SHA-256 is not the one its "
-			               "SHA256SUMS lists", url);
+			return bn_fail(err, -EBADMSG,
+			               "%s: the mirror serves a file whose SHA-256 is not the one its "
+			               "SHA256SUMS lists",
+			               url);
 		restarted = true;
 		a--; /* a fresh start is not a network retry */
 	}
@@ -484,8 +488,9 @@ static int registry_check(const char *host, const char *repo, const char *digest
 		bn_sha256(body, len, d);
 		bn_hex(d, BN_SHA256_LEN, hex);
 		if (strncmp(digest, "sha256:", 7) || strcmp(digest + 7, hex))
-			r = bn_fail(err, -EBADMSG, "registry %s serves other bytes for image %s@%s (they hash to sha256:%s)",
-			            host, repo, digest, hex);
+			r = bn_fail(err, -EBADMSG,
+			            "registry %s serves other bytes for image %s@%s (they hash to sha256:%s)", host,
+			            repo, digest, hex);
 	}
 	free(body);
 	free(url);
@@ -493,8 +498,7 @@ static int registry_check(const char *host, const char *repo, const char *digest
 }
 
 /* The image manifests of an extracted OCI layout: [{"repo","tag","digest"}]. */
-static int layout_images(const char *layout_dir, const char *bundle, const char *art, json_t *out,
-                         struct bn_error *err)
+static int layout_images(const char *layout_dir, const char *bundle, const char *art, json_t *out, struct bn_error *err)
 {
 	char *p = bn_path_join(layout_dir, "index.json"), *buf = NULL;
 	size_t len;
@@ -515,18 +519,20 @@ static int layout_images(const char *layout_dir, const char *bundle, const char 
 	for (char *c = repo; *c; c++)
 		if (*c >= 'A' && *c <= 'Z')
 			*c = (char)(*c - 'A' + 'a'); /* registry repository names are lower case */
-	json_array_foreach(ms, i, m) {
+	json_array_foreach(ms, i, m)
+	{
 		if (r < 0)
 			break;
 		const char *dg = json_string_value(json_object_get(m, "digest"));
-		const char *tag =
-			json_string_value(json_object_get(json_object_get(m, "annotations"), "org.opencontainers.image.ref.name"));
+		const char *tag = json_string_value(
+		    json_object_get(json_object_get(m, "annotations"), "org.opencontainers.image.ref.name"));
 		if (!dg || strncmp(dg, "sha256:", 7) || strlen(dg) != 71 || strspn(dg + 7, "0123456789abcdef") != 64) {
 			r = bn_fail(err, -EBADMSG, "%s: manifest %zu has no sha256 digest", p, i);
 			break;
 		}
-		if (tag && (!*tag || strlen(tag) > 128 || strspn(tag, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-		                                                       "0123456789._-") != strlen(tag)))
+		if (tag && (!*tag || strlen(tag) > 128 ||
+		            strspn(tag, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		                        "0123456789._-") != strlen(tag)))
 			tag = NULL;
 		json_array_append_new(out, json_pack("{s:s,s:s,s:s?}", "repo", repo, "digest", dg, "tag", tag));
 	}
@@ -538,8 +544,8 @@ static int layout_images(const char *layout_dir, const char *bundle, const char 
 
 /* ---- publish ------------------------------------------------------------ */
 
-static int push_images(struct bn_bundle *b, const char *const *regs, size_t n_regs, const struct net *n,
-                       json_t *images, struct bn_error *err)
+static int push_images(struct bn_bundle *b, const char *const *regs, size_t n_regs, const struct net *n, json_t *images,
+                       struct bn_error *err)
 {
 	bool any = false;
 	for (size_t i = 0; i < b->m->n_artifacts; i++)
@@ -577,7 +583,8 @@ static int push_images(struct bn_bundle *b, const char *const *regs, size_t n_re
 			size_t bl = sodium_base64_encoded_len(strlen(up), sodium_base64_VARIANT_ORIGINAL);
 			char *b64 = malloc(bl);
 			if (b64) {
-				sodium_bin2base64(b64, bl, (const unsigned char *)up, strlen(up), sodium_base64_VARIANT_ORIGINAL);
+				sodium_bin2base64(b64, bl, (const unsigned char *)up, strlen(up),
+				                  sodium_base64_VARIANT_ORIGINAL);
 				for (size_t g = 0; g < n_regs; g++)
 					json_object_set_new(auths, regs[g], json_pack("{s:s}", "auth", b64));
 			}
@@ -613,7 +620,8 @@ static int push_images(struct bn_bundle *b, const char *const *regs, size_t n_re
 			for (size_t g = 0; r == 0 && g < n_regs; g++) {
 				char *src = NULL, *dst = NULL, *logp = NULL;
 				if (asprintf(&src, "oci:%s%s%s", ld, tag ? ":" : "", tag ? tag : "") < 0 ||
-				    asprintf(&dst, "docker://%s/%s%s%s", regs[g], repo, tag ? ":" : "@", tag ? tag : dg) < 0 ||
+				    asprintf(&dst, "docker://%s/%s%s%s", regs[g], repo, tag ? ":" : "@",
+				             tag ? tag : dg) < 0 ||
 				    asprintf(&logp, "%s/skopeo.log", work) < 0) {
 					r = bn_fail(err, -ENOMEM, "out of memory");
 					break;
@@ -645,14 +653,16 @@ static int push_images(struct bn_bundle *b, const char *const *regs, size_t n_re
 							if (*c == '\n')
 								*c = ' ';
 					r = bn_fail(err, q == 127 ? -ENOENT : -EIO, "skopeo copy %s %s: %s", src, dst,
-					            q == 127 ? "skopeo not found" : lb ? lb : "failed");
+					            q == 127 ? "skopeo not found"
+					            : lb     ? lb
+					                     : "failed");
 					free(lb);
 				} else {
 					/* The registry now serves the image with its digest unchanged. */
 					r = registry_check(regs[g], repo, dg, n, err);
 					if (r == 0)
-						printf("%s: pushed %s/%s@%s%s%s\n", b->dir, regs[g], repo, dg, tag ? " tag " : "",
-						       tag ? tag : "");
+						printf("%s: pushed %s/%s@%s%s%s\n", b->dir, regs[g], repo, dg,
+						       tag ? " tag " : "", tag ? tag : "");
 				}
 				free(src);
 				free(dst);
@@ -672,11 +682,15 @@ static int push_images(struct bn_bundle *b, const char *const *regs, size_t n_re
 static int cmd_publish(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"pubkey", required_argument, NULL, 'p'}, {"threshold", required_argument, NULL, 't'},
-		{"root", required_argument, NULL, 'r'},   {"mirror", required_argument, NULL, 'm'},
-		{"registry", required_argument, NULL, 'g'}, {"insecure-registry", no_argument, NULL, 'k'},
-		{"ca-file", required_argument, NULL, 'A'},  {"help", no_argument, NULL, 'h'},
-		{0},
+	    {"pubkey", required_argument, NULL, 'p'},
+	    {"threshold", required_argument, NULL, 't'},
+	    {"root", required_argument, NULL, 'r'},
+	    {"mirror", required_argument, NULL, 'm'},
+	    {"registry", required_argument, NULL, 'g'},
+	    {"insecure-registry", no_argument, NULL, 'k'},
+	    {"ca-file", required_argument, NULL, 'A'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	static struct bn_pubkey keys[MAX_KEYS];
 	size_t n_keys = 0, n_regs = 0;
@@ -725,7 +739,7 @@ static int cmd_publish(int argc, char **argv)
 		return BN_EXIT_USAGE;
 	if (optind + 1 != argc || (!n_keys == !root) || (!mirror && !n_regs) || threshold > n_keys) {
 		if (optind + 1 == argc)
-			tool_err(!n_keys == !root ? "give either --pubkey or --root (whose trust policy decides)"
+			tool_err(!n_keys == !root     ? "give either --pubkey or --root (whose trust policy decides)"
 			         : threshold > n_keys ? "--threshold is more than the keys given"
 			                              : "nothing to do: give --mirror, --registry or both");
 		usage(stderr);
@@ -772,8 +786,10 @@ static int cmd_publish(int argc, char **argv)
 			if (same_file(sums_a, sums_b) && !access(dest, F_OK))
 				printf("%s: already on the mirror as %s\n", dir, dest);
 			else
-				r = bn_fail(&err, -EEXIST, "%s: the mirror holds another bundle %s channel %s version %s; "
-				            "remove it first", dest, b->m->name, b->m->channel, vs);
+				r = bn_fail(&err, -EEXIST,
+				            "%s: the mirror holds another bundle %s channel %s version %s; "
+				            "remove it first",
+				            dest, b->m->name, b->m->channel, vs);
 		} else {
 			char *tmp = NULL;
 			if ((r = bn_mktemp_sibling(dest, &tmp, &err)) == 0) {
@@ -807,8 +823,8 @@ static int cmd_publish(int argc, char **argv)
 /* ---- pull --------------------------------------------------------------- */
 
 /* The newest version of name/channel that the mirror's index lists. */
-static int index_newest(const char *mirror, const char *name, const char *channel, const struct net *n,
-                        char **ret_url, struct bn_error *err)
+static int index_newest(const char *mirror, const char *name, const char *channel, const struct net *n, char **ret_url,
+                        struct bn_error *err)
 {
 	char *url = NULL, *buf = NULL;
 	size_t len;
@@ -958,7 +974,8 @@ static int check_images(struct bn_deploy *d, int slot, const char *host, const s
 	}
 	size_t i;
 	json_t *im;
-	json_array_foreach(images, i, im) {
+	json_array_foreach(images, i, im)
+	{
 		if (r < 0)
 			break;
 		r = registry_check(host, json_string_value(json_object_get(im, "repo")),
@@ -976,12 +993,18 @@ static int check_images(struct bn_deploy *d, int slot, const char *host, const s
 static int cmd_pull(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"root", required_argument, NULL, 'r'},     {"bundle", required_argument, NULL, 'b'},
-		{"channel", required_argument, NULL, 'c'},  {"registry", required_argument, NULL, 'g'},
-		{"insecure-registry", no_argument, NULL, 'k'}, {"retries", required_argument, NULL, 'n'},
-		{"allow-downgrade", no_argument, NULL, 'D'}, {"force", no_argument, NULL, 'f'},
-		{"wait", no_argument, NULL, 'w'},           {"ca-file", required_argument, NULL, 'A'},
-		{"help", no_argument, NULL, 'h'},           {0},
+	    {"root", required_argument, NULL, 'r'},
+	    {"bundle", required_argument, NULL, 'b'},
+	    {"channel", required_argument, NULL, 'c'},
+	    {"registry", required_argument, NULL, 'g'},
+	    {"insecure-registry", no_argument, NULL, 'k'},
+	    {"retries", required_argument, NULL, 'n'},
+	    {"allow-downgrade", no_argument, NULL, 'D'},
+	    {"force", no_argument, NULL, 'f'},
+	    {"wait", no_argument, NULL, 'w'},
+	    {"ca-file", required_argument, NULL, 'A'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	const char *root = getenv("AGKIT_ROOT"), *bundle = NULL, *channel = NULL, *reg = NULL;
 	if (!root || !*root)
@@ -1024,7 +1047,8 @@ static int cmd_pull(int argc, char **argv)
 	if (optind + 1 != argc || (channel && !bundle) || (bundle && !bn_name_valid(bundle)) ||
 	    (channel && !bn_name_valid(channel))) {
 		if (optind + 1 == argc)
-			tool_err(channel && !bundle ? "--channel goes with --bundle" : "--bundle/--channel: not a valid name");
+			tool_err(channel && !bundle ? "--channel goes with --bundle"
+			                            : "--bundle/--channel: not a valid name");
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
@@ -1110,8 +1134,8 @@ static int cmd_pull(int argc, char **argv)
 			snprintf(why, sizeof why, "image check: %s", err.msg);
 			if (bn_deploy_mark_bad(d, res.slot, why, &e2) < 0)
 				tool_warn("%s", e2.msg);
-			bn_error_prefix(&err, "bundle %s version %" PRIu64 " staged in slot %s, then marked bad", res.bundle,
-			                res.version, bn_slot_name(res.slot));
+			bn_error_prefix(&err, "bundle %s version %" PRIu64 " staged in slot %s, then marked bad",
+			                res.bundle, res.version, bn_slot_name(res.slot));
 			r = q;
 		}
 	}

@@ -26,8 +26,8 @@ static bool bundle_path_ok(const char *p)
 	return true;
 }
 
-int sync_sums_parse(char *buf, size_t len, char **names, uint8_t (*hashes)[BN_SHA256_LEN], size_t max,
-                    size_t *ret_n, struct bn_error *err)
+int sync_sums_parse(char *buf, size_t len, char **names, uint8_t (*hashes)[BN_SHA256_LEN], size_t max, size_t *ret_n,
+                    struct bn_error *err)
 {
 	size_t nf = 0, lineno = 0;
 	if (memchr(buf, 0, len))
@@ -45,10 +45,11 @@ int sync_sums_parse(char *buf, size_t len, char **names, uint8_t (*hashes)[BN_SH
 		size_t ll = strlen(line);
 		if (ll >= 67)
 			memcpy(hx, line, 2 * BN_SHA256_LEN);
-		if (ll < 67 || line[64] != ' ' || line[65] != ' ' || nf == max || !bn_unhex(hx, hashes[nf], BN_SHA256_LEN) ||
-		    !bundle_path_ok(line + 66) || !strcmp(line + 66, "SHA256SUMS"))
-			return bn_fail(err, -EBADMSG, "SHA256SUMS: line %zu is not \"SHA256  FILE\" of a bundle directory",
-			               lineno);
+		if (ll < 67 || line[64] != ' ' || line[65] != ' ' || nf == max ||
+		    !bn_unhex(hx, hashes[nf], BN_SHA256_LEN) || !bundle_path_ok(line + 66) ||
+		    !strcmp(line + 66, "SHA256SUMS"))
+			return bn_fail(err, -EBADMSG,
+			               "SHA256SUMS: line %zu is not \"SHA256  FILE\" of a bundle directory", lineno);
 		names[nf++] = line + 66;
 	}
 	if (nf == 0)
@@ -64,12 +65,14 @@ int sync_index_newest(const char *buf, size_t len, const char *name, const char 
 	json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je), *arr = json_object_get(j, "bundles"), *v;
 	if (!json_is_array(arr)) {
 		json_decref(j);
-		return bn_fail(err, -EBADMSG, "index.json: not an agsync index (%s)", j ? "no \"bundles\" array" : je.text);
+		return bn_fail(err, -EBADMSG, "index.json: not an agsync index (%s)",
+		               j ? "no \"bundles\" array" : je.text);
 	}
 	bool found = false;
 	json_int_t best = 0;
 	size_t i;
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		const char *nm = json_string_value(json_object_get(v, "name"));
 		const char *ch = json_string_value(json_object_get(v, "channel"));
 		json_t *ver = json_object_get(v, "version");
