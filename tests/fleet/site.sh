@@ -13,7 +13,8 @@
 . "$(dirname "$0")/../deploy/lib-deploy.sh"
 . "$(dirname "$0")/lib-fleet.sh"
 : "${AGRUN:?AGRUN must point at the agrun binary}"
-AGRUN=$(realpath "$AGRUN")
+: "${AGSERVE:?AGSERVE must point at the agserve binary}"
+AGRUN=$(realpath "$AGRUN"); AGSERVE=$(realpath "$AGSERVE")
 need nginx docker-registry skopeo ansible-playbook ssh-keygen ip
 [ -x /usr/sbin/sshd ] || skip_all "openssh-server not installed"
 [ "$(id -u)" = 0 ] || skip_all "network namespaces need root"
@@ -110,9 +111,15 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 CFG
 	inns "$ns" /usr/sbin/sshd -D -e -f "$d/sshd_config" >"$d/sshd.log" 2>&1 &
 	_fleet_pids+=($!)
-	echo "n$i ansible_host=$ip agkit_root=$d/R" >> inventory
+	# the node's served model: agserve follows promote and rollback
+	inns "$ns" "$AGSERVE" --root "$d/R" --listen "$ip:8000" >"$d/agserve.log" 2>&1 &
+	_fleet_pids+=($!)
+	echo "n$i ansible_host=$ip agkit_root=$d/R agkit_serve_url=http://$ip:8000" >> inventory
 done
 for i in $(seq "$N"); do wait_port "$(node_ip "$i")" 22 || not_ok "sshd of node $i"; done
+for i in $(seq "$N"); do wait_port "$(node_ip "$i")" 8000 || not_ok "agserve of node $i"; done
+# served VERSION of node i, asked from the gateway's namespace
+served_v() { inns "ak${ID}gw" $PY -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen('http://%s:8000/health' % sys.argv[1], timeout=10)).get('version'))" "$(node_ip "$1")" 2>/dev/null; }
 cat >> inventory <<INV
 [agkit_nodes:vars]
 ansible_user=root
@@ -163,6 +170,8 @@ t0=$(date +%s)
 rollout v2.log -e "$WAVES"; rc=$?
 [ $rc = 0 ] && ok "v2 rollout succeeds ($(( $(date +%s) - t0 )) s)" || { not_ok "v2 rollout succeeds (exit $rc)"; show v2.log; }
 all_nodes "every node runs v2" '[ "$(active_v $i)" = 2 ]'
+all_nodes "every node's agserve serves v2" '[ "$(served_v $i)" = 2 ]'
+grep -q "TASK \[agkit_node : agserve serves the version staged" v2.log && ok "the rollout asked each agserve for its version" || not_ok "the rollout asked each agserve for its version"
 # waves LOG: the hosts of each serial batch that ran agsync pull, "n1 | n2 n3 | n4"
 waves() {
 	$PY - "$1" <<'PY'
@@ -196,9 +205,12 @@ rollout v4.log -e "$WAVES"; rc=$?
 [ $rc != 0 ] && ok "v4 rollout stops (exit $rc)" || { not_ok "v4 rollout stops"; show v4.log; }
 grep -q "fatal: \[n$FAULT\]" v4.log && ok "n$FAULT failed its served-model check" || { not_ok "n$FAULT failed its served-model check"; show v4.log; }
 check "n$FAULT rolled back to v2" test "$(active_v $FAULT)" = 2
+ok_served=""
+for t in $(seq 30); do [ "$(served_v $FAULT)" = 2 ] && { ok_served=1; break; }; sleep 1; done
+[ -n "$ok_served" ] && ok "n$FAULT's agserve serves v2 again" || not_ok "n$FAULT's agserve serves v2 again ($(served_v $FAULT))"
 check "n$FAULT's v4 slot marked bad with the rollout's reason" sh -c "'$AGCTL' --root '$(nroot $FAULT)' status --json | grep -q 'rollout of llm stopped on this node'"
-all_nodes "the canary and the rest of wave 2 run v4" '[ $i = $FAULT ] || [ $i -gt $W2_END ] || [ "$(active_v $i)" = 4 ]'
-all_nodes "the nodes of later waves untouched (v2, nothing staged)" '[ $i -le $W2_END ] || [ "$(active_v $i)" = 2 -a "$(nst $i "[v[\"state\"] for v in s[\"slots\"].values()].count(\"staged\")")" = 0 ]'
+all_nodes "the canary and the rest of wave 2 run v4" '[ $i = $FAULT ] || [ $i -gt $W2_END ] || [ "$(active_v $i)" = 4 -a "$(served_v $i)" = 4 ]'
+all_nodes "the nodes of later waves untouched (v2 served, nothing staged)" '[ $i -le $W2_END ] || [ "$(active_v $i)" = 2 -a "$(served_v $i)" = 2 -a "$(nst $i "[v[\"state\"] for v in s[\"slots\"].values()].count(\"staged\")")" = 0 ]'
 sed -i "s| agkit_check_env=.*||" inventory
 mark_good_all
 
