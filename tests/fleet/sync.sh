@@ -88,12 +88,14 @@ R2=$WORK/R2; "$AGCTL" --root "$R2" init --pubkey k.pub >/dev/null
 mkdir -p "$R2.agsync-pull"; head -c 100000 "$M/llm/stable/2/vol-00001.agv" > "$R2.agsync-pull/vol-00001.agv"
 : > access.log
 check "pull resumes a partial volume" "$AGSYNC" pull "$URL/llm/stable/2" --root "$R2"
+check "the volume was asked for from byte 100000" grep -q 'vol-00001.agv 206 .*"bytes=100000-"' access.log
 # (v2 has the image too: checked against the TLS registry with credentials)
 R4=$WORK/R4; "$AGCTL" --root "$R4" init --pubkey k.pub >/dev/null
+: > access.log
 check "pull checks the images against the TLS registry with credentials" env AGKIT_REGISTRY_USER=pusher AGKIT_REGISTRY_PASSWORD='push pass' "$AGSYNC" pull "$URL/llm/stable/1" --root "$R4" --registry "$TREG" --ca-file pki/ca.crt
+check "a fresh pull asks for each file once" test "$(grep -c '/llm/stable/1/vol-00001.agv 200 ' access.log)/$(grep -c '/llm/stable/1/' access.log)" = "1/4"
 expect_exit 4 "without credentials the TLS registry does not answer: the image check fails" "$AGSYNC" pull "$URL/llm/stable/2" --root "$R4" --registry "$TREG" --ca-file pki/ca.crt
 check "the unchecked bundle's slot is marked bad" sh -c "'$AGCTL' --root '$R4' status --json | grep -q '\"bad\"'"
-check "the volume was asked for from byte 100000" grep -q 'vol-00001.agv 206 .*"bytes=100000-"' access.log
 check "v2 staged on the second root" sh -c "'$AGCTL' --root '$R2' status --json | grep -q '\"version\": 2'"
 
 # two pulls for one root: the second one waits for nobody and says why
@@ -153,5 +155,5 @@ expect_exit 3 "the registry no longer serving the bundle's image digest is detec
 last_output | grep -q "does not serve image llm/runtime@$D1" && ok "names the image and digest" || { not_ok "names the image and digest"; last_output; }
 check "the staged slot is marked bad" sh -c "'$AGCTL' --root '$R3' status --json | grep -q '\"bad\"'"
 check "agctl cycle does not promote it" sh -c "'$AGCTL' --root '$R3' cycle; test ! -e '$R3/active/model'"
-check "no agsync left running" sh -c "! pgrep -x agsync"
+check "no agsync of this test left running" sh -c "! pgrep -f '[a]gsync .*$WORK'"
 done_testing

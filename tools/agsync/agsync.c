@@ -353,8 +353,9 @@ static int http_get_once(const char *url, const struct net *n, struct sink *s, s
 		curl_easy_setopt(c, CURLOPT_USERNAME, n->user);
 		curl_easy_setopt(c, CURLOPT_PASSWORD, n->pass);
 	}
-	if (s->f && s->have)
-		curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)s->have);
+	uint64_t start = s->f ? s->have : 0;
+	if (start)
+		curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)start);
 	CURLcode cc = curl_easy_perform(c);
 	long status = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -363,8 +364,13 @@ static int http_get_once(const char *url, const struct net *n, struct sink *s, s
 	if (s->over)
 		return bn_fail(err, -EFBIG, "%s: larger than the limit of %" PRIu64 " bytes", url, s->max);
 	if (cc == CURLE_OK && (status == 200 || status == 206)) {
-		if (s->f && s->have && status == 200)
+		if (s->f && start && status == 200) {
+			/* The whole file came after the part already there: start over. */
+			if (fflush(s->f) != 0 || ftruncate(fileno(s->f), 0) < 0)
+				return bn_fail(err, -errno, "%s: %s", url, strerror(errno));
+			s->have = 0;
 			return bn_fail(err, -EHOSTUNREACH, "%s: the server ignored the range request", url);
+		}
 		return 0;
 	}
 	if (cc == CURLE_OK && status == 416)
@@ -433,7 +439,7 @@ static int http_get_file(const char *url, const char *path, const uint8_t want[B
 			return bn_fail(err, e, "%s: %s", path, strerror(-e));
 		}
 		fclose(f);
-		*ret_bytes += s.have - start;
+		*ret_bytes += s.have >= start ? s.have - start : s.have;
 		if (r == -EHOSTUNREACH)
 			continue;
 		if (r < 0)
