@@ -8,7 +8,7 @@ PKGS=(
 	libsodium-dev libssl-dev libzstd-dev libjansson-dev libarchive-dev libcurl4-openssl-dev
 	libpcre2-dev libutf8proc-dev libisal-dev libmicrohttpd-dev
 	python3 python3-numpy python3-jinja2 python3-venv zstd minisign skopeo docker-registry nginx openssl apache2-utils
-	curl ca-certificates file systemd
+	curl ca-certificates file systemd ansible openssh-server
 )
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${PKGS[@]}"; exit 0; fi
 missing=()

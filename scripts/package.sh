@@ -9,6 +9,8 @@
 #   agkit-serve  agserve and its unit (libmicrohttpd; libcurl for the
 #                external-engine proxy, which is why it is its own package)
 #   agkit-pack   agpack, the dirty-zone tool (libcurl)
+#   agkit-sync   agsync, the site gateway's publisher and the nodes' puller
+#                (libcurl: the one clean-zone tool with network code)
 #   agkit-cuda   the CUDA backend plugin libagrt-cuda.so (only when the build
 #                found nvcc); needs the CUDA runtime 12/13 from NVIDIA's
 #                packages, which Debian does not carry
@@ -69,6 +71,7 @@ take agkit usr/bin/agimport usr/bin/agctl usr/bin/agrun \
 take agkit-serve usr/bin/agserve usr/share/man/man1/agserve.1 usr/lib/systemd/system/agkit-serve.service \
 	usr/share/bash-completion/completions/agserve
 take agkit-pack usr/bin/agpack usr/share/man/man1/agpack.1 usr/share/bash-completion/completions/agpack
+take agkit-sync usr/bin/agsync usr/share/man/man1/agsync.1 usr/share/bash-completion/completions/agsync
 take agkit-cuda "usr/lib/$MA/agkit/libagrt-cuda.so"
 left=$(cd "$STAGE/all" && find . -type f | sed 's|^\./||')
 if [ -n "$left" ]; then
@@ -137,6 +140,9 @@ build_deb agkit-serve "$(shlibdeps agkit-serve), adduser" net \
 build_deb agkit-pack "$(shlibdeps agkit-pack)" admin \
 	"build signed, chunked bundles of AI stacks for air-gapped transfer" \
 	"agpack, the dirty-zone tool of agkit: fetches OCI images, model weights and files into a signed, chunked zstd bundle with SHA-256 manifests, media-sized volumes and parity."
+build_deb agkit-sync "$(shlibdeps agkit-sync), agkit (= $DEBVER), skopeo" net \
+	"publish verified agkit bundles to a site mirror and pull them on every node" \
+	"agsync publish verifies a bundle on the site's gateway, copies it unchanged to a static HTTP mirror and pushes its OCI images into the site registry with their digests; agsync pull fetches it on a node (resume, bounded retries) and stages it under the node's own trust policy, as agimport does. It links libcurl, so it is packaged apart from agkit."
 cuda_deps=$(shlibdeps agkit-cuda)
 build_deb agkit-cuda "agkit (= $DEBVER)${cuda_deps:+, $cuda_deps}" libs \
 	"CUDA backend plugin for agkit's runtime" \

@@ -22,7 +22,7 @@ MA=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 deb() { echo "$OUT/${1}_${V}_${A}.deb"; }
 want_cuda=no
 [ -f "$WORK/build/kernels/libagrt-cuda.so" ] && want_cuda=yes
-for p in agkit agkit-serve agkit-pack; do
+for p in agkit agkit-serve agkit-pack agkit-sync; do
 	check "$p: a package named $p, version $V, architecture $A" \
 		test "$(dpkg-deb -f "$(deb $p)" Package Version Architecture 2>/dev/null | tr '\n' ' ')" = \
 		"Package: $p Version: $V Architecture: $A "
@@ -52,6 +52,10 @@ check "agkit Depends pulls no libcurl: $(dep agkit)" bash -c "! dpkg-deb -f '$(d
 for l in libsodium23 libssl3 libzstd1 libjansson4 libisal2 libc6; do
 	check "agkit Depends names $l" bash -c "dpkg-deb -f '$(deb agkit)' Depends | grep -q '$l'"
 done
+check "agkit-sync contains agsync and its man page only" \
+	test "$(contents "$(deb agkit-sync)" | sort | tr '\n' ' ')" = "/usr/bin/agsync /usr/share/man/man1/agsync.1 "
+check "agkit-sync Depends names libcurl4 and skopeo" \
+	bash -c "dpkg-deb -f '$(deb agkit-sync)' Depends | grep -q libcurl4 && dpkg-deb -f '$(deb agkit-sync)' Depends | grep -q skopeo"
 check "agkit-pack Depends names libcurl4" bash -c "dpkg-deb -f '$(deb agkit-pack)' Depends | grep -q libcurl4"
 check "agkit-serve Depends names libmicrohttpd12 and adduser" \
 	bash -c "dpkg-deb -f '$(deb agkit-serve)' Depends | grep -q libmicrohttpd12 && dpkg-deb -f '$(deb agkit-serve)' Depends | grep -q adduser"

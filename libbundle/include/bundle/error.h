@@ -60,7 +60,7 @@ enum {
 	BN_EXIT_POLICY = 5,  /* refused by trust policy (downgrade, expiry) */
 	BN_EXIT_BUSY = 6,    /* another agkit command holds the deployment lock */
 	BN_EXIT_HEALTH = 7,  /* a health check failed (agctl health, agctl cycle acted on one) */
-	BN_EXIT_DEVICE = 8,  /* the CUDA device is unavailable or failed (agrun; was 5 before 0.x) */
+	BN_EXIT_DEVICE = 8,  /* a device unavailable: the CUDA device (agrun; was 5 before 0.x), agsync's mirror or registry */
 };
 
 int bn_exit_code(int negative_errno);
