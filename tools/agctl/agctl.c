@@ -226,7 +226,8 @@ static int cmd_health(struct bn_deploy *d, int argc, char **argv)
 	if (h.pass && slot == bn_deploy_active(d))
 		health_save_baseline(d, slot, &h);
 	if (json) {
-		json_t *o = json_pack("{s:s, s:b, s:s}", "slot", bn_slot_name(slot), "pass", h.pass, "reason", h.reason);
+		json_t *o = json_pack("{s:s, s:b, s:s, s:b}", "slot", bn_slot_name(slot), "pass", h.pass, "reason", h.reason,
+		                      "offline_ready", h.offline_ready);
 		if (h.has_figures) {
 			json_object_set_new(o, "ttft_ms", json_real(h.ttft_ms));
 			json_object_set_new(o, "decode_tok_s", json_real(h.decode_tok_s));

@@ -13,6 +13,7 @@
 #include "bundle/fsutil.h"
 #include "bundle/proc.h"
 #include "health.h"
+#include "offline.h"
 #include "health_report.h"
 #include "toolutil.h"
 
@@ -61,7 +62,8 @@ void health_config_load(const char *root, struct health_config *c)
 }
 
 /* Finds the model artifact that names a health suite in the slot's manifest copy. */
-static int find_suite(const char *slot_path, char **ret_model, char **ret_suite, char *why, size_t whylen)
+static int find_suite(const char *slot_path, char **ret_model, char **ret_suite, bool *ret_allow_code, char *why,
+                      size_t whylen)
 {
 	char *mp = bn_path_join(slot_path, BN_SLOT_MANIFEST), *buf = NULL;
 	size_t len = 0;
@@ -85,6 +87,8 @@ static int find_suite(const char *slot_path, char **ret_model, char **ret_suite,
 			continue;
 		*ret_model = bn_path_join(slot_path, name);
 		*ret_suite = bn_path_join(slot_path, h);
+		/* agpack records "allow_remote_code" in the signed provenance (docs/SBOM.md) */
+		*ret_allow_code = json_is_true(json_object_get(json_object_get(a, "source"), "allow_remote_code"));
 		r = *ret_model && *ret_suite ? 0 : -ENOMEM;
 		break;
 	}
@@ -197,10 +201,28 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 		snprintf(res->reason, sizeof res->reason, "out of memory");
 		goto out;
 	}
-	if (find_suite(sp, &model, &suite, why, sizeof why) < 0) {
+	bool allow_code = false;
+	if (find_suite(sp, &model, &suite, &allow_code, why, sizeof why) < 0) {
 		res->pass = !c->require_suite && strstr(why, "no health suite");
 		snprintf(res->reason, sizeof res->reason, "%s", why);
 		goto out;
+	}
+	/* Offline readiness, as agpack checked it (docs/SBOM.md): a model that
+	 * would run code at load time passes only when the signed provenance
+	 * says the bundle allowed it; a tokenizer file its config needs must be
+	 * there.  Hub pointers are findings, not failures. */
+	if (offline_is_model(model)) {
+		json_t *findings = json_array();
+		struct bn_error oe = {0};
+		int orr = findings ? offline_check_model("model", model, allow_code, findings, &oe) : -ENOMEM;
+		json_decref(findings);
+		if (orr < 0) {
+			snprintf(res->reason, sizeof res->reason, "model directory not offline-ready: %.700s",
+			         orr == -ENOMEM ? "out of memory" : oe.msg);
+			goto out;
+		}
+		res->offline_ready = true;
+		res->remote_code_allowed = allow_code;
 	}
 	/* The checker: agrun, or agserve for an external engine; $AGKIT_AGRUN
 	 * ($AGKIT_AGSERVE), config agrun_path (agserve_path) or beside agctl,
@@ -303,8 +325,11 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 					         "degraded latency: time to first token %.1f ms against %.1f ms on this host",
 					         res->ttft_ms, bt);
 				} else {
-					snprintf(res->reason, sizeof res->reason, "passed (ttft %.1f ms, decode %.1f tok/s)",
-					         res->ttft_ms, res->decode_tok_s);
+					snprintf(res->reason, sizeof res->reason, "passed (ttft %.1f ms, decode %.1f tok/s%s)",
+					         res->ttft_ms, res->decode_tok_s,
+					         !res->offline_ready         ? ""
+					         : res->remote_code_allowed ? "; offline-ready, remote code allowed by the bundle"
+					                                    : "; model directory offline-ready");
 				}
 			}
 		}

@@ -31,6 +31,8 @@ struct health_result {
 	double ttft_ms, decode_tok_s;
 	bool has_figures;
 	bool latency;              /* failed on latency alone (measured again before it counts) */
+	bool offline_ready;        /* the model directory passed agpack's offline-readiness check */
+	bool remote_code_allowed;  /* ... with model code the bundle's provenance allows */
 };
 
 void health_config_load(const char *root, struct health_config *ret);
