@@ -15,21 +15,12 @@ static int decoder_step(struct rt_tokenizer *t, json_t *n, const char *type, str
 	} else if (!strcmp(type, "Fuse")) {
 		x->kind = D_FUSE;
 	} else if (!strcmp(type, "Replace")) {
-		bool rx;
-		const char *p;
-		size_t pn;
-		int r = tok_get_pattern(t, json_object_get(n, "pattern"), &rx, &p, &pn, err);
-		if (r < 0)
-			return r;
-		if (rx || pn == 0)
-			return UNSUP("%s: Replace decoder with a regex or empty pattern not supported", t->path);
 		x->kind = D_REPLACE;
-		x->a = strndup(p, pn);
-		x->b = tok_dup_str(json_object_get(n, "content"));
-		t->n_decs++;
-		if (!x->a || !x->b)
-			return BAD("%s: Replace decoder without content", t->path);
-		return 0;
+		int r = tok_replace_args(t, n, "decoder", &x->a, &x->b, err);
+		if (r < 0 && !x->a && !x->b)
+			return r;
+		t->n_decs++; /* what was made is freed with the tokenizer */
+		return r;
 	} else if (!strcmp(type, "Strip")) {
 		json_int_t st = json_integer_value(json_object_get(n, "start"));
 		json_int_t sp = json_integer_value(json_object_get(n, "stop"));

@@ -15,20 +15,12 @@ static int normalizer_step(struct rt_tokenizer *t, json_t *n, const char *type, 
 		if (!(x->a = tok_dup_str(json_object_get(n, "prepend"))))
 			return BAD("%s: Prepend normalizer without 'prepend'", t->path);
 	} else if (!strcmp(type, "Replace")) {
-		bool rx;
-		const char *p;
-		size_t pn;
-		int r = tok_get_pattern(t, json_object_get(n, "pattern"), &rx, &p, &pn, err);
-		if (r < 0)
-			return r;
-		if (rx || pn == 0)
-			return UNSUP("%s: Replace normalizer with a regex or empty pattern not supported", t->path);
+		int r;
 		x->kind = N_REPLACE;
-		x->a = strndup(p, pn);
-		x->b = tok_dup_str(json_object_get(n, "content"));
-		if (!x->a || !x->b) {
-			t->n_norms++;
-			return BAD("%s: Replace normalizer without content", t->path);
+		if ((r = tok_replace_args(t, n, "normalizer", &x->a, &x->b, err)) < 0) {
+			if (x->a || x->b)
+				t->n_norms++; /* freed with the tokenizer */
+			return r;
 		}
 	} else {
 		return UNSUP("%s: normalizer '%.40s' not supported", t->path, type);

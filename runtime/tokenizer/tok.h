@@ -175,6 +175,11 @@ int tok_compile_re(struct rt_tokenizer *t, const char *pat, size_t n, pcre2_code
 int tok_prepend_scheme(json_t *n);
 bool tok_valid_utf8(const char *s, size_t n);
 int tok_replace_in(struct piece *p, const char *a, const char *b);
+/* A Replace step's literal pattern (*ret_a) and content (*ret_b), new
+ * strings; a regex or empty pattern is refused, a missing content is BAD
+ * (whatever was made is left in *ret_a / *ret_b for the caller to own). */
+int tok_replace_args(struct rt_tokenizer *t, json_t *n, const char *what, char **ret_a, char **ret_b,
+                     struct rt_error *err);
 
 /* ---- the stages ---- */
 

@@ -133,3 +133,21 @@ int tok_replace_in(struct piece *p, const char *a, const char *b)
 	p->n = o.len;
 	return 0;
 }
+
+int tok_replace_args(struct rt_tokenizer *t, json_t *n, const char *what, char **ret_a, char **ret_b,
+                     struct rt_error *err)
+{
+	bool rx;
+	const char *p;
+	size_t pn;
+	int r = tok_get_pattern(t, json_object_get(n, "pattern"), &rx, &p, &pn, err);
+	if (r < 0)
+		return r;
+	if (rx || pn == 0)
+		return UNSUP("%s: Replace %s with a regex or empty pattern not supported", t->path, what);
+	*ret_a = strndup(p, pn);
+	*ret_b = tok_dup_str(json_object_get(n, "content"));
+	if (!*ret_a || !*ret_b)
+		return BAD("%s: Replace %s without content", t->path, what);
+	return 0;
+}
