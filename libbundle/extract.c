@@ -24,6 +24,7 @@
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
 #include "bundle/media.h"
+#include "bundle/tunables.h"
 #include "extract_internal.h"
 #include "reader_internal.h"
 
@@ -484,7 +485,7 @@ int bn_bundle_check_space(const struct bn_bundle *b, const char *parent, uint64_
 
 void bn_fault_point(const char *name)
 {
-	const char *at = getenv("AGKIT_CRASH_AT");
+	const char *at = bn_tunables()->crash_at;
 	if (at && !strcmp(at, name))
 		raise(SIGKILL);
 }
@@ -537,10 +538,10 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 		}
 	}
 	if (!resuming) {
-		/* AGKIT_SKIP_SPACE_CHECK=1 is a test knob: it lets the disk-full
-		 * tests reach a real ENOSPC in the middle of writing. */
-		const char *skip = getenv("AGKIT_SKIP_SPACE_CHECK");
-		r = skip && !strcmp(skip, "1") ? 0 : check_space(b, parent, err);
+		/* skip_space_check (AGKIT_SKIP_SPACE_CHECK=1 in the tools) is a test
+		 * knob: it lets the disk-full tests reach a real ENOSPC in the
+		 * middle of writing. */
+		r = bn_tunables()->skip_space_check ? 0 : check_space(b, parent, err);
 		if (r < 0)
 			goto out;
 		if (o->work_dir) {
@@ -579,9 +580,8 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 	                     .progress = o->progress,
 	                     .userdata = o->userdata};
 	/* Tests shrink the checkpoint interval to exercise resume on small bundles. */
-	const char *cpb = getenv("AGKIT_CHECKPOINT_BYTES");
-	if (cpb && strtoull(cpb, NULL, 10) > 0)
-		f.checkpoint_bytes = strtoull(cpb, NULL, 10);
+	if (bn_tunables()->checkpoint_bytes > 0)
+		f.checkpoint_bytes = bn_tunables()->checkpoint_bytes;
 	r = bn_xtree_fill(&t, &f, err);
 	/* Every chunk matched its signed hash, and chunks tile each file
 	 * (docs/FORMAT.md section 5), so a fresh tree's files are the signed

@@ -24,6 +24,7 @@
 
 #include "bundle/fsutil.h"
 #include "bundle/media.h"
+#include "bundle/tunables.h"
 #include "extract_internal.h"
 #include "reader_internal.h"
 
@@ -102,9 +103,8 @@ int bn_media_stage(struct bn_bundle *b, const char *work, struct bn_media_stage_
 	}
 	/* Free space for every chunk not yet in place, before this medium
 	 * writes any (the tree's files are sparse until their chunks come). */
-	const char *skip = getenv("AGKIT_SKIP_SPACE_CHECK");
 	struct statvfs sv;
-	if (!(skip && !strcmp(skip, "1")) && statvfs(work, &sv) == 0) {
+	if (!bn_tunables()->skip_space_check && statvfs(work, &sv) == 0) {
 		uint64_t need = 0, have = (uint64_t)sv.f_bavail * sv.f_frsize;
 		for (size_t i = 0; i < m->n_chunks; i++)
 			need += bit(&s, i) ? 0 : (m->chunks[i].usize + 4095) / 4096 * 4096;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../tap.h"
+#include "bundle/tunables.h"
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
 #include "extract_internal.h"
@@ -231,8 +232,7 @@ static void test_crash_each_chunk(struct bn_bundle *b, const char *bdir, unsigne
 	for (k = 0; k < n; k++) {
 		pid_t pid = fork();
 		if (pid == 0) {
-			setenv("AGKIT_CRASH_AT", "extract:checkpoint", 1);
-			setenv("AGKIT_CHECKPOINT_BYTES", "1", 1);
+			bn_set_tunables(&(struct bn_tunables){.crash_at = "extract:checkpoint", .checkpoint_bytes = 1});
 			struct bn_error e = {0};
 			_exit(extract(bdir, out, threads, work, NULL, &e) == 0 ? 0 : 3);
 		}
@@ -269,8 +269,7 @@ static void test_resume_tampered(struct bn_bundle *b, const char *bdir)
 	snprintf(work, sizeof work, "%s/workt", W);
 	pid_t pid = fork();
 	if (pid == 0) {
-		setenv("AGKIT_CRASH_AT", "extract:checkpoint", 1);
-		setenv("AGKIT_CHECKPOINT_BYTES", "600000", 1);
+		bn_set_tunables(&(struct bn_tunables){.crash_at = "extract:checkpoint", .checkpoint_bytes = 600000});
 		struct bn_error e = {0};
 		_exit(extract(bdir, out, 2, work, NULL, &e) == 0 ? 0 : 3);
 	}

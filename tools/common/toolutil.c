@@ -71,7 +71,7 @@ int tool_init(void)
 	json_set_alloc_funcs(json_alloc, free);
 	/* libbundle reads no environment: the tools pass these in. */
 	const char *nospace = getenv("AGKIT_SKIP_SPACE_CHECK"), *sde = getenv("SOURCE_DATE_EPOCH"),
-	           *repair = getenv("AGKIT_REPAIR_DIR");
+	           *repair = getenv("AGKIT_REPAIR_DIR"), *cpb = getenv("AGKIT_CHECKPOINT_BYTES");
 	if (!repair || !*repair)
 		repair = getenv("TMPDIR");
 	bn_set_tunables(&(struct bn_tunables){
@@ -79,6 +79,8 @@ int tool_init(void)
 		.has_sign_time = sde != NULL,
 		.sign_time = sde ? strtoll(sde, NULL, 10) : 0,
 		.repair_dir = repair, /* the environment outlives the tool's work */
+		.checkpoint_bytes = cpb ? strtoull(cpb, NULL, 10) : 0,
+		.crash_at = getenv("AGKIT_CRASH_AT"),
 	});
 	if (agkit_fault_arm)
 		agkit_fault_arm();
