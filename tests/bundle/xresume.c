@@ -8,11 +8,17 @@
 #include <stdlib.h>
 
 #include "bundle/bundle.h"
+#include "bundle/tunables.h"
 
 int main(int argc, char **argv)
 {
 	if (argc < 5)
 		return 2;
+	/* the library reads no environment: this helper passes the tests' knobs
+	 * in, as the tools' tool_init() does */
+	const char *cpb = getenv("AGKIT_CHECKPOINT_BYTES");
+	bn_set_tunables(&(struct bn_tunables){.crash_at = getenv("AGKIT_CRASH_AT"),
+	                                      .checkpoint_bytes = cpb ? strtoull(cpb, NULL, 10) : 0});
 	struct bn_error err = {0};
 	struct bn_pubkey pk;
 	if (bn_crypto_init() < 0 || bn_pubkey_load(argv[2], &pk, &err) < 0) {
