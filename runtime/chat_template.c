@@ -193,6 +193,21 @@ bool rt_chat_template_mentions(const struct rt_chat_template *t, const char *nam
 	return false;
 }
 
+bool rt_chat_template_has_text(const struct rt_chat_template *t, const char *text)
+{
+	size_t n = strlen(text);
+	if (!t || !n)
+		return false;
+	for (size_t i = 0; i < t->toks.n; i++) {
+		const struct jtok *k = &t->toks.v[i];
+		if (k->kind == T_TEXT && memmem(k->p, k->len, text, n))
+			return true;
+		if (k->kind == T_STRING && memmem(k->str, k->len, text, n))
+			return true;
+	}
+	return false;
+}
+
 static int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

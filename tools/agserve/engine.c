@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "toolcall.h"
 #include "proxy.h"
 
 #ifndef AGSERVE_PROXY
@@ -557,6 +558,16 @@ bool engine_has_template(const struct engine *e)
 bool engine_template_mentions(const struct engine *e, const char *name)
 {
 	return e->tmpl && rt_chat_template_mentions(e->tmpl, name);
+}
+
+static bool tmpl_has_text(const void *ctx, const char *s)
+{
+	return rt_chat_template_has_text(ctx, s);
+}
+
+int engine_tool_format(const struct engine *e)
+{
+	return e->tmpl ? (int)tc_detect(tmpl_has_text, e->tmpl) : TC_NONE;
 }
 
 void engine_load_stats(const struct engine *e, int *ret_queued, int *ret_active, int *ret_step_max,

@@ -76,6 +76,8 @@ int engine_ctx(const struct engine *e);
 const struct rt_model_info *engine_info(const struct engine *e);
 bool engine_has_template(const struct engine *e);
 bool engine_template_mentions(const struct engine *e, const char *name);
+/* The shape of tool calls the model's chat template asks for (toolcall.h). */
+int engine_tool_format(const struct engine *e);
 /* step_max: the most sequences one forward step has carried since load */
 /* Queue depth, active sequences, the widest step so far, and the prompt
  * tokens taken from a sequence's cache (shared prefixes) instead of fed. */

@@ -17,6 +17,7 @@
 #include "proxy.h"
 #include "server.h"
 #include "textout.h"
+#include "toolcall.h"
 
 enum ep { EP_HEALTH, EP_MODELS, EP_MODEL, EP_CHAT, EP_COMPL, EP_MSGS, EP_TMPL, EP_METRICS, EP_OTHER };
 static const char *const ep_name[] = {"/health",
@@ -85,7 +86,14 @@ struct hreq {
 	int32_t *pids;
 	size_t n_pids;
 	struct tok_out *plp;
-	const char *finish; /* stop | length | error | cancelled */
+	const char *finish; /* stop | length | tool_calls | error | cancelled */
+	/* tool calls (toolcall.h): the template's format when the request
+	 * has tools to parse, the calls found at the end, and (streaming)
+	 * how much of text has gone out as content */
+	enum tc_format tcf;
+	struct tc_result tc;
+	bool have_tc;
+	size_t sent;
 	char errmsg[256];
 	/* streaming */
 	struct sbuf pend;
@@ -327,6 +335,8 @@ static const char *fin_name(enum finish f, bool stopped)
 
 static const char *anthropic_stop(const struct hreq *h)
 {
+	if (h->have_tc && h->tc.n_calls)
+		return "tool_use";
 	if (!strcmp(h->finish, "length"))
 		return "max_tokens";
 	return h->to.stopped ? "stop_sequence" : "end_turn";
@@ -428,6 +438,47 @@ static json_t *text_json(const char *p, size_t n)
 	return s ? s : json_string("");
 }
 
+/* At the end of a generation with tools: the calls in its text, if any
+ * (finish_reason "tool_calls", stop_reason "tool_use"). */
+static void find_tool_calls(struct hreq *h)
+{
+	if (h->tcf == TC_NONE || h->have_tc || strcmp(h->finish, "stop"))
+		return;
+	if (tc_parse(h->tcf, h->text.p, h->text.n, &h->tc) < 0)
+		return; /* out of memory: the text goes out as text */
+	h->have_tc = true;
+	if (h->rq.one_tool)
+		while (h->tc.n_calls > 1) {
+			struct tc_call *c = &h->tc.calls[--h->tc.n_calls];
+			free(c->name);
+			free(c->arguments);
+		}
+	if (h->tc.n_calls && h->ep != EP_MSGS)
+		h->finish = "tool_calls";
+}
+
+/* The calls as the APIs give them: OpenAI's tool_calls entries (stream:
+ * with their index) or Anthropic's tool_use blocks. */
+static json_t *openai_call(const struct tc_call *c, int index)
+{
+	char id[32] = "call_";
+	rand_hex(id + 5, 12);
+	json_t *o = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function", "name", c->name,
+	                      "arguments", c->arguments);
+	if (o && index >= 0)
+		json_object_set_new(o, "index", json_integer(index));
+	return o;
+}
+
+static json_t *tool_use_block(const struct tc_call *c, bool with_input)
+{
+	char id[32] = "toolu_";
+	rand_hex(id + 6, 12);
+	json_t *in = with_input ? json_loads(c->arguments, 0, NULL) : json_object();
+	return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", id, "name", c->name, "input",
+	                 in ? in : json_object());
+}
+
 static void sse_json(struct hreq *h, const char *event, json_t *o)
 {
 	char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -476,6 +527,13 @@ static void stream_prologue(struct hreq *h)
 static void stream_delta(struct hreq *h, const char *txt, size_t len, const struct tok_out *v, size_t n)
 {
 	json_t *o;
+	if (h->tcf != TC_NONE) {
+		/* what may become a tool call waits for the end (stream_epilogue) */
+		size_t safe = tc_stream_safe(h->tcf, h->text.p, h->text.n);
+		txt = h->text.p + h->sent;
+		len = safe > h->sent ? safe - h->sent : 0;
+	}
+	h->sent += len;
 	if (h->ep == EP_MSGS) {
 		if (!len)
 			return;
@@ -500,8 +558,50 @@ static void stream_delta(struct hreq *h, const char *txt, size_t len, const stru
 	sse_json(h, NULL, o);
 }
 
+/* A stream with tools, at its end: the held-back rest of the content up to
+ * end, as plain text. */
+static void flush_content(struct hreq *h, size_t end)
+{
+	if (end <= h->sent)
+		return;
+	enum tc_format f = h->tcf;
+	size_t from = h->sent;
+	h->tcf = TC_NONE;
+	stream_delta(h, h->text.p + from, end - from, NULL, 0);
+	h->tcf = f;
+}
+
+/* The calls found: one chunk a call (OpenAI), or a tool_use block each,
+ * its input as one input_json_delta (Anthropic, after the text block). */
+static void stream_calls(struct hreq *h)
+{
+	for (size_t k = 0; k < h->tc.n_calls; k++) {
+		const struct tc_call *c = &h->tc.calls[k];
+		if (h->ep == EP_MSGS) {
+			int idx = (int)k + 1;
+			sse_json(h, "content_block_start",
+			         json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", idx, "content_block",
+			                   tool_use_block(c, false)));
+			sse_json(h, "content_block_delta",
+			         json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta", "index", idx, "delta",
+			                   "type", "input_json_delta", "partial_json", c->arguments));
+			sse_json(h, "content_block_stop", json_pack("{s:s,s:i}", "type", "content_block_stop", "index", idx));
+		} else {
+			json_t *o = chunk_head(h);
+			json_object_set_new(o, "choices",
+			                    json_pack("[{s:i,s:{s:[o]},s:n,s:n}]", "index", 0, "delta", "tool_calls",
+			                              openai_call(c, (int)k), "logprobs", "finish_reason"));
+			sse_json(h, NULL, o);
+		}
+	}
+}
+
 static void stream_epilogue(struct hreq *h)
 {
+	if (h->tcf != TC_NONE) {
+		find_tool_calls(h);
+		flush_content(h, h->have_tc ? h->tc.content_len : h->text.n);
+	}
 	if (h->ep == EP_MSGS) {
 		if (!strcmp(h->finish, "error")) {
 			sse_json(h, "error",
@@ -510,6 +610,8 @@ static void stream_epilogue(struct hreq *h)
 			return;
 		}
 		sse_json(h, "content_block_stop", json_pack("{s:s,s:i}", "type", "content_block_stop", "index", 0));
+		if (h->have_tc)
+			stream_calls(h);
 		sse_json(h, "message_delta",
 		         json_pack("{s:s,s:{s:s,s:o},s:{s:I}}", "type", "message_delta", "delta", "stop_reason",
 		                   anthropic_stop(h), "stop_sequence", jstr_or_null(h->to.stop_hit), "usage",
@@ -522,6 +624,8 @@ static void stream_epilogue(struct hreq *h)
 		         json_pack("{s:{s:s,s:s,s:n,s:n}}", "error", "message", "the model failed while generating",
 		                   "type", "server_error", "param", "code"));
 	} else {
+		if (h->have_tc)
+			stream_calls(h);
 		json_t *o = chunk_head(h);
 		if (h->ep == EP_CHAT)
 			json_object_set_new(o, "choices",
@@ -652,18 +756,35 @@ static enum MHD_Result finish_whole(struct hreq *h)
 	if (!strcmp(h->finish, "error"))
 		return reply_error(h, 500, "server_error", NULL, NULL, "the model failed while generating");
 	json_t *o;
-	json_t *text = text_json(h->text.p, h->text.n);
+	find_tool_calls(h);
+	size_t calls = h->have_tc ? h->tc.n_calls : 0;
+	json_t *text = text_json(h->text.p, calls ? h->tc.content_len : h->text.n);
 	if (h->ep == EP_MSGS) {
-		o = json_pack("{s:s,s:s,s:s,s:s,s:[{s:s,s:o}],s:s,s:o,s:{s:I,s:I}}", "id", h->id, "type", "message",
-		              "role", "assistant", "model", engine_name(h->e), "content", "type", "text", "text", text,
-		              "stop_reason", anthropic_stop(h), "stop_sequence", jstr_or_null(h->to.stop_hit), "usage",
-		              "input_tokens", (json_int_t)h->n_prompt, "output_tokens", (json_int_t)h->got);
+		json_t *content = json_array();
+		if (!calls || h->tc.content_len)
+			json_array_append_new(content, json_pack("{s:s,s:o}", "type", "text", "text", text));
+		else
+			json_decref(text);
+		for (size_t k = 0; k < calls; k++)
+			json_array_append_new(content, tool_use_block(&h->tc.calls[k], true));
+		o = json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:o,s:{s:I,s:I}}", "id", h->id, "type", "message", "role",
+		              "assistant", "model", engine_name(h->e), "content", content, "stop_reason",
+		              anthropic_stop(h), "stop_sequence", jstr_or_null(h->to.stop_hit), "usage", "input_tokens",
+		              (json_int_t)h->n_prompt, "output_tokens", (json_int_t)h->got);
 	} else if (h->ep == EP_CHAT) {
-		o = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:{s:s,s:o,s:n},s:o,s:s}],s:o}", "id", h->id, "object",
-		              "chat.completion", "created", (json_int_t)h->created, "model", engine_name(h->e),
-		              "choices", "index", 0, "message", "role", "assistant", "content", text, "refusal",
-		              "logprobs", h->rq.logprobs ? chat_logprobs(h, h->toks, h->n_toks) : json_null(),
-		              "finish_reason", h->finish, "usage", usage_openai(h));
+		json_t *msg = json_pack("{s:s,s:o,s:n}", "role", "assistant", "content",
+		                        calls && !h->tc.content_len ? (json_decref(text), json_null()) : text, "refusal");
+		if (calls) {
+			json_t *a = json_array();
+			for (size_t k = 0; k < calls; k++)
+				json_array_append_new(a, openai_call(&h->tc.calls[k], -1));
+			json_object_set_new(msg, "tool_calls", a);
+		}
+		o = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:o,s:s}],s:o}", "id", h->id, "object", "chat.completion",
+		              "created", (json_int_t)h->created, "model", engine_name(h->e), "choices", "index", 0,
+		              "message", msg, "logprobs",
+		              h->rq.logprobs ? chat_logprobs(h, h->toks, h->n_toks) : json_null(), "finish_reason",
+		              h->finish, "usage", usage_openai(h));
 	} else {
 		if (h->rq.echo) {
 			struct sbuf all = {0};
@@ -735,6 +856,8 @@ static enum MHD_Result do_generate(struct hreq *h)
 		                        h->ep == EP_TMPL ? h->rq.add_generation_prompt : 1);
 		if (h->rq.tools)
 			json_object_set(ctx, "tools", h->rq.tools);
+		if (h->rq.parse_tools && h->ep != EP_TMPL)
+			h->tcf = (enum tc_format)engine_tool_format(h->e);
 		r = engine_render(h->e, ctx, &h->prompt_text, &h->prompt_len, msg, sizeof(msg));
 		json_decref(ctx);
 		if (r == -EINVAL)
@@ -1112,6 +1235,7 @@ static void hreq_end(struct hreq *h)
 	engine_unref(h->e);
 	if (h->have_rq)
 		req_release(&h->rq);
+	tc_result_release(&h->tc);
 	free(h->prompt_text);
 	free(h->body.p);
 	free(h->text.p);

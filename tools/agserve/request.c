@@ -206,6 +206,216 @@ static json_t *flatten_content(json_t *c, const char *param, struct perr *e, int
 	return s;
 }
 
+/* An assistant turn's tool_calls: the API sends each call's arguments as a
+ * JSON text; templates (as transformers documents them) read an object, so
+ * it is parsed here, as vLLM does. */
+static int tool_call_args(json_t *msg, size_t i, struct perr *e)
+{
+	json_t *calls = json_object_get(msg, "tool_calls"), *c;
+	size_t k;
+	if (!calls || json_is_null(calls))
+		return 0;
+	if (!json_is_array(calls))
+		return bad(e, "messages", "messages[%zu].tool_calls must be an array", i);
+	json_array_foreach(calls, k, c) {
+		json_t *f = json_object_get(c, "function");
+		json_t *a = json_object_get(f, "arguments");
+		if (!json_is_object(c) || !json_is_object(f) || !json_is_string(json_object_get(f, "name")))
+			return bad(e, "messages", "messages[%zu].tool_calls[%zu] must have a function with a name", i, k);
+		if (json_is_string(a)) {
+			json_t *obj = json_loadb(json_string_value(a), json_string_length(a), 0, NULL);
+			if (!json_is_object(obj)) {
+				json_decref(obj);
+				return bad(e, "messages", "messages[%zu].tool_calls[%zu]: arguments are not a JSON object", i,
+				           k);
+			}
+			json_object_set_new(f, "arguments", obj);
+		}
+	}
+	return 0;
+}
+
+/* Text of an Anthropic tool_result's content: a string or text blocks. */
+static json_t *result_text(json_t *c, struct perr *e, int *rc)
+{
+	if (!c || json_is_null(c))
+		return json_string("");
+	return flatten_content(c, "messages", e, rc);
+}
+
+/* An Anthropic message whose content blocks include tool_use (assistant) or
+ * tool_result (user): appended to out in OpenAI's shape, which the chat
+ * templates read (an assistant turn with tool_calls; one "tool" turn a
+ * result, then the user's text if any).  Returns 1 when converted, 0 when
+ * the message has no tool blocks (the caller takes it as text), or an error. */
+static int anthropic_blocks(json_t *out, const char *role, json_t *c, size_t i, struct perr *e)
+{
+	json_t *b, *calls = NULL, *results = NULL;
+	size_t k, text_len = 0;
+	int rc = 0;
+	bool tools = false;
+	json_array_foreach(c, k, b) {
+		const char *type = json_string_value(json_object_get(b, "type"));
+		if (type && (!strcmp(type, "tool_use") || !strcmp(type, "tool_result")))
+			tools = true;
+	}
+	if (!tools)
+		return 0;
+	bool assistant = !strcmp(role, "assistant");
+	if (!assistant && strcmp(role, "user"))
+		return bad(e, "messages", "messages[%zu]: unsupported role '%s'", i, role);
+	char *text = NULL;
+	if (!(calls = json_array()) || !(results = json_array()))
+		goto nomem;
+	json_array_foreach(c, k, b) {
+		const char *type = json_string_value(json_object_get(b, "type"));
+		if (!json_is_object(b) || !type) {
+			rc = bad(e, "messages", "messages[%zu].content[%zu] must be an object with a 'type'", i, k);
+			goto fail;
+		}
+		if (!strcmp(type, "text")) {
+			json_t *t = json_object_get(b, "text");
+			if (!json_is_string(t)) {
+				rc = bad(e, "messages", "messages[%zu].content[%zu]: 'text' must be a string", i, k);
+				goto fail;
+			}
+			char *nt = realloc(text, text_len + json_string_length(t) + 1);
+			if (!nt)
+				goto nomem;
+			text = nt;
+			memcpy(text + text_len, json_string_value(t), json_string_length(t));
+			text_len += json_string_length(t);
+			text[text_len] = 0;
+		} else if (!strcmp(type, "tool_use") && assistant) {
+			json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name");
+			json_t *input = json_object_get(b, "input");
+			if (!json_is_string(id) || !json_is_string(name) || !json_is_object(input)) {
+				rc = bad(e, "messages", "messages[%zu].content[%zu]: tool_use needs 'id', 'name' and 'input'", i,
+				         k);
+				goto fail;
+			}
+			if (json_array_append_new(calls, json_pack("{s:O,s:s,s:{s:O,s:O}}", "id", id, "type", "function",
+			                                           "function", "name", name, "arguments", input)))
+				goto nomem;
+		} else if (!strcmp(type, "tool_result") && !assistant) {
+			json_t *id = json_object_get(b, "tool_use_id");
+			if (!json_is_string(id)) {
+				rc = bad(e, "messages", "messages[%zu].content[%zu]: tool_result needs 'tool_use_id'", i, k);
+				goto fail;
+			}
+			json_t *t = result_text(json_object_get(b, "content"), e, &rc);
+			if (!t)
+				goto fail;
+			if (json_array_append_new(results, json_pack("{s:s,s:O,s:o}", "role", "tool", "tool_call_id", id,
+			                                             "content", t)))
+				goto nomem;
+		} else {
+			rc = bad(e, "messages", "messages[%zu].content[%zu]: '%s' blocks are not supported here", i, k,
+			         type);
+			goto fail;
+		}
+	}
+	if (assistant) {
+		json_t *m = json_pack("{s:s,s:s%,s:O}", "role", "assistant", "content", text ? text : "", text_len,
+		                      "tool_calls", calls);
+		if (!m || json_array_append_new(out, m))
+			goto nomem;
+	} else {
+		if (json_array_extend(out, results))
+			goto nomem;
+		if (text_len && json_array_append_new(out, json_pack("{s:s,s:s%}", "role", "user", "content", text,
+		                                                    text_len)))
+			goto nomem;
+	}
+	free(text);
+	json_decref(calls);
+	json_decref(results);
+	return 1;
+nomem:
+	rc = -ENOMEM;
+fail:
+	free(text);
+	json_decref(calls);
+	json_decref(results);
+	return rc;
+}
+
+/* tools, tool_choice, parallel_tool_calls (chat); tools and tool_choice in
+ * Anthropic's shapes (messages), converted to OpenAI's for the template. */
+static int get_tools(json_t *o, struct req *r, struct perr *e)
+{
+	json_t *v = json_object_get(o, "tools"), *t;
+	json_t *choice = json_object_get(o, "tool_choice");
+	size_t i;
+	bool none = false;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_array(v))
+		return bad(e, "tools", "'tools' must be an array");
+	if (!json_array_size(v))
+		return 0;
+	if (r->kind != REQ_MESSAGES) {
+		json_array_foreach(v, i, t) {
+			const char *type = json_string_value(json_object_get(t, "type"));
+			json_t *f = json_object_get(t, "function");
+			if (!json_is_object(t) || !type || strcmp(type, "function") || !json_is_object(f) ||
+			    !json_is_string(json_object_get(f, "name")))
+				return bad(e, "tools", "tools[%zu] must be {\"type\": \"function\", \"function\": {\"name\": ...}}", i);
+		}
+		r->tools = json_incref(v);
+		if (choice && !json_is_null(choice)) {
+			const char *c = json_string_value(choice);
+			if (c && !strcmp(c, "none"))
+				none = true;
+			else if (!c || strcmp(c, "auto"))
+				return bad(e, "tool_choice",
+				           "'tool_choice' must be \"auto\" or \"none\" (this server cannot force a call)");
+		}
+		bool par = true;
+		int rc = get_bool(o, "parallel_tool_calls", &par, e);
+		if (rc < 0)
+			return rc;
+		r->one_tool = !par;
+	} else {
+		if (!(r->tools = json_array()))
+			return -ENOMEM;
+		json_array_foreach(v, i, t) {
+			json_t *name = json_object_get(t, "name"), *schema = json_object_get(t, "input_schema");
+			json_t *desc = json_object_get(t, "description");
+			const char *type = json_string_value(json_object_get(t, "type"));
+			if (!json_is_object(t) || (type && strcmp(type, "custom")))
+				return bad(e, "tools", "tools[%zu]: only client tools (name, description, input_schema) are supported", i);
+			if (!json_is_string(name) || !json_is_object(schema) || (desc && !json_is_string(desc)))
+				return bad(e, "tools", "tools[%zu] needs a string 'name' and an object 'input_schema'", i);
+			/* OpenAI's order: name, description, parameters (templates print it with tojson) */
+			json_t *f = json_pack("{s:O}", "name", name);
+			if (f && desc)
+				json_object_set(f, "description", desc);
+			if (f)
+				json_object_set(f, "parameters", schema);
+			if (!f || json_array_append_new(r->tools, json_pack("{s:s,s:o}", "type", "function", "function", f)))
+				return -ENOMEM;
+		}
+		if (choice && !json_is_null(choice)) {
+			const char *c = json_string_value(json_object_get(choice, "type"));
+			if (!json_is_object(choice) || !c)
+				return bad(e, "tool_choice", "'tool_choice' must be an object with a 'type'");
+			if (!strcmp(c, "none"))
+				none = true;
+			else if (strcmp(c, "auto"))
+				return bad(e, "tool_choice",
+				           "'tool_choice' must be auto or none (this server cannot force a call)");
+			bool dis = false;
+			int rc = get_bool(choice, "disable_parallel_tool_use", &dis, e);
+			if (rc < 0)
+				return rc;
+			r->one_tool = dis;
+		}
+	}
+	r->parse_tools = !none;
+	return 0;
+}
+
 static int get_messages(json_t *o, struct req *r, const struct req_limits *lim, struct perr *e)
 {
 	json_t *msgs = json_object_get(o, "messages"), *m;
@@ -231,6 +441,17 @@ static int get_messages(json_t *o, struct req *r, const struct req_limits *lim, 
 	json_array_foreach(msgs, i, m) {
 		const char *role = json_string_value(json_object_get(m, "role"));
 		json_t *c = json_object_get(m, "content");
+		if (r->kind == REQ_MESSAGES && json_is_object(m) && role && json_is_array(c)) {
+			if ((rc = anthropic_blocks(r->messages, role, c, i, e)) < 0)
+				return rc;
+			if (rc > 0) {
+				/* had tool blocks: converted (a result a message) */
+				if (json_array_size(r->messages) > lim->max_messages + 1)
+					return bad(e, "messages", "at most %zu messages (tool results count)",
+					           lim->max_messages);
+				continue;
+			}
+		}
 		if (!json_is_object(m) || !role)
 			return bad(e, "messages", "messages[%zu] must be an object with a string 'role'", i);
 		if (r->kind == REQ_MESSAGES
@@ -250,6 +471,10 @@ static int get_messages(json_t *o, struct req *r, const struct req_limits *lim, 
 			return -ENOMEM;
 		}
 		json_object_set_new(copy, "content", s);
+		if ((rc = tool_call_args(copy, i, e)) < 0) {
+			json_decref(copy);
+			return rc;
+		}
 		if (!strcmp(role, "developer"))
 			json_object_set_new(copy, "role", json_string("system"));
 		json_array_append_new(r->messages, copy);
@@ -301,13 +526,8 @@ static int parse_obj(json_t *o, struct req *r, const struct req_limits *lim, str
 	if (r->kind != REQ_COMPLETION) {
 		if ((rc = get_messages(o, r, lim, e)) < 0)
 			return rc;
-		v = json_object_get(o, "tools");
-		if (v && !json_is_null(v)) {
-			if (!json_is_array(v))
-				return bad(e, "tools", "'tools' must be an array");
-			if (json_array_size(v))
-				r->tools = json_incref(v);
-		}
+		if ((rc = get_tools(o, r, e)) < 0)
+			return rc;
 	} else {
 		v = json_object_get(o, "prompt");
 		if (json_is_array(v) && json_array_size(v) == 1 &&

@@ -9,7 +9,9 @@
  * Invariants after a successful req_parse: strings are valid UTF-8 without
  * NUL; messages (chat, messages, template) is an array of objects
  * {"role": string, "content": string} with the Anthropic system prompt
- * first; max_tokens is -1 (absent) or >= 1, or 0 for a completion with
+ * first (plus what the template reads of tool calls: an assistant's
+ * "tool_calls" with "arguments" as objects, a "tool" turn's "tool_call_id";
+ * Anthropic tool_use / tool_result blocks become these); max_tokens is -1 (absent) or >= 1, or 0 for a completion with
  * echo (score the prompt, generate nothing; not streamed); a completion's
  * prompt is either text (prompt) or token ids (prompt_ids, each in
  * [0, INT32_MAX): the caller checks them against the vocabulary).
@@ -35,7 +37,9 @@ struct req {
 	enum req_kind kind;
 	char *model;      /* NULL when absent */
 	json_t *messages; /* normalized, see above; NULL for completions */
-	json_t *tools;    /* as given (chat and messages), or NULL */
+	json_t *tools;    /* OpenAI's shape ({"type":"function","function":{...}}; Anthropic's converted), or NULL */
+	bool parse_tools; /* tools given and tool_choice not "none": answer calls as structured calls */
+	bool one_tool;    /* parallel_tool_calls false (Anthropic: disable_parallel_tool_use) */
 	char *prompt;     /* completions: the prompt text, or NULL when given as token ids */
 	size_t prompt_len;
 	int32_t *prompt_ids; /* completions: the prompt as token ids (vLLM, OpenAI), or NULL */

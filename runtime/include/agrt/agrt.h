@@ -233,6 +233,9 @@ int rt_chat_template_render(const struct rt_chat_template *t, const char *ctx_js
  * nothing prepended (control characters become '?').
  * Whether the template's source refers to the variable name (e.g. "tools"). */
 bool rt_chat_template_mentions(const struct rt_chat_template *t, const char *name);
+/* Whether text occurs inside one of the template's literal texts or string
+ * literals (e.g. "<tool_call>": how its tool calls look). */
+bool rt_chat_template_has_text(const struct rt_chat_template *t, const char *text);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,85 @@
+#!/bin/bash
+# Tool calls (issue 14): agserve turns a model's tool-call text into the
+# APIs' structured calls and takes them back. The model is
+# tests/serve/mkscripted.py's, whose greedy answer is fixed: a sentence,
+# then one Hermes <tool_call> (its template is Qwen2.5's own). Checked with
+# the official SDKs (tools.mjs: openai tool_calls, streamed deltas and the
+# SDK's stream helper, tool_choice, Anthropic tool_use blocks and
+# input_json_delta) and with curl: the conversation with calls and results
+# renders as python3-jinja2 renders the same template (render_ref.py, with
+# the arguments as objects, as transformers documents), also when it comes
+# in Anthropic's shape (tool_use/tool_result blocks; the audit's
+# prompt_sha256 is of the rendered prompt).
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/sdk-lib.sh"
+need curl
+cd "$WORK"
+SAY="I will check the weather."
+CALL=$'\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
+check "scripted model (Qwen2.5 template)" $PY "$SERVE_DIR/mkscripted.py" m "$SAY" "<tool_call>" "$CALL" "</tool_call>"
+if ! serve_start s --model m --audit audit.log --parallel 2 --threads 2 --ctx 2048; then
+	not_ok "agserve starts"; done_testing; exit
+fi
+check "/health answers 200" serve_wait_health "$URL_s" 60
+
+# the rendering of a conversation with a call and its result
+cat > tools.json <<'J'
+[{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
+  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+J
+$PY - "$SAY" > ctx-api.json <<'P'
+import json, sys
+tools = json.load(open("tools.json"))
+msgs = [{"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": sys.argv[1], "tool_calls": [{"id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp_c\": 18}"}]
+json.dump({"messages": msgs, "tools": tools, "add_generation_prompt": True}, sys.stdout)
+P
+# the reference: the same context with the arguments as an object
+$PY -c 'import json,sys; c=json.load(open("ctx-api.json"))
+for m in c["messages"]:
+    for t in m.get("tool_calls", []): t["function"]["arguments"] = json.loads(t["function"]["arguments"])
+json.dump(c, sys.stdout)' > ctx-ref.json
+check "reference rendering (python3-jinja2)" sh -c "$PY '$TESTS_DIR/runtime/render_ref.py' m ctx-ref.json > ref.txt"
+curl -s -o tmpl.json "$URL_s/apply-template" -H 'content-type: application/json' -d @ctx-api.json
+$PY -c 'import json,sys; sys.stdout.write(json.load(open("tmpl.json"))["prompt"])' > got.txt 2>/dev/null
+check "/apply-template with an assistant tool call and a tool result equals python3-jinja2" cmp -s got.txt ref.txt
+check "the rendering holds the call and the result" sh -c 'grep -q "\"arguments\": {\"city\": \"Paris\"}" ref.txt && grep -q "temp_c" ref.txt'
+
+# the same conversation in Anthropic's shape
+$PY - "$SAY" > ant.json <<'P'
+import json, sys
+msgs = [{"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": [{"type": "text", "text": sys.argv[1]},
+         {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "{\"temp_c\": 18}"}]}]
+tools = [{"name": "get_weather", "description": "Current weather in a city",
+          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+json.dump({"model": "m", "max_tokens": 1, "messages": msgs, "tools": tools}, sys.stdout)
+P
+code=$(curl -s -o ant.out -w '%{http_code}' "$URL_s/v1/messages" -H 'content-type: application/json' -d @ant.json)
+check "/v1/messages with tool_use and tool_result blocks answers 200" test "$code" = 200
+want=$(sha256sum ref.txt | cut -d' ' -f1)
+got=$(grep '"/v1/messages"' audit.log | tail -1 | $PY -c 'import json,sys; print(json.loads(sys.stdin.readline())["prompt_sha256"])')
+check "Anthropic tool blocks render as the OpenAI-shaped conversation (audit prompt_sha256)" test "$got" = "$want"
+
+# refusals
+code=$(curl -s -o bad.out -w '%{http_code}' "$URL_s/v1/chat/completions" -H 'content-type: application/json' \
+	-d '{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}')
+check "a tool without a function name: 400" sh -c "test $code = 400 && grep -q '\"param\":\"tools\"' bad.out"
+code=$(curl -s -o bad.out -w '%{http_code}' "$URL_s/v1/chat/completions" -H 'content-type: application/json' \
+	-d '{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{oops"}}]},{"role":"user","content":"x"}]}')
+check "tool call arguments that are not JSON: 400" sh -c "test $code = 400 && grep -q 'not a JSON object' bad.out"
+
+if [ -d "$NODE_MODULES/openai" ] && [ -d "$NODE_MODULES/@anthropic-ai/sdk" ] && command -v node >/dev/null; then
+	AGSERVE_URL=$URL_s AGSERVE_MODEL=m SCRIPT_SAY="$SAY" SCRIPT_RAW="$SAY<tool_call>$CALL</tool_call>" \
+		NODE_PATH=$NODE_MODULES timeout -k 5 120 node "$SERVE_DIR/tools.mjs" > node.out 2> node.err
+	rc=$?
+	tap_from "" < node.out
+	[ $rc = 0 ] && ok "tools.mjs finished (exit 0)" || { not_ok "tools.mjs finished (exit $rc)"; sed 's/^/#   /' node.err | tail -20; }
+else
+	_n=$((_n + 1)); echo "ok $_n - the SDK checks # SKIP SDKs not installed (tests/serve/npm-install.sh)"
+fi
+expect_exit 0 "SIGTERM: agserve drains and exits 0" serve_stop s
+done_testing
