@@ -62,6 +62,26 @@ text=$("$AGRUN" m --tokenize "The capital of France is" 2>/dev/null | tr ' ' ','
 code=$(http POST /v1/completions '{"prompt":"The capital of France is","echo":true,"max_tokens":0,"logprobs":0,"return_tokens_as_token_ids":true}')
 got=$(j '",".join(t.split(":")[1] for t in r["choices"][0]["logprobs"]["tokens"])')
 [ "$code" = 200 ] && [ "$got" = "$text" ] && ok "a text prompt's echoed token ids are agrun --tokenize's" || not_ok "text ids: got $got want $text"
+# echo while streaming: the prompt first (its scores with it), then the new
+# tokens; joined, the same as the whole answer
+code=$(http POST /v1/completions "{\"prompt\":[$IDS],\"echo\":true,\"max_tokens\":3,\"temperature\":0,\"logprobs\":2,\"ignore_eos\":true}")
+cp resp whole.json
+curl -sN "$BASE/v1/completions" -H 'content-type: application/json' -d "{\"prompt\":[$IDS],\"echo\":true,\"max_tokens\":3,\"temperature\":0,\"logprobs\":2,\"ignore_eos\":true,\"stream\":true,\"stream_options\":{\"include_usage\":true,\"continuous_usage_stats\":true}}" > echo.sse
+$PY - echo.sse whole.json <<'PY' && ok "streamed echo: the prompt (with its logprobs) first, joined equal to the whole answer; usage in every chunk" || { not_ok "streamed echo"; sed 's/^/#   /' echo.sse | head -8; }
+import json, sys
+chunks = [json.loads(l[6:]) for l in open(sys.argv[1]) if l.startswith("data: {")]
+whole = json.load(open(sys.argv[2]))["choices"][0]
+text = "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
+toks = sum((c["choices"][0]["logprobs"]["tokens"] for c in chunks if c["choices"] and c["choices"][0]["logprobs"]), [])
+lps = sum((c["choices"][0]["logprobs"]["token_logprobs"] for c in chunks if c["choices"] and c["choices"][0]["logprobs"]), [])
+first = chunks[0]["choices"][0]
+assert first["logprobs"]["token_logprobs"][0] is None and len(first["logprobs"]["tokens"]) == 7, first
+assert text == whole["text"], (text, whole["text"])
+assert toks == whole["logprobs"]["tokens"], (toks, whole["logprobs"]["tokens"])
+assert all((a is None and b is None) or abs(a - b) < 1e-5 for a, b in zip(lps, whole["logprobs"]["token_logprobs"]))
+use = [c["usage"]["completion_tokens"] for c in chunks]
+assert all(c.get("usage") for c in chunks) and use == sorted(use) and use[-1] == 3, use
+PY
 bad() { # bad BODY PARAM: 400 naming PARAM
 	code=$(http POST /v1/completions "$1")
 	[ "$code" = 400 ] && [ "$(j 'r["error"]["param"]')" = "$2" ]

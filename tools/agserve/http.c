@@ -496,11 +496,16 @@ static void sse_json(struct hreq *h, const char *event, json_t *o)
 	free(s);
 }
 
+static json_t *usage_openai(struct hreq *h);
+
 static json_t *chunk_head(struct hreq *h)
 {
-	return json_pack("{s:s,s:s,s:I,s:s}", "id", h->id, "object",
-	                 h->ep == EP_CHAT ? "chat.completion.chunk" : "text_completion", "created",
-	                 (json_int_t)h->created, "model", engine_name(h->e));
+	json_t *o = json_pack("{s:s,s:s,s:I,s:s}", "id", h->id, "object",
+	                      h->ep == EP_CHAT ? "chat.completion.chunk" : "text_completion", "created",
+	                      (json_int_t)h->created, "model", engine_name(h->e));
+	if (o && h->rq.continuous_usage)
+		json_object_set_new(o, "usage", usage_openai(h)); /* vLLM's continuous_usage_stats */
+	return o;
 }
 
 static void stream_prologue(struct hreq *h)
@@ -521,6 +526,18 @@ static void stream_prologue(struct hreq *h)
 		         json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_start", "index", 0, "content_block",
 		                   "type", "text", "text", ""));
 		sse_json(h, "ping", json_pack("{s:s}", "type", "ping"));
+	} else if (h->rq.echo) {
+		/* completions with echo: the prompt first (with its scores when
+		 * logprobs asks), as OpenAI's and vLLM's streams do */
+		json_t *o = chunk_head(h);
+		h->text_off = 0;
+		json_object_set_new(o, "choices",
+		                    json_pack("[{s:o,s:i,s:o,s:n}]", "text", text_json(h->prompt_text, h->prompt_len),
+		                              "index", 0, "logprobs",
+		                              h->rq.logprobs ? compl_logprobs(h, NULL, 0) : json_null(),
+		                              "finish_reason"));
+		sse_json(h, NULL, o);
+		h->n_pids = 0; /* sent: the next chunks carry the new tokens only */
 	}
 }
 
@@ -635,7 +652,7 @@ static void stream_epilogue(struct hreq *h)
 			json_object_set_new(o, "choices",
 			                    json_pack("[{s:s,s:i,s:n,s:s}]", "text", "", "index", 0, "logprobs",
 			                              "finish_reason", h->finish));
-		if (h->rq.include_usage)
+		if (h->rq.include_usage && !h->rq.continuous_usage)
 			json_object_set_new(o, "usage", json_null());
 		sse_json(h, NULL, o);
 		if (h->rq.include_usage) {
@@ -912,7 +929,7 @@ static enum MHD_Result do_generate(struct hreq *h)
 		                   "the prompt (%zu tokens) plus max_tokens (%d) exceeds the context (%d tokens)", n,
 		                   maxt, ctx);
 	}
-	if (h->rq.echo && h->rq.logprobs && !h->rq.stream) {
+	if (h->rq.echo && h->rq.logprobs) {
 		/* the prompt's own log-probabilities, teacher-forced */
 		h->pids = ids;
 		h->n_pids = n;

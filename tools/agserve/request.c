@@ -585,7 +585,8 @@ static int parse_obj(json_t *o, struct req *r, const struct req_limits *lim, str
 	if (v && !json_is_null(v)) {
 		if (!json_is_object(v))
 			return bad(e, "stream_options", "'stream_options' must be an object");
-		if ((rc = get_bool(v, "include_usage", &r->include_usage, e)) < 0)
+		if ((rc = get_bool(v, "include_usage", &r->include_usage, e)) < 0 ||
+		    (rc = get_bool(v, "continuous_usage_stats", &r->continuous_usage, e)) < 0)
 			return rc;
 	}
 	if (r->kind == REQ_CHAT) {

@@ -53,6 +53,7 @@ struct req {
 	char *stop[REQ_MAX_STOP];
 	size_t n_stop;
 	bool stream, include_usage;
+	bool continuous_usage;      /* vLLM's stream_options.continuous_usage_stats: usage in every chunk */
 	bool logprobs;              /* chat: logprobs true */
 	int top_logprobs;           /* chat: 0..20; completions: logprobs N (0..20), -1 when absent */
 	bool echo;                  /* completions */
