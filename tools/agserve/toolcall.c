@@ -136,71 +136,71 @@ static json_t *json_at(const char *p, size_t i, size_t len, size_t *ret_end)
 	return v;
 }
 
-static int parse_hermes(const char *p, size_t len, size_t i, struct tc_result *r)
+/* Hermes: the body is {"name": N, "arguments": {...}}. */
+static int hermes_body(const char *p, size_t b, size_t e, struct tc_result *r)
 {
-	while (i < len) {
-		if (!starts(p + i, len - i, HERMES_OPEN))
-			return -EINVAL;
-		i += sizeof(HERMES_OPEN) - 1;
-		const char *close = find(p + i, len - i, HERMES_CLOSE);
-		size_t body_end = close ? (size_t)(close - p) : len; /* the model may stop before the close */
-		json_t *o = json_loadb(p + i, body_end - i, 0, NULL);
-		int rc = o ? add_obj(r, o) : -EINVAL;
-		json_decref(o);
-		if (rc < 0)
-			return rc;
-		i = close ? body_end + sizeof(HERMES_CLOSE) - 1 : len;
-		i = skip_ws(p, i, len);
-	}
-	return 0;
+	json_t *o = json_loadb(p + b, e - b, 0, NULL);
+	int rc = o ? add_obj(r, o) : -EINVAL;
+	json_decref(o);
+	return rc;
 }
 
-/* GLM: NAME then <arg_key>K</arg_key> <arg_value>V</arg_value> pairs. */
-static int parse_glm(const char *p, size_t len, size_t i, struct tc_result *r)
+/* GLM: the body is NAME then <arg_key>K</arg_key> <arg_value>V</arg_value> pairs. */
+static int glm_body(const char *p, size_t b, size_t e, struct tc_result *r)
+{
+	size_t name_end = b;
+	while (name_end < e && !starts(p + name_end, e - name_end, "<arg_key>"))
+		name_end++;
+	size_t n0 = skip_ws(p, b, name_end), n1 = trim_end(p, name_end);
+	if (n1 <= n0)
+		return -EINVAL;
+	json_t *args = json_object();
+	if (!args)
+		return -ENOMEM;
+	size_t k = name_end;
+	int rc = 0;
+	while (rc == 0 && (k = skip_ws(p, k, e)) < e) {
+		const char *ke, *vb, *ve;
+		if (!starts(p + k, e - k, "<arg_key>") || !(ke = find(p + k, e - k, "</arg_key>"))) {
+			rc = -EINVAL;
+			break;
+		}
+		size_t kb = k + 9, after = skip_ws(p, (size_t)(ke - p) + 10, e);
+		if (!starts(p + after, e - after, "<arg_value>") || !(ve = find(p + after, e - after, "</arg_value>"))) {
+			rc = -EINVAL;
+			break;
+		}
+		vb = p + after + 11;
+		char *key = strndup(p + kb, (size_t)(ke - p) - kb);
+		json_t *v = json_loadb(vb, (size_t)(ve - vb), JSON_DECODE_ANY, NULL);
+		if (!v)
+			v = json_stringn(vb, (size_t)(ve - vb));
+		if (!key || !v || json_object_set_new(args, key, v))
+			rc = key && v ? -EINVAL : -ENOMEM;
+		free(key);
+		k = (size_t)(ve - p) + 12;
+	}
+	if (rc == 0)
+		rc = add_call(r, p + n0, n1 - n0, args);
+	json_decref(args);
+	return rc;
+}
+
+/* <tool_call>BODY</tool_call>, one or more, only whitespace between; the
+ * model may stop before the last close. */
+static int parse_tagged(const char *p, size_t len, size_t i, struct tc_result *r,
+                        int (*body)(const char *p, size_t b, size_t e, struct tc_result *r))
 {
 	while (i < len) {
 		if (!starts(p + i, len - i, HERMES_OPEN))
 			return -EINVAL;
 		i += sizeof(HERMES_OPEN) - 1;
 		const char *close = find(p + i, len - i, HERMES_CLOSE);
-		size_t end = close ? (size_t)(close - p) : len, name_end = i;
-		while (name_end < end && !starts(p + name_end, end - name_end, "<arg_key>"))
-			name_end++;
-		size_t n0 = skip_ws(p, i, name_end), n1 = trim_end(p, name_end);
-		if (n1 <= n0)
-			return -EINVAL;
-		json_t *args = json_object();
-		if (!args)
-			return -ENOMEM;
-		size_t k = name_end;
-		int rc = 0;
-		while (rc == 0 && (k = skip_ws(p, k, end)) < end) {
-			const char *ke, *vb, *ve;
-			if (!starts(p + k, end - k, "<arg_key>") || !(ke = find(p + k, end - k, "</arg_key>"))) {
-				rc = -EINVAL;
-				break;
-			}
-			size_t kb = k + 9, after = skip_ws(p, (size_t)(ke - p) + 10, end);
-			if (!starts(p + after, end - after, "<arg_value>") || !(ve = find(p + after, end - after, "</arg_value>"))) {
-				rc = -EINVAL;
-				break;
-			}
-			vb = p + after + 11;
-			char *key = strndup(p + kb, (size_t)(ke - p) - kb);
-			json_t *v = json_loadb(vb, (size_t)(ve - vb), JSON_DECODE_ANY, NULL);
-			if (!v)
-				v = json_stringn(vb, (size_t)(ve - vb));
-			if (!key || !v || json_object_set_new(args, key, v))
-				rc = key && v ? -EINVAL : -ENOMEM;
-			free(key);
-			k = (size_t)(ve - p) + 12;
-		}
-		if (rc == 0)
-			rc = add_call(r, p + n0, n1 - n0, args);
-		json_decref(args);
+		size_t e = close ? (size_t)(close - p) : len;
+		int rc = body(p, i, e, r);
 		if (rc < 0)
 			return rc;
-		i = skip_ws(p, close ? end + sizeof(HERMES_CLOSE) - 1 : len, len);
+		i = skip_ws(p, close ? e + sizeof(HERMES_CLOSE) - 1 : len, len);
 	}
 	return 0;
 }
@@ -280,9 +280,8 @@ int tc_parse(enum tc_format f, const char *text, size_t len, struct tc_result *r
 		if (!open)
 			return 0;
 		start = (size_t)(open - text);
-		rc = f == TC_HERMES ? parse_hermes(text, len, start, ret)
-		     : f == TC_GLM  ? parse_glm(text, len, start, ret)
-		                    : parse_mistral(text, len, start, ret);
+		rc = f == TC_MISTRAL ? parse_mistral(text, len, start, ret)
+		                     : parse_tagged(text, len, start, ret, f == TC_GLM ? glm_body : hermes_body);
 		break;
 	case TC_LLAMA3:
 		start = 0;
