@@ -755,7 +755,7 @@ int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, s
 {
 	const struct rt_config *c;
 	struct rt_session *s;
-	size_t kvd, qd;
+	size_t kvd;
 
 	if (!m || !ret_s || max_ctx < 0)
 		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
@@ -766,7 +766,6 @@ int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, s
 		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "context %d exceeds max_position_embeddings %d", max_ctx,
 		               c->max_pos);
 	kvd = (size_t)c->kv_dim;
-	qd = (size_t)c->q_dim;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
@@ -798,16 +797,10 @@ int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, s
 		if (!s->kc[i] || (!s->vc[i] && !c->kv_lora_rank))
 			goto oom;
 	}
-	s->x = malloc(sizeof(float) * CHUNK * c->hidden);
-	s->xn = malloc(sizeof(float) * CHUNK * c->hidden);
-	s->q = malloc(sizeof(float) * CHUNK * qd);
-	s->att = malloc(sizeof(float) * CHUNK * qd);
-	s->g = malloc(sizeof(float) * CHUNK * c->intermediate);
-	s->u = malloc(sizeof(float) * CHUNK * c->intermediate);
-	s->cosb = malloc(sizeof(float) * CHUNK * c->head_dim / 2);
-	s->sinb = malloc(sizeof(float) * CHUNK * c->head_dim / 2);
+	/* the activations come with the first rt_session_forward: a session
+	 * that only runs in batches (the model's buffers) never needs them */
 	s->last = malloc(sizeof(float) * c->vocab);
-	if (!s->x || !s->xn || !s->q || !s->att || !s->g || !s->u || !s->cosb || !s->sinb || !s->last)
+	if (!s->last)
 		goto oom;
 	*ret_s = s;
 	return 0;
@@ -1206,6 +1199,31 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int e
 	}
 }
 
+/* A CPU session's activations for forward_chunk, allocated on first use. */
+static int session_scratch(struct rt_session *s)
+{
+	const struct rt_config *c = &s->m->cfg;
+	size_t qd = (size_t)c->q_dim;
+
+	if (s->x)
+		return 0;
+	s->x = malloc(sizeof(float) * CHUNK * c->hidden);
+	s->xn = malloc(sizeof(float) * CHUNK * c->hidden);
+	s->q = malloc(sizeof(float) * CHUNK * qd);
+	s->att = malloc(sizeof(float) * CHUNK * qd);
+	s->g = malloc(sizeof(float) * CHUNK * c->intermediate);
+	s->u = malloc(sizeof(float) * CHUNK * c->intermediate);
+	s->cosb = malloc(sizeof(float) * CHUNK * c->head_dim / 2);
+	s->sinb = malloc(sizeof(float) * CHUNK * c->head_dim / 2);
+	if (!s->x || !s->xn || !s->q || !s->att || !s->g || !s->u || !s->cosb || !s->sinb) {
+		free(s->xn), free(s->q), free(s->att), free(s->g), free(s->u), free(s->cosb), free(s->sinb);
+		free(s->x);
+		s->x = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool all_logits, float *logits,
                        struct rt_error *err)
 {
@@ -1222,6 +1240,8 @@ int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool 
 	for (size_t i = 0; i < n; i++)
 		if (ids[i] < 0 || ids[i] >= V)
 			return rt_fail(err, RT_ERR_USAGE, -EINVAL, "token id %d out of range [0, %d)", ids[i], V);
+	if (!s->ds && session_scratch(s) < 0)
+		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory for a %zu-token forward", n);
 	pthread_mutex_lock(&s->m->run);
 	end = s->pos + (int)n;
 	for (size_t done = 0; done < n;) {
