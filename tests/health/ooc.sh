@@ -87,6 +87,29 @@ a = json.loads(p.stdout)["prompts"]; b = json.load(open("rep-stream.json"))["pro
 assert a == b, (a, b)
 PY
 
+# the built-in prompts (about 740 teacher-forced tokens: a KV cache of 73 MB
+# on this model, 50 MB of it the 511-token long-context prompt) do not fit
+# beside a layer under 96 MiB in one batch: two batches, each reading the
+# weights once, and the RSS still under the limit
+check "record a suite with the built-in prompts" "$AGRUN" record "$M" --out suite5.json -n 4
+r=$(maxrss rep5.json "$AGRUN" check "$M" --suite suite5.json --json --max-memory 96M)
+if [ "${r% *}" = 0 ] && [ $ASAN = 0 ]; then
+	[ "${r#* }" -lt $((96 << 20)) ] && ok "agrun check --max-memory 96M with the built-in prompts passes (peak RSS $((${r#* } >> 20)) MiB)" ||
+		not_ok "agrun check --max-memory 96M with the built-in prompts passes (peak RSS $((${r#* } >> 20)) MiB, limit 96 MiB)"
+else
+	check "agrun check --max-memory 96M with the built-in prompts passes" test "${r% *}" = 0
+fi
+check "... in two batches, reading the weights twice" $PY - rep5.json "$W" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); w = int(sys.argv[2]); m = r["memory"]
+assert r["pass"] is True and m["batches"] == 2, m
+assert 1.98 * w <= m["bytes_read"] <= 2.02 * w, (m["bytes_read"], w)
+PY
+$PY - rep-stream.json <<'PY' || not_ok "the three-prompt check ran in one batch"
+import json, sys
+assert json.load(open(sys.argv[1]))["memory"]["batches"] == 1
+PY
+
 # 3. agctl health on a slot holding the model, limit 64 MiB: agrun gets --max-memory
 if [ $ASAN = 1 ]; then
 	ok "agctl health under a 64 MiB limit # SKIP RLIMIT_DATA leaves ASan no room"

@@ -14,7 +14,7 @@
  *   decode_tok_s  number   decode speed, tokens/s (null when streaming)
  *   device        string   the backend that ran the check ("cpu", "cuda")
  *   weights       {resident_bytes, mapped_bytes}
- *   memory        {mode ("mapped" or "streaming"), max_memory, bytes_read (weight
+ *   memory        {mode ("mapped" or "streaming"), max_memory, batches, bytes_read (weight
  *                 bytes the check read, streaming only), largest_stage_bytes, peak_rss_bytes}
  *   prompts       array of {name, pass, tokenizer_ok, max_margin, max_kl}
  *
@@ -37,6 +37,7 @@
 #define HR_MODE_MAPPED      "mapped"    /* every weight mapped at once */
 #define HR_MODE_STREAMING   "streaming" /* layers streamed: latency not measured */
 #define HR_MEMORY_MAX       "max_memory"     /* bytes, 0: no limit */
+#define HR_MEMORY_BATCHES   "batches"        /* teacher-forced batches (each reads the weights once) */
 #define HR_MEMORY_BYTES_READ "bytes_read"    /* weight bytes the teacher-forced pass read */
 #define HR_MEMORY_LARGEST_STAGE "largest_stage_bytes"
 #define HR_MEMORY_PEAK_RSS  "peak_rss_bytes" /* VmHWM at the end of the check */
