@@ -63,7 +63,8 @@ int rt_stream_new(const struct st_set *st, int n_layers, bool tied, uint64_t max
 	size_t k = 0;
 
 	if (!s || !(s->r = calloc((size_t)(n ? n : 1), sizeof(*s->r))) ||
-	    !(s->first = calloc((size_t)ns + 1, sizeof(*s->first))) || !(s->bytes = calloc((size_t)ns, sizeof(uint64_t)))) {
+	    !(s->first = calloc((size_t)ns + 1, sizeof(*s->first))) ||
+	    !(s->bytes = calloc((size_t)ns, sizeof(uint64_t)))) {
 		rt_stream_free(s);
 		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
 	}
@@ -103,8 +104,9 @@ int rt_stream_new(const struct st_set *st, int n_layers, bool tied, uint64_t max
 				snprintf(what, sizeof(what), "layer %d", sg - 1);
 			else
 				snprintf(what, sizeof(what), "the output head");
-			rt_fail(err, RT_ERR_USAGE, -E2BIG, "%s takes %.1f MiB, more than the %.1f MiB a streamed stage may take",
-			        what, s->bytes[sg] / 1048576.0, max_stage / 1048576.0);
+			rt_fail(err, RT_ERR_USAGE, -E2BIG,
+			        "%s takes %.1f MiB, more than the %.1f MiB a streamed stage may take", what,
+			        s->bytes[sg] / 1048576.0, max_stage / 1048576.0);
 			rt_stream_free(s);
 			return -E2BIG;
 		}
