@@ -16,6 +16,7 @@
 #include "dtype.h"
 #include "rt_error.h"
 #include "safetensors.h"
+#include "stream.h"
 
 #define CHUNK 256 /* prompt tokens per batched forward */
 _Static_assert(CHUNK <= RT_DEV_CHUNK, "device sessions size their buffers for RT_DEV_CHUNK tokens");
@@ -39,6 +40,8 @@ struct rt_model {
 	struct batch_scratch *bs;     /* rt_forward_batch's buffers, allocated on first use (under run) */
 	struct moe_scratch *moe;      /* MoE blocks' buffers (both paths run under run), NULL when dense */
 	struct mla_scratch *mla;      /* latent attention's buffers, NULL without MLA */
+	struct rt_stream *stream;     /* out-of-core: layers streamed from the files, NULL when all mapped */
+	uint64_t max_memory;          /* rt_load_opts.max_memory */
 };
 
 /* Buffers of multi-head latent attention over at most CHUNK rows. */
@@ -510,6 +513,7 @@ void rt_model_free(struct rt_model *m)
 		}
 	free(m->layers);
 	batch_scratch_free(m->bs);
+	rt_stream_free(m->stream);
 	moe_scratch_free(m->moe);
 	mla_scratch_free(m->mla);
 	free(m->final_norm);
@@ -630,6 +634,18 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 			rt_fail(err, RT_ERR_INTERNAL, r, "cannot start %d threads: %s", nthr, strerror(-r));
 			goto out;
 		}
+		m->max_memory = opts ? opts->max_memory : 0;
+		if (m->max_memory && rt_st_total_bytes(m->st) > m->max_memory / 4 * 3 &&
+		    (r = rt_stream_new(m->st, c->n_layers, c->tie_embeddings, m->max_memory / 2, &m->stream, err)) < 0) {
+			/* the message names the stage; say which limit */
+			char msg[sizeof(err->msg)];
+			if (err) {
+				snprintf(msg, sizeof(msg), "%s", err->msg);
+				rt_fail(err, err->code, r, "%s: cannot run under a memory limit of %.1f MiB: %s", dir,
+				        m->max_memory / 1048576.0, msg);
+			}
+			goto out;
+		}
 	}
 	{
 		struct rt_model_info *in = &m->info;
@@ -690,6 +706,17 @@ const struct rt_model_info *rt_model_get_info(const struct rt_model *m)
 	return &m->info;
 }
 
+void rt_model_stream_info(const struct rt_model *m, struct rt_stream_info *ret)
+{
+	struct rt_stream_stats st;
+
+	rt_stream_get_stats(m->stream, &st);
+	*ret = (struct rt_stream_info){.streaming = m->stream != NULL,
+	                               .max_memory = m->max_memory,
+	                               .bytes_read = st.bytes_read,
+	                               .largest_stage = st.largest_stage};
+}
+
 int rt_model_resident(const struct rt_model *m, uint64_t *ret_resident, uint64_t *ret_mapped)
 {
 	if (!m || !ret_resident || !ret_mapped)
@@ -728,7 +755,7 @@ int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, s
 {
 	const struct rt_config *c;
 	struct rt_session *s;
-	size_t kvd, qd;
+	size_t kvd;
 
 	if (!m || !ret_s || max_ctx < 0)
 		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
@@ -739,7 +766,6 @@ int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, s
 		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "context %d exceeds max_position_embeddings %d", max_ctx,
 		               c->max_pos);
 	kvd = (size_t)c->kv_dim;
-	qd = (size_t)c->q_dim;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
@@ -771,16 +797,10 @@ int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, s
 		if (!s->kc[i] || (!s->vc[i] && !c->kv_lora_rank))
 			goto oom;
 	}
-	s->x = malloc(sizeof(float) * CHUNK * c->hidden);
-	s->xn = malloc(sizeof(float) * CHUNK * c->hidden);
-	s->q = malloc(sizeof(float) * CHUNK * qd);
-	s->att = malloc(sizeof(float) * CHUNK * qd);
-	s->g = malloc(sizeof(float) * CHUNK * c->intermediate);
-	s->u = malloc(sizeof(float) * CHUNK * c->intermediate);
-	s->cosb = malloc(sizeof(float) * CHUNK * c->head_dim / 2);
-	s->sinb = malloc(sizeof(float) * CHUNK * c->head_dim / 2);
+	/* the activations come with the first rt_session_forward: a session
+	 * that only runs in batches (the model's buffers) never needs them */
 	s->last = malloc(sizeof(float) * c->vocab);
-	if (!s->x || !s->xn || !s->q || !s->att || !s->g || !s->u || !s->cosb || !s->sinb || !s->last)
+	if (!s->last)
 		goto oom;
 	*ret_s = s;
 	return 0;
@@ -1128,6 +1148,7 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int e
 	size_t qd = (size_t)nh * hd, kvd = (size_t)c->kv_dim; /* kv_dim: nkv * hd unless MLA */
 	int pos0 = s->pos;
 
+	rt_stream_enter(m->stream, RT_STREAM_EMBED);
 	for (int t = 0; t < T; t++)
 		embed_row(&m->embed, ids[t], s->x + (size_t)t * H);
 	for (int t = 0; t < T; t++)
@@ -1137,6 +1158,7 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int e
 		float *kdst = s->kc[l] + (size_t)pos0 * kvd; /* [T][nkv*hd] inside the cache */
 		float *vdst;
 
+		rt_stream_enter(m->stream, l);
 		rmsnorm(s->xn, s->x, L->attn_norm, T, H, c->rms_eps);
 		if (c->kv_lora_rank) {
 			int lat = c->kv_dim;
@@ -1167,6 +1189,7 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int e
 	s->pos += T;
 	if (!logits)
 		return;
+	rt_stream_enter(m->stream, c->n_layers);
 	if (all) {
 		rmsnorm(s->xn, s->x, m->final_norm, T, H, c->rms_eps);
 		be->ops->matmul(be, logits, s->xn, &m->lm_head, NULL, T, false);
@@ -1174,6 +1197,31 @@ static void forward_chunk(struct rt_session *s, const int32_t *ids, int T, int e
 		rmsnorm(s->xn, s->x + (size_t)(T - 1) * H, m->final_norm, 1, H, c->rms_eps);
 		be->ops->matmul(be, logits, s->xn, &m->lm_head, NULL, 1, false);
 	}
+}
+
+/* A CPU session's activations for forward_chunk, allocated on first use. */
+static int session_scratch(struct rt_session *s)
+{
+	const struct rt_config *c = &s->m->cfg;
+	size_t qd = (size_t)c->q_dim;
+
+	if (s->x)
+		return 0;
+	s->x = malloc(sizeof(float) * CHUNK * c->hidden);
+	s->xn = malloc(sizeof(float) * CHUNK * c->hidden);
+	s->q = malloc(sizeof(float) * CHUNK * qd);
+	s->att = malloc(sizeof(float) * CHUNK * qd);
+	s->g = malloc(sizeof(float) * CHUNK * c->intermediate);
+	s->u = malloc(sizeof(float) * CHUNK * c->intermediate);
+	s->cosb = malloc(sizeof(float) * CHUNK * c->head_dim / 2);
+	s->sinb = malloc(sizeof(float) * CHUNK * c->head_dim / 2);
+	if (!s->x || !s->xn || !s->q || !s->att || !s->g || !s->u || !s->cosb || !s->sinb) {
+		free(s->xn), free(s->q), free(s->att), free(s->g), free(s->u), free(s->cosb), free(s->sinb);
+		free(s->x);
+		s->x = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool all_logits, float *logits,
@@ -1192,6 +1240,8 @@ int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool 
 	for (size_t i = 0; i < n; i++)
 		if (ids[i] < 0 || ids[i] >= V)
 			return rt_fail(err, RT_ERR_USAGE, -EINVAL, "token id %d out of range [0, %d)", ids[i], V);
+	if (!s->ds && session_scratch(s) < 0)
+		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory for a %zu-token forward", n);
 	pthread_mutex_lock(&s->m->run);
 	end = s->pos + (int)n;
 	for (size_t done = 0; done < n;) {
@@ -1403,80 +1453,110 @@ static int batch_scratch_get(struct rt_model *m, size_t lg_rows, struct batch_sc
 	return 0;
 }
 
-/* One batched step over n_seg segments (rows [0, rows) in total, rows <=
- * CHUNK).  Mirrors forward_chunk row by row: the same kernels (the matmul
- * tiles sum each row in the same order for any T) and the same order of
- * operations per token, so each sequence gets the logits it gets alone. */
+/* The rows of one batched step: n_seg segments, rows [0, rows) in total
+ * (rows <= CHUNK); x, cosb and sinb are the step's own (rt_forward_batch:
+ * the scratch's; rt_forward_batch_all: one slice per step of the call). */
+struct batch_rows {
+	struct batch_seg *seg;
+	int n_seg, rows;
+	float *x;           /* [rows][hidden] */
+	float *cosb, *sinb; /* [rows][hd/2] */
+};
+
+static void batch_embed(struct rt_model *m, const struct batch_rows *br)
+{
+	int H = m->cfg.hidden, half = m->cfg.head_dim / 2;
+
+	for (int j = 0; j < br->n_seg; j++) {
+		const struct batch_seg *sg = &br->seg[j];
+		for (int t = 0; t < sg->T; t++) {
+			size_t r = (size_t)sg->row0 + t;
+			embed_row(&m->embed, sg->ids[t], br->x + r * H);
+			/* a prompt split across steps keeps its own sequence end */
+			rope_row(m, sg->pos0 + t, sg->end, br->cosb + r * half, br->sinb + r * half);
+		}
+	}
+}
+
+/* Layer l over one step's rows.  Mirrors forward_chunk row by row: the same
+ * kernels (the matmul tiles sum each row in the same order for any T) and
+ * the same order of operations per token, so each sequence gets the logits
+ * it gets alone. */
+static void batch_layer(struct rt_model *m, struct batch_scratch *b, int l, const struct batch_rows *br)
+{
+	const struct rt_config *c = &m->cfg;
+	struct rt_backend *be = m->be;
+	const struct rt_layer *L = &m->layers[l];
+	int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, n_seg = br->n_seg, rows = br->rows;
+	size_t qd = (size_t)nh * hd, kvd = (size_t)c->kv_dim; /* kv_dim: nkv * hd unless MLA */
+	float *x = br->x;
+
+	/* every matrix below is read once for all rows of all sequences */
+	rmsnorm(b->xn, x, L->attn_norm, rows, H, c->rms_eps);
+	if (c->kv_lora_rank) {
+		/* latent rows into each session's cache; keys and values both read it */
+		mla_project(m, L, b->xn, rows, br->cosb, br->sinb, b->q, b->k);
+		for (int j = 0; j < n_seg; j++) {
+			const struct batch_seg *sg = &br->seg[j];
+			struct rt_session *s = sg->s;
+			memcpy(s->kc[l] + (size_t)sg->pos0 * kvd, b->k + (size_t)sg->row0 * kvd,
+			       sizeof(float) * kvd * sg->T);
+			b->aseg[j] = (struct rt_att_seg){s->kc[l], s->kc[l], sg->row0, sg->T, sg->pos0};
+		}
+		be->ops->attention_batch(be, b->att, b->q, b->aseg, n_seg, nh, 1, (int)kvd, 0);
+		mla_output(m, L, x, b->att, rows);
+		goto ffn;
+	}
+	be->ops->matmul(be, b->q, b->xn, &L->wq, L->bq, rows, false);
+	be->ops->matmul(be, b->k, b->xn, &L->wk, L->bk, rows, false);
+	be->ops->matmul(be, b->v, b->xn, &L->wv, L->bv, rows, false);
+	if (c->qk_norm_full) {
+		rmsnorm(b->q, b->q, L->q_norm, rows, nh * hd, c->rms_eps);
+		rmsnorm(b->k, b->k, L->k_norm, rows, nkv * hd, c->rms_eps);
+	} else if (c->qk_norm) {
+		rmsnorm(b->q, b->q, L->q_norm, rows * nh, hd, c->rms_eps);
+		rmsnorm(b->k, b->k, L->k_norm, rows * nkv, hd, c->rms_eps);
+	}
+	/* RoPE per row with that row's own position */
+	rope(b->q, rows, nh, hd, c->rope_dim, qd, br->cosb, br->sinb);
+	rope(b->k, rows, nkv, hd, c->rope_dim, kvd, br->cosb, br->sinb);
+	for (int j = 0; j < n_seg; j++) {
+		const struct batch_seg *sg = &br->seg[j];
+		struct rt_session *s = sg->s;
+		memcpy(s->kc[l] + (size_t)sg->pos0 * kvd, b->k + (size_t)sg->row0 * kvd, sizeof(float) * kvd * sg->T);
+		memcpy(s->vc[l] + (size_t)sg->pos0 * kvd, b->v + (size_t)sg->row0 * kvd, sizeof(float) * kvd * sg->T);
+		b->aseg[j] = (struct rt_att_seg){s->kc[l], s->vc[l], sg->row0, sg->T, sg->pos0};
+	}
+	be->ops->attention_batch(be, b->att, b->q, b->aseg, n_seg, nh, nkv, hd, c->sliding_window);
+	be->ops->matmul(be, x, b->att, &L->wo, L->bo, rows, true);
+ffn:
+	rmsnorm(b->xn, x, L->ffn_norm, rows, H, c->rms_eps);
+	ffn(m, L, x, b->xn, b->g, b->u, rows);
+}
+
+/* One batched step of rt_forward_batch: every layer over the step's rows,
+ * then the logits of the sequences that end in it. */
 static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int n_seg, int rows, float *logits,
                                bool direct)
 {
 	const struct rt_config *c = &m->cfg;
 	struct rt_backend *be = m->be;
-	int H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, half = hd / 2, V = c->vocab;
-	size_t qd = (size_t)nh * hd, kvd = (size_t)c->kv_dim; /* kv_dim: nkv * hd unless MLA */
+	int H = c->hidden, V = c->vocab;
 	int n_log = 0;
 	long out0 = -1;
+	struct batch_rows br = {b->seg, n_seg, rows, b->x, b->cosb, b->sinb};
 
-	for (int j = 0; j < n_seg; j++) {
-		const struct batch_seg *sg = &b->seg[j];
-		for (int t = 0; t < sg->T; t++) {
-			size_t r = (size_t)sg->row0 + t;
-			embed_row(&m->embed, sg->ids[t], b->x + r * H);
-			/* a prompt split across steps keeps its own sequence end */
-			rope_row(m, sg->pos0 + t, sg->end, b->cosb + r * half, b->sinb + r * half);
-		}
-	}
+	rt_stream_enter(m->stream, RT_STREAM_EMBED);
+	batch_embed(m, &br);
 	for (int l = 0; l < c->n_layers; l++) {
-		const struct rt_layer *L = &m->layers[l];
-
-		/* every matrix below is read once for all rows of all sequences */
-		rmsnorm(b->xn, b->x, L->attn_norm, rows, H, c->rms_eps);
-		if (c->kv_lora_rank) {
-			/* latent rows into each session's cache; keys and values both read it */
-			mla_project(m, L, b->xn, rows, b->cosb, b->sinb, b->q, b->k);
-			for (int j = 0; j < n_seg; j++) {
-				const struct batch_seg *sg = &b->seg[j];
-				struct rt_session *s = sg->s;
-				memcpy(s->kc[l] + (size_t)sg->pos0 * kvd, b->k + (size_t)sg->row0 * kvd,
-				       sizeof(float) * kvd * sg->T);
-				b->aseg[j] = (struct rt_att_seg){s->kc[l], s->kc[l], sg->row0, sg->T, sg->pos0};
-			}
-			be->ops->attention_batch(be, b->att, b->q, b->aseg, n_seg, nh, 1, (int)kvd, 0);
-			mla_output(m, L, b->x, b->att, rows);
-			goto ffn;
-		}
-		be->ops->matmul(be, b->q, b->xn, &L->wq, L->bq, rows, false);
-		be->ops->matmul(be, b->k, b->xn, &L->wk, L->bk, rows, false);
-		be->ops->matmul(be, b->v, b->xn, &L->wv, L->bv, rows, false);
-		if (c->qk_norm_full) {
-			rmsnorm(b->q, b->q, L->q_norm, rows, nh * hd, c->rms_eps);
-			rmsnorm(b->k, b->k, L->k_norm, rows, nkv * hd, c->rms_eps);
-		} else if (c->qk_norm) {
-			rmsnorm(b->q, b->q, L->q_norm, rows * nh, hd, c->rms_eps);
-			rmsnorm(b->k, b->k, L->k_norm, rows * nkv, hd, c->rms_eps);
-		}
-		/* RoPE per row with that row's own position */
-		rope(b->q, rows, nh, hd, c->rope_dim, qd, b->cosb, b->sinb);
-		rope(b->k, rows, nkv, hd, c->rope_dim, kvd, b->cosb, b->sinb);
-		for (int j = 0; j < n_seg; j++) {
-			const struct batch_seg *sg = &b->seg[j];
-			struct rt_session *s = sg->s;
-			memcpy(s->kc[l] + (size_t)sg->pos0 * kvd, b->k + (size_t)sg->row0 * kvd,
-			       sizeof(float) * kvd * sg->T);
-			memcpy(s->vc[l] + (size_t)sg->pos0 * kvd, b->v + (size_t)sg->row0 * kvd,
-			       sizeof(float) * kvd * sg->T);
-			b->aseg[j] = (struct rt_att_seg){s->kc[l], s->vc[l], sg->row0, sg->T, sg->pos0};
-		}
-		be->ops->attention_batch(be, b->att, b->q, b->aseg, n_seg, nh, nkv, hd, c->sliding_window);
-		be->ops->matmul(be, b->x, b->att, &L->wo, L->bo, rows, true);
-	ffn:
-		rmsnorm(b->xn, b->x, L->ffn_norm, rows, H, c->rms_eps);
-		ffn(m, L, b->x, b->xn, b->g, b->u, rows);
+		rt_stream_enter(m->stream, l);
+		batch_layer(m, b, l, &br);
 	}
 	for (int j = 0; j < n_seg; j++)
 		b->seg[j].s->pos += b->seg[j].T;
 	if (!logits)
 		return;
+	rt_stream_enter(m->stream, c->n_layers);
 	/* lm_head only over the last row of each sequence that ends here */
 	for (int j = 0; j < n_seg; j++) {
 		const struct batch_seg *sg = &b->seg[j];
@@ -1502,27 +1582,25 @@ static void forward_batch_step(struct rt_model *m, struct batch_scratch *b, int 
 			memcpy(logits + (size_t)b->seg[j].out * V, b->lg + (size_t)n_log++ * V, sizeof(float) * V);
 }
 
-/* CPU: all sessions' tokens are gathered into steps of at most CHUNK rows;
- * each step streams every weight matrix once for all of them. */
-int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
-                     float *logits, struct rt_error *err)
+/* Checks a batch before any session moves: what rt_forward_batch's
+ * contract refuses.  *ret_first and *ret_last: the first and last entry
+ * with tokens; *ret_active: how many have tokens. */
+static int batch_validate(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
+                          size_t *ret_first, size_t *ret_last, size_t *ret_active, struct rt_error *err)
 {
-	struct rt_model *m;
-	struct batch_scratch *b;
-	size_t n_active = 0, first = 0, last = 0, i, done;
-	bool contiguous;
+	size_t n_active = 0, first = 0, last = 0, i;
 	int r = 0, V;
 
 	if (!ss || !ids || !n_ids)
 		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
-	if (n == 0)
-		return 0;
 	for (i = 0; i < n; i++)
 		if (!ss[i] || (n_ids[i] && !ids[i]) || ss[i]->m != ss[0]->m)
 			return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid batch entry %zu", i);
-	m = ss[0]->m;
-	V = m->cfg.vocab;
-	/* validate everything before any session moves */
+	if (n == 0) {
+		*ret_first = *ret_last = *ret_active = 0;
+		return 0;
+	}
+	V = ss[0]->m->cfg.vocab;
 	for (i = 0; i < n && r == 0; i++) {
 		struct rt_session *s = ss[i];
 		if (!n_ids[i])
@@ -1552,8 +1630,66 @@ int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, co
 		ss[j]->in_batch = false;
 	if (r < 0)
 		return r;
-	if (!n_active)
-		return 0;
+	*ret_first = first;
+	*ret_last = last;
+	*ret_active = n_active;
+	return 0;
+}
+
+/* Plans one step of at most CHUNK rows from entry *i, token *done on (a
+ * long entry is split across steps), up to entry last; advances both and
+ * returns the step's rows, its n_seg segments in seg.  advanced: the
+ * earlier steps' tokens are already counted in the sessions' positions
+ * (rt_forward_batch runs each step before planning the next). */
+static int batch_plan_step(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t last,
+                           bool advanced, size_t *i, size_t *done, struct batch_seg *seg, int *ret_n_seg)
+{
+	int rows = 0, n_seg = 0;
+
+	while (*i <= last && rows < CHUNK) {
+		size_t take, k = *i;
+		int pos0;
+		if (!n_ids[k]) {
+			(*i)++;
+			continue;
+		}
+		take = n_ids[k] - *done;
+		if (take > (size_t)(CHUNK - rows))
+			take = (size_t)(CHUNK - rows);
+		pos0 = ss[k]->pos + (advanced ? 0 : (int)*done);
+		seg[n_seg++] = (struct batch_seg){ss[k],
+		                                  ids[k] + *done,
+		                                  (int)take,
+		                                  pos0,
+		                                  rows,
+		                                  pos0 + (int)(n_ids[k] - *done),
+		                                  *done + take == n_ids[k] ? (long)k : -1};
+		rows += (int)take;
+		*done += take;
+		if (*done == n_ids[k]) {
+			(*i)++;
+			*done = 0;
+		}
+	}
+	*ret_n_seg = n_seg;
+	return rows;
+}
+
+/* CPU: all sessions' tokens are gathered into steps of at most CHUNK rows;
+ * each step streams every weight matrix once for all of them. */
+int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
+                     float *logits, struct rt_error *err)
+{
+	struct rt_model *m;
+	struct batch_scratch *b;
+	size_t n_active, first, last, i, done;
+	bool contiguous;
+	int r;
+
+	r = batch_validate(ss, ids, n_ids, n, &first, &last, &n_active, err);
+	if (r < 0 || !n_active)
+		return r;
+	m = ss[0]->m;
 	if (m->dev)
 		return forward_batch_each(ss, ids, n_ids, n, logits, err);
 	contiguous = last - first + 1 == n_active;
@@ -1568,32 +1704,117 @@ int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, co
 	i = first;
 	done = 0;
 	while (i <= last) {
-		int rows = 0, n_seg = 0;
-		while (i <= last && rows < CHUNK) {
-			size_t take;
-			if (!n_ids[i]) {
-				i++;
-				continue;
-			}
-			take = n_ids[i] - done;
-			if (take > (size_t)(CHUNK - rows))
-				take = (size_t)(CHUNK - rows);
-			b->seg[n_seg++] = (struct batch_seg){ss[i],
-			                                     ids[i] + done,
-			                                     (int)take,
-			                                     ss[i]->pos,
-			                                     rows,
-			                                     ss[i]->pos + (int)(n_ids[i] - done),
-			                                     done + take == n_ids[i] ? (long)i : -1};
-			rows += (int)take;
-			done += take;
-			if (done == n_ids[i]) {
-				i++;
-				done = 0;
-			}
-		}
+		int n_seg, rows = batch_plan_step(ss, ids, n_ids, last, true, &i, &done, b->seg, &n_seg);
 		forward_batch_step(m, b, n_seg, rows, logits, contiguous);
 	}
 	pthread_mutex_unlock(&m->run);
 	return 0;
+}
+
+/* Device sessions for rt_forward_batch_all: each in turn, all logits. */
+static int forward_batch_all_each(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids,
+                                  size_t n, float *logits, struct rt_error *err)
+{
+	size_t row = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int r, pos0 = ss[i]->pos;
+		if (!n_ids[i])
+			continue;
+		r = rt_session_forward(ss[i], ids[i], n_ids[i], true, logits + row * (size_t)ss[i]->m->cfg.vocab, err);
+		if (r < 0) {
+			ss[i]->pos = pos0;
+			for (size_t j = 0; j < i; j++)
+				ss[j]->pos -= (int)n_ids[j];
+			return r;
+		}
+		row += n_ids[i];
+	}
+	return 0;
+}
+
+/* CPU: the layers are the outer loop and the steps of at most CHUNK rows
+ * the inner one, so each layer's weights are read (and, streamed, mapped)
+ * once per call.  A step's attention at layer l reads the cache rows of
+ * layer l that the earlier steps of the same sequence wrote. */
+int rt_forward_batch_all(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
+                         float *logits, struct rt_error *err)
+{
+	struct rt_model *m;
+	struct batch_scratch *b;
+	struct batch_seg *seg = NULL;
+	size_t n_active, first, last, n_steps, n_segs, total = 0, *step0 = NULL;
+	int r, *nrows = NULL, H, half, V;
+	float *x = NULL, *cs = NULL, *sn = NULL;
+
+	r = batch_validate(ss, ids, n_ids, n, &first, &last, &n_active, err);
+	if (r < 0 || !n_active)
+		return r;
+	if (!logits)
+		return rt_fail(err, RT_ERR_USAGE, -EINVAL, "invalid arguments");
+	m = ss[0]->m;
+	if (m->dev)
+		return forward_batch_all_each(ss, ids, n_ids, n, logits, err);
+	H = m->cfg.hidden;
+	half = m->cfg.head_dim / 2;
+	V = m->cfg.vocab;
+	for (size_t i = first; i <= last; i++)
+		total += n_ids[i];
+	n_steps = (total + CHUNK - 1) / CHUNK; /* every step but the last is full */
+	n_segs = n_steps + n_active;           /* a step adds at most one split entry */
+	seg = malloc(sizeof(*seg) * n_segs);
+	step0 = malloc(sizeof(*step0) * (n_steps + 1));
+	nrows = malloc(sizeof(*nrows) * n_steps);
+	x = malloc(sizeof(float) * total * H);
+	cs = malloc(sizeof(float) * total * (half ? half : 1));
+	sn = malloc(sizeof(float) * total * (half ? half : 1));
+	if (!seg || !step0 || !nrows || !x || !cs || !sn) {
+		r = rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory for a batch of %zu tokens", total);
+		goto out;
+	}
+	{
+		size_t i = first, done = 0, k = 0;
+		step0[0] = 0;
+		for (; k < n_steps && i <= last; k++) {
+			int n_seg;
+			nrows[k] = batch_plan_step(ss, ids, n_ids, last, false, &i, &done, seg + step0[k], &n_seg);
+			step0[k + 1] = step0[k] + (size_t)n_seg;
+		}
+		n_steps = k;
+	}
+	pthread_mutex_lock(&m->run);
+	r = batch_scratch_get(m, 0, &b);
+	if (r < 0) {
+		pthread_mutex_unlock(&m->run);
+		r = rt_fail(err, RT_ERR_INTERNAL, r, "out of memory for a batch of %zu sequences", n_active);
+		goto out;
+	}
+	/* step k's rows are rows row(k).. of the call, in x, cs, sn and logits */
+#define STEP(k, row)                                                                                                  	((struct batch_rows){seg + step0[k], (int)(step0[(k) + 1] - step0[k]), nrows[k], x + (row) * H,              	                     cs + (row) * half, sn + (row) * half})
+	rt_stream_enter(m->stream, RT_STREAM_EMBED);
+	for (size_t k = 0, row = 0; k < n_steps; row += (size_t)nrows[k], k++)
+		batch_embed(m, &STEP(k, row));
+	for (int l = 0; l < m->cfg.n_layers; l++) {
+		rt_stream_enter(m->stream, l);
+		for (size_t k = 0, row = 0; k < n_steps; row += (size_t)nrows[k], k++)
+			batch_layer(m, b, l, &STEP(k, row));
+	}
+	rt_stream_enter(m->stream, m->cfg.n_layers);
+	for (size_t k = 0, row = 0; k < n_steps; row += (size_t)nrows[k], k++) {
+		rmsnorm(b->xn, x + row * H, m->final_norm, nrows[k], H, m->cfg.rms_eps);
+		m->be->ops->matmul(m->be, logits + row * V, b->xn, &m->lm_head, NULL, nrows[k], false);
+	}
+#undef STEP
+	for (size_t i = first; i <= last; i++)
+		ss[i]->pos += (int)n_ids[i];
+	pthread_mutex_unlock(&m->run);
+	r = 0;
+out:
+	free(seg);
+	free(step0);
+	free(nrows);
+	free(x);
+	free(cs);
+	free(sn);
+	return r;
 }

@@ -114,13 +114,14 @@ _agrun()
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
 	case $prev in
 	--device) _agkit_words cpu cuda auto; return ;;
+	--tolerance-profile) _agkit_words default quantized; return ;;
 	--out | --suite | --prompts | --prompt-file | --render-chat | --dump-logits) _agkit_files; return ;;
 	esac
 	if [[ $COMP_CWORD == 1 && $cur != -* ]]; then _agkit_words record check; COMPREPLY+=($(compgen -d -- "$cur")); return; fi
 	if [[ $cur == -* ]]; then
 		_agkit_words --prompt --ids -n --json --top-k --tokenize --detokenize --render-chat --template --dump-logits \
 			--prompt-file --threads --ctx --no-special --skip-special --no-eos --raw --device --warmup --out \
-			--prompts --suite --version
+			--prompts --suite --max-memory --tolerance-profile --version
 	else _agkit_dirs; fi
 }
 

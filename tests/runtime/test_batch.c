@@ -3,6 +3,10 @@
  * embeddings): a prompt of 17 tokens prefilling while three sequences decode
  * one token each at different positions, decode steps, a skipped session,
  * a long prompt split across steps, and the error paths (no session moves).
+ * rt_forward_batch_all (every row's logits, layer-outer over the steps)
+ * against rt_session_forward with all logits, mapped and streamed
+ * (rt_load_opts.max_memory), and the streamed model reading its weights
+ * once per call.
  * TAP output.  usage: test_batch PYTHON3 GEN_TINY_PY */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
@@ -337,6 +341,94 @@ out:
 	rt_model_free(m);
 }
 
+/* rt_forward_batch_all: three sequences (one of 300 tokens, more than a
+ * step, one starting at position 5) against their own all-logits forward. */
+static void test_all(const char *dir, const char *name)
+{
+	static const size_t len[3] = {300, 17, 40};
+	struct rt_error e = {0};
+	struct rt_model *m = NULL, *ms = NULL;
+	struct rt_session *ss[3] = {0}, *st[3] = {0}, *ref = NULL;
+	int32_t *ids[3] = {0}, pre[5] = {3, 1, 4, 1, 5};
+	float *la = NULL, *lr = NULL, *ls = NULL;
+	size_t total = 0;
+	int V, ok = 1;
+	double rel, worst = 0;
+
+	if (rt_model_load(dir, &(struct rt_load_opts){.n_threads = 2, .simd = getenv("AGRT_SIMD")}, &m, &e) < 0) {
+		TAP_OK(0, "%s: batch_all: load: %s", name, e.msg);
+		return;
+	}
+	V = rt_model_get_info(m)->vocab;
+	for (int i = 0; i < 3; i++) {
+		total += len[i];
+		ids[i] = malloc(len[i] * sizeof(int32_t));
+		for (size_t t = 0; ids[i] && t < len[i]; t++)
+			ids[i][t] = rnd_id(V);
+		ok &= ids[i] && rt_session_new(m, 400, &ss[i], &e) == 0;
+	}
+	la = malloc(total * (size_t)V * sizeof(float));
+	lr = malloc(len[0] * (size_t)V * sizeof(float));
+	ls = malloc(total * (size_t)V * sizeof(float));
+	ok &= la && lr && ls && rt_session_new(m, 400, &ref, &e) == 0;
+	if (!ok) {
+		TAP_OK(0, "%s: batch_all: setup: %s", name, e.msg);
+		goto out;
+	}
+	ok &= rt_session_forward(ss[2], pre, 5, false, NULL, &e) == 0;
+	ok &= rt_forward_batch_all(ss, (const int32_t *const *)ids, len, 3, la, &e) == 0;
+	for (int i = 0; ok && i < 3; i++)
+		ok &= rt_session_pos(ss[i]) == (int)len[i] + (i == 2 ? 5 : 0);
+	for (size_t i = 0, row = 0; ok && i < 3; row += len[i], i++) {
+		rt_session_reset(ref);
+		if (i == 2)
+			ok &= rt_session_forward(ref, pre, 5, false, NULL, &e) == 0;
+		ok &= rt_session_forward(ref, ids[i], len[i], true, lr, &e) == 0;
+		for (size_t t = 0; ok && t < len[i]; t++) {
+			ok &= same_logits(la + (row + t) * V, lr + t * V, V, &rel);
+			worst = fmax(worst, rel);
+		}
+	}
+	TAP_OK(ok, "%s: batch_all: 300 + 17 + 40 tokens (one at position 5) give each row's own logits (worst %.2g)", name,
+	       worst);
+	/* streamed: the same bytes, and the weights read once for the call */
+	{
+		uint64_t w = rt_model_get_info(m)->weight_bytes;
+		struct rt_stream_info si;
+		int r = rt_model_load(dir, &(struct rt_load_opts){.n_threads = 2, .simd = getenv("AGRT_SIMD"), .max_memory = w},
+		                      &ms, &e);
+		if (r == -E2BIG) {
+			TAP_OK(1, "%s: batch_all streamed # SKIP a layer is more than half of the model", name);
+			goto out;
+		}
+		ok = r == 0;
+		for (int i = 0; ok && i < 3; i++)
+			ok &= rt_session_new(ms, 400, &st[i], &e) == 0;
+		ok &= ok && rt_session_forward(st[2], pre, 5, false, NULL, &e) == 0;
+		rt_model_stream_info(ms, &si);
+		uint64_t before = si.bytes_read;
+		ok &= ok && rt_forward_batch_all(st, (const int32_t *const *)ids, len, 3, ls, &e) == 0;
+		rt_model_stream_info(ms, &si);
+		TAP_OK(ok && si.streaming && !memcmp(la, ls, total * (size_t)V * sizeof(float)),
+		       "%s: batch_all streamed (max_memory = the weights' size) gives the same bytes", name);
+		TAP_OK(ok && si.bytes_read - before <= w && si.bytes_read - before >= w / 2,
+		       "%s: ... reading the weights once (%llu of %llu bytes)", name,
+		       (unsigned long long)(si.bytes_read - before), (unsigned long long)w);
+	}
+out:
+	for (int i = 0; i < 3; i++) {
+		rt_session_free(ss[i]);
+		rt_session_free(st[i]);
+		free(ids[i]);
+	}
+	rt_session_free(ref);
+	free(la);
+	free(lr);
+	free(ls);
+	rt_model_free(ms);
+	rt_model_free(m);
+}
+
 int main(int argc, char **argv)
 {
 	/* GQA everywhere (4 heads, 2 KV heads); sliding window 8 (mistral);
@@ -373,6 +465,7 @@ int main(int argc, char **argv)
 			char name[64];
 			snprintf(name, sizeof(name), "%s/%s", models[k][0], models[k][1]);
 			test_model(dir, name);
+			test_all(dir, name);
 		}
 	}
 	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);

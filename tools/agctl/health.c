@@ -244,7 +244,11 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 	}
 	/* agserve check serves the model the way agserve will: the model name is the bundle's */
 	char *name = (char *)(bn_deploy_slot(d, slot)->bundle[0] ? bn_deploy_slot(d, slot)->bundle : "model");
-	char *const argv_agrun[] = {agrun, "check", model, "--suite", suite, "--json", NULL};
+	/* the memory limit goes down to agrun too: a model larger than it streams its layers */
+	char memarg[32];
+	snprintf(memarg, sizeof memarg, "%ldM", c->memory_limit_mb);
+	char *const argv_agrun[] = {agrun, "check", model, "--suite", suite, "--json",
+	                            c->memory_limit_mb > 0 ? "--max-memory" : NULL, memarg, NULL};
 	char *const argv_agserve[] = {agrun, "check",  "--model", model, "--suite",
 	                              suite, "--json", "--name",  name,  NULL};
 	char *const *argv = engine ? argv_agserve : argv_agrun;
@@ -325,8 +329,15 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 					         "degraded latency: time to first token %.1f ms against %.1f ms on this host",
 					         res->ttft_ms, bt);
 				} else {
-					snprintf(res->reason, sizeof res->reason, "passed (ttft %.1f ms, decode %.1f tok/s%s)",
-					         res->ttft_ms, res->decode_tok_s,
+					json_t *mem = json_object_get(rep, HR_MEMORY);
+					char fig[160];
+					if (!strcmp(json_is_string(json_object_get(mem, HR_MEMORY_MODE)) ? json_string_value(json_object_get(mem, HR_MEMORY_MODE)) : "", HR_MODE_STREAMING))
+						snprintf(fig, sizeof fig, "streaming: %.1f MB of weights read, latency not measured",
+						         json_number_value(json_object_get(mem, HR_MEMORY_BYTES_READ)) / 1e6);
+					else
+						snprintf(fig, sizeof fig, "ttft %.1f ms, decode %.1f tok/s", res->ttft_ms,
+						         res->decode_tok_s);
+					snprintf(res->reason, sizeof res->reason, "passed (%s%s)", fig,
 					         !res->offline_ready         ? ""
 					         : res->remote_code_allowed ? "; offline-ready, remote code allowed by the bundle"
 					                                    : "; model directory offline-ready");

@@ -20,8 +20,10 @@
 static void usage(FILE *f)
 {
 	fputs("usage: agrun MODEL_DIR (--prompt TEXT | --ids 1,2,3) [-n N] [--json] [--top-k K]\n"
-	      "       agrun record MODEL_DIR --out SUITE.json [--prompts FILE] [-n N] [--top-k K]\n"
-	      "       agrun check MODEL_DIR --suite SUITE.json [--json]\n"
+	      "       agrun record MODEL_DIR --out SUITE.json [--prompts FILE] [-n N] [--top-k K] [--max-memory SIZE]\n"
+	      "         [--tolerance-profile default|quantized]\n"
+	      "       agrun check MODEL_DIR --suite SUITE.json [--json] [--max-memory SIZE]\n"
+	      "         [--tolerance-profile default|quantized]\n"
 	      "       agrun --version\n"
 	      "       agrun MODEL_DIR --tokenize TEXT\n"
 	      "       agrun MODEL_DIR --detokenize 1,2,3\n"
@@ -35,6 +37,8 @@ static void usage(FILE *f)
 	      "         --raw (with --ids: do not load tokenizer.json, print ids)\n"
 	      "         --device cpu|cuda|auto (default auto: CUDA when a GPU is present)\n"
 	      "         --warmup (an untimed short run before the timed one, for benchmarks)\n"
+	      "         --max-memory SIZE (K, M, G, T: stream the layers from the files when the weights\n"
+	      "           take more than 3/4 of SIZE, keeping the process's peak RSS under it)\n"
 	      "exit codes: 0 ok, 1 internal (check: failed), 2 usage, 3 invalid model files, 4 I/O error,\n"
 	      "            8 CUDA device unavailable or failed\n",
 	      f);
@@ -203,7 +207,8 @@ int main(int argc, char **argv)
 		O_DEVICE,
 		O_WARMUP,
 		O_RENDER,
-		O_TEMPLATE
+		O_TEMPLATE,
+		O_MAXMEM
 	};
 	static const struct option lo[] = {
 	    {"prompt", required_argument, NULL, O_PROMPT},
@@ -224,6 +229,7 @@ int main(int argc, char **argv)
 	    {"warmup", no_argument, NULL, O_WARMUP},
 	    {"render-chat", required_argument, NULL, O_RENDER},
 	    {"template", required_argument, NULL, O_TEMPLATE},
+	    {"max-memory", required_argument, NULL, O_MAXMEM},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -245,6 +251,7 @@ int main(int argc, char **argv)
 	const char *device = "auto";
 	char why[256] = "";
 	int backend = RT_BACKEND_CPU, n_gpu = -1;
+	uint64_t max_memory = 0;
 
 	while ((c = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
 		char *end;
@@ -283,6 +290,13 @@ int main(int argc, char **argv)
 		case O_WARMUP: warmup = true; break;
 		case O_RENDER: render_file = optarg; break;
 		case O_TEMPLATE: template_name = optarg; break;
+		case O_MAXMEM:
+			if (agrun_parse_memory(optarg, &max_memory) < 0) {
+				fprintf(stderr, "agrun: --max-memory: '%s' is not a size (bytes, or a number with K, M, G or T)\n",
+				        optarg);
+				return 2;
+			}
+			break;
 		case O_DEVICE:
 			if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") && strcmp(optarg, "auto")) {
 				fprintf(stderr, "agrun: --device must be cpu, cuda or auto, not '%s'\n", optarg);
@@ -381,7 +395,8 @@ int main(int argc, char **argv)
 	                  &(struct rt_load_opts){.n_threads = threads,
 	                                         .backend = backend,
 	                                         .simd = getenv("AGRT_SIMD"),
-	                                         .device_fallback = !strcmp(device, "auto")},
+	                                         .device_fallback = !strcmp(device, "auto"),
+	                                         .max_memory = max_memory},
 	                  &m, &e);
 	if (r < 0) {
 		ret = fail(&e);

@@ -66,6 +66,82 @@ static double fault_slowdown(void)
 	return 1.0;
 }
 
+#define RECORD_USAGE                                                                                                   \
+	"usage: agrun record MODEL_DIR --out SUITE.json [--prompts FILE] [-n N] [--top-k K] [--max-memory SIZE]\n"      \
+	"                    [--tolerance-profile default|quantized]"
+#define CHECK_USAGE                                                                                                    \
+	"usage: agrun check MODEL_DIR --suite SUITE.json [--json] [--max-memory SIZE]\n"                                 \
+	"                   [--tolerance-profile default|quantized]"
+
+/* Tolerances of the teacher-forced comparison.  "quantized": a quantized
+ * variant checked against a suite recorded from the full-precision model;
+ * the values come from the measurements in docs/HEALTH.md ("Quantized
+ * variants"). */
+struct tolerance_profile {
+	const char *name;
+	double logit_margin, kl_max;
+};
+static const struct tolerance_profile profiles[] = {
+	{"default", 1.0, 0.01},
+	{"quantized", 3.0, 0.5},
+};
+
+static const struct tolerance_profile *find_profile(const char *cmd, const char *name)
+{
+	for (size_t i = 0; i < sizeof profiles / sizeof *profiles; i++)
+		if (!strcmp(profiles[i].name, name))
+			return &profiles[i];
+	fprintf(stderr, "agrun: %s: --tolerance-profile must be default or quantized, not '%s'\n", cmd, name);
+	return NULL;
+}
+
+int agrun_parse_memory(const char *s, uint64_t *ret)
+{
+	/* DIGITS[K|M|G|T], binary units: the memory limits agctl passes are MiB */
+	char *end;
+	errno = 0;
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	unsigned long long v = strtoull(s, &end, 10);
+	int shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (errno || *end || v == 0 || v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*ret = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_memory(const char *cmd, const char *s, uint64_t *ret)
+{
+	if (agrun_parse_memory(s, ret) < 0) {
+		fprintf(stderr, "agrun: %s: --max-memory: '%s' is not a size (bytes, or a number with K, M, G or T)\n", cmd,
+		        s);
+		return -1;
+	}
+	return 0;
+}
+
+/* The process's peak resident set (VmHWM, file-backed pages included), bytes; 0 when unknown. */
+static uint64_t peak_rss(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	unsigned long long kb = 0;
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "VmHWM: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kb << 10;
+}
+
 struct loaded {
 	struct rt_model *m;
 	struct rt_tokenizer *t;
@@ -85,7 +161,7 @@ static int pick_backend(void)
 	return rt_cuda_device_count(why, sizeof why) > 0 ? RT_BACKEND_CUDA : RT_BACKEND_CPU;
 }
 
-static int load(const char *dir, struct loaded *l)
+static int load(const char *dir, uint64_t max_memory, struct loaded *l)
 {
 	struct rt_error e = {0};
 	char tp[PATH_MAX];
@@ -93,7 +169,10 @@ static int load(const char *dir, struct loaded *l)
 	const char *dev = getenv("AGKIT_DEVICE");
 	/* auto: a model the CUDA path does not run is checked on the CPU, where it will serve */
 	struct rt_load_opts lo = {
-	    .backend = pick_backend(), .simd = getenv("AGRT_SIMD"), .device_fallback = !dev || !strcmp(dev, "auto")};
+	    .backend = pick_backend(),
+	    .simd = getenv("AGRT_SIMD"),
+	    .device_fallback = !dev || !strcmp(dev, "auto"),
+	    .max_memory = max_memory};
 	if (rt_model_load(dir, &lo, &l->m, &e) < 0 || rt_tokenizer_load(tp, &l->t, &e) < 0) {
 		fprintf(stderr, "agrun: %s\n", e.msg);
 		return agrun_exit_code(e.code);
@@ -183,9 +262,12 @@ static int cmd_record(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{"out", required_argument, NULL, 'o'}, {"prompts", required_argument, NULL, 'p'},
-		{"top-k", required_argument, NULL, 'k'}, {"help", no_argument, NULL, 'h'}, {0},
+		{"top-k", required_argument, NULL, 'k'}, {"max-memory", required_argument, NULL, 'm'},
+		{"tolerance-profile", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {0},
 	};
 	const char *out = NULL, *prompts_path = NULL;
+	const struct tolerance_profile *prof = &profiles[0];
+	uint64_t max_memory = 0;
 	int n_new = 16, top_k = 8, c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:p:k:n:h", lo, NULL)) != -1) {
@@ -209,15 +291,20 @@ static int cmd_record(int argc, char **argv)
 				n_new = (int)v;
 			break;
 		}
-		case 'h':
-			printf("usage: agrun record MODEL_DIR --out SUITE.json [--prompts FILE] [-n N] [--top-k K]\n");
-			return 0;
+		case 'm':
+			if (parse_memory("record", optarg, &max_memory) < 0)
+				return 2;
+			break;
+		case 't':
+			if (!(prof = find_profile("record", optarg)))
+				return 2;
+			break;
+		case 'h': printf("%s\n", RECORD_USAGE); return 0;
 		default: return 2;
 		}
 	}
 	if (!out || optind + 1 != argc || n_new < 1 || n_new > MAX_NEW || top_k < 1 || top_k > MAX_TOPK) {
-		fprintf(stderr, "usage: agrun record MODEL_DIR --out SUITE.json [--prompts FILE] [-n 1..%d] [--top-k 1..%d]\n",
-		        MAX_NEW, MAX_TOPK);
+		fprintf(stderr, "%s\n(-n 1..%d, --top-k 1..%d)\n", RECORD_USAGE, MAX_NEW, MAX_TOPK);
 		return 2;
 	}
 	const char *dir = argv[optind];
@@ -238,7 +325,7 @@ static int cmd_record(int argc, char **argv)
 			                                       default_prompts[i][1]));
 	}
 	struct loaded l = {0};
-	int r = load(dir, &l);
+	int r = load(dir, max_memory, &l);
 	if (r) {
 		json_decref(plist);
 		return r;
@@ -313,7 +400,10 @@ static int cmd_record(int argc, char **argv)
 		free(ids);
 		rt_gen_result_free(g);
 	}
-	if (r == 0)
+	struct rt_stream_info si;
+	rt_model_stream_info(l.m, &si);
+	/* streaming: no latency figures (every token reads the files), so no budgets */
+	if (r == 0 && !si.streaming)
 		r = measure(s, first, n_first, ctx, 1.0, &ttft_best, &tps, &e);
 	rt_session_free(s);
 	if (r < 0) {
@@ -329,11 +419,11 @@ static int cmd_record(int argc, char **argv)
 		"model", "arch", l.info->arch, "vocab", l.info->vocab, "n_params", (json_int_t)l.info->n_params,
 		"weight_bytes", (json_int_t)l.info->weight_bytes,
 		"recorded_on", "device", l.info->backend, "threads", l.info->n_threads,
-		"tolerances", "logit_margin", 1.0, "kl_max", 0.01, "top_k", top_k,
+		"tolerances", "logit_margin", prof->logit_margin, "kl_max", prof->kl_max, "top_k", top_k,
 		"recorded", "ttft_ms", ttft_best, "decode_tok_s", tps,
 		/* Generous absolute budgets: the clean-zone host may be slower than the
 		 * recording host; this host's own history is compared by agctl. */
-		"budgets", "ttft_ms", ttft_best * 10 + 1000, "decode_tok_s", tps / 10,
+		"budgets", "ttft_ms", si.streaming ? 0.0 : ttft_best * 10 + 1000, "decode_tok_s", tps / 10,
 		"prompts", prompts);
 	json_decref(plist);
 	unload(&l);
@@ -475,25 +565,132 @@ static int read_suite(const char *path, char **ret, size_t *ret_len)
 	return 0;
 }
 
+/* The per-prompt state of a check. */
+struct check_prompt {
+	struct health_prompt hp;
+	size_t len; /* teacher-forced tokens: prompt + output - 1, 0 without output */
+	bool tok_ok;
+	json_t *fail; /* this prompt's failure lines, in order */
+	double max_margin, max_kl;
+	int bad_step;
+};
+
+/* 2. Teacher-forced comparison of prompt cp, whose logits rows (one per
+ * token of prompt + recorded output but the last) start at logits. */
+static void compare_prompt(struct check_prompt *cp, const float *logits, int vocab, double margin_tol, double kl_tol)
+{
+	const struct health_prompt *hp = &cp->hp;
+	char b[512];
+
+	for (size_t k = 0; k < hp->n_out; k++) {
+		const float *row = logits + (hp->n - 1 + k) * (size_t)vocab;
+		float mx = row[0];
+		for (int v = 1; v < vocab; v++)
+			mx = row[v] > mx ? row[v] : mx;
+		double lz = log_z(row, vocab);
+		struct lp_row lr = {row, lz};
+		struct health_step hst;
+		if (health_step_compare(json_array_get(hp->steps, k), vocab, (double)mx - lz, (double)row[hp->out[k]] - lz,
+		                        row_lp, &lr, 0, &hst) < 0) {
+			snprintf(b, sizeof b, "prompt '%s': step %zu of the suite is malformed", hp->name, k);
+			json_array_append_new(cp->fail, json_string(b));
+			if (cp->bad_step < 0)
+				cp->bad_step = (int)k;
+			break;
+		}
+		cp->max_margin = hst.margin > cp->max_margin ? hst.margin : cp->max_margin;
+		cp->max_kl = hst.kl > cp->max_kl ? hst.kl : cp->max_kl;
+		if (health_step_fails(&hst, margin_tol, kl_tol) && cp->bad_step < 0) {
+			cp->bad_step = (int)k;
+			health_step_describe(b, sizeof b, hp->name, k, hp->out[k], &hst, margin_tol, kl_tol);
+			json_array_append_new(cp->fail, json_string(b));
+		}
+	}
+}
+
+/* Memory of one teacher-forced token in a batch: its KV cache rows (f32,
+ * every layer), hidden state, rope tables and logits row. */
+static uint64_t token_bytes(const struct rt_model_info *in)
+{
+	uint64_t kv = (uint64_t)in->n_layers * 2 * (uint64_t)in->n_kv_heads * (uint64_t)in->head_dim;
+	return 4 * (kv + (uint64_t)in->hidden + (uint64_t)in->head_dim + (uint64_t)in->vocab);
+}
+
+/* The bytes a batch of teacher-forced tokens may take under max_memory
+ * (0: no limit, one batch): what is left beside the weights mapped at a
+ * time (one streamed layer, or all of them), the model's step buffers (256
+ * rows) and 8 MiB for the program, its libraries, the tokenizer and the
+ * suite.  1 when nothing is left: one prompt a batch. */
+static uint64_t batch_budget(const struct rt_model_info *in, const struct rt_stream_info *si, uint64_t max_memory)
+{
+	uint64_t H = (uint64_t)in->hidden, qd = (uint64_t)in->n_heads * in->head_dim,
+	         kvd = (uint64_t)in->n_kv_heads * in->head_dim, I = (uint64_t)in->intermediate;
+	uint64_t fixed = (si->streaming ? si->largest_stage : in->weight_bytes) + 256 * 4 * 2 * (H + qd + kvd + I) +
+	                 (8u << 20);
+	if (!max_memory)
+		return 0;
+	return fixed < max_memory ? max_memory - fixed : 1;
+}
+
+/* 1. Tokenizer: the text encodes to the recorded ids, the output decodes to the recorded text. */
+static void check_tokenizer(struct check_prompt *cp, const struct rt_tokenizer *t)
+{
+	const struct health_prompt *hp = &cp->hp;
+	struct rt_error e = {0};
+	int32_t *enc = NULL;
+	size_t ne = 0, n = hp->n, dl = 0;
+	char *dec = NULL, b[512];
+
+	cp->tok_ok = true;
+	if (rt_tokenize(t, hp->text, strlen(hp->text), hp->add_special, &enc, &ne, &e) < 0 || ne < n ||
+	    memcmp(enc + (ne - n), hp->ids, n * sizeof *hp->ids) != 0) {
+		cp->tok_ok = false;
+		snprintf(b, sizeof b, "prompt '%s': the tokenizer encodes the text to other ids than recorded", hp->name);
+		json_array_append_new(cp->fail, json_string(b));
+	} else if (hp->output_text && (rt_detokenize(t, hp->out, hp->n_out, false, &dec, &dl, &e) < 0 ||
+	                               strcmp(dec, hp->output_text) != 0)) {
+		cp->tok_ok = false;
+		snprintf(b, sizeof b, "prompt '%s': the tokenizer decodes the output to other text than recorded", hp->name);
+		json_array_append_new(cp->fail, json_string(b));
+	}
+	free(enc);
+	free(dec);
+}
+
 static int cmd_check(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{"suite", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {0},
+		{"suite", required_argument, NULL, 's'},
+		{"json", no_argument, NULL, 'j'},
+		{"max-memory", required_argument, NULL, 'm'},
+		{"tolerance-profile", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	const char *suite_path = NULL;
+	const struct tolerance_profile *prof = NULL;
 	bool json_out = false;
+	uint64_t max_memory = 0;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "s:jh", lo, NULL)) != -1) {
 		switch (c) {
 		case 's': suite_path = optarg; break;
 		case 'j': json_out = true; break;
-		case 'h': printf("usage: agrun check MODEL_DIR --suite SUITE.json [--json]\n"); return 0;
+		case 'm':
+			if (parse_memory("check", optarg, &max_memory) < 0)
+				return 2;
+			break;
+		case 't':
+			if (!(prof = find_profile("check", optarg)))
+				return 2;
+			break;
+		case 'h': printf("%s\n", CHECK_USAGE); return 0;
 		default: return 2;
 		}
 	}
 	if (!suite_path || optind + 1 != argc) {
-		fprintf(stderr, "usage: agrun check MODEL_DIR --suite SUITE.json [--json]\n");
+		fprintf(stderr, "%s\n", CHECK_USAGE);
 		return 2;
 	}
 	double slow = fault_slowdown();
@@ -516,114 +713,133 @@ static int cmd_check(int argc, char **argv)
 	}
 	json_t *suite = hs.root, *prompts = hs.prompts, *bud = hs.budgets;
 	double margin_tol = hs.margin_tol, kl_tol = hs.kl_tol;
+	if (prof) {
+		/* a profile loosens the suite's tolerances, never tightens them */
+		margin_tol = prof->logit_margin > margin_tol ? prof->logit_margin : margin_tol;
+		kl_tol = prof->kl_max > kl_tol ? prof->kl_max : kl_tol;
+	}
 	struct loaded l = {0};
-	int r = load(dir, &l);
+	int r = load(dir, max_memory, &l);
 	if (r) {
 		json_decref(suite);
 		return r;
 	}
+	struct rt_stream_info si;
+	rt_model_stream_info(l.m, &si);
 	json_t *failures = json_array(), *rep_prompts = json_array();
 	int vocab = l.info->vocab;
 	json_t *mv = json_object_get(json_object_get(suite, "model"), "vocab");
+	char b[512];
 	if (json_is_integer(mv) && json_integer_value(mv) != vocab) {
-		char b[128];
 		snprintf(b, sizeof b, "vocabulary has %d entries, the suite was recorded with %" JSON_INTEGER_FORMAT, vocab,
 		         json_integer_value(mv));
 		json_array_append_new(failures, json_string(b));
 	}
 	struct rt_error e = {0};
-	struct rt_session *s = NULL;
 	int ctx = l.info->max_positions < 4096 ? l.info->max_positions : 4096;
-	r = json_array_size(failures) ? 0 : rt_session_new(l.m, ctx, &s, &e);
-	double ttft = 1e30, tps = 0;
-	size_t i;
-	json_t *p;
-	json_array_foreach(prompts, i, p) {
-		if (r < 0 || json_array_size(failures))
-			break;
-		struct health_prompt hp;
-		char b[512];
-		if (health_prompt_parse(p, vocab, ctx, &hp) < 0) {
-			snprintf(b, sizeof b, "prompt %zu of the suite is malformed or does not fit this model", i + 1);
-			json_array_append_new(failures, json_string(b));
-			break;
-		}
-		const char *name = hp.name, *text = hp.text, *otext = hp.output_text;
-		json_t *steps = hp.steps;
-		int32_t *ids = hp.ids, *out = hp.out;
-		size_t n = hp.n, n_out = hp.n_out;
-		/* 1. Tokenizer: the text encodes to the recorded ids, the output decodes to the recorded text. */
-		bool tok_ok = true;
-		int32_t *enc = NULL;
-		size_t ne = 0;
-		char *dec = NULL;
-		size_t dl = 0;
-		bool add_special = hp.add_special;
-		if (rt_tokenize(l.t, text, strlen(text), add_special, &enc, &ne, &e) < 0 ||
-		    (ne != n && ne < n) || (ne == n && memcmp(enc, ids, n * sizeof *ids) != 0) ||
-		    (ne > n && memcmp(enc + (ne - n), ids, n * sizeof *ids) != 0)) {
-			tok_ok = false;
-			snprintf(b, sizeof b, "prompt '%s': the tokenizer encodes the text to other ids than recorded", name);
-			json_array_append_new(failures, json_string(b));
-		} else if (otext && (rt_detokenize(l.t, out, n_out, false, &dec, &dl, &e) < 0 || strcmp(dec, otext) != 0)) {
-			tok_ok = false;
-			snprintf(b, sizeof b, "prompt '%s': the tokenizer decodes the output to other text than recorded", name);
-			json_array_append_new(failures, json_string(b));
-		}
-		free(enc);
-		free(dec);
-		/* 2. Teacher-forced: at each step the recorded token is the argmax or
-		 * within the margin of it, and the top-k distribution stays close. */
-		double max_margin = 0, max_kl = 0;
-		int bad_step = -1;
-		if (n_out > 0) {
-			size_t len = n + n_out - 1;
-			int32_t *seq = malloc(len * sizeof *seq);
-			float *logits = malloc(len * (size_t)vocab * sizeof *logits);
-			if (!seq || !logits) {
-				free(seq);
-				free(logits);
-				fprintf(stderr, "agrun: out of memory\n");
-				exit(4);
-			}
-			memcpy(seq, ids, n * sizeof *ids);
-			memcpy(seq + n, out, (n_out - 1) * sizeof *out);
-			rt_session_reset(s);
-			r = rt_session_forward(s, seq, len, true, logits, &e);
-			for (size_t k = 0; r == 0 && k < n_out; k++) {
-				const float *row = logits + (n - 1 + k) * (size_t)vocab;
-				float mx = row[0];
-				for (int v = 1; v < vocab; v++)
-					mx = row[v] > mx ? row[v] : mx;
-				double lz = log_z(row, vocab);
-				struct lp_row lr = {row, lz};
-				struct health_step hst;
-				if (health_step_compare(json_array_get(steps, k), vocab, (double)mx - lz,
-				                        (double)row[out[k]] - lz, row_lp, &lr, 0, &hst) < 0) {
-					snprintf(b, sizeof b, "prompt '%s': step %zu of the suite is malformed", name, k);
-					json_array_append_new(failures, json_string(b));
-					break;
-				}
-				double mg = hst.margin, kl = hst.kl;
-				max_margin = mg > max_margin ? mg : max_margin;
-				max_kl = kl > max_kl ? kl : max_kl;
-				if (health_step_fails(&hst, margin_tol, kl_tol) && bad_step < 0) {
-					bad_step = (int)k;
-					health_step_describe(b, sizeof b, name, k, out[k], &hst, margin_tol, kl_tol);
-					json_array_append_new(failures, json_string(b));
-				}
-			}
-			free(seq);
-			free(logits);
-		}
-		if (i == 0 && r == 0)
-			r = measure(s, ids, n, ctx, slow, &ttft, &tps, &e);
-		json_array_append_new(rep_prompts, json_pack("{s:s, s:b, s:b, s:f, s:f}", HR_PROMPT_NAME, name, HR_PROMPT_PASS,
-		                                             tok_ok && bad_step < 0, HR_PROMPT_TOKENIZER_OK, tok_ok,
-		                                             HR_PROMPT_MAX_MARGIN, max_margin, HR_PROMPT_MAX_KL, max_kl));
-		health_prompt_free(&hp);
+	size_t np = json_array_size(failures) ? 0 : json_array_size(prompts), n_ok = 0;
+	struct check_prompt *cps = calloc(np ? np : 1, sizeof *cps);
+	/* the teacher-forced sequences: the prompts with an output, nb of them, prompt bi[k] */
+	struct rt_session **ss = calloc(np ? np : 1, sizeof *ss);
+	const int32_t **seqs = calloc(np ? np : 1, sizeof *seqs);
+	size_t *lens = calloc(np ? np : 1, sizeof *lens), *bi = calloc(np ? np : 1, sizeof *bi), nb = 0;
+	bool malformed = false;
+	if (!cps || !ss || !seqs || !lens || !bi) {
+		fprintf(stderr, "agrun: out of memory\n");
+		exit(4);
 	}
-	rt_session_free(s);
+	/* the prompts that parse, up to the first that does not */
+	r = 0;
+	for (; n_ok < np && r == 0; n_ok++) {
+		struct check_prompt *cp = &cps[n_ok];
+		cp->fail = json_array();
+		cp->bad_step = -1;
+		if (health_prompt_parse(json_array_get(prompts, n_ok), vocab, ctx, &cp->hp) < 0) {
+			malformed = true;
+			break;
+		}
+		check_tokenizer(cp, l.t);
+		if (cp->hp.n_out == 0)
+			continue;
+		/* the prompt plus the recorded output but its last token */
+		size_t len = cp->hp.n + cp->hp.n_out - 1;
+		int32_t *seq = malloc(len * sizeof *seq);
+		if (!seq) {
+			fprintf(stderr, "agrun: out of memory\n");
+			exit(4);
+		}
+		memcpy(seq, cp->hp.ids, cp->hp.n * sizeof *seq);
+		memcpy(seq + cp->hp.n, cp->hp.out, (cp->hp.n_out - 1) * sizeof *seq);
+		seqs[nb] = seq;
+		lens[nb] = cp->len = len;
+		bi[nb++] = n_ok;
+	}
+	/* 2. teacher-forced, the prompts in as few batches as the memory limit
+	 * leaves room for (one without a limit); a batch reads each layer once.
+	 * A session per prompt, sized to it, for the time of its batch. */
+	uint64_t budget = batch_budget(l.info, &si, max_memory), per_tok = token_bytes(l.info);
+	size_t n_batches = 0;
+	for (size_t g0 = 0; r == 0 && g0 < nb; n_batches++) {
+		size_t gn = 0, rows = 0;
+		while (g0 + gn < nb && (gn == 0 || !budget || (rows + lens[g0 + gn]) * per_tok <= budget))
+			rows += lens[g0 + gn++];
+		float *logits = malloc(rows * (size_t)vocab * sizeof *logits);
+		if (!logits) {
+			fprintf(stderr, "agrun: out of memory for the logits of %zu tokens\n", rows);
+			exit(4);
+		}
+		for (size_t k = 0; r == 0 && k < gn; k++)
+			r = rt_session_new(l.m, (int)lens[g0 + k], &ss[g0 + k], &e);
+		if (r == 0)
+			r = rt_forward_batch_all(ss + g0, seqs + g0, lens + g0, gn, logits, &e);
+		for (size_t k = 0, row = 0; k < gn; row += lens[g0 + k], k++) {
+			if (r == 0)
+				compare_prompt(&cps[bi[g0 + k]], logits + row * (size_t)vocab, vocab, margin_tol, kl_tol);
+			rt_session_free(ss[g0 + k]);
+			ss[g0 + k] = NULL;
+		}
+		free(logits);
+		g0 += gn;
+	}
+	for (size_t i = 0; r == 0 && i < n_ok; i++) {
+		struct check_prompt *cp = &cps[i];
+		json_array_extend(failures, cp->fail);
+		json_array_append_new(rep_prompts, json_pack("{s:s, s:b, s:b, s:f, s:f}", HR_PROMPT_NAME, cp->hp.name,
+		                                             HR_PROMPT_PASS, cp->tok_ok && cp->bad_step < 0,
+		                                             HR_PROMPT_TOKENIZER_OK, cp->tok_ok, HR_PROMPT_MAX_MARGIN,
+		                                             cp->max_margin, HR_PROMPT_MAX_KL, cp->max_kl));
+	}
+	if (r == 0 && malformed) {
+		snprintf(b, sizeof b, "prompt %zu of the suite is malformed or does not fit this model", n_ok + 1);
+		json_array_append_new(failures, json_string(b));
+	}
+	uint64_t bytes_check = 0;
+	if (si.streaming) {
+		rt_model_stream_info(l.m, &si);
+		bytes_check = si.bytes_read;
+	}
+	/* 3. latency on the first prompt; not when streaming: every token would
+	 * read the whole model from the files, which measures the disk */
+	double ttft = 1e30, tps = 0;
+	bool latency = !si.streaming;
+	if (latency && r == 0 && n_ok > 0) {
+		struct rt_session *s = NULL;
+		r = rt_session_new(l.m, ctx, &s, &e);
+		if (r == 0)
+			r = measure(s, cps[0].hp.ids, cps[0].hp.n, ctx, slow, &ttft, &tps, &e);
+		rt_session_free(s);
+	}
+	for (size_t i = 0; i < nb; i++)
+		free((void *)seqs[i]);
+	for (size_t i = 0; i < np; i++) {
+		health_prompt_free(&cps[i].hp);
+		json_decref(cps[i].fail);
+	}
+	free(cps);
+	free(ss);
+	free(seqs);
+	free(lens);
+	free(bi);
 	/* The model's info dies with it: keep the device name for the report. */
 	char device[sizeof l.info->backend];
 	snprintf(device, sizeof device, "%s", l.info->backend);
@@ -642,30 +858,40 @@ static int cmd_check(int argc, char **argv)
 	}
 	size_t n_correctness = json_array_size(failures);
 	double bt = json_number_value(json_object_get(bud, "ttft_ms")), btps = json_number_value(json_object_get(bud, "decode_tok_s"));
-	char b[256];
-	if (bt > 0 && ttft < 1e30 && ttft > bt) {
+	if (latency && bt > 0 && ttft < 1e30 && ttft > bt) {
 		snprintf(b, sizeof b, "time to first token %.1f ms is over the suite's budget of %.1f ms", ttft, bt);
 		json_array_append_new(failures, json_string(b));
 	}
-	if (btps > 0 && tps > 0 && tps < btps) {
+	if (latency && btps > 0 && tps > 0 && tps < btps) {
 		snprintf(b, sizeof b, "decode %.1f tok/s is under the suite's budget of %.1f tok/s", tps, btps);
 		json_array_append_new(failures, json_string(b));
 	}
-	size_t n_fail_before_latency = n_correctness;
 	bool pass = json_array_size(failures) == 0;
-	bool latency_only = !pass && n_fail_before_latency == 0;
-	json_t *rep = json_pack("{s:b, s:b, s:o, s:f, s:f, s:s, s:{s:I, s:I}, s:o}", HR_PASS, pass, HR_LATENCY_ONLY,
-	                        latency_only, HR_FAILURES, failures, HR_TTFT_MS, ttft < 1e30 ? ttft : 0.0, HR_DECODE_TOK_S,
-	                        tps, HR_DEVICE, device, HR_WEIGHTS, HR_WEIGHTS_RESIDENT, (json_int_t)resident,
-	                        HR_WEIGHTS_MAPPED, (json_int_t)mapped, HR_PROMPTS, rep_prompts);
+	bool latency_only = !pass && n_correctness == 0;
+	uint64_t hwm = peak_rss();
+	json_t *rep = json_pack("{s:b, s:b, s:o, s:o, s:o, s:s, s:{s:I, s:I}, s:{s:s, s:I, s:I, s:I, s:I, s:I}, s:o}",
+	                        HR_PASS, pass, HR_LATENCY_ONLY, latency_only, HR_FAILURES, failures, HR_TTFT_MS,
+	                        latency ? json_real(ttft < 1e30 ? ttft : 0.0) : json_null(), HR_DECODE_TOK_S,
+	                        latency ? json_real(tps) : json_null(), HR_DEVICE, device, HR_WEIGHTS,
+	                        HR_WEIGHTS_RESIDENT, (json_int_t)resident, HR_WEIGHTS_MAPPED, (json_int_t)mapped,
+	                        HR_MEMORY, HR_MEMORY_MODE, si.streaming ? HR_MODE_STREAMING : HR_MODE_MAPPED,
+	                        HR_MEMORY_MAX, (json_int_t)max_memory, HR_MEMORY_BATCHES, (json_int_t)n_batches,
+	                        HR_MEMORY_BYTES_READ, (json_int_t)bytes_check,
+	                        HR_MEMORY_LARGEST_STAGE, (json_int_t)si.largest_stage, HR_MEMORY_PEAK_RSS,
+	                        (json_int_t)hwm, HR_PROMPTS, rep_prompts);
 	json_decref(suite);
 	if (json_out) {
 		char *t = json_dumps(rep, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 		printf("%s\n", t ? t : "{}");
 		free(t);
+	} else if (si.streaming) {
+		printf("%s (streaming: weights read %.1f of %.1f MB, peak RSS %.1f MB; latency not measured)\n",
+		       pass ? "PASS" : "FAIL", bytes_check / 1e6, mapped / 1e6, hwm / 1e6);
 	} else {
 		printf("%s (ttft %.1f ms, decode %.1f tok/s, weights %.1f of %.1f MB resident)\n", pass ? "PASS" : "FAIL",
 		       ttft < 1e30 ? ttft : 0.0, tps, resident / 1e6, mapped / 1e6);
+	}
+	if (!json_out) {
 		size_t k;
 		json_t *f;
 		json_array_foreach(json_object_get(rep, HR_FAILURES), k, f) printf("  %s\n", json_string_value(f));

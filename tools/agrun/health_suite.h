@@ -26,6 +26,9 @@ static inline int agrun_exit_code(int rt_code)
 	return rt_code == RT_ERR_DEVICE ? BN_EXIT_DEVICE : rt_code > 0 && rt_code < RT_ERR_DEVICE ? rt_code : BN_EXIT_FAILURE;
 }
 
+/* --max-memory SIZE: DIGITS[K|M|G|T] (binary units), > 0.  0 or -EINVAL. */
+int agrun_parse_memory(const char *s, uint64_t *ret);
+
 /* argv[0] is "record" or "check". Returns agrun's exit status. */
 int agrun_health_main(int argc, char **argv);
 

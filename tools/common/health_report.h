@@ -9,9 +9,13 @@
  *   pass          boolean  every prompt matched and the latency budgets held
  *   latency_only  boolean  false pass caused by the latency budgets alone
  *   failures      array of strings, one line per failure (first is the verdict)
- *   ttft_ms       number   best time to first token, ms (0 when not measured)
- *   decode_tok_s  number   decode speed, tokens/s
+ *   ttft_ms       number   best time to first token, ms (0 when not measured;
+ *                          null when streaming: latency is not measured then)
+ *   decode_tok_s  number   decode speed, tokens/s (null when streaming)
  *   device        string   the backend that ran the check ("cpu", "cuda")
+ *   weights       {resident_bytes, mapped_bytes}
+ *   memory        {mode ("mapped" or "streaming"), max_memory, batches, bytes_read (weight
+ *                 bytes the check read, streaming only), largest_stage_bytes, peak_rss_bytes}
  *   prompts       array of {name, pass, tokenizer_ok, max_margin, max_kl}
  *
  * agrun exits 0 when pass is true, 1 when false; any other exit or a report
@@ -28,6 +32,15 @@
 #define HR_WEIGHTS      "weights" /* {resident_bytes, mapped_bytes}: the weights in RAM vs mapped */
 #define HR_WEIGHTS_RESIDENT "resident_bytes"
 #define HR_WEIGHTS_MAPPED   "mapped_bytes"
+#define HR_MEMORY           "memory" /* the memory mode of the check (--max-memory) */
+#define HR_MEMORY_MODE      "mode"
+#define HR_MODE_MAPPED      "mapped"    /* every weight mapped at once */
+#define HR_MODE_STREAMING   "streaming" /* layers streamed: latency not measured */
+#define HR_MEMORY_MAX       "max_memory"     /* bytes, 0: no limit */
+#define HR_MEMORY_BATCHES   "batches"        /* teacher-forced batches (each reads the weights once) */
+#define HR_MEMORY_BYTES_READ "bytes_read"    /* weight bytes the teacher-forced pass read */
+#define HR_MEMORY_LARGEST_STAGE "largest_stage_bytes"
+#define HR_MEMORY_PEAK_RSS  "peak_rss_bytes" /* VmHWM at the end of the check */
 /* keys of each object of HR_PROMPTS */
 #define HR_PROMPT_NAME         "name"
 #define HR_PROMPT_PASS         "pass"

@@ -84,6 +84,15 @@ struct rt_load_opts {
 	 * on the CPU instead of failing; info->backend says where it runs and
 	 * info->fallback why */
 	bool device_fallback;
+	/* CPU: the most memory the process may use, bytes (0: no limit).  When
+	 * the weights take more than three quarters of it, the model streams
+	 * its layers from the mapped files (docs/RUNTIME.md, "Models larger
+	 * than memory"): only the layer being computed stays mapped in the
+	 * process, so its peak RSS stays under max_memory.  A layer (or the
+	 * output head) larger than half of max_memory fails the load with
+	 * -E2BIG (RT_ERR_USAGE).  Ignored by the CUDA path, which uploads the
+	 * weights with pread. */
+	uint64_t max_memory;
 };
 
 /* Number of usable CUDA devices; 0 when there is none (no GPU, or the CUDA
@@ -102,6 +111,14 @@ const struct rt_model_info *rt_model_get_info(const struct rt_model *m);
  * kernel pages experts of a model larger than RAM in and out), and the
  * files' total size.  Negative errno on failure. */
 int rt_model_resident(const struct rt_model *m, uint64_t *ret_resident, uint64_t *ret_mapped);
+/* Out-of-core mode (rt_load_opts.max_memory). */
+struct rt_stream_info {
+	bool streaming;         /* the layers are streamed from the files */
+	uint64_t max_memory;    /* rt_load_opts.max_memory */
+	uint64_t bytes_read;    /* streaming: weight bytes the forward passes have read so far */
+	uint64_t largest_stage; /* streaming: bytes of the largest layer (or of the output head) */
+};
+void rt_model_stream_info(const struct rt_model *m, struct rt_stream_info *ret);
 
 /* Tokenizer from the path of a tokenizer.json (Hugging Face tokenizers
  * format), usually MODEL_DIR/tokenizer.json. */
@@ -178,6 +195,16 @@ int32_t rt_logits_topk(const float *logits, int vocab, int k, struct rt_topk *ou
  * in ss[].  Sessions of a CUDA model run one after another. */
 int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
                      float *logits, struct rt_error *err);
+/* Teacher forcing of several sequences at once (the health check): as
+ * rt_forward_batch, but logits (required) receives a row for every token,
+ * the sessions' tokens one after another ([sum of n_ids][vocab]), each row
+ * what rt_session_forward with all_logits gives.  On the CPU the layers are
+ * the outer loop: each layer's weights are read once per call however many
+ * tokens there are (a streamed model reads its files once); the call holds
+ * the hidden states of all tokens ([sum of n_ids][hidden] floats).  Sessions
+ * of a CUDA model run one after another. */
+int rt_forward_batch_all(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
+                         float *logits, struct rt_error *err);
 /* Drop cache positions >= pos (pos <= rt_session_pos); e.g. to retry. */
 int rt_session_truncate(struct rt_session *s, int pos);
 int rt_session_max_ctx(const struct rt_session *s);
