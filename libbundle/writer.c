@@ -45,6 +45,9 @@ struct wslot {
 	size_t ulen;
 	unsigned group;        /* 1: plain zstd; 2, 4: byte-grouped */
 	uint32_t artifact;
+	bool reuse;            /* a chunk of the base (sha256, bref, boffset set): nothing to code */
+	uint32_t bref;
+	uint64_t boffset;
 	ZSTD_CCtx *cctx;
 	/* Results, written by the worker. */
 	int err;
@@ -79,6 +82,10 @@ struct bn_writer {
 	struct bn_sha256 *vsha, *fsha;
 	uint64_t prog_done, prog_total; /* bytes of the artifact being added */
 	bool finished;
+	/* Delta bundles: the base's files, sorted by (size, sha256). */
+	const struct bn_manifest *base;
+	struct bfile { uint64_t size; const uint8_t *sha256; uint32_t artifact; size_t entry; } *bfiles;
+	size_t n_bfiles, cap_brefs;
 };
 
 static void warnf(struct bn_writer *w, const char *fmt, ...) BN_PRINTF(2, 3);
@@ -130,6 +137,8 @@ static void code_chunk(struct bn_job *job, void *ctx)
 	struct wslot *sl = (struct wslot *)job;
 	struct bn_writer *w = ctx;
 	sl->err = 0;
+	if (sl->reuse)
+		return;
 	bn_sha256(sl->ubuf, sl->ulen, sl->sha256);
 	if (sl->group > 1 && !sl->scratch)
 		sl->scratch = malloc(w->o.chunk_size);
@@ -276,6 +285,7 @@ void bn_writer_free(struct bn_writer *w)
 	free(w->slots);
 	bn_sha256_free(w->vsha);
 	bn_sha256_free(w->fsha);
+	free(w->bfiles);
 	/* The manifest's arrays are owned here; reuse its destructor for contents. */
 	struct bn_manifest *m = malloc(sizeof *m);
 	if (m) {
@@ -536,6 +546,17 @@ static int drain_one(struct bn_writer *w, struct bn_error *err)
 	c->artifact = sl->artifact;
 	c->usize = (uint32_t)sl->ulen;
 	c->csize = (uint32_t)cl;
+	if (sl->reuse) {
+		/* In the base's tree, not in a volume. */
+		c->coding = BN_CODING_BASE;
+		c->csize = c->usize;
+		c->volume = UINT32_MAX;
+		c->bref = sl->bref;
+		c->boffset = sl->boffset;
+		memcpy(c->sha256, sl->sha256, BN_SHA256_LEN);
+		w->m.n_chunks++;
+		return 0;
+	}
 	c->coding = sl->coding;
 	memcpy(c->sha256, sl->sha256, BN_SHA256_LEN);
 	memcpy(c->csha256, sl->csha256, BN_SHA256_LEN);
@@ -647,6 +668,7 @@ static int fill_slot(struct bn_writer *w, uint32_t artifact, unsigned group, str
 			return r;
 		struct wslot *sl = &w->slots[w->next];
 		sl->ulen = 0;
+		sl->reuse = false;
 		sl->group = group;
 		sl->artifact = artifact;
 		w->filling = true;
@@ -661,9 +683,149 @@ static bool is_safetensors(const char *path)
 	return n >= 12 && !strcasecmp(path + n - 12, ".safetensors");
 }
 
+/* ---- delta bundles --------------------------------------------------- */
+
+static int cmp_bfile(const void *a, const void *b)
+{
+	const struct bfile *x = a, *y = b;
+	if (x->size != y->size)
+		return x->size < y->size ? -1 : 1;
+	return memcmp(x->sha256, y->sha256, BN_SHA256_LEN);
+}
+
+int bn_writer_set_base(struct bn_writer *w, const struct bn_manifest *base, const uint8_t sha256[BN_SHA256_LEN],
+                       struct bn_error *err)
+{
+	if (w->m.n_artifacts || w->base)
+		return bn_fail(err, -EINVAL, "the base must be set once, before any artifact");
+	size_t n = 0;
+	for (size_t i = 0; i < base->n_artifacts; i++)
+		for (size_t j = 0; j < base->artifacts[i].n_entries; j++)
+			n += base->artifacts[i].entries[j].type == BN_ENTRY_FILE && base->artifacts[i].entries[j].size > 0;
+	w->bfiles = calloc(n ? n : 1, sizeof *w->bfiles);
+	w->m.base = calloc(1, sizeof *w->m.base);
+	if (!w->bfiles || !w->m.base || !(w->m.base->name = strdup(base->name)) ||
+	    !(w->m.base->channel = strdup(base->channel)))
+		return bn_fail(err, -ENOMEM, "out of memory");
+	w->m.base->version = base->version;
+	memcpy(w->m.base->sha256, sha256, BN_SHA256_LEN);
+	for (size_t i = 0; i < base->n_artifacts; i++)
+		for (size_t j = 0; j < base->artifacts[i].n_entries; j++) {
+			const struct bn_entry *e = &base->artifacts[i].entries[j];
+			if (e->type == BN_ENTRY_FILE && e->size > 0)
+				w->bfiles[w->n_bfiles++] = (struct bfile){e->size, e->sha256, (uint32_t)i, j};
+		}
+	qsort(w->bfiles, w->n_bfiles, sizeof *w->bfiles, cmp_bfile);
+	w->base = base;
+	return 0;
+}
+
+/* The first base file of this size, or NULL. */
+static const struct bfile *bfile_of_size(const struct bn_writer *w, uint64_t size)
+{
+	size_t lo = 0, hi = w->n_bfiles;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (w->bfiles[mid].size < size)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < w->n_bfiles && w->bfiles[lo].size == size ? &w->bfiles[lo] : NULL;
+}
+
+/* Queues one chunk of base file bref (no bytes: the worker has nothing to code). */
+static int queue_reused(struct bn_writer *w, uint32_t artifact, uint32_t bref, uint64_t boff, size_t len,
+                        const uint8_t sha256[BN_SHA256_LEN], struct bn_error *err)
+{
+	flush_chunk(w);
+	int r = wait_written(w, w->n_slots - 1, err);
+	if (r < 0)
+		return r;
+	struct wslot *sl = &w->slots[w->next];
+	sl->ulen = len;
+	sl->group = 1;
+	sl->artifact = artifact;
+	sl->reuse = true;
+	sl->bref = bref;
+	sl->boffset = boff;
+	memcpy(sl->sha256, sha256, BN_SHA256_LEN);
+	w->filling = true;
+	flush_chunk(w);
+	return 0;
+}
+
+/*
+ * File-level reuse: when the base has a file of this size, the file is read
+ * once in chunk-size pieces (their hashes and the file's); if its content is
+ * that of a base file, its chunks are queued as reused ones and *ret_done is
+ * set.  Otherwise the caller packs it as usual (a second read).
+ */
+static int try_reuse_file(struct bn_writer *w, uint32_t artifact, const struct scan_item *it, struct bn_entry *e,
+                          bool *ret_done, struct bn_error *err)
+{
+	*ret_done = false;
+	const struct bfile *bf = w->base && it->size > 0 ? bfile_of_size(w, it->size) : NULL;
+	if (!bf)
+		return 0;
+	size_t cs = w->o.chunk_size, np = (size_t)((it->size + cs - 1) / cs);
+	uint8_t (*ph)[BN_SHA256_LEN] = malloc(np * sizeof *ph), *buf = malloc(cs);
+	int fd = open(it->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY), r = 0;
+	if (!ph || !buf)
+		r = bn_fail(err, -ENOMEM, "out of memory");
+	else if (fd < 0)
+		r = bn_fail(err, -errno, "%s: cannot open: %s", it->src, strerror(errno));
+	bn_sha256_reset(w->fsha);
+	for (size_t i = 0; r == 0 && i < np; i++) {
+		size_t l = i + 1 < np ? cs : (size_t)(it->size - (uint64_t)i * cs);
+		r = bn_pread_all(fd, buf, l, (uint64_t)i * cs);
+		if (r < 0) {
+			r = bn_fail(err, -EIO, "%s: read error: %s", it->src, strerror(-r));
+			break;
+		}
+		bn_sha256(buf, l, ph[i]);
+		bn_sha256_update(w->fsha, buf, l);
+	}
+	uint8_t h[BN_SHA256_LEN];
+	bn_sha256_final(w->fsha, h);
+	for (; r == 0 && bf < w->bfiles + w->n_bfiles && bf->size == it->size; bf++) {
+		if (memcmp(bf->sha256, h, BN_SHA256_LEN) != 0)
+			continue;
+		const struct bn_artifact *ba = &w->base->artifacts[bf->artifact];
+		r = grow((void **)&w->m.brefs, &w->cap_brefs, w->m.n_brefs + 1, sizeof *w->m.brefs);
+		struct bn_bref *br = r == 0 ? &w->m.brefs[w->m.n_brefs] : NULL;
+		if (!br || !(br->artifact = strdup(ba->name)) || !(br->path = strdup(ba->entries[bf->entry].path))) {
+			r = bn_fail(err, -ENOMEM, "out of memory");
+			break;
+		}
+		uint32_t bi = (uint32_t)w->m.n_brefs++;
+		for (size_t i = 0; r == 0 && i < np; i++) {
+			size_t l = i + 1 < np ? cs : (size_t)(it->size - (uint64_t)i * cs);
+			r = queue_reused(w, artifact, bi, (uint64_t)i * cs, l, ph[i], err);
+		}
+		if (r == 0) {
+			memcpy(e->sha256, h, BN_SHA256_LEN);
+			w->prog_done += it->size;
+			if (w->o.progress && w->prog_done <= w->prog_total)
+				w->o.progress(w->o.progress_userdata, w->prog_done, w->prog_total);
+			*ret_done = true;
+		}
+		break;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(ph);
+	free(buf);
+	return r;
+}
+
 static int pack_file(struct bn_writer *w, uint32_t artifact, const struct scan_item *it, struct bn_entry *e,
                      struct bn_error *err)
 {
+	bool reused = false;
+	int r0 = try_reuse_file(w, artifact, it, e, &reused, err);
+	if (r0 < 0 || reused)
+		return r0;
 	int fd = open(it->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return bn_fail(err, -errno, "%s: cannot open: %s", it->src, strerror(errno));
@@ -880,7 +1042,7 @@ int bn_writer_finish(struct bn_writer *w, const char *name, const char *channel,
 	int r = close_volume(w, err);
 	if (r < 0)
 		return r;
-	w->m.format_major = BN_FORMAT_MAJOR;
+	w->m.format_major = w->m.base ? BN_FORMAT_DELTA_MAJOR : BN_FORMAT_MAJOR;
 	/* 1.0 while every chunk is plain zstd, so such bundles stay exactly what
 	 * 1.0 writers produced; byte-grouped chunks need a 1.1 reader. */
 	w->m.format_minor = 0;
