@@ -77,7 +77,8 @@ int main(void)
 	}
 	bn_manifest_free(m);
 
-	refuse("\"1.0\"", "\"2.0\"", -EPROTO, "major format version 2");
+	refuse("\"1.0\"", "\"3.0\"", -EPROTO, "major format version 3");
+	refuse("\"1.0\"", "\"2.0\"", -EBADMSG, "major format version 2 without a base (a delta)");
 	refuse("\"1.0\"", "\"1\"", -EBADMSG, "malformed format version");
 	refuse("\"d/f\"", "\"../f\"", -EBADMSG, "path with ..");
 	refuse("\"d/f\"", "\"/d/f\"", -EBADMSG, "absolute path");
