@@ -269,11 +269,13 @@ static int add_parity_media(struct bn_manifest *m, const char *dir, unsigned par
 
 /* --base: a bundle directory (or media set) or just its manifest.json.  With
  * --base-pubkey its signatures are checked (signatures/ beside the
- * manifest); without, it is the packer's own record of what it shipped and
- * is taken as it is: a wrong base costs only a delta the site refuses (the
- * clean zone checks every reused byte against the delta's signed hashes). */
-static int load_base(const char *path, const char *pubkey, struct bn_manifest **ret, uint8_t sha[BN_SHA256_LEN],
-                     struct bn_error *err)
+ * manifest) and, for a bundle directory, *ret_b is the opened bundle whose
+ * volumes serve content-defined matching; without, the manifest is the
+ * packer's own record of what it shipped and is taken as it is: a wrong base
+ * costs only a delta the site refuses (the clean zone checks every reused
+ * byte against the delta's signed hashes). */
+static int load_base(const char *path, const char *pubkey, struct bn_manifest **ret, struct bn_bundle **ret_b,
+                     uint8_t sha[BN_SHA256_LEN], struct bn_error *err)
 {
 	struct stat st;
 	if (stat(path, &st) < 0)
@@ -294,6 +296,11 @@ static int load_base(const char *path, const char *pubkey, struct bn_manifest **
 			return r;
 		}
 		memcpy(sha, b->manifest_sha256, BN_SHA256_LEN);
+		if (isdir) {
+			*ret = b->m; /* owned by b */
+			*ret_b = b;
+			return 0;
+		}
 		*ret = b->m;
 		b->m = NULL;
 		bn_bundle_free(b);
@@ -340,6 +347,7 @@ static int cmd_build(int argc, char **argv)
 	};
 	const char *key = NULL, *out = NULL, *base_path = NULL, *base_pubkey = NULL;
 	struct bn_manifest *base = NULL;
+	struct bn_bundle *base_b = NULL;
 	uint8_t base_sha[BN_SHA256_LEN];
 	uint64_t vsize = 0, csize = 0;
 	int level = 0;
@@ -577,8 +585,10 @@ static int cmd_build(int argc, char **argv)
 	                            .threads = threads,
 	                            .warn = warn_cb, .progress = tool_progress, .progress_userdata = "pack"};
 	r = bn_writer_new(&wo, &w, &err);
-	if (r == 0 && base_path && (r = load_base(base_path, base_pubkey, &base, base_sha, &err)) == 0)
+	if (r == 0 && base_path && (r = load_base(base_path, base_pubkey, &base, &base_b, base_sha, &err)) == 0)
 		r = bn_writer_set_base(w, base, base_sha, &err);
+	if (r == 0 && base_b)
+		r = bn_writer_set_base_content(w, base_b, &err);
 	if (r < 0)
 		goto out;
 	if (!no_sbom && !(sb = sbom_new())) {
@@ -783,7 +793,10 @@ static int cmd_build(int argc, char **argv)
 out:
 	sbom_free(sb);
 	bn_writer_free(w);
-	bn_manifest_free(base);
+	if (base_b)
+		bn_bundle_free(base_b); /* and base, its manifest */
+	else
+		bn_manifest_free(base);
 	if (tmp && r < 0)
 		bn_rm_rf(tmp);
 	if (stage)

@@ -62,6 +62,13 @@ int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const
 int bn_writer_set_base(struct bn_writer *w, const struct bn_manifest *base, const uint8_t sha256[BN_SHA256_LEN],
                        struct bn_error *err) BN_WUR;
 
+/* With base's content (b, opened and verified, b->m the manifest given to
+ * bn_writer_set_base; borrowed): a changed file whose previous version is in
+ * b's volumes is matched piece by piece (content-defined), and only the
+ * pieces the base lacks are stored. */
+struct bn_bundle;
+int bn_writer_set_base_content(struct bn_writer *w, struct bn_bundle *b, struct bn_error *err) BN_WUR;
+
 /* Records that artifact `name` is a model whose health suite is the file
  * `ref` ("ARTIFACT/PATH") of another artifact of the bundle. */
 int bn_writer_set_health(struct bn_writer *w, const char *name, const char *ref, struct bn_error *err) BN_WUR;
