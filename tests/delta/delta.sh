@@ -107,6 +107,58 @@ check "the staged tree is v4's model" same_tree m4 "$R/slots/green/model"
 expect_exit 3 "--base with a wrong --base-pubkey is refused" "$AGPACK" build s4.json --key k.key --out d4x --base d2 --base-pubkey other.pub
 expect_exit 2 "--base-pubkey without --base is a usage error" "$AGPACK" build s4.json --key k.key --out d4y --base-pubkey k.pub
 
+# Chunk-level reuse in a safetensors file: one tensor fine-tuned, the layout
+# unchanged (tensor runs keep their chunk boundaries; the manifest suffices).
+mkdir t1
+$PY "$TESTS_DIR/../bench/bundle/mksafetensors.py" t1/model.safetensors 8 --dtype BF16 --seed 3
+cp -r t1 t2
+$PY - t2/model.safetensors <<'PYEOF'
+import json, struct, sys
+p = sys.argv[1]
+with open(p, "r+b") as f:
+    n = struct.unpack("<Q", f.read(8))[0]; hdr = json.loads(f.read(n))
+    name, t = sorted(((k, v) for k, v in hdr.items() if k != "__metadata__"), key=lambda kv: kv[1]["data_offsets"][0])[len(hdr) // 2]
+    a, b = t["data_offsets"]; f.seek(8 + n + a); d = bytearray(f.read(min(b - a, 65536)))
+    for i in range(0, len(d), 2): d[i] ^= 0x01
+    f.seek(8 + n + a); f.write(d)
+PYEOF
+spec ts1.json tens 1 files:model:t1
+spec ts2.json tens 2 files:model:t2
+check "pack a safetensors model" "$AGPACK" build ts1.json --key k.key --out tb1 --chunk-size 256K
+check "pack it with one tensor changed, against its manifest only" "$AGPACK" build ts2.json --key k.key --out td2 --chunk-size 256K --base tb1/manifest.json
+carried=$(vol_bytes td2); full=$(vol_bytes tb1)
+diag "one tensor of an 8 MiB BF16 safetensors file changed: $carried bytes carried of $full"
+check "only the chunks of the changed tensor are carried" test "$carried" -le $((2 * 262144 + 65536))
+"$AGCTL" --root R6 init --pubkey k.pub >/dev/null
+"$AGIMPORT" tb1 --root R6 >/dev/null 2>&1 && "$AGCTL" --root R6 promote >/dev/null 2>&1
+check "import the tensor delta" "$AGIMPORT" td2 --root R6
+check "the staged model is the changed one" cmp t2/model.safetensors R6/slots/green/model/model.safetensors
+
+# Chunk-level reuse by content-defined pieces: a text file with a line
+# inserted at its start (the base bundle's volumes, checked with --base-pubkey).
+mkdir x1 x2
+$PY - x1/corpus.txt <<'PYEOF'
+import random, sys
+r = random.Random(7); words = ["".join(r.choice("etaoinshrdlu") for _ in range(r.randint(2, 9))) for _ in range(3000)]
+open(sys.argv[1], "w").write("\n".join(" ".join(r.choice(words) for _ in range(10)) for _ in range(40000)) + "\n")
+PYEOF
+{ echo "a new first line"; cat x1/corpus.txt; } > x2/corpus.txt
+spec xs1.json text 1 files:docs:x1
+spec xs2.json text 2 files:docs:x2
+check "pack a text corpus" "$AGPACK" build xs1.json --key k.key --out xb1
+check "pack it with a line inserted at its start, against the base bundle" "$AGPACK" build xs2.json --key k.key --out xd2 --base xb1 --base-pubkey k.pub
+carried=$(vol_bytes xd2); size=$(stat -c %s x2/corpus.txt)
+diag "a line inserted at the start of a $size-byte text: $carried bytes carried of $(vol_bytes xb1)"
+check "the text delta carries far less than the file (at most 64 KiB)" test "$carried" -le 65536
+check "... and the manifest stays small (a few chunks)" test "$(grep -c '"coding"' xd2/manifest.json)" -le 8
+"$AGCTL" --root R7 init --pubkey k.pub >/dev/null
+"$AGIMPORT" xb1 --root R7 >/dev/null 2>&1 && "$AGCTL" --root R7 promote >/dev/null 2>&1
+check "import the text delta" "$AGIMPORT" xd2 --root R7
+check "the staged text is the new one" cmp x2/corpus.txt R7/slots/green/docs/corpus.txt
+check "without the base's volumes (manifest only) the text is carried whole, still correct" \
+	"$AGPACK" build xs2.json --key k.key --out xd2m --base xb1/manifest.json
+check "... carried whole" test "$(vol_bytes xd2m)" -ge $(( $(vol_bytes xb1) / 2 ))
+
 # OCI image: one changed layer.
 head -c 1500000 /dev/urandom > big.bin
 $PY "$TESTS_DIR/delta/mkoci.py" o1 v1 big.bin "app one"
