@@ -1009,6 +1009,10 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 			goto refuse;
 		}
 	}
+	/* A delta bundle is completed from the slot that holds its base (per
+	 * medium too: the first medium staged places the reused chunks). */
+	if (m->base && !b->base_dir && (r = attach_base(d, b, err)) < 0)
+		goto refuse;
 	if (o->check_only && !o->dry_run)
 		return 0;
 	/* The idle slot: never the active one. */
@@ -1024,9 +1028,6 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 		            "run agctl mark-good, or import with --force", slot_names[slot], until);
 		goto refuse;
 	}
-	/* A delta bundle is completed from the slot that holds its base. */
-	if (m->base && !b->base_dir && (r = attach_base(d, b, err)) < 0)
-		goto refuse;
 	if (o->dry_run) {
 		uint64_t need = 0, have = 0;
 		char *slots = rpath(d, "slots");

@@ -180,9 +180,15 @@ check "pack the delta v2 as a media set" "$AGPACK" build s2.json --key k.key --o
 check "the set holds only the changed content" test "$(cat set2/medium-*/vol-*.agv | wc -c)" -le 262144
 "$AGCTL" --root R4 init --pubkey k.pub >/dev/null
 "$AGIMPORT" b1 --root R4 >/dev/null 2>&1 && "$AGCTL" --root R4 promote >/dev/null 2>&1
-rm -f set2/medium-01/vol-*.agv
-check "import the media set with one medium's volumes lost (parity)" "$AGIMPORT" set2 --root R4
+cp -r set2 set2-lossy; rm -f set2-lossy/medium-01/vol-*.agv
+check "import the media set with one medium's volumes lost (parity)" "$AGIMPORT" set2-lossy --root R4
 check "the staged tree is v2's model" same_tree m2 R4/slots/green/model
+"$AGCTL" --root R8 init --pubkey k.pub >/dev/null
+"$AGIMPORT" b1 --root R8 >/dev/null 2>&1 && "$AGCTL" --root R8 promote >/dev/null 2>&1
+n=$(ls -d set2/medium-* | wc -l); diag "the delta media set has $n media"
+for i in $(seq "$n" -1 2); do "$AGIMPORT" "set2/medium-$(printf %02d "$i")" --root R8 >/dev/null 2>&1; done
+check "the delta's media one at a time: the last one completes the import" "$AGIMPORT" set2/medium-01 --root R8
+check "the staged tree is v2's model" same_tree m2 R8/slots/green/model
 "$AGPACK" build s2.json --key k.key --base b1 --volume-size 64K --chunk-size 16K --parity 1 --stream > d2.stream 2>/dev/null
 check "receive the delta from a one-way stream" sh -c "'$AGIMPORT' receive rx < d2.stream"
 "$AGCTL" --root R5 init --pubkey k.pub >/dev/null
