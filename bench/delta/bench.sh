@@ -15,7 +15,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(cd "$HERE/../.." && pwd)
 WEIGHTS_MIB=${WEIGHTS_MIB:-64}
 TEXT_MIB=${TEXT_MIB:-32}
-for b in "$AGPACK" "$AGIMPORT" "$AGCTL" /usr/bin/time zstd tar python3; do
+for b in "$AGPACK" "$AGIMPORT" "$AGCTL" /usr/bin/time zstd tar /usr/bin/python3; do
 	command -v "$b" >/dev/null || { echo "bench: $b missing" >&2; exit 2; }
 done
 W=${BENCH_DIR:-$(mktemp -d /var/tmp/agkit-bench-delta.XXXXXX)}
@@ -29,24 +29,24 @@ echo "# zstd $(zstd -V | grep -o 'v[0-9.]*'); weights ${WEIGHTS_MIB} MiB, text $
 rm -rf in && mkdir -p in
 # config: v1 and v2 differ in config.json and tokenizer.json.
 mkdir -p in/config1
-python3 "$SRC/bench/bundle/mksafetensors.py" in/config1/model.safetensors "$WEIGHTS_MIB" --dtype BF16 --seed 1
-python3 -c 'import json,sys; json.dump({"hidden_size": 4096, "rev": int(sys.argv[2])}, open(sys.argv[1], "w"))' in/config1/config.json 1
-python3 -c 'import json,sys; json.dump({"model": {"vocab": {"t%d" % i: i for i in range(100000)}}}, open(sys.argv[1], "w"))' in/config1/tokenizer.json
+/usr/bin/python3 "$SRC/bench/bundle/mksafetensors.py" in/config1/model.safetensors "$WEIGHTS_MIB" --dtype BF16 --seed 1
+/usr/bin/python3 -c 'import json,sys; json.dump({"hidden_size": 4096, "rev": int(sys.argv[2])}, open(sys.argv[1], "w"))' in/config1/config.json 1
+/usr/bin/python3 -c 'import json,sys; json.dump({"model": {"vocab": {"t%d" % i: i for i in range(100000)}}}, open(sys.argv[1], "w"))' in/config1/tokenizer.json
 cp -r in/config1 in/config2
-python3 -c 'import json,sys; json.dump({"hidden_size": 4096, "rev": int(sys.argv[2])}, open(sys.argv[1], "w"))' in/config2/config.json 2
-python3 -c 'import json,sys; json.dump({"model": {"vocab": {"u%d" % i: i for i in range(100000)}}}, open(sys.argv[1], "w"))' in/config2/tokenizer.json
+/usr/bin/python3 -c 'import json,sys; json.dump({"hidden_size": 4096, "rev": int(sys.argv[2])}, open(sys.argv[1], "w"))' in/config2/config.json 2
+/usr/bin/python3 -c 'import json,sys; json.dump({"model": {"vocab": {"u%d" % i: i for i in range(100000)}}}, open(sys.argv[1], "w"))' in/config2/tokenizer.json
 echo "config.json tokenizer.json" > in/config.changed
 # shard: two shards of WEIGHTS_MIB/2, the second replaced.
 mkdir -p in/shard1
-python3 "$SRC/bench/bundle/mksafetensors.py" in/shard1/model-00001-of-00002.safetensors $((WEIGHTS_MIB / 2)) --dtype BF16 --seed 2
-python3 "$SRC/bench/bundle/mksafetensors.py" in/shard1/model-00002-of-00002.safetensors $((WEIGHTS_MIB / 2)) --dtype BF16 --seed 3
+/usr/bin/python3 "$SRC/bench/bundle/mksafetensors.py" in/shard1/model-00001-of-00002.safetensors $((WEIGHTS_MIB / 2)) --dtype BF16 --seed 2
+/usr/bin/python3 "$SRC/bench/bundle/mksafetensors.py" in/shard1/model-00002-of-00002.safetensors $((WEIGHTS_MIB / 2)) --dtype BF16 --seed 3
 cp -r in/shard1 in/shard2
-python3 "$SRC/bench/bundle/mksafetensors.py" in/shard2/model-00002-of-00002.safetensors $((WEIGHTS_MIB / 2)) --dtype BF16 --seed 4
+/usr/bin/python3 "$SRC/bench/bundle/mksafetensors.py" in/shard2/model-00002-of-00002.safetensors $((WEIGHTS_MIB / 2)) --dtype BF16 --seed 4
 echo "model-00002-of-00002.safetensors" > in/shard.changed
 # layer: an OCI layout with a big layer (headers from /usr/include) and a small one that changes.
 find /usr/include -name '*.h' -type f | sort | head -4000 | tar -cf big-layer.tar -T - 2>/dev/null || true
-python3 "$SRC/tests/delta/mkoci.py" in/layer1 v1 big-layer.tar "app one"
-python3 "$SRC/tests/delta/mkoci.py" in/layer2 v2 big-layer.tar "app two"
+/usr/bin/python3 "$SRC/tests/delta/mkoci.py" in/layer1 v1 big-layer.tar "app one"
+/usr/bin/python3 "$SRC/tests/delta/mkoci.py" in/layer2 v2 big-layer.tar "app two"
 ( cd in/layer2 && comm -13 <(cd ../layer1 && find . -type f | sort) <(find . -type f | sort) | sed 's|^\./||' ) > in/layer.changed
 echo "index.json" >> in/layer.changed
 # text: TEXT_MIB of C headers, then the same with a line inserted at its start.
@@ -85,7 +85,7 @@ for c in config shard layer text; do
 	cmp <(cd R-delta/slots/green/a && find . -type f | sort | xargs sha256sum) <(cd "in/${c}2" && find . -type f | sort | xargs sha256sum)
 	d=$(vol "d-${c}2"); m=$(wc -c < "d-${c}2/manifest.json")
 	target=$((changed + total / 100 + 65536))
-	echo "| $c | $changed | $(vol "b-${c}2") | $d | $m | $patch | $(python3 -c "print(f'{$d / $target:.3f}')") | $tf | $td | $(cut -d' ' -f1 /proc/loadavg) |"
+	echo "| $c | $changed | $(vol "b-${c}2") | $d | $m | $patch | $(/usr/bin/python3 -c "print(f'{$d / $target:.3f}')") | $tf | $td | $(cut -d' ' -f1 /proc/loadavg) |"
 	rm -rf "b-${c}1" "b-${c}2" "d-${c}2" R-full R-delta old.tar new.tar patch.zst
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -6,8 +6,8 @@
 
 #include "bundle/fsutil.h"
 #include "bundle/manifest.h"
-#include "../subst.h"
 #include "../tap.h"
+#include "../manifest_template.h"
 
 #define H "\"0000000000000000000000000000000000000000000000000000000000000000\""
 
@@ -23,26 +23,9 @@ static const char *good =
 	"\"chunks\":[{\"artifact\":0,\"volume\":0,\"offset\":0,\"csize\":19,\"usize\":10,\"coding\":\"zstd\",\"sha256\":" H ",\"csha256\":" H "}],"
 	"\"volumes\":[{\"name\":\"vol-00001.agv\",\"size\":19,\"sha256\":" H "}]}";
 
-static char *subst(const char *from, const char *to)
-{
-	return test_subst(good, from, to);
-}
-
-static int parse(const char *text, struct bn_error *err)
-{
-	struct bn_manifest *m = NULL;
-	int r = bn_manifest_parse(text, strlen(text), &m, err);
-	bn_manifest_free(m);
-	return r;
-}
-
 static void refuse(const char *from, const char *to, int want, const char *what)
 {
-	char *t = subst(from, to);
-	struct bn_error err = {0};
-	int r = parse(t, &err);
-	TAP_OK(r == want, "refused: %s (%d: %s)", what, r, err.msg);
-	free(t);
+	test_manifest_refuse(good, from, to, want, what);
 }
 
 int main(void)

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "bundle/manifest.h"
-#include "../subst.h"
 #include "../tap.h"
+#include "../manifest_template.h"
 
 #define H "\"0000000000000000000000000000000000000000000000000000000000000000\""
 #define B "\"base\":{\"name\":\"n\",\"channel\":\"c\",\"version\":1,\"manifest_sha256\":" H "},"
@@ -22,20 +22,9 @@ static const char *good =
 	"{\"artifact\":0,\"volume\":0,\"offset\":0,\"csize\":13,\"usize\":4,\"coding\":\"zstd\",\"sha256\":" H ",\"csha256\":" H "}],"
 	"\"volumes\":[{\"name\":\"vol-00001.agv\",\"size\":13,\"sha256\":" H "}]}";
 
-static char *subst(const char *from, const char *to)
-{
-	return test_subst(good, from, to);
-}
-
 static void refuse(const char *from, const char *to, int want, const char *what)
 {
-	char *t = subst(from, to);
-	struct bn_error err = {0};
-	struct bn_manifest *m = NULL;
-	int r = bn_manifest_parse(t, strlen(t), &m, &err);
-	bn_manifest_free(m);
-	TAP_OK(r == want, "refused: %s (%d: %s)", what, r, err.msg);
-	free(t);
+	test_manifest_refuse(good, from, to, want, what);
 }
 
 int main(void)
