@@ -65,9 +65,9 @@ for c in config shard layer text; do
 	t=files; [ $c = layer ] && t=oci-archive
 	mkspec $c 1 $t; mkspec $c 2 $t
 	rm -rf "b-${c}1" "b-${c}2" "d-${c}2" R-full R-delta
-	"$AGPACK" build "spec-${c}1.json" --key k.key --out "b-${c}1" -q 2>/dev/null
-	"$AGPACK" build "spec-${c}2.json" --key k.key --out "b-${c}2" -q 2>/dev/null
-	"$AGPACK" build "spec-${c}2.json" --key k.key --out "d-${c}2" -q --base "b-${c}1" --base-pubkey k.pub 2>/dev/null
+	"$AGPACK" build "spec-${c}1.json" --key k.key --out "b-${c}1" -q >/dev/null 2>&1
+	"$AGPACK" build "spec-${c}2.json" --key k.key --out "b-${c}2" -q >/dev/null 2>&1
+	"$AGPACK" build "spec-${c}2.json" --key k.key --out "d-${c}2" -q --base "b-${c}1" --base-pubkey k.pub >/dev/null 2>&1
 	changed=$(cd "in/${c}2" && cat $(cat "../$c.changed") | zstd -3 -c -q | wc -c)
 	total=$(du -b --apparent-size "in/${c}2" | tail -1 | cut -f1)
 	tar -cf old.tar -C "in/${c}1" . ; tar -cf new.tar -C "in/${c}2" .
