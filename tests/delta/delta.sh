@@ -59,6 +59,8 @@ check "import the delta v2" "$AGIMPORT" d2 --root "$R"
 check "v2 staged in green" test "$(state "$R" 's["slots"]["green"]["state"], s["slots"]["green"]["version"]')" = "staged 2"
 check "the staged tree is v2's model, byte for byte" same_tree m2 "$R/slots/green/model"
 check "the active slot still serves v1" cmp m1/config.json "$R/active/model/config.json"
+check "status --json names the manifests the root holds (the site ledger to choose a base)" \
+	test "$(state "$R" 's["slots"]["blue"]["manifest_sha256"], s["slots"]["green"]["manifest_sha256"]')" = "$(sha256sum b1/manifest.json | cut -c1-64) $(sha256sum d2/manifest.json | cut -c1-64)"
 
 # A modified base: one flipped byte in a reused file of the active slot.
 "$AGCTL" --root R2 init --pubkey k.pub >/dev/null
