@@ -62,6 +62,15 @@ check "the active slot still serves v1" cmp m1/config.json "$R/active/model/conf
 check "status --json names the manifests the root holds (the site ledger to choose a base)" \
 	test "$(state "$R" 's["slots"]["blue"]["manifest_sha256"], s["slots"]["green"]["manifest_sha256"]')" = "$(sha256sum b1/manifest.json | cut -c1-64) $(sha256sum d2/manifest.json | cut -c1-64)"
 
+# A killed delta import resumes (reused chunks are chunks of the one progress record).
+"$AGCTL" --root R9 init --pubkey k.pub >/dev/null
+"$AGIMPORT" b1 --root R9 >/dev/null 2>&1 && "$AGCTL" --root R9 promote >/dev/null 2>&1
+(AGKIT_CHECKPOINT_BYTES=4096 AGKIT_CRASH_AT=extract:checkpoint "$AGIMPORT" d2 --root R9 >/dev/null 2>&1)
+rc=$?
+[ $rc = 137 ] && ok "a delta import killed at its first checkpoint" || not_ok "a delta import killed at its first checkpoint (exit $rc)"
+check "the re-run resumes it" sh -c "'$AGIMPORT' d2 --root R9 2>&1 | grep -q '(resumed)'"
+check "the resumed tree is v2's model" same_tree m2 R9/slots/green/model
+
 # A modified base: one flipped byte in a reused file of the active slot.
 "$AGCTL" --root R2 init --pubkey k.pub >/dev/null
 "$AGIMPORT" b1 --root R2 >/dev/null 2>&1 && "$AGCTL" --root R2 promote >/dev/null 2>&1
