@@ -145,6 +145,23 @@ check "only the chunks of the changed tensor are carried" test "$carried" -le $(
 check "import the tensor delta" "$AGIMPORT" td2 --root R6
 check "the staged model is the changed one" cmp t2/model.safetensors R6/slots/green/model/model.safetensors
 
+# Per-tensor boundaries: the first tensor resized, every later tensor moved;
+# each tensor starts its chunks, so the moved ones are still found.
+mkdir r1 r2
+$PY "$TESTS_DIR/delta/mkst.py" r1/model.safetensors 5 256
+$PY "$TESTS_DIR/delta/mkst.py" r2/model.safetensors 5 320
+spec rs1.json resized 1 files:model:r1
+spec rs2.json resized 2 files:model:r2
+check "pack a model of 8 tensors" "$AGPACK" build rs1.json --key k.key --out rb1
+check "pack it with its first tensor resized, against its manifest only" "$AGPACK" build rs2.json --key k.key --out rd2 --base rb1/manifest.json
+carried=$(vol_bytes rd2); t0=$((320 * 1024 * 2))
+diag "first of 8 tensors resized (all others moved): $carried bytes carried of $(vol_bytes rb1), the new tensor is $t0 bytes"
+check "only the resized tensor (and the header) is carried" test "$carried" -le $((t0 + 65536))
+"$AGCTL" --root R10 init --pubkey k.pub >/dev/null
+"$AGIMPORT" rb1 --root R10 >/dev/null 2>&1 && "$AGCTL" --root R10 promote >/dev/null 2>&1
+check "import the resized-tensor delta" "$AGIMPORT" rd2 --root R10
+check "the staged model is the resized one" cmp r2/model.safetensors R10/slots/green/model/model.safetensors
+
 # Chunk-level reuse by content-defined pieces: a text file with a line
 # inserted at its start (the base bundle's volumes, checked with --base-pubkey).
 mkdir x1 x2
