@@ -529,8 +529,10 @@ static int attach_base(struct bn_deploy *d, struct bn_bundle *b, struct bn_error
 			snprintf(holds + l, sizeof holds - l, "%s%s: %s version %" PRIu64, l ? ", " : "",
 			         slot_names[order[k]], s->bundle, s->version);
 		}
-		if (!s->has_bundle || (s->state != BN_SLOT_ACTIVE && s->state != BN_SLOT_PREVIOUS && s->state != BN_SLOT_STAGED) ||
-		    strcmp(s->manifest_sha256, want) != 0 || !slot_manifest_sha(d, order[k], have) || strcmp(have, want) != 0)
+		if (!s->has_bundle ||
+		    (s->state != BN_SLOT_ACTIVE && s->state != BN_SLOT_PREVIOUS && s->state != BN_SLOT_STAGED) ||
+		    strcmp(s->manifest_sha256, want) != 0 || !slot_manifest_sha(d, order[k], have) ||
+		    strcmp(have, want) != 0)
 			continue;
 		char *sp = bn_deploy_slot_path(d, order[k]);
 		int r = sp ? bn_bundle_set_base(b, sp, err) : bn_fail(err, -ENOMEM, "out of memory");
@@ -538,7 +540,8 @@ static int attach_base(struct bn_deploy *d, struct bn_bundle *b, struct bn_error
 		return r;
 	}
 	bn_bundle_base_describe(b->m, base, sizeof base);
-	return bn_fail(err, -EBADMSG, "%s: delta bundle needs its base %s in the active or previous slot; this root holds %s; "
+	return bn_fail(err, -EBADMSG,
+	               "%s: delta bundle needs its base %s in the active or previous slot; this root holds %s; "
 	               "nothing staged (import the base or a full bundle first)",
 	               b->dir, base, holds[0] ? holds : "no bundle");
 }

@@ -424,8 +424,10 @@ int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, str
 		goto out;
 	}
 	if (maj != BN_FORMAT_MAJOR && maj != BN_FORMAT_DELTA_MAJOR) {
-		r = bn_fail(err, -EPROTO, "manifest.json: unsupported bundle format version %u.%u (this agkit reads %u.x and %u.x); "
-		            "upgrade agkit on this host", maj, min, BN_FORMAT_MAJOR, BN_FORMAT_DELTA_MAJOR);
+		r = bn_fail(err, -EPROTO,
+		            "manifest.json: unsupported bundle format version %u.%u (this agkit reads %u.x and %u.x); "
+		            "upgrade agkit on this host",
+		            maj, min, BN_FORMAT_MAJOR, BN_FORMAT_DELTA_MAJOR);
 		goto out;
 	}
 	/* Format 2 is exactly the delta bundle: a base, and chunks that may come from it. */

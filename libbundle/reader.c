@@ -293,8 +293,8 @@ void bn_describe_chunk(const struct bn_bundle *b, size_t ci, char *out, size_t o
 	const struct bn_artifact *a = &b->m->artifacts[c->artifact];
 	ssize_t fi = bn_artifact_file_at(a, c->soffset);
 	if (bn_chunk_reused(c))
-		snprintf(out, outlen, "chunk %zu (artifact '%s', reused from base file %s/%s at offset %" PRIu64 ")", ci,
-		         a->name, b->m->brefs[c->bref].artifact, b->m->brefs[c->bref].path, c->boffset);
+		snprintf(out, outlen, "chunk %zu (artifact '%s', reused from base file %s/%s at offset %" PRIu64 ")",
+		         ci, a->name, b->m->brefs[c->bref].artifact, b->m->brefs[c->bref].path, c->boffset);
 	else if (fi >= 0)
 		snprintf(out, outlen, "%s: chunk %zu (artifact '%s', file '%s' at offset %" PRIu64 ")",
 		         b->m->volumes[c->volume].name, ci, a->name, a->entries[fi].path,
@@ -373,8 +373,8 @@ static int fetch_reused(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, str
 			close(cr->bfd);
 		char *p = NULL;
 		cr->bfd = asprintf(&p, "%s/%s", br->artifact, br->path) < 0
-		                  ? -1
-		                  : openat(b->base_fd, p, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+		              ? -1
+		              : openat(b->base_fd, p, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 		int e = errno;
 		free(p);
 		if (cr->bfd < 0)
@@ -383,8 +383,10 @@ static int fetch_reused(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, str
 		cr->bref = c->bref;
 	}
 	if (bn_pread_all(cr->bfd, buf, c->usize, c->boffset) < 0)
-		return bn_fail(err, -EBADMSG, "%s/%s/%s: base file shorter than the delta's signed manifest says; the base %s was modified",
-		               b->base_dir, br->artifact, br->path, base);
+		return bn_fail(
+		    err, -EBADMSG,
+		    "%s/%s/%s: base file shorter than the delta's signed manifest says; the base %s was modified",
+		    b->base_dir, br->artifact, br->path, base);
 	return 0;
 }
 
@@ -438,8 +440,10 @@ int bn_chunk_check(const struct bn_bundle *b, size_t ci, const uint8_t *buf, str
 		char what[BN_ERROR_MAX / 2], base[BN_ERROR_MAX / 2];
 		bn_describe_chunk(b, ci, what, sizeof what);
 		bn_bundle_base_describe(b->m, base, sizeof base);
-		return bn_fail(err, -EBADMSG, "%s: %s: base content does not match the delta's signed sha256; the base %s in %s was modified",
-		               b->dir, what, base, b->base_dir ? b->base_dir : "(none)");
+		return bn_fail(
+		    err, -EBADMSG,
+		    "%s: %s: base content does not match the delta's signed sha256; the base %s in %s was modified",
+		    b->dir, what, base, b->base_dir ? b->base_dir : "(none)");
 	}
 	if (memcmp(h, c->csha256, BN_SHA256_LEN) != 0) {
 		char what[BN_ERROR_MAX];
@@ -658,7 +662,8 @@ int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, s
 			 * the rebuilt copy; chunks before it passed their own hashes. */
 			size_t v = b->m->chunks[sl->ci].volume;
 			struct bn_error e2 = {0};
-			int q = v != rebuilt && !bn_chunk_reused(&b->m->chunks[sl->ci]) ? bn_layout_rebuild(b, v, &e2) : 0;
+			int q =
+			    v != rebuilt && !bn_chunk_reused(&b->m->chunks[sl->ci]) ? bn_layout_rebuild(b, v, &e2) : 0;
 			if (q < 0 && err)
 				*err = e2;
 			if (q < 0)

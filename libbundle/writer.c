@@ -25,10 +25,10 @@
 /* Content-defined matching against the base's files (docs/FORMAT.md section
  * 12.3): pieces of CDC_MIN..CDC_MAX bytes cut where the gear hash's top
  * CDC_BITS bits are zero; files of CDC_FROM..CDC_FILE_MAX bytes. */
-#define CDC_MIN (4u << 10)
-#define CDC_MAX (64u << 10)
-#define CDC_BITS 13
-#define CDC_FROM (64u << 10)
+#define CDC_MIN      (4u << 10)
+#define CDC_MAX      (64u << 10)
+#define CDC_BITS     13
+#define CDC_FROM     (64u << 10)
 #define CDC_FILE_MAX (256u << 20)
 
 struct scan_item {
@@ -54,7 +54,7 @@ struct wslot {
 	size_t ulen;
 	unsigned group;        /* 1: plain zstd; 2, 4: byte-grouped */
 	uint32_t artifact;
-	bool reuse;            /* a chunk of the base (sha256, bref, boffset set): nothing to code */
+	bool reuse; /* a chunk of the base (sha256, bref, boffset set): nothing to code */
 	uint32_t bref;
 	uint64_t boffset;
 	ZSTD_CCtx *cctx;
@@ -98,10 +98,18 @@ struct bn_writer {
 	uint32_t **bref_of;
 	/* Delta bundles: the base's files, sorted by (size, sha256). */
 	const struct bn_manifest *base;
-	struct bfile { uint64_t size; const uint8_t *sha256; uint32_t bref; } *bfiles;
+	struct bfile {
+		uint64_t size;
+		const uint8_t *sha256;
+		uint32_t bref;
+	} * bfiles;
 	size_t n_bfiles;
 	/* and its chunks that lie inside one file, sorted by sha256 */
-	struct bchunk { const uint8_t *sha256; uint32_t usize, bref; uint64_t boffset; } *bchunks;
+	struct bchunk {
+		const uint8_t *sha256;
+		uint32_t usize, bref;
+		uint64_t boffset;
+	} * bchunks;
 	size_t n_bchunks;
 };
 
@@ -755,7 +763,8 @@ int bn_writer_set_base(struct bn_writer *w, const struct bn_manifest *base, cons
 	size_t n = 0;
 	for (size_t i = 0; i < base->n_artifacts; i++)
 		for (size_t j = 0; j < base->artifacts[i].n_entries; j++)
-			n += base->artifacts[i].entries[j].type == BN_ENTRY_FILE && base->artifacts[i].entries[j].size > 0;
+			n += base->artifacts[i].entries[j].type == BN_ENTRY_FILE &&
+			     base->artifacts[i].entries[j].size > 0;
 	if (n > UINT32_MAX / 2)
 		return bn_fail(err, -EFBIG, "the base has too many files");
 	w->bfiles = calloc(n ? n : 1, sizeof *w->bfiles);
@@ -764,8 +773,8 @@ int bn_writer_set_base(struct bn_writer *w, const struct bn_manifest *base, cons
 	w->bchunks = calloc(base->n_chunks ? base->n_chunks : 1, sizeof *w->bchunks);
 	w->m.brefs = calloc(n ? n : 1, sizeof *w->m.brefs);
 	w->m.base = calloc(1, sizeof *w->m.base);
-	if (!w->bfiles || !w->bref_of || !w->bchunks || !w->m.brefs || !w->m.base || !(w->m.base->name = strdup(base->name)) ||
-	    !(w->m.base->channel = strdup(base->channel)))
+	if (!w->bfiles || !w->bref_of || !w->bchunks || !w->m.brefs || !w->m.base ||
+	    !(w->m.base->name = strdup(base->name)) || !(w->m.base->channel = strdup(base->channel)))
 		return bn_fail(err, -ENOMEM, "out of memory");
 	w->m.base->version = base->version;
 	memcpy(w->m.base->sha256, sha256, BN_SHA256_LEN);
@@ -796,7 +805,8 @@ int bn_writer_set_base(struct bn_writer *w, const struct bn_manifest *base, cons
 			while (f < w->m.n_brefs && strcmp(w->m.brefs[f].path, e->path) != 0)
 				f++;
 			if (f < w->m.n_brefs)
-				w->bchunks[w->n_bchunks++] = (struct bchunk){c->sha256, c->usize, (uint32_t)f, c->soffset - e->offset};
+				w->bchunks[w->n_bchunks++] =
+				    (struct bchunk){c->sha256, c->usize, (uint32_t)f, c->soffset - e->offset};
 		}
 	}
 	qsort(w->bfiles, w->n_bfiles, sizeof *w->bfiles, cmp_bfile);
@@ -1027,7 +1037,7 @@ static int try_reuse_file(struct bn_writer *w, uint32_t artifact, const struct s
 	if (!bf)
 		return 0;
 	size_t cs = w->o.chunk_size, np = (size_t)((it->size + cs - 1) / cs);
-	uint8_t (*ph)[BN_SHA256_LEN] = malloc(np * sizeof *ph), *buf = malloc(cs);
+	uint8_t(*ph)[BN_SHA256_LEN] = malloc(np * sizeof *ph), *buf = malloc(cs);
 	int fd = open(it->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY), r = 0;
 	if (!ph || !buf)
 		r = bn_fail(err, -ENOMEM, "out of memory");

@@ -38,7 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_ASSERT(c->usize > 0 && c->usize <= m->chunk_size);
 		if (bn_chunk_reused(c)) {
 			/* Delta bundles (format 2.0): a base, and a valid base file. */
-			FUZZ_ASSERT(m->base && m->format_major == BN_FORMAT_DELTA_MAJOR && c->artifact < m->n_artifacts);
+			FUZZ_ASSERT(m->base && m->format_major == BN_FORMAT_DELTA_MAJOR &&
+			            c->artifact < m->n_artifacts);
 			FUZZ_ASSERT(c->bref < m->n_brefs && bn_name_valid(m->brefs[c->bref].artifact) &&
 			            bn_path_valid(m->brefs[c->bref].path));
 			FUZZ_ASSERT(c->soffset + c->usize <= m->artifacts[c->artifact].size);

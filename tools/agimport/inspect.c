@@ -175,9 +175,10 @@ static void describe(json_t *o, const char *dir, const struct bn_manifest *m, un
 	bn_manifest_delta_bytes(m, &carried, &reused);
 	if (m->base) {
 		bn_hex(m->base->sha256, BN_SHA256_LEN, hex);
-		json_object_set_new(o, "base", json_pack("{s:s, s:s, s:I, s:s}", "bundle", m->base->name, "channel",
-		                                         m->base->channel, "version", (json_int_t)m->base->version,
-		                                         "manifest_sha256", hex));
+		json_object_set_new(o, "base",
+		                    json_pack("{s:s, s:s, s:I, s:s}", "bundle", m->base->name, "channel",
+		                              m->base->channel, "version", (json_int_t)m->base->version,
+		                              "manifest_sha256", hex));
 	} else {
 		json_object_set_new(o, "base", json_null());
 	}
@@ -283,9 +284,11 @@ static void print_human(json_t *o)
 	}
 	json_t *bo = json_object_get(o, "base");
 	if (json_is_object(bo))
-		printf("base: bundle %s channel %s version %" JSON_INTEGER_FORMAT " (manifest sha256 %s): %" JSON_INTEGER_FORMAT
-		       " byte(s) carried, %" JSON_INTEGER_FORMAT " byte(s) reused from the base\n",
-		       json_string_value(json_object_get(bo, "bundle")), json_string_value(json_object_get(bo, "channel")),
+		printf("base: bundle %s channel %s version %" JSON_INTEGER_FORMAT
+		       " (manifest sha256 %s): %" JSON_INTEGER_FORMAT " byte(s) carried, %" JSON_INTEGER_FORMAT
+		       " byte(s) reused from the base\n",
+		       json_string_value(json_object_get(bo, "bundle")),
+		       json_string_value(json_object_get(bo, "channel")),
 		       json_integer_value(json_object_get(bo, "version")),
 		       json_string_value(json_object_get(bo, "manifest_sha256")),
 		       json_integer_value(json_object_get(o, "carried_bytes")),

@@ -308,7 +308,8 @@ static int load_base(const char *path, const char *pubkey, struct bn_manifest **
 	}
 	char *mp = isdir ? bn_path_join(path, "manifest.json") : strdup(path), *buf = NULL;
 	size_t len = 0;
-	int r = mp ? bn_read_file_nofollow(mp, BN_MANIFEST_MAX, &buf, &len, err) : bn_fail(err, -ENOMEM, "out of memory");
+	int r =
+	    mp ? bn_read_file_nofollow(mp, BN_MANIFEST_MAX, &buf, &len, err) : bn_fail(err, -ENOMEM, "out of memory");
 	if (r == 0) {
 		bn_sha256(buf, len, sha);
 		r = bn_manifest_parse(buf, len, ret, err);
@@ -759,7 +760,9 @@ static int cmd_build(int argc, char **argv)
 		char bd[BN_ERROR_MAX / 2];
 		bn_manifest_delta_bytes(m, &carried, &reused);
 		bn_bundle_base_describe(m, bd, sizeof bd);
-		fprintf(info, "%s: delta against base %s: %" PRIu64 " bytes carried, %" PRIu64 " bytes reused from the base\n",
+		fprintf(info,
+		        "%s: delta against base %s: %" PRIu64 " bytes carried, %" PRIu64
+		        " bytes reused from the base\n",
 		        out, bd, carried, reused);
 	}
 	if (m->parity)
@@ -777,9 +780,10 @@ static int cmd_build(int argc, char **argv)
 		json_object_set_new(o, "parity_volumes", json_integer((json_int_t)(m->parity ? m->parity->n_volumes : 0)));
 		json_object_set_new(o, "media", m->media ? json_integer(m->media->count) : json_null());
 		json_object_set_new(o, "created", json_string(m->created));
-		json_object_set_new(o, "base", m->base ? json_pack("{s:s, s:s, s:I}", "bundle", m->base->name, "channel",
-		                                                   m->base->channel, "version", (json_int_t)m->base->version)
-		                                       : json_null());
+		json_object_set_new(o, "base",
+		                    m->base ? json_pack("{s:s, s:s, s:I}", "bundle", m->base->name, "channel",
+		                                        m->base->channel, "version", (json_int_t)m->base->version)
+		                            : json_null());
 		json_object_set_new(o, "reused_bytes", json_integer((json_int_t)reused));
 		tool_json_print(o);
 	}

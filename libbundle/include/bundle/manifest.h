@@ -45,10 +45,14 @@
 enum bn_entry_type { BN_ENTRY_FILE = 0, BN_ENTRY_DIR = 1, BN_ENTRY_SYMLINK = 2 };
 /* Chunk codings (docs/FORMAT.md section 4): plain zstd; byte groups of 2 or 4
  * (format 1.1). */
-enum bn_coding { BN_CODING_ZSTD = 0, BN_CODING_BG2 = 1, BN_CODING_BG4 = 2,
+enum bn_coding {
+	BN_CODING_ZSTD = 0,
+	BN_CODING_BG2 = 1,
+	BN_CODING_BG4 = 2,
 	/* format 2 (delta): the bytes are not in a volume but in the base
 	 * bundle's extracted file m->brefs[bref] at boffset */
-	BN_CODING_BASE = 3 };
+	BN_CODING_BASE = 3
+};
 
 struct bn_entry {
 	char *path;           /* relative to the artifact root */
@@ -82,11 +86,14 @@ struct bn_chunk {
 	uint8_t coding;       /* enum bn_coding */
 	uint8_t sha256[BN_SHA256_LEN];  /* of the uncompressed bytes */
 	uint8_t csha256[BN_SHA256_LEN]; /* of the stored bytes */
-	uint32_t bref;        /* BN_CODING_BASE: index into m->brefs */
-	uint64_t boffset;     /* BN_CODING_BASE: offset in that base file */
+	uint32_t bref;                  /* BN_CODING_BASE: index into m->brefs */
+	uint64_t boffset;               /* BN_CODING_BASE: offset in that base file */
 };
 
-static inline bool bn_chunk_reused(const struct bn_chunk *c) { return c->coding == BN_CODING_BASE; }
+static inline bool bn_chunk_reused(const struct bn_chunk *c)
+{
+	return c->coding == BN_CODING_BASE;
+}
 
 /* Format 2 (docs/FORMAT.md section 12): the bundle a delta was built
  * against, and the files of it that reused chunks come from. */
@@ -123,7 +130,7 @@ struct bn_manifest {
 	struct bn_media *media;    /* format 1.1: optional media assignment, or NULL */
 	struct bn_base *base;      /* format 2: the base of a delta bundle, or NULL */
 	size_t n_brefs;
-	struct bn_bref *brefs;     /* the base files reused chunks name */
+	struct bn_bref *brefs; /* the base files reused chunks name */
 };
 
 void bn_manifest_free(struct bn_manifest *m); /* accepts NULL */
