@@ -306,7 +306,13 @@ static int load_base(const char *path, const char *pubkey, struct bn_manifest **
 		bn_bundle_free(b);
 		return 0;
 	}
-	char *mp = isdir ? bn_path_join(path, "manifest.json") : strdup(path), *buf = NULL;
+	/* A media set keeps the manifest on each medium. */
+	char *mdir = NULL;
+	int q = isdir ? bn_layout_manifest_dir(path, &mdir, err) : 0;
+	if (q < 0)
+		return q;
+	char *mp = isdir ? bn_path_join(mdir ? mdir : path, "manifest.json") : strdup(path), *buf = NULL;
+	free(mdir);
 	size_t len = 0;
 	int r =
 	    mp ? bn_read_file_nofollow(mp, BN_MANIFEST_MAX, &buf, &len, err) : bn_fail(err, -ENOMEM, "out of memory");
