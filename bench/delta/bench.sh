@@ -20,6 +20,7 @@ for b in "$AGPACK" "$AGIMPORT" "$AGCTL" /usr/bin/time zstd tar /usr/bin/python3;
 done
 W=${BENCH_DIR:-$(mktemp -d /var/tmp/agkit-bench-delta.XXXXXX)}
 mkdir -p "$W"
+[ -n "${BENCH_DIR:-}" ] || trap 'rm -rf "$W"' EXIT
 cd "$W"
 echo "# machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
 echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -89,4 +90,3 @@ for c in config shard layer text; do
 	rm -rf "b-${c}1" "b-${c}2" "d-${c}2" R-full R-delta old.tar new.tar patch.zst
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-[ -n "${BENCH_DIR:-}" ] || rm -rf "$W"
