@@ -48,6 +48,7 @@ check "... and leaves nothing" test ! -e x
 expect_exit 3 "import of a delta into a root without its base is refused" "$AGIMPORT" d2 --root R0
 last_output | grep -q "needs its base bundle app channel stable version 1 .*nothing staged" && ok "the refusal names the base bundle and version" ||
 	not_ok "the refusal names the base bundle and version"
+expect_exit 3 "--dry-run of the delta without its base is refused the same way" "$AGIMPORT" d2 --root R0 --dry-run
 check "... nothing staged" test "$(state R0 's["slots"]["blue"]["state"], s["slots"]["green"]["state"]')" = "empty empty"
 check "... no work directory left" sh -c "! ls R0/staging/* >/dev/null 2>&1"
 
@@ -55,6 +56,7 @@ check "... no work directory left" sh -c "! ls R0/staging/* >/dev/null 2>&1"
 "$AGCTL" --root "$R" init --pubkey k.pub >/dev/null
 check "import v1" "$AGIMPORT" b1 --root "$R"
 check "promote v1" "$AGCTL" --root "$R" promote
+check "--dry-run of the delta with its base active" "$AGIMPORT" d2 --root "$R" --dry-run
 check "import the delta v2" "$AGIMPORT" d2 --root "$R"
 check "v2 staged in green" test "$(state "$R" 's["slots"]["green"]["state"], s["slots"]["green"]["version"]')" = "staged 2"
 check "the staged tree is v2's model, byte for byte" same_tree m2 "$R/slots/green/model"
