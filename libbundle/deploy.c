@@ -511,6 +511,41 @@ static int run_hook(struct bn_deploy *d, const char *action, int slot, struct bn
 
 /* ---- recovery -------------------------------------------------------- */
 
+static bool slot_manifest_sha(const struct bn_deploy *d, int slot, char out[BN_SHA256_HEX]);
+
+/* Delta bundles (docs/OPERATIONS.md "Delta bundles"): the base is the slot,
+ * active first, whose recorded manifest SHA-256 and manifest copy are the
+ * base's.  Its files are not trusted: every reused chunk is checked against
+ * the delta's signed hash as it is read (reader.c). */
+static int attach_base(struct bn_deploy *d, struct bn_bundle *b, struct bn_error *err)
+{
+	char want[BN_SHA256_HEX], have[BN_SHA256_HEX], base[BN_ERROR_MAX / 2], holds[256] = "";
+	bn_hex(b->m->base->sha256, BN_SHA256_LEN, want);
+	int order[2] = {d->active >= 0 ? d->active : 0, d->active >= 0 ? 1 - d->active : 1};
+	for (int k = 0; k < 2; k++) {
+		const struct bn_slot *s = &d->slots[order[k]];
+		if (s->has_bundle) {
+			size_t l = strlen(holds);
+			snprintf(holds + l, sizeof holds - l, "%s%s: %s version %" PRIu64, l ? ", " : "",
+			         slot_names[order[k]], s->bundle, s->version);
+		}
+		if (!s->has_bundle ||
+		    (s->state != BN_SLOT_ACTIVE && s->state != BN_SLOT_PREVIOUS && s->state != BN_SLOT_STAGED) ||
+		    strcmp(s->manifest_sha256, want) != 0 || !slot_manifest_sha(d, order[k], have) ||
+		    strcmp(have, want) != 0)
+			continue;
+		char *sp = bn_deploy_slot_path(d, order[k]);
+		int r = sp ? bn_bundle_set_base(b, sp, err) : bn_fail(err, -ENOMEM, "out of memory");
+		free(sp);
+		return r;
+	}
+	bn_bundle_base_describe(b->m, base, sizeof base);
+	return bn_fail(err, -EBADMSG,
+	               "%s: delta bundle needs its base %s in the active or previous slot; this root holds %s; "
+	               "nothing staged (import the base or a full bundle first)",
+	               b->dir, base, holds[0] ? holds : "no bundle");
+}
+
 /* SHA-256 (hex) of the signed manifest copy in slot's tree; false when none. */
 static bool slot_manifest_sha(const struct bn_deploy *d, int slot, char out[BN_SHA256_HEX])
 {
@@ -977,6 +1012,10 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 			goto refuse;
 		}
 	}
+	/* A delta bundle is completed from the slot that holds its base (per
+	 * medium too: the first medium staged places the reused chunks). */
+	if (m->base && !b->base_dir && (r = attach_base(d, b, err)) < 0)
+		goto refuse;
 	if (o->check_only && !o->dry_run)
 		return 0;
 	/* The idle slot: never the active one. */

@@ -512,6 +512,11 @@ int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract
 	r = bn_check_files(b, err);
 	if (r == 0)
 		r = bn_layout_require_complete(b, err); /* not from a single medium */
+	if (r == 0 && b->m->base && !b->base_dir) {
+		char base[BN_ERROR_MAX / 2];
+		bn_bundle_base_describe(b->m, base, sizeof base);
+		r = bn_fail(err, -EBADMSG, "%s: delta bundle: needs its base %s, which is not present", b->dir, base);
+	}
 	if (r < 0)
 		goto out;
 	bits = calloc(BN_XPROGRESS_BITS(b) + 1, 1);

@@ -126,6 +126,16 @@ void bn_manifest_free(struct bn_manifest *m)
 	free(m->volumes);
 	bn_parity_free(m->parity);
 	bn_media_free(m->media);
+	if (m->base) {
+		free(m->base->name);
+		free(m->base->channel);
+		free(m->base);
+	}
+	for (size_t i = 0; i < m->n_brefs; i++) {
+		free(m->brefs[i].artifact);
+		free(m->brefs[i].path);
+	}
+	free(m->brefs);
 	free(m->name);
 	free(m->channel);
 	free(m->created);
@@ -314,6 +324,76 @@ static bool bundle_type_known(const char *type)
 	return false;
 }
 
+/* Format 2: "base" names the bundle a delta was built against (FORMAT.md
+ * section 12); it is present exactly when the major version is 2. */
+static int parse_base(struct bn_manifest *m, json_t *root, unsigned maj, struct bn_error *err)
+{
+	json_t *bo = json_object_get(root, "base");
+	if (!bo && maj == BN_FORMAT_MAJOR)
+		return 0;
+	if (!bo)
+		return BAD("format %u.x needs a \"base\" (a delta bundle)", maj);
+	if (maj != BN_FORMAT_DELTA_MAJOR)
+		return BAD("\"base\" needs format_version %u.0", BN_FORMAT_DELTA_MAJOR);
+	const char *n = json_is_object(bo) ? get_str(bo, "name") : NULL, *c = n ? get_str(bo, "channel") : NULL;
+	m->base = calloc(1, sizeof *m->base);
+	if (!m->base)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	if (!n || !bn_name_valid(n) || !c || !bn_name_valid(c) ||
+	    !get_u64(bo, "version", (uint64_t)INT64_MAX, &m->base->version) ||
+	    !get_hash(bo, "manifest_sha256", m->base->sha256))
+		return BAD("base: needs name, channel, version and manifest_sha256");
+	m->base->name = strdup(n);
+	m->base->channel = strdup(c);
+	return m->base->name && m->base->channel ? 0 : bn_fail(err, -ENOMEM, "out of memory");
+}
+
+/* {"artifact", "coding": "base", "usize", "sha256", "base": {"artifact", "path", "offset"}} */
+static int parse_reused_chunk(struct bn_manifest *m, json_t *o, json_t *bo, size_t i, size_t na, struct bn_chunk *c,
+                              struct bn_error *err)
+{
+	uint64_t a = 0, us = 0, off = 0;
+	const char *coding = get_str(o, "coding");
+	const char *ba = json_is_object(bo) ? get_str(bo, "artifact") : NULL, *bp = ba ? get_str(bo, "path") : NULL;
+	if (!m->base)
+		return BAD("chunk %zu is reused from a base, but the manifest names none", i);
+	if (!get_u64(o, "artifact", na, &a) || a >= na || !get_u64(o, "usize", m->chunk_size, &us) || us == 0 ||
+	    !get_hash(o, "sha256", c->sha256) || !coding || strcmp(coding, "base") != 0 || !ba || !bn_name_valid(ba) ||
+	    !bp || !bn_path_valid(bp) || !get_u64(bo, "offset", UINT64_MAX / 4, &off))
+		return BAD("reused chunk %zu has a bad field", i);
+	/* Consecutive chunks of one base file share its reference. */
+	if (!m->n_brefs || strcmp(m->brefs[m->n_brefs - 1].artifact, ba) || strcmp(m->brefs[m->n_brefs - 1].path, bp)) {
+		if (!(m->n_brefs & (m->n_brefs + 1)) || !m->brefs) {
+			struct bn_bref *nb = realloc(m->brefs, (2 * m->n_brefs + 2) * sizeof *nb);
+			if (!nb)
+				return bn_fail(err, -ENOMEM, "out of memory");
+			m->brefs = nb;
+		}
+		struct bn_bref *br = &m->brefs[m->n_brefs];
+		br->artifact = strdup(ba);
+		br->path = strdup(bp);
+		m->n_brefs++;
+		if (!br->artifact || !br->path)
+			return bn_fail(err, -ENOMEM, "out of memory");
+	}
+	c->artifact = (uint32_t)a;
+	c->volume = UINT32_MAX;
+	c->coding = BN_CODING_BASE;
+	c->usize = c->csize = (uint32_t)us;
+	c->bref = (uint32_t)(m->n_brefs - 1);
+	c->boffset = off;
+	return 0;
+}
+
+void bn_manifest_delta_bytes(const struct bn_manifest *m, uint64_t *ret_carried, uint64_t *ret_reused)
+{
+	uint64_t c = 0, u = 0;
+	for (size_t i = 0; i < m->n_chunks; i++)
+		*(bn_chunk_reused(&m->chunks[i]) ? &u : &c) += m->chunks[i].usize;
+	*ret_carried = c;
+	*ret_reused = u;
+}
+
 int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, struct bn_error *err)
 {
 	if (len > BN_MANIFEST_MAX)
@@ -343,11 +423,17 @@ int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, str
 		r = BAD("bad format_version");
 		goto out;
 	}
-	if (maj != BN_FORMAT_MAJOR) {
-		r = bn_fail(err, -EPROTO, "manifest.json: unsupported bundle format version %u.%u (this agkit reads %u.x); "
-		            "upgrade agkit on this host", maj, min, BN_FORMAT_MAJOR);
+	if (maj != BN_FORMAT_MAJOR && maj != BN_FORMAT_DELTA_MAJOR) {
+		r = bn_fail(err, -EPROTO,
+		            "manifest.json: unsupported bundle format version %u.%u (this agkit reads %u.x and %u.x); "
+		            "upgrade agkit on this host",
+		            maj, min, BN_FORMAT_MAJOR, BN_FORMAT_DELTA_MAJOR);
 		goto out;
 	}
+	/* Format 2 is exactly the delta bundle: a base, and chunks that may come from it. */
+	r = parse_base(m, root, maj, err);
+	if (r < 0)
+		goto out;
 	m->format_major = maj;
 	m->format_minor = min;
 	const char *name = get_str(root, "name"), *channel = get_str(root, "channel"), *created = get_str(root, "created");
@@ -503,6 +589,29 @@ int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, str
 		struct bn_chunk *c = &m->chunks[i];
 		m->n_chunks = i + 1;
 		uint64_t a = 0, v = 0, vo = 0, cs2 = 0, us = 0;
+		json_t *bo = json_is_object(o) ? json_object_get(o, "base") : NULL;
+		if (bo) {
+			/* A reused chunk: no volume bytes; it tiles its artifact's stream only. */
+			r = parse_reused_chunk(m, o, bo, i, na, c, err);
+			if (r < 0)
+				goto out;
+			while (art < na && i >= m->artifacts[art].chunk_first + m->artifacts[art].n_chunks &&
+			       soff == m->artifacts[art].size) {
+				art++;
+				soff = 0;
+			}
+			if (art >= na || c->artifact != art || i < m->artifacts[art].chunk_first) {
+				r = BAD("chunk %zu is not in its artifact's chunk range", i);
+				goto out;
+			}
+			c->soffset = soff;
+			soff += c->usize;
+			if (soff > m->artifacts[art].size) {
+				r = BAD("chunk %zu runs past its artifact", i);
+				goto out;
+			}
+			continue;
+		}
 		if (!json_is_object(o) || !get_u64(o, "artifact", na, &a) || a >= na || !get_u64(o, "volume", nv, &v) ||
 		    v >= nv || !get_u64(o, "offset", UINT64_MAX / 2, &vo) || !get_u64(o, "csize", BN_MAX_CHUNK_SIZE * 2ull, &cs2) ||
 		    !get_u64(o, "usize", m->chunk_size, &us) || cs2 == 0 || us == 0 ||
@@ -584,7 +693,8 @@ int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, str
 			goto out;
 		}
 		for (size_t i = 0; i < nc; i++)
-			vsum[m->chunks[i].volume] += m->chunks[i].csize;
+			if (!bn_chunk_reused(&m->chunks[i]))
+				vsum[m->chunks[i].volume] += m->chunks[i].csize;
 		for (size_t i = 0; i < nv && r == 0; i++)
 			if (vsum[i] != m->volumes[i].size)
 				r = BAD("volume %s: chunks hold %" PRIu64 " bytes, volume says %" PRIu64, m->volumes[i].name,
@@ -628,7 +738,10 @@ int bn_manifest_format(const struct bn_manifest *m, char **ret_text, size_t *ret
 		goto nomem;
 	/* 1.0 stays byte-identical for bundles that use no 1.1 feature (byte-grouped
 	 * chunks, parity, media sets). */
-	snprintf(fv, sizeof fv, "%u.%u", BN_FORMAT_MAJOR, m->parity || m->media ? 1u : m->format_minor);
+	if (m->base)
+		snprintf(fv, sizeof fv, "%u.0", BN_FORMAT_DELTA_MAJOR);
+	else
+		snprintf(fv, sizeof fv, "%u.%u", BN_FORMAT_MAJOR, m->parity || m->media ? 1u : m->format_minor);
 	SET(root, "format", json_string(BN_FORMAT_NAME));
 	SET(root, "format_version", json_string(fv));
 	SET(root, "name", json_string(m->name));
@@ -637,6 +750,15 @@ int bn_manifest_format(const struct bn_manifest *m, char **ret_text, size_t *ret
 	SET(root, "created", json_string(m->created));
 	SET(root, "chunk_size", json_integer(m->chunk_size));
 	SET(root, "volume_size", json_integer((json_int_t)m->volume_size));
+	if (m->base) {
+		json_t *bo = json_object();
+		if (!bo || json_object_set_new(root, "base", bo) < 0)
+			goto nomem;
+		SET(bo, "name", json_string(m->base->name));
+		SET(bo, "channel", json_string(m->base->channel));
+		SET(bo, "version", json_integer((json_int_t)m->base->version));
+		SET(bo, "manifest_sha256", hashval(m->base->sha256));
+	}
 	for (size_t i = 0; i < m->n_artifacts; i++) {
 		const struct bn_artifact *a = &m->artifacts[i];
 		json_t *o = json_object(), *ents = json_array();
@@ -687,6 +809,18 @@ int bn_manifest_format(const struct bn_manifest *m, char **ret_text, size_t *ret
 		if (!o || json_array_append_new(chunks, o) < 0)
 			goto nomem;
 		SET(o, "artifact", json_integer(c->artifact));
+		if (bn_chunk_reused(c)) {
+			json_t *bo = json_object();
+			if (!bo || json_object_set_new(o, "base", bo) < 0)
+				goto nomem;
+			SET(o, "usize", json_integer(c->usize));
+			SET(o, "coding", json_string("base"));
+			SET(o, "sha256", hashval(c->sha256));
+			SET(bo, "artifact", json_string(m->brefs[c->bref].artifact));
+			SET(bo, "path", json_string(m->brefs[c->bref].path));
+			SET(bo, "offset", json_integer((json_int_t)c->boffset));
+			continue;
+		}
 		SET(o, "volume", json_integer(c->volume));
 		SET(o, "offset", json_integer((json_int_t)c->voffset));
 		SET(o, "csize", json_integer(c->csize));

@@ -29,6 +29,9 @@ void bn_bundle_free(struct bn_bundle *b)
 		return;
 	free(b->dir);
 	free(b->manifest_buf);
+	if (b->base_dir)
+		close(b->base_fd);
+	free(b->base_dir);
 	bn_layout_free(b->layout);
 	bn_manifest_free(b->m);
 	free(b);
@@ -289,7 +292,10 @@ void bn_describe_chunk(const struct bn_bundle *b, size_t ci, char *out, size_t o
 	const struct bn_chunk *c = &b->m->chunks[ci];
 	const struct bn_artifact *a = &b->m->artifacts[c->artifact];
 	ssize_t fi = bn_artifact_file_at(a, c->soffset);
-	if (fi >= 0)
+	if (bn_chunk_reused(c))
+		snprintf(out, outlen, "chunk %zu (artifact '%s', reused from base file %s/%s at offset %" PRIu64 ")",
+		         ci, a->name, b->m->brefs[c->bref].artifact, b->m->brefs[c->bref].path, c->boffset);
+	else if (fi >= 0)
 		snprintf(out, outlen, "%s: chunk %zu (artifact '%s', file '%s' at offset %" PRIu64 ")",
 		         b->m->volumes[c->volume].name, ci, a->name, a->entries[fi].path,
 		         c->soffset - a->entries[fi].offset);
@@ -303,6 +309,7 @@ int bn_chunk_reader_init(struct bn_chunk_reader *cr, struct bn_bundle *b, struct
 	cr->b = b;
 	cr->fd = -1;
 	cr->vol = (size_t)-1;
+	cr->bfd = -1;
 	(void)err;
 	return 0;
 }
@@ -311,8 +318,76 @@ void bn_chunk_reader_release(struct bn_chunk_reader *cr)
 {
 	if (cr->fd >= 0)
 		close(cr->fd);
+	if (cr->bfd >= 0)
+		close(cr->bfd);
 	memset(cr, 0, sizeof *cr);
 	cr->fd = -1;
+	cr->bfd = -1;
+}
+
+void bn_bundle_base_describe(const struct bn_manifest *m, char *out, size_t outlen)
+{
+	char hex[BN_SHA256_HEX];
+	if (!m->base) {
+		snprintf(out, outlen, "(none)");
+		return;
+	}
+	bn_hex(m->base->sha256, BN_SHA256_LEN, hex);
+	snprintf(out, outlen, "bundle %s channel %s version %" PRIu64 " (manifest sha256 %.16s...)", m->base->name,
+	         m->base->channel, m->base->version, hex);
+}
+
+int bn_bundle_set_base(struct bn_bundle *b, const char *tree, struct bn_error *err)
+{
+	if (!b->m->base)
+		return bn_fail(err, -EINVAL, "%s: not a delta bundle", b->dir);
+	int fd = open(tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return bn_fail(err, -errno, "%s: %s", tree, strerror(errno));
+	char *d = strdup(tree);
+	if (!d) {
+		close(fd);
+		return bn_fail(err, -ENOMEM, "out of memory");
+	}
+	if (b->base_dir)
+		close(b->base_fd);
+	free(b->base_dir);
+	b->base_dir = d;
+	b->base_fd = fd;
+	return 0;
+}
+
+/* A reused chunk's bytes, read from the base tree (unchecked: bn_chunk_check
+ * compares them with the delta's signed sha256). */
+static int fetch_reused(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, struct bn_error *err)
+{
+	struct bn_bundle *b = cr->b;
+	const struct bn_chunk *c = &b->m->chunks[ci];
+	const struct bn_bref *br = &b->m->brefs[c->bref];
+	char base[BN_ERROR_MAX / 2];
+	bn_bundle_base_describe(b->m, base, sizeof base);
+	if (!b->base_dir)
+		return bn_fail(err, -EBADMSG, "%s: delta bundle: needs its base %s (not given)", b->dir, base);
+	if (cr->bfd < 0 || cr->bref != c->bref) {
+		if (cr->bfd >= 0)
+			close(cr->bfd);
+		char *p = NULL;
+		cr->bfd = asprintf(&p, "%s/%s", br->artifact, br->path) < 0
+		              ? -1
+		              : openat(b->base_fd, p, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+		int e = errno;
+		free(p);
+		if (cr->bfd < 0)
+			return bn_fail(err, -EBADMSG, "%s/%s/%s: base file missing (%s); the base %s was modified",
+			               b->base_dir, br->artifact, br->path, strerror(e), base);
+		cr->bref = c->bref;
+	}
+	if (bn_pread_all(cr->bfd, buf, c->usize, c->boffset) < 0)
+		return bn_fail(
+		    err, -EBADMSG,
+		    "%s/%s/%s: base file shorter than the delta's signed manifest says; the base %s was modified",
+		    b->base_dir, br->artifact, br->path, base);
+	return 0;
 }
 
 void bn_chunk_reader_reopen(struct bn_chunk_reader *cr)
@@ -333,6 +408,8 @@ int bn_chunk_fetch(struct bn_chunk_reader *cr, size_t ci, uint8_t *buf, struct b
 {
 	struct bn_bundle *b = cr->b;
 	const struct bn_chunk *c = &b->m->chunks[ci];
+	if (bn_chunk_reused(c))
+		return fetch_reused(cr, ci, buf, err);
 	if (c->volume != cr->vol) {
 		bn_chunk_reader_reopen(cr);
 		/* layout.c finds the volume (on its medium, or rebuilt from parity). */
@@ -356,6 +433,18 @@ int bn_chunk_check(const struct bn_bundle *b, size_t ci, const uint8_t *buf, str
 	const struct bn_chunk *c = &b->m->chunks[ci];
 	uint8_t h[BN_SHA256_LEN];
 	bn_sha256(buf, c->csize, h);
+	if (bn_chunk_reused(c)) {
+		/* The base slot is not trusted: its bytes against the delta's signed hash. */
+		if (memcmp(h, c->sha256, BN_SHA256_LEN) == 0)
+			return 0;
+		char what[BN_ERROR_MAX / 2], base[BN_ERROR_MAX / 2];
+		bn_describe_chunk(b, ci, what, sizeof what);
+		bn_bundle_base_describe(b->m, base, sizeof base);
+		return bn_fail(
+		    err, -EBADMSG,
+		    "%s: %s: base content does not match the delta's signed sha256; the base %s in %s was modified",
+		    b->dir, what, base, b->base_dir ? b->base_dir : "(none)");
+	}
 	if (memcmp(h, c->csha256, BN_SHA256_LEN) != 0) {
 		char what[BN_ERROR_MAX];
 		bn_describe_chunk(b, ci, what, sizeof what);
@@ -413,6 +502,11 @@ int bn_chunk_decode(const struct bn_bundle *b, size_t ci, ZSTD_DCtx *dctx, const
 	const struct bn_chunk *c = &b->m->chunks[ci];
 	char what[BN_ERROR_MAX];
 	bool ok;
+	if (bn_chunk_reused(c)) {
+		/* Checked whole by bn_chunk_check against the decoded sha256. */
+		memcpy(ubuf, cbuf, c->usize);
+		return 0;
+	}
 	if (c->coding == BN_CODING_ZSTD) {
 		size_t n = ZSTD_decompressDCtx(dctx, ubuf, c->usize, cbuf, c->csize);
 		ok = !ZSTD_isError(n) && n == c->usize;
@@ -535,7 +629,8 @@ int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, s
 			sl->r = 0;
 			/* A single medium of a set: other media's volumes are not here;
 			 * chunks a resumed run already has are not read again. */
-			sl->skip = !bn_layout_in_view(b, b->m->chunks[next_read].volume) ||
+			const struct bn_chunk *nc = &b->m->chunks[next_read];
+			sl->skip = (bn_chunk_reused(nc) ? !b->base_dir : !bn_layout_in_view(b, nc->volume)) ||
 			           (p->done && (p->done[next_read / 8] >> (next_read % 8) & 1));
 			sl->fetch_r = sl->skip ? 0 : bn_chunk_fetch(cr, next_read, sl->cbuf, &sl->e);
 			if (sl->fetch_r < 0)
@@ -567,7 +662,8 @@ int bn_rpipe_run(struct bn_rpipe *p, struct bn_chunk_reader *cr, size_t first, s
 			 * the rebuilt copy; chunks before it passed their own hashes. */
 			size_t v = b->m->chunks[sl->ci].volume;
 			struct bn_error e2 = {0};
-			int q = v != rebuilt ? bn_layout_rebuild(b, v, &e2) : 0;
+			int q =
+			    v != rebuilt && !bn_chunk_reused(&b->m->chunks[sl->ci]) ? bn_layout_rebuild(b, v, &e2) : 0;
 			if (q < 0 && err)
 				*err = e2;
 			if (q < 0)

@@ -9,6 +9,8 @@ struct bn_chunk_reader {
 	struct bn_bundle *b;
 	int fd;                 /* open volume */
 	size_t vol;             /* its index, or (size_t)-1 */
+	int bfd;                /* delta bundles: open base file, or -1 */
+	size_t bref;            /* its index in m->brefs */
 };
 
 /* Closes the open volume: the next read opens it again (after a rebuild). */

@@ -139,7 +139,7 @@ int bn_media_stage(struct bn_bundle *b, const char *work, struct bn_media_stage_
 	for (size_t i = 0; i < m->n_chunks; i++) {
 		if (bit(&s, i))
 			res->chunks_done++;
-		else
+		else if (!bn_chunk_reused(&m->chunks[i]))
 			need[m->media->vol_medium[m->chunks[i].volume]] = true;
 	}
 	res->chunks_total = m->n_chunks;

@@ -285,11 +285,12 @@ static int push_seg(struct bn_segment **s, size_t *n, size_t *cap, uint64_t off,
 {
 	if (len == 0)
 		return 0;
-	/* Adjacent data of one grouping becomes one segment while it stays
-	 * element-aligned, so chunks run across tensor boundaries. */
+	/* Each coded tensor is a segment of its own (its data starts a chunk,
+	 * so a tensor keeps its chunks when others change size: delta bundles,
+	 * FORMAT.md section 12.3); adjacent plain data becomes one segment. */
 	if (*n > 0) {
 		struct bn_segment *l = &(*s)[*n - 1];
-		if (l->group == group && l->off + l->len == off && l->len % group == 0) {
+		if (group == 1 && l->group == 1 && l->off + l->len == off) {
 			l->len += len;
 			return 0;
 		}
@@ -392,7 +393,7 @@ int bn_safetensors_segments(int fd, uint64_t size, struct bn_segment **ret, size
 		struct bn_segment sg = segs[i];
 		if (sg.group > 1 && sg.len < BN_SEGMENT_MIN)
 			sg.group = 1;
-		if (out > 0 && sg.group == segs[out - 1].group && segs[out - 1].len % sg.group == 0)
+		if (out > 0 && sg.group == 1 && segs[out - 1].group == 1)
 			segs[out - 1].len += sg.len;
 		else
 			segs[out++] = sg;

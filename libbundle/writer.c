@@ -12,6 +12,7 @@
 
 #include <zstd.h>
 
+#include "bundle/bundle.h"
 #include "bundle/fsutil.h"
 #include "bundle/writer.h"
 #include "pool.h"
@@ -21,6 +22,14 @@
 #define WRITEBACK_STEP (8u << 20)
 /* Ring budget: slots in flight never hold more than this (peak RSS bound). */
 #define RING_BUDGET (160u << 20)
+/* Content-defined matching against the base's files (docs/FORMAT.md section
+ * 12.3): pieces of CDC_MIN..CDC_MAX bytes cut where the gear hash's top
+ * CDC_BITS bits are zero; files of CDC_FROM..CDC_FILE_MAX bytes. */
+#define CDC_MIN      (4u << 10)
+#define CDC_MAX      (64u << 10)
+#define CDC_BITS     13
+#define CDC_FROM     (64u << 10)
+#define CDC_FILE_MAX (256u << 20)
 
 struct scan_item {
 	char *path;   /* relative */
@@ -45,6 +54,9 @@ struct wslot {
 	size_t ulen;
 	unsigned group;        /* 1: plain zstd; 2, 4: byte-grouped */
 	uint32_t artifact;
+	bool reuse; /* a chunk of the base (sha256, bref, boffset set): nothing to code */
+	uint32_t bref;
+	uint64_t boffset;
 	ZSTD_CCtx *cctx;
 	/* Results, written by the worker. */
 	int err;
@@ -79,6 +91,26 @@ struct bn_writer {
 	struct bn_sha256 *vsha, *fsha;
 	uint64_t prog_done, prog_total; /* bytes of the artifact being added */
 	bool finished;
+	/* With the base's content (bn_writer_set_base_content): the gear table
+	 * and, per base artifact and entry, the file's index in m.brefs. */
+	struct bn_bundle *base_b;
+	uint64_t gear[256];
+	uint32_t **bref_of;
+	/* Delta bundles: the base's files, sorted by (size, sha256). */
+	const struct bn_manifest *base;
+	struct bfile {
+		uint64_t size;
+		const uint8_t *sha256;
+		uint32_t bref;
+	} * bfiles;
+	size_t n_bfiles;
+	/* and its chunks that lie inside one file, sorted by sha256 */
+	struct bchunk {
+		const uint8_t *sha256;
+		uint32_t usize, bref;
+		uint64_t boffset;
+	} * bchunks;
+	size_t n_bchunks;
 };
 
 static void warnf(struct bn_writer *w, const char *fmt, ...) BN_PRINTF(2, 3);
@@ -130,6 +162,8 @@ static void code_chunk(struct bn_job *job, void *ctx)
 	struct wslot *sl = (struct wslot *)job;
 	struct bn_writer *w = ctx;
 	sl->err = 0;
+	if (sl->reuse)
+		return;
 	bn_sha256(sl->ubuf, sl->ulen, sl->sha256);
 	if (sl->group > 1 && !sl->scratch)
 		sl->scratch = malloc(w->o.chunk_size);
@@ -242,6 +276,14 @@ int bn_writer_new(const struct bn_writer_opts *o, struct bn_writer **ret, struct
 	w->sink_started = true;
 	w->m.chunk_size = w->o.chunk_size;
 	w->m.volume_size = w->o.volume_size;
+	/* Gear table: splitmix64 from seed 0 (FORMAT.md section 12.3). */
+	uint64_t x = 0;
+	for (unsigned i = 0; i < 256; i++) {
+		uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		w->gear[i] = z ^ (z >> 31);
+	}
 	*ret = w;
 	return 0;
 fail:
@@ -276,6 +318,11 @@ void bn_writer_free(struct bn_writer *w)
 	free(w->slots);
 	bn_sha256_free(w->vsha);
 	bn_sha256_free(w->fsha);
+	free(w->bfiles);
+	free(w->bchunks);
+	for (size_t i = 0; w->bref_of && w->base && i < w->base->n_artifacts; i++)
+		free(w->bref_of[i]);
+	free(w->bref_of);
 	/* The manifest's arrays are owned here; reuse its destructor for contents. */
 	struct bn_manifest *m = malloc(sizeof *m);
 	if (m) {
@@ -515,6 +562,8 @@ static int open_volume(struct bn_writer *w, struct bn_error *err)
 	return 0;
 }
 
+static const struct bchunk *find_bchunk(const struct bn_writer *w, const uint8_t *sha256, uint32_t usize);
+
 /* Writes the oldest chunk in flight: waits for its worker, then appends it to
  * the manifest and the current volume.  Only this thread touches those, in
  * submission order, so the bytes do not depend on the thread count. */
@@ -536,6 +585,25 @@ static int drain_one(struct bn_writer *w, struct bn_error *err)
 	c->artifact = sl->artifact;
 	c->usize = (uint32_t)sl->ulen;
 	c->csize = (uint32_t)cl;
+	/* Chunk-level reuse: a chunk the base has, inside one of its files
+	 * (same boundaries: per tensor run, or content-defined). */
+	const struct bchunk *bc = w->n_bchunks ? find_bchunk(w, sl->sha256, c->usize) : NULL;
+	if (bc && !sl->reuse) {
+		sl->reuse = true;
+		sl->bref = bc->bref;
+		sl->boffset = bc->boffset;
+	}
+	if (sl->reuse) {
+		/* In the base's tree, not in a volume. */
+		c->coding = BN_CODING_BASE;
+		c->csize = c->usize;
+		c->volume = UINT32_MAX;
+		c->bref = sl->bref;
+		c->boffset = sl->boffset;
+		memcpy(c->sha256, sl->sha256, BN_SHA256_LEN);
+		w->m.n_chunks++;
+		return 0;
+	}
 	c->coding = sl->coding;
 	memcpy(c->sha256, sl->sha256, BN_SHA256_LEN);
 	memcpy(c->csha256, sl->csha256, BN_SHA256_LEN);
@@ -647,6 +715,7 @@ static int fill_slot(struct bn_writer *w, uint32_t artifact, unsigned group, str
 			return r;
 		struct wslot *sl = &w->slots[w->next];
 		sl->ulen = 0;
+		sl->reuse = false;
 		sl->group = group;
 		sl->artifact = artifact;
 		w->filling = true;
@@ -661,9 +730,365 @@ static bool is_safetensors(const char *path)
 	return n >= 12 && !strcasecmp(path + n - 12, ".safetensors");
 }
 
+/* ---- delta bundles --------------------------------------------------- */
+
+static int cmp_bfile(const void *a, const void *b)
+{
+	const struct bfile *x = a, *y = b;
+	if (x->size != y->size)
+		return x->size < y->size ? -1 : 1;
+	return memcmp(x->sha256, y->sha256, BN_SHA256_LEN);
+}
+
+static int cmp_bchunk(const void *a, const void *b)
+{
+	const struct bchunk *x = a, *y = b;
+	int c = memcmp(x->sha256, y->sha256, BN_SHA256_LEN);
+	return c ? c : (x->usize > y->usize) - (x->usize < y->usize);
+}
+
+static const struct bchunk *find_bchunk(const struct bn_writer *w, const uint8_t *sha256, uint32_t usize)
+{
+	struct bchunk key = {.sha256 = sha256, .usize = usize};
+	return bsearch(&key, w->bchunks, w->n_bchunks, sizeof *w->bchunks, cmp_bchunk);
+}
+
+/* One reference (m.brefs) per non-empty file of the base, made here, so that
+ * the reading thread and the volume writer only ever read the table. */
+int bn_writer_set_base(struct bn_writer *w, const struct bn_manifest *base, const uint8_t sha256[BN_SHA256_LEN],
+                       struct bn_error *err)
+{
+	if (w->m.n_artifacts || w->base)
+		return bn_fail(err, -EINVAL, "the base must be set once, before any artifact");
+	size_t n = 0;
+	for (size_t i = 0; i < base->n_artifacts; i++)
+		for (size_t j = 0; j < base->artifacts[i].n_entries; j++)
+			n += base->artifacts[i].entries[j].type == BN_ENTRY_FILE &&
+			     base->artifacts[i].entries[j].size > 0;
+	if (n > UINT32_MAX / 2)
+		return bn_fail(err, -EFBIG, "the base has too many files");
+	w->bfiles = calloc(n ? n : 1, sizeof *w->bfiles);
+	w->bref_of = calloc(base->n_artifacts ? base->n_artifacts : 1, sizeof *w->bref_of);
+	w->base = base;
+	w->bchunks = calloc(base->n_chunks ? base->n_chunks : 1, sizeof *w->bchunks);
+	w->m.brefs = calloc(n ? n : 1, sizeof *w->m.brefs);
+	w->m.base = calloc(1, sizeof *w->m.base);
+	if (!w->bfiles || !w->bref_of || !w->bchunks || !w->m.brefs || !w->m.base ||
+	    !(w->m.base->name = strdup(base->name)) || !(w->m.base->channel = strdup(base->channel)))
+		return bn_fail(err, -ENOMEM, "out of memory");
+	w->m.base->version = base->version;
+	memcpy(w->m.base->sha256, sha256, BN_SHA256_LEN);
+	for (size_t i = 0; i < base->n_artifacts; i++) {
+		const struct bn_artifact *a = &base->artifacts[i];
+		size_t first = w->m.n_brefs; /* the artifact's files, in stream order */
+		if (!(w->bref_of[i] = malloc((a->n_entries ? a->n_entries : 1) * sizeof **w->bref_of)))
+			return bn_fail(err, -ENOMEM, "out of memory");
+		for (size_t j = 0; j < a->n_entries; j++) {
+			const struct bn_entry *e = &a->entries[j];
+			w->bref_of[i][j] = (uint32_t)w->m.n_brefs;
+			if (e->type != BN_ENTRY_FILE || e->size == 0)
+				continue;
+			struct bn_bref *br = &w->m.brefs[w->m.n_brefs];
+			if (!(br->artifact = strdup(a->name)) || !(br->path = strdup(e->path)))
+				return bn_fail(err, -ENOMEM, "out of memory");
+			w->bfiles[w->n_bfiles++] = (struct bfile){e->size, e->sha256, (uint32_t)w->m.n_brefs++};
+		}
+		/* The base's chunks of this artifact that lie inside one file. */
+		size_t f = first;
+		for (size_t k = a->chunk_first; k < a->chunk_first + a->n_chunks; k++) {
+			const struct bn_chunk *c = &base->chunks[k];
+			ssize_t fi = bn_artifact_file_at(a, c->soffset);
+			const struct bn_entry *e = fi >= 0 ? &a->entries[fi] : NULL;
+			if (!e || c->soffset + c->usize > e->offset + e->size)
+				continue;
+			/* Chunks and files are both in stream order: f only moves on. */
+			while (f < w->m.n_brefs && strcmp(w->m.brefs[f].path, e->path) != 0)
+				f++;
+			if (f < w->m.n_brefs)
+				w->bchunks[w->n_bchunks++] =
+				    (struct bchunk){c->sha256, c->usize, (uint32_t)f, c->soffset - e->offset};
+		}
+	}
+	qsort(w->bfiles, w->n_bfiles, sizeof *w->bfiles, cmp_bfile);
+	qsort(w->bchunks, w->n_bchunks, sizeof *w->bchunks, cmp_bchunk);
+	return 0;
+}
+
+int bn_writer_set_base_content(struct bn_writer *w, struct bn_bundle *b, struct bn_error *err)
+{
+	if (!w->base || b->m != w->base)
+		return bn_fail(err, -EINVAL, "the base content must be the bundle of the base manifest");
+	w->base_b = b;
+	return 0;
+}
+
+/* ---- content-defined matching ---------------------------------------- */
+
+static int queue_reused(struct bn_writer *w, uint32_t artifact, uint32_t bref, uint64_t boff, size_t len,
+                        const uint8_t sha256[BN_SHA256_LEN], struct bn_error *err);
+
+struct piece {
+	uint8_t sha256[BN_SHA256_LEN];
+	uint64_t off;
+	uint32_t len;
+};
+
+static int cmp_piece(const void *a, const void *b)
+{
+	const struct piece *x = a, *y = b;
+	int c = memcmp(x->sha256, y->sha256, BN_SHA256_LEN);
+	return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* The length of the piece at p (n bytes left): the first position from min
+ * on where the gear hash's top CDC_BITS bits are zero, else max. */
+static size_t cdc_cut(const uint64_t *gear, const uint8_t *p, size_t n, size_t min, size_t max)
+{
+	uint64_t h = 0;
+	if (max > n)
+		max = n;
+	for (size_t i = 0; i < max; i++) {
+		h = (h << 1) + gear[p[i]];
+		if (i + 1 >= min && (h >> (64 - CDC_BITS)) == 0)
+			return i + 1;
+	}
+	return max;
+}
+
+static const struct bn_entry *find_entry(const struct bn_artifact *a, const char *path)
+{
+	size_t lo = 0, hi = a->n_entries;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(a->entries[mid].path, path);
+		if (!c)
+			return &a->entries[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* A run of pieces: reused (bytes of base file bref from boff) or carried. */
+struct run {
+	bool reused;
+	uint64_t pos, boff;
+	size_t len;
+};
+
+static int emit_run(struct bn_writer *w, uint32_t artifact, uint32_t bref, const uint8_t *data, const struct run *rn,
+                    struct bn_error *err)
+{
+	if (!rn->len)
+		return 0;
+	if (rn->reused) {
+		uint8_t h[BN_SHA256_LEN];
+		bn_sha256(data + rn->pos, rn->len, h);
+		return queue_reused(w, artifact, bref, rn->boff, rn->len, h, err);
+	}
+	flush_chunk(w);
+	struct wslot *sl;
+	int r = fill_slot(w, artifact, 1, &sl, err);
+	if (r < 0)
+		return r;
+	memcpy(sl->ubuf, data + rn->pos, rn->len);
+	sl->ulen = rn->len;
+	flush_chunk(w);
+	return 0;
+}
+
+/*
+ * Chunk-level reuse for a changed file (not a safetensors file) whose
+ * previous version (same artifact name and path) is in the base bundle's
+ * volumes: both are cut into content-defined pieces; runs of pieces found in
+ * the base file, contiguous there, become reused chunks, the rest carried
+ * chunks (runs of up to chunk_size bytes).  An insertion moves only the cuts
+ * near it, so the rest of the file is still found.
+ */
+static int try_reuse_pieces(struct bn_writer *w, uint32_t artifact, const struct scan_item *it, struct bn_entry *e,
+                            bool *ret_done, struct bn_error *err)
+{
+	*ret_done = false;
+	if (!w->base_b || it->size < CDC_FROM || it->size > CDC_FILE_MAX)
+		return 0;
+	const char *aname = w->m.artifacts[artifact].name;
+	const struct bn_entry *be = NULL;
+	size_t bai = 0;
+	for (; bai < w->base->n_artifacts && !be; bai++)
+		if (!strcmp(w->base->artifacts[bai].name, aname))
+			be = find_entry(&w->base->artifacts[bai], e->path);
+	if (!be || be->type != BN_ENTRY_FILE || be->size == 0 || be->size > CDC_FILE_MAX)
+		return 0;
+	bai--;
+	uint32_t bref = w->bref_of[bai][be - w->base->artifacts[bai].entries];
+	/* The base file, checked against the base's signed manifest. */
+	char *old = NULL;
+	size_t olen = 0;
+	if (bn_bundle_read_file(w->base_b, aname, be->path, CDC_FILE_MAX, &old, &olen, NULL) < 0)
+		return 0; /* not in the base's volumes (itself reused): whole-file and chunk reuse only */
+	size_t max = w->o.chunk_size < CDC_MAX ? w->o.chunk_size : CDC_MAX, min = max / 2 < CDC_MIN ? max / 2 : CDC_MIN;
+	size_t nb = 0, cap = olen / min + 2;
+	struct piece *bp = malloc(cap * sizeof *bp);
+	uint8_t *data = malloc(it->size ? it->size : 1);
+	int r = 0, fd = -1;
+	if (!bp || !data)
+		r = bn_fail(err, -ENOMEM, "out of memory");
+	for (size_t pos = 0; r == 0 && pos < olen; nb++) {
+		size_t l = cdc_cut(w->gear, (const uint8_t *)old + pos, olen - pos, min, max);
+		bn_sha256(old + pos, l, bp[nb].sha256);
+		bp[nb].off = pos;
+		bp[nb].len = (uint32_t)l;
+		pos += l;
+	}
+	free(old);
+	if (r == 0) {
+		qsort(bp, nb, sizeof *bp, cmp_piece);
+		fd = open(it->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+		if (fd < 0)
+			r = bn_fail(err, -errno, "%s: cannot open: %s", it->src, strerror(errno));
+		else if ((r = bn_pread_all(fd, data, it->size, 0)) < 0)
+			r = bn_fail(err, -EIO, "%s: read error: %s", it->src, strerror(-r));
+	}
+	struct run rn = {0};
+	for (uint64_t pos = 0; r == 0 && pos < it->size;) {
+		size_t l = cdc_cut(w->gear, data + pos, (size_t)(it->size - pos), min, max);
+		struct piece key = {.len = (uint32_t)l};
+		bn_sha256(data + pos, l, key.sha256);
+		const struct piece *m = bsearch(&key, bp, nb, sizeof *bp, cmp_piece);
+		bool extend = rn.len && rn.len + l <= w->o.chunk_size && rn.reused == (m != NULL) &&
+		              (!m || rn.boff + rn.len == m->off);
+		if (!extend) {
+			r = emit_run(w, artifact, bref, data, &rn, err);
+			rn = (struct run){.reused = m != NULL, .pos = pos, .boff = m ? m->off : 0, .len = 0};
+		}
+		rn.len += l;
+		pos += l;
+	}
+	if (r == 0)
+		r = emit_run(w, artifact, bref, data, &rn, err);
+	if (r == 0) {
+		/* Growth while packing is a change too. */
+		uint8_t extra;
+		if (pread(fd, &extra, 1, (off_t)it->size) > 0)
+			r = bn_fail(err, -EIO, "%s: file changed size while being packed", it->src);
+	}
+	if (r == 0) {
+		bn_sha256(data, (size_t)it->size, e->sha256);
+		w->prog_done += it->size;
+		if (w->o.progress && w->prog_done <= w->prog_total)
+			w->o.progress(w->o.progress_userdata, w->prog_done, w->prog_total);
+		*ret_done = true;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(bp);
+	free(data);
+	return r;
+}
+
+/* The first base file of this size, or NULL. */
+static const struct bfile *bfile_of_size(const struct bn_writer *w, uint64_t size)
+{
+	size_t lo = 0, hi = w->n_bfiles;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (w->bfiles[mid].size < size)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < w->n_bfiles && w->bfiles[lo].size == size ? &w->bfiles[lo] : NULL;
+}
+
+/* Queues one chunk of base file bref (no bytes: the worker has nothing to code). */
+static int queue_reused(struct bn_writer *w, uint32_t artifact, uint32_t bref, uint64_t boff, size_t len,
+                        const uint8_t sha256[BN_SHA256_LEN], struct bn_error *err)
+{
+	flush_chunk(w);
+	int r = wait_written(w, w->n_slots - 1, err);
+	if (r < 0)
+		return r;
+	struct wslot *sl = &w->slots[w->next];
+	sl->ulen = len;
+	sl->group = 1;
+	sl->artifact = artifact;
+	sl->reuse = true;
+	sl->bref = bref;
+	sl->boffset = boff;
+	memcpy(sl->sha256, sha256, BN_SHA256_LEN);
+	w->filling = true;
+	flush_chunk(w);
+	return 0;
+}
+
+/*
+ * File-level reuse: when the base has a file of this size, the file is read
+ * once in chunk-size pieces (their hashes and the file's); if its content is
+ * that of a base file, its chunks are queued as reused ones and *ret_done is
+ * set.  Otherwise the caller packs it as usual (a second read).
+ */
+static int try_reuse_file(struct bn_writer *w, uint32_t artifact, const struct scan_item *it, struct bn_entry *e,
+                          bool *ret_done, struct bn_error *err)
+{
+	*ret_done = false;
+	const struct bfile *bf = w->base && it->size > 0 ? bfile_of_size(w, it->size) : NULL;
+	if (!bf)
+		return 0;
+	size_t cs = w->o.chunk_size, np = (size_t)((it->size + cs - 1) / cs);
+	uint8_t(*ph)[BN_SHA256_LEN] = malloc(np * sizeof *ph), *buf = malloc(cs);
+	int fd = open(it->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY), r = 0;
+	if (!ph || !buf)
+		r = bn_fail(err, -ENOMEM, "out of memory");
+	else if (fd < 0)
+		r = bn_fail(err, -errno, "%s: cannot open: %s", it->src, strerror(errno));
+	bn_sha256_reset(w->fsha);
+	for (size_t i = 0; r == 0 && i < np; i++) {
+		size_t l = i + 1 < np ? cs : (size_t)(it->size - (uint64_t)i * cs);
+		r = bn_pread_all(fd, buf, l, (uint64_t)i * cs);
+		if (r < 0) {
+			r = bn_fail(err, -EIO, "%s: read error: %s", it->src, strerror(-r));
+			break;
+		}
+		bn_sha256(buf, l, ph[i]);
+		bn_sha256_update(w->fsha, buf, l);
+	}
+	uint8_t h[BN_SHA256_LEN];
+	bn_sha256_final(w->fsha, h);
+	for (; r == 0 && bf < w->bfiles + w->n_bfiles && bf->size == it->size; bf++) {
+		if (memcmp(bf->sha256, h, BN_SHA256_LEN) != 0)
+			continue;
+		uint32_t bi = bf->bref;
+		for (size_t i = 0; r == 0 && i < np; i++) {
+			size_t l = i + 1 < np ? cs : (size_t)(it->size - (uint64_t)i * cs);
+			r = queue_reused(w, artifact, bi, (uint64_t)i * cs, l, ph[i], err);
+		}
+		if (r == 0) {
+			memcpy(e->sha256, h, BN_SHA256_LEN);
+			w->prog_done += it->size;
+			if (w->o.progress && w->prog_done <= w->prog_total)
+				w->o.progress(w->o.progress_userdata, w->prog_done, w->prog_total);
+			*ret_done = true;
+		}
+		break;
+	}
+	if (fd >= 0)
+		close(fd);
+	free(ph);
+	free(buf);
+	return r;
+}
+
 static int pack_file(struct bn_writer *w, uint32_t artifact, const struct scan_item *it, struct bn_entry *e,
                      struct bn_error *err)
 {
+	bool reused = false;
+	int r0 = try_reuse_file(w, artifact, it, e, &reused, err);
+	if (r0 == 0 && !reused && !is_safetensors(e->path))
+		r0 = try_reuse_pieces(w, artifact, it, e, &reused, err);
+	if (r0 < 0 || reused)
+		return r0;
 	int fd = open(it->src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return bn_fail(err, -errno, "%s: cannot open: %s", it->src, strerror(errno));
@@ -880,7 +1305,7 @@ int bn_writer_finish(struct bn_writer *w, const char *name, const char *channel,
 	int r = close_volume(w, err);
 	if (r < 0)
 		return r;
-	w->m.format_major = BN_FORMAT_MAJOR;
+	w->m.format_major = w->m.base ? BN_FORMAT_DELTA_MAJOR : BN_FORMAT_MAJOR;
 	/* 1.0 while every chunk is plain zstd, so such bundles stay exactly what
 	 * 1.0 writers produced; byte-grouped chunks need a 1.1 reader. */
 	w->m.format_minor = 0;

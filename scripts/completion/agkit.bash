@@ -41,7 +41,7 @@ _agpack()
 {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
 	case $prev in
-	--key | --out | --cache | --ca-file | --auth-file) _agkit_files; return ;;
+	--key | --out | --cache | --ca-file | --auth-file | --base | --base-pubkey) _agkit_files; return ;;
 	--volume-size | --media) _agkit_words dvd bd25 bd50 bd100 usb-fat32; return ;;
 	esac
 	local cmd=$(_agkit_command)
@@ -51,7 +51,7 @@ _agpack()
 	build)
 		if [[ $cur == -* ]]; then
 			_agkit_words --key --out --volume-size --level --chunk-size --threads --cache --insecure-registry \
-				--ca-file --auth-file --dry-run --parity --media --stream --no-sbom --json --quiet -q
+				--ca-file --auth-file --dry-run --parity --media --stream --base --base-pubkey --no-sbom --json --quiet -q
 		else _agkit_files; fi ;;
 	sign | sign-trust) if [[ $cur == -* ]]; then _agkit_words --key; else _agkit_files; fi ;;
 	stream) _agkit_dirs ;;

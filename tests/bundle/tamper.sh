@@ -105,7 +105,7 @@ PY
 	resign .
 }
 export -f edit_manifest
-refused "future format version" "edit_manifest 'm[\"format_version\"] = \"2.0\"'" "unsupported bundle format version 2.0"
+refused "future format version" "edit_manifest 'm[\"format_version\"] = \"3.0\"'" "unsupported bundle format version 3.0"
 refused "path traversal ../ in an entry" "edit_manifest 'm[\"artifacts\"][0][\"entries\"][0][\"path\"] = \"../evil\"'" "unsafe or invalid path"
 refused "absolute path in an entry" "edit_manifest 'm[\"artifacts\"][0][\"entries\"][0][\"path\"] = \"/tmp/evil\"'" "unsafe or invalid path"
 refused "symlink escaping the artifact" "edit_manifest 'm[\"artifacts\"][0][\"entries\"].insert(0, {\"path\": \"!zzz\", \"type\": \"symlink\", \"target\": \"../../etc/passwd\"})'" "points outside"

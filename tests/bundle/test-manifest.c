@@ -7,6 +7,7 @@
 #include "bundle/fsutil.h"
 #include "bundle/manifest.h"
 #include "../tap.h"
+#include "../manifest_template.h"
 
 #define H "\"0000000000000000000000000000000000000000000000000000000000000000\""
 
@@ -22,36 +23,9 @@ static const char *good =
 	"\"chunks\":[{\"artifact\":0,\"volume\":0,\"offset\":0,\"csize\":19,\"usize\":10,\"coding\":\"zstd\",\"sha256\":" H ",\"csha256\":" H "}],"
 	"\"volumes\":[{\"name\":\"vol-00001.agv\",\"size\":19,\"sha256\":" H "}]}";
 
-static char *subst(const char *from, const char *to)
-{
-	const char *p = strstr(good, from);
-	if (!p) {
-		fprintf(stderr, "test bug: '%s' not in the template\n", from);
-		abort();
-	}
-	size_t a = (size_t)(p - good), fl = strlen(from), tl = strlen(to), gl = strlen(good);
-	char *out = malloc(gl - fl + tl + 1);
-	memcpy(out, good, a);
-	memcpy(out + a, to, tl);
-	memcpy(out + a + tl, p + fl, gl - a - fl + 1);
-	return out;
-}
-
-static int parse(const char *text, struct bn_error *err)
-{
-	struct bn_manifest *m = NULL;
-	int r = bn_manifest_parse(text, strlen(text), &m, err);
-	bn_manifest_free(m);
-	return r;
-}
-
 static void refuse(const char *from, const char *to, int want, const char *what)
 {
-	char *t = subst(from, to);
-	struct bn_error err = {0};
-	int r = parse(t, &err);
-	TAP_OK(r == want, "refused: %s (%d: %s)", what, r, err.msg);
-	free(t);
+	test_manifest_refuse(good, from, to, want, what);
 }
 
 int main(void)
@@ -77,7 +51,8 @@ int main(void)
 	}
 	bn_manifest_free(m);
 
-	refuse("\"1.0\"", "\"2.0\"", -EPROTO, "major format version 2");
+	refuse("\"1.0\"", "\"3.0\"", -EPROTO, "major format version 3");
+	refuse("\"1.0\"", "\"2.0\"", -EBADMSG, "major format version 2 without a base (a delta)");
 	refuse("\"1.0\"", "\"1\"", -EBADMSG, "malformed format version");
 	refuse("\"d/f\"", "\"../f\"", -EBADMSG, "path with ..");
 	refuse("\"d/f\"", "\"/d/f\"", -EBADMSG, "absolute path");

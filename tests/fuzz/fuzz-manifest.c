@@ -35,8 +35,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (size_t i = 0; i < m->n_chunks; i++) {
 		const struct bn_chunk *c = &m->chunks[i];
-		FUZZ_ASSERT(c->artifact < m->n_artifacts && c->volume < m->n_volumes);
 		FUZZ_ASSERT(c->usize > 0 && c->usize <= m->chunk_size);
+		if (bn_chunk_reused(c)) {
+			/* Delta bundles (format 2.0): a base, and a valid base file. */
+			FUZZ_ASSERT(m->base && m->format_major == BN_FORMAT_DELTA_MAJOR &&
+			            c->artifact < m->n_artifacts);
+			FUZZ_ASSERT(c->bref < m->n_brefs && bn_name_valid(m->brefs[c->bref].artifact) &&
+			            bn_path_valid(m->brefs[c->bref].path));
+			FUZZ_ASSERT(c->soffset + c->usize <= m->artifacts[c->artifact].size);
+			continue;
+		}
+		FUZZ_ASSERT(c->artifact < m->n_artifacts && c->volume < m->n_volumes);
 		FUZZ_ASSERT(c->voffset + c->csize <= m->volumes[c->volume].size);
 		FUZZ_ASSERT(c->soffset + c->usize <= m->artifacts[c->artifact].size);
 	}

@@ -61,6 +61,12 @@ cp b2/manifest.json "$C/manifest/oci.json"
 head -c 300 b1/manifest.json > "$C/manifest/truncated.json"
 sed 's/"format_version": "1.0"/"format_version": "2.0"/' b1/manifest.json > "$C/manifest/major2.json"
 sed 's/"path": "a.txt"/"path": "..\/a.txt"/' b1/manifest.json > "$C/manifest/dotdot.json"
+# a delta (format 2.0): tree/a.txt changed, the rest reused from b1
+cp -a tree tree2
+echo changed >> tree2/a.txt
+sed 's/"version": 3/"version": 4/; s/"path": "tree"/"path": "tree2"/' s1.json > s1d.json
+"$AGPACK" build s1d.json --key k.key --out d1 --chunk-size 4K --volume-size 8K --level 1 --base b1 >/dev/null
+cp d1/manifest.json "$C/manifest/delta.json"
 
 # pubkey, seckey
 cp k.pub "$C/pubkey/key.pub"

@@ -521,8 +521,21 @@ static int cmd_verify_extract(int argc, char **argv)
 			print_medium(b);
 		} else if (r == 0) {
 			print_signers(b);
-			tool_say("%s: OK: %zu volume(s), %zu chunk(s) match the signed manifest\n", a.dir, b->m->n_volumes,
-			         b->m->n_chunks);
+			uint64_t carried = 0, reused = 0;
+			bn_manifest_delta_bytes(b->m, &carried, &reused);
+			size_t nr = 0;
+			for (size_t i = 0; i < b->m->n_chunks; i++)
+				nr += bn_chunk_reused(&b->m->chunks[i]);
+			tool_say("%s: OK: %zu volume(s), %zu chunk(s) match the signed manifest\n", a.dir,
+			         b->m->n_volumes, b->m->n_chunks - nr);
+			if (nr) {
+				char bd[BN_ERROR_MAX / 2];
+				bn_bundle_base_describe(b->m, bd, sizeof bd);
+				tool_say("%s: delta: %zu chunk(s), %" PRIu64
+				         " byte(s), come from the base %s and are checked "
+				         "when it is imported\n",
+				         a.dir, nr, reused, bd);
+			}
 			if (b->m->parity)
 				tool_say("%s: OK: %zu parity volume(s) checked (damaged ones are listed above)\n", a.dir,
 				         b->m->parity->n_volumes);

@@ -170,6 +170,20 @@ static void describe(json_t *o, const char *dir, const struct bn_manifest *m, un
 	}
 	json_object_set_new(o, "size", json_integer((json_int_t)total));
 	json_object_set_new(o, "artifacts", arts);
+	/* Delta bundles: the base the site must hold, and what travels. */
+	uint64_t carried = 0, reused = 0;
+	bn_manifest_delta_bytes(m, &carried, &reused);
+	if (m->base) {
+		bn_hex(m->base->sha256, BN_SHA256_LEN, hex);
+		json_object_set_new(o, "base",
+		                    json_pack("{s:s, s:s, s:I, s:s}", "bundle", m->base->name, "channel",
+		                              m->base->channel, "version", (json_int_t)m->base->version,
+		                              "manifest_sha256", hex));
+	} else {
+		json_object_set_new(o, "base", json_null());
+	}
+	json_object_set_new(o, "carried_bytes", json_integer((json_int_t)carried));
+	json_object_set_new(o, "reused_bytes", json_integer((json_int_t)reused));
 	for (size_t i = 0; i < m->n_volumes; i++) {
 		const struct bn_volume *v = &m->volumes[i];
 		bn_hex(v->sha256, BN_SHA256_LEN, hex);
@@ -268,6 +282,19 @@ static void print_human(json_t *o)
 		if (nfiles > HUMAN_FILES)
 			printf("    ... and %zu more file(s) (--json lists them all)\n", nfiles - HUMAN_FILES);
 	}
+	json_t *bo = json_object_get(o, "base");
+	if (json_is_object(bo))
+		printf("base: bundle %s channel %s version %" JSON_INTEGER_FORMAT
+		       " (manifest sha256 %s): %" JSON_INTEGER_FORMAT " byte(s) carried, %" JSON_INTEGER_FORMAT
+		       " byte(s) reused from the base\n",
+		       json_string_value(json_object_get(bo, "bundle")),
+		       json_string_value(json_object_get(bo, "channel")),
+		       json_integer_value(json_object_get(bo, "version")),
+		       json_string_value(json_object_get(bo, "manifest_sha256")),
+		       json_integer_value(json_object_get(o, "carried_bytes")),
+		       json_integer_value(json_object_get(o, "reused_bytes")));
+	else
+		printf("base: none (a full bundle)\n");
 	json_t *vols = json_object_get(o, "volumes");
 	size_t here = 0;
 	json_array_foreach(vols, i, v) here += json_is_true(json_object_get(v, "present"));

@@ -36,7 +36,7 @@ const char *tool_name = "agpack";
 	"                   [--threads N]\n"                                                                            \
 	"                   [--cache DIR] [--insecure-registry HOST:PORT]... [--ca-file FILE]\n"                        \
 	"                   [--auth-file FILE] [--dry-run] [--parity P] [--media SIZE] [--stream]\n"                  \
-	"                   [--no-sbom] [--json] [-q|--quiet]\n"
+	"                   [--base BUNDLE|MANIFEST [--base-pubkey KEY.pub]] [--no-sbom] [--json] [-q|--quiet]\n"
 #define U_LINT "agpack lint SPEC                 (checks a pack spec without building: keys, files, pins)\n"
 #define U_SIGN "agpack sign DIR --key KEY\n"
 #define U_SIGN_TRUST "agpack sign-trust POLICY.json --key KEY   (writes POLICY.json.KEYID.minisig for agctl trust update)\n"
@@ -267,6 +267,66 @@ static int add_parity_media(struct bn_manifest *m, const char *dir, unsigned par
 	return r;
 }
 
+/* --base: a bundle directory (or media set) or just its manifest.json.  With
+ * --base-pubkey its signatures are checked (signatures/ beside the
+ * manifest) and, for a bundle directory, *ret_b is the opened bundle whose
+ * volumes serve content-defined matching; without, the manifest is the
+ * packer's own record of what it shipped and is taken as it is: a wrong base
+ * costs only a delta the site refuses (the clean zone checks every reused
+ * byte against the delta's signed hashes). */
+static int load_base(const char *path, const char *pubkey, struct bn_manifest **ret, struct bn_bundle **ret_b,
+                     uint8_t sha[BN_SHA256_LEN], struct bn_error *err)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return bn_fail(err, -errno, "--base %s: %s", path, strerror(errno));
+	bool isdir = S_ISDIR(st.st_mode);
+	if (pubkey) {
+		struct bn_pubkey pk;
+		int r = bn_pubkey_load(pubkey, &pk, err);
+		if (r < 0)
+			return r;
+		char *dir = isdir ? strdup(path) : bn_dirname(path);
+		struct bn_trust trust = {.keys = &pk, .n_keys = 1, .threshold = 1};
+		struct bn_bundle *b = NULL;
+		r = dir ? bn_bundle_open(dir, &trust, &b, err) : bn_fail(err, -ENOMEM, "out of memory");
+		free(dir);
+		if (r < 0) {
+			bn_error_prefix(err, "--base");
+			return r;
+		}
+		memcpy(sha, b->manifest_sha256, BN_SHA256_LEN);
+		if (isdir) {
+			*ret = b->m; /* owned by b */
+			*ret_b = b;
+			return 0;
+		}
+		*ret = b->m;
+		b->m = NULL;
+		bn_bundle_free(b);
+		return 0;
+	}
+	/* A media set keeps the manifest on each medium. */
+	char *mdir = NULL;
+	int q = isdir ? bn_layout_manifest_dir(path, &mdir, err) : 0;
+	if (q < 0)
+		return q;
+	char *mp = isdir ? bn_path_join(mdir ? mdir : path, "manifest.json") : strdup(path), *buf = NULL;
+	free(mdir);
+	size_t len = 0;
+	int r =
+	    mp ? bn_read_file_nofollow(mp, BN_MANIFEST_MAX, &buf, &len, err) : bn_fail(err, -ENOMEM, "out of memory");
+	if (r == 0) {
+		bn_sha256(buf, len, sha);
+		r = bn_manifest_parse(buf, len, ret, err);
+	}
+	if (r < 0)
+		bn_error_prefix(err, "--base %s", mp ? mp : path);
+	free(mp);
+	free(buf);
+	return r;
+}
+
 static int cmd_build(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -287,10 +347,15 @@ static int cmd_build(int argc, char **argv)
 		{"json", no_argument, NULL, 'J'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"no-sbom", no_argument, NULL, 'B'},
+		{"base", required_argument, NULL, 'b'},
+		{"base-pubkey", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	const char *key = NULL, *out = NULL;
+	const char *key = NULL, *out = NULL, *base_path = NULL, *base_pubkey = NULL;
+	struct bn_manifest *base = NULL;
+	struct bn_bundle *base_b = NULL;
+	uint8_t base_sha[BN_SHA256_LEN];
 	uint64_t vsize = 0, csize = 0;
 	int level = 0;
 	unsigned threads = 0;
@@ -301,7 +366,7 @@ static int cmd_build(int argc, char **argv)
 	struct net_opts no = {0};
 	const char *insecure[32];
 	int c;
-	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nj:P:M:SqBh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "k:o:V:l:C:c:I:A:a:nj:P:M:SqBb:K:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'J': tool_json = true; break;
 		case 'q': tool_quiet = true; break;
@@ -314,6 +379,8 @@ static int cmd_build(int argc, char **argv)
 		}
 		case 'S': stream = true; break;
 		case 'B': no_sbom = true; break;
+		case 'b': base_path = optarg; break;
+		case 'K': base_pubkey = optarg; break;
 		case 'M':
 			if (bn_media_parse_size(optarg, &media_cap, &media_max_file) < 0) {
 				tool_err("--media: expected dvd, dvd-dl, bd25, bd50, bd100, usb-fat32 or a size (700M, 4G)");
@@ -362,6 +429,10 @@ static int cmd_build(int argc, char **argv)
 	no.insecure = insecure;
 	if (stream && media_cap) {
 		tool_err("--stream and --media do not combine");
+		return BN_EXIT_USAGE;
+	}
+	if (base_pubkey && !base_path) {
+		tool_err("--base-pubkey needs --base");
 		return BN_EXIT_USAGE;
 	}
 	if (stream && !out && !no.dry_run) {
@@ -521,6 +592,10 @@ static int cmd_build(int argc, char **argv)
 	                            .threads = threads,
 	                            .warn = warn_cb, .progress = tool_progress, .progress_userdata = "pack"};
 	r = bn_writer_new(&wo, &w, &err);
+	if (r == 0 && base_path && (r = load_base(base_path, base_pubkey, &base, &base_b, base_sha, &err)) == 0)
+		r = bn_writer_set_base(w, base, base_sha, &err);
+	if (r == 0 && base_b)
+		r = bn_writer_set_base_content(w, base_b, &err);
 	if (r < 0)
 		goto out;
 	if (!no_sbom && !(sb = sbom_new())) {
@@ -686,6 +761,16 @@ static int cmd_build(int argc, char **argv)
 	       "%zu volume(s) of %" PRIu64 " bytes (%.1f%%)\n",
 	       out, m->name, m->channel, m->version, m->n_artifacts, total, m->n_chunks, m->n_volumes, stored,
 	       total ? 100.0 * (double)stored / (double)total : 100.0);
+	uint64_t carried = total, reused = 0;
+	if (m->base) {
+		char bd[BN_ERROR_MAX / 2];
+		bn_manifest_delta_bytes(m, &carried, &reused);
+		bn_bundle_base_describe(m, bd, sizeof bd);
+		fprintf(info,
+		        "%s: delta against base %s: %" PRIu64 " bytes carried, %" PRIu64
+		        " bytes reused from the base\n",
+		        out, bd, carried, reused);
+	}
 	if (m->parity)
 		fprintf(info, "%s: %zu parity volume(s) in %zu group(s): any %u lost or damaged volume(s) of a group can be "
 		       "rebuilt\n", out, m->parity->n_volumes, m->parity->n_groups, m->parity->groups[0].p);
@@ -701,6 +786,11 @@ static int cmd_build(int argc, char **argv)
 		json_object_set_new(o, "parity_volumes", json_integer((json_int_t)(m->parity ? m->parity->n_volumes : 0)));
 		json_object_set_new(o, "media", m->media ? json_integer(m->media->count) : json_null());
 		json_object_set_new(o, "created", json_string(m->created));
+		json_object_set_new(o, "base",
+		                    m->base ? json_pack("{s:s, s:s, s:I}", "bundle", m->base->name, "channel",
+		                                        m->base->channel, "version", (json_int_t)m->base->version)
+		                            : json_null());
+		json_object_set_new(o, "reused_bytes", json_integer((json_int_t)reused));
 		tool_json_print(o);
 	}
 	if (stream) {
@@ -713,6 +803,10 @@ static int cmd_build(int argc, char **argv)
 out:
 	sbom_free(sb);
 	bn_writer_free(w);
+	if (base_b)
+		bn_bundle_free(base_b); /* and base, its manifest */
+	else
+		bn_manifest_free(base);
 	if (tmp && r < 0)
 		bn_rm_rf(tmp);
 	if (stage)

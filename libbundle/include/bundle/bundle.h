@@ -39,6 +39,8 @@ struct bn_bundle {
 	uint64_t signed_at;             /* timestamp from the first valid trusted comment (0 if none) */
 	unsigned threads;               /* worker threads for verify/extract; 0: online CPUs */
 	struct bn_layout *layout;       /* media set / parity view (bundle/media.h), NULL for plain bundles */
+	char *base_dir;                 /* delta bundles: the base's extracted tree (bn_bundle_set_base), or NULL */
+	int base_fd;                    /* its directory, when base_dir is set */
 };
 
 /* Progress callback: called after each chunk with bytes done / total. */
@@ -74,6 +76,15 @@ struct bn_extract_opts {
  * o->replace is set. */
 int bn_bundle_extract(struct bn_bundle *b, const char *target, struct bn_extract_opts *o,
                       struct bn_error *err) BN_WUR;
+
+/* Delta bundles (docs/FORMAT.md section 12): tree is a directory holding the
+ * base bundle's extracted artifacts (tree/ARTIFACT/PATH, a deployment slot).
+ * Nothing in it is trusted: every reused chunk read from it is compared with
+ * the delta's signed sha256 before it is used.  Without a base, verify
+ * checks the carried chunks only, and extract refuses. */
+int bn_bundle_set_base(struct bn_bundle *b, const char *tree, struct bn_error *err) BN_WUR;
+/* "bundle NAME channel C version V (manifest sha256 HEX)": the base a delta needs. */
+void bn_bundle_base_describe(const struct bn_manifest *m, char *out, size_t outlen);
 
 /* Reads one file of an artifact of a verified bundle (up to max bytes) into
  * a new NUL-terminated buffer: only the chunks that cover it are read, each

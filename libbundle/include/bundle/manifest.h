@@ -28,6 +28,7 @@
 #define BN_FORMAT_NAME "agkit-bundle"
 #define BN_FORMAT_MAJOR 1
 #define BN_FORMAT_MINOR 1 /* the highest minor this reader understands; plain bundles are written as 1.0 */
+#define BN_FORMAT_DELTA_MAJOR 2 /* delta bundles (a "base" key) are written as 2.0: 1.x readers refuse them */
 
 #define BN_MANIFEST_MAX (128u << 20)    /* bytes of manifest.json */
 #define BN_MAX_ENTRIES 4000000u         /* entries per artifact */
@@ -44,7 +45,14 @@
 enum bn_entry_type { BN_ENTRY_FILE = 0, BN_ENTRY_DIR = 1, BN_ENTRY_SYMLINK = 2 };
 /* Chunk codings (docs/FORMAT.md section 4): plain zstd; byte groups of 2 or 4
  * (format 1.1). */
-enum bn_coding { BN_CODING_ZSTD = 0, BN_CODING_BG2 = 1, BN_CODING_BG4 = 2 };
+enum bn_coding {
+	BN_CODING_ZSTD = 0,
+	BN_CODING_BG2 = 1,
+	BN_CODING_BG4 = 2,
+	/* format 2 (delta): the bytes are not in a volume but in the base
+	 * bundle's extracted file m->brefs[bref] at boffset */
+	BN_CODING_BASE = 3
+};
 
 struct bn_entry {
 	char *path;           /* relative to the artifact root */
@@ -78,6 +86,24 @@ struct bn_chunk {
 	uint8_t coding;       /* enum bn_coding */
 	uint8_t sha256[BN_SHA256_LEN];  /* of the uncompressed bytes */
 	uint8_t csha256[BN_SHA256_LEN]; /* of the stored bytes */
+	uint32_t bref;                  /* BN_CODING_BASE: index into m->brefs */
+	uint64_t boffset;               /* BN_CODING_BASE: offset in that base file */
+};
+
+static inline bool bn_chunk_reused(const struct bn_chunk *c)
+{
+	return c->coding == BN_CODING_BASE;
+}
+
+/* Format 2 (docs/FORMAT.md section 12): the bundle a delta was built
+ * against, and the files of it that reused chunks come from. */
+struct bn_base {
+	char *name, *channel;
+	uint64_t version;
+	uint8_t sha256[BN_SHA256_LEN]; /* of the base's manifest.json */
+};
+struct bn_bref {
+	char *artifact, *path; /* a file of the base: BASE_TREE/ARTIFACT/PATH */
 };
 
 struct bn_volume {
@@ -102,6 +128,9 @@ struct bn_manifest {
 	struct bn_volume *volumes;
 	struct bn_parity *parity;  /* format 1.1: optional parity volumes, or NULL */
 	struct bn_media *media;    /* format 1.1: optional media assignment, or NULL */
+	struct bn_base *base;      /* format 2: the base of a delta bundle, or NULL */
+	size_t n_brefs;
+	struct bn_bref *brefs; /* the base files reused chunks name */
 };
 
 void bn_manifest_free(struct bn_manifest *m); /* accepts NULL */
@@ -121,5 +150,7 @@ bool bn_path_valid(const char *p);
 bool bn_symlink_inside(const char *path, const char *target);
 /* Volume file name for index i (0-based): "vol-%05u.agv" of i+1. */
 void bn_volume_name(size_t i, char out[32]);
+/* Bytes of m's artifacts carried in its volumes and reused from its base. */
+void bn_manifest_delta_bytes(const struct bn_manifest *m, uint64_t *ret_carried, uint64_t *ret_reused);
 /* Index of the file entry covering stream offset off in artifact a, or -1. */
 ssize_t bn_artifact_file_at(const struct bn_artifact *a, uint64_t off);

@@ -52,6 +52,23 @@ void bn_writer_free(struct bn_writer *w); /* accepts NULL */
 int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const char *layout, const char *src,
                   const uint8_t *pin, json_t *source, struct bn_error *err) BN_WUR;
 
+/*
+ * Delta bundles (docs/FORMAT.md section 12): base is the parsed manifest of
+ * the bundle the site already holds (borrowed until bn_writer_free), sha256
+ * the SHA-256 of its manifest.json.  Call before the first bn_writer_add().
+ * A file whose content equals a file of base is then not stored again: its
+ * chunks name the base file and carry only their sha256.
+ */
+int bn_writer_set_base(struct bn_writer *w, const struct bn_manifest *base, const uint8_t sha256[BN_SHA256_LEN],
+                       struct bn_error *err) BN_WUR;
+
+/* With base's content (b, opened and verified, b->m the manifest given to
+ * bn_writer_set_base; borrowed): a changed file whose previous version is in
+ * b's volumes is matched piece by piece (content-defined), and only the
+ * pieces the base lacks are stored. */
+struct bn_bundle;
+int bn_writer_set_base_content(struct bn_writer *w, struct bn_bundle *b, struct bn_error *err) BN_WUR;
+
 /* Records that artifact `name` is a model whose health suite is the file
  * `ref` ("ARTIFACT/PATH") of another artifact of the bundle. */
 int bn_writer_set_health(struct bn_writer *w, const char *name, const char *ref, struct bn_error *err) BN_WUR;
