@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/*
+ * Helpers shared by libbundle's per-module unit tests (tests/bundle/test-*.c):
+ * a work directory, deterministic input, bundles packed with $AGPACK or with
+ * the writer API, and opening them under a key.  Header only: each test is
+ * one executable.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../tap.h"
+#include "bundle/bundle.h"
+#include "bundle/fsutil.h"
+
+static char W[256]; /* the test's work directory */
+
+static inline void ut_die(const char *what)
+{
+	printf("Bail out! %s\n", what);
+	exit(1);
+}
+
+/* W/fmt..., in a static buffer of its own per slot (4 slots, rotating). */
+static inline const char *ut_path(const char *fmt, ...)
+{
+	static char bufs[4][1024];
+	static unsigned k;
+	char *b = bufs[k++ % 4];
+	int n = snprintf(b, 1024, "%s/", W);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(b + n, (size_t)(1024 - n), fmt, ap);
+	va_end(ap);
+	return b;
+}
+
+static inline void ut_write(const char *path, const void *p, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || bn_write_all(fd, p, n) < 0)
+		ut_die(path);
+	close(fd);
+}
+
+/* The exit status of the shell command fmt... (128: killed). */
+static inline int ut_sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* A small xorshift: the inputs are the same in every run. */
+static uint64_t ut_rng = 88172645463325252ull;
+static inline uint64_t ut_rand(void)
+{
+	ut_rng ^= ut_rng << 13;
+	ut_rng ^= ut_rng >> 7;
+	ut_rng ^= ut_rng << 17;
+	return ut_rng;
+}
+
+/* n random bytes in path. */
+static inline void ut_random_file(const char *path, size_t n)
+{
+	uint8_t *b = malloc(n ? n : 1);
+	if (!b)
+		ut_die("out of memory");
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)ut_rand();
+	ut_write(path, b, n);
+	free(b);
+}
+
+/* Creates W under $TMPDIR and initialises libsodium. */
+static inline void ut_setup(const char *name)
+{
+	snprintf(W, sizeof W, "%s/agkit-test-%s.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", name);
+	if (!mkdtemp(W) || bn_crypto_init() < 0)
+		ut_die("setup");
+}
+
+/* $AGPACK, or a TAP skip (exit 77) when it is not set. */
+static inline const char *ut_agpack(void)
+{
+	const char *a = getenv("AGPACK");
+	if (!a) {
+		printf("1..0 # SKIP AGPACK not set\n");
+		exit(77);
+	}
+	return a;
+}
+
+/* W/PREFIX.pub and W/PREFIX.key (no passphrase) made by agpack keygen; the public key in *pk. */
+static inline void ut_agpack_key(const char *prefix, struct bn_pubkey *pk)
+{
+	if (ut_sh("cd '%s' && '%s' keygen --out '%s' --no-passphrase >/dev/null 2>&1", W, ut_agpack(), prefix) != 0)
+		ut_die("agpack keygen");
+	struct bn_error err = {0};
+	if (bn_pubkey_load(ut_path("%s.pub", prefix), pk, &err) < 0)
+		ut_die(err.msg);
+}
+
+/* agpack build of one files artifact "data" from W/INPUT into W/OUT with the
+ * key W/KEY.key and extra build options; the exit status. */
+static inline int ut_agpack_build(const char *input, const char *out, const char *key, const char *opts)
+{
+	return ut_sh("cd '%s' && printf '%%s' '{\"name\": \"t\", \"channel\": \"c\", \"version\": 1, \"artifacts\": "
+	             "[{\"type\": \"files\", \"name\": \"data\", \"path\": \"%s\"}]}' > spec-%s.json && "
+	             "'%s' build spec-%s.json --key '%s.key' --out '%s' --no-sbom %s >/dev/null 2>&1",
+	             W, input, out, ut_agpack(), out, key, out, opts);
+}
+
+/* Opens dir under one key (NULL and the error in # lines when it fails). */
+static inline struct bn_bundle *ut_open(const char *dir, const struct bn_pubkey *pk, struct bn_error *err)
+{
+	struct bn_trust t = {.keys = pk, .n_keys = 1};
+	struct bn_bundle *b = NULL;
+	if (bn_bundle_open(dir, &t, &b, err) < 0) {
+		printf("# %s\n", err->msg);
+		return NULL;
+	}
+	return b;
+}
+
+/* True when the two files hold the same bytes. */
+static inline bool ut_same_file(const char *a, const char *b)
+{
+	char *x = NULL, *y = NULL;
+	size_t lx = 0, ly = 0;
+	bool ok = bn_read_file(a, 256u << 20, &x, &lx, NULL) == 0 && bn_read_file(b, 256u << 20, &y, &ly, NULL) == 0 &&
+	          lx == ly && memcmp(x, y, lx) == 0;
+	free(x);
+	free(y);
+	return ok;
+}
+
+/* True when diff -r finds the trees the same. */
+static inline bool ut_same_tree(const char *a, const char *b)
+{
+	return ut_sh("diff -r --no-dereference '%s' '%s' >/dev/null 2>&1", a, b) == 0;
+}
