@@ -20,6 +20,7 @@
 #include "../tap.h"
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
+#include "bundle/writer.h"
 
 static char W[256]; /* the test's work directory */
 
@@ -152,4 +153,47 @@ static inline bool ut_same_file(const char *a, const char *b)
 static inline bool ut_same_tree(const char *a, const char *b)
 {
 	return ut_sh("diff -r --no-dereference '%s' '%s' >/dev/null 2>&1", a, b) == 0;
+}
+
+struct ut_pack_opts {
+	const char *name, *channel; /* NULL: "t", "c" */
+	uint64_t version;           /* 0: 1 */
+	const char *created;        /* NULL: 2026-01-01T00:00:00Z */
+	uint64_t volume_size;       /* 0: 64 KiB */
+	uint32_t chunk_size;        /* 0: 16 KiB */
+};
+
+/* Packs W/SRC (a file or a tree) as artifact "data" into the new directory
+ * W/OUT with the writer API and signs it with sk; 0 or a negative errno. */
+static inline int ut_pack(const char *src, const char *out, const struct bn_seckey *sk, const struct ut_pack_opts *po,
+                          struct bn_error *err)
+{
+	struct ut_pack_opts none = {0};
+	if (!po)
+		po = &none;
+	char dir[1024], in[1024];
+	snprintf(dir, sizeof dir, "%s/%s", W, out);
+	snprintf(in, sizeof in, "%s/%s", W, src);
+	if (bn_mkdir_p(dir, 0755) < 0)
+		return bn_fail(err, -EIO, "%s: cannot create", dir);
+	struct bn_writer_opts o = {.dir = dir, .volume_size = po->volume_size ? po->volume_size : 64u << 10,
+	                           .chunk_size = po->chunk_size ? po->chunk_size : 16u << 10};
+	struct bn_writer *w = NULL;
+	const struct bn_manifest *m = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	int r = bn_writer_new(&o, &w, err);
+	if (r == 0)
+		r = bn_writer_add(w, "data", "files", "tree", in, NULL, NULL, err);
+	if (r == 0)
+		r = bn_writer_finish(w, po->name ? po->name : "t", po->channel ? po->channel : "c",
+		                     po->version ? po->version : 1, po->created ? po->created : "2026-01-01T00:00:00Z", &m,
+		                     err);
+	if (r == 0 && bn_manifest_format(m, &text, &len) < 0)
+		r = bn_fail(err, -ENOMEM, "cannot format the manifest");
+	if (r == 0)
+		r = bn_bundle_write_signed(dir, text, len, m, sk, err);
+	free(text);
+	bn_writer_free(w);
+	return r;
 }
