@@ -8,6 +8,11 @@
 #include "bundle/manifest.h"
 #include "../tap.h"
 
+#define C16 "cccccccccccccccc"
+#define C255 C16 C16 C16 C16 C16 C16 C16 C16 C16 C16 C16 C16 C16 C16 C16 "ccccccccccccccc"
+#define C256 C255 "c"
+#define C254 C16 C16 C16 C16 C16 C16 C16 C16 C16 C16 C16 C16 C16 C16 C16 "cccccccccccccc"
+#define N128 C16 C16 C16 C16 C16 C16 C16 C16
 #define H "\"0000000000000000000000000000000000000000000000000000000000000000\""
 
 /* A valid manifest with one artifact (a dir, two files, a symlink), one chunk, one volume. */
@@ -109,6 +114,77 @@ int main(void)
 	refuse("\"chunk_count\":1", "\"chunk_count\":2", -EBADMSG, "chunk range past the end");
 	refuse("\"size\":4,\"offset\":0,\"sha256\":" H, "\"size\":4,\"offset\":0,\"sha256\":\"xyz\"", -EBADMSG, "bad hash");
 	refuse("\"type\":\"files\"", "\"type\":\"script\"", -EBADMSG, "unknown artifact type");
+
+	/* The rest of FORMAT.md section 3, rule by rule. */
+	refuse("\"agkit-bundle\"", "\"agkit-bundles\"", -EBADMSG, "another format name");
+	refuse("\"1.0\"", "\"1.9\"", 0, "any minor version is read");
+	refuse("\"name\":\"n\"", "\"name\":\"n!\"", -EBADMSG, "bundle name outside [A-Za-z0-9._-]");
+	refuse("\"name\":\"n\"", "\"name\":\".n\"", -EBADMSG, "bundle name not starting with a letter or digit");
+	refuse("\"name\":\"n\"", "\"name\":\"\"", -EBADMSG, "empty bundle name");
+	refuse("\"name\":\"n\"",
+	       "\"name\":\"" N128 "\"", 0, "128-byte bundle name");
+	refuse("\"name\":\"n\"",
+	       "\"name\":\"" N128 "x\"", -EBADMSG, "129-byte bundle name");
+	refuse("\"channel\":\"c\"", "\"channel\":\"c/d\"", -EBADMSG, "channel with a slash");
+	refuse("\"version\":1", "\"version\":-1", -EBADMSG, "negative version");
+	refuse("\"version\":1", "\"version\":\"1\"", -EBADMSG, "version as a string");
+	refuse("\"version\":1", "\"version\":1.5", -EBADMSG, "fractional version");
+	refuse("\"version\":1", "\"version\":9223372036854775808", -EBADMSG, "version beyond int64");
+	refuse("\"chunk_size\":65536", "\"chunk_size\":4096", 0, "chunk size 4096 (the minimum)");
+	refuse("\"chunk_size\":65536", "\"chunk_size\":4095", -EBADMSG, "chunk size 4095");
+	refuse("\"chunk_size\":65536", "\"chunk_size\":67108864", 0, "chunk size 64 MiB (the maximum)");
+	refuse("\"chunk_size\":65536", "\"chunk_size\":67108865", -EBADMSG, "chunk size above 64 MiB");
+	refuse("\"type\":\"files\"", "\"type\":\"oci-archive\"", 0, "artifact type oci-archive");
+	refuse("\"name\":\"a\"", "\"name\":\"-a\"", -EBADMSG, "artifact name starting with '-'");
+	refuse("\"path\":\"d\",\"type\":\"dir\",\"mode\":493}", "\"path\":\"d\",\"type\":\"dir\",\"mode\":493,\"mode\":420}",
+	       -EBADMSG, "duplicate key inside an entry");
+	refuse("\"format\":", "\"future_key\":{\"x\":1},\"format\":", 0, "unknown keys are ignored");
+	refuse("\"d/f\"", "\"d/" C256 "\"", -EBADMSG, "path component of 256 bytes");
+	refuse("\"d/g\"", "\"d/g" C254 "\"", 0, "path component of 255 bytes");
+	refuse("\"mode\":420", "\"mode\":1444", -EBADMSG, "setgid mode (02644)");
+	refuse("\"mode\":420", "\"mode\":932", -EBADMSG, "sticky mode (01644)");
+	refuse("\"mode\":420", "\"mode\":4096", -EBADMSG, "file-type bits in mode");
+	refuse("\"target\":\"f\"", "\"target\":\"\"", -EBADMSG, "empty symlink target");
+	refuse("\"target\":\"f\"", "\"target\":\"./../d/f\"", 0, "symlink through .. and back stays inside");
+	refuse("\"target\":\"f\"", "\"target\":\"../../d/f\"", -EBADMSG, "symlink leaving the root and coming back");
+	refuse("\"size\":4,\"offset\":0", "\"size\":4,\"offset\":1", -EBADMSG, "first file not at offset 0");
+	refuse("\"artifact\":0", "\"artifact\":1", -EBADMSG, "chunk of an artifact that does not exist");
+	refuse("\"volume\":0,\"offset\":0", "\"volume\":0,\"offset\":1", -EBADMSG, "first chunk not at volume offset 0");
+	refuse("\"usize\":10", "\"usize\":0", -EBADMSG, "empty chunk");
+	refuse("\"csize\":19", "\"csize\":0", -EBADMSG, "chunk of no stored bytes");
+	refuse("\"vol-00001.agv\"", "\"vol-00002.agv\"", -EBADMSG, "volume name of another index");
+	refuse("\"vol-00001.agv\"", "\"vol-1.agv\"", -EBADMSG, "volume name not zero-padded");
+	refuse("\"chunk_first\":0", "\"chunk_first\":1", -EBADMSG, "artifact chunk range not where its chunks are");
+	refuse("\"chunks\":[", "\"chunks\":{},\"x\":[", -EBADMSG, "chunks not an array");
+	refuse("\"format\":\"agkit-bundle\",", "", -EBADMSG, "no format key");
+	refuse("\"d/g\"", "\"d/f/x\"", -EBADMSG, "a path whose parent is a file");
+
+	/* At most 1024 artifacts: 1025 empty ones. */
+	size_t cap = 1100 * 160 + 1024;
+	char *many = malloc(cap), *q = many;
+	q += sprintf(q, "{\"format\":\"agkit-bundle\",\"format_version\":\"1.0\",\"name\":\"n\",\"channel\":\"c\","
+	                "\"version\":1,\"created\":\"x\",\"chunk_size\":65536,\"volume_size\":1000,\"artifacts\":[");
+	for (int i = 0; i < 1025; i++)
+		q += sprintf(q, "%s{\"name\":\"a%d\",\"type\":\"files\",\"layout\":\"tree\",\"size\":0,"
+		                "\"chunk_first\":0,\"chunk_count\":0,\"entries\":[]}", i ? "," : "", i);
+	sprintf(q, "],\"chunks\":[],\"volumes\":[]}");
+	TAP_OK(parse(many, &err) == -EBADMSG, "1025 artifacts refused (%s)", err.msg);
+	char *cut = strstr(many, ",{\"name\":\"a1024\"");
+	memmove(cut, strstr(cut, "],\"chunks\""), strlen(strstr(cut, "],\"chunks\"")) + 1);
+	TAP_OK(parse(many, &err) == 0, "1024 empty artifacts accepted (%s)", err.msg);
+	cut = strstr(many, "\"a1\"");
+	memcpy(cut, "\"a2\"", 4);
+	TAP_OK(parse(many, &err) == -EBADMSG, "two artifacts of one name refused (%s)", err.msg);
+	free(many);
+	char *longp = malloc(BN_MAX_PATH + 10);
+	for (size_t i = 0; i < BN_MAX_PATH + 1; i++)
+		longp[i] = i % 100 == 99 ? '/' : 'p';
+	longp[BN_MAX_PATH + 1] = '\0';
+	TAP_OK(!bn_path_valid(longp), "a path of 4097 bytes is not valid");
+	longp[BN_MAX_PATH] = '\0';
+	longp[BN_MAX_PATH - 1] = 'p';
+	TAP_OK(bn_path_valid(longp), "a path of 4096 bytes is");
+	free(longp);
 
 	struct bn_manifest *m3 = NULL;
 	TAP_OK(bn_manifest_parse("[", 1, &m3, &err) == -EBADMSG, "truncated JSON refused");
