@@ -20,6 +20,7 @@
 #include "../tap.h"
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
+#include "bundle/media.h"
 #include "bundle/writer.h"
 
 static char W[256]; /* the test's work directory */
@@ -161,10 +162,15 @@ struct ut_pack_opts {
 	const char *created;        /* NULL: 2026-01-01T00:00:00Z */
 	uint64_t volume_size;       /* 0: 64 KiB */
 	uint32_t chunk_size;        /* 0: 16 KiB */
+	unsigned parity;            /* parity volumes per group (0: none) */
+	size_t groups;              /* parity groups (0: the fewest) */
+	uint64_t media;             /* media capacity in bytes (0: a plain directory) */
 };
 
 /* Packs W/SRC (a file or a tree) as artifact "data" into the new directory
- * W/OUT with the writer API and signs it with sk; 0 or a negative errno. */
+ * W/OUT with the writer API, adds parity volumes and lays it out as media
+ * when asked (in agpack build's order: media plan, parity, the parity
+ * volumes' media, sign, layout) and signs it with sk; 0 or a negative errno. */
 static inline int ut_pack(const char *src, const char *out, const struct bn_seckey *sk, const struct ut_pack_opts *po,
                           struct bn_error *err)
 {
@@ -191,9 +197,29 @@ static inline int ut_pack(const char *src, const char *out, const struct bn_seck
 		                     err);
 	if (r == 0 && bn_manifest_format(m, &text, &len) < 0)
 		r = bn_fail(err, -ENOMEM, "cannot format the manifest");
+	/* A manifest of our own (the writer's is const) for parity and media. */
+	struct bn_manifest *own = NULL;
+	if (r == 0 && (po->parity || po->media)) {
+		r = bn_manifest_parse(text, len, &own, err);
+		size_t columns = 0;
+		if (r == 0 && po->media)
+			r = bn_media_plan(own, po->media, len * 2 + 8192, &columns, err);
+		if (r == 0 && po->parity)
+			r = bn_parity_build(dir, own, po->parity, po->media ? columns : po->groups, err);
+		if (r == 0 && po->media)
+			r = bn_media_assign_parity(own, columns, err);
+		free(text);
+		text = NULL;
+		if (r == 0 && bn_manifest_format(own, &text, &len) < 0)
+			r = bn_fail(err, -ENOMEM, "cannot format the manifest");
+		m = own;
+	}
 	if (r == 0)
 		r = bn_bundle_write_signed(dir, text, len, m, sk, err);
+	if (r == 0 && po->media)
+		r = bn_media_layout(dir, m, err);
 	free(text);
+	bn_manifest_free(own);
 	bn_writer_free(w);
 	return r;
 }
