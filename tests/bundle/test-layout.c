@@ -13,7 +13,6 @@
 #include "unit.h"
 
 #include "bundle/parity.h"
-#include "bundle/tunables.h"
 
 #define CAP 100000u
 
@@ -158,12 +157,9 @@ int main(void)
 	ut_setup("layout");
 	if (bn_keygen(&pk, &sk) < 0)
 		ut_die("keygen");
-	if (bn_mkdir_p(ut_path("in/sub"), 0755) < 0 || bn_mkdir_p(ut_path("repair"), 0755) < 0)
+	if (bn_mkdir_p(ut_path("in/sub"), 0755) < 0)
 		ut_die("mkdir");
-	static char repair[1024];
-	snprintf(repair, sizeof repair, "%s", ut_path("repair"));
-	struct bn_tunables t = {.repair_dir = repair};
-	bn_set_tunables(&t);
+	ut_tunables(false);
 	ut_random_file(ut_path("in/big"), 250000);
 	ut_random_file(ut_path("in/sub/small"), 500);
 	test_sizes();

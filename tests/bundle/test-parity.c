@@ -11,7 +11,6 @@
 #include "unit.h"
 
 #include "bundle/parity.h"
-#include "bundle/tunables.h"
 
 static struct bn_pubkey pk;
 static struct bn_seckey sk;
@@ -183,13 +182,9 @@ int main(void)
 	ut_setup("parity");
 	if (bn_keygen(&pk, &sk) < 0)
 		ut_die("keygen");
-	if (bn_mkdir_p(ut_path("in/sub"), 0755) < 0 || bn_mkdir_p(ut_path("repair"), 0755) < 0)
+	if (bn_mkdir_p(ut_path("in/sub"), 0755) < 0)
 		ut_die("mkdir");
-	struct bn_tunables t = {.repair_dir = ut_path("repair")};
-	static char repair[1024];
-	snprintf(repair, sizeof repair, "%s", t.repair_dir);
-	t.repair_dir = repair;
-	bn_set_tunables(&t);
+	ut_tunables(false);
 	ut_random_file(ut_path("in/big"), 300000);
 	ut_random_file(ut_path("in/sub/small"), 777);
 	test_one_group();

@@ -10,7 +10,6 @@
 #include "unit.h"
 
 #include "bundle/sha256.h"
-#include "bundle/tunables.h"
 
 static struct bn_pubkey pk;
 static struct bn_seckey sk;
@@ -147,11 +146,8 @@ int main(void)
 	ut_setup("stream");
 	if (bn_keygen(&pk, &sk) < 0)
 		ut_die("keygen");
-	static char repair[1024];
-	snprintf(repair, sizeof repair, "%s", ut_path("repair"));
-	struct bn_tunables t = {.repair_dir = repair, .skip_space_check = true};
-	bn_set_tunables(&t);
-	if (bn_mkdir_p(ut_path("in"), 0755) < 0 || bn_mkdir_p(repair, 0755) < 0)
+	ut_tunables(true);
+	if (bn_mkdir_p(ut_path("in"), 0755) < 0)
 		ut_die("mkdir");
 	ut_random_file(ut_path("in/big"), 600000);
 	ut_write(ut_path("in/hello"), "hello", 5);

@@ -40,33 +40,16 @@ static void make_input(void)
 		ut_die("input");
 }
 
-/* Packs W/in as artifact "data" into W/out (created) with threads; the manifest text. */
+/* Packs W/in as artifact "data" and W/in/sub/deep/d as "single" into W/out
+ * with threads; the manifest text. */
 static char *pack(const char *out, unsigned threads, struct bn_error *err)
 {
-	if (bn_mkdir_p(ut_path("%s", out), 0755) < 0)
-		ut_die("mkdir");
-	struct bn_writer_opts o = {.dir = ut_path("%s", out), .volume_size = VOLUME, .chunk_size = CHUNK,
-	                           .threads = threads, .warn = on_warn};
-	struct bn_writer *w = NULL;
-	const struct bn_manifest *m = NULL;
+	struct ut_pack_opts o = {.version = 7, .volume_size = VOLUME, .chunk_size = CHUNK, .threads = threads,
+	                         .warn = on_warn, .single = "in/sub/deep/d"};
 	char *text = NULL;
-	size_t len = 0;
-	int r = bn_writer_new(&o, &w, err);
-	if (r == 0)
-		r = bn_writer_add(w, "data", "files", "tree", ut_path("in"), NULL, NULL, err);
-	if (r == 0)
-		r = bn_writer_add(w, "single", "files", "tree", ut_path("in/sub/deep/d"), NULL, NULL, err);
-	if (r == 0)
-		r = bn_writer_finish(w, "t", "c", 7, "2026-01-01T00:00:00Z", &m, err);
-	if (r == 0)
-		r = bn_manifest_format(m, &text, &len);
-	if (r == 0)
-		r = bn_bundle_write_signed(ut_path("%s", out), text, len, m, &sk, err);
-	bn_writer_free(w);
-	if (r < 0) {
-		free(text);
+	if (ut_pack("in", out, &sk, &o, err) < 0 ||
+	    bn_read_file(ut_path("%s/manifest.json", out), 1 << 20, &text, NULL, err) < 0)
 		return NULL;
-	}
 	return text;
 }
 

@@ -2,9 +2,9 @@
 #pragma once
 /*
  * Helpers shared by libbundle's per-module unit tests (tests/bundle/test-*.c):
- * a work directory, deterministic input, bundles packed with $AGPACK or with
- * the writer API, and opening them under a key.  Header only: each test is
- * one executable.
+ * a work directory, deterministic input, bundles packed with the writer API
+ * (with parity and media as agpack build makes them), and opening them under
+ * a key.  Header only: each test is one executable.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +21,7 @@
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
 #include "bundle/media.h"
+#include "bundle/tunables.h"
 #include "bundle/writer.h"
 
 static char W[256]; /* the test's work directory */
@@ -95,35 +96,16 @@ static inline void ut_setup(const char *name)
 		ut_die("setup");
 }
 
-/* $AGPACK, or a TAP skip (exit 77) when it is not set. */
-static inline const char *ut_agpack(void)
+/* Parity repair writes into W/repair (not /var/tmp); skip_space: no free-space
+ * checks before a stream is received. */
+static inline void ut_tunables(bool skip_space)
 {
-	const char *a = getenv("AGPACK");
-	if (!a) {
-		printf("1..0 # SKIP AGPACK not set\n");
-		exit(77);
-	}
-	return a;
-}
-
-/* W/PREFIX.pub and W/PREFIX.key (no passphrase) made by agpack keygen; the public key in *pk. */
-static inline void ut_agpack_key(const char *prefix, struct bn_pubkey *pk)
-{
-	if (ut_sh("cd '%s' && '%s' keygen --out '%s' --no-passphrase >/dev/null 2>&1", W, ut_agpack(), prefix) != 0)
-		ut_die("agpack keygen");
-	struct bn_error err = {0};
-	if (bn_pubkey_load(ut_path("%s.pub", prefix), pk, &err) < 0)
-		ut_die(err.msg);
-}
-
-/* agpack build of one files artifact "data" from W/INPUT into W/OUT with the
- * key W/KEY.key and extra build options; the exit status. */
-static inline int ut_agpack_build(const char *input, const char *out, const char *key, const char *opts)
-{
-	return ut_sh("cd '%s' && printf '%%s' '{\"name\": \"t\", \"channel\": \"c\", \"version\": 1, \"artifacts\": "
-	             "[{\"type\": \"files\", \"name\": \"data\", \"path\": \"%s\"}]}' > spec-%s.json && "
-	             "'%s' build spec-%s.json --key '%s.key' --out '%s' --no-sbom %s >/dev/null 2>&1",
-	             W, input, out, ut_agpack(), out, key, out, opts);
+	static char repair[1024];
+	snprintf(repair, sizeof repair, "%s/repair", W);
+	if (bn_mkdir_p(repair, 0755) < 0)
+		ut_die(repair);
+	struct bn_tunables t = {.repair_dir = repair, .skip_space_check = skip_space};
+	bn_set_tunables(&t);
 }
 
 /* Opens dir under one key (NULL and the error in # lines when it fails). */
@@ -165,6 +147,9 @@ struct ut_pack_opts {
 	unsigned parity;            /* parity volumes per group (0: none) */
 	size_t groups;              /* parity groups (0: the fewest) */
 	uint64_t media;             /* media capacity in bytes (0: a plain directory) */
+	unsigned threads;           /* writer threads (0: online CPUs) */
+	bn_warn_fn warn;            /* the writer's notes (NULL: none) */
+	const char *single;         /* optional: W/SINGLE added as a second artifact, "single" */
 };
 
 /* Packs W/SRC (a file or a tree) as artifact "data" into the new directory
@@ -177,13 +162,16 @@ static inline int ut_pack(const char *src, const char *out, const struct bn_seck
 	struct ut_pack_opts none = {0};
 	if (!po)
 		po = &none;
-	char dir[1024], in[1024];
+	char dir[1024], in[1024], one[1024];
 	snprintf(dir, sizeof dir, "%s/%s", W, out);
 	snprintf(in, sizeof in, "%s/%s", W, src);
+	snprintf(one, sizeof one, "%s/%s", W, po->single ? po->single : "");
 	if (bn_mkdir_p(dir, 0755) < 0)
 		return bn_fail(err, -EIO, "%s: cannot create", dir);
 	struct bn_writer_opts o = {.dir = dir, .volume_size = po->volume_size ? po->volume_size : 64u << 10,
-	                           .chunk_size = po->chunk_size ? po->chunk_size : 16u << 10};
+	                           .chunk_size = po->chunk_size ? po->chunk_size : 16u << 10,
+	                           .threads = po->threads,
+	                           .warn = po->warn};
 	struct bn_writer *w = NULL;
 	const struct bn_manifest *m = NULL;
 	char *text = NULL;
@@ -191,6 +179,8 @@ static inline int ut_pack(const char *src, const char *out, const struct bn_seck
 	int r = bn_writer_new(&o, &w, err);
 	if (r == 0)
 		r = bn_writer_add(w, "data", "files", "tree", in, NULL, NULL, err);
+	if (r == 0 && po->single)
+		r = bn_writer_add(w, "single", "files", "tree", one, NULL, NULL, err);
 	if (r == 0)
 		r = bn_writer_finish(w, po->name ? po->name : "t", po->channel ? po->channel : "c",
 		                     po->version ? po->version : 1, po->created ? po->created : "2026-01-01T00:00:00Z", &m,
