@@ -177,7 +177,7 @@ static void test_append_json(void)
 
 int main(void)
 {
-	ut_setup("audit");
+	ut_setup("audit", NULL, NULL);
 	append_all();
 	test_edits();
 	test_append_json();

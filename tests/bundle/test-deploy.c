@@ -184,11 +184,7 @@ static void test_expiry(void)
 
 int main(void)
 {
-	ut_setup("deploy");
-	if (bn_keygen(&pk, &sk) < 0)
-		ut_die("keygen");
-	if (bn_mkdir_p(ut_path("in/sub"), 0755) < 0)
-		ut_die("mkdir");
+	ut_setup("deploy", &pk, &sk);
 	ut_random_file(ut_path("in/f"), 30000);
 	ut_random_file(ut_path("in/sub/g"), 100);
 	struct bn_error err = {0};

@@ -369,9 +369,7 @@ int main(void)
 		printf("1..0 # SKIP AGPACK not set\n");
 		return 77;
 	}
-	snprintf(W, sizeof W, "%s/agkit-test-extract.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(W) || bn_crypto_init() < 0)
-		ut_die("setup");
+	ut_setup("extract", NULL, NULL);
 	make_input();
 	char cmd[2048];
 	snprintf(cmd, sizeof cmd,

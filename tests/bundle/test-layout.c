@@ -154,11 +154,7 @@ static void test_set(void)
 
 int main(void)
 {
-	ut_setup("layout");
-	if (bn_keygen(&pk, &sk) < 0)
-		ut_die("keygen");
-	if (bn_mkdir_p(ut_path("in/sub"), 0755) < 0)
-		ut_die("mkdir");
+	ut_setup("layout", &pk, &sk);
 	ut_tunables(false);
 	ut_random_file(ut_path("in/big"), 250000);
 	ut_random_file(ut_path("in/sub/small"), 500);

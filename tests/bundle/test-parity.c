@@ -179,11 +179,7 @@ static void test_groups(void)
 
 int main(void)
 {
-	ut_setup("parity");
-	if (bn_keygen(&pk, &sk) < 0)
-		ut_die("keygen");
-	if (bn_mkdir_p(ut_path("in/sub"), 0755) < 0)
-		ut_die("mkdir");
+	ut_setup("parity", &pk, &sk);
 	ut_tunables(false);
 	ut_random_file(ut_path("in/big"), 300000);
 	ut_random_file(ut_path("in/sub/small"), 777);

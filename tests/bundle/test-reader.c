@@ -186,11 +186,9 @@ static void test_read_file(void)
 
 int main(void)
 {
-	ut_setup("reader");
-	if (bn_keygen(&pk, &sk) < 0 || bn_keygen(&pk2, &sk2) < 0)
+	ut_setup("reader", &pk, &sk);
+	if (bn_keygen(&pk2, &sk2) < 0)
 		ut_die("keygen");
-	if (bn_mkdir_p(ut_path("in/sub"), 0755) < 0)
-		ut_die("mkdir");
 	ut_random_file(ut_path("in/big"), 100000);
 	ut_write(ut_path("in/sub/small"), "hello world", 11);
 	test_reading_order();

@@ -40,11 +40,7 @@ static size_t chunks_on(const struct bn_manifest *m, unsigned i)
 
 int main(void)
 {
-	ut_setup("stage");
-	if (bn_keygen(&pk, &sk) < 0)
-		ut_die("keygen");
-	if (bn_mkdir_p(ut_path("in/sub"), 0755) < 0)
-		ut_die("mkdir");
+	ut_setup("stage", &pk, &sk);
 	ut_random_file(ut_path("in/big"), 200000);
 	ut_random_file(ut_path("in/sub/small"), 300);
 	ut_write(ut_path("in/empty"), "", 0);

@@ -143,12 +143,8 @@ static int verify_dir(const char *dir, struct bn_error *err)
 
 int main(void)
 {
-	ut_setup("stream");
-	if (bn_keygen(&pk, &sk) < 0)
-		ut_die("keygen");
+	ut_setup("stream", &pk, &sk);
 	ut_tunables(true);
-	if (bn_mkdir_p(ut_path("in"), 0755) < 0)
-		ut_die("mkdir");
 	ut_random_file(ut_path("in/big"), 600000);
 	ut_write(ut_path("in/hello"), "hello", 5);
 	struct bn_error err = {0};

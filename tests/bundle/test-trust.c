@@ -203,12 +203,10 @@ static void test_update(void)
 
 int main(void)
 {
-	ut_setup("trust");
+	ut_setup("trust", NULL, NULL);
 	for (int i = 0; i < NK; i++)
 		if (bn_keygen(&pub[i], &sec[i]) < 0)
 			ut_die("keygen");
-	if (bn_mkdir_p(ut_path("in"), 0755) < 0)
-		ut_die("mkdir");
 	ut_random_file(ut_path("in/f"), 20000);
 	test_parse();
 	test_m_of_n();

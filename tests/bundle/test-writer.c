@@ -226,9 +226,7 @@ static void test_refusals(void)
 
 int main(void)
 {
-	ut_setup("writer");
-	if (bn_keygen(&pk, &sk) < 0)
-		ut_die("keygen");
+	ut_setup("writer", &pk, &sk);
 	make_input();
 	test_read_back();
 	test_refusals();

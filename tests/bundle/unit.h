@@ -88,12 +88,15 @@ static inline void ut_random_file(const char *path, size_t n)
 	free(b);
 }
 
-/* Creates W under $TMPDIR and initialises libsodium. */
-static inline void ut_setup(const char *name)
+/* Creates W (with W/in/sub) under $TMPDIR and initialises libsodium; with
+ * pk and sk, a new key pair in them. */
+static inline void ut_setup(const char *name, struct bn_pubkey *pk, struct bn_seckey *sk)
 {
 	snprintf(W, sizeof W, "%s/agkit-test-%s.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", name);
-	if (!mkdtemp(W) || bn_crypto_init() < 0)
+	if (!mkdtemp(W) || bn_crypto_init() < 0 || bn_mkdir_p(ut_path("in/sub"), 0755) < 0)
 		ut_die("setup");
+	if (pk && bn_keygen(pk, sk) < 0)
+		ut_die("keygen");
 }
 
 /* Parity repair writes into W/repair (not /var/tmp); skip_space: no free-space
