@@ -13,6 +13,7 @@
 #include "unit.h"
 
 #include "bundle/parity.h"
+#include "layout_internal.h" /* bn_layout_in_view */
 
 #define CAP 100000u
 

@@ -10,6 +10,7 @@
 #include "unit.h"
 
 #include "bundle/sha256.h"
+#include "bundle/stream.h"
 
 static struct bn_pubkey pk;
 static struct bn_seckey sk;
