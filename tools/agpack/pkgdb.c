@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <stdbool.h>
 #include <string.h>
-#include <strings.h>
 
 #include "pkgdb.h"
+#include "stanza.h"
 
 struct stanza {
 	char name[PKGDB_FIELD_MAX + 1], version[PKGDB_FIELD_MAX + 1], arch[PKGDB_FIELD_MAX + 1],
@@ -17,14 +17,10 @@ static void stanza_reset(struct stanza *s)
 	s->bad = 0;
 }
 
-/* Copies value (trimmed of surrounding blanks) into a field; too long or
- * repeated marks the stanza bad. */
+/* Copies a value (the stanza reader trimmed it) into a field; too long,
+ * repeated or holding a NUL marks the stanza bad. */
 static void set_field(struct stanza *s, char *dst, const char *v, size_t n)
 {
-	while (n && (*v == ' ' || *v == '\t'))
-		v++, n--;
-	while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r'))
-		n--;
 	if (n > PKGDB_FIELD_MAX || dst[0] || memchr(v, 0, n)) {
 		s->bad = 1;
 		return;
@@ -48,31 +44,19 @@ static int emit(struct stanza *s, int need_installed, pkgdb_fn fn, void *ud)
 	return r;
 }
 
-static bool field_is(const char *line, size_t n, const char *key, size_t *ret_vo)
-{
-	size_t k = strlen(key);
-	if (n <= k || line[k] != ':' || strncasecmp(line, key, k) != 0)
-		return false;
-	*ret_vo = k + 1;
-	return true;
-}
-
 /* Parses "Key: value" stanzas separated by blank lines (dpkg) or, with
  * !dpkg, RFC 822 headers ending at the first blank line (Python). */
 static int parse_rfc822(const char *buf, size_t len, bool dpkg, pkgdb_fn fn, void *ud)
 {
 	struct stanza s;
 	stanza_reset(&s);
-	size_t i = 0;
-	int r = 0;
-	while (i < len) {
-		const char *line = buf + i;
-		const char *nl = memchr(line, '\n', len - i);
-		size_t n = nl ? (size_t)(nl - line) : len - i;
-		i += n + (nl ? 1 : 0);
-		if (n && line[n - 1] == '\r')
-			n--;
-		if (n == 0) {
+	struct stanza_reader rd;
+	struct stanza_line l;
+	int k, r = stanza_init(&rd, buf, len, true);
+	if (r < 0)
+		return r;
+	while ((k = stanza_next(&rd, &l)) != STANZA_EOF) {
+		if (k == STANZA_BLANK) {
 			if (!dpkg)
 				break;
 			r = emit(&s, 1, fn, ud);
@@ -80,19 +64,18 @@ static int parse_rfc822(const char *buf, size_t len, bool dpkg, pkgdb_fn fn, voi
 				return r;
 			continue;
 		}
-		if (line[0] == ' ' || line[0] == '\t')
-			continue; /* continuation of a multi-line field */
-		size_t vo;
-		if (field_is(line, n, dpkg ? "Package" : "Name", &vo))
-			set_field(&s, s.name, line + vo, n - vo);
-		else if (field_is(line, n, "Version", &vo))
-			set_field(&s, s.version, line + vo, n - vo);
-		else if (dpkg && field_is(line, n, "Architecture", &vo))
-			set_field(&s, s.arch, line + vo, n - vo);
-		else if (dpkg && field_is(line, n, "Status", &vo))
-			set_field(&s, s.status, line + vo, n - vo);
-		else if (!dpkg && field_is(line, n, "License", &vo))
-			set_field(&s, s.license, line + vo, n - vo);
+		if (k != STANZA_FIELD)
+			continue; /* continuations of multi-line fields, odd lines */
+		if (stanza_key_is(&l, dpkg ? "Package" : "Name"))
+			set_field(&s, s.name, l.value, l.value_len);
+		else if (stanza_key_is(&l, "Version"))
+			set_field(&s, s.version, l.value, l.value_len);
+		else if (dpkg && stanza_key_is(&l, "Architecture"))
+			set_field(&s, s.arch, l.value, l.value_len);
+		else if (dpkg && stanza_key_is(&l, "Status"))
+			set_field(&s, s.status, l.value, l.value_len);
+		else if (!dpkg && stanza_key_is(&l, "License"))
+			set_field(&s, s.license, l.value, l.value_len);
 	}
 	return emit(&s, dpkg, fn, ud);
 }
@@ -111,26 +94,25 @@ int pkgdb_parse_apk(const char *buf, size_t len, pkgdb_fn fn, void *ud)
 {
 	struct stanza s;
 	stanza_reset(&s);
-	size_t i = 0;
-	int r = 0;
-	while (i < len) {
-		const char *line = buf + i;
-		const char *nl = memchr(line, '\n', len - i);
-		size_t n = nl ? (size_t)(nl - line) : len - i;
-		i += n + (nl ? 1 : 0);
-		if (n == 0) {
+	struct stanza_reader rd;
+	struct stanza_line l;
+	int k, r = stanza_init(&rd, buf, len, false);
+	if (r < 0)
+		return r;
+	while ((k = stanza_next(&rd, &l)) != STANZA_EOF) {
+		if (k == STANZA_BLANK) {
 			r = emit(&s, 0, fn, ud);
 			if (r < 0)
 				return r;
 			continue;
 		}
-		if (n < 2 || line[1] != ':')
+		if (k != STANZA_FIELD || l.key_len != 1)
 			continue;
-		switch (line[0]) {
-		case 'P': set_field(&s, s.name, line + 2, n - 2); break;
-		case 'V': set_field(&s, s.version, line + 2, n - 2); break;
-		case 'A': set_field(&s, s.arch, line + 2, n - 2); break;
-		case 'L': set_field(&s, s.license, line + 2, n - 2); break;
+		switch (l.key[0]) {
+		case 'P': set_field(&s, s.name, l.value, l.value_len); break;
+		case 'V': set_field(&s, s.version, l.value, l.value_len); break;
+		case 'A': set_field(&s, s.arch, l.value, l.value_len); break;
+		case 'L': set_field(&s, s.license, l.value, l.value_len); break;
 		default: break;
 		}
 	}
