@@ -44,77 +44,73 @@ static int emit(struct stanza *s, int need_installed, pkgdb_fn fn, void *ud)
 	return r;
 }
 
-/* Parses "Key: value" stanzas separated by blank lines (dpkg) or, with
- * !dpkg, RFC 822 headers ending at the first blank line (Python). */
-static int parse_rfc822(const char *buf, size_t len, bool dpkg, pkgdb_fn fn, void *ud)
+enum db { DB_DPKG, DB_PYMETA, DB_APK };
+
+/* The field a line sets, or NULL. */
+static char *field_of(struct stanza *s, enum db db, const struct stanza_line *l)
+{
+	if (db == DB_APK) {
+		if (l->key_len != 1)
+			return NULL;
+		switch (l->key[0]) {
+		case 'P': return s->name;
+		case 'V': return s->version;
+		case 'A': return s->arch;
+		case 'L': return s->license;
+		default: return NULL;
+		}
+	}
+	if (stanza_key_is(l, db == DB_DPKG ? "Package" : "Name"))
+		return s->name;
+	if (stanza_key_is(l, "Version"))
+		return s->version;
+	if (db == DB_DPKG && stanza_key_is(l, "Architecture"))
+		return s->arch;
+	if (db == DB_DPKG && stanza_key_is(l, "Status"))
+		return s->status;
+	if (db == DB_PYMETA && stanza_key_is(l, "License"))
+		return s->license;
+	return NULL;
+}
+
+/* Stanzas separated by blank lines (dpkg: "Key: value", CRLF tolerated; apk:
+ * "K:value"), or RFC 822 headers ending at the first blank line (Python). */
+static int parse(const char *buf, size_t len, enum db db, pkgdb_fn fn, void *ud)
 {
 	struct stanza s;
 	stanza_reset(&s);
 	struct stanza_reader rd;
 	struct stanza_line l;
-	int k, r = stanza_init(&rd, buf, len, true);
+	int k, r = stanza_init(&rd, buf, len, db != DB_APK);
 	if (r < 0)
 		return r;
 	while ((k = stanza_next(&rd, &l)) != STANZA_EOF) {
 		if (k == STANZA_BLANK) {
-			if (!dpkg)
+			if (db == DB_PYMETA)
 				break;
-			r = emit(&s, 1, fn, ud);
+			r = emit(&s, db == DB_DPKG, fn, ud);
 			if (r < 0)
 				return r;
 			continue;
 		}
-		if (k != STANZA_FIELD)
-			continue; /* continuations of multi-line fields, odd lines */
-		if (stanza_key_is(&l, dpkg ? "Package" : "Name"))
-			set_field(&s, s.name, l.value, l.value_len);
-		else if (stanza_key_is(&l, "Version"))
-			set_field(&s, s.version, l.value, l.value_len);
-		else if (dpkg && stanza_key_is(&l, "Architecture"))
-			set_field(&s, s.arch, l.value, l.value_len);
-		else if (dpkg && stanza_key_is(&l, "Status"))
-			set_field(&s, s.status, l.value, l.value_len);
-		else if (!dpkg && stanza_key_is(&l, "License"))
-			set_field(&s, s.license, l.value, l.value_len);
+		char *dst = k == STANZA_FIELD ? field_of(&s, db, &l) : NULL; /* continuations, odd lines: skipped */
+		if (dst)
+			set_field(&s, dst, l.value, l.value_len);
 	}
-	return emit(&s, dpkg, fn, ud);
+	return emit(&s, db == DB_DPKG, fn, ud);
 }
 
 int pkgdb_parse_dpkg(const char *buf, size_t len, pkgdb_fn fn, void *ud)
 {
-	return parse_rfc822(buf, len, true, fn, ud);
+	return parse(buf, len, DB_DPKG, fn, ud);
 }
 
 int pkgdb_parse_pymeta(const char *buf, size_t len, pkgdb_fn fn, void *ud)
 {
-	return parse_rfc822(buf, len, false, fn, ud);
+	return parse(buf, len, DB_PYMETA, fn, ud);
 }
 
 int pkgdb_parse_apk(const char *buf, size_t len, pkgdb_fn fn, void *ud)
 {
-	struct stanza s;
-	stanza_reset(&s);
-	struct stanza_reader rd;
-	struct stanza_line l;
-	int k, r = stanza_init(&rd, buf, len, false);
-	if (r < 0)
-		return r;
-	while ((k = stanza_next(&rd, &l)) != STANZA_EOF) {
-		if (k == STANZA_BLANK) {
-			r = emit(&s, 0, fn, ud);
-			if (r < 0)
-				return r;
-			continue;
-		}
-		if (k != STANZA_FIELD || l.key_len != 1)
-			continue;
-		switch (l.key[0]) {
-		case 'P': set_field(&s, s.name, l.value, l.value_len); break;
-		case 'V': set_field(&s, s.version, l.value, l.value_len); break;
-		case 'A': set_field(&s, s.arch, l.value, l.value_len); break;
-		case 'L': set_field(&s, s.license, l.value, l.value_len); break;
-		default: break;
-		}
-	}
-	return emit(&s, 0, fn, ud);
+	return parse(buf, len, DB_APK, fn, ud);
 }
