@@ -56,5 +56,5 @@ int stanza_next(struct stanza_reader *r, struct stanza_line *l)
 bool stanza_key_is(const struct stanza_line *l, const char *key)
 {
 	size_t k = strlen(key);
-	return l->key_len == k && !strncasecmp(l->key, key, k);
+	return l->key && l->key_len == k && !strncasecmp(l->key, key, k); /* continuations have no key */
 }

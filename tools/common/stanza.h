@@ -45,5 +45,5 @@ struct stanza_reader {
 int stanza_init(struct stanza_reader *r, const char *buf, size_t len, bool strip_cr);
 /* The next line's kind (enum stanza_kind) and, for fields and continuations, *l. */
 int stanza_next(struct stanza_reader *r, struct stanza_line *l);
-/* True when l's key is key, ignoring ASCII case. */
+/* True when l has the key key, ignoring ASCII case (a continuation has none). */
 bool stanza_key_is(const struct stanza_line *l, const char *key);
