@@ -27,16 +27,17 @@ static const char *good =
 	"\"chunks\":[{\"artifact\":0,\"volume\":0,\"offset\":0,\"csize\":19,\"usize\":10,\"coding\":\"zstd\",\"sha256\":" H ",\"csha256\":" H "}],"
 	"\"volumes\":[{\"name\":\"vol-00001.agv\",\"size\":19,\"sha256\":" H "}]}";
 
-static char *subst(const char *from, const char *to)
+/* base with the first `from` replaced by `to`, in a new string. */
+static char *subst_in(const char *base, const char *from, const char *to)
 {
-	const char *p = strstr(good, from);
+	const char *p = strstr(base, from);
 	if (!p) {
 		fprintf(stderr, "test bug: '%s' not in the template\n", from);
 		abort();
 	}
-	size_t a = (size_t)(p - good), fl = strlen(from), tl = strlen(to), gl = strlen(good);
+	size_t a = (size_t)(p - base), fl = strlen(from), tl = strlen(to), gl = strlen(base);
 	char *out = malloc(gl - fl + tl + 1);
-	memcpy(out, good, a);
+	memcpy(out, base, a);
 	memcpy(out + a, to, tl);
 	memcpy(out + a + tl, p + fl, gl - a - fl + 1);
 	return out;
@@ -50,13 +51,25 @@ static int parse(const char *text, struct bn_error *err)
 	return r;
 }
 
-static void refuse(const char *from, const char *to, int want, const char *what)
+/* The template with every FROM, TO pair of the NULL-terminated list applied in turn. */
+static void refuse_all(const char *const *pairs, int want, const char *what)
 {
-	char *t = subst(from, to);
+	char *t = strdup(good);
+	for (size_t i = 0; pairs[i]; i += 2) {
+		char *n = subst_in(t, pairs[i], pairs[i + 1]);
+		free(t);
+		t = n;
+	}
 	struct bn_error err = {0};
 	int r = parse(t, &err);
 	TAP_OK(r == want, "%s: %s (%d: %s)", want ? "refused" : "accepted", what, r, err.msg);
 	free(t);
+}
+
+static void refuse(const char *from, const char *to, int want, const char *what)
+{
+	const char *pairs[] = {from, to, NULL};
+	refuse_all(pairs, want, what);
 }
 
 /* Each case: the template with `from` replaced by `to` parses with result `want`. */
@@ -165,6 +178,29 @@ int main(void)
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
 		refuse(cases[i].from, cases[i].to, cases[i].want, cases[i].what);
+
+	/* usize at most chunk_size: one chunk of 4097 bytes under chunk_size 4096 (and 4097). */
+	const char *big_chunk[] = {"\"chunk_size\":65536", "\"chunk_size\":4096", "\"size\":6", "\"size\":4093",
+	                           "\"size\":10", "\"size\":4097", "\"usize\":10", "\"usize\":4097", NULL};
+	refuse_all(big_chunk, -EBADMSG, "a chunk larger than chunk_size");
+	const char *fit_chunk[] = {"\"chunk_size\":65536", "\"chunk_size\":4097", "\"size\":6", "\"size\":4093",
+	                           "\"size\":10", "\"size\":4097", "\"usize\":10", "\"usize\":4097", NULL};
+	refuse_all(fit_chunk, 0, "the same chunk under chunk_size 4097");
+	/* A symlink target over 4096 bytes that would stay inside. */
+	char *tgt = malloc(4200 + 32), *q0 = tgt;
+	q0 += sprintf(q0, "\"target\":\"");
+	for (int i = 0; i < 2048; i++)
+		q0 += sprintf(q0, "./");
+	sprintf(q0, "f\"");
+	const char *long_target[] = {"\"target\":\"f\"", tgt, NULL};
+	refuse_all(long_target, -EBADMSG, "a symlink target of 4097 bytes");
+	sprintf(tgt, "\"target\":\"");
+	for (int i = 0; i < 2047; i++)
+		strcat(tgt, "./");
+	strcat(tgt, "f\"");
+	const char *ok_target[] = {"\"target\":\"f\"", tgt, NULL};
+	refuse_all(ok_target, 0, "a symlink target of 4095 bytes");
+	free(tgt);
 
 	/* At most 1024 artifacts: 1025 empty ones. */
 	size_t cap = 1100 * 160 + 1024;
