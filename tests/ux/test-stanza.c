@@ -98,27 +98,28 @@ static int collect(void *ud, const struct pkgdb_pkg *p)
 	return 0;
 }
 
+/* What parse reports of text, "NAME VERSION ARCH LICENSE;" per package. */
+static const char *pkgs(int (*parse)(const char *, size_t, pkgdb_fn, void *), const char *text)
+{
+	seen[0] = 0;
+	return parse(text, strlen(text), collect, NULL) == 0 ? seen : "(failed)";
+}
+
 static void test_pkgdb(void)
 {
 	const char *dpkg = "Package: a\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n"
 	                   "Description: x\n multi\n\n"
 	                   "Package: gone\nStatus: deinstall ok config-files\nVersion: 2\n\n"
 	                   "Package: b\r\nVersion: 3\r\n";
-	seen[0] = 0;
-	TAP_OK(pkgdb_parse_dpkg(dpkg, strlen(dpkg), collect, NULL) == 0 && !strcmp(seen, "a 1 amd64 ;b 3  ;"),
-	       "dpkg: installed packages and status.d entries, not removed ones (%s)", seen);
-	const char *apk = "C:Q1x=\nP:musl\nV:1.2.4-r2\nA:x86_64\nL:MIT\nPx:no\n\nP:busybox\nV:1.36\n";
-	seen[0] = 0;
-	TAP_OK(pkgdb_parse_apk(apk, strlen(apk), collect, NULL) == 0 && !strcmp(seen, "musl 1.2.4-r2 x86_64 MIT;busybox 1.36  ;"),
-	       "apk: one package per stanza, one-letter keys only (%s)", seen);
-	const char *py = "Metadata-Version: 2.1\nName: numpy\nVersion: 1.26.4\nLicense: BSD\n\nName: body\n";
-	seen[0] = 0;
-	TAP_OK(pkgdb_parse_pymeta(py, strlen(py), collect, NULL) == 0 && !strcmp(seen, "numpy 1.26.4  BSD;"),
-	       "Python metadata: headers up to the first blank line (%s)", seen);
-	const char *dup = "Package: a\nVersion: 1\nVersion: 2\n\nPackage: b\nVersion: 1\n";
-	seen[0] = 0;
-	TAP_OK(pkgdb_parse_dpkg(dup, strlen(dup), collect, NULL) == 0 && !strcmp(seen, "b 1  ;"),
-	       "a stanza with a repeated field is skipped (%s)", seen);
+	const char *r = pkgs(pkgdb_parse_dpkg, dpkg);
+	TAP_OK(!strcmp(r, "a 1 amd64 ;b 3  ;"), "dpkg: installed packages and status.d entries, not removed ones (%s)", r);
+	r = pkgs(pkgdb_parse_apk, "C:Q1x=\nP:musl\nV:1.2.4-r2\nA:x86_64\nL:MIT\nPx:no\n\nP:busybox\nV:1.36\n");
+	TAP_OK(!strcmp(r, "musl 1.2.4-r2 x86_64 MIT;busybox 1.36  ;"), "apk: one package per stanza, one-letter keys only (%s)",
+	       r);
+	r = pkgs(pkgdb_parse_pymeta, "Metadata-Version: 2.1\nName: numpy\nVersion: 1.26.4\nLicense: BSD\n\nName: body\n");
+	TAP_OK(!strcmp(r, "numpy 1.26.4  BSD;"), "Python metadata: headers up to the first blank line (%s)", r);
+	r = pkgs(pkgdb_parse_dpkg, "Package: a\nVersion: 1\nVersion: 2\n\nPackage: b\nVersion: 1\n");
+	TAP_OK(!strcmp(r, "b 1  ;"), "a stanza with a repeated field is skipped (%s)", r);
 }
 
 int main(void)
