@@ -17,6 +17,7 @@
 #include "bundle/media.h"
 #include "bundle/fsutil.h"
 #include "bundle/schema.h"
+#include "fault.h"
 #include "reader_internal.h"
 
 #define STATE_MAX (1u << 20)
@@ -709,7 +710,12 @@ void bn_deploy_close(struct bn_deploy *d)
 	free(d);
 }
 
-int bn_deploy_open(const char *root, bool wait, struct bn_deploy **ret, struct bn_error *err)
+/* The one loader behind bn_deploy_open() (locked: takes R/lock, then
+ * recovers an interrupted operation) and bn_deploy_open_ro() (no lock, no
+ * recovery, every write refused): trust.json, config.json and state.json,
+ * each replaced only by an atomic rename, so every read sees one whole
+ * version of each. */
+static int deploy_load(const char *root, bool locked, bool wait, struct bn_deploy **ret, struct bn_error *err)
 {
 	struct bn_deploy *d = calloc(1, sizeof *d);
 	if (!d || !(d->root = strdup(root))) {
@@ -717,10 +723,11 @@ int bn_deploy_open(const char *root, bool wait, struct bn_deploy **ret, struct b
 		return bn_fail(err, -ENOMEM, "out of memory");
 	}
 	d->lockfd = -1;
+	d->readonly = !locked;
 	d->active = d->previous = -1;
 	int r = 0;
-	char *lp = rpath(d, "lock"), *tp = rpath(d, "trust.json");
-	if (!lp || !tp) {
+	char *lp = locked ? rpath(d, "lock") : NULL, *tp = rpath(d, "trust.json");
+	if ((locked && !lp) || !tp) {
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -728,22 +735,25 @@ int bn_deploy_open(const char *root, bool wait, struct bn_deploy **ret, struct b
 		r = bn_fail(err, -ENOENT, "%s: not an agkit deployment root (no trust.json; run agctl init)", root);
 		goto out;
 	}
-	d->lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (d->lockfd < 0) {
-		r = bn_fail(err, -errno, "%s: %s", lp, strerror(errno));
-		goto out;
-	}
-	if (flock(d->lockfd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
-		r = errno == EWOULDBLOCK ? bn_fail(err, -EAGAIN, "%s: another agkit command holds the lock; try again later", lp)
-		                         : bn_fail(err, -errno, "%s: %s", lp, strerror(errno));
-		goto out;
+	if (locked) {
+		d->lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (d->lockfd < 0) {
+			r = bn_fail(err, -errno, "%s: %s", lp, strerror(errno));
+			goto out;
+		}
+		if (flock(d->lockfd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+			r = errno == EWOULDBLOCK
+			            ? bn_fail(err, -EAGAIN, "%s: another agkit command holds the lock; try again later", lp)
+			            : bn_fail(err, -errno, "%s: %s", lp, strerror(errno));
+			goto out;
+		}
 	}
 	r = bn_trust_load(tp, &d->trust, err);
 	if (r == 0)
 		r = load_config(d, err);
 	if (r == 0)
 		r = load_state(d, err);
-	if (r == 0)
+	if (r == 0 && locked)
 		r = recover(d, err);
 	if (r < 0)
 		goto out;
@@ -756,40 +766,14 @@ out:
 	return r;
 }
 
+int bn_deploy_open(const char *root, bool wait, struct bn_deploy **ret, struct bn_error *err)
+{
+	return deploy_load(root, true, wait, ret, err);
+}
+
 int bn_deploy_open_ro(const char *root, struct bn_deploy **ret, struct bn_error *err)
 {
-	struct bn_deploy *d = calloc(1, sizeof *d);
-	if (!d || !(d->root = strdup(root))) {
-		free(d);
-		return bn_fail(err, -ENOMEM, "out of memory");
-	}
-	d->lockfd = -1;
-	d->readonly = true;
-	d->active = d->previous = -1;
-	int r = 0;
-	char *tp = rpath(d, "trust.json");
-	if (!tp) {
-		r = bn_fail(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	if (access(tp, F_OK) < 0) {
-		r = bn_fail(err, -ENOENT, "%s: not an agkit deployment root (no trust.json; run agctl init)", root);
-		goto out;
-	}
-	/* Each file is replaced by an atomic rename: every read sees one whole version. */
-	r = bn_trust_load(tp, &d->trust, err);
-	if (r == 0)
-		r = load_config(d, err);
-	if (r == 0)
-		r = load_state(d, err);
-	if (r < 0)
-		goto out;
-	*ret = d;
-	d = NULL;
-out:
-	free(tp);
-	bn_deploy_close(d);
-	return r;
+	return deploy_load(root, false, false, ret, err);
 }
 
 int bn_deploy_init(const char *root, const struct bn_pubkey *keys, size_t n_keys, unsigned threshold,

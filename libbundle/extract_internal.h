@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "bundle/bundle.h"
+#include "fault.h"
 
 struct bn_xtree {
 	struct bn_bundle *b;

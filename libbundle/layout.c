@@ -32,6 +32,7 @@
 #include "bundle/media.h"
 #include "bundle/parity.h"
 #include "bundle/tunables.h"
+#include "layout_internal.h"
 #include "parity_internal.h"
 
 enum { VIEW_DIR, VIEW_SET, VIEW_MEDIUM };

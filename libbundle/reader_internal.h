@@ -4,6 +4,7 @@
 #include <zstd.h>
 
 #include "bundle/bundle.h"
+#include "layout_internal.h"
 
 struct bn_chunk_reader {
 	struct bn_bundle *b;

@@ -23,6 +23,7 @@
 #include "bundle/fsutil.h"
 #include "bundle/media.h"
 #include "bundle/sha256.h"
+#include "bundle/stream.h"
 #include "bundle/tunables.h"
 
 #define MAGIC "AGS1"

@@ -16,45 +16,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../tap.h"
+#include "unit.h"
 #include "bundle/tunables.h"
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
 #include "extract_internal.h"
 
-static char W[256];
 static struct bn_pubkey pk;
 static struct bn_trust trust = {.keys = &pk, .n_keys = 1};
-
-static void die(const char *what)
-{
-	printf("Bail out! %s\n", what);
-	exit(1);
-}
-
-static void write_file(const char *path, const void *p, size_t n)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || bn_write_all(fd, p, n) < 0)
-		die(path);
-	close(fd);
-}
-
-static int sh(const char *cmd)
-{
-	int st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-/* A small xorshift: the inputs are the same in every run. */
-static uint64_t rng = 88172645463325252ull;
-static uint64_t next_rand(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
-}
 
 /* in/: random data over many chunks, a file of zeros (holes), a BF16
  * safetensors file (byte-grouped chunks), small and empty files, a
@@ -64,16 +33,16 @@ static void make_input(void)
 	char p[512];
 	snprintf(p, sizeof p, "%s/in/sub/deeper", W);
 	if (bn_mkdir_p(p, 0755) < 0)
-		die("mkdir");
+		ut_die("mkdir");
 	size_t n = 700 * 1024;
 	uint8_t *buf = malloc(n);
 	for (size_t i = 0; i < n; i++)
-		buf[i] = (uint8_t)next_rand();
+		buf[i] = (uint8_t)ut_rand();
 	snprintf(p, sizeof p, "%s/in/random.bin", W);
-	write_file(p, buf, n);
+	ut_write(p, buf, n);
 	memset(buf, 0, n);
 	snprintf(p, sizeof p, "%s/in/sub/zeros.bin", W);
-	write_file(p, buf, 300 * 1024);
+	ut_write(p, buf, 300 * 1024);
 	/* BF16: 256 Ki elements with exponents near 0x3c (small weights). */
 	const char *hdr0 = "{\"w\":{\"dtype\":\"BF16\",\"shape\":[262144],\"data_offsets\":[0,524288]}}";
 	size_t hl = (strlen(hdr0) + 7) / 8 * 8;
@@ -83,24 +52,24 @@ static void make_input(void)
 	memset(st + 8, ' ', hl);
 	memcpy(st + 8, hdr0, strlen(hdr0));
 	for (size_t i = 0; i < 262144; i++) {
-		uint64_t r = next_rand();
+		uint64_t r = ut_rand();
 		st[8 + hl + 2 * i] = (uint8_t)r;
 		st[8 + hl + 2 * i + 1] = (uint8_t)(0x3c + (r >> 8) % 3) | (r >> 16 & 1 ? 0x80 : 0);
 	}
 	snprintf(p, sizeof p, "%s/in/model.safetensors", W);
-	write_file(p, st, 8 + hl + 524288);
+	ut_write(p, st, 8 + hl + 524288);
 	free(st);
 	for (int i = 0; i < 5; i++) {
 		char s[64];
 		int l = snprintf(s, sizeof s, "small file %d\n", i);
 		snprintf(p, sizeof p, "%s/in/sub/deeper/s%d.txt", W, i);
-		write_file(p, s, (size_t)l);
+		ut_write(p, s, (size_t)l);
 	}
 	snprintf(p, sizeof p, "%s/in/empty", W);
-	write_file(p, "", 0);
+	ut_write(p, "", 0);
 	snprintf(p, sizeof p, "%s/in/link", W);
 	if (symlink("sub/zeros.bin", p) < 0)
-		die("symlink");
+		ut_die("symlink");
 	free(buf);
 }
 
@@ -113,17 +82,6 @@ static struct bn_bundle *open_bundle(const char *dir)
 		return NULL;
 	}
 	return b;
-}
-
-static bool same_file(const char *a, const char *b)
-{
-	char *x = NULL, *y = NULL;
-	size_t lx = 0, ly = 0;
-	bool ok = bn_read_file(a, 64u << 20, &x, &lx, NULL) == 0 && bn_read_file(b, 64u << 20, &y, &ly, NULL) == 0 &&
-	          lx == ly && memcmp(x, y, lx) == 0;
-	free(x);
-	free(y);
-	return ok;
 }
 
 /* Compares target/data (an extracted artifact) with in/ entry by entry, as
@@ -144,7 +102,7 @@ static int tree_diff(const struct bn_bundle *b, const char *target)
 		}
 		if (e->type == BN_ENTRY_FILE)
 			bad += !S_ISREG(st.st_mode) || (st.st_mode & 07777) != bn_entry_mode(e->mode, false) ||
-			       !same_file(x, in);
+			       !ut_same_file(x, in);
 		else if (e->type == BN_ENTRY_DIR)
 			bad += !S_ISDIR(st.st_mode) || (st.st_mode & 07777) != bn_entry_mode(e->mode, true);
 		else {
@@ -212,7 +170,7 @@ static void test_serial_parallel(struct bn_bundle *b, const char *bdir)
 	TAP_OK(tree_diff(b, x4) == 0, "parallel tree is the input (contents, modes, symlink)");
 	char cmd[1200];
 	snprintf(cmd, sizeof cmd, "diff -r --no-dereference %s %s >/dev/null", x1, x4);
-	TAP_OK(sh(cmd) == 0, "serial and parallel trees are identical");
+	TAP_OK(ut_sh("%s", cmd) == 0, "serial and parallel trees are identical");
 	char z[600];
 	snprintf(z, sizeof z, "%s/data/sub/zeros.bin", x4);
 	struct stat st;
@@ -300,22 +258,22 @@ static void test_resume_legacy(struct bn_bundle *b, const char *bdir)
 	ssize_t fi = bn_artifact_file_at(a, 0);
 	const struct bn_chunk *c = &b->m->chunks[0];
 	if (fi < 0 || a->entries[fi].size < c->usize)
-		die("unexpected layout of the test bundle");
+		ut_die("unexpected layout of the test bundle");
 	snprintf(p, sizeof p, "%s/data", work);
 	if (bn_mkdir_p(p, 0700) < 0)
-		die("mkdir");
+		ut_die("mkdir");
 	snprintf(in, sizeof in, "%s/in/%s", W, a->entries[fi].path);
 	snprintf(p, sizeof p, "%s/data/%s", work, a->entries[fi].path);
 	char *x = NULL;
 	size_t lx = 0;
 	if (bn_read_file(in, 64u << 20, &x, &lx, NULL) < 0)
-		die(in);
-	write_file(p, x, c->usize);
+		ut_die(in);
+	ut_write(p, x, c->usize);
 	free(x);
 	bn_hex(b->manifest_sha256, BN_SHA256_LEN, hex);
 	int l = snprintf(rec, sizeof rec, "%s 0 1\n", hex);
 	snprintf(p, sizeof p, "%s/.agkit-progress", work);
-	write_file(p, rec, (size_t)l);
+	ut_write(p, rec, (size_t)l);
 	struct bn_error err = {0};
 	size_t resumed = 0;
 	int r = extract(bdir, out, 2, work, &resumed, &err);
@@ -336,8 +294,8 @@ static void test_corrupt_chunk(struct bn_bundle *b, const char *bdir)
 	snprintf(cmd, sizeof cmd,
 	         "rm -rf %s && cp -a %s %s && printf '\\377' | dd of=%s/%s bs=1 seek=%llu conv=notrunc status=none", t,
 	         bdir, t, t, b->m->volumes[c->volume].name, (unsigned long long)(c->voffset + c->csize / 2));
-	if (sh(cmd) != 0)
-		die("cannot corrupt a copy");
+	if (ut_sh("%s", cmd) != 0)
+		ut_die("cannot corrupt a copy");
 	char want[64];
 	snprintf(want, sizeof want, "chunk %zu ", ci);
 	for (int pass = 0; pass < 2; pass++) {
@@ -372,7 +330,7 @@ static void test_record_formats(struct bn_bundle *b)
 	int l = snprintf(rec, sizeof rec, "%s 0 3\n", hex);
 	char p[600];
 	snprintf(p, sizeof p, "%s/old", d);
-	write_file(p, rec, (size_t)l);
+	ut_write(p, rec, (size_t)l);
 	memset(back, 0xff, nb);
 	bool ok = bn_xprogress_read(b, dfd, "old", back) == 1;
 	for (size_t i = 0; i < n; i++)
@@ -386,17 +344,17 @@ static void test_record_formats(struct bn_bundle *b)
 	m[ml + 64] = '\n';
 	memcpy(m + ml + 65, bits, nb);
 	snprintf(p, sizeof p, "%s/media", d);
-	write_file(p, m, ml + 65 + nb);
+	ut_write(p, m, ml + 65 + nb);
 	memset(back, 0, nb);
 	TAP_OK(bn_xprogress_read(b, dfd, "media", back) == 1 && memcmp(bits, back, nb) == 0,
 	       "a media staging record of the earlier format reads back its bits");
 	hex[0] = hex[0] == 'a' ? 'b' : 'a';
 	l = snprintf(rec, sizeof rec, "%s 0 3\n", hex);
 	snprintf(p, sizeof p, "%s/other", d);
-	write_file(p, rec, (size_t)l);
+	ut_write(p, rec, (size_t)l);
 	TAP_OK(bn_xprogress_read(b, dfd, "other", back) == -ESTALE, "a record of another manifest: -ESTALE");
 	snprintf(p, sizeof p, "%s/junk", d);
-	write_file(p, "agkit-progress 2 zz\n", 20);
+	ut_write(p, "agkit-progress 2 zz\n", 20);
 	TAP_OK(bn_xprogress_read(b, dfd, "junk", back) == -EBADMSG, "a truncated record: -EBADMSG");
 	free(m);
 	free(bits);
@@ -411,9 +369,7 @@ int main(void)
 		printf("1..0 # SKIP AGPACK not set\n");
 		return 77;
 	}
-	snprintf(W, sizeof W, "%s/agkit-test-extract.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(W) || bn_crypto_init() < 0)
-		die("setup");
+	ut_setup("extract", NULL, NULL);
 	make_input();
 	char cmd[2048];
 	snprintf(cmd, sizeof cmd,
@@ -422,17 +378,17 @@ int main(void)
 	         "'%s' keygen --out k --no-passphrase >/dev/null 2>&1 && "
 	         "'%s' build spec.json --key k.key --out b --chunk-size 64K --volume-size 200K >/dev/null 2>&1",
 	         W, agpack, agpack);
-	if (sh(cmd) != 0)
-		die("cannot build the test bundle");
+	if (ut_sh("%s", cmd) != 0)
+		ut_die("cannot build the test bundle");
 	char key[512], bdir[512];
 	snprintf(key, sizeof key, "%s/k.pub", W);
 	snprintf(bdir, sizeof bdir, "%s/b", W);
 	struct bn_error err = {0};
 	if (bn_pubkey_load(key, &pk, &err) < 0)
-		die(err.msg);
+		ut_die(err.msg);
 	struct bn_bundle *b = open_bundle(bdir);
 	if (!b)
-		die("cannot open the test bundle");
+		ut_die("cannot open the test bundle");
 	size_t grouped = 0;
 	for (size_t i = 0; i < b->m->n_chunks; i++)
 		grouped += b->m->chunks[i].coding != BN_CODING_ZSTD;

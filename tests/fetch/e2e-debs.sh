@@ -102,13 +102,6 @@ build base || { cat "$WORK/base.log"; fail "debs with a base status"; }
 	fail "with a base: $(ls "$WORK/TB/os")"
 pass "against the target's dpkg status only what it lacks crosses"
 
-refused() { # refused NAME PATTERN WHAT
-	if build "$1"; then fail "$3: agpack build succeeded"; fi
-	grep -q "$2" "$WORK/$1.log" || { cat "$WORK/$1.log"; fail "$3: message"; }
-	[ ! -e "$WORK/out-$1" ] || fail "$3: output left at --out"
-	ls "$WORK"/out-"$1".* >/dev/null 2>&1 && fail "$3: staging left beside --out"
-	pass "$3 refused: $(grep -m1 "$2" "$WORK/$1.log")"
-}
 # 4. a .deb whose control has no Package field (built by hand: dpkg-deb would refuse)
 B=$WORK/bad; mkdir -p "$B/c" "$WORK/badlocal"
 printf 'Version: 1.0\nArchitecture: %s\nDescription: broken\n' "$ARCH" >"$B/c/control"

@@ -69,13 +69,6 @@ else
 	echo "SKIP part: unshare -n or python3-venv not available"
 fi
 
-refused() { # refused NAME PATTERN WHAT
-	if build "$1"; then fail "$3: agpack build succeeded"; fi
-	grep -q "$2" "$WORK/$1.log" || { cat "$WORK/$1.log"; fail "$3: message"; }
-	[ ! -e "$WORK/out-$1" ] || fail "$3: output left at --out"
-	ls "$WORK"/out-"$1".* >/dev/null 2>&1 && fail "$3: staging left beside --out"
-	pass "$3 refused: $(grep -m1 "$2" "$WORK/$1.log")"
-}
 printf 'agkit-demo==1.0\n' >"$WORK/r-unpinned.txt"
 spec unpinned "$WORK/r-unpinned.txt"
 refused unpinned "r-unpinned.txt:1: agkit-demo==1.0 has no --hash=sha256: pin" "a requirement without a hash"

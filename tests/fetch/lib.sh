@@ -155,3 +155,14 @@ q = urllib.request.Request("http://%s/v2/%s/manifests/%s" % (h, r, t), method="H
 print(urllib.request.urlopen(q, timeout=10).headers.get("Content-Type", ""))
 PY
 }
+
+# refused NAME PATTERN WHAT: `build NAME` (the caller's function: agpack build
+# of $WORK/NAME.json into $WORK/out-NAME, its output in $WORK/NAME.log) must
+# fail with a message matching PATTERN and leave neither --out nor staging.
+refused() {
+	if build "$1"; then fail "$3: agpack build succeeded"; fi
+	grep -q "$2" "$WORK/$1.log" || { cat "$WORK/$1.log"; fail "$3: message"; }
+	[ ! -e "$WORK/out-$1" ] || fail "$3: output left at --out"
+	ls "$WORK"/out-"$1".* >/dev/null 2>&1 && fail "$3: staging left beside --out"
+	pass "$3 refused: $(grep -m1 "$2" "$WORK/$1.log")"
+}

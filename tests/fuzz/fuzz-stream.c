@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "bundle/fsutil.h"
-#include "bundle/media.h"
+#include "bundle/stream.h"
 #include "fuzz_common.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -36,6 +36,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&err, 0, sizeof err);
 	int r = sync_index_newest((const char *)data, size, "llm", "stable", &v, &err);
 	FUZZ_ASSERT(r == 0 ? v >= 1 : (r == -ENOENT || r == -EBADMSG));
+	/* The one index reader (pull and publish): an object with a "bundles" array, or -EBADMSG. */
+	json_t *idx = NULL;
+	r = sync_index_load((const char *)data, size, &idx, &err);
+	FUZZ_ASSERT(r == 0 ? json_is_array(json_object_get(idx, "bundles")) : r == -EBADMSG && !idx);
+	json_decref(idx);
 	free(buf);
 	free(names);
 	free(hashes);

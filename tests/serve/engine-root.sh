@@ -13,8 +13,7 @@ keygen k
 # v1: the artifact e/ is engine.json and the engine's model e/llm; v2: a plain model
 mkdir e
 $PY "$TESTS_DIR/serve/mkmodel.py" e/llm llama --dims 64,128,2,4,2 >/dev/null
-printf '{"command": ["%s", "--model", "{model}/{name}", "--listen", "127.0.0.1:{port}", "--threads", "1"], "ready_path": "/health", "ready_timeout_s": 60}\n' \
-	"$AGSERVE" > e/engine.json
+engine_json e
 $PY "$TESTS_DIR/runtime/gen_tiny.py" qwen2 f32 m2 --dims 64,128,2,4,2,267 >/dev/null
 pack() { # pack OUT VERSION MODEL_DIR
 	printf '{"name":"llm","channel":"stable","version":%s,"artifacts":[{"type":"files","name":"model","path":"%s"}]}' \
@@ -24,15 +23,7 @@ pack() { # pack OUT VERSION MODEL_DIR
 check "pack v1 (external engine) and v2 (plain model)" sh -c "$(declare -f pack); AGPACK='$AGPACK'; pack b1 1 e && pack b2 2 m2"
 check "init, import v1, promote" sh -c "'$AGCTL' --root '$R' init --pubkey k.pub && '$AGIMPORT' b1 --root '$R' && '$AGCTL' --root '$R' promote"
 start_server srv.log --root "$R"
-for i in $(seq 300); do
-	[ -s port ] && grep -q "^agserve: listening on http://127.0.0.1:$(cat port)\$" srv.log && break
-	kill -0 $SRV_PID 2>/dev/null || break
-	sleep 0.1
-done
-BASE="http://127.0.0.1:$(cat port 2>/dev/null)"
-grep -q "^agserve: listening on $BASE\$" srv.log && ok "agserve --root starts the slot's engine" || { not_ok "agserve --root starts"; sed 's/^/#   /' srv.log; done_testing; exit 1; }
-epid=$(ps -o pid= --ppid "$SRV_PID" | tr -d ' ' | head -1)
-check "the engine runs in its own process group" test -n "$epid" -a "$(ps -o pgid= -p "$epid" | tr -d ' ')" = "$epid"
+engine_started "agserve --root starts the slot's engine"
 health() { http GET /health >/dev/null; j 'r["status"], r["bundle"], r["version"], r["slot"]'; }
 [ "$(health)" = "ok llm 1 blue" ] && ok "/health names v1 in blue" || not_ok "health: $(cat resp)"
 P="Once upon a time"

@@ -15,21 +15,10 @@ mkdir m
 # about a millisecond a token: a 3000-token request holds an engine sequence for seconds
 $PY "$TESTS_DIR/serve/mkmodel.py" m/m llama --dims 384,1024,4,6,2 >/dev/null
 $PY -c 'import json,sys; c=json.load(open(sys.argv[1])); c["max_position_embeddings"]=4096; json.dump(c,open(sys.argv[1],"w"))' m/m/config.json
-printf '{"command": ["%s", "--model", "{model}/{name}", "--listen", "127.0.0.1:{port}", "--threads", "1", "--parallel", "2"], "ready_path": "/health", "ready_timeout_s": 60}\n' \
-	"$AGSERVE" > m/engine.json
+engine_json m --parallel 2
 printf 'alice s3cret\n' > keys && chmod 600 keys
-# (the engine shares the front's stderr and prints its own "listening" line
-# first: wait for the front's port file and its line)
 start_server srv.log --model m --api-keys keys --audit audit.log --conn-timeout 1
-for i in $(seq 300); do
-	[ -s port ] && grep -q "^agserve: listening on http://127.0.0.1:$(cat port)\$" srv.log && break
-	kill -0 $SRV_PID 2>/dev/null || break
-	sleep 0.1
-done
-BASE="http://127.0.0.1:$(cat port 2>/dev/null)"
-grep -q "^agserve: listening on $BASE\$" srv.log && ok "the front agserve starts the engine and listens" || { not_ok "front starts"; sed 's/^/#   /' srv.log; done_testing; exit 1; }
-epid=$(ps -o pid= --ppid "$SRV_PID" | tr -d ' ' | head -1)
-check "the engine runs in its own process group" test -n "$epid" -a "$(ps -o pgid= -p "$epid" | tr -d ' ')" = "$epid"
+engine_started "the front agserve starts the engine and listens"
 K=(-H 'Authorization: Bearer s3cret')
 code=$(http GET /health)
 check "/health answered by the front" test "$code" = 200

@@ -13,7 +13,7 @@
 #include "bundle/fsutil.h"
 #include "bundle/proc.h"
 #include "health.h"
-#include "offline.h"
+#include "offline_model.h"
 #include "health_report.h"
 #include "toolutil.h"
 

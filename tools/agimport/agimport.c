@@ -12,6 +12,7 @@
 #include "bundle/bundle.h"
 #include "bundle/deploy.h"
 #include "bundle/media.h"
+#include "bundle/stream.h"
 #include "bundle/fsutil.h"
 #include "cli.h"
 #include "inspect.h"

@@ -15,6 +15,7 @@
 #include "bundle/bundle.h"
 #include "bundle/fsutil.h"
 #include "bundle/media.h"
+#include "bundle/stream.h"
 #include "bundle/parity.h"
 #include "bundle/trust.h"
 #include "bundle/writer.h"

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* deb-control(5) stanzas of the debs artifact (debs.h); no I/O, fuzzed by
+/* deb-control(5) stanzas of the debs artifact (debs.h), read with the one
+ * stanza reader (tools/common/stanza.h); no I/O, fuzzed by
  * tests/fuzz/fuzz-debcontrol.c. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "debs.h"
+#include "stanza.h"
 
 bool deb_name_valid(const char *v, const char *allowed_extra, bool lead_alnum)
 {
@@ -47,53 +48,45 @@ int deb_control_parse(const char *buf, size_t len, const char *what, struct deb_
 	memcpy(c.text, buf, len);
 	c.text[len] = '\n';
 	c.text[len + 1] = 0;
-	int line = 0;
-	for (char *s = c.text; *s;) {
-		char *nl = strchr(s, '\n');
-		size_t n = (size_t)(nl - s);
-		line++;
-		if (n == 0 || (n == 1 && s[0] == '\r')) {
+	struct stanza_reader rd;
+	struct stanza_line l;
+	int k;
+	(void)stanza_init(&rd, c.text, len + 1, true); /* len is below DEB_MAX_CONTROL */
+	while ((k = stanza_next(&rd, &l)) != STANZA_EOF) {
+		if (k == STANZA_BLANK) {
 			deb_control_free(&c);
-			return bn_fail(err, -EBADMSG, "%s: control file line %d: a blank line (more than one stanza)",
-			               what, line);
+			return bn_fail(err, -EBADMSG, "%s: control file line %u: a blank line (more than one stanza)",
+			               what, l.line);
 		}
-		if (s[0] != ' ' && s[0] != '\t') {
-			char *colon = memchr(s, ':', n);
-			if (!colon || colon == s) {
+		if (k == STANZA_OTHER) {
+			deb_control_free(&c);
+			return bn_fail(err, -EBADMSG, "%s: control file line %u is not 'Field: value'", what, l.line);
+		}
+		if (k == STANZA_CONT) {
+			if (l.line == 1) {
 				deb_control_free(&c);
-				return bn_fail(err, -EBADMSG, "%s: control file line %d is not 'Field: value'", what,
-				               line);
+				return bn_fail(err, -EBADMSG, "%s: control file starts with a continuation line", what);
 			}
-			size_t fl = (size_t)(colon - s);
-			char *v = colon + 1;
-			while (v < nl && (*v == ' ' || *v == '\t'))
-				v++;
-			size_t vl = (size_t)(nl - v);
-			while (vl && (v[vl - 1] == '\r' || v[vl - 1] == ' '))
-				vl--;
-			char *dst = NULL;
-			size_t cap = 0;
-			if (fl == 7 && !strncasecmp(s, "Package", 7))
-				dst = c.package, cap = sizeof c.package;
-			else if (fl == 7 && !strncasecmp(s, "Version", 7))
-				dst = c.version, cap = sizeof c.version;
-			else if (fl == 12 && !strncasecmp(s, "Architecture", 12))
-				dst = c.arch, cap = sizeof c.arch;
-			if (dst) {
-				if (dst[0] || vl == 0 || vl >= cap) {
-					deb_control_free(&c);
-					return bn_fail(err, -EBADMSG,
-					               "%s: control file line %d: %.*s is repeated, empty or too long",
-					               what, line, (int)fl, s);
-				}
-				memcpy(dst, v, vl);
-				dst[vl] = 0;
-			}
-		} else if (line == 1) {
-			deb_control_free(&c);
-			return bn_fail(err, -EBADMSG, "%s: control file starts with a continuation line", what);
+			continue;
 		}
-		s = nl + 1;
+		char *dst = NULL;
+		size_t cap = 0;
+		if (stanza_key_is(&l, "Package"))
+			dst = c.package, cap = sizeof c.package;
+		else if (stanza_key_is(&l, "Version"))
+			dst = c.version, cap = sizeof c.version;
+		else if (stanza_key_is(&l, "Architecture"))
+			dst = c.arch, cap = sizeof c.arch;
+		if (dst) {
+			if (dst[0] || l.value_len == 0 || l.value_len >= cap) {
+				int r = bn_fail(err, -EBADMSG, "%s: control file line %u: %.*s is repeated, empty or too long",
+				                what, l.line, (int)l.key_len, l.key);
+				deb_control_free(&c); /* after the message: the key points into c.text */
+				return r;
+			}
+			memcpy(dst, l.value, l.value_len);
+			dst[l.value_len] = 0;
+		}
 	}
 	const char *bad =
 	    !c.package[0]                                              ? "no Package field"

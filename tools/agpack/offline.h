@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 /*
- * Offline readiness (docs/SBOM.md): does a model directory or an image try
- * the network or run code from the model at start-up?  Used by agpack build
- * (and meant for agpack lint).  Findings are one-line strings appended to a
- * JSON array; the caller prints them and records them in the SBOM.
+ * Offline readiness (docs/SBOM.md) of images: the hub and telemetry settings
+ * of their config env, and "offline_env" to set them.  The model-directory
+ * check, which agctl health runs too, is tools/common/offline_model.h.
+ * Findings are one-line strings appended to a JSON array; the caller prints
+ * them and records them in the SBOM.
  */
 #include <stdbool.h>
 
@@ -12,19 +13,7 @@
 
 #include "bundle/error.h"
 #include "image.h"
-
-#define OFFLINE_MAX_JSON (16u << 20) /* config files read for the check */
-
-/* True when dir looks like a model directory (config.json at its top). */
-bool offline_is_model(const char *dir);
-
-/* Checks a model directory: auto_map in config.json or tokenizer_config.json,
- * any *.py file, or "trust_remote_code": true in a JSON config is refused
- * (-EPERM) unless allow_remote_code; a tokenizer file that
- * tokenizer_config.json needs but the directory lacks is an error (-EBADMSG);
- * hub URLs and repo ids left in configs become findings. */
-int offline_check_model(const char *name, const char *dir, bool allow_remote_code, json_t *findings,
-                        struct bn_error *err) BN_WUR;
+#include "offline_model.h"
 
 /* Reports the hub and telemetry settings of each image's config env as
  * findings (never fails). */

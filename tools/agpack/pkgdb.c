@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <stdbool.h>
 #include <string.h>
-#include <strings.h>
 
 #include "pkgdb.h"
+#include "stanza.h"
 
 struct stanza {
 	char name[PKGDB_FIELD_MAX + 1], version[PKGDB_FIELD_MAX + 1], arch[PKGDB_FIELD_MAX + 1],
@@ -17,14 +17,10 @@ static void stanza_reset(struct stanza *s)
 	s->bad = 0;
 }
 
-/* Copies value (trimmed of surrounding blanks) into a field; too long or
- * repeated marks the stanza bad. */
+/* Copies a value (the stanza reader trimmed it) into a field; too long,
+ * repeated or holding a NUL marks the stanza bad. */
 static void set_field(struct stanza *s, char *dst, const char *v, size_t n)
 {
-	while (n && (*v == ' ' || *v == '\t'))
-		v++, n--;
-	while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r'))
-		n--;
 	if (n > PKGDB_FIELD_MAX || dst[0] || memchr(v, 0, n)) {
 		s->bad = 1;
 		return;
@@ -48,91 +44,73 @@ static int emit(struct stanza *s, int need_installed, pkgdb_fn fn, void *ud)
 	return r;
 }
 
-static bool field_is(const char *line, size_t n, const char *key, size_t *ret_vo)
+enum db { DB_DPKG, DB_PYMETA, DB_APK };
+
+/* The field a line sets, or NULL. */
+static char *field_of(struct stanza *s, enum db db, const struct stanza_line *l)
 {
-	size_t k = strlen(key);
-	if (n <= k || line[k] != ':' || strncasecmp(line, key, k) != 0)
-		return false;
-	*ret_vo = k + 1;
-	return true;
+	if (db == DB_APK) {
+		if (l->key_len != 1)
+			return NULL;
+		switch (l->key[0]) {
+		case 'P': return s->name;
+		case 'V': return s->version;
+		case 'A': return s->arch;
+		case 'L': return s->license;
+		default: return NULL;
+		}
+	}
+	if (stanza_key_is(l, db == DB_DPKG ? "Package" : "Name"))
+		return s->name;
+	if (stanza_key_is(l, "Version"))
+		return s->version;
+	if (db == DB_DPKG && stanza_key_is(l, "Architecture"))
+		return s->arch;
+	if (db == DB_DPKG && stanza_key_is(l, "Status"))
+		return s->status;
+	if (db == DB_PYMETA && stanza_key_is(l, "License"))
+		return s->license;
+	return NULL;
 }
 
-/* Parses "Key: value" stanzas separated by blank lines (dpkg) or, with
- * !dpkg, RFC 822 headers ending at the first blank line (Python). */
-static int parse_rfc822(const char *buf, size_t len, bool dpkg, pkgdb_fn fn, void *ud)
+/* Stanzas separated by blank lines (dpkg: "Key: value", CRLF tolerated; apk:
+ * "K:value"), or RFC 822 headers ending at the first blank line (Python). */
+static int parse(const char *buf, size_t len, enum db db, pkgdb_fn fn, void *ud)
 {
 	struct stanza s;
 	stanza_reset(&s);
-	size_t i = 0;
-	int r = 0;
-	while (i < len) {
-		const char *line = buf + i;
-		const char *nl = memchr(line, '\n', len - i);
-		size_t n = nl ? (size_t)(nl - line) : len - i;
-		i += n + (nl ? 1 : 0);
-		if (n && line[n - 1] == '\r')
-			n--;
-		if (n == 0) {
-			if (!dpkg)
+	struct stanza_reader rd;
+	struct stanza_line l;
+	int k, r = stanza_init(&rd, buf, len, db != DB_APK);
+	if (r < 0)
+		return r;
+	while ((k = stanza_next(&rd, &l)) != STANZA_EOF) {
+		if (k == STANZA_BLANK) {
+			if (db == DB_PYMETA)
 				break;
-			r = emit(&s, 1, fn, ud);
+			r = emit(&s, db == DB_DPKG, fn, ud);
 			if (r < 0)
 				return r;
 			continue;
 		}
-		if (line[0] == ' ' || line[0] == '\t')
-			continue; /* continuation of a multi-line field */
-		size_t vo;
-		if (field_is(line, n, dpkg ? "Package" : "Name", &vo))
-			set_field(&s, s.name, line + vo, n - vo);
-		else if (field_is(line, n, "Version", &vo))
-			set_field(&s, s.version, line + vo, n - vo);
-		else if (dpkg && field_is(line, n, "Architecture", &vo))
-			set_field(&s, s.arch, line + vo, n - vo);
-		else if (dpkg && field_is(line, n, "Status", &vo))
-			set_field(&s, s.status, line + vo, n - vo);
-		else if (!dpkg && field_is(line, n, "License", &vo))
-			set_field(&s, s.license, line + vo, n - vo);
+		char *dst = k == STANZA_FIELD ? field_of(&s, db, &l) : NULL; /* continuations, odd lines: skipped */
+		if (dst)
+			set_field(&s, dst, l.value, l.value_len);
 	}
-	return emit(&s, dpkg, fn, ud);
+	return emit(&s, db == DB_DPKG, fn, ud);
 }
 
 int pkgdb_parse_dpkg(const char *buf, size_t len, pkgdb_fn fn, void *ud)
 {
-	return parse_rfc822(buf, len, true, fn, ud);
+	return parse(buf, len, DB_DPKG, fn, ud);
 }
 
 int pkgdb_parse_pymeta(const char *buf, size_t len, pkgdb_fn fn, void *ud)
 {
-	return parse_rfc822(buf, len, false, fn, ud);
+	return parse(buf, len, DB_PYMETA, fn, ud);
 }
 
 int pkgdb_parse_apk(const char *buf, size_t len, pkgdb_fn fn, void *ud)
 {
-	struct stanza s;
-	stanza_reset(&s);
-	size_t i = 0;
-	int r = 0;
-	while (i < len) {
-		const char *line = buf + i;
-		const char *nl = memchr(line, '\n', len - i);
-		size_t n = nl ? (size_t)(nl - line) : len - i;
-		i += n + (nl ? 1 : 0);
-		if (n == 0) {
-			r = emit(&s, 0, fn, ud);
-			if (r < 0)
-				return r;
-			continue;
-		}
-		if (n < 2 || line[1] != ':')
-			continue;
-		switch (line[0]) {
-		case 'P': set_field(&s, s.name, line + 2, n - 2); break;
-		case 'V': set_field(&s, s.version, line + 2, n - 2); break;
-		case 'A': set_field(&s, s.arch, line + 2, n - 2); break;
-		case 'L': set_field(&s, s.license, line + 2, n - 2); break;
-		default: break;
-		}
-	}
-	return emit(&s, 0, fn, ud);
+	return parse(buf, len, DB_APK, fn, ud);
 }

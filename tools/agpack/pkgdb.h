@@ -6,7 +6,9 @@
  * installed database and Python core metadata (*.dist-info/METADATA,
  * *.egg-info/PKG-INFO).  The parsers read a buffer the caller has already
  * bounded (PKGDB_MAX_BYTES) and call fn once per package; they never fail on
- * malformed text (such stanzas are skipped), only when fn fails.
+ * malformed text (such stanzas are skipped), only when fn fails (or with
+ * -EFBIG on more than PKGDB_MAX_BYTES).  Lines are cut by the one stanza
+ * reader, tools/common/stanza.h.
  */
 #include <stddef.h>
 

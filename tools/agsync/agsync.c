@@ -200,11 +200,8 @@ static int index_add(const char *mirror, const struct bn_bundle *b, json_t *imag
 	if (access(path, F_OK) == 0) {
 		if ((r = bn_read_file(path, INDEX_MAX, &buf, &len, err)) < 0)
 			goto out;
-		json_error_t je;
-		idx = json_loadb(buf, len, 0, &je);
-		if (!json_is_object(idx) || !json_is_array(json_object_get(idx, "bundles"))) {
-			r = bn_fail(err, -EBADMSG, "%s: not an agsync index (line %d: %s)", path, je.line,
-			            idx ? "no \"bundles\" array" : je.text);
+		if ((r = sync_index_load(buf, len, &idx, err)) < 0) {
+			bn_error_prefix(err, "%s", path);
 			goto out;
 		}
 	} else {

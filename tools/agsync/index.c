@@ -58,16 +58,30 @@ int sync_sums_parse(char *buf, size_t len, char **names, uint8_t (*hashes)[BN_SH
 	return 0;
 }
 
+int sync_index_load(const char *buf, size_t len, json_t **ret, struct bn_error *err)
+{
+	json_error_t je;
+	json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+	if (!json_is_object(j) || !json_is_array(json_object_get(j, "bundles"))) {
+		int r = j ? bn_fail(err, -EBADMSG, "not an agsync index (no \"bundles\" array)")
+		          : bn_fail(err, -EBADMSG, "not an agsync index (line %d: %s)", je.line, je.text);
+		json_decref(j);
+		return r;
+	}
+	*ret = j;
+	return 0;
+}
+
 int sync_index_newest(const char *buf, size_t len, const char *name, const char *channel, uint64_t *ret_version,
                       struct bn_error *err)
 {
-	json_error_t je;
-	json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je), *arr = json_object_get(j, "bundles"), *v;
-	if (!json_is_array(arr)) {
-		json_decref(j);
-		return bn_fail(err, -EBADMSG, "index.json: not an agsync index (%s)",
-		               j ? "no \"bundles\" array" : je.text);
+	json_t *j = NULL, *v;
+	int r = sync_index_load(buf, len, &j, err);
+	if (r < 0) {
+		bn_error_prefix(err, "index.json");
+		return r;
 	}
+	json_t *arr = json_object_get(j, "bundles");
 	bool found = false;
 	json_int_t best = 0;
 	size_t i;

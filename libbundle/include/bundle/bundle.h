@@ -108,9 +108,5 @@ int bn_bundle_write_signed(const char *dir, const char *manifest, size_t len, co
  * version go into the trusted comment. */
 int bn_bundle_add_signature(const char *dir, const struct bn_seckey *sk, struct bn_error *err) BN_WUR;
 
-/* Test-only fault injection: when $AGKIT_CRASH_AT equals name, the process
- * kills itself with SIGKILL (crash-safety tests stop at named steps). */
-void bn_fault_point(const char *name);
-
 /* Rewrites dir/SHA256SUMS for every other regular file in dir (sorted). */
 int bn_sha256sums_write(const char *dir, struct bn_error *err) BN_WUR;

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 /*
- * Where a bundle's volumes are: one directory, a media set (DIR/medium-NN/),
- * or a single medium.  libbundle's reader asks this layer for each volume
- * and, with parity, has missing or damaged volumes rebuilt (verified against
- * the signed hashes) instead of failing.  Plain 1.0 bundles never get here.
+ * Media sets (docs/FORMAT.md section 10): a bundle laid out as DIR/medium-NN/,
+ * one directory per disc or stick, each verifiable alone -- planning and
+ * laying it out (media.c), what a single medium is (layout.c), and staging
+ * a set one medium at a time (stage.c).  The one-way stream is
+ * bundle/stream.h.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -56,36 +57,7 @@ int bn_media_stage_install(struct bn_bundle *b, const char *work, const char *ta
 /* Removes work when it holds a staging of b (a medium refused by policy can never complete). */
 void bn_media_stage_discard(const struct bn_bundle *b, const char *work);
 
-/* One-way stream (stream.c, docs/FORMAT.md section 11).  Writes the bundle
- * directory dir (not a media set) as records to fd. */
-int bn_stream_write(const char *dir, int fd, struct bn_error *err) BN_WUR;
-struct bn_stream_result {
-	uint64_t records_ok, records_bad, bytes_skipped;
-	size_t files_incomplete;
-	char incomplete[512];  /* volumes dropped as incomplete (to be rebuilt from parity) */
-};
-/* Reads a stream from fd into the new directory dir (removed on error). */
-int bn_stream_read(int fd, const char *dir, struct bn_stream_result *res, struct bn_error *err) BN_WUR;
-/* The same, calling progress with the bytes read so far (total 0: unknown). */
-int bn_stream_read_progress(int fd, const char *dir, bn_progress_fn progress, void *userdata,
-                            struct bn_stream_result *res, struct bn_error *err) BN_WUR;
-
-/* ---- hooks called by reader.c and extract.c ---- */
-/* Directory to read manifest.json and signatures from (a set's first medium), new string or NULL for dir. */
+/* Directory to read manifest.json and signatures from (a set's first
+ * medium), new string or NULL for dir.  (The reader's other hooks into the
+ * layout are libbundle's own: layout_internal.h.) */
 int bn_layout_manifest_dir(const char *dir, char **ret, struct bn_error *err) BN_WUR;
-/* Builds the view after the manifest is trusted. */
-int bn_layout_attach(struct bn_bundle *b, struct bn_error *err) BN_WUR;
-void bn_layout_free(struct bn_layout *l);
-/* bn_check_files for bundles with a layout. */
-int bn_layout_check_files(struct bn_bundle *b, struct bn_error *err) BN_WUR;
-/* Opens data volume v for reading (rebuilding it first when known damaged); fd or negative errno. */
-int bn_layout_open_volume(struct bn_bundle *b, size_t v, struct bn_error *err);
-/* Called when volume v failed a check: marks it damaged and rebuilds it.
- * 1: rebuilt, re-read it; 0: no parity to do so (err untouched); <0: failed. */
-int bn_layout_rebuild(struct bn_bundle *b, size_t v, struct bn_error *err);
-/* False for volumes that a single medium does not hold. */
-bool bn_layout_in_view(const struct bn_bundle *b, size_t v);
-/* End of verify: checks the parity volumes not yet checked. */
-int bn_layout_verify_rest(struct bn_bundle *b, struct bn_error *err) BN_WUR;
-/* Extraction needs every volume: refuses a single medium. */
-int bn_layout_require_complete(struct bn_bundle *b, struct bn_error *err) BN_WUR;
