@@ -189,13 +189,13 @@ int main(void)
 		q += sprintf(q, "%s{\"name\":\"a%d\",\"type\":\"files\",\"layout\":\"tree\",\"size\":0,"
 		                "\"chunk_first\":0,\"chunk_count\":0,\"entries\":[]}", i ? "," : "", i);
 	sprintf(q, "],\"chunks\":[],\"volumes\":[]}");
-	TAP_OK(parse(many, &err) == -EBADMSG, "1025 artifacts refused (%s)", err.msg);
+	TAP_OK(test_manifest_parse(many, &err) == -EBADMSG, "1025 artifacts refused (%s)", err.msg);
 	char *cut = strstr(many, ",{\"name\":\"a1024\"");
 	memmove(cut, strstr(cut, "],\"chunks\""), strlen(strstr(cut, "],\"chunks\"")) + 1);
-	TAP_OK(parse(many, &err) == 0, "1024 empty artifacts accepted (%s)", err.msg);
+	TAP_OK(test_manifest_parse(many, &err) == 0, "1024 empty artifacts accepted (%s)", err.msg);
 	cut = strstr(many, "\"a1\"");
 	memcpy(cut, "\"a2\"", 4);
-	TAP_OK(parse(many, &err) == -EBADMSG, "two artifacts of one name refused (%s)", err.msg);
+	TAP_OK(test_manifest_parse(many, &err) == -EBADMSG, "two artifacts of one name refused (%s)", err.msg);
 	free(many);
 	char *longp = malloc(BN_MAX_PATH + 10);
 	for (size_t i = 0; i < BN_MAX_PATH + 1; i++)
