@@ -423,10 +423,8 @@ DEF_TILE1_16(tile1_z_bf16, ld16_bf16, RT_BF16, 2)
  * bitwise).  BF16 rows are widened without a shuffle: one 64-byte load of
  * 32 values, a shift left by 16 gives the even elements as f32 and a mask of
  * the high halves the odd ones (both exact), so x is packed to match
- * (pack_x: per 32 elements the 16 even ones, then the 16 odd ones).  Up to 4
- * tokens run 4 rows at once (16 accumulators), 5..8 tokens 2 rows at a time
- * (up to 16 accumulators + 8 x vectors of the 32 zmm registers), which
- * spreads the conversion over more FMAs. */
+ * (pack_x: per 32 elements the 16 even ones, then the 16 odd ones).  Up to 6
+ * tokens share each widened weight vector (see tz_body). */
 enum { LZ_F32, LZ_F16, LZ_BF16 };
 
 /* half h (0: w0, 1: w1) of the 32 elements at k of a row */
