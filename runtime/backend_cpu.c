@@ -21,8 +21,7 @@ typedef void (*axpy_fn)(float *y, float a, const float *x, int n);
 typedef void (*cvt_fn)(float *dst, const void *src, int n);
 /* out[r][t] = dot(w row r, x[t]) for 4 rows x nt (1..TILE_T) tokens */
 #define TILE_T 6
-typedef void (*tilen_fn)(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T],
-                         size_t pf);
+typedef void (*tilen_fn)(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T], size_t pf);
 
 struct kern {
 	tile_fn tile[3]; /* per dtype */
@@ -480,7 +479,8 @@ static inline __attribute__((always_inline)) void tz_body(const void *const w[4]
 }
 
 #define DEF_TILEN(NAME, L, DT)                                                                                         \
-	static void NAME(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T], size_t pf) \
+	static void NAME(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T],           \
+	                 size_t pf)                                                                                    \
 	{                                                                                                              \
 		switch (nt) {                                                                                          \
 		case 1: tz_body(w, x, K, out, pf, 1, L, DT); break;                                                    \

@@ -1,11 +1,13 @@
 /* Matmul kernel benchmark (not a test): y[T][N] = x[T][K] . W[N][K]^T through
  * the CPU backend for the bench model's two weight widths (K = 768 and
- * 2048), T = 1..64, bf16 weights of about 38 MB, 6 copies used in turn (228
- * MB, more than the caches, so the weights stream from memory as in decode).  Prints the best of REPS
+ * 2048), T = 1..64, bf16 weights of about 38 MB, COPIES (6) of them used in
+ * turn (228 MB, more than the caches, so the weights stream from memory as in
+ * decode).  COPIES 1 and ROWS_DIVISOR 24 (1.5 MB, L2-resident) measure the
+ * tiles' arithmetic alone.  Prints the best of REPS
  * runs per shape: ms, weight GB/s and GFLOP/s.  Best-of is what survives a
  * shared, loaded machine; give the load average with the figures.
  *
- * usage: bench_matmul [THREADS] [REPS] [T,T,...] [DTYPE: bf16|f16|f32] */
+ * usage: bench_matmul [THREADS] [REPS] [T,T,...] [DTYPE: bf16|f16|f32] [COPIES] [ROWS_DIVISOR] */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,34 +30,36 @@ int main(int argc, char **argv)
 	const char *ts = argc > 3 ? argv[3] : "1,2,4,8,16,32,64";
 	const char *dts = argc > 4 ? argv[4] : "bf16";
 	int dt = !strcmp(dts, "f32") ? RT_F32 : !strcmp(dts, "f16") ? RT_F16 : RT_BF16;
-	static const int shapes[][2] = {{24576, 768}, {9216, 2048}};
+	int copies = argc > 5 ? atoi(argv[5]) : 6, div = argc > 6 ? atoi(argv[6]) : 1;
+	int shapes[][2] = {{24576, 768}, {9216, 2048}};
 	struct rt_backend *be;
 	char *tl = strdup(ts);
 
-	if (threads < 1 || reps < 1 || !tl || rt_backend_cpu_new(threads, getenv("AGRT_SIMD"), &be) < 0) {
+	if (threads < 1 || reps < 1 || copies < 1 || copies > 64 || div < 1 || div > 9216 || !tl ||
+	    rt_backend_cpu_new(threads, getenv("AGRT_SIMD"), &be) < 0) {
 		fprintf(stderr, "bench_matmul: bad arguments or no backend\n");
 		return 2;
 	}
-	printf("cpu/%s, %d threads, %s weights, best of %d\n", rt_backend_cpu_simd(be), threads, dts, reps);
+	printf("cpu/%s, %d threads, %s weights x %d copies, best of %d\n", rt_backend_cpu_simd(be), threads, dts,
+	       copies, reps);
 	printf("%-6s %-12s %10s %10s %10s\n", "T", "N x K", "ms", "GB/s", "GFLOP/s");
 	for (char *tok = strtok(tl, ","); tok; tok = strtok(NULL, ",")) {
 		int T = atoi(tok);
 		if (T < 1 || T > 4096)
 			continue;
 		for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
-			int N = shapes[s][0], K = shapes[s][1];
+			int N = shapes[s][0] / div, K = shapes[s][1];
 			size_t es = rt_dtype_size(dt), nw = (size_t)N * K;
-			enum { COPIES = 6 };
-			unsigned char *wd = malloc(nw * es * COPIES);
+			unsigned char *wd = malloc(nw * es * copies);
 			float *x = malloc(sizeof(float) * T * K), *y = malloc(sizeof(float) * T * N);
-			struct rt_weight w[COPIES];
+			struct rt_weight w[64];
 			double best = 1e9;
 			uint32_t r = 12345;
 			if (!wd || !x || !y)
 				return 1;
-			for (int c = 0; c < COPIES; c++)
+			for (int c = 0; c < copies; c++)
 				w[c] = (struct rt_weight){wd + nw * es * c, dt, N, K, NULL};
-			for (size_t i = 0; i < nw * COPIES; i++) {
+			for (size_t i = 0; i < nw * copies; i++) {
 				r = r * 1664525u + 1013904223u;
 				float v = (float)(r >> 8) / (1 << 24) - 0.5f;
 				uint32_t b;
@@ -65,15 +69,16 @@ int main(int argc, char **argv)
 				else if (dt == RT_BF16)
 					((uint16_t *)wd)[i] = (uint16_t)(b >> 16);
 				else /* f16: sign, exponent 9..14, 10 random mantissa bits */
-					((uint16_t *)wd)[i] = (uint16_t)((r >> 31) << 15 | (9 + (r >> 8) % 6) << 10 | (r >> 12 & 1023));
+					((uint16_t *)wd)[i] =
+					    (uint16_t)((r >> 31) << 15 | (9 + (r >> 8) % 6) << 10 | (r >> 12 & 1023));
 			}
 			for (size_t i = 0; i < (size_t)T * K; i++)
 				x[i] = (float)(i % 97) / 97.0f - 0.5f;
 			for (int i = 0; i < reps + 1; i++) {
 				double t0 = now(), dt_s;
-				for (int c = 0; c < COPIES; c++)
+				for (int c = 0; c < copies; c++)
 					be->ops->matmul(be, y, x, &w[c], NULL, T, false);
-				dt_s = (now() - t0) / COPIES;
+				dt_s = (now() - t0) / copies;
 				if (i && dt_s < best) /* the first run warms up */
 					best = dt_s;
 			}

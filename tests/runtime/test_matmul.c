@@ -63,7 +63,8 @@ static void run(struct rt_backend *be, const char *simd, int dt, struct shape s,
 	void *wd = malloc((size_t)N * K * es);
 	double *wref = malloc(sizeof(double) * N * K), *aref = malloc(sizeof(double) * N * K);
 	float *x = malloc(sizeof(float) * Tmax * K), *y = malloc(sizeof(float) * Tmax * N),
-	      *y1 = malloc(sizeof(float) * N), *bias = malloc(sizeof(float) * N), *y0 = malloc(sizeof(float) * Tmax * N);
+	      *y1 = malloc(sizeof(float) * N), *bias = malloc(sizeof(float) * N),
+	      *y0 = malloc(sizeof(float) * Tmax * N);
 	struct rt_weight w = {wd, dt, N, K, NULL};
 
 	if (!wd || !wref || !aref || !x || !y || !y1 || !bias || !y0) {
@@ -94,7 +95,8 @@ static void run(struct rt_backend *be, const char *simd, int dt, struct shape s,
 					mag += aref[(size_t)n * K + k] * fabs(x[(size_t)t * K + k]);
 				}
 				/* the f32 sum's rounding: well inside the worst case K 2^-24 sum |w x| */
-				double err = fabs(y[(size_t)t * N + n] - ref), tol = 1.2e-7 * mag * (4 + K / 8.0) + 1e-30;
+				double err = fabs(y[(size_t)t * N + n] - ref),
+				       tol = 1.2e-7 * mag * (4 + K / 8.0) + 1e-30;
 				if (err > tol)
 					bad_ref++;
 				if (err / tol > worst)
@@ -111,10 +113,11 @@ static void run(struct rt_backend *be, const char *simd, int dt, struct shape s,
 				if (y0[i] != want)
 					bad_acc++;
 			}
-		TAP_OK(!bad_ref && !bad_same && !bad_acc,
-		       "%s %s N=%d K=%d T=%d: %d off the reference (worst %.2f of the tolerance), %d tokens differ from "
-		       "T=1, %d wrong with bias+accumulate",
-		       simd, dt_name[dt], N, K, T, bad_ref, worst, bad_same, bad_acc);
+		TAP_OK(
+		    !bad_ref && !bad_same && !bad_acc,
+		    "%s %s N=%d K=%d T=%d: %d off the reference (worst %.2f of the tolerance), %d tokens differ from "
+		    "T=1, %d wrong with bias+accumulate",
+		    simd, dt_name[dt], N, K, T, bad_ref, worst, bad_same, bad_acc);
 	}
 	free(wd);
 	free(wref);
