@@ -741,9 +741,11 @@ static int pack_x(struct cpu *c, const float *x, int T, int K, const float **ret
 {
 	size_t n = (size_t)T * K;
 	if (c->xp_n < n) {
-		float *p = realloc(c->xp, sizeof(float) * n);
+		/* 64-byte aligned: every 16-lane load of x is then one cache line */
+		float *p = aligned_alloc(64, (sizeof(float) * n + 63) & ~(size_t)63);
 		if (!p)
 			return -ENOMEM;
+		free(c->xp);
 		c->xp = p;
 		c->xp_n = n;
 	}
