@@ -1,8 +1,9 @@
 /* Matmul kernel benchmark (not a test): y[T][N] = x[T][K] . W[N][K]^T through
  * the CPU backend for the bench model's two weight widths (K = 768 and
  * 2048), T = 1..64, bf16 weights of about 38 MB, COPIES (6) of them used in
- * turn (228 MB, more than the caches, so the weights stream from memory as in
- * decode).  COPIES 1 and ROWS_DIVISOR 24 (1.5 MB, L2-resident) measure the
+ * turn (228 MB, the bench model's size, more than L2, so the weights stream
+ * from L3 or memory as in decode).  COPIES 1 and ROWS_DIVISOR 24 (1.5 MB,
+ * L2-resident) measure the
  * tiles' arithmetic alone.  Prints the best of REPS
  * runs per shape: ms, weight GB/s and GFLOP/s.  Best-of is what survives a
  * shared, loaded machine; give the load average with the figures.
