@@ -3,8 +3,7 @@
  * 2048), T = 1..64, bf16 weights of about 38 MB, COPIES (6) of them used in
  * turn (228 MB, the bench model's size, more than L2, so the weights stream
  * from L3 or memory as in decode).  COPIES 1 and ROWS_DIVISOR 24 (1.5 MB,
- * L2-resident) measure the
- * tiles' arithmetic alone.  Prints the best of REPS
+ * L2-resident) measure the tiles' arithmetic alone.  Prints the best of REPS
  * runs per shape: ms, weight GB/s and GFLOP/s.  Best-of is what survives a
  * shared, loaded machine; give the load average with the figures.
  *
