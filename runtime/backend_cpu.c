@@ -31,11 +31,9 @@ struct kern {
 	axpy_fn axpy;
 	const char *name;
 	/* AVX-512 only (NULL elsewhere): the 4 x nt tiles, one kernel for every
-	 * T including 1, per dtype; tilen_cv on rows cvtp wrote to scratch;
-	 * xperm: x is passed packed by pack_x (see there) for that dtype */
+	 * T including 1, per dtype; xperm: x is passed packed by pack_x (see
+	 * there) for that dtype */
 	tilen_fn tilen[3];
-	tilen_fn tilen_cv[3];
-	cvt_fn cvtp[3];
 	bool xperm[3];
 };
 
@@ -495,19 +493,6 @@ DEF_TILEN(tilen_z_f32, LZ_F32, RT_F32)
 DEF_TILEN(tilen_z_f16, LZ_F16, RT_F16)
 DEF_TILEN(tilen_z_bf16, LZ_BF16, RT_BF16)
 
-/* a BF16 row -> f32 in the order tilen_z_bf16 reads it (even, odd per 32),
- * for the f32 tile on scratch rows: same products, same sums */
-static void cvtp_z_bf16(float *dst, const void *src, int n)
-{
-	int i = 0;
-	for (; i + 32 <= n; i += 32) {
-		_mm512_storeu_ps(dst + i, ldz(src, i, 0, LZ_BF16));
-		_mm512_storeu_ps(dst + i + 16, ldz(src, i, 1, LZ_BF16));
-	}
-	for (; i < n; i++)
-		dst[i] = rt_load_elem(src, RT_BF16, i);
-}
-
 static const struct kern kern_avx512 = {
     .tile = {tile_z_f32, tile_z_f16, tile_z_bf16},
     .cvt = {cvt_a_f32, cvt_a_f16, cvt_a_bf16},
@@ -516,8 +501,6 @@ static const struct kern kern_avx512 = {
     .axpy = axpy_avx2,
     .name = "avx512",
     .tilen = {tilen_z_f32, tilen_z_f16, tilen_z_bf16},
-    .tilen_cv = {tilen_z_f32, tilen_z_f32, tilen_z_f32},
-    .cvtp = {cvt_a_f32, cvt_a_f16, cvtp_z_bf16},
     .xperm = {false, false, true},
 };
 #ifdef __clang__
@@ -571,12 +554,10 @@ const char *rt_backend_cpu_simd(const struct rt_backend *b)
  * token block; fewer tokens (decode batches) convert inside the tile, which
  * prefetches (measured on the bench model: faster up to about 24 tokens) */
 #define SCRATCH_MIN_T 24
-/* the same for the AVX-512 4 x nt tiles */
-#define SCRATCH_MIN_TN 24
 
 struct mm_job {
 	const struct kern *k;
-	float *const *scratch; /* NULL: convert inside the tile kernels */
+	float *const *scratch; /* NULL: convert inside the tile kernels (always for tilen) */
 	float *y;              /* [T][N] */
 	const float *x;        /* [T][K] (packed when xp) */
 	const struct rt_weight *w;
@@ -598,8 +579,12 @@ static void mm_store(const struct mm_job *j, int n, int nr, int t, int nt, float
 	}
 }
 
-/* the AVX-512 tiles: 4 rows x up to TILE_T tokens, T = 1 included */
-static void mm_task_n(const struct mm_job *j, int n0, int n1, int thread)
+/* the AVX-512 tiles: 4 rows x up to TILE_T tokens, T = 1 included.  They
+ * always widen the weights inline: a row group (4 rows) stays in L1/L2 for
+ * the token tiles of a block, and converting it into a buffer first was
+ * slower (bench_matmul, L2-resident: 104-115 against 130 GFLOP/s for BF16 at
+ * 24..256 tokens, F16 equal) */
+static void mm_task_n(const struct mm_job *j, int n0, int n1)
 {
 	const struct rt_weight *w = j->w;
 	int K = w->cols;
@@ -613,15 +598,6 @@ static void mm_task_n(const struct mm_job *j, int n0, int n1, int thread)
 			tilen_fn tile = j->k->tilen[w->dtype];
 			for (int r = 0; r < 4; r++)
 				wr[r] = (const char *)w->data + (size_t)(n + (r < nr ? r : nr - 1)) * rb;
-			if (j->scratch) {
-				/* many tokens: the 4 rows converted once per token block */
-				float *cv = j->scratch[thread];
-				for (int r = 0; r < 4; r++) {
-					j->k->cvtp[w->dtype](cv + (size_t)r * K, wr[r], K);
-					wr[r] = cv + (size_t)r * K;
-				}
-				tile = j->k->tilen_cv[w->dtype];
-			}
 			/* tiles of nearly equal size: 8 tokens as 4 + 4, not 6 + 2 */
 			int ntile = (t1 - t0 + TILE_T - 1) / TILE_T;
 			for (int i = 0, t = t0; i < ntile; i++) {
@@ -631,8 +607,8 @@ static void mm_task_n(const struct mm_job *j, int n0, int n1, int thread)
 				for (int c = 0; c < nt; c++)
 					xr[c] = j->x + (size_t)(t + c) * K;
 				/* the first token tile streams the rows from memory and
-				 * prefetches the next row group (not for scratch rows) */
-				tile(wr, xr, nt, K, o, t == t0 && !j->scratch ? 4 * rb : 0);
+				 * prefetches the next row group */
+				tile(wr, xr, nt, K, o, t == t0 ? 4 * rb : 0);
 				mm_store(j, n, nr, t, nt, o);
 				t += nt;
 			}
@@ -651,7 +627,7 @@ static void mm_task(void *ctx, int task, int thread)
 	tile1_fn tile1 = j->k->tile1[w->dtype];
 
 	if (j->xp) {
-		mm_task_n(j, n0, n1, thread);
+		mm_task_n(j, n0, n1);
 		return;
 	}
 	/* token blocks outermost keep a block of x hot in L2 while the task's
@@ -775,8 +751,7 @@ static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const str
 	 * be allocated, the 4x3 tiles (the same values up to the summation order) */
 	if (c->k->tilen[w->dtype] && (!c->k->xperm[w->dtype] || pack_x(c, x, T, w->cols, &j.x) == 0))
 		j.xp = true;
-	if (w->dtype != RT_F32 && T >= (j.xp ? SCRATCH_MIN_TN : SCRATCH_MIN_T) &&
-	    ensure_scratch(c, b->n_threads, (size_t)w->cols) == 0)
+	if (!j.xp && w->dtype != RT_F32 && T >= SCRATCH_MIN_T && ensure_scratch(c, b->n_threads, (size_t)w->cols) == 0)
 		j.scratch = c->scratch;
 	if ((size_t)w->rows * w->cols * T < (1u << 15)) {
 		/* too small to pay for waking the pool */
