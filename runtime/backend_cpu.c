@@ -19,6 +19,9 @@ typedef void (*tile1_fn)(const void *const w[4], const float *x, int K, float ou
 typedef float (*dot_fn)(const float *a, const float *b, int n);
 typedef void (*axpy_fn)(float *y, float a, const float *x, int n);
 typedef void (*cvt_fn)(float *dst, const void *src, int n);
+/* out[r][t] = dot(w row r, x[t]) for 4 rows x nt (1..TILE_T) tokens */
+#define TILE_T 6
+typedef void (*tilen_fn)(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T], size_t pf);
 
 struct kern {
 	tile_fn tile[3]; /* per dtype */
@@ -27,6 +30,11 @@ struct kern {
 	dot_fn dot;
 	axpy_fn axpy;
 	const char *name;
+	/* AVX-512 only (NULL elsewhere): the 4 x nt tiles, one kernel for every
+	 * T including 1, per dtype; xperm: x is passed packed by pack_x (see
+	 * there) for that dtype */
+	tilen_fn tilen[3];
+	bool xperm[3];
 };
 
 /* ---- generic kernels ---- */
@@ -402,6 +410,89 @@ DEF_TILE1_16(tile1_z_f32, ld16_f32, RT_F32, 4)
 DEF_TILE1_16(tile1_z_f16, ld16_f16, RT_F16, 2)
 DEF_TILE1_16(tile1_z_bf16, ld16_bf16, RT_BF16, 2)
 
+/* ---- AVX-512 4 x nt tiles (batched decode, prefill and T = 1) ----
+ * Each 32-element step of a weight row yields two 16-lane vectors w0, w1
+ * and each token two x vectors x0, x1; every accumulator runs
+ * acc = fma(w0, x0, acc), acc = fma(w1, x1, acc) over the steps in k order,
+ * then hsum16, then the scalar tail.  That order is the same for every nt
+ * and for the row-pair passes, so a token's result does not depend on how
+ * many tokens share its tile (single-stream and batched decode agree
+ * bitwise).  BF16 rows are widened without a shuffle: one 64-byte load of
+ * 32 values, a shift left by 16 gives the even elements as f32 and a mask of
+ * the high halves the odd ones (both exact), so x is packed to match
+ * (pack_x: per 32 elements the 16 even ones, then the 16 odd ones).  Up to 6
+ * tokens share each widened weight vector (see tz_body). */
+enum { LZ_F32, LZ_F16, LZ_BF16 };
+
+/* half h (0: w0, 1: w1) of the 32 elements at k of a row */
+static inline __attribute__((always_inline)) __m512 ldz(const void *p, int k, int h, int L)
+{
+	if (L == LZ_F32)
+		return _mm512_loadu_ps((const float *)p + k + 16 * h);
+	if (L == LZ_F16)
+		return ld16_f16(p, k + 16 * h);
+	if (!h)
+		return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_loadu_si512((const uint16_t *)p + k), 16));
+	return _mm512_castsi512_ps(
+	    _mm512_and_si512(_mm512_loadu_si512((const uint16_t *)p + k), _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* HOT LOOP: 4 rows x C tokens, C and L constants after inlining: 4C
+ * accumulators (up to 24) + C x vectors (one half at a time) + 1 weight
+ * vector of the 32 zmm registers; each x vector feeds 4 FMAs */
+static inline __attribute__((always_inline)) void tz_body(const void *const w[4], const float *const *x, int K,
+                                                          float out[4][TILE_T], size_t pf, int C, int L, int dt)
+{
+	__m512 acc[4][TILE_T];
+	int es = L == LZ_F32 ? 4 : 2, k = 0;
+
+	for (int r = 0; r < 4; r++)
+		for (int c = 0; c < C; c++)
+			acc[r][c] = _mm512_setzero_ps();
+	for (; k + 32 <= K; k += 32) {
+		if (pf)
+			for (int r = 0; r < 4; r++)
+				for (int b = 0; b < 32 * es; b += 64)
+					_mm_prefetch((const char *)w[r] + (size_t)k * es + b + pf, _MM_HINT_T0);
+		for (int h = 0; h < 2; h++) {
+			__m512 xv[TILE_T];
+			for (int c = 0; c < C; c++)
+				xv[c] = _mm512_loadu_ps(x[c] + k + 16 * h);
+			for (int r = 0; r < 4; r++) {
+				__m512 wv = ldz(w[r], k, h, L);
+				for (int c = 0; c < C; c++)
+					acc[r][c] = _mm512_fmadd_ps(wv, xv[c], acc[r][c]);
+			}
+		}
+	}
+	for (int r = 0; r < 4; r++)
+		for (int c = 0; c < C; c++)
+			out[r][c] = hsum16(acc[r][c]);
+	for (; k < K; k++)
+		for (int r = 0; r < 4; r++) {
+			float wv = rt_load_elem(w[r], dt, k);
+			for (int c = 0; c < C; c++)
+				out[r][c] += wv * x[c][k];
+		}
+}
+
+#define DEF_TILEN(NAME, L, DT)                                                                                         \
+	static void NAME(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T],           \
+	                 size_t pf)                                                                                    \
+	{                                                                                                              \
+		switch (nt) {                                                                                          \
+		case 1: tz_body(w, x, K, out, pf, 1, L, DT); break;                                                    \
+		case 2: tz_body(w, x, K, out, pf, 2, L, DT); break;                                                    \
+		case 3: tz_body(w, x, K, out, pf, 3, L, DT); break;                                                    \
+		case 4: tz_body(w, x, K, out, pf, 4, L, DT); break;                                                    \
+		case 5: tz_body(w, x, K, out, pf, 5, L, DT); break;                                                    \
+		default: tz_body(w, x, K, out, pf, 6, L, DT); break;                                                   \
+		}                                                                                                      \
+	}
+DEF_TILEN(tilen_z_f32, LZ_F32, RT_F32)
+DEF_TILEN(tilen_z_f16, LZ_F16, RT_F16)
+DEF_TILEN(tilen_z_bf16, LZ_BF16, RT_BF16)
+
 static const struct kern kern_avx512 = {
     .tile = {tile_z_f32, tile_z_f16, tile_z_bf16},
     .cvt = {cvt_a_f32, cvt_a_f16, cvt_a_bf16},
@@ -409,6 +500,8 @@ static const struct kern kern_avx512 = {
     .dot = dot_avx2,
     .axpy = axpy_avx2,
     .name = "avx512",
+    .tilen = {tilen_z_f32, tilen_z_f16, tilen_z_bf16},
+    .xperm = {false, false, true},
 };
 #ifdef __clang__
 #pragma clang attribute pop
@@ -444,6 +537,8 @@ struct cpu {
 	const struct kern *k;
 	float **scratch; /* per thread [4][scratch_k]: converted weight rows */
 	size_t scratch_k;
+	float *xp; /* [xp_n]: x packed for the kernels that want it (kern.xperm) */
+	size_t xp_n;
 };
 
 const char *rt_backend_cpu_simd(const struct rt_backend *b)
@@ -462,14 +557,64 @@ const char *rt_backend_cpu_simd(const struct rt_backend *b)
 
 struct mm_job {
 	const struct kern *k;
-	float *const *scratch; /* NULL: convert inside the tile kernels */
+	float *const *scratch; /* NULL: convert inside the tile kernels (always for tilen) */
 	float *y;              /* [T][N] */
-	const float *x;        /* [T][K] */
+	const float *x;        /* [T][K] (packed when xp) */
 	const struct rt_weight *w;
 	const float *bias; /* [N] or NULL */
 	int T;
 	bool acc;
+	bool xp; /* use the tilen kernels */
 };
+
+static void mm_store(const struct mm_job *j, int n, int nr, int t, int nt, float o[4][TILE_T])
+{
+	int N = j->w->rows;
+	for (int c = 0; c < nt; c++) {
+		float *yr = j->y + (size_t)(t + c) * N;
+		for (int r = 0; r < nr; r++) {
+			float v = o[r][c] + (j->bias ? j->bias[n + r] : 0.0f);
+			yr[n + r] = j->acc ? yr[n + r] + v : v;
+		}
+	}
+}
+
+/* the AVX-512 tiles: 4 rows x up to TILE_T tokens, T = 1 included.  They
+ * always widen the weights inline: a row group (4 rows) stays in L1/L2 for
+ * the token tiles of a block, and converting it into a buffer first was
+ * slower (bench_matmul, L2-resident: 104-115 against 130 GFLOP/s for BF16 at
+ * 24..256 tokens, F16 equal) */
+static void mm_task_n(const struct mm_job *j, int n0, int n1)
+{
+	const struct rt_weight *w = j->w;
+	int K = w->cols;
+	size_t rb = (size_t)K * rt_dtype_size(w->dtype);
+
+	for (int t0 = 0; t0 < j->T; t0 += TOK_BLOCK) {
+		int t1 = t0 + TOK_BLOCK < j->T ? t0 + TOK_BLOCK : j->T;
+		for (int n = n0; n < n1; n += 4) {
+			const void *wr[4];
+			int nr = n1 - n < 4 ? n1 - n : 4;
+			tilen_fn tile = j->k->tilen[w->dtype];
+			for (int r = 0; r < 4; r++)
+				wr[r] = (const char *)w->data + (size_t)(n + (r < nr ? r : nr - 1)) * rb;
+			/* tiles of nearly equal size: 8 tokens as 4 + 4, not 6 + 2 */
+			int ntile = (t1 - t0 + TILE_T - 1) / TILE_T;
+			for (int i = 0, t = t0; i < ntile; i++) {
+				const float *xr[TILE_T];
+				float o[4][TILE_T];
+				int nt = (t1 - t) / (ntile - i);
+				for (int c = 0; c < nt; c++)
+					xr[c] = j->x + (size_t)(t + c) * K;
+				/* the first token tile streams the rows from memory and
+				 * prefetches the next row group */
+				tile(wr, xr, nt, K, o, t == t0 ? 4 * rb : 0);
+				mm_store(j, n, nr, t, nt, o);
+				t += nt;
+			}
+		}
+	}
+}
 
 static void mm_task(void *ctx, int task, int thread)
 {
@@ -481,6 +626,10 @@ static void mm_task(void *ctx, int task, int thread)
 	tile_fn tile = j->k->tile[w->dtype];
 	tile1_fn tile1 = j->k->tile1[w->dtype];
 
+	if (j->xp) {
+		mm_task_n(j, n0, n1);
+		return;
+	}
 	/* token blocks outermost keep a block of x hot in L2 while the task's
 	 * weight rows (16 x K) stream from L1/L2 */
 	for (int t0 = 0; t0 < j->T; t0 += TOK_BLOCK) {
@@ -562,13 +711,47 @@ static int ensure_scratch(struct cpu *c, int n_threads, size_t K)
 	return 0;
 }
 
+/* x for kern.xperm: in each full 32-element block of a row the 16 even
+ * elements, then the 16 odd ones; the tail as it is */
+static int pack_x(struct cpu *c, const float *x, int T, int K, const float **ret_xp)
+{
+	size_t n = (size_t)T * K;
+	if (c->xp_n < n) {
+		/* 64-byte aligned: every 16-lane load of x is then one cache line */
+		float *p = aligned_alloc(64, (sizeof(float) * n + 63) & ~(size_t)63);
+		if (!p)
+			return -ENOMEM;
+		free(c->xp);
+		c->xp = p;
+		c->xp_n = n;
+	}
+	for (int t = 0; t < T; t++) {
+		const float *s = x + (size_t)t * K;
+		float *d = c->xp + (size_t)t * K;
+		int k = 0;
+		for (; k + 32 <= K; k += 32)
+			for (int i = 0; i < 16; i++) {
+				d[k + i] = s[k + 2 * i];
+				d[k + 16 + i] = s[k + 2 * i + 1];
+			}
+		for (; k < K; k++)
+			d[k] = s[k];
+	}
+	*ret_xp = c->xp;
+	return 0;
+}
+
 static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const struct rt_weight *w, const float *bias,
                        int T, bool accumulate)
 {
 	struct cpu *c = b->priv;
-	struct mm_job j = {c->k, NULL, y, x, w, bias, T, accumulate};
+	struct mm_job j = {c->k, NULL, y, x, w, bias, T, accumulate, false};
 
-	if (w->dtype != RT_F32 && T >= SCRATCH_MIN_T && ensure_scratch(c, b->n_threads, (size_t)w->cols) == 0)
+	/* the 4 x nt tiles where the CPU has them; if the packed copy of x cannot
+	 * be allocated, the 4x3 tiles (the same values up to the summation order) */
+	if (c->k->tilen[w->dtype] && (!c->k->xperm[w->dtype] || pack_x(c, x, T, w->cols, &j.x) == 0))
+		j.xp = true;
+	if (!j.xp && w->dtype != RT_F32 && T >= SCRATCH_MIN_T && ensure_scratch(c, b->n_threads, (size_t)w->cols) == 0)
 		j.scratch = c->scratch;
 	if ((size_t)w->rows * w->cols * T < (1u << 15)) {
 		/* too small to pay for waking the pool */
@@ -697,6 +880,7 @@ static void cpu_free(struct rt_backend *b)
 			for (int i = 0; i < b->n_threads; i++)
 				free(c->scratch[i]);
 		free(c->scratch);
+		free(c->xp);
 	}
 	free(b->priv);
 	free(b);
