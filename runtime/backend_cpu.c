@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "dtype.h"
+#include "quant.h"
 #include "threadpool.h"
 
 /* out[r][t] = dot(w row r, x row t) for a 4-row x 3-token tile.  Unused rows
@@ -444,6 +445,7 @@ struct cpu {
 	const struct kern *k;
 	float **scratch; /* per thread [4][scratch_k]: converted weight rows */
 	size_t scratch_k;
+	struct rt_qcpu *q; /* quantized matrices: backend_quant.c */
 };
 
 const char *rt_backend_cpu_simd(const struct rt_backend *b)
@@ -568,6 +570,10 @@ static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const str
 	struct cpu *c = b->priv;
 	struct mm_job j = {c->k, NULL, y, x, w, bias, T, accumulate};
 
+	if (w->q.fmt != RT_WF_DENSE) {
+		rt_qcpu_matmul(c->q, c->pool, y, x, w, bias, T, accumulate);
+		return;
+	}
 	if (w->dtype != RT_F32 && T >= SCRATCH_MIN_T && ensure_scratch(c, b->n_threads, (size_t)w->cols) == 0)
 		j.scratch = c->scratch;
 	if ((size_t)w->rows * w->cols * T < (1u << 15)) {
@@ -697,6 +703,7 @@ static void cpu_free(struct rt_backend *b)
 			for (int i = 0; i < b->n_threads; i++)
 				free(c->scratch[i]);
 		free(c->scratch);
+		rt_qcpu_free(c->q);
 	}
 	free(b->priv);
 	free(b);
@@ -728,6 +735,8 @@ int rt_backend_cpu_new(int n_threads, const char *simd, struct rt_backend **ret_
 	b->n_threads = n_threads;
 	c->k = pick_kern(simd);
 	r = rt_pool_new(n_threads, &c->pool);
+	if (r == 0)
+		r = rt_qcpu_new(c->k->name, rt_pool_threads(c->pool), &c->q);
 	if (r < 0) {
 		cpu_free(b);
 		return r;

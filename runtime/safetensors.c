@@ -62,6 +62,18 @@ static int parse_dtype(const char *s)
 		return RT_F16;
 	if (!strcmp(s, "BF16"))
 		return RT_BF16;
+	if (!strcmp(s, "F8_E4M3"))
+		return RT_F8_E4M3;
+	if (!strcmp(s, "F8_E5M2"))
+		return RT_F8_E5M2;
+	if (!strcmp(s, "I8"))
+		return RT_I8;
+	if (!strcmp(s, "U8"))
+		return RT_U8;
+	if (!strcmp(s, "I32"))
+		return RT_I32;
+	if (!strcmp(s, "I64"))
+		return RT_I64;
 	return -1;
 }
 
@@ -192,7 +204,7 @@ static int parse_file(struct st_set *s, int fi, struct rt_error *err)
 		if (dt < 0) {
 			r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: tensor '%s': dtype %.32s %s", m->path, key,
 			            json_string_value(jdt),
-			            known_dtype(json_string_value(jdt)) ? "not supported (F32, F16, BF16 only)"
+			            known_dtype(json_string_value(jdt)) ? "not supported (F32, F16, BF16, F8_E4M3, F8_E5M2, I8, U8, I32, I64 only)"
 			                                                : "unknown");
 			goto out;
 		}

@@ -1,0 +1,390 @@
+/* CPU kernels for quantized matrices (issue 19), straight on the mapped
+ * tensors: each weight is computed in f32 from its code, scale and zero
+ * point (quant.h defines the value) and multiplied in f32; nothing is
+ * expanded beyond a per-thread scratch of a few rows.
+ *
+ * Two shapes of kernel:
+ *  - row formats (fp8, compressed-tensors int4: a weight row is contiguous):
+ *    an 8-lane dot per row, k ascending, then the scalar tail;
+ *  - column formats (GPTQ, AWQ: a packed word holds 8 rows or 8 columns of
+ *    one row across the row dimension): 8 rows at once, one lane per row,
+ *    k ascending.
+ * A token block (T > 1) dequantizes the task's rows once into the scratch and
+ * runs the same sums over it, so a token gets the same result alone or in a
+ * batch.  AVX2 is chosen at run time as backend_cpu.c does (AVX-512 CPUs run
+ * the AVX2 code); generic C otherwise. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant.h"
+#include "threadpool.h"
+
+#define QROWS 16 /* rows per task: two octets of the column formats */
+
+struct rt_qcpu {
+	bool avx2;
+	int n_threads;
+	float **scratch; /* per thread [QROWS][scratch_k] */
+	size_t scratch_k;
+};
+
+struct qjob {
+	const struct rt_qcpu *c;
+	float *y;
+	const float *x;
+	const struct rt_weight *w;
+	const float *bias;
+	int T;
+	bool acc;
+	bool have_scratch;
+};
+
+static inline void put(const struct qjob *j, int t, int r, float v)
+{
+	float *yr = j->y + (size_t)t * j->w->rows;
+	v += j->bias ? j->bias[r] : 0.0f;
+	yr[r] = j->acc ? yr[r] + v : v;
+}
+
+static inline float tail_add(float s, float w, float x)
+{
+	return s + w * x;
+}
+
+/* ---- generic ---- */
+
+static void task_generic(const struct qjob *j, int n0, int n1, float *scr)
+{
+	const struct rt_weight *w = j->w;
+	int K = w->cols;
+
+	for (int r = n0; r < n1; r++) {
+		if (scr) {
+			for (int k = 0; k < K; k++)
+				scr[k] = rt_q_weight(w, r, k);
+			for (int t = 0; t < j->T; t++) {
+				const float *xr = j->x + (size_t)t * K;
+				float s = 0;
+				for (int k = 0; k < K; k++)
+					s = tail_add(s, scr[k], xr[k]);
+				put(j, t, r, s);
+			}
+		} else {
+			/* no scratch (allocation failed): the same sums, weights recomputed */
+			for (int t = 0; t < j->T; t++) {
+				const float *xr = j->x + (size_t)t * K;
+				float s = 0;
+				for (int k = 0; k < K; k++)
+					s = tail_add(s, rt_q_weight(w, r, k), xr[k]);
+				put(j, t, r, s);
+			}
+		}
+	}
+}
+
+/* ---- AVX2 ---- */
+#if defined(__x86_64__) || defined(__i386__)
+#define HAVE_X86 1
+#include <cpuid.h>
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+#include <immintrin.h>
+
+static inline float hsum8(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* 8 fp8 codes -> their values (through f16: exact) */
+static inline __m256 fp8x8(const uint8_t *p, bool e5m2)
+{
+	__m128i v = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p)), h;
+	if (e5m2) {
+		h = _mm_slli_epi16(v, 8);
+	} else {
+		__m128i m = _mm_and_si128(v, _mm_set1_epi16(0x7f));
+		h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(v, _mm_set1_epi16(0x80)), 8), _mm_slli_epi16(m, 7));
+		/* S.1111.111 is NaN: all-ones f16 exponent over a nonzero mantissa */
+		h = _mm_or_si128(h, _mm_and_si128(_mm_cmpeq_epi16(m, _mm_set1_epi16(0x7f)), _mm_set1_epi16(0x7c00)));
+	}
+	return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
+}
+
+static inline __m256 nib8(uint32_t u)
+{
+	const __m256i sh = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+	return _mm256_cvtepi32_ps(
+	    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u), sh), _mm256_set1_epi32(15)));
+}
+
+/* Row r of a row format: dst != NULL stores its K weights, else returns its
+ * dot with x.  Chunks of 8 at k = 0, 8, ... then the scalar tail; a chunk
+ * inside one scale group takes the vector path, one across groups (group
+ * sizes not a multiple of 8, act-order g_idx) is computed lane by lane with
+ * the same formula. */
+static float row_avx2(const struct rt_weight *w, int r, const float *x, float *dst)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, kv = K & ~7, k = 0;
+	bool fp8 = q->fmt == RT_WF_FP8, e5m2 = w->dtype == RT_F8_E5M2;
+	const uint8_t *crow = (const uint8_t *)w->data + (size_t)r * K;
+	const char *prow = (const char *)w->data + (size_t)r * ((K + 7) / 8) * 4;
+	__m256 acc = _mm256_setzero_ps();
+	float s;
+
+	while (k < kv) {
+		int ge = k + 1;
+		if (fp8)
+			ge = (k / q->sc + 1) * q->sc;
+		else if (!q->g_idx)
+			ge = (k / q->sc + 1) * q->sc;
+		if (k + 8 <= ge) {
+			__m256 sv = _mm256_set1_ps(rt_q_scale(w, r, k));
+			__m256 zv = fp8 ? sv : _mm256_set1_ps((float)rt_q_zero(w, r, k / q->sc));
+			for (; k + 8 <= ge && k < kv; k += 8) {
+				__m256 wv;
+				if (fp8) {
+					wv = _mm256_mul_ps(fp8x8(crow + k, e5m2), sv);
+				} else {
+					uint32_t u;
+					memcpy(&u, prow + (size_t)(k / 8) * 4, 4);
+					wv = _mm256_mul_ps(_mm256_sub_ps(nib8(u), zv), sv);
+				}
+				if (dst)
+					_mm256_storeu_ps(dst + k, wv);
+				else
+					acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + k), acc);
+			}
+		} else {
+			float t[8];
+			for (int i = 0; i < 8; i++)
+				t[i] = rt_q_weight(w, r, k + i);
+			if (dst)
+				memcpy(dst + k, t, sizeof(t));
+			else
+				acc = _mm256_fmadd_ps(_mm256_loadu_ps(t), _mm256_loadu_ps(x + k), acc);
+			k += 8;
+		}
+	}
+	if (dst) {
+		for (; k < K; k++)
+			dst[k] = rt_q_weight(w, r, k);
+		return 0;
+	}
+	s = hsum8(acc);
+	for (; k < K; k++)
+		s = tail_add(s, rt_q_weight(w, r, k), x[k]);
+	return s;
+}
+
+/* the same sums over a row of stored weights */
+static float dot_avx2(const float *wr, const float *x, int K)
+{
+	__m256 acc = _mm256_setzero_ps();
+	int k = 0;
+	float s;
+	for (; k + 8 <= K; k += 8)
+		acc = _mm256_fmadd_ps(_mm256_loadu_ps(wr + k), _mm256_loadu_ps(x + k), acc);
+	s = hsum8(acc);
+	for (; k < K; k++)
+		s = tail_add(s, wr[k], x[k]);
+	return s;
+}
+
+static inline __m256 scale8(const struct rt_wquant *q, size_t i)
+{
+	if (q->scale_dtype == RT_F32)
+		return _mm256_loadu_ps((const float *)q->scale + i);
+	if (q->scale_dtype == RT_F16)
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)q->scale + i)));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(
+	    _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)q->scale + i))), 16));
+}
+
+/* Rows r8..r8+7 of a column format (GPTQ, AWQ), k ascending, one lane per
+ * row: scr != NULL ([K][8]) receives the weights; else out[8] the dots with x. */
+static void oct_avx2(const struct rt_weight *w, int r8, const float *x, float *scr, float *out)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, R = w->rows, gcur = -1;
+	bool awq = q->layout == RT_I4_AWQ;
+	const __m256i shp = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+	const __m256i sha = _mm256_setr_epi32(0, 16, 4, 20, 8, 24, 12, 28);
+	const __m256i m15 = _mm256_set1_epi32(15);
+	__m256 acc = _mm256_setzero_ps(), sv = acc, zv = acc;
+	__m256i words = _mm256_setzero_si256();
+
+	for (int k = 0; k < K; k++) {
+		int g = rt_q_group(w, k);
+		__m256i nib;
+		__m256 wv;
+		if (g != gcur) {
+			uint32_t zq = rt_q_u32(q->zero, (size_t)g * (R / 8) + (size_t)(r8 / 8));
+			__m256i z = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)zq), awq ? sha : shp), m15);
+			zv = _mm256_cvtepi32_ps(_mm256_add_epi32(z, _mm256_set1_epi32(q->zero_add)));
+			sv = scale8(q, (size_t)g * R + (size_t)r8);
+			gcur = g;
+		}
+		if (awq) {
+			uint32_t u = rt_q_u32(w->data, (size_t)k * (R / 8) + (size_t)(r8 / 8));
+			nib = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u), sha), m15);
+		} else {
+			if ((k & 7) == 0)
+				words = _mm256_loadu_si256(
+				    (const __m256i *)((const char *)w->data + ((size_t)(k / 8) * R + (size_t)r8) * 4));
+			nib = _mm256_and_si256(_mm256_srl_epi32(words, _mm_cvtsi32_si128(4 * (k & 7))), m15);
+		}
+		wv = _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(nib), zv), sv);
+		if (scr)
+			_mm256_storeu_ps(scr + (size_t)k * 8, wv);
+		else
+			acc = _mm256_fmadd_ps(wv, _mm256_set1_ps(x[k]), acc);
+	}
+	if (!scr)
+		_mm256_storeu_ps(out, acc);
+}
+
+static void oct_dot_avx2(const float *scr, const float *x, int K, float *out)
+{
+	__m256 acc = _mm256_setzero_ps();
+	for (int k = 0; k < K; k++)
+		acc = _mm256_fmadd_ps(_mm256_loadu_ps(scr + (size_t)k * 8), _mm256_set1_ps(x[k]), acc);
+	_mm256_storeu_ps(out, acc);
+}
+
+static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
+{
+	const struct rt_weight *w = j->w;
+	int K = w->cols;
+
+	if (w->q.fmt == RT_WF_INT4 && w->q.layout != RT_I4_CT) {
+		float o[8];
+		for (int r8 = n0; r8 < n1; r8 += 8) {
+			if (j->T == 1 || !scr) {
+				for (int t = 0; t < j->T; t++) {
+					oct_avx2(w, r8, j->x + (size_t)t * K, NULL, o);
+					for (int i = 0; i < 8; i++)
+						put(j, t, r8 + i, o[i]);
+				}
+				continue;
+			}
+			oct_avx2(w, r8, NULL, scr, NULL);
+			for (int t = 0; t < j->T; t++) {
+				oct_dot_avx2(scr, j->x + (size_t)t * K, K, o);
+				for (int i = 0; i < 8; i++)
+					put(j, t, r8 + i, o[i]);
+			}
+		}
+		return;
+	}
+	if (j->T == 1 || !scr) {
+		for (int r = n0; r < n1; r++)
+			for (int t = 0; t < j->T; t++)
+				put(j, t, r, row_avx2(w, r, j->x + (size_t)t * K, NULL));
+		return;
+	}
+	for (int r = n0; r < n1; r++)
+		row_avx2(w, r, NULL, scr + (size_t)(r - n0) * K);
+	for (int t = 0; t < j->T; t++)
+		for (int r = n0; r < n1; r++)
+			put(j, t, r, dot_avx2(scr + (size_t)(r - n0) * K, j->x + (size_t)t * K, K));
+}
+
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+static bool cpu_has_f16c(void)
+{
+	unsigned a, b, c, d;
+	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
+static void q_task(void *ctx, int task, int thread)
+{
+	const struct qjob *j = ctx;
+	int n0 = task * QROWS, n1 = n0 + QROWS < j->w->rows ? n0 + QROWS : j->w->rows;
+	float *scr = j->have_scratch ? j->c->scratch[thread] : NULL;
+
+#ifdef HAVE_X86
+	if (j->c->avx2) {
+		task_avx2(j, n0, n1, scr);
+		return;
+	}
+#endif
+	task_generic(j, n0, n1, scr);
+}
+
+static int ensure_scratch(struct rt_qcpu *c, size_t K)
+{
+	if (c->scratch_k >= K)
+		return 0;
+	for (int i = 0; i < c->n_threads; i++) {
+		float *p = realloc(c->scratch[i], sizeof(float) * QROWS * K);
+		if (!p)
+			return -ENOMEM; /* the old buffers stay; scratch_k unchanged */
+		c->scratch[i] = p;
+	}
+	c->scratch_k = K;
+	return 0;
+}
+
+void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const float *x, const struct rt_weight *w,
+                    const float *bias, int T, bool acc)
+{
+	struct qjob j = {c, y, x, w, bias, T, acc, false};
+	int n_tasks = (w->rows + QROWS - 1) / QROWS;
+
+	/* generic C always sums over the scratch; AVX2 only for token blocks */
+	if ((T > 1 || !c->avx2) && ensure_scratch(c, (size_t)w->cols) == 0)
+		j.have_scratch = true;
+	if ((size_t)w->rows * w->cols * T < (1u << 15)) {
+		for (int t = 0; t < n_tasks; t++)
+			q_task(&j, t, 0);
+		return;
+	}
+	rt_pool_run(pool, n_tasks, q_task, &j);
+}
+
+int rt_qcpu_new(const char *simd, int n_threads, struct rt_qcpu **ret)
+{
+	struct rt_qcpu *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->n_threads = n_threads;
+	c->scratch = calloc((size_t)n_threads, sizeof(float *));
+	if (!c->scratch) {
+		free(c);
+		return -ENOMEM;
+	}
+#ifdef HAVE_X86
+	/* the CPU backend has picked avx2/avx512 only where the CPU has AVX2, FMA and F16C */
+	c->avx2 = simd && strcmp(simd, "generic") && cpu_has_f16c();
+#else
+	(void)simd;
+#endif
+	*ret = c;
+	return 0;
+}
+
+void rt_qcpu_free(struct rt_qcpu *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->n_threads; i++)
+		free(c->scratch[i]);
+	free(c->scratch);
+	free(c);
+}
