@@ -33,7 +33,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
 import gen_tiny  # noqa: E402
 
-LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "w1", "w2", "w3")
 
 
 # ---- fp8 e4m3 (OCP FP8 spec: bias 7, no infinities, S.1111.111 NaN) ----
@@ -204,7 +204,8 @@ def q_awq_gptq(w, group, fmt, rng, desc_act=False, sym=False):
         else:
             lo, hi = np.minimum(blk.min(axis=1), 0), np.maximum(blk.max(axis=1), 0)
             s = ((hi - lo) / 15).astype(np.float16).astype(np.float32)
-            z = np.clip(np.round(-lo / s), 0, 15).astype(np.int64)
+            # GPTQ's original format stores zero - 1 in 4 bits: 0 is not representable
+            z = np.clip(np.round(-lo / s), 1 if fmt == "gptq" else 0, 15).astype(np.int64)
         scale[g], zero[g] = s, z
         q[:, cols] = np.clip(np.round(blk / s[:, None]) + z[:, None], 0, 15)
     deq = (q - zero[g_idx].T).astype(np.float32) * scale[g_idx].T
