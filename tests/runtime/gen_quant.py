@@ -275,13 +275,8 @@ def is_ignored(name, opt):
     return any(re.match(p[3:], name) if p.startswith("re:") else p == name for p in opt.get("ignore", []))
 
 
-def generate(fmt, out, variant="llama", dims=None, **opt):
-    """Writes OUT (quantized) and OUT.ref (dequantized, f32)."""
-    seed = zlib.crc32(f"quant/{fmt}/{variant}".encode())
-    rng = np.random.default_rng(seed)
-    gen_tiny.generate(variant, "f32", out, 1, dims)  # config, tokenizer (weights replaced below)
-    s = gen_tiny.spec(variant, dims)
-    tensors = gen_tiny.make_weights(variant, s, np.random.default_rng(seed + 1))
+def quantize(fmt, tensors, rng, **opt):
+    """gen_tiny tensors -> (quantized [(name, array, tag)], reference [(name, f32 array, "f32")])"""
     qt, rt = [], []
     for name, a in tensors:
         mod = name[:-len(".weight")] if name.endswith(".weight") else None
@@ -301,6 +296,17 @@ def generate(fmt, out, variant="llama", dims=None, **opt):
             qt.append((name, a, "bf16" if a.ndim == 2 else "f32"))
             # the reference holds the same values the quantized model has
             rt.append((name, bf16_round(a) if a.ndim == 2 else a, "f32"))
+    return qt, rt
+
+
+def generate(fmt, out, variant="llama", dims=None, **opt):
+    """Writes OUT (quantized) and OUT.ref (dequantized, f32)."""
+    seed = zlib.crc32(f"quant/{fmt}/{variant}".encode())
+    rng = np.random.default_rng(seed)
+    gen_tiny.generate(variant, "f32", out, 1, dims)  # config, tokenizer (weights replaced below)
+    s = gen_tiny.spec(variant, dims)
+    tensors = gen_tiny.make_weights(variant, s, np.random.default_rng(seed + 1))
+    qt, rt = quantize(fmt, tensors, rng, **opt)
     os.remove(os.path.join(out, "model.safetensors"))
     ref = out + ".ref"
     shutil.rmtree(ref, ignore_errors=True)
