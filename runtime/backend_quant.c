@@ -14,6 +14,7 @@
  * batch.  AVX2 is chosen at run time as backend_cpu.c does (AVX-512 CPUs run
  * the AVX2 code); generic C otherwise. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,11 +119,15 @@ static inline __m256 fp8x8(const uint8_t *p, bool e5m2)
 	return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
 }
 
+/* the 8 nibbles of u plus 2^23, as floats (the nibble in the mantissa of
+ * 2^23): minus (zero + 2^23) gives nibble - zero exactly, one conversion less */
+#define MAGIC 8388608.0f
 static inline __m256 nib8(uint32_t u)
 {
 	const __m256i sh = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-	return _mm256_cvtepi32_ps(
-	    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u), sh), _mm256_set1_epi32(15)));
+	return _mm256_castsi256_ps(
+	    _mm256_or_si256(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u), sh), _mm256_set1_epi32(15)),
+	                    _mm256_set1_epi32(0x4b000000)));
 }
 
 /* Row r of a row format: dst != NULL stores its K weights, else returns its
@@ -148,7 +153,7 @@ static float row_avx2(const struct rt_weight *w, int r, const float *x, float *d
 			ge = (k / q->sc + 1) * q->sc;
 		if (k + 8 <= ge) {
 			__m256 sv = _mm256_set1_ps(rt_q_scale(w, r, k));
-			__m256 zv = fp8 ? sv : _mm256_set1_ps((float)rt_q_zero(w, r, k / q->sc));
+			__m256 zv = fp8 ? sv : _mm256_set1_ps((float)rt_q_zero(w, r, k / q->sc) + MAGIC);
 			for (; k + 8 <= ge && k < kv; k += 8) {
 				__m256 wv;
 				if (fp8) {
@@ -183,6 +188,122 @@ static float row_avx2(const struct rt_weight *w, int r, const float *x, float *d
 	for (; k < K; k++)
 		s = tail_add(s, rt_q_weight(w, r, k), x[k]);
 	return s;
+}
+
+/* HOT LOOP (decode): row_avx2's sums for 4 rows at once (rows r0..r0+nr-1,
+ * the missing ones repeat the last), so 4 independent FMA chains run and
+ * each row's result is exactly row_avx2's.  The rows are short, so the next
+ * group of 4 rows is prefetched while this one streams. */
+static void row4_avx2(const struct rt_weight *w, int r0, int nr, const float *x, float out[4])
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, kv = K & ~7, k = 0, rr[4];
+	bool fp8 = q->fmt == RT_WF_FP8, e5m2 = w->dtype == RT_F8_E5M2;
+	size_t rb = fp8 ? (size_t)K : (size_t)((K + 7) / 8) * 4;
+	const char *row[4];
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+
+	for (int i = 0; i < 4; i++) {
+		rr[i] = r0 + (i < nr ? i : nr - 1);
+		row[i] = (const char *)w->data + (size_t)rr[i] * rb;
+	}
+	while (k < kv) {
+		int ge = fp8 || !q->g_idx ? (k / q->sc + 1) * q->sc : k + 1;
+		if (k + 8 <= ge) {
+			__m256 s0 = _mm256_set1_ps(rt_q_scale(w, rr[0], k)), s1 = _mm256_set1_ps(rt_q_scale(w, rr[1], k)),
+			       s2 = _mm256_set1_ps(rt_q_scale(w, rr[2], k)), s3 = _mm256_set1_ps(rt_q_scale(w, rr[3], k));
+			if (fp8) {
+				/* 16 codes a step: the byte in the high half of a 16-bit lane,
+				 * shifted right arithmetically and bit 14 cleared, is the f16 of
+				 * the code over 2^8, folded into the scale (exact: 256 * s is,
+				 * and so is the f16); a step with a NaN code (S.1111.111) and a
+				 * scale that 256 overflows go the 8-code way below, which
+				 * gives the same values */
+				__m256 t0 = _mm256_mul_ps(s0, _mm256_set1_ps(256.0f)), t1 = _mm256_mul_ps(s1, _mm256_set1_ps(256.0f)),
+				       t2 = _mm256_mul_ps(s2, _mm256_set1_ps(256.0f)), t3 = _mm256_mul_ps(s3, _mm256_set1_ps(256.0f));
+				bool fin = !e5m2 && isfinite(_mm256_cvtss_f32(t0)) && isfinite(_mm256_cvtss_f32(t1)) &&
+				           isfinite(_mm256_cvtss_f32(t2)) && isfinite(_mm256_cvtss_f32(t3));
+				for (; fin && k + 16 <= ge && k + 16 <= kv; k += 16) {
+					__m128i b0 = _mm_loadu_si128((const __m128i *)(row[0] + k)),
+					        b1 = _mm_loadu_si128((const __m128i *)(row[1] + k)),
+					        b2 = _mm_loadu_si128((const __m128i *)(row[2] + k)),
+					        b3 = _mm_loadu_si128((const __m128i *)(row[3] + k));
+					__m128i m7 = _mm_set1_epi8(0x7f), nan;
+					__m256 xl = _mm256_loadu_ps(x + k), xh = _mm256_loadu_ps(x + k + 8);
+					nan = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(_mm_and_si128(b0, m7), m7),
+					                                _mm_cmpeq_epi8(_mm_and_si128(b1, m7), m7)),
+					                   _mm_or_si128(_mm_cmpeq_epi8(_mm_and_si128(b2, m7), m7),
+					                                _mm_cmpeq_epi8(_mm_and_si128(b3, m7), m7)));
+					if (!_mm_testz_si128(nan, nan))
+						break;
+					if ((k & 63) == 0)
+						for (int i = 0; i < 4; i++)
+							_mm_prefetch(row[i] + k + 4 * rb, _MM_HINT_T0);
+#define F8LO(b) _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1), \
+                                              _mm_set1_epi16((short)0xbfff)))
+#define F8HI(b) _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(_mm_setzero_si128(), b), 1), \
+                                              _mm_set1_epi16((short)0xbfff)))
+					a0 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b0), t0), xl, a0);
+					a1 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b1), t1), xl, a1);
+					a2 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b2), t2), xl, a2);
+					a3 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b3), t3), xl, a3);
+					a0 = _mm256_fmadd_ps(_mm256_mul_ps(F8HI(b0), t0), xh, a0);
+					a1 = _mm256_fmadd_ps(_mm256_mul_ps(F8HI(b1), t1), xh, a1);
+					a2 = _mm256_fmadd_ps(_mm256_mul_ps(F8HI(b2), t2), xh, a2);
+					a3 = _mm256_fmadd_ps(_mm256_mul_ps(F8HI(b3), t3), xh, a3);
+#undef F8LO
+#undef F8HI
+				}
+				for (; k + 8 <= ge && k < kv; k += 8) {
+					__m256 xv = _mm256_loadu_ps(x + k);
+					if ((k & 63) == 0)
+						for (int i = 0; i < 4; i++)
+							_mm_prefetch(row[i] + k + 4 * rb, _MM_HINT_T0);
+					a0 = _mm256_fmadd_ps(_mm256_mul_ps(fp8x8((const uint8_t *)row[0] + k, e5m2), s0), xv, a0);
+					a1 = _mm256_fmadd_ps(_mm256_mul_ps(fp8x8((const uint8_t *)row[1] + k, e5m2), s1), xv, a1);
+					a2 = _mm256_fmadd_ps(_mm256_mul_ps(fp8x8((const uint8_t *)row[2] + k, e5m2), s2), xv, a2);
+					a3 = _mm256_fmadd_ps(_mm256_mul_ps(fp8x8((const uint8_t *)row[3] + k, e5m2), s3), xv, a3);
+				}
+			} else {
+				int g = k / q->sc;
+				__m256 z0 = _mm256_set1_ps((float)rt_q_zero(w, rr[0], g) + MAGIC),
+				       z1 = _mm256_set1_ps((float)rt_q_zero(w, rr[1], g) + MAGIC),
+				       z2 = _mm256_set1_ps((float)rt_q_zero(w, rr[2], g) + MAGIC),
+				       z3 = _mm256_set1_ps((float)rt_q_zero(w, rr[3], g) + MAGIC);
+				for (; k + 8 <= ge && k < kv; k += 8) {
+					__m256 xv = _mm256_loadu_ps(x + k);
+					size_t o = (size_t)(k / 8) * 4;
+					uint32_t u0, u1, u2, u3;
+					if ((k & 127) == 0)
+						for (int i = 0; i < 4; i++)
+							_mm_prefetch(row[i] + o + 4 * rb, _MM_HINT_T0);
+					memcpy(&u0, row[0] + o, 4);
+					memcpy(&u1, row[1] + o, 4);
+					memcpy(&u2, row[2] + o, 4);
+					memcpy(&u3, row[3] + o, 4);
+					a0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u0), z0), s0), xv, a0);
+					a1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u1), z1), s1), xv, a1);
+					a2 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u2), z2), s2), xv, a2);
+					a3 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u3), z3), s3), xv, a3);
+				}
+			}
+		} else {
+			float t[4][8];
+			__m256 xv = _mm256_loadu_ps(x + k);
+			for (int i = 0; i < 4; i++)
+				for (int l = 0; l < 8; l++)
+					t[i][l] = rt_q_weight(w, rr[i], k + l);
+			a0 = _mm256_fmadd_ps(_mm256_loadu_ps(t[0]), xv, a0);
+			a1 = _mm256_fmadd_ps(_mm256_loadu_ps(t[1]), xv, a1);
+			a2 = _mm256_fmadd_ps(_mm256_loadu_ps(t[2]), xv, a2);
+			a3 = _mm256_fmadd_ps(_mm256_loadu_ps(t[3]), xv, a3);
+			k += 8;
+		}
+	}
+	out[0] = hsum8(a0), out[1] = hsum8(a1), out[2] = hsum8(a2), out[3] = hsum8(a3);
+	for (; k < K; k++)
+		for (int i = 0; i < 4; i++)
+			out[i] = tail_add(out[i], rt_q_weight(w, rr[i], k), x[k]);
 }
 
 /* the same sums over a row of stored weights */
@@ -286,9 +407,15 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 		return;
 	}
 	if (j->T == 1 || !scr) {
-		for (int r = n0; r < n1; r++)
-			for (int t = 0; t < j->T; t++)
-				put(j, t, r, row_avx2(w, r, j->x + (size_t)t * K, NULL));
+		for (int r = n0; r < n1; r += 4) {
+			int nr = n1 - r < 4 ? n1 - r : 4;
+			float o[4];
+			for (int t = 0; t < j->T; t++) {
+				row4_avx2(w, r, nr, j->x + (size_t)t * K, o);
+				for (int i = 0; i < nr; i++)
+					put(j, t, r + i, o[i]);
+			}
+		}
 		return;
 	}
 	for (int r = n0; r < n1; r++)

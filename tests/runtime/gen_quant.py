@@ -257,7 +257,7 @@ def quant_config(fmt, opt):
         return {"quant_method": "compressed-tensors", "format": "pack-quantized", "quantization_status": "compressed",
                 "config_groups": {"group_0": {"targets": ["Linear"], "weights": w, "input_activations": None,
                                               "output_activations": None}},
-                "ignore": ["lm_head"] + opt.get("ignore", [])}
+                "ignore": ([] if opt.get("lm_head") else ["lm_head"]) + opt.get("ignore", [])}
     if fmt == "ct-fp8":
         w = {"num_bits": 8, "type": "float", "symmetric": True, "dynamic": False, "strategy": opt["strategy"]}
         return {"quant_method": "compressed-tensors", "format": "float-quantized",
@@ -280,7 +280,8 @@ def quantize(fmt, tensors, rng, **opt):
     qt, rt = [], []
     for name, a in tensors:
         mod = name[:-len(".weight")] if name.endswith(".weight") else None
-        if mod and a.ndim == 2 and mod.split(".")[-1] in LINEAR and not is_ignored(mod, opt):
+        lin = mod and (mod.split(".")[-1] in LINEAR or (mod == "lm_head" and opt.get("lm_head")))
+        if lin and a.ndim == 2 and not is_ignored(mod, opt):
             if fmt == "fp8":
                 t, deq = q_fp8_block(a, *opt.get("block", (128, 128)))
             elif fmt == "ct-int4":
@@ -299,22 +300,29 @@ def quantize(fmt, tensors, rng, **opt):
     return qt, rt
 
 
-def generate(fmt, out, variant="llama", dims=None, **opt):
-    """Writes OUT (quantized) and OUT.ref (dequantized, f32)."""
+def generate(fmt, out, variant="llama", dims=None, write_ref=True, **opt):
+    """Writes OUT (quantized) and OUT.ref (dequantized, f32).  opt lm_head:
+    a tied model gets its own lm_head.weight (the embedding), quantized."""
     seed = zlib.crc32(f"quant/{fmt}/{variant}".encode())
     rng = np.random.default_rng(seed)
     gen_tiny.generate(variant, "f32", out, 1, dims)  # config, tokenizer (weights replaced below)
     s = gen_tiny.spec(variant, dims)
     tensors = gen_tiny.make_weights(variant, s, np.random.default_rng(seed + 1))
+    with open(os.path.join(out, "config.json")) as f:
+        cfg = json.load(f)
+    if opt.get("lm_head") and cfg["tie_word_embeddings"]:
+        tensors.append(("lm_head.weight", dict(tensors)["model.embed_tokens.weight"].copy()))
+        cfg["tie_word_embeddings"] = False
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=1)
     qt, rt = quantize(fmt, tensors, rng, **opt)
     os.remove(os.path.join(out, "model.safetensors"))
     ref = out + ".ref"
-    shutil.rmtree(ref, ignore_errors=True)
-    shutil.copytree(out, ref)
+    if write_ref:
+        shutil.rmtree(ref, ignore_errors=True)
+        shutil.copytree(out, ref)
+        write_st(os.path.join(ref, "model.safetensors"), rt)
     write_st(os.path.join(out, "model.safetensors"), qt)
-    write_st(os.path.join(ref, "model.safetensors"), rt)
-    with open(os.path.join(out, "config.json")) as f:
-        cfg = json.load(f)
     cfg["quantization_config"] = quant_config(fmt, opt)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
@@ -325,4 +333,4 @@ if __name__ == "__main__":
     if len(sys.argv) < 3:
         sys.stderr.write(__doc__)
         sys.exit(2)
-    generate(sys.argv[1], sys.argv[2], **json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})
+    generate(sys.argv[1], sys.argv[2], **(json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}))
