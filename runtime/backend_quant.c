@@ -343,9 +343,17 @@ static void oct_avx2(const struct rt_weight *w, int r8, const float *x, float *s
 	__m256 acc = _mm256_setzero_ps(), sv = acc, zv = acc;
 	__m256i words = _mm256_setzero_si256();
 
-	for (int k = 0; k < K; k++) {
-		int g = rt_q_group(w, k);
+	for (int k = 0, kn = 0; k < K; k++) {
+		int g;
 		__m256i nib;
+		if (q->g_idx) {
+			g = rt_q_group(w, k);
+		} else if (k == kn) {
+			g = k / q->sc;
+			kn = k + q->sc;
+		} else {
+			g = gcur;
+		}
 		__m256 wv;
 		if (g != gcur) {
 			uint32_t zq = rt_q_u32(q->zero, (size_t)g * (R / 8) + (size_t)(r8 / 8));
@@ -373,6 +381,76 @@ static void oct_avx2(const struct rt_weight *w, int r8, const float *x, float *s
 		_mm256_storeu_ps(out, acc);
 }
 
+/* HOT LOOP (decode): oct_avx2's sums for rows r8..r8+15 (no > 1: the second
+ * octet too), two independent chains, each lane exactly as oct_avx2 computes
+ * it; the packed words of the coming columns are prefetched (they lie a row
+ * of the packed tensor apart). */
+static void oct2_avx2(const struct rt_weight *w, int r8, int no, const float *x, float *out)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, R = w->rows, gcur = -1, o2 = no > 1 ? 8 : 0;
+	bool awq = q->layout == RT_I4_AWQ;
+	const __m256i shp = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+	const __m256i sha = _mm256_setr_epi32(0, 16, 4, 20, 8, 24, 12, 28);
+	const __m256i m15 = _mm256_set1_epi32(15);
+	const char *d = w->data;
+	size_t ws = awq ? (size_t)R / 2 : (size_t)R * 4; /* bytes from one packed row to the next */
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, s0 = a0, s1 = a0, z0 = a0, z1 = a0;
+	__m256i w0 = _mm256_setzero_si256(), w1 = w0;
+
+	for (int k = 0, kn = 0; k < K; k++) {
+		int g;
+		__m256i n0, n1;
+		if (q->g_idx) {
+			g = rt_q_group(w, k);
+		} else if (k == kn) { /* the next group begins (no division a column) */
+			g = k / q->sc;
+			kn = k + q->sc;
+		} else {
+			g = gcur;
+		}
+		__m256 xv = _mm256_set1_ps(x[k]);
+		if (g != gcur) {
+			size_t zi = (size_t)g * (R / 8) + (size_t)(r8 / 8);
+			__m256i zs = awq ? sha : shp, za = _mm256_set1_epi32(q->zero_add);
+			z0 = _mm256_cvtepi32_ps(_mm256_add_epi32(
+			    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi)), zs), m15), za));
+			z1 = _mm256_cvtepi32_ps(_mm256_add_epi32(
+			    _mm256_and_si256(
+			        _mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi + (o2 ? 1 : 0))), zs), m15),
+			    za));
+			s0 = scale8(q, (size_t)g * R + (size_t)r8);
+			s1 = scale8(q, (size_t)g * R + (size_t)r8 + o2);
+			gcur = g;
+		}
+		if (awq) {
+			const char *p = d + (size_t)k * ws + (size_t)(r8 / 8) * 4;
+			uint32_t u0, u1;
+			if ((k & 7) == 0)
+				_mm_prefetch(p + 8 * ws, _MM_HINT_T0);
+			memcpy(&u0, p, 4);
+			memcpy(&u1, p + (o2 ? 4 : 0), 4);
+			n0 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u0), sha), m15);
+			n1 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u1), sha), m15);
+		} else {
+			__m128i c = _mm_cvtsi32_si128(4 * (k & 7));
+			if ((k & 7) == 0) {
+				const char *p = d + (size_t)(k / 8) * ws + (size_t)r8 * 4;
+				_mm_prefetch(p + 4 * ws, _MM_HINT_T0);
+				w0 = _mm256_loadu_si256((const __m256i *)p);
+				w1 = _mm256_loadu_si256((const __m256i *)(p + o2 * 4));
+			}
+			n0 = _mm256_and_si256(_mm256_srl_epi32(w0, c), m15);
+			n1 = _mm256_and_si256(_mm256_srl_epi32(w1, c), m15);
+		}
+		a0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(n0), z0), s0), xv, a0);
+		a1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(n1), z1), s1), xv, a1);
+	}
+	_mm256_storeu_ps(out, a0);
+	if (no > 1)
+		_mm256_storeu_ps(out + 8, a1);
+}
+
 static void oct_dot_avx2(const float *scr, const float *x, int K, float *out)
 {
 	__m256 acc = _mm256_setzero_ps();
@@ -387,9 +465,18 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 	int K = w->cols;
 
 	if (w->q.fmt == RT_WF_INT4 && w->q.layout != RT_I4_CT) {
-		float o[8];
+		float o[16];
+		if (j->T == 1) {
+			for (int r8 = n0; r8 < n1; r8 += 16) {
+				int no = n1 - r8 >= 16 ? 2 : 1;
+				oct2_avx2(w, r8, no, j->x, o);
+				for (int i = 0; i < 8 * no; i++)
+					put(j, 0, r8 + i, o[i]);
+			}
+			return;
+		}
 		for (int r8 = n0; r8 < n1; r8 += 8) {
-			if (j->T == 1 || !scr) {
+			if (!scr) {
 				for (int t = 0; t < j->T; t++) {
 					oct_avx2(w, r8, j->x + (size_t)t * K, NULL, o);
 					for (int i = 0; i < 8; i++)
