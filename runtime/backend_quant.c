@@ -87,7 +87,6 @@ static void task_generic(const struct qjob *j, int n0, int n1, float *scr)
 /* ---- AVX2 ---- */
 #if defined(__x86_64__) || defined(__i386__)
 #define HAVE_X86 1
-#include <cpuid.h>
 #ifdef __clang__
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #else
@@ -518,11 +517,6 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 #pragma GCC pop_options
 #endif
 
-static bool cpu_has_f16c(void)
-{
-	unsigned a, b, c, d;
-	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
-}
 #endif
 
 static void q_task(void *ctx, int task, int thread)
@@ -584,8 +578,8 @@ int rt_qcpu_new(const char *simd, int n_threads, struct rt_qcpu **ret)
 		return -ENOMEM;
 	}
 #ifdef HAVE_X86
-	/* the CPU backend has picked avx2/avx512 only where the CPU has AVX2, FMA and F16C */
-	c->avx2 = simd && strcmp(simd, "generic") && cpu_has_f16c();
+	/* backend_cpu.c picks avx2 or avx512 only where the CPU has AVX2, FMA and F16C */
+	c->avx2 = simd && (!strcmp(simd, "avx2") || !strcmp(simd, "avx512"));
 #else
 	(void)simd;
 #endif

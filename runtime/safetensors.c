@@ -56,24 +56,9 @@ void rt_st_close(struct st_set *s)
 
 static int parse_dtype(const char *s)
 {
-	if (!strcmp(s, "F32"))
-		return RT_F32;
-	if (!strcmp(s, "F16"))
-		return RT_F16;
-	if (!strcmp(s, "BF16"))
-		return RT_BF16;
-	if (!strcmp(s, "F8_E4M3"))
-		return RT_F8_E4M3;
-	if (!strcmp(s, "F8_E5M2"))
-		return RT_F8_E5M2;
-	if (!strcmp(s, "I8"))
-		return RT_I8;
-	if (!strcmp(s, "U8"))
-		return RT_U8;
-	if (!strcmp(s, "I32"))
-		return RT_I32;
-	if (!strcmp(s, "I64"))
-		return RT_I64;
+	for (int i = 0; i < RT_N_DTYPES; i++)
+		if (!strcmp(s, rt_dtype_name(i)))
+			return i;
 	return -1;
 }
 

@@ -22,6 +22,7 @@ sys.path.insert(0, here)
 try:
     import numpy as np
     import gen_quant
+    from test_hostile import read_st, write_st
 except ImportError as e:
     print(f"1..0 # SKIP {e}")
     sys.exit(77)
@@ -73,18 +74,6 @@ def agrun_run(agrun, md, args, env):
     thr = ["--threads", env["AGRT_THREADS"]] if "AGRT_THREADS" in env else []
     return subprocess.run([agrun, md, "--raw"] + args + thr, capture_output=True, text=True,
                           env=dict(os.environ, **env), timeout=300)
-
-
-def read_st(path):
-    raw = open(path, "rb").read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    return json.loads(raw[8:8 + n]), bytearray(raw[8 + n:])
-
-
-def write_st(path, hdr, data):
-    h = json.dumps(hdr).encode()
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + bytes(data))
 
 
 def main():
@@ -147,6 +136,7 @@ def edit_tensor(md, name, fn):
     """fn(header entry, data bytes view of the tensor) -> (new header entry, new bytes) or None (in place)"""
     path = os.path.join(md, "model.safetensors")
     hdr, data = read_st(path)
+    data = bytearray(data)
     ent = hdr[name]
     b, e = ent["data_offsets"]
     res = fn(ent, memoryview(data)[b:e])
