@@ -41,6 +41,7 @@ struct rt_model {
 	struct moe_scratch *moe;      /* MoE blocks' buffers (both paths run under run), NULL when dense */
 	struct mla_scratch *mla;      /* latent attention's buffers, NULL without MLA */
 	struct rt_quant *quant;       /* config.json's quantization_config, NULL when none */
+	float **kvb_f32;              /* [n_layers]: dequantized copies of quantized MLA kv_b_proj, or NULL */
 };
 
 /* Buffers of multi-head latent attention over at most CHUNK rows. */
@@ -282,11 +283,21 @@ static int bind_mla(struct rt_model *m, int i, struct rt_layer *L, struct rt_err
 	                    (r = bind_vector(m, NM("o_proj.bias"), c->hidden, &L->bo, err)) < 0))
 		return r;
 #undef NM
-	if (L->wkv_b.q.fmt != RT_WF_DENSE)
-		return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP,
-		               "%s: layer %d: a quantized kv_b_proj is not supported (list it in the quantization_config's "
-		               "ignore)",
-		               m->dir, i);
+	if (L->wkv_b.q.fmt != RT_WF_DENSE) {
+		/* a quantized kv_b_proj (DeepSeek-V3's FP8 checkpoints): its key half
+		 * is transposed per head below and its value half sliced per head, so
+		 * it is dequantized once into an f32 host copy (exact; 1/64 to 1/16 of
+		 * a layer's attention weights, docs/RUNTIME.md) */
+		size_t R = (size_t)L->wkv_b.rows, C = (size_t)L->wkv_b.cols;
+		float *f = malloc(sizeof(float) * R * C);
+		if (!f)
+			return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+		for (size_t row = 0; row < R; row++)
+			for (size_t k = 0; k < C; k++)
+				f[row * C + k] = rt_q_weight(&L->wkv_b, (int)row, (int)k);
+		m->kvb_f32[i] = f;
+		L->wkv_b = (struct rt_weight){.data = f, .dtype = RT_F32, .rows = (int)R, .cols = (int)C};
+	}
 	{
 		/* W_kb^T per head, element for element in the stored dtype, so that
 		 * q_nope^T W_kb is an ordinary (threaded, SIMD) matmul */
@@ -522,6 +533,10 @@ void rt_model_free(struct rt_model *m)
 			free(L->kv_a_norm);
 		}
 	free(m->layers);
+	if (m->kvb_f32)
+		for (int i = 0; i < m->cfg.n_layers; i++)
+			free(m->kvb_f32[i]);
+	free(m->kvb_f32);
 	batch_scratch_free(m->bs);
 	moe_scratch_free(m->moe);
 	mla_scratch_free(m->mla);
@@ -573,7 +588,8 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 		goto out;
 	m->layers = calloc(c->n_layers, sizeof(*m->layers));
 	m->inv_freq = calloc(c->head_dim / 2, sizeof(float));
-	if (!m->layers || !m->inv_freq) {
+	m->kvb_f32 = calloc(c->n_layers, sizeof(*m->kvb_f32));
+	if (!m->layers || !m->inv_freq || !m->kvb_f32) {
 		r = rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
 		goto out;
 	}

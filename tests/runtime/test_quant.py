@@ -67,6 +67,9 @@ CASES = [
      {"variant": "qwen3_moe", "group": 16, "sym": False, "ignore": ["re:.*mlp\\.gate$"]}, {}, 60),
     ("mixtral fp8 experts", "fp8", {"variant": "mixtral", "block": [32, 32]}, {}, 60),
     ("qwen3_moe gptq experts", "gptq", {"variant": "qwen3_moe", "group": 8}, {}, 60),
+    # DeepSeek-V3 as its FP8 checkpoints: latent attention (kv_b_proj too) and experts in fp8 blocks
+    ("deepseek_v3 fp8 (MLA, experts)", "fp8", {"variant": "deepseek_v3", "block": [16, 16]}, {}, 60),
+    ("deepseek_v3 fp8 generic", "fp8", {"variant": "deepseek_v3", "block": [16, 16]}, {"AGRT_SIMD": "generic"}, 40),
 ]
 
 
