@@ -8,7 +8,11 @@ one thread, and a 300-token prompt (the token-block path).  Then hostile
 quantized files are refused with exit 3 and a one-line error naming the
 problem.  TAP output.
 
-usage: test_quant.py AGRUN"""
+Each quantized model also goes through test_api (the library API test:
+incremental decode against batched prefill, i.e. the one-token kernels
+against the token-block ones, within 1e-5, and the error paths).
+
+usage: test_quant.py AGRUN TEST_API"""
 import json
 import os
 import shutil
@@ -80,10 +84,10 @@ def agrun_run(agrun, md, args, env):
 
 
 def main():
-    agrun = sys.argv[1]
+    agrun, test_api = sys.argv[1], sys.argv[2]
     tmp = tempfile.mkdtemp(prefix="agrt-quant-")
     hostile = hostile_cases()
-    print(f"1..{2 * len(CASES) + len(hostile)}")
+    print(f"1..{3 * len(CASES) + len(hostile)}")
     n = failed = 0
     try:
         for name, fmt, opt, env, plen in CASES:
@@ -116,6 +120,15 @@ def main():
             failed += not ok
             print(f"{'ok' if ok else 'not ok'} {n} - greedy {name} {env or ''}: {toks[0]}" +
                   ("" if ok else f" want {toks[1]}"))
+            p = subprocess.run([test_api, md], capture_output=True, text=True, env=dict(os.environ, **env),
+                               timeout=300)
+            n += 1
+            ok = p.returncode == 0
+            failed += not ok
+            inc = [ln for ln in p.stdout.splitlines() if "incremental vs batched" in ln]
+            print(f"{'ok' if ok else 'not ok'} {n} - test_api {name} {env or ''}: "
+                  f"{inc[0].lstrip('# ') if inc else ''}" +
+                  ("" if ok else " " + " | ".join(ln for ln in p.stdout.splitlines() if ln.startswith("not ok"))))
             shutil.rmtree(md, ignore_errors=True)
             shutil.rmtree(ref, ignore_errors=True)
         for name, fmt, opt, mutate, want in hostile:
