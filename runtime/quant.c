@@ -283,15 +283,14 @@ static int parse_qc(struct rt_quant *q, json_t *qc, const char *path, struct rt_
 		const char *ver = q_str(qc, m[0] == 'a' ? "version" : "checkpoint_format");
 		bool zp = true;
 		q->method = m[0] == 'a' ? QM_AWQ : QM_GPTQ;
-		if ((r = q_int(qc, m[0] == 'a' ? "w_bit" : "bits", INT_MIN, 1, 64, &bits, path, err)) < 0 &&
-		    (r = q_int(qc, "bits", INT_MIN, 1, 64, &bits, path, err)) < 0)
+		/* transformers' keys; AutoAWQ's own quant_config.json says w_bit and q_group_size */
+		if ((r = q_int(qc, json_object_get(qc, "bits") ? "bits" : "w_bit", INT_MIN, 1, 64, &bits, path, err)) < 0)
 			return r;
 		if (bits != 4)
 			return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: quantization_config: %d-bit %s not supported (4)",
 			               path, bits, m);
-		if ((r = q_int(qc, m[0] == 'a' ? "q_group_size" : "group_size", INT_MIN, -1, Q_MAX_GROUP, &q->group,
-		               path, err)) < 0 &&
-		    (r = q_int(qc, "group_size", INT_MIN, -1, Q_MAX_GROUP, &q->group, path, err)) < 0)
+		if ((r = q_int(qc, json_object_get(qc, "group_size") ? "group_size" : "q_group_size", INT_MIN, -1,
+		               Q_MAX_GROUP, &q->group, path, err)) < 0)
 			return r;
 		if (q->group == 0 || (q->group < 0 && q->method == QM_AWQ))
 			return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: quantization_config: group_size %d", path, q->group);

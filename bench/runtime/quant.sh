@@ -42,29 +42,32 @@ ids=$("$py" -c "import random; random.seed(1); print(','.join(str(random.randran
 for m in bf16 int4 fp8; do
 	"$agrun" "$work/$m" --raw --ids "$ids" -n 4 --no-eos --json --device cpu --threads "$thr" >/dev/null 2>&1
 done
-# interleaved, best of three: the machine's other load comes and goes
-for rep in 1 2 3; do
-	for m in bf16 int4 fp8; do
-		"$agrun" "$work/$m" --raw --ids "$ids" -n "$nnew" --no-eos --json --device cpu --threads "$thr" \
-			2>/dev/null > "$work/$m.$rep.json"
-	done
-done
 llama_note=""
+have_llama=0
 if [ -x "$llama_build/bin/llama-bench" ] && [ -d "$llama_dir/gguf-py" ]; then
+	have_llama=1
 	for t in bf16 q4_0 q8_0; do
 		q=$t
 		[ "$t" = bf16 ] && q=""
 		"$py" "$root/bench/serve/hf_to_gguf.py" "$llama_dir" "$work/bf16" "$work/$t.gguf" $q >/dev/null
 	done
-	for rep in 1 2 3; do
-		for t in bf16 q4_0 q8_0; do
-			LD_LIBRARY_PATH="$llama_build/bin" "$llama_build/bin/llama-bench" -m "$work/$t.gguf" -p 0 \
-				-n "$nnew" -t "$thr" -r 1 -o json 2>/dev/null > "$work/ll-$t.$rep.json" || true
-		done
-	done
 else
 	llama_note="llama.cpp not run (no $llama_build/bin/llama-bench or $llama_dir/gguf-py)"
 fi
+# agrun and llama.cpp interleaved, best of three: the machine's other load comes and goes
+for rep in 1 2 3; do
+	for m in bf16 int4 fp8; do
+		"$agrun" "$work/$m" --raw --ids "$ids" -n "$nnew" --no-eos --json --device cpu --threads "$thr" \
+			2>/dev/null > "$work/$m.$rep.json"
+		if [ "$have_llama" = 1 ]; then
+			t=$m
+			[ "$m" = int4 ] && t=q4_0
+			[ "$m" = fp8 ] && t=q8_0
+			LD_LIBRARY_PATH="$llama_build/bin" "$llama_build/bin/llama-bench" -m "$work/$t.gguf" -p 0 \
+				-n "$nnew" -t "$thr" -r 1 -o json 2>/dev/null > "$work/ll-$t.$rep.json" || true
+		fi
+	done
+done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 "$py" - "$work" "$nnew" "$thr" "$load0" "$load1" "$llama_note" <<'PY'
 import glob, json, os, sys
