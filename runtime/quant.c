@@ -271,7 +271,7 @@ static int parse_qc(struct rt_quant *q, json_t *qc, const char *path, struct rt_
 		json_t *bs = json_object_get(qc, "weight_block_size");
 		const char *fmt = q_str(qc, "fmt");
 		q->method = QM_FP8;
-		if (fmt && strcmp(fmt, "e4m3"))
+		if (fmt && strcmp(fmt, "e4m3") && strcmp(fmt, "float8_e4m3fn"))
 			return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: quantization_config: fp8 fmt '%.20s' not supported (e4m3)",
 			               path, fmt);
 		if (bs && !json_is_null(bs) && (r = q_pair(bs, &q->br, &q->bc, "weight_block_size", path, err)) < 0)
