@@ -269,22 +269,29 @@ static void row4_avx2(const struct rt_weight *w, int r0, int nr, const float *x,
 				       z1 = _mm256_set1_ps((float)rt_q_zero(w, rr[1], g) + MAGIC),
 				       z2 = _mm256_set1_ps((float)rt_q_zero(w, rr[2], g) + MAGIC),
 				       z3 = _mm256_set1_ps((float)rt_q_zero(w, rr[3], g) + MAGIC);
-				for (; k + 8 <= ge && k < kv; k += 8) {
-					__m256 xv = _mm256_loadu_ps(x + k);
-					size_t o = (size_t)(k / 8) * 4;
-					uint32_t u0, u1, u2, u3;
-					if ((k & 127) == 0)
-						for (int i = 0; i < 4; i++)
-							_mm_prefetch(row[i] + o + 4 * rb, _MM_HINT_T0);
-					memcpy(&u0, row[0] + o, 4);
-					memcpy(&u1, row[1] + o, 4);
-					memcpy(&u2, row[2] + o, 4);
-					memcpy(&u3, row[3] + o, 4);
-					a0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u0), z0), s0), xv, a0);
-					a1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u1), z1), s1), xv, a1);
-					a2 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u2), z2), s2), xv, a2);
-					a3 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u3), z3), s3), xv, a3);
-				}
+/* one group's chunks; symmetric checkpoints pass one zero register for all 4 rows */
+#define I4LOOP(Z0, Z1, Z2, Z3)                                                                                  \
+	for (; k + 8 <= ge && k < kv; k += 8) {                                                                 \
+		__m256 xv = _mm256_loadu_ps(x + k);                                                             \
+		size_t o = (size_t)(k / 8) * 4;                                                                 \
+		uint32_t u0, u1, u2, u3;                                                                        \
+		if ((k & 127) == 0)                                                                             \
+			for (int i = 0; i < 4; i++)                                                             \
+				_mm_prefetch(row[i] + o + 4 * rb, _MM_HINT_T0);                                 \
+		memcpy(&u0, row[0] + o, 4);                                                                     \
+		memcpy(&u1, row[1] + o, 4);                                                                     \
+		memcpy(&u2, row[2] + o, 4);                                                                     \
+		memcpy(&u3, row[3] + o, 4);                                                                     \
+		a0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u0), Z0), s0), xv, a0);                  \
+		a1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u1), Z1), s1), xv, a1);                  \
+		a2 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u2), Z2), s2), xv, a2);                  \
+		a3 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u3), Z3), s3), xv, a3);                  \
+	}
+				if (!q->zero)
+					I4LOOP(z0, z0, z0, z0)
+				else
+					I4LOOP(z0, z1, z2, z3)
+#undef I4LOOP
 			}
 		} else {
 			float t[4][8];
