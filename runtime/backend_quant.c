@@ -312,7 +312,8 @@ static void row4_avx2(const struct rt_weight *w, int r0, int nr, const float *x,
 			out[i] = tail_add(out[i], rt_q_weight(w, rr[i], k), x[k]);
 }
 
-/* the same sums over a row of stored weights */
+/* the same sums over a row of stored weights (not backend_cpu.c's dot: this
+ * one must keep row4_avx2's order whatever the dense kernels do) */
 static float dot_avx2(const float *wr, const float *x, int K)
 {
 	__m256 acc = _mm256_setzero_ps();
