@@ -30,16 +30,16 @@ enum rt_i4_layout {
 	                 * zero I32 [n_groups][rows/8] in the same order */
 };
 struct rt_wquant {
-	int fmt;            /* enum rt_wfmt; RT_WF_DENSE: nothing below is used */
-	int layout;         /* int4: enum rt_i4_layout */
-	const void *scale;  /* F32, F16 or BF16 (scale_dtype), in the mapping */
+	int fmt;           /* enum rt_wfmt; RT_WF_DENSE: nothing below is used */
+	int layout;        /* int4: enum rt_i4_layout */
+	const void *scale; /* F32, F16 or BF16 (scale_dtype), in the mapping */
 	int scale_dtype;
-	int sr, sc;         /* fp8: rows and columns per scale; int4: sc = group size (columns) */
-	int n_sc;           /* fp8: scales per scale row, ceil(cols / sc); int4: groups per row */
-	const void *zero;   /* int4: packed zero points, NULL: zero_const for all */
-	int zero_const;     /* int4 without zero points: 8 (the signed range's offset) */
-	int zero_add;       /* int4: added to each stored zero (GPTQ's original format stores zero - 1) */
-	const void *g_idx;  /* int4: I32 [cols] group of each column (GPTQ act-order), NULL: k / sc */
+	int sr, sc;        /* fp8: rows and columns per scale; int4: sc = group size (columns) */
+	int n_sc;          /* fp8: scales per scale row, ceil(cols / sc); int4: groups per row */
+	const void *zero;  /* int4: packed zero points, NULL: zero_const for all */
+	int zero_const;    /* int4 without zero points: 8 (the signed range's offset) */
+	int zero_add;      /* int4: added to each stored zero (GPTQ's original format stores zero - 1) */
+	const void *g_idx; /* int4: I32 [cols] group of each column (GPTQ act-order), NULL: k / sc */
 };
 
 /* A weight matrix [rows][cols] in dtype (enum rt_dtype), row-major; or, when

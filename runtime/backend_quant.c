@@ -209,8 +209,10 @@ static void row4_avx2(const struct rt_weight *w, int r0, int nr, const float *x,
 	while (k < kv) {
 		int ge = fp8 || !q->g_idx ? (k / q->sc + 1) * q->sc : k + 1;
 		if (k + 8 <= ge) {
-			__m256 s0 = _mm256_set1_ps(rt_q_scale(w, rr[0], k)), s1 = _mm256_set1_ps(rt_q_scale(w, rr[1], k)),
-			       s2 = _mm256_set1_ps(rt_q_scale(w, rr[2], k)), s3 = _mm256_set1_ps(rt_q_scale(w, rr[3], k));
+			__m256 s0 = _mm256_set1_ps(rt_q_scale(w, rr[0], k)),
+			       s1 = _mm256_set1_ps(rt_q_scale(w, rr[1], k)),
+			       s2 = _mm256_set1_ps(rt_q_scale(w, rr[2], k)),
+			       s3 = _mm256_set1_ps(rt_q_scale(w, rr[3], k));
 			if (fp8) {
 				/* 16 codes a step: the byte in the high half of a 16-bit lane,
 				 * shifted right arithmetically and bit 14 cleared, is the f16 of
@@ -218,8 +220,10 @@ static void row4_avx2(const struct rt_weight *w, int r0, int nr, const float *x,
 				 * and so is the f16); a step with a NaN code (S.1111.111) and a
 				 * scale that 256 overflows go the 8-code way below, which
 				 * gives the same values */
-				__m256 t0 = _mm256_mul_ps(s0, _mm256_set1_ps(256.0f)), t1 = _mm256_mul_ps(s1, _mm256_set1_ps(256.0f)),
-				       t2 = _mm256_mul_ps(s2, _mm256_set1_ps(256.0f)), t3 = _mm256_mul_ps(s3, _mm256_set1_ps(256.0f));
+				__m256 t0 = _mm256_mul_ps(s0, _mm256_set1_ps(256.0f)),
+				       t1 = _mm256_mul_ps(s1, _mm256_set1_ps(256.0f)),
+				       t2 = _mm256_mul_ps(s2, _mm256_set1_ps(256.0f)),
+				       t3 = _mm256_mul_ps(s3, _mm256_set1_ps(256.0f));
 				bool fin = !e5m2 && isfinite(_mm256_cvtss_f32(t0)) && isfinite(_mm256_cvtss_f32(t1)) &&
 				           isfinite(_mm256_cvtss_f32(t2)) && isfinite(_mm256_cvtss_f32(t3));
 				for (; fin && k + 16 <= ge && k + 16 <= kv; k += 16) {
@@ -238,10 +242,12 @@ static void row4_avx2(const struct rt_weight *w, int r0, int nr, const float *x,
 					if ((k & 63) == 0)
 						for (int i = 0; i < 4; i++)
 							_mm_prefetch(row[i] + k + 4 * rb, _MM_HINT_T0);
-#define F8LO(b) _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1), \
-                                              _mm_set1_epi16((short)0xbfff)))
-#define F8HI(b) _mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(_mm_setzero_si128(), b), 1), \
-                                              _mm_set1_epi16((short)0xbfff)))
+#define F8LO(b)                                                                                                        \
+	_mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1),                    \
+	                              _mm_set1_epi16((short)0xbfff)))
+#define F8HI(b)                                                                                                        \
+	_mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(_mm_setzero_si128(), b), 1),                    \
+	                              _mm_set1_epi16((short)0xbfff)))
 					a0 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b0), t0), xl, a0);
 					a1 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b1), t1), xl, a1);
 					a2 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b2), t2), xl, a2);
@@ -258,10 +264,14 @@ static void row4_avx2(const struct rt_weight *w, int r0, int nr, const float *x,
 					if ((k & 63) == 0)
 						for (int i = 0; i < 4; i++)
 							_mm_prefetch(row[i] + k + 4 * rb, _MM_HINT_T0);
-					a0 = _mm256_fmadd_ps(_mm256_mul_ps(fp8x8((const uint8_t *)row[0] + k, e5m2), s0), xv, a0);
-					a1 = _mm256_fmadd_ps(_mm256_mul_ps(fp8x8((const uint8_t *)row[1] + k, e5m2), s1), xv, a1);
-					a2 = _mm256_fmadd_ps(_mm256_mul_ps(fp8x8((const uint8_t *)row[2] + k, e5m2), s2), xv, a2);
-					a3 = _mm256_fmadd_ps(_mm256_mul_ps(fp8x8((const uint8_t *)row[3] + k, e5m2), s3), xv, a3);
+					a0 = _mm256_fmadd_ps(
+					    _mm256_mul_ps(fp8x8((const uint8_t *)row[0] + k, e5m2), s0), xv, a0);
+					a1 = _mm256_fmadd_ps(
+					    _mm256_mul_ps(fp8x8((const uint8_t *)row[1] + k, e5m2), s1), xv, a1);
+					a2 = _mm256_fmadd_ps(
+					    _mm256_mul_ps(fp8x8((const uint8_t *)row[2] + k, e5m2), s2), xv, a2);
+					a3 = _mm256_fmadd_ps(
+					    _mm256_mul_ps(fp8x8((const uint8_t *)row[3] + k, e5m2), s3), xv, a3);
 				}
 			} else {
 				int g = k / q->sc;
@@ -270,22 +280,22 @@ static void row4_avx2(const struct rt_weight *w, int r0, int nr, const float *x,
 				       z2 = _mm256_set1_ps((float)rt_q_zero(w, rr[2], g) + MAGIC),
 				       z3 = _mm256_set1_ps((float)rt_q_zero(w, rr[3], g) + MAGIC);
 /* one group's chunks; symmetric checkpoints pass one zero register for all 4 rows */
-#define I4LOOP(Z0, Z1, Z2, Z3)                                                                                  \
-	for (; k + 8 <= ge && k < kv; k += 8) {                                                                 \
-		__m256 xv = _mm256_loadu_ps(x + k);                                                             \
-		size_t o = (size_t)(k / 8) * 4;                                                                 \
-		uint32_t u0, u1, u2, u3;                                                                        \
-		if ((k & 127) == 0)                                                                             \
-			for (int i = 0; i < 4; i++)                                                             \
-				_mm_prefetch(row[i] + o + 4 * rb, _MM_HINT_T0);                                 \
-		memcpy(&u0, row[0] + o, 4);                                                                     \
-		memcpy(&u1, row[1] + o, 4);                                                                     \
-		memcpy(&u2, row[2] + o, 4);                                                                     \
-		memcpy(&u3, row[3] + o, 4);                                                                     \
-		a0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u0), Z0), s0), xv, a0);                  \
-		a1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u1), Z1), s1), xv, a1);                  \
-		a2 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u2), Z2), s2), xv, a2);                  \
-		a3 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u3), Z3), s3), xv, a3);                  \
+#define I4LOOP(Z0, Z1, Z2, Z3)                                                                                         \
+	for (; k + 8 <= ge && k < kv; k += 8) {                                                                        \
+		__m256 xv = _mm256_loadu_ps(x + k);                                                                    \
+		size_t o = (size_t)(k / 8) * 4;                                                                        \
+		uint32_t u0, u1, u2, u3;                                                                               \
+		if ((k & 127) == 0)                                                                                    \
+			for (int i = 0; i < 4; i++)                                                                    \
+				_mm_prefetch(row[i] + o + 4 * rb, _MM_HINT_T0);                                        \
+		memcpy(&u0, row[0] + o, 4);                                                                            \
+		memcpy(&u1, row[1] + o, 4);                                                                            \
+		memcpy(&u2, row[2] + o, 4);                                                                            \
+		memcpy(&u3, row[3] + o, 4);                                                                            \
+		a0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u0), Z0), s0), xv, a0);                          \
+		a1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u1), Z1), s1), xv, a1);                          \
+		a2 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u2), Z2), s2), xv, a2);                          \
+		a3 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u3), Z3), s3), xv, a3);                          \
 	}
 				if (!q->zero)
 					I4LOOP(z0, z0, z0, z0)
@@ -364,7 +374,8 @@ static void oct_avx2(const struct rt_weight *w, int r8, const float *x, float *s
 		__m256 wv;
 		if (g != gcur) {
 			uint32_t zq = rt_q_u32(q->zero, (size_t)g * (R / 8) + (size_t)(r8 / 8));
-			__m256i z = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)zq), awq ? sha : shp), m15);
+			__m256i z =
+			    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)zq), awq ? sha : shp), m15);
 			zv = _mm256_cvtepi32_ps(_mm256_add_epi32(z, _mm256_set1_epi32(q->zero_add)));
 			sv = scale8(q, (size_t)g * R + (size_t)r8);
 			gcur = g;
@@ -421,10 +432,12 @@ static void oct2_avx2(const struct rt_weight *w, int r8, int no, const float *x,
 			size_t zi = (size_t)g * (R / 8) + (size_t)(r8 / 8);
 			__m256i zs = awq ? sha : shp, za = _mm256_set1_epi32(q->zero_add);
 			z0 = _mm256_cvtepi32_ps(_mm256_add_epi32(
-			    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi)), zs), m15), za));
+			    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi)), zs), m15),
+			    za));
 			z1 = _mm256_cvtepi32_ps(_mm256_add_epi32(
 			    _mm256_and_si256(
-			        _mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi + (o2 ? 1 : 0))), zs), m15),
+			        _mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi + (o2 ? 1 : 0))), zs),
+			        m15),
 			    za));
 			s0 = scale8(q, (size_t)g * R + (size_t)r8);
 			s1 = scale8(q, (size_t)g * R + (size_t)r8 + o2);

@@ -26,15 +26,11 @@ static inline size_t rt_dtype_size(int dt)
 {
 	switch (dt) {
 	case RT_F32:
-	case RT_I32:
-		return 4;
+	case RT_I32: return 4;
 	case RT_F16:
-	case RT_BF16:
-		return 2;
-	case RT_I64:
-		return 8;
-	default:
-		return 1;
+	case RT_BF16: return 2;
+	case RT_I64: return 8;
+	default: return 1;
 	}
 }
 

@@ -597,8 +597,8 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 	    (r = bind_vector(m, "model.norm.weight", c->hidden, &m->final_norm, err)) < 0)
 		goto out;
 	if (m->embed.q.fmt != RT_WF_DENSE) {
-		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: quantized embeddings (model.embed_tokens) not supported",
-		            dir);
+		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP,
+		            "%s: quantized embeddings (model.embed_tokens) not supported", dir);
 		goto out;
 	}
 	if (c->tie_embeddings)

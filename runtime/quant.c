@@ -95,7 +95,8 @@ static int list_parse(json_t *a, const char *key, struct qlist *l, const char *p
 		return 0;
 	if (!json_is_array(a) || json_array_size(a) > Q_MAX_LIST)
 		return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
-		               "%s: quantization_config '%s' is not a list of at most %d strings", path, key, Q_MAX_LIST);
+		               "%s: quantization_config '%s' is not a list of at most %d strings", path, key,
+		               Q_MAX_LIST);
 	l->v = calloc(json_array_size(a) + 1, sizeof(*l->v));
 	l->re = calloc(json_array_size(a) + 1, sizeof(*l->re));
 	if (!l->v || !l->re)
@@ -105,21 +106,21 @@ static int list_parse(json_t *a, const char *key, struct qlist *l, const char *p
 		const char *s = json_string_value(v);
 		if (!s || !*s || strlen(s) > Q_MAX_PATTERN)
 			return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
-			               "%s: quantization_config '%s' entry %zu is not a string of 1-%d bytes", path, key,
-			               i, Q_MAX_PATTERN);
+			               "%s: quantization_config '%s' entry %zu is not a string of 1-%d bytes", path,
+			               key, i, Q_MAX_PATTERN);
 		if (!(l->v[l->n] = strdup(s)))
 			return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
 		if (!strncmp(s, "re:", 3)) {
 			int ec;
 			PCRE2_SIZE eo;
 			/* Python's re.match: anchored at the start only */
-			l->re[l->n] = pcre2_compile((PCRE2_SPTR)(s + 3), PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED | PCRE2_UTF,
-			                            &ec, &eo, NULL);
+			l->re[l->n] = pcre2_compile((PCRE2_SPTR)(s + 3), PCRE2_ZERO_TERMINATED,
+			                            PCRE2_ANCHORED | PCRE2_UTF, &ec, &eo, NULL);
 			if (!l->re[l->n]) {
 				l->n++;
 				return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
-				               "%s: quantization_config '%s': bad regular expression '%.80s'", path, key,
-				               s + 3);
+				               "%s: quantization_config '%s': bad regular expression '%.80s'", path,
+				               key, s + 3);
 			}
 		}
 		l->n++;
@@ -153,8 +154,7 @@ static bool list_match(const struct qlist *l, const char *module, bool substr)
 	return false;
 }
 
-static int q_int(json_t *o, const char *key, int def, int lo, int hi, int *out, const char *path,
-                 struct rt_error *err)
+static int q_int(json_t *o, const char *key, int def, int lo, int hi, int *out, const char *path, struct rt_error *err)
 {
 	json_t *v = json_object_get(o, key);
 	if (!v || json_is_null(v)) {
@@ -164,8 +164,8 @@ static int q_int(json_t *o, const char *key, int def, int lo, int hi, int *out, 
 		return 0;
 	}
 	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-		return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: quantization_config: '%s' is not an integer in [%d, %d]",
-		               path, key, lo, hi);
+		return rt_fail(err, RT_ERR_MODEL, -ERANGE,
+		               "%s: quantization_config: '%s' is not an integer in [%d, %d]", path, key, lo, hi);
 	*out = (int)json_integer_value(v);
 	return 0;
 }
@@ -178,7 +178,8 @@ static int q_bool(json_t *o, const char *key, bool def, bool *out, const char *p
 		return 0;
 	}
 	if (!json_is_boolean(v))
-		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: quantization_config: '%s' is not a boolean", path, key);
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: quantization_config: '%s' is not a boolean", path,
+		               key);
 	*out = json_is_true(v);
 	return 0;
 }
@@ -215,8 +216,8 @@ static int parse_ct_scheme(struct rt_quant *q, const char *gname, json_t *g, con
 	memset(s, 0, sizeof(*s));
 	q->n_sch++;
 	if (!json_is_object(g) || !json_is_object(w))
-		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: quantization_config: config group '%.40s' has no weights",
-		               path, gname);
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
+		               "%s: quantization_config: config group '%.40s' has no weights", path, gname);
 	if ((r = list_parse(json_object_get(g, "targets"), "targets", &s->targets, path, err)) < 0 ||
 	    (r = q_int(w, "num_bits", INT_MIN, 1, 64, &s->bits, path, err)) < 0 ||
 	    (r = q_bool(w, "symmetric", true, &s->sym, path, err)) < 0)
@@ -236,19 +237,21 @@ static int parse_ct_scheme(struct rt_quant *q, const char *gname, json_t *g, con
 			s->strategy = QS_CHANNEL;
 		} else {
 			return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP,
-			               "%s: quantization_config: int4 strategy '%.20s' not supported (group, channel)", path,
-			               strat);
+			               "%s: quantization_config: int4 strategy '%.20s' not supported (group, channel)",
+			               path, strat);
 		}
 	} else if (!strcmp(type, "float") && s->bits == 8 && !strcmp(gfmt, "float-quantized")) {
-		s->strategy = !strcmp(strat, "channel") ? QS_CHANNEL : !strcmp(strat, "tensor") ? QS_TENSOR
-		              : !strcmp(strat, "block")                                          ? QS_BLOCK
-		                                                                                 : -1;
+		s->strategy = !strcmp(strat, "channel")  ? QS_CHANNEL
+		              : !strcmp(strat, "tensor") ? QS_TENSOR
+		              : !strcmp(strat, "block")  ? QS_BLOCK
+		                                         : -1;
 		if (s->strategy < 0)
-			return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP,
-			               "%s: quantization_config: fp8 strategy '%.20s' not supported (channel, tensor, block)",
-			               path, strat);
-		if (s->strategy == QS_BLOCK &&
-		    (r = q_pair(json_object_get(w, "block_structure"), &s->br, &s->bc, "block_structure", path, err)) < 0)
+			return rt_fail(
+			    err, RT_ERR_MODEL, -EOPNOTSUPP,
+			    "%s: quantization_config: fp8 strategy '%.20s' not supported (channel, tensor, block)",
+			    path, strat);
+		if (s->strategy == QS_BLOCK && (r = q_pair(json_object_get(w, "block_structure"), &s->br, &s->bc,
+		                                           "block_structure", path, err)) < 0)
 			return r;
 	} else {
 		return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP,
@@ -272,8 +275,8 @@ static int parse_qc(struct rt_quant *q, json_t *qc, const char *path, struct rt_
 		const char *fmt = q_str(qc, "fmt");
 		q->method = QM_FP8;
 		if (fmt && strcmp(fmt, "e4m3") && strcmp(fmt, "float8_e4m3fn"))
-			return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: quantization_config: fp8 fmt '%.20s' not supported (e4m3)",
-			               path, fmt);
+			return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP,
+			               "%s: quantization_config: fp8 fmt '%.20s' not supported (e4m3)", path, fmt);
 		if (bs && !json_is_null(bs) && (r = q_pair(bs, &q->br, &q->bc, "weight_block_size", path, err)) < 0)
 			return r;
 		return list_parse(json_object_get(qc, "modules_to_not_convert"), "modules_to_not_convert", &q->ignore,
@@ -284,20 +287,23 @@ static int parse_qc(struct rt_quant *q, json_t *qc, const char *path, struct rt_
 		bool zp = true;
 		q->method = m[0] == 'a' ? QM_AWQ : QM_GPTQ;
 		/* transformers' keys; AutoAWQ's own quant_config.json says w_bit and q_group_size */
-		if ((r = q_int(qc, json_object_get(qc, "bits") ? "bits" : "w_bit", INT_MIN, 1, 64, &bits, path, err)) < 0)
+		if ((r = q_int(qc, json_object_get(qc, "bits") ? "bits" : "w_bit", INT_MIN, 1, 64, &bits, path, err)) <
+		    0)
 			return r;
 		if (bits != 4)
-			return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: quantization_config: %d-bit %s not supported (4)",
-			               path, bits, m);
+			return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP,
+			               "%s: quantization_config: %d-bit %s not supported (4)", path, bits, m);
 		if ((r = q_int(qc, json_object_get(qc, "group_size") ? "group_size" : "q_group_size", INT_MIN, -1,
 		               Q_MAX_GROUP, &q->group, path, err)) < 0)
 			return r;
 		if (q->group == 0 || (q->group < 0 && q->method == QM_AWQ))
-			return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: quantization_config: group_size %d", path, q->group);
+			return rt_fail(err, RT_ERR_MODEL, -ERANGE, "%s: quantization_config: group_size %d", path,
+			               q->group);
 		if (q->method == QM_AWQ) {
 			if (ver && strcasecmp(ver, "gemm"))
 				return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP,
-				               "%s: quantization_config: AWQ version '%.20s' not supported (gemm)", path, ver);
+				               "%s: quantization_config: AWQ version '%.20s' not supported (gemm)",
+				               path, ver);
 			if ((r = q_bool(qc, "zero_point", true, &zp, path, err)) < 0)
 				return r;
 			if (!zp)
@@ -306,8 +312,8 @@ static int parse_qc(struct rt_quant *q, json_t *qc, const char *path, struct rt_
 		} else {
 			if (ver && strcmp(ver, "gptq") && strcmp(ver, "gptq_v2"))
 				return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP,
-				               "%s: quantization_config: GPTQ checkpoint_format '%.20s' not supported", path,
-				               ver);
+				               "%s: quantization_config: GPTQ checkpoint_format '%.20s' not supported",
+				               path, ver);
 			q->gptq_v1 = !ver || !strcmp(ver, "gptq");
 			if ((r = q_bool(qc, "desc_act", false, &q->desc_act, path, err)) < 0)
 				return r;
@@ -321,7 +327,8 @@ static int parse_qc(struct rt_quant *q, json_t *qc, const char *path, struct rt_
 		q->method = QM_CT;
 		if (!json_is_object(groups) || json_object_size(groups) == 0)
 			return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: quantization_config: no config_groups", path);
-		json_object_foreach(groups, gname, g) if ((r = parse_ct_scheme(q, gname, g, fmt, path, err)) < 0) return r;
+		json_object_foreach(groups, gname,
+		                    g) if ((r = parse_ct_scheme(q, gname, g, fmt, path, err)) < 0) return r;
 		return list_parse(json_object_get(qc, "ignore"), "ignore", &q->ignore, path, err);
 	}
 	return rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP,
@@ -400,9 +407,10 @@ static int need(const struct bctx *b, const char *suffix, unsigned mask, int nd,
 		               rt_st_file_name(b->st, t), n, rt_dtype_name(t->dtype), why);
 	if (t->ndim != nd || (d0 >= 0 && t->shape[0] != d0) || (nd > 1 && d1 >= 0 && t->shape[1] != d1)) {
 		shape_str(sh, sizeof(sh), t);
-		return rt_fail(b->err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' has shape %s, expected [%lld%s%lld%s] (%s)",
-		               rt_st_file_name(b->st, t), n, sh, (long long)d0, nd > 1 ? "," : "",
-		               nd > 1 ? (long long)d1 : 0LL, nd > 1 ? "" : "", why);
+		return rt_fail(b->err, RT_ERR_MODEL, -EBADMSG,
+		               "%s: tensor '%s' has shape %s, expected [%lld%s%lld%s] (%s)", rt_st_file_name(b->st, t),
+		               n, sh, (long long)d0, nd > 1 ? "," : "", nd > 1 ? (long long)d1 : 0LL, nd > 1 ? "" : "",
+		               why);
 	}
 	*ret = t;
 	return 0;
@@ -419,7 +427,8 @@ static int check_scales(const struct bctx *b, const struct st_tensor *t)
 		float v = rt_load_elem(t->data, t->dtype, i);
 		if (!isfinite(v))
 			return rt_fail(b->err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s': scale %llu is %s",
-			               rt_st_file_name(b->st, t), t->name, (unsigned long long)i, isnan(v) ? "NaN" : "infinite");
+			               rt_st_file_name(b->st, t), t->name, (unsigned long long)i,
+			               isnan(v) ? "NaN" : "infinite");
 	}
 	return 0;
 }
@@ -434,8 +443,9 @@ static int bind_fp8(const struct bctx *b, const struct st_tensor *wt, const char
 	char why[96], n[1100];
 
 	if (wt->dtype != RT_F8_E4M3 && wt->dtype != RT_F8_E5M2)
-		return rt_fail(b->err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' has dtype %s, expected F8_E4M3 or F8_E5M2",
-		               rt_st_file_name(b->st, wt), wt->name, rt_dtype_name(wt->dtype));
+		return rt_fail(b->err, RT_ERR_MODEL, -EBADMSG,
+		               "%s: tensor '%s' has dtype %s, expected F8_E4M3 or F8_E5M2", rt_st_file_name(b->st, wt),
+		               wt->name, rt_dtype_name(wt->dtype));
 	if (br <= 0) {
 		br = R;
 		bc = C;
@@ -458,8 +468,8 @@ static int bind_fp8(const struct bctx *b, const struct st_tensor *wt, const char
 	w->data = wt->data;
 	w->dtype = wt->dtype;
 	w->src = wt;
-	w->q = (struct rt_wquant){.fmt = RT_WF_FP8, .scale = st->data, .scale_dtype = st->dtype, .sr = br, .sc = bc,
-	                          .n_sc = nc};
+	w->q = (struct rt_wquant){
+	    .fmt = RT_WF_FP8, .scale = st->data, .scale_dtype = st->dtype, .sr = br, .sc = bc, .n_sc = nc};
 	return 0;
 }
 
@@ -471,14 +481,15 @@ static int check_gidx(const struct bctx *b, const struct st_tensor *t, int ng)
 		int32_t g;
 		memcpy(&g, (const char *)t->data + 4 * (size_t)k, 4);
 		if (g < 0 || g >= ng)
-			return rt_fail(b->err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s': column %d has group %d, not in [0, %d)",
+			return rt_fail(b->err, RT_ERR_MODEL, -EBADMSG,
+			               "%s: tensor '%s': column %d has group %d, not in [0, %d)",
 			               rt_st_file_name(b->st, t), t->name, k, (int)g, ng);
 	}
 	return 0;
 }
 
-static int bind_int4(const struct bctx *b, int layout, int group, bool sym, bool want_gidx, bool opt_gidx,
-                     int zero_add, struct rt_weight *w)
+static int bind_int4(const struct bctx *b, int layout, int group, bool sym, bool want_gidx, bool opt_gidx, int zero_add,
+                     struct rt_weight *w)
 {
 	const struct st_tensor *qw, *sc, *zp = NULL, *gi = NULL, *shp;
 	int R = b->rows, C = b->cols, G = group > 0 ? group : C, ng, r;
@@ -504,8 +515,10 @@ static int bind_int4(const struct bctx *b, int layout, int group, bool sym, bool
 				}
 			}
 			if (d[0] != R || d[1] != C)
-				return rt_fail(b->err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' says [%lld,%lld], expected [%d,%d]",
-				               rt_st_file_name(b->st, shp), shp->name, (long long)d[0], (long long)d[1], R, C);
+				return rt_fail(b->err, RT_ERR_MODEL, -EBADMSG,
+				               "%s: tensor '%s' says [%lld,%lld], expected [%d,%d]",
+				               rt_st_file_name(b->st, shp), shp->name, (long long)d[0], (long long)d[1],
+				               R, C);
 		}
 		if (want_gidx && (r = need(b, "weight_g_idx", M_I32, 1, C, -1, why, &gi)) < 0)
 			return r;
@@ -517,12 +530,12 @@ static int bind_int4(const struct bctx *b, int layout, int group, bool sym, bool
 			               b->dir, b->module, kind, R, C);
 		if (C % G)
 			return rt_fail(b->err, RT_ERR_MODEL, -EBADMSG,
-			               "%s: %s.qweight: group size %d does not divide the %d input columns", b->dir, b->module,
-			               G, C);
+			               "%s: %s.qweight: group size %d does not divide the %d input columns", b->dir,
+			               b->module, G, C);
 		ng = C / G;
 		snprintf(why, sizeof(why), "%s int4, group %d, over [%d,%d]", kind, G, R, C);
-		if ((r = need(b, "qweight", M_I32, 2, layout == RT_I4_AWQ ? C : C / 8, layout == RT_I4_AWQ ? R / 8 : R, why,
-		              &qw)) < 0 ||
+		if ((r = need(b, "qweight", M_I32, 2, layout == RT_I4_AWQ ? C : C / 8, layout == RT_I4_AWQ ? R / 8 : R,
+		              why, &qw)) < 0 ||
 		    (r = need(b, "scales", M_FLOAT, 2, ng, R, why, &sc)) < 0 ||
 		    (r = need(b, "qzeros", M_I32, 2, ng, R / 8, why, &zp)) < 0)
 			return r;
@@ -572,8 +585,9 @@ static int bind_dense(const struct bctx *b, const struct st_tensor *t, const cha
 	if (!t)
 		return rt_fail(b->err, RT_ERR_MODEL, -ENOENT, "%s: missing tensor '%s'%s", b->dir, name, why);
 	if (!rt_dtype_is_float(t->dtype))
-		return rt_fail(b->err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16%s",
-		               rt_st_file_name(b->st, t), name, rt_dtype_name(t->dtype), why);
+		return rt_fail(b->err, RT_ERR_MODEL, -EBADMSG,
+		               "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16%s", rt_st_file_name(b->st, t),
+		               name, rt_dtype_name(t->dtype), why);
 	if ((r = check_2d(b, t, name)) < 0)
 		return r;
 	w->data = t->data;
@@ -601,8 +615,8 @@ int rt_quant_bind(const struct rt_quant *q, const struct st_set *st, const char 
 	if (!q) {
 		if (t && (t->dtype == RT_F8_E4M3 || t->dtype == RT_F8_E5M2))
 			return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
-			               "%s: tensor '%s' is %s but config.json has no quantization_config", rt_st_file_name(st, t),
-			               name, rt_dtype_name(t->dtype));
+			               "%s: tensor '%s' is %s but config.json has no quantization_config",
+			               rt_st_file_name(st, t), name, rt_dtype_name(t->dtype));
 		return bind_dense(&b, t, name, "", w);
 	}
 	switch (q->method) {
@@ -622,7 +636,8 @@ int rt_quant_bind(const struct rt_quant *q, const struct st_set *st, const char 
 		if (list_match(&q->ignore, module, true) || !rt_st_find(st, n))
 			return bind_dense(&b, t, name, "", w); /* lm_head, embeddings: kept as they were */
 		return bind_int4(&b, q->method == QM_AWQ ? RT_I4_AWQ : RT_I4_GPTQ, q->group, false,
-		                 q->method == QM_GPTQ && q->desc_act, true, q->method == QM_GPTQ && q->gptq_v1 ? 1 : 0, w);
+		                 q->method == QM_GPTQ && q->desc_act, true, q->method == QM_GPTQ && q->gptq_v1 ? 1 : 0,
+		                 w);
 	}
 	default: {
 		const struct qscheme *s = NULL;
@@ -637,12 +652,13 @@ int rt_quant_bind(const struct rt_quant *q, const struct st_set *st, const char 
 		}
 		if (s->bits == 4) {
 			if (t)
-				return rt_fail(err, RT_ERR_MODEL, -EBADMSG,
-				               "%s: tensor '%s' is stored unquantized but quantization_config quantizes '%s' "
-				               "(not in its ignore list)",
-				               rt_st_file_name(st, t), name, module);
-			return bind_int4(&b, RT_I4_CT, s->strategy == QS_GROUP ? s->group : cols, s->sym, s->g_idx, false, 0,
-			                 w);
+				return rt_fail(
+				    err, RT_ERR_MODEL, -EBADMSG,
+				    "%s: tensor '%s' is stored unquantized but quantization_config quantizes '%s' "
+				    "(not in its ignore list)",
+				    rt_st_file_name(st, t), name, module);
+			return bind_int4(&b, RT_I4_CT, s->strategy == QS_GROUP ? s->group : cols, s->sym, s->g_idx,
+			                 false, 0, w);
 		}
 		if (!t)
 			return bind_dense(&b, t, name, " (fp8 codes)", w);
@@ -653,7 +669,10 @@ int rt_quant_bind(const struct rt_quant *q, const struct st_set *st, const char 
 			               rt_st_file_name(st, t), name, module);
 		if ((r = check_2d(&b, t, name)) < 0)
 			return r;
-		return bind_fp8(&b, t, "weight_scale", s->strategy == QS_BLOCK ? s->br : s->strategy == QS_CHANNEL ? 1 : 0,
+		return bind_fp8(&b, t, "weight_scale",
+		                s->strategy == QS_BLOCK     ? s->br
+		                : s->strategy == QS_CHANNEL ? 1
+		                                            : 0,
 		                s->strategy == QS_BLOCK ? s->bc : cols, w);
 	}
 	}

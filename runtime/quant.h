@@ -104,10 +104,8 @@ static inline int rt_q_nibble(const struct rt_weight *w, int r, int k)
 	case RT_I4_CT:
 		return (int)((rt_q_u32(w->data, (size_t)r * ((w->cols + 7) / 8) + (size_t)(k / 8)) >> (4 * (k & 7))) &
 		             15);
-	case RT_I4_GPTQ:
-		return (int)((rt_q_u32(w->data, (size_t)(k / 8) * w->rows + (size_t)r) >> (4 * (k & 7))) & 15);
-	default:
-		return (int)((rt_q_u32(w->data, (size_t)k * (w->rows / 8) + (size_t)(r / 8)) >> rt_awq_shift(r)) & 15);
+	case RT_I4_GPTQ: return (int)((rt_q_u32(w->data, (size_t)(k / 8) * w->rows + (size_t)r) >> (4 * (k & 7))) & 15);
+	default: return (int)((rt_q_u32(w->data, (size_t)k * (w->rows / 8) + (size_t)(r / 8)) >> rt_awq_shift(r)) & 15);
 	}
 }
 

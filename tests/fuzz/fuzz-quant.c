@@ -8,12 +8,12 @@
 
 #include "fuzz_rt.h"
 
-#define QC_HEAD                                                                                                    \
-	"{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": 8,\n"             \
-	" \"intermediate_size\": 16, \"num_hidden_layers\": 1, \"num_attention_heads\": 2,\n"                      \
-	" \"num_key_value_heads\": 2, \"vocab_size\": 16, \"max_position_embeddings\": 64,\n"                      \
-	" \"rms_norm_eps\": 1e-05, \"hidden_act\": \"silu\", \"rope_theta\": 10000.0,\n"                           \
-	" \"tie_word_embeddings\": false, \"bos_token_id\": 1, \"eos_token_id\": 2,\n"                             \
+#define QC_HEAD                                                                                                        \
+	"{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": 8,\n"                 \
+	" \"intermediate_size\": 16, \"num_hidden_layers\": 1, \"num_attention_heads\": 2,\n"                          \
+	" \"num_key_value_heads\": 2, \"vocab_size\": 16, \"max_position_embeddings\": 64,\n"                          \
+	" \"rms_norm_eps\": 1e-05, \"hidden_act\": \"silu\", \"rope_theta\": 10000.0,\n"                               \
+	" \"tie_word_embeddings\": false, \"bos_token_id\": 1, \"eos_token_id\": 2,\n"                                 \
 	" \"quantization_config\": "
 
 static const char *const configs[] = {
