@@ -133,15 +133,23 @@ def bf16_round(a):
 
 
 # ---- formats: each returns ({suffix: (array, dtype tag)}, dequantized f32) ----
-def q_ct_int4(w, group, sym, sdt="bf16"):
+def q_ct_int4(w, group, sym, sdt="bf16", rng=None):
+    """rng: activation ordering (actorder "group"): columns join groups in a
+    random order, written to weight_g_idx"""
     R, C = w.shape
     G = group or C
     ng = -(-C // G)
+    if rng is not None:
+        gi = np.zeros(C, dtype=np.int64)
+        gi[rng.permutation(C)] = np.arange(C) // G
+    else:
+        gi = np.arange(C) // G
     scale = np.zeros((R, ng), dtype=np.float32)
     zp = np.zeros((R, ng), dtype=np.int64)  # unsigned 0..15 (the signed zero point + 8)
     q = np.zeros((R, C), dtype=np.int64)    # unsigned 0..15 (the signed value + 8)
     for g in range(ng):
-        blk = w[:, g * G:(g + 1) * G]
+        cols = np.nonzero(gi == g)[0]
+        blk = w[:, cols]
         if sym:
             s = np.abs(blk).max(axis=1) / 7.5
             s = bf16_round(s.astype(np.float32)) if sdt == "bf16" else s.astype(np.float32)
@@ -153,15 +161,16 @@ def q_ct_int4(w, group, sym, sdt="bf16"):
             z = np.clip(np.round(-lo / s), 0, 15).astype(np.int64)
         scale[:, g] = s
         zp[:, g] = z
-        q[:, g * G:(g + 1) * G] = np.clip(np.round(blk / s[:, None]) + z[:, None], 0, 15)
+        q[:, cols] = np.clip(np.round(blk / s[:, None]) + z[:, None], 0, 15)
     t = {"weight_packed": (pack_rows8(q), "I32"), "weight_shape": (np.array([R, C], dtype=np.int64), "I64"),
          "weight_scale": (scale, sdt)}
+    if rng is not None:
+        t["weight_g_idx"] = (gi.astype(np.int32), "I32")
     if not sym:
         t["weight_zero_point"] = (pack_rows8(zp.T).T.copy(), "I32")  # packed along dim 0
         zu = unpack_rows8(t["weight_zero_point"][0].T.copy(), R).T
         assert np.array_equal(zu, zp), "zero point round trip"
     assert np.array_equal(unpack_rows8(t["weight_packed"][0], C), q), "int4 round trip"
-    gi = np.arange(C) // G
     deq = (q - zp[:, gi]).astype(np.float32) * scale[:, gi]
     assert np.all(np.abs(deq - w) <= scale[:, gi] * 1.01 + 1e-7), "int4 error bound"
     return t, deq
@@ -254,7 +263,7 @@ def quant_config(fmt, opt):
     if fmt == "ct-int4":
         w = {"num_bits": 4, "type": "int", "symmetric": opt["sym"], "dynamic": False,
              "strategy": "group" if opt["group"] else "channel", "group_size": opt["group"] or None,
-             "actorder": None, "observer": "minmax"}
+             "actorder": "group" if opt.get("actorder") else None, "observer": "minmax"}
         return {"quant_method": "compressed-tensors", "format": "pack-quantized", "quantization_status": "compressed",
                 "config_groups": {"group_0": {"targets": ["Linear"], "weights": w, "input_activations": None,
                                               "output_activations": None}},
@@ -286,7 +295,7 @@ def quantize(fmt, tensors, rng, **opt):
             if fmt == "fp8":
                 t, deq = q_fp8_block(a, *opt.get("block", (128, 128)))
             elif fmt == "ct-int4":
-                t, deq = q_ct_int4(a, opt["group"], opt["sym"])
+                t, deq = q_ct_int4(a, opt["group"], opt["sym"], rng=rng if opt.get("actorder") else None)
             elif fmt == "ct-fp8":
                 t, deq = q_ct_fp8(a, opt["strategy"])
             else:
