@@ -404,6 +404,17 @@ static int model_new(const struct rt_dev_model_desc *d, void **ret_dm, struct rt
 
 	if (device_count(why, sizeof(why)) <= 0)
 		return rt_fail(err, RT_ERR_DEVICE, -ENODEV, "no usable CUDA device: %s", why);
+	/* quantized matrices (issue 19) have CPU kernels only; model.c falls back
+	 * before it gets here, this is the plugin's own guard */
+	if (d->embed->q.fmt != RT_WF_DENSE || d->lm_head->q.fmt != RT_WF_DENSE)
+		return rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP, "the CUDA backend does not run quantized weights");
+	for (int l = 0; l < c->n_layers; l++) {
+		const struct rt_layer *hl = &d->layers[l];
+		if (hl->wq.q.fmt || hl->wk.q.fmt || hl->wv.q.fmt || hl->wo.q.fmt || hl->wg.q.fmt || hl->wu.q.fmt ||
+		    hl->wd.q.fmt)
+			return rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP,
+			               "the CUDA backend does not run quantized weights (layer %d)", l);
+	}
 	CK(cudaSetDevice(DEV));
 	CK(cudaGetDeviceProperties(&prop, DEV));
 	m = calloc(1, sizeof(*m));

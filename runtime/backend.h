@@ -15,12 +15,41 @@ struct st_tensor;
 struct st_set;
 struct rt_config;
 
-/* A weight matrix [rows][cols] in dtype (enum rt_dtype), row-major. */
+/* How a quantized matrix is stored (docs/RUNTIME.md "Quantized weights");
+ * runtime/quant.c binds and validates it, backend_quant.c multiplies by it
+ * straight from the mapping.  Weight (r, k) is, computed in f32:
+ *   RT_WF_FP8:  code(r, k) * scale[r / sr][k / sc]     (code: F8_E4M3 or F8_E5M2 in data, [rows][cols])
+ *   RT_WF_INT4: (nibble(r, k) - zero(r, g)) * scale(r, g), g = g_idx ? g_idx[k] : k / group */
+enum rt_wfmt { RT_WF_DENSE = 0, RT_WF_FP8 = 1, RT_WF_INT4 = 2 };
+enum rt_i4_layout {
+	RT_I4_CT = 0,   /* compressed-tensors: data I32 [rows][ceil(cols/8)], nibble k%8; scale [rows][n_groups];
+	                 * zero I32 [ceil(rows/8)][n_groups], nibble r%8 */
+	RT_I4_GPTQ = 1, /* data I32 [cols/8][rows], nibble k%8; scale [n_groups][rows]; zero I32 [n_groups][rows/8],
+	                 * nibble r%8 */
+	RT_I4_AWQ = 2,  /* data I32 [cols][rows/8], nibble order 0,4,1,5,2,6,3,7 of r%8; scale [n_groups][rows];
+	                 * zero I32 [n_groups][rows/8] in the same order */
+};
+struct rt_wquant {
+	int fmt;           /* enum rt_wfmt; RT_WF_DENSE: nothing below is used */
+	int layout;        /* int4: enum rt_i4_layout */
+	const void *scale; /* F32, F16 or BF16 (scale_dtype), in the mapping */
+	int scale_dtype;
+	int sr, sc;        /* fp8: rows and columns per scale; int4: sc = group size (columns) */
+	int n_sc;          /* fp8: scales per scale row, ceil(cols / sc); int4: groups per row */
+	const void *zero;  /* int4: packed zero points, NULL: zero_const for all */
+	int zero_const;    /* int4 without zero points: 8 (the signed range's offset) */
+	int zero_add;      /* int4: added to each stored zero (GPTQ's original format stores zero - 1) */
+	const void *g_idx; /* int4: I32 [cols] group of each column (GPTQ act-order), NULL: k / sc */
+};
+
+/* A weight matrix [rows][cols] in dtype (enum rt_dtype), row-major; or, when
+ * q.fmt is not RT_WF_DENSE, a quantized one whose codes data points at. */
 struct rt_weight {
 	const void *data;
 	int dtype;
 	int rows, cols;
 	const struct st_tensor *src; /* where it lies in the safetensors files (device upload) */
+	struct rt_wquant q;
 };
 
 struct rt_backend;
@@ -142,7 +171,7 @@ struct rt_dev_ops {
  * the sizes of the structures it shares, it returns its table, or NULL when
  * it was built from another tree (any of them differs).  Bump RT_DEV_ABI
  * when a structure above changes meaning without changing size. */
-#define RT_DEV_ABI           1
+#define RT_DEV_ABI           2
 #define RT_DEV_PLUGIN_SYMBOL "agrt_dev_plugin"
 typedef const struct rt_dev_ops *(*rt_dev_plugin_fn)(int abi, size_t config_size, size_t layer_size,
                                                       size_t desc_size);

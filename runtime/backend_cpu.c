@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "dtype.h"
+#include "quant.h"
 #include "threadpool.h"
 
 /* out[r][t] = dot(w row r, x row t) for a 4-row x 3-token tile.  Unused rows
@@ -539,6 +540,7 @@ struct cpu {
 	size_t scratch_k;
 	float *xp; /* [xp_n]: x packed for the kernels that want it (kern.xperm) */
 	size_t xp_n;
+	struct rt_qcpu *q; /* quantized matrices: backend_quant.c */
 };
 
 const char *rt_backend_cpu_simd(const struct rt_backend *b)
@@ -747,6 +749,10 @@ static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const str
 	struct cpu *c = b->priv;
 	struct mm_job j = {c->k, NULL, y, x, w, bias, T, accumulate, false};
 
+	if (w->q.fmt != RT_WF_DENSE) {
+		rt_qcpu_matmul(c->q, c->pool, y, x, w, bias, T, accumulate);
+		return;
+	}
 	/* the 4 x nt tiles where the CPU has them; if the packed copy of x cannot
 	 * be allocated, the 4x3 tiles (the same values up to the summation order) */
 	if (c->k->tilen[w->dtype] && (!c->k->xperm[w->dtype] || pack_x(c, x, T, w->cols, &j.x) == 0))
@@ -881,6 +887,7 @@ static void cpu_free(struct rt_backend *b)
 				free(c->scratch[i]);
 		free(c->scratch);
 		free(c->xp);
+		rt_qcpu_free(c->q);
 	}
 	free(b->priv);
 	free(b);
@@ -912,6 +919,8 @@ int rt_backend_cpu_new(int n_threads, const char *simd, struct rt_backend **ret_
 	b->n_threads = n_threads;
 	c->k = pick_kern(simd);
 	r = rt_pool_new(n_threads, &c->pool);
+	if (r == 0)
+		r = rt_qcpu_new(c->k->name, rt_pool_threads(c->pool), &c->q);
 	if (r < 0) {
 		cpu_free(b);
 		return r;

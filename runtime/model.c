@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "config.h"
 #include "dtype.h"
+#include "quant.h"
 #include "rt_error.h"
 #include "safetensors.h"
 #include "stream.h"
@@ -42,6 +43,8 @@ struct rt_model {
 	struct mla_scratch *mla;      /* latent attention's buffers, NULL without MLA */
 	struct rt_stream *stream;     /* out-of-core: layers streamed from the files, NULL when all mapped */
 	uint64_t max_memory;          /* rt_load_opts.max_memory */
+	struct rt_quant *quant;       /* config.json's quantization_config, NULL when none */
+	float **kvb_f32;              /* [n_layers]: dequantized copies of quantized MLA kv_b_proj, or NULL */
 };
 
 /* Buffers of multi-head latent attention over at most CHUNK rows. */
@@ -111,6 +114,8 @@ static int bind_matrix(struct rt_model *m, const char *name, int rows, int cols,
 {
 	const struct st_tensor *t = rt_st_find(m->st, name);
 
+	if (m->quant || (t && !rt_dtype_is_float(t->dtype)))
+		return rt_quant_bind(m->quant, m->st, m->dir, name, rows, cols, w, err);
 	if (!t)
 		return rt_fail(err, RT_ERR_MODEL, -ENOENT, "%s: missing tensor '%s'", m->dir, name);
 	if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
@@ -137,6 +142,9 @@ static int bind_vector(struct rt_model *m, const char *name, int n, float **ret,
 	if (t->ndim != 1 || t->shape[0] != n)
 		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' has wrong shape, expected [%d]",
 		               rt_st_file_name(m->st, t), name, n);
+	if (!rt_dtype_is_float(t->dtype))
+		return rt_fail(err, RT_ERR_MODEL, -EBADMSG, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16",
+		               rt_st_file_name(m->st, t), name, rt_dtype_name(t->dtype));
 	v = malloc(sizeof(float) * (size_t)n);
 	if (!v)
 		return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
@@ -278,6 +286,21 @@ static int bind_mla(struct rt_model *m, int i, struct rt_layer *L, struct rt_err
 	                    (r = bind_vector(m, NM("o_proj.bias"), c->hidden, &L->bo, err)) < 0))
 		return r;
 #undef NM
+	if (L->wkv_b.q.fmt != RT_WF_DENSE) {
+		/* a quantized kv_b_proj (DeepSeek-V3's FP8 checkpoints): its key half
+		 * is transposed per head below and its value half sliced per head, so
+		 * it is dequantized once into an f32 host copy (exact; 1/64 to 1/16 of
+		 * a layer's attention weights, docs/RUNTIME.md) */
+		size_t R = (size_t)L->wkv_b.rows, C = (size_t)L->wkv_b.cols;
+		float *f = malloc(sizeof(float) * R * C);
+		if (!f)
+			return rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
+		for (size_t row = 0; row < R; row++)
+			for (size_t k = 0; k < C; k++)
+				f[row * C + k] = rt_q_weight(&L->wkv_b, (int)row, (int)k);
+		m->kvb_f32[i] = f;
+		L->wkv_b = (struct rt_weight){.data = f, .dtype = RT_F32, .rows = (int)R, .cols = (int)C};
+	}
 	{
 		/* W_kb^T per head, element for element in the stored dtype, so that
 		 * q_nope^T W_kb is an ordinary (threaded, SIMD) matmul */
@@ -293,7 +316,8 @@ static int bind_mla(struct rt_model *m, int i, struct rt_layer *L, struct rt_err
 				for (size_t d = 0; d < nope; d++)
 					memcpy(t + ((h * rank + rr) * nope + d) * ds,
 					       src + ((h * rows + d) * rank + rr) * ds, ds);
-		L->wkb_t = (struct rt_weight){t, L->wkv_b.dtype, nh * c->kv_lora_rank, c->qk_nope_dim, NULL};
+		L->wkb_t = (struct rt_weight){
+		    .data = t, .dtype = L->wkv_b.dtype, .rows = nh * c->kv_lora_rank, .cols = c->qk_nope_dim};
 	}
 	return 0;
 }
@@ -512,10 +536,15 @@ void rt_model_free(struct rt_model *m)
 			free(L->kv_a_norm);
 		}
 	free(m->layers);
+	if (m->kvb_f32)
+		for (int i = 0; i < m->cfg.n_layers; i++)
+			free(m->kvb_f32[i]);
+	free(m->kvb_f32);
 	batch_scratch_free(m->bs);
 	rt_stream_free(m->stream);
 	moe_scratch_free(m->moe);
 	mla_scratch_free(m->mla);
+	rt_quant_free(m->quant);
 	free(m->final_norm);
 	free(m->inv_freq);
 	pthread_mutex_destroy(&m->run);
@@ -555,18 +584,27 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 	r = rt_config_load(dir, c, err);
 	if (r < 0)
 		goto out;
+	r = rt_quant_load(dir, &m->quant, err);
+	if (r < 0)
+		goto out;
 	r = rt_st_open_dir(dir, &m->st, err);
 	if (r < 0)
 		goto out;
 	m->layers = calloc(c->n_layers, sizeof(*m->layers));
 	m->inv_freq = calloc(c->head_dim / 2, sizeof(float));
-	if (!m->layers || !m->inv_freq) {
+	m->kvb_f32 = calloc(c->n_layers, sizeof(*m->kvb_f32));
+	if (!m->layers || !m->inv_freq || !m->kvb_f32) {
 		r = rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
 		goto out;
 	}
 	if ((r = bind_matrix(m, "model.embed_tokens.weight", c->vocab, c->hidden, &m->embed, err)) < 0 ||
 	    (r = bind_vector(m, "model.norm.weight", c->hidden, &m->final_norm, err)) < 0)
 		goto out;
+	if (m->embed.q.fmt != RT_WF_DENSE) {
+		r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP,
+		            "%s: quantized embeddings (model.embed_tokens) not supported", dir);
+		goto out;
+	}
 	if (c->tie_embeddings)
 		m->lm_head = m->embed;
 	else if ((r = bind_matrix(m, "lm_head.weight", c->vocab, c->hidden, &m->lm_head, err)) < 0)
@@ -599,7 +637,8 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 		rt_fail(err, RT_ERR_INTERNAL, r, "out of memory");
 		goto out;
 	}
-	if (opts && opts->backend == RT_BACKEND_CUDA && (why_dev = dev_unsupported(c))) {
+	if (opts && opts->backend == RT_BACKEND_CUDA &&
+	    (why_dev = m->quant ? "quantized weights" : dev_unsupported(c))) {
 		if (!opts->device_fallback) {
 			r = rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP,
 			            "%s: the CUDA backend does not run this model (%s); use the CPU", dir, why_dev);
@@ -675,7 +714,11 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 		}
 		for (int i = 0; i < rt_st_count(m->st); i++) {
 			const struct st_tensor *t = rt_st_get(m->st, i);
-			in->n_params += t->nbytes / rt_dtype_size(t->dtype);
+			size_t nl = strlen(t->name);
+			/* packed int4 words hold 8 weights */
+			bool packed = t->dtype == RT_I32 && ((nl > 8 && !strcmp(t->name + nl - 8, ".qweight")) ||
+			                                     (nl > 14 && !strcmp(t->name + nl - 14, ".weight_packed")));
+			in->n_params += t->nbytes / rt_dtype_size(t->dtype) * (packed ? 8 : 1);
 		}
 	}
 	*ret_model = m;

@@ -56,12 +56,9 @@ void rt_st_close(struct st_set *s)
 
 static int parse_dtype(const char *s)
 {
-	if (!strcmp(s, "F32"))
-		return RT_F32;
-	if (!strcmp(s, "F16"))
-		return RT_F16;
-	if (!strcmp(s, "BF16"))
-		return RT_BF16;
+	for (int i = 0; i < RT_N_DTYPES; i++)
+		if (!strcmp(s, rt_dtype_name(i)))
+			return i;
 	return -1;
 }
 
@@ -192,8 +189,9 @@ static int parse_file(struct st_set *s, int fi, struct rt_error *err)
 		if (dt < 0) {
 			r = rt_fail(err, RT_ERR_MODEL, -EOPNOTSUPP, "%s: tensor '%s': dtype %.32s %s", m->path, key,
 			            json_string_value(jdt),
-			            known_dtype(json_string_value(jdt)) ? "not supported (F32, F16, BF16 only)"
-			                                                : "unknown");
+			            known_dtype(json_string_value(jdt))
+			                ? "not supported (F32, F16, BF16, F8_E4M3, F8_E5M2, I8, U8, I32, I64 only)"
+			                : "unknown");
 			goto out;
 		}
 		if (json_array_size(jshape) > ST_MAX_DIMS) {

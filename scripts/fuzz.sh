@@ -16,7 +16,7 @@ SECS=${1:-60}
 shift || true
 B=${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}
 CRASHES=$ROOT/tests/fuzz/crashes
-ALL="manifest minisig pubkey seckey trust audit spec schema oci bundle stream media safetensors config tokenizer health request template pyindex debcontrol stanza progress pkgdb layer sync toolcall"
+ALL="manifest minisig pubkey seckey trust audit spec schema oci bundle stream media safetensors quant config tokenizer health request template pyindex debcontrol stanza progress pkgdb layer sync toolcall"
 TARGETS=${*:-$ALL}
 cd "$ROOT"
 if [ ! -f "$B/build.ninja" ]; then

@@ -10,7 +10,9 @@ Written from the GGUF key and tensor naming of llama.cpp's llama
 architecture: Q and K rows are permuted from Hugging Face's rotate-half
 layout to GGML's interleaved RoPE, as llama.cpp's converter does.
 
-usage: hf_to_gguf.py LLAMA_DIR MODEL_DIR OUT.gguf
+usage: hf_to_gguf.py LLAMA_DIR MODEL_DIR OUT.gguf [q4_0|q8_0]
+With a type, every matrix (the embedding too) is quantized to it by gguf-py's
+own quantizer (what llama-quantize makes of them, bench/runtime/quant.sh).
 """
 import json
 import os
@@ -22,6 +24,12 @@ import numpy as np
 llama_dir, model_dir, out = sys.argv[1:4]
 sys.path.insert(0, os.path.join(llama_dir, "gguf-py"))
 import gguf  # noqa: E402
+import gguf.quants  # noqa: E402
+
+QTYPE = {"q4_0": gguf.GGMLQuantizationType.Q4_0, "q8_0": gguf.GGMLQuantizationType.Q8_0}.get(
+    sys.argv[4] if len(sys.argv) > 4 else "")
+if len(sys.argv) > 4 and QTYPE is None:
+    sys.exit(f"hf_to_gguf: type {sys.argv[4]}: q4_0 or q8_0")
 
 cfg = json.load(open(os.path.join(model_dir, "config.json")))
 if cfg.get("architectures", [""])[0] not in ("LlamaForCausalLM", "MistralForCausalLM"):
@@ -126,6 +134,9 @@ for name, (dt, arr) in tensors.items():
     if a.ndim == 1:  # norms in f32, as llama.cpp's converter writes them
         a = (a.astype(np.uint32) << 16).view(np.float32) if dt == "BF16" else a.astype(np.float32)
         w.add_tensor(gname, a)
+    elif QTYPE is not None:
+        f = (a.astype(np.uint32) << 16).view(np.float32) if dt == "BF16" else a.astype(np.float32)
+        w.add_tensor(gname, gguf.quants.quantize(f, QTYPE), raw_dtype=QTYPE)
     else:
         w.add_tensor(gname, a, raw_dtype=DT[dt][1])
 w.write_header_to_file()

@@ -21,6 +21,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "runtime"))
+import gen_quant  # noqa: E402
 import gen_tiny  # noqa: E402
 
 C = os.path.join(HERE, "corpus")
@@ -86,7 +87,29 @@ def raw_safetensors(header, blob=b"", pad=True):
     return struct.pack("<Q", len(h)) + h + blob
 
 
+def quant_seeds():
+    """fuzz-quant: a selector byte (fuzz-quant.c's configs[]) + model.safetensors
+    of the harness model with 2 KV heads, quantized by gen_quant.py"""
+    d = clean("quant")
+    s = gen_tiny.spec("llama")
+    s.update(DIMS)
+    s.update(kv_heads=2, head_dim=None)
+    tensors = gen_tiny.make_weights("llama", s, np.random.default_rng(19))
+    forms = [("fp8", dict(block=(4, 4))), ("ct-int4", dict(group=4, sym=False)), ("ct-fp8", dict(strategy="channel")),
+             ("awq", dict(group=4)), ("gptq", dict(group=4, desc_act=True))]
+    path = os.path.join(C, ".tmp.safetensors")
+    for sel, (fmt, opt) in enumerate(forms):
+        qt, _ = gen_quant.quantize(fmt, tensors, np.random.default_rng(sel), **opt)
+        gen_quant.write_st(path, qt)
+        data = open(path, "rb").read()
+        os.unlink(path)
+        put(d, "%d-%s.bin" % (sel, fmt), bytes([sel]) + data)
+        # the same files under another format's config: every check refuses them
+        put(d, "%d-%s-as-%d.bin" % (sel, fmt, (sel + 1) % 5), bytes([(sel + 1) % 5]) + data)
+
+
 def main():
+    quant_seeds()
     # The model the fuzz-safetensors harness loads (its config.json is the
     # llama one below, compiled in).
     d = clean("safetensors")

@@ -1,0 +1,109 @@
+#!/bin/sh
+# Quantized decode benchmark (issue 19; not a test, not run in CI): the bench
+# model of bench.sh (hidden 768, intermediate 2048, 12 layers, vocab 32000,
+# about 110M parameters) as agrun bf16, compressed-tensors int4 (group 128,
+# symmetric) and FP8 block-scaled ([128,128]), with lm_head quantized too (an
+# untied copy of the embedding, as llama.cpp's Q4_0/Q8_0 quantize its output
+# matrix), side by side with llama.cpp's llama-bench on the same weights
+# converted to GGUF bf16, Q4_0 and Q8_0 (bench/serve/hf_to_gguf.py, gguf-py's
+# quantizer).  Decode tokens/s and the ratios the issue asks for; the load
+# averages before and after, since other work on the machine moves them.
+#
+# usage: bench/runtime/quant.sh [BUILD_DIR] [LLAMA_BUILD] [LLAMA_DIR]
+#   LLAMA_BUILD: a llama.cpp build (-DGGML_NATIVE=ON) with bin/llama-bench; absent: agrun only
+#   NEW_TOKENS (env, default 128), THREADS (env, default all cores)
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${1:-$root/build}
+llama_build=${2:-/work/llama-build}
+llama_dir=${3:-/work/llama.cpp}
+nnew=${NEW_TOKENS:-128}
+thr=${THREADS:-$(nproc)}
+agrun=$build/tools/agrun/agrun
+py=/usr/bin/python3
+work=$(mktemp -d "${TMPDIR:-/tmp}/agrt-qbench.XXXXXX")
+trap 'rm -rf "$work"' EXIT INT TERM
+
+[ -x "$agrun" ] || { echo "bench: build first (ninja -C $build)" >&2; exit 2; }
+dims=768,2048,12,12,4,32000
+"$py" "$root/tests/runtime/gen_tiny.py" llama_tied bf16 "$work/bf16" --dims $dims
+"$py" - "$root/tests/runtime" "$work" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import gen_quant
+d = [768, 2048, 12, 12, 4, 32000]
+gen_quant.generate("ct-int4", sys.argv[2] + "/int4", "llama_tied", d, write_ref=False, group=128, sym=True,
+                   lm_head=True)
+gen_quant.generate("fp8", sys.argv[2] + "/fp8", "llama_tied", d, write_ref=False, lm_head=True)
+PY
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+ids=$("$py" -c "import random; random.seed(1); print(','.join(str(random.randrange(300, 32000)) for _ in range(16)))")
+for m in bf16 int4 fp8; do
+	"$agrun" "$work/$m" --raw --ids "$ids" -n 4 --no-eos --json --device cpu --threads "$thr" >/dev/null 2>&1
+done
+llama_note=""
+have_llama=0
+if [ -x "$llama_build/bin/llama-bench" ] && [ -d "$llama_dir/gguf-py" ]; then
+	have_llama=1
+	for t in bf16 q4_0 q8_0; do
+		q=$t
+		[ "$t" = bf16 ] && q=""
+		"$py" "$root/bench/serve/hf_to_gguf.py" "$llama_dir" "$work/bf16" "$work/$t.gguf" $q >/dev/null
+	done
+else
+	llama_note="llama.cpp not run (no $llama_build/bin/llama-bench or $llama_dir/gguf-py)"
+fi
+# agrun and llama.cpp interleaved, best of three: the machine's other load comes and goes
+for rep in 1 2 3; do
+	for m in bf16 int4 fp8; do
+		"$agrun" "$work/$m" --raw --ids "$ids" -n "$nnew" --no-eos --json --device cpu --threads "$thr" \
+			2>/dev/null > "$work/$m.$rep.json"
+		if [ "$have_llama" = 1 ]; then
+			t=$m
+			[ "$m" = int4 ] && t=q4_0
+			[ "$m" = fp8 ] && t=q8_0
+			LD_LIBRARY_PATH="$llama_build/bin" "$llama_build/bin/llama-bench" -m "$work/$t.gguf" -p 0 \
+				-n "$nnew" -t "$thr" -r 1 -o json 2>/dev/null > "$work/ll-$t.$rep.json" || true
+		fi
+	done
+done
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+"$py" - "$work" "$nnew" "$thr" "$load0" "$load1" "$llama_note" <<'PY'
+import glob, json, os, sys
+work, nnew, thr, load0, load1, note = sys.argv[1:7]
+def best(pat, key):
+    v = []
+    for f in glob.glob(os.path.join(work, pat)):
+        try:
+            j = json.load(open(f))
+        except ValueError:
+            continue
+        if isinstance(j, list):  # llama-bench
+            v += [r["avg_ts"] for r in j if r.get("n_gen")]
+        else:
+            v.append(j[key])
+    return max(v) if v else None
+def mb(d):
+    return sum(os.path.getsize(os.path.join(work, d, f)) for f in os.listdir(os.path.join(work, d))
+               if f.endswith(".safetensors")) / 1e6
+a = {m: best(f"{m}.*.json", "decode_tok_s") for m in ("bf16", "int4", "fp8")}
+l = {t: best(f"ll-{t}.*.json", None) for t in ("bf16", "q4_0", "q8_0")}
+print(f"decode {nnew} tokens, {thr} threads, best of 3 interleaved runs; load average {load0} before, {load1} after")
+print(f"{'':<28}{'tok/s':>9}{'weights MB':>12}")
+for m, lbl in (("bf16", "agrun bf16"), ("int4", "agrun int4 (ct W4A16 g128)"), ("fp8", "agrun fp8 (block 128)")):
+    print(f"{lbl:<28}{a[m]:>9.1f}{mb(m):>12.1f}")
+for t in ("bf16", "q4_0", "q8_0"):
+    if l[t]:
+        print(f"{'llama.cpp ' + t:<28}{l[t]:>9.1f}{os.path.getsize(os.path.join(work, t + '.gguf')) / 1e6:>12.1f}")
+print(f"int4 / agrun bf16           {a['int4'] / a['bf16']:>9.2f}   (target >= 2)")
+print(f"fp8 / agrun bf16            {a['fp8'] / a['bf16']:>9.2f}   (target >= 1.5)")
+if l["q4_0"]:
+    print(f"int4 / llama.cpp Q4_0       {a['int4'] / l['q4_0']:>9.2f}   (target >= 1)")
+if l["q8_0"]:
+    print(f"fp8 / llama.cpp Q8_0        {a['fp8'] / l['q8_0']:>9.2f}")
+if l["bf16"]:
+    print(f"agrun bf16 / llama.cpp bf16 {a['bf16'] / l['bf16']:>9.2f}")
+if note:
+    print(note)
+PY

@@ -1,0 +1,619 @@
+/* CPU kernels for quantized matrices (issue 19), straight on the mapped
+ * tensors: each weight is computed in f32 from its code, scale and zero
+ * point (quant.h defines the value) and multiplied in f32; nothing is
+ * expanded beyond a per-thread scratch of a few rows.
+ *
+ * Two shapes of kernel:
+ *  - row formats (fp8, compressed-tensors int4: a weight row is contiguous):
+ *    an 8-lane dot per row, k ascending, then the scalar tail;
+ *  - column formats (GPTQ, AWQ: a packed word holds 8 rows or 8 columns of
+ *    one row across the row dimension): 8 rows at once, one lane per row,
+ *    k ascending.
+ * A token block (T > 1) dequantizes the task's rows once into the scratch and
+ * runs the same sums over it, so a token gets the same result alone or in a
+ * batch.  AVX2 is chosen at run time as backend_cpu.c does (AVX-512 CPUs run
+ * the AVX2 code); generic C otherwise. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant.h"
+#include "threadpool.h"
+
+#define QROWS 16 /* rows per task: two octets of the column formats */
+
+struct rt_qcpu {
+	bool avx2;
+	int n_threads;
+	float **scratch; /* per thread [QROWS][scratch_k] */
+	size_t scratch_k;
+};
+
+struct qjob {
+	const struct rt_qcpu *c;
+	float *y;
+	const float *x;
+	const struct rt_weight *w;
+	const float *bias;
+	int T;
+	bool acc;
+	bool have_scratch;
+};
+
+static inline void put(const struct qjob *j, int t, int r, float v)
+{
+	float *yr = j->y + (size_t)t * j->w->rows;
+	v += j->bias ? j->bias[r] : 0.0f;
+	yr[r] = j->acc ? yr[r] + v : v;
+}
+
+static inline float tail_add(float s, float w, float x)
+{
+	return s + w * x;
+}
+
+/* ---- generic ---- */
+
+static void task_generic(const struct qjob *j, int n0, int n1, float *scr)
+{
+	const struct rt_weight *w = j->w;
+	int K = w->cols;
+
+	for (int r = n0; r < n1; r++) {
+		if (scr) {
+			for (int k = 0; k < K; k++)
+				scr[k] = rt_q_weight(w, r, k);
+			for (int t = 0; t < j->T; t++) {
+				const float *xr = j->x + (size_t)t * K;
+				float s = 0;
+				for (int k = 0; k < K; k++)
+					s = tail_add(s, scr[k], xr[k]);
+				put(j, t, r, s);
+			}
+		} else {
+			/* no scratch (allocation failed): the same sums, weights recomputed */
+			for (int t = 0; t < j->T; t++) {
+				const float *xr = j->x + (size_t)t * K;
+				float s = 0;
+				for (int k = 0; k < K; k++)
+					s = tail_add(s, rt_q_weight(w, r, k), xr[k]);
+				put(j, t, r, s);
+			}
+		}
+	}
+}
+
+/* ---- AVX2 ---- */
+#if defined(__x86_64__) || defined(__i386__)
+#define HAVE_X86 1
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+#include <immintrin.h>
+
+static inline float hsum8(__m256 v)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/* 8 fp8 codes -> their values (through f16: exact) */
+static inline __m256 fp8x8(const uint8_t *p, bool e5m2)
+{
+	__m128i v = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p)), h;
+	if (e5m2) {
+		h = _mm_slli_epi16(v, 8);
+	} else {
+		__m128i m = _mm_and_si128(v, _mm_set1_epi16(0x7f));
+		h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(v, _mm_set1_epi16(0x80)), 8), _mm_slli_epi16(m, 7));
+		/* S.1111.111 is NaN: all-ones f16 exponent over a nonzero mantissa */
+		h = _mm_or_si128(h, _mm_and_si128(_mm_cmpeq_epi16(m, _mm_set1_epi16(0x7f)), _mm_set1_epi16(0x7c00)));
+	}
+	return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
+}
+
+/* the 8 nibbles of u plus 2^23, as floats (the nibble in the mantissa of
+ * 2^23): minus (zero + 2^23) gives nibble - zero exactly, one conversion less */
+#define MAGIC 8388608.0f
+static inline __m256 nib8(uint32_t u)
+{
+	const __m256i sh = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+	return _mm256_castsi256_ps(
+	    _mm256_or_si256(_mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u), sh), _mm256_set1_epi32(15)),
+	                    _mm256_set1_epi32(0x4b000000)));
+}
+
+/* Row r of a row format: dst != NULL stores its K weights, else returns its
+ * dot with x.  Chunks of 8 at k = 0, 8, ... then the scalar tail; a chunk
+ * inside one scale group takes the vector path, one across groups (group
+ * sizes not a multiple of 8, act-order g_idx) is computed lane by lane with
+ * the same formula. */
+static float row_avx2(const struct rt_weight *w, int r, const float *x, float *dst)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, kv = K & ~7, k = 0;
+	bool fp8 = q->fmt == RT_WF_FP8, e5m2 = w->dtype == RT_F8_E5M2;
+	const uint8_t *crow = (const uint8_t *)w->data + (size_t)r * K;
+	const char *prow = (const char *)w->data + (size_t)r * ((K + 7) / 8) * 4;
+	__m256 acc = _mm256_setzero_ps();
+	float s;
+
+	while (k < kv) {
+		int ge = k + 1;
+		if (fp8)
+			ge = (k / q->sc + 1) * q->sc;
+		else if (!q->g_idx)
+			ge = (k / q->sc + 1) * q->sc;
+		if (k + 8 <= ge) {
+			__m256 sv = _mm256_set1_ps(rt_q_scale(w, r, k));
+			__m256 zv = fp8 ? sv : _mm256_set1_ps((float)rt_q_zero(w, r, k / q->sc) + MAGIC);
+			for (; k + 8 <= ge && k < kv; k += 8) {
+				__m256 wv;
+				if (fp8) {
+					wv = _mm256_mul_ps(fp8x8(crow + k, e5m2), sv);
+				} else {
+					uint32_t u;
+					memcpy(&u, prow + (size_t)(k / 8) * 4, 4);
+					wv = _mm256_mul_ps(_mm256_sub_ps(nib8(u), zv), sv);
+				}
+				if (dst)
+					_mm256_storeu_ps(dst + k, wv);
+				else
+					acc = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + k), acc);
+			}
+		} else {
+			float t[8];
+			for (int i = 0; i < 8; i++)
+				t[i] = rt_q_weight(w, r, k + i);
+			if (dst)
+				memcpy(dst + k, t, sizeof(t));
+			else
+				acc = _mm256_fmadd_ps(_mm256_loadu_ps(t), _mm256_loadu_ps(x + k), acc);
+			k += 8;
+		}
+	}
+	if (dst) {
+		for (; k < K; k++)
+			dst[k] = rt_q_weight(w, r, k);
+		return 0;
+	}
+	s = hsum8(acc);
+	for (; k < K; k++)
+		s = tail_add(s, rt_q_weight(w, r, k), x[k]);
+	return s;
+}
+
+/* HOT LOOP (decode): row_avx2's sums for 4 rows at once (rows r0..r0+nr-1,
+ * the missing ones repeat the last), so 4 independent FMA chains run and
+ * each row's result is exactly row_avx2's.  The rows are short, so the next
+ * group of 4 rows is prefetched while this one streams. */
+static void row4_avx2(const struct rt_weight *w, int r0, int nr, const float *x, float out[4])
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, kv = K & ~7, k = 0, rr[4];
+	bool fp8 = q->fmt == RT_WF_FP8, e5m2 = w->dtype == RT_F8_E5M2;
+	size_t rb = fp8 ? (size_t)K : (size_t)((K + 7) / 8) * 4;
+	const char *row[4];
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+
+	for (int i = 0; i < 4; i++) {
+		rr[i] = r0 + (i < nr ? i : nr - 1);
+		row[i] = (const char *)w->data + (size_t)rr[i] * rb;
+	}
+	while (k < kv) {
+		int ge = fp8 || !q->g_idx ? (k / q->sc + 1) * q->sc : k + 1;
+		if (k + 8 <= ge) {
+			__m256 s0 = _mm256_set1_ps(rt_q_scale(w, rr[0], k)),
+			       s1 = _mm256_set1_ps(rt_q_scale(w, rr[1], k)),
+			       s2 = _mm256_set1_ps(rt_q_scale(w, rr[2], k)),
+			       s3 = _mm256_set1_ps(rt_q_scale(w, rr[3], k));
+			if (fp8) {
+				/* 16 codes a step: the byte in the high half of a 16-bit lane,
+				 * shifted right arithmetically and bit 14 cleared, is the f16 of
+				 * the code over 2^8, folded into the scale (exact: 256 * s is,
+				 * and so is the f16); a step with a NaN code (S.1111.111) and a
+				 * scale that 256 overflows go the 8-code way below, which
+				 * gives the same values */
+				__m256 t0 = _mm256_mul_ps(s0, _mm256_set1_ps(256.0f)),
+				       t1 = _mm256_mul_ps(s1, _mm256_set1_ps(256.0f)),
+				       t2 = _mm256_mul_ps(s2, _mm256_set1_ps(256.0f)),
+				       t3 = _mm256_mul_ps(s3, _mm256_set1_ps(256.0f));
+				bool fin = !e5m2 && isfinite(_mm256_cvtss_f32(t0)) && isfinite(_mm256_cvtss_f32(t1)) &&
+				           isfinite(_mm256_cvtss_f32(t2)) && isfinite(_mm256_cvtss_f32(t3));
+				for (; fin && k + 16 <= ge && k + 16 <= kv; k += 16) {
+					__m128i b0 = _mm_loadu_si128((const __m128i *)(row[0] + k)),
+					        b1 = _mm_loadu_si128((const __m128i *)(row[1] + k)),
+					        b2 = _mm_loadu_si128((const __m128i *)(row[2] + k)),
+					        b3 = _mm_loadu_si128((const __m128i *)(row[3] + k));
+					__m128i m7 = _mm_set1_epi8(0x7f), nan;
+					__m256 xl = _mm256_loadu_ps(x + k), xh = _mm256_loadu_ps(x + k + 8);
+					nan = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(_mm_and_si128(b0, m7), m7),
+					                                _mm_cmpeq_epi8(_mm_and_si128(b1, m7), m7)),
+					                   _mm_or_si128(_mm_cmpeq_epi8(_mm_and_si128(b2, m7), m7),
+					                                _mm_cmpeq_epi8(_mm_and_si128(b3, m7), m7)));
+					if (!_mm_testz_si128(nan, nan))
+						break;
+					if ((k & 63) == 0)
+						for (int i = 0; i < 4; i++)
+							_mm_prefetch(row[i] + k + 4 * rb, _MM_HINT_T0);
+#define F8LO(b)                                                                                                        \
+	_mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1),                    \
+	                              _mm_set1_epi16((short)0xbfff)))
+#define F8HI(b)                                                                                                        \
+	_mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(_mm_setzero_si128(), b), 1),                    \
+	                              _mm_set1_epi16((short)0xbfff)))
+					a0 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b0), t0), xl, a0);
+					a1 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b1), t1), xl, a1);
+					a2 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b2), t2), xl, a2);
+					a3 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b3), t3), xl, a3);
+					a0 = _mm256_fmadd_ps(_mm256_mul_ps(F8HI(b0), t0), xh, a0);
+					a1 = _mm256_fmadd_ps(_mm256_mul_ps(F8HI(b1), t1), xh, a1);
+					a2 = _mm256_fmadd_ps(_mm256_mul_ps(F8HI(b2), t2), xh, a2);
+					a3 = _mm256_fmadd_ps(_mm256_mul_ps(F8HI(b3), t3), xh, a3);
+#undef F8LO
+#undef F8HI
+				}
+				for (; k + 8 <= ge && k < kv; k += 8) {
+					__m256 xv = _mm256_loadu_ps(x + k);
+					if ((k & 63) == 0)
+						for (int i = 0; i < 4; i++)
+							_mm_prefetch(row[i] + k + 4 * rb, _MM_HINT_T0);
+					a0 = _mm256_fmadd_ps(
+					    _mm256_mul_ps(fp8x8((const uint8_t *)row[0] + k, e5m2), s0), xv, a0);
+					a1 = _mm256_fmadd_ps(
+					    _mm256_mul_ps(fp8x8((const uint8_t *)row[1] + k, e5m2), s1), xv, a1);
+					a2 = _mm256_fmadd_ps(
+					    _mm256_mul_ps(fp8x8((const uint8_t *)row[2] + k, e5m2), s2), xv, a2);
+					a3 = _mm256_fmadd_ps(
+					    _mm256_mul_ps(fp8x8((const uint8_t *)row[3] + k, e5m2), s3), xv, a3);
+				}
+			} else {
+				int g = k / q->sc;
+				__m256 z0 = _mm256_set1_ps((float)rt_q_zero(w, rr[0], g) + MAGIC),
+				       z1 = _mm256_set1_ps((float)rt_q_zero(w, rr[1], g) + MAGIC),
+				       z2 = _mm256_set1_ps((float)rt_q_zero(w, rr[2], g) + MAGIC),
+				       z3 = _mm256_set1_ps((float)rt_q_zero(w, rr[3], g) + MAGIC);
+/* one group's chunks; symmetric checkpoints pass one zero register for all 4 rows */
+#define I4LOOP(Z0, Z1, Z2, Z3)                                                                                         \
+	for (; k + 8 <= ge && k < kv; k += 8) {                                                                        \
+		__m256 xv = _mm256_loadu_ps(x + k);                                                                    \
+		size_t o = (size_t)(k / 8) * 4;                                                                        \
+		uint32_t u0, u1, u2, u3;                                                                               \
+		if ((k & 127) == 0)                                                                                    \
+			for (int i = 0; i < 4; i++)                                                                    \
+				_mm_prefetch(row[i] + o + 4 * rb, _MM_HINT_T0);                                        \
+		memcpy(&u0, row[0] + o, 4);                                                                            \
+		memcpy(&u1, row[1] + o, 4);                                                                            \
+		memcpy(&u2, row[2] + o, 4);                                                                            \
+		memcpy(&u3, row[3] + o, 4);                                                                            \
+		a0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u0), Z0), s0), xv, a0);                          \
+		a1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u1), Z1), s1), xv, a1);                          \
+		a2 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u2), Z2), s2), xv, a2);                          \
+		a3 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(nib8(u3), Z3), s3), xv, a3);                          \
+	}
+				if (!q->zero)
+					I4LOOP(z0, z0, z0, z0)
+				else
+					I4LOOP(z0, z1, z2, z3)
+#undef I4LOOP
+			}
+		} else {
+			float t[4][8];
+			__m256 xv = _mm256_loadu_ps(x + k);
+			for (int i = 0; i < 4; i++)
+				for (int l = 0; l < 8; l++)
+					t[i][l] = rt_q_weight(w, rr[i], k + l);
+			a0 = _mm256_fmadd_ps(_mm256_loadu_ps(t[0]), xv, a0);
+			a1 = _mm256_fmadd_ps(_mm256_loadu_ps(t[1]), xv, a1);
+			a2 = _mm256_fmadd_ps(_mm256_loadu_ps(t[2]), xv, a2);
+			a3 = _mm256_fmadd_ps(_mm256_loadu_ps(t[3]), xv, a3);
+			k += 8;
+		}
+	}
+	out[0] = hsum8(a0), out[1] = hsum8(a1), out[2] = hsum8(a2), out[3] = hsum8(a3);
+	for (; k < K; k++)
+		for (int i = 0; i < 4; i++)
+			out[i] = tail_add(out[i], rt_q_weight(w, rr[i], k), x[k]);
+}
+
+/* the same sums over a row of stored weights (not backend_cpu.c's dot: this
+ * one must keep row4_avx2's order whatever the dense kernels do) */
+static float dot_avx2(const float *wr, const float *x, int K)
+{
+	__m256 acc = _mm256_setzero_ps();
+	int k = 0;
+	float s;
+	for (; k + 8 <= K; k += 8)
+		acc = _mm256_fmadd_ps(_mm256_loadu_ps(wr + k), _mm256_loadu_ps(x + k), acc);
+	s = hsum8(acc);
+	for (; k < K; k++)
+		s = tail_add(s, wr[k], x[k]);
+	return s;
+}
+
+static inline __m256 scale8(const struct rt_wquant *q, size_t i)
+{
+	if (q->scale_dtype == RT_F32)
+		return _mm256_loadu_ps((const float *)q->scale + i);
+	if (q->scale_dtype == RT_F16)
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)q->scale + i)));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(
+	    _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)q->scale + i))), 16));
+}
+
+/* Rows r8..r8+7 of a column format (GPTQ, AWQ), k ascending, one lane per
+ * row: scr != NULL ([K][8]) receives the weights; else out[8] the dots with x. */
+static void oct_avx2(const struct rt_weight *w, int r8, const float *x, float *scr, float *out)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, R = w->rows, gcur = -1;
+	bool awq = q->layout == RT_I4_AWQ;
+	const __m256i shp = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+	const __m256i sha = _mm256_setr_epi32(0, 16, 4, 20, 8, 24, 12, 28);
+	const __m256i m15 = _mm256_set1_epi32(15);
+	__m256 acc = _mm256_setzero_ps(), sv = acc, zv = acc;
+	__m256i words = _mm256_setzero_si256();
+
+	for (int k = 0, kn = 0; k < K; k++) {
+		int g;
+		__m256i nib;
+		if (q->g_idx) {
+			g = rt_q_group(w, k);
+		} else if (k == kn) {
+			g = k / q->sc;
+			kn = k + q->sc;
+		} else {
+			g = gcur;
+		}
+		__m256 wv;
+		if (g != gcur) {
+			uint32_t zq = rt_q_u32(q->zero, (size_t)g * (R / 8) + (size_t)(r8 / 8));
+			__m256i z =
+			    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)zq), awq ? sha : shp), m15);
+			zv = _mm256_cvtepi32_ps(_mm256_add_epi32(z, _mm256_set1_epi32(q->zero_add)));
+			sv = scale8(q, (size_t)g * R + (size_t)r8);
+			gcur = g;
+		}
+		if (awq) {
+			uint32_t u = rt_q_u32(w->data, (size_t)k * (R / 8) + (size_t)(r8 / 8));
+			nib = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u), sha), m15);
+		} else {
+			if ((k & 7) == 0)
+				words = _mm256_loadu_si256(
+				    (const __m256i *)((const char *)w->data + ((size_t)(k / 8) * R + (size_t)r8) * 4));
+			nib = _mm256_and_si256(_mm256_srl_epi32(words, _mm_cvtsi32_si128(4 * (k & 7))), m15);
+		}
+		wv = _mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(nib), zv), sv);
+		if (scr)
+			_mm256_storeu_ps(scr + (size_t)k * 8, wv);
+		else
+			acc = _mm256_fmadd_ps(wv, _mm256_set1_ps(x[k]), acc);
+	}
+	if (!scr)
+		_mm256_storeu_ps(out, acc);
+}
+
+/* HOT LOOP (decode): oct_avx2's sums for rows r8..r8+15 (no > 1: the second
+ * octet too), two independent chains, each lane exactly as oct_avx2 computes
+ * it; the packed words of the coming columns are prefetched (they lie a row
+ * of the packed tensor apart). */
+static void oct2_avx2(const struct rt_weight *w, int r8, int no, const float *x, float *out)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, R = w->rows, gcur = -1, o2 = no > 1 ? 8 : 0;
+	bool awq = q->layout == RT_I4_AWQ;
+	const __m256i shp = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+	const __m256i sha = _mm256_setr_epi32(0, 16, 4, 20, 8, 24, 12, 28);
+	const __m256i m15 = _mm256_set1_epi32(15);
+	const char *d = w->data;
+	size_t ws = awq ? (size_t)R / 2 : (size_t)R * 4; /* bytes from one packed row to the next */
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, s0 = a0, s1 = a0, z0 = a0, z1 = a0;
+	__m256i w0 = _mm256_setzero_si256(), w1 = w0;
+
+	for (int k = 0, kn = 0; k < K; k++) {
+		int g;
+		__m256i n0, n1;
+		if (q->g_idx) {
+			g = rt_q_group(w, k);
+		} else if (k == kn) { /* the next group begins (no division a column) */
+			g = k / q->sc;
+			kn = k + q->sc;
+		} else {
+			g = gcur;
+		}
+		__m256 xv = _mm256_set1_ps(x[k]);
+		if (g != gcur) {
+			size_t zi = (size_t)g * (R / 8) + (size_t)(r8 / 8);
+			__m256i zs = awq ? sha : shp, za = _mm256_set1_epi32(q->zero_add);
+			z0 = _mm256_cvtepi32_ps(_mm256_add_epi32(
+			    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi)), zs), m15),
+			    za));
+			z1 = _mm256_cvtepi32_ps(_mm256_add_epi32(
+			    _mm256_and_si256(
+			        _mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi + (o2 ? 1 : 0))), zs),
+			        m15),
+			    za));
+			s0 = scale8(q, (size_t)g * R + (size_t)r8);
+			s1 = scale8(q, (size_t)g * R + (size_t)r8 + o2);
+			gcur = g;
+		}
+		if (awq) {
+			const char *p = d + (size_t)k * ws + (size_t)(r8 / 8) * 4;
+			uint32_t u0, u1;
+			if ((k & 7) == 0)
+				_mm_prefetch(p + 8 * ws, _MM_HINT_T0);
+			memcpy(&u0, p, 4);
+			memcpy(&u1, p + (o2 ? 4 : 0), 4);
+			n0 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u0), sha), m15);
+			n1 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u1), sha), m15);
+		} else {
+			__m128i c = _mm_cvtsi32_si128(4 * (k & 7));
+			if ((k & 7) == 0) {
+				const char *p = d + (size_t)(k / 8) * ws + (size_t)r8 * 4;
+				_mm_prefetch(p + 4 * ws, _MM_HINT_T0);
+				w0 = _mm256_loadu_si256((const __m256i *)p);
+				w1 = _mm256_loadu_si256((const __m256i *)(p + o2 * 4));
+			}
+			n0 = _mm256_and_si256(_mm256_srl_epi32(w0, c), m15);
+			n1 = _mm256_and_si256(_mm256_srl_epi32(w1, c), m15);
+		}
+		a0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(n0), z0), s0), xv, a0);
+		a1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(n1), z1), s1), xv, a1);
+	}
+	_mm256_storeu_ps(out, a0);
+	if (no > 1)
+		_mm256_storeu_ps(out + 8, a1);
+}
+
+static void oct_dot_avx2(const float *scr, const float *x, int K, float *out)
+{
+	__m256 acc = _mm256_setzero_ps();
+	for (int k = 0; k < K; k++)
+		acc = _mm256_fmadd_ps(_mm256_loadu_ps(scr + (size_t)k * 8), _mm256_set1_ps(x[k]), acc);
+	_mm256_storeu_ps(out, acc);
+}
+
+static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
+{
+	const struct rt_weight *w = j->w;
+	int K = w->cols;
+
+	if (w->q.fmt == RT_WF_INT4 && w->q.layout != RT_I4_CT) {
+		float o[16];
+		if (j->T == 1) {
+			for (int r8 = n0; r8 < n1; r8 += 16) {
+				int no = n1 - r8 >= 16 ? 2 : 1;
+				oct2_avx2(w, r8, no, j->x, o);
+				for (int i = 0; i < 8 * no; i++)
+					put(j, 0, r8 + i, o[i]);
+			}
+			return;
+		}
+		for (int r8 = n0; r8 < n1; r8 += 8) {
+			if (!scr) {
+				for (int t = 0; t < j->T; t++) {
+					oct_avx2(w, r8, j->x + (size_t)t * K, NULL, o);
+					for (int i = 0; i < 8; i++)
+						put(j, t, r8 + i, o[i]);
+				}
+				continue;
+			}
+			oct_avx2(w, r8, NULL, scr, NULL);
+			for (int t = 0; t < j->T; t++) {
+				oct_dot_avx2(scr, j->x + (size_t)t * K, K, o);
+				for (int i = 0; i < 8; i++)
+					put(j, t, r8 + i, o[i]);
+			}
+		}
+		return;
+	}
+	if (j->T == 1 || !scr) {
+		for (int r = n0; r < n1; r += 4) {
+			int nr = n1 - r < 4 ? n1 - r : 4;
+			float o[4];
+			for (int t = 0; t < j->T; t++) {
+				row4_avx2(w, r, nr, j->x + (size_t)t * K, o);
+				for (int i = 0; i < nr; i++)
+					put(j, t, r + i, o[i]);
+			}
+		}
+		return;
+	}
+	for (int r = n0; r < n1; r++)
+		row_avx2(w, r, NULL, scr + (size_t)(r - n0) * K);
+	for (int t = 0; t < j->T; t++)
+		for (int r = n0; r < n1; r++)
+			put(j, t, r, dot_avx2(scr + (size_t)(r - n0) * K, j->x + (size_t)t * K, K));
+}
+
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#endif
+
+static void q_task(void *ctx, int task, int thread)
+{
+	const struct qjob *j = ctx;
+	int n0 = task * QROWS, n1 = n0 + QROWS < j->w->rows ? n0 + QROWS : j->w->rows;
+	float *scr = j->have_scratch ? j->c->scratch[thread] : NULL;
+
+#ifdef HAVE_X86
+	if (j->c->avx2) {
+		task_avx2(j, n0, n1, scr);
+		return;
+	}
+#endif
+	task_generic(j, n0, n1, scr);
+}
+
+static int ensure_scratch(struct rt_qcpu *c, size_t K)
+{
+	if (c->scratch_k >= K)
+		return 0;
+	for (int i = 0; i < c->n_threads; i++) {
+		float *p = realloc(c->scratch[i], sizeof(float) * QROWS * K);
+		if (!p)
+			return -ENOMEM; /* the old buffers stay; scratch_k unchanged */
+		c->scratch[i] = p;
+	}
+	c->scratch_k = K;
+	return 0;
+}
+
+void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const float *x, const struct rt_weight *w,
+                    const float *bias, int T, bool acc)
+{
+	struct qjob j = {c, y, x, w, bias, T, acc, false};
+	int n_tasks = (w->rows + QROWS - 1) / QROWS;
+
+	/* generic C always sums over the scratch; AVX2 only for token blocks */
+	if ((T > 1 || !c->avx2) && ensure_scratch(c, (size_t)w->cols) == 0)
+		j.have_scratch = true;
+	if ((size_t)w->rows * w->cols * T < (1u << 15)) {
+		for (int t = 0; t < n_tasks; t++)
+			q_task(&j, t, 0);
+		return;
+	}
+	rt_pool_run(pool, n_tasks, q_task, &j);
+}
+
+int rt_qcpu_new(const char *simd, int n_threads, struct rt_qcpu **ret)
+{
+	struct rt_qcpu *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->n_threads = n_threads;
+	c->scratch = calloc((size_t)n_threads, sizeof(float *));
+	if (!c->scratch) {
+		free(c);
+		return -ENOMEM;
+	}
+#ifdef HAVE_X86
+	/* backend_cpu.c picks avx2 or avx512 only where the CPU has AVX2, FMA and F16C */
+	c->avx2 = simd && (!strcmp(simd, "avx2") || !strcmp(simd, "avx512"));
+#else
+	(void)simd;
+#endif
+	*ret = c;
+	return 0;
+}
+
+void rt_qcpu_free(struct rt_qcpu *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->n_threads; i++)
+		free(c->scratch[i]);
+	free(c->scratch);
+	free(c);
+}
