@@ -58,7 +58,7 @@ int main(int argc, char **argv)
 			if (!wd || !x || !y)
 				return 1;
 			for (int c = 0; c < copies; c++)
-				w[c] = (struct rt_weight){wd + nw * es * c, dt, N, K, NULL};
+				w[c] = (struct rt_weight){.data = wd + nw * es * c, .dtype = dt, .rows = N, .cols = K};
 			for (size_t i = 0; i < nw * copies; i++) {
 				r = r * 1664525u + 1013904223u;
 				float v = (float)(r >> 8) / (1 << 24) - 0.5f;

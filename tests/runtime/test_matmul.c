@@ -65,7 +65,7 @@ static void run(struct rt_backend *be, const char *simd, int dt, struct shape s,
 	float *x = malloc(sizeof(float) * Tmax * K), *y = malloc(sizeof(float) * Tmax * N),
 	      *y1 = malloc(sizeof(float) * N), *bias = malloc(sizeof(float) * N),
 	      *y0 = malloc(sizeof(float) * Tmax * N);
-	struct rt_weight w = {wd, dt, N, K, NULL};
+	struct rt_weight w = {.data = wd, .dtype = dt, .rows = N, .cols = K};
 
 	if (!wd || !wref || !aref || !x || !y || !y1 || !bias || !y0) {
 		TAP_OK(0, "allocation");
