@@ -94,6 +94,8 @@ static int dev_alloc(void **p, size_t n, const char *what, struct rt_error *err)
 struct dmat {
 	void *d; /* [rows][cols] in dtype, device */
 	int dtype, rows, cols;
+	bool quant;        /* quantized: q describes it (its parts in the weight arena) */
+	struct agk_qmat q;
 };
 
 struct dlayer {
@@ -160,6 +162,36 @@ static void model_free(void *dmv)
 	cudaFree(m->varena);
 	free(m->L);
 	free(m);
+}
+
+/* A quantized matrix's parts (codes, scales, zero points, g_idx) as the
+ * checkpoint stores them, copied from the host mapping to the arena. */
+struct qupload {
+	const struct rt_weight *w;
+	struct dmat *dst;
+	size_t off[4], n[4]; /* in the weight arena; n 0: part absent */
+};
+
+/* Byte sizes of w's parts, as runtime/quant.c validated them (GPTQ and AWQ
+ * need rows and cols multiples of 8). */
+static void qparts(const struct rt_weight *w, size_t n[4])
+{
+	const struct rt_wquant *q = &w->q;
+	size_t R = (size_t)w->rows, C = (size_t)w->cols, ng = (size_t)q->n_sc, es = rt_dtype_size(q->scale_dtype);
+	if (q->fmt == RT_WF_FP8) {
+		n[0] = R * C;
+		n[1] = (R + q->sr - 1) / q->sr * ng * es;
+		n[2] = 0;
+	} else if (q->layout == RT_I4_CT) {
+		n[0] = R * ((C + 7) / 8) * 4;
+		n[1] = R * ng * es;
+		n[2] = q->zero ? (R + 7) / 8 * ng * 4 : 0;
+	} else {
+		n[0] = (q->layout == RT_I4_GPTQ ? C / 8 * R : C * (R / 8)) * 4;
+		n[1] = ng * R * es;
+		n[2] = q->zero ? ng * (R / 8) * 4 : 0;
+	}
+	n[3] = q->fmt == RT_WF_INT4 && q->g_idx ? C * 4 : 0;
 }
 
 /* One matrix to upload: host description and where it goes. */
@@ -395,32 +427,27 @@ static int model_new(const struct rt_dev_model_desc *d, void **ret_dm, struct rt
 	const struct rt_config *c = d->cfg;
 	struct cuda_model *m;
 	struct upload *up = NULL;
+	struct qupload *qu = NULL;
 	struct vslot *vs = NULL;
 	float *hv = NULL;
 	struct cudaDeviceProp prop;
 	char why[200];
-	int nup = 0, nvs = 0, r, n_readers;
+	int nup = 0, nqu = 0, nvs = 0, r, n_readers;
 	size_t wbytes = 0, vfloats = 0, upbytes = 0;
 
 	if (device_count(why, sizeof(why)) <= 0)
 		return rt_fail(err, RT_ERR_DEVICE, -ENODEV, "no usable CUDA device: %s", why);
-	/* quantized matrices (issue 19) have CPU kernels only; model.c falls back
-	 * before it gets here, this is the plugin's own guard */
-	if (d->embed->q.fmt != RT_WF_DENSE || d->lm_head->q.fmt != RT_WF_DENSE)
-		return rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP, "the CUDA backend does not run quantized weights");
-	for (int l = 0; l < c->n_layers; l++) {
-		const struct rt_layer *hl = &d->layers[l];
-		if (hl->wq.q.fmt || hl->wk.q.fmt || hl->wv.q.fmt || hl->wo.q.fmt || hl->wg.q.fmt || hl->wu.q.fmt ||
-		    hl->wd.q.fmt)
-			return rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP,
-			               "the CUDA backend does not run quantized weights (layer %d)", l);
-	}
+	/* quantized matrices (issue 19) run through agk_qmatmul; the embedding
+	 * is looked up by row and must be dense (model.c refuses it earlier) */
+	if (d->embed->q.fmt != RT_WF_DENSE)
+		return rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP, "the CUDA backend does not run quantized embeddings");
 	CK(cudaSetDevice(DEV));
 	CK(cudaGetDeviceProperties(&prop, DEV));
 	m = calloc(1, sizeof(*m));
 	up = calloc(2 + 7 * (size_t)c->n_layers, sizeof(*up));
+	qu = calloc(2 + 7 * (size_t)c->n_layers, sizeof(*qu));
 	vs = calloc(2 + 10 * (size_t)c->n_layers, sizeof(*vs));
-	if (!m || !up || !vs) {
+	if (!m || !up || !vs || !qu) {
 		free(m);
 		r = rt_fail(err, RT_ERR_INTERNAL, -ENOMEM, "out of memory");
 		goto fail_nomodel;
@@ -435,6 +462,17 @@ static int model_new(const struct rt_dev_model_desc *d, void **ret_dm, struct rt
 	/* plan the arenas */
 #define MAT(hw, dm)                                                                                                    \
 	do {                                                                                                           \
+		if ((hw)->q.fmt != RT_WF_DENSE) {                                                                      \
+			struct qupload *qp = &qu[nqu++];                                                               \
+			qp->w = (hw);                                                                                  \
+			qp->dst = (dm);                                                                                \
+			qparts((hw), qp->n);                                                                           \
+			for (int p_ = 0; p_ < 4; p_++) {                                                               \
+				qp->off[p_] = wbytes;                                                                  \
+				wbytes += (qp->n[p_] + ALIGN - 1) / ALIGN * ALIGN;                                     \
+			}                                                                                              \
+			break;                                                                                         \
+		}                                                                                                      \
 		up[nup].w = (hw);                                                                                      \
 		up[nup].dst = (dm);                                                                                    \
 		up[nup].off = wbytes;                                                                                  \
@@ -509,6 +547,40 @@ static int model_new(const struct rt_dev_model_desc *d, void **ret_dm, struct rt
 		dm->cols = up[i].w->cols;
 		upbytes += (size_t)dm->rows * dm->cols * rt_dtype_size(dm->dtype);
 	}
+	for (int i = 0; i < nqu; i++) {
+		const struct rt_weight *w = qu[i].w;
+		const void *src[4] = {w->data, w->q.scale, w->q.zero, w->q.g_idx};
+		void *dst[4];
+		struct dmat *dm = qu[i].dst;
+		for (int p = 0; p < 4; p++) {
+			dst[p] = qu[i].n[p] ? m->warena + qu[i].off[p] : NULL;
+			if (qu[i].n[p] && cudaMemcpy(dst[p], src[p], qu[i].n[p], cudaMemcpyHostToDevice) != cudaSuccess) {
+				r = cu_fail(err, cudaGetLastError(), "cudaMemcpy(quantized weights)", __FILE__, __LINE__);
+				goto fail;
+			}
+			upbytes += qu[i].n[p];
+		}
+		dm->d = dst[0];
+		dm->dtype = w->dtype;
+		dm->rows = w->rows;
+		dm->cols = w->cols;
+		dm->quant = true;
+		dm->q = (struct agk_qmat){.data = dst[0],
+		                          .scale = dst[1],
+		                          .zero = dst[2],
+		                          .g_idx = dst[3],
+		                          .fmt = w->q.fmt,
+		                          .code_dtype = w->dtype,
+		                          .layout = w->q.layout,
+		                          .scale_dtype = w->q.scale_dtype,
+		                          .sr = w->q.sr,
+		                          .sc = w->q.sc,
+		                          .n_sc = w->q.n_sc,
+		                          .zero_const = w->q.zero_const,
+		                          .zero_add = w->q.zero_add,
+		                          .rows = w->rows,
+		                          .cols = w->cols};
+	}
 	if (d->lm_head->data == d->embed->data)
 		m->lm_head = m->embed;
 	/* vectors: one staging copy, one memcpy */
@@ -550,6 +622,7 @@ static int model_new(const struct rt_dev_model_desc *d, void **ret_dm, struct rt
 	stats->device_bytes = wbytes + vfloats * 4;
 	stats->n_threads = n_readers;
 	free(up);
+	free(qu);
 	free(vs);
 	free(hv);
 	*ret_dm = m;
@@ -558,6 +631,7 @@ fail:
 	model_free(m);
 fail_nomodel:
 	free(up);
+	free(qu);
 	free(vs);
 	free(hv);
 	return r;
@@ -662,6 +736,10 @@ static int mm(struct cuda_session *s, float *y, const float *x, const struct dma
 	cudaDataType dt;
 	const void *B = x;
 
+	if (w->quant) {
+		CK(agk_qmatmul(y, &w->q, x, bias, T, acc, s->st));
+		return 0;
+	}
 	if (T == 1) {
 		CK(agk_matvec(y, w->d, w->dtype, x, bias, w->rows, w->cols, acc, s->st));
 		return 0;

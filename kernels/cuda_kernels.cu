@@ -9,6 +9,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "cuda_kernels.h"
 
@@ -416,5 +417,136 @@ extern "C" int agk_matvec(float *y, const void *w, int dtype, const float *x, co
 		else
 			matvec_scalar_k<DT_F32><<<blocks, 32 * MV_ROWS, 0, st>>>(y, w, x, bias, rows, cols, acc);
 	}
+	return (int)cudaGetLastError();
+}
+
+/* ---- quantized matrices (issue 19) ----
+ * One warp a row, QT tokens a block column: each lane walks the row's
+ * columns with stride 32, dequantizes the weight once and multiplies it
+ * into the QT tokens' sums.  The element definitions are runtime/quant.h's
+ * (rt_q_weight and its accessors), written again for the device. */
+enum { QF_FP8 = 1, QF_INT4 = 2, QL_CT = 0, QL_GPTQ = 1, QL_AWQ = 2, QT = 8, Q_ROWS = 8 };
+
+/* The element math is __host__ __device__ so that test_kernels can check it
+ * against rt_q_weight on the CPU of a machine without a GPU. */
+static __host__ __device__ __forceinline__ float q_bits(uint32_t u)
+{
+#ifdef __CUDA_ARCH__
+	return __uint_as_float(u);
+#else
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+#endif
+}
+
+/* f16 bits to f32, exactly (subnormals included) */
+static __host__ __device__ __forceinline__ float q_f16(unsigned short h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1f, man = h & 0x3ffu;
+	if (e == 0) {
+		float f = (float)man * (1.0f / 16777216.0f);
+		return sign ? -f : f;
+	}
+	return q_bits(e == 31 ? sign | 0x7f800000u | (man << 13) : sign | ((e + 112) << 23) | (man << 13));
+}
+
+static __host__ __device__ __forceinline__ float q_f8(uint8_t v, int e4m3)
+{
+	if (e4m3) {
+		if ((v & 0x7f) == 0x7f)
+			return q_bits(0x7fc00000u);
+		return q_f16((unsigned short)(((v & 0x80u) << 8) | ((v & 0x7fu) << 7))) * 256.0f;
+	}
+	return q_f16((unsigned short)(v << 8));
+}
+
+static __host__ __device__ __forceinline__ float q_scale_at(const agk_qmat &w, size_t i)
+{
+	if (w.scale_dtype == DT_F32)
+		return ((const float *)w.scale)[i];
+	if (w.scale_dtype == DT_F16)
+		return q_f16(((const unsigned short *)w.scale)[i]);
+	return q_bits((uint32_t)((const unsigned short *)w.scale)[i] << 16);
+}
+
+static __host__ __device__ __forceinline__ int q_awq_shift(int r)
+{
+	/* nibble order 0,4,1,5,2,6,3,7: row r%8 sits at bits 4 * pos */
+	const int pos[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+	return 4 * pos[r & 7];
+}
+
+static __host__ __device__ __forceinline__ float q_weight(const agk_qmat &w, int r, int k)
+{
+	const uint32_t *u32 = (const uint32_t *)w.data;
+	if (w.fmt == QF_FP8) {
+		uint8_t v = ((const uint8_t *)w.data)[(size_t)r * w.cols + k];
+		size_t si = (size_t)(r / w.sr) * w.n_sc + (size_t)(k / w.sc);
+		return q_f8(v, w.code_dtype == 3) * q_scale_at(w, si);
+	}
+	int g = w.g_idx ? ((const int32_t *)w.g_idx)[k] : k / w.sc;
+	int nib, z;
+	size_t si;
+	if (w.layout == QL_CT) {
+		nib = (int)((u32[(size_t)r * ((w.cols + 7) / 8) + (size_t)(k / 8)] >> (4 * (k & 7))) & 15);
+		si = (size_t)r * w.n_sc + (size_t)g;
+		z = w.zero ? (int)((((const uint32_t *)w.zero)[(size_t)(r / 8) * w.n_sc + (size_t)g] >> (4 * (r & 7))) & 15) +
+		                 w.zero_add
+		           : w.zero_const;
+	} else {
+		if (w.layout == QL_GPTQ)
+			nib = (int)((u32[(size_t)(k / 8) * w.rows + (size_t)r] >> (4 * (k & 7))) & 15);
+		else
+			nib = (int)((u32[(size_t)k * (w.rows / 8) + (size_t)(r / 8)] >> q_awq_shift(r)) & 15);
+		si = (size_t)g * w.rows + (size_t)r;
+		if (w.zero) {
+			uint32_t zu = ((const uint32_t *)w.zero)[(size_t)g * (w.rows / 8) + (size_t)(r / 8)];
+			z = (int)((zu >> (w.layout == QL_AWQ ? q_awq_shift(r) : 4 * (r & 7))) & 15) + w.zero_add;
+		} else {
+			z = w.zero_const;
+		}
+	}
+	return (float)(nib - z) * q_scale_at(w, si);
+}
+
+extern "C" float agk_q_weight_host(const struct agk_qmat *w, int r, int k)
+{
+	return q_weight(*w, r, k);
+}
+
+__global__ void qmatmul_k(float *y, agk_qmat w, const float *x, const float *bias, int T, int acc)
+{
+	int lane = threadIdx.x & 31;
+	int row = blockIdx.x * Q_ROWS + (threadIdx.x >> 5);
+	int t0 = blockIdx.y * QT;
+	int nt = T - t0 < QT ? T - t0 : QT;
+	float s[QT];
+
+	if (row >= w.rows)
+		return;
+	for (int t = 0; t < QT; t++)
+		s[t] = 0.f;
+	for (int k = lane; k < w.cols; k += 32) {
+		float wv = q_weight(w, row, k);
+		for (int t = 0; t < nt; t++)
+			s[t] += wv * x[(size_t)(t0 + t) * w.cols + k];
+	}
+	for (int t = 0; t < nt; t++) {
+		float v = warp_sum(s[t]);
+		if (lane == 0) {
+			if (bias)
+				v += bias[row];
+			float *o = &y[(size_t)(t0 + t) * w.rows + row];
+			*o = acc ? *o + v : v;
+		}
+	}
+}
+
+extern "C" int agk_qmatmul(float *y, const struct agk_qmat *w, const float *x, const float *bias, int T, int acc,
+                           agk_stream st)
+{
+	dim3 grid((unsigned)((w->rows + Q_ROWS - 1) / Q_ROWS), (unsigned)((T + QT - 1) / QT));
+	qmatmul_k<<<grid, 32 * Q_ROWS, 0, st>>>(y, *w, x, bias, T, acc);
 	return (int)cudaGetLastError();
 }

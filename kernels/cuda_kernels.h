@@ -50,6 +50,28 @@ int agk_convert(void *dst, int dtype, const float *src, size_t n, agk_stream st)
 int agk_matvec(float *y, const void *w, int dtype, const float *x, const float *bias, int rows, int cols, int acc,
                agk_stream st);
 
+/* A quantized matrix [rows][cols] on the device: struct rt_wquant of
+ * runtime/backend.h with its parts copied to the device unchanged (no
+ * repack).  Weight (r, k) in f32 is code * scale (fmt 1, fp8) or
+ * (nibble - zero) * scale (fmt 2, int4), as runtime/quant.h's rt_q_weight
+ * defines it for each layout (0 compressed-tensors, 1 GPTQ, 2 AWQ). */
+struct agk_qmat {
+	const void *data, *scale, *zero, *g_idx; /* zero, g_idx may be NULL */
+	int fmt, code_dtype;                     /* code_dtype: 3 F8_E4M3, 4 F8_E5M2 (fp8) */
+	int layout, scale_dtype;                 /* scale_dtype: 0 f32, 1 f16, 2 bf16 */
+	int sr, sc, n_sc;
+	int zero_const, zero_add;
+	int rows, cols;
+};
+
+/* y[T][rows] = (acc ? y : 0) + x[T][cols] . W^T + bias (may be NULL), W
+ * quantized: every weight dequantized to f32 in registers and multiplied in
+ * f32 (no rounding to 16 bits). */
+int agk_qmatmul(float *y, const struct agk_qmat *w, const float *x, const float *bias, int T, int acc, agk_stream st);
+/* The kernel's element math run on the host, over host pointers in w (for
+ * test_kernels on machines without a GPU). */
+float agk_q_weight_host(const struct agk_qmat *w, int r, int k);
+
 #ifdef __cplusplus
 }
 #endif

@@ -638,7 +638,7 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 		goto out;
 	}
 	if (opts && opts->backend == RT_BACKEND_CUDA &&
-	    (why_dev = m->quant ? "quantized weights" : dev_unsupported(c))) {
+	    (why_dev = dev_unsupported(c))) {
 		if (!opts->device_fallback) {
 			r = rt_fail(err, RT_ERR_DEVICE, -EOPNOTSUPP,
 			            "%s: the CUDA backend does not run this model (%s); use the CPU", dir, why_dev);

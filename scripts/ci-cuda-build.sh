@@ -6,6 +6,8 @@
 #  2. run the runtime suite there: on a GPU-less machine device-fallback
 #     checks that --device cuda fails cleanly (exit 8) and that --device auto
 #     falls back to the CPU with identical output;
+#     and kernels/test_kernels (without a GPU: the quantized kernels' element
+#     math on the host against rt_q_weight);
 #  3. configure -Dcuda=disabled and check that agrun links no CUDA library.
 # usage: scripts/ci-cuda-build.sh [BUILD_DIR_PREFIX]   (default build-ci-cuda)
 set -eu
@@ -42,6 +44,9 @@ else
                 { echo "ci-cuda-build: no compute_90 PTX in the nvcc command" >&2; exit 1; }
 fi
 meson test -C "$pre-on" --suite runtime --print-errorlogs
+# the quantized kernels' element math runs on the host too (without a GPU
+# the device kernels are not run: test_kernels says so)
+meson test -C "$pre-on" cuda-kernels --print-errorlogs
 
 meson setup "$pre-off" -Dcuda=disabled >/dev/null
 ninja -C "$pre-off" tools/agrun/agrun | tail -1

@@ -3,7 +3,8 @@
 
 usage: compare.py AGRUN CUDA_BW WORKDIR [--quick]
 
-For every case: generate a model with tests/runtime/gen_tiny.py, run agrun
+For every case: generate a model with tests/runtime/gen_tiny.py (quantized ones
+with tests/runtime/gen_quant.py: fp8, ct-int4, ct-fp8, awq, gptq), run agrun
 --device cpu and --device cuda on the same ids and compare
   - logits (teacher forcing, --dump-logits): max |gpu - cpu| / max |cpu| over
     all positions <= REL_BOUND;
@@ -27,6 +28,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "runtime"))
 import numpy as np  # noqa: E402
 import gen_tiny  # noqa: E402
+import gen_quant  # noqa: E402
 
 REL_BOUND = 2e-2
 TIE_GAP = 0.05
@@ -81,6 +83,8 @@ def main():
               ("mistral-bf16-T300", "mistral", "bf16", None, 300, 6, 10),     # two chunks, sliding window
               ("llama-bf16-odd", "llama", "bf16", "72,100,2,4,2,300", len(IDS), 6, 10),  # scalar matvec path
               ("qwen2-bf16-gqa4", "qwen2", "bf16", "128,352,3,8,2,300", 40, 6, 10)]
+    # quantized checkpoints (issue 19): the plugin's agk_qmatmul against the CPU kernels
+    cases += [(f"llama-{f}", "q:" + f, None, None, len(IDS), 6, 10) for f in ("fp8", "ct-int4", "ct-fp8", "awq", "gptq")]
     if not quick:
         cases.append(("llama-1.1B-bf16", "llama", "bf16", BIG_DIMS, 32, 8, 16))
 
@@ -89,7 +93,10 @@ def main():
         dl = [int(x) for x in dims.split(",")] if dims else None
         t0 = time.time()
         if not os.path.exists(os.path.join(md, "config.json")):
-            gen_tiny.generate(v, dt, md, 1, dl)
+            if v.startswith("q:"):
+                gen_quant.generate(v[2:], md, write_ref=False)
+            else:
+                gen_tiny.generate(v, dt, md, 1, dl)
         gen_s = time.time() - t0
         cfg = json.load(open(os.path.join(md, "config.json")))
         ids = (IDS * (tlen // len(IDS) + 1))[:tlen]
