@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* CUDA whole-forward backend (issue 10): uploads a model bound by
  * runtime/model.c to device 0 and runs complete forward chunks there.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* agrt-cuda-bw: device bandwidths for tests/gpu/check.sh.
  *   d2d_gbs          device-to-device cudaMemcpy, (read + write bytes) / s:
  *                    the HBM bandwidth a decode step can use to stream the weights

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* CUDA kernels of the whole-forward device path (issue 10).  Each one has a
  * CPU twin in runtime/model.c or runtime/backend_cpu.c with the same
  * semantics (Hugging Face Llama): tests/gpu/check.sh compares the two paths'

@@ -1,10 +1,10 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* C interface of the CUDA kernels (cuda_kernels.cu).  Every launcher
  * enqueues on `st` and returns cudaGetLastError() (as int, cudaError_t) so
  * that cuda_backend.c can turn a bad launch into an rt_error.  All pointers
  * are device pointers; activations are f32, row-major.  dtype is enum
  * rt_dtype (0 f32, 1 f16, 2 bf16).  The KV cache is bf16. */
-#ifndef AGRT_CUDA_KERNELS_H
-#define AGRT_CUDA_KERNELS_H
+#pragma once
 
 #include <stdint.h>
 
@@ -74,5 +74,4 @@ float agk_q_weight_host(const struct agk_qmat *w, int r, int k);
 
 #ifdef __cplusplus
 }
-#endif
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_kernels: every CUDA kernel against its CPU twin, one at a time, so a
  * failing end-to-end comparison (tests/gpu/check.sh) can be pinned on a
  * kernel.  The twins restate the CPU path's semantics (runtime/model.c,

@@ -1,9 +1,9 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Backend interface: the few operations the forward pass needs.  The CPU
  * backend implements them here; a CUDA backend (kernels/) can provide the
  * same table.  All activations are f32, row-major; weights stay in their
  * stored dtype and are converted inside the kernels. */
-#ifndef RT_BACKEND_H
-#define RT_BACKEND_H
+#pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -182,5 +182,3 @@ typedef const struct rt_dev_ops *(*rt_dev_plugin_fn)(int abi, size_t config_size
 const struct rt_dev_ops *rt_dev_cuda(const char **ret_why);
 /* Whether this build has a CUDA plugin at all (-Dcuda found nvcc). */
 bool rt_dev_cuda_built(void);
-
-#endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* CPU backend: pthreads pool + SIMD kernels chosen at runtime.  The build is
  * portable x86-64 (or any arch); AVX2/FMA/F16C code lives in functions
  * compiled with a target pragma and is used only when the CPU has it. */

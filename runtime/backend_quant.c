@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* CPU kernels for quantized matrices (issue 19), straight on the mapped
  * tensors: each weight is computed in f32 from its code, scale and zero
  * point (quant.h defines the value) and multiplied in f32; nothing is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Model configuration.  Every size read from the file is capped so that a
  * hostile config cannot make us allocate absurd buffers. */
 #include <errno.h>

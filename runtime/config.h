@@ -1,6 +1,6 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.json / generation_config.json parsing for Llama-family models. */
-#ifndef RT_CONFIG_H
-#define RT_CONFIG_H
+#pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -74,5 +74,3 @@ int rt_config_load(const char *dir, struct rt_config *ret_cfg, struct rt_error *
 
 /* yarn's attention scale: 0.1 * mscale * ln(scale) + 1 (1 for scale <= 1). */
 double rt_yarn_mscale(double scale, double mscale);
-
-#endif

@@ -1,6 +1,6 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Tensor element types and scalar conversions. */
-#ifndef RT_DTYPE_H
-#define RT_DTYPE_H
+#pragma once
 
 #include <stdint.h>
 #include <string.h>
@@ -89,5 +89,3 @@ static inline float rt_load_elem(const void *p, int dt, size_t i)
 		return dt == RT_BF16 ? rt_bf16_to_f32(h) : rt_f16_to_f32(h);
 	}
 }
-
-#endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Model binding (config + safetensors -> layer weights) and the forward pass
  * with Hugging Face Llama semantics: pre-norm RMSNorm, rotate-half RoPE,
  * grouped-query attention, SwiGLU MLP. */

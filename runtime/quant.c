@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Quantized checkpoints: config.json's quantization_config and the binding of
  * quantized matrices to struct rt_weight (docs/RUNTIME.md "Quantized
  * weights").  Every tensor of a quantized matrix is checked against the

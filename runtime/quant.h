@@ -1,10 +1,10 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Quantized checkpoints (issue 19): config.json's quantization_config, the
  * binding of quantized matrices (quant.c) and their CPU kernels
  * (backend_quant.c).  The element accessors below are the reference
  * definition of each layout (struct rt_wquant in backend.h); the SIMD kernels
  * compute the same values. */
-#ifndef RT_QUANT_H
-#define RT_QUANT_H
+#pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -128,5 +128,3 @@ void rt_qcpu_free(struct rt_qcpu *c);
 /* y[T][w->rows] = (acc ? y : 0) + x[T][w->cols] . w^T + bias, w quantized */
 void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const float *x, const struct rt_weight *w,
                     const float *bias, int T, bool acc);
-
-#endif

@@ -1,6 +1,6 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Error reporting helpers shared by the runtime modules. */
-#ifndef RT_ERROR_H
-#define RT_ERROR_H
+#pragma once
 
 #include "agrt/agrt.h"
 
@@ -10,5 +10,3 @@ int rt_fail(struct rt_error *err, int cls, int r, const char *fmt, ...) __attrib
 
 /* Class for an errno returned by a system call on a file. */
 int rt_errno_class(int r);
-
-#endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* safetensors loader.  Header validation follows the reference
  * implementation (huggingface/safetensors, lib.rs: validate()):
  * header length <= 100 MB, JSON object, per-tensor byte size equals dtype

@@ -1,6 +1,6 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Memory-mapped safetensors files, single or sharded. */
-#ifndef RT_SAFETENSORS_H
-#define RT_SAFETENSORS_H
+#pragma once
 
 #include <stdint.h>
 
@@ -35,5 +35,3 @@ const char *rt_st_file_name(const struct st_set *s, const struct st_tensor *t);
  * backends that read the weights with pread instead of the mapping (CUDA
  * upload).  -EINVAL if t is not inside its mapping. */
 int rt_st_locate(const struct st_set *s, const struct st_tensor *t, const char **ret_path, uint64_t *ret_off);
-
-#endif

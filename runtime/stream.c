@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Out-of-core weights (stream.h). */
 #include <errno.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Out-of-core weights: a model larger than its memory limit runs with only
  * the layer being computed mapped into the process.  The forward passes
  * announce each stage they enter (the embedding lookup, each layer, the
@@ -7,8 +8,7 @@
  * entered stage and the next one ahead (MADV_WILLNEED).  Tensors are
  * grouped into stages by name, so any tensor of "model.layers.N." (scales
  * and zero points of quantized formats included) belongs to layer N. */
-#ifndef RT_STREAM_H
-#define RT_STREAM_H
+#pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -37,5 +37,3 @@ void rt_stream_free(struct rt_stream *s);
 /* The forward pass enters stage (RT_STREAM_EMBED, 0..n_layers); NULL: no streaming. */
 void rt_stream_enter(struct rt_stream *s, int stage);
 void rt_stream_get_stats(const struct rt_stream *s, struct rt_stream_stats *ret);
-
-#endif

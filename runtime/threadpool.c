@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Thread pool for "parallel for" jobs.  The caller always works too, and it
  * waits only for tasks, never for threads: a job is done when every task has
  * run, whoever ran it.  On a busy machine a worker that is woken late simply

@@ -1,6 +1,6 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Fixed-size pthreads pool running "parallel for" jobs; the caller works too. */
-#ifndef RT_THREADPOOL_H
-#define RT_THREADPOOL_H
+#pragma once
 
 struct rt_pool;
 
@@ -12,5 +12,3 @@ int rt_pool_new(int n_threads, struct rt_pool **ret_pool);
 void rt_pool_free(struct rt_pool *p);
 int rt_pool_threads(const struct rt_pool *p);
 void rt_pool_run(struct rt_pool *p, int n_tasks, rt_task_fn fn, void *ctx);
-
-#endif

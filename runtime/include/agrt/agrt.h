@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* agrt: CPU inference runtime for Llama-family decoder-only models.
  *
  * Conventions:
@@ -12,8 +13,10 @@
  *    forward passes take turns (each already uses all cores).  Free the
  *    sessions before the model.
  */
-#ifndef AGRT_H
-#define AGRT_H
+#pragma once
+
+/* Results that say whether a call worked must be looked at. */
+#define AGRT_WUR __attribute__((warn_unused_result))
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -104,13 +107,13 @@ int rt_cuda_device_count(char *why, size_t len);
 /* Load config.json, generation_config.json (optional) and the safetensors
  * weights (single file or sharded index) of a model directory.  Weights are
  * memory-mapped and used in their stored dtype (F32, F16, BF16). */
-int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_model **ret_model, struct rt_error *err);
+AGRT_WUR int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_model **ret_model, struct rt_error *err);
 void rt_model_free(struct rt_model *m);
 const struct rt_model_info *rt_model_get_info(const struct rt_model *m);
 /* How much of the memory-mapped weight files is in RAM now (mincore; the
  * kernel pages experts of a model larger than RAM in and out), and the
  * files' total size.  Negative errno on failure. */
-int rt_model_resident(const struct rt_model *m, uint64_t *ret_resident, uint64_t *ret_mapped);
+AGRT_WUR int rt_model_resident(const struct rt_model *m, uint64_t *ret_resident, uint64_t *ret_mapped);
 /* Out-of-core mode (rt_load_opts.max_memory). */
 struct rt_stream_info {
 	bool streaming;         /* the layers are streamed from the files */
@@ -122,30 +125,30 @@ void rt_model_stream_info(const struct rt_model *m, struct rt_stream_info *ret);
 
 /* Tokenizer from the path of a tokenizer.json (Hugging Face tokenizers
  * format), usually MODEL_DIR/tokenizer.json. */
-int rt_tokenizer_load(const char *path, struct rt_tokenizer **ret_tok, struct rt_error *err);
+AGRT_WUR int rt_tokenizer_load(const char *path, struct rt_tokenizer **ret_tok, struct rt_error *err);
 void rt_tokenizer_free(struct rt_tokenizer *t);
 /* Encode UTF-8 text.  add_special applies the post-processor template
  * (e.g. BOS), like HF's add_special_tokens=True.  *ret_ids is malloc'ed. */
-int rt_tokenize(const struct rt_tokenizer *t, const char *text, size_t len, bool add_special, int32_t **ret_ids,
+AGRT_WUR int rt_tokenize(const struct rt_tokenizer *t, const char *text, size_t len, bool add_special, int32_t **ret_ids,
                 size_t *ret_n, struct rt_error *err);
 /* Decode ids to UTF-8 text (NUL-terminated, malloc'ed).  skip_special drops
  * special added tokens like HF's skip_special_tokens. */
-int rt_detokenize(const struct rt_tokenizer *t, const int32_t *ids, size_t n, bool skip_special, char **ret_text,
+AGRT_WUR int rt_detokenize(const struct rt_tokenizer *t, const int32_t *ids, size_t n, bool skip_special, char **ret_text,
                   size_t *ret_len, struct rt_error *err);
-int rt_tokenizer_vocab_size(const struct rt_tokenizer *t);
+AGRT_WUR int rt_tokenizer_vocab_size(const struct rt_tokenizer *t);
 
 /* A session owns a KV cache of max_ctx positions (0: model maximum, capped
  * at 4096) and scratch buffers. */
-int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, struct rt_error *err);
+AGRT_WUR int rt_session_new(struct rt_model *m, int max_ctx, struct rt_session **ret_s, struct rt_error *err);
 void rt_session_free(struct rt_session *s);
 void rt_session_reset(struct rt_session *s);
-int rt_session_pos(const struct rt_session *s);
+AGRT_WUR int rt_session_pos(const struct rt_session *s);
 
 /* Run n ids through the model as one batch, appending to the KV cache.
  * logits: when all_logits, n x vocab floats (teacher forcing: row i predicts
  * the token after ids[i]); otherwise vocab floats for the last position.
  * logits may be NULL when only the cache is wanted. */
-int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool all_logits, float *logits,
+AGRT_WUR int rt_session_forward(struct rt_session *s, const int32_t *ids, size_t n, bool all_logits, float *logits,
                        struct rt_error *err);
 
 struct rt_gen_opts {
@@ -170,7 +173,7 @@ struct rt_gen_result {
 };
 
 /* Greedy generation: reset, prefill the prompt as one batch, then decode. */
-int rt_generate(struct rt_session *s, const int32_t *prompt, size_t n_prompt, const struct rt_gen_opts *opts,
+AGRT_WUR int rt_generate(struct rt_session *s, const int32_t *prompt, size_t n_prompt, const struct rt_gen_opts *opts,
                 struct rt_gen_result **ret_res, struct rt_error *err);
 void rt_gen_result_free(struct rt_gen_result *r);
 
@@ -193,7 +196,7 @@ int32_t rt_logits_topk(const float *logits, int vocab, int k, struct rt_topk *ou
  * is split across steps); the model holds the step's buffers, so a call
  * allocates nothing once warm when the sessions with tokens are contiguous
  * in ss[].  Sessions of a CUDA model run one after another. */
-int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
+AGRT_WUR int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
                      float *logits, struct rt_error *err);
 /* Teacher forcing of several sequences at once (the health check): as
  * rt_forward_batch, but logits (required) receives a row for every token,
@@ -203,11 +206,11 @@ int rt_forward_batch(struct rt_session *const *ss, const int32_t *const *ids, co
  * tokens there are (a streamed model reads its files once); the call holds
  * the hidden states of all tokens ([sum of n_ids][hidden] floats).  Sessions
  * of a CUDA model run one after another. */
-int rt_forward_batch_all(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
+AGRT_WUR int rt_forward_batch_all(struct rt_session *const *ss, const int32_t *const *ids, const size_t *n_ids, size_t n,
                          float *logits, struct rt_error *err);
 /* Drop cache positions >= pos (pos <= rt_session_pos); e.g. to retry. */
-int rt_session_truncate(struct rt_session *s, int pos);
-int rt_session_max_ctx(const struct rt_session *s);
+AGRT_WUR int rt_session_truncate(struct rt_session *s, int pos);
+AGRT_WUR int rt_session_max_ctx(const struct rt_session *s);
 
 /* ---- Sampling ----
  * Temperature, then top-k, then top-p over the distribution renormalized to
@@ -239,10 +242,10 @@ int32_t rt_sample_with(const float *logits, int vocab, const struct rt_sampler_o
  * or MODEL_DIR/chat_template.jinja, and bos_token/eos_token from
  * tokenizer_config.json; -ENOENT (RT_ERR_MODEL) when the model has none. */
 struct rt_chat_template;
-int rt_chat_template_load(const char *model_dir, const char *name, struct rt_chat_template **ret,
+AGRT_WUR int rt_chat_template_load(const char *model_dir, const char *name, struct rt_chat_template **ret,
                           struct rt_error *err);
 /* Compile template source directly (tests, fuzzing); bos/eos may be NULL. */
-int rt_chat_template_new(const char *src, size_t len, const char *bos, const char *eos,
+AGRT_WUR int rt_chat_template_new(const char *src, size_t len, const char *bos, const char *eos,
                          struct rt_chat_template **ret, struct rt_error *err);
 void rt_chat_template_free(struct rt_chat_template *t);
 /* Render with ctx_json, a JSON object: messages, add_generation_prompt,
@@ -250,7 +253,7 @@ void rt_chat_template_free(struct rt_chat_template *t);
  * eos_token are added unless present).  A template's raise_exception() or
  * a runtime type error fails with RT_ERR_USAGE and the message.  The
  * result is NUL-terminated and malloc'ed. */
-int rt_chat_template_render(const struct rt_chat_template *t, const char *ctx_json, size_t len, char **ret_text,
+AGRT_WUR int rt_chat_template_render(const struct rt_chat_template *t, const char *ctx_json, size_t len, char **ret_text,
                             size_t *ret_len, struct rt_error *err);
 /* A compiled template is immutable: several threads may render it at once.
  * Compile errors (syntax, unsupported statements, nesting over 64) fail
@@ -266,5 +269,4 @@ bool rt_chat_template_has_text(const struct rt_chat_template *t, const char *tex
 
 #ifdef __cplusplus
 }
-#endif
 #endif
