@@ -33,15 +33,15 @@ struct build {
 	struct spec spec;
 	struct bn_seckey sk;
 	struct bn_writer *w;
-	struct bn_manifest *base;  /* --base's manifest (owned by base_b when set) */
-	struct bn_bundle *base_b;  /* --base with --base-pubkey on a bundle directory */
+	struct bn_manifest *base; /* --base's manifest (owned by base_b when set) */
+	struct bn_bundle *base_b; /* --base with --base-pubkey on a bundle directory */
 	uint8_t base_sha[BN_SHA256_LEN];
-	struct sbom *sb;           /* NULL with --no-sbom */
-	struct bn_manifest *m;     /* the finished manifest, taken from the writer */
-	char *tmp, *stage;         /* the bundle being written; fetched/staged inputs */
+	struct sbom *sb;       /* NULL with --no-sbom */
+	struct bn_manifest *m; /* the finished manifest, taken from the writer */
+	char *tmp, *stage;     /* the bundle being written; fetched/staged inputs */
 	char *cache_default;
 	char *mtext;
-	FILE *info;                /* where reports go: stderr with --stream or --json */
+	FILE *info; /* where reports go: stderr with --stream or --json */
 	struct bn_error err;
 };
 
@@ -92,8 +92,9 @@ static int load_spec(struct build *b, const char *spec_path)
 	b->o->no_sbom = b->o->no_sbom || b->spec.no_sbom;
 	for (size_t i = 0; i < b->spec.n_artifacts && !b->o->no_sbom; i++)
 		if (!strcmp(b->spec.artifacts[i].name, SBOM_ARTIFACT)) {
-			tool_err("%s: an artifact is named '%s', which the SBOM needs; rename it or build with --no-sbom",
-			         spec_path, SBOM_ARTIFACT);
+			tool_err(
+			    "%s: an artifact is named '%s', which the SBOM needs; rename it or build with --no-sbom",
+			    spec_path, SBOM_ARTIFACT);
 			return BN_EXIT_USAGE;
 		}
 	return 0;
@@ -123,8 +124,8 @@ static int dry_run(struct build *b)
 			if (stat(a->path, &st) < 0)
 				r = bn_fail(&b->err, -errno, "%s: %s", a->path, strerror(errno));
 			else
-				printf("%-12s %-24s %" PRIu64 " bytes local %s\n", a->type, a->name, local_size(a->path),
-				       a->path);
+				printf("%-12s %-24s %" PRIu64 " bytes local %s\n", a->type, a->name,
+				       local_size(a->path), a->path);
 			continue;
 		}
 		char *p = NULL;
@@ -135,8 +136,8 @@ static int dry_run(struct build *b)
 			char *s = src ? json_dumps(src, JSON_COMPACT) : NULL;
 			json_t *sz = src ? json_object_get(src, "size") : NULL;
 			if (json_is_integer(sz))
-				printf("%-12s %-24s %" PRIu64 " bytes %s\n", a->type, a->name, (uint64_t)json_integer_value(sz),
-				       s ? s : "");
+				printf("%-12s %-24s %" PRIu64 " bytes %s\n", a->type, a->name,
+				       (uint64_t)json_integer_value(sz), s ? s : "");
 			else
 				printf("%-12s %-24s ? bytes %s\n", a->type, a->name, s ? s : "");
 			free(s);
@@ -228,9 +229,14 @@ static int start(struct build *b)
 	free(stage_base);
 	if (r < 0)
 		return r;
-	struct bn_writer_opts wo = {.dir = b->tmp, .volume_size = o->volume_size, .chunk_size = (uint32_t)o->chunk_size,
-	                            .level = o->level, .threads = o->threads,
-	                            .warn = warn_cb, .progress = tool_progress, .progress_userdata = "pack"};
+	struct bn_writer_opts wo = {.dir = b->tmp,
+	                            .volume_size = o->volume_size,
+	                            .chunk_size = (uint32_t)o->chunk_size,
+	                            .level = o->level,
+	                            .threads = o->threads,
+	                            .warn = warn_cb,
+	                            .progress = tool_progress,
+	                            .progress_userdata = "pack"};
 	r = bn_writer_new(&wo, &b->w, &b->err);
 	if (r == 0 && o->base_path &&
 	    (r = load_base(o->base_path, o->base_pubkey, &b->base, &b->base_b, b->base_sha, &b->err)) == 0)
@@ -284,7 +290,8 @@ static int add_health(struct bn_writer *w, const struct spec_artifact *a, json_t
 		char *argv[] = {agrun, "record", (char *)model_path, "--out", suite, pp ? "--prompts" : NULL, pp, NULL};
 		int st = tool_run(argv, NULL);
 		if (st != 0)
-			r = bn_fail(err, st < 0 ? st : -EIO, "recording the health suite failed (%s exit %d)", agrun, st);
+			r = bn_fail(err, st < 0 ? st : -EIO, "recording the health suite failed (%s exit %d)", agrun,
+			            st);
 		free(agrun);
 		free(pp);
 	} else {
@@ -312,13 +319,13 @@ static int add_health(struct bn_writer *w, const struct spec_artifact *a, json_t
 struct staged {
 	const struct spec_artifact *a;
 	const struct artifact_type *t;
-	char *dir;                /* its staging directory */
-	char *path;               /* what the writer adds */
-	json_t *source;           /* provenance, or NULL */
-	json_t *findings;         /* offline-readiness findings (strings) */
+	char *dir;        /* its staging directory */
+	char *path;       /* what the writer adds */
+	json_t *source;   /* provenance, or NULL */
+	json_t *findings; /* offline-readiness findings (strings) */
 	struct image_info *images;
 	size_t n_images;
-	char *suite;              /* its health suite, or NULL */
+	char *suite; /* its health suite, or NULL */
 };
 
 /* The local path, or the fetched one; then the type's pack step. */
@@ -398,8 +405,11 @@ static int artifact_pack(struct build *b, struct staged *s)
 	if (r == 0 && health)
 		r = add_health(b->w, a, health, s->path, s->dir, &b->spec, &s->suite, &b->err);
 	if (r == 0 && b->sb) {
-		struct sbom_extra x = {.health_suite = s->suite, .allow_remote_code = a->allow_remote_code,
-		                       .findings = s->findings, .images = s->images, .n_images = s->n_images};
+		struct sbom_extra x = {.health_suite = s->suite,
+		                       .allow_remote_code = a->allow_remote_code,
+		                       .findings = s->findings,
+		                       .images = s->images,
+		                       .n_images = s->n_images};
 		r = sbom_add_artifact(b->sb, bn_writer_artifact(b->w, a->name), s->path, &x, &b->err);
 		char hname[BN_MAX_NAME + 16];
 		snprintf(hname, sizeof hname, "%s-health", a->name);
@@ -540,10 +550,11 @@ static void report(const struct build *b)
 		total += m->artifacts[i].size;
 	for (size_t i = 0; i < m->n_volumes; i++)
 		stored += m->volumes[i].size;
-	fprintf(info, "%s: bundle %s channel %s version %" PRIu64 ": %zu artifact(s), %" PRIu64 " bytes in %zu chunk(s), "
-	       "%zu volume(s) of %" PRIu64 " bytes (%.1f%%)\n",
-	       out, m->name, m->channel, m->version, m->n_artifacts, total, m->n_chunks, m->n_volumes, stored,
-	       total ? 100.0 * (double)stored / (double)total : 100.0);
+	fprintf(info,
+	        "%s: bundle %s channel %s version %" PRIu64 ": %zu artifact(s), %" PRIu64 " bytes in %zu chunk(s), "
+	        "%zu volume(s) of %" PRIu64 " bytes (%.1f%%)\n",
+	        out, m->name, m->channel, m->version, m->n_artifacts, total, m->n_chunks, m->n_volumes, stored,
+	        total ? 100.0 * (double)stored / (double)total : 100.0);
 	uint64_t carried = total, reused = 0;
 	if (m->base) {
 		char bd[BN_ERROR_MAX / 2];
@@ -555,18 +566,22 @@ static void report(const struct build *b)
 		        out, bd, carried, reused);
 	}
 	if (m->parity)
-		fprintf(info, "%s: %zu parity volume(s) in %zu group(s): any %u lost or damaged volume(s) of a group can be "
-		       "rebuilt\n", out, m->parity->n_volumes, m->parity->n_groups, m->parity->groups[0].p);
+		fprintf(info,
+		        "%s: %zu parity volume(s) in %zu group(s): any %u lost or damaged volume(s) of a group can be "
+		        "rebuilt\n",
+		        out, m->parity->n_volumes, m->parity->n_groups, m->parity->groups[0].p);
 	if (m->media)
 		fprintf(info, "%s: %u media of %" PRIu64 " bytes: %s/medium-01 ... medium-%02u\n", out, m->media->count,
-		       m->media->capacity, out, m->media->count);
+		        m->media->capacity, out, m->media->count);
 	if (tool_json && !b->o->stream) {
 		/* agpack build --json (docs/OPERATIONS.md). */
-		json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "out", out, "bundle", m->name,
-		                      "channel", m->channel, "version", (json_int_t)m->version, "artifacts",
-		                      (json_int_t)m->n_artifacts, "bytes", (json_int_t)total, "chunks", (json_int_t)m->n_chunks,
-		                      "volumes", (json_int_t)m->n_volumes, "stored_bytes", (json_int_t)stored);
-		json_object_set_new(o, "parity_volumes", json_integer((json_int_t)(m->parity ? m->parity->n_volumes : 0)));
+		json_t *o =
+		    json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "out", out, "bundle", m->name, "channel",
+		              m->channel, "version", (json_int_t)m->version, "artifacts", (json_int_t)m->n_artifacts,
+		              "bytes", (json_int_t)total, "chunks", (json_int_t)m->n_chunks, "volumes",
+		              (json_int_t)m->n_volumes, "stored_bytes", (json_int_t)stored);
+		json_object_set_new(o, "parity_volumes",
+		                    json_integer((json_int_t)(m->parity ? m->parity->n_volumes : 0)));
 		json_object_set_new(o, "media", m->media ? json_integer(m->media->count) : json_null());
 		json_object_set_new(o, "created", json_string(m->created));
 		json_object_set_new(o, "base",
