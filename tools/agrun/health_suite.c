@@ -918,18 +918,17 @@ struct check_figures {
 	char device[sizeof ((struct rt_model_info *)0)->backend];
 };
 
-/* The suite's latency budgets, as failures. */
-static void check_budgets(json_t *failures, json_t *bud, const struct check_figures *f)
+void health_budget_failures(json_t *budgets, bool latency, double ttft, double tps, json_t *failures)
 {
 	char b[512];
-	double bt = json_number_value(json_object_get(bud, "ttft_ms")),
-	       btps = json_number_value(json_object_get(bud, "decode_tok_s"));
-	if (f->latency && bt > 0 && f->ttft < 1e30 && f->ttft > bt) {
-		snprintf(b, sizeof b, "time to first token %.1f ms is over the suite's budget of %.1f ms", f->ttft, bt);
+	double bt = json_number_value(json_object_get(budgets, "ttft_ms")),
+	       btps = json_number_value(json_object_get(budgets, "decode_tok_s"));
+	if (latency && bt > 0 && ttft < 1e30 && ttft > bt) {
+		snprintf(b, sizeof b, "time to first token %.1f ms is over the suite's budget of %.1f ms", ttft, bt);
 		json_array_append_new(failures, json_string(b));
 	}
-	if (f->latency && btps > 0 && f->tps > 0 && f->tps < btps) {
-		snprintf(b, sizeof b, "decode %.1f tok/s is under the suite's budget of %.1f tok/s", f->tps, btps);
+	if (latency && btps > 0 && tps > 0 && tps < btps) {
+		snprintf(b, sizeof b, "decode %.1f tok/s is under the suite's budget of %.1f tok/s", tps, btps);
 		json_array_append_new(failures, json_string(b));
 	}
 }
@@ -1042,7 +1041,7 @@ static int cmd_check(int argc, char **argv)
 		return e.code > 0 && e.code <= 4 ? e.code : 1;
 	}
 	size_t n_correctness = json_array_size(failures);
-	check_budgets(failures, hs.budgets, &f);
+	health_budget_failures(hs.budgets, f.latency, f.ttft, f.tps, failures);
 	ex = check_report(&o, &f, failures, rep_prompts, n_correctness);
 	json_decref(suite);
 	return ex;
