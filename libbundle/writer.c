@@ -1322,3 +1322,16 @@ int bn_writer_finish(struct bn_writer *w, const char *name, const char *channel,
 	*ret = &w->m;
 	return 0;
 }
+
+int bn_writer_take_manifest(struct bn_writer *w, struct bn_manifest **ret, struct bn_error *err)
+{
+	if (!w->finished || !w->m.name)
+		return bn_fail(err, -EINVAL, "the writer's manifest is taken once, after bn_writer_finish");
+	struct bn_manifest *m = malloc(sizeof *m);
+	if (!m)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	*m = w->m;
+	memset(&w->m, 0, sizeof w->m);
+	*ret = m;
+	return 0;
+}

@@ -221,7 +221,22 @@ static void test_refusals(void)
 	TAP_OK(r == 0, "the same file with its right pin is taken (%s)", err.msg);
 	r = bn_writer_add(w, "q", "files", "tree", ut_path("in/sub/deep/c"), NULL, NULL, &err);
 	TAP_OK(r < 0, "a second artifact of the same name refused (%d: %s)", r, err.msg);
+
+	struct bn_manifest *own = NULL;
+	r = bn_writer_take_manifest(w, &own, &err);
+	TAP_OK(r == -EINVAL && !own, "the manifest cannot be taken before finish (%d: %s)", r, err.msg);
+	const struct bn_manifest *m = NULL;
+	if (bn_writer_finish(w, "t", "c", 1, "2026-01-01T00:00:00Z", &m, &err) < 0)
+		ut_die(err.msg);
+	r = bn_writer_take_manifest(w, &own, &err);
+	TAP_OK(r == 0 && own && own->n_artifacts >= 1 && !strcmp(own->artifacts[own->n_artifacts - 1].name, "q") &&
+	               !strcmp(own->name, "t") && own->version == 1,
+	       "after finish the caller takes the manifest the writer made (%s)", err.msg);
+	struct bn_manifest *again = NULL;
+	r = bn_writer_take_manifest(w, &again, &err);
+	TAP_OK(r == -EINVAL && !again, "it is taken once (%d: %s)", r, err.msg);
 	bn_writer_free(w);
+	bn_manifest_free(own); /* outlives the writer */
 }
 
 int main(void)

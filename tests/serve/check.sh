@@ -112,6 +112,22 @@ last_output > rep.txt
 check "naming the tokenizer" grep -q "the tokenizer encodes the text to other ids than recorded" rep.txt
 expect_exit 3 "not a suite: exit 3" "$AGSERVE" check --model m --suite m/config.json
 expect_exit 2 "no --suite: exit 2" "$AGSERVE" check --model m
+# The suite's latency budgets, read by agrun check and agserve check alike:
+# budgets no host meets fail both, on latency only, naming both budgets.
+$PY -c "import json; s=json.load(open('suite.json')); s['budgets'] = {'ttft_ms': 1e-6, 'decode_tok_s': 1e12}; json.dump(s, open('suite-tight.json', 'w'))"
+"$AGRUN" check m --suite suite-tight.json --json > tight-agrun.json 2>/dev/null
+check "agrun check: budgets no host meets fail (exit 1)" test $? = 1
+"$AGSERVE" check --model m --suite suite-tight.json --json --threads 1 > tight-agserve.json 2>/dev/null
+check "agserve check: the same suite fails too (exit 1)" test $? = 1
+check "both on latency only, naming the time to first token and the decode budgets" $PY -c '
+import json, sys
+for f in sys.argv[1:]:
+    r = json.load(open(f))
+    fl = r["failures"]
+    assert r["pass"] is False and r["latency_only"] is True and len(fl) == 2, (f, r)
+    assert fl[0].startswith("time to first token ") and fl[0].endswith(" ms is over the suite\x27s budget of 0.0 ms"), (f, fl)
+    assert fl[1].startswith("decode ") and fl[1].endswith(" tok/s is under the suite\x27s budget of 1000000000000.0 tok/s"), (f, fl)
+' tight-agrun.json tight-agserve.json
 
 # through an external engine (a second agserve; the wrapper records its pid)
 mkengine() { # mkengine DIR MODEL

@@ -192,65 +192,63 @@ static bool has_engine(const char *model)
 	return r;
 }
 
-static void check_once(struct bn_deploy *d, int slot, const struct health_config *c, struct health_result *res)
+/* Offline readiness, as agpack checked it (docs/SBOM.md): a model that
+ * would run code at load time passes only when the signed provenance says
+ * the bundle allowed it; a tokenizer file its config needs must be there.
+ * Hub pointers are findings, not failures.  false with res->reason set. */
+static bool check_offline(const char *model, bool allow_code, struct health_result *res)
 {
-	memset(res, 0, sizeof *res);
-	char *sp = bn_deploy_slot_path(d, slot), *model = NULL, *suite = NULL, *agrun = NULL;
-	char why[512];
-	if (!sp) {
-		snprintf(res->reason, sizeof res->reason, "out of memory");
-		goto out;
+	if (!offline_is_model(model))
+		return true;
+	json_t *findings = json_array();
+	struct bn_error oe = {0};
+	int orr = findings ? offline_check_model("model", model, allow_code, findings, &oe) : -ENOMEM;
+	json_decref(findings);
+	if (orr < 0) {
+		snprintf(res->reason, sizeof res->reason, "model directory not offline-ready: %.700s",
+		         orr == -ENOMEM ? "out of memory" : oe.msg);
+		return false;
 	}
-	bool allow_code = false;
-	if (find_suite(sp, &model, &suite, &allow_code, why, sizeof why) < 0) {
-		res->pass = !c->require_suite && strstr(why, "no health suite");
-		snprintf(res->reason, sizeof res->reason, "%s", why);
-		goto out;
-	}
-	/* Offline readiness, as agpack checked it (docs/SBOM.md): a model that
-	 * would run code at load time passes only when the signed provenance
-	 * says the bundle allowed it; a tokenizer file its config needs must be
-	 * there.  Hub pointers are findings, not failures. */
-	if (offline_is_model(model)) {
-		json_t *findings = json_array();
-		struct bn_error oe = {0};
-		int orr = findings ? offline_check_model("model", model, allow_code, findings, &oe) : -ENOMEM;
-		json_decref(findings);
-		if (orr < 0) {
-			snprintf(res->reason, sizeof res->reason, "model directory not offline-ready: %.700s",
-			         orr == -ENOMEM ? "out of memory" : oe.msg);
-			goto out;
-		}
-		res->offline_ready = true;
-		res->remote_code_allowed = allow_code;
-	}
-	/* The checker: agrun, or agserve for an external engine; $AGKIT_AGRUN
-	 * ($AGKIT_AGSERVE), config agrun_path (agserve_path) or beside agctl,
-	 * absolute paths only: never the working directory or PATH. */
-	bool engine = has_engine(model);
+	res->offline_ready = true;
+	res->remote_code_allowed = allow_code;
+	return true;
+}
+
+/* The checker: agrun, or agserve for an external engine; $AGKIT_AGRUN
+ * ($AGKIT_AGSERVE), config agrun_path (agserve_path) or beside agctl,
+ * absolute paths only: never the working directory or PATH.  NULL with
+ * res->reason set. */
+static char *find_checker(const struct health_config *c, bool engine, struct health_result *res)
+{
 	const char *prog = engine ? "agserve" : "agrun", *env = getenv(engine ? "AGKIT_AGSERVE" : "AGKIT_AGRUN");
 	const char *cfg = engine ? c->agserve : c->agrun;
 	if (!(env && *env) && (engine ? c->agserve_relative : c->agrun_relative)) {
 		snprintf(res->reason, sizeof res->reason,
 		         "config.json %s_path is not an absolute path; refusing to look %s up in the working directory",
 		         prog, prog);
-		goto out;
+		return NULL;
 	}
-	agrun = !(env && *env) && cfg[0] ? strdup(cfg) : tool_find_program(prog);
-	if (!agrun) {
+	char *path = !(env && *env) && cfg[0] ? strdup(cfg) : tool_find_program(prog);
+	if (!path) {
+		char why[512];
 		tool_find_program_error(prog, why, sizeof why);
 		snprintf(res->reason, sizeof res->reason, "%s", why);
-		goto out;
 	}
-	/* agserve check serves the model the way agserve will: the model name is the bundle's */
-	char *name = (char *)(bn_deploy_slot(d, slot)->bundle[0] ? bn_deploy_slot(d, slot)->bundle : "model");
+	return path;
+}
+
+/* Runs `CHECKER check` on the slot's model and suite; false with
+ * res->reason set when it cannot start. */
+static bool run_checker(char *checker, bool engine, char *model, char *suite, char *name,
+                        const struct health_config *c, struct bn_proc_result *pr, struct health_result *res)
+{
 	/* the memory limit goes down to agrun too: a model larger than it streams its layers */
 	char memarg[32];
 	snprintf(memarg, sizeof memarg, "%ldM", c->memory_limit_mb);
-	char *const argv_agrun[] = {agrun, "check", model, "--suite", suite, "--json",
+	char *const argv_agrun[] = {checker, "check", model, "--suite", suite, "--json",
 	                            c->memory_limit_mb > 0 ? "--max-memory" : NULL, memarg, NULL};
-	char *const argv_agserve[] = {agrun, "check",  "--model", model, "--suite",
-	                              suite, "--json", "--name",  name,  NULL};
+	char *const argv_agserve[] = {checker, "check",  "--model", model, "--suite",
+	                              suite,   "--json", "--name",  name,  NULL};
 	char *const *argv = engine ? argv_agserve : argv_agrun;
 	/* Own process group, killed whole (SIGKILL) on timeout and once the
 	 * check has exited: nothing of the check outlives it.  The check must
@@ -271,87 +269,132 @@ static void check_once(struct bn_deploy *d, int slot, const struct health_config
 		.stdout_max = REPORT_MAX,
 		.stderr_max = STDERR_KEEP,
 	};
-	struct bn_proc_result pr = {0};
 	struct bn_error pe = {0};
-	int pr_r = bn_proc_run(argv, &po, &pr, &pe);
+	int pr_r = bn_proc_run(argv, &po, pr, &pe);
 	if (pr_r < 0) {
 		snprintf(res->reason, sizeof res->reason, "cannot start the check: %s", strerror(-pr_r));
-		goto out;
+		return false;
 	}
+	return true;
+}
+
+/* A report that says pass: it still fails on latency against this host's
+ * baseline; else the reason names the figures. */
+static void verdict_passed(struct bn_deploy *d, const struct health_config *c, json_t *rep,
+                           struct health_result *res)
+{
+	res->pass = true;
+	double bt = 0, btps = 0;
+	if (res->has_figures && load_baseline(d, &bt, &btps) && res->decode_tok_s < btps * (1.0 - c->max_regression)) {
+		res->pass = false;
+		res->latency = true;
+		snprintf(res->reason, sizeof res->reason,
+		         "degraded latency: decode %.1f tok/s against %.1f tok/s on this host (more than %.0f%% slower)",
+		         res->decode_tok_s, btps, c->max_regression * 100);
+	} else if (res->has_figures && bt > 0 && res->ttft_ms > bt * (1.0 + c->max_regression) + 5.0) {
+		res->pass = false;
+		res->latency = true;
+		snprintf(res->reason, sizeof res->reason,
+		         "degraded latency: time to first token %.1f ms against %.1f ms on this host", res->ttft_ms, bt);
+	} else {
+		json_t *mem = json_object_get(rep, HR_MEMORY);
+		json_t *mode = json_object_get(mem, HR_MEMORY_MODE);
+		char fig[160];
+		if (!strcmp(json_is_string(mode) ? json_string_value(mode) : "", HR_MODE_STREAMING))
+			snprintf(fig, sizeof fig, "streaming: %.1f MB of weights read, latency not measured",
+			         json_number_value(json_object_get(mem, HR_MEMORY_BYTES_READ)) / 1e6);
+		else
+			snprintf(fig, sizeof fig, "ttft %.1f ms, decode %.1f tok/s", res->ttft_ms, res->decode_tok_s);
+		snprintf(res->reason, sizeof res->reason, "passed (%s%s)", fig,
+		         !res->offline_ready         ? ""
+		         : res->remote_code_allowed ? "; offline-ready, remote code allowed by the bundle"
+		                                    : "; model directory offline-ready");
+	}
+}
+
+/* The verdict from how the check ended and, when it ran to the end, from its
+ * JSON report (health_report.h). */
+static void verdict(struct bn_deploy *d, const struct health_config *c, const struct bn_proc_result *pr,
+                    struct health_result *res)
+{
 	/* stdout beyond REPORT_MAX is dropped (the report is then malformed). */
-	const char *out = pr.out, *errtext = pr.err;
-	bool timed_out = pr.timed_out;
-	int st = pr.status;
+	int st = pr->status;
 	char tail[300];
-	last_line(errtext, tail, sizeof tail);
-	if (timed_out) {
+	last_line(pr->err, tail, sizeof tail);
+	if (pr->timed_out) {
 		snprintf(res->reason, sizeof res->reason, "hung: no verdict within %d s (killed)", c->timeout_s);
-	} else if (WIFSIGNALED(st)) {
+		return;
+	}
+	if (WIFSIGNALED(st)) {
 		int sig = WTERMSIG(st);
 		snprintf(res->reason, sizeof res->reason, "%s (signal %d%s%s)%s%s",
 		         sig == SIGKILL ? "killed, probably out of memory" : sig == SIGABRT ? "aborted" : "crashed", sig,
 		         sig == SIGSEGV ? ", segmentation fault" : "", sig == SIGBUS ? ", bus error" : "", tail[0] ? ": " : "",
 		         tail);
-	} else if (WEXITSTATUS(st) != 0 && (strstr(tail, "out of memory") || strstr(tail, "Cannot allocate"))) {
-		snprintf(res->reason, sizeof res->reason, "out of memory: %s", tail);
-	} else {
-		json_t *rep = out ? json_loads(out, 0, NULL) : NULL;
-		json_t *pass = json_object_get(rep, HR_PASS), *tt = json_object_get(rep, HR_TTFT_MS),
-		       *tps = json_object_get(rep, HR_DECODE_TOK_S);
-		if (!json_is_boolean(pass)) {
-			snprintf(res->reason, sizeof res->reason, "check failed to run (exit %d)%s%s", WEXITSTATUS(st),
-			         tail[0] ? ": " : "", tail);
-		} else {
-			if (json_is_number(tt) && json_is_number(tps)) {
-				res->has_figures = true;
-				res->ttft_ms = json_number_value(tt);
-				res->decode_tok_s = json_number_value(tps);
-			}
-			if (!json_is_true(pass) || WEXITSTATUS(st) != 0) {
-				json_t *f = json_array_get(json_object_get(rep, HR_FAILURES), 0);
-				res->latency = json_is_true(json_object_get(rep, HR_LATENCY_ONLY));
-				snprintf(res->reason, sizeof res->reason, "wrong answers: %s",
-				         json_is_string(f) ? json_string_value(f) : "check reported failure");
-			} else {
-				res->pass = true;
-				double bt = 0, btps = 0;
-				if (res->has_figures && load_baseline(d, &bt, &btps) &&
-				    res->decode_tok_s < btps * (1.0 - c->max_regression)) {
-					res->pass = false;
-					res->latency = true;
-					snprintf(res->reason, sizeof res->reason,
-					         "degraded latency: decode %.1f tok/s against %.1f tok/s on this host (more than %.0f%% slower)",
-					         res->decode_tok_s, btps, c->max_regression * 100);
-				} else if (res->has_figures && bt > 0 && res->ttft_ms > bt * (1.0 + c->max_regression) + 5.0) {
-					res->pass = false;
-					res->latency = true;
-					snprintf(res->reason, sizeof res->reason,
-					         "degraded latency: time to first token %.1f ms against %.1f ms on this host",
-					         res->ttft_ms, bt);
-				} else {
-					json_t *mem = json_object_get(rep, HR_MEMORY);
-					char fig[160];
-					if (!strcmp(json_is_string(json_object_get(mem, HR_MEMORY_MODE)) ? json_string_value(json_object_get(mem, HR_MEMORY_MODE)) : "", HR_MODE_STREAMING))
-						snprintf(fig, sizeof fig, "streaming: %.1f MB of weights read, latency not measured",
-						         json_number_value(json_object_get(mem, HR_MEMORY_BYTES_READ)) / 1e6);
-					else
-						snprintf(fig, sizeof fig, "ttft %.1f ms, decode %.1f tok/s", res->ttft_ms,
-						         res->decode_tok_s);
-					snprintf(res->reason, sizeof res->reason, "passed (%s%s)", fig,
-					         !res->offline_ready         ? ""
-					         : res->remote_code_allowed ? "; offline-ready, remote code allowed by the bundle"
-					                                    : "; model directory offline-ready");
-				}
-			}
-		}
-		json_decref(rep);
+		return;
 	}
-	bn_proc_result_release(&pr);
+	if (WEXITSTATUS(st) != 0 && (strstr(tail, "out of memory") || strstr(tail, "Cannot allocate"))) {
+		snprintf(res->reason, sizeof res->reason, "out of memory: %s", tail);
+		return;
+	}
+	json_t *rep = pr->out ? json_loads(pr->out, 0, NULL) : NULL;
+	json_t *pass = json_object_get(rep, HR_PASS), *tt = json_object_get(rep, HR_TTFT_MS),
+	       *tps = json_object_get(rep, HR_DECODE_TOK_S);
+	if (!json_is_boolean(pass)) {
+		snprintf(res->reason, sizeof res->reason, "check failed to run (exit %d)%s%s", WEXITSTATUS(st),
+		         tail[0] ? ": " : "", tail);
+	} else {
+		if (json_is_number(tt) && json_is_number(tps)) {
+			res->has_figures = true;
+			res->ttft_ms = json_number_value(tt);
+			res->decode_tok_s = json_number_value(tps);
+		}
+		if (!json_is_true(pass) || WEXITSTATUS(st) != 0) {
+			json_t *f = json_array_get(json_object_get(rep, HR_FAILURES), 0);
+			res->latency = json_is_true(json_object_get(rep, HR_LATENCY_ONLY));
+			snprintf(res->reason, sizeof res->reason, "wrong answers: %s",
+			         json_is_string(f) ? json_string_value(f) : "check reported failure");
+		} else {
+			verdict_passed(d, c, rep, res);
+		}
+	}
+	json_decref(rep);
+}
+
+/* One check of the slot: its suite, offline readiness, the checker, its run
+ * and the verdict, into res. */
+static void check_once(struct bn_deploy *d, int slot, const struct health_config *c, struct health_result *res)
+{
+	memset(res, 0, sizeof *res);
+	char *sp = bn_deploy_slot_path(d, slot), *model = NULL, *suite = NULL, *checker = NULL;
+	char why[512];
+	if (!sp) {
+		snprintf(res->reason, sizeof res->reason, "out of memory");
+		goto out;
+	}
+	bool allow_code = false;
+	if (find_suite(sp, &model, &suite, &allow_code, why, sizeof why) < 0) {
+		res->pass = !c->require_suite && strstr(why, "no health suite");
+		snprintf(res->reason, sizeof res->reason, "%s", why);
+		goto out;
+	}
+	if (!check_offline(model, allow_code, res))
+		goto out;
+	bool engine = has_engine(model);
+	if (!(checker = find_checker(c, engine, res)))
+		goto out;
+	/* agserve check serves the model the way agserve will: the model name is the bundle's */
+	char *name = (char *)(bn_deploy_slot(d, slot)->bundle[0] ? bn_deploy_slot(d, slot)->bundle : "model");
+	struct bn_proc_result pr = {0};
+	if (run_checker(checker, engine, model, suite, name, c, &pr, res)) {
+		verdict(d, c, &pr, res);
+		bn_proc_result_release(&pr);
+	}
 out:
 	free(sp);
 	free(model);
 	free(suite);
-	free(agrun);
+	free(checker);
 }
 
 void health_check(struct bn_deploy *d, int slot, const struct health_config *c, struct health_result *res)

@@ -180,15 +180,37 @@ static int render_chat(const char *dir, const char *file, const char *name)
 	return r;
 }
 
-int main(int argc, char **argv)
+/* The command line of a run (not record/check: health_suite.c). */
+struct run_opts {
+	const char *prompt_file, *render_file, *template_name;
+	const char *prompt, *ids_s, *tok_s, *detok_s, *dump, *dir;
+	int n_new, top_k, threads, ctx;
+	bool json, special, skip_special, stop_eos, raw, warmup;
+	const char *device;
+	uint64_t max_memory;
+};
+
+/* One run's state, released by run_release(). */
+struct run {
+	struct run_opts o;
+	char *prompt_buf;
+	size_t prompt_len;
+	struct rt_error e;
+	struct rt_tokenizer *tok;
+	struct rt_model *m;
+	struct rt_session *s;
+	struct rt_gen_result *res;
+	int32_t *ids;
+	size_t n_ids;
+	char *text, tpath[PATH_MAX];
+	float *logits;
+	char why[256]; /* why --device auto found no GPU */
+	int n_gpu;
+};
+
+/* Options into o; returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct run_opts *o)
 {
-	/* Health suites (record in the dirty zone, check in the clean zone). */
-	if (argc > 1 && (!strcmp(argv[1], "record") || !strcmp(argv[1], "check")))
-		return agrun_health_main(argc - 1, argv + 1);
-	if (argc == 2 && !strcmp(argv[1], "--version")) {
-		printf("agrun %s\n", AGKIT_VERSION);
-		return 0;
-	}
 	enum {
 		O_PROMPT = 256,
 		O_IDS,
@@ -233,26 +255,8 @@ int main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
-	const char *prompt_file = NULL, *render_file = NULL, *template_name = NULL;
-	char *prompt_buf = NULL;
-	size_t prompt_len = 0;
-	const char *prompt = NULL, *ids_s = NULL, *tok_s = NULL, *detok_s = NULL, *dump = NULL, *dir;
-	int n_new = 32, top_k = 0, threads = 0, ctx = 0, c, r, ret = 1;
-	bool json = false, special = true, skip_special = false, stop_eos = true, raw = false, warmup = false;
-	struct rt_error e = {0};
-	struct rt_tokenizer *tok = NULL;
-	struct rt_model *m = NULL;
-	struct rt_session *s = NULL;
-	struct rt_gen_result *res = NULL;
-	int32_t *ids = NULL;
-	size_t n_ids = 0;
-	char *text = NULL, tpath[PATH_MAX];
-	float *logits = NULL;
-	const char *device = "auto";
-	char why[256] = "";
-	int backend = RT_BACKEND_CPU, n_gpu = -1;
-	uint64_t max_memory = 0;
-
+	*o = (struct run_opts){.n_new = 32, .special = true, .stop_eos = true, .device = "auto"};
+	int c;
 	while ((c = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
 		char *end;
 		long v;
@@ -268,30 +272,30 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			if (c == 'n')
-				n_new = (int)v;
+				o->n_new = (int)v;
 			else if (c == O_TOPK)
-				top_k = (int)v;
+				o->top_k = (int)v;
 			else if (c == O_THREADS)
-				threads = (int)v;
+				o->threads = (int)v;
 			else
-				ctx = (int)v;
+				o->ctx = (int)v;
 			break;
-		case O_PROMPT: prompt = optarg; break;
-		case O_IDS: ids_s = optarg; break;
-		case O_JSON: json = true; break;
-		case O_TOK: tok_s = optarg; break;
-		case O_DETOK: detok_s = optarg; break;
-		case O_DUMP: dump = optarg; break;
-		case O_NOSPECIAL: special = false; break;
-		case O_SKIPSPECIAL: skip_special = true; break;
-		case O_NOEOS: stop_eos = false; break;
-		case O_RAW: raw = true; break;
-		case O_PROMPTFILE: prompt_file = optarg; break;
-		case O_WARMUP: warmup = true; break;
-		case O_RENDER: render_file = optarg; break;
-		case O_TEMPLATE: template_name = optarg; break;
+		case O_PROMPT: o->prompt = optarg; break;
+		case O_IDS: o->ids_s = optarg; break;
+		case O_JSON: o->json = true; break;
+		case O_TOK: o->tok_s = optarg; break;
+		case O_DETOK: o->detok_s = optarg; break;
+		case O_DUMP: o->dump = optarg; break;
+		case O_NOSPECIAL: o->special = false; break;
+		case O_SKIPSPECIAL: o->skip_special = true; break;
+		case O_NOEOS: o->stop_eos = false; break;
+		case O_RAW: o->raw = true; break;
+		case O_PROMPTFILE: o->prompt_file = optarg; break;
+		case O_WARMUP: o->warmup = true; break;
+		case O_RENDER: o->render_file = optarg; break;
+		case O_TEMPLATE: o->template_name = optarg; break;
 		case O_MAXMEM:
-			if (agrun_parse_memory(optarg, &max_memory) < 0) {
+			if (agrun_parse_memory(optarg, &o->max_memory) < 0) {
 				fprintf(stderr, "agrun: --max-memory: '%s' is not a size (bytes, or a number with K, M, G or T)\n",
 				        optarg);
 				return 2;
@@ -302,226 +306,283 @@ int main(int argc, char **argv)
 				fprintf(stderr, "agrun: --device must be cpu, cuda or auto, not '%s'\n", optarg);
 				return 2;
 			}
-			device = optarg;
+			o->device = optarg;
 			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (render_file || template_name) {
-		if (!render_file || optind + 1 != argc || prompt || prompt_file || ids_s || tok_s || detok_s || dump) {
-			usage(stderr);
-			return 2;
-		}
-		return render_chat(argv[optind], render_file, template_name);
-	}
-	if (prompt_file && !prompt) {
-		r = read_prompt(prompt_file, &prompt_buf, &prompt_len);
+	return -1;
+}
+
+/* The prompt (--prompt or --prompt-file), one mode, the model directory and
+ * the id list; returns -1 to go on, else the exit status. */
+static int check_args(int argc, char **argv, struct run *R)
+{
+	struct run_opts *o = &R->o;
+	if (o->prompt_file && !o->prompt) {
+		int r = read_prompt(o->prompt_file, &R->prompt_buf, &R->prompt_len);
 		if (r < 0) {
-			fprintf(stderr, "agrun: %s: %s\n", prompt_file,
-			        r == -EFBIG ? "larger than 64 MiB" : strerror(-r));
+			fprintf(stderr, "agrun: %s: %s\n", o->prompt_file, r == -EFBIG ? "larger than 64 MiB" : strerror(-r));
 			return r == -EFBIG ? 2 : 4;
 		}
-		prompt = prompt_buf;
-	} else if (prompt) {
-		prompt_len = strlen(prompt);
+		o->prompt = R->prompt_buf;
+	} else if (o->prompt) {
+		R->prompt_len = strlen(o->prompt);
 	}
-	if (optind + 1 != argc || (!!prompt + !!ids_s + !!tok_s + !!detok_s) != 1 || top_k > 64 ||
-	    (dump && !ids_s && !prompt) || threads > 1024) {
+	if (optind + 1 != argc || (!!o->prompt + !!o->ids_s + !!o->tok_s + !!o->detok_s) != 1 || o->top_k > 64 ||
+	    (o->dump && !o->ids_s && !o->prompt) || o->threads > 1024) {
 		usage(stderr);
 		return 2;
 	}
-	dir = argv[optind];
-	if (ids_s || detok_s) {
-		r = parse_ids(ids_s ? ids_s : detok_s, &ids, &n_ids);
-		if (r < 0) {
+	o->dir = argv[optind];
+	if (o->ids_s || o->detok_s) {
+		if (parse_ids(o->ids_s ? o->ids_s : o->detok_s, &R->ids, &R->n_ids) < 0) {
 			fprintf(stderr, "agrun: bad id list (comma-separated non-negative integers)\n");
 			return 2;
 		}
 	}
-	snprintf(tpath, sizeof(tpath), "%s/tokenizer.json", dir);
-	if (prompt || tok_s || detok_s || (!raw && access(tpath, F_OK) == 0)) {
-		r = rt_tokenizer_load(tpath, &tok, &e);
-		if (r < 0) {
-			ret = fail(&e);
-			goto out;
-		}
+	return -1;
+}
+
+/* DIR/tokenizer.json, when the mode needs text or the model has one (and
+ * not --raw); returns -1 to go on, else the exit status. */
+static int load_tokenizer(struct run *R)
+{
+	const struct run_opts *o = &R->o;
+	snprintf(R->tpath, sizeof(R->tpath), "%s/tokenizer.json", o->dir);
+	if (o->prompt || o->tok_s || o->detok_s || (!o->raw && access(R->tpath, F_OK) == 0))
+		if (rt_tokenizer_load(R->tpath, &R->tok, &R->e) < 0)
+			return fail(&R->e);
+	return -1;
+}
+
+/* --tokenize TEXT: the ids, space-separated. */
+static int run_tokenize(struct run *R)
+{
+	if (rt_tokenize(R->tok, R->o.tok_s, strlen(R->o.tok_s), R->o.special, &R->ids, &R->n_ids, &R->e) < 0)
+		return fail(&R->e);
+	for (size_t i = 0; i < R->n_ids; i++)
+		printf(i ? " %d" : "%d", R->ids[i]);
+	printf("\n");
+	return 0;
+}
+
+/* --detokenize IDS: the text. */
+static int run_detokenize(struct run *R)
+{
+	size_t len;
+	if (rt_detokenize(R->tok, R->ids, R->n_ids, R->o.skip_special, &R->text, &len, &R->e) < 0)
+		return fail(&R->e);
+	fwrite(R->text, 1, len, stdout);
+	printf("\n");
+	return 0;
+}
+
+/* The prompt's ids; returns -1 to go on, else the exit status. */
+static int encode_prompt(struct run *R)
+{
+	if (rt_tokenize(R->tok, R->o.prompt, R->prompt_len, R->o.special, &R->ids, &R->n_ids, &R->e) < 0)
+		return fail(&R->e);
+	if (R->n_ids == 0) {
+		fprintf(stderr, "agrun: prompt encodes to zero tokens\n");
+		return 2;
 	}
-	if (tok_s) {
-		r = rt_tokenize(tok, tok_s, strlen(tok_s), special, &ids, &n_ids, &e);
-		if (r < 0) {
-			ret = fail(&e);
-			goto out;
-		}
-		for (size_t i = 0; i < n_ids; i++)
-			printf(i ? " %d" : "%d", ids[i]);
-		printf("\n");
-		ret = 0;
-		goto out;
-	}
-	if (detok_s) {
-		size_t len;
-		r = rt_detokenize(tok, ids, n_ids, skip_special, &text, &len, &e);
-		if (r < 0) {
-			ret = fail(&e);
-			goto out;
-		}
-		fwrite(text, 1, len, stdout);
-		printf("\n");
-		ret = 0;
-		goto out;
-	}
-	if (prompt) {
-		r = rt_tokenize(tok, prompt, prompt_len, special, &ids, &n_ids, &e);
-		if (r < 0) {
-			ret = fail(&e);
-			goto out;
-		}
-		if (n_ids == 0) {
-			fprintf(stderr, "agrun: prompt encodes to zero tokens\n");
-			ret = 2;
-			goto out;
-		}
-	}
-	if (!strcmp(device, "cuda")) {
+	return -1;
+}
+
+/* The model on its device (--device), checked against the tokenizer, and a
+ * session of --ctx positions; returns -1 to go on, else the exit status. */
+static int load_model(struct run *R)
+{
+	struct run_opts *o = &R->o;
+	int backend = RT_BACKEND_CPU;
+	if (!strcmp(o->device, "cuda")) {
 		backend = RT_BACKEND_CUDA;
-	} else if (!strcmp(device, "auto")) {
+	} else if (!strcmp(o->device, "auto")) {
 		/* the GPU when there is one; a CPU-only build has nothing to
 		 * fall back from and says nothing */
-		n_gpu = rt_cuda_device_count(why, sizeof(why));
-		backend = n_gpu > 0 ? RT_BACKEND_CUDA : RT_BACKEND_CPU;
+		R->n_gpu = rt_cuda_device_count(R->why, sizeof(R->why));
+		backend = R->n_gpu > 0 ? RT_BACKEND_CUDA : RT_BACKEND_CPU;
 	}
-	r = rt_model_load(dir,
-	                  &(struct rt_load_opts){.n_threads = threads,
-	                                         .backend = backend,
-	                                         .simd = getenv("AGRT_SIMD"),
-	                                         .device_fallback = !strcmp(device, "auto"),
-	                                         .max_memory = max_memory},
-	                  &m, &e);
-	if (r < 0) {
-		ret = fail(&e);
-		goto out;
-	}
-	if (tok && rt_tokenizer_vocab_size(tok) > rt_model_get_info(m)->vocab) {
+	int r = rt_model_load(o->dir,
+	                      &(struct rt_load_opts){.n_threads = o->threads,
+	                                             .backend = backend,
+	                                             .simd = getenv("AGRT_SIMD"),
+	                                             .device_fallback = !strcmp(o->device, "auto"),
+	                                             .max_memory = o->max_memory},
+	                      &R->m, &R->e);
+	if (r < 0)
+		return fail(&R->e);
+	if (R->tok && rt_tokenizer_vocab_size(R->tok) > rt_model_get_info(R->m)->vocab) {
 		/* ids past the embedding table would be refused later anyway;
 		 * say which file disagrees up front */
-		fprintf(stderr, "agrun: %s: tokenizer has %d ids but config.json vocab_size is %d\n", tpath,
-		        rt_tokenizer_vocab_size(tok), rt_model_get_info(m)->vocab);
-		ret = 3;
-		goto out;
+		fprintf(stderr, "agrun: %s: tokenizer has %d ids but config.json vocab_size is %d\n", R->tpath,
+		        rt_tokenizer_vocab_size(R->tok), rt_model_get_info(R->m)->vocab);
+		return 3;
 	}
-	if (ctx == 0) {
+	if (o->ctx == 0) {
 		/* just what this run needs, so long prompts work and short ones stay small */
-		size_t need = n_ids + (dump ? 0 : (size_t)n_new);
-		int maxp = rt_model_get_info(m)->max_positions;
-		ctx = need > (size_t)maxp ? maxp : (int)need;
+		size_t need = R->n_ids + (o->dump ? 0 : (size_t)o->n_new);
+		int maxp = rt_model_get_info(R->m)->max_positions;
+		o->ctx = need > (size_t)maxp ? maxp : (int)need;
 	}
-	r = rt_session_new(m, ctx, &s, &e);
-	if (r < 0) {
-		ret = fail(&e);
-		goto out;
+	if (rt_session_new(R->m, o->ctx, &R->s, &R->e) < 0)
+		return fail(&R->e);
+	return -1;
+}
+
+/* --dump-logits FILE: the float32 logits of every prompt position. */
+static int run_dump_logits(struct run *R)
+{
+	int V = rt_model_get_info(R->m)->vocab;
+	R->logits = malloc(sizeof(float) * R->n_ids * V);
+	if (!R->logits) {
+		fprintf(stderr, "agrun: out of memory\n");
+		return 1;
 	}
-	if (dump) {
-		int V = rt_model_get_info(m)->vocab;
-		FILE *f;
-		logits = malloc(sizeof(float) * n_ids * V);
-		if (!logits) {
-			fprintf(stderr, "agrun: out of memory\n");
-			goto out;
-		}
-		r = rt_session_forward(s, ids, n_ids, true, logits, &e);
-		if (r < 0) {
-			ret = fail(&e);
-			goto out;
-		}
-		note_fallback(device, n_gpu, why);
-		note_model_fallback(m);
-		f = fopen(dump, "wb");
-		if (!f || fwrite(logits, sizeof(float) * V, n_ids, f) != n_ids || fclose(f) != 0) {
-			fprintf(stderr, "agrun: %s: write failed\n", dump);
-			ret = 4;
-			goto out;
-		}
-		ret = 0;
-		goto out;
+	if (rt_session_forward(R->s, R->ids, R->n_ids, true, R->logits, &R->e) < 0)
+		return fail(&R->e);
+	note_fallback(R->o.device, R->n_gpu, R->why);
+	note_model_fallback(R->m);
+	FILE *f = fopen(R->o.dump, "wb");
+	if (!f || fwrite(R->logits, sizeof(float) * V, R->n_ids, f) != R->n_ids || fclose(f) != 0) {
+		fprintf(stderr, "agrun: %s: write failed\n", R->o.dump);
+		return 4;
 	}
-	if (warmup) {
+	return 0;
+}
+
+/* --json: ids, text, timings, backend and the top-k of each step. */
+static void print_json(const struct run *R)
+{
+	const struct rt_gen_result *res = R->res;
+	const struct rt_model_info *info = rt_model_get_info(R->m);
+	json_t *o = json_object(), *pi = json_array(), *oi = json_array(), *steps = json_array();
+	double dtps = res->n_out > 1 && res->decode_ms > 0 ? (res->n_out - 1) / (res->decode_ms / 1e3) : 0;
+	for (size_t i = 0; i < R->n_ids; i++)
+		json_array_append_new(pi, json_integer(R->ids[i]));
+	for (size_t i = 0; i < res->n_out; i++) {
+		json_t *st = json_array();
+		json_array_append_new(oi, json_integer(res->ids[i]));
+		for (int k = 0; k < res->top_k; k++) {
+			const struct rt_topk *t = &res->topk[i * res->top_k + k];
+			json_array_append_new(st,
+			                      json_pack("{s:i,s:f}", "id", (json_int_t)t->id, "logprob", (double)t->logprob));
+		}
+		json_array_append_new(steps, st);
+	}
+	json_object_set_new(o, "prompt_ids", pi);
+	json_object_set_new(o, "output_ids", oi);
+	json_object_set_new(o, "text", R->text ? json_stringn(R->text, strlen(R->text)) : json_null());
+	json_object_set_new(o, "prefill_ms", json_real(res->prefill_ms));
+	json_object_set_new(o, "prefill_tok_s", json_real(res->prefill_ms > 0 ? R->n_ids / (res->prefill_ms / 1e3) : 0));
+	json_object_set_new(o, "decode_ms", json_real(res->decode_ms));
+	json_object_set_new(o, "decode_tok_s", json_real(dtps));
+	json_object_set_new(o, "hit_eos", json_boolean(res->hit_eos));
+	json_object_set_new(o, "backend", json_string(info->backend));
+	json_object_set_new(o, "threads", json_integer(info->n_threads));
+	json_object_set_new(o, "load_ms", json_real(info->load_ms));
+	json_object_set_new(o, "load_gbs", json_real(info->load_gbs));
+	json_object_set_new(o, "top_k", steps);
+	json_dumpf(o, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
+	printf("\n");
+	json_decref(o);
+}
+
+/* --prompt / --ids: generate (after an untimed warm-up with --warmup) and
+ * print the text, the ids or the --json object. */
+static int run_generate(struct run *R)
+{
+	const struct run_opts *o = &R->o;
+	if (o->warmup) {
 		/* one untimed short run first, so that lazy initialisation
 		 * (CUDA module loading, cuBLAS heuristics, page faults) is
 		 * not charged to the timed prefill and decode */
-		r = rt_generate(s, ids, n_ids, &(struct rt_gen_opts){.max_new = n_new < 2 ? n_new : 2}, &res, &e);
-		if (r < 0) {
-			ret = fail(&e);
-			goto out;
-		}
-		rt_gen_result_free(res);
-		res = NULL;
+		if (rt_generate(R->s, R->ids, R->n_ids, &(struct rt_gen_opts){.max_new = o->n_new < 2 ? o->n_new : 2},
+		                &R->res, &R->e) < 0)
+			return fail(&R->e);
+		rt_gen_result_free(R->res);
+		R->res = NULL;
 	}
-	r = rt_generate(s, ids, n_ids, &(struct rt_gen_opts){.max_new = n_new, .top_k = top_k, .stop_at_eos = stop_eos},
-	                &res, &e);
-	if (r < 0) {
-		ret = fail(&e);
-		goto out;
-	}
-	note_fallback(device, n_gpu, why);
-	note_model_fallback(m);
-	if (tok) {
+	if (rt_generate(R->s, R->ids, R->n_ids,
+	                &(struct rt_gen_opts){.max_new = o->n_new, .top_k = o->top_k, .stop_at_eos = o->stop_eos},
+	                &R->res, &R->e) < 0)
+		return fail(&R->e);
+	note_fallback(o->device, R->n_gpu, R->why);
+	note_model_fallback(R->m);
+	if (R->tok) {
 		size_t len;
-		r = rt_detokenize(tok, res->ids, res->n_out, skip_special, &text, &len, &e);
-		if (r < 0) {
-			ret = fail(&e);
-			goto out;
-		}
+		if (rt_detokenize(R->tok, R->res->ids, R->res->n_out, o->skip_special, &R->text, &len, &R->e) < 0)
+			return fail(&R->e);
 	}
-	if (json) {
-		json_t *o = json_object(), *pi = json_array(), *oi = json_array(), *steps = json_array();
-		double dtps = res->n_out > 1 && res->decode_ms > 0 ? (res->n_out - 1) / (res->decode_ms / 1e3) : 0;
-		for (size_t i = 0; i < n_ids; i++)
-			json_array_append_new(pi, json_integer(ids[i]));
-		for (size_t i = 0; i < res->n_out; i++) {
-			json_t *st = json_array();
-			json_array_append_new(oi, json_integer(res->ids[i]));
-			for (int k = 0; k < res->top_k; k++) {
-				const struct rt_topk *t = &res->topk[i * res->top_k + k];
-				json_array_append_new(
-				    st, json_pack("{s:i,s:f}", "id", (json_int_t)t->id, "logprob", (double)t->logprob));
-			}
-			json_array_append_new(steps, st);
-		}
-		json_object_set_new(o, "prompt_ids", pi);
-		json_object_set_new(o, "output_ids", oi);
-		json_object_set_new(o, "text", text ? json_stringn(text, strlen(text)) : json_null());
-		json_object_set_new(o, "prefill_ms", json_real(res->prefill_ms));
-		json_object_set_new(o, "prefill_tok_s",
-		                    json_real(res->prefill_ms > 0 ? n_ids / (res->prefill_ms / 1e3) : 0));
-		json_object_set_new(o, "decode_ms", json_real(res->decode_ms));
-		json_object_set_new(o, "decode_tok_s", json_real(dtps));
-		json_object_set_new(o, "hit_eos", json_boolean(res->hit_eos));
-		json_object_set_new(o, "backend", json_string(rt_model_get_info(m)->backend));
-		json_object_set_new(o, "threads", json_integer(rt_model_get_info(m)->n_threads));
-		json_object_set_new(o, "load_ms", json_real(rt_model_get_info(m)->load_ms));
-		json_object_set_new(o, "load_gbs", json_real(rt_model_get_info(m)->load_gbs));
-		json_object_set_new(o, "top_k", steps);
-		json_dumpf(o, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
-		printf("\n");
-		json_decref(o);
-	} else if (text) {
-		fputs(text, stdout);
+	if (o->json) {
+		print_json(R);
+	} else if (R->text) {
+		fputs(R->text, stdout);
 		printf("\n");
 	} else {
-		for (size_t i = 0; i < res->n_out; i++)
-			printf(i ? " %d" : "%d", res->ids[i]);
+		for (size_t i = 0; i < R->res->n_out; i++)
+			printf(i ? " %d" : "%d", R->res->ids[i]);
 		printf("\n");
 	}
-	ret = fflush(stdout) == 0 ? 0 : 4;
-out:
-	free(logits);
-	free(prompt_buf);
-	free(text);
-	free(ids);
-	rt_gen_result_free(res);
-	rt_session_free(s);
-	rt_model_free(m);
-	rt_tokenizer_free(tok);
+	return fflush(stdout) == 0 ? 0 : 4;
+}
+
+static void run_release(struct run *R)
+{
+	free(R->logits);
+	free(R->prompt_buf);
+	free(R->text);
+	free(R->ids);
+	rt_gen_result_free(R->res);
+	rt_session_free(R->s);
+	rt_model_free(R->m);
+	rt_tokenizer_free(R->tok);
+}
+
+/* The steps of a run up to its mode; returns the exit status. */
+static int run(int argc, char **argv, struct run *R)
+{
+	int ret = check_args(argc, argv, R);
+	if (ret < 0)
+		ret = load_tokenizer(R);
+	if (ret >= 0)
+		return ret;
+	if (R->o.tok_s)
+		return run_tokenize(R);
+	if (R->o.detok_s)
+		return run_detokenize(R);
+	if (R->o.prompt && (ret = encode_prompt(R)) >= 0)
+		return ret;
+	if ((ret = load_model(R)) >= 0)
+		return ret;
+	return R->o.dump ? run_dump_logits(R) : run_generate(R);
+}
+
+int main(int argc, char **argv)
+{
+	/* Health suites (record in the dirty zone, check in the clean zone). */
+	if (argc > 1 && (!strcmp(argv[1], "record") || !strcmp(argv[1], "check")))
+		return agrun_health_main(argc - 1, argv + 1);
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("agrun %s\n", AGKIT_VERSION);
+		return 0;
+	}
+	struct run R = {.n_gpu = -1};
+	int ret = parse_args(argc, argv, &R.o);
+	if (ret >= 0)
+		return ret;
+	const struct run_opts *o = &R.o;
+	if (o->render_file || o->template_name) {
+		if (!o->render_file || optind + 1 != argc || o->prompt || o->prompt_file || o->ids_s || o->tok_s ||
+		    o->detok_s || o->dump) {
+			usage(stderr);
+			return 2;
+		}
+		return render_chat(argv[optind], o->render_file, o->template_name);
+	}
+	ret = run(argc, argv, &R);
+	run_release(&R);
 	return ret;
 }

@@ -258,22 +258,29 @@ static int measure(struct rt_session *s, const int32_t *ids, size_t n, int ctx, 
 
 /* ---- record ------------------------------------------------------------ */
 
-static int cmd_record(int argc, char **argv)
+/* agrun record's command line. */
+struct record_opts {
+	const char *out, *prompts_path, *dir;
+	const struct tolerance_profile *prof;
+	uint64_t max_memory;
+	int n_new, top_k;
+};
+
+/* Returns -1 to go on, else the exit status. */
+static int record_parse_args(int argc, char **argv, struct record_opts *o)
 {
 	static const struct option lo[] = {
 		{"out", required_argument, NULL, 'o'}, {"prompts", required_argument, NULL, 'p'},
 		{"top-k", required_argument, NULL, 'k'}, {"max-memory", required_argument, NULL, 'm'},
 		{"tolerance-profile", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'}, {0},
 	};
-	const char *out = NULL, *prompts_path = NULL;
-	const struct tolerance_profile *prof = &profiles[0];
-	uint64_t max_memory = 0;
-	int n_new = 16, top_k = 8, c;
+	*o = (struct record_opts){.prof = &profiles[0], .n_new = 16, .top_k = 8};
+	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:p:k:n:h", lo, NULL)) != -1) {
 		switch (c) {
-		case 'o': out = optarg; break;
-		case 'p': prompts_path = optarg; break;
+		case 'o': o->out = optarg; break;
+		case 'p': o->prompts_path = optarg; break;
 		case 'k':
 		case 'n': {
 			/* decimal digits only: "5x" and "x" are refused, not read as 5 and 0 */
@@ -286,28 +293,35 @@ static int cmd_record(int argc, char **argv)
 				return 2;
 			}
 			if (c == 'k')
-				top_k = (int)v;
+				o->top_k = (int)v;
 			else
-				n_new = (int)v;
+				o->n_new = (int)v;
 			break;
 		}
 		case 'm':
-			if (parse_memory("record", optarg, &max_memory) < 0)
+			if (parse_memory("record", optarg, &o->max_memory) < 0)
 				return 2;
 			break;
 		case 't':
-			if (!(prof = find_profile("record", optarg)))
+			if (!(o->prof = find_profile("record", optarg)))
 				return 2;
 			break;
 		case 'h': printf("%s\n", RECORD_USAGE); return 0;
 		default: return 2;
 		}
 	}
-	if (!out || optind + 1 != argc || n_new < 1 || n_new > MAX_NEW || top_k < 1 || top_k > MAX_TOPK) {
+	if (!o->out || optind + 1 != argc || o->n_new < 1 || o->n_new > MAX_NEW || o->top_k < 1 || o->top_k > MAX_TOPK) {
 		fprintf(stderr, "%s\n(-n 1..%d, --top-k 1..%d)\n", RECORD_USAGE, MAX_NEW, MAX_TOPK);
 		return 2;
 	}
-	const char *dir = argv[optind];
+	o->dir = argv[optind];
+	return -1;
+}
+
+/* --prompts FILE (an array of {"name", "text"} or strings) or the default
+ * prompts; NULL (reported) when the file is not such an array. */
+static json_t *record_prompt_list(const char *prompts_path)
+{
 	json_t *plist = NULL;
 	if (prompts_path) {
 		json_error_t je;
@@ -316,16 +330,119 @@ static int cmd_record(int argc, char **argv)
 			fprintf(stderr, "agrun: %s: expected a JSON array of 1..%d prompts ({\"name\", \"text\"} or strings)\n",
 			        prompts_path, MAX_PROMPTS);
 			json_decref(plist);
-			return 2;
+			return NULL;
 		}
-	} else {
-		plist = json_array();
-		for (size_t i = 0; i < sizeof default_prompts / sizeof *default_prompts; i++)
-			json_array_append_new(plist, json_pack("{s:s, s:s}", "name", default_prompts[i][0], "text",
-			                                       default_prompts[i][1]));
+		return plist;
 	}
+	plist = json_array();
+	for (size_t i = 0; i < sizeof default_prompts / sizeof *default_prompts; i++)
+		json_array_append_new(plist,
+		                      json_pack("{s:s, s:s}", "name", default_prompts[i][0], "text", default_prompts[i][1]));
+	return plist;
+}
+
+/* The first prompt's ids, for the latency measurement. */
+struct record_first {
+	int32_t ids[4096];
+	size_t n;
+};
+
+/* Prompt i (p) of the list: tokenized (the end of an over-long one kept),
+ * generated greedily with its top-k at each step, appended to prompts. */
+static int record_prompt(const struct loaded *l, struct rt_session *s, int ctx, const struct record_opts *o, size_t i,
+                         json_t *p, json_t *prompts, struct record_first *first, struct rt_error *e)
+{
+	const char *text = json_is_string(p) ? json_string_value(p) : json_string_value(json_object_get(p, "text"));
+	const char *name = json_is_string(p) ? NULL : json_string_value(json_object_get(p, "name"));
+	char defname[32];
+	if (!name) {
+		snprintf(defname, sizeof defname, "prompt-%zu", i + 1);
+		name = defname;
+	}
+	if (!text) {
+		fprintf(stderr, "agrun: prompt %zu has no text\n", i + 1);
+		e->code = 2;
+		return -EINVAL;
+	}
+	int32_t *ids = NULL;
+	size_t n = 0;
+	int r = rt_tokenize(l->t, text, strlen(text), true, &ids, &n, e);
+	if (r < 0)
+		return r;
+	if (n + (size_t)o->n_new > (size_t)ctx) {
+		/* Keep the end of an over-long prompt: the model's context decides. */
+		size_t keep = (size_t)ctx > (size_t)o->n_new + 1 ? (size_t)ctx - (size_t)o->n_new : 1;
+		memmove(ids, ids + (n - keep), keep * sizeof *ids);
+		n = keep;
+	}
+	struct rt_gen_opts go = {.max_new = o->n_new, .top_k = o->top_k, .stop_at_eos = true};
+	struct rt_gen_result *g = NULL;
+	r = rt_generate(s, ids, n, &go, &g, e);
+	if (r < 0) {
+		free(ids);
+		return r;
+	}
+	char *otext = NULL;
+	size_t olen = 0;
+	/* Models often pad their vocabulary past the tokenizer's: an output id
+	 * without text leaves the decode check out for this prompt. */
+	struct rt_error de = {0};
+	if (rt_detokenize(l->t, g->ids, g->n_out, false, &otext, &olen, &de) < 0)
+		otext = NULL;
+	json_t *steps = json_array();
+	for (size_t k = 0; k < g->n_out; k++) {
+		json_t *tk = json_array();
+		for (int j = 0; j < g->top_k; j++) {
+			const struct rt_topk *t = &g->topk[k * (size_t)g->top_k + (size_t)j];
+			json_array_append_new(tk, json_pack("[i, f]", t->id, (double)t->logprob));
+		}
+		json_array_append_new(steps, tk);
+	}
+	json_array_append_new(prompts, json_pack("{s:s, s:s, s:b, s:o, s:o, s:o, s:o}", "name", name, "text", text,
+	                                         "add_special", 1, "ids", ids_json(ids, n), "output_ids",
+	                                         ids_json(g->ids, g->n_out), "output_text",
+	                                         otext ? json_string(otext) : json_null(), "topk", steps));
+	if (i == 0) {
+		first->n = n < 4096 ? n : 4096;
+		memcpy(first->ids, ids, first->n * sizeof *ids);
+	}
+	free(otext);
+	free(ids);
+	rt_gen_result_free(g);
+	return 0;
+}
+
+/* The suite file's object (docs/HEALTH.md); takes prompts. */
+static json_t *record_suite(const struct loaded *l, const struct record_opts *o, double ttft, double tps,
+                            bool streaming, json_t *prompts)
+{
+	return json_pack(
+		"{s:i, s:{s:s, s:i, s:I, s:I}, s:{s:s, s:i}, s:{s:f, s:f, s:i}, s:{s:f, s:f}, s:{s:f, s:f}, s:o}",
+		"agkit_health_suite", 1,
+		"model", "arch", l->info->arch, "vocab", l->info->vocab, "n_params", (json_int_t)l->info->n_params,
+		"weight_bytes", (json_int_t)l->info->weight_bytes,
+		"recorded_on", "device", l->info->backend, "threads", l->info->n_threads,
+		"tolerances", "logit_margin", o->prof->logit_margin, "kl_max", o->prof->kl_max, "top_k", o->top_k,
+		"recorded", "ttft_ms", ttft, "decode_tok_s", tps,
+		/* Generous absolute budgets: the clean-zone host may be slower than the
+		 * recording host; this host's own history is compared by agctl. */
+		"budgets", "ttft_ms", streaming ? 0.0 : ttft * 10 + 1000, "decode_tok_s", tps / 10,
+		"prompts", prompts);
+}
+
+/* agrun record: the prompts, the model, each prompt generated, latency, the
+ * suite file. */
+static int cmd_record(int argc, char **argv)
+{
+	struct record_opts o;
+	int ex = record_parse_args(argc, argv, &o);
+	if (ex >= 0)
+		return ex;
+	json_t *plist = record_prompt_list(o.prompts_path);
+	if (!plist)
+		return 2;
 	struct loaded l = {0};
-	int r = load(dir, max_memory, &l);
+	int r = load(o.dir, o.max_memory, &l);
 	if (r) {
 		json_decref(plist);
 		return r;
@@ -335,76 +452,19 @@ static int cmd_record(int argc, char **argv)
 	int ctx = l.info->max_positions < 4096 ? l.info->max_positions : 4096;
 	json_t *prompts = json_array();
 	double ttft_best = 0, tps = 0;
-	static int32_t first[4096];
-	size_t n_first = 0;
+	static struct record_first first;
 	r = rt_session_new(l.m, ctx, &s, &e);
 	size_t i;
 	json_t *p;
 	json_array_foreach(plist, i, p) {
-		if (r < 0)
+		if (r < 0 || (r = record_prompt(&l, s, ctx, &o, i, p, prompts, &first, &e)) < 0)
 			break;
-		const char *text = json_is_string(p) ? json_string_value(p) : json_string_value(json_object_get(p, "text"));
-		const char *name = json_is_string(p) ? NULL : json_string_value(json_object_get(p, "name"));
-		char defname[32];
-		if (!name) {
-			snprintf(defname, sizeof defname, "prompt-%zu", i + 1);
-			name = defname;
-		}
-		if (!text) {
-			fprintf(stderr, "agrun: prompt %zu has no text\n", i + 1);
-			r = -EINVAL;
-			e.code = 2;
-			break;
-		}
-		int32_t *ids = NULL;
-		size_t n = 0;
-		r = rt_tokenize(l.t, text, strlen(text), true, &ids, &n, &e);
-		if (r < 0)
-			break;
-		if (n + (size_t)n_new > (size_t)ctx) {
-			/* Keep the end of an over-long prompt: the model's context decides. */
-			size_t keep = (size_t)ctx > (size_t)n_new + 1 ? (size_t)ctx - (size_t)n_new : 1;
-			memmove(ids, ids + (n - keep), keep * sizeof *ids);
-			n = keep;
-		}
-		struct rt_gen_opts go = {.max_new = n_new, .top_k = top_k, .stop_at_eos = true};
-		struct rt_gen_result *g = NULL;
-		r = rt_generate(s, ids, n, &go, &g, &e);
-		if (r < 0) {
-			free(ids);
-			break;
-		}
-		char *otext = NULL;
-		size_t olen = 0;
-		/* Models often pad their vocabulary past the tokenizer's: an output id
-		 * without text leaves the decode check out for this prompt. */
-		struct rt_error de = {0};
-		if (rt_detokenize(l.t, g->ids, g->n_out, false, &otext, &olen, &de) < 0)
-			otext = NULL;
-		json_t *steps = json_array();
-		for (size_t k = 0; k < g->n_out; k++) {
-			json_t *tk = json_array();
-			for (int j = 0; j < g->top_k; j++) {
-				const struct rt_topk *t = &g->topk[k * (size_t)g->top_k + (size_t)j];
-				json_array_append_new(tk, json_pack("[i, f]", t->id, (double)t->logprob));
-			}
-			json_array_append_new(steps, tk);
-		}
-		json_array_append_new(prompts, json_pack("{s:s, s:s, s:b, s:o, s:o, s:o, s:o}", "name", name, "text", text,
-		                                         "add_special", 1, "ids", ids_json(ids, n), "output_ids",
-		                                         ids_json(g->ids, g->n_out), "output_text",
-		                                         otext ? json_string(otext) : json_null(), "topk", steps));
-		if (i == 0)
-			memcpy(first, ids, (n < 4096 ? n : 4096) * sizeof *ids), n_first = n < 4096 ? n : 4096;
-		free(otext);
-		free(ids);
-		rt_gen_result_free(g);
 	}
 	struct rt_stream_info si;
 	rt_model_stream_info(l.m, &si);
 	/* streaming: no latency figures (every token reads the files), so no budgets */
 	if (r == 0 && !si.streaming)
-		r = measure(s, first, n_first, ctx, 1.0, &ttft_best, &tps, &e);
+		r = measure(s, first.ids, first.n, ctx, 1.0, &ttft_best, &tps, &e);
 	rt_session_free(s);
 	if (r < 0) {
 		fprintf(stderr, "agrun: %s\n", e.msg);
@@ -413,27 +473,17 @@ static int cmd_record(int argc, char **argv)
 		unload(&l);
 		return e.code > 0 && e.code <= 4 ? e.code : 1;
 	}
-	json_t *suite = json_pack(
-		"{s:i, s:{s:s, s:i, s:I, s:I}, s:{s:s, s:i}, s:{s:f, s:f, s:i}, s:{s:f, s:f}, s:{s:f, s:f}, s:o}",
-		"agkit_health_suite", 1,
-		"model", "arch", l.info->arch, "vocab", l.info->vocab, "n_params", (json_int_t)l.info->n_params,
-		"weight_bytes", (json_int_t)l.info->weight_bytes,
-		"recorded_on", "device", l.info->backend, "threads", l.info->n_threads,
-		"tolerances", "logit_margin", prof->logit_margin, "kl_max", prof->kl_max, "top_k", top_k,
-		"recorded", "ttft_ms", ttft_best, "decode_tok_s", tps,
-		/* Generous absolute budgets: the clean-zone host may be slower than the
-		 * recording host; this host's own history is compared by agctl. */
-		"budgets", "ttft_ms", si.streaming ? 0.0 : ttft_best * 10 + 1000, "decode_tok_s", tps / 10,
-		"prompts", prompts);
+	json_t *suite = record_suite(&l, &o, ttft_best, tps, si.streaming, prompts);
 	json_decref(plist);
 	unload(&l);
-	if (!suite || json_dump_file(suite, out, JSON_INDENT(1) | JSON_PRESERVE_ORDER) < 0) {
-		fprintf(stderr, "agrun: %s: cannot write the suite\n", out);
+	if (!suite || json_dump_file(suite, o.out, JSON_INDENT(1) | JSON_PRESERVE_ORDER) < 0) {
+		fprintf(stderr, "agrun: %s: cannot write the suite\n", o.out);
 		json_decref(suite);
 		return 4;
 	}
 	json_decref(suite);
-	fprintf(stderr, "agrun: recorded %zu prompt(s) to %s (ttft %.1f ms, decode %.1f tok/s)\n", i, out, ttft_best, tps);
+	fprintf(stderr, "agrun: recorded %zu prompt(s) to %s (ttft %.1f ms, decode %.1f tok/s)\n", i, o.out, ttft_best,
+	        tps);
 	return 0;
 }
 
@@ -657,7 +707,16 @@ static void check_tokenizer(struct check_prompt *cp, const struct rt_tokenizer *
 	free(dec);
 }
 
-static int cmd_check(int argc, char **argv)
+/* agrun check's command line. */
+struct check_opts {
+	const char *suite_path, *dir;
+	const struct tolerance_profile *prof;
+	bool json_out;
+	uint64_t max_memory;
+};
+
+/* Returns -1 to go on, else the exit status. */
+static int check_parse_args(int argc, char **argv, struct check_opts *o)
 {
 	static const struct option lo[] = {
 		{"suite", required_argument, NULL, 's'},
@@ -667,98 +726,102 @@ static int cmd_check(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	const char *suite_path = NULL;
-	const struct tolerance_profile *prof = NULL;
-	bool json_out = false;
-	uint64_t max_memory = 0;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "s:jh", lo, NULL)) != -1) {
 		switch (c) {
-		case 's': suite_path = optarg; break;
-		case 'j': json_out = true; break;
+		case 's': o->suite_path = optarg; break;
+		case 'j': o->json_out = true; break;
 		case 'm':
-			if (parse_memory("check", optarg, &max_memory) < 0)
+			if (parse_memory("check", optarg, &o->max_memory) < 0)
 				return 2;
 			break;
 		case 't':
-			if (!(prof = find_profile("check", optarg)))
+			if (!(o->prof = find_profile("check", optarg)))
 				return 2;
 			break;
 		case 'h': printf("%s\n", CHECK_USAGE); return 0;
 		default: return 2;
 		}
 	}
-	if (!suite_path || optind + 1 != argc) {
+	if (!o->suite_path || optind + 1 != argc) {
 		fprintf(stderr, "%s\n", CHECK_USAGE);
 		return 2;
 	}
-	double slow = fault_slowdown();
-	const char *dir = argv[optind];
+	o->dir = argv[optind];
+	return -1;
+}
+
+/* The suite file, parsed, and its tolerances (a profile loosens them, never
+ * tightens them).  Returns -1 to go on, else the exit status. */
+static int check_load_suite(const struct check_opts *o, struct health_suite *hs, double *ret_margin_tol,
+                            double *ret_kl_tol)
+{
 	struct stat st;
-	if (stat(suite_path, &st) < 0 || st.st_size > (off_t)HEALTH_SUITE_MAX_BYTES) {
-		fprintf(stderr, "agrun: %s: missing or larger than %u bytes\n", suite_path, HEALTH_SUITE_MAX_BYTES);
+	if (stat(o->suite_path, &st) < 0 || st.st_size > (off_t)HEALTH_SUITE_MAX_BYTES) {
+		fprintf(stderr, "agrun: %s: missing or larger than %u bytes\n", o->suite_path, HEALTH_SUITE_MAX_BYTES);
 		return 4;
 	}
-	struct health_suite hs;
 	char *sbuf = NULL;
 	size_t slen = 0;
-	int sr = read_suite(suite_path, &sbuf, &slen);
+	int sr = read_suite(o->suite_path, &sbuf, &slen);
 	if (sr == 0)
-		sr = health_suite_parse(sbuf, slen, &hs);
+		sr = health_suite_parse(sbuf, slen, hs);
 	free(sbuf);
 	if (sr < 0) {
-		fprintf(stderr, "agrun: %s: not a health suite\n", suite_path);
+		fprintf(stderr, "agrun: %s: not a health suite\n", o->suite_path);
 		return 3;
 	}
-	json_t *suite = hs.root, *prompts = hs.prompts, *bud = hs.budgets;
-	double margin_tol = hs.margin_tol, kl_tol = hs.kl_tol;
-	if (prof) {
-		/* a profile loosens the suite's tolerances, never tightens them */
-		margin_tol = prof->logit_margin > margin_tol ? prof->logit_margin : margin_tol;
-		kl_tol = prof->kl_max > kl_tol ? prof->kl_max : kl_tol;
+	double margin_tol = hs->margin_tol, kl_tol = hs->kl_tol;
+	if (o->prof) {
+		margin_tol = o->prof->logit_margin > margin_tol ? o->prof->logit_margin : margin_tol;
+		kl_tol = o->prof->kl_max > kl_tol ? o->prof->kl_max : kl_tol;
 	}
-	struct loaded l = {0};
-	int r = load(dir, max_memory, &l);
-	if (r) {
-		json_decref(suite);
-		return r;
-	}
-	struct rt_stream_info si;
-	rt_model_stream_info(l.m, &si);
-	json_t *failures = json_array(), *rep_prompts = json_array();
-	int vocab = l.info->vocab;
-	json_t *mv = json_object_get(json_object_get(suite, "model"), "vocab");
-	char b[512];
-	if (json_is_integer(mv) && json_integer_value(mv) != vocab) {
-		snprintf(b, sizeof b, "vocabulary has %d entries, the suite was recorded with %" JSON_INTEGER_FORMAT, vocab,
-		         json_integer_value(mv));
-		json_array_append_new(failures, json_string(b));
-	}
-	struct rt_error e = {0};
-	int ctx = l.info->max_positions < 4096 ? l.info->max_positions : 4096;
-	size_t np = json_array_size(failures) ? 0 : json_array_size(prompts), n_ok = 0;
-	struct check_prompt *cps = calloc(np ? np : 1, sizeof *cps);
-	/* the teacher-forced sequences: the prompts with an output, nb of them, prompt bi[k] */
-	struct rt_session **ss = calloc(np ? np : 1, sizeof *ss);
-	const int32_t **seqs = calloc(np ? np : 1, sizeof *seqs);
-	size_t *lens = calloc(np ? np : 1, sizeof *lens), *bi = calloc(np ? np : 1, sizeof *bi), nb = 0;
-	bool malformed = false;
-	if (!cps || !ss || !seqs || !lens || !bi) {
+	*ret_margin_tol = margin_tol;
+	*ret_kl_tol = kl_tol;
+	return -1;
+}
+
+/* The prompts of a check and their teacher-forced sequences: the prompts
+ * with an output, nb of them, prompt bi[k]. */
+struct check_set {
+	size_t np, n_ok; /* prompts to check; those that parsed */
+	bool malformed;  /* prompt n_ok does not parse */
+	struct check_prompt *cps;
+	struct rt_session **ss;
+	const int32_t **seqs;
+	size_t *lens, *bi, nb;
+};
+
+static void *check_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+	if (!p) {
 		fprintf(stderr, "agrun: out of memory\n");
 		exit(4);
 	}
-	/* the prompts that parse, up to the first that does not */
-	r = 0;
-	for (; n_ok < np && r == 0; n_ok++) {
-		struct check_prompt *cp = &cps[n_ok];
+	return p;
+}
+
+/* 1. The prompts that parse, up to the first that does not: their
+ * tokenizer check and their teacher-forced sequence. */
+static void check_prompts(struct check_set *cs, json_t *prompts, int vocab, int ctx, const struct rt_tokenizer *t)
+{
+	size_t np = cs->np;
+	cs->cps = check_calloc(np, sizeof *cs->cps);
+	cs->ss = check_calloc(np, sizeof *cs->ss);
+	cs->seqs = check_calloc(np, sizeof *cs->seqs);
+	cs->lens = check_calloc(np, sizeof *cs->lens);
+	cs->bi = check_calloc(np, sizeof *cs->bi);
+	for (; cs->n_ok < np; cs->n_ok++) {
+		struct check_prompt *cp = &cs->cps[cs->n_ok];
 		cp->fail = json_array();
 		cp->bad_step = -1;
-		if (health_prompt_parse(json_array_get(prompts, n_ok), vocab, ctx, &cp->hp) < 0) {
-			malformed = true;
+		if (health_prompt_parse(json_array_get(prompts, cs->n_ok), vocab, ctx, &cp->hp) < 0) {
+			cs->malformed = true;
 			break;
 		}
-		check_tokenizer(cp, l.t);
+		check_tokenizer(cp, t);
 		if (cp->hp.n_out == 0)
 			continue;
 		/* the prompt plus the recorded output but its last token */
@@ -770,15 +833,22 @@ static int cmd_check(int argc, char **argv)
 		}
 		memcpy(seq, cp->hp.ids, cp->hp.n * sizeof *seq);
 		memcpy(seq + cp->hp.n, cp->hp.out, (cp->hp.n_out - 1) * sizeof *seq);
-		seqs[nb] = seq;
-		lens[nb] = cp->len = len;
-		bi[nb++] = n_ok;
+		cs->seqs[cs->nb] = seq;
+		cs->lens[cs->nb] = cp->len = len;
+		cs->bi[cs->nb++] = cs->n_ok;
 	}
-	/* 2. teacher-forced, the prompts in as few batches as the memory limit
-	 * leaves room for (one without a limit); a batch reads each layer once.
-	 * A session per prompt, sized to it, for the time of its batch. */
-	uint64_t budget = batch_budget(l.info, &si, max_memory), per_tok = token_bytes(l.info);
-	size_t n_batches = 0;
+}
+
+/* 2. Teacher-forced, the prompts in as few batches as the memory limit
+ * leaves room for (one without a limit); a batch reads each layer once.  A
+ * session per prompt, sized to it, for the time of its batch. */
+static int check_teacher_forced(struct check_set *cs, const struct loaded *l, const struct rt_stream_info *si,
+                                uint64_t max_memory, double margin_tol, double kl_tol, size_t *ret_batches,
+                                struct rt_error *e)
+{
+	int vocab = l->info->vocab, r = 0;
+	uint64_t budget = batch_budget(l->info, si, max_memory), per_tok = token_bytes(l->info);
+	size_t n_batches = 0, nb = cs->nb, *lens = cs->lens;
 	for (size_t g0 = 0; r == 0 && g0 < nb; n_batches++) {
 		size_t gn = 0, rows = 0;
 		while (g0 + gn < nb && (gn == 0 || !budget || (rows + lens[g0 + gn]) * per_tok <= budget))
@@ -789,65 +859,179 @@ static int cmd_check(int argc, char **argv)
 			exit(4);
 		}
 		for (size_t k = 0; r == 0 && k < gn; k++)
-			r = rt_session_new(l.m, (int)lens[g0 + k], &ss[g0 + k], &e);
+			r = rt_session_new(l->m, (int)lens[g0 + k], &cs->ss[g0 + k], e);
 		if (r == 0)
-			r = rt_forward_batch_all(ss + g0, seqs + g0, lens + g0, gn, logits, &e);
+			r = rt_forward_batch_all(cs->ss + g0, cs->seqs + g0, lens + g0, gn, logits, e);
 		for (size_t k = 0, row = 0; k < gn; row += lens[g0 + k], k++) {
 			if (r == 0)
-				compare_prompt(&cps[bi[g0 + k]], logits + row * (size_t)vocab, vocab, margin_tol, kl_tol);
-			rt_session_free(ss[g0 + k]);
-			ss[g0 + k] = NULL;
+				compare_prompt(&cs->cps[cs->bi[g0 + k]], logits + row * (size_t)vocab, vocab, margin_tol, kl_tol);
+			rt_session_free(cs->ss[g0 + k]);
+			cs->ss[g0 + k] = NULL;
 		}
 		free(logits);
 		g0 += gn;
 	}
-	for (size_t i = 0; r == 0 && i < n_ok; i++) {
-		struct check_prompt *cp = &cps[i];
+	*ret_batches = n_batches;
+	return r;
+}
+
+/* Each prompt's failures and its entry of the report (HR_PROMPTS). */
+static void check_collect(const struct check_set *cs, json_t *failures, json_t *rep_prompts)
+{
+	for (size_t i = 0; i < cs->n_ok; i++) {
+		const struct check_prompt *cp = &cs->cps[i];
 		json_array_extend(failures, cp->fail);
 		json_array_append_new(rep_prompts, json_pack("{s:s, s:b, s:b, s:f, s:f}", HR_PROMPT_NAME, cp->hp.name,
 		                                             HR_PROMPT_PASS, cp->tok_ok && cp->bad_step < 0,
 		                                             HR_PROMPT_TOKENIZER_OK, cp->tok_ok, HR_PROMPT_MAX_MARGIN,
 		                                             cp->max_margin, HR_PROMPT_MAX_KL, cp->max_kl));
 	}
-	if (r == 0 && malformed) {
-		snprintf(b, sizeof b, "prompt %zu of the suite is malformed or does not fit this model", n_ok + 1);
+	if (cs->malformed) {
+		char b[512];
+		snprintf(b, sizeof b, "prompt %zu of the suite is malformed or does not fit this model", cs->n_ok + 1);
 		json_array_append_new(failures, json_string(b));
 	}
-	uint64_t bytes_check = 0;
-	if (si.streaming) {
-		rt_model_stream_info(l.m, &si);
-		bytes_check = si.bytes_read;
+}
+
+static void check_set_free(struct check_set *cs)
+{
+	for (size_t i = 0; i < cs->nb; i++)
+		free((void *)cs->seqs[i]);
+	for (size_t i = 0; i < cs->np; i++) {
+		health_prompt_free(&cs->cps[i].hp);
+		json_decref(cs->cps[i].fail);
+	}
+	free(cs->cps);
+	free(cs->ss);
+	free(cs->seqs);
+	free(cs->lens);
+	free(cs->bi);
+}
+
+/* What a check measured, for its report. */
+struct check_figures {
+	bool latency; /* measured (not when streaming) */
+	double ttft, tps;
+	size_t n_batches;
+	uint64_t bytes_read, resident, mapped, max_memory;
+	struct rt_stream_info si;
+	char device[sizeof ((struct rt_model_info *)0)->backend];
+};
+
+void health_budget_failures(json_t *budgets, bool latency, double ttft, double tps, json_t *failures)
+{
+	char b[512];
+	double bt = json_number_value(json_object_get(budgets, "ttft_ms")),
+	       btps = json_number_value(json_object_get(budgets, "decode_tok_s"));
+	if (latency && bt > 0 && ttft < 1e30 && ttft > bt) {
+		snprintf(b, sizeof b, "time to first token %.1f ms is over the suite's budget of %.1f ms", ttft, bt);
+		json_array_append_new(failures, json_string(b));
+	}
+	if (latency && btps > 0 && tps > 0 && tps < btps) {
+		snprintf(b, sizeof b, "decode %.1f tok/s is under the suite's budget of %.1f tok/s", tps, btps);
+		json_array_append_new(failures, json_string(b));
+	}
+}
+
+/* The report (health_report.h; takes failures and rep_prompts) as JSON or
+ * a line with the failures under it.  Returns the exit status. */
+static int check_report(const struct check_opts *o, const struct check_figures *f, json_t *failures,
+                        json_t *rep_prompts, size_t n_correctness)
+{
+	bool pass = json_array_size(failures) == 0;
+	bool latency_only = !pass && n_correctness == 0;
+	uint64_t hwm = peak_rss();
+	const struct rt_stream_info *si = &f->si;
+	json_t *rep = json_pack("{s:b, s:b, s:o, s:o, s:o, s:s, s:{s:I, s:I}, s:{s:s, s:I, s:I, s:I, s:I, s:I}, s:o}",
+	                        HR_PASS, pass, HR_LATENCY_ONLY, latency_only, HR_FAILURES, failures, HR_TTFT_MS,
+	                        f->latency ? json_real(f->ttft < 1e30 ? f->ttft : 0.0) : json_null(), HR_DECODE_TOK_S,
+	                        f->latency ? json_real(f->tps) : json_null(), HR_DEVICE, f->device, HR_WEIGHTS,
+	                        HR_WEIGHTS_RESIDENT, (json_int_t)f->resident, HR_WEIGHTS_MAPPED, (json_int_t)f->mapped,
+	                        HR_MEMORY, HR_MEMORY_MODE, si->streaming ? HR_MODE_STREAMING : HR_MODE_MAPPED,
+	                        HR_MEMORY_MAX, (json_int_t)f->max_memory, HR_MEMORY_BATCHES, (json_int_t)f->n_batches,
+	                        HR_MEMORY_BYTES_READ, (json_int_t)f->bytes_read,
+	                        HR_MEMORY_LARGEST_STAGE, (json_int_t)si->largest_stage, HR_MEMORY_PEAK_RSS,
+	                        (json_int_t)hwm, HR_PROMPTS, rep_prompts);
+	if (o->json_out) {
+		char *t = json_dumps(rep, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+		printf("%s\n", t ? t : "{}");
+		free(t);
+	} else if (si->streaming) {
+		printf("%s (streaming: weights read %.1f of %.1f MB, peak RSS %.1f MB; latency not measured)\n",
+		       pass ? "PASS" : "FAIL", f->bytes_read / 1e6, f->mapped / 1e6, hwm / 1e6);
+	} else {
+		printf("%s (ttft %.1f ms, decode %.1f tok/s, weights %.1f of %.1f MB resident)\n", pass ? "PASS" : "FAIL",
+		       f->ttft < 1e30 ? f->ttft : 0.0, f->tps, f->resident / 1e6, f->mapped / 1e6);
+	}
+	if (!o->json_out) {
+		size_t k;
+		json_t *fl;
+		json_array_foreach(json_object_get(rep, HR_FAILURES), k, fl) printf("  %s\n", json_string_value(fl));
+	}
+	json_decref(rep);
+	return pass ? 0 : 1;
+}
+
+/* agrun check: the suite, the model, 1. tokenizer and 2. teacher-forced
+ * comparison of each prompt, 3. latency, the budgets, the report. */
+static int cmd_check(int argc, char **argv)
+{
+	struct check_opts o = {0};
+	int ex = check_parse_args(argc, argv, &o);
+	if (ex >= 0)
+		return ex;
+	double slow = fault_slowdown();
+	struct health_suite hs;
+	double margin_tol, kl_tol;
+	if ((ex = check_load_suite(&o, &hs, &margin_tol, &kl_tol)) >= 0)
+		return ex;
+	json_t *suite = hs.root;
+	struct loaded l = {0};
+	int r = load(o.dir, o.max_memory, &l);
+	if (r) {
+		json_decref(suite);
+		return r;
+	}
+	struct check_figures f = {.max_memory = o.max_memory};
+	rt_model_stream_info(l.m, &f.si);
+	json_t *failures = json_array(), *rep_prompts = json_array();
+	int vocab = l.info->vocab;
+	json_t *mv = json_object_get(json_object_get(suite, "model"), "vocab");
+	if (json_is_integer(mv) && json_integer_value(mv) != vocab) {
+		char b[512];
+		snprintf(b, sizeof b, "vocabulary has %d entries, the suite was recorded with %" JSON_INTEGER_FORMAT, vocab,
+		         json_integer_value(mv));
+		json_array_append_new(failures, json_string(b));
+	}
+	struct rt_error e = {0};
+	int ctx = l.info->max_positions < 4096 ? l.info->max_positions : 4096;
+	struct check_set cs = {.np = json_array_size(failures) ? 0 : json_array_size(hs.prompts)};
+	check_prompts(&cs, hs.prompts, vocab, ctx, l.t);
+	r = check_teacher_forced(&cs, &l, &f.si, o.max_memory, margin_tol, kl_tol, &f.n_batches, &e);
+	if (r == 0)
+		check_collect(&cs, failures, rep_prompts);
+	if (f.si.streaming) {
+		rt_model_stream_info(l.m, &f.si);
+		f.bytes_read = f.si.bytes_read;
 	}
 	/* 3. latency on the first prompt; not when streaming: every token would
 	 * read the whole model from the files, which measures the disk */
-	double ttft = 1e30, tps = 0;
-	bool latency = !si.streaming;
-	if (latency && r == 0 && n_ok > 0) {
+	f.ttft = 1e30;
+	f.latency = !f.si.streaming;
+	if (f.latency && r == 0 && cs.n_ok > 0) {
 		struct rt_session *s = NULL;
 		r = rt_session_new(l.m, ctx, &s, &e);
 		if (r == 0)
-			r = measure(s, cps[0].hp.ids, cps[0].hp.n, ctx, slow, &ttft, &tps, &e);
+			r = measure(s, cs.cps[0].hp.ids, cs.cps[0].hp.n, ctx, slow, &f.ttft, &f.tps, &e);
 		rt_session_free(s);
 	}
-	for (size_t i = 0; i < nb; i++)
-		free((void *)seqs[i]);
-	for (size_t i = 0; i < np; i++) {
-		health_prompt_free(&cps[i].hp);
-		json_decref(cps[i].fail);
-	}
-	free(cps);
-	free(ss);
-	free(seqs);
-	free(lens);
-	free(bi);
+	check_set_free(&cs);
 	/* The model's info dies with it: keep the device name for the report. */
-	char device[sizeof l.info->backend];
-	snprintf(device, sizeof device, "%s", l.info->backend);
+	snprintf(f.device, sizeof f.device, "%s", l.info->backend);
 	/* after the prompts ran: how much of the mapped weights is in RAM
 	 * (a mixture-of-experts model larger than RAM runs with part paged out) */
-	uint64_t resident = 0, mapped = 0;
-	if (rt_model_resident(l.m, &resident, &mapped) < 0)
-		resident = mapped = 0;
+	if (rt_model_resident(l.m, &f.resident, &f.mapped) < 0)
+		f.resident = f.mapped = 0;
 	unload(&l);
 	if (r < 0) {
 		fprintf(stderr, "agrun: %s\n", e.msg);
@@ -857,47 +1041,10 @@ static int cmd_check(int argc, char **argv)
 		return e.code > 0 && e.code <= 4 ? e.code : 1;
 	}
 	size_t n_correctness = json_array_size(failures);
-	double bt = json_number_value(json_object_get(bud, "ttft_ms")), btps = json_number_value(json_object_get(bud, "decode_tok_s"));
-	if (latency && bt > 0 && ttft < 1e30 && ttft > bt) {
-		snprintf(b, sizeof b, "time to first token %.1f ms is over the suite's budget of %.1f ms", ttft, bt);
-		json_array_append_new(failures, json_string(b));
-	}
-	if (latency && btps > 0 && tps > 0 && tps < btps) {
-		snprintf(b, sizeof b, "decode %.1f tok/s is under the suite's budget of %.1f tok/s", tps, btps);
-		json_array_append_new(failures, json_string(b));
-	}
-	bool pass = json_array_size(failures) == 0;
-	bool latency_only = !pass && n_correctness == 0;
-	uint64_t hwm = peak_rss();
-	json_t *rep = json_pack("{s:b, s:b, s:o, s:o, s:o, s:s, s:{s:I, s:I}, s:{s:s, s:I, s:I, s:I, s:I, s:I}, s:o}",
-	                        HR_PASS, pass, HR_LATENCY_ONLY, latency_only, HR_FAILURES, failures, HR_TTFT_MS,
-	                        latency ? json_real(ttft < 1e30 ? ttft : 0.0) : json_null(), HR_DECODE_TOK_S,
-	                        latency ? json_real(tps) : json_null(), HR_DEVICE, device, HR_WEIGHTS,
-	                        HR_WEIGHTS_RESIDENT, (json_int_t)resident, HR_WEIGHTS_MAPPED, (json_int_t)mapped,
-	                        HR_MEMORY, HR_MEMORY_MODE, si.streaming ? HR_MODE_STREAMING : HR_MODE_MAPPED,
-	                        HR_MEMORY_MAX, (json_int_t)max_memory, HR_MEMORY_BATCHES, (json_int_t)n_batches,
-	                        HR_MEMORY_BYTES_READ, (json_int_t)bytes_check,
-	                        HR_MEMORY_LARGEST_STAGE, (json_int_t)si.largest_stage, HR_MEMORY_PEAK_RSS,
-	                        (json_int_t)hwm, HR_PROMPTS, rep_prompts);
+	health_budget_failures(hs.budgets, f.latency, f.ttft, f.tps, failures);
+	ex = check_report(&o, &f, failures, rep_prompts, n_correctness);
 	json_decref(suite);
-	if (json_out) {
-		char *t = json_dumps(rep, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-		printf("%s\n", t ? t : "{}");
-		free(t);
-	} else if (si.streaming) {
-		printf("%s (streaming: weights read %.1f of %.1f MB, peak RSS %.1f MB; latency not measured)\n",
-		       pass ? "PASS" : "FAIL", bytes_check / 1e6, mapped / 1e6, hwm / 1e6);
-	} else {
-		printf("%s (ttft %.1f ms, decode %.1f tok/s, weights %.1f of %.1f MB resident)\n", pass ? "PASS" : "FAIL",
-		       ttft < 1e30 ? ttft : 0.0, tps, resident / 1e6, mapped / 1e6);
-	}
-	if (!json_out) {
-		size_t k;
-		json_t *f;
-		json_array_foreach(json_object_get(rep, HR_FAILURES), k, f) printf("  %s\n", json_string_value(f));
-	}
-	json_decref(rep);
-	return pass ? 0 : 1;
+	return ex;
 }
 
 int agrun_health_main(int argc, char **argv)

@@ -47,6 +47,12 @@ struct health_suite {
 int health_suite_parse(const char *buf, size_t len, struct health_suite *ret);
 void health_suite_free(struct health_suite *s);
 
+/* The suite's latency budgets (its "budgets", may be NULL) against what a
+ * check measured: a failure line each for a time to first token over its
+ * budget and a decode rate under its budget, appended to failures.  ttft
+ * 1e30 or tps 0: not measured; latency false: nothing measured. */
+void health_budget_failures(json_t *budgets, bool latency, double ttft, double tps, json_t *failures);
+
 /* One prompt of a suite, checked against a model's vocabulary and context. */
 struct health_prompt {
 	const char *name, *text;   /* in the suite's JSON */

@@ -400,7 +400,15 @@ static int check_prompt(struct client *c, const struct health_suite *hs, struct 
 	return 0;
 }
 
-int agserve_check_main(int argc, char **argv)
+/* agserve check's command line. */
+struct check_args {
+	const char *dir, *suite_path, *name, *device;
+	bool json_out;
+	long threads;
+};
+
+/* Returns -1 to go on, else the exit status. */
+static int check_parse_args(int argc, char **argv, struct check_args *a)
 {
 	static const struct option lo[] = {
 	    {"model", required_argument, NULL, 'm'},   {"suite", required_argument, NULL, 's'},
@@ -408,22 +416,20 @@ int agserve_check_main(int argc, char **argv)
 	    {"threads", required_argument, NULL, 't'}, {"device", required_argument, NULL, 'd'},
 	    {"help", no_argument, NULL, 'h'},          {0},
 	};
-	const char *dir = NULL, *suite_path = NULL, *name = NULL, *device = getenv("AGKIT_DEVICE");
-	bool json_out = false;
-	long threads = 0;
+	*a = (struct check_args){.device = getenv("AGKIT_DEVICE")};
 	int ch;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		char *end;
 		switch (ch) {
-		case 'm': dir = optarg; break;
-		case 's': suite_path = optarg; break;
-		case 'j': json_out = true; break;
-		case 'n': name = optarg; break;
-		case 'd': device = optarg; break;
+		case 'm': a->dir = optarg; break;
+		case 's': a->suite_path = optarg; break;
+		case 'j': a->json_out = true; break;
+		case 'n': a->name = optarg; break;
+		case 'd': a->device = optarg; break;
 		case 't':
-			threads = strtol(optarg, &end, 10);
-			if (*end || end == optarg || threads < 0 || threads > 1024) {
+			a->threads = strtol(optarg, &end, 10);
+			if (*end || end == optarg || a->threads < 0 || a->threads > 1024) {
 				usage(stderr);
 				return 2;
 			}
@@ -432,26 +438,23 @@ int agserve_check_main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!dir || !suite_path || optind != argc || (name && (!*name || strlen(name) > 255)) ||
+	const char *device = a->device;
+	if (!a->dir || !a->suite_path || optind != argc || (a->name && (!*a->name || strlen(a->name) > 255)) ||
 	    (device && *device && strcmp(device, "cpu") && strcmp(device, "cuda") && strcmp(device, "auto"))) {
 		usage(stderr);
 		return 2;
 	}
-	struct health_suite hs;
-	int r = read_suite(suite_path, &hs);
-	if (r < 0) {
-		fprintf(stderr, "agserve: %s: %s\n", suite_path,
-		        r == -EIO ? "cannot read it (missing, or larger than 16 MiB)" : "not a health suite");
-		return r == -EIO ? 4 : 3;
-	}
-	char defname[256], err[1024];
-	if (!name) {
-		char *cp = strdup(dir);
-		snprintf(defname, sizeof(defname), "%s", cp ? basename(cp) : "model");
-		free(cp);
-		name = defname;
-	}
+	return -1;
+}
+
+/* The engine: engine.json's command (proxy_open, as agserve --model does),
+ * else this model served here (s) on a private port; c->base its endpoint,
+ * device_name what runs it.  Returns -1 to go on, else the exit status. */
+static int check_start(const struct check_args *a, const char *name, struct server *s, struct client *c,
+                       struct engine **ret, char *device_name, size_t device_len)
+{
 	int backend = RT_BACKEND_CPU;
+	const char *device = a->device;
 	if (device && !strcmp(device, "cuda")) {
 		backend = RT_BACKEND_CUDA;
 	} else if (!device || !*device || !strcmp(device, "auto")) {
@@ -460,57 +463,70 @@ int agserve_check_main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	/* The engine: engine.json's command (proxy_open, as agserve --model
-	 * does), else this model served here on a private port. */
-	struct engine_opts eo = {.dir = dir,
+	struct engine_opts eo = {.dir = a->dir,
 	                         .parallel = 1,
 	                         .ctx = 0,
 	                         .queue = 4,
-	                         .threads = (int)threads,
+	                         .threads = (int)a->threads,
 	                         .backend = backend,
 	                         .prefill_chunk = 256,
 	                         .name = name};
 	struct engine *e = NULL;
+	char err[1024];
 	if (engine_new(&eo, &e, err, sizeof(err)) < 0) {
 		fprintf(stderr, "agserve: %s\n", err);
-		health_suite_free(&hs);
 		return 3;
 	}
-	static struct server s;
-	struct client c = {.name = name};
-	char device_name[64];
 	if (engine_proxy(e)) {
-		snprintf(c.base, sizeof(c.base), "http://127.0.0.1:%d", proxy_port(engine_proxy(e)));
-		snprintf(device_name, sizeof(device_name), "external engine");
+		snprintf(c->base, sizeof(c->base), "http://127.0.0.1:%d", proxy_port(engine_proxy(e)));
+		snprintf(device_name, device_len, "external engine");
 	} else {
 		int port = 0, fd = listen_loopback(&port);
-		s.o = (struct server_opts){
+		s->o = (struct server_opts){
 		    .max_body = 64u << 20, .connections = 8, .conn_timeout = 600, .max_tokens = 4096, .drain_s = 5};
-		req_limits_default(&s.lim);
-		if (fd < 0 || !(s.metrics = metrics_new()) || server_start(&s, fd, err, sizeof(err)) < 0) {
+		req_limits_default(&s->lim);
+		if (fd < 0 || !(s->metrics = metrics_new()) || server_start(s, fd, err, sizeof(err)) < 0) {
 			fprintf(stderr, "agserve: cannot serve the model on 127.0.0.1: %s\n",
 			        fd < 0      ? strerror(-fd)
-			        : s.metrics ? err
-			                    : "out of memory");
+			        : s->metrics ? err
+			                     : "out of memory");
 			if (fd >= 0)
 				close(fd);
-			metrics_free(s.metrics);
+			metrics_free(s->metrics);
 			engine_unref(e);
-			health_suite_free(&hs);
 			return 4;
 		}
-		snprintf(c.base, sizeof(c.base), "http://127.0.0.1:%d", port);
-		snprintf(device_name, sizeof(device_name), "%s", engine_info(e)->backend);
-		server_set_engine(&s, engine_ref(e));
+		snprintf(c->base, sizeof(c->base), "http://127.0.0.1:%d", port);
+		snprintf(device_name, device_len, "%s", engine_info(e)->backend);
+		server_set_engine(s, engine_ref(e));
 	}
-	json_t *failures = json_array(), *rep_prompts = json_array();
-	double ttft = 1e30, tps = 0;
+	*ret = e;
+	return -1;
+}
+
+/* Stops the engine: the last reference ends the external engine's process group. */
+static void check_stop(struct engine *e, struct server *s)
+{
+	if (!engine_proxy(e)) {
+		server_stop(s);
+		server_set_engine(s, NULL);
+		metrics_free(s->metrics);
+	}
+	engine_unref(e);
+	curl_global_cleanup();
+}
+
+/* Each prompt through the API up to the first failing one (as agrun check:
+ * the first failing prompt is the verdict), latency on the first. */
+static int check_prompts(struct client *c, const struct health_suite *hs, json_t *failures, json_t *rep_prompts,
+                         double *ttft, double *tps)
+{
 	size_t i;
 	json_t *p;
-	r = 0;
-	json_array_foreach(hs.prompts, i, p) {
+	int r = 0;
+	json_array_foreach(hs->prompts, i, p) {
 		if (json_array_size(failures))
-			break; /* as agrun check: the first failing prompt is the verdict */
+			break;
 		struct health_prompt hp;
 		if (health_prompt_parse(p, INT32_MAX, INT_MAX, &hp) < 0) {
 			char b[128];
@@ -518,45 +534,25 @@ int agserve_check_main(int argc, char **argv)
 			json_array_append_new(failures, json_string(b));
 			break;
 		}
-		r = check_prompt(&c, &hs, &hp, failures, rep_prompts);
+		r = check_prompt(c, hs, &hp, failures, rep_prompts);
 		if (r == 0 && i == 0)
-			r = measure(&c, hp.ids, hp.n, &ttft, &tps);
+			r = measure(c, hp.ids, hp.n, ttft, tps);
 		health_prompt_free(&hp);
 		if (r < 0)
 			break;
 	}
-	/* Stop the engine: the last reference ends the external engine's process group. */
-	if (!engine_proxy(e)) {
-		server_stop(&s);
-		server_set_engine(&s, NULL);
-		metrics_free(s.metrics);
-	}
-	engine_unref(e);
-	curl_global_cleanup();
-	if (r < 0) {
-		fprintf(stderr, "agserve: %s\n", c.err);
-		json_decref(failures);
-		json_decref(rep_prompts);
-		health_suite_free(&hs);
-		return 1;
-	}
-	size_t n_correctness = json_array_size(failures);
-	double bt = json_number_value(json_object_get(hs.budgets, "ttft_ms")),
-	       btps = json_number_value(json_object_get(hs.budgets, "decode_tok_s"));
-	char b[256];
-	if (bt > 0 && ttft < 1e30 && ttft > bt) {
-		snprintf(b, sizeof(b), "time to first token %.1f ms is over the suite's budget of %.1f ms", ttft, bt);
-		json_array_append_new(failures, json_string(b));
-	}
-	if (btps > 0 && tps > 0 && tps < btps) {
-		snprintf(b, sizeof(b), "decode %.1f tok/s is under the suite's budget of %.1f tok/s", tps, btps);
-		json_array_append_new(failures, json_string(b));
-	}
-	health_suite_free(&hs);
+	return r;
+}
+
+/* The report (takes failures and rep_prompts), as JSON or a line with the
+ * failures under it.  Returns the exit status. */
+static int check_report(bool json_out, json_t *failures, json_t *rep_prompts, size_t n_correctness, double ttft,
+                        double tps, const char *device_name, const char *endpoint)
+{
 	bool pass = json_array_size(failures) == 0, latency_only = !pass && n_correctness == 0;
 	json_t *rep = json_pack("{s:b, s:b, s:o, s:f, s:f, s:s, s:s, s:o}", "pass", pass, "latency_only", latency_only,
 	                        "failures", failures, "ttft_ms", ttft < 1e30 ? ttft : 0.0, "decode_tok_s", tps,
-	                        "device", device_name, "endpoint", c.base, "prompts", rep_prompts);
+	                        "device", device_name, "endpoint", endpoint, "prompts", rep_prompts);
 	if (json_out) {
 		char *t = json_dumps(rep, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
 		printf("%s\n", t ? t : "{}");
@@ -569,4 +565,52 @@ int agserve_check_main(int argc, char **argv)
 	}
 	json_decref(rep);
 	return pass ? 0 : 1;
+}
+
+/* agserve check: the suite, the engine, the prompts through the API, the
+ * budgets, the report. */
+int agserve_check_main(int argc, char **argv)
+{
+	struct check_args a;
+	int ex = check_parse_args(argc, argv, &a);
+	if (ex >= 0)
+		return ex;
+	struct health_suite hs;
+	int r = read_suite(a.suite_path, &hs);
+	if (r < 0) {
+		fprintf(stderr, "agserve: %s: %s\n", a.suite_path,
+		        r == -EIO ? "cannot read it (missing, or larger than 16 MiB)" : "not a health suite");
+		return r == -EIO ? 4 : 3;
+	}
+	char defname[256];
+	const char *name = a.name;
+	if (!name) {
+		char *cp = strdup(a.dir);
+		snprintf(defname, sizeof(defname), "%s", cp ? basename(cp) : "model");
+		free(cp);
+		name = defname;
+	}
+	static struct server s;
+	struct client c = {.name = name};
+	struct engine *e = NULL;
+	char device_name[64];
+	if ((ex = check_start(&a, name, &s, &c, &e, device_name, sizeof(device_name))) >= 0) {
+		health_suite_free(&hs);
+		return ex;
+	}
+	json_t *failures = json_array(), *rep_prompts = json_array();
+	double ttft = 1e30, tps = 0;
+	r = check_prompts(&c, &hs, failures, rep_prompts, &ttft, &tps);
+	check_stop(e, &s);
+	if (r < 0) {
+		fprintf(stderr, "agserve: %s\n", c.err);
+		json_decref(failures);
+		json_decref(rep_prompts);
+		health_suite_free(&hs);
+		return 1;
+	}
+	size_t n_correctness = json_array_size(failures);
+	health_budget_failures(hs.budgets, true, ttft, tps, failures);
+	health_suite_free(&hs);
+	return check_report(a.json_out, failures, rep_prompts, n_correctness, ttft, tps, device_name, c.base);
 }

@@ -213,7 +213,8 @@ static char *slurp(const char *path, char *err, size_t errlen)
 	return buf;
 }
 
-int main(int argc, char **argv)
+/* Options into o; returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct opts *o)
 {
 	enum {
 		O_ROOT = 256,
@@ -264,51 +265,43 @@ int main(int argc, char **argv)
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
 	};
-	struct opts o = {.listen = "127.0.0.1:8000",
-	                 .artifact = "model",
-	                 .device = "auto",
-	                 .parallel = 4,
-	                 .ctx = 4096,
-	                 .queue = 64,
-	                 .max_tokens = 4096,
-	                 .prefill = 256,
-	                 .max_body = 1 << 20,
-	                 .max_conn = 256,
-	                 .conn_timeout = 30,
-	                 .drain = 30};
+	*o = (struct opts){.listen = "127.0.0.1:8000",
+	                   .artifact = "model",
+	                   .device = "auto",
+	                   .parallel = 4,
+	                   .ctx = 4096,
+	                   .queue = 64,
+	                   .max_tokens = 4096,
+	                   .prefill = 256,
+	                   .max_body = 1 << 20,
+	                   .max_conn = 256,
+	                   .conn_timeout = 30,
+	                   .drain = 30};
 	int c;
-	if (argc > 1 && !strcmp(argv[1], "check")) {
-#ifdef AGSERVE_PROXY
-		return agserve_check_main(argc - 1, argv + 1);
-#else
-		fprintf(stderr, "agserve: check: this agserve was built without libcurl\n");
-		return 1;
-#endif
-	}
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		long *num = NULL, lo_ = 1, hi = 1 << 30;
 		switch (c) {
-		case O_ROOT: o.root = optarg; break;
-		case O_MODEL: o.model = optarg; break;
-		case O_LISTEN: o.listen = optarg; break;
-		case O_PORTFILE: o.port_file = optarg; break;
-		case O_ARTIFACT: o.artifact = optarg; break;
-		case O_KEYS: o.keys = optarg; break;
-		case O_AUDIT: o.audit = optarg; break;
-		case O_AUDITC: o.audit_content = true; break;
-		case O_DEVICE: o.device = optarg; break;
-		case O_CERT: o.cert = optarg; break;
-		case O_KEY: o.key = optarg; break;
-		case O_THREADS: num = &o.threads, lo_ = 0, hi = 1024; break;
-		case O_PAR: num = &o.parallel, hi = 256; break;
-		case O_CTX: num = &o.ctx, hi = 1 << 20; break;
-		case O_QUEUE: num = &o.queue, hi = 1 << 20; break;
-		case O_MAXTOK: num = &o.max_tokens, hi = 1 << 20; break;
-		case O_PREFILL: num = &o.prefill, hi = 1 << 20; break;
-		case O_BODY: num = &o.max_body, lo_ = 1024, hi = 1L << 30; break;
-		case O_CONN: num = &o.max_conn, hi = 1 << 20; break;
-		case O_CTIMEOUT: num = &o.conn_timeout, hi = 86400; break;
-		case O_DRAIN: num = &o.drain, lo_ = 0, hi = 86400; break;
+		case O_ROOT: o->root = optarg; break;
+		case O_MODEL: o->model = optarg; break;
+		case O_LISTEN: o->listen = optarg; break;
+		case O_PORTFILE: o->port_file = optarg; break;
+		case O_ARTIFACT: o->artifact = optarg; break;
+		case O_KEYS: o->keys = optarg; break;
+		case O_AUDIT: o->audit = optarg; break;
+		case O_AUDITC: o->audit_content = true; break;
+		case O_DEVICE: o->device = optarg; break;
+		case O_CERT: o->cert = optarg; break;
+		case O_KEY: o->key = optarg; break;
+		case O_THREADS: num = &o->threads, lo_ = 0, hi = 1024; break;
+		case O_PAR: num = &o->parallel, hi = 256; break;
+		case O_CTX: num = &o->ctx, hi = 1 << 20; break;
+		case O_QUEUE: num = &o->queue, hi = 1 << 20; break;
+		case O_MAXTOK: num = &o->max_tokens, hi = 1 << 20; break;
+		case O_PREFILL: num = &o->prefill, hi = 1 << 20; break;
+		case O_BODY: num = &o->max_body, lo_ = 1024, hi = 1L << 30; break;
+		case O_CONN: num = &o->max_conn, hi = 1 << 20; break;
+		case O_CTIMEOUT: num = &o->conn_timeout, hi = 86400; break;
+		case O_DRAIN: num = &o->drain, lo_ = 0, hi = 86400; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("agserve %s\n", AGKIT_VERSION); return 0;
 		default: usage(stderr); return 2;
@@ -318,51 +311,155 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc || !!o.root == !!o.model || !!o.cert != !!o.key ||
-	    (strcmp(o.device, "cpu") && strcmp(o.device, "cuda") && strcmp(o.device, "auto")) ||
-	    (o.artifact && (!*o.artifact || strchr(o.artifact, '/')))) {
+	if (optind != argc || !!o->root == !!o->model || !!o->cert != !!o->key ||
+	    (strcmp(o->device, "cpu") && strcmp(o->device, "cuda") && strcmp(o->device, "auto")) ||
+	    (o->artifact && (!*o->artifact || strchr(o->artifact, '/')))) {
 		usage(stderr);
 		return 2;
 	}
+	return -1;
+}
+
+/* The server's limits, API keys, query audit log (R/query-audit.log by
+ * default with --root) and TLS files; returns -1 to go on, else the exit
+ * status. */
+static int server_setup(struct opts *o, struct server *s)
+{
 	char err[1024];
-	static struct server s;
-	s.o = (struct server_opts){.max_body = (size_t)o.max_body,
-	                           .connections = (unsigned)o.max_conn,
-	                           .conn_timeout = (unsigned)o.conn_timeout,
-	                           .max_tokens = (int)o.max_tokens,
-	                           .drain_s = (unsigned)o.drain,
-	                           .audit_content = o.audit_content};
-	req_limits_default(&s.lim);
-	if (!(s.metrics = metrics_new()))
+	s->o = (struct server_opts){.max_body = (size_t)o->max_body,
+	                            .connections = (unsigned)o->max_conn,
+	                            .conn_timeout = (unsigned)o->conn_timeout,
+	                            .max_tokens = (int)o->max_tokens,
+	                            .drain_s = (unsigned)o->drain,
+	                            .audit_content = o->audit_content};
+	req_limits_default(&s->lim);
+	if (!(s->metrics = metrics_new()))
 		return 1;
-	if (o.keys && keys_load(o.keys, &s.keys, err, sizeof(err)) < 0) {
+	if (o->keys && keys_load(o->keys, &s->keys, err, sizeof(err)) < 0) {
 		fprintf(stderr, "agserve: %s\n", err);
 		return 2;
 	}
-	char audit_path[PATH_MAX];
-	if (!o.audit && o.root) {
-		snprintf(audit_path, sizeof(audit_path), "%s/query-audit.log", o.root);
-		o.audit = audit_path;
+	static char audit_path[PATH_MAX];
+	if (!o->audit && o->root) {
+		snprintf(audit_path, sizeof(audit_path), "%s/query-audit.log", o->root);
+		o->audit = audit_path;
 	}
-	if (o.audit && qaudit_open(o.audit, &s.audit, err, sizeof(err)) < 0) {
+	if (o->audit && qaudit_open(o->audit, &s->audit, err, sizeof(err)) < 0) {
 		fprintf(stderr, "agserve: %s\n", err);
 		return 4;
 	}
-	if (o.cert) {
-		if (!(s.o.tls_cert = slurp(o.cert, err, sizeof(err))) ||
-		    !(s.o.tls_key = slurp(o.key, err, sizeof(err)))) {
+	if (o->cert) {
+		if (!(s->o.tls_cert = slurp(o->cert, err, sizeof(err))) ||
+		    !(s->o.tls_key = slurp(o->key, err, sizeof(err)))) {
 			fprintf(stderr, "agserve: %s\n", err);
 			return 4;
 		}
 	}
-	int backend = RT_BACKEND_CPU;
-	if (!strcmp(o.device, "cuda")) {
-		backend = RT_BACKEND_CUDA;
-	} else if (!strcmp(o.device, "auto")) {
+	return -1;
+}
+
+static int pick_backend(const char *device)
+{
+	if (!strcmp(device, "cuda"))
+		return RT_BACKEND_CUDA;
+	if (!strcmp(device, "auto")) {
 		char why[256];
-		backend = rt_cuda_device_count(why, sizeof(why)) > 0 ? RT_BACKEND_CUDA : RT_BACKEND_CPU;
+		return rt_cuda_device_count(why, sizeof(why)) > 0 ? RT_BACKEND_CUDA : RT_BACKEND_CPU;
 	}
-	char url[300];
+	return RT_BACKEND_CPU;
+}
+
+/* The first model: --model's (exit 3 when it does not load), or the active
+ * slot's of --root (one that does not load is reported by the API until a
+ * switch brings one that does).  link: R/active's target as resolved.
+ * Returns -1 to go on, else the exit status. */
+static int first_load(const struct opts *o, int backend, struct server *s, struct target *t, char *link,
+                      size_t linklen)
+{
+	char err[1024];
+	struct engine *e = NULL;
+	if (o->model) {
+		char *cp = strdup(o->model);
+		snprintf(t->dir, sizeof(t->dir), "%s", o->model);
+		snprintf(t->name, sizeof(t->name), "%s", cp ? basename(cp) : "model");
+		free(cp);
+		if (load(o, backend, t, &e, err, sizeof(err)) < 0) {
+			fprintf(stderr, "agserve: %s\n", err);
+			server_stop(s);
+			return 3;
+		}
+		server_set_engine(s, e);
+	} else if (resolve_root(o->root, o->artifact, link, linklen, t, err, sizeof(err)) < 0 ||
+	           load(o, backend, t, &e, err, sizeof(err)) < 0) {
+		fprintf(stderr, "agserve: cannot load the active model: %s\n", err);
+		server_set_load_error(s, err);
+		metrics_load_failure(s->metrics);
+	} else {
+		server_set_engine(s, e);
+		fprintf(stderr, "agserve: serving %s v%llu from slot %s\n", t->bundle, (unsigned long long)t->version,
+		        t->slot);
+	}
+	return -1;
+}
+
+/* Until SIGTERM or SIGINT; with --root, follows R/active: the new slot's
+ * model is loaded while the old one serves. */
+static void serve(const struct opts *o, int backend, struct server *s, const sigset_t *sigs, struct target *t,
+                  char *link, size_t linklen)
+{
+	char err[1024], newlink[PATH_MAX];
+	for (;;) {
+		struct timespec ts = {0, 500 * 1000000L};
+		int sig = sigtimedwait(sigs, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (!o->root)
+			continue;
+		char p[PATH_MAX];
+		snprintf(p, sizeof(p), "%s/active", o->root);
+		ssize_t n = readlink(p, newlink, sizeof(newlink) - 1);
+		newlink[n < 0 ? 0 : n] = 0;
+		if (n < 0 || !strcmp(newlink, link))
+			continue;
+		struct engine *ne = NULL;
+		if (resolve_root(o->root, o->artifact, link, linklen, t, err, sizeof(err)) < 0 ||
+		    load(o, backend, t, &ne, err, sizeof(err)) < 0) {
+			fprintf(
+			    stderr,
+			    "agserve: slot switch to %s: cannot load the model, still serving the previous one: %s\n",
+			    newlink, err);
+			snprintf(link, linklen, "%s", newlink); /* retried at the next switch */
+			server_set_load_error(s, err);
+			metrics_load_failure(s->metrics);
+			continue;
+		}
+		fprintf(stderr, "agserve: switched to %s v%llu in slot %s\n", t->bundle, (unsigned long long)t->version,
+		        t->slot);
+		server_set_engine(s, ne);
+	}
+}
+
+/* Options, server set-up, listening socket, signals, the first model, the
+ * port file, serving, shutdown. */
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "check")) {
+#ifdef AGSERVE_PROXY
+		return agserve_check_main(argc - 1, argv + 1);
+#else
+		fprintf(stderr, "agserve: check: this agserve was built without libcurl\n");
+		return 1;
+#endif
+	}
+	struct opts o;
+	int ex = parse_args(argc, argv, &o);
+	if (ex >= 0)
+		return ex;
+	static struct server s;
+	if ((ex = server_setup(&o, &s)) >= 0)
+		return ex;
+	int backend = pick_backend(o.device);
+	char err[1024], url[300];
 	int port = 0;
 	int fd = open_listen(o.listen, url, sizeof(url), &port);
 	if (fd < 0) {
@@ -381,30 +478,9 @@ int main(int argc, char **argv)
 		return 4;
 	}
 	struct target t = {0};
-	char link[PATH_MAX] = "", newlink[PATH_MAX];
-	struct engine *e = NULL;
-	int ret = 0;
-	if (o.model) {
-		char *cp = strdup(o.model);
-		snprintf(t.dir, sizeof(t.dir), "%s", o.model);
-		snprintf(t.name, sizeof(t.name), "%s", cp ? basename(cp) : "model");
-		free(cp);
-		if (load(&o, backend, &t, &e, err, sizeof(err)) < 0) {
-			fprintf(stderr, "agserve: %s\n", err);
-			server_stop(&s);
-			return 3;
-		}
-		server_set_engine(&s, e);
-	} else if (resolve_root(o.root, o.artifact, link, sizeof(link), &t, err, sizeof(err)) < 0 ||
-	           load(&o, backend, &t, &e, err, sizeof(err)) < 0) {
-		fprintf(stderr, "agserve: cannot load the active model: %s\n", err);
-		server_set_load_error(&s, err);
-		metrics_load_failure(s.metrics);
-	} else {
-		server_set_engine(&s, e);
-		fprintf(stderr, "agserve: serving %s v%llu from slot %s\n", t.bundle, (unsigned long long)t.version,
-		        t.slot);
-	}
+	char link[PATH_MAX] = "";
+	if ((ex = first_load(&o, backend, &s, &t, link, sizeof(link))) >= 0)
+		return ex;
 	if (o.port_file) {
 		FILE *pf = fopen(o.port_file, "w");
 		if (!pf || fprintf(pf, "%d\n", port) < 0 || fclose(pf) != 0) {
@@ -414,36 +490,7 @@ int main(int argc, char **argv)
 		}
 	}
 	fprintf(stderr, "agserve: listening on %s://%s\n", o.cert ? "https" : "http", url);
-	for (;;) {
-		struct timespec ts = {0, 500 * 1000000L};
-		int sig = sigtimedwait(&sigs, NULL, &ts);
-		if (sig == SIGTERM || sig == SIGINT)
-			break;
-		if (!o.root)
-			continue;
-		/* follow R/active: load the new slot while the old one serves */
-		char p[PATH_MAX];
-		snprintf(p, sizeof(p), "%s/active", o.root);
-		ssize_t n = readlink(p, newlink, sizeof(newlink) - 1);
-		newlink[n < 0 ? 0 : n] = 0;
-		if (n < 0 || !strcmp(newlink, link))
-			continue;
-		struct engine *ne = NULL;
-		if (resolve_root(o.root, o.artifact, link, sizeof(link), &t, err, sizeof(err)) < 0 ||
-		    load(&o, backend, &t, &ne, err, sizeof(err)) < 0) {
-			fprintf(
-			    stderr,
-			    "agserve: slot switch to %s: cannot load the model, still serving the previous one: %s\n",
-			    newlink, err);
-			snprintf(link, sizeof(link), "%s", newlink); /* retried at the next switch */
-			server_set_load_error(&s, err);
-			metrics_load_failure(s.metrics);
-			continue;
-		}
-		fprintf(stderr, "agserve: switched to %s v%llu in slot %s\n", t.bundle, (unsigned long long)t.version,
-		        t.slot);
-		server_set_engine(&s, ne);
-	}
+	serve(&o, backend, &s, &sigs, &t, link, sizeof(link));
 	fprintf(stderr, "agserve: stopping (waiting up to %ld s for running requests)\n", o.drain);
 	server_stop(&s);
 	server_set_engine(&s, NULL);
@@ -452,5 +499,5 @@ int main(int argc, char **argv)
 	metrics_free(s.metrics);
 	free((char *)s.o.tls_cert);
 	free((char *)s.o.tls_key);
-	return ret;
+	return 0;
 }

@@ -80,3 +80,9 @@ const struct bn_artifact *bn_writer_artifact(const struct bn_writer *w, const ch
 /* Closes the last volume and returns the manifest (owned by the writer). */
 int bn_writer_finish(struct bn_writer *w, const char *name, const char *channel, uint64_t version,
                      const char *created, const struct bn_manifest **ret, struct bn_error *err) BN_WUR;
+
+/* After bn_writer_finish(): hands the manifest over to the caller (who frees
+ * it with bn_manifest_free()) to add the records the writer does not make
+ * (parity, media) before it is formatted and signed.  -EINVAL before
+ * bn_writer_finish() or once taken. */
+int bn_writer_take_manifest(struct bn_writer *w, struct bn_manifest **ret, struct bn_error *err) BN_WUR;
