@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
-/* Internal to libbundle: hash-checked chunk reading and the chunk pipeline. */
+/* Internal to libbundle: chunk fetching (reader.c), chunk checks and the
+ * chunk pipeline (verify.c). */
 #include <zstd.h>
 
 #include "bundle/bundle.h"
