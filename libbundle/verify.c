@@ -20,7 +20,7 @@
 #include "bundle/fsutil.h"
 #include "pool.h"
 #include "reader_internal.h"
-#include "tensor_coding.h"
+#include "coding.h"
 
 /* Ring budget for chunks in flight (peak RSS bound). */
 #define RING_BUDGET (160u << 20)
@@ -101,15 +101,7 @@ int bn_chunk_check(const struct bn_bundle *b, size_t ci, const uint8_t *buf, str
 	/* A zstd chunk is exactly one frame that declares its content size; a
 	 * byte-grouped chunk's stream table must add up.  Checking the headers
 	 * here lets verify catch a manifest whose sizes lie without decoding. */
-	bool ok;
-	if (c->coding == BN_CODING_ZSTD) {
-		unsigned long long fcs = ZSTD_getFrameContentSize(buf, c->csize);
-		size_t fsz = ZSTD_findFrameCompressedSize(buf, c->csize);
-		ok = fcs == c->usize && !ZSTD_isError(fsz) && fsz == c->csize;
-	} else {
-		ok = bn_bg_check(c->coding == BN_CODING_BG2 ? 2 : 4, buf, c->csize, c->usize) == 0;
-	}
-	if (!ok) {
+	if (!bn_coding_check(c->coding, buf, c->csize, c->usize)) {
 		char what[BN_ERROR_MAX];
 		bn_describe_chunk(b, ci, what, sizeof what);
 		return bn_fail(err, -EBADMSG, "%s/%s: %s does not match the declared sizes (%u bytes)", b->dir, what,
@@ -149,23 +141,17 @@ int bn_chunk_decode(const struct bn_bundle *b, size_t ci, ZSTD_DCtx *dctx, const
 {
 	const struct bn_chunk *c = &b->m->chunks[ci];
 	char what[BN_ERROR_MAX];
-	bool ok;
 	if (bn_chunk_reused(c)) {
 		/* Checked whole by bn_chunk_check against the decoded sha256. */
 		memcpy(ubuf, cbuf, c->usize);
 		return 0;
 	}
-	if (c->coding == BN_CODING_ZSTD) {
-		size_t n = ZSTD_decompressDCtx(dctx, ubuf, c->usize, cbuf, c->csize);
-		ok = !ZSTD_isError(n) && n == c->usize;
-	} else {
-		if (!*scratch)
-			*scratch = malloc(b->m->chunk_size);
+	if (c->coding != BN_CODING_ZSTD && !*scratch) {
+		*scratch = malloc(b->m->chunk_size);
 		if (!*scratch)
 			return bn_fail(err, -ENOMEM, "out of memory");
-		ok = bn_bg_decode(dctx, c->coding == BN_CODING_BG2 ? 2 : 4, cbuf, c->csize, ubuf, c->usize, *scratch) == 0;
 	}
-	if (!ok) {
+	if (bn_coding_decode(dctx, c->coding, cbuf, c->csize, ubuf, c->usize, *scratch) < 0) {
 		bn_describe_chunk(b, ci, what, sizeof what);
 		return bn_fail(err, -EBADMSG, "%s/%s: does not decode to its declared %u bytes", b->dir, what, c->usize);
 	}

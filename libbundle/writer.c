@@ -16,7 +16,7 @@
 #include "bundle/fsutil.h"
 #include "bundle/writer.h"
 #include "pool.h"
-#include "tensor_coding.h"
+#include "coding.h"
 
 /* Bytes written between writeback kicks (sync_file_range). */
 #define WRITEBACK_STEP (8u << 20)
@@ -167,29 +167,14 @@ static void code_chunk(struct bn_job *job, void *ctx)
 	bn_sha256(sl->ubuf, sl->ulen, sl->sha256);
 	if (sl->group > 1 && !sl->scratch)
 		sl->scratch = malloc(w->o.chunk_size);
-	if (sl->group > 1 && sl->scratch) {
-		int64_t n = bn_bg_encode(sl->cctx, sl->group, sl->ubuf, sl->ulen, sl->scratch, sl->cbuf,
-		                         w->cbound);
-		if (n > 0) {
-			sl->clen = (size_t)n;
-			sl->coding = sl->group == 2 ? BN_CODING_BG2 : BN_CODING_BG4;
-			bn_sha256(sl->cbuf, sl->clen, sl->csha256);
-			return;
-		}
-	}
-	/* Independent frames: each chunk decodes on its own (parallel import, resume). */
-	ZSTD_CCtx_reset(sl->cctx, ZSTD_reset_session_and_parameters);
-	ZSTD_CCtx_setParameter(sl->cctx, ZSTD_c_compressionLevel, w->o.level);
-	ZSTD_CCtx_setParameter(sl->cctx, ZSTD_c_checksumFlag, 0);
-	ZSTD_CCtx_setParameter(sl->cctx, ZSTD_c_contentSizeFlag, 1);
-	size_t cl = ZSTD_compress2(sl->cctx, sl->cbuf, w->cbound, sl->ubuf, sl->ulen);
-	if (ZSTD_isError(cl)) {
-		sl->err = -EIO;
+	int64_t n = bn_coding_encode(sl->cctx, w->o.level, sl->group, sl->ubuf, sl->ulen, sl->scratch, sl->cbuf,
+	                             w->cbound, &sl->coding);
+	if (n < 0) {
+		sl->err = (int)n;
 		return;
 	}
-	sl->clen = cl;
-	sl->coding = BN_CODING_ZSTD;
-	bn_sha256(sl->cbuf, cl, sl->csha256);
+	sl->clen = (size_t)n;
+	bn_sha256(sl->cbuf, sl->clen, sl->csha256);
 }
 
 uint32_t bn_writer_fit_chunk_size(uint64_t volume_size)
