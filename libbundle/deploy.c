@@ -13,37 +13,15 @@
 #include <unistd.h>
 
 #include "bundle/deploy.h"
-#include "bundle/proc.h"
 #include "bundle/media.h"
 #include "bundle/fsutil.h"
 #include "bundle/schema.h"
 #include "fault.h"
 #include "reader_internal.h"
+#include "deploy_internal.h"
 
 #define STATE_MAX (1u << 20)
 #define CONFIG_MAX (1u << 16)
-
-struct bn_deploy {
-	char *root;
-	int lockfd;
-	bool readonly;           /* bn_deploy_open_ro(): a snapshot, never written */
-	struct bn_trust_policy trust;
-	/* config */
-	int64_t window_s;
-	char *hook;              /* absolute path or NULL */
-	int hook_timeout_s;
-	int64_t max_skew_s; /* how far in the future "created" may be */
-	/* state */
-	char channel[BN_MAX_NAME + 1]; /* the channel this root follows; "" until pinned */
-	int active, previous;    /* slot index or -1 */
-	int64_t window_until;    /* 0 when validated */
-	struct bn_slot slots[2];
-	json_t *floors;          /* channel -> last accepted version */
-	json_t *pending;         /* interrupted operation or NULL */
-	json_t *audit_pending;   /* audit record to append or NULL */
-	struct bn_audit_head head;
-	uint64_t generation;
-};
 
 static const char *slot_names[2] = {"blue", "green"};
 static const char *state_names[] = {"empty", "importing", "staged", "active", "previous", "bad"};
@@ -455,61 +433,6 @@ static int read_active_link(struct bn_deploy *d)
 	return !strcmp(buf, "slots/blue") ? 0 : !strcmp(buf, "slots/green") ? 1 : -1;
 }
 
-/* Runs the switch hook for slot with a timeout; 0 when none is configured. */
-static int run_hook(struct bn_deploy *d, const char *action, int slot, struct bn_error *err)
-{
-	if (!d->hook || slot < 0)
-		return 0;
-	char *sp = bn_deploy_slot_path(d, slot);
-	if (!sp)
-		return bn_fail(err, -ENOMEM, "out of memory");
-	const struct bn_slot *s = &d->slots[slot];
-	char ver[32];
-	snprintf(ver, sizeof ver, "%" PRIu64, s->version);
-	char *e_root = NULL, *e_path = NULL, e_action[64], e_slot[32], e_bundle[BN_MAX_NAME + 16],
-	     e_channel[BN_MAX_NAME + 16], e_ver[64];
-	if (asprintf(&e_root, "AGKIT_ROOT=%s", d->root) < 0)
-		e_root = NULL;
-	if (asprintf(&e_path, "AGKIT_SLOT_PATH=%s", sp) < 0)
-		e_path = NULL;
-	if (!e_root || !e_path) {
-		free(e_root);
-		free(e_path);
-		free(sp);
-		return bn_fail(err, -ENOMEM, "out of memory");
-	}
-	snprintf(e_action, sizeof e_action, "AGKIT_ACTION=%s", action);
-	snprintf(e_slot, sizeof e_slot, "AGKIT_SLOT=%s", slot_names[slot]);
-	snprintf(e_bundle, sizeof e_bundle, "AGKIT_BUNDLE=%s", s->has_bundle ? s->bundle : "");
-	snprintf(e_channel, sizeof e_channel, "AGKIT_CHANNEL=%s", s->has_bundle ? s->channel : "");
-	snprintf(e_ver, sizeof e_ver, "AGKIT_VERSION=%s", s->has_bundle ? ver : "");
-	const char *env[] = {e_root, e_action, e_slot, e_path, e_bundle, e_channel, e_ver, NULL};
-	/* The hook runs in its own process group; on timeout, and once it has
-	 * exited, the whole group is killed (SIGKILL): nothing it started
-	 * outlives it.  It does not inherit our lock descriptor (O_CLOEXEC). */
-	struct bn_proc_opts o = {.timeout_ms = d->hook_timeout_s > INT_MAX / 1000 ? INT_MAX : d->hook_timeout_s * 1000,
-	                         .env = env};
-	char *argv[] = {d->hook, (char *)action, sp, NULL};
-	struct bn_proc_result res = {0};
-	struct bn_error pe = {0};
-	int r = bn_proc_run(argv, &o, &res, &pe);
-	free(sp);
-	free(e_root);
-	free(e_path);
-	if (r < 0)
-		return bn_fail(err, r, "cannot start switch hook: %s", pe.msg);
-	int status = res.status;
-	bool timed_out = res.timed_out;
-	bn_proc_result_release(&res);
-	if (timed_out)
-		return bn_fail(err, -ETIMEDOUT, "switch hook %s timed out after %d s", d->hook, d->hook_timeout_s);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
-	if (WIFEXITED(status))
-		return bn_fail(err, -ECANCELED, "switch hook %s failed (exit %d)", d->hook, WEXITSTATUS(status));
-	return bn_fail(err, -ECANCELED, "switch hook %s killed by signal %d", d->hook, WTERMSIG(status));
-}
-
 /* ---- recovery -------------------------------------------------------- */
 
 static bool slot_manifest_sha(const struct bn_deploy *d, int slot, char out[BN_SHA256_HEX]);
@@ -660,7 +583,7 @@ static int recover(struct bn_deploy *d, struct bn_error *err)
 		                      : -1;
 		d->window_until = json_integer_value(json_object_get(d->pending, "old_window_until"));
 		struct bn_error he = {0};
-		if (switched && from >= 0 && run_hook(d, "rollback", from, &he) < 0)
+		if (switched && from >= 0 && bn_hook_run(d, "rollback", from, &he) < 0)
 			snprintf(reason, sizeof reason, "interrupted promote of %s undone; hook for %s failed: %.150s",
 			         slot_names[to], slot_names[from], he.msg);
 		else
@@ -680,7 +603,7 @@ static int recover(struct bn_deploy *d, struct bn_error *err)
 		const char *why = json_string_value(json_object_get(d->pending, "reason"));
 		snprintf(d->slots[from].reason, sizeof d->slots[from].reason, "%s", why ? why : "rolled back");
 		struct bn_error he = {0};
-		if (run_hook(d, "rollback", to, &he) < 0)
+		if (bn_hook_run(d, "rollback", to, &he) < 0)
 			snprintf(reason, sizeof reason, "interrupted rollback to %s finished; hook failed: %.150s",
 			         slot_names[to], he.msg);
 		else
@@ -874,21 +797,6 @@ int bn_deploy_init2(const char *root, const struct bn_pubkey *keys, size_t n_key
 
 /* ---- operations ------------------------------------------------------ */
 
-static uint64_t floor_of(const struct bn_deploy *d, const char *channel, bool *has)
-{
-	json_t *v = json_object_get(d->floors, channel);
-	*has = json_is_integer(v);
-	return *has ? (uint64_t)json_integer_value(v) : 0;
-}
-
-static int64_t parse_rfc3339(const char *s)
-{
-	struct tm tm = {0};
-	if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		return -1;
-	return (int64_t)timegm(&tm);
-}
-
 int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts *o, struct bn_import_result *ret,
                      struct bn_error *err)
 {
@@ -909,139 +817,46 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 	return r;
 }
 
-int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_import_opts *o,
-                            struct bn_import_result *ret, struct bn_error *err)
+/* ---- import: policy, base, idle slot, then dry run or stage ---------- */
+
+static void import_ids(struct bn_import_result *ret, const struct bn_manifest *m, int slot)
 {
-	struct bn_import_opts none = {0};
-	if (!o)
-		o = &none;
-	const char *dir = b->dir;
-	struct bn_audit_event ev = {.action = o->dry_run ? "import-dry-run" : "import", .result = "refused"};
-	char why[BN_ERROR_MAX];
-	int r = 0;
+	ret->slot = slot;
+	snprintf(ret->bundle, sizeof ret->bundle, "%s", m->name);
+	snprintf(ret->channel, sizeof ret->channel, "%s", m->channel);
+	ret->version = m->version;
+}
+
+/* --dry-run: the files and the free space an import would need, nothing
+ * written but the audit record. */
+static int import_dry_run(struct bn_deploy *d, struct bn_bundle *b, int slot, struct bn_import_result *ret,
+                          struct bn_error *err)
+{
+	uint64_t need = 0, have = 0;
+	char *slots = rpath(d, "slots");
+	int r = slots ? bn_check_files(b, err) : bn_fail(err, -ENOMEM, "out of memory");
+	if (r == 0)
+		r = bn_bundle_check_space(b, slots, &need, &have, err);
+	free(slots);
+	if (r < 0)
+		return r;
+	if (ret) {
+		memset(ret, 0, sizeof *ret);
+		import_ids(ret, b->m, slot);
+		ret->need_bytes = need;
+		ret->free_bytes = have;
+		ret->replaces = d->slots[slot];
+	}
+	return 0;
+}
+
+/* Intent first, then the slot's content: the extracted tree and the signed
+ * manifest beside it.  On failure the slot's record is what recovery and a
+ * re-run expect. */
+static int import_stage(struct bn_deploy *d, struct bn_bundle *b, const struct bn_import_opts *o, int slot,
+                        size_t *ret_resumed, struct bn_error *err)
+{
 	const struct bn_manifest *m = b->m;
-	ev.bundle = m->name;
-	ev.channel = m->channel;
-	ev.version = m->version;
-	ev.has_version = true;
-	bn_fault_point("import:verified");
-
-	/* Policy: channel and name, anti-rollback floor, expiry.  The floor
-	 * is per channel, so the channel is pinned: a bundle of another channel
-	 * (signed by the same key) would otherwise start from floor 0. */
-	if (d->channel[0] && strcmp(m->channel, d->channel)) {
-		r = bn_fail(err, -ESTALE,
-		            "%s: channel %s is not the channel this root follows (%s); an operator "
-		            "switches with agctl channel set %s (audited)",
-		            dir, m->channel, d->channel, m->channel);
-		goto refuse;
-	}
-	if (!bn_trust_accepts_channel(&d->trust, m->channel)) {
-		r = bn_fail(err, -ESTALE, "%s: channel %s is not one the trust policy accepts", dir, m->channel);
-		goto refuse;
-	}
-	if (!bn_trust_accepts_bundle(&d->trust, m->name)) {
-		r = bn_fail(err, -ESTALE, "%s: bundle %s is not one the trust policy accepts", dir, m->name);
-		goto refuse;
-	}
-	bool has_floor = false;
-	uint64_t fl = floor_of(d, m->channel, &has_floor), minv = bn_trust_min_version(&d->trust, m->channel);
-	bool downgrade = (has_floor && m->version <= fl) || m->version < minv;
-	/* The floor rises at promotion; until then a staged version of the
-	 * channel is not replaced by an older or equal one (mark it bad first). */
-	int idle = d->active >= 0 ? 1 - d->active : 0;
-	const struct bn_slot *is = &d->slots[idle];
-	if (!downgrade && is->state == BN_SLOT_STAGED && is->has_bundle && !strcmp(is->channel, m->channel) &&
-	    m->version <= is->version && !o->allow_downgrade) {
-		r = bn_fail(
-		    err, -ESTALE,
-		    "%s: version %" PRIu64 " of channel %s is not above the staged %" PRIu64
-		    " in slot %s; refusing to replace it (agctl mark-bad it first, or --allow-downgrade, audited)",
-		    dir, m->version, m->channel, is->version, slot_names[idle]);
-		goto refuse;
-	}
-	uint64_t base = has_floor && fl > minv ? fl : minv;
-	if (d->trust.max_version_jump && m->version > base && m->version - base > d->trust.max_version_jump) {
-		r = bn_fail(err, -ESTALE,
-		            "%s: version %" PRIu64 " jumps more than the trust policy's max_version_jump (%" PRIu64
-		            ") above %" PRIu64 " on channel %s",
-		            dir, m->version, d->trust.max_version_jump, base, m->channel);
-		goto refuse;
-	}
-	if (d->max_skew_s >= 0) {
-		int64_t created = parse_rfc3339(m->created), now = (int64_t)time(NULL);
-		if (created > now && created - now > d->max_skew_s) {
-			r = bn_fail(
-			    err, -ESTALE,
-			    "%s: bundle created %s, %" PRId64 " s in the future (more than the %" PRId64
-			    " s of max_clock_skew_s allowed); check the clocks of the packing host and of this one",
-			    dir, m->created, created - now, d->max_skew_s);
-			goto refuse;
-		}
-	}
-	if (downgrade && !o->allow_downgrade) {
-		r = has_floor && m->version <= fl
-		            ? bn_fail(err, -ESTALE, "%s: version %" PRIu64 " of channel %s is not above the last accepted (%" PRIu64
-		                      "); refusing a downgrade or replay (--allow-downgrade overrides, audited)",
-		                      dir, m->version, m->channel, fl)
-		            : bn_fail(err, -ESTALE, "%s: version %" PRIu64 " is below the trust policy's minimum %" PRIu64
-		                      " for channel %s", dir, m->version, minv, m->channel);
-		goto refuse;
-	}
-	if (d->trust.max_age_days) {
-		int64_t created = parse_rfc3339(m->created);
-		if (created < 0 || (int64_t)time(NULL) - created > (int64_t)d->trust.max_age_days * 86400) {
-			r = bn_fail(err, -ESTALE, "%s: bundle created %s is older than the policy's %" PRIu64 " days (expired)",
-			            dir, m->created, d->trust.max_age_days);
-			goto refuse;
-		}
-	}
-	/* A delta bundle is completed from the slot that holds its base (per
-	 * medium too: the first medium staged places the reused chunks). */
-	if (m->base && !b->base_dir && (r = attach_base(d, b, err)) < 0)
-		goto refuse;
-	if (o->check_only && !o->dry_run)
-		return 0;
-	/* The idle slot: never the active one. */
-	int slot = d->active >= 0 ? 1 - d->active : 0;
-	ev.slot = slot_names[slot];
-	if (d->slots[slot].state == BN_SLOT_PREVIOUS && bn_deploy_in_window(d) && !o->force) {
-		char until[32];
-		time_t t = (time_t)d->window_until;
-		struct tm tm;
-		gmtime_r(&t, &tm);
-		strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &tm);
-		r = bn_fail(err, -ESTALE, "slot %s holds the rollback target until the validation window ends (%s); "
-		            "run agctl mark-good, or import with --force", slot_names[slot], until);
-		goto refuse;
-	}
-	if (o->dry_run) {
-		uint64_t need = 0, have = 0;
-		char *slots = rpath(d, "slots");
-		r = slots ? bn_check_files(b, err) : bn_fail(err, -ENOMEM, "out of memory");
-		if (r == 0)
-			r = bn_bundle_check_space(b, slots, &need, &have, err);
-		free(slots);
-		if (r < 0)
-			goto fail;
-		if (ret) {
-			memset(ret, 0, sizeof *ret);
-			ret->slot = slot;
-			snprintf(ret->bundle, sizeof ret->bundle, "%s", m->name);
-			snprintf(ret->channel, sizeof ret->channel, "%s", m->channel);
-			ret->version = m->version;
-			ret->need_bytes = need;
-			ret->free_bytes = have;
-			ret->replaces = d->slots[slot];
-		}
-		ev.result = "ok";
-		snprintf(why, sizeof why, "would stage into slot %s%s; nothing staged", slot_names[slot],
-		         downgrade ? " (a downgrade, allowed by --allow-downgrade)" : "");
-		ev.reason = why;
-		return commit(d, &ev, err);
-	}
-
-	/* Intent first, then the slot's content. */
 	struct bn_slot old = d->slots[slot];
 	json_decref(d->pending);
 	/* old_state: recovery keeps the slot's old bundle when its tree is
@@ -1054,15 +869,14 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 	d->slots[slot].state = BN_SLOT_IMPORTING;
 	if (d->previous == slot)
 		d->previous = -1;
-	r = save_state(d, err);
+	int r = save_state(d, err);
 	if (r < 0)
-		goto fail;
+		return r;
 	bn_fault_point("import:intent");
 	char *target = bn_deploy_slot_path(d, slot), *work = NULL;
 	if (!target || asprintf(&work, "%s/staging/%s", d->root, slot_names[slot]) < 0) {
 		free(target);
-		r = bn_fail(err, -ENOMEM, "out of memory");
-		goto fail;
+		return bn_fail(err, -ENOMEM, "out of memory");
 	}
 	struct bn_extract_opts xo = {.cancel = o->cancel, .progress = o->progress, .userdata = o->userdata,
 	                             .work_dir = work, .replace = true};
@@ -1074,25 +888,32 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 		d->slots[slot] = old;
 		if (old.state == BN_SLOT_PREVIOUS && d->active >= 0)
 			d->previous = slot;
-		goto fail;
+		return r;
 	}
 	bn_fault_point("import:extracted");
 	/* The signed manifest travels with the slot: health checks find the
 	 * model and its suite through it.  Artifact names start alphanumeric,
 	 * so this dot file never collides with one. */
-	{
-		char *mp = bn_deploy_slot_path(d, slot), *mf = NULL;
-		if (!mp || asprintf(&mf, "%s/%s", mp, BN_SLOT_MANIFEST) < 0)
-			r = bn_fail(err, -ENOMEM, "out of memory");
-		else
-			r = bn_write_file_atomic(mf, b->manifest_buf, b->manifest_len, 0644, err);
-		free(mp);
-		free(mf);
-		if (r < 0) {
-			memset(&d->slots[slot], 0, sizeof d->slots[slot]);
-			goto fail;
-		}
+	char *mp = bn_deploy_slot_path(d, slot), *mf = NULL;
+	if (!mp || asprintf(&mf, "%s/%s", mp, BN_SLOT_MANIFEST) < 0)
+		r = bn_fail(err, -ENOMEM, "out of memory");
+	else
+		r = bn_write_file_atomic(mf, b->manifest_buf, b->manifest_len, 0644, err);
+	free(mp);
+	free(mf);
+	if (r < 0) {
+		memset(&d->slots[slot], 0, sizeof d->slots[slot]);
+		return r;
 	}
+	*ret_resumed = xo.resumed_chunks;
+	return 0;
+}
+
+/* The slot now holds the bundle, staged; the intent is done.  Returns
+ * whether the root was pinned to the bundle's channel by this import. */
+static bool import_record(struct bn_deploy *d, const struct bn_bundle *b, int slot)
+{
+	const struct bn_manifest *m = b->m;
 	struct bn_slot *s = &d->slots[slot];
 	memset(s, 0, sizeof *s);
 	s->state = BN_SLOT_STAGED;
@@ -1109,18 +930,63 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 		snprintf(d->channel, sizeof d->channel, "%s", m->channel);
 	json_decref(d->pending);
 	d->pending = NULL;
+	return pinned;
+}
+
+int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_import_opts *o,
+                            struct bn_import_result *ret, struct bn_error *err)
+{
+	struct bn_import_opts none = {0};
+	if (!o)
+		o = &none;
+	struct bn_audit_event ev = {.action = o->dry_run ? "import-dry-run" : "import", .result = "refused"};
+	char why[BN_ERROR_MAX];
+	const struct bn_manifest *m = b->m;
+	ev.bundle = m->name;
+	ev.channel = m->channel;
+	ev.version = m->version;
+	ev.has_version = true;
+	bn_fault_point("import:verified");
+
+	bool downgrade = false;
+	int r = bn_policy_check_import(d, m, b->dir, o, &downgrade, err);
+	if (r < 0)
+		goto refuse;
+	/* A delta bundle is completed from the slot that holds its base (per
+	 * medium too: the first medium staged places the reused chunks). */
+	if (m->base && !b->base_dir && (r = attach_base(d, b, err)) < 0)
+		goto refuse;
+	if (o->check_only && !o->dry_run)
+		return 0;
+	/* The idle slot: never the active one. */
+	int slot = d->active >= 0 ? 1 - d->active : 0;
+	ev.slot = slot_names[slot];
+	r = bn_policy_check_slot(d, slot, o, err);
+	if (r < 0)
+		goto refuse;
+	if (o->dry_run) {
+		r = import_dry_run(d, b, slot, ret, err);
+		if (r < 0)
+			goto fail;
+		ev.result = "ok";
+		snprintf(why, sizeof why, "would stage into slot %s%s; nothing staged", slot_names[slot],
+		         downgrade ? " (a downgrade, allowed by --allow-downgrade)" : "");
+		ev.reason = why;
+		return commit(d, &ev, err);
+	}
+	size_t resumed = 0;
+	r = import_stage(d, b, o, slot, &resumed, err);
+	if (r < 0)
+		goto fail;
+	bool pinned = import_record(d, b, slot);
 	ev.result = "ok";
 	snprintf(why, sizeof why, "%s%s%s", downgrade ? "downgrade allowed by operator (--allow-downgrade)" : "staged",
-	         xo.resumed_chunks ? "; resumed an interrupted import" : "",
-	         pinned ? "; root now follows this channel" : "");
+	         resumed ? "; resumed an interrupted import" : "", pinned ? "; root now follows this channel" : "");
 	ev.reason = why;
 	r = commit(d, &ev, err);
 	if (r == 0 && ret) {
-		ret->slot = slot;
-		snprintf(ret->bundle, sizeof ret->bundle, "%s", m->name);
-		snprintf(ret->channel, sizeof ret->channel, "%s", m->channel);
-		ret->version = m->version;
-		ret->resumed_chunks = xo.resumed_chunks;
+		import_ids(ret, m, slot);
+		ret->resumed_chunks = resumed;
 		ret->notes[0] = '\0';
 		for (size_t i = 0; bn_bundle_note(b, i); i++) {
 			size_t l = strlen(ret->notes);
@@ -1162,7 +1028,7 @@ int bn_deploy_promote(struct bn_deploy *d, struct bn_error *err)
 	if (r < 0)
 		goto undo;
 	bn_fault_point("promote:switched");
-	r = run_hook(d, "promote", to, err);
+	r = bn_hook_run(d, "promote", to, err);
 	if (r < 0)
 		goto undo;
 	bn_fault_point("promote:hooked");
@@ -1176,7 +1042,7 @@ int bn_deploy_promote(struct bn_deploy *d, struct bn_error *err)
 	d->window_until = d->window_s > 0 ? (int64_t)time(NULL) + d->window_s : 0;
 	/* Anti-rollback: the floor rises with what was promoted. */
 	bool has_floor = false;
-	uint64_t fl = floor_of(d, s->channel, &has_floor);
+	uint64_t fl = bn_policy_floor(d, s->channel, &has_floor);
 	if (!has_floor || s->version > fl)
 		json_object_set_new(d->floors, s->channel, json_integer((json_int_t)s->version));
 	json_decref(d->pending);
@@ -1187,7 +1053,7 @@ undo:;
 	snprintf(why, sizeof why, "%.900s; switch undone", err ? err->msg : "failed");
 	struct bn_error e2 = {0};
 	if (set_active_link(d, from, &e2) == 0 && from >= 0)
-		(void)run_hook(d, "rollback", from, &e2);
+		(void)bn_hook_run(d, "rollback", from, &e2);
 	json_decref(d->pending);
 	d->pending = NULL;
 	ev.result = "failed";
@@ -1217,7 +1083,7 @@ int bn_deploy_rollback(struct bn_deploy *d, const char *reason, struct bn_error 
 		return r; /* pending stays: the next open finishes the rollback */
 	bn_fault_point("rollback:switched");
 	struct bn_error he = {0};
-	int hr = run_hook(d, "rollback", to, &he);
+	int hr = bn_hook_run(d, "rollback", to, &he);
 	bn_fault_point("rollback:hooked");
 	d->slots[from].state = BN_SLOT_BAD;
 	snprintf(d->slots[from].reason, sizeof d->slots[from].reason, "%s", reason);
