@@ -2,9 +2,11 @@
 #pragma once
 /*
  * Internal to libbundle: a deployment root (bundle/deploy.h) as the modules
- * of the clean-zone import path share it: deploy.c (open, state file,
- * recovery, the operations), policy.c (what an import is checked against
- * before anything is written), hook.c (the switch hook).
+ * of the clean-zone import path share it: slots.c (slot names, state.json,
+ * config.json, open and init), deploy.c (the audit record of each operation,
+ * recovery, import, promote, rollback, channel and trust updates), policy.c
+ * (what an import is checked against before anything is written), hook.c
+ * (the switch hook).
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,6 +38,28 @@ struct bn_deploy {
 	struct bn_audit_head head;
 	uint64_t generation;
 };
+
+/* ---- slots.c --------------------------------------------------------- */
+
+extern const char *const bn_slot_names[2];       /* "blue", "green" */
+extern const char *const bn_slot_state_names[6]; /* by enum bn_slot_state */
+/* root/rel, allocated; NULL when out of memory. */
+char *bn_deploy_rpath(const struct bn_deploy *d, const char *rel);
+json_t *bn_slot_json(const struct bn_slot *s);
+/* state.json: written atomically (refused on a read-only open), read back
+ * strictly; config.json read once at open. */
+int bn_slots_save(struct bn_deploy *d, struct bn_error *err);
+int bn_slots_load(struct bn_deploy *d, struct bn_error *err);
+int bn_slots_load_config(struct bn_deploy *d, struct bn_error *err);
+
+/* ---- deploy.c -------------------------------------------------------- */
+
+/* Saves the state with the event attached, then appends it to the audit
+ * log and records the new chain head. */
+int bn_deploy_commit(struct bn_deploy *d, const struct bn_audit_event *ev, struct bn_error *err);
+/* Finishes or undoes the operation state.json records as pending (at open,
+ * under the lock). */
+int bn_deploy_recover(struct bn_deploy *d, struct bn_error *err);
 
 /* ---- policy.c -------------------------------------------------------- */
 
