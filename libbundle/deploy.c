@@ -13,269 +13,12 @@
 #include <unistd.h>
 
 #include "bundle/deploy.h"
-#include "bundle/proc.h"
 #include "bundle/media.h"
 #include "bundle/fsutil.h"
 #include "bundle/schema.h"
 #include "fault.h"
 #include "reader_internal.h"
-
-#define STATE_MAX (1u << 20)
-#define CONFIG_MAX (1u << 16)
-
-struct bn_deploy {
-	char *root;
-	int lockfd;
-	bool readonly;           /* bn_deploy_open_ro(): a snapshot, never written */
-	struct bn_trust_policy trust;
-	/* config */
-	int64_t window_s;
-	char *hook;              /* absolute path or NULL */
-	int hook_timeout_s;
-	int64_t max_skew_s; /* how far in the future "created" may be */
-	/* state */
-	char channel[BN_MAX_NAME + 1]; /* the channel this root follows; "" until pinned */
-	int active, previous;    /* slot index or -1 */
-	int64_t window_until;    /* 0 when validated */
-	struct bn_slot slots[2];
-	json_t *floors;          /* channel -> last accepted version */
-	json_t *pending;         /* interrupted operation or NULL */
-	json_t *audit_pending;   /* audit record to append or NULL */
-	struct bn_audit_head head;
-	uint64_t generation;
-};
-
-static const char *slot_names[2] = {"blue", "green"};
-static const char *state_names[] = {"empty", "importing", "staged", "active", "previous", "bad"};
-
-const char *bn_slot_name(int slot) { return slot >= 0 && slot < 2 ? slot_names[slot] : NULL; }
-int bn_slot_index(const char *n) { return !n ? -1 : !strcmp(n, "blue") ? 0 : !strcmp(n, "green") ? 1 : -1; }
-const char *bn_slot_state_name(enum bn_slot_state s) { return state_names[s]; }
-int bn_deploy_active(const struct bn_deploy *d) { return d->active; }
-int bn_deploy_previous(const struct bn_deploy *d) { return d->previous; }
-const struct bn_slot *bn_deploy_slot(const struct bn_deploy *d, int slot) { return &d->slots[slot]; }
-int64_t bn_deploy_window_until(const struct bn_deploy *d) { return d->window_until; }
-const char *bn_deploy_root(const struct bn_deploy *d) { return d->root; }
-struct bn_trust bn_deploy_trust(const struct bn_deploy *d) { return bn_trust_view(&d->trust); }
-
-int bn_deploy_staged(const struct bn_deploy *d)
-{
-	for (int i = 0; i < 2; i++)
-		if (d->slots[i].state == BN_SLOT_STAGED)
-			return i;
-	return -1;
-}
-
-bool bn_deploy_in_window(const struct bn_deploy *d)
-{
-	return d->active >= 0 && d->window_until > 0 && (int64_t)time(NULL) < d->window_until;
-}
-
-static char *rpath(const struct bn_deploy *d, const char *rel)
-{
-	return bn_path_join(d->root, rel);
-}
-
-char *bn_deploy_slot_path(const struct bn_deploy *d, int slot)
-{
-	char *p = NULL;
-	if (asprintf(&p, "%s/slots/%s", d->root, slot_names[slot]) < 0)
-		return NULL;
-	return p;
-}
-
-/* ---- state file ------------------------------------------------------ */
-
-static json_t *slot_json(const struct bn_slot *s)
-{
-	json_t *o = json_object();
-	json_object_set_new(o, "state", json_string(state_names[s->state]));
-	json_object_set_new(o, "bundle", s->has_bundle ? json_string(s->bundle) : json_null());
-	json_object_set_new(o, "channel", s->has_bundle ? json_string(s->channel) : json_null());
-	json_object_set_new(o, "version", s->has_bundle ? json_integer((json_int_t)s->version) : json_null());
-	json_object_set_new(o, "manifest_sha256", s->has_bundle ? json_string(s->manifest_sha256) : json_null());
-	json_object_set_new(o, "staged_at", s->staged_at ? json_integer(s->staged_at) : json_null());
-	json_object_set_new(o, "promoted_at", s->promoted_at ? json_integer(s->promoted_at) : json_null());
-	json_object_set_new(o, "reason", s->reason[0] ? json_string(s->reason) : json_null());
-	return o;
-}
-
-static int slot_from_json(json_t *o, struct bn_slot *s)
-{
-	memset(s, 0, sizeof *s);
-	const char *st = json_string_value(json_object_get(o, "state"));
-	int k = -1;
-	for (int i = 0; st && i < (int)(sizeof state_names / sizeof *state_names); i++)
-		if (!strcmp(st, state_names[i]))
-			k = i;
-	if (k < 0)
-		return -EBADMSG;
-	s->state = (enum bn_slot_state)k;
-	const char *b = json_string_value(json_object_get(o, "bundle")),
-	           *c = json_string_value(json_object_get(o, "channel")),
-	           *h = json_string_value(json_object_get(o, "manifest_sha256")),
-	           *reason = json_string_value(json_object_get(o, "reason"));
-	if (b && c) {
-		s->has_bundle = true;
-		snprintf(s->bundle, sizeof s->bundle, "%s", b);
-		snprintf(s->channel, sizeof s->channel, "%s", c);
-		s->version = (uint64_t)json_integer_value(json_object_get(o, "version"));
-		snprintf(s->manifest_sha256, sizeof s->manifest_sha256, "%s", h ? h : "");
-	}
-	s->staged_at = json_integer_value(json_object_get(o, "staged_at"));
-	s->promoted_at = json_integer_value(json_object_get(o, "promoted_at"));
-	snprintf(s->reason, sizeof s->reason, "%s", reason ? reason : "");
-	return 0;
-}
-
-static int save_state(struct bn_deploy *d, struct bn_error *err)
-{
-	if (d->readonly)
-		return bn_fail(err, -EPERM, "%s: opened read-only (without the lock): not written", d->root);
-	char h[BN_SHA256_HEX], p[BN_SHA256_HEX];
-	bn_hex(d->head.hash, BN_SHA256_LEN, h);
-	bn_hex(d->head.prev, BN_SHA256_LEN, p);
-	d->generation++;
-	json_t *o = json_object(), *slots = json_object();
-	json_object_set_new(o, "agkit_state", json_integer(1));
-	json_object_set_new(o, "generation", json_integer((json_int_t)d->generation));
-	json_object_set_new(o, "active", d->active >= 0 ? json_string(slot_names[d->active]) : json_null());
-	json_object_set_new(o, "previous", d->previous >= 0 ? json_string(slot_names[d->previous]) : json_null());
-	json_object_set_new(o, "window_until", json_integer(d->window_until));
-	json_object_set_new(o, "channel", d->channel[0] ? json_string(d->channel) : json_null());
-	for (int i = 0; i < 2; i++)
-		json_object_set_new(slots, slot_names[i], slot_json(&d->slots[i]));
-	json_object_set_new(o, "slots", slots);
-	json_object_set(o, "floors", d->floors);
-	json_object_set(o, "pending", d->pending ? d->pending : json_null());
-	json_object_set(o, "audit_pending", d->audit_pending ? d->audit_pending : json_null());
-	json_object_set_new(o, "audit_head", json_pack("{s:I, s:s, s:s}", "seq", (json_int_t)d->head.seq, "hash", h,
-	                                               "prev", p));
-	char *text = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-	json_decref(o);
-	if (!text)
-		return bn_fail(err, -ENOMEM, "out of memory");
-	char *path = rpath(d, "state.json");
-	int r = path ? bn_write_file_atomic(path, text, strlen(text), 0644, err) : bn_fail(err, -ENOMEM, "out of memory");
-	free(path);
-	free(text);
-	return r;
-}
-
-static int load_state(struct bn_deploy *d, struct bn_error *err)
-{
-	char *path = rpath(d, "state.json"), *buf = NULL;
-	size_t len = 0;
-	if (!path)
-		return bn_fail(err, -ENOMEM, "out of memory");
-	int r = bn_read_file(path, STATE_MAX, &buf, &len, err);
-	if (r < 0) {
-		free(path);
-		return r;
-	}
-	json_error_t je;
-	json_t *o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
-	free(buf);
-	json_t *slots = json_object_get(o, "slots"), *head = json_object_get(o, "audit_head");
-	if (!o || !json_is_object(slots) || !json_is_object(head)) {
-		r = bn_fail(err, -EBADMSG, "%s: not a valid agkit state file", path);
-		goto out;
-	}
-	d->generation = (uint64_t)json_integer_value(json_object_get(o, "generation"));
-	d->active = bn_slot_index(json_string_value(json_object_get(o, "active")));
-	d->previous = bn_slot_index(json_string_value(json_object_get(o, "previous")));
-	d->window_until = json_integer_value(json_object_get(o, "window_until"));
-	const char *ch = json_string_value(json_object_get(o, "channel"));
-	if (ch && !bn_name_valid(ch)) {
-		r = bn_fail(err, -EBADMSG, "%s: bad channel", path);
-		goto out;
-	}
-	snprintf(d->channel, sizeof d->channel, "%s", ch ? ch : "");
-	if (!ch) {
-		/* A root from before channels were pinned follows its active bundle's. */
-		int a = d->active;
-		if (a >= 0 && slot_from_json(json_object_get(slots, slot_names[a]), &d->slots[a]) == 0 &&
-		    d->slots[a].has_bundle && bn_name_valid(d->slots[a].channel))
-			snprintf(d->channel, sizeof d->channel, "%s", d->slots[a].channel);
-	}
-	for (int i = 0; i < 2; i++)
-		if (slot_from_json(json_object_get(slots, slot_names[i]), &d->slots[i]) < 0) {
-			r = bn_fail(err, -EBADMSG, "%s: slot %s has no valid state", path, slot_names[i]);
-			goto out;
-		}
-	json_t *fl = json_object_get(o, "floors");
-	d->floors = json_is_object(fl) ? json_incref(fl) : json_object();
-	json_t *pd = json_object_get(o, "pending"), *ap = json_object_get(o, "audit_pending");
-	d->pending = json_is_object(pd) ? json_incref(pd) : NULL;
-	d->audit_pending = json_is_object(ap) ? json_incref(ap) : NULL;
-	const char *h = json_string_value(json_object_get(head, "hash")), *p = json_string_value(json_object_get(head, "prev"));
-	d->head.seq = (uint64_t)json_integer_value(json_object_get(head, "seq"));
-	if (!h || !p || !bn_unhex(h, d->head.hash, BN_SHA256_LEN) || !bn_unhex(p, d->head.prev, BN_SHA256_LEN)) {
-		r = bn_fail(err, -EBADMSG, "%s: bad audit head", path);
-		goto out;
-	}
-out:
-	json_decref(o);
-	free(path);
-	return r;
-}
-
-static int load_config(struct bn_deploy *d, struct bn_error *err)
-{
-	d->window_s = BN_DEFAULT_WINDOW_S;
-	d->hook_timeout_s = 300;
-	d->max_skew_s = BN_DEFAULT_MAX_SKEW_S;
-	char *path = rpath(d, "config.json"), *buf = NULL;
-	size_t len = 0;
-	int r = 0;
-	if (!path)
-		return bn_fail(err, -ENOMEM, "out of memory");
-	if (access(path, F_OK) == 0) {
-		r = bn_read_file(path, CONFIG_MAX, &buf, &len, err);
-		json_error_t je;
-		json_t *o = r == 0 ? json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je) : NULL;
-		if (r == 0 && !o)
-			r = bn_fail(err, -EINVAL, "%s: line %d: %s", path, je.line, je.text);
-		else if (r == 0 && !json_is_object(o))
-			r = bn_fail(err, -EINVAL, "%s: not a JSON object", path);
-		/* A typo ("validation_windows") or a wrong type ("1d") is an
-		 * error, never a silent default. */
-		if (r == 0)
-			r = bn_schema_check(&bn_config_schema, o, path, NULL, err);
-		if (r == 0) {
-			json_t *w = json_object_get(o, "validation_window_s"), *h = json_object_get(o, "switch_hook"),
-			       *t = json_object_get(o, "hook_timeout_s"), *sk = json_object_get(o, "max_clock_skew_s");
-			if (json_is_integer(sk) && json_integer_value(sk) >= 0)
-				d->max_skew_s = json_integer_value(sk);
-			if (json_is_integer(w) && json_integer_value(w) >= 0)
-				d->window_s = json_integer_value(w);
-			if (json_is_integer(t) && json_integer_value(t) > 0)
-				d->hook_timeout_s = (int)json_integer_value(t);
-			if (json_is_string(h) && json_string_value(h)[0]) {
-				const char *hp = json_string_value(h);
-				if (hp[0] != '/')
-					r = bn_fail(err, -EINVAL, "%s: \"switch_hook\" must be an absolute path, not '%.200s'", path,
-					            hp);
-				else if (access(hp, X_OK) < 0)
-					r = bn_fail(err, -EINVAL, "%s: \"switch_hook\" %.200s: %s", path, hp,
-					            errno == ENOENT ? "no such file" : strerror(errno));
-				else
-					d->hook = strdup(hp);
-			}
-		}
-		json_decref(o);
-		free(buf);
-	}
-	free(path);
-	if (r == 0 && !d->hook) {
-		char *def = rpath(d, "hooks/switch");
-		if (def && access(def, X_OK) == 0)
-			d->hook = def;
-		else
-			free(def);
-	}
-	return r;
-}
+#include "deploy_internal.h"
 
 /* ---- audit ----------------------------------------------------------- */
 
@@ -315,7 +58,7 @@ static int append_pending_audit(struct bn_deploy *d, struct bn_error *err)
 	};
 	if (!ev.action || !ev.result)
 		return bn_fail(err, -EBADMSG, "state.json: malformed pending audit record");
-	char *path = rpath(d, "audit.log");
+	char *path = bn_deploy_rpath(d, "audit.log");
 	if (!path)
 		return bn_fail(err, -ENOMEM, "out of memory");
 	struct bn_audit_head nh;
@@ -327,16 +70,16 @@ static int append_pending_audit(struct bn_deploy *d, struct bn_error *err)
 	d->head = nh;
 	json_decref(d->audit_pending);
 	d->audit_pending = NULL;
-	return save_state(d, err);
+	return bn_slots_save(d, err);
 }
 
 /* Saves the state with the event attached, then appends it and records the new
- * chain head: a crash anywhere in between is finished by recover(). */
-static int commit(struct bn_deploy *d, const struct bn_audit_event *ev, struct bn_error *err)
+ * chain head: a crash anywhere in between is finished by bn_deploy_recover(). */
+int bn_deploy_commit(struct bn_deploy *d, const struct bn_audit_event *ev, struct bn_error *err)
 {
 	json_decref(d->audit_pending);
 	d->audit_pending = event_json(ev);
-	int r = save_state(d, err);
+	int r = bn_slots_save(d, err);
 	if (r < 0)
 		return r;
 	bn_fault_point("commit:saved");
@@ -345,12 +88,12 @@ static int commit(struct bn_deploy *d, const struct bn_audit_event *ev, struct b
 
 int bn_deploy_audit(struct bn_deploy *d, const struct bn_audit_event *ev, struct bn_error *err)
 {
-	return commit(d, ev, err);
+	return bn_deploy_commit(d, ev, err);
 }
 
 int bn_deploy_audit_verify(struct bn_deploy *d, uint64_t *ret_lines, struct bn_error *err)
 {
-	char *path = rpath(d, "audit.log");
+	char *path = bn_deploy_rpath(d, "audit.log");
 	if (!path)
 		return bn_fail(err, -ENOMEM, "out of memory");
 	int r;
@@ -419,7 +162,7 @@ int bn_deploy_audit_verify(struct bn_deploy *d, uint64_t *ret_lines, struct bn_e
 /* Points R/active at slot (or removes it for -1), atomically. */
 static int set_active_link(struct bn_deploy *d, int slot, struct bn_error *err)
 {
-	char *link = rpath(d, "active"), *tmp = rpath(d, "active.tmp");
+	char *link = bn_deploy_rpath(d, "active"), *tmp = bn_deploy_rpath(d, "active.tmp");
 	int r = 0;
 	if (!link || !tmp) {
 		r = bn_fail(err, -ENOMEM, "out of memory");
@@ -431,7 +174,7 @@ static int set_active_link(struct bn_deploy *d, int slot, struct bn_error *err)
 			r = bn_fail(err, -errno, "%s: %s", link, strerror(errno));
 	} else {
 		char target[32];
-		snprintf(target, sizeof target, "slots/%s", slot_names[slot]);
+		snprintf(target, sizeof target, "slots/%s", bn_slot_names[slot]);
 		if (symlink(target, tmp) < 0 || rename(tmp, link) < 0)
 			r = bn_fail(err, -errno, "%s: cannot switch: %s", link, strerror(errno));
 	}
@@ -446,68 +189,13 @@ out:
 /* Which slot R/active points at now (-1 when none or unrecognised). */
 static int read_active_link(struct bn_deploy *d)
 {
-	char *link = rpath(d, "active"), buf[64];
+	char *link = bn_deploy_rpath(d, "active"), buf[64];
 	ssize_t n = link ? readlink(link, buf, sizeof buf - 1) : -1;
 	free(link);
 	if (n <= 0)
 		return -1;
 	buf[n] = '\0';
 	return !strcmp(buf, "slots/blue") ? 0 : !strcmp(buf, "slots/green") ? 1 : -1;
-}
-
-/* Runs the switch hook for slot with a timeout; 0 when none is configured. */
-static int run_hook(struct bn_deploy *d, const char *action, int slot, struct bn_error *err)
-{
-	if (!d->hook || slot < 0)
-		return 0;
-	char *sp = bn_deploy_slot_path(d, slot);
-	if (!sp)
-		return bn_fail(err, -ENOMEM, "out of memory");
-	const struct bn_slot *s = &d->slots[slot];
-	char ver[32];
-	snprintf(ver, sizeof ver, "%" PRIu64, s->version);
-	char *e_root = NULL, *e_path = NULL, e_action[64], e_slot[32], e_bundle[BN_MAX_NAME + 16],
-	     e_channel[BN_MAX_NAME + 16], e_ver[64];
-	if (asprintf(&e_root, "AGKIT_ROOT=%s", d->root) < 0)
-		e_root = NULL;
-	if (asprintf(&e_path, "AGKIT_SLOT_PATH=%s", sp) < 0)
-		e_path = NULL;
-	if (!e_root || !e_path) {
-		free(e_root);
-		free(e_path);
-		free(sp);
-		return bn_fail(err, -ENOMEM, "out of memory");
-	}
-	snprintf(e_action, sizeof e_action, "AGKIT_ACTION=%s", action);
-	snprintf(e_slot, sizeof e_slot, "AGKIT_SLOT=%s", slot_names[slot]);
-	snprintf(e_bundle, sizeof e_bundle, "AGKIT_BUNDLE=%s", s->has_bundle ? s->bundle : "");
-	snprintf(e_channel, sizeof e_channel, "AGKIT_CHANNEL=%s", s->has_bundle ? s->channel : "");
-	snprintf(e_ver, sizeof e_ver, "AGKIT_VERSION=%s", s->has_bundle ? ver : "");
-	const char *env[] = {e_root, e_action, e_slot, e_path, e_bundle, e_channel, e_ver, NULL};
-	/* The hook runs in its own process group; on timeout, and once it has
-	 * exited, the whole group is killed (SIGKILL): nothing it started
-	 * outlives it.  It does not inherit our lock descriptor (O_CLOEXEC). */
-	struct bn_proc_opts o = {.timeout_ms = d->hook_timeout_s > INT_MAX / 1000 ? INT_MAX : d->hook_timeout_s * 1000,
-	                         .env = env};
-	char *argv[] = {d->hook, (char *)action, sp, NULL};
-	struct bn_proc_result res = {0};
-	struct bn_error pe = {0};
-	int r = bn_proc_run(argv, &o, &res, &pe);
-	free(sp);
-	free(e_root);
-	free(e_path);
-	if (r < 0)
-		return bn_fail(err, r, "cannot start switch hook: %s", pe.msg);
-	int status = res.status;
-	bool timed_out = res.timed_out;
-	bn_proc_result_release(&res);
-	if (timed_out)
-		return bn_fail(err, -ETIMEDOUT, "switch hook %s timed out after %d s", d->hook, d->hook_timeout_s);
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
-	if (WIFEXITED(status))
-		return bn_fail(err, -ECANCELED, "switch hook %s failed (exit %d)", d->hook, WEXITSTATUS(status));
-	return bn_fail(err, -ECANCELED, "switch hook %s killed by signal %d", d->hook, WTERMSIG(status));
 }
 
 /* ---- recovery -------------------------------------------------------- */
@@ -528,7 +216,7 @@ static int attach_base(struct bn_deploy *d, struct bn_bundle *b, struct bn_error
 		if (s->has_bundle) {
 			size_t l = strlen(holds);
 			snprintf(holds + l, sizeof holds - l, "%s%s: %s version %" PRIu64, l ? ", " : "",
-			         slot_names[order[k]], s->bundle, s->version);
+			         bn_slot_names[order[k]], s->bundle, s->version);
 		}
 		if (!s->has_bundle ||
 		    (s->state != BN_SLOT_ACTIVE && s->state != BN_SLOT_PREVIOUS && s->state != BN_SLOT_STAGED) ||
@@ -565,15 +253,15 @@ static bool slot_manifest_sha(const struct bn_deploy *d, int slot, char out[BN_S
 	return ok;
 }
 
-static int recover(struct bn_deploy *d, struct bn_error *err)
+int bn_deploy_recover(struct bn_deploy *d, struct bn_error *err)
 {
 	int r = 0;
-	char *tmp = rpath(d, "active.tmp");
+	char *tmp = bn_deploy_rpath(d, "active.tmp");
 	if (tmp)
 		unlink(tmp);
 	free(tmp);
 	/* 1. Audit: a line appended before the head was saved is adopted. */
-	char *log = rpath(d, "audit.log");
+	char *log = bn_deploy_rpath(d, "audit.log");
 	struct bn_audit_head tail;
 	struct bn_error e2 = {0};
 	if (log && bn_audit_verify(log, NULL, &tail, NULL, &e2) == 0 && tail.seq == d->head.seq + 1 &&
@@ -581,7 +269,7 @@ static int recover(struct bn_deploy *d, struct bn_error *err)
 		d->head = tail;
 		json_decref(d->audit_pending);
 		d->audit_pending = NULL;
-		r = save_state(d, err);
+		r = bn_slots_save(d, err);
 	} else if (d->audit_pending) {
 		r = append_pending_audit(d, err);
 	}
@@ -611,8 +299,8 @@ static int recover(struct bn_deploy *d, struct bn_error *err)
 		const char *nchan = json_string_value(json_object_get(d->pending, "channel"));
 		json_t *nver = json_object_get(d->pending, "version");
 		int os = -1;
-		for (int i = 0; old_state && i < (int)(sizeof state_names / sizeof *state_names); i++)
-			if (!strcmp(old_state, state_names[i]))
+		for (int i = 0; old_state && i < (int)(sizeof bn_slot_state_names / sizeof *bn_slot_state_names); i++)
+			if (!strcmp(old_state, bn_slot_state_names[i]))
 				os = i;
 		if (got && s->has_bundle && !strcmp(have, s->manifest_sha256) && os >= 0 && os != BN_SLOT_IMPORTING &&
 		    os != BN_SLOT_ACTIVE) {
@@ -620,7 +308,7 @@ static int recover(struct bn_deploy *d, struct bn_error *err)
 			if (os == BN_SLOT_PREVIOUS && d->active >= 0)
 				d->previous = to;
 			snprintf(reason, sizeof reason, "interrupted import into %s; its bundle %.64s version %" PRIu64
-			         " is intact and kept (%s)", slot_names[to], s->bundle, s->version, state_names[os]);
+			         " is intact and kept (%s)", bn_slot_names[to], s->bundle, s->version, bn_slot_state_names[os]);
 		} else if (got && nsha && nname && nchan && json_is_integer(nver) && !strcmp(have, nsha) &&
 		           strlen(nname) <= BN_MAX_NAME && strlen(nchan) <= BN_MAX_NAME) {
 			memset(s, 0, sizeof *s);
@@ -634,16 +322,16 @@ static int recover(struct bn_deploy *d, struct bn_error *err)
 			if (d->previous == to)
 				d->previous = -1;
 			snprintf(reason, sizeof reason, "interrupted import into %s; the new bundle was complete and is staged",
-			         slot_names[to]);
+			         bn_slot_names[to]);
 		} else {
 			memset(s, 0, sizeof *s);
 			s->state = BN_SLOT_EMPTY;
 			if (d->previous == to)
 				d->previous = -1;
 			snprintf(reason, sizeof reason,
-			         "interrupted import into %s; slot marked empty, re-run the import to resume", slot_names[to]);
+			         "interrupted import into %s; slot marked empty, re-run the import to resume", bn_slot_names[to]);
 		}
-		ev.slot = slot_names[to];
+		ev.slot = bn_slot_names[to];
 	} else if (op && !strcmp(op, "promote") && to >= 0) {
 		/* Undo: the old active slot (from) serves again. */
 		bool switched = read_active_link(d) == to;
@@ -660,13 +348,13 @@ static int recover(struct bn_deploy *d, struct bn_error *err)
 		                      : -1;
 		d->window_until = json_integer_value(json_object_get(d->pending, "old_window_until"));
 		struct bn_error he = {0};
-		if (switched && from >= 0 && run_hook(d, "rollback", from, &he) < 0)
+		if (switched && from >= 0 && bn_hook_run(d, "rollback", from, &he) < 0)
 			snprintf(reason, sizeof reason, "interrupted promote of %s undone; hook for %s failed: %.150s",
-			         slot_names[to], slot_names[from], he.msg);
+			         bn_slot_names[to], bn_slot_names[from], he.msg);
 		else
-			snprintf(reason, sizeof reason, "interrupted promote of %s undone; %s stays active", slot_names[to],
-			         from >= 0 ? slot_names[from] : "none");
-		ev.slot = slot_names[to];
+			snprintf(reason, sizeof reason, "interrupted promote of %s undone; %s stays active", bn_slot_names[to],
+			         from >= 0 ? bn_slot_names[from] : "none");
+		ev.slot = bn_slot_names[to];
 	} else if (op && !strcmp(op, "rollback") && to >= 0 && from >= 0) {
 		/* Finish: rolling back is the safe direction. */
 		r = set_active_link(d, to, err);
@@ -680,214 +368,21 @@ static int recover(struct bn_deploy *d, struct bn_error *err)
 		const char *why = json_string_value(json_object_get(d->pending, "reason"));
 		snprintf(d->slots[from].reason, sizeof d->slots[from].reason, "%s", why ? why : "rolled back");
 		struct bn_error he = {0};
-		if (run_hook(d, "rollback", to, &he) < 0)
+		if (bn_hook_run(d, "rollback", to, &he) < 0)
 			snprintf(reason, sizeof reason, "interrupted rollback to %s finished; hook failed: %.150s",
-			         slot_names[to], he.msg);
+			         bn_slot_names[to], he.msg);
 		else
-			snprintf(reason, sizeof reason, "interrupted rollback to %s finished", slot_names[to]);
-		ev.slot = slot_names[to];
+			snprintf(reason, sizeof reason, "interrupted rollback to %s finished", bn_slot_names[to]);
+		ev.slot = bn_slot_names[to];
 	} else {
 		snprintf(reason, sizeof reason, "unknown pending operation dropped");
 	}
 	json_decref(d->pending);
 	d->pending = NULL;
-	return commit(d, &ev, err);
-}
-
-/* ---- open / init ----------------------------------------------------- */
-
-void bn_deploy_close(struct bn_deploy *d)
-{
-	if (!d)
-		return;
-	if (d->lockfd >= 0)
-		close(d->lockfd); /* releases the flock */
-	json_decref(d->floors);
-	json_decref(d->pending);
-	json_decref(d->audit_pending);
-	free(d->hook);
-	free(d->root);
-	free(d);
-}
-
-/* The one loader behind bn_deploy_open() (locked: takes R/lock, then
- * recovers an interrupted operation) and bn_deploy_open_ro() (no lock, no
- * recovery, every write refused): trust.json, config.json and state.json,
- * each replaced only by an atomic rename, so every read sees one whole
- * version of each. */
-static int deploy_load(const char *root, bool locked, bool wait, struct bn_deploy **ret, struct bn_error *err)
-{
-	struct bn_deploy *d = calloc(1, sizeof *d);
-	if (!d || !(d->root = strdup(root))) {
-		free(d);
-		return bn_fail(err, -ENOMEM, "out of memory");
-	}
-	d->lockfd = -1;
-	d->readonly = !locked;
-	d->active = d->previous = -1;
-	int r = 0;
-	char *lp = locked ? rpath(d, "lock") : NULL, *tp = rpath(d, "trust.json");
-	if ((locked && !lp) || !tp) {
-		r = bn_fail(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	if (access(tp, F_OK) < 0) {
-		r = bn_fail(err, -ENOENT, "%s: not an agkit deployment root (no trust.json; run agctl init)", root);
-		goto out;
-	}
-	if (locked) {
-		d->lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-		if (d->lockfd < 0) {
-			r = bn_fail(err, -errno, "%s: %s", lp, strerror(errno));
-			goto out;
-		}
-		if (flock(d->lockfd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
-			r = errno == EWOULDBLOCK
-			            ? bn_fail(err, -EAGAIN, "%s: another agkit command holds the lock; try again later", lp)
-			            : bn_fail(err, -errno, "%s: %s", lp, strerror(errno));
-			goto out;
-		}
-	}
-	r = bn_trust_load(tp, &d->trust, err);
-	if (r == 0)
-		r = load_config(d, err);
-	if (r == 0)
-		r = load_state(d, err);
-	if (r == 0 && locked)
-		r = recover(d, err);
-	if (r < 0)
-		goto out;
-	*ret = d;
-	d = NULL;
-out:
-	free(lp);
-	free(tp);
-	bn_deploy_close(d);
-	return r;
-}
-
-int bn_deploy_open(const char *root, bool wait, struct bn_deploy **ret, struct bn_error *err)
-{
-	return deploy_load(root, true, wait, ret, err);
-}
-
-int bn_deploy_open_ro(const char *root, struct bn_deploy **ret, struct bn_error *err)
-{
-	return deploy_load(root, false, false, ret, err);
-}
-
-int bn_deploy_init(const char *root, const struct bn_pubkey *keys, size_t n_keys, unsigned threshold,
-                   struct bn_error *err)
-{
-	return bn_deploy_init2(root, keys, n_keys, threshold, NULL, err);
-}
-
-int bn_deploy_init2(const char *root, const struct bn_pubkey *keys, size_t n_keys, unsigned threshold,
-                    const struct bn_init_opts *io, struct bn_error *err)
-{
-	if (io && io->channel && !bn_name_valid(io->channel))
-		return bn_fail(err, -EINVAL, "'%s' is not a valid channel name", io->channel);
-	if (n_keys == 0 || n_keys > BN_TRUST_MAX_KEYS)
-		return bn_fail(err, -EINVAL, "give 1 to %d public keys", BN_TRUST_MAX_KEYS);
-	if (threshold == 0)
-		threshold = 1;
-	if (threshold > n_keys)
-		return bn_fail(err, -EINVAL, "threshold %u is more than the %zu key(s) given", threshold, n_keys);
-	struct bn_deploy tmp = {.root = (char *)root, .lockfd = -1, .active = -1, .previous = -1};
-	char *tp = rpath(&tmp, "trust.json");
-	if (!tp)
-		return bn_fail(err, -ENOMEM, "out of memory");
-	if (access(tp, F_OK) == 0) {
-		free(tp);
-		return bn_fail(err, -EEXIST, "%s: already initialised", root);
-	}
-	int r = 0;
-	static const char *dirs[] = {"", "/slots", "/slots/blue", "/slots/green", "/staging", "/hooks"};
-	for (size_t i = 0; i < sizeof dirs / sizeof *dirs && r == 0; i++) {
-		char *p = NULL;
-		if (asprintf(&p, "%s%s", root, dirs[i]) < 0)
-			r = bn_fail(err, -ENOMEM, "out of memory");
-		else if ((r = bn_mkdir_p(p, 0755)) < 0)
-			bn_fail(err, r, "%s: %s", p, strerror(-r));
-		free(p);
-	}
-	struct bn_trust_policy *p = calloc(1, sizeof *p);
-	char *text = NULL;
-	if (r == 0 && !p)
-		r = bn_fail(err, -ENOMEM, "out of memory");
-	if (r == 0) {
-		p->serial = 1;
-		p->threshold = threshold;
-		p->n_keys = n_keys;
-		memcpy(p->keys, keys, n_keys * sizeof *keys);
-		for (size_t i = 0; i < n_keys; i++)
-			for (size_t j = 0; j < i; j++)
-				if (!memcmp(keys[i].keyid, keys[j].keyid, BN_KEYID_LEN) ||
-				    bn_pubkey_same(&keys[i], &keys[j]))
-					r = bn_fail(err, -EINVAL,
-					            "the same key is given twice (keys %zu and %zu are one public key)",
-					            j + 1, i + 1);
-	}
-	if (r == 0 && bn_trust_format(p, &text) < 0)
-		r = bn_fail(err, -ENOMEM, "out of memory");
-	struct bn_deploy *d = calloc(1, sizeof *d);
-	if (r == 0 && !d)
-		r = bn_fail(err, -ENOMEM, "out of memory");
-	if (r == 0) {
-		d->root = strdup(root);
-		d->lockfd = -1;
-		d->active = d->previous = -1;
-		d->floors = json_object();
-		if (io && io->channel)
-			snprintf(d->channel, sizeof d->channel, "%s", io->channel);
-		char *cp = rpath(d, "config.json"), *cfg = NULL;
-		char mem[64] = "";
-		if (io && io->health_memory_limit_mb > 0)
-			snprintf(mem, sizeof mem, ",\n \"health_memory_limit_mb\": %ld", io->health_memory_limit_mb);
-		if (!cp || asprintf(&cfg,
-		                    "{\n \"validation_window_s\": 86400,\n \"switch_hook\": null,\n"
-		                    " \"hook_timeout_s\": 300,\n \"max_clock_skew_s\": %d%s\n}\n",
-		                    BN_DEFAULT_MAX_SKEW_S, mem) < 0)
-			r = bn_fail(err, -ENOMEM, "out of memory");
-		else
-			r = bn_write_file_atomic(cp, cfg, strlen(cfg), 0644, err);
-		free(cfg);
-		free(cp);
-		if (r == 0)
-			r = save_state(d, err);
-		struct bn_audit_event ev = {.action = "init",
-		                            .result = "ok",
-		                            .reason = "deployment root created",
-		                            .channel = d->channel[0] ? d->channel : NULL};
-		if (r == 0)
-			r = commit(d, &ev, err);
-		/* trust.json last: its presence marks a complete initialisation. */
-		if (r == 0)
-			r = bn_write_file_atomic(tp, text, strlen(text), 0644, err);
-	}
-	bn_deploy_close(d);
-	free(p);
-	free(text);
-	free(tp);
-	return r;
+	return bn_deploy_commit(d, &ev, err);
 }
 
 /* ---- operations ------------------------------------------------------ */
-
-static uint64_t floor_of(const struct bn_deploy *d, const char *channel, bool *has)
-{
-	json_t *v = json_object_get(d->floors, channel);
-	*has = json_is_integer(v);
-	return *has ? (uint64_t)json_integer_value(v) : 0;
-}
-
-static int64_t parse_rfc3339(const char *s)
-{
-	struct tm tm = {0};
-	if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		return -1;
-	return (int64_t)timegm(&tm);
-}
 
 int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts *o, struct bn_import_result *ret,
                      struct bn_error *err)
@@ -901,7 +396,7 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 		struct bn_audit_event ev = {.action = o && o->dry_run ? "import-dry-run" : "import", .result = "refused",
 		                            .reason = why};
 		struct bn_error e2 = {0};
-		(void)commit(d, &ev, &e2);
+		(void)bn_deploy_commit(d, &ev, &e2);
 		return r;
 	}
 	r = bn_deploy_import_bundle(d, b, o, ret, err);
@@ -909,160 +404,66 @@ int bn_deploy_import(struct bn_deploy *d, const char *dir, struct bn_import_opts
 	return r;
 }
 
-int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_import_opts *o,
-                            struct bn_import_result *ret, struct bn_error *err)
+/* ---- import: policy, base, idle slot, then dry run or stage ---------- */
+
+static void import_ids(struct bn_import_result *ret, const struct bn_manifest *m, int slot)
 {
-	struct bn_import_opts none = {0};
-	if (!o)
-		o = &none;
-	const char *dir = b->dir;
-	struct bn_audit_event ev = {.action = o->dry_run ? "import-dry-run" : "import", .result = "refused"};
-	char why[BN_ERROR_MAX];
-	int r = 0;
+	ret->slot = slot;
+	snprintf(ret->bundle, sizeof ret->bundle, "%s", m->name);
+	snprintf(ret->channel, sizeof ret->channel, "%s", m->channel);
+	ret->version = m->version;
+}
+
+/* --dry-run: the files and the free space an import would need, nothing
+ * written but the audit record. */
+static int import_dry_run(struct bn_deploy *d, struct bn_bundle *b, int slot, struct bn_import_result *ret,
+                          struct bn_error *err)
+{
+	uint64_t need = 0, have = 0;
+	char *slots = bn_deploy_rpath(d, "slots");
+	int r = slots ? bn_check_files(b, err) : bn_fail(err, -ENOMEM, "out of memory");
+	if (r == 0)
+		r = bn_bundle_check_space(b, slots, &need, &have, err);
+	free(slots);
+	if (r < 0)
+		return r;
+	if (ret) {
+		memset(ret, 0, sizeof *ret);
+		import_ids(ret, b->m, slot);
+		ret->need_bytes = need;
+		ret->free_bytes = have;
+		ret->replaces = d->slots[slot];
+	}
+	return 0;
+}
+
+/* Intent first, then the slot's content: the extracted tree and the signed
+ * manifest beside it.  On failure the slot's record is what recovery and a
+ * re-run expect. */
+static int import_stage(struct bn_deploy *d, struct bn_bundle *b, const struct bn_import_opts *o, int slot,
+                        size_t *ret_resumed, struct bn_error *err)
+{
 	const struct bn_manifest *m = b->m;
-	ev.bundle = m->name;
-	ev.channel = m->channel;
-	ev.version = m->version;
-	ev.has_version = true;
-	bn_fault_point("import:verified");
-
-	/* Policy: channel and name, anti-rollback floor, expiry.  The floor
-	 * is per channel, so the channel is pinned: a bundle of another channel
-	 * (signed by the same key) would otherwise start from floor 0. */
-	if (d->channel[0] && strcmp(m->channel, d->channel)) {
-		r = bn_fail(err, -ESTALE,
-		            "%s: channel %s is not the channel this root follows (%s); an operator "
-		            "switches with agctl channel set %s (audited)",
-		            dir, m->channel, d->channel, m->channel);
-		goto refuse;
-	}
-	if (!bn_trust_accepts_channel(&d->trust, m->channel)) {
-		r = bn_fail(err, -ESTALE, "%s: channel %s is not one the trust policy accepts", dir, m->channel);
-		goto refuse;
-	}
-	if (!bn_trust_accepts_bundle(&d->trust, m->name)) {
-		r = bn_fail(err, -ESTALE, "%s: bundle %s is not one the trust policy accepts", dir, m->name);
-		goto refuse;
-	}
-	bool has_floor = false;
-	uint64_t fl = floor_of(d, m->channel, &has_floor), minv = bn_trust_min_version(&d->trust, m->channel);
-	bool downgrade = (has_floor && m->version <= fl) || m->version < minv;
-	/* The floor rises at promotion; until then a staged version of the
-	 * channel is not replaced by an older or equal one (mark it bad first). */
-	int idle = d->active >= 0 ? 1 - d->active : 0;
-	const struct bn_slot *is = &d->slots[idle];
-	if (!downgrade && is->state == BN_SLOT_STAGED && is->has_bundle && !strcmp(is->channel, m->channel) &&
-	    m->version <= is->version && !o->allow_downgrade) {
-		r = bn_fail(
-		    err, -ESTALE,
-		    "%s: version %" PRIu64 " of channel %s is not above the staged %" PRIu64
-		    " in slot %s; refusing to replace it (agctl mark-bad it first, or --allow-downgrade, audited)",
-		    dir, m->version, m->channel, is->version, slot_names[idle]);
-		goto refuse;
-	}
-	uint64_t base = has_floor && fl > minv ? fl : minv;
-	if (d->trust.max_version_jump && m->version > base && m->version - base > d->trust.max_version_jump) {
-		r = bn_fail(err, -ESTALE,
-		            "%s: version %" PRIu64 " jumps more than the trust policy's max_version_jump (%" PRIu64
-		            ") above %" PRIu64 " on channel %s",
-		            dir, m->version, d->trust.max_version_jump, base, m->channel);
-		goto refuse;
-	}
-	if (d->max_skew_s >= 0) {
-		int64_t created = parse_rfc3339(m->created), now = (int64_t)time(NULL);
-		if (created > now && created - now > d->max_skew_s) {
-			r = bn_fail(
-			    err, -ESTALE,
-			    "%s: bundle created %s, %" PRId64 " s in the future (more than the %" PRId64
-			    " s of max_clock_skew_s allowed); check the clocks of the packing host and of this one",
-			    dir, m->created, created - now, d->max_skew_s);
-			goto refuse;
-		}
-	}
-	if (downgrade && !o->allow_downgrade) {
-		r = has_floor && m->version <= fl
-		            ? bn_fail(err, -ESTALE, "%s: version %" PRIu64 " of channel %s is not above the last accepted (%" PRIu64
-		                      "); refusing a downgrade or replay (--allow-downgrade overrides, audited)",
-		                      dir, m->version, m->channel, fl)
-		            : bn_fail(err, -ESTALE, "%s: version %" PRIu64 " is below the trust policy's minimum %" PRIu64
-		                      " for channel %s", dir, m->version, minv, m->channel);
-		goto refuse;
-	}
-	if (d->trust.max_age_days) {
-		int64_t created = parse_rfc3339(m->created);
-		if (created < 0 || (int64_t)time(NULL) - created > (int64_t)d->trust.max_age_days * 86400) {
-			r = bn_fail(err, -ESTALE, "%s: bundle created %s is older than the policy's %" PRIu64 " days (expired)",
-			            dir, m->created, d->trust.max_age_days);
-			goto refuse;
-		}
-	}
-	/* A delta bundle is completed from the slot that holds its base (per
-	 * medium too: the first medium staged places the reused chunks). */
-	if (m->base && !b->base_dir && (r = attach_base(d, b, err)) < 0)
-		goto refuse;
-	if (o->check_only && !o->dry_run)
-		return 0;
-	/* The idle slot: never the active one. */
-	int slot = d->active >= 0 ? 1 - d->active : 0;
-	ev.slot = slot_names[slot];
-	if (d->slots[slot].state == BN_SLOT_PREVIOUS && bn_deploy_in_window(d) && !o->force) {
-		char until[32];
-		time_t t = (time_t)d->window_until;
-		struct tm tm;
-		gmtime_r(&t, &tm);
-		strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", &tm);
-		r = bn_fail(err, -ESTALE, "slot %s holds the rollback target until the validation window ends (%s); "
-		            "run agctl mark-good, or import with --force", slot_names[slot], until);
-		goto refuse;
-	}
-	if (o->dry_run) {
-		uint64_t need = 0, have = 0;
-		char *slots = rpath(d, "slots");
-		r = slots ? bn_check_files(b, err) : bn_fail(err, -ENOMEM, "out of memory");
-		if (r == 0)
-			r = bn_bundle_check_space(b, slots, &need, &have, err);
-		free(slots);
-		if (r < 0)
-			goto fail;
-		if (ret) {
-			memset(ret, 0, sizeof *ret);
-			ret->slot = slot;
-			snprintf(ret->bundle, sizeof ret->bundle, "%s", m->name);
-			snprintf(ret->channel, sizeof ret->channel, "%s", m->channel);
-			ret->version = m->version;
-			ret->need_bytes = need;
-			ret->free_bytes = have;
-			ret->replaces = d->slots[slot];
-		}
-		ev.result = "ok";
-		snprintf(why, sizeof why, "would stage into slot %s%s; nothing staged", slot_names[slot],
-		         downgrade ? " (a downgrade, allowed by --allow-downgrade)" : "");
-		ev.reason = why;
-		return commit(d, &ev, err);
-	}
-
-	/* Intent first, then the slot's content. */
 	struct bn_slot old = d->slots[slot];
 	json_decref(d->pending);
 	/* old_state: recovery keeps the slot's old bundle when its tree is
 	 * still there; sha256: or recognises the new one, complete. */
 	char new_sha[BN_SHA256_HEX];
 	bn_hex(b->manifest_sha256, BN_SHA256_LEN, new_sha);
-	d->pending = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "op", "import", "to", slot_names[slot], "old_state",
-	                       state_names[old.state], "sha256", new_sha, "bundle", m->name, "channel", m->channel,
+	d->pending = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "op", "import", "to", bn_slot_names[slot], "old_state",
+	                       bn_slot_state_names[old.state], "sha256", new_sha, "bundle", m->name, "channel", m->channel,
 	                       "version", (json_int_t)m->version);
 	d->slots[slot].state = BN_SLOT_IMPORTING;
 	if (d->previous == slot)
 		d->previous = -1;
-	r = save_state(d, err);
+	int r = bn_slots_save(d, err);
 	if (r < 0)
-		goto fail;
+		return r;
 	bn_fault_point("import:intent");
 	char *target = bn_deploy_slot_path(d, slot), *work = NULL;
-	if (!target || asprintf(&work, "%s/staging/%s", d->root, slot_names[slot]) < 0) {
+	if (!target || asprintf(&work, "%s/staging/%s", d->root, bn_slot_names[slot]) < 0) {
 		free(target);
-		r = bn_fail(err, -ENOMEM, "out of memory");
-		goto fail;
+		return bn_fail(err, -ENOMEM, "out of memory");
 	}
 	struct bn_extract_opts xo = {.cancel = o->cancel, .progress = o->progress, .userdata = o->userdata,
 	                             .work_dir = work, .replace = true};
@@ -1074,25 +475,32 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 		d->slots[slot] = old;
 		if (old.state == BN_SLOT_PREVIOUS && d->active >= 0)
 			d->previous = slot;
-		goto fail;
+		return r;
 	}
 	bn_fault_point("import:extracted");
 	/* The signed manifest travels with the slot: health checks find the
 	 * model and its suite through it.  Artifact names start alphanumeric,
 	 * so this dot file never collides with one. */
-	{
-		char *mp = bn_deploy_slot_path(d, slot), *mf = NULL;
-		if (!mp || asprintf(&mf, "%s/%s", mp, BN_SLOT_MANIFEST) < 0)
-			r = bn_fail(err, -ENOMEM, "out of memory");
-		else
-			r = bn_write_file_atomic(mf, b->manifest_buf, b->manifest_len, 0644, err);
-		free(mp);
-		free(mf);
-		if (r < 0) {
-			memset(&d->slots[slot], 0, sizeof d->slots[slot]);
-			goto fail;
-		}
+	char *mp = bn_deploy_slot_path(d, slot), *mf = NULL;
+	if (!mp || asprintf(&mf, "%s/%s", mp, BN_SLOT_MANIFEST) < 0)
+		r = bn_fail(err, -ENOMEM, "out of memory");
+	else
+		r = bn_write_file_atomic(mf, b->manifest_buf, b->manifest_len, 0644, err);
+	free(mp);
+	free(mf);
+	if (r < 0) {
+		memset(&d->slots[slot], 0, sizeof d->slots[slot]);
+		return r;
 	}
+	*ret_resumed = xo.resumed_chunks;
+	return 0;
+}
+
+/* The slot now holds the bundle, staged; the intent is done.  Returns
+ * whether the root was pinned to the bundle's channel by this import. */
+static bool import_record(struct bn_deploy *d, const struct bn_bundle *b, int slot)
+{
+	const struct bn_manifest *m = b->m;
 	struct bn_slot *s = &d->slots[slot];
 	memset(s, 0, sizeof *s);
 	s->state = BN_SLOT_STAGED;
@@ -1109,18 +517,63 @@ int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_
 		snprintf(d->channel, sizeof d->channel, "%s", m->channel);
 	json_decref(d->pending);
 	d->pending = NULL;
+	return pinned;
+}
+
+int bn_deploy_import_bundle(struct bn_deploy *d, struct bn_bundle *b, struct bn_import_opts *o,
+                            struct bn_import_result *ret, struct bn_error *err)
+{
+	struct bn_import_opts none = {0};
+	if (!o)
+		o = &none;
+	struct bn_audit_event ev = {.action = o->dry_run ? "import-dry-run" : "import", .result = "refused"};
+	char why[BN_ERROR_MAX];
+	const struct bn_manifest *m = b->m;
+	ev.bundle = m->name;
+	ev.channel = m->channel;
+	ev.version = m->version;
+	ev.has_version = true;
+	bn_fault_point("import:verified");
+
+	bool downgrade = false;
+	int r = bn_policy_check_import(d, m, b->dir, o, &downgrade, err);
+	if (r < 0)
+		goto refuse;
+	/* A delta bundle is completed from the slot that holds its base (per
+	 * medium too: the first medium staged places the reused chunks). */
+	if (m->base && !b->base_dir && (r = attach_base(d, b, err)) < 0)
+		goto refuse;
+	if (o->check_only && !o->dry_run)
+		return 0;
+	/* The idle slot: never the active one. */
+	int slot = d->active >= 0 ? 1 - d->active : 0;
+	ev.slot = bn_slot_names[slot];
+	r = bn_policy_check_slot(d, slot, o, err);
+	if (r < 0)
+		goto refuse;
+	if (o->dry_run) {
+		r = import_dry_run(d, b, slot, ret, err);
+		if (r < 0)
+			goto fail;
+		ev.result = "ok";
+		snprintf(why, sizeof why, "would stage into slot %s%s; nothing staged", bn_slot_names[slot],
+		         downgrade ? " (a downgrade, allowed by --allow-downgrade)" : "");
+		ev.reason = why;
+		return bn_deploy_commit(d, &ev, err);
+	}
+	size_t resumed = 0;
+	r = import_stage(d, b, o, slot, &resumed, err);
+	if (r < 0)
+		goto fail;
+	bool pinned = import_record(d, b, slot);
 	ev.result = "ok";
 	snprintf(why, sizeof why, "%s%s%s", downgrade ? "downgrade allowed by operator (--allow-downgrade)" : "staged",
-	         xo.resumed_chunks ? "; resumed an interrupted import" : "",
-	         pinned ? "; root now follows this channel" : "");
+	         resumed ? "; resumed an interrupted import" : "", pinned ? "; root now follows this channel" : "");
 	ev.reason = why;
-	r = commit(d, &ev, err);
+	r = bn_deploy_commit(d, &ev, err);
 	if (r == 0 && ret) {
-		ret->slot = slot;
-		snprintf(ret->bundle, sizeof ret->bundle, "%s", m->name);
-		snprintf(ret->channel, sizeof ret->channel, "%s", m->channel);
-		ret->version = m->version;
-		ret->resumed_chunks = xo.resumed_chunks;
+		import_ids(ret, m, slot);
+		ret->resumed_chunks = resumed;
 		ret->notes[0] = '\0';
 		for (size_t i = 0; bn_bundle_note(b, i); i++) {
 			size_t l = strlen(ret->notes);
@@ -1137,7 +590,7 @@ refuse:
 	ev.reason = why;
 	{
 		struct bn_error e2 = {0};
-		(void)commit(d, &ev, &e2);
+		(void)bn_deploy_commit(d, &ev, &e2);
 	}
 	return r;
 }
@@ -1148,13 +601,13 @@ int bn_deploy_promote(struct bn_deploy *d, struct bn_error *err)
 	if (to < 0)
 		return bn_fail(err, -ENOENT, "%s: no staged slot to promote", d->root);
 	struct bn_slot *s = &d->slots[to];
-	struct bn_audit_event ev = {.action = "promote", .slot = slot_names[to], .bundle = s->bundle,
+	struct bn_audit_event ev = {.action = "promote", .slot = bn_slot_names[to], .bundle = s->bundle,
 	                            .channel = s->channel, .version = s->version, .has_version = true, .result = "ok"};
 	json_decref(d->pending);
-	d->pending = json_pack("{s:s, s:s?, s:s, s:i, s:I}", "op", "promote", "from", from >= 0 ? slot_names[from] : NULL,
-	                       "to", slot_names[to], "old_previous", d->previous, "old_window_until",
+	d->pending = json_pack("{s:s, s:s?, s:s, s:i, s:I}", "op", "promote", "from", from >= 0 ? bn_slot_names[from] : NULL,
+	                       "to", bn_slot_names[to], "old_previous", d->previous, "old_window_until",
 	                       (json_int_t)d->window_until);
-	int r = save_state(d, err);
+	int r = bn_slots_save(d, err);
 	if (r < 0)
 		return r;
 	bn_fault_point("promote:intent");
@@ -1162,7 +615,7 @@ int bn_deploy_promote(struct bn_deploy *d, struct bn_error *err)
 	if (r < 0)
 		goto undo;
 	bn_fault_point("promote:switched");
-	r = run_hook(d, "promote", to, err);
+	r = bn_hook_run(d, "promote", to, err);
 	if (r < 0)
 		goto undo;
 	bn_fault_point("promote:hooked");
@@ -1176,23 +629,23 @@ int bn_deploy_promote(struct bn_deploy *d, struct bn_error *err)
 	d->window_until = d->window_s > 0 ? (int64_t)time(NULL) + d->window_s : 0;
 	/* Anti-rollback: the floor rises with what was promoted. */
 	bool has_floor = false;
-	uint64_t fl = floor_of(d, s->channel, &has_floor);
+	uint64_t fl = bn_policy_floor(d, s->channel, &has_floor);
 	if (!has_floor || s->version > fl)
 		json_object_set_new(d->floors, s->channel, json_integer((json_int_t)s->version));
 	json_decref(d->pending);
 	d->pending = NULL;
-	return commit(d, &ev, err);
+	return bn_deploy_commit(d, &ev, err);
 undo:;
 	char why[BN_ERROR_MAX];
 	snprintf(why, sizeof why, "%.900s; switch undone", err ? err->msg : "failed");
 	struct bn_error e2 = {0};
 	if (set_active_link(d, from, &e2) == 0 && from >= 0)
-		(void)run_hook(d, "rollback", from, &e2);
+		(void)bn_hook_run(d, "rollback", from, &e2);
 	json_decref(d->pending);
 	d->pending = NULL;
 	ev.result = "failed";
 	ev.reason = why;
-	(void)commit(d, &ev, &e2);
+	(void)bn_deploy_commit(d, &ev, &e2);
 	if (err)
 		snprintf(err->msg, sizeof err->msg, "%s", why);
 	return r;
@@ -1206,9 +659,9 @@ int bn_deploy_rollback(struct bn_deploy *d, const char *reason, struct bn_error 
 	if (!reason)
 		reason = "rolled back by operator";
 	json_decref(d->pending);
-	d->pending = json_pack("{s:s, s:s, s:s, s:s}", "op", "rollback", "from", slot_names[from], "to", slot_names[to],
+	d->pending = json_pack("{s:s, s:s, s:s, s:s}", "op", "rollback", "from", bn_slot_names[from], "to", bn_slot_names[to],
 	                       "reason", reason);
-	int r = save_state(d, err);
+	int r = bn_slots_save(d, err);
 	if (r < 0)
 		return r;
 	bn_fault_point("rollback:intent");
@@ -1217,7 +670,7 @@ int bn_deploy_rollback(struct bn_deploy *d, const char *reason, struct bn_error 
 		return r; /* pending stays: the next open finishes the rollback */
 	bn_fault_point("rollback:switched");
 	struct bn_error he = {0};
-	int hr = run_hook(d, "rollback", to, &he);
+	int hr = bn_hook_run(d, "rollback", to, &he);
 	bn_fault_point("rollback:hooked");
 	d->slots[from].state = BN_SLOT_BAD;
 	snprintf(d->slots[from].reason, sizeof d->slots[from].reason, "%s", reason);
@@ -1230,10 +683,10 @@ int bn_deploy_rollback(struct bn_deploy *d, const char *reason, struct bn_error 
 	char why[BN_ERROR_MAX];
 	snprintf(why, sizeof why, "%.400s%s%.500s", reason, hr < 0 ? "; switch hook failed: " : "", hr < 0 ? he.msg : "");
 	const struct bn_slot *s = &d->slots[to];
-	struct bn_audit_event ev = {.action = "rollback", .slot = slot_names[to], .bundle = s->bundle,
+	struct bn_audit_event ev = {.action = "rollback", .slot = bn_slot_names[to], .bundle = s->bundle,
 	                            .channel = s->channel, .version = s->version, .has_version = s->has_bundle,
 	                            .result = hr < 0 ? "failed" : "ok", .reason = why};
-	r = commit(d, &ev, err);
+	r = bn_deploy_commit(d, &ev, err);
 	if (r == 0 && hr < 0) {
 		if (err)
 			*err = he;
@@ -1248,10 +701,10 @@ int bn_deploy_mark_good(struct bn_deploy *d, struct bn_error *err)
 		return bn_fail(err, -ENOENT, "%s: no active slot", d->root);
 	d->window_until = 0;
 	const struct bn_slot *s = &d->slots[d->active];
-	struct bn_audit_event ev = {.action = "mark-good", .slot = slot_names[d->active], .bundle = s->bundle,
+	struct bn_audit_event ev = {.action = "mark-good", .slot = bn_slot_names[d->active], .bundle = s->bundle,
 	                            .channel = s->channel, .version = s->version, .has_version = s->has_bundle,
 	                            .result = "ok"};
-	return commit(d, &ev, err);
+	return bn_deploy_commit(d, &ev, err);
 }
 
 int bn_deploy_mark_bad(struct bn_deploy *d, int slot, const char *reason, struct bn_error *err)
@@ -1266,15 +719,15 @@ int bn_deploy_mark_bad(struct bn_deploy *d, int slot, const char *reason, struct
 		return bn_deploy_rollback(d, reason, err);
 	struct bn_slot *s = &d->slots[slot];
 	if (s->state == BN_SLOT_EMPTY)
-		return bn_fail(err, -ENOENT, "slot %s is empty", slot_names[slot]);
+		return bn_fail(err, -ENOENT, "slot %s is empty", bn_slot_names[slot]);
 	s->state = BN_SLOT_BAD;
 	snprintf(s->reason, sizeof s->reason, "%s", reason);
 	if (d->previous == slot)
 		d->previous = -1;
-	struct bn_audit_event ev = {.action = "mark-bad", .slot = slot_names[slot], .bundle = s->bundle,
+	struct bn_audit_event ev = {.action = "mark-bad", .slot = bn_slot_names[slot], .bundle = s->bundle,
 	                            .channel = s->channel, .version = s->version, .has_version = s->has_bundle,
 	                            .result = "ok", .reason = reason};
-	return commit(d, &ev, err);
+	return bn_deploy_commit(d, &ev, err);
 }
 
 int bn_deploy_trust_update(struct bn_deploy *d, const char *path, const char *const *sigs, size_t n_sigs,
@@ -1289,7 +742,7 @@ int bn_deploy_trust_update(struct bn_deploy *d, const char *path, const char *co
 	if (r == 0)
 		r = bn_trust_check_update(&d->trust, buf, len, sigs, n_sigs, np, err);
 	if (r == 0) {
-		char *tp = rpath(d, "trust.json");
+		char *tp = bn_deploy_rpath(d, "trust.json");
 		/* The signed bytes themselves become the policy. */
 		r = tp ? bn_write_file_atomic(tp, buf, len, 0644, err) : bn_fail(err, -ENOMEM, "out of memory");
 		free(tp);
@@ -1304,7 +757,7 @@ int bn_deploy_trust_update(struct bn_deploy *d, const char *path, const char *co
 	}
 	ev.reason = why;
 	struct bn_error e2 = {0};
-	int q = commit(d, &ev, r == 0 ? err : &e2);
+	int q = bn_deploy_commit(d, &ev, r == 0 ? err : &e2);
 	free(buf);
 	free(np);
 	return r < 0 ? r : q;
@@ -1328,12 +781,12 @@ int bn_deploy_channel_set(struct bn_deploy *d, const char *channel, const char *
 	if (r == 0 && st >= 0 && strcmp(d->slots[st].channel, channel))
 		r = bn_fail(err, -EBUSY,
 		            "slot %s holds a staged bundle of channel %s; promote it or agctl mark-bad it first",
-		            slot_names[st], d->slots[st].channel);
+		            bn_slot_names[st], d->slots[st].channel);
 	if (r < 0) {
 		snprintf(why, sizeof why, "%s", err ? err->msg : "refused");
 		ev.reason = why;
 		struct bn_error e2 = {0};
-		(void)commit(d, &ev, &e2);
+		(void)bn_deploy_commit(d, &ev, &e2);
 		return r;
 	}
 	snprintf(why, sizeof why, "%s -> %s: %.400s", d->channel[0] ? d->channel : "(none)", channel,
@@ -1341,19 +794,19 @@ int bn_deploy_channel_set(struct bn_deploy *d, const char *channel, const char *
 	snprintf(d->channel, sizeof d->channel, "%s", channel);
 	ev.result = "ok";
 	ev.reason = why;
-	return commit(d, &ev, err);
+	return bn_deploy_commit(d, &ev, err);
 }
 
 json_t *bn_deploy_status(const struct bn_deploy *d)
 {
 	json_t *o = json_object(), *slots = json_object(), *keys = json_array();
 	json_object_set_new(o, "root", json_string(d->root));
-	json_object_set_new(o, "active", d->active >= 0 ? json_string(slot_names[d->active]) : json_null());
-	json_object_set_new(o, "previous", d->previous >= 0 ? json_string(slot_names[d->previous]) : json_null());
+	json_object_set_new(o, "active", d->active >= 0 ? json_string(bn_slot_names[d->active]) : json_null());
+	json_object_set_new(o, "previous", d->previous >= 0 ? json_string(bn_slot_names[d->previous]) : json_null());
 	json_object_set_new(o, "validation_window_until", d->window_until ? json_integer(d->window_until) : json_null());
 	json_object_set_new(o, "in_validation_window", json_boolean(bn_deploy_in_window(d)));
 	for (int i = 0; i < 2; i++)
-		json_object_set_new(slots, slot_names[i], slot_json(&d->slots[i]));
+		json_object_set_new(slots, bn_slot_names[i], bn_slot_json(&d->slots[i]));
 	json_object_set_new(o, "slots", slots);
 	json_object_set(o, "floors", d->floors);
 	json_object_set_new(o, "channel", d->channel[0] ? json_string(d->channel) : json_null());

@@ -463,72 +463,109 @@ struct member {
 	struct bn_sha256 *sha;
 };
 
-/* One attempt at rebuilding every lost data volume of group g.  1: a
- * survivor failed its hash (marked; try again), 0: done, <0: error. */
-static int rebuild_once(struct bn_bundle *b, size_t g, struct bn_error *err)
+/* One rebuild attempt of a parity group: its survivors (src, k of them)
+ * and the lost data volumes (out, no of them), their buffers and the
+ * decoding tables. */
+struct rebuild {
+	struct bn_layout *l;
+	const struct bn_manifest *m;
+	const struct bn_parity_group *gr;
+	size_t g;
+	uint32_t k, p;
+	struct member *src, *out;
+	size_t ns, no;
+	uint8_t *a, *sub, *inv, *rows, *tbl;
+	uint8_t **sbuf, **obuf;
+	size_t B;
+	const char *rd;
+};
+
+static void rebuild_free(struct rebuild *rb)
 {
-	struct bn_layout *l = b->layout;
-	const struct bn_manifest *m = b->m;
-	const struct bn_parity_group *gr = &m->parity->groups[g];
-	uint32_t k = gr->k, p = gr->p;
-	struct member *src = calloc(k, sizeof *src), *out = calloc(k, sizeof *out);
-	uint8_t *a = bn_parity_matrix(k, p), *sub = malloc((size_t)k * k), *inv = malloc((size_t)k * k);
-	uint8_t *rows = malloc((size_t)k * k), *tbl = malloc((size_t)32 * k * k);
-	uint8_t **sbuf = calloc(k, sizeof *sbuf), **obuf = calloc(k, sizeof *obuf);
-	size_t ns = 0, no = 0;
-	int r = 0;
-	if (!src || !out || !a || !sub || !inv || !rows || !tbl || !sbuf || !obuf) {
-		r = bn_fail(err, -ENOMEM, "out of memory");
-		goto out;
+	for (uint32_t i = 0; rb->src && i < rb->k; i++) {
+		if (rb->src[i].fd >= 0)
+			close(rb->src[i].fd);
+		bn_sha256_free(rb->src[i].sha);
 	}
-	for (uint32_t i = 0; i < k; i++)
-		src[i].fd = out[i].fd = -1;
-	/* Survivors: data volumes first (identity rows), then parity volumes. */
-	for (uint32_t i = 0; i < k + p && ns < k; i++) {
+	for (uint32_t i = 0; rb->out && i < rb->k; i++) {
+		if (rb->out[i].fd >= 0)
+			close(rb->out[i].fd);
+		bn_sha256_free(rb->out[i].sha);
+	}
+	for (uint32_t i = 0; rb->sbuf && i < rb->k; i++)
+		free(rb->sbuf[i]);
+	for (uint32_t i = 0; rb->obuf && i < rb->k; i++)
+		free(rb->obuf[i]);
+	free(rb->sbuf);
+	free(rb->obuf);
+	free(rb->src);
+	free(rb->out);
+	free(rb->a);
+	free(rb->sub);
+	free(rb->inv);
+	free(rb->rows);
+	free(rb->tbl);
+}
+
+/* Survivors: data volumes first (identity rows), then parity volumes; the
+ * lost: data volumes marked bad. */
+static void rebuild_members(struct rebuild *rb)
+{
+	const struct bn_layout *l = rb->l;
+	const struct bn_manifest *m = rb->m;
+	const struct bn_parity_group *gr = rb->gr;
+	uint32_t k = rb->k, p = rb->p;
+	for (uint32_t i = 0; i < k + p && rb->ns < k; i++) {
 		bool par = i >= k;
 		size_t v = par ? gr->par[i - k] : gr->data[i];
 		uint8_t st = par ? l->pst[v] : l->vst[v];
 		if (st == VS_OK || st == VS_REBUILT)
-			src[ns++] = (struct member){.par = par, .v = v, .row = i,
-			                            .size = par ? m->parity->volumes[v].size : m->volumes[v].size, .fd = -1};
+			rb->src[rb->ns++] = (struct member){.par = par, .v = v, .row = i,
+			                                    .size = par ? m->parity->volumes[v].size : m->volumes[v].size,
+			                                    .fd = -1};
 	}
 	for (uint32_t i = 0; i < k; i++)
 		if (l->vst[gr->data[i]] == VS_BAD)
-			out[no++] = (struct member){.v = gr->data[i], .row = i, .size = m->volumes[gr->data[i]].size, .fd = -1};
-	if (no == 0)
-		goto out;
-	if (ns < k) {
-		r = unrecoverable(b, g, err);
-		goto out;
-	}
-	/* data = inverse(survivor rows) x survivors: the lost volumes' rows of the inverse. */
-	for (uint32_t i = 0; i < k; i++)
-		memcpy(sub + (size_t)i * k, a + (size_t)src[i].row * k, k);
-	if (gf_invert_matrix(sub, inv, (int)k) < 0) {
-		r = bn_fail(err, -EIO, "parity group %zu: cannot invert the decoding matrix", g + 1);
-		goto out;
-	}
-	for (size_t o = 0; o < no; o++)
-		memcpy(rows + o * k, inv + (size_t)out[o].row * k, k);
-	ec_init_tables((int)k, (int)no, rows, tbl);
+			rb->out[rb->no++] =
+			    (struct member){.v = gr->data[i], .row = i, .size = m->volumes[gr->data[i]].size, .fd = -1};
+}
 
-	const char *rd = repair_dir();
+/* data = inverse(survivor rows) x survivors: the lost volumes' rows of the inverse. */
+static int rebuild_tables(struct rebuild *rb, struct bn_error *err)
+{
+	uint32_t k = rb->k;
+	for (uint32_t i = 0; i < k; i++)
+		memcpy(rb->sub + (size_t)i * k, rb->a + (size_t)rb->src[i].row * k, k);
+	if (gf_invert_matrix(rb->sub, rb->inv, (int)k) < 0)
+		return bn_fail(err, -EIO, "parity group %zu: cannot invert the decoding matrix", rb->g + 1);
+	for (size_t o = 0; o < rb->no; o++)
+		memcpy(rb->rows + o * k, rb->inv + (size_t)rb->out[o].row * k, k);
+	ec_init_tables((int)k, (int)rb->no, rb->rows, rb->tbl);
+	return 0;
+}
+
+/* Free space in the repair directory, the survivors opened, an anonymous
+ * file for each lost volume.  1: a survivor vanished (marked; try again). */
+static int rebuild_open(struct rebuild *rb, struct bn_error *err)
+{
+	struct bn_layout *l = rb->l;
+	const struct bn_manifest *m = rb->m;
+	uint32_t k = rb->k;
+	size_t no = rb->no;
+	const char *rd = rb->rd = repair_dir();
 	uint64_t need = 0;
 	for (size_t o = 0; o < no; o++)
-		need += out[o].size;
+		need += rb->out[o].size;
 	struct statvfs sv;
-	if (statvfs(rd, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < need) {
-		r = bn_fail(err, -ENOSPC, "%s: not enough free space to rebuild %zu volume(s) from parity (%" PRIu64
-		            " MiB; set AGKIT_REPAIR_DIR)", rd, no, need >> 20);
-		goto out;
-	}
-	size_t B = bn_parity_block(k + (uint32_t)no);
+	if (statvfs(rd, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < need)
+		return bn_fail(err, -ENOSPC, "%s: not enough free space to rebuild %zu volume(s) from parity (%" PRIu64
+		               " MiB; set AGKIT_REPAIR_DIR)", rd, no, need >> 20);
+	size_t B = rb->B = bn_parity_block(k + (uint32_t)no);
 	for (uint32_t i = 0; i < k; i++) {
-		struct member *s = &src[i];
-		if (posix_memalign((void **)&sbuf[i], 64, B) != 0 || !(s->sha = bn_sha256_new())) {
-			sbuf[i] = NULL;
-			r = bn_fail(err, -ENOMEM, "out of memory");
-			goto out;
+		struct member *s = &rb->src[i];
+		if (posix_memalign((void **)&rb->sbuf[i], 64, B) != 0 || !(s->sha = bn_sha256_new())) {
+			rb->sbuf[i] = NULL;
+			return bn_fail(err, -ENOMEM, "out of memory");
 		}
 		if (!s->par && l->vst[s->v] == VS_REBUILT)
 			s->fd = dup(l->vfd[s->v]);
@@ -538,64 +575,78 @@ static int rebuild_once(struct bn_bundle *b, size_t g, struct bn_error *err)
 			/* Vanished or unreadable since the check: drop it and try again. */
 			(s->par ? l->pst : l->vst)[s->v] = VS_BAD;
 			(s->par ? l->pwhy : l->vwhy)[s->v] = "unreadable";
-			r = 1;
-			goto out;
+			return 1;
 		}
 		posix_fadvise(s->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	}
 	for (size_t o = 0; o < no; o++) {
+		struct member *out = &rb->out[o];
 		char *tp = NULL;
-		if (asprintf(&tp, "%s/agkit-rebuild-XXXXXX", rd) < 0) {
-			r = bn_fail(err, -ENOMEM, "out of memory");
-			goto out;
-		}
-		out[o].fd = mkostemp(tp, O_CLOEXEC);
+		if (asprintf(&tp, "%s/agkit-rebuild-XXXXXX", rd) < 0)
+			return bn_fail(err, -ENOMEM, "out of memory");
+		out->fd = mkostemp(tp, O_CLOEXEC);
 		int e = errno;
-		if (out[o].fd >= 0)
+		if (out->fd >= 0)
 			unlink(tp); /* anonymous: nothing to clean up, even after a crash */
 		free(tp);
-		if (out[o].fd < 0) {
-			r = bn_fail(err, -e, "%s: cannot create a file to rebuild %s: %s", rd, m->volumes[out[o].v].name,
-			            strerror(e));
-			goto out;
-		}
-		if (posix_memalign((void **)&obuf[o], 64, B) != 0 || !(out[o].sha = bn_sha256_new())) {
-			obuf[o] = NULL;
-			r = bn_fail(err, -ENOMEM, "out of memory");
-			goto out;
+		if (out->fd < 0)
+			return bn_fail(err, -e, "%s: cannot create a file to rebuild %s: %s", rd, m->volumes[out->v].name,
+			               strerror(e));
+		if (posix_memalign((void **)&rb->obuf[o], 64, B) != 0 || !(out->sha = bn_sha256_new())) {
+			rb->obuf[o] = NULL;
+			return bn_fail(err, -ENOMEM, "out of memory");
 		}
 	}
-	for (uint64_t off = 0; off < gr->len; off += B) {
+	return 0;
+}
+
+/* The group's stripes: survivors read and hashed, lost volumes decoded,
+ * hashed and written.  1: a survivor failed a read (marked; try again). */
+static int rebuild_stripes(struct rebuild *rb, struct bn_error *err)
+{
+	struct bn_layout *l = rb->l;
+	const struct bn_manifest *m = rb->m;
+	uint32_t k = rb->k;
+	size_t no = rb->no, B = rb->B;
+	int r;
+	for (uint64_t off = 0; off < rb->gr->len; off += B) {
 		if ((r = bn_check_cancel(err)) < 0)
-			goto out;
-		size_t len = gr->len - off < B ? (size_t)(gr->len - off) : B;
+			return r;
+		size_t len = rb->gr->len - off < B ? (size_t)(rb->gr->len - off) : B;
 		for (uint32_t i = 0; i < k; i++) {
-			struct member *s = &src[i];
+			struct member *s = &rb->src[i];
 			size_t have = off >= s->size ? 0 : (s->size - off < len ? (size_t)(s->size - off) : len);
-			if (have && bn_pread_all(s->fd, sbuf[i], have, off) < 0) {
+			if (have && bn_pread_all(s->fd, rb->sbuf[i], have, off) < 0) {
 				(s->par ? l->pst : l->vst)[s->v] = VS_BAD;
 				(s->par ? l->pwhy : l->vwhy)[s->v] = "read error";
-				r = 1;
-				goto out;
+				return 1;
 			}
-			bn_sha256_update(s->sha, sbuf[i], have);
-			memset(sbuf[i] + have, 0, len - have);
+			bn_sha256_update(s->sha, rb->sbuf[i], have);
+			memset(rb->sbuf[i] + have, 0, len - have);
 		}
-		ec_encode_data((int)len, (int)k, (int)no, tbl, sbuf, obuf);
+		ec_encode_data((int)len, (int)k, (int)no, rb->tbl, rb->sbuf, rb->obuf);
 		for (size_t o = 0; o < no; o++) {
-			size_t have = off >= out[o].size ? 0 : (out[o].size - off < len ? (size_t)(out[o].size - off) : len);
-			bn_sha256_update(out[o].sha, obuf[o], have);
-			int q = have ? bn_pwrite_all(out[o].fd, obuf[o], have, off) : 0;
-			if (q < 0) {
-				r = bn_fail(err, q, "%s: cannot write the rebuilt %s: %s", rd, m->volumes[out[o].v].name,
-				            strerror(-q));
-				goto out;
-			}
+			struct member *out = &rb->out[o];
+			size_t have = off >= out->size ? 0 : (out->size - off < len ? (size_t)(out->size - off) : len);
+			bn_sha256_update(out->sha, rb->obuf[o], have);
+			int q = have ? bn_pwrite_all(out->fd, rb->obuf[o], have, off) : 0;
+			if (q < 0)
+				return bn_fail(err, q, "%s: cannot write the rebuilt %s: %s", rb->rd, m->volumes[out->v].name,
+				               strerror(-q));
 		}
 	}
-	/* Survivors are trusted only now that their signed hashes matched. */
-	for (uint32_t i = 0; i < k; i++) {
-		struct member *s = &src[i];
+	return 0;
+}
+
+/* Survivors are trusted only now that their signed hashes matched (1: one
+ * did not; marked, try again); then the rebuilt volumes against theirs. */
+static int rebuild_check(struct rebuild *rb, struct bn_error *err)
+{
+	struct bn_layout *l = rb->l;
+	const struct bn_manifest *m = rb->m;
+	int r = 0;
+	for (uint32_t i = 0; i < rb->k; i++) {
+		struct member *s = &rb->src[i];
 		uint8_t h[BN_SHA256_LEN];
 		bn_sha256_final(s->sha, h);
 		const uint8_t *want = s->par ? m->parity->volumes[s->v].sha256 : m->volumes[s->v].sha256;
@@ -610,48 +661,67 @@ static int rebuild_once(struct bn_bundle *b, size_t g, struct bn_error *err)
 		}
 	}
 	if (r)
-		goto out;
-	for (size_t o = 0; o < no; o++) {
+		return r;
+	for (size_t o = 0; o < rb->no; o++) {
 		uint8_t h[BN_SHA256_LEN];
-		bn_sha256_final(out[o].sha, h);
-		if (memcmp(h, m->volumes[out[o].v].sha256, BN_SHA256_LEN) != 0) {
-			r = bn_fail(err, -EBADMSG, "%s: rebuilt from parity group %zu but its sha256 does not match the signed "
-			            "manifest", m->volumes[out[o].v].name, g + 1);
-			goto out;
-		}
+		bn_sha256_final(rb->out[o].sha, h);
+		if (memcmp(h, m->volumes[rb->out[o].v].sha256, BN_SHA256_LEN) != 0)
+			return bn_fail(err, -EBADMSG, "%s: rebuilt from parity group %zu but its sha256 does not match the "
+			               "signed manifest", m->volumes[rb->out[o].v].name, rb->g + 1);
 	}
-	for (size_t o = 0; o < no; o++) {
-		size_t v = out[o].v;
+	return 0;
+}
+
+/* One attempt at rebuilding every lost data volume of group g.  1: a
+ * survivor failed its hash (marked; try again), 0: done, <0: error. */
+static int rebuild_once(struct bn_bundle *b, size_t g, struct bn_error *err)
+{
+	const struct bn_parity_group *gr = &b->m->parity->groups[g];
+	uint32_t k = gr->k, p = gr->p;
+	struct rebuild rb = {.l = b->layout, .m = b->m, .gr = gr, .g = g, .k = k, .p = p};
+	rb.src = calloc(k, sizeof *rb.src);
+	rb.out = calloc(k, sizeof *rb.out);
+	rb.a = bn_parity_matrix(k, p);
+	rb.sub = malloc((size_t)k * k);
+	rb.inv = malloc((size_t)k * k);
+	rb.rows = malloc((size_t)k * k);
+	rb.tbl = malloc((size_t)32 * k * k);
+	rb.sbuf = calloc(k, sizeof *rb.sbuf);
+	rb.obuf = calloc(k, sizeof *rb.obuf);
+	int r = 0;
+	if (!rb.src || !rb.out || !rb.a || !rb.sub || !rb.inv || !rb.rows || !rb.tbl || !rb.sbuf || !rb.obuf) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0; i < k; i++)
+		rb.src[i].fd = rb.out[i].fd = -1;
+	rebuild_members(&rb);
+	if (rb.no == 0)
+		goto out;
+	if (rb.ns < k) {
+		r = unrecoverable(b, g, err);
+		goto out;
+	}
+	r = rebuild_tables(&rb, err);
+	if (r == 0)
+		r = rebuild_open(&rb, err);
+	if (r == 0)
+		r = rebuild_stripes(&rb, err);
+	if (r == 0)
+		r = rebuild_check(&rb, err);
+	if (r)
+		goto out;
+	struct bn_layout *l = rb.l;
+	for (size_t o = 0; o < rb.no; o++) {
+		size_t v = rb.out[o].v;
 		l->vst[v] = VS_REBUILT;
-		l->vfd[v] = out[o].fd;
-		out[o].fd = -1;
+		l->vfd[v] = rb.out[o].fd;
+		rb.out[o].fd = -1;
 		note(l, "%s: %s; rebuilt from parity group %zu and verified against the signed sha256", l->vpath[v],
 		     l->vwhy[v] ? l->vwhy[v] : "damaged", g + 1);
 	}
 out:
-	for (uint32_t i = 0; src && i < k; i++) {
-		if (src[i].fd >= 0)
-			close(src[i].fd);
-		bn_sha256_free(src[i].sha);
-	}
-	for (uint32_t i = 0; out && i < k; i++) {
-		if (out[i].fd >= 0)
-			close(out[i].fd);
-		bn_sha256_free(out[i].sha);
-	}
-	for (uint32_t i = 0; sbuf && i < k; i++)
-		free(sbuf[i]);
-	for (uint32_t i = 0; obuf && i < k; i++)
-		free(obuf[i]);
-	free(sbuf);
-	free(obuf);
-	free(src);
-	free(out);
-	free(a);
-	free(sub);
-	free(inv);
-	free(rows);
-	free(tbl);
+	rebuild_free(&rb);
 	return r;
 }
 

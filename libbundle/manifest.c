@@ -394,6 +394,286 @@ void bn_manifest_delta_bytes(const struct bn_manifest *m, uint64_t *ret_carried,
 	*ret_reused = u;
 }
 
+/* ---- bn_manifest_parse, one step per section ------------------------- */
+
+/* format, format_version, base, name, channel, created, version, sizes */
+static int parse_header(struct bn_manifest *m, json_t *root, struct bn_error *err)
+{
+	const char *fmt = get_str(root, "format"), *fv = get_str(root, "format_version");
+	if (!fmt || strcmp(fmt, BN_FORMAT_NAME) != 0) {
+		return BAD("not an agkit bundle manifest");
+	}
+	unsigned maj = 0, min = 0;
+	char tail;
+	if (!fv || sscanf(fv, "%u.%u%c", &maj, &min, &tail) != 2) {
+		return BAD("bad format_version");
+	}
+	if (maj != BN_FORMAT_MAJOR && maj != BN_FORMAT_DELTA_MAJOR) {
+		return bn_fail(err, -EPROTO,
+		               "manifest.json: unsupported bundle format version %u.%u (this agkit reads %u.x and %u.x); "
+		               "upgrade agkit on this host",
+		               maj, min, BN_FORMAT_MAJOR, BN_FORMAT_DELTA_MAJOR);
+	}
+	/* Format 2 is exactly the delta bundle: a base, and chunks that may come from it. */
+	int r = parse_base(m, root, maj, err);
+	if (r < 0)
+		return r;
+	m->format_major = maj;
+	m->format_minor = min;
+	const char *name = get_str(root, "name"), *channel = get_str(root, "channel"), *created = get_str(root, "created");
+	if (!name || !bn_name_valid(name) || !channel || !bn_name_valid(channel)) {
+		return BAD("bad bundle name or channel");
+	}
+	if (!created || strlen(created) > 64) {
+		return BAD("bad created time");
+	}
+	uint64_t cs = 0;
+	if (!get_u64(root, "version", (uint64_t)INT64_MAX, &m->version) ||
+	    !get_u64(root, "chunk_size", BN_MAX_CHUNK_SIZE, &cs) || cs < BN_MIN_CHUNK_SIZE ||
+	    !get_u64(root, "volume_size", UINT64_MAX / 2, &m->volume_size)) {
+		return BAD("bad version, chunk_size or volume_size");
+	}
+	m->chunk_size = (uint32_t)cs;
+	m->name = strdup(name);
+	m->channel = strdup(channel);
+	m->created = strdup(created);
+	if (!m->name || !m->channel || !m->created) {
+		return bn_fail(err, -ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+static int parse_volumes(struct bn_manifest *m, json_t *vols, struct bn_error *err)
+{
+	size_t nv = json_array_size(vols);
+	for (size_t i = 0; i < nv; i++) {
+		json_t *o = json_array_get(vols, i);
+		struct bn_volume *v = &m->volumes[i];
+		m->n_volumes = i + 1;
+		bn_volume_name(i, v->name);
+		const char *vn = json_is_object(o) ? get_str(o, "name") : NULL;
+		if (!vn || strcmp(vn, v->name) != 0) {
+			return BAD("volume %zu must be named %s", i + 1, v->name);
+		}
+		if (!get_u64(o, "size", m->volume_size, &v->size) || !get_hash(o, "sha256", v->sha256)) {
+			return BAD("volume %s has a bad size or sha256", v->name);
+		}
+	}
+	return 0;
+}
+
+/* Artifacts and their entries; nc: the number of chunks their ranges index. */
+static int parse_artifacts(struct bn_manifest *m, json_t *arts, size_t nc, struct bn_error *err)
+{
+	size_t na = json_array_size(arts);
+	for (size_t i = 0; i < na; i++) {
+		json_t *o = json_array_get(arts, i);
+		struct bn_artifact *a = &m->artifacts[i];
+		m->n_artifacts = i + 1;
+		if (!json_is_object(o)) {
+			return BAD("artifact %zu is not an object", i);
+		}
+		const char *an = get_str(o, "name"), *at = get_str(o, "type"), *al = get_str(o, "layout");
+		if (!an || !bn_name_valid(an)) {
+			return BAD("artifact %zu has an invalid name", i);
+		}
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(m->artifacts[j].name, an)) {
+				return BAD("artifact name '%s' is used twice", an);
+			}
+		a->name = strdup(an);
+		if (!a->name) {
+			return bn_fail(err, -ENOMEM, "out of memory");
+		}
+		if (!bundle_type_known(at)) {
+			return BAD("artifact '%s' has unsupported type '%s'", an, at ? at : "(none)");
+		}
+		a->type = strdup(at);
+		a->layout = strdup(al ? al : "tree");
+		uint64_t cf = 0, cn = 0;
+		if (!a->type || !a->layout) {
+			return bn_fail(err, -ENOMEM, "out of memory");
+		}
+		if (!get_u64(o, "size", UINT64_MAX / 4, &a->size) || !get_u64(o, "chunk_first", nc, &cf) ||
+		    !get_u64(o, "chunk_count", nc, &cn) || cf + cn > nc) {
+			return BAD("artifact '%s' has a bad size or chunk range", an);
+		}
+		a->chunk_first = (size_t)cf;
+		a->n_chunks = (size_t)cn;
+		json_t *src = json_object_get(o, "source");
+		if (src) {
+			if (!json_is_object(src)) {
+				return BAD("artifact '%s': source is not an object", an);
+			}
+			a->source = json_incref(src);
+		}
+		json_t *hv = json_object_get(o, "health");
+		if (hv) {
+			const char *h = json_is_string(hv) ? get_str(o, "health") : NULL;
+			if (!h || !bn_path_valid(h) || !strchr(h, '/') || !(a->health = strdup(h))) {
+				return BAD("artifact '%s': \"health\" must be ARTIFACT/PATH", an);
+			}
+		}
+		json_t *ents = json_object_get(o, "entries");
+		if (!json_is_array(ents)) {
+			return BAD("artifact '%s' has no entries", an);
+		}
+		int r = parse_entries(a, ents, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int check_health_refs(const struct bn_manifest *m, struct bn_error *err)
+{
+	size_t na = m->n_artifacts;
+	/* A health reference names a file entry of another artifact. */
+	for (size_t i = 0; i < na; i++) {
+		const char *h = m->artifacts[i].health;
+		if (!h)
+			continue;
+		size_t nl = (size_t)(strchr(h, '/') - h);
+		bool found = false;
+		for (size_t j = 0; j < na && !found; j++) {
+			const struct bn_artifact *t = &m->artifacts[j];
+			if (j == i || strlen(t->name) != nl || strncmp(t->name, h, nl) != 0)
+				continue;
+			for (size_t k = 0; k < t->n_entries && !found; k++)
+				found = t->entries[k].type == BN_ENTRY_FILE && !strcmp(t->entries[k].path, h + nl + 1);
+		}
+		if (!found) {
+			return BAD("artifact '%s': health suite '%s' is not a file of another artifact",
+			           m->artifacts[i].name, h);
+		}
+	}
+	return 0;
+}
+
+static int parse_chunks(struct bn_manifest *m, json_t *chunks, struct bn_error *err)
+{
+	size_t nc = json_array_size(chunks), na = m->n_artifacts, nv = m->n_volumes;
+	/* Chunks: tile artifacts (in artifact order) and volumes (in volume order). */
+	size_t art = 0, vol = 0;
+	uint64_t soff = 0, voff = 0;
+	for (size_t i = 0; i < nc; i++) {
+		json_t *o = json_array_get(chunks, i);
+		struct bn_chunk *c = &m->chunks[i];
+		m->n_chunks = i + 1;
+		uint64_t a = 0, v = 0, vo = 0, cs2 = 0, us = 0;
+		json_t *bo = json_is_object(o) ? json_object_get(o, "base") : NULL;
+		if (bo) {
+			/* A reused chunk: no volume bytes; it tiles its artifact's stream only. */
+			int r = parse_reused_chunk(m, o, bo, i, na, c, err);
+			if (r < 0)
+				return r;
+			while (art < na && i >= m->artifacts[art].chunk_first + m->artifacts[art].n_chunks &&
+			       soff == m->artifacts[art].size) {
+				art++;
+				soff = 0;
+			}
+			if (art >= na || c->artifact != art || i < m->artifacts[art].chunk_first) {
+				return BAD("chunk %zu is not in its artifact's chunk range", i);
+			}
+			c->soffset = soff;
+			soff += c->usize;
+			if (soff > m->artifacts[art].size) {
+				return BAD("chunk %zu runs past its artifact", i);
+			}
+			continue;
+		}
+		if (!json_is_object(o) || !get_u64(o, "artifact", na, &a) || a >= na || !get_u64(o, "volume", nv, &v) ||
+		    v >= nv || !get_u64(o, "offset", UINT64_MAX / 2, &vo) || !get_u64(o, "csize", BN_MAX_CHUNK_SIZE * 2ull, &cs2) ||
+		    !get_u64(o, "usize", m->chunk_size, &us) || cs2 == 0 || us == 0 ||
+		    cs2 > ZSTD_compressBound((size_t)us) || !get_hash(o, "sha256", c->sha256) ||
+		    !get_hash(o, "csha256", c->csha256)) {
+			return BAD("chunk %zu has a bad field", i);
+		}
+		const char *coding = get_str(o, "coding");
+		if (coding && !strcmp(coding, "zstd")) {
+			c->coding = BN_CODING_ZSTD;
+		} else if (coding && !strcmp(coding, "bytegroup2")) {
+			c->coding = BN_CODING_BG2;
+		} else if (coding && !strcmp(coding, "bytegroup4")) {
+			c->coding = BN_CODING_BG4;
+		} else {
+			return BAD("chunk %zu has unsupported coding '%s'", i, coding ? coding : "(none)");
+		}
+		/* Artifact order. */
+		while (art < na && i >= m->artifacts[art].chunk_first + m->artifacts[art].n_chunks) {
+			if (soff != m->artifacts[art].size)
+				break;
+			art++;
+			soff = 0;
+		}
+		if (art >= na || a != art || i < m->artifacts[art].chunk_first ||
+		    i >= m->artifacts[art].chunk_first + m->artifacts[art].n_chunks) {
+			return BAD("chunk %zu is not in its artifact's chunk range", i);
+		}
+		/* Volume order. */
+		if (v == vol + 1 && voff == m->volumes[vol].size) {
+			vol++;
+			voff = 0;
+		}
+		if (v != vol || vo != voff) {
+			return BAD("chunk %zu is out of place (volume %" PRIu64 " offset %" PRIu64 ")", i, v + 1, vo);
+		}
+		c->artifact = (uint32_t)a;
+		c->volume = (uint32_t)v;
+		c->voffset = vo;
+		c->csize = (uint32_t)cs2;
+		c->usize = (uint32_t)us;
+		c->soffset = soff;
+		soff += us;
+		voff += cs2;
+		if (voff > m->volumes[vol].size || soff > m->artifacts[art].size) {
+			return BAD("chunk %zu runs past its volume or artifact", i);
+		}
+	}
+	return 0;
+}
+
+static int check_coverage(const struct bn_manifest *m, struct bn_error *err)
+{
+	size_t nc = m->n_chunks, na = m->n_artifacts, nv = m->n_volumes;
+	int r = 0;
+	/* Every artifact's stream and every volume must be covered exactly. */
+	size_t ci = 0;
+	for (size_t i = 0; i < na; i++) {
+		const struct bn_artifact *a = &m->artifacts[i];
+		uint64_t sum = 0;
+		if (a->n_chunks && a->chunk_first != ci) {
+			return BAD("artifact '%s' chunk range is out of order", a->name);
+		}
+		for (size_t k = a->chunk_first; k < a->chunk_first + a->n_chunks; k++)
+			sum += m->chunks[k].usize;
+		ci += a->n_chunks;
+		if (sum != a->size) {
+			return BAD("artifact '%s': chunks hold %" PRIu64 " bytes, artifact says %" PRIu64, a->name, sum, a->size);
+		}
+	}
+	if (ci != nc) {
+		return BAD("chunks not owned by any artifact");
+	}
+	{
+		uint64_t *vsum = calloc(nv ? nv : 1, sizeof *vsum);
+		if (!vsum) {
+			return bn_fail(err, -ENOMEM, "out of memory");
+		}
+		for (size_t i = 0; i < nc; i++)
+			if (!bn_chunk_reused(&m->chunks[i]))
+				vsum[m->chunks[i].volume] += m->chunks[i].csize;
+		for (size_t i = 0; i < nv && r == 0; i++)
+			if (vsum[i] != m->volumes[i].size)
+				r = BAD("volume %s: chunks hold %" PRIu64 " bytes, volume says %" PRIu64, m->volumes[i].name,
+				        vsum[i], m->volumes[i].size);
+		free(vsum);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, struct bn_error *err)
 {
 	if (len > BN_MANIFEST_MAX)
@@ -412,55 +692,9 @@ int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, str
 		r = BAD("not a JSON object");
 		goto out;
 	}
-	const char *fmt = get_str(root, "format"), *fv = get_str(root, "format_version");
-	if (!fmt || strcmp(fmt, BN_FORMAT_NAME) != 0) {
-		r = BAD("not an agkit bundle manifest");
-		goto out;
-	}
-	unsigned maj = 0, min = 0;
-	char tail;
-	if (!fv || sscanf(fv, "%u.%u%c", &maj, &min, &tail) != 2) {
-		r = BAD("bad format_version");
-		goto out;
-	}
-	if (maj != BN_FORMAT_MAJOR && maj != BN_FORMAT_DELTA_MAJOR) {
-		r = bn_fail(err, -EPROTO,
-		            "manifest.json: unsupported bundle format version %u.%u (this agkit reads %u.x and %u.x); "
-		            "upgrade agkit on this host",
-		            maj, min, BN_FORMAT_MAJOR, BN_FORMAT_DELTA_MAJOR);
-		goto out;
-	}
-	/* Format 2 is exactly the delta bundle: a base, and chunks that may come from it. */
-	r = parse_base(m, root, maj, err);
+	r = parse_header(m, root, err);
 	if (r < 0)
 		goto out;
-	m->format_major = maj;
-	m->format_minor = min;
-	const char *name = get_str(root, "name"), *channel = get_str(root, "channel"), *created = get_str(root, "created");
-	if (!name || !bn_name_valid(name) || !channel || !bn_name_valid(channel)) {
-		r = BAD("bad bundle name or channel");
-		goto out;
-	}
-	if (!created || strlen(created) > 64) {
-		r = BAD("bad created time");
-		goto out;
-	}
-	uint64_t cs = 0;
-	if (!get_u64(root, "version", (uint64_t)INT64_MAX, &m->version) ||
-	    !get_u64(root, "chunk_size", BN_MAX_CHUNK_SIZE, &cs) || cs < BN_MIN_CHUNK_SIZE ||
-	    !get_u64(root, "volume_size", UINT64_MAX / 2, &m->volume_size)) {
-		r = BAD("bad version, chunk_size or volume_size");
-		goto out;
-	}
-	m->chunk_size = (uint32_t)cs;
-	m->name = strdup(name);
-	m->channel = strdup(channel);
-	m->created = strdup(created);
-	if (!m->name || !m->channel || !m->created) {
-		r = bn_fail(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-
 	json_t *vols = json_object_get(root, "volumes"), *chunks = json_object_get(root, "chunks"),
 	       *arts = json_object_get(root, "artifacts");
 	if (!json_is_array(vols) || !json_is_array(chunks) || !json_is_array(arts)) {
@@ -479,230 +713,17 @@ int bn_manifest_parse(const char *buf, size_t len, struct bn_manifest **ret, str
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < nv; i++) {
-		json_t *o = json_array_get(vols, i);
-		struct bn_volume *v = &m->volumes[i];
-		m->n_volumes = i + 1;
-		bn_volume_name(i, v->name);
-		const char *vn = json_is_object(o) ? get_str(o, "name") : NULL;
-		if (!vn || strcmp(vn, v->name) != 0) {
-			r = BAD("volume %zu must be named %s", i + 1, v->name);
-			goto out;
-		}
-		if (!get_u64(o, "size", m->volume_size, &v->size) || !get_hash(o, "sha256", v->sha256)) {
-			r = BAD("volume %s has a bad size or sha256", v->name);
-			goto out;
-		}
-	}
-	for (size_t i = 0; i < na; i++) {
-		json_t *o = json_array_get(arts, i);
-		struct bn_artifact *a = &m->artifacts[i];
-		m->n_artifacts = i + 1;
-		if (!json_is_object(o)) {
-			r = BAD("artifact %zu is not an object", i);
-			goto out;
-		}
-		const char *an = get_str(o, "name"), *at = get_str(o, "type"), *al = get_str(o, "layout");
-		if (!an || !bn_name_valid(an)) {
-			r = BAD("artifact %zu has an invalid name", i);
-			goto out;
-		}
-		for (size_t j = 0; j < i; j++)
-			if (!strcmp(m->artifacts[j].name, an)) {
-				r = BAD("artifact name '%s' is used twice", an);
-				goto out;
-			}
-		a->name = strdup(an);
-		if (!a->name) {
-			r = bn_fail(err, -ENOMEM, "out of memory");
-			goto out;
-		}
-		if (!bundle_type_known(at)) {
-			r = BAD("artifact '%s' has unsupported type '%s'", an, at ? at : "(none)");
-			goto out;
-		}
-		a->type = strdup(at);
-		a->layout = strdup(al ? al : "tree");
-		uint64_t cf = 0, cn = 0;
-		if (!a->type || !a->layout) {
-			r = bn_fail(err, -ENOMEM, "out of memory");
-			goto out;
-		}
-		if (!get_u64(o, "size", UINT64_MAX / 4, &a->size) || !get_u64(o, "chunk_first", nc, &cf) ||
-		    !get_u64(o, "chunk_count", nc, &cn) || cf + cn > nc) {
-			r = BAD("artifact '%s' has a bad size or chunk range", an);
-			goto out;
-		}
-		a->chunk_first = (size_t)cf;
-		a->n_chunks = (size_t)cn;
-		json_t *src = json_object_get(o, "source");
-		if (src) {
-			if (!json_is_object(src)) {
-				r = BAD("artifact '%s': source is not an object", an);
-				goto out;
-			}
-			a->source = json_incref(src);
-		}
-		json_t *hv = json_object_get(o, "health");
-		if (hv) {
-			const char *h = json_is_string(hv) ? get_str(o, "health") : NULL;
-			if (!h || !bn_path_valid(h) || !strchr(h, '/') || !(a->health = strdup(h))) {
-				r = BAD("artifact '%s': \"health\" must be ARTIFACT/PATH", an);
-				goto out;
-			}
-		}
-		json_t *ents = json_object_get(o, "entries");
-		if (!json_is_array(ents)) {
-			r = BAD("artifact '%s' has no entries", an);
-			goto out;
-		}
-		r = parse_entries(a, ents, err);
-		if (r < 0)
-			goto out;
-	}
-
-	/* A health reference names a file entry of another artifact. */
-	for (size_t i = 0; i < na; i++) {
-		const char *h = m->artifacts[i].health;
-		if (!h)
-			continue;
-		size_t nl = (size_t)(strchr(h, '/') - h);
-		bool found = false;
-		for (size_t j = 0; j < na && !found; j++) {
-			const struct bn_artifact *t = &m->artifacts[j];
-			if (j == i || strlen(t->name) != nl || strncmp(t->name, h, nl) != 0)
-				continue;
-			for (size_t k = 0; k < t->n_entries && !found; k++)
-				found = t->entries[k].type == BN_ENTRY_FILE && !strcmp(t->entries[k].path, h + nl + 1);
-		}
-		if (!found) {
-			r = BAD("artifact '%s': health suite '%s' is not a file of another artifact", m->artifacts[i].name, h);
-			goto out;
-		}
-	}
-
-	/* Chunks: tile artifacts (in artifact order) and volumes (in volume order). */
-	size_t art = 0, vol = 0;
-	uint64_t soff = 0, voff = 0;
-	for (size_t i = 0; i < nc; i++) {
-		json_t *o = json_array_get(chunks, i);
-		struct bn_chunk *c = &m->chunks[i];
-		m->n_chunks = i + 1;
-		uint64_t a = 0, v = 0, vo = 0, cs2 = 0, us = 0;
-		json_t *bo = json_is_object(o) ? json_object_get(o, "base") : NULL;
-		if (bo) {
-			/* A reused chunk: no volume bytes; it tiles its artifact's stream only. */
-			r = parse_reused_chunk(m, o, bo, i, na, c, err);
-			if (r < 0)
-				goto out;
-			while (art < na && i >= m->artifacts[art].chunk_first + m->artifacts[art].n_chunks &&
-			       soff == m->artifacts[art].size) {
-				art++;
-				soff = 0;
-			}
-			if (art >= na || c->artifact != art || i < m->artifacts[art].chunk_first) {
-				r = BAD("chunk %zu is not in its artifact's chunk range", i);
-				goto out;
-			}
-			c->soffset = soff;
-			soff += c->usize;
-			if (soff > m->artifacts[art].size) {
-				r = BAD("chunk %zu runs past its artifact", i);
-				goto out;
-			}
-			continue;
-		}
-		if (!json_is_object(o) || !get_u64(o, "artifact", na, &a) || a >= na || !get_u64(o, "volume", nv, &v) ||
-		    v >= nv || !get_u64(o, "offset", UINT64_MAX / 2, &vo) || !get_u64(o, "csize", BN_MAX_CHUNK_SIZE * 2ull, &cs2) ||
-		    !get_u64(o, "usize", m->chunk_size, &us) || cs2 == 0 || us == 0 ||
-		    cs2 > ZSTD_compressBound((size_t)us) || !get_hash(o, "sha256", c->sha256) ||
-		    !get_hash(o, "csha256", c->csha256)) {
-			r = BAD("chunk %zu has a bad field", i);
-			goto out;
-		}
-		const char *coding = get_str(o, "coding");
-		if (coding && !strcmp(coding, "zstd")) {
-			c->coding = BN_CODING_ZSTD;
-		} else if (coding && !strcmp(coding, "bytegroup2")) {
-			c->coding = BN_CODING_BG2;
-		} else if (coding && !strcmp(coding, "bytegroup4")) {
-			c->coding = BN_CODING_BG4;
-		} else {
-			r = BAD("chunk %zu has unsupported coding '%s'", i, coding ? coding : "(none)");
-			goto out;
-		}
-		/* Artifact order. */
-		while (art < na && i >= m->artifacts[art].chunk_first + m->artifacts[art].n_chunks) {
-			if (soff != m->artifacts[art].size)
-				break;
-			art++;
-			soff = 0;
-		}
-		if (art >= na || a != art || i < m->artifacts[art].chunk_first ||
-		    i >= m->artifacts[art].chunk_first + m->artifacts[art].n_chunks) {
-			r = BAD("chunk %zu is not in its artifact's chunk range", i);
-			goto out;
-		}
-		/* Volume order. */
-		if (v == vol + 1 && voff == m->volumes[vol].size) {
-			vol++;
-			voff = 0;
-		}
-		if (v != vol || vo != voff) {
-			r = BAD("chunk %zu is out of place (volume %" PRIu64 " offset %" PRIu64 ")", i, v + 1, vo);
-			goto out;
-		}
-		c->artifact = (uint32_t)a;
-		c->volume = (uint32_t)v;
-		c->voffset = vo;
-		c->csize = (uint32_t)cs2;
-		c->usize = (uint32_t)us;
-		c->soffset = soff;
-		soff += us;
-		voff += cs2;
-		if (voff > m->volumes[vol].size || soff > m->artifacts[art].size) {
-			r = BAD("chunk %zu runs past its volume or artifact", i);
-			goto out;
-		}
-	}
-	/* Every artifact's stream and every volume must be covered exactly. */
-	size_t ci = 0;
-	for (size_t i = 0; i < na; i++) {
-		const struct bn_artifact *a = &m->artifacts[i];
-		uint64_t sum = 0;
-		if (a->n_chunks && a->chunk_first != ci) {
-			r = BAD("artifact '%s' chunk range is out of order", a->name);
-			goto out;
-		}
-		for (size_t k = a->chunk_first; k < a->chunk_first + a->n_chunks; k++)
-			sum += m->chunks[k].usize;
-		ci += a->n_chunks;
-		if (sum != a->size) {
-			r = BAD("artifact '%s': chunks hold %" PRIu64 " bytes, artifact says %" PRIu64, a->name, sum, a->size);
-			goto out;
-		}
-	}
-	if (ci != nc) {
-		r = BAD("chunks not owned by any artifact");
+	r = parse_volumes(m, vols, err);
+	if (r == 0)
+		r = parse_artifacts(m, arts, nc, err);
+	if (r == 0)
+		r = check_health_refs(m, err);
+	if (r == 0)
+		r = parse_chunks(m, chunks, err);
+	if (r == 0)
+		r = check_coverage(m, err);
+	if (r < 0)
 		goto out;
-	}
-	{
-		uint64_t *vsum = calloc(nv ? nv : 1, sizeof *vsum);
-		if (!vsum) {
-			r = bn_fail(err, -ENOMEM, "out of memory");
-			goto out;
-		}
-		for (size_t i = 0; i < nc; i++)
-			if (!bn_chunk_reused(&m->chunks[i]))
-				vsum[m->chunks[i].volume] += m->chunks[i].csize;
-		for (size_t i = 0; i < nv && r == 0; i++)
-			if (vsum[i] != m->volumes[i].size)
-				r = BAD("volume %s: chunks hold %" PRIu64 " bytes, volume says %" PRIu64, m->volumes[i].name,
-				        vsum[i], m->volumes[i].size);
-		free(vsum);
-		if (r < 0)
-			goto out;
-	}
 	/* Format 1.1: optional parity volumes and media assignment. */
 	r = bn_manifest_parse_ext(m, root, err);
 	if (r < 0)

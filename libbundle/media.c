@@ -22,6 +22,7 @@
 #include "bundle/media.h"
 #include "bundle/parity.h"
 #include "reader_internal.h"
+#include "sign.h"
 
 int bn_media_parse_size(const char *s, uint64_t *ret_capacity, uint64_t *ret_max_file)
 {

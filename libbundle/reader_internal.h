@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
-/* Internal to libbundle: hash-checked chunk reading and the chunk pipeline. */
+/* Internal to libbundle: chunk fetching (reader.c), chunk checks and the
+ * chunk pipeline (verify.c). */
 #include <zstd.h>
 
 #include "bundle/bundle.h"
@@ -18,10 +19,6 @@ struct bn_chunk_reader {
 void bn_chunk_reader_reopen(struct bn_chunk_reader *cr);
 
 int bn_check_files(struct bn_bundle *b, struct bn_error *err);
-/* Writes dir/SHA256SUMS for every other regular file in dir and its
- * subdirectories one level down (sorted); the hashes of m's volumes and
- * parity volumes (m may be NULL) are taken from m instead of being read. */
-int bn_sums_write(const char *dir, const struct bn_manifest *m, struct bn_error *err) BN_WUR;
 void bn_describe_chunk(const struct bn_bundle *b, size_t ci, char *out, size_t outlen);
 int bn_chunk_reader_init(struct bn_chunk_reader *cr, struct bn_bundle *b, struct bn_error *err);
 void bn_chunk_reader_release(struct bn_chunk_reader *cr);

@@ -16,10 +16,9 @@
 #include "bundle/fsutil.h"
 #include "bundle/writer.h"
 #include "pool.h"
-#include "tensor_coding.h"
+#include "coding.h"
+#include "writer_internal.h"
 
-/* Bytes written between writeback kicks (sync_file_range). */
-#define WRITEBACK_STEP (8u << 20)
 /* Ring budget: slots in flight never hold more than this (peak RSS bound). */
 #define RING_BUDGET (160u << 20)
 /* Content-defined matching against the base's files (docs/FORMAT.md section
@@ -43,74 +42,6 @@ struct scan_item {
 struct scan {
 	struct scan_item *items;
 	size_t n, cap;
-};
-
-/* One chunk in flight.  The main thread fills ubuf (read + file hash), a
- * worker hashes and codes it, the main thread writes it in order. */
-struct wslot {
-	struct bn_job job;     /* first: the pool hands back this pointer */
-	uint8_t *ubuf, *cbuf;  /* one chunk uncompressed / stored */
-	uint8_t *scratch;      /* byte-grouping streams, allocated on first use */
-	size_t ulen;
-	unsigned group;        /* 1: plain zstd; 2, 4: byte-grouped */
-	uint32_t artifact;
-	bool reuse; /* a chunk of the base (sha256, bref, boffset set): nothing to code */
-	uint32_t bref;
-	uint64_t boffset;
-	ZSTD_CCtx *cctx;
-	/* Results, written by the worker. */
-	int err;
-	size_t clen;
-	uint8_t coding;
-	uint8_t sha256[BN_SHA256_LEN], csha256[BN_SHA256_LEN];
-};
-
-struct bn_writer {
-	struct bn_writer_opts o;
-	struct bn_manifest m;
-	size_t cap_artifacts, cap_chunks, cap_volumes;
-	size_t cbound;
-	struct bn_pool *pool;
-	struct wslot *slots;
-	unsigned n_slots;
-	unsigned next, oldest; /* ring: next slot to fill, oldest not yet written */
-	bool filling;          /* slots[next] holds data not yet submitted */
-	/* The volume writer thread: writes coded chunks in submission order and
-	 * feeds the volume hash, so the reading thread only reads and hashes
-	 * files.  submitted/written count chunks; mu guards them, the error, and
-	 * (by handing over under mu) the manifest's chunk and volume arrays. */
-	pthread_t sink;
-	bool sink_started, sink_stop;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	uint64_t submitted, written;
-	int sink_r;
-	struct bn_error sink_err;
-	int vfd;               /* open volume or -1 */
-	uint64_t kicked;       /* bytes of the open volume handed to writeback */
-	struct bn_sha256 *vsha, *fsha;
-	uint64_t prog_done, prog_total; /* bytes of the artifact being added */
-	bool finished;
-	/* With the base's content (bn_writer_set_base_content): the gear table
-	 * and, per base artifact and entry, the file's index in m.brefs. */
-	struct bn_bundle *base_b;
-	uint64_t gear[256];
-	uint32_t **bref_of;
-	/* Delta bundles: the base's files, sorted by (size, sha256). */
-	const struct bn_manifest *base;
-	struct bfile {
-		uint64_t size;
-		const uint8_t *sha256;
-		uint32_t bref;
-	} * bfiles;
-	size_t n_bfiles;
-	/* and its chunks that lie inside one file, sorted by sha256 */
-	struct bchunk {
-		const uint8_t *sha256;
-		uint32_t usize, bref;
-		uint64_t boffset;
-	} * bchunks;
-	size_t n_bchunks;
 };
 
 static void warnf(struct bn_writer *w, const char *fmt, ...) BN_PRINTF(2, 3);
@@ -154,8 +85,6 @@ static bool utf8_valid(const char *s)
 	return true;
 }
 
-static void *sink_main(void *arg);
-
 /* Worker: hash and code one chunk.  Touches only its slot. */
 static void code_chunk(struct bn_job *job, void *ctx)
 {
@@ -167,29 +96,14 @@ static void code_chunk(struct bn_job *job, void *ctx)
 	bn_sha256(sl->ubuf, sl->ulen, sl->sha256);
 	if (sl->group > 1 && !sl->scratch)
 		sl->scratch = malloc(w->o.chunk_size);
-	if (sl->group > 1 && sl->scratch) {
-		int64_t n = bn_bg_encode(sl->cctx, sl->group, sl->ubuf, sl->ulen, sl->scratch, sl->cbuf,
-		                         w->cbound);
-		if (n > 0) {
-			sl->clen = (size_t)n;
-			sl->coding = sl->group == 2 ? BN_CODING_BG2 : BN_CODING_BG4;
-			bn_sha256(sl->cbuf, sl->clen, sl->csha256);
-			return;
-		}
-	}
-	/* Independent frames: each chunk decodes on its own (parallel import, resume). */
-	ZSTD_CCtx_reset(sl->cctx, ZSTD_reset_session_and_parameters);
-	ZSTD_CCtx_setParameter(sl->cctx, ZSTD_c_compressionLevel, w->o.level);
-	ZSTD_CCtx_setParameter(sl->cctx, ZSTD_c_checksumFlag, 0);
-	ZSTD_CCtx_setParameter(sl->cctx, ZSTD_c_contentSizeFlag, 1);
-	size_t cl = ZSTD_compress2(sl->cctx, sl->cbuf, w->cbound, sl->ubuf, sl->ulen);
-	if (ZSTD_isError(cl)) {
-		sl->err = -EIO;
+	int64_t n = bn_coding_encode(sl->cctx, w->o.level, sl->group, sl->ubuf, sl->ulen, sl->scratch, sl->cbuf,
+	                             w->cbound, &sl->coding);
+	if (n < 0) {
+		sl->err = (int)n;
 		return;
 	}
-	sl->clen = cl;
-	sl->coding = BN_CODING_ZSTD;
-	bn_sha256(sl->cbuf, cl, sl->csha256);
+	sl->clen = (size_t)n;
+	bn_sha256(sl->cbuf, sl->clen, sl->csha256);
 }
 
 uint32_t bn_writer_fit_chunk_size(uint64_t volume_size)
@@ -266,7 +180,7 @@ int bn_writer_new(const struct bn_writer_opts *o, struct bn_writer **ret, struct
 		r = bn_fail(err, r, "cannot start worker threads: %s", strerror(-r));
 		goto fail;
 	}
-	r = -pthread_create(&w->sink, NULL, sink_main, w);
+	r = -pthread_create(&w->sink, NULL, bn_volume_sink_main, w);
 	if (r == -EAGAIN)
 		r = -ENOMEM; /* no memory or thread slots, not a busy lock */
 	if (r < 0) {
@@ -507,7 +421,7 @@ static int cmp_item(const void *a, const void *b)
 
 /* ---- chunks and volumes ---------------------------------------------- */
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+int bn_writer_grow(void **arr, size_t *cap, size_t need, size_t elem)
 {
 	if (need <= *cap)
 		return 0;
@@ -521,169 +435,6 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 	*arr = n;
 	*cap = nc;
 	return 0;
-}
-
-static int close_volume(struct bn_writer *w, struct bn_error *err)
-{
-	if (w->vfd < 0)
-		return 0;
-	struct bn_volume *v = &w->m.volumes[w->m.n_volumes - 1];
-	bn_sha256_final(w->vsha, v->sha256);
-	int r = fsync(w->vfd) < 0 ? -errno : 0;
-	if (close(w->vfd) < 0 && r == 0)
-		r = -errno;
-	w->vfd = -1;
-	if (r < 0)
-		return bn_fail(err, r, "%s: cannot write volume: %s", v->name, strerror(-r));
-	return 0;
-}
-
-static int open_volume(struct bn_writer *w, struct bn_error *err)
-{
-	int r = grow((void **)&w->m.volumes, &w->cap_volumes, w->m.n_volumes + 1, sizeof *w->m.volumes);
-	if (r < 0)
-		return bn_fail(err, r, "out of memory");
-	if (w->m.n_volumes >= BN_MAX_VOLUMES)
-		return bn_fail(err, -EFBIG, "more than %u volumes; use a larger --volume-size", BN_MAX_VOLUMES);
-	struct bn_volume *v = &w->m.volumes[w->m.n_volumes];
-	memset(v, 0, sizeof *v);
-	bn_volume_name(w->m.n_volumes, v->name);
-	char *path = bn_path_join(w->o.dir, v->name);
-	if (!path)
-		return bn_fail(err, -ENOMEM, "out of memory");
-	w->vfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	r = w->vfd < 0 ? -errno : 0;
-	free(path);
-	if (r < 0)
-		return bn_fail(err, r, "%s/%s: cannot create volume: %s", w->o.dir, v->name, strerror(-r));
-	w->m.n_volumes++;
-	w->kicked = 0;
-	bn_sha256_reset(w->vsha);
-	return 0;
-}
-
-static const struct bchunk *find_bchunk(const struct bn_writer *w, const uint8_t *sha256, uint32_t usize);
-
-/* Writes the oldest chunk in flight: waits for its worker, then appends it to
- * the manifest and the current volume.  Only this thread touches those, in
- * submission order, so the bytes do not depend on the thread count. */
-static int drain_one(struct bn_writer *w, struct bn_error *err)
-{
-	struct wslot *sl = &w->slots[w->oldest];
-	bn_pool_wait(w->pool, &sl->job);
-	w->oldest = (w->oldest + 1) % w->n_slots;
-	if (sl->err < 0)
-		return bn_fail(err, sl->err, "zstd: cannot compress a chunk");
-	if (w->m.n_chunks >= BN_MAX_CHUNKS)
-		return bn_fail(err, -EFBIG, "more than %u chunks; use a larger chunk size", BN_MAX_CHUNKS);
-	int r = grow((void **)&w->m.chunks, &w->cap_chunks, w->m.n_chunks + 1, sizeof *w->m.chunks);
-	if (r < 0)
-		return bn_fail(err, r, "out of memory");
-	size_t cl = sl->clen;
-	struct bn_chunk *c = &w->m.chunks[w->m.n_chunks];
-	memset(c, 0, sizeof *c);
-	c->artifact = sl->artifact;
-	c->usize = (uint32_t)sl->ulen;
-	c->csize = (uint32_t)cl;
-	/* Chunk-level reuse: a chunk the base has, inside one of its files
-	 * (same boundaries: per tensor run, or content-defined). */
-	const struct bchunk *bc = w->n_bchunks ? find_bchunk(w, sl->sha256, c->usize) : NULL;
-	if (bc && !sl->reuse) {
-		sl->reuse = true;
-		sl->bref = bc->bref;
-		sl->boffset = bc->boffset;
-	}
-	if (sl->reuse) {
-		/* In the base's tree, not in a volume. */
-		c->coding = BN_CODING_BASE;
-		c->csize = c->usize;
-		c->volume = UINT32_MAX;
-		c->bref = sl->bref;
-		c->boffset = sl->boffset;
-		memcpy(c->sha256, sl->sha256, BN_SHA256_LEN);
-		w->m.n_chunks++;
-		return 0;
-	}
-	c->coding = sl->coding;
-	memcpy(c->sha256, sl->sha256, BN_SHA256_LEN);
-	memcpy(c->csha256, sl->csha256, BN_SHA256_LEN);
-	/* A chunk never spans two volumes. */
-	if (w->vfd >= 0 && w->m.volumes[w->m.n_volumes - 1].size + cl > w->o.volume_size) {
-		r = close_volume(w, err);
-		if (r < 0)
-			return r;
-	}
-	if (w->vfd < 0) {
-		r = open_volume(w, err);
-		if (r < 0)
-			return r;
-	}
-	struct bn_volume *v = &w->m.volumes[w->m.n_volumes - 1];
-	r = bn_write_all(w->vfd, sl->cbuf, cl);
-	if (r < 0)
-		return bn_fail(err, r, "%s/%s: write failed: %s", w->o.dir, v->name, strerror(-r));
-	bn_sha256_update(w->vsha, sl->cbuf, cl);
-	c->volume = (uint32_t)(w->m.n_volumes - 1);
-	c->voffset = v->size;
-	v->size += cl;
-	/* Start writeback of what is written so far (without waiting), so the
-	 * fsync at the volume's end finds little left and disk time overlaps the
-	 * coding instead of following it. */
-	if (v->size - w->kicked >= WRITEBACK_STEP) {
-		sync_file_range(w->vfd, (off64_t)w->kicked, (off64_t)(v->size - w->kicked), SYNC_FILE_RANGE_WRITE);
-		w->kicked = v->size;
-	}
-	w->m.n_chunks++;
-	return 0;
-}
-
-static void *sink_main(void *arg)
-{
-	struct bn_writer *w = arg;
-	pthread_mutex_lock(&w->mu);
-	for (;;) {
-		while (w->written == w->submitted && !w->sink_stop)
-			pthread_cond_wait(&w->cv, &w->mu);
-		if (w->written == w->submitted)
-			break;
-		bool skip = w->sink_r < 0;
-		pthread_mutex_unlock(&w->mu);
-		struct bn_error e = {0};
-		int r = 0;
-		if (skip) { /* after a failure: only release the slots */
-			bn_pool_wait(w->pool, &w->slots[w->oldest].job);
-			w->oldest = (w->oldest + 1) % w->n_slots;
-		} else {
-			r = drain_one(w, &e);
-		}
-		pthread_mutex_lock(&w->mu);
-		if (r < 0 && w->sink_r == 0) {
-			w->sink_r = r;
-			w->sink_err = e;
-		}
-		w->written++;
-		pthread_cond_broadcast(&w->cv);
-	}
-	pthread_mutex_unlock(&w->mu);
-	return NULL;
-}
-
-/* Waits until at most `left` chunks are unwritten; returns the writer's first error. */
-static int wait_written(struct bn_writer *w, uint64_t left, struct bn_error *err)
-{
-	pthread_mutex_lock(&w->mu);
-	while (w->submitted - w->written > left && w->sink_r == 0)
-		pthread_cond_wait(&w->cv, &w->mu);
-	int r = w->sink_r;
-	if (r < 0 && err)
-		*err = w->sink_err;
-	pthread_mutex_unlock(&w->mu);
-	return r;
-}
-
-static int drain_all(struct bn_writer *w, struct bn_error *err)
-{
-	return wait_written(w, 0, err);
 }
 
 /* Hands the chunk being filled to the workers (and, in order, to the writer). */
@@ -710,7 +461,7 @@ static int fill_slot(struct bn_writer *w, uint32_t artifact, unsigned group, str
 	if (w->filling && (w->slots[w->next].group != group || w->slots[w->next].artifact != artifact))
 		flush_chunk(w);
 	if (!w->filling) {
-		int r = wait_written(w, w->n_slots - 1, err);
+		int r = bn_volume_wait_written(w, w->n_slots - 1, err);
 		if (r < 0)
 			return r;
 		struct wslot *sl = &w->slots[w->next];
@@ -747,7 +498,7 @@ static int cmp_bchunk(const void *a, const void *b)
 	return c ? c : (x->usize > y->usize) - (x->usize < y->usize);
 }
 
-static const struct bchunk *find_bchunk(const struct bn_writer *w, const uint8_t *sha256, uint32_t usize)
+const struct bchunk *bn_writer_find_bchunk(const struct bn_writer *w, const uint8_t *sha256, uint32_t usize)
 {
 	struct bchunk key = {.sha256 = sha256, .usize = usize};
 	return bsearch(&key, w->bchunks, w->n_bchunks, sizeof *w->bchunks, cmp_bchunk);
@@ -1007,7 +758,7 @@ static int queue_reused(struct bn_writer *w, uint32_t artifact, uint32_t bref, u
                         const uint8_t sha256[BN_SHA256_LEN], struct bn_error *err)
 {
 	flush_chunk(w);
-	int r = wait_written(w, w->n_slots - 1, err);
+	int r = bn_volume_wait_written(w, w->n_slots - 1, err);
 	if (r < 0)
 		return r;
 	struct wslot *sl = &w->slots[w->next];
@@ -1213,7 +964,7 @@ int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const
 		r = bn_fail(err, -EINVAL, "%s: a sha256 pin needs a single file", src);
 		goto out;
 	}
-	r = grow((void **)&w->m.artifacts, &w->cap_artifacts, w->m.n_artifacts + 1, sizeof *w->m.artifacts);
+	r = bn_writer_grow((void **)&w->m.artifacts, &w->cap_artifacts, w->m.n_artifacts + 1, sizeof *w->m.artifacts);
 	if (r < 0) {
 		r = bn_fail(err, r, "out of memory");
 		goto out;
@@ -1258,7 +1009,7 @@ int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const
 		}
 	}
 	flush_chunk(w);
-	r = drain_all(w, err);
+	r = bn_volume_drain_all(w, err);
 	if (r < 0)
 		goto out;
 	a->n_chunks = w->m.n_chunks - a->chunk_first;
@@ -1302,7 +1053,7 @@ int bn_writer_finish(struct bn_writer *w, const char *name, const char *channel,
 {
 	if (!bn_name_valid(name) || !bn_name_valid(channel))
 		return bn_fail(err, -EINVAL, "bundle name and channel must be letters, digits, '.', '_', '-'");
-	int r = close_volume(w, err);
+	int r = bn_volume_close(w, err);
 	if (r < 0)
 		return r;
 	w->m.format_major = w->m.base ? BN_FORMAT_DELTA_MAJOR : BN_FORMAT_MAJOR;

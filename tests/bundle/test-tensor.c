@@ -8,7 +8,7 @@
 #include <zstd.h>
 
 #include "../tap.h"
-#include "tensor_coding.h"
+#include "coding.h"
 
 static uint64_t rng = 88172645463325252ull;
 static uint8_t rnd(void)

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
+ * Every chunk codec (coding.h): plain zstd and byte grouping, encode, check
+ * and decode behind one dispatch on the coding.
+ *
  * Byte grouping for tensor data.  In a bf16/f16 weight the high byte carries
  * the sign and most of the exponent, which takes few values for normally
  * distributed weights; the low byte is mantissa and close to random.
@@ -17,7 +20,8 @@
 #include <jansson.h>
 
 #include "bundle/fsutil.h"
-#include "tensor_coding.h"
+#include "bundle/manifest.h"
+#include "coding.h"
 
 #define DESC 5 /* method byte + u32le stored length, per stream */
 enum { METHOD_RAW = 0, METHOD_ZSTD = 1 };
@@ -253,6 +257,52 @@ int bn_bg_decode(ZSTD_DCtx *dctx, unsigned k, const uint8_t *src, size_t csize, 
 }
 
 /* ---- safetensors ----------------------------------------------------- */
+
+/* ---- one dispatch over the codings ------------------------------------ */
+
+int64_t bn_coding_encode(ZSTD_CCtx *cctx, int level, unsigned group, const uint8_t *src, size_t n,
+                         uint8_t *scratch, uint8_t *dst, size_t dstcap, uint8_t *ret_coding)
+{
+	if (group > 1 && scratch) {
+		int64_t c = bn_bg_encode(cctx, group, src, n, scratch, dst, dstcap);
+		if (c > 0) {
+			*ret_coding = group == 2 ? BN_CODING_BG2 : BN_CODING_BG4;
+			return c;
+		}
+	}
+	/* Independent frames: each chunk decodes on its own (parallel import, resume). */
+	ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0);
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
+	size_t cl = ZSTD_compress2(cctx, dst, dstcap, src, n);
+	if (ZSTD_isError(cl))
+		return -EIO;
+	*ret_coding = BN_CODING_ZSTD;
+	return (int64_t)cl;
+}
+
+bool bn_coding_check(uint8_t coding, const uint8_t *src, size_t csize, size_t usize)
+{
+	if (coding == BN_CODING_ZSTD) {
+		unsigned long long fcs = ZSTD_getFrameContentSize(src, csize);
+		size_t fsz = ZSTD_findFrameCompressedSize(src, csize);
+		return fcs == usize && !ZSTD_isError(fsz) && fsz == csize;
+	}
+	return bn_bg_check(coding == BN_CODING_BG2 ? 2 : 4, src, csize, usize) == 0;
+}
+
+int bn_coding_decode(ZSTD_DCtx *dctx, uint8_t coding, const uint8_t *src, size_t csize, uint8_t *dst, size_t usize,
+                     uint8_t *scratch)
+{
+	if (coding == BN_CODING_ZSTD) {
+		size_t n = ZSTD_decompressDCtx(dctx, dst, usize, src, csize);
+		return !ZSTD_isError(n) && n == usize ? 0 : -EBADMSG;
+	}
+	return bn_bg_decode(dctx, coding == BN_CODING_BG2 ? 2 : 4, src, csize, dst, usize, scratch) == 0 ? 0 : -EBADMSG;
+}
+
+/* ---- where byte grouping applies: the safetensors header --------------- */
 
 static unsigned dtype_group(const char *dt, unsigned *elem)
 {
