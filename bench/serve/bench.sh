@@ -10,6 +10,7 @@
 # usage: bench/serve/bench.sh [BUILD_DIR] [LLAMA_DIR [LLAMA_BUILD]]
 #   BUILD_DIR    agkit build (default: build)          THREADS (env, default 2)
 #   LLAMA_BUILD  default /tmp/llama-build              NEW_TOKENS (env, default 64)
+#   AGSERVE_ARGS (env) more agserve options, e.g. "--prefill-chunk 2048"
 # The bench model's tokenizer gets one entry per id (t300, t301, ...) so every
 # generated id decodes, and the output rows of bos/eos are zero so greedy
 # decoding never stops early: every stream is NEW_TOKENS long.
@@ -79,7 +80,7 @@ run_levels() { # run_levels NAME URL MODEL EXTRA LEVELS...
 }
 port=$(free_port)
 start agserve "$port" "$agserve" --model "$work/model" --listen "127.0.0.1:$port" --threads "$threads" \
-	--parallel 16 --ctx "$ctx" --device cpu
+	--parallel 16 --ctx "$ctx" --device cpu ${AGSERVE_ARGS:-}
 run_levels agserve "http://127.0.0.1:$port" model '{}' 1 4 8 16
 
 llama_note="not run (no LLAMA_DIR given)"
