@@ -472,21 +472,12 @@ static void t_qmatmul(int have_dev, int fmt, int layout, int rows, int cols, int
 				s += (double)rt_q_weight(&w, r, k) * x[(size_t)t * C + k];
 			ref[(size_t)t * R + r] = (float)(y0[(size_t)t * R + r] + s + b[r]);
 		}
-	struct agk_qmat q = {.data = dev_copy(data, nd),
-	                     .scale = dev_copy(scale, nsc * 2),
-	                     .zero = nz ? dev_copy(zero, nz * 4) : NULL,
-	                     .g_idx = act ? dev_copy(gi, C * 4) : NULL,
-	                     .fmt = fmt,
-	                     .code_dtype = w.dtype,
-	                     .layout = layout,
-	                     .scale_dtype = RT_BF16,
-	                     .sr = w.q.sr,
-	                     .sc = w.q.sc,
-	                     .n_sc = w.q.n_sc,
-	                     .zero_const = w.q.zero_const,
-	                     .zero_add = w.q.zero_add,
-	                     .rows = rows,
-	                     .cols = cols};
+	/* the same matrix with its parts on the device */
+	struct agk_qmat q = hq;
+	q.data = dev_copy(data, nd);
+	q.scale = dev_copy(scale, nsc * 2);
+	q.zero = nz ? dev_copy(zero, nz * 4) : NULL;
+	q.g_idx = act ? dev_copy(gi, C * 4) : NULL;
 	float *dx = dev_copy(x, (size_t)T * C * 4), *dy = dev_copy(y0, (size_t)T * R * 4), *db = dev_copy(b, R * 4);
 	CK(agk_qmatmul(dy, &q, dx, db, T, 1, NULL));
 	{
