@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct tc_result r;
 	if (size < 1 || size > 8192)
 		return 0;
-	enum tc_format f = (enum tc_format)(data[0] % 5);
+	enum tc_format f = (enum tc_format)(data[0] % TC_N_FORMATS);
 	const char *text = (const char *)data + 1;
 	size_t len = size - 1;
 	if (tc_parse(f, text, len, &r) < 0)

@@ -444,7 +444,7 @@ static void find_tool_calls(struct hreq *h)
 {
 	if (h->tcf == TC_NONE || h->have_tc || strcmp(h->finish, "stop"))
 		return;
-	if (tc_parse(h->tcf, h->text.p, h->text.n, &h->tc) < 0)
+	if (tc_parse_tools(h->tcf, h->text.p, h->text.n, h->rq.tools, &h->tc) < 0)
 		return; /* out of memory: the text goes out as text */
 	h->have_tc = true;
 	if (h->rq.one_tool)
@@ -452,19 +452,22 @@ static void find_tool_calls(struct hreq *h)
 			struct tc_call *c = &h->tc.calls[--h->tc.n_calls];
 			free(c->name);
 			free(c->arguments);
+			free(c->id);
 		}
 	if (h->tc.n_calls && h->ep != EP_MSGS)
 		h->finish = "tool_calls";
 }
 
 /* The calls as the APIs give them: OpenAI's tool_calls entries (stream:
- * with their index) or Anthropic's tool_use blocks. */
+ * with their index) or Anthropic's tool_use blocks; the id the model's
+ * format gives a call (Kimi's functions.NAME:IDX, which its template renders
+ * back) or a random one. */
 static json_t *openai_call(const struct tc_call *c, int index)
 {
 	char id[32] = "call_";
 	rand_hex(id + 5, 12);
-	json_t *o = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function", "name", c->name,
-	                      "arguments", c->arguments);
+	json_t *o = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", c->id ? c->id : id, "type", "function", "function", "name",
+	                      c->name, "arguments", c->arguments);
 	if (o && index >= 0)
 		json_object_set_new(o, "index", json_integer(index));
 	return o;
@@ -475,7 +478,7 @@ static json_t *tool_use_block(const struct tc_call *c, bool with_input)
 	char id[32] = "toolu_";
 	rand_hex(id + 6, 12);
 	json_t *in = with_input ? json_loads(c->arguments, 0, NULL) : json_object();
-	return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", id, "name", c->name, "input",
+	return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", c->id ? c->id : id, "name", c->name, "input",
 	                 in ? in : json_object());
 }
 
