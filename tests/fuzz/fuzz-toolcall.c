@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* agserve's tool-call parser (tools/agserve/toolcall.c), on model output:
- * the first byte picks the format, the rest is the generated text.  Every
+ * the first byte picks the format (and with its top bit, a fixed list of
+ * tools whose parameter schemas type MiniMax's values), the rest is the
+ * generated text.  Every
  * call found has a name within limits and arguments that are a JSON
  * object; the content is a prefix of the text; and while the text streams
  * in, what goes out as content is never more than the final content. */
@@ -13,13 +15,20 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static json_t *tools;
 	struct tc_result r;
 	if (size < 1 || size > 8192)
 		return 0;
-	enum tc_format f = (enum tc_format)(data[0] % TC_N_FORMATS);
+	if (!tools)
+		tools = json_loads("[{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"type\": "
+		                   "\"object\", \"properties\": {\"s\": {\"type\": \"string\"}, \"i\": {\"type\": "
+		                   "\"integer\"}, \"b\": {\"type\": \"boolean\"}, \"o\": {\"type\": \"object\"}, \"n\": "
+		                   "{\"type\": [\"string\", \"null\"]}, \"x\": {\"type\": [\"number\", \"array\"]}}}}}]",
+		                   0, NULL);
+	enum tc_format f = (enum tc_format)((data[0] & 0x7f) % TC_N_FORMATS);
 	const char *text = (const char *)data + 1;
 	size_t len = size - 1;
-	if (tc_parse(f, text, len, &r) < 0)
+	if (tc_parse_tools(f, text, len, data[0] & 0x80 ? tools : NULL, &r) < 0)
 		return 0;
 	FUZZ_ASSERT(r.content_len <= len);
 	FUZZ_ASSERT(r.n_calls <= TC_MAX_CALLS);
