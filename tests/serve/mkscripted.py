@@ -12,9 +12,11 @@ The tokenizer is byte-level BPE without merges plus added tokens: ChatML's
 <|im_start|> and <|im_end|> (special) and one token per piece of the script
 (not special, so they decode to their text).  The chat template is
 Qwen2.5's own (tests/runtime/templates/qwen2.5.jinja), which asks for
-<tool_call> calls.
+<tool_call> calls, or with --template NAME another real template of
+tests/runtime/templates/ whose generation prompt also ends with "\n"
+(minimax-m2.jinja: <minimax:tool_call> calls).
 
-usage: mkscripted.py OUTDIR PIECE...   (the script, after the prompt)
+usage: mkscripted.py [--template NAME] OUTDIR PIECE...   (the script, after the prompt)
 """
 import json
 import os
@@ -28,6 +30,10 @@ import gen_tiny  # noqa: E402
 
 
 def main(argv):
+    template = "qwen2.5.jinja"
+    if len(argv) > 2 and argv[1] == "--template":
+        template = argv[2]
+        argv = argv[:1] + argv[3:]
     if len(argv) < 3:
         sys.stderr.write(__doc__)
         return 2
@@ -79,7 +85,7 @@ def main(argv):
     json.dump({"eos_token_id": im_end}, open(os.path.join(out, "generation_config.json"), "w"))
     tok["post_processor"] = None  # ChatML adds no BOS
     json.dump(tok, open(os.path.join(out, "tokenizer.json"), "w", encoding="utf-8"), ensure_ascii=False)
-    tmpl = open(os.path.join(HERE, "..", "runtime", "templates", "qwen2.5.jinja"), encoding="utf-8").read()
+    tmpl = open(os.path.join(HERE, "..", "runtime", "templates", template), encoding="utf-8").read()
     json.dump({"bos_token": None, "eos_token": "<|im_end|>", "chat_template": tmpl, "model_max_length": 4096,
                "tokenizer_class": "PreTrainedTokenizerFast"},
               open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8"), indent=1)

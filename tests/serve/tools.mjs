@@ -1,7 +1,9 @@
 // Tool calls through the official openai and @anthropic-ai/sdk packages,
 // unchanged, against agserve serving tests/serve/mkscripted.py's model,
-// whose greedy answer is the text SCRIPT (a sentence, then one Hermes
-// <tool_call> with get_weather {"city": "Paris"}). Run by tests/serve/tools.sh.
+// whose greedy answer is the text SCRIPT_RAW (a sentence, then one call of
+// get_weather {"city": "Paris"} in the template's format, which opens with
+// SCRIPT_OPEN: Hermes <tool_call> or MiniMax <minimax:tool_call>). Run by
+// tests/serve/tools.sh.
 // Prints "ok - ..." / "not ok - ..." lines; other lines are diagnostics.
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
@@ -11,6 +13,7 @@ const url = process.env.AGSERVE_URL;
 const model = process.env.AGSERVE_MODEL;
 const SAY = process.env.SCRIPT_SAY;
 const RAW = process.env.SCRIPT_RAW; // the whole scripted text
+const OPEN = process.env.SCRIPT_OPEN ?? '<tool_call>';
 const oai = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 60000 });
 const ant = new Anthropic({ baseURL: url, apiKey: 'none', maxRetries: 0, timeout: 60000 });
 let failed = 0;
@@ -59,7 +62,7 @@ await step('openai chat stream with tools', async () => {
 	const calls = [];
 	for await (const ch of s) {
 		const d = ch.choices[0]?.delta ?? {};
-		if (d.content) { content += d.content; if (d.content.includes('<tool_call>') || d.content.includes('{')) leaked = true; }
+		if (d.content) { content += d.content; if (d.content.includes(OPEN) || d.content.includes('<') || d.content.includes('{')) leaked = true; }
 		for (const tc of d.tool_calls ?? []) {
 			calls[tc.index] ??= { id: '', name: '', arguments: '' };
 			if (tc.id) calls[tc.index].id = tc.id;

@@ -9,7 +9,9 @@
 # renders as python3-jinja2 renders the same template (render_ref.py, with
 # the arguments as objects, as transformers documents), also when it comes
 # in Anthropic's shape (tool_use/tool_result blocks; the audit's
-# prompt_sha256 is of the rendered prompt).
+# prompt_sha256 is of the rendered prompt). The SDK checks run once more on
+# a scripted model with MiniMax-M2's own template, whose answer is a
+# <minimax:tool_call> <invoke> call (values typed by the tool's schema).
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/sdk-lib.sh"
 need curl
@@ -72,14 +74,35 @@ code=$(curl -s -o bad.out -w '%{http_code}' "$URL_s/v1/chat/completions" -H 'con
 	-d '{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{oops"}}]},{"role":"user","content":"x"}]}')
 check "tool call arguments that are not JSON: 400" sh -c "test $code = 400 && grep -q 'not a JSON object' bad.out"
 
-if [ -d "$NODE_MODULES/openai" ] && [ -d "$NODE_MODULES/@anthropic-ai/sdk" ] && command -v node >/dev/null; then
-	AGSERVE_URL=$URL_s AGSERVE_MODEL=m SCRIPT_SAY="$SAY" SCRIPT_RAW="$SAY<tool_call>$CALL</tool_call>" \
+# tools.mjs URL MODEL OPEN RAW PREFIX: the SDK checks, their lines prefixed
+sdk_checks() {
+	AGSERVE_URL=$1 AGSERVE_MODEL=$2 SCRIPT_SAY="$SAY" SCRIPT_OPEN=$3 SCRIPT_RAW=$4 \
 		NODE_PATH=$NODE_MODULES timeout -k 5 120 node "$SERVE_DIR/tools.mjs" > node.out 2> node.err
 	rc=$?
-	tap_from "" < node.out
-	[ $rc = 0 ] && ok "tools.mjs finished (exit 0)" || { not_ok "tools.mjs finished (exit $rc)"; sed 's/^/#   /' node.err | tail -20; }
+	tap_from "$5" < node.out
+	[ $rc = 0 ] && ok "${5}tools.mjs finished (exit 0)" || { not_ok "${5}tools.mjs finished (exit $rc)"; sed 's/^/#   /' node.err | tail -20; }
+}
+have_sdks() { [ -d "$NODE_MODULES/openai" ] && [ -d "$NODE_MODULES/@anthropic-ai/sdk" ] && command -v node >/dev/null; }
+if have_sdks; then
+	sdk_checks "$URL_s" m "<tool_call>" "$SAY<tool_call>$CALL</tool_call>" ""
 else
 	_n=$((_n + 1)); echo "ok $_n - the SDK checks # SKIP SDKs not installed (tests/serve/npm-install.sh)"
 fi
 expect_exit 0 "SIGTERM: agserve drains and exits 0" serve_stop s
+
+# MiniMax-M2: its template, its call format
+MM=("$SAY" $'\n<minimax:tool_call>\n' $'<invoke name="get_weather">\n' $'<parameter name="city">Paris</parameter>\n'
+	$'</invoke>\n' "</minimax:tool_call>")
+check "scripted model (MiniMax-M2 template)" $PY "$SERVE_DIR/mkscripted.py" --template minimax-m2.jinja mm "${MM[@]}"
+if ! serve_start t --model mm --parallel 2 --threads 2 --ctx 2048; then
+	not_ok "agserve starts (MiniMax-M2 template)"; done_testing; exit
+fi
+check "/health answers 200 (MiniMax-M2 template)" serve_wait_health "$URL_t" 60
+if have_sdks; then
+	raw=$(printf '%s' "${MM[@]}")
+	sdk_checks "$URL_t" mm "<minimax:tool_call>" "$raw" "minimax: "
+else
+	_n=$((_n + 1)); echo "ok $_n - the SDK checks on MiniMax-M2 # SKIP SDKs not installed (tests/serve/npm-install.sh)"
+fi
+expect_exit 0 "SIGTERM: agserve drains and exits 0 (MiniMax-M2 template)" serve_stop t
 done_testing
