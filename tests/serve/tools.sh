@@ -11,7 +11,9 @@
 # in Anthropic's shape (tool_use/tool_result blocks; the audit's
 # prompt_sha256 is of the rendered prompt). The SDK checks run once more on
 # a scripted model with MiniMax-M2's own template, whose answer is a
-# <minimax:tool_call> <invoke> call (values typed by the tool's schema).
+# <minimax:tool_call> <invoke> call (values typed by the tool's schema), and
+# a conversation with calls renders through DeepSeek-V3.1's template, which
+# takes the arguments as text.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/sdk-lib.sh"
 need curl
@@ -89,6 +91,22 @@ else
 	_n=$((_n + 1)); echo "ok $_n - the SDK checks # SKIP SDKs not installed (tests/serve/npm-install.sh)"
 fi
 expect_exit 0 "SIGTERM: agserve drains and exits 0" serve_stop s
+
+# DeepSeek-V3.1: its template joins a call's arguments as text (agserve
+# gives them back as JSON text); the rendering equals python3-jinja2's with
+# the arguments as the API sends them
+check "a model with DeepSeek-V3.1's template" $PY "$SERVE_DIR/mkscripted.py" --template deepseek-v3.1.jinja ds "$SAY"
+if serve_start d --model ds --threads 2 --ctx 2048 && serve_wait_health "$URL_d" 60; then
+	check "reference rendering of DeepSeek tool calls (python3-jinja2)" \
+		sh -c "$PY '$TESTS_DIR/runtime/render_ref.py' ds '$SERVE_DIR/toolcall/deepseek-v3.1.json' > ds-ref.txt"
+	curl -s -o ds-tmpl.json "$URL_d/apply-template" -H 'content-type: application/json' \
+		-d @"$SERVE_DIR/toolcall/deepseek-v3.1.json"
+	$PY -c 'import json,sys; sys.stdout.write(json.load(open("ds-tmpl.json"))["prompt"])' > ds-got.txt 2>/dev/null
+	check "DeepSeek-V3.1: /apply-template with assistant tool calls equals python3-jinja2" cmp -s ds-got.txt ds-ref.txt
+	expect_exit 0 "SIGTERM: agserve drains and exits 0 (DeepSeek-V3.1 template)" serve_stop d
+else
+	not_ok "agserve starts (DeepSeek-V3.1 template)"
+fi
 
 # MiniMax-M2: its template, its call format
 MM=("$SAY" $'\n<minimax:tool_call>\n' $'<invoke name="get_weather">\n' $'<parameter name="city">Paris</parameter>\n'

@@ -438,6 +438,30 @@ static json_t *text_json(const char *p, size_t n)
 	return s ? s : json_string("");
 }
 
+/* DeepSeek's templates join a call's arguments to the prompt as text
+ * (name + '<｜tool▁sep｜>' + arguments), where transformers' convention, and
+ * request.c, give the template an object: for them the object goes back to
+ * its JSON text (Python's json.dumps spacing). */
+static int args_as_text(json_t *messages)
+{
+	size_t i, k;
+	json_t *m, *c;
+	json_array_foreach(messages, i, m) {
+		json_array_foreach(json_object_get(m, "tool_calls"), k, c) {
+			json_t *f = json_object_get(c, "function"), *a = json_object_get(f, "arguments");
+			if (!json_is_object(a))
+				continue;
+			char *t = json_dumps(a, JSON_PRESERVE_ORDER);
+			if (!t || json_object_set_new(f, "arguments", json_string(t))) {
+				free(t);
+				return -ENOMEM;
+			}
+			free(t);
+		}
+	}
+	return 0;
+}
+
 /* At the end of a generation with tools: the calls in its text, if any
  * (finish_reason "tool_calls", stop_reason "tool_use"). */
 static void find_tool_calls(struct hreq *h)
@@ -872,6 +896,8 @@ static enum MHD_Result do_generate(struct hreq *h)
 	} else {
 		if (h->rq.tools && !engine_template_mentions(h->e, "tools"))
 			return bad_request(h, "tools", "this model's chat template does not support tools");
+		if (engine_tool_format(h->e) == TC_DEEPSEEK && args_as_text(h->rq.messages) < 0)
+			return reply_error(h, 500, "server_error", NULL, NULL, "out of memory");
 		json_t *ctx = json_pack("{s:O,s:b}", "messages", h->rq.messages, "add_generation_prompt",
 		                        h->ep == EP_TMPL ? h->rq.add_generation_prompt : 1);
 		if (h->rq.tools)
