@@ -13,8 +13,9 @@ The tokenizer is byte-level BPE without merges plus added tokens: ChatML's
 (not special, so they decode to their text).  The chat template is
 Qwen2.5's own (tests/runtime/templates/qwen2.5.jinja), which asks for
 <tool_call> calls, or with --template NAME another real template of
-tests/runtime/templates/ whose generation prompt also ends with "\n"
-(minimax-m2.jinja: <minimax:tool_call> calls).
+tests/runtime/templates/ (minimax-m2.jinja: <minimax:tool_call> calls;
+kimi-k2.jinja, whose generation prompt ends with "<|im_middle|>", so that
+its script starts at the byte ">").
 
 usage: mkscripted.py [--template NAME] OUTDIR PIECE...   (the script, after the prompt)
 """
@@ -27,6 +28,10 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "runtime"))
 import gen_tiny  # noqa: E402
+
+
+# the last byte of a template's generation prompt, where it is not "\n"
+GEN_PROMPT_END = {"kimi-k2.jinja": ">", "deepseek-v3.1.jinja": ">"}
 
 
 def main(argv):
@@ -52,9 +57,9 @@ def main(argv):
     ids = [add(p, False) for p in pieces]
     vocab = len(v)
     hidden = 8 * ((vocab + 7) // 8) + 8  # one-hot embeddings; 4 heads of hidden/4
-    # the script: "\n" (byte 10, the end of the generation prompt) -> pieces -> <|im_end|>
+    # the script: the generation prompt's last byte ("\n" or ">") -> pieces -> <|im_end|>
     nxt = {i: im_end for i in range(vocab)}
-    chain = [10] + ids + [im_end]
+    chain = [ord(GEN_PROMPT_END.get(template, "\n"))] + ids + [im_end]
     for a, b in zip(chain, chain[1:]):
         nxt[a] = b
     embed = np.zeros((vocab, hidden), np.float32)

@@ -14,6 +14,7 @@ const model = process.env.AGSERVE_MODEL;
 const SAY = process.env.SCRIPT_SAY;
 const RAW = process.env.SCRIPT_RAW; // the whole scripted text
 const OPEN = process.env.SCRIPT_OPEN ?? '<tool_call>';
+const ID = process.env.SCRIPT_ID || undefined; // the call's id when the format names it (Kimi)
 const oai = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 60000 });
 const ant = new Anthropic({ baseURL: url, apiKey: 'none', maxRetries: 0, timeout: 60000 });
 let failed = 0;
@@ -50,7 +51,7 @@ await step('openai chat with tools', async () => {
 	same(m.content, SAY, 'openai: content is the text before the call');
 	ok(Array.isArray(m.tool_calls) && m.tool_calls.length === 1, 'openai: one tool call', m.tool_calls);
 	const c = m.tool_calls[0];
-	ok(c.type === 'function' && /^call_[0-9a-f]{24}$/.test(c.id), 'openai: call id call_... and type function', c);
+	ok(c.type === 'function' && (ID ? c.id === ID : /^call_[0-9a-f]{24}$/.test(c.id)), `openai: call id ${ID ?? 'call_...'} and type function`, c);
 	same(c.function.name, 'get_weather', 'openai: function name');
 	same(typeof c.function.arguments, 'string', 'openai: arguments are a JSON text');
 	deep(JSON.parse(c.function.arguments), { city: 'Paris' }, 'openai: arguments parse to the call\'s object');
@@ -74,7 +75,7 @@ await step('openai chat stream with tools', async () => {
 	same(content, SAY, 'openai stream: content deltas join to the text before the call');
 	ok(!leaked, 'openai stream: no part of the call went out as content');
 	same(finish, 'tool_calls', 'openai stream: finish_reason tool_calls');
-	ok(calls.length === 1 && calls[0].name === 'get_weather' && calls[0].id.startsWith('call_'), 'openai stream: one get_weather call delta', calls);
+	ok(calls.length === 1 && calls[0].name === 'get_weather' && (ID ? calls[0].id === ID : calls[0].id.startsWith('call_')), 'openai stream: one get_weather call delta', calls);
 	deep(JSON.parse(calls[0]?.arguments ?? 'null'), { city: 'Paris' }, 'openai stream: its arguments');
 });
 
@@ -117,7 +118,7 @@ await step('anthropic messages with tools', async () => {
 	same(r.content.length, 2, 'anthropic: a text block and a tool_use block');
 	same(r.content[0]?.type === 'text' && r.content[0].text, SAY, 'anthropic: the text block');
 	const u = r.content[1] ?? {};
-	ok(u.type === 'tool_use' && /^toolu_[0-9a-f]{24}$/.test(u.id) && u.name === 'get_weather', 'anthropic: tool_use block with id toolu_... and the name', u);
+	ok(u.type === 'tool_use' && (ID ? u.id === ID : /^toolu_[0-9a-f]{24}$/.test(u.id)) && u.name === 'get_weather', `anthropic: tool_use block with id ${ID ?? 'toolu_...'} and the name`, u);
 	deep(u.input, { city: 'Paris' }, 'anthropic: tool_use input is the object');
 });
 

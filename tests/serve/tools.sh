@@ -13,7 +13,8 @@
 # a scripted model with MiniMax-M2's own template, whose answer is a
 # <minimax:tool_call> <invoke> call (values typed by the tool's schema), and
 # a conversation with calls renders through DeepSeek-V3.1's template, which
-# takes the arguments as text.
+# takes the arguments as text; and on one with Kimi-K2's template, whose
+# <|tool_calls_section_begin|> call has the id functions.get_weather:0.
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/sdk-lib.sh"
 need curl
@@ -76,9 +77,9 @@ code=$(curl -s -o bad.out -w '%{http_code}' "$URL_s/v1/chat/completions" -H 'con
 	-d '{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{oops"}}]},{"role":"user","content":"x"}]}')
 check "tool call arguments that are not JSON: 400" sh -c "test $code = 400 && grep -q 'not a JSON object' bad.out"
 
-# tools.mjs URL MODEL OPEN RAW PREFIX: the SDK checks, their lines prefixed
+# tools.mjs URL MODEL OPEN RAW PREFIX [ID]: the SDK checks, their lines prefixed
 sdk_checks() {
-	AGSERVE_URL=$1 AGSERVE_MODEL=$2 SCRIPT_SAY="$SAY" SCRIPT_OPEN=$3 SCRIPT_RAW=$4 \
+	AGSERVE_URL=$1 AGSERVE_MODEL=$2 SCRIPT_SAY="$SAY" SCRIPT_OPEN=$3 SCRIPT_RAW=$4 SCRIPT_ID=${6-} \
 		NODE_PATH=$NODE_MODULES timeout -k 5 120 node "$SERVE_DIR/tools.mjs" > node.out 2> node.err
 	rc=$?
 	tap_from "$5" < node.out
@@ -123,4 +124,20 @@ else
 	_n=$((_n + 1)); echo "ok $_n - the SDK checks on MiniMax-M2 # SKIP SDKs not installed (tests/serve/npm-install.sh)"
 fi
 expect_exit 0 "SIGTERM: agserve drains and exits 0 (MiniMax-M2 template)" serve_stop t
+
+# Kimi-K2: its template, its call format, the call's id functions.NAME:IDX
+KM=("$SAY" "<|tool_calls_section_begin|>" "<|tool_call_begin|>" "functions.get_weather:0" "<|tool_call_argument_begin|>"
+	'{"city": "Paris"}' "<|tool_call_end|>" "<|tool_calls_section_end|>")
+check "scripted model (Kimi-K2 template)" $PY "$SERVE_DIR/mkscripted.py" --template kimi-k2.jinja km "${KM[@]}"
+if ! serve_start k --model km --parallel 2 --threads 2 --ctx 2048; then
+	not_ok "agserve starts (Kimi-K2 template)"; done_testing; exit
+fi
+check "/health answers 200 (Kimi-K2 template)" serve_wait_health "$URL_k" 60
+if have_sdks; then
+	raw=$(printf '%s' "${KM[@]}")
+	sdk_checks "$URL_k" km "<|tool_calls_section_begin|>" "$raw" "kimi: " "functions.get_weather:0"
+else
+	_n=$((_n + 1)); echo "ok $_n - the SDK checks on Kimi-K2 # SKIP SDKs not installed (tests/serve/npm-install.sh)"
+fi
+expect_exit 0 "SIGTERM: agserve drains and exits 0 (Kimi-K2 template)" serve_stop k
 done_testing
