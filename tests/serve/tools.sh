@@ -109,28 +109,34 @@ else
 	not_ok "agserve starts (DeepSeek-V3.1 template)"
 fi
 
-# MiniMax-M2: its template, its call format
-MM=("$SAY" $'\n<minimax:tool_call>\n' $'<invoke name="get_weather">\n' $'<parameter name="city">Paris</parameter>\n'
-	$'</invoke>\n' "</minimax:tool_call>")
-check "scripted model (MiniMax-M2 template)" $PY "$SERVE_DIR/mkscripted.py" --template minimax-m2.jinja mm "${MM[@]}"
-if ! serve_start t --model mm --parallel 2 --threads 2 --ctx 2048; then
-	not_ok "agserve starts (MiniMax-M2 template)"; done_testing; exit
-fi
-check "/health answers 200 (MiniMax-M2 template)" serve_wait_health "$URL_t" 60
-if have_sdks; then
-	raw=$(printf '%s' "${MM[@]}")
-	sdk_checks "$URL_t" mm "<minimax:tool_call>" "$raw" "minimax: "
-else
-	_n=$((_n + 1)); echo "ok $_n - the SDK checks on MiniMax-M2 # SKIP SDKs not installed (tests/serve/npm-install.sh)"
-fi
-expect_exit 0 "SIGTERM: agserve drains and exits 0 (MiniMax-M2 template)" serve_stop t
-
+# scripted_sdk NAME TEMPLATE LABEL OPEN ID PIECE...: a scripted model with
+# that real template answering PIECE..., served, and the SDK checks on it
+scripted_sdk() {
+	local name=$1 tmpl=$2 label=$3 open=$4 id=$5
+	shift 5
+	check "scripted model ($label template)" $PY "$SERVE_DIR/mkscripted.py" --template "$tmpl" "$name" "$@"
+	if ! serve_start "$name" --model "$name" --parallel 2 --threads 2 --ctx 2048; then
+		not_ok "agserve starts ($label template)"
+		return
+	fi
+	local url
+	eval "url=\$URL_$name"
+	check "/health answers 200 ($label template)" serve_wait_health "$url" 60
+	if have_sdks; then
+		sdk_checks "$url" "$name" "$open" "$(printf '%s' "$@")" "$label: " "$id"
+	else
+		_n=$((_n + 1)); echo "ok $_n - the SDK checks on $label # SKIP SDKs not installed (tests/serve/npm-install.sh)"
+	fi
+	expect_exit 0 "SIGTERM: agserve drains and exits 0 ($label template)" serve_stop "$name"
+}
+# MiniMax-M2: its template, its call format (values typed by the schema)
+scripted_sdk mm minimax-m2.jinja MiniMax-M2 "<minimax:tool_call>" "" "$SAY" $'\n<minimax:tool_call>\n' \
+	$'<invoke name="get_weather">\n' $'<parameter name="city">Paris</parameter>\n' $'</invoke>\n' "</minimax:tool_call>"
 # Kimi-K2: its template, its call format, the call's id functions.NAME:IDX
-KM=("$SAY" "<|tool_calls_section_begin|>" "<|tool_call_begin|>" "functions.get_weather:0" "<|tool_call_argument_begin|>"
-	'{"city": "Paris"}' "<|tool_call_end|>" "<|tool_calls_section_end|>")
-check "scripted model (Kimi-K2 template)" $PY "$SERVE_DIR/mkscripted.py" --template kimi-k2.jinja km "${KM[@]}"
-if ! serve_start k --model km --parallel 2 --threads 2 --ctx 2048; then
-	not_ok "agserve starts (Kimi-K2 template)"; done_testing; exit
+scripted_sdk km kimi-k2.jinja Kimi-K2 "<|tool_calls_section_begin|>" "functions.get_weather:0" "$SAY" \
+	"<|tool_calls_section_begin|>" "<|tool_call_begin|>" "functions.get_weather:0" "<|tool_call_argument_begin|>" \
+	'{"city": "Paris"}' "<|tool_call_end|>" "<|tool_calls_section_end|>"
+done_testing; exit
 fi
 check "/health answers 200 (Kimi-K2 template)" serve_wait_health "$URL_k" 60
 if have_sdks; then

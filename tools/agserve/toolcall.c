@@ -379,7 +379,7 @@ static int deepseek_body(const char *p, size_t b, size_t e, const json_t *tools,
 		else if (starts(p + a, e - a, "```"))
 			a += 3;
 		size_t t = trim_end(p, e);
-		if (t - a >= 3 && !memcmp(p + t - 3, "```", 3))
+		if (t >= a + 3 && !memcmp(p + t - 3, "```", 3))
 			e = t - 3;
 	}
 	if (n1 <= n0)
