@@ -525,7 +525,10 @@ static const struct kern kern_avx512 = {
  * ascending, hi, mid, lo), so a token's result does not depend on how many
  * tokens share the tiles: single-stream and batched decode agree bitwise.
  * The tiles leave the FMA units idle, and for up to 16 tokens a matmul costs
- * about one read of its weights. */
+ * about one read of its weights.  No software prefetch: every variant tried
+ * (the next 32 rows to L1 or L2, the same rows some blocks ahead, 4- and
+ * 8-row tiles with the AVX-512 path's prefetch) measured slower than the
+ * hardware's own (bench_matmul, T = 1 and 8). */
 #if defined(__x86_64__) && defined(__linux__)
 #define HAVE_AMX 1
 #include <sys/syscall.h>
@@ -639,10 +642,6 @@ static void amx_rows(const struct amx_job *j, int n0, int nrow, int t0, int nt, 
 	_tile_zero(1);
 	for (int kb = 0; kb < KB; kb++) {
 		const uint16_t *b = xb + (size_t)kb * AMX_PARTS * 32 * nt;
-		if (t0 == 0)
-			for (int i = 0; i < ntile; i++)
-				for (int r = 0; r < 16; r++)
-					_mm_prefetch(a[i] + (size_t)r * as[i] + (size_t)kb * 64 + AMX_ROWS * as[i], _MM_HINT_T0);
 		_tile_loadd(4, b, 4 * nt);
 		_tile_loadd(5, b + 32 * nt, 4 * nt);
 		_tile_loadd(6, b + 64 * nt, 4 * nt);
