@@ -551,16 +551,23 @@ struct amx_cfg {
 	uint8_t rows[16];
 };
 
-/* tmm0, tmm1: C [16 rows][nt] f32; tmm2, tmm3: A [16 rows][32] bf16;
- * tmm4..6: the hi, mid, lo parts of x [16 pairs][nt][2] bf16 */
-static void amx_config(int nt)
+/* one chunk of nt tokens: tmm0, tmm1: C [16 rows][nt] f32; tmm2, tmm3: A
+ * [16 rows][32] bf16; tmm4..6: the hi, mid, lo parts of x [16 pairs][nt][2]
+ * bf16.  Two chunks of 16 (pair): tmm0..3: C (row tile i, chunk c at 2i+c);
+ * tmm4, tmm5: A; tmm6, tmm7: one part of x for chunk 0 and chunk 1. */
+static void amx_config(int nt, bool pair)
 {
 	struct amx_cfg cfg;
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.palette = 1;
-	for (int i = 0; i < 7; i++) {
+	for (int i = 0; i < 8; i++) {
 		cfg.rows[i] = 16;
-		cfg.colsb[i] = (uint16_t)(i == 2 || i == 3 ? 64 : 4 * nt);
+		if (pair)
+			cfg.colsb[i] = 64;
+		else if (i < 7)
+			cfg.colsb[i] = (uint16_t)(i == 2 || i == 3 ? 64 : 4 * nt);
+		else
+			cfg.rows[i] = 0;
 	}
 	_tile_loadconfig(&cfg);
 }
@@ -611,25 +618,20 @@ struct amx_job {
 	bool acc;
 };
 
-/* HOT LOOP: rows [n0, n0 + 32) (fewer at the end) x one token chunk */
-static void amx_rows(const struct amx_job *j, int n0, int nrow, int t0, int nt, int thread)
+/* the weight tiles of rows [n0, n0 + nrow): two 16-row tiles (one if nrow
+ * <= 16) as pointers into the matrix, or, for a short tile or a row length
+ * off the 32-element blocks, zero-padded copies (no load reads past a row) */
+static int amx_a_tiles(const struct amx_job *j, int n0, int nrow, int thread, const char *a[2], size_t as[2])
 {
 	const struct rt_weight *w = j->w;
-	int K = w->cols, KB = (K + 31) / 32, KF = K / 32, N = w->rows;
+	int K = w->cols, KB = (K + 31) / 32, ntile = nrow > 16 ? 2 : 1;
 	size_t rb = (size_t)K * 2;
-	const uint16_t *xb = j->xb + (size_t)t0 * KB * AMX_PARTS * 32;
-	const char *a[2];
-	size_t as[2];
-	float out[AMX_ROWS][AMX_COLS];
-	int ntile = nrow > 16 ? 2 : 1;
 
 	for (int i = 0; i < ntile; i++) {
 		int nr = nrow - 16 * i < 16 ? nrow - 16 * i : 16;
 		a[i] = (const char *)w->data + (size_t)(n0 + 16 * i) * rb;
 		as[i] = rb;
-		if (nr < 16 || KF < KB) {
-			/* a short tile, or a row length off the 32-element blocks:
-			 * the rows copied zero-padded, so no load reads past them */
+		if (nr < 16 || K % 32) {
 			uint16_t *pd = j->pad[thread] + (size_t)i * 16 * KB * 32;
 			memset(pd, 0, sizeof(uint16_t) * 16 * KB * 32);
 			for (int r = 0; r < nr; r++)
@@ -638,6 +640,30 @@ static void amx_rows(const struct amx_job *j, int n0, int nrow, int t0, int nt, 
 			as[i] = (size_t)KB * 64;
 		}
 	}
+	return ntile;
+}
+
+/* y rows [n0, n0 + nrow) of tokens [t0, t0 + nt) from out[row][token] */
+static void amx_store(const struct amx_job *j, float out[AMX_ROWS][AMX_COLS], int n0, int nrow, int t0, int nt)
+{
+	int N = j->w->rows;
+	for (int c = 0; c < nt; c++) {
+		float *yr = j->y + (size_t)(t0 + c) * N;
+		for (int r = 0; r < nrow; r++) {
+			float v = out[r][c] + (j->bias ? j->bias[n0 + r] : 0.0f);
+			yr[n0 + r] = j->acc ? yr[n0 + r] + v : v;
+		}
+	}
+}
+
+/* HOT LOOP: the task's rows x one chunk of nt (1..16) tokens */
+static void amx_chunk(const struct amx_job *j, const char *const a[2], const size_t as[2], int ntile, int n0, int nrow,
+                      int t0, int nt)
+{
+	int KB = (j->w->cols + 31) / 32;
+	const uint16_t *xb = j->xb + (size_t)t0 * KB * AMX_PARTS * 32;
+	float out[AMX_ROWS][AMX_COLS];
+
 	_tile_zero(0);
 	_tile_zero(1);
 	for (int kb = 0; kb < KB; kb++) {
@@ -659,25 +685,71 @@ static void amx_rows(const struct amx_job *j, int n0, int nrow, int t0, int nt, 
 	_tile_stored(0, out[0], sizeof(out[0]));
 	if (ntile > 1)
 		_tile_stored(1, out[16], sizeof(out[0]));
-	for (int c = 0; c < nt; c++) {
-		float *yr = j->y + (size_t)(t0 + c) * N;
-		for (int r = 0; r < nrow; r++) {
-			float v = out[r][c] + (j->bias ? j->bias[n0 + r] : 0.0f);
-			yr[n0 + r] = j->acc ? yr[n0 + r] + v : v;
+	amx_store(j, out, n0, nrow, t0, nt);
+}
+
+/* HOT LOOP: the task's rows x two full chunks (tokens t0 .. t0 + 31): each
+ * weight tile load serves 32 tokens (prefill); per output the same sums in
+ * the same order as amx_chunk's */
+static void amx_chunk2(const struct amx_job *j, const char *const a[2], const size_t as[2], int ntile, int n0,
+                       int nrow, int t0)
+{
+	int KB = (j->w->cols + 31) / 32;
+	const uint16_t *x0 = j->xb + (size_t)t0 * KB * AMX_PARTS * 32, *x1 = x0 + (size_t)16 * KB * AMX_PARTS * 32;
+	float out[AMX_ROWS][AMX_COLS];
+
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	for (int kb = 0; kb < KB; kb++) {
+		const uint16_t *b0 = x0 + (size_t)kb * AMX_PARTS * 32 * 16, *b1 = x1 + (size_t)kb * AMX_PARTS * 32 * 16;
+		_tile_loadd(4, a[0] + (size_t)kb * 64, as[0]);
+		if (ntile > 1)
+			_tile_loadd(5, a[1] + (size_t)kb * 64, as[1]);
+		for (int p = 0; p < AMX_PARTS; p++) {
+			_tile_loadd(6, b0 + p * 32 * 16, 64);
+			_tile_loadd(7, b1 + p * 32 * 16, 64);
+			_tile_dpbf16ps(0, 4, 6);
+			_tile_dpbf16ps(1, 4, 7);
+			if (ntile > 1) {
+				_tile_dpbf16ps(2, 5, 6);
+				_tile_dpbf16ps(3, 5, 7);
+			}
 		}
 	}
+	_tile_stored(0, out[0], sizeof(out[0]));
+	if (ntile > 1)
+		_tile_stored(2, out[16], sizeof(out[0]));
+	amx_store(j, out, n0, nrow, t0, 16);
+	_tile_stored(1, out[0], sizeof(out[0]));
+	if (ntile > 1)
+		_tile_stored(3, out[16], sizeof(out[0]));
+	amx_store(j, out, n0, nrow, t0 + 16, 16);
 }
 
 static void amx_task(void *ctx, int task, int thread)
 {
 	const struct amx_job *j = ctx;
 	int n0 = task * AMX_ROWS, nrow = j->w->rows - n0 < AMX_ROWS ? j->w->rows - n0 : AMX_ROWS;
+	const char *a[2];
+	size_t as[2];
+	int ntile = amx_a_tiles(j, n0, nrow, thread, a, as), cfg = -1;
 
-	for (int t0 = 0, cfg = -1; t0 < j->T; t0 += AMX_COLS) {
-		int nt = j->T - t0 < AMX_COLS ? j->T - t0 : AMX_COLS;
-		if (nt != cfg)
-			amx_config(cfg = nt);
-		amx_rows(j, n0, nrow, t0, nt, thread);
+	for (int t0 = 0; t0 < j->T;) {
+		int nt = j->T - t0;
+		if (nt >= 2 * AMX_COLS) {
+			if (cfg != 0)
+				amx_config(16, true), cfg = 0;
+			amx_chunk2(j, a, as, ntile, n0, nrow, t0);
+			t0 += 2 * AMX_COLS;
+			continue;
+		}
+		nt = nt < AMX_COLS ? nt : AMX_COLS;
+		if (cfg != nt)
+			amx_config(nt, false), cfg = nt;
+		amx_chunk(j, a, as, ntile, n0, nrow, t0, nt);
+		t0 += nt;
 	}
 	_tile_release();
 }
