@@ -511,6 +511,271 @@ static const struct kern kern_avx512 = {
 #pragma GCC pop_options
 #endif
 
+
+/* ---- AMX (bf16 weights): TDPBF16PS on 16-row x 32-element weight tiles ----
+ * A weight tile is loaded straight from the row-major matrix (16 rows, 64
+ * bytes each, the row length as stride).  AMX multiplies bf16 by bf16, so
+ * each f32 activation is split once per matmul into three bf16 parts, x =
+ * hi + mid + lo (round to nearest each time; 3 x 8 significant bits hold
+ * f32's 24), and every weight tile is multiplied by the three: the products
+ * of a bf16 weight and a bf16 part are exact in f32 and accumulate in f32
+ * (denormal parts are flushed, an error below 2^-126 relative to nothing
+ * that matters), so activations are not rounded.  A C tile element depends
+ * only on its weight row and its token's column, in a fixed order (k blocks
+ * ascending, hi, mid, lo), so a token's result does not depend on how many
+ * tokens share the tiles: single-stream and batched decode agree bitwise.
+ * The tiles leave the FMA units idle, and for up to 16 tokens a matmul costs
+ * about one read of its weights.  No software prefetch: every variant tried
+ * (the next 32 rows to L1 or L2, the same rows some blocks ahead, 4- and
+ * 8-row tiles with the AVX-512 path's prefetch) measured slower than the
+ * hardware's own (bench_matmul, T = 1 and 8). */
+#if defined(__x86_64__) && defined(__linux__)
+#define HAVE_AMX 1
+#include <sys/syscall.h>
+#include <unistd.h>
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16,avx2,fma,f16c"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16,avx2,fma,f16c")
+#endif
+
+#define AMX_ROWS  32 /* weight rows per task: two 16-row tiles share each x tile */
+#define AMX_COLS  16 /* tokens per C tile */
+#define AMX_PARTS 3
+
+struct amx_cfg {
+	uint8_t palette, start_row, reserved[14];
+	uint16_t colsb[16];
+	uint8_t rows[16];
+};
+
+/* one chunk of nt tokens: tmm0, tmm1: C [16 rows][nt] f32; tmm2, tmm3: A
+ * [16 rows][32] bf16; tmm4..6: the hi, mid, lo parts of x [16 pairs][nt][2]
+ * bf16.  Two chunks of 16 (pair): tmm0..3: C (row tile i, chunk c at 2i+c);
+ * tmm4, tmm5: A; tmm6, tmm7: one part of x for chunk 0 and chunk 1. */
+static void amx_config(int nt, bool pair)
+{
+	struct amx_cfg cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.palette = 1;
+	for (int i = 0; i < 8; i++) {
+		cfg.rows[i] = 16;
+		if (pair)
+			cfg.colsb[i] = 64;
+		else if (i < 7)
+			cfg.colsb[i] = (uint16_t)(i == 2 || i == 3 ? 64 : 4 * nt);
+		else
+			cfg.rows[i] = 0;
+	}
+	_tile_loadconfig(&cfg);
+}
+
+/* x [T][K] -> xb: per token chunk of up to 16 (nt tokens), per 32-element
+ * block kb, per part, [16 pairs][nt][2] bf16; the tail block zero-padded */
+static void amx_pack_x(uint16_t *xb, const float *x, int T, int K)
+{
+	int KB = (K + 31) / 32;
+	for (int t0 = 0; t0 < T; t0 += AMX_COLS) {
+		int nt = T - t0 < AMX_COLS ? T - t0 : AMX_COLS;
+		uint32_t *cb = (uint32_t *)(xb + (size_t)t0 * KB * AMX_PARTS * 32);
+		for (int c = 0; c < nt; c++) {
+			const float *xr = x + (size_t)(t0 + c) * K;
+			for (int kb = 0; kb < KB; kb++) {
+				float v[32];
+				int n = K - kb * 32 < 32 ? K - kb * 32 : 32;
+				memcpy(v, xr + kb * 32, sizeof(float) * n);
+				memset(v + n, 0, sizeof(float) * (32 - n));
+				__m512 lo = _mm512_loadu_ps(v), hi = _mm512_loadu_ps(v + 16);
+				uint32_t *blk = cb + (size_t)kb * AMX_PARTS * 16 * nt;
+				for (int p = 0; p < AMX_PARTS; p++) {
+					/* 32 bf16 in k order = 16 pairs; the rest for the next part */
+					__m512bh h = _mm512_cvtne2ps_pbh(hi, lo);
+					__m512i hv = (__m512i)h;
+					uint32_t pr[16];
+					_mm512_storeu_si512(pr, hv);
+					for (int q = 0; q < 16; q++)
+						blk[((size_t)p * 16 + q) * nt + c] = pr[q];
+					__m512 bl = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(hv)), 16));
+					__m512 bh = _mm512_castsi512_ps(
+					    _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(hv, 1)), 16));
+					lo = _mm512_sub_ps(lo, bl);
+					hi = _mm512_sub_ps(hi, bh);
+				}
+			}
+		}
+	}
+}
+
+struct amx_job {
+	float *y;
+	const uint16_t *xb;
+	const struct rt_weight *w;
+	const float *bias;
+	uint16_t **pad; /* per thread [16][KB * 32]: rows of a short last tile, zero-padded */
+	int T;
+	bool acc;
+};
+
+/* the weight tiles of rows [n0, n0 + nrow): two 16-row tiles (one if nrow
+ * <= 16) as pointers into the matrix, or, for a short tile or a row length
+ * off the 32-element blocks, zero-padded copies (no load reads past a row) */
+static int amx_a_tiles(const struct amx_job *j, int n0, int nrow, int thread, const char *a[2], size_t as[2])
+{
+	const struct rt_weight *w = j->w;
+	int K = w->cols, KB = (K + 31) / 32, ntile = nrow > 16 ? 2 : 1;
+	size_t rb = (size_t)K * 2;
+
+	for (int i = 0; i < ntile; i++) {
+		int nr = nrow - 16 * i < 16 ? nrow - 16 * i : 16;
+		a[i] = (const char *)w->data + (size_t)(n0 + 16 * i) * rb;
+		as[i] = rb;
+		if (nr < 16 || K % 32) {
+			uint16_t *pd = j->pad[thread] + (size_t)i * 16 * KB * 32;
+			memset(pd, 0, sizeof(uint16_t) * 16 * KB * 32);
+			for (int r = 0; r < nr; r++)
+				memcpy(pd + (size_t)r * KB * 32, a[i] + (size_t)r * rb, rb);
+			a[i] = (const char *)pd;
+			as[i] = (size_t)KB * 64;
+		}
+	}
+	return ntile;
+}
+
+/* y rows [n0, n0 + nrow) of tokens [t0, t0 + nt) from out[row][token] */
+static void amx_store(const struct amx_job *j, float out[AMX_ROWS][AMX_COLS], int n0, int nrow, int t0, int nt)
+{
+	int N = j->w->rows;
+	for (int c = 0; c < nt; c++) {
+		float *yr = j->y + (size_t)(t0 + c) * N;
+		for (int r = 0; r < nrow; r++) {
+			float v = out[r][c] + (j->bias ? j->bias[n0 + r] : 0.0f);
+			yr[n0 + r] = j->acc ? yr[n0 + r] + v : v;
+		}
+	}
+}
+
+/* HOT LOOP: the task's rows x one chunk of nt (1..16) tokens */
+static void amx_chunk(const struct amx_job *j, const char *const a[2], const size_t as[2], int ntile, int n0, int nrow,
+                      int t0, int nt)
+{
+	int KB = (j->w->cols + 31) / 32;
+	const uint16_t *xb = j->xb + (size_t)t0 * KB * AMX_PARTS * 32;
+	float out[AMX_ROWS][AMX_COLS];
+
+	_tile_zero(0);
+	_tile_zero(1);
+	for (int kb = 0; kb < KB; kb++) {
+		const uint16_t *b = xb + (size_t)kb * AMX_PARTS * 32 * nt;
+		_tile_loadd(4, b, 4 * nt);
+		_tile_loadd(5, b + 32 * nt, 4 * nt);
+		_tile_loadd(6, b + 64 * nt, 4 * nt);
+		_tile_loadd(2, a[0] + (size_t)kb * 64, as[0]);
+		_tile_dpbf16ps(0, 2, 4);
+		_tile_dpbf16ps(0, 2, 5);
+		_tile_dpbf16ps(0, 2, 6);
+		if (ntile > 1) {
+			_tile_loadd(3, a[1] + (size_t)kb * 64, as[1]);
+			_tile_dpbf16ps(1, 3, 4);
+			_tile_dpbf16ps(1, 3, 5);
+			_tile_dpbf16ps(1, 3, 6);
+		}
+	}
+	_tile_stored(0, out[0], sizeof(out[0]));
+	if (ntile > 1)
+		_tile_stored(1, out[16], sizeof(out[0]));
+	amx_store(j, out, n0, nrow, t0, nt);
+}
+
+/* HOT LOOP: the task's rows x two full chunks (tokens t0 .. t0 + 31): each
+ * weight tile load serves 32 tokens (prefill); per output the same sums in
+ * the same order as amx_chunk's */
+static void amx_chunk2(const struct amx_job *j, const char *const a[2], const size_t as[2], int ntile, int n0,
+                       int nrow, int t0)
+{
+	int KB = (j->w->cols + 31) / 32;
+	const uint16_t *x0 = j->xb + (size_t)t0 * KB * AMX_PARTS * 32, *x1 = x0 + (size_t)16 * KB * AMX_PARTS * 32;
+	float out[AMX_ROWS][AMX_COLS];
+
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	for (int kb = 0; kb < KB; kb++) {
+		const uint16_t *b0 = x0 + (size_t)kb * AMX_PARTS * 32 * 16, *b1 = x1 + (size_t)kb * AMX_PARTS * 32 * 16;
+		_tile_loadd(4, a[0] + (size_t)kb * 64, as[0]);
+		if (ntile > 1)
+			_tile_loadd(5, a[1] + (size_t)kb * 64, as[1]);
+		for (int p = 0; p < AMX_PARTS; p++) {
+			_tile_loadd(6, b0 + p * 32 * 16, 64);
+			_tile_loadd(7, b1 + p * 32 * 16, 64);
+			_tile_dpbf16ps(0, 4, 6);
+			_tile_dpbf16ps(1, 4, 7);
+			if (ntile > 1) {
+				_tile_dpbf16ps(2, 5, 6);
+				_tile_dpbf16ps(3, 5, 7);
+			}
+		}
+	}
+	_tile_stored(0, out[0], sizeof(out[0]));
+	if (ntile > 1)
+		_tile_stored(2, out[16], sizeof(out[0]));
+	amx_store(j, out, n0, nrow, t0, 16);
+	_tile_stored(1, out[0], sizeof(out[0]));
+	if (ntile > 1)
+		_tile_stored(3, out[16], sizeof(out[0]));
+	amx_store(j, out, n0, nrow, t0 + 16, 16);
+}
+
+static void amx_task(void *ctx, int task, int thread)
+{
+	const struct amx_job *j = ctx;
+	int n0 = task * AMX_ROWS, nrow = j->w->rows - n0 < AMX_ROWS ? j->w->rows - n0 : AMX_ROWS;
+	const char *a[2];
+	size_t as[2];
+	int ntile = amx_a_tiles(j, n0, nrow, thread, a, as), cfg = -1;
+
+	for (int t0 = 0; t0 < j->T;) {
+		int nt = j->T - t0;
+		if (nt >= 2 * AMX_COLS) {
+			if (cfg != 0)
+				amx_config(16, true), cfg = 0;
+			amx_chunk2(j, a, as, ntile, n0, nrow, t0);
+			t0 += 2 * AMX_COLS;
+			continue;
+		}
+		nt = nt < AMX_COLS ? nt : AMX_COLS;
+		if (cfg != nt)
+			amx_config(nt, false), cfg = nt;
+		amx_chunk(j, a, as, ntile, n0, nrow, t0, nt);
+		t0 += nt;
+	}
+	_tile_release();
+}
+
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+/* AMX-TILE and AMX-BF16 (CPUID.7.0:EDX bits 24, 22), their state enabled by
+ * the OS (XCR0 bits 17, 18), and Linux's permission for this process */
+static bool amx_usable(void)
+{
+	unsigned a, b, c, d, lo, hi;
+	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 22)))
+		return false;
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE))
+		return false;
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	if ((lo & (3u << 17)) != (3u << 17))
+		return false;
+	return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+}
+#endif /* HAVE_AMX */
+
 /* __builtin_cpu_supports() knows no "f16c" in clang (14): CPUID.1:ECX.F16C */
 static bool cpu_has_f16c(void)
 {
@@ -542,11 +807,18 @@ struct cpu {
 	float *xp; /* [xp_n]: x packed for the kernels that want it (kern.xperm) */
 	size_t xp_n;
 	struct rt_qcpu *q; /* quantized matrices: backend_quant.c */
+	bool amx;          /* bf16 matrices through the AMX tiles */
+	uint16_t *xb;      /* [xb_n]: x split for them (amx_pack_x) */
+	size_t xb_n;
+	uint16_t **pad; /* per thread [16 * 2][pad_k]: padded rows of a short tile */
+	size_t pad_k;
+	int pad_n; /* threads in pad */
 };
 
 const char *rt_backend_cpu_simd(const struct rt_backend *b)
 {
-	return ((const struct cpu *)b->priv)->k->name;
+	const struct cpu *c = b->priv;
+	return c->amx ? "amx" : c->k->name;
 }
 
 /* ---- matmul ---- */
@@ -744,6 +1016,47 @@ static int pack_x(struct cpu *c, const float *x, int T, int K, const float **ret
 	return 0;
 }
 
+#ifdef HAVE_AMX
+/* the AMX path for a bf16 matrix; < 0 (out of memory for its buffers): the
+ * caller runs the AVX-512 tiles instead */
+static int amx_matmul(struct rt_backend *b, float *y, const float *x, const struct rt_weight *w, const float *bias,
+                      int T, bool accumulate)
+{
+	struct cpu *c = b->priv;
+	int K = w->cols, KB = (K + 31) / 32, nthr = rt_pool_threads(c->pool);
+	size_t need = (size_t)((T + AMX_COLS - 1) / AMX_COLS) * AMX_COLS * KB * AMX_PARTS * 32;
+	struct amx_job j = {y, NULL, w, bias, NULL, T, accumulate};
+
+	if (c->xb_n < need) {
+		uint16_t *p = aligned_alloc(64, need * sizeof(uint16_t));
+		if (!p)
+			return -ENOMEM;
+		free(c->xb);
+		c->xb = p;
+		c->xb_n = need;
+	}
+	if (c->pad_k < (size_t)KB * 32) {
+		if (!c->pad) {
+			if (!(c->pad = calloc(nthr, sizeof(*c->pad))))
+				return -ENOMEM;
+			c->pad_n = nthr;
+		}
+		for (int i = 0; i < nthr; i++) {
+			uint16_t *p = realloc(c->pad[i], sizeof(uint16_t) * 2 * 16 * KB * 32);
+			if (!p)
+				return -ENOMEM; /* the old, smaller buffers stay; pad_k unchanged */
+			c->pad[i] = p;
+		}
+		c->pad_k = (size_t)KB * 32;
+	}
+	amx_pack_x(c->xb, x, T, K);
+	j.xb = c->xb;
+	j.pad = c->pad;
+	rt_pool_run(c->pool, (w->rows + AMX_ROWS - 1) / AMX_ROWS, amx_task, &j);
+	return 0;
+}
+#endif
+
 static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const struct rt_weight *w, const float *bias,
                        int T, bool accumulate)
 {
@@ -754,6 +1067,10 @@ static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const str
 		rt_qcpu_matmul(c->q, c->pool, y, x, w, bias, T, accumulate);
 		return;
 	}
+#ifdef HAVE_AMX
+	if (c->amx && w->dtype == RT_BF16 && amx_matmul(b, y, x, w, bias, T, accumulate) == 0)
+		return;
+#endif
 	/* the 4 x nt tiles where the CPU has them; if the packed copy of x cannot
 	 * be allocated, the 4x3 tiles (the same values up to the summation order) */
 	if (c->k->tilen[w->dtype] && (!c->k->xperm[w->dtype] || pack_x(c, x, T, w->cols, &j.x) == 0))
@@ -888,6 +1205,11 @@ static void cpu_free(struct rt_backend *b)
 				free(c->scratch[i]);
 		free(c->scratch);
 		free(c->xp);
+		free(c->xb);
+		if (c->pad)
+			for (int i = 0; i < c->pad_n; i++)
+				free(c->pad[i]);
+		free(c->pad);
 		rt_qcpu_free(c->q);
 	}
 	free(b->priv);
@@ -919,6 +1241,10 @@ int rt_backend_cpu_new(int n_threads, const char *simd, struct rt_backend **ret_
 	b->priv = c;
 	b->n_threads = n_threads;
 	c->k = pick_kern(simd);
+#ifdef HAVE_AMX
+	/* "avx512" (or "avx2", "generic") keeps the AMX tiles off */
+	c->amx = c->k == &kern_avx512 && !(simd && !strcmp(simd, "avx512")) && amx_usable();
+#endif
 	r = rt_pool_new(n_threads, &c->pool);
 	if (r == 0)
 		r = rt_qcpu_new(c->k->name, rt_pool_threads(c->pool), &c->q);

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Concurrent streaming client for bench/serve/bench.sh (standard library only).
 
-usage: client.py URL MODEL CONCURRENCY MAX_TOKENS [EXTRA_JSON]
+usage: client.py URL MODEL CONCURRENCY MAX_TOKENS [EXTRA_JSON [SALT]]
 Starts CONCURRENCY streams of POST URL/v1/completions (stream: true) at once,
-each with its own prompt, and prints one JSON object: aggregate decode
+each with its own prompt (distinct from its first token on, for every stream
+and every SALT, so no run reuses another's cached prompt), and prints one JSON object: aggregate decode
 tokens/s (generated tokens after each stream's first / wall time from the
 first first-token to the last end), per-stream decode tokens/s, time to first
 token p50/p99 (ms), tokens and wall time. EXTRA_JSON is merged into each
@@ -20,12 +21,17 @@ WORDS = ("gap bundle slot model weights signature audit serve promote health rol
          "batch cache decode prefill green blue key chain").split()
 
 
-def prompt(i):
-    return " ".join(WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(24))
+def prompt(i, salt=0):
+    x = (salt * 7919 + i * 104729 + 1) & 0xffffffff
+    words = []
+    for _ in range(24):
+        x = (x * 1103515245 + 12345) & 0x7fffffff
+        words.append(WORDS[(x >> 8) % len(WORDS)])
+    return f"{salt}.{i} " + " ".join(words)
 
 
-def one(u, model, i, n, extra, res):
-    body = {"model": model, "prompt": prompt(i), "max_tokens": n, "temperature": 0, "stream": True}
+def one(u, model, i, n, extra, salt, res):
+    body = {"model": model, "prompt": prompt(i, salt), "max_tokens": n, "temperature": 0, "stream": True}
     body.update(extra)
     c = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
     t0 = time.monotonic()
@@ -63,8 +69,9 @@ def main(argv):
     u = urllib.parse.urlparse(argv[1])
     model, conc, n = argv[2], int(argv[3]), int(argv[4])
     extra = json.loads(argv[5]) if len(argv) > 5 else {}
+    salt = int(argv[6]) if len(argv) > 6 else 0
     res = [None] * conc
-    th = [threading.Thread(target=one, args=(u, model, i, n, extra, res)) for i in range(conc)]
+    th = [threading.Thread(target=one, args=(u, model, i, n, extra, salt, res)) for i in range(conc)]
     for t in th:
         t.start()
     for t in th:

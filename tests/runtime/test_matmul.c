@@ -1,6 +1,7 @@
 /* The CPU backend's matmul kernels (y[T][N] = x[T][K] . W[N][K]^T + bias,
  * optionally accumulated into y) for f32, f16 and bf16 weights, with every
- * SIMD path this CPU has ("generic", "avx2", the default): each output
+ * SIMD path this CPU has ("generic", "avx2", "avx512", the default: amx where
+ * the CPU has AMX, whose bf16 tiles split x into three bf16 parts): each output
  * against a double-precision reference, and each token's row of a batched
  * call bitwise equal to the same token alone (T = 1), which is what keeps
  * batched serving's greedy output equal to single-stream decode.  Shapes are
@@ -131,10 +132,10 @@ static void run(struct rt_backend *be, const char *simd, int dt, struct shape s,
 
 int main(void)
 {
-	static const char *simds[] = {"generic", "avx2", NULL};
+	static const char *simds[] = {"generic", "avx2", "avx512", NULL};
 	static const struct shape shapes[] = {{1, 1}, {5, 7}, {7, 33}, {13, 100}, {37, 64}, {70, 257}, {9, 1000}};
 	static const int Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 23, 24, 25, 49, 50};
-	const char *seen[3];
+	const char *seen[4];
 	int nseen = 0;
 
 	for (size_t si = 0; si < sizeof(simds) / sizeof(simds[0]); si++) {
