@@ -89,15 +89,17 @@ PY
 
 # the built-in prompts (about 740 teacher-forced tokens: a KV cache of 73 MB
 # on this model, 50 MB of it the 511-token long-context prompt) do not fit
-# beside a layer under 96 MiB in one batch: two batches, each reading the
-# weights once, and the RSS still under the limit
+# beside a layer under 100 MiB in one batch: two batches, each reading the
+# weights once, and the RSS still under the limit (peak about 96 MiB with the
+# AMX tiles' copy of the matmul input, 94 MiB without: the limit was 96 MiB
+# before the AMX path)
 check "record a suite with the built-in prompts" "$AGRUN" record "$M" --out suite5.json -n 4
-r=$(maxrss rep5.json "$AGRUN" check "$M" --suite suite5.json --json --max-memory 96M)
+r=$(maxrss rep5.json "$AGRUN" check "$M" --suite suite5.json --json --max-memory 100M)
 if [ "${r% *}" = 0 ] && [ $ASAN = 0 ]; then
-	[ "${r#* }" -lt $((96 << 20)) ] && ok "agrun check --max-memory 96M with the built-in prompts passes (peak RSS $((${r#* } >> 20)) MiB)" ||
-		not_ok "agrun check --max-memory 96M with the built-in prompts passes (peak RSS $((${r#* } >> 20)) MiB, limit 96 MiB)"
+	[ "${r#* }" -lt $((100 << 20)) ] && ok "agrun check --max-memory 100M with the built-in prompts passes (peak RSS $((${r#* } >> 20)) MiB)" ||
+		not_ok "agrun check --max-memory 100M with the built-in prompts passes (peak RSS $((${r#* } >> 20)) MiB, limit 100 MiB)"
 else
-	check "agrun check --max-memory 96M with the built-in prompts passes" test "${r% *}" = 0
+	check "agrun check --max-memory 100M with the built-in prompts passes" test "${r% *}" = 0
 fi
 check "... in two batches, reading the weights twice" $PY - rep5.json "$W" <<'PY'
 import json, sys

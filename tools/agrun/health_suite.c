@@ -669,14 +669,18 @@ static uint64_t token_bytes(const struct rt_model_info *in)
 /* The bytes a batch of teacher-forced tokens may take under max_memory
  * (0: no limit, one batch): what is left beside the weights mapped at a
  * time (one streamed layer, or all of them), the model's step buffers (256
- * rows) and 8 MiB for the program, its libraries, the tokenizer and the
- * suite.  1 when nothing is left: one prompt a batch. */
+ * rows), the matmul's copy of its input (256 rows of the widest input split
+ * into three bf16 parts for the AMX tiles: 6 bytes an element) and 8 MiB for
+ * the program, its libraries, the tokenizer and the suite.  1 when nothing
+ * is left: one prompt a batch. */
 static uint64_t batch_budget(const struct rt_model_info *in, const struct rt_stream_info *si, uint64_t max_memory)
 {
 	uint64_t H = (uint64_t)in->hidden, qd = (uint64_t)in->n_heads * in->head_dim,
 	         kvd = (uint64_t)in->n_kv_heads * in->head_dim, I = (uint64_t)in->intermediate;
+	uint64_t wide = H > qd ? H : qd;
+	wide = wide > I ? wide : I;
 	uint64_t fixed = (si->streaming ? si->largest_stage : in->weight_bytes) + 256 * 4 * 2 * (H + qd + kvd + I) +
-	                 (8u << 20);
+	                 256 * 6 * wide + (8u << 20);
 	if (!max_memory)
 		return 0;
 	return fixed < max_memory ? max_memory - fixed : 1;
