@@ -557,7 +557,7 @@ struct amx_cfg {
  * tmm4, tmm5: A; tmm6, tmm7: one part of x for chunk 0 and chunk 1. */
 static void amx_config(int nt, bool pair)
 {
-	struct amx_cfg cfg;
+	struct amx_cfg cfg __attribute__((aligned(64)));
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.palette = 1;
 	for (int i = 0; i < 8; i++) {
