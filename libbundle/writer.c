@@ -1004,8 +1004,8 @@ int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const
 		goto out;
 	}
 	/* Where the pack stands: a refused add goes back here (unwind_add). */
-	struct add_mark mark = {w->m.n_chunks, w->m.n_volumes, w->m.n_volumes ? w->m.volumes[w->m.n_volumes - 1].size : 0,
-	                        w->vfd >= 0};
+	struct add_mark mark = {w->m.n_chunks, w->m.n_volumes,
+	                        w->m.n_volumes ? w->m.volumes[w->m.n_volumes - 1].size : 0, w->vfd >= 0};
 	uint32_t ai = (uint32_t)w->m.n_artifacts;
 	struct bn_artifact *a = &w->m.artifacts[ai];
 	memset(a, 0, sizeof *a);

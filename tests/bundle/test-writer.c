@@ -232,7 +232,7 @@ static void test_refusals(void)
 		ut_die(err.msg);
 	r = bn_writer_take_manifest(w, &own, &err);
 	TAP_OK(r == 0 && own && own->n_artifacts == 1 && !strcmp(own->artifacts[0].name, "q") &&
-	               !strcmp(own->name, "t") && own->version == 1,
+	           !strcmp(own->name, "t") && own->version == 1,
 	       "after finish the caller takes the manifest the writer made (%s)", err.msg);
 	struct bn_manifest *again = NULL;
 	r = bn_writer_take_manifest(w, &again, &err);
@@ -264,8 +264,8 @@ static char *pack_after_refusals(const char *dir, bool refuse, const char *sysfi
 		       "a refused add over several volumes leaves no artifact (%d: %s)", r, err.msg);
 		if (sysfile) {
 			r = bn_writer_add(w, "sys", "files", "tree", sysfile, NULL, NULL, &err);
-			TAP_OK(r == -EIO && !bn_writer_artifact(w, "sys"), "a file refused mid-read leaves no artifact (%d: %s)",
-			       r, err.msg);
+			TAP_OK(r == -EIO && !bn_writer_artifact(w, "sys"),
+			       "a file refused mid-read leaves no artifact (%d: %s)", r, err.msg);
 		}
 	}
 	if (bn_writer_add(w, "two", "files", "tree", ut_path("undo/two"), NULL, NULL, &err) < 0 ||

@@ -187,8 +187,8 @@ static inline int ut_pack(const char *src, const char *out, const struct bn_seck
 		r = bn_writer_add(w, "single", "files", "tree", one, NULL, NULL, err);
 	if (r == 0)
 		r = bn_writer_finish(w, po->name ? po->name : "t", po->channel ? po->channel : "c",
-		                     po->version ? po->version : 1, po->created ? po->created : "2026-01-01T00:00:00Z", &wm,
-		                     err);
+		                     po->version ? po->version : 1, po->created ? po->created : "2026-01-01T00:00:00Z",
+		                     &wm, err);
 	if (r == 0)
 		r = bn_writer_take_manifest(w, &m, err);
 	/* The media plan reserves room on each medium for the signed files:

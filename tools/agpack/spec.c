@@ -184,49 +184,55 @@ static int artifact_required(const struct spec_artifact *sa, json_t *a, const ch
 		if (!json_object_get(a, "url"))
 			return bn_fail(err, -EINVAL, "%s: artifact '%s': url needs \"url\"", path, sa->name);
 		if (!sa->sha256)
-			return bn_fail(err, -EINVAL, "%s: artifact '%s': url needs \"sha256\" (or \"unpinned\", explicitly)",
-			               path, sa->name);
+			return bn_fail(err, -EINVAL,
+			               "%s: artifact '%s': url needs \"sha256\" (or \"unpinned\", explicitly)", path,
+			               sa->name);
 	}
 	if (!strcmp(sa->type, "hf-model")) {
 		if (!json_object_get(a, "repo"))
 			return bn_fail(err, -EINVAL, "%s: artifact '%s': hf-model needs \"repo\"", path, sa->name);
 		json_t *inc = json_object_get(a, "include"), *exc = json_object_get(a, "exclude");
 		if ((inc && !strings_only(inc)) || (exc && !strings_only(exc)))
-			return bn_fail(err, -EINVAL, "%s: artifact '%s': include and exclude must be arrays of strings", path,
-			               sa->name);
+			return bn_fail(err, -EINVAL, "%s: artifact '%s': include and exclude must be arrays of strings",
+			               path, sa->name);
 	}
 	if (!strcmp(sa->type, "python"))
-		for (const char *const *k = (const char *const[]){"requirements", "index", "python", "platform", NULL}; *k;
-		     k++)
+		for (const char *const *k = (const char *const[]){"requirements", "index", "python", "platform", NULL};
+		     *k; k++)
 			if (!json_object_get(a, *k))
-				return bn_fail(err, -EINVAL, "%s: artifact '%s': python needs \"%s\"", path, sa->name, *k);
+				return bn_fail(err, -EINVAL, "%s: artifact '%s': python needs \"%s\"", path, sa->name,
+				               *k);
 	if (!strcmp(sa->type, "debs") && !json_object_get(a, "path") && !json_object_get(a, "packages"))
-		return bn_fail(err, -EINVAL, "%s: artifact '%s': debs needs \"path\" (.deb files) and/or \"packages\"", path,
-		               sa->name);
+		return bn_fail(err, -EINVAL, "%s: artifact '%s': debs needs \"path\" (.deb files) and/or \"packages\"",
+		               path, sa->name);
 	return 0;
 }
 
 /* The sha256 pin (64 hex digits or "unpinned", on types that take pins) and
  * the offline readiness keys (docs/SBOM.md). */
-static int artifact_pin_offline(struct spec_artifact *sa, const struct artifact_type *t, json_t *a,
-                                const char *path, struct bn_error *err)
+static int artifact_pin_offline(struct spec_artifact *sa, const struct artifact_type *t, json_t *a, const char *path,
+                                struct bn_error *err)
 {
 	if (sa->sha256 && !t->pin)
-		return bn_fail(err, -EINVAL, "%s: artifact '%s': \"sha256\" pins apply to files artifacts", path, sa->name);
+		return bn_fail(err, -EINVAL, "%s: artifact '%s': \"sha256\" pins apply to files artifacts", path,
+		               sa->name);
 	if (sa->sha256 && strcmp(sa->sha256, "unpinned") != 0) {
 		uint8_t tmp[32];
 		if (strlen(sa->sha256) != 64 || !bn_unhex(sa->sha256, tmp, 32))
-			return bn_fail(err, -EINVAL, "%s: artifact '%s': \"sha256\" must be 64 hex digits", path, sa->name);
+			return bn_fail(err, -EINVAL, "%s: artifact '%s': \"sha256\" must be 64 hex digits", path,
+			               sa->name);
 	}
 	json_t *arc = json_object_get(a, "allow_remote_code"), *oe = json_object_get(a, "offline_env");
 	if (arc && !json_is_boolean(arc))
 		return bn_fail(err, -EINVAL, "%s: artifact '%s': \"allow_remote_code\" must be true or false", path,
 		               sa->name);
 	if (oe && !json_is_boolean(oe))
-		return bn_fail(err, -EINVAL, "%s: artifact '%s': \"offline_env\" must be true or false", path, sa->name);
+		return bn_fail(err, -EINVAL, "%s: artifact '%s': \"offline_env\" must be true or false", path,
+		               sa->name);
 	if (json_is_true(oe) && strcmp(sa->type, "image") && strcmp(sa->type, "oci-archive"))
-		return bn_fail(err, -EINVAL, "%s: artifact '%s': \"offline_env\" applies to image and oci-archive artifacts",
-		               path, sa->name);
+		return bn_fail(err, -EINVAL,
+		               "%s: artifact '%s': \"offline_env\" applies to image and oci-archive artifacts", path,
+		               sa->name);
 	sa->allow_remote_code = json_is_true(arc);
 	sa->offline_env = json_is_true(oe);
 	return 0;
@@ -259,7 +265,8 @@ static int spec_artifact(struct spec *s, size_t i, json_t *a, const char *path, 
 	if (r < 0)
 		return r;
 	if (!sa->name || !bn_name_valid(sa->name))
-		return bn_fail(err, -EINVAL, "%s: artifact %zu: \"name\" must be letters, digits, '.', '_' or '-'", path, i);
+		return bn_fail(err, -EINVAL, "%s: artifact %zu: \"name\" must be letters, digits, '.', '_' or '-'",
+		               path, i);
 	for (size_t j = 0; j < i; j++)
 		if (!strcmp(s->artifacts[j].name, sa->name))
 			return bn_fail(err, -EINVAL, "%s: artifact name '%s' is used twice", path, sa->name);

@@ -159,16 +159,15 @@ struct hf_fetch {
 
 /* The hub API's answer for revision (the commit and its file list) as JSON;
  * ret_url: the API URL, for messages. */
-static int hf_describe(struct hf_fetch *h, const char *revision, char **ret_url, json_t **ret_api,
-                       struct bn_error *err)
+static int hf_describe(struct hf_fetch *h, const char *revision, char **ret_url, json_t **ret_api, struct bn_error *err)
 {
 	char *rev_esc = curl_easy_escape(h->c.curl, revision, 0);
 	char *url = rev_esc ? fs_printf("%s/api/models/%s/revision/%s?blobs=true", h->ep, h->repo, rev_esc) : NULL;
 	curl_free(rev_esc);
 	if (!url)
 		return bn_fail(err, -ENOMEM, "out of memory");
-	struct fh_req q = {.url = url, .bearer = h->token, .allow_http = h->ep_http, .follow = true,
-	                   .accept = "application/json"};
+	struct fh_req q = {
+	    .url = url, .bearer = h->token, .allow_http = h->ep_http, .follow = true, .accept = "application/json"};
 	struct fh_resp r = {0};
 	int rc = fh_get_mem(&h->c, &q, FH_MAX_JSON, &r, err);
 	if (rc == 0 && r.status != 200)
@@ -249,11 +248,11 @@ static int hf_select(json_t *sib, const char *url, const char *const *include, s
 
 /* Downloads f at the commit into tmp, checked against its LFS sha256 or git
  * blob id, and records its size and sha256 in fj. */
-static int hf_fetch_file(struct hf_fetch *h, const struct hf_file *f, const char *tmp, json_t *fj,
-                         struct bn_error *err)
+static int hf_fetch_file(struct hf_fetch *h, const struct hf_file *f, const char *tmp, json_t *fj, struct bn_error *err)
 {
 	if (!f->sha256 && !f->git_sha1)
-		fh_log(&h->c, "warning: %s has neither an LFS sha256 nor a git blob id in the listing; taken unverified",
+		fh_log(&h->c,
+		       "warning: %s has neither an LFS sha256 nor a git blob id in the listing; taken unverified",
 		       f->path);
 	char *pe = escape_path(h->c.curl, f->path);
 	char *furl = pe ? fs_printf("%s/%s/resolve/%s/%s", h->ep, h->repo, h->commit, pe) : NULL;
@@ -285,12 +284,11 @@ static int hf_fetch_file(struct hf_fetch *h, const struct hf_file *f, const char
 
 /* The provenance object; takes files_j (also on failure, as json_pack's "o"). */
 static json_t *hf_provenance(const struct hf_fetch *h, const char *revision, uint64_t total, json_t *files_j,
-                             const char *const *include, size_t n_include, const char *const *exclude,
-                             size_t n_exclude)
+                             const char *const *include, size_t n_include, const char *const *exclude, size_t n_exclude)
 {
-	json_t *prov = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "type", "hf-model", "endpoint", h->ep, "repo",
-	                         h->repo, "revision", revision, "commit", h->commit, "size", (json_int_t)total, "files",
-	                         files_j);
+	json_t *prov =
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "type", "hf-model", "endpoint", h->ep, "repo", h->repo,
+	              "revision", revision, "commit", h->commit, "size", (json_int_t)total, "files", files_j);
 	if (!prov)
 		return NULL;
 	json_t *inc = json_array(), *exc = json_array();

@@ -721,8 +721,8 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 			progress(&x, true);
 			if (x.total && x.written != x.total) {
 				/* Shorter than announced: the connection was cut; resume. */
-				code = bn_fail(err, -EIO, "%s: %" PRIu64 " of %" PRIu64 " bytes", FH_SHOWN(q), x.written,
-				               x.total);
+				code = bn_fail(err, -EIO, "%s: %" PRIu64 " of %" PRIu64 " bytes", FH_SHOWN(q),
+				               x.written, x.total);
 				if (attempt + 1 < FH_MAX_ATTEMPTS)
 					backoff(c, attempt, -1, FH_SHOWN(q), "transfer incomplete");
 				continue;
@@ -741,7 +741,8 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 		long ra = r.retry_after;
 		fh_resp_free(&r);
 		if (attempt + 1 < FH_MAX_ATTEMPTS)
-			backoff(c, attempt, ra, FH_SHOWN(q), cls == ATTEMPT_OK ? "server busy" : curl_easy_strerror(rc));
+			backoff(c, attempt, ra, FH_SHOWN(q),
+			        cls == ATTEMPT_OK ? "server busy" : curl_easy_strerror(rc));
 	}
 out:
 	close(fd);

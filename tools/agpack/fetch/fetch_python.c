@@ -324,7 +324,8 @@ int ag_fetch_python(const struct ag_fetch_opts *o, const char *requirements, con
 		json_t *wj = NULL;
 		rc = py_find_wheel(&c, index, q, &t, &p, err);
 		if (rc == 0) {
-			wj = json_pack("{s:s, s:s, s:s}", "name", q->name, "version", q->version, "filename", p.w->filename);
+			wj = json_pack("{s:s, s:s, s:s}", "name", q->name, "version", q->version, "filename",
+			               p.w->filename);
 			if (!wj || json_array_append_new(wheels, wj) < 0)
 				rc = bn_fail(err, -ENOMEM, "out of memory");
 		}

@@ -872,9 +872,8 @@ static int image_blobs(const struct manifest *man, struct desc **ret, size_t *re
 /* The blobs (each distinct one once) and the manifest into
  * tmp/blobs/sha256; without an index, the config's platform is checked
  * against want (NULL: any) and named in plat. */
-static int write_blobs(struct reg *g, const char *tmp, const struct desc *blobs, size_t nb,
-                       const struct manifest *man, bool from_index, const struct platform *want, char *plat,
-                       size_t plat_n, struct bn_error *err)
+static int write_blobs(struct reg *g, const char *tmp, const struct desc *blobs, size_t nb, const struct manifest *man,
+                       bool from_index, const struct platform *want, char *plat, size_t plat_n, struct bn_error *err)
 {
 	char *bdir = fs_printf("%s/blobs/sha256", tmp);
 	int rc = bdir ? fo_mkdirs(bdir, err) : bn_fail(err, -ENOMEM, "out of memory");
@@ -940,7 +939,8 @@ static int write_index(const struct reg *g, const char *tmp, const struct manife
 		json_object_set_new(ann, ANN_MANIFEST_MEDIA_TYPE, json_string(MT_DOCKER_V2));
 	if (ann)
 		json_object_set_new(d, "annotations", ann);
-	json_t *index_json = json_pack("{s:i, s:s, s:[o]}", "schemaVersion", 2, "mediaType", MT_OCI_INDEX, "manifests", d);
+	json_t *index_json =
+	    json_pack("{s:i, s:s, s:[o]}", "schemaVersion", 2, "mediaType", MT_OCI_INDEX, "manifests", d);
 	char *text = index_json ? json_dumps(index_json, JSON_COMPACT) : NULL;
 	p = fs_printf("%s/index.json", tmp);
 	rc = text && p ? fo_write_file(p, text, strlen(text), err) : bn_fail(err, -ENOMEM, "out of memory");
@@ -1008,7 +1008,8 @@ int ag_fetch_image(const struct ag_fetch_opts *o, const char *ref, const char *p
 		if ((rc = fo_stage_dir(out_dir, &tmp, err)) < 0)
 			goto out;
 	}
-	if ((rc = reg_ping(&g, err)) < 0 || (rc = resolve_manifest(&g, &want, &idx, &man, plat, sizeof plat, err)) < 0 ||
+	if ((rc = reg_ping(&g, err)) < 0 ||
+	    (rc = resolve_manifest(&g, &want, &idx, &man, plat, sizeof plat, err)) < 0 ||
 	    (rc = image_blobs(&man, &blobs, &nb, &total, err)) < 0)
 		goto out;
 	fh_log(&c, "%s: %s%s%s, %zu layers, %llu bytes%s", ref, man.digest, plat[0] ? " for " : "", plat, nb - 1,
