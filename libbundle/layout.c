@@ -242,13 +242,18 @@ int bn_layout_attach(struct bn_bundle *b, struct bn_error *err)
 	l->pwhy = calloc(np + 1, sizeof *l->pwhy);
 	l->pverified = calloc(np + 1, sizeof *l->pverified);
 	l->vfd = calloc(nv + 1, sizeof *l->vfd);
+	/* The end marks and "no fd" before any failure: bn_layout_free walks
+	 * each array that was allocated up to its mark and closes fds >= 0. */
+	if (l->vpath)
+		l->vpath[nv] = (char *)-1;
+	if (l->ppath)
+		l->ppath[np] = (char *)-1;
+	for (size_t i = 0; l->vfd && i < nv; i++)
+		l->vfd[i] = -1;
+	if (l->vfd)
+		l->vfd[nv] = -2;
 	if (!l->vpath || !l->ppath || !l->vst || !l->pst || !l->vwhy || !l->pwhy || !l->pverified || !l->vfd)
 		return bn_fail(err, -ENOMEM, "out of memory");
-	l->vpath[nv] = (char *)-1;
-	l->ppath[np] = (char *)-1;
-	for (size_t i = 0; i < nv; i++)
-		l->vfd[i] = -1;
-	l->vfd[nv] = -2;
 	l->view = VIEW_DIR;
 	if (set) {
 		if (!m->media)
@@ -480,6 +485,16 @@ struct rebuild {
 	const char *rd;
 };
 
+/* n members with no file open (fd -1), so rebuild_free closes only what was
+ * opened whatever fails after; NULL when out of memory. */
+static struct member *members_new(uint32_t n)
+{
+	struct member *v = calloc(n, sizeof *v);
+	for (uint32_t i = 0; v && i < n; i++)
+		v[i].fd = -1;
+	return v;
+}
+
 static void rebuild_free(struct rebuild *rb)
 {
 	for (uint32_t i = 0; rb->src && i < rb->k; i++) {
@@ -679,8 +694,8 @@ static int rebuild_once(struct bn_bundle *b, size_t g, struct bn_error *err)
 	const struct bn_parity_group *gr = &b->m->parity->groups[g];
 	uint32_t k = gr->k, p = gr->p;
 	struct rebuild rb = {.l = b->layout, .m = b->m, .gr = gr, .g = g, .k = k, .p = p};
-	rb.src = calloc(k, sizeof *rb.src);
-	rb.out = calloc(k, sizeof *rb.out);
+	rb.src = members_new(k);
+	rb.out = members_new(k);
 	rb.a = bn_parity_matrix(k, p);
 	rb.sub = malloc((size_t)k * k);
 	rb.inv = malloc((size_t)k * k);
@@ -693,8 +708,6 @@ static int rebuild_once(struct bn_bundle *b, size_t g, struct bn_error *err)
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	for (uint32_t i = 0; i < k; i++)
-		rb.src[i].fd = rb.out[i].fd = -1;
 	rebuild_members(&rb);
 	if (rb.no == 0)
 		goto out;

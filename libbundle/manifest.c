@@ -104,23 +104,27 @@ ssize_t bn_artifact_file_at(const struct bn_artifact *a, uint64_t off)
 
 /* ---- free ------------------------------------------------------------ */
 
+void bn_artifact_release(struct bn_artifact *a)
+{
+	for (size_t j = 0; j < a->n_entries; j++) {
+		free(a->entries[j].path);
+		free(a->entries[j].target);
+	}
+	free(a->entries);
+	free(a->name);
+	free(a->type);
+	free(a->layout);
+	free(a->health);
+	json_decref(a->source);
+	memset(a, 0, sizeof *a);
+}
+
 void bn_manifest_free(struct bn_manifest *m)
 {
 	if (!m)
 		return;
-	for (size_t i = 0; i < m->n_artifacts; i++) {
-		struct bn_artifact *a = &m->artifacts[i];
-		for (size_t j = 0; j < a->n_entries; j++) {
-			free(a->entries[j].path);
-			free(a->entries[j].target);
-		}
-		free(a->entries);
-		free(a->name);
-		free(a->type);
-		free(a->layout);
-		free(a->health);
-		json_decref(a->source);
-	}
+	for (size_t i = 0; i < m->n_artifacts; i++)
+		bn_artifact_release(&m->artifacts[i]);
 	free(m->artifacts);
 	free(m->chunks);
 	free(m->volumes);

@@ -19,7 +19,7 @@ void bn_parity_free(struct bn_parity *p)
 {
 	if (!p)
 		return;
-	for (size_t i = 0; i < p->n_groups; i++) {
+	for (size_t i = 0; p->groups && i < p->n_groups; i++) { /* groups: NULL when its allocation failed */
 		free(p->groups[i].data);
 		free(p->groups[i].par);
 	}

@@ -55,14 +55,14 @@ static int encode_group(const char *dir, const struct bn_manifest *m, struct bn_
 	uint8_t *a = bn_parity_matrix(k, p), *tbl = malloc((size_t)32 * k * p);
 	uint8_t **bufs = calloc(k + p, sizeof *bufs);
 	int *fds = calloc(k + p, sizeof *fds);
+	for (uint32_t i = 0; fds && i < k + p; i++)
+		fds[i] = -1; /* before any goto out: only opened fds are closed */
 	struct bn_sha256 **sha = calloc(p, sizeof *sha);
 	int r = 0;
 	if (!a || !tbl || !bufs || !fds || !sha) {
 		r = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	for (uint32_t i = 0; i < k + p; i++)
-		fds[i] = -1;
 	for (uint32_t i = 0; i < k + p; i++) {
 		if (posix_memalign((void **)&bufs[i], 64, B) != 0) {
 			bufs[i] = NULL;

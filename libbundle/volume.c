@@ -34,6 +34,56 @@ int bn_volume_close(struct bn_writer *w, struct bn_error *err)
 	return 0;
 }
 
+int bn_volume_rewind(struct bn_writer *w, size_t n_volumes, uint64_t size, bool reopen, struct bn_error *err)
+{
+	if (w->vfd >= 0)
+		close(w->vfd); /* its bytes are truncated or unlinked below */
+	w->vfd = -1;
+	while (w->m.n_volumes > n_volumes) {
+		struct bn_volume *v = &w->m.volumes[w->m.n_volumes - 1];
+		char *path = bn_path_join(w->o.dir, v->name);
+		if (!path)
+			return bn_fail(err, -ENOMEM, "out of memory");
+		int r = unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+		free(path);
+		if (r < 0)
+			return bn_fail(err, r, "%s/%s: cannot remove volume: %s", w->o.dir, v->name, strerror(-r));
+		memset(v, 0, sizeof *v);
+		w->m.n_volumes--;
+	}
+	if (!reopen || n_volumes == 0)
+		return 0;
+	struct bn_volume *v = &w->m.volumes[n_volumes - 1];
+	char *path = bn_path_join(w->o.dir, v->name);
+	if (!path)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	free(path);
+	int r = fd < 0 ? -errno : 0;
+	if (r == 0 && (ftruncate(fd, (off_t)size) < 0 || lseek(fd, (off_t)size, SEEK_SET) < 0))
+		r = -errno;
+	/* The volume hash again from its first size bytes, read back through a
+	 * slot's buffer (no chunk is in flight, so the slots are free). */
+	bn_sha256_reset(w->vsha);
+	uint8_t *buf = w->slots[0].ubuf;
+	for (uint64_t off = 0; r == 0 && off < size;) {
+		size_t n = size - off < w->o.chunk_size ? (size_t)(size - off) : w->o.chunk_size;
+		r = bn_pread_all(fd, buf, n, off);
+		if (r == 0)
+			bn_sha256_update(w->vsha, buf, n);
+		off += n;
+	}
+	if (r < 0) {
+		if (fd >= 0)
+			close(fd);
+		return bn_fail(err, r, "%s/%s: cannot rewind volume: %s", w->o.dir, v->name, strerror(-r));
+	}
+	v->size = size;
+	w->vfd = fd;
+	w->kicked = size;
+	return 0;
+}
+
 static int open_volume(struct bn_writer *w, struct bn_error *err)
 {
 	int r = bn_writer_grow((void **)&w->m.volumes, &w->cap_volumes, w->m.n_volumes + 1, sizeof *w->m.volumes);

@@ -917,6 +917,39 @@ static int pack_file(struct bn_writer *w, uint32_t artifact, const struct scan_i
 	return 0;
 }
 
+/* The pack's state before an artifact is added. */
+struct add_mark {
+	size_t n_chunks, n_volumes;
+	uint64_t vsize; /* of the last volume */
+	bool vopen;     /* the last volume is open for more chunks */
+};
+
+/*
+ * Undoes a refused bn_writer_add() after its artifact was appended: the slot
+ * being read into is dropped, the chunks in flight are written, and then the
+ * artifact, its chunks and its bytes in the volumes are taken out, so the
+ * writer is as before the call.  When the volumes cannot be put back (an I/O
+ * error), the writer keeps that error: every later add and finish fail.
+ */
+static void unwind_add(struct bn_writer *w, const struct add_mark *mark)
+{
+	w->filling = false;
+	struct bn_error e = {0};
+	int r = bn_volume_drain_all(w, &e);
+	bn_artifact_release(&w->m.artifacts[--w->m.n_artifacts]);
+	w->m.n_chunks = mark->n_chunks;
+	w->prog_done = w->prog_total = 0;
+	if (r < 0)
+		return; /* the volume writer failed: it holds its error already */
+	r = bn_volume_rewind(w, mark->n_volumes, mark->vsize, mark->vopen, &e);
+	if (r < 0) {
+		pthread_mutex_lock(&w->mu);
+		w->sink_r = r;
+		w->sink_err = e;
+		pthread_mutex_unlock(&w->mu);
+	}
+}
+
 int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const char *layout, const char *src,
                   const uint8_t *pin, json_t *source, struct bn_error *err)
 {
@@ -932,6 +965,7 @@ int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const
 		return bn_fail(err, -errno, "%s: %s", src, strerror(errno));
 	struct scan s = {0};
 	int r = 0;
+	bool added = false;
 	if (S_ISDIR(st.st_mode)) {
 		r = scan_dir(w, &s, src, "", 0, err);
 		if (r < 0)
@@ -969,10 +1003,14 @@ int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const
 		r = bn_fail(err, r, "out of memory");
 		goto out;
 	}
+	/* Where the pack stands: a refused add goes back here (unwind_add). */
+	struct add_mark mark = {w->m.n_chunks, w->m.n_volumes,
+	                        w->m.n_volumes ? w->m.volumes[w->m.n_volumes - 1].size : 0, w->vfd >= 0};
 	uint32_t ai = (uint32_t)w->m.n_artifacts;
 	struct bn_artifact *a = &w->m.artifacts[ai];
 	memset(a, 0, sizeof *a);
 	w->m.n_artifacts++;
+	added = true;
 	a->name = strdup(name);
 	a->type = strdup(type);
 	a->layout = strdup(layout);
@@ -1023,6 +1061,8 @@ int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const
 		goto out;
 	}
 out:
+	if (r < 0 && added)
+		unwind_add(w, &mark);
 	scan_free(&s);
 	return r;
 }
@@ -1053,7 +1093,10 @@ int bn_writer_finish(struct bn_writer *w, const char *name, const char *channel,
 {
 	if (!bn_name_valid(name) || !bn_name_valid(channel))
 		return bn_fail(err, -EINVAL, "bundle name and channel must be letters, digits, '.', '_', '-'");
-	int r = bn_volume_close(w, err);
+	/* An earlier failure of the volume writer stays: the volumes are not what the manifest says. */
+	int r = bn_volume_drain_all(w, err);
+	if (r == 0)
+		r = bn_volume_close(w, err);
 	if (r < 0)
 		return r;
 	w->m.format_major = w->m.base ? BN_FORMAT_DELTA_MAJOR : BN_FORMAT_MAJOR;

@@ -98,5 +98,10 @@ void *bn_volume_sink_main(void *arg);
 /* Waits until at most `left` chunks are unwritten; returns the writer's first error. */
 int bn_volume_wait_written(struct bn_writer *w, uint64_t left, struct bn_error *err);
 int bn_volume_drain_all(struct bn_writer *w, struct bn_error *err);
+/* Takes the volumes back to an earlier point of the pack: the volumes after
+ * the first n_volumes are removed and, with reopen, the last of those is cut
+ * back to size bytes, rehashed and left open for the next chunk.  Only while
+ * no chunk is in flight (after bn_volume_drain_all). */
+int bn_volume_rewind(struct bn_writer *w, size_t n_volumes, uint64_t size, bool reopen, struct bn_error *err);
 /* Finishes the open volume (hash, fsync, close); 0 when none is open. */
 int bn_volume_close(struct bn_writer *w, struct bn_error *err);

@@ -21,7 +21,8 @@ on_exit() { _cleanups+=("$1"); }
 
 ok() { _n=$((_n + 1)); echo "ok $_n - $*"; }
 not_ok() { _n=$((_n + 1)); _failed=$((_failed + 1)); echo "not ok $_n - $*"; }
-diag() { echo "# $*"; }
+# diag TEXT: TEXT as TAP diagnostics, "# " before each of its lines.
+diag() { printf '%s\n' "$*" | sed 's/^/# /'; }
 # A TAP plan of 0 with SKIP: meson (protocol tap) reports the test as skipped.
 skip_all() { echo "1..0 # SKIP $*"; exit 0; }
 # check DESCRIPTION COMMAND...: passes when the command succeeds.

@@ -176,9 +176,10 @@ static inline int ut_pack(const char *src, const char *out, const struct bn_seck
 	                           .threads = po->threads,
 	                           .warn = po->warn};
 	struct bn_writer *w = NULL;
-	const struct bn_manifest *m = NULL;
+	const struct bn_manifest *wm = NULL;
+	struct bn_manifest *m = NULL; /* taken from the writer, for parity and media */
 	char *text = NULL;
-	size_t len = 0;
+	size_t len = 0, columns = 0;
 	int r = bn_writer_new(&o, &w, err);
 	if (r == 0)
 		r = bn_writer_add(w, "data", "files", "tree", in, NULL, NULL, err);
@@ -186,33 +187,30 @@ static inline int ut_pack(const char *src, const char *out, const struct bn_seck
 		r = bn_writer_add(w, "single", "files", "tree", one, NULL, NULL, err);
 	if (r == 0)
 		r = bn_writer_finish(w, po->name ? po->name : "t", po->channel ? po->channel : "c",
-		                     po->version ? po->version : 1, po->created ? po->created : "2026-01-01T00:00:00Z", &m,
-		                     err);
+		                     po->version ? po->version : 1, po->created ? po->created : "2026-01-01T00:00:00Z",
+		                     &wm, err);
+	if (r == 0)
+		r = bn_writer_take_manifest(w, &m, err);
+	/* The media plan reserves room on each medium for the signed files:
+	 * twice the manifest so far and 8 KiB. */
+	if (r == 0 && po->media && bn_manifest_format(m, &text, &len) < 0)
+		r = bn_fail(err, -ENOMEM, "cannot format the manifest");
+	if (r == 0 && po->media)
+		r = bn_media_plan(m, po->media, len * 2 + 8192, &columns, err);
+	if (r == 0 && po->parity)
+		r = bn_parity_build(dir, m, po->parity, po->media ? columns : po->groups, err);
+	if (r == 0 && po->media)
+		r = bn_media_assign_parity(m, columns, err);
+	free(text);
+	text = NULL;
 	if (r == 0 && bn_manifest_format(m, &text, &len) < 0)
 		r = bn_fail(err, -ENOMEM, "cannot format the manifest");
-	/* A manifest of our own (the writer's is const) for parity and media. */
-	struct bn_manifest *own = NULL;
-	if (r == 0 && (po->parity || po->media)) {
-		r = bn_manifest_parse(text, len, &own, err);
-		size_t columns = 0;
-		if (r == 0 && po->media)
-			r = bn_media_plan(own, po->media, len * 2 + 8192, &columns, err);
-		if (r == 0 && po->parity)
-			r = bn_parity_build(dir, own, po->parity, po->media ? columns : po->groups, err);
-		if (r == 0 && po->media)
-			r = bn_media_assign_parity(own, columns, err);
-		free(text);
-		text = NULL;
-		if (r == 0 && bn_manifest_format(own, &text, &len) < 0)
-			r = bn_fail(err, -ENOMEM, "cannot format the manifest");
-		m = own;
-	}
 	if (r == 0)
 		r = bn_bundle_write_signed(dir, text, len, m, sk, err);
 	if (r == 0 && po->media)
 		r = bn_media_layout(dir, m, err);
 	free(text);
-	bn_manifest_free(own);
+	bn_manifest_free(m);
 	bn_writer_free(w);
 	return r;
 }

@@ -132,6 +132,162 @@ void spec_release(struct spec *s)
 	memset(s, 0, sizeof *s);
 }
 
+/* The top-level keys: name, channel ("stable" when absent), version, sbom. */
+static int spec_top(struct spec *s, const char *path, struct bn_error *err)
+{
+	s->name = json_string_value(json_object_get(s->root, "name"));
+	s->channel = json_string_value(json_object_get(s->root, "channel"));
+	if (!s->channel)
+		s->channel = "stable";
+	json_t *v = json_object_get(s->root, "version");
+	if (!s->name || !bn_name_valid(s->name))
+		return bn_fail(err, -EINVAL, "%s: \"name\" must be letters, digits, '.', '_' or '-'", path);
+	if (!bn_name_valid(s->channel))
+		return bn_fail(err, -EINVAL, "%s: \"channel\" must be letters, digits, '.', '_' or '-'", path);
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return bn_fail(err, -EINVAL, "%s: \"version\" must be a non-negative integer", path);
+	s->version = (uint64_t)json_integer_value(v);
+	json_t *sb = json_object_get(s->root, "sbom"); /* docs/SBOM.md */
+	if (sb && !json_is_boolean(sb))
+		return bn_fail(err, -EINVAL, "%s: \"sbom\" must be true or false", path);
+	s->no_sbom = json_is_false(sb);
+	return 0;
+}
+
+/* Artifact a (named in messages as where) against its type's schema as, and
+ * its health and apt objects against theirs. */
+static int artifact_schemas(const struct bn_schema *as, json_t *a, const char *path, const char *where,
+                            struct bn_error *err)
+{
+	int r = bn_schema_check(as, a, path, where, err);
+	json_t *h = json_object_get(a, "health");
+	if (r == 0 && json_is_object(h)) {
+		char hw[BN_MAX_NAME + 80];
+		snprintf(hw, sizeof hw, "%s: health", where);
+		r = bn_schema_check(&spec_schemas[6], h, path, hw, err);
+	}
+	json_t *apt = json_object_get(a, "apt");
+	if (r == 0 && json_is_object(apt)) {
+		char aw[BN_MAX_NAME + 80];
+		snprintf(aw, sizeof aw, "%s: apt", where);
+		r = bn_schema_check(&spec_schemas[9], apt, path, aw, err);
+	}
+	return r;
+}
+
+/* The keys each type needs, so that lint finds them without the network. */
+static int artifact_required(const struct spec_artifact *sa, json_t *a, const char *path, struct bn_error *err)
+{
+	if (!strcmp(sa->type, "image") && !json_object_get(a, "ref"))
+		return bn_fail(err, -EINVAL, "%s: artifact '%s': image needs \"ref\"", path, sa->name);
+	if (!strcmp(sa->type, "url")) {
+		if (!json_object_get(a, "url"))
+			return bn_fail(err, -EINVAL, "%s: artifact '%s': url needs \"url\"", path, sa->name);
+		if (!sa->sha256)
+			return bn_fail(err, -EINVAL,
+			               "%s: artifact '%s': url needs \"sha256\" (or \"unpinned\", explicitly)", path,
+			               sa->name);
+	}
+	if (!strcmp(sa->type, "hf-model")) {
+		if (!json_object_get(a, "repo"))
+			return bn_fail(err, -EINVAL, "%s: artifact '%s': hf-model needs \"repo\"", path, sa->name);
+		json_t *inc = json_object_get(a, "include"), *exc = json_object_get(a, "exclude");
+		if ((inc && !strings_only(inc)) || (exc && !strings_only(exc)))
+			return bn_fail(err, -EINVAL, "%s: artifact '%s': include and exclude must be arrays of strings",
+			               path, sa->name);
+	}
+	if (!strcmp(sa->type, "python"))
+		for (const char *const *k = (const char *const[]){"requirements", "index", "python", "platform", NULL};
+		     *k; k++)
+			if (!json_object_get(a, *k))
+				return bn_fail(err, -EINVAL, "%s: artifact '%s': python needs \"%s\"", path, sa->name,
+				               *k);
+	if (!strcmp(sa->type, "debs") && !json_object_get(a, "path") && !json_object_get(a, "packages"))
+		return bn_fail(err, -EINVAL, "%s: artifact '%s': debs needs \"path\" (.deb files) and/or \"packages\"",
+		               path, sa->name);
+	return 0;
+}
+
+/* The sha256 pin (64 hex digits or "unpinned", on types that take pins) and
+ * the offline readiness keys (docs/SBOM.md). */
+static int artifact_pin_offline(struct spec_artifact *sa, const struct artifact_type *t, json_t *a, const char *path,
+                                struct bn_error *err)
+{
+	if (sa->sha256 && !t->pin)
+		return bn_fail(err, -EINVAL, "%s: artifact '%s': \"sha256\" pins apply to files artifacts", path,
+		               sa->name);
+	if (sa->sha256 && strcmp(sa->sha256, "unpinned") != 0) {
+		uint8_t tmp[32];
+		if (strlen(sa->sha256) != 64 || !bn_unhex(sa->sha256, tmp, 32))
+			return bn_fail(err, -EINVAL, "%s: artifact '%s': \"sha256\" must be 64 hex digits", path,
+			               sa->name);
+	}
+	json_t *arc = json_object_get(a, "allow_remote_code"), *oe = json_object_get(a, "offline_env");
+	if (arc && !json_is_boolean(arc))
+		return bn_fail(err, -EINVAL, "%s: artifact '%s': \"allow_remote_code\" must be true or false", path,
+		               sa->name);
+	if (oe && !json_is_boolean(oe))
+		return bn_fail(err, -EINVAL, "%s: artifact '%s': \"offline_env\" must be true or false", path,
+		               sa->name);
+	if (json_is_true(oe) && strcmp(sa->type, "image") && strcmp(sa->type, "oci-archive"))
+		return bn_fail(err, -EINVAL,
+		               "%s: artifact '%s': \"offline_env\" applies to image and oci-archive artifacts", path,
+		               sa->name);
+	sa->allow_remote_code = json_is_true(arc);
+	sa->offline_env = json_is_true(oe);
+	return 0;
+}
+
+/* Artifact i of the spec, a: s->artifacts[i] filled and checked (those
+ * before it are done: names are unique). */
+static int spec_artifact(struct spec *s, size_t i, json_t *a, const char *path, struct bn_error *err)
+{
+	struct spec_artifact *sa = &s->artifacts[i];
+	sa->json = a;
+	if (!json_is_object(a))
+		return bn_fail(err, -EINVAL, "%s: artifact %zu is not a JSON object", path, i);
+	sa->type = json_string_value(json_object_get(a, "type"));
+	sa->dir = s->dir;
+	sa->name = json_string_value(json_object_get(a, "name"));
+	sa->sha256 = json_string_value(json_object_get(a, "sha256"));
+	if (!sa->type)
+		return bn_fail(err, -EINVAL, "%s: artifact %zu has no \"type\"", path, i);
+	const struct bn_schema *as = artifact_schema(sa->type);
+	char where[BN_MAX_NAME + 64];
+	if (sa->name)
+		snprintf(where, sizeof where, "artifact '%.*s'", BN_MAX_NAME, sa->name);
+	else
+		snprintf(where, sizeof where, "artifact %zu", i);
+	if (sa->sha256 && !strcmp(sa->type, "oci-archive"))
+		return bn_fail(err, -EINVAL, "%s: artifact '%s': \"sha256\" pins apply to files artifacts", path,
+		               sa->name ? sa->name : "?");
+	int r = as ? artifact_schemas(as, a, path, where, err) : 0;
+	if (r < 0)
+		return r;
+	if (!sa->name || !bn_name_valid(sa->name))
+		return bn_fail(err, -EINVAL, "%s: artifact %zu: \"name\" must be letters, digits, '.', '_' or '-'",
+		               path, i);
+	for (size_t j = 0; j < i; j++)
+		if (!strcmp(s->artifacts[j].name, sa->name))
+			return bn_fail(err, -EINVAL, "%s: artifact name '%s' is used twice", path, sa->name);
+	const struct artifact_type *t = artifact_type_find(sa->type);
+	if (!t)
+		return bn_fail(err, -EINVAL, "%s: artifact '%s' has unknown type '%s' (%s)", path, sa->name, sa->type,
+		               artifact_type_names());
+	if (t->local) {
+		const char *p = json_string_value(json_object_get(a, "path"));
+		if (!p || !*p)
+			return bn_fail(err, -EINVAL, "%s: artifact '%s' needs a \"path\"", path, sa->name);
+		sa->path = p[0] == '/' ? strdup(p) : bn_path_join(s->dir, p);
+		if (!sa->path)
+			return bn_fail(err, -ENOMEM, "out of memory");
+	}
+	r = artifact_required(sa, a, path, err);
+	if (r == 0)
+		r = artifact_pin_offline(sa, t, a, path, err);
+	return r;
+}
+
 int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 {
 	struct spec s = {0};
@@ -149,138 +305,38 @@ int spec_load(const char *path, struct spec *ret, struct bn_error *err)
 	free(buf);
 	if (!s.root)
 		return bn_fail(err, -EINVAL, "%s: line %d: %s", path, je.line, je.text);
-#define SPECERR(...) do { r = bn_fail(err, -EINVAL, __VA_ARGS__); goto fail; } while (0)
+	json_t *arts = NULL;
 	if (!json_is_object(s.root))
-		SPECERR("%s: not a JSON object", path);
-	r = bn_schema_check(&spec_schemas[0], s.root, path, NULL, err);
+		r = bn_fail(err, -EINVAL, "%s: not a JSON object", path);
+	else
+		r = bn_schema_check(&spec_schemas[0], s.root, path, NULL, err);
+	if (r == 0)
+		r = spec_top(&s, path, err);
+	if (r == 0) {
+		arts = json_object_get(s.root, "artifacts");
+		if (!json_is_array(arts) || json_array_size(arts) == 0)
+			r = bn_fail(err, -EINVAL, "%s: \"artifacts\" must be a non-empty array", path);
+	}
 	if (r < 0)
 		goto fail;
-	s.name = json_string_value(json_object_get(s.root, "name"));
-	s.channel = json_string_value(json_object_get(s.root, "channel"));
-	if (!s.channel)
-		s.channel = "stable";
-	json_t *v = json_object_get(s.root, "version");
-	if (!s.name || !bn_name_valid(s.name))
-		SPECERR("%s: \"name\" must be letters, digits, '.', '_' or '-'", path);
-	if (!bn_name_valid(s.channel))
-		SPECERR("%s: \"channel\" must be letters, digits, '.', '_' or '-'", path);
-	if (!json_is_integer(v) || json_integer_value(v) < 0)
-		SPECERR("%s: \"version\" must be a non-negative integer", path);
-	s.version = (uint64_t)json_integer_value(v);
-	json_t *sb = json_object_get(s.root, "sbom"); /* docs/SBOM.md */
-	if (sb && !json_is_boolean(sb))
-		SPECERR("%s: \"sbom\" must be true or false", path);
-	s.no_sbom = json_is_false(sb);
-	json_t *arts = json_object_get(s.root, "artifacts");
-	if (!json_is_array(arts) || json_array_size(arts) == 0)
-		SPECERR("%s: \"artifacts\" must be a non-empty array", path);
 	s.dir = bn_dirname(path);
 	s.path = strdup(path);
 	s.artifacts = calloc(json_array_size(arts), sizeof *s.artifacts);
 	if (s.artifacts)
 		s.n_artifacts = json_array_size(arts); /* only once there is an array to release */
-	if (!s.dir || !s.path || !s.artifacts)
-		do { r = bn_fail(err, -ENOMEM, "out of memory"); goto fail; } while (0);
-	for (size_t i = 0; i < s.n_artifacts; i++) {
-		json_t *a = json_array_get(arts, i);
-		struct spec_artifact *sa = &s.artifacts[i];
-		sa->json = a;
-		if (!json_is_object(a))
-			SPECERR("%s: artifact %zu is not a JSON object", path, i);
-		sa->type = json_string_value(json_object_get(a, "type"));
-		sa->dir = s.dir;
-		sa->name = json_string_value(json_object_get(a, "name"));
-		sa->sha256 = json_string_value(json_object_get(a, "sha256"));
-		if (!sa->type)
-			SPECERR("%s: artifact %zu has no \"type\"", path, i);
-		const struct bn_schema *as = artifact_schema(sa->type);
-		char where[BN_MAX_NAME + 64];
-		if (sa->name)
-			snprintf(where, sizeof where, "artifact '%.*s'", BN_MAX_NAME, sa->name);
-		else
-			snprintf(where, sizeof where, "artifact %zu", i);
-		if (sa->sha256 && !strcmp(sa->type, "oci-archive"))
-			SPECERR("%s: artifact '%s': \"sha256\" pins apply to files artifacts", path, sa->name ? sa->name : "?");
-		if (as) {
-			r = bn_schema_check(as, a, path, where, err);
-			json_t *h = json_object_get(a, "health");
-			if (r == 0 && json_is_object(h)) {
-				char hw[sizeof where + 16];
-				snprintf(hw, sizeof hw, "%s: health", where);
-				r = bn_schema_check(&spec_schemas[6], h, path, hw, err);
-			}
-			json_t *apt = json_object_get(a, "apt");
-			if (r == 0 && json_is_object(apt)) {
-				char aw[sizeof where + 16];
-				snprintf(aw, sizeof aw, "%s: apt", where);
-				r = bn_schema_check(&spec_schemas[9], apt, path, aw, err);
-			}
-			if (r < 0)
-				goto fail;
-		}
-		if (!sa->name || !bn_name_valid(sa->name))
-			SPECERR("%s: artifact %zu: \"name\" must be letters, digits, '.', '_' or '-'", path, i);
-		for (size_t j = 0; j < i; j++)
-			if (!strcmp(s.artifacts[j].name, sa->name))
-				SPECERR("%s: artifact name '%s' is used twice", path, sa->name);
-		const struct artifact_type *t = artifact_type_find(sa->type);
-		if (!t)
-			SPECERR("%s: artifact '%s' has unknown type '%s' (%s)", path, sa->name, sa->type,
-			        artifact_type_names());
-		if (t->local) {
-			const char *p = json_string_value(json_object_get(a, "path"));
-			if (!p || !*p)
-				SPECERR("%s: artifact '%s' needs a \"path\"", path, sa->name);
-			sa->path = p[0] == '/' ? strdup(p) : bn_path_join(s.dir, p);
-			if (!sa->path)
-				do { r = bn_fail(err, -ENOMEM, "out of memory"); goto fail; } while (0);
-		}
-		/* required keys, so that lint finds them without the network */
-		if (!strcmp(sa->type, "image") && !json_object_get(a, "ref"))
-			SPECERR("%s: artifact '%s': image needs \"ref\"", path, sa->name);
-		if (!strcmp(sa->type, "url")) {
-			if (!json_object_get(a, "url"))
-				SPECERR("%s: artifact '%s': url needs \"url\"", path, sa->name);
-			if (!sa->sha256)
-				SPECERR("%s: artifact '%s': url needs \"sha256\" (or \"unpinned\", explicitly)", path, sa->name);
-		}
-		if (!strcmp(sa->type, "hf-model")) {
-			if (!json_object_get(a, "repo"))
-				SPECERR("%s: artifact '%s': hf-model needs \"repo\"", path, sa->name);
-			json_t *inc = json_object_get(a, "include"), *exc = json_object_get(a, "exclude");
-			if ((inc && !strings_only(inc)) || (exc && !strings_only(exc)))
-				SPECERR("%s: artifact '%s': include and exclude must be arrays of strings", path, sa->name);
-		}
-		if (!strcmp(sa->type, "python"))
-			for (const char *const *k = (const char *const[]){"requirements", "index", "python", "platform", NULL}; *k; k++)
-				if (!json_object_get(a, *k))
-					SPECERR("%s: artifact '%s': python needs \"%s\"", path, sa->name, *k);
-		if (!strcmp(sa->type, "debs") && !json_object_get(a, "path") && !json_object_get(a, "packages"))
-			SPECERR("%s: artifact '%s': debs needs \"path\" (.deb files) and/or \"packages\"", path, sa->name);
-		if (sa->sha256 && !t->pin)
-			SPECERR("%s: artifact '%s': \"sha256\" pins apply to files artifacts", path, sa->name);
-		if (sa->sha256 && strcmp(sa->sha256, "unpinned") != 0) {
-			uint8_t tmp[32];
-			if (strlen(sa->sha256) != 64 || !bn_unhex(sa->sha256, tmp, 32))
-				SPECERR("%s: artifact '%s': \"sha256\" must be 64 hex digits", path, sa->name);
-		}
-		/* Offline readiness keys (docs/SBOM.md). */
-		json_t *arc = json_object_get(a, "allow_remote_code"), *oe = json_object_get(a, "offline_env");
-		if (arc && !json_is_boolean(arc))
-			SPECERR("%s: artifact '%s': \"allow_remote_code\" must be true or false", path, sa->name);
-		if (oe && !json_is_boolean(oe))
-			SPECERR("%s: artifact '%s': \"offline_env\" must be true or false", path, sa->name);
-		if (json_is_true(oe) && strcmp(sa->type, "image") && strcmp(sa->type, "oci-archive"))
-			SPECERR("%s: artifact '%s': \"offline_env\" applies to image and oci-archive artifacts", path, sa->name);
-		sa->allow_remote_code = json_is_true(arc);
-		sa->offline_env = json_is_true(oe);
+	if (!s.dir || !s.path || !s.artifacts) {
+		r = bn_fail(err, -ENOMEM, "out of memory");
+		goto fail;
 	}
+	for (size_t i = 0; r == 0 && i < s.n_artifacts; i++)
+		r = spec_artifact(&s, i, json_array_get(arts, i), path, err);
+	if (r < 0)
+		goto fail;
 	*ret = s;
 	return 0;
 fail:
 	spec_release(&s);
 	return r;
-#undef SPECERR
 }
 
 /* A file the spec names (relative to the spec's directory) exists. */

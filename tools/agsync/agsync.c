@@ -993,7 +993,18 @@ static int check_images(struct bn_deploy *d, int slot, const char *host, const s
 	return r;
 }
 
-static int cmd_pull(int argc, char **argv)
+/* What agsync pull was asked. */
+struct pull {
+	const char *root, *bundle, *channel, *reg; /* reg: registry HOST[:PORT] to check images against, or NULL */
+	const char *url;                           /* the mirror */
+	struct net n;
+	struct bn_import_opts io;
+	bool wait;
+};
+
+/* pull's command line into p: -1 to go on, else the exit code (usage errors
+ * reported; 0 after --help). */
+static int pull_args(int argc, char **argv, struct pull *p)
 {
 	static const struct option opts[] = {
 	    {"root", required_argument, NULL, 'r'},
@@ -1009,26 +1020,24 @@ static int cmd_pull(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
-	const char *root = getenv("AGKIT_ROOT"), *bundle = NULL, *channel = NULL, *reg = NULL;
-	if (!root || !*root)
-		root = BN_DEFAULT_ROOT;
-	struct net n = {.retries = 5};
-	struct bn_import_opts io = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "import"};
-	bool wait = false;
+	p->root = getenv("AGKIT_ROOT");
+	if (!p->root || !*p->root)
+		p->root = BN_DEFAULT_ROOT;
+	p->n.retries = 5;
 	int c;
 	while ((c = getopt_long(argc, argv, "r:b:c:g:kn:DfwA:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'r': root = optarg; break;
-		case 'b': bundle = optarg; break;
-		case 'c': channel = optarg; break;
+		case 'r': p->root = optarg; break;
+		case 'b': p->bundle = optarg; break;
+		case 'c': p->channel = optarg; break;
 		case 'g':
 			if (!*optarg || strchr(optarg, '/')) {
 				tool_err("--registry: expected HOST[:PORT]");
 				return BN_EXIT_USAGE;
 			}
-			reg = optarg;
+			p->reg = optarg;
 			break;
-		case 'k': n.insecure = true; break;
+		case 'k': p->n.insecure = true; break;
 		case 'n': {
 			char *end;
 			unsigned long t = strtoul(optarg, &end, 10);
@@ -1036,92 +1045,153 @@ static int cmd_pull(int argc, char **argv)
 				tool_err("--retries: expected a number from 0 to 100");
 				return BN_EXIT_USAGE;
 			}
-			n.retries = (unsigned)t;
+			p->n.retries = (unsigned)t;
 			break;
 		}
-		case 'D': io.allow_downgrade = true; break;
-		case 'f': io.force = true; break;
-		case 'w': wait = true; break;
-		case 'A': n.ca_file = optarg; break;
+		case 'D': p->io.allow_downgrade = true; break;
+		case 'f': p->io.force = true; break;
+		case 'w': p->wait = true; break;
+		case 'A': p->n.ca_file = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return BN_EXIT_USAGE;
 		}
 	}
-	if (optind + 1 != argc || (channel && !bundle) || (bundle && !bn_name_valid(bundle)) ||
-	    (channel && !bn_name_valid(channel))) {
+	if (optind + 1 != argc || (p->channel && !p->bundle) || (p->bundle && !bn_name_valid(p->bundle)) ||
+	    (p->channel && !bn_name_valid(p->channel))) {
 		if (optind + 1 == argc)
-			tool_err(channel && !bundle ? "--channel goes with --bundle"
-			                            : "--bundle/--channel: not a valid name");
+			tool_err(p->channel && !p->bundle ? "--channel goes with --bundle"
+			                                  : "--bundle/--channel: not a valid name");
 		usage(stderr);
 		return BN_EXIT_USAGE;
 	}
-	if (net_creds(&n) < 0)
+	if (net_creds(&p->n) < 0)
 		return BN_EXIT_USAGE;
-	const char *url = argv[optind];
-	if (strncmp(url, "http://", 7) && strncmp(url, "https://", 8)) {
-		tool_err("%s: expected an http:// or https:// URL", url);
+	p->url = argv[optind];
+	if (strncmp(p->url, "http://", 7) && strncmp(p->url, "https://", 8)) {
+		tool_err("%s: expected an http:// or https:// URL", p->url);
 		return BN_EXIT_USAGE;
 	}
-	tool_catch_signals();
-	struct bn_error err = {0};
+	return -1;
+}
+
+/* The root's trust policy (its keys copied into keys[], which outlive the
+ * root's handle) and the channel it follows (chan, "" when none), read with
+ * the root's lock held only meanwhile. */
+static int pull_policy(const struct pull *p, struct bn_pubkey keys[BN_TRUST_MAX_KEYS], struct bn_trust *ret_trust,
+                       char chan[BN_MAX_NAME + 1], struct bn_error *err)
+{
 	struct bn_deploy *d = NULL;
-	/* The root's lock is not held while bytes arrive (agctl cycle and the
-	 * timer go on); R.agsync-pull.lock keeps two pulls apart.  The trust
-	 * policy read now checks the manifest before any volume is fetched; the
-	 * import below checks everything again under the lock. */
-	int r = bn_deploy_open(root, wait, &d, &err);
+	int r = bn_deploy_open(p->root, p->wait, &d, err);
 	if (r < 0)
-		return tool_fail(r, &err);
-	static struct bn_pubkey keys[BN_TRUST_MAX_KEYS];
+		return r;
 	struct bn_trust trust = bn_deploy_trust(d);
 	size_t nk = trust.n_keys < BN_TRUST_MAX_KEYS ? trust.n_keys : BN_TRUST_MAX_KEYS;
 	memcpy(keys, trust.keys, nk * sizeof keys[0]);
 	trust.keys = keys;
 	trust.n_keys = nk;
-	char chan[BN_MAX_NAME + 1] = "";
-	if (!channel && bn_deploy_channel(d))
-		snprintf(chan, sizeof chan, "%s", bn_deploy_channel(d));
+	chan[0] = 0;
+	if (!p->channel && bn_deploy_channel(d))
+		snprintf(chan, BN_MAX_NAME + 1, "%s", bn_deploy_channel(d));
 	bn_deploy_close(d);
-	d = NULL;
-	if (!channel && bundle) {
-		if (!chan[0]) {
-			tool_err("%s follows no channel yet: give --channel", root);
-			return BN_EXIT_USAGE;
-		}
-		channel = chan;
-	}
-	char *burl = NULL, *tmp = NULL, *lockp = NULL;
-	size_t rl = strlen(root);
-	while (rl > 1 && root[rl - 1] == '/')
+	*ret_trust = trust;
+	return 0;
+}
+
+/* R.agsync-pull (the download directory, in ret_tmp) and its lock file,
+ * locked: the fd, or a negative errno. */
+static int pull_lock(const struct pull *p, char **ret_tmp, struct bn_error *err)
+{
+	char *tmp = NULL, *lockp = NULL;
+	size_t rl = strlen(p->root);
+	while (rl > 1 && p->root[rl - 1] == '/')
 		rl--;
-	if (asprintf(&tmp, "%.*s.agsync-pull", (int)rl, root) < 0 || asprintf(&lockp, "%s.lock", tmp) < 0)
-		return BN_EXIT_FAILURE;
+	if (asprintf(&tmp, "%.*s.agsync-pull", (int)rl, p->root) < 0)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	if (asprintf(&lockp, "%s.lock", tmp) < 0) {
+		free(tmp);
+		return bn_fail(err, -ENOMEM, "out of memory");
+	}
 	int lfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lfd < 0 || flock(lfd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
-		r = bn_fail(&err, errno == EWOULDBLOCK ? -EAGAIN : -errno, "%s: %s", lockp,
-		            errno == EWOULDBLOCK ? "another agsync pull runs for this root" : strerror(errno));
+	if (lfd < 0 || flock(lfd, LOCK_EX | (p->wait ? 0 : LOCK_NB)) < 0) {
+		int r = bn_fail(err, errno == EWOULDBLOCK ? -EAGAIN : -errno, "%s: %s", lockp,
+		                errno == EWOULDBLOCK ? "another agsync pull runs for this root" : strerror(errno));
 		if (lfd >= 0)
 			close(lfd);
 		free(tmp);
 		free(lockp);
-		return tool_fail(r, &err);
+		return r;
 	}
-	if (bundle)
-		r = index_newest(url, bundle, channel, &n, &burl, &err);
+	free(lockp);
+	*ret_tmp = tmp;
+	return lfd;
+}
+
+/* --registry: the staged slot's images served by the registry with their
+ * digests; when not, the slot is marked bad. */
+static int pull_check_images(struct bn_deploy *d, const struct pull *p, const struct bn_import_result *res,
+                             size_t *ret_n, struct bn_error *err)
+{
+	int q = check_images(d, res->slot, p->reg, &p->n, ret_n, err);
+	if (q < 0) {
+		struct bn_error e2 = {0};
+		char why[BN_ERROR_MAX + 32];
+		snprintf(why, sizeof why, "image check: %s", err->msg);
+		if (bn_deploy_mark_bad(d, res->slot, why, &e2) < 0)
+			tool_warn("%s", e2.msg);
+		bn_error_prefix(err, "bundle %s version %" PRIu64 " staged in slot %s, then marked bad", res->bundle,
+		                res->version, bn_slot_name(res->slot));
+	}
+	return q;
+}
+
+static int cmd_pull(int argc, char **argv)
+{
+	struct pull p = {.io = {.cancel = &tool_interrupted, .progress = tool_progress, .userdata = "import"}};
+	int ex = pull_args(argc, argv, &p);
+	if (ex >= 0)
+		return ex;
+	tool_catch_signals();
+	struct bn_error err = {0};
+	/* The root's lock is not held while bytes arrive (agctl cycle and the
+	 * timer go on); R.agsync-pull.lock keeps two pulls apart.  The trust
+	 * policy read now checks the manifest before any volume is fetched; the
+	 * import below checks everything again under the lock. */
+	static struct bn_pubkey keys[BN_TRUST_MAX_KEYS];
+	struct bn_trust trust;
+	char chan[BN_MAX_NAME + 1];
+	int r = pull_policy(&p, keys, &trust, chan, &err);
+	if (r < 0)
+		return tool_fail(r, &err);
+	const char *channel = p.channel;
+	if (!channel && p.bundle) {
+		if (!chan[0]) {
+			tool_err("%s follows no channel yet: give --channel", p.root);
+			return BN_EXIT_USAGE;
+		}
+		channel = chan;
+	}
+	char *burl = NULL, *tmp = NULL;
+	int lfd = pull_lock(&p, &tmp, &err);
+	if (lfd < 0)
+		return tool_fail(lfd, &err);
+	const char *url = p.url;
+	if (p.bundle)
+		r = index_newest(url, p.bundle, channel, &p.n, &burl, &err);
 	else if (asprintf(&burl, "%s%s", url, url[strlen(url) - 1] == '/' ? "" : "/") < 0)
 		r = bn_fail(&err, -ENOMEM, "out of memory");
 	if (r == 0 && mkdir(tmp, 0700) < 0 && errno != EEXIST)
 		r = bn_fail(&err, -errno, "%s: %s", tmp, strerror(errno));
 	if (r == 0)
-		r = fetch_bundle(burl, tmp, &trust, &n, &err);
+		r = fetch_bundle(burl, tmp, &trust, &p.n, &err);
+	struct bn_deploy *d = NULL;
 	struct bn_import_result res = {0};
 	if (r == 0)
-		r = bn_deploy_open(root, wait, &d, &err);
+		r = bn_deploy_open(p.root, p.wait, &d, &err);
 	/* A transfer cut short stays for the next pull to resume; anything the
 	 * mirror answered wrongly goes. */
 	bool keep = r == -EHOSTUNREACH || r == -EINTR || (d == NULL && r == -EAGAIN);
 	if (r == 0) {
-		r = bn_deploy_import(d, tmp, &io, &res, &err);
+		r = bn_deploy_import(d, tmp, &p.io, &res, &err);
 		tool_progress_end();
 		if (r < 0)
 			bn_error_prefix(&err, "%s (fetched from %s)", tmp, burl);
@@ -1129,22 +1199,10 @@ static int cmd_pull(int argc, char **argv)
 	if (!keep)
 		bn_rm_rf(tmp);
 	size_t n_img = 0;
-	if (r == 0 && reg) {
-		int q = check_images(d, res.slot, reg, &n, &n_img, &err);
-		if (q < 0) {
-			struct bn_error e2 = {0};
-			char why[BN_ERROR_MAX + 32];
-			snprintf(why, sizeof why, "image check: %s", err.msg);
-			if (bn_deploy_mark_bad(d, res.slot, why, &e2) < 0)
-				tool_warn("%s", e2.msg);
-			bn_error_prefix(&err, "bundle %s version %" PRIu64 " staged in slot %s, then marked bad",
-			                res.bundle, res.version, bn_slot_name(res.slot));
-			r = q;
-		}
-	}
+	if (r == 0 && p.reg)
+		r = pull_check_images(d, &p, &res, &n_img, &err);
 	bn_deploy_close(d);
 	close(lfd);
-	free(lockp);
 	if (r < 0) {
 		free(burl);
 		free(tmp);
@@ -1154,8 +1212,8 @@ static int cmd_pull(int argc, char **argv)
 		tool_warn("%s", res.notes);
 	printf("%s: staged bundle %s channel %s version %" PRIu64 " into slot %s%s\n", burl, res.bundle, res.channel,
 	       res.version, bn_slot_name(res.slot), res.resumed_chunks ? " (resumed)" : "");
-	if (reg)
-		printf("%s: %zu image(s) served by %s with their digests\n", burl, n_img, reg);
+	if (p.reg)
+		printf("%s: %zu image(s) served by %s with their digests\n", burl, n_img, p.reg);
 	free(burl);
 	free(tmp);
 	return 0;

@@ -134,6 +134,8 @@ struct bn_manifest {
 };
 
 void bn_manifest_free(struct bn_manifest *m); /* accepts NULL */
+/* Frees what the artifact owns (entries, names, source, health) and zeroes it. */
+void bn_artifact_release(struct bn_artifact *a);
 
 /* Parses and validates (see invariants above).  Errors are -EBADMSG with a
  * message naming the field; an unknown major format version is -EPROTO. */

@@ -47,7 +47,10 @@ void bn_writer_free(struct bn_writer *w); /* accepts NULL */
  * base name; or a directory: its tree).  Symlinks that leave the tree are
  * skipped with a warning; device nodes, fifos, sockets and setuid/setgid/
  * sticky bits are refused.  pin (optional) is the expected sha256 of a single
- * file.  source (optional, borrowed) is recorded as provenance.
+ * file.  source (optional, borrowed) is recorded as provenance.  A refused
+ * add leaves the writer as before the call (no artifact, chunk or volume
+ * bytes of it), so the caller may go on; only after an I/O error on the
+ * volumes do every later add and bn_writer_finish() fail.
  */
 int bn_writer_add(struct bn_writer *w, const char *name, const char *type, const char *layout, const char *src,
                   const uint8_t *pin, json_t *source, struct bn_error *err) BN_WUR;

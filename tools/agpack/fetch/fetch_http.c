@@ -550,19 +550,114 @@ int fh_status_error(const struct fh_resp *r, const char *what, const char *url, 
 	return bn_fail(err, code, "%s %s: HTTP %ld%s%s", what, url, r->status, k ? ": " : "", snip);
 }
 
-int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, const struct fh_expect *ex,
-                const char *label, char ret_sha256[BN_SHA256_HEX], uint64_t *ret_size, struct bn_error *err)
+/* The partial file part, opened and locked: two runs sharing a cache must
+ * not append to the same partial file.  The fd, or a negative errno. */
+static int part_open(const char *part, struct bn_error *err)
 {
 	int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return bn_fail(err, -errno, "%s: %s", part, strerror(errno));
-	/* Two runs sharing a cache must not append to the same partial file. */
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int e = errno;
 		close(fd);
 		return e == EWOULDBLOCK ? bn_fail(err, -EBUSY, "%s: another fetch is downloading this", part)
 		                        : bn_fail(err, -e, "%s: %s", part, strerror(e));
 	}
+	return fd;
+}
+
+/* The bytes the partial file holds (emptied first when it is longer than
+ * the resource can be), with fd positioned at their end. */
+static int part_resume_at(int fd, const char *part, const struct fh_expect *ex, uint64_t *ret_have,
+                          struct bn_error *err)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return bn_fail(err, -errno, "%s: %s", part, strerror(errno));
+	uint64_t have = (uint64_t)st.st_size;
+	if (ex->size >= 0 && have > (uint64_t)ex->size) {
+		if (ftruncate(fd, 0) < 0)
+			return bn_fail(err, -errno, "%s: %s", part, strerror(errno));
+		have = 0;
+	}
+	if (lseek(fd, (off_t)have, SEEK_SET) < 0)
+		return bn_fail(err, -errno, "%s: %s", part, strerror(errno));
+	*ret_have = have;
+	return 0;
+}
+
+/* One attempt into x's file from byte have on: a GET (with a range when
+ * resuming), or, when the file already holds all ex->size bytes, hashing
+ * them.  *ret_rc: curl's result; <0 only when the attempt could not start. */
+static int file_transfer(struct fh_ctx *c, const struct fh_req *q, const char *part, const struct fh_expect *ex,
+                         struct xfer *x, uint64_t have, CURLcode *ret_rc, struct bn_error *err)
+{
+	struct curl_slist *hdrs = NULL;
+	char *authbuf = NULL;
+	set_common(c, q, x, &hdrs, &authbuf);
+	char range[48];
+	bool complete_already = ex->size >= 0 && have == (uint64_t)ex->size && have > 0;
+	if (have && !complete_already) {
+		snprintf(range, sizeof range, "%" PRIu64 "-", have);
+		curl_easy_setopt(c->curl, CURLOPT_RANGE, range);
+		fh_log(c, "%s: resuming at byte %" PRIu64, x->label, have);
+	}
+	CURLcode rc = CURLE_OK;
+	int code = 0;
+	if (!complete_already) {
+		rc = curl_easy_perform(c->curl);
+		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &x->r->status);
+	} else {
+		x->r->status = 200;
+		x->started = true;
+		x->offset = have;
+		bn_sha256_reset(x->sha);
+		if (x->sha1 && sha1_start(x) < 0)
+			code = bn_fail(err, -ENOMEM, "out of memory");
+		else if (hash_existing(x) < 0)
+			code = bn_fail(err, -EIO, "%s: reading partial file", part);
+	}
+	curl_slist_free_all(hdrs);
+	free(authbuf);
+	*ret_rc = rc;
+	return code;
+}
+
+/* The whole download against what was expected: its size, sha256 and git
+ * blob id; a mismatch empties the partial file (unusable either way).  The
+ * sha256 in hex into hex. */
+static int file_verify(const struct fh_req *q, const struct fh_expect *ex, struct xfer *x, char hex[BN_SHA256_HEX],
+                       struct bn_error *err)
+{
+	uint8_t d[BN_SHA256_LEN];
+	bn_sha256_final(x->sha, d);
+	bn_hex(d, sizeof d, hex);
+	int code = 0;
+	if (ex->size >= 0 && x->written != (uint64_t)ex->size) {
+		code = bn_fail(err, -EBADMSG, "%s: size %" PRIu64 ", expected %" PRId64, FH_SHOWN(q), x->written,
+		               ex->size);
+	} else if (ex->sha256 && strcmp(hex, ex->sha256) != 0) {
+		code = bn_fail(err, -EBADMSG, "%s: sha256 mismatch: got %s, expected %s", FH_SHOWN(q), hex, ex->sha256);
+	} else if (x->sha1) {
+		unsigned char s1[EVP_MAX_MD_SIZE];
+		unsigned int l1 = 0;
+		char h1[41];
+		EVP_DigestFinal_ex(x->sha1, s1, &l1);
+		bn_hex(s1, 20, h1);
+		if (strcmp(h1, ex->git_sha1) != 0)
+			code = bn_fail(err, -EBADMSG, "%s: git blob id mismatch: got %s, expected %s", FH_SHOWN(q), h1,
+			               ex->git_sha1);
+	}
+	if (code < 0 && ftruncate(x->fd, 0) < 0) { /* unusable either way */ }
+	return code;
+}
+
+int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, const struct fh_expect *ex,
+                const char *label, char ret_sha256[BN_SHA256_HEX], uint64_t *ret_size, struct bn_error *err)
+{
+	int fd = part_open(part, err);
+	if (fd < 0)
+		return fd;
 	struct bn_sha256 *sha = bn_sha256_new();
 	EVP_MD_CTX *sha1 = ex->git_sha1 ? EVP_MD_CTX_new() : NULL;
 	int code = -EIO;
@@ -574,58 +669,22 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	uint64_t got_total = 0;
 	for (int attempt = 0; attempt < FH_MAX_ATTEMPTS; attempt++) {
-		struct stat st;
-		if (fstat(fd, &st) < 0) {
-			code = bn_fail(err, -errno, "%s: %s", part, strerror(errno));
+		uint64_t have = 0;
+		int e = part_resume_at(fd, part, ex, &have, err);
+		if (e < 0) {
+			code = e;
 			goto out;
-		}
-		uint64_t have = (uint64_t)st.st_size;
-		if (ex->size >= 0 && have > (uint64_t)ex->size) {
-			/* Longer than it can be: discard. */
-			if (ftruncate(fd, 0) < 0) {
-				code = bn_fail(err, -errno, "%s: %s", part, strerror(errno));
-				goto out;
-			}
-			have = 0;
 		}
 		struct fh_resp r = {.retry_after = -1, .content_length = -1};
 		struct xfer x = {.c = c, .r = &r, .to_file = true, .fd = fd, .offset = have, .written = have, .sha = sha,
 		                 .sha1 = sha1, .expect_size = ex->size, .label = label, .t0 = t0,
 		                 .total = ex->size >= 0 ? (uint64_t)ex->size : 0, .got = got_total};
-		if (lseek(fd, (off_t)have, SEEK_SET) < 0) {
-			code = bn_fail(err, -errno, "%s: %s", part, strerror(errno));
+		CURLcode rc = CURLE_OK;
+		if ((e = file_transfer(c, q, part, ex, &x, have, &rc, err)) < 0) {
+			code = e;
+			fh_resp_free(&r);
 			goto out;
 		}
-		struct curl_slist *hdrs = NULL;
-		char *authbuf = NULL;
-		set_common(c, q, &x, &hdrs, &authbuf);
-		char range[48];
-		bool complete_already = ex->size >= 0 && have == (uint64_t)ex->size && have > 0;
-		if (have && !complete_already) {
-			snprintf(range, sizeof range, "%" PRIu64 "-", have);
-			curl_easy_setopt(c->curl, CURLOPT_RANGE, range);
-			fh_log(c, "%s: resuming at byte %" PRIu64, label, have);
-		}
-		CURLcode rc = CURLE_OK;
-		if (!complete_already) {
-			rc = curl_easy_perform(c->curl);
-			curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &r.status);
-		} else {
-			r.status = 200;
-			x.started = true;
-			x.offset = have;
-			bn_sha256_reset(sha);
-			if (sha1 && sha1_start(&x) < 0) {
-				code = bn_fail(err, -ENOMEM, "out of memory");
-				goto out;
-			}
-			if (hash_existing(&x) < 0) {
-				code = bn_fail(err, -EIO, "%s: reading partial file", part);
-				goto out;
-			}
-		}
-		curl_slist_free_all(hdrs);
-		free(authbuf);
 		got_total = x.got;
 		int cls = classify_curl(rc, &x, FH_SHOWN(q), &code, err);
 		if (cls == ATTEMPT_FATAL) {
@@ -653,14 +712,10 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 			goto out;
 		}
 		if (cls == ATTEMPT_OK && r.status >= 200 && r.status < 300) {
-			if (!x.started) {
-				/* Empty body. */
-				int e = file_start(&x);
-				if (e < 0) {
-					code = bn_fail(err, e, "%s: bad response to a range request", FH_SHOWN(q));
-					fh_resp_free(&r);
-					goto out;
-				}
+			if (!x.started && (e = file_start(&x)) < 0) { /* empty body */
+				code = bn_fail(err, e, "%s: bad response to a range request", FH_SHOWN(q));
+				fh_resp_free(&r);
+				goto out;
 			}
 			fh_resp_free(&r);
 			progress(&x, true);
@@ -672,39 +727,12 @@ int fh_get_file(struct fh_ctx *c, const struct fh_req *q, const char *part, cons
 					backoff(c, attempt, -1, FH_SHOWN(q), "transfer incomplete");
 				continue;
 			}
-			uint8_t d[BN_SHA256_LEN];
 			char hex[BN_SHA256_HEX];
-			bn_sha256_final(sha, d);
-			bn_hex(d, sizeof d, hex);
-			if (ex->size >= 0 && x.written != (uint64_t)ex->size) {
-				code = bn_fail(err, -EBADMSG, "%s: size %" PRIu64 ", expected %" PRId64, FH_SHOWN(q),
-				               x.written, ex->size);
-				if (ftruncate(fd, 0) < 0) { /* unusable either way */ }
+			if ((code = file_verify(q, ex, &x, hex, err)) < 0)
 				goto out;
-			}
-			if (ex->sha256 && strcmp(hex, ex->sha256) != 0) {
-				code = bn_fail(err, -EBADMSG, "%s: sha256 mismatch: got %s, expected %s", FH_SHOWN(q),
-				               hex, ex->sha256);
-				if (ftruncate(fd, 0) < 0) { /* unusable either way */ }
-				goto out;
-			}
-			if (sha1) {
-				unsigned char s1[EVP_MAX_MD_SIZE];
-				unsigned int l1 = 0;
-				char h1[41];
-				EVP_DigestFinal_ex(sha1, s1, &l1);
-				bn_hex(s1, 20, h1);
-				if (strcmp(h1, ex->git_sha1) != 0) {
-					code = bn_fail(err, -EBADMSG, "%s: git blob id mismatch: got %s, expected %s",
-					               FH_SHOWN(q), h1, ex->git_sha1);
-					if (ftruncate(fd, 0) < 0) { /* unusable either way */ }
-					goto out;
-				}
-			}
 			memcpy(ret_sha256, hex, BN_SHA256_HEX);
 			if (ret_size)
 				*ret_size = x.written;
-			code = 0;
 			goto out;
 		}
 		/* retryable */

@@ -175,6 +175,108 @@ static int pick_wheel(const struct py_links *l, const struct py_req *q, const st
 	               t->major, t->minor, t->platform, page, shown ? seen : "no file of that version");
 }
 
+/* One requirement's wheel, as found on its project page. */
+struct py_pick {
+	char *page;            /* the project page's URL */
+	char *furl;            /* the wheel's URL, resolved against the page */
+	struct py_links links; /* the page's links; w points into them */
+	const struct py_link *w;
+};
+
+static void py_pick_release(struct py_pick *p)
+{
+	free(p->furl);
+	free(p->page);
+	py_links_free(&p->links);
+}
+
+/* Finds q's wheel for t on its project page of index: p->w and its http(s) URL p->furl. */
+static int py_find_wheel(struct fh_ctx *c, const char *index, const struct py_req *q, const struct py_target *t,
+                         struct py_pick *p, struct bn_error *err)
+{
+	struct fh_resp r = {0};
+	int rc = get_page(c, index, q->name, &p->page, &r, err);
+	if (rc < 0) {
+		fh_resp_free(&r);
+		return rc;
+	}
+	bool json = r.content_type && strstr(r.content_type, "application/vnd.pypi.simple.v1+json");
+	rc = py_links_parse(r.body ? r.body : "", r.len, json, p->page, &p->links, err);
+	fh_resp_free(&r);
+	if (rc == 0)
+		rc = pick_wheel(&p->links, q, t, p->page, &p->w, err);
+	if (rc < 0 || !p->w)
+		return rc < 0 ? rc : bn_fail(err, -ENOENT, "%s: no wheel", q->name);
+	if (!(p->furl = resolve_url(p->page, p->w->url)))
+		return bn_fail(err, -EINVAL, "%s: link %.200s is not a valid URL", p->page, p->w->url);
+	if (!http_url(p->furl))
+		return bn_fail(err, -EINVAL, "%s: link %.200s is not http(s)", p->page, p->furl);
+	return 0;
+}
+
+/* Downloads the wheel p found for q into tmp; its sha256 (one of q's pins,
+ * when q has pins) into sha, its size, sha256 and URL into wj. */
+static int py_fetch_wheel(struct fh_ctx *c, const struct py_req *q, const struct py_pick *p, const char *tmp,
+                          json_t *wj, char sha[BN_SHA256_HEX], uint64_t *total, struct bn_error *err)
+{
+	const struct py_link *w = p->w;
+	uint64_t size = 0;
+	char *fshown = fh_redact_url(p->furl, &(bool){false});
+	struct fh_req fq = {.url = p->furl, .shown = fshown, .allow_http = true, .follow = true};
+	struct fh_expect ex = {.sha256 = w->sha256[0] ? w->sha256 : NULL, .size = -1};
+	int rc = fc_fetch(c, &fq, &ex, w->filename, sha, &size, err);
+	if (rc == 0 && q->n_hashes && !pinned(q, sha))
+		rc = bn_fail(err, -EBADMSG, "%s==%s: %s has sha256 %s, which requirements pins do not name", q->name,
+		             q->version, w->filename, sha);
+	if (rc == 0) {
+		char *dst = fs_printf("%s/%s", tmp, w->filename);
+		rc = dst ? fc_materialise(c, "sha256", sha, dst, err) : bn_fail(err, -ENOMEM, "out of memory");
+		free(dst);
+	}
+	if (rc == 0) {
+		json_object_set_new(wj, "sha256", json_string(sha));
+		json_object_set_new(wj, "size", json_integer((json_int_t)size));
+		json_object_set_new(wj, "url", json_string(fshown ? fshown : p->furl));
+		*total += size;
+		fh_log(c, "%s==%s: %s (%llu bytes)", q->name, q->version, w->filename, (unsigned long long)size);
+	}
+	free(fshown);
+	return rc;
+}
+
+/* q's line in the slot's requirements.txt: its own pins, or, unpinned, the
+ * sha256 of the wheel taken, so that pip --require-hashes works. */
+static char *pin_line(const struct py_req *q, const char *sha)
+{
+	if (!q->n_hashes)
+		return fs_printf("%s==%s --hash=sha256:%s\n", q->name, q->version, sha);
+	char *line = fs_printf("%s==%s", q->name, q->version);
+	for (size_t h = 0; line && h < q->n_hashes; h++) {
+		char *l2 = fs_printf("%s --hash=sha256:%s", line, q->hashes[h]);
+		free(line);
+		line = l2;
+	}
+	char *l3 = line ? fs_printf("%s\n", line) : NULL;
+	free(line);
+	return l3;
+}
+
+/* Appends line (taken; NULL: out of memory) to the text *buf of *len bytes. */
+static int append_line(char **buf, size_t *len, char *line, struct bn_error *err)
+{
+	size_t n = line ? strlen(line) : 0;
+	char *nb = line ? realloc(*buf, *len + n + 1) : NULL;
+	if (!nb) {
+		free(line);
+		return bn_fail(err, -ENOMEM, "out of memory");
+	}
+	memcpy(nb + *len, line, n + 1);
+	*buf = nb;
+	*len += n;
+	free(line);
+	return 0;
+}
+
 int ag_fetch_python(const struct ag_fetch_opts *o, const char *requirements, const char *index, const char *python,
                     const char *platform, bool unpinned, const char *out_dir, struct ag_fetch_result *ret,
                     struct bn_error *err)
@@ -182,7 +284,6 @@ int ag_fetch_python(const struct ag_fetch_opts *o, const char *requirements, con
 	struct py_target t;
 	struct py_reqs reqs = {0};
 	struct fh_ctx c;
-	struct fh_resp r = {0};
 	char *buf = NULL, *tmp = NULL, *newreq = NULL, *shown = NULL;
 	size_t len = 0, nlen = 0;
 	json_t *wheels = NULL, *prov = NULL;
@@ -218,100 +319,21 @@ int ag_fetch_python(const struct ag_fetch_opts *o, const char *requirements, con
 		goto out;
 	for (size_t i = 0; i < reqs.n; i++) {
 		const struct py_req *q = &reqs.v[i];
-		char *page = NULL, *furl = NULL;
-		struct py_links links = {0};
-		const struct py_link *w = NULL;
-		if ((rc = get_page(&c, index, q->name, &page, &r, err)) < 0)
-			goto out;
-		bool json = r.content_type && strstr(r.content_type, "application/vnd.pypi.simple.v1+json");
-		rc = py_links_parse(r.body ? r.body : "", r.len, json, page, &links, err);
-		fh_resp_free(&r);
-		if (rc == 0)
-			rc = pick_wheel(&links, q, &t, page, &w, err);
-		if (rc < 0 || !w) {
-			free(page);
-			py_links_free(&links);
-			rc = rc < 0 ? rc : bn_fail(err, -ENOENT, "%s: no wheel", q->name);
-			goto out;
-		}
-		if (!(furl = resolve_url(page, w->url)))
-			rc = bn_fail(err, -EINVAL, "%s: link %.200s is not a valid URL", page, w->url);
-		if (rc == 0 && !http_url(furl))
-			rc = bn_fail(err, -EINVAL, "%s: link %.200s is not http(s)", page, furl);
-		if (rc < 0) {
-			free(furl);
-			free(page);
-			py_links_free(&links);
-			goto out;
-		}
+		struct py_pick p = {0};
 		char sha[BN_SHA256_HEX] = "";
-		uint64_t size = 0;
-		json_t *wj =
-		    json_pack("{s:s, s:s, s:s}", "name", q->name, "version", q->version, "filename", w->filename);
-		if (!wj || json_array_append_new(wheels, wj) < 0)
-			rc = bn_fail(err, -ENOMEM, "out of memory");
-		if (rc == 0 && !o->dry_run) {
-			char *fshown = fh_redact_url(furl, &(bool){false});
-			struct fh_req fq = {.url = furl, .shown = fshown, .allow_http = true, .follow = true};
-			struct fh_expect ex = {.sha256 = w->sha256[0] ? w->sha256 : NULL, .size = -1};
-			rc = fc_fetch(&c, &fq, &ex, w->filename, sha, &size, err);
-			if (rc == 0 && q->n_hashes && !pinned(q, sha))
-				rc = bn_fail(err, -EBADMSG,
-				             "%s==%s: %s has sha256 %s, which requirements pins do not name", q->name,
-				             q->version, w->filename, sha);
-			if (rc == 0) {
-				char *dst = fs_printf("%s/%s", tmp, w->filename);
-				rc = dst ? fc_materialise(&c, "sha256", sha, dst, err)
-				         : bn_fail(err, -ENOMEM, "out of memory");
-				free(dst);
-			}
-			if (rc == 0) {
-				json_object_set_new(wj, "sha256", json_string(sha));
-				json_object_set_new(wj, "size", json_integer((json_int_t)size));
-				json_object_set_new(wj, "url", json_string(fshown ? fshown : furl));
-				total += size;
-				fh_log(&c, "%s==%s: %s (%llu bytes)", q->name, q->version, w->filename,
-				       (unsigned long long)size);
-			}
-			free(fshown);
-		}
-		if (rc == 0 && unpinned && !q->n_hashes) {
-			/* the slot's requirements pin what was fetched, so pip --require-hashes works */
-			char *line =
-			    fs_printf("%s==%s --hash=sha256:%s\n", q->name, q->version, sha[0] ? sha : w->sha256);
-			char *nb = line ? realloc(newreq, nlen + strlen(line) + 1) : NULL;
-			if (!nb) {
-				free(line);
+		json_t *wj = NULL;
+		rc = py_find_wheel(&c, index, q, &t, &p, err);
+		if (rc == 0) {
+			wj = json_pack("{s:s, s:s, s:s}", "name", q->name, "version", q->version, "filename",
+			               p.w->filename);
+			if (!wj || json_array_append_new(wheels, wj) < 0)
 				rc = bn_fail(err, -ENOMEM, "out of memory");
-			} else {
-				newreq = nb;
-				memcpy(newreq + nlen, line, strlen(line) + 1);
-				nlen += strlen(line);
-				free(line);
-			}
-		} else if (rc == 0 && unpinned) {
-			char *line = fs_printf("%s==%s", q->name, q->version);
-			for (size_t h = 0; line && h < q->n_hashes; h++) {
-				char *l2 = fs_printf("%s --hash=sha256:%s", line, q->hashes[h]);
-				free(line);
-				line = l2;
-			}
-			char *l3 = line ? fs_printf("%s\n", line) : NULL;
-			free(line);
-			char *nb = l3 ? realloc(newreq, nlen + strlen(l3) + 1) : NULL;
-			if (!nb) {
-				free(l3);
-				rc = bn_fail(err, -ENOMEM, "out of memory");
-			} else {
-				newreq = nb;
-				memcpy(newreq + nlen, l3, strlen(l3) + 1);
-				nlen += strlen(l3);
-				free(l3);
-			}
 		}
-		free(furl);
-		free(page);
-		py_links_free(&links);
+		if (rc == 0 && !o->dry_run)
+			rc = py_fetch_wheel(&c, q, &p, tmp, wj, sha, &total, err);
+		if (rc == 0 && unpinned)
+			rc = append_line(&newreq, &nlen, pin_line(q, sha[0] ? sha : p.w->sha256), err);
+		py_pick_release(&p);
 		if (rc < 0)
 			goto out;
 	}
@@ -350,7 +372,6 @@ out:
 		bn_rm_rf(tmp);
 		free(tmp);
 	}
-	fh_resp_free(&r);
 	json_decref(wheels);
 	free(newreq);
 	free(shown);

@@ -811,6 +811,165 @@ static int check_config_platform(struct fh_ctx *c, const struct desc *cfg, const
 	return r;
 }
 
+/* The image manifest the reference names: through its index (kept in idx)
+ * when it names one, the entry for want (plat: the platform picked). */
+static int resolve_manifest(struct reg *g, const struct platform *want, struct manifest *idx, struct manifest *man,
+                            char *plat, size_t plat_n, struct bn_error *err)
+{
+	int rc = get_manifest(g, g->ref.digest ? g->ref.digest : g->ref.tag, man, err);
+	if (rc < 0 || !is_index(man->media_type))
+		return rc;
+	*idx = *man;
+	memset(man, 0, sizeof *man);
+	struct desc d = {0};
+	if ((rc = select_platform(idx, want, &d, plat, plat_n, err)) < 0)
+		return rc;
+	if ((rc = get_manifest(g, d.digest, man, err)) < 0)
+		return rc;
+	if (!is_manifest(man->media_type))
+		return bn_fail(err, -EPROTO, "index %s: entry %s is not an image manifest", idx->digest, d.digest);
+	if (man->len != (size_t)d.size)
+		return bn_fail(err, -EBADMSG, "manifest %s: size %zu, index says %lld", d.digest, man->len,
+		               (long long)d.size);
+	return 0;
+}
+
+/* man's config (ret[0]) and layers, pointing into man; ret_total: the
+ * image's size, the manifest and each distinct blob once. */
+static int image_blobs(const struct manifest *man, struct desc **ret, size_t *ret_n, uint64_t *ret_total,
+                       struct bn_error *err)
+{
+	json_t *layers = json_object_get(man->json, "layers");
+	json_t *config = json_object_get(man->json, "config");
+	if (!json_is_array(layers) || !json_is_object(config) || json_array_size(layers) > MAX_LAYERS)
+		return bn_fail(err, -EPROTO, "manifest %s: config or layers missing (or over %d layers)", man->digest,
+		               MAX_LAYERS);
+	size_t nb = json_array_size(layers) + 1;
+	struct desc *blobs = calloc(nb, sizeof *blobs);
+	if (!blobs)
+		return bn_fail(err, -ENOMEM, "out of memory");
+	int rc = get_desc(config, &blobs[0], MAX_BLOB_SIZE, man->digest, err);
+	uint64_t total = man->len;
+	for (size_t i = 0; rc == 0 && i < nb; i++) {
+		if (i && (rc = get_desc(json_array_get(layers, i - 1), &blobs[i], MAX_BLOB_SIZE, man->digest, err)) < 0)
+			break;
+		bool dup = false;
+		for (size_t k = 0; k < i; k++)
+			dup |= !strcmp(blobs[k].digest, blobs[i].digest);
+		if (!dup)
+			total += (uint64_t)blobs[i].size;
+	}
+	if (rc < 0) {
+		free(blobs);
+		return rc;
+	}
+	*ret = blobs;
+	*ret_n = nb;
+	*ret_total = total;
+	return 0;
+}
+
+/* The blobs (each distinct one once) and the manifest into
+ * tmp/blobs/sha256; without an index, the config's platform is checked
+ * against want (NULL: any) and named in plat. */
+static int write_blobs(struct reg *g, const char *tmp, const struct desc *blobs, size_t nb, const struct manifest *man,
+                       bool from_index, const struct platform *want, char *plat, size_t plat_n, struct bn_error *err)
+{
+	char *bdir = fs_printf("%s/blobs/sha256", tmp);
+	int rc = bdir ? fo_mkdirs(bdir, err) : bn_fail(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; rc == 0 && i < nb; i++) {
+		char label[128];
+		snprintf(label, sizeof label, "%s %s", i ? "layer" : "config", blobs[i].digest + 7);
+		label[i ? 24 : 25] = 0; /* "layer " + 18 hex digits is enough to tell them apart */
+		if ((rc = fetch_blob(g, &blobs[i], label, err)) < 0)
+			break;
+		if (i == 0 && !from_index && (rc = check_config_platform(g->c, &blobs[0], want, plat, plat_n, err)) < 0)
+			break;
+		char *dst = fs_printf("%s/%s", bdir, blobs[i].digest + 7);
+		struct stat st;
+		if (!dst)
+			rc = bn_fail(err, -ENOMEM, "out of memory");
+		else if (lstat(dst, &st) < 0)
+			rc = fc_materialise(g->c, "sha256", blobs[i].digest + 7, dst, err);
+		free(dst);
+	}
+	if (rc == 0) {
+		char *dst = fs_printf("%s/%s", bdir, man->digest + 7);
+		rc = dst ? fo_write_file(dst, man->body, man->len, err) : bn_fail(err, -ENOMEM, "out of memory");
+		free(dst);
+	}
+	free(bdir);
+	return rc;
+}
+
+/* tmp/oci-layout and tmp/index.json, whose one descriptor is man's (named
+ * by the reference's tag, when it has one). */
+static int write_index(const struct reg *g, const char *tmp, const struct manifest *man, struct bn_error *err)
+{
+	char *p = fs_printf("%s/oci-layout", tmp);
+	const char *lay = "{\"imageLayoutVersion\":\"1.0.0\"}";
+	int rc = p ? fo_write_file(p, lay, strlen(lay), err) : bn_fail(err, -ENOMEM, "out of memory");
+	free(p);
+	if (rc < 0)
+		return rc;
+	/*
+	 * WORKAROUND for skopeo 1.9.3 (Debian 12), the clean zone's tool for pushing
+	 * an imported image into a registry: it skips index.json descriptors whose
+	 * mediaType is not an OCI type ("no descriptor found for reference"), so a
+	 * layout whose descriptor truthfully says Docker schema 2 cannot be read by
+	 * it at all.  For a Docker schema 2 manifest the descriptor therefore says
+	 * the OCI manifest type; the manifest blob stays the registry's bytes, so
+	 * digest and size are unchanged, and its own "mediaType" field still says
+	 * Docker.  skopeo then reads the blob, and `skopeo copy oci:DIR:TAG
+	 * docker://...` pushes those same bytes, with the Docker Content-Type that
+	 * it derives from them: the pushed manifest has the original digest and
+	 * media type (tests/fetch/e2e-image.sh checks this).  Not fixed by it:
+	 * `skopeo inspect oci:...` without --raw ("unsupported image-specific
+	 * operation on artifact with type application/vnd.docker.container.image.v1+json").
+	 * The true media type is kept in the annotation below and in provenance.
+	 * Remove when the clean zone's skopeo reads Docker types in index.json.
+	 */
+	bool docker_v2 = !strcmp(man->media_type, MT_DOCKER_V2);
+	json_t *d = json_pack("{s:s, s:s, s:I}", "mediaType", docker_v2 ? MT_OCI_MANIFEST : man->media_type, "digest",
+	                      man->digest, "size", (json_int_t)man->len);
+	json_t *ann = d && (g->ref.tag || docker_v2) ? json_object() : NULL;
+	if (ann && g->ref.tag)
+		json_object_set_new(ann, "org.opencontainers.image.ref.name", json_string(g->ref.tag));
+	if (ann && docker_v2)
+		json_object_set_new(ann, ANN_MANIFEST_MEDIA_TYPE, json_string(MT_DOCKER_V2));
+	if (ann)
+		json_object_set_new(d, "annotations", ann);
+	json_t *index_json =
+	    json_pack("{s:i, s:s, s:[o]}", "schemaVersion", 2, "mediaType", MT_OCI_INDEX, "manifests", d);
+	char *text = index_json ? json_dumps(index_json, JSON_COMPACT) : NULL;
+	p = fs_printf("%s/index.json", tmp);
+	rc = text && p ? fo_write_file(p, text, strlen(text), err) : bn_fail(err, -ENOMEM, "out of memory");
+	free(text);
+	free(p);
+	json_decref(index_json);
+	return rc;
+}
+
+/* The provenance object of the image fetched (NULL: out of memory). */
+static json_t *image_provenance(const struct reg *g, const char *ref, const struct manifest *idx,
+                                const struct manifest *man, const char *plat, uint64_t total)
+{
+	json_t *prov = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "type", "image", "ref", ref, "registry",
+	                         g->ref.host, "repository", g->ref.repo, "digest", man->digest, "media_type",
+	                         man->media_type, "size", (json_int_t)total);
+	if (!prov)
+		return NULL;
+	if (g->ref.tag)
+		json_object_set_new(prov, "tag", json_string(g->ref.tag));
+	if (idx->body) {
+		json_object_set_new(prov, "index_digest", json_string(idx->digest));
+		json_object_set_new(prov, "index_media_type", json_string(idx->media_type));
+	}
+	if (plat[0])
+		json_object_set_new(prov, "platform", json_string(plat));
+	return prov;
+}
+
 int ag_fetch_image(const struct ag_fetch_opts *o, const char *ref, const char *platform, const char *out_dir,
                    struct ag_fetch_result *ret, struct bn_error *err)
 {
@@ -825,8 +984,10 @@ int ag_fetch_image(const struct ag_fetch_opts *o, const char *ref, const char *p
 		return rc;
 	struct reg g = {.c = &c};
 	struct manifest idx = {0}, man = {0};
+	struct desc *blobs = NULL;
+	size_t nb = 0;
 	char *tmp = NULL;
-	json_t *prov = NULL, *index_json = NULL;
+	json_t *prov = NULL;
 	char plat[200] = "";
 	uint64_t total = 0;
 	if ((rc = parse_ref(ref, &g.ref, err)) < 0)
@@ -847,152 +1008,29 @@ int ag_fetch_image(const struct ag_fetch_opts *o, const char *ref, const char *p
 		if ((rc = fo_stage_dir(out_dir, &tmp, err)) < 0)
 			goto out;
 	}
-	if ((rc = reg_ping(&g, err)) < 0)
+	if ((rc = reg_ping(&g, err)) < 0 ||
+	    (rc = resolve_manifest(&g, &want, &idx, &man, plat, sizeof plat, err)) < 0 ||
+	    (rc = image_blobs(&man, &blobs, &nb, &total, err)) < 0)
 		goto out;
-	if ((rc = get_manifest(&g, g.ref.digest ? g.ref.digest : g.ref.tag, &man, err)) < 0)
-		goto out;
-	if (is_index(man.media_type)) {
-		idx = man;
-		memset(&man, 0, sizeof man);
-		struct desc d = {0};
-		if ((rc = select_platform(&idx, &want, &d, plat, sizeof plat, err)) < 0)
-			goto out;
-		if ((rc = get_manifest(&g, d.digest, &man, err)) < 0)
-			goto out;
-		if (!is_manifest(man.media_type)) {
-			rc = bn_fail(err, -EPROTO, "index %s: entry %s is not an image manifest", idx.digest, d.digest);
-			goto out;
-		}
-		if (man.len != (size_t)d.size) {
-			rc = bn_fail(err, -EBADMSG, "manifest %s: size %zu, index says %lld", d.digest, man.len, (long long)d.size);
-			goto out;
-		}
-	}
-	/* Collect config and layers. */
-	json_t *layers = json_object_get(man.json, "layers");
-	json_t *config = json_object_get(man.json, "config");
-	if (!json_is_array(layers) || !json_is_object(config) || json_array_size(layers) > MAX_LAYERS) {
-		rc = bn_fail(err, -EPROTO, "manifest %s: config or layers missing (or over %d layers)", man.digest, MAX_LAYERS);
-		goto out;
-	}
-	size_t nb = json_array_size(layers) + 1;
-	struct desc *blobs = calloc(nb, sizeof *blobs);
-	if (!blobs) {
-		rc = bn_fail(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	if ((rc = get_desc(config, &blobs[0], MAX_BLOB_SIZE, man.digest, err)) < 0) {
-		free(blobs);
-		goto out;
-	}
-	total = man.len;
-	for (size_t i = 0; i < nb; i++) {
-		if (i && (rc = get_desc(json_array_get(layers, i - 1), &blobs[i], MAX_BLOB_SIZE, man.digest, err)) < 0)
-			break;
-		bool dup = false;
-		for (size_t k = 0; k < i; k++)
-			dup |= !strcmp(blobs[k].digest, blobs[i].digest);
-		if (!dup)
-			total += (uint64_t)blobs[i].size;
-	}
-	if (rc < 0) {
-		free(blobs);
-		goto out;
-	}
 	fh_log(&c, "%s: %s%s%s, %zu layers, %llu bytes%s", ref, man.digest, plat[0] ? " for " : "", plat, nb - 1,
 	       (unsigned long long)total, o->dry_run ? " (dry run)" : "");
 	if (!o->dry_run) {
-		char *bdir = fs_printf("%s/blobs/sha256", tmp);
-		rc = bdir ? fo_mkdirs(bdir, err) : bn_fail(err, -ENOMEM, "out of memory");
-		for (size_t i = 0; rc == 0 && i < nb; i++) {
-			char label[128];
-			snprintf(label, sizeof label, "%s %s", i ? "layer" : "config", blobs[i].digest + 7);
-			label[i ? 24 : 25] = 0; /* "layer " + 18 hex digits is enough to tell them apart */
-			if ((rc = fetch_blob(&g, &blobs[i], label, err)) < 0)
-				break;
-			if (i == 0 && !idx.body && (rc = check_config_platform(&c, &blobs[0], platform ? &want : NULL, plat,
-			                                                        sizeof plat, err)) < 0)
-				break;
-			char *dst = fs_printf("%s/%s", bdir, blobs[i].digest + 7);
-			struct stat st;
-			if (!dst)
-				rc = bn_fail(err, -ENOMEM, "out of memory");
-			else if (lstat(dst, &st) < 0)
-				rc = fc_materialise(&c, "sha256", blobs[i].digest + 7, dst, err);
-			free(dst);
-		}
-		if (rc == 0) {
-			char *dst = fs_printf("%s/%s", bdir, man.digest + 7);
-			rc = dst ? fo_write_file(dst, man.body, man.len, err) : bn_fail(err, -ENOMEM, "out of memory");
-			free(dst);
-		}
-		free(bdir);
-		if (rc == 0) {
-			char *p = fs_printf("%s/oci-layout", tmp);
-			const char *lay = "{\"imageLayoutVersion\":\"1.0.0\"}";
-			rc = p ? fo_write_file(p, lay, strlen(lay), err) : bn_fail(err, -ENOMEM, "out of memory");
-			free(p);
-		}
-		if (rc == 0) {
-			/*
-			 * WORKAROUND for skopeo 1.9.3 (Debian 12), the clean zone's tool for pushing
-			 * an imported image into a registry: it skips index.json descriptors whose
-			 * mediaType is not an OCI type ("no descriptor found for reference"), so a
-			 * layout whose descriptor truthfully says Docker schema 2 cannot be read by
-			 * it at all.  For a Docker schema 2 manifest the descriptor therefore says
-			 * the OCI manifest type; the manifest blob stays the registry's bytes, so
-			 * digest and size are unchanged, and its own "mediaType" field still says
-			 * Docker.  skopeo then reads the blob, and `skopeo copy oci:DIR:TAG
-			 * docker://...` pushes those same bytes, with the Docker Content-Type that
-			 * it derives from them: the pushed manifest has the original digest and
-			 * media type (tests/fetch/e2e-image.sh checks this).  Not fixed by it:
-			 * `skopeo inspect oci:...` without --raw ("unsupported image-specific
-			 * operation on artifact with type application/vnd.docker.container.image.v1+json").
-			 * The true media type is kept in the annotation below and in provenance.
-			 * Remove when the clean zone's skopeo reads Docker types in index.json.
-			 */
-			bool docker_v2 = !strcmp(man.media_type, MT_DOCKER_V2);
-			json_t *d = json_pack("{s:s, s:s, s:I}", "mediaType", docker_v2 ? MT_OCI_MANIFEST : man.media_type,
-			                      "digest", man.digest, "size", (json_int_t)man.len);
-			json_t *ann = d && (g.ref.tag || docker_v2) ? json_object() : NULL;
-			if (ann && g.ref.tag)
-				json_object_set_new(ann, "org.opencontainers.image.ref.name", json_string(g.ref.tag));
-			if (ann && docker_v2)
-				json_object_set_new(ann, ANN_MANIFEST_MEDIA_TYPE, json_string(MT_DOCKER_V2));
-			if (ann)
-				json_object_set_new(d, "annotations", ann);
-			index_json = json_pack("{s:i, s:s, s:[o]}", "schemaVersion", 2, "mediaType", MT_OCI_INDEX, "manifests", d);
-			char *s = index_json ? json_dumps(index_json, JSON_COMPACT) : NULL;
-			char *p = fs_printf("%s/index.json", tmp);
-			rc = s && p ? fo_write_file(p, s, strlen(s), err) : bn_fail(err, -ENOMEM, "out of memory");
-			free(s);
-			free(p);
-		}
+		rc = write_blobs(&g, tmp, blobs, nb, &man, idx.body != NULL, platform ? &want : NULL, plat, sizeof plat,
+		                 err);
+		if (rc == 0)
+			rc = write_index(&g, tmp, &man, err);
 		if (rc == 0)
 			rc = fo_publish(tmp, out_dir, err);
-		if (rc == 0) {
-			free(tmp);
-			tmp = NULL;
-		}
+		if (rc < 0)
+			goto out;
+		free(tmp);
+		tmp = NULL;
 	}
-	free(blobs);
-	if (rc < 0)
-		goto out;
-	prov = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "type", "image", "ref", ref, "registry", g.ref.host,
-	                 "repository", g.ref.repo, "digest", man.digest, "media_type", man.media_type, "size",
-	                 (json_int_t)total);
+	prov = image_provenance(&g, ref, &idx, &man, plat, total);
 	if (!prov) {
 		rc = bn_fail(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if (g.ref.tag)
-		json_object_set_new(prov, "tag", json_string(g.ref.tag));
-	if (idx.body) {
-		json_object_set_new(prov, "index_digest", json_string(idx.digest));
-		json_object_set_new(prov, "index_media_type", json_string(idx.media_type));
-	}
-	if (plat[0])
-		json_object_set_new(prov, "platform", json_string(plat));
 	ret->provenance = prov;
 	ret->total_bytes = total;
 	ret->downloaded_bytes = c.downloaded;
@@ -1003,9 +1041,9 @@ out:
 		bn_rm_rf(tmp);
 		free(tmp);
 	}
+	free(blobs);
 	manifest_free(&idx);
 	manifest_free(&man);
-	json_decref(index_json);
 	json_decref(prov);
 	ref_free(&g.ref);
 	free(g.base);
