@@ -297,7 +297,11 @@ static void test_refused_add_leaves_no_trace(void)
 	if (!sysfile)
 		TAP_OK(true, "# SKIP no sysfs file that holds less than its size");
 	TAP_OK(clean && again && !strcmp(clean, again), "after the refusals the manifest is that of a clean pack");
-	TAP_OK(ut_same_tree(ut_path("undo-clean"), ut_path("undo-again")), "and so are the volumes on disk");
+	/* the signatures differ when the two packs fall in different seconds
+	 * (the minisign trusted comment's timestamp), and SHA256SUMS lists them */
+	TAP_OK(ut_sh("diff -r --no-dereference -x signatures -x SHA256SUMS '%s' '%s' >/dev/null 2>&1",
+	             ut_path("undo-clean"), ut_path("undo-again")) == 0,
+	       "and so are the volumes on disk");
 	struct bn_error err = {0};
 	struct bn_bundle *b = again ? ut_open(ut_path("undo-again"), &pk, &err) : NULL;
 	TAP_OK(b && bn_bundle_verify(b, NULL, NULL, &err) == 0 && b->m->n_artifacts == 2,
