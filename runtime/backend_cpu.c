@@ -541,7 +541,8 @@ static const struct kern kern_avx512 = {
 #pragma GCC target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16,avx2,fma,f16c")
 #endif
 
-#define AMX_ROWS  32 /* weight rows per task: two 16-row tiles share each x tile */
+#define AMX_ROWS  32 /* weight rows per block: two 16-row tiles share each x tile */
+#define AMX_TASK  64 /* weight rows per pool task */
 #define AMX_COLS  16 /* tokens per C tile */
 #define AMX_PARTS 3
 
@@ -555,9 +556,15 @@ struct amx_cfg {
  * [16 rows][32] bf16; tmm4..6: the hi, mid, lo parts of x [16 pairs][nt][2]
  * bf16.  Two chunks of 16 (pair): tmm0..3: C (row tile i, chunk c at 2i+c);
  * tmm4, tmm5: A; tmm6, tmm7: one part of x for chunk 0 and chunk 1. */
+static _Thread_local int amx_cur = -1; /* the configuration this thread's tiles have */
+
 static void amx_config(int nt, bool pair)
 {
 	struct amx_cfg cfg __attribute__((aligned(64)));
+	int id = pair ? 0 : nt;
+
+	if (amx_cur == id)
+		return;
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.palette = 1;
 	for (int i = 0; i < 8; i++) {
@@ -570,6 +577,7 @@ static void amx_config(int nt, bool pair)
 			cfg.rows[i] = 0;
 	}
 	_tile_loadconfig(&cfg);
+	amx_cur = id;
 }
 
 /* x [T][K] -> xb: per token chunk of up to 16 (nt tokens), per 32-element
@@ -728,30 +736,35 @@ static void amx_chunk2(const struct amx_job *j, const char *const a[2], const si
 	amx_store(j, out, n0, nrow, t0 + 16, 16);
 }
 
+/* A task: AMX_TASK rows in blocks of AMX_ROWS.  The tiles keep their
+ * configuration between tasks (amx_cur): loading one costs about as much as
+ * a block's work at T = 1.  They are not released: the thread keeps the
+ * 8 KiB of tile state the kernel saves on a switch. */
 static void amx_task(void *ctx, int task, int thread)
 {
 	const struct amx_job *j = ctx;
-	int n0 = task * AMX_ROWS, nrow = j->w->rows - n0 < AMX_ROWS ? j->w->rows - n0 : AMX_ROWS;
-	const char *a[2];
-	size_t as[2];
-	int ntile = amx_a_tiles(j, n0, nrow, thread, a, as), cfg = -1;
+	int n1 = (task + 1) * AMX_TASK < j->w->rows ? (task + 1) * AMX_TASK : j->w->rows;
 
-	for (int t0 = 0; t0 < j->T;) {
-		int nt = j->T - t0;
-		if (nt >= 2 * AMX_COLS) {
-			if (cfg != 0)
-				amx_config(16, true), cfg = 0;
-			amx_chunk2(j, a, as, ntile, n0, nrow, t0);
-			t0 += 2 * AMX_COLS;
-			continue;
+	for (int n0 = task * AMX_TASK; n0 < n1; n0 += AMX_ROWS) {
+		int nrow = n1 - n0 < AMX_ROWS ? n1 - n0 : AMX_ROWS;
+		const char *a[2];
+		size_t as[2];
+		int ntile = amx_a_tiles(j, n0, nrow, thread, a, as);
+
+		for (int t0 = 0; t0 < j->T;) {
+			int nt = j->T - t0;
+			if (nt >= 2 * AMX_COLS) {
+				amx_config(16, true);
+				amx_chunk2(j, a, as, ntile, n0, nrow, t0);
+				t0 += 2 * AMX_COLS;
+				continue;
+			}
+			nt = nt < AMX_COLS ? nt : AMX_COLS;
+			amx_config(nt, false);
+			amx_chunk(j, a, as, ntile, n0, nrow, t0, nt);
+			t0 += nt;
 		}
-		nt = nt < AMX_COLS ? nt : AMX_COLS;
-		if (cfg != nt)
-			amx_config(nt, false), cfg = nt;
-		amx_chunk(j, a, as, ntile, n0, nrow, t0, nt);
-		t0 += nt;
 	}
-	_tile_release();
 }
 
 #ifdef __clang__
@@ -1052,7 +1065,7 @@ static int amx_matmul(struct rt_backend *b, float *y, const float *x, const stru
 	amx_pack_x(c->xb, x, T, K);
 	j.xb = c->xb;
 	j.pad = c->pad;
-	rt_pool_run(c->pool, (w->rows + AMX_ROWS - 1) / AMX_ROWS, amx_task, &j);
+	rt_pool_run(c->pool, (w->rows + AMX_TASK - 1) / AMX_TASK, amx_task, &j);
 	return 0;
 }
 #endif
