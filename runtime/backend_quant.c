@@ -25,10 +25,12 @@
 #define QROWS 16 /* rows per task: two octets of the column formats */
 
 struct rt_qcpu {
-	bool avx2;
+	bool avx2, avx512;
 	int n_threads;
 	float **scratch; /* per thread [QROWS][scratch_k] */
 	size_t scratch_k;
+	float *xp; /* [xp_n]: x permuted for the AVX-512 int4 kernel */
+	size_t xp_n;
 };
 
 struct qjob {
@@ -40,6 +42,9 @@ struct qjob {
 	int T;
 	bool acc;
 	bool have_scratch;
+	bool k512;        /* the AVX-512 kernels take w */
+	const float *xp; /* int4 with k512: x permuted, xs floats a token */
+	size_t xs;
 };
 
 static inline void put(const struct qjob *j, int t, int r, float v)
@@ -51,7 +56,13 @@ static inline void put(const struct qjob *j, int t, int r, float v)
 
 static inline float tail_add(float s, float w, float x)
 {
-	return s + w * x;
+	float p = w * x;
+#if defined(__x86_64__) || defined(__i386__)
+	__asm__("" : "+x"(p)); /* a product and a sum, never contracted to an fma */
+#else
+	__asm__("" : "+r"(p));
+#endif
+	return s + p;
 }
 
 /* ---- generic ---- */
@@ -539,6 +550,221 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 #pragma GCC pop_options
 #endif
 
+/* ---- AVX-512 (F, BW) ----
+ * Row formats only (compressed-tensors int4 in groups of a multiple of 128
+ * columns or per channel, without g_idx; e4m3 fp8 with scale blocks of a
+ * multiple of 16 columns); the others run the AVX2 code.  Both keep every
+ * weight's value exactly as rt_q_weight defines it and differ from the AVX2
+ * path only in the order of the sums: per row and token one 16-lane
+ * accumulator, blocks in ascending k, then _mm512_reduce_add_ps.  A pass
+ * takes up to 8 rows and 4 tokens, each weight vector made once and
+ * multiplied into each token's accumulator, so a token gets the same sums
+ * alone and in a batch.
+ *
+ * int4: a block of 128 columns is one zmm of 16 packed words; shifting the
+ * words right by 4s puts element 8j + s in the low nibble of lane j, and
+ * vpermps (which reads only those 4 bits) looks it up in the group's table
+ * of (n - zero) * scale, n = 0..15: the weight in f32 in one instruction.
+ * x is permuted to match once per call (xp: per block, element 8j + s at
+ * 16s + j; zeros past K, which the masked word loads pair with).
+ *
+ * fp8 e4m3: the code's byte moved to the top of a 32-bit lane, shifted right
+ * arithmetically by 4 and bits 27..30 cleared is an f32 whose value is the
+ * code's times 2^-120, subnormal codes included; times the scale times
+ * 2^120 (exact while that is finite, which the pass checks, else the AVX2
+ * row code runs) it is code * scale rounded once, as rt_q_weight computes
+ * it.  NaN codes (S.1111.111) would come out finite: the pass tracks the
+ * byte maxima and a row holding one gets NaN, what the sum gives. */
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
+#endif
+#define AI   static inline __attribute__((always_inline))
+#define I4B  128 /* int4 columns per block: 16 packed words */
+#define XPT4 4   /* tokens per pass */
+
+AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT, float *out)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, W = (K + 7) / 8, nb = (K + I4B - 1) / I4B, rr[8];
+	size_t rb = (size_t)W * 4;
+	const char *row[8];
+	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	__m512 acc[8][XPT4], tab[8];
+
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++) {
+		rr[i] = r0 + (i < nr ? i : nr - 1);
+		row[i] = (const char *)w->data + (size_t)rr[i] * rb;
+		tab[i] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			acc[i][t] = _mm512_setzero_ps();
+	}
+	for (int b = 0, g = -1; b < nb; b++) {
+		int k = b * I4B, gb = k / q->sc;
+		__mmask16 m = W - b * 16 >= 16 ? 0xffff : (__mmask16)((1u << (W - b * 16)) - 1);
+		__m512i wd[8];
+		if (gb != g) {
+#pragma GCC unroll 8
+			for (int i = 0; i < NR; i++)
+				tab[i] = _mm512_mul_ps(
+				    _mm512_cvtepi32_ps(_mm512_sub_epi32(iota, _mm512_set1_epi32(rt_q_zero(w, rr[i], gb)))),
+				    _mm512_set1_ps(rt_q_scale(w, rr[i], k)));
+			g = gb;
+		}
+#pragma GCC unroll 8
+		for (int i = 0; i < NR; i++) {
+			wd[i] = _mm512_maskz_loadu_epi32(m, row[i] + (size_t)b * 64);
+			_mm_prefetch(row[i] + (size_t)b * 64 + NR * rb, _MM_HINT_T0);
+		}
+#pragma GCC unroll 8
+		for (int s = 0; s < 8; s++)
+#pragma GCC unroll 8
+			for (int i = 0; i < NR; i++) {
+				__m512 wv = _mm512_permutexvar_ps(_mm512_srli_epi32(wd[i], 4 * s), tab[i]);
+#pragma GCC unroll 4
+				for (int t = 0; t < NT; t++)
+					acc[i][t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xp + t * xs + k + 16 * s), acc[i][t]);
+			}
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			out[i * XPT4 + t] = _mm512_reduce_add_ps(acc[i][t]);
+}
+
+/* returns the rows (bit i: row r0 + i) where a scale times 2^120 overflows
+ * (the caller runs the AVX2 code on them) */
+AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *x, size_t xs, int NR, int NT, float *out)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, rr[8];
+	const uint8_t *row[8];
+	/* lane L's dword i takes byte 4L + i of the broadcast 16, in its top byte */
+	const __m512i shuf = _mm512_set_epi32(0x0fffffff, 0x0effffff, 0x0dffffff, 0x0cffffff, 0x0bffffff, 0x0affffff,
+	                                      0x09ffffff, 0x08ffffff, 0x07ffffff, 0x06ffffff, 0x05ffffff, 0x04ffffff,
+	                                      0x03ffffff, 0x02ffffff, 0x01ffffff, 0x00ffffff);
+	const __m512i keep = _mm512_set1_epi32((int)0x87ffffff);
+	__m512 acc[8][XPT4], sv[8];
+	__m512i mu = _mm512_setzero_si512(), ms = _mm512_set1_epi8(-128);
+	unsigned bad = 0;
+
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++) {
+		rr[i] = r0 + (i < nr ? i : nr - 1);
+		row[i] = (const uint8_t *)w->data + (size_t)rr[i] * K;
+		sv[i] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			acc[i][t] = _mm512_setzero_ps();
+	}
+	for (int k = 0, kn = 0; k < K; k += 64) {
+		int nk = K - k < 64 ? K - k : 64;
+		__mmask64 m = nk == 64 ? ~(__mmask64)0 : ((__mmask64)1 << nk) - 1;
+#pragma GCC unroll 8
+		for (int i = 0; i < NR; i++) {
+			__m512i v = _mm512_maskz_loadu_epi8(m, row[i] + k);
+			mu = _mm512_max_epu8(mu, v);
+			ms = _mm512_max_epi8(ms, v);
+			_mm_prefetch(row[i] + k + (size_t)NR * K, _MM_HINT_T0);
+		}
+		for (int c = 0; c < nk; c += 16) {
+			int kc = k + c;
+			__mmask16 mc = nk - c >= 16 ? 0xffff : (__mmask16)((1u << (nk - c)) - 1);
+			__m512 xv[XPT4];
+			if (kc == kn) { /* a scale block begins */
+#pragma GCC unroll 8
+				for (int i = 0; i < NR; i++) {
+					float s = rt_q_scale(w, rr[i], kc) * 0x1p120f;
+					bad |= (unsigned)!(s <= 3.4028234663852886e38f) << i;
+					sv[i] = _mm512_set1_ps(s);
+				}
+				kn = kc + q->sc;
+			}
+#pragma GCC unroll 4
+			for (int t = 0; t < NT; t++)
+				xv[t] = _mm512_maskz_loadu_ps(mc, x + t * xs + kc);
+#pragma GCC unroll 8
+			for (int i = 0; i < NR; i++) {
+				__m512i b = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi8(mc, row[i] + kc));
+				__m512 wv = _mm512_mul_ps(
+				    _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(_mm512_shuffle_epi8(b, shuf), 4), keep)),
+				    sv[i]);
+#pragma GCC unroll 4
+				for (int t = 0; t < NT; t++)
+					acc[i][t] = _mm512_fmadd_ps(wv, xv[t], acc[i][t]);
+			}
+		}
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			out[i * XPT4 + t] = _mm512_reduce_add_ps(acc[i][t]);
+	if (_mm512_cmpeq_epi8_mask(mu, _mm512_set1_epi8(-1)) || _mm512_cmpeq_epi8_mask(ms, _mm512_set1_epi8(0x7f)))
+		for (int i = 0; i < NR; i++)
+			for (int k = 0; k < K; k++)
+				if ((row[i][k] & 0x7f) == 0x7f) {
+					for (int t = 0; t < NT; t++)
+						out[i * XPT4 + t] = NAN;
+					break;
+				}
+	return bad;
+}
+
+#define PASS512(NR, NT)                                                                                                \
+	static unsigned pass512_##NR##_##NT(const struct rt_weight *w, int r0, int nr, const float *x, size_t xs,          \
+	                                float *out)                                                                    \
+	{                                                                                                              \
+		if (w->q.fmt == RT_WF_FP8)                                                                             \
+			return f8_pass(w, r0, nr, x, xs, NR, NT, out);                                                 \
+		i4_pass(w, r0, nr, x, xs, NR, NT, out);                                                                \
+		return 0;                                                                                              \
+	}
+PASS512(8, 1)
+PASS512(4, 2)
+PASS512(4, 3)
+PASS512(4, 4)
+#undef PASS512
+
+/* x: xp (int4) or the caller's x (fp8), xs floats per token */
+static void task_avx512(const struct qjob *j, int n0, int n1)
+{
+	const struct rt_weight *w = j->w;
+	bool fp8 = w->q.fmt == RT_WF_FP8;
+	const float *x = fp8 ? j->x : j->xp;
+	size_t xs = fp8 ? (size_t)w->cols : j->xs;
+	float o[8 * XPT4];
+
+	for (int t0 = 0; t0 < j->T; t0 += XPT4) {
+		int nt = j->T - t0 < XPT4 ? j->T - t0 : XPT4, NR = nt == 1 ? 8 : 4;
+		for (int r = n0; r < n1; r += NR) {
+			int nr = n1 - r < NR ? n1 - r : NR;
+			const float *xt = x + (size_t)t0 * xs;
+			unsigned bad = nt == 1   ? pass512_8_1(w, r, nr, xt, xs, o)
+			          : nt == 2 ? pass512_4_2(w, r, nr, xt, xs, o)
+			          : nt == 3 ? pass512_4_3(w, r, nr, xt, xs, o)
+			                    : pass512_4_4(w, r, nr, xt, xs, o);
+			for (int i = 0; i < nr; i++)
+				for (int t = 0; t < nt; t++) {
+					float v = !(bad >> i & 1) ? o[i * XPT4 + t]
+					             : row_avx2(w, r + i, j->x + (size_t)(t0 + t) * w->cols, NULL);
+					put(j, t0 + t, r + i, v);
+				}
+		}
+	}
+}
+#undef AI
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
 #endif
 
 static void q_task(void *ctx, int task, int thread)
@@ -548,6 +774,10 @@ static void q_task(void *ctx, int task, int thread)
 	float *scr = j->have_scratch ? j->c->scratch[thread] : NULL;
 
 #ifdef HAVE_X86
+	if (j->k512) {
+		task_avx512(j, n0, n1);
+		return;
+	}
 	if (j->c->avx2) {
 		task_avx2(j, n0, n1, scr);
 		return;
@@ -570,14 +800,55 @@ static int ensure_scratch(struct rt_qcpu *c, size_t K)
 	return 0;
 }
 
+/* the matrices the AVX-512 kernels take (see there) */
+static bool take512(const struct rt_weight *w)
+{
+	const struct rt_wquant *q = &w->q;
+
+	if (q->fmt == RT_WF_FP8)
+		return w->dtype == RT_F8_E4M3 && (q->sc % 16 == 0 || q->sc >= w->cols);
+	return q->fmt == RT_WF_INT4 && q->layout == RT_I4_CT && !q->g_idx && (q->sc % 128 == 0 || q->sc >= w->cols);
+}
+
+/* x[T][K] into c->xp: per 128-column block, column 8j + s at 16s + j, zeros past K */
+static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, struct qjob *j)
+{
+	size_t xs = (size_t)(K + 127) / 128 * 128, n = xs * (size_t)T;
+
+	if (c->xp_n < n) {
+		float *p = malloc(sizeof(float) * n);
+		if (!p)
+			return -ENOMEM;
+		free(c->xp);
+		c->xp = p;
+		c->xp_n = n;
+	}
+	for (int t = 0; t < T; t++) {
+		const float *s = x + (size_t)t * K;
+		float *d = c->xp + (size_t)t * xs;
+		for (size_t b = 0; b < xs; b += 128)
+			for (int i = 0; i < 128; i++) {
+				size_t k = b + 8 * (size_t)(i & 15) + (size_t)(i >> 4);
+				d[b + (size_t)i] = k < (size_t)K ? s[k] : 0.0f;
+			}
+	}
+	j->xp = c->xp;
+	j->xs = xs;
+	return 0;
+}
+
 void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const float *x, const struct rt_weight *w,
                     const float *bias, int T, bool acc)
 {
-	struct qjob j = {c, y, x, w, bias, T, acc, false};
+	struct qjob j = {c, y, x, w, bias, T, acc, false, false, NULL, 0};
 	int n_tasks = (w->rows + QROWS - 1) / QROWS;
 
+	/* the AVX-512 kernels where they take w (and, for int4, x could be
+	 * permuted; else the AVX2 code: the same values up to the order of the sums) */
+	if (c->avx512 && take512(w) && (w->q.fmt == RT_WF_FP8 || permute_x(c, x, T, w->cols, &j) == 0))
+		j.k512 = true;
 	/* generic C always sums over the scratch; AVX2 only for token blocks */
-	if ((T > 1 || !c->avx2) && ensure_scratch(c, (size_t)w->cols) == 0)
+	if (!j.k512 && (T > 1 || !c->avx2) && ensure_scratch(c, (size_t)w->cols) == 0)
 		j.have_scratch = true;
 	if ((size_t)w->rows * w->cols * T < (1u << 15)) {
 		for (int t = 0; t < n_tasks; t++)
@@ -602,6 +873,9 @@ int rt_qcpu_new(const char *simd, int n_threads, struct rt_qcpu **ret)
 #ifdef HAVE_X86
 	/* backend_cpu.c picks avx2 or avx512 only where the CPU has AVX2, FMA and F16C */
 	c->avx2 = simd && (!strcmp(simd, "avx2") || !strcmp(simd, "avx512"));
+	__builtin_cpu_init();
+	c->avx512 = simd && !strcmp(simd, "avx512") && __builtin_cpu_supports("avx512bw") &&
+	            __builtin_cpu_supports("avx512vl");
 #else
 	(void)simd;
 #endif
@@ -616,5 +890,6 @@ void rt_qcpu_free(struct rt_qcpu *c)
 	for (int i = 0; i < c->n_threads; i++)
 		free(c->scratch[i]);
 	free(c->scratch);
+	free(c->xp);
 	free(c);
 }
