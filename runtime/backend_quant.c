@@ -637,18 +637,20 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 			out[i * XPT4 + t] = _mm512_reduce_add_ps(acc[i][t]);
 }
 
-/* returns the rows (bit i: row r0 + i) where a scale times 2^120 overflows
+/* returns the rows (bit i: row r0 + i) where a scale times 2^8 overflows
  * (the caller runs the AVX2 code on them) */
-AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *x, size_t xs, int NR, int NT, float *out)
+AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT,
+                    float *out)
 {
 	const struct rt_wquant *q = &w->q;
 	int K = w->cols, rr[8];
 	const uint8_t *row[8];
-	/* lane L's dword i takes byte 4L + i of the broadcast 16, in its top byte */
-	const __m512i shuf = _mm512_set_epi32(0x0fffffff, 0x0effffff, 0x0dffffff, 0x0cffffff, 0x0bffffff, 0x0affffff,
-	                                      0x09ffffff, 0x08ffffff, 0x07ffffff, 0x06ffffff, 0x05ffffff, 0x04ffffff,
-	                                      0x03ffffff, 0x02ffffff, 0x01ffffff, 0x00ffffff);
-	const __m512i keep = _mm512_set1_epi32((int)0x87ffffff);
+	/* the 32 codes broadcast to both halves: lanes 0..3 take bytes 0-7, 16-23,
+	 * 8-15, 24-31 into the high bytes of their 16-bit words */
+	const __m512i shuf = _mm512_set_epi8(15, -1, 14, -1, 13, -1, 12, -1, 11, -1, 10, -1, 9, -1, 8, -1, 15, -1, 14, -1,
+	                                     13, -1, 12, -1, 11, -1, 10, -1, 9, -1, 8, -1, 7, -1, 6, -1, 5, -1, 4, -1, 3,
+	                                     -1, 2, -1, 1, -1, 0, -1, 7, -1, 6, -1, 5, -1, 4, -1, 3, -1, 2, -1, 1, -1, 0, -1);
+	const __m512i keep = _mm512_set1_epi16((short)0xbfff);
 	__m512 acc[8][XPT4], sv[8];
 	__m512i mu = _mm512_setzero_si512(), ms = _mm512_set1_epi8(-128);
 	unsigned bad = 0;
@@ -672,31 +674,33 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *x, s
 			ms = _mm512_max_epi8(ms, v);
 			_mm_prefetch(row[i] + k + (size_t)NR * K, _MM_HINT_T0);
 		}
-		for (int c = 0; c < nk; c += 16) {
+		for (int c = 0; c < nk; c += 32) {
 			int kc = k + c;
-			__mmask16 mc = nk - c >= 16 ? 0xffff : (__mmask16)((1u << (nk - c)) - 1);
-			__m512 xv[XPT4];
+			__mmask32 mc = nk - c >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (nk - c)) - 1;
 			if (kc == kn) { /* a scale block begins */
 #pragma GCC unroll 8
 				for (int i = 0; i < NR; i++) {
-					float s = rt_q_scale(w, rr[i], kc) * 0x1p120f;
+					float s = rt_q_scale(w, rr[i], kc) * 256.0f;
 					bad |= (unsigned)!(s <= 3.4028234663852886e38f) << i;
 					sv[i] = _mm512_set1_ps(s);
 				}
 				kn = kc + q->sc;
 			}
-#pragma GCC unroll 4
-			for (int t = 0; t < NT; t++)
-				xv[t] = _mm512_maskz_loadu_ps(mc, x + t * xs + kc);
 #pragma GCC unroll 8
 			for (int i = 0; i < NR; i++) {
-				__m512i b = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi8(mc, row[i] + kc));
-				__m512 wv = _mm512_mul_ps(
-				    _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(_mm512_shuffle_epi8(b, shuf), 4), keep)),
-				    sv[i]);
+				__m512i h = _mm512_and_si512(
+				    _mm512_srai_epi16(
+				        _mm512_shuffle_epi8(
+				            _mm512_broadcast_i64x4(_mm256_maskz_loadu_epi8(mc, row[i] + kc)), shuf),
+				        1),
+				    keep);
+				__m512 w0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), sv[i]),
+				       w1 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), sv[i]);
 #pragma GCC unroll 4
-				for (int t = 0; t < NT; t++)
-					acc[i][t] = _mm512_fmadd_ps(wv, xv[t], acc[i][t]);
+				for (int t = 0; t < NT; t++) {
+					acc[i][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xp + t * xs + kc), acc[i][t]);
+					acc[i][t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xp + t * xs + kc + 16), acc[i][t]);
+				}
 			}
 		}
 	}
@@ -731,13 +735,11 @@ PASS512(4, 3)
 PASS512(4, 4)
 #undef PASS512
 
-/* x: xp (int4) or the caller's x (fp8), xs floats per token */
 static void task_avx512(const struct qjob *j, int n0, int n1)
 {
 	const struct rt_weight *w = j->w;
-	bool fp8 = w->q.fmt == RT_WF_FP8;
-	const float *x = fp8 ? j->x : j->xp;
-	size_t xs = fp8 ? (size_t)w->cols : j->xs;
+	const float *x = j->xp;
+	size_t xs = j->xs;
 	float o[8 * XPT4];
 
 	for (int t0 = 0; t0 < j->T; t0 += XPT4) {
@@ -806,14 +808,16 @@ static bool take512(const struct rt_weight *w)
 	const struct rt_wquant *q = &w->q;
 
 	if (q->fmt == RT_WF_FP8)
-		return w->dtype == RT_F8_E4M3 && (q->sc % 16 == 0 || q->sc >= w->cols);
+		return w->dtype == RT_F8_E4M3 && (q->sc % 32 == 0 || q->sc >= w->cols);
 	return q->fmt == RT_WF_INT4 && q->layout == RT_I4_CT && !q->g_idx && (q->sc % 128 == 0 || q->sc >= w->cols);
 }
 
-/* x[T][K] into c->xp: per 128-column block, column 8j + s at 16s + j, zeros past K */
-static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, struct qjob *j)
+/* x[T][K] into c->xp in the order the AVX-512 kernels take it, zeros past K:
+ * int4 per 128 columns, column 8j + s at 16s + j; fp8 per 32 columns, 0-7,
+ * 16-23, 8-15, 24-31 */
+static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, struct qjob *j)
 {
-	size_t xs = (size_t)(K + 127) / 128 * 128, n = xs * (size_t)T;
+	size_t B = fp8 ? 32 : 128, xs = ((size_t)K + B - 1) / B * B, n = xs * (size_t)T;
 
 	if (c->xp_n < n) {
 		float *p = malloc(sizeof(float) * n);
@@ -826,10 +830,10 @@ static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, struct qjo
 	for (int t = 0; t < T; t++) {
 		const float *s = x + (size_t)t * K;
 		float *d = c->xp + (size_t)t * xs;
-		for (size_t b = 0; b < xs; b += 128)
-			for (int i = 0; i < 128; i++) {
-				size_t k = b + 8 * (size_t)(i & 15) + (size_t)(i >> 4);
-				d[b + (size_t)i] = k < (size_t)K ? s[k] : 0.0f;
+		for (size_t b = 0; b < xs; b += B)
+			for (size_t i = 0; i < B; i++) {
+				size_t k = b + (fp8 ? (i & 7) + (i >> 3 & 1) * 16 + (i >> 4) * 8 : 8 * (i & 15) + (i >> 4));
+				d[b + i] = k < (size_t)K ? s[k] : 0.0f;
 			}
 	}
 	j->xp = c->xp;
@@ -845,7 +849,7 @@ void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const flo
 
 	/* the AVX-512 kernels where they take w (and, for int4, x could be
 	 * permuted; else the AVX2 code: the same values up to the order of the sums) */
-	if (c->avx512 && take512(w) && (w->q.fmt == RT_WF_FP8 || permute_x(c, x, T, w->cols, &j) == 0))
+	if (c->avx512 && take512(w) && permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8, &j) == 0)
 		j.k512 = true;
 	/* generic C always sums over the scratch; AVX2 only for token blocks */
 	if (!j.k512 && (T > 1 || !c->avx2) && ensure_scratch(c, (size_t)w->cols) == 0)
