@@ -651,7 +651,8 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 	                                     13, -1, 12, -1, 11, -1, 10, -1, 9, -1, 8, -1, 7, -1, 6, -1, 5, -1, 4, -1, 3,
 	                                     -1, 2, -1, 1, -1, 0, -1, 7, -1, 6, -1, 5, -1, 4, -1, 3, -1, 2, -1, 1, -1, 0, -1);
 	const __m512i keep = _mm512_set1_epi16((short)0xbfff);
-	__m512 acc[8][XPT4], sv[8];
+	__m512 acc[8][XPT4], blk[8][XPT4];
+	float sf[8];
 	__m512i mu = _mm512_setzero_si512(), ms = _mm512_set1_epi8(-128);
 	unsigned bad = 0;
 
@@ -659,10 +660,10 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 	for (int i = 0; i < NR; i++) {
 		rr[i] = r0 + (i < nr ? i : nr - 1);
 		row[i] = (const uint8_t *)w->data + (size_t)rr[i] * K;
-		sv[i] = _mm512_setzero_ps();
+		sf[i] = 0;
 #pragma GCC unroll 4
 		for (int t = 0; t < NT; t++)
-			acc[i][t] = _mm512_setzero_ps();
+			acc[i][t] = blk[i][t] = _mm512_setzero_ps();
 	}
 	for (int k = 0, kn = 0; k < K; k += 64) {
 		int nk = K - k < 64 ? K - k : 64;
@@ -677,12 +678,16 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 		for (int c = 0; c < nk; c += 32) {
 			int kc = k + c;
 			__mmask32 mc = nk - c >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (nk - c)) - 1;
-			if (kc == kn) { /* a scale block begins */
+			if (kc == kn) { /* a scale block begins: the last one's sums times its scale */
 #pragma GCC unroll 8
 				for (int i = 0; i < NR; i++) {
-					float s = rt_q_scale(w, rr[i], kc) * 256.0f;
-					bad |= (unsigned)!(s <= 3.4028234663852886e38f) << i;
-					sv[i] = _mm512_set1_ps(s);
+#pragma GCC unroll 4
+					for (int t = 0; t < NT; t++) {
+						acc[i][t] = _mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(sf[i]), acc[i][t]);
+						blk[i][t] = _mm512_setzero_ps();
+					}
+					sf[i] = rt_q_scale(w, rr[i], kc) * 256.0f;
+					bad |= (unsigned)!(sf[i] <= 3.4028234663852886e38f) << i;
 				}
 				kn = kc + q->sc;
 			}
@@ -694,12 +699,12 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 				            _mm512_broadcast_i64x4(_mm256_maskz_loadu_epi8(mc, row[i] + kc)), shuf),
 				        1),
 				    keep);
-				__m512 w0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(h)), sv[i]),
-				       w1 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1)), sv[i]);
+				__m512 w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h)),
+				       w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
 #pragma GCC unroll 4
 				for (int t = 0; t < NT; t++) {
-					acc[i][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xp + t * xs + kc), acc[i][t]);
-					acc[i][t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xp + t * xs + kc + 16), acc[i][t]);
+					blk[i][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xp + t * xs + kc), blk[i][t]);
+					blk[i][t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xp + t * xs + kc + 16), blk[i][t]);
 				}
 			}
 		}
@@ -708,7 +713,8 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 	for (int i = 0; i < NR; i++)
 #pragma GCC unroll 4
 		for (int t = 0; t < NT; t++)
-			out[i * XPT4 + t] = _mm512_reduce_add_ps(acc[i][t]);
+			out[i * XPT4 + t] =
+			    _mm512_reduce_add_ps(_mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(sf[i]), acc[i][t]));
 	if (_mm512_cmpeq_epi8_mask(mu, _mm512_set1_epi8(-1)) || _mm512_cmpeq_epi8_mask(ms, _mm512_set1_epi8(0x7f)))
 		for (int i = 0; i < NR; i++)
 			for (int k = 0; k < K; k++)
@@ -720,19 +726,20 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 	return bad;
 }
 
-#define PASS512(NR, NT)                                                                                                \
-	static unsigned pass512_##NR##_##NT(const struct rt_weight *w, int r0, int nr, const float *x, size_t xs,          \
-	                                float *out)                                                                    \
+/* the passes, NR rows x NT tokens: int4 8x1 and 4x2..4; fp8 (a block sum
+ * besides each sum) 8x1 and 2x2..4 */
+#define PASS512(NR, NT, NR8)                                                                                           \
+	static unsigned pass512_##NT(const struct rt_weight *w, int r0, int nr, const float *x, size_t xs, float *out)  \
 	{                                                                                                              \
 		if (w->q.fmt == RT_WF_FP8)                                                                             \
-			return f8_pass(w, r0, nr, x, xs, NR, NT, out);                                                 \
+			return f8_pass(w, r0, nr, x, xs, NR8, NT, out);                                                \
 		i4_pass(w, r0, nr, x, xs, NR, NT, out);                                                                \
 		return 0;                                                                                              \
 	}
-PASS512(8, 1)
-PASS512(4, 2)
-PASS512(4, 3)
-PASS512(4, 4)
+PASS512(8, 1, 8)
+PASS512(4, 2, 2)
+PASS512(4, 3, 2)
+PASS512(4, 4, 2)
 #undef PASS512
 
 static void task_avx512(const struct qjob *j, int n0, int n1)
@@ -743,14 +750,14 @@ static void task_avx512(const struct qjob *j, int n0, int n1)
 	float o[8 * XPT4];
 
 	for (int t0 = 0; t0 < j->T; t0 += XPT4) {
-		int nt = j->T - t0 < XPT4 ? j->T - t0 : XPT4, NR = nt == 1 ? 8 : 4;
+		int nt = j->T - t0 < XPT4 ? j->T - t0 : XPT4, NR = nt == 1 ? 8 : w->q.fmt == RT_WF_FP8 ? 2 : 4;
 		for (int r = n0; r < n1; r += NR) {
 			int nr = n1 - r < NR ? n1 - r : NR;
 			const float *xt = x + (size_t)t0 * xs;
-			unsigned bad = nt == 1   ? pass512_8_1(w, r, nr, xt, xs, o)
-			          : nt == 2 ? pass512_4_2(w, r, nr, xt, xs, o)
-			          : nt == 3 ? pass512_4_3(w, r, nr, xt, xs, o)
-			                    : pass512_4_4(w, r, nr, xt, xs, o);
+			unsigned bad = nt == 1   ? pass512_1(w, r, nr, xt, xs, o)
+			               : nt == 2 ? pass512_2(w, r, nr, xt, xs, o)
+			               : nt == 3 ? pass512_3(w, r, nr, xt, xs, o)
+			                         : pass512_4(w, r, nr, xt, xs, o);
 			for (int i = 0; i < nr; i++)
 				for (int t = 0; t < nt; t++) {
 					float v = !(bad >> i & 1) ? o[i * XPT4 + t]
