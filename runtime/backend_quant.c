@@ -591,29 +591,40 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 	int K = w->cols, W = (K + 7) / 8, nb = (K + I4B - 1) / I4B, rr[8];
 	size_t rb = (size_t)W * 4;
 	const char *row[8];
-	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 	__m512 acc[8][XPT4], tab[8];
+	size_t s0[8]; /* each row's first scale */
 
 #pragma GCC unroll 8
 	for (int i = 0; i < NR; i++) {
 		rr[i] = r0 + (i < nr ? i : nr - 1);
 		row[i] = (const char *)w->data + (size_t)rr[i] * rb;
+		s0[i] = (size_t)rr[i] * q->n_sc;
 		tab[i] = _mm512_setzero_ps();
 #pragma GCC unroll 4
 		for (int t = 0; t < NT; t++)
 			acc[i][t] = _mm512_setzero_ps();
 	}
-	for (int b = 0, g = -1; b < nb; b++) {
-		int k = b * I4B, gb = k / q->sc;
+	/* group g = k / sc: sc is a multiple of 128 or at least K, so groups
+	 * begin at block starts (counted, no division a block) */
+	for (int b = 0, g = -1, kn = 0; b < nb; b++) {
+		int k = b * I4B;
 		__mmask16 m = W - b * 16 >= 16 ? 0xffff : (__mmask16)((1u << (W - b * 16)) - 1);
 		__m512i wd[8];
-		if (gb != g) {
+		if (k == kn) {
+			g++;
+			kn += q->sc;
 #pragma GCC unroll 8
-			for (int i = 0; i < NR; i++)
-				tab[i] = _mm512_mul_ps(
-				    _mm512_cvtepi32_ps(_mm512_sub_epi32(iota, _mm512_set1_epi32(rt_q_zero(w, rr[i], gb)))),
-				    _mm512_set1_ps(rt_q_scale(w, rr[i], k)));
-			g = gb;
+			for (int i = 0; i < NR; i++) {
+				/* (n - zero) * scale for n = 0..15, as rt_q_weight (small integers: exact in f32) */
+				int z = q->zero ? (int)((rt_q_u32(q->zero, (size_t)(rr[i] / 8) * q->n_sc + (size_t)g) >>
+				                         (4 * (rr[i] & 7))) &
+				                        15) +
+				                      q->zero_add
+				                : q->zero_const;
+				tab[i] = _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps((float)z)),
+				                       _mm512_set1_ps(rt_load_elem(q->scale, q->scale_dtype, s0[i] + (size_t)g)));
+			}
 		}
 #pragma GCC unroll 8
 		for (int i = 0; i < NR; i++) {
@@ -653,6 +664,7 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 	const __m512i keep = _mm512_set1_epi16((short)0xbfff);
 	__m512 acc[8][XPT4], blk[8][XPT4];
 	float sf[8];
+	size_t s0[8]; /* each row's first scale */
 	__m512i mu = _mm512_setzero_si512(), ms = _mm512_set1_epi8(-128);
 	unsigned bad = 0;
 
@@ -660,12 +672,14 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 	for (int i = 0; i < NR; i++) {
 		rr[i] = r0 + (i < nr ? i : nr - 1);
 		row[i] = (const uint8_t *)w->data + (size_t)rr[i] * K;
+		s0[i] = (size_t)(rr[i] / q->sr) * q->n_sc;
 		sf[i] = 0;
 #pragma GCC unroll 4
 		for (int t = 0; t < NT; t++)
 			acc[i][t] = blk[i][t] = _mm512_setzero_ps();
 	}
-	for (int k = 0, kn = 0; k < K; k += 64) {
+	/* scale block g = k / sc: sc is a multiple of 32 or at least K (counted) */
+	for (int k = 0, kn = 0, g = -1; k < K; k += 64) {
 		int nk = K - k < 64 ? K - k : 64;
 		__mmask64 m = nk == 64 ? ~(__mmask64)0 : ((__mmask64)1 << nk) - 1;
 #pragma GCC unroll 8
@@ -686,9 +700,10 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 						acc[i][t] = _mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(sf[i]), acc[i][t]);
 						blk[i][t] = _mm512_setzero_ps();
 					}
-					sf[i] = rt_q_scale(w, rr[i], kc) * 256.0f;
+					sf[i] = rt_load_elem(q->scale, q->scale_dtype, s0[i] + (size_t)g + 1) * 256.0f;
 					bad |= (unsigned)!(sf[i] <= 3.4028234663852886e38f) << i;
 				}
+				g++;
 				kn = kc + q->sc;
 			}
 #pragma GCC unroll 8
