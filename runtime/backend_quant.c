@@ -648,6 +648,35 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 			out[i * XPT4 + t] = _mm512_reduce_add_ps(acc[i][t]);
 }
 
+/* 32 codes of each of the NR rows at kc (full: all 32, else those in mc)
+ * into the block sums: f16 bits of code / 2^8 (exact), in f32, times x */
+AI void f8_rows32(const uint8_t *const *row, int kc, __mmask32 mc, bool full, const float *xp, size_t xs, int NR,
+                  int NT, __m512 (*blk)[XPT4])
+{
+	/* the 32 codes broadcast to both halves: lanes 0..3 take bytes 0-7, 16-23,
+	 * 8-15, 24-31 into the high bytes of their 16-bit words */
+	const __m512i shuf = _mm512_set_epi8(15, -1, 14, -1, 13, -1, 12, -1, 11, -1, 10, -1, 9, -1, 8, -1, 15, -1, 14, -1,
+	                                     13, -1, 12, -1, 11, -1, 10, -1, 9, -1, 8, -1, 7, -1, 6, -1, 5, -1, 4, -1, 3,
+	                                     -1, 2, -1, 1, -1, 0, -1, 7, -1, 6, -1, 5, -1, 4, -1, 3, -1, 2, -1, 1, -1, 0, -1);
+	const __m512i keep = _mm512_set1_epi16((short)0xbfff);
+
+
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++) {
+		/* a broadcast load (no shuffle uop) but in the row's last 32 */
+		__m256i b = full ? _mm256_loadu_si256((const __m256i *)(row[i] + kc))
+		                 : _mm256_maskz_loadu_epi8(mc, row[i] + kc);
+		__m512i h = _mm512_and_si512(_mm512_srai_epi16(_mm512_shuffle_epi8(_mm512_broadcast_i64x4(b), shuf), 1),
+		                             keep);
+		__m512 w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h)), w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++) {
+			blk[i][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xp + t * xs + kc), blk[i][t]);
+			blk[i][t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xp + t * xs + kc + 16), blk[i][t]);
+		}
+	}
+}
+
 /* returns the rows (bit i: row r0 + i) where a scale times 2^8 overflows
  * (the caller runs the AVX2 code on them) */
 AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT,
@@ -656,12 +685,6 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 	const struct rt_wquant *q = &w->q;
 	int K = w->cols, rr[8];
 	const uint8_t *row[8];
-	/* the 32 codes broadcast to both halves: lanes 0..3 take bytes 0-7, 16-23,
-	 * 8-15, 24-31 into the high bytes of their 16-bit words */
-	const __m512i shuf = _mm512_set_epi8(15, -1, 14, -1, 13, -1, 12, -1, 11, -1, 10, -1, 9, -1, 8, -1, 15, -1, 14, -1,
-	                                     13, -1, 12, -1, 11, -1, 10, -1, 9, -1, 8, -1, 7, -1, 6, -1, 5, -1, 4, -1, 3,
-	                                     -1, 2, -1, 1, -1, 0, -1, 7, -1, 6, -1, 5, -1, 4, -1, 3, -1, 2, -1, 1, -1, 0, -1);
-	const __m512i keep = _mm512_set1_epi16((short)0xbfff);
 	__m512 acc[8][XPT4], blk[8][XPT4];
 	float sf[8];
 	size_t s0[8]; /* each row's first scale */
@@ -706,22 +729,10 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 				g++;
 				kn = kc + q->sc;
 			}
-#pragma GCC unroll 8
-			for (int i = 0; i < NR; i++) {
-				__m512i h = _mm512_and_si512(
-				    _mm512_srai_epi16(
-				        _mm512_shuffle_epi8(
-				            _mm512_broadcast_i64x4(_mm256_maskz_loadu_epi8(mc, row[i] + kc)), shuf),
-				        1),
-				    keep);
-				__m512 w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h)),
-				       w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
-#pragma GCC unroll 4
-				for (int t = 0; t < NT; t++) {
-					blk[i][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xp + t * xs + kc), blk[i][t]);
-					blk[i][t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xp + t * xs + kc + 16), blk[i][t]);
-				}
-			}
+			if (mc == ~(__mmask32)0)
+				f8_rows32(row, kc, mc, true, xp, xs, NR, NT, blk);
+			else
+				f8_rows32(row, kc, mc, false, xp, xs, NR, NT, blk);
 		}
 	}
 #pragma GCC unroll 8
