@@ -626,11 +626,17 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 				                       _mm512_set1_ps(rt_load_elem(q->scale, q->scale_dtype, s0[i] + (size_t)g)));
 			}
 		}
+		if (m == 0xffff) /* plain loads but in the row's last block */
 #pragma GCC unroll 8
-		for (int i = 0; i < NR; i++) {
-			wd[i] = _mm512_maskz_loadu_epi32(m, row[i] + (size_t)b * 64);
+			for (int i = 0; i < NR; i++)
+				wd[i] = _mm512_loadu_si512(row[i] + (size_t)b * 64);
+		else
+#pragma GCC unroll 8
+			for (int i = 0; i < NR; i++)
+				wd[i] = _mm512_maskz_loadu_epi32(m, row[i] + (size_t)b * 64);
+#pragma GCC unroll 8
+		for (int i = 0; i < NR; i++)
 			_mm_prefetch(row[i] + (size_t)b * 64 + NR * rb, _MM_HINT_T0);
-		}
 #pragma GCC unroll 8
 		for (int s = 0; s < 8; s++)
 #pragma GCC unroll 8
