@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* CPU kernels for quantized matrices (issue 19), straight on the mapped
  * tensors: each weight is computed in f32 from its code, scale and zero
- * point (quant.h defines the value) and multiplied in f32; nothing is
- * expanded beyond a per-thread scratch of a few rows.
+ * point (quant.h defines the value) and multiplied in f32 (the AVX-512 fp8
+ * kernel multiplies a scale block's f32 sum of code * x by the scale once);
+ * nothing is expanded beyond a per-thread scratch of a few rows.
  *
  * Two shapes of kernel:
  *  - row formats (fp8, compressed-tensors int4: a weight row is contiguous):
@@ -12,8 +13,10 @@
  *    k ascending.
  * A token block (T > 1) dequantizes the task's rows once into the scratch and
  * runs the same sums over it, so a token gets the same result alone or in a
- * batch.  AVX2 is chosen at run time as backend_cpu.c does (AVX-512 CPUs run
- * the AVX2 code); generic C otherwise. */
+ * batch.  On CPUs with AVX-512 (F, BW, VL) the row formats in groups or
+ * scale blocks the 16-lane steps can take run the AVX-512 kernels below; the
+ * rest the AVX2 code; generic C where there is no AVX2 (AGRT_SIMD forces
+ * either, as backend_cpu.c's pick_kern does). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -550,31 +553,32 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 #pragma GCC pop_options
 #endif
 
-/* ---- AVX-512 (F, BW) ----
- * Row formats only (compressed-tensors int4 in groups of a multiple of 128
+/* ---- AVX-512 (F, BW, VL) ----
+ * Row formats only: compressed-tensors int4 in groups of a multiple of 128
  * columns or per channel, without g_idx; e4m3 fp8 with scale blocks of a
- * multiple of 16 columns); the others run the AVX2 code.  Both keep every
- * weight's value exactly as rt_q_weight defines it and differ from the AVX2
- * path only in the order of the sums: per row and token one 16-lane
- * accumulator, blocks in ascending k, then _mm512_reduce_add_ps.  A pass
- * takes up to 8 rows and 4 tokens, each weight vector made once and
- * multiplied into each token's accumulator, so a token gets the same sums
- * alone and in a batch.
+ * multiple of 32 columns or per channel / tensor (take512); the others run
+ * the AVX2 code.  Per row and token one 16-lane sum, blocks in ascending k,
+ * then _mm512_reduce_add_ps; a pass takes up to 8 rows (one token) or 4
+ * rows (fp8: 2) x up to 4 tokens, each weight vector made once and
+ * multiplied into each token's sum, so a token gets the same sums alone and
+ * in a batch.  x is permuted once per call to the order the weight vectors
+ * come out in (permute_x).
  *
  * int4: a block of 128 columns is one zmm of 16 packed words; shifting the
- * words right by 4s puts element 8j + s in the low nibble of lane j, and
+ * words right by 4s puts column 8j + s in the low nibble of lane j, and
  * vpermps (which reads only those 4 bits) looks it up in the group's table
- * of (n - zero) * scale, n = 0..15: the weight in f32 in one instruction.
- * x is permuted to match once per call (xp: per block, element 8j + s at
- * 16s + j; zeros past K, which the masked word loads pair with).
+ * of (n - zero) * scale, n = 0..15: each weight's f32 value exactly as
+ * rt_q_weight computes it, in one instruction.
  *
- * fp8 e4m3: the code's byte moved to the top of a 32-bit lane, shifted right
- * arithmetically by 4 and bits 27..30 cleared is an f32 whose value is the
- * code's times 2^-120, subnormal codes included; times the scale times
- * 2^120 (exact while that is finite, which the pass checks, else the AVX2
- * row code runs) it is code * scale rounded once, as rt_q_weight computes
- * it.  NaN codes (S.1111.111) would come out finite: the pass tracks the
- * byte maxima and a row holding one gets NaN, what the sum gives. */
+ * fp8 e4m3: 32 codes broadcast and vpshufb'd into the high bytes of 16-bit
+ * words, shifted right arithmetically by 1 and bit 14 cleared, are the f16
+ * of code / 2^8 (exact, subnormal codes included: vcvtph2ps takes f16
+ * subnormals without the microcode assists f32 denormals cost); the sums of
+ * code * x over a scale block are multiplied by the block's scale * 2^8 once
+ * (the one reassociation: weights are not rounded, x is not, the sums are
+ * f32).  A scale that 2^8 overflows sends its rows to the AVX2 code.  NaN
+ * codes (S.1111.111) would come out finite: the pass tracks the byte maxima
+ * and a row holding one gets NaN, what the sum gives. */
 #ifdef __clang__
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c"))), apply_to = function)
 #else
