@@ -595,7 +595,8 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 	int K = w->cols, W = (K + 7) / 8, nb = (K + I4B - 1) / I4B, rr[8];
 	size_t rb = (size_t)W * 4;
 	const char *row[8];
-	const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+	             sym = _mm512_sub_ps(iota, _mm512_set1_ps((float)q->zero_const));
 	__m512 acc[8][XPT4], tab[8];
 	size_t s0[8]; /* each row's first scale */
 
@@ -621,13 +622,15 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 #pragma GCC unroll 8
 			for (int i = 0; i < NR; i++) {
 				/* (n - zero) * scale for n = 0..15, as rt_q_weight (small integers: exact in f32) */
-				int z = q->zero ? (int)((rt_q_u32(q->zero, (size_t)(rr[i] / 8) * q->n_sc + (size_t)g) >>
-				                         (4 * (rr[i] & 7))) &
-				                        15) +
-				                      q->zero_add
-				                : q->zero_const;
-				tab[i] = _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps((float)z)),
-				                       _mm512_set1_ps(rt_load_elem(q->scale, q->scale_dtype, s0[i] + (size_t)g)));
+				__m512 n = sym;
+				if (q->zero)
+					n = _mm512_sub_ps(iota, _mm512_set1_ps((float)((int)((rt_q_u32(q->zero, (size_t)(rr[i] / 8) *
+					                                                                        q->n_sc +
+					                                                                    (size_t)g) >>
+					                                                      (4 * (rr[i] & 7))) &
+					                                                     15) +
+					                                               q->zero_add)));
+				tab[i] = _mm512_mul_ps(n, _mm512_set1_ps(rt_load_elem(q->scale, q->scale_dtype, s0[i] + (size_t)g)));
 			}
 		}
 		if (m == 0xffff) /* plain loads but in the row's last block */
