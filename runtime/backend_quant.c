@@ -45,7 +45,7 @@ struct qjob {
 	int T;
 	bool acc;
 	bool have_scratch;
-	bool k512;        /* the AVX-512 kernels take w */
+	bool k512;       /* the AVX-512 kernels take w */
 	const float *xp; /* int4 with k512: x permuted, xs floats a token */
 	size_t xs;
 };
@@ -624,13 +624,9 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 				/* (n - zero) * scale for n = 0..15, as rt_q_weight (small integers: exact in f32) */
 				__m512 n = sym;
 				if (q->zero)
-					n = _mm512_sub_ps(iota, _mm512_set1_ps((float)((int)((rt_q_u32(q->zero, (size_t)(rr[i] / 8) *
-					                                                                        q->n_sc +
-					                                                                    (size_t)g) >>
-					                                                      (4 * (rr[i] & 7))) &
-					                                                     15) +
-					                                               q->zero_add)));
-				tab[i] = _mm512_mul_ps(n, _mm512_set1_ps(rt_load_elem(q->scale, q->scale_dtype, s0[i] + (size_t)g)));
+					n = _mm512_sub_ps(iota, _mm512_set1_ps((float)rt_q_zero(w, rr[i], g)));
+				tab[i] = _mm512_mul_ps(
+				    n, _mm512_set1_ps(rt_load_elem(q->scale, q->scale_dtype, s0[i] + (size_t)g)));
 			}
 		}
 		if (m == 0xffff) /* plain loads but in the row's last block */
@@ -651,7 +647,8 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 				__m512 wv = _mm512_permutexvar_ps(_mm512_srli_epi32(wd[i], 4 * s), tab[i]);
 #pragma GCC unroll 4
 				for (int t = 0; t < NT; t++)
-					acc[i][t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xp + t * xs + k + 16 * s), acc[i][t]);
+					acc[i][t] =
+					    _mm512_fmadd_ps(wv, _mm512_loadu_ps(xp + t * xs + k + 16 * s), acc[i][t]);
 			}
 	}
 #pragma GCC unroll 8
@@ -668,20 +665,21 @@ AI void f8_rows32(const uint8_t *const *row, int kc, __mmask32 mc, bool full, co
 {
 	/* the 32 codes broadcast to both halves: lanes 0..3 take bytes 0-7, 16-23,
 	 * 8-15, 24-31 into the high bytes of their 16-bit words */
-	const __m512i shuf = _mm512_set_epi8(15, -1, 14, -1, 13, -1, 12, -1, 11, -1, 10, -1, 9, -1, 8, -1, 15, -1, 14, -1,
-	                                     13, -1, 12, -1, 11, -1, 10, -1, 9, -1, 8, -1, 7, -1, 6, -1, 5, -1, 4, -1, 3,
-	                                     -1, 2, -1, 1, -1, 0, -1, 7, -1, 6, -1, 5, -1, 4, -1, 3, -1, 2, -1, 1, -1, 0, -1);
+	const __m512i shuf =
+	    _mm512_set_epi8(15, -1, 14, -1, 13, -1, 12, -1, 11, -1, 10, -1, 9, -1, 8, -1, 15, -1, 14, -1, 13, -1, 12,
+	                    -1, 11, -1, 10, -1, 9, -1, 8, -1, 7, -1, 6, -1, 5, -1, 4, -1, 3, -1, 2, -1, 1, -1, 0, -1, 7,
+	                    -1, 6, -1, 5, -1, 4, -1, 3, -1, 2, -1, 1, -1, 0, -1);
 	const __m512i keep = _mm512_set1_epi16((short)0xbfff);
-
 
 #pragma GCC unroll 8
 	for (int i = 0; i < NR; i++) {
 		/* a broadcast load (no shuffle uop) but in the row's last 32 */
 		__m256i b = full ? _mm256_loadu_si256((const __m256i *)(row[i] + kc))
 		                 : _mm256_maskz_loadu_epi8(mc, row[i] + kc);
-		__m512i h = _mm512_and_si512(_mm512_srai_epi16(_mm512_shuffle_epi8(_mm512_broadcast_i64x4(b), shuf), 1),
-		                             keep);
-		__m512 w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h)), w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+		__m512i h =
+		    _mm512_and_si512(_mm512_srai_epi16(_mm512_shuffle_epi8(_mm512_broadcast_i64x4(b), shuf), 1), keep);
+		__m512 w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h)),
+		       w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
 #pragma GCC unroll 4
 		for (int t = 0; t < NT; t++) {
 			blk[i][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xp + t * xs + kc), blk[i][t]);
@@ -692,8 +690,7 @@ AI void f8_rows32(const uint8_t *const *row, int kc, __mmask32 mc, bool full, co
 
 /* returns the rows (bit i: row r0 + i) where a scale times 2^8 overflows
  * (the caller runs the AVX2 code on them) */
-AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT,
-                    float *out)
+AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT, float *out)
 {
 	const struct rt_wquant *q = &w->q;
 	int K = w->cols, rr[8];
@@ -733,7 +730,8 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 				for (int i = 0; i < NR; i++) {
 #pragma GCC unroll 4
 					for (int t = 0; t < NT; t++) {
-						acc[i][t] = _mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(sf[i]), acc[i][t]);
+						acc[i][t] =
+						    _mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(sf[i]), acc[i][t]);
 						blk[i][t] = _mm512_setzero_ps();
 					}
 					sf[i] = rt_load_elem(q->scale, q->scale_dtype, s0[i] + (size_t)g + 1) * 256.0f;
@@ -768,7 +766,7 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 /* the passes, NR rows x NT tokens: int4 8x1 and 4x2..4; fp8 (a block sum
  * besides each sum) 8x1 and 2x2..4 */
 #define PASS512(NR, NT, NR8)                                                                                           \
-	static unsigned pass512_##NT(const struct rt_weight *w, int r0, int nr, const float *x, size_t xs, float *out)  \
+	static unsigned pass512_##NT(const struct rt_weight *w, int r0, int nr, const float *x, size_t xs, float *out) \
 	{                                                                                                              \
 		if (w->q.fmt == RT_WF_FP8)                                                                             \
 			return f8_pass(w, r0, nr, x, xs, NR8, NT, out);                                                \
@@ -799,8 +797,9 @@ static void task_avx512(const struct qjob *j, int n0, int n1)
 			                         : pass512_4(w, r, nr, xt, xs, o);
 			for (int i = 0; i < nr; i++)
 				for (int t = 0; t < nt; t++) {
-					float v = !(bad >> i & 1) ? o[i * XPT4 + t]
-					             : row_avx2(w, r + i, j->x + (size_t)(t0 + t) * w->cols, NULL);
+					float v = !(bad >> i & 1)
+					              ? o[i * XPT4 + t]
+					              : row_avx2(w, r + i, j->x + (size_t)(t0 + t) * w->cols, NULL);
 					put(j, t0 + t, r + i, v);
 				}
 		}
@@ -878,7 +877,8 @@ static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, 
 		float *d = c->xp + (size_t)t * xs;
 		for (size_t b = 0; b < xs; b += B)
 			for (size_t i = 0; i < B; i++) {
-				size_t k = b + (fp8 ? (i & 7) + (i >> 3 & 1) * 16 + (i >> 4) * 8 : 8 * (i & 15) + (i >> 4));
+				size_t k =
+				    b + (fp8 ? (i & 7) + (i >> 3 & 1) * 16 + (i >> 4) * 8 : 8 * (i & 15) + (i >> 4));
 				d[b + i] = k < (size_t)K ? s[k] : 0.0f;
 			}
 	}
@@ -924,8 +924,8 @@ int rt_qcpu_new(const char *simd, int n_threads, struct rt_qcpu **ret)
 	/* backend_cpu.c picks avx2 or avx512 only where the CPU has AVX2, FMA and F16C */
 	c->avx2 = simd && (!strcmp(simd, "avx2") || !strcmp(simd, "avx512"));
 	__builtin_cpu_init();
-	c->avx512 = simd && !strcmp(simd, "avx512") && __builtin_cpu_supports("avx512bw") &&
-	            __builtin_cpu_supports("avx512vl");
+	c->avx512 =
+	    simd && !strcmp(simd, "avx512") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
 #else
 	(void)simd;
 #endif

@@ -73,14 +73,21 @@ int main(int argc, char **argv)
 			for (int c = 0; c < copies; c++) {
 				w[c] = (struct rt_weight){.data = wd + mb * c, .dtype = dt, .rows = N, .cols = K};
 				if (i4)
-					w[c].dtype = RT_I32, w[c].q = (struct rt_wquant){.fmt = RT_WF_INT4, .layout = RT_I4_CT,
-					                                                  .scale = sc, .scale_dtype = RT_F32,
-					                                                  .sr = 1, .sc = 128, .n_sc = ng,
-					                                                  .zero_const = 8};
+					w[c].dtype = RT_I32, w[c].q = (struct rt_wquant){.fmt = RT_WF_INT4,
+					                                                 .layout = RT_I4_CT,
+					                                                 .scale = sc,
+					                                                 .scale_dtype = RT_F32,
+					                                                 .sr = 1,
+					                                                 .sc = 128,
+					                                                 .n_sc = ng,
+					                                                 .zero_const = 8};
 				else if (f8)
-					w[c].dtype = RT_F8_E4M3,
-					w[c].q = (struct rt_wquant){.fmt = RT_WF_FP8, .scale = sc, .scale_dtype = RT_F32,
-					                            .sr = 128, .sc = 128, .n_sc = ng};
+					w[c].dtype = RT_F8_E4M3, w[c].q = (struct rt_wquant){.fmt = RT_WF_FP8,
+					                                                     .scale = sc,
+					                                                     .scale_dtype = RT_F32,
+					                                                     .sr = 128,
+					                                                     .sc = 128,
+					                                                     .n_sc = ng};
 			}
 			for (size_t i = 0; (i4 || f8) && i < mb * copies; i++) {
 				r = r * 1664525u + 1013904223u;

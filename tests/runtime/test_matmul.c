@@ -113,10 +113,11 @@ static void check(struct rt_backend *be, const char *simd, const char *what, con
 				if (isnan(want) ? !isnan(y0[i]) : y0[i] != want)
 					bad_acc++;
 			}
-		TAP_OK(!bad_ref && !bad_same && !bad_acc,
-		       "%s %s N=%d K=%d T=%d: %d off the reference (worst %.2f of the tolerance), %d tokens differ from "
-		       "T=1, %d wrong with bias+accumulate",
-		       simd, what, N, K, T, bad_ref, worst, bad_same, bad_acc);
+		TAP_OK(
+		    !bad_ref && !bad_same && !bad_acc,
+		    "%s %s N=%d K=%d T=%d: %d off the reference (worst %.2f of the tolerance), %d tokens differ from "
+		    "T=1, %d wrong with bias+accumulate",
+		    simd, what, N, K, T, bad_ref, worst, bad_same, bad_acc);
 	}
 	free(x);
 	free(y);
@@ -151,7 +152,7 @@ static void run(struct rt_backend *be, const char *simd, int dt, struct shape s,
 
 struct qshape {
 	int N, K;
-	int a, b; /* int4: group (0: channel), asymmetric; fp8: block rows, columns */
+	int a, b;    /* int4: group (0: channel), asymmetric; fp8: block rows, columns */
 	int special; /* fp8: 1 a NaN code in row 1, 2 a scale in the first block that 2^8 overflows */
 };
 
@@ -187,9 +188,19 @@ static void run_ct_int4(struct rt_backend *be, const char *simd, struct qshape s
 			int z = s.b ? (int)(zp[(r / 8) * ng + g] >> 4 * (r & 7) & 15) : 8;
 			wref[(size_t)r * K + k] = (float)(n - z) * sc[r * ng + g];
 		}
-	struct rt_weight w = {.data = qw, .dtype = RT_I32, .rows = N, .cols = K,
-	                      .q = {.fmt = RT_WF_INT4, .layout = RT_I4_CT, .scale = sc, .scale_dtype = RT_F32,
-	                            .sr = 1, .sc = G, .n_sc = ng, .zero = s.b ? zp : NULL, .zero_const = 8}};
+	struct rt_weight w = {.data = qw,
+	                      .dtype = RT_I32,
+	                      .rows = N,
+	                      .cols = K,
+	                      .q = {.fmt = RT_WF_INT4,
+	                            .layout = RT_I4_CT,
+	                            .scale = sc,
+	                            .scale_dtype = RT_F32,
+	                            .sr = 1,
+	                            .sc = G,
+	                            .n_sc = ng,
+	                            .zero = s.b ? zp : NULL,
+	                            .zero_const = 8}};
 	snprintf(what, sizeof(what), "ct-int4 %s %s", s.a ? (s.a == 128 ? "g128" : "g32") : "channel",
 	         s.b ? "asym" : "sym");
 	check(be, simd, what, &w, wref, Ts, nT);
@@ -229,11 +240,16 @@ static void run_fp8(struct rt_backend *be, const char *simd, struct qshape s, co
 	for (int r = 0; r < N; r++)
 		for (int k = 0; k < K; k++)
 			wref[(size_t)r * K + k] = (float)e4m3(c[(size_t)r * K + k]) * sc[(r / s.a) * nc + k / s.b];
-	struct rt_weight w = {.data = c, .dtype = RT_F8_E4M3, .rows = N, .cols = K,
-	                      .q = {.fmt = RT_WF_FP8, .scale = sc, .scale_dtype = RT_F32, .sr = s.a, .sc = s.b,
-	                            .n_sc = nc}};
+	struct rt_weight w = {
+	    .data = c,
+	    .dtype = RT_F8_E4M3,
+	    .rows = N,
+	    .cols = K,
+	    .q = {.fmt = RT_WF_FP8, .scale = sc, .scale_dtype = RT_F32, .sr = s.a, .sc = s.b, .n_sc = nc}};
 	snprintf(what, sizeof(what), "fp8 e4m3 [%d,%d]%s", s.a, s.b,
-	         s.special == 1 ? " NaN code" : s.special == 2 ? " scale 1.5e36" : "");
+	         s.special == 1   ? " NaN code"
+	         : s.special == 2 ? " scale 1.5e36"
+	                          : "");
 	check(be, simd, what, &w, wref, Ts, nT);
 	free(c);
 	free(sc);
