@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* CPU kernels for quantized matrices (issue 19), straight on the mapped
  * tensors: each weight is computed in f32 from its code, scale and zero
- * point (quant.h defines the value) and multiplied in f32; nothing is
- * expanded beyond a per-thread scratch of a few rows.
+ * point (quant.h defines the value) and multiplied in f32 (the AVX-512 fp8
+ * kernel multiplies a scale block's f32 sum of code * x by the scale once);
+ * nothing is expanded beyond a per-thread scratch of a few rows.
  *
  * Two shapes of kernel:
  *  - row formats (fp8, compressed-tensors int4: a weight row is contiguous):
@@ -12,8 +13,10 @@
  *    k ascending.
  * A token block (T > 1) dequantizes the task's rows once into the scratch and
  * runs the same sums over it, so a token gets the same result alone or in a
- * batch.  AVX2 is chosen at run time as backend_cpu.c does (AVX-512 CPUs run
- * the AVX2 code); generic C otherwise. */
+ * batch.  On CPUs with AVX-512 (F, BW, VL) the row formats in groups or
+ * scale blocks the 16-lane steps can take run the AVX-512 kernels below; the
+ * rest the AVX2 code; generic C where there is no AVX2 (AGRT_SIMD forces
+ * either, as backend_cpu.c's pick_kern does). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -25,10 +28,12 @@
 #define QROWS 16 /* rows per task: two octets of the column formats */
 
 struct rt_qcpu {
-	bool avx2;
+	bool avx2, avx512;
 	int n_threads;
 	float **scratch; /* per thread [QROWS][scratch_k] */
 	size_t scratch_k;
+	float *xp; /* [xp_n]: x permuted for the AVX-512 int4 kernel */
+	size_t xp_n;
 };
 
 struct qjob {
@@ -40,6 +45,9 @@ struct qjob {
 	int T;
 	bool acc;
 	bool have_scratch;
+	bool k512;       /* the AVX-512 kernels take w */
+	const float *xp; /* int4 with k512: x permuted, xs floats a token */
+	size_t xs;
 };
 
 static inline void put(const struct qjob *j, int t, int r, float v)
@@ -51,7 +59,13 @@ static inline void put(const struct qjob *j, int t, int r, float v)
 
 static inline float tail_add(float s, float w, float x)
 {
-	return s + w * x;
+	float p = w * x;
+#if defined(__x86_64__) || defined(__i386__)
+	__asm__("" : "+x"(p)); /* a product and a sum, never contracted to an fma */
+#else
+	__asm__("" : "+r"(p));
+#endif
+	return s + p;
 }
 
 /* ---- generic ---- */
@@ -539,6 +553,265 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 #pragma GCC pop_options
 #endif
 
+/* ---- AVX-512 (F, BW, VL) ----
+ * Row formats only: compressed-tensors int4 in groups of a multiple of 128
+ * columns or per channel, without g_idx; e4m3 fp8 with scale blocks of a
+ * multiple of 32 columns or per channel / tensor (take512); the others run
+ * the AVX2 code.  Per row and token one 16-lane sum, blocks in ascending k,
+ * then _mm512_reduce_add_ps; a pass takes up to 8 rows (one token) or 4
+ * rows (fp8: 2) x up to 4 tokens, each weight vector made once and
+ * multiplied into each token's sum, so a token gets the same sums alone and
+ * in a batch.  x is permuted once per call to the order the weight vectors
+ * come out in (permute_x).
+ *
+ * int4: a block of 128 columns is one zmm of 16 packed words; shifting the
+ * words right by 4s puts column 8j + s in the low nibble of lane j, and
+ * vpermps (which reads only those 4 bits) looks it up in the group's table
+ * of (n - zero) * scale, n = 0..15: each weight's f32 value exactly as
+ * rt_q_weight computes it, in one instruction.
+ *
+ * fp8 e4m3: 32 codes broadcast and vpshufb'd into the high bytes of 16-bit
+ * words, shifted right arithmetically by 1 and bit 14 cleared, are the f16
+ * of code / 2^8 (exact, subnormal codes included: vcvtph2ps takes f16
+ * subnormals without the microcode assists f32 denormals cost); the sums of
+ * code * x over a scale block are multiplied by the block's scale * 2^8 once
+ * (the one reassociation: weights are not rounded, x is not, the sums are
+ * f32).  A scale that 2^8 overflows sends its rows to the AVX2 code.  NaN
+ * codes (S.1111.111) would come out finite: the pass tracks the byte maxima
+ * and a row holding one gets NaN, what the sum gives. */
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
+#endif
+#define AI   static inline __attribute__((always_inline))
+#define I4B  128 /* int4 columns per block: 16 packed words */
+#define XPT4 4   /* tokens per pass */
+
+AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT, float *out)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, W = (K + 7) / 8, nb = (K + I4B - 1) / I4B, rr[8];
+	size_t rb = (size_t)W * 4;
+	const char *row[8];
+	const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+	             sym = _mm512_sub_ps(iota, _mm512_set1_ps((float)q->zero_const));
+	__m512 acc[8][XPT4], tab[8];
+	size_t s0[8]; /* each row's first scale */
+
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++) {
+		rr[i] = r0 + (i < nr ? i : nr - 1);
+		row[i] = (const char *)w->data + (size_t)rr[i] * rb;
+		s0[i] = (size_t)rr[i] * q->n_sc;
+		tab[i] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			acc[i][t] = _mm512_setzero_ps();
+	}
+	/* group g = k / sc: sc is a multiple of 128 or at least K, so groups
+	 * begin at block starts (counted, no division a block) */
+	for (int b = 0, g = -1, kn = 0; b < nb; b++) {
+		int k = b * I4B;
+		__mmask16 m = W - b * 16 >= 16 ? 0xffff : (__mmask16)((1u << (W - b * 16)) - 1);
+		__m512i wd[8];
+		if (k == kn) {
+			g++;
+			kn += q->sc;
+#pragma GCC unroll 8
+			for (int i = 0; i < NR; i++) {
+				/* (n - zero) * scale for n = 0..15, as rt_q_weight (small integers: exact in f32) */
+				__m512 n = sym;
+				if (q->zero)
+					n = _mm512_sub_ps(iota, _mm512_set1_ps((float)rt_q_zero(w, rr[i], g)));
+				tab[i] = _mm512_mul_ps(
+				    n, _mm512_set1_ps(rt_load_elem(q->scale, q->scale_dtype, s0[i] + (size_t)g)));
+			}
+		}
+		if (m == 0xffff) /* plain loads but in the row's last block */
+#pragma GCC unroll 8
+			for (int i = 0; i < NR; i++)
+				wd[i] = _mm512_loadu_si512(row[i] + (size_t)b * 64);
+		else
+#pragma GCC unroll 8
+			for (int i = 0; i < NR; i++)
+				wd[i] = _mm512_maskz_loadu_epi32(m, row[i] + (size_t)b * 64);
+#pragma GCC unroll 8
+		for (int i = 0; i < NR; i++)
+			_mm_prefetch(row[i] + (size_t)b * 64 + NR * rb, _MM_HINT_T0);
+#pragma GCC unroll 8
+		for (int s = 0; s < 8; s++)
+#pragma GCC unroll 8
+			for (int i = 0; i < NR; i++) {
+				__m512 wv = _mm512_permutexvar_ps(_mm512_srli_epi32(wd[i], 4 * s), tab[i]);
+#pragma GCC unroll 4
+				for (int t = 0; t < NT; t++)
+					acc[i][t] =
+					    _mm512_fmadd_ps(wv, _mm512_loadu_ps(xp + t * xs + k + 16 * s), acc[i][t]);
+			}
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			out[i * XPT4 + t] = _mm512_reduce_add_ps(acc[i][t]);
+}
+
+/* 32 codes of each of the NR rows at kc (full: all 32, else those in mc)
+ * into the block sums: f16 bits of code / 2^8 (exact), in f32, times x */
+AI void f8_rows32(const uint8_t *const *row, int kc, __mmask32 mc, bool full, const float *xp, size_t xs, int NR,
+                  int NT, __m512 (*blk)[XPT4])
+{
+	/* the 32 codes broadcast to both halves: lanes 0..3 take bytes 0-7, 16-23,
+	 * 8-15, 24-31 into the high bytes of their 16-bit words */
+	const __m512i shuf =
+	    _mm512_set_epi8(15, -1, 14, -1, 13, -1, 12, -1, 11, -1, 10, -1, 9, -1, 8, -1, 15, -1, 14, -1, 13, -1, 12,
+	                    -1, 11, -1, 10, -1, 9, -1, 8, -1, 7, -1, 6, -1, 5, -1, 4, -1, 3, -1, 2, -1, 1, -1, 0, -1, 7,
+	                    -1, 6, -1, 5, -1, 4, -1, 3, -1, 2, -1, 1, -1, 0, -1);
+	const __m512i keep = _mm512_set1_epi16((short)0xbfff);
+
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++) {
+		/* a broadcast load (no shuffle uop) but in the row's last 32 */
+		__m256i b = full ? _mm256_loadu_si256((const __m256i *)(row[i] + kc))
+		                 : _mm256_maskz_loadu_epi8(mc, row[i] + kc);
+		__m512i h =
+		    _mm512_and_si512(_mm512_srai_epi16(_mm512_shuffle_epi8(_mm512_broadcast_i64x4(b), shuf), 1), keep);
+		__m512 w0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h)),
+		       w1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++) {
+			blk[i][t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xp + t * xs + kc), blk[i][t]);
+			blk[i][t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xp + t * xs + kc + 16), blk[i][t]);
+		}
+	}
+}
+
+/* returns the rows (bit i: row r0 + i) where a scale times 2^8 overflows
+ * (the caller runs the AVX2 code on them) */
+AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT, float *out)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, rr[8];
+	const uint8_t *row[8];
+	__m512 acc[8][XPT4], blk[8][XPT4];
+	float sf[8];
+	size_t s0[8]; /* each row's first scale */
+	__m512i mu = _mm512_setzero_si512(), ms = _mm512_set1_epi8(-128);
+	unsigned bad = 0;
+
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++) {
+		rr[i] = r0 + (i < nr ? i : nr - 1);
+		row[i] = (const uint8_t *)w->data + (size_t)rr[i] * K;
+		s0[i] = (size_t)(rr[i] / q->sr) * q->n_sc;
+		sf[i] = 0;
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			acc[i][t] = blk[i][t] = _mm512_setzero_ps();
+	}
+	/* scale block g = k / sc: sc is a multiple of 32 or at least K (counted) */
+	for (int k = 0, kn = 0, g = -1; k < K; k += 64) {
+		int nk = K - k < 64 ? K - k : 64;
+		__mmask64 m = nk == 64 ? ~(__mmask64)0 : ((__mmask64)1 << nk) - 1;
+#pragma GCC unroll 8
+		for (int i = 0; i < NR; i++) {
+			__m512i v = _mm512_maskz_loadu_epi8(m, row[i] + k);
+			mu = _mm512_max_epu8(mu, v);
+			ms = _mm512_max_epi8(ms, v);
+			_mm_prefetch(row[i] + k + (size_t)NR * K, _MM_HINT_T0);
+		}
+		for (int c = 0; c < nk; c += 32) {
+			int kc = k + c;
+			__mmask32 mc = nk - c >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << (nk - c)) - 1;
+			if (kc == kn) { /* a scale block begins: the last one's sums times its scale */
+#pragma GCC unroll 8
+				for (int i = 0; i < NR; i++) {
+#pragma GCC unroll 4
+					for (int t = 0; t < NT; t++) {
+						acc[i][t] =
+						    _mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(sf[i]), acc[i][t]);
+						blk[i][t] = _mm512_setzero_ps();
+					}
+					sf[i] = rt_load_elem(q->scale, q->scale_dtype, s0[i] + (size_t)g + 1) * 256.0f;
+					bad |= (unsigned)!(sf[i] <= 3.4028234663852886e38f) << i;
+				}
+				g++;
+				kn = kc + q->sc;
+			}
+			if (mc == ~(__mmask32)0)
+				f8_rows32(row, kc, mc, true, xp, xs, NR, NT, blk);
+			else
+				f8_rows32(row, kc, mc, false, xp, xs, NR, NT, blk);
+		}
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			out[i * XPT4 + t] =
+			    _mm512_reduce_add_ps(_mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(sf[i]), acc[i][t]));
+	if (_mm512_cmpeq_epi8_mask(mu, _mm512_set1_epi8(-1)) || _mm512_cmpeq_epi8_mask(ms, _mm512_set1_epi8(0x7f)))
+		for (int i = 0; i < NR; i++)
+			for (int k = 0; k < K; k++)
+				if ((row[i][k] & 0x7f) == 0x7f) {
+					for (int t = 0; t < NT; t++)
+						out[i * XPT4 + t] = NAN;
+					break;
+				}
+	return bad;
+}
+
+/* the passes, NR rows x NT tokens: int4 8x1 and 4x2..4; fp8 (a block sum
+ * besides each sum) 8x1 and 2x2..4 */
+#define PASS512(NR, NT, NR8)                                                                                           \
+	static unsigned pass512_##NT(const struct rt_weight *w, int r0, int nr, const float *x, size_t xs, float *out) \
+	{                                                                                                              \
+		if (w->q.fmt == RT_WF_FP8)                                                                             \
+			return f8_pass(w, r0, nr, x, xs, NR8, NT, out);                                                \
+		i4_pass(w, r0, nr, x, xs, NR, NT, out);                                                                \
+		return 0;                                                                                              \
+	}
+PASS512(8, 1, 8)
+PASS512(4, 2, 2)
+PASS512(4, 3, 2)
+PASS512(4, 4, 2)
+#undef PASS512
+
+static void task_avx512(const struct qjob *j, int n0, int n1)
+{
+	const struct rt_weight *w = j->w;
+	const float *x = j->xp;
+	size_t xs = j->xs;
+	float o[8 * XPT4];
+
+	for (int t0 = 0; t0 < j->T; t0 += XPT4) {
+		int nt = j->T - t0 < XPT4 ? j->T - t0 : XPT4, NR = nt == 1 ? 8 : w->q.fmt == RT_WF_FP8 ? 2 : 4;
+		for (int r = n0; r < n1; r += NR) {
+			int nr = n1 - r < NR ? n1 - r : NR;
+			const float *xt = x + (size_t)t0 * xs;
+			unsigned bad = nt == 1   ? pass512_1(w, r, nr, xt, xs, o)
+			               : nt == 2 ? pass512_2(w, r, nr, xt, xs, o)
+			               : nt == 3 ? pass512_3(w, r, nr, xt, xs, o)
+			                         : pass512_4(w, r, nr, xt, xs, o);
+			for (int i = 0; i < nr; i++)
+				for (int t = 0; t < nt; t++) {
+					float v = !(bad >> i & 1)
+					              ? o[i * XPT4 + t]
+					              : row_avx2(w, r + i, j->x + (size_t)(t0 + t) * w->cols, NULL);
+					put(j, t0 + t, r + i, v);
+				}
+		}
+	}
+}
+#undef AI
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
 #endif
 
 static void q_task(void *ctx, int task, int thread)
@@ -548,6 +821,10 @@ static void q_task(void *ctx, int task, int thread)
 	float *scr = j->have_scratch ? j->c->scratch[thread] : NULL;
 
 #ifdef HAVE_X86
+	if (j->k512) {
+		task_avx512(j, n0, n1);
+		return;
+	}
 	if (j->c->avx2) {
 		task_avx2(j, n0, n1, scr);
 		return;
@@ -570,14 +847,58 @@ static int ensure_scratch(struct rt_qcpu *c, size_t K)
 	return 0;
 }
 
+/* the matrices the AVX-512 kernels take (see there) */
+static bool take512(const struct rt_weight *w)
+{
+	const struct rt_wquant *q = &w->q;
+
+	if (q->fmt == RT_WF_FP8)
+		return w->dtype == RT_F8_E4M3 && (q->sc % 32 == 0 || q->sc >= w->cols);
+	return q->fmt == RT_WF_INT4 && q->layout == RT_I4_CT && !q->g_idx && (q->sc % 128 == 0 || q->sc >= w->cols);
+}
+
+/* x[T][K] into c->xp in the order the AVX-512 kernels take it, zeros past K:
+ * int4 per 128 columns, column 8j + s at 16s + j; fp8 per 32 columns, 0-7,
+ * 16-23, 8-15, 24-31 */
+static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, struct qjob *j)
+{
+	size_t B = fp8 ? 32 : 128, xs = ((size_t)K + B - 1) / B * B, n = xs * (size_t)T;
+
+	if (c->xp_n < n) {
+		float *p = malloc(sizeof(float) * n);
+		if (!p)
+			return -ENOMEM;
+		free(c->xp);
+		c->xp = p;
+		c->xp_n = n;
+	}
+	for (int t = 0; t < T; t++) {
+		const float *s = x + (size_t)t * K;
+		float *d = c->xp + (size_t)t * xs;
+		for (size_t b = 0; b < xs; b += B)
+			for (size_t i = 0; i < B; i++) {
+				size_t k =
+				    b + (fp8 ? (i & 7) + (i >> 3 & 1) * 16 + (i >> 4) * 8 : 8 * (i & 15) + (i >> 4));
+				d[b + i] = k < (size_t)K ? s[k] : 0.0f;
+			}
+	}
+	j->xp = c->xp;
+	j->xs = xs;
+	return 0;
+}
+
 void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const float *x, const struct rt_weight *w,
                     const float *bias, int T, bool acc)
 {
-	struct qjob j = {c, y, x, w, bias, T, acc, false};
+	struct qjob j = {c, y, x, w, bias, T, acc, false, false, NULL, 0};
 	int n_tasks = (w->rows + QROWS - 1) / QROWS;
 
+	/* the AVX-512 kernels where they take w (and, for int4, x could be
+	 * permuted; else the AVX2 code: the same values up to the order of the sums) */
+	if (c->avx512 && take512(w) && permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8, &j) == 0)
+		j.k512 = true;
 	/* generic C always sums over the scratch; AVX2 only for token blocks */
-	if ((T > 1 || !c->avx2) && ensure_scratch(c, (size_t)w->cols) == 0)
+	if (!j.k512 && (T > 1 || !c->avx2) && ensure_scratch(c, (size_t)w->cols) == 0)
 		j.have_scratch = true;
 	if ((size_t)w->rows * w->cols * T < (1u << 15)) {
 		for (int t = 0; t < n_tasks; t++)
@@ -602,6 +923,9 @@ int rt_qcpu_new(const char *simd, int n_threads, struct rt_qcpu **ret)
 #ifdef HAVE_X86
 	/* backend_cpu.c picks avx2 or avx512 only where the CPU has AVX2, FMA and F16C */
 	c->avx2 = simd && (!strcmp(simd, "avx2") || !strcmp(simd, "avx512"));
+	__builtin_cpu_init();
+	c->avx512 =
+	    simd && !strcmp(simd, "avx512") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
 #else
 	(void)simd;
 #endif
@@ -616,5 +940,6 @@ void rt_qcpu_free(struct rt_qcpu *c)
 	for (int i = 0; i < c->n_threads; i++)
 		free(c->scratch[i]);
 	free(c->scratch);
+	free(c->xp);
 	free(c);
 }

@@ -7,7 +7,11 @@
  * runs per shape: ms, weight GB/s and GFLOP/s.  Best-of is what survives a
  * shared, loaded machine; give the load average with the figures.
  *
- * usage: bench_matmul [THREADS] [REPS] [T,T,...] [DTYPE: bf16|f16|f32] [COPIES] [ROWS_DIVISOR] */
+ * DTYPE int4 is compressed-tensors int4 (group 128, symmetric), fp8 e4m3 in
+ * [128,128] scale blocks: the quantized kernels (backend_quant.c).
+ *
+ * usage: bench_matmul [THREADS] [REPS] [T,T,...] [DTYPE: bf16|f16|f32|int4|fp8] [COPIES] [ROWS_DIVISOR] */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +34,7 @@ int main(int argc, char **argv)
 	const char *ts = argc > 3 ? argv[3] : "1,2,4,8,16,32,64";
 	const char *dts = argc > 4 ? argv[4] : "bf16";
 	int dt = !strcmp(dts, "f32") ? RT_F32 : !strcmp(dts, "f16") ? RT_F16 : RT_BF16;
+	bool i4 = !strcmp(dts, "int4"), f8 = !strcmp(dts, "fp8");
 	int copies = argc > 5 ? atoi(argv[5]) : 6, div = argc > 6 ? atoi(argv[6]) : 1;
 	int shapes[][2] = {{24576, 768}, {9216, 2048}};
 	struct rt_backend *be;
@@ -49,17 +54,48 @@ int main(int argc, char **argv)
 			continue;
 		for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
 			int N = shapes[s][0] / div, K = shapes[s][1];
-			size_t es = rt_dtype_size(dt), nw = (size_t)N * K;
-			unsigned char *wd = malloc(nw * es * copies);
+			size_t es = rt_dtype_size(dt), nw = (size_t)N * K, mb;
+			int ng = (K + 127) / 128;
+			unsigned char *wd;
+			float *sc = malloc(sizeof(float) * (size_t)N * ng);
+			if (i4 || f8)
+				es = 1; /* bytes of codes below; int4 halves them */
+			mb = i4 ? (size_t)N * ((K + 7) / 8) * 4 : nw * es;
+			wd = malloc(mb * copies);
 			float *x = malloc(sizeof(float) * T * K), *y = malloc(sizeof(float) * T * N);
 			struct rt_weight w[64];
 			double best = 1e9;
 			uint32_t r = 12345;
-			if (!wd || !x || !y)
+			if (!wd || !x || !y || !sc)
 				return 1;
-			for (int c = 0; c < copies; c++)
-				w[c] = (struct rt_weight){.data = wd + nw * es * c, .dtype = dt, .rows = N, .cols = K};
-			for (size_t i = 0; i < nw * copies; i++) {
+			for (size_t i = 0; i < (size_t)N * ng; i++)
+				sc[i] = (float)(1 + i % 13) / 1024.0f;
+			for (int c = 0; c < copies; c++) {
+				w[c] = (struct rt_weight){.data = wd + mb * c, .dtype = dt, .rows = N, .cols = K};
+				if (i4)
+					w[c].dtype = RT_I32, w[c].q = (struct rt_wquant){.fmt = RT_WF_INT4,
+					                                                 .layout = RT_I4_CT,
+					                                                 .scale = sc,
+					                                                 .scale_dtype = RT_F32,
+					                                                 .sr = 1,
+					                                                 .sc = 128,
+					                                                 .n_sc = ng,
+					                                                 .zero_const = 8};
+				else if (f8)
+					w[c].dtype = RT_F8_E4M3, w[c].q = (struct rt_wquant){.fmt = RT_WF_FP8,
+					                                                     .scale = sc,
+					                                                     .scale_dtype = RT_F32,
+					                                                     .sr = 128,
+					                                                     .sc = 128,
+					                                                     .n_sc = ng};
+			}
+			for (size_t i = 0; (i4 || f8) && i < mb * copies; i++) {
+				r = r * 1664525u + 1013904223u;
+				wd[i] = (unsigned char)(r >> 24);
+				if (f8 && (wd[i] & 0x7f) == 0x7f) /* no NaN codes */
+					wd[i] ^= 1;
+			}
+			for (size_t i = 0; !i4 && !f8 && i < nw * copies; i++) {
 				r = r * 1664525u + 1013904223u;
 				float v = (float)(r >> 8) / (1 << 24) - 0.5f;
 				uint32_t b;
@@ -82,9 +118,10 @@ int main(int argc, char **argv)
 				if (i && dt_s < best) /* the first run warms up */
 					best = dt_s;
 			}
-			printf("%-6d %5dx%-6d %10.3f %10.2f %10.1f\n", T, N, K, best * 1e3, nw * es / best / 1e9,
+			printf("%-6d %5dx%-6d %10.3f %10.2f %10.1f\n", T, N, K, best * 1e3, mb / best / 1e9,
 			       2.0 * nw * T / best / 1e9);
 			free(wd);
+			free(sc);
 			free(x);
 			free(y);
 		}
