@@ -525,10 +525,8 @@ static const struct kern kern_avx512 = {
  * ascending, hi, mid, lo), so a token's result does not depend on how many
  * tokens share the tiles: single-stream and batched decode agree bitwise.
  * The tiles leave the FMA units idle, and for up to 16 tokens a matmul costs
- * about one read of its weights.  No software prefetch: every variant tried
- * (the next 32 rows to L1 or L2, the same rows some blocks ahead, 4- and
- * 8-row tiles with the AVX-512 path's prefetch) measured slower than the
- * hardware's own (bench_matmul, T = 1 and 8). */
+ * about one read of its weights.  At one token it is still slower than the
+ * AVX-512 tiles (RUNTIME.md), which is why it runs only when asked for. */
 #if defined(__x86_64__) && defined(__linux__)
 #define HAVE_AMX 1
 #include <sys/syscall.h>
@@ -543,6 +541,7 @@ static const struct kern kern_avx512 = {
 
 #define AMX_ROWS  32 /* weight rows per block: two 16-row tiles share each x tile */
 #define AMX_TASK  64 /* weight rows per pool task */
+#define AMX_PFD   2  /* decode: weight blocks prefetched ahead (bench_matmul: 1-4, 8 measured) */
 #define AMX_COLS  16 /* tokens per C tile */
 #define AMX_PARTS 3
 
@@ -552,10 +551,12 @@ struct amx_cfg {
 	uint8_t rows[16];
 };
 
-/* one chunk of nt tokens: tmm0, tmm1: C [16 rows][nt] f32; tmm2, tmm3: A
- * [16 rows][32] bf16; tmm4..6: the hi, mid, lo parts of x [16 pairs][nt][2]
- * bf16.  Two chunks of 16 (pair): tmm0..3: C (row tile i, chunk c at 2i+c);
- * tmm4, tmm5: A; tmm6, tmm7: one part of x for chunk 0 and chunk 1. */
+/* One chunk of nt tokens: tmm0, tmm1: C [16 rows][nt] f32 of the two row
+ * tiles; tmm2..5: A [16 rows][32] bf16, two blocks of two row tiles (double
+ * buffered, amx_chunk_db); tmm6, tmm7: one part (hi, mid or lo) of x
+ * [16 pairs][nt][2] bf16 at a time.  Two chunks of 16 (pair): tmm0..3: C
+ * (row tile i, chunk c at 2i+c); tmm4, tmm5: A; tmm6, tmm7: one part of x
+ * for chunk 0 and chunk 1. */
 static _Thread_local int amx_cur = -1; /* the configuration this thread's tiles have */
 
 static void amx_config(int nt, bool pair)
@@ -571,10 +572,8 @@ static void amx_config(int nt, bool pair)
 		cfg.rows[i] = 16;
 		if (pair)
 			cfg.colsb[i] = 64;
-		else if (i < 7)
-			cfg.colsb[i] = (uint16_t)(i == 2 || i == 3 ? 64 : 4 * nt);
 		else
-			cfg.rows[i] = 0;
+			cfg.colsb[i] = (uint16_t)(i >= 2 && i <= 5 ? 64 : 4 * nt);
 	}
 	_tile_loadconfig(&cfg);
 	amx_cur = id;
@@ -664,35 +663,90 @@ static void amx_store(const struct amx_job *j, float out[AMX_ROWS][AMX_COLS], in
 	}
 }
 
-/* HOT LOOP: the task's rows x one chunk of nt (1..16) tokens */
-static void amx_chunk(const struct amx_job *j, const char *const a[2], const size_t as[2], int ntile, int n0, int nrow,
-                      int t0, int nt)
+/* HOT LOOP: a single row tile (16 rows or fewer) x one chunk of nt (1..16)
+ * tokens: block kb's weights in tmm2 or tmm3 (alternating, see
+ * amx_chunk2), the parts of x alternating between tmm6 and tmm7 */
+static void amx_chunk1(const struct amx_job *j, const char *const a[2], const size_t as[2], int n0, int nrow, int t0,
+                       int nt)
 {
-	int KB = (j->w->cols + 31) / 32;
+	int KB = (j->w->cols + 31) / 32, kb = 0;
 	const uint16_t *xb = j->xb + (size_t)t0 * KB * AMX_PARTS * 32;
 	float out[AMX_ROWS][AMX_COLS];
 
+#define AMX_1_BLOCK(KB, A0, B0, B1, B2)                                                                                \
+	do {                                                                                                           \
+		const uint16_t *b_ = xb + (size_t)(KB) * AMX_PARTS * 32 * nt;                                          \
+		_tile_loadd(A0, a[0] + (size_t)(KB) * 64, as[0]);                                                      \
+		_tile_loadd(B0, b_, 4 * nt);                                                                           \
+		_tile_dpbf16ps(0, A0, B0);                                                                             \
+		_tile_loadd(B1, b_ + 32 * nt, 4 * nt);                                                                 \
+		_tile_dpbf16ps(0, A0, B1);                                                                             \
+		_tile_loadd(B2, b_ + 64 * nt, 4 * nt);                                                                 \
+		_tile_dpbf16ps(0, A0, B2);                                                                             \
+	} while (0)
+	_tile_zero(0);
+	for (; kb + 2 <= KB; kb += 2) {
+		AMX_1_BLOCK(kb, 2, 6, 7, 6);
+		AMX_1_BLOCK(kb + 1, 3, 7, 6, 7);
+	}
+	if (kb < KB)
+		AMX_1_BLOCK(kb, 2, 6, 7, 6);
+#undef AMX_1_BLOCK
+	_tile_stored(0, out[0], sizeof(out[0]));
+	amx_store(j, out, n0, nrow, t0, nt);
+}
+
+/* HOT LOOP: the task's rows (two row tiles) x one chunk of nt (1..16)
+ * tokens, the weight tiles double buffered: a tile register is only loaded again once the products that
+ * read it are done, so with one set of A registers every load waited for
+ * the previous block's products and the memory latency was never hidden
+ * (perf: the first product after each load held the samples).  Blocks kb
+ * and kb + 1 use tmm2/tmm4 and tmm3/tmm5; the parts of x alternate between
+ * tmm6 and tmm7.  Per output the same products in the same order as
+ * amx_chunk1 and amx_chunk2 (blocks ascending; hi, mid, lo). */
+#define AMX_DB_BLOCK(KB, A0, A1, B0, B1, B2)                                                                           \
+	do {                                                                                                           \
+		const uint16_t *b_ = xb + (size_t)(KB) * AMX_PARTS * 32 * nt;                                          \
+		if (pfd) {                                                                                             \
+			/* pfd blocks ahead: in these rows, or at the start of the next 32 */                         \
+			size_t o_ = (KB) + pfd < KBn ? (size_t)((KB) + pfd) * 64                                       \
+			                             : 32 * as[0] + (size_t)((KB) + pfd - KBn) * 64;                  \
+			for (int r_ = 0; r_ < 16; r_++) {                                                              \
+				_mm_prefetch(a[0] + (size_t)r_ * as[0] + o_, _MM_HINT_T0);                             \
+				_mm_prefetch(a[1] + (size_t)r_ * as[1] + o_, _MM_HINT_T0);                             \
+			}                                                                                              \
+		}                                                                                                      \
+		_tile_loadd(A0, a[0] + (size_t)(KB) * 64, as[0]);                                                      \
+		_tile_loadd(A1, a[1] + (size_t)(KB) * 64, as[1]);                                                      \
+		_tile_loadd(B0, b_, 4 * nt);                                                                           \
+		_tile_dpbf16ps(0, A0, B0);                                                                             \
+		_tile_dpbf16ps(1, A1, B0);                                                                             \
+		_tile_loadd(B1, b_ + 32 * nt, 4 * nt);                                                                 \
+		_tile_dpbf16ps(0, A0, B1);                                                                             \
+		_tile_dpbf16ps(1, A1, B1);                                                                             \
+		_tile_loadd(B2, b_ + 64 * nt, 4 * nt);                                                                 \
+		_tile_dpbf16ps(0, A0, B2);                                                                             \
+		_tile_dpbf16ps(1, A1, B2);                                                                             \
+	} while (0)
+
+static void amx_chunk_db(const struct amx_job *j, const char *const a[2], const size_t as[2], int n0, int nrow, int t0,
+                         int nt)
+{
+	int KB = (j->w->cols + 31) / 32, kb = 0;
+	const uint16_t *xb = j->xb + (size_t)t0 * KB * AMX_PARTS * 32;
+	float out[AMX_ROWS][AMX_COLS];
+	const int KBn = KB, pfd = AMX_PFD;
+
 	_tile_zero(0);
 	_tile_zero(1);
-	for (int kb = 0; kb < KB; kb++) {
-		const uint16_t *b = xb + (size_t)kb * AMX_PARTS * 32 * nt;
-		_tile_loadd(4, b, 4 * nt);
-		_tile_loadd(5, b + 32 * nt, 4 * nt);
-		_tile_loadd(6, b + 64 * nt, 4 * nt);
-		_tile_loadd(2, a[0] + (size_t)kb * 64, as[0]);
-		_tile_dpbf16ps(0, 2, 4);
-		_tile_dpbf16ps(0, 2, 5);
-		_tile_dpbf16ps(0, 2, 6);
-		if (ntile > 1) {
-			_tile_loadd(3, a[1] + (size_t)kb * 64, as[1]);
-			_tile_dpbf16ps(1, 3, 4);
-			_tile_dpbf16ps(1, 3, 5);
-			_tile_dpbf16ps(1, 3, 6);
-		}
+	for (; kb + 2 <= KB; kb += 2) {
+		AMX_DB_BLOCK(kb, 2, 4, 6, 7, 6);
+		AMX_DB_BLOCK(kb + 1, 3, 5, 7, 6, 7);
 	}
+	if (kb < KB)
+		AMX_DB_BLOCK(kb, 2, 4, 6, 7, 6);
 	_tile_stored(0, out[0], sizeof(out[0]));
-	if (ntile > 1)
-		_tile_stored(1, out[16], sizeof(out[0]));
+	_tile_stored(1, out[16], sizeof(out[0]));
 	amx_store(j, out, n0, nrow, t0, nt);
 }
 
@@ -761,7 +815,10 @@ static void amx_task(void *ctx, int task, int thread)
 			}
 			nt = nt < AMX_COLS ? nt : AMX_COLS;
 			amx_config(nt, false);
-			amx_chunk(j, a, as, ntile, n0, nrow, t0, nt);
+			if (ntile > 1)
+				amx_chunk_db(j, a, as, n0, nrow, t0, nt);
+			else
+				amx_chunk1(j, a, as, n0, nrow, t0, nt);
 			t0 += nt;
 		}
 	}
@@ -1255,8 +1312,9 @@ int rt_backend_cpu_new(int n_threads, const char *simd, struct rt_backend **ret_
 	b->n_threads = n_threads;
 	c->k = pick_kern(simd);
 #ifdef HAVE_AMX
-	/* "avx512" (or "avx2", "generic") keeps the AMX tiles off */
-	c->amx = c->k == &kern_avx512 && !(simd && !strcmp(simd, "avx512")) && amx_usable();
+	/* only when asked ("amx"): the tiles are faster from 2 tokens on but
+	 * slower at one (RUNTIME.md), and every path sums in its own order */
+	c->amx = c->k == &kern_avx512 && simd && !strcmp(simd, "amx") && amx_usable();
 #endif
 	r = rt_pool_new(n_threads, &c->pool);
 	if (r == 0)

@@ -4,7 +4,7 @@
  *
  * usage: bench_batch MODEL_DIR [THREADS [PROMPT_TOKENS [STEPS [K,K,...]]]]
  * defaults: 2 threads, 32 prompt tokens per sequence, 32 decode steps,
- * k = 1,4,8,16.  Each sequence gets its own random prompt; decode feeds
+ * k = 1,4,8,16; $AGRT_SIMD picks the kernels as for agrun.  Each sequence gets its own random prompt; decode feeds
  * each sequence its own argmax.  Every rate is the best of REPS runs, so
  * that other load on a shared machine distorts the ratios less. */
 #include <stdio.h>
@@ -144,7 +144,7 @@ int main(int argc, char **argv)
 			break;
 		p++;
 	}
-	if (rt_model_load(argv[1], &(struct rt_load_opts){.n_threads = threads}, &m, &e) < 0) {
+	if (rt_model_load(argv[1], &(struct rt_load_opts){.n_threads = threads, .simd = getenv("AGRT_SIMD")}, &m, &e) < 0) {
 		fprintf(stderr, "bench_batch: %s\n", e.msg);
 		return e.code ? e.code : 1;
 	}

@@ -90,9 +90,8 @@ PY
 # the built-in prompts (about 740 teacher-forced tokens: a KV cache of 73 MB
 # on this model, 50 MB of it the 511-token long-context prompt) do not fit
 # beside a layer under 100 MiB in one batch: two batches, each reading the
-# weights once, and the RSS still under the limit (peak about 96 MiB with the
-# AMX tiles' copy of the matmul input, 94 MiB without: the limit was 96 MiB
-# before the AMX path)
+# weights once, and the RSS still under the limit (peak about 94 MiB, 96 MiB
+# with AGRT_SIMD=amx, whose tiles take a larger copy of the matmul input)
 check "record a suite with the built-in prompts" "$AGRUN" record "$M" --out suite5.json -n 4
 r=$(maxrss rep5.json "$AGRUN" check "$M" --suite suite5.json --json --max-memory 100M)
 if [ "${r% *}" = 0 ] && [ $ASAN = 0 ]; then

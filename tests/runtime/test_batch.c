@@ -146,6 +146,8 @@ static void test_model(const char *dir, const char *name)
 		       name, be);
 	else if (simd && !strcmp(simd, "avx512"))
 		TAP_OK(strcmp(be, "cpu/amx") != 0, "%s: AGRT_SIMD=avx512 does not run the AMX tiles (%s)", name, be);
+	else if (!simd)
+		TAP_OK(strcmp(be, "cpu/amx") != 0, "%s: by default the AMX tiles are off (%s)", name, be);
 	V = rt_model_get_info(m)->vocab;
 	lb = malloc(sizeof(float) * V * (NSEQ + 1));
 	lr = malloc(sizeof(float) * V);

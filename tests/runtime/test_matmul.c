@@ -1,7 +1,8 @@
 /* The CPU backend's matmul kernels (y[T][N] = x[T][K] . W[N][K]^T + bias,
  * optionally accumulated into y) for f32, f16 and bf16 weights, with every
- * SIMD path this CPU has ("generic", "avx2", "avx512", the default: amx where
- * the CPU has AMX, whose bf16 tiles split x into three bf16 parts): each output
+ * SIMD path this CPU has ("generic", "avx2", "avx512", "amx" where the CPU
+ * has AMX, whose bf16 tiles split x into three bf16 parts, and the default):
+ * each output
  * against a double-precision reference, and each token's row of a batched
  * call bitwise equal to the same token alone (T = 1), which is what keeps
  * batched serving's greedy output equal to single-stream decode.  Shapes are
@@ -259,7 +260,7 @@ static void run_fp8(struct rt_backend *be, const char *simd, struct qshape s, co
 
 int main(void)
 {
-	static const char *simds[] = {"generic", "avx2", "avx512", NULL};
+	static const char *simds[] = {"generic", "avx2", "avx512", "amx", NULL};
 	static const struct shape shapes[] = {{1, 1}, {5, 7}, {7, 33}, {13, 100}, {37, 64}, {70, 257}, {9, 1000}};
 	static const int Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 23, 24, 25, 49, 50};
 	/* quantized: off the AVX-512 passes (8 rows alone, 4 rows x 4 tokens, 128/64/16 columns), the
@@ -270,7 +271,7 @@ int main(void)
 	                                   {5, 7, 128, 128, 0},    {13, 100, 16, 20, 0},   {11, 150, 128, 128, 1},
 	                                   {10, 90, 128, 128, 2}};
 	static const int qTs[] = {1, 2, 3, 4, 5, 7, 9, 17};
-	const char *seen[4];
+	const char *seen[5];
 	int nseen = 0;
 
 	for (size_t si = 0; si < sizeof(simds) / sizeof(simds[0]); si++) {

@@ -669,8 +669,8 @@ static uint64_t token_bytes(const struct rt_model_info *in)
 /* The bytes a batch of teacher-forced tokens may take under max_memory
  * (0: no limit, one batch): what is left beside the weights mapped at a
  * time (one streamed layer, or all of them), the model's step buffers (256
- * rows), the matmul's copy of its input (256 rows of the widest input split
- * into three bf16 parts for the AMX tiles: 6 bytes an element) and 8 MiB for
+ * rows), the matmul's copy of its input (256 rows of the widest input, at
+ * most 6 bytes an element: split into three bf16 parts for the AMX tiles) and 8 MiB for
  * the program, its libraries, the tokenizer and the suite.  1 when nothing
  * is left: one prompt a batch. */
 static uint64_t batch_budget(const struct rt_model_info *in, const struct rt_stream_info *si, uint64_t max_memory)

@@ -80,9 +80,10 @@ struct rt_model_info {
 struct rt_load_opts {
 	int n_threads;    /* 0: all online CPUs */
 	int backend;      /* enum rt_backend_kind */
-	const char *simd; /* CPU kernels: NULL (or anything else) the best this CPU has (AMX tiles for bf16
-	                   * matrices where the CPU has AMX), "generic", "avx2" (not AVX-512) or "avx512"
-	                   * (not AMX); the library reads no environment: agrun and agserve pass $AGRT_SIMD */
+	const char *simd; /* CPU kernels: NULL (or anything else) the best this CPU has without AMX,
+	                   * "generic", "avx2" (not AVX-512), "avx512", or "amx" (bf16 matrices on the AMX
+	                   * tiles where the CPU has them: faster batches and prefill, slower single-token
+	                   * decode); the library reads no environment: agrun and agserve pass $AGRT_SIMD */
 	/* RT_BACKEND_CUDA only: when the device path does not run this model
 	 * (mixture of experts, yarn's attention factor, dynamic rope), load it
 	 * on the CPU instead of failing; info->backend says where it runs and
