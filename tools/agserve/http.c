@@ -855,49 +855,66 @@ static void gen_seed(uint64_t *out)
 		*out = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)out;
 }
 
-static enum MHD_Result do_generate(struct hreq *h)
+/* The steps of a generation request (do_generate).  Each returns true to go
+ * on, or false after queueing the reply (an error, or the whole answer) in
+ * *ret. */
+
+/* 1. the request parsed, and the model it names is the one being served */
+static bool gen_parse(struct hreq *h, enum MHD_Result *ret)
 {
 	struct server *s = h->s;
 	char msg[512], param[64];
-	int r;
-
-	r = req_parse(h->ep == EP_CHAT    ? REQ_CHAT
-	              : h->ep == EP_COMPL ? REQ_COMPLETION
-	              : h->ep == EP_MSGS  ? REQ_MESSAGES
-	                                  : REQ_TEMPLATE,
-	              h->body.p ? h->body.p : "", h->body.n, &s->lim, &h->rq, msg, sizeof(msg), param, sizeof(param));
+	int r = req_parse(h->ep == EP_CHAT    ? REQ_CHAT
+	                  : h->ep == EP_COMPL ? REQ_COMPLETION
+	                  : h->ep == EP_MSGS  ? REQ_MESSAGES
+	                                      : REQ_TEMPLATE,
+	                  h->body.p ? h->body.p : "", h->body.n, &s->lim, &h->rq, msg, sizeof(msg), param,
+	                  sizeof(param));
 	if (r == -ENOMEM)
-		return reply_error(h, 500, "server_error", NULL, NULL, "out of memory");
+		return *ret = reply_error(h, 500, "server_error", NULL, NULL, "out of memory"), false;
 	if (r < 0)
-		return bad_request(h, param, "%s", msg);
+		return *ret = bad_request(h, param, "%s", msg), false;
 	h->have_rq = true;
 	if (!(h->e = current(s)))
-		return reply_error(h, 503, "server_error", "model_loading", NULL, "the model is still loading");
+		return *ret = reply_error(h, 503, "server_error", "model_loading", NULL, "the model is still loading"),
+		       false;
 	if (h->rq.model && strcmp(h->rq.model, engine_name(h->e)))
-		return reply_error(h, 404, "invalid_request_error", "model_not_found", "model",
-		                   "The model '%s' does not exist (this server serves '%s')", h->rq.model,
-		                   engine_name(h->e));
-	/* the prompt text */
+		return *ret = reply_error(h, 404, "invalid_request_error", "model_not_found", "model",
+		                          "The model '%s' does not exist (this server serves '%s')", h->rq.model,
+		                          engine_name(h->e)),
+		       false;
+	return true;
+}
+
+/* 2. the prompt's text: a completion's prompt (or its token ids decoded), or
+ * the messages rendered through the model's chat template; and its sha256 */
+static bool gen_prompt_text(struct hreq *h, enum MHD_Result *ret)
+{
+	char msg[512];
+	int r;
+
 	if (h->ep == EP_COMPL && h->rq.prompt_ids) {
 		/* token ids: checked here against this model, the text is their decoding */
 		int vocab = engine_info(h->e)->vocab;
 		for (size_t i = 0; i < h->rq.n_prompt_ids; i++)
 			if (h->rq.prompt_ids[i] >= vocab)
-				return bad_request(h, "prompt",
-				                   "prompt[%zu] = %d is not a token id of this model (vocabulary %d)",
-				                   i, h->rq.prompt_ids[i], vocab);
+				return *ret = bad_request(h, "prompt",
+				                          "prompt[%zu] = %d is not a token id of this model (vocabulary %d)",
+				                          i, h->rq.prompt_ids[i], vocab),
+				       false;
 		if (engine_detokenize(h->e, h->rq.prompt_ids, h->rq.n_prompt_ids, &h->prompt_text, &h->prompt_len) < 0)
-			return bad_request(h, "prompt",
-			                   "the token ids of the prompt have no text in this model's tokenizer");
+			return *ret = bad_request(h, "prompt",
+			                          "the token ids of the prompt have no text in this model's tokenizer"),
+			       false;
 	} else if (h->ep == EP_COMPL) {
 		h->prompt_text = h->rq.prompt;
 		h->rq.prompt = NULL;
 		h->prompt_len = h->rq.prompt_len;
 	} else {
 		if (h->rq.tools && !engine_template_mentions(h->e, "tools"))
-			return bad_request(h, "tools", "this model's chat template does not support tools");
+			return *ret = bad_request(h, "tools", "this model's chat template does not support tools"), false;
 		if (engine_tool_format(h->e) == TC_DEEPSEEK && args_as_text(h->rq.messages) < 0)
-			return reply_error(h, 500, "server_error", NULL, NULL, "out of memory");
+			return *ret = reply_error(h, 500, "server_error", NULL, NULL, "out of memory"), false;
 		json_t *ctx = json_pack("{s:O,s:b}", "messages", h->rq.messages, "add_generation_prompt",
 		                        h->ep == EP_TMPL ? h->rq.add_generation_prompt : 1);
 		if (h->rq.tools)
@@ -907,24 +924,33 @@ static enum MHD_Result do_generate(struct hreq *h)
 		r = engine_render(h->e, ctx, &h->prompt_text, &h->prompt_len, msg, sizeof(msg));
 		json_decref(ctx);
 		if (r == -EINVAL)
-			return bad_request(h, "messages", "chat template: %s", msg);
+			return *ret = bad_request(h, "messages", "chat template: %s", msg), false;
 		if (r < 0)
-			return reply_error(h, 500, "server_error", NULL, NULL, "chat template failed: %s",
-			                   r == -ENOMEM ? "out of memory" : msg);
+			return *ret = reply_error(h, 500, "server_error", NULL, NULL, "chat template failed: %s",
+			                          r == -ENOMEM ? "out of memory" : msg),
+			       false;
 	}
-	{
-		uint8_t d[BN_SHA256_LEN];
-		bn_sha256(h->prompt_text, h->prompt_len, d);
-		bn_hex(d, BN_SHA256_LEN, h->prompt_sha);
-		h->have_sha = true;
-	}
-	if (h->ep == EP_TMPL)
-		return reply_json(h, 200, json_pack("{s:o}", "prompt", text_json(h->prompt_text, h->prompt_len)), NULL);
+	uint8_t d[BN_SHA256_LEN];
+	bn_sha256(h->prompt_text, h->prompt_len, d);
+	bn_hex(d, BN_SHA256_LEN, h->prompt_sha);
+	h->have_sha = true;
+	return true;
+}
+
+/* 3. the prompt's token ids (taken into *ret_ids) and the number of tokens
+ * to generate, both within this server's context and limits */
+static bool gen_prompt_ids(struct hreq *h, int32_t **ret_ids, size_t *ret_n, int *ret_maxt, enum MHD_Result *ret)
+{
+	struct server *s = h->s;
+	char msg[512];
 	/* tokens: completions as agrun --prompt (with the post-processor's
 	 * BOS); a rendered chat that already starts with BOS gets no second */
 	bool add_special = h->ep == EP_COMPL || !engine_starts_with_bos(h->e, h->prompt_text, h->prompt_len);
+	const char *what = h->ep == EP_COMPL ? "prompt" : "messages";
 	int32_t *ids = NULL;
 	size_t n = 0;
+	int r;
+
 	if (h->rq.prompt_ids) {
 		ids = h->rq.prompt_ids; /* taken: given as ids, used as they are */
 		n = h->rq.n_prompt_ids;
@@ -932,52 +958,60 @@ static enum MHD_Result do_generate(struct hreq *h)
 		h->rq.n_prompt_ids = 0;
 	} else if ((r = engine_tokenize(h->e, h->prompt_text, h->prompt_len, add_special, &ids, &n, msg, sizeof(msg))) <
 	           0) {
-		return reply_error(h, 500, "server_error", NULL, NULL, "tokenizer: %s", msg);
+		return *ret = reply_error(h, 500, "server_error", NULL, NULL, "tokenizer: %s", msg), false;
 	}
 	h->n_prompt = n;
-	int ctx = engine_ctx(h->e);
-	if (n == 0) {
-		free(ids);
-		return bad_request(h, h->ep == EP_COMPL ? "prompt" : "messages", "the prompt encodes to zero tokens");
+	int ctx = engine_ctx(h->e), maxt = h->rq.max_tokens;
+	if (n == 0)
+		*ret = bad_request(h, what, "the prompt encodes to zero tokens");
+	else if (n >= (size_t)ctx + (maxt == 0))
+		*ret = bad_request(h, what, "the prompt is %zu tokens; this server's context is %d tokens", n, ctx);
+	else if (maxt > s->o.max_tokens)
+		*ret = bad_request(h, "max_tokens", "max_tokens is %d; this server allows at most %d", maxt,
+		                   s->o.max_tokens);
+	else if (maxt > ctx - (int)n)
+		*ret = bad_request(h, "max_tokens",
+		                   "the prompt (%zu tokens) plus max_tokens (%d) exceeds the context (%d tokens)", n, maxt,
+		                   ctx);
+	else {
+		if (maxt < 0)
+			maxt = ctx - (int)n < s->o.max_tokens ? ctx - (int)n : s->o.max_tokens;
+		*ret_ids = ids;
+		*ret_n = n;
+		*ret_maxt = maxt;
+		return true;
 	}
-	if (n >= (size_t)ctx + (h->rq.max_tokens == 0)) {
-		free(ids);
-		return bad_request(h, h->ep == EP_COMPL ? "prompt" : "messages",
-		                   "the prompt is %zu tokens; this server's context is %d tokens", n, ctx);
+	free(ids);
+	return false;
+}
+
+/* 4. echo with logprobs: the prompt's own log-probabilities, teacher-forced
+ * (the ids move to h->pids) */
+static bool gen_score_prompt(struct hreq *h, int32_t **ids, size_t n, enum MHD_Result *ret)
+{
+	char msg[512];
+
+	if (!h->rq.echo || !h->rq.logprobs)
+		return true;
+	h->pids = *ids;
+	h->n_pids = n;
+	*ids = NULL;
+	if (n > 1) {
+		if (!(h->plp = calloc(n - 1, sizeof(*h->plp))))
+			return *ret = reply_error(h, 500, "server_error", NULL, NULL, "out of memory"), false;
+		int r = engine_score(h->e, h->pids, n, h->rq.top_logprobs, h->plp, msg, sizeof(msg));
+		if (r < 0)
+			return *ret = reply_error(h, 500, "server_error", NULL, NULL, "scoring the prompt failed: %s",
+			                          r == -ENOMEM ? "out of memory" : msg),
+			       false;
 	}
-	int room = ctx - (int)n, maxt = h->rq.max_tokens;
-	const char *mtp = h->ep == EP_CHAT ? "max_tokens" : "max_tokens";
-	if (maxt < 0) {
-		maxt = room < s->o.max_tokens ? room : s->o.max_tokens;
-	} else if (maxt > s->o.max_tokens) {
-		free(ids);
-		return bad_request(h, mtp, "max_tokens is %d; this server allows at most %d", maxt, s->o.max_tokens);
-	} else if (maxt > room) {
-		free(ids);
-		return bad_request(h, mtp,
-		                   "the prompt (%zu tokens) plus max_tokens (%d) exceeds the context (%d tokens)", n,
-		                   maxt, ctx);
-	}
-	if (h->rq.echo && h->rq.logprobs) {
-		/* the prompt's own log-probabilities, teacher-forced */
-		h->pids = ids;
-		h->n_pids = n;
-		if (n > 1) {
-			if (!(h->plp = calloc(n - 1, sizeof(*h->plp))))
-				return reply_error(h, 500, "server_error", NULL, NULL, "out of memory");
-			r = engine_score(h->e, ids, n, h->rq.top_logprobs, h->plp, msg, sizeof(msg));
-			if (r < 0)
-				return reply_error(h, 500, "server_error", NULL, NULL, "scoring the prompt failed: %s",
-				                   r == -ENOMEM ? "out of memory" : msg);
-		}
-		ids = NULL;
-	}
-	if (maxt == 0) {
-		/* echo only: nothing to generate */
-		free(ids);
-		h->finish = "length";
-		return finish_whole(h);
-	}
+	return true;
+}
+
+/* 5. the sequence queued for the scheduler, and the reply started: whole
+ * (finish_whole waits for the end) or a stream of server-sent events */
+static enum MHD_Result gen_start(struct hreq *h, int32_t *ids, size_t n, int maxt)
+{
 	struct gen_params gp = {.max_tokens = maxt,
 	                        .temperature = (float)h->rq.temperature,
 	                        .top_p = (float)h->rq.top_p,
@@ -988,14 +1022,12 @@ static enum MHD_Result do_generate(struct hreq *h)
 		gp.seed = h->rq.seed;
 	else
 		gen_seed(&gp.seed);
-	r = engine_submit(h->e, h->pids ? h->pids : ids, n, &gp, &h->t);
+	int r = engine_submit(h->e, h->pids ? h->pids : ids, n, &gp, &h->t);
 	free(ids);
 	if (r == -EAGAIN) {
 		if (anthropic(h))
-			return reply_error(h, 529, "overloaded_error", NULL, NULL,
-			                   "the server is overloaded; retry later");
-		return reply_error(h, 429, "rate_limit_error", "queue_full", NULL,
-		                   "the request queue is full; retry later");
+			return reply_error(h, 529, "overloaded_error", NULL, NULL, "the server is overloaded; retry later");
+		return reply_error(h, 429, "rate_limit_error", "queue_full", NULL, "the request queue is full; retry later");
 	}
 	if (r < 0)
 		return reply_error(h, 503, "server_error", NULL, NULL, "the model is being replaced; retry");
@@ -1014,6 +1046,32 @@ static enum MHD_Result do_generate(struct hreq *h)
 	enum MHD_Result ret = MHD_queue_response(h->c, 200, resp);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+static enum MHD_Result do_generate(struct hreq *h)
+{
+	enum MHD_Result ret = MHD_NO;
+	int32_t *ids = NULL;
+	size_t n = 0;
+	int maxt = 0;
+
+	if (!gen_parse(h, &ret) || !gen_prompt_text(h, &ret))
+		return ret;
+	if (h->ep == EP_TMPL)
+		return reply_json(h, 200, json_pack("{s:o}", "prompt", text_json(h->prompt_text, h->prompt_len)), NULL);
+	if (!gen_prompt_ids(h, &ids, &n, &maxt, &ret))
+		return ret;
+	if (!gen_score_prompt(h, &ids, n, &ret)) {
+		free(ids);
+		return ret;
+	}
+	if (maxt == 0) {
+		/* echo only: nothing to generate */
+		free(ids);
+		h->finish = "length";
+		return finish_whole(h);
+	}
+	return gen_start(h, ids, n, maxt);
 }
 
 static bool authorized(struct hreq *h)
