@@ -39,6 +39,22 @@ struct kern {
 	bool xperm[3];
 };
 
+/* y[t0 + c][n0 + r] for r < nrow, c < nt from a kernel's output tile
+ * o[r * ostride + c], plus the bias, added to y when acc: every matmul path
+ * writes its results through this (compiled for any x86-64, outside the
+ * SIMD target regions) */
+static void store_tile(float *y, int N, const float *bias, bool acc, int n0, int nrow, int t0, int nt, const float *o,
+                       int ostride)
+{
+	for (int c = 0; c < nt; c++) {
+		float *yr = y + (size_t)(t0 + c) * N;
+		for (int r = 0; r < nrow; r++) {
+			float v = o[(size_t)r * ostride + c] + (bias ? bias[n0 + r] : 0.0f);
+			yr[n0 + r] = acc ? yr[n0 + r] + v : v;
+		}
+	}
+}
+
 /* ---- generic kernels ---- */
 
 static void tile_generic(const void *const w[4], const float *const x[3], int K, float out[4][3], int dt)
@@ -653,19 +669,12 @@ static int amx_a_tiles(const struct amx_job *j, int n0, int nrow, int thread, co
 /* y rows [n0, n0 + nrow) of tokens [t0, t0 + nt) from out[row][token] */
 static void amx_store(const struct amx_job *j, float out[AMX_ROWS][AMX_COLS], int n0, int nrow, int t0, int nt)
 {
-	int N = j->w->rows;
-	for (int c = 0; c < nt; c++) {
-		float *yr = j->y + (size_t)(t0 + c) * N;
-		for (int r = 0; r < nrow; r++) {
-			float v = out[r][c] + (j->bias ? j->bias[n0 + r] : 0.0f);
-			yr[n0 + r] = j->acc ? yr[n0 + r] + v : v;
-		}
-	}
+	store_tile(j->y, j->w->rows, j->bias, j->acc, n0, nrow, t0, nt, out[0], AMX_COLS);
 }
 
 /* HOT LOOP: a single row tile (16 rows or fewer) x one chunk of nt (1..16)
- * tokens: block kb's weights in tmm2 or tmm3 (alternating, see
- * amx_chunk2), the parts of x alternating between tmm6 and tmm7 */
+ * tokens: block kb's weights in tmm2 or tmm3 (alternating, as in
+ * amx_chunk_db), the parts of x alternating between tmm6 and tmm7 */
 static void amx_chunk1(const struct amx_job *j, const char *const a[2], const size_t as[2], int n0, int nrow, int t0,
                        int nt)
 {
@@ -673,10 +682,10 @@ static void amx_chunk1(const struct amx_job *j, const char *const a[2], const si
 	const uint16_t *xb = j->xb + (size_t)t0 * KB * AMX_PARTS * 32;
 	float out[AMX_ROWS][AMX_COLS];
 
-#define AMX_1_BLOCK(KB, A0, B0, B1, B2)                                                                                \
+#define AMX_1_BLOCK(BK, A0, B0, B1, B2)                                                                                \
 	do {                                                                                                           \
-		const uint16_t *b_ = xb + (size_t)(KB) * AMX_PARTS * 32 * nt;                                          \
-		_tile_loadd(A0, a[0] + (size_t)(KB) * 64, as[0]);                                                      \
+		const uint16_t *b_ = xb + (size_t)(BK) * AMX_PARTS * 32 * nt;                                          \
+		_tile_loadd(A0, a[0] + (size_t)(BK) * 64, as[0]);                                                      \
 		_tile_loadd(B0, b_, 4 * nt);                                                                           \
 		_tile_dpbf16ps(0, A0, B0);                                                                             \
 		_tile_loadd(B1, b_ + 32 * nt, 4 * nt);                                                                 \
@@ -704,20 +713,18 @@ static void amx_chunk1(const struct amx_job *j, const char *const a[2], const si
  * and kb + 1 use tmm2/tmm4 and tmm3/tmm5; the parts of x alternate between
  * tmm6 and tmm7.  Per output the same products in the same order as
  * amx_chunk1 and amx_chunk2 (blocks ascending; hi, mid, lo). */
-#define AMX_DB_BLOCK(KB, A0, A1, B0, B1, B2)                                                                           \
+#define AMX_DB_BLOCK(BK, A0, A1, B0, B1, B2)                                                                           \
 	do {                                                                                                           \
-		const uint16_t *b_ = xb + (size_t)(KB) * AMX_PARTS * 32 * nt;                                          \
-		if (pfd) {                                                                                             \
-			/* pfd blocks ahead: in these rows, or at the start of the next 32 */                         \
-			size_t o_ = (KB) + pfd < KBn ? (size_t)((KB) + pfd) * 64                                       \
-			                             : 32 * as[0] + (size_t)((KB) + pfd - KBn) * 64;                  \
-			for (int r_ = 0; r_ < 16; r_++) {                                                              \
-				_mm_prefetch(a[0] + (size_t)r_ * as[0] + o_, _MM_HINT_T0);                             \
-				_mm_prefetch(a[1] + (size_t)r_ * as[1] + o_, _MM_HINT_T0);                             \
-			}                                                                                              \
+		const uint16_t *b_ = xb + (size_t)(BK) * AMX_PARTS * 32 * nt;                                          \
+		/* AMX_PFD blocks ahead: in these rows, or at the start of the next 32 */                          \
+		size_t o_ = (BK) + AMX_PFD < KB ? (size_t)((BK) + AMX_PFD) * 64                                        \
+		                                : 32 * as[0] + (size_t)((BK) + AMX_PFD - KB) * 64;                     \
+		for (int r_ = 0; r_ < 16; r_++) {                                                                      \
+			_mm_prefetch(a[0] + (size_t)r_ * as[0] + o_, _MM_HINT_T0);                                     \
+			_mm_prefetch(a[1] + (size_t)r_ * as[1] + o_, _MM_HINT_T0);                                     \
 		}                                                                                                      \
-		_tile_loadd(A0, a[0] + (size_t)(KB) * 64, as[0]);                                                      \
-		_tile_loadd(A1, a[1] + (size_t)(KB) * 64, as[1]);                                                      \
+		_tile_loadd(A0, a[0] + (size_t)(BK) * 64, as[0]);                                                      \
+		_tile_loadd(A1, a[1] + (size_t)(BK) * 64, as[1]);                                                      \
 		_tile_loadd(B0, b_, 4 * nt);                                                                           \
 		_tile_dpbf16ps(0, A0, B0);                                                                             \
 		_tile_dpbf16ps(1, A1, B0);                                                                             \
@@ -735,7 +742,6 @@ static void amx_chunk_db(const struct amx_job *j, const char *const a[2], const 
 	int KB = (j->w->cols + 31) / 32, kb = 0;
 	const uint16_t *xb = j->xb + (size_t)t0 * KB * AMX_PARTS * 32;
 	float out[AMX_ROWS][AMX_COLS];
-	const int KBn = KB, pfd = AMX_PFD;
 
 	_tile_zero(0);
 	_tile_zero(1);
@@ -752,7 +758,7 @@ static void amx_chunk_db(const struct amx_job *j, const char *const a[2], const 
 
 /* HOT LOOP: the task's rows x two full chunks (tokens t0 .. t0 + 31): each
  * weight tile load serves 32 tokens (prefill); per output the same sums in
- * the same order as amx_chunk's */
+ * the same order as amx_chunk1's and amx_chunk_db's */
 static void amx_chunk2(const struct amx_job *j, const char *const a[2], const size_t as[2], int ntile, int n0,
                        int nrow, int t0)
 {
@@ -912,16 +918,9 @@ struct mm_job {
 	bool xp; /* use the tilen kernels */
 };
 
-static void mm_store(const struct mm_job *j, int n, int nr, int t, int nt, float o[4][TILE_T])
+static void mm_store(const struct mm_job *j, int n, int nr, int t, int nt, const float *o, int ostride)
 {
-	int N = j->w->rows;
-	for (int c = 0; c < nt; c++) {
-		float *yr = j->y + (size_t)(t + c) * N;
-		for (int r = 0; r < nr; r++) {
-			float v = o[r][c] + (j->bias ? j->bias[n + r] : 0.0f);
-			yr[n + r] = j->acc ? yr[n + r] + v : v;
-		}
-	}
+	store_tile(j->y, j->w->rows, j->bias, j->acc, n, nr, t, nt, o, ostride);
 }
 
 /* the AVX-512 tiles: 4 rows x up to TILE_T tokens, T = 1 included.  They
@@ -954,7 +953,7 @@ static void mm_task_n(const struct mm_job *j, int n0, int n1)
 				/* the first token tile streams the rows from memory and
 				 * prefetches the next row group */
 				tile(wr, xr, nt, K, o, t == t0 ? 4 * rb : 0);
-				mm_store(j, n, nr, t, nt, o);
+				mm_store(j, n, nr, t, nt, o[0], TILE_T);
 				t += nt;
 			}
 		}
@@ -996,12 +995,8 @@ static void mm_task(void *ctx, int task, int thread)
 			}
 			if (j->T == 1) {
 				float o[4];
-				float *yr = j->y;
 				tile1(wr, j->x, K, o, 4 * rb);
-				for (int r = 0; r < nr; r++) {
-					float v = o[r] + (j->bias ? j->bias[n + r] : 0.0f);
-					yr[n + r] = j->acc ? yr[n + r] + v : v;
-				}
+				mm_store(j, n, nr, 0, 1, o, 1);
 				continue;
 			}
 			for (int t = t0; t < t1; t += 3) {
@@ -1012,12 +1007,8 @@ static void mm_task(void *ctx, int task, int thread)
 					/* a last single token: the 4x1 tile (same sums) instead
 					 * of a 4x3 tile doing three times the work */
 					float o1[4];
-					float *yr = j->y + (size_t)t * N;
 					(j->scratch ? j->k->tile1[RT_F32] : tile1)(wr, j->x + (size_t)t * K, K, o1, 0);
-					for (int r = 0; r < nr; r++) {
-						float v = o1[r] + (j->bias ? j->bias[n + r] : 0.0f);
-						yr[n + r] = j->acc ? yr[n + r] + v : v;
-					}
+					mm_store(j, n, nr, t, 1, o1, 1);
 					continue;
 				}
 				for (int c = 0; c < 3; c++)
@@ -1025,13 +1016,7 @@ static void mm_task(void *ctx, int task, int thread)
 				/* prefetch the next row group while the first token tile
 				 * streams this one (not for converted rows in scratch) */
 				tile(wr, xr, K, o, t == t0 && !j->scratch ? 4 * rb : 0);
-				for (int c = 0; c < nt; c++) {
-					float *yr = j->y + (size_t)(t + c) * N;
-					for (int r = 0; r < nr; r++) {
-						float v = o[r][c] + (j->bias ? j->bias[n + r] : 0.0f);
-						yr[n + r] = j->acc ? yr[n + r] + v : v;
-					}
-				}
+				mm_store(j, n, nr, t, nt, o[0], 3);
 			}
 		}
 	}
