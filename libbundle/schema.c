@@ -167,5 +167,26 @@ static const struct bn_schema_key config_keys[] = {
     {"require_health_suite", BN_JT_BOOL, 0, 0, "a bundle without a health suite fails the check"},
     {"agrun_path", BN_JT_STRING, 0, 0, "absolute path of the agrun used for health checks"},
     {"agserve_path", BN_JT_STRING, 0, 0, "absolute path of the agserve used to check models behind an external engine"},
+    {"cpu_kernels", BN_JT_STRING, 0, 0,
+     "CPU kernels of health checks and agserve --root: amx, avx512, avx2 or generic (absent: the CPU's best; "
+     "AGRT_SIMD overrides)"},
 };
 const struct bn_schema bn_config_schema = {"config.json", config_keys, N(config_keys)};
+
+const char *const bn_cpu_kernels[] = {"amx", "avx512", "avx2", "generic", NULL};
+
+int bn_config_cpu_kernels(const json_t *config, const char *file, const char **ret, struct bn_error *err)
+{
+	const json_t *v = json_object_get(config, "cpu_kernels");
+	*ret = NULL;
+	if (!v)
+		return 0;
+	for (size_t i = 0; json_is_string(v) && bn_cpu_kernels[i]; i++)
+		if (!strcmp(bn_cpu_kernels[i], json_string_value(v))) {
+			*ret = bn_cpu_kernels[i];
+			return 0;
+		}
+	char val[80];
+	show(v, val, sizeof val);
+	return bn_fail(err, -EINVAL, "%s: \"cpu_kernels\" must be amx, avx512, avx2 or generic, not %s", file, val);
+}

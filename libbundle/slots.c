@@ -224,6 +224,9 @@ int bn_slots_load_config(struct bn_deploy *d, struct bn_error *err)
 		 * error, never a silent default. */
 		if (r == 0)
 			r = bn_schema_check(&bn_config_schema, o, path, NULL, err);
+		const char *ck;
+		if (r == 0)
+			r = bn_config_cpu_kernels(o, path, &ck, err);
 		if (r == 0) {
 			json_t *w = json_object_get(o, "validation_window_s"), *h = json_object_get(o, "switch_hook"),
 			       *t = json_object_get(o, "hook_timeout_s"), *sk = json_object_get(o, "max_clock_skew_s");

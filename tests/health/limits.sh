@@ -69,4 +69,19 @@ c = json.load(open(sys.argv[1])); c["agrun_path"] = "agrun"; json.dump(c, open(s
 PY
 expect_exit 7 "a relative agrun_path is refused" sh -c "cd evil && env -u AGKIT_AGRUN '$LONE' --root '$R' health"
 check "... and ./agrun did not run" test ! -e pwned
+
+# config cpu_kernels is the check's AGRT_SIMD, unless agctl has its own.
+cat > simd-agrun <<EOF
+#!/bin/sh
+echo "simd \${AGRT_SIMD-unset}" > "$WORK/ran-simd"
+echo '{"pass": true}'
+EOF
+chmod 0755 simd-agrun
+setkey() { $PY -c "import json,sys; c=json.load(open(sys.argv[1])); c.pop('agrun_path', None); c.update(json.loads(sys.argv[2])); json.dump(c,open(sys.argv[1],'w'))" "$R/config.json" "$1"; }
+setkey '{}'
+check "without cpu_kernels the check gets no AGRT_SIMD" sh -c "env -u AGRT_SIMD AGKIT_AGRUN='$WORK/simd-agrun' '$LONE' --root '$R' health && grep -qx 'simd unset' '$WORK/ran-simd'"
+setkey '{"cpu_kernels": "amx"}'
+check "cpu_kernels amx: the check runs with AGRT_SIMD=amx" sh -c "env -u AGRT_SIMD AGKIT_AGRUN='$WORK/simd-agrun' '$LONE' --root '$R' health && grep -qx 'simd amx' '$WORK/ran-simd'"
+check "... an AGRT_SIMD of agctl's own wins" sh -c "AGRT_SIMD=avx2 AGKIT_AGRUN='$WORK/simd-agrun' '$LONE' --root '$R' health && grep -qx 'simd avx2' '$WORK/ran-simd'"
+setkey '{}'
 done_testing

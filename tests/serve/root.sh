@@ -63,4 +63,18 @@ grep -q '^agserve_model_info{bundle="llm",channel="stable",version="1",slot="blu
 stop_server && ok "SIGTERM: exit 0" || not_ok "SIGTERM exit"
 expect_exit 0 "the query log's chain is intact" "$AGCTL" audit verify --file "$R/query-audit.log"
 grep -q '"version":2' "$R/query-audit.log" && grep -q '"version":1' "$R/query-audit.log" && ok "audit lines name the version that answered" || not_ok "audit versions"
+
+# R/config.json's cpu_kernels picks the kernels agserve --root serves with
+# (agctl's checks of R get the same: tests/health/limits.sh)
+check "agctl rollback to v1 (the model that loads)" "$AGCTL" --root "$R" rollback --reason test
+$PY -c 'import json,sys; c=json.load(open(sys.argv[1])); c["cpu_kernels"]="generic"; json.dump(c,open(sys.argv[1],"w"))' "$R/config.json"
+unset AGRT_SIMD
+start_server srv2.log --root "$R" && ok "agserve --root starts with cpu_kernels generic" || not_ok "start: $(cat srv2.log)"
+grep -q "serving llm v1 from slot blue (cpu/generic)" srv2.log && ok "... and serves on the generic kernels" || not_ok "kernels: $(cat srv2.log)"
+g1=$(AGRT_SIMD=generic "$AGRUN" m1 --prompt "$P" -n 8 --threads 1 --no-eos 2>/dev/null)
+[ "$(complete)" = "$g1" ] && ok "... greedy output equals agrun's with AGRT_SIMD=generic" || not_ok "generic answer: $(cat resp) vs $g1"
+stop_server && ok "SIGTERM: exit 0" || not_ok "SIGTERM exit"
+AGRT_SIMD=avx2 start_server srv3.log --root "$R"
+grep -q "serving llm v1 from slot blue (cpu/avx2)" srv3.log && ok "an AGRT_SIMD of agserve's own wins over cpu_kernels" || not_ok "kernels: $(cat srv3.log)"
+stop_server
 done_testing

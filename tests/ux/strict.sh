@@ -73,6 +73,15 @@ expect_exit 2 "require_health_suite \"no\" is refused" "$AGCTL" --root R status
 cp cfg.orig R/config.json; setcfg switch_hook '"/nonexistent/agkit-hook"'
 expect_exit 2 "a missing switch hook file is refused" "$AGCTL" --root R status
 out_has "... naming it" '"switch_hook" /nonexistent/agkit-hook: no such file'
+cp cfg.orig R/config.json; setcfg cpu_kernels '"avx-512"'
+expect_exit 2 "cpu_kernels \"avx-512\" is refused" "$AGCTL" --root R status
+out_has "... naming the four values" 'R/config.json: "cpu_kernels" must be amx, avx512, avx2 or generic, not "avx-512"'
+expect_exit 2 "agserve --root refuses it too" timeout -k 5 20 "$AGSERVE" --root R --listen 127.0.0.1:0
+out_has "... with the same message" 'R/config.json: "cpu_kernels" must be amx, avx512, avx2 or generic, not "avx-512"'
+cp cfg.orig R/config.json; setcfg cpu_kernels 5
+expect_exit 2 "cpu_kernels 5 is refused" "$AGCTL" --root R status
+cp cfg.orig R/config.json; setcfg cpu_kernels '"avx2"'
+expect_exit 0 "cpu_kernels \"avx2\" is accepted" "$AGCTL" --root R status
 cp cfg.orig R/config.json; printf '{"validation_window_s": 1,\n "hook_timeout_s": }\n' > R/config.json
 expect_exit 2 "a syntax error in config.json" "$AGCTL" --root R status
 out_has "... says the line" 'R/config.json: line 2:'

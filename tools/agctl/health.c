@@ -12,6 +12,7 @@
 
 #include "bundle/fsutil.h"
 #include "bundle/proc.h"
+#include "bundle/schema.h"
 #include "health.h"
 #include "offline_model.h"
 #include "health_report.h"
@@ -55,6 +56,9 @@ void health_config_load(const char *root, struct health_config *c)
 			c->max_regression = json_number_value(g);
 		if (json_is_boolean(rq))
 			c->require_suite = json_is_true(rq);
+		struct bn_error ce = {0};
+		if (bn_config_cpu_kernels(o, p, &c->cpu_kernels, &ce) < 0)
+			c->cpu_kernels = NULL;
 		json_decref(o);
 	}
 	free(buf);
@@ -250,6 +254,15 @@ static bool run_checker(char *checker, bool engine, char *model, char *suite, ch
 	char *const argv_agserve[] = {checker, "check",  "--model", model, "--suite",
 	                              suite,   "--json", "--name",  name,  NULL};
 	char *const *argv = engine ? argv_agserve : argv_agrun;
+	/* config cpu_kernels: the kernels agserve --root serves with, unless
+	 * this agctl runs with its own AGRT_SIMD (which the check inherits) */
+	char simd[64];
+	const char *env[2] = {NULL, NULL};
+	const char *own = getenv("AGRT_SIMD");
+	if (c->cpu_kernels && !(own && *own)) {
+		snprintf(simd, sizeof simd, "AGRT_SIMD=%s", c->cpu_kernels);
+		env[0] = simd;
+	}
 	/* Own process group, killed whole (SIGKILL) on timeout and once the
 	 * check has exited: nothing of the check outlives it.  The check must
 	 * not starve the host it guards: lower CPU and I/O priority (best-effort
@@ -268,6 +281,7 @@ static bool run_checker(char *checker, bool engine, char *model, char *suite, ch
 		.ioprio_be = 7,
 		.stdout_max = REPORT_MAX,
 		.stderr_max = STDERR_KEEP,
+		.env = env,
 	};
 	struct bn_error pe = {0};
 	int pr_r = bn_proc_run(argv, &po, pr, &pe);

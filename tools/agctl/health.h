@@ -23,6 +23,7 @@ struct health_config {
 	bool agrun_relative;       /* agrun_path was given but is not absolute */
 	char agserve[4096];        /* config agserve_path (absolute) or "": checks through an external engine */
 	bool agserve_relative;     /* agserve_path was given but is not absolute */
+	const char *cpu_kernels;   /* config cpu_kernels (AGRT_SIMD of the check) or NULL */
 };
 
 struct health_result {

@@ -20,7 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "bundle/fsutil.h"
+#include "bundle/schema.h"
 #include "check.h"
 #include "server.h"
 
@@ -207,7 +210,7 @@ static char *slurp(const char *path, char *err, size_t errlen)
 	size_t len;
 	struct bn_error e = {0};
 	if (bn_read_file(path, 1 << 20, &buf, &len, &e) < 0) {
-		snprintf(err, errlen, "%s", e.msg);
+		snprintf(err, errlen, "%.900s", e.msg);
 		return NULL;
 	}
 	return buf;
@@ -320,6 +323,40 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	return -1;
 }
 
+/* R/config.json's cpu_kernels become this process's AGRT_SIMD (what the
+ * runtime reads), unless it has its own: the kernels agctl's health checks
+ * run too, so that check and server sum in the same order. */
+static int root_kernels(const char *root, char *err, size_t errlen)
+{
+	const char *own = getenv("AGRT_SIMD");
+	if (own && *own)
+		return 0;
+	char p[PATH_MAX], *buf = NULL;
+	size_t len = 0;
+	struct bn_error e = {0};
+	snprintf(p, sizeof(p), "%s/config.json", root);
+	int r = bn_read_file(p, 1 << 16, &buf, &len, &e);
+	if (r == -ENOENT)
+		return 0; /* no config: the defaults */
+	if (r < 0) {
+		snprintf(err, errlen, "%.900s", e.msg);
+		return r;
+	}
+	json_error_t je;
+	json_t *c = json_loadb(buf, len, 0, &je);
+	free(buf);
+	const char *k = NULL;
+	if (!c) {
+		snprintf(err, errlen, "%.800s: line %d: %.150s", p, je.line, je.text);
+		r = -EINVAL;
+	} else if ((r = bn_config_cpu_kernels(c, p, &k, &e)) < 0)
+		snprintf(err, errlen, "%.900s", e.msg);
+	else if (k && setenv("AGRT_SIMD", k, 1) < 0)
+		r = -errno, snprintf(err, errlen, "cannot set AGRT_SIMD: %s", strerror(errno));
+	json_decref(c);
+	return r;
+}
+
 /* The server's limits, API keys, query audit log (R/query-audit.log by
  * default with --root) and TLS files; returns -1 to go on, else the exit
  * status. */
@@ -336,6 +373,10 @@ static int server_setup(struct opts *o, struct server *s)
 	if (!(s->metrics = metrics_new()))
 		return 1;
 	if (o->keys && keys_load(o->keys, &s->keys, err, sizeof(err)) < 0) {
+		fprintf(stderr, "agserve: %s\n", err);
+		return 2;
+	}
+	if (o->root && root_kernels(o->root, err, sizeof(err)) < 0) {
 		fprintf(stderr, "agserve: %s\n", err);
 		return 2;
 	}
@@ -396,8 +437,8 @@ static int first_load(const struct opts *o, int backend, struct server *s, struc
 		metrics_load_failure(s->metrics);
 	} else {
 		server_set_engine(s, e);
-		fprintf(stderr, "agserve: serving %s v%llu from slot %s\n", t->bundle, (unsigned long long)t->version,
-		        t->slot);
+		fprintf(stderr, "agserve: serving %s v%llu from slot %s (%s)\n", t->bundle, (unsigned long long)t->version,
+		        t->slot, engine_info(e)->backend);
 	}
 	return -1;
 }
@@ -433,8 +474,8 @@ static void serve(const struct opts *o, int backend, struct server *s, const sig
 			metrics_load_failure(s->metrics);
 			continue;
 		}
-		fprintf(stderr, "agserve: switched to %s v%llu in slot %s\n", t->bundle, (unsigned long long)t->version,
-		        t->slot);
+		fprintf(stderr, "agserve: switched to %s v%llu in slot %s (%s)\n", t->bundle, (unsigned long long)t->version,
+		        t->slot, engine_info(ne)->backend);
 		server_set_engine(s, ne);
 	}
 }

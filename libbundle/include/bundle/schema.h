@@ -58,3 +58,10 @@ const struct bn_schema_key *bn_schema_find(const struct bn_schema *s, const char
 /* The schemas libbundle reads (the pack spec's are agpack's, in tools/agpack/spec.c). */
 extern const struct bn_schema bn_trust_schema, bn_trust_key_schema, bn_trust_channel_schema;
 extern const struct bn_schema bn_config_schema;
+
+/* config.json's cpu_kernels: the kernel families of the CPU backend (its
+ * AGRT_SIMD values), NULL-terminated. */
+extern const char *const bn_cpu_kernels[];
+/* *ret: config's cpu_kernels (one of bn_cpu_kernels), or NULL when it has
+ * none; -EINVAL naming file and the value when it is another. */
+int bn_config_cpu_kernels(const json_t *config, const char *file, const char **ret, struct bn_error *err) BN_WUR;
