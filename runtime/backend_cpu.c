@@ -23,7 +23,8 @@ typedef void (*axpy_fn)(float *y, float a, const float *x, int n);
 typedef void (*cvt_fn)(float *dst, const void *src, int n);
 /* out[r][t] = dot(w row r, x[t]) for 4 rows x nt (1..TILE_T) tokens */
 #define TILE_T 6
-typedef void (*tilen_fn)(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T], size_t pf);
+typedef void (*tilen_fn)(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T], size_t pf,
+                         unsigned pfrows);
 
 struct kern {
 	tile_fn tile[3]; /* per dtype */
@@ -459,7 +460,8 @@ static inline __attribute__((always_inline)) __m512 ldz(const void *p, int k, in
  * accumulators (up to 24) + C x vectors (one half at a time) + 1 weight
  * vector of the 32 zmm registers; each x vector feeds 4 FMAs */
 static inline __attribute__((always_inline)) void tz_body(const void *const w[4], const float *const *x, int K,
-                                                          float out[4][TILE_T], size_t pf, int C, int L, int dt)
+                                                          float out[4][TILE_T], size_t pf, unsigned pfrows, int C,
+                                                          int L, int dt)
 {
 	__m512 acc[4][TILE_T];
 	int es = L == LZ_F32 ? 4 : 2, k = 0;
@@ -470,8 +472,9 @@ static inline __attribute__((always_inline)) void tz_body(const void *const w[4]
 	for (; k + 32 <= K; k += 32) {
 		if (pf)
 			for (int r = 0; r < 4; r++)
-				for (int b = 0; b < 32 * es; b += 64)
-					_mm_prefetch((const char *)w[r] + (size_t)k * es + b + pf, _MM_HINT_T0);
+				if (pfrows >> r & 1)
+					for (int b = 0; b < 32 * es; b += 64)
+						_mm_prefetch((const char *)w[r] + (size_t)k * es + b + pf, _MM_HINT_T0);
 		for (int h = 0; h < 2; h++) {
 			__m512 xv[TILE_T];
 			for (int c = 0; c < C; c++)
@@ -496,15 +499,15 @@ static inline __attribute__((always_inline)) void tz_body(const void *const w[4]
 
 #define DEF_TILEN(NAME, L, DT)                                                                                         \
 	static void NAME(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T],           \
-	                 size_t pf)                                                                                    \
+	                 size_t pf, unsigned pfrows)                                                                   \
 	{                                                                                                              \
 		switch (nt) {                                                                                          \
-		case 1: tz_body(w, x, K, out, pf, 1, L, DT); break;                                                    \
-		case 2: tz_body(w, x, K, out, pf, 2, L, DT); break;                                                    \
-		case 3: tz_body(w, x, K, out, pf, 3, L, DT); break;                                                    \
-		case 4: tz_body(w, x, K, out, pf, 4, L, DT); break;                                                    \
-		case 5: tz_body(w, x, K, out, pf, 5, L, DT); break;                                                    \
-		default: tz_body(w, x, K, out, pf, 6, L, DT); break;                                                   \
+		case 1: tz_body(w, x, K, out, pf, pfrows, 1, L, DT); break;                                            \
+		case 2: tz_body(w, x, K, out, pf, pfrows, 2, L, DT); break;                                            \
+		case 3: tz_body(w, x, K, out, pf, pfrows, 3, L, DT); break;                                            \
+		case 4: tz_body(w, x, K, out, pf, pfrows, 4, L, DT); break;                                            \
+		case 5: tz_body(w, x, K, out, pf, pfrows, 5, L, DT); break;                                            \
+		default: tz_body(w, x, K, out, pf, pfrows, 6, L, DT); break;                                           \
 		}                                                                                                      \
 	}
 DEF_TILEN(tilen_z_f32, LZ_F32, RT_F32)
@@ -950,9 +953,14 @@ static void mm_task_n(const struct mm_job *j, int n0, int n1)
 				int nt = (t1 - t) / (ntile - i);
 				for (int c = 0; c < nt; c++)
 					xr[c] = j->x + (size_t)(t + c) * K;
-				/* the first token tile streams the rows from memory and
-				 * prefetches the next row group */
-				tile(wr, xr, nt, K, o, t == t0 ? 4 * rb : 0);
+				/* the first token tile streams the rows from memory; the
+				 * next row group is prefetched by every tile of the block
+				 * in turn (rows r with r % ntile == i), so the memory is
+				 * kept busy through all of them, not only the first */
+				unsigned pfrows = 0;
+				for (int r = i; r < 4; r += ntile)
+					pfrows |= 1u << r;
+				tile(wr, xr, nt, K, o, t1 > t0 ? 4 * rb : 0, pfrows);
 				mm_store(j, n, nr, t, nt, o[0], TILE_T);
 				t += nt;
 			}
