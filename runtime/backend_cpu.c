@@ -474,7 +474,7 @@ static inline __attribute__((always_inline)) void tz_body(const void *const w[4]
 			for (int r = 0; r < 4; r++)
 				if (pfrows >> r & 1)
 					for (int b = 0; b < 32 * es; b += 64)
-						_mm_prefetch((const char *)w[r] + (size_t)k * es + b + pf, _MM_HINT_T0);
+						_mm_prefetch((const char *)w[r] + (size_t)k * es + b + pf, _MM_HINT_T1);
 		for (int h = 0; h < 2; h++) {
 			__m512 xv[TILE_T];
 			for (int c = 0; c < C; c++)
