@@ -9,14 +9,17 @@
  *  - row formats (fp8, compressed-tensors int4: a weight row is contiguous):
  *    an 8-lane dot per row, k ascending, then the scalar tail;
  *  - column formats (GPTQ, AWQ: a packed word holds 8 rows or 8 columns of
- *    one row across the row dimension): 8 rows at once, one lane per row,
- *    k ascending.
+ *    one row across the row dimension): 8 rows at once (AVX-512: 16), one
+ *    lane per row, k ascending.
  * A token block (T > 1) dequantizes the task's rows once into the scratch and
  * runs the same sums over it, so a token gets the same result alone or in a
- * batch.  On CPUs with AVX-512 (F, BW, VL) the row formats in groups or
- * scale blocks the 16-lane steps can take run the AVX-512 kernels below; the
- * rest the AVX2 code; generic C where there is no AVX2 (AGRT_SIMD forces
- * either, as backend_cpu.c's pick_kern does). */
+ * batch (the AVX-512 kernels multiply each weight vector into up to 4
+ * tokens' sums instead).  On CPUs with AVX-512 (F, BW, VL) the row formats in
+ * groups or scale blocks the 16-lane steps can take, and GPTQ and AWQ unless
+ * g_idx is act-order (not monotone), run the AVX-512 kernels below; the rest
+ * the AVX2 code; generic C where there is no AVX2 (AGRT_SIMD forces either,
+ * as backend_cpu.c's pick_kern does: AGRT_SIMD=avx2 keeps every format on
+ * the AVX2 code). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -26,7 +29,7 @@
 #include "threadpool.h"
 
 #define QROWS 16 /* rows per task: two octets of the column formats */
-#define CCH   4  /* AVX-512 column formats: chains (16 rows each) per one-token pass, rows per task / 16 */
+#define CCH   4  /* AVX-512 column formats: chains (16 rows each) per one-token pass */
 
 struct rt_qcpu {
 	bool avx2, avx512;
@@ -564,15 +567,16 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 #endif
 
 /* ---- AVX-512 (F, BW, VL) ----
- * Row formats only: compressed-tensors int4 in groups of a multiple of 128
+ * Row formats: compressed-tensors int4 in groups of a multiple of 128
  * columns or per channel, without g_idx; e4m3 fp8 with scale blocks of a
- * multiple of 32 columns or per channel / tensor (take512); the others run
- * the AVX2 code.  Per row and token one 16-lane sum, blocks in ascending k,
- * then _mm512_reduce_add_ps; a pass takes up to 8 rows (one token) or 4
- * rows (fp8: 2) x up to 4 tokens, each weight vector made once and
- * multiplied into each token's sum, so a token gets the same sums alone and
- * in a batch.  x is permuted once per call to the order the weight vectors
- * come out in (permute_x).
+ * multiple of 32 columns or per channel / tensor (take512); the other row
+ * formats run the AVX2 code (the column formats: after task_avx512).  Per
+ * row and token one 16-lane sum, blocks in ascending k, then
+ * _mm512_reduce_add_ps; a pass takes up to 8 rows (one token) or 4 rows
+ * (fp8: 2) x up to 4 tokens, each weight vector made once and multiplied
+ * into each token's sum, so a token gets the same sums alone and in a batch.
+ * x is permuted once per call to the order the weight vectors come out in
+ * (permute_x).
  *
  * int4: a block of 128 columns is one zmm of 16 packed words; shifting the
  * words right by 4s puts column 8j + s in the low nibble of lane j, and
@@ -934,8 +938,9 @@ AI void col_pass(const struct rt_weight *w, const struct crun *run, int nrun, in
 		if (awq) {
 			for (; k < k1; k++) {
 				const char *p = d + (size_t)k * ws;
-				if ((k & 7) == 0)
-					_mm_prefetch(p + 8 * ws + (size_t)(rb[0] / 8) * 4, _MM_HINT_T0);
+				/* each column a packed row (R / 2 bytes) from the last: too far
+				 * apart for the hardware prefetchers */
+				_mm_prefetch(p + 8 * ws + (size_t)(rb[0] / 8) * 4, _MM_HINT_T0);
 #pragma GCC unroll 4
 				for (int c = 0; c < NC; c++)
 					nb[c] = _mm512_srlv_epi32(col_pair(p + (size_t)(rb[c] / 8) * 4, half[c]), sha);
@@ -1154,7 +1159,9 @@ void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const flo
 		if (w->q.fmt == RT_WF_INT4 && w->q.layout != RT_I4_CT) {
 			if (col_runs(c, w, &j) == 0) {
 				j.k512 = true;
-				j.tr = 16 * CCH;
+				/* AWQ: two one-token passes a task, which read the two
+				 * halves of the same cache lines */
+				j.tr = w->q.layout == RT_I4_AWQ ? 32 * CCH : 16 * CCH;
 			}
 		} else if (permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8, &j) == 0) {
 			j.k512 = true;
