@@ -1159,9 +1159,7 @@ void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const flo
 		if (w->q.fmt == RT_WF_INT4 && w->q.layout != RT_I4_CT) {
 			if (col_runs(c, w, &j) == 0) {
 				j.k512 = true;
-				/* AWQ: two one-token passes a task, which read the two
-				 * halves of the same cache lines */
-				j.tr = w->q.layout == RT_I4_AWQ ? 32 * CCH : 16 * CCH;
+				j.tr = 16 * CCH;
 			}
 		} else if (permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8, &j) == 0) {
 			j.k512 = true;
