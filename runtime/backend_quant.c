@@ -9,14 +9,17 @@
  *  - row formats (fp8, compressed-tensors int4: a weight row is contiguous):
  *    an 8-lane dot per row, k ascending, then the scalar tail;
  *  - column formats (GPTQ, AWQ: a packed word holds 8 rows or 8 columns of
- *    one row across the row dimension): 8 rows at once, one lane per row,
- *    k ascending.
+ *    one row across the row dimension): 8 rows at once (AVX-512: 16), one
+ *    lane per row, k ascending.
  * A token block (T > 1) dequantizes the task's rows once into the scratch and
  * runs the same sums over it, so a token gets the same result alone or in a
- * batch.  On CPUs with AVX-512 (F, BW, VL) the row formats in groups or
- * scale blocks the 16-lane steps can take run the AVX-512 kernels below; the
- * rest the AVX2 code; generic C where there is no AVX2 (AGRT_SIMD forces
- * either, as backend_cpu.c's pick_kern does). */
+ * batch (the AVX-512 kernels multiply each weight vector into up to 4
+ * tokens' sums instead).  On CPUs with AVX-512 (F, BW, VL) the row formats in
+ * groups or scale blocks the 16-lane steps can take, and GPTQ and AWQ unless
+ * g_idx is act-order (not monotone), run the AVX-512 kernels below; the rest
+ * the AVX2 code; generic C where there is no AVX2 (AGRT_SIMD forces either,
+ * as backend_cpu.c's pick_kern does: AGRT_SIMD=avx2 keeps every format on
+ * the AVX2 code). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -26,6 +29,7 @@
 #include "threadpool.h"
 
 #define QROWS 16 /* rows per task: two octets of the column formats */
+#define CCH   4  /* AVX-512 column formats: chains (16 rows each) per one-token pass */
 
 struct rt_qcpu {
 	bool avx2, avx512;
@@ -34,6 +38,12 @@ struct rt_qcpu {
 	size_t scratch_k;
 	float *xp; /* [xp_n]: x permuted for the AVX-512 int4 kernel */
 	size_t xp_n;
+	struct crun *runs; /* [runs_n]: the column formats' groups for the AVX-512 kernels */
+	size_t runs_n;
+};
+
+struct crun {
+	int k0, g; /* columns k0 up to the next run's k0, group g */
 };
 
 struct qjob {
@@ -48,6 +58,9 @@ struct qjob {
 	bool k512;       /* the AVX-512 kernels take w */
 	const float *xp; /* int4 with k512: x permuted, xs floats a token */
 	size_t xs;
+	const struct crun *runs; /* GPTQ, AWQ with k512: nrun runs, then one at K */
+	int nrun;
+	int tr; /* rows per task */
 };
 
 static inline void put(const struct qjob *j, int t, int r, float v)
@@ -554,15 +567,16 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 #endif
 
 /* ---- AVX-512 (F, BW, VL) ----
- * Row formats only: compressed-tensors int4 in groups of a multiple of 128
+ * Row formats: compressed-tensors int4 in groups of a multiple of 128
  * columns or per channel, without g_idx; e4m3 fp8 with scale blocks of a
- * multiple of 32 columns or per channel / tensor (take512); the others run
- * the AVX2 code.  Per row and token one 16-lane sum, blocks in ascending k,
- * then _mm512_reduce_add_ps; a pass takes up to 8 rows (one token) or 4
- * rows (fp8: 2) x up to 4 tokens, each weight vector made once and
- * multiplied into each token's sum, so a token gets the same sums alone and
- * in a batch.  x is permuted once per call to the order the weight vectors
- * come out in (permute_x).
+ * multiple of 32 columns or per channel / tensor (take512); the other row
+ * formats run the AVX2 code (the column formats: after task_avx512).  Per
+ * row and token one 16-lane sum, blocks in ascending k, then
+ * _mm512_reduce_add_ps; a pass takes up to 8 rows (one token) or 4 rows
+ * (fp8: 2) x up to 4 tokens, each weight vector made once and multiplied
+ * into each token's sum, so a token gets the same sums alone and in a batch.
+ * x is permuted once per call to the order the weight vectors come out in
+ * (permute_x).
  *
  * int4: a block of 128 columns is one zmm of 16 packed words; shifting the
  * words right by 4s puts column 8j + s in the low nibble of lane j, and
@@ -805,6 +819,210 @@ static void task_avx512(const struct qjob *j, int n0, int n1)
 		}
 	}
 }
+
+/* ---- AVX-512 column formats (GPTQ, AWQ) ----
+ * oct_avx2's sums 16 rows to a zmm (two packed octets), one lane per row, k
+ * ascending, each weight (n - zero) * scale as rt_q_weight computes it and
+ * one FMA a column: every lane is the chain oct_avx2 / oct2_avx2 run, so the
+ * results are theirs bit for bit, alone or in a batch.  A pass runs up to 4
+ * such chains (64 rows, one token: the FMA latency hidden) or 2 chains x up
+ * to 4 tokens, each weight vector made once.  A weight vector is 5 zmm uops:
+ * the shift that brings the column's nibble down, one vpternlogd that masks
+ * it and ors in the bits of 2^23 (the nibble in the float's mantissa), the
+ * subtraction of zero + 2^23 (exact: n - zero), the product with the scale.
+ * The groups come as runs of columns (col_runs: k / sc, or a g_idx that never
+ * decreases); a non-monotone g_idx (act-order) runs the AVX2 code.
+ *
+ * GPTQ: the 16 words of rows rb..rb+15 at k / 8 are one zmm, lane i row
+ * rb + i, nibble k % 8.  AWQ: the two words of rows rb..rb+15 at column k are
+ * 8 bytes, broadcast; lane 2m + h takes word h's nibble m (shift 4m), which
+ * AWQ's order gives to row rb + 8h + (0,2,4,6,1,3,5,7)[m]: the scales and zero
+ * points are loaded in that lane order, the sums stored back by it. */
+
+/* lane l's row (of the 16 at rb) and, for the zero points and AWQ's words,
+ * which of the two packed words it reads and the shift */
+static const int32_t col_row[2][16] = {{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+                                       {0, 8, 2, 10, 4, 12, 6, 14, 1, 9, 3, 11, 5, 13, 7, 15}};
+static const int32_t col_word[2][16] = {{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+                                        {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1}};
+static const int32_t col_shift[2][16] = {{0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28},
+                                         {0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28}};
+
+/* the two packed words at p broadcast, word h in the lanes 2m + h; where
+ * half (the second octet lies past the matrix) the first in all lanes */
+AI __m512i col_pair(const char *p, bool half)
+{
+	uint32_t u;
+	uint64_t v;
+
+	if (half) {
+		memcpy(&u, p, 4);
+		return _mm512_set1_epi32((int)u);
+	}
+	memcpy(&v, p, 8);
+	return _mm512_set1_epi64((long long)v);
+}
+
+/* group g's scales and zero points + 2^23 of the 16 rows at rb, in lane order */
+AI void col_group(const struct rt_weight *w, int rb, bool half, int g, bool awq, __m512 *sv, __m512 *zv)
+{
+	const struct rt_wquant *q = &w->q;
+	int R = w->rows;
+	__mmask16 m = half ? 0xff : 0xffff;
+	size_t si = (size_t)g * R + (size_t)rb;
+	__m512 s;
+
+	if (q->scale_dtype == RT_F32)
+		s = _mm512_maskz_loadu_ps(m, (const float *)q->scale + si);
+	else if (q->scale_dtype == RT_F16)
+		s = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)q->scale + si));
+	else
+		s = _mm512_castsi512_ps(_mm512_slli_epi32(
+		    _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)q->scale + si)), 16));
+	*sv = _mm512_permutexvar_ps(_mm512_loadu_si512(col_row[awq]), s);
+	if (!q->zero) {
+		*zv = _mm512_set1_ps((float)q->zero_const + MAGIC);
+		return;
+	}
+	__m512i z = _mm512_permutexvar_epi32(
+	    _mm512_loadu_si512(col_word[awq]),
+	    col_pair((const char *)q->zero + ((size_t)g * (R / 8) + (size_t)(rb / 8)) * 4, half));
+	z = _mm512_and_si512(_mm512_srlv_epi32(z, _mm512_loadu_si512(col_shift[awq])), _mm512_set1_epi32(15));
+	*zv = _mm512_castsi512_ps(_mm512_add_epi32(z, _mm512_set1_epi32(0x4b000000 + q->zero_add)));
+}
+
+/* column k of the NC chains (nibbles in the low 4 bits of nb's lanes) into the sums */
+AI void col_fma(const __m512i *nb, const __m512 *sv, const __m512 *zv, const float *x, size_t K, int k, int NC, int NT,
+                __m512 (*acc)[XPT4])
+{
+	const __m512i m15 = _mm512_set1_epi32(15), mag = _mm512_set1_epi32(0x4b000000);
+#pragma GCC unroll 4
+	for (int c = 0; c < NC; c++) {
+		/* (nb & 15) | bits of 2^23 */
+		__m512 n = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(nb[c], m15, mag, 0xea)),
+		       wv = _mm512_mul_ps(_mm512_sub_ps(n, zv[c]), sv[c]);
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			acc[c][t] = _mm512_fmadd_ps(wv, _mm512_set1_ps(x[(size_t)t * K + (size_t)k]), acc[c][t]);
+	}
+}
+
+/* rows r0..r0+nr-1 (nr a multiple of 8, at most 16 NC; chains past nr repeat
+ * the last) x NT tokens of x ([NT][K]) over the runs; out[c][t][lane] */
+AI void col_pass(const struct rt_weight *w, const struct crun *run, int nrun, int r0, int nr, const float *x, int NC,
+                 int NT, float *out)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, R = w->rows, rb[CCH];
+	bool awq = q->layout == RT_I4_AWQ, half[CCH];
+	const char *d = w->data;
+	size_t ws = awq ? (size_t)R / 2 : (size_t)R * 4; /* bytes from one packed row to the next */
+	__m512 acc[CCH][XPT4], sv[CCH], zv[CCH];
+	const __m512i sha = _mm512_loadu_si512(col_shift[1]);
+
+#pragma GCC unroll 4
+	for (int c = 0; c < NC; c++) {
+		int cc = 16 * c < nr ? c : (nr - 1) / 16;
+		rb[c] = r0 + 16 * cc;
+		half[c] = nr - 16 * cc < 16;
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			acc[c][t] = _mm512_setzero_ps();
+	}
+	for (int i = 0; i < nrun; i++) {
+		int k = run[i].k0, k1 = run[i + 1].k0;
+		__m512i nb[CCH];
+#pragma GCC unroll 4
+		for (int c = 0; c < NC; c++)
+			col_group(w, rb[c], half[c], run[i].g, awq, &sv[c], &zv[c]);
+		if (awq) {
+			for (; k < k1; k++) {
+				const char *p = d + (size_t)k * ws;
+				/* each column a packed row (R / 2 bytes) from the last: too far
+				 * apart for the hardware prefetchers */
+				_mm_prefetch(p + 8 * ws + (size_t)(rb[0] / 8) * 4, _MM_HINT_T0);
+#pragma GCC unroll 4
+				for (int c = 0; c < NC; c++)
+					nb[c] = _mm512_srlv_epi32(col_pair(p + (size_t)(rb[c] / 8) * 4, half[c]), sha);
+				col_fma(nb, sv, zv, x, (size_t)K, k, NC, NT, acc);
+			}
+			continue;
+		}
+		while (k < k1) {
+			const char *p = d + (size_t)(k / 8) * ws;
+			__m512i wd[CCH];
+#pragma GCC unroll 4
+			for (int c = 0; c < NC; c++)
+				wd[c] = _mm512_maskz_loadu_epi32(half[c] ? 0xff : 0xffff, p + (size_t)rb[c] * 4);
+			if ((k & 7) == 0 && k + 8 <= k1) { /* a whole packed row: immediate shifts */
+#pragma GCC unroll 4
+				for (int c = 0; c < NC; c++)
+					_mm_prefetch(p + 4 * ws + (size_t)rb[c] * 4, _MM_HINT_T0);
+#pragma GCC unroll 8
+				for (int s = 0; s < 8; s++) {
+#pragma GCC unroll 4
+					for (int c = 0; c < NC; c++)
+						nb[c] = _mm512_srli_epi32(wd[c], 4 * s);
+					col_fma(nb, sv, zv, x, (size_t)K, k + s, NC, NT, acc);
+				}
+				k += 8;
+			} else { /* a run that begins or ends inside one */
+#pragma GCC unroll 4
+				for (int c = 0; c < NC; c++)
+					nb[c] = _mm512_srlv_epi32(wd[c], _mm512_set1_epi32(4 * (k & 7)));
+				col_fma(nb, sv, zv, x, (size_t)K, k, NC, NT, acc);
+				k++;
+			}
+		}
+	}
+#pragma GCC unroll 4
+	for (int c = 0; c < NC; c++)
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			_mm512_storeu_ps(out + (size_t)(c * XPT4 + t) * 16, acc[c][t]);
+}
+
+#define CPASS(NC, NT)                                                                                                  \
+	static void cpass_##NC##_##NT(const struct rt_weight *w, const struct crun *run, int nrun, int r0, int nr,     \
+	                              const float *x, float *out)                                                      \
+	{                                                                                                              \
+		col_pass(w, run, nrun, r0, nr, x, NC, NT, out);                                                        \
+	}
+CPASS(4, 1)
+CPASS(2, 2)
+CPASS(2, 3)
+CPASS(2, 4)
+#undef CPASS
+
+static void task_col512(const struct qjob *j, int n0, int n1)
+{
+	const struct rt_weight *w = j->w;
+	int K = w->cols, awq = w->q.layout == RT_I4_AWQ;
+	float o[CCH * XPT4 * 16];
+
+	for (int t0 = 0; t0 < j->T; t0 += XPT4) {
+		int nt = j->T - t0 < XPT4 ? j->T - t0 : XPT4, NR = nt > 1 ? 32 : 64;
+		const float *xt = j->x + (size_t)t0 * K;
+		for (int r = n0; r < n1; r += NR) {
+			int nr = n1 - r < NR ? n1 - r : NR;
+			if (nt == 1)
+				cpass_4_1(w, j->runs, j->nrun, r, nr, xt, o);
+			else if (nt == 2)
+				cpass_2_2(w, j->runs, j->nrun, r, nr, xt, o);
+			else if (nt == 3)
+				cpass_2_3(w, j->runs, j->nrun, r, nr, xt, o);
+			else
+				cpass_2_4(w, j->runs, j->nrun, r, nr, xt, o);
+			for (int c = 0; 16 * c < nr; c++)
+				for (int t = 0; t < nt; t++)
+					for (int l = 0; l < 16; l++)
+						if (16 * c + col_row[awq][l] < nr)
+							put(j, t0 + t, r + 16 * c + col_row[awq][l],
+							    o[(size_t)(c * XPT4 + t) * 16 + l]);
+		}
+	}
+}
+
 #undef AI
 #ifdef __clang__
 #pragma clang attribute pop
@@ -817,12 +1035,15 @@ static void task_avx512(const struct qjob *j, int n0, int n1)
 static void q_task(void *ctx, int task, int thread)
 {
 	const struct qjob *j = ctx;
-	int n0 = task * QROWS, n1 = n0 + QROWS < j->w->rows ? n0 + QROWS : j->w->rows;
+	int n0 = task * j->tr, n1 = n0 + j->tr < j->w->rows ? n0 + j->tr : j->w->rows;
 	float *scr = j->have_scratch ? j->c->scratch[thread] : NULL;
 
 #ifdef HAVE_X86
 	if (j->k512) {
-		task_avx512(j, n0, n1);
+		if (j->runs)
+			task_col512(j, n0, n1);
+		else
+			task_avx512(j, n0, n1);
 		return;
 	}
 	if (j->c->avx2) {
@@ -854,7 +1075,45 @@ static bool take512(const struct rt_weight *w)
 
 	if (q->fmt == RT_WF_FP8)
 		return w->dtype == RT_F8_E4M3 && (q->sc % 32 == 0 || q->sc >= w->cols);
-	return q->fmt == RT_WF_INT4 && q->layout == RT_I4_CT && !q->g_idx && (q->sc % 128 == 0 || q->sc >= w->cols);
+	if (q->fmt != RT_WF_INT4)
+		return false;
+	if (q->layout != RT_I4_CT)
+		return true; /* GPTQ, AWQ: unless g_idx decreases somewhere (col_runs) */
+	return !q->g_idx && (q->sc % 128 == 0 || q->sc >= w->cols);
+}
+
+/* the column format w's groups as runs of columns into c->runs (k / sc, or
+ * g_idx where it never decreases); -EDOM where it does (act-order) */
+static int col_runs(struct rt_qcpu *c, const struct rt_weight *w, struct qjob *j)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, n = 0;
+	size_t need = (size_t)(q->g_idx ? K : q->n_sc) + 1;
+
+	if (c->runs_n < need) {
+		struct crun *p = malloc(sizeof(*p) * need);
+		if (!p)
+			return -ENOMEM;
+		free(c->runs);
+		c->runs = p;
+		c->runs_n = need;
+	}
+	for (int k = 0; k < K;) {
+		int g = rt_q_group(w, k), k1 = k + 1;
+		if (n && g < c->runs[n - 1].g)
+			return -EDOM;
+		if (q->g_idx)
+			while (k1 < K && rt_q_group(w, k1) == g)
+				k1++;
+		else
+			k1 = k + q->sc < K ? k + q->sc : K;
+		c->runs[n++] = (struct crun){k, g};
+		k = k1;
+	}
+	c->runs[n] = (struct crun){K, 0};
+	j->runs = c->runs;
+	j->nrun = n;
+	return 0;
 }
 
 /* x[T][K] into c->xp in the order the AVX-512 kernels take it, zeros past K:
@@ -890,13 +1149,23 @@ static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, 
 void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const float *x, const struct rt_weight *w,
                     const float *bias, int T, bool acc)
 {
-	struct qjob j = {c, y, x, w, bias, T, acc, false, false, NULL, 0};
-	int n_tasks = (w->rows + QROWS - 1) / QROWS;
+	struct qjob j = {c, y, x, w, bias, T, acc, false, false, NULL, 0, NULL, 0, QROWS};
+	int n_tasks;
 
-	/* the AVX-512 kernels where they take w (and, for int4, x could be
-	 * permuted; else the AVX2 code: the same values up to the order of the sums) */
-	if (c->avx512 && take512(w) && permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8, &j) == 0)
-		j.k512 = true;
+	/* the AVX-512 kernels where they take w (and, for the row formats, x could
+	 * be permuted; else the AVX2 code: the same values up to the order of the
+	 * sums); the column formats' in tasks of a one-token pass's rows */
+	if (c->avx512 && take512(w)) {
+		if (w->q.fmt == RT_WF_INT4 && w->q.layout != RT_I4_CT) {
+			if (col_runs(c, w, &j) == 0) {
+				j.k512 = true;
+				j.tr = 16 * CCH;
+			}
+		} else if (permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8, &j) == 0) {
+			j.k512 = true;
+		}
+	}
+	n_tasks = (w->rows + j.tr - 1) / j.tr;
 	/* generic C always sums over the scratch; AVX2 only for token blocks */
 	if (!j.k512 && (T > 1 || !c->avx2) && ensure_scratch(c, (size_t)w->cols) == 0)
 		j.have_scratch = true;
@@ -941,5 +1210,6 @@ void rt_qcpu_free(struct rt_qcpu *c)
 		free(c->scratch[i]);
 	free(c->scratch);
 	free(c->xp);
+	free(c->runs);
 	free(c);
 }

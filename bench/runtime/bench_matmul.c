@@ -8,9 +8,11 @@
  * shared, loaded machine; give the load average with the figures.
  *
  * DTYPE int4 is compressed-tensors int4 (group 128, symmetric), fp8 e4m3 in
- * [128,128] scale blocks: the quantized kernels (backend_quant.c).
+ * [128,128] scale blocks, gptq and awq their int4 layouts (group 128,
+ * asymmetric, no g_idx): the quantized kernels (backend_quant.c).
  *
- * usage: bench_matmul [THREADS] [REPS] [T,T,...] [DTYPE: bf16|f16|f32|int4|fp8] [COPIES] [ROWS_DIVISOR] */
+ * usage: bench_matmul [THREADS] [REPS] [T,T,...] [DTYPE: bf16|f16|f32|int4|fp8|gptq|awq] [COPIES]
+ *                     [ROWS_DIVISOR] */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,7 +36,8 @@ int main(int argc, char **argv)
 	const char *ts = argc > 3 ? argv[3] : "1,2,4,8,16,32,64";
 	const char *dts = argc > 4 ? argv[4] : "bf16";
 	int dt = !strcmp(dts, "f32") ? RT_F32 : !strcmp(dts, "f16") ? RT_F16 : RT_BF16;
-	bool i4 = !strcmp(dts, "int4"), f8 = !strcmp(dts, "fp8");
+	bool gptq = !strcmp(dts, "gptq"), awq = !strcmp(dts, "awq"), i4 = !strcmp(dts, "int4") || gptq || awq,
+	     f8 = !strcmp(dts, "fp8");
 	int copies = argc > 5 ? atoi(argv[5]) : 6, div = argc > 6 ? atoi(argv[6]) : 1;
 	int shapes[][2] = {{24576, 768}, {9216, 2048}};
 	struct rt_backend *be;
@@ -58,6 +61,7 @@ int main(int argc, char **argv)
 			int ng = (K + 127) / 128;
 			unsigned char *wd;
 			float *sc = malloc(sizeof(float) * (size_t)N * ng);
+			uint32_t *zp = malloc(sizeof(uint32_t) * (size_t)ng * (N / 8 + 1)); /* gptq, awq */
 			if (i4 || f8)
 				es = 1; /* bytes of codes below; int4 halves them */
 			mb = i4 ? (size_t)N * ((K + 7) / 8) * 4 : nw * es;
@@ -66,10 +70,12 @@ int main(int argc, char **argv)
 			struct rt_weight w[64];
 			double best = 1e9;
 			uint32_t r = 12345;
-			if (!wd || !x || !y || !sc)
+			if (!wd || !x || !y || !sc || !zp)
 				return 1;
 			for (size_t i = 0; i < (size_t)N * ng; i++)
 				sc[i] = (float)(1 + i % 13) / 1024.0f;
+			for (size_t i = 0; i < (size_t)ng * (N / 8 + 1); i++)
+				zp[i] = (uint32_t)i * 2654435761u;
 			for (int c = 0; c < copies; c++) {
 				w[c] = (struct rt_weight){.data = wd + mb * c, .dtype = dt, .rows = N, .cols = K};
 				if (i4)
@@ -81,6 +87,8 @@ int main(int argc, char **argv)
 					                                                 .sc = 128,
 					                                                 .n_sc = ng,
 					                                                 .zero_const = 8};
+				if (gptq || awq) /* [groups][N] scales, [groups][N/8] zero points */
+					w[c].q.layout = gptq ? RT_I4_GPTQ : RT_I4_AWQ, w[c].q.zero = zp;
 				else if (f8)
 					w[c].dtype = RT_F8_E4M3, w[c].q = (struct rt_wquant){.fmt = RT_WF_FP8,
 					                                                     .scale = sc,
@@ -122,6 +130,7 @@ int main(int argc, char **argv)
 			       2.0 * nw * T / best / 1e9);
 			free(wd);
 			free(sc);
+			free(zp);
 			free(x);
 			free(y);
 		}

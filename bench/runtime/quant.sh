@@ -2,7 +2,9 @@
 # Quantized decode benchmark (issue 19; not a test, not run in CI): the bench
 # model of bench.sh (hidden 768, intermediate 2048, 12 layers, vocab 32000,
 # about 110M parameters) as agrun bf16, compressed-tensors int4 (group 128,
-# symmetric) and FP8 block-scaled ([128,128]), with lm_head quantized too (an
+# symmetric), FP8 block-scaled ([128,128]), GPTQ and AWQ (group 128,
+# asymmetric; each with the CPU's kernels and with AGRT_SIMD=avx2, the AVX-512
+# and AVX2 column kernels side by side), with lm_head quantized too (an
 # untied copy of the embedding, as llama.cpp's Q4_0/Q8_0 quantize its output
 # matrix), side by side with llama.cpp's llama-bench on the same weights
 # converted to GGUF bf16, Q4_0 and Q8_0 (bench/serve/hf_to_gguf.py, gguf-py's
@@ -12,6 +14,7 @@
 # usage: bench/runtime/quant.sh [BUILD_DIR] [LLAMA_BUILD] [LLAMA_DIR]
 #   LLAMA_BUILD: a llama.cpp build (-DGGML_NATIVE=ON) with bin/llama-bench; absent: agrun only
 #   NEW_TOKENS (env, default 128), THREADS (env, default all cores)
+#   BENCH_LOCK (env): a lock file (e.g. /tmp/agk-bench.lock) held with flock around the timed runs only
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -36,10 +39,13 @@ d = [768, 2048, 12, 12, 4, 32000]
 gen_quant.generate("ct-int4", sys.argv[2] + "/int4", "llama_tied", d, write_ref=False, group=128, sym=True,
                    lm_head=True)
 gen_quant.generate("fp8", sys.argv[2] + "/fp8", "llama_tied", d, write_ref=False, lm_head=True)
+for f in ("gptq", "awq"):
+    gen_quant.generate(f, sys.argv[2] + "/" + f, "llama_tied", d, write_ref=False, group=128, lm_head=True)
 PY
-load0=$(cut -d' ' -f1-3 /proc/loadavg)
+# model[:AGRT_SIMD]: the result files are named model[-simd]
+runs="bf16 int4 fp8 gptq gptq:avx2 awq awq:avx2"
 ids=$("$py" -c "import random; random.seed(1); print(','.join(str(random.randrange(300, 32000)) for _ in range(16)))")
-for m in bf16 int4 fp8; do
+for m in bf16 int4 fp8 gptq awq; do
 	"$agrun" "$work/$m" --raw --ids "$ids" -n 4 --no-eos --json --device cpu --threads "$thr" >/dev/null 2>&1
 done
 llama_note=""
@@ -55,11 +61,19 @@ else
 	llama_note="llama.cpp not run (no $llama_build/bin/llama-bench or $llama_dir/gguf-py)"
 fi
 # agrun and llama.cpp interleaved, best of three: the machine's other load comes and goes
+if [ -n "${BENCH_LOCK:-}" ]; then
+	exec 9>>"$BENCH_LOCK"
+	flock 9
+fi
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for rep in 1 2 3; do
-	for m in bf16 int4 fp8; do
-		"$agrun" "$work/$m" --raw --ids "$ids" -n "$nnew" --no-eos --json --device cpu --threads "$thr" \
-			2>/dev/null > "$work/$m.$rep.json"
-		if [ "$have_llama" = 1 ]; then
+	for r in $runs; do
+		m=${r%%:*}
+		simd=${r#"$m"}
+		simd=${simd#:}
+		env ${simd:+AGRT_SIMD=$simd} "$agrun" "$work/$m" --raw --ids "$ids" -n "$nnew" --no-eos --json \
+			--device cpu --threads "$thr" 2>/dev/null > "$work/$m${simd:+-$simd}.$rep.json"
+		if [ "$have_llama" = 1 ] && [ -z "$simd" ] && [ "$m" != gptq ] && [ "$m" != awq ]; then
 			t=$m
 			[ "$m" = int4 ] && t=q4_0
 			[ "$m" = fp8 ] && t=q8_0
@@ -69,6 +83,7 @@ for rep in 1 2 3; do
 	done
 done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
+[ -z "${BENCH_LOCK:-}" ] || flock -u 9
 "$py" - "$work" "$nnew" "$thr" "$load0" "$load1" "$llama_note" <<'PY'
 import glob, json, os, sys
 work, nnew, thr, load0, load1, note = sys.argv[1:7]
@@ -87,17 +102,30 @@ def best(pat, key):
 def mb(d):
     return sum(os.path.getsize(os.path.join(work, d, f)) for f in os.listdir(os.path.join(work, d))
                if f.endswith(".safetensors")) / 1e6
-a = {m: best(f"{m}.*.json", "decode_tok_s") for m in ("bf16", "int4", "fp8")}
+a = {m: best(f"{m}.*.json", "decode_tok_s") for m in ("bf16", "int4", "fp8", "gptq", "awq", "gptq-avx2", "awq-avx2")}
+kern = {}
+for m in ("int4", "gptq", "gptq-avx2"):
+    try:
+        kern[m] = json.load(open(os.path.join(work, m + ".1.json")))["backend"]
+    except (OSError, ValueError, KeyError):
+        kern[m] = "?"
+
 l = {t: best(f"ll-{t}.*.json", None) for t in ("bf16", "q4_0", "q8_0")}
 print(f"decode {nnew} tokens, {thr} threads, best of 3 interleaved runs; load average {load0} before, {load1} after")
 print(f"{'':<28}{'tok/s':>9}{'weights MB':>12}")
-for m, lbl in (("bf16", "agrun bf16"), ("int4", "agrun int4 (ct W4A16 g128)"), ("fp8", "agrun fp8 (block 128)")):
-    print(f"{lbl:<28}{a[m]:>9.1f}{mb(m):>12.1f}")
+for m, lbl in (("bf16", "agrun bf16"), ("int4", "agrun int4 (ct W4A16 g128)"), ("fp8", "agrun fp8 (block 128)"),
+               ("gptq", f"agrun gptq g128 {kern['gptq']}"), ("gptq-avx2", f"agrun gptq g128 {kern['gptq-avx2']}"),
+               ("awq", f"agrun awq g128 {kern['gptq']}"), ("awq-avx2", f"agrun awq g128 {kern['gptq-avx2']}")):
+    print(f"{lbl:<28}{a[m]:>9.1f}{mb(m.split('-')[0]):>12.1f}")
 for t in ("bf16", "q4_0", "q8_0"):
     if l[t]:
         print(f"{'llama.cpp ' + t:<28}{l[t]:>9.1f}{os.path.getsize(os.path.join(work, t + '.gguf')) / 1e6:>12.1f}")
 print(f"int4 / agrun bf16           {a['int4'] / a['bf16']:>9.2f}   (target >= 2)")
 print(f"fp8 / agrun bf16            {a['fp8'] / a['bf16']:>9.2f}   (target >= 1.5)")
+print(f"gptq / agrun bf16           {a['gptq'] / a['bf16']:>9.2f}")
+print(f"awq / agrun bf16            {a['awq'] / a['bf16']:>9.2f}")
+print(f"gptq {kern['gptq']} / avx2{'':<8}{a['gptq'] / a['gptq-avx2']:>5.2f}")
+print(f"awq {kern['gptq']} / avx2{'':<9}{a['awq'] / a['awq-avx2']:>5.2f}")
 if l["q4_0"]:
     print(f"int4 / llama.cpp Q4_0       {a['int4'] / l['q4_0']:>9.2f}   (target >= 1)")
 if l["q8_0"]:

@@ -8,9 +8,10 @@
  * batched serving's greedy output equal to single-stream decode.  Shapes are
  * chosen off the tile sizes (4 rows, 3/6 tokens, 16/32 elements, 48-token
  * blocks, the converted-rows threshold at 24 tokens).  Then the same checks
- * for the quantized kernels (backend_quant.c: compressed-tensors int4 and
- * e4m3 fp8 packed here, which AVX-512, AVX2 and generic C each run).  TAP
- * output. */
+ * for the quantized kernels (backend_quant.c: compressed-tensors int4, e4m3
+ * fp8, GPTQ and AWQ packed here, which AVX-512, AVX2 and generic C each run;
+ * GPTQ and AWQ on AVX-512 also bitwise equal to the AVX2 code, whose sums the
+ * AVX-512 column kernels run).  TAP output. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -258,6 +259,150 @@ static void run_fp8(struct rt_backend *be, const char *simd, struct qshape s, co
 	free(wref);
 }
 
+/* GPTQ (qweight [K/8][N], nibble k % 8; qzeros [groups][N/8], nibble r % 8)
+ * and AWQ (qweight [K][N/8], qzeros [groups][N/8], AutoAWQ's pack order: the
+ * word's nibble i holds row 8 (r / 8) + (0,2,4,6,1,3,5,7)[i]); scales
+ * [groups][N]; weight (n - (zero + zadd)) * scale.  gidx: 0 none (k / G), 1
+ * explicit k / G, 2 monotone with runs of uneven length (not multiples of 8),
+ * 3 act-order (a permutation: the AVX2 code) */
+struct cshape {
+	int N, K, G; /* G 0: channel */
+	int awq, asym, gidx;
+	int sdt; /* scale dtype */
+	int zadd;
+};
+
+static const int awq_order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+/* a scale stored as dt at s[i] (powers of two 2^-12 .. 2^-9 times 1 + mantissa), and its value */
+static double put_scale(void *s, int dt, size_t i)
+{
+	uint32_t r = next();
+	if (dt == RT_F32) {
+		float v = (float)(1 + r % 1000) / 4096.0f;
+		((float *)s)[i] = v;
+		return v;
+	}
+	if (dt == RT_F16) {
+		int e = 3 + (int)(r >> 20) % 4, m = r & 1023;
+		((uint16_t *)s)[i] = (uint16_t)(e << 10 | m);
+		return ldexp(1.0 + m / 1024.0, e - 15);
+	}
+	int e = 115 + (int)(r >> 20) % 4, m = r & 127;
+	((uint16_t *)s)[i] = (uint16_t)(e << 7 | m);
+	return ldexp(1.0 + m / 128.0, e - 127);
+}
+
+/* the AVX-512 column kernels run the AVX2 code's sums (one chain a row, k
+ * ascending): the same bits, alone and in a token block */
+static void same_as_avx2(struct rt_backend *be, const char *simd, const char *what, const struct rt_weight *w)
+{
+	enum { TB = 6 };
+	int N = w->rows, K = w->cols, bad = 0;
+	struct rt_backend *b2;
+	float *x = malloc(sizeof(float) * TB * K), *y = malloc(sizeof(float) * TB * N),
+	      *y2 = malloc(sizeof(float) * TB * N);
+
+	if (!x || !y || !y2 || rt_backend_cpu_new(2, "avx2", &b2) < 0) {
+		TAP_OK(0, "allocation, avx2 backend");
+		return;
+	}
+	for (int i = 0; i < TB * K; i++)
+		x[i] = (float)((int32_t)next()) / 2147483648.0f;
+	for (int T = 1; T <= TB; T += TB - 1) {
+		be->ops->matmul(be, y, x, w, NULL, T, false);
+		b2->ops->matmul(b2, y2, x, w, NULL, T, false);
+		bad += memcmp(y, y2, sizeof(float) * T * N) != 0;
+	}
+	TAP_OK(!bad && !strcmp(rt_backend_cpu_simd(b2), "avx2"), "%s %s N=%d K=%d: T=1 and T=%d bitwise equal to avx2",
+	       simd, what, N, K, TB);
+	b2->ops->free(b2);
+	free(x);
+	free(y);
+	free(y2);
+}
+
+static void run_col(struct rt_backend *be, const char *simd, struct cshape s, const int *Ts, int nT)
+{
+	int N = s.N, K = s.K, G = s.G ? s.G : K, ng = K / G;
+	uint32_t *qw = calloc((size_t)N * K / 8, 4), *zp = calloc((size_t)ng * N / 8, 4);
+	int32_t *gi = malloc(sizeof(int32_t) * K);
+	int *nib = malloc(sizeof(int) * N * K), *zero = malloc(sizeof(int) * N * ng);
+	void *sc = malloc(sizeof(float) * N * ng);
+	double *sv = malloc(sizeof(double) * N * ng), *wref = malloc(sizeof(double) * N * K);
+	char what[96];
+
+	if (!qw || !zp || !gi || !nib || !zero || !sc || !sv || !wref) {
+		TAP_OK(0, "allocation");
+		return;
+	}
+	for (int k = 0; k < K; k++)
+		gi[k] = k / G;
+	if (s.gidx == 2) /* group g has G columns on average, the boundaries moved off multiples of 8 */
+		for (int k = 0; k < K; k++)
+			gi[k] = (int)((long)k * k * ng / ((long)K * K));
+	if (s.gidx == 3)
+		for (int k = K - 1; k > 0; k--) {
+			int o = (int)(next() % (uint32_t)(k + 1)), t = gi[k];
+			gi[k] = gi[o], gi[o] = t;
+		}
+	for (int i = 0; i < N * K; i++)
+		nib[i] = (int)(next() & 15);
+	for (int g = 0; g < ng; g++)
+		for (int r = 0; r < N; r++) {
+			sv[g * N + r] = put_scale(sc, s.sdt, (size_t)g * N + r);
+			zero[g * N + r] = s.asym ? (int)(next() & 15) + s.zadd : 8;
+		}
+	for (int r = 0; r < N; r++)
+		for (int k = 0; k < K; k++) {
+			int v = nib[r * K + k];
+			if (s.awq)
+				for (int i = 0; i < 8; i++) {
+					if (8 * (r / 8) + awq_order[i] == r)
+						qw[(size_t)k * (N / 8) + r / 8] |= (uint32_t)v << 4 * i;
+				}
+			else
+				qw[(size_t)(k / 8) * N + r] |= (uint32_t)v << 4 * (k % 8);
+			wref[(size_t)r * K + k] = (double)(float)((v - zero[gi[k] * N + r]) * sv[gi[k] * N + r]);
+		}
+	for (int g = 0; g < ng; g++)
+		for (int r = 0; r < N; r++) {
+			uint32_t z = (uint32_t)(zero[g * N + r] - s.zadd);
+			for (int i = 0; i < 8; i++)
+				if (8 * (r / 8) + (s.awq ? awq_order[i] : i) == r)
+					zp[(size_t)g * (N / 8) + r / 8] |= z << 4 * i;
+		}
+	struct rt_weight w = {.data = qw,
+	                      .dtype = RT_I32,
+	                      .rows = N,
+	                      .cols = K,
+	                      .q = {.fmt = RT_WF_INT4,
+	                            .layout = s.awq ? RT_I4_AWQ : RT_I4_GPTQ,
+	                            .scale = sc,
+	                            .scale_dtype = s.sdt,
+	                            .sr = 1,
+	                            .sc = G,
+	                            .n_sc = ng,
+	                            .zero = zp, /* GPTQ, AWQ checkpoints always have qzeros */
+	                            .zero_const = 8,
+	                            .zero_add = s.zadd,
+	                            .g_idx = s.gidx ? gi : NULL}};
+	static const char *gname[] = {"", " g_idx k/G", " g_idx uneven runs", " g_idx act-order"};
+	snprintf(what, sizeof(what), "%s g%d %s %s%s%s", s.awq ? "awq" : "gptq", s.G, s.asym ? "asym" : "sym",
+	         dt_name[s.sdt], gname[s.gidx], s.zadd ? " zero-1 stored" : "");
+	check(be, simd, what, &w, wref, Ts, nT);
+	if (!strcmp(simd, "avx512") || !strcmp(simd, "amx"))
+		same_as_avx2(be, simd, what, &w);
+	free(qw);
+	free(zp);
+	free(gi);
+	free(nib);
+	free(zero);
+	free(sc);
+	free(sv);
+	free(wref);
+}
+
 int main(void)
 {
 	static const char *simds[] = {"generic", "avx2", "avx512", "amx", NULL};
@@ -271,6 +416,13 @@ int main(void)
 	                                   {5, 7, 128, 128, 0},    {13, 100, 16, 20, 0},   {11, 150, 128, 128, 1},
 	                                   {10, 90, 128, 128, 2}};
 	static const int qTs[] = {1, 2, 3, 4, 5, 7, 9, 17};
+	/* GPTQ, AWQ: rows off the 16-row zmm (an 8-row half), the 64-row one-token pass and the 32-row
+	 * token passes; one matrix big enough for the thread pool; groups not multiples of 16 */
+	static const struct cshape col[] = {
+	    {40, 96, 32, 0, 1, 0, RT_F32, 0}, {136, 256, 128, 0, 1, 1, RT_F16, 1}, {72, 200, 40, 0, 1, 2, RT_BF16, 0},
+	    {24, 64, 0, 0, 0, 0, RT_F16, 0},  {56, 96, 24, 0, 1, 3, RT_F32, 1},    {8, 24, 8, 0, 1, 1, RT_F32, 0},
+	    {40, 96, 32, 1, 1, 0, RT_F32, 0}, {136, 256, 128, 1, 0, 0, RT_F16, 0}, {72, 200, 40, 1, 1, 0, RT_BF16, 0},
+	    {24, 64, 0, 1, 1, 0, RT_F16, 0},  {8, 24, 8, 1, 1, 0, RT_F32, 0}};
 	const char *seen[5];
 	int nseen = 0;
 
@@ -299,6 +451,8 @@ int main(void)
 			run_ct_int4(be, name, i4[sh], qTs, sizeof(qTs) / sizeof(qTs[0]));
 		for (size_t sh = 0; sh < sizeof(f8) / sizeof(f8[0]); sh++)
 			run_fp8(be, name, f8[sh], qTs, sizeof(qTs) / sizeof(qTs[0]));
+		for (size_t sh = 0; sh < sizeof(col) / sizeof(col[0]); sh++)
+			run_col(be, name, col[sh], qTs, sizeof(qTs) / sizeof(qTs[0]));
 		be->ops->free(be);
 	}
 	return tap_done();
