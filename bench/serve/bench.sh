@@ -64,11 +64,11 @@ ctx=$((nnew + 512))  # the 24-word prompts are ~150 byte-level tokens
 prompt=$("$py" -B -c "import sys; sys.path.insert(0, '$here'); import client; print(client.prompt(0))")
 "$agrun" "$work/model" --prompt "$prompt" -n 4 --json --device cpu --threads "$threads" >/dev/null  # page cache
 single=0
-for i in $(seq "$reps"); do
+agrun_once() {
 	"$agrun" "$work/model" --prompt "$prompt" -n "$nnew" --json --device cpu --threads "$threads" > "$work/agrun.json"
 	single=$("$py" -c "import json,sys; print(max(float(sys.argv[2]), json.load(open(sys.argv[1]))['decode_tok_s']))" \
 		"$work/agrun.json" "$single")
-done
+}
 
 # start NAME CMD...: a server in the background; waits for /health (at most 300 s)
 start() {
@@ -89,6 +89,9 @@ run_levels() { # run_levels NAME URL MODEL EXTRA LEVELS...
 	"$py" "$here/client.py" "$url" "$model" 1 8 "$extra" 999 > "$work/warm.json" || { echo "bench: $name: $(cat "$work/warm.json")" >&2; return 1; }  # warm up
 	for c in "$@"; do
 		for i in $(seq "$reps"); do
+			# agserve's single stream and agrun alternate, so that the
+			# overhead compares runs of the same moment of a shared machine
+			[ "$name" = agserve ] && [ "$c" = 1 ] && agrun_once
 			"$py" "$here/client.py" "$url" "$model" "$c" "$nnew" "$extra" "$((c * 100 + i))" > "$work/run.json" || {
 				echo "bench: $name at $c streams: $(cat "$work/run.json")" >&2; return 1; }
 			"$py" -c '
