@@ -497,7 +497,7 @@ static int check_start(const struct check_args *a, const char *name, struct serv
 			return 4;
 		}
 		snprintf(c->base, sizeof(c->base), "http://127.0.0.1:%d", port);
-		snprintf(device_name, device_len, "%s", engine_info(e)->backend);
+		snprintf(device_name, device_len, "%s", engine_backend(e));
 		server_set_engine(s, engine_ref(e));
 	}
 	*ret = e;

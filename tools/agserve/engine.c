@@ -550,6 +550,11 @@ const struct rt_model_info *engine_info(const struct engine *e)
 	return rt_model_get_info(e->m);
 }
 
+const char *engine_backend(const struct engine *e)
+{
+	return e->m ? rt_model_get_info(e->m)->backend : "external engine";
+}
+
 bool engine_has_template(const struct engine *e)
 {
 	return e->tmpl != NULL;

@@ -74,6 +74,9 @@ const char *engine_name(const struct engine *e);
 const struct engine_opts *engine_opts(const struct engine *e); /* strings owned by the engine */
 int engine_ctx(const struct engine *e);
 const struct rt_model_info *engine_info(const struct engine *e);
+/* What serves: the runtime's backend ("cpu/avx512", "cuda/...") or, for an
+ * external engine (engine.json, no model here), "external engine". */
+const char *engine_backend(const struct engine *e);
 bool engine_has_template(const struct engine *e);
 bool engine_template_mentions(const struct engine *e, const char *name);
 /* The shape of tool calls the model's chat template asks for (toolcall.h). */

@@ -438,7 +438,7 @@ static int first_load(const struct opts *o, int backend, struct server *s, struc
 	} else {
 		server_set_engine(s, e);
 		fprintf(stderr, "agserve: serving %s v%llu from slot %s (%s)\n", t->bundle, (unsigned long long)t->version,
-		        t->slot, engine_info(e)->backend);
+		        t->slot, engine_backend(e));
 	}
 	return -1;
 }
@@ -475,7 +475,7 @@ static void serve(const struct opts *o, int backend, struct server *s, const sig
 			continue;
 		}
 		fprintf(stderr, "agserve: switched to %s v%llu in slot %s (%s)\n", t->bundle, (unsigned long long)t->version,
-		        t->slot, engine_info(ne)->backend);
+		        t->slot, engine_backend(ne));
 		server_set_engine(s, ne);
 	}
 }
