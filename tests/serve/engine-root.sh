@@ -24,6 +24,8 @@ check "pack v1 (external engine) and v2 (plain model)" sh -c "$(declare -f pack)
 check "init, import v1, promote" sh -c "'$AGCTL' --root '$R' init --pubkey k.pub && '$AGIMPORT' b1 --root '$R' && '$AGCTL' --root '$R' promote"
 start_server srv.log --root "$R"
 engine_started "agserve --root starts the slot's engine"
+for i in $(seq 50); do grep -q "from slot blue" srv.log && break; sleep 0.1; done
+grep -q "^agserve: serving llm v1 from slot blue (external engine)$" srv.log && ok "the log names the external engine as what serves" || not_ok "serving line: $(grep serving srv.log)"
 health() { http GET /health >/dev/null; j 'r["status"], r["bundle"], r["version"], r["slot"]'; }
 [ "$(health)" = "ok llm 1 blue" ] && ok "/health names v1 in blue" || not_ok "health: $(cat resp)"
 P="Once upon a time"
