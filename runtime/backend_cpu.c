@@ -23,6 +23,8 @@ typedef void (*axpy_fn)(float *y, float a, const float *x, int n);
 typedef void (*cvt_fn)(float *dst, const void *src, int n);
 /* out[r][t] = dot(w row r, x[t]) for 4 rows x nt (1..TILE_T) tokens */
 #define TILE_T 6
+/* attention: the scores of this many positions, then one softmax rescale */
+#define ATT_BLOCK 128
 typedef void (*tilen_fn)(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T], size_t pf,
                          unsigned pfrows);
 
@@ -38,6 +40,9 @@ struct kern {
 	 * there) for that dtype */
 	tilen_fn tilen[3];
 	bool xperm[3];
+	/* AVX-512 only: one query row of one head against its cache (att_one's
+	 * arithmetic with the row held in registers), or NULL */
+	void (*att)(float *o, const float *q, const float *kc, const float *vc, int lo, int qpos, int kvstride, int hd);
 };
 
 /* y[t0 + c][n0 + r] for r < nrow, c < nt from a kernel's output tile
@@ -514,6 +519,67 @@ DEF_TILEN(tilen_z_f32, LZ_F32, RT_F32)
 DEF_TILEN(tilen_z_f16, LZ_F16, RT_F16)
 DEF_TILEN(tilen_z_bf16, LZ_BF16, RT_BF16)
 
+/* HOT LOOP (long contexts): att_one for hd a multiple of 16 up to 128 (NV
+ * vectors), the query and the output accumulator in NV registers each:
+ * per position a dot of NV FMAs and one reduction, libm's expf, NV FMAs into
+ * the accumulator; blockwise online softmax as att_one */
+static inline __attribute__((always_inline)) void att_z_body(float *o, const float *q, const float *kc,
+                                                             const float *vc, int lo, int qpos, int kvstride,
+                                                             int hd, int NV)
+{
+	__m512 qv[8], acc[8];
+	float s[ATT_BLOCK], m = -INFINITY, l = 0, scale = 1.0f / sqrtf((float)hd);
+
+	for (int v = 0; v < NV; v++) {
+		qv[v] = _mm512_loadu_ps(q + 16 * v);
+		acc[v] = _mm512_setzero_ps();
+	}
+	for (int b0 = lo; b0 <= qpos; b0 += ATT_BLOCK) {
+		int b1 = b0 + ATT_BLOCK <= qpos + 1 ? b0 + ATT_BLOCK : qpos + 1;
+		float bm = -INFINITY;
+		for (int p = b0; p < b1; p++) {
+			const float *kp = kc + (size_t)p * kvstride;
+			__m512 d = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kp));
+			for (int v = 1; v < NV; v++)
+				d = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + 16 * v), d);
+			s[p - b0] = _mm512_reduce_add_ps(d) * scale;
+			if (s[p - b0] > bm)
+				bm = s[p - b0];
+		}
+		if (bm > m) {
+			float f = expf(m - bm);
+			for (int v = 0; v < NV; v++)
+				acc[v] = _mm512_mul_ps(acc[v], _mm512_set1_ps(f));
+			l *= f;
+			m = bm;
+		}
+		for (int p = b0; p < b1; p++) {
+			const float *vp = vc + (size_t)p * kvstride;
+			float e = expf(s[p - b0] - m);
+			__m512 ev = _mm512_set1_ps(e);
+			l += e;
+			for (int v = 0; v < NV; v++)
+				acc[v] = _mm512_fmadd_ps(ev, _mm512_loadu_ps(vp + 16 * v), acc[v]);
+		}
+	}
+	for (int v = 0; v < NV; v++)
+		_mm512_storeu_ps(o + 16 * v, _mm512_div_ps(acc[v], _mm512_set1_ps(l)));
+}
+
+static void att_z(float *o, const float *q, const float *kc, const float *vc, int lo, int qpos, int kvstride, int hd)
+{
+	switch (hd / 16) {
+	case 1: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 1); break;
+	case 2: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 2); break;
+	case 3: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 3); break;
+	case 4: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 4); break;
+	case 5: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 5); break;
+	case 6: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 6); break;
+	case 7: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 7); break;
+	default: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 8); break;
+	}
+}
+
 static const struct kern kern_avx512 = {
     .tile = {tile_z_f32, tile_z_f16, tile_z_bf16},
     .cvt = {cvt_a_f32, cvt_a_f16, cvt_a_bf16},
@@ -523,6 +589,7 @@ static const struct kern kern_avx512 = {
     .name = "avx512",
     .tilen = {tilen_z_f32, tilen_z_f16, tilen_z_bf16},
     .xperm = {false, false, true},
+    .att = att_z,
 };
 #ifdef __clang__
 #pragma clang attribute pop
@@ -1151,8 +1218,7 @@ static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const str
 
 /* ---- attention ---- */
 
-#define ATT_BLOCK 128
-#define MAX_HD    1024
+#define MAX_HD 1024
 
 struct att_job {
 	const struct kern *k;
@@ -1171,6 +1237,10 @@ static void att_one(const struct kern *k, float *o, const float *q, const float 
 
 	if (window > 0 && qpos - window + 1 > 0)
 		lo = qpos - window + 1;
+	if (k->att && hd % 16 == 0 && hd <= 128) {
+		k->att(o, q, kc + (size_t)kvh * hd, vc + (size_t)kvh * hd, lo, qpos, kvstride, hd);
+		return;
+	}
 	memset(acc, 0, sizeof(float) * hd);
 	/* blockwise online softmax: scores of a block, then one rescale */
 	for (int b0 = lo; b0 <= qpos; b0 += ATT_BLOCK) {
