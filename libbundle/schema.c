@@ -173,7 +173,8 @@ static const struct bn_schema_key config_keys[] = {
 };
 const struct bn_schema bn_config_schema = {"config.json", config_keys, N(config_keys)};
 
-const char *const bn_cpu_kernels[] = {"amx", "avx512", "avx2", "generic", NULL};
+/* the kernel families of the CPU backend (its AGRT_SIMD values) */
+static const char *const cpu_kernels[] = {"amx", "avx512", "avx2", "generic", NULL};
 
 int bn_config_cpu_kernels(const json_t *config, const char *file, const char **ret, struct bn_error *err)
 {
@@ -181,9 +182,9 @@ int bn_config_cpu_kernels(const json_t *config, const char *file, const char **r
 	*ret = NULL;
 	if (!v)
 		return 0;
-	for (size_t i = 0; json_is_string(v) && bn_cpu_kernels[i]; i++)
-		if (!strcmp(bn_cpu_kernels[i], json_string_value(v))) {
-			*ret = bn_cpu_kernels[i];
+	for (size_t i = 0; json_is_string(v) && cpu_kernels[i]; i++)
+		if (!strcmp(cpu_kernels[i], json_string_value(v))) {
+			*ret = cpu_kernels[i];
 			return 0;
 		}
 	char val[80];

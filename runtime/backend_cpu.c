@@ -1027,7 +1027,7 @@ static void mm_task_n(const struct mm_job *j, int n0, int n1)
 				unsigned pfrows = 0;
 				for (int r = i; r < 4; r += ntile)
 					pfrows |= 1u << r;
-				tile(wr, xr, nt, K, o, t1 > t0 ? 4 * rb : 0, pfrows);
+				tile(wr, xr, nt, K, o, 4 * rb, pfrows);
 				mm_store(j, n, nr, t, nt, o[0], TILE_T);
 				t += nt;
 			}

@@ -154,8 +154,8 @@ for name, levels in (("agserve", (1, 4, 8, 16)), ("llama", (1, 8))):
         if not r:
             continue
         rows[(name, c)] = r
-        print(f"{name if name == 'agserve' else 'llama-server':<14}{c:>8}{r['aggregate_tok_s']:>17.1f}{r.get('steady_tok_s', 0):>14.1f}{r['per_stream_tok_s']:>12.1f}"
-              f"{r['aggregate_tok_s'] / single:>9.2f}{r['ttft_p50_ms']:>13.1f}{r['ttft_p99_ms']:>13.1f}{r.get('steady_s', 0):>10.2f}")
+        print(f"{name if name == 'agserve' else 'llama-server':<14}{c:>8}{r['aggregate_tok_s']:>17.1f}{r['steady_tok_s']:>14.1f}{r['per_stream_tok_s']:>12.1f}"
+              f"{r['aggregate_tok_s'] / single:>9.2f}{r['ttft_p50_ms']:>13.1f}{r['ttft_p99_ms']:>13.1f}{r['steady_s']:>10.2f}")
 if note:
     print(f"llama-server: {note}")
 a1, a8 = rows.get(("agserve", 1)), rows.get(("agserve", 8))

@@ -59,9 +59,7 @@ const struct bn_schema_key *bn_schema_find(const struct bn_schema *s, const char
 extern const struct bn_schema bn_trust_schema, bn_trust_key_schema, bn_trust_channel_schema;
 extern const struct bn_schema bn_config_schema;
 
-/* config.json's cpu_kernels: the kernel families of the CPU backend (its
- * AGRT_SIMD values), NULL-terminated. */
-extern const char *const bn_cpu_kernels[];
-/* *ret: config's cpu_kernels (one of bn_cpu_kernels), or NULL when it has
- * none; -EINVAL naming file and the value when it is another. */
+/* *ret: config.json's cpu_kernels (a static string: amx, avx512, avx2 or
+ * generic, the CPU backend's AGRT_SIMD values), or NULL when it has none;
+ * -EINVAL naming file and the value when it is another. */
 int bn_config_cpu_kernels(const json_t *config, const char *file, const char **ret, struct bn_error *err) BN_WUR;
