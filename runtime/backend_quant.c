@@ -2,7 +2,7 @@
 /* CPU kernels for quantized matrices (issue 19), straight on the mapped
  * tensors: each weight is computed in f32 from its code, scale and zero
  * point (quant.h defines the value) and multiplied in f32 (the AVX-512 fp8
- * kernel multiplies a scale block's f32 sum of code * x by the scale once);
+ * kernels multiply a scale block's f32 sum of code * x by the scale once);
  * nothing is expanded beyond a per-thread scratch of a few rows.
  *
  * Two shapes of kernel:
@@ -33,11 +33,14 @@
 
 struct rt_qcpu {
 	bool avx2, avx512;
+	bool f8g; /* AVX-512 VBMI and GFNI: the fp8 kernel f8g_pass */
 	int n_threads;
 	float **scratch; /* per thread [QROWS][scratch_k] */
 	size_t scratch_k;
-	float *xp; /* [xp_n]: x permuted for the AVX-512 int4 kernel */
+	float *xp; /* [xp_n]: x permuted for the AVX-512 row-format kernels */
 	size_t xp_n;
+	bool *xbig; /* [xbig_n]: f8g_pass: the tokens with some |x| >= 2^60 */
+	size_t xbig_n;
 	struct crun *runs; /* [runs_n]: the column formats' groups for the AVX-512 kernels */
 	size_t runs_n;
 };
@@ -56,7 +59,9 @@ struct qjob {
 	bool acc;
 	bool have_scratch;
 	bool k512;       /* the AVX-512 kernels take w */
-	const float *xp; /* int4 with k512: x permuted, xs floats a token */
+	bool f8g;        /* fp8 with k512: f8g_pass (x scaled by F8G_XS) */
+	const bool *xbig; /* f8g: [T], the tokens the AVX2 code takes */
+	const float *xp; /* row formats with k512: x permuted, xs floats a token */
 	size_t xs;
 	const struct crun *runs; /* GPTQ, AWQ with k512: nrun runs, then one at K */
 	int nrun;
@@ -584,10 +589,11 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
  * of (n - zero) * scale, n = 0..15: each weight's f32 value exactly as
  * rt_q_weight computes it, in one instruction.
  *
- * fp8 e4m3: 32 codes broadcast and vpshufb'd into the high bytes of 16-bit
- * words, shifted right arithmetically by 1 and bit 14 cleared, are the f16
- * of code / 2^8 (exact, subnormal codes included: vcvtph2ps takes f16
- * subnormals without the microcode assists f32 denormals cost); the sums of
+ * fp8 e4m3 (where the CPU lacks VBMI or GFNI, or AGRT_FP8_F16 is set; else
+ * f8g_pass below): 32 codes broadcast and vpshufb'd into the high bytes of
+ * 16-bit words, shifted right arithmetically by 1 and bit 14 cleared, are
+ * the f16 of code / 2^8 (exact, subnormal codes included, and no f32
+ * denormals, which older CPUs take microcode assists on); the sums of
  * code * x over a scale block are multiplied by the block's scale * 2^8 once
  * (the one reassociation: weights are not rounded, x is not, the sums are
  * f32).  A scale that 2^8 overflows sends its rows to the AVX2 code.  NaN
@@ -602,6 +608,11 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 #define AI   static inline __attribute__((always_inline))
 #define I4B  128 /* int4 columns per block: 16 packed words */
 #define XPT4 4   /* tokens per pass */
+/* the row formats' prefetch: each line a pass loads brings the line QPF bytes
+ * on (the rows are contiguous, so the passes to come) into L2; an L1
+ * prefetch a pass ahead, as these kernels had, kept too few lines in flight
+ * (fp8 decode on the bench model 1.5x faster, int4 1.3x: PERFORMANCE.md) */
+#define QPF 16384
 
 AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT, float *out)
 {
@@ -653,7 +664,7 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 				wd[i] = _mm512_maskz_loadu_epi32(m, row[i] + (size_t)b * 64);
 #pragma GCC unroll 8
 		for (int i = 0; i < NR; i++)
-			_mm_prefetch(row[i] + (size_t)b * 64 + NR * rb, _MM_HINT_T0);
+			_mm_prefetch(row[i] + (size_t)b * 64 + QPF, _MM_HINT_T1);
 #pragma GCC unroll 8
 		for (int s = 0; s < 8; s++)
 #pragma GCC unroll 8
@@ -734,7 +745,7 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 			__m512i v = _mm512_maskz_loadu_epi8(m, row[i] + k);
 			mu = _mm512_max_epu8(mu, v);
 			ms = _mm512_max_epi8(ms, v);
-			_mm_prefetch(row[i] + k + (size_t)NR * K, _MM_HINT_T0);
+			_mm_prefetch(row[i] + k + QPF, _MM_HINT_T1);
 		}
 		for (int c = 0; c < nk; c += 32) {
 			int kc = k + c;
@@ -792,6 +803,169 @@ PASS512(4, 2, 2)
 PASS512(4, 3, 2)
 PASS512(4, 4, 2)
 #undef PASS512
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+/* ---- fp8 e4m3 with AVX-512 VBMI and GFNI (Ice Lake, Sapphire Rapids, Zen 4) ----
+ * Each code becomes the f32 whose bits are sign << 31 | (code & 0x7f) << 20:
+ * code * 2^-120 exactly
+ * (subnormal codes as f32 denormals, which this FMA takes at full speed:
+ * docs/RUNTIME.md): two vgf2p8affineqb move each code's bits into the bytes
+ * A = s000 0eee (sign, exponent bits 3..1) and B = emmm 0000 (exponent bit 0,
+ * mantissa), and a zero-masking vpermt2b per 16 codes puts B and A in bytes
+ * 2 and 3 of their lane: 6 uops for 64 weights where the f16 route above
+ * takes 16, so one core's conversions keep up with its share of memory
+ * bandwidth.  x comes scaled by 2^64 (permute_x; exact, as is the scale's
+ * 2^56 below): the products and sums are those of code * x times 2^-56, the
+ * same f32 roundings while the sums stay above 2^-70 (under it, denormal
+ * sums round coarser).  The sums of a scale block are multiplied by the
+ * block's scale * 2^56 once, as the f16 route does; a scale that overflows
+ * sends its rows to the AVX2 code, a token with some |x| >= 2^60 its sums
+ * (permute_x: alone or in a batch, the same code takes a token's sums).  NaN
+ * codes come out finite (480 * 2^-120): the pass tracks the byte maxima as
+ * f8_pass does. */
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,gfni,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vbmi,gfni,avx2,fma,f16c")
+#endif
+
+/* vgf2p8affineqb matrices: result bit i is the parity of byte 7 - i and the code */
+#define F8G_A 0x1020400000000080ull /* bit 7 <- 7, bits 2..0 <- 6..4 */
+#define F8G_B 0x0000000001020408ull /* bits 7..4 <- 3..0 */
+#define F8G_XS 0x1p64f             /* x's scale (permute_x) */
+#define F8G_SS 0x1p56f             /* the scale's: 2^-120 * 2^64 * 2^56 = 1 */
+
+/* bytes 2 and 3 of lane i of the r-th 16 codes: B and A of code 16r + i (the
+ * other bytes zeroed by the mask) */
+static const uint8_t f8g_ix[4][64] = {
+    {0, 0, 64, 0, 0, 0, 65, 1, 0, 0, 66, 2, 0, 0, 67, 3, 0, 0, 68, 4, 0, 0, 69, 5, 0, 0, 70, 6, 0, 0, 71, 7, 0, 0, 72, 8, 0, 0, 73, 9, 0, 0, 74, 10, 0, 0, 75, 11, 0, 0, 76, 12, 0, 0, 77, 13, 0, 0, 78, 14, 0, 0, 79, 15},
+    {0, 0, 80, 16, 0, 0, 81, 17, 0, 0, 82, 18, 0, 0, 83, 19, 0, 0, 84, 20, 0, 0, 85, 21, 0, 0, 86, 22, 0, 0, 87, 23, 0, 0, 88, 24, 0, 0, 89, 25, 0, 0, 90, 26, 0, 0, 91, 27, 0, 0, 92, 28, 0, 0, 93, 29, 0, 0, 94, 30, 0, 0, 95, 31},
+    {0, 0, 96, 32, 0, 0, 97, 33, 0, 0, 98, 34, 0, 0, 99, 35, 0, 0, 100, 36, 0, 0, 101, 37, 0, 0, 102, 38, 0, 0, 103, 39, 0, 0, 104, 40, 0, 0, 105, 41, 0, 0, 106, 42, 0, 0, 107, 43, 0, 0, 108, 44, 0, 0, 109, 45, 0, 0, 110, 46, 0, 0, 111, 47},
+    {0, 0, 112, 48, 0, 0, 113, 49, 0, 0, 114, 50, 0, 0, 115, 51, 0, 0, 116, 52, 0, 0, 117, 53, 0, 0, 118, 54, 0, 0, 119, 55, 0, 0, 120, 56, 0, 0, 121, 57, 0, 0, 122, 58, 0, 0, 123, 59, 0, 0, 124, 60, 0, 0, 125, 61, 0, 0, 126, 62, 0, 0, 127, 63},
+};
+
+AI void f8g_quarter(__m512i a, __m512i b, __m512i ix, const float *xp, size_t xs, int kq, int NT, __m512 *blk)
+{
+	__m512 wv = _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi8(0xccccccccccccccccull, a, ix, b));
+#pragma GCC unroll 4
+	for (int t = 0; t < NT; t++)
+		blk[t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xp + t * xs + kq), blk[t]);
+}
+
+/* a scale block begins: the last one's sums times its scale (scale index si next) */
+AI void f8g_block(const struct rt_weight *w, size_t si, int i, int NT, __m512 *acc, __m512 *blk, float *sf,
+                  unsigned *bad)
+{
+#pragma GCC unroll 4
+	for (int t = 0; t < NT; t++) {
+		acc[t] = _mm512_fmadd_ps(blk[t], _mm512_set1_ps(*sf), acc[t]);
+		blk[t] = _mm512_setzero_ps();
+	}
+	*sf = rt_load_elem(w->q.scale, w->q.scale_dtype, si) * F8G_SS;
+	*bad |= (unsigned)!(*sf <= 3.4028234663852886e38f) << i;
+}
+
+AI unsigned f8g_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT, float *out)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, rr[8];
+	const uint8_t *row[8];
+	__m512 acc[8][XPT4], blk[8][XPT4];
+	float sf[8];
+	size_t s0[8]; /* each row's first scale */
+	const __m512i ma = _mm512_set1_epi64((long long)F8G_A), mb = _mm512_set1_epi64((long long)F8G_B),
+	              ix0 = _mm512_loadu_si512(f8g_ix[0]), ix1 = _mm512_loadu_si512(f8g_ix[1]),
+	              ix2 = _mm512_loadu_si512(f8g_ix[2]), ix3 = _mm512_loadu_si512(f8g_ix[3]);
+	__m512i mu = _mm512_setzero_si512(), ms = _mm512_set1_epi8(-128);
+	unsigned bad = 0;
+
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++) {
+		rr[i] = r0 + (i < nr ? i : nr - 1);
+		row[i] = (const uint8_t *)w->data + (size_t)rr[i] * K;
+		s0[i] = (size_t)(rr[i] / q->sr) * q->n_sc;
+		sf[i] = 0;
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			acc[i][t] = blk[i][t] = _mm512_setzero_ps();
+	}
+	/* scale block g = k / sc: sc is a multiple of 32 or at least K, so a
+	 * block begins at a 64-code step or halfway (counted) */
+	for (int k = 0, kn = 0, g = -1; k < K; k += 64) {
+		int nk = K - k < 64 ? K - k : 64, g0 = -1, g1 = -1;
+		__mmask64 m = nk == 64 ? ~(__mmask64)0 : ((__mmask64)1 << nk) - 1;
+		if (k == kn) {
+			g0 = ++g;
+			kn += q->sc;
+		}
+		if (nk > 32 && k + 32 == kn) {
+			g1 = ++g;
+			kn += q->sc;
+		}
+#pragma GCC unroll 8
+		for (int i = 0; i < NR; i++) {
+			__m512i v = _mm512_maskz_loadu_epi8(m, row[i] + k), a, b;
+			mu = _mm512_max_epu8(mu, v);
+			ms = _mm512_max_epi8(ms, v);
+			_mm_prefetch(row[i] + k + QPF, _MM_HINT_T1);
+			a = _mm512_gf2p8affine_epi64_epi8(v, ma, 0);
+			b = _mm512_gf2p8affine_epi64_epi8(v, mb, 0);
+			if (g0 >= 0)
+				f8g_block(w, s0[i] + (size_t)g0, i, NT, acc[i], blk[i], &sf[i], &bad);
+			f8g_quarter(a, b, ix0, xp, xs, k, NT, blk[i]);
+			f8g_quarter(a, b, ix1, xp, xs, k + 16, NT, blk[i]);
+			if (nk > 32) {
+				if (g1 >= 0)
+					f8g_block(w, s0[i] + (size_t)g1, i, NT, acc[i], blk[i], &sf[i], &bad);
+				f8g_quarter(a, b, ix2, xp, xs, k + 32, NT, blk[i]);
+				f8g_quarter(a, b, ix3, xp, xs, k + 48, NT, blk[i]);
+			}
+		}
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			out[i * XPT4 + t] =
+			    _mm512_reduce_add_ps(_mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(sf[i]), acc[i][t]));
+	if (_mm512_cmpeq_epi8_mask(mu, _mm512_set1_epi8(-1)) || _mm512_cmpeq_epi8_mask(ms, _mm512_set1_epi8(0x7f)))
+		for (int i = 0; i < NR; i++)
+			for (int k = 0; k < K; k++)
+				if ((row[i][k] & 0x7f) == 0x7f) {
+					for (int t = 0; t < NT; t++)
+						out[i * XPT4 + t] = NAN;
+					break;
+				}
+	return bad;
+}
+
+#define PASSG(NR, NT)                                                                                                 \
+	static unsigned f8g_##NT(const struct rt_weight *w, int r0, int nr, const float *x, size_t xs, float *out)    \
+	{                                                                                                              \
+		return f8g_pass(w, r0, nr, x, xs, NR, NT, out);                                                        \
+	}
+PASSG(8, 1)
+PASSG(2, 2)
+PASSG(2, 3)
+PASSG(2, 4)
+#undef PASSG
+
+#ifdef __clang__
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
+#endif
 
 static void task_avx512(const struct qjob *j, int n0, int n1)
 {
@@ -805,13 +979,17 @@ static void task_avx512(const struct qjob *j, int n0, int n1)
 		for (int r = n0; r < n1; r += NR) {
 			int nr = n1 - r < NR ? n1 - r : NR;
 			const float *xt = x + (size_t)t0 * xs;
-			unsigned bad = nt == 1   ? pass512_1(w, r, nr, xt, xs, o)
+			unsigned bad = j->f8g    ? (nt == 1   ? f8g_1(w, r, nr, xt, xs, o)
+			                            : nt == 2 ? f8g_2(w, r, nr, xt, xs, o)
+			                            : nt == 3 ? f8g_3(w, r, nr, xt, xs, o)
+			                                      : f8g_4(w, r, nr, xt, xs, o))
+			               : nt == 1 ? pass512_1(w, r, nr, xt, xs, o)
 			               : nt == 2 ? pass512_2(w, r, nr, xt, xs, o)
 			               : nt == 3 ? pass512_3(w, r, nr, xt, xs, o)
 			                         : pass512_4(w, r, nr, xt, xs, o);
 			for (int i = 0; i < nr; i++)
 				for (int t = 0; t < nt; t++) {
-					float v = !(bad >> i & 1)
+					float v = !(bad >> i & 1) && !(j->f8g && j->xbig[t0 + t])
 					              ? o[i * XPT4 + t]
 					              : row_avx2(w, r + i, j->x + (size_t)(t0 + t) * w->cols, NULL);
 					put(j, t0 + t, r + i, v);
@@ -1118,7 +1296,8 @@ static int col_runs(struct rt_qcpu *c, const struct rt_weight *w, struct qjob *j
 
 /* x[T][K] into c->xp in the order the AVX-512 kernels take it, zeros past K:
  * int4 per 128 columns, column 8j + s at 16s + j; fp8 per 32 columns, 0-7,
- * 16-23, 8-15, 24-31 */
+ * 16-23, 8-15, 24-31; fp8 for f8g_pass (where the CPU has it) in order, times
+ * F8G_XS, and c->xbig marks the tokens with some |x| >= 2^60 */
 static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, struct qjob *j)
 {
 	size_t B = fp8 ? 32 : 128, xs = ((size_t)K + B - 1) / B * B, n = xs * (size_t)T;
@@ -1131,7 +1310,32 @@ static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, 
 		c->xp = p;
 		c->xp_n = n;
 	}
-	for (int t = 0; t < T; t++) {
+	j->f8g = false;
+#ifdef HAVE_X86
+	if (fp8 && c->f8g) {
+		if (c->xbig_n < (size_t)T) {
+			bool *p = malloc(sizeof(bool) * (size_t)T);
+			if (!p)
+				return -ENOMEM;
+			free(c->xbig);
+			c->xbig = p;
+			c->xbig_n = (size_t)T;
+		}
+		j->f8g = true;
+		j->xbig = c->xbig;
+	}
+	for (int t = 0; j->f8g && t < T; t++) {
+		const float *s = x + (size_t)t * K;
+		float *d = c->xp + (size_t)t * xs;
+		bool big = false;
+		for (size_t k = 0; k < xs; k++) {
+			d[k] = k < (size_t)K ? s[k] * F8G_XS : 0.0f;
+			big |= k < (size_t)K && fabsf(s[k]) >= 0x1p60f;
+		}
+		c->xbig[t] = big;
+	}
+#endif
+	for (int t = 0; !j->f8g && t < T; t++) {
 		const float *s = x + (size_t)t * K;
 		float *d = c->xp + (size_t)t * xs;
 		for (size_t b = 0; b < xs; b += B)
@@ -1149,7 +1353,7 @@ static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, 
 void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const float *x, const struct rt_weight *w,
                     const float *bias, int T, bool acc)
 {
-	struct qjob j = {c, y, x, w, bias, T, acc, false, false, NULL, 0, NULL, 0, QROWS};
+	struct qjob j = {.c = c, .y = y, .x = x, .w = w, .bias = bias, .T = T, .acc = acc, .tr = QROWS};
 	int n_tasks;
 
 	/* the AVX-512 kernels where they take w (and, for the row formats, x could
@@ -1195,6 +1399,10 @@ int rt_qcpu_new(const char *simd, int n_threads, struct rt_qcpu **ret)
 	__builtin_cpu_init();
 	c->avx512 =
 	    simd && !strcmp(simd, "avx512") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+	/* AGRT_FP8_F16 (any value) keeps fp8 on the f16 route, as on CPUs
+	 * without VBMI or GFNI: the tests run both */
+	c->f8g = c->avx512 && __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni") &&
+	         !getenv("AGRT_FP8_F16");
 #else
 	(void)simd;
 #endif
@@ -1210,6 +1418,7 @@ void rt_qcpu_free(struct rt_qcpu *c)
 		free(c->scratch[i]);
 	free(c->scratch);
 	free(c->xp);
+	free(c->xbig);
 	free(c->runs);
 	free(c);
 }

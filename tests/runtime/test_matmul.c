@@ -59,6 +59,10 @@ struct shape {
 
 static const char *dt_name[] = {"f32", "f16", "bf16"};
 
+/* x_big: one element of every third token (t % 3 == 1) is +-2^66, which the
+ * AVX-512 VBMI fp8 kernel leaves to the AVX2 code (alone and in a batch) */
+static int x_big;
+
 /* one simd path x matrix w (wref: its exact values) over a list of T */
 static void check(struct rt_backend *be, const char *simd, const char *what, const struct rt_weight *w,
                   const double *wref, const int *Ts, int nT)
@@ -76,6 +80,8 @@ static void check(struct rt_backend *be, const char *simd, const char *what, con
 	}
 	for (size_t i = 0; i < (size_t)Tmax * K; i++)
 		x[i] = (float)((int32_t)next()) / 2147483648.0f;
+	for (int t = 1; x_big && t < Tmax; t += 3)
+		x[(size_t)t * K + (size_t)(t * 5) % K] = t & 2 ? -0x1p66f : 0x1p66f;
 	for (int n = 0; n < N; n++)
 		bias[n] = (float)(n % 7) * 0.25f - 0.5f;
 	for (int ti = 0; ti < nT; ti++) {
@@ -156,7 +162,8 @@ static void run(struct rt_backend *be, const char *simd, int dt, struct shape s,
 struct qshape {
 	int N, K;
 	int a, b;    /* int4: group (0: channel), asymmetric; fp8: block rows, columns */
-	int special; /* fp8: 1 a NaN code in row 1, 2 a scale in the first block that 2^8 overflows */
+	int special; /* fp8: 1 a NaN code in row 1, 2 a scale in the first block that 2^8 overflows,
+	              * 3 x_big, 4 a scale that 2^56 overflows (not 2^8) */
 };
 
 static double e4m3(int v)
@@ -234,8 +241,8 @@ static void run_fp8(struct rt_backend *be, const char *simd, struct qshape s, co
 		c[(size_t)1 * K + K / 2] = 0xff;
 	for (int i = 0; i < nr * nc; i++)
 		sc[i] = (float)(1 + next() % 1000) / 65536.0f;
-	if (s.special == 2) { /* the AVX-512 kernel's fallback; codes below 0.25 keep the sums finite */
-		sc[0] = 1.5e36f;
+	if (s.special == 2 || s.special == 4) { /* the AVX-512 kernels' fallback; codes below 0.25 keep the sums finite */
+		sc[0] = s.special == 2 ? 1.5e36f : 1e30f;
 		for (int r = 0; r < N && r < s.a; r++)
 			for (int k = 0; k < K && k < s.b; k++)
 				c[(size_t)r * K + k] &= 0x9f;
@@ -252,8 +259,12 @@ static void run_fp8(struct rt_backend *be, const char *simd, struct qshape s, co
 	snprintf(what, sizeof(what), "fp8 e4m3 [%d,%d]%s", s.a, s.b,
 	         s.special == 1   ? " NaN code"
 	         : s.special == 2 ? " scale 1.5e36"
+	         : s.special == 3 ? " x 2^66"
+	         : s.special == 4 ? " scale 1e30"
 	                          : "");
+	x_big = s.special == 3;
 	check(be, simd, what, &w, wref, Ts, nT);
+	x_big = 0;
 	free(c);
 	free(sc);
 	free(wref);
@@ -414,7 +425,8 @@ int main(void)
 	                                   {9, 257, 0, 1, 0},    {20, 333, 0, 0, 0},   {13, 100, 32, 1, 0}};
 	static const struct qshape f8[] = {{37, 200, 128, 128, 0}, {70, 257, 128, 128, 0}, {9, 1000, 16, 16, 0},
 	                                   {5, 7, 128, 128, 0},    {13, 100, 16, 20, 0},   {11, 150, 128, 128, 1},
-	                                   {10, 90, 128, 128, 2}};
+	                                   {10, 90, 128, 128, 2},  {21, 300, 128, 128, 3}, {10, 90, 128, 128, 4},
+	                                   {19, 96, 32, 32, 0},    {12, 160, 8, 96, 1}};
 	static const int qTs[] = {1, 2, 3, 4, 5, 7, 9, 17};
 	/* GPTQ, AWQ: rows off the 16-row zmm (an 8-row half), the 64-row one-token pass and the 32-row
 	 * token passes; one matrix big enough for the thread pool; groups not multiples of 16 */
@@ -455,5 +467,15 @@ int main(void)
 			run_col(be, name, col[sh], qTs, sizeof(qTs) / sizeof(qTs[0]));
 		be->ops->free(be);
 	}
+	/* fp8 on AVX-512 without VBMI and GFNI (the f16 route), where this CPU has them */
+	struct rt_backend *be;
+	setenv("AGRT_FP8_F16", "1", 1);
+	if (rt_backend_cpu_new(2, "avx512", &be) == 0) {
+		if (!strcmp(rt_backend_cpu_simd(be), "avx512"))
+			for (size_t sh = 0; sh < sizeof(f8) / sizeof(f8[0]); sh++)
+				run_fp8(be, "avx512 (AGRT_FP8_F16)", f8[sh], qTs, sizeof(qTs) / sizeof(qTs[0]));
+		be->ops->free(be);
+	}
+	unsetenv("AGRT_FP8_F16");
 	return tap_done();
 }

@@ -48,6 +48,8 @@ CASES = [
     ("fp8 block 128x128 T=300", "fp8", {"dims": D_ODD}, {}, 300),
     ("fp8 block 16x20 (partial, not x8)", "fp8", {"dims": D_ODD, "block": [16, 20]}, {"AGRT_SIMD": "avx2"}, 40),
     ("fp8 block 128x128 avx2", "fp8", {"dims": D_ODD}, {"AGRT_SIMD": "avx2"}, 40),
+    # AVX-512 fp8 as on CPUs without VBMI or GFNI (the f16 route)
+    ("fp8 block 128x128 AGRT_FP8_F16", "fp8", {"dims": D_ODD}, {"AGRT_FP8_F16": "1"}, 40),
     # group 128 and per channel: the AVX-512 kernels where the CPU has them (one partial group: 200 columns)
     ("ct int4 group 128 sym", "ct-int4", {"dims": D_ODD, "group": 128, "sym": True}, {}, len(IDS)),
     ("ct int4 group 128 asym T=300", "ct-int4", {"dims": D_ODD, "group": 128, "sym": False}, {}, 300),
