@@ -406,10 +406,14 @@ static void oct_avx2(const struct rt_weight *w, int r8, const float *x, float *s
 		}
 		__m256 wv;
 		if (g != gcur) {
-			uint32_t zq = rt_q_u32(q->zero, (size_t)g * (R / 8) + (size_t)(r8 / 8));
-			__m256i z =
-			    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)zq), awq ? sha : shp), m15);
-			zv = _mm256_cvtepi32_ps(_mm256_add_epi32(z, _mm256_set1_epi32(q->zero_add)));
+			if (q->zero) {
+				uint32_t zq = rt_q_u32(q->zero, (size_t)g * (R / 8) + (size_t)(r8 / 8));
+				__m256i z = _mm256_and_si256(
+				    _mm256_srlv_epi32(_mm256_set1_epi32((int)zq), awq ? sha : shp), m15);
+				zv = _mm256_cvtepi32_ps(_mm256_add_epi32(z, _mm256_set1_epi32(q->zero_add)));
+			} else { /* no zero points: rt_q_zero's constant, as the AVX-512 code */
+				zv = _mm256_set1_ps((float)q->zero_const);
+			}
 			sv = scale8(q, (size_t)g * R + (size_t)r8);
 			gcur = g;
 		}
@@ -464,14 +468,19 @@ static void oct2_avx2(const struct rt_weight *w, int r8, int no, const float *x,
 		if (g != gcur) {
 			size_t zi = (size_t)g * (R / 8) + (size_t)(r8 / 8);
 			__m256i zs = awq ? sha : shp, za = _mm256_set1_epi32(q->zero_add);
-			z0 = _mm256_cvtepi32_ps(_mm256_add_epi32(
-			    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi)), zs), m15),
-			    za));
-			z1 = _mm256_cvtepi32_ps(_mm256_add_epi32(
-			    _mm256_and_si256(
-			        _mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi + (o2 ? 1 : 0))), zs),
-			        m15),
-			    za));
+			if (q->zero) {
+				z0 = _mm256_cvtepi32_ps(_mm256_add_epi32(
+				    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi)), zs),
+				                     m15),
+				    za));
+				z1 = _mm256_cvtepi32_ps(_mm256_add_epi32(
+				    _mm256_and_si256(
+				        _mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi + (o2 ? 1 : 0))), zs),
+				        m15),
+				    za));
+			} else { /* no zero points: rt_q_zero's constant, as the AVX-512 code */
+				z0 = z1 = _mm256_set1_ps((float)q->zero_const);
+			}
 			s0 = scale8(q, (size_t)g * R + (size_t)r8);
 			s1 = scale8(q, (size_t)g * R + (size_t)r8 + o2);
 			gcur = g;

@@ -394,7 +394,7 @@ static void run_col(struct rt_backend *be, const char *simd, struct cshape s, co
 	                            .sr = 1,
 	                            .sc = G,
 	                            .n_sc = ng,
-	                            .zero = zp, /* GPTQ, AWQ checkpoints always have qzeros */
+	                            .zero = zp, /* GPTQ, AWQ checkpoints have qzeros (the loader requires them) */
 	                            .zero_const = 8,
 	                            .zero_add = s.zadd,
 	                            .g_idx = s.gidx ? gi : NULL}};
@@ -404,6 +404,14 @@ static void run_col(struct rt_backend *be, const char *simd, struct cshape s, co
 	check(be, simd, what, &w, wref, Ts, nT);
 	if (!strcmp(simd, "avx512") || !strcmp(simd, "amx"))
 		same_as_avx2(be, simd, what, &w);
+	if (!s.asym) { /* symmetric without zero points (zero_const): every kernel, not only rt_q_zero */
+		w.q.zero = NULL;
+		w.q.zero_add = 0;
+		strncat(what, " no qzeros", sizeof(what) - strlen(what) - 1);
+		check(be, simd, what, &w, wref, Ts, nT);
+		if (!strcmp(simd, "avx512") || !strcmp(simd, "amx"))
+			same_as_avx2(be, simd, what, &w);
+	}
 	free(qw);
 	free(zp);
 	free(gi);
