@@ -13,7 +13,8 @@
 #
 # usage: bench/runtime/quant.sh [BUILD_DIR] [LLAMA_BUILD] [LLAMA_DIR]
 #   LLAMA_BUILD: a llama.cpp build (-DGGML_NATIVE=ON) with bin/llama-bench; absent: agrun only
-#   NEW_TOKENS (env, default 128), THREADS (env, default all cores)
+#   NEW_TOKENS (env, default 128), THREADS (env, default all cores), REPS (env, default 3: the
+#   interleaved rounds; best and median are printed, the ratios on both)
 #   BENCH_LOCK (env): a lock file (e.g. /tmp/agk-bench.lock) held with flock around the timed runs only
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +23,7 @@ build=${1:-$root/build}
 llama_build=${2:-/work/llama-build}
 llama_dir=${3:-/work/llama.cpp}
 nnew=${NEW_TOKENS:-128}
+reps=${REPS:-3}
 thr=${THREADS:-$(nproc)}
 agrun=$build/tools/agrun/agrun
 py=/usr/bin/python3
@@ -60,13 +62,13 @@ if [ -x "$llama_build/bin/llama-bench" ] && [ -d "$llama_dir/gguf-py" ]; then
 else
 	llama_note="llama.cpp not run (no $llama_build/bin/llama-bench or $llama_dir/gguf-py)"
 fi
-# agrun and llama.cpp interleaved, best of three: the machine's other load comes and goes
+# agrun and llama.cpp interleaved, REPS rounds: the machine's other load comes and goes
 if [ -n "${BENCH_LOCK:-}" ]; then
 	exec 9>>"$BENCH_LOCK"
 	flock 9
 fi
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
-for rep in 1 2 3; do
+for rep in $(seq 1 "$reps"); do
 	for r in $runs; do
 		m=${r%%:*}
 		simd=${r#"$m"}
@@ -84,9 +86,10 @@ for rep in 1 2 3; do
 done
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 [ -z "${BENCH_LOCK:-}" ] || flock -u 9
-"$py" - "$work" "$nnew" "$thr" "$load0" "$load1" "$llama_note" <<'PY'
-import glob, json, os, sys
-work, nnew, thr, load0, load1, note = sys.argv[1:7]
+"$py" - "$work" "$nnew" "$thr" "$load0" "$load1" "$llama_note" "$reps" <<'PY'
+import glob, json, os, statistics, sys
+work, nnew, thr, load0, load1, note, reps = sys.argv[1:8]
+med = {}
 def best(pat, key):
     v = []
     for f in glob.glob(os.path.join(work, pat)):
@@ -98,6 +101,8 @@ def best(pat, key):
             v += [r["avg_ts"] for r in j if r.get("n_gen")]
         else:
             v.append(j[key])
+    if v:
+        med[pat] = statistics.median(v)
     return max(v) if v else None
 def mb(d):
     return sum(os.path.getsize(os.path.join(work, d, f)) for f in os.listdir(os.path.join(work, d))
@@ -110,28 +115,33 @@ for m in ("int4", "gptq", "gptq-avx2"):
     except (OSError, ValueError, KeyError):
         kern[m] = "?"
 
+am = {m: med.get(f"{m}.*.json") for m in a}
 l = {t: best(f"ll-{t}.*.json", None) for t in ("bf16", "q4_0", "q8_0")}
-print(f"decode {nnew} tokens, {thr} threads, best of 3 interleaved runs; load average {load0} before, {load1} after")
-print(f"{'':<28}{'tok/s':>9}{'weights MB':>12}")
+lm = {t: med.get(f"ll-{t}.*.json") for t in l}
+print(f"decode {nnew} tokens, {thr} threads, {reps} interleaved rounds; load average {load0} before, {load1} after")
+print(f"{'':<28}{'best':>9}{'median':>9}{'weights MB':>12}   (tok/s)")
 for m, lbl in (("bf16", "agrun bf16"), ("int4", "agrun int4 (ct W4A16 g128)"), ("fp8", "agrun fp8 (block 128)"),
                ("gptq", f"agrun gptq g128 {kern['gptq']}"), ("gptq-avx2", f"agrun gptq g128 {kern['gptq-avx2']}"),
                ("awq", f"agrun awq g128 {kern['gptq']}"), ("awq-avx2", f"agrun awq g128 {kern['gptq-avx2']}")):
-    print(f"{lbl:<28}{a[m]:>9.1f}{mb(m.split('-')[0]):>12.1f}")
+    print(f"{lbl:<28}{a[m]:>9.1f}{am[m]:>9.1f}{mb(m.split('-')[0]):>12.1f}")
 for t in ("bf16", "q4_0", "q8_0"):
     if l[t]:
-        print(f"{'llama.cpp ' + t:<28}{l[t]:>9.1f}{os.path.getsize(os.path.join(work, t + '.gguf')) / 1e6:>12.1f}")
-print(f"int4 / agrun bf16           {a['int4'] / a['bf16']:>9.2f}   (target >= 2)")
-print(f"fp8 / agrun bf16            {a['fp8'] / a['bf16']:>9.2f}   (target >= 1.5)")
-print(f"gptq / agrun bf16           {a['gptq'] / a['bf16']:>9.2f}")
-print(f"awq / agrun bf16            {a['awq'] / a['bf16']:>9.2f}")
-print(f"gptq {kern['gptq']} / avx2{'':<8}{a['gptq'] / a['gptq-avx2']:>5.2f}")
-print(f"awq {kern['gptq']} / avx2{'':<9}{a['awq'] / a['awq-avx2']:>5.2f}")
+        print(f"{'llama.cpp ' + t:<28}{l[t]:>9.1f}{lm[t]:>9.1f}"
+              f"{os.path.getsize(os.path.join(work, t + '.gguf')) / 1e6:>12.1f}")
+def ratio(lbl, x, xm, y, ym, note=""):
+    print(f"{lbl:<28}{x / y:>9.2f}{xm / ym:>9.2f}{'':>12}   {note}".rstrip())
+ratio("int4 / agrun bf16", a["int4"], am["int4"], a["bf16"], am["bf16"], "(target >= 2)")
+ratio("fp8 / agrun bf16", a["fp8"], am["fp8"], a["bf16"], am["bf16"], "(target >= 1.5)")
+ratio("gptq / agrun bf16", a["gptq"], am["gptq"], a["bf16"], am["bf16"])
+ratio("awq / agrun bf16", a["awq"], am["awq"], a["bf16"], am["bf16"])
+ratio(f"gptq {kern['gptq']} / avx2", a["gptq"], am["gptq"], a["gptq-avx2"], am["gptq-avx2"])
+ratio(f"awq {kern['gptq']} / avx2", a["awq"], am["awq"], a["awq-avx2"], am["awq-avx2"])
 if l["q4_0"]:
-    print(f"int4 / llama.cpp Q4_0       {a['int4'] / l['q4_0']:>9.2f}   (target >= 1)")
+    ratio("int4 / llama.cpp Q4_0", a["int4"], am["int4"], l["q4_0"], lm["q4_0"], "(target >= 1)")
 if l["q8_0"]:
-    print(f"fp8 / llama.cpp Q8_0        {a['fp8'] / l['q8_0']:>9.2f}")
+    ratio("fp8 / llama.cpp Q8_0", a["fp8"], am["fp8"], l["q8_0"], lm["q8_0"])
 if l["bf16"]:
-    print(f"agrun bf16 / llama.cpp bf16 {a['bf16'] / l['bf16']:>9.2f}")
+    ratio("agrun bf16 / llama.cpp bf16", a["bf16"], am["bf16"], l["bf16"], lm["bf16"], "(target >= 1.1)")
 if note:
     print(note)
 PY
