@@ -722,6 +722,28 @@ AI void f8_rows32(const uint8_t *const *row, int kc, __mmask32 mc, bool full, co
 	}
 }
 
+/* the fp8 passes' end: each row's sums (the last block's times its scale) into
+ * out; NaN for the rows holding a NaN code (S.1111.111), which the byte
+ * maxima mu (unsigned) and ms (signed) flag */
+AI void f8_out(const uint8_t *const *row, int K, int NR, int NT, __m512 (*acc)[XPT4], __m512 (*blk)[XPT4],
+               const float *sf, __m512i mu, __m512i ms, float *out)
+{
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			out[i * XPT4 + t] =
+			    _mm512_reduce_add_ps(_mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(sf[i]), acc[i][t]));
+	if (_mm512_cmpeq_epi8_mask(mu, _mm512_set1_epi8(-1)) || _mm512_cmpeq_epi8_mask(ms, _mm512_set1_epi8(0x7f)))
+		for (int i = 0; i < NR; i++)
+			for (int k = 0; k < K; k++)
+				if ((row[i][k] & 0x7f) == 0x7f) {
+					for (int t = 0; t < NT; t++)
+						out[i * XPT4 + t] = NAN;
+					break;
+				}
+}
+
 /* returns the rows (bit i: row r0 + i) where a scale times 2^8 overflows
  * (the caller runs the AVX2 code on them) */
 AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT, float *out)
@@ -780,20 +802,7 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 				f8_rows32(row, kc, mc, false, xp, xs, NR, NT, blk);
 		}
 	}
-#pragma GCC unroll 8
-	for (int i = 0; i < NR; i++)
-#pragma GCC unroll 4
-		for (int t = 0; t < NT; t++)
-			out[i * XPT4 + t] =
-			    _mm512_reduce_add_ps(_mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(sf[i]), acc[i][t]));
-	if (_mm512_cmpeq_epi8_mask(mu, _mm512_set1_epi8(-1)) || _mm512_cmpeq_epi8_mask(ms, _mm512_set1_epi8(0x7f)))
-		for (int i = 0; i < NR; i++)
-			for (int k = 0; k < K; k++)
-				if ((row[i][k] & 0x7f) == 0x7f) {
-					for (int t = 0; t < NT; t++)
-						out[i * XPT4 + t] = NAN;
-					break;
-				}
+	f8_out(row, K, NR, NT, acc, blk, sf, mu, ms, out);
 	return bad;
 }
 
@@ -825,10 +834,10 @@ PASS512(4, 4, 2)
  * each code's bits into the bytes A = s000 0eee (sign, exponent bits 3..1)
  * and B = emmm 0000 (exponent bit 0, mantissa), and a zero-masking vpermt2b
  * per 16 codes puts B and A in bytes 2 and 3 of their lane: 6 uops for 64
- * weights where the f16 route above takes 16.  x comes scaled by 2^64 (permute_x; exact, as is the scale's
- * 2^56 below): the products and sums are those of code * x times 2^-56, the
- * same f32 roundings while the sums stay above 2^-70 (under it, denormal
- * sums round coarser).  The sums of a scale block are multiplied by the
+ * weights where the f16 route above takes 16.  x comes scaled by 2^64
+ * (permute_x; exact, as is the scale's 2^56 below): the products and sums
+ * are those of code * x times 2^-56, the same f32 roundings while the sums
+ * stay above 2^-70 (under it, denormal sums round coarser).  The sums of a scale block are multiplied by the
  * block's scale * 2^56 once, as the f16 route does; a scale that overflows
  * sends its rows to the AVX2 code, a token with some |x| >= 2^60 its sums
  * (permute_x: alone or in a batch, the same code takes a token's sums).  NaN
@@ -934,20 +943,7 @@ AI unsigned f8g_pass(const struct rt_weight *w, int r0, int nr, const float *xp,
 			}
 		}
 	}
-#pragma GCC unroll 8
-	for (int i = 0; i < NR; i++)
-#pragma GCC unroll 4
-		for (int t = 0; t < NT; t++)
-			out[i * XPT4 + t] =
-			    _mm512_reduce_add_ps(_mm512_fmadd_ps(blk[i][t], _mm512_set1_ps(sf[i]), acc[i][t]));
-	if (_mm512_cmpeq_epi8_mask(mu, _mm512_set1_epi8(-1)) || _mm512_cmpeq_epi8_mask(ms, _mm512_set1_epi8(0x7f)))
-		for (int i = 0; i < NR; i++)
-			for (int k = 0; k < K; k++)
-				if ((row[i][k] & 0x7f) == 0x7f) {
-					for (int t = 0; t < NT; t++)
-						out[i * XPT4 + t] = NAN;
-					break;
-				}
+	f8_out(row, K, NR, NT, acc, blk, sf, mu, ms, out);
 	return bad;
 }
 
