@@ -829,20 +829,20 @@ PASS512(4, 4, 2)
 
 /* ---- fp8 e4m3 with AVX-512 VBMI and GFNI (Ice Lake, Sapphire Rapids, Zen 4) ----
  * Each code becomes the f32 whose bits are sign << 31 | (code & 0x7f) << 20:
- * code * 2^-120 exactly (subnormal codes as f32 denormals, which Sapphire
- * Rapids' FMA takes at full speed: docs/RUNTIME.md).  Two vgf2p8affineqb move
- * each code's bits into the bytes A = s000 0eee (sign, exponent bits 3..1)
- * and B = emmm 0000 (exponent bit 0, mantissa), and a zero-masking vpermt2b
- * per 16 codes puts B and A in bytes 2 and 3 of their lane: 6 uops for 64
- * weights where the f16 route above takes 16.  x comes scaled by 2^64
- * (permute_x; exact, as is the scale's 2^56 below): the products and sums
- * are those of code * x times 2^-56, the same f32 roundings while the sums
- * stay above 2^-70 (under it, denormal sums round coarser).  The sums of a scale block are multiplied by the
- * block's scale * 2^56 once, as the f16 route does; a scale that overflows
- * sends its rows to the AVX2 code, a token with some |x| >= 2^60 its sums
- * (permute_x: alone or in a batch, the same code takes a token's sums).  NaN
- * codes come out finite (480 * 2^-120): the pass tracks the byte maxima as
- * f8_pass does. */
+ * code * 2^-120 exactly (subnormal codes as f32 denormals, which Zen 4's FMA
+ * takes at full speed; Intel's not measured: docs/RUNTIME.md).  Two
+ * vgf2p8affineqb move each code's bits into the bytes A = s000 0eee (sign,
+ * exponent bits 3..1) and B = emmm 0000 (exponent bit 0, mantissa), and a
+ * zero-masking vpermt2b per 16 codes puts B and A in bytes 2 and 3 of their
+ * lane: 6 uops for 64 weights where the f16 route above takes 16.  x comes
+ * scaled by 2^64 (permute_x; exact, as is the scale's 2^56 below): the
+ * products and sums are those of code * x times 2^-56, the same f32 roundings
+ * while the sums stay above 2^-70 (under it, denormal sums round coarser).
+ * The sums of a scale block are multiplied by the block's scale * 2^56 once,
+ * as the f16 route does; a scale that overflows sends its rows to the AVX2
+ * code, a token with some |x| >= 2^60 its sums (permute_x: alone or in a
+ * batch, the same code takes a token's sums).  NaN codes come out finite
+ * (480 x 2^-120): the pass tracks the byte maxima as f8_pass does. */
 #ifdef __clang__
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,gfni,avx2,fma,f16c"))), apply_to = function)
 #else
