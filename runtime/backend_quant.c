@@ -722,6 +722,23 @@ AI void f8_rows32(const uint8_t *const *row, int kc, __mmask32 mc, bool full, co
 	}
 }
 
+/* the fp8 passes' start: the NR rows from r0 (past nr the last again), each
+ * row's first scale index, the sums zero */
+AI void f8_begin(const struct rt_weight *w, int r0, int nr, int NR, int NT, const uint8_t **row, size_t *s0, float *sf,
+                 __m512 (*acc)[XPT4], __m512 (*blk)[XPT4])
+{
+#pragma GCC unroll 8
+	for (int i = 0; i < NR; i++) {
+		int r = r0 + (i < nr ? i : nr - 1);
+		row[i] = (const uint8_t *)w->data + (size_t)r * w->cols;
+		s0[i] = (size_t)(r / w->q.sr) * w->q.n_sc;
+		sf[i] = 0;
+#pragma GCC unroll 4
+		for (int t = 0; t < NT; t++)
+			acc[i][t] = blk[i][t] = _mm512_setzero_ps();
+	}
+}
+
 /* the fp8 passes' end: each row's sums (the last block's times its scale) into
  * out; NaN for the rows holding a NaN code (S.1111.111), which the byte
  * maxima mu (unsigned) and ms (signed) flag */
@@ -749,7 +766,7 @@ AI void f8_out(const uint8_t *const *row, int K, int NR, int NT, __m512 (*acc)[X
 AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT, float *out)
 {
 	const struct rt_wquant *q = &w->q;
-	int K = w->cols, rr[8];
+	int K = w->cols;
 	const uint8_t *row[8];
 	__m512 acc[8][XPT4], blk[8][XPT4];
 	float sf[8];
@@ -757,16 +774,7 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 	__m512i mu = _mm512_setzero_si512(), ms = _mm512_set1_epi8(-128);
 	unsigned bad = 0;
 
-#pragma GCC unroll 8
-	for (int i = 0; i < NR; i++) {
-		rr[i] = r0 + (i < nr ? i : nr - 1);
-		row[i] = (const uint8_t *)w->data + (size_t)rr[i] * K;
-		s0[i] = (size_t)(rr[i] / q->sr) * q->n_sc;
-		sf[i] = 0;
-#pragma GCC unroll 4
-		for (int t = 0; t < NT; t++)
-			acc[i][t] = blk[i][t] = _mm512_setzero_ps();
-	}
+	f8_begin(w, r0, nr, NR, NT, row, s0, sf, acc, blk);
 	/* scale block g = k / sc: sc is a multiple of 32 or at least K (counted) */
 	for (int k = 0, kn = 0, g = -1; k < K; k += 64) {
 		int nk = K - k < 64 ? K - k : 64;
@@ -889,7 +897,7 @@ AI void f8g_block(const struct rt_weight *w, size_t si, int i, int NT, __m512 *a
 AI unsigned f8g_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT, float *out)
 {
 	const struct rt_wquant *q = &w->q;
-	int K = w->cols, rr[8];
+	int K = w->cols;
 	const uint8_t *row[8];
 	__m512 acc[8][XPT4], blk[8][XPT4];
 	float sf[8];
@@ -900,16 +908,7 @@ AI unsigned f8g_pass(const struct rt_weight *w, int r0, int nr, const float *xp,
 	__m512i mu = _mm512_setzero_si512(), ms = _mm512_set1_epi8(-128);
 	unsigned bad = 0;
 
-#pragma GCC unroll 8
-	for (int i = 0; i < NR; i++) {
-		rr[i] = r0 + (i < nr ? i : nr - 1);
-		row[i] = (const uint8_t *)w->data + (size_t)rr[i] * K;
-		s0[i] = (size_t)(rr[i] / q->sr) * q->n_sc;
-		sf[i] = 0;
-#pragma GCC unroll 4
-		for (int t = 0; t < NT; t++)
-			acc[i][t] = blk[i][t] = _mm512_setzero_ps();
-	}
+	f8_begin(w, r0, nr, NR, NT, row, s0, sf, acc, blk);
 	/* scale block g = k / sc: sc is a multiple of 32 or at least K, so a
 	 * block begins at a 64-code step or halfway (counted) */
 	for (int k = 0, kn = 0, g = -1; k < K; k += 64) {
