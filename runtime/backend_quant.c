@@ -380,6 +380,18 @@ static inline __m256 scale8(const struct rt_wquant *q, size_t i)
 	    _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)q->scale + i))), 16));
 }
 
+/* the zero points of an octet of rows, in f32, from packed word zi of
+ * q->zero (shifts: each lane's nibble); no zero points: rt_q_zero's constant,
+ * as the AVX-512 code takes it */
+static inline __m256 zero8(const struct rt_wquant *q, size_t zi, __m256i shifts)
+{
+	if (!q->zero)
+		return _mm256_set1_ps((float)q->zero_const);
+	__m256i z = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi)), shifts),
+	                             _mm256_set1_epi32(15));
+	return _mm256_cvtepi32_ps(_mm256_add_epi32(z, _mm256_set1_epi32(q->zero_add)));
+}
+
 /* Rows r8..r8+7 of a column format (GPTQ, AWQ), k ascending, one lane per
  * row: scr != NULL ([K][8]) receives the weights; else out[8] the dots with x. */
 static void oct_avx2(const struct rt_weight *w, int r8, const float *x, float *scr, float *out)
@@ -406,14 +418,7 @@ static void oct_avx2(const struct rt_weight *w, int r8, const float *x, float *s
 		}
 		__m256 wv;
 		if (g != gcur) {
-			if (q->zero) {
-				uint32_t zq = rt_q_u32(q->zero, (size_t)g * (R / 8) + (size_t)(r8 / 8));
-				__m256i z = _mm256_and_si256(
-				    _mm256_srlv_epi32(_mm256_set1_epi32((int)zq), awq ? sha : shp), m15);
-				zv = _mm256_cvtepi32_ps(_mm256_add_epi32(z, _mm256_set1_epi32(q->zero_add)));
-			} else { /* no zero points: rt_q_zero's constant, as the AVX-512 code */
-				zv = _mm256_set1_ps((float)q->zero_const);
-			}
+			zv = zero8(q, (size_t)g * (R / 8) + (size_t)(r8 / 8), awq ? sha : shp);
 			sv = scale8(q, (size_t)g * R + (size_t)r8);
 			gcur = g;
 		}
@@ -467,20 +472,8 @@ static void oct2_avx2(const struct rt_weight *w, int r8, int no, const float *x,
 		__m256 xv = _mm256_set1_ps(x[k]);
 		if (g != gcur) {
 			size_t zi = (size_t)g * (R / 8) + (size_t)(r8 / 8);
-			__m256i zs = awq ? sha : shp, za = _mm256_set1_epi32(q->zero_add);
-			if (q->zero) {
-				z0 = _mm256_cvtepi32_ps(_mm256_add_epi32(
-				    _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi)), zs),
-				                     m15),
-				    za));
-				z1 = _mm256_cvtepi32_ps(_mm256_add_epi32(
-				    _mm256_and_si256(
-				        _mm256_srlv_epi32(_mm256_set1_epi32((int)rt_q_u32(q->zero, zi + (o2 ? 1 : 0))), zs),
-				        m15),
-				    za));
-			} else { /* no zero points: rt_q_zero's constant, as the AVX-512 code */
-				z0 = z1 = _mm256_set1_ps((float)q->zero_const);
-			}
+			z0 = zero8(q, zi, awq ? sha : shp);
+			z1 = zero8(q, zi + (o2 ? 1 : 0), awq ? sha : shp);
 			s0 = scale8(q, (size_t)g * R + (size_t)r8);
 			s1 = scale8(q, (size_t)g * R + (size_t)r8 + o2);
 			gcur = g;
