@@ -68,6 +68,24 @@ struct qjob {
 	int tr; /* rows per task */
 };
 
+/* the buffer the pointer at bufp points to holds at least need elements of
+ * size bytes (the old contents are not kept); on ENOMEM the old buffer and
+ * *cap stay.  bufp is any object pointer's address (memcpy: no aliasing) */
+static int grow(void *bufp, size_t *cap, size_t need, size_t size)
+{
+	void *old, *p;
+
+	if (*cap >= need)
+		return 0;
+	if (!(p = malloc(size * need)))
+		return -ENOMEM;
+	memcpy(&old, bufp, sizeof(old));
+	free(old);
+	memcpy(bufp, &p, sizeof(p));
+	*cap = need;
+	return 0;
+}
+
 static inline void put(const struct qjob *j, int t, int r, float v)
 {
 	float *yr = j->y + (size_t)t * j->w->rows;
@@ -855,6 +873,7 @@ PASS512(4, 4, 2)
 #define F8G_A 0x1020400000000080ull /* bit 7 <- 7, bits 2..0 <- 6..4 */
 #define F8G_B 0x0000000001020408ull /* bits 7..4 <- 3..0 */
 #define F8G_XS 0x1p64f             /* x's scale (permute_x) */
+#define F8G_XMAX 0x1p60f           /* a token with some |x| at least this: the AVX2 code */
 #define F8G_SS 0x1p56f             /* the scale's: 2^-120 * 2^64 * 2^56 = 1 */
 
 /* bytes 2 and 3 of lane i of the r-th 16 codes: B and A of code 16r + i (the
@@ -962,6 +981,10 @@ PASSG(2, 4)
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
 #endif
 
+typedef unsigned (*pass_fn)(const struct rt_weight *w, int r0, int nr, const float *x, size_t xs, float *out);
+static const pass_fn pass512[XPT4 + 1] = {NULL, pass512_1, pass512_2, pass512_3, pass512_4},
+                     passg[XPT4 + 1] = {NULL, f8g_1, f8g_2, f8g_3, f8g_4};
+
 static void task_avx512(const struct qjob *j, int n0, int n1)
 {
 	const struct rt_weight *w = j->w;
@@ -974,14 +997,7 @@ static void task_avx512(const struct qjob *j, int n0, int n1)
 		for (int r = n0; r < n1; r += NR) {
 			int nr = n1 - r < NR ? n1 - r : NR;
 			const float *xt = x + (size_t)t0 * xs;
-			unsigned bad = j->f8g    ? (nt == 1   ? f8g_1(w, r, nr, xt, xs, o)
-			                            : nt == 2 ? f8g_2(w, r, nr, xt, xs, o)
-			                            : nt == 3 ? f8g_3(w, r, nr, xt, xs, o)
-			                                      : f8g_4(w, r, nr, xt, xs, o))
-			               : nt == 1 ? pass512_1(w, r, nr, xt, xs, o)
-			               : nt == 2 ? pass512_2(w, r, nr, xt, xs, o)
-			               : nt == 3 ? pass512_3(w, r, nr, xt, xs, o)
-			                         : pass512_4(w, r, nr, xt, xs, o);
+			unsigned bad = (j->f8g ? passg : pass512)[nt](w, r, nr, xt, xs, o);
 			for (int i = 0; i < nr; i++)
 				for (int t = 0; t < nt; t++) {
 					float v = !(bad >> i & 1) && !(j->f8g && j->xbig[t0 + t])
@@ -1263,14 +1279,8 @@ static int col_runs(struct rt_qcpu *c, const struct rt_weight *w, struct qjob *j
 	int K = w->cols, n = 0;
 	size_t need = (size_t)(q->g_idx ? K : q->n_sc) + 1;
 
-	if (c->runs_n < need) {
-		struct crun *p = malloc(sizeof(*p) * need);
-		if (!p)
-			return -ENOMEM;
-		free(c->runs);
-		c->runs = p;
-		c->runs_n = need;
-	}
+	if (grow(&c->runs, &c->runs_n, need, sizeof(*c->runs)))
+		return -ENOMEM;
 	for (int k = 0; k < K;) {
 		int g = rt_q_group(w, k), k1 = k + 1;
 		if (n && g < c->runs[n - 1].g)
@@ -1297,40 +1307,31 @@ static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, 
 {
 	size_t B = fp8 ? 32 : 128, xs = ((size_t)K + B - 1) / B * B, n = xs * (size_t)T;
 
-	if (c->xp_n < n) {
-		float *p = malloc(sizeof(float) * n);
-		if (!p)
-			return -ENOMEM;
-		free(c->xp);
-		c->xp = p;
-		c->xp_n = n;
-	}
-	j->f8g = false;
+	if (grow(&c->xp, &c->xp_n, n, sizeof(float)))
+		return -ENOMEM;
+	j->xp = c->xp;
+	j->xs = xs;
 #ifdef HAVE_X86
 	if (fp8 && c->f8g) {
-		if (c->xbig_n < (size_t)T) {
-			bool *p = malloc(sizeof(bool) * (size_t)T);
-			if (!p)
-				return -ENOMEM;
-			free(c->xbig);
-			c->xbig = p;
-			c->xbig_n = (size_t)T;
-		}
+		if (grow(&c->xbig, &c->xbig_n, (size_t)T, sizeof(bool)))
+			return -ENOMEM;
 		j->f8g = true;
 		j->xbig = c->xbig;
-	}
-	for (int t = 0; j->f8g && t < T; t++) {
-		const float *s = x + (size_t)t * K;
-		float *d = c->xp + (size_t)t * xs;
-		bool big = false;
-		for (size_t k = 0; k < xs; k++) {
-			d[k] = k < (size_t)K ? s[k] * F8G_XS : 0.0f;
-			big |= k < (size_t)K && fabsf(s[k]) >= 0x1p60f;
+		for (int t = 0; t < T; t++) {
+			const float *s = x + (size_t)t * K;
+			float *d = c->xp + (size_t)t * xs;
+			bool big = false;
+			for (int k = 0; k < K; k++) {
+				d[k] = s[k] * F8G_XS;
+				big |= fabsf(s[k]) >= F8G_XMAX;
+			}
+			memset(d + K, 0, sizeof(float) * (xs - (size_t)K));
+			c->xbig[t] = big;
 		}
-		c->xbig[t] = big;
+		return 0;
 	}
 #endif
-	for (int t = 0; !j->f8g && t < T; t++) {
+	for (int t = 0; t < T; t++) {
 		const float *s = x + (size_t)t * K;
 		float *d = c->xp + (size_t)t * xs;
 		for (size_t b = 0; b < xs; b += B)
@@ -1340,8 +1341,6 @@ static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, 
 				d[b + i] = k < (size_t)K ? s[k] : 0.0f;
 			}
 	}
-	j->xp = c->xp;
-	j->xs = xs;
 	return 0;
 }
 
