@@ -27,6 +27,13 @@ typedef void (*cvt_fn)(float *dst, const void *src, int n);
 #define ATT_BLOCK 128
 typedef void (*tilen_fn)(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T], size_t pf,
                          unsigned pfrows);
+/* out[r] = dot(row r, x) for the nr rows of rb bytes each from w, one token:
+ * the rows one after another, so a task reads one contiguous stream, which
+ * the hardware prefetchers follow, with a software prefetch ROWS1_PF bytes
+ * ahead into L1; each row summed in the order of its family's tiles, so a
+ * token gets the same results alone as in a batch, bitwise */
+typedef void (*rowsn_fn)(const void *w, size_t rb, int nr, const float *x, int K, float *out);
+#define ROWS1_PF 8192
 
 struct kern {
 	tile_fn tile[3]; /* per dtype */
@@ -40,6 +47,9 @@ struct kern {
 	 * there) for that dtype */
 	tilen_fn tilen[3];
 	bool xperm[3];
+	/* AVX2 and AVX-512: T = 1, consecutive rows one after another (rowsn_fn);
+	 * x packed as for tilen where xperm */
+	rowsn_fn rowsn[3];
 	/* AVX-512 only: one query row of one head against its cache (att_one's
 	 * arithmetic with the row held in registers), or NULL */
 	void (*att)(float *o, const float *q, const float *kc, const float *vc, int lo, int qpos, int kvstride, int hd);
@@ -231,18 +241,18 @@ static inline float hsum(__m256 v)
 		out[1][0] = hsum(a10), out[1][1] = hsum(a11), out[1][2] = hsum(a12);                                   \
 		out[2][0] = hsum(a20), out[2][1] = hsum(a21), out[2][2] = hsum(a22);                                   \
 		out[3][0] = hsum(a30), out[3][1] = hsum(a31), out[3][2] = hsum(a32);                                   \
-		for (; k < K; k++)                                                                                     \
+		for (; k < K; k++) /* fmaf, as tile1 and rows_a (not left to contraction) */                           \
 			for (int r = 0; r < 4; r++) {                                                                  \
 				float wv = rt_load_elem(w[r], DT, k);                                                  \
 				for (int t = 0; t < 3; t++)                                                            \
-					out[r][t] += wv * x[t][k];                                                     \
+					out[r][t] = fmaf(wv, x[t][k], out[r][t]);                                      \
 			}                                                                                              \
 	}
 
-/* HOT LOOP: decode (one token) is bound by reading the weights once.  Each
- * row is only K elements long, too short for the hardware prefetcher to ramp
- * up, so the next group of rows (pf bytes further on) is prefetched while
- * this one is summed: one cache line per row per 32-element step. */
+/* 4 rows x 1 token: a batch's last single token (one decode token runs
+ * rows_a, below, the same sums); the next group of rows (pf bytes further on)
+ * is prefetched while this one is summed, one cache line per row per
+ * 32-element step. */
 #define DEF_TILE1(NAME, LD, DT, ES)                                                                                    \
 	static void NAME(const void *const w[4], const float *x, int K, float out[4], size_t pf)                       \
 	{                                                                                                              \
@@ -269,7 +279,37 @@ static inline float hsum(__m256 v)
 		out[0] = hsum(a0), out[1] = hsum(a1), out[2] = hsum(a2), out[3] = hsum(a3);                            \
 		for (; k < K; k++)                                                                                     \
 			for (int r = 0; r < 4; r++)                                                                    \
-				out[r] += rt_load_elem(w[r], DT, k) * x[k];                                            \
+				out[r] = fmaf(rt_load_elem(w[r], DT, k), x[k], out[r]);                                \
+	}
+
+/* HOT LOOP: decode, one token (rowsn_fn): each row in tile1's order, two
+ * rows at a time (one chain of 8-lane FMAs, 16 bytes of bf16 each, would hold
+ * a core to about 4 bytes a cycle) */
+#define DEF_ROWS_A(NAME, LD, DT, ES)                                                                                   \
+	static void NAME(const void *w, size_t rb, int nr, const float *x, int K, float *out)                         \
+	{                                                                                                              \
+		for (int r = 0; r < nr; r += 2) {                                                                      \
+			const char *w0 = (const char *)w + (size_t)r * rb, *w1 = r + 1 < nr ? w0 + rb : w0;            \
+			__m256 a0 = _mm256_setzero_ps(), a1 = a0;                                                      \
+			int k = 0;                                                                                     \
+			for (; k + 8 <= K; k += 8) {                                                                   \
+				__m256 xv = _mm256_loadu_ps(x + k);                                                    \
+				if ((k & (64 / ES - 1)) == 0) {                                                        \
+					_mm_prefetch(w0 + (size_t)k * ES + ROWS1_PF, _MM_HINT_T0);                     \
+					_mm_prefetch(w1 + (size_t)k * ES + ROWS1_PF, _MM_HINT_T0);                     \
+				}                                                                                      \
+				a0 = _mm256_fmadd_ps(LD(w0, k), xv, a0);                                               \
+				a1 = _mm256_fmadd_ps(LD(w1, k), xv, a1);                                               \
+			}                                                                                              \
+			float o0 = hsum(a0), o1 = hsum(a1);                                                            \
+			for (; k < K; k++) {                                                                           \
+				o0 = fmaf(rt_load_elem(w0, DT, k), x[k], o0);                                          \
+				o1 = fmaf(rt_load_elem(w1, DT, k), x[k], o1);                                          \
+			}                                                                                              \
+			out[r] = o0;                                                                                   \
+			if (r + 1 < nr)                                                                                \
+				out[r + 1] = o1;                                                                       \
+		}                                                                                                      \
 	}
 
 DEF_TILE(tile_a_f32, ld_f32, RT_F32, 4)
@@ -278,6 +318,9 @@ DEF_TILE(tile_a_bf16, ld_bf16, RT_BF16, 2)
 DEF_TILE1(tile1_a_f32, ld_f32, RT_F32, 4)
 DEF_TILE1(tile1_a_f16, ld_f16, RT_F16, 2)
 DEF_TILE1(tile1_a_bf16, ld_bf16, RT_BF16, 2)
+DEF_ROWS_A(rows_a_f32, ld_f32, RT_F32, 4)
+DEF_ROWS_A(rows_a_f16, ld_f16, RT_F16, 2)
+DEF_ROWS_A(rows_a_bf16, ld_bf16, RT_BF16, 2)
 
 #define DEF_CVT(NAME, LD, DT)                                                                                          \
 	static void NAME(float *dst, const void *src, int n)                                                           \
@@ -322,6 +365,7 @@ static const struct kern kern_avx2 = {
     .dot = dot_avx2,
     .axpy = axpy_avx2,
     .name = "avx2",
+    .rowsn = {rows_a_f32, rows_a_f16, rows_a_bf16},
 };
 #ifdef __clang__
 #pragma clang attribute pop
@@ -494,11 +538,13 @@ static inline __attribute__((always_inline)) void tz_body(const void *const w[4]
 	for (int r = 0; r < 4; r++)
 		for (int c = 0; c < C; c++)
 			out[r][c] = hsum16(acc[r][c]);
+	/* the tail through fmaf, in rows_body too: what the compiler would
+	 * contract (or vectorize without contracting) is not left to it */
 	for (; k < K; k++)
 		for (int r = 0; r < 4; r++) {
 			float wv = rt_load_elem(w[r], dt, k);
 			for (int c = 0; c < C; c++)
-				out[r][c] += wv * x[c][k];
+				out[r][c] = fmaf(wv, x[c][k], out[r][c]);
 		}
 }
 
@@ -518,6 +564,39 @@ static inline __attribute__((always_inline)) void tz_body(const void *const w[4]
 DEF_TILEN(tilen_z_f32, LZ_F32, RT_F32)
 DEF_TILEN(tilen_z_f16, LZ_F16, RT_F16)
 DEF_TILEN(tilen_z_bf16, LZ_BF16, RT_BF16)
+
+/* HOT LOOP: decode, one token (rowsn_fn): each row's sum in tz_body's order
+ * for C = 1 */
+static inline __attribute__((always_inline)) void rows_body(const void *w, size_t rb, int nr, const float *x, int K,
+                                                            float *out, int L, int dt)
+{
+	int es = L == LZ_F32 ? 4 : 2;
+
+	for (int r = 0; r < nr; r++) {
+		const void *wr = (const char *)w + (size_t)r * rb;
+		__m512 acc = _mm512_setzero_ps();
+		int k = 0;
+		for (; k + 32 <= K; k += 32) {
+			for (int b = 0; b < 32 * es; b += 64)
+				_mm_prefetch((const char *)wr + (size_t)k * es + b + ROWS1_PF, _MM_HINT_T0);
+			acc = _mm512_fmadd_ps(ldz(wr, k, 0, L), _mm512_loadu_ps(x + k), acc);
+			acc = _mm512_fmadd_ps(ldz(wr, k, 1, L), _mm512_loadu_ps(x + k + 16), acc);
+		}
+		float o = hsum16(acc);
+		for (; k < K; k++)
+			o = fmaf(rt_load_elem(wr, dt, k), x[k], o);
+		out[r] = o;
+	}
+}
+
+#define DEF_ROWSN(NAME, L, DT)                                                                                         \
+	static void NAME(const void *w, size_t rb, int nr, const float *x, int K, float *out)                         \
+	{                                                                                                              \
+		rows_body(w, rb, nr, x, K, out, L, DT);                                                                \
+	}
+DEF_ROWSN(rowsn_z_f32, LZ_F32, RT_F32)
+DEF_ROWSN(rowsn_z_f16, LZ_F16, RT_F16)
+DEF_ROWSN(rowsn_z_bf16, LZ_BF16, RT_BF16)
 
 /* HOT LOOP (long contexts): att_one for hd a multiple of 16 up to 128 (NV
  * vectors), the query and the output accumulator in NV registers each:
@@ -589,6 +668,7 @@ static const struct kern kern_avx512 = {
     .name = "avx512",
     .tilen = {tilen_z_f32, tilen_z_f16, tilen_z_bf16},
     .xperm = {false, false, true},
+    .rowsn = {rowsn_z_f32, rowsn_z_f16, rowsn_z_bf16},
     .att = att_z,
 };
 #ifdef __clang__
@@ -970,6 +1050,14 @@ const char *rt_backend_cpu_simd(const struct rt_backend *b)
 /* ---- matmul ---- */
 
 #define ROWS_PER_TASK 16
+/* one token (decode) through kern.rowsn: a task is about ROWS1_BYTES of
+ * consecutive rows, one after another, so each thread reads one contiguous
+ * stream, which the hardware prefetchers follow (with ROWS1_PF below).  The
+ * 4-row tiles in 16-row tasks read 4 streams of one row each, too short to
+ * ramp up: the bench model's bf16 decode reads 30-34 GB/s that way, 38-47
+ * this way (docs/PERFORMANCE.md, session 8) */
+#define ROWS1_BYTES 65536
+#define ROWS1_MAX   256
 #define TOK_BLOCK     48
 /* from this many tokens on, 16-bit weight rows are converted to f32 once per
  * token block; fewer tokens (decode batches) convert inside the tile, which
@@ -985,7 +1073,9 @@ struct mm_job {
 	const float *bias; /* [N] or NULL */
 	int T;
 	bool acc;
-	bool xp; /* use the tilen kernels */
+	bool xp;  /* use the tilen kernels */
+	bool r1;  /* T = 1 through kern.rowsn */
+	int rpt;  /* rows per task */
 };
 
 static void mm_store(const struct mm_job *j, int n, int nr, int t, int nt, const float *o, int ostride)
@@ -1039,12 +1129,18 @@ static void mm_task(void *ctx, int task, int thread)
 {
 	const struct mm_job *j = ctx;
 	const struct rt_weight *w = j->w;
-	int N = w->rows, K = w->cols, n0 = task * ROWS_PER_TASK;
-	int n1 = n0 + ROWS_PER_TASK < N ? n0 + ROWS_PER_TASK : N;
+	int N = w->rows, K = w->cols, n0 = task * j->rpt;
+	int n1 = n0 + j->rpt < N ? n0 + j->rpt : N;
 	size_t rb = (size_t)K * rt_dtype_size(w->dtype);
 	tile_fn tile = j->k->tile[w->dtype];
 	tile1_fn tile1 = j->k->tile1[w->dtype];
 
+	if (j->r1) {
+		float o[ROWS1_MAX];
+		j->k->rowsn[w->dtype]((const char *)w->data + (size_t)n0 * rb, rb, n1 - n0, j->x, K, o);
+		store_tile(j->y, N, j->bias, j->acc, n0, n1 - n0, 0, 1, o, 1);
+		return;
+	}
 	if (j->xp) {
 		mm_task_n(j, n0, n1);
 		return;
@@ -1191,7 +1287,7 @@ static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const str
                        int T, bool accumulate)
 {
 	struct cpu *c = b->priv;
-	struct mm_job j = {c->k, NULL, y, x, w, bias, T, accumulate, false};
+	struct mm_job j = {c->k, NULL, y, x, w, bias, T, accumulate, false, false, ROWS_PER_TASK};
 
 	if (w->q.fmt != RT_WF_DENSE) {
 		rt_qcpu_matmul(c->q, c->pool, y, x, w, bias, T, accumulate);
@@ -1207,13 +1303,19 @@ static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const str
 		j.xp = true;
 	if (!j.xp && w->dtype != RT_F32 && T >= SCRATCH_MIN_T && ensure_scratch(c, b->n_threads, (size_t)w->cols) == 0)
 		j.scratch = c->scratch;
+	if (T == 1 && c->k->rowsn[w->dtype] && (j.xp || !c->k->xperm[w->dtype])) {
+		/* one token: tasks of about ROWS1_BYTES of consecutive rows */
+		size_t rb = (size_t)w->cols * rt_dtype_size(w->dtype), n = ROWS1_BYTES / rb;
+		j.rpt = n < ROWS_PER_TASK ? ROWS_PER_TASK : n > ROWS1_MAX ? ROWS1_MAX : (int)n;
+		j.r1 = true;
+	}
 	if ((size_t)w->rows * w->cols * T < (1u << 15)) {
 		/* too small to pay for waking the pool */
-		for (int t = 0; t < (w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK; t++)
+		for (int t = 0; t < (w->rows + j.rpt - 1) / j.rpt; t++)
 			mm_task(&j, t, 0);
 		return;
 	}
-	rt_pool_run(c->pool, (w->rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK, mm_task, &j);
+	rt_pool_run(c->pool, (w->rows + j.rpt - 1) / j.rpt, mm_task, &j);
 }
 
 /* ---- attention ---- */
