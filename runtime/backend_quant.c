@@ -29,6 +29,11 @@
 #include "threadpool.h"
 
 #define QROWS 16 /* rows per task: two octets of the column formats */
+/* one token, compressed-tensors int4: tasks of about this many bytes of rows,
+ * a multiple of 8 rows; 16-row tasks (6 KB at K = 768, claimed every few
+ * hundred ns) decoded the bench model 12% slower.  fp8 keeps 16-row tasks:
+ * 32-128 KB ones were slower there (docs/PERFORMANCE.md, session 8) */
+#define QTASK1_BYTES 65536
 #define CCH   4  /* AVX-512 column formats: chains (16 rows each) per one-token pass */
 
 struct rt_qcpu {
@@ -1362,6 +1367,11 @@ void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const flo
 		} else if (permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8, &j) == 0) {
 			j.k512 = true;
 		}
+	}
+	if (T == 1 && w->q.fmt == RT_WF_INT4 && w->q.layout == RT_I4_CT) {
+		size_t n = QTASK1_BYTES / ((size_t)(w->cols + 7) / 8 * 4) / 8 * 8;
+		if (n > (size_t)j.tr)
+			j.tr = n > 1024 ? 1024 : (int)n;
 	}
 	n_tasks = (w->rows + j.tr - 1) / j.tr;
 	/* generic C always sums over the scratch; AVX2 only for token blocks */
