@@ -1058,6 +1058,10 @@ const char *rt_backend_cpu_simd(const struct rt_backend *b)
  * this way (docs/PERFORMANCE.md, session 8) */
 #define ROWS1_BYTES 65536
 #define ROWS1_MAX   256
+/* the AVX-512 4 x nt tiles (T > 1): 64-row tasks, for the same reason (the
+ * bench model's batched decode step: k = 2 7.5-7.9 -> 6.7-7.3 ms, k = 4
+ * 8.6-10.0 -> 7.6-8.8 ms against 16-row tasks; k = 8 within the noise) */
+#define ROWS_TILEN 64
 #define TOK_BLOCK     48
 /* from this many tokens on, 16-bit weight rows are converted to f32 once per
  * token block; fewer tokens (decode batches) convert inside the tile, which
@@ -1308,6 +1312,8 @@ static void cpu_matmul(struct rt_backend *b, float *y, const float *x, const str
 		size_t rb = (size_t)w->cols * rt_dtype_size(w->dtype), n = ROWS1_BYTES / rb;
 		j.rpt = n < ROWS_PER_TASK ? ROWS_PER_TASK : n > ROWS1_MAX ? ROWS1_MAX : (int)n;
 		j.r1 = true;
+	} else if (j.xp) {
+		j.rpt = ROWS_TILEN;
 	}
 	if ((size_t)w->rows * w->cols * T < (1u << 15)) {
 		/* too small to pay for waking the pool */
