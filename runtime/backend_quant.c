@@ -856,9 +856,15 @@ PASS512(4, 4, 2)
  * code * 2^-120 exactly (subnormal codes as f32 denormals, which Zen 4's FMA
  * takes at full speed; Intel's not measured: docs/RUNTIME.md).  Two
  * vgf2p8affineqb move each code's bits into the bytes A = s000 0eee (sign,
- * exponent bits 3..1) and B = emmm 0000 (exponent bit 0, mantissa), and a
- * zero-masking vpermt2b per 16 codes puts B and A in bytes 2 and 3 of their
- * lane: 6 uops for 64 weights where the f16 route above takes 16.  x comes
+ * exponent bits 3..1) and B = emmm 0000 (exponent bit 0, mantissa), and two
+ * byte and four word unpacks (with zero) put B and A in bytes 2 and 3 of their
+ * lane (f8g_w: lanes in the unpacks' order, x permuted to match), 8 uops for
+ * 64 weights where the f16 route above takes 16 (a zero-masking vpermt2b per
+ * 16 codes, 6 uops, ran 1.25x slower in L1 on Zen 4: its byte permutes are the
+ * costly uops; batched fp8 steps 1.3-1.5x faster this way, one token alike).
+ * Scale blocks must be a multiple of 64 codes here (or one per row): the
+ * unpacks' quarters mix the codes of a 64-code step; [32,32] blocks take
+ * the f16 route.  x comes
  * scaled by 2^64 (permute_x; exact, as is the scale's 2^56 below): the
  * products and sums are those of code * x times 2^-56, the same f32 roundings
  * while the sums stay above 2^-70 (under it, denormal sums round coarser).
@@ -881,18 +887,20 @@ PASS512(4, 4, 2)
 #define F8G_XMAX 0x1p60f           /* a token with some |x| at least this: the AVX2 code */
 #define F8G_SS 0x1p56f             /* the scale's: 2^-120 * 2^64 * 2^56 = 1 */
 
-/* bytes 2 and 3 of lane i of the r-th 16 codes: B and A of code 16r + i (the
- * other bytes zeroed by the mask) */
-static const uint8_t f8g_ix[4][64] = {
-    {0, 0, 64, 0, 0, 0, 65, 1, 0, 0, 66, 2, 0, 0, 67, 3, 0, 0, 68, 4, 0, 0, 69, 5, 0, 0, 70, 6, 0, 0, 71, 7, 0, 0, 72, 8, 0, 0, 73, 9, 0, 0, 74, 10, 0, 0, 75, 11, 0, 0, 76, 12, 0, 0, 77, 13, 0, 0, 78, 14, 0, 0, 79, 15},
-    {0, 0, 80, 16, 0, 0, 81, 17, 0, 0, 82, 18, 0, 0, 83, 19, 0, 0, 84, 20, 0, 0, 85, 21, 0, 0, 86, 22, 0, 0, 87, 23, 0, 0, 88, 24, 0, 0, 89, 25, 0, 0, 90, 26, 0, 0, 91, 27, 0, 0, 92, 28, 0, 0, 93, 29, 0, 0, 94, 30, 0, 0, 95, 31},
-    {0, 0, 96, 32, 0, 0, 97, 33, 0, 0, 98, 34, 0, 0, 99, 35, 0, 0, 100, 36, 0, 0, 101, 37, 0, 0, 102, 38, 0, 0, 103, 39, 0, 0, 104, 40, 0, 0, 105, 41, 0, 0, 106, 42, 0, 0, 107, 43, 0, 0, 108, 44, 0, 0, 109, 45, 0, 0, 110, 46, 0, 0, 111, 47},
-    {0, 0, 112, 48, 0, 0, 113, 49, 0, 0, 114, 50, 0, 0, 115, 51, 0, 0, 116, 52, 0, 0, 117, 53, 0, 0, 118, 54, 0, 0, 119, 55, 0, 0, 120, 56, 0, 0, 121, 57, 0, 0, 122, 58, 0, 0, 123, 59, 0, 0, 124, 60, 0, 0, 125, 61, 0, 0, 126, 62, 0, 0, 127, 63},
-};
-
-AI void f8g_quarter(__m512i a, __m512i b, __m512i ix, const float *xp, size_t xs, int kq, int NT, __m512 *blk)
+/* the q-th quarter of 64 codes' f32 (q = 0..3): lane 4L + i holds code
+ * 16L + 4q + i (L the 128-bit lane).  lo and hi are a's and b's bytes
+ * interleaved per lane (16-bit words B | A << 8, the low and high 8 codes of
+ * each lane); the word-level unpack with zero puts each word in the upper
+ * half of its dword, B in byte 2 and A in byte 3 */
+AI __m512 f8g_w(__m512i lo, __m512i hi, int q)
 {
-	__m512 wv = _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi8(0xccccccccccccccccull, a, ix, b));
+	const __m512i z = _mm512_setzero_si512();
+	__m512i h = q < 2 ? lo : hi;
+	return _mm512_castsi512_ps(q & 1 ? _mm512_unpackhi_epi16(z, h) : _mm512_unpacklo_epi16(z, h));
+}
+
+AI void f8g_quarter(__m512 wv, const float *xp, size_t xs, int kq, int NT, __m512 *blk)
+{
 #pragma GCC unroll 4
 	for (int t = 0; t < NT; t++)
 		blk[t] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(xp + t * xs + kq), blk[t]);
@@ -919,44 +927,37 @@ AI unsigned f8g_pass(const struct rt_weight *w, int r0, int nr, const float *xp,
 	__m512 acc[8][XPT4], blk[8][XPT4];
 	float sf[8];
 	size_t s0[8]; /* each row's first scale */
-	const __m512i ma = _mm512_set1_epi64((long long)F8G_A), mb = _mm512_set1_epi64((long long)F8G_B),
-	              ix0 = _mm512_loadu_si512(f8g_ix[0]), ix1 = _mm512_loadu_si512(f8g_ix[1]),
-	              ix2 = _mm512_loadu_si512(f8g_ix[2]), ix3 = _mm512_loadu_si512(f8g_ix[3]);
+	const __m512i ma = _mm512_set1_epi64((long long)F8G_A), mb = _mm512_set1_epi64((long long)F8G_B);
 	__m512i mu = _mm512_setzero_si512(), ms = _mm512_set1_epi8(-128);
 	unsigned bad = 0;
 
 	f8_begin(w, r0, nr, NR, NT, row, s0, sf, acc, blk);
-	/* scale block g = k / sc: sc is a multiple of 32 or at least K, so a
-	 * block begins at a 64-code step or halfway (counted) */
+	/* scale block g = k / sc: sc is a multiple of 64 or at least K, so a
+	 * block begins at a 64-code step (counted); past K the masked load
+	 * gives code 0 (weight 0) and x is 0 */
 	for (int k = 0, kn = 0, g = -1; k < K; k += 64) {
-		int nk = K - k < 64 ? K - k : 64, g0 = -1, g1 = -1;
+		int nk = K - k < 64 ? K - k : 64;
 		__mmask64 m = nk == 64 ? ~(__mmask64)0 : ((__mmask64)1 << nk) - 1;
-		if (k == kn) {
-			g0 = ++g;
-			kn += q->sc;
-		}
-		if (nk > 32 && k + 32 == kn) {
-			g1 = ++g;
+		bool nb = k == kn;
+		if (nb) {
+			g++;
 			kn += q->sc;
 		}
 #pragma GCC unroll 8
 		for (int i = 0; i < NR; i++) {
-			__m512i v = _mm512_maskz_loadu_epi8(m, row[i] + k), a, b;
+			__m512i v = _mm512_maskz_loadu_epi8(m, row[i] + k), a, b, lo, hi;
 			mu = _mm512_max_epu8(mu, v);
 			ms = _mm512_max_epi8(ms, v);
 			_mm_prefetch(row[i] + k + QPF, _MM_HINT_T1);
 			a = _mm512_gf2p8affine_epi64_epi8(v, ma, 0);
 			b = _mm512_gf2p8affine_epi64_epi8(v, mb, 0);
-			if (g0 >= 0)
-				f8g_block(w, s0[i] + (size_t)g0, i, NT, acc[i], blk[i], &sf[i], &bad);
-			f8g_quarter(a, b, ix0, xp, xs, k, NT, blk[i]);
-			f8g_quarter(a, b, ix1, xp, xs, k + 16, NT, blk[i]);
-			if (nk > 32) {
-				if (g1 >= 0)
-					f8g_block(w, s0[i] + (size_t)g1, i, NT, acc[i], blk[i], &sf[i], &bad);
-				f8g_quarter(a, b, ix2, xp, xs, k + 32, NT, blk[i]);
-				f8g_quarter(a, b, ix3, xp, xs, k + 48, NT, blk[i]);
-			}
+			lo = _mm512_unpacklo_epi8(b, a);
+			hi = _mm512_unpackhi_epi8(b, a);
+			if (nb)
+				f8g_block(w, s0[i] + (size_t)g, i, NT, acc[i], blk[i], &sf[i], &bad);
+#pragma GCC unroll 4
+			for (int qq = 0; qq < 4; qq++)
+				f8g_quarter(f8g_w(lo, hi, qq), xp, xs, k + 16 * qq, NT, blk[i]);
 		}
 	}
 	f8_out(row, K, NR, NT, acc, blk, sf, mu, ms, out);
@@ -1306,18 +1307,20 @@ static int col_runs(struct rt_qcpu *c, const struct rt_weight *w, struct qjob *j
 
 /* x[T][K] into c->xp in the order the AVX-512 kernels take it, zeros past K:
  * int4 per 128 columns, column 8j + s at 16s + j; fp8 per 32 columns, 0-7,
- * 16-23, 8-15, 24-31; fp8 for f8g_pass (where the CPU has it) in order, times
- * F8G_XS, and c->xbig marks the tokens with some |x| >= 2^60 */
-static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, struct qjob *j)
+ * 16-23, 8-15, 24-31; fp8 for f8g_pass (f8g: where the CPU has it and the
+ * scale blocks are a multiple of 64 columns) per 64 columns, column
+ * 16L + 4q + i at 16q + 4L + i (f8g_w's lanes), times F8G_XS, and c->xbig
+ * marks the tokens with some |x| >= 2^60 */
+static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, bool f8g, struct qjob *j)
 {
-	size_t B = fp8 ? 32 : 128, xs = ((size_t)K + B - 1) / B * B, n = xs * (size_t)T;
+	size_t B = f8g ? 64 : fp8 ? 32 : 128, xs = ((size_t)K + B - 1) / B * B, n = xs * (size_t)T;
 
 	if (grow(&c->xp, &c->xp_n, n, sizeof(float)))
 		return -ENOMEM;
 	j->xp = c->xp;
 	j->xs = xs;
 #ifdef HAVE_X86
-	if (fp8 && c->f8g) {
+	if (f8g) {
 		if (grow(&c->xbig, &c->xbig_n, (size_t)T, sizeof(bool)))
 			return -ENOMEM;
 		j->f8g = true;
@@ -1326,11 +1329,14 @@ static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, 
 			const float *s = x + (size_t)t * K;
 			float *d = c->xp + (size_t)t * xs;
 			bool big = false;
-			for (int k = 0; k < K; k++) {
-				d[k] = s[k] * F8G_XS;
+			for (int k = 0; k < K; k++)
 				big |= fabsf(s[k]) >= F8G_XMAX;
-			}
-			memset(d + K, 0, sizeof(float) * (xs - (size_t)K));
+			/* f8g_w's order: position b + 16q + 4L + i takes x[b + 16L + 4q + i] */
+			for (size_t b = 0; b < xs; b += 64)
+				for (size_t i = 0; i < 64; i++) {
+					size_t k = b + 16 * (i >> 2 & 3) + 4 * (i >> 4) + (i & 3);
+					d[b + i] = k < (size_t)K ? s[k] * F8G_XS : 0.0f;
+				}
 			c->xbig[t] = big;
 		}
 		return 0;
@@ -1364,7 +1370,9 @@ void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const flo
 				j.k512 = true;
 				j.tr = 16 * CCH;
 			}
-		} else if (permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8, &j) == 0) {
+		} else if (permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8,
+		                     w->q.fmt == RT_WF_FP8 && c->f8g && (w->q.sc % 64 == 0 || w->q.sc >= w->cols),
+		                     &j) == 0) {
 			j.k512 = true;
 		}
 	}
