@@ -598,10 +598,85 @@ DEF_ROWSN(rowsn_z_f32, LZ_F32, RT_F32)
 DEF_ROWSN(rowsn_z_f16, LZ_F16, RT_F16)
 DEF_ROWSN(rowsn_z_bf16, LZ_BF16, RT_BF16)
 
+/* e^x for 8 doubles: x * 32 / ln 2 = k + r (k an integer, |r| <= 1/2),
+ * e^x = 2^(k / 32) * 2^(r / 32), the first from a table of 2^(i / 32) (i =
+ * k mod 32) whose exponent gets k / 32 added, the second a degree-4 Taylor
+ * polynomial (relative error under 1e-12).  Inputs below -200 (-inf among
+ * them) are taken as -200 (e^x under any float); NaN stays NaN. */
+static const uint64_t exp_tab[32] = { /* bits of 2^(i/32) less i << 47 (k << 47 adds it back) */
+    0x3ff0000000000000ull, 0x3fefd9b0d3158574ull, 0x3fefb5586cf9890full, 0x3fef9301d0125b51ull,
+    0x3fef72b83c7d517bull, 0x3fef54873168b9aaull, 0x3fef387a6e756238ull, 0x3fef1e9df51fdee1ull,
+    0x3fef06fe0a31b715ull, 0x3feef1a7373aa9cbull, 0x3feedea64c123422ull, 0x3feece086061892dull,
+    0x3feebfdad5362a27ull, 0x3feeb42b569d4f82ull, 0x3feeab07dd485429ull, 0x3feea47eb03a5585ull,
+    0x3feea09e667f3bcdull, 0x3fee9f75e8ec5f74ull, 0x3feea11473eb0187ull, 0x3feea589994cce13ull,
+    0x3feeace5422aa0dbull, 0x3feeb737b0cdc5e5ull, 0x3feec49182a3f090ull, 0x3feed503b23e255dull,
+    0x3feee89f995ad3adull, 0x3feeff76f2fb5e47ull, 0x3fef199bdd85529cull, 0x3fef3720dcef9069ull,
+    0x3fef5818dcfba487ull, 0x3fef7c97337b9b5full, 0x3fefa4afa2a490daull, 0x3fefd0765b6e4540ull,
+};
+static inline __m512d exp8d(__m512d x)
+{
+	const double c1 = 0x1.62e42fefa39efp-6 /* ln 2 / 32 */, c2 = c1 * c1 / 2, c3 = c2 * c1 / 3, c4 = c3 * c1 / 4;
+	const double *tab = (const double *)(const void *)exp_tab;
+	__m512d z, kd, r, p, t;
+	__m512i ki;
+
+	x = _mm512_max_pd(_mm512_set1_pd(-200.0), x); /* NaN: the second operand, x */
+	z = _mm512_mul_pd(x, _mm512_set1_pd(0x1.71547652b82fep+5)); /* 32 / ln 2 */
+	kd = _mm512_add_pd(z, _mm512_set1_pd(0x1.8p52)); /* k in the low bits, rounded to nearest */
+	ki = _mm512_castpd_si512(kd);
+	kd = _mm512_sub_pd(kd, _mm512_set1_pd(0x1.8p52));
+	r = _mm512_sub_pd(z, kd);
+	t = _mm512_mask_blend_pd(_mm512_test_epi64_mask(ki, _mm512_set1_epi64(16)),
+	                         _mm512_permutex2var_pd(_mm512_loadu_pd(tab), ki, _mm512_loadu_pd(tab + 8)),
+	                         _mm512_permutex2var_pd(_mm512_loadu_pd(tab + 16), ki, _mm512_loadu_pd(tab + 24)));
+	t = _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(t), _mm512_slli_epi64(ki, 47)));
+	p = _mm512_fmadd_pd(_mm512_set1_pd(c4), r, _mm512_set1_pd(c3));
+	p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(c2));
+	p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(c1));
+	p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(1.0));
+	return _mm512_mul_pd(p, t);
+}
+
+/* e^x for 16 floats (x up to 88.7), each computed in double and rounded once:
+ * within 1 ulp of e^x everywhere (checked over every float in [-104, 0]:
+ * 333 of 1.1e9 not correctly rounded, glibc's expf 97052), so no worse than
+ * the libm expf it replaces in att_z */
+static inline __m512 exp16(__m512 x)
+{
+	__m512d lo = exp8d(_mm512_cvtps_pd(_mm512_castps512_ps256(x))),
+	        hi = exp8d(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))));
+	return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo))),
+	                                           _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
+}
+
+/* the 16 sums of d[0..15], each in hsum16's order (lanes i + 8, then i + 4,
+ * i + 2, i + 1 added pairwise), transposed: 30 shuffles and 15 adds for what
+ * 16 hsum16 take 128 instructions for.  Lane 4L + k of the result is the sum
+ * of d[4k + L]. */
+static inline __m512 hsum16x16(const __m512 *d)
+{
+	__m512 a[8], b[4], c[2];
+
+	for (int j = 0; j < 8; j++) /* 128-bit lanes 0 + 2, 1 + 3 of d[2j] and d[2j + 1] */
+		a[j] = _mm512_add_ps(_mm512_shuffle_f32x4(d[2 * j], d[2 * j + 1], 0x44),
+		                     _mm512_shuffle_f32x4(d[2 * j], d[2 * j + 1], 0xee));
+	for (int m = 0; m < 4; m++) /* lane L: d[4m + L]'s 4 sums of 4 apart */
+		b[m] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], 0x88),
+		                     _mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], 0xdd));
+	for (int n = 0; n < 2; n++)
+		c[n] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * n], b[2 * n + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+		                     _mm512_shuffle_ps(b[2 * n], b[2 * n + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+	return _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+	                     _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
 /* HOT LOOP (long contexts): att_one for hd a multiple of 16 up to 128 (NV
- * vectors), the query and the output accumulator in NV registers each:
- * per position a dot of NV FMAs and one reduction, libm's expf, NV FMAs into
- * the accumulator; blockwise online softmax as att_one */
+ * vectors), the query and the output accumulator in NV registers each; a
+ * block's scores 16 positions at a time (NV FMAs each, then hsum16x16), the
+ * rest one at a time (hsum16: the same sums); the block's exponentials 16 at
+ * a time (exp16); NV FMAs a position into the accumulator; blockwise online
+ * softmax as att_one.  A position's score and weight depend on it alone, so
+ * prefill and decode (any qpos) give a query the same output. */
 static inline __attribute__((always_inline)) void att_z_body(float *o, const float *q, const float *kc,
                                                              const float *vc, int lo, int qpos, int kvstride,
                                                              int hd, int NV)
@@ -614,17 +689,29 @@ static inline __attribute__((always_inline)) void att_z_body(float *o, const flo
 		acc[v] = _mm512_setzero_ps();
 	}
 	for (int b0 = lo; b0 <= qpos; b0 += ATT_BLOCK) {
-		int b1 = b0 + ATT_BLOCK <= qpos + 1 ? b0 + ATT_BLOCK : qpos + 1;
+		int b1 = b0 + ATT_BLOCK <= qpos + 1 ? b0 + ATT_BLOCK : qpos + 1, p = b0;
 		float bm = -INFINITY;
-		for (int p = b0; p < b1; p++) {
+		for (; p + 16 <= b1; p += 16) {
+			__m512 d[16];
+			for (int i = 0; i < 16; i++) { /* position p + i into d[4 (i % 4) + i / 4] */
+				const float *kp = kc + (size_t)(p + i) * kvstride;
+				__m512 e = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kp));
+				for (int v = 1; v < NV; v++)
+					e = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + 16 * v), e);
+				d[4 * (i & 3) + (i >> 2)] = e;
+			}
+			_mm512_storeu_ps(s + (p - b0), _mm512_mul_ps(hsum16x16(d), _mm512_set1_ps(scale)));
+		}
+		for (; p < b1; p++) {
 			const float *kp = kc + (size_t)p * kvstride;
-			__m512 d = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kp));
+			__m512 e = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kp));
 			for (int v = 1; v < NV; v++)
-				d = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + 16 * v), d);
-			s[p - b0] = _mm512_reduce_add_ps(d) * scale;
+				e = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + 16 * v), e);
+			s[p - b0] = hsum16(e) * scale;
+		}
+		for (p = b0; p < b1; p++)
 			if (s[p - b0] > bm)
 				bm = s[p - b0];
-		}
 		if (bm > m) {
 			float f = expf(m - bm);
 			for (int v = 0; v < NV; v++)
@@ -632,9 +719,14 @@ static inline __attribute__((always_inline)) void att_z_body(float *o, const flo
 			l *= f;
 			m = bm;
 		}
-		for (int p = b0; p < b1; p++) {
+		for (p = b0; p < b1; p += 16) { /* s becomes the weights e^(s - m) */
+			__mmask16 k = b1 - p >= 16 ? 0xffff : (__mmask16)((1u << (b1 - p)) - 1);
+			__m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + (p - b0)), _mm512_set1_ps(m));
+			_mm512_mask_storeu_ps(s + (p - b0), k, exp16(x));
+		}
+		for (p = b0; p < b1; p++) {
 			const float *vp = vc + (size_t)p * kvstride;
-			float e = expf(s[p - b0] - m);
+			float e = s[p - b0];
 			__m512 ev = _mm512_set1_ps(e);
 			l += e;
 			for (int v = 0; v < NV; v++)
