@@ -25,6 +25,8 @@ typedef void (*cvt_fn)(float *dst, const void *src, int n);
 #define TILE_T 6
 /* attention: the scores of this many positions, then one softmax rescale */
 #define ATT_BLOCK 128
+/* attention: at most this many query heads of one KV head in one task */
+#define ATT_G 16
 typedef void (*tilen_fn)(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T], size_t pf,
                          unsigned pfrows);
 /* out[r] = dot(row r, x) for the nr rows of rb bytes each from w, one token:
@@ -50,9 +52,11 @@ struct kern {
 	/* AVX2 and AVX-512: T = 1, consecutive rows one after another (rowsn_fn);
 	 * x packed as for tilen where xperm */
 	rowsn_fn rowsn[3];
-	/* AVX-512 only: one query row of one head against its cache (att_one's
-	 * arithmetic with the row held in registers), or NULL */
-	void (*att)(float *o, const float *q, const float *kc, const float *vc, int lo, int qpos, int kvstride, int hd);
+	/* AVX-512 only: one query row of G consecutive heads sharing a KV head
+	 * against its cache (att_one's arithmetic with the row held in
+	 * registers), or NULL */
+	void (*att)(float *o, const float *q, int G, const float *kc, const float *vc, int lo, int qpos, int kvstride,
+	            int hd);
 };
 
 /* y[t0 + c][n0 + r] for r < nrow, c < nt from a kernel's output tile
@@ -671,85 +675,107 @@ static inline __m512 hsum16x16(const __m512 *d)
 }
 
 /* HOT LOOP (long contexts): att_one for hd a multiple of 16 up to 128 (NV
- * vectors), the query and the output accumulator in NV registers each; a
- * block's scores 16 positions at a time (NV FMAs each, then hsum16x16), the
- * rest one at a time (hsum16: the same sums); the block's exponentials 16 at
- * a time (exp16); NV FMAs a position into the accumulator; blockwise online
- * softmax as att_one.  A position's score and weight depend on it alone, so
- * prefill and decode (any qpos) give a query the same output. */
-static inline __attribute__((always_inline)) void att_z_body(float *o, const float *q, const float *kc,
+ * vectors) and G heads sharing one KV head (G <= ATT_G), the query and the
+ * output accumulator in NV registers each; per block of the cache each head
+ * in turn (its accumulator, max and sum kept in acc_g/m_g/l_g between
+ * blocks), so the block's K and V rows come from memory once for the G heads
+ * and from L1/L2 for the others; a block's scores 16 positions at a time (NV
+ * FMAs each, then hsum16x16), the rest one at a time (hsum16: the same sums);
+ * the block's exponentials 16 at a time (exp16); NV FMAs a position into the
+ * accumulator; blockwise online softmax as att_one.  A head's output depends
+ * on its query and the cache alone, whatever G is, and a position's score and
+ * weight on that position alone, so prefill and decode (any qpos) give a query
+ * the same output. */
+static inline __attribute__((always_inline)) void att_z_body(float *o, const float *q, int G, const float *kc,
                                                              const float *vc, int lo, int qpos, int kvstride,
                                                              int hd, int NV)
 {
-	__m512 qv[8], acc[8];
-	float s[ATT_BLOCK], m = -INFINITY, l = 0, scale = 1.0f / sqrtf((float)hd);
+	float s[ATT_BLOCK], m_g[ATT_G], l_g[ATT_G], scale = 1.0f / sqrtf((float)hd);
+	__m512 acc_g[ATT_G][8];
 
-	for (int v = 0; v < NV; v++) {
-		qv[v] = _mm512_loadu_ps(q + 16 * v);
-		acc[v] = _mm512_setzero_ps();
+	for (int g = 0; g < G; g++) {
+		m_g[g] = -INFINITY;
+		l_g[g] = 0;
+		for (int v = 0; v < NV; v++)
+			acc_g[g][v] = _mm512_setzero_ps();
 	}
 	for (int b0 = lo; b0 <= qpos; b0 += ATT_BLOCK) {
-		int b1 = b0 + ATT_BLOCK <= qpos + 1 ? b0 + ATT_BLOCK : qpos + 1, p = b0;
-		float bm = -INFINITY;
-		for (; p + 16 <= b1; p += 16) {
-			__m512 d[16];
-			for (int i = 0; i < 16; i++) { /* position p + i into d[4 (i % 4) + i / 4] */
-				const float *kp = kc + (size_t)(p + i) * kvstride;
+		int b1 = b0 + ATT_BLOCK <= qpos + 1 ? b0 + ATT_BLOCK : qpos + 1;
+		for (int g = 0; g < G; g++) {
+			__m512 qv[8], acc[8];
+			float bm = -INFINITY, m = m_g[g], l = l_g[g];
+			int p = b0;
+			for (int v = 0; v < NV; v++) {
+				qv[v] = _mm512_loadu_ps(q + (size_t)g * hd + 16 * v);
+				acc[v] = acc_g[g][v];
+			}
+			for (; p + 16 <= b1; p += 16) {
+				__m512 d[16];
+				for (int i = 0; i < 16; i++) { /* position p + i into d[4 (i % 4) + i / 4] */
+					const float *kp = kc + (size_t)(p + i) * kvstride;
+					__m512 e = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kp));
+					for (int v = 1; v < NV; v++)
+						e = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + 16 * v), e);
+					d[4 * (i & 3) + (i >> 2)] = e;
+				}
+				_mm512_storeu_ps(s + (p - b0), _mm512_mul_ps(hsum16x16(d), _mm512_set1_ps(scale)));
+			}
+			for (; p < b1; p++) {
+				const float *kp = kc + (size_t)p * kvstride;
 				__m512 e = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kp));
 				for (int v = 1; v < NV; v++)
 					e = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + 16 * v), e);
-				d[4 * (i & 3) + (i >> 2)] = e;
+				s[p - b0] = hsum16(e) * scale;
 			}
-			_mm512_storeu_ps(s + (p - b0), _mm512_mul_ps(hsum16x16(d), _mm512_set1_ps(scale)));
-		}
-		for (; p < b1; p++) {
-			const float *kp = kc + (size_t)p * kvstride;
-			__m512 e = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kp));
-			for (int v = 1; v < NV; v++)
-				e = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + 16 * v), e);
-			s[p - b0] = hsum16(e) * scale;
-		}
-		for (p = b0; p < b1; p++)
-			if (s[p - b0] > bm)
-				bm = s[p - b0];
-		if (bm > m) {
-			float f = expf(m - bm);
+			for (p = b0; p < b1; p++)
+				if (s[p - b0] > bm)
+					bm = s[p - b0];
+			if (bm > m) {
+				float f = expf(m - bm);
+				for (int v = 0; v < NV; v++)
+					acc[v] = _mm512_mul_ps(acc[v], _mm512_set1_ps(f));
+				l *= f;
+				m = bm;
+			}
+			for (p = b0; p < b1; p += 16) { /* s becomes the weights e^(s - m) */
+				__mmask16 k = b1 - p >= 16 ? 0xffff : (__mmask16)((1u << (b1 - p)) - 1);
+				__m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + (p - b0)), _mm512_set1_ps(m));
+				_mm512_mask_storeu_ps(s + (p - b0), k, exp16(x));
+			}
+			for (p = b0; p < b1; p++) {
+				const float *vp = vc + (size_t)p * kvstride;
+				float e = s[p - b0];
+				__m512 ev = _mm512_set1_ps(e);
+				l += e;
+				for (int v = 0; v < NV; v++)
+					acc[v] = _mm512_fmadd_ps(ev, _mm512_loadu_ps(vp + 16 * v), acc[v]);
+			}
 			for (int v = 0; v < NV; v++)
-				acc[v] = _mm512_mul_ps(acc[v], _mm512_set1_ps(f));
-			l *= f;
-			m = bm;
-		}
-		for (p = b0; p < b1; p += 16) { /* s becomes the weights e^(s - m) */
-			__mmask16 k = b1 - p >= 16 ? 0xffff : (__mmask16)((1u << (b1 - p)) - 1);
-			__m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + (p - b0)), _mm512_set1_ps(m));
-			_mm512_mask_storeu_ps(s + (p - b0), k, exp16(x));
-		}
-		for (p = b0; p < b1; p++) {
-			const float *vp = vc + (size_t)p * kvstride;
-			float e = s[p - b0];
-			__m512 ev = _mm512_set1_ps(e);
-			l += e;
-			for (int v = 0; v < NV; v++)
-				acc[v] = _mm512_fmadd_ps(ev, _mm512_loadu_ps(vp + 16 * v), acc[v]);
+				acc_g[g][v] = acc[v];
+			m_g[g] = m;
+			l_g[g] = l;
 		}
 	}
-	for (int v = 0; v < NV; v++)
-		_mm512_storeu_ps(o + 16 * v, _mm512_div_ps(acc[v], _mm512_set1_ps(l)));
+	for (int g = 0; g < G; g++)
+		for (int v = 0; v < NV; v++)
+			_mm512_storeu_ps(o + (size_t)g * hd + 16 * v, _mm512_div_ps(acc_g[g][v], _mm512_set1_ps(l_g[g])));
 }
 
-static void att_z(float *o, const float *q, const float *kc, const float *vc, int lo, int qpos, int kvstride, int hd)
+static void att_z(float *o, const float *q, int G, const float *kc, const float *vc, int lo, int qpos, int kvstride,
+                  int hd)
 {
 	switch (hd / 16) {
-	case 1: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 1); break;
-	case 2: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 2); break;
-	case 3: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 3); break;
-	case 4: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 4); break;
-	case 5: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 5); break;
-	case 6: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 6); break;
-	case 7: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 7); break;
-	default: att_z_body(o, q, kc, vc, lo, qpos, kvstride, hd, 8); break;
+	case 1: att_z_body(o, q, G, kc, vc, lo, qpos, kvstride, hd, 1); break;
+	case 2: att_z_body(o, q, G, kc, vc, lo, qpos, kvstride, hd, 2); break;
+	case 3: att_z_body(o, q, G, kc, vc, lo, qpos, kvstride, hd, 3); break;
+	case 4: att_z_body(o, q, G, kc, vc, lo, qpos, kvstride, hd, 4); break;
+	case 5: att_z_body(o, q, G, kc, vc, lo, qpos, kvstride, hd, 5); break;
+	case 6: att_z_body(o, q, G, kc, vc, lo, qpos, kvstride, hd, 6); break;
+	case 7: att_z_body(o, q, G, kc, vc, lo, qpos, kvstride, hd, 7); break;
+	default: att_z_body(o, q, G, kc, vc, lo, qpos, kvstride, hd, 8); break;
 	}
 }
+
 
 static const struct kern kern_avx512 = {
     .tile = {tile_z_f32, tile_z_f16, tile_z_bf16},
@@ -1425,22 +1451,17 @@ struct att_job {
 	float *out;
 	const float *q, *kc, *vc;
 	int T, pos0, nh, nkv, hd, window;
+	int G; /* query heads a task */
 };
 
 /* HOT LOOP (long contexts): one query row of one head against its cache.
  * q, o: [hd]; kc, vc: the cache of the query's own sequence. */
-static void att_one(const struct kern *k, float *o, const float *q, const float *kc, const float *vc, int qpos, int kvh,
-                    int nkv, int hd, int window)
+static void att_one1(const struct kern *k, float *o, const float *q, const float *kc, const float *vc, int lo,
+                     int qpos, int kvh, int nkv, int hd)
 {
-	int lo = 0, kvstride = nkv * hd;
+	int kvstride = nkv * hd;
 	float acc[MAX_HD], s[ATT_BLOCK], m = -INFINITY, l = 0, scale = 1.0f / sqrtf((float)hd);
 
-	if (window > 0 && qpos - window + 1 > 0)
-		lo = qpos - window + 1;
-	if (k->att && hd % 16 == 0 && hd <= 128) {
-		k->att(o, q, kc + (size_t)kvh * hd, vc + (size_t)kvh * hd, lo, qpos, kvstride, hd);
-		return;
-	}
 	memset(acc, 0, sizeof(float) * hd);
 	/* blockwise online softmax: scores of a block, then one rescale */
 	for (int b0 = lo; b0 <= qpos; b0 += ATT_BLOCK) {
@@ -1468,22 +1489,54 @@ static void att_one(const struct kern *k, float *o, const float *q, const float 
 		o[i] = acc[i] / l;
 }
 
+/* one query row of the G consecutive heads from the one at q (q, o: [G][hd])
+ * that share KV head kvh */
+static void att_one(const struct kern *k, float *o, const float *q, int G, const float *kc, const float *vc, int qpos,
+                    int kvh, int nkv, int hd, int window)
+{
+	int lo = 0;
+
+	if (window > 0 && qpos - window + 1 > 0)
+		lo = qpos - window + 1;
+	if (k->att && hd % 16 == 0 && hd <= 128) {
+		k->att(o, q, G, kc + (size_t)kvh * hd, vc + (size_t)kvh * hd, lo, qpos, nkv * hd, hd);
+		return;
+	}
+	for (int g = 0; g < G; g++)
+		att_one1(k, o + (size_t)g * hd, q + (size_t)g * hd, kc, vc, lo, qpos, kvh, nkv, hd);
+}
+
+/* query heads a task takes: all of a KV head's (up to ATT_G) when there are
+ * at least as many (token, KV head) pairs as threads, so each KV row comes
+ * from memory once for them; else one (every thread gets work) */
+static int att_group(const struct cpu *c, int rows, int nh, int nkv)
+{
+	int per = nh / nkv, G = per;
+
+	if (!c->k->att || (long)rows * nkv < rt_pool_threads(c->pool))
+		return 1;
+	while (G > ATT_G || per % G)
+		G--;
+	return G;
+}
+
 static void att_task(void *ctx, int task, int thread)
 {
 	const struct att_job *j = ctx;
-	int t = task / j->nh, h = task % j->nh, hd = j->hd;
+	int ng = j->nh / j->G, t = task / ng, h = task % ng * j->G, hd = j->hd;
 	size_t off = (size_t)t * j->nh * hd + (size_t)h * hd;
 
 	(void)thread;
-	att_one(j->k, j->out + off, j->q + off, j->kc, j->vc, j->pos0 + t, h / (j->nh / j->nkv), j->nkv, hd, j->window);
+	att_one(j->k, j->out + off, j->q + off, j->G, j->kc, j->vc, j->pos0 + t, h / (j->nh / j->nkv), j->nkv, hd,
+	        j->window);
 }
 
 static void cpu_attention(struct rt_backend *b, float *out, const float *q, const float *kc, const float *vc, int T,
                           int pos0, int nh, int nkv, int hd, int window)
 {
 	struct cpu *c = b->priv;
-	struct att_job j = {c->k, out, q, kc, vc, T, pos0, nh, nkv, hd, window};
-	rt_pool_run(c->pool, T * nh, att_task, &j);
+	struct att_job j = {c->k, out, q, kc, vc, T, pos0, nh, nkv, hd, window, att_group(c, T, nh, nkv)};
+	rt_pool_run(c->pool, T * (nh / j.G), att_task, &j);
 }
 
 struct att_batch_job {
@@ -1492,13 +1545,14 @@ struct att_batch_job {
 	const float *q;
 	const struct rt_att_seg *seg;
 	int n_seg, nh, nkv, hd, window;
+	int G; /* query heads a task */
 };
 
 /* task = query row (over all segments) x head; rows are in segment order */
 static void att_batch_task(void *ctx, int task, int thread)
 {
 	const struct att_batch_job *j = ctx;
-	int row = task / j->nh, h = task % j->nh, hd = j->hd, lo = 0, hi = j->n_seg - 1;
+	int ng = j->nh / j->G, row = task / ng, h = task % ng * j->G, hd = j->hd, lo = 0, hi = j->n_seg - 1;
 	const struct rt_att_seg *sg;
 	size_t off = (size_t)row * j->nh * hd + (size_t)h * hd;
 
@@ -1511,19 +1565,21 @@ static void att_batch_task(void *ctx, int task, int thread)
 			hi = mid - 1;
 	}
 	sg = &j->seg[lo];
-	att_one(j->k, j->out + off, j->q + off, sg->kc, sg->vc, sg->pos0 + (row - sg->row0), h / (j->nh / j->nkv),
-	        j->nkv, hd, j->window);
+	att_one(j->k, j->out + off, j->q + off, j->G, sg->kc, sg->vc, sg->pos0 + (row - sg->row0),
+	        h / (j->nh / j->nkv), j->nkv, hd, j->window);
 }
 
 static void cpu_attention_batch(struct rt_backend *b, float *out, const float *q, const struct rt_att_seg *seg,
                                 int n_seg, int nh, int nkv, int hd, int window)
 {
 	struct cpu *c = b->priv;
-	struct att_batch_job j = {c->k, out, q, seg, n_seg, nh, nkv, hd, window};
+	struct att_batch_job j = {c->k, out, q, seg, n_seg, nh, nkv, hd, window, 1};
 
 	if (n_seg <= 0)
 		return;
-	rt_pool_run(c->pool, (seg[n_seg - 1].row0 + seg[n_seg - 1].T) * nh, att_batch_task, &j);
+	int rows = seg[n_seg - 1].row0 + seg[n_seg - 1].T;
+	j.G = att_group(c, rows, nh, nkv);
+	rt_pool_run(c->pool, rows * (nh / j.G), att_batch_task, &j);
 }
 
 static void cpu_free(struct rt_backend *b)
