@@ -27,6 +27,8 @@ typedef void (*cvt_fn)(float *dst, const void *src, int n);
 #define ATT_BLOCK 128
 /* attention: at most this many query heads of one KV head in one task */
 #define ATT_G 16
+/* att_z: at most this many accumulator sets */
+#define ATT_S 4
 typedef void (*tilen_fn)(const void *const w[4], const float *const *x, int nt, int K, float out[4][TILE_T], size_t pf,
                          unsigned pfrows);
 /* out[r] = dot(row r, x) for the nr rows of rb bytes each from w, one token:
@@ -692,6 +694,7 @@ static inline __attribute__((always_inline)) void att_z_body(float *o, const flo
 {
 	float s[ATT_BLOCK], m_g[ATT_G], l_g[ATT_G], scale = 1.0f / sqrtf((float)hd);
 	__m512 acc_g[ATT_G][8];
+	const int S = NV <= 2 ? 4 : NV <= 4 ? 2 : 1; /* accumulator sets: up to 8 registers */
 
 	for (int g = 0; g < G; g++) {
 		m_g[g] = -INFINITY;
@@ -737,18 +740,41 @@ static inline __attribute__((always_inline)) void att_z_body(float *o, const flo
 				l *= f;
 				m = bm;
 			}
-			for (p = b0; p < b1; p += 16) { /* s becomes the weights e^(s - m) */
+			__m512 ls = _mm512_setzero_ps(), as[ATT_S][8];
+			for (p = b0; p < b1; p += 16) { /* s becomes the weights e^(s - m), ls their sums */
 				__mmask16 k = b1 - p >= 16 ? 0xffff : (__mmask16)((1u << (b1 - p)) - 1);
-				__m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + (p - b0)), _mm512_set1_ps(m));
-				_mm512_mask_storeu_ps(s + (p - b0), k, exp16(x));
+				__m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + (p - b0)), _mm512_set1_ps(m)),
+				       e = _mm512_maskz_mov_ps(k, exp16(x));
+				_mm512_mask_storeu_ps(s + (p - b0), k, e);
+				ls = _mm512_add_ps(ls, e);
 			}
-			for (p = b0; p < b1; p++) {
-				const float *vp = vc + (size_t)p * kvstride;
-				float e = s[p - b0];
-				__m512 ev = _mm512_set1_ps(e);
-				l += e;
+			l += hsum16(ls);
+			/* S accumulator sets, position p + u into set u (S FMA chains a
+			 * lane: one chain waited out the FMA latency every position),
+			 * added pairwise into acc at the block's end */
+			for (int u = 0; u < S; u++)
 				for (int v = 0; v < NV; v++)
-					acc[v] = _mm512_fmadd_ps(ev, _mm512_loadu_ps(vp + 16 * v), acc[v]);
+					as[u][v] = u ? _mm512_setzero_ps() : acc[v];
+			for (p = b0; p + S <= b1; p += S)
+				for (int u = 0; u < S; u++) {
+					const float *vp = vc + (size_t)(p + u) * kvstride;
+					__m512 ev = _mm512_set1_ps(s[p + u - b0]);
+					for (int v = 0; v < NV; v++)
+						as[u][v] = _mm512_fmadd_ps(ev, _mm512_loadu_ps(vp + 16 * v), as[u][v]);
+				}
+			for (; p < b1; p++) {
+				const float *vp = vc + (size_t)p * kvstride;
+				__m512 ev = _mm512_set1_ps(s[p - b0]);
+				for (int v = 0; v < NV; v++)
+					as[0][v] = _mm512_fmadd_ps(ev, _mm512_loadu_ps(vp + 16 * v), as[0][v]);
+			}
+			for (int v = 0; v < NV; v++) {
+				if (S == 4)
+					acc[v] = _mm512_add_ps(_mm512_add_ps(as[0][v], as[1][v]), _mm512_add_ps(as[2][v], as[3][v]));
+				else if (S == 2)
+					acc[v] = _mm512_add_ps(as[0][v], as[1][v]);
+				else
+					acc[v] = as[0][v];
 			}
 			for (int v = 0; v < NV; v++)
 				acc_g[g][v] = acc[v];
