@@ -422,6 +422,80 @@ static void run_col(struct rt_backend *be, const char *simd, struct cshape s, co
 	free(wref);
 }
 
+
+/* attention: nh query heads over nkv KV heads of hd, T queries from pos0 */
+struct ashape {
+	int nh, nkv, hd, pos0, T, window;
+};
+
+static float frand(float a)
+{
+	return a * ((float)((int32_t)next()) / 2147483648.0f);
+}
+
+/* the backend's causal attention against a double-precision softmax, each
+ * token's row bitwise equal to the same query alone (decode, T = 1), and a
+ * two-sequence attention_batch bitwise equal to each sequence alone */
+static void run_att(struct rt_backend *be, const char *simd, struct ashape a)
+{
+	int ctx = a.pos0 + a.T, qw = a.nh * a.hd, kw = a.nkv * a.hd, bad_ref = 0, bad_one = 0, bad_batch = 0;
+	size_t nq = (size_t)a.T * qw, nk = (size_t)ctx * kw;
+	float *q = malloc(sizeof(float) * nq * 2), *kc = malloc(sizeof(float) * nk * 2), *vc = malloc(sizeof(float) * nk * 2),
+	      *out = malloc(sizeof(float) * nq), *one = malloc(sizeof(float) * qw), *ob = malloc(sizeof(float) * nq * 2);
+	double worst = 0, *sc = malloc(sizeof(double) * ctx);
+
+	if (!q || !kc || !vc || !out || !one || !ob || !sc) {
+		TAP_OK(0, "%s attention: out of memory", simd);
+		goto done;
+	}
+	for (size_t i = 0; i < nq * 2; i++)
+		q[i] = frand(3.0f); /* peaky and flat softmaxes both */
+	for (size_t i = 0; i < nk * 2; i++)
+		kc[i] = frand(1.0f), vc[i] = frand(1.0f);
+	be->ops->attention(be, out, q, kc, vc, a.T, a.pos0, a.nh, a.nkv, a.hd, a.window);
+	for (int t = 0; t < a.T; t++) {
+		int qpos = a.pos0 + t, lo = a.window > 0 && qpos - a.window + 1 > 0 ? qpos - a.window + 1 : 0;
+		be->ops->attention(be, one, q + (size_t)t * qw, kc, vc, 1, qpos, a.nh, a.nkv, a.hd, a.window);
+		bad_one += memcmp(one, out + (size_t)t * qw, sizeof(float) * qw) != 0;
+		for (int h = 0; h < a.nh; h++) {
+			const float *qh = q + (size_t)t * qw + (size_t)h * a.hd;
+			int kvh = h / (a.nh / a.nkv);
+			double m = -INFINITY, l = 0;
+			for (int p = lo; p <= qpos; p++) {
+				double d = 0;
+				for (int i = 0; i < a.hd; i++)
+					d += (double)qh[i] * kc[(size_t)p * kw + (size_t)kvh * a.hd + i];
+				sc[p] = d / sqrt((double)a.hd);
+				m = sc[p] > m ? sc[p] : m;
+			}
+			for (int p = lo; p <= qpos; p++)
+				l += sc[p] = exp(sc[p] - m);
+			for (int i = 0; i < a.hd; i++) {
+				double r = 0, e;
+				for (int p = lo; p <= qpos; p++)
+					r += sc[p] * vc[(size_t)p * kw + (size_t)kvh * a.hd + i];
+				e = fabs(out[(size_t)t * qw + (size_t)h * a.hd + i] - r / l);
+				worst = e > worst ? e : worst;
+				bad_ref += !(e <= 2e-6); /* |v| < 1 */
+			}
+		}
+	}
+	/* two sequences: this one, and the second halves of q and the caches */
+	struct rt_att_seg seg[2] = {{kc, vc, 0, a.T, a.pos0}, {kc + nk, vc + nk, a.T, a.T, a.pos0}};
+	be->ops->attention_batch(be, ob, q, seg, 2, a.nh, a.nkv, a.hd, a.window);
+	be->ops->attention(be, out, q + nq, kc + nk, vc + nk, a.T, a.pos0, a.nh, a.nkv, a.hd,
+	                   a.window);
+	bad_batch = memcmp(ob + nq, out, sizeof(float) * nq) != 0;
+	be->ops->attention(be, out, q, kc, vc, a.T, a.pos0, a.nh, a.nkv, a.hd, a.window);
+	bad_batch += memcmp(ob, out, sizeof(float) * nq) != 0;
+	TAP_OK(!bad_ref && !bad_one && !bad_batch,
+	       "%s attention nh=%d nkv=%d hd=%d pos0=%d T=%d window=%d: %d off the reference (worst %.2g), %d tokens "
+	       "differ from T=1, %d sequences of attention_batch differ",
+	       simd, a.nh, a.nkv, a.hd, a.pos0, a.T, a.window, bad_ref, worst, bad_one, bad_batch);
+done:
+	free(q), free(kc), free(vc), free(out), free(one), free(ob), free(sc);
+}
+
 int main(void)
 {
 	static const char *simds[] = {"generic", "avx2", "avx512", "amx", NULL};
@@ -443,6 +517,13 @@ int main(void)
 	    {24, 64, 0, 0, 0, 0, RT_F16, 0},  {56, 96, 24, 0, 1, 3, RT_F32, 1},    {8, 24, 8, 0, 1, 1, RT_F32, 0},
 	    {40, 96, 32, 1, 1, 0, RT_F32, 0}, {136, 256, 128, 1, 0, 0, RT_F16, 0}, {72, 200, 40, 1, 1, 0, RT_BF16, 0},
 	    {24, 64, 0, 1, 1, 0, RT_F16, 0},  {8, 24, 8, 1, 1, 0, RT_F32, 0}};
+	/* attention: multi-block contexts (128-position blocks), GQA groups of 4, 6 (MQA), 16 and 2 (of 34
+	 * heads: the group divides the KV head's heads), head dims the AVX-512 kernel takes (16..128) and
+	 * the generic ones (24, 256), a sliding window, tails off the 16-position score groups */
+	static const struct ashape att[] = {{8, 2, 64, 0, 37, 0},  {8, 2, 64, 300, 5, 0}, {4, 4, 16, 140, 3, 0},
+	                                    {6, 1, 128, 200, 2, 0}, {2, 1, 32, 129, 1, 0}, {8, 2, 24, 50, 4, 0},
+	                                    {4, 2, 64, 260, 6, 7},  {32, 2, 16, 5, 3, 0}, {34, 1, 16, 21, 2, 0},
+	                                    {4, 1, 256, 17, 2, 0}};
 	const char *seen[5];
 	int nseen = 0;
 
@@ -473,6 +554,8 @@ int main(void)
 			run_fp8(be, name, f8[sh], qTs, sizeof(qTs) / sizeof(qTs[0]));
 		for (size_t sh = 0; sh < sizeof(col) / sizeof(col[0]); sh++)
 			run_col(be, name, col[sh], qTs, sizeof(qTs) / sizeof(qTs[0]));
+		for (size_t sh = 0; sh < sizeof(att) / sizeof(att[0]); sh++)
+			run_att(be, name, att[sh]);
 		be->ops->free(be);
 	}
 	/* fp8 on AVX-512 without VBMI and GFNI (the f16 route), where this CPU has them */
