@@ -86,7 +86,10 @@ def run(name, path, body, stream):
     except Exception as e:
         res[name] = ("exception", repr(e)[:80], round(time.time() - t0, 2))
 msg = {"model": "m", "max_tokens": 300, "messages": [{"role": "user", "content": "hi"}]}
+# two long ones first, so the others wait for both whatever the kernels' speed (one took 1.7 s in
+# session 8, under the 2 s the last assertion needs)
 jobs = [("long", "/v1/completions", {"prompt": "a", "max_tokens": 2500}, False),
+        ("long2", "/v1/completions", {"prompt": "z", "max_tokens": 2500}, False),
         ("compl-stream", "/v1/completions", {"prompt": "b", "max_tokens": 300}, True),
         ("compl", "/v1/completions", {"prompt": "c", "max_tokens": 300}, False),
         ("chat-stream", "/v1/chat/completions", msg, True),
