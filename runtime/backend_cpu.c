@@ -676,6 +676,24 @@ static inline __m512 hsum16x16(const __m512 *d)
 	                     _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
+/* q . k for one position, 16 lanes: qv[0] * k then NV - 1 FMAs (reduced by
+ * the caller) */
+static inline __attribute__((always_inline)) __m512 att_qk(const __m512 *qv, const float *kp, int NV)
+{
+	__m512 e = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kp));
+	for (int v = 1; v < NV; v++)
+		e = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + 16 * v), e);
+	return e;
+}
+
+/* acc += e * v for one position's V row */
+static inline __attribute__((always_inline)) void att_av(__m512 *acc, float e, const float *vp, int NV)
+{
+	__m512 ev = _mm512_set1_ps(e);
+	for (int v = 0; v < NV; v++)
+		acc[v] = _mm512_fmadd_ps(ev, _mm512_loadu_ps(vp + 16 * v), acc[v]);
+}
+
 /* HOT LOOP (long contexts): att_one for hd a multiple of 16 up to 128 (NV
  * vectors) and G heads sharing one KV head (G <= ATT_G), the query and the
  * output accumulator in NV registers each; per block of the cache each head
@@ -714,22 +732,12 @@ static inline __attribute__((always_inline)) void att_z_body(float *o, const flo
 			}
 			for (; p + 16 <= b1; p += 16) {
 				__m512 d[16];
-				for (int i = 0; i < 16; i++) { /* position p + i into d[4 (i % 4) + i / 4] */
-					const float *kp = kc + (size_t)(p + i) * kvstride;
-					__m512 e = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kp));
-					for (int v = 1; v < NV; v++)
-						e = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + 16 * v), e);
-					d[4 * (i & 3) + (i >> 2)] = e;
-				}
+				for (int i = 0; i < 16; i++) /* position p + i into d[4 (i % 4) + i / 4] */
+					d[4 * (i & 3) + (i >> 2)] = att_qk(qv, kc + (size_t)(p + i) * kvstride, NV);
 				_mm512_storeu_ps(s + (p - b0), _mm512_mul_ps(hsum16x16(d), _mm512_set1_ps(scale)));
 			}
-			for (; p < b1; p++) {
-				const float *kp = kc + (size_t)p * kvstride;
-				__m512 e = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kp));
-				for (int v = 1; v < NV; v++)
-					e = _mm512_fmadd_ps(qv[v], _mm512_loadu_ps(kp + 16 * v), e);
-				s[p - b0] = hsum16(e) * scale;
-			}
+			for (; p < b1; p++)
+				s[p - b0] = hsum16(att_qk(qv, kc + (size_t)p * kvstride, NV)) * scale;
 			for (p = b0; p < b1; p++)
 				if (s[p - b0] > bm)
 					bm = s[p - b0];
@@ -756,18 +764,10 @@ static inline __attribute__((always_inline)) void att_z_body(float *o, const flo
 				for (int v = 0; v < NV; v++)
 					as[u][v] = u ? _mm512_setzero_ps() : acc[v];
 			for (p = b0; p + S <= b1; p += S)
-				for (int u = 0; u < S; u++) {
-					const float *vp = vc + (size_t)(p + u) * kvstride;
-					__m512 ev = _mm512_set1_ps(s[p + u - b0]);
-					for (int v = 0; v < NV; v++)
-						as[u][v] = _mm512_fmadd_ps(ev, _mm512_loadu_ps(vp + 16 * v), as[u][v]);
-				}
-			for (; p < b1; p++) {
-				const float *vp = vc + (size_t)p * kvstride;
-				__m512 ev = _mm512_set1_ps(s[p - b0]);
-				for (int v = 0; v < NV; v++)
-					as[0][v] = _mm512_fmadd_ps(ev, _mm512_loadu_ps(vp + 16 * v), as[0][v]);
-			}
+				for (int u = 0; u < S; u++)
+					att_av(as[u], s[p + u - b0], vc + (size_t)(p + u) * kvstride, NV);
+			for (; p < b1; p++)
+				att_av(as[0], s[p - b0], vc + (size_t)p * kvstride, NV);
 			for (int v = 0; v < NV; v++) {
 				if (S == 4)
 					acc[v] = _mm512_add_ps(_mm512_add_ps(as[0][v], as[1][v]), _mm512_add_ps(as[2][v], as[3][v]));
@@ -801,7 +801,6 @@ static void att_z(float *o, const float *q, int G, const float *kc, const float 
 	default: att_z_body(o, q, G, kc, vc, lo, qpos, kvstride, hd, 8); break;
 	}
 }
-
 
 static const struct kern kern_avx512 = {
     .tile = {tile_z_f32, tile_z_f16, tile_z_bf16},
@@ -1196,7 +1195,7 @@ const char *rt_backend_cpu_simd(const struct rt_backend *b)
 #define ROWS_PER_TASK 16
 /* one token (decode) through kern.rowsn: a task is about ROWS1_BYTES of
  * consecutive rows, one after another, so each thread reads one contiguous
- * stream, which the hardware prefetchers follow (with ROWS1_PF below).  The
+ * stream, which the hardware prefetchers follow (with ROWS1_PF above).  The
  * 4-row tiles in 16-row tasks read 4 streams of one row each, too short to
  * ramp up: the bench model's bf16 decode reads 30-34 GB/s that way, 38-47
  * this way (docs/PERFORMANCE.md, session 8) */

@@ -32,7 +32,7 @@
 /* one token, compressed-tensors int4: tasks of about this many bytes of rows,
  * a multiple of 8 rows; 16-row tasks (6 KB at K = 768, claimed every few
  * hundred ns) decoded the bench model 12% slower.  fp8 keeps 16-row tasks:
- * 32-128 KB ones were slower there (docs/PERFORMANCE.md, session 8) */
+ * 32-256 KB ones were no faster in agrun (docs/PERFORMANCE.md, session 8) */
 #define QTASK1_BYTES 65536
 #define CCH   4  /* AVX-512 column formats: chains (16 rows each) per one-token pass */
 
@@ -1264,6 +1264,13 @@ static int ensure_scratch(struct rt_qcpu *c, size_t K)
 }
 
 /* the matrices the AVX-512 kernels take (see there) */
+/* fp8 matrix w through f8g_pass: the CPU has VBMI and GFNI (c->f8g) and the
+ * scale blocks are a multiple of its 64-code steps, or one per row */
+static bool take_f8g(const struct rt_qcpu *c, const struct rt_weight *w)
+{
+	return w->q.fmt == RT_WF_FP8 && c->f8g && (w->q.sc % 64 == 0 || w->q.sc >= w->cols);
+}
+
 static bool take512(const struct rt_weight *w)
 {
 	const struct rt_wquant *q = &w->q;
@@ -1329,13 +1336,12 @@ static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, 
 			const float *s = x + (size_t)t * K;
 			float *d = c->xp + (size_t)t * xs;
 			bool big = false;
-			for (int k = 0; k < K; k++)
-				big |= fabsf(s[k]) >= F8G_XMAX;
 			/* f8g_w's order: position b + 16q + 4L + i takes x[b + 16L + 4q + i] */
 			for (size_t b = 0; b < xs; b += 64)
 				for (size_t i = 0; i < 64; i++) {
 					size_t k = b + 16 * (i >> 2 & 3) + 4 * (i >> 4) + (i & 3);
 					d[b + i] = k < (size_t)K ? s[k] * F8G_XS : 0.0f;
+					big |= k < (size_t)K && fabsf(s[k]) >= F8G_XMAX;
 				}
 			c->xbig[t] = big;
 		}
@@ -1370,9 +1376,7 @@ void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const flo
 				j.k512 = true;
 				j.tr = 16 * CCH;
 			}
-		} else if (permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8,
-		                     w->q.fmt == RT_WF_FP8 && c->f8g && (w->q.sc % 64 == 0 || w->q.sc >= w->cols),
-		                     &j) == 0) {
+		} else if (permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8, take_f8g(c, w), &j) == 0) {
 			j.k512 = true;
 		}
 	}
