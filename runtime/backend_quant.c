@@ -7,7 +7,10 @@
  *
  * Two shapes of kernel:
  *  - row formats (fp8, compressed-tensors int4: a weight row is contiguous):
- *    an 8-lane dot per row, k ascending, then the scalar tail;
+ *    an 8-lane dot per row, k ascending, then the scalar tail; on AVX2, int4
+ *    in groups of a multiple of 64 and e4m3 in scale blocks of a multiple of
+ *    16 (or one per row) sum n - zero (int4) or code (fp8) times x per group
+ *    and multiply each group's sum by its scale once (i4a_rows, f8a_rows);
  *  - column formats (GPTQ, AWQ: a packed word holds 8 rows or 8 columns of
  *    one row across the row dimension): 8 rows at once (AVX-512: 16), one
  *    lane per row, k ascending.
@@ -29,11 +32,14 @@
 #include "threadpool.h"
 
 #define QROWS 16 /* rows per task: two octets of the column formats */
-/* one token, compressed-tensors int4: tasks of about this many bytes of rows,
- * a multiple of 8 rows; 16-row tasks (6 KB at K = 768, claimed every few
- * hundred ns) decoded the bench model 12% slower.  fp8 keeps 16-row tasks:
- * 32-256 KB ones were no faster in agrun (docs/PERFORMANCE.md, session 8) */
+/* one token, compressed-tensors int4 and fp8 on the AVX2 kernel: tasks of
+ * about this many bytes of rows, a multiple of 8 rows; 16-row tasks (6 KB at
+ * K = 768, claimed every few hundred ns) decoded the bench model 12% slower
+ * (int4, AVX-512), fp8 on AVX2 (Zen 3) 1.2x slower.  The AVX-512 fp8 kernels
+ * keep 16-row tasks: 32-256 KB ones were no faster there (docs/PERFORMANCE.md,
+ * session 8) */
 #define QTASK1_BYTES 65536
+#define I4A_B 64 /* AVX2 int4 (i4a_rows): columns per block, 8 packed words */
 #define CCH   4  /* AVX-512 column formats: chains (16 rows each) per one-token pass */
 
 struct rt_qcpu {
@@ -378,6 +384,341 @@ static void row4_avx2(const struct rt_weight *w, int r0, int nr, const float *x,
 			out[i] = tail_add(out[i], rt_q_weight(w, rr[i], k), x[k]);
 }
 
+/* ---- AVX2, compressed-tensors int4 in groups of a multiple of 64 columns
+ * or per channel, without g_idx (take_i4a) ----
+ * A block of 64 columns is one ymm of 8 packed words; shifting the words
+ * right by 4s puts column 8j + s in the low nibble of lane j (x is permuted
+ * to match once per call, permute_x).  Each weight's n - zero is a small
+ * integer, exact in f32; per row, group and lane the products with x sum
+ * in f32 (one FMA a weight), and each group's sum is multiplied by its scale
+ * once, as the AVX-512 fp8 kernels do (the one reassociation: no weight or
+ * x is rounded).  Symmetric checkpoints (zero 8) flip each nibble's top bit,
+ * so a shift left and an arithmetic shift right give n - 8 directly.  Four
+ * rows a pass, one token (i4a_rows); a token block decodes each row once
+ * into the scratch (i4a_dec) and runs the same sums over it (i4a_dot), so a
+ * token gets the same result alone or in a batch. */
+
+static inline __m256i i4a_words(const char *row, int b, int W)
+{
+	if (W - b * 8 >= 8)
+		return _mm256_loadu_si256((const __m256i *)(row + (size_t)b * 32));
+	const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	return _mm256_maskload_epi32((const int *)(row + (size_t)b * 32),
+	                             _mm256_cmpgt_epi32(_mm256_set1_epi32(W - b * 8), iota));
+}
+
+/* n - zero of nibble s of each lane, as f32; sym: the words' nibbles were
+ * xor'ed with 8 (then the zero is 8 and zv unused) */
+static inline __m256 i4a_val(__m256i wd, int s, bool sym, __m256i zv)
+{
+	__m256i n;
+	if (sym)
+		n = _mm256_srai_epi32(_mm256_slli_epi32(wd, 28 - 4 * s), 28);
+	else
+		n = _mm256_sub_epi32(_mm256_and_si256(_mm256_srli_epi32(wd, 4 * s), _mm256_set1_epi32(15)), zv);
+	return _mm256_cvtepi32_ps(n);
+}
+
+/* HOT LOOP (decode): rows r0..r0+nr-1 (nr <= 4; the missing ones repeat the
+ * last) with one token, x permuted (xp) */
+static void i4a_rows(const struct rt_weight *w, int r0, int nr, const float *xp, float out[4])
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, W = (K + 7) / 8, nb = (K + I4A_B - 1) / I4A_B, rr[4];
+	bool sym = !q->zero && q->zero_const == 8;
+	size_t rb = (size_t)W * 4;
+	const char *row[4];
+	const __m256i flip = _mm256_set1_epi32((int)0x88888888u);
+	__m256 t0 = _mm256_setzero_ps(), t1 = t0, t2 = t0, t3 = t0, g0 = t0, g1 = t0, g2 = t0, g3 = t0;
+	__m256i z0 = _mm256_setzero_si256(), z1 = z0, z2 = z0, z3 = z0;
+	float sc[4] = {0};
+
+	for (int i = 0; i < 4; i++) {
+		rr[i] = r0 + (i < nr ? i : nr - 1);
+		row[i] = (const char *)w->data + (size_t)rr[i] * rb;
+	}
+	for (int b = 0, g = -1, kn = 0; b < nb; b++) {
+		int k = b * I4A_B;
+		if (k == kn) { /* the next group: the last one's sums times its scales */
+			if (g >= 0) {
+				t0 = _mm256_fmadd_ps(g0, _mm256_set1_ps(sc[0]), t0);
+				t1 = _mm256_fmadd_ps(g1, _mm256_set1_ps(sc[1]), t1);
+				t2 = _mm256_fmadd_ps(g2, _mm256_set1_ps(sc[2]), t2);
+				t3 = _mm256_fmadd_ps(g3, _mm256_set1_ps(sc[3]), t3);
+				g0 = g1 = g2 = g3 = _mm256_setzero_ps();
+			}
+			g++;
+			kn += q->sc;
+			for (int i = 0; i < 4; i++)
+				sc[i] = rt_load_elem(q->scale, q->scale_dtype, (size_t)rr[i] * q->n_sc + (size_t)g);
+			if (!sym) {
+				z0 = _mm256_set1_epi32(rt_q_zero(w, rr[0], g));
+				z1 = _mm256_set1_epi32(rt_q_zero(w, rr[1], g));
+				z2 = _mm256_set1_epi32(rt_q_zero(w, rr[2], g));
+				z3 = _mm256_set1_epi32(rt_q_zero(w, rr[3], g));
+			}
+		}
+		__m256i w0 = i4a_words(row[0], b, W), w1 = i4a_words(row[1], b, W), w2 = i4a_words(row[2], b, W),
+		        w3 = i4a_words(row[3], b, W);
+		if ((b & 1) == 0)
+			for (int i = 0; i < 4; i++)
+				_mm_prefetch(row[i] + (size_t)b * 32 + 4 * rb, _MM_HINT_T0);
+		if (sym) {
+			w0 = _mm256_xor_si256(w0, flip), w1 = _mm256_xor_si256(w1, flip);
+			w2 = _mm256_xor_si256(w2, flip), w3 = _mm256_xor_si256(w3, flip);
+		}
+#pragma GCC unroll 8
+		for (int s = 0; s < 8; s++) {
+			__m256 xv = _mm256_loadu_ps(xp + k + 8 * s);
+			g0 = _mm256_fmadd_ps(i4a_val(w0, s, sym, z0), xv, g0);
+			g1 = _mm256_fmadd_ps(i4a_val(w1, s, sym, z1), xv, g1);
+			g2 = _mm256_fmadd_ps(i4a_val(w2, s, sym, z2), xv, g2);
+			g3 = _mm256_fmadd_ps(i4a_val(w3, s, sym, z3), xv, g3);
+		}
+	}
+	t0 = _mm256_fmadd_ps(g0, _mm256_set1_ps(sc[0]), t0);
+	t1 = _mm256_fmadd_ps(g1, _mm256_set1_ps(sc[1]), t1);
+	t2 = _mm256_fmadd_ps(g2, _mm256_set1_ps(sc[2]), t2);
+	t3 = _mm256_fmadd_ps(g3, _mm256_set1_ps(sc[3]), t3);
+	out[0] = hsum8(t0), out[1] = hsum8(t1), out[2] = hsum8(t2), out[3] = hsum8(t3);
+}
+
+/* row r's n - zero in i4a_rows' order into dst[nb * 64] */
+static void i4a_dec(const struct rt_weight *w, int r, float *dst)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, W = (K + 7) / 8, nb = (K + I4A_B - 1) / I4A_B;
+	bool sym = !q->zero && q->zero_const == 8;
+	const char *row = (const char *)w->data + (size_t)r * W * 4;
+	__m256i zv = _mm256_setzero_si256();
+
+	for (int b = 0, g = -1, kn = 0; b < nb; b++) {
+		int k = b * I4A_B;
+		if (k == kn) {
+			g++;
+			kn += q->sc;
+			if (!sym)
+				zv = _mm256_set1_epi32(rt_q_zero(w, r, g));
+		}
+		__m256i wd = i4a_words(row, b, W);
+		if (sym)
+			wd = _mm256_xor_si256(wd, _mm256_set1_epi32((int)0x88888888u));
+#pragma GCC unroll 8
+		for (int s = 0; s < 8; s++)
+			_mm256_storeu_ps(dst + k + 8 * s, i4a_val(wd, s, sym, zv));
+	}
+}
+
+/* the AVX2 block kernels' sums (i4a_rows, f8a_rows) for row r over its
+ * decoded values v[Kp] (Kp: the columns rounded up to 8), tokens 0..nt-1
+ * (nt <= 4) of xp (xs floats a token): per scale block (q->sc columns, a
+ * multiple of 8) one 8-lane sum of v x, k ascending, times the block's
+ * scale times mul, summed into each lane; then the lanes */
+static void blk_dot(const struct rt_weight *w, int r, float mul, const float *v, int Kp, const float *xp, size_t xs,
+                    int nt, float out[4])
+{
+	const struct rt_wquant *q = &w->q;
+	const float *x0 = xp, *x1 = xp + (nt > 1 ? xs : 0), *x2 = xp + (nt > 2 ? 2 * xs : 0),
+	            *x3 = xp + (nt > 3 ? 3 * xs : 0);
+	size_t si = (size_t)(r / q->sr) * q->n_sc;
+	__m256 t0 = _mm256_setzero_ps(), t1 = t0, t2 = t0, t3 = t0, g0 = t0, g1 = t0, g2 = t0, g3 = t0, sv = t0;
+
+	for (int k = 0, g = -1, kn = 0; k < Kp; k += 8) {
+		if (k == kn && k < w->cols) { /* (the padding past K is no block of its own) */
+			if (g >= 0) {
+				t0 = _mm256_fmadd_ps(g0, sv, t0), t1 = _mm256_fmadd_ps(g1, sv, t1);
+				t2 = _mm256_fmadd_ps(g2, sv, t2), t3 = _mm256_fmadd_ps(g3, sv, t3);
+				g0 = g1 = g2 = g3 = _mm256_setzero_ps();
+			}
+			g++;
+			kn += q->sc;
+			sv = _mm256_set1_ps(rt_load_elem(q->scale, q->scale_dtype, si + (size_t)g) * mul);
+		}
+		__m256 wv = _mm256_loadu_ps(v + k);
+		g0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + k), g0);
+		g1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + k), g1);
+		g2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x2 + k), g2);
+		g3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x3 + k), g3);
+	}
+	t0 = _mm256_fmadd_ps(g0, sv, t0), t1 = _mm256_fmadd_ps(g1, sv, t1);
+	t2 = _mm256_fmadd_ps(g2, sv, t2), t3 = _mm256_fmadd_ps(g3, sv, t3);
+	out[0] = hsum8(t0), out[1] = hsum8(t1), out[2] = hsum8(t2), out[3] = hsum8(t3);
+}
+
+static void task_i4a(const struct qjob *j, int n0, int n1, float *scr)
+{
+	const struct rt_weight *w = j->w;
+	float o[4];
+
+	if (j->T == 1 || !scr) {
+		for (int t = 0; t < j->T; t++)
+			for (int r = n0; r < n1; r += 4) {
+				int nr = n1 - r < 4 ? n1 - r : 4;
+				i4a_rows(w, r, nr, j->xp + (size_t)t * j->xs, o);
+				for (int i = 0; i < nr; i++)
+					put(j, t, r + i, o[i]);
+			}
+		return;
+	}
+	for (int r = n0; r < n1; r++) {
+		float *v = scr + (size_t)(r - n0) * j->xs;
+		i4a_dec(w, r, v);
+		for (int t = 0; t < j->T; t += 4) {
+			int nt = j->T - t < 4 ? j->T - t : 4;
+			blk_dot(w, r, 1.0f, v, (int)j->xs, j->xp + (size_t)t * j->xs, j->xs, nt, o);
+			for (int i = 0; i < nt; i++)
+				put(j, t + i, r, o[i]);
+		}
+	}
+}
+
+/* ---- AVX2, e4m3 fp8 in scale blocks of a multiple of 16 columns or per
+ * channel / tensor (take_f8a) ----
+ * 16 codes a step, each in the high byte of a 16-bit lane, shifted right
+ * arithmetically and bit 14 cleared: the f16 of code / 2^8, exact (subnormal
+ * codes too), converted to f32; per scale block one 8-lane sum of those
+ * times x (k ascending, x zero-padded to 16 columns, permute_x), times the
+ * block's scale times 2^8 (the one reassociation, as in blk_dot; a matrix
+ * with a scale that 2^8 overflows runs row4_avx2).  NaN codes (S.1111.111)
+ * come out finite: the pass tracks each row's largest |code| and a row
+ * holding one gets NaN, what its sum gives.  Four rows a pass, one token
+ * (f8a_rows); a token block decodes each row once (f8a_dec, NaN codes as
+ * NaN) and sums it with blk_dot, the same sums. */
+#define F8A_LO(b)                                                                                                      \
+	_mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1),                    \
+	                              _mm_set1_epi16((short)0xbfff)))
+#define F8A_HI(b)                                                                                                      \
+	_mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(_mm_setzero_si128(), b), 1),                    \
+	                              _mm_set1_epi16((short)0xbfff)))
+
+/* the 16 codes of row at k (past K: zeros) */
+static inline __m128i f8a_codes(const uint8_t *row, int k, int K)
+{
+	if (k + 16 <= K)
+		return _mm_loadu_si128((const __m128i *)(row + k));
+	uint8_t t[16] = {0};
+	memcpy(t, row + k, (size_t)(K - k));
+	return _mm_loadu_si128((const __m128i *)t);
+}
+
+/* HOT LOOP (decode): rows r0..r0+nr-1 (nr <= 4; the missing ones repeat the
+ * last) with one token, x padded (xp) */
+static void f8a_rows(const struct rt_weight *w, int r0, int nr, const float *xp, float out[4])
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, rr[4];
+	const uint8_t *row[4];
+	const __m128i m7 = _mm_set1_epi8(0x7f);
+	__m128i nmax = _mm_setzero_si128(); /* the 4 rows' largest |code| */
+	__m256 t[4], g0 = _mm256_setzero_ps(), g1 = g0, g2 = g0, g3 = g0;
+	float sc[4] = {0};
+
+	for (int i = 0; i < 4; i++) {
+		rr[i] = r0 + (i < nr ? i : nr - 1);
+		row[i] = (const uint8_t *)w->data + (size_t)rr[i] * K;
+		t[i] = _mm256_setzero_ps();
+	}
+	/* (the block sums t and scales sc in memory, touched once a block: AVX2's
+	 * 16 registers hold the 4 chains, x and the codes) */
+	for (int k = 0, g = -1, kn = 0; k < K; k += 16) {
+		if (k == kn) { /* the next scale block: the last one's sums times its scales */
+			if (g >= 0) {
+				t[0] = _mm256_fmadd_ps(g0, _mm256_set1_ps(sc[0]), t[0]);
+				t[1] = _mm256_fmadd_ps(g1, _mm256_set1_ps(sc[1]), t[1]);
+				t[2] = _mm256_fmadd_ps(g2, _mm256_set1_ps(sc[2]), t[2]);
+				t[3] = _mm256_fmadd_ps(g3, _mm256_set1_ps(sc[3]), t[3]);
+				g0 = g1 = g2 = g3 = _mm256_setzero_ps();
+			}
+			g++;
+			kn += q->sc;
+			for (int i = 0; i < 4; i++)
+				sc[i] = rt_q_scale(w, rr[i], k) * 256.0f;
+		}
+		__m128i b0 = f8a_codes(row[0], k, K), b1 = f8a_codes(row[1], k, K), b2 = f8a_codes(row[2], k, K),
+		        b3 = f8a_codes(row[3], k, K);
+		__m256 xl = _mm256_loadu_ps(xp + k), xh = _mm256_loadu_ps(xp + k + 8);
+		if ((k & 63) == 0) {
+			size_t pf = (size_t)k + 4 * (size_t)K; /* the next pass's rows */
+			_mm_prefetch((const char *)row[0] + pf, _MM_HINT_T0);
+			_mm_prefetch((const char *)row[1] + pf, _MM_HINT_T0);
+			_mm_prefetch((const char *)row[2] + pf, _MM_HINT_T0);
+			_mm_prefetch((const char *)row[3] + pf, _MM_HINT_T0);
+		}
+		nmax = _mm_max_epu8(nmax, _mm_max_epu8(_mm_max_epu8(_mm_and_si128(b0, m7), _mm_and_si128(b1, m7)),
+		                                       _mm_max_epu8(_mm_and_si128(b2, m7), _mm_and_si128(b3, m7))));
+		g0 = _mm256_fmadd_ps(F8A_LO(b0), xl, g0);
+		g1 = _mm256_fmadd_ps(F8A_LO(b1), xl, g1);
+		g2 = _mm256_fmadd_ps(F8A_LO(b2), xl, g2);
+		g3 = _mm256_fmadd_ps(F8A_LO(b3), xl, g3);
+		g0 = _mm256_fmadd_ps(F8A_HI(b0), xh, g0);
+		g1 = _mm256_fmadd_ps(F8A_HI(b1), xh, g1);
+		g2 = _mm256_fmadd_ps(F8A_HI(b2), xh, g2);
+		g3 = _mm256_fmadd_ps(F8A_HI(b3), xh, g3);
+	}
+	t[0] = _mm256_fmadd_ps(g0, _mm256_set1_ps(sc[0]), t[0]);
+	t[1] = _mm256_fmadd_ps(g1, _mm256_set1_ps(sc[1]), t[1]);
+	t[2] = _mm256_fmadd_ps(g2, _mm256_set1_ps(sc[2]), t[2]);
+	t[3] = _mm256_fmadd_ps(g3, _mm256_set1_ps(sc[3]), t[3]);
+	for (int i = 0; i < 4; i++)
+		out[i] = hsum8(t[i]);
+	/* a NaN code (|code| 0x7f is the largest there is): the rows holding one */
+	__m128i nan = _mm_cmpeq_epi8(nmax, m7);
+	if (!_mm_testz_si128(nan, nan))
+		for (int i = 0; i < 4; i++)
+			for (int k = 0; k < K; k++)
+				if ((row[i][k] & 0x7f) == 0x7f) {
+					out[i] = __builtin_nanf("");
+					break;
+				}
+}
+
+/* row r's code / 2^8 (NaN codes: NaN) in f8a_rows' order into dst[K rounded up to 16] */
+static void f8a_dec(const struct rt_weight *w, int r, float *dst)
+{
+	int K = w->cols;
+	const uint8_t *row = (const uint8_t *)w->data + (size_t)r * K;
+
+	for (int k = 0; k < K; k += 16) {
+		__m128i b = f8a_codes(row, k, K), m7 = _mm_set1_epi8(0x7f),
+		        e = _mm_cmpeq_epi8(_mm_and_si128(b, m7), m7);
+		_mm256_storeu_ps(dst + k, F8A_LO(b));
+		_mm256_storeu_ps(dst + k + 8, F8A_HI(b));
+		if (!_mm_testz_si128(e, e))
+			for (int i = 0; i < 16 && k + i < K; i++)
+				if ((row[k + i] & 0x7f) == 0x7f)
+					dst[k + i] = __builtin_nanf("");
+	}
+}
+#undef F8A_LO
+#undef F8A_HI
+
+static void task_f8a(const struct qjob *j, int n0, int n1, float *scr)
+{
+	const struct rt_weight *w = j->w;
+	float o[4];
+
+	if (j->T == 1 || !scr) {
+		for (int t = 0; t < j->T; t++)
+			for (int r = n0; r < n1; r += 4) {
+				int nr = n1 - r < 4 ? n1 - r : 4;
+				f8a_rows(w, r, nr, j->xp + (size_t)t * j->xs, o);
+				for (int i = 0; i < nr; i++)
+					put(j, t, r + i, o[i]);
+			}
+		return;
+	}
+	for (int r = n0; r < n1; r++) {
+		float *v = scr + (size_t)(r - n0) * j->xs;
+		f8a_dec(w, r, v);
+		for (int t = 0; t < j->T; t += 4) {
+			int nt = j->T - t < 4 ? j->T - t : 4;
+			blk_dot(w, r, 256.0f, v, (int)j->xs, j->xp + (size_t)t * j->xs, j->xs, nt, o);
+			for (int i = 0; i < nt; i++)
+				put(j, t + i, r, o[i]);
+		}
+	}
+}
+
 /* the same sums over a row of stored weights (not backend_cpu.c's dot: this
  * one must keep row4_avx2's order whatever the dense kernels do) */
 static float dot_avx2(const float *wr, const float *x, int K)
@@ -569,6 +910,13 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 					put(j, t, r8 + i, o[i]);
 			}
 		}
+		return;
+	}
+	if (j->xp) {
+		if (w->q.fmt == RT_WF_FP8)
+			task_f8a(j, n0, n1, scr);
+		else
+			task_i4a(j, n0, n1, scr);
 		return;
 	}
 	if (j->T == 1 || !scr) {
@@ -1271,6 +1619,31 @@ static bool take_f8g(const struct rt_qcpu *c, const struct rt_weight *w)
 	return w->q.fmt == RT_WF_FP8 && c->f8g && (w->q.sc % 64 == 0 || w->q.sc >= w->cols);
 }
 
+/* the AVX2 int4 kernels (i4a_rows): compressed-tensors, no g_idx, groups of
+ * a multiple of 64 columns or one per row */
+static bool take_i4a(const struct rt_weight *w)
+{
+	const struct rt_wquant *q = &w->q;
+	return q->fmt == RT_WF_INT4 && q->layout == RT_I4_CT && !q->g_idx && (q->sc % I4A_B == 0 || q->sc >= w->cols);
+}
+
+/* the AVX2 fp8 kernels (f8a_rows): e4m3, scale blocks of a multiple of 16
+ * columns or one per row, every scale times 2^8 finite (a scan of the
+ * scales, small beside the codes) */
+static bool take_f8a(const struct rt_weight *w)
+{
+	const struct rt_wquant *q = &w->q;
+	size_t n;
+
+	if (q->fmt != RT_WF_FP8 || w->dtype != RT_F8_E4M3 || (q->sc % 16 && q->sc < w->cols))
+		return false;
+	n = (size_t)((w->rows + q->sr - 1) / q->sr) * q->n_sc;
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(rt_load_elem(q->scale, q->scale_dtype, i) * 256.0f))
+			return false;
+	return true;
+}
+
 static bool take512(const struct rt_weight *w)
 {
 	const struct rt_wquant *q = &w->q;
@@ -1312,22 +1685,28 @@ static int col_runs(struct rt_qcpu *c, const struct rt_weight *w, struct qjob *j
 	return 0;
 }
 
-/* x[T][K] into c->xp in the order the AVX-512 kernels take it, zeros past K:
- * int4 per 128 columns, column 8j + s at 16s + j; fp8 per 32 columns, 0-7,
- * 16-23, 8-15, 24-31; fp8 for f8g_pass (f8g: where the CPU has it and the
- * scale blocks are a multiple of 64 columns) per 64 columns, column
- * 16L + 4q + i at 16q + 4L + i (f8g_w's lanes), times F8G_XS, and c->xbig
- * marks the tokens with some |x| >= 2^60 */
-static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, bool f8g, struct qjob *j)
+/* the orders permute_x puts x in */
+enum xperm {
+	XP_I4,   /* AVX-512 int4: per 128 columns, column 8j + s at 16s + j */
+	XP_F8,   /* AVX-512 fp8 (f16 route): per 32 columns, 0-7, 16-23, 8-15, 24-31 */
+	XP_F8G,  /* f8g_pass: per 64 columns, column 16L + 4q + i at 16q + 4L + i (f8g_w's lanes),
+	          * times F8G_XS; c->xbig marks the tokens with some |x| >= 2^60 */
+	XP_I4A,  /* AVX2 int4 (i4a_rows): per 64 columns, column 8j + s at 8s + j */
+	XP_PAD,  /* AVX2 fp8 (f8a_rows): in order, padded to 16 columns */
+};
+
+/* x[T][K] into c->xp in the order a kernel takes it (mode), zeros past K */
+static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, enum xperm mode, struct qjob *j)
 {
-	size_t B = f8g ? 64 : fp8 ? 32 : 128, xs = ((size_t)K + B - 1) / B * B, n = xs * (size_t)T;
+	size_t B = mode == XP_I4 ? 128 : mode == XP_F8 ? 32 : mode == XP_PAD ? 16 : 64;
+	size_t xs = ((size_t)K + B - 1) / B * B, n = xs * (size_t)T;
 
 	if (grow(&c->xp, &c->xp_n, n, sizeof(float)))
 		return -ENOMEM;
 	j->xp = c->xp;
 	j->xs = xs;
 #ifdef HAVE_X86
-	if (f8g) {
+	if (mode == XP_F8G) {
 		if (grow(&c->xbig, &c->xbig_n, (size_t)T, sizeof(bool)))
 			return -ENOMEM;
 		j->f8g = true;
@@ -1353,8 +1732,10 @@ static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, bool fp8, 
 		float *d = c->xp + (size_t)t * xs;
 		for (size_t b = 0; b < xs; b += B)
 			for (size_t i = 0; i < B; i++) {
-				size_t k =
-				    b + (fp8 ? (i & 7) + (i >> 3 & 1) * 16 + (i >> 4) * 8 : 8 * (i & 15) + (i >> 4));
+				size_t k = b + (mode == XP_F8    ? (i & 7) + (i >> 3 & 1) * 16 + (i >> 4) * 8
+				                : mode == XP_I4  ? 8 * (i & 15) + (i >> 4)
+				                : mode == XP_I4A ? 8 * (i & 7) + (i >> 3)
+				                                 : i);
 				d[b + i] = k < (size_t)K ? s[k] : 0.0f;
 			}
 	}
@@ -1376,18 +1757,28 @@ void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const flo
 				j.k512 = true;
 				j.tr = 16 * CCH;
 			}
-		} else if (permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8, take_f8g(c, w), &j) == 0) {
+		} else if (permute_x(c, x, T, w->cols,
+		                     w->q.fmt != RT_WF_FP8 ? XP_I4 : take_f8g(c, w) ? XP_F8G : XP_F8, &j) == 0) {
 			j.k512 = true;
 		}
+	} else if (c->avx2 && (take_i4a(w) || take_f8a(w))) {
+		/* on ENOMEM j.xp stays NULL: row4_avx2, the same values summed in another order */
+		if (permute_x(c, x, T, w->cols, w->q.fmt == RT_WF_FP8 ? XP_PAD : XP_I4A, &j) != 0)
+			j.xp = NULL;
 	}
-	if (T == 1 && w->q.fmt == RT_WF_INT4 && w->q.layout == RT_I4_CT) {
-		size_t n = QTASK1_BYTES / ((size_t)(w->cols + 7) / 8 * 4) / 8 * 8;
+	/* one token: tasks of QTASK1_BYTES (compressed-tensors int4; fp8 on the
+	 * AVX2 kernel) */
+	if (T == 1 &&
+	    ((w->q.fmt == RT_WF_INT4 && w->q.layout == RT_I4_CT) || (w->q.fmt == RT_WF_FP8 && j.xp && !j.k512))) {
+		size_t rb = w->q.fmt == RT_WF_FP8 ? (size_t)w->cols : (size_t)(w->cols + 7) / 8 * 4,
+		       n = QTASK1_BYTES / rb / 8 * 8;
 		if (n > (size_t)j.tr)
 			j.tr = n > 1024 ? 1024 : (int)n;
 	}
 	n_tasks = (w->rows + j.tr - 1) / j.tr;
-	/* generic C always sums over the scratch; AVX2 only for token blocks */
-	if (!j.k512 && (T > 1 || !c->avx2) && ensure_scratch(c, (size_t)w->cols) == 0)
+	/* generic C always sums over the scratch; AVX2 only for token blocks
+	 * (i4a: rows of j.xs values) */
+	if (!j.k512 && (T > 1 || !c->avx2) && ensure_scratch(c, j.xp ? j.xs : (size_t)w->cols) == 0)
 		j.have_scratch = true;
 	if ((size_t)w->rows * w->cols * T < (1u << 15)) {
 		for (int t = 0; t < n_tasks; t++)

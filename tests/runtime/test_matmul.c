@@ -211,8 +211,10 @@ static void run_ct_int4(struct rt_backend *be, const char *simd, struct qshape s
 	                            .n_sc = ng,
 	                            .zero = s.b ? zp : NULL,
 	                            .zero_const = 8}};
-	snprintf(what, sizeof(what), "ct-int4 %s %s", s.a ? (s.a == 128 ? "g128" : "g32") : "channel",
-	         s.b ? "asym" : "sym");
+	if (s.a)
+		snprintf(what, sizeof(what), "ct-int4 g%d %s", s.a, s.b ? "asym" : "sym");
+	else
+		snprintf(what, sizeof(what), "ct-int4 channel %s", s.b ? "asym" : "sym");
 	check(be, simd, what, &w, wref, Ts, nT);
 	free(qw);
 	free(zp);
@@ -501,14 +503,16 @@ int main(void)
 	static const char *simds[] = {"generic", "avx2", "avx512", "amx", NULL};
 	static const struct shape shapes[] = {{1, 1}, {5, 7}, {7, 33}, {13, 100}, {37, 64}, {70, 257}, {9, 1000}};
 	static const int Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 23, 24, 25, 49, 50};
-	/* quantized: off the AVX-512 passes (8 rows alone, 4 rows x 4 tokens, 128/64/16 columns), the
-	 * 16-row tasks and the partial packed word (K % 8) */
+	/* quantized: off the AVX-512 passes (8 rows alone, 4 rows x 4 tokens, 128/64/16 columns) and the
+	 * AVX2 ones (4 rows, 4 tokens, 64 columns), the 16-row tasks and the partial packed word (K % 8);
+	 * groups of 64 (AVX2's blocks, not AVX-512's) and 32 (neither) */
 	static const struct qshape i4[] = {{37, 200, 128, 0, 0}, {13, 300, 128, 1, 0}, {70, 1000, 256, 1, 0},
-	                                   {9, 257, 0, 1, 0},    {20, 333, 0, 0, 0},   {13, 100, 32, 1, 0}};
+	                                   {9, 257, 0, 1, 0},    {20, 333, 0, 0, 0},   {13, 100, 32, 1, 0},
+	                                   {21, 450, 64, 1, 0},  {6, 130, 64, 0, 0},   {11, 200, 0, 1, 0}};
 	static const struct qshape f8[] = {{37, 200, 128, 128, 0}, {70, 257, 128, 128, 0}, {9, 1000, 16, 16, 0},
 	                                   {5, 7, 128, 128, 0},    {13, 100, 16, 20, 0},   {11, 150, 128, 128, 1},
 	                                   {10, 90, 128, 128, 2},  {21, 300, 128, 128, 3}, {10, 90, 128, 128, 4},
-	                                   {19, 96, 32, 32, 0},    {12, 160, 8, 96, 1}};
+	                                   {19, 96, 32, 32, 0},    {12, 160, 8, 96, 1},    {14, 200, 1, 200, 0}};
 	static const int qTs[] = {1, 2, 3, 4, 5, 7, 9, 17};
 	/* GPTQ, AWQ: rows off the 16-row zmm (an 8-row half), the 64-row one-token pass and the 32-row
 	 * token passes; one matrix big enough for the thread pool; groups not multiples of 16 */
