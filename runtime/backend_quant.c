@@ -870,6 +870,80 @@ static void oct2_avx2(const struct rt_weight *w, int r8, int no, const float *x,
 		_mm256_storeu_ps(out + 8, a1);
 }
 
+/* HOT LOOP (decode): oct2_avx2's sums for the 64 rows r8..r8+63, eight
+ * chains, each lane exactly as oct_avx2 computes it: a pass reads 256
+ * bytes (GPTQ) or 32 (AWQ) of each packed row, where 16 rows read 64 or 8
+ * and left most of each page the stride crosses to later passes (GPTQ decode
+ * on the bench model 2.0x faster on Zen 3, AWQ about the same: docs/
+ * PERFORMANCE.md, session 9); the group's zero points and scales wait in
+ * memory, one load each a column */
+static void oct8_avx2(const struct rt_weight *w, int r8, const float *x, float *out)
+{
+	const struct rt_wquant *q = &w->q;
+	int K = w->cols, R = w->rows, gcur = -1;
+	bool awq = q->layout == RT_I4_AWQ;
+	const __m256i shp = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+	const __m256i sha = _mm256_setr_epi32(0, 16, 4, 20, 8, 24, 12, 28);
+	const __m256i m15 = _mm256_set1_epi32(15);
+	const char *d = w->data;
+	size_t ws = awq ? (size_t)R / 2 : (size_t)R * 4; /* bytes from one packed row to the next */
+	__m256 acc[8], sv[8], zv[8];
+	__m256i wd[8];
+
+	for (int o = 0; o < 8; o++) {
+		acc[o] = _mm256_setzero_ps();
+		wd[o] = _mm256_setzero_si256();
+	}
+	for (int k = 0, kn = 0; k < K; k++) {
+		int g;
+		if (q->g_idx) {
+			g = rt_q_group(w, k);
+		} else if (k == kn) {
+			g = k / q->sc;
+			kn = k + q->sc;
+		} else {
+			g = gcur;
+		}
+		if (g != gcur) {
+			for (int o = 0; o < 8; o++) {
+				zv[o] = zero8(q, (size_t)g * (R / 8) + (size_t)(r8 / 8) + o, awq ? sha : shp);
+				sv[o] = scale8(q, (size_t)g * R + (size_t)r8 + 8 * o);
+			}
+			gcur = g;
+		}
+		__m256 xv = _mm256_set1_ps(x[k]);
+		if (awq) {
+			const char *p = d + (size_t)k * ws + (size_t)(r8 / 8) * 4;
+			_mm_prefetch(p + 8 * ws, _MM_HINT_T0);
+#pragma GCC unroll 8
+			for (int o = 0; o < 8; o++) {
+				uint32_t u;
+				memcpy(&u, p + 4 * o, 4);
+				__m256i n = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u), sha), m15);
+				acc[o] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(n), zv[o]), sv[o]), xv,
+				                         acc[o]);
+			}
+		} else {
+			__m128i c = _mm_cvtsi32_si128(4 * (k & 7));
+			if ((k & 7) == 0) {
+				const char *p = d + (size_t)(k / 8) * ws + (size_t)r8 * 4;
+				for (int o = 0; o < 8; o += 2)
+					_mm_prefetch(p + 4 * ws + 32 * o, _MM_HINT_T0);
+				for (int o = 0; o < 8; o++)
+					wd[o] = _mm256_loadu_si256((const __m256i *)(p + 32 * o));
+			}
+#pragma GCC unroll 8
+			for (int o = 0; o < 8; o++) {
+				__m256i n = _mm256_and_si256(_mm256_srl_epi32(wd[o], c), m15);
+				acc[o] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(n), zv[o]), sv[o]), xv,
+				                         acc[o]);
+			}
+		}
+	}
+	for (int o = 0; o < 8; o++)
+		_mm256_storeu_ps(out + 8 * o, acc[o]);
+}
+
 static void oct_dot_avx2(const float *scr, const float *x, int K, float *out)
 {
 	__m256 acc = _mm256_setzero_ps();
@@ -884,10 +958,17 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 	int K = w->cols;
 
 	if (w->q.fmt == RT_WF_INT4 && w->q.layout != RT_I4_CT) {
-		float o[16];
+		float o[64];
 		if (j->T == 1) {
 			for (int r8 = n0; r8 < n1; r8 += 16) {
 				int no = n1 - r8 >= 16 ? 2 : 1;
+				if (n1 - r8 >= 64) {
+					oct8_avx2(w, r8, j->x, o);
+					for (int i = 0; i < 64; i++)
+						put(j, 0, r8 + i, o[i]);
+					r8 += 48;
+					continue;
+				}
 				oct2_avx2(w, r8, no, j->x, o);
 				for (int i = 0; i < 8 * no; i++)
 					put(j, 0, r8 + i, o[i]);
@@ -1775,6 +1856,9 @@ void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const flo
 		if (n > (size_t)j.tr)
 			j.tr = n > 1024 ? 1024 : (int)n;
 	}
+	/* AVX2 column formats, one token: tasks of oct8_avx2's 64 rows */
+	if (T == 1 && !j.k512 && c->avx2 && w->q.fmt == RT_WF_INT4 && w->q.layout != RT_I4_CT)
+		j.tr = 64;
 	n_tasks = (w->rows + j.tr - 1) / j.tr;
 	/* generic C always sums over the scratch; AVX2 only for token blocks
 	 * (i4a: rows of j.xs values) */
