@@ -180,6 +180,17 @@ static inline __m256 fp8x8(const uint8_t *p, bool e5m2)
 	return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
 }
 
+/* codes 0-7 (LO) or 8-15 (HI) of the e4m3 codes b (16 bytes) over 2^8, as
+ * f32: each byte in the high half of a 16-bit lane, shifted right
+ * arithmetically and bit 14 cleared, is the f16 of code / 2^8 (exact,
+ * subnormal codes too; NaN codes come out finite) */
+#define F8A_LO(b)                                                                                                      \
+	_mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1),                    \
+	                              _mm_set1_epi16((short)0xbfff)))
+#define F8A_HI(b)                                                                                                      \
+	_mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(_mm_setzero_si128(), b), 1),                    \
+	                              _mm_set1_epi16((short)0xbfff)))
+
 /* the 8 nibbles of u plus 2^23, as floats (the nibble in the mantissa of
  * 2^23): minus (zero + 2^23) gives nibble - zero exactly, one conversion less */
 #define MAGIC 8388608.0f
@@ -304,22 +315,14 @@ static void row4_avx2(const struct rt_weight *w, int r0, int nr, const float *x,
 					if ((k & 63) == 0)
 						for (int i = 0; i < 4; i++)
 							_mm_prefetch(row[i] + k + 4 * rb, _MM_HINT_T0);
-#define F8LO(b)                                                                                                        \
-	_mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1),                    \
-	                              _mm_set1_epi16((short)0xbfff)))
-#define F8HI(b)                                                                                                        \
-	_mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(_mm_setzero_si128(), b), 1),                    \
-	                              _mm_set1_epi16((short)0xbfff)))
-					a0 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b0), t0), xl, a0);
-					a1 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b1), t1), xl, a1);
-					a2 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b2), t2), xl, a2);
-					a3 = _mm256_fmadd_ps(_mm256_mul_ps(F8LO(b3), t3), xl, a3);
-					a0 = _mm256_fmadd_ps(_mm256_mul_ps(F8HI(b0), t0), xh, a0);
-					a1 = _mm256_fmadd_ps(_mm256_mul_ps(F8HI(b1), t1), xh, a1);
-					a2 = _mm256_fmadd_ps(_mm256_mul_ps(F8HI(b2), t2), xh, a2);
-					a3 = _mm256_fmadd_ps(_mm256_mul_ps(F8HI(b3), t3), xh, a3);
-#undef F8LO
-#undef F8HI
+					a0 = _mm256_fmadd_ps(_mm256_mul_ps(F8A_LO(b0), t0), xl, a0);
+					a1 = _mm256_fmadd_ps(_mm256_mul_ps(F8A_LO(b1), t1), xl, a1);
+					a2 = _mm256_fmadd_ps(_mm256_mul_ps(F8A_LO(b2), t2), xl, a2);
+					a3 = _mm256_fmadd_ps(_mm256_mul_ps(F8A_LO(b3), t3), xl, a3);
+					a0 = _mm256_fmadd_ps(_mm256_mul_ps(F8A_HI(b0), t0), xh, a0);
+					a1 = _mm256_fmadd_ps(_mm256_mul_ps(F8A_HI(b1), t1), xh, a1);
+					a2 = _mm256_fmadd_ps(_mm256_mul_ps(F8A_HI(b2), t2), xh, a2);
+					a3 = _mm256_fmadd_ps(_mm256_mul_ps(F8A_HI(b3), t3), xh, a3);
 				}
 				for (; k + 8 <= ge && k < kv; k += 8) {
 					__m256 xv = _mm256_loadu_ps(x + k);
@@ -545,33 +548,6 @@ static void blk_dot(const struct rt_weight *w, int r, float mul, const float *v,
 	out[0] = hsum8(t0), out[1] = hsum8(t1), out[2] = hsum8(t2), out[3] = hsum8(t3);
 }
 
-static void task_i4a(const struct qjob *j, int n0, int n1, float *scr)
-{
-	const struct rt_weight *w = j->w;
-	float o[4];
-
-	if (j->T == 1 || !scr) {
-		for (int t = 0; t < j->T; t++)
-			for (int r = n0; r < n1; r += 4) {
-				int nr = n1 - r < 4 ? n1 - r : 4;
-				i4a_rows(w, r, nr, j->xp + (size_t)t * j->xs, o);
-				for (int i = 0; i < nr; i++)
-					put(j, t, r + i, o[i]);
-			}
-		return;
-	}
-	for (int r = n0; r < n1; r++) {
-		float *v = scr + (size_t)(r - n0) * j->xs;
-		i4a_dec(w, r, v);
-		for (int t = 0; t < j->T; t += 4) {
-			int nt = j->T - t < 4 ? j->T - t : 4;
-			blk_dot(w, r, 1.0f, v, (int)j->xs, j->xp + (size_t)t * j->xs, j->xs, nt, o);
-			for (int i = 0; i < nt; i++)
-				put(j, t + i, r, o[i]);
-		}
-	}
-}
-
 /* ---- AVX2, e4m3 fp8 in scale blocks of a multiple of 16 columns or per
  * channel / tensor (take_f8a) ----
  * 16 codes a step, each in the high byte of a 16-bit lane, shifted right
@@ -584,12 +560,6 @@ static void task_i4a(const struct qjob *j, int n0, int n1, float *scr)
  * holding one gets NaN, what its sum gives.  Four rows a pass, one token
  * (f8a_rows); a token block decodes each row once (f8a_dec, NaN codes as
  * NaN) and sums it with blk_dot, the same sums. */
-#define F8A_LO(b)                                                                                                      \
-	_mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1),                    \
-	                              _mm_set1_epi16((short)0xbfff)))
-#define F8A_HI(b)                                                                                                      \
-	_mm256_cvtph_ps(_mm_and_si128(_mm_srai_epi16(_mm_unpackhi_epi8(_mm_setzero_si128(), b), 1),                    \
-	                              _mm_set1_epi16((short)0xbfff)))
 
 /* the 16 codes of row at k (past K: zeros) */
 static inline __m128i f8a_codes(const uint8_t *row, int k, int K)
@@ -689,19 +659,22 @@ static void f8a_dec(const struct rt_weight *w, int r, float *dst)
 					dst[k + i] = __builtin_nanf("");
 	}
 }
-#undef F8A_LO
-#undef F8A_HI
 
-static void task_f8a(const struct qjob *j, int n0, int n1, float *scr)
+/* the AVX2 block kernels' task (i4a_rows or f8a_rows, over x in j->xp) */
+static void task_blk(const struct qjob *j, int n0, int n1, float *scr)
 {
 	const struct rt_weight *w = j->w;
+	bool fp8 = w->q.fmt == RT_WF_FP8;
 	float o[4];
 
 	if (j->T == 1 || !scr) {
 		for (int t = 0; t < j->T; t++)
 			for (int r = n0; r < n1; r += 4) {
 				int nr = n1 - r < 4 ? n1 - r : 4;
-				f8a_rows(w, r, nr, j->xp + (size_t)t * j->xs, o);
+				if (fp8)
+					f8a_rows(w, r, nr, j->xp + (size_t)t * j->xs, o);
+				else
+					i4a_rows(w, r, nr, j->xp + (size_t)t * j->xs, o);
 				for (int i = 0; i < nr; i++)
 					put(j, t, r + i, o[i]);
 			}
@@ -709,10 +682,13 @@ static void task_f8a(const struct qjob *j, int n0, int n1, float *scr)
 	}
 	for (int r = n0; r < n1; r++) {
 		float *v = scr + (size_t)(r - n0) * j->xs;
-		f8a_dec(w, r, v);
+		if (fp8)
+			f8a_dec(w, r, v);
+		else
+			i4a_dec(w, r, v);
 		for (int t = 0; t < j->T; t += 4) {
 			int nt = j->T - t < 4 ? j->T - t : 4;
-			blk_dot(w, r, 256.0f, v, (int)j->xs, j->xp + (size_t)t * j->xs, j->xs, nt, o);
+			blk_dot(w, r, fp8 ? 256.0f : 1.0f, v, (int)j->xs, j->xp + (size_t)t * j->xs, j->xs, nt, o);
 			for (int i = 0; i < nt; i++)
 				put(j, t + i, r, o[i]);
 		}
@@ -756,6 +732,18 @@ static inline __m256 zero8(const struct rt_wquant *q, size_t zi, __m256i shifts)
 	return _mm256_cvtepi32_ps(_mm256_add_epi32(z, _mm256_set1_epi32(q->zero_add)));
 }
 
+/* the group of column k of a column format, k ascending from 0: g_idx's, or
+ * k / sc counted (*kn: where the next group begins; no division a column) */
+static inline int col_grp(const struct rt_weight *w, int k, int *kn, int gcur)
+{
+	if (w->q.g_idx)
+		return rt_q_group(w, k);
+	if (k != *kn)
+		return gcur;
+	*kn = k + w->q.sc;
+	return k / w->q.sc;
+}
+
 /* Rows r8..r8+7 of a column format (GPTQ, AWQ), k ascending, one lane per
  * row: scr != NULL ([K][8]) receives the weights; else out[8] the dots with x. */
 static void oct_avx2(const struct rt_weight *w, int r8, const float *x, float *scr, float *out)
@@ -772,14 +760,7 @@ static void oct_avx2(const struct rt_weight *w, int r8, const float *x, float *s
 	for (int k = 0, kn = 0; k < K; k++) {
 		int g;
 		__m256i nib;
-		if (q->g_idx) {
-			g = rt_q_group(w, k);
-		} else if (k == kn) {
-			g = k / q->sc;
-			kn = k + q->sc;
-		} else {
-			g = gcur;
-		}
+		g = col_grp(w, k, &kn, gcur);
 		__m256 wv;
 		if (g != gcur) {
 			zv = zero8(q, (size_t)g * (R / 8) + (size_t)(r8 / 8), awq ? sha : shp);
@@ -825,14 +806,7 @@ static void oct2_avx2(const struct rt_weight *w, int r8, int no, const float *x,
 	for (int k = 0, kn = 0; k < K; k++) {
 		int g;
 		__m256i n0, n1;
-		if (q->g_idx) {
-			g = rt_q_group(w, k);
-		} else if (k == kn) { /* the next group begins (no division a column) */
-			g = k / q->sc;
-			kn = k + q->sc;
-		} else {
-			g = gcur;
-		}
+		g = col_grp(w, k, &kn, gcur);
 		__m256 xv = _mm256_set1_ps(x[k]);
 		if (g != gcur) {
 			size_t zi = (size_t)g * (R / 8) + (size_t)(r8 / 8);
@@ -896,14 +870,7 @@ static void oct8_avx2(const struct rt_weight *w, int r8, const float *x, float *
 	}
 	for (int k = 0, kn = 0; k < K; k++) {
 		int g;
-		if (q->g_idx) {
-			g = rt_q_group(w, k);
-		} else if (k == kn) {
-			g = k / q->sc;
-			kn = k + q->sc;
-		} else {
-			g = gcur;
-		}
+		g = col_grp(w, k, &kn, gcur);
 		if (g != gcur) {
 			for (int o = 0; o < 8; o++) {
 				zv[o] = zero8(q, (size_t)g * (R / 8) + (size_t)(r8 / 8) + o, awq ? sha : shp);
@@ -994,10 +961,7 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 		return;
 	}
 	if (j->xp) {
-		if (w->q.fmt == RT_WF_FP8)
-			task_f8a(j, n0, n1, scr);
-		else
-			task_i4a(j, n0, n1, scr);
+		task_blk(j, n0, n1, scr);
 		return;
 	}
 	if (j->T == 1 || !scr) {
