@@ -40,6 +40,7 @@
  * session 8) */
 #define QTASK1_BYTES 65536
 #define I4A_B 64 /* AVX2 int4 (i4a_rows): columns per block, 8 packed words */
+#define I4A_FLIP ((int)0x88888888u) /* i4a_rows, symmetric: every nibble's top bit */
 #define CCH   4  /* AVX-512 column formats: chains (16 rows each) per one-token pass */
 
 struct rt_qcpu {
@@ -398,7 +399,7 @@ static void row4_avx2(const struct rt_weight *w, int r0, int nr, const float *x,
  * x is rounded).  Symmetric checkpoints (zero 8) flip each nibble's top bit,
  * so a shift left and an arithmetic shift right give n - 8 directly.  Four
  * rows a pass, one token (i4a_rows); a token block decodes each row once
- * into the scratch (i4a_dec) and runs the same sums over it (i4a_dot), so a
+ * into the scratch (i4a_dec) and runs the same sums over it (blk_dot), so a
  * token gets the same result alone or in a batch. */
 
 static inline __m256i i4a_words(const char *row, int b, int W)
@@ -431,7 +432,7 @@ static void i4a_rows(const struct rt_weight *w, int r0, int nr, const float *xp,
 	bool sym = !q->zero && q->zero_const == 8;
 	size_t rb = (size_t)W * 4;
 	const char *row[4];
-	const __m256i flip = _mm256_set1_epi32((int)0x88888888u);
+	const __m256i flip = _mm256_set1_epi32(I4A_FLIP);
 	__m256 t0 = _mm256_setzero_ps(), t1 = t0, t2 = t0, t3 = t0, g0 = t0, g1 = t0, g2 = t0, g3 = t0;
 	__m256i z0 = _mm256_setzero_si256(), z1 = z0, z2 = z0, z3 = z0;
 	float sc[4] = {0};
@@ -505,7 +506,7 @@ static void i4a_dec(const struct rt_weight *w, int r, float *dst)
 		}
 		__m256i wd = i4a_words(row, b, W);
 		if (sym)
-			wd = _mm256_xor_si256(wd, _mm256_set1_epi32((int)0x88888888u));
+			wd = _mm256_xor_si256(wd, _mm256_set1_epi32(I4A_FLIP));
 #pragma GCC unroll 8
 		for (int s = 0; s < 8; s++)
 			_mm256_storeu_ps(dst + k + 8 * s, i4a_val(wd, s, sym, zv));
@@ -556,8 +557,8 @@ static void blk_dot(const struct rt_weight *w, int r, float mul, const float *v,
  * times x (k ascending, x zero-padded to 16 columns, permute_x), times the
  * block's scale times 2^8 (the one reassociation, as in blk_dot; a matrix
  * with a scale that 2^8 overflows runs row4_avx2).  NaN codes (S.1111.111)
- * come out finite: the pass tracks each row's largest |code| and a row
- * holding one gets NaN, what its sum gives.  Four rows a pass, one token
+ * come out finite: the pass tracks its four rows' largest |code| and, where
+ * that is 0x7f, scans them: a row holding one gets NaN, what its sum gives.  Four rows a pass, one token
  * (f8a_rows); a token block decodes each row once (f8a_dec, NaN codes as
  * NaN) and sums it with blk_dot, the same sums. */
 
@@ -758,9 +759,8 @@ static void oct_avx2(const struct rt_weight *w, int r8, const float *x, float *s
 	__m256i words = _mm256_setzero_si256();
 
 	for (int k = 0, kn = 0; k < K; k++) {
-		int g;
+		int g = col_grp(w, k, &kn, gcur);
 		__m256i nib;
-		g = col_grp(w, k, &kn, gcur);
 		__m256 wv;
 		if (g != gcur) {
 			zv = zero8(q, (size_t)g * (R / 8) + (size_t)(r8 / 8), awq ? sha : shp);
@@ -804,9 +804,8 @@ static void oct2_avx2(const struct rt_weight *w, int r8, int no, const float *x,
 	__m256i w0 = _mm256_setzero_si256(), w1 = w0;
 
 	for (int k = 0, kn = 0; k < K; k++) {
-		int g;
+		int g = col_grp(w, k, &kn, gcur);
 		__m256i n0, n1;
-		g = col_grp(w, k, &kn, gcur);
 		__m256 xv = _mm256_set1_ps(x[k]);
 		if (g != gcur) {
 			size_t zi = (size_t)g * (R / 8) + (size_t)(r8 / 8);
@@ -869,8 +868,7 @@ static void oct8_avx2(const struct rt_weight *w, int r8, const float *x, float *
 		wd[o] = _mm256_setzero_si256();
 	}
 	for (int k = 0, kn = 0; k < K; k++) {
-		int g;
-		g = col_grp(w, k, &kn, gcur);
+		int g = col_grp(w, k, &kn, gcur);
 		if (g != gcur) {
 			for (int o = 0; o < 8; o++) {
 				zv[o] = zero8(q, (size_t)g * (R / 8) + (size_t)(r8 / 8) + o, awq ? sha : shp);

@@ -106,8 +106,10 @@ t0 = time.time()
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 c.request("POST", "/v1/completions", json.dumps({"prompt": "q", "max_tokens": 100, "temperature": 0}),
           {"Content-Type": "application/json", "x-api-key": "s3cret"})
-assert c.getresponse().read()
-rate = 100 / (time.time() - t0)
+r = c.getresponse()
+assert r.status == 200, r.status
+n = json.loads(r.read())["usage"]["completion_tokens"]
+rate = n / (time.time() - t0)
 nlong = max(60, min(3000, int(4 * rate)))
 print("calibration: %.1f tok/s, long requests of %d tokens" % (rate, nlong))
 jobs = [("long1", "/v1/completions", {"prompt": "a", "max_tokens": nlong}),
