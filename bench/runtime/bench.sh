@@ -21,7 +21,7 @@ trap 'rm -rf "$work"' EXIT INT TERM
 
 # hidden 768, intermediate 2048, 12 layers, 12 heads, 4 KV heads, vocab 32000
 "$py" "$root/tests/runtime/gen_tiny.py" llama_tied bf16 "$work/model" --dims 768,2048,12,12,4,32000
-cc -O2 -pthread -o "$work/membw" "$here/membw.c"
+cc -O2 -march=native -pthread -o "$work/membw" "$here/membw.c"
 
 ids=$("$py" -c "import random; random.seed(1); print(','.join(str(random.randrange(300, 32000)) for _ in range($plen)))")
 # first run warms the page cache for the mapped weights
