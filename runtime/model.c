@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +48,8 @@ struct rt_model {
 	uint64_t max_memory;          /* rt_load_opts.max_memory */
 	struct rt_quant *quant;       /* config.json's quantization_config, NULL when none */
 	float **kvb_f32;              /* [n_layers]: dequantized copies of quantized MLA kv_b_proj, or NULL */
+	void **rows;                  /* [n_rows]: GPTQ/AWQ matrices repacked into rows (repack_rows) */
+	int n_rows, cap_rows;
 };
 
 /* Buffers of multi-head latent attention over at most CHUNK rows. */
@@ -541,6 +545,9 @@ void rt_model_free(struct rt_model *m)
 		for (int i = 0; i < m->cfg.n_layers; i++)
 			free(m->kvb_f32[i]);
 	free(m->kvb_f32);
+	for (int i = 0; i < m->n_rows; i++)
+		free(m->rows[i]);
+	free(m->rows);
 	batch_scratch_free(m->bs);
 	rt_stream_free(m->stream);
 	moe_scratch_free(m->moe);
@@ -555,6 +562,125 @@ void rt_model_free(struct rt_model *m)
 		m->be->ops->free(m->be);
 	rt_st_close(m->st);
 	free(m);
+}
+
+/* The pages of [p, p + n) that lie wholly inside it out of this process
+ * (a private read-only file mapping: they come back from the file if read) */
+static void drop_pages(const void *p, uint64_t n)
+{
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)p + pg - 1) / pg * pg,
+	          hi = ((uintptr_t)p + n) / pg * pg;
+	if (hi > lo)
+		madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* fn on every matrix of the model that may be GPTQ/AWQ (the embedding and
+ * an output head that shares it never are: embed_row reads their rows),
+ * until it returns < 0 */
+static int each_matrix(struct rt_model *m, int (*fn)(struct rt_model *m, struct rt_weight *w, void *arg), void *arg)
+{
+	const struct rt_config *c = &m->cfg;
+	int r;
+
+	for (int l = 0; l < c->n_layers; l++) {
+		struct rt_layer *L = &m->layers[l];
+		struct rt_weight *ws[] = {&L->wq,     &L->wk,    &L->wv,        &L->wo,        &L->wg,
+		                          &L->wu,     &L->wd,    &L->wq_a,      &L->wq_b,      &L->wkv_a,
+		                          &L->router, &L->sgate, &L->shared.wg, &L->shared.wu, &L->shared.wd};
+		for (size_t i = 0; i < sizeof(ws) / sizeof(ws[0]); i++)
+			if ((r = fn(m, ws[i], arg)) < 0)
+				return r;
+		for (int e = 0; L->moe && L->experts && e < c->n_experts; e++)
+			if ((r = fn(m, &L->experts[e].wg, arg)) < 0 || (r = fn(m, &L->experts[e].wu, arg)) < 0 ||
+			    (r = fn(m, &L->experts[e].wd, arg)) < 0)
+				return r;
+	}
+	if (m->lm_head.data != m->embed.data && (r = fn(m, &m->lm_head, arg)) < 0)
+		return r;
+	return 0;
+}
+
+static int rows_need(struct rt_model *m, struct rt_weight *w, void *arg)
+{
+	(void)m;
+	*(uint64_t *)arg += rt_quant_rows_bytes(w);
+	return 0;
+}
+
+static int repack_one(struct rt_model *m, struct rt_weight *w, void *arg)
+{
+	const struct st_tensor *src = w->src;
+	const void *old = w->data;
+	size_t need = rt_quant_rows_bytes(w);
+	void *buf;
+	int r;
+
+	(void)arg;
+	if (!need)
+		return 0;
+	if (m->n_rows == m->cap_rows) {
+		int n = m->cap_rows ? 2 * m->cap_rows : 64;
+		void **p = realloc(m->rows, sizeof(*p) * (size_t)n);
+		if (!p)
+			return -ENOMEM;
+		m->rows = p;
+		m->cap_rows = n;
+	}
+	if ((r = rt_quant_to_rows(w, &buf)) <= 0)
+		return r;
+	m->rows[m->n_rows++] = buf;
+	m->info.repacked_bytes += need;
+	if (src && src->data == old)
+		drop_pages(src->data, src->nbytes);
+	return 0;
+}
+
+/* The memory this process may fill with copies: the smallest of the
+ * physical memory, RLIMIT_DATA, RLIMIT_AS and its cgroup's memory.max */
+static uint64_t memory_room(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), pg = sysconf(_SC_PAGESIZE);
+	uint64_t room = pages > 0 && pg > 0 ? (uint64_t)pages * (uint64_t)pg : UINT64_MAX;
+	struct rlimit rl;
+	char line[512], path[600];
+	FILE *f;
+
+	if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < room)
+		room = rl.rlim_cur;
+	if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < room)
+		room = rl.rlim_cur;
+	/* cgroup v2: the line "0::/PATH" of /proc/self/cgroup */
+	if ((f = fopen("/proc/self/cgroup", "re"))) {
+		while (fgets(line, sizeof(line), f))
+			if (!strncmp(line, "0::", 3)) {
+				unsigned long long v;
+				FILE *g;
+				line[strcspn(line, "\n")] = 0;
+				snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max", line + 3);
+				if ((g = fopen(path, "re"))) {
+					if (fscanf(g, "%llu", &v) == 1 && v < room) /* "max" reads as no number */
+						room = v;
+					fclose(g);
+				}
+			}
+		fclose(f);
+	}
+	return room;
+}
+
+/* CPU, all weights mapped: GPTQ and AWQ matrices into compressed-tensors'
+ * rows (rt_quant_to_rows), where the row kernels take them, when the copies
+ * take at most half the memory this process may use (memory_room): a model
+ * larger than that keeps running from its mapping, paged in and out as
+ * before.  Out of memory it stops: the matrices not yet copied keep their
+ * columns and the column kernels. */
+static void repack_rows(struct rt_model *m)
+{
+	uint64_t need = 0;
+
+	each_matrix(m, rows_need, &need);
+	if (need && need <= memory_room() / 2)
+		each_matrix(m, repack_one, NULL);
 }
 
 int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_model **ret_model, struct rt_error *err)
@@ -686,6 +812,8 @@ int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_mo
 			}
 			goto out;
 		}
+		if (!m->stream && !(opts && opts->int4_columns))
+			repack_rows(m);
 	}
 	{
 		struct rt_model_info *in = &m->info;

@@ -678,3 +678,104 @@ int rt_quant_bind(const struct rt_quant *q, const struct st_set *st, const char 
 	}
 	}
 }
+
+/* ---- GPTQ and AWQ into the rows of compressed-tensors (rt_quant_to_rows) ----
+ * GPTQ packs 8 input columns of one output row in a word, the words of a
+ * column block row after row ([cols/8][rows]); AWQ packs 8 output rows of one
+ * column ([cols][rows/8], nibbles in its 0,2,4,6,1,3,5,7 order); scales and
+ * zero points are [groups][rows].  compressed-tensors keeps a row's words
+ * together ([rows][cols/8], nibble k % 8 at bit 4 (k % 8)), scales [rows]
+ * [groups] and zero points [rows/8][groups] (nibble r % 8 at 4 (r % 8)),
+ * which is what the row kernels stream.  The repack moves nibbles and scales
+ * and changes no value: every rt_q_weight(w, r, k) is the same after it. */
+
+static int awq_nib(uint32_t u, int r)
+{
+	return (int)(u >> rt_awq_shift(r) & 15);
+}
+
+/* g_idx that is k / sc for every column (what GPTQ writes without act-order) */
+static bool trivial_gidx(const struct rt_weight *w)
+{
+	for (int k = 0; k < w->cols; k++) {
+		int32_t g;
+		memcpy(&g, (const char *)w->q.g_idx + 4 * (size_t)k, 4);
+		if (g != k / w->q.sc)
+			return false;
+	}
+	return true;
+}
+
+size_t rt_quant_rows_bytes(const struct rt_weight *w)
+{
+	const struct rt_wquant *q = &w->q;
+	size_t R = (size_t)w->rows, ng = (size_t)q->n_sc, n;
+
+	if (q->fmt != RT_WF_INT4 || (q->layout != RT_I4_GPTQ && q->layout != RT_I4_AWQ) ||
+	    (q->sc % 128 && q->sc < w->cols) || (q->g_idx && !trivial_gidx(w)))
+		return 0;
+	/* bind_int4 took rows and columns that are multiples of 8, groups that divide the columns */
+	n = R * (size_t)(w->cols / 8) * 4 + R * ng * rt_dtype_size(q->scale_dtype) + (q->zero ? R / 8 * ng * 4 : 0);
+	return (n + 63) / 64 * 64;
+}
+
+int rt_quant_to_rows(struct rt_weight *w, void **ret_buf)
+{
+	struct rt_wquant *q = &w->q;
+	int R = w->rows, C = w->cols, W = C / 8, ng = q->n_sc, layout = q->layout;
+	size_t es = rt_dtype_size(q->scale_dtype), nd = (size_t)R * W * 4, ns = (size_t)R * ng * es,
+	       need = rt_quant_rows_bytes(w);
+	const void *src = w->data;
+	uint32_t *d, *z;
+	char *s;
+
+	*ret_buf = NULL;
+	if (!need)
+		return 0;
+	d = aligned_alloc(64, need);
+	if (!d)
+		return -ENOMEM;
+	s = (char *)d + nd;
+	z = (uint32_t *)(s + ns);
+	if (layout == RT_I4_GPTQ) {
+		/* the same words, transposed, in blocks that stay in cache */
+		for (int r0 = 0; r0 < R; r0 += 64)
+			for (int j = 0; j < W; j++)
+				for (int r = r0; r < R && r < r0 + 64; r++)
+					d[(size_t)r * W + j] = rt_q_u32(src, (size_t)j * R + r);
+	} else {
+		/* 8 x 8 nibbles at a time: 8 words of 8 rows (columns 8j..8j+7)
+		 * into 8 words of 8 columns (rows 8i..8i+7) */
+		for (int i = 0; i < R / 8; i++)
+			for (int j = 0; j < W; j++) {
+				uint32_t a[8], b[8] = {0};
+				for (int c = 0; c < 8; c++)
+					a[c] = rt_q_u32(src, (size_t)(8 * j + c) * (R / 8) + i);
+				for (int r = 0; r < 8; r++)
+					for (int c = 0; c < 8; c++)
+						b[r] |= (uint32_t)awq_nib(a[c], r) << 4 * c;
+				for (int r = 0; r < 8; r++)
+					d[(size_t)(8 * i + r) * W + j] = b[r];
+			}
+	}
+	for (int g = 0; g < ng; g++)
+		for (int r = 0; r < R; r++)
+			memcpy(s + ((size_t)r * ng + g) * es, (const char *)q->scale + ((size_t)g * R + r) * es, es);
+	for (int g = 0; q->zero && g < ng; g++)
+		for (int i = 0; i < R / 8; i++) {
+			uint32_t u = rt_q_u32(q->zero, (size_t)g * (R / 8) + i), v = u;
+			if (layout == RT_I4_AWQ) {
+				v = 0;
+				for (int r = 0; r < 8; r++)
+					v |= (uint32_t)awq_nib(u, r) << 4 * r;
+			}
+			z[(size_t)i * ng + g] = v;
+		}
+	w->data = d;
+	q->layout = RT_I4_CT;
+	q->scale = s;
+	q->zero = q->zero ? z : NULL;
+	q->g_idx = NULL;
+	*ret_buf = d;
+	return 1;
+}

@@ -3,8 +3,9 @@
 # model of bench.sh (hidden 768, intermediate 2048, 12 layers, vocab 32000,
 # about 110M parameters) as agrun bf16, compressed-tensors int4 (group 128,
 # symmetric), FP8 block-scaled ([128,128]), GPTQ and AWQ (group 128,
-# asymmetric; each with the CPU's kernels and with AGRT_SIMD=avx2, the AVX-512
-# and AVX2 column kernels side by side), with lm_head quantized too (an
+# asymmetric; each repacked at load into rows, with the CPU's kernels and with
+# AGRT_SIMD=avx2, and kept in its columns, AGRT_INT4_COLUMNS, side by side),
+# with lm_head quantized too (an
 # untied copy of the embedding, as llama.cpp's Q4_0/Q8_0 quantize its output
 # matrix), side by side with llama.cpp's llama-bench on the same weights
 # converted to GGUF bf16, Q4_0 and Q8_0 (bench/serve/hf_to_gguf.py, gguf-py's
@@ -45,7 +46,9 @@ for f in ("gptq", "awq"):
     gen_quant.generate(f, sys.argv[2] + "/" + f, "llama_tied", d, write_ref=False, group=128, lm_head=True)
 PY
 # model[:AGRT_SIMD]: the result files are named model[-simd]
-runs="bf16 int4 fp8 gptq gptq:avx2 awq awq:avx2"
+# (:cols: AGRT_INT4_COLUMNS, the stored column layout and its kernels instead of the rows it is repacked
+# into at load)
+runs="bf16 int4 fp8 gptq gptq:avx2 gptq:cols awq awq:avx2 awq:cols"
 ids=$("$py" -c "import random; random.seed(1); print(','.join(str(random.randrange(300, 32000)) for _ in range(16)))")
 for m in bf16 int4 fp8 gptq awq; do
 	"$agrun" "$work/$m" --raw --ids "$ids" -n 4 --no-eos --json --device cpu --threads "$thr" >/dev/null 2>&1
@@ -73,7 +76,9 @@ for rep in $(seq 1 "$reps"); do
 		m=${r%%:*}
 		simd=${r#"$m"}
 		simd=${simd#:}
-		env ${simd:+AGRT_SIMD=$simd} "$agrun" "$work/$m" --raw --ids "$ids" -n "$nnew" --no-eos --json \
+		ev=${simd:+AGRT_SIMD=$simd}
+		[ "$simd" = cols ] && ev=AGRT_INT4_COLUMNS=1
+		env $ev "$agrun" "$work/$m" --raw --ids "$ids" -n "$nnew" --no-eos --json \
 			--device cpu --threads "$thr" 2>/dev/null > "$work/$m${simd:+-$simd}.$rep.json"
 		if [ "$have_llama" = 1 ] && [ -z "$simd" ] && [ "$m" != gptq ] && [ "$m" != awq ]; then
 			t=$m
@@ -107,7 +112,8 @@ def best(pat, key):
 def mb(d):
     return sum(os.path.getsize(os.path.join(work, d, f)) for f in os.listdir(os.path.join(work, d))
                if f.endswith(".safetensors")) / 1e6
-a = {m: best(f"{m}.*.json", "decode_tok_s") for m in ("bf16", "int4", "fp8", "gptq", "awq", "gptq-avx2", "awq-avx2")}
+a = {m: best(f"{m}.*.json", "decode_tok_s")
+     for m in ("bf16", "int4", "fp8", "gptq", "awq", "gptq-avx2", "awq-avx2", "gptq-cols", "awq-cols")}
 kern = {}
 for m in ("int4", "gptq", "gptq-avx2"):
     try:
@@ -122,7 +128,9 @@ print(f"decode {nnew} tokens, {thr} threads, {reps} interleaved rounds; load ave
 print(f"{'':<28}{'best':>9}{'median':>9}{'weights MB':>12}   (tok/s)")
 for m, lbl in (("bf16", "agrun bf16"), ("int4", "agrun int4 (ct W4A16 g128)"), ("fp8", "agrun fp8 (block 128)"),
                ("gptq", f"agrun gptq g128 {kern['gptq']}"), ("gptq-avx2", f"agrun gptq g128 {kern['gptq-avx2']}"),
-               ("awq", f"agrun awq g128 {kern['gptq']}"), ("awq-avx2", f"agrun awq g128 {kern['gptq-avx2']}")):
+               ("gptq-cols", "agrun gptq g128 columns"),
+               ("awq", f"agrun awq g128 {kern['gptq']}"), ("awq-avx2", f"agrun awq g128 {kern['gptq-avx2']}"),
+               ("awq-cols", "agrun awq g128 columns")):
     print(f"{lbl:<28}{a[m]:>9.1f}{am[m]:>9.1f}{mb(m.split('-')[0]):>12.1f}")
 for t in ("bf16", "q4_0", "q8_0"):
     if l[t]:
@@ -136,6 +144,8 @@ ratio("gptq / agrun bf16", a["gptq"], am["gptq"], a["bf16"], am["bf16"])
 ratio("awq / agrun bf16", a["awq"], am["awq"], a["bf16"], am["bf16"])
 ratio(f"gptq {kern['gptq']} / avx2", a["gptq"], am["gptq"], a["gptq-avx2"], am["gptq-avx2"])
 ratio(f"awq {kern['gptq']} / avx2", a["awq"], am["awq"], a["awq-avx2"], am["awq-avx2"])
+ratio("gptq rows / columns", a["gptq"], am["gptq"], a["gptq-cols"], am["gptq-cols"])
+ratio("awq rows / columns", a["awq"], am["awq"], a["awq-cols"], am["awq-cols"])
 if l["q4_0"]:
     ratio("int4 / llama.cpp Q4_0", a["int4"], am["int4"], l["q4_0"], lm["q4_0"], "(target >= 1)")
 if l["q8_0"]:

@@ -20,6 +20,7 @@
 
 #include "backend.h"
 #include "dtype.h"
+#include "quant.h"
 #include "../tap.h"
 
 static uint32_t rng = 2463534242u;
@@ -335,6 +336,39 @@ static void same_as_avx2(struct rt_backend *be, const char *simd, const char *wh
 	free(y2);
 }
 
+/* rt_quant_to_rows (the loader's repack): taken exactly where the row
+ * kernels take the groups (want), every weight the same bits after it, and
+ * the row kernels on the copy against the same reference */
+static void as_rows(struct rt_backend *be, const char *simd, const char *what, const struct rt_weight *w,
+                    const double *wref, const int *Ts, int nT, bool want)
+{
+	struct rt_weight c = *w;
+	void *buf = NULL;
+	int r = rt_quant_to_rows(&c, &buf), bad = 0;
+	char name[128];
+
+	if (r != (want ? 1 : 0) || (r == 1) != (buf != NULL)) {
+		TAP_OK(0, "%s %s: rt_quant_to_rows returned %d, expected %d", simd, what, r, want ? 1 : 0);
+		free(buf);
+		return;
+	}
+	if (!r) {
+		TAP_OK(!memcmp(&c, w, sizeof(c)), "%s %s: not repacked (groups the row kernels do not take), unchanged",
+		       simd, what);
+		return;
+	}
+	for (int n = 0; n < w->rows; n++)
+		for (int k = 0; k < w->cols; k++) {
+			float a = rt_q_weight(w, n, k), b = rt_q_weight(&c, n, k);
+			bad += memcmp(&a, &b, sizeof(a)) != 0;
+		}
+	TAP_OK(!bad && c.q.layout == RT_I4_CT && !c.q.g_idx && (c.q.zero != NULL) == (w->q.zero != NULL),
+	       "%s %s: repacked into rows, %d of %d weights differ", simd, what, bad, w->rows * w->cols);
+	snprintf(name, sizeof(name), "%s as rows", what);
+	check(be, simd, name, &c, wref, Ts, nT);
+	free(buf);
+}
+
 static void run_col(struct rt_backend *be, const char *simd, struct cshape s, const int *Ts, int nT)
 {
 	int N = s.N, K = s.K, G = s.G ? s.G : K, ng = K / G;
@@ -406,6 +440,7 @@ static void run_col(struct rt_backend *be, const char *simd, struct cshape s, co
 	check(be, simd, what, &w, wref, Ts, nT);
 	if (!strcmp(simd, "avx512") || !strcmp(simd, "amx"))
 		same_as_avx2(be, simd, what, &w);
+	as_rows(be, simd, what, &w, wref, Ts, nT, s.gidx < 2 && (G % 128 == 0 || G == K));
 	if (!s.asym) { /* symmetric without zero points (zero_const): every kernel, not only rt_q_zero */
 		w.q.zero = NULL;
 		w.q.zero_add = 0;
@@ -413,6 +448,7 @@ static void run_col(struct rt_backend *be, const char *simd, struct cshape s, co
 		check(be, simd, what, &w, wref, Ts, nT);
 		if (!strcmp(simd, "avx512") || !strcmp(simd, "amx"))
 			same_as_avx2(be, simd, what, &w);
+		as_rows(be, simd, what, &w, wref, Ts, nT, s.gidx < 2 && (G % 128 == 0 || G == K));
 	}
 	free(qw);
 	free(zp);

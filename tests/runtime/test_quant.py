@@ -16,6 +16,7 @@ dense model, and the error paths).
 usage: test_quant.py AGRUN TEST_API"""
 import json
 import os
+import resource
 import shutil
 import struct
 import subprocess
@@ -40,6 +41,7 @@ N_GEN = 12
 D_ODD = [200, 328, 2, 4, 2, 300]   # not multiples of 128 (fp8 blocks) nor of the int4 groups; k/v rows 100
 D_8 = [224, 352, 2, 4, 2, 300]     # AWQ/GPTQ: multiples of 8 and of group 32, not of 64 or 128
 D_8O = [200, 360, 2, 5, 1, 300]    # AWQ/GPTQ: rows 200, 360, k/v 40: multiples of 8, not of 16; group 40
+D_128 = [256, 384, 2, 4, 1, 300]   # AWQ/GPTQ group 128: repacked into rows at load (k/v rows 64)
 
 CASES = [
     # (name, format, options, extra env, prompt length)
@@ -79,7 +81,19 @@ CASES = [
     ("gptq group 32 desc_act T=300", "gptq", {"dims": D_8, "group": 32, "desc_act": True}, {"AGRT_THREADS": "1"},
      300),
     ("gptq desc_act generic", "gptq", {"dims": D_8, "group": 32, "desc_act": True}, {"AGRT_SIMD": "generic"}, 40),
-    ("gptq channel sym", "gptq", {"dims": D_8, "group": -1, "sym": True}, {}, len(IDS)),
+    ("gptq channel sym (rows)", "gptq", {"dims": D_8, "group": -1, "sym": True}, {}, len(IDS)),
+    # groups the row kernels take: repacked at load into compressed-tensors' rows ("(rows)": agrun's
+    # repacked_bytes must say so), and the same models kept in columns (AGRT_INT4_COLUMNS)
+    ("gptq group 128 asym (rows)", "gptq", {"dims": D_128, "group": 128}, {}, len(IDS)),
+    ("gptq group 128 asym (rows) T=300", "gptq", {"dims": D_128, "group": 128}, {}, 300),
+    ("gptq group 128 asym columns", "gptq", {"dims": D_128, "group": 128}, {"AGRT_INT4_COLUMNS": "1"}, len(IDS)),
+    ("gptq group 128 asym (rows) avx2", "gptq", {"dims": D_128, "group": 128}, {"AGRT_SIMD": "avx2"}, 40),
+    ("awq group 128 (rows)", "awq", {"dims": D_128, "group": 128}, {}, len(IDS)),
+    ("awq group 128 (rows) avx2", "awq", {"dims": D_128, "group": 128}, {"AGRT_SIMD": "avx2"}, 40),
+    ("awq group 128 (rows) generic", "awq", {"dims": D_128, "group": 128}, {"AGRT_SIMD": "generic"}, 40),
+    ("awq group 128 columns", "awq", {"dims": D_128, "group": 128}, {"AGRT_INT4_COLUMNS": "1"}, len(IDS)),
+    # streamed (the weights, 0.8 MB, over 3/4 of the limit): the layers stay in their mapped columns
+    ("gptq group 128 asym streamed", "gptq", {"dims": D_128, "group": 128}, {"_ARGS": "--max-memory 1M"}, len(IDS)),
     # the AVX-512 column kernels' half zmm (8 rows) and uneven passes, and the AVX2 code on the same
     ("awq group 40 (rows not x16)", "awq", {"dims": D_8O, "group": 40}, {}, len(IDS)),
     ("awq group 40 avx2", "awq", {"dims": D_8O, "group": 40}, {"AGRT_SIMD": "avx2"}, 40),
@@ -90,6 +104,7 @@ CASES = [
      {"variant": "qwen3_moe", "group": 16, "sym": False, "ignore": ["re:.*mlp\\.gate$"]}, {}, 60),
     ("mixtral fp8 experts", "fp8", {"variant": "mixtral", "block": [32, 32]}, {}, 60),
     ("qwen3_moe gptq experts", "gptq", {"variant": "qwen3_moe", "group": 8}, {}, 60),
+    ("qwen3_moe gptq experts channel (rows)", "gptq", {"variant": "qwen3_moe", "group": -1, "sym": True}, {}, 60),
     # DeepSeek-V3 as its FP8 checkpoints: latent attention (kv_b_proj too) and experts in fp8 blocks
     ("deepseek_v3 fp8 (MLA, experts)", "fp8", {"variant": "deepseek_v3", "block": [16, 16]}, {}, 60),
     ("deepseek_v3 fp8 generic", "fp8", {"variant": "deepseek_v3", "block": [16, 16]}, {"AGRT_SIMD": "generic"}, 40),
@@ -106,18 +121,22 @@ def main():
     agrun, test_api = sys.argv[1], sys.argv[2]
     tmp = tempfile.mkdtemp(prefix="agrt-quant-")
     hostile = hostile_cases()
-    print(f"1..{3 * len(CASES) + len(hostile)}")
+    print(f"1..{3 * len(CASES) + len(hostile) + 2}")
     n = failed = 0
     try:
         for name, fmt, opt, env, plen in CASES:
             opt = dict(opt)
+            # _ARGS: more agrun arguments for the quantized model (not its f32 reference)
+            xa = env.get("_ARGS", "").split()
+            env = {k: v for k, v in env.items() if k != "_ARGS"}
             variant, dims = opt.pop("variant", "llama"), opt.pop("dims", None)
             md, ref = gen_quant.generate(fmt, os.path.join(tmp, f"m{n}"), variant, dims, **opt)
             ids = (IDS * (plen // len(IDS) + 1))[:plen]
             got = []
             for d in (md, ref):
                 lf = os.path.join(d, "logits.bin")
-                p = agrun_run(agrun, d, ["--ids", ",".join(map(str, ids)), "--dump-logits", lf], env)
+                p = agrun_run(agrun, d, ["--ids", ",".join(map(str, ids)), "--dump-logits", lf] +
+                              (xa if d == md else []), env)
                 got.append(np.fromfile(lf, dtype="<f4").reshape(len(ids), -1) if p.returncode == 0 else p)
             n += 1
             if not isinstance(got[0], np.ndarray) or not isinstance(got[1], np.ndarray):
@@ -130,15 +149,19 @@ def main():
                 failed += not ok
                 print(f"{'ok' if ok else 'not ok'} {n} - logits {name} T={plen} {env or ''}: rel err {err:.1e}"
                       f" (tol {REL_TOL:.0e})")
-            toks = []
+            toks, rep = [], []
             for d in (md, ref):
-                p = agrun_run(agrun, d, ["--ids", ",".join(map(str, IDS[:6])), "-n", str(N_GEN), "--json"], env)
+                p = agrun_run(agrun, d, ["--ids", ",".join(map(str, IDS[:6])), "-n", str(N_GEN), "--json"] +
+                              (xa if d == md else []), env)
                 toks.append(json.loads(p.stdout)["output_ids"] if p.returncode == 0 else p.stderr.strip())
+                rep.append(json.loads(p.stdout)["repacked_bytes"] if p.returncode == 0 else -1)
             n += 1
-            ok = toks[0] == toks[1] and isinstance(toks[0], list) and len(toks[0]) > 0
+            want_rep = "(rows)" in name and "AGRT_INT4_COLUMNS" not in env
+            ok = toks[0] == toks[1] and isinstance(toks[0], list) and len(toks[0]) > 0 and \
+                (rep[0] > 0) == want_rep and rep[1] == 0
             failed += not ok
-            print(f"{'ok' if ok else 'not ok'} {n} - greedy {name} {env or ''}: {toks[0]}" +
-                  ("" if ok else f" want {toks[1]}"))
+            print(f"{'ok' if ok else 'not ok'} {n} - greedy {name} {env or ''}: {toks[0]}, repacked {rep[0]} bytes" +
+                  ("" if ok else f" want {toks[1]}, repacked {'> 0' if want_rep else 0}"))
             p = subprocess.run([test_api, md], capture_output=True, text=True, env=dict(os.environ, **env),
                                timeout=300)
             n += 1
@@ -152,6 +175,31 @@ def main():
                   ("" if ok else " " + " | ".join(ln for ln in p.stdout.splitlines() if ln.startswith("not ok"))))
             shutil.rmtree(md, ignore_errors=True)
             shutil.rmtree(ref, ignore_errors=True)
+        # the repack only where the copies take at most half of what the process may use: an AWQ model
+        # whose copies take 15.8 MB, under RLIMIT_DATA 40 MB (repacked) and 25 MB (kept in columns,
+        # still run): the same tokens
+        # (AddressSanitizer's shadow memory alone exceeds such limits: skipped there)
+        asan = "libasan" in subprocess.run(["ldd", agrun], capture_output=True, text=True).stdout
+        md, _ = gen_quant.generate("awq", os.path.join(tmp, "room"), "llama", [1024, 4096, 2, 8, 2, 300],
+                                   write_ref=False, group=128)
+        outs = []
+        for lim, want in ((40 << 20, True), (25 << 20, False)):
+            if asan:
+                n += 1
+                print(f"ok {n} - awq under RLIMIT_DATA {lim >> 20} MiB # SKIP under AddressSanitizer")
+                continue
+            p = subprocess.run([agrun, md, "--raw", "--ids", "5,6,7", "-n", "4", "--json", "--threads", "1"],
+                               capture_output=True, text=True, timeout=300,
+                               preexec_fn=lambda lim=lim: resource.setrlimit(resource.RLIMIT_DATA, (lim, lim)))
+            j = json.loads(p.stdout) if p.returncode == 0 else {}
+            outs.append(j.get("output_ids"))
+            n += 1
+            ok = p.returncode == 0 and (j["repacked_bytes"] > 0) == want and outs[-1] == outs[0]
+            failed += not ok
+            print(f"{'ok' if ok else 'not ok'} {n} - awq under RLIMIT_DATA {lim >> 20} MiB: "
+                  f"{'repacked' if want else 'kept in columns'}: exit {p.returncode}, "
+                  f"repacked {j.get('repacked_bytes')} bytes, tokens {outs[-1]} {p.stderr.strip()[:200]}")
+        shutil.rmtree(md, ignore_errors=True)
         for name, fmt, opt, mutate, want in hostile:
             md, ref = gen_quant.generate(fmt, os.path.join(tmp, f"h{n}"), "llama", opt.pop("dims"), **opt)
             mutate(md)

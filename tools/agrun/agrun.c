@@ -410,7 +410,8 @@ static int load_model(struct run *R)
 	                                             .backend = backend,
 	                                             .simd = getenv("AGRT_SIMD"),
 	                                             .device_fallback = !strcmp(o->device, "auto"),
-	                                             .max_memory = o->max_memory},
+	                                             .max_memory = o->max_memory,
+	                                             .int4_columns = getenv("AGRT_INT4_COLUMNS") != NULL},
 	                      &R->m, &R->e);
 	if (r < 0)
 		return fail(&R->e);
@@ -484,6 +485,7 @@ static void print_json(const struct run *R)
 	json_object_set_new(o, "threads", json_integer(info->n_threads));
 	json_object_set_new(o, "load_ms", json_real(info->load_ms));
 	json_object_set_new(o, "load_gbs", json_real(info->load_gbs));
+	json_object_set_new(o, "repacked_bytes", json_integer((json_int_t)info->repacked_bytes));
 	json_object_set_new(o, "top_k", steps);
 	json_dumpf(o, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
 	printf("\n");

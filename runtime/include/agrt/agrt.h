@@ -74,6 +74,10 @@ struct rt_model_info {
 	double load_ms;
 	double load_gbs;       /* uploaded bytes / load_ms, GB/s (1e9) */
 	uint64_t device_bytes; /* device memory held by the model (weights) */
+	/* CPU only: bytes of GPTQ/AWQ matrices (codes, scales, zero points)
+	 * repacked into rows at load and held in memory; their mapped pages
+	 * are released (rt_load_opts.int4_columns) */
+	uint64_t repacked_bytes;
 	char fallback[128];    /* non-empty: CUDA was asked for with device_fallback and the CPU runs it, why */
 };
 
@@ -98,6 +102,13 @@ struct rt_load_opts {
 	 * -E2BIG (RT_ERR_USAGE).  Ignored by the CUDA path, which uploads the
 	 * weights with pread. */
 	uint64_t max_memory;
+	/* CPU: keep GPTQ and AWQ matrices in their own column layout and run
+	 * the column kernels on them.  By default a matrix whose groups the row
+	 * kernels take (no act-order; a multiple of 128 columns, or one group a
+	 * row) is repacked at load into compressed-tensors' rows, which decode
+	 * faster (docs/RUNTIME.md); streamed models (max_memory) never are.
+	 * For benchmarks and tests (agrun: $AGRT_INT4_COLUMNS). */
+	bool int4_columns;
 };
 
 /* Number of usable CUDA devices; 0 when there is none (no GPU, or the CUDA
