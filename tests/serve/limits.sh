@@ -64,10 +64,14 @@ http POST /v1/completions "{\"prompt\":\"$LP\",\"max_tokens\":10,\"temperature\"
 # queue: one sequence, one queued request, then refusals
 curl -sN "$BASE/v1/completions" -d '{"prompt":"x","max_tokens":2000,"temperature":0,"stream":true}' > q1 &
 p1=$!
-for i in $(seq 50); do [ -s q1 ] && break; sleep 0.05; done
+for i in $(seq 200); do [ -s q1 ] && break; sleep 0.05; done
 curl -s "$BASE/v1/completions" -d '{"prompt":"x","max_tokens":5,"temperature":0}' > q2 &
 p2=$!
-sleep 0.3
+# until the server holds q2 in its queue (a fixed wait lost that race on a loaded machine)
+for i in $(seq 200); do
+	curl -s "$BASE/metrics" | grep -q '^agserve_queue_depth 1$' && break
+	sleep 0.05
+done
 code=$(curl -s -D h3 -o q3 -w '%{http_code}' "$BASE/v1/completions" -d '{"prompt":"x","max_tokens":5}')
 [ "$code" = 429 ] && grep -qi '^retry-after: 1' h3 && ok "queue full: 429 with Retry-After" || not_ok "queue full: $code $(cat q3)"
 code=$(curl -s -o q4 -w '%{http_code}' "$BASE/v1/messages" -d '{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"}]}')
