@@ -87,6 +87,9 @@ struct rt_backend {
 int rt_backend_cpu_new(int n_threads, const char *simd, struct rt_backend **ret_b);
 /* Name of the SIMD path b runs ("avx512", "avx2" or "generic"). */
 const char *rt_backend_cpu_simd(const struct rt_backend *b);
+/* fn(ctx, task, thread) for task = 0..n_tasks-1 on b's threads (the caller's
+ * among them), returning when all have run; not while b runs a matmul. */
+void rt_backend_cpu_run(struct rt_backend *b, int n_tasks, void (*fn)(void *ctx, int task, int thread), void *ctx);
 
 /* One SwiGLU expert: gate/up [inter][hidden], down [hidden][inter]. */
 struct rt_expert {

@@ -1190,6 +1190,11 @@ const char *rt_backend_cpu_simd(const struct rt_backend *b)
 	return c->amx ? "amx" : c->k->name;
 }
 
+void rt_backend_cpu_run(struct rt_backend *b, int n_tasks, rt_task_fn fn, void *ctx)
+{
+	rt_pool_run(((struct cpu *)b->priv)->pool, n_tasks, fn, ctx);
+}
+
 /* ---- matmul ---- */
 
 #define ROWS_PER_TASK 16

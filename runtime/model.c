@@ -48,8 +48,7 @@ struct rt_model {
 	uint64_t max_memory;          /* rt_load_opts.max_memory */
 	struct rt_quant *quant;       /* config.json's quantization_config, NULL when none */
 	float **kvb_f32;              /* [n_layers]: dequantized copies of quantized MLA kv_b_proj, or NULL */
-	void **rows;                  /* [n_rows]: GPTQ/AWQ matrices repacked into rows (repack_rows) */
-	int n_rows, cap_rows;
+	void *rows;                   /* GPTQ/AWQ matrices repacked into rows (repack_rows), or NULL */
 };
 
 /* Buffers of multi-head latent attention over at most CHUNK rows. */
@@ -545,8 +544,6 @@ void rt_model_free(struct rt_model *m)
 		for (int i = 0; i < m->cfg.n_layers; i++)
 			free(m->kvb_f32[i]);
 	free(m->kvb_f32);
-	for (int i = 0; i < m->n_rows; i++)
-		free(m->rows[i]);
 	free(m->rows);
 	batch_scratch_free(m->bs);
 	rt_stream_free(m->stream);
@@ -600,39 +597,53 @@ static int each_matrix(struct rt_model *m, int (*fn)(struct rt_model *m, struct 
 	return 0;
 }
 
-static int rows_need(struct rt_model *m, struct rt_weight *w, void *arg)
+/* The matrices repack_rows copies, each at its offset in one buffer */
+struct rows_job {
+	struct rt_weight **w;
+	size_t *off;
+	int n, cap;
+	uint64_t total;
+	char *buf;
+};
+
+static int rows_add(struct rt_model *m, struct rt_weight *w, void *arg)
 {
+	struct rows_job *j = arg;
+	size_t need = rt_quant_rows_bytes(w);
+
 	(void)m;
-	*(uint64_t *)arg += rt_quant_rows_bytes(w);
+	if (!need)
+		return 0;
+	if (j->n == j->cap) {
+		int n = j->cap ? 2 * j->cap : 64;
+		struct rt_weight **pw = realloc(j->w, sizeof(*pw) * (size_t)n);
+		if (pw)
+			j->w = pw;
+		size_t *po = pw ? realloc(j->off, sizeof(*po) * (size_t)n) : NULL;
+		if (po)
+			j->off = po;
+		if (!pw || !po)
+			return -ENOMEM;
+		j->cap = n;
+	}
+	j->w[j->n] = w;
+	j->off[j->n++] = j->total; /* needs are multiples of 64 */
+	j->total += need;
 	return 0;
 }
 
-static int repack_one(struct rt_model *m, struct rt_weight *w, void *arg)
+/* one matrix of the job: copied, then its stored codes' pages released */
+static void rows_task(void *ctx, int task, int thread)
 {
+	struct rows_job *j = ctx;
+	struct rt_weight *w = j->w[task];
 	const struct st_tensor *src = w->src;
 	const void *old = w->data;
-	size_t need = rt_quant_rows_bytes(w);
-	void *buf;
-	int r;
 
-	(void)arg;
-	if (!need)
-		return 0;
-	if (m->n_rows == m->cap_rows) {
-		int n = m->cap_rows ? 2 * m->cap_rows : 64;
-		void **p = realloc(m->rows, sizeof(*p) * (size_t)n);
-		if (!p)
-			return -ENOMEM;
-		m->rows = p;
-		m->cap_rows = n;
-	}
-	if ((r = rt_quant_to_rows(w, &buf)) <= 0)
-		return r;
-	m->rows[m->n_rows++] = buf;
-	m->info.repacked_bytes += need;
+	(void)thread;
+	rt_quant_to_rows(w, j->buf + j->off[task]);
 	if (src && src->data == old)
 		drop_pages(src->data, src->nbytes);
-	return 0;
 }
 
 /* The memory this process may fill with copies: the smallest of the
@@ -669,18 +680,31 @@ static uint64_t memory_room(void)
 }
 
 /* CPU, all weights mapped: GPTQ and AWQ matrices into compressed-tensors'
- * rows (rt_quant_to_rows), where the row kernels take them, when the copies
- * take at most half the memory this process may use (memory_room): a model
- * larger than that keeps running from its mapping, paged in and out as
- * before.  Out of memory it stops: the matrices not yet copied keep their
- * columns and the column kernels. */
+ * rows (rt_quant_to_rows), where the row kernels take them, on the
+ * backend's threads, all in one buffer in 2 MiB pages where the kernel
+ * gives them (transparent huge pages: fewer page faults to fill it, fewer
+ * TLB misses to stream it), when the copies take at most half the memory
+ * this process may use (memory_room): a model larger than that keeps running
+ * from its mapping, paged in and out as before, and so does every matrix
+ * when the buffer cannot be had. */
 static void repack_rows(struct rt_model *m)
 {
-	uint64_t need = 0;
+	struct rows_job j = {0};
+	size_t huge = (size_t)2 << 20, size;
+	void *p;
 
-	each_matrix(m, rows_need, &need);
-	if (need && need <= memory_room() / 2)
-		each_matrix(m, repack_one, NULL);
+	if (each_matrix(m, rows_add, &j) == 0 && j.n && j.total <= memory_room() / 2 && j.total < SIZE_MAX - huge) {
+		size = (j.total + huge - 1) / huge * huge;
+		if (posix_memalign(&p, huge, size) == 0) {
+			madvise(p, size, MADV_HUGEPAGE); /* advice: EINVAL without THP is fine */
+			j.buf = p;
+			rt_backend_cpu_run(m->be, j.n, rows_task, &j);
+			m->rows = p;
+			m->info.repacked_bytes = j.total;
+		}
+	}
+	free(j.w);
+	free(j.off);
 }
 
 int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_model **ret_model, struct rt_error *err)

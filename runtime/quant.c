@@ -719,22 +719,15 @@ size_t rt_quant_rows_bytes(const struct rt_weight *w)
 	return (n + 63) / 64 * 64;
 }
 
-int rt_quant_to_rows(struct rt_weight *w, void **ret_buf)
+void rt_quant_to_rows(struct rt_weight *w, void *dst)
 {
 	struct rt_wquant *q = &w->q;
 	int R = w->rows, C = w->cols, W = C / 8, ng = q->n_sc, layout = q->layout;
-	size_t es = rt_dtype_size(q->scale_dtype), nd = (size_t)R * W * 4, ns = (size_t)R * ng * es,
-	       need = rt_quant_rows_bytes(w);
+	size_t es = rt_dtype_size(q->scale_dtype), nd = (size_t)R * W * 4, ns = (size_t)R * ng * es;
 	const void *src = w->data;
-	uint32_t *d, *z;
+	uint32_t *d = dst, *z;
 	char *s;
 
-	*ret_buf = NULL;
-	if (!need)
-		return 0;
-	d = aligned_alloc(64, need);
-	if (!d)
-		return -ENOMEM;
 	s = (char *)d + nd;
 	z = (uint32_t *)(s + ns);
 	if (layout == RT_I4_GPTQ) {
@@ -774,8 +767,18 @@ int rt_quant_to_rows(struct rt_weight *w, void **ret_buf)
 	w->data = d;
 	q->layout = RT_I4_CT;
 	q->scale = s;
-	q->zero = q->zero ? z : NULL;
 	q->g_idx = NULL;
-	*ret_buf = d;
-	return 1;
+	if (q->zero) {
+		/* every zero point 8 (GPTQ's symmetric checkpoints store them): the
+		 * symmetric kernels, which need none */
+		bool all8 = true;
+		for (size_t i = 0; all8 && i < (size_t)(R / 8) * ng; i++)
+			for (int r = 0; all8 && r < 8; r++)
+				all8 = (int)(z[i] >> 4 * r & 15) + q->zero_add == 8;
+		q->zero = all8 ? NULL : z;
+		if (all8) {
+			q->zero_const = 8;
+			q->zero_add = 0;
+		}
+	}
 }

@@ -31,15 +31,15 @@ const char *rt_quant_method(const struct rt_quant *q);
 int rt_quant_bind(const struct rt_quant *q, const struct st_set *st, const char *dir, const char *name, int rows,
                   int cols, struct rt_weight *w, struct rt_error *err);
 
-/* An int4 GPTQ or AWQ matrix whose groups the CPU's row kernels take (no
- * act-order g_idx; groups of a multiple of 128 columns or one a row)
- * repacked into compressed-tensors' layout (codes, scales and zero points)
- * in one buffer of its own, *ret_buf, which the caller frees after the last
- * use of w: every weight keeps its value.  1 when repacked, 0 when w is not
- * such a matrix (w and *ret_buf untouched but *ret_buf NULL), -ENOMEM. */
-int rt_quant_to_rows(struct rt_weight *w, void **ret_buf);
-/* The bytes rt_quant_to_rows would allocate for w, 0 when it would not repack it. */
+/* The bytes (a multiple of 64) that rt_quant_to_rows needs for w: an int4
+ * GPTQ or AWQ matrix whose groups the CPU's row kernels take (no act-order
+ * g_idx; groups of a multiple of 128 columns or one a row); 0 for any other. */
 size_t rt_quant_rows_bytes(const struct rt_weight *w);
+/* w (rt_quant_rows_bytes(w) > 0) repacked into compressed-tensors' layout,
+ * codes, scales and zero points, in dst (rt_quant_rows_bytes(w) bytes,
+ * 64-byte aligned), which must outlive every use of w: every weight keeps
+ * its value. */
+void rt_quant_to_rows(struct rt_weight *w, void *dst);
 
 /* e4m3 (no infinities; S.1111.111 is NaN) and e5m2 (IEEE-like) codes. */
 static inline float rt_f8e4m3_to_f32(uint8_t v)
