@@ -32,7 +32,7 @@ enum rt_i4_layout {
 struct rt_wquant {
 	int fmt;           /* enum rt_wfmt; RT_WF_DENSE: nothing below is used */
 	int layout;        /* int4: enum rt_i4_layout */
-	const void *scale; /* F32, F16 or BF16 (scale_dtype), in the mapping */
+	const void *scale; /* F32, F16 or BF16 (scale_dtype), in the mapping or a repacked copy */
 	int scale_dtype;
 	int sr, sc;        /* fp8: rows and columns per scale; int4: sc = group size (columns) */
 	int n_sc;          /* fp8: scales per scale row, ceil(cols / sc); int4: groups per row */
@@ -48,7 +48,8 @@ struct rt_weight {
 	const void *data;
 	int dtype;
 	int rows, cols;
-	const struct st_tensor *src; /* where it lies in the safetensors files (device upload) */
+	const struct st_tensor *src; /* where it lies in the safetensors files (device upload); the
+	                              * stored tensor, also after a CPU repack (repack_rows) */
 	struct rt_wquant q;
 };
 
