@@ -18,6 +18,7 @@
 #include "config.h"
 #include "dtype.h"
 #include "quant.h"
+#include "rt_buf.h"
 #include "rt_error.h"
 #include "safetensors.h"
 #include "stream.h"
@@ -597,11 +598,14 @@ static int each_matrix(struct rt_model *m, int (*fn)(struct rt_model *m, struct 
 	return 0;
 }
 
-/* The matrices repack_rows copies, each at its offset in one buffer */
+/* The matrices repack_rows copies (struct rows_item), each at its offset
+ * in one buffer */
+struct rows_item {
+	struct rt_weight *w;
+	size_t off;
+};
 struct rows_job {
-	struct rt_weight **w;
-	size_t *off;
-	int n, cap;
+	struct rt_buf items;
 	uint64_t total;
 	char *buf;
 };
@@ -609,39 +613,27 @@ struct rows_job {
 static int rows_add(struct rt_model *m, struct rt_weight *w, void *arg)
 {
 	struct rows_job *j = arg;
+	struct rows_item it = {w, j->total}; /* needs are multiples of 64 */
 	size_t need = rt_quant_rows_bytes(w);
 
 	(void)m;
 	if (!need)
 		return 0;
-	if (j->n == j->cap) {
-		int n = j->cap ? 2 * j->cap : 64;
-		struct rt_weight **pw = realloc(j->w, sizeof(*pw) * (size_t)n);
-		if (pw)
-			j->w = pw;
-		size_t *po = pw ? realloc(j->off, sizeof(*po) * (size_t)n) : NULL;
-		if (po)
-			j->off = po;
-		if (!pw || !po)
-			return -ENOMEM;
-		j->cap = n;
-	}
-	j->w[j->n] = w;
-	j->off[j->n++] = j->total; /* needs are multiples of 64 */
 	j->total += need;
-	return 0;
+	return rt_buf_put(&j->items, &it, sizeof(it));
 }
 
 /* one matrix of the job: copied, then its stored codes' pages released */
 static void rows_task(void *ctx, int task, int thread)
 {
 	struct rows_job *j = ctx;
-	struct rt_weight *w = j->w[task];
+	const struct rows_item *it = (const struct rows_item *)j->items.p + task;
+	struct rt_weight *w = it->w;
 	const struct st_tensor *src = w->src;
 	const void *old = w->data;
 
 	(void)thread;
-	rt_quant_to_rows(w, j->buf + j->off[task]);
+	rt_quant_to_rows(w, j->buf + it->off);
 	if (src && src->data == old)
 		drop_pages(src->data, src->nbytes);
 }
@@ -690,21 +682,21 @@ static uint64_t memory_room(void)
 static void repack_rows(struct rt_model *m)
 {
 	struct rows_job j = {0};
-	size_t huge = (size_t)2 << 20, size;
+	size_t huge = (size_t)2 << 20, size, n;
 	void *p;
 
-	if (each_matrix(m, rows_add, &j) == 0 && j.n && j.total <= memory_room() / 2 && j.total < SIZE_MAX - huge) {
+	if (each_matrix(m, rows_add, &j) == 0 && (n = j.items.len / sizeof(struct rows_item)) > 0 &&
+	    j.total <= memory_room() / 2 && j.total < SIZE_MAX - huge) {
 		size = (j.total + huge - 1) / huge * huge;
 		if (posix_memalign(&p, huge, size) == 0) {
 			madvise(p, size, MADV_HUGEPAGE); /* advice: EINVAL without THP is fine */
 			j.buf = p;
-			rt_backend_cpu_run(m->be, j.n, rows_task, &j);
+			rt_backend_cpu_run(m->be, (int)n, rows_task, &j);
 			m->rows = p;
 			m->info.repacked_bytes = j.total;
 		}
 	}
-	free(j.w);
-	free(j.off);
+	rt_buf_release(&j.items);
 }
 
 int rt_model_load(const char *dir, const struct rt_load_opts *opts, struct rt_model **ret_model, struct rt_error *err)

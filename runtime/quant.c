@@ -697,12 +697,9 @@ static int awq_nib(uint32_t u, int r)
 /* g_idx that is k / sc for every column (what GPTQ writes without act-order) */
 static bool trivial_gidx(const struct rt_weight *w)
 {
-	for (int k = 0; k < w->cols; k++) {
-		int32_t g;
-		memcpy(&g, (const char *)w->q.g_idx + 4 * (size_t)k, 4);
-		if (g != k / w->q.sc)
+	for (int k = 0; k < w->cols; k++)
+		if (rt_q_group(w, k) != k / w->q.sc)
 			return false;
-	}
 	return true;
 }
 
