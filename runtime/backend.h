@@ -40,6 +40,8 @@ struct rt_wquant {
 	int zero_const;    /* int4 without zero points: 8 (the signed range's offset) */
 	int zero_add;      /* int4: added to each stored zero (GPTQ's original format stores zero - 1) */
 	const void *g_idx; /* int4: I32 [cols] group of each column (GPTQ act-order), NULL: k / sc */
+	const float *sz;   /* int4 in rows with zero points: [rows][n_sc] pairs (scale, zero * scale) in f32
+	                    * (rt_quant_pairs), or NULL: the AVX-512 kernels' group tables in one fma */
 };
 
 /* A weight matrix [rows][cols] in dtype (enum rt_dtype), row-major; or, when
@@ -88,6 +90,8 @@ struct rt_backend {
 int rt_backend_cpu_new(int n_threads, const char *simd, struct rt_backend **ret_b);
 /* Name of the SIMD path b runs ("avx512", "avx2" or "generic"). */
 const char *rt_backend_cpu_simd(const struct rt_backend *b);
+/* Whether b's int4 kernels read rt_wquant.sz (the AVX-512 ones do). */
+bool rt_backend_cpu_int4_pairs(const struct rt_backend *b);
 /* fn(ctx, task, thread) for task = 0..n_tasks-1 on b's threads (the caller's
  * among them), returning when all have run; not while b runs a matmul. */
 void rt_backend_cpu_run(struct rt_backend *b, int n_tasks, void (*fn)(void *ctx, int task, int thread), void *ctx);

@@ -1190,6 +1190,12 @@ const char *rt_backend_cpu_simd(const struct rt_backend *b)
 	return c->amx ? "amx" : c->k->name;
 }
 
+bool rt_backend_cpu_int4_pairs(const struct rt_backend *b)
+{
+	const struct cpu *c = b->priv;
+	return c->q && rt_qcpu_int4_pairs(c->q);
+}
+
 void rt_backend_cpu_run(struct rt_backend *b, int n_tasks, rt_task_fn fn, void *ctx)
 {
 	rt_pool_run(((struct cpu *)b->priv)->pool, n_tasks, fn, ctx);

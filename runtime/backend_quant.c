@@ -1060,6 +1060,14 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 		if (k == kn) {
 			g++;
 			kn += q->sc;
+			if (q->sz)
+#pragma GCC unroll 8
+				for (int i = 0; i < NR; i++) {
+					/* the same values as fma(n, scale, -zero * scale) (rt_quant_pairs) */
+					const float *p = q->sz + 2 * (s0[i] + (size_t)g);
+					tab[i] = _mm512_fmsub_ps(iota, _mm512_set1_ps(p[0]), _mm512_set1_ps(p[1]));
+				}
+			else
 #pragma GCC unroll 8
 			for (int i = 0; i < NR; i++) {
 				/* (n - zero) * scale for n = 0..15, as rt_q_weight (small integers: exact in f32) */
@@ -1832,6 +1840,11 @@ void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const flo
 		return;
 	}
 	rt_pool_run(pool, n_tasks, q_task, &j);
+}
+
+bool rt_qcpu_int4_pairs(const struct rt_qcpu *c)
+{
+	return c->avx512;
 }
 
 int rt_qcpu_new(const char *simd, int n_threads, struct rt_qcpu **ret)

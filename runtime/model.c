@@ -598,32 +598,35 @@ static int each_matrix(struct rt_model *m, int (*fn)(struct rt_model *m, struct 
 	return 0;
 }
 
-/* The matrices repack_rows copies (struct rows_item), each at its offset
- * in one buffer */
+/* The matrices repack_rows copies or makes pairs for (struct rows_item),
+ * each at its offset in one buffer: rows bytes of copied rows, then pairs
+ * bytes of (scale, zero * scale) pairs */
 struct rows_item {
 	struct rt_weight *w;
-	size_t off;
+	size_t off, rows, pairs;
 };
 struct rows_job {
 	struct rt_buf items;
 	uint64_t total;
+	bool pairs; /* the backend's kernels read them */
 	char *buf;
 };
 
 static int rows_add(struct rt_model *m, struct rt_weight *w, void *arg)
 {
 	struct rows_job *j = arg;
-	struct rows_item it = {w, j->total}; /* needs are multiples of 64 */
-	size_t need = rt_quant_rows_bytes(w);
+	/* sizes are multiples of 64 */
+	struct rows_item it = {w, j->total, rt_quant_rows_bytes(w), j->pairs ? rt_quant_pairs_bytes(w) : 0};
 
 	(void)m;
-	if (!need)
+	if (!it.rows && !it.pairs)
 		return 0;
-	j->total += need;
+	j->total += it.rows + it.pairs;
 	return rt_buf_put(&j->items, &it, sizeof(it));
 }
 
-/* one matrix of the job: copied, then its stored codes' pages released */
+/* one matrix of the job: copied (then its stored codes' pages released),
+ * and its pairs made */
 static void rows_task(void *ctx, int task, int thread)
 {
 	struct rows_job *j = ctx;
@@ -633,9 +636,13 @@ static void rows_task(void *ctx, int task, int thread)
 	const void *old = w->data;
 
 	(void)thread;
-	rt_quant_to_rows(w, j->buf + it->off);
-	if (src && src->data == old)
-		drop_pages(src->data, src->nbytes);
+	if (it->rows) {
+		rt_quant_to_rows(w, j->buf + it->off);
+		if (src && src->data == old)
+			drop_pages(src->data, src->nbytes);
+	}
+	if (it->pairs)
+		rt_quant_pairs(w, (float *)(j->buf + it->off + it->rows));
 }
 
 /* The memory this process may fill with copies: the smallest of the
@@ -672,7 +679,9 @@ static uint64_t memory_room(void)
 }
 
 /* CPU, all weights mapped: GPTQ and AWQ matrices into compressed-tensors'
- * rows (rt_quant_to_rows), where the row kernels take them, on the
+ * rows (rt_quant_to_rows), where the row kernels take them, and the
+ * (scale, zero * scale) pairs of asymmetric int4 rows where the kernels
+ * read them (rt_quant_pairs), on the
  * backend's threads, all in one buffer in 2 MiB pages where the kernel
  * gives them (transparent huge pages: fewer page faults to fill it, fewer
  * TLB misses to stream it), when the copies take at most half the memory
@@ -681,7 +690,7 @@ static uint64_t memory_room(void)
  * when the buffer cannot be had. */
 static void repack_rows(struct rt_model *m)
 {
-	struct rows_job j = {0};
+	struct rows_job j = {.pairs = rt_backend_cpu_int4_pairs(m->be)};
 	size_t huge = (size_t)2 << 20, size, n;
 	void *p;
 
@@ -693,7 +702,11 @@ static void repack_rows(struct rt_model *m)
 			j.buf = p;
 			rt_backend_cpu_run(m->be, (int)n, rows_task, &j);
 			m->rows = p;
-			m->info.repacked_bytes = j.total;
+			for (size_t i = 0; i < n; i++) {
+				const struct rows_item *it = (const struct rows_item *)j.items.p + i;
+				m->info.repacked_bytes += it->rows;
+				m->info.pair_bytes += it->w->q.sz ? it->pairs : 0;
+			}
 		}
 	}
 	rt_buf_release(&j.items);

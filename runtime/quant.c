@@ -8,6 +8,7 @@
  * into the mapping. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
+#include <float.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -778,4 +779,49 @@ void rt_quant_to_rows(struct rt_weight *w, void *dst)
 			q->zero_add = 0;
 		}
 	}
+}
+
+/* ---- (scale, zero * scale) in f32 (rt_quant_pairs) ----
+ * Each int4 weight is (n - zero) * scale in f32 (rt_q_weight).  With an f16
+ * or bf16 scale that is fma(n, scale, -(zero * scale)) bit for bit: the
+ * scale has at most 11 significant bits and n and zero (0..16) at most 5,
+ * so zero * scale and (n - zero) * scale are exact in f32 (subnormals
+ * included: both are multiples of the scale's last bit) and the fma rounds
+ * nothing, as long as 16 * scale is finite.  The AVX-512 row kernels then
+ * make a group's table of 16 values with one fma from two f32 loads instead
+ * of unpacking a zero point and converting a scale for every row and group
+ * (asymmetric GPTQ/AWQ decode about 1.3x faster: PERFORMANCE.md, session 12).
+ * Not for f32 scales: zero * scale would round. */
+
+size_t rt_quant_pairs_bytes(const struct rt_weight *w)
+{
+	const struct rt_wquant *q = &w->q;
+	size_t n;
+
+	if (q->fmt != RT_WF_INT4 || !q->zero || (q->scale_dtype != RT_F16 && q->scale_dtype != RT_BF16) ||
+	    (q->sc % 128 && q->sc < w->cols))
+		return 0;
+	if (q->layout == RT_I4_CT ? q->g_idx != NULL : rt_quant_rows_bytes(w) == 0)
+		return 0;
+	n = (size_t)w->rows * (size_t)q->n_sc * 2 * sizeof(float);
+	return (n + 63) / 64 * 64;
+}
+
+bool rt_quant_pairs(struct rt_weight *w, float *dst)
+{
+	struct rt_wquant *q = &w->q;
+	int R = w->rows, ng = q->n_sc;
+
+	if (q->layout != RT_I4_CT || !q->zero || !rt_quant_pairs_bytes(w))
+		return false;
+	for (int r = 0; r < R; r++)
+		for (int g = 0; g < ng; g++) {
+			float s = rt_load_elem(q->scale, q->scale_dtype, (size_t)r * ng + (size_t)g);
+			if (!(fabsf(s) * 16.0f <= FLT_MAX))
+				return false;
+			dst[2 * ((size_t)r * ng + (size_t)g)] = s;
+			dst[2 * ((size_t)r * ng + (size_t)g) + 1] = (float)rt_q_zero(w, r, g) * s;
+		}
+	q->sz = dst;
+	return true;
 }

@@ -40,6 +40,15 @@ size_t rt_quant_rows_bytes(const struct rt_weight *w);
  * 64-byte aligned), which must outlive every use of w: every weight keeps
  * its value. */
 void rt_quant_to_rows(struct rt_weight *w, void *dst);
+/* The bytes (a multiple of 64) of w's (scale, zero * scale) pairs
+ * (rt_quant_pairs): an int4 matrix with zero points and F16 or BF16 scales
+ * whose groups the row kernels take, in rows or to be repacked into them
+ * (rt_quant_rows_bytes); 0 for any other. */
+size_t rt_quant_pairs_bytes(const struct rt_weight *w);
+/* w's pairs in dst (rt_quant_pairs_bytes(w) bytes, 64-byte aligned, which
+ * must outlive every use of w) and w->q.sz set to them; false, w unchanged,
+ * where w (in rows) has no zero points, or a scale that 16 times overflows. */
+bool rt_quant_pairs(struct rt_weight *w, float *dst);
 
 /* e4m3 (no infinities; S.1111.111 is NaN) and e5m2 (IEEE-like) codes. */
 static inline float rt_f8e4m3_to_f32(uint8_t v)
@@ -135,6 +144,8 @@ struct rt_qcpu;
 /* simd: the CPU backend's choice ("avx512", "avx2", "generic") */
 int rt_qcpu_new(const char *simd, int n_threads, struct rt_qcpu **ret);
 void rt_qcpu_free(struct rt_qcpu *c);
+/* whether c's int4 row kernels read rt_wquant.sz (AVX-512) */
+bool rt_qcpu_int4_pairs(const struct rt_qcpu *c);
 /* y[T][w->rows] = (acc ? y : 0) + x[T][w->cols] . w^T + bias, w quantized */
 void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const float *x, const struct rt_weight *w,
                     const float *bias, int T, bool acc);

@@ -336,6 +336,78 @@ static void same_as_avx2(struct rt_backend *be, const char *simd, const char *wh
 	free(y2);
 }
 
+/* rt_quant_pairs (made at load for asymmetric int4 rows with f16 or bf16
+ * scales, where the AVX-512 kernels read them): made exactly there, and the
+ * kernels' outputs with them bitwise those without them, every T; a scale
+ * that 16 times overflows makes none */
+static void with_pairs(struct rt_backend *be, const char *simd, const char *what, const struct rt_weight *w,
+                       const int *Ts, int nT)
+{
+	bool want = w->q.zero && w->q.scale_dtype != RT_F32;
+	size_t need = rt_quant_pairs_bytes(w);
+	int N = w->rows, K = w->cols, Tmax = 0, bad = 0;
+	struct rt_weight c = *w, o = *w;
+	float *p, *x, *y, *y2;
+
+	if ((need > 0) != want || need % 64 || w->q.sz) {
+		TAP_OK(0, "%s %s: rt_quant_pairs_bytes %zu, expected %s a multiple of 64", simd, what, need,
+		       want ? "one" : "0, not");
+		return;
+	}
+	if (!need)
+		return;
+	for (int i = 0; i < nT; i++)
+		Tmax = Ts[i] > Tmax ? Ts[i] : Tmax;
+	p = aligned_alloc(64, need);
+	x = malloc(sizeof(float) * Tmax * K);
+	y = malloc(sizeof(float) * Tmax * N);
+	y2 = malloc(sizeof(float) * Tmax * N);
+	if (!p || !x || !y || !y2) {
+		TAP_OK(0, "allocation");
+		return;
+	}
+	for (size_t i = 0; i < (size_t)Tmax * K; i++)
+		x[i] = (float)((int32_t)next()) / 2147483648.0f;
+	bool made = rt_quant_pairs(&c, p), reads = rt_backend_cpu_int4_pairs(be);
+	for (int ti = 0; made && ti < nT; ti++) {
+		be->ops->matmul(be, y, x, w, NULL, Ts[ti], false);
+		be->ops->matmul(be, y2, x, &c, NULL, Ts[ti], false);
+		bad += memcmp(y, y2, sizeof(float) * Ts[ti] * N) != 0;
+	}
+	TAP_OK(made && c.q.sz == p && !bad, "%s %s: with (scale, zero * scale) pairs, %d of %d token counts differ",
+	       simd, what, bad, nT);
+	/* the kernels that read them do: pairs times 2 double every output (exactly), the others ignore them */
+	for (size_t i = 0; made && i < need / sizeof(float); i++)
+		p[i] *= 2;
+	bad = 0;
+	if (made) {
+		be->ops->matmul(be, y, x, w, NULL, Tmax, false);
+		be->ops->matmul(be, y2, x, &c, NULL, Tmax, false);
+		for (size_t i = 0; i < (size_t)Tmax * N; i++)
+			bad += y2[i] != (reads ? 2 * y[i] : y[i]);
+	}
+	TAP_OK(made && !bad, "%s %s: the pairs doubled %s, %d outputs off", simd, what,
+	       reads ? "double every output (the kernels read them)" : "change nothing (the kernels do not read them)",
+	       bad);
+	/* a scale of 2^124 (bf16; f16 cannot hold one): 16 times it overflows, no pairs */
+	if (w->q.scale_dtype == RT_BF16) {
+		uint16_t *sc = malloc((size_t)N * w->q.n_sc * 2);
+		if (!sc) {
+			TAP_OK(0, "allocation");
+			return;
+		}
+		memcpy(sc, w->q.scale, (size_t)N * w->q.n_sc * 2);
+		sc[(size_t)(N - 1) * w->q.n_sc] = (uint16_t)((127 + 124) << 7);
+		o.q.scale = sc;
+		TAP_OK(!rt_quant_pairs(&o, p) && !o.q.sz, "%s %s: a scale of 2^124 makes no pairs", simd, what);
+		free(sc);
+	}
+	free(p);
+	free(x);
+	free(y);
+	free(y2);
+}
+
 /* rt_quant_to_rows (the loader's repack): taken exactly where the row
  * kernels take the groups (want), every weight the same bits after it, and
  * the row kernels on the copy against the same reference */
@@ -377,6 +449,7 @@ static void as_rows(struct rt_backend *be, const char *simd, const char *what, c
 	       all8 ? " (zero points all 8: dropped)" : "", bad, w->rows * w->cols);
 	snprintf(name, sizeof(name), "%s as rows", what);
 	check(be, simd, name, &c, wref, Ts, nT);
+	with_pairs(be, simd, name, &c, Ts, nT);
 	free(buf);
 }
 
@@ -567,7 +640,8 @@ int main(void)
 	    {40, 96, 32, 0, 1, 0, RT_F32, 0}, {136, 256, 128, 0, 1, 1, RT_F16, 1}, {72, 200, 40, 0, 1, 2, RT_BF16, 0},
 	    {24, 64, 0, 0, 0, 0, RT_F16, 0},  {56, 96, 24, 0, 1, 3, RT_F32, 1},    {8, 24, 8, 0, 1, 1, RT_F32, 0},
 	    {40, 96, 32, 1, 1, 0, RT_F32, 0}, {136, 256, 128, 1, 0, 0, RT_F16, 0}, {72, 200, 40, 1, 1, 0, RT_BF16, 0},
-	    {24, 64, 0, 1, 1, 0, RT_F16, 0},  {8, 24, 8, 1, 1, 0, RT_F32, 0}};
+	    {24, 64, 0, 1, 1, 0, RT_F16, 0},  {8, 24, 8, 1, 1, 0, RT_F32, 0},      {48, 384, 128, 0, 1, 0, RT_BF16, 0},
+	    {16, 256, 0, 1, 1, 0, RT_BF16, 0}};
 	/* attention: multi-block contexts (128-position blocks), GQA groups of 4, 6 (MQA), 16 and 2 (of 34
 	 * heads: the group divides the KV head's heads), head dims the AVX-512 kernel takes (16..128) and
 	 * the generic ones (24, 256), a sliding window, tails off the 16-position score groups */

@@ -54,7 +54,7 @@ CASES = [
     ("fp8 block 128x128 AGRT_FP8_F16", "fp8", {"dims": D_ODD}, {"AGRT_FP8_F16": "1"}, 40),
     # group 128 and per channel: the AVX-512 kernels where the CPU has them (one partial group: 200 columns)
     ("ct int4 group 128 sym", "ct-int4", {"dims": D_ODD, "group": 128, "sym": True}, {}, len(IDS)),
-    ("ct int4 group 128 asym T=300", "ct-int4", {"dims": D_ODD, "group": 128, "sym": False}, {}, 300),
+    ("ct int4 group 128 asym T=300 (pairs)", "ct-int4", {"dims": D_ODD, "group": 128, "sym": False}, {}, 300),
     ("ct int4 group 128 asym avx2", "ct-int4", {"dims": D_ODD, "group": 128, "sym": False}, {"AGRT_SIMD": "avx2"},
      40),
     ("ct int4 group 32 sym", "ct-int4", {"dims": D_ODD, "group": 32, "sym": True}, {}, len(IDS)),
@@ -68,7 +68,7 @@ CASES = [
      {"dims": D_ODD, "group": 32, "sym": False, "actorder": True}, {}, len(IDS)),
     ("ct int4 group 32 actorder generic", "ct-int4", {"dims": D_ODD, "group": 32, "sym": True, "actorder": True},
      {"AGRT_SIMD": "generic"}, 40),
-    ("ct int4 channel asym", "ct-int4", {"dims": D_ODD, "group": 0, "sym": False}, {}, len(IDS)),
+    ("ct int4 channel asym (pairs)", "ct-int4", {"dims": D_ODD, "group": 0, "sym": False}, {}, len(IDS)),
     ("ct int4 mixed (a layer in ignore)", "ct-int4",
      {"dims": D_ODD, "group": 32, "sym": True, "ignore": ["re:.*layers\\.1\\.mlp\\.down_proj"]}, {}, len(IDS)),
     ("ct fp8 channel", "ct-fp8", {"dims": D_ODD, "strategy": "channel"}, {}, len(IDS)),
@@ -83,12 +83,14 @@ CASES = [
     ("gptq desc_act generic", "gptq", {"dims": D_8, "group": 32, "desc_act": True}, {"AGRT_SIMD": "generic"}, 40),
     ("gptq channel sym (rows)", "gptq", {"dims": D_8, "group": -1, "sym": True}, {}, len(IDS)),
     # groups the row kernels take: repacked at load into compressed-tensors' rows ("(rows)": agrun's
-    # repacked_bytes must say so), and the same models kept in columns (AGRT_INT4_COLUMNS)
-    ("gptq group 128 asym (rows)", "gptq", {"dims": D_128, "group": 128}, {}, len(IDS)),
-    ("gptq group 128 asym (rows) T=300", "gptq", {"dims": D_128, "group": 128}, {}, 300),
+    # repacked_bytes must say so), and the same models kept in columns (AGRT_INT4_COLUMNS); "(pairs)":
+    # asymmetric rows with f16/bf16 scales, whose (scale, zero * scale) pairs are made at load where the
+    # kernels are AVX-512's (pair_bytes > 0 exactly there)
+    ("gptq group 128 asym (rows) (pairs)", "gptq", {"dims": D_128, "group": 128}, {}, len(IDS)),
+    ("gptq group 128 asym (rows) T=300 (pairs)", "gptq", {"dims": D_128, "group": 128}, {}, 300),
     ("gptq group 128 asym columns", "gptq", {"dims": D_128, "group": 128}, {"AGRT_INT4_COLUMNS": "1"}, len(IDS)),
     ("gptq group 128 asym (rows) avx2", "gptq", {"dims": D_128, "group": 128}, {"AGRT_SIMD": "avx2"}, 40),
-    ("awq group 128 (rows)", "awq", {"dims": D_128, "group": 128}, {}, len(IDS)),
+    ("awq group 128 (rows) (pairs)", "awq", {"dims": D_128, "group": 128}, {}, len(IDS)),
     ("awq group 128 (rows) avx2", "awq", {"dims": D_128, "group": 128}, {"AGRT_SIMD": "avx2"}, 40),
     ("awq group 128 (rows) generic", "awq", {"dims": D_128, "group": 128}, {"AGRT_SIMD": "generic"}, 40),
     ("awq group 128 columns", "awq", {"dims": D_128, "group": 128}, {"AGRT_INT4_COLUMNS": "1"}, len(IDS)),
@@ -149,19 +151,25 @@ def main():
                 failed += not ok
                 print(f"{'ok' if ok else 'not ok'} {n} - logits {name} T={plen} {env or ''}: rel err {err:.1e}"
                       f" (tol {REL_TOL:.0e})")
-            toks, rep = [], []
+            toks, rep, pairs, be = [], [], [], ""
             for d in (md, ref):
                 p = agrun_run(agrun, d, ["--ids", ",".join(map(str, IDS[:6])), "-n", str(N_GEN), "--json"] +
                               (xa if d == md else []), env)
-                toks.append(json.loads(p.stdout)["output_ids"] if p.returncode == 0 else p.stderr.strip())
-                rep.append(json.loads(p.stdout)["repacked_bytes"] if p.returncode == 0 else -1)
+                j = json.loads(p.stdout) if p.returncode == 0 else {}
+                toks.append(j["output_ids"] if j else p.stderr.strip())
+                rep.append(j.get("repacked_bytes", -1))
+                pairs.append(j.get("pair_bytes", -1))
+                be = be or j.get("backend", "")
             n += 1
             want_rep = "(rows)" in name and "AGRT_INT4_COLUMNS" not in env
+            want_pairs = "(pairs)" in name and be in ("cpu/avx512", "cpu/amx")
             ok = toks[0] == toks[1] and isinstance(toks[0], list) and len(toks[0]) > 0 and \
-                (rep[0] > 0) == want_rep and rep[1] == 0
+                (rep[0] > 0) == want_rep and rep[1] == 0 and (pairs[0] > 0) == want_pairs and pairs[1] == 0
             failed += not ok
-            print(f"{'ok' if ok else 'not ok'} {n} - greedy {name} {env or ''}: {toks[0]}, repacked {rep[0]} bytes" +
-                  ("" if ok else f" want {toks[1]}, repacked {'> 0' if want_rep else 0}"))
+            print(f"{'ok' if ok else 'not ok'} {n} - greedy {name} {env or ''}: {toks[0]}, repacked {rep[0]} bytes, "
+                  f"pairs {pairs[0]} bytes ({be})" +
+                  ("" if ok else f" want {toks[1]}, repacked {'> 0' if want_rep else 0}, "
+                                 f"pairs {'> 0' if want_pairs else 0}"))
             p = subprocess.run([test_api, md], capture_output=True, text=True, env=dict(os.environ, **env),
                                timeout=300)
             n += 1

@@ -486,6 +486,7 @@ static void print_json(const struct run *R)
 	json_object_set_new(o, "load_ms", json_real(info->load_ms));
 	json_object_set_new(o, "load_gbs", json_real(info->load_gbs));
 	json_object_set_new(o, "repacked_bytes", json_integer((json_int_t)info->repacked_bytes));
+	json_object_set_new(o, "pair_bytes", json_integer((json_int_t)info->pair_bytes));
 	json_object_set_new(o, "top_k", steps);
 	json_dumpf(o, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
 	printf("\n");

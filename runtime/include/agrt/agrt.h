@@ -78,6 +78,10 @@ struct rt_model_info {
 	 * repacked into rows at load and held in memory; their mapped pages
 	 * are released (rt_load_opts.int4_columns) */
 	uint64_t repacked_bytes;
+	/* CPU only: bytes of f32 (scale, zero * scale) pairs made at load for
+	 * asymmetric int4 matrices in rows (F16/BF16 scales), which the AVX-512
+	 * kernels build their group tables from */
+	uint64_t pair_bytes;
 	char fallback[128];    /* non-empty: CUDA was asked for with device_fallback and the CPU runs it, why */
 };
 
