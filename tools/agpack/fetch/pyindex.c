@@ -408,7 +408,7 @@ static int parse_json(const char *b, size_t len, const char *page, struct py_lin
 		/* the listed filename is what counts, and it must be a plain name */
 		if (out->n > before) {
 			struct py_link *k = &out->v[out->n - 1];
-			if (strchr(fn, '/') || !fn[0] || !strcmp(fn, "..")) {
+			if (strchr(fn, '/') || !fn[0] || !strcmp(fn, ".") || !strcmp(fn, "..")) {
 				r = bn_fail(err, -EBADMSG, "%s: file entry %zu has a bad filename", page, i);
 				break;
 			}
