@@ -217,6 +217,14 @@ static int hexval(int c)
 	                              : -1;
 }
 
+/* A name that can be a file in the output directory: not empty, no NUL or
+ * '/', not "." or ".." */
+static bool plain_name(const char *s, size_t n)
+{
+	return n > 0 && !memchr(s, 0, n) && !memchr(s, '/', n) && !(n == 1 && s[0] == '.') &&
+	       !(n == 2 && s[0] == '.' && s[1] == '.');
+}
+
 /* The file name of a link: the url's last path segment, percent-decoded. */
 static char *url_filename(const char *url)
 {
@@ -238,7 +246,7 @@ static char *url_filename(const char *url)
 		}
 	}
 	o[k] = 0;
-	if (k == 0 || memchr(o, 0, k) || strchr(o, '/') || !strcmp(o, ".") || !strcmp(o, "..")) {
+	if (!plain_name(o, k)) {
 		free(o);
 		return NULL;
 	}
@@ -408,7 +416,7 @@ static int parse_json(const char *b, size_t len, const char *page, struct py_lin
 		/* the listed filename is what counts, and it must be a plain name */
 		if (out->n > before) {
 			struct py_link *k = &out->v[out->n - 1];
-			if (strchr(fn, '/') || !fn[0] || !strcmp(fn, ".") || !strcmp(fn, "..")) {
+			if (!plain_name(fn, strlen(fn))) {
 				r = bn_fail(err, -EBADMSG, "%s: file entry %zu has a bad filename", page, i);
 				break;
 			}
