@@ -1196,6 +1196,12 @@ bool rt_backend_cpu_int4_pairs(const struct rt_backend *b)
 	return c->q && rt_qcpu_int4_pairs(c->q);
 }
 
+int rt_backend_cpu_reserve_x(struct rt_backend *b, size_t cols)
+{
+	struct cpu *c = b->priv;
+	return c->q ? rt_qcpu_reserve(c->q, cols) : -ENOMEM;
+}
+
 void rt_backend_cpu_run(struct rt_backend *b, int n_tasks, rt_task_fn fn, void *ctx)
 {
 	rt_pool_run(((struct cpu *)b->priv)->pool, n_tasks, fn, ctx);

@@ -55,6 +55,8 @@ struct rt_qcpu {
 	size_t xbig_n;
 	struct crun *runs; /* [runs_n]: the column formats' groups for the AVX-512 kernels */
 	size_t runs_n;
+	float *xg; /* [xg_n]: x gathered for a matrix with rt_wquant.perm (perm_matmul) */
+	size_t xg_n;
 };
 
 struct crun {
@@ -1793,11 +1795,55 @@ static int permute_x(struct rt_qcpu *c, const float *x, int T, int K, enum xperm
 	return 0;
 }
 
+int rt_qcpu_reserve(struct rt_qcpu *c, size_t cols)
+{
+	return grow(&c->xg, &c->xg_n, cols, sizeof(float));
+}
+
+/* GPTQ act-order in rows (rt_wquant.perm): x's columns gathered into the
+ * stored order, then the rows' kernels as for any other matrix, all T tokens
+ * at once or as many as the buffer holds (a token gets the same sums either
+ * way); without even one token's room (no rt_qcpu_reserve), each weight
+ * through rt_q_weight */
+static void perm_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const float *x, const struct rt_weight *w,
+                        const float *bias, int T, bool acc)
+{
+	size_t K = (size_t)w->cols, N = (size_t)w->rows, n = (size_t)T;
+	struct rt_weight wp = *w;
+
+	wp.q.perm = NULL;
+	if (grow(&c->xg, &c->xg_n, n * K, sizeof(float)) != 0)
+		n = c->xg_n / K;
+	if (n == 0) {
+		for (size_t t = 0; t < (size_t)T; t++)
+			for (size_t r = 0; r < N; r++) {
+				float s = 0;
+				for (size_t k = 0; k < K; k++)
+					s = fmaf(rt_q_weight(&wp, (int)r, (int)k), x[t * K + (size_t)w->q.perm[k]], s);
+				s += bias ? bias[r] : 0;
+				y[t * N + r] = acc ? y[t * N + r] + s : s;
+			}
+		return;
+	}
+	for (size_t t0 = 0; t0 < (size_t)T; t0 += n) {
+		size_t nt = (size_t)T - t0 < n ? (size_t)T - t0 : n;
+		for (size_t t = 0; t < nt; t++)
+			for (size_t k = 0; k < K; k++)
+				c->xg[t * K + k] = x[(t0 + t) * K + (size_t)w->q.perm[k]];
+		rt_qcpu_matmul(c, pool, y + t0 * N, c->xg, &wp, bias, (int)nt, acc);
+	}
+}
+
 void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const float *x, const struct rt_weight *w,
                     const float *bias, int T, bool acc)
 {
 	struct qjob j = {.c = c, .y = y, .x = x, .w = w, .bias = bias, .T = T, .acc = acc, .tr = QROWS};
 	int n_tasks;
+
+	if (w->q.perm) {
+		perm_matmul(c, pool, y, x, w, bias, T, acc);
+		return;
+	}
 
 	/* the AVX-512 kernels where they take w (and, for the row formats, x could
 	 * be permuted; else the AVX2 code: the same values up to the order of the
@@ -1886,5 +1932,6 @@ void rt_qcpu_free(struct rt_qcpu *c)
 	free(c->xp);
 	free(c->xbig);
 	free(c->runs);
+	free(c->xg);
 	free(c);
 }

@@ -618,7 +618,10 @@ static int rows_add(struct rt_model *m, struct rt_weight *w, void *arg)
 	/* sizes are multiples of 64 */
 	struct rows_item it = {w, j->total, rt_quant_rows_bytes(w), j->pairs ? rt_quant_pairs_bytes(w) : 0};
 
-	(void)m;
+	/* act-order rows gather x in their matmuls: the room for it first, or
+	 * the matrix stays in its columns */
+	if (it.rows && rt_quant_rows_perm(w) && rt_backend_cpu_reserve_x(m->be, (size_t)w->cols) < 0)
+		it.rows = 0, it.pairs = 0;
 	if (!it.rows && !it.pairs)
 		return 0;
 	j->total += it.rows + it.pairs;

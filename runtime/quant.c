@@ -704,17 +704,81 @@ static bool trivial_gidx(const struct rt_weight *w)
 	return true;
 }
 
+/* GPTQ act-order that the rows can take with its columns sorted by group:
+ * every group holds exactly sc columns (so that group g becomes stored
+ * columns g * sc .. g * sc + sc - 1), as GPTQ's desc_act writes them */
+static bool sortable_gidx(const struct rt_weight *w)
+{
+	const struct rt_wquant *q = &w->q;
+	int ng = q->n_sc, *cnt;
+	bool ok;
+
+	if ((q->layout != RT_I4_GPTQ && q->layout != RT_I4_CT) || (size_t)ng * q->sc != (size_t)w->cols ||
+	    w->rows % 8 || !(cnt = calloc(ng, sizeof(int))))
+		return false;
+	ok = true;
+	for (int k = 0; ok && k < w->cols; k++) {
+		int g = rt_q_group(w, k);
+		ok = g >= 0 && g < ng && ++cnt[g] <= q->sc;
+	}
+	free(cnt);
+	return ok; /* cols = ng * sc columns, none over sc in a group: all exactly sc */
+}
+
 size_t rt_quant_rows_bytes(const struct rt_weight *w)
 {
 	const struct rt_wquant *q = &w->q;
 	size_t R = (size_t)w->rows, ng = (size_t)q->n_sc, n;
+	bool perm;
 
-	if (q->fmt != RT_WF_INT4 || (q->layout != RT_I4_GPTQ && q->layout != RT_I4_AWQ) ||
-	    (q->sc % 128 && q->sc < w->cols) || (q->g_idx && !trivial_gidx(w)))
+	if (q->fmt != RT_WF_INT4 || (q->sc % 128 && q->sc < w->cols))
+		return 0;
+	/* compressed-tensors' own rows only to sort act-order columns */
+	perm = q->g_idx && !trivial_gidx(w);
+	if ((q->layout == RT_I4_CT && !perm) || (perm && !sortable_gidx(w)))
 		return 0;
 	/* bind_int4 took rows and columns that are multiples of 8, groups that divide the columns */
 	n = R * (size_t)(w->cols / 8) * 4 + R * ng * rt_dtype_size(q->scale_dtype) + (q->zero ? R / 8 * ng * 4 : 0);
-	return (n + 63) / 64 * 64;
+	n = (n + 63) / 64 * 64;
+	return n + (perm ? ((size_t)w->cols * sizeof(int32_t) + 63) / 64 * 64 : 0);
+}
+
+bool rt_quant_rows_perm(const struct rt_weight *w)
+{
+	return rt_quant_rows_bytes(w) > 0 && w->q.g_idx && !trivial_gidx(w);
+}
+
+/* act-order into rows: stored column k of row r gets input column perm[k]'s
+ * nibble (GPTQ: the source words of 64 rows at a time stay in cache) */
+static void perm_rows(const struct rt_weight *w, const int32_t *perm, uint32_t *d)
+{
+	int R = w->rows, W = w->cols / 8;
+
+	if (w->q.layout == RT_I4_CT) {
+		for (int r = 0; r < R; r++)
+			for (int j = 0; j < W; j++) {
+				uint32_t v = 0;
+				for (int c = 0; c < 8; c++) {
+					int k = perm[8 * j + c];
+					v |= (rt_q_u32(w->data, (size_t)r * W + (size_t)(k / 8)) >> 4 * (k % 8) & 15u)
+					     << 4 * c;
+				}
+				d[(size_t)r * W + j] = v;
+			}
+		return;
+	}
+	for (int r0 = 0; r0 < R; r0 += 64)
+		for (int j = 0; j < W; j++) {
+			int r1 = r0 + 64 < R ? r0 + 64 : R;
+			for (int r = r0; r < r1; r++)
+				d[(size_t)r * W + j] = 0;
+			for (int c = 0; c < 8; c++) {
+				int k = perm[8 * j + c];
+				for (int r = r0; r < r1; r++)
+					d[(size_t)r * W + j] |=
+					    (rt_q_u32(w->data, (size_t)(k / 8) * R + r) >> 4 * (k % 8) & 15u) << 4 * c;
+			}
+		}
 }
 
 void rt_quant_to_rows(struct rt_weight *w, void *dst)
@@ -728,7 +792,21 @@ void rt_quant_to_rows(struct rt_weight *w, void *dst)
 
 	s = (char *)d + nd;
 	z = (uint32_t *)(s + ns);
-	if (layout == RT_I4_GPTQ) {
+	if (q->g_idx && !trivial_gidx(w)) {
+		/* act-order (rt_quant_rows_bytes took it: each group exactly sc
+		 * columns): the columns sorted by group, stable, after the zero
+		 * points; the codes' space counts each group's columns first */
+		size_t nz = q->zero ? (size_t)R / 8 * ng * 4 : 0;
+		int32_t *perm = (int32_t *)((char *)d + (nd + ns + nz + 63) / 64 * 64);
+		int *fill = (int *)d; /* ng counters: nd = R * C / 2 bytes hold them */
+		memset(fill, 0, sizeof(int) * (size_t)ng);
+		for (int k = 0; k < C; k++) {
+			int g = rt_q_group(w, k);
+			perm[(size_t)g * q->sc + (size_t)fill[g]++] = k;
+		}
+		perm_rows(w, perm, d);
+		q->perm = perm;
+	} else if (layout == RT_I4_GPTQ) {
 		/* the same words, transposed, in blocks that stay in cache */
 		for (int r0 = 0; r0 < R; r0 += 64)
 			for (int j = 0; j < W; j++)
@@ -749,10 +827,17 @@ void rt_quant_to_rows(struct rt_weight *w, void *dst)
 					d[(size_t)(8 * i + r) * W + j] = b[r];
 			}
 	}
-	for (int g = 0; g < ng; g++)
-		for (int r = 0; r < R; r++)
-			memcpy(s + ((size_t)r * ng + g) * es, (const char *)q->scale + ((size_t)g * R + r) * es, es);
-	for (int g = 0; q->zero && g < ng; g++)
+	if (layout == RT_I4_CT) {
+		/* compressed-tensors' scales and zero points are in rows already */
+		memcpy(s, q->scale, ns);
+		if (q->zero)
+			memcpy(z, q->zero, (size_t)R / 8 * ng * 4);
+	} else
+		for (int g = 0; g < ng; g++)
+			for (int r = 0; r < R; r++)
+				memcpy(s + ((size_t)r * ng + g) * es, (const char *)q->scale + ((size_t)g * R + r) * es,
+				       es);
+	for (int g = 0; q->zero && layout != RT_I4_CT && g < ng; g++)
 		for (int i = 0; i < R / 8; i++) {
 			uint32_t u = rt_q_u32(q->zero, (size_t)g * (R / 8) + i), v = u;
 			if (layout == RT_I4_AWQ) {
@@ -801,7 +886,8 @@ size_t rt_quant_pairs_bytes(const struct rt_weight *w)
 	if (q->fmt != RT_WF_INT4 || !q->zero || (q->scale_dtype != RT_F16 && q->scale_dtype != RT_BF16) ||
 	    (q->sc % 128 && q->sc < w->cols))
 		return 0;
-	if (q->layout == RT_I4_CT ? q->g_idx != NULL : rt_quant_rows_bytes(w) == 0)
+	/* in rows already, or to be copied into them (GPTQ, AWQ; act-order) */
+	if (q->layout == RT_I4_CT && !q->g_idx ? false : rt_quant_rows_bytes(w) == 0)
 		return 0;
 	n = (size_t)w->rows * (size_t)q->n_sc * 2 * sizeof(float);
 	return (n + 63) / 64 * 64;

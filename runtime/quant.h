@@ -32,13 +32,17 @@ int rt_quant_bind(const struct rt_quant *q, const struct st_set *st, const char 
                   int cols, struct rt_weight *w, struct rt_error *err);
 
 /* The bytes (a multiple of 64) that rt_quant_to_rows needs for w: an int4
- * GPTQ or AWQ matrix whose groups the CPU's row kernels take (no act-order
- * g_idx; groups of a multiple of 128 columns or one a row); 0 for any other. */
+ * GPTQ or AWQ matrix whose groups the CPU's row kernels take (groups of a
+ * multiple of 128 columns or one a row; GPTQ act-order g_idx where every
+ * group has exactly that many columns); 0 for any other. */
 size_t rt_quant_rows_bytes(const struct rt_weight *w);
+/* Whether rt_quant_to_rows sorts w's columns (GPTQ act-order): then the copy
+ * has rt_wquant.perm, and its matmuls gather x (rt_qcpu_reserve). */
+bool rt_quant_rows_perm(const struct rt_weight *w);
 /* w (rt_quant_rows_bytes(w) > 0) repacked into compressed-tensors' layout,
  * codes, scales and zero points, in dst (rt_quant_rows_bytes(w) bytes,
  * 64-byte aligned), which must outlive every use of w: every weight keeps
- * its value. */
+ * its value, at (r, k) or, for act-order, at (r, k') with perm[k'] = k. */
 void rt_quant_to_rows(struct rt_weight *w, void *dst);
 /* The bytes (a multiple of 64) of w's (scale, zero * scale) pairs
  * (rt_quant_pairs): an int4 matrix with zero points and F16 or BF16 scales
@@ -146,6 +150,10 @@ int rt_qcpu_new(const char *simd, int n_threads, struct rt_qcpu **ret);
 void rt_qcpu_free(struct rt_qcpu *c);
 /* whether c's int4 row kernels read rt_wquant.sz (AVX-512) */
 bool rt_qcpu_int4_pairs(const struct rt_qcpu *c);
+/* room for x of cols columns gathered for a matrix with rt_wquant.perm, so
+ * that its matmuls need no allocation that can fail (token by token where
+ * a whole batch's cannot be had): 0, or -ENOMEM */
+int rt_qcpu_reserve(struct rt_qcpu *c, size_t cols);
 /* y[T][w->rows] = (acc ? y : 0) + x[T][w->cols] . w^T + bias, w quantized */
 void rt_qcpu_matmul(struct rt_qcpu *c, struct rt_pool *pool, float *y, const float *x, const struct rt_weight *w,
                     const float *bias, int T, bool acc);

@@ -4,8 +4,9 @@
 # about 110M parameters) as agrun bf16, compressed-tensors int4 (group 128,
 # symmetric), FP8 block-scaled ([128,128]), GPTQ and AWQ (group 128,
 # asymmetric; each repacked at load into rows, with the CPU's kernels and with
-# AGRT_SIMD=avx2, and kept in its columns, AGRT_INT4_COLUMNS, side by side),
-# with lm_head quantized too (an
+# AGRT_SIMD=avx2, and kept in its columns, AGRT_INT4_COLUMNS, side by side;
+# GPTQ with desc_act's permuted g_idx too, sorted into rows at load and kept in
+# columns), with lm_head quantized too (an
 # untied copy of the embedding, as llama.cpp's Q4_0/Q8_0 quantize its output
 # matrix), side by side with llama.cpp's llama-bench on the same weights
 # converted to GGUF bf16, Q4_0 and Q8_0 (bench/serve/hf_to_gguf.py, gguf-py's
@@ -44,13 +45,16 @@ gen_quant.generate("ct-int4", sys.argv[2] + "/int4", "llama_tied", d, write_ref=
 gen_quant.generate("fp8", sys.argv[2] + "/fp8", "llama_tied", d, write_ref=False, lm_head=True)
 for f in ("gptq", "awq"):
     gen_quant.generate(f, sys.argv[2] + "/" + f, "llama_tied", d, write_ref=False, group=128, lm_head=True)
+# act-order: a permuted g_idx (sorted into rows at load)
+gen_quant.generate("gptq", sys.argv[2] + "/gptqact", "llama_tied", d, write_ref=False, group=128, lm_head=True,
+                   desc_act=True)
 PY
 # model[:AGRT_SIMD]: the result files are named model[-simd]
 # (:cols: AGRT_INT4_COLUMNS, the stored column layout and its kernels instead of the rows it is repacked
 # into at load)
-runs="bf16 int4 fp8 gptq gptq:avx2 gptq:cols awq awq:avx2 awq:cols"
+runs="bf16 int4 fp8 gptq gptq:avx2 gptq:cols awq awq:avx2 awq:cols gptqact gptqact:cols"
 ids=$("$py" -c "import random; random.seed(1); print(','.join(str(random.randrange(300, 32000)) for _ in range(16)))")
-for m in bf16 int4 fp8 gptq awq; do
+for m in bf16 int4 fp8 gptq awq gptqact; do
 	"$agrun" "$work/$m" --raw --ids "$ids" -n 4 --no-eos --json --device cpu --threads "$thr" >/dev/null 2>&1
 done
 llama_note=""
@@ -80,7 +84,7 @@ for rep in $(seq 1 "$reps"); do
 		[ "$simd" = cols ] && ev=AGRT_INT4_COLUMNS=1
 		env $ev "$agrun" "$work/$m" --raw --ids "$ids" -n "$nnew" --no-eos --json \
 			--device cpu --threads "$thr" 2>/dev/null > "$work/$m${simd:+-$simd}.$rep.json"
-		if [ "$have_llama" = 1 ] && [ -z "$simd" ] && [ "$m" != gptq ] && [ "$m" != awq ]; then
+		if [ "$have_llama" = 1 ] && [ -z "$simd" ] && [ "${m#gptq}" = "$m" ] && [ "$m" != awq ]; then
 			t=$m
 			[ "$m" = int4 ] && t=q4_0
 			[ "$m" = fp8 ] && t=q8_0
@@ -113,7 +117,8 @@ def mb(d):
     return sum(os.path.getsize(os.path.join(work, d, f)) for f in os.listdir(os.path.join(work, d))
                if f.endswith(".safetensors")) / 1e6
 a = {m: best(f"{m}.*.json", "decode_tok_s")
-     for m in ("bf16", "int4", "fp8", "gptq", "awq", "gptq-avx2", "awq-avx2", "gptq-cols", "awq-cols")}
+     for m in ("bf16", "int4", "fp8", "gptq", "awq", "gptq-avx2", "awq-avx2", "gptq-cols", "awq-cols", "gptqact",
+               "gptqact-cols")}
 kern = {}
 for m in ("int4", "gptq", "gptq-avx2"):
     try:
@@ -130,7 +135,8 @@ for m, lbl in (("bf16", "agrun bf16"), ("int4", "agrun int4 (ct W4A16 g128)"), (
                ("gptq", f"agrun gptq g128 {kern['gptq']}"), ("gptq-avx2", f"agrun gptq g128 {kern['gptq-avx2']}"),
                ("gptq-cols", "agrun gptq g128 columns"),
                ("awq", f"agrun awq g128 {kern['gptq']}"), ("awq-avx2", f"agrun awq g128 {kern['gptq-avx2']}"),
-               ("awq-cols", "agrun awq g128 columns")):
+               ("awq-cols", "agrun awq g128 columns"), ("gptqact", f"agrun gptq desc_act {kern['gptq']}"),
+               ("gptqact-cols", "agrun gptq desc_act columns")):
     print(f"{lbl:<28}{a[m]:>9.1f}{am[m]:>9.1f}{mb(m.split('-')[0]):>12.1f}")
 for t in ("bf16", "q4_0", "q8_0"):
     if l[t]:
@@ -146,6 +152,7 @@ ratio(f"gptq {kern['gptq']} / avx2", a["gptq"], am["gptq"], a["gptq-avx2"], am["
 ratio(f"awq {kern['gptq']} / avx2", a["awq"], am["awq"], a["awq-avx2"], am["awq-avx2"])
 ratio("gptq rows / columns", a["gptq"], am["gptq"], a["gptq-cols"], am["gptq-cols"])
 ratio("awq rows / columns", a["awq"], am["awq"], a["awq-cols"], am["awq-cols"])
+ratio("gptq desc_act rows / cols", a["gptqact"], am["gptqact"], a["gptqact-cols"], am["gptqact-cols"])
 if l["q4_0"]:
     ratio("int4 / llama.cpp Q4_0", a["int4"], am["int4"], l["q4_0"], lm["q4_0"], "(target >= 1)")
 if l["q8_0"]:

@@ -278,7 +278,8 @@ static void run_fp8(struct rt_backend *be, const char *simd, struct qshape s, co
  * word's nibble i holds row 8 (r / 8) + (0,2,4,6,1,3,5,7)[i]); scales
  * [groups][N]; weight (n - (zero + zadd)) * scale.  gidx: 0 none (k / G), 1
  * explicit k / G, 2 monotone with runs of uneven length (not multiples of 8),
- * 3 act-order (a permutation: the AVX2 code) */
+ * 3 act-order (a permutation: the AVX2 code, or rows with the columns
+ * sorted by group) */
 struct cshape {
 	int N, K, G; /* G 0: channel */
 	int awq, asym, gidx;
@@ -438,15 +439,21 @@ static void as_rows(struct rt_backend *be, const char *simd, const char *what, c
 	for (int n = 0; n < w->rows; n++)
 		for (int g = 0; g < w->q.n_sc; g++)
 			all8 &= rt_q_zero(w, n, g) == 8;
-	for (int n = 0; n < w->rows; n++)
+	/* act-order: the columns sorted by group, each group's in their order (stable) */
+	bool perm_ok = (c.q.perm != NULL) == rt_quant_rows_perm(w);
+	for (int k = 0; perm_ok && c.q.perm && k < w->cols; k++)
+		perm_ok = c.q.perm[k] >= 0 && c.q.perm[k] < w->cols && rt_q_group(w, c.q.perm[k]) == k / w->q.sc &&
+		          (k % w->q.sc == 0 || c.q.perm[k] > c.q.perm[k - 1]);
+	for (int n = 0; perm_ok && n < w->rows; n++)
 		for (int k = 0; k < w->cols; k++) {
-			float a = rt_q_weight(w, n, k), b = rt_q_weight(&c, n, k);
+			float a = rt_q_weight(w, n, c.q.perm ? c.q.perm[k] : k), b = rt_q_weight(&c, n, k);
 			bad += memcmp(&a, &b, sizeof(a)) != 0;
 		}
-	TAP_OK(!bad && c.q.layout == RT_I4_CT && !c.q.g_idx && (c.q.zero == NULL) == all8 &&
+	TAP_OK(perm_ok && !bad && c.q.layout == RT_I4_CT && !c.q.g_idx && (c.q.zero == NULL) == all8 &&
 	           (const char *)c.q.scale > (const char *)buf && (const char *)c.q.scale < (const char *)buf + need,
-	       "%s %s: repacked into rows%s, %d of %d weights differ", simd, what,
-	       all8 ? " (zero points all 8: dropped)" : "", bad, w->rows * w->cols);
+	       "%s %s: repacked into rows%s%s, %d of %d weights differ", simd, what,
+	       all8 ? " (zero points all 8: dropped)" : "", c.q.perm ? " (columns sorted by group)" : "", bad,
+	       w->rows * w->cols);
 	snprintf(name, sizeof(name), "%s as rows", what);
 	check(be, simd, name, &c, wref, Ts, nT);
 	with_pairs(be, simd, name, &c, Ts, nT);
@@ -524,7 +531,7 @@ static void run_col(struct rt_backend *be, const char *simd, struct cshape s, co
 	check(be, simd, what, &w, wref, Ts, nT);
 	if (!strcmp(simd, "avx512") || !strcmp(simd, "amx"))
 		same_as_avx2(be, simd, what, &w);
-	as_rows(be, simd, what, &w, wref, Ts, nT, s.gidx < 2 && (G % 128 == 0 || G == K));
+	as_rows(be, simd, what, &w, wref, Ts, nT, s.gidx != 2 && (G % 128 == 0 || G == K));
 	if (!s.asym) { /* symmetric without zero points (zero_const): every kernel, not only rt_q_zero */
 		w.q.zero = NULL;
 		w.q.zero_add = 0;
@@ -532,7 +539,7 @@ static void run_col(struct rt_backend *be, const char *simd, struct cshape s, co
 		check(be, simd, what, &w, wref, Ts, nT);
 		if (!strcmp(simd, "avx512") || !strcmp(simd, "amx"))
 			same_as_avx2(be, simd, what, &w);
-		as_rows(be, simd, what, &w, wref, Ts, nT, s.gidx < 2 && (G % 128 == 0 || G == K));
+		as_rows(be, simd, what, &w, wref, Ts, nT, s.gidx != 2 && (G % 128 == 0 || G == K));
 	}
 	free(qw);
 	free(zp);
@@ -636,12 +643,14 @@ int main(void)
 	static const int qTs[] = {1, 2, 3, 4, 5, 7, 9, 17};
 	/* GPTQ, AWQ: rows off the 16-row zmm (an 8-row half), the 64-row one-token pass and the 32-row
 	 * token passes; one matrix big enough for the thread pool; groups not multiples of 16 */
-	static const struct cshape col[] = {
-	    {40, 96, 32, 0, 1, 0, RT_F32, 0}, {136, 256, 128, 0, 1, 1, RT_F16, 1}, {72, 200, 40, 0, 1, 2, RT_BF16, 0},
-	    {24, 64, 0, 0, 0, 0, RT_F16, 0},  {56, 96, 24, 0, 1, 3, RT_F32, 1},    {8, 24, 8, 0, 1, 1, RT_F32, 0},
-	    {40, 96, 32, 1, 1, 0, RT_F32, 0}, {136, 256, 128, 1, 0, 0, RT_F16, 0}, {72, 200, 40, 1, 1, 0, RT_BF16, 0},
-	    {24, 64, 0, 1, 1, 0, RT_F16, 0},  {8, 24, 8, 1, 1, 0, RT_F32, 0},      {48, 384, 128, 0, 1, 0, RT_BF16, 0},
-	    {16, 256, 0, 1, 1, 0, RT_BF16, 0}};
+	static const struct cshape col[] = {{40, 96, 32, 0, 1, 0, RT_F32, 0},   {136, 256, 128, 0, 1, 1, RT_F16, 1},
+	                                    {72, 200, 40, 0, 1, 2, RT_BF16, 0}, {24, 64, 0, 0, 0, 0, RT_F16, 0},
+	                                    {56, 96, 24, 0, 1, 3, RT_F32, 1},   {8, 24, 8, 0, 1, 1, RT_F32, 0},
+	                                    {40, 96, 32, 1, 1, 0, RT_F32, 0},   {136, 256, 128, 1, 0, 0, RT_F16, 0},
+	                                    {72, 200, 40, 1, 1, 0, RT_BF16, 0}, {24, 64, 0, 1, 1, 0, RT_F16, 0},
+	                                    {8, 24, 8, 1, 1, 0, RT_F32, 0},     {48, 384, 128, 0, 1, 0, RT_BF16, 0},
+	                                    {16, 256, 0, 1, 1, 0, RT_BF16, 0},  {48, 384, 128, 0, 1, 3, RT_F16, 0},
+	                                    {40, 256, 128, 0, 0, 3, RT_BF16, 1}};
 	/* attention: multi-block contexts (128-position blocks), GQA groups of 4, 6 (MQA), 16 and 2 (of 34
 	 * heads: the group divides the KV head's heads), head dims the AVX-512 kernel takes (16..128) and
 	 * the generic ones (24, 256), a sliding window, tails off the 16-position score groups */
