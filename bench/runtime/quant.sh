@@ -135,8 +135,8 @@ for m, lbl in (("bf16", "agrun bf16"), ("int4", "agrun int4 (ct W4A16 g128)"), (
                ("gptq", f"agrun gptq g128 {kern['gptq']}"), ("gptq-avx2", f"agrun gptq g128 {kern['gptq-avx2']}"),
                ("gptq-cols", "agrun gptq g128 columns"),
                ("awq", f"agrun awq g128 {kern['gptq']}"), ("awq-avx2", f"agrun awq g128 {kern['gptq-avx2']}"),
-               ("awq-cols", "agrun awq g128 columns"), ("gptqact", f"agrun gptq desc_act {kern['gptq']}"),
-               ("gptqact-cols", "agrun gptq desc_act columns")):
+               ("awq-cols", "agrun awq g128 columns"), ("gptqact", f"agrun gptq act {kern['gptq']}"),
+               ("gptqact-cols", "agrun gptq act columns")):
     print(f"{lbl:<28}{a[m]:>9.1f}{am[m]:>9.1f}{mb(m.split('-')[0]):>12.1f}")
 for t in ("bf16", "q4_0", "q8_0"):
     if l[t]:
