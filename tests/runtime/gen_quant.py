@@ -133,6 +133,15 @@ def bf16_round(a):
 
 
 # ---- formats: each returns ({suffix: (array, dtype tag)}, dequantized f32) ----
+def round_scale(s, sdt):
+    """scales as stored in sdt (bf16, f16 or f32), back in f32"""
+    if sdt == "bf16":
+        return bf16_round(s.astype(np.float32))
+    if sdt == "f16":
+        return s.astype(np.float16).astype(np.float32)
+    return s.astype(np.float32)
+
+
 def q_ct_int4(w, group, sym, sdt="bf16", rng=None):
     """rng: activation ordering (actorder "group"): columns join groups in a
     random order, written to weight_g_idx"""
@@ -152,12 +161,12 @@ def q_ct_int4(w, group, sym, sdt="bf16", rng=None):
         blk = w[:, cols]
         if sym:
             s = np.abs(blk).max(axis=1) / 7.5
-            s = bf16_round(s.astype(np.float32)) if sdt == "bf16" else s.astype(np.float32)
+            s = round_scale(s, sdt)
             z = np.full(R, 8)
         else:
             lo, hi = np.minimum(blk.min(axis=1), 0), np.maximum(blk.max(axis=1), 0)
             s = (hi - lo) / 15.0
-            s = bf16_round(s.astype(np.float32)) if sdt == "bf16" else s.astype(np.float32)
+            s = round_scale(s, sdt)
             z = np.clip(np.round(-lo / s), 0, 15).astype(np.int64)
         scale[:, g] = s
         zp[:, g] = z
@@ -295,7 +304,8 @@ def quantize(fmt, tensors, rng, **opt):
             if fmt == "fp8":
                 t, deq = q_fp8_block(a, *opt.get("block", (128, 128)))
             elif fmt == "ct-int4":
-                t, deq = q_ct_int4(a, opt["group"], opt["sym"], rng=rng if opt.get("actorder") else None)
+                t, deq = q_ct_int4(a, opt["group"], opt["sym"], opt.get("sdt", "bf16"),
+                                   rng=rng if opt.get("actorder") else None)
             elif fmt == "ct-fp8":
                 t, deq = q_ct_fp8(a, opt["strategy"])
             else:

@@ -632,7 +632,7 @@ int main(void)
 	static const int Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 23, 24, 25, 49, 50};
 	/* quantized: off the AVX-512 passes (8 rows alone, 4 rows x 4 tokens, 128/64/16 columns) and the
 	 * AVX2 ones (4 rows, 4 tokens, 64 columns), the 16-row tasks and the partial packed word (K % 8);
-	 * groups of 64 (AVX2's blocks, not AVX-512's) and 32 (neither) */
+	 * groups of 64 and 32 (AVX-512: i4s_rows; AVX2 blocks take 64, not 32) */
 	static const struct qshape i4[] = {{37, 200, 128, 0, 0}, {13, 300, 128, 1, 0}, {70, 1000, 256, 1, 0},
 	                                   {9, 257, 0, 1, 0},    {20, 333, 0, 0, 0},   {13, 100, 32, 1, 0},
 	                                   {21, 450, 64, 1, 0},  {6, 130, 64, 0, 0},   {11, 200, 0, 1, 0}};
