@@ -608,7 +608,7 @@ struct rows_item {
 struct rows_job {
 	struct rt_buf items;
 	uint64_t total;
-	bool pairs; /* the backend's kernels read them */
+	bool pairs; /* the int4 kernels are AVX-512's: they read pairs, take groups of 32 and 64 in rows */
 	char *buf;
 };
 
@@ -616,11 +616,11 @@ static int rows_add(struct rt_model *m, struct rt_weight *w, void *arg)
 {
 	struct rows_job *j = arg;
 	/* sizes are multiples of 64 */
-	struct rows_item it = {w, j->total, rt_quant_rows_bytes(w), j->pairs ? rt_quant_pairs_bytes(w) : 0};
+	struct rows_item it = {w, j->total, rt_quant_rows_bytes(w, j->pairs), j->pairs ? rt_quant_pairs_bytes(w) : 0};
 
 	/* act-order rows gather x in their matmuls: the room for it first, or
 	 * the matrix stays in its columns */
-	if (it.rows && rt_quant_rows_perm(w) && rt_backend_cpu_reserve_x(m->be, (size_t)w->cols) < 0)
+	if (it.rows && rt_quant_rows_perm(w, j->pairs) && rt_backend_cpu_reserve_x(m->be, (size_t)w->cols) < 0)
 		it.rows = 0, it.pairs = 0;
 	if (!it.rows && !it.pairs)
 		return 0;

@@ -725,13 +725,13 @@ static bool sortable_gidx(const struct rt_weight *w)
 	return ok; /* cols = ng * sc columns, none over sc in a group: all exactly sc */
 }
 
-size_t rt_quant_rows_bytes(const struct rt_weight *w)
+size_t rt_quant_rows_bytes(const struct rt_weight *w, bool small)
 {
 	const struct rt_wquant *q = &w->q;
 	size_t R = (size_t)w->rows, ng = (size_t)q->n_sc, n;
 	bool perm;
 
-	if (q->fmt != RT_WF_INT4 || (q->sc % 128 && q->sc < w->cols))
+	if (q->fmt != RT_WF_INT4 || (q->sc % 128 && q->sc < w->cols && !(small && (q->sc == 32 || q->sc == 64))))
 		return 0;
 	/* compressed-tensors' own rows only to sort act-order columns */
 	perm = q->g_idx && !trivial_gidx(w);
@@ -743,9 +743,9 @@ size_t rt_quant_rows_bytes(const struct rt_weight *w)
 	return n + (perm ? ((size_t)w->cols * sizeof(int32_t) + 63) / 64 * 64 : 0);
 }
 
-bool rt_quant_rows_perm(const struct rt_weight *w)
+bool rt_quant_rows_perm(const struct rt_weight *w, bool small)
 {
-	return rt_quant_rows_bytes(w) > 0 && w->q.g_idx && !trivial_gidx(w);
+	return rt_quant_rows_bytes(w, small) > 0 && w->q.g_idx && !trivial_gidx(w);
 }
 
 /* act-order into rows: stored column k of row r gets input column perm[k]'s
@@ -887,7 +887,7 @@ size_t rt_quant_pairs_bytes(const struct rt_weight *w)
 	    (q->sc % 128 && q->sc < w->cols))
 		return 0;
 	/* in rows already, or to be copied into them (GPTQ, AWQ; act-order) */
-	if (q->layout == RT_I4_CT && !q->g_idx ? false : rt_quant_rows_bytes(w) == 0)
+	if (q->layout == RT_I4_CT && !q->g_idx ? false : rt_quant_rows_bytes(w, false) == 0)
 		return 0;
 	n = (size_t)w->rows * (size_t)q->n_sc * 2 * sizeof(float);
 	return (n + 63) / 64 * 64;

@@ -33,14 +33,15 @@ int rt_quant_bind(const struct rt_quant *q, const struct st_set *st, const char 
 
 /* The bytes (a multiple of 64) that rt_quant_to_rows needs for w: an int4
  * GPTQ or AWQ matrix whose groups the CPU's row kernels take (groups of a
- * multiple of 128 columns or one a row; GPTQ act-order g_idx where every
- * group has exactly that many columns); 0 for any other. */
-size_t rt_quant_rows_bytes(const struct rt_weight *w);
-/* Whether rt_quant_to_rows sorts w's columns (GPTQ act-order): then the copy
- * has rt_wquant.perm, and its matmuls gather x (rt_qcpu_reserve). */
-bool rt_quant_rows_perm(const struct rt_weight *w);
-/* w (rt_quant_rows_bytes(w) > 0) repacked into compressed-tensors' layout,
- * codes, scales and zero points, in dst (rt_quant_rows_bytes(w) bytes,
+ * multiple of 128 columns or one a row, and with small (the AVX-512
+ * kernels) of 32 or 64; act-order g_idx, GPTQ's or compressed-tensors',
+ * where every group has exactly that many columns); 0 for any other. */
+size_t rt_quant_rows_bytes(const struct rt_weight *w, bool small);
+/* Whether rt_quant_to_rows sorts w's columns (act-order): then the copy has
+ * rt_wquant.perm, and its matmuls gather x (rt_qcpu_reserve). */
+bool rt_quant_rows_perm(const struct rt_weight *w, bool small);
+/* w (rt_quant_rows_bytes(w, ...) > 0) repacked into compressed-tensors' layout,
+ * codes, scales and zero points, in dst (rt_quant_rows_bytes(w, ...) bytes,
  * 64-byte aligned), which must outlive every use of w: every weight keeps
  * its value, at (r, k) or, for act-order, at (r, k') with perm[k'] = k. */
 void rt_quant_to_rows(struct rt_weight *w, void *dst);

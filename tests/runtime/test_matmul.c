@@ -344,7 +344,8 @@ static void same_as_avx2(struct rt_backend *be, const char *simd, const char *wh
 static void with_pairs(struct rt_backend *be, const char *simd, const char *what, const struct rt_weight *w,
                        const int *Ts, int nT)
 {
-	bool want = w->q.zero && w->q.scale_dtype != RT_F32;
+	/* groups of 32 and 64 (i4s_rows) read no pairs: none made */
+	bool want = w->q.zero && w->q.scale_dtype != RT_F32 && (w->q.sc % 128 == 0 || w->q.sc >= w->cols);
 	size_t need = rt_quant_pairs_bytes(w);
 	int N = w->rows, K = w->cols, Tmax = 0, bad = 0;
 	struct rt_weight c = *w, o = *w;
@@ -416,7 +417,8 @@ static void as_rows(struct rt_backend *be, const char *simd, const char *what, c
                     const double *wref, const int *Ts, int nT, bool want)
 {
 	struct rt_weight c = *w;
-	size_t need = rt_quant_rows_bytes(w);
+	bool small = rt_backend_cpu_int4_pairs(be); /* the AVX-512 kernels: groups of 32 and 64 in rows too */
+	size_t need = rt_quant_rows_bytes(w, small);
 	void *buf;
 	int bad = 0;
 	char name[128];
@@ -440,7 +442,7 @@ static void as_rows(struct rt_backend *be, const char *simd, const char *what, c
 		for (int g = 0; g < w->q.n_sc; g++)
 			all8 &= rt_q_zero(w, n, g) == 8;
 	/* act-order: the columns sorted by group, each group's in their order (stable) */
-	bool perm_ok = (c.q.perm != NULL) == rt_quant_rows_perm(w);
+	bool perm_ok = (c.q.perm != NULL) == rt_quant_rows_perm(w, small);
 	for (int k = 0; perm_ok && c.q.perm && k < w->cols; k++)
 		perm_ok = c.q.perm[k] >= 0 && c.q.perm[k] < w->cols && rt_q_group(w, c.q.perm[k]) == k / w->q.sc &&
 		          (k % w->q.sc == 0 || c.q.perm[k] > c.q.perm[k - 1]);
@@ -531,7 +533,8 @@ static void run_col(struct rt_backend *be, const char *simd, struct cshape s, co
 	check(be, simd, what, &w, wref, Ts, nT);
 	if (!strcmp(simd, "avx512") || !strcmp(simd, "amx"))
 		same_as_avx2(be, simd, what, &w);
-	as_rows(be, simd, what, &w, wref, Ts, nT, s.gidx != 2 && (G % 128 == 0 || G == K));
+	bool rows = s.gidx != 2 && (G % 128 == 0 || G == K || (rt_backend_cpu_int4_pairs(be) && (G == 32 || G == 64)));
+	as_rows(be, simd, what, &w, wref, Ts, nT, rows);
 	if (!s.asym) { /* symmetric without zero points (zero_const): every kernel, not only rt_q_zero */
 		w.q.zero = NULL;
 		w.q.zero_add = 0;
@@ -539,7 +542,7 @@ static void run_col(struct rt_backend *be, const char *simd, struct cshape s, co
 		check(be, simd, what, &w, wref, Ts, nT);
 		if (!strcmp(simd, "avx512") || !strcmp(simd, "amx"))
 			same_as_avx2(be, simd, what, &w);
-		as_rows(be, simd, what, &w, wref, Ts, nT, s.gidx != 2 && (G % 128 == 0 || G == K));
+		as_rows(be, simd, what, &w, wref, Ts, nT, rows);
 	}
 	free(qw);
 	free(zp);
@@ -643,14 +646,13 @@ int main(void)
 	static const int qTs[] = {1, 2, 3, 4, 5, 7, 9, 17};
 	/* GPTQ, AWQ: rows off the 16-row zmm (an 8-row half), the 64-row one-token pass and the 32-row
 	 * token passes; one matrix big enough for the thread pool; groups not multiples of 16 */
-	static const struct cshape col[] = {{40, 96, 32, 0, 1, 0, RT_F32, 0},   {136, 256, 128, 0, 1, 1, RT_F16, 1},
-	                                    {72, 200, 40, 0, 1, 2, RT_BF16, 0}, {24, 64, 0, 0, 0, 0, RT_F16, 0},
-	                                    {56, 96, 24, 0, 1, 3, RT_F32, 1},   {8, 24, 8, 0, 1, 1, RT_F32, 0},
-	                                    {40, 96, 32, 1, 1, 0, RT_F32, 0},   {136, 256, 128, 1, 0, 0, RT_F16, 0},
-	                                    {72, 200, 40, 1, 1, 0, RT_BF16, 0}, {24, 64, 0, 1, 1, 0, RT_F16, 0},
-	                                    {8, 24, 8, 1, 1, 0, RT_F32, 0},     {48, 384, 128, 0, 1, 0, RT_BF16, 0},
-	                                    {16, 256, 0, 1, 1, 0, RT_BF16, 0},  {48, 384, 128, 0, 1, 3, RT_F16, 0},
-	                                    {40, 256, 128, 0, 0, 3, RT_BF16, 1}};
+	static const struct cshape col[] = {
+	    {40, 96, 32, 0, 1, 0, RT_F32, 0},  {136, 256, 128, 0, 1, 1, RT_F16, 1}, {72, 200, 40, 0, 1, 2, RT_BF16, 0},
+	    {24, 64, 0, 0, 0, 0, RT_F16, 0},   {56, 96, 24, 0, 1, 3, RT_F32, 1},    {8, 24, 8, 0, 1, 1, RT_F32, 0},
+	    {40, 96, 32, 1, 1, 0, RT_F32, 0},  {136, 256, 128, 1, 0, 0, RT_F16, 0}, {72, 200, 40, 1, 1, 0, RT_BF16, 0},
+	    {24, 64, 0, 1, 1, 0, RT_F16, 0},   {8, 24, 8, 1, 1, 0, RT_F32, 0},      {48, 384, 128, 0, 1, 0, RT_BF16, 0},
+	    {16, 256, 0, 1, 1, 0, RT_BF16, 0}, {48, 384, 128, 0, 1, 3, RT_F16, 0},  {40, 256, 128, 0, 0, 3, RT_BF16, 1},
+	    {24, 160, 32, 0, 1, 3, RT_F16, 0}, {16, 192, 64, 1, 1, 0, RT_BF16, 0}};
 	/* attention: multi-block contexts (128-position blocks), GQA groups of 4, 6 (MQA), 16 and 2 (of 34
 	 * heads: the group divides the KV head's heads), head dims the AVX-512 kernel takes (16..128) and
 	 * the generic ones (24, 256), a sliding window, tails off the 16-position score groups */

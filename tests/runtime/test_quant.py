@@ -77,14 +77,15 @@ CASES = [
      {"dims": D_ODD, "group": 32, "sym": True, "ignore": ["re:.*layers\\.1\\.mlp\\.down_proj"]}, {}, len(IDS)),
     ("ct fp8 channel", "ct-fp8", {"dims": D_ODD, "strategy": "channel"}, {}, len(IDS)),
     ("ct fp8 tensor", "ct-fp8", {"dims": D_ODD, "strategy": "tensor"}, {"AGRT_SIMD": "generic"}, len(IDS)),
-    ("awq group 32", "awq", {"dims": D_8, "group": 32}, {}, len(IDS)),
-    ("awq group 32 T=300", "awq", {"dims": D_8, "group": 32}, {}, 300),
-    ("awq group 32 generic", "awq", {"dims": D_8, "group": 32}, {"AGRT_SIMD": "generic"}, len(IDS)),
-    ("gptq group 32 asym", "gptq", {"dims": D_8, "group": 32}, {}, len(IDS)),
-    ("gptq group 32 desc_act", "gptq", {"dims": D_8, "group": 32, "desc_act": True}, {}, len(IDS)),
-    ("gptq group 32 desc_act T=300", "gptq", {"dims": D_8, "group": 32, "desc_act": True}, {"AGRT_THREADS": "1"},
-     300),
-    ("gptq desc_act generic", "gptq", {"dims": D_8, "group": 32, "desc_act": True}, {"AGRT_SIMD": "generic"}, 40),
+    ("awq group 32 (rows512)", "awq", {"dims": D_8, "group": 32}, {}, len(IDS)),
+    ("awq group 32 (rows512) T=300", "awq", {"dims": D_8, "group": 32}, {}, 300),
+    ("awq group 32 (rows512) generic", "awq", {"dims": D_8, "group": 32}, {"AGRT_SIMD": "generic"}, len(IDS)),
+    ("gptq group 32 asym (rows512)", "gptq", {"dims": D_8, "group": 32}, {}, len(IDS)),
+    ("gptq group 32 desc_act (rows512)", "gptq", {"dims": D_8, "group": 32, "desc_act": True}, {}, len(IDS)),
+    ("gptq group 32 desc_act (rows512) T=300", "gptq", {"dims": D_8, "group": 32, "desc_act": True},
+     {"AGRT_THREADS": "1"}, 300),
+    ("gptq desc_act generic (rows512)", "gptq", {"dims": D_8, "group": 32, "desc_act": True},
+     {"AGRT_SIMD": "generic"}, 40),
     ("gptq channel sym (rows)", "gptq", {"dims": D_8, "group": -1, "sym": True}, {}, len(IDS)),
     # groups the row kernels take: repacked at load into compressed-tensors' rows ("(rows)": agrun's
     # repacked_bytes must say so), and the same models kept in columns (AGRT_INT4_COLUMNS); "(pairs)":
@@ -178,7 +179,9 @@ def main():
                 pairs.append(j.get("pair_bytes", -1))
                 be = be or j.get("backend", "")
             n += 1
-            want_rep = "(rows)" in name and "AGRT_INT4_COLUMNS" not in env
+            # "(rows512)": groups of 32 or 64, in rows where the kernels are AVX-512's
+            want_rep = ("(rows)" in name or ("(rows512)" in name and be in ("cpu/avx512", "cpu/amx"))) and \
+                "AGRT_INT4_COLUMNS" not in env
             want_pairs = "(pairs)" in name and be in ("cpu/avx512", "cpu/amx")
             ok = toks[0] == toks[1] and isinstance(toks[0], list) and len(toks[0]) > 0 and \
                 (rep[0] > 0) == want_rep and rep[1] == 0 and (pairs[0] > 0) == want_pairs and pairs[1] == 0
