@@ -42,7 +42,7 @@ struct rt_wquant {
 	const void *g_idx; /* int4: I32 [cols] group of each column (GPTQ act-order), NULL: k / sc */
 	const float *sz;   /* int4 in rows with zero points: [rows][n_sc] pairs (scale, zero * scale) in f32
 	                    * (rt_quant_pairs), or NULL: the AVX-512 kernels' group tables in one fma */
-	const int32_t *perm; /* int4 in rows from GPTQ act-order (rt_quant_to_rows): stored column k holds input
+	const int32_t *perm; /* int4 in rows from act-order (rt_quant_to_rows): stored column k holds input
 	                      * column perm[k] (the columns sorted by group), or NULL: the identity */
 };
 
@@ -94,7 +94,7 @@ int rt_backend_cpu_new(int n_threads, const char *simd, struct rt_backend **ret_
 const char *rt_backend_cpu_simd(const struct rt_backend *b);
 /* Whether b's int4 kernels read rt_wquant.sz (the AVX-512 ones do). */
 bool rt_backend_cpu_int4_pairs(const struct rt_backend *b);
-/* Room for x of cols columns gathered for GPTQ act-order rows (rt_qcpu_reserve): 0 or -ENOMEM. */
+/* Room for x of cols columns gathered for act-order rows (rt_qcpu_reserve): 0 or -ENOMEM. */
 int rt_backend_cpu_reserve_x(struct rt_backend *b, size_t cols);
 /* fn(ctx, task, thread) for task = 0..n_tasks-1 on b's threads (the caller's
  * among them), returning when all have run; not while b runs a matmul. */

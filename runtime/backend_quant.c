@@ -991,7 +991,7 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
 
 /* ---- AVX-512 (F, BW, VL) ----
  * Row formats: compressed-tensors int4 in groups of a multiple of 128
- * columns, of 32 or 64 (i4s_rows) or per channel, without g_idx; e4m3 fp8 with scale blocks of a
+ * columns, of 32 or 64 (i4s_pass) or per channel, without g_idx; e4m3 fp8 with scale blocks of a
  * multiple of 32 columns or per channel / tensor (take512); the other row
  * formats run the AVX2 code (the column formats: after task_avx512).  Per
  * row and token one 16-lane sum, blocks in ascending k, then
@@ -1032,7 +1032,19 @@ static void task_avx2(const struct qjob *j, int n0, int n1, float *scr)
  * (fp8 decode on the bench model 1.5x faster, int4 1.3x: PERFORMANCE.md) */
 #define QPF 16384
 
-AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT, float *out)
+/* SMALL: groups of 32 or 64 columns.  A block of 128 columns then holds
+ * 128 / sc groups, lane j (columns 8j..8j+7) in group 8j / sc of them, so
+ * instead of one table a group each row gets per block a vector of its
+ * lanes' scales and one of their zero points + 2^23 (masked loads of the
+ * block's scales and zero-point words, one vpermps each), and a weight is
+ * the float 2^23 + n (the nibble masked into its mantissa, one vpternlogd)
+ * minus zero + 2^23, i.e. n - zero exactly, times the scale: rt_q_weight's
+ * value, 4 uops per 16 weights where the tables take 2; up to 4 rows a pass
+ * (the lanes' vectors take registers: i4s_pass runs NR 8 as two).  The sums
+ * in the same order either way: a token gets the same alone and in a
+ * batch. */
+AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT, float *out,
+                bool SMALL)
 {
 	const struct rt_wquant *q = &w->q;
 	int K = w->cols, W = (K + 7) / 8, nb = (K + I4B - 1) / I4B, rr[8];
@@ -1054,12 +1066,42 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 			acc[i][t] = _mm512_setzero_ps();
 	}
 	/* group g = k / sc: sc is a multiple of 128 or at least K, so groups
-	 * begin at block starts (counted, no division a block) */
+	 * begin at block starts (counted, no division a block); SMALL: 128 / sc
+	 * groups a block */
 	for (int b = 0, g = -1, kn = 0; b < nb; b++) {
 		int k = b * I4B;
 		__mmask16 m = W - b * 16 >= 16 ? 0xffff : (__mmask16)((1u << (W - b * 16)) - 1);
 		__m512i wd[8];
-		if (k == kn) {
+		__m512 sl[8], zl[8];
+		if (SMALL) {
+			int gpb = I4B / q->sc, g0 = b * gpb, ng = q->n_sc - g0 < gpb ? q->n_sc - g0 : gpb;
+			__mmask8 mg = (__mmask8)((1u << ng) - 1);
+			/* lane j's group within the block */
+			const __m512i lg = _mm512_srli_epi32(
+			    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), q->sc == 32 ? 2 : 3);
+#pragma GCC unroll 8
+			for (int i = 0; i < NR; i++) {
+				size_t si = s0[i] + (size_t)g0;
+				__m128 sv, zv = _mm_set1_ps((float)q->zero_const + 0x1p23f);
+				if (q->scale_dtype == RT_F32)
+					sv = _mm_maskz_loadu_ps(mg, (const float *)q->scale + si);
+				else if (q->scale_dtype == RT_F16)
+					sv = _mm_cvtph_ps(_mm_maskz_loadu_epi16(mg, (const uint16_t *)q->scale + si));
+				else
+					sv = _mm_castsi128_ps(_mm_slli_epi32(
+					    _mm_cvtepu16_epi32(_mm_maskz_loadu_epi16(mg, (const uint16_t *)q->scale + si)), 16));
+				if (q->zero) {
+					/* rows r..r+7's nibbles of groups g0.. in consecutive words */
+					__m128i u = _mm_maskz_loadu_epi32(mg, (const uint32_t *)q->zero +
+					                                          (size_t)(rr[i] / 8) * q->n_sc + (size_t)g0);
+					u = _mm_and_si128(_mm_srli_epi32(u, 4 * (rr[i] & 7)), _mm_set1_epi32(15));
+					zv = _mm_add_ps(_mm_cvtepi32_ps(_mm_add_epi32(u, _mm_set1_epi32(q->zero_add))),
+					                _mm_set1_ps(0x1p23f)); /* exact */
+				}
+				sl[i] = _mm512_permutexvar_ps(lg, _mm512_castps128_ps512(sv));
+				zl[i] = _mm512_permutexvar_ps(lg, _mm512_castps128_ps512(zv));
+			}
+		} else if (k == kn) {
 			g++;
 			kn += q->sc;
 			if (q->sz)
@@ -1095,7 +1137,15 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 		for (int s = 0; s < 8; s++)
 #pragma GCC unroll 8
 			for (int i = 0; i < NR; i++) {
-				__m512 wv = _mm512_permutexvar_ps(_mm512_srli_epi32(wd[i], 4 * s), tab[i]);
+				__m512i sh = _mm512_srli_epi32(wd[i], 4 * s);
+				__m512 wv;
+				if (SMALL) /* (A & B) | C: the nibble into 2^23's mantissa */
+					wv = _mm512_mul_ps(_mm512_sub_ps(_mm512_castsi512_ps(_mm512_ternarylogic_epi32(
+					                                     sh, _mm512_set1_epi32(15), _mm512_set1_epi32(0x4b000000), 0xea)),
+					                                 zl[i]),
+					                   sl[i]);
+				else
+					wv = _mm512_permutexvar_ps(sh, tab[i]);
 #pragma GCC unroll 4
 				for (int t = 0; t < NT; t++)
 					acc[i][t] =
@@ -1109,94 +1159,12 @@ AI void i4_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size
 			out[i * XPT4 + t] = _mm512_reduce_add_ps(acc[i][t]);
 }
 
-/* int4 rows (compressed-tensors) in groups of 32 or 64 columns: a block of
- * 128 columns holds 128 / sc groups, lane j (columns 8j..8j+7) in group
- * 8j / sc of them, so each row gets per block a vector of its lanes' scales
- * and one of their zero points + 2^23 (from scalar loads: the groups are
- * few).  A weight is the float 2^23 + n (the nibble masked into its
- * mantissa, one vpternlogd) minus zero + 2^23, i.e. n - zero exactly, times
- * the scale: rt_q_weight's value, 4 uops per 16 weights where i4_pass's
- * group tables take 2.  Sums in i4_pass's order: a token gets the same alone
- * and in a batch.  Up to 4 rows a pass (the lanes' vectors take registers);
- * NR 8 runs as two. */
-AI void i4s_rows(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NT, float *out)
-{
-	enum { NR = 4 };
-	const struct rt_wquant *q = &w->q;
-	int K = w->cols, W = (K + 7) / 8, nb = (K + I4B - 1) / I4B, gpb = I4B / q->sc, rr[NR];
-	size_t rb = (size_t)W * 4;
-	const char *row[NR];
-	const __m512i lg = _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-	                                     q->sc == 32 ? 2 : 3),
-	              m15 = _mm512_set1_epi32(15), e23 = _mm512_set1_epi32(0x4b000000); /* 2^23 */
-	const __m128 zc = _mm_set1_ps((float)q->zero_const + 0x1p23f);
-	__m512 acc[NR][XPT4];
-
-#pragma GCC unroll 4
-	for (int i = 0; i < NR; i++) {
-		rr[i] = r0 + (i < nr ? i : nr - 1);
-		row[i] = (const char *)w->data + (size_t)rr[i] * rb;
-#pragma GCC unroll 4
-		for (int t = 0; t < NT; t++)
-			acc[i][t] = _mm512_setzero_ps();
-	}
-	for (int b = 0; b < nb; b++) {
-		int k = b * I4B, g0 = b * gpb, ng = q->n_sc - g0 < gpb ? q->n_sc - g0 : gpb;
-		__mmask16 m = W - b * 16 >= 16 ? 0xffff : (__mmask16)((1u << (W - b * 16)) - 1);
-		__m512i wd[NR];
-		__m512 sl[NR], zl[NR];
-		__mmask8 mg = (__mmask8)((1u << ng) - 1);
-#pragma GCC unroll 4
-		for (int i = 0; i < NR; i++) {
-			size_t si = (size_t)rr[i] * q->n_sc + (size_t)g0;
-			__m128 sv, zv = zc;
-			if (q->scale_dtype == RT_F32)
-				sv = _mm_maskz_loadu_ps(mg, (const float *)q->scale + si);
-			else if (q->scale_dtype == RT_F16)
-				sv = _mm_cvtph_ps(_mm_maskz_loadu_epi16(mg, (const uint16_t *)q->scale + si));
-			else
-				sv = _mm_castsi128_ps(_mm_slli_epi32(
-				    _mm_cvtepu16_epi32(_mm_maskz_loadu_epi16(mg, (const uint16_t *)q->scale + si)),
-				    16));
-			if (q->zero) {
-				/* rows r..r+7's nibbles of groups g0.. in consecutive words */
-				__m128i u = _mm_maskz_loadu_epi32(mg, (const uint32_t *)q->zero +
-				                                          (size_t)(rr[i] / 8) * q->n_sc + (size_t)g0);
-				u = _mm_and_si128(_mm_srli_epi32(u, 4 * (rr[i] & 7)), _mm_set1_epi32(15));
-				zv = _mm_add_ps(_mm_cvtepi32_ps(_mm_add_epi32(u, _mm_set1_epi32(q->zero_add))),
-				                _mm_set1_ps(0x1p23f)); /* exact */
-			}
-			sl[i] = _mm512_permutexvar_ps(lg, _mm512_castps128_ps512(sv));
-			zl[i] = _mm512_permutexvar_ps(lg, _mm512_castps128_ps512(zv));
-			wd[i] = m == 0xffff ? _mm512_loadu_si512(row[i] + (size_t)b * 64)
-			                    : _mm512_maskz_loadu_epi32(m, row[i] + (size_t)b * 64);
-			_mm_prefetch(row[i] + (size_t)b * 64 + QPF, _MM_HINT_T1);
-		}
-#pragma GCC unroll 8
-		for (int s = 0; s < 8; s++)
-#pragma GCC unroll 4
-			for (int i = 0; i < NR; i++) {
-				/* (A & B) | C: the nibble into 2^23's mantissa */
-				__m512i nf = _mm512_ternarylogic_epi32(_mm512_srli_epi32(wd[i], 4 * s), m15, e23, 0xea);
-				__m512 wv = _mm512_mul_ps(_mm512_sub_ps(_mm512_castsi512_ps(nf), zl[i]), sl[i]);
-#pragma GCC unroll 4
-				for (int t = 0; t < NT; t++)
-					acc[i][t] =
-					    _mm512_fmadd_ps(wv, _mm512_loadu_ps(xp + t * xs + k + 16 * s), acc[i][t]);
-			}
-	}
-#pragma GCC unroll 4
-	for (int i = 0; i < NR; i++)
-#pragma GCC unroll 4
-		for (int t = 0; t < NT; t++)
-			out[i * XPT4 + t] = _mm512_reduce_add_ps(acc[i][t]);
-}
-
+/* groups of 32 or 64: at most 4 rows a pass */
 AI void i4s_pass(const struct rt_weight *w, int r0, int nr, const float *xp, size_t xs, int NR, int NT, float *out)
 {
-	i4s_rows(w, r0, nr < 4 ? nr : 4, xp, xs, NT, out);
+	i4_pass(w, r0, nr < 4 ? nr : 4, xp, xs, 4, NT, out, true);
 	if (NR > 4 && nr > 4)
-		i4s_rows(w, r0 + 4, nr - 4, xp, xs, NT, out + 4 * XPT4);
+		i4_pass(w, r0 + 4, nr - 4, xp, xs, 4, NT, out + 4 * XPT4, true);
 }
 
 /* 32 codes of each of the NR rows at kc (full: all 32, else those in mc)
@@ -1331,7 +1299,7 @@ AI unsigned f8_pass(const struct rt_weight *w, int r0, int nr, const float *xp, 
 		if (w->q.sc < I4B && w->q.sc < w->cols)                                                                \
 			i4s_pass(w, r0, nr, x, xs, NR, NT, out);                                                       \
 		else                                                                                                   \
-			i4_pass(w, r0, nr, x, xs, NR, NT, out);                                                        \
+			i4_pass(w, r0, nr, x, xs, NR, NT, out, false);                                                 \
 		return 0;                                                                                              \
 	}
 PASS512(8, 1, 8)
@@ -1893,7 +1861,7 @@ int rt_qcpu_reserve(struct rt_qcpu *c, size_t cols)
 	return grow(&c->xg, &c->xg_n, cols, sizeof(float));
 }
 
-/* GPTQ act-order in rows (rt_wquant.perm): x's columns gathered into the
+/* act-order in rows (rt_wquant.perm): x's columns gathered into the
  * stored order, then the rows' kernels as for any other matrix, all T tokens
  * at once or as many as the buffer holds (a token gets the same sums either
  * way); without even one token's room (no rt_qcpu_reserve), each weight

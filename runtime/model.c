@@ -620,7 +620,7 @@ static int rows_add(struct rt_model *m, struct rt_weight *w, void *arg)
 
 	/* act-order rows gather x in their matmuls: the room for it first, or
 	 * the matrix stays in its columns */
-	if (it.rows && rt_quant_rows_perm(w, j->pairs) && rt_backend_cpu_reserve_x(m->be, (size_t)w->cols) < 0)
+	if (it.rows && rt_quant_rows_perm(w) && rt_backend_cpu_reserve_x(m->be, (size_t)w->cols) < 0)
 		it.rows = 0, it.pairs = 0;
 	if (!it.rows && !it.pairs)
 		return 0;

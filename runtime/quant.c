@@ -734,7 +734,7 @@ size_t rt_quant_rows_bytes(const struct rt_weight *w, bool small)
 	if (q->fmt != RT_WF_INT4 || (q->sc % 128 && q->sc < w->cols && !(small && (q->sc == 32 || q->sc == 64))))
 		return 0;
 	/* compressed-tensors' own rows only to sort act-order columns */
-	perm = q->g_idx && !trivial_gidx(w);
+	perm = rt_quant_rows_perm(w);
 	if ((q->layout == RT_I4_CT && !perm) || (perm && !sortable_gidx(w)))
 		return 0;
 	/* bind_int4 took rows and columns that are multiples of 8, groups that divide the columns */
@@ -743,9 +743,9 @@ size_t rt_quant_rows_bytes(const struct rt_weight *w, bool small)
 	return n + (perm ? ((size_t)w->cols * sizeof(int32_t) + 63) / 64 * 64 : 0);
 }
 
-bool rt_quant_rows_perm(const struct rt_weight *w, bool small)
+bool rt_quant_rows_perm(const struct rt_weight *w)
 {
-	return rt_quant_rows_bytes(w, small) > 0 && w->q.g_idx && !trivial_gidx(w);
+	return w->q.g_idx && !trivial_gidx(w);
 }
 
 /* act-order into rows: stored column k of row r gets input column perm[k]'s
@@ -792,7 +792,7 @@ void rt_quant_to_rows(struct rt_weight *w, void *dst)
 
 	s = (char *)d + nd;
 	z = (uint32_t *)(s + ns);
-	if (q->g_idx && !trivial_gidx(w)) {
+	if (rt_quant_rows_perm(w)) {
 		/* act-order (rt_quant_rows_bytes took it: each group exactly sc
 		 * columns): the columns sorted by group, stable, after the zero
 		 * points; the codes' space counts each group's columns first */

@@ -37,9 +37,10 @@ int rt_quant_bind(const struct rt_quant *q, const struct st_set *st, const char 
  * kernels) of 32 or 64; act-order g_idx, GPTQ's or compressed-tensors',
  * where every group has exactly that many columns); 0 for any other. */
 size_t rt_quant_rows_bytes(const struct rt_weight *w, bool small);
-/* Whether rt_quant_to_rows sorts w's columns (act-order): then the copy has
- * rt_wquant.perm, and its matmuls gather x (rt_qcpu_reserve). */
-bool rt_quant_rows_perm(const struct rt_weight *w, bool small);
+/* Whether rt_quant_to_rows sorts the columns of w (rt_quant_rows_bytes(w,
+ * ...) > 0): act-order, so the copy has rt_wquant.perm, and its matmuls
+ * gather x (rt_qcpu_reserve). */
+bool rt_quant_rows_perm(const struct rt_weight *w);
 /* w (rt_quant_rows_bytes(w, ...) > 0) repacked into compressed-tensors' layout,
  * codes, scales and zero points, in dst (rt_quant_rows_bytes(w, ...) bytes,
  * 64-byte aligned), which must outlive every use of w: every weight keeps

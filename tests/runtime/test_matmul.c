@@ -344,7 +344,7 @@ static void same_as_avx2(struct rt_backend *be, const char *simd, const char *wh
 static void with_pairs(struct rt_backend *be, const char *simd, const char *what, const struct rt_weight *w,
                        const int *Ts, int nT)
 {
-	/* groups of 32 and 64 (i4s_rows) read no pairs: none made */
+	/* groups of 32 and 64 (i4s_pass) read no pairs: none made */
 	bool want = w->q.zero && w->q.scale_dtype != RT_F32 && (w->q.sc % 128 == 0 || w->q.sc >= w->cols);
 	size_t need = rt_quant_pairs_bytes(w);
 	int N = w->rows, K = w->cols, Tmax = 0, bad = 0;
@@ -442,7 +442,7 @@ static void as_rows(struct rt_backend *be, const char *simd, const char *what, c
 		for (int g = 0; g < w->q.n_sc; g++)
 			all8 &= rt_q_zero(w, n, g) == 8;
 	/* act-order: the columns sorted by group, each group's in their order (stable) */
-	bool perm_ok = (c.q.perm != NULL) == rt_quant_rows_perm(w, small);
+	bool perm_ok = (c.q.perm != NULL) == rt_quant_rows_perm(w);
 	for (int k = 0; perm_ok && c.q.perm && k < w->cols; k++)
 		perm_ok = c.q.perm[k] >= 0 && c.q.perm[k] < w->cols && rt_q_group(w, c.q.perm[k]) == k / w->q.sc &&
 		          (k % w->q.sc == 0 || c.q.perm[k] > c.q.perm[k - 1]);
@@ -635,7 +635,7 @@ int main(void)
 	static const int Ts[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 23, 24, 25, 49, 50};
 	/* quantized: off the AVX-512 passes (8 rows alone, 4 rows x 4 tokens, 128/64/16 columns) and the
 	 * AVX2 ones (4 rows, 4 tokens, 64 columns), the 16-row tasks and the partial packed word (K % 8);
-	 * groups of 64 and 32 (AVX-512: i4s_rows; AVX2 blocks take 64, not 32) */
+	 * groups of 64 and 32 (AVX-512: i4s_pass; AVX2 blocks take 64, not 32) */
 	static const struct qshape i4[] = {{37, 200, 128, 0, 0}, {13, 300, 128, 1, 0}, {70, 1000, 256, 1, 0},
 	                                   {9, 257, 0, 1, 0},    {20, 333, 0, 0, 0},   {13, 100, 32, 1, 0},
 	                                   {21, 450, 64, 1, 0},  {6, 130, 64, 0, 0},   {11, 200, 0, 1, 0}};
