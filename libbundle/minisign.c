@@ -75,9 +75,15 @@ static char *b64(const uint8_t *bin, size_t len)
 	return out;
 }
 
-/* Decodes one base64 line into exactly want bytes. */
+/* Decodes one base64 line into exactly want bytes. Only the alphabet and '=' pass: libsodium 1.0.18 reads the
+ * line as signed chars, so a byte with the high bit set can decode as the character it differs from in that bit
+ * (0xAF as '/'), and a signature file altered that way would still verify. */
 static bool unb64(const char *line, size_t linelen, uint8_t *out, size_t want)
 {
+	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
+	for (size_t i = 0; i < linelen; i++)
+		if (!line[i] || !strchr(alphabet, line[i]))
+			return false;
 	size_t got = 0;
 	if (sodium_base642bin(out, want, line, linelen, NULL, &got, NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
 		return false;

@@ -85,6 +85,9 @@ check "the medium read fine again: import succeeds" "$AGIMPORT" b2 --root "$R"
 rm -rf "$R" && cp -a base "$R"
 files=$(cd b2 && find . -type f | sed 's|^\./||' | sort)
 nflip=${FLIPS:-200}
+# A fixed seed keeps a CI run reproducible; FLIP_SEED=N FLIPS=3000 explores others by hand.
+RANDOM=${FLIP_SEED:-1}
+diag "bit flips with FLIP_SEED=${FLIP_SEED:-1}"
 refused=0 harmless=0 bad=0
 for i in $(seq 1 "$nflip"); do
 	f=$(echo "$files" | shuf -n1 --random-source=<(yes $i))
